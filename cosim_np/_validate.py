@@ -1,0 +1,139 @@
+"""Argument checking and the dtype policy, in one place.
+
+Every public function validates through these helpers before planning any
+work, so that a bad argument raises a ``ValueError``/``TypeError`` that names
+the parameter and the expected form, and no kernel ever sees unchecked input.
+
+The dtype policy (DESIGN.md):
+
+* float32 in -> float32 out, float64 -> float64;
+* integers and bools -> float64;
+* float16 -> float16 out (computed in at least float32);
+* complex, object, strings, datetimes and long double -> ``TypeError``.
+
+Whatever the input dtype, kernels accumulate in float64.
+"""
+
+import numbers
+import operator
+
+import numpy as np
+
+__all__ = [
+    "as_real_array",
+    "output_dtype",
+    "check_axis",
+    "check_choice",
+    "check_positive_int",
+    "check_real",
+    "check_out",
+]
+
+_FLOAT_OUT = {
+    np.dtype(np.float16): np.dtype(np.float16),
+    np.dtype(np.float32): np.dtype(np.float32),
+    np.dtype(np.float64): np.dtype(np.float64),
+}
+
+
+def output_dtype(dtype, name):
+    """Return the output dtype that the policy assigns to an input dtype."""
+    dtype = np.dtype(dtype)
+    if dtype in _FLOAT_OUT:
+        return _FLOAT_OUT[dtype]
+    if dtype.kind in "biu":
+        return np.dtype(np.float64)
+    if dtype.kind == "c":
+        raise TypeError(
+            f"{name} must be real-valued; got complex dtype {dtype}. "
+            "Cosine similarity of complex data is not defined here: pass the "
+            "real and imaginary parts (or the magnitude) explicitly."
+        )
+    raise TypeError(
+        f"{name} must have a boolean, integer or float16/float32/float64 dtype; "
+        f"got dtype {dtype}."
+    )
+
+
+def as_real_array(value, name, *, min_ndim=1):
+    """Convert ``value`` to an ndarray of a supported real dtype, without copying
+    when it already is one.  Never writes to the input."""
+    try:
+        array = np.asarray(value)
+    except Exception as exc:  # ragged lists and the like
+        raise TypeError(f"{name} must be array-like; {exc}") from None
+    output_dtype(array.dtype, name)
+    if array.ndim < min_ndim:
+        raise ValueError(
+            f"{name} must have at least {min_ndim} dimension"
+            f"{'s' if min_ndim > 1 else ''}; got a {array.ndim}-d array."
+        )
+    return array
+
+
+def check_axis(axis, ndim, name="axis"):
+    """Normalise one axis index for an array of ``ndim`` dimensions."""
+    try:
+        index = operator.index(axis)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer; got {axis!r}.") from None
+    if not -ndim <= index < ndim:
+        raise ValueError(
+            f"{name}={axis} is out of bounds for an array of {ndim} dimension"
+            f"{'s' if ndim != 1 else ''}."
+        )
+    return index % ndim
+
+
+def check_choice(value, name, choices):
+    """``value`` must be one of ``choices`` (strings)."""
+    if not isinstance(value, str) or value not in choices:
+        listed = ", ".join(repr(choice) for choice in choices)
+        raise ValueError(f"{name} must be one of {listed}; got {value!r}.")
+    return value
+
+
+def check_positive_int(value, name, minimum=1):
+    """An integer (not a bool, not a float) of at least ``minimum``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+        value, (numbers.Integral, np.integer)
+    ):
+        raise TypeError(f"{name} must be an integer >= {minimum}; got {value!r}.")
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}; got {value}.")
+    return int(value)
+
+
+def check_real(value, name, *, finite=True, nonnegative=False, allow_nan=False):
+    """A real scalar; by default it must be finite.  Returns a Python float."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+        value, (numbers.Real, np.floating, np.integer)
+    ):
+        raise TypeError(f"{name} must be a real number; got {value!r}.")
+    number = float(value)
+    if np.isnan(number):
+        if allow_nan:
+            return number
+        raise ValueError(f"{name} must be a finite real number; got {number}.")
+    if finite and not np.isfinite(number):
+        raise ValueError(f"{name} must be a finite real number; got {number}.")
+    if nonnegative and number < 0:
+        raise ValueError(f"{name} must be >= 0; got {number}.")
+    return number
+
+
+def check_out(out, shape, dtype, name="out"):
+    """``out`` must be a writeable ndarray of exactly ``shape`` and ``dtype``."""
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray; got {type(out).__name__}.")
+    if out.shape != tuple(shape):
+        raise ValueError(
+            f"{name} has shape {out.shape}; the result needs shape {tuple(shape)}."
+        )
+    if out.dtype != dtype:
+        raise ValueError(
+            f"{name} has dtype {out.dtype}; the result needs dtype {np.dtype(dtype)}."
+        )
+    if not out.flags.writeable:
+        raise ValueError(f"{name} is read-only; pass a writeable array.")
+    return out
