@@ -53,12 +53,6 @@ def _as_rows(signal, axis, channel_axis, compute_dtype):
     return np.ascontiguousarray(rows, dtype=compute_dtype), lead
 
 
-def _rescale_flags(rows):
-    if rows.dtype == np.float64 and rows.size:
-        return kernels.rows_need_rescaling(rows)
-    return np.zeros(rows.shape[0], dtype=np.bool_)
-
-
 def _pieces(rows, pad_left, pad_right, span):
     """Split a padded 'valid' problem into pieces that each run unpadded.
 
@@ -212,7 +206,7 @@ def windowed_norm(signal, window, *, dilation=1, mode="valid", axis=-1):
     result = np.empty((rows.shape[0], nwin), dtype=rows.dtype)
     tile, bufs = kernels.make_buffers(m, d)
     for piece, offset in _pieces(rows, pad_left, pad_right, span):
-        kernels.windowed_norm_kernel(piece, m, d, _rescale_flags(piece), tile, bufs, result, offset)
+        kernels.windowed_norm_kernel(piece, m, d, tile, bufs, result, offset)
     return _deliver(result.reshape(lead + (nwin,)), ax, None, False, out_dtype, None)
 
 
@@ -415,8 +409,7 @@ def sliding_cosine(
     tile, bufs = kernels.make_buffers(m, d)
     for piece, offset in _pieces(rows, pad_left, pad_right, span):
         kernels.sliding_cosine_kernel(
-            piece, khat, kernel_state, d, p * p, floor, fill_value,
-            _rescale_flags(piece), tile, bufs, result, offset,
+            piece, khat, kernel_state, d, p * p, floor, fill_value, tile, bufs, result, offset
         )
     return _deliver(result.reshape(out_shape_moved), ax, channel_axis, bool(bank_shape), out_dtype, out)
 

@@ -37,78 +37,98 @@ SAFE_MAX = 2.0**480
 _SUMSQ_LO = 2.0**-960
 _SUMSQ_HI = 2.0**960
 
-# Window classes produced by _tile_norms.
-_NORMAL = 0
-_ZERO = 1
-_NONFINITE = 2
-_RESCALED = 3
-
 # Kernel classes, as planned by the caller.
 KERNEL_NORMAL = 0
 KERNEL_ZERO = 1
 KERNEL_NONFINITE = 2
 
-TILE_TARGET = 2048
+# Windows per tile, at least; enough chunks per tile that the lock-step scans
+# below have independent chains to overlap.
+TILE_TARGET = 4096
+# Windows of at most this many taps are summed directly (see _tile_sumsq).
+DIRECT_SUM_TAPS = 4
+MIN_CHUNKS_PER_TILE = 8
 
 
-def tile_length(m, d):
-    """Windows per tile: a multiple of the chunk length ``m*d``."""
+def make_buffers(m, d):
+    """Tile length and scratch space (allocated once per call, outside the loops)."""
     chunk = m * d
-    return chunk * max(1, -(-TILE_TARGET // chunk))
+    tile = chunk * max(MIN_CHUNKS_PER_TILE, -(-TILE_TARGET // chunk))
+    return tile, (
+        np.empty(tile + chunk, np.float64),  # squares, zero beyond the data
+        np.empty(tile, np.float64),  # suffix sums
+        np.empty(tile + chunk, np.float64),  # prefix sums (next chunk)
+        np.empty(tile, np.float64),  # window sums of squares
+    )
 
 
 @jit
-def rows_need_rescaling(x):
-    """For each row, whether a finite non-zero magnitude lies outside
-    ``[SAFE_MIN, SAFE_MAX]`` (only float64 data can)."""
-    nrows, nchan, n = x.shape
-    flags = np.zeros(nrows, dtype=np.bool_)
-    for b in range(nrows):
-        lo = np.inf
-        hi = 0.0
-        for c in range(nchan):
-            for p in range(n):
-                v = abs(np.float64(x[b, c, p]))
-                if v != 0.0 and v < np.inf:
-                    lo = min(lo, v)
-                    hi = max(hi, v)
-        flags[b] = lo < SAFE_MIN or hi > SAFE_MAX
-    return flags
-
-
-@jit
-def _tile_sumsq(x, b, i0, nwin, m, d, sq, suf, pre, sumsq):
-    """``sumsq[t]`` = sum over channels and taps of squares of window ``i0+t``."""
+def _tile_sumsq(x, b, i0, nwin, m, d, bufs):
+    """Fill ``sumsq[t]`` (sum over channels and taps of the squares of window
+    ``i0+t``) for ``t < nwin``.  Returns True when a sample's magnitude lies
+    outside ``[SAFE_MIN, SAFE_MAX]`` (then some sums may have lost range)."""
+    sq, suf, pre, sumsq = bufs
     nchan = x.shape[1]
+    chunk = m * d
     span = (m - 1) * d
     npos = nwin + span
-    for p in range(npos):
+    nq = (nwin + chunk - 1) // chunk
+    for p in range((nq + 1) * chunk):
         sq[p] = 0.0
+    unsafe = 0
     for c in range(nchan):
+        xs = x[b, c, i0 : i0 + npos]
         for p in range(npos):
-            v = np.float64(x[b, c, i0 + p])
-            sq[p] += v * v
-    chunk = m * d
-    for c0 in range(0, nwin, chunk):
-        c1 = c0 + chunk
-        hi0 = min(c1, npos)
-        for p in range(hi0 - 1, c0 - 1, -1):
-            acc = sq[p]
-            if p + d < hi0:
-                acc += suf[p + d - c0]
-            suf[p - c0] = acc
-        hi1 = min(c1 + chunk, npos)
-        for p in range(c1, hi1):
-            acc = sq[p]
-            if p - d >= c1:
-                acc = pre[p - d - c1] + acc
-            pre[p - c1] = acc
-        for t in range(c0, min(c1, nwin)):
-            e = t + span
-            s = suf[t - c0]
-            if e >= c1:
-                s += pre[e - c1]
-            sumsq[t] = s
+            val = np.float64(xs[p])
+            sq[p] += val * val
+            mag = abs(val)
+            unsafe += (mag > SAFE_MAX) | ((mag < SAFE_MIN) & (mag > 0.0))
+    if m <= DIRECT_SUM_TAPS:
+        # A window of a few taps: its own squares summed in tap order take
+        # fewer passes than the blocked scheme, and are just as exact.
+        for t in range(nwin):
+            sumsq[t] = sq[t]
+        for j in range(1, m):
+            shifted = sq[j * d : j * d + nwin]
+            for t in range(nwin):
+                sumsq[t] += shifted[t]
+        return unsafe > 0
+    # Suffix sums inside each chunk, chunks in lock step (independent chains).
+    for t in range(chunk - 1, -1, -1):
+        if t + d < chunk:
+            for q in range(nq):
+                p = q * chunk + t
+                suf[p] = sq[p] + suf[p + d]
+        else:
+            for q in range(nq):
+                p = q * chunk + t
+                suf[p] = sq[p]
+    # Prefix sums inside each following chunk.
+    for t in range(chunk):
+        if t >= d:
+            for q in range(1, nq + 1):
+                p = q * chunk + t
+                pre[p] = pre[p - d] + sq[p]
+        else:
+            for q in range(1, nq + 1):
+                p = q * chunk + t
+                pre[p] = sq[p]
+    # Each window: one suffix, plus one prefix if it crosses into the next chunk.
+    for t in range(chunk):
+        if t + span >= chunk:
+            for q in range(nq):
+                i = q * chunk + t
+                sumsq[i] = suf[i] + pre[i + span]
+        else:
+            for q in range(nq):
+                i = q * chunk + t
+                sumsq[i] = suf[i]
+    return unsafe > 0
+
+
+@jit
+def _out_of_range(s):
+    return not (_SUMSQ_LO <= s <= _SUMSQ_HI)
 
 
 @jit
@@ -121,19 +141,23 @@ def _rescaled_sumsq(x, b, i, m, d):
     bad = 0.0
     for c in range(nchan):
         for j in range(m):
-            v = abs(np.float64(x[b, c, i + j * d]))
-            if v < np.inf:
-                big = max(big, v)
+            mag = abs(np.float64(x[b, c, i + j * d]))
+            if mag < np.inf:
+                big = max(big, mag)
             else:
-                bad += v  # inf, or NaN (inf + NaN is NaN)
+                bad += mag  # inf, or NaN (inf + NaN is NaN)
     if bad != 0.0:
         return 0, bad
     if big == 0.0:
         return 0, 0.0
     expo = math.frexp(big)[1]
+    if m <= DIRECT_SUM_TAPS:
+        total = 0.0
+        for j in range(m):
+            total += _scaled_square(x, b, i + j * d, expo)
+        return expo, total
     chunk = m * d
     c1 = (i // chunk + 1) * chunk
-    e = i + (m - 1) * d
     # suffix part: taps below c1, accumulated from the last one backwards
     jsplit = min(m, (c1 - i + d - 1) // d)
     total = 0.0
@@ -151,89 +175,42 @@ def _rescaled_sumsq(x, b, i, m, d):
 def _scaled_square(x, b, p, expo):
     s = 0.0
     for c in range(x.shape[1]):
-        v = math.ldexp(np.float64(x[b, c, p]), -expo)
-        s += v * v
+        val = math.ldexp(np.float64(x[b, c, p]), -expo)
+        s += val * val
     return s
 
 
 @jit
-def _tile_norms(x, b, i0, nwin, m, d, rescale, noise_floor, bufs, state, expo, den):
-    """Classify every window of the tile and store its denominator.
-
-    ``den[t]`` is ``sqrt(S) + noise_floor``, in units of ``2**expo[t]`` for
-    rescaled windows; NaN/inf for windows with non-finite samples."""
-    sq, suf, pre, sumsq = bufs
-    _tile_sumsq(x, b, i0, nwin, m, d, sq, suf, pre, sumsq)
-    for t in range(nwin):
-        s = sumsq[t]
-        if rescale and not (_SUMSQ_LO <= s <= _SUMSQ_HI):
-            e, s = _rescaled_sumsq(x, b, i0 + t, m, d)
-            if s == 0.0:
-                state[t] = _ZERO
-            elif not s < np.inf:
-                state[t] = _NONFINITE
-                den[t] = math.sqrt(s)
-            else:
-                state[t] = _RESCALED
-                expo[t] = e
-                den[t] = math.sqrt(s) + math.ldexp(noise_floor, -e)
-        elif s == 0.0:
-            state[t] = _ZERO
-        elif not s < np.inf:
-            state[t] = _NONFINITE
-            den[t] = math.sqrt(s)
-        else:
-            state[t] = _NORMAL
-            den[t] = math.sqrt(s) + noise_floor
-
-
-def make_buffers(m, d):
-    """Scratch space for one tile (allocated once per call, outside the loops)."""
-    tile = tile_length(m, d)
-    chunk = m * d
-    return tile, (
-        np.empty(tile + (m - 1) * d, np.float64),
-        np.empty(chunk, np.float64),
-        np.empty(chunk, np.float64),
-        np.empty(tile, np.float64),
-    )
-
-
-@jit
-def windowed_norm_kernel(x, m, d, rescale_rows, tile, bufs, out, offset):
+def windowed_norm_kernel(x, m, d, tile, bufs, out, offset):
     """``out[b, offset + i]`` = L2 norm of window ``i`` of row ``b`` (all channels)."""
-    nrows = x.shape[0]
+    sumsq = bufs[3]
     nwin_total = x.shape[2] - (m - 1) * d
-    state = np.empty(tile, np.int8)
-    expo = np.zeros(tile, np.int64)
-    den = np.empty(tile, np.float64)
-    for b in range(nrows):
+    for b in range(x.shape[0]):
         for i0 in range(0, nwin_total, tile):
             nwin = min(tile, nwin_total - i0)
-            _tile_norms(x, b, i0, nwin, m, d, rescale_rows[b], 0.0, bufs, state, expo, den)
+            unsafe = _tile_sumsq(x, b, i0, nwin, m, d, bufs)
+            dest = out[b, offset + i0 : offset + i0 + nwin]
             for t in range(nwin):
-                st = state[t]
-                if st == _ZERO:
-                    out[b, offset + i0 + t] = 0.0
-                elif st == _RESCALED:
-                    out[b, offset + i0 + t] = math.ldexp(den[t], expo[t])
-                else:
-                    out[b, offset + i0 + t] = den[t]
+                dest[t] = math.sqrt(sumsq[t])  # NaN and inf propagate
+            if unsafe:
+                for t in range(nwin):
+                    if _out_of_range(sumsq[t]):
+                        e, s = _rescaled_sumsq(x, b, i0 + t, m, d)
+                        dest[t] = math.ldexp(math.sqrt(s), e)
 
 
 @jit
 def _tile_dots(x, b, khat, k, i0, nwin, d, acc):
     """``acc[t]`` = <window i0+t, khat[k]>; windows innermost so it vectorises."""
-    nchan = x.shape[1]
     m = khat.shape[2]
     for t in range(nwin):
         acc[t] = 0.0
-    for c in range(nchan):
+    for c in range(x.shape[1]):
         for j in range(m):
             w = khat[k, c, j]
-            base = i0 + j * d
+            xs = x[b, c, i0 + j * d : i0 + j * d + nwin]
             for t in range(nwin):
-                acc[t] += np.float64(x[b, c, base + t]) * w
+                acc[t] += np.float64(xs[t]) * w
 
 
 @jit
@@ -255,44 +232,71 @@ def sharpen_value(s, exponent):
 
 
 @jit
+def _cosine_value(dot, den, exponent):
+    """Clamp to [-1, 1] (Cauchy-Schwarz holds exactly; rounding may not) and sharpen."""
+    val = dot / den
+    val = 1.0 if val > 1.0 else val
+    val = -1.0 if val < -1.0 else val
+    return sharpen_value(val, exponent)
+
+
+@jit
 def sliding_cosine_kernel(
-    x, khat, kernel_state, d, exponent, noise_floor, fill, rescale_rows, tile, bufs, out, offset
+    x, khat, kernel_state, d, exponent, noise_floor, fill, tile, bufs, out, offset
 ):
     """``out[b, k, offset + i]`` = sharpened cosine of window ``i`` of row ``b``
     with unit-norm kernel ``khat[k]`` (shape ``(K, C, m)``)."""
-    nrows = x.shape[0]
     nker, _, m = khat.shape
+    sumsq = bufs[3]
     nwin_total = x.shape[2] - (m - 1) * d
-    state = np.empty(tile, np.int8)
-    expo = np.zeros(tile, np.int64)
-    den = np.empty(tile, np.float64)
     acc = np.empty(tile, np.float64)
-    for b in range(nrows):
-        rescale = rescale_rows[b]
+    for b in range(x.shape[0]):
         for i0 in range(0, nwin_total, tile):
             nwin = min(tile, nwin_total - i0)
-            _tile_norms(x, b, i0, nwin, m, d, rescale, noise_floor, bufs, state, expo, den)
+            unsafe = _tile_sumsq(x, b, i0, nwin, m, d, bufs)
             for k in range(nker):
                 kst = kernel_state[k]
+                dest = out[b, k, offset + i0 : offset + i0 + nwin]
                 _tile_dots(x, b, khat, k, i0, nwin, d, acc)
-                for t in range(nwin):
-                    st = state[t]
-                    if st == _NONFINITE or kst == KERNEL_NONFINITE:
-                        v = np.nan
-                    elif st == _ZERO or kst == KERNEL_ZERO:
-                        v = fill
-                    else:
-                        a = acc[t]
-                        if st == _RESCALED:
-                            a = _rescaled_dot(x, b, khat, k, i0 + t, d, expo[t])
-                        v = a / den[t]
-                        # Cauchy-Schwarz holds exactly; rounding may not.
-                        if v > 1.0:
-                            v = 1.0
-                        elif v < -1.0:
-                            v = -1.0
-                        v = sharpen_value(v, exponent)
-                    out[b, k, offset + i0 + t] = v
+                _finish_tile(acc, sumsq, nwin, noise_floor, fill, kst, dest)
+                if exponent != 1.0:
+                    for t in range(nwin):
+                        dest[t] = sharpen_value(dest[t], exponent)
+                if unsafe and kst == KERNEL_NORMAL:
+                    for t in range(nwin):
+                        if _out_of_range(sumsq[t]):
+                            dest[t] = _rescaled_cosine(
+                                x, b, khat, k, i0 + t, m, d, exponent, noise_floor, fill
+                            )
+
+
+@jit
+def _finish_tile(acc, sumsq, nwin, noise_floor, fill, kernel_state, dest):
+    """Unsharpened cosines of a tile, branch-free so that it vectorises."""
+    zero_kernel = kernel_state == KERNEL_ZERO
+    nan_kernel = kernel_state == KERNEL_NONFINITE
+    for t in range(nwin):
+        s = sumsq[t]
+        val = acc[t] / (math.sqrt(s) + noise_floor)
+        # Cauchy-Schwarz holds exactly; rounding may not.
+        val = 1.0 if val > 1.0 else val
+        val = -1.0 if val < -1.0 else val
+        val = fill if (s == 0.0 or zero_kernel) else val
+        # a NaN or inf sample makes s NaN or inf
+        dest[t] = np.nan if (not s < np.inf or nan_kernel) else val
+
+
+@jit
+def _rescaled_cosine(x, b, khat, k, i, m, d, exponent, noise_floor, fill):
+    """One window whose sum of squares left the float64 range, recomputed with
+    its samples scaled by a power of two (exact)."""
+    e, s = _rescaled_sumsq(x, b, i, m, d)
+    if s == 0.0:
+        return fill
+    if not s < np.inf:
+        return np.nan
+    dot = _rescaled_dot(x, b, khat, k, i, d, e)
+    return _cosine_value(dot, math.sqrt(s) + math.ldexp(noise_floor, -e), exponent)
 
 
 @jit
