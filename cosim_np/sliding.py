@@ -123,7 +123,9 @@ def sharpen(s, sharpness):
     -------
     numpy.ndarray or numpy scalar
         Same shape as ``s``; float16/float32/float64 keep their dtype, integers
-        and bools become float64. Zeros and NaN pass through unchanged.
+        and bools become float64. Zeros and NaN pass through unchanged. The
+        sign is never flipped, but ``|s| ** (sharpness**2)`` may underflow to
+        zero for tiny ``|s|``.
 
     Raises
     ------
@@ -365,11 +367,9 @@ def sliding_cosine(
     >>> from cosim_np import sliding_cosine
     >>> signal = np.array([0, 1, 2, 3, 0, -1, -2, -3, 0, 0.2, 0.4, 0.6, 0, 3, 2, 1, 0.])
     >>> s = sliding_cosine(signal, [1, 2, 3])
-    >>> np.round(s[[0, 4, 8, 12]], 3)  # windows [0,1,2], [0,-1,-2], [0,.2,.4], [0,3,2]
-    array([ 0.956, -0.956,  0.956,  0.713])
-    >>> np.round(s[[1, 5, 9]], 3)  # the exact, negated and downscaled motifs
-    array([ 1., -1.,  1.])
-    >>> np.round(sliding_cosine(signal, [1, 2, 3], sharpness=3)[[1, 9, 12]], 3)
+    >>> np.round(s[[1, 5, 9, 13]], 3)  # exact, negated, downscaled, reversed
+    array([ 1.   , -1.   ,  1.   ,  0.714])
+    >>> np.round(sliding_cosine(signal, [1, 2, 3], sharpness=3)[[1, 9, 13]], 3)
     array([1.   , 1.   , 0.048])
     """
     x = v.as_real_array(signal, "signal")

@@ -48,18 +48,21 @@ def exact_norm(w):
 
 
 def cosine(w, k, noise_floor=0.0, fill=0.0):
-    """Cosine of two equal-shaped vectors by the definition."""
+    """Cosine of two equal-shaped vectors by the definition, each vector first
+    divided by its largest magnitude so that nothing overflows or underflows."""
     import math
 
     w = np.asarray(w, dtype=np.float64).ravel()
     k = np.asarray(k, dtype=np.float64).ravel()
     if not (np.isfinite(w).all() and np.isfinite(k).all()):
         return np.nan
-    nw, nk = exact_norm(w), exact_norm(k)
-    if nw == 0.0 or nk == 0.0:
+    if not (w.any() and k.any()):
         return fill
-    s = math.fsum((w / nw) * (k / nk)) * (nw / (nw + noise_floor))
-    return float(np.clip(s, -1.0, 1.0))
+    w_big, k_big = np.max(np.abs(w)), np.max(np.abs(k))
+    w_unit, k_unit = w / w_big, k / k_big
+    dot = math.fsum(w_unit * k_unit)
+    den = (exact_norm(w_unit) + noise_floor / w_big) * exact_norm(k_unit)
+    return float(np.clip(dot / den, -1.0, 1.0))
 
 
 def sharpen(s, p):

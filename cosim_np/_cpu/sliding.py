@@ -259,14 +259,16 @@ def sliding_cosine_kernel(
                 dest = out[b, k, offset + i0 : offset + i0 + nwin]
                 _tile_dots(x, b, khat, k, i0, nwin, d, acc)
                 _finish_tile(acc, sumsq, nwin, noise_floor, fill, kst, dest)
-                if exponent != 1.0:
+                if exponent != 1.0 and kst == KERNEL_NORMAL:
                     for t in range(nwin):
-                        dest[t] = sharpen_value(dest[t], exponent)
-                if unsafe and kst == KERNEL_NORMAL:
+                        # fill values (zero windows) are not cosines: leave them
+                        if sumsq[t] != 0.0:
+                            dest[t] = sharpen_value(dest[t], exponent)
+                if unsafe and kst != KERNEL_NONFINITE:
                     for t in range(nwin):
                         if _out_of_range(sumsq[t]):
                             dest[t] = _rescaled_cosine(
-                                x, b, khat, k, i0 + t, m, d, exponent, noise_floor, fill
+                                x, b, khat, k, kst, i0 + t, m, d, exponent, noise_floor, fill
                             )
 
 
@@ -287,14 +289,14 @@ def _finish_tile(acc, sumsq, nwin, noise_floor, fill, kernel_state, dest):
 
 
 @jit
-def _rescaled_cosine(x, b, khat, k, i, m, d, exponent, noise_floor, fill):
+def _rescaled_cosine(x, b, khat, k, kernel_state, i, m, d, exponent, noise_floor, fill):
     """One window whose sum of squares left the float64 range, recomputed with
     its samples scaled by a power of two (exact)."""
     e, s = _rescaled_sumsq(x, b, i, m, d)
-    if s == 0.0:
-        return fill
     if not s < np.inf:
         return np.nan
+    if s == 0.0 or kernel_state == KERNEL_ZERO:
+        return fill
     dot = _rescaled_dot(x, b, khat, k, i, d, e)
     return _cosine_value(dot, math.sqrt(s) + math.ldexp(noise_floor, -e), exponent)
 

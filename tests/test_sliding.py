@@ -1,0 +1,465 @@
+"""sliding_cosine, windowed_norm and sharpen against the naive references,
+and the promises of DESIGN.md stated as properties."""
+
+import importlib.util
+
+import numpy as np
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from cosim_np import sharpen, sliding_cosine, windowed_norm
+from tests import naive
+from tests.strategies import (
+    ALL_DTYPES,
+    FLOAT_DTYPES,
+    arrays,
+    scalable_elements,
+    window_geometry,
+)
+
+EPS64 = np.finfo(np.float64).eps
+
+
+def tolerance(out_dtype, taps, exponent=1.0):
+    """Absolute tolerance for a cosine computed in float64 from ``taps`` products
+    and rounded to ``out_dtype``; sharpening by ``exponent >= 1`` multiplies the
+    float64 error by at most ``exponent``."""
+    float64_part = 8 * (taps + 4) * EPS64 * max(1.0, exponent)
+    rounding = 0.0 if out_dtype == np.float64 else float(np.finfo(out_dtype).eps)
+    return float64_part + rounding
+
+
+def expected_dtype(dtype):
+    dtype = np.dtype(dtype)
+    return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
+# ---------------------------------------------------------------------------
+# agreement with the references
+
+
+@given(
+    geometry=window_geometry(),
+    dtype=st.sampled_from(ALL_DTYPES),
+    sharpness=st.one_of(st.just(1.0), st.floats(1.0, 3.0)),
+    noise_floor=st.one_of(st.just(0.0), st.floats(0.0, 10.0)),
+    fill=st.sampled_from([0.0, -2.0, np.nan]),
+    data=st.data(),
+)
+def test_one_kernel_matches_naive(geometry, dtype, sharpness, noise_floor, fill, data):
+    n, m, dilation, mode = geometry
+    signal = data.draw(arrays(dtype, n))
+    kernel = data.draw(arrays(np.float64, m))
+    got = sliding_cosine(
+        signal, kernel, sharpness=sharpness, mode=mode, dilation=dilation,
+        noise_floor=noise_floor, fill=fill,
+    )
+    want = naive.sliding_cosine_1d(signal, kernel, sharpness, mode, dilation, noise_floor, fill)
+    assert got.dtype == expected_dtype(dtype)
+    assert got.shape == want.shape
+    tol = tolerance(got.dtype, m, sharpness**2)
+    np.testing.assert_allclose(got.astype(np.float64), want, rtol=0, atol=tol)
+
+
+@given(
+    geometry=window_geometry(max_n=30, max_m=5),
+    dtype=st.sampled_from(FLOAT_DTYPES),
+    c_out=st.integers(1, 3),
+    c_in=st.integers(1, 3),
+    batch=st.integers(1, 2),
+    data=st.data(),
+)
+def test_multichannel_kernels_match_naive(geometry, dtype, c_out, c_in, batch, data):
+    n, m, dilation, mode = geometry
+    signal = data.draw(arrays(dtype, (batch, c_in, n)))
+    kernels = data.draw(arrays(np.float64, (c_out, c_in, m)))
+    got = sliding_cosine(signal, kernels, mode=mode, dilation=dilation)
+    want = np.stack(
+        [naive.sliding_cosine_multichannel(signal[b], kernels, 1.0, mode, dilation) for b in range(batch)]
+    )
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=0, atol=tolerance(got.dtype, m * c_in))
+
+
+@given(
+    geometry=window_geometry(max_n=30, max_m=5),
+    banks=st.integers(1, 4),
+    lead=st.lists(st.integers(1, 3), max_size=2),
+    data=st.data(),
+)
+def test_kernel_bank_matches_one_kernel_at_a_time(geometry, banks, lead, data):
+    n, m, dilation, mode = geometry
+    signal = data.draw(arrays(np.float64, tuple(lead) + (n,)))
+    bank = data.draw(arrays(np.float64, (banks, m)))
+    got = sliding_cosine(signal, bank, mode=mode, dilation=dilation)
+    assert got.shape == tuple(lead) + (banks, got.shape[-1])
+    for k in range(banks):
+        one = sliding_cosine(signal, bank[k], mode=mode, dilation=dilation)
+        np.testing.assert_array_equal(got[..., k, :], one)
+
+
+@given(
+    shape=st.lists(st.integers(1, 6), min_size=1, max_size=3),
+    axis_seed=st.integers(0, 10),
+    m=st.integers(1, 3),
+    mode=st.sampled_from(["same", "full", "causal"]),
+    data=st.data(),
+)
+def test_axis_is_the_same_as_moving_it_last(shape, axis_seed, m, mode, data):
+    axis = axis_seed % len(shape) - len(shape) * (axis_seed % 2)
+    signal = data.draw(arrays(np.float64, tuple(shape)))
+    kernel = data.draw(arrays(np.float64, m))
+    got = sliding_cosine(signal, kernel, mode=mode, axis=axis)
+    moved = sliding_cosine(np.moveaxis(signal, axis, -1), kernel, mode=mode)
+    np.testing.assert_array_equal(got, np.moveaxis(moved, -1, axis))
+    bank = np.stack([kernel, -kernel])
+    got_bank = sliding_cosine(signal, bank, mode=mode, axis=axis)
+    ax = axis % len(shape)
+    np.testing.assert_array_equal(np.take(got_bank, 0, axis=ax), got)
+    np.testing.assert_array_equal(np.take(got_bank, 1, axis=ax), -got)
+
+
+@given(geometry=window_geometry(), dtype=st.sampled_from(ALL_DTYPES), data=st.data())
+def test_windowed_norm_matches_naive(geometry, dtype, data):
+    n, m, dilation, mode = geometry
+    signal = data.draw(arrays(dtype, n))
+    got = windowed_norm(signal, m, dilation=dilation, mode=mode)
+    want = naive.windowed_norm_1d(signal, m, dilation, mode)
+    assert got.dtype == expected_dtype(dtype)
+    rtol = 4 * (m + 2) * EPS64 + (0 if got.dtype == np.float64 else np.finfo(got.dtype).eps)
+    np.testing.assert_allclose(got.astype(np.float64), want, rtol=rtol, atol=0)
+
+
+@pytest.mark.parametrize("m,dilation", [(1, 1), (3, 1), (4, 2), (5, 1), (9, 3), (64, 2), (700, 1)])
+@pytest.mark.parametrize("mode", ["valid", "full"])
+def test_many_tiles_match_naive(m, dilation, mode):
+    """Signals long enough to span several tiles and chunk boundaries."""
+    rng = np.random.default_rng(m * 100 + dilation)
+    signal = rng.standard_normal(15_000) * np.exp(rng.uniform(-5, 5, 15_000))
+    kernel = rng.standard_normal(m)
+    got = sliding_cosine(signal, kernel, dilation=dilation, mode=mode)
+    norms = windowed_norm(signal, m, dilation=dilation, mode=mode)
+    picks = rng.choice(got.size, 400, replace=False)
+    wins = naive.windows(signal, m, dilation, mode)
+    want = np.array([naive.cosine(wins[i], kernel) for i in picks])
+    want_norm = np.array([naive.exact_norm(wins[i]) for i in picks])
+    np.testing.assert_allclose(got[picks], want, rtol=0, atol=tolerance(np.float64, m))
+    np.testing.assert_allclose(norms[picks], want_norm, rtol=4 * (m + 2) * EPS64)
+
+
+def test_same_mode_is_centred_like_scipy_correlate():
+    from scipy import signal as sps
+
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal(40)
+    for m in range(1, 8):
+        for dilation in (1, 2, 3):
+            k = rng.standard_normal(m)
+            dilated = np.zeros((m - 1) * dilation + 1)
+            dilated[::dilation] = k
+            dots = sps.correlate(x, dilated, mode="same")
+            cos = sliding_cosine(x, k, mode="same", dilation=dilation)
+            norms = windowed_norm(x, m, dilation=dilation, mode="same")
+            np.testing.assert_allclose(cos * norms * np.linalg.norm(k), dots, atol=1e-12)
+
+
+# ---------------------------------------------------------------------------
+# seed 000
+
+
+@given(
+    batch=st.integers(1, 2),
+    channels=st.integers(1, 3),
+    n=st.integers(1, 30),
+    m=st.integers(2, 6),
+    sharpness=st.floats(0.5, 9.0),
+    data=st.data(),
+)
+def test_causal_equals_the_seed000_function(batch, channels, n, m, sharpness, data):
+    # Values bounded away from zero norms: the seed clamps norms at 1e-8.
+    signal = data.draw(arrays(np.float64, (batch, channels, n), st.floats(-100, 100).filter(lambda v: abs(v) > 1e-3)))
+    kernel = data.draw(arrays(np.float64, m, st.floats(-10, 10).filter(lambda v: abs(v) > 1e-3)))
+    got = sliding_cosine(signal, kernel, sharpness=sharpness, mode="causal")
+    want = naive.seed000_cosine_similarity(signal, kernel, sharpness, padding=m - 1)
+    assert got.shape == want.shape == signal.shape
+    # Compare before sharpening (sharpening with p**2 < 1 is ill-conditioned at 0).
+    plain = sliding_cosine(signal, kernel, mode="causal")
+    np.testing.assert_allclose(plain, naive.seed000_cosine_similarity(signal, kernel, 1.0, m - 1), atol=1e-13)
+    np.testing.assert_array_equal(got, sharpen(plain, sharpness))
+    well_conditioned = np.abs(plain) > 1e-6
+    np.testing.assert_allclose(got[well_conditioned], want[well_conditioned], rtol=1e-9, atol=1e-12)
+
+
+if importlib.util.find_spec("torch") is not None:  # an extra cross-check, never required
+
+    def test_causal_equals_the_seed000_function_in_torch():
+        import torch
+        import torch.nn.functional as F
+
+        def seed000(signal, kernel, sharpness, padding):
+            kernel_size = kernel.size(-1)
+            x = F.pad(signal, (padding, padding))
+            x = x.unfold(2, kernel_size, 1)
+            sim = F.cosine_similarity(x, kernel, dim=-1)
+            sgn = torch.sign(torch.einsum("bdij,k->bdi", x, kernel))
+            sim = sgn * torch.pow(torch.abs(sim), (sharpness**2))
+            return sim[:, :, :-padding].contiguous()
+
+        rng = np.random.default_rng(0)
+        signal = rng.standard_normal((2, 3, 50))
+        kernel = np.array([1.0, 2.0, 3.0])
+        want = seed000(torch.from_numpy(signal), torch.from_numpy(kernel), 3.0, 2).numpy()
+        got = sliding_cosine(signal, kernel, sharpness=3.0, mode="causal")
+        np.testing.assert_allclose(got, want, atol=1e-12)
+
+
+# ---------------------------------------------------------------------------
+# properties
+
+
+@given(
+    geometry=window_geometry(),
+    dtype=st.sampled_from(FLOAT_DTYPES),
+    shift=st.integers(-100, 100),
+    kernel_shift=st.integers(-100, 100),
+    sharpness=st.floats(0.0, 4.0),
+    data=st.data(),
+)
+def test_power_of_two_scaling_is_bit_exact(geometry, dtype, shift, kernel_shift, sharpness, data):
+    n, m, dilation, mode = geometry
+    if dtype == np.float64:
+        shift, kernel_shift = shift * 9, kernel_shift * 9
+    signal = data.draw(arrays(dtype, n, scalable_elements(dtype)))
+    kernel = data.draw(arrays(np.float64, m, scalable_elements(np.float64)))
+    base = sliding_cosine(signal, kernel, sharpness=sharpness, mode=mode, dilation=dilation, fill=0.5)
+    scaled_signal = np.ldexp(signal, shift).astype(dtype)
+    scaled_kernel = np.ldexp(kernel, kernel_shift)
+    np.testing.assert_array_equal(
+        sliding_cosine(scaled_signal, kernel, sharpness=sharpness, mode=mode, dilation=dilation, fill=0.5), base
+    )
+    np.testing.assert_array_equal(
+        sliding_cosine(signal, scaled_kernel, sharpness=sharpness, mode=mode, dilation=dilation, fill=0.5), base
+    )
+    norms = windowed_norm(signal, m, dilation=dilation, mode=mode)
+    np.testing.assert_array_equal(
+        windowed_norm(scaled_signal, m, dilation=dilation, mode=mode), np.ldexp(norms, shift).astype(dtype)
+    )
+
+
+@given(
+    geometry=window_geometry(),
+    dtype=st.sampled_from(FLOAT_DTYPES),
+    factor=st.floats(1e-3, 1e3),
+    data=st.data(),
+)
+def test_positive_scaling_leaves_the_cosine_unchanged(geometry, dtype, factor, data):
+    n, m, dilation, mode = geometry
+    signal = data.draw(arrays(np.float64, n))
+    kernel = data.draw(arrays(np.float64, m))
+    base = sliding_cosine(signal, kernel, mode=mode, dilation=dilation)
+    scaled = sliding_cosine(signal * factor, kernel / factor, mode=mode, dilation=dilation)
+    np.testing.assert_allclose(scaled, base, rtol=0, atol=tolerance(np.float64, m))
+
+
+@given(geometry=window_geometry(), dtype=st.sampled_from(FLOAT_DTYPES), sharpness=st.floats(0, 4), data=st.data())
+def test_sign_antisymmetry(geometry, dtype, sharpness, data):
+    n, m, dilation, mode = geometry
+    signal = data.draw(arrays(dtype, n))
+    kernel = data.draw(arrays(np.float64, m))
+    base = sliding_cosine(signal, kernel, sharpness=sharpness, mode=mode, dilation=dilation)
+    np.testing.assert_array_equal(sliding_cosine(-signal, kernel, sharpness=sharpness, mode=mode, dilation=dilation), -base)
+    np.testing.assert_array_equal(sliding_cosine(signal, -kernel, sharpness=sharpness, mode=mode, dilation=dilation), -base)
+
+
+@st.composite
+def nearly_parallel(draw):
+    """Windows that are (almost) multiples of the kernel: where rounding could
+    push a cosine past 1."""
+    m = draw(st.integers(1, 8))
+    kernel = draw(arrays(np.float64, m, st.floats(-1e3, 1e3)))
+    factors = draw(arrays(np.float64, draw(st.integers(1, 5)), st.floats(-1e6, 1e6)))
+    noise = draw(st.floats(0, 1e-12))
+    pieces = [f * kernel + noise * np.arange(m) for f in factors]
+    return np.concatenate(pieces), kernel
+
+
+@given(case=nearly_parallel(), dtype=st.sampled_from(FLOAT_DTYPES), mode=st.sampled_from(["valid", "full"]))
+def test_never_above_one(case, dtype, mode):
+    signal, kernel = case
+    out = sliding_cosine(signal.astype(dtype), kernel, mode=mode)
+    assert np.all(np.abs(out) <= 1)
+
+
+@given(
+    geometry=window_geometry(max_n=60),
+    dtype=st.sampled_from(FLOAT_DTYPES),
+    bad=st.sampled_from([np.nan, np.inf, -np.inf]),
+    data=st.data(),
+)
+def test_nan_and_inf_stay_local(geometry, dtype, bad, data):
+    n, m, dilation, mode = geometry
+    signal = data.draw(arrays(dtype, n))
+    kernel = data.draw(arrays(np.float64, m))
+    where = data.draw(st.lists(st.integers(0, n - 1), min_size=1, max_size=3, unique=True))
+    poisoned = signal.copy()
+    poisoned[where] = bad
+    clean = sliding_cosine(signal, kernel, mode=mode, dilation=dilation)
+    got = sliding_cosine(poisoned, kernel, mode=mode, dilation=dilation)
+    indicator = np.zeros(n)
+    indicator[where] = 1.0
+    touched = np.array([w.any() for w in naive.windows(indicator, m, dilation, mode)])
+    assert np.all(np.isnan(got[touched]))
+    np.testing.assert_array_equal(got[~touched], clean[~touched])
+    norms = windowed_norm(poisoned, m, dilation=dilation, mode=mode)
+    assert np.all(np.isnan(norms[touched]) | np.isinf(norms[touched]))
+    np.testing.assert_array_equal(norms[~touched], windowed_norm(signal, m, dilation=dilation, mode=mode)[~touched])
+
+
+def test_zero_constant_and_degenerate_windows():
+    signal = np.array([0.0, 0.0, 0.0, 2.0, 2.0, 2.0, 0.0, 0.0])
+    out = sliding_cosine(signal, [1.0, 1.0, 1.0], fill=-5.0)
+    np.testing.assert_allclose(out, [-5.0, 1 / np.sqrt(3), np.sqrt(2 / 3), 1.0, np.sqrt(2 / 3), 1 / np.sqrt(3)])
+    assert np.all(sliding_cosine(signal, [0.0, 0.0], fill=7.0) == 7.0)
+    assert np.all(np.isnan(sliding_cosine(signal, [1.0, np.nan])))
+    assert np.all(np.isnan(sliding_cosine(signal, [np.inf, 1.0])))
+    np.testing.assert_array_equal(sliding_cosine(signal, [1.0, 1.0], fill=np.nan)[:2], [np.nan, np.nan])
+    # a noise floor damps quiet windows but zero windows still get fill
+    damped = sliding_cosine(signal, [1.0, 1.0], noise_floor=1.0, fill=3.0)
+    assert damped[0] == 3.0 and damped[3] == pytest.approx(np.sqrt(8) / (np.sqrt(8) + 1))
+
+
+def test_kernel_of_length_one_gives_the_sign():
+    signal = np.array([-3.0, 0.0, 1e-300, 5.0, -0.0])
+    np.testing.assert_array_equal(sliding_cosine(signal, [2.0]), [-1.0, 0.0, 1.0, 1.0, 0.0])
+    np.testing.assert_array_equal(sliding_cosine(signal, [-0.5]), [1.0, 0.0, -1.0, -1.0, 0.0])
+
+
+def test_kernel_as_long_as_the_signal():
+    rng = np.random.default_rng(3)
+    signal, kernel = rng.standard_normal(33), rng.standard_normal(33)
+    out = sliding_cosine(signal, kernel)
+    assert out.shape == (1,)
+    assert out[0] == pytest.approx(signal @ kernel / np.linalg.norm(signal) / np.linalg.norm(kernel), abs=1e-14)
+    assert windowed_norm(signal, 33)[0] == pytest.approx(np.linalg.norm(signal), rel=1e-15)
+
+
+def test_dtypes():
+    signal = np.arange(10)
+    for dtype, out_dtype in [
+        (np.float16, np.float16), (np.float32, np.float32), (np.float64, np.float64),
+        (np.int8, np.float64), (np.int64, np.float64), (np.uint32, np.float64), (np.bool_, np.float64),
+    ]:
+        assert sliding_cosine(signal.astype(dtype), [1, 2]).dtype == out_dtype
+        assert windowed_norm(signal.astype(dtype), 2).dtype == out_dtype
+        assert sharpen(signal.astype(dtype), 2).dtype == out_dtype
+    # the kernel's dtype does not decide the output dtype
+    assert sliding_cosine(signal.astype(np.float32), np.array([1, 2], dtype=np.float64)).dtype == np.float32
+    # lists are fine
+    assert sliding_cosine([1, 2, 3, 4], [1, 1]).dtype == np.float64
+
+
+@given(
+    geometry=window_geometry(max_n=20, max_m=4),
+    dtype=st.sampled_from(ALL_DTYPES),
+    data=st.data(),
+)
+def test_inputs_are_never_modified(geometry, dtype, data):
+    n, m, dilation, mode = geometry
+    signal = data.draw(arrays(dtype, n))
+    kernel = data.draw(arrays(np.float64, m))
+    signal_copy, kernel_copy = signal.copy(), kernel.copy()
+    sliding_cosine(signal, kernel, mode=mode, dilation=dilation)
+    windowed_norm(signal, m, dilation=dilation, mode=mode)
+    sharpen(signal, 2.0)
+    np.testing.assert_array_equal(signal, signal_copy)
+    np.testing.assert_array_equal(kernel, kernel_copy)
+
+
+def test_out_argument():
+    rng = np.random.default_rng(5)
+    signal = rng.standard_normal((3, 20)).astype(np.float32)
+    want = sliding_cosine(signal, [1.0, -1.0, 2.0], mode="same")
+    out = np.empty((3, 20), dtype=np.float32)
+    assert sliding_cosine(signal, [1.0, -1.0, 2.0], mode="same", out=out) is out
+    np.testing.assert_array_equal(out, want)
+    # out may be the signal itself: the result is computed before writing
+    in_place = signal.copy()
+    sliding_cosine(in_place, [1.0, -1.0, 2.0], mode="same", out=in_place)
+    np.testing.assert_array_equal(in_place, want)
+    # a non-contiguous out along another axis
+    column_major = np.empty((20, 3), dtype=np.float32).T
+    sliding_cosine(signal, [1.0, -1.0, 2.0], mode="same", out=column_major)
+    np.testing.assert_array_equal(column_major, want)
+    half = np.empty((3, 20), dtype=np.float16)
+    sliding_cosine(signal.astype(np.float16), [1.0, -1.0, 2.0], mode="same", out=half)
+    np.testing.assert_array_equal(half, sliding_cosine(signal.astype(np.float16), [1.0, -1.0, 2.0], mode="same"))
+
+
+# ---------------------------------------------------------------------------
+# sharpen
+
+
+@given(
+    values=arrays(np.float64, st.integers(1, 30), st.floats(-1, 1)),
+    sharpness=st.floats(-5, 5),
+)
+def test_sharpen_is_monotone_sign_preserving_and_bounded(values, sharpness):
+    out = sharpen(values, sharpness)
+    order = np.argsort(values, kind="stable")
+    assert np.all(np.diff(out[order]) >= 0)
+    # the sign never flips; a zero appears only where |s|**(p*p) underflows
+    assert np.all(out * values >= 0)
+    np.testing.assert_array_equal(out == 0, naive.sharpen(values, sharpness) == 0)
+    assert np.all(np.abs(out) <= 1)
+    np.testing.assert_array_equal(sharpen(-values, sharpness), -out)
+    np.testing.assert_allclose(out, naive.sharpen(values, sharpness), rtol=1e-14, atol=0)
+
+
+@given(values=arrays(np.float32, st.integers(1, 30), st.floats(-1, 1, width=32)), sharpness=st.floats(-5, 5))
+def test_sharpen_float32_is_monotone(values, sharpness):
+    out = sharpen(values, sharpness)
+    assert out.dtype == np.float32
+    order = np.argsort(values, kind="stable")
+    assert np.all(np.diff(out[order]) >= 0)
+
+
+def test_sharpen_special_values():
+    s = np.array([-1.0, -0.25, 0.0, -0.0, 0.25, 1.0, np.nan])
+    np.testing.assert_array_equal(sharpen(s, 1.0), s)
+    np.testing.assert_array_equal(sharpen(s, 0.0), [-1.0, -1.0, 0.0, -0.0, 1.0, 1.0, np.nan])
+    np.testing.assert_array_equal(sharpen(s, -2.0), sharpen(s, 2.0))
+    assert sharpen(0.5, 3.0) == 0.5**9 and np.ndim(sharpen(0.5, 3.0)) == 0
+    assert sharpen(np.float32(0.5), 2.0).dtype == np.float32
+
+
+@given(geometry=window_geometry(), sharpness=st.floats(-4, 4), data=st.data())
+def test_fused_sharpening_equals_sharpen_of_the_cosine(geometry, sharpness, data):
+    n, m, dilation, mode = geometry
+    signal = data.draw(arrays(np.float64, n))
+    kernel = data.draw(arrays(np.float64, m))
+    plain = sliding_cosine(signal, kernel, mode=mode, dilation=dilation, fill=0.0)
+    fused = sliding_cosine(signal, kernel, sharpness=sharpness, mode=mode, dilation=dilation, fill=0.0)
+    np.testing.assert_array_equal(fused, sharpen(plain, sharpness))
+
+
+def test_jit_falls_back_when_no_cache_directory_is_writable():
+    from cosim_np._cpu._jit import jit
+
+    calls = []
+
+    def fake_njit(cache, **options):
+        calls.append(cache)
+        if cache:
+            raise RuntimeError("cannot cache function 'f': no locator available for file 'f.py'")
+        return lambda func: func
+
+    with pytest.warns(RuntimeWarning, match="no writable Numba cache directory"):
+        compiled = jit(lambda: 42, njit=fake_njit)
+    assert compiled() == 42 and calls == [True, False]
+
+    def broken_njit(cache, **options):
+        raise RuntimeError("some other failure")
+
+    with pytest.raises(RuntimeError, match="some other failure"):
+        jit(lambda: 0, njit=broken_njit)

@@ -1,0 +1,107 @@
+"""Every invalid argument raises ValueError/TypeError naming the parameter."""
+
+import numpy as np
+import pytest
+
+from cosim_np import sharpen, sliding_cosine, windowed_norm
+
+SIGNAL = np.arange(10.0)
+
+
+@pytest.mark.parametrize(
+    "kwargs,error,pattern",
+    [
+        (dict(kernel=np.ones(11)), ValueError, r"kernel of length 11 .* longer than the signal \(10 samples"),
+        (dict(kernel=np.ones(4), dilation=4), ValueError, r"dilation=4 spans 13 samples"),
+        (dict(dilation=0), ValueError, r"dilation must be an integer >= 1; got 0"),
+        (dict(dilation=-2), ValueError, r"dilation must be an integer >= 1"),
+        (dict(dilation=1.5), TypeError, r"dilation must be an integer"),
+        (dict(dilation=True), TypeError, r"dilation must be an integer"),
+        (dict(sharpness=np.nan), ValueError, r"sharpness must be a finite real number"),
+        (dict(sharpness=np.inf), ValueError, r"sharpness must be a finite real number"),
+        (dict(sharpness="2"), TypeError, r"sharpness must be a real number"),
+        (dict(sharpness=1j), TypeError, r"sharpness must be a real number"),
+        (dict(noise_floor=-1e-9), ValueError, r"noise_floor must be >= 0"),
+        (dict(noise_floor=np.inf), ValueError, r"noise_floor must be a finite"),
+        (dict(noise_floor=np.nan), ValueError, r"noise_floor must be a finite"),
+        (dict(fill="zero"), TypeError, r"fill must be a real number"),
+        (dict(mode="periodic"), ValueError, r"mode must be one of 'valid', 'same', 'full', 'causal'; got 'periodic'"),
+        (dict(mode=None), ValueError, r"mode must be one of"),
+        (dict(method="fft2"), ValueError, r"method must be one of 'auto', 'direct'"),
+        (dict(axis=1), ValueError, r"axis=1 is out of bounds for an array of 1 dimension"),
+        (dict(axis=-2), ValueError, r"axis=-2 is out of bounds"),
+        (dict(axis=0.0), TypeError, r"axis must be an integer"),
+        (dict(kernel=np.ones((2, 2, 2, 2))), ValueError, r"kernel must have shape \(m,\), \(K, m\) or \(C_out, C_in, m\)"),
+        (dict(kernel=np.ones((2, 0))), ValueError, r"kernel must not be empty"),
+        (dict(kernel=[]), ValueError, r"kernel must not be empty"),
+        (dict(kernel=np.ones(3) * 1j), TypeError, r"kernel must be real-valued; got complex"),
+        (dict(kernel=np.array(["a", "b"])), TypeError, r"kernel must have a boolean, integer or float"),
+        (dict(kernel=5.0), ValueError, r"kernel must have at least 1 dimension; got a 0-d array"),
+        (dict(kernel=np.ones((2, 1, 3))), ValueError, r"multi-channel kernel of shape \(2, 1, 3\) needs a signal with a channel axis"),
+        (dict(out=np.empty(7)), ValueError, r"out has shape \(7,\); the result needs shape \(8,\)"),
+        (dict(out=np.empty(8, np.float32)), ValueError, r"out has dtype float32; the result needs dtype float64"),
+        (dict(out=[0.0] * 8), TypeError, r"out must be a numpy.ndarray"),
+    ],
+)
+def test_sliding_cosine_rejects(kwargs, error, pattern):
+    kwargs = dict(kwargs)
+    kernel = kwargs.pop("kernel", np.ones(3))
+    with pytest.raises(error, match=pattern):
+        sliding_cosine(SIGNAL, kernel, **kwargs)
+
+
+def test_signal_errors():
+    with pytest.raises(ValueError, match=r"signal must have at least 1 dimension; got a 0-d array"):
+        sliding_cosine(3.0, [1.0])
+    with pytest.raises(TypeError, match=r"signal must be real-valued; got complex"):
+        sliding_cosine(SIGNAL + 1j, [1.0, 2.0])
+    with pytest.raises(TypeError, match=r"signal must have a boolean, integer or float16/float32/float64 dtype"):
+        sliding_cosine(np.array(["a", "b"]), [1.0])
+    with pytest.raises(TypeError, match=r"signal must have a boolean, integer or float16/float32/float64 dtype; got dtype object"):
+        sliding_cosine(np.array([1.0, None]), [1.0])
+    with pytest.raises(ValueError, match=r"signal must not be empty"):
+        sliding_cosine(np.zeros((3, 0)), [1.0], mode="same")
+    with pytest.raises(TypeError, match=r"signal must be array-like"):
+        sliding_cosine([[1.0, 2.0], [3.0]], [1.0])
+
+
+def test_channel_mismatch_names_both_counts():
+    with pytest.raises(ValueError, match=r"kernel has C_in=3 input channels but the signal has 2 along its channel axis"):
+        sliding_cosine(np.ones((2, 20)), np.ones((4, 3, 5)))
+    with pytest.raises(ValueError, match=r"needs a signal with a channel axis just before the sliding axis"):
+        sliding_cosine(np.ones((3, 20)), np.ones((4, 3, 5)), axis=0)
+
+
+def test_read_only_out_is_rejected():
+    out = np.empty(8)
+    out.flags.writeable = False
+    with pytest.raises(ValueError, match=r"out is read-only"):
+        sliding_cosine(SIGNAL, np.ones(3), out=out)
+
+
+def test_windowed_norm_rejects():
+    with pytest.raises(ValueError, match=r"window of length 11 with dilation=1 spans 11 samples, longer than the signal"):
+        windowed_norm(SIGNAL, 11)
+    with pytest.raises(ValueError, match=r"window must be an integer >= 1; got 0"):
+        windowed_norm(SIGNAL, 0)
+    with pytest.raises(TypeError, match=r"window must be an integer"):
+        windowed_norm(SIGNAL, 2.0)
+    with pytest.raises(ValueError, match=r"dilation must be an integer >= 1"):
+        windowed_norm(SIGNAL, 2, dilation=0)
+    with pytest.raises(ValueError, match=r"mode must be one of"):
+        windowed_norm(SIGNAL, 2, mode="wrap")
+    with pytest.raises(ValueError, match=r"axis=3 is out of bounds"):
+        windowed_norm(SIGNAL, 2, axis=3)
+    with pytest.raises(TypeError, match=r"signal must be real-valued"):
+        windowed_norm(SIGNAL * 1j, 2)
+    with pytest.raises(ValueError, match=r"signal must have at least 1 dimension"):
+        windowed_norm(np.float64(1.0), 1)
+
+
+def test_sharpen_rejects():
+    with pytest.raises(ValueError, match=r"sharpness must be a finite real number; got nan"):
+        sharpen(np.ones(3), np.nan)
+    with pytest.raises(TypeError, match=r"sharpness must be a real number"):
+        sharpen(np.ones(3), None)
+    with pytest.raises(TypeError, match=r"s must be real-valued; got complex"):
+        sharpen(np.ones(3) * 1j, 2.0)

@@ -1,0 +1,158 @@
+"""Precision where the usual recipes go wrong: loud bursts, long offsets,
+amplitudes near the float limits, and large integers."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cosim_np import sliding_cosine, windowed_norm
+from tests import naive
+
+EPS64 = np.finfo(np.float64).eps
+
+
+def cosine_reference(signal, kernel, mode="valid", dilation=1, picks=None):
+    wins = naive.windows(signal, len(kernel), dilation, mode)
+    idx = range(len(wins)) if picks is None else picks
+    return np.array([naive.cosine(wins[i], kernel) for i in idx])
+
+
+def norm_reference(signal, m, mode="valid", dilation=1):
+    return naive.windowed_norm_1d(signal, m, dilation, mode)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("m,dilation", [(3, 1), (8, 1), (16, 3), (100, 1)])
+def test_exact_after_a_loud_burst(dtype, m, dilation):
+    """A 1e8 sample followed by 1e-3 noise: a global cumsum gives zeros,
+    negatives or garbage after it; every later window must be right to float64
+    rounding here."""
+    rng = np.random.default_rng(m)
+    signal = (rng.standard_normal(6000) * 1e-3).astype(dtype)
+    signal[500] = 1e8
+    signal[3000:3010] = -1e8
+    kernel = rng.standard_normal(m)
+    got_norm = windowed_norm(signal, m, dilation=dilation)
+    want_norm = norm_reference(signal, m, dilation=dilation)
+    rounding = 0 if dtype == np.float64 else np.finfo(np.float32).eps
+    np.testing.assert_allclose(got_norm, want_norm, rtol=4 * (m + 2) * EPS64 + rounding, atol=0)
+    got = sliding_cosine(signal, kernel, dilation=dilation)
+    np.testing.assert_allclose(got, cosine_reference(signal, kernel, dilation=dilation), atol=8 * (m + 4) * EPS64 + rounding)
+    # the recipe we replace really does fail here
+    squares = np.concatenate([[0.0], np.cumsum(signal.astype(np.float64) ** 2)])
+    span = (m - 1) * dilation + 1
+    if dilation == 1:
+        global_cumsum = np.sqrt(np.abs(squares[span:] - squares[:-span]))
+        assert np.max(np.abs(global_cumsum - want_norm) / want_norm) > 1e-3
+
+
+def test_long_offset_in_float32():
+    """100 + noise over 10**6 float32 samples: the offset dominates every
+    window; cosines must still be right to float32 rounding."""
+    rng = np.random.default_rng(11)
+    signal = (100 + rng.standard_normal(10**6)).astype(np.float32)
+    kernel = rng.standard_normal(16)
+    got = sliding_cosine(signal, kernel)
+    norms = windowed_norm(signal, 16)
+    picks = np.concatenate([np.arange(20), rng.choice(got.size, 2000, replace=False), np.arange(got.size - 20, got.size)])
+    eps32 = np.finfo(np.float32).eps
+    np.testing.assert_allclose(got[picks], cosine_reference(signal, kernel, picks=picks), rtol=0, atol=eps32)
+    wins = naive.windows(signal, 16, 1, "valid")
+    want_norms = np.array([naive.exact_norm(wins[i]) for i in picks])
+    np.testing.assert_allclose(norms[picks], want_norms, rtol=eps32, atol=0)
+
+
+@pytest.mark.parametrize(
+    "dtype,amplitude",
+    [
+        (np.float64, 1e-300),
+        (np.float64, 1e300),
+        (np.float64, 1.7e308 / 64),  # squares overflow float64
+        (np.float64, np.finfo(np.float64).tiny),  # smallest normal
+        (np.float32, 1e-37),
+        (np.float32, 3e38 / 16),
+        (np.float32, np.finfo(np.float32).tiny),
+    ],
+)
+@pytest.mark.parametrize("mode", ["valid", "full"])
+def test_amplitudes_near_the_float_limits(dtype, amplitude, mode):
+    rng = np.random.default_rng(1)
+    unit = rng.standard_normal(300)
+    signal = (unit * amplitude).astype(dtype)
+    assert np.all(np.isfinite(signal))
+    kernel = rng.standard_normal(7)
+    got = sliding_cosine(signal, kernel, mode=mode)
+    rounding = 0 if dtype == np.float64 else np.finfo(np.float32).eps
+    np.testing.assert_allclose(got, cosine_reference(signal, kernel, mode), atol=64 * EPS64 + rounding)
+    norms = windowed_norm(signal, 7, mode=mode)
+    want = norm_reference(signal, 7, mode)
+    assert np.all(np.isfinite(norms[want < np.finfo(dtype).max]))
+    np.testing.assert_allclose(norms, want, rtol=40 * EPS64 + rounding, atol=0)
+    # the result does not depend on the amplitude at all
+    unit_cos = sliding_cosine(unit.astype(dtype) if dtype == np.float64 else signal / np.float32(amplitude), kernel, mode=mode)
+    np.testing.assert_allclose(got, unit_cos, atol=64 * EPS64 + 4 * rounding)
+
+
+def test_kernel_amplitude_does_not_matter():
+    rng = np.random.default_rng(2)
+    signal = rng.standard_normal(100)
+    kernel = rng.standard_normal(5)
+    base = sliding_cosine(signal, kernel)
+    for scale in (1e-300, 1e300, 2.0**-1000, 2.0**1000):
+        np.testing.assert_allclose(sliding_cosine(signal, kernel * scale), base, atol=64 * EPS64)
+
+
+def test_huge_and_tiny_windows_side_by_side():
+    """Each window's result depends on its own samples only, even when the
+    signal's dynamic range exceeds 10**600."""
+    rng = np.random.default_rng(3)
+    parts = [rng.standard_normal(50) * a for a in (1e300, 1e-300, 1.0, 1e-310, 1e200)]
+    signal = np.concatenate(parts)
+    kernel = rng.standard_normal(4)
+    got = sliding_cosine(signal, kernel)
+    want = cosine_reference(signal, kernel)
+    wins = naive.windows(signal, 4, 1, "valid")
+    # subnormal samples carry fewer bits; compare where all samples are normal
+    normal = np.array([np.all((w == 0) | (np.abs(w) >= np.finfo(np.float64).tiny)) for w in wins])
+    np.testing.assert_allclose(got[normal], want[normal], atol=64 * EPS64)
+    assert np.all(np.abs(got) <= 1) and np.all(np.isfinite(got))
+    # subnormal windows are still real windows, not zero windows
+    assert np.all(got[~normal] != 0)
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.uint32])
+def test_large_integers(dtype):
+    rng = np.random.default_rng(4)
+    info = np.iinfo(dtype)
+    signal = rng.integers(info.min, info.max, size=200, dtype=dtype, endpoint=True)
+    signal[:5] = info.max
+    signal[5:10] = info.min
+    kernel = np.array([3, -1, 2, 7], dtype=np.int64)
+    got = sliding_cosine(signal, kernel, mode="same")
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, cosine_reference(signal.astype(np.float64), kernel, "same"), atol=64 * EPS64)
+    np.testing.assert_allclose(
+        windowed_norm(signal, 4, mode="same"), norm_reference(signal.astype(np.float64), 4, "same"), rtol=32 * EPS64
+    )
+
+
+@given(
+    exponent=st.integers(-1000, 1000),
+    m=st.integers(1, 9),
+    dilation=st.integers(1, 3),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_windows_crossing_into_the_rescaled_path_stay_bit_exact(exponent, m, dilation, seed):
+    """Windows whose squares leave the float64 range take a rescaled path; a
+    power-of-two scaling that moves a window across must not change a bit."""
+    rng = np.random.default_rng(seed)
+    signal = rng.standard_normal(60) * np.exp2(rng.integers(-10, 10, 60))
+    kernel = rng.standard_normal(m)
+    base = sliding_cosine(signal, kernel, dilation=dilation, mode="full")
+    scaled = np.ldexp(signal, exponent)
+    np.testing.assert_array_equal(sliding_cosine(scaled, kernel, dilation=dilation, mode="full"), base)
+    np.testing.assert_array_equal(
+        windowed_norm(scaled, m, dilation=dilation, mode="full"),
+        np.ldexp(windowed_norm(signal, m, dilation=dilation, mode="full"), exponent),
+    )
