@@ -9,13 +9,14 @@ import math
 
 import numpy as np
 
+from . import _fft
 from . import _validate as v
 from ._cpu import sliding as kernels
 
 __all__ = ["sliding_cosine", "windowed_norm", "sharpen"]
 
 MODES = ("valid", "same", "full", "causal")
-METHODS = ("auto", "direct")
+METHODS = ("auto", "direct", "fft")
 
 
 # ---------------------------------------------------------------------------
@@ -406,12 +407,67 @@ def sliding_cosine(
         v.check_out(out, final_shape, out_dtype)
 
     result = np.empty((rows.shape[0], nker, nwin), dtype=rows.dtype)
-    tile, bufs = kernels.make_buffers(m, d)
+    chosen = _choose_method(method, m, nchan, nker, d)
     for piece, offset in _pieces(rows, pad_left, pad_right, span):
-        kernels.sliding_cosine_kernel(
-            piece, khat, kernel_state, d, p * p, floor, fill_value, tile, bufs, result, offset
-        )
+        run = _run_fft if chosen == "fft" and piece.shape[-1] - span > 0 else _run_direct
+        run(piece, khat, kernel_state, d, p * p, floor, fill_value, result, offset)
     return _deliver(result.reshape(out_shape_moved), ax, channel_axis, bool(bank_shape), out_dtype, out)
+
+
+# Dots by FFT are worth it once a window holds this many taps (all channels);
+# measured on the CI machine with benchmarks/bench_sliding.py (see the
+# Performance page).
+FFT_MIN_TAPS = 48
+
+
+def _choose_method(method, m, nchan, nker, dilation):
+    if method != "auto":
+        return method
+    return "fft" if m * nchan >= FFT_MIN_TAPS else "direct"
+
+
+def _no_fft(nker):
+    """The ``fft`` argument of the kernel for the direct method."""
+    return (np.empty((0, 0, 0)), np.empty((0, 0), np.int64), np.empty((0, 0)), 1, np.zeros(nker), 0.0)
+
+
+def _run_direct(piece, khat, kernel_state, d, exponent, floor, fill, result, offset):
+    nker, _, m = khat.shape
+    tile, bufs = kernels.make_buffers(m, d)
+    kernels.sliding_cosine_kernel(
+        piece, khat, kernel_state, d, exponent, floor, fill, tile, bufs, result, offset, _no_fft(nker)
+    )
+
+
+def _run_fft(piece, khat, kernel_state, d, exponent, floor, fill, result, offset):
+    """Dots by overlap-save FFT, a segment at a time (bounded memory); norms,
+    error checks and the cosines by the same kernel as the direct method.
+    Segments are whole tiles, so every window's norm is summed in the same
+    order as by the direct method."""
+    import numba
+
+    nker, nchan, m = khat.shape
+    span = (m - 1) * d
+    tile, bufs = kernels.make_buffers(m, d)
+    nfft = _fft.fft_length(span)
+    spectra, peak = _fft.kernel_spectra(khat, d, nfft)
+    error_scale = _fft.error_factor(nfft) * peak
+    # The direct method's own error budget, relative to ||w||.
+    allowed = 4.0 * (m * nchan + 4) * np.finfo(np.float64).eps
+    nwin = piece.shape[-1] - span
+    # Segments of whole tiles, small enough that the dots stay in cache.
+    segment = tile * max(1, (1 << 18) // (tile * nker))
+    workers = numba.get_num_threads()
+    dots_buffer = np.empty((piece.shape[0], nker, min(segment, nwin)))
+    for s0 in range(0, nwin, segment):
+        count = min(segment, nwin - s0)
+        sub = piece[:, :, s0 : s0 + count + span]
+        dots = dots_buffer[:, :, :count]
+        exponents, noise, step = _fft.fft_dots(sub, khat, d, nfft, spectra, workers, dots)
+        kernels.sliding_cosine_kernel(
+            sub, khat, kernel_state, d, exponent, floor, fill, tile, bufs, result, offset + s0,
+            (dots, exponents, noise, step, error_scale, allowed),
+        )
 
 
 def _final_shape(shape, ax, channel_axis, nker, bank_shape, nwin):

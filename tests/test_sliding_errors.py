@@ -27,7 +27,7 @@ SIGNAL = np.arange(10.0)
         (dict(fill="zero"), TypeError, r"fill must be a real number"),
         (dict(mode="periodic"), ValueError, r"mode must be one of 'valid', 'same', 'full', 'causal'; got 'periodic'"),
         (dict(mode=None), ValueError, r"mode must be one of"),
-        (dict(method="fft2"), ValueError, r"method must be one of 'auto', 'direct'"),
+        (dict(method="fft2"), ValueError, r"method must be one of 'auto', 'direct', 'fft'; got 'fft2'"),
         (dict(axis=1), ValueError, r"axis=1 is out of bounds for an array of 1 dimension"),
         (dict(axis=-2), ValueError, r"axis=-2 is out of bounds"),
         (dict(axis=0.0), TypeError, r"axis must be an integer"),

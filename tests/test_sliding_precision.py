@@ -24,7 +24,8 @@ def norm_reference(signal, m, mode="valid", dilation=1):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("m,dilation", [(3, 1), (8, 1), (16, 3), (100, 1)])
-def test_exact_after_a_loud_burst(dtype, m, dilation):
+@pytest.mark.parametrize("method", ["direct", "fft"])
+def test_exact_after_a_loud_burst(dtype, m, dilation, method):
     """A 1e8 sample followed by 1e-3 noise: a global cumsum gives zeros,
     negatives or garbage after it; every later window must be right to float64
     rounding here."""
@@ -37,7 +38,7 @@ def test_exact_after_a_loud_burst(dtype, m, dilation):
     want_norm = norm_reference(signal, m, dilation=dilation)
     rounding = 0 if dtype == np.float64 else np.finfo(np.float32).eps
     np.testing.assert_allclose(got_norm, want_norm, rtol=4 * (m + 2) * EPS64 + rounding, atol=0)
-    got = sliding_cosine(signal, kernel, dilation=dilation)
+    got = sliding_cosine(signal, kernel, dilation=dilation, method=method)
     np.testing.assert_allclose(got, cosine_reference(signal, kernel, dilation=dilation), atol=8 * (m + 4) * EPS64 + rounding)
     # the recipe we replace really does fail here
     squares = np.concatenate([[0.0], np.cumsum(signal.astype(np.float64) ** 2)])
@@ -47,13 +48,14 @@ def test_exact_after_a_loud_burst(dtype, m, dilation):
         assert np.max(np.abs(global_cumsum - want_norm) / want_norm) > 1e-3
 
 
-def test_long_offset_in_float32():
+@pytest.mark.parametrize("method", ["direct", "fft"])
+def test_long_offset_in_float32(method):
     """100 + noise over 10**6 float32 samples: the offset dominates every
     window; cosines must still be right to float32 rounding."""
     rng = np.random.default_rng(11)
     signal = (100 + rng.standard_normal(10**6)).astype(np.float32)
     kernel = rng.standard_normal(16)
-    got = sliding_cosine(signal, kernel)
+    got = sliding_cosine(signal, kernel, method=method)
     norms = windowed_norm(signal, 16)
     picks = np.concatenate([np.arange(20), rng.choice(got.size, 2000, replace=False), np.arange(got.size - 20, got.size)])
     eps32 = np.finfo(np.float32).eps
@@ -76,13 +78,14 @@ def test_long_offset_in_float32():
     ],
 )
 @pytest.mark.parametrize("mode", ["valid", "full"])
-def test_amplitudes_near_the_float_limits(dtype, amplitude, mode):
+@pytest.mark.parametrize("method", ["direct", "fft"])
+def test_amplitudes_near_the_float_limits(dtype, amplitude, mode, method):
     rng = np.random.default_rng(1)
     unit = rng.standard_normal(300)
     signal = (unit * amplitude).astype(dtype)
     assert np.all(np.isfinite(signal))
     kernel = rng.standard_normal(7)
-    got = sliding_cosine(signal, kernel, mode=mode)
+    got = sliding_cosine(signal, kernel, mode=mode, method=method)
     rounding = 0 if dtype == np.float64 else np.finfo(np.float32).eps
     np.testing.assert_allclose(got, cosine_reference(signal, kernel, mode), atol=64 * EPS64 + rounding)
     norms = windowed_norm(signal, 7, mode=mode)
@@ -90,7 +93,9 @@ def test_amplitudes_near_the_float_limits(dtype, amplitude, mode):
     assert np.all(np.isfinite(norms[want < np.finfo(dtype).max]))
     np.testing.assert_allclose(norms, want, rtol=40 * EPS64 + rounding, atol=0)
     # the result does not depend on the amplitude at all
-    unit_cos = sliding_cosine(unit.astype(dtype) if dtype == np.float64 else signal / np.float32(amplitude), kernel, mode=mode)
+    unit_cos = sliding_cosine(
+        unit.astype(dtype) if dtype == np.float64 else signal / np.float32(amplitude), kernel, mode=mode, method=method
+    )
     np.testing.assert_allclose(got, unit_cos, atol=64 * EPS64 + 4 * rounding)
 
 
@@ -103,14 +108,15 @@ def test_kernel_amplitude_does_not_matter():
         np.testing.assert_allclose(sliding_cosine(signal, kernel * scale), base, atol=64 * EPS64)
 
 
-def test_huge_and_tiny_windows_side_by_side():
+@pytest.mark.parametrize("method", ["direct", "fft"])
+def test_huge_and_tiny_windows_side_by_side(method):
     """Each window's result depends on its own samples only, even when the
     signal's dynamic range exceeds 10**600."""
     rng = np.random.default_rng(3)
     parts = [rng.standard_normal(50) * a for a in (1e300, 1e-300, 1.0, 1e-310, 1e200)]
     signal = np.concatenate(parts)
     kernel = rng.standard_normal(4)
-    got = sliding_cosine(signal, kernel)
+    got = sliding_cosine(signal, kernel, method=method)
     want = cosine_reference(signal, kernel)
     wins = naive.windows(signal, 4, 1, "valid")
     # subnormal samples carry fewer bits; compare where all samples are normal
@@ -122,14 +128,15 @@ def test_huge_and_tiny_windows_side_by_side():
 
 
 @pytest.mark.parametrize("dtype", [np.int32, np.int64, np.uint32])
-def test_large_integers(dtype):
+@pytest.mark.parametrize("method", ["direct", "fft"])
+def test_large_integers(dtype, method):
     rng = np.random.default_rng(4)
     info = np.iinfo(dtype)
     signal = rng.integers(info.min, info.max, size=200, dtype=dtype, endpoint=True)
     signal[:5] = info.max
     signal[5:10] = info.min
     kernel = np.array([3, -1, 2, 7], dtype=np.int64)
-    got = sliding_cosine(signal, kernel, mode="same")
+    got = sliding_cosine(signal, kernel, mode="same", method=method)
     assert got.dtype == np.float64
     np.testing.assert_allclose(got, cosine_reference(signal.astype(np.float64), kernel, "same"), atol=64 * EPS64)
     np.testing.assert_allclose(
@@ -142,16 +149,17 @@ def test_large_integers(dtype):
     m=st.integers(1, 9),
     dilation=st.integers(1, 3),
     seed=st.integers(0, 2**32 - 1),
+    method=st.sampled_from(["direct", "fft"]),
 )
-def test_windows_crossing_into_the_rescaled_path_stay_bit_exact(exponent, m, dilation, seed):
+def test_windows_crossing_into_the_rescaled_path_stay_bit_exact(exponent, m, dilation, seed, method):
     """Windows whose squares leave the float64 range take a rescaled path; a
     power-of-two scaling that moves a window across must not change a bit."""
     rng = np.random.default_rng(seed)
     signal = rng.standard_normal(60) * np.exp2(rng.integers(-10, 10, 60))
     kernel = rng.standard_normal(m)
-    base = sliding_cosine(signal, kernel, dilation=dilation, mode="full")
+    base = sliding_cosine(signal, kernel, dilation=dilation, mode="full", method=method)
     scaled = np.ldexp(signal, exponent)
-    np.testing.assert_array_equal(sliding_cosine(scaled, kernel, dilation=dilation, mode="full"), base)
+    np.testing.assert_array_equal(sliding_cosine(scaled, kernel, dilation=dilation, mode="full", method=method), base)
     np.testing.assert_array_equal(
         windowed_norm(scaled, m, dilation=dilation, mode="full"),
         np.ldexp(windowed_norm(signal, m, dilation=dilation, mode="full"), exponent),

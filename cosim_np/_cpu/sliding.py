@@ -214,6 +214,53 @@ def _tile_dots(x, b, khat, k, i0, nwin, d, acc):
 
 
 @jit
+def _fft_bound(fft, b, k, block, shift):
+    """Bound on the FFT error of a dot of block ``block``, in units ``2**-shift``
+    relative to the block's own."""
+    return fft[4][k] * math.ldexp(fft[2][b, block], shift)
+
+
+@jit
+def _fft_tile_dots(x, b, khat, k, i0, nwin, d, sumsq, fft, acc):
+    """FFT dots of a tile in signal units (exact power-of-two shifts); windows
+    whose error bound is not small against their norm are recomputed directly."""
+    dots, block_exponents, block_noise, step, error_scale, allowed = fft
+    t = 0
+    while t < nwin:
+        block = (i0 + t) // step
+        stop = min(nwin, (block + 1) * step - i0)
+        shift = block_exponents[b, block]
+        bound = _fft_bound(fft, b, k, block, shift)
+        src = dots[b, k, i0 + t : i0 + stop]
+        if -1000 <= shift <= 1000:
+            scale = math.ldexp(1.0, shift)
+            for u in range(stop - t):
+                acc[t + u] = src[u] * scale
+        else:
+            for u in range(stop - t):
+                acc[t + u] = math.ldexp(src[u], shift)
+        for u in range(t, stop):
+            s = sumsq[u]
+            # zero and non-finite windows are settled by the finish
+            if s > 0.0 and s < np.inf and bound > allowed * math.sqrt(s):
+                acc[u] = _rescaled_dot(x, b, khat, k, i0 + u, d, 0)
+        t = stop
+
+
+@jit
+def _fft_dot(x, b, khat, k, i, d, expo, norm, fft):
+    """Dot of window ``i`` with ``khat[k]`` in units of ``2**expo``, where the
+    window's norm is ``norm`` (finite, non-zero) in those units: the FFT's
+    value shifted (exact), or recomputed directly when its error bound is not
+    small against ``norm``.  The same decision as ``_fft_tile_dots``."""
+    block = i // fft[3]
+    shift = fft[1][b, block] - expo
+    if _fft_bound(fft, b, k, block, shift) > fft[5] * norm:
+        return _rescaled_dot(x, b, khat, k, i, d, expo)
+    return math.ldexp(fft[0][b, k, i], shift)
+
+
+@jit
 def _rescaled_dot(x, b, khat, k, i, d, expo):
     """<window i scaled by 2**-expo, khat[k]>, in the order of ``_tile_dots``."""
     s = 0.0
@@ -242,10 +289,17 @@ def _cosine_value(dot, den, exponent):
 
 @jit
 def sliding_cosine_kernel(
-    x, khat, kernel_state, d, exponent, noise_floor, fill, tile, bufs, out, offset
+    x, khat, kernel_state, d, exponent, noise_floor, fill, tile, bufs, out, offset, fft
 ):
     """``out[b, k, offset + i]`` = sharpened cosine of window ``i`` of row ``b``
-    with unit-norm kernel ``khat[k]`` (shape ``(K, C, m)``)."""
+    with unit-norm kernel ``khat[k]`` (shape ``(K, C, m)``).
+
+    ``fft`` is ``(dots, block_exponents, block_noise, step, error_scale,
+    allowed)`` from the FFT path (dots in units of their block's
+    ``2**exponent``), or has an empty ``dots`` for the direct method.  A window
+    whose FFT error bound ``error_scale[k] * block_noise`` exceeds
+    ``allowed * ||w||`` (a loud sample nearby) gets its dot recomputed directly."""
+    use_fft = fft[0].shape[0] > 0
     nker, _, m = khat.shape
     sumsq = bufs[3]
     nwin_total = x.shape[2] - (m - 1) * d
@@ -257,7 +311,10 @@ def sliding_cosine_kernel(
             for k in range(nker):
                 kst = kernel_state[k]
                 dest = out[b, k, offset + i0 : offset + i0 + nwin]
-                _tile_dots(x, b, khat, k, i0, nwin, d, acc)
+                if use_fft:
+                    _fft_tile_dots(x, b, khat, k, i0, nwin, d, sumsq, fft, acc)
+                else:
+                    _tile_dots(x, b, khat, k, i0, nwin, d, acc)
                 _finish_tile(acc, sumsq, nwin, noise_floor, fill, kst, dest)
                 if exponent != 1.0 and kst == KERNEL_NORMAL:
                     for t in range(nwin):
@@ -268,7 +325,7 @@ def sliding_cosine_kernel(
                     for t in range(nwin):
                         if _out_of_range(sumsq[t]):
                             dest[t] = _rescaled_cosine(
-                                x, b, khat, k, kst, i0 + t, m, d, exponent, noise_floor, fill
+                                x, b, khat, k, kst, i0 + t, m, d, exponent, noise_floor, fill, fft
                             )
 
 
@@ -289,7 +346,7 @@ def _finish_tile(acc, sumsq, nwin, noise_floor, fill, kernel_state, dest):
 
 
 @jit
-def _rescaled_cosine(x, b, khat, k, kernel_state, i, m, d, exponent, noise_floor, fill):
+def _rescaled_cosine(x, b, khat, k, kernel_state, i, m, d, exponent, noise_floor, fill, fft):
     """One window whose sum of squares left the float64 range, recomputed with
     its samples scaled by a power of two (exact)."""
     e, s = _rescaled_sumsq(x, b, i, m, d)
@@ -297,7 +354,10 @@ def _rescaled_cosine(x, b, khat, k, kernel_state, i, m, d, exponent, noise_floor
         return np.nan
     if s == 0.0 or kernel_state == KERNEL_ZERO:
         return fill
-    dot = _rescaled_dot(x, b, khat, k, i, d, e)
+    if fft[0].shape[0] > 0:
+        dot = _fft_dot(x, b, khat, k, i, d, e, math.sqrt(s), fft)
+    else:
+        dot = _rescaled_dot(x, b, khat, k, i, d, e)
     return _cosine_value(dot, math.sqrt(s) + math.ldexp(noise_floor, -e), exponent)
 
 
