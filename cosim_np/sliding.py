@@ -10,6 +10,7 @@ import math
 import numpy as np
 
 from . import _fft
+from . import _threads
 from . import _validate as v
 from ._cpu import sliding as kernels
 
@@ -207,9 +208,14 @@ def windowed_norm(signal, window, *, dilation=1, mode="valid", axis=-1):
     pad_left, pad_right = _padding(mode, span)
     nwin = rows.shape[-1] + pad_left + pad_right - span
     result = np.empty((rows.shape[0], nwin), dtype=rows.dtype)
-    tile, bufs = kernels.make_buffers(m, d)
     for piece, offset in _pieces(rows, pad_left, pad_right, span):
-        kernels.windowed_norm_kernel(piece, m, d, tile, bufs, result, offset)
+
+        def work(start, stop, piece=piece, offset=offset):
+            tile, bufs = kernels.make_buffers(m, d)
+            sub = piece[:, :, start : stop + span]
+            kernels.windowed_norm_kernel(sub, m, d, tile, bufs, result, offset + start)
+
+        _threads.run_segments(piece.shape[-1] - span, kernels.make_buffers(m, d)[0], work)
     return _deliver(result.reshape(lead + (nwin,)), ax, None, False, out_dtype, None)
 
 
@@ -321,9 +327,14 @@ def sliding_cosine(
         is undefined there). NaN is allowed.
     axis : int, optional
         Axis of ``signal`` along which the kernel slides.
-    method : {'auto', 'direct'}, optional
-        'direct' computes each dot product by a vectorised loop; 'auto' picks
-        the fastest available method (currently always 'direct').
+    method : {'auto', 'direct', 'fft'}, optional
+        How the dot products are computed (the norms are always the exact
+        blocked sums). 'direct': a vectorised loop, O(m) per output. 'fft':
+        blocked overlap-save with ``scipy.fft``, each block scaled by a power
+        of two; any window whose FFT error bound is not small against its own
+        norm (a loud sample nearby) is recomputed directly, so both methods
+        meet the same accuracy. 'auto' (default): 'fft' once a window holds
+        ``FFT_MIN_TAPS`` taps or more (across channels), else 'direct'.
     out : numpy.ndarray, optional
         Array to write the result into; it must have exactly the result's shape
         and dtype. It may overlap ``signal``.
@@ -353,6 +364,10 @@ def sliding_cosine(
 
     Notes
     -----
+    Long signals are split across ``numba.get_num_threads()`` threads (set
+    it with ``numba.set_num_threads``); the result is bit-identical for any
+    thread count, and calls from several user threads may run concurrently.
+
     Window norms use blocked prefix sums that never subtract (see
     :func:`windowed_norm`), dots are accumulated in float64 whatever the input
     dtype, and float64 windows near the overflow/underflow limits are
@@ -414,10 +429,12 @@ def sliding_cosine(
     return _deliver(result.reshape(out_shape_moved), ax, channel_axis, bool(bank_shape), out_dtype, out)
 
 
-# Dots by FFT are worth it once a window holds this many taps (all channels);
-# measured on the CI machine with benchmarks/bench_sliding.py (see the
-# Performance page).
-FFT_MIN_TAPS = 48
+# Dots by FFT are worth it once a window holds this many taps (all channels):
+# on the CI machine (one thread, float32, n = 10**7) the direct method costs
+# about 0.9 ns per tap and output and the FFT method a flat ~23 ns per output
+# for m up to ~1000; they cross between m = 128 and m = 256.  Re-measure with
+# benchmarks/bench_sliding.py --methods direct fft.
+FFT_MIN_TAPS = 192
 
 
 def _choose_method(method, m, nchan, nker, dilation):
@@ -433,41 +450,47 @@ def _no_fft(nker):
 
 def _run_direct(piece, khat, kernel_state, d, exponent, floor, fill, result, offset):
     nker, _, m = khat.shape
-    tile, bufs = kernels.make_buffers(m, d)
-    kernels.sliding_cosine_kernel(
-        piece, khat, kernel_state, d, exponent, floor, fill, tile, bufs, result, offset, _no_fft(nker)
-    )
+    span = (m - 1) * d
+
+    def work(start, stop):
+        tile, bufs = kernels.make_buffers(m, d)
+        kernels.sliding_cosine_kernel(
+            piece[:, :, start : stop + span], khat, kernel_state, d, exponent, floor, fill,
+            tile, bufs, result, offset + start, _no_fft(nker),
+        )
+
+    _threads.run_segments(piece.shape[-1] - span, kernels.make_buffers(m, d)[0], work)
 
 
 def _run_fft(piece, khat, kernel_state, d, exponent, floor, fill, result, offset):
-    """Dots by overlap-save FFT, a segment at a time (bounded memory); norms,
-    error checks and the cosines by the same kernel as the direct method.
-    Segments are whole tiles, so every window's norm is summed in the same
-    order as by the direct method."""
-    import numba
-
+    """Dots by overlap-save FFT, a segment at a time (bounded memory, in
+    cache); norms, error checks and the cosines by the same kernel as the
+    direct method.  Segments are whole tiles, so every window's norm is summed
+    in the same order as by the direct method."""
     nker, nchan, m = khat.shape
     span = (m - 1) * d
-    tile, bufs = kernels.make_buffers(m, d)
+    tile = kernels.make_buffers(m, d)[0]
     nfft = _fft.fft_length(span)
     spectra, peak = _fft.kernel_spectra(khat, d, nfft)
     error_scale = _fft.error_factor(nfft) * peak
     # The direct method's own error budget, relative to ||w||.
     allowed = 4.0 * (m * nchan + 4) * np.finfo(np.float64).eps
-    nwin = piece.shape[-1] - span
-    # Segments of whole tiles, small enough that the dots stay in cache.
     segment = tile * max(1, (1 << 18) // (tile * nker))
-    workers = numba.get_num_threads()
-    dots_buffer = np.empty((piece.shape[0], nker, min(segment, nwin)))
-    for s0 in range(0, nwin, segment):
-        count = min(segment, nwin - s0)
-        sub = piece[:, :, s0 : s0 + count + span]
-        dots = dots_buffer[:, :, :count]
-        exponents, noise, step = _fft.fft_dots(sub, khat, d, nfft, spectra, workers, dots)
-        kernels.sliding_cosine_kernel(
-            sub, khat, kernel_state, d, exponent, floor, fill, tile, bufs, result, offset + s0,
-            (dots, exponents, noise, step, error_scale, allowed),
-        )
+
+    def work(start, stop):
+        tile, bufs = kernels.make_buffers(m, d)
+        dots_buffer = np.empty((piece.shape[0], nker, min(segment, stop - start)))
+        for s0 in range(start, stop, segment):
+            count = min(segment, stop - s0)
+            sub = piece[:, :, s0 : s0 + count + span]
+            dots = dots_buffer[:, :, :count]
+            exponents, noise, step = _fft.fft_dots(sub, khat, d, nfft, spectra, 1, dots)
+            kernels.sliding_cosine_kernel(
+                sub, khat, kernel_state, d, exponent, floor, fill, tile, bufs, result, offset + s0,
+                (dots, exponents, noise, step, error_scale, allowed),
+            )
+
+    _threads.run_segments(piece.shape[-1] - span, segment, work)
 
 
 def _final_shape(shape, ax, channel_axis, nker, bank_shape, nwin):
