@@ -19,6 +19,7 @@ Usage::
 
     python benchmarks/bench_sliding.py                # the full table (n = 10**7)
     python benchmarks/bench_sliding.py --quick        # n = 10**5, for a smoke test
+    python benchmarks/bench_sliding.py --methods direct fft --threads 1 2
 """
 
 import argparse
@@ -90,7 +91,10 @@ def anchors(dtype):
     return found
 
 
-def speed_table(n, ms, dtypes, repeat, threads):
+def speed_table(n, ms, dtypes, repeat, threads_list, methods):
+    """Rows ``(dtype, m, method, threads, anchor, ours, theirs)``; each anchor
+    is timed once per (dtype, m) on one thread and set against every variant
+    of ours."""
     import numba
 
     from cosim_np import sliding_cosine
@@ -101,13 +105,19 @@ def speed_table(n, ms, dtypes, repeat, threads):
         x = rng.standard_normal(n).astype(dtype)
         for m in ms:
             k = rng.standard_normal(m).astype(dtype)
-            numba.set_num_threads(threads)
-            ours = best_time(lambda: sliding_cosine(x, k), repeat)
+            numba.set_num_threads(1)
+            theirs = {}
             for name, func in anchors(dtype).items():
                 if name.startswith("PyTorch") and m * n > 2 * 10**8:
                     continue  # unfold materialises n*m values
-                theirs = best_time(lambda: func(x, k), repeat)
-                rows.append((np.dtype(dtype).name, m, threads, name, ours, theirs))
+                theirs[name] = best_time(lambda: func(x, k), repeat)
+            for method in methods:
+                for threads in threads_list:
+                    numba.set_num_threads(threads)
+                    ours = best_time(lambda: sliding_cosine(x, k, method=method), repeat)
+                    for name, their_time in theirs.items():
+                        rows.append((np.dtype(dtype).name, m, method, threads, name, ours, their_time))
+            numba.set_num_threads(1)
     return rows
 
 
@@ -169,7 +179,8 @@ def main(argv=None):
     parser.add_argument("--n", type=int, default=10**7, help="signal length (default 10**7)")
     parser.add_argument("--m", type=int, nargs="+", default=[3, 16, 64, 256, 4096], help="kernel lengths")
     parser.add_argument("--dtype", nargs="+", default=["float32", "float64"])
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, nargs="+", default=[1], help="thread counts for cosim_np")
+    parser.add_argument("--methods", nargs="+", default=["auto"], choices=["auto", "direct", "fft"])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="n = 10**5, m in (3, 64)")
     args = parser.parse_args(argv)
@@ -179,11 +190,12 @@ def main(argv=None):
 
     import cosim_np
 
-    print(f"cosim_np {cosim_np.__version__}, numpy {np.__version__}, n = {args.n}, threads = {args.threads}")
-    print("\nSteady state (best of %d after warm-up); ratio = anchor / cosim_np" % args.repeat)
-    print(f"{'dtype':<8}{'m':>6}{'thr':>4}  {'anchor':<27}{'cosim_np ms':>12}{'anchor ms':>12}{'ratio':>8}")
-    for dtype, m, thr, name, ours, theirs in speed_table(args.n, args.m, dtypes, args.repeat, args.threads):
-        print(f"{dtype:<8}{m:>6}{thr:>4}  {name:<27}{ours * 1e3:>12.1f}{theirs * 1e3:>12.1f}{theirs / ours:>8.2f}")
+    print(f"cosim_np {cosim_np.__version__}, numpy {np.__version__}, n = {args.n}")
+    print("\nSteady state (best of %d after warm-up); anchors on one thread; ratio = anchor / cosim_np" % args.repeat)
+    print(f"{'dtype':<8}{'m':>6}  {'method':<7}{'thr':>4}  {'anchor':<27}{'cosim_np ms':>12}{'anchor ms':>12}{'ratio':>8}")
+    rows = speed_table(args.n, args.m, dtypes, args.repeat, args.threads, args.methods)
+    for dtype, m, method, thr, name, ours, theirs in rows:
+        print(f"{dtype:<8}{m:>6}  {method:<7}{thr:>4}  {name:<27}{ours * 1e3:>12.1f}{theirs * 1e3:>12.1f}{theirs / ours:>8.2f}")
 
     print("\nAccuracy after a 1e8 burst in 1e-3 noise (m = 16, n = 20000), |error| vs float64 reference")
     print(f"{'dtype':<8}  {'method':<27}{'max error':>12}{'non-finite':>12}{'max err after':>15}")
