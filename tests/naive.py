@@ -61,7 +61,8 @@ def cosine(w, k, noise_floor=0.0, fill=0.0):
     w_big, k_big = np.max(np.abs(w)), np.max(np.abs(k))
     w_unit, k_unit = w / w_big, k / k_big
     dot = math.fsum(w_unit * k_unit)
-    den = (exact_norm(w_unit) + noise_floor / w_big) * exact_norm(k_unit)
+    with np.errstate(over="ignore"):  # a huge noise floor relative to w: s -> 0
+        den = (exact_norm(w_unit) + noise_floor / w_big) * exact_norm(k_unit)
     return float(np.clip(dot / den, -1.0, 1.0))
 
 
@@ -103,13 +104,18 @@ def sliding_cosine_multichannel(x, kernels, sharpness=1.0, mode="valid", dilatio
     return out
 
 
-def seed000_cosine_similarity(signal, kernel, sharpness, padding):
+def seed000_cosine_similarity(signal, kernel, sharpness, padding, as_written=False):
     """NumPy transcription of the seed-000 PyTorch function.
 
     ``signal`` is ``(batch, channels, length)``, ``kernel`` is ``(m,)``;
     ``F.pad`` + ``unfold`` + ``F.cosine_similarity`` (eps=1e-8, each norm
-    clamped) + the sign of the raw dot, then the last ``padding`` outputs are
-    dropped."""
+    clamped) + a sign, then the last ``padding`` outputs are dropped.
+
+    The seed takes the sign from ``torch.einsum('bdij,k->bdi', x, kernel)``:
+    with two different indices that is ``sum(window) * sum(kernel)``, not the
+    dot product, an index typo.  ``as_written=False`` uses the dot, the
+    sign-preserving sharpening the seed describes; ``as_written=True`` keeps the
+    typo."""
     signal = np.asarray(signal, dtype=np.float64)
     kernel = np.asarray(kernel, dtype=np.float64)
     m = kernel.size
@@ -118,6 +124,6 @@ def seed000_cosine_similarity(signal, kernel, sharpness, padding):
     eps = 1e-8
     dot = np.einsum("bdik,k->bdi", x, kernel)
     sim = dot / (np.maximum(np.linalg.norm(x, axis=-1), eps) * max(np.linalg.norm(kernel), eps))
-    sgn = np.sign(dot)
+    sgn = np.sign(np.einsum("bdij,k->bdi", x, kernel) if as_written else dot)
     sim = sgn * np.abs(sim) ** (sharpness**2)
     return sim[:, :, :-padding]

@@ -181,6 +181,8 @@ def test_same_mode_is_centred_like_scipy_correlate():
     data=st.data(),
 )
 def test_causal_equals_the_seed000_function(batch, channels, n, m, sharpness, data):
+    """Equal to the seed's function as intended (sign of the dot; see
+    ``naive.seed000_cosine_similarity`` for the typo in the code as written)."""
     # Values bounded away from zero norms: the seed clamps norms at 1e-8.
     signal = data.draw(arrays(np.float64, (batch, channels, n), st.floats(-100, 100).filter(lambda v: abs(v) > 1e-3)))
     kernel = data.draw(arrays(np.float64, m, st.floats(-10, 10).filter(lambda v: abs(v) > 1e-3)))
@@ -195,27 +197,44 @@ def test_causal_equals_the_seed000_function(batch, channels, n, m, sharpness, da
     np.testing.assert_allclose(got[well_conditioned], want[well_conditioned], rtol=1e-9, atol=1e-12)
 
 
+def test_the_seed000_code_as_written_takes_its_sign_from_the_sums():
+    """The seed's ``einsum('bdij,k->bdi')`` sums window and kernel separately:
+    its output equals ours except that the sign is ``sign(sum(w) * sum(k))``."""
+    rng = np.random.default_rng(0)
+    signal = rng.standard_normal((2, 3, 50))
+    kernel = np.array([1.0, -2.0, 3.0])
+    ours = sliding_cosine(signal, kernel, sharpness=3.0, mode="causal")
+    as_written = naive.seed000_cosine_similarity(signal, kernel, 3.0, 2, as_written=True)
+    windows = np.lib.stride_tricks.sliding_window_view(np.pad(signal, ((0, 0), (0, 0), (2, 0))), 3, axis=2)
+    typo_sign = np.sign(windows.sum(-1) * kernel.sum())
+    np.testing.assert_allclose(as_written, typo_sign * np.abs(ours), atol=1e-13)
+    assert np.any(np.sign(as_written) != np.sign(ours))  # it does go wrong
+
+
 if importlib.util.find_spec("torch") is not None:  # an extra cross-check, never required
 
     def test_causal_equals_the_seed000_function_in_torch():
         import torch
         import torch.nn.functional as F
 
-        def seed000(signal, kernel, sharpness, padding):
+        def seed000(signal, kernel, sharpness, padding, sign_subscripts):
             kernel_size = kernel.size(-1)
             x = F.pad(signal, (padding, padding))
             x = x.unfold(2, kernel_size, 1)
             sim = F.cosine_similarity(x, kernel, dim=-1)
-            sgn = torch.sign(torch.einsum("bdij,k->bdi", x, kernel))
+            sgn = torch.sign(torch.einsum(sign_subscripts, x, kernel))
             sim = sgn * torch.pow(torch.abs(sim), (sharpness**2))
             return sim[:, :, :-padding].contiguous()
 
         rng = np.random.default_rng(0)
         signal = rng.standard_normal((2, 3, 50))
         kernel = np.array([1.0, 2.0, 3.0])
-        want = seed000(torch.from_numpy(signal), torch.from_numpy(kernel), 3.0, 2).numpy()
         got = sliding_cosine(signal, kernel, sharpness=3.0, mode="causal")
-        np.testing.assert_allclose(got, want, atol=1e-12)
+        args = (torch.from_numpy(signal), torch.from_numpy(kernel), 3.0, 2)
+        intended = seed000(*args, "bdij,j->bdi").numpy()
+        np.testing.assert_allclose(got, intended, atol=1e-12)
+        as_written = seed000(*args, "bdij,k->bdi").numpy()
+        np.testing.assert_allclose(as_written, naive.seed000_cosine_similarity(signal, kernel, 3.0, 2, as_written=True), atol=1e-12)
 
 
 # ---------------------------------------------------------------------------
