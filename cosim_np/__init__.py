@@ -4,8 +4,28 @@ Sliding (sharpened) cosine similarity of signals with kernels, with exact
 O(n) windowed norms, and similarity of embeddings.
 """
 
+from .embedding import (
+    GreedyMatch,
+    cosine_similarity,
+    pairwise_cosine,
+    set_similarity,
+    topk_cosine,
+)
 from .sliding import sharpen, sliding_cosine, windowed_norm
+from .weighted import scaled_cosine, scaled_cosine_loss
 
 __version__ = "0.1.0"
 
-__all__ = ["sharpen", "sliding_cosine", "windowed_norm", "__version__"]
+__all__ = [
+    "sharpen",
+    "sliding_cosine",
+    "windowed_norm",
+    "cosine_similarity",
+    "pairwise_cosine",
+    "topk_cosine",
+    "set_similarity",
+    "GreedyMatch",
+    "scaled_cosine",
+    "scaled_cosine_loss",
+    "__version__",
+]

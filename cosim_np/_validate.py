@@ -137,3 +137,81 @@ def check_out(out, shape, dtype, name="out"):
     if not out.flags.writeable:
         raise ValueError(f"{name} is read-only; pass a writeable array.")
     return out
+
+
+# --- embedding helpers
+
+_MEMORY_UNITS = {
+    "": 1, "b": 1,
+    "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
+    "t": 1000**4, "tb": 1000**4,
+    "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
+}
+
+
+def check_memory(value, name, default):
+    """A memory size in bytes: ``None`` (``default``), a positive integer, or a
+    string such as ``"256MiB"``, ``"1.5 GB"``, ``"4096"`` (binary and decimal
+    units, case-insensitive).  Returns an int number of bytes."""
+    if value is None:
+        return int(default)
+    if isinstance(value, str):
+        import re
+
+        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)\s*", value)
+        unit = match.group(2).lower() if match else None
+        if match is None or unit not in _MEMORY_UNITS:
+            raise ValueError(
+                f"{name} must be a number of bytes or a string such as '256MiB', "
+                f"'64MB' or '1.5GiB'; got {value!r}."
+            )
+        number = float(match.group(1)) * _MEMORY_UNITS[unit]
+    elif isinstance(value, (bool, np.bool_)) or not isinstance(
+        value, (numbers.Integral, np.integer)
+    ):
+        raise TypeError(
+            f"{name} must be an integer number of bytes or a string such as "
+            f"'256MiB'; got {value!r}."
+        )
+    else:
+        number = int(value)
+    if not number >= 1:
+        raise ValueError(f"{name} must be at least 1 byte; got {value!r}.")
+    return int(number)
+
+
+def check_matrix(value, name):
+    """A 2-d real array ``(rows, d)`` (see :func:`as_real_array`)."""
+    array = as_real_array(value, name)
+    if array.ndim != 2:
+        raise ValueError(
+            f"{name} must be a 2-d array of shape (rows, d), one vector per row; "
+            f"got a {array.ndim}-d array of shape {array.shape}."
+        )
+    return array
+
+
+def check_axes(axis, ndim, name="axis"):
+    """One axis or a non-empty tuple of distinct axes; returns a sorted tuple
+    of non-negative axes."""
+    if isinstance(axis, (tuple, list)):
+        if len(axis) == 0:
+            raise ValueError(f"{name} must name at least one axis; got {axis!r}.")
+        axes = tuple(check_axis(item, ndim, name) for item in axis)
+        if len(set(axes)) != len(axes):
+            raise ValueError(f"{name} must not repeat an axis; got {tuple(axis)!r}.")
+        return tuple(sorted(axes))
+    return (check_axis(axis, ndim, name),)
+
+
+def check_dtype_choice(dtype, name):
+    """``None`` or one of float16, float32, float64 (as a dtype)."""
+    if dtype is None:
+        return None
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"{name} must be float16, float32 or float64; got {dtype!r}.") from None
+    if dt not in _FLOAT_OUT:
+        raise TypeError(f"{name} must be float16, float32 or float64; got {dt}.")
+    return dt

@@ -47,6 +47,17 @@ def exact_norm(w):
     return big * math.sqrt(math.fsum(scaled * scaled))
 
 
+def unit(vector):
+    """The direction of a vector: divided by its largest magnitude, then by
+    its norm (exact under power-of-two scaling); zeros and NaN/inf rows as
+    they are."""
+    vector = np.asarray(vector, dtype=np.float64).ravel()
+    if not (np.isfinite(vector).all() and vector.any()):
+        return vector
+    scaled = vector / np.max(np.abs(vector))
+    return scaled / np.sqrt(np.sum(scaled * scaled))
+
+
 def cosine(w, k, noise_floor=0.0, fill=0.0):
     """Cosine of two equal-shaped vectors by the definition, each vector first
     divided by its largest magnitude so that nothing overflows or underflows."""
@@ -127,3 +138,119 @@ def seed000_cosine_similarity(signal, kernel, sharpness, padding, as_written=Fal
     sgn = np.sign(np.einsum("bdij,k->bdi", x, kernel) if as_written else dot)
     sim = sgn * np.abs(sim) ** (sharpness**2)
     return sim[:, :, :-padding]
+
+
+# ---------------------------------------------------------------------------
+# ---- embedding similarity
+
+
+def cosine_broadcast(a, b, axis=-1, eps=0.0, fill=0.0):
+    """``cosine_similarity`` by the definition: materialise the broadcast,
+    then one vector at a time.  ``eps > 0`` is PyTorch's formula
+    ``dot / (max(|a|, eps) * max(|b|, eps))`` with fsum."""
+    import math
+
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    shape = np.broadcast_shapes(a.shape, b.shape)
+    axes = (axis,) if np.ndim(axis) == 0 else tuple(axis)
+    axes = tuple(sorted(ax % len(shape) for ax in axes))
+    kept = [ax for ax in range(len(shape)) if ax not in axes]
+    dest = list(range(len(kept), len(shape)))
+    A = np.moveaxis(np.broadcast_to(a, shape), axes, dest)
+    B = np.moveaxis(np.broadcast_to(b, shape), axes, dest)
+    out = np.empty(tuple(shape[ax] for ax in kept))
+    for idx in np.ndindex(out.shape):
+        u, w = A[idx].ravel(), B[idx].ravel()
+        if eps == 0.0:
+            out[idx] = cosine(u, w, fill=fill)
+        elif not (np.isfinite(u).all() and np.isfinite(w).all()):
+            out[idx] = np.nan
+        else:
+            out[idx] = math.fsum(u * w) / (max(exact_norm(u), eps) * max(exact_norm(w), eps))
+    return out
+
+
+def pairwise_matrix(a, b=None, fill=0.0):
+    """Every row of ``a`` against every row of ``b``, one pair at a time."""
+    a = np.asarray(a, dtype=np.float64)
+    b = a if b is None else np.asarray(b, dtype=np.float64)
+    return np.array([[cosine(u, w, fill=fill) for w in b] for u in a]).reshape(len(a), len(b))
+
+
+def topk_from_matrix(matrix, k, exclude_self=False):
+    """Top-k by a stable argsort of the full matrix: best first, ties to the
+    lower index, NaN last."""
+    scores, indices = [], []
+    for i, row in enumerate(np.asarray(matrix, dtype=np.float64)):
+        candidates = [j for j in range(row.size) if not (exclude_self and j == i)]
+        keys = -row[candidates]  # NaN stays NaN and sorts last
+        order = np.argsort(keys, kind="stable")[:k]
+        chosen = np.array(candidates)[order]
+        indices.append(chosen)
+        scores.append(row[chosen])
+    return np.array(scores).reshape(-1, k), np.array(indices, dtype=np.int64).reshape(-1, k)
+
+
+def set_similarity(a, b, method="mean", weights_a=None, weights_b=None):
+    """One score for two sets by the definitions, from the full matrix."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    wa = np.ones(len(a)) if weights_a is None else np.asarray(weights_a, dtype=np.float64)
+    wb = np.ones(len(b)) if weights_b is None else np.asarray(weights_b, dtype=np.float64)
+    wa, wb = wa / wa.sum(), wb / wb.sum()
+    S = pairwise_matrix(a, b)
+    if method == "mean":
+        return float(wa @ S @ wb)
+    if method == "centroid":
+        return cosine(wa @ a, wb @ b)
+    precision = float(wa @ S.max(axis=1))
+    recall = float(wb @ S.max(axis=0))
+    if method == "chamfer":
+        return 0.5 * (precision + recall)
+    if precision * recall > 0:  # same signs: their harmonic mean
+        return precision, recall, 2 * precision * recall / (precision + recall)
+    return precision, recall, 0.0
+
+
+def sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def seed002_get_dot_sim_loss(emb, emb_rec):
+    """NumPy transcription of seed 002's ``get_dot_sim_loss``, as written."""
+    emb = np.asarray(emb, dtype=np.float64)
+    emb_rec = np.asarray(emb_rec, dtype=np.float64)
+    norm_emb = np.linalg.norm(emb, ord=2, axis=1)
+    emb_scale = sigmoid((norm_emb - np.min(norm_emb)) / (np.max(norm_emb) - np.min(norm_emb)))
+    norm_emb_rec = np.linalg.norm(emb_rec, ord=2, axis=1)
+    emb_rec_scale = sigmoid(  # noqa: F841  (computed and unused, as in the seed)
+        (norm_emb_rec - np.min(norm_emb_rec)) / (np.max(norm_emb_rec) - np.min(norm_emb_rec))
+    )
+    cos_sim_lpc = np.sum(emb * emb_rec, axis=1) / (
+        np.linalg.norm(emb, axis=1) * np.linalg.norm(emb_rec, axis=1)
+    )
+    loss_lpc = 1 - np.mean(emb_scale * cos_sim_lpc)
+    return loss_lpc
+
+
+def scaled_cosine(a, b, scaling="minmax", weight_on="a"):
+    """Per-row weighted cosine, row by row, from the DESIGN.md definition."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+
+    def weights(x):
+        n = np.array([exact_norm(row) for row in x])
+        if scaling is None:
+            return np.ones(len(x))
+        if scaling == "minmax":
+            spread = n.max() - n.min()
+            z = np.zeros(len(x)) if spread == 0 else (n - n.min()) / spread
+        else:
+            sd = np.std(n, ddof=1) if len(n) > 1 else 0.0
+            z = np.zeros(len(x)) if sd == 0 else (n - n.mean()) / sd
+        return sigmoid(z)
+
+    wa, wb = weights(a), weights(b)
+    w = {"a": wa, "b": wb, "both": wa * wb}[weight_on]
+    return np.array([w[i] * cosine(a[i], b[i]) for i in range(len(a))])

@@ -1,0 +1,163 @@
+"""Numba kernels for the embedding functions: small loops, no validation.
+
+* :func:`row_stats` -- per-row scale (largest magnitude) and the norm of the
+  row divided by that scale, in float64, in one read of the row; the norm of
+  row ``i`` is ``scale[i] * hnorm[i]`` without ever squaring a huge or tiny
+  number.
+* :func:`normalise_rows` -- rows ``start:stop`` divided by their norm, written
+  into a caller-owned buffer of the compute dtype (float32 or float64).
+* :func:`merge_topk` -- fold one tile of scores into the running top-k lists
+  of its rows (best first, ties to the lower column, NaN ranked last).
+
+The matrix products themselves are BLAS calls made by ``embedding.py``.
+"""
+
+import math
+
+import numpy as np
+
+from ._jit import jit
+
+
+@jit
+def row_stats(x, scale, hnorm):
+    """``scale[i] = max_j |x[i, j]|`` and ``hnorm[i] = ||x[i] / scale[i]||``.
+
+    A row containing NaN gets ``scale = nan``; one containing ±inf (and no NaN)
+    gets ``scale = inf``; an all-zero (or empty) row gets ``scale = 0``. In all
+    three cases ``hnorm = 0``. Otherwise ``1 <= hnorm <= sqrt(d)`` (up to
+    rounding).
+
+    The norm is always taken of the row divided by its largest magnitude (in
+    float64), never of the raw squares: nothing can overflow or underflow, and
+    two rows whose quotients ``x / max|x|`` agree (``x`` and ``3 * x``, say)
+    get bit-identical directions, so they tie exactly in every comparison."""
+    n, d = x.shape
+    for i in range(n):
+        big = 0.0
+        nan = False
+        for j in range(d):
+            mag = abs(np.float64(x[i, j]))
+            nan |= mag != mag
+            big = mag if mag > big else big
+        hnorm[i] = 0.0
+        scale[i] = np.nan if nan else big
+        if nan or big == 0.0 or big == np.inf:
+            continue
+        s0 = 0.0
+        s1 = 0.0
+        j = 0
+        while j + 2 <= d:
+            v0 = np.float64(x[i, j]) / big
+            v1 = np.float64(x[i, j + 1]) / big
+            s0 += v0 * v0
+            s1 += v1 * v1
+            j += 2
+        if j < d:
+            v0 = np.float64(x[i, j]) / big
+            s0 += v0 * v0
+        hnorm[i] = math.sqrt(s0 + s1)
+
+
+@jit
+def normalise_rows(x, start, stop, scale, hnorm, out):
+    """``out[i - start] = x[i] / (scale[i] * hnorm[i])`` for ``start <= i < stop``.
+
+    Zero rows give zeros, rows with NaN or inf give NaN.  Computed in float64
+    and rounded once to ``out.dtype``."""
+    d = x.shape[1]
+    for i in range(start, stop):
+        row = i - start
+        s = scale[i]
+        h = hnorm[i]
+        if s == 0.0:
+            for j in range(d):
+                out[row, j] = 0.0
+        elif not (s < np.inf):  # inf or NaN
+            for j in range(d):
+                out[row, j] = np.nan
+        else:
+            inv = 1.0 / h
+            for j in range(d):
+                out[row, j] = (np.float64(x[i, j]) / s) * inv
+
+
+@jit
+def _better(s, j, t, q):
+    """Does score ``s`` at column ``j`` rank before ``t`` at column ``q``?
+    Higher first, NaN last, ties to the lower column."""
+    if s != s:
+        return t != t and j < q
+    if t != t:
+        return True
+    if s > t:
+        return True
+    return s == t and j < q
+
+
+@jit
+def merge_topk(tile, row0, col0, flagged_rows, flagged_cols, self_col, best_s, best_i):
+    """Fold ``tile`` (rows ``row0 + r``, columns ``col0 + c``) into ``best_s``
+    and ``best_i`` (``(n, k)``, best first, initialised to ``(nan, sentinel)``
+    with a sentinel larger than every column).
+
+    ``flagged_rows[r]``/``flagged_cols[c]`` mark rows/columns whose tile values
+    were replaced by the fill value or NaN: those are taken as they are, every
+    other value is clipped to ``[-1, 1]``.  ``self_col`` >= 0 excludes column
+    ``row + self_col`` from the lists (``exclude_self``); -1 excludes nothing.
+
+    Columns are scanned in increasing order, so an equal score never displaces
+    an earlier column: ties go to the lower index."""
+    rows, cols = tile.shape
+    k = best_s.shape[1]
+    for r in range(rows):
+        out_row = row0 + r
+        threshold = best_s[out_row, k - 1]
+        row_flag = flagged_rows[r]
+        for c in range(cols):
+            s = tile[r, c]
+            if s < threshold:  # the common case; False for NaN either side
+                continue
+            j = col0 + c
+            if self_col >= 0 and j == out_row + self_col:
+                continue
+            value = np.float64(s)
+            if not (row_flag or flagged_cols[c]):
+                if value > 1.0:
+                    value = 1.0
+                elif value < -1.0:
+                    value = -1.0
+            if not _better(value, j, best_s[out_row, k - 1], best_i[out_row, k - 1]):
+                continue
+            p = k - 1
+            while p > 0 and _better(value, j, best_s[out_row, p - 1], best_i[out_row, p - 1]):
+                best_s[out_row, p] = best_s[out_row, p - 1]
+                best_i[out_row, p] = best_i[out_row, p - 1]
+                p -= 1
+            best_s[out_row, p] = value
+            best_i[out_row, p] = j
+            threshold = best_s[out_row, k - 1]
+
+
+@jit
+def mirror_upper(tile):
+    """Copy the strict upper triangle of the leading square of ``tile`` onto
+    its lower triangle, making that square exactly symmetric."""
+    n = min(tile.shape[0], tile.shape[1])
+    for r in range(n):
+        for c in range(r + 1, n):
+            tile[c, r] = tile[r, c]
+
+
+@jit
+def transpose_into(src, dst):
+    """``dst[c, r] = src[r, c]`` in 32 x 32 blocks (``dst`` is ``src.T``'s shape
+    and may live in the same buffer as long as the two regions are disjoint)."""
+    rows, cols = src.shape
+    for r0 in range(0, rows, 32):
+        r1 = min(rows, r0 + 32)
+        for c0 in range(0, cols, 32):
+            c1 = min(cols, c0 + 32)
+            for c in range(c0, c1):
+                for r in range(r0, r1):
+                    dst[c, r] = src[r, c]

@@ -1,0 +1,558 @@
+"""cosine_similarity, pairwise_cosine, topk_cosine and set_similarity against
+the naive references in tests/naive.py, and the promises of DESIGN.md."""
+
+import tracemalloc
+
+import numpy as np
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from cosim_np import cosine_similarity, pairwise_cosine, set_similarity, topk_cosine
+from tests import naive
+
+EPS64 = np.finfo(np.float64).eps
+DTYPES = (np.float16, np.float32, np.float64, np.int8, np.int32, np.bool_)
+
+
+def expected_dtype(*dtypes):
+    return np.result_type(*[np.dtype(d) if np.dtype(d).kind == "f" else np.float64 for d in dtypes])
+
+
+def tol(out_dtype, length, compute=np.float64):
+    """Absolute tolerance for a cosine of vectors of ``length`` components
+    computed in ``compute`` precision and rounded to ``out_dtype``."""
+    part = 8 * (length + 4) * float(np.finfo(compute).eps)
+    return part + (0.0 if out_dtype == np.float64 else float(np.finfo(out_dtype).eps))
+
+
+def values(dtype):
+    """Small magnitudes, zeros likely, exactly representable in every dtype."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "b":
+        return st.booleans()
+    if dtype.kind in "iu":
+        return st.integers(-100, 100)
+    return st.one_of(st.just(0.0), st.integers(-60, 60).map(float),
+                     st.floats(-1e3, 1e3, width=16))
+
+
+def matrices(dtype, rows, cols):
+    return hnp.arrays(dtype, (rows, cols), elements=values(dtype))
+
+
+# ---------------------------------------------------------------------------
+# cosine_similarity
+
+
+@st.composite
+def broadcast_problem(draw):
+    shapes = draw(hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=1, max_dims=3, max_side=4))
+    a_shape, b_shape = shapes.input_shapes
+    ndim = len(shapes.result_shape)
+    axes = draw(st.lists(st.integers(0, ndim - 1), min_size=1, max_size=ndim, unique=True))
+    axis = axes[0] - ndim if len(axes) == 1 else tuple(axes)
+    da, db = draw(st.sampled_from(DTYPES)), draw(st.sampled_from(DTYPES))
+    a = draw(hnp.arrays(da, a_shape, elements=values(da)))
+    b = draw(hnp.arrays(db, b_shape, elements=values(db)))
+    return a, b, axis
+
+
+@given(problem=broadcast_problem(), fill=st.sampled_from([0.0, -3.0, np.nan]))
+def test_cosine_similarity_matches_naive(problem, fill):
+    a, b, axis = problem
+    got = cosine_similarity(a, b, axis, fill=fill)
+    want = naive.cosine_broadcast(a, b, axis, fill=fill)
+    assert np.asarray(got).dtype == expected_dtype(a.dtype, b.dtype)
+    assert np.shape(got) == want.shape
+    length = max(1, int(np.prod([np.broadcast_shapes(a.shape, b.shape)[ax] for ax in np.atleast_1d(axis)])))
+    np.testing.assert_allclose(np.asarray(got, np.float64), want, rtol=0,
+                               atol=tol(np.asarray(got).dtype, length))
+
+
+@given(problem=broadcast_problem(), eps=st.sampled_from([1e-8, 0.5, 3.0, 100.0]))
+def test_cosine_similarity_eps_is_torch_clamping(problem, eps):
+    a, b, axis = problem
+    got = np.asarray(cosine_similarity(a, b, axis, eps=eps), np.float64)
+    want = naive.cosine_broadcast(a, b, axis, eps=eps)
+    length = max(1, int(np.prod([np.broadcast_shapes(a.shape, b.shape)[ax] for ax in np.atleast_1d(axis)])))
+    np.testing.assert_allclose(got, want, rtol=0, atol=tol(expected_dtype(a.dtype, b.dtype), length))
+
+
+@given(
+    a=matrices(np.float64, 3, 5),
+    b=matrices(np.float64, 3, 5),
+    k=st.integers(-200, 200),
+    sign=st.sampled_from([1.0, -1.0]),
+)
+def test_cosine_similarity_symmetry_scale_sign_bounds(a, b, k, sign):
+    base = cosine_similarity(a, b)
+    assert np.all(np.abs(base) <= 1.0)
+    np.testing.assert_array_equal(cosine_similarity(b, a), base)
+    c = sign * 2.0**k  # exact scaling: results must be identical, not just close
+    factors = np.array([c, 1.0, 2.0**-k])[:, None]
+    scaled = cosine_similarity(a * factors, b)
+    expected = base.copy()
+    expected[0] *= sign
+    np.testing.assert_array_equal(scaled, expected)
+
+
+@given(x=matrices(np.float64, 4, 6), c=st.floats(1e-3, 1e3))
+def test_cosine_similarity_scale_invariance_any_positive_factor(x, c):
+    y = x[::-1]
+    np.testing.assert_allclose(cosine_similarity(c * x, y), cosine_similarity(x, y), rtol=0,
+                               atol=tol(np.float64, 6))
+
+
+def test_cosine_similarity_reduces_axis_and_size_one_dim_gives_ones():
+    rng = np.random.default_rng(1)
+    x, y = np.abs(rng.normal(size=(1, 2, 5, 5))), np.abs(rng.normal(size=(1, 2, 5, 5)))
+    assert cosine_similarity(x, y, axis=1).shape == (1, 5, 5)
+    ones = cosine_similarity(x, y, axis=0)  # one-component vectors of positive numbers
+    assert ones.shape == (2, 5, 5)
+    np.testing.assert_array_equal(ones, 1.0)
+    per_channel = cosine_similarity(x, y, axis=(-2, -1))
+    assert per_channel.shape == (1, 2)
+    flat = cosine_similarity(x.reshape(1, 2, -1), y.reshape(1, 2, -1), axis=-1)
+    np.testing.assert_allclose(per_channel, flat, rtol=0, atol=1e-15)
+
+
+def test_cosine_similarity_norm_taken_on_broadcast_shape():
+    # (1,) against (4,): a is [2, 2, 2, 2] once broadcast, like torch
+    got = cosine_similarity(np.array([2.0]), np.array([1.0, 0.0, 0.0, 0.0]))
+    assert got == pytest.approx(0.5, abs=1e-15)
+    got = cosine_similarity(np.ones((3, 1, 1)), np.arange(12.0).reshape(3, 4, 1), axis=(1, 2))
+    want = naive.cosine_broadcast(np.ones((3, 1, 1)), np.arange(12.0).reshape(3, 4, 1), (1, 2))
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-14)
+
+
+def test_cosine_similarity_does_not_materialise_the_broadcast():
+    rng = np.random.default_rng(0)
+    n, m, d = 120, 150, 400
+    a = rng.normal(size=(n, 1, d))
+    b = rng.normal(size=(1, m, d))
+    cosine_similarity(a[:2], b[:, :2])  # warm up
+    tracemalloc.start()
+    try:
+        got = cosine_similarity(a, b)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    broadcast_bytes = n * m * d * 8
+    inputs = (n + m) * d * 8
+    assert peak < 8 * inputs + 8 * n * m * 8 < broadcast_bytes / 2
+    an = a[:, 0] / np.linalg.norm(a[:, 0], axis=1, keepdims=True)
+    bn = b[0] / np.linalg.norm(b[0], axis=1, keepdims=True)
+    np.testing.assert_allclose(got, an @ bn.T, rtol=0, atol=1e-13)
+
+
+@pytest.mark.parametrize("dtype,big", [(np.float64, 1e308), (np.float32, 3e38)])
+def test_cosine_similarity_overflow_safe(dtype, big):
+    a = np.array([big, big, 0.5 * big], dtype=dtype)
+    b = np.array([big, -0.25 * big, big], dtype=dtype)
+    want = naive.cosine(a, b)  # exact, by scaling
+    got = cosine_similarity(a, b)
+    assert got.dtype == dtype
+    assert abs(float(got) - want) <= tol(dtype, 3)
+    tiny = np.array([1e-300, 2e-300], dtype=np.float64) if dtype == np.float64 else \
+        np.array([1e-40, 2e-40], dtype=np.float32)
+    assert float(cosine_similarity(tiny, tiny)) == pytest.approx(1.0, abs=tol(dtype, 2))
+
+
+def test_cosine_similarity_zero_nan_inf_and_empty():
+    z, x = np.zeros(3), np.array([1.0, 2.0, 3.0])
+    assert cosine_similarity(z, x) == 0.0
+    assert cosine_similarity(z, x, fill=-2.0) == -2.0
+    assert np.isnan(cosine_similarity(z, x, fill=np.nan))
+    assert cosine_similarity(z, x, eps=1e-8) == 0.0
+    assert np.isnan(cosine_similarity([np.nan, 1.0], [1.0, 1.0]))
+    assert np.isnan(cosine_similarity([np.inf, 1.0], [1.0, 1.0]))
+    assert np.isnan(cosine_similarity(z, [np.nan, 1.0, 1.0]))
+    assert cosine_similarity(np.zeros((2, 0)), np.zeros((2, 0)), fill=5.0).tolist() == [5.0, 5.0]
+    assert cosine_similarity(np.zeros((0, 3)), np.zeros((1, 3))).shape == (0,)
+
+
+def test_cosine_similarity_does_not_mutate_inputs():
+    a = np.array([[3.0, 4.0], [1e300, 1e300]])
+    b = a[::-1].copy()
+    a0, b0 = a.copy(), b.copy()
+    cosine_similarity(a, b)
+    np.testing.assert_array_equal(a, a0)
+    np.testing.assert_array_equal(b, b0)
+
+
+@pytest.mark.parametrize(
+    "kwargs,exc,match",
+    [
+        (dict(a=np.ones((2, 3)), b=np.ones((4, 3))), ValueError, "a and b must broadcast"),
+        (dict(a=np.ones(3), b=np.ones(3), axis=1), ValueError, "axis=1 is out of bounds"),
+        (dict(a=np.ones((2, 3)), b=np.ones((2, 3)), axis=(1, -1)), ValueError, "axis must not repeat"),
+        (dict(a=np.ones(3), b=np.ones(3), axis=()), ValueError, "axis must name at least one"),
+        (dict(a=np.ones(3), b=np.ones(3), axis=0.5), TypeError, "axis must be an integer"),
+        (dict(a=np.ones(3), b=np.ones(3), eps=-1.0), ValueError, "eps must be >= 0"),
+        (dict(a=np.ones(3), b=np.ones(3), eps=np.inf), ValueError, "eps must be a finite"),
+        (dict(a=np.ones(3) * 1j, b=np.ones(3)), TypeError, "a must be real-valued"),
+        (dict(a=np.ones(3), b=np.array(["x"] * 3)), TypeError, "b must have a boolean"),
+        (dict(a=1.0, b=2.0), ValueError, "both 0-d"),
+        (dict(a=np.ones(3), b=np.ones(3), fill="x"), TypeError, "fill must be a real"),
+    ],
+)
+def test_cosine_similarity_errors(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        cosine_similarity(**kwargs)
+
+
+# ---------------------------------------------------------------------------
+# pairwise_cosine
+
+
+@given(
+    n=st.integers(1, 6), m=st.integers(1, 6), d=st.integers(1, 5),
+    da=st.sampled_from(DTYPES), db=st.sampled_from(DTYPES),
+    fill=st.sampled_from([0.0, 2.0, np.nan]),
+    max_memory=st.sampled_from([None, 600, 2000]),
+    data=st.data(),
+)
+def test_pairwise_matches_naive(n, m, d, da, db, fill, max_memory, data):
+    a = data.draw(matrices(da, n, d))
+    b = data.draw(matrices(db, m, d))
+    got = pairwise_cosine(a, b, fill=fill, max_memory=max_memory)
+    want = naive.pairwise_matrix(a, b, fill=fill)
+    out_dtype = expected_dtype(da, db)
+    assert got.dtype == out_dtype
+    compute = np.float64 if out_dtype == np.float64 else np.float32
+    np.testing.assert_allclose(got.astype(np.float64), want, rtol=0, atol=tol(out_dtype, d, compute))
+    assert np.all(np.abs(got[~np.isnan(got)]) <= 1) or not np.isfinite(fill) or abs(fill) > 1
+
+
+@given(
+    n=st.integers(1, 9), d=st.integers(1, 5), dtype=st.sampled_from([np.float32, np.float64]),
+    max_memory=st.sampled_from([None, 400, 1500]), data=st.data(),
+)
+def test_pairwise_self_is_symmetric_with_unit_diagonal(n, d, dtype, max_memory, data):
+    a = data.draw(matrices(dtype, n, d))
+    got = pairwise_cosine(a, max_memory=max_memory)
+    np.testing.assert_array_equal(got, got.T)
+    nonzero = np.any(a != 0, axis=1)
+    np.testing.assert_array_equal(np.diag(got)[nonzero], 1.0)
+    np.testing.assert_array_equal(np.diag(got)[~nonzero], 0.0)
+    want = naive.pairwise_matrix(a)
+    np.testing.assert_allclose(got, want, rtol=0, atol=tol(np.dtype(dtype), d, dtype))
+    assert np.all(np.abs(got) <= 1)
+
+
+@given(a=matrices(np.float64, 4, 3), k=st.integers(-300, 300), sign=st.sampled_from([1.0, -1.0]))
+def test_pairwise_row_scale_and_sign_invariance(a, k, sign):
+    b = a[::-1] + 1.0
+    base = pairwise_cosine(a, b)
+    scaled = a.copy()
+    scaled[1] *= sign * 2.0**k
+    got = pairwise_cosine(scaled, b)
+    expected = base.copy()
+    expected[1] *= sign
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_pairwise_out_memmap_dtype_and_nonfinite(tmp_path):
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(37, 5))
+    b = rng.normal(size=(23, 5))
+    a[4] = 0.0
+    b[7, 2] = np.nan
+    out = np.lib.format.open_memmap(tmp_path / "m.npy", mode="w+", dtype=np.float32, shape=(37, 23))
+    res = pairwise_cosine(a, b, out=out, max_memory=4000, fill=-5.0)
+    assert res is out
+    out.flush()
+    want = naive.pairwise_matrix(a, b, fill=-5.0)
+    np.testing.assert_allclose(np.load(tmp_path / "m.npy"), want, rtol=0, atol=tol(np.float32, 5, np.float32))
+    assert np.isnan(res[:, 7]).all() and (res[4, np.arange(23) != 7] == -5.0).all()
+    half = pairwise_cosine(a.astype(np.float32), b, dtype=np.float16)
+    assert half.dtype == np.float16
+    np.testing.assert_allclose(half.astype(float), want.clip(-1, 1) * (want != -5), rtol=0,
+                               atol=np.finfo(np.float16).eps, equal_nan=True)
+
+
+def test_pairwise_self_memmap_tiled(tmp_path):
+    rng = np.random.default_rng(4)
+    a = rng.normal(size=(41, 3)).astype(np.float32)
+    out = np.memmap(tmp_path / "s.dat", mode="w+", dtype=np.float64, shape=(41, 41))
+    pairwise_cosine(a, out=out, max_memory=1500)
+    np.testing.assert_array_equal(out, out.T)
+    np.testing.assert_allclose(out, naive.pairwise_matrix(a), rtol=0, atol=tol(np.float64, 3))
+
+
+def test_pairwise_memory_bound():
+    rng = np.random.default_rng(5)
+    a = rng.normal(size=(3000, 64))
+    b = rng.normal(size=(2000, 64))
+    out = np.empty((3000, 2000), dtype=np.float32)  # not the compute dtype: tiles are buffered
+    budget = 2**20
+    pairwise_cosine(a[:5], b[:5], out=out[:5, :5], max_memory=budget)  # warm up
+    tracemalloc.start()
+    try:
+        pairwise_cosine(a, b, out=out, max_memory=budget)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak <= budget
+    np.testing.assert_allclose(out[:50], naive.pairwise_matrix(a[:50], b), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "args,kwargs,exc,match",
+    [
+        ((np.ones(3),), {}, ValueError, "a must be a 2-d array"),
+        ((np.ones((2, 3)), np.ones((2, 4))), {}, ValueError, "same number of columns"),
+        ((np.ones((2, 3)),), dict(out=np.empty((3, 3))), ValueError, "out has shape"),
+        ((np.ones((2, 3)),), dict(out=np.empty((2, 2), np.float32), dtype=np.float64), ValueError, "out has dtype"),
+        ((np.ones((2, 3)),), dict(out=[[0, 0], [0, 0]]), TypeError, "out must be a numpy.ndarray"),
+        ((np.ones((2, 3)),), dict(dtype=np.int32), TypeError, "dtype must be float16"),
+        ((np.ones((2, 3)),), dict(max_memory="lots"), ValueError, "max_memory must be"),
+        ((np.ones((2, 3)),), dict(max_memory=1.5), TypeError, "max_memory must be"),
+        ((np.ones((2, 3)),), dict(max_memory=0), ValueError, "max_memory must be at least"),
+        ((np.ones((200, 3)),), dict(max_memory=100), ValueError, "max_memory=100 bytes is too small"),
+        ((np.ones((2, 3), complex),), {}, TypeError, "a must be real-valued"),
+    ],
+)
+def test_pairwise_errors(args, kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        pairwise_cosine(*args, **kwargs)
+
+
+# ---------------------------------------------------------------------------
+# topk_cosine
+
+
+@st.composite
+def search_problem(draw):
+    """Corpus rows drawn from a few base directions, with exact duplicates and
+    power-of-two rescalings (identical normalised rows): exact ties abound."""
+    d = draw(st.integers(1, 4))
+    dtype = draw(st.sampled_from([np.float32, np.float64, np.int32]))
+    base = draw(matrices(dtype, draw(st.integers(1, 4)), d))
+    m = draw(st.integers(1, 12))
+    picks = draw(st.lists(st.integers(0, len(base) - 1), min_size=m, max_size=m))
+    shifts = draw(st.lists(st.integers(0, 3), min_size=m, max_size=m))
+    corpus = np.stack([base[p] * (2 ** s if dtype != np.int32 else 1) for p, s in zip(picks, shifts)])
+    corpus = corpus.astype(dtype)
+    queries = draw(matrices(dtype, draw(st.integers(1, 5)), d))
+    k = draw(st.integers(1, m))
+    return queries, corpus, k
+
+
+def check_topk(scores, idx, exact, corpus, k, atol, exclude_self=False):
+    """``(scores, idx)`` is a top-k of the true cosines ``exact`` (float64,
+    naive), allowing for rounding only where the true values are within
+    ``atol`` of each other:
+
+    * each row lists k distinct corpus rows (never itself with ``exclude_self``);
+    * the scores are the true cosines of those rows, within ``atol``;
+    * the lists are ordered best first, equal scores by increasing index, NaN last
+      (the order of the returned scores is exact, no tolerance);
+    * no row left out is better by more than ``atol`` than the k-th score;
+    * exact ties (corpus rows with the same direction, as from duplicates or
+      power-of-two rescalings) go to the lower index: a left-out row never has
+      the direction of a chosen row of higher index.
+
+    A stable argsort of any matrix within rounding of ``exact`` satisfies all
+    of these; the score values may differ from one such matrix by rounding,
+    since the BLAS calls of differently shaped tiles round differently."""
+    n, m = exact.shape
+    assert scores.shape == idx.shape == (n, k)
+    direction = [naive.unit(row) for row in corpus]
+    for r in range(n):
+        chosen = idx[r].tolist()
+        assert len(set(chosen)) == k and all(0 <= j < m for j in chosen)
+        if exclude_self:
+            assert r not in chosen
+        np.testing.assert_allclose(scores[r], exact[r, chosen], rtol=0, atol=atol)
+        for p in range(k - 1):
+            s, t = scores[r, p], scores[r, p + 1]
+            if np.isnan(s):
+                assert np.isnan(t) and chosen[p] < chosen[p + 1]
+            elif not np.isnan(t):
+                assert s > t or (s == t and chosen[p] < chosen[p + 1])
+        left_out = [j for j in range(m) if j not in chosen and not (exclude_self and j == r)]
+        last = scores[r, k - 1]
+        for j in left_out:
+            if np.isnan(last):
+                assert np.isnan(exact[r, j]) and j > chosen[-1]
+                continue
+            assert not exact[r, j] > last + atol
+            for q in chosen:
+                if np.array_equal(direction[j], direction[q]):
+                    assert j > q, (r, j, q)
+
+
+@given(problem=search_problem(), max_memory=st.sampled_from([None, 700, 1500]))
+def test_topk_is_stable_argsort_of_full_matrix(problem, max_memory):
+    queries, corpus, k = problem
+    scores, idx = topk_cosine(queries, corpus, k, max_memory=max_memory)
+    exact = naive.pairwise_matrix(queries, corpus)
+    d = queries.shape[1]
+    compute = np.float64 if scores.dtype == np.float64 else np.float32
+    check_topk(scores, idx, exact, corpus, k, tol(scores.dtype, d, compute))
+    # With no near-ties (true gaps above rounding) the result is exactly the
+    # stable argsort of the full matrix.
+    full = pairwise_cosine(queries, corpus)
+    want_s, want_i = naive.topk_from_matrix(full, k)
+    gaps = np.diff(np.sort(exact, axis=1), axis=1)
+    if np.all((gaps == 0) | (gaps > 4 * tol(scores.dtype, d, compute))):
+        np.testing.assert_array_equal(idx, want_i)
+
+
+@given(n=st.integers(2, 10), d=st.integers(1, 4), k=st.integers(1, 9),
+       max_memory=st.sampled_from([None, 700]), data=st.data())
+def test_topk_exclude_self(n, d, k, max_memory, data):
+    assume(k <= n - 1)
+    x = data.draw(matrices(np.float64, n, d))
+    scores, idx = topk_cosine(x, None, k, exclude_self=True, max_memory=max_memory)
+    check_topk(scores, idx, naive.pairwise_matrix(x, x), x, k, tol(np.float64, d),
+               exclude_self=True)
+    assert not np.any(idx == np.arange(n)[:, None])
+
+
+def test_topk_self_match_and_nan_rank_last():
+    x = np.array([[1.0, 0.0], [np.nan, 1.0], [1.0, 1.0], [0.0, 0.0]])
+    scores, idx = topk_cosine(x, None, 4)
+    assert idx[0].tolist() == [0, 2, 3, 1] and scores[0, 0] == 1.0
+    assert np.isnan(scores[1]).all() and idx[1].tolist() == [0, 1, 2, 3]
+    assert scores[2, 0] == 1.0 and idx[2, 0] == 2
+    assert idx[3].tolist() == [0, 2, 3, 1] and (scores[3, :3] == 0).all()
+    s, i = topk_cosine(x, None, 2, fill=-9.0)
+    assert s[3].tolist() == [-9.0, -9.0] and i[3].tolist() == [0, 2]
+
+
+def test_topk_memory_bound():
+    rng = np.random.default_rng(6)
+    queries = rng.normal(size=(2000, 64)).astype(np.float32)
+    corpus = rng.normal(size=(6000, 64)).astype(np.float32)
+    budget = 512 * 1024  # the whole score matrix would take 48 MB
+    topk_cosine(queries[:3], corpus[:30], 10, max_memory=budget)  # warm up
+    tracemalloc.start()
+    try:
+        scores, idx = topk_cosine(queries, corpus, 10, max_memory="512KiB")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    results = scores.nbytes + idx.nbytes
+    assert peak - results <= budget
+    full = pairwise_cosine(queries[:40], corpus)
+    np.testing.assert_array_equal(idx[:40], naive.topk_from_matrix(full, 10)[1])
+
+
+@pytest.mark.parametrize(
+    "args,kwargs,exc,match",
+    [
+        ((np.ones((2, 3)), np.ones((4, 3)), 5), {}, ValueError, r"k=5 is larger than the corpus: it has 4 rows"),
+        ((np.ones((4, 3)), None, 4), dict(exclude_self=True), ValueError, r"k=4 .* 4 rows minus the excluded"),
+        ((np.ones((2, 3)), np.ones((4, 3)), 1), dict(exclude_self=True), ValueError, "N == M"),
+        ((np.ones((2, 3)), np.ones((4, 3)), 0), {}, ValueError, "k must be an integer >= 1"),
+        ((np.ones((2, 3)), np.ones((4, 3)), 1.0), {}, TypeError, "k must be an integer"),
+        ((np.ones((2, 3)), np.ones((4, 2)), 1), {}, ValueError, "queries and corpus must have the same"),
+        ((np.ones(3), np.ones((4, 3)), 1), {}, ValueError, "queries must be a 2-d"),
+        ((np.ones((2, 3)), np.ones((4, 3)), 1), dict(exclude_self="yes"), TypeError, "exclude_self"),
+        ((np.ones((2, 3)), np.ones((4, 3)), 1), dict(max_memory="1 parsec"), ValueError, "max_memory"),
+    ],
+)
+def test_topk_errors(args, kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        topk_cosine(*args, **kwargs)
+
+
+# ---------------------------------------------------------------------------
+# set_similarity
+
+
+@given(n=st.integers(1, 5), m=st.integers(1, 5), d=st.integers(1, 4),
+       method=st.sampled_from(["mean", "centroid", "greedy", "chamfer"]),
+       weighted=st.booleans(), data=st.data())
+def test_set_similarity_matches_naive(n, m, d, method, weighted, data):
+    a = data.draw(matrices(np.float64, n, d))
+    b = data.draw(matrices(np.float32, m, d))
+    wa = wb = None
+    if weighted:
+        w = st.floats(0.1, 10.0)
+        wa = np.array(data.draw(st.lists(w, min_size=n, max_size=n)))
+        wb = np.array(data.draw(st.lists(w, min_size=m, max_size=m)))
+    got = set_similarity(a, b, method, weights_a=wa, weights_b=wb)
+    want = naive.set_similarity(a, b, method, wa, wb)
+    np.testing.assert_allclose(np.asarray(got, float), np.asarray(want, float), rtol=0,
+                               atol=tol(np.float64, d) * 4)
+
+
+@given(n=st.integers(1, 6), m=st.integers(1, 6), d=st.integers(1, 4), data=st.data())
+def test_mean_set_similarity_is_dot_of_mean_unit_vectors(n, m, d, data):
+    a = data.draw(matrices(np.float64, n, d))
+    b = data.draw(matrices(np.float64, m, d))
+    unit = lambda x: x / np.where(np.linalg.norm(x, axis=1, keepdims=True) == 0, 1,  # noqa: E731
+                                  np.linalg.norm(x, axis=1, keepdims=True))
+    want = unit(a).mean(axis=0) @ unit(b).mean(axis=0)
+    assert set_similarity(a, b) == pytest.approx(want, abs=tol(np.float64, d))
+    assert set_similarity(a, b) == pytest.approx(pairwise_cosine(a, b).mean(), abs=tol(np.float64, d))
+
+
+def test_set_similarity_mask_equals_dropping_rows():
+    rng = np.random.default_rng(7)
+    a, b = rng.normal(size=(6, 4)), rng.normal(size=(5, 4))
+    mask_a = np.array([1, 1, 0, 1, 0, 1], bool)
+    mask_b = np.array([0, 1, 1, 1, 1], bool)
+    padded = a.copy()
+    padded[~mask_a] = np.nan  # padding is never looked at
+    for method in ["mean", "centroid", "chamfer"]:
+        assert set_similarity(padded, b, method, mask_a=mask_a, mask_b=mask_b) == pytest.approx(
+            set_similarity(a[mask_a], b[mask_b], method), abs=1e-14)
+    got = set_similarity(padded, b, "greedy", mask_a=mask_a, mask_b=mask_b)
+    want = set_similarity(a[mask_a], b[mask_b], "greedy")
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-14)
+    assert np.isnan(set_similarity(padded, b))
+
+
+def test_set_similarity_greedy_tiled_memory_and_identity():
+    rng = np.random.default_rng(8)
+    a = rng.normal(size=(300, 16))
+    p, r, f1 = set_similarity(a, a[::-1], "greedy", max_memory=20000)
+    assert p == pytest.approx(1.0, abs=1e-14) and r == pytest.approx(1.0, abs=1e-14)
+    assert f1 == pytest.approx(1.0, abs=1e-14)
+
+
+@pytest.mark.parametrize(
+    "kwargs,exc,match",
+    [
+        (dict(method="median"), ValueError, "method must be one of"),
+        (dict(weights_a=[1.0, 2.0]), ValueError, r"weights_a must have shape \(3,\)"),
+        (dict(weights_b=[-1.0, 1.0]), ValueError, "weights_b must be finite and >= 0"),
+        (dict(weights_a=[0.0, 0.0, 0.0]), ValueError, "weights_a must not all be zero"),
+        (dict(mask_a=[1, 0, 1]), TypeError, "mask_a must be a boolean"),
+        (dict(mask_b=[False, False]), ValueError, "b has no rows left"),
+        (dict(mask_b=[True]), ValueError, r"mask_b must have shape \(2,\)"),
+    ],
+)
+def test_set_similarity_errors(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        set_similarity(np.ones((3, 2)), np.ones((2, 2)), **kwargs)
+
+
+@pytest.mark.parametrize(
+    "dtype,scale",
+    [(np.float64, 1e307), (np.float64, 1e-305), (np.float32, 1e37), (np.float32, 1e-42)],
+)
+def test_matrix_functions_overflow_and_underflow_safe(dtype, scale):
+    """Rows near the largest float (or deep in the subnormals) give the same
+    cosines as the same rows at unit scale."""
+    base = np.array([[3.0, 4.0, 0.0], [1.0, 1.0, 1.0], [-2.0, 1.0, 0.5], [0.0, 0.0, 9.0]])
+    big = (base * scale).astype(dtype)
+    unit = big.astype(np.float64) / scale  # the rows actually stored, at unit scale
+    want = naive.pairwise_matrix(unit)
+    compute = np.float64 if dtype == np.float64 else np.float32
+    # float32 subnormals keep only a few significant bits: compare with what is stored
+    atol = tol(np.dtype(dtype), 3, compute)
+    got = pairwise_cosine(big)
+    np.testing.assert_allclose(got, want, rtol=0, atol=atol)
+    np.testing.assert_allclose(pairwise_cosine(big, big[::-1]), want[:, ::-1], rtol=0, atol=atol)
+    scores, idx = topk_cosine(big, None, 2, exclude_self=True)
+    np.testing.assert_allclose(scores, np.take_along_axis(want, idx, 1), rtol=0, atol=atol)
+    assert set_similarity(big, big, "greedy").f1 == pytest.approx(1.0, abs=atol)
+    assert set_similarity(big, big[:2], "centroid") == pytest.approx(
+        naive.cosine(unit.mean(0), unit[:2].mean(0)), abs=atol)

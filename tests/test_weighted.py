@@ -1,0 +1,144 @@
+"""scaled_cosine and scaled_cosine_loss (seed 002) against the naive
+references, the seed's get_dot_sim_loss, and finite differences."""
+
+import numpy as np
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from cosim_np import scaled_cosine, scaled_cosine_loss
+from tests import naive
+
+EPS64 = np.finfo(np.float64).eps
+SCALINGS = ["minmax", "zscore", None]
+WEIGHT_ON = ["a", "b", "both"]
+
+
+def batches(rows, cols, dtype=np.float64):
+    elements = st.one_of(st.integers(-30, 30).map(float), st.floats(-1e3, 1e3, width=32))
+    return hnp.arrays(dtype, (rows, cols), elements=elements)
+
+
+def tol(d):
+    return 64 * (d + 4) * EPS64
+
+
+@given(b=st.integers(1, 6), d=st.integers(1, 5), scaling=st.sampled_from(SCALINGS),
+       weight_on=st.sampled_from(WEIGHT_ON), data=st.data())
+def test_scaled_cosine_matches_naive(b, d, scaling, weight_on, data):
+    x = data.draw(batches(b, d))
+    y = data.draw(batches(b, d))
+    got = scaled_cosine(x, y, scaling=scaling, weight_on=weight_on)
+    want = naive.scaled_cosine(x, y, scaling, weight_on)
+    np.testing.assert_allclose(got, want, rtol=0, atol=tol(d))
+    assert np.all(np.abs(got) <= 1.0)
+
+
+@given(b=st.integers(2, 6), d=st.integers(1, 5), data=st.data())
+def test_loss_is_seed002_get_dot_sim_loss(b, d, data):
+    x = data.draw(batches(b, d))
+    y = data.draw(batches(b, d))
+    norms = np.linalg.norm(x, axis=1)
+    assume(norms.max() > norms.min())  # the seed divides by zero otherwise
+    assume(np.all(norms > 0) and np.all(np.linalg.norm(y, axis=1) > 0))
+    got = scaled_cosine_loss(x, y)  # scaling="minmax", weight_on="a"
+    want = naive.seed002_get_dot_sim_loss(x, y)
+    assert abs(got - want) <= tol(d)
+
+
+def test_loss_float32_and_equal_norms_and_single_row():
+    x = np.array([[3.0, 4.0], [0.0, 5.0], [5.0, 0.0]], np.float32)  # all norms 5
+    y = np.array([[3.0, 4.0], [1.0, 0.0], [1.0, 1.0]], np.float32)
+    loss = scaled_cosine_loss(x, y)
+    assert loss.dtype == np.float32
+    cos = np.array([1.0, 0.0, np.sqrt(0.5)])
+    assert float(loss) == pytest.approx(1 - 0.5 * cos.mean(), abs=1e-6)
+    for scaling in SCALINGS:
+        value, gx, gy = scaled_cosine(x[:1], y[:1], scaling=scaling, return_grad=True)
+        assert np.all(np.isfinite(value)) and np.all(np.isfinite(gx)) and np.all(np.isfinite(gy))
+    with np.errstate(invalid="ignore"):
+        assert np.isnan(naive.seed002_get_dot_sim_loss(x, y))  # where the seed gives NaN
+
+
+@pytest.mark.parametrize("scale", [1e300, 1e-300])
+def test_overflow_and_underflow_safe(scale):
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(5, 4)), rng.normal(size=(5, 4))
+    for scaling in SCALINGS:
+        np.testing.assert_allclose(scaled_cosine(x * scale, y * scale, scaling=scaling, weight_on="both"),
+                                   scaled_cosine(x, y, scaling=scaling, weight_on="both"), rtol=0, atol=1e-14)
+    big = np.full((2, 3), 3e38, np.float32)
+    big[1] *= 0.5
+    assert np.allclose(scaled_cosine(big, big), [1 / (1 + np.exp(-1.0)), 0.5])
+
+
+def numeric_grad(f, x, h):
+    g = np.zeros_like(x)
+    for idx in np.ndindex(x.shape):
+        step = h * max(1.0, abs(x[idx]))
+        xp, xm = x.copy(), x.copy()
+        xp[idx] += step
+        xm[idx] -= step
+        g[idx] = (f(xp) - f(xm)) / (2 * step)
+    return g
+
+
+@given(b=st.integers(1, 5), d=st.integers(1, 4), scaling=st.sampled_from(SCALINGS),
+       weight_on=st.sampled_from(WEIGHT_ON), data=st.data())
+def test_gradients_match_finite_differences(b, d, scaling, weight_on, data):
+    elements = st.floats(-3.0, 3.0).filter(lambda value: abs(value) > 0.05)
+    x = data.draw(hnp.arrays(np.float64, (b, d), elements=elements))
+    y = data.draw(hnp.arrays(np.float64, (b, d), elements=elements))
+    g = np.array(data.draw(st.lists(st.floats(-2, 2), min_size=b, max_size=b)))
+    nx, ny = np.linalg.norm(x, axis=1), np.linalg.norm(y, axis=1)
+    # away from the kinks: distinct norms (min/max ties), not near a zero vector
+    for n in (nx, ny):
+        gaps = np.abs(n[:, None] - n[None, :])[~np.eye(b, dtype=bool)]
+        assume(gaps.size == 0 or gaps.min() > 0.05)
+    _, gx, gy = scaled_cosine(x, y, scaling=scaling, weight_on=weight_on, return_grad=True, grad_output=g)
+    fx = lambda x_: float(g @ scaled_cosine(x_, y, scaling=scaling, weight_on=weight_on))  # noqa: E731
+    fy = lambda y_: float(g @ scaled_cosine(x, y_, scaling=scaling, weight_on=weight_on))  # noqa: E731
+    h = 1e-6
+    np.testing.assert_allclose(gx, numeric_grad(fx, x, h), rtol=0, atol=2e-5 * (1 + np.abs(g).sum()) / nx.min())
+    np.testing.assert_allclose(gy, numeric_grad(fy, y, h), rtol=0, atol=2e-5 * (1 + np.abs(g).sum()) / ny.min())
+
+
+@given(b=st.integers(2, 5), d=st.integers(1, 4), data=st.data(), seed=st.integers(0, 2**32 - 1))
+def test_loss_gradient_and_shuffled_baseline(b, d, data, seed):
+    elements = st.floats(-3.0, 3.0).filter(lambda value: abs(value) > 0.05)
+    x = data.draw(hnp.arrays(np.float64, (b, d), elements=elements))
+    y = data.draw(hnp.arrays(np.float64, (b, d), elements=elements))
+    for n in (np.linalg.norm(x, axis=1), np.linalg.norm(y, axis=1)):
+        gaps = np.abs(n[:, None] - n[None, :])[~np.eye(b, dtype=bool)]
+        assume(gaps.min() > 0.05)
+    loss, gx, gy = scaled_cosine_loss(x, y, shuffle=True, rng=seed, return_grad=True)
+    perm = np.random.default_rng(seed).permutation(b)
+    assert loss == pytest.approx(scaled_cosine_loss(x, y[perm]), abs=1e-15)
+    assert loss == scaled_cosine_loss(x, y, shuffle=True, rng=np.random.default_rng(seed))
+    fy = lambda y_: float(scaled_cosine_loss(x, y_, shuffle=True, rng=seed))  # noqa: E731
+    fx = lambda x_: float(scaled_cosine_loss(x_, y, shuffle=True, rng=seed))  # noqa: E731
+    np.testing.assert_allclose(gx, numeric_grad(fx, x, 1e-6), rtol=0, atol=1e-5 / np.linalg.norm(x, axis=1).min())
+    np.testing.assert_allclose(gy, numeric_grad(fy, y, 1e-6), rtol=0, atol=1e-5 / np.linalg.norm(y, axis=1).min())
+
+
+@pytest.mark.parametrize(
+    "func,kwargs,exc,match",
+    [
+        (scaled_cosine, dict(b=np.ones((3, 2))), ValueError, "a and b must have the same shape"),
+        (scaled_cosine, dict(scaling="l2"), ValueError, "scaling must be 'minmax', 'zscore' or None"),
+        (scaled_cosine, dict(weight_on="c"), ValueError, "weight_on must be one of"),
+        (scaled_cosine, dict(grad_output=np.ones(2)), ValueError, "grad_output is only used"),
+        (scaled_cosine, dict(return_grad=True, grad_output=np.ones(3)), ValueError, r"grad_output must have shape \(2,\)"),
+        (scaled_cosine, dict(a=np.ones(2)), ValueError, "a must be a 2-d array"),
+        (scaled_cosine, dict(a=np.ones((2, 2)) * 1j), TypeError, "a must be real-valued"),
+        (scaled_cosine, dict(a=np.ones((0, 2)), b=np.ones((0, 2))), ValueError, "at least one row"),
+        (scaled_cosine_loss, dict(rng="seed", shuffle=True), TypeError, "rng must be None"),
+        (scaled_cosine_loss, dict(shuffle=1), TypeError, "shuffle must be True or False"),
+    ],
+)
+def test_errors(func, kwargs, exc, match):
+    args = dict(a=np.ones((2, 2)), b=np.ones((2, 2)))
+    args.update(kwargs)
+    with pytest.raises(exc, match=match):
+        func(args.pop("a"), args.pop("b"), **args)
