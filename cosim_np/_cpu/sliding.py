@@ -51,13 +51,17 @@ MIN_CHUNKS_PER_TILE = 8
 
 
 def make_buffers(m, d):
-    """Tile length and scratch space (allocated once per call, outside the loops)."""
+    """Tile length and scratch space (allocated once per call, outside the loops).
+
+    The scans keep one chunk per *lane*: ``lanes[t * width + q]`` holds offset
+    ``t`` of chunk ``q``, so that the lock-step scans below read and write
+    contiguous lanes and vectorise."""
     chunk = m * d
     tile = chunk * max(MIN_CHUNKS_PER_TILE, -(-TILE_TARGET // chunk))
+    width = tile // chunk + 1  # the tile's chunks and the one after
     return tile, (
-        np.empty(tile + chunk, np.float64),  # squares, zero beyond the data
-        np.empty(tile, np.float64),  # suffix sums
-        np.empty(tile + chunk, np.float64),  # prefix sums (next chunk)
+        np.empty(chunk * width, np.float64),  # squares, then suffix sums
+        np.empty(chunk * width, np.float64),  # prefix sums
         np.empty(tile, np.float64),  # window sums of squares
     )
 
@@ -67,25 +71,25 @@ def _tile_sumsq(x, b, i0, nwin, m, d, bufs):
     """Fill ``sumsq[t]`` (sum over channels and taps of the squares of window
     ``i0+t``) for ``t < nwin``.  Returns True when a sample's magnitude lies
     outside ``[SAFE_MIN, SAFE_MAX]`` (then some sums may have lost range)."""
-    sq, suf, pre, sumsq = bufs
+    suf, pre, sumsq = bufs
     nchan = x.shape[1]
     chunk = m * d
     span = (m - 1) * d
     npos = nwin + span
-    nq = (nwin + chunk - 1) // chunk
-    for p in range((nq + 1) * chunk):
-        sq[p] = 0.0
-    unsafe = 0
-    for c in range(nchan):
-        xs = x[b, c, i0 : i0 + npos]
-        for p in range(npos):
-            val = np.float64(xs[p])
-            sq[p] += val * val
-            mag = abs(val)
-            unsafe += (mag > SAFE_MAX) | ((mag < SAFE_MIN) & (mag > 0.0))
     if m <= DIRECT_SUM_TAPS:
         # A window of a few taps: its own squares summed in tap order take
         # fewer passes than the blocked scheme, and are just as exact.
+        sq = suf
+        for p in range(npos):
+            sq[p] = 0.0
+        unsafe = 0
+        for c in range(nchan):
+            xs = x[b, c, i0 : i0 + npos]
+            for p in range(npos):
+                val = np.float64(xs[p])
+                sq[p] += val * val
+                mag = abs(val)
+                unsafe += (mag > SAFE_MAX) | ((mag < SAFE_MIN) & (mag > 0.0))
         for t in range(nwin):
             sumsq[t] = sq[t]
         for j in range(1, m):
@@ -93,37 +97,73 @@ def _tile_sumsq(x, b, i0, nwin, m, d, bufs):
             for t in range(nwin):
                 sumsq[t] += shifted[t]
         return unsafe > 0
-    # Suffix sums inside each chunk, chunks in lock step (independent chains).
-    for t in range(chunk - 1, -1, -1):
-        if t + d < chunk:
-            for q in range(nq):
-                p = q * chunk + t
-                suf[p] = sq[p] + suf[p + d]
-        else:
-            for q in range(nq):
-                p = q * chunk + t
-                suf[p] = sq[p]
-    # Prefix sums inside each following chunk.
+    width = suf.size // chunk
+    nq = (nwin + chunk - 1) // chunk
+    lanes = nq + 1
+    # Squares, transposed: offset t of chunk q goes to suf[t * width + q].
     for t in range(chunk):
+        row = suf[t * width : t * width + lanes]
+        for q in range(lanes):
+            row[q] = 0.0
+    unsafe = 0
+    full = min(lanes, npos // chunk)  # lanes whose chunk lies inside the data
+    for c in range(nchan):
+        xs = x[b, c, i0 : i0 + npos]
+        for t in range(chunk):
+            row = suf[t * width : t * width + lanes]
+            for q in range(full):
+                val = np.float64(xs[q * chunk + t])
+                row[q] += val * val
+            if full < lanes and full * chunk + t < npos:
+                val = np.float64(xs[full * chunk + t])
+                row[full] += val * val
+        unsafe += _count_unsafe(xs)
+    # Stride-d prefix sums inside each chunk but the first, all lanes in lock step.
+    for t in range(chunk):
+        here = suf[t * width : t * width + lanes]
+        dest = pre[t * width : t * width + lanes]
         if t >= d:
-            for q in range(1, nq + 1):
-                p = q * chunk + t
-                pre[p] = pre[p - d] + sq[p]
+            prev = pre[(t - d) * width : (t - d) * width + lanes]
+            for q in range(1, lanes):
+                dest[q] = prev[q] + here[q]
         else:
-            for q in range(1, nq + 1):
-                p = q * chunk + t
-                pre[p] = sq[p]
-    # Each window: one suffix, plus one prefix if it crosses into the next chunk.
+            for q in range(1, lanes):
+                dest[q] = here[q]
+    # Stride-d suffix sums inside each chunk, in place, from the chunk's end.
+    for t in range(chunk - d - 1, -1, -1):
+        here = suf[t * width : t * width + nq]
+        after = suf[(t + d) * width : (t + d) * width + nq]
+        for q in range(nq):
+            here[q] = here[q] + after[q]
+    # Each window: the suffix of its chunk, plus, when it reaches into the
+    # next chunk (offset t >= d), the prefix of that chunk up to t + span.
     for t in range(chunk):
-        if t + span >= chunk:
+        here = suf[t * width : t * width + nq]
+        # windows past nwin land in sumsq's slack or are overwritten later
+        if t >= d:
+            nxt = pre[(t - d) * width + 1 : (t - d) * width + 1 + nq]
             for q in range(nq):
-                i = q * chunk + t
-                sumsq[i] = suf[i] + pre[i + span]
+                sumsq[q * chunk + t] = here[q] + nxt[q]
         else:
             for q in range(nq):
-                i = q * chunk + t
-                sumsq[i] = suf[i]
+                sumsq[q * chunk + t] = here[q]
     return unsafe > 0
+
+
+@jit
+def _count_unsafe(xs):
+    """How many samples could square out of range: none for float32 (whose
+    magnitudes all lie inside [SAFE_MIN, SAFE_MAX]); for float64 a quick
+    scan of the tile (largest and smallest non-zero magnitude)."""
+    if xs.itemsize <= 4:
+        return 0
+    big = 0.0
+    small = np.inf
+    for p in range(xs.size):
+        mag = abs(np.float64(xs[p]))
+        big = mag if mag > big else big
+        small = mag if (mag < small) & (mag > 0.0) else small
+    return int(big > SAFE_MAX) + int(small < SAFE_MIN)
 
 
 @jit
@@ -183,7 +223,7 @@ def _scaled_square(x, b, p, expo):
 @jit
 def windowed_norm_kernel(x, m, d, tile, bufs, out, offset):
     """``out[b, offset + i]`` = L2 norm of window ``i`` of row ``b`` (all channels)."""
-    sumsq = bufs[3]
+    sumsq = bufs[2]
     nwin_total = x.shape[2] - (m - 1) * d
     for b in range(x.shape[0]):
         for i0 in range(0, nwin_total, tile):
@@ -201,16 +241,39 @@ def windowed_norm_kernel(x, m, d, tile, bufs, out, offset):
 
 @jit
 def _tile_dots(x, b, khat, k, i0, nwin, d, acc):
-    """``acc[t]`` = <window i0+t, khat[k]>; windows innermost so it vectorises."""
+    """``acc[t]`` = <window i0+t, khat[k]>; windows innermost so it vectorises.
+
+    Taps are added in order (channel by channel, tap by tap) exactly as in
+    ``_rescaled_dot``; four of them per pass over ``acc`` keep the running
+    sums in registers four times as long."""
     m = khat.shape[2]
     for t in range(nwin):
         acc[t] = 0.0
     for c in range(x.shape[1]):
-        for j in range(m):
+        j = 0
+        while j + 4 <= m:
+            w0 = khat[k, c, j]
+            w1 = khat[k, c, j + 1]
+            w2 = khat[k, c, j + 2]
+            w3 = khat[k, c, j + 3]
+            x0 = x[b, c, i0 + j * d : i0 + j * d + nwin]
+            x1 = x[b, c, i0 + (j + 1) * d : i0 + (j + 1) * d + nwin]
+            x2 = x[b, c, i0 + (j + 2) * d : i0 + (j + 2) * d + nwin]
+            x3 = x[b, c, i0 + (j + 3) * d : i0 + (j + 3) * d + nwin]
+            for t in range(nwin):
+                a = acc[t]
+                a += np.float64(x0[t]) * w0
+                a += np.float64(x1[t]) * w1
+                a += np.float64(x2[t]) * w2
+                a += np.float64(x3[t]) * w3
+                acc[t] = a
+            j += 4
+        while j < m:
             w = khat[k, c, j]
             xs = x[b, c, i0 + j * d : i0 + j * d + nwin]
             for t in range(nwin):
                 acc[t] += np.float64(xs[t]) * w
+            j += 1
 
 
 @jit
@@ -301,7 +364,7 @@ def sliding_cosine_kernel(
     ``allowed * ||w||`` (a loud sample nearby) gets its dot recomputed directly."""
     use_fft = fft[0].shape[0] > 0
     nker, _, m = khat.shape
-    sumsq = bufs[3]
+    sumsq = bufs[2]
     nwin_total = x.shape[2] - (m - 1) * d
     acc = np.empty(tile, np.float64)
     for b in range(x.shape[0]):
@@ -315,12 +378,16 @@ def sliding_cosine_kernel(
                     _fft_tile_dots(x, b, khat, k, i0, nwin, d, sumsq, fft, acc)
                 else:
                     _tile_dots(x, b, khat, k, i0, nwin, d, acc)
-                _finish_tile(acc, sumsq, nwin, noise_floor, fill, kst, dest)
+                _finish_tile(acc, sumsq, nwin, noise_floor, fill, kst)
                 if exponent != 1.0 and kst == KERNEL_NORMAL:
+                    # in float64, before the one rounding to the output dtype
+                    # (sharpening a rounded value would multiply its error)
                     for t in range(nwin):
                         # fill values (zero windows) are not cosines: leave them
                         if sumsq[t] != 0.0:
-                            dest[t] = sharpen_value(dest[t], exponent)
+                            acc[t] = sharpen_value(acc[t], exponent)
+                for t in range(nwin):
+                    dest[t] = acc[t]
                 if unsafe and kst != KERNEL_NONFINITE:
                     for t in range(nwin):
                         if _out_of_range(sumsq[t]):
@@ -330,8 +397,9 @@ def sliding_cosine_kernel(
 
 
 @jit
-def _finish_tile(acc, sumsq, nwin, noise_floor, fill, kernel_state, dest):
-    """Unsharpened cosines of a tile, branch-free so that it vectorises."""
+def _finish_tile(acc, sumsq, nwin, noise_floor, fill, kernel_state):
+    """Unsharpened cosines of a tile, in place of its dots (``acc``),
+    branch-free so that it vectorises."""
     zero_kernel = kernel_state == KERNEL_ZERO
     nan_kernel = kernel_state == KERNEL_NONFINITE
     for t in range(nwin):
@@ -342,7 +410,7 @@ def _finish_tile(acc, sumsq, nwin, noise_floor, fill, kernel_state, dest):
         val = -1.0 if val < -1.0 else val
         val = fill if (s == 0.0 or zero_kernel) else val
         # a NaN or inf sample makes s NaN or inf
-        dest[t] = np.nan if (not s < np.inf or nan_kernel) else val
+        acc[t] = np.nan if (not s < np.inf or nan_kernel) else val
 
 
 @jit
