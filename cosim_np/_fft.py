@@ -16,7 +16,6 @@ against the window's own norm (near loud bursts).
 import math
 
 import numpy as np
-from scipy import fft as sfft
 
 from ._cpu import blocks as blocks_cpu
 
@@ -24,10 +23,20 @@ from ._cpu import blocks as blocks_cpu
 CHUNK_SAMPLES = 1 << 17
 
 
+# Longest block transformed by default: pocketfft transforms several rows at
+# once, and beyond 2**14 float64 samples their working set leaves the L2
+# cache; on the CI machine a 2**15 block then costs 3x more per output than a
+# 2**14 one (benchmarks/RESULTS.md).
+MAX_CACHED_FFT = 1 << 14
+
+
 def fft_length(span):
-    """FFT length for a kernel reaching ``span`` samples: long enough that
-    most of each block is output, short enough to stay in cache."""
-    return sfft.next_fast_len(max(512, 8 * (span + 1)), real=True)
+    """FFT length (a power of two) for a kernel reaching ``span`` samples:
+    about 8 spans, so that most of each block is output, but at most
+    ``MAX_CACHED_FFT`` unless the kernel itself needs more."""
+    target = min(max(512, 8 * (span + 1)), MAX_CACHED_FFT)
+    target = max(target, 2 * (span + 1))
+    return 1 << (target - 1).bit_length()
 
 
 def kernel_spectra(khat, dilation, nfft):
@@ -36,15 +45,32 @@ def kernel_spectra(khat, dilation, nfft):
     nker, nchan, m = khat.shape
     dilated = np.zeros((nker, nchan, nfft))
     dilated[:, :, : (m - 1) * dilation + 1 : dilation] = np.nan_to_num(khat)
-    spectra = np.conj(sfft.rfft(dilated, axis=-1))
+    spectra = np.conj(np.fft.rfft(dilated, axis=-1))
     peak = np.max(np.abs(spectra), axis=(1, 2))
     return spectra, peak
 
 
-def fft_dots(rows, khat, dilation, nfft, spectra, workers, dots):
+class Workspace:
+    """Buffers for the transforms of one thread, allocated once and reused:
+    fresh arrays of a megabyte per transform cost more in page faults than the
+    transforms themselves.  (This is why the transforms are NumPy's pocketfft
+    with ``out=`` rather than ``scipy.fft``, which has no ``out``; both are
+    pocketfft, single-threaded here: threads run whole segments.)"""
+
+    def __init__(self, nchan, nker, nfft):
+        self.per_chunk = max(1, CHUNK_SAMPLES // (nfft * max(nchan, nker)))
+        nfreq = nfft // 2 + 1
+        self.blocks = np.empty((nchan, self.per_chunk, nfft))
+        self.spectrum = np.empty((nchan, self.per_chunk, nfreq), dtype=complex)
+        self.product = np.empty((nker, self.per_chunk, nfreq), dtype=complex)
+        self.out = np.empty((nker, self.per_chunk, nfft))
+
+
+def fft_dots(rows, khat, dilation, nfft, spectra, dots, work):
     """Dots of every window of ``rows`` (``(B, C, N)``) with every kernel,
     written to ``dots`` (``(B, K, >= N - span)`` float64, reused across calls
-    so that it stays in cache).
+    so that it stays in cache), with the buffers of ``work`` (a
+    :class:`Workspace`).
 
     The dots are left in the units of their block, ``2**exponents[b, g]``:
     every consumer then shifts exponents only (exact), whichever path a window
@@ -59,21 +85,23 @@ def fft_dots(rows, khat, dilation, nfft, spectra, workers, dots):
     nblocks = -(-nwin // step)
     noise = np.empty((nrows, nblocks))
     exponents = np.empty((nrows, nblocks), dtype=np.int64)
-    per_chunk = max(1, CHUNK_SAMPLES // (nfft * nchan))
-    blocks = np.empty((nchan, min(per_chunk, nblocks), nfft))
+    per_chunk = work.per_chunk
     for b in range(nrows):
         for g0 in range(0, nblocks, per_chunk):
             count = min(per_chunk, nblocks - g0)
-            chunk = blocks[:, :count]
+            chunk = work.blocks[:, :count]
+            spectrum = work.spectrum[:, :count]
+            product = work.product[:, :count]
+            out = work.out[:, :count]
             blocks_cpu.prepare_blocks(
                 rows[b], g0, step, chunk, exponents[b, g0 : g0 + count], noise[b, g0 : g0 + count]
             )
-            spectrum = sfft.rfft(chunk, axis=-1, workers=workers)  # (C, G, F)
+            np.fft.rfft(chunk, axis=-1, out=spectrum)  # (C, G, F)
             if nchan == 1:
-                product = spectrum[0][None, :, :] * spectra[:, 0, None, :]
+                np.multiply(spectrum, spectra[:, 0, None, :], out=product)
             else:
-                product = np.einsum("cgf,kcf->kgf", spectrum, spectra)
-            out = sfft.irfft(product, n=nfft, axis=-1, workers=workers)
+                np.einsum("cgf,kcf->kgf", spectrum, spectra, out=product)
+            np.fft.irfft(product, n=nfft, axis=-1, out=out)
             blocks_cpu.scatter_dots(out, g0, step, dots, b)
     return exponents, noise, step
 

@@ -480,11 +480,12 @@ def _run_fft(piece, khat, kernel_state, d, exponent, floor, fill, result, offset
     def work(start, stop):
         tile, bufs = kernels.make_buffers(m, d)
         dots_buffer = np.empty((piece.shape[0], nker, min(segment, stop - start)))
+        workspace = _fft.Workspace(nchan, nker, nfft)
         for s0 in range(start, stop, segment):
             count = min(segment, stop - s0)
             sub = piece[:, :, s0 : s0 + count + span]
             dots = dots_buffer[:, :, :count]
-            exponents, noise, step = _fft.fft_dots(sub, khat, d, nfft, spectra, 1, dots)
+            exponents, noise, step = _fft.fft_dots(sub, khat, d, nfft, spectra, dots, workspace)
             kernels.sliding_cosine_kernel(
                 sub, khat, kernel_state, d, exponent, floor, fill, tile, bufs, result, offset + s0,
                 (dots, exponents, noise, step, error_scale, allowed),

@@ -88,8 +88,7 @@ def _tile_sumsq(x, b, i0, nwin, m, d, bufs):
             for p in range(npos):
                 val = np.float64(xs[p])
                 sq[p] += val * val
-                mag = abs(val)
-                unsafe += (mag > SAFE_MAX) | ((mag < SAFE_MIN) & (mag > 0.0))
+            unsafe += _count_unsafe(xs)
         for t in range(nwin):
             sumsq[t] = sq[t]
         for j in range(1, m):
@@ -109,14 +108,23 @@ def _tile_sumsq(x, b, i0, nwin, m, d, bufs):
     full = min(lanes, npos // chunk)  # lanes whose chunk lies inside the data
     for c in range(nchan):
         xs = x[b, c, i0 : i0 + npos]
-        for t in range(chunk):
-            row = suf[t * width : t * width + lanes]
-            for q in range(full):
-                val = np.float64(xs[q * chunk + t])
-                row[q] += val * val
-            if full < lanes and full * chunk + t < npos:
-                val = np.float64(xs[full * chunk + t])
-                row[full] += val * val
+        if width > chunk:
+            # many short chunks: read across them, write whole lanes rows
+            for t in range(chunk):
+                row = suf[t * width : t * width + lanes]
+                for q in range(full):
+                    val = np.float64(xs[q * chunk + t])
+                    row[q] += val * val
+                if full < lanes and full * chunk + t < npos:
+                    val = np.float64(xs[full * chunk + t])
+                    row[full] += val * val
+        else:
+            # few long chunks: read each one straight through
+            for q in range(lanes):
+                seg = xs[q * chunk : min(npos, (q + 1) * chunk)]
+                for t in range(seg.size):
+                    val = np.float64(seg[t])
+                    suf[t * width + q] += val * val
         unsafe += _count_unsafe(xs)
     # Stride-d prefix sums inside each chunk but the first, all lanes in lock step.
     for t in range(chunk):
@@ -137,16 +145,24 @@ def _tile_sumsq(x, b, i0, nwin, m, d, bufs):
             here[q] = here[q] + after[q]
     # Each window: the suffix of its chunk, plus, when it reaches into the
     # next chunk (offset t >= d), the prefix of that chunk up to t + span.
-    for t in range(chunk):
-        here = suf[t * width : t * width + nq]
-        # windows past nwin land in sumsq's slack or are overwritten later
-        if t >= d:
-            nxt = pre[(t - d) * width + 1 : (t - d) * width + 1 + nq]
-            for q in range(nq):
-                sumsq[q * chunk + t] = here[q] + nxt[q]
-        else:
-            for q in range(nq):
-                sumsq[q * chunk + t] = here[q]
+    if width > chunk:
+        for t in range(chunk):
+            here = suf[t * width : t * width + nq]
+            # windows past nwin land in sumsq's slack or are overwritten later
+            if t >= d:
+                nxt = pre[(t - d) * width + 1 : (t - d) * width + 1 + nq]
+                for q in range(nq):
+                    sumsq[q * chunk + t] = here[q] + nxt[q]
+            else:
+                for q in range(nq):
+                    sumsq[q * chunk + t] = here[q]
+    else:
+        for q in range(nq):
+            dest = sumsq[q * chunk : (q + 1) * chunk]
+            for t in range(d):
+                dest[t] = suf[t * width + q]
+            for t in range(d, chunk):
+                dest[t] = suf[t * width + q] + pre[(t - d) * width + q + 1]
     return unsafe > 0
 
 
