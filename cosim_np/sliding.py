@@ -330,11 +330,14 @@ def sliding_cosine(
     method : {'auto', 'direct', 'fft'}, optional
         How the dot products are computed (the norms are always the exact
         blocked sums). 'direct': a vectorised loop, O(m) per output. 'fft':
-        blocked overlap-save with ``scipy.fft``, each block scaled by a power
-        of two; any window whose FFT error bound is not small against its own
-        norm (a loud sample nearby) is recomputed directly, so both methods
-        meet the same accuracy. 'auto' (default): 'fft' once a window holds
-        ``FFT_MIN_TAPS`` taps or more (across channels), else 'direct'.
+        blocked overlap-save with real FFTs (pocketfft), each block scaled by
+        a power of two; any window whose FFT error bound is not small against
+        its own norm (a loud sample nearby) is recomputed directly, so both
+        methods meet the same accuracy. It pays off for long kernels
+        (``m * C_in`` of about 150 taps and more) and for kernel banks.
+        'auto' (default): whichever a cost model measured on a 2-core x86-64
+        machine predicts faster for ``m``, ``K`` and ``C_in`` (see
+        :doc:`/performance`).
     out : numpy.ndarray, optional
         Array to write the result into; it must have exactly the result's shape
         and dtype. It may overlap ``signal``.
@@ -429,18 +432,32 @@ def sliding_cosine(
     return _deliver(result.reshape(out_shape_moved), ax, channel_axis, bool(bank_shape), out_dtype, out)
 
 
-# Dots by FFT are worth it once a window holds this many taps (all channels):
-# on the CI machine (one thread, float32, n = 10**7) the direct method costs
-# about 0.9 ns per tap and output and the FFT method a flat ~23 ns per output
-# for m up to ~1000; they cross between m = 128 and m = 256.  Re-measure with
-# benchmarks/bench_sliding.py --methods direct fft.
-FFT_MIN_TAPS = 192
+# method="auto" chooses by a cost model fitted on the CI machine (one
+# thread, float32, n = 10**6..10**7; benchmarks/bench_sliding.py --methods
+# direct fft), in ns per output:
+#   direct: 2.5 (norms, finish) + 0.04 per product (K * C * m products:
+#           8 float64 FMAs per cycle);
+#   fft:    1.5 + 3 per input channel (block copy, forward transform)
+#           + 4 per kernel (product, inverse transform, finish)
+#           + 1 per channel-kernel pair when C > 1 (spectral products).
+# Below FFT_MIN_TAPS taps per window (m * C) the FFT's error bound is not
+# small against a window's own norm even for steady signals, so most windows
+# would be recomputed directly: the direct method is used.
+FFT_MIN_TAPS = 128
+DIRECT_NS = (2.5, 0.04)
+FFT_NS = (1.5, 3.0, 4.0, 1.0)
 
 
 def _choose_method(method, m, nchan, nker, dilation):
     if method != "auto":
         return method
-    return "fft" if m * nchan >= FFT_MIN_TAPS else "direct"
+    taps = m * nchan
+    if taps < FFT_MIN_TAPS:
+        return "direct"
+    direct = DIRECT_NS[0] + DIRECT_NS[1] * nker * taps
+    base, per_channel, per_kernel, per_pair = FFT_NS
+    fft = base + per_channel * nchan + per_kernel * nker + (per_pair * nchan * nker if nchan > 1 else 0.0)
+    return "fft" if fft < direct else "direct"
 
 
 def _no_fft(nker):

@@ -318,23 +318,43 @@ def _fft_tile_dots(x, b, khat, k, i0, nwin, d, sumsq, fft, acc):
         else:
             for u in range(stop - t):
                 acc[t + u] = math.ldexp(src[u], shift)
+        # Windows whose sum of squares lies below this are recomputed; zero
+        # and non-finite windows are settled by the finish.  A first pass
+        # only counts them (it vectorises), and most blocks have none.
+        limit = _direct_below(bound, allowed)
+        count = 0
         for u in range(t, stop):
             s = sumsq[u]
-            # zero and non-finite windows are settled by the finish
-            if s > 0.0 and s < np.inf and bound > allowed * math.sqrt(s):
-                acc[u] = _rescaled_dot(x, b, khat, k, i0 + u, d, 0)
+            count += (s > 0.0) & (s < limit)
+        if count:
+            for u in range(t, stop):
+                s = sumsq[u]
+                if s > 0.0 and s < limit:
+                    acc[u] = _rescaled_dot(x, b, khat, k, i0 + u, d, 0)
         t = stop
 
 
 @jit
-def _fft_dot(x, b, khat, k, i, d, expo, norm, fft):
+def _direct_below(bound, allowed):
+    """A window whose FFT dot may be off by ``bound`` is recomputed directly
+    when ``bound > allowed * ||w||``, that is when its sum of squares lies
+    below the value returned (no square root per window; rounding of this
+    value moves the decision for borderline windows only, which are accurate
+    either way, and both paths decide alike)."""
+    ratio = bound / allowed
+    return ratio * ratio
+
+
+@jit
+def _fft_dot(x, b, khat, k, i, d, expo, sumsq, fft):
     """Dot of window ``i`` with ``khat[k]`` in units of ``2**expo``, where the
-    window's norm is ``norm`` (finite, non-zero) in those units: the FFT's
-    value shifted (exact), or recomputed directly when its error bound is not
-    small against ``norm``.  The same decision as ``_fft_tile_dots``."""
+    window's sum of squares is ``sumsq`` (finite, non-zero) in those units:
+    the FFT's value shifted (exact), or recomputed directly when its error
+    bound is not small against the window's norm.  The same decision as
+    ``_fft_tile_dots``."""
     block = i // fft[3]
     shift = fft[1][b, block] - expo
-    if _fft_bound(fft, b, k, block, shift) > fft[5] * norm:
+    if sumsq < _direct_below(_fft_bound(fft, b, k, block, shift), fft[5]):
         return _rescaled_dot(x, b, khat, k, i, d, expo)
     return math.ldexp(fft[0][b, k, i], shift)
 
@@ -439,7 +459,7 @@ def _rescaled_cosine(x, b, khat, k, kernel_state, i, m, d, exponent, noise_floor
     if s == 0.0 or kernel_state == KERNEL_ZERO:
         return fill
     if fft[0].shape[0] > 0:
-        dot = _fft_dot(x, b, khat, k, i, d, e, math.sqrt(s), fft)
+        dot = _fft_dot(x, b, khat, k, i, d, e, s, fft)
     else:
         dot = _rescaled_dot(x, b, khat, k, i, d, e)
     return _cosine_value(dot, math.sqrt(s) + math.ldexp(noise_floor, -e), exponent)
