@@ -20,6 +20,7 @@ Usage::
     python benchmarks/bench_sliding.py                # the full table (n = 10**7)
     python benchmarks/bench_sliding.py --quick        # n = 10**5, for a smoke test
     python benchmarks/bench_sliding.py --methods direct fft --threads 1 2
+    python benchmarks/bench_sliding.py --extras --plot docs/_static/sliding_vs_m.png
 """
 
 import argparse
@@ -40,6 +41,20 @@ def best_time(func, repeat):
         func()
         times.append(time.perf_counter() - start)
     return min(times)
+
+
+def best_times(funcs, repeat):
+    """Best time of each function, the runs interleaved (a, b, c, a, b, c,
+    ...) so that a slow spell of a shared machine hits all of them alike."""
+    for func in funcs:
+        func()  # warm-up
+    best = [float("inf")] * len(funcs)
+    for _ in range(repeat):
+        for index, func in enumerate(funcs):
+            start = time.perf_counter()
+            func()
+            best[index] = min(best[index], time.perf_counter() - start)
+    return best
 
 
 def scipy_by_hand(x, k):
@@ -106,18 +121,24 @@ def speed_table(n, ms, dtypes, repeat, threads_list, methods):
         for m in ms:
             k = rng.standard_normal(m).astype(dtype)
             numba.set_num_threads(1)
-            theirs = {}
-            for name, func in anchors(dtype).items():
-                if name.startswith("PyTorch") and m * n > 2 * 10**8:
-                    continue  # unfold materialises n*m values
-                theirs[name] = best_time(lambda: func(x, k), repeat)
+            named = {
+                name: (lambda func=func: func(x, k))
+                for name, func in anchors(dtype).items()
+                if not (name.startswith("PyTorch") and m * n > 2 * 10**8)  # unfold: n*m values
+            }
             for method in methods:
                 for threads in threads_list:
-                    numba.set_num_threads(threads)
-                    ours = best_time(lambda: sliding_cosine(x, k, method=method), repeat)
-                    for name, their_time in theirs.items():
-                        rows.append((np.dtype(dtype).name, m, method, threads, name, ours, their_time))
-            numba.set_num_threads(1)
+
+                    def ours(method=method, threads=threads):
+                        numba.set_num_threads(threads)
+                        try:
+                            return sliding_cosine(x, k, method=method)
+                        finally:
+                            numba.set_num_threads(1)
+
+                    times = best_times([ours, *named.values()], repeat)
+                    for name, their_time in zip(named, times[1:]):
+                        rows.append((np.dtype(dtype).name, m, method, threads, name, times[0], their_time))
     return rows
 
 
@@ -151,6 +172,108 @@ def accuracy_table(dtypes):
     return rows
 
 
+def bank_table(repeat, n=10**6, nker=64, m=128):
+    """A bank of K kernels against PyTorch CPU conv1d plus its norms
+    (avg_pool1d of the squares), float32, one thread."""
+    import numba
+
+    from cosim_np import sliding_cosine
+
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal(n).astype(np.float32)
+    bank = rng.standard_normal((nker, m)).astype(np.float32)
+    numba.set_num_threads(1)
+    funcs = {"cosim_np sliding_cosine": lambda: sliding_cosine(x, bank)}
+    try:
+        import torch
+        import torch.nn.functional as F
+
+        torch.set_num_threads(1)
+        xt = torch.from_numpy(x)[None, None, :]
+        wt = torch.from_numpy(bank)[:, None, :]
+        knorm = wt.norm(dim=-1).view(1, nker, 1)
+
+        def torch_conv():
+            with torch.no_grad():
+                dots = F.conv1d(xt, wt)
+                norms = torch.sqrt(F.avg_pool1d(xt * xt, m, 1) * m)
+                return dots / (norms * knorm)
+
+        funcs["PyTorch conv1d + avg_pool1d norms"] = torch_conv
+    except ImportError:
+        pass
+    times = best_times(list(funcs.values()), repeat)
+    return list(zip(funcs, times))
+
+
+def threads_table(n, ms, repeat):
+    """One thread against all of ``numba.get_num_threads()`` (float32)."""
+    import numba
+
+    from cosim_np import sliding_cosine
+
+    most = numba.config.NUMBA_NUM_THREADS
+    x = np.random.default_rng(3).standard_normal(n).astype(np.float32)
+    rows = []
+    for m in ms:
+        k = np.random.default_rng(m).standard_normal(m).astype(np.float32)
+
+        def run(threads):
+            numba.set_num_threads(threads)
+            try:
+                return sliding_cosine(x, k)
+            finally:
+                numba.set_num_threads(1)
+
+        one, many = best_times([lambda: run(1), lambda: run(most)], repeat)
+        rows.append((m, most, one, many))
+    return rows
+
+
+def scaling_table(ns, m, repeat):
+    """Time against n (float32, one thread) and the exponent of a log-log fit:
+    1 means linear."""
+    import numba
+
+    from cosim_np import sliding_cosine
+
+    numba.set_num_threads(1)
+    k = np.random.default_rng(4).standard_normal(m).astype(np.float32)
+    times = []
+    for n in ns:
+        x = np.random.default_rng(5).standard_normal(n).astype(np.float32)
+        times.append(best_time(lambda: sliding_cosine(x, k), repeat))
+        del x
+    slope = np.polyfit(np.log(ns), np.log(times), 1)[0]
+    return list(zip(ns, times)), slope
+
+
+def plot_against_m(rows, path):
+    """Time against m for cosim_np and each anchor (float32, one thread)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    series = {}
+    for dtype, m, method, thr, name, ours, theirs in rows:
+        if dtype != "float32" or thr != 1:
+            continue
+        series.setdefault(f"cosim_np ({method})", {})[m] = ours
+        series.setdefault(name, {})[m] = theirs
+    for label, points in series.items():
+        ms = sorted(points)
+        ax.loglog(ms, [points[m] * 1e3 for m in ms], marker="o", label=label)
+    ax.set_xlabel("kernel length m")
+    ax.set_ylabel("time for n = 10**7 samples, ms")
+    ax.set_title("Sliding cosine, float32, one thread (lower is better)")
+    ax.legend(fontsize="small")
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
 FIRST_CALL = """
 import time
 t0 = time.perf_counter()
@@ -182,10 +305,14 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, nargs="+", default=[1], help="thread counts for cosim_np")
     parser.add_argument("--methods", nargs="+", default=["auto"], choices=["auto", "direct", "fft"])
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="n = 10**5, m in (3, 64)")
+    parser.add_argument("--quick", action="store_true", help="n = 10**5, m in (3, 64), small extras")
+    parser.add_argument("--extras", action="store_true",
+                        help="also the kernel bank, thread and n-scaling tables")
+    parser.add_argument("--scaling-max", type=int, default=10**8, help="largest n of the scaling fit")
+    parser.add_argument("--plot", metavar="PNG", help="write time against m (float32, one thread)")
     args = parser.parse_args(argv)
     if args.quick:
-        args.n, args.m = 10**5, [3, 64]
+        args.n, args.m, args.scaling_max = 10**5, [3, 64], 10**6
     dtypes = [np.dtype(d).type for d in args.dtype]
 
     import cosim_np
@@ -196,6 +323,28 @@ def main(argv=None):
     rows = speed_table(args.n, args.m, dtypes, args.repeat, args.threads, args.methods)
     for dtype, m, method, thr, name, ours, theirs in rows:
         print(f"{dtype:<8}{m:>6}  {method:<7}{thr:>4}  {name:<27}{ours * 1e3:>12.1f}{theirs * 1e3:>12.1f}{theirs / ours:>8.2f}")
+    if args.plot:
+        plot_against_m(rows, args.plot)
+        print(f"(plot written to {args.plot})")
+
+    if args.extras or args.quick:
+        n_bank = 10**5 if args.quick else 10**6
+        print(f"\nKernel bank K = 64, m = 128, n = {n_bank}, float32, one thread (best of {args.repeat})")
+        bank = bank_table(args.repeat, n=n_bank)
+        for name, seconds in bank:
+            print(f"  {name:<36}{seconds * 1e3:>10.1f} ms   ratio {seconds / bank[0][1]:>6.2f}")
+
+        print(f"\nThreads (float32, n = {args.n}, 'auto'): speed-up of all threads over one")
+        for m, most, one, many in threads_table(args.n, args.m, args.repeat):
+            print(f"  m = {m:<6} 1 thread {one * 1e3:>8.1f} ms   {most} threads {many * 1e3:>8.1f} ms"
+                  f"   speed-up {one / many:>5.2f}")
+
+        ns = [n for n in (10**5, 10**6, 10**7, 10**8) if n <= args.scaling_max]
+        points, slope = scaling_table(ns, 16, args.repeat)
+        print("\nTime against n (float32, m = 16, one thread)")
+        for n, seconds in points:
+            print(f"  n = {n:<10} {seconds * 1e3:>10.2f} ms   {seconds / n * 1e9:>6.2f} ns per sample")
+        print(f"  log-log slope {slope:.3f} (1 = linear)")
 
     print("\nAccuracy after a 1e8 burst in 1e-3 noise (m = 16, n = 20000), |error| vs float64 reference")
     print(f"{'dtype':<8}  {'method':<27}{'max error':>12}{'non-finite':>12}{'max err after':>15}")

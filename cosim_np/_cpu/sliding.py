@@ -284,12 +284,34 @@ def _tile_dots(x, b, khat, k, i0, nwin, d, acc):
                 a += np.float64(x3[t]) * w3
                 acc[t] = a
             j += 4
-        while j < m:
-            w = khat[k, c, j]
-            xs = x[b, c, i0 + j * d : i0 + j * d + nwin]
+        if m - j == 3:
+            w0 = khat[k, c, j]
+            w1 = khat[k, c, j + 1]
+            w2 = khat[k, c, j + 2]
+            x0 = x[b, c, i0 + j * d : i0 + j * d + nwin]
+            x1 = x[b, c, i0 + (j + 1) * d : i0 + (j + 1) * d + nwin]
+            x2 = x[b, c, i0 + (j + 2) * d : i0 + (j + 2) * d + nwin]
             for t in range(nwin):
-                acc[t] += np.float64(xs[t]) * w
-            j += 1
+                a = acc[t]
+                a += np.float64(x0[t]) * w0
+                a += np.float64(x1[t]) * w1
+                a += np.float64(x2[t]) * w2
+                acc[t] = a
+        elif m - j == 2:
+            w0 = khat[k, c, j]
+            w1 = khat[k, c, j + 1]
+            x0 = x[b, c, i0 + j * d : i0 + j * d + nwin]
+            x1 = x[b, c, i0 + (j + 1) * d : i0 + (j + 1) * d + nwin]
+            for t in range(nwin):
+                a = acc[t]
+                a += np.float64(x0[t]) * w0
+                a += np.float64(x1[t]) * w1
+                acc[t] = a
+        elif m - j == 1:
+            w0 = khat[k, c, j]
+            x0 = x[b, c, i0 + j * d : i0 + j * d + nwin]
+            for t in range(nwin):
+                acc[t] += np.float64(x0[t]) * w0
 
 
 @jit
