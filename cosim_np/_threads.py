@@ -32,3 +32,17 @@ def run_segments(nwin, tile, work):
     with ThreadPoolExecutor(len(bounds)) as pool:
         for future in [pool.submit(work, start, stop) for start, stop in bounds]:
             future.result()
+
+
+def run_split(total, work, minimum=1):
+    """Call ``work(start, stop)`` on near-equal parts of ``[0, total)``, one
+    per thread, each of at least ``minimum`` items (for row-wise passes over
+    a tile, such as the top-k merge, while BLAS threads are idle)."""
+    threads = min(thread_count(), max(1, total // max(1, minimum)))
+    if threads <= 1:
+        work(0, total)
+        return
+    bounds = [(total * t // threads, total * (t + 1) // threads) for t in range(threads)]
+    with ThreadPoolExecutor(threads) as pool:
+        for future in [pool.submit(work, start, stop) for start, stop in bounds]:
+            future.result()

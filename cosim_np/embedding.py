@@ -13,6 +13,8 @@ from collections import namedtuple
 
 import numpy as np
 
+from . import _backend
+from . import _threads
 from . import _validate as v
 from ._cpu import embedding as kernels
 
@@ -186,7 +188,7 @@ def _check_same_d(x, y, a_name, b_name):
 # cosine_similarity
 
 
-def cosine_similarity(a, b, axis=-1, *, eps=0.0, fill=0.0):
+def cosine_similarity(a, b, axis=-1, *, eps=0.0, fill=0.0, backend="auto"):
     """Cosine similarity of ``a`` and ``b`` along ``axis``, with broadcasting.
 
     Behaves like ``torch.nn.functional.cosine_similarity(a, b, dim=axis,
@@ -211,6 +213,10 @@ def cosine_similarity(a, b, axis=-1, *, eps=0.0, fill=0.0):
     fill : float, optional
         Result for a pair with an all-zero vector when ``eps == 0`` (default
         ``0.0``; ``nan`` is allowed).
+    backend : {'auto', 'cpu', 'cuda'}, optional
+        'auto' (default) follows the inputs: CUDA device arrays (CuPy, PyTorch,
+        Numba) run on the GPU and give the same kind of array back. 'cuda'
+        forces the GPU, 'cpu' the CPU. See :doc:`/gpu`.
 
     Returns
     -------
@@ -259,23 +265,13 @@ def cosine_similarity(a, b, axis=-1, *, eps=0.0, fill=0.0):
     >>> cosine_similarity(x, x[::-1], axis=(-2, -1)).round(4)
     array([0.9297, 0.9297], dtype=float32)
     """
+    if _backend.wants_cuda(backend, a=a, b=b):
+        return _backend.cuda_impl("cosine_similarity")(a, b, axis, eps=eps, fill=fill)
     x = v.as_real_array(a, "a", min_ndim=0)
     y = v.as_real_array(b, "b", min_ndim=0)
-    out_dtype = _promote(v.output_dtype(x.dtype, "a"), v.output_dtype(y.dtype, "b"))
-    eps_value = v.check_real(eps, "eps", nonnegative=True)
-    fill_value = v.check_real(fill, "fill", finite=False, allow_nan=True)
-    try:
-        shape = np.broadcast_shapes(x.shape, y.shape)
-    except ValueError:
-        raise ValueError(
-            f"a and b must broadcast against each other; got shapes {x.shape} and {y.shape}."
-        ) from None
+    out_dtype, eps_value, fill_value, shape, axes, kept, out_shape = _check_cosine_args(
+        x, y, axis, eps, fill)
     ndim = len(shape)
-    if ndim == 0:
-        raise ValueError("a and b are both 0-d: there is no axis holding vectors to compare.")
-    axes = v.check_axes(axis, ndim)
-    kept = [ax for ax in range(ndim) if ax not in axes]
-    out_shape = tuple(shape[ax] for ax in kept)
 
     x = x.reshape((1,) * (ndim - x.ndim) + x.shape)
     y = y.reshape((1,) * (ndim - y.ndim) + y.shape)
@@ -307,6 +303,29 @@ def cosine_similarity(a, b, axis=-1, *, eps=0.0, fill=0.0):
     cos[zero] = fill_value if eps_value == 0.0 else 0.0
     cos[bad] = np.nan
     return _scalar_or_array(cos.astype(out_dtype, copy=False))
+
+
+def _check_cosine_args(x, y, axis, eps, fill):
+    """Validated ``cosine_similarity`` arguments for the arrays (or stand-ins
+    of device arrays) ``x`` and ``y``: ``(out_dtype, eps, fill, broadcast
+    shape, reduced axes, kept axes, out_shape)``.  Shared by the CPU and CUDA
+    paths."""
+    out_dtype = _promote(v.output_dtype(x.dtype, "a"), v.output_dtype(y.dtype, "b"))
+    eps_value = v.check_real(eps, "eps", nonnegative=True)
+    fill_value = v.check_real(fill, "fill", finite=False, allow_nan=True)
+    try:
+        shape = np.broadcast_shapes(x.shape, y.shape)
+    except ValueError:
+        raise ValueError(
+            f"a and b must broadcast against each other; got shapes {x.shape} and {y.shape}."
+        ) from None
+    ndim = len(shape)
+    if ndim == 0:
+        raise ValueError("a and b are both 0-d: there is no axis holding vectors to compare.")
+    axes = v.check_axes(axis, ndim)
+    kept = [ax for ax in range(ndim) if ax not in axes]
+    out_shape = tuple(shape[ax] for ax in kept)
+    return out_dtype, eps_value, fill_value, shape, axes, kept, out_shape
 
 
 def _scalar_or_array(result):
@@ -353,7 +372,8 @@ def _reduced_dot(xh, yh, axes, kept):
 # pairwise_cosine
 
 
-def pairwise_cosine(a, b=None, *, out=None, dtype=None, fill=0.0, max_memory=None):
+def pairwise_cosine(a, b=None, *, out=None, dtype=None, fill=0.0, max_memory=None,
+                    backend="auto"):
     """The full matrix of cosine similarities between the rows of ``a`` and ``b``.
 
     ``result[i, j]`` is the cosine of ``a[i]`` and ``b[j]``. Rows are
@@ -383,6 +403,11 @@ def pairwise_cosine(a, b=None, *, out=None, dtype=None, fill=0.0, max_memory=Non
         Bound on the working memory in bytes, or a string such as ``"64MiB"``
         (default 256 MiB). The result itself is not counted; neither is the
         float64 copy made of integer or bool inputs.
+    backend : {'auto', 'cpu', 'cuda'}, optional
+        'auto' (default) follows the inputs: CUDA device arrays (CuPy, PyTorch,
+        Numba) run on the GPU and give the same kind of array back. 'cuda'
+        forces the GPU, 'cpu' the CPU. See :doc:`/gpu`. On the GPU, ``out``
+        must be a NumPy array.
 
     Returns
     -------
@@ -418,27 +443,17 @@ def pairwise_cosine(a, b=None, *, out=None, dtype=None, fill=0.0, max_memory=Non
            [ 0.7071, -0.7071],
            [    nan,     nan]])
     """
-    x = _kernel_input(v.check_matrix(a, "a"))
+    if _backend.wants_cuda(backend, a=a, b=b):
+        return _backend.cuda_impl("pairwise_cosine")(
+            a, b, out=out, dtype=dtype, fill=fill, max_memory=max_memory)
+    xa = v.check_matrix(a, "a")
     same = b is None
-    y = x if same else _kernel_input(v.check_matrix(b, "b"))
-    if not same:
-        _check_same_d(x, y, "a", "b")
-    fill_value = v.check_real(fill, "fill", finite=False, allow_nan=True)
-    budget = v.check_memory(max_memory, "max_memory", DEFAULT_MAX_MEMORY)
-    requested = v.check_dtype_choice(dtype, "dtype")
-    policy = _promote(
-        v.output_dtype(np.asarray(a).dtype, "a"),
-        v.output_dtype(np.asarray(b).dtype, "b") if not same else np.float16,
-    )
-    if out is not None:
-        if not isinstance(out, np.ndarray):
-            raise TypeError(f"out must be a numpy.ndarray; got {type(out).__name__}.")
-        result_dtype = requested if requested is not None else out.dtype
-        if result_dtype not in (np.float16, np.float32, np.float64):
-            raise TypeError(f"out must have dtype float16, float32 or float64; got {out.dtype}.")
-        v.check_out(out, (x.shape[0], y.shape[0]), result_dtype)
-    else:
-        result_dtype = requested if requested is not None else policy
+    yb = xa if same else v.check_matrix(b, "b")
+    fill_value, budget, result_dtype = _check_pairwise_args(xa, yb, same, out, dtype, fill,
+                                                            max_memory)
+    x = _kernel_input(xa)
+    y = x if same else _kernel_input(yb)
+    if out is None:
         out = np.empty((x.shape[0], y.shape[0]), dtype=result_dtype)
     n, m, d = x.shape[0], y.shape[0], x.shape[1]
     if n == 0 or m == 0:
@@ -489,7 +504,7 @@ def pairwise_cosine(a, b=None, *, out=None, dtype=None, fill=0.0, max_memory=Non
             else:
                 tile = scores[: (i1 - i0) * (j1 - j0)].reshape(i1 - i0, j1 - j0)
             np.matmul(xi, yj.T, out=tile)
-            np.clip(tile, -1.0, 1.0, out=tile)
+            _clip(tile)
             _patch(tile, rows, cols, i0, j0, fill_value)
             if same:
                 _set_diagonal(tile, rows, i0, j0)
@@ -507,11 +522,44 @@ def pairwise_cosine(a, b=None, *, out=None, dtype=None, fill=0.0, max_memory=Non
     return out
 
 
+def _clip(tile):
+    """Clip a score tile to [-1, 1] in place (rounding may leave |s| a few ulp
+    above 1), split over the threads: NumPy releases the GIL, and the pass is
+    bound by memory bandwidth, which one core does not saturate."""
+    _threads.run_split(tile.shape[0], lambda r0, r1: np.clip(
+        tile[r0:r1], -1.0, 1.0, out=tile[r0:r1]), minimum=256)
+
+
+def _check_pairwise_args(x, y, same, out, dtype, fill, max_memory):
+    """Validated ``pairwise_cosine`` arguments for the checked matrices (or
+    stand-ins of device matrices) ``x`` and ``y``: ``(fill, budget,
+    result_dtype)``.  Shared by the CPU and CUDA paths."""
+    if not same:
+        _check_same_d(x, y, "a", "b")
+    fill_value = v.check_real(fill, "fill", finite=False, allow_nan=True)
+    budget = v.check_memory(max_memory, "max_memory", DEFAULT_MAX_MEMORY)
+    requested = v.check_dtype_choice(dtype, "dtype")
+    policy = _promote(
+        v.output_dtype(x.dtype, "a"),
+        v.output_dtype(y.dtype, "b") if not same else np.float16,
+    )
+    if out is None:
+        return fill_value, budget, requested if requested is not None else policy
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a numpy.ndarray; got {type(out).__name__}.")
+    result_dtype = requested if requested is not None else out.dtype
+    if result_dtype not in (np.float16, np.float32, np.float64):
+        raise TypeError(f"out must have dtype float16, float32 or float64; got {out.dtype}.")
+    v.check_out(out, (x.shape[0], y.shape[0]), result_dtype)
+    return fill_value, budget, result_dtype
+
+
 # ---------------------------------------------------------------------------
 # topk_cosine
 
 
-def topk_cosine(queries, corpus, k, *, exclude_self=False, fill=0.0, max_memory=None):
+def topk_cosine(queries, corpus, k, *, exclude_self=False, fill=0.0, max_memory=None,
+                backend="auto"):
     """The ``k`` rows of ``corpus`` most cosine-similar to each row of ``queries``.
 
     The similarity matrix is never built: it is computed tile by tile (BLAS
@@ -538,6 +586,10 @@ def topk_cosine(queries, corpus, k, *, exclude_self=False, fill=0.0, max_memory=
         Bound on the working memory in bytes, or a string such as ``"64MiB"``
         (default 256 MiB). The results are not counted; neither is the float64
         copy made of integer or bool inputs.
+    backend : {'auto', 'cpu', 'cuda'}, optional
+        'auto' (default) follows the inputs: CUDA device arrays (CuPy, PyTorch,
+        Numba) run on the GPU and give the same kind of array back. 'cuda'
+        forces the GPU, 'cpu' the CPU. See :doc:`/gpu`.
 
     Returns
     -------
@@ -576,33 +628,17 @@ def topk_cosine(queries, corpus, k, *, exclude_self=False, fill=0.0, max_memory=
     >>> topk_cosine(corpus, None, 1, exclude_self=True)[1].ravel()
     array([2, 2, 0, 1])
     """
-    x = _kernel_input(v.check_matrix(queries, "queries"))
+    if _backend.wants_cuda(backend, queries=queries, corpus=corpus):
+        return _backend.cuda_impl("topk_cosine")(
+            queries, corpus, k, exclude_self=exclude_self, fill=fill, max_memory=max_memory)
+    xq = v.check_matrix(queries, "queries")
     same = corpus is None or corpus is queries
-    y = x if same else _kernel_input(v.check_matrix(corpus, "corpus"))
-    if not same:
-        _check_same_d(x, y, "queries", "corpus")
-    kk = v.check_positive_int(k, "k")
-    if not isinstance(exclude_self, (bool, np.bool_)):
-        raise TypeError(f"exclude_self must be True or False; got {exclude_self!r}.")
-    fill_value = v.check_real(fill, "fill", finite=False, allow_nan=True)
-    budget = v.check_memory(max_memory, "max_memory", DEFAULT_MAX_MEMORY)
+    yc = xq if same else v.check_matrix(corpus, "corpus")
+    kk, fill_value, budget, result_dtype = _check_topk_args(
+        xq, yc, same, corpus is None, k, exclude_self, fill, max_memory)
+    x = _kernel_input(xq)
+    y = x if same else _kernel_input(yc)
     n, m, d = x.shape[0], y.shape[0], x.shape[1]
-    if exclude_self and n != m:
-        raise ValueError(
-            f"exclude_self=True needs queries and corpus to be the same rows (N == M); "
-            f"got N={n} queries and M={m} corpus rows."
-        )
-    limit = m - 1 if exclude_self else m
-    if kk > limit:
-        extra = " minus the excluded self-match" if exclude_self else ""
-        raise ValueError(
-            f"k={kk} is larger than the corpus: it has {m} rows{extra}, so k must be "
-            f"at most {limit}."
-        )
-    result_dtype = _promote(
-        v.output_dtype(np.asarray(queries).dtype, "queries"),
-        v.output_dtype(np.asarray(corpus).dtype, "corpus") if corpus is not None else np.float16,
-    )
     compute = _compute_dtype(result_dtype)
     best_s = np.full((n, kk), np.nan, dtype=compute)
     best_i = np.full((n, kk), m, dtype=np.int64)
@@ -634,10 +670,46 @@ def topk_cosine(queries, corpus, k, *, exclude_self=False, fill=0.0, max_memory=
             _patch(tile, rows, cols, i0, j0, fill_value)
             if same and not exclude_self:
                 _set_diagonal(tile, rows, i0, j0)
-            kernels.merge_topk(tile, i0, j0, flag_rows, cols.flag[j0:j1], self_col,
-                               best_s, best_i)
+            _threads.run_split(
+                i1 - i0,
+                lambda r0, r1, tile=tile, i0=i0, j0=j0, j1=j1: kernels.merge_topk(
+                    tile[r0:r1], i0 + r0, j0, flag_rows[r0:r1], cols.flag[j0:j1], self_col,
+                    best_s, best_i),
+                minimum=64,
+            )
     return best_s.astype(result_dtype, copy=False), best_i
 
+
+
+def _check_topk_args(x, y, same, no_corpus, k, exclude_self, fill, max_memory):
+    """Validated ``topk_cosine`` arguments for the checked matrices (or
+    stand-ins of device matrices) ``x`` and ``y``: ``(k, fill, budget,
+    result_dtype)``.  Shared by the CPU and CUDA paths."""
+    if not same:
+        _check_same_d(x, y, "queries", "corpus")
+    kk = v.check_positive_int(k, "k")
+    if not isinstance(exclude_self, (bool, np.bool_)):
+        raise TypeError(f"exclude_self must be True or False; got {exclude_self!r}.")
+    fill_value = v.check_real(fill, "fill", finite=False, allow_nan=True)
+    budget = v.check_memory(max_memory, "max_memory", DEFAULT_MAX_MEMORY)
+    n, m = x.shape[0], y.shape[0]
+    if exclude_self and n != m:
+        raise ValueError(
+            f"exclude_self=True needs queries and corpus to be the same rows (N == M); "
+            f"got N={n} queries and M={m} corpus rows."
+        )
+    limit = m - 1 if exclude_self else m
+    if kk > limit:
+        extra = " minus the excluded self-match" if exclude_self else ""
+        raise ValueError(
+            f"k={kk} is larger than the corpus: it has {m} rows{extra}, so k must be "
+            f"at most {limit}."
+        )
+    result_dtype = _promote(
+        v.output_dtype(x.dtype, "queries"),
+        v.output_dtype(y.dtype, "corpus") if not no_corpus else np.float16,
+    )
+    return kk, fill_value, budget, result_dtype
 
 
 # ---------------------------------------------------------------------------

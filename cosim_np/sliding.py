@@ -6,9 +6,11 @@ the Numba kernels in ``_cpu.sliding``.
 """
 
 import math
+from collections import namedtuple
 
 import numpy as np
 
+from . import _backend
 from . import _fft
 from . import _threads
 from . import _validate as v
@@ -109,7 +111,7 @@ def _check_window_fits(n, m, dilation, mode, what):
 # public functions
 
 
-def sharpen(s, sharpness):
+def sharpen(s, sharpness, *, backend="auto"):
     """Sign-preserving sharpening ``sign(s) * |s| ** (sharpness**2)``.
 
     Parameters
@@ -120,6 +122,10 @@ def sharpen(s, sharpness):
         The sharpness ``p``. The exponent is ``p**2`` (seed 000), so any real
         ``p`` gives a non-negative exponent; ``p = 1`` returns ``s`` unchanged,
         ``p = 0`` gives ``sign(s)``.
+    backend : {'auto', 'cpu', 'cuda'}, optional
+        'auto' (default) follows the inputs: CUDA device arrays (CuPy, PyTorch,
+        Numba) run on the GPU and give the same kind of array back. 'cuda'
+        forces the GPU, 'cpu' the CPU. See :doc:`/gpu`.
 
     Returns
     -------
@@ -143,6 +149,8 @@ def sharpen(s, sharpness):
     >>> sharpen(np.array([-0.5, 0.0, 0.5, 1.0]), 2.0)
     array([-0.0625,  0.    ,  0.0625,  1.    ])
     """
+    if _backend.wants_cuda(backend, s=s):
+        return _backend.cuda_impl("sharpen")(s, sharpness)
     array = v.as_real_array(s, "s", min_ndim=0)
     p = v.check_real(sharpness, "sharpness")
     out_dtype = v.output_dtype(array.dtype, "s")
@@ -153,7 +161,7 @@ def sharpen(s, sharpness):
     return result if array.ndim else result[()]
 
 
-def windowed_norm(signal, window, *, dilation=1, mode="valid", axis=-1):
+def windowed_norm(signal, window, *, dilation=1, mode="valid", axis=-1, backend="auto"):
     """L2 norm of every (dilated) window of a signal, in O(n), exactly.
 
     The sums of squares are computed by blocked prefix sums that never
@@ -173,6 +181,10 @@ def windowed_norm(signal, window, *, dilation=1, mode="valid", axis=-1):
         Zero padding, as in :func:`sliding_cosine`.
     axis : int, optional
         Axis along which the windows slide.
+    backend : {'auto', 'cpu', 'cuda'}, optional
+        'auto' (default) follows the inputs: CUDA device arrays (CuPy, PyTorch,
+        Numba) run on the GPU and give the same kind of array back. 'cuda'
+        forces the GPU, 'cpu' the CPU. See :doc:`/gpu`.
 
     Returns
     -------
@@ -196,13 +208,10 @@ def windowed_norm(signal, window, *, dilation=1, mode="valid", axis=-1):
     >>> windowed_norm(np.array([3.0, 4.0, 0.0, 1e8, 0.0, 3e-3, 4e-3]), 2)
     array([5.e+00, 4.e+00, 1.e+08, 1.e+08, 3.e-03, 5.e-03])
     """
+    if _backend.wants_cuda(backend, signal=signal):
+        return _backend.cuda_impl("windowed_norm")(signal, window, dilation=dilation, mode=mode, axis=axis)
     x = v.as_real_array(signal, "signal")
-    m = v.check_positive_int(window, "window")
-    d = v.check_positive_int(dilation, "dilation")
-    v.check_choice(mode, "mode", MODES)
-    ax = v.check_axis(axis, x.ndim)
-    out_dtype = v.output_dtype(x.dtype, "signal")
-    span = _check_window_fits(x.shape[ax], m, d, mode, "window")
+    m, d, ax, out_dtype, span = _check_norm_args(x, window, dilation, mode, axis)
 
     rows, lead = _as_rows(x, ax, None, _compute_dtype(out_dtype))
     pad_left, pad_right = _padding(mode, span)
@@ -217,6 +226,62 @@ def windowed_norm(signal, window, *, dilation=1, mode="valid", axis=-1):
 
         _threads.run_segments(piece.shape[-1] - span, kernels.make_buffers(m, d)[0], work)
     return _deliver(result.reshape(lead + (nwin,)), ax, None, False, out_dtype, None)
+
+
+def _check_norm_args(x, window, dilation, mode, axis):
+    """Validated ``windowed_norm`` arguments for the signal ``x`` (an array or
+    a stand-in of a device array's shape and dtype): ``(m, d, ax, out_dtype,
+    span)``.  Shared by the CPU and CUDA paths."""
+    m = v.check_positive_int(window, "window")
+    d = v.check_positive_int(dilation, "dilation")
+    v.check_choice(mode, "mode", MODES)
+    ax = v.check_axis(axis, x.ndim)
+    out_dtype = v.output_dtype(x.dtype, "signal")
+    span = _check_window_fits(x.shape[ax], m, d, mode, "window")
+    return m, d, ax, out_dtype, span
+
+
+_SlidingArgs = namedtuple(
+    "_SlidingArgs",
+    "ax d p floor fill_value out_dtype khat kernel_state bank_shape channel_axis "
+    "span pad_left pad_right nwin final_shape",
+)
+
+
+def _check_sliding_args(x, kernel, axis, mode, method, dilation, sharpness, noise_floor, fill, out):
+    """Validate ``sliding_cosine``'s arguments for the signal ``x`` (an array
+    or a stand-in of a device array's shape and dtype) and the host
+    ``kernel``; plan the kernel and the geometry.  Shared by the CPU and CUDA
+    paths."""
+    ax = v.check_axis(axis, x.ndim)
+    v.check_choice(mode, "mode", MODES)
+    v.check_choice(method, "method", METHODS)
+    d = v.check_positive_int(dilation, "dilation")
+    p = v.check_real(sharpness, "sharpness")
+    floor = v.check_real(noise_floor, "noise_floor", nonnegative=True)
+    fill_value = v.check_real(fill, "fill", finite=False, allow_nan=True)
+    out_dtype = v.output_dtype(x.dtype, "signal")
+    if x.size == 0:
+        raise ValueError(f"signal must not be empty; got shape {x.shape}.")
+
+    khat, kernel_state, bank_shape, channel_axis = _plan_kernel(kernel, x.ndim, ax)
+    nker, nchan, m = khat.shape
+    if channel_axis is not None and x.shape[channel_axis] != nchan:
+        raise ValueError(
+            f"kernel has C_in={nchan} input channels but the signal has "
+            f"{x.shape[channel_axis]} along its channel axis {channel_axis - x.ndim} "
+            f"(just before axis={axis}); signal shape {x.shape}, kernel shape "
+            f"{(nker, nchan, m)}."
+        )
+    n = x.shape[ax]
+    span = _check_window_fits(n, m, d, mode, "kernel")
+    pad_left, pad_right = _padding(mode, span)
+    nwin = n + pad_left + pad_right - span
+    final_shape = _final_shape(x.shape, ax, channel_axis, nker, bank_shape, nwin)
+    if out is not None:
+        v.check_out(out, final_shape, out_dtype)
+    return _SlidingArgs(ax, d, p, floor, fill_value, out_dtype, khat, kernel_state, bank_shape,
+                        channel_axis, span, pad_left, pad_right, nwin, final_shape)
 
 
 def _plan_kernel(kernel, signal_ndim, ax):
@@ -284,6 +349,7 @@ def sliding_cosine(
     axis=-1,
     method="auto",
     out=None,
+    backend="auto",
 ):
     """Sharpened cosine similarity of every window of a signal with a kernel.
 
@@ -341,6 +407,11 @@ def sliding_cosine(
     out : numpy.ndarray, optional
         Array to write the result into; it must have exactly the result's shape
         and dtype. It may overlap ``signal``.
+    backend : {'auto', 'cpu', 'cuda'}, optional
+        'auto' (default) follows the inputs: CUDA device arrays (CuPy, PyTorch,
+        Numba) run on the GPU and give the same kind of array back. 'cuda'
+        forces the GPU, 'cpu' the CPU. See :doc:`/gpu`. On the GPU, ``out``
+        must be a NumPy array and ``method`` is ignored.
 
     Returns
     -------
@@ -391,38 +462,19 @@ def sliding_cosine(
     >>> np.round(sliding_cosine(signal, [1, 2, 3], sharpness=3)[[1, 9, 13]], 3)
     array([1.   , 1.   , 0.048])
     """
+    if _backend.wants_cuda(backend, signal=signal, kernel=kernel):
+        return _backend.cuda_impl("sliding_cosine")(
+            signal, kernel, sharpness=sharpness, mode=mode, dilation=dilation,
+            noise_floor=noise_floor, fill=fill, axis=axis, method=method, out=out)
     x = v.as_real_array(signal, "signal")
-    ax = v.check_axis(axis, x.ndim)
-    v.check_choice(mode, "mode", MODES)
-    v.check_choice(method, "method", METHODS)
-    d = v.check_positive_int(dilation, "dilation")
-    p = v.check_real(sharpness, "sharpness")
-    floor = v.check_real(noise_floor, "noise_floor", nonnegative=True)
-    fill_value = v.check_real(fill, "fill", finite=False, allow_nan=True)
-    out_dtype = v.output_dtype(x.dtype, "signal")
-    if x.size == 0:
-        raise ValueError(f"signal must not be empty; got shape {x.shape}.")
-
-    khat, kernel_state, bank_shape, channel_axis = _plan_kernel(kernel, x.ndim, ax)
+    (ax, d, p, floor, fill_value, out_dtype, khat, kernel_state, bank_shape, channel_axis,
+     span, pad_left, pad_right, nwin, final_shape) = _check_sliding_args(
+        x, kernel, axis, mode, method, dilation, sharpness, noise_floor, fill, out)
     nker, nchan, m = khat.shape
-    if channel_axis is not None and x.shape[channel_axis] != nchan:
-        raise ValueError(
-            f"kernel has C_in={nchan} input channels but the signal has "
-            f"{x.shape[channel_axis]} along its channel axis {channel_axis - x.ndim} "
-            f"(just before axis={axis}); signal shape {x.shape}, kernel shape "
-            f"{(nker, nchan, m)}."
-        )
-    n = x.shape[ax]
-    span = _check_window_fits(n, m, d, mode, "kernel")
-    pad_left, pad_right = _padding(mode, span)
-    nwin = n + pad_left + pad_right - span
 
     rows, lead = _as_rows(x, ax, channel_axis, _compute_dtype(out_dtype))
     # Output layout before moving axes back: lead + bank + (L,)
     out_shape_moved = lead + ((nker,) if bank_shape or channel_axis is not None else ()) + (nwin,)
-    final_shape = _final_shape(x.shape, ax, channel_axis, nker, bank_shape, nwin)
-    if out is not None:
-        v.check_out(out, final_shape, out_dtype)
 
     result = np.empty((rows.shape[0], nker, nwin), dtype=rows.dtype)
     chosen = _choose_method(method, m, nchan, nker, d)

@@ -7,11 +7,25 @@
 
 ``deadline=None`` everywhere: the first example of a test pays for Numba's
 compilation, which is not what a deadline is meant to catch.
+
+CUDA tests (``tests/test_cuda.py``, marker ``cuda``) run in Numba's CUDA
+simulator unless ``COSIM_REAL_GPU=1``: ``NUMBA_ENABLE_CUDASIM=1`` is set here,
+before anything imports ``numba.cuda`` (cosim_np imports it only lazily, for a
+device input or ``backend="cuda"``), so the CPU tests in the same process are
+unaffected and no GPU is needed.  With ``COSIM_REAL_GPU=1`` on a machine with
+an NVIDIA GPU they run on it, at full launch sizes.  ``-m "not cuda"`` skips
+them; ``-m cuda`` runs only them.
 """
 
 import os
+import sys
 
 from hypothesis import HealthCheck, settings
+
+if os.environ.get("COSIM_REAL_GPU", "") not in ("1", "true", "yes"):
+    os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
+    if "numba" in sys.modules and "numba.cuda" not in sys.modules:
+        sys.modules["numba"].config.reload_config()
 
 _common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("dev", max_examples=40, **_common)

@@ -95,6 +95,10 @@ def _better(s, j, t, q):
     return s == t and j < q
 
 
+# Columns screened at a time by merge_topk.
+SCREEN = 64
+
+
 @jit
 def merge_topk(tile, row0, col0, flagged_rows, flagged_cols, self_col, best_s, best_i):
     """Fold ``tile`` (rows ``row0 + r``, columns ``col0 + c``) into ``best_s``
@@ -114,29 +118,55 @@ def merge_topk(tile, row0, col0, flagged_rows, flagged_cols, self_col, best_s, b
         out_row = row0 + r
         threshold = best_s[out_row, k - 1]
         row_flag = flagged_rows[r]
-        for c in range(cols):
-            s = tile[r, c]
-            if s < threshold:  # the common case; False for NaN either side
-                continue
-            j = col0 + c
-            if self_col >= 0 and j == out_row + self_col:
-                continue
-            value = np.float64(s)
-            if not (row_flag or flagged_cols[c]):
-                if value > 1.0:
-                    value = 1.0
-                elif value < -1.0:
-                    value = -1.0
-            if not _better(value, j, best_s[out_row, k - 1], best_i[out_row, k - 1]):
-                continue
-            p = k - 1
-            while p > 0 and _better(value, j, best_s[out_row, p - 1], best_i[out_row, p - 1]):
-                best_s[out_row, p] = best_s[out_row, p - 1]
-                best_i[out_row, p] = best_i[out_row, p - 1]
-                p -= 1
-            best_s[out_row, p] = value
-            best_i[out_row, p] = j
-            threshold = best_s[out_row, k - 1]
+        scores = tile[r]
+        for c0 in range(0, cols, SCREEN):
+            c1 = min(cols, c0 + SCREEN)
+            # Most blocks hold no candidate at all: count them first, in a
+            # loop that vectorises.  A NaN score never beats a number; a NaN
+            # threshold (a list not yet full) takes every block.
+            candidates = 0
+            if threshold == threshold:
+                block = scores[c0:c1]
+                for c in range(block.size):
+                    candidates += 1 if block[c] >= threshold else 0
+            else:
+                candidates = 1
+            if candidates:
+                threshold = _merge_block(scores, c0, c1, out_row, col0, row_flag, flagged_cols,
+                                         self_col, best_s, best_i)
+
+
+@jit
+def _merge_block(scores, c0, c1, out_row, col0, row_flag, flagged_cols, self_col, best_s,
+                 best_i):
+    """Insert the candidates among ``scores[c0:c1]`` into row ``out_row`` of the
+    running lists; returns the new threshold (the k-th score)."""
+    k = best_s.shape[1]
+    threshold = best_s[out_row, k - 1]
+    for c in range(c0, c1):
+        s = scores[c]
+        if s < threshold:  # the common case; False for NaN either side
+            continue
+        j = col0 + c
+        if self_col >= 0 and j == out_row + self_col:
+            continue
+        value = np.float64(s)
+        if not (row_flag or flagged_cols[c]):
+            if value > 1.0:
+                value = 1.0
+            elif value < -1.0:
+                value = -1.0
+        if not _better(value, j, best_s[out_row, k - 1], best_i[out_row, k - 1]):
+            continue
+        p = k - 1
+        while p > 0 and _better(value, j, best_s[out_row, p - 1], best_i[out_row, p - 1]):
+            best_s[out_row, p] = best_s[out_row, p - 1]
+            best_i[out_row, p] = best_i[out_row, p - 1]
+            p -= 1
+        best_s[out_row, p] = value
+        best_i[out_row, p] = j
+        threshold = best_s[out_row, k - 1]
+    return threshold
 
 
 @jit

@@ -1,0 +1,186 @@
+"""The CUDA backend, side by side with PyTorch and CuPy, in one run.
+
+* ``sliding_cosine`` on a float32 signal of ``n = 2**27`` samples for
+  ``m`` in 3, 64 and 1024 (``--log2n``, ``--ms``).  The achieved bandwidth
+  (signal read once, result written once) is given as a fraction of a
+  measured device-to-device copy.  The times are compared with the same
+  computation in PyTorch (``conv1d`` for the dots, ``avg_pool1d`` of ``x**2``
+  times ``m`` for the norms: the usual recipe, not robust to loud bursts) and
+  in CuPy (``cupyx.scipy.ndimage.correlate1d`` and ``uniform_filter1d``).
+* ``pairwise_cosine`` and ``topk_cosine`` (float32, N x M, D) against
+  ``torch.nn.functional.normalize`` + ``torch.matmul`` (+ ``torch.topk``).
+
+Timing: every call is run once to warm up (Numba compiles the kernels on
+first use, cuDNN picks its algorithms), then ``--repeat`` times between
+device-wide synchronisations; the best (minimum) time is reported.
+
+Exit status: 0 after a run (missing PyTorch or CuPy only leaves their
+columns out), 2 with a message when there is no usable GPU (no driver, no
+device, or Numba's simulator).  ``python benchmarks/bench_gpu.py --help``.
+"""
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+
+def fail(message):
+    print(f"bench_gpu: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def optional(name):
+    try:
+        return __import__(name)
+    except Exception:  # not installed, or built without CUDA
+        return None
+
+
+def best_time(func, repeat, sync):
+    """Best of ``repeat`` synchronised runs, after one warm-up run."""
+    func()
+    sync()
+    times = []
+    for _ in range(repeat):
+        sync()
+        start = time.perf_counter()
+        func()
+        sync()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def copy_bandwidth(cuda, nbytes, repeat):
+    src = cuda.device_array(nbytes // 4, dtype=np.float32)
+    dst = cuda.device_array(nbytes // 4, dtype=np.float32)
+    seconds = best_time(lambda: dst.copy_to_device(src), repeat, cuda.synchronize)
+    return 2 * nbytes / seconds  # read + write
+
+
+def torch_sliding(torch, signal, kernel):
+    """Valid-mode cosine by conv1d and pooled squares (float32 throughout)."""
+    functional = torch.nn.functional
+    x = signal.view(1, 1, -1)
+    k = kernel.view(1, 1, -1)
+    m = kernel.numel()
+    dots = functional.conv1d(x, k)
+    norms = torch.sqrt(functional.avg_pool1d(x * x, m, stride=1) * m)
+    return (dots / (norms * torch.linalg.norm(kernel))).view(-1)
+
+
+def cupy_sliding(cupy, signal, kernel):
+    from cupyx.scipy import ndimage
+
+    m = kernel.size
+    dots = ndimage.correlate1d(signal, kernel, mode="constant")
+    norms = cupy.sqrt(ndimage.uniform_filter1d(signal * signal, m, mode="constant") * m)
+    return dots / (norms * cupy.linalg.norm(kernel))
+
+
+def bench_sliding(args, cuda, torch, cupy, rows):
+    from cosim_np import sliding_cosine
+
+    n = 2**args.log2n
+    rng = np.random.default_rng(0)
+    host = rng.standard_normal(n, dtype=np.float32)
+    signal = cuda.to_device(host)
+    tsignal = torch.as_tensor(host, device="cuda") if torch else None
+    csignal = cupy.asarray(host) if cupy else None
+    copy_bw = copy_bandwidth(cuda, host.nbytes, args.repeat)
+    print(f"device-to-device copy: {copy_bw / 1e9:.0f} GB/s (read + write)")
+    for m in args.ms:
+        kernel = rng.standard_normal(m).astype(np.float32)
+        ours = best_time(lambda: sliding_cosine(signal, kernel), args.repeat, cuda.synchronize)
+        moved = host.nbytes + 4 * (n - m + 1)
+        row = {"case": f"sliding m={m}", "ours_ms": 1e3 * ours,
+               "bandwidth": moved / ours / copy_bw}
+        if torch is not None:
+            tkernel = torch.as_tensor(kernel, device="cuda")
+            row["torch_ms"] = 1e3 * best_time(lambda: torch_sliding(torch, tsignal, tkernel),
+                                              args.repeat, torch.cuda.synchronize)
+        if cupy is not None:
+            ckernel = cupy.asarray(kernel)
+            row["cupy_ms"] = 1e3 * best_time(lambda: cupy_sliding(cupy, csignal, ckernel),
+                                             args.repeat, cuda.synchronize)
+        rows.append(row)
+        report(row)
+
+
+def bench_embedding(args, cuda, torch, rows):
+    from cosim_np import pairwise_cosine, topk_cosine
+
+    if torch is None:
+        print("pairwise/top-k: skipped (PyTorch with CUDA is the anchor; not available)")
+        return
+    functional = torch.nn.functional
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    a = torch.randn(args.rows, args.dim, device="cuda", generator=gen)
+    b = torch.randn(args.rows, args.dim, device="cuda", generator=gen)
+    sync = torch.cuda.synchronize
+
+    def torch_pairwise():
+        return functional.normalize(a, dim=1) @ functional.normalize(b, dim=1).T
+
+    cases = [
+        ("pairwise", lambda: pairwise_cosine(a, b), torch_pairwise),
+        (f"topk k={args.k}", lambda: topk_cosine(a, b, args.k),
+         lambda: torch.topk(torch_pairwise(), args.k, dim=1)),
+    ]
+    for name, ours, theirs in cases:
+        row = {"case": f"{name} {args.rows}x{args.rows}x{args.dim}",
+               "ours_ms": 1e3 * best_time(ours, args.repeat, sync),
+               "torch_ms": 1e3 * best_time(theirs, args.repeat, sync)}
+        rows.append(row)
+        report(row)
+
+
+def report(row):
+    parts = [f"{row['case']:<28}", f"ours {row['ours_ms']:9.3f} ms"]
+    if "bandwidth" in row:
+        parts.append(f"{100 * row['bandwidth']:5.1f}% of copy bandwidth")
+    for other in ("torch", "cupy"):
+        if f"{other}_ms" in row:
+            parts.append(f"{other} {row[f'{other}_ms']:9.3f} ms "
+                         f"(ours/{other} = {row['ours_ms'] / row[f'{other}_ms']:.2f})")
+    print("  ".join(parts), flush=True)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--log2n", type=int, default=27, help="signal length 2**LOG2N")
+    parser.add_argument("--ms", type=int, nargs="+", default=[3, 64, 1024], help="kernel lengths")
+    parser.add_argument("--rows", type=int, default=20000, help="N = M for pairwise/top-k")
+    parser.add_argument("--dim", type=int, default=256, help="D for pairwise/top-k")
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--repeat", type=int, default=5, help="timed runs (best is reported)")
+    parser.add_argument("--skip-embedding", action="store_true")
+    args = parser.parse_args(argv)
+
+    if os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0"):
+        fail("NUMBA_ENABLE_CUDASIM is set: simulator timings mean nothing; unset it.")
+    try:
+        from numba import cuda
+    except Exception as exc:
+        fail(f"numba.cuda cannot be imported ({exc}).")
+    if not cuda.is_available():
+        fail("no CUDA GPU and driver found (numba.cuda.is_available() is False); nothing to time.")
+    torch = optional("torch")
+    if torch is not None and not torch.cuda.is_available():
+        torch = None
+    cupy = optional("cupy")
+    device = cuda.get_current_device()
+    print(f"GPU: {device.name.decode() if isinstance(device.name, bytes) else device.name}; "
+          f"PyTorch: {torch.__version__ if torch else 'absent'}; "
+          f"CuPy: {cupy.__version__ if cupy else 'absent'}")
+    rows = []
+    bench_sliding(args, cuda, torch, cupy, rows)
+    if not args.skip_embedding:
+        bench_embedding(args, cuda, torch, rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

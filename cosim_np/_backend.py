@@ -1,0 +1,48 @@
+"""Which backend runs a call: the CPU kernels or the CUDA ones.
+
+Deciding never imports ``numba.cuda``: an input lives on the GPU when it has
+the CUDA array interface (CuPy arrays, PyTorch CUDA tensors, Numba device
+arrays) or is a Numba device array (the simulator's have no interface).
+Only :func:`cuda_impl` imports :mod:`cosim_np._cuda`, and with it
+``numba.cuda``.
+"""
+
+from . import _validate as v
+
+BACKENDS = ("auto", "cpu", "cuda")
+
+
+def on_device(value):
+    """Does ``value`` live in GPU memory?"""
+    return hasattr(value, "__cuda_array_interface__") or bool(
+        getattr(type(value), "__cuda_ndarray__", False)
+    )
+
+
+def wants_cuda(backend, **arrays):
+    """Validate ``backend`` and say whether the call runs on the GPU:
+    ``"cuda"`` always, ``"auto"`` when any of ``arrays`` is on the device,
+    ``"cpu"`` never (a device array then raises a ``TypeError``)."""
+    v.check_choice(backend, "backend", BACKENDS)
+    device = [name for name, value in arrays.items() if on_device(value)]
+    if backend == "cpu" and device:
+        name = device[0]
+        raise TypeError(
+            f"{name} is a CUDA device array ({type(arrays[name]).__name__}) but "
+            "backend='cpu' computes on host memory: copy it to the host first "
+            "(cupy.asnumpy(x), tensor.cpu().numpy(), device_array.copy_to_host()) "
+            "or use backend='auto' or 'cuda'."
+        )
+    return backend == "cuda" or (backend == "auto" and bool(device))
+
+
+def cuda_impl(name):
+    """The CUDA implementation of the public function ``name``."""
+    try:
+        from . import _cuda
+    except ImportError as exc:
+        raise RuntimeError(
+            f"backend='cuda' (or a CUDA device array as input) needs numba.cuda, "
+            f"which cannot be imported here: {exc}"
+        ) from exc
+    return getattr(_cuda, name)

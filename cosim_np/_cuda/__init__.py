@@ -1,0 +1,14 @@
+"""The CUDA backend: the public functions' GPU implementations.
+
+Imported only by :func:`cosim_np._backend.cuda_impl`, that is when an input
+lives on the GPU or ``backend="cuda"`` is asked for; with it comes
+``numba.cuda`` (through :mod:`cosim_np._cuda.kernels`, the only module that
+imports it).  Each function validates with the CPU's own helpers, plans
+(offsets, tiles, launch geometry from :data:`settings`) and launches the
+kernels on the stream of its input's producer.
+"""
+
+from .arrays import settings
+from .embedding import cosine_similarity, pairwise_cosine, topk_cosine
+from .sliding import sharpen, sliding_cosine, windowed_norm
+

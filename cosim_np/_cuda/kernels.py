@@ -1,0 +1,511 @@
+"""CUDA kernels, and the only module of cosim_np that imports ``numba.cuda``.
+
+It is imported lazily (by :mod:`cosim_np._cuda`, itself imported only when a
+device array or ``backend="cuda"`` is seen), so ``import cosim_np`` never
+touches CUDA.  ``NUMBA_ENABLE_CUDASIM=1`` must be set before this import to run
+everything in Numba's simulator.
+
+Arrays arrive planned and checked; nothing here validates.  Conventions:
+
+* A signal is a flat 1-D device array ``x`` and a geometry: row ``b``, channel
+  ``c``, sample ``j`` is ``x[roff[b] + c*cs + j*ts]`` (any strides, no copy),
+  ``0 <= j < n``.  Kernels index a *padded* coordinate ``q = j + pl``; samples
+  outside the signal read as zeros, so no mode ever copies the signal.
+* Outputs are written through offsets the same way (``out[ooff[b] + k*oks +
+  i*ols]``), so results land directly in the caller's axis order.
+* Everything accumulates in float64; no fastmath (NaN/inf must propagate).
+  The compiler may fuse a multiply and an add (FMA), which only removes a
+  rounding.
+
+Windowed sums of squares: blocked scans that never subtract
+-----------------------------------------------------------
+As on the CPU (see ``cosim_np/_cpu/sliding.py``): the dilation-strided
+sequence of each residue ``r`` (mod ``d``) is cut into blocks of ``m``
+samples; block ``q`` starts at ``q*m*d + r``.  A window starting at element
+``j`` of block ``q`` is the suffix of block ``q`` from ``j`` plus the prefix of
+block ``q+1`` up to ``j-1``: each sum holds the window's own squares only, so
+a loud burst or a NaN elsewhere cannot reach it.  One thread scans one block
+(its suffix, then the next block's prefix): O(n) work, ``n/m`` parallel scans.
+"""
+
+import math
+
+import numpy as np
+from numba import config, cuda, types
+
+from .._cpu import embedding as _cpu_embedding
+from .._cpu import sliding as _cpu_sliding
+
+SIMULATOR = bool(config.ENABLE_CUDASIM)
+
+KERNEL_ZERO = _cpu_sliding.KERNEL_ZERO
+KERNEL_NONFINITE = _cpu_sliding.KERNEL_NONFINITE
+
+# The CPU's leaf functions, compiled for the device from the same source.
+_sharpen = cuda.jit(device=True)(_cpu_sliding.sharpen_value.py_func)
+_out_of_range = cuda.jit(device=True)(_cpu_sliding._out_of_range.py_func)
+_better = cuda.jit(device=True)(_cpu_embedding._better.py_func)
+
+
+# ---------------------------------------------------------------------------
+# device plumbing (the rest of the package calls these, never numba.cuda)
+
+
+def available():
+    return cuda.is_available()
+
+
+def device_array(shape, dtype, stream):
+    return cuda.device_array(shape, dtype=dtype, stream=stream)
+
+
+def to_device(host, stream):
+    host = host if host.flags.c_contiguous else host.copy(order="C")
+    return cuda.to_device(host, stream=stream)
+
+
+def is_numba_array(value):
+    return cuda.devicearray.is_cuda_ndarray(value)
+
+
+def as_device(value):
+    """A Numba device array viewing ``value``'s memory (no copy, no sync)."""
+    if is_numba_array(value):
+        return value
+    return cuda.from_cuda_array_interface(value.__cuda_array_interface__, owner=value, sync=False)
+
+
+def flat_view(array, lo, extent):
+    """1-D contiguous view of the ``extent`` elements that start ``lo``
+    elements after ``array``'s first element (``lo <= 0`` for negative strides)."""
+    if SIMULATOR:  # a NumPy array underneath: view it from its lowest address
+        host = array._ary.reshape(array._ary.shape or (1,))
+        corner = host[tuple(slice(n - 1 if s < 0 else 0, None) for n, s in zip(host.shape, host.strides))]
+        flat = np.lib.stride_tricks.as_strided(corner, (extent,), (host.itemsize,))
+        return cuda.devicearray.FakeCUDAArray(flat)
+    desc = array.__cuda_array_interface__
+    ptr = desc["data"][0] + lo * array.dtype.itemsize
+    flat = {"shape": (extent,), "strides": None, "typestr": desc["typestr"],
+            "data": (ptr, False), "version": 2}
+    return cuda.from_cuda_array_interface(flat, owner=array, sync=False)
+
+
+def stream_for(value, torch_module=None):
+    """The stream the producer of ``value`` works on (``None``: a host input).
+
+    The CUDA array interface (v3) names one: ``None`` (no ordering needed),
+    1 (legacy default), 2 (per-thread default) or a ``cudaStream_t``.  A
+    PyTorch tensor names none: its current stream is used."""
+    if SIMULATOR:  # every launch is synchronous there
+        return cuda.stream()
+    if value is None:
+        return cuda.default_stream()
+    if torch_module is not None:
+        ptr = torch_module.cuda.current_stream(value.device).cuda_stream
+    elif is_numba_array(value):
+        return value.stream or cuda.default_stream()
+    else:
+        ptr = value.__cuda_array_interface__.get("stream")
+    if ptr is None:
+        return cuda.default_stream()
+    if ptr in (0, 1):
+        return cuda.legacy_default_stream()
+    if ptr == 2:
+        return cuda.per_thread_default_stream()
+    return cuda.external_stream(ptr)
+
+
+def launch(kernel, blocks, threads, stream, shared_bytes, *args):
+    kernel[blocks, threads, stream, shared_bytes](*args)
+
+
+# ---------------------------------------------------------------------------
+# sliding: loads, window sums of squares, norms, cosines
+
+
+@cuda.jit(device=True)
+def _least(a, b):
+    """``min(a, b)``: the builtin does not type on this CUDA target."""
+    return a if a < b else b
+
+
+@cuda.jit(device=True)
+def _load(x, base, ts, n, pl, q):
+    """Sample ``q`` (padded coordinate) of the row at ``base``, as float64."""
+    j = q - pl
+    if j < 0 or j >= n:
+        return 0.0
+    return np.float64(x[base + j * ts])
+
+
+@cuda.jit(device=True)
+def _square(x, base, cs, nchan, ts, n, pl, q, expo):
+    """Sum over channels of the squares of sample ``q`` times ``2**-expo``."""
+    s = 0.0
+    for c in range(nchan):
+        val = _load(x, base + c * cs, ts, n, pl, q)
+        if expo != 0:
+            val = math.ldexp(val, -expo)
+        s += val * val
+    return s
+
+
+@cuda.jit
+def window_sumsq(x, roff, cs, nchan, ts, n, pl, m, d, ss):
+    """``ss[b, i]`` = sum of squares of window ``i`` of row ``b`` (all
+    channels): one thread per block ``(b, q, r)``, see the module docstring."""
+    nwin = ss.shape[1]
+    chunk = m * d
+    per_row = ((nwin + chunk - 1) // chunk) * d
+    for t in range(cuda.grid(1), ss.shape[0] * per_row, cuda.gridsize(1)):
+        b = t // per_row
+        s0 = (t - b * per_row) // d * chunk + (t - b * per_row) % d
+        if s0 < nwin:
+            base = roff[b]
+            acc = 0.0
+            for j in range(m - 1, -1, -1):  # suffix sums of block q
+                p = s0 + j * d
+                acc = _square(x, base, cs, nchan, ts, n, pl, p, 0) + acc
+                if p < nwin:
+                    ss[b, p] = acc
+            acc = 0.0
+            for j in range(1, m):  # prefix sums of block q + 1
+                i = s0 + j * d
+                if i < nwin:
+                    acc = acc + _square(x, base, cs, nchan, ts, n, pl, s0 + chunk + (j - 1) * d, 0)
+                    ss[b, i] = ss[b, i] + acc
+
+
+@cuda.jit(device=True)
+def _rescaled_sumsq(x, base, cs, nchan, ts, n, pl, m, d, i):
+    """Window ``i``'s sum of squares after scaling by ``2**-E``, in the order
+    of ``window_sumsq``; returns ``(E, s)``, ``s`` NaN/inf if the window is."""
+    big = 0.0
+    bad = 0.0
+    for c in range(nchan):
+        for j in range(m):
+            mag = abs(_load(x, base + c * cs, ts, n, pl, i + j * d))
+            if mag < math.inf:
+                big = mag if mag > big else big
+            else:
+                bad += mag
+    if bad != 0.0 or big == 0.0:
+        return 0, bad  # NaN or inf; or 0.0 for a zero window
+    expo = math.frexp(big)[1]
+    chunk = m * d
+    s0 = i - i % chunk + i % d
+    first = (i - s0) // d
+    acc = 0.0
+    for j in range(m - 1, first - 1, -1):
+        acc = _square(x, base, cs, nchan, ts, n, pl, s0 + j * d, expo) + acc
+    if first == 0:
+        return expo, acc
+    head = 0.0
+    for j in range(first):
+        head = head + _square(x, base, cs, nchan, ts, n, pl, s0 + chunk + j * d, expo)
+    return expo, acc + head
+
+
+@cuda.jit
+def finish_norms(ss, x, roff, cs, nchan, ts, n, pl, m, d, wide, out, ooff, ols):
+    """``out[ooff[b] + i*ols] = sqrt(ss[b, i])``; float64 sums that left the
+    safe range (``wide`` inputs only) are recomputed scaled by a power of two."""
+    nwin = ss.shape[1]
+    for t in range(cuda.grid(1), ss.shape[0] * nwin, cuda.gridsize(1)):
+        b = t // nwin
+        i = t - b * nwin
+        s = ss[b, i]
+        val = math.sqrt(s)
+        if wide and _out_of_range(s):
+            expo, s = _rescaled_sumsq(x, roff[b], cs, nchan, ts, n, pl, m, d, i)
+            val = math.ldexp(math.sqrt(s), expo)
+        out[ooff[b] + i * ols] = val
+
+
+@cuda.jit(device=True)
+def _clamp(val):
+    if val > 1.0:
+        return 1.0
+    if val < -1.0:
+        return -1.0
+    return val
+
+
+@cuda.jit(device=True)
+def _window_cosine(x, base, cs, nchan, ts, n, pl, khat, k, d, i, dot, s, kst, wide,
+                   exponent, floor, fill):
+    """The sharpened cosine of window ``i`` from its dot with ``khat[k]`` and
+    its sum of squares ``s``, as ``_finish_tile``/``_rescaled_cosine`` on the CPU."""
+    if kst == KERNEL_NONFINITE:
+        return math.nan
+    expo = 0
+    if wide and _out_of_range(s):  # zero, tiny, huge, or holding NaN/inf
+        m = khat.shape[2]
+        expo, s = _rescaled_sumsq(x, base, cs, nchan, ts, n, pl, m, d, i)
+        dot = 0.0
+        for c in range(nchan):
+            for j in range(m):
+                val = math.ldexp(_load(x, base + c * cs, ts, n, pl, i + j * d), -expo)
+                dot += val * khat[k, c, j]
+    if not s < math.inf:
+        return math.nan
+    if s == 0.0 or kst == KERNEL_ZERO:
+        return fill
+    return _sharpen(_clamp(dot / (math.sqrt(s) + math.ldexp(floor, -expo))), exponent)
+
+
+@cuda.jit
+def sliding_cosine(x, roff, cs, nchan, ts, n, pl, khat, kstate, d, taps, ss, wide,
+                   exponent, floor, fill, out, ooff, oks, ols):
+    """``out[...b, k, i]`` for the windows ``i`` of this block (one per
+    thread) and every ``(b, k)`` of a grid-stride loop over ``blockIdx.y``.
+
+    Dynamic shared memory holds ``taps`` kernel taps and the signal tile
+    they meet (``blockDim.x + (taps-1)*d`` samples, float64)."""
+    width = cuda.blockDim.x
+    tx = cuda.threadIdx.x
+    nker = khat.shape[0]
+    m = khat.shape[2]
+    nwin = ss.shape[1]
+    i0 = cuda.blockIdx.x * width
+    i = i0 + tx
+    tile = cuda.shared.array(0, types.float64)
+    for bk in range(cuda.blockIdx.y, ss.shape[0] * nker, cuda.gridDim.y):
+        b = bk // nker
+        k = bk - b * nker
+        base = roff[b]
+        dot = 0.0
+        for c in range(nchan):
+            for j0 in range(0, m, taps):
+                count = _least(taps, m - j0)
+                cuda.syncthreads()  # the previous tile is used up
+                for u in range(tx, count, width):
+                    tile[u] = khat[k, c, j0 + u]
+                for u in range(tx, width + (count - 1) * d, width):
+                    tile[taps + u] = _load(x, base + c * cs, ts, n, pl, i0 + j0 * d + u)
+                cuda.syncthreads()
+                for j in range(count):
+                    dot += tile[taps + tx + j * d] * tile[j]
+        if i < nwin:
+            out[ooff[b] + k * oks + i * ols] = _window_cosine(
+                x, base, cs, nchan, ts, n, pl, khat, k, d, i, dot, ss[b, i], kstate[k],
+                wide, exponent, floor, fill)
+
+
+# ---------------------------------------------------------------------------
+# elementwise and broadcast reductions (any strides, through offsets)
+
+
+@cuda.jit(device=True)
+def _offset(o, base, shape, strides):
+    """Element offset of C-order index ``o`` of an array ``(shape, strides)``."""
+    off = base
+    for dim in range(shape.size - 1, -1, -1):
+        q = o // shape[dim]
+        off += (o - q * shape[dim]) * strides[dim]
+        o = q
+    return off
+
+
+@cuda.jit
+def sharpen(x, base, shape, strides, exponent, out):
+    for o in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+        out[o] = _sharpen(np.float64(x[_offset(o, base, shape, strides)]), exponent)
+
+
+@cuda.jit(device=True)
+def _vector_scale(x, base, offsets):
+    """Largest magnitude of a vector; NaN if it holds a NaN (as ``np.max``)."""
+    big = 0.0
+    for r in range(offsets.size):
+        mag = abs(np.float64(x[base + offsets[r]]))
+        if mag != mag:
+            return math.nan
+        if mag > big:
+            big = mag
+    return big
+
+
+@cuda.jit
+def cosine_pairs(a, abase, astr, aoff, b, bbase, bstr, boff, shape, eps, fill, out):
+    """``out[o]``: cosine of the vectors of ``a`` and ``b`` at kept index ``o``
+    (offsets by ``shape``/``astr``/``bstr``, reduced elements at ``aoff``/``boff``;
+    broadcast axes have stride 0).  Each vector is divided by its largest
+    magnitude before anything is squared, as on the CPU."""
+    for o in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+        pa = _offset(o, abase, shape, astr)
+        pb = _offset(o, bbase, shape, bstr)
+        sa = _vector_scale(a, pa, aoff)
+        sb = _vector_scale(b, pb, boff)
+        val = 0.0 if eps > 0.0 else fill
+        if not (sa < math.inf and sb < math.inf):
+            val = math.nan
+        elif sa > 0.0 and sb > 0.0:
+            na = 0.0
+            nb = 0.0
+            dot = 0.0
+            for r in range(aoff.size):
+                u = np.float64(a[pa + aoff[r]]) / sa
+                w = np.float64(b[pb + boff[r]]) / sb
+                na += u * u
+                nb += w * w
+                dot += u * w
+            val = dot / (math.sqrt(na) * math.sqrt(nb))
+            if eps > 0.0:
+                val *= _least(sa * math.sqrt(na) / eps, 1.0) * _least(sb * math.sqrt(nb) / eps, 1.0)
+            val = _clamp(val)
+        out[o] = val
+
+
+# ---------------------------------------------------------------------------
+# row matrices: statistics, tiled products, fused top-k
+
+
+@cuda.jit
+def row_stats(x, scale, hnorm):
+    """``scale[i] = max|x[i]|`` (NaN for a NaN row) and ``hnorm[i] =
+    ||x[i] / scale[i]||`` (0 for zero, NaN and inf rows), as on the CPU."""
+    for i in range(cuda.grid(1), x.shape[0], cuda.gridsize(1)):
+        big = 0.0
+        nan = False
+        for j in range(x.shape[1]):
+            mag = abs(np.float64(x[i, j]))
+            nan |= mag != mag
+            if mag > big:
+                big = mag
+        hnorm[i] = 0.0
+        scale[i] = math.nan if nan else big
+        if not nan and big > 0.0 and big < math.inf:
+            s = 0.0
+            for j in range(x.shape[1]):
+                val = np.float64(x[i, j]) / big
+                s += val * val
+            hnorm[i] = math.sqrt(s)
+
+
+@cuda.jit(device=True)
+def _unit(x, scale, hnorm, i, j, single):
+    """Component ``j`` of row ``i`` divided by the row's norm, rounded to the
+    compute dtype (float32 when ``single``); 0 outside the matrix."""
+    if i >= x.shape[0] or j >= x.shape[1] or not 0.0 < scale[i] < math.inf:
+        return 0.0  # padding, or a flagged row (its scores are patched)
+    val = (np.float64(x[i, j]) / scale[i]) * (1.0 / hnorm[i])
+    return np.float64(np.float32(val)) if single else val
+
+
+@cuda.jit(device=True)
+def _tile_dot(a, sa, ha, b, sb, hb, row0, col0, single, tile):
+    """Dot of row ``row0 + threadIdx.y`` of ``a`` with row ``col0 +
+    threadIdx.x`` of ``b`` (both normalised), through two ``T x T`` shared
+    tiles of pitch ``T + 1`` (no bank conflicts reading down a column); uses
+    ``tile[:2*T*(T+1)]``."""
+    width = cuda.blockDim.x
+    pitch = width + 1
+    tx = cuda.threadIdx.x
+    ty = cuda.threadIdx.y
+    area = width * pitch
+    acc = 0.0
+    for k0 in range(0, a.shape[1], width):
+        cuda.syncthreads()
+        tile[ty * pitch + tx] = _unit(a, sa, ha, row0 + ty, k0 + tx, single)
+        tile[area + ty * pitch + tx] = _unit(b, sb, hb, col0 + ty, k0 + tx, single)
+        cuda.syncthreads()
+        for kk in range(_least(width, a.shape[1] - k0)):
+            acc += tile[ty * pitch + kk] * tile[area + tx * pitch + kk]
+    return acc
+
+
+@cuda.jit(device=True)
+def _score(acc, sa, sb, i, j, same, fill, single):
+    """A similarity as the CPU reports it: rounded to the compute dtype and
+    clipped; NaN/inf rows give NaN, zero rows ``fill``, the diagonal of a
+    matrix with itself 1."""
+    if not (sa[i] < math.inf and sb[j] < math.inf):
+        return math.nan
+    if sa[i] == 0.0 or sb[j] == 0.0:
+        return fill
+    if same and i == j:
+        return 1.0
+    return _clamp(np.float64(np.float32(acc)) if single else acc)
+
+
+@cuda.jit
+def pairwise(a, sa, ha, b, sb, hb, same, fill, single, out):
+    """``out[i, j]``: one thread per entry, ``T x T`` blocks (row blocks in a
+    grid-stride loop over ``blockIdx.y``)."""
+    width = cuda.blockDim.x
+    col0 = cuda.blockIdx.x * width
+    tile = cuda.shared.array(0, types.float64)
+    for row0 in range(cuda.blockIdx.y * width, out.shape[0], cuda.gridDim.y * width):
+        acc = _tile_dot(a, sa, ha, b, sb, hb, row0, col0, single, tile)
+        i = row0 + cuda.threadIdx.y
+        j = col0 + cuda.threadIdx.x
+        if i < out.shape[0] and j < out.shape[1]:
+            out[i, j] = _score(acc, sa, sb, i, j, same, fill, single)
+
+
+@cuda.jit(device=True)
+def _insert(value, j, scores, index):
+    """Put ``(value, j)`` into the sorted list ``scores``/``index`` if it
+    ranks before its last entry (higher first, NaN last, ties to lower j)."""
+    k = scores.size
+    if not _better(value, j, scores[k - 1], index[k - 1]):
+        return
+    p = k - 1
+    while p > 0 and _better(value, j, scores[p - 1], index[p - 1]):
+        scores[p] = scores[p - 1]
+        index[p] = index[p - 1]
+        p -= 1
+    scores[p] = value
+    index[p] = j
+
+
+@cuda.jit
+def topk_tiles(a, sa, ha, b, sb, hb, same, exclude_self, fill, single, span, best_s, best_i):
+    """Partial top-k lists: block ``(x, y)`` scans rows ``x*T ...`` against
+    columns ``[y*span, (y+1)*span)`` tile by tile; after each score tile,
+    thread ``(0, r)`` folds row ``r``'s scores, in column order, into
+    ``best_s[y, row]``/``best_i[y, row]`` (initialised to NaN and M)."""
+    width = cuda.blockDim.x
+    tx = cuda.threadIdx.x
+    ty = cuda.threadIdx.y
+    row0 = cuda.blockIdx.x * width
+    part = cuda.blockIdx.y
+    stop = _least(b.shape[0], (part + 1) * span)
+    tile = cuda.shared.array(0, types.float64)
+    scores = tile[2 * width * (width + 1):]
+    for col0 in range(part * span, stop, width):
+        cuda.syncthreads()  # the previous score tile is merged
+        acc = _tile_dot(a, sa, ha, b, sb, hb, row0, col0, single, tile)
+        i = row0 + ty
+        j = col0 + tx
+        if i < a.shape[0] and j < stop:
+            scores[ty * width + tx] = _score(acc, sa, sb, i, j, same, fill, single)
+        cuda.syncthreads()
+        row = row0 + tx
+        if ty == 0 and row < a.shape[0]:
+            for c in range(_least(width, stop - col0)):
+                if not (exclude_self and col0 + c == row):
+                    _insert(scores[tx * width + c], col0 + c, best_s[part, row], best_i[part, row])
+
+
+@cuda.jit
+def topk_merge(best_s, best_i, sentinel, scores, index):
+    """Merge the partial lists of each row (partitions in column order, so
+    ties still go to the lower index) into ``scores``/``index``."""
+    for row in range(cuda.grid(1), scores.shape[0], cuda.gridsize(1)):
+        final_s = best_s[0, row]
+        final_i = best_i[0, row]
+        for part in range(1, best_s.shape[0]):
+            for t in range(best_s.shape[2]):
+                if best_i[part, row, t] < sentinel:
+                    _insert(best_s[part, row, t], best_i[part, row, t], final_s, final_i)
+        for t in range(scores.shape[1]):
+            scores[row, t] = final_s[t]
+            index[row, t] = final_i[t]
+
+
+@cuda.jit
+def fill(flat, value):
+    for o in range(cuda.grid(1), flat.size, cuda.gridsize(1)):
+        flat[o] = value
