@@ -91,10 +91,23 @@ def _tile_sumsq(x, b, i0, nwin, m, d, bufs):
             unsafe += _count_unsafe(xs)
         for t in range(nwin):
             sumsq[t] = sq[t]
-        for j in range(1, m):
+        j = 1
+        while j + 3 <= m:  # three taps per pass, added in tap order
+            s1 = sq[j * d : j * d + nwin]
+            s2 = sq[(j + 1) * d : (j + 1) * d + nwin]
+            s3 = sq[(j + 2) * d : (j + 2) * d + nwin]
+            for t in range(nwin):
+                total = sumsq[t]
+                total += s1[t]
+                total += s2[t]
+                total += s3[t]
+                sumsq[t] = total
+            j += 3
+        while j < m:
             shifted = sq[j * d : j * d + nwin]
             for t in range(nwin):
                 sumsq[t] += shifted[t]
+            j += 1
         return unsafe > 0
     width = suf.size // chunk
     nq = (nwin + chunk - 1) // chunk
@@ -261,21 +274,28 @@ def _tile_dots(x, b, khat, k, i0, nwin, d, acc):
 
     Taps are added in order (channel by channel, tap by tap) exactly as in
     ``_rescaled_dot``; four of them per pass over ``acc`` keep the running
-    sums in registers four times as long."""
+    sums in registers four times as long.  A channel's last pass may hold
+    fewer taps: the missing ones repeat its first tap with weight 0, and
+    adding ``0 * x`` changes no sum (``x`` is inside the window, so a NaN or
+    inf there already makes the window NaN)."""
     m = khat.shape[2]
     for t in range(nwin):
         acc[t] = 0.0
     for c in range(x.shape[1]):
-        j = 0
-        while j + 4 <= m:
-            w0 = khat[k, c, j]
-            w1 = khat[k, c, j + 1]
-            w2 = khat[k, c, j + 2]
-            w3 = khat[k, c, j + 3]
+        for j in range(0, m, 4):
             x0 = x[b, c, i0 + j * d : i0 + j * d + nwin]
-            x1 = x[b, c, i0 + (j + 1) * d : i0 + (j + 1) * d + nwin]
-            x2 = x[b, c, i0 + (j + 2) * d : i0 + (j + 2) * d + nwin]
-            x3 = x[b, c, i0 + (j + 3) * d : i0 + (j + 3) * d + nwin]
+            x1, x2, x3 = x0, x0, x0
+            w0 = khat[k, c, j]
+            w1 = w2 = w3 = 0.0
+            if j + 1 < m:
+                x1 = x[b, c, i0 + (j + 1) * d : i0 + (j + 1) * d + nwin]
+                w1 = khat[k, c, j + 1]
+            if j + 2 < m:
+                x2 = x[b, c, i0 + (j + 2) * d : i0 + (j + 2) * d + nwin]
+                w2 = khat[k, c, j + 2]
+            if j + 3 < m:
+                x3 = x[b, c, i0 + (j + 3) * d : i0 + (j + 3) * d + nwin]
+                w3 = khat[k, c, j + 3]
             for t in range(nwin):
                 a = acc[t]
                 a += np.float64(x0[t]) * w0
@@ -283,35 +303,6 @@ def _tile_dots(x, b, khat, k, i0, nwin, d, acc):
                 a += np.float64(x2[t]) * w2
                 a += np.float64(x3[t]) * w3
                 acc[t] = a
-            j += 4
-        if m - j == 3:
-            w0 = khat[k, c, j]
-            w1 = khat[k, c, j + 1]
-            w2 = khat[k, c, j + 2]
-            x0 = x[b, c, i0 + j * d : i0 + j * d + nwin]
-            x1 = x[b, c, i0 + (j + 1) * d : i0 + (j + 1) * d + nwin]
-            x2 = x[b, c, i0 + (j + 2) * d : i0 + (j + 2) * d + nwin]
-            for t in range(nwin):
-                a = acc[t]
-                a += np.float64(x0[t]) * w0
-                a += np.float64(x1[t]) * w1
-                a += np.float64(x2[t]) * w2
-                acc[t] = a
-        elif m - j == 2:
-            w0 = khat[k, c, j]
-            w1 = khat[k, c, j + 1]
-            x0 = x[b, c, i0 + j * d : i0 + j * d + nwin]
-            x1 = x[b, c, i0 + (j + 1) * d : i0 + (j + 1) * d + nwin]
-            for t in range(nwin):
-                a = acc[t]
-                a += np.float64(x0[t]) * w0
-                a += np.float64(x1[t]) * w1
-                acc[t] = a
-        elif m - j == 1:
-            w0 = khat[k, c, j]
-            x0 = x[b, c, i0 + j * d : i0 + j * d + nwin]
-            for t in range(nwin):
-                acc[t] += np.float64(x0[t]) * w0
 
 
 @jit
