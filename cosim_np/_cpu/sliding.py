@@ -180,6 +180,48 @@ def _tile_sumsq(x, b, i0, nwin, m, d, bufs):
 
 
 @jit
+def _short_tile(x, b, khat, i0, nwin, d, sumsq, acc):
+    """For a one-channel kernel of at most ``DIRECT_SUM_TAPS`` taps: the sums
+    of squares of windows ``i0 ...`` (in tap order, as ``_tile_sumsq``) and
+    their dots with ``khat[0]`` (in tap order, as ``_tile_dots``), in one
+    pass.  Returns True when a sample could square out of range."""
+    m = khat.shape[2]
+    xs = x[b, 0, i0 : i0 + nwin + (m - 1) * d]
+    w0 = khat[0, 0, 0]
+    w1 = khat[0, 0, 1] if m > 1 else 0.0
+    w2 = khat[0, 0, 2] if m > 2 else 0.0
+    w3 = khat[0, 0, 3] if m > 3 else 0.0
+    # Missing taps read the first tap again with weight 0 and add nothing.
+    d1 = d if m > 1 else 0
+    d2 = 2 * d if m > 2 else 0
+    d3 = 3 * d if m > 3 else 0
+    x0 = xs[:nwin]
+    x1 = xs[d1 : d1 + nwin]
+    x2 = xs[d2 : d2 + nwin]
+    x3 = xs[d3 : d3 + nwin]
+    one = 1.0 if m > 1 else 0.0
+    two = 1.0 if m > 2 else 0.0
+    three = 1.0 if m > 3 else 0.0
+    for t in range(nwin):
+        v0 = np.float64(x0[t])
+        v1 = np.float64(x1[t])
+        v2 = np.float64(x2[t])
+        v3 = np.float64(x3[t])
+        s = v0 * v0
+        s += (v1 * v1) * one
+        s += (v2 * v2) * two
+        s += (v3 * v3) * three
+        sumsq[t] = s
+        a = 0.0
+        a += v0 * w0
+        a += v1 * w1
+        a += v2 * w2
+        a += v3 * w3
+        acc[t] = a
+    return _count_unsafe(xs) > 0
+
+
+@jit
 def _count_unsafe(xs):
     """How many samples could square out of range: none for float32 (whose
     magnitudes all lie inside [SAFE_MIN, SAFE_MAX]); for float64 a quick
@@ -412,31 +454,39 @@ def sliding_cosine_kernel(
     whose FFT error bound ``error_scale[k] * block_noise`` exceeds
     ``allowed * ||w||`` (a loud sample nearby) gets its dot recomputed directly."""
     use_fft = fft[0].shape[0] > 0
-    nker, _, m = khat.shape
+    nker, nchan, m = khat.shape
+    # A short one-channel kernel: the first kernel's dots and the window
+    # sums of squares in one pass over the signal.
+    fused = not use_fft and nchan == 1 and m <= DIRECT_SUM_TAPS
     sumsq = bufs[2]
     nwin_total = x.shape[2] - (m - 1) * d
     acc = np.empty(tile, np.float64)
     for b in range(x.shape[0]):
         for i0 in range(0, nwin_total, tile):
             nwin = min(tile, nwin_total - i0)
-            unsafe = _tile_sumsq(x, b, i0, nwin, m, d, bufs)
+            if fused:
+                unsafe = _short_tile(x, b, khat, i0, nwin, d, sumsq, acc)
+            else:
+                unsafe = _tile_sumsq(x, b, i0, nwin, m, d, bufs)
             for k in range(nker):
                 kst = kernel_state[k]
                 dest = out[b, k, offset + i0 : offset + i0 + nwin]
                 if use_fft:
                     _fft_tile_dots(x, b, khat, k, i0, nwin, d, sumsq, fft, acc)
-                else:
+                elif not (fused and k == 0):
                     _tile_dots(x, b, khat, k, i0, nwin, d, acc)
-                _finish_tile(acc, sumsq, nwin, noise_floor, fill, kst)
-                if exponent != 1.0 and kst == KERNEL_NORMAL:
+                if exponent == 1.0 or kst != KERNEL_NORMAL:
+                    _finish_tile(acc, sumsq, nwin, noise_floor, fill, kst, dest)
+                else:
+                    _finish_tile(acc, sumsq, nwin, noise_floor, fill, kst, acc)
                     # in float64, before the one rounding to the output dtype
                     # (sharpening a rounded value would multiply its error)
                     for t in range(nwin):
                         # fill values (zero windows) are not cosines: leave them
                         if sumsq[t] != 0.0:
                             acc[t] = sharpen_value(acc[t], exponent)
-                for t in range(nwin):
-                    dest[t] = acc[t]
+                    for t in range(nwin):
+                        dest[t] = acc[t]
                 if unsafe and kst != KERNEL_NONFINITE:
                     for t in range(nwin):
                         if _out_of_range(sumsq[t]):
@@ -446,9 +496,10 @@ def sliding_cosine_kernel(
 
 
 @jit
-def _finish_tile(acc, sumsq, nwin, noise_floor, fill, kernel_state):
-    """Unsharpened cosines of a tile, in place of its dots (``acc``),
-    branch-free so that it vectorises."""
+def _finish_tile(acc, sumsq, nwin, noise_floor, fill, kernel_state, dest):
+    """Unsharpened cosines of a tile from its dots ``acc`` into ``dest`` (the
+    output, or ``acc`` itself when sharpening follows), branch-free so that
+    it vectorises."""
     zero_kernel = kernel_state == KERNEL_ZERO
     nan_kernel = kernel_state == KERNEL_NONFINITE
     for t in range(nwin):
@@ -459,7 +510,7 @@ def _finish_tile(acc, sumsq, nwin, noise_floor, fill, kernel_state):
         val = -1.0 if val < -1.0 else val
         val = fill if (s == 0.0 or zero_kernel) else val
         # a NaN or inf sample makes s NaN or inf
-        acc[t] = np.nan if (not s < np.inf or nan_kernel) else val
+        dest[t] = np.nan if (not s < np.inf or nan_kernel) else val
 
 
 @jit
