@@ -32,10 +32,18 @@ def scalable_elements(dtype):
 
 
 @st.composite
-def window_geometry(draw, max_n=48, max_m=7, max_dilation=4):
-    """``(n, m, dilation, mode)`` such that the window fits in 'valid' mode."""
+def window_geometry(draw, max_n=48, max_m=7, max_dilation=4, long_m=None):
+    """``(n, m, dilation, mode)`` such that the window fits in 'valid' mode.
+
+    ``long_m=(lo, hi)`` also draws kernel lengths from that range: the CPU
+    kernels take different paths for short one-channel kernels (summed tap by
+    tap, up to ``_cpu.sliding.FUSED_TAPS`` taps) and longer ones (the blocked
+    scans), and a range straddling that limit covers both."""
     mode = draw(st.sampled_from(MODES))
-    m = draw(st.integers(1, max_m))
+    lengths = st.integers(1, max_m)
+    if long_m is not None:
+        lengths = st.one_of(lengths, st.integers(*long_m))
+    m = draw(lengths)
     dilation = draw(st.integers(1, max_dilation))
     span = (m - 1) * dilation
     low = span + 1 if mode == "valid" else 1

@@ -16,6 +16,12 @@ suffix plus one prefix, each a sum of the window's own squares only, so a loud
 sample or a NaN elsewhere cannot touch it (a global ``cumsum`` with differences
 loses every digit after a burst and spreads one NaN to everything after it).
 
+Short windows are summed tap by tap instead, just as exact and cheaper: up
+to ``DIRECT_SUM_TAPS`` taps always, and up to ``FUSED_TAPS`` taps in
+``sliding_cosine_kernel`` for one-channel kernels, where the squares come
+from the loads of the dot products.  The scans then cost more than the
+``m`` additions they save.
+
 Range: float32/float16/integer inputs are squared in float64 and can neither
 overflow nor underflow.  A float64 row with magnitudes outside
 ``[2**-480, 2**480]`` can; for such rows, each window whose sum of squares
@@ -47,6 +53,11 @@ KERNEL_NONFINITE = 2
 TILE_TARGET = 4096
 # Windows of at most this many taps are summed directly (see _tile_sumsq).
 DIRECT_SUM_TAPS = 4
+# One-channel kernels of at most this many taps get their window sums of
+# squares summed tap by tap, fused with the dots (sliding_cosine_kernel): the
+# squares then cost one multiply-add on loads made anyway, less than the
+# blocked scans up to about this length (measured on the CI machine).
+FUSED_TAPS = 48
 MIN_CHUNKS_PER_TILE = 8
 
 
@@ -180,44 +191,49 @@ def _tile_sumsq(x, b, i0, nwin, m, d, bufs):
 
 
 @jit
-def _short_tile(x, b, khat, i0, nwin, d, sumsq, acc):
-    """For a one-channel kernel of at most ``DIRECT_SUM_TAPS`` taps: the sums
-    of squares of windows ``i0 ...`` (in tap order, as ``_tile_sumsq``) and
-    their dots with ``khat[0]`` (in tap order, as ``_tile_dots``), in one
-    pass.  Returns True when a sample could square out of range."""
+def _fused_tile(x, b, khat, i0, nwin, d, sumsq, acc):
+    """For a short one-channel kernel (at most ``FUSED_TAPS`` taps): the sums
+    of squares of windows ``i0 ...`` and their dots with ``khat[0]``, both in
+    tap order (as ``_rescaled_sumsq`` with ``direct_order`` and
+    ``_rescaled_dot``), four taps per pass: the squares come from the loads
+    the dots make anyway.  Returns True when a sample could square out of
+    range."""
     m = khat.shape[2]
     xs = x[b, 0, i0 : i0 + nwin + (m - 1) * d]
-    w0 = khat[0, 0, 0]
-    w1 = khat[0, 0, 1] if m > 1 else 0.0
-    w2 = khat[0, 0, 2] if m > 2 else 0.0
-    w3 = khat[0, 0, 3] if m > 3 else 0.0
-    # Missing taps read the first tap again with weight 0 and add nothing.
-    d1 = d if m > 1 else 0
-    d2 = 2 * d if m > 2 else 0
-    d3 = 3 * d if m > 3 else 0
-    x0 = xs[:nwin]
-    x1 = xs[d1 : d1 + nwin]
-    x2 = xs[d2 : d2 + nwin]
-    x3 = xs[d3 : d3 + nwin]
-    one = 1.0 if m > 1 else 0.0
-    two = 1.0 if m > 2 else 0.0
-    three = 1.0 if m > 3 else 0.0
-    for t in range(nwin):
-        v0 = np.float64(x0[t])
-        v1 = np.float64(x1[t])
-        v2 = np.float64(x2[t])
-        v3 = np.float64(x3[t])
-        s = v0 * v0
-        s += (v1 * v1) * one
-        s += (v2 * v2) * two
-        s += (v3 * v3) * three
-        sumsq[t] = s
-        a = 0.0
-        a += v0 * w0
-        a += v1 * w1
-        a += v2 * w2
-        a += v3 * w3
-        acc[t] = a
+    for j in range(0, m, 4):
+        # Missing taps read tap j again with weight 0 and add nothing.
+        x0 = xs[j * d : j * d + nwin]
+        x1, x2, x3 = x0, x0, x0
+        w0 = khat[0, 0, j]
+        w1 = w2 = w3 = 0.0
+        q1 = q2 = q3 = 0.0
+        if j + 1 < m:
+            x1 = xs[(j + 1) * d : (j + 1) * d + nwin]
+            w1, q1 = khat[0, 0, j + 1], 1.0
+        if j + 2 < m:
+            x2 = xs[(j + 2) * d : (j + 2) * d + nwin]
+            w2, q2 = khat[0, 0, j + 2], 1.0
+        if j + 3 < m:
+            x3 = xs[(j + 3) * d : (j + 3) * d + nwin]
+            w3, q3 = khat[0, 0, j + 3], 1.0
+        first = j == 0
+        for t in range(nwin):
+            v0 = np.float64(x0[t])
+            v1 = np.float64(x1[t])
+            v2 = np.float64(x2[t])
+            v3 = np.float64(x3[t])
+            s = 0.0 if first else sumsq[t]
+            s += v0 * v0
+            s += (v1 * v1) * q1
+            s += (v2 * v2) * q2
+            s += (v3 * v3) * q3
+            sumsq[t] = s
+            a = 0.0 if first else acc[t]
+            a += v0 * w0
+            a += v1 * w1
+            a += v2 * w2
+            a += v3 * w3
+            acc[t] = a
     return _count_unsafe(xs) > 0
 
 
@@ -243,9 +259,9 @@ def _out_of_range(s):
 
 
 @jit
-def _rescaled_sumsq(x, b, i, m, d):
+def _rescaled_sumsq(x, b, i, m, d, direct_order):
     """Sum of squares of window ``i`` after scaling by ``2**-E``, summed in the
-    order of ``_tile_sumsq``.  Returns ``(E, s)``; ``s`` is 0 for a zero window
+    order of ``_tile_sumsq`` (tap by tap with ``direct_order``).  Returns ``(E, s)``; ``s`` is 0 for a zero window
     and NaN/inf for a window holding NaN/inf."""
     nchan = x.shape[1]
     big = 0.0
@@ -262,7 +278,7 @@ def _rescaled_sumsq(x, b, i, m, d):
     if big == 0.0:
         return 0, 0.0
     expo = math.frexp(big)[1]
-    if m <= DIRECT_SUM_TAPS:
+    if direct_order:
         total = 0.0
         for j in range(m):
             total += _scaled_square(x, b, i + j * d, expo)
@@ -306,7 +322,7 @@ def windowed_norm_kernel(x, m, d, tile, bufs, out, offset):
             if unsafe:
                 for t in range(nwin):
                     if _out_of_range(sumsq[t]):
-                        e, s = _rescaled_sumsq(x, b, i0 + t, m, d)
+                        e, s = _rescaled_sumsq(x, b, i0 + t, m, d, m <= DIRECT_SUM_TAPS)
                         dest[t] = math.ldexp(math.sqrt(s), e)
 
 
@@ -457,7 +473,7 @@ def sliding_cosine_kernel(
     nker, nchan, m = khat.shape
     # A short one-channel kernel: the first kernel's dots and the window
     # sums of squares in one pass over the signal.
-    fused = not use_fft and nchan == 1 and m <= DIRECT_SUM_TAPS
+    fused = not use_fft and nchan == 1 and m <= FUSED_TAPS
     sumsq = bufs[2]
     nwin_total = x.shape[2] - (m - 1) * d
     acc = np.empty(tile, np.float64)
@@ -465,7 +481,7 @@ def sliding_cosine_kernel(
         for i0 in range(0, nwin_total, tile):
             nwin = min(tile, nwin_total - i0)
             if fused:
-                unsafe = _short_tile(x, b, khat, i0, nwin, d, sumsq, acc)
+                unsafe = _fused_tile(x, b, khat, i0, nwin, d, sumsq, acc)
             else:
                 unsafe = _tile_sumsq(x, b, i0, nwin, m, d, bufs)
             for k in range(nker):
@@ -491,7 +507,8 @@ def sliding_cosine_kernel(
                     for t in range(nwin):
                         if _out_of_range(sumsq[t]):
                             dest[t] = _rescaled_cosine(
-                                x, b, khat, k, kst, i0 + t, m, d, exponent, noise_floor, fill, fft
+                                x, b, khat, k, kst, i0 + t, m, d, exponent, noise_floor, fill, fft,
+                                fused or m <= DIRECT_SUM_TAPS,
                             )
 
 
@@ -514,10 +531,12 @@ def _finish_tile(acc, sumsq, nwin, noise_floor, fill, kernel_state, dest):
 
 
 @jit
-def _rescaled_cosine(x, b, khat, k, kernel_state, i, m, d, exponent, noise_floor, fill, fft):
+def _rescaled_cosine(x, b, khat, k, kernel_state, i, m, d, exponent, noise_floor, fill, fft,
+                     direct_order):
     """One window whose sum of squares left the float64 range, recomputed with
-    its samples scaled by a power of two (exact)."""
-    e, s = _rescaled_sumsq(x, b, i, m, d)
+    its samples scaled by a power of two (exact), its squares summed in the
+    order of the tile's path (``direct_order``: tap by tap)."""
+    e, s = _rescaled_sumsq(x, b, i, m, d, direct_order)
     if not s < np.inf:
         return np.nan
     if s == 0.0 or kernel_state == KERNEL_ZERO:
