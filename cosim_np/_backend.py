@@ -11,6 +11,18 @@ from . import _validate as v
 
 BACKENDS = ("auto", "cpu", "cuda")
 
+# The ``backend`` parameter's description, shared by every public array
+# function's docstring (where it stands as ``{backend}``).
+BACKEND_DOC = """'auto' (default) follows the inputs: CUDA device arrays (CuPy, PyTorch,
+        Numba) run on the GPU and give the same kind of array back. 'cuda'
+        forces the GPU, 'cpu' the CPU. See :doc:`/gpu`."""
+
+
+def documented(func):
+    """Fill in the ``backend`` description of ``func``'s docstring."""
+    func.__doc__ = func.__doc__.replace("{backend}", BACKEND_DOC)
+    return func
+
 
 def on_device(value):
     """Does ``value`` live in GPU memory?"""

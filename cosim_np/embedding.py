@@ -188,6 +188,7 @@ def _check_same_d(x, y, a_name, b_name):
 # cosine_similarity
 
 
+@_backend.documented
 def cosine_similarity(a, b, axis=-1, *, eps=0.0, fill=0.0, backend="auto"):
     """Cosine similarity of ``a`` and ``b`` along ``axis``, with broadcasting.
 
@@ -214,9 +215,7 @@ def cosine_similarity(a, b, axis=-1, *, eps=0.0, fill=0.0, backend="auto"):
         Result for a pair with an all-zero vector when ``eps == 0`` (default
         ``0.0``; ``nan`` is allowed).
     backend : {'auto', 'cpu', 'cuda'}, optional
-        'auto' (default) follows the inputs: CUDA device arrays (CuPy, PyTorch,
-        Numba) run on the GPU and give the same kind of array back. 'cuda'
-        forces the GPU, 'cpu' the CPU. See :doc:`/gpu`.
+        {backend}
 
     Returns
     -------
@@ -372,6 +371,7 @@ def _reduced_dot(xh, yh, axes, kept):
 # pairwise_cosine
 
 
+@_backend.documented
 def pairwise_cosine(a, b=None, *, out=None, dtype=None, fill=0.0, max_memory=None,
                     backend="auto"):
     """The full matrix of cosine similarities between the rows of ``a`` and ``b``.
@@ -404,10 +404,7 @@ def pairwise_cosine(a, b=None, *, out=None, dtype=None, fill=0.0, max_memory=Non
         (default 256 MiB). The result itself is not counted; neither is the
         float64 copy made of integer or bool inputs.
     backend : {'auto', 'cpu', 'cuda'}, optional
-        'auto' (default) follows the inputs: CUDA device arrays (CuPy, PyTorch,
-        Numba) run on the GPU and give the same kind of array back. 'cuda'
-        forces the GPU, 'cpu' the CPU. See :doc:`/gpu`. On the GPU, ``out``
-        must be a NumPy array.
+        {backend} On the GPU, ``out`` must be a NumPy array.
 
     Returns
     -------
@@ -558,6 +555,7 @@ def _check_pairwise_args(x, y, same, out, dtype, fill, max_memory):
 # topk_cosine
 
 
+@_backend.documented
 def topk_cosine(queries, corpus, k, *, exclude_self=False, fill=0.0, max_memory=None,
                 backend="auto"):
     """The ``k`` rows of ``corpus`` most cosine-similar to each row of ``queries``.
@@ -587,9 +585,7 @@ def topk_cosine(queries, corpus, k, *, exclude_self=False, fill=0.0, max_memory=
         (default 256 MiB). The results are not counted; neither is the float64
         copy made of integer or bool inputs.
     backend : {'auto', 'cpu', 'cuda'}, optional
-        'auto' (default) follows the inputs: CUDA device arrays (CuPy, PyTorch,
-        Numba) run on the GPU and give the same kind of array back. 'cuda'
-        forces the GPU, 'cpu' the CPU. See :doc:`/gpu`.
+        {backend}
 
     Returns
     -------

@@ -111,6 +111,7 @@ def _check_window_fits(n, m, dilation, mode, what):
 # public functions
 
 
+@_backend.documented
 def sharpen(s, sharpness, *, backend="auto"):
     """Sign-preserving sharpening ``sign(s) * |s| ** (sharpness**2)``.
 
@@ -123,9 +124,7 @@ def sharpen(s, sharpness, *, backend="auto"):
         ``p`` gives a non-negative exponent; ``p = 1`` returns ``s`` unchanged,
         ``p = 0`` gives ``sign(s)``.
     backend : {'auto', 'cpu', 'cuda'}, optional
-        'auto' (default) follows the inputs: CUDA device arrays (CuPy, PyTorch,
-        Numba) run on the GPU and give the same kind of array back. 'cuda'
-        forces the GPU, 'cpu' the CPU. See :doc:`/gpu`.
+        {backend}
 
     Returns
     -------
@@ -161,6 +160,7 @@ def sharpen(s, sharpness, *, backend="auto"):
     return result if array.ndim else result[()]
 
 
+@_backend.documented
 def windowed_norm(signal, window, *, dilation=1, mode="valid", axis=-1, backend="auto"):
     """L2 norm of every (dilated) window of a signal, in O(n), exactly.
 
@@ -182,9 +182,7 @@ def windowed_norm(signal, window, *, dilation=1, mode="valid", axis=-1, backend=
     axis : int, optional
         Axis along which the windows slide.
     backend : {'auto', 'cpu', 'cuda'}, optional
-        'auto' (default) follows the inputs: CUDA device arrays (CuPy, PyTorch,
-        Numba) run on the GPU and give the same kind of array back. 'cuda'
-        forces the GPU, 'cpu' the CPU. See :doc:`/gpu`.
+        {backend}
 
     Returns
     -------
@@ -337,6 +335,7 @@ def _robust_norm(taps):
     return math.ldexp(math.sqrt(np.sum(scaled * scaled)), expo)
 
 
+@_backend.documented
 def sliding_cosine(
     signal,
     kernel,
@@ -408,10 +407,8 @@ def sliding_cosine(
         Array to write the result into; it must have exactly the result's shape
         and dtype. It may overlap ``signal``.
     backend : {'auto', 'cpu', 'cuda'}, optional
-        'auto' (default) follows the inputs: CUDA device arrays (CuPy, PyTorch,
-        Numba) run on the GPU and give the same kind of array back. 'cuda'
-        forces the GPU, 'cpu' the CPU. See :doc:`/gpu`. On the GPU, ``out``
-        must be a NumPy array and ``method`` is ignored.
+        {backend} On the GPU, ``out`` must be a NumPy array and
+        ``method`` is ignored.
 
     Returns
     -------
