@@ -100,25 +100,20 @@ def _tile_sumsq(x, b, i0, nwin, m, d, bufs):
                 val = np.float64(xs[p])
                 sq[p] += val * val
             unsafe += _count_unsafe(xs)
-        for t in range(nwin):
-            sumsq[t] = sq[t]
-        j = 1
-        while j + 3 <= m:  # three taps per pass, added in tap order
-            s1 = sq[j * d : j * d + nwin]
-            s2 = sq[(j + 1) * d : (j + 1) * d + nwin]
-            s3 = sq[(j + 2) * d : (j + 2) * d + nwin]
+        for j in range(0, m, 4):
+            s0, s1, s2, s3 = _tap_slices(sq, 0, j, m, d, nwin)
+            taps = min(4, m - j)  # padding taps are left out: inf must stay inf
+            first = j == 0
             for t in range(nwin):
-                total = sumsq[t]
-                total += s1[t]
-                total += s2[t]
-                total += s3[t]
+                total = 0.0 if first else sumsq[t]
+                total += s0[t]
+                if taps > 1:
+                    total += s1[t]
+                if taps > 2:
+                    total += s2[t]
+                if taps > 3:
+                    total += s3[t]
                 sumsq[t] = total
-            j += 3
-        while j < m:
-            shifted = sq[j * d : j * d + nwin]
-            for t in range(nwin):
-                sumsq[t] += shifted[t]
-            j += 1
         return unsafe > 0
     width = suf.size // chunk
     nq = (nwin + chunk - 1) // chunk
@@ -195,27 +190,15 @@ def _fused_tile(x, b, khat, i0, nwin, d, sumsq, acc):
     """For a short one-channel kernel (at most ``FUSED_TAPS`` taps): the sums
     of squares of windows ``i0 ...`` and their dots with ``khat[0]``, both in
     tap order (as ``_rescaled_sumsq`` with ``direct_order`` and
-    ``_rescaled_dot``), four taps per pass: the squares come from the loads
-    the dots make anyway.  Returns True when a sample could square out of
-    range."""
+    ``_rescaled_dot``), four taps per pass (padded: see ``_tap_slices``): the
+    squares come from the loads the dots make anyway.  Returns True when a
+    sample could square out of range."""
     m = khat.shape[2]
-    xs = x[b, 0, i0 : i0 + nwin + (m - 1) * d]
+    weights = khat[0, 0]
     for j in range(0, m, 4):
-        # Missing taps read tap j again with weight 0 and add nothing.
-        x0 = xs[j * d : j * d + nwin]
-        x1, x2, x3 = x0, x0, x0
-        w0 = khat[0, 0, j]
-        w1 = w2 = w3 = 0.0
-        q1 = q2 = q3 = 0.0
-        if j + 1 < m:
-            x1 = xs[(j + 1) * d : (j + 1) * d + nwin]
-            w1, q1 = khat[0, 0, j + 1], 1.0
-        if j + 2 < m:
-            x2 = xs[(j + 2) * d : (j + 2) * d + nwin]
-            w2, q2 = khat[0, 0, j + 2], 1.0
-        if j + 3 < m:
-            x3 = xs[(j + 3) * d : (j + 3) * d + nwin]
-            w3, q3 = khat[0, 0, j + 3], 1.0
+        x0, x1, x2, x3 = _tap_slices(x[b, 0], i0, j, m, d, nwin)
+        w0, w1, w2, w3 = _tap_weights(weights, j)
+        taps = min(4, m - j)
         first = j == 0
         for t in range(nwin):
             v0 = np.float64(x0[t])
@@ -224,9 +207,12 @@ def _fused_tile(x, b, khat, i0, nwin, d, sumsq, acc):
             v3 = np.float64(x3[t])
             s = 0.0 if first else sumsq[t]
             s += v0 * v0
-            s += (v1 * v1) * q1
-            s += (v2 * v2) * q2
-            s += (v3 * v3) * q3
+            if taps > 1:
+                s += v1 * v1
+            if taps > 2:
+                s += v2 * v2
+            if taps > 3:
+                s += v3 * v3
             sumsq[t] = s
             a = 0.0 if first else acc[t]
             a += v0 * w0
@@ -234,7 +220,30 @@ def _fused_tile(x, b, khat, i0, nwin, d, sumsq, acc):
             a += v2 * w2
             a += v3 * w3
             acc[t] = a
-    return _count_unsafe(xs) > 0
+    return _count_unsafe(x[b, 0, i0 : i0 + nwin + (m - 1) * d]) > 0
+
+
+@jit
+def _tap_slices(row, start, j, m, d, nwin):
+    """Views of ``row`` holding taps ``j .. j+3`` of the ``nwin`` windows
+    that start at ``start, start+1, ...``.  A tap at or past ``m`` repeats
+    tap ``j``: a dot adds it with weight 0 (``0 * x`` changes no sum, and
+    ``x`` is inside the window, so a NaN or inf there already makes it NaN);
+    a sum of squares leaves it out."""
+    x0 = row[start + j * d : start + j * d + nwin]
+    x1 = row[start + (j + 1) * d : start + (j + 1) * d + nwin] if j + 1 < m else x0
+    x2 = row[start + (j + 2) * d : start + (j + 2) * d + nwin] if j + 2 < m else x0
+    x3 = row[start + (j + 3) * d : start + (j + 3) * d + nwin] if j + 3 < m else x0
+    return x0, x1, x2, x3
+
+
+
+@jit
+def _tap_weights(weights, j):
+    """Weights of taps ``j .. j+3``, 0.0 for padding taps (see ``_tap_slices``)."""
+    m = weights.size
+    return (weights[j], weights[j + 1] if j + 1 < m else 0.0,
+            weights[j + 2] if j + 2 < m else 0.0, weights[j + 3] if j + 3 < m else 0.0)
 
 
 @jit
@@ -332,28 +341,16 @@ def _tile_dots(x, b, khat, k, i0, nwin, d, acc):
 
     Taps are added in order (channel by channel, tap by tap) exactly as in
     ``_rescaled_dot``; four of them per pass over ``acc`` keep the running
-    sums in registers four times as long.  A channel's last pass may hold
-    fewer taps: the missing ones repeat its first tap with weight 0, and
-    adding ``0 * x`` changes no sum (``x`` is inside the window, so a NaN or
-    inf there already makes the window NaN)."""
+    sums in registers four times as long (a channel's last pass is padded:
+    see ``_tap_slices``)."""
     m = khat.shape[2]
     for t in range(nwin):
         acc[t] = 0.0
     for c in range(x.shape[1]):
+        weights = khat[k, c]
         for j in range(0, m, 4):
-            x0 = x[b, c, i0 + j * d : i0 + j * d + nwin]
-            x1, x2, x3 = x0, x0, x0
-            w0 = khat[k, c, j]
-            w1 = w2 = w3 = 0.0
-            if j + 1 < m:
-                x1 = x[b, c, i0 + (j + 1) * d : i0 + (j + 1) * d + nwin]
-                w1 = khat[k, c, j + 1]
-            if j + 2 < m:
-                x2 = x[b, c, i0 + (j + 2) * d : i0 + (j + 2) * d + nwin]
-                w2 = khat[k, c, j + 2]
-            if j + 3 < m:
-                x3 = x[b, c, i0 + (j + 3) * d : i0 + (j + 3) * d + nwin]
-                w3 = khat[k, c, j + 3]
+            x0, x1, x2, x3 = _tap_slices(x[b, c], i0, j, m, d, nwin)
+            w0, w1, w2, w3 = _tap_weights(weights, j)
             for t in range(nwin):
                 a = acc[t]
                 a += np.float64(x0[t]) * w0
