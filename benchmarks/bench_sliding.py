@@ -33,16 +33,6 @@ import time
 import numpy as np
 
 
-def best_time(func, repeat):
-    func()  # warm-up: JIT compilation, caches, page faults
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        func()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def best_times(funcs, repeat):
     """Best time of each function, the runs interleaved (a, b, c, a, b, c,
     ...) so that a slow spell of a shared machine hits all of them alike."""
@@ -55,6 +45,18 @@ def best_times(funcs, repeat):
             func()
             best[index] = min(best[index], time.perf_counter() - start)
     return best
+
+
+def on_threads(threads, func, *args, **kwargs):
+    """``func(*args, **kwargs)`` with Numba set to ``threads`` threads, then
+    back to one (every table starts from one thread)."""
+    import numba
+
+    numba.set_num_threads(threads)
+    try:
+        return func(*args, **kwargs)
+    finally:
+        numba.set_num_threads(1)
 
 
 def scipy_by_hand(x, k):
@@ -130,11 +132,7 @@ def speed_table(n, ms, dtypes, repeat, threads_list, methods):
                 for threads in threads_list:
 
                     def ours(method=method, threads=threads):
-                        numba.set_num_threads(threads)
-                        try:
-                            return sliding_cosine(x, k, method=method)
-                        finally:
-                            numba.set_num_threads(1)
+                        return on_threads(threads, sliding_cosine, x, k, method=method)
 
                     times = best_times([ours, *named.values()], repeat)
                     for name, their_time in zip(named, times[1:]):
@@ -218,12 +216,8 @@ def threads_table(n, ms, repeat):
     for m in ms:
         k = np.random.default_rng(m).standard_normal(m).astype(np.float32)
 
-        def run(threads):
-            numba.set_num_threads(threads)
-            try:
-                return sliding_cosine(x, k)
-            finally:
-                numba.set_num_threads(1)
+        def run(threads, k=k):
+            return on_threads(threads, sliding_cosine, x, k)
 
         one, many = best_times([lambda: run(1), lambda: run(most)], repeat)
         rows.append((m, most, one, many))
@@ -242,7 +236,7 @@ def scaling_table(ns, m, repeat):
     times = []
     for n in ns:
         x = np.random.default_rng(5).standard_normal(n).astype(np.float32)
-        times.append(best_time(lambda: sliding_cosine(x, k), repeat))
+        times.append(best_times([lambda: sliding_cosine(x, k)], repeat)[0])
         del x
     slope = np.polyfit(np.log(ns), np.log(times), 1)[0]
     return list(zip(ns, times)), slope

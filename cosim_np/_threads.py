@@ -28,10 +28,7 @@ def run_segments(nwin, tile, work):
         return
     per_thread = -(-nwin // threads)
     per_thread = -(-per_thread // tile) * tile
-    bounds = [(start, min(nwin, start + per_thread)) for start in range(0, nwin, per_thread)]
-    with ThreadPoolExecutor(len(bounds)) as pool:
-        for future in [pool.submit(work, start, stop) for start, stop in bounds]:
-            future.result()
+    _run_parts([(start, min(nwin, start + per_thread)) for start in range(0, nwin, per_thread)], work)
 
 
 def run_split(total, work, minimum=1):
@@ -42,7 +39,12 @@ def run_split(total, work, minimum=1):
     if threads <= 1:
         work(0, total)
         return
-    bounds = [(total * t // threads, total * (t + 1) // threads) for t in range(threads)]
-    with ThreadPoolExecutor(threads) as pool:
+    _run_parts([(total * t // threads, total * (t + 1) // threads) for t in range(threads)], work)
+
+
+def _run_parts(bounds, work):
+    """``work(start, stop)`` for each ``(start, stop)`` of ``bounds``, one
+    thread each; the first exception is raised here."""
+    with ThreadPoolExecutor(len(bounds)) as pool:
         for future in [pool.submit(work, start, stop) for start, stop in bounds]:
             future.result()

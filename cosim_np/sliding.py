@@ -393,8 +393,8 @@ def sliding_cosine(
     axis : int, optional
         Axis of ``signal`` along which the kernel slides.
     method : {'auto', 'direct', 'fft'}, optional
-        How the dot products are computed (the norms are always the exact
-        blocked sums). 'direct': a vectorised loop, O(m) per output. 'fft':
+        How the dot products are computed (the norms are exact sums of each
+        window's own squares either way). 'direct': a vectorised loop, O(m) per output. 'fft':
         blocked overlap-save with real FFTs (pocketfft), each block scaled by
         a power of two; any window whose FFT error bound is not small against
         its own norm (a loud sample nearby) is recomputed directly, so both
