@@ -646,34 +646,44 @@ def topk_cosine(queries, corpus, k, *, exclude_self=False, fill=0.0, max_memory=
     fixed = rows.nbytes + (0 if same else cols.nbytes)
     c = compute.itemsize
     plan = _Tiling(n, m, d, c, budget, fixed, buffer=True, want_rows=1024, want_cols=4096)
+    self_col = 0 if exclude_self else -1
+    for i0, i1, j0, j1, tile in _score_tiles(rows, cols, plan, compute):
+        _patch(tile, rows, cols, i0, j0, fill_value)
+        if same and not exclude_self:
+            _set_diagonal(tile, rows, i0, j0)
+        _threads.run_split(
+            i1 - i0,
+            lambda r0, r1, tile=tile, i0=i0, j0=j0, j1=j1: kernels.merge_topk(
+                tile[r0:r1], i0 + r0, j0, rows.flag[i0 + r0 : i0 + r1], cols.flag[j0:j1],
+                self_col, best_s, best_i),
+            minimum=64,
+        )
+    return best_s.astype(result_dtype, copy=False), best_i
+
+
+def _score_tiles(rows, cols, plan, compute):
+    """The products of the normalised rows of ``rows`` and ``cols`` (two
+    :class:`_Rows`), tile by tile as ``plan`` (a :class:`_Tiling`) lays them
+    out, in ``compute`` precision: yields ``(i0, i1, j0, j1, tile)``, ``tile``
+    being the raw products for rows ``i0:i1`` and columns ``j0:j1`` in a
+    buffer that the next tile reuses (not clipped, not patched)."""
+    n, d = rows.x.shape
+    m = cols.x.shape[0]
+    widest = min(m, plan.tj + 1)  # column_tiles may widen the last tile
     left = np.empty(plan.ti * d, dtype=compute)
-    widest = min(m, plan.tj + 1)
     if plan.pre:
         right_all = cols.normalised(0, m, np.empty(m * d, dtype=compute))
     else:
         right = np.empty(widest * d, dtype=compute)
     scores = np.empty(plan.ti * widest, dtype=compute)
-    self_col = 0 if exclude_self else -1
-
     for i0 in range(0, n, plan.ti):
         i1 = min(n, i0 + plan.ti)
         xi = rows.normalised(i0, i1, left)
-        flag_rows = rows.flag[i0:i1]
         for j0, j1 in plan.column_tiles():
             yj = right_all[j0:j1] if plan.pre else cols.normalised(j0, j1, right)
             tile = scores[: (i1 - i0) * (j1 - j0)].reshape(i1 - i0, j1 - j0)
             np.matmul(xi, yj.T, out=tile)
-            _patch(tile, rows, cols, i0, j0, fill_value)
-            if same and not exclude_self:
-                _set_diagonal(tile, rows, i0, j0)
-            _threads.run_split(
-                i1 - i0,
-                lambda r0, r1, tile=tile, i0=i0, j0=j0, j1=j1: kernels.merge_topk(
-                    tile[r0:r1], i0 + r0, j0, flag_rows[r0:r1], cols.flag[j0:j1], self_col,
-                    best_s, best_i),
-                minimum=64,
-            )
-    return best_s.astype(result_dtype, copy=False), best_i
+            yield i0, i1, j0, j1, tile
 
 
 
@@ -869,20 +879,9 @@ def _best_matches(rows, cols, budget):
     best_b = np.full(m, -np.inf)
     plan = _Tiling(n, m, d, 8, budget, rows.nbytes + cols.nbytes, buffer=True,
                    want_rows=1024, want_cols=4096)
-    left = np.empty(plan.ti * d)
-    right_all = cols.normalised(0, m, np.empty(m * d)) if plan.pre else None
-    right = None if plan.pre else np.empty(plan.tj * d)
-    scores = np.empty(plan.ti * plan.tj)
-    for i0 in range(0, n, plan.ti):
-        i1 = min(n, i0 + plan.ti)
-        xi = rows.normalised(i0, i1, left)
-        for j0 in range(0, m, plan.tj):
-            j1 = min(m, j0 + plan.tj)
-            yj = right_all[j0:j1] if plan.pre else cols.normalised(j0, j1, right)
-            tile = scores[: (i1 - i0) * (j1 - j0)].reshape(i1 - i0, j1 - j0)
-            np.matmul(xi, yj.T, out=tile)
-            np.clip(tile, -1.0, 1.0, out=tile)
-            _patch(tile, rows, cols, i0, j0, 0.0)
-            np.maximum(best_a[i0:i1], tile.max(axis=1), out=best_a[i0:i1])
-            np.maximum(best_b[j0:j1], tile.max(axis=0), out=best_b[j0:j1])
+    for i0, i1, j0, j1, tile in _score_tiles(rows, cols, plan, np.dtype(np.float64)):
+        _clip(tile)
+        _patch(tile, rows, cols, i0, j0, 0.0)
+        np.maximum(best_a[i0:i1], tile.max(axis=1), out=best_a[i0:i1])
+        np.maximum(best_b[j0:j1], tile.max(axis=0), out=best_b[j0:j1])
     return best_a, best_b
