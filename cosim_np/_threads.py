@@ -28,7 +28,7 @@ def run_segments(nwin, tile, work):
         return
     per_thread = -(-nwin // threads)
     per_thread = -(-per_thread // tile) * tile
-    _run_parts([(start, min(nwin, start + per_thread)) for start in range(0, nwin, per_thread)], work)
+    run_parts([(start, min(nwin, start + per_thread)) for start in range(0, nwin, per_thread)], work)
 
 
 def run_split(total, work, minimum=1):
@@ -39,10 +39,10 @@ def run_split(total, work, minimum=1):
     if threads <= 1:
         work(0, total)
         return
-    _run_parts([(total * t // threads, total * (t + 1) // threads) for t in range(threads)], work)
+    run_parts([(total * t // threads, total * (t + 1) // threads) for t in range(threads)], work)
 
 
-def _run_parts(bounds, work):
+def run_parts(bounds, work):
     """``work(start, stop)`` for each ``(start, stop)`` of ``bounds``, one
     thread each; the first exception is raised here."""
     with ThreadPoolExecutor(len(bounds)) as pool:

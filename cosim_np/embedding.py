@@ -11,10 +11,12 @@ anything is squared, so inputs near the largest float give the true cosine.
 
 from collections import namedtuple
 
+import threading
+
 import numpy as np
 
 from . import _backend
-from . import _threads
+from . import _tiles
 from . import _validate as v
 from ._cpu import embedding as kernels
 
@@ -65,115 +67,6 @@ def _kernel_input(x):
     if x.dtype in (np.float32, np.float64):
         return x
     return x.astype(np.float32 if x.dtype == np.float16 else np.float64)
-
-
-class _Rows:
-    """Per-row statistics of a ``(rows, d)`` matrix: the row norm is
-    ``scale * hnorm``; ``zero`` and ``bad`` (NaN or inf) flag rows, and
-    ``flag = zero | bad`` marks rows whose similarities are not computed."""
-
-    def __init__(self, x):
-        self.x = x
-        n = x.shape[0]
-        self.scale = np.empty(n, dtype=np.float64)
-        self.hnorm = np.empty(n, dtype=np.float64)
-        kernels.row_stats(x, self.scale, self.hnorm)
-        self.zero = self.scale == 0.0
-        self.bad = ~(self.scale < np.inf)
-        self.flag = self.zero | self.bad
-        self.any_flag = bool(self.flag.any())
-
-    @property
-    def nbytes(self):
-        return self.scale.nbytes + self.hnorm.nbytes + 3 * self.zero.nbytes
-
-    def normalised(self, start, stop, out):
-        """Rows ``start:stop`` divided by their norms, into ``out`` (a buffer
-        of at least ``(stop - start) * d`` elements); returns the view."""
-        view = out[: (stop - start) * self.x.shape[1]].reshape(stop - start, self.x.shape[1])
-        kernels.normalise_rows(self.x, start, stop, self.scale, self.hnorm, view)
-        return view
-
-
-def _patch(tile, rows, cols, i0, j0, fill):
-    """Zero rows/columns of a similarity tile get ``fill``, NaN/inf ones NaN."""
-    i1, j1 = i0 + tile.shape[0], j0 + tile.shape[1]
-    if rows.any_flag:
-        tile[np.flatnonzero(rows.zero[i0:i1])] = fill
-    if cols.any_flag:
-        tile[:, np.flatnonzero(cols.zero[j0:j1])] = fill
-    if rows.any_flag:
-        tile[np.flatnonzero(rows.bad[i0:i1])] = np.nan
-    if cols.any_flag:
-        tile[:, np.flatnonzero(cols.bad[j0:j1])] = np.nan
-
-
-def _set_diagonal(tile, rows, i0, j0):
-    """Self-similarity is exactly 1 for rows that are neither zero nor NaN/inf."""
-    lo, hi = max(i0, j0), min(i0 + tile.shape[0], j0 + tile.shape[1])
-    if lo >= hi:
-        return
-    idx = np.arange(lo, hi)
-    keep = ~rows.flag[idx]
-    tile[idx[keep] - i0, idx[keep] - j0] = 1.0
-
-
-class _Tiling:
-    """Tile sizes ``(ti, tj)`` for an ``n x m`` product with ``d`` columns in a
-    compute dtype of ``itemsize`` bytes, within ``budget`` bytes of working
-    memory.
-
-    The working memory is: the fixed part (row statistics), the normalised
-    right-hand matrix if it is kept whole (``pre``), one normalised tile of
-    left rows, one normalised block of right rows (when not ``pre``) and, when
-    ``buffer``, one ``ti x tj`` score tile."""
-
-    def __init__(self, n, m, d, itemsize, budget, fixed, *, buffer, want_rows, want_cols,
-                 square=False, name="max_memory"):
-        available = budget - fixed
-        whole = m * d * itemsize
-        self.pre = whole <= available // 2
-        self.m = m
-
-        def cost(ti, tj):
-            # one column more than tj: column_tiles may widen the last tile
-            tj = min(m, tj + 1)
-            return itemsize * (ti * d + (0 if self.pre else tj * d) + (ti * tj if buffer else 0))
-
-        ti, tj = max(1, min(n, want_rows)), max(1, min(m, want_cols))
-        if square:
-            tj = max(tj, ti)
-        rest = available - (whole if self.pre else 0)
-        while cost(ti, tj) > rest and (ti > 1 or tj > 1):
-            if square:  # keep tj >= ti: the diagonal block fits in one tile
-                if tj > ti:
-                    tj = max(ti, tj // 2)
-                else:
-                    ti = tj = max(1, ti // 2)
-            elif ti >= tj and ti > 1:
-                ti //= 2
-            else:
-                tj = max(1, tj // 2)
-        if cost(ti, tj) > rest:
-            need = fixed + cost(1, 1) + (whole if self.pre else 0)
-            raise ValueError(
-                f"{name}={budget} bytes is too small for this problem: the row "
-                f"statistics and the smallest tile alone need {need} bytes."
-            )
-        self.ti, self.tj = ti, tj
-        self.peak = fixed + (whole if self.pre else 0) + cost(ti, tj)
-
-    def column_tiles(self):
-        """``(j0, j1)`` column tiles of width ``tj``, except that a last tile of
-        one column joins the one before it.  NumPy hands a one-column product
-        to BLAS gemv or dot instead of gemm, and these round differently: two
-        identical corpus rows in different tiles could then score one ulp
-        apart, and the tie would no longer go to the lower index."""
-        bounds = [[j0, min(self.m, j0 + self.tj)] for j0 in range(0, self.m, self.tj)]
-        if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
-            last = bounds.pop()
-            bounds[-1][1] = last[1]
-        return bounds
 
 
 def _check_same_d(x, y, a_name, b_name):
@@ -426,6 +319,11 @@ def pairwise_cosine(a, b=None, *, out=None, dtype=None, fill=0.0, max_memory=Non
     --------
     topk_cosine : the best ``k`` matches per row without the full matrix.
 
+    Notes
+    -----
+    Tiles are shared among ``numba.get_num_threads()`` threads; see
+    :ref:`embedding-threads` for how NumPy's BLAS is used meanwhile.
+
     Examples
     --------
     >>> import numpy as np
@@ -459,34 +357,27 @@ def pairwise_cosine(a, b=None, *, out=None, dtype=None, fill=0.0, max_memory=Non
     target = np.asarray(out)  # a plain view (of a memmap too)
     direct = target.dtype == compute and target.strides[1] == compute.itemsize
 
-    rows = _Rows(x)
-    cols = rows if same else _Rows(y)
+    rows = _tiles.Rows(x)
+    cols = rows if same else _tiles.Rows(y)
     fixed = rows.nbytes + (0 if same else cols.nbytes)
     c = compute.itemsize
     if direct:
-        # Writing straight into the result needs no score buffer: one BLAS call
-        # over as many rows as the budget allows (every extra call leaves the
-        # BLAS threads spinning while the clipping runs), in row blocks of at
-        # most 64 MiB for a memmap so that pages are written out in order.
+        # Writing straight into the result needs no score buffer.  In one
+        # stream of multi-threaded BLAS calls: one call over as many rows as
+        # the budget allows (every extra call leaves the BLAS threads spinning
+        # while the clipping runs), in row blocks of at most 64 MiB for a
+        # memmap so that pages are written out in order.
         want_rows = n if not isinstance(out, np.memmap) else max(1, 2**26 // (m * c))
         want_cols = m
     else:
         want_rows, want_cols = 1024, 4096  # a 16 MiB float32 score tile
-    plan = _Tiling(n, m, d, c, budget, fixed, buffer=not direct, want_rows=want_rows,
-                   want_cols=want_cols, square=same)
-    if plan.pre:
-        right_all = cols.normalised(0, m, np.empty(m * d, dtype=compute))
-    else:
-        right = np.empty(plan.tj * d, dtype=compute)
-    if not (same and plan.pre):
-        left = np.empty(plan.ti * d, dtype=compute)
-    scores = None if direct else np.empty(plan.ti * plan.tj, dtype=compute)
+    plan = _tiles.Tiling(n, m, d, c, budget, fixed, buffer=not direct, want_rows=want_rows,
+                         want_cols=want_cols, square=same, streams=_tiles.stream_count(n, m, d))
+    right_all = cols.normalised(0, m, np.empty(m * d, dtype=compute)) if plan.pre else None
 
-    for i0 in range(0, n, plan.ti):
-        i1 = min(n, i0 + plan.ti)
-        xi = right_all[i0:i1] if same and plan.pre else rows.normalised(i0, i1, left)
-        for j0 in range(i0 if same else 0, m, plan.tj):
-            j1 = min(m, j0 + plan.tj)
+    def work(i0, i1, buffers, split):
+        xi = right_all[i0:i1] if same and plan.pre else rows.normalised(i0, i1, buffers.left)
+        for j0, j1 in plan.column_tiles(i0 if same else 0):
             # a*a^T on one buffer: NumPy calls BLAS syrk (half the work) and
             # copies the upper triangle down, so the block is exactly symmetric
             syrk = same and j0 == i0 and j1 == i1
@@ -495,16 +386,13 @@ def pairwise_cosine(a, b=None, *, out=None, dtype=None, fill=0.0, max_memory=Non
             elif plan.pre:
                 yj = right_all[j0:j1]
             else:
-                yj = cols.normalised(j0, j1, right)
-            if direct:
-                tile = target[i0:i1, j0:j1]
-            else:
-                tile = scores[: (i1 - i0) * (j1 - j0)].reshape(i1 - i0, j1 - j0)
+                yj = cols.normalised(j0, j1, buffers.right)
+            tile = target[i0:i1, j0:j1] if direct else buffers.tile(i1 - i0, j1 - j0)
             np.matmul(xi, yj.T, out=tile)
-            _clip(tile)
-            _patch(tile, rows, cols, i0, j0, fill_value)
+            _tiles.clip(tile, split)
+            _tiles.patch(tile, rows, cols, i0, j0, fill_value)
             if same:
-                _set_diagonal(tile, rows, i0, j0)
+                _tiles.set_diagonal(tile, rows, i0, j0)
                 if j0 == i0 and not syrk:  # make the diagonal block exactly symmetric
                     kernels.mirror_upper(tile)
             if not direct:
@@ -516,15 +404,9 @@ def pairwise_cosine(a, b=None, *, out=None, dtype=None, fill=0.0, max_memory=Non
                         kernels.transpose_into(tile[:, lo - j0 :], target[lo:j1, i0:i1])
                     else:
                         target[lo:j1, i0:i1] = tile[:, lo - j0 :].T
+
+    _tiles.row_blocks(n, plan, work, lambda: _tiles.Buffers(plan, d, compute, buffer=not direct))
     return out
-
-
-def _clip(tile):
-    """Clip a score tile to [-1, 1] in place (rounding may leave |s| a few ulp
-    above 1), split over the threads: NumPy releases the GIL, and the pass is
-    bound by memory bandwidth, which one core does not saturate."""
-    _threads.run_split(tile.shape[0], lambda r0, r1: np.clip(
-        tile[r0:r1], -1.0, 1.0, out=tile[r0:r1]), minimum=256)
 
 
 def _check_pairwise_args(x, y, same, out, dtype, fill, max_memory):
@@ -606,6 +488,12 @@ def topk_cosine(queries, corpus, k, *, exclude_self=False, fill=0.0, max_memory=
     TypeError
         For complex or non-numeric input or a non-integer ``k``.
 
+    Notes
+    -----
+    Tiles are shared among ``numba.get_num_threads()`` threads, each folding
+    its tiles into the lists while they are in its cache; see
+    :ref:`embedding-threads` for how NumPy's BLAS is used meanwhile.
+
     Examples
     --------
     >>> import numpy as np
@@ -641,50 +529,23 @@ def topk_cosine(queries, corpus, k, *, exclude_self=False, fill=0.0, max_memory=
     if n == 0:
         return best_s.astype(result_dtype), best_i
 
-    rows = _Rows(x)
-    cols = rows if same else _Rows(y)
+    rows = _tiles.Rows(x)
+    cols = rows if same else _tiles.Rows(y)
     fixed = rows.nbytes + (0 if same else cols.nbytes)
-    c = compute.itemsize
-    plan = _Tiling(n, m, d, c, budget, fixed, buffer=True, want_rows=1024, want_cols=4096)
+    plan = _tiles.Tiling(n, m, d, compute.itemsize, budget, fixed, buffer=True, want_rows=1024,
+                         want_cols=4096, streams=_tiles.stream_count(n, m, d))
     self_col = 0 if exclude_self else -1
-    for i0, i1, j0, j1, tile in _score_tiles(rows, cols, plan, compute):
-        _patch(tile, rows, cols, i0, j0, fill_value)
+
+    def merge(i0, i1, j0, j1, tile, split):
+        _tiles.patch(tile, rows, cols, i0, j0, fill_value)
         if same and not exclude_self:
-            _set_diagonal(tile, rows, i0, j0)
-        _threads.run_split(
-            i1 - i0,
-            lambda r0, r1, tile=tile, i0=i0, j0=j0, j1=j1: kernels.merge_topk(
-                tile[r0:r1], i0 + r0, j0, rows.flag[i0 + r0 : i0 + r1], cols.flag[j0:j1],
-                self_col, best_s, best_i),
-            minimum=64,
-        )
+            _tiles.set_diagonal(tile, rows, i0, j0)
+        split(i1 - i0, lambda r0, r1: kernels.merge_topk(
+            tile[r0:r1], i0 + r0, j0, rows.flag[i0 + r0 : i0 + r1], cols.flag[j0:j1], self_col,
+            best_s, best_i))
+
+    _tiles.score_tiles(rows, cols, plan, compute, merge)
     return best_s.astype(result_dtype, copy=False), best_i
-
-
-def _score_tiles(rows, cols, plan, compute):
-    """The products of the normalised rows of ``rows`` and ``cols`` (two
-    :class:`_Rows`), tile by tile as ``plan`` (a :class:`_Tiling`) lays them
-    out, in ``compute`` precision: yields ``(i0, i1, j0, j1, tile)``, ``tile``
-    being the raw products for rows ``i0:i1`` and columns ``j0:j1`` in a
-    buffer that the next tile reuses (not clipped, not patched)."""
-    n, d = rows.x.shape
-    m = cols.x.shape[0]
-    widest = min(m, plan.tj + 1)  # column_tiles may widen the last tile
-    left = np.empty(plan.ti * d, dtype=compute)
-    if plan.pre:
-        right_all = cols.normalised(0, m, np.empty(m * d, dtype=compute))
-    else:
-        right = np.empty(widest * d, dtype=compute)
-    scores = np.empty(plan.ti * widest, dtype=compute)
-    for i0 in range(0, n, plan.ti):
-        i1 = min(n, i0 + plan.ti)
-        xi = rows.normalised(i0, i1, left)
-        for j0, j1 in plan.column_tiles():
-            yj = right_all[j0:j1] if plan.pre else cols.normalised(j0, j1, right)
-            tile = scores[: (i1 - i0) * (j1 - j0)].reshape(i1 - i0, j1 - j0)
-            np.matmul(xi, yj.T, out=tile)
-            yield i0, i1, j0, j1, tile
-
 
 
 def _check_topk_args(x, y, same, no_corpus, k, exclude_self, fill, max_memory):
@@ -828,7 +689,7 @@ def set_similarity(a, b, method="mean", *, weights_a=None, weights_b=None, mask_
     if x.shape[1] == 0:
         x = np.zeros((x.shape[0], 1))
         y = np.zeros((y.shape[0], 1))
-    rows, cols = _Rows(x), _Rows(y)
+    rows, cols = _tiles.Rows(x), _tiles.Rows(y)
     if rows.bad[wa > 0].any() or cols.bad[wb > 0].any() or (
         method in ("greedy", "chamfer") and (rows.bad.any() or cols.bad.any())
     ):
@@ -877,11 +738,17 @@ def _best_matches(rows, cols, budget):
     m = cols.x.shape[0]
     best_a = np.full(n, -np.inf)
     best_b = np.full(m, -np.inf)
-    plan = _Tiling(n, m, d, 8, budget, rows.nbytes + cols.nbytes, buffer=True,
-                   want_rows=1024, want_cols=4096)
-    for i0, i1, j0, j1, tile in _score_tiles(rows, cols, plan, np.dtype(np.float64)):
-        _clip(tile)
-        _patch(tile, rows, cols, i0, j0, 0.0)
+    plan = _tiles.Tiling(n, m, d, 8, budget, rows.nbytes + cols.nbytes, buffer=True,
+                         want_rows=1024, want_cols=4096, streams=_tiles.stream_count(n, m, d))
+    lock = threading.Lock()  # streams share the columns' best
+
+    def fold(i0, i1, j0, j1, tile, split):
+        _tiles.clip(tile, split)
+        _tiles.patch(tile, rows, cols, i0, j0, 0.0)
         np.maximum(best_a[i0:i1], tile.max(axis=1), out=best_a[i0:i1])
-        np.maximum(best_b[j0:j1], tile.max(axis=0), out=best_b[j0:j1])
+        col_best = tile.max(axis=0)
+        with lock:
+            np.maximum(best_b[j0:j1], col_best, out=best_b[j0:j1])
+
+    _tiles.score_tiles(rows, cols, plan, np.dtype(np.float64), fold)
     return best_a, best_b

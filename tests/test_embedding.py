@@ -9,6 +9,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from cosim_np import _blas, _threads, _tiles
 from cosim_np import cosine_similarity, pairwise_cosine, set_similarity, topk_cosine
 from tests import naive
 
@@ -25,6 +26,32 @@ def tol(out_dtype, length, compute=np.float64):
     computed in ``compute`` precision and rounded to ``out_dtype``."""
     part = 8 * (length + 4) * float(np.finfo(compute).eps)
     return part + (0.0 if out_dtype == np.float64 else float(np.finfo(out_dtype).eps))
+
+
+STREAM_TILE = (_tiles.STREAM_ROWS, _tiles.STREAM_COLS)  # before any patching
+
+
+@pytest.fixture(scope="module", params=["one stream", "per-thread streams"])
+def tile_layout(request):
+    """Run a tiled test in both layouts of ``_tiles.row_blocks``: one stream
+    of multi-threaded BLAS calls, and per-thread streams on tiles of 3 x 5
+    (so that even the smallest inputs have several row blocks, column tiles
+    and threads)."""
+    with pytest.MonkeyPatch.context() as patch:
+        if request.param == "one stream":
+            patch.setattr(_blas, "can_limit", lambda: False)
+        else:
+            if not _blas.can_limit():
+                pytest.skip("NumPy's BLAS thread count cannot be set on this machine")
+            patch.setattr(_tiles, "MIN_ROWS_PER_STREAM", 1)
+            patch.setattr(_tiles, "MIN_STREAM_WORK", 0)
+            patch.setattr(_tiles, "STREAM_ROWS", 3)
+            patch.setattr(_tiles, "STREAM_COLS", 5)
+            patch.setattr(_threads, "thread_count", lambda: 3)
+        yield request.param
+
+
+tiled = pytest.mark.usefixtures("tile_layout")
 
 
 def values(dtype):
@@ -207,6 +234,7 @@ def test_cosine_similarity_errors(kwargs, exc, match):
 # pairwise_cosine
 
 
+@tiled
 @given(
     n=st.integers(1, 6), m=st.integers(1, 6), d=st.integers(1, 5),
     da=st.sampled_from(DTYPES), db=st.sampled_from(DTYPES),
@@ -226,6 +254,7 @@ def test_pairwise_matches_naive(n, m, d, da, db, fill, max_memory, data):
     assert np.all(np.abs(got[~np.isnan(got)]) <= 1) or not np.isfinite(fill) or abs(fill) > 1
 
 
+@tiled
 @given(
     n=st.integers(1, 9), d=st.integers(1, 5), dtype=st.sampled_from([np.float32, np.float64]),
     max_memory=st.sampled_from([None, 400, 1500]), data=st.data(),
@@ -242,6 +271,7 @@ def test_pairwise_self_is_symmetric_with_unit_diagonal(n, d, dtype, max_memory, 
     assert np.all(np.abs(got) <= 1)
 
 
+@tiled
 @given(a=matrices(np.float64, 4, 3), k=st.integers(-300, 300), sign=st.sampled_from([1.0, -1.0]))
 def test_pairwise_row_scale_and_sign_invariance(a, k, sign):
     b = a[::-1] + 1.0
@@ -254,6 +284,7 @@ def test_pairwise_row_scale_and_sign_invariance(a, k, sign):
     np.testing.assert_array_equal(got, expected)
 
 
+@tiled
 def test_pairwise_out_memmap_dtype_and_nonfinite(tmp_path):
     rng = np.random.default_rng(3)
     a = rng.normal(size=(37, 5))
@@ -273,6 +304,7 @@ def test_pairwise_out_memmap_dtype_and_nonfinite(tmp_path):
                                atol=np.finfo(np.float16).eps, equal_nan=True)
 
 
+@tiled
 def test_pairwise_self_memmap_tiled(tmp_path):
     rng = np.random.default_rng(4)
     a = rng.normal(size=(41, 3)).astype(np.float32)
@@ -282,7 +314,15 @@ def test_pairwise_self_memmap_tiled(tmp_path):
     np.testing.assert_allclose(out, naive.pairwise_matrix(a), rtol=0, atol=tol(np.float64, 3))
 
 
-def test_pairwise_memory_bound():
+def real_stream_tiles(monkeypatch):
+    """Undo the fixture's 3 x 5 stream tiles for a test on large inputs."""
+    monkeypatch.setattr(_tiles, "STREAM_ROWS", STREAM_TILE[0])
+    monkeypatch.setattr(_tiles, "STREAM_COLS", STREAM_TILE[1])
+
+
+@tiled
+def test_pairwise_memory_bound(monkeypatch):
+    real_stream_tiles(monkeypatch)
     rng = np.random.default_rng(5)
     a = rng.normal(size=(3000, 64))
     b = rng.normal(size=(2000, 64))
@@ -385,6 +425,7 @@ def check_topk(scores, idx, exact, corpus, k, atol, exclude_self=False):
                     assert j > q, (r, j, q)
 
 
+@tiled
 @given(problem=search_problem(), max_memory=st.sampled_from([None, 700, 1500]))
 def test_topk_is_stable_argsort_of_full_matrix(problem, max_memory):
     queries, corpus, k = problem
@@ -402,6 +443,7 @@ def test_topk_is_stable_argsort_of_full_matrix(problem, max_memory):
         np.testing.assert_array_equal(idx, want_i)
 
 
+@tiled
 @given(n=st.integers(2, 10), d=st.integers(1, 4), k=st.integers(1, 9),
        max_memory=st.sampled_from([None, 700]), data=st.data())
 def test_topk_exclude_self(n, d, k, max_memory, data):
@@ -413,6 +455,7 @@ def test_topk_exclude_self(n, d, k, max_memory, data):
     assert not np.any(idx == np.arange(n)[:, None])
 
 
+@tiled
 def test_topk_self_match_and_nan_rank_last():
     x = np.array([[1.0, 0.0], [np.nan, 1.0], [1.0, 1.0], [0.0, 0.0]])
     scores, idx = topk_cosine(x, None, 4)
@@ -424,7 +467,9 @@ def test_topk_self_match_and_nan_rank_last():
     assert s[3].tolist() == [-9.0, -9.0] and i[3].tolist() == [0, 2]
 
 
-def test_topk_memory_bound():
+@tiled
+def test_topk_memory_bound(monkeypatch):
+    real_stream_tiles(monkeypatch)
     rng = np.random.default_rng(6)
     queries = rng.normal(size=(2000, 64)).astype(np.float32)
     corpus = rng.normal(size=(6000, 64)).astype(np.float32)
@@ -465,6 +510,7 @@ def test_topk_errors(args, kwargs, exc, match):
 # set_similarity
 
 
+@tiled
 @given(n=st.integers(1, 5), m=st.integers(1, 5), d=st.integers(1, 4),
        method=st.sampled_from(["mean", "centroid", "greedy", "chamfer"]),
        weighted=st.booleans(), data=st.data())
@@ -509,6 +555,7 @@ def test_set_similarity_mask_equals_dropping_rows():
     assert np.isnan(set_similarity(padded, b))
 
 
+@tiled
 def test_set_similarity_greedy_tiled_memory_and_identity():
     rng = np.random.default_rng(8)
     a = rng.normal(size=(300, 16))
@@ -534,6 +581,7 @@ def test_set_similarity_errors(kwargs, exc, match):
         set_similarity(np.ones((3, 2)), np.ones((2, 2)), **kwargs)
 
 
+@tiled
 @pytest.mark.parametrize(
     "dtype,scale",
     [(np.float64, 1e307), (np.float64, 1e-305), (np.float32, 1e37), (np.float32, 1e-42)],

@@ -1,0 +1,255 @@
+"""Tiled products of normalised rows, for the embedding functions.
+
+:class:`Rows` holds per-row statistics, :class:`Tiling` lays out tiles
+within a memory budget and :func:`row_blocks` runs a caller's work on every
+block of rows, in one of two ways:
+
+* **per-thread streams** (where :mod:`._blas` can make NumPy's BLAS single-
+  threaded): every thread takes the next block of rows, computes its small
+  tiles with one-threaded BLAS calls and finishes each (clipping, top-k
+  merge) while it is still in that core's cache;
+* **one stream** otherwise: BLAS threads compute each (larger) tile and the
+  row-wise finishing passes are split over the threads afterwards.
+
+Both give the same values: every product is one BLAS call over the whole
+vector length, and rows keep their column order within each thread.
+"""
+
+import threading
+
+import numpy as np
+
+from . import _blas
+from . import _threads
+from ._cpu import embedding as kernels
+
+# Tile shape of the per-thread streams: a 2 MiB float32 score tile stays in a
+# core's L2/L3 cache between the BLAS call and the pass that reads it (the
+# top-k of 20000 x 20000 rows: 0.87 s with 512 x 1024 tiles; tiles from
+# 256 x 1024 to 1024 x 1024 measured the same).
+STREAM_ROWS, STREAM_COLS = 512, 1024
+# Fewer rows than this per thread and the threads cost more than they save.
+MIN_ROWS_PER_STREAM = 64
+# Products of fewer multiply-adds take well under a millisecond: not worth
+# switching the BLAS threads for.
+MIN_STREAM_WORK = 1 << 22
+
+
+class Rows:
+    """Per-row statistics of a ``(rows, d)`` matrix: the row norm is
+    ``scale * hnorm``; ``zero`` and ``bad`` (NaN or inf) flag rows, and
+    ``flag = zero | bad`` marks rows whose similarities are not computed."""
+
+    def __init__(self, x):
+        self.x = x
+        n = x.shape[0]
+        self.scale = np.empty(n, dtype=np.float64)
+        self.hnorm = np.empty(n, dtype=np.float64)
+        kernels.row_stats(x, self.scale, self.hnorm)
+        self.zero = self.scale == 0.0
+        self.bad = ~(self.scale < np.inf)
+        self.flag = self.zero | self.bad
+        self.any_flag = bool(self.flag.any())
+
+    @property
+    def nbytes(self):
+        return self.scale.nbytes + self.hnorm.nbytes + 3 * self.zero.nbytes
+
+    def normalised(self, start, stop, out):
+        """Rows ``start:stop`` divided by their norms, into ``out`` (a buffer
+        of at least ``(stop - start) * d`` elements); returns the view."""
+        view = out[: (stop - start) * self.x.shape[1]].reshape(stop - start, self.x.shape[1])
+        kernels.normalise_rows(self.x, start, stop, self.scale, self.hnorm, view)
+        return view
+
+
+def patch(tile, rows, cols, i0, j0, fill):
+    """Zero rows/columns of a similarity tile get ``fill``, NaN/inf ones NaN."""
+    i1, j1 = i0 + tile.shape[0], j0 + tile.shape[1]
+    if rows.any_flag:
+        tile[np.flatnonzero(rows.zero[i0:i1])] = fill
+    if cols.any_flag:
+        tile[:, np.flatnonzero(cols.zero[j0:j1])] = fill
+    if rows.any_flag:
+        tile[np.flatnonzero(rows.bad[i0:i1])] = np.nan
+    if cols.any_flag:
+        tile[:, np.flatnonzero(cols.bad[j0:j1])] = np.nan
+
+
+def set_diagonal(tile, rows, i0, j0):
+    """Self-similarity is exactly 1 for rows that are neither zero nor NaN/inf."""
+    lo, hi = max(i0, j0), min(i0 + tile.shape[0], j0 + tile.shape[1])
+    if lo >= hi:
+        return
+    idx = np.arange(lo, hi)
+    keep = ~rows.flag[idx]
+    tile[idx[keep] - i0, idx[keep] - j0] = 1.0
+
+
+def stream_count(n, m, d):
+    """How many per-thread streams suit an ``n x m`` product over ``d``: 1
+    (one stream of multi-threaded BLAS calls) where BLAS cannot be made
+    single-threaded, the product is too small to share or the threads would
+    get too few rows each."""
+    if not _blas.can_limit() or n * m * d < MIN_STREAM_WORK:
+        return 1
+    return max(1, min(_threads.thread_count(), n // MIN_ROWS_PER_STREAM))
+
+
+class Tiling:
+    """Tile sizes ``(ti, tj)`` for an ``n x m`` product with ``d`` columns in a
+    compute dtype of ``itemsize`` bytes, within ``budget`` bytes of working
+    memory, for ``streams`` per-thread streams (1: one stream).
+
+    The working memory is: the fixed part (row statistics), the normalised
+    right-hand matrix if it is kept whole (``pre``) and, for every stream,
+    one normalised tile of left rows, one normalised block of right rows
+    (when not ``pre``) and, when ``buffer``, one ``ti x tj`` score tile.
+    ``want_rows`` x ``want_cols`` is the tile of the one-stream layout; the
+    streams use smaller, cache-sized tiles."""
+
+    def __init__(self, n, m, d, itemsize, budget, fixed, *, buffer, want_rows, want_cols,
+                 square=False, streams=1, name="max_memory"):
+        available = budget - fixed
+        whole = m * d * itemsize
+        self.pre = whole <= available // 2
+        self.m = m
+        self.streams = streams
+        one_stream_tile = want_rows, want_cols
+        if streams > 1:
+            # at least one block of rows per stream
+            want_rows = min(STREAM_ROWS, -(-n // streams))
+            want_cols = STREAM_COLS
+
+        def cost(ti, tj):
+            # one column more than tj: column_tiles may widen the last tile
+            tj = min(m, tj + 1)
+            per_stream = ti * d + (0 if self.pre else tj * d) + (ti * tj if buffer else 0)
+            return itemsize * streams * per_stream
+
+        ti, tj = max(1, min(n, want_rows)), max(1, min(m, want_cols))
+        if square:
+            tj = max(tj, ti)
+        rest = available - (whole if self.pre else 0)
+        while cost(ti, tj) > rest and (ti > 1 or tj > 1):
+            if square:  # keep tj >= ti: the diagonal block fits in one tile
+                if tj > ti:
+                    tj = max(ti, tj // 2)
+                else:
+                    ti = tj = max(1, ti // 2)
+            elif ti >= tj and ti > 1:
+                ti //= 2
+            else:
+                tj = max(1, tj // 2)
+        if cost(ti, tj) > rest:
+            if streams > 1:  # one stream needs a third of the memory per tile
+                self.__init__(n, m, d, itemsize, budget, fixed, buffer=buffer,
+                              want_rows=one_stream_tile[0], want_cols=one_stream_tile[1],
+                              square=square, name=name)
+                return
+            need = fixed + cost(1, 1) + (whole if self.pre else 0)
+            raise ValueError(
+                f"{name}={budget} bytes is too small for this problem: the row "
+                f"statistics and the smallest tile alone need {need} bytes."
+            )
+        self.ti, self.tj = ti, tj
+        self.peak = fixed + (whole if self.pre else 0) + cost(ti, tj)
+
+    def column_tiles(self, start=0):
+        """``(j0, j1)`` column tiles of width ``tj`` from ``start``, except
+        that a last tile of one column joins the one before it.  NumPy hands
+        a one-column product to BLAS gemv or dot instead of gemm, and these
+        round differently: two identical corpus rows in different tiles could
+        then score one ulp apart, and the tie would no longer go to the lower
+        index.  (A generator: a list of bounds would grow with ``m``.)"""
+        j0 = start
+        while j0 < self.m:
+            j1 = min(self.m, j0 + self.tj)
+            if self.m - j1 == 1:
+                j1 = self.m
+            yield j0, j1
+            j0 = j1
+
+
+class Buffers:
+    """One stream's scratch memory: normalised left rows, normalised right
+    rows (when the plan does not keep them whole) and a score tile."""
+
+    def __init__(self, plan, d, dtype, buffer=True):
+        widest = min(plan.m, plan.tj + 1)  # column_tiles may widen the last tile
+        self.d = d
+        self.left = np.empty(plan.ti * d, dtype=dtype)
+        self.right = None if plan.pre else np.empty(widest * d, dtype=dtype)
+        self.scores = np.empty(plan.ti * widest, dtype=dtype) if buffer else None
+
+    def tile(self, rows, cols):
+        return self.scores[: rows * cols].reshape(rows, cols)
+
+
+def _split_inline(total, work):
+    work(0, total)
+
+
+def _split_threads(total, work):
+    _threads.run_split(total, work, minimum=64)
+
+
+def row_blocks(n, plan, work, make_buffers):
+    """Call ``work(i0, i1, buffers, split)`` for every block of ``plan.ti``
+    rows, ``buffers`` being the stream's own ``make_buffers()``.  ``split(
+    total, part)`` runs ``part(r0, r1)`` over ``[0, total)``: over the
+    threads in the one-stream layout, inline in a per-thread stream (whose
+    thread is the parallelism).  Work on different blocks must not write to
+    shared places."""
+    starts = range(0, n, plan.ti)
+    if plan.streams <= 1 or len(starts) <= 1:
+        buffers = make_buffers()
+        for i0 in starts:
+            work(i0, min(n, i0 + plan.ti), buffers, _split_threads)
+        return
+    with _blas.single_threaded() as limited:
+        if not limited:  # cannot happen when streams > 1; stay correct anyway
+            plan.streams = 1
+            row_blocks(n, plan, work, make_buffers)
+            return
+        blocks = iter(starts)
+        lock = threading.Lock()
+
+        def stream(_start, _stop):
+            buffers = make_buffers()
+            while True:
+                with lock:  # the next free block: threads that run late take fewer
+                    i0 = next(blocks, None)
+                if i0 is None:
+                    return
+                work(i0, min(n, i0 + plan.ti), buffers, _split_inline)
+
+        _threads.run_parts([(s, s) for s in range(plan.streams)], stream)
+
+
+def score_tiles(rows, cols, plan, compute, visit):
+    """The products of the normalised rows of ``rows`` and ``cols`` (two
+    :class:`Rows`), tile by tile as ``plan`` lays them out, in ``compute``
+    precision: calls ``visit(i0, i1, j0, j1, tile, split)`` with the raw
+    products (not clipped, not patched) for rows ``i0:i1`` and columns
+    ``j0:j1``, in a buffer that the stream's next tile reuses; ``split`` as
+    in :func:`row_blocks`.  ``visit`` runs in the stream's thread."""
+    m, d = cols.x.shape[0], rows.x.shape[1]
+    right_all = cols.normalised(0, m, np.empty(m * d, dtype=compute)) if plan.pre else None
+
+    def work(i0, i1, buffers, split):
+        xi = rows.normalised(i0, i1, buffers.left)
+        for j0, j1 in plan.column_tiles():
+            yj = right_all[j0:j1] if plan.pre else cols.normalised(j0, j1, buffers.right)
+            tile = buffers.tile(i1 - i0, j1 - j0)
+            np.matmul(xi, yj.T, out=tile)
+            visit(i0, i1, j0, j1, tile, split)
+
+    row_blocks(rows.x.shape[0], plan, work, lambda: Buffers(plan, d, compute))
+
+
+def clip(tile, split):
+    """Clip a score tile to [-1, 1] in place (rounding may leave |s| a few ulp
+    above 1); ``split`` as in :func:`row_blocks` (the pass is bound by memory
+    bandwidth, which one core does not saturate)."""
+    split(tile.shape[0], lambda r0, r1: np.clip(tile[r0:r1], -1.0, 1.0, out=tile[r0:r1]))

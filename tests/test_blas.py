@@ -1,0 +1,71 @@
+"""_blas: NumPy's BLAS goes single-threaded inside the block and comes back,
+also when calls from several user threads overlap; where it cannot be
+controlled nothing changes."""
+
+import threading
+
+import numpy as np
+import pytest
+
+from cosim_np import _blas, topk_cosine
+
+needs_control = pytest.mark.skipif(not _blas.can_limit(),
+                                   reason="NumPy's BLAS thread count cannot be set here")
+
+
+@needs_control
+def test_single_threaded_inside_and_restored_after():
+    before = _blas.blas_threads()
+    with _blas.single_threaded() as limited:
+        assert limited and _blas.blas_threads() == 1
+        with _blas.single_threaded() as again:  # nested: still one, still restored once
+            assert again and _blas.blas_threads() == 1
+        assert _blas.blas_threads() == 1
+    assert _blas.blas_threads() == before
+
+
+@needs_control
+def test_overlapping_users_restore_the_count_once_the_last_leaves():
+    before = _blas.blas_threads()
+    first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+    seen = {}
+
+    def first():
+        with _blas.single_threaded():
+            first_in.set()
+            second_in.wait()
+        first_out.set()
+
+    def second():
+        first_in.wait()
+        with _blas.single_threaded():
+            second_in.set()
+            first_out.wait()
+            seen["after first left"] = _blas.blas_threads()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert seen["after first left"] == 1
+    assert _blas.blas_threads() == before
+
+
+@needs_control
+def test_restored_when_the_work_raises():
+    before = _blas.blas_threads()
+    with pytest.raises(RuntimeError), _blas.single_threaded():
+        raise RuntimeError("boom")
+    assert _blas.blas_threads() == before
+
+
+def test_without_control_nothing_changes(monkeypatch):
+    monkeypatch.setattr(_blas, "_controls", ())
+    assert not _blas.can_limit() and _blas.blas_threads() is None
+    with _blas.single_threaded() as limited:
+        assert limited is False
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 8))
+    scores, idx = topk_cosine(x, None, 3, exclude_self=True)  # one-stream layout
+    assert (idx != np.arange(300)[:, None]).all() and (np.diff(scores, axis=1) <= 0).all()
