@@ -35,19 +35,23 @@ def scalable_elements(dtype):
 def window_geometry(draw, max_n=48, max_m=7, max_dilation=4, long_m=None):
     """``(n, m, dilation, mode)`` such that the window fits in 'valid' mode.
 
-    ``long_m=(lo, hi)`` also draws kernel lengths from that range: the CPU
-    kernels take different paths for short one-channel kernels (summed tap by
-    tap, up to ``_cpu.sliding.FUSED_TAPS`` taps) and longer ones (the blocked
-    scans), and a range straddling that limit covers both."""
+    ``long_m=[(lo, hi), ...]`` also draws kernel lengths from those ranges:
+    the CPU kernels take different paths for short one-channel kernels
+    (summed tap by tap, up to ``_cpu.sliding.FUSED_TAPS`` taps), longer ones
+    (scans in lanes) and long chunks of ``m * dilation`` samples (scans chain
+    by chain, from ``_cpu.sliding.CHAIN_CHUNK``); ranges straddling those
+    limits cover every path.  A long kernel gets a signal of up to a few
+    windows' worth beyond its span, so that its scans cross chunks."""
     mode = draw(st.sampled_from(MODES))
     lengths = st.integers(1, max_m)
     if long_m is not None:
-        lengths = st.one_of(lengths, st.integers(*long_m))
+        lengths = st.one_of(lengths, *[st.integers(lo, hi) for lo, hi in long_m])
     m = draw(lengths)
     dilation = draw(st.integers(1, max_dilation))
     span = (m - 1) * dilation
     low = span + 1 if mode == "valid" else 1
-    n = draw(st.integers(low, max(low, max_n)))
+    top = max_n if m <= max_m else max(max_n, span + 3 * m * dilation)
+    n = draw(st.integers(low, max(low, top)))
     return n, m, dilation, mode
 
 

@@ -9,7 +9,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from cosim_np import sharpen, sliding_cosine, windowed_norm
-from cosim_np._cpu.sliding import FUSED_TAPS
+from cosim_np._cpu.sliding import CHAIN_CHUNK, FUSED_TAPS
 from tests import naive
 from tests.strategies import (
     ALL_DTYPES,
@@ -20,9 +20,9 @@ from tests.strategies import (
 )
 
 EPS64 = np.finfo(np.float64).eps
-# Kernel lengths around the CPU's limit between short kernels summed tap by
+# Kernel lengths around the CPU kernels' limits between short kernels summed tap by
 # tap and the blocked scans (see tests.strategies.window_geometry).
-LONG_M = (FUSED_TAPS - 4, FUSED_TAPS + 8)
+LONG_M = [(FUSED_TAPS - 4, FUSED_TAPS + 8), (CHAIN_CHUNK - 4, CHAIN_CHUNK + 8)]
 METHODS = st.sampled_from(["direct", "fft", "auto"])
 
 
