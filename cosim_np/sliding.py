@@ -473,12 +473,36 @@ def sliding_cosine(
     # Output layout before moving axes back: lead + bank + (L,)
     out_shape_moved = lead + ((nker,) if bank_shape or channel_axis is not None else ()) + (nwin,)
 
-    result = np.empty((rows.shape[0], nker, nwin), dtype=rows.dtype)
+    shape = (rows.shape[0], nker, nwin)
+    target = None if out is None or np.may_share_memory(out, rows) else _out_view(
+        out, rows.dtype, shape, ax, channel_axis, bool(bank_shape))
+    result = np.empty(shape, dtype=rows.dtype) if target is None else target
     chosen = _choose_method(method, m, nchan, nker, d)
     for piece, offset in _pieces(rows, pad_left, pad_right, span):
         run = _run_fft if chosen == "fft" and piece.shape[-1] - span > 0 else _run_direct
         run(piece, khat, kernel_state, d, p * p, floor, fill_value, result, offset)
+    if target is not None:
+        return out
     return _deliver(result.reshape(out_shape_moved), ax, channel_axis, bool(bank_shape), out_dtype, out)
+
+
+def _out_view(out, dtype, shape, ax, channel_axis, is_bank):
+    """``out`` seen in the kernel's ``(B, K, L)`` layout (the inverse of the
+    axis moves of ``_deliver``), when that view is C-contiguous and of the
+    compute dtype: the kernels then write the result in place, sparing a
+    copy (not when ``out`` overlaps the signal: windows read later would
+    see results).  ``None`` otherwise."""
+    if out.dtype != dtype:
+        return None
+    if channel_axis is not None:
+        view = np.moveaxis(out, (channel_axis, ax), (-2, -1))
+    elif is_bank:
+        view = np.moveaxis(out, (ax, ax + 1), (-2, -1))
+    else:
+        view = np.moveaxis(out, ax, -1)
+    if not view.flags.c_contiguous:
+        return None
+    return view.reshape(shape)
 
 
 # method="auto" chooses by a cost model fitted on the CI machine (one

@@ -445,6 +445,25 @@ def test_out_argument():
     np.testing.assert_array_equal(half, sliding_cosine(signal.astype(np.float16), [1.0, -1.0, 2.0], mode="same"))
 
 
+@pytest.mark.parametrize("method", ["direct", "fft"])
+@pytest.mark.parametrize(
+    "signal_shape,kernel_shape,axis",
+    [((2, 300), (5,), -1), ((300, 2), (5,), 0), ((2, 300), (3, 5), -1), ((4, 300, 2), (3, 5), 1),
+     ((2, 3, 300), (4, 3, 5), -1), ((2, 3, 300, 2), (4, 3, 5), 2)],
+)
+def test_out_of_every_layout_equals_a_fresh_result(signal_shape, kernel_shape, axis, method):
+    """``out`` is written in place whatever the axes (kernel bank,
+    multi-channel kernel, sliding axis not last), or through a copy where
+    its memory layout does not allow that: the values are the same."""
+    rng = np.random.default_rng(11)
+    signal = rng.standard_normal(signal_shape).astype(np.float32)
+    kernel = rng.standard_normal(kernel_shape)
+    want = sliding_cosine(signal, kernel, axis=axis, method=method)
+    for out in (np.empty_like(want), np.empty(want.shape[::-1], np.float32).T):
+        assert sliding_cosine(signal, kernel, axis=axis, method=method, out=out) is out
+        np.testing.assert_array_equal(out, want)
+
+
 # ---------------------------------------------------------------------------
 # sharpen
 
