@@ -228,6 +228,12 @@ CHAINS = 4
 
 
 @jit
+def _chain_start(c, chunk, d):
+    """First position of chain ``c``: residue ``c % d`` of chunk ``c // d``."""
+    return (c // d) * chunk + c % d
+
+
+@jit
 def _prefix_chains(sq, pre, first, stop, m, d):
     """``pre`` along chains ``first .. stop-1`` (see ``_tile_sumsq``): the
     running sums ``((sq[o] + sq[o+d]) + sq[o+2d]) + ...`` of each chain's
@@ -235,10 +241,8 @@ def _prefix_chains(sq, pre, first, stop, m, d):
     chunk = m * d
     c = first
     while c + CHAINS <= stop:
-        o0 = (c // d) * chunk + c % d
-        o1 = ((c + 1) // d) * chunk + (c + 1) % d
-        o2 = ((c + 2) // d) * chunk + (c + 2) % d
-        o3 = ((c + 3) // d) * chunk + (c + 3) % d
+        o0, o1, o2, o3 = (_chain_start(c, chunk, d), _chain_start(c + 1, chunk, d),
+                          _chain_start(c + 2, chunk, d), _chain_start(c + 3, chunk, d))
         a0 = a1 = a2 = a3 = 0.0
         for j in range(0, chunk, d):
             a0 += sq[o0 + j]
@@ -251,7 +255,7 @@ def _prefix_chains(sq, pre, first, stop, m, d):
             pre[o3 + j] = a3
         c += CHAINS
     for c in range(c, stop):
-        o0 = (c // d) * chunk + c % d
+        o0 = _chain_start(c, chunk, d)
         a0 = 0.0
         for j in range(0, chunk, d):
             a0 += sq[o0 + j]
@@ -267,10 +271,8 @@ def _suffix_chains(sq, pre, sumsq, stop, m, d):
     chunk = m * d
     c = 0
     while c + CHAINS <= stop:
-        o0 = (c // d) * chunk + c % d
-        o1 = ((c + 1) // d) * chunk + (c + 1) % d
-        o2 = ((c + 2) // d) * chunk + (c + 2) % d
-        o3 = ((c + 3) // d) * chunk + (c + 3) % d
+        o0, o1, o2, o3 = (_chain_start(c, chunk, d), _chain_start(c + 1, chunk, d),
+                          _chain_start(c + 2, chunk, d), _chain_start(c + 3, chunk, d))
         a0 = a1 = a2 = a3 = 0.0
         for j in range(chunk - d, 0, -d):
             a0 = sq[o0 + j] + a0
@@ -287,7 +289,7 @@ def _suffix_chains(sq, pre, sumsq, stop, m, d):
         sumsq[o3] = sq[o3] + a3
         c += CHAINS
     for c in range(c, stop):
-        o0 = (c // d) * chunk + c % d
+        o0 = _chain_start(c, chunk, d)
         a0 = 0.0
         for j in range(chunk - d, 0, -d):
             a0 = sq[o0 + j] + a0
@@ -450,15 +452,35 @@ def _tile_dots(x, b, khat, k, i0, nwin, d, acc):
     """``acc[t]`` = <window i0+t, khat[k]>; windows innermost so it vectorises.
 
     Taps are added in order (channel by channel, tap by tap) exactly as in
-    ``_rescaled_dot``; four of them per pass over ``acc`` keep the running
-    sums in registers four times as long (a channel's last pass is padded:
-    see ``_tap_slices``)."""
+    ``_rescaled_dot``; eight (then four) of them per pass over ``acc`` keep
+    the running sums in registers that much longer (a channel's last pass is
+    padded: see ``_tap_slices``)."""
     m = khat.shape[2]
     for t in range(nwin):
         acc[t] = 0.0
     for c in range(x.shape[1]):
         weights = khat[k, c]
-        for j in range(0, m, 4):
+        j = 0
+        while j + 8 <= m:
+            # eight whole taps per pass: float64 loads of acc are then rarer
+            # still (float64, m = 64: 24 ms against 28 ms per 10**7 windows)
+            x0, x1, x2, x3 = _tap_slices(x[b, c], i0, j, m, d, nwin)
+            x4, x5, x6, x7 = _tap_slices(x[b, c], i0, j + 4, m, d, nwin)
+            w0, w1, w2, w3 = _tap_weights(weights, j)
+            w4, w5, w6, w7 = _tap_weights(weights, j + 4)
+            for t in range(nwin):
+                a = acc[t]
+                a += np.float64(x0[t]) * w0
+                a += np.float64(x1[t]) * w1
+                a += np.float64(x2[t]) * w2
+                a += np.float64(x3[t]) * w3
+                a += np.float64(x4[t]) * w4
+                a += np.float64(x5[t]) * w5
+                a += np.float64(x6[t]) * w6
+                a += np.float64(x7[t]) * w7
+                acc[t] = a
+            j += 8
+        for j in range(j, m, 4):
             x0, x1, x2, x3 = _tap_slices(x[b, c], i0, j, m, d, nwin)
             w0, w1, w2, w3 = _tap_weights(weights, j)
             for t in range(nwin):
