@@ -328,9 +328,12 @@ def _fused_tile(x, b, khat, i0, nwin, d, sumsq, acc):
             sumsq[t] = s
             a = 0.0 if first else acc[t]
             a += v0 * w0
-            a += v1 * w1
-            a += v2 * w2
-            a += v3 * w3
+            if taps > 1:  # padding taps are left out here too: less work
+                a += v1 * w1
+            if taps > 2:
+                a += v2 * w2
+            if taps > 3:
+                a += v3 * w3
             acc[t] = a
     return _count_unsafe(x[b, 0, i0 : i0 + nwin + (m - 1) * d]) > 0
 
