@@ -302,13 +302,55 @@ def _fused_tile(x, b, khat, i0, nwin, d, sumsq, acc):
     """For a short one-channel kernel (at most ``FUSED_TAPS`` taps): the sums
     of squares of windows ``i0 ...`` and their dots with ``khat[0]``, both in
     tap order (as ``_rescaled_sumsq`` with ``direct_order`` and
-    ``_rescaled_dot``), four taps per pass (padded: see ``_tap_slices``): the
-    squares come from the loads the dots make anyway.  Returns True when a
-    sample could square out of range."""
+    ``_rescaled_dot``), eight whole taps per pass, then four (padding taps
+    left out, see ``_tap_slices``): the squares come from the loads the dots
+    make anyway.  Two loops rather than one with a branch per tap: LLVM does
+    not vectorise the latter (float32, m = 16: 21.6 ms against 17.9 ms per
+    10**7 windows).  Returns True when a sample could square out of range."""
     m = khat.shape[2]
     weights = khat[0, 0]
-    for j in range(0, m, 4):
-        x0, x1, x2, x3 = _tap_slices(x[b, 0], i0, j, m, d, nwin)
+    row = x[b, 0]
+    j = 0
+    while j + 8 <= m:
+        # eight whole taps per pass: fewer loads and stores of the sums
+        # (float32, m = 16: 17.9 ms against 19.0 ms per 10**7 windows)
+        x0, x1, x2, x3 = _tap_slices(row, i0, j, m, d, nwin)
+        x4, x5, x6, x7 = _tap_slices(row, i0, j + 4, m, d, nwin)
+        w0, w1, w2, w3 = _tap_weights(weights, j)
+        w4, w5, w6, w7 = _tap_weights(weights, j + 4)
+        first = j == 0
+        for t in range(nwin):
+            v0 = np.float64(x0[t])
+            v1 = np.float64(x1[t])
+            v2 = np.float64(x2[t])
+            v3 = np.float64(x3[t])
+            v4 = np.float64(x4[t])
+            v5 = np.float64(x5[t])
+            v6 = np.float64(x6[t])
+            v7 = np.float64(x7[t])
+            s = 0.0 if first else sumsq[t]
+            s += v0 * v0
+            s += v1 * v1
+            s += v2 * v2
+            s += v3 * v3
+            s += v4 * v4
+            s += v5 * v5
+            s += v6 * v6
+            s += v7 * v7
+            sumsq[t] = s
+            a = 0.0 if first else acc[t]
+            a += v0 * w0
+            a += v1 * w1
+            a += v2 * w2
+            a += v3 * w3
+            a += v4 * w4
+            a += v5 * w5
+            a += v6 * w6
+            a += v7 * w7
+            acc[t] = a
+        j += 8
+    for j in range(j, m, 4):
+        x0, x1, x2, x3 = _tap_slices(row, i0, j, m, d, nwin)
         w0, w1, w2, w3 = _tap_weights(weights, j)
         taps = min(4, m - j)
         first = j == 0
