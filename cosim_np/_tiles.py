@@ -122,65 +122,96 @@ class Tiling:
             want_cols = STREAM_COLS
 
         def cost(ti, tj):
-            # one column more than tj: column_tiles may widen the last tile
-            tj = min(m, tj + 1)
+            # one row and one column more: a last block of one row or one
+            # column joins the one before it, and a lone row is doubled
+            ti, tj = ti + 1, min(m, tj + 1)
             per_stream = ti * d + (0 if self.pre else tj * d) + (ti * tj if buffer else 0)
             return itemsize * streams * per_stream
 
-        ti, tj = max(1, min(n, want_rows)), max(1, min(m, want_cols))
+        # Products of at least two rows and two columns wherever the problem
+        # has them: see column_tiles.
+        low_i, low_j = min(2, n), min(2, m)
+        ti, tj = max(low_i, min(n, want_rows)), max(low_j, min(m, want_cols))
         if square:
             tj = max(tj, ti)
         rest = available - (whole if self.pre else 0)
-        while cost(ti, tj) > rest and (ti > 1 or tj > 1):
+        while cost(ti, tj) > rest and (ti > low_i or tj > low_j):
             if square:  # keep tj >= ti: the diagonal block fits in one tile
                 if tj > ti:
                     tj = max(ti, tj // 2)
                 else:
-                    ti = tj = max(1, ti // 2)
-            elif ti >= tj and ti > 1:
-                ti //= 2
+                    ti = tj = max(low_i, ti // 2)
+            elif ti >= tj and ti > low_i:
+                ti = max(low_i, ti // 2)
             else:
-                tj = max(1, tj // 2)
+                tj = max(low_j, tj // 2)
         if cost(ti, tj) > rest:
             if streams > 1:  # one stream needs a third of the memory per tile
                 self.__init__(n, m, d, itemsize, budget, fixed, buffer=buffer,
                               want_rows=one_stream_tile[0], want_cols=one_stream_tile[1],
                               square=square, name=name)
                 return
-            need = fixed + cost(1, 1) + (whole if self.pre else 0)
+            need = fixed + cost(low_i, low_j) + (whole if self.pre else 0)
             raise ValueError(
                 f"{name}={budget} bytes is too small for this problem: the row "
                 f"statistics and the smallest tile alone need {need} bytes."
             )
+        self.n = n
         self.ti, self.tj = ti, tj
         self.peak = fixed + (whole if self.pre else 0) + cost(ti, tj)
+
+    def row_tiles(self):
+        """``(i0, i1)`` blocks of ``ti`` rows; a last block of one row joins
+        the one before it (see ``column_tiles``)."""
+        return _bounds(0, self.n, self.ti)
 
     def column_tiles(self, start=0):
         """``(j0, j1)`` column tiles of width ``tj`` from ``start``, except
         that a last tile of one column joins the one before it.  NumPy hands
-        a one-column product to BLAS gemv or dot instead of gemm, and these
-        round differently: two identical corpus rows in different tiles could
+        a product of one row or one column to BLAS gemv or dot instead of
+        gemm, and these round differently: two identical corpus rows could
         then score one ulp apart, and the tie would no longer go to the lower
-        index.  (A generator: a list of bounds would grow with ``m``.)"""
-        j0 = start
-        while j0 < self.m:
-            j1 = min(self.m, j0 + self.tj)
-            if self.m - j1 == 1:
-                j1 = self.m
-            yield j0, j1
-            j0 = j1
+        index.  Tiles are therefore at least two wide and blocks at least two
+        high wherever the problem is (a lone query row is doubled:
+        ``Buffers.left_rows``)."""
+        return _bounds(start, self.m, self.tj)
+
+
+def _bounds(start, stop, width):
+    """``(a, b)`` ranges of ``width`` from ``start`` to ``stop``, a last range
+    of one joining the one before it.  (A generator: a list of bounds would
+    grow with the problem.)"""
+    a = start
+    while a < stop:
+        b = min(stop, a + width)
+        if stop - b == 1:
+            b = stop
+        yield a, b
+        a = b
 
 
 class Buffers:
     """One stream's scratch memory: normalised left rows, normalised right
-    rows (when the plan does not keep them whole) and a score tile."""
+    rows (when the plan does not keep them whole) and a score tile, each with
+    room for the one extra row or column of a joined last block."""
 
     def __init__(self, plan, d, dtype, buffer=True):
-        widest = min(plan.m, plan.tj + 1)  # column_tiles may widen the last tile
+        widest = min(plan.m, plan.tj + 1)
         self.d = d
-        self.left = np.empty(plan.ti * d, dtype=dtype)
+        self.left = np.empty((plan.ti + 1) * d, dtype=dtype)
         self.right = None if plan.pre else np.empty(widest * d, dtype=dtype)
-        self.scores = np.empty(plan.ti * widest, dtype=dtype) if buffer else None
+        self.scores = np.empty((plan.ti + 1) * widest, dtype=dtype) if buffer else None
+
+    def left_rows(self, rows, i0, i1):
+        """Rows ``i0:i1`` of ``rows`` (a :class:`Rows`) normalised; a lone
+        row comes twice, so that its products are BLAS gemm like all others
+        (use the first row of the result)."""
+        if i1 - i0 > 1:
+            return rows.normalised(i0, i1, self.left)
+        pair = self.left[: 2 * self.d].reshape(2, self.d)
+        rows.normalised(i0, i1, pair[0])
+        pair[1] = pair[0]
+        return pair
 
     def tile(self, rows, cols):
         return self.scores[: rows * cols].reshape(rows, cols)
@@ -194,35 +225,34 @@ def _split_threads(total, work):
     _threads.run_split(total, work, minimum=64)
 
 
-def row_blocks(n, plan, work, make_buffers):
-    """Call ``work(i0, i1, buffers, split)`` for every block of ``plan.ti``
-    rows, ``buffers`` being the stream's own ``make_buffers()``.  ``split(
+def row_blocks(plan, work, make_buffers):
+    """Call ``work(i0, i1, buffers, split)`` for every block of rows of
+    ``plan.row_tiles()``, ``buffers`` being the stream's own ``make_buffers()``.  ``split(
     total, part)`` runs ``part(r0, r1)`` over ``[0, total)``: over the
     threads in the one-stream layout, inline in a per-thread stream (whose
     thread is the parallelism).  Work on different blocks must not write to
     shared places."""
-    starts = range(0, n, plan.ti)
-    if plan.streams <= 1 or len(starts) <= 1:
+    if plan.streams <= 1 or plan.ti >= plan.n:
         buffers = make_buffers()
-        for i0 in starts:
-            work(i0, min(n, i0 + plan.ti), buffers, _split_threads)
+        for i0, i1 in plan.row_tiles():
+            work(i0, i1, buffers, _split_threads)
         return
     with _blas.single_threaded() as limited:
         if not limited:  # cannot happen when streams > 1; stay correct anyway
             plan.streams = 1
-            row_blocks(n, plan, work, make_buffers)
+            row_blocks(plan, work, make_buffers)
             return
-        blocks = iter(starts)
+        blocks = plan.row_tiles()
         lock = threading.Lock()
 
         def stream(_start, _stop):
             buffers = make_buffers()
             while True:
                 with lock:  # the next free block: threads that run late take fewer
-                    i0 = next(blocks, None)
-                if i0 is None:
+                    bounds = next(blocks, None)
+                if bounds is None:
                     return
-                work(i0, min(n, i0 + plan.ti), buffers, _split_inline)
+                work(bounds[0], bounds[1], buffers, _split_inline)
 
         _threads.run_parts([(s, s) for s in range(plan.streams)], stream)
 
@@ -238,14 +268,14 @@ def score_tiles(rows, cols, plan, compute, visit):
     right_all = cols.normalised(0, m, np.empty(m * d, dtype=compute)) if plan.pre else None
 
     def work(i0, i1, buffers, split):
-        xi = rows.normalised(i0, i1, buffers.left)
+        xi = buffers.left_rows(rows, i0, i1)
         for j0, j1 in plan.column_tiles():
             yj = right_all[j0:j1] if plan.pre else cols.normalised(j0, j1, buffers.right)
-            tile = buffers.tile(i1 - i0, j1 - j0)
+            tile = buffers.tile(xi.shape[0], j1 - j0)
             np.matmul(xi, yj.T, out=tile)
-            visit(i0, i1, j0, j1, tile, split)
+            visit(i0, i1, j0, j1, tile[: i1 - i0], split)
 
-    row_blocks(rows.x.shape[0], plan, work, lambda: Buffers(plan, d, compute))
+    row_blocks(plan, work, lambda: Buffers(plan, d, compute))
 
 
 def clip(tile, split):

@@ -355,7 +355,8 @@ def pairwise_cosine(a, b=None, *, out=None, dtype=None, fill=0.0, max_memory=Non
         return out
     compute = _compute_dtype(result_dtype)
     target = np.asarray(out)  # a plain view (of a memmap too)
-    direct = target.dtype == compute and target.strides[1] == compute.itemsize
+    # (a single row goes through a buffer: its product is computed twice over)
+    direct = target.dtype == compute and target.strides[1] == compute.itemsize and n > 1
 
     rows = _tiles.Rows(x)
     cols = rows if same else _tiles.Rows(y)
@@ -382,19 +383,23 @@ def pairwise_cosine(a, b=None, *, out=None, dtype=None, fill=0.0, max_memory=Non
     right_all = cols.normalised(0, m, np.empty(m * d, dtype=compute)) if plan.pre else None
 
     def work(i0, i1, buffers, split):
-        xi = right_all[i0:i1] if same and plan.pre else rows.normalised(i0, i1, buffers.left)
+        if same and plan.pre and i1 - i0 > 1:
+            xi = right_all[i0:i1]
+        else:
+            xi = buffers.left_rows(rows, i0, i1)
         for j0, j1 in plan.column_tiles(i0 if same else 0):
             # a*a^T on one buffer: NumPy calls BLAS syrk (half the work) and
             # copies the upper triangle down, so the block is exactly symmetric
-            syrk = same and j0 == i0 and j1 == i1
+            syrk = same and j0 == i0 and j1 == i1 and i1 - i0 > 1
             if syrk:
                 yj = xi
             elif plan.pre:
                 yj = right_all[j0:j1]
             else:
                 yj = cols.normalised(j0, j1, buffers.right)
-            tile = target[i0:i1, j0:j1] if direct else buffers.tile(i1 - i0, j1 - j0)
+            tile = target[i0:i1, j0:j1] if direct else buffers.tile(xi.shape[0], j1 - j0)
             np.matmul(xi, yj.T, out=tile)
+            tile = tile[: i1 - i0]
             _tiles.clip(tile, split)
             _tiles.patch(tile, rows, cols, i0, j0, fill_value)
             if same:
@@ -411,7 +416,7 @@ def pairwise_cosine(a, b=None, *, out=None, dtype=None, fill=0.0, max_memory=Non
                     else:
                         target[lo:j1, i0:i1] = tile[:, lo - j0 :].T
 
-    _tiles.row_blocks(n, plan, work, lambda: _tiles.Buffers(plan, d, compute, buffer=not direct))
+    _tiles.row_blocks(plan, work, lambda: _tiles.Buffers(plan, d, compute, buffer=not direct))
     return out
 
 
