@@ -1,17 +1,17 @@
 """Similarity of embeddings: axis-wise cosine, pairwise matrices, top-k, sets.
 
 Each public function validates its arguments (``_validate``), plans the work
-(dtypes, tiles within the memory budget) and runs it: BLAS matrix products
-through NumPy for the dots, Numba kernels in ``_cpu.embedding`` for the row
-statistics, the normalisation and the top-k selection fused into each tile.
+(dtypes, tiles within the memory budget: ``_tiles``) and runs it: BLAS matrix
+products through NumPy for the dots, Numba kernels in ``_cpu.embedding`` for
+the row statistics, the normalisation and the top-k selection fused into each
+tile.
 
 Overflow safety: every vector is divided by its largest magnitude before
 anything is squared, so inputs near the largest float give the true cosine.
 """
 
-from collections import namedtuple
-
 import threading
+from collections import namedtuple
 
 import numpy as np
 
