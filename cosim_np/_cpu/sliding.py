@@ -355,27 +355,9 @@ def _fused_tile(x, b, khat, i0, nwin, d, sumsq, acc):
         taps = min(4, m - j)
         first = j == 0
         for t in range(nwin):
-            v0 = np.float64(x0[t])
-            v1 = np.float64(x1[t])
-            v2 = np.float64(x2[t])
-            v3 = np.float64(x3[t])
-            s = 0.0 if first else sumsq[t]
-            s += v0 * v0
-            if taps > 1:
-                s += v1 * v1
-            if taps > 2:
-                s += v2 * v2
-            if taps > 3:
-                s += v3 * v3
+            s, a = _add_taps(0.0 if first else sumsq[t], 0.0 if first else acc[t],
+                             x0[t], x1[t], x2[t], x3[t], w0, w1, w2, w3, taps)
             sumsq[t] = s
-            a = 0.0 if first else acc[t]
-            a += v0 * w0
-            if taps > 1:  # padding taps are left out here too: less work
-                a += v1 * w1
-            if taps > 2:
-                a += v2 * w2
-            if taps > 3:
-                a += v3 * w3
             acc[t] = a
     return _count_unsafe(x[b, 0, i0 : i0 + nwin + (m - 1) * d]) > 0
 
