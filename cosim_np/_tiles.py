@@ -158,7 +158,6 @@ class Tiling:
             )
         self.n = n
         self.ti, self.tj = ti, tj
-        self.peak = fixed + (whole if self.pre else 0) + cost(ti, tj)
 
     def row_tiles(self):
         """``(i0, i1)`` blocks of ``ti`` rows; a last block of one row joins

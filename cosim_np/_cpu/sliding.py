@@ -69,7 +69,8 @@ CHAIN_CHUNK = 128
 
 def make_buffers(m, d):
     """Tile length and scratch space (allocated once per call, outside the
-    loops): the tile's chunks and the one after, in their natural layout."""
+    loops): room for the tile's chunks and the one after, in their natural
+    layout (the chains) or transposed (the lanes)."""
     chunk = m * d
     tile = chunk * max(MIN_CHUNKS_PER_TILE, -(-TILE_TARGET // chunk))
     width = tile // chunk + 1  # the tile's chunks and the one after
@@ -649,15 +650,6 @@ def sharpen_value(s, exponent):
 
 
 @jit
-def _cosine_value(dot, den, exponent):
-    """Clamp to [-1, 1] (Cauchy-Schwarz holds exactly; rounding may not) and sharpen."""
-    val = dot / den
-    val = 1.0 if val > 1.0 else val
-    val = -1.0 if val < -1.0 else val
-    return sharpen_value(val, exponent)
-
-
-@jit
 def sliding_cosine_kernel(
     x, khat, kernel_state, d, exponent, noise_floor, fill, tile, bufs, out, offset, fft
 ):
@@ -758,7 +750,8 @@ def _rescaled_cosine(x, b, khat, k, kernel_state, i, m, d, exponent, noise_floor
         dot = _fft_dot(x, b, khat, k, i, d, e, s, fft)
     else:
         dot = _rescaled_dot(x, b, khat, k, i, d, e)
-    return _cosine_value(dot, math.sqrt(s) + math.ldexp(noise_floor, -e), exponent)
+    cosine = _window_cosine(dot, s, math.ldexp(noise_floor, -e), fill, kernel_state)
+    return sharpen_value(cosine, exponent)
 
 
 @jit
