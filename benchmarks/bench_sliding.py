@@ -21,6 +21,7 @@ Usage::
     python benchmarks/bench_sliding.py --quick        # n = 10**5, for a smoke test
     python benchmarks/bench_sliding.py --methods direct fft --threads 1 2
     python benchmarks/bench_sliding.py --extras --plot docs/_static/sliding_vs_m.png
+    python benchmarks/bench_sliding.py --fft-engine numpy   # without ducc0's transforms
 """
 
 import argparse
@@ -304,14 +305,26 @@ def main(argv=None):
                         help="also the kernel bank, thread and n-scaling tables")
     parser.add_argument("--scaling-max", type=int, default=10**8, help="largest n of the scaling fit")
     parser.add_argument("--plot", metavar="PNG", help="write time against m (float32, one thread)")
+    parser.add_argument("--fft-engine", default="auto", choices=["auto", "ducc0", "numpy"],
+                        help="library for method='fft' transforms (default: ducc0 when installed)")
     args = parser.parse_args(argv)
     if args.quick:
         args.n, args.m, args.scaling_max = 10**5, [3, 64], 10**6
     dtypes = [np.dtype(d).type for d in args.dtype]
 
     import cosim_np
+    from cosim_np import _fft
 
-    print(f"cosim_np {cosim_np.__version__}, numpy {np.__version__}, n = {args.n}")
+    _fft.ENGINE = args.fft_engine
+    engine = _fft.engine()
+    if engine == "ducc0":
+        import ducc0
+
+        engine = f"ducc0 {ducc0.__version__}"
+    else:
+        engine = "NumPy's pocketfft"
+    print(f"cosim_np {cosim_np.__version__}, numpy {np.__version__}, n = {args.n}, "
+          f"FFT method's transforms: {engine}")
     print("\nSteady state (best of %d after warm-up); anchors on one thread; ratio = anchor / cosim_np" % args.repeat)
     print(f"{'dtype':<8}{'m':>6}  {'method':<7}{'thr':>4}  {'anchor':<27}{'cosim_np ms':>12}{'anchor ms':>12}{'ratio':>8}")
     rows = speed_table(args.n, args.m, dtypes, args.repeat, args.threads, args.methods)

@@ -13,11 +13,61 @@ kernel can recompute directly any window for which that bound is not small
 against the window's own norm (near loud bursts).
 """
 
+import importlib
 import math
 
 import numpy as np
 
 from ._cpu import blocks as blocks_cpu
+
+# Which library transforms: "auto" (ducc0 if importable, else NumPy), "ducc0"
+# or "numpy".  Results of the two agree to rounding, not bit for bit.
+ENGINE = "auto"
+_ducc0_fft = None  # the module once imported; False when it is not installed
+
+
+def _ducc0():
+    """``ducc0.fft``, imported on first use (it takes a few ms), or None."""
+    global _ducc0_fft
+    if _ducc0_fft is None:
+        try:
+            _ducc0_fft = importlib.import_module("ducc0.fft")
+        except ImportError:
+            _ducc0_fft = False
+    return _ducc0_fft or None
+
+
+def engine():
+    """The library the FFT method transforms with now: ``"ducc0"`` or ``"numpy"``."""
+    if ENGINE not in ("auto", "ducc0", "numpy"):
+        raise ValueError(f"cosim_np._fft.ENGINE must be 'auto', 'ducc0' or 'numpy'; got {ENGINE!r}.")
+    if ENGINE == "numpy":
+        return "numpy"
+    if _ducc0() is None:
+        if ENGINE == "ducc0":
+            raise ImportError("cosim_np._fft.ENGINE = 'ducc0' but ducc0 is not installed "
+                              "(pip install 'cosim_np[fft]').")
+        return "numpy"
+    return "ducc0"
+
+
+def _forward(blocks, spectrum, use_ducc0):
+    """``spectrum = rfft(blocks)`` along the last axis, into ``spectrum``."""
+    if use_ducc0:
+        _ducc0().r2c(blocks, axes=(-1,), out=spectrum, nthreads=1)
+    else:
+        np.fft.rfft(blocks, axis=-1, out=spectrum)
+
+
+def _inverse(product, out, use_ducc0):
+    """``out = irfft(product)`` (normalised by ``1/nfft``, exact: a power of
+    two) along the last axis; ``product`` may be overwritten."""
+    if use_ducc0:
+        _ducc0().c2r(product, axes=(-1,), lastsize=out.shape[-1], forward=False, inorm=2,
+                     out=out, nthreads=1, allow_overwriting_input=True)
+    else:
+        np.fft.irfft(product, n=out.shape[-1], axis=-1, out=out)
+
 
 # Transformed samples per chunk of blocks: bounds the temporary memory.
 CHUNK_SAMPLES = 1 << 17
@@ -53,11 +103,12 @@ def kernel_spectra(khat, dilation, nfft):
 class Workspace:
     """Buffers for the transforms of one thread, allocated once and reused:
     fresh arrays of a megabyte per transform cost more in page faults than the
-    transforms themselves.  (This is why the transforms are NumPy's pocketfft
-    with ``out=`` rather than ``scipy.fft``, which has no ``out``; both are
-    pocketfft, single-threaded here: threads run whole segments.)"""
+    transforms themselves.  (This is why NumPy's pocketfft is called with
+    ``out=`` rather than ``scipy.fft``'s, which has no ``out``.  Transforms are
+    single-threaded here: threads run whole segments.)"""
 
     def __init__(self, nchan, nker, nfft):
+        self.ducc0 = engine() == "ducc0"
         self.per_chunk = max(1, CHUNK_SAMPLES // (nfft * max(nchan, nker)))
         nfreq = nfft // 2 + 1
         self.blocks = np.empty((nchan, self.per_chunk, nfft))
@@ -96,12 +147,9 @@ def fft_dots(rows, khat, dilation, nfft, spectra, dots, work):
             blocks_cpu.prepare_blocks(
                 rows[b], g0, step, chunk, exponents[b, g0 : g0 + count], noise[b, g0 : g0 + count]
             )
-            np.fft.rfft(chunk, axis=-1, out=spectrum)  # (C, G, F)
-            if nchan == 1:
-                np.multiply(spectrum, spectra[:, 0, None, :], out=product)
-            else:
-                np.einsum("cgf,kcf->kgf", spectrum, spectra, out=product)
-            np.fft.irfft(product, n=nfft, axis=-1, out=out)
+            _forward(chunk, spectrum, work.ducc0)  # (C, G, F)
+            blocks_cpu.spectral_products(spectrum, spectra, product)
+            _inverse(product, out, work.ducc0)
             blocks_cpu.scatter_dots(out, g0, step, dots, b)
     return exponents, noise, step
 

@@ -20,6 +20,7 @@ them; ``-m cuda`` runs only them.
 import os
 import sys
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 if os.environ.get("COSIM_REAL_GPU", "") not in ("1", "true", "yes"):
@@ -34,3 +35,18 @@ settings.register_profile("thorough", max_examples=2000, **_common)
 
 _default = "ci" if os.environ.get("CI", "").lower() in ("1", "true", "yes") else "dev"
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", _default))
+
+
+@pytest.fixture(scope="module", params=["ducc0", "numpy"])
+def fft_engine(request):
+    """Run a module's tests once with each library that can do the FFT
+    method's transforms (ducc0 is skipped where it is not installed).
+    Module-scoped, so Hypothesis's tests may use it."""
+    from cosim_np import _fft
+
+    if request.param == "ducc0" and _fft._ducc0() is None:
+        pytest.skip("ducc0 is not installed (the 'fft' extra)")
+    saved = _fft.ENGINE
+    _fft.ENGINE = request.param
+    yield request.param
+    _fft.ENGINE = saved

@@ -19,6 +19,9 @@ from tests.strategies import (
     window_geometry,
 )
 
+# every test once per FFT library (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("fft_engine")
+
 EPS64 = np.finfo(np.float64).eps
 # Kernel lengths around the CPU kernels' limits between short kernels summed tap by
 # tap and the blocked scans (see tests.strategies.window_geometry).

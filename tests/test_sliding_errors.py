@@ -105,3 +105,21 @@ def test_sharpen_rejects():
         sharpen(np.ones(3), None)
     with pytest.raises(TypeError, match=r"s must be real-valued; got complex"):
         sharpen(np.ones(3) * 1j, 2.0)
+
+
+def test_fft_engine_is_checked(monkeypatch):
+    from cosim_np import _fft
+
+    monkeypatch.setattr(_fft, "ENGINE", "fftw")
+    with pytest.raises(ValueError, match=r"ENGINE must be 'auto', 'ducc0' or 'numpy'; got 'fftw'"):
+        sliding_cosine(np.arange(300.0), np.ones(200), method="fft")
+    monkeypatch.setattr(_fft, "ENGINE", "ducc0")
+    monkeypatch.setattr(_fft, "_ducc0_fft", False)  # as if it were not installed
+    with pytest.raises(ImportError, match=r"ducc0 is not installed"):
+        sliding_cosine(np.arange(300.0), np.ones(200), method="fft")
+    monkeypatch.setattr(_fft, "ENGINE", "auto")
+    assert _fft.engine() == "numpy"
+    # and "auto" falls back to NumPy's transforms with the same result as asking for them
+    auto = sliding_cosine(np.sin(np.arange(3000.0)), np.ones(200), method="fft")
+    monkeypatch.setattr(_fft, "ENGINE", "numpy")
+    np.testing.assert_array_equal(auto, sliding_cosine(np.sin(np.arange(3000.0)), np.ones(200), method="fft"))

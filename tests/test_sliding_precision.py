@@ -9,6 +9,9 @@ from hypothesis import strategies as st
 from cosim_np import sliding_cosine, windowed_norm
 from tests import naive
 
+# every test once per FFT library (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("fft_engine")
+
 EPS64 = np.finfo(np.float64).eps
 
 

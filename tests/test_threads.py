@@ -8,6 +8,9 @@ import pytest
 
 from cosim_np import _threads, sliding_cosine, windowed_norm
 
+# every test once per FFT library (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("fft_engine")
+
 
 @pytest.fixture
 def small_segments(monkeypatch):

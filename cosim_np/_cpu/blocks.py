@@ -105,3 +105,23 @@ def scatter_dots(out, g0, step, dots, b):
             dest = dots[b, k, start : start + count]
             for t in range(count):
                 dest[t] = src[t]
+
+
+@jit
+def spectral_products(spectrum, spectra, product):
+    """``product[k, g] = sum over c of spectrum[c, g] * spectra[k, c]``, the
+    channels added in order: the transformed dots of every kernel with every
+    block (NumPy's complex multiply runs one element at a time; this loop
+    vectorises, on split real and imaginary parts)."""
+    nchan, nblocks, nfreq = spectrum.shape
+    nker = spectra.shape[0]
+    for k in range(nker):
+        for g in range(nblocks):
+            dest = product[k, g]
+            for f in range(nfreq):
+                dest[f] = spectrum[0, g, f] * spectra[k, 0, f]
+            for c in range(1, nchan):
+                src = spectrum[c, g]
+                weights = spectra[k, c]
+                for f in range(nfreq):
+                    dest[f] += src[f] * weights[f]
