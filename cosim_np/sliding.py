@@ -562,7 +562,7 @@ def _run_fft(piece, khat, kernel_state, d, exponent, floor, fill, result, offset
     nker, nchan, m = khat.shape
     span = (m - 1) * d
     tile = kernels.make_buffers(m, d)[0]
-    nfft = _fft.fft_length(span)
+    nfft = _fft.fft_length(span, single=nker == 1 and nchan == 1)
     spectra, peak = _fft.kernel_spectra(khat, d, nfft)
     error_scale = _fft.error_factor(nfft) * peak
     # The direct method's own error budget, relative to ||w||.
