@@ -69,8 +69,12 @@ def _inverse(product, out, use_ducc0):
         np.fft.irfft(product, n=out.shape[-1], axis=-1, out=out)
 
 
-# Transformed samples per chunk of blocks: bounds the temporary memory.
-CHUNK_SAMPLES = 1 << 17
+# Transformed samples per chunk of blocks, per library: bounds the temporary
+# memory and keeps a chunk's blocks, spectra and outputs in the L2 cache.
+# Measured on the CI machine (float32, n = 10**7, m = 4096, one thread):
+# ducc0 73 ms at 2**16 against 83 ms at 2**15 and 2**17; pocketfft 94 ms at
+# 2**17 against 100 ms at 2**16.
+CHUNK_SAMPLES = {"ducc0": 1 << 16, "numpy": 1 << 17}
 
 
 # Longest block transformed by default: pocketfft transforms several rows at
@@ -125,8 +129,9 @@ class Workspace:
     single-threaded here: threads run whole segments.)"""
 
     def __init__(self, nchan, nker, nfft):
-        self.ducc0 = engine() == "ducc0"
-        self.per_chunk = max(1, CHUNK_SAMPLES // (nfft * max(nchan, nker)))
+        library = engine()
+        self.ducc0 = library == "ducc0"
+        self.per_chunk = max(1, CHUNK_SAMPLES[library] // (nfft * max(nchan, nker)))
         nfreq = nfft // 2 + 1
         self.blocks = np.empty((nchan, self.per_chunk, nfft))
         self.spectrum = np.empty((nchan, self.per_chunk, nfreq), dtype=complex)
