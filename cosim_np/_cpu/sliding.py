@@ -211,10 +211,12 @@ def _lane_sumsq(x, b, i0, nwin, m, d, bufs):
 def _tile_squares(x, b, i0, npos, sq):
     """``sq[p]`` = sum over channels, in channel order, of the squares of
     sample ``i0 + p``; returns how many samples could square out of range."""
+    xs = x[b, 0, i0 : i0 + npos]
     for p in range(npos):
-        sq[p] = 0.0
-    unsafe = 0
-    for c in range(x.shape[1]):
+        val = np.float64(xs[p])
+        sq[p] = val * val  # (0.0 + val * val would be the same bits)
+    unsafe = _count_unsafe(xs)
+    for c in range(1, x.shape[1]):
         xs = x[b, c, i0 : i0 + npos]
         for p in range(npos):
             val = np.float64(xs[p])
