@@ -7,7 +7,8 @@ boundaries, so every window is summed in the same order as by one thread:
 the result is bit-identical whatever the thread count.
 """
 
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import numba
 
@@ -42,9 +43,37 @@ def run_split(total, work, minimum=1):
     run_parts([(total * t // threads, total * (t + 1) // threads) for t in range(threads)], work)
 
 
+# Worker threads are kept between calls, one set per calling thread and per
+# count: starting them anew cost 0.2 to 0.5 ms a call (m = 3, n = 10**7, two
+# threads: 3.6 against 4.1 ms with ``out=``).  A set per calling thread keeps
+# concurrent user threads (and nested calls from a worker) from queueing
+# behind each other's parts; the threads end with the thread that owns them.
+_local = threading.local()
+
+
+def _workers(count):
+    """This thread's own executor of ``count`` worker threads."""
+    pools = getattr(_local, "pools", None)
+    if pools is None:
+        pools = _local.pools = {}
+    if count not in pools:
+        pools[count] = ThreadPoolExecutor(count, thread_name_prefix="cosim_np")
+    return pools[count]
+
+
 def run_parts(bounds, work):
-    """``work(start, stop)`` for each ``(start, stop)`` of ``bounds``, one
-    thread each; the first exception is raised here."""
-    with ThreadPoolExecutor(len(bounds)) as pool:
-        for future in [pool.submit(work, start, stop) for start, stop in bounds]:
-            future.result()
+    """``work(start, stop)`` for each ``(start, stop)`` of ``bounds``: the
+    first part in the calling thread, the others on worker threads at the
+    same time.  Returns once every part has ended; an exception of the first
+    part, else of the earliest failing one, is raised here."""
+    if len(bounds) == 1:
+        work(*bounds[0])
+        return
+    pool = _workers(len(bounds) - 1)
+    futures = [pool.submit(work, start, stop) for start, stop in bounds[1:]]
+    try:
+        work(*bounds[0])
+    finally:
+        wait(futures)  # no part may still run once this returns or raises
+    for future in futures:
+        future.result()

@@ -51,3 +51,64 @@ def test_concurrent_calls_from_user_threads():
         got = list(pool.map(lambda s: sliding_cosine(s, kernel), signals))
     for g, w in zip(got, want):
         np.testing.assert_array_equal(g, w)
+
+
+def test_parts_run_on_kept_worker_threads_and_the_caller():
+    import threading
+
+    def record(seen):
+        lock = threading.Lock()
+
+        def work(start, stop):
+            with lock:
+                seen.append((start, threading.get_ident()))
+
+        return work
+
+    calls = [[] for _ in range(6)]
+    for seen in calls:
+        _threads.run_parts([(0, 1), (1, 2), (2, 3)], record(seen))
+    me = threading.get_ident()
+    assert all(dict(seen)[0] == me for seen in calls)  # the first part runs in the caller
+    workers = {ident for seen in calls for start, ident in seen if start}
+    assert me not in workers and len(workers) <= 2  # the same two workers every time
+
+
+def test_part_exceptions_reach_the_caller_after_every_part_ended():
+    import time
+
+    ended = []
+
+    def work(start, stop):
+        if start == 1:
+            raise ValueError("part 1")
+        time.sleep(0.05)
+        ended.append(start)
+
+    with pytest.raises(ValueError, match="part 1"):
+        _threads.run_parts([(0, 1), (1, 2), (2, 3)], work)
+    assert sorted(ended) == [0, 2]
+
+    def first_fails(start, stop):
+        if start == 0:
+            raise KeyError("part 0")
+        time.sleep(0.05)
+        ended.append(start)
+
+    ended.clear()
+    with pytest.raises(KeyError, match="part 0"):
+        _threads.run_parts([(0, 1), (1, 2)], first_fails)
+    assert ended == [1]
+
+
+def test_nested_parts_do_not_wait_on_each_other():
+    out = np.zeros(16)
+
+    def inner(start, stop):
+        out[start:stop] += 1
+
+    def outer(start, stop):
+        _threads.run_parts([(start, start + 2), (start + 2, stop)], inner)
+
+    _threads.run_parts([(0, 4), (4, 8), (8, 12), (12, 16)], outer)
+    np.testing.assert_array_equal(out, np.ones(16))
