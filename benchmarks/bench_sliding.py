@@ -206,7 +206,9 @@ def bank_table(repeat, n=10**6, nker=64, m=128):
 
 
 def threads_table(n, ms, repeat):
-    """One thread against all of ``numba.get_num_threads()`` (float32)."""
+    """One thread against all of ``numba.get_num_threads()`` (float32), each
+    with a fresh result and with ``out=`` (the second leaves out the first
+    touch of the result's new pages, which the OS does)."""
     import numba
 
     from cosim_np import sliding_cosine
@@ -216,12 +218,14 @@ def threads_table(n, ms, repeat):
     rows = []
     for m in ms:
         k = np.random.default_rng(m).standard_normal(m).astype(np.float32)
+        out = np.empty(n - m + 1, dtype=np.float32)
 
-        def run(threads, k=k):
-            return on_threads(threads, sliding_cosine, x, k)
+        def run(threads, k=k, **kwargs):
+            return on_threads(threads, sliding_cosine, x, k, **kwargs)
 
-        one, many = best_times([lambda: run(1), lambda: run(most)], repeat)
-        rows.append((m, most, one, many))
+        times = best_times([lambda: run(1), lambda: run(most), lambda: run(1, out=out),
+                            lambda: run(most, out=out)], repeat)
+        rows.append((m, most, *times))
     return rows
 
 
@@ -341,10 +345,12 @@ def main(argv=None):
         for name, seconds in bank:
             print(f"  {name:<36}{seconds * 1e3:>10.1f} ms   ratio {seconds / bank[0][1]:>6.2f}")
 
-        print(f"\nThreads (float32, n = {args.n}, 'auto'): speed-up of all threads over one")
-        for m, most, one, many in threads_table(args.n, args.m, args.repeat):
+        print(f"\nThreads (float32, n = {args.n}, 'auto'): speed-up of all threads over one,"
+              " with a fresh result and with out=")
+        for m, most, one, many, one_out, many_out in threads_table(args.n, args.m, args.repeat):
             print(f"  m = {m:<6} 1 thread {one * 1e3:>8.1f} ms   {most} threads {many * 1e3:>8.1f} ms"
-                  f"   speed-up {one / many:>5.2f}")
+                  f"   speed-up {one / many:>5.2f}   with out=: {one_out * 1e3:>7.1f} / "
+                  f"{many_out * 1e3:>7.1f} ms, {one_out / many_out:>5.2f}")
 
         ns = [n for n in (10**5, 10**6, 10**7, 10**8) if n <= args.scaling_max]
         points, slope = scaling_table(ns, 16, args.repeat)
