@@ -78,18 +78,25 @@ def _pieces(rows, pad_left, pad_right, span):
         yield tail, pad_left + n - span
 
 
+def _moved_axes(ax, channel_axis, is_bank):
+    """``(kernel_axes, caller_axes)``: where the trailing axes of the kernels'
+    ``(lead..., [K,] L)`` layout go in the caller's array (``np.moveaxis``
+    one way delivers a result, the other way views ``out`` as the kernels
+    write it)."""
+    if channel_axis is not None:
+        return (-2, -1), (channel_axis, ax)
+    if is_bank:
+        return (-2, -1), (ax, ax + 1)
+    return -1, ax
+
+
 def _deliver(result, ax, channel_axis, is_bank, out_dtype, out):
     """Move the kernel's ``(lead..., [K,] L)`` layout back to the caller's axes,
     cast to the output dtype and fill ``out`` if given.
 
     A bank's K axis goes just before ``axis``; a multi-channel kernel's C_out
     axis replaces the signal's channel axis."""
-    if channel_axis is not None:
-        result = np.moveaxis(result, (-2, -1), (channel_axis, ax))
-    elif is_bank:
-        result = np.moveaxis(result, (-2, -1), (ax, ax + 1))
-    else:
-        result = np.moveaxis(result, -1, ax)
+    result = np.moveaxis(result, *_moved_axes(ax, channel_axis, is_bank))
     if out is not None:
         np.copyto(out, result, casting="unsafe")
         return out
@@ -496,12 +503,8 @@ def _out_view(out, dtype, shape, ax, channel_axis, is_bank):
     see results).  ``None`` otherwise."""
     if out.dtype != dtype:
         return None
-    if channel_axis is not None:
-        view = np.moveaxis(out, (channel_axis, ax), (-2, -1))
-    elif is_bank:
-        view = np.moveaxis(out, (ax, ax + 1), (-2, -1))
-    else:
-        view = np.moveaxis(out, ax, -1)
+    kernel_axes, caller_axes = _moved_axes(ax, channel_axis, is_bank)
+    view = np.moveaxis(out, caller_axes, kernel_axes)
     if not view.flags.c_contiguous:
         return None
     return view.reshape(shape)
