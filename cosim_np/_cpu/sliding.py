@@ -95,7 +95,7 @@ def _tile_sumsq(x, b, i0, nwin, m, d, bufs):
     npos = nwin + span
     if m > DIRECT_SUM_TAPS and chunk < CHAIN_CHUNK:
         return _lane_sumsq(x, b, i0, nwin, m, d, bufs)
-    sq = suf  # squares, then (blocked scheme) suffix sums in place
+    sq = suf  # the squares; the scans write prefixes to pre, window sums to sumsq
     unsafe = _tile_squares(x, b, i0, npos, sq)
     if m <= DIRECT_SUM_TAPS:
         # A window of a few taps: its own squares summed in tap order take
