@@ -14,6 +14,7 @@ The dtype policy (DESIGN.md):
 Whatever the input dtype, kernels accumulate in float64.
 """
 
+import math
 import numbers
 import operator
 
@@ -95,9 +96,9 @@ def check_choice(value, name, choices):
 
 def check_positive_int(value, name, minimum=1):
     """An integer (not a bool, not a float) of at least ``minimum``."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(
+    if type(value) is not int and (isinstance(value, (bool, np.bool_)) or not isinstance(
         value, (numbers.Integral, np.integer)
-    ):
+    )):
         raise TypeError(f"{name} must be an integer >= {minimum}; got {value!r}.")
     if value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}; got {value}.")
@@ -106,16 +107,18 @@ def check_positive_int(value, name, minimum=1):
 
 def check_real(value, name, *, finite=True, nonnegative=False, allow_nan=False):
     """A real scalar; by default it must be finite.  Returns a Python float."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(
+    # Plain floats first: the ABC check is slow when the interpreter's caches
+    # are cold, as they are after every call on a long signal.
+    if type(value) not in (float, int) and (isinstance(value, (bool, np.bool_)) or not isinstance(
         value, (numbers.Real, np.floating, np.integer)
-    ):
+    )):
         raise TypeError(f"{name} must be a real number; got {value!r}.")
     number = float(value)
-    if np.isnan(number):
+    if math.isnan(number):
         if allow_nan:
             return number
         raise ValueError(f"{name} must be a finite real number; got {number}.")
-    if finite and not np.isfinite(number):
+    if finite and not math.isfinite(number):
         raise ValueError(f"{name} must be a finite real number; got {number}.")
     if nonnegative and number < 0:
         raise ValueError(f"{name} must be >= 0; got {number}.")

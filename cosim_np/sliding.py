@@ -42,16 +42,27 @@ def _compute_dtype(out_dtype):
     return np.float32 if out_dtype.itemsize <= 4 else np.float64
 
 
+def _moveaxis(array, source, destination):
+    """``np.moveaxis``, or ``array`` itself when no axis would move: its
+    argument checks cost tens of microseconds once a long signal has pushed
+    the interpreter out of the caches, on every call."""
+    source = source if isinstance(source, tuple) else (source,)
+    destination = destination if isinstance(destination, tuple) else (destination,)
+    if all(s % array.ndim == t % array.ndim for s, t in zip(source, destination)):
+        return array
+    return np.moveaxis(array, source, destination)
+
+
 def _as_rows(signal, axis, channel_axis, compute_dtype):
     """View ``signal`` as C-contiguous ``(B, C, n)`` of ``compute_dtype``.
 
     Returns the array and the leading (batch) shape."""
     if channel_axis is None:
-        moved = np.moveaxis(signal, axis, -1)
+        moved = _moveaxis(signal, axis, -1)
         lead = moved.shape[:-1]
         rows = moved.reshape(-1, 1, moved.shape[-1])
     else:
-        moved = np.moveaxis(signal, (channel_axis, axis), (-2, -1))
+        moved = _moveaxis(signal, (channel_axis, axis), (-2, -1))
         lead = moved.shape[:-2]
         rows = moved.reshape((-1,) + moved.shape[-2:])
     return np.ascontiguousarray(rows, dtype=compute_dtype), lead
@@ -96,7 +107,7 @@ def _deliver(result, ax, channel_axis, is_bank, out_dtype, out):
 
     A bank's K axis goes just before ``axis``; a multi-channel kernel's C_out
     axis replaces the signal's channel axis."""
-    result = np.moveaxis(result, *_moved_axes(ax, channel_axis, is_bank))
+    result = _moveaxis(result, *_moved_axes(ax, channel_axis, is_bank))
     if out is not None:
         np.copyto(out, result, casting="unsafe")
         return out
@@ -229,7 +240,7 @@ def windowed_norm(signal, window, *, dilation=1, mode="valid", axis=-1, backend=
             sub = piece[:, :, start : stop + span]
             kernels.windowed_norm_kernel(sub, m, d, tile, bufs, result, offset + start)
 
-        _threads.run_segments(piece.shape[-1] - span, kernels.make_buffers(m, d)[0], work)
+        _threads.run_segments(piece.shape[-1] - span, kernels.tile_length(m, d), work)
     return _deliver(result.reshape(lead + (nwin,)), ax, None, False, out_dtype, None)
 
 
@@ -310,36 +321,13 @@ def _plan_kernel(kernel, signal_ndim, ax):
                 f"the signal has {signal_ndim} dimension(s) and axis={ax}."
             )
         channel_axis = ax - 1
-    k3 = np.asarray(k, dtype=np.float64).reshape((-1,) + k.shape[-2:] if k.ndim == 3 else (-1, 1, k.shape[-1]))
+    k3 = np.ascontiguousarray(k, dtype=np.float64).reshape(
+        (-1,) + k.shape[-2:] if k.ndim == 3 else (-1, 1, k.shape[-1]))
     khat = np.zeros_like(k3)
     state = np.zeros(k3.shape[0], dtype=np.int8)
-    for index, taps in enumerate(k3):
-        norm = _robust_norm(taps)
-        if not np.isfinite(norm):
-            state[index] = kernels.KERNEL_NONFINITE
-            khat[index] = np.nan
-        elif norm == 0.0:
-            state[index] = kernels.KERNEL_ZERO
-        else:
-            # Scale by a power of two first (exact), then divide by the norm:
-            # a kernel times 2**j gives bit-identical unit kernels.
-            expo = math.frexp(np.max(np.abs(taps)))[1]
-            scaled = np.ldexp(taps, -expo)
-            khat[index] = scaled / math.sqrt(np.sum(scaled * scaled))
+    kernels.unit_kernels(k3, khat, state)
     bank_shape = () if k.ndim == 1 else k.shape[:1]
     return khat, state, bank_shape, channel_axis
-
-
-def _robust_norm(taps):
-    """L2 norm of a small array without overflow/underflow; NaN/inf if present."""
-    if not np.all(np.isfinite(taps)):
-        return np.inf
-    big = np.max(np.abs(taps))
-    if big == 0.0:
-        return 0.0
-    expo = math.frexp(big)[1]
-    scaled = np.ldexp(taps, -expo)
-    return math.ldexp(math.sqrt(np.sum(scaled * scaled)), expo)
 
 
 @_backend.documented
@@ -504,7 +492,7 @@ def _out_view(out, dtype, shape, ax, channel_axis, is_bank):
     if out.dtype != dtype:
         return None
     kernel_axes, caller_axes = _moved_axes(ax, channel_axis, is_bank)
-    view = np.moveaxis(out, caller_axes, kernel_axes)
+    view = _moveaxis(out, caller_axes, kernel_axes)
     if not view.flags.c_contiguous:
         return None
     return view.reshape(shape)
@@ -538,9 +526,9 @@ def _choose_method(method, m, nchan, nker, dilation):
     return "fft" if fft < direct else "direct"
 
 
-def _no_fft(nker):
-    """The ``fft`` argument of the kernel for the direct method."""
-    return (np.empty((0, 0, 0)), np.empty((0, 0), np.int64), np.empty((0, 0)), 1, np.zeros(nker), 0.0)
+# The kernel's ``fft`` argument for the direct method: no dots (the error
+# scales are read only with FFT dots).
+_NO_FFT = (np.empty((0, 0, 0)), np.empty((0, 0), np.int64), np.empty((0, 0)), 1, np.zeros(1), 0.0)
 
 
 def _run_direct(piece, khat, kernel_state, d, exponent, floor, fill, result, offset):
@@ -551,10 +539,10 @@ def _run_direct(piece, khat, kernel_state, d, exponent, floor, fill, result, off
         tile, bufs = kernels.make_buffers(m, d)
         kernels.sliding_cosine_kernel(
             piece[:, :, start : stop + span], khat, kernel_state, d, exponent, floor, fill,
-            tile, bufs, result, offset + start, _no_fft(nker),
+            tile, bufs, result, offset + start, _NO_FFT,
         )
 
-    _threads.run_segments(piece.shape[-1] - span, kernels.make_buffers(m, d)[0], work)
+    _threads.run_segments(piece.shape[-1] - span, kernels.tile_length(m, d), work)
 
 
 def _run_fft(piece, khat, kernel_state, d, exponent, floor, fill, result, offset):
@@ -564,7 +552,7 @@ def _run_fft(piece, khat, kernel_state, d, exponent, floor, fill, result, offset
     in the same order as by the direct method."""
     nker, nchan, m = khat.shape
     span = (m - 1) * d
-    tile = kernels.make_buffers(m, d)[0]
+    tile = kernels.tile_length(m, d)
     nfft = _fft.fft_length(span, single=nker == 1 and nchan == 1)
     spectra, peak = _fft.kernel_spectra(khat, d, nfft)
     error_scale = _fft.error_factor(nfft) * peak

@@ -114,6 +114,20 @@ def test_kernel_amplitude_does_not_matter():
 
 
 @pytest.mark.parametrize("method", ["direct", "fft"])
+def test_kernel_taps_near_the_float64_limit(method):
+    # Such a kernel's norm overflows float64 (it raised OverflowError once);
+    # its unit kernel is that of any power-of-two copy.
+    rng = np.random.default_rng(5)
+    signal = rng.standard_normal(400)
+    bank = rng.standard_normal((3, 130))
+    exponents = np.frexp(np.abs(bank).max(axis=1, keepdims=True))[1]
+    huge = np.ldexp(bank, 1024 - exponents)
+    assert np.all(np.isfinite(huge)) and not np.isfinite(np.linalg.norm(huge[0]))
+    base = sliding_cosine(signal, np.ldexp(bank, -exponents), method=method)
+    np.testing.assert_array_equal(sliding_cosine(signal, huge, method=method), base)
+
+
+@pytest.mark.parametrize("method", ["direct", "fft"])
 def test_huge_and_tiny_windows_side_by_side(method):
     """Each window's result depends on its own samples only, even when the
     signal's dynamic range exceeds 10**600."""

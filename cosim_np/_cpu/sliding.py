@@ -70,12 +70,18 @@ MIN_CHUNKS_PER_TILE = 8
 CHAIN_CHUNK = 128
 
 
+def tile_length(m, d):
+    """Windows per tile: a whole number of chunks of ``m * d`` window starts."""
+    chunk = m * d
+    return chunk * max(MIN_CHUNKS_PER_TILE, -(-TILE_TARGET // chunk))
+
+
 def make_buffers(m, d):
     """Tile length and scratch space (allocated once per call, outside the
     loops): room for the tile's chunks and the one after, in their natural
     layout (the chains) or transposed (the lanes)."""
     chunk = m * d
-    tile = chunk * max(MIN_CHUNKS_PER_TILE, -(-TILE_TARGET // chunk))
+    tile = tile_length(m, d)
     width = tile // chunk + 1  # the tile's chunks and the one after
     return tile, (
         np.empty(chunk * width, np.float64),  # squares, then suffix sums
@@ -763,3 +769,48 @@ def _rescaled_cosine(x, b, khat, k, kernel_state, i, m, d, exponent, noise_floor
 def sharpen_kernel(values, exponent, out):
     for i in range(values.size):
         out[i] = sharpen_value(np.float64(values[i]), exponent)
+
+
+@jit
+def unit_kernels(taps, khat, state):
+    """``khat[k] = taps[k] / ||taps[k]||`` for float64 ``taps`` of shape
+    ``(K, C, m)`` (``khat`` zeroed by the caller), with ``state[k]`` set to
+    ``KERNEL_ZERO`` or ``KERNEL_NONFINITE`` (``khat[k]`` NaN) where no unit
+    kernel exists.
+
+    The taps are scaled by a power of two before the norm is taken, so the
+    norm cannot overflow or underflow and a kernel times ``2**j`` gives
+    bit-identical unit kernels.  The squares are summed with compensation
+    (Neumaier), keeping ``||khat[k]||`` within a few units of rounding of 1
+    for any kernel length."""
+    for k in range(taps.shape[0]):
+        largest = 0.0
+        finite = True
+        for c in range(taps.shape[1]):
+            for j in range(taps.shape[2]):
+                finite = finite and math.isfinite(taps[k, c, j])
+                largest = max(largest, abs(taps[k, c, j]))
+        if not finite:
+            state[k] = KERNEL_NONFINITE
+            khat[k] = np.nan
+            continue
+        if largest == 0.0:
+            state[k] = KERNEL_ZERO
+            continue
+        shift = -math.frexp(largest)[1]
+        total = 0.0
+        compensation = 0.0
+        for c in range(taps.shape[1]):
+            for j in range(taps.shape[2]):
+                scaled = math.ldexp(taps[k, c, j], shift)
+                square = scaled * scaled
+                updated = total + square
+                if abs(total) >= square:
+                    compensation += (total - updated) + square
+                else:
+                    compensation += (square - updated) + total
+                total = updated
+        norm = math.sqrt(total + compensation)
+        for c in range(taps.shape[1]):
+            for j in range(taps.shape[2]):
+                khat[k, c, j] = math.ldexp(taps[k, c, j], shift) / norm
