@@ -271,6 +271,25 @@ def test_pairwise_self_is_symmetric_with_unit_diagonal(n, d, dtype, max_memory, 
     assert np.all(np.abs(got) <= 1)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("strided", [False, True])
+def test_clip_equals_numpy_clip(dtype, strided):
+    # Scores a rounding step past +-1 in a few rows, NaN in others: the
+    # row-skipping pass must give np.clip's result, also on a strided tile.
+    rng = np.random.default_rng(4)
+    base = rng.uniform(-1, 1, size=(40, 70)).astype(dtype)
+    above = np.nextafter(dtype(1), dtype(2))
+    base[3, 5], base[3, 6], base[17, 69], base[25, 0] = above, -above, above, np.nan
+    base[30, 2], base[30, 3] = np.nan, -above
+    tile = np.array(base)
+    view = tile[:, 10:60] if strided else tile
+    _tiles.clip(view, _tiles._split_threads)
+    want = np.array(base)
+    target = want[:, 10:60] if strided else want
+    np.clip(target, -1.0, 1.0, out=target)
+    np.testing.assert_array_equal(tile, want)
+
+
 @tiled
 @given(a=matrices(np.float64, 4, 3), k=st.integers(-300, 300), sign=st.sampled_from([1.0, -1.0]))
 def test_pairwise_row_scale_and_sign_invariance(a, k, sign):
