@@ -5,7 +5,6 @@ Each public function validates its arguments (``_validate``), plans the work
 the Numba kernels in ``_cpu.sliding``.
 """
 
-import math
 from collections import namedtuple
 
 import numpy as np
