@@ -527,7 +527,7 @@ def _choose_method(method, m, nchan, nker, dilation):
 
 # The kernel's ``fft`` argument for the direct method: no dots (the error
 # scales are read only with FFT dots).
-_NO_FFT = (np.empty((0, 0, 0)), np.empty((0, 0), np.int64), np.empty((0, 0)), 1, np.zeros(1), 0.0)
+_NO_FFT = (np.empty((0, 0, 0, 0)), np.empty((0, 0), np.int64), np.empty((0, 0)), 1, np.zeros(1), 0.0)
 
 
 def _run_direct(piece, khat, kernel_state, d, exponent, floor, fill, result, offset):
@@ -561,12 +561,13 @@ def _run_fft(piece, khat, kernel_state, d, exponent, floor, fill, result, offset
 
     def work(start, stop):
         tile, bufs = kernels.make_buffers(m, d)
-        dots_buffer = np.empty((piece.shape[0], nker, min(segment, stop - start)))
+        most = _fft.block_count(min(segment, stop - start), span, nfft)
+        dots_buffer = np.empty((piece.shape[0], most, nker, nfft))
         workspace = _fft.Workspace(nchan, nker, nfft)
         for s0 in range(start, stop, segment):
             count = min(segment, stop - s0)
             sub = piece[:, :, s0 : s0 + count + span]
-            dots = dots_buffer[:, :, :count]
+            dots = dots_buffer[:, : _fft.block_count(count, span, nfft)]
             exponents, noise, step = _fft.fft_dots(sub, khat, d, nfft, spectra, dots, workspace)
             kernels.sliding_cosine_kernel(
                 sub, khat, kernel_state, d, exponent, floor, fill, tile, bufs, result, offset + s0,

@@ -1,5 +1,5 @@
 """Numba kernels around the FFT path's transforms: cut a row into scaled
-overlap-save blocks, and put the transformed dots back."""
+overlap-save blocks, and multiply their spectra by the kernels'."""
 
 import math
 
@@ -91,25 +91,8 @@ def prepare_blocks(row, g0, step, blocks, exponents, noise):
 
 
 @jit
-def scatter_dots(out, g0, step, dots, b):
-    """``dots[b, k, (g0+g)*step + t] = out[k, g, t]``: the first ``step``
-    outputs of each block (the rest wrapped around), still in the block's
-    units ``2**exponent``."""
-    nker, nblocks = out.shape[0], out.shape[1]
-    nwin = dots.shape[2]
-    for k in range(nker):
-        for g in range(nblocks):
-            start = (g0 + g) * step
-            count = min(step, nwin - start)
-            src = out[k, g]
-            dest = dots[b, k, start : start + count]
-            for t in range(count):
-                dest[t] = src[t]
-
-
-@jit
 def spectral_products(spectrum, spectra, product):
-    """``product[k, g] = sum over c of spectrum[c, g] * spectra[k, c]``, the
+    """``product[g, k] = sum over c of spectrum[c, g] * spectra[k, c]``, the
     channels added in order: the transformed dots of every kernel with every
     block (NumPy's complex multiply runs one element at a time; this loop
     vectorises, on split real and imaginary parts)."""
@@ -117,7 +100,7 @@ def spectral_products(spectrum, spectra, product):
     nker = spectra.shape[0]
     for k in range(nker):
         for g in range(nblocks):
-            dest = product[k, g]
+            dest = product[g, k]
             for f in range(nfreq):
                 dest[f] = spectrum[0, g, f] * spectra[k, 0, f]
             for c in range(1, nchan):

@@ -593,7 +593,7 @@ def _fft_tile_dots(x, b, khat, k, i0, nwin, d, sumsq, fft, acc):
         stop = min(nwin, (block + 1) * step - i0)
         shift = block_exponents[b, block]
         bound = _fft_bound(fft, b, k, block, shift)
-        src = dots[b, k, i0 + t : i0 + stop]
+        src = dots[b, block, k, i0 + t - block * step : i0 + stop - block * step]
         if -1000 <= shift <= 1000:
             scale = math.ldexp(1.0, shift)
             for u in range(stop - t):
@@ -639,7 +639,7 @@ def _fft_dot(x, b, khat, k, i, d, expo, sumsq, fft):
     shift = fft[1][b, block] - expo
     if sumsq < _direct_below(_fft_bound(fft, b, k, block, shift), fft[5]):
         return _rescaled_dot(x, b, khat, k, i, d, expo)
-    return math.ldexp(fft[0][b, k, i], shift)
+    return math.ldexp(fft[0][b, block, k, i - block * fft[3]], shift)
 
 
 @jit
@@ -668,8 +668,9 @@ def sliding_cosine_kernel(
     with unit-norm kernel ``khat[k]`` (shape ``(K, C, m)``).
 
     ``fft`` is ``(dots, block_exponents, block_noise, step, error_scale,
-    allowed)`` from the FFT path (dots in units of their block's
-    ``2**exponent``), or has an empty ``dots`` for the direct method.  A window
+    allowed)`` from the FFT path (``dots[b, g, k, t]`` for the window at ``t``
+    of block ``g``, in units of the block's ``2**exponent``: see
+    ``_fft.fft_dots``), or has an empty ``dots`` for the direct method.  A window
     whose FFT error bound ``error_scale[k] * block_noise`` exceeds
     ``allowed * ||w||`` (a loud sample nearby) gets its dot recomputed directly."""
     use_fft = fft[0].shape[0] > 0
