@@ -18,6 +18,7 @@ import math
 
 import numpy as np
 
+from . import _scratch
 from ._cpu import blocks as blocks_cpu
 
 # Which library transforms: "auto" (ducc0 if importable, else NumPy), "ducc0"
@@ -133,9 +134,9 @@ class Workspace:
         self.ducc0 = library == "ducc0"
         self.per_chunk = max(1, CHUNK_SAMPLES[library] // (nfft * max(nchan, nker)))
         nfreq = nfft // 2 + 1
-        self.blocks = np.empty((nchan, self.per_chunk, nfft))
-        self.spectrum = np.empty((nchan, self.per_chunk, nfreq), dtype=complex)
-        self.product = np.empty((self.per_chunk, nker, nfreq), dtype=complex)
+        self.blocks = _scratch.empty("fft blocks", (nchan, self.per_chunk, nfft))
+        self.spectrum = _scratch.empty("fft spectrum", (nchan, self.per_chunk, nfreq), complex)
+        self.product = _scratch.empty("fft product", (self.per_chunk, nker, nfreq), complex)
 
 
 def block_count(nwin, span, nfft):

@@ -11,6 +11,7 @@ import numpy as np
 
 from . import _backend
 from . import _fft
+from . import _scratch
 from . import _threads
 from . import _validate as v
 from ._cpu import sliding as kernels
@@ -562,7 +563,7 @@ def _run_fft(piece, khat, kernel_state, d, exponent, floor, fill, result, offset
     def work(start, stop):
         tile, bufs = kernels.make_buffers(m, d)
         most = _fft.block_count(min(segment, stop - start), span, nfft)
-        dots_buffer = np.empty((piece.shape[0], most, nker, nfft))
+        dots_buffer = _scratch.empty("fft dots", (piece.shape[0], most, nker, nfft))
         workspace = _fft.Workspace(nchan, nker, nfft)
         for s0 in range(start, stop, segment):
             count = min(segment, stop - s0)

@@ -42,13 +42,16 @@ def test_thread_count_is_bit_exact(small_segments, method, m, dilation, mode):
     np.testing.assert_array_equal(results[0][1], results[1][1])
 
 
-def test_concurrent_calls_from_user_threads():
+@pytest.mark.parametrize("method,kernel_shape", [("direct", (12,)), ("fft", (2, 150))])
+def test_concurrent_calls_from_user_threads(method, kernel_shape):
+    # Eight calls of one shape on four threads: each thread reuses its kept
+    # scratch arrays (cosim_np._scratch), never another thread's.
     rng = np.random.default_rng(0)
-    signals = [rng.standard_normal(50_000) for _ in range(4)]
-    kernel = rng.standard_normal(12)
-    want = [sliding_cosine(s, kernel) for s in signals]
+    signals = [rng.standard_normal(50_000) for _ in range(8)]
+    kernel = rng.standard_normal(kernel_shape)
+    want = [sliding_cosine(s, kernel, method=method) for s in signals]
     with ThreadPoolExecutor(4) as pool:
-        got = list(pool.map(lambda s: sliding_cosine(s, kernel), signals))
+        got = list(pool.map(lambda s: sliding_cosine(s, kernel, method=method), signals))
     for g, w in zip(got, want):
         np.testing.assert_array_equal(g, w)
 

@@ -34,6 +34,7 @@ import math
 
 import numpy as np
 
+from .. import _scratch
 from ._jit import jit
 
 # |x| in [SAFE_MIN, SAFE_MAX] (or 0) has a normal float64 square, and a sum of
@@ -84,9 +85,9 @@ def make_buffers(m, d):
     tile = tile_length(m, d)
     width = tile // chunk + 1  # the tile's chunks and the one after
     return tile, (
-        np.empty(chunk * width, np.float64),  # squares, then suffix sums
-        np.empty(chunk * width, np.float64),  # prefix sums
-        np.empty(tile, np.float64),  # window sums of squares
+        _scratch.empty("squares", chunk * width),  # squares, then suffix sums
+        _scratch.empty("prefix sums", chunk * width),
+        _scratch.empty("window sums of squares", tile),
     )
 
 
