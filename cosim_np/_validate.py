@@ -113,7 +113,10 @@ def check_real(value, name, *, finite=True, nonnegative=False, allow_nan=False):
         value, (numbers.Real, np.floating, np.integer)
     )):
         raise TypeError(f"{name} must be a real number; got {value!r}.")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond the float64 range
+        number = math.inf if value > 0 else -math.inf
     if math.isnan(number):
         if allow_nan:
             return number

@@ -19,6 +19,8 @@ SIGNAL = np.arange(10.0)
         (dict(dilation=True), TypeError, r"dilation must be an integer"),
         (dict(sharpness=np.nan), ValueError, r"sharpness must be a finite real number"),
         (dict(sharpness=np.inf), ValueError, r"sharpness must be a finite real number"),
+        (dict(sharpness=10**400), ValueError, r"sharpness must be a finite real number; got inf"),
+        (dict(noise_floor=-(10**400)), ValueError, r"noise_floor must be a finite real number"),
         (dict(sharpness="2"), TypeError, r"sharpness must be a real number"),
         (dict(sharpness=1j), TypeError, r"sharpness must be a real number"),
         (dict(noise_floor=-1e-9), ValueError, r"noise_floor must be >= 0"),
