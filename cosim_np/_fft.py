@@ -146,7 +146,7 @@ def block_count(nwin, span, nfft):
 
 def fft_dots(rows, khat, dilation, nfft, spectra, dots, work):
     """Dots of every window of ``rows`` (``(B, C, N)``) with every kernel,
-    written to ``dots`` (``(B, nblocks, K, nfft)`` float64, reused across
+    written to ``dots`` (``(B, >= nblocks, K, nfft)`` float64, reused across
     calls so that it stays in cache), with the buffers of ``work`` (a
     :class:`Workspace`).
 

@@ -18,16 +18,19 @@ import numpy as np
 # 3 MiB per signal row).
 KEEP_BYTES = 1 << 23
 
-_local = threading.local()
+class _Kept(threading.local):
+    def __init__(self):
+        self.arrays = {}  # use -> array, for each thread
+
+
+_kept = _Kept()
 
 
 def empty(use, shape, dtype=np.float64):
     """An uninitialised array of ``shape`` and ``dtype`` for the place in the
     code named ``use``, this thread's kept one when it fits.  Two arrays in
     use at the same time in one thread must have different ``use`` names."""
-    kept = getattr(_local, "arrays", None)
-    if kept is None:
-        kept = _local.arrays = {}
+    kept = _kept.arrays
     shape = tuple(int(size) for size in shape) if np.ndim(shape) else (int(shape),)
     dtype = np.dtype(dtype)
     array = kept.get(use)

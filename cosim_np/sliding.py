@@ -568,11 +568,11 @@ def _run_fft(piece, khat, kernel_state, d, exponent, floor, fill, result, offset
         for s0 in range(start, stop, segment):
             count = min(segment, stop - s0)
             sub = piece[:, :, s0 : s0 + count + span]
-            dots = dots_buffer[:, : _fft.block_count(count, span, nfft)]
-            exponents, noise, step = _fft.fft_dots(sub, khat, d, nfft, spectra, dots, workspace)
+            exponents, noise, step = _fft.fft_dots(sub, khat, d, nfft, spectra, dots_buffer,
+                                                   workspace)
             kernels.sliding_cosine_kernel(
                 sub, khat, kernel_state, d, exponent, floor, fill, tile, bufs, result, offset + s0,
-                (dots, exponents, noise, step, error_scale, allowed),
+                (dots_buffer, exponents, noise, step, error_scale, allowed),
             )
 
     _threads.run_segments(piece.shape[-1] - span, segment, work)

@@ -700,8 +700,9 @@ def sliding_cosine_kernel(
                 unsafe = _fused_tile(x, b, khat, i0, nwin, d, sumsq, acc)
             else:
                 unsafe = _tile_sumsq(x, b, i0, nwin, m, d, bufs)
-            for t in range(shared.shape[0] and nwin):
-                shared[t] = math.sqrt(sumsq[t]) + noise_floor
+            if shared.shape[0]:
+                for t in range(nwin):
+                    shared[t] = math.sqrt(sumsq[t]) + noise_floor
             for k in range(nker):
                 kst = kernel_state[k]
                 dest = out[b, k, offset + i0 : offset + i0 + nwin]
