@@ -161,6 +161,7 @@ class Tiling:
             )
         self.n = n
         self.ti, self.tj = ti, tj
+        self.working = cost(ti, tj) + (whole if self.pre else 0)  # bytes, besides ``fixed``
 
     def row_tiles(self):
         """``(i0, i1)`` blocks of ``ti`` rows; a last block of one row joins

@@ -16,6 +16,7 @@ from collections import namedtuple
 import numpy as np
 
 from . import _backend
+from . import _nearpairs
 from . import _tiles
 from . import _validate as v
 from ._cpu import embedding as kernels
@@ -381,6 +382,11 @@ def pairwise_cosine(a, b=None, *, out=None, dtype=None, fill=0.0, max_memory=Non
     plan = _tiles.Tiling(n, m, d, c, budget, fixed, buffer=not direct, want_rows=want_rows,
                          want_cols=want_cols, square=same, streams=streams)
     right_all = cols.normalised(0, m, np.empty(m * d, dtype=compute)) if plan.pre else None
+    # Straight into the result, the clip would read the whole result once
+    # more; a grid of the corpus rows finds the few scores it could change.
+    near = None
+    if direct and not same and plan.pre and plan.tj >= m:
+        near = _nearpairs.fitting(right_all, plan.ti, budget - fixed - plan.working)
 
     def work(i0, i1, buffers, split):
         if same and plan.pre and i1 - i0 > 1:
@@ -400,7 +406,8 @@ def pairwise_cosine(a, b=None, *, out=None, dtype=None, fill=0.0, max_memory=Non
             tile = target[i0:i1, j0:j1] if direct else buffers.tile(xi.shape[0], j1 - j0)
             np.matmul(xi, yj.T, out=tile)
             tile = tile[: i1 - i0]
-            _tiles.clip(tile, split)
+            if near is None or not near.clip(tile, xi[: i1 - i0], split):
+                _tiles.clip(tile, split)
             _tiles.patch(tile, rows, cols, i0, j0, fill_value)
             if same:
                 _tiles.set_diagonal(tile, rows, i0, j0)
