@@ -20,9 +20,9 @@ around its negation and clips the scores of the pairs within the radius
 (``_cpu.nearpairs``).  Any other score is within ``[-1, 1]`` already.
 
 **When.**  For 20000 x 20000 float32 rows of length 256 the radius is 0.0056,
-a row compares about 460 points, and the pass takes 4 ms on two threads
-against 44 ms for reading the 1.6 GB result (the result's pass is bound by
-memory bandwidth).  The radius grows as ``sqrt(d u)`` and the points crowd
+a row compares about 230 points (for both signs), and the pass takes 1.5 ms
+on two threads, 5 to 6 ms with the projections and the grid, against 44 ms
+for reading the 1.6 GB result (that pass is bound by memory bandwidth).  The radius grows as ``sqrt(d u)`` and the points crowd
 together on data of many near-duplicates: a dry run over a sample of rows
 measures the comparisons, and where they would cost more than reading the
 result the caller clips every score instead.
@@ -40,10 +40,11 @@ DIRECTIONS = 4
 MAX_GRID_SIDE = 512
 # Rows of a tile whose comparisons are counted before the pass.
 SAMPLE_ROWS = 64
-# One comparison costs about eight times as much as reading one score in the
-# whole-result clip (0.9 against 0.11 ns on the CI machine): the grid is used
-# while a row compares fewer than (columns / COMPARE_COST) points, with a
-# margin of two for the set-up.
+# One comparison (its share of a cell range's set-up included) costs about six
+# times as much as reading one score in the whole-result clip (0.6 against
+# 0.11 ns on the CI machine): the grid is used while a row compares fewer than
+# (columns / COMPARE_COST) points, a margin of almost three for the projections
+# and the grid.
 COMPARE_COST = 16
 # The float32 storage of the projections.
 U32 = 2.0**-24
