@@ -86,7 +86,11 @@ def nbytes(rows, points):
     """Generous working memory of a grid over ``points`` columns clipping
     tiles of ``rows`` rows."""
     side = grid_side(points)
-    return 64 * points + 8 * (side * side + 1) + 16 * rows
+    # per point: projections in the compute dtype and in float32, the valid
+    # ones, two cells and their key, the order (twice) and the sorted copy;
+    # per cell: counts and starts; per row: its projections, twice; and
+    # 16 KiB for the directions and the small arrays' overheads
+    return 160 * points + 16 * (side * side + 1) + 64 * rows + 2**14
 
 
 class NearPairs:

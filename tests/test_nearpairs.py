@@ -174,3 +174,22 @@ def test_radius():
     assert _nearpairs.radius(256, np.dtype(np.float64)) < 1e-6
     # beyond d u = 0.01 the bound is of no use: the plain clip runs
     assert _nearpairs.radius(200_000, np.dtype(np.float32)) is None
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n,m,d", [(2000, 3000, 64), (50, 3000, 8), (10, 10, 300)])
+def test_grid_memory_within_its_estimate(dtype, n, m, d):
+    # pairwise_cosine uses the grid only where nbytes fits in what the tiles
+    # leave of max_memory: building it and clipping a tile must stay within
+    rng = np.random.default_rng(15)
+    left = unit_rows(rng.standard_normal((n, d)).astype(dtype), dtype)
+    right = unit_rows(rng.standard_normal((m, d)).astype(dtype), dtype)
+    tile = np.zeros((n, m), dtype=dtype)
+    _nearpairs.NearPairs.of_rows(right).clip(tile, left, _tiles._split_threads)  # warm up
+    tracemalloc.start()
+    try:
+        _nearpairs.NearPairs.of_rows(right).clip(tile, left, _tiles._split_threads)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak <= _nearpairs.nbytes(n, m)
