@@ -551,7 +551,7 @@ def topk_cosine(queries, corpus, k, *, exclude_self=False, fill=0.0, max_memory=
     cols = rows if same else _tiles.Rows(y)
     fixed = rows.nbytes + (0 if same else cols.nbytes)
     plan = _tiles.Tiling(n, m, d, compute.itemsize, budget, fixed, buffer=True, want_rows=1024,
-                         want_cols=4096, streams=_tiles.stream_count(n, m, d))
+                         want_cols=4096, streams=_tiles.stream_count(n, m, d), tall=True)
     self_col = 0 if exclude_self else -1
 
     def merge(i0, i1, j0, j1, tile, split):

@@ -29,6 +29,7 @@ def tol(out_dtype, length, compute=np.float64):
 
 
 STREAM_TILE = (_tiles.STREAM_ROWS, _tiles.STREAM_COLS)  # before any patching
+TALL_FACTOR = _tiles.TALL_FACTOR
 
 
 @pytest.fixture(scope="module", params=["one stream", "per-thread streams"])
@@ -47,6 +48,7 @@ def tile_layout(request):
             patch.setattr(_tiles, "MIN_STREAM_WORK", 0)
             patch.setattr(_tiles, "STREAM_ROWS", 3)
             patch.setattr(_tiles, "STREAM_COLS", 5)
+            patch.setattr(_tiles, "TALL_FACTOR", 1)
             patch.setattr(_threads, "thread_count", lambda: 3)
         yield request.param
 
@@ -337,6 +339,7 @@ def real_stream_tiles(monkeypatch):
     """Undo the fixture's 3 x 5 stream tiles for a test on large inputs."""
     monkeypatch.setattr(_tiles, "STREAM_ROWS", STREAM_TILE[0])
     monkeypatch.setattr(_tiles, "STREAM_COLS", STREAM_TILE[1])
+    monkeypatch.setattr(_tiles, "TALL_FACTOR", TALL_FACTOR)
 
 
 @tiled
