@@ -24,9 +24,10 @@ from . import _threads
 from ._cpu import embedding as kernels
 
 # Tile shape of the per-thread streams: a 2 MiB float32 score tile stays in a
-# core's L2/L3 cache between the BLAS call and the pass that reads it (the
-# top-k of 20000 x 20000 rows: 0.87 s with 512 x 1024 tiles; tiles from
-# 256 x 1024 to 1024 x 1024 measured the same).
+# core's L2/L3 cache between the BLAS call and the pass that reads it (first
+# measured on the top-k of 20000 x 20000 rows with AVX2 kernels: 0.87 s with
+# 512 x 1024 tiles, the same from 256 x 1024 to 1024 x 1024; the top-k now
+# takes taller ones, see TALL_FACTOR).
 STREAM_ROWS, STREAM_COLS = 512, 1024
 # A selection that reads each tile once (the top-k merge) gains from taller
 # tiles, whose every corpus panel BLAS packs once for more rows: 8 MiB tiles
