@@ -193,3 +193,26 @@ def test_grid_memory_within_its_estimate(dtype, n, m, d):
     finally:
         tracemalloc.stop()
     assert peak <= _nearpairs.nbytes(n, m)
+
+
+def test_concurrent_calls_from_user_threads():
+    # Grid clips (pairwise_cosine) and per-thread streams that lower the BLAS
+    # thread count (topk_cosine) from four user threads at once: each call
+    # gives its serial result, and every score stays within [-1, 1].
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cosim_np import topk_cosine
+
+    rng = np.random.default_rng(16)
+    problems = []
+    for _ in range(4):
+        a = rng.standard_normal((300, 128)).astype(np.float32)
+        problems.append((a, near_copies(rng, a, 400, 1e-6).astype(np.float32)))
+    serial = [(pairwise_cosine(a, b), topk_cosine(a, b, 5)) for a, b in problems]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda p: (pairwise_cosine(*p), topk_cosine(*p, 5)), problems * 2))
+    for (got, (scores, idx)), (want, (want_scores, want_idx)) in zip(results, serial * 2):
+        # BLAS may round a product differently on another thread count
+        np.testing.assert_allclose(got, want, rtol=0, atol=8 * 132 * 2.0**-23)
+        assert np.nanmax(np.abs(got)) <= 1.0 and np.nanmax(np.abs(scores)) <= 1.0
+        np.testing.assert_allclose(scores, want_scores, rtol=0, atol=8 * 132 * 2.0**-23)
