@@ -52,16 +52,22 @@ def clip_near_pairs(tile, p, q, order, cell_start, grid_cols, origin0, origin1, 
                 near = 0
                 a0, a1, a2, a3 = q0[start:stop], q1[start:stop], q2[start:stop], q3[start:stop]
                 for t in range(a0.size):
-                    e0, e1, e2, e3 = a0[t] - p0, a1[t] - p1, a2[t] - p2, a3[t] - p3
-                    near += 1 if e0 * e0 + e1 * e1 + e2 * e2 + e3 * e3 <= radius2 else 0
+                    near += 1 if _within(a0, a1, a2, a3, t, p0, p1, p2, p3, radius2) else 0
                 if near == 0 or not clip:
                     continue
-                for t in range(start, stop):
-                    e0, e1, e2, e3 = q0[t] - p0, q1[t] - p1, q2[t] - p2, q3[t] - p3
-                    if e0 * e0 + e1 * e1 + e2 * e2 + e3 * e3 <= radius2:
-                        j = order[t]
+                for t in range(a0.size):
+                    if _within(a0, a1, a2, a3, t, p0, p1, p2, p3, radius2):
+                        j = order[start + t]
                         if tile[r, j] > 1.0:
                             tile[r, j] = 1.0
                         elif tile[r, j] < -1.0:
                             tile[r, j] = -1.0
     return compared
+
+
+@jit
+def _within(a0, a1, a2, a3, t, p0, p1, p2, p3, radius2):
+    """Is point ``t`` of the coordinate slices ``a0..a3`` within the squared
+    radius of ``(p0, p1, p2, p3)``?"""
+    e0, e1, e2, e3 = a0[t] - p0, a1[t] - p1, a2[t] - p2, a3[t] - p3
+    return e0 * e0 + e1 * e1 + e2 * e2 + e3 * e3 <= radius2
