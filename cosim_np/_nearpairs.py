@@ -135,8 +135,7 @@ class NearPairs:
         """The grid of normalised corpus rows ``right`` (``(m, d)``, compute dtype)."""
         d = right.shape[1]
         directions = _directions(d).astype(right.dtype)
-        q = np.matmul(right, directions).astype(np.float32)
-        return cls(q, radius(d, right.dtype), directions)
+        return cls(_project(right, directions), radius(d, right.dtype), directions)
 
     def _pass(self, tile, projections, clip):
         return kernels.clip_near_pairs(
@@ -148,8 +147,7 @@ class NearPairs:
         all of this grid's columns) to ``[-1, 1]``, ``split`` as in
         ``_tiles.row_blocks``.  Returns False, having changed nothing, where
         the grid would cost more than reading the whole tile."""
-        projections = np.matmul(left, self.directions).astype(np.float32)
-        return self.clip_projected(tile, projections, split)
+        return self.clip_projected(tile, _project(left, self.directions), split)
 
     def clip_projected(self, tile, projections, split):
         """:meth:`clip` for rows given by their projections (float32)."""
@@ -160,6 +158,11 @@ class NearPairs:
             return False
         split(rows, lambda r0, r1: self._pass(tile[r0:r1], projections[r0:r1], True))
         return True
+
+
+def _project(rows, directions):
+    """The float32 projections ``(n, 4)`` of ``rows`` onto ``directions``."""
+    return np.matmul(rows, directions).astype(np.float32)
 
 
 def fitting(right, rows, spare):
