@@ -3,13 +3,14 @@ changes, on data built to round past +-1 (copies, scaled copies, negated and
 slightly perturbed copies), and step aside where it would cost more."""
 
 import tracemalloc
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cosim_np import _nearpairs, _tiles, pairwise_cosine
+from cosim_np import _nearpairs, _tiles, pairwise_cosine, topk_cosine
 
 
 def unit_rows(x, compute):
@@ -199,10 +200,6 @@ def test_concurrent_calls_from_user_threads():
     # Grid clips (pairwise_cosine) and per-thread streams that lower the BLAS
     # thread count (topk_cosine) from four user threads at once: each call
     # gives its serial result, and every score stays within [-1, 1].
-    from concurrent.futures import ThreadPoolExecutor
-
-    from cosim_np import topk_cosine
-
     rng = np.random.default_rng(16)
     problems = []
     for _ in range(4):
