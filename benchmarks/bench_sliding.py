@@ -22,10 +22,21 @@ Usage::
     python benchmarks/bench_sliding.py --methods direct fft --threads 1 2
     python benchmarks/bench_sliding.py --extras --plot docs/_static/sliding_vs_m.png
     python benchmarks/bench_sliding.py --fft-engine numpy   # without ducc0's transforms
+    python benchmarks/bench_sliding.py --signals --threads 1 2   # every signal class (below)
+
+``--signals`` times every class of the realistic-signal corpus
+(``benchmarks/corpus.py``: noise, bursty, events, offset, speech, sparse and,
+where ObsPy is installed, seismic) for each dtype, kernel length and thread
+count: ``method="auto"``, ``"direct"`` and ``"fft"`` side by side, OpenCV and
+SciPy by hand on one thread.  Two ratios show whether ``auto`` has a cliff:
+its time on the class over its time on Gaussian noise of the same length and
+dtype (``/noise``), and over the faster of ``direct`` and ``fft`` on that
+class (``/best``).
 """
 
 import argparse
 import os
+import platform
 import subprocess
 import sys
 import tempfile
@@ -285,6 +296,87 @@ print(t1 - t0, t2 - t1)
 """
 
 
+def signals_table(n, ms, dtypes, repeat, threads_list, classes):
+    """Rows ``(dtype, m, threads, class, {method: seconds}, {anchor: seconds})``:
+    ``sliding_cosine`` with each method on each corpus class (runs
+    interleaved, best of ``repeat``), the anchors on one thread."""
+    import numba
+
+    from cosim_np import sliding_cosine
+
+    try:
+        from . import corpus
+    except ImportError:  # run as a script
+        import corpus
+
+    rows = []
+    for dtype in dtypes:
+        signals = {name: corpus.make(name, n, dtype) for name in classes}
+        for m in ms:
+            k = np.random.default_rng(m).standard_normal(m).astype(dtype)
+            for threads in threads_list:
+                funcs, keys = [], []
+                for name, x in signals.items():
+                    for method in ("auto", "direct", "fft"):
+                        keys.append((name, method))
+                        funcs.append(lambda x=x, method=method: on_threads(
+                            threads, sliding_cosine, x, k, method=method))
+                    if threads == 1:
+                        numba.set_num_threads(1)
+                        for anchor, func in anchors(dtype).items():
+                            if anchor.startswith("PyTorch"):
+                                continue
+                            keys.append((name, anchor))
+                            funcs.append(lambda x=x, func=func: func(x, k))
+                times = dict(zip(keys, best_times(funcs, repeat)))
+                for name in signals:
+                    ours = {meth: times[(name, meth)] for meth in ("auto", "direct", "fft")}
+                    theirs = {key[1]: t for key, t in times.items()
+                              if key[0] == name and key[1] not in ours}
+                    rows.append((np.dtype(dtype).name, m, threads, name, ours, theirs))
+    return rows
+
+
+def print_signals_table(rows):
+    """The ``--signals`` table and, per dtype and thread count, the worst cliff."""
+    print("\nEvery signal class (benchmarks/corpus.py), best of the runs; /noise = auto on this "
+          "class over auto on Gaussian noise, /best = auto over the faster of direct and fft; "
+          "anchor ratio = anchor / auto")
+    print(f"{'dtype':<8}{'m':>6}{'thr':>4}  {'class':<8}{'auto ms':>9}{'direct':>9}{'fft':>9}"
+          f"{'/noise':>8}{'/best':>7}{'OpenCV ms':>11}{'ratio':>7}{'SciPy ms':>10}{'ratio':>7}")
+    noise = {(r[0], r[1], r[2]): r[4]["auto"] for r in rows if r[3] == "noise"}
+    worst = {}
+    for dtype, m, thr, name, ours, theirs in rows:
+        cliff = ours["auto"] / noise[(dtype, m, thr)]
+        best = ours["auto"] / min(ours["direct"], ours["fft"])
+        key = (dtype, thr)
+        worst[key] = (max(worst.get(key, (0, 0))[0], cliff), max(worst.get(key, (0, 0))[1], best))
+        line = (f"{dtype:<8}{m:>6}{thr:>4}  {name:<8}{ours['auto'] * 1e3:>9.1f}"
+                f"{ours['direct'] * 1e3:>9.1f}{ours['fft'] * 1e3:>9.1f}{cliff:>8.2f}{best:>7.2f}")
+        for anchor in ("OpenCV TM_CCORR_NORMED", "SciPy correlate+cumsum"):
+            if anchor in theirs:
+                line += f"{theirs[anchor] * 1e3:>{11 if anchor[0] == 'O' else 10}.1f}"
+                line += f"{theirs[anchor] / ours['auto']:>7.2f}"
+            else:
+                line += " " * (18 if anchor[0] == "O" else 17)
+        print(line)
+    for (dtype, thr), (cliff, best) in sorted(worst.items()):
+        print(f"worst over the classes and m, {dtype}, {thr} thread(s): /noise {cliff:.2f}, "
+              f"/best {best:.2f}")
+
+
+def cpu_model():
+    """The processor's model name (lscpu's), for the tables' headers."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def first_call_table():
     rows = []
     with tempfile.TemporaryDirectory() as cache:
@@ -311,6 +403,10 @@ def main(argv=None):
     parser.add_argument("--plot", metavar="PNG", help="write time against m (float32, one thread)")
     parser.add_argument("--fft-engine", default="auto", choices=["auto", "ducc0", "numpy"],
                         help="library for method='fft' transforms (default: ducc0 when installed)")
+    parser.add_argument("--signals", action="store_true",
+                        help="only the table of every signal class of the corpus (m defaults "
+                             "to 3 16 64 200 256 1024 4096)")
+    parser.add_argument("--classes", nargs="+", help="corpus classes for --signals (default: all)")
     args = parser.parse_args(argv)
     if args.quick:
         args.n, args.m, args.scaling_max = 10**5, [3, 64], 10**6
@@ -327,8 +423,20 @@ def main(argv=None):
         engine = f"ducc0 {ducc0.__version__}"
     else:
         engine = "NumPy's pocketfft"
-    print(f"cosim_np {cosim_np.__version__}, numpy {np.__version__}, n = {args.n}, "
-          f"FFT method's transforms: {engine}")
+    import numba
+
+    print(f"cosim_np {cosim_np.__version__}, numpy {np.__version__}, numba {numba.__version__}, "
+          f"n = {args.n}, FFT method's transforms: {engine}")
+    print(f"CPU: {cpu_model()}, {os.cpu_count()} logical CPUs")
+    if args.signals:
+        try:
+            from . import corpus
+        except ImportError:
+            import corpus
+        ms = args.m if "--m" in (argv if argv is not None else sys.argv) else [3, 16, 64, 200, 256, 1024, 4096]
+        classes = args.classes or corpus.available()
+        print_signals_table(signals_table(args.n, ms, dtypes, args.repeat, args.threads, classes))
+        return
     print("\nSteady state (best of %d after warm-up); anchors on one thread; ratio = anchor / cosim_np" % args.repeat)
     print(f"{'dtype':<8}{'m':>6}  {'method':<7}{'thr':>4}  {'anchor':<27}{'cosim_np ms':>12}{'anchor ms':>12}{'ratio':>8}")
     rows = speed_table(args.n, args.m, dtypes, args.repeat, args.threads, args.methods)

@@ -7,10 +7,10 @@ Each block of ``nfft`` samples is scaled by a power of two (exact) before its
 transform, so nothing overflows, and the dots stay in those block units: scaling the
 input by ``2**j`` changes no bit.  Non-finite samples are zeroed in the transformed copy (the norms mark
 their windows NaN), so one NaN cannot spread beyond its block's rounding.
-The FFT's error in a dot is at most about ``log2(nfft) * eps * ||block|| *
-max|K_hat|``; ``block_noise`` and ``spectral_peak`` carry those factors so the
-kernel can recompute directly any window for which that bound is not small
-against the window's own norm (near loud bursts).
+The FFT's error in a dot is bounded by :func:`error_bound` from the block's
+norm and that of its outputs, so the kernel can recompute directly any
+window for which that bound is not small against the window's own norm
+(near loud bursts).
 """
 
 import importlib
@@ -93,7 +93,11 @@ SINGLE_KERNEL_FFT = 1 << 12
 SINGLE_KERNEL_MIN_SPAN = 127
 
 
-def fft_length(span, single=False):
+# Spans per short block (fft_length(short=True)).
+SHORT_SPANS = 4
+
+
+def fft_length(span, single=False, short=False):
     """FFT length (a power of two) for a kernel reaching ``span`` samples:
     about 8 spans, so that most of each block is output, but at most
     ``MAX_CACHED_FFT`` unless the kernel itself needs more.  A single kernel
@@ -103,7 +107,13 @@ def fft_length(span, single=False):
     one inverse transform per block then still works in cache, and the longer
     step saves transforms (m = 128 to 256 with ducc0: 2% to 5% faster on the
     CI machine; a bank of 64 kernels was 18% slower with 16 spans, m = 1024
-    with 2**14 blocks 2% to 6% slower)."""
+    with 2**14 blocks 2% to 6% slower).
+
+    ``short``: about 4 spans instead, the shortest blocks that cost little
+    more per output, for signals whose loud and quiet stretches a longer
+    block would mix (see ``_cpu.drivers.run_fft``)."""
+    if short:
+        return 1 << (max(512, SHORT_SPANS * (span + 1), 2 * (span + 1)) - 1).bit_length()
     target = min(max(512, 8 * (span + 1)), MAX_CACHED_FFT)
     if single and span >= SINGLE_KERNEL_MIN_SPAN:
         target = max(target, min(16 * (span + 1), SINGLE_KERNEL_FFT))
@@ -112,14 +122,11 @@ def fft_length(span, single=False):
 
 
 def kernel_spectra(khat, dilation, nfft):
-    """``conj(rfft(dilated kernel))``, shape ``(K, C, nfft//2 + 1)``, and the
-    largest spectral magnitude of each kernel (for the error bound)."""
+    """``conj(rfft(dilated kernel))``, shape ``(K, C, nfft//2 + 1)``."""
     nker, nchan, m = khat.shape
     dilated = np.zeros((nker, nchan, nfft))
     dilated[:, :, : (m - 1) * dilation + 1 : dilation] = np.nan_to_num(khat)
-    spectra = np.conj(np.fft.rfft(dilated, axis=-1))
-    peak = np.max(np.abs(spectra), axis=(1, 2))
-    return spectra, peak
+    return np.conj(np.fft.rfft(dilated, axis=-1))
 
 
 class Workspace:
@@ -134,9 +141,11 @@ class Workspace:
         self.ducc0 = library == "ducc0"
         self.per_chunk = max(1, CHUNK_SAMPLES[library] // (nfft * max(nchan, nker)))
         nfreq = nfft // 2 + 1
-        self.blocks = _scratch.empty("fft blocks", (nchan, self.per_chunk, nfft))
-        self.spectrum = _scratch.empty("fft spectrum", (nchan, self.per_chunk, nfreq), complex)
-        self.product = _scratch.empty("fft product", (self.per_chunk, nker, nfreq), complex)
+        # named by length: a call may use two block lengths (see _cpu.drivers.run_fft)
+        self.blocks = _scratch.empty(f"fft blocks {nfft}", (nchan, self.per_chunk, nfft))
+        self.spectrum = _scratch.empty(f"fft spectrum {nfft}", (nchan, self.per_chunk, nfreq),
+                                       complex)
+        self.product = _scratch.empty(f"fft product {nfft}", (self.per_chunk, nker, nfreq), complex)
 
 
 def block_count(nwin, span, nfft):
@@ -144,43 +153,60 @@ def block_count(nwin, span, nfft):
     return -(-nwin // (nfft - span))
 
 
-def fft_dots(rows, khat, dilation, nfft, spectra, dots, work):
-    """Dots of every window of ``rows`` (``(B, C, N)``) with every kernel,
-    written to ``dots`` (``(B, >= nblocks, K, nfft)`` float64, reused across
-    calls so that it stays in cache), with the buffers of ``work`` (a
+def fft_dots(rows, khat, dilation, nfft, spectra, dots, limits, work, plan):
+    """Dots of the windows of the blocks ``chosen`` (``plan = (step, chosen,
+    counts, exponents, loud, noise, c_block, c_output)``, see ``_cpu.blocks``) of ``rows``
+    (``(B, C, N)``) with every kernel (``khat``, unit norm, and its
+    ``spectra``), written to ``dots`` (``(B, >= blocks, K, nfft)`` float64, reused
+    across calls so that it stays in cache), with the buffers of ``work`` (a
     :class:`Workspace`).
 
-    Window ``i`` lies in block ``g = i // step``: its dot with kernel ``k`` is
-    ``dots[b, g, k, i - g * step]``.  The inverse transforms write there
-    directly, into contiguous memory (NumPy's take 40% longer to write into a
-    strided ``out``); the rest of each block is wrapped around and never read.  The
-    dots are left in the units of their block, ``2**exponents[b, g]``: every
-    consumer then shifts exponents only (exact), whichever path a window
-    takes.  Returns ``exponents`` and ``block_noise`` (``(B, nblocks)``, the
-    scaled L2 norm of each block: the FFT error scale) and ``step``."""
-    nrows, nchan, n = rows.shape
-    nker, _, m = khat.shape
-    span = (m - 1) * dilation
-    step = nfft - span
-    nblocks = block_count(n - span, span, nfft)
-    noise = np.empty((nrows, nblocks))
-    exponents = np.empty((nrows, nblocks), dtype=np.int64)
+    Window ``i`` lies in block ``g = i // step``; when ``chosen[b, j] == g``
+    its dot with kernel ``k`` is ``dots[b, j, k, i - g * step]``.  The inverse
+    transforms write there directly, into contiguous memory (NumPy's take 40%
+    longer to write into a strided ``out``); the rest of each block is wrapped
+    around and never read.  The dots are left in the units of their block,
+    ``2**exponents[b, g]``: every consumer then shifts exponents only
+    (exact), whichever path a window takes.  ``limits[b, j, k]`` is set to
+    the flagging limit of each block and kernel (``_cpu.blocks.block_limits``,
+    from the norm of the transform's outputs, before the loud samples are
+    added)."""
+    step, chosen, counts, exponents, loud, noise, c_block, c_output = plan
     per_chunk = work.per_chunk
-    for b in range(nrows):
-        for g0 in range(0, nblocks, per_chunk):
-            count = min(per_chunk, nblocks - g0)
+    for b in range(rows.shape[0]):
+        for j0 in range(0, counts[b], per_chunk):
+            count = min(per_chunk, counts[b] - j0)
             chunk = work.blocks[:, :count]
             spectrum = work.spectrum[:, :count]
             product = work.product[:count]
-            blocks_cpu.prepare_blocks(
-                rows[b], g0, step, chunk, exponents[b, g0 : g0 + count], noise[b, g0 : g0 + count]
-            )
+            these = chosen[b, j0 : j0 + count]
+            blocks_cpu.prepare_blocks(rows[b], these, step, chunk, exponents[b], loud[b])
             _forward(chunk, spectrum, work.ducc0)  # (C, G, F)
             blocks_cpu.spectral_products(spectrum, spectra, product)  # (G, K, F)
-            _inverse(product, dots[b, g0 : g0 + count], work.ducc0)
-    return exponents, noise, step
+            _inverse(product, dots[b, j0 : j0 + count], work.ducc0)
+            blocks_cpu.block_limits(dots[b, j0 : j0 + count], noise[b], loud[b], these, c_block,
+                                    c_output, limits[b, j0 : j0 + count])
+            blocks_cpu.scatter_loud(rows[b], these, step, khat, dilation, exponents[b], loud[b],
+                                    dots[b, j0 : j0 + count])
 
 
-def error_factor(nfft):
-    """Multiplier of ``eps * ||block|| * max|K_hat|`` bounding an FFT dot's error."""
-    return 2.0 * math.log2(nfft) * np.finfo(np.float64).eps
+def error_bound(nfft, nchan):
+    """``(c_block, c_output)``: the FFT's error in a window's dot is at most
+    ``c_block * ||block|| + c_output * ||output||`` (in block units), where
+    ``||block||`` is the L2 norm of the scaled block (all channels) and
+    ``||output||`` that of the inverse transform's ``nfft`` outputs for the
+    kernel.
+
+    With ``a = log2(nfft) * eps`` bounding each transform's error relative to
+    its input (in the L2 norm), a unit kernel (``||K_hat|| = sqrt(nfft)``): the
+    block's transform errs by ``a ||block||`` in every dot (Cauchy-Schwarz
+    against the kernel's spectrum, whichever its peak), the kernel's by as
+    much, the ``C`` spectral products and their sums by ``(C + 2) u``
+    ``||block||``, and the inverse by ``a ||output||`` at most in any one
+    output.  The output's norm is measured rather than bounded by the
+    kernel's spectral peak: for a kernel whose spectrum has a tall peak (a
+    smooth template) the bound is then several times smaller, and fewer
+    windows are recomputed directly."""
+    eps = float(np.finfo(np.float64).eps)
+    per_transform = math.log2(nfft) * eps
+    return 2.0 * per_transform + (nchan + 2) * eps / 2, per_transform

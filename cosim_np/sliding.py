@@ -10,10 +10,8 @@ from collections import namedtuple
 import numpy as np
 
 from . import _backend
-from . import _fft
-from . import _scratch
-from . import _threads
 from . import _validate as v
+from ._cpu import drivers
 from ._cpu import sliding as kernels
 
 __all__ = ["sliding_cosine", "windowed_norm", "sharpen"]
@@ -234,13 +232,7 @@ def windowed_norm(signal, window, *, dilation=1, mode="valid", axis=-1, backend=
     nwin = rows.shape[-1] + pad_left + pad_right - span
     result = np.empty((rows.shape[0], nwin), dtype=rows.dtype)
     for piece, offset in _pieces(rows, pad_left, pad_right, span):
-
-        def work(start, stop, piece=piece, offset=offset):
-            tile, bufs = kernels.make_buffers(m, d)
-            sub = piece[:, :, start : stop + span]
-            kernels.windowed_norm_kernel(sub, m, d, tile, bufs, result, offset + start)
-
-        _threads.run_segments(piece.shape[-1] - span, kernels.tile_length(m, d), work)
+        drivers.run_windowed_norm(piece, m, d, result, offset)
     return _deliver(result.reshape(lead + (nwin,)), ax, None, False, out_dtype, None)
 
 
@@ -474,10 +466,14 @@ def sliding_cosine(
     target = None if out is None or np.may_share_memory(out, rows) else _out_view(
         out, rows.dtype, shape, ax, channel_axis, bool(bank_shape))
     result = np.empty(shape, dtype=rows.dtype) if target is None else target
-    chosen = _choose_method(method, m, nchan, nker, d)
+    chosen = drivers.choose_method(method, m, nchan, nker)
+    budget = drivers.fft_error_budget(out_dtype, m * nchan, p * p)
     for piece, offset in _pieces(rows, pad_left, pad_right, span):
-        run = _run_fft if chosen == "fft" and piece.shape[-1] - span > 0 else _run_direct
-        run(piece, khat, kernel_state, d, p * p, floor, fill_value, result, offset)
+        if chosen == "fft" and piece.shape[-1] - span > 0:
+            drivers.run_fft(piece, khat, kernel_state, d, p * p, floor, fill_value, result, offset,
+                            budget)
+        else:
+            drivers.run_direct(piece, khat, kernel_state, d, p * p, floor, fill_value, result, offset)
     if target is not None:
         return out
     return _deliver(result.reshape(out_shape_moved), ax, channel_axis, bool(bank_shape), out_dtype, out)
@@ -496,86 +492,6 @@ def _out_view(out, dtype, shape, ax, channel_axis, is_bank):
     if not view.flags.c_contiguous:
         return None
     return view.reshape(shape)
-
-
-# method="auto" chooses by a cost model fitted on the CI machine (one
-# thread, float32, n = 10**6..10**7; benchmarks/bench_sliding.py --methods
-# direct fft), in ns per output:
-#   direct: 2.5 (norms, finish) + 0.04 per product (K * C * m products:
-#           8 float64 FMAs per cycle);
-#   fft:    1.5 + 3 per input channel (block copy, forward transform)
-#           + 4 per kernel (product, inverse transform, finish)
-#           + 1 per channel-kernel pair when C > 1 (spectral products).
-# Below FFT_MIN_TAPS taps per window (m * C) the FFT's error bound is not
-# small against a window's own norm even for steady signals, so most windows
-# would be recomputed directly: the direct method is used.
-FFT_MIN_TAPS = 128
-DIRECT_NS = (2.5, 0.04)
-FFT_NS = (1.5, 3.0, 4.0, 1.0)
-
-
-def _choose_method(method, m, nchan, nker, dilation):
-    if method != "auto":
-        return method
-    taps = m * nchan
-    if taps < FFT_MIN_TAPS:
-        return "direct"
-    direct = DIRECT_NS[0] + DIRECT_NS[1] * nker * taps
-    base, per_channel, per_kernel, per_pair = FFT_NS
-    fft = base + per_channel * nchan + per_kernel * nker + (per_pair * nchan * nker if nchan > 1 else 0.0)
-    return "fft" if fft < direct else "direct"
-
-
-# The kernel's ``fft`` argument for the direct method: no dots (the error
-# scales are read only with FFT dots).
-_NO_FFT = (np.empty((0, 0, 0, 0)), np.empty((0, 0), np.int64), np.empty((0, 0)), 1, np.zeros(1), 0.0)
-
-
-def _run_direct(piece, khat, kernel_state, d, exponent, floor, fill, result, offset):
-    nker, _, m = khat.shape
-    span = (m - 1) * d
-
-    def work(start, stop):
-        tile, bufs = kernels.make_buffers(m, d)
-        kernels.sliding_cosine_kernel(
-            piece[:, :, start : stop + span], khat, kernel_state, d, exponent, floor, fill,
-            tile, bufs, result, offset + start, _NO_FFT,
-        )
-
-    _threads.run_segments(piece.shape[-1] - span, kernels.tile_length(m, d), work)
-
-
-def _run_fft(piece, khat, kernel_state, d, exponent, floor, fill, result, offset):
-    """Dots by overlap-save FFT, a segment at a time (bounded memory, in
-    cache); norms, error checks and the cosines by the same kernel as the
-    direct method.  Segments are whole tiles, so every window's norm is summed
-    in the same order as by the direct method."""
-    nker, nchan, m = khat.shape
-    span = (m - 1) * d
-    tile = kernels.tile_length(m, d)
-    nfft = _fft.fft_length(span, single=nker == 1 and nchan == 1)
-    spectra, peak = _fft.kernel_spectra(khat, d, nfft)
-    error_scale = _fft.error_factor(nfft) * peak
-    # The direct method's own error budget, relative to ||w||.
-    allowed = 4.0 * (m * nchan + 4) * np.finfo(np.float64).eps
-    segment = tile * max(1, (1 << 18) // (tile * nker))
-
-    def work(start, stop):
-        tile, bufs = kernels.make_buffers(m, d)
-        most = _fft.block_count(min(segment, stop - start), span, nfft)
-        dots_buffer = _scratch.empty("fft dots", (piece.shape[0], most, nker, nfft))
-        workspace = _fft.Workspace(nchan, nker, nfft)
-        for s0 in range(start, stop, segment):
-            count = min(segment, stop - s0)
-            sub = piece[:, :, s0 : s0 + count + span]
-            exponents, noise, step = _fft.fft_dots(sub, khat, d, nfft, spectra, dots_buffer,
-                                                   workspace)
-            kernels.sliding_cosine_kernel(
-                sub, khat, kernel_state, d, exponent, floor, fill, tile, bufs, result, offset + s0,
-                (dots_buffer, exponents, noise, step, error_scale, allowed),
-            )
-
-    _threads.run_segments(piece.shape[-1] - span, segment, work)
 
 
 def _final_shape(shape, ax, channel_axis, nker, bank_shape, nwin):

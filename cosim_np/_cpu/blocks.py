@@ -1,19 +1,30 @@
-"""Numba kernels around the FFT path's transforms: cut a row into scaled
-overlap-save blocks, and multiply their spectra by the kernels'."""
+"""Numba kernels around the FFT path's transforms: plan which blocks are
+transformed, cut a row into scaled overlap-save blocks, and multiply their
+spectra by the kernels'."""
 
 import math
 
 import numpy as np
 
 from ._jit import jit
+from .sliding import (
+    DIRECT_SUM_TAPS,
+    SAFE_MAX,
+    SAFE_MIN,
+    _out_of_range,
+    _rescaled_sumsq,
+    count_flagged,
+)
 
 
 @jit
-def _max_and_sumsq(src, big, total):
-    """Largest finite magnitude and sum of the finite squares of ``src``
-    (added to ``big`` and ``total``), four independent chains of each: the
-    sum only scales an error bound and need not be summed in order."""
+def _block_stats(src, big, small, total):
+    """Largest and smallest non-zero finite magnitude and the sum of the
+    finite squares of ``src`` (merged with ``big``, ``small``, ``total``), in
+    four independent chains: the sum only scales an error bound, but it is
+    summed in this fixed order so that ``_scaled_total`` can repeat it."""
     b0 = b1 = b2 = b3 = 0.0
+    m0 = m1 = m2 = m3 = np.inf
     s0 = s1 = s2 = s3 = 0.0
     size = src.size
     p = 0
@@ -30,6 +41,10 @@ def _max_and_sumsq(src, big, total):
         b1 = v1 if v1 > b1 else b1
         b2 = v2 if v2 > b2 else b2
         b3 = v3 if v3 > b3 else b3
+        m0 = v0 if (v0 < m0) & (v0 > 0.0) else m0
+        m1 = v1 if (v1 < m1) & (v1 > 0.0) else m1
+        m2 = v2 if (v2 < m2) & (v2 > 0.0) else m2
+        m3 = v3 if (v3 < m3) & (v3 > 0.0) else m3
         s0 += v0 * v0
         s1 += v1 * v1
         s2 += v2 * v2
@@ -39,55 +54,367 @@ def _max_and_sumsq(src, big, total):
         v0 = abs(np.float64(src[p]))
         v0 = v0 if v0 < np.inf else 0.0
         b0 = v0 if v0 > b0 else b0
+        m0 = v0 if (v0 < m0) & (v0 > 0.0) else m0
         s0 += v0 * v0
         p += 1
-    return max(max(big, b0), max(max(b1, b2), b3)), total + ((s0 + s1) + (s2 + s3))
+    return (max(max(big, b0), max(max(b1, b2), b3)), min(min(small, m0), min(min(m1, m2), m3)),
+            total + ((s0 + s1) + (s2 + s3)))
 
 
 @jit
-def prepare_blocks(row, g0, step, blocks, exponents, noise):
-    """Copy blocks ``g0, g0+1, ...`` of ``row`` (``(C, n)``; block ``g`` starts
-    at ``g*step``, samples past ``n`` are zeros) into ``blocks`` (``(C, G,
-    nfft)`` float64), each scaled by ``2**-e`` (exact) so its largest finite
-    magnitude lies in [0.5, 1); NaN/inf become 0 (the norms mark their
-    windows).  ``noise[g]`` is the scaled block's L2 norm (the FFT error scale,
-    in units of ``2**exponents[g]``)."""
+def _scaled_total(src, expo, total):
+    """``total`` plus the sum of the squares of ``src * 2**-expo`` (exact
+    scaling; non-finite samples count as 0), in the chains of
+    ``_block_stats``: for samples whose squares stay normal, exactly
+    ``4**-expo`` times that function's sum."""
+    s0 = s1 = s2 = s3 = 0.0
+    size = src.size
+    p = 0
+    while p + 4 <= size:
+        v0 = _scaled_finite(src[p], expo)
+        v1 = _scaled_finite(src[p + 1], expo)
+        v2 = _scaled_finite(src[p + 2], expo)
+        v3 = _scaled_finite(src[p + 3], expo)
+        s0 += v0 * v0
+        s1 += v1 * v1
+        s2 += v2 * v2
+        s3 += v3 * v3
+        p += 4
+    while p < size:
+        v0 = _scaled_finite(src[p], expo)
+        s0 += v0 * v0
+        p += 1
+    return total + ((s0 + s1) + (s2 + s3))
+
+
+@jit
+def _scaled_finite(value, expo):
+    val = abs(np.float64(value))
+    return math.ldexp(val, -expo) if val < np.inf else 0.0
+
+
+@jit
+def plan_blocks(x, step, nfft, m, d, tile, sumsq, unsafe, ratio, exponents, noise, loud, relative,
+                flagged_counts):
+    """Plan the overlap-save blocks of every row of ``x`` (``(B, C, N)``):
+    block ``g`` reads samples ``[g * step, g * step + nfft)`` and holds the
+    windows ``[g * step, (g + 1) * step)``.  ``sumsq`` and ``unsafe`` are
+    ``segment_sumsq``'s.  Everything written is the same for the signal
+    times any power of two:
+
+    * ``exponents[b, g]``, that of the block's largest finite magnitude (its
+      samples are scaled by ``2**-exponent`` before the transform);
+    * ``relative[b, i]``, the sum of squares of window ``i`` in those units
+      (recomputed from scaled samples where it left the float64 range);
+    * ``loud[b, g]``: 0, or ``s`` when the samples of scaled magnitude at
+      least ``2**-s`` are left out of the transform and added to the dots one
+      by one (``scatter_loud``), which pays where a few loud samples would
+      make many quiet windows flagged (spikes, short events);
+    * ``noise[b, g]``, the L2 norm of the scaled samples that are transformed
+      (the FFT's error scale);
+    * ``flagged_counts[b, g]``, the direct dots the block costs: its windows
+      that ``_cpu.sliding.count_flagged`` would send to the direct method,
+      estimated with the limit ``(ratio * noise)**2`` (the kernel knows the
+      transform's outputs too), and its loud samples (each counted as a
+      window of one channel)."""
+    nchan, n = x.shape[1], x.shape[2]
+    nwin = n - (m - 1) * d
+    scratch = (np.empty(MAX_LOUD_SHIFT + 1, dtype=np.int64), np.empty(MAX_LOUD_SHIFT + 1),
+               np.empty(2049, dtype=np.int64))
+    for b in range(x.shape[0]):
+        for g in range(-(-nwin // step)):
+            start = g * step
+            stop = min(n, start + nfft)
+            first, last = start, min(nwin, start + step)
+            big = 0.0
+            small = np.inf
+            total = 0.0
+            for c in range(nchan):
+                big, small, total = _block_stats(x[b, c, start:stop], big, small, total)
+            expo = math.frexp(big)[1] if big > 0.0 else 0
+            exponents[b, g] = expo
+            if big <= SAFE_MAX and small >= SAFE_MIN:
+                total = math.ldexp(total, -2 * expo)  # exact: every square was normal
+            else:
+                total = 0.0
+                for c in range(nchan):
+                    total = _scaled_total(x[b, c, start:stop], expo, total)
+            noise[b, g] = math.sqrt(total)
+            _relative_energies(x, b, first, last, m, d, tile, sumsq, unsafe, expo, relative)
+            windows = relative[b, first:last]
+            loud[b, g] = 0
+            cost = count_flagged(windows, (ratio * noise[b, g]) ** 2)
+            if cost:
+                shift = _cheapest_loud(x, b, start, stop, expo, windows, ratio, cost, scratch)
+                if shift:
+                    quiet = 0.0
+                    for c in range(nchan):
+                        quiet = _quiet_energy(x[b, c, start:stop], expo, shift, quiet)
+                    loud_count = 0
+                    for r in range(shift):
+                        loud_count += scratch[0][r]
+                    noise[b, g] = math.sqrt(quiet)
+                    loud[b, g] = shift
+                    cost = -(-SCATTER_COST * loud_count // nchan) + count_flagged(
+                        windows, (LOUD_BOUND * ratio * noise[b, g]) ** 2)
+            flagged_counts[b, g] = cost
+
+
+@jit
+def _relative_energies(x, b, first, last, m, d, tile, sumsq, unsafe, expo, relative):
+    """``relative[b, i] = sumsq[b, i] * 4**-expo`` for windows ``first ..
+    last-1``, exact where ``sumsq`` is in range; for the windows of unsafe
+    tiles whose sums of squares left the float64 range, from their samples
+    scaled by a power of two (so the value does not depend on the signal's
+    scale)."""
+    src = sumsq[b, first:last]
+    dest = relative[b, first:last]
+    if -500 <= expo <= 500:
+        scale = math.ldexp(1.0, -2 * expo)
+        for t in range(src.size):
+            dest[t] = _nonzero(src[t], src[t] * scale)
+    else:
+        for t in range(src.size):
+            dest[t] = _nonzero(src[t], math.ldexp(src[t], -2 * expo))
+    for ti in range(first // tile, (last - 1) // tile + 1):
+        if unsafe[b, ti]:
+            for i in range(max(first, ti * tile), min(last, (ti + 1) * tile)):
+                if _out_of_range(sumsq[b, i]):
+                    e, s = _rescaled_sumsq(x, b, i, m, d, m <= DIRECT_SUM_TAPS)
+                    relative[b, i] = _nonzero(s, math.ldexp(s, 2 * (e - expo)) if s < np.inf else s)
+
+
+@jit
+def _nonzero(s, scaled):
+    """``scaled`` (``s`` in block units), but the smallest positive float where
+    a window with ``s > 0`` would underflow to a zero window: far quieter
+    than its block, it is flagged, not given ``fill``."""
+    return 5e-324 if (scaled == 0.0) & (s > 0.0) else scaled
+
+
+@jit
+def _cheapest_loud(x, b, start, stop, expo, windows, ratio, cost, scratch):
+    """The ``s`` (0 for none) that leaves out of block ``[start, stop)`` of
+    row ``b`` the samples of scaled magnitude ``>= 2**-s`` where that costs
+    fewest direct dots (each left-out sample of one channel counting as
+    ``SCATTER_COST`` windows), fewer than ``cost``.  Estimated from
+    histograms by binade of the samples (their counts and squares) and of
+    the windows' relative sums of squares ``windows`` (``scratch``: their
+    arrays)."""
+    counts, energies, below = scratch
+    nchan = x.shape[1]
+    counts[:] = 0
+    energies[:] = 0.0
+    for c in range(nchan):
+        _binade_histogram(x[b, c], start, stop, expo, counts, energies)
+    # quiet energy of each threshold: the bins at and below it, summed upwards
+    for r in range(MAX_LOUD_SHIFT - 1, -1, -1):
+        energies[r] += energies[r + 1]
+    # below[e]: windows whose sum of squares has a biased exponent under e
+    below[:] = 0
+    bits = windows.view(np.int64)
+    for t in range(windows.size):
+        if windows[t] > 0.0:  # not zero, NaN or inf: never flagged
+            below[((bits[t] >> 52) & 0x7FF) + 1] += 1
+    for e in range(1, below.size):
+        below[e] += below[e - 1]
+    best = 0
+    loud_count = 0
+    for shift in range(1, MAX_LOUD_SHIFT + 1):
+        loud_count += counts[shift - 1]
+        scattered = -(-SCATTER_COST * loud_count // nchan)
+        if scattered >= cost:
+            break
+        if counts[shift - 1] == 0:
+            continue  # the same samples as the last threshold
+        limit = (LOUD_BOUND * ratio) ** 2 * energies[shift]
+        e = (np.array([limit]).view(np.int64)[0] >> 52) & 0x7FF
+        # surely below the limit, and half of those in its binade
+        flagged = below[e] + (below[e + 1] - below[e]) // 2
+        if scattered + flagged < cost:
+            cost = scattered + flagged
+            best = shift
+    return best
+
+
+@jit
+def _binade_histogram(row, start, stop, expo, counts, energies):
+    """Add the samples ``row[start:stop]`` to a histogram by binade of their
+    magnitude scaled by ``2**-expo``: bin ``r`` holds ``[2**-(r+1), 2**-r)``,
+    with counts and sums of squares, for ``r`` below the last bin (smaller
+    samples are never loud, and their squares are below the rounding of the
+    others'; non-finite samples are left out).  The binade comes from the
+    exponent bits (a subnormal counts as zero)."""
+    last = counts.size - 1
+    exact = -1000 <= expo <= 1000
+    scale = math.ldexp(1.0, -expo) if exact else 1.0
+    if row.itemsize == 8:
+        bits = row.view(np.int64)
+        for p in range(start, stop):
+            biased = (bits[p] >> 52) & 0x7FF
+            r = max(0, expo - (biased - 1022))
+            if r >= last or biased == 0x7FF:  # too small to be loud (zeros too), or not finite
+                continue
+            val = np.float64(row[p]) * scale if exact else math.ldexp(np.float64(row[p]), -expo)
+            counts[r] += 1
+            energies[r] += val * val
+    else:
+        bits32 = row.view(np.int32)
+        for p in range(start, stop):
+            biased = (bits32[p] >> 23) & 0xFF
+            r = max(0, expo - (biased - 126))
+            if r >= last or biased == 0xFF:
+                continue
+            val = np.float64(row[p]) * scale if exact else math.ldexp(np.float64(row[p]), -expo)
+            counts[r] += 1
+            energies[r] += val * val
+
+
+@jit
+def _quiet_energy(src, expo, shift, quiet):
+    """``quiet`` plus the sum of the squares of the samples of ``src *
+    2**-expo`` of magnitude below ``2**-shift`` (the same bits for the signal
+    times any power of two; non-finite samples count as 0)."""
+    threshold = math.ldexp(1.0, -shift)
+    exact = -1000 <= expo <= 1000
+    scale = math.ldexp(1.0, -expo) if exact else 1.0
+    q0 = q1 = 0.0
+    size = src.size
+    p = 0
+    while p + 2 <= size:
+        v0 = abs(np.float64(src[p]) * scale) if exact else _scaled_finite(src[p], expo)
+        v1 = abs(np.float64(src[p + 1]) * scale) if exact else _scaled_finite(src[p + 1], expo)
+        q0 += v0 * v0 if v0 < threshold else 0.0
+        q1 += v1 * v1 if v1 < threshold else 0.0
+        p += 2
+    if p < size:
+        v0 = abs(np.float64(src[p]) * scale) if exact else _scaled_finite(src[p], expo)
+        q0 += v0 * v0 if v0 < threshold else 0.0
+    return quiet + (q0 + q1)
+
+
+# A loud sample added to the dots of its windows (one kernel's m taps, in
+# ``_add_sample``) costs about this many windows' direct dots (m taps of
+# each channel): the scatter's stores do not vectorise as well as the dots'
+# sums (float64, m = 1024, Zen 3: 0.8 to 1.6 ns against 0.08 ns a tap).
+SCATTER_COST = 10
+# Loud samples are those of scaled magnitude (largest in [0.5, 1)) at least
+# 2**-s for some s up to this: below 2**-52 of the largest sample, leaving
+# samples out cannot make the transform any more accurate.
+MAX_LOUD_SHIFT = 52
+# Adding the left-out samples to the dots rounds too (by at most m * C * eps
+# of the window's norm, a quarter of the float64 budget): the transform of
+# a block with loud samples is allowed the other three quarters.
+LOUD_BOUND = 4.0 / 3.0
+
+
+@jit
+def assign_slots(flagged_counts, nblocks, max_flagged, slots, chosen, counts, nwin, step):
+    """Blocks with at most ``max_flagged`` flagged windows are transformed:
+    ``slots[b, g] = j`` (``chosen[b, j] = g``), numbered in order, ``counts[b]``
+    of them; the others get all their dots directly, ``slots[b, g] = -1``.
+    Returns how many windows' dots (of ``nwin`` per row) are left to the
+    direct method, flagged or in blocks planned direct."""
+    direct = 0
+    for b in range(flagged_counts.shape[0]):
+        used = 0
+        for g in range(nblocks):
+            if flagged_counts[b, g] <= max_flagged:
+                slots[b, g] = used
+                chosen[b, used] = g
+                used += 1
+                direct += flagged_counts[b, g]
+            else:
+                slots[b, g] = -1
+                direct += min(step, nwin - g * step)
+        counts[b] = used
+    return direct
+
+
+@jit
+def prepare_blocks(row, chosen, step, blocks, exponents, loud):
+    """Copy the blocks ``chosen`` of ``row`` (``(C, n)``; block ``g`` starts at
+    ``g * step``, samples past ``n`` are zeros) into ``blocks`` (``(C, G,
+    nfft)`` float64), each scaled by ``2**-exponents[g]`` (exact); NaN and inf
+    become 0 (the norms mark their windows), and so do the loud samples of a
+    block with ``loud[g]`` (see ``plan_blocks``)."""
     nchan, n = row.shape
-    nblocks, nfft = blocks.shape[1], blocks.shape[2]
-    for g in range(nblocks):
-        start = (g0 + g) * step
+    nfft = blocks.shape[2]
+    for j in range(chosen.size):
+        g = chosen[j]
+        start = g * step
         stop = min(n, start + nfft)
-        big = 0.0
-        total = 0.0
-        for c in range(nchan):
-            big, total = _max_and_sumsq(row[c, start:stop], big, total)
-        expo = math.frexp(big)[1] if big > 0.0 else 0
-        exponents[g] = expo
+        expo = exponents[g]
         exact = -1000 <= expo <= 1000
         scale = math.ldexp(1.0, -expo) if exact else 1.0
-        # squares of float64 extremes can overflow or underflow: rescale then
-        rescan = big > 0.0 and not (1e-280 < total < 1e280)
-        e0 = 0.0
+        threshold = math.ldexp(1.0, -loud[g]) if loud[g] else np.inf
         for c in range(nchan):
-            dest = blocks[c, g]
+            dest = blocks[c, j]
             src = row[c, start:stop]
             if exact:
                 for t in range(src.size):
-                    val = np.float64(src[t])
-                    dest[t] = val * scale if abs(val) < np.inf else 0.0
+                    val = np.float64(src[t]) * scale
+                    dest[t] = val if abs(val) < threshold else 0.0
             else:
                 for t in range(src.size):
-                    val = np.float64(src[t])
-                    dest[t] = math.ldexp(val, -expo) if abs(val) < np.inf else 0.0
+                    val = math.ldexp(np.float64(src[t]), -expo)
+                    dest[t] = val if abs(val) < threshold else 0.0
             for t in range(src.size, nfft):
                 dest[t] = 0.0
-            if rescan:
-                for t in range(src.size):
-                    e0 += dest[t] * dest[t]
-        if rescan:
-            noise[g] = math.sqrt(e0)
-        else:
-            noise[g] = math.ldexp(math.sqrt(total), -expo)
+
+
+@jit
+def scatter_loud(row, chosen, step, khat, d, exponents, loud, dots):
+    """Add to the dots ``dots[j, k, t]`` of each block ``chosen[j]`` with loud
+    samples (``plan_blocks``) their products with the kernels, in block units,
+    sample by sample in order: window ``t`` holds sample ``p`` of the block as
+    tap ``(p - t) / d``."""
+    nchan, n = row.shape
+    nker, _, m = khat.shape
+    for j in range(chosen.size):
+        g = chosen[j]
+        if not loud[g]:
+            continue
+        start = g * step
+        expo = exponents[g]
+        threshold = math.ldexp(1.0, -loud[g])
+        last = min(step, n - (m - 1) * d - start)  # this block's windows
+        exact = -1000 <= expo <= 1000
+        scale = math.ldexp(1.0, -expo) if exact else 1.0
+        size = min(n - start, last + (m - 1) * d)
+        for p0 in range(0, size, 64):
+            # most stretches of a block hold no loud sample: look for one first
+            here = 0
+            for c in range(nchan):
+                for p in range(p0, min(size, p0 + 64)):
+                    val = abs(np.float64(row[c, start + p]))
+                    here += ((val * scale if exact else math.ldexp(val, -expo)) >= threshold) & (val < np.inf)
+            if here == 0:
+                continue
+            for p in range(p0, min(size, p0 + 64)):
+                for c in range(nchan):
+                    val = np.float64(row[c, start + p])
+                    val = val * scale if exact else math.ldexp(val, -expo)
+                    if threshold <= abs(val) < np.inf:
+                        for k in range(nker):
+                            _add_sample(dots[j, k], khat[k, c], p, val, d, last)
+
+
+@jit
+def _add_sample(dest, weights, p, val, d, last):
+    """``dest[t] += val * weights[(p - t) / d]`` for the windows ``0 <= t < last``
+    holding sample ``p`` (at a tap), in the order of ``t``."""
+    m = weights.size
+    low = max(0, p - (m - 1) * d)  # the first window holding it, maybe at an earlier residue
+    low += (p - low) % d
+    high = min(last - 1, p)
+    if d == 1:
+        base = p - low  # tap of window `low`, counting down as t rises
+        for u in range(high - low + 1):
+            dest[low + u] += val * weights[base - u]
+    else:
+        for t in range(low, high + 1, d):
+            dest[t] += val * weights[(p - t) // d]
 
 
 @jit
@@ -108,3 +435,25 @@ def spectral_products(spectrum, spectra, product):
                 weights = spectra[k, c]
                 for f in range(nfreq):
                     dest[f] += src[f] * weights[f]
+
+
+@jit
+def block_limits(dots, noise, loud, chosen, c_block, c_output, limits):
+    """``limits[j, k]``: the flagging limit of block ``g = chosen[j]`` with
+    kernel ``k`` (see ``_cpu.sliding.fft_kernel``): the square of ``c_block *
+    noise[g] + c_output * ||dots[j, k]||`` (``_fft.error_bound``, divided by
+    the error budget; every output of the inverse transform counts, the
+    wrapped-around ones too), times ``LOUD_BOUND`` for a block with loud
+    samples (``plan_blocks``)."""
+    for j in range(chosen.size):
+        g = chosen[j]
+        for k in range(dots.shape[1]):
+            src = dots[j, k]
+            s0 = s1 = s2 = s3 = 0.0
+            for t in range(0, src.size, 4):  # nfft is a power of two, at least 512
+                s0 += src[t] * src[t]
+                s1 += src[t + 1] * src[t + 1]
+                s2 += src[t + 2] * src[t + 2]
+                s3 += src[t + 3] * src[t + 3]
+            bound = c_block * noise[g] + c_output * math.sqrt((s0 + s1) + (s2 + s3))
+            limits[j, k] = (bound * LOUD_BOUND if loud[g] else bound) ** 2

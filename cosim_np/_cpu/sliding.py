@@ -96,32 +96,45 @@ def _tile_sumsq(x, b, i0, nwin, m, d, bufs):
     """Fill ``sumsq[t]`` (sum over channels and taps of the squares of window
     ``i0+t``) for ``t < nwin``.  Returns True when a sample's magnitude lies
     outside ``[SAFE_MIN, SAFE_MAX]`` (then some sums may have lost range)."""
-    suf, pre, sumsq = bufs
-    chunk = m * d
-    span = (m - 1) * d
-    npos = nwin + span
-    if m > DIRECT_SUM_TAPS and chunk < CHAIN_CHUNK:
-        return _lane_sumsq(x, b, i0, nwin, m, d, bufs)
-    sq = suf  # the squares; the scans write prefixes to pre, window sums to sumsq
-    unsafe = _tile_squares(x, b, i0, npos, sq)
     if m <= DIRECT_SUM_TAPS:
-        # A window of a few taps: its own squares summed in tap order take
-        # fewer passes than the blocked scheme, and are just as exact.
-        for j in range(0, m, 4):
-            s0, s1, s2, s3 = _tap_slices(sq, 0, j, m, d, nwin)
-            taps = min(4, m - j)  # padding taps are left out: inf must stay inf
-            first = j == 0
-            for t in range(nwin):
-                total = 0.0 if first else sumsq[t]
-                total += s0[t]
-                if taps > 1:
-                    total += s1[t]
-                if taps > 2:
-                    total += s2[t]
-                if taps > 3:
-                    total += s3[t]
-                sumsq[t] = total
-        return unsafe > 0
+        return _tap_sumsq(x, b, i0, nwin, m, d, bufs)
+    if m * d < CHAIN_CHUNK:
+        return _lane_sumsq(x, b, i0, nwin, m, d, bufs)
+    return _chain_sumsq(x, b, i0, nwin, m, d, bufs)
+
+
+@jit
+def _tap_sumsq(x, b, i0, nwin, m, d, bufs):
+    """``_tile_sumsq`` for windows of at most ``DIRECT_SUM_TAPS`` taps: their
+    own squares summed in tap order take fewer passes than the blocked
+    scheme, and are just as exact."""
+    sq, _, sumsq = bufs
+    unsafe = _tile_squares(x, b, i0, nwin + (m - 1) * d, sq)
+    for j in range(0, m, 4):
+        s0, s1, s2, s3 = _tap_slices(sq, 0, j, m, d, nwin)
+        taps = min(4, m - j)  # padding taps are left out: inf must stay inf
+        first = j == 0
+        for t in range(nwin):
+            total = 0.0 if first else sumsq[t]
+            total += s0[t]
+            if taps > 1:
+                total += s1[t]
+            if taps > 2:
+                total += s2[t]
+            if taps > 3:
+                total += s3[t]
+            sumsq[t] = total
+    return unsafe > 0
+
+
+@jit
+def _chain_sumsq(x, b, i0, nwin, m, d, bufs):
+    """``_tile_sumsq`` for chunks of at least ``CHAIN_CHUNK`` samples: the
+    blocked scans chain by chain, in the chunks' natural layout."""
+    sq, pre, sumsq = bufs  # the squares; the scans write prefixes to pre, window sums to sumsq
+    chunk = m * d
+    npos = nwin + (m - 1) * d
+    unsafe = _tile_squares(x, b, i0, npos, sq)
     nq = (nwin + chunk - 1) // chunk  # chunks holding window starts
     used = (nq + 1) * chunk  # and the chunk after the last one
     for p in range(npos, used):
@@ -576,71 +589,16 @@ def _tile_dots(x, b, khat, k, i0, nwin, d, acc):
                 acc[t] = a
 
 
-@jit
-def _fft_bound(fft, b, k, block, shift):
-    """Bound on the FFT error of a dot of block ``block``, in units ``2**-shift``
-    relative to the block's own."""
-    return fft[4][k] * math.ldexp(fft[2][b, block], shift)
 
 
 @jit
-def _fft_tile_dots(x, b, khat, k, i0, nwin, d, sumsq, fft, acc):
-    """FFT dots of a tile in signal units (exact power-of-two shifts); windows
-    whose error bound is not small against their norm are recomputed directly."""
-    dots, block_exponents, block_noise, step, error_scale, allowed = fft
-    t = 0
-    while t < nwin:
-        block = (i0 + t) // step
-        stop = min(nwin, (block + 1) * step - i0)
-        shift = block_exponents[b, block]
-        bound = _fft_bound(fft, b, k, block, shift)
-        src = dots[b, block, k, i0 + t - block * step : i0 + stop - block * step]
-        if -1000 <= shift <= 1000:
-            scale = math.ldexp(1.0, shift)
-            for u in range(stop - t):
-                acc[t + u] = src[u] * scale
-        else:
-            for u in range(stop - t):
-                acc[t + u] = math.ldexp(src[u], shift)
-        # Windows whose sum of squares lies below this are recomputed; zero
-        # and non-finite windows are settled by the finish.  A first pass
-        # only counts them (it vectorises), and most blocks have none.
-        limit = _direct_below(bound, allowed)
-        count = 0
-        for u in range(t, stop):
-            s = sumsq[u]
-            count += (s > 0.0) & (s < limit)
-        if count:
-            for u in range(t, stop):
-                s = sumsq[u]
-                if s > 0.0 and s < limit:
-                    acc[u] = _rescaled_dot(x, b, khat, k, i0 + u, d, 0)
-        t = stop
-
-
-@jit
-def _direct_below(bound, allowed):
-    """A window whose FFT dot may be off by ``bound`` is recomputed directly
-    when ``bound > allowed * ||w||``, that is when its sum of squares lies
-    below the value returned (no square root per window; rounding of this
-    value moves the decision for borderline windows only, which are accurate
-    either way, and both paths decide alike)."""
-    ratio = bound / allowed
-    return ratio * ratio
-
-
-@jit
-def _fft_dot(x, b, khat, k, i, d, expo, sumsq, fft):
-    """Dot of window ``i`` with ``khat[k]`` in units of ``2**expo``, where the
-    window's sum of squares is ``sumsq`` (finite, non-zero) in those units:
-    the FFT's value shifted (exact), or recomputed directly when its error
-    bound is not small against the window's norm.  The same decision as
-    ``_fft_tile_dots``."""
-    block = i // fft[3]
-    shift = fft[1][b, block] - expo
-    if sumsq < _direct_below(_fft_bound(fft, b, k, block, shift), fft[5]):
-        return _rescaled_dot(x, b, khat, k, i, d, expo)
-    return math.ldexp(fft[0][b, block, k, i - block * fft[3]], shift)
+def _plain_dot(x, b, khat, k, i, d):
+    """<window i, khat[k]> for one window, in the order of ``_tile_dots``."""
+    s = 0.0
+    for c in range(x.shape[1]):
+        for j in range(khat.shape[2]):
+            s += np.float64(x[b, c, i + j * d]) * khat[k, c, j]
+    return s
 
 
 @jit
@@ -652,7 +610,6 @@ def _rescaled_dot(x, b, khat, k, i, d, expo):
             s += math.ldexp(np.float64(x[b, c, i + j * d]), -expo) * khat[k, c, j]
     return s
 
-
 @jit
 def sharpen_value(s, exponent):
     """``sign(s) * |s| ** exponent`` for one float64; 0 and NaN pass through."""
@@ -661,77 +618,335 @@ def sharpen_value(s, exponent):
     return math.copysign(abs(s) ** exponent, s)
 
 
-@jit
-def sliding_cosine_kernel(
-    x, khat, kernel_state, d, exponent, noise_floor, fill, tile, bufs, out, offset, fft
-):
-    """``out[b, k, offset + i]`` = sharpened cosine of window ``i`` of row ``b``
-    with unit-norm kernel ``khat[k]`` (shape ``(K, C, m)``).
 
-    ``fft`` is ``(dots, block_exponents, block_noise, step, error_scale,
-    allowed)`` from the FFT path (``dots[b, g, k, t]`` for the window at ``t``
-    of block ``g``, in units of the block's ``2**exponent``: see
-    ``_fft.fft_dots``), or has an empty ``dots`` for the direct method.  A window
-    whose FFT error bound ``error_scale[k] * block_noise`` exceeds
-    ``allowed * ||w||`` (a loud sample nearby) gets its dot recomputed directly."""
-    use_fft = fft[0].shape[0] > 0
-    nker, nchan, m = khat.shape
-    # A short one-channel kernel: the first kernel's dots and the window
-    # sums of squares in one pass over the signal.
-    fused = not use_fft and nchan == 1 and m <= FUSED_TAPS
-    # Up to four taps, that pass also finishes the first kernel's cosines
-    # unless they are to be sharpened (which takes a pass of its own).
-    short = fused and m <= 4 and (exponent == 1.0 or kernel_state[0] != KERNEL_NORMAL)
+
+# ---------------------------------------------------------------------------
+# The sliding cosine, one entry kernel per way of computing the dots.  Each
+# is compiled on its first use only, so a first call compiles the one path
+# it takes (a cold Numba cache makes that the cost a new user sees first).
+# Every kernel writes ``out[b, k, offset + i]`` for the windows ``i`` of
+# ``x`` (``(B, C, N)``) and kernels ``khat`` (``(K, C, m)``, unit norm), and
+# flags ``unsafe[b, i // tile]`` for tiles holding a sample whose square can
+# leave the float64 range; the caller then runs ``fix_out_of_range`` (float64
+# inputs near the limits only, so that code too is compiled only when needed).
+
+
+@jit
+def short_kernel(x, khat, kernel_state, d, noise_floor, fill, tile, bufs, out, offset, unsafe):
+    """One unsharpened one-channel kernel of at most ``DIRECT_SUM_TAPS`` taps:
+    sums of squares, dots and cosines in a single pass (``_short_tile``)."""
+    m = khat.shape[2]
     sumsq = bufs[2]
     nwin_total = x.shape[2] - (m - 1) * d
-    acc = np.empty(tile, np.float64)
-    # A bank shares each window's denominator ||w|| + noise_floor: one square
-    # root per window instead of one per window and kernel (K = 64, m = 128,
-    # n = 10**6: 66 against 71 ms in this kernel).
-    shared = np.empty(tile if nker > 1 else 0, np.float64)
     for b in range(x.shape[0]):
         for i0 in range(0, nwin_total, tile):
             nwin = min(tile, nwin_total - i0)
-            if short:
-                unsafe = _short_tile(x, b, khat, i0, nwin, d, sumsq, (
-                    out[b, 0, offset + i0 : offset + i0 + nwin], noise_floor, fill,
-                    kernel_state[0]))
-            elif fused:
-                unsafe = _fused_tile(x, b, khat, i0, nwin, d, sumsq, acc)
-            else:
-                unsafe = _tile_sumsq(x, b, i0, nwin, m, d, bufs)
-            if shared.shape[0]:
-                for t in range(nwin):
-                    shared[t] = math.sqrt(sumsq[t]) + noise_floor
-            for k in range(nker):
-                kst = kernel_state[k]
-                dest = out[b, k, offset + i0 : offset + i0 + nwin]
-                if use_fft:
-                    _fft_tile_dots(x, b, khat, k, i0, nwin, d, sumsq, fft, acc)
-                elif not (fused and k == 0):
-                    _tile_dots(x, b, khat, k, i0, nwin, d, acc)
-                if short and k == 0:
-                    pass  # written by the short pass
-                elif exponent == 1.0 or kst != KERNEL_NORMAL:
-                    _finish_tile(acc, sumsq, shared, nwin, noise_floor, fill, kst, dest)
-                else:
-                    _finish_tile(acc, sumsq, shared, nwin, noise_floor, fill, kst, acc)
-                    # in float64, before the one rounding to the output dtype
-                    # (sharpening a rounded value would multiply its error)
-                    for t in range(nwin):
-                        # fill values (zero windows) are not cosines: leave them
-                        if sumsq[t] != 0.0:
-                            acc[t] = sharpen_value(acc[t], exponent)
-                    for t in range(nwin):
-                        dest[t] = acc[t]
-                if unsafe and kst != KERNEL_NONFINITE:
-                    for t in range(nwin):
-                        if _out_of_range(sumsq[t]):
-                            dest[t] = _rescaled_cosine(
-                                x, b, khat, k, kst, i0 + t, m, d, exponent, noise_floor, fill, fft,
-                                fused or m <= DIRECT_SUM_TAPS,
-                            )
+            dest = out[b, 0, offset + i0 : offset + i0 + nwin]
+            unsafe[b, i0 // tile] = _short_tile(x, b, khat, i0, nwin, d, sumsq,
+                                                (dest, noise_floor, fill, kernel_state[0]))
 
+
+@jit
+def fused_kernel(x, khat, kernel_state, d, exponent, noise_floor, fill, tile, bufs, out, offset, unsafe):
+    """One-channel kernels of at most ``FUSED_TAPS`` taps: the window sums of
+    squares summed tap by tap with the first kernel's dots (``_fused_tile``)."""
+    m = khat.shape[2]
+    acc = np.empty(tile, np.float64)
+    shared = np.empty(tile if khat.shape[0] > 1 else 0, np.float64)
+    nwin_total = x.shape[2] - (m - 1) * d
+    for b in range(x.shape[0]):
+        for i0 in range(0, nwin_total, tile):
+            nwin = min(tile, nwin_total - i0)
+            unsafe[b, i0 // tile] = _fused_tile(x, b, khat, i0, nwin, d, bufs[2], acc)
+            _bank_cosines(x, b, khat, kernel_state, i0, nwin, d, exponent, noise_floor, fill,
+                          bufs[2], shared, acc, out, offset, True)
+
+
+@jit
+def direct_kernel(x, khat, kernel_state, d, exponent, noise_floor, fill, tile, bufs, out, offset, unsafe):
+    """Any kernels: window sums of squares by the blocked scans
+    (``_tile_sumsq``), dots by ``_tile_dots``."""
+    m = khat.shape[2]
+    acc = np.empty(tile, np.float64)
+    shared = np.empty(tile if khat.shape[0] > 1 else 0, np.float64)
+    nwin_total = x.shape[2] - (m - 1) * d
+    for b in range(x.shape[0]):
+        for i0 in range(0, nwin_total, tile):
+            nwin = min(tile, nwin_total - i0)
+            unsafe[b, i0 // tile] = _tile_sumsq(x, b, i0, nwin, m, d, bufs)
+            _bank_cosines(x, b, khat, kernel_state, i0, nwin, d, exponent, noise_floor, fill,
+                          bufs[2], shared, acc, out, offset, False)
+
+
+@jit
+def _bank_cosines(x, b, khat, kernel_state, i0, nwin, d, exponent, noise_floor, fill, sumsq,
+                  shared, acc, out, offset, first_dots_ready):
+    """The cosines of a tile's windows with every kernel, from their sums of
+    squares; the dots by ``_tile_dots``, but for the first kernel's when
+    ``first_dots_ready`` (in ``acc`` already)."""
+    nker = khat.shape[0]
+    if nker > 1:
+        _shared_denominators(sumsq, nwin, noise_floor, shared)
+    for k in range(nker):
+        if k > 0 or not first_dots_ready:
+            _tile_dots(x, b, khat, k, i0, nwin, d, acc)
+        _finish_kernel(acc, sumsq, shared, nwin, exponent, noise_floor, fill, kernel_state[k],
+                       out[b, k, offset + i0 : offset + i0 + nwin])
+
+
+@jit
+def _shared_denominators(sumsq, nwin, noise_floor, shared):
+    """A bank shares each window's denominator ``||w|| + noise_floor``: one
+    square root per window instead of one per window and kernel."""
+    for t in range(nwin):
+        shared[t] = math.sqrt(sumsq[t]) + noise_floor
+
+
+@jit
+def _finish_kernel(acc, sumsq, shared, nwin, exponent, noise_floor, fill, kernel_state, dest):
+    """Cosines (sharpened by ``exponent``) of one kernel from the dots ``acc``
+    into ``dest``; sharpened in float64, before the one rounding to the
+    output dtype (sharpening a rounded value would multiply its error)."""
+    if exponent == 1.0 or kernel_state != KERNEL_NORMAL:
+        _finish_tile(acc, sumsq, shared, nwin, noise_floor, fill, kernel_state, dest)
+        return
+    _finish_tile(acc, sumsq, shared, nwin, noise_floor, fill, kernel_state, acc)
+    for t in range(nwin):
+        # fill values (zero windows) are not cosines: leave them
+        if sumsq[t] != 0.0:
+            acc[t] = sharpen_value(acc[t], exponent)
+    for t in range(nwin):
+        dest[t] = acc[t]
+
+
+@jit
+def segment_sumsq(x, m, d, tile, bufs, sumsq, unsafe):
+    """``sumsq[b, i]``: the sum of squares of window ``i`` of row ``b``, tile by
+    tile as ``direct_kernel`` sums them (the FFT path needs them all before
+    it plans its blocks); ``sumsq`` has room for whole tiles."""
+    nwin_total = x.shape[2] - (m - 1) * d
+    for b in range(x.shape[0]):
+        for i0 in range(0, nwin_total, tile):
+            unsafe[b, i0 // tile] = _tile_sumsq(x, b, i0, min(tile, nwin_total - i0), m, d,
+                                                (bufs[0], bufs[1], sumsq[b, i0 : i0 + tile]))
+
+
+@jit
+def segment_chain_sumsq(x, m, d, tile, bufs, sumsq, unsafe):
+    """``segment_sumsq`` for chunks (``m * d``) of at least ``CHAIN_CHUNK``
+    samples, the FFT path's usual case: only the chain scans to compile."""
+    nwin_total = x.shape[2] - (m - 1) * d
+    for b in range(x.shape[0]):
+        for i0 in range(0, nwin_total, tile):
+            unsafe[b, i0 // tile] = _chain_sumsq(x, b, i0, min(tile, nwin_total - i0), m, d,
+                                                 (bufs[0], bufs[1], sumsq[b, i0 : i0 + tile]))
+
+
+# ---------------------------------------------------------------------------
+# The FFT path.  ``fft = (dots, slots, exponents, relative, step, limits)``:
+# block ``g`` of row ``b`` holds the windows ``[g * step, (g + 1) * step)``;
+# ``slots[b, g]`` is where its dots lie in ``dots[b, slot, k, t]`` (in units of
+# ``2**exponents[b, g]``, see ``_fft.fft_dots``), or -1 for a block planned
+# direct (``_cpu.blocks.plan_blocks``).  ``relative[b, i]`` is window ``i``'s
+# sum of squares in the units of its block (``4**-exponents[b, g]``), the same
+# for the signal times any power of two; ``limits[b, slot, k]`` bounds the
+# square of the FFT's error in a dot of the block with kernel ``k``, divided
+# by the error budget, in those units.  A window is *flagged*, and gets its
+# dot directly, when its relative sum of squares lies below the limit: its
+# dot's error bound is not small against its own norm (a loud sample
+# nearby).
+
+
+@jit
+def count_flagged(relative, limit):
+    """How many of the windows with relative sums of squares ``relative`` are
+    flagged (zero, NaN and inf windows never are: the finish settles them)."""
+    count = 0
+    for t in range(relative.size):
+        r = relative[t]
+        count += (r > 0.0) & (r < limit)
+    return count
+
+
+# Flagged windows closer than this are recomputed as one run (vectorised,
+# the windows between them too); a window on its own is recomputed alone.
+RUN_GAP = 64
+
+
+@jit
+def _fft_tile_dots(x, b, khat, k, i0, nwin, d, fft, acc, spare):
+    """``acc[t]``: the dot of window ``i0 + t`` with ``khat[k]`` in signal units,
+    from the FFT (an exact power-of-two shift) or, for flagged windows and
+    blocks planned direct, directly (``spare``: a tile of scratch)."""
+    dots, slots, exponents, relative, step, limits = fft
+    t = 0
+    while t < nwin:
+        g = (i0 + t) // step
+        stop = min(nwin, (g + 1) * step - i0)
+        slot = slots[b, g]
+        if slot < 0:
+            _tile_dots(x, b, khat, k, i0 + t, stop - t, d, acc[t:stop])
+            t = stop
+            continue
+        e = exponents[b, g]
+        src = dots[b, slot, k, i0 + t - g * step : i0 + stop - g * step]
+        dest = acc[t:stop]
+        if -1000 <= e <= 1000:
+            scale = math.ldexp(1.0, e)
+            for u in range(stop - t):
+                dest[u] = src[u] * scale
+        else:
+            for u in range(stop - t):
+                dest[u] = math.ldexp(src[u], e)
+        energies = relative[b, i0 : i0 + nwin]
+        limit = limits[b, slot, k]
+        if count_flagged(energies[t:stop], limit):
+            _recompute_flagged(x, b, khat, k, i0, t, stop, d, energies, limit, acc, spare)
+        t = stop
+
+
+@jit
+def _recompute_flagged(x, b, khat, k, i0, start, stop, d, relative, limit, acc, spare):
+    """Direct dots for the flagged windows among ``start .. stop-1`` of the
+    tile: runs of them (gaps under ``RUN_GAP``) by the vectorised
+    ``_tile_dots`` into ``spare``, of which only the flagged ones are kept
+    (the others keep their FFT dots, so the result does not depend on how
+    the windows were grouped); a lone window by ``_plain_dot``."""
+    u = start
+    while u < stop:
+        if not ((relative[u] > 0.0) & (relative[u] < limit)):
+            u += 1
+            continue
+        last = u
+        v = u + 1
+        while v < stop and v - last <= RUN_GAP:
+            if (relative[v] > 0.0) & (relative[v] < limit):
+                last = v
+            v += 1
+        if last == u:
+            acc[u] = _plain_dot(x, b, khat, k, i0 + u, d)
+        else:
+            _tile_dots(x, b, khat, k, i0 + u, last + 1 - u, d, spare[u : last + 1])
+            for w in range(u, last + 1):
+                if (relative[w] > 0.0) & (relative[w] < limit):
+                    acc[w] = spare[w]
+        u = last + 1
+
+
+@jit
+def fft_kernel(x, khat, kernel_state, d, exponent, noise_floor, fill, tile, sumsq_all, fft, out,
+               offset):
+    """The cosines from FFT dots (``fft``, see above) and the window sums of
+    squares ``sumsq_all`` of ``segment_sumsq``."""
+    m = khat.shape[2]
+    acc = np.empty(tile, np.float64)
+    spare = np.empty(tile, np.float64)
+    shared = np.empty(tile if khat.shape[0] > 1 else 0, np.float64)
+    nwin_total = x.shape[2] - (m - 1) * d
+    for b in range(x.shape[0]):
+        for i0 in range(0, nwin_total, tile):
+            nwin = min(tile, nwin_total - i0)
+            sumsq = sumsq_all[b, i0 : i0 + nwin]
+            if khat.shape[0] > 1:
+                _shared_denominators(sumsq, nwin, noise_floor, shared)
+            for k in range(khat.shape[0]):
+                _fft_tile_dots(x, b, khat, k, i0, nwin, d, fft, acc, spare)
+                _finish_kernel(acc, sumsq, shared, nwin, exponent, noise_floor, fill,
+                               kernel_state[k], out[b, k, offset + i0 : offset + i0 + nwin])
+
+
+# ---------------------------------------------------------------------------
+# Windows whose sum of squares left the float64 range (float64 samples
+# outside [SAFE_MIN, SAFE_MAX]), recomputed after the kernels above with
+# their samples scaled by a power of two (exact), squares summed in the
+# order of the kernel that flagged them, so that scaling the input by a
+# power of two changes no output bit whichever path a window takes.
+
+
+@jit
+def fix_out_of_range(x, khat, kernel_state, d, exponent, noise_floor, fill, tile, bufs, out,
+                     offset, unsafe, fused):
+    """After ``short_kernel`` or ``fused_kernel`` (``fused``: one channel,
+    squares summed tap by tap) or ``direct_kernel``: every window of an
+    unsafe tile whose sum of squares is out of range."""
+    m = khat.shape[2]
+    direct_order = fused or m <= DIRECT_SUM_TAPS
+    sumsq = bufs[2]
+    nwin_total = x.shape[2] - (m - 1) * d
+    for b in range(x.shape[0]):
+        for ti in range(unsafe.shape[1]):
+            if not unsafe[b, ti]:
+                continue
+            i0 = ti * tile
+            nwin = min(tile, nwin_total - i0)
+            if fused:
+                for t in range(nwin):
+                    sumsq[t] = _tap_order_sumsq(x, b, i0 + t, m, d)
+            else:
+                _tile_sumsq(x, b, i0, nwin, m, d, bufs)
+            for t in range(nwin):
+                if not _out_of_range(sumsq[t]):
+                    continue
+                e, s = _rescaled_sumsq(x, b, i0 + t, m, d, direct_order)
+                for k in range(khat.shape[0]):
+                    if kernel_state[k] != KERNEL_NONFINITE:
+                        dot = _rescaled_dot(x, b, khat, k, i0 + t, d, e)
+                        out[b, k, offset + i0 + t] = _rescaled_cosine(
+                            dot, e, s, exponent, noise_floor, fill, kernel_state[k])
+
+
+@jit
+def fft_fix_out_of_range(x, khat, kernel_state, d, exponent, noise_floor, fill, tile, sumsq_all,
+                         fft, out, offset, unsafe):
+    """``fix_out_of_range`` after ``fft_kernel``: a window's dot comes from the
+    FFT unless it is flagged (its relative sum of squares is the same for
+    every power-of-two scaling of the signal)."""
+    dots, slots, exponents, relative, step, limits = fft
+    m = khat.shape[2]
+    nwin_total = x.shape[2] - (m - 1) * d
+    for b in range(x.shape[0]):
+        for ti in range(unsafe.shape[1]):
+            if not unsafe[b, ti]:
+                continue
+            for i in range(ti * tile, min((ti + 1) * tile, nwin_total)):
+                if not _out_of_range(sumsq_all[b, i]):
+                    continue
+                e, s = _rescaled_sumsq(x, b, i, m, d, m <= DIRECT_SUM_TAPS)
+                g = i // step
+                slot = slots[b, g]
+                r = relative[b, i]
+                for k in range(khat.shape[0]):
+                    if kernel_state[k] == KERNEL_NONFINITE:
+                        continue
+                    if slot < 0 or ((r > 0.0) & (r < limits[b, slot, k])):
+                        dot = _rescaled_dot(x, b, khat, k, i, d, e)
+                    else:
+                        dot = math.ldexp(dots[b, slot, k, i - g * step], exponents[b, g] - e)
+                    out[b, k, offset + i] = _rescaled_cosine(
+                        dot, e, s, exponent, noise_floor, fill, kernel_state[k])
+
+
+@jit
+def _tap_order_sumsq(x, b, i, m, d):
+    """A one-channel window's sum of squares in tap order, as ``_fused_tile``
+    and ``_short_tile`` sum it."""
+    s = 0.0
+    for j in range(m):
+        val = np.float64(x[b, 0, i + j * d])
+        s += val * val
+    return s
+
+
+@jit
+def _rescaled_cosine(dot, e, s, exponent, noise_floor, fill, kernel_state):
+    """The sharpened cosine of a window whose samples were scaled by
+    ``2**-e`` (``s`` their sum of squares, ``dot`` their dot)."""
+    if not s < np.inf:
+        return np.nan
+    if s == 0.0 or kernel_state == KERNEL_ZERO:
+        return fill
+    cosine = _window_cosine(dot, s, math.ldexp(noise_floor, -e), fill, kernel_state)
+    return sharpen_value(cosine, exponent)
 
 @jit
 def _finish_tile(acc, sumsq, shared, nwin, noise_floor, fill, kernel_state, dest):
@@ -765,24 +980,6 @@ def _cosine(dot, s, denominator, fill, kernel_state):
     # a NaN or inf sample makes s NaN or inf
     return np.nan if (not s < np.inf or kernel_state == KERNEL_NONFINITE) else val
 
-
-@jit
-def _rescaled_cosine(x, b, khat, k, kernel_state, i, m, d, exponent, noise_floor, fill, fft,
-                     direct_order):
-    """One window whose sum of squares left the float64 range, recomputed with
-    its samples scaled by a power of two (exact), its squares summed in the
-    order of the tile's path (``direct_order``: tap by tap)."""
-    e, s = _rescaled_sumsq(x, b, i, m, d, direct_order)
-    if not s < np.inf:
-        return np.nan
-    if s == 0.0 or kernel_state == KERNEL_ZERO:
-        return fill
-    if fft[0].shape[0] > 0:
-        dot = _fft_dot(x, b, khat, k, i, d, e, s, fft)
-    else:
-        dot = _rescaled_dot(x, b, khat, k, i, d, e)
-    cosine = _window_cosine(dot, s, math.ldexp(noise_floor, -e), fill, kernel_state)
-    return sharpen_value(cosine, exponent)
 
 
 @jit

@@ -1,0 +1,243 @@
+"""Exactness on the realistic-signal corpus (``benchmarks/corpus.py``): every
+class, dtype and method against the naive references, with the windows
+where the FFT path's shortcuts matter most (quiet windows next to loud
+ones) always among those checked; the properties that must hold on such
+signals (power-of-two scaling, sign, NaN locality, thread count); and the
+FFT path's plan, shown to take each of its branches on these signals."""
+
+import numba
+import numpy as np
+import pytest
+from scipy.ndimage import maximum_filter1d
+
+from benchmarks import corpus
+from cosim_np import _fft, sliding_cosine
+from cosim_np._cpu import blocks, drivers
+from tests import naive
+
+EPS64 = np.finfo(np.float64).eps
+N = 30_000
+MS = (3, 16, 64, 200, 1024)
+
+# every test once per FFT library (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("fft_engine")
+
+
+def tolerance(out_dtype, taps):
+    """As tests/test_sliding.py: the float64 error of ``taps`` products, plus
+    the rounding to the output dtype."""
+    rounding = 0.0 if out_dtype == np.float64 else float(np.finfo(out_dtype).eps)
+    return 8 * (taps + 4) * EPS64 + rounding
+
+
+def picks(x, m, count=300, seed=0):
+    """Windows to check: ``count`` at random, and the ``count`` quietest against
+    the loudest sample within a few block lengths (where an FFT block mixes
+    loud and quiet stretches, and windows are flagged or samples left out)."""
+    x = np.asarray(x, dtype=np.float64)
+    nwin = x.size - m + 1
+    energy = np.convolve(np.nan_to_num(x) ** 2, np.ones(m), mode="valid")
+    loudest = maximum_filter1d(np.abs(np.nan_to_num(x)), size=8 * m + 1024)[:nwin]
+    quietness = np.full(nwin, np.inf)
+    np.divide(energy, loudest**2, out=quietness, where=(energy > 0) & (loudest > 0))
+    quiet = np.argsort(quietness, kind="stable")[:count]
+    random = np.random.default_rng(seed).choice(nwin, size=min(count, nwin), replace=False)
+    return np.unique(np.concatenate([quiet, random, [0, nwin - 1]]))
+
+
+def reference(x, kernel, chosen):
+    m = len(kernel)
+    return np.array([naive.cosine(x[i : i + m], kernel) for i in chosen])
+
+
+@pytest.mark.parametrize("name", corpus.CLASSES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("m", MS)
+def test_every_class_matches_naive(name, dtype, m):
+    x = corpus.make(name, N, dtype, seed=m)
+    kernel = np.random.default_rng(m).standard_normal(m)
+    chosen = picks(x, m)
+    want = reference(x, kernel, chosen)
+    for method in ("direct", "fft", "auto"):
+        got = sliding_cosine(x, kernel, method=method)
+        assert got.dtype == dtype
+        np.testing.assert_allclose(got[chosen], want, rtol=0, atol=tolerance(dtype, m),
+                                   err_msg=f"{name}, method={method}")
+
+
+@pytest.mark.parametrize("name", corpus.CLASSES)
+@pytest.mark.parametrize("method", ["fft", "auto"])
+def test_power_of_two_scaling_and_sign_are_exact(name, method):
+    m = 256
+    for dtype, shifts in ((np.float32, (-60, 40)), (np.float64, (-700, 600))):
+        x = corpus.make(name, N, dtype)
+        kernel = np.random.default_rng(1).standard_normal(m)
+        base = sliding_cosine(x, kernel, method=method)
+        for shift in shifts:
+            scaled = np.ldexp(x, shift).astype(dtype)
+            np.testing.assert_array_equal(sliding_cosine(scaled, kernel, method=method), base)
+        np.testing.assert_array_equal(sliding_cosine(-x, kernel, method=method), -base)
+        np.testing.assert_array_equal(sliding_cosine(x, -2.0 * kernel, method=method), -base)
+
+
+@pytest.mark.parametrize("name", corpus.CLASSES)
+def test_nan_stays_local_on_every_class(name):
+    m = 200
+    x = corpus.make(name, N)
+    kernel = np.random.default_rng(2).standard_normal(m)
+    clean = sliding_cosine(x, kernel, method="fft")
+    dirty = x.copy()
+    dirty[[1000, 17_000]] = [np.nan, np.inf]
+    got = sliding_cosine(dirty, kernel, method="fft")
+    touched = np.zeros(clean.size, dtype=bool)
+    for position in (1000, 17_000):
+        touched[max(0, position - m + 1) : position + 1] = True
+    assert np.all(np.isnan(got[touched]))
+    np.testing.assert_allclose(got[~touched], clean[~touched], rtol=0, atol=tolerance(np.float64, m))
+
+
+def test_thread_count_changes_no_bit_on_real_signals():
+    # longer than one FFT segment per thread, so that both threads plan blocks
+    m = 200
+    kernel = np.random.default_rng(3).standard_normal(m)
+    saved = numba.get_num_threads()
+    try:
+        for name in ("bursty", "events", "speech"):
+            x = corpus.make(name, 3 * drivers.SEGMENT_WINDOWS)
+            numba.set_num_threads(1)
+            one = sliding_cosine(x, kernel, method="fft")
+            numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+            np.testing.assert_array_equal(sliding_cosine(x, kernel, method="fft"), one)
+    finally:
+        numba.set_num_threads(saved)
+
+
+def test_a_window_far_quieter_than_its_block_is_not_a_zero_window():
+    # Its sum of squares in block units underflows; it must be flagged (and
+    # computed directly), not given `fill` nor an FFT dot swamped by rounding.
+    x = np.array([1.0, 4.95676392e-206, 0.0, 0.0, 0.0])
+    got = sliding_cosine(x, np.ones(4), method="fft")
+    np.testing.assert_array_equal(got, [0.5, 0.5])
+
+
+class PlanRecorder:
+    """Records the FFT path's plans (``_cpu.blocks``) during a call."""
+
+    def __init__(self, monkeypatch):
+        self.slots, self.loud, self.lengths = [], [], []
+        plan, assign = blocks.plan_blocks, blocks.assign_slots
+
+        def plan_blocks(x, step, nfft, *args):
+            plan(x, step, nfft, *args)
+            self.loud.append(args[-3].copy())  # loud
+            self.lengths.append(nfft)
+
+        def assign_slots(flagged_counts, nblocks, max_flagged, slots, *args):
+            direct = assign(flagged_counts, nblocks, max_flagged, slots, *args)
+            self.slots.append(slots[:, :nblocks].copy())
+            return direct
+
+        monkeypatch.setattr(blocks, "plan_blocks", plan_blocks)
+        monkeypatch.setattr(blocks, "assign_slots", assign_slots)
+
+
+def check_against_naive(x, kernel, method="fft"):
+    got = sliding_cosine(x, kernel, method=method)
+    chosen = picks(x, len(kernel), count=400)
+    np.testing.assert_allclose(got[chosen], reference(x, kernel, chosen), rtol=0,
+                               atol=tolerance(x.dtype, len(kernel)))
+    return got
+
+
+def test_blocks_of_mostly_flagged_windows_get_direct_dots(monkeypatch):
+    # quiet noise broken by loud bursts: the blocks holding both have most of
+    # their windows flagged and are computed directly, without a transform
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal(40_000) * 1e-3
+    for start in range(2_000, 40_000, 6_000):
+        x[start : start + 300] *= 1e9
+    recorder = PlanRecorder(monkeypatch)
+    kernel = rng.standard_normal(200)
+    check_against_naive(x, kernel)
+    slots = np.concatenate([s.ravel() for s in recorder.slots])
+    assert np.any(slots < 0) and np.any(slots >= 0)
+
+
+def test_loud_spikes_are_left_out_of_the_transform(monkeypatch):
+    # isolated spikes of amplitudes 1e-2 .. 1e2: left out of the transforms
+    # and added one by one, the windows holding only small spikes are exact
+    recorder = PlanRecorder(monkeypatch)
+    x = corpus.make("sparse", 40_000)
+    kernel = np.random.default_rng(5).standard_normal(1024)
+    check_against_naive(x, kernel)
+    assert any(np.any(loud > 0) for loud in recorder.loud)
+
+
+@pytest.mark.parametrize("dilation", [1, 3])
+def test_left_out_samples_with_dilation_and_channels(monkeypatch, dilation):
+    recorder = PlanRecorder(monkeypatch)
+    rng = np.random.default_rng(6)
+    x = np.zeros((2, 3, 30_000))
+    where = rng.integers(0, 30_000, (2, 3, 40))
+    for b in range(2):
+        for c in range(3):
+            x[b, c, where[b, c]] = 10.0 ** rng.uniform(-2, 2, 40)
+    kernels = rng.standard_normal((2, 3, 300))
+    got = sliding_cosine(x, kernels, dilation=dilation, method="fft")
+    assert any(np.any(loud > 0) for loud in recorder.loud)
+    span = 299 * dilation
+    for b in range(2):
+        chosen = picks(x[b, 0] + x[b, 1] + x[b, 2], span + 1, count=150)
+        for k in range(2):
+            want = [naive.cosine(x[b, :, i : i + span + 1 : dilation], kernels[k]) for i in chosen]
+            np.testing.assert_allclose(got[b, k, chosen], want, rtol=0, atol=tolerance(np.float64, 900))
+
+
+def test_segments_of_mixed_stretches_take_short_blocks(monkeypatch):
+    recorder = PlanRecorder(monkeypatch)
+    x = corpus.make("bursty", 2 * drivers.SEGMENT_WINDOWS)
+    kernel = np.random.default_rng(7).standard_normal(1024)
+    check_against_naive(x, kernel)
+    assert len(set(recorder.lengths)) == 2
+    assert _fft.fft_length(1023, short=True) in recorder.lengths
+
+
+def test_a_float32_result_allows_the_transform_a_float32_error():
+    # float64 results demand a float64-exact dot; float32 ones only a small
+    # part of float32's rounding, so far fewer windows are recomputed
+    assert drivers.fft_error_budget(np.float32, 256, 1.0) > 1e4 * drivers.fft_error_budget(
+        np.float64, 256, 1.0)
+    assert drivers.fft_error_budget(np.float32, 256, 9.0) == pytest.approx(
+        drivers.fft_error_budget(np.float32, 256, 1.0) / 9)
+    assert drivers.fft_error_budget(np.float64, 256, 9.0) == drivers.fft_error_budget(
+        np.float64, 256, 1.0)
+
+
+# ---------------------------------------------------------------------------
+# the corpus itself
+
+
+def test_the_corpus_is_reproducible_and_of_the_dtype_asked():
+    for name in corpus.CLASSES:
+        a = corpus.make(name, 5_000, np.float32, seed=3)
+        assert a.dtype == np.float32 and a.shape == (5_000,)
+        np.testing.assert_array_equal(a, corpus.make(name, 5_000, np.float32, seed=3))
+        assert np.all(np.isfinite(a))
+    with pytest.raises(ValueError, match="unknown corpus class"):
+        corpus.make("whistle", 10)
+
+
+def test_each_class_has_its_character():
+    n = 400_000
+    bursty = corpus.make("bursty", n)
+    levels = np.sqrt(np.convolve(bursty**2, np.ones(100) / 100, mode="valid"))
+    assert levels.min() < 1e-2 and levels.max() > 1e2  # quiet and loud stretches
+    events = corpus.make("events", n)
+    assert np.median(np.abs(events)) < 1 and np.abs(events).max() > 100
+    offset = corpus.make("offset", n)
+    assert 9_900 < offset.min() and offset.max() < 10_100 and np.std(np.diff(offset)) > 0.5
+    speech = corpus.make("speech", n)
+    assert np.all(speech == np.rint(speech)) and np.abs(speech).max() <= 32768
+    assert 0.05 < np.mean(speech == 0) < 0.9 and np.abs(speech).max() > 1000
+    sparse = corpus.make("sparse", n)
+    assert np.mean(sparse == 0) > 0.99 and np.abs(sparse).max() > 1
