@@ -153,16 +153,17 @@ def block_count(nwin, span, nfft):
     return -(-nwin // (nfft - span))
 
 
-def fft_dots(rows, khat, dilation, nfft, spectra, dots, limits, work, plan):
-    """Dots of the windows of the blocks ``chosen`` (``plan = (step, chosen,
-    counts, exponents, loud, noise, c_block, c_output)``, see ``_cpu.blocks``) of ``rows``
+def fft_dots(rows, w0, w1, khat, dilation, nfft, spectra, dots, limits, work, plan):
+    """Dots of the windows ``w0 .. w1-1`` of the blocks ``chosen`` (``plan =
+    (step, chosen, counts, exponents, loud, noise, c_block, c_output)``, see
+    ``_cpu.blocks``) of ``rows``
     (``(B, C, N)``) with every kernel (``khat``, unit norm, and its
     ``spectra``), written to ``dots`` (``(B, >= blocks, K, nfft)`` float64, reused
     across calls so that it stays in cache), with the buffers of ``work`` (a
     :class:`Workspace`).
 
-    Window ``i`` lies in block ``g = i // step``; when ``chosen[b, j] == g``
-    its dot with kernel ``k`` is ``dots[b, j, k, i - g * step]``.  The inverse
+    Window ``i`` lies in block ``g = (i - w0) // step``; when ``chosen[b, j] ==
+    g`` its dot with kernel ``k`` is ``dots[b, j, k, i - w0 - g * step]``.  The inverse
     transforms write there directly, into contiguous memory (NumPy's take 40%
     longer to write into a strided ``out``); the rest of each block is wrapped
     around and never read.  The dots are left in the units of their block,
@@ -180,14 +181,15 @@ def fft_dots(rows, khat, dilation, nfft, spectra, dots, limits, work, plan):
             spectrum = work.spectrum[:, :count]
             product = work.product[:count]
             these = chosen[b, j0 : j0 + count]
-            blocks_cpu.prepare_blocks(rows[b], these, step, chunk, exponents[b], loud[b])
+            blocks_cpu.prepare_blocks(rows[b], w0, w1 + (khat.shape[2] - 1) * dilation, these, step,
+                                      chunk, exponents[b], loud[b])
             _forward(chunk, spectrum, work.ducc0)  # (C, G, F)
             blocks_cpu.spectral_products(spectrum, spectra, product)  # (G, K, F)
             _inverse(product, dots[b, j0 : j0 + count], work.ducc0)
             blocks_cpu.block_limits(dots[b, j0 : j0 + count], noise[b], loud[b], these, c_block,
                                     c_output, limits[b, j0 : j0 + count])
-            blocks_cpu.scatter_loud(rows[b], these, step, khat, dilation, exponents[b], loud[b],
-                                    dots[b, j0 : j0 + count])
+            blocks_cpu.scatter_loud(rows[b], w0, w1, these, step, khat, dilation, exponents[b],
+                                    loud[b], dots[b, j0 : j0 + count])
 
 
 def error_bound(nfft, nchan):

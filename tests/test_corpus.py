@@ -127,8 +127,8 @@ class PlanRecorder:
         self.slots, self.loud, self.lengths = [], [], []
         plan, assign = blocks.plan_blocks, blocks.assign_slots
 
-        def plan_blocks(x, step, nfft, *args):
-            plan(x, step, nfft, *args)
+        def plan_blocks(x, w0, w1, step, nfft, *args):
+            plan(x, w0, w1, step, nfft, *args)
             self.loud.append(args[-3].copy())  # loud
             self.lengths.append(nfft)
 

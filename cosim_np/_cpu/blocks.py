@@ -94,17 +94,19 @@ def _scaled_finite(value, expo):
 
 
 @jit
-def plan_blocks(x, step, nfft, m, d, tile, sumsq, unsafe, ratio, exponents, noise, loud, relative,
-                flagged_counts):
-    """Plan the overlap-save blocks of every row of ``x`` (``(B, C, N)``):
-    block ``g`` reads samples ``[g * step, g * step + nfft)`` and holds the
-    windows ``[g * step, (g + 1) * step)``.  ``sumsq`` and ``unsafe`` are
-    ``segment_sumsq``'s.  Everything written is the same for the signal
-    times any power of two:
+def plan_blocks(x, w0, w1, step, nfft, m, d, tile, sumsq, unsafe, ratio, exponents, noise, loud,
+                relative, flagged_counts):
+    """Plan the overlap-save blocks of the windows ``w0 .. w1-1`` of every row
+    of ``x`` (``(B, C, N)``): block ``g`` holds the windows ``w0 + [g * step,
+    (g + 1) * step)`` and reads the samples ``w0 + [g * step, g * step +
+    nfft)``, but none past ``w1 + (m - 1) * d`` (zeros: so that the plan and
+    the dots depend on the segment's own samples only).  ``sumsq`` and
+    ``unsafe`` are ``segment_sumsq``'s.  Everything written is the same for
+    the signal times any power of two:
 
     * ``exponents[b, g]``, that of the block's largest finite magnitude (its
       samples are scaled by ``2**-exponent`` before the transform);
-    * ``relative[b, i]``, the sum of squares of window ``i`` in those units
+    * ``relative[b, i - w0]``, the sum of squares of window ``i`` in those units
       (recomputed from scaled samples where it left the float64 range);
     * ``loud[b, g]``: 0, or ``s`` when the samples of scaled magnitude at
       least ``2**-s`` are left out of the transform and added to the dots one
@@ -117,15 +119,15 @@ def plan_blocks(x, step, nfft, m, d, tile, sumsq, unsafe, ratio, exponents, nois
       estimated with the limit ``(ratio * noise)**2`` (the kernel knows the
       transform's outputs too), and its loud samples (each counted as a
       window of one channel)."""
-    nchan, n = x.shape[1], x.shape[2]
-    nwin = n - (m - 1) * d
+    nchan = x.shape[1]
+    end = w1 + (m - 1) * d
     scratch = (np.empty(MAX_LOUD_SHIFT + 1, dtype=np.int64), np.empty(MAX_LOUD_SHIFT + 1),
                np.empty(2049, dtype=np.int64))
     for b in range(x.shape[0]):
-        for g in range(-(-nwin // step)):
-            start = g * step
-            stop = min(n, start + nfft)
-            first, last = start, min(nwin, start + step)
+        for g in range(-(-(w1 - w0) // step)):
+            start = w0 + g * step
+            stop = min(end, start + nfft)
+            first, last = start - w0, min(w1, start + step) - w0  # its windows, from w0
             big = 0.0
             small = np.inf
             total = 0.0
@@ -140,7 +142,7 @@ def plan_blocks(x, step, nfft, m, d, tile, sumsq, unsafe, ratio, exponents, nois
                 for c in range(nchan):
                     total = _scaled_total(x[b, c, start:stop], expo, total)
             noise[b, g] = math.sqrt(total)
-            _relative_energies(x, b, first, last, m, d, tile, sumsq, unsafe, expo, relative)
+            _relative_energies(x, b, w0, first, last, m, d, tile, sumsq, unsafe, expo, relative)
             windows = relative[b, first:last]
             loud[b, g] = 0
             cost = count_flagged(windows, (ratio * noise[b, g]) ** 2)
@@ -161,9 +163,9 @@ def plan_blocks(x, step, nfft, m, d, tile, sumsq, unsafe, ratio, exponents, nois
 
 
 @jit
-def _relative_energies(x, b, first, last, m, d, tile, sumsq, unsafe, expo, relative):
-    """``relative[b, i] = sumsq[b, i] * 4**-expo`` for windows ``first ..
-    last-1``, exact where ``sumsq`` is in range; for the windows of unsafe
+def _relative_energies(x, b, w0, first, last, m, d, tile, sumsq, unsafe, expo, relative):
+    """``relative[b, t] = sumsq[b, t] * 4**-expo`` for the windows ``t = first ..
+    last-1`` from ``w0``, exact where ``sumsq`` is in range; for the windows of unsafe
     tiles whose sums of squares left the float64 range, from their samples
     scaled by a power of two (so the value does not depend on the signal's
     scale)."""
@@ -180,7 +182,7 @@ def _relative_energies(x, b, first, last, m, d, tile, sumsq, unsafe, expo, relat
         if unsafe[b, ti]:
             for i in range(max(first, ti * tile), min(last, (ti + 1) * tile)):
                 if _out_of_range(sumsq[b, i]):
-                    e, s = _rescaled_sumsq(x, b, i, m, d, m <= DIRECT_SUM_TAPS)
+                    e, s = _rescaled_sumsq(x, b, w0 + i, m, d, m <= DIRECT_SUM_TAPS)
                     relative[b, i] = _nonzero(s, math.ldexp(s, 2 * (e - expo)) if s < np.inf else s)
 
 
@@ -332,18 +334,18 @@ def assign_slots(flagged_counts, nblocks, max_flagged, slots, chosen, counts, nw
 
 
 @jit
-def prepare_blocks(row, chosen, step, blocks, exponents, loud):
+def prepare_blocks(row, w0, end, chosen, step, blocks, exponents, loud):
     """Copy the blocks ``chosen`` of ``row`` (``(C, n)``; block ``g`` starts at
-    ``g * step``, samples past ``n`` are zeros) into ``blocks`` (``(C, G,
-    nfft)`` float64), each scaled by ``2**-exponents[g]`` (exact); NaN and inf
-    become 0 (the norms mark their windows), and so do the loud samples of a
-    block with ``loud[g]`` (see ``plan_blocks``)."""
-    nchan, n = row.shape
+    ``w0 + g * step``, samples from ``end`` on are zeros) into ``blocks``
+    (``(C, G, nfft)`` float64), each scaled by ``2**-exponents[g]`` (exact);
+    NaN and inf become 0 (the norms mark their windows), and so do the loud
+    samples of a block with ``loud[g]`` (see ``plan_blocks``)."""
+    nchan = row.shape[0]
     nfft = blocks.shape[2]
     for j in range(chosen.size):
         g = chosen[j]
-        start = g * step
-        stop = min(n, start + nfft)
+        start = w0 + g * step
+        stop = min(end, start + nfft)
         expo = exponents[g]
         exact = -1000 <= expo <= 1000
         scale = math.ldexp(1.0, -expo) if exact else 1.0
@@ -364,24 +366,24 @@ def prepare_blocks(row, chosen, step, blocks, exponents, loud):
 
 
 @jit
-def scatter_loud(row, chosen, step, khat, d, exponents, loud, dots):
+def scatter_loud(row, w0, w1, chosen, step, khat, d, exponents, loud, dots):
     """Add to the dots ``dots[j, k, t]`` of each block ``chosen[j]`` with loud
-    samples (``plan_blocks``) their products with the kernels, in block units,
-    sample by sample in order: window ``t`` holds sample ``p`` of the block as
-    tap ``(p - t) / d``."""
-    nchan, n = row.shape
+    samples (``plan_blocks``; windows ``w0 .. w1-1``) their products with the
+    kernels, in block units, sample by sample in order: window ``t`` holds
+    sample ``p`` of the block as tap ``(p - t) / d``."""
+    nchan = row.shape[0]
     nker, _, m = khat.shape
     for j in range(chosen.size):
         g = chosen[j]
         if not loud[g]:
             continue
-        start = g * step
+        start = w0 + g * step
         expo = exponents[g]
         threshold = math.ldexp(1.0, -loud[g])
-        last = min(step, n - (m - 1) * d - start)  # this block's windows
+        last = min(step, w1 - start)  # this block's windows
         exact = -1000 <= expo <= 1000
         scale = math.ldexp(1.0, -expo) if exact else 1.0
-        size = min(n - start, last + (m - 1) * d)
+        size = last + (m - 1) * d
         for p0 in range(0, size, 64):
             # most stretches of a block hold no loud sample: look for one first
             here = 0

@@ -73,8 +73,7 @@ def run_windowed_norm(piece, m, d, result, offset):
 
     def work(start, stop):
         tile, bufs = kernels.make_buffers(m, d)
-        sub = piece[:, :, start : stop + span]
-        kernels.windowed_norm_kernel(sub, m, d, tile, bufs, result, offset + start)
+        kernels.windowed_norm_kernel(piece, start, stop, m, d, tile, bufs, result, offset)
 
     _threads.run_segments(piece.shape[-1] - span, kernels.tile_length(m, d), work)
 
@@ -90,20 +89,17 @@ def run_direct(piece, khat, kernel_state, d, exponent, floor, fill, result, offs
 
     def work(start, stop):
         _, bufs = kernels.make_buffers(m, d)
-        sub = piece[:, :, start : stop + span]
         unsafe = _unsafe_flags(piece.shape[0], stop - start, tile)
-        at = offset + start
         if short:
-            kernels.short_kernel(sub, khat, kernel_state, d, floor, fill, tile, bufs, result, at, unsafe)
-        elif fused:
-            kernels.fused_kernel(sub, khat, kernel_state, d, exponent, floor, fill, tile, bufs, result,
-                                 at, unsafe)
+            kernels.short_kernel(piece, start, stop, khat, kernel_state, d, floor, fill, tile, bufs,
+                                 result, offset, unsafe)
         else:
-            kernels.direct_kernel(sub, khat, kernel_state, d, exponent, floor, fill, tile, bufs, result,
-                                  at, unsafe)
+            kernel = kernels.fused_kernel if fused else kernels.direct_kernel
+            kernel(piece, start, stop, khat, kernel_state, d, exponent, floor, fill, tile, bufs,
+                   result, offset, unsafe)
         if unsafe.any():
-            kernels.fix_out_of_range(sub, khat, kernel_state, d, exponent, floor, fill, tile, bufs,
-                                     result, at, unsafe, fused)
+            kernels.fix_out_of_range(piece, start, stop, khat, kernel_state, d, exponent, floor, fill,
+                                     tile, bufs, result, offset, unsafe, fused)
 
     _threads.run_segments(piece.shape[-1] - span, tile, work)
 
@@ -145,24 +141,24 @@ class _SegmentPlan:
         self.counts = np.empty(rows, dtype=np.int64)
         self.workspace = _fft.Workspace(nchan, nker, nfft)
 
-    def plan(self, sub, m, d, tile, sumsq, unsafe, count):
-        """Plan the segment ``sub`` (of ``count`` windows); returns how many
+    def plan(self, piece, w0, w1, m, d, tile, sumsq, unsafe):
+        """Plan the segment of windows ``w0 .. w1-1``; returns how many
         windows' dots it leaves to the direct method."""
         length = self.length
-        blocks.plan_blocks(sub, length.step, length.nfft, m, d, tile, sumsq, unsafe,
+        blocks.plan_blocks(piece, w0, w1, length.step, length.nfft, m, d, tile, sumsq, unsafe,
                            length.estimate, self.exponents, self.noise, self.loud, self.relative,
                            self.flagged_counts)
-        return blocks.assign_slots(self.flagged_counts, _fft.block_count(count, (m - 1) * d, length.nfft),
-                                   length.max_flagged, self.slots, self.chosen, self.counts, count,
-                                   length.step)
+        nblocks = _fft.block_count(w1 - w0, (m - 1) * d, length.nfft)
+        return blocks.assign_slots(self.flagged_counts, nblocks, length.max_flagged, self.slots,
+                                   self.chosen, self.counts, w1 - w0, length.step)
 
-    def transform(self, sub, khat, d):
+    def transform(self, piece, w0, w1, khat, d):
         """The dots of the blocks planned; returns the kernel's ``fft`` tuple."""
         length = self.length
-        _fft.fft_dots(sub, khat, d, length.nfft, length.spectra, self.dots, self.limits,
+        _fft.fft_dots(piece, w0, w1, khat, d, length.nfft, length.spectra, self.dots, self.limits,
                       self.workspace, (length.step, self.chosen, self.counts, self.exponents,
                                        self.loud, self.noise, length.c_block, length.c_output))
-        return (self.dots, self.slots, self.exponents, self.relative, length.step, self.limits)
+        return (self.dots, self.slots, self.exponents, self.relative, w0, length.step, self.limits)
 
 
 # Short blocks (about 4 spans, _fft.fft_length(short=True)) cost about this
@@ -207,21 +203,21 @@ def run_fft(piece, khat, kernel_state, d, exponent, floor, fill, result, offset,
         sumsq = _scratch.empty("segment sums of squares", (rows, windows))
         plans = [_SegmentPlan(length, rows, nchan, nker, longest, span, windows)
                  for length in lengths]
-        for s0 in range(start, stop, segment):
-            count = min(segment, stop - s0)
-            sub = piece[:, :, s0 : s0 + count + span]
+        for w0 in range(start, stop, segment):
+            w1 = min(stop, w0 + segment)
             unsafe = _unsafe_flags(rows, windows, tile)
-            segment_sumsq(sub, m, d, tile, bufs, sumsq, unsafe)
+            segment_sumsq(piece, w0, w1, m, d, tile, bufs, sumsq, unsafe)
             plan = plans[0]
-            direct = plan.plan(sub, m, d, tile, sumsq, unsafe, count)
-            if len(plans) > 1 and direct > overhead * count * rows:
-                if plans[1].plan(sub, m, d, tile, sumsq, unsafe, count) + overhead * count * rows < direct:
+            direct = plan.plan(piece, w0, w1, m, d, tile, sumsq, unsafe)
+            saving = overhead * (w1 - w0) * rows  # what short blocks must save, at least
+            if len(plans) > 1 and direct > saving:
+                if plans[1].plan(piece, w0, w1, m, d, tile, sumsq, unsafe) + saving < direct:
                     plan = plans[1]
-            fft = plan.transform(sub, khat, d)
-            kernels.fft_kernel(sub, khat, kernel_state, d, exponent, floor, fill, tile, sumsq, fft,
-                               result, offset + s0)
+            fft = plan.transform(piece, w0, w1, khat, d)
+            kernels.fft_kernel(piece, w1, khat, kernel_state, d, exponent, floor, fill, tile, sumsq,
+                               fft, result, offset)
             if unsafe.any():
-                kernels.fft_fix_out_of_range(sub, khat, kernel_state, d, exponent, floor, fill,
-                                             tile, sumsq, fft, result, offset + s0, unsafe)
+                kernels.fft_fix_out_of_range(piece, w1, khat, kernel_state, d, exponent, floor, fill,
+                                             tile, sumsq, fft, result, offset, unsafe)
 
     _threads.run_segments(piece.shape[-1] - span, segment, work)

@@ -2,8 +2,11 @@
 
 Arrays arrive planned and checked: ``x`` is ``(B, C, N)`` (batch rows, input
 channels, samples; float32 or float64, C-contiguous), every window is
-``x[b, :, i : i + (m-1)*d + 1 : d]`` and the caller guarantees ``N >= (m-1)*d + 1``.
-Nothing here validates.
+``x[b, :, i : i + (m-1)*d + 1 : d]``, and each entry kernel computes the windows
+``w0 .. w1-1`` (``w0`` a whole number of tiles), which the caller guarantees
+lie inside ``x``.  Nothing here validates.  (Kernels take the whole of ``x``
+and a range rather than a slice: a slice of a multi-row array is not
+contiguous, and Numba would compile every kernel a second time for it.)
 
 Windowed sums of squares: blocked prefix sums that never subtract
 ----------------------------------------------------------------------
@@ -526,13 +529,12 @@ def _scaled_square(x, b, p, expo):
 
 
 @jit
-def windowed_norm_kernel(x, m, d, tile, bufs, out, offset):
+def windowed_norm_kernel(x, w0, w1, m, d, tile, bufs, out, offset):
     """``out[b, offset + i]`` = L2 norm of window ``i`` of row ``b`` (all channels)."""
     sumsq = bufs[2]
-    nwin_total = x.shape[2] - (m - 1) * d
     for b in range(x.shape[0]):
-        for i0 in range(0, nwin_total, tile):
-            nwin = min(tile, nwin_total - i0)
+        for i0 in range(w0, w1, tile):
+            nwin = min(tile, w1 - i0)
             unsafe = _tile_sumsq(x, b, i0, nwin, m, d, bufs)
             dest = out[b, offset + i0 : offset + i0 + nwin]
             for t in range(nwin):
@@ -632,48 +634,46 @@ def sharpen_value(s, exponent):
 
 
 @jit
-def short_kernel(x, khat, kernel_state, d, noise_floor, fill, tile, bufs, out, offset, unsafe):
+def short_kernel(x, w0, w1, khat, kernel_state, d, noise_floor, fill, tile, bufs, out, offset,
+                 unsafe):
     """One unsharpened one-channel kernel of at most ``DIRECT_SUM_TAPS`` taps:
     sums of squares, dots and cosines in a single pass (``_short_tile``)."""
-    m = khat.shape[2]
     sumsq = bufs[2]
-    nwin_total = x.shape[2] - (m - 1) * d
     for b in range(x.shape[0]):
-        for i0 in range(0, nwin_total, tile):
-            nwin = min(tile, nwin_total - i0)
+        for i0 in range(w0, w1, tile):
+            nwin = min(tile, w1 - i0)
             dest = out[b, 0, offset + i0 : offset + i0 + nwin]
-            unsafe[b, i0 // tile] = _short_tile(x, b, khat, i0, nwin, d, sumsq,
+            unsafe[b, (i0 - w0) // tile] = _short_tile(x, b, khat, i0, nwin, d, sumsq,
                                                 (dest, noise_floor, fill, kernel_state[0]))
 
 
 @jit
-def fused_kernel(x, khat, kernel_state, d, exponent, noise_floor, fill, tile, bufs, out, offset, unsafe):
+def fused_kernel(x, w0, w1, khat, kernel_state, d, exponent, noise_floor, fill, tile, bufs, out,
+                 offset, unsafe):
     """One-channel kernels of at most ``FUSED_TAPS`` taps: the window sums of
     squares summed tap by tap with the first kernel's dots (``_fused_tile``)."""
-    m = khat.shape[2]
     acc = np.empty(tile, np.float64)
     shared = np.empty(tile if khat.shape[0] > 1 else 0, np.float64)
-    nwin_total = x.shape[2] - (m - 1) * d
     for b in range(x.shape[0]):
-        for i0 in range(0, nwin_total, tile):
-            nwin = min(tile, nwin_total - i0)
-            unsafe[b, i0 // tile] = _fused_tile(x, b, khat, i0, nwin, d, bufs[2], acc)
+        for i0 in range(w0, w1, tile):
+            nwin = min(tile, w1 - i0)
+            unsafe[b, (i0 - w0) // tile] = _fused_tile(x, b, khat, i0, nwin, d, bufs[2], acc)
             _bank_cosines(x, b, khat, kernel_state, i0, nwin, d, exponent, noise_floor, fill,
                           bufs[2], shared, acc, out, offset, True)
 
 
 @jit
-def direct_kernel(x, khat, kernel_state, d, exponent, noise_floor, fill, tile, bufs, out, offset, unsafe):
+def direct_kernel(x, w0, w1, khat, kernel_state, d, exponent, noise_floor, fill, tile, bufs, out,
+                  offset, unsafe):
     """Any kernels: window sums of squares by the blocked scans
     (``_tile_sumsq``), dots by ``_tile_dots``."""
     m = khat.shape[2]
     acc = np.empty(tile, np.float64)
     shared = np.empty(tile if khat.shape[0] > 1 else 0, np.float64)
-    nwin_total = x.shape[2] - (m - 1) * d
     for b in range(x.shape[0]):
-        for i0 in range(0, nwin_total, tile):
-            nwin = min(tile, nwin_total - i0)
-            unsafe[b, i0 // tile] = _tile_sumsq(x, b, i0, nwin, m, d, bufs)
+        for i0 in range(w0, w1, tile):
+            nwin = min(tile, w1 - i0)
+            unsafe[b, (i0 - w0) // tile] = _tile_sumsq(x, b, i0, nwin, m, d, bufs)
             _bank_cosines(x, b, khat, kernel_state, i0, nwin, d, exponent, noise_floor, fill,
                           bufs[2], shared, acc, out, offset, False)
 
@@ -720,34 +720,35 @@ def _finish_kernel(acc, sumsq, shared, nwin, exponent, noise_floor, fill, kernel
 
 
 @jit
-def segment_sumsq(x, m, d, tile, bufs, sumsq, unsafe):
-    """``sumsq[b, i]``: the sum of squares of window ``i`` of row ``b``, tile by
-    tile as ``direct_kernel`` sums them (the FFT path needs them all before
-    it plans its blocks); ``sumsq`` has room for whole tiles."""
-    nwin_total = x.shape[2] - (m - 1) * d
+def segment_sumsq(x, w0, w1, m, d, tile, bufs, sumsq, unsafe):
+    """``sumsq[b, i - w0]``: the sum of squares of window ``i`` of row ``b``,
+    tile by tile as ``direct_kernel`` sums them (the FFT path needs them all
+    before it plans its blocks); ``sumsq`` has room for whole tiles."""
     for b in range(x.shape[0]):
-        for i0 in range(0, nwin_total, tile):
-            unsafe[b, i0 // tile] = _tile_sumsq(x, b, i0, min(tile, nwin_total - i0), m, d,
-                                                (bufs[0], bufs[1], sumsq[b, i0 : i0 + tile]))
+        for i0 in range(w0, w1, tile):
+            t0 = i0 - w0
+            unsafe[b, t0 // tile] = _tile_sumsq(x, b, i0, min(tile, w1 - i0), m, d,
+                                                (bufs[0], bufs[1], sumsq[b, t0 : t0 + tile]))
 
 
 @jit
-def segment_chain_sumsq(x, m, d, tile, bufs, sumsq, unsafe):
+def segment_chain_sumsq(x, w0, w1, m, d, tile, bufs, sumsq, unsafe):
     """``segment_sumsq`` for chunks (``m * d``) of at least ``CHAIN_CHUNK``
     samples, the FFT path's usual case: only the chain scans to compile."""
-    nwin_total = x.shape[2] - (m - 1) * d
     for b in range(x.shape[0]):
-        for i0 in range(0, nwin_total, tile):
-            unsafe[b, i0 // tile] = _chain_sumsq(x, b, i0, min(tile, nwin_total - i0), m, d,
-                                                 (bufs[0], bufs[1], sumsq[b, i0 : i0 + tile]))
+        for i0 in range(w0, w1, tile):
+            t0 = i0 - w0
+            unsafe[b, t0 // tile] = _chain_sumsq(x, b, i0, min(tile, w1 - i0), m, d,
+                                                 (bufs[0], bufs[1], sumsq[b, t0 : t0 + tile]))
 
 
 # ---------------------------------------------------------------------------
-# The FFT path.  ``fft = (dots, slots, exponents, relative, step, limits)``:
-# block ``g`` of row ``b`` holds the windows ``[g * step, (g + 1) * step)``;
+# The FFT path, a segment of windows ``first ..`` at a time.  ``fft = (dots,
+# slots, exponents, relative, first, step, limits)``: block ``g`` of row ``b``
+# holds the windows ``first + [g * step, (g + 1) * step)``;
 # ``slots[b, g]`` is where its dots lie in ``dots[b, slot, k, t]`` (in units of
 # ``2**exponents[b, g]``, see ``_fft.fft_dots``), or -1 for a block planned
-# direct (``_cpu.blocks.plan_blocks``).  ``relative[b, i]`` is window ``i``'s
+# direct (``_cpu.blocks.plan_blocks``).  ``relative[b, i - first]`` is window ``i``'s
 # sum of squares in the units of its block (``4**-exponents[b, g]``), the same
 # for the signal times any power of two; ``limits[b, slot, k]`` bounds the
 # square of the FFT's error in a dot of the block with kernel ``k``, divided
@@ -778,18 +779,18 @@ def _fft_tile_dots(x, b, khat, k, i0, nwin, d, fft, acc, spare):
     """``acc[t]``: the dot of window ``i0 + t`` with ``khat[k]`` in signal units,
     from the FFT (an exact power-of-two shift) or, for flagged windows and
     blocks planned direct, directly (``spare``: a tile of scratch)."""
-    dots, slots, exponents, relative, step, limits = fft
+    dots, slots, exponents, relative, first, step, limits = fft
     t = 0
     while t < nwin:
-        g = (i0 + t) // step
-        stop = min(nwin, (g + 1) * step - i0)
+        g = (i0 + t - first) // step
+        stop = min(nwin, first + (g + 1) * step - i0)
         slot = slots[b, g]
         if slot < 0:
             _tile_dots(x, b, khat, k, i0 + t, stop - t, d, acc[t:stop])
             t = stop
             continue
         e = exponents[b, g]
-        src = dots[b, slot, k, i0 + t - g * step : i0 + stop - g * step]
+        src = dots[b, slot, k, i0 + t - first - g * step : i0 + stop - first - g * step]
         dest = acc[t:stop]
         if -1000 <= e <= 1000:
             scale = math.ldexp(1.0, e)
@@ -798,7 +799,7 @@ def _fft_tile_dots(x, b, khat, k, i0, nwin, d, fft, acc, spare):
         else:
             for u in range(stop - t):
                 dest[u] = math.ldexp(src[u], e)
-        energies = relative[b, i0 : i0 + nwin]
+        energies = relative[b, i0 - first : i0 - first + nwin]
         limit = limits[b, slot, k]
         if count_flagged(energies[t:stop], limit):
             _recompute_flagged(x, b, khat, k, i0, t, stop, d, energies, limit, acc, spare)
@@ -834,19 +835,19 @@ def _recompute_flagged(x, b, khat, k, i0, start, stop, d, relative, limit, acc, 
 
 
 @jit
-def fft_kernel(x, khat, kernel_state, d, exponent, noise_floor, fill, tile, sumsq_all, fft, out,
-               offset):
-    """The cosines from FFT dots (``fft``, see above) and the window sums of
-    squares ``sumsq_all`` of ``segment_sumsq``."""
-    m = khat.shape[2]
+def fft_kernel(x, w1, khat, kernel_state, d, exponent, noise_floor, fill, tile, sumsq_all, fft,
+               out, offset):
+    """The cosines of the windows ``first .. w1-1`` (``fft``, see above) from
+    FFT dots and the window sums of squares ``sumsq_all`` of
+    ``segment_sumsq``."""
+    first = fft[4]
     acc = np.empty(tile, np.float64)
     spare = np.empty(tile, np.float64)
     shared = np.empty(tile if khat.shape[0] > 1 else 0, np.float64)
-    nwin_total = x.shape[2] - (m - 1) * d
     for b in range(x.shape[0]):
-        for i0 in range(0, nwin_total, tile):
-            nwin = min(tile, nwin_total - i0)
-            sumsq = sumsq_all[b, i0 : i0 + nwin]
+        for i0 in range(first, w1, tile):
+            nwin = min(tile, w1 - i0)
+            sumsq = sumsq_all[b, i0 - first : i0 - first + nwin]
             if khat.shape[0] > 1:
                 _shared_denominators(sumsq, nwin, noise_floor, shared)
             for k in range(khat.shape[0]):
@@ -864,21 +865,20 @@ def fft_kernel(x, khat, kernel_state, d, exponent, noise_floor, fill, tile, sums
 
 
 @jit
-def fix_out_of_range(x, khat, kernel_state, d, exponent, noise_floor, fill, tile, bufs, out,
-                     offset, unsafe, fused):
+def fix_out_of_range(x, w0, w1, khat, kernel_state, d, exponent, noise_floor, fill, tile, bufs,
+                     out, offset, unsafe, fused):
     """After ``short_kernel`` or ``fused_kernel`` (``fused``: one channel,
     squares summed tap by tap) or ``direct_kernel``: every window of an
     unsafe tile whose sum of squares is out of range."""
     m = khat.shape[2]
     direct_order = fused or m <= DIRECT_SUM_TAPS
     sumsq = bufs[2]
-    nwin_total = x.shape[2] - (m - 1) * d
     for b in range(x.shape[0]):
         for ti in range(unsafe.shape[1]):
             if not unsafe[b, ti]:
                 continue
-            i0 = ti * tile
-            nwin = min(tile, nwin_total - i0)
+            i0 = w0 + ti * tile
+            nwin = min(tile, w1 - i0)
             if fused:
                 for t in range(nwin):
                     sumsq[t] = _tap_order_sumsq(x, b, i0 + t, m, d)
@@ -896,32 +896,32 @@ def fix_out_of_range(x, khat, kernel_state, d, exponent, noise_floor, fill, tile
 
 
 @jit
-def fft_fix_out_of_range(x, khat, kernel_state, d, exponent, noise_floor, fill, tile, sumsq_all,
-                         fft, out, offset, unsafe):
+def fft_fix_out_of_range(x, w1, khat, kernel_state, d, exponent, noise_floor, fill, tile,
+                         sumsq_all, fft, out, offset, unsafe):
     """``fix_out_of_range`` after ``fft_kernel``: a window's dot comes from the
     FFT unless it is flagged (its relative sum of squares is the same for
     every power-of-two scaling of the signal)."""
-    dots, slots, exponents, relative, step, limits = fft
+    dots, slots, exponents, relative, first, step, limits = fft
     m = khat.shape[2]
-    nwin_total = x.shape[2] - (m - 1) * d
     for b in range(x.shape[0]):
         for ti in range(unsafe.shape[1]):
             if not unsafe[b, ti]:
                 continue
-            for i in range(ti * tile, min((ti + 1) * tile, nwin_total)):
-                if not _out_of_range(sumsq_all[b, i]):
+            for i in range(first + ti * tile, min(first + (ti + 1) * tile, w1)):
+                if not _out_of_range(sumsq_all[b, i - first]):
                     continue
                 e, s = _rescaled_sumsq(x, b, i, m, d, m <= DIRECT_SUM_TAPS)
-                g = i // step
+                g = (i - first) // step
                 slot = slots[b, g]
-                r = relative[b, i]
+                r = relative[b, i - first]
                 for k in range(khat.shape[0]):
                     if kernel_state[k] == KERNEL_NONFINITE:
                         continue
                     if slot < 0 or ((r > 0.0) & (r < limits[b, slot, k])):
                         dot = _rescaled_dot(x, b, khat, k, i, d, e)
                     else:
-                        dot = math.ldexp(dots[b, slot, k, i - g * step], exponents[b, g] - e)
+                        dot = math.ldexp(dots[b, slot, k, i - first - g * step],
+                                         exponents[b, g] - e)
                     out[b, k, offset + i] = _rescaled_cosine(
                         dot, e, s, exponent, noise_floor, fill, kernel_state[k])
 

@@ -1,0 +1,112 @@
+"""Compile ahead what the common calls need: ``python -m cosim_np compile``.
+
+cosim_np's kernels are compiled by Numba on their first use and cached on
+disk (next to the package, or in ``NUMBA_CACHE_DIR``), so the first call in a
+new installation pays for the compilation: seconds for a short kernel, more
+for the FFT path.  Calling each public function once on a tiny input of each
+dtype, the way real calls do, leaves every kernel they use in the cache: run
+it when building a container or HPC image, or before a notebook session.
+"""
+
+import time
+
+import numpy as np
+
+# (label, function of the dtype making the calls); each label is one line of
+# progress.
+_RNG = np.random.default_rng(0)
+
+
+def _signal(dtype, shape=(2, 700)):
+    return _RNG.standard_normal(shape).astype(dtype)
+
+
+def _sliding_calls(dtype):
+    from . import sliding_cosine
+
+    x = _signal(dtype)
+    return [
+        ("sliding_cosine, kernels of up to 4 taps", lambda: sliding_cosine(x, [1.0, 2.0, 3.0])),
+        ("sliding_cosine, up to 88 taps, banks, sharpened",
+         lambda: (sliding_cosine(x, _signal(dtype, (16,))),
+                  sliding_cosine(x, _signal(dtype, (2, 5)), sharpness=2.0))),
+        ("sliding_cosine, longer and multi-channel kernels, method='direct'",
+         lambda: (sliding_cosine(x, _signal(dtype, (100,)), method="direct"),
+                  sliding_cosine(x, _signal(dtype, (3, 2, 7)), method="direct"))),
+        ("sliding_cosine, method='fft' (and 'auto' for long kernels)",
+         lambda: (sliding_cosine(_signal(dtype, (2, 3000)), _signal(dtype, (200,)), method="fft"),
+                  sliding_cosine(x, _signal(dtype, (3, 2, 7)), method="fft"),
+                  sliding_cosine(x, [1.0, 2.0, 3.0], method="fft"))),
+    ]
+
+
+def _other_calls(dtype):
+    from . import (
+        cosine_similarity,
+        pairwise_cosine,
+        scaled_cosine,
+        set_similarity,
+        sharpen,
+        topk_cosine,
+        windowed_norm,
+    )
+
+    x = _signal(dtype)
+    rows = _signal(dtype, (40, 8))
+    return [
+        ("windowed_norm", lambda: (windowed_norm(x, 3), windowed_norm(x, 16), windowed_norm(x, 200))),
+        ("sharpen", lambda: sharpen(x, 2.0)),
+        ("cosine_similarity", lambda: cosine_similarity(rows, rows[::-1])),
+        ("pairwise_cosine, topk_cosine",
+         lambda: (pairwise_cosine(rows), pairwise_cosine(rows, rows[:5]), topk_cosine(rows, rows, 3))),
+        ("set_similarity", lambda: [set_similarity(rows, rows[:7], method)
+                                    for method in ("mean", "centroid", "greedy", "chamfer")]),
+        ("scaled_cosine", lambda: scaled_cosine(rows, rows[::-1])),
+    ]
+
+
+def _near_the_limits():
+    """float64 signals whose squares leave the float64 range take a
+    recomputation of their own, on every path."""
+    from . import sliding_cosine, windowed_norm
+
+    x = _signal(np.float64) * 1e300
+    return [
+        ("sliding_cosine and windowed_norm, float64 near the overflow limit",
+         lambda: [sliding_cosine(x, _signal(np.float64, (m,)), method=method)
+                  for m, method in ((3, "direct"), (16, "direct"), (100, "direct"), (200, "fft"))]
+         + [windowed_norm(x, 16)]),
+    ]
+
+
+def calls(dtypes=("float32", "float64")):
+    """``[(label, dtype, call)]``: every call that ``compile`` makes."""
+    planned = []
+    for dtype in dtypes:
+        dtype = np.dtype(dtype)
+        for label, call in _sliding_calls(dtype) + _other_calls(dtype):
+            planned.append((label, dtype.name, call))
+    if np.dtype(np.float64).name in [np.dtype(d).name for d in dtypes]:
+        planned += [(label, "float64", call) for label, call in _near_the_limits()]
+    return planned
+
+
+def compile_ahead(dtypes=("float32", "float64"), only=None, write=print):
+    """Make every call of :func:`calls` (those whose label contains ``only``,
+    if given), writing a line of progress for each; returns the seconds taken."""
+    import numba
+
+    planned = [entry for entry in calls(dtypes) if only is None or only in entry[0]]
+    if not planned:
+        raise ValueError(f"no compiled function matches {only!r}; see 'python -m cosim_np "
+                         "compile --list'.")
+    where = numba.config.CACHE_DIR or "next to the package (__pycache__ directories)"
+    write(f"Compiling cosim_np's kernels into Numba's cache ({where}).")
+    start = time.perf_counter()
+    for index, (label, dtype, call) in enumerate(planned, 1):
+        began = time.perf_counter()
+        call()
+        write(f"[{index}/{len(planned)}] {label} ({dtype}): {time.perf_counter() - began:.1f} s")
+    total = time.perf_counter() - start
+    write(f"Done in {total:.1f} s; later processes load these kernels from the cache.")
+    return total
