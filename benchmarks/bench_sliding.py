@@ -433,7 +433,8 @@ def main(argv=None):
             from . import corpus
         except ImportError:
             import corpus
-        ms = args.m if "--m" in (argv if argv is not None else sys.argv) else [3, 16, 64, 200, 256, 1024, 4096]
+        given = argv if argv is not None else sys.argv
+        ms = args.m if "--m" in given else [3, 16, 64, 200, 256, 1024, 4096]
         classes = args.classes or corpus.available()
         print_signals_table(signals_table(args.n, ms, dtypes, args.repeat, args.threads, classes))
         return

@@ -96,7 +96,8 @@ def _oscillations(rng, n, count, amplitude_decades, decay_range, period_range):
     periods = rng.uniform(*period_range, count)
     for onset, amplitude, decay, period in zip(onsets, amplitudes, decays, periods):
         t = np.arange(min(n - onset, int(8 * decay) + 1))
-        out[onset : onset + t.size] += amplitude * np.exp(-t / decay) * np.sin(2 * np.pi * t / period)
+        wave = np.exp(-t / decay) * np.sin(2 * np.pi * t / period)
+        out[onset : onset + t.size] += amplitude * wave
     return out
 
 

@@ -54,11 +54,13 @@ def _other_calls(dtype):
     x = _signal(dtype)
     rows = _signal(dtype, (40, 8))
     return [
-        ("windowed_norm", lambda: (windowed_norm(x, 3), windowed_norm(x, 16), windowed_norm(x, 200))),
+        ("windowed_norm",
+         lambda: (windowed_norm(x, 3), windowed_norm(x, 16), windowed_norm(x, 200))),
         ("sharpen", lambda: sharpen(x, 2.0)),
         ("cosine_similarity", lambda: cosine_similarity(rows, rows[::-1])),
         ("pairwise_cosine, topk_cosine",
-         lambda: (pairwise_cosine(rows), pairwise_cosine(rows, rows[:5]), topk_cosine(rows, rows, 3))),
+         lambda: (pairwise_cosine(rows), pairwise_cosine(rows, rows[:5]),
+                  topk_cosine(rows, rows, 3))),
         ("set_similarity", lambda: [set_similarity(rows, rows[:7], method)
                                     for method in ("mean", "centroid", "greedy", "chamfer")]),
         ("scaled_cosine", lambda: scaled_cosine(rows, rows[::-1])),

@@ -156,7 +156,7 @@ def block_count(nwin, span, nfft):
 def fft_dots(rows, w0, w1, khat, dilation, nfft, spectra, dots, limits, work, plan):
     """Dots of the windows ``w0 .. w1-1`` of the blocks ``chosen`` (``plan =
     (step, chosen, counts, exponents, loud, noise, c_block, c_output)``, see
-    ``_cpu.blocks``) of ``rows``
+    ``_cpu.blocks``; ``loud`` None where no block has loud samples) of ``rows``
     (``(B, C, N)``) with every kernel (``khat``, unit norm, and its
     ``spectra``), written to ``dots`` (``(B, >= blocks, K, nfft)`` float64, reused
     across calls so that it stays in cache), with the buffers of ``work`` (a
@@ -173,6 +173,7 @@ def fft_dots(rows, w0, w1, khat, dilation, nfft, spectra, dots, limits, work, pl
     from the norm of the transform's outputs, before the loud samples are
     added)."""
     step, chosen, counts, exponents, loud, noise, c_block, c_output = plan
+    no_loud = np.zeros(exponents.shape[1], dtype=np.int64)
     per_chunk = work.per_chunk
     for b in range(rows.shape[0]):
         for j0 in range(0, counts[b], per_chunk):
@@ -182,14 +183,16 @@ def fft_dots(rows, w0, w1, khat, dilation, nfft, spectra, dots, limits, work, pl
             product = work.product[:count]
             these = chosen[b, j0 : j0 + count]
             blocks_cpu.prepare_blocks(rows[b], w0, w1 + (khat.shape[2] - 1) * dilation, these, step,
-                                      chunk, exponents[b], loud[b])
+                                      chunk, exponents[b], no_loud if loud is None else loud[b])
             _forward(chunk, spectrum, work.ducc0)  # (C, G, F)
             blocks_cpu.spectral_products(spectrum, spectra, product)  # (G, K, F)
             _inverse(product, dots[b, j0 : j0 + count], work.ducc0)
-            blocks_cpu.block_limits(dots[b, j0 : j0 + count], noise[b], loud[b], these, c_block,
-                                    c_output, limits[b, j0 : j0 + count])
-            blocks_cpu.scatter_loud(rows[b], w0, w1, these, step, khat, dilation, exponents[b],
-                                    loud[b], dots[b, j0 : j0 + count])
+            blocks_cpu.block_limits(dots[b, j0 : j0 + count], noise[b],
+                                    no_loud if loud is None else loud[b], these, c_block, c_output,
+                                    limits[b, j0 : j0 + count])
+            if loud is not None:  # (compiled on its first use only)
+                blocks_cpu.scatter_loud(rows[b], w0, w1, these, step, khat, dilation, exponents[b],
+                                        loud[b], dots[b, j0 : j0 + count])
 
 
 def error_bound(nfft, nchan):

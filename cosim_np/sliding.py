@@ -381,17 +381,22 @@ def sliding_cosine(
         Axis of ``signal`` along which the kernel slides.
     method : {'auto', 'direct', 'fft'}, optional
         How the dot products are computed (the norms are exact sums of each
-        window's own squares either way). 'direct': a vectorised loop, O(m) per output. 'fft':
-        blocked overlap-save with real FFTs in float64 (ducc0's when it is
-        installed, the ``fft`` extra, about 1.7x faster; else NumPy's
-        pocketfft), each block scaled by
-        a power of two; any window whose FFT error bound is not small against
-        its own norm (a loud sample nearby) is recomputed directly, so both
-        methods meet the same accuracy. It pays off for long kernels
-        (``m * C_in`` of 128 taps and more) and for kernel banks.
-        'auto' (default): whichever a cost model measured on a 2-core x86-64
-        machine predicts faster for ``m``, ``K`` and ``C_in`` (see
-        :doc:`/performance`).
+        window's own squares either way). 'direct': a vectorised loop, O(m)
+        per output. 'fft': blocked overlap-save with real FFTs in float64
+        (ducc0's when it is installed, the ``fft`` extra; else NumPy's
+        pocketfft), each block scaled by a power of two. Any window whose
+        FFT error bound is not small against its own norm (a loud sample
+        nearby) gets its dot directly, so both methods meet the same
+        accuracy; for float32 and float16 results that bound is a small part
+        of the output's own rounding, for float64 results the direct
+        method's. On signals with loud and quiet stretches the FFT path plans
+        its blocks so that this costs little: blocks of mostly such windows
+        take direct dots, a few loud samples (spikes) are left out of the
+        transforms and added one by one, and segments that mix loud and
+        quiet stretches take shorter blocks (see :doc:`/performance`). It
+        pays off for long kernels (``m * C_in`` of 128 taps and more) and for
+        kernel banks. 'auto' (default): whichever a cost model predicts
+        faster for ``m``, ``K`` and ``C_in``.
     out : numpy.ndarray, optional
         Array to write the result into; it must have exactly the result's shape
         and dtype. It may overlap ``signal``.

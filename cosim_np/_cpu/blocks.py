@@ -94,35 +94,31 @@ def _scaled_finite(value, expo):
 
 
 @jit
-def plan_blocks(x, w0, w1, step, nfft, m, d, tile, sumsq, unsafe, ratio, exponents, noise, loud,
-                relative, flagged_counts):
+def plan_blocks(x, w0, w1, step, nfft, m, d, sumsq, ratio, exponents, noise, loud, relative,
+                flagged_counts):
     """Plan the overlap-save blocks of the windows ``w0 .. w1-1`` of every row
     of ``x`` (``(B, C, N)``): block ``g`` holds the windows ``w0 + [g * step,
     (g + 1) * step)`` and reads the samples ``w0 + [g * step, g * step +
     nfft)``, but none past ``w1 + (m - 1) * d`` (zeros: so that the plan and
-    the dots depend on the segment's own samples only).  ``sumsq`` and
-    ``unsafe`` are ``segment_sumsq``'s.  Everything written is the same for
-    the signal times any power of two:
+    the dots depend on the segment's own samples only).  ``sumsq`` is
+    ``segment_sumsq``'s.  Everything written is the same for the signal times
+    any power of two (once ``relative_out_of_range`` has set right the sums
+    of squares that left the float64 range):
 
     * ``exponents[b, g]``, that of the block's largest finite magnitude (its
       samples are scaled by ``2**-exponent`` before the transform);
     * ``relative[b, i - w0]``, the sum of squares of window ``i`` in those units
       (recomputed from scaled samples where it left the float64 range);
-    * ``loud[b, g]``: 0, or ``s`` when the samples of scaled magnitude at
-      least ``2**-s`` are left out of the transform and added to the dots one
-      by one (``scatter_loud``), which pays where a few loud samples would
-      make many quiet windows flagged (spikes, short events);
     * ``noise[b, g]``, the L2 norm of the scaled samples that are transformed
       (the FFT's error scale);
+    * ``loud[b, g] = 0``: every sample is transformed (``leave_out_loud`` may
+      change that);
     * ``flagged_counts[b, g]``, the direct dots the block costs: its windows
       that ``_cpu.sliding.count_flagged`` would send to the direct method,
       estimated with the limit ``(ratio * noise)**2`` (the kernel knows the
-      transform's outputs too), and its loud samples (each counted as a
-      window of one channel)."""
+      transform's outputs too)."""
     nchan = x.shape[1]
     end = w1 + (m - 1) * d
-    scratch = (np.empty(MAX_LOUD_SHIFT + 1, dtype=np.int64), np.empty(MAX_LOUD_SHIFT + 1),
-               np.empty(2049, dtype=np.int64))
     for b in range(x.shape[0]):
         for g in range(-(-(w1 - w0) // step)):
             start = w0 + g * step
@@ -142,48 +138,82 @@ def plan_blocks(x, w0, w1, step, nfft, m, d, tile, sumsq, unsafe, ratio, exponen
                 for c in range(nchan):
                     total = _scaled_total(x[b, c, start:stop], expo, total)
             noise[b, g] = math.sqrt(total)
-            _relative_energies(x, b, w0, first, last, m, d, tile, sumsq, unsafe, expo, relative)
-            windows = relative[b, first:last]
+            src = sumsq[b, first:last]
+            dest = relative[b, first:last]
+            if -500 <= expo <= 500:
+                scale = math.ldexp(1.0, -2 * expo)
+                for t in range(src.size):
+                    dest[t] = _nonzero(src[t], src[t] * scale)
+            else:
+                for t in range(src.size):
+                    dest[t] = _nonzero(src[t], math.ldexp(src[t], -2 * expo))
             loud[b, g] = 0
-            cost = count_flagged(windows, (ratio * noise[b, g]) ** 2)
-            if cost:
-                shift = _cheapest_loud(x, b, start, stop, expo, windows, ratio, cost, scratch)
-                if shift:
-                    quiet = 0.0
-                    for c in range(nchan):
-                        quiet = _quiet_energy(x[b, c, start:stop], expo, shift, quiet)
-                    loud_count = 0
-                    for r in range(shift):
-                        loud_count += scratch[0][r]
-                    noise[b, g] = math.sqrt(quiet)
-                    loud[b, g] = shift
-                    cost = -(-SCATTER_COST * loud_count // nchan) + count_flagged(
-                        windows, (LOUD_BOUND * ratio * noise[b, g]) ** 2)
-            flagged_counts[b, g] = cost
+            flagged_counts[b, g] = count_flagged(dest, (ratio * noise[b, g]) ** 2)
 
 
 @jit
-def _relative_energies(x, b, w0, first, last, m, d, tile, sumsq, unsafe, expo, relative):
-    """``relative[b, t] = sumsq[b, t] * 4**-expo`` for the windows ``t = first ..
-    last-1`` from ``w0``, exact where ``sumsq`` is in range; for the windows of unsafe
-    tiles whose sums of squares left the float64 range, from their samples
-    scaled by a power of two (so the value does not depend on the signal's
-    scale)."""
-    src = sumsq[b, first:last]
-    dest = relative[b, first:last]
-    if -500 <= expo <= 500:
-        scale = math.ldexp(1.0, -2 * expo)
-        for t in range(src.size):
-            dest[t] = _nonzero(src[t], src[t] * scale)
-    else:
-        for t in range(src.size):
-            dest[t] = _nonzero(src[t], math.ldexp(src[t], -2 * expo))
-    for ti in range(first // tile, (last - 1) // tile + 1):
-        if unsafe[b, ti]:
-            for i in range(max(first, ti * tile), min(last, (ti + 1) * tile)):
-                if _out_of_range(sumsq[b, i]):
-                    e, s = _rescaled_sumsq(x, b, w0 + i, m, d, m <= DIRECT_SUM_TAPS)
-                    relative[b, i] = _nonzero(s, math.ldexp(s, 2 * (e - expo)) if s < np.inf else s)
+def relative_out_of_range(x, w0, w1, step, m, d, tile, sumsq, unsafe, ratio, exponents, noise,
+                          relative, flagged_counts):
+    """After ``plan_blocks``: the relative sums of squares of the windows of
+    unsafe tiles whose sums of squares left the float64 range, from their
+    samples scaled by a power of two (so that they do not depend on the
+    signal's scale), and their blocks' counts with them."""
+    for b in range(x.shape[0]):
+        for ti in range(unsafe.shape[1]):
+            if not unsafe[b, ti]:
+                continue
+            for t in range(ti * tile, min((ti + 1) * tile, w1 - w0)):
+                if _out_of_range(sumsq[b, t]):
+                    g = t // step
+                    expo = exponents[b, g]
+                    limit = (ratio * noise[b, g]) ** 2
+                    e, s = _rescaled_sumsq(x, b, w0 + t, m, d, m <= DIRECT_SUM_TAPS)
+                    flagged_counts[b, g] -= count_flagged(relative[b, t : t + 1], limit)
+                    relative[b, t] = _nonzero(s, math.ldexp(s, 2 * (e - expo)) if s < np.inf else s)
+                    flagged_counts[b, g] += count_flagged(relative[b, t : t + 1], limit)
+
+
+@jit
+def leave_out_loud(x, w0, w1, step, nfft, m, d, ratio, exponents, noise, loud, relative,
+                   flagged_counts):
+    """After ``plan_blocks``, for each block with flagged windows: ``loud[b,
+    g] = s`` when the samples of scaled magnitude at least ``2**-s`` are
+    better left out of the transform and added to the dots one by one
+    (``scatter_loud``), which pays where a few loud samples would make many
+    quiet windows flagged (spikes, short events); ``noise`` then is that of
+    the samples transformed, and ``flagged_counts`` counts each loud sample
+    of one channel as ``SCATTER_COST`` windows."""
+    nchan = x.shape[1]
+    end = w1 + (m - 1) * d
+    scratch = (np.empty(MAX_LOUD_SHIFT + 1, dtype=np.int64), np.empty(MAX_LOUD_SHIFT + 1),
+               np.empty(2049, dtype=np.int64))
+    for b in range(x.shape[0]):
+        for g in range(-(-(w1 - w0) // step)):
+            cost = flagged_counts[b, g]
+            if cost == 0:
+                continue
+            start = w0 + g * step
+            stop = min(end, start + nfft)
+            windows = relative[b, start - w0 : min(w1, start + step) - w0]
+            expo = exponents[b, g]
+            # the fewest samples that could be left out: those of the top binade
+            top = 0
+            for c in range(nchan):
+                top += _count_at_least(x[b, c, start:stop], expo, 0.5)
+            if 2 * SCATTER_COST * top >= cost * nchan:
+                continue  # loud stretches, not spikes: leaving samples out would not pay
+            shift = _cheapest_loud(x, b, start, stop, expo, windows, ratio, cost, scratch)
+            if shift:
+                quiet = 0.0
+                for c in range(nchan):
+                    quiet = _quiet_energy(x[b, c, start:stop], expo, shift, quiet)
+                loud_count = 0
+                for r in range(shift):
+                    loud_count += scratch[0][r]
+                noise[b, g] = math.sqrt(quiet)
+                loud[b, g] = shift
+                flagged_counts[b, g] = -(-SCATTER_COST * loud_count // nchan) + count_flagged(
+                    windows, (LOUD_BOUND * ratio * noise[b, g]) ** 2)
 
 
 @jit
@@ -192,6 +222,22 @@ def _nonzero(s, scaled):
     a window with ``s > 0`` would underflow to a zero window: far quieter
     than its block, it is flagged, not given ``fill``."""
     return 5e-324 if (scaled == 0.0) & (s > 0.0) else scaled
+
+
+@jit
+def _count_at_least(src, expo, threshold):
+    """How many samples of ``src * 2**-expo`` have a magnitude of at least
+    ``threshold`` (and are finite)."""
+    count = 0
+    if -1000 <= expo <= 1000:
+        scale = math.ldexp(1.0, -expo)
+        for p in range(src.size):
+            val = abs(np.float64(src[p])) * scale
+            count += (val >= threshold) & (val < np.inf)
+    else:
+        for p in range(src.size):
+            count += _scaled_finite(src[p], expo) >= threshold
+    return count
 
 
 @jit
@@ -314,23 +360,28 @@ LOUD_BOUND = 4.0 / 3.0
 def assign_slots(flagged_counts, nblocks, max_flagged, slots, chosen, counts, nwin, step):
     """Blocks with at most ``max_flagged`` flagged windows are transformed:
     ``slots[b, g] = j`` (``chosen[b, j] = g``), numbered in order, ``counts[b]``
-    of them; the others get all their dots directly, ``slots[b, g] = -1``.
-    Returns how many windows' dots (of ``nwin`` per row) are left to the
-    direct method, flagged or in blocks planned direct."""
+    of them; the others get all their dots directly, ``slots[b, g] = -1``
+    (``max_flagged < 0``: every block).  Returns how many windows (of ``nwin``
+    per row) are transformed, and how many dots are left to the direct method
+    (the flagged windows of the blocks transformed, every window of the
+    others)."""
+    transformed = 0
     direct = 0
     for b in range(flagged_counts.shape[0]):
         used = 0
         for g in range(nblocks):
+            windows = min(step, nwin - g * step)
             if flagged_counts[b, g] <= max_flagged:
                 slots[b, g] = used
                 chosen[b, used] = g
                 used += 1
+                transformed += windows
                 direct += flagged_counts[b, g]
             else:
                 slots[b, g] = -1
-                direct += min(step, nwin - g * step)
+                direct += windows
         counts[b] = used
-    return direct
+    return transformed, direct
 
 
 @jit
@@ -390,7 +441,8 @@ def scatter_loud(row, w0, w1, chosen, step, khat, d, exponents, loud, dots):
             for c in range(nchan):
                 for p in range(p0, min(size, p0 + 64)):
                     val = abs(np.float64(row[c, start + p]))
-                    here += ((val * scale if exact else math.ldexp(val, -expo)) >= threshold) & (val < np.inf)
+                    scaled = val * scale if exact else math.ldexp(val, -expo)
+                    here += (scaled >= threshold) & (val < np.inf)
             if here == 0:
                 continue
             for p in range(p0, min(size, p0 + 64)):

@@ -25,6 +25,12 @@ FFT_MIN_TAPS = 128
 DIRECT_NS = (2.5, 0.04)
 FFT_NS = (1.5, 3.0, 4.0, 1.0)
 
+# The FFT path's fixed cost per block (transform calls, the plan's
+# passes), in ns: what makes blocks of a few spans cost more per window than
+# their operations alone say (Zen 3, float64, m = 256: 1024-sample blocks
+# 10% slower per window than 4096).
+FFT_BLOCK_NS = 1000.0
+
 # Windows per FFT segment (divided among the kernels of a bank): their sums
 # of squares, block plan and dots are kept at once.
 SEGMENT_WINDOWS = 1 << 18
@@ -94,12 +100,13 @@ def run_direct(piece, khat, kernel_state, d, exponent, floor, fill, result, offs
             kernels.short_kernel(piece, start, stop, khat, kernel_state, d, floor, fill, tile, bufs,
                                  result, offset, unsafe)
         else:
-            kernel = kernels.fused_kernel if fused else kernels.direct_kernel
+            kernel = (kernels.direct_kernel if not fused else
+                      kernels.fused_kernel if nker == 1 else kernels.fused_bank_kernel)
             kernel(piece, start, stop, khat, kernel_state, d, exponent, floor, fill, tile, bufs,
                    result, offset, unsafe)
         if unsafe.any():
-            kernels.fix_out_of_range(piece, start, stop, khat, kernel_state, d, exponent, floor, fill,
-                                     tile, bufs, result, offset, unsafe, fused)
+            kernels.fix_out_of_range(piece, start, stop, khat, kernel_state, d, exponent, floor,
+                                     fill, tile, bufs, result, offset, unsafe, fused)
 
     _threads.run_segments(piece.shape[-1] - span, tile, work)
 
@@ -115,9 +122,17 @@ class _BlockLength:
         self.c_block, self.c_output = (factor / budget for factor in _fft.error_bound(nfft, nchan))
         # The plan estimates the outputs' norm by the block's (white noise).
         self.estimate = self.c_block + self.c_output
+        # The transforms' cost per window transformed: the cost model's for
+        # long blocks, or in proportion to the transforms' operations, plus
+        # a fixed cost per block (calls, the plan's passes).
+        reference = _fft.fft_length((m - 1) * d, single=nker == 1 and nchan == 1)
+        flops = nfft * np.log2(nfft) / self.step
+        reference_flops = reference * np.log2(reference) / (reference - (m - 1) * d)
+        per_block = FFT_BLOCK_NS * (1.0 / self.step - 1.0 / (reference - (m - 1) * d))
+        self.fft_ns = _fft_dot_ns(nchan, nker) * flops / reference_flops + per_block
         # A block is transformed while the direct dots of its flagged windows
         # cost less than the transform saves.
-        share = 1.0 - _fft_dot_ns(nchan, nker) / _direct_dot_ns(m, nchan, nker)
+        share = 1.0 - self.fft_ns / _direct_dot_ns(m, nchan, nker)
         self.max_flagged = int(self.step * max(0.0, share))
 
 
@@ -141,30 +156,64 @@ class _SegmentPlan:
         self.counts = np.empty(rows, dtype=np.int64)
         self.workspace = _fft.Workspace(nchan, nker, nfft)
 
-    def plan(self, piece, w0, w1, m, d, tile, sumsq, unsafe):
-        """Plan the segment of windows ``w0 .. w1-1``; returns how many
-        windows' dots it leaves to the direct method."""
+    def plan(self, piece, w0, w1, m, d, tile, sumsq, unsafe, direct_ns):
+        """Plan the segment of windows ``w0 .. w1-1``; returns its estimated
+        cost in ns (the transforms, and the dots left to the direct method at
+        ``direct_ns`` a window)."""
         length = self.length
-        blocks.plan_blocks(piece, w0, w1, length.step, length.nfft, m, d, tile, sumsq, unsafe,
-                           length.estimate, self.exponents, self.noise, self.loud, self.relative,
-                           self.flagged_counts)
-        nblocks = _fft.block_count(w1 - w0, (m - 1) * d, length.nfft)
-        return blocks.assign_slots(self.flagged_counts, nblocks, length.max_flagged, self.slots,
-                                   self.chosen, self.counts, w1 - w0, length.step)
+        self.nblocks = _fft.block_count(w1 - w0, (m - 1) * d, length.nfft)
+        self.windows = w1 - w0
+        self.arguments = (piece, w0, w1, length.step, length.nfft, m, d, length.estimate,
+                          self.exponents, self.noise, self.loud, self.relative,
+                          self.flagged_counts)
+        blocks.plan_blocks(piece, w0, w1, length.step, length.nfft, m, d, sumsq,
+                           *self.arguments[7:])
+        # each step below compiles on its first use only
+        if unsafe.any():
+            blocks.relative_out_of_range(piece, w0, w1, length.step, m, d, tile, sumsq, unsafe,
+                                         length.estimate, self.exponents, self.noise,
+                                         self.relative, self.flagged_counts)
+        self.any_loud = False
+        return self.cost(direct_ns)
+
+    def leave_out_loud(self, direct_ns):
+        """Plan again with loud samples left out of the transforms where that
+        pays (``blocks.leave_out_loud``: spikes); returns the new cost."""
+        blocks.leave_out_loud(*self.arguments)
+        self.any_loud = bool(self.loud[:, : self.nblocks].any())
+        return self.cost(direct_ns)
+
+    def cost(self, direct_ns):
+        transformed, direct = self.assign(self.length.max_flagged)
+        return transformed * self.length.fft_ns + direct * direct_ns
+
+    def assign(self, max_flagged):
+        """``blocks.assign_slots`` for this plan: ``(transformed, direct)``."""
+        return blocks.assign_slots(self.flagged_counts, self.nblocks, max_flagged, self.slots,
+                                   self.chosen, self.counts, self.windows, self.length.step)
 
     def transform(self, piece, w0, w1, khat, d):
         """The dots of the blocks planned; returns the kernel's ``fft`` tuple."""
         length = self.length
         _fft.fft_dots(piece, w0, w1, khat, d, length.nfft, length.spectra, self.dots, self.limits,
                       self.workspace, (length.step, self.chosen, self.counts, self.exponents,
-                                       self.loud, self.noise, length.c_block, length.c_output))
+                                       self.loud if self.any_loud else None, self.noise,
+                                       length.c_block, length.c_output))
         return (self.dots, self.slots, self.exponents, self.relative, w0, length.step, self.limits)
 
 
-# Short blocks (about 4 spans, _fft.fft_length(short=True)) cost about this
-# much more per window than long ones; a segment takes them when they leave
-# fewer windows to the direct method by more than that.
-SHORT_BLOCK_OVERHEAD = 0.1
+# A segment's plan in long blocks that costs this much more than transforms
+# alone would (on noise it costs that; where loud and quiet stretches mix,
+# far more) is planned again: with its loud samples left out of the
+# transforms, then in short blocks (about 4 spans, fft_length(short=True)).
+REPLAN_AFTER = 0.05
+# ... when the transforms, planned ideally, would save at least this share of
+# all-direct dots (not for kernels just long enough for the FFT to pay).
+REPLAN_GAIN = 0.1
+# A segment whose best plan costs more than this share of all-direct dots
+# gets them all directly: below the model's accuracy, the transforms do not
+# pay for the plan's own passes.
+FFT_MARGIN = 0.9
 
 
 def run_fft(piece, khat, kernel_state, d, exponent, floor, fill, result, offset, budget):
@@ -179,8 +228,9 @@ def run_fft(piece, khat, kernel_state, d, exponent, floor, fill, result, offset,
     windows' dots recomputed directly.  A segment whose long blocks would
     leave many windows to the direct method is planned again in short
     blocks, which mix fewer loud and quiet stretches, and takes the cheaper
-    plan.  Segments are whole tiles, so the plans, and with them every result
-    bit, are the same for any thread count."""
+    plan (by the cost model), or all its dots directly where neither pays.
+    Segments are whole tiles, so the plans, and with them every result bit,
+    are the same for any thread count."""
     nker, nchan, m = khat.shape
     span = (m - 1) * d
     rows = piece.shape[0]
@@ -190,8 +240,7 @@ def run_fft(piece, khat, kernel_state, d, exponent, floor, fill, result, offset,
     short = _fft.fft_length(span, short=True)
     if short < lengths[0].nfft:
         lengths.append(_BlockLength(khat, d, short, budget))
-    # windows left to the direct method that short blocks cost, per window transformed
-    overhead = SHORT_BLOCK_OVERHEAD * _fft_dot_ns(nchan, nker) / _direct_dot_ns(m, nchan, nker)
+    direct_ns = _direct_dot_ns(m, nchan, nker)
     segment = tile * max(1, SEGMENT_WINDOWS // (tile * nker))
     chains = m > kernels.DIRECT_SUM_TAPS and m * d >= kernels.CHAIN_CHUNK
     segment_sumsq = kernels.segment_chain_sumsq if chains else kernels.segment_sumsq
@@ -207,17 +256,29 @@ def run_fft(piece, khat, kernel_state, d, exponent, floor, fill, result, offset,
             w1 = min(stop, w0 + segment)
             unsafe = _unsafe_flags(rows, windows, tile)
             segment_sumsq(piece, w0, w1, m, d, tile, bufs, sumsq, unsafe)
+            all_direct = (w1 - w0) * rows * direct_ns
             plan = plans[0]
-            direct = plan.plan(piece, w0, w1, m, d, tile, sumsq, unsafe)
-            saving = overhead * (w1 - w0) * rows  # what short blocks must save, at least
-            if len(plans) > 1 and direct > saving:
-                if plans[1].plan(piece, w0, w1, m, d, tile, sumsq, unsafe) + saving < direct:
-                    plan = plans[1]
+            cost = plan.plan(piece, w0, w1, m, d, tile, sumsq, unsafe, direct_ns)
+            ideal = (w1 - w0) * rows * plan.length.fft_ns
+            wanted = (1 + REPLAN_AFTER) * ideal
+            # planning again pays where transforms save much over direct dots
+            replan = FFT_MARGIN * all_direct - ideal > REPLAN_GAIN * all_direct
+            if replan and cost > wanted:  # spikes: leave them out of the transforms
+                cost = plan.leave_out_loud(direct_ns)
+            # (short blocks cost more per window: only where that can pay)
+            if (replan and cost > wanted and len(plans) > 1
+                    and (w1 - w0) * rows * plans[1].length.fft_ns < FFT_MARGIN * all_direct):
+                # loud stretches next to quiet ones: short blocks part them
+                other = plans[1].plan(piece, w0, w1, m, d, tile, sumsq, unsafe, direct_ns)
+                if other < cost:
+                    plan, cost = plans[1], other
+            if cost > FFT_MARGIN * all_direct:
+                plan.assign(-1)  # every dot directly: no transform pays
             fft = plan.transform(piece, w0, w1, khat, d)
             kernels.fft_kernel(piece, w1, khat, kernel_state, d, exponent, floor, fill, tile, sumsq,
                                fft, result, offset)
             if unsafe.any():
-                kernels.fft_fix_out_of_range(piece, w1, khat, kernel_state, d, exponent, floor, fill,
-                                             tile, sumsq, fft, result, offset, unsafe)
+                kernels.fft_fix_out_of_range(piece, w1, khat, kernel_state, d, exponent, floor,
+                                             fill, tile, sumsq, fft, result, offset, unsafe)
 
     _threads.run_segments(piece.shape[-1] - span, segment, work)

@@ -21,7 +21,7 @@ loses every digit after a burst and spreads one NaN to everything after it).
 
 Short windows are summed tap by tap instead, just as exact and cheaper: up
 to ``DIRECT_SUM_TAPS`` taps always, and up to ``FUSED_TAPS`` taps in
-``sliding_cosine_kernel`` for one-channel kernels, where the squares come
+``fused_kernel`` for one-channel kernels, where the squares come
 from the loads of the dot products.  The scans then cost more than the
 ``m`` additions they save.
 
@@ -58,7 +58,7 @@ TILE_TARGET = 4096
 # Windows of at most this many taps are summed directly (see _tile_sumsq).
 DIRECT_SUM_TAPS = 4
 # One-channel kernels of at most this many taps get their window sums of
-# squares summed tap by tap, fused with the dots (sliding_cosine_kernel): the
+# squares summed tap by tap, fused with the dots (fused_kernel): the
 # squares then cost one multiply-add on loads made anyway, less than the
 # blocked scans up to about this length.  Measured on the CI machine with the
 # eight-tap passes (n = 10**7, one thread, float32): m = 64 45.5 against
@@ -650,10 +650,24 @@ def short_kernel(x, w0, w1, khat, kernel_state, d, noise_floor, fill, tile, bufs
 @jit
 def fused_kernel(x, w0, w1, khat, kernel_state, d, exponent, noise_floor, fill, tile, bufs, out,
                  offset, unsafe):
-    """One-channel kernels of at most ``FUSED_TAPS`` taps: the window sums of
-    squares summed tap by tap with the first kernel's dots (``_fused_tile``)."""
+    """One one-channel kernel of at most ``FUSED_TAPS`` taps: the window sums
+    of squares summed tap by tap with its dots (``_fused_tile``)."""
     acc = np.empty(tile, np.float64)
-    shared = np.empty(tile if khat.shape[0] > 1 else 0, np.float64)
+    no_shared = np.empty(0, np.float64)
+    for b in range(x.shape[0]):
+        for i0 in range(w0, w1, tile):
+            nwin = min(tile, w1 - i0)
+            unsafe[b, (i0 - w0) // tile] = _fused_tile(x, b, khat, i0, nwin, d, bufs[2], acc)
+            _finish_kernel(acc, bufs[2], no_shared, nwin, exponent, noise_floor, fill,
+                           kernel_state[0], out[b, 0, offset + i0 : offset + i0 + nwin])
+
+
+@jit
+def fused_bank_kernel(x, w0, w1, khat, kernel_state, d, exponent, noise_floor, fill, tile, bufs,
+                      out, offset, unsafe):
+    """``fused_kernel`` for a bank: the other kernels' dots by ``_tile_dots``."""
+    acc = np.empty(tile, np.float64)
+    shared = np.empty(tile, np.float64)
     for b in range(x.shape[0]):
         for i0 in range(w0, w1, tile):
             nwin = min(tile, w1 - i0)
@@ -786,6 +800,10 @@ def _fft_tile_dots(x, b, khat, k, i0, nwin, d, fft, acc, spare):
         stop = min(nwin, first + (g + 1) * step - i0)
         slot = slots[b, g]
         if slot < 0:
+            # with the blocks after it that are direct too, in one run
+            while stop < nwin and slots[b, g + 1] < 0:
+                g += 1
+                stop = min(nwin, first + (g + 1) * step - i0)
             _tile_dots(x, b, khat, k, i0 + t, stop - t, d, acc[t:stop])
             t = stop
             continue
