@@ -285,15 +285,20 @@ def plot_against_m(rows, path):
 
 
 FIRST_CALL = """
-import time
+import sys, time
 t0 = time.perf_counter()
 import numpy as np
 import cosim_np
 t1 = time.perf_counter()
-cosim_np.sliding_cosine(np.ones(1000, np.float32), np.ones(3, np.float32))
+m, dtype = int(sys.argv[1]), sys.argv[2]
+cosim_np.sliding_cosine(np.ones(5000, dtype), np.ones(m, dtype))
 t2 = time.perf_counter()
 print(t1 - t0, t2 - t1)
 """
+
+# (m, dtype) of the first calls timed: the short kernels' path (the row of
+# earlier sessions), the fused one, and the FFT path of long kernels.
+FIRST_CALLS = ((3, "float32"), (64, "float32"), (256, "float32"), (3, "float64"), (256, "float64"))
 
 
 def signals_table(n, ms, dtypes, repeat, threads_list, classes):
@@ -366,26 +371,42 @@ def print_signals_table(rows):
 
 
 def cpu_model():
-    """The processor's model name (lscpu's), for the tables' headers."""
+    """The processor's model name, family and model numbers and widest SIMD
+    (from /proc/cpuinfo, as lscpu shows them), for the tables' headers."""
+    fields = {}
     try:
         with open("/proc/cpuinfo") as info:
             for line in info:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
     except OSError:
-        pass
-    return platform.processor() or platform.machine()
+        return platform.processor() or platform.machine()
+    flags = fields.get("flags", "").split()
+    simd = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    return (f"{fields.get('model name', platform.machine())} (family {fields.get('cpu family', '?')}, "
+            f"model {fields.get('model', '?')}, {simd})")
 
 
-def first_call_table():
+def first_call_table(calls=FIRST_CALLS):
+    """``(m, dtype, label, import s, first call s)``: a fresh process with an
+    empty Numba cache (compilation), then another with that cache warm."""
     rows = []
-    with tempfile.TemporaryDirectory() as cache:
-        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
-        for label in ("cold cache", "warm cache"):
-            out = subprocess.run([sys.executable, "-c", FIRST_CALL], env=env, capture_output=True, text=True, check=True)
-            imp, call = map(float, out.stdout.split())
-            rows.append((label, imp, call))
+    for m, dtype in calls:
+        with tempfile.TemporaryDirectory() as cache:
+            env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+            for label in ("cold cache", "warm cache"):
+                out = subprocess.run([sys.executable, "-c", FIRST_CALL, str(m), dtype], env=env,
+                                     capture_output=True, text=True, check=True)
+                imp, call = map(float, out.stdout.split())
+                rows.append((m, dtype, label, imp, call))
     return rows
+
+
+def print_first_calls():
+    print("\nFirst call in a fresh process (n = 5000, method='auto')")
+    print(f"{'m':>6}  {'dtype':<8}{'':<12}{'import s':>10}{'first call s':>14}")
+    for m, dtype, label, imp, call in first_call_table():
+        print(f"{m:>6}  {dtype:<8}{label:<12}{imp:>10.2f}{call:>14.2f}")
 
 
 def main(argv=None):
@@ -407,6 +428,8 @@ def main(argv=None):
                         help="only the table of every signal class of the corpus (m defaults "
                              "to 3 16 64 200 256 1024 4096)")
     parser.add_argument("--classes", nargs="+", help="corpus classes for --signals (default: all)")
+    parser.add_argument("--first-call", action="store_true",
+                        help="only the table of first calls in fresh processes, cold and warm cache")
     args = parser.parse_args(argv)
     if args.quick:
         args.n, args.m, args.scaling_max = 10**5, [3, 64], 10**6
@@ -428,6 +451,9 @@ def main(argv=None):
     print(f"cosim_np {cosim_np.__version__}, numpy {np.__version__}, numba {numba.__version__}, "
           f"n = {args.n}, FFT method's transforms: {engine}")
     print(f"CPU: {cpu_model()}, {os.cpu_count()} logical CPUs")
+    if args.first_call:
+        print_first_calls()
+        return
     if args.signals:
         try:
             from . import corpus
@@ -473,10 +499,7 @@ def main(argv=None):
     for dtype, name, worst, nonfinite, after in accuracy_table(dtypes):
         print(f"{dtype:<8}  {name:<27}{worst:>12.2e}{nonfinite:>12.1%}{after:>15.2e}")
 
-    print("\nFirst call in a fresh process (float32, n = 1000, m = 3)")
-    print(f"{'':<12}{'import s':>10}{'first call s':>14}")
-    for label, imp, call in first_call_table():
-        print(f"{label:<12}{imp:>10.2f}{call:>14.2f}")
+    print_first_calls()
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ def _sliding_calls(dtype):
     x = _signal(dtype)
     return [
         ("sliding_cosine, kernels of up to 4 taps", lambda: sliding_cosine(x, [1.0, 2.0, 3.0])),
-        ("sliding_cosine, up to 88 taps, banks, sharpened",
+        ("sliding_cosine, up to 88 taps, banks, with sharpness",
          lambda: (sliding_cosine(x, _signal(dtype, (16,))),
                   sliding_cosine(x, _signal(dtype, (2, 5)), sharpness=2.0))),
         ("sliding_cosine, longer and multi-channel kernels, method='direct'",

@@ -122,11 +122,16 @@ def fft_length(span, single=False, short=False):
 
 
 def kernel_spectra(khat, dilation, nfft):
-    """``conj(rfft(dilated kernel))``, shape ``(K, C, nfft//2 + 1)``."""
+    """``conj(rfft(dilated kernel))``, shape ``(K, C, nfft//2 + 1)``, and each
+    kernel's spectral peak ``max_f sqrt(sum_c |K_c(f)|**2)``: no block's
+    outputs have a larger L2 norm than it times the block's."""
     nker, nchan, m = khat.shape
     dilated = np.zeros((nker, nchan, nfft))
     dilated[:, :, : (m - 1) * dilation + 1 : dilation] = np.nan_to_num(khat)
-    return np.conj(np.fft.rfft(dilated, axis=-1))
+    spectra = np.conj(np.fft.rfft(dilated, axis=-1))
+    # (with room for the spectrum's own rounding)
+    peaks = np.sqrt(np.max(np.sum(np.abs(spectra) ** 2, axis=1), axis=-1)) * (1 + 1e-6)
+    return spectra, peaks
 
 
 class Workspace:
@@ -155,7 +160,8 @@ def block_count(nwin, span, nfft):
 
 def fft_dots(rows, w0, w1, khat, dilation, nfft, spectra, dots, limits, work, plan):
     """Dots of the windows ``w0 .. w1-1`` of the blocks ``chosen`` (``plan =
-    (step, chosen, counts, exponents, loud, noise, c_block, c_output)``, see
+    (step, chosen, counts, exponents, loud, noise, quietest, c_block, c_output,
+    peaks)``, see
     ``_cpu.blocks``; ``loud`` None where no block has loud samples) of ``rows``
     (``(B, C, N)``) with every kernel (``khat``, unit norm, and its
     ``spectra``), written to ``dots`` (``(B, >= blocks, K, nfft)`` float64, reused
@@ -172,7 +178,7 @@ def fft_dots(rows, w0, w1, khat, dilation, nfft, spectra, dots, limits, work, pl
     the flagging limit of each block and kernel (``_cpu.blocks.block_limits``,
     from the norm of the transform's outputs, before the loud samples are
     added)."""
-    step, chosen, counts, exponents, loud, noise, c_block, c_output = plan
+    step, chosen, counts, exponents, loud, noise, quietest, c_block, c_output, peaks = plan
     no_loud = np.zeros(exponents.shape[1], dtype=np.int64)
     per_chunk = work.per_chunk
     for b in range(rows.shape[0]):
@@ -188,8 +194,8 @@ def fft_dots(rows, w0, w1, khat, dilation, nfft, spectra, dots, limits, work, pl
             blocks_cpu.spectral_products(spectrum, spectra, product)  # (G, K, F)
             _inverse(product, dots[b, j0 : j0 + count], work.ducc0)
             blocks_cpu.block_limits(dots[b, j0 : j0 + count], noise[b],
-                                    no_loud if loud is None else loud[b], these, c_block, c_output,
-                                    limits[b, j0 : j0 + count])
+                                    no_loud if loud is None else loud[b], quietest[b], these,
+                                    c_block, c_output, peaks, limits[b, j0 : j0 + count])
             if loud is not None:  # (compiled on its first use only)
                 blocks_cpu.scatter_loud(rows[b], w0, w1, these, step, khat, dilation, exponents[b],
                                         loud[b], dots[b, j0 : j0 + count])

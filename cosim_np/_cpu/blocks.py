@@ -9,8 +9,6 @@ import numpy as np
 from ._jit import jit
 from .sliding import (
     DIRECT_SUM_TAPS,
-    SAFE_MAX,
-    SAFE_MIN,
     _out_of_range,
     _rescaled_sumsq,
     count_flagged,
@@ -18,21 +16,23 @@ from .sliding import (
 
 
 @jit
-def _block_stats(src, big, small, total):
-    """Largest and smallest non-zero finite magnitude and the sum of the
-    finite squares of ``src`` (merged with ``big``, ``small``, ``total``), in
-    four independent chains: the sum only scales an error bound, but it is
-    summed in this fixed order so that ``_scaled_total`` can repeat it."""
+def _block_stats(src, expo, big, total):
+    """Largest finite magnitude and the sum of the finite squares of ``src *
+    2**-expo`` (exact scaling; merged with ``big`` and ``total``), in four
+    independent chains.  The sum only scales an error bound, but it is summed
+    in this fixed order whatever ``expo``: for samples whose squares stay
+    normal, the sum for ``expo`` is exactly ``4**-expo`` times the one for 0."""
+    exact = -1000 <= expo <= 1000
+    scale = math.ldexp(1.0, -expo) if exact else 1.0
     b0 = b1 = b2 = b3 = 0.0
-    m0 = m1 = m2 = m3 = np.inf
     s0 = s1 = s2 = s3 = 0.0
     size = src.size
     p = 0
     while p + 4 <= size:
-        v0 = abs(np.float64(src[p]))
-        v1 = abs(np.float64(src[p + 1]))
-        v2 = abs(np.float64(src[p + 2]))
-        v3 = abs(np.float64(src[p + 3]))
+        v0 = abs(np.float64(src[p])) * scale if exact else _scaled_finite(src[p], expo)
+        v1 = abs(np.float64(src[p + 1])) * scale if exact else _scaled_finite(src[p + 1], expo)
+        v2 = abs(np.float64(src[p + 2])) * scale if exact else _scaled_finite(src[p + 2], expo)
+        v3 = abs(np.float64(src[p + 3])) * scale if exact else _scaled_finite(src[p + 3], expo)
         v0 = v0 if v0 < np.inf else 0.0
         v1 = v1 if v1 < np.inf else 0.0
         v2 = v2 if v2 < np.inf else 0.0
@@ -41,50 +41,18 @@ def _block_stats(src, big, small, total):
         b1 = v1 if v1 > b1 else b1
         b2 = v2 if v2 > b2 else b2
         b3 = v3 if v3 > b3 else b3
-        m0 = v0 if (v0 < m0) & (v0 > 0.0) else m0
-        m1 = v1 if (v1 < m1) & (v1 > 0.0) else m1
-        m2 = v2 if (v2 < m2) & (v2 > 0.0) else m2
-        m3 = v3 if (v3 < m3) & (v3 > 0.0) else m3
         s0 += v0 * v0
         s1 += v1 * v1
         s2 += v2 * v2
         s3 += v3 * v3
         p += 4
     while p < size:
-        v0 = abs(np.float64(src[p]))
+        v0 = abs(np.float64(src[p])) * scale if exact else _scaled_finite(src[p], expo)
         v0 = v0 if v0 < np.inf else 0.0
         b0 = v0 if v0 > b0 else b0
-        m0 = v0 if (v0 < m0) & (v0 > 0.0) else m0
         s0 += v0 * v0
         p += 1
-    return (max(max(big, b0), max(max(b1, b2), b3)), min(min(small, m0), min(min(m1, m2), m3)),
-            total + ((s0 + s1) + (s2 + s3)))
-
-
-@jit
-def _scaled_total(src, expo, total):
-    """``total`` plus the sum of the squares of ``src * 2**-expo`` (exact
-    scaling; non-finite samples count as 0), in the chains of
-    ``_block_stats``: for samples whose squares stay normal, exactly
-    ``4**-expo`` times that function's sum."""
-    s0 = s1 = s2 = s3 = 0.0
-    size = src.size
-    p = 0
-    while p + 4 <= size:
-        v0 = _scaled_finite(src[p], expo)
-        v1 = _scaled_finite(src[p + 1], expo)
-        v2 = _scaled_finite(src[p + 2], expo)
-        v3 = _scaled_finite(src[p + 3], expo)
-        s0 += v0 * v0
-        s1 += v1 * v1
-        s2 += v2 * v2
-        s3 += v3 * v3
-        p += 4
-    while p < size:
-        v0 = _scaled_finite(src[p], expo)
-        s0 += v0 * v0
-        p += 1
-    return total + ((s0 + s1) + (s2 + s3))
+    return max(max(big, b0), max(max(b1, b2), b3)), total + ((s0 + s1) + (s2 + s3))
 
 
 @jit
@@ -94,14 +62,16 @@ def _scaled_finite(value, expo):
 
 
 @jit
-def plan_blocks(x, w0, w1, step, nfft, m, d, sumsq, ratio, exponents, noise, loud, relative,
-                flagged_counts):
+def plan_blocks(x, w0, w1, step, nfft, m, d, sumsq, safe, ratio, exponents, noise, loud,
+                relative, flagged_counts, quietest):
     """Plan the overlap-save blocks of the windows ``w0 .. w1-1`` of every row
     of ``x`` (``(B, C, N)``): block ``g`` holds the windows ``w0 + [g * step,
     (g + 1) * step)`` and reads the samples ``w0 + [g * step, g * step +
     nfft)``, but none past ``w1 + (m - 1) * d`` (zeros: so that the plan and
     the dots depend on the segment's own samples only).  ``sumsq`` is
-    ``segment_sumsq``'s.  Everything written is the same for the signal times
+    ``segment_sumsq``'s; ``safe``: no tile of the segment holds a sample outside
+    ``[SAFE_MIN, SAFE_MAX]`` (so every square is a normal number, and the
+    block norms can be scaled after summing).  Everything written is the same for the signal times
     any power of two (once ``relative_out_of_range`` has set right the sums
     of squares that left the float64 range):
 
@@ -116,7 +86,9 @@ def plan_blocks(x, w0, w1, step, nfft, m, d, sumsq, ratio, exponents, noise, lou
     * ``flagged_counts[b, g]``, the direct dots the block costs: its windows
       that ``_cpu.sliding.count_flagged`` would send to the direct method,
       estimated with the limit ``(ratio * noise)**2`` (the kernel knows the
-      transform's outputs too)."""
+      transform's outputs too);
+    * ``quietest[b, g]``, the smallest positive relative sum of squares of its
+      windows (no window is flagged under a limit up to that)."""
     nchan = x.shape[1]
     end = w1 + (m - 1) * d
     for b in range(x.shape[0]):
@@ -125,21 +97,23 @@ def plan_blocks(x, w0, w1, step, nfft, m, d, sumsq, ratio, exponents, noise, lou
             stop = min(end, start + nfft)
             first, last = start - w0, min(w1, start + step) - w0  # its windows, from w0
             big = 0.0
-            small = np.inf
             total = 0.0
             for c in range(nchan):
-                big, small, total = _block_stats(x[b, c, start:stop], big, small, total)
+                big, total = _block_stats(x[b, c, start:stop], 0, big, total)
             expo = math.frexp(big)[1] if big > 0.0 else 0
             exponents[b, g] = expo
-            if big <= SAFE_MAX and small >= SAFE_MIN:
+            if safe:
                 total = math.ldexp(total, -2 * expo)  # exact: every square was normal
             else:
                 total = 0.0
                 for c in range(nchan):
-                    total = _scaled_total(x[b, c, start:stop], expo, total)
+                    total = _block_stats(x[b, c, start:stop], expo, 0.0, total)[1]
             noise[b, g] = math.sqrt(total)
+            loud[b, g] = 0
+            # relative sums of squares, how many are flagged, the quietest
             src = sumsq[b, first:last]
             dest = relative[b, first:last]
+            limit = (ratio * noise[b, g]) ** 2
             if -500 <= expo <= 500:
                 scale = math.ldexp(1.0, -2 * expo)
                 for t in range(src.size):
@@ -147,13 +121,19 @@ def plan_blocks(x, w0, w1, step, nfft, m, d, sumsq, ratio, exponents, noise, lou
             else:
                 for t in range(src.size):
                     dest[t] = _nonzero(src[t], math.ldexp(src[t], -2 * expo))
-            loud[b, g] = 0
-            flagged_counts[b, g] = count_flagged(dest, (ratio * noise[b, g]) ** 2)
+            count = 0
+            lowest = np.inf
+            for t in range(dest.size):
+                r = dest[t]
+                count += (r > 0.0) & (r < limit)
+                lowest = min(lowest, r if r > 0.0 else np.inf)
+            flagged_counts[b, g] = count
+            quietest[b, g] = lowest
 
 
 @jit
 def relative_out_of_range(x, w0, w1, step, m, d, tile, sumsq, unsafe, ratio, exponents, noise,
-                          relative, flagged_counts):
+                          relative, flagged_counts, quietest):
     """After ``plan_blocks``: the relative sums of squares of the windows of
     unsafe tiles whose sums of squares left the float64 range, from their
     samples scaled by a power of two (so that they do not depend on the
@@ -171,11 +151,13 @@ def relative_out_of_range(x, w0, w1, step, m, d, tile, sumsq, unsafe, ratio, exp
                     flagged_counts[b, g] -= count_flagged(relative[b, t : t + 1], limit)
                     relative[b, t] = _nonzero(s, math.ldexp(s, 2 * (e - expo)) if s < np.inf else s)
                     flagged_counts[b, g] += count_flagged(relative[b, t : t + 1], limit)
+                    if relative[b, t] > 0.0:
+                        quietest[b, g] = min(quietest[b, g], relative[b, t])
 
 
 @jit
 def leave_out_loud(x, w0, w1, step, nfft, m, d, ratio, exponents, noise, loud, relative,
-                   flagged_counts):
+                   flagged_counts, quietest):
     """After ``plan_blocks``, for each block with flagged windows: ``loud[b,
     g] = s`` when the samples of scaled magnitude at least ``2**-s`` are
     better left out of the transform and added to the dots one by one
@@ -492,16 +474,24 @@ def spectral_products(spectrum, spectra, product):
 
 
 @jit
-def block_limits(dots, noise, loud, chosen, c_block, c_output, limits):
+def block_limits(dots, noise, loud, quietest, chosen, c_block, c_output, peaks, limits):
     """``limits[j, k]``: the flagging limit of block ``g = chosen[j]`` with
     kernel ``k`` (see ``_cpu.sliding.fft_kernel``): the square of ``c_block *
     noise[g] + c_output * ||dots[j, k]||`` (``_fft.error_bound``, divided by
     the error budget; every output of the inverse transform counts, the
     wrapped-around ones too), times ``LOUD_BOUND`` for a block with loud
-    samples (``plan_blocks``)."""
+    samples (``plan_blocks``); or 0 where no window of the block can be
+    flagged, its ``quietest`` relative sum of squares lying above even the
+    bound with ``||dots[j, k]|| <= peaks[k] * noise[g]`` (the spectral peak
+    of kernel ``k``), which spares the outputs' pass."""
     for j in range(chosen.size):
         g = chosen[j]
+        factor = LOUD_BOUND if loud[g] else 1.0
         for k in range(dots.shape[1]):
+            most = factor * (c_block + c_output * peaks[k]) * noise[g]
+            if quietest[g] >= most * most:
+                limits[j, k] = 0.0
+                continue
             src = dots[j, k]
             s0 = s1 = s2 = s3 = 0.0
             for t in range(0, src.size, 4):  # nfft is a power of two, at least 512
@@ -509,5 +499,5 @@ def block_limits(dots, noise, loud, chosen, c_block, c_output, limits):
                 s1 += src[t + 1] * src[t + 1]
                 s2 += src[t + 2] * src[t + 2]
                 s3 += src[t + 3] * src[t + 3]
-            bound = c_block * noise[g] + c_output * math.sqrt((s0 + s1) + (s2 + s3))
-            limits[j, k] = (bound * LOUD_BOUND if loud[g] else bound) ** 2
+            bound = factor * (c_block * noise[g] + c_output * math.sqrt((s0 + s1) + (s2 + s3)))
+            limits[j, k] = bound * bound if quietest[g] < bound * bound else 0.0

@@ -118,7 +118,7 @@ class _BlockLength:
         nker, nchan, m = khat.shape
         self.nfft = nfft
         self.step = nfft - (m - 1) * d
-        self.spectra = _fft.kernel_spectra(khat, d, nfft)
+        self.spectra, self.peaks = _fft.kernel_spectra(khat, d, nfft)
         self.c_block, self.c_output = (factor / budget for factor in _fft.error_bound(nfft, nchan))
         # The plan estimates the outputs' norm by the block's (white noise).
         self.estimate = self.c_block + self.c_output
@@ -151,6 +151,7 @@ class _SegmentPlan:
         self.noise = np.empty((rows, most))
         self.loud = np.empty((rows, most), dtype=np.int64)
         self.flagged_counts = np.empty((rows, most), dtype=np.int64)
+        self.quietest = np.empty((rows, most))
         self.slots = np.empty((rows, most), dtype=np.int64)
         self.chosen = np.empty((rows, most), dtype=np.int64)
         self.counts = np.empty(rows, dtype=np.int64)
@@ -165,14 +166,15 @@ class _SegmentPlan:
         self.windows = w1 - w0
         self.arguments = (piece, w0, w1, length.step, length.nfft, m, d, length.estimate,
                           self.exponents, self.noise, self.loud, self.relative,
-                          self.flagged_counts)
-        blocks.plan_blocks(piece, w0, w1, length.step, length.nfft, m, d, sumsq,
+                          self.flagged_counts, self.quietest)
+        safe = not unsafe.any()
+        blocks.plan_blocks(piece, w0, w1, length.step, length.nfft, m, d, sumsq, safe,
                            *self.arguments[7:])
         # each step below compiles on its first use only
-        if unsafe.any():
+        if not safe:
             blocks.relative_out_of_range(piece, w0, w1, length.step, m, d, tile, sumsq, unsafe,
                                          length.estimate, self.exponents, self.noise,
-                                         self.relative, self.flagged_counts)
+                                         self.relative, self.flagged_counts, self.quietest)
         self.any_loud = False
         return self.cost(direct_ns)
 
@@ -198,7 +200,8 @@ class _SegmentPlan:
         _fft.fft_dots(piece, w0, w1, khat, d, length.nfft, length.spectra, self.dots, self.limits,
                       self.workspace, (length.step, self.chosen, self.counts, self.exponents,
                                        self.loud if self.any_loud else None, self.noise,
-                                       length.c_block, length.c_output))
+                                       self.quietest, length.c_block, length.c_output,
+                                       length.peaks))
         return (self.dots, self.slots, self.exponents, self.relative, w0, length.step, self.limits)
 
 
@@ -217,20 +220,21 @@ FFT_MARGIN = 0.9
 
 
 def run_fft(piece, khat, kernel_state, d, exponent, floor, fill, result, offset, budget):
-    """Sliding cosines with dots by overlap-save FFT, a segment at a time
-    (bounded memory, in cache).
+    """Sliding cosines with dots by overlap-save FFT, a segment of windows at
+    a time (bounded memory, in cache).
 
     Each segment: the window sums of squares (exactly as the direct method
-    sums them); a plan that sends to the direct method every block in which
-    too many windows would be flagged (their FFT error bound exceeds
-    ``budget`` times their norm: a loud sample nearby) to pay for its
-    transform; the transforms of the others; the cosines, with the flagged
-    windows' dots recomputed directly.  A segment whose long blocks would
-    leave many windows to the direct method is planned again in short
-    blocks, which mix fewer loud and quiet stretches, and takes the cheaper
-    plan (by the cost model), or all its dots directly where neither pays.
-    Segments are whole tiles, so the plans, and with them every result bit,
-    are the same for any thread count."""
+    sums them); a plan of its blocks (``_SegmentPlan``), in which a block
+    whose windows would mostly be flagged (their FFT error bound exceeds
+    ``budget`` times their norm: a loud sample nearby) takes direct dots
+    instead of a transform; where that plan leaves many dots to the direct
+    method, plans again, leaving loud samples (spikes) out of the transforms,
+    then in short blocks (loud stretches next to quiet ones), and takes the
+    cheapest by the cost model, or direct dots for the whole segment where no
+    plan pays; the transforms; the cosines, the flagged windows' dots
+    recomputed directly.  Segments are whole tiles, and every decision
+    depends on the segment's own samples only, the same for any power-of-two
+    scaling: every result bit is the same for any thread count."""
     nker, nchan, m = khat.shape
     span = (m - 1) * d
     rows = piece.shape[0]

@@ -818,8 +818,8 @@ def _fft_tile_dots(x, b, khat, k, i0, nwin, d, fft, acc, spare):
             for u in range(stop - t):
                 dest[u] = math.ldexp(src[u], e)
         energies = relative[b, i0 - first : i0 - first + nwin]
-        limit = limits[b, slot, k]
-        if count_flagged(energies[t:stop], limit):
+        limit = limits[b, slot, k]  # 0: no window of the block is flagged
+        if limit > 0.0 and count_flagged(energies[t:stop], limit):
             _recompute_flagged(x, b, khat, k, i0, t, stop, d, energies, limit, acc, spare)
         t = stop
 

@@ -1,0 +1,65 @@
+"""``python -m cosim_np compile``: compiling ahead into Numba's cache."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cosim_np
+from cosim_np import _compile
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*args, cache_dir):
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache_dir))
+    env.pop("NUMBA_ENABLE_CUDASIM", None)
+    return subprocess.run([sys.executable, *args], env=env, cwd=ROOT, capture_output=True,
+                          text=True)
+
+
+def test_every_public_array_function_is_compiled_ahead():
+    labels = " ".join(label for label, _, _ in _compile.calls())
+    for name in ("sliding_cosine", "windowed_norm", "sharpen", "cosine_similarity",
+                 "pairwise_cosine", "topk_cosine", "set_similarity", "scaled_cosine"):
+        assert name in labels and name in cosim_np.__all__
+    assert {dtype for _, dtype, _ in _compile.calls()} == {"float32", "float64"}
+    assert {dtype for _, dtype, _ in _compile.calls(["float32"])} == {"float32"}
+
+
+def test_every_call_runs_and_reports_its_progress():
+    lines = []
+    seconds = _compile.compile_ahead(write=lines.append)
+    planned = _compile.calls()
+    assert seconds > 0
+    assert len(lines) == len(planned) + 2  # a heading and a closing line
+    for index, (line, (label, dtype, _)) in enumerate(zip(lines[1:], planned), 1):
+        assert line.startswith(f"[{index}/{len(planned)}] {label} ({dtype}): ")
+        assert line.endswith(" s")
+
+
+def test_the_command_fills_the_cache_that_later_processes_load(tmp_path):
+    done = run("-m", "cosim_np", "compile", "--only", "sharpen", "--dtype", "float64",
+               cache_dir=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "[1/1] sharpen (float64): " in done.stdout and "Done in" in done.stdout
+    assert str(tmp_path) in done.stdout
+    assert list(tmp_path.rglob("*.nbi")) and list(tmp_path.rglob("*.nbc"))
+    later = run("-c", "import numpy as np, cosim_np; from cosim_np._cpu import sliding;"
+                "cosim_np.sharpen(np.ones(3), 2.0);"
+                "print(sum(sliding.sharpen_kernel.stats.cache_hits.values()),"
+                "      sum(sliding.sharpen_kernel.stats.cache_misses.values()))",
+                cache_dir=tmp_path)
+    assert later.returncode == 0, later.stderr
+    assert later.stdout.split() == ["1", "0"]  # loaded, not compiled
+
+
+def test_the_command_lists_and_refuses_what_matches_nothing(tmp_path):
+    listed = run("-m", "cosim_np", "compile", "--list", "--dtype", "float32", cache_dir=tmp_path)
+    assert listed.returncode == 0
+    assert "sliding_cosine, method='fft' (and 'auto' for long kernels) (float32)" in listed.stdout
+    assert "float64" not in listed.stdout
+    refused = run("-m", "cosim_np", "compile", "--only", "no such function", cache_dir=tmp_path)
+    assert refused.returncode == 2
+    assert "no compiled function matches 'no such function'" in refused.stderr
+    assert not list(tmp_path.rglob("*.nbc"))
