@@ -22,21 +22,16 @@ def _block_stats(src, expo, big, total):
     independent chains.  The sum only scales an error bound, but it is summed
     in this fixed order whatever ``expo``: for samples whose squares stay
     normal, the sum for ``expo`` is exactly ``4**-expo`` times the one for 0."""
-    exact = -1000 <= expo <= 1000
-    scale = math.ldexp(1.0, -expo) if exact else 1.0
+    unit = _unit(expo)
     b0 = b1 = b2 = b3 = 0.0
     s0 = s1 = s2 = s3 = 0.0
     size = src.size
     p = 0
     while p + 4 <= size:
-        v0 = abs(np.float64(src[p])) * scale if exact else _scaled_finite(src[p], expo)
-        v1 = abs(np.float64(src[p + 1])) * scale if exact else _scaled_finite(src[p + 1], expo)
-        v2 = abs(np.float64(src[p + 2])) * scale if exact else _scaled_finite(src[p + 2], expo)
-        v3 = abs(np.float64(src[p + 3])) * scale if exact else _scaled_finite(src[p + 3], expo)
-        v0 = v0 if v0 < np.inf else 0.0
-        v1 = v1 if v1 < np.inf else 0.0
-        v2 = v2 if v2 < np.inf else 0.0
-        v3 = v3 if v3 < np.inf else 0.0
+        v0 = _magnitude(src[p], expo, unit)
+        v1 = _magnitude(src[p + 1], expo, unit)
+        v2 = _magnitude(src[p + 2], expo, unit)
+        v3 = _magnitude(src[p + 3], expo, unit)
         b0 = v0 if v0 > b0 else b0
         b1 = v1 if v1 > b1 else b1
         b2 = v2 if v2 > b2 else b2
@@ -47,8 +42,7 @@ def _block_stats(src, expo, big, total):
         s3 += v3 * v3
         p += 4
     while p < size:
-        v0 = abs(np.float64(src[p])) * scale if exact else _scaled_finite(src[p], expo)
-        v0 = v0 if v0 < np.inf else 0.0
+        v0 = _magnitude(src[p], expo, unit)
         b0 = v0 if v0 > b0 else b0
         s0 += v0 * v0
         p += 1
@@ -56,9 +50,24 @@ def _block_stats(src, expo, big, total):
 
 
 @jit
-def _scaled_finite(value, expo):
-    val = abs(np.float64(value))
-    return math.ldexp(val, -expo) if val < np.inf else 0.0
+def _unit(expo):
+    """``2**-expo`` where that is a normal number (multiplying by it is then
+    exact), else 0: ``_scaled`` falls back on ``ldexp``."""
+    return math.ldexp(1.0, -expo) if -1000 <= expo <= 1000 else 0.0
+
+
+@jit
+def _scaled(value, expo, unit):
+    """``value * 2**-expo``, exactly (``unit``: ``_unit(expo)``)."""
+    val = np.float64(value)
+    return val * unit if unit != 0.0 else math.ldexp(val, -expo)
+
+
+@jit
+def _magnitude(value, expo, unit):
+    """``|value| * 2**-expo`` (as ``_scaled``), and 0 for NaN and inf."""
+    val = abs(_scaled(value, expo, unit))
+    return val if val < np.inf else 0.0
 
 
 @jit
@@ -210,15 +219,10 @@ def _nonzero(s, scaled):
 def _count_at_least(src, expo, threshold):
     """How many samples of ``src * 2**-expo`` have a magnitude of at least
     ``threshold`` (and are finite)."""
+    unit = _unit(expo)
     count = 0
-    if -1000 <= expo <= 1000:
-        scale = math.ldexp(1.0, -expo)
-        for p in range(src.size):
-            val = abs(np.float64(src[p])) * scale
-            count += (val >= threshold) & (val < np.inf)
-    else:
-        for p in range(src.size):
-            count += _scaled_finite(src[p], expo) >= threshold
+    for p in range(src.size):
+        count += _magnitude(src[p], expo, unit) >= threshold
     return count
 
 
@@ -276,8 +280,7 @@ def _binade_histogram(row, start, stop, expo, counts, energies):
     others'; non-finite samples are left out).  The binade comes from the
     exponent bits (a subnormal counts as zero)."""
     last = counts.size - 1
-    exact = -1000 <= expo <= 1000
-    scale = math.ldexp(1.0, -expo) if exact else 1.0
+    unit = _unit(expo)
     if row.itemsize == 8:
         bits = row.view(np.int64)
         for p in range(start, stop):
@@ -285,7 +288,7 @@ def _binade_histogram(row, start, stop, expo, counts, energies):
             r = max(0, expo - (biased - 1022))
             if r >= last or biased == 0x7FF:  # too small to be loud (zeros too), or not finite
                 continue
-            val = np.float64(row[p]) * scale if exact else math.ldexp(np.float64(row[p]), -expo)
+            val = _scaled(row[p], expo, unit)
             counts[r] += 1
             energies[r] += val * val
     else:
@@ -295,7 +298,7 @@ def _binade_histogram(row, start, stop, expo, counts, energies):
             r = max(0, expo - (biased - 126))
             if r >= last or biased == 0xFF:
                 continue
-            val = np.float64(row[p]) * scale if exact else math.ldexp(np.float64(row[p]), -expo)
+            val = _scaled(row[p], expo, unit)
             counts[r] += 1
             energies[r] += val * val
 
@@ -306,19 +309,18 @@ def _quiet_energy(src, expo, shift, quiet):
     2**-expo`` of magnitude below ``2**-shift`` (the same bits for the signal
     times any power of two; non-finite samples count as 0)."""
     threshold = math.ldexp(1.0, -shift)
-    exact = -1000 <= expo <= 1000
-    scale = math.ldexp(1.0, -expo) if exact else 1.0
+    unit = _unit(expo)
     q0 = q1 = 0.0
     size = src.size
     p = 0
     while p + 2 <= size:
-        v0 = abs(np.float64(src[p]) * scale) if exact else _scaled_finite(src[p], expo)
-        v1 = abs(np.float64(src[p + 1]) * scale) if exact else _scaled_finite(src[p + 1], expo)
+        v0 = _magnitude(src[p], expo, unit)
+        v1 = _magnitude(src[p + 1], expo, unit)
         q0 += v0 * v0 if v0 < threshold else 0.0
         q1 += v1 * v1 if v1 < threshold else 0.0
         p += 2
     if p < size:
-        v0 = abs(np.float64(src[p]) * scale) if exact else _scaled_finite(src[p], expo)
+        v0 = _magnitude(src[p], expo, unit)
         q0 += v0 * v0 if v0 < threshold else 0.0
     return quiet + (q0 + q1)
 
@@ -380,20 +382,14 @@ def prepare_blocks(row, w0, end, chosen, step, blocks, exponents, loud):
         start = w0 + g * step
         stop = min(end, start + nfft)
         expo = exponents[g]
-        exact = -1000 <= expo <= 1000
-        scale = math.ldexp(1.0, -expo) if exact else 1.0
+        unit = _unit(expo)
         threshold = math.ldexp(1.0, -loud[g]) if loud[g] else np.inf
         for c in range(nchan):
             dest = blocks[c, j]
             src = row[c, start:stop]
-            if exact:
-                for t in range(src.size):
-                    val = np.float64(src[t]) * scale
-                    dest[t] = val if abs(val) < threshold else 0.0
-            else:
-                for t in range(src.size):
-                    val = math.ldexp(np.float64(src[t]), -expo)
-                    dest[t] = val if abs(val) < threshold else 0.0
+            for t in range(src.size):
+                val = _scaled(src[t], expo, unit)
+                dest[t] = val if abs(val) < threshold else 0.0
             for t in range(src.size, nfft):
                 dest[t] = 0.0
 
@@ -414,23 +410,19 @@ def scatter_loud(row, w0, w1, chosen, step, khat, d, exponents, loud, dots):
         expo = exponents[g]
         threshold = math.ldexp(1.0, -loud[g])
         last = min(step, w1 - start)  # this block's windows
-        exact = -1000 <= expo <= 1000
-        scale = math.ldexp(1.0, -expo) if exact else 1.0
+        unit = _unit(expo)
         size = last + (m - 1) * d
         for p0 in range(0, size, 64):
             # most stretches of a block hold no loud sample: look for one first
             here = 0
             for c in range(nchan):
-                for p in range(p0, min(size, p0 + 64)):
-                    val = abs(np.float64(row[c, start + p]))
-                    scaled = val * scale if exact else math.ldexp(val, -expo)
-                    here += (scaled >= threshold) & (val < np.inf)
+                here += _count_at_least(row[c, start + p0 : start + min(size, p0 + 64)], expo,
+                                        threshold)
             if here == 0:
                 continue
             for p in range(p0, min(size, p0 + 64)):
                 for c in range(nchan):
-                    val = np.float64(row[c, start + p])
-                    val = val * scale if exact else math.ldexp(val, -expo)
+                    val = _scaled(row[c, start + p], expo, unit)
                     if threshold <= abs(val) < np.inf:
                         for k in range(nker):
                             _add_sample(dots[j, k], khat[k, c], p, val, d, last)
