@@ -12,6 +12,7 @@ from .sliding import (
     _out_of_range,
     _rescaled_sumsq,
     count_flagged,
+    is_flagged,
 )
 
 
@@ -134,7 +135,7 @@ def plan_blocks(x, w0, w1, step, nfft, m, d, sumsq, safe, ratio, exponents, nois
             lowest = np.inf
             for t in range(dest.size):
                 r = dest[t]
-                count += (r > 0.0) & (r < limit)
+                count += is_flagged(r, limit)
                 lowest = min(lowest, r if r > 0.0 else np.inf)
             flagged_counts[b, g] = count
             quietest[b, g] = lowest

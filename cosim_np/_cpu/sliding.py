@@ -773,13 +773,19 @@ def segment_chain_sumsq(x, w0, w1, m, d, tile, bufs, sumsq, unsafe):
 
 
 @jit
+def is_flagged(r, limit):
+    """Whether a window of relative sum of squares ``r`` is flagged under
+    ``limit`` (zero, NaN and inf windows never are: the finish settles them)."""
+    return (r > 0.0) & (r < limit)
+
+
+@jit
 def count_flagged(relative, limit):
     """How many of the windows with relative sums of squares ``relative`` are
-    flagged (zero, NaN and inf windows never are: the finish settles them)."""
+    flagged."""
     count = 0
     for t in range(relative.size):
-        r = relative[t]
-        count += (r > 0.0) & (r < limit)
+        count += is_flagged(relative[t], limit)
     return count
 
 
@@ -833,13 +839,13 @@ def _recompute_flagged(x, b, khat, k, i0, start, stop, d, relative, limit, acc, 
     the windows were grouped); a lone window by ``_plain_dot``."""
     u = start
     while u < stop:
-        if not ((relative[u] > 0.0) & (relative[u] < limit)):
+        if not is_flagged(relative[u], limit):
             u += 1
             continue
         last = u
         v = u + 1
         while v < stop and v - last <= RUN_GAP:
-            if (relative[v] > 0.0) & (relative[v] < limit):
+            if is_flagged(relative[v], limit):
                 last = v
             v += 1
         if last == u:
@@ -847,7 +853,7 @@ def _recompute_flagged(x, b, khat, k, i0, start, stop, d, relative, limit, acc, 
         else:
             _tile_dots(x, b, khat, k, i0 + u, last + 1 - u, d, spare[u : last + 1])
             for w in range(u, last + 1):
-                if (relative[w] > 0.0) & (relative[w] < limit):
+                if is_flagged(relative[w], limit):
                     acc[w] = spare[w]
         u = last + 1
 
@@ -935,7 +941,7 @@ def fft_fix_out_of_range(x, w1, khat, kernel_state, d, exponent, noise_floor, fi
                 for k in range(khat.shape[0]):
                     if kernel_state[k] == KERNEL_NONFINITE:
                         continue
-                    if slot < 0 or ((r > 0.0) & (r < limits[b, slot, k])):
+                    if slot < 0 or is_flagged(r, limits[b, slot, k]):
                         dot = _rescaled_dot(x, b, khat, k, i, d, e)
                     else:
                         dot = math.ldexp(dots[b, slot, k, i - first - g * step],
