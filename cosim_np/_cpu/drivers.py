@@ -164,12 +164,12 @@ class _SegmentPlan:
         length = self.length
         self.nblocks = _fft.block_count(w1 - w0, (m - 1) * d, length.nfft)
         self.windows = w1 - w0
-        self.arguments = (piece, w0, w1, length.step, length.nfft, m, d, length.estimate,
-                          self.exponents, self.noise, self.loud, self.relative,
-                          self.flagged_counts, self.quietest)
+        # the arguments of the plan's kernels: the segment, and the plan itself
+        self.segment = (piece, w0, w1, length.step, length.nfft, m, d)
+        self.state = (length.estimate, self.exponents, self.noise, self.loud, self.relative,
+                      self.flagged_counts, self.quietest)
         safe = not unsafe.any()
-        blocks.plan_blocks(piece, w0, w1, length.step, length.nfft, m, d, sumsq, safe,
-                           *self.arguments[7:])
+        blocks.plan_blocks(*self.segment, sumsq, safe, *self.state)
         # each step below compiles on its first use only
         if not safe:
             blocks.relative_out_of_range(piece, w0, w1, length.step, m, d, tile, sumsq, unsafe,
@@ -181,7 +181,7 @@ class _SegmentPlan:
     def leave_out_loud(self, direct_ns):
         """Plan again with loud samples left out of the transforms where that
         pays (``blocks.leave_out_loud``: spikes); returns the new cost."""
-        blocks.leave_out_loud(*self.arguments)
+        blocks.leave_out_loud(*self.segment, *self.state)
         self.any_loud = bool(self.loud[:, : self.nblocks].any())
         return self.cost(direct_ns)
 
