@@ -93,11 +93,7 @@ SINGLE_KERNEL_FFT = 1 << 12
 SINGLE_KERNEL_MIN_SPAN = 127
 
 
-# Spans per short block (fft_length(short=True)).
-SHORT_SPANS = 4
-
-
-def fft_length(span, single=False, short=False):
+def fft_length(span, single=False):
     """FFT length (a power of two) for a kernel reaching ``span`` samples:
     about 8 spans, so that most of each block is output, but at most
     ``MAX_CACHED_FFT`` unless the kernel itself needs more.  A single kernel
@@ -107,13 +103,7 @@ def fft_length(span, single=False, short=False):
     one inverse transform per block then still works in cache, and the longer
     step saves transforms (m = 128 to 256 with ducc0: 2% to 5% faster on the
     CI machine; a bank of 64 kernels was 18% slower with 16 spans, m = 1024
-    with 2**14 blocks 2% to 6% slower).
-
-    ``short``: about 4 spans instead, the shortest blocks that cost little
-    more per output, for signals whose loud and quiet stretches a longer
-    block would mix (see ``_cpu.drivers.run_fft``)."""
-    if short:
-        return 1 << (max(512, SHORT_SPANS * (span + 1), 2 * (span + 1)) - 1).bit_length()
+    with 2**14 blocks 2% to 6% slower)."""
     target = min(max(512, 8 * (span + 1)), MAX_CACHED_FFT)
     if single and span >= SINGLE_KERNEL_MIN_SPAN:
         target = max(target, min(16 * (span + 1), SINGLE_KERNEL_FFT))
@@ -146,7 +136,7 @@ class Workspace:
         self.ducc0 = library == "ducc0"
         self.per_chunk = max(1, CHUNK_SAMPLES[library] // (nfft * max(nchan, nker)))
         nfreq = nfft // 2 + 1
-        # named by length: a call may use two block lengths (see _cpu.drivers.run_fft)
+        # named by length: a call may use several (see _cpu.drivers._FlaggedRuns)
         self.blocks = _scratch.empty(f"fft blocks {nfft}", (nchan, self.per_chunk, nfft))
         self.spectrum = _scratch.empty(f"fft spectrum {nfft}", (nchan, self.per_chunk, nfreq),
                                        complex)

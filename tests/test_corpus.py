@@ -199,13 +199,58 @@ def test_left_out_samples_with_dilation_and_channels(monkeypatch, dilation):
                                        atol=tolerance(np.float64, 900))
 
 
-def test_segments_of_mixed_stretches_take_short_blocks(monkeypatch):
-    recorder = PlanRecorder(monkeypatch)
+def record_runs(monkeypatch):
+    """The runs of flagged windows that ``run_fft`` plans in blocks of their own."""
+    runs = []
+    compute = drivers._FlaggedRuns.compute
+
+    def recorded(self, plans, piece, run, *args):
+        runs.append(run)
+        return compute(self, plans, piece, run, *args)
+
+    monkeypatch.setattr(drivers._FlaggedRuns, "compute", recorded)
+    return runs
+
+
+@pytest.mark.parametrize("m", [1024, 4096])
+def test_quiet_stretches_next_to_loud_ones_get_blocks_of_their_own(monkeypatch, m):
+    # in blocks that also hold a loud stretch, long runs of quiet windows are
+    # flagged; they are transformed again in blocks that start where the run
+    # starts, and every window stays as exact as by direct dots
+    runs = record_runs(monkeypatch)
     x = corpus.make("bursty", 2 * drivers.SEGMENT_WINDOWS)
-    kernel = np.random.default_rng(7).standard_normal(1024)
-    check_against_naive(x, kernel)
-    assert len(set(recorder.lengths)) == 2
-    assert _fft.fft_length(1023, short=True) in recorder.lengths
+    kernel = np.random.default_rng(7).standard_normal(m)
+    got = check_against_naive(x, kernel)
+    assert runs
+    np.testing.assert_allclose(got, sliding_cosine(x, kernel, method="direct"), rtol=0,
+                               atol=tolerance(np.float64, m))
+    covered = np.zeros(got.size, dtype=bool)
+    for _, start, stop, _ in runs:
+        covered[start:stop] = True
+    chosen = np.flatnonzero(covered)[:: max(1, covered.sum() // 300)]
+    np.testing.assert_allclose(got[chosen], reference(x, kernel, chosen), rtol=0,
+                               atol=tolerance(np.float64, m))
+
+
+def test_runs_of_flagged_windows_keep_every_bit_promised(monkeypatch):
+    # rows and kernels of a bank, power-of-two scaling, sign, thread count
+    runs = record_runs(monkeypatch)
+    x = np.stack([corpus.make("bursty", 2 * drivers.SEGMENT_WINDOWS, seed=s) for s in (1, 2)])
+    kernels = np.random.default_rng(8).standard_normal((2, 1024))
+    saved = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        base = sliding_cosine(x, kernels, method="fft")
+        assert {run[0] for run in runs} == {0, 1}
+        np.testing.assert_allclose(base, sliding_cosine(x, kernels, method="direct"), rtol=0,
+                                   atol=tolerance(np.float64, 1024))
+        np.testing.assert_array_equal(sliding_cosine(np.ldexp(x, -700), kernels, method="fft"),
+                                      base)
+        np.testing.assert_array_equal(sliding_cosine(-x, kernels, method="fft"), -base)
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        np.testing.assert_array_equal(sliding_cosine(x, kernels, method="fft"), base)
+    finally:
+        numba.set_num_threads(saved)
 
 
 def test_a_float32_result_allows_the_transform_a_float32_error():

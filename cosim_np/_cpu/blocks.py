@@ -494,3 +494,52 @@ def block_limits(dots, noise, loud, quietest, chosen, c_block, c_output, peaks, 
                 s3 += src[t + 3] * src[t + 3]
             bound = factor * (c_block * noise[g] + c_output * math.sqrt((s0 + s1) + (s2 + s3)))
             limits[j, k] = bound * bound if quietest[g] < bound * bound else 0.0
+
+
+@jit
+def flagged_runs(fft, w1, gap, min_flagged, runs):
+    """After the transforms of a plan (``fft``: ``_cpu.sliding.fft_kernel``'s
+    tuple, windows ``first .. w1-1``): the runs of windows flagged by any
+    kernel in the blocks transformed, those closer than ``gap`` joined (a
+    block planned direct ends a run), that hold at least ``min_flagged`` of
+    them.  Writes ``(row, start, stop, count)`` of each to ``runs`` (room for
+    every run that long) and returns how many it wrote."""
+    _, slots, _, relative, first, step, limits = fft
+    written = 0
+    for b in range(relative.shape[0]):
+        start = last = -1
+        count = 0
+        for g in range(-(-(w1 - first) // step) + 1):
+            lo = first + g * step
+            hi = min(w1, lo + step)
+            slot = slots[b, g] if lo < w1 else -1
+            limit = 0.0
+            if slot >= 0:
+                for k in range(limits.shape[2]):
+                    limit = max(limit, limits[b, slot, k])
+            for i in range(lo, hi if limit > 0.0 else lo):
+                if not is_flagged(relative[b, i - first], limit):
+                    continue
+                if start >= 0 and i - last > gap:
+                    written = _add_run(runs, written, b, start, last, count, min_flagged)
+                    start = -1
+                if start < 0:
+                    start = i
+                    count = 0
+                last = i
+                count += 1
+            if slot < 0 and start >= 0:  # a direct block, or past the last
+                written = _add_run(runs, written, b, start, last, count, min_flagged)
+                start = -1
+    return written
+
+
+@jit
+def _add_run(runs, written, b, start, last, count, min_flagged):
+    if count >= min_flagged:
+        runs[written, 0] = b
+        runs[written, 1] = start
+        runs[written, 2] = last + 1
+        runs[written, 3] = count
+        written += 1
+    return written

@@ -7,6 +7,8 @@ compute dtype, C-contiguous, and its windows land at ``offset`` of the
 ``(B, K, L)`` result.
 """
 
+import threading
+
 import numpy as np
 
 from .. import _fft, _scratch, _threads
@@ -140,12 +142,12 @@ class _SegmentPlan:
     """One thread's arrays for planning and transforming a segment of windows
     in blocks of one length."""
 
-    def __init__(self, length, rows, nchan, nker, longest, span, windows):
+    def __init__(self, length, rows, nchan, nker, longest, span, windows, use="segment"):
         self.length = length
         nfft = length.nfft
         most = _fft.block_count(longest, span, nfft)
-        self.relative = _scratch.empty(f"relative sums of squares {nfft}", (rows, windows))
-        self.dots = _scratch.empty(f"fft dots {nfft}", (rows, most, nker, nfft))
+        self.relative = _scratch.empty(f"{use} relative sums of squares {nfft}", (rows, windows))
+        self.dots = _scratch.empty(f"{use} fft dots {nfft}", (rows, most, nker, nfft))
         self.limits = np.empty((rows, most, nker))
         self.exponents = np.empty((rows, most), dtype=np.int64)
         self.noise = np.empty((rows, most))
@@ -205,10 +207,97 @@ class _SegmentPlan:
         return (self.dots, self.slots, self.exponents, self.relative, w0, length.step, self.limits)
 
 
-# A segment's plan in long blocks that costs this much more than transforms
-# alone would (on noise it costs that; where loud and quiet stretches mix,
-# far more) is planned again: with its loud samples left out of the
-# transforms, then in short blocks (about 4 spans, fft_length(short=True)).
+# A run of flagged windows (quiet ones next to a loud stretch) gets blocks of
+# its own where their transforms cost at most this share of its direct dots.
+RUN_SHARE = 0.5
+
+
+class _FlaggedRuns:
+    """Runs of flagged windows planned again in blocks of their own, which
+    start where the run starts and read its windows' samples only: a quiet
+    stretch next to a loud one then shares no block with it, and its windows
+    are no longer flagged.  One per call; the block lengths are shared by the
+    threads, the plans are each thread's own."""
+
+    def __init__(self, khat, d, budget, longest, direct_ns):
+        nker, nchan, m = khat.shape
+        self.khat, self.d, self.budget = khat, d, budget
+        self.direct_ns = direct_ns
+        span = (m - 1) * d
+        shortest = 1 << (max(512, 2 * (span + 1)) - 1).bit_length()
+        # powers of two up to the segment's block length (``longest``)
+        self.sizes = [1 << e for e in range(shortest.bit_length() - 1, longest.nfft.bit_length())]
+        self.lengths = {longest.nfft: longest}
+        self.lock = threading.Lock()
+
+    def length(self, nfft):
+        with self.lock:
+            if nfft not in self.lengths:
+                self.lengths[nfft] = _BlockLength(self.khat, self.d, nfft, self.budget)
+            return self.lengths[nfft]
+
+    def cheapest(self, windows):
+        """``(cost, nfft)``: the block length whose blocks cost the least for
+        ``windows`` windows, and that cost in ns."""
+        span = (self.khat.shape[2] - 1) * self.d
+        costs = []
+        for nfft in self.sizes:
+            step = nfft - span
+            costs.append((-(-windows // step) * step * self.length(nfft).fft_ns, nfft))
+        return min(costs)
+
+    def find(self, plan, fft, w0, w1):
+        """The runs of the segment ``w0 .. w1-1`` whose own blocks pay, as
+        ``(row, start, stop, nfft)``; their windows are no longer flagged in
+        ``plan`` (their dots come from their own blocks)."""
+        least = self.cheapest(1)[0]  # one block of the shortest length
+        min_flagged = max(2, int(least / (RUN_SHARE * self.direct_ns)) + 1)
+        rows = plan.relative.shape[0]
+        runs = np.empty((rows * (-(-(w1 - w0) // min_flagged) + 1), 4), dtype=np.int64)
+        gap = max(kernels.RUN_GAP, (self.khat.shape[2] - 1) * self.d)
+        found = []
+        for b, start, stop, count in runs[: blocks.flagged_runs(fft, w1, gap, min_flagged, runs)]:
+            cost, nfft = self.cheapest(stop - start)
+            if cost <= RUN_SHARE * count * self.direct_ns:
+                plan.relative[b, start - w0 : stop - w0] = 0.0  # (never flagged)
+                found.append((b, start, stop, nfft))
+        return found
+
+    def compute(self, plans, piece, run, w0, sumsq, tile, unsafe, kernel_args, result, offset):
+        """The cosines of the windows of ``run`` (``find``) from blocks of their
+        own: planned, transformed and finished as a segment of one row (a block
+        whose windows would mostly be flagged even so takes direct dots).
+        ``unsafe``: whether the segment has windows whose sums of squares left
+        the float64 range (then each tile of the run is checked for them)."""
+        b, start, stop, nfft = run
+        khat, d = self.khat, self.d
+        nker, nchan, m = khat.shape
+        span = (m - 1) * d
+        windows = -(-(stop - start) // tile) * tile
+        if nfft not in plans or plans[nfft].relative.shape[1] < windows:
+            plans[nfft] = _SegmentPlan(self.length(nfft), 1, nchan, nker, windows, span, windows,
+                                       use="run")
+        plan = plans[nfft]
+        row = piece[b : b + 1]
+        own = _scratch.empty("run sums of squares", (1, stop - start))
+        own[0] = sumsq[b, start - w0 : stop - w0]
+        tiles = np.full((1, windows // tile), unsafe)
+        cost = plan.plan(row, start, stop, m, d, tile, own, tiles, self.direct_ns)
+        if cost > FFT_MARGIN * (stop - start) * self.direct_ns:
+            plan.assign(-1)
+        fft = plan.transform(row, start, stop, khat, d)
+        kernels.fft_kernel(row, stop, khat, *kernel_args, tile, own, fft, result[b : b + 1], offset)
+        if unsafe:
+            kernels.fft_fix_out_of_range(row, stop, khat, *kernel_args, tile, own, fft,
+                                         result[b : b + 1], offset, tiles)
+
+
+
+
+# A segment's plan that costs this much more than transforms alone would (on
+# noise it costs that; where loud and quiet stretches mix, far more) is
+# planned again: with its loud samples left out of the transforms, and its
+# runs of flagged windows in blocks of their own (_FlaggedRuns).
 REPLAN_AFTER = 0.05
 # ... when the transforms, planned ideally, would save at least this share of
 # all-direct dots (not for kernels just long enough for the FFT to pay).
@@ -228,61 +317,56 @@ def run_fft(piece, khat, kernel_state, d, exponent, floor, fill, result, offset,
     whose windows would mostly be flagged (their FFT error bound exceeds
     ``budget`` times their norm: a loud sample nearby) takes direct dots
     instead of a transform; where that plan leaves many dots to the direct
-    method, plans again, leaving loud samples (spikes) out of the transforms,
-    then in short blocks (loud stretches next to quiet ones), and takes the
-    cheapest by the cost model, or direct dots for the whole segment where no
-    plan pays; the transforms; the cosines, the flagged windows' dots
-    recomputed directly.  Segments are whole tiles, and every decision
+    method, plans again, leaving loud samples (spikes) out of the
+    transforms, or direct dots for the whole segment where no plan pays; the
+    transforms; the cosines, the flagged windows' dots recomputed directly,
+    except long runs of them (quiet stretches next to loud ones), which are
+    planned and transformed again in blocks of their own
+    (``_FlaggedRuns``).  Segments are whole tiles, and every decision
     depends on the segment's own samples only, the same for any power-of-two
     scaling: every result bit is the same for any thread count."""
     nker, nchan, m = khat.shape
     span = (m - 1) * d
     rows = piece.shape[0]
     tile = kernels.tile_length(m, d)
-    lengths = [_BlockLength(khat, d, _fft.fft_length(span, single=nker == 1 and nchan == 1),
-                            budget)]
-    short = _fft.fft_length(span, short=True)
-    if short < lengths[0].nfft:
-        lengths.append(_BlockLength(khat, d, short, budget))
+    length = _BlockLength(khat, d, _fft.fft_length(span, single=nker == 1 and nchan == 1), budget)
     direct_ns = _direct_dot_ns(m, nchan, nker)
     segment = tile * max(1, SEGMENT_WINDOWS // (tile * nker))
     chains = m > kernels.DIRECT_SUM_TAPS and m * d >= kernels.CHAIN_CHUNK
     segment_sumsq = kernels.segment_chain_sumsq if chains else kernels.segment_sumsq
+    flagged = _FlaggedRuns(khat, d, budget, length, direct_ns)
+    kernel_args = (kernel_state, d, exponent, floor, fill)
 
     def work(start, stop):
         _, bufs = kernels.make_buffers(m, d)
         longest = min(segment, stop - start)
         windows = -(-longest // tile) * tile
         sumsq = _scratch.empty("segment sums of squares", (rows, windows))
-        plans = [_SegmentPlan(length, rows, nchan, nker, longest, span, windows)
-                 for length in lengths]
+        plan = _SegmentPlan(length, rows, nchan, nker, longest, span, windows)
+        run_plans = {}  # nfft -> this thread's _SegmentPlan for flagged runs
         for w0 in range(start, stop, segment):
             w1 = min(stop, w0 + segment)
             unsafe = _unsafe_flags(rows, windows, tile)
             segment_sumsq(piece, w0, w1, m, d, tile, bufs, sumsq, unsafe)
             all_direct = (w1 - w0) * rows * direct_ns
-            plan = plans[0]
             cost = plan.plan(piece, w0, w1, m, d, tile, sumsq, unsafe, direct_ns)
-            ideal = (w1 - w0) * rows * plan.length.fft_ns
+            ideal = (w1 - w0) * rows * length.fft_ns
             wanted = (1 + REPLAN_AFTER) * ideal
             # planning again pays where transforms save much over direct dots
             replan = FFT_MARGIN * all_direct - ideal > REPLAN_GAIN * all_direct
             if replan and cost > wanted:  # spikes: leave them out of the transforms
                 cost = plan.leave_out_loud(direct_ns)
-            # (short blocks cost more per window: only where that can pay)
-            if (replan and cost > wanted and len(plans) > 1
-                    and (w1 - w0) * rows * plans[1].length.fft_ns < FFT_MARGIN * all_direct):
-                # loud stretches next to quiet ones: short blocks part them
-                other = plans[1].plan(piece, w0, w1, m, d, tile, sumsq, unsafe, direct_ns)
-                if other < cost:
-                    plan, cost = plans[1], other
             if cost > FFT_MARGIN * all_direct:
                 plan.assign(-1)  # every dot directly: no transform pays
             fft = plan.transform(piece, w0, w1, khat, d)
-            kernels.fft_kernel(piece, w1, khat, kernel_state, d, exponent, floor, fill, tile, sumsq,
-                               fft, result, offset)
-            if unsafe.any():
-                kernels.fft_fix_out_of_range(piece, w1, khat, kernel_state, d, exponent, floor,
-                                             fill, tile, sumsq, fft, result, offset, unsafe)
+            runs = flagged.find(plan, fft, w0, w1) if replan and cost > wanted else ()
+            kernels.fft_kernel(piece, w1, khat, *kernel_args, tile, sumsq, fft, result, offset)
+            any_unsafe = bool(unsafe.any())
+            if any_unsafe:
+                kernels.fft_fix_out_of_range(piece, w1, khat, *kernel_args, tile, sumsq, fft,
+                                             result, offset, unsafe)
+            for run in runs:  # (after: their cosines replace those just written)
+                flagged.compute(run_plans, piece, run, w0, sumsq, tile, any_unsafe, kernel_args,
+                                result, offset)
 
     _threads.run_segments(piece.shape[-1] - span, segment, work)
