@@ -392,9 +392,9 @@ def sliding_cosine(
         method's. On signals with loud and quiet stretches the FFT path plans
         its blocks so that this costs little: blocks of mostly such windows
         take direct dots, a few loud samples (spikes) are left out of the
-        transforms and added one by one, and long runs of flagged windows
-        (quiet stretches next to loud ones) get blocks of their own (see
-        :doc:`/performance`). It
+        transforms and added one by one, and for long kernels, long runs of
+        flagged windows (quiet stretches next to loud ones) are transformed
+        again in a row of their own (see :doc:`/performance`). It
         pays off for long kernels (``m * C_in`` of 128 taps and more) and for
         kernel banks. 'auto' (default): whichever a cost model predicts
         faster for ``m``, ``K`` and ``C_in``.

@@ -11,7 +11,7 @@ import pytest
 from scipy.ndimage import maximum_filter1d
 
 from benchmarks import corpus
-from cosim_np import _fft, sliding_cosine
+from cosim_np import sliding_cosine
 from cosim_np._cpu import blocks, drivers
 from tests import naive
 
@@ -200,32 +200,33 @@ def test_left_out_samples_with_dilation_and_channels(monkeypatch, dilation):
 
 
 def record_runs(monkeypatch):
-    """The runs of flagged windows that ``run_fft`` plans in blocks of their own."""
+    """The runs of flagged windows that ``run_fft`` transforms again in a row
+    of their own, as ``(row, start, stop)``."""
     runs = []
     compute = drivers._FlaggedRuns.compute
 
-    def recorded(self, plans, piece, run, *args):
-        runs.append(run)
-        return compute(self, plans, piece, run, *args)
+    def recorded(self, found, *args):
+        runs.extend(tuple(int(v) for v in run[:3]) for run in found)
+        return compute(self, found, *args)
 
     monkeypatch.setattr(drivers._FlaggedRuns, "compute", recorded)
     return runs
 
 
-@pytest.mark.parametrize("m", [1024, 4096])
-def test_quiet_stretches_next_to_loud_ones_get_blocks_of_their_own(monkeypatch, m):
+@pytest.mark.parametrize("m", [2048, 4096])
+def test_quiet_stretches_next_to_loud_ones_are_transformed_again(monkeypatch, m):
     # in blocks that also hold a loud stretch, long runs of quiet windows are
-    # flagged; they are transformed again in blocks that start where the run
-    # starts, and every window stays as exact as by direct dots
+    # flagged; they are transformed again in a row of their own, and every
+    # window stays as exact as by direct dots
     runs = record_runs(monkeypatch)
     x = corpus.make("bursty", 2 * drivers.SEGMENT_WINDOWS)
     kernel = np.random.default_rng(7).standard_normal(m)
     got = check_against_naive(x, kernel)
-    assert runs
+    assert len(runs) > 1
     np.testing.assert_allclose(got, sliding_cosine(x, kernel, method="direct"), rtol=0,
                                atol=tolerance(np.float64, m))
     covered = np.zeros(got.size, dtype=bool)
-    for _, start, stop, _ in runs:
+    for _, start, stop in runs:
         covered[start:stop] = True
     chosen = np.flatnonzero(covered)[:: max(1, covered.sum() // 300)]
     np.testing.assert_allclose(got[chosen], reference(x, kernel, chosen), rtol=0,
@@ -233,24 +234,58 @@ def test_quiet_stretches_next_to_loud_ones_get_blocks_of_their_own(monkeypatch, 
 
 
 def test_runs_of_flagged_windows_keep_every_bit_promised(monkeypatch):
-    # rows and kernels of a bank, power-of-two scaling, sign, thread count
+    # rows and kernels of a bank, power-of-two scaling (out of the float64
+    # range of squares too), sign, thread count
     runs = record_runs(monkeypatch)
     x = np.stack([corpus.make("bursty", 2 * drivers.SEGMENT_WINDOWS, seed=s) for s in (1, 2)])
-    kernels = np.random.default_rng(8).standard_normal((2, 1024))
+    kernels = np.random.default_rng(8).standard_normal((2, 2048))
     saved = numba.get_num_threads()
     try:
         numba.set_num_threads(1)
         base = sliding_cosine(x, kernels, method="fft")
         assert {run[0] for run in runs} == {0, 1}
         np.testing.assert_allclose(base, sliding_cosine(x, kernels, method="direct"), rtol=0,
-                                   atol=tolerance(np.float64, 1024))
-        np.testing.assert_array_equal(sliding_cosine(np.ldexp(x, -700), kernels, method="fft"),
-                                      base)
+                                   atol=tolerance(np.float64, 2048))
+        for shift in (-700, 600):
+            np.testing.assert_array_equal(
+                sliding_cosine(np.ldexp(x, shift), kernels, method="fft"), base)
         np.testing.assert_array_equal(sliding_cosine(-x, kernels, method="fft"), -base)
         numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
         np.testing.assert_array_equal(sliding_cosine(x, kernels, method="fft"), base)
     finally:
         numba.set_num_threads(saved)
+
+
+def test_runs_are_laid_side_by_side_in_the_order_of_their_sums():
+    # two rows' runs in one row of their own: each window's samples and sum
+    # of squares where gather_runs puts them (at the signal's position modulo
+    # the kernel's reach, so that its sum of squares is summed in the same
+    # order), and its cosines back where they came from
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((2, 1, 500))
+    span, chunk = 9, 10
+    sumsq = rng.uniform(1, 2, (2, 500))
+    runs = np.array([[1, 303, 343, 40, -5], [0, 21, 51, 30, 3]], dtype=np.int64)
+    positions, windows = blocks.run_positions(runs, span, chunk)
+    np.testing.assert_array_equal(positions, [3, 61])  # 3 + 40 + 9 = 52, then 61 = 21 mod 10
+    assert windows == 61 + 30
+    samples = np.full((1, 1, windows + span), np.nan)
+    own = np.full((1, windows), np.nan)
+    blocks.gather_runs(x, runs, positions, span, 10, sumsq, samples, own)
+    np.testing.assert_array_equal(samples[0, 0, :3], 0.0)
+    np.testing.assert_array_equal(samples[0, 0, 3:52], x[1, 0, 303 : 343 + span])
+    np.testing.assert_array_equal(samples[0, 0, 52:61], 0.0)
+    np.testing.assert_array_equal(samples[0, 0, 61:], x[0, 0, 21 : 51 + span])
+    np.testing.assert_array_equal(own[0, :3], -1.0)  # no windows of the signal
+    np.testing.assert_array_equal(own[0, 3:43], sumsq[1, 293:333])
+    np.testing.assert_array_equal(own[0, 43:61], -1.0)
+    np.testing.assert_array_equal(own[0, 61:], sumsq[0, 11:41])
+    cosines = rng.standard_normal((1, 3, windows))
+    out = np.zeros((2, 3, 600))
+    blocks.scatter_runs(cosines, runs, positions, out, 7)
+    np.testing.assert_array_equal(out[1, :, 310:350], cosines[0, :, 3:43])
+    np.testing.assert_array_equal(out[0, :, 28:58], cosines[0, :, 61:])
+    assert np.count_nonzero(out) == 3 * 70
 
 
 def test_a_float32_result_allows_the_transform_a_float32_error():

@@ -153,7 +153,8 @@ def relative_out_of_range(x, w0, w1, step, m, d, tile, sumsq, unsafe, ratio, exp
             if not unsafe[b, ti]:
                 continue
             for t in range(ti * tile, min((ti + 1) * tile, w1 - w0)):
-                if _out_of_range(sumsq[b, t]):
+                # (a negative sum marks no window: see gather_runs)
+                if _out_of_range(sumsq[b, t]) and not sumsq[b, t] < 0.0:
                     g = t // step
                     expo = exponents[b, g]
                     limit = (ratio * noise[b, g]) ** 2
@@ -502,13 +503,16 @@ def flagged_runs(fft, w1, gap, min_flagged, runs):
     tuple, windows ``first .. w1-1``): the runs of windows flagged by any
     kernel in the blocks transformed, those closer than ``gap`` joined (a
     block planned direct ends a run), that hold at least ``min_flagged`` of
-    them.  Writes ``(row, start, stop, count)`` of each to ``runs`` (room for
-    every run that long) and returns how many it wrote."""
-    _, slots, _, relative, first, step, limits = fft
+    them.  Writes ``(row, start, stop, count, loudness)`` of each to ``runs``
+    (room for every run that long) and returns how many it wrote; the
+    loudness is the binary exponent of the run's loudest flagged window's
+    sum of squares (the same for the signal times any power of two, bar a
+    constant)."""
+    _, slots, exponents, relative, first, step, limits = fft
     written = 0
     for b in range(relative.shape[0]):
         start = last = -1
-        count = 0
+        count = loudness = 0
         for g in range(-(-(w1 - first) // step) + 1):
             lo = first + g * step
             hi = min(w1, lo + step)
@@ -518,28 +522,81 @@ def flagged_runs(fft, w1, gap, min_flagged, runs):
                 for k in range(limits.shape[2]):
                     limit = max(limit, limits[b, slot, k])
             for i in range(lo, hi if limit > 0.0 else lo):
-                if not is_flagged(relative[b, i - first], limit):
+                r = relative[b, i - first]
+                if not is_flagged(r, limit):
                     continue
                 if start >= 0 and i - last > gap:
-                    written = _add_run(runs, written, b, start, last, count, min_flagged)
+                    written = _add_run(runs, written, b, start, last, count, loudness,
+                                       min_flagged)
                     start = -1
+                level = math.frexp(r)[1] + 2 * exponents[b, g]
                 if start < 0:
                     start = i
                     count = 0
+                    loudness = level
                 last = i
                 count += 1
+                loudness = max(loudness, level)
             if slot < 0 and start >= 0:  # a direct block, or past the last
-                written = _add_run(runs, written, b, start, last, count, min_flagged)
+                written = _add_run(runs, written, b, start, last, count, loudness, min_flagged)
                 start = -1
     return written
 
 
 @jit
-def _add_run(runs, written, b, start, last, count, min_flagged):
+def _add_run(runs, written, b, start, last, count, loudness, min_flagged):
     if count >= min_flagged:
         runs[written, 0] = b
         runs[written, 1] = start
         runs[written, 2] = last + 1
         runs[written, 3] = count
+        runs[written, 4] = loudness
         written += 1
     return written
+
+
+def run_positions(runs, span, chunk):
+    """Where ``gather_runs`` puts the first window of each run ``(row, start,
+    stop, ...)`` of ``runs``, in order, and how many windows the row of runs
+    holds: after the previous run's windows and the ``span`` that reach
+    across into the next, at the next position congruent to ``start`` modulo
+    ``chunk`` (the kernel's reach ``m * d``), so that each window's sum of
+    squares is summed in the same order there as in the signal."""
+    positions = np.empty(len(runs), dtype=np.int64)
+    p = 0
+    for r, (_, start, stop) in enumerate(runs[:, :3]):
+        p += (start - p) % chunk
+        positions[r] = p
+        p += stop - start + span
+    return positions, int(p - span)
+
+
+@jit
+def gather_runs(x, runs, positions, span, w0, sumsq, samples, run_sumsq):
+    """Copy the windows of each run ``(row, start, stop, ...)`` of ``runs``
+    into one row of their own, at ``positions`` (``run_positions``):
+    ``samples[0, :, p : p + stop - start + span]`` is ``x[row, :, start : stop
+    + span]``, and ``run_sumsq[0, p : p + stop - start]`` their windows' sums
+    of squares (``sumsq``, from window ``w0``).  The samples between runs are
+    zeros, and the windows that are no windows of the signal (they reach
+    across two runs) get -1: never flagged, not counted, their cosines
+    unused."""
+    end = 0
+    for r in range(runs.shape[0]):
+        b, start, stop, p = runs[r, 0], runs[r, 1], runs[r, 2], positions[r]
+        size = stop - start
+        samples[0, :, end:p] = 0.0
+        run_sumsq[0, max(0, end - span) : p] = -1.0
+        for c in range(x.shape[1]):
+            samples[0, c, p : p + size + span] = x[b, c, start : stop + span]
+        run_sumsq[0, p : p + size] = sumsq[b, start - w0 : stop - w0]
+        end = p + size + span
+
+
+@jit
+def scatter_runs(cosines, runs, positions, out, offset):
+    """The inverse of ``gather_runs`` for the cosines of the runs' windows:
+    ``out[row, :, offset + start : offset + stop]`` from ``cosines[0]``."""
+    for r in range(runs.shape[0]):
+        b, start, stop, p = runs[r, 0], runs[r, 1], runs[r, 2], positions[r]
+        out[b, :, offset + start : offset + stop] = cosines[0, :, p : p + stop - start]

@@ -207,91 +207,100 @@ class _SegmentPlan:
         return (self.dots, self.slots, self.exponents, self.relative, w0, length.step, self.limits)
 
 
-# A run of flagged windows (quiet ones next to a loud stretch) gets blocks of
-# its own where their transforms cost at most this share of its direct dots.
+# A run of flagged windows (quiet ones next to a loud stretch) is transformed
+# again where that costs at most this share of its direct dots ...
 RUN_SHARE = 0.5
+# ... for kernels long enough that a direct dot costs at least this many
+# transformed ones (by the cost model: about 1300 taps and more; for shorter
+# ones, looking for the runs cost as much as they saved, measured on the
+# corpus) ...
+RUN_MIN_RATIO = 6.0
+# ... and where the runs of a segment save more than this, in ns: the fixed
+# cost of planning and transforming them (Python calls).
+RUNS_CALL_NS = 3e5
 
 
 class _FlaggedRuns:
-    """Runs of flagged windows planned again in blocks of their own, which
-    start where the run starts and read its windows' samples only: a quiet
-    stretch next to a loud one then shares no block with it, and its windows
-    are no longer flagged.  One per call; the block lengths are shared by the
-    threads, the plans are each thread's own."""
+    """Long runs of flagged windows, transformed again away from the loud
+    stretches that flagged them: the windows of every such run of a segment
+    (of every row), with their samples, are copied side by side into one row
+    of their own, quietest runs first, which is planned, transformed and
+    finished as a segment is (a block whose windows would mostly be flagged
+    even so takes direct dots).  One per call; ``compute`` keeps each
+    thread's plan."""
 
-    def __init__(self, khat, d, budget, longest, direct_ns):
-        nker, nchan, m = khat.shape
-        self.khat, self.d, self.budget = khat, d, budget
+    def __init__(self, khat, d, length, direct_ns):
+        self.khat, self.d, self.length = khat, d, length
         self.direct_ns = direct_ns
-        span = (m - 1) * d
-        shortest = 1 << (max(512, 2 * (span + 1)) - 1).bit_length()
-        # powers of two up to the segment's block length (``longest``)
-        self.sizes = [1 << e for e in range(shortest.bit_length() - 1, longest.nfft.bit_length())]
-        self.lengths = {longest.nfft: longest}
-        self.lock = threading.Lock()
+        self.span = (khat.shape[2] - 1) * d
+        # a run pays when its flagged windows pay for its own windows and the
+        # two spans before the next run (``saving``): it holds at least
+        # min_flagged of them
+        saved = RUN_SHARE * direct_ns - length.fft_ns
+        self.enabled = direct_ns >= RUN_MIN_RATIO * length.fft_ns and saved > 0
+        self.min_flagged = int(2 * self.span * length.fft_ns / saved) + 1 if self.enabled else 0
+        self.local = threading.local()
 
-    def length(self, nfft):
-        with self.lock:
-            if nfft not in self.lengths:
-                self.lengths[nfft] = _BlockLength(self.khat, self.d, nfft, self.budget)
-            return self.lengths[nfft]
-
-    def cheapest(self, windows):
-        """``(cost, nfft)``: the block length whose blocks cost the least for
-        ``windows`` windows, and that cost in ns."""
-        span = (self.khat.shape[2] - 1) * self.d
-        costs = []
-        for nfft in self.sizes:
-            step = nfft - span
-            costs.append((-(-windows // step) * step * self.length(nfft).fft_ns, nfft))
-        return min(costs)
+    def saving(self, windows, flagged):
+        """What transforming ``windows`` windows (and up to two spans more
+        before the next run, see ``blocks.run_positions``) saves over
+        ``RUN_SHARE`` of ``flagged`` direct dots."""
+        return RUN_SHARE * flagged * self.direct_ns - (windows + 2 * self.span) * self.length.fft_ns
 
     def find(self, plan, fft, w0, w1):
-        """The runs of the segment ``w0 .. w1-1`` whose own blocks pay, as
-        ``(row, start, stop, nfft)``; their windows are no longer flagged in
-        ``plan`` (their dots come from their own blocks)."""
-        least = self.cheapest(1)[0]  # one block of the shortest length
-        min_flagged = max(2, int(least / (RUN_SHARE * self.direct_ns)) + 1)
+        """The runs of the segment ``w0 .. w1-1`` that pay, as rows ``(row,
+        start, stop, count, loudness)`` (``blocks.flagged_runs``) in the order
+        they are to be laid side by side, or None; their windows are no
+        longer flagged in ``plan``."""
+        if not self.enabled:
+            return None
+        # (the plan's estimates: no two blocks side by side hold a run that pays)
+        flagged = np.where(plan.slots[:, : plan.nblocks] >= 0,
+                           plan.flagged_counts[:, : plan.nblocks], 0)
+        if np.max(flagged[:, :-1] + flagged[:, 1:] if plan.nblocks > 1 else flagged,
+                  initial=0) < self.min_flagged:
+            return None
         rows = plan.relative.shape[0]
-        runs = np.empty((rows * (-(-(w1 - w0) // min_flagged) + 1), 4), dtype=np.int64)
-        gap = max(kernels.RUN_GAP, (self.khat.shape[2] - 1) * self.d)
-        found = []
-        for b, start, stop, count in runs[: blocks.flagged_runs(fft, w1, gap, min_flagged, runs)]:
-            cost, nfft = self.cheapest(stop - start)
-            if cost <= RUN_SHARE * count * self.direct_ns:
-                plan.relative[b, start - w0 : stop - w0] = 0.0  # (never flagged)
-                found.append((b, start, stop, nfft))
-        return found
+        runs = np.empty((rows * (-(-(w1 - w0) // self.min_flagged) + 1), 5), dtype=np.int64)
+        gap = max(kernels.RUN_GAP, self.span)
+        runs = runs[: blocks.flagged_runs(fft, w1, gap, self.min_flagged, runs)]
+        saved = self.saving(runs[:, 2] - runs[:, 1], runs[:, 3])
+        runs = runs[saved > 0]
+        if np.sum(saved[saved > 0]) < RUNS_CALL_NS:
+            return None
+        for b, start, stop, _, _ in runs:
+            plan.relative[b, start - w0 : stop - w0] = 0.0  # (never flagged)
+        # quietest first, so that runs of like loudness share blocks
+        return runs[np.argsort(runs[:, 4], kind="stable")]
 
-    def compute(self, plans, piece, run, w0, sumsq, tile, unsafe, kernel_args, result, offset):
-        """The cosines of the windows of ``run`` (``find``) from blocks of their
-        own: planned, transformed and finished as a segment of one row (a block
-        whose windows would mostly be flagged even so takes direct dots).
-        ``unsafe``: whether the segment has windows whose sums of squares left
-        the float64 range (then each tile of the run is checked for them)."""
-        b, start, stop, nfft = run
-        khat, d = self.khat, self.d
+    def compute(self, runs, piece, w0, sumsq, tile, unsafe, kernel_args, result, offset):
+        """The cosines of the windows of ``runs`` (``find``), from the row of
+        their own.  ``unsafe``: whether the segment has windows whose sums of
+        squares left the float64 range (then every tile is checked for them)."""
+        khat, d, span = self.khat, self.d, self.span
         nker, nchan, m = khat.shape
-        span = (m - 1) * d
-        windows = -(-(stop - start) // tile) * tile
-        if nfft not in plans or plans[nfft].relative.shape[1] < windows:
-            plans[nfft] = _SegmentPlan(self.length(nfft), 1, nchan, nker, windows, span, windows,
-                                       use="run")
-        plan = plans[nfft]
-        row = piece[b : b + 1]
-        own = _scratch.empty("run sums of squares", (1, stop - start))
-        own[0] = sumsq[b, start - w0 : stop - w0]
-        tiles = np.full((1, windows // tile), unsafe)
-        cost = plan.plan(row, start, stop, m, d, tile, own, tiles, self.direct_ns)
-        if cost > FFT_MARGIN * (stop - start) * self.direct_ns:
+        positions, windows = blocks.run_positions(runs, span, m * d)
+        # room for a power of two of tiles: the same arrays serve most segments
+        # (fresh ones would cost more in page faults than they hold)
+        padded = tile << max(0, (-(-windows // tile) - 1).bit_length())
+        samples = _scratch.empty("flagged runs' samples", (1, nchan, padded + span), piece.dtype)
+        own = _scratch.empty("flagged runs' sums of squares", (1, padded))
+        blocks.gather_runs(piece, runs, positions, span, w0, sumsq, samples, own)
+        plan = getattr(self.local, "plan", None)
+        if plan is None or plan.relative.shape[1] != padded:
+            plan = self.local.plan = _SegmentPlan(self.length, 1, nchan, nker, padded, span,
+                                                  padded, use="flagged runs")
+        tiles = np.full((1, padded // tile), unsafe)
+        cost = plan.plan(samples, 0, windows, m, d, tile, own, tiles, self.direct_ns)
+        if cost > FFT_MARGIN * windows * self.direct_ns:
             plan.assign(-1)
-        fft = plan.transform(row, start, stop, khat, d)
-        kernels.fft_kernel(row, stop, khat, *kernel_args, tile, own, fft, result[b : b + 1], offset)
+        fft = plan.transform(samples, 0, windows, khat, d)
+        cosines = _scratch.empty("flagged runs' cosines", (1, nker, padded), result.dtype)
+        kernels.fft_kernel(samples, windows, khat, *kernel_args, tile, own, fft, cosines, 0)
         if unsafe:
-            kernels.fft_fix_out_of_range(row, stop, khat, *kernel_args, tile, own, fft,
-                                         result[b : b + 1], offset, tiles)
-
-
+            kernels.fft_fix_out_of_range(samples, windows, khat, *kernel_args, tile, own, fft,
+                                         cosines, 0, tiles)
+        blocks.scatter_runs(cosines, runs, positions, result, offset)
 
 
 # A segment's plan that costs this much more than transforms alone would (on
@@ -334,7 +343,7 @@ def run_fft(piece, khat, kernel_state, d, exponent, floor, fill, result, offset,
     segment = tile * max(1, SEGMENT_WINDOWS // (tile * nker))
     chains = m > kernels.DIRECT_SUM_TAPS and m * d >= kernels.CHAIN_CHUNK
     segment_sumsq = kernels.segment_chain_sumsq if chains else kernels.segment_sumsq
-    flagged = _FlaggedRuns(khat, d, budget, length, direct_ns)
+    flagged = _FlaggedRuns(khat, d, length, direct_ns)
     kernel_args = (kernel_state, d, exponent, floor, fill)
 
     def work(start, stop):
@@ -343,7 +352,6 @@ def run_fft(piece, khat, kernel_state, d, exponent, floor, fill, result, offset,
         windows = -(-longest // tile) * tile
         sumsq = _scratch.empty("segment sums of squares", (rows, windows))
         plan = _SegmentPlan(length, rows, nchan, nker, longest, span, windows)
-        run_plans = {}  # nfft -> this thread's _SegmentPlan for flagged runs
         for w0 in range(start, stop, segment):
             w1 = min(stop, w0 + segment)
             unsafe = _unsafe_flags(rows, windows, tile)
@@ -359,14 +367,14 @@ def run_fft(piece, khat, kernel_state, d, exponent, floor, fill, result, offset,
             if cost > FFT_MARGIN * all_direct:
                 plan.assign(-1)  # every dot directly: no transform pays
             fft = plan.transform(piece, w0, w1, khat, d)
-            runs = flagged.find(plan, fft, w0, w1) if replan and cost > wanted else ()
+            runs = flagged.find(plan, fft, w0, w1) if replan and cost > wanted else None
             kernels.fft_kernel(piece, w1, khat, *kernel_args, tile, sumsq, fft, result, offset)
             any_unsafe = bool(unsafe.any())
             if any_unsafe:
                 kernels.fft_fix_out_of_range(piece, w1, khat, *kernel_args, tile, sumsq, fft,
                                              result, offset, unsafe)
-            for run in runs:  # (after: their cosines replace those just written)
-                flagged.compute(run_plans, piece, run, w0, sumsq, tile, any_unsafe, kernel_args,
-                                result, offset)
+            if runs is not None:  # (after: their cosines replace those just written)
+                flagged.compute(runs, piece, w0, sumsq, tile, any_unsafe, kernel_args, result,
+                                offset)
 
     _threads.run_segments(piece.shape[-1] - span, segment, work)
