@@ -13,6 +13,7 @@ from scipy.ndimage import maximum_filter1d
 from benchmarks import corpus
 from cosim_np import sliding_cosine
 from cosim_np._cpu import blocks, drivers
+from cosim_np._cpu.sliding import SAFE_MAX, SAFE_MIN
 from tests import naive
 
 EPS64 = np.finfo(np.float64).eps
@@ -234,8 +235,8 @@ def test_quiet_stretches_next_to_loud_ones_are_transformed_again(monkeypatch, m)
 
 
 def test_runs_of_flagged_windows_keep_every_bit_promised(monkeypatch):
-    # rows and kernels of a bank, power-of-two scaling (out of the float64
-    # range of squares too), sign, thread count
+    # rows and kernels of a bank, power-of-two scaling (segments with
+    # samples out of the safe range too), sign, thread count
     runs = record_runs(monkeypatch)
     x = np.stack([corpus.make("bursty", 2 * drivers.SEGMENT_WINDOWS, seed=s) for s in (1, 2)])
     kernels = np.random.default_rng(8).standard_normal((2, 2048))
@@ -246,9 +247,13 @@ def test_runs_of_flagged_windows_keep_every_bit_promised(monkeypatch):
         assert {run[0] for run in runs} == {0, 1}
         np.testing.assert_allclose(base, sliding_cosine(x, kernels, method="direct"), rtol=0,
                                    atol=tolerance(np.float64, 2048))
-        for shift in (-700, 600):
-            np.testing.assert_array_equal(
-                sliding_cosine(np.ldexp(x, shift), kernels, method="fft"), base)
+        # (scaled so that the quietest or loudest samples leave [SAFE_MIN,
+        # SAFE_MAX], but few sums of squares the float64 range: those take a
+        # slow path, and the bursts would hold many)
+        for shift in (-470, 470):
+            scaled = np.ldexp(x, shift)
+            assert np.min(np.abs(scaled)) < SAFE_MIN or np.max(np.abs(scaled)) > SAFE_MAX
+            np.testing.assert_array_equal(sliding_cosine(scaled, kernels, method="fft"), base)
         np.testing.assert_array_equal(sliding_cosine(-x, kernels, method="fft"), -base)
         numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
         np.testing.assert_array_equal(sliding_cosine(x, kernels, method="fft"), base)
@@ -286,6 +291,27 @@ def test_runs_are_laid_side_by_side_in_the_order_of_their_sums():
     np.testing.assert_array_equal(out[1, :, 310:350], cosines[0, :, 3:43])
     np.testing.assert_array_equal(out[0, :, 28:58], cosines[0, :, 61:])
     assert np.count_nonzero(out) == 3 * 70
+
+
+def test_windows_across_two_runs_never_count_in_a_plan():
+    # gather_runs marks them -1; in a segment with samples out of the safe
+    # range (where windows whose sums left the float64 range are summed
+    # again) they must stay unflagged and uncounted, as in a safe segment
+    m, d, tile, step = 4, 1, 8, 8
+    x = np.full((1, 1, 40), 1e-200)  # every square underflows: out of range
+    sumsq = np.zeros((1, 37))
+    sumsq[0, 8:16] = -1.0
+    unsafe = np.ones((1, 5), dtype=bool)
+    exponents = np.zeros((1, 5), dtype=np.int64)
+    noise = np.ones((1, 5))
+    relative = np.full((1, 37), -1.0)
+    counts = np.zeros((1, 5), dtype=np.int64)
+    quietest = np.full((1, 5), np.inf)
+    blocks.relative_out_of_range(x, 0, 37, step, m, d, tile, sumsq, unsafe, 1.0, exponents, noise,
+                                 relative, counts, quietest)
+    np.testing.assert_array_equal(relative[0, 8:16], -1.0)  # left alone
+    assert np.all(relative[0, :8] > 0) and counts[0, 1] == 0 and quietest[0, 1] == np.inf
+    assert counts[0, 0] == 8  # the windows of the signal, far quieter than 1, flagged
 
 
 def test_a_float32_result_allows_the_transform_a_float32_error():
