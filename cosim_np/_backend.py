@@ -19,8 +19,10 @@ BACKEND_DOC = """'auto' (default) follows the inputs: CUDA device arrays (CuPy, 
 
 
 def documented(func):
-    """Fill in the ``backend`` description of ``func``'s docstring."""
-    func.__doc__ = func.__doc__.replace("{backend}", BACKEND_DOC)
+    """Fill in the ``backend`` description of ``func``'s docstring (none
+    under ``python -OO``, which strips docstrings)."""
+    if func.__doc__ is not None:
+        func.__doc__ = func.__doc__.replace("{backend}", BACKEND_DOC)
     return func
 
 

@@ -1,7 +1,10 @@
 """The README's commands are what CI runs, and packaging follows the rules."""
 
 import configparser
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,6 +28,21 @@ def test_setup_cfg_dependencies_and_extras():
     config = configparser.ConfigParser()
     config.read(ROOT / "setup.cfg")
     requires = config["options"]["install_requires"].split()
-    assert {re.split(r"[<>=]", r)[0] for r in requires} == {"numpy", "numba", "scipy"}
+    assert {re.split(r"[<>=]", r)[0] for r in requires} == {"numpy", "numba", "scipy",
+                                                             "threadpoolctl"}
     extras = set(config["options.extras_require"])
     assert {"test", "dask", "plot", "docs", "bench"} <= extras
+
+
+def test_imports_and_runs_with_docstrings_stripped():
+    # python -OO sets every __doc__ to None; filling in shared docstring parts
+    # must not fail then
+    env = dict(os.environ)
+    env.pop("NUMBA_ENABLE_CUDASIM", None)
+    code = ("import numpy as np, cosim_np; "
+            "assert cosim_np.sliding_cosine.__doc__ is None; "
+            "print(cosim_np.sliding_cosine(np.arange(5.0), np.ones(2)).size)")
+    done = subprocess.run([sys.executable, "-OO", "-c", code], cwd=ROOT, env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "4"
