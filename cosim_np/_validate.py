@@ -4,7 +4,7 @@ Every public function validates through these helpers before planning any
 work, so that a bad argument raises a ``ValueError``/``TypeError`` that names
 the parameter and the expected form, and no kernel ever sees unchecked input.
 
-The dtype policy (DESIGN.md):
+The dtype policy, the same for every function (docs/sliding.rst, *dtypes*):
 
 * float32 in -> float32 out, float64 -> float64;
 * integers and bools -> float64;

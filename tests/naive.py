@@ -1,7 +1,7 @@
 """Slow, obvious references: plain NumPy, float64, one window at a time.
 
 Every fast path in cosim_np is compared with these on generated inputs.
-They implement the definitions in DESIGN.md and nothing clever: no blocking,
+They implement the definitions of the docs (docs/*.rst) and nothing clever: no blocking,
 no rescaling tricks beyond what the definition itself needs.
 """
 
@@ -235,7 +235,7 @@ def seed002_get_dot_sim_loss(emb, emb_rec):
 
 
 def scaled_cosine(a, b, scaling="minmax", weight_on="a"):
-    """Per-row weighted cosine, row by row, from the DESIGN.md definition."""
+    """Per-row weighted cosine, row by row, from the definition in docs/scaled_loss.rst."""
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
 

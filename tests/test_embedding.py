@@ -1,5 +1,5 @@
 """cosine_similarity, pairwise_cosine, topk_cosine and set_similarity against
-the naive references in tests/naive.py, and the promises of DESIGN.md."""
+the naive references in tests/naive.py, and the promises of docs/embedding.rst."""
 
 import tracemalloc
 

@@ -1,5 +1,5 @@
 """sliding_cosine, windowed_norm and sharpen against the naive references,
-and the promises of DESIGN.md stated as properties."""
+and the promises of docs/sliding.rst stated as properties."""
 
 import importlib.util
 
