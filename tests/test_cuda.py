@@ -92,6 +92,21 @@ def test_one_kernel_matches_naive(geometry, dtype, sharpness, noise_floor, fill,
     np.testing.assert_allclose(got.astype(np.float64), cpu, rtol=0, atol=2 * tol_)
 
 
+@pytest.mark.parametrize("noise_floor", [0.0, 1.0])
+def test_subnormal_signal_with_a_noise_floor(noise_floor):
+    # the window is scaled up by 2**1031 before its cosine: the noise floor,
+    # scaled alike, overflows to inf (a cosine of 0), never to an error, as
+    # the simulator's math.ldexp once raised; and a norm past the float64
+    # range is inf
+    signal = np.full(12, 2.2e-311)
+    kernel = np.array([1.0, -2.0, 3.0])
+    got = sliding_cosine(signal, kernel, backend="cuda", noise_floor=noise_floor)
+    np.testing.assert_array_equal(got, sliding_cosine(signal, kernel, noise_floor=noise_floor))
+    huge = np.full(12, 1.5e308)
+    np.testing.assert_array_equal(windowed_norm(huge, 3, backend="cuda"), windowed_norm(huge, 3))
+    assert np.all(np.isinf(windowed_norm(huge, 3, backend="cuda")))
+
+
 @EXAMPLES
 @given(
     geometry=window_geometry(max_n=24, max_m=4, max_dilation=2),

@@ -218,8 +218,17 @@ def finish_norms(ss, x, roff, cs, nchan, ts, n, pl, m, d, wide, out, ooff, ols):
         val = math.sqrt(s)
         if wide and _out_of_range(s):
             expo, s = _rescaled_sumsq(x, roff[b], cs, nchan, ts, n, pl, m, d, i)
-            val = math.ldexp(math.sqrt(s), expo)
+            val = _ldexp(math.sqrt(s), expo)
         out[ooff[b] + i * ols] = val
+
+
+@cuda.jit(device=True)
+def _ldexp(value, e):
+    """``math.ldexp(value, e)``, and inf where that overflows: as on a GPU,
+    where the simulator's ``math.ldexp`` (Python's) raises ``OverflowError``."""
+    if value != 0.0 and value - value == 0.0 and math.frexp(value)[1] + e > 1024:
+        return math.copysign(math.inf, value)
+    return math.ldexp(value, e)
 
 
 @cuda.jit(device=True)
@@ -251,7 +260,7 @@ def _window_cosine(x, base, cs, nchan, ts, n, pl, khat, k, d, i, dot, s, kst, wi
         return math.nan
     if s == 0.0 or kst == KERNEL_ZERO:
         return fill
-    return _sharpen(_clamp(dot / (math.sqrt(s) + math.ldexp(floor, -expo))), exponent)
+    return _sharpen(_clamp(dot / (math.sqrt(s) + _ldexp(floor, -expo))), exponent)
 
 
 @cuda.jit
