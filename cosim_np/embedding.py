@@ -471,7 +471,11 @@ def topk_cosine(queries, corpus, k, *, exclude_self=False, fill=0.0, max_memory=
         One query vector per row.
     corpus : array_like, shape (M, D), or None
         One vector per row; ``None`` searches ``queries`` itself (then the
-        self-match scores exactly 1 for non-zero rows).
+        self-match scores exactly 1 for non-zero rows, as the diagonal of
+        ``pairwise_cosine(a)`` does). Passing ``queries`` again, or a copy,
+        searches another array that happens to be equal: the scores are the
+        products' as rounded, within a few units of rounding of 1 for the
+        self-match, the same whichever of the two is passed.
     k : int
         How many matches per query, ``1 <= k <= M`` (``M - 1`` with
         ``exclude_self``).
@@ -534,7 +538,9 @@ def topk_cosine(queries, corpus, k, *, exclude_self=False, fill=0.0, max_memory=
         return _backend.cuda_impl("topk_cosine")(
             queries, corpus, k, exclude_self=exclude_self, fill=fill, max_memory=max_memory)
     xq = v.check_matrix(queries, "queries")
-    same = corpus is None or corpus is queries
+    # (only None means the same rows: the result must not depend on whether
+    # an equal corpus is the queries object itself)
+    same = corpus is None
     yc = xq if same else v.check_matrix(corpus, "corpus")
     kk, fill_value, budget, result_dtype = _check_topk_args(
         xq, yc, same, corpus is None, k, exclude_self, fill, max_memory)

@@ -92,6 +92,14 @@ def test_one_kernel_matches_naive(geometry, dtype, sharpness, noise_floor, fill,
     np.testing.assert_allclose(got.astype(np.float64), cpu, rtol=0, atol=2 * tol_)
 
 
+def test_topk_of_the_queries_object_equals_that_of_a_copy_on_the_device():
+    a = np.random.default_rng(0).standard_normal((40, 8)).astype(np.float32)
+    twice = topk_cosine(a, a, 3, backend="cuda")
+    copied = topk_cosine(a, a.copy(), 3, backend="cuda")
+    np.testing.assert_array_equal(twice[0], copied[0])
+    np.testing.assert_array_equal(twice[1], copied[1])
+
+
 @pytest.mark.parametrize("noise_floor", [0.0, 1.0])
 def test_subnormal_signal_with_a_noise_floor(noise_floor):
     # the window is scaled up by 2**1031 before its cosine: the noise floor,

@@ -490,6 +490,18 @@ def test_topk_self_match_and_nan_rank_last():
 
 
 @tiled
+def test_topk_of_the_queries_object_equals_that_of_a_copy():
+    # the same array passed twice is an equal corpus, not "the same rows"
+    # (corpus=None): the result must not depend on object identity
+    a = np.random.default_rng(0).standard_normal((2000, 64)).astype(np.float32)
+    twice = topk_cosine(a, a, 3)
+    copied = topk_cosine(a, a.copy(), 3)
+    np.testing.assert_array_equal(twice[0], copied[0])
+    np.testing.assert_array_equal(twice[1], copied[1])
+    assert np.all(np.abs(twice[0][:, 0] - 1) <= 4 * np.finfo(np.float32).eps)
+    assert np.all(topk_cosine(a, None, 1)[0] == 1.0)  # None: the exact self-match
+
+
 def test_topk_memory_bound(monkeypatch):
     real_stream_tiles(monkeypatch)
     rng = np.random.default_rng(6)

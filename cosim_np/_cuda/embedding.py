@@ -92,7 +92,7 @@ def pairwise_cosine(a, b=None, *, out=None, dtype=None, fill=0.0, max_memory=Non
 
 def topk_cosine(queries, corpus, k, *, exclude_self=False, fill=0.0, max_memory=None):
     call = Call(queries, corpus)
-    same = corpus is None or corpus is queries
+    same = corpus is None  # (as on the CPU: an equal corpus is not the same rows)
     x, y = _matrices(call, queries, corpus, ("queries", "corpus"), same)
     kk, fill_value, budget, result_dtype = host._check_topk_args(
         x.standin, y.standin, same, corpus is None, k, exclude_self, fill, max_memory)
