@@ -15,6 +15,10 @@ device input or ``backend="cuda"``), so the CPU tests in the same process are
 unaffected and no GPU is needed.  With ``COSIM_REAL_GPU=1`` on a machine with
 an NVIDIA GPU they run on it, at full launch sizes.  ``-m "not cuda"`` skips
 them; ``-m cuda`` runs only them.
+
+On CI (``CI=true``) a skipped test fails the run: CI installs everything the
+tests need (PyTorch for the cross-checks, ducc0 for the FFT engine), so a
+skip there means a check that silently did not happen.
 """
 
 import os
@@ -33,7 +37,8 @@ settings.register_profile("dev", max_examples=40, **_common)
 settings.register_profile("ci", max_examples=150, print_blob=True, **_common)
 settings.register_profile("thorough", max_examples=2000, **_common)
 
-_default = "ci" if os.environ.get("CI", "").lower() in ("1", "true", "yes") else "dev"
+ON_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+_default = "ci" if ON_CI else "dev"
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", _default))
 
 
@@ -50,3 +55,13 @@ def fft_engine(request):
     _fft.ENGINE = request.param
     yield request.param
     _fft.ENGINE = saved
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """On CI, fail a run that skipped any test (``-rs`` lists them)."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter is not None else []
+    if ON_CI and skipped and session.exitstatus == pytest.ExitCode.OK:
+        reporter.write_line(f"CI: {len(skipped)} skipped test(s); nothing may skip in CI.",
+                            red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -46,3 +46,25 @@ def test_imports_and_runs_with_docstrings_stripped():
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "4"
+
+
+def test_a_skipped_test_fails_the_run_on_ci(tmp_path):
+    (tmp_path / "conftest.py").write_text((ROOT / "tests" / "conftest.py").read_text())
+    (tmp_path / "test_one.py").write_text(
+        "import pytest\n\ndef test_runs():\n    pass\n\n"
+        "def test_skips():\n    pytest.skip('not here')\n")
+    env = dict(os.environ, CI="true")
+    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rs", "-q"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 1, done.stdout
+    assert "nothing may skip in CI" in done.stdout
+    env["CI"] = ""
+    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout
+
+
+def test_ci_installs_what_the_cross_checks_need():
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "pip install torch==" in ci
+    assert ci.index("pip install torch==") < ci.index("python -m pytest")
