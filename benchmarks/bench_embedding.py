@@ -160,7 +160,7 @@ def main(argv=None):
     peak_pw, _ = traced_peak(lambda: pairwise_cosine(a, b, out=out, max_memory=budget))
     check = pairwise_cosine(a[:200], b)
     err_pw = float(np.abs(check - an[:200] @ bn.T).max())
-    del out, check
+    out = check = None  # (freed before the next case)
     gc.collect()
 
     # ---------------- top-k

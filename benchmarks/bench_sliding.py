@@ -173,7 +173,8 @@ def accuracy_table(dtypes):
             np.dot(wi / np.max(np.abs(wi)), k.astype(np.float64)) / (
                 np.linalg.norm(wi / np.max(np.abs(wi))) * np.linalg.norm(k.astype(np.float64)))
             for wi in sliding_window_view(x.astype(np.float64), m)])
-        methods = {"cosim_np": lambda: sliding_cosine(x, k), **{n: (lambda f=f: f(x, k)) for n, f in anchors(dtype).items()}}
+        methods = {"cosim_np": lambda: sliding_cosine(x, k),
+                   **{n: (lambda f=f: f(x, k)) for n, f in anchors(dtype).items()}}
         for name, func in methods.items():
             got = np.asarray(func(), dtype=np.float64)
             err = np.abs(got - ref_d)
@@ -252,8 +253,7 @@ def scaling_table(ns, m, repeat):
     times = []
     for n in ns:
         x = np.random.default_rng(5).standard_normal(n).astype(np.float32)
-        times.append(best_times([lambda: sliding_cosine(x, k)], repeat)[0])
-        del x
+        times.append(best_times([lambda x=x: sliding_cosine(x, k)], repeat)[0])
     slope = np.polyfit(np.log(ns), np.log(times), 1)[0]
     return list(zip(ns, times)), slope
 
@@ -465,10 +465,12 @@ def main(argv=None):
         print_signals_table(signals_table(args.n, ms, dtypes, args.repeat, args.threads, classes))
         return
     print("\nSteady state (best of %d after warm-up); anchors on one thread; ratio = anchor / cosim_np" % args.repeat)
-    print(f"{'dtype':<8}{'m':>6}  {'method':<7}{'thr':>4}  {'anchor':<27}{'cosim_np ms':>12}{'anchor ms':>12}{'ratio':>8}")
+    print(f"{'dtype':<8}{'m':>6}  {'method':<7}{'thr':>4}  {'anchor':<27}{'cosim_np ms':>12}"
+          f"{'anchor ms':>12}{'ratio':>8}")
     rows = speed_table(args.n, args.m, dtypes, args.repeat, args.threads, args.methods)
     for dtype, m, method, thr, name, ours, theirs in rows:
-        print(f"{dtype:<8}{m:>6}  {method:<7}{thr:>4}  {name:<27}{ours * 1e3:>12.1f}{theirs * 1e3:>12.1f}{theirs / ours:>8.2f}")
+        print(f"{dtype:<8}{m:>6}  {method:<7}{thr:>4}  {name:<27}{ours * 1e3:>12.1f}"
+              f"{theirs * 1e3:>12.1f}{theirs / ours:>8.2f}")
     if args.plot:
         plot_against_m(rows, args.plot)
         print(f"(plot written to {args.plot})")

@@ -22,10 +22,11 @@ around its negation and clips the scores of the pairs within the radius
 **When.**  For 20000 x 20000 float32 rows of length 256 the radius is 0.0056,
 a row compares about 230 points (for both signs), and the pass takes 1.5 ms
 on two threads, 5 to 6 ms with the projections and the grid, against 44 ms
-for reading the 1.6 GB result (that pass is bound by memory bandwidth).  The radius grows as ``sqrt(d u)`` and the points crowd
-together on data of many near-duplicates: a dry run over a sample of rows
-measures the comparisons, and where they would cost more than reading the
-result the caller clips every score instead.
+for reading the 1.6 GB result (that pass is bound by memory bandwidth).  The
+radius grows as ``sqrt(d u)`` and the points crowd together on data of many
+near-duplicates: a dry run over a sample of rows measures the comparisons,
+and where they would cost more than reading the result the caller clips
+every score instead.
 """
 
 import functools

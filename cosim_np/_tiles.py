@@ -19,8 +19,7 @@ import threading
 
 import numpy as np
 
-from . import _blas
-from . import _threads
+from . import _blas, _threads
 from ._cpu import embedding as kernels
 
 # Tile shape of the per-thread streams: a 2 MiB float32 score tile stays in a

@@ -15,9 +15,7 @@ from collections import namedtuple
 
 import numpy as np
 
-from . import _backend
-from . import _nearpairs
-from . import _tiles
+from . import _backend, _nearpairs, _tiles
 from . import _validate as v
 from ._cpu import embedding as kernels
 

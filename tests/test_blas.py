@@ -10,6 +10,7 @@ import pytest
 
 from cosim_np import _blas, topk_cosine
 
+
 def test_numpys_blas_is_controlled():
     assert _blas.can_limit() and _blas.blas_threads() >= 1
 

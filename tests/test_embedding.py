@@ -9,8 +9,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from cosim_np import _blas, _threads, _tiles
-from cosim_np import cosine_similarity, pairwise_cosine, set_similarity, topk_cosine
+from cosim_np import _blas, _threads, _tiles, cosine_similarity, pairwise_cosine, set_similarity, topk_cosine
 from tests import naive
 
 EPS64 = np.finfo(np.float64).eps

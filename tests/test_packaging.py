@@ -18,10 +18,16 @@ def test_ci_runs_the_readme_test_command():
     assert test_command in ci_lines
 
 
-def test_pyproject_holds_only_the_build_system():
+def test_pyproject_holds_the_build_system_and_tool_settings():
     text = (ROOT / "pyproject.toml").read_text()
     tables = re.findall(r"^\[([^\]]+)\]", text, flags=re.M)
-    assert tables == ["build-system"]
+    assert tables[0] == "build-system"
+    assert all(table.startswith("tool.ruff") for table in tables[1:])
+
+
+def test_ci_runs_ruff_on_the_whole_tree():
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "ruff check" in ci
 
 
 def test_setup_cfg_dependencies_and_extras():

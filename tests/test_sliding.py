@@ -248,7 +248,8 @@ if importlib.util.find_spec("torch") is not None:  # an extra cross-check, never
         intended = seed000(*args, "bdij,j->bdi").numpy()
         np.testing.assert_allclose(got, intended, atol=1e-12)
         as_written = seed000(*args, "bdij,k->bdi").numpy()
-        np.testing.assert_allclose(as_written, naive.seed000_cosine_similarity(signal, kernel, 3.0, 2, as_written=True), atol=1e-12)
+        np.testing.assert_allclose(
+            as_written, naive.seed000_cosine_similarity(signal, kernel, 3.0, 2, as_written=True), atol=1e-12)
 
 
 # ---------------------------------------------------------------------------
@@ -329,7 +330,8 @@ def nearly_parallel(draw):
     return np.concatenate(pieces), kernel
 
 
-@given(case=nearly_parallel(), dtype=st.sampled_from(FLOAT_DTYPES), mode=st.sampled_from(["valid", "full"]), method=METHODS)
+@given(case=nearly_parallel(), dtype=st.sampled_from(FLOAT_DTYPES), mode=st.sampled_from(["valid", "full"]),
+       method=METHODS)
 def test_never_above_one(case, dtype, mode, method):
     signal, kernel = case
     out = sliding_cosine(signal.astype(dtype), kernel, mode=mode, method=method)

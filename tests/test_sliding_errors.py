@@ -33,13 +33,15 @@ SIGNAL = np.arange(10.0)
         (dict(axis=1), ValueError, r"axis=1 is out of bounds for an array of 1 dimension"),
         (dict(axis=-2), ValueError, r"axis=-2 is out of bounds"),
         (dict(axis=0.0), TypeError, r"axis must be an integer"),
-        (dict(kernel=np.ones((2, 2, 2, 2))), ValueError, r"kernel must have shape \(m,\), \(K, m\) or \(C_out, C_in, m\)"),
+        (dict(kernel=np.ones((2, 2, 2, 2))), ValueError,
+         r"kernel must have shape \(m,\), \(K, m\) or \(C_out, C_in, m\)"),
         (dict(kernel=np.ones((2, 0))), ValueError, r"kernel must not be empty"),
         (dict(kernel=[]), ValueError, r"kernel must not be empty"),
         (dict(kernel=np.ones(3) * 1j), TypeError, r"kernel must be real-valued; got complex"),
         (dict(kernel=np.array(["a", "b"])), TypeError, r"kernel must have a boolean, integer or float"),
         (dict(kernel=5.0), ValueError, r"kernel must have at least 1 dimension; got a 0-d array"),
-        (dict(kernel=np.ones((2, 1, 3))), ValueError, r"multi-channel kernel of shape \(2, 1, 3\) needs a signal with a channel axis"),
+        (dict(kernel=np.ones((2, 1, 3))), ValueError,
+         r"multi-channel kernel of shape \(2, 1, 3\) needs a signal with a channel axis"),
         (dict(out=np.empty(7)), ValueError, r"out has shape \(7,\); the result needs shape \(8,\)"),
         (dict(out=np.empty(8, np.float32)), ValueError, r"out has dtype float32; the result needs dtype float64"),
         (dict(out=[0.0] * 8), TypeError, r"out must be a numpy.ndarray"),
@@ -59,7 +61,8 @@ def test_signal_errors():
         sliding_cosine(SIGNAL + 1j, [1.0, 2.0])
     with pytest.raises(TypeError, match=r"signal must have a boolean, integer or float16/float32/float64 dtype"):
         sliding_cosine(np.array(["a", "b"]), [1.0])
-    with pytest.raises(TypeError, match=r"signal must have a boolean, integer or float16/float32/float64 dtype; got dtype object"):
+    with pytest.raises(TypeError, match=r"signal must have a boolean, integer or "
+                                        r"float16/float32/float64 dtype; got dtype object"):
         sliding_cosine(np.array([1.0, None]), [1.0])
     with pytest.raises(ValueError, match=r"signal must not be empty"):
         sliding_cosine(np.zeros((3, 0)), [1.0], mode="same")
@@ -68,7 +71,8 @@ def test_signal_errors():
 
 
 def test_channel_mismatch_names_both_counts():
-    with pytest.raises(ValueError, match=r"kernel has C_in=3 input channels but the signal has 2 along its channel axis"):
+    with pytest.raises(ValueError,
+                       match=r"kernel has C_in=3 input channels but the signal has 2 along its channel axis"):
         sliding_cosine(np.ones((2, 20)), np.ones((4, 3, 5)))
     with pytest.raises(ValueError, match=r"needs a signal with a channel axis just before the sliding axis"):
         sliding_cosine(np.ones((3, 20)), np.ones((4, 3, 5)), axis=0)
@@ -82,7 +86,8 @@ def test_read_only_out_is_rejected():
 
 
 def test_windowed_norm_rejects():
-    with pytest.raises(ValueError, match=r"window of length 11 with dilation=1 spans 11 samples, longer than the signal"):
+    with pytest.raises(ValueError,
+                       match=r"window of length 11 with dilation=1 spans 11 samples, longer than the signal"):
         windowed_norm(SIGNAL, 11)
     with pytest.raises(ValueError, match=r"window must be an integer >= 1; got 0"):
         windowed_norm(SIGNAL, 0)

@@ -42,7 +42,8 @@ def test_exact_after_a_loud_burst(dtype, m, dilation, method):
     rounding = 0 if dtype == np.float64 else np.finfo(np.float32).eps
     np.testing.assert_allclose(got_norm, want_norm, rtol=4 * (m + 2) * EPS64 + rounding, atol=0)
     got = sliding_cosine(signal, kernel, dilation=dilation, method=method)
-    np.testing.assert_allclose(got, cosine_reference(signal, kernel, dilation=dilation), atol=8 * (m + 4) * EPS64 + rounding)
+    np.testing.assert_allclose(got, cosine_reference(signal, kernel, dilation=dilation),
+                               atol=8 * (m + 4) * EPS64 + rounding)
     # the recipe we replace really does fail here
     squares = np.concatenate([[0.0], np.cumsum(signal.astype(np.float64) ** 2)])
     span = (m - 1) * dilation + 1
@@ -60,7 +61,8 @@ def test_long_offset_in_float32(method):
     kernel = rng.standard_normal(16)
     got = sliding_cosine(signal, kernel, method=method)
     norms = windowed_norm(signal, 16)
-    picks = np.concatenate([np.arange(20), rng.choice(got.size, 2000, replace=False), np.arange(got.size - 20, got.size)])
+    picks = np.concatenate([np.arange(20), rng.choice(got.size, 2000, replace=False),
+                            np.arange(got.size - 20, got.size)])
     eps32 = np.finfo(np.float32).eps
     np.testing.assert_allclose(got[picks], cosine_reference(signal, kernel, picks=picks), rtol=0, atol=eps32)
     wins = naive.windows(signal, 16, 1, "valid")

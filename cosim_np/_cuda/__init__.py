@@ -12,3 +12,5 @@ from .arrays import settings
 from .embedding import cosine_similarity, pairwise_cosine, topk_cosine
 from .sliding import sharpen, sliding_cosine, windowed_norm
 
+__all__ = ["settings", "cosine_similarity", "pairwise_cosine", "topk_cosine", "sharpen",
+           "sliding_cosine", "windowed_norm"]
