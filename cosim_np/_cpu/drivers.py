@@ -7,8 +7,6 @@ compute dtype, C-contiguous, and its windows land at ``offset`` of the
 ``(B, K, L)`` result.
 """
 
-import threading
-
 import numpy as np
 
 from .. import _fft, _scratch, _threads
@@ -226,8 +224,7 @@ class _FlaggedRuns:
     (of every row), with their samples, are copied side by side into one row
     of their own, quietest runs first, which is planned, transformed and
     finished as a segment is (a block whose windows would mostly be flagged
-    even so takes direct dots).  One per call; ``compute`` keeps each
-    thread's plan."""
+    even so takes direct dots).  One per call, shared by the threads."""
 
     def __init__(self, khat, d, length, direct_ns):
         self.khat, self.d, self.length = khat, d, length
@@ -239,7 +236,6 @@ class _FlaggedRuns:
         saved = RUN_SHARE * direct_ns - length.fft_ns
         self.enabled = direct_ns >= RUN_MIN_RATIO * length.fft_ns and saved > 0
         self.min_flagged = int(2 * self.span * length.fft_ns / saved) + 1 if self.enabled else 0
-        self.local = threading.local()
 
     def saving(self, windows, flagged):
         """What transforming ``windows`` windows (and up to two spans more
@@ -286,21 +282,26 @@ class _FlaggedRuns:
         samples = _scratch.empty("flagged runs' samples", (1, nchan, padded + span), piece.dtype)
         own = _scratch.empty("flagged runs' sums of squares", (1, padded))
         blocks.gather_runs(piece, runs, positions, span, w0, sumsq, samples, own)
-        plan = getattr(self.local, "plan", None)
-        if plan is None or plan.relative.shape[1] != padded:
-            plan = self.local.plan = _SegmentPlan(self.length, 1, nchan, nker, padded, span,
-                                                  padded, use="flagged runs")
+        # (its large arrays are this thread's kept scratch arrays)
+        plan = _SegmentPlan(self.length, 1, nchan, nker, padded, span, padded, use="flagged runs")
         tiles = np.full((1, padded // tile), unsafe)
         cost = plan.plan(samples, 0, windows, m, d, tile, own, tiles, self.direct_ns)
         if cost > FFT_MARGIN * windows * self.direct_ns:
             plan.assign(-1)
         fft = plan.transform(samples, 0, windows, khat, d)
         cosines = _scratch.empty("flagged runs' cosines", (1, nker, padded), result.dtype)
-        kernels.fft_kernel(samples, windows, khat, *kernel_args, tile, own, fft, cosines, 0)
-        if unsafe:
-            kernels.fft_fix_out_of_range(samples, windows, khat, *kernel_args, tile, own, fft,
-                                         cosines, 0, tiles)
+        _fft_cosines(samples, windows, khat, kernel_args, tile, own, fft, cosines, 0, tiles)
         blocks.scatter_runs(cosines, runs, positions, result, offset)
+
+
+def _fft_cosines(piece, w1, khat, kernel_args, tile, sumsq, fft, result, offset, unsafe):
+    """The cosines of a segment's windows from its transforms (``fft``), with
+    those whose sums of squares left the float64 range (in ``unsafe`` tiles)
+    recomputed scaled."""
+    kernels.fft_kernel(piece, w1, khat, *kernel_args, tile, sumsq, fft, result, offset)
+    if unsafe.any():
+        kernels.fft_fix_out_of_range(piece, w1, khat, *kernel_args, tile, sumsq, fft, result,
+                                     offset, unsafe)
 
 
 # A segment's plan that costs this much more than transforms alone would (on
@@ -368,13 +369,9 @@ def run_fft(piece, khat, kernel_state, d, exponent, floor, fill, result, offset,
                 plan.assign(-1)  # every dot directly: no transform pays
             fft = plan.transform(piece, w0, w1, khat, d)
             runs = flagged.find(plan, fft, w0, w1) if replan and cost > wanted else None
-            kernels.fft_kernel(piece, w1, khat, *kernel_args, tile, sumsq, fft, result, offset)
-            any_unsafe = bool(unsafe.any())
-            if any_unsafe:
-                kernels.fft_fix_out_of_range(piece, w1, khat, *kernel_args, tile, sumsq, fft,
-                                             result, offset, unsafe)
+            _fft_cosines(piece, w1, khat, kernel_args, tile, sumsq, fft, result, offset, unsafe)
             if runs is not None:  # (after: their cosines replace those just written)
-                flagged.compute(runs, piece, w0, sumsq, tile, any_unsafe, kernel_args, result,
-                                offset)
+                flagged.compute(runs, piece, w0, sumsq, tile, bool(unsafe.any()), kernel_args,
+                                result, offset)
 
     _threads.run_segments(piece.shape[-1] - span, segment, work)
