@@ -1,6 +1,6 @@
-"""Cross-checks against PyTorch (never a dependency: CI installs its CPU
-build, ``.ci/run``; where torch is missing the module is skipped, which fails
-a CI run).
+"""Cross-checks against PyTorch (never a dependency of the package: the
+``test`` extra installs it; where torch is missing the module is skipped,
+which fails a CI run).
 
 * ``cosine_similarity`` against ``torch.nn.functional.cosine_similarity``
   (broadcasting, tuple-free ``dim``, ``eps`` clamping);
