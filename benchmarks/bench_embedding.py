@@ -103,7 +103,7 @@ def main(argv=None):
     rng = np.random.default_rng(0)
     a = rng.standard_normal((args.n, args.d), dtype=np.float32)
     b = rng.standard_normal((args.m, args.d), dtype=np.float32)
-    budget = cosim_np._validate.check_memory(args.max_memory, "max_memory", 0)
+    budget = cosim_np._core.validate.check_memory(args.max_memory, "max_memory", 0)
 
     try:
         from sklearn.metrics.pairwise import cosine_similarity as sk_cosine

@@ -436,7 +436,7 @@ def main(argv=None):
     dtypes = [np.dtype(d).type for d in args.dtype]
 
     import cosim_np
-    from cosim_np import _fft
+    from cosim_np._cpu import fft as _fft
 
     _fft.ENGINE = args.fft_engine
     engine = _fft.engine()

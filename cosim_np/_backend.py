@@ -7,7 +7,7 @@ Only :func:`cuda_impl` imports :mod:`cosim_np._cuda`, and with it
 ``numba.cuda``.
 """
 
-from . import _validate as v
+from ._core import validate as v
 
 BACKENDS = ("auto", "cpu", "cuda")
 

@@ -15,9 +15,10 @@ from collections import namedtuple
 
 import numpy as np
 
-from . import _backend, _nearpairs, _tiles
-from . import _validate as v
+from . import _backend, _nearpairs
+from ._core import validate as v
 from ._cpu import embedding as kernels
+from ._cpu import tiles as _tiles
 
 __all__ = [
     "cosine_similarity",

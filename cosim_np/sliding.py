@@ -10,7 +10,7 @@ from collections import namedtuple
 import numpy as np
 
 from . import _backend
-from . import _validate as v
+from ._core import validate as v
 from ._cpu import drivers
 from ._cpu import sliding as kernels
 

@@ -16,7 +16,7 @@ framework.
 
 import numpy as np
 
-from . import _validate as v
+from ._core import validate as v
 
 __all__ = ["scaled_cosine", "scaled_cosine_loss"]
 

@@ -47,7 +47,7 @@ def fft_engine(request):
     """Run a module's tests once with each library that can do the FFT
     method's transforms (ducc0 is skipped where it is not installed).
     Module-scoped, so Hypothesis's tests may use it."""
-    from cosim_np import _fft
+    from cosim_np._cpu import fft as _fft
 
     if request.param == "ducc0" and _fft._ducc0() is None:
         pytest.skip("ducc0 is not installed (the 'fft' extra)")

@@ -9,7 +9,10 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from cosim_np import _blas, _threads, _tiles, cosine_similarity, pairwise_cosine, set_similarity, topk_cosine
+from cosim_np import cosine_similarity, pairwise_cosine, set_similarity, topk_cosine
+from cosim_np._cpu import blas as _blas
+from cosim_np._cpu import threads as _threads
+from cosim_np._cpu import tiles as _tiles
 from tests import naive
 
 EPS64 = np.finfo(np.float64).eps

@@ -1,10 +1,10 @@
-"""Per-thread scratch arrays (``cosim_np._scratch``)."""
+"""Per-thread scratch arrays (``cosim_np._cpu.scratch``)."""
 
 import threading
 
 import numpy as np
 
-from cosim_np import _scratch
+from cosim_np._cpu import scratch as _scratch
 
 
 def test_same_shape_and_dtype_reuse_the_array():

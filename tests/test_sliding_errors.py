@@ -115,7 +115,7 @@ def test_sharpen_rejects():
 
 
 def test_fft_engine_is_checked(monkeypatch):
-    from cosim_np import _fft
+    from cosim_np._cpu import fft as _fft
 
     monkeypatch.setattr(_fft, "ENGINE", "fftw")
     with pytest.raises(ValueError, match=r"ENGINE must be 'auto', 'ducc0' or 'numpy'; got 'fftw'"):

@@ -6,7 +6,8 @@ import numba
 import numpy as np
 import pytest
 
-from cosim_np import _threads, sliding_cosine, windowed_norm
+from cosim_np import sliding_cosine, windowed_norm
+from cosim_np._cpu import threads as _threads
 
 # every test once per FFT library (tests/conftest.py)
 pytestmark = pytest.mark.usefixtures("fft_engine")
@@ -45,7 +46,7 @@ def test_thread_count_is_bit_exact(small_segments, method, m, dilation, mode):
 @pytest.mark.parametrize("method,kernel_shape", [("direct", (12,)), ("fft", (2, 150))])
 def test_concurrent_calls_from_user_threads(method, kernel_shape):
     # Eight calls of one shape on four threads: each thread reuses its kept
-    # scratch arrays (cosim_np._scratch), never another thread's.
+    # scratch arrays (cosim_np._cpu.scratch), never another thread's.
     rng = np.random.default_rng(0)
     signals = [rng.standard_normal(50_000) for _ in range(8)]
     kernel = rng.standard_normal(kernel_shape)

@@ -471,7 +471,7 @@ def spectral_products(spectrum, spectra, product):
 def block_limits(dots, noise, loud, quietest, chosen, c_block, c_output, peaks, limits):
     """``limits[j, k]``: the flagging limit of block ``g = chosen[j]`` with
     kernel ``k`` (see ``_cpu.sliding.fft_kernel``): the square of ``c_block *
-    noise[g] + c_output * ||dots[j, k]||`` (``_fft.error_bound``, divided by
+    noise[g] + c_output * ||dots[j, k]||`` (``fft.error_bound``, divided by
     the error budget; every output of the inverse transform counts, the
     wrapped-around ones too), times ``LOUD_BOUND`` for a block with loud
     samples (``plan_blocks``); or 0 where no window of the block can be

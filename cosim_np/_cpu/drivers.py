@@ -9,8 +9,8 @@ compute dtype, C-contiguous, and its windows land at ``offset`` of the
 
 import numpy as np
 
-from .. import _fft, _scratch, _threads
-from . import blocks
+from . import blocks, scratch, threads
+from . import fft as transforms
 from . import sliding as kernels
 
 # method="auto" chooses by a cost model fitted on the CI machine (one
@@ -81,7 +81,7 @@ def run_windowed_norm(piece, m, d, result, offset):
         tile, bufs = kernels.make_buffers(m, d)
         kernels.windowed_norm_kernel(piece, start, stop, m, d, tile, bufs, result, offset)
 
-    _threads.run_segments(piece.shape[-1] - span, kernels.tile_length(m, d), work)
+    threads.run_segments(piece.shape[-1] - span, kernels.tile_length(m, d), work)
 
 
 def run_direct(piece, khat, kernel_state, d, exponent, floor, fill, result, offset):
@@ -108,7 +108,7 @@ def run_direct(piece, khat, kernel_state, d, exponent, floor, fill, result, offs
             kernels.fix_out_of_range(piece, start, stop, khat, kernel_state, d, exponent, floor,
                                      fill, tile, bufs, result, offset, unsafe, fused)
 
-    _threads.run_segments(piece.shape[-1] - span, tile, work)
+    threads.run_segments(piece.shape[-1] - span, tile, work)
 
 
 class _BlockLength:
@@ -118,14 +118,14 @@ class _BlockLength:
         nker, nchan, m = khat.shape
         self.nfft = nfft
         self.step = nfft - (m - 1) * d
-        self.spectra, self.peaks = _fft.kernel_spectra(khat, d, nfft)
-        self.c_block, self.c_output = (factor / budget for factor in _fft.error_bound(nfft, nchan))
+        self.spectra, self.peaks = transforms.kernel_spectra(khat, d, nfft)
+        self.c_block, self.c_output = (factor / budget for factor in transforms.error_bound(nfft, nchan))
         # The plan estimates the outputs' norm by the block's (white noise).
         self.estimate = self.c_block + self.c_output
         # The transforms' cost per window transformed: the cost model's for
         # long blocks, or in proportion to the transforms' operations, plus
         # a fixed cost per block (calls, the plan's passes).
-        reference = _fft.fft_length((m - 1) * d, single=nker == 1 and nchan == 1)
+        reference = transforms.fft_length((m - 1) * d, single=nker == 1 and nchan == 1)
         flops = nfft * np.log2(nfft) / self.step
         reference_flops = reference * np.log2(reference) / (reference - (m - 1) * d)
         per_block = FFT_BLOCK_NS * (1.0 / self.step - 1.0 / (reference - (m - 1) * d))
@@ -143,9 +143,9 @@ class _SegmentPlan:
     def __init__(self, length, rows, nchan, nker, longest, span, windows, use="segment"):
         self.length = length
         nfft = length.nfft
-        most = _fft.block_count(longest, span, nfft)
-        self.relative = _scratch.empty(f"{use} relative sums of squares {nfft}", (rows, windows))
-        self.dots = _scratch.empty(f"{use} fft dots {nfft}", (rows, most, nker, nfft))
+        most = transforms.block_count(longest, span, nfft)
+        self.relative = scratch.empty(f"{use} relative sums of squares {nfft}", (rows, windows))
+        self.dots = scratch.empty(f"{use} fft dots {nfft}", (rows, most, nker, nfft))
         self.limits = np.empty((rows, most, nker))
         self.exponents = np.empty((rows, most), dtype=np.int64)
         self.noise = np.empty((rows, most))
@@ -155,14 +155,14 @@ class _SegmentPlan:
         self.slots = np.empty((rows, most), dtype=np.int64)
         self.chosen = np.empty((rows, most), dtype=np.int64)
         self.counts = np.empty(rows, dtype=np.int64)
-        self.workspace = _fft.Workspace(nchan, nker, nfft)
+        self.workspace = transforms.Workspace(nchan, nker, nfft)
 
     def plan(self, piece, w0, w1, m, d, tile, sumsq, unsafe, direct_ns):
         """Plan the segment of windows ``w0 .. w1-1``; returns its estimated
         cost in ns (the transforms, and the dots left to the direct method at
         ``direct_ns`` a window)."""
         length = self.length
-        self.nblocks = _fft.block_count(w1 - w0, (m - 1) * d, length.nfft)
+        self.nblocks = transforms.block_count(w1 - w0, (m - 1) * d, length.nfft)
         self.windows = w1 - w0
         # the arguments of the plan's kernels: the segment, and the plan itself
         self.segment = (piece, w0, w1, length.step, length.nfft, m, d)
@@ -197,7 +197,7 @@ class _SegmentPlan:
     def transform(self, piece, w0, w1, khat, d):
         """The dots of the blocks planned; returns the kernel's ``fft`` tuple."""
         length = self.length
-        _fft.fft_dots(piece, w0, w1, khat, d, length.nfft, length.spectra, self.dots, self.limits,
+        transforms.fft_dots(piece, w0, w1, khat, d, length.nfft, length.spectra, self.dots, self.limits,
                       self.workspace, (length.step, self.chosen, self.counts, self.exponents,
                                        self.loud if self.any_loud else None, self.noise,
                                        self.quietest, length.c_block, length.c_output,
@@ -279,8 +279,8 @@ class _FlaggedRuns:
         # room for a power of two of tiles: the same arrays serve most segments
         # (fresh ones would cost more in page faults than they hold)
         padded = tile << max(0, (-(-windows // tile) - 1).bit_length())
-        samples = _scratch.empty("flagged runs' samples", (1, nchan, padded + span), piece.dtype)
-        own = _scratch.empty("flagged runs' sums of squares", (1, padded))
+        samples = scratch.empty("flagged runs' samples", (1, nchan, padded + span), piece.dtype)
+        own = scratch.empty("flagged runs' sums of squares", (1, padded))
         blocks.gather_runs(piece, runs, positions, span, w0, sumsq, samples, own)
         # (its large arrays are this thread's kept scratch arrays)
         plan = _SegmentPlan(self.length, 1, nchan, nker, padded, span, padded, use="flagged runs")
@@ -289,7 +289,7 @@ class _FlaggedRuns:
         if cost > FFT_MARGIN * windows * self.direct_ns:
             plan.assign(-1)
         fft = plan.transform(samples, 0, windows, khat, d)
-        cosines = _scratch.empty("flagged runs' cosines", (1, nker, padded), result.dtype)
+        cosines = scratch.empty("flagged runs' cosines", (1, nker, padded), result.dtype)
         _fft_cosines(samples, windows, khat, kernel_args, tile, own, fft, cosines, 0, tiles)
         blocks.scatter_runs(cosines, runs, positions, result, offset)
 
@@ -339,7 +339,7 @@ def run_fft(piece, khat, kernel_state, d, exponent, floor, fill, result, offset,
     span = (m - 1) * d
     rows = piece.shape[0]
     tile = kernels.tile_length(m, d)
-    length = _BlockLength(khat, d, _fft.fft_length(span, single=nker == 1 and nchan == 1), budget)
+    length = _BlockLength(khat, d, transforms.fft_length(span, single=nker == 1 and nchan == 1), budget)
     direct_ns = _direct_dot_ns(m, nchan, nker)
     segment = tile * max(1, SEGMENT_WINDOWS // (tile * nker))
     chains = m > kernels.DIRECT_SUM_TAPS and m * d >= kernels.CHAIN_CHUNK
@@ -351,7 +351,7 @@ def run_fft(piece, khat, kernel_state, d, exponent, floor, fill, result, offset,
         _, bufs = kernels.make_buffers(m, d)
         longest = min(segment, stop - start)
         windows = -(-longest // tile) * tile
-        sumsq = _scratch.empty("segment sums of squares", (rows, windows))
+        sumsq = scratch.empty("segment sums of squares", (rows, windows))
         plan = _SegmentPlan(length, rows, nchan, nker, longest, span, windows)
         for w0 in range(start, stop, segment):
             w1 = min(stop, w0 + segment)
@@ -374,4 +374,4 @@ def run_fft(piece, khat, kernel_state, d, exponent, floor, fill, result, offset,
                 flagged.compute(runs, piece, w0, sumsq, tile, bool(unsafe.any()), kernel_args,
                                 result, offset)
 
-    _threads.run_segments(piece.shape[-1] - span, segment, work)
+    threads.run_segments(piece.shape[-1] - span, segment, work)

@@ -37,7 +37,7 @@ import math
 
 import numpy as np
 
-from .. import _scratch
+from . import scratch
 from ._jit import jit
 
 # |x| in [SAFE_MIN, SAFE_MAX] (or 0) has a normal float64 square, and a sum of
@@ -88,9 +88,9 @@ def make_buffers(m, d):
     tile = tile_length(m, d)
     width = tile // chunk + 1  # the tile's chunks and the one after
     return tile, (
-        _scratch.empty("squares", chunk * width),  # squares, then suffix sums
-        _scratch.empty("prefix sums", chunk * width),
-        _scratch.empty("window sums of squares", tile),
+        scratch.empty("squares", chunk * width),  # squares, then suffix sums
+        scratch.empty("prefix sums", chunk * width),
+        scratch.empty("window sums of squares", tile),
     )
 
 
@@ -761,7 +761,7 @@ def segment_chain_sumsq(x, w0, w1, m, d, tile, bufs, sumsq, unsafe):
 # slots, exponents, relative, first, step, limits)``: block ``g`` of row ``b``
 # holds the windows ``first + [g * step, (g + 1) * step)``;
 # ``slots[b, g]`` is where its dots lie in ``dots[b, slot, k, t]`` (in units of
-# ``2**exponents[b, g]``, see ``_fft.fft_dots``), or -1 for a block planned
+# ``2**exponents[b, g]``, see ``fft.fft_dots``), or -1 for a block planned
 # direct (``_cpu.blocks.plan_blocks``).  ``relative[b, i - first]`` is window ``i``'s
 # sum of squares in the units of its block (``4**-exponents[b, g]``), the same
 # for the signal times any power of two; ``limits[b, slot, k]`` bounds the

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import _backend
-from .. import _validate as v
+from .._core import validate as v
 from . import kernels
 
 

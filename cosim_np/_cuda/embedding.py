@@ -8,8 +8,8 @@ tiles are loaded, so no normalised copy is made.
 
 import numpy as np
 
-from .. import _validate as v
 from .. import embedding as host
+from .._core import validate as v
 from . import kernels
 from .arrays import Call, blocks, settings, strided_offsets
 

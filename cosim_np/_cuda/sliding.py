@@ -9,8 +9,8 @@ the result is written straight into the caller's axis order.
 import numpy as np
 
 from .. import _backend
-from .. import _validate as v
 from .. import sliding as host
+from .._core import validate as v
 from . import kernels
 from .arrays import Call, blocks, settings, strided_offsets
 

@@ -19,8 +19,8 @@ import threading
 
 import numpy as np
 
-from . import _blas, _threads
-from ._cpu import embedding as kernels
+from . import blas, threads
+from . import embedding as kernels
 
 # Tile shape of the per-thread streams: a 2 MiB float32 score tile stays in a
 # core's L2/L3 cache between the BLAS call and the pass that reads it (first
@@ -101,9 +101,9 @@ def stream_count(n, m, d):
     (one stream of multi-threaded BLAS calls) where BLAS cannot be made
     single-threaded, the product is too small to share or the threads would
     get too few rows each."""
-    if not _blas.can_limit() or n * m * d < MIN_STREAM_WORK:
+    if not blas.can_limit() or n * m * d < MIN_STREAM_WORK:
         return 1
-    return max(1, min(_threads.thread_count(), n // MIN_ROWS_PER_STREAM))
+    return max(1, min(threads.thread_count(), n // MIN_ROWS_PER_STREAM))
 
 
 class Tiling:
@@ -233,7 +233,7 @@ def _split_inline(total, work):
 
 
 def _split_threads(total, work):
-    _threads.run_split(total, work, minimum=64)
+    threads.run_split(total, work, minimum=64)
 
 
 def row_blocks(plan, work, make_buffers):
@@ -248,7 +248,7 @@ def row_blocks(plan, work, make_buffers):
         for i0, i1 in plan.row_tiles():
             work(i0, i1, buffers, _split_threads)
         return
-    with _blas.single_threaded() as limited:
+    with blas.single_threaded() as limited:
         if not limited:  # cannot happen when streams > 1; stay correct anyway
             plan.streams = 1
             row_blocks(plan, work, make_buffers)
@@ -265,7 +265,7 @@ def row_blocks(plan, work, make_buffers):
                     return
                 work(bounds[0], bounds[1], buffers, _split_inline)
 
-        _threads.run_parts([(s, s) for s in range(plan.streams)], stream)
+        threads.run_parts([(s, s) for s in range(plan.streams)], stream)
 
 
 def score_tiles(rows, cols, plan, compute, visit):

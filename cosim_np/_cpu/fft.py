@@ -18,8 +18,7 @@ import math
 
 import numpy as np
 
-from . import _scratch
-from ._cpu import blocks as blocks_cpu
+from . import blocks, scratch
 
 # Which library transforms: "auto" (ducc0 if importable, else NumPy), "ducc0"
 # or "numpy".  Results of the two agree to rounding, not bit for bit.
@@ -41,12 +40,12 @@ def _ducc0():
 def engine():
     """The library the FFT method transforms with now: ``"ducc0"`` or ``"numpy"``."""
     if ENGINE not in ("auto", "ducc0", "numpy"):
-        raise ValueError(f"cosim_np._fft.ENGINE must be 'auto', 'ducc0' or 'numpy'; got {ENGINE!r}.")
+        raise ValueError(f"cosim_np.fft.ENGINE must be 'auto', 'ducc0' or 'numpy'; got {ENGINE!r}.")
     if ENGINE == "numpy":
         return "numpy"
     if _ducc0() is None:
         if ENGINE == "ducc0":
-            raise ImportError("cosim_np._fft.ENGINE = 'ducc0' but ducc0 is not installed "
+            raise ImportError("cosim_np.fft.ENGINE = 'ducc0' but ducc0 is not installed "
                               "(pip install 'cosim_np[fft]').")
         return "numpy"
     return "ducc0"
@@ -137,10 +136,10 @@ class Workspace:
         self.per_chunk = max(1, CHUNK_SAMPLES[library] // (nfft * max(nchan, nker)))
         nfreq = nfft // 2 + 1
         # named by length: a call may use several (see _cpu.drivers._FlaggedRuns)
-        self.blocks = _scratch.empty(f"fft blocks {nfft}", (nchan, self.per_chunk, nfft))
-        self.spectrum = _scratch.empty(f"fft spectrum {nfft}", (nchan, self.per_chunk, nfreq),
+        self.blocks = scratch.empty(f"fft blocks {nfft}", (nchan, self.per_chunk, nfft))
+        self.spectrum = scratch.empty(f"fft spectrum {nfft}", (nchan, self.per_chunk, nfreq),
                                        complex)
-        self.product = _scratch.empty(f"fft product {nfft}", (self.per_chunk, nker, nfreq), complex)
+        self.product = scratch.empty(f"fft product {nfft}", (self.per_chunk, nker, nfreq), complex)
 
 
 def block_count(nwin, span, nfft):
@@ -178,16 +177,16 @@ def fft_dots(rows, w0, w1, khat, dilation, nfft, spectra, dots, limits, work, pl
             spectrum = work.spectrum[:, :count]
             product = work.product[:count]
             these = chosen[b, j0 : j0 + count]
-            blocks_cpu.prepare_blocks(rows[b], w0, w1 + (khat.shape[2] - 1) * dilation, these, step,
+            blocks.prepare_blocks(rows[b], w0, w1 + (khat.shape[2] - 1) * dilation, these, step,
                                       chunk, exponents[b], no_loud if loud is None else loud[b])
             _forward(chunk, spectrum, work.ducc0)  # (C, G, F)
-            blocks_cpu.spectral_products(spectrum, spectra, product)  # (G, K, F)
+            blocks.spectral_products(spectrum, spectra, product)  # (G, K, F)
             _inverse(product, dots[b, j0 : j0 + count], work.ducc0)
-            blocks_cpu.block_limits(dots[b, j0 : j0 + count], noise[b],
+            blocks.block_limits(dots[b, j0 : j0 + count], noise[b],
                                     no_loud if loud is None else loud[b], quietest[b], these,
                                     c_block, c_output, peaks, limits[b, j0 : j0 + count])
             if loud is not None:  # (compiled on its first use only)
-                blocks_cpu.scatter_loud(rows[b], w0, w1, these, step, khat, dilation, exponents[b],
+                blocks.scatter_loud(rows[b], w0, w1, these, step, khat, dilation, exponents[b],
                                         loud[b], dots[b, j0 : j0 + count])
 
 
