@@ -26,19 +26,12 @@ def documented(func):
     return func
 
 
-def on_device(value):
-    """Does ``value`` live in GPU memory?"""
-    return hasattr(value, "__cuda_array_interface__") or bool(
-        getattr(type(value), "__cuda_ndarray__", False)
-    )
-
-
 def wants_cuda(backend, **arrays):
     """Validate ``backend`` and say whether the call runs on the GPU:
     ``"cuda"`` always, ``"auto"`` when any of ``arrays`` is on the device,
     ``"cpu"`` never (a device array then raises a ``TypeError``)."""
     v.check_choice(backend, "backend", BACKENDS)
-    device = [name for name, value in arrays.items() if on_device(value)]
+    device = [name for name, value in arrays.items() if v.on_device(value)]
     if backend == "cpu" and device:
         name = device[0]
         raise TypeError(

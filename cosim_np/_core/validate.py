@@ -145,6 +145,15 @@ def check_out(out, shape, dtype, name="out"):
     return out
 
 
+def on_device(value):
+    """Does ``value`` live in GPU memory?  (It has the CUDA array interface:
+    CuPy arrays, PyTorch CUDA tensors, Numba device arrays; or it is a Numba
+    device array of the simulator, which has none.)"""
+    return hasattr(value, "__cuda_array_interface__") or bool(
+        getattr(type(value), "__cuda_ndarray__", False)
+    )
+
+
 # --- embedding helpers
 
 _MEMORY_UNITS = {

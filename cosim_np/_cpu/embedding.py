@@ -18,6 +18,7 @@ import math
 
 import numpy as np
 
+from .._core import scalars
 from ._jit import jit
 
 
@@ -126,17 +127,7 @@ def normalise_rows(x, start, stop, scale, hnorm, out):
                 out[row, j] = (np.float64(x[i, j]) / s) * inv
 
 
-@jit
-def _better(s, j, t, q):
-    """Does score ``s`` at column ``j`` rank before ``t`` at column ``q``?
-    Higher first, NaN last, ties to the lower column."""
-    if s != s:
-        return t != t and j < q
-    if t != t:
-        return True
-    if s > t:
-        return True
-    return s == t and j < q
+_better = jit(scalars.better)
 
 
 # Columns screened at a time by merge_topk.

@@ -37,20 +37,13 @@ import math
 
 import numpy as np
 
+from .._core import scalars
+from .._core.scalars import KERNEL_NONFINITE, KERNEL_NORMAL, KERNEL_ZERO, SAFE_MAX, SAFE_MIN
 from . import scratch
 from ._jit import jit
 
-# |x| in [SAFE_MIN, SAFE_MAX] (or 0) has a normal float64 square, and a sum of
-# fewer than 2**60 such squares stays finite.
-SAFE_MIN = 2.0**-480
-SAFE_MAX = 2.0**480
-_SUMSQ_LO = 2.0**-960
-_SUMSQ_HI = 2.0**960
-
-# Kernel classes, as planned by the caller.
-KERNEL_NORMAL = 0
-KERNEL_ZERO = 1
-KERNEL_NONFINITE = 2
+_out_of_range = jit(scalars.out_of_range)
+sharpen_value = jit(scalars.sharpen_value)
 
 # Windows per tile, at least; enough chunks per tile that the lock-step scans
 # below have independent chains to overlap.
@@ -475,11 +468,6 @@ def _count_unsafe(xs):
 
 
 @jit
-def _out_of_range(s):
-    return not (_SUMSQ_LO <= s <= _SUMSQ_HI)
-
-
-@jit
 def _rescaled_sumsq(x, b, i, m, d, direct_order):
     """Sum of squares of window ``i`` after scaling by ``2**-E``, summed in the
     order of ``_tile_sumsq`` (tap by tap with ``direct_order``).  Returns ``(E, s)``; ``s`` is 0 for a zero window
@@ -612,12 +600,6 @@ def _rescaled_dot(x, b, khat, k, i, d, expo):
             s += math.ldexp(np.float64(x[b, c, i + j * d]), -expo) * khat[k, c, j]
     return s
 
-@jit
-def sharpen_value(s, exponent):
-    """``sign(s) * |s| ** exponent`` for one float64; 0 and NaN pass through."""
-    if exponent == 1.0 or s == 0.0 or s != s:
-        return s
-    return math.copysign(abs(s) ** exponent, s)
 
 
 

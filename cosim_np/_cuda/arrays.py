@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import _backend
 from .._core import validate as v
 from . import kernels
 
@@ -74,7 +73,7 @@ class Call:
                 "with a working driver, and numba.cuda finds none; use backend='cpu' "
                 "with host (NumPy) arrays."
             )
-        device = [value for value in values if _backend.on_device(value)]
+        device = [value for value in values if v.on_device(value)]
         self.first = device[0] if device else None
         self.kind = _kind(self.first) if device else "host"
         torch = sys.modules.get("torch") if self.kind == "torch" else None
@@ -118,7 +117,7 @@ class Operand:
     """One input array on the device, used in place (host inputs are copied)."""
 
     def __init__(self, value, name, stream, min_ndim=1):
-        if _backend.on_device(value):
+        if v.on_device(value):
             self.array = kernels.as_device(value)
         else:
             host = v.as_real_array(value, name, min_ndim=min_ndim)

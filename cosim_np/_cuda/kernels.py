@@ -33,18 +33,15 @@ import math
 import numpy as np
 from numba import config, cuda, types
 
-from .._cpu import embedding as _cpu_embedding
-from .._cpu import sliding as _cpu_sliding
+from .._core import scalars
+from .._core.scalars import KERNEL_NONFINITE, KERNEL_ZERO
 
 SIMULATOR = bool(config.ENABLE_CUDASIM)
 
-KERNEL_ZERO = _cpu_sliding.KERNEL_ZERO
-KERNEL_NONFINITE = _cpu_sliding.KERNEL_NONFINITE
-
-# The CPU's leaf functions, compiled for the device from the same source.
-_sharpen = cuda.jit(device=True)(_cpu_sliding.sharpen_value.py_func)
-_out_of_range = cuda.jit(device=True)(_cpu_sliding._out_of_range.py_func)
-_better = cuda.jit(device=True)(_cpu_embedding._better.py_func)
+# The core's scalar formulas, compiled for the device from the CPU's source.
+_sharpen = cuda.jit(device=True)(scalars.sharpen_value)
+_out_of_range = cuda.jit(device=True)(scalars.out_of_range)
+_better = cuda.jit(device=True)(scalars.better)
 
 
 # ---------------------------------------------------------------------------

@@ -8,7 +8,6 @@ the result is written straight into the caller's axis order.
 
 import numpy as np
 
-from .. import _backend
 from .. import sliding as host
 from .._core import validate as v
 from . import kernels
@@ -73,7 +72,7 @@ def _sumsq(call, signal, pl, m, d, nwin):
 
 def _host_copy(call, value, name):
     """A small device input (a kernel) as a host array; host values pass."""
-    if not _backend.on_device(value):
+    if not v.on_device(value):
         return value
     operand = call.operand(value, name)
     flat, base = operand.flat()

@@ -1,0 +1,123 @@
+"""Every tunable of cosim_np, named, in one place.
+
+The drivers read these at call time (``config.NAME``), so a test or an
+experiment can change one with ``monkeypatch.setattr(config, "NAME", ...)``.
+The measurements behind each value are in ``benchmarks/RESULTS.md``
+("Measurements behind the tunables"); a comment here says what the value
+trades, not what it took on one machine.
+
+Constants compiled into the Numba kernels (``CHAINS``, ``DIRECT_SUM_TAPS``,
+``CHAIN_CHUNK``, ``RUN_GAP`` in ``_cpu/sliding.py``; ``SCATTER_COST``,
+``MAX_LOUD_SHIFT``, ``LOUD_BOUND`` in ``_cpu/blocks.py``; ``SCREEN`` in
+``_cpu/embedding.py``) stay beside their kernels: Numba's cache keys a
+compiled kernel on its own file, so a value moved here would leave stale
+kernels in the cache after an edit.
+"""
+
+# ---------------------------------------------------------------------------
+# Sliding cosine, CPU: choosing the method
+
+# method="auto" chooses by a cost model, in ns per output (fitted on one
+# thread, float32, n = 10**6..10**7; ``bench_sliding.py --methods direct fft``):
+#   direct: DIRECT_NS[0] (norms, finish) + DIRECT_NS[1] per product (K*C*m);
+#   fft:    FFT_NS[0] + FFT_NS[1] per input channel (block copy, forward
+#           transform) + FFT_NS[2] per kernel (product, inverse transform,
+#           finish) + FFT_NS[3] per channel-kernel pair when C > 1.
+DIRECT_NS = (2.5, 0.04)
+FFT_NS = (1.5, 3.0, 4.0, 1.0)
+# Below this many taps per window (m * C) the direct method is used.
+FFT_MIN_TAPS = 128
+# The FFT path's fixed cost per block (transform calls, the plan's passes),
+# in ns: what makes blocks of a few spans cost more per window than their
+# operations alone say.
+FFT_BLOCK_NS = 1000.0
+
+# ---------------------------------------------------------------------------
+# Sliding cosine, CPU: tiles, segments and threads
+
+# Windows per tile, at least; enough chunks per tile that the lock-step scans
+# of the sums of squares have independent chains to overlap.
+TILE_TARGET = 4096
+MIN_CHUNKS_PER_TILE = 8
+# One-channel kernels of at most this many taps get their window sums of
+# squares summed tap by tap, fused with the dots: the squares then cost one
+# multiply-add on loads made anyway, less than the blocked scans up to
+# about this length.
+FUSED_TAPS = 88
+# Below this many windows per thread, starting threads costs more than it saves.
+MIN_WINDOWS_PER_THREAD = 1 << 16
+# Windows per FFT segment (divided among the kernels of a bank): their sums
+# of squares, block plan and dots are kept at once.
+SEGMENT_WINDOWS = 1 << 18
+# Per-thread scratch arrays larger than this are not kept between calls, so
+# that a thread holds a few such arrays at most (the FFT path's dots of a
+# segment take 2 to 3 MiB per signal row).
+KEEP_BYTES = 1 << 23
+
+# ---------------------------------------------------------------------------
+# Sliding cosine, CPU: the FFT path's transforms
+
+# Which library transforms: "auto" (ducc0 if importable, else NumPy), "ducc0"
+# or "numpy".  Results of the two agree to rounding, not bit for bit.
+FFT_ENGINE = "auto"
+# Transformed samples per chunk of blocks, per library: bounds the temporary
+# memory and keeps a chunk's blocks, spectra and outputs in the L2 cache.
+CHUNK_SAMPLES = {"ducc0": 1 << 16, "numpy": 1 << 17}
+# Longest block transformed by default: pocketfft transforms several rows at
+# once, and beyond 2**14 float64 samples their working set leaves the L2
+# cache (a 2**15 block then costs several times more per output).
+MAX_CACHED_FFT = 1 << 14
+# A single one-channel kernel's blocks are at least this long while 16 spans
+# fit in it, for spans of at least SINGLE_KERNEL_MIN_SPAN samples (shorter
+# kernels keep 8 spans: a longer block raises the FFT's error bound against a
+# short window's norm, and more windows would be recomputed directly).
+SINGLE_KERNEL_FFT = 1 << 12
+SINGLE_KERNEL_MIN_SPAN = 127
+
+# ---------------------------------------------------------------------------
+# Sliding cosine, CPU: the FFT path's plan on signals with loud and quiet
+# stretches
+
+# A segment's plan that costs this much more than transforms alone would (on
+# noise it costs that; where loud and quiet stretches mix, far more) is
+# planned again: with its loud samples left out of the transforms, and its
+# runs of flagged windows in blocks of their own.
+REPLAN_AFTER = 0.05
+# ... when the transforms, planned ideally, would save at least this share of
+# all-direct dots (not for kernels just long enough for the FFT to pay).
+REPLAN_GAIN = 0.1
+# A segment whose best plan costs more than this share of all-direct dots
+# gets them all directly: below the model's accuracy, the transforms do not
+# pay for the plan's own passes.
+FFT_MARGIN = 0.9
+# A run of flagged windows (quiet ones next to a loud stretch) is transformed
+# again where that costs at most this share of its direct dots ...
+RUN_SHARE = 0.5
+# ... for kernels long enough that a direct dot costs at least this many
+# transformed ones (for shorter ones, looking for the runs cost as much as
+# they saved, measured on the corpus) ...
+RUN_MIN_RATIO = 6.0
+# ... and where the runs of a segment save more than this, in ns: the fixed
+# cost of planning and transforming them (Python calls).
+RUNS_CALL_NS = 3e5
+
+# ---------------------------------------------------------------------------
+# Embeddings, CPU: tiles of BLAS products
+
+# Working memory of the tiled functions when ``max_memory`` is not given.
+DEFAULT_MAX_MEMORY = 256 * 2**20
+# Tile of the one-stream layout (multi-threaded BLAS calls): a 16 MiB float32
+# score tile.
+ONE_STREAM_ROWS, ONE_STREAM_COLS = 1024, 4096
+# Tile shape of the per-thread streams: a 2 MiB float32 score tile stays in a
+# core's L2/L3 cache between the BLAS call and the pass that reads it.
+STREAM_ROWS, STREAM_COLS = 512, 1024
+# A selection that reads each tile once (the top-k merge) gains from taller
+# tiles, whose every corpus panel BLAS packs once for more rows; tiles that
+# are written out, mirrored or cast (pairwise_cosine) are best kept small.
+TALL_FACTOR = 4
+# Fewer rows than this per thread and the threads cost more than they save.
+MIN_ROWS_PER_STREAM = 64
+# Products of fewer multiply-adds take well under a millisecond: not worth
+# switching the BLAS threads for.
+MIN_STREAM_WORK = 1 << 22

@@ -1,0 +1,43 @@
+"""Scalar formulas and constants that both backends compile from this one
+source: the CPU with ``numba.njit`` (``_cpu``), the GPU as CUDA device
+functions (``_cuda``).  Plain Python on floats; nothing here imports Numba.
+"""
+
+import math
+
+# Classes of a kernel after normalisation (``_core.sliding.unit_kernels``).
+KERNEL_NORMAL = 0
+KERNEL_ZERO = 1
+KERNEL_NONFINITE = 2
+
+# |x| in [SAFE_MIN, SAFE_MAX] (or 0) has a normal float64 square, and a sum of
+# fewer than 2**60 such squares stays finite.
+SAFE_MIN = 2.0**-480
+SAFE_MAX = 2.0**480
+SUMSQ_LO = 2.0**-960
+SUMSQ_HI = 2.0**960
+
+
+def sharpen_value(s, exponent):
+    """``sign(s) * |s| ** exponent`` for one float64; 0 and NaN pass through."""
+    if exponent == 1.0 or s == 0.0 or s != s:
+        return s
+    return math.copysign(abs(s) ** exponent, s)
+
+
+def out_of_range(s):
+    """Is the sum of squares ``s`` outside the range in which every window's
+    sum is exact to rounding (or NaN)?  Its window is then recomputed scaled."""
+    return not (SUMSQ_LO <= s <= SUMSQ_HI)
+
+
+def better(s, j, t, q):
+    """Does score ``s`` at column ``j`` rank before ``t`` at column ``q``?
+    Higher first, NaN last, ties to the lower column."""
+    if s != s:
+        return t != t and j < q
+    if t != t:
+        return True
+    if s > t:
+        return True
+    return s == t and j < q
