@@ -436,9 +436,10 @@ def main(argv=None):
     dtypes = [np.dtype(d).type for d in args.dtype]
 
     import cosim_np
+    from cosim_np._core import config
     from cosim_np._cpu import fft as _fft
 
-    _fft.ENGINE = args.fft_engine
+    config.FFT_ENGINE = args.fft_engine
     engine = _fft.engine()
     if engine == "ducc0":
         import ducc0

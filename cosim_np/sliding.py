@@ -1,126 +1,16 @@
 """Sliding (sharpened) cosine similarity, windowed norms and sharpening.
 
-Each public function validates its arguments (``_validate``), plans the work
-(axis moves, padding, kernel normalisation, dtypes) and hands plain arrays to
-the Numba kernels in ``_cpu.sliding``.
+Each public function validates and plans its call in the core
+(``_core.sliding``: checks, geometry, unit kernels) and dispatches it to a
+backend: ``_cpu.drivers`` or, for device arrays, ``_cuda``.
 """
 
-from collections import namedtuple
-
-import numpy as np
-
 from . import _backend
+from ._core import sliding as plans
 from ._core import validate as v
 from ._cpu import drivers
-from ._cpu import sliding as kernels
 
 __all__ = ["sliding_cosine", "windowed_norm", "sharpen"]
-
-MODES = ("valid", "same", "full", "causal")
-METHODS = ("auto", "direct", "fft")
-
-
-# ---------------------------------------------------------------------------
-# planning helpers
-
-
-def _padding(mode, span):
-    """Zeros added (left, right) of the signal so that every mode is 'valid'."""
-    if mode == "valid":
-        return 0, 0
-    if mode == "full":
-        return span, span
-    if mode == "same":  # centred as scipy.signal.correlate(mode="same")
-        return span - span // 2, span // 2
-    return span, 0  # causal: output i is the window that ends at i
-
-
-def _compute_dtype(out_dtype):
-    """The kernels read float32 or float64; float16 is computed in float32."""
-    return np.float32 if out_dtype.itemsize <= 4 else np.float64
-
-
-def _moveaxis(array, source, destination):
-    """``np.moveaxis``, or ``array`` itself when no axis would move: its
-    argument checks cost tens of microseconds once a long signal has pushed
-    the interpreter out of the caches, on every call."""
-    source = source if isinstance(source, tuple) else (source,)
-    destination = destination if isinstance(destination, tuple) else (destination,)
-    if all(s % array.ndim == t % array.ndim for s, t in zip(source, destination)):
-        return array
-    return np.moveaxis(array, source, destination)
-
-
-def _as_rows(signal, axis, channel_axis, compute_dtype):
-    """View ``signal`` as C-contiguous ``(B, C, n)`` of ``compute_dtype``.
-
-    Returns the array and the leading (batch) shape."""
-    if channel_axis is None:
-        moved = _moveaxis(signal, axis, -1)
-        lead = moved.shape[:-1]
-        rows = moved.reshape(-1, 1, moved.shape[-1])
-    else:
-        moved = _moveaxis(signal, (channel_axis, axis), (-2, -1))
-        lead = moved.shape[:-2]
-        rows = moved.reshape((-1,) + moved.shape[-2:])
-    return np.ascontiguousarray(rows, dtype=compute_dtype), lead
-
-
-def _pieces(rows, pad_left, pad_right, span):
-    """Split a padded 'valid' problem into pieces that each run unpadded.
-
-    Yields ``(array, offset)``: the windows of ``array`` land at output
-    ``offset``.  Only the first and last ``span`` samples are copied with their
-    zero padding; the interior runs on the signal itself."""
-    n = rows.shape[-1]
-    if pad_left == 0 and pad_right == 0:
-        yield rows, 0
-        return
-    if n <= span:
-        yield np.pad(rows, ((0, 0), (0, 0), (pad_left, pad_right))), 0
-        return
-    if pad_left:
-        yield np.pad(rows[..., :span], ((0, 0), (0, 0), (pad_left, 0))), 0
-    yield rows, pad_left
-    if pad_right:
-        tail = np.pad(rows[..., n - span :], ((0, 0), (0, 0), (0, pad_right)))
-        yield tail, pad_left + n - span
-
-
-def _moved_axes(ax, channel_axis, is_bank):
-    """``(kernel_axes, caller_axes)``: where the trailing axes of the kernels'
-    ``(lead..., [K,] L)`` layout go in the caller's array (``np.moveaxis``
-    one way delivers a result, the other way views ``out`` as the kernels
-    write it)."""
-    if channel_axis is not None:
-        return (-2, -1), (channel_axis, ax)
-    if is_bank:
-        return (-2, -1), (ax, ax + 1)
-    return -1, ax
-
-
-def _deliver(result, ax, channel_axis, is_bank, out_dtype, out):
-    """Move the kernel's ``(lead..., [K,] L)`` layout back to the caller's axes,
-    cast to the output dtype and fill ``out`` if given.
-
-    A bank's K axis goes just before ``axis``; a multi-channel kernel's C_out
-    axis replaces the signal's channel axis."""
-    result = _moveaxis(result, *_moved_axes(ax, channel_axis, is_bank))
-    if out is not None:
-        np.copyto(out, result, casting="unsafe")
-        return out
-    return result.astype(out_dtype, copy=False)
-
-
-def _check_window_fits(n, m, dilation, mode, what):
-    span = (m - 1) * dilation
-    if mode == "valid" and n < span + 1:
-        raise ValueError(
-            f"{what} of length {m} with dilation={dilation} spans {span + 1} samples, "
-            f"longer than the signal ({n} samples along axis) in mode='valid'; "
-            "use a shorter kernel, a smaller dilation or mode='same'/'full'/'causal'."
-        )
-    return span
 
 
 # ---------------------------------------------------------------------------
@@ -128,7 +18,7 @@ def _check_window_fits(n, m, dilation, mode, what):
 
 
 @_backend.documented
-def sharpen(s, sharpness, *, backend="auto"):
+def sharpen(s, sharpness, *, out=None, backend="auto"):
     """Sign-preserving sharpening ``sign(s) * |s| ** (sharpness**2)``.
 
     Parameters
@@ -139,6 +29,9 @@ def sharpen(s, sharpness, *, backend="auto"):
         The sharpness ``p``. The exponent is ``p**2`` (seed 000), so any real
         ``p`` gives a non-negative exponent; ``p = 1`` returns ``s`` unchanged,
         ``p = 0`` gives ``sign(s)``.
+    out : numpy.ndarray, optional
+        Array to write the result into, of exactly the result's shape and
+        dtype (a 0-d array for a scalar ``s``); it is returned.
     backend : {'auto', 'cpu', 'cuda'}, optional
         {backend}
 
@@ -153,9 +46,10 @@ def sharpen(s, sharpness, *, backend="auto"):
     Raises
     ------
     ValueError
-        If ``sharpness`` is not finite.
+        If ``sharpness`` is not finite, or ``out`` has the wrong shape or dtype.
     TypeError
-        If ``s`` is complex or not numeric, or ``sharpness`` is not a real number.
+        If ``s`` is complex or not numeric, ``sharpness`` is not a real number,
+        or ``out`` is not an ndarray.
 
     Examples
     --------
@@ -165,19 +59,17 @@ def sharpen(s, sharpness, *, backend="auto"):
     array([-0.0625,  0.    ,  0.0625,  1.    ])
     """
     if _backend.wants_cuda(backend, s=s):
-        return _backend.cuda_impl("sharpen")(s, sharpness)
+        return _backend.cuda_impl("sharpen")(s, sharpness, out=out)
     array = v.as_real_array(s, "s", min_ndim=0)
     p = v.check_real(sharpness, "sharpness")
     out_dtype = v.output_dtype(array.dtype, "s")
-    values = np.ascontiguousarray(array, dtype=np.float64).reshape(-1)
-    result = np.empty(values.size, dtype=np.float64)
-    kernels.sharpen_kernel(values, p * p, result)
-    result = result.reshape(array.shape).astype(out_dtype, copy=False)
-    return result if array.ndim else result[()]
+    if out is not None:
+        v.check_out(out, array.shape, out_dtype)
+    return drivers.sharpen(array, p * p, out_dtype, out)
 
 
 @_backend.documented
-def windowed_norm(signal, window, *, dilation=1, mode="valid", axis=-1, backend="auto"):
+def windowed_norm(signal, window, *, dilation=1, mode="valid", axis=-1, out=None, backend="auto"):
     """L2 norm of every (dilated) window of a signal, in O(n), exactly.
 
     The sums of squares are computed by blocked prefix sums that never
@@ -197,8 +89,11 @@ def windowed_norm(signal, window, *, dilation=1, mode="valid", axis=-1, backend=
         Zero padding, as in :func:`sliding_cosine`.
     axis : int, optional
         Axis along which the windows slide.
+    out : numpy.ndarray, optional
+        Array to write the result into, of exactly the result's shape and
+        dtype; it is returned.
     backend : {'auto', 'cpu', 'cuda'}, optional
-        {backend}
+        {backend} On the GPU, ``out`` must be a NumPy array.
 
     Returns
     -------
@@ -211,9 +106,30 @@ def windowed_norm(signal, window, *, dilation=1, mode="valid", axis=-1, backend=
     ------
     ValueError
         For a window longer than the signal in 'valid' mode, ``window < 1``,
-        ``dilation < 1``, an unknown ``mode``, a 0-d signal or a bad ``axis``.
+        ``dilation < 1``, an unknown ``mode``, a 0-d signal, a bad ``axis``, or
+        ``out`` of the wrong shape or dtype.
     TypeError
-        For complex or non-numeric input, or non-integer ``window``/``dilation``.
+        For complex or non-numeric input, non-integer ``window``/``dilation``,
+        or ``out`` not an ndarray.
+
+    Notes
+    -----
+    The signal's samples (each residue modulo ``dilation`` on its own) are
+    cut into blocks of ``window`` samples; a window is the suffix of one
+    block plus the prefix of the next, so its sum of squares is the sum of
+    one suffix sum and one prefix sum, both computed in one pass over the
+    block.  This is the block decomposition of van Herk [1]_ and Gil and
+    Werman [2]_ for running maxima, applied to sums: no running total is
+    ever subtracted, so no window inherits another's rounding.
+
+    References
+    ----------
+    .. [1] M. van Herk, "A fast algorithm for local minimum and maximum
+       filters on rectangular and octagonal kernels", Pattern Recognition
+       Letters 13(7), 517-521, 1992.
+    .. [2] J. Gil and M. Werman, "Computing 2-D min, median, and max
+       filters", IEEE Transactions on Pattern Analysis and Machine
+       Intelligence 15(5), 504-507, 1993.
 
     Examples
     --------
@@ -223,103 +139,13 @@ def windowed_norm(signal, window, *, dilation=1, mode="valid", axis=-1, backend=
     array([5.e+00, 4.e+00, 1.e+08, 1.e+08, 3.e-03, 5.e-03])
     """
     if _backend.wants_cuda(backend, signal=signal):
-        return _backend.cuda_impl("windowed_norm")(signal, window, dilation=dilation, mode=mode, axis=axis)
+        return _backend.cuda_impl("windowed_norm")(signal, window, dilation=dilation, mode=mode,
+                                                   axis=axis, out=out)
     x = v.as_real_array(signal, "signal")
-    m, d, ax, out_dtype, span = _check_norm_args(x, window, dilation, mode, axis)
-
-    rows, lead = _as_rows(x, ax, None, _compute_dtype(out_dtype))
-    pad_left, pad_right = _padding(mode, span)
-    nwin = rows.shape[-1] + pad_left + pad_right - span
-    result = np.empty((rows.shape[0], nwin), dtype=rows.dtype)
-    for piece, offset in _pieces(rows, pad_left, pad_right, span):
-        drivers.run_windowed_norm(piece, m, d, result, offset)
-    return _deliver(result.reshape(lead + (nwin,)), ax, None, False, out_dtype, None)
-
-
-def _check_norm_args(x, window, dilation, mode, axis):
-    """Validated ``windowed_norm`` arguments for the signal ``x`` (an array or
-    a stand-in of a device array's shape and dtype): ``(m, d, ax, out_dtype,
-    span)``.  Shared by the CPU and CUDA paths."""
-    m = v.check_positive_int(window, "window")
-    d = v.check_positive_int(dilation, "dilation")
-    v.check_choice(mode, "mode", MODES)
-    ax = v.check_axis(axis, x.ndim)
-    out_dtype = v.output_dtype(x.dtype, "signal")
-    span = _check_window_fits(x.shape[ax], m, d, mode, "window")
-    return m, d, ax, out_dtype, span
-
-
-_SlidingArgs = namedtuple(
-    "_SlidingArgs",
-    "ax d p floor fill_value out_dtype khat kernel_state bank_shape channel_axis "
-    "span pad_left pad_right nwin final_shape",
-)
-
-
-def _check_sliding_args(x, kernel, axis, mode, method, dilation, sharpness, noise_floor, fill, out):
-    """Validate ``sliding_cosine``'s arguments for the signal ``x`` (an array
-    or a stand-in of a device array's shape and dtype) and the host
-    ``kernel``; plan the kernel and the geometry.  Shared by the CPU and CUDA
-    paths."""
-    ax = v.check_axis(axis, x.ndim)
-    v.check_choice(mode, "mode", MODES)
-    v.check_choice(method, "method", METHODS)
-    d = v.check_positive_int(dilation, "dilation")
-    p = v.check_real(sharpness, "sharpness")
-    floor = v.check_real(noise_floor, "noise_floor", nonnegative=True)
-    fill_value = v.check_real(fill, "fill", finite=False, allow_nan=True)
-    out_dtype = v.output_dtype(x.dtype, "signal")
-    if x.size == 0:
-        raise ValueError(f"signal must not be empty; got shape {x.shape}.")
-
-    khat, kernel_state, bank_shape, channel_axis = _plan_kernel(kernel, x.ndim, ax)
-    nker, nchan, m = khat.shape
-    if channel_axis is not None and x.shape[channel_axis] != nchan:
-        raise ValueError(
-            f"kernel has C_in={nchan} input channels but the signal has "
-            f"{x.shape[channel_axis]} along its channel axis {channel_axis - x.ndim} "
-            f"(just before axis={axis}); signal shape {x.shape}, kernel shape "
-            f"{(nker, nchan, m)}."
-        )
-    n = x.shape[ax]
-    span = _check_window_fits(n, m, d, mode, "kernel")
-    pad_left, pad_right = _padding(mode, span)
-    nwin = n + pad_left + pad_right - span
-    final_shape = _final_shape(x.shape, ax, channel_axis, nker, bank_shape, nwin)
+    plan = plans.plan_norms(x, window, dilation, mode, axis)
     if out is not None:
-        v.check_out(out, final_shape, out_dtype)
-    return _SlidingArgs(ax, d, p, floor, fill_value, out_dtype, khat, kernel_state, bank_shape,
-                        channel_axis, span, pad_left, pad_right, nwin, final_shape)
-
-
-def _plan_kernel(kernel, signal_ndim, ax):
-    """Normalise the kernel to unit L2 norm per output (``(K, C, m)`` float64).
-
-    Returns ``(khat, kernel_state, bank_shape, channel_axis)``."""
-    k = v.as_real_array(kernel, "kernel")
-    if k.ndim > 3:
-        raise ValueError(
-            "kernel must have shape (m,), (K, m) or (C_out, C_in, m); "
-            f"got a {k.ndim}-d array of shape {k.shape}."
-        )
-    if k.shape[-1] < 1 or 0 in k.shape:
-        raise ValueError(f"kernel must not be empty; got shape {k.shape}.")
-    channel_axis = None
-    if k.ndim == 3:
-        if signal_ndim < 2 or ax == 0:
-            raise ValueError(
-                f"a multi-channel kernel of shape {k.shape} needs a signal with a "
-                "channel axis just before the sliding axis, shaped (..., C_in, n); "
-                f"the signal has {signal_ndim} dimension(s) and axis={ax}."
-            )
-        channel_axis = ax - 1
-    k3 = np.ascontiguousarray(k, dtype=np.float64).reshape(
-        (-1,) + k.shape[-2:] if k.ndim == 3 else (-1, 1, k.shape[-1]))
-    khat = np.zeros_like(k3)
-    state = np.zeros(k3.shape[0], dtype=np.int8)
-    kernels.unit_kernels(k3, khat, state)
-    bank_shape = () if k.ndim == 1 else k.shape[:1]
-    return khat, state, bank_shape, channel_axis
+        v.check_out(out, plans.norms_shape(x.shape, plan), plan.out_dtype)
+    return drivers.windowed_norm(x, plan, out)
 
 
 @_backend.documented
@@ -438,7 +264,16 @@ def sliding_cosine(
     :func:`windowed_norm`), dots are accumulated in float64 whatever the input
     dtype, and float64 windows near the overflow/underflow limits are
     recomputed with power-of-two scaling, so results are right to a few units
-    of float64 rounding per tap for any amplitude.
+    of float64 rounding per tap for any amplitude.  The accuracy bounds of
+    the direct dots (``(taps + 4) eps`` relative to the window's norm) and of
+    the FFT's overlap-save blocks (``O(eps log2 nfft)`` relative to a
+    block's norm) are those of Higham [1]_ (chapters 3 and 24); the FFT path
+    compares the second with the first window by window.
+
+    References
+    ----------
+    .. [1] N. J. Higham, "Accuracy and Stability of Numerical Algorithms",
+       2nd ed., SIAM, 2002.
 
     Examples
     --------
@@ -459,52 +294,6 @@ def sliding_cosine(
             signal, kernel, sharpness=sharpness, mode=mode, dilation=dilation,
             noise_floor=noise_floor, fill=fill, axis=axis, method=method, out=out)
     x = v.as_real_array(signal, "signal")
-    (ax, d, p, floor, fill_value, out_dtype, khat, kernel_state, bank_shape, channel_axis,
-     span, pad_left, pad_right, nwin, final_shape) = _check_sliding_args(
-        x, kernel, axis, mode, method, dilation, sharpness, noise_floor, fill, out)
-    nker, nchan, m = khat.shape
-
-    rows, lead = _as_rows(x, ax, channel_axis, _compute_dtype(out_dtype))
-    # Output layout before moving axes back: lead + bank + (L,)
-    out_shape_moved = lead + ((nker,) if bank_shape or channel_axis is not None else ()) + (nwin,)
-
-    shape = (rows.shape[0], nker, nwin)
-    target = None if out is None or np.may_share_memory(out, rows) else _out_view(
-        out, rows.dtype, shape, ax, channel_axis, bool(bank_shape))
-    result = np.empty(shape, dtype=rows.dtype) if target is None else target
-    chosen = drivers.choose_method(method, m, nchan, nker)
-    budget = drivers.fft_error_budget(out_dtype, m * nchan, p * p)
-    for piece, offset in _pieces(rows, pad_left, pad_right, span):
-        if chosen == "fft" and piece.shape[-1] - span > 0:
-            drivers.run_fft(piece, khat, kernel_state, d, p * p, floor, fill_value, result, offset,
-                            budget)
-        else:
-            drivers.run_direct(piece, khat, kernel_state, d, p * p, floor, fill_value, result, offset)
-    if target is not None:
-        return out
-    return _deliver(result.reshape(out_shape_moved), ax, channel_axis, bool(bank_shape), out_dtype, out)
-
-
-def _out_view(out, dtype, shape, ax, channel_axis, is_bank):
-    """``out`` seen in the kernel's ``(B, K, L)`` layout (the inverse of the
-    axis moves of ``_deliver``), when that view is C-contiguous and of the
-    compute dtype: the kernels then write the result in place, sparing a
-    copy (not when ``out`` overlaps the signal: windows read later would
-    see results).  ``None`` otherwise."""
-    if out.dtype != dtype:
-        return None
-    kernel_axes, caller_axes = _moved_axes(ax, channel_axis, is_bank)
-    view = _moveaxis(out, caller_axes, kernel_axes)
-    if not view.flags.c_contiguous:
-        return None
-    return view.reshape(shape)
-
-
-def _final_shape(shape, ax, channel_axis, nker, bank_shape, nwin):
-    shape = list(shape)
-    shape[ax] = nwin
-    if channel_axis is not None:
-        shape[channel_axis] = nker
-    elif bank_shape:
-        shape.insert(ax, nker)
-    return tuple(shape)
+    plan = plans.plan_sliding(x, kernel, axis, mode, method, dilation, sharpness, noise_floor,
+                              fill, out)
+    return drivers.sliding_cosine(x, plan, method, out)

@@ -47,14 +47,15 @@ def fft_engine(request):
     """Run a module's tests once with each library that can do the FFT
     method's transforms (ducc0 is skipped where it is not installed).
     Module-scoped, so Hypothesis's tests may use it."""
+    from cosim_np._core import config
     from cosim_np._cpu import fft as _fft
 
     if request.param == "ducc0" and _fft._ducc0() is None:
         pytest.skip("ducc0 is not installed (the 'fft' extra)")
-    saved = _fft.ENGINE
-    _fft.ENGINE = request.param
+    saved = config.FFT_ENGINE
+    config.FFT_ENGINE = request.param
     yield request.param
-    _fft.ENGINE = saved
+    config.FFT_ENGINE = saved
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -37,7 +37,7 @@ def window_geometry(draw, max_n=48, max_m=7, max_dilation=4, long_m=None):
 
     ``long_m=[(lo, hi), ...]`` also draws kernel lengths from those ranges:
     the CPU kernels take different paths for short one-channel kernels
-    (summed tap by tap, up to ``_cpu.sliding.FUSED_TAPS`` taps), longer ones
+    (summed tap by tap, up to ``_core.config.FUSED_TAPS`` taps), longer ones
     (scans in lanes) and long chunks of ``m * dilation`` samples (scans chain
     by chain, from ``_cpu.sliding.CHAIN_CHUNK``); ranges straddling those
     limits cover every path.  A long kernel gets a signal of up to a few

@@ -12,8 +12,9 @@ from scipy.ndimage import maximum_filter1d
 
 from benchmarks import corpus
 from cosim_np import sliding_cosine
+from cosim_np._core import config
+from cosim_np._core.scalars import SAFE_MAX, SAFE_MIN
 from cosim_np._cpu import blocks, drivers
-from cosim_np._cpu.sliding import SAFE_MAX, SAFE_MIN
 from tests import naive
 
 EPS64 = np.finfo(np.float64).eps
@@ -105,7 +106,7 @@ def test_thread_count_changes_no_bit_on_real_signals():
     saved = numba.get_num_threads()
     try:
         for name in ("bursty", "events", "speech"):
-            x = corpus.make(name, 3 * drivers.SEGMENT_WINDOWS)
+            x = corpus.make(name, 3 * config.SEGMENT_WINDOWS)
             numba.set_num_threads(1)
             one = sliding_cosine(x, kernel, method="fft")
             numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
@@ -220,7 +221,7 @@ def test_quiet_stretches_next_to_loud_ones_are_transformed_again(monkeypatch, m)
     # flagged; they are transformed again in a row of their own, and every
     # window stays as exact as by direct dots
     runs = record_runs(monkeypatch)
-    x = corpus.make("bursty", 2 * drivers.SEGMENT_WINDOWS)
+    x = corpus.make("bursty", 2 * config.SEGMENT_WINDOWS)
     kernel = np.random.default_rng(7).standard_normal(m)
     got = check_against_naive(x, kernel)
     assert len(runs) > 1
@@ -238,7 +239,7 @@ def test_runs_of_flagged_windows_keep_every_bit_promised(monkeypatch):
     # rows and kernels of a bank, power-of-two scaling (segments with
     # samples out of the safe range too), sign, thread count
     runs = record_runs(monkeypatch)
-    x = np.stack([corpus.make("bursty", 2 * drivers.SEGMENT_WINDOWS, seed=s) for s in (1, 2)])
+    x = np.stack([corpus.make("bursty", 2 * config.SEGMENT_WINDOWS, seed=s) for s in (1, 2)])
     kernels = np.random.default_rng(8).standard_normal((2, 2048))
     saved = numba.get_num_threads()
     try:

@@ -4,6 +4,7 @@ import threading
 
 import numpy as np
 
+from cosim_np._core import config
 from cosim_np._cpu import scratch as _scratch
 
 
@@ -22,7 +23,7 @@ def test_other_uses_get_other_arrays():
 
 
 def test_large_arrays_are_not_kept(monkeypatch):
-    monkeypatch.setattr(_scratch, "KEEP_BYTES", 64)
+    monkeypatch.setattr(config, "KEEP_BYTES", 64)
     small = _scratch.empty("test size", 8)
     assert _scratch.empty("test size", 8) is small
     large = _scratch.empty("test size", 9)

@@ -9,7 +9,8 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from cosim_np import sharpen, sliding_cosine, windowed_norm
-from cosim_np._cpu.sliding import CHAIN_CHUNK, FUSED_TAPS
+from cosim_np._core.config import FUSED_TAPS
+from cosim_np._cpu.sliding import CHAIN_CHUNK
 from tests import naive
 from tests.strategies import (
     ALL_DTYPES,

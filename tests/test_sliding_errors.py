@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from cosim_np import sharpen, sliding_cosine, windowed_norm
+from cosim_np._core import config
 
 SIGNAL = np.arange(10.0)
 
@@ -117,14 +118,14 @@ def test_sharpen_rejects():
 def test_fft_engine_is_checked(monkeypatch):
     from cosim_np._cpu import fft as _fft
 
-    monkeypatch.setattr(_fft, "ENGINE", "fftw")
-    with pytest.raises(ValueError, match=r"ENGINE must be 'auto', 'ducc0' or 'numpy'; got 'fftw'"):
+    monkeypatch.setattr(config, "FFT_ENGINE", "fftw")
+    with pytest.raises(ValueError, match=r"FFT_ENGINE must be 'auto', 'ducc0' or 'numpy'; got 'fftw'"):
         sliding_cosine(np.arange(300.0), np.ones(200), method="fft")
-    monkeypatch.setattr(_fft, "ENGINE", "ducc0")
+    monkeypatch.setattr(config, "FFT_ENGINE", "ducc0")
     monkeypatch.setattr(_fft, "_ducc0_fft", False)  # as if it were not installed
     with pytest.raises(ImportError, match=r"ducc0 is not installed"):
         sliding_cosine(np.arange(300.0), np.ones(200), method="fft")
-    monkeypatch.setattr(_fft, "ENGINE", "auto")
+    monkeypatch.setattr(config, "FFT_ENGINE", "auto")
     assert _fft.engine() == "numpy"
     # and "auto" then transforms with NumPy's, every block
     used = []

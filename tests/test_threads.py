@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from cosim_np import sliding_cosine, windowed_norm
+from cosim_np._core import config
 from cosim_np._cpu import threads as _threads
 
 # every test once per FFT library (tests/conftest.py)
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.usefixtures("fft_engine")
 @pytest.fixture
 def small_segments(monkeypatch):
     """Split even short signals across threads."""
-    monkeypatch.setattr(_threads, "MIN_WINDOWS_PER_THREAD", 500)
+    monkeypatch.setattr(config, "MIN_WINDOWS_PER_THREAD", 500)
     before = numba.get_num_threads()
     yield
     numba.set_num_threads(before)

@@ -1,47 +1,160 @@
-"""CPU drivers of the sliding cosine and the windowed norms: split a planned
-problem over threads and segments, and call the Numba kernels of
-``_cpu.sliding`` (and, for ``method="fft"``, the transforms of ``_fft``).
+"""The CPU backend of the sliding functions: lay a planned call
+(``_core.sliding``) out as rows, split it over threads and segments, and
+call the Numba kernels of ``_cpu.sliding`` (and, for ``method="fft"``, the
+transforms of ``_cpu.fft``).
 
-Arrays arrive planned by the public module: ``piece`` is ``(B, C, N)`` of the
-compute dtype, C-contiguous, and its windows land at ``offset`` of the
-``(B, K, L)`` result.
+The entry points (:func:`sliding_cosine`, :func:`windowed_norm`,
+:func:`sharpen`) take checked arguments and plans.  Inside, a signal is
+``piece``: ``(B, C, N)`` of the compute dtype, C-contiguous, whose windows
+land at ``offset`` of the ``(B, K, L)`` result.
 """
 
 import numpy as np
 
+from .._core import config
+from .._core import sliding as plans
 from . import blocks, scratch, threads
 from . import fft as transforms
 from . import sliding as kernels
 
-# method="auto" chooses by a cost model fitted on the CI machine (one
-# thread, float32, n = 10**6..10**7; benchmarks/bench_sliding.py --methods
-# direct fft), in ns per output:
-#   direct: 2.5 (norms, finish) + 0.04 per product (K * C * m products);
-#   fft:    1.5 + 3 per input channel (block copy, forward transform)
-#           + 4 per kernel (product, inverse transform, finish)
-#           + 1 per channel-kernel pair when C > 1 (spectral products).
-# Below FFT_MIN_TAPS taps per window (m * C) the direct method is used.
-FFT_MIN_TAPS = 128
-DIRECT_NS = (2.5, 0.04)
-FFT_NS = (1.5, 3.0, 4.0, 1.0)
+# ---------------------------------------------------------------------------
+# entry points
 
-# The FFT path's fixed cost per block (transform calls, the plan's
-# passes), in ns: what makes blocks of a few spans cost more per window than
-# their operations alone say (Zen 3, float64, m = 256: 1024-sample blocks
-# 10% slower per window than 4096).
-FFT_BLOCK_NS = 1000.0
 
-# Windows per FFT segment (divided among the kernels of a bank): their sums
-# of squares, block plan and dots are kept at once.
-SEGMENT_WINDOWS = 1 << 18
+def sharpen(array, exponent, out_dtype, out):
+    """``sign(s) * |s| ** exponent`` of every element of ``array``."""
+    values = np.ascontiguousarray(array, dtype=np.float64).reshape(-1)
+    result = np.empty(values.size, dtype=np.float64)
+    kernels.sharpen_kernel(values, exponent, result)
+    result = result.reshape(array.shape)
+    if out is not None:
+        np.copyto(out, result, casting="unsafe")
+        return out
+    result = result.astype(out_dtype, copy=False)
+    return result if array.ndim else result[()]
 
+
+def windowed_norm(x, plan, out):
+    """The norms of a planned ``windowed_norm`` call (``plans.NormPlan``)."""
+    rows, lead = _as_rows(x, plan.ax, None, plans.compute_dtype(plan.out_dtype))
+    result = np.empty((rows.shape[0], plan.nwin), dtype=rows.dtype)
+    for piece, offset in _pieces(rows, plan.pad_left, plan.pad_right, plan.span):
+        run_windowed_norm(piece, plan.m, plan.d, result, offset)
+    return _deliver(result.reshape(lead + (plan.nwin,)), plan.ax, None, False, plan.out_dtype, out)
+
+
+def sliding_cosine(x, plan, method, out):
+    """The cosines of a planned ``sliding_cosine`` call (``plans.SlidingPlan``)."""
+    nker, nchan, m = plan.khat.shape
+    is_bank = bool(plan.bank_shape)
+    rows, lead = _as_rows(x, plan.ax, plan.channel_axis, plans.compute_dtype(plan.out_dtype))
+    shape = (rows.shape[0], nker, plan.nwin)
+    target = None if out is None or np.may_share_memory(out, rows) else _out_view(
+        out, rows.dtype, shape, plan.ax, plan.channel_axis, is_bank)
+    result = np.empty(shape, dtype=rows.dtype) if target is None else target
+    chosen = choose_method(method, m, nchan, nker)
+    budget = fft_error_budget(plan.out_dtype, m * nchan, plan.exponent)
+    args = (plan.khat, plan.kernel_state, plan.d, plan.exponent, plan.floor, plan.fill)
+    for piece, offset in _pieces(rows, plan.pad_left, plan.pad_right, plan.span):
+        if chosen == "fft" and piece.shape[-1] - plan.span > 0:
+            run_fft(piece, *args, result, offset, budget)
+        else:
+            run_direct(piece, *args, result, offset)
+    if target is not None:
+        return out
+    # the kernels' layout: lead + bank + (L,)
+    moved = lead + ((nker,) if is_bank or plan.channel_axis is not None else ()) + (plan.nwin,)
+    return _deliver(result.reshape(moved), plan.ax, plan.channel_axis, is_bank, plan.out_dtype, out)
+
+
+# ---------------------------------------------------------------------------
+# layout: the caller's axes to the kernels' rows and back
+
+
+def _moveaxis(array, source, destination):
+    """``np.moveaxis``, or ``array`` itself when no axis would move: its
+    argument checks cost tens of microseconds once a long signal has pushed
+    the interpreter out of the caches, on every call."""
+    source = source if isinstance(source, tuple) else (source,)
+    destination = destination if isinstance(destination, tuple) else (destination,)
+    if all(s % array.ndim == t % array.ndim for s, t in zip(source, destination)):
+        return array
+    return np.moveaxis(array, source, destination)
+
+
+def _as_rows(signal, axis, channel_axis, compute_dtype):
+    """View ``signal`` as C-contiguous ``(B, C, n)`` of ``compute_dtype``.
+
+    Returns the array and the leading (batch) shape."""
+    if channel_axis is None:
+        moved = _moveaxis(signal, axis, -1)
+        lead = moved.shape[:-1]
+        rows = moved.reshape(-1, 1, moved.shape[-1])
+    else:
+        moved = _moveaxis(signal, (channel_axis, axis), (-2, -1))
+        lead = moved.shape[:-2]
+        rows = moved.reshape((-1,) + moved.shape[-2:])
+    return np.ascontiguousarray(rows, dtype=compute_dtype), lead
+
+
+def _pieces(rows, pad_left, pad_right, span):
+    """Split a padded 'valid' problem into pieces that each run unpadded.
+
+    Yields ``(array, offset)``: the windows of ``array`` land at output
+    ``offset``.  Only the first and last ``span`` samples are copied with their
+    zero padding; the interior runs on the signal itself."""
+    n = rows.shape[-1]
+    if pad_left == 0 and pad_right == 0:
+        yield rows, 0
+        return
+    if n <= span:
+        yield np.pad(rows, ((0, 0), (0, 0), (pad_left, pad_right))), 0
+        return
+    if pad_left:
+        yield np.pad(rows[..., :span], ((0, 0), (0, 0), (pad_left, 0))), 0
+    yield rows, pad_left
+    if pad_right:
+        tail = np.pad(rows[..., n - span :], ((0, 0), (0, 0), (0, pad_right)))
+        yield tail, pad_left + n - span
+
+
+def _deliver(result, ax, channel_axis, is_bank, out_dtype, out):
+    """Move the kernel's ``(lead..., [K,] L)`` layout back to the caller's axes,
+    cast to the output dtype and fill ``out`` if given.
+
+    A bank's K axis goes just before ``axis``; a multi-channel kernel's C_out
+    axis replaces the signal's channel axis."""
+    result = _moveaxis(result, *plans.moved_axes(ax, channel_axis, is_bank))
+    if out is not None:
+        np.copyto(out, result, casting="unsafe")
+        return out
+    return result.astype(out_dtype, copy=False)
+
+
+def _out_view(out, dtype, shape, ax, channel_axis, is_bank):
+    """``out`` seen in the kernel's ``(B, K, L)`` layout (the inverse of the
+    axis moves of ``_deliver``), when that view is C-contiguous and of the
+    compute dtype: the kernels then write the result in place, sparing a
+    copy (not when ``out`` overlaps the signal: windows read later would
+    see results).  ``None`` otherwise."""
+    if out.dtype != dtype:
+        return None
+    kernel_axes, caller_axes = plans.moved_axes(ax, channel_axis, is_bank)
+    view = _moveaxis(out, caller_axes, kernel_axes)
+    if not view.flags.c_contiguous:
+        return None
+    return view.reshape(shape)
+
+
+# ---------------------------------------------------------------------------
+# choosing the method
 
 def _direct_dot_ns(m, nchan, nker):
-    return DIRECT_NS[1] * nker * nchan * m
+    return config.DIRECT_NS[1] * nker * nchan * m
 
 
 def _fft_dot_ns(nchan, nker):
-    _, per_channel, per_kernel, per_pair = FFT_NS
+    _, per_channel, per_kernel, per_pair = config.FFT_NS
     return per_channel * nchan + per_kernel * nker + (per_pair * nchan * nker if nchan > 1 else 0.0)
 
 
@@ -49,10 +162,10 @@ def choose_method(method, m, nchan, nker):
     """``"direct"`` or ``"fft"`` for ``method`` (``"auto"`` by the cost model)."""
     if method != "auto":
         return method
-    if m * nchan < FFT_MIN_TAPS:
+    if m * nchan < config.FFT_MIN_TAPS:
         return "direct"
-    direct = DIRECT_NS[0] + _direct_dot_ns(m, nchan, nker)
-    fft = FFT_NS[0] + _fft_dot_ns(nchan, nker)
+    direct = config.DIRECT_NS[0] + _direct_dot_ns(m, nchan, nker)
+    fft = config.FFT_NS[0] + _fft_dot_ns(nchan, nker)
     return "fft" if fft < direct else "direct"
 
 
@@ -89,7 +202,7 @@ def run_direct(piece, khat, kernel_state, d, exponent, floor, fill, result, offs
     nker, nchan, m = khat.shape
     span = (m - 1) * d
     tile = kernels.tile_length(m, d)
-    fused = nchan == 1 and m <= kernels.FUSED_TAPS
+    fused = nchan == 1 and m <= config.FUSED_TAPS
     short = (fused and nker == 1 and m <= kernels.DIRECT_SUM_TAPS
              and (exponent == 1.0 or kernel_state[0] != kernels.KERNEL_NORMAL))
 
@@ -128,7 +241,7 @@ class _BlockLength:
         reference = transforms.fft_length((m - 1) * d, single=nker == 1 and nchan == 1)
         flops = nfft * np.log2(nfft) / self.step
         reference_flops = reference * np.log2(reference) / (reference - (m - 1) * d)
-        per_block = FFT_BLOCK_NS * (1.0 / self.step - 1.0 / (reference - (m - 1) * d))
+        per_block = config.FFT_BLOCK_NS * (1.0 / self.step - 1.0 / (reference - (m - 1) * d))
         self.fft_ns = _fft_dot_ns(nchan, nker) * flops / reference_flops + per_block
         # A block is transformed while the direct dots of its flagged windows
         # cost less than the transform saves.
@@ -205,19 +318,6 @@ class _SegmentPlan:
         return (self.dots, self.slots, self.exponents, self.relative, w0, length.step, self.limits)
 
 
-# A run of flagged windows (quiet ones next to a loud stretch) is transformed
-# again where that costs at most this share of its direct dots ...
-RUN_SHARE = 0.5
-# ... for kernels long enough that a direct dot costs at least this many
-# transformed ones (by the cost model: about 1300 taps and more; for shorter
-# ones, looking for the runs cost as much as they saved, measured on the
-# corpus) ...
-RUN_MIN_RATIO = 6.0
-# ... and where the runs of a segment save more than this, in ns: the fixed
-# cost of planning and transforming them (Python calls).
-RUNS_CALL_NS = 3e5
-
-
 class _FlaggedRuns:
     """Long runs of flagged windows, transformed again away from the loud
     stretches that flagged them: the windows of every such run of a segment
@@ -233,15 +333,15 @@ class _FlaggedRuns:
         # a run pays when its flagged windows pay for its own windows and the
         # two spans before the next run (``saving``): it holds at least
         # min_flagged of them
-        saved = RUN_SHARE * direct_ns - length.fft_ns
-        self.enabled = direct_ns >= RUN_MIN_RATIO * length.fft_ns and saved > 0
+        saved = config.RUN_SHARE * direct_ns - length.fft_ns
+        self.enabled = direct_ns >= config.RUN_MIN_RATIO * length.fft_ns and saved > 0
         self.min_flagged = int(2 * self.span * length.fft_ns / saved) + 1 if self.enabled else 0
 
     def saving(self, windows, flagged):
         """What transforming ``windows`` windows (and up to two spans more
         before the next run, see ``blocks.run_positions``) saves over
-        ``RUN_SHARE`` of ``flagged`` direct dots."""
-        return RUN_SHARE * flagged * self.direct_ns - (windows + 2 * self.span) * self.length.fft_ns
+        ``config.RUN_SHARE`` of ``flagged`` direct dots."""
+        return config.RUN_SHARE * flagged * self.direct_ns - (windows + 2 * self.span) * self.length.fft_ns
 
     def find(self, plan, fft, w0, w1):
         """The runs of the segment ``w0 .. w1-1`` that pay, as rows ``(row,
@@ -262,7 +362,7 @@ class _FlaggedRuns:
         runs = runs[: blocks.flagged_runs(fft, w1, gap, self.min_flagged, runs)]
         saved = self.saving(runs[:, 2] - runs[:, 1], runs[:, 3])
         runs = runs[saved > 0]
-        if np.sum(saved[saved > 0]) < RUNS_CALL_NS:
+        if np.sum(saved[saved > 0]) < config.RUNS_CALL_NS:
             return None
         for b, start, stop, _, _ in runs:
             plan.relative[b, start - w0 : stop - w0] = 0.0  # (never flagged)
@@ -286,7 +386,7 @@ class _FlaggedRuns:
         plan = _SegmentPlan(self.length, 1, nchan, nker, padded, span, padded, use="flagged runs")
         tiles = np.full((1, padded // tile), unsafe)
         cost = plan.plan(samples, 0, windows, m, d, tile, own, tiles, self.direct_ns)
-        if cost > FFT_MARGIN * windows * self.direct_ns:
+        if cost > config.FFT_MARGIN * windows * self.direct_ns:
             plan.assign(-1)
         fft = plan.transform(samples, 0, windows, khat, d)
         cosines = scratch.empty("flagged runs' cosines", (1, nker, padded), result.dtype)
@@ -302,20 +402,6 @@ def _fft_cosines(piece, w1, khat, kernel_args, tile, sumsq, fft, result, offset,
     if unsafe.any():
         kernels.fft_fix_out_of_range(piece, w1, khat, *kernel_args, tile, sumsq, fft, result,
                                      offset, unsafe)
-
-
-# A segment's plan that costs this much more than transforms alone would (on
-# noise it costs that; where loud and quiet stretches mix, far more) is
-# planned again: with its loud samples left out of the transforms, and its
-# runs of flagged windows in blocks of their own (_FlaggedRuns).
-REPLAN_AFTER = 0.05
-# ... when the transforms, planned ideally, would save at least this share of
-# all-direct dots (not for kernels just long enough for the FFT to pay).
-REPLAN_GAIN = 0.1
-# A segment whose best plan costs more than this share of all-direct dots
-# gets them all directly: below the model's accuracy, the transforms do not
-# pay for the plan's own passes.
-FFT_MARGIN = 0.9
 
 
 def run_fft(piece, khat, kernel_state, d, exponent, floor, fill, result, offset, budget):
@@ -341,7 +427,7 @@ def run_fft(piece, khat, kernel_state, d, exponent, floor, fill, result, offset,
     tile = kernels.tile_length(m, d)
     length = _BlockLength(khat, d, transforms.fft_length(span, single=nker == 1 and nchan == 1), budget)
     direct_ns = _direct_dot_ns(m, nchan, nker)
-    segment = tile * max(1, SEGMENT_WINDOWS // (tile * nker))
+    segment = tile * max(1, config.SEGMENT_WINDOWS // (tile * nker))
     chains = m > kernels.DIRECT_SUM_TAPS and m * d >= kernels.CHAIN_CHUNK
     segment_sumsq = kernels.segment_chain_sumsq if chains else kernels.segment_sumsq
     flagged = _FlaggedRuns(khat, d, length, direct_ns)
@@ -360,12 +446,12 @@ def run_fft(piece, khat, kernel_state, d, exponent, floor, fill, result, offset,
             all_direct = (w1 - w0) * rows * direct_ns
             cost = plan.plan(piece, w0, w1, m, d, tile, sumsq, unsafe, direct_ns)
             ideal = (w1 - w0) * rows * length.fft_ns
-            wanted = (1 + REPLAN_AFTER) * ideal
+            wanted = (1 + config.REPLAN_AFTER) * ideal
             # planning again pays where transforms save much over direct dots
-            replan = FFT_MARGIN * all_direct - ideal > REPLAN_GAIN * all_direct
+            replan = config.FFT_MARGIN * all_direct - ideal > config.REPLAN_GAIN * all_direct
             if replan and cost > wanted:  # spikes: leave them out of the transforms
                 cost = plan.leave_out_loud(direct_ns)
-            if cost > FFT_MARGIN * all_direct:
+            if cost > config.FFT_MARGIN * all_direct:
                 plan.assign(-1)  # every dot directly: no transform pays
             fft = plan.transform(piece, w0, w1, khat, d)
             runs = flagged.find(plan, fft, w0, w1) if replan and cost > wanted else None

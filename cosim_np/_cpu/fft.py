@@ -18,11 +18,9 @@ import math
 
 import numpy as np
 
+from .._core import config
 from . import blocks, scratch
 
-# Which library transforms: "auto" (ducc0 if importable, else NumPy), "ducc0"
-# or "numpy".  Results of the two agree to rounding, not bit for bit.
-ENGINE = "auto"
 _ducc0_fft = None  # the module once imported; False when it is not installed
 
 
@@ -39,13 +37,14 @@ def _ducc0():
 
 def engine():
     """The library the FFT method transforms with now: ``"ducc0"`` or ``"numpy"``."""
-    if ENGINE not in ("auto", "ducc0", "numpy"):
-        raise ValueError(f"cosim_np.fft.ENGINE must be 'auto', 'ducc0' or 'numpy'; got {ENGINE!r}.")
-    if ENGINE == "numpy":
+    if config.FFT_ENGINE not in ("auto", "ducc0", "numpy"):
+        raise ValueError("cosim_np._core.config.FFT_ENGINE must be 'auto', 'ducc0' or 'numpy'; "
+                         f"got {config.FFT_ENGINE!r}.")
+    if config.FFT_ENGINE == "numpy":
         return "numpy"
     if _ducc0() is None:
-        if ENGINE == "ducc0":
-            raise ImportError("cosim_np.fft.ENGINE = 'ducc0' but ducc0 is not installed "
+        if config.FFT_ENGINE == "ducc0":
+            raise ImportError("cosim_np._core.config.FFT_ENGINE = 'ducc0' but ducc0 is not installed "
                               "(pip install 'cosim_np[fft]').")
         return "numpy"
     return "ducc0"
@@ -69,43 +68,18 @@ def _inverse(product, out, use_ducc0):
         np.fft.irfft(product, n=out.shape[-1], axis=-1, out=out)
 
 
-# Transformed samples per chunk of blocks, per library: bounds the temporary
-# memory and keeps a chunk's blocks, spectra and outputs in the L2 cache.
-# Measured on the CI machine (float32, n = 10**7, m = 4096, one thread):
-# ducc0 73 ms at 2**16 against 83 ms at 2**15 and 2**17; pocketfft 94 ms at
-# 2**17 against 100 ms at 2**16.
-CHUNK_SAMPLES = {"ducc0": 1 << 16, "numpy": 1 << 17}
-
-
-# Longest block transformed by default: pocketfft transforms several rows at
-# once, and beyond 2**14 float64 samples their working set leaves the L2
-# cache; on the CI machine a 2**15 block then costs 3x more per output than a
-# 2**14 one (benchmarks/RESULTS.md).
-MAX_CACHED_FFT = 1 << 14
-
-
-# A single one-channel kernel's blocks are at least this long while 16 spans
-# fit in it, for spans of at least SINGLE_KERNEL_MIN_SPAN samples (shorter
-# kernels keep 8 spans: a longer block raises the FFT's error bound against a
-# short window's norm, and more windows would be recomputed directly).
-SINGLE_KERNEL_FFT = 1 << 12
-SINGLE_KERNEL_MIN_SPAN = 127
-
-
 def fft_length(span, single=False):
     """FFT length (a power of two) for a kernel reaching ``span`` samples:
     about 8 spans, so that most of each block is output, but at most
     ``MAX_CACHED_FFT`` unless the kernel itself needs more.  A single kernel
     (``single``: one kernel of one channel) of at least
     ``SINGLE_KERNEL_MIN_SPAN`` takes up to 16 spans while they fit in
-    ``SINGLE_KERNEL_FFT`` samples: its
-    one inverse transform per block then still works in cache, and the longer
-    step saves transforms (m = 128 to 256 with ducc0: 2% to 5% faster on the
-    CI machine; a bank of 64 kernels was 18% slower with 16 spans, m = 1024
-    with 2**14 blocks 2% to 6% slower)."""
-    target = min(max(512, 8 * (span + 1)), MAX_CACHED_FFT)
-    if single and span >= SINGLE_KERNEL_MIN_SPAN:
-        target = max(target, min(16 * (span + 1), SINGLE_KERNEL_FFT))
+    ``SINGLE_KERNEL_FFT`` samples: its one inverse transform per block then
+    still works in cache, and the longer step saves transforms (not for
+    banks, whose transforms then leave the cache; benchmarks/RESULTS.md)."""
+    target = min(max(512, 8 * (span + 1)), config.MAX_CACHED_FFT)
+    if single and span >= config.SINGLE_KERNEL_MIN_SPAN:
+        target = max(target, min(16 * (span + 1), config.SINGLE_KERNEL_FFT))
     target = max(target, 2 * (span + 1))
     return 1 << (target - 1).bit_length()
 
@@ -133,7 +107,7 @@ class Workspace:
     def __init__(self, nchan, nker, nfft):
         library = engine()
         self.ducc0 = library == "ducc0"
-        self.per_chunk = max(1, CHUNK_SAMPLES[library] // (nfft * max(nchan, nker)))
+        self.per_chunk = max(1, config.CHUNK_SAMPLES[library] // (nfft * max(nchan, nker)))
         nfreq = nfft // 2 + 1
         # named by length: a call may use several (see _cpu.drivers._FlaggedRuns)
         self.blocks = scratch.empty(f"fft blocks {nfft}", (nchan, self.per_chunk, nfft))
@@ -159,7 +133,7 @@ def fft_dots(rows, w0, w1, khat, dilation, nfft, spectra, dots, limits, work, pl
 
     Window ``i`` lies in block ``g = (i - w0) // step``; when ``chosen[b, j] ==
     g`` its dot with kernel ``k`` is ``dots[b, j, k, i - w0 - g * step]``.  The inverse
-    transforms write there directly, into contiguous memory (NumPy's take 40%
+    transforms write there directly, into contiguous memory (NumPy's take
     longer to write into a strided ``out``); the rest of each block is wrapped
     around and never read.  The dots are left in the units of their block,
     ``2**exponents[b, g]``: every consumer then shifts exponents only

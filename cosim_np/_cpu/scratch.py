@@ -3,8 +3,7 @@
 A fresh scratch array of a few megabytes is fresh memory on every call: the
 kernel maps and zeroes its pages when they are first touched.  On a virtual
 machine that hands freed memory back to its host, two threads touching fresh
-pages at once now and then stall for 10 to 60 ms (``m = 256``, ``n = 10**7``,
-two threads: 33 ms a call, with one call in five at 46 to 93 ms).  Each
+pages at once now and then stall for tens of milliseconds.  Each
 thread therefore keeps the scratch arrays of its latest call and reuses them
 when the next call asks for the same shape and dtype.
 """
@@ -13,10 +12,8 @@ import threading
 
 import numpy as np
 
-# Arrays larger than this are not kept, so that a thread holds a few such
-# arrays at most between calls (the FFT path's dots of a segment take 2 to
-# 3 MiB per signal row).
-KEEP_BYTES = 1 << 23
+from .._core import config
+
 
 class _Kept(threading.local):
     def __init__(self):
@@ -37,7 +34,7 @@ def empty(use, shape, dtype=np.float64):
     if array is not None and array.shape == shape and array.dtype == dtype:
         return array
     array = np.empty(shape, dtype)
-    if array.nbytes <= KEEP_BYTES:
+    if array.nbytes <= config.KEEP_BYTES:
         kept[use] = array
     else:
         kept.pop(use, None)

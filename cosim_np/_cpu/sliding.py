@@ -37,7 +37,7 @@ import math
 
 import numpy as np
 
-from .._core import scalars
+from .._core import config, scalars
 from .._core.scalars import KERNEL_NONFINITE, KERNEL_NORMAL, KERNEL_ZERO, SAFE_MAX, SAFE_MIN
 from . import scratch
 from ._jit import jit
@@ -45,32 +45,18 @@ from ._jit import jit
 _out_of_range = jit(scalars.out_of_range)
 sharpen_value = jit(scalars.sharpen_value)
 
-# Windows per tile, at least; enough chunks per tile that the lock-step scans
-# below have independent chains to overlap.
-TILE_TARGET = 4096
 # Windows of at most this many taps are summed directly (see _tile_sumsq).
 DIRECT_SUM_TAPS = 4
-# One-channel kernels of at most this many taps get their window sums of
-# squares summed tap by tap, fused with the dots (fused_kernel): the
-# squares then cost one multiply-add on loads made anyway, less than the
-# blocked scans up to about this length.  Measured on the CI machine with the
-# eight-tap passes (n = 10**7, one thread, float32): m = 64 45.5 against
-# 48.0 ms, m = 88 60 against 62 ms; from m = 100 the scans win (66 against
-# 68 ms).  float64 gains alike up to m = 88, within the noise.
-FUSED_TAPS = 88
-MIN_CHUNKS_PER_TILE = 8
 # Chunks of at least this many samples are scanned chain by chain in their
 # natural layout; shorter ones in lanes (transposed), where the transposes
-# cost less than the short chains' loop overhead.  Windowed norms of 10**7
-# float32 samples on the CI machine, lanes against chains: m = 16: 15.9 ms
-# against 21.8 ms; m = 128: 22.3 against 19.7; m = 4096: 30.9 against 21.4.
+# cost less than the short chains' loop overhead.
 CHAIN_CHUNK = 128
 
 
 def tile_length(m, d):
     """Windows per tile: a whole number of chunks of ``m * d`` window starts."""
     chunk = m * d
-    return chunk * max(MIN_CHUNKS_PER_TILE, -(-TILE_TARGET // chunk))
+    return chunk * max(config.MIN_CHUNKS_PER_TILE, -(-config.TILE_TARGET // chunk))
 
 
 def make_buffers(m, d):
@@ -327,15 +313,14 @@ def _fused_tile(x, b, khat, i0, nwin, d, sumsq, acc):
     ``_rescaled_dot``), eight whole taps per pass, then four (padding taps
     left out, see ``_tap_slices``): the squares come from the loads the dots
     make anyway.  Two loops rather than one with a branch per tap: LLVM does
-    not vectorise the latter (float32, m = 16: 21.6 ms against 17.9 ms per
-    10**7 windows).  Returns True when a sample could square out of range."""
+    not vectorise the latter.  Returns True when a sample could square out
+    of range."""
     m = khat.shape[2]
     weights = khat[0, 0]
     row = x[b, 0]
     j = 0
     while j + 8 <= m:
         # eight whole taps per pass: fewer loads and stores of the sums
-        # (float32, m = 16: 17.9 ms against 19.0 ms per 10**7 windows)
         x0, x1, x2, x3 = _tap_slices(row, i0, j, m, d, nwin)
         x4, x5, x6, x7 = _tap_slices(row, i0, j + 4, m, d, nwin)
         w0, w1, w2, w3 = _tap_weights(weights, j)
@@ -391,9 +376,8 @@ def _short_tile(x, b, khat, i0, nwin, d, sumsq, finish):
     window is in registers, their unsharpened cosines with ``khat[0]``
     written to ``dest`` of ``finish = (dest, noise_floor, fill,
     kernel_state)``.  Apart, the pass storing the dots and the pass reading
-    them back cost more than the sums (float32, m = 3: 10 ms against 12 ms
-    per 10**7 windows, in a 3.6 ms against 8.4 ms kernel).  Returns True
-    when a sample could square out of range."""
+    them back cost more than the sums.  Returns True when a sample could
+    square out of range."""
     dest, noise_floor, fill, kernel_state = finish
     m = khat.shape[2]
     x0, x1, x2, x3 = _tap_slices(x[b, 0], i0, 0, m, d, nwin)
@@ -550,7 +534,6 @@ def _tile_dots(x, b, khat, k, i0, nwin, d, acc):
         j = 0
         while j + 8 <= m:
             # eight whole taps per pass: float64 loads of acc are then rarer
-            # still (float64, m = 64: 24 ms against 28 ms per 10**7 windows)
             x0, x1, x2, x3 = _tap_slices(x[b, c], i0, j, m, d, nwin)
             x4, x5, x6, x7 = _tap_slices(x[b, c], i0, j + 4, m, d, nwin)
             w0, w1, w2, w3 = _tap_weights(weights, j)
@@ -992,48 +975,3 @@ def _cosine(dot, s, denominator, fill, kernel_state):
 def sharpen_kernel(values, exponent, out):
     for i in range(values.size):
         out[i] = sharpen_value(np.float64(values[i]), exponent)
-
-
-@jit
-def unit_kernels(taps, khat, state):
-    """``khat[k] = taps[k] / ||taps[k]||`` for float64 ``taps`` of shape
-    ``(K, C, m)`` (``khat`` zeroed by the caller), with ``state[k]`` set to
-    ``KERNEL_ZERO`` or ``KERNEL_NONFINITE`` (``khat[k]`` NaN) where no unit
-    kernel exists.
-
-    The taps are scaled by a power of two before the norm is taken, so the
-    norm cannot overflow or underflow and a kernel times ``2**j`` gives
-    bit-identical unit kernels.  The squares are summed with compensation
-    (Neumaier), keeping ``||khat[k]||`` within a few units of rounding of 1
-    for any kernel length."""
-    for k in range(taps.shape[0]):
-        largest = 0.0
-        finite = True
-        for c in range(taps.shape[1]):
-            for j in range(taps.shape[2]):
-                finite = finite and math.isfinite(taps[k, c, j])
-                largest = max(largest, abs(taps[k, c, j]))
-        if not finite:
-            state[k] = KERNEL_NONFINITE
-            khat[k] = np.nan
-            continue
-        if largest == 0.0:
-            state[k] = KERNEL_ZERO
-            continue
-        shift = -math.frexp(largest)[1]
-        total = 0.0
-        compensation = 0.0
-        for c in range(taps.shape[1]):
-            for j in range(taps.shape[2]):
-                scaled = math.ldexp(taps[k, c, j], shift)
-                square = scaled * scaled
-                updated = total + square
-                if abs(total) >= square:
-                    compensation += (total - updated) + square
-                else:
-                    compensation += (square - updated) + total
-                total = updated
-        norm = math.sqrt(total + compensation)
-        for c in range(taps.shape[1]):
-            for j in range(taps.shape[2]):
-                khat[k, c, j] = math.ldexp(taps[k, c, j], shift) / norm

@@ -12,8 +12,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 
 import numba
 
-# Below this many windows per thread, starting threads costs more than it saves.
-MIN_WINDOWS_PER_THREAD = 1 << 16
+from .._core import config
 
 
 def thread_count():
@@ -23,7 +22,7 @@ def thread_count():
 def run_segments(nwin, tile, work):
     """Call ``work(start, stop)`` over ``[0, nwin)`` split into tile-aligned
     segments, one per thread."""
-    threads = min(thread_count(), max(1, nwin // MIN_WINDOWS_PER_THREAD))
+    threads = min(thread_count(), max(1, nwin // config.MIN_WINDOWS_PER_THREAD))
     if threads <= 1:
         work(0, nwin)
         return
@@ -44,10 +43,10 @@ def run_split(total, work, minimum=1):
 
 
 # Worker threads are kept between calls, one set per calling thread and per
-# count: starting them anew cost 0.2 to 0.5 ms a call (m = 3, n = 10**7, two
-# threads: 3.6 against 4.1 ms with ``out=``).  A set per calling thread keeps
-# concurrent user threads (and nested calls from a worker) from queueing
-# behind each other's parts; the threads end with the thread that owns them.
+# count: starting them anew costs a good share of a short call.  A set per
+# calling thread keeps concurrent user threads (and nested calls from a
+# worker) from queueing behind each other's parts; the threads end with the
+# thread that owns them.
 class _Pools(threading.local):
     def __init__(self):
         self.pools = {}  # count -> executor, for each thread

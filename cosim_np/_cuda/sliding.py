@@ -1,14 +1,14 @@
 """sliding_cosine, windowed_norm and sharpen on the GPU.
 
-Validation and kernel planning are the CPU's own helpers in
-:mod:`cosim_np.sliding`, run on a stand-in of the device signal; the signal
-is then read in place through offsets (any strides, padding by index), and
-the result is written straight into the caller's axis order.
+Validation and planning are the core's (:mod:`cosim_np._core.sliding`),
+run on a stand-in of the device signal; the signal is then read in place
+through offsets (any strides, padding by index), and the result is written
+straight into the caller's axis order.
 """
 
 import numpy as np
 
-from .. import sliding as host
+from .._core import sliding as plans
 from .._core import validate as v
 from . import kernels
 from .arrays import Call, blocks, settings, strided_offsets
@@ -84,37 +84,33 @@ def _host_copy(call, value, name):
     return np.array(view)
 
 
-def windowed_norm(signal, window, *, dilation=1, mode="valid", axis=-1):
+def windowed_norm(signal, window, *, dilation=1, mode="valid", axis=-1, out=None):
     call = Call(signal)
     x = call.operand(signal, "signal")
-    m, d, ax, out_dtype, span = host._check_norm_args(x.standin, window, dilation, mode, axis)
-    pl, pr = host._padding(mode, span)
-    nwin = x.shape[ax] + pl + pr - span
-    rows = _Signal(call, x, ax, None)
-    ss = _sumsq(call, rows, pl, m, d, nwin)
-    shape = x.shape[:ax] + (nwin,) + x.shape[ax + 1 :]
-    result, outs = _output(call, shape, out_dtype, (ax,))
+    plan = plans.plan_norms(x.standin, window, dilation, mode, axis)
+    shape = plans.norms_shape(x.shape, plan)
+    if out is not None:
+        v.check_out(out, shape, plan.out_dtype)
+    rows = _Signal(call, x, plan.ax, None)
+    ss = _sumsq(call, rows, plan.pad_left, plan.m, plan.d, plan.nwin)
+    result, outs = _output(call, shape, plan.out_dtype, (plan.ax,))
     call.launch(kernels.finish_norms, blocks(ss.size), settings.threads, 0,
-                ss, *rows.args, pl, m, d, rows.wide, *outs)
-    return call.deliver(result)
+                ss, *rows.args, plan.pad_left, plan.m, plan.d, rows.wide, *outs)
+    return call.deliver(result, out)
 
 
 def sliding_cosine(signal, kernel, *, sharpness=1.0, mode="valid", dilation=1, noise_floor=0.0,
                    fill=0.0, axis=-1, method="auto", out=None):
     call = Call(signal, kernel)
     x = call.operand(signal, "signal")
-    plan = host._check_sliding_args(x.standin, _host_copy(call, kernel, "kernel"), axis, mode,
-                                    method, dilation, sharpness, noise_floor, fill, out)
+    plan = plans.plan_sliding(x.standin, _host_copy(call, kernel, "kernel"), axis, mode, method,
+                              dilation, sharpness, noise_floor, fill, out)
     nker, _, m = plan.khat.shape
     d = plan.d
     rows = _Signal(call, x, plan.ax, plan.channel_axis)
     ss = _sumsq(call, rows, plan.pad_left, m, d, plan.nwin)
-    if plan.channel_axis is not None:
-        inner = (plan.channel_axis, plan.ax)
-    elif plan.bank_shape:
-        inner = (plan.ax, plan.ax + 1)
-    else:
-        inner = (plan.ax,)
+    _, inner = plans.moved_axes(plan.ax, plan.channel_axis, bool(plan.bank_shape))
+    inner = inner if isinstance(inner, tuple) else (inner,)
     result, outs = _output(call, plan.final_shape, plan.out_dtype, inner)
     if len(inner) == 1:  # one kernel: no K axis in the output
         outs = outs[:2] + (0,) + outs[2:]
@@ -124,20 +120,23 @@ def sliding_cosine(signal, kernel, *, sharpness=1.0, mode="valid", dilation=1, n
     grid = (-(-plan.nwin // threads), min(rows.rows * nker, 65535))
     call.launch(kernels.sliding_cosine, grid, threads, 8 * (taps + threads + (taps - 1) * d),
                 *rows.args, plan.pad_left, call.to_device(plan.khat),
-                call.to_device(plan.kernel_state), d, taps, ss, rows.wide, plan.p * plan.p,
-                plan.floor, plan.fill_value, *outs)
+                call.to_device(plan.kernel_state), d, taps, ss, rows.wide, plan.exponent,
+                plan.floor, plan.fill, *outs)
     return call.deliver(result, out)
 
 
-def sharpen(s, sharpness):
+def sharpen(s, sharpness, *, out=None):
     call = Call(s)
     x = call.operand(s, "s", min_ndim=0)
     p = v.check_real(sharpness, "sharpness")
-    result = call.empty(x.shape, v.output_dtype(x.dtype, "s"))
+    out_dtype = v.output_dtype(x.dtype, "s")
+    if out is not None:
+        v.check_out(out, x.shape, out_dtype)
+    result = call.empty(x.shape, out_dtype)
     if result.size:
         flat, base = x.flat()
         shape = call.to_device(np.array(x.shape or (1,), np.int64))
         strides = call.to_device(np.array(x.strides or (0,), np.int64))
         call.launch(kernels.sharpen, blocks(result.size), settings.threads, 0,
                     flat, base, shape, strides, p * p, result.reshape(result.size))
-    return call.deliver(result, scalar=x.ndim == 0)
+    return call.deliver(result, out, scalar=x.ndim == 0)

@@ -1,0 +1,197 @@
+"""The plans of the sliding functions, shared by the CPU and CUDA backends:
+argument checks, the geometry of a call (padding, number of windows, output
+shape and axes) and the unit kernels.  Nothing here computes on a signal.
+
+``x`` below is the signal, or a stand-in with a device array's ``shape``,
+``ndim``, ``size`` and ``dtype``: only those are read.
+"""
+
+import math
+from collections import namedtuple
+
+import numpy as np
+
+from . import validate as v
+from .scalars import KERNEL_NONFINITE, KERNEL_NORMAL, KERNEL_ZERO
+
+MODES = ("valid", "same", "full", "causal")
+METHODS = ("auto", "direct", "fft")
+
+
+def padding(mode, span):
+    """Zeros added (left, right) of the signal so that every mode is 'valid'."""
+    if mode == "valid":
+        return 0, 0
+    if mode == "full":
+        return span, span
+    if mode == "same":  # centred as scipy.signal.correlate(mode="same")
+        return span - span // 2, span // 2
+    return span, 0  # causal: output i is the window that ends at i
+
+
+def compute_dtype(out_dtype):
+    """The kernels read float32 or float64; float16 is computed in float32."""
+    return np.dtype(np.float32 if out_dtype.itemsize <= 4 else np.float64)
+
+
+def moved_axes(ax, channel_axis, is_bank):
+    """``(kernel_axes, caller_axes)``: where the trailing axes of the kernels'
+    ``(lead..., [K,] L)`` layout go in the caller's array (``np.moveaxis``
+    one way delivers a result, the other way views ``out`` as the kernels
+    write it)."""
+    if channel_axis is not None:
+        return (-2, -1), (channel_axis, ax)
+    if is_bank:
+        return (-2, -1), (ax, ax + 1)
+    return -1, ax
+
+
+def _check_window_fits(n, m, dilation, mode, what):
+    span = (m - 1) * dilation
+    if mode == "valid" and n < span + 1:
+        raise ValueError(
+            f"{what} of length {m} with dilation={dilation} spans {span + 1} samples, "
+            f"longer than the signal ({n} samples along axis) in mode='valid'; "
+            "use a shorter kernel, a smaller dilation or mode='same'/'full'/'causal'."
+        )
+    return span
+
+
+NormPlan = namedtuple("NormPlan", "m d ax out_dtype span pad_left pad_right nwin")
+NormPlan.__doc__ = """A checked ``windowed_norm`` call: ``m`` taps spaced ``d``
+along axis ``ax``, ``nwin`` windows of the signal padded by ``pad_left`` and
+``pad_right`` zeros."""
+
+
+def plan_norms(x, window, dilation, mode, axis):
+    """Check ``windowed_norm``'s arguments; returns a :class:`NormPlan`."""
+    m = v.check_positive_int(window, "window")
+    d = v.check_positive_int(dilation, "dilation")
+    v.check_choice(mode, "mode", MODES)
+    ax = v.check_axis(axis, x.ndim)
+    out_dtype = v.output_dtype(x.dtype, "signal")
+    span = _check_window_fits(x.shape[ax], m, d, mode, "window")
+    pad_left, pad_right = padding(mode, span)
+    nwin = x.shape[ax] + pad_left + pad_right - span
+    return NormPlan(m, d, ax, out_dtype, span, pad_left, pad_right, nwin)
+
+
+def norms_shape(shape, plan):
+    """The shape of ``windowed_norm``'s result for a signal of ``shape``."""
+    return shape[: plan.ax] + (plan.nwin,) + shape[plan.ax + 1 :]
+
+
+SlidingPlan = namedtuple(
+    "SlidingPlan",
+    "ax d exponent floor fill out_dtype khat kernel_state bank_shape channel_axis "
+    "span pad_left pad_right nwin final_shape",
+)
+SlidingPlan.__doc__ = """A checked ``sliding_cosine`` call.
+
+``khat`` holds the unit kernels ``(K, C, m)`` (float64) and ``kernel_state``
+their classes (``_core.scalars``); the windows slide along axis ``ax`` with
+dilation ``d``; ``exponent`` is ``sharpness**2``.  A multi-channel kernel
+reads the channels on ``channel_axis`` (else None); ``bank_shape`` is
+``(K,)`` for a bank, ``()`` for one kernel.  ``nwin`` windows of the signal
+padded by ``pad_left`` and ``pad_right`` zeros make a result of shape
+``final_shape`` and dtype ``out_dtype``."""
+
+
+def plan_sliding(x, kernel, axis, mode, method, dilation, sharpness, noise_floor, fill, out):
+    """Check ``sliding_cosine``'s arguments for the signal ``x`` and the host
+    array ``kernel``; returns a :class:`SlidingPlan`."""
+    ax = v.check_axis(axis, x.ndim)
+    v.check_choice(mode, "mode", MODES)
+    v.check_choice(method, "method", METHODS)
+    d = v.check_positive_int(dilation, "dilation")
+    p = v.check_real(sharpness, "sharpness")
+    floor = v.check_real(noise_floor, "noise_floor", nonnegative=True)
+    fill_value = v.check_real(fill, "fill", finite=False, allow_nan=True)
+    out_dtype = v.output_dtype(x.dtype, "signal")
+    if x.size == 0:
+        raise ValueError(f"signal must not be empty; got shape {x.shape}.")
+
+    taps, bank_shape, channel_axis = _check_kernel(kernel, x.ndim, ax)
+    nker, nchan, m = taps.shape
+    if channel_axis is not None and x.shape[channel_axis] != nchan:
+        raise ValueError(
+            f"kernel has C_in={nchan} input channels but the signal has "
+            f"{x.shape[channel_axis]} along its channel axis {channel_axis - x.ndim} "
+            f"(just before axis={axis}); signal shape {x.shape}, kernel shape "
+            f"{(nker, nchan, m)}."
+        )
+    n = x.shape[ax]
+    span = _check_window_fits(n, m, d, mode, "kernel")
+    pad_left, pad_right = padding(mode, span)
+    nwin = n + pad_left + pad_right - span
+    final_shape = _final_shape(x.shape, ax, channel_axis, nker, bank_shape, nwin)
+    if out is not None:
+        v.check_out(out, final_shape, out_dtype)
+    khat, kernel_state = unit_kernels(taps)
+    return SlidingPlan(ax, d, p * p, floor, fill_value, out_dtype, khat, kernel_state, bank_shape,
+                       channel_axis, span, pad_left, pad_right, nwin, final_shape)
+
+
+def _check_kernel(kernel, signal_ndim, ax):
+    """The kernel as float64 taps ``(K, C, m)``; returns ``(taps, bank_shape,
+    channel_axis)``."""
+    k = v.as_real_array(kernel, "kernel")
+    if k.ndim > 3:
+        raise ValueError(
+            "kernel must have shape (m,), (K, m) or (C_out, C_in, m); "
+            f"got a {k.ndim}-d array of shape {k.shape}."
+        )
+    if k.shape[-1] < 1 or 0 in k.shape:
+        raise ValueError(f"kernel must not be empty; got shape {k.shape}.")
+    channel_axis = None
+    if k.ndim == 3:
+        if signal_ndim < 2 or ax == 0:
+            raise ValueError(
+                f"a multi-channel kernel of shape {k.shape} needs a signal with a "
+                "channel axis just before the sliding axis, shaped (..., C_in, n); "
+                f"the signal has {signal_ndim} dimension(s) and axis={ax}."
+            )
+        channel_axis = ax - 1
+    taps = np.ascontiguousarray(k, dtype=np.float64).reshape(
+        (-1,) + k.shape[-2:] if k.ndim == 3 else (-1, 1, k.shape[-1]))
+    bank_shape = () if k.ndim == 1 else k.shape[:1]
+    return taps, bank_shape, channel_axis
+
+
+def unit_kernels(taps):
+    """``(khat, state)``: ``khat[k] = taps[k] / ||taps[k]||`` for float64
+    ``taps`` of shape ``(K, C, m)``, and ``state[k]`` (int8) the kernel's
+    class: ``KERNEL_ZERO`` (``khat[k]`` zero) or ``KERNEL_NONFINITE``
+    (``khat[k]`` NaN) where no unit kernel exists.
+
+    The taps are scaled by a power of two before the norm is taken, so the
+    norm cannot overflow or underflow and a kernel times ``2**j`` gives
+    bit-identical unit kernels.  The squares are summed exactly rounded
+    (:func:`math.fsum`, Shewchuk's algorithm), so ``||khat[k]||`` is 1 to
+    within a few units of rounding for any kernel length."""
+    nker = taps.shape[0]
+    flat = taps.reshape(nker, -1)
+    khat = np.zeros_like(flat)
+    state = np.full(nker, KERNEL_NORMAL, dtype=np.int8)
+    finite = np.isfinite(flat).all(axis=1)
+    largest = np.max(np.abs(flat), axis=1, initial=0.0)
+    for k in range(nker):
+        if not finite[k]:
+            state[k] = KERNEL_NONFINITE
+            khat[k] = np.nan
+        elif largest[k] == 0.0:
+            state[k] = KERNEL_ZERO
+        else:
+            scaled = np.ldexp(flat[k], -math.frexp(largest[k])[1])
+            khat[k] = scaled / math.sqrt(math.fsum(scaled * scaled))
+    return khat.reshape(taps.shape), state
+
+
+def _final_shape(shape, ax, channel_axis, nker, bank_shape, nwin):
+    shape = list(shape)
+    shape[ax] = nwin
+    if channel_axis is not None:
+        shape[channel_axis] = nker
+    elif bank_shape:
+        shape.insert(ax, nker)
+    return tuple(shape)
