@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from cosim_np import cosine_similarity, pairwise_cosine, set_similarity, topk_cosine
+from cosim_np._core import config
 from cosim_np._cpu import blas as _blas
 from cosim_np._cpu import threads as _threads
 from cosim_np._cpu import tiles as _tiles
@@ -30,8 +31,8 @@ def tol(out_dtype, length, compute=np.float64):
     return part + (0.0 if out_dtype == np.float64 else float(np.finfo(out_dtype).eps))
 
 
-STREAM_TILE = (_tiles.STREAM_ROWS, _tiles.STREAM_COLS)  # before any patching
-TALL_FACTOR = _tiles.TALL_FACTOR
+STREAM_TILE = (config.STREAM_ROWS, config.STREAM_COLS)  # before any patching
+TALL_FACTOR = config.TALL_FACTOR
 
 
 @pytest.fixture(scope="module", params=["one stream", "per-thread streams"])
@@ -46,11 +47,11 @@ def tile_layout(request):
         else:
             if not _blas.can_limit():
                 pytest.skip("NumPy's BLAS thread count cannot be set on this machine")
-            patch.setattr(_tiles, "MIN_ROWS_PER_STREAM", 1)
-            patch.setattr(_tiles, "MIN_STREAM_WORK", 0)
-            patch.setattr(_tiles, "STREAM_ROWS", 3)
-            patch.setattr(_tiles, "STREAM_COLS", 5)
-            patch.setattr(_tiles, "TALL_FACTOR", 1)
+            patch.setattr(config, "MIN_ROWS_PER_STREAM", 1)
+            patch.setattr(config, "MIN_STREAM_WORK", 0)
+            patch.setattr(config, "STREAM_ROWS", 3)
+            patch.setattr(config, "STREAM_COLS", 5)
+            patch.setattr(config, "TALL_FACTOR", 1)
             patch.setattr(_threads, "thread_count", lambda: 3)
         yield request.param
 
@@ -93,7 +94,7 @@ def broadcast_problem(draw):
 @given(problem=broadcast_problem(), fill=st.sampled_from([0.0, -3.0, np.nan]))
 def test_cosine_similarity_matches_naive(problem, fill):
     a, b, axis = problem
-    got = cosine_similarity(a, b, axis, fill=fill)
+    got = cosine_similarity(a, b, axis=axis, fill=fill)
     want = naive.cosine_broadcast(a, b, axis, fill=fill)
     assert np.asarray(got).dtype == expected_dtype(a.dtype, b.dtype)
     assert np.shape(got) == want.shape
@@ -105,7 +106,7 @@ def test_cosine_similarity_matches_naive(problem, fill):
 @given(problem=broadcast_problem(), eps=st.sampled_from([1e-8, 0.5, 3.0, 100.0]))
 def test_cosine_similarity_eps_is_torch_clamping(problem, eps):
     a, b, axis = problem
-    got = np.asarray(cosine_similarity(a, b, axis, eps=eps), np.float64)
+    got = np.asarray(cosine_similarity(a, b, axis=axis, eps=eps), np.float64)
     want = naive.cosine_broadcast(a, b, axis, eps=eps)
     length = max(1, int(np.prod([np.broadcast_shapes(a.shape, b.shape)[ax] for ax in np.atleast_1d(axis)])))
     np.testing.assert_allclose(got, want, rtol=0, atol=tol(expected_dtype(a.dtype, b.dtype), length))
@@ -344,9 +345,9 @@ def test_pairwise_self_memmap_tiled(tmp_path):
 
 def real_stream_tiles(monkeypatch):
     """Undo the fixture's 3 x 5 stream tiles for a test on large inputs."""
-    monkeypatch.setattr(_tiles, "STREAM_ROWS", STREAM_TILE[0])
-    monkeypatch.setattr(_tiles, "STREAM_COLS", STREAM_TILE[1])
-    monkeypatch.setattr(_tiles, "TALL_FACTOR", TALL_FACTOR)
+    monkeypatch.setattr(config, "STREAM_ROWS", STREAM_TILE[0])
+    monkeypatch.setattr(config, "STREAM_COLS", STREAM_TILE[1])
+    monkeypatch.setattr(config, "TALL_FACTOR", TALL_FACTOR)
 
 
 @tiled
@@ -553,9 +554,9 @@ def test_topk_errors(args, kwargs, exc, match):
 
 @tiled
 @given(n=st.integers(1, 5), m=st.integers(1, 5), d=st.integers(1, 4),
-       method=st.sampled_from(["mean", "centroid", "greedy", "chamfer"]),
+       measure=st.sampled_from(["mean", "centroid", "greedy", "chamfer"]),
        weighted=st.booleans(), data=st.data())
-def test_set_similarity_matches_naive(n, m, d, method, weighted, data):
+def test_set_similarity_matches_naive(n, m, d, measure, weighted, data):
     a = data.draw(matrices(np.float64, n, d))
     b = data.draw(matrices(np.float32, m, d))
     wa = wb = None
@@ -563,8 +564,8 @@ def test_set_similarity_matches_naive(n, m, d, method, weighted, data):
         w = st.floats(0.1, 10.0)
         wa = np.array(data.draw(st.lists(w, min_size=n, max_size=n)))
         wb = np.array(data.draw(st.lists(w, min_size=m, max_size=m)))
-    got = set_similarity(a, b, method, weights_a=wa, weights_b=wb)
-    want = naive.set_similarity(a, b, method, wa, wb)
+    got = set_similarity(a, b, measure=measure, weights_a=wa, weights_b=wb)
+    want = naive.set_similarity(a, b, measure, wa, wb)
     np.testing.assert_allclose(np.asarray(got, float), np.asarray(want, float), rtol=0,
                                atol=tol(np.float64, d) * 4)
 
@@ -587,11 +588,11 @@ def test_set_similarity_mask_equals_dropping_rows():
     mask_b = np.array([0, 1, 1, 1, 1], bool)
     padded = a.copy()
     padded[~mask_a] = np.nan  # padding is never looked at
-    for method in ["mean", "centroid", "chamfer"]:
-        assert set_similarity(padded, b, method, mask_a=mask_a, mask_b=mask_b) == pytest.approx(
-            set_similarity(a[mask_a], b[mask_b], method), abs=1e-14)
-    got = set_similarity(padded, b, "greedy", mask_a=mask_a, mask_b=mask_b)
-    want = set_similarity(a[mask_a], b[mask_b], "greedy")
+    for measure in ["mean", "centroid", "chamfer"]:
+        assert set_similarity(padded, b, measure=measure, mask_a=mask_a, mask_b=mask_b) == \
+            pytest.approx(set_similarity(a[mask_a], b[mask_b], measure=measure), abs=1e-14)
+    got = set_similarity(padded, b, measure="greedy", mask_a=mask_a, mask_b=mask_b)
+    want = set_similarity(a[mask_a], b[mask_b], measure="greedy")
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-14)
     assert np.isnan(set_similarity(padded, b))
 
@@ -600,7 +601,7 @@ def test_set_similarity_mask_equals_dropping_rows():
 def test_set_similarity_greedy_tiled_memory_and_identity():
     rng = np.random.default_rng(8)
     a = rng.normal(size=(300, 16))
-    p, r, f1 = set_similarity(a, a[::-1], "greedy", max_memory=20000)
+    p, r, f1 = set_similarity(a, a[::-1], measure="greedy", max_memory=20000)
     assert p == pytest.approx(1.0, abs=1e-14) and r == pytest.approx(1.0, abs=1e-14)
     assert f1 == pytest.approx(1.0, abs=1e-14)
 
@@ -608,7 +609,7 @@ def test_set_similarity_greedy_tiled_memory_and_identity():
 @pytest.mark.parametrize(
     "kwargs,exc,match",
     [
-        (dict(method="median"), ValueError, "method must be one of"),
+        (dict(measure="median"), ValueError, "measure must be one of"),
         (dict(weights_a=[1.0, 2.0]), ValueError, r"weights_a must have shape \(3,\)"),
         (dict(weights_b=[-1.0, 1.0]), ValueError, "weights_b must be finite and >= 0"),
         (dict(weights_a=[0.0, 0.0, 0.0]), ValueError, "weights_a must not all be zero"),
@@ -642,6 +643,6 @@ def test_matrix_functions_overflow_and_underflow_safe(dtype, scale):
     np.testing.assert_allclose(pairwise_cosine(big, big[::-1]), want[:, ::-1], rtol=0, atol=atol)
     scores, idx = topk_cosine(big, None, 2, exclude_self=True)
     np.testing.assert_allclose(scores, np.take_along_axis(want, idx, 1), rtol=0, atol=atol)
-    assert set_similarity(big, big, "greedy").f1 == pytest.approx(1.0, abs=atol)
-    assert set_similarity(big, big[:2], "centroid") == pytest.approx(
+    assert set_similarity(big, big, measure="greedy").f1 == pytest.approx(1.0, abs=atol)
+    assert set_similarity(big, big[:2], measure="centroid") == pytest.approx(
         naive.cosine(unit.mean(0), unit[:2].mean(0)), abs=atol)

@@ -51,7 +51,7 @@ def _broadcast_pair(draw):
 def test_cosine_similarity_matches_torch(pair, eps):
     a, b, dim = pair
     want = F.cosine_similarity(torch.from_numpy(a), torch.from_numpy(b), dim=dim, eps=eps).numpy()
-    got = cosine_similarity(a, b, dim, eps=eps)
+    got = cosine_similarity(a, b, axis=dim, eps=eps)
     assert np.shape(got) == want.shape
     length = np.broadcast_shapes(a.shape, b.shape)[dim]
     np.testing.assert_allclose(got, want, rtol=0, atol=16 * (length + 4) * np.finfo(float).eps)

@@ -1,10 +1,18 @@
-"""Tiled products of normalised rows, for the embedding functions.
+"""The one tile loop of the embedding functions: products of normalised rows.
 
 :class:`Rows` holds per-row statistics, :class:`Tiling` lays out tiles
-within a memory budget and :func:`row_blocks` runs a caller's work on every
-block of rows, in one of two ways:
+within a memory budget, and :func:`score_tiles` computes every tile of the
+product of two sets of normalised rows and finishes it (clipped to
+``[-1, 1]``, zero and NaN rows patched, the self-similarity set to 1) for
+``pairwise_cosine``, ``topk_cosine`` and the best matches of
+``set_similarity``.  It serves the three alike: tiles in a buffer or written
+straight into the result, the a.a^T case (half the products, BLAS syrk on
+the diagonal blocks, the rest mirrored), row blocks of a memmap in order.
 
-* **per-thread streams** (where :mod:`._blas` can make NumPy's BLAS single-
+:func:`row_blocks` runs the loop's work on every block of rows in one of two
+ways:
+
+* **per-thread streams** (where :mod:`.blas` can make NumPy's BLAS single-
   threaded): every thread takes the next block of rows, computes its small
   tiles with one-threaded BLAS calls and finishes each (clipping, top-k
   merge) while it is still in that core's cache;
@@ -12,34 +20,22 @@ block of rows, in one of two ways:
   row-wise finishing passes are split over the threads afterwards.
 
 Both give the same values: every product is one BLAS call over the whole
-vector length, and rows keep their column order within each thread.
+vector length, and rows keep their column order within each thread.  The
+tile shapes and thresholds are read from :mod:`cosim_np._core.config` at
+call time.
 """
 
 import threading
 
 import numpy as np
 
+from .._core import config
 from . import blas, threads
 from . import embedding as kernels
 
-# Tile shape of the per-thread streams: a 2 MiB float32 score tile stays in a
-# core's L2/L3 cache between the BLAS call and the pass that reads it (first
-# measured on the top-k of 20000 x 20000 rows with AVX2 kernels: 0.87 s with
-# 512 x 1024 tiles, the same from 256 x 1024 to 1024 x 1024; the top-k now
-# takes taller ones, see TALL_FACTOR).
-STREAM_ROWS, STREAM_COLS = 512, 1024
-# A selection that reads each tile once (the top-k merge) gains from taller
-# tiles, whose every corpus panel BLAS packs once for more rows: 8 MiB tiles
-# of 2048 x 1024, in L3 for the merge, took the top-k of 20000 x 20000 rows
-# from 0.52-0.53 s to 0.48 s with OpenBLAS's AVX-512 kernels (0.876 to
-# 0.863 s with its AVX2 ones).  Tiles that are written out, mirrored or
-# cast (pairwise_cosine) are best kept small: 0.423 against 0.435 s for a*a^T.
-TALL_FACTOR = 4
-# Fewer rows than this per thread and the threads cost more than they save.
-MIN_ROWS_PER_STREAM = 64
-# Products of fewer multiply-adds take well under a millisecond: not worth
-# switching the BLAS threads for.
-MIN_STREAM_WORK = 1 << 22
+# Row-wise passes over a tile (normalising, clipping) give each thread at
+# least this many rows: fewer, and starting the thread costs more than it saves.
+MIN_ROWS_PER_SPLIT = 64
 
 
 class Rows:
@@ -101,9 +97,9 @@ def stream_count(n, m, d):
     (one stream of multi-threaded BLAS calls) where BLAS cannot be made
     single-threaded, the product is too small to share or the threads would
     get too few rows each."""
-    if not blas.can_limit() or n * m * d < MIN_STREAM_WORK:
+    if not blas.can_limit() or n * m * d < config.MIN_STREAM_WORK:
         return 1
-    return max(1, min(threads.thread_count(), n // MIN_ROWS_PER_STREAM))
+    return max(1, min(threads.thread_count(), n // config.MIN_ROWS_PER_STREAM))
 
 
 class Tiling:
@@ -115,12 +111,17 @@ class Tiling:
     right-hand matrix if it is kept whole (``pre``) and, for every stream,
     one normalised tile of left rows, one normalised block of right rows
     (when not ``pre``) and, when ``buffer``, one ``ti x tj`` score tile.
-    ``want_rows`` x ``want_cols`` is the tile of the one-stream layout; the
-    streams use smaller, cache-sized tiles (``TALL_FACTOR`` times as many
-    rows when ``tall``: for selections that read each tile once)."""
+    ``want_rows`` x ``want_cols`` is the tile of the one-stream layout
+    (default ``config.ONE_STREAM_ROWS`` x ``config.ONE_STREAM_COLS``); the
+    streams use smaller, cache-sized tiles (``config.TALL_FACTOR`` times as
+    many rows when ``tall``: for selections that read each tile once).
+    ``square`` keeps ``tj >= ti``, so that the diagonal block of a product
+    of rows with themselves fits in one tile."""
 
-    def __init__(self, n, m, d, itemsize, budget, fixed, *, buffer, want_rows, want_cols,
-                 square=False, streams=1, tall=False, name="max_memory"):
+    def __init__(self, n, m, d, itemsize, budget, fixed, *, buffer, want_rows=None,
+                 want_cols=None, square=False, streams=1, tall=False, name="max_memory"):
+        want_rows = config.ONE_STREAM_ROWS if want_rows is None else want_rows
+        want_cols = config.ONE_STREAM_COLS if want_cols is None else want_cols
         available = budget - fixed
         whole = m * d * itemsize
         self.pre = whole <= available // 2
@@ -129,8 +130,9 @@ class Tiling:
         one_stream_tile = want_rows, want_cols
         if streams > 1:
             # at least one block of rows per stream
-            want_rows = min(STREAM_ROWS * (TALL_FACTOR if tall else 1), -(-n // streams))
-            want_cols = STREAM_COLS
+            want_rows = min(config.STREAM_ROWS * (config.TALL_FACTOR if tall else 1),
+                            -(-n // streams))
+            want_cols = config.STREAM_COLS
 
         def cost(ti, tj):
             # one row and one column more: a last block of one row or one
@@ -233,7 +235,7 @@ def _split_inline(total, work):
 
 
 def _split_threads(total, work):
-    threads.run_split(total, work, minimum=64)
+    threads.run_split(total, work, minimum=MIN_ROWS_PER_SPLIT)
 
 
 def row_blocks(plan, work, make_buffers):
@@ -268,25 +270,80 @@ def row_blocks(plan, work, make_buffers):
         threads.run_parts([(s, s) for s in range(plan.streams)], stream)
 
 
-def score_tiles(rows, cols, plan, compute, visit):
-    """The products of the normalised rows of ``rows`` and ``cols`` (two
-    :class:`Rows`), tile by tile as ``plan`` lays them out, in ``compute``
-    precision: calls ``visit(i0, i1, j0, j1, tile, split)`` with the raw
-    products (not clipped, not patched) for rows ``i0:i1`` and columns
-    ``j0:j1``, in a buffer that the stream's next tile reuses; ``split`` as
-    in :func:`row_blocks`.  ``visit`` runs in the stream's thread."""
+def score_tiles(rows, cols, plan, compute, *, fill, clipped=True, diagonal=False, upper=False,
+                target=None, direct=False, visit=None):
+    """The one tile loop: the products of the normalised rows of ``rows`` and
+    ``cols`` (two :class:`Rows`), tile by tile as ``plan`` lays them out, in
+    ``compute`` precision, each tile finished before the next is computed:
+
+    * ``clipped``: clipped to ``[-1, 1]`` (rounding may take a product of
+      nearly parallel rows a few ulp past 1);
+    * pairs with a zero row get ``fill``, pairs with a NaN/inf row NaN;
+    * ``diagonal`` (``rows is cols``): the self-similarity of every regular
+      row is exactly 1;
+    * ``upper`` (``rows is cols``, a.a^T): only the tiles on and above each
+      row block's diagonal block are computed; a diagonal block that is one
+      tile is one BLAS syrk call (NumPy's ``x @ x.T``: half the work,
+      exactly symmetric), any other is mirrored from its upper triangle;
+    * ``target``: the ``(n, m)`` result, into which every tile is written
+      (with ``upper``, its transpose below the diagonal too); ``direct``:
+      the products are computed straight into ``target``'s tiles (its dtype
+      is ``compute`` and its rows are contiguous), with no score buffer;
+    * ``visit(i0, i1, j0, j1, tile, split)``, if given, is called with the
+      finished tile of rows ``i0:i1`` and columns ``j0:j1`` (a buffer that
+      the stream's next tile reuses); ``split`` as in :func:`row_blocks`.
+
+    Everything runs in the stream's thread (see :func:`row_blocks`)."""
     m, d = cols.x.shape[0], rows.x.shape[1]
     right_all = cols.normalised(0, m, np.empty(m * d, dtype=compute)) if plan.pre else None
 
     def work(i0, i1, buffers, split):
-        xi = buffers.left_rows(rows, i0, i1, split)
-        for j0, j1 in plan.column_tiles():
-            yj = right_all[j0:j1] if plan.pre else cols.normalised(j0, j1, buffers.right, split)
-            tile = buffers.tile(xi.shape[0], j1 - j0)
+        if upper and right_all is not None and i1 - i0 > 1:
+            xi = right_all[i0:i1]  # the same rows, normalised already
+        else:
+            xi = buffers.left_rows(rows, i0, i1, split)
+        for j0, j1 in plan.column_tiles(i0 if upper else 0):
+            # x @ x.T on one array: NumPy calls BLAS syrk and copies the
+            # upper triangle down, so the block is exactly symmetric
+            syrk = upper and j0 == i0 and j1 == i1 and i1 - i0 > 1
+            if syrk:
+                yj = xi
+            elif right_all is not None:
+                yj = right_all[j0:j1]
+            else:
+                yj = cols.normalised(j0, j1, buffers.right, split)
+            tile = target[i0:i1, j0:j1] if direct else buffers.tile(xi.shape[0], j1 - j0)
             np.matmul(xi, yj.T, out=tile)
-            visit(i0, i1, j0, j1, tile[: i1 - i0], split)
+            tile = tile[: i1 - i0]
+            if clipped:
+                clip(tile, split)
+            patch(tile, rows, cols, i0, j0, fill)
+            if diagonal:
+                set_diagonal(tile, rows, i0, j0)
+            if upper and j0 == i0 and not syrk:
+                kernels.mirror_upper(tile)
+            if visit is not None:
+                visit(i0, i1, j0, j1, tile, split)
+            if target is not None:
+                _store(tile, target, i0, j0, direct, upper)
 
-    row_blocks(plan, work, lambda: Buffers(plan, d, compute))
+    row_blocks(plan, work, lambda: Buffers(plan, d, compute, buffer=not direct))
+
+
+def _store(tile, target, i0, j0, direct, upper):
+    """Write a finished tile of rows ``i0:`` and columns ``j0:`` into
+    ``target`` (unless it was computed there) and, for a product of rows
+    with themselves, its part below the diagonal block transposed."""
+    i1, j1 = i0 + tile.shape[0], j0 + tile.shape[1]
+    if not direct:
+        target[i0:i1, j0:j1] = tile
+    if upper:
+        lo = max(j0, i1)  # columns strictly below the row block's diagonal block
+        if lo < j1:
+            if direct:
+                kernels.transpose_into(tile[:, lo - j0 :], target[lo:j1, i0:i1])
+            else:
+                target[lo:j1, i0:i1] = tile[:, lo - j0 :].T
 
 
 def clip(tile, split):

@@ -1,14 +1,14 @@
-"""cosine_similarity, pairwise_cosine and topk_cosine on the GPU.
+"""The embedding functions on the GPU.
 
-Validation is the CPU's own (the ``_check_*_args`` helpers of
-:mod:`cosim_np.embedding`, run on stand-ins of the device inputs).  Inputs
-are read in place with their strides; rows are normalised on the fly as the
-tiles are loaded, so no normalised copy is made.
+Validation and plans are the core's (:mod:`cosim_np._core.embedding`, run on
+stand-ins of the device inputs).  Inputs are read in place with their
+strides; rows are normalised on the fly as the tiles are loaded, so no
+normalised copy is made.
 """
 
 import numpy as np
 
-from .. import embedding as host
+from .._core import embedding as core
 from .._core import validate as v
 from . import kernels
 from .arrays import Call, blocks, settings, strided_offsets
@@ -21,12 +21,12 @@ def _broadcast_strides(x, ndim):
     return [0] * pad + [0 if n == 1 else s for n, s in zip(x.shape, x.strides)]
 
 
-def cosine_similarity(a, b, axis=-1, *, eps=0.0, fill=0.0):
+def cosine_similarity(a, b, *, axis=-1, eps=0.0, fill=0.0, out=None):
     call = Call(a, b)
     x = call.operand(a, "a", min_ndim=0)
     y = call.operand(b, "b", min_ndim=0)
-    out_dtype, eps_value, fill_value, shape, axes, kept, out_shape = host._check_cosine_args(
-        x.standin, y.standin, axis, eps, fill)
+    out_dtype, eps_value, fill_value, shape, axes, kept, out_shape = core.check_cosine_args(
+        x.standin, y.standin, axis, eps, fill, out)
     result = call.empty(out_shape, out_dtype)
     if result.size:
         kept_shape = [shape[ax] for ax in kept] or [1]
@@ -42,7 +42,7 @@ def cosine_similarity(a, b, axis=-1, *, eps=0.0, fill=0.0):
         call.launch(kernels.cosine_pairs, blocks(result.size), settings.threads, 0, *args,
                     call.to_device(np.array(kept_shape, np.int64)), eps_value, fill_value,
                     result.reshape(result.size))
-    return call.deliver(result, scalar=not out_shape)
+    return call.deliver(result, out, scalar=not out_shape)
 
 
 class _Stats:
@@ -75,7 +75,7 @@ def pairwise_cosine(a, b=None, *, out=None, dtype=None, fill=0.0, max_memory=Non
     call = Call(a, b)
     same = b is None
     x, y = _matrices(call, a, b, ("a", "b"), same)
-    fill_value, _, result_dtype = host._check_pairwise_args(
+    fill_value, _, result_dtype = core.check_pairwise_args(
         x.standin, y.standin, same, out, dtype, fill, max_memory)
     n, m = x.shape[0], y.shape[0]
     result = call.empty((n, m), result_dtype)
@@ -84,7 +84,7 @@ def pairwise_cosine(a, b=None, *, out=None, dtype=None, fill=0.0, max_memory=Non
         cols = rows if same else _Stats(call, y)
         width = settings.tile
         grid = (-(-m // width), min(-(-n // width), 65535))
-        single = host._compute_dtype(result_dtype) == np.float32
+        single = core.compute_dtype(result_dtype) == np.float32
         call.launch(kernels.pairwise, grid, (width, width), 16 * width * (width + 1),
                     *rows.args, *cols.args, same, fill_value, single, result)
     return call.deliver(result, out)
@@ -94,8 +94,8 @@ def topk_cosine(queries, corpus, k, *, exclude_self=False, fill=0.0, max_memory=
     call = Call(queries, corpus)
     same = corpus is None  # (as on the CPU: an equal corpus is not the same rows)
     x, y = _matrices(call, queries, corpus, ("queries", "corpus"), same)
-    kk, fill_value, budget, result_dtype = host._check_topk_args(
-        x.standin, y.standin, same, corpus is None, k, exclude_self, fill, max_memory)
+    kk, fill_value, budget, result_dtype = core.check_topk_args(
+        x.standin, y.standin, same, k, exclude_self, fill, max_memory)
     n, m = x.shape[0], y.shape[0]
     scores = call.empty((n, kk), result_dtype)
     index = call.empty((n, kk), np.int64)
@@ -115,7 +115,7 @@ def topk_cosine(queries, corpus, k, *, exclude_self=False, fill=0.0, max_memory=
         for array, value in ((best_s, np.nan), (best_i, m)):
             flat = array.reshape(array.size)
             call.launch(kernels.fill, blocks(array.size), settings.threads, 0, flat, value)
-        single = host._compute_dtype(result_dtype) == np.float32
+        single = core.compute_dtype(result_dtype) == np.float32
         call.launch(kernels.topk_tiles, (row_tiles, parts), (width, width),
                     8 * width * (3 * width + 2),
                     *rows.args, *cols.args, same, bool(exclude_self), fill_value, single, span,
