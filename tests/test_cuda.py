@@ -311,9 +311,9 @@ def test_kernel_on_the_device_too():
 @given(problem=broadcast_problem(), fill=st.sampled_from([0.0, np.nan]), eps=st.sampled_from([0.0, 0.5]))
 def test_cosine_similarity_matches_naive(problem, fill, eps):
     a, b, axis = problem
-    got = cosine_similarity(a, b, axis, eps=eps, fill=fill, backend="cuda")
+    got = cosine_similarity(a, b, axis=axis, eps=eps, fill=fill, backend="cuda")
     want = naive.cosine_broadcast(a, b, axis, eps=eps, fill=fill)
-    cpu = cosine_similarity(a, b, axis, eps=eps, fill=fill)
+    cpu = cosine_similarity(a, b, axis=axis, eps=eps, fill=fill)
     assert np.shape(got) == np.shape(cpu) and np.asarray(got).dtype == np.asarray(cpu).dtype
     length = max(1, int(np.prod([np.broadcast_shapes(a.shape, b.shape)[ax] for ax in np.atleast_1d(axis)])))
     np.testing.assert_allclose(np.asarray(got, dtype=np.float64), want, rtol=0,
