@@ -276,6 +276,20 @@ def test_out_and_inputs_not_modified():
         sliding_cosine(on_gpu(signal), [1.0, 0, 2], out=cuda.device_array(8))
 
 
+def test_out_of_windowed_norm_and_sharpen():
+    signal = np.arange(12.0).reshape(2, 6)
+    out = np.empty((2, 4))
+    assert windowed_norm(on_gpu(signal), 3, out=out) is out
+    np.testing.assert_allclose(out, windowed_norm(signal, 3), rtol=1e-15)
+    out = np.empty((2, 6), np.float32)
+    assert sharpen(on_gpu(signal.astype(np.float32)), 2.0, out=out) is out
+    np.testing.assert_array_equal(out, sharpen(signal.astype(np.float32), 2.0))
+    with pytest.raises(ValueError, match=r"out has shape \(2, 5\); the result needs shape \(2, 4\)"):
+        windowed_norm(on_gpu(signal), 3, out=np.empty((2, 5)))
+    with pytest.raises(ValueError, match=r"out has dtype float32; the result needs dtype float64"):
+        sharpen(on_gpu(signal), 2.0, out=np.empty((2, 6), np.float32))
+
+
 @pytest.mark.parametrize(
     "call, exc, match",
     [
