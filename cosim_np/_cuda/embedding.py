@@ -4,6 +4,13 @@ Validation and plans are the core's (:mod:`cosim_np._core.embedding`, run on
 stand-ins of the device inputs).  Inputs are read in place with their
 strides; rows are normalised on the fly as the tiles are loaded, so no
 normalised copy is made.
+
+``set_similarity`` composes these: greedy and chamfer scores from the top-1
+of each set in the other (on the device), the means of the measures on the
+host.  ``mean`` and ``centroid`` read each set once, as does the
+norm-weighted cosine (``scaled_cosine``, ``scaled_cosine_loss``): those are
+computed by the core's host formulas on copies, and their arrays go back to
+the device.
 """
 
 import numpy as np
@@ -94,8 +101,15 @@ def topk_cosine(queries, corpus, k, *, exclude_self=False, fill=0.0, max_memory=
     call = Call(queries, corpus)
     same = corpus is None  # (as on the CPU: an equal corpus is not the same rows)
     x, y = _matrices(call, queries, corpus, ("queries", "corpus"), same)
-    kk, fill_value, budget, result_dtype = core.check_topk_args(
-        x.standin, y.standin, same, k, exclude_self, fill, max_memory)
+    plan = core.check_topk_args(x.standin, y.standin, same, k, exclude_self, fill, max_memory)
+    scores, index = _topk(call, x, y, same, bool(exclude_self), plan)
+    return call.deliver(scores), call.deliver(index)
+
+
+def _topk(call, x, y, same, exclude_self, plan):
+    """Device arrays ``(scores, index)`` of the top-k of the operands ``x``
+    against ``y`` by ``plan`` (:class:`cosim_np._core.embedding.TopkPlan`)."""
+    kk, fill_value, budget, result_dtype = plan
     n, m = x.shape[0], y.shape[0]
     scores = call.empty((n, kk), result_dtype)
     index = call.empty((n, kk), np.int64)
@@ -118,8 +132,126 @@ def topk_cosine(queries, corpus, k, *, exclude_self=False, fill=0.0, max_memory=
         single = core.compute_dtype(result_dtype) == np.float32
         call.launch(kernels.topk_tiles, (row_tiles, parts), (width, width),
                     8 * width * (3 * width + 2),
-                    *rows.args, *cols.args, same, bool(exclude_self), fill_value, single, span,
+                    *rows.args, *cols.args, same, exclude_self, fill_value, single, span,
                     best_s, best_i)
         call.launch(kernels.topk_merge, blocks(n), settings.threads, 0,
                     best_s, best_i, m, scores, index)
-    return call.deliver(scores), call.deliver(index)
+    return scores, index
+
+
+# ---------------------------------------------------------------------------
+# host copies
+
+
+def _to_host(call, device):
+    """A NumPy copy of a contiguous device array."""
+    host = device.copy_to_host(stream=call.stream)
+    call.stream.synchronize()
+    return host
+
+
+def _host_copy(call, operand):
+    """A NumPy copy of an operand, whatever its strides."""
+    flat, base = operand.flat()
+    offsets = strided_offsets(operand.shape, operand.strides, base)
+    return _to_host(call, flat)[offsets].reshape(operand.shape)
+
+
+def _host(call, value, name, min_ndim=1):
+    """``value`` on the host: a device array copied, anything else as it is."""
+    if value is None or not v.on_device(value):
+        return value
+    return _host_copy(call, call.operand(value, name, min_ndim))
+
+
+def _back(call, result):
+    """Host results as the kind of array that came in (a tuple item by item)."""
+    if isinstance(result, tuple):
+        return tuple(_back(call, item) for item in result)
+    if call.kind == "host":
+        return result
+    return call.deliver(call.to_device(np.asarray(result)))
+
+
+# ---------------------------------------------------------------------------
+# set_similarity
+
+
+def set_similarity(a, b, *, measure="mean", weights_a=None, weights_b=None, mask_a=None,
+                   mask_b=None, max_memory=None):
+    """Best matches ('greedy', 'chamfer') from the top-1 of each set in the
+    other, on the device; 'mean' and 'centroid' from host copies of the
+    sets with the row statistics computed on the device.  The score is a
+    NumPy scalar, as on the CPU."""
+    call = Call(a, b)
+    x, y = _matrices(call, a, b, ("a", "b"), False)
+    plan = core.check_set_args(x.standin, y.standin, measure, max_memory)
+    keep_a, wa = core.set_rows(x.shape[0], "a", _host(call, mask_a, "mask_a"),
+                               _host(call, weights_a, "weights_a"), "mask_a", "weights_a")
+    keep_b, wb = core.set_rows(y.shape[0], "b", _host(call, mask_b, "mask_b"),
+                               _host(call, weights_b, "weights_b"), "mask_b", "weights_b")
+    stats_a, stats_b = _Stats(call, x), _Stats(call, y)
+    scale_a, scale_b = _to_host(call, stats_a.scale), _to_host(call, stats_b.scale)
+    if keep_a is not None:
+        scale_a = scale_a[keep_a]
+    if keep_b is not None:
+        scale_b = scale_b[keep_b]
+    if core.set_is_nan(measure, ~(scale_a < np.inf), ~(scale_b < np.inf), wa, wb):
+        return core.set_nan(measure, plan.result_dtype)
+    if measure in ("mean", "centroid"):
+        xh, yh = _host_copy(call, x), _host_copy(call, y)
+        if keep_a is not None:
+            xh = xh[keep_a]
+        if keep_b is not None:
+            yh = yh[keep_b]
+        if measure == "centroid":
+            cos = core.vector_cosine(core.centroid(xh, scale_a, wa), core.centroid(yh, scale_b, wb))
+            return np.array(cos, dtype=plan.result_dtype)[()]
+        hnorm_a, hnorm_b = _to_host(call, stats_a.hnorm), _to_host(call, stats_b.hnorm)
+        ma = core.unit_mean(xh, scale_a, hnorm_a if keep_a is None else hnorm_a[keep_a], wa)
+        mb = core.unit_mean(yh, scale_b, hnorm_b if keep_b is None else hnorm_b[keep_b], wb)
+        return np.array(np.clip(np.dot(ma, mb), -1.0, 1.0), dtype=plan.result_dtype)[()]
+    x, y = _kept(call, x, keep_a, "a"), _kept(call, y, keep_b, "b")
+    if x.shape[1] == 0:  # empty vectors are zero vectors: every cosine is 0
+        best_a, best_b = np.zeros(x.shape[0]), np.zeros(y.shape[0])
+    else:
+        top1 = core.TopkPlan(1, 0.0, plan.budget, plan.result_dtype)
+        best_a = _to_host(call, _topk(call, x, y, False, False, top1)[0])[:, 0]
+        best_b = _to_host(call, _topk(call, y, x, False, False, top1)[0])[:, 0]
+    return core.set_scores(measure, best_a, best_b, wa, wb, plan.result_dtype)
+
+
+def _kept(call, operand, keep, name):
+    """The rows of ``operand`` that ``keep`` keeps: a view for one run of
+    rows, otherwise gathered through the host."""
+    if keep is None or keep.all():
+        return operand
+    index = np.flatnonzero(keep)
+    first, last = int(index[0]), int(index[-1]) + 1
+    if last - first == index.size:
+        return call.operand(operand.array[first:last], name)
+    return call.operand(np.ascontiguousarray(_host_copy(call, operand)[keep]), name)
+
+
+# ---------------------------------------------------------------------------
+# scaled_cosine and scaled_cosine_loss: host copies
+
+
+def scaled_cosine(a, b, *, scaling="minmax", weight_on="a", return_grad=False, grad_output=None):
+    call = Call(a, b)
+    x, y = v.check_matrix(_host(call, a, "a"), "a"), v.check_matrix(_host(call, b, "b"), "b")
+    plan = core.check_scaled_args(x, y, scaling, weight_on)
+    g = core.check_grad_output(_host(call, grad_output, "grad_output"),
+                               core.check_flag(return_grad, "return_grad"), x.shape[0])
+    return _back(call, core.scaled_cosine(x, y, plan, g))
+
+
+def scaled_cosine_loss(a, b, *, scaling="minmax", weight_on="a", shuffle=False, rng=None,
+                       return_grad=False):
+    call = Call(a, b)
+    x, y = v.check_matrix(_host(call, a, "a"), "a"), v.check_matrix(_host(call, b, "b"), "b")
+    plan = core.check_scaled_args(x, y, scaling, weight_on)
+    shuffle = core.check_flag(shuffle, "shuffle")
+    return_grad = core.check_flag(return_grad, "return_grad")
+    return _back(call, core.scaled_cosine_loss(x, y, plan, shuffle, core.check_rng(rng),
+                                               return_grad))

@@ -1,0 +1,152 @@
+"""The conventions every public function of the embedding modules follows
+(docs/embedding.rst, "Conventions"): ``backend=`` on every array function,
+``out=`` on every function that always returns one array, ``axis`` keyword-
+only, one dtype policy, and ``method`` only for an algorithm (a definition
+is a ``measure``)."""
+
+import inspect
+
+import numpy as np
+import pytest
+
+import cosim_np
+from cosim_np import (
+    GreedyMatch,
+    cosine_similarity,
+    pairwise_cosine,
+    scaled_cosine,
+    scaled_cosine_loss,
+    set_similarity,
+    topk_cosine,
+)
+
+ARRAY_FUNCTIONS = [cosine_similarity, pairwise_cosine, topk_cosine, set_similarity, scaled_cosine,
+                   scaled_cosine_loss, cosim_np.sliding_cosine, cosim_np.windowed_norm,
+                   cosim_np.sharpen]
+# Functions whose result is always one array; the others return several
+# arrays or a result object (topk_cosine, set_similarity, scaled_cosine with
+# its optional gradients, scaled_cosine_loss).
+ONE_ARRAY = [cosine_similarity, pairwise_cosine, cosim_np.sliding_cosine,
+             cosim_np.windowed_norm, cosim_np.sharpen]
+
+
+class DeviceStandIn:
+    """Looks like a CUDA device array to the dispatcher (it is never read)."""
+
+    __cuda_array_interface__ = {"shape": (2, 2), "typestr": "<f8", "data": (0, False),
+                                "version": 3}
+
+
+@pytest.mark.parametrize("func", ARRAY_FUNCTIONS, ids=lambda f: f.__name__)
+def test_every_array_function_takes_backend(func):
+    parameter = inspect.signature(func).parameters["backend"]
+    assert parameter.kind is inspect.Parameter.KEYWORD_ONLY and parameter.default == "auto"
+    assert "backend : {'auto', 'cpu', 'cuda'}" in func.__doc__
+    assert "{backend}" not in func.__doc__
+
+
+@pytest.mark.parametrize("call", [
+    lambda x: set_similarity(x, np.ones((2, 2)), backend="cpu"),
+    lambda x: scaled_cosine(np.ones((2, 2)), x, backend="cpu"),
+    lambda x: scaled_cosine_loss(x, np.ones((2, 2)), backend="cpu"),
+])
+def test_backend_cpu_refuses_a_device_array(call):
+    with pytest.raises(TypeError, match="is a CUDA device array .* copy it to the host"):
+        call(DeviceStandIn())
+
+
+@pytest.mark.parametrize("func", [set_similarity, scaled_cosine, scaled_cosine_loss],
+                         ids=lambda f: f.__name__)
+def test_an_unknown_backend_is_named(func):
+    with pytest.raises(ValueError, match="backend must be one of"):
+        func(np.ones((2, 2)), np.ones((2, 2)), backend="gpu")
+
+
+@pytest.mark.parametrize("func", ONE_ARRAY, ids=lambda f: f.__name__)
+def test_every_function_returning_one_array_takes_out(func):
+    parameter = inspect.signature(func).parameters["out"]
+    assert parameter.kind is inspect.Parameter.KEYWORD_ONLY and parameter.default is None
+
+
+def test_axis_is_keyword_only():
+    for func in (cosine_similarity, cosim_np.sliding_cosine, cosim_np.windowed_norm):
+        assert inspect.signature(func).parameters["axis"].kind is inspect.Parameter.KEYWORD_ONLY
+    with pytest.raises(TypeError):
+        cosine_similarity(np.ones((2, 3)), np.ones((2, 3)), 0)
+    assert cosine_similarity(np.ones((2, 3)), np.ones((2, 3)), axis=0).shape == (3,)
+
+
+def test_cosine_similarity_out():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(4, 1, 5)), rng.normal(size=(1, 3, 5))
+    want = cosine_similarity(a, b)
+    out = np.full((4, 3), 7.0)
+    assert cosine_similarity(a, b, out=out) is out
+    np.testing.assert_array_equal(out, want)
+    half = np.empty((4, 3), np.float32)  # the result takes out's dtype
+    cosine_similarity(a, b, out=half)
+    np.testing.assert_array_equal(half, want.astype(np.float32))
+    scalar = np.empty((), np.float64)  # two vectors: a 0-d out
+    assert cosine_similarity([1.0, 0.0], [1.0, 1.0], out=scalar) is scalar
+    assert scalar == pytest.approx(2**-0.5)
+    with pytest.raises(ValueError, match=r"out has shape \(3, 4\); the result needs shape \(4, 3\)"):
+        cosine_similarity(a, b, out=np.empty((3, 4)))
+    with pytest.raises(TypeError, match="out must have dtype float16, float32 or float64"):
+        cosine_similarity(a, b, out=np.empty((4, 3), np.int64))
+    with pytest.raises(TypeError, match="out must be a numpy.ndarray"):
+        cosine_similarity(a, b, out=[[0.0] * 3] * 4)
+    readonly = np.empty((4, 3))
+    readonly.flags.writeable = False
+    with pytest.raises(ValueError, match="out is read-only"):
+        cosine_similarity(a, b, out=readonly)
+
+
+@pytest.mark.parametrize("measure", ["mean", "centroid", "greedy", "chamfer"])
+@pytest.mark.parametrize("da,db,want", [
+    (np.float32, np.float32, np.float32),
+    (np.float16, np.float16, np.float16),
+    (np.float64, np.float64, np.float64),
+    (np.int32, np.int8, np.float64),
+    (np.bool_, np.bool_, np.float64),
+    (np.float32, np.float64, np.float64),
+    (np.float16, np.float32, np.float32),
+])
+def test_set_similarity_follows_the_dtype_policy(measure, da, db, want):
+    rng = np.random.default_rng(1)
+    a = (rng.normal(size=(5, 4)) > 0 if da is np.bool_ else rng.integers(-3, 4, (5, 4))).astype(da)
+    b = (rng.normal(size=(3, 4)) > 0 if db is np.bool_ else rng.integers(-3, 4, (3, 4))).astype(db)
+    a[0, 0] = b[0, 0] = 1  # no zero rows needed, none forbidden
+    got = set_similarity(a, b, measure=measure)
+    values = got if isinstance(got, GreedyMatch) else (got,)
+    assert isinstance(got, GreedyMatch) == (measure == "greedy")
+    for value in values:
+        assert isinstance(value, np.generic) and value.dtype == want
+    wide = set_similarity(a.astype(np.float64), b.astype(np.float64), measure=measure)
+    wide = wide if isinstance(wide, GreedyMatch) else (wide,)
+    eps = float(np.finfo(want).eps)
+    np.testing.assert_allclose(np.array(values, np.float64), np.array(wide), rtol=0, atol=8 * eps)
+    nan_rows = np.full((2, 4), np.nan, da if np.dtype(da).kind == "f" else np.float64)
+    nan = set_similarity(nan_rows, b, measure=measure)
+    for value in (nan if isinstance(nan, GreedyMatch) else (nan,)):
+        assert np.isnan(value)
+
+
+def test_set_similarity_takes_its_measure_by_keyword():
+    a, b = np.eye(2), np.ones((3, 2))
+    assert "method" not in inspect.signature(set_similarity).parameters
+    assert inspect.signature(set_similarity).parameters["measure"].kind is \
+        inspect.Parameter.KEYWORD_ONLY
+    with pytest.raises(TypeError):
+        set_similarity(a, b, "greedy")
+    with pytest.raises(ValueError, match="measure must be one of 'mean', 'centroid', 'greedy'"):
+        set_similarity(a, b, measure="median")
+    assert set_similarity(a, b, measure="greedy").recall == pytest.approx(2**-0.5)
+
+
+def test_set_similarity_ignores_nan_rows_of_weight_zero():
+    a = np.array([[1.0, 0.0], [np.nan, 1.0], [0.0, 2.0]])
+    b = np.array([[1.0, 1.0], [3.0, 0.0]])
+    for measure in ("mean", "centroid"):
+        got = set_similarity(a, b, measure=measure, weights_a=[1.0, 0.0, 1.0])
+        want = set_similarity(a[[0, 2]], b, measure=measure)
+        assert got == pytest.approx(want, abs=1e-15)
