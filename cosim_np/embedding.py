@@ -322,7 +322,7 @@ def set_similarity(a, b, *, measure="mean", weights_a=None, weights_b=None, mask
           the weighted mean over rows of ``a`` of their best cosine in ``b``,
           recall the same over rows of ``b``, and F1 their harmonic mean
           (see :class:`GreedyMatch` for opposite signs).
-        * ``'chamfer'``: the symmetric Chamfer similarity, the mean of
+        * ``'chamfer'``: the symmetric Chamfer similarity [2]_, the mean of
           greedy precision and recall.
     weights_a, weights_b : array_like, optional
         Non-negative per-row weights (e.g. IDF, as BERTScore's importance
@@ -366,6 +366,10 @@ def set_similarity(a, b, *, measure="mean", weights_a=None, weights_b=None, mask
     .. [1] T. Zhang, V. Kishore, F. Wu, K. Q. Weinberger and Y. Artzi,
        "BERTScore: Evaluating Text Generation with BERT", International
        Conference on Learning Representations (ICLR), 2020.
+    .. [2] H. G. Barrow, J. M. Tenenbaum, R. C. Bolles and H. C. Wolf,
+       "Parametric correspondence and chamfer matching: Two new techniques
+       for image matching", Proceedings of the 5th International Joint
+       Conference on Artificial Intelligence (IJCAI), 1977, pp. 659-663.
 
     Examples
     --------
