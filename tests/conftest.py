@@ -42,20 +42,60 @@ _default = "ci" if ON_CI else "dev"
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", _default))
 
 
+_fft_runs = [0]  # calls of the FFT path's driver while fft_engine is in use
+
+
 @pytest.fixture(scope="module", params=["ducc0", "numpy"])
 def fft_engine(request):
-    """Run a module's tests once with each library that can do the FFT
-    method's transforms (ducc0 is skipped where it is not installed).
-    Module-scoped, so Hypothesis's tests may use it."""
+    """Run a test once with each library that can do the FFT method's
+    transforms (ducc0 is skipped where it is not installed).  Module-scoped,
+    so Hypothesis's tests may use it.  Only tests that reach the FFT path
+    use it (a test that uses it and never does fails: see
+    ``pytest_runtest_call``), so the rest run once."""
     from cosim_np._core import config
+    from cosim_np._cpu import drivers
     from cosim_np._cpu import fft as _fft
 
     if request.param == "ducc0" and _fft._ducc0() is None:
         pytest.skip("ducc0 is not installed (the 'fft' extra)")
-    saved = config.FFT_ENGINE
-    config.FFT_ENGINE = request.param
+    saved, run_fft = config.FFT_ENGINE, drivers.run_fft
+
+    def counted(*args, **kwargs):
+        _fft_runs[0] += 1
+        return run_fft(*args, **kwargs)
+
+    config.FFT_ENGINE, drivers.run_fft = request.param, counted
     yield request.param
-    config.FFT_ENGINE = saved
+    config.FFT_ENGINE, drivers.run_fft = saved, run_fft
+
+
+def _direct_only(item):
+    """A test item parametrized with ``method="direct"``: it never transforms."""
+    callspec = getattr(item, "callspec", None)
+    return callspec is not None and callspec.params.get("method") == "direct"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Items of ``method="direct"`` run with the first engine only."""
+    second = [item for item in items if _direct_only(item)
+              and item.callspec.params.get("fft_engine") == "numpy"]
+    if second:
+        config.hook.pytest_deselected(items=second)
+        items[:] = [item for item in items if item not in set(second)]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    """A test run under ``fft_engine`` must reach the FFT path at least once
+    (over all its examples), else the second engine checks nothing."""
+    before = _fft_runs[0]
+    result = yield
+    if "fft_engine" in item.fixturenames and not _direct_only(item) and _fft_runs[0] == before:
+        raise AssertionError(
+            f"{item.nodeid} uses the fft_engine fixture but never reached the FFT path: "
+            "drop the fixture (the test would run twice for nothing) or give it inputs "
+            "that take method='fft'.")
+    return result
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -22,7 +22,6 @@ N = 30_000
 MS = (3, 16, 64, 200, 1024)
 
 # every test once per FFT library (tests/conftest.py)
-pytestmark = pytest.mark.usefixtures("fft_engine")
 
 
 def tolerance(out_dtype, taps):
@@ -52,6 +51,7 @@ def reference(x, kernel, chosen):
     return np.array([naive.cosine(x[i : i + m], kernel) for i in chosen])
 
 
+@pytest.mark.usefixtures("fft_engine")
 @pytest.mark.parametrize("name", corpus.CLASSES)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("m", MS)
@@ -67,6 +67,7 @@ def test_every_class_matches_naive(name, dtype, m):
                                    err_msg=f"{name}, method={method}")
 
 
+@pytest.mark.usefixtures("fft_engine")
 @pytest.mark.parametrize("name", corpus.CLASSES)
 @pytest.mark.parametrize("method", ["fft", "auto"])
 def test_power_of_two_scaling_and_sign_are_exact(name, method):
@@ -82,6 +83,7 @@ def test_power_of_two_scaling_and_sign_are_exact(name, method):
         np.testing.assert_array_equal(sliding_cosine(x, -2.0 * kernel, method=method), -base)
 
 
+@pytest.mark.usefixtures("fft_engine")
 @pytest.mark.parametrize("name", corpus.CLASSES)
 def test_nan_stays_local_on_every_class(name):
     m = 200
@@ -99,6 +101,7 @@ def test_nan_stays_local_on_every_class(name):
                                atol=tolerance(np.float64, m))
 
 
+@pytest.mark.usefixtures("fft_engine")
 def test_thread_count_changes_no_bit_on_real_signals():
     # longer than one FFT segment per thread, so that both threads plan blocks
     m = 200
@@ -115,6 +118,7 @@ def test_thread_count_changes_no_bit_on_real_signals():
         numba.set_num_threads(saved)
 
 
+@pytest.mark.usefixtures("fft_engine")
 def test_a_window_far_quieter_than_its_block_is_not_a_zero_window():
     # Its sum of squares in block units underflows; it must be flagged (and
     # computed directly), not given `fill` nor an FFT dot swamped by rounding.
@@ -156,6 +160,7 @@ def check_against_naive(x, kernel, method="fft"):
     return got
 
 
+@pytest.mark.usefixtures("fft_engine")
 def test_blocks_of_mostly_flagged_windows_get_direct_dots(monkeypatch):
     # quiet noise broken by loud bursts: the blocks holding both have most of
     # their windows flagged and are computed directly, without a transform
@@ -170,6 +175,7 @@ def test_blocks_of_mostly_flagged_windows_get_direct_dots(monkeypatch):
     assert np.any(slots < 0) and np.any(slots >= 0)
 
 
+@pytest.mark.usefixtures("fft_engine")
 def test_loud_spikes_are_left_out_of_the_transform(monkeypatch):
     # isolated spikes of amplitudes 1e-2 .. 1e2: left out of the transforms
     # and added one by one, the windows holding only small spikes are exact
@@ -180,6 +186,7 @@ def test_loud_spikes_are_left_out_of_the_transform(monkeypatch):
     assert any(np.any(loud > 0) for loud in recorder.loud)
 
 
+@pytest.mark.usefixtures("fft_engine")
 @pytest.mark.parametrize("dilation", [1, 3])
 def test_left_out_samples_with_dilation_and_channels(monkeypatch, dilation):
     recorder = PlanRecorder(monkeypatch)
@@ -215,6 +222,7 @@ def record_runs(monkeypatch):
     return runs
 
 
+@pytest.mark.usefixtures("fft_engine")
 @pytest.mark.parametrize("m", [2048, 4096])
 def test_quiet_stretches_next_to_loud_ones_are_transformed_again(monkeypatch, m):
     # in blocks that also hold a loud stretch, long runs of quiet windows are
@@ -235,6 +243,7 @@ def test_quiet_stretches_next_to_loud_ones_are_transformed_again(monkeypatch, m)
                                atol=tolerance(np.float64, m))
 
 
+@pytest.mark.usefixtures("fft_engine")
 def test_runs_of_flagged_windows_keep_every_bit_promised(monkeypatch):
     # rows and kernels of a bank, power-of-two scaling (segments with
     # samples out of the safe range too), sign, thread count

@@ -21,7 +21,6 @@ from tests.strategies import (
 )
 
 # every test once per FFT library (tests/conftest.py)
-pytestmark = pytest.mark.usefixtures("fft_engine")
 
 EPS64 = np.finfo(np.float64).eps
 # Kernel lengths around the CPU kernels' limits between short kernels summed tap by
@@ -48,6 +47,7 @@ def expected_dtype(dtype):
 # agreement with the references
 
 
+@pytest.mark.usefixtures("fft_engine")
 @given(
     geometry=window_geometry(long_m=LONG_M),
     dtype=st.sampled_from(ALL_DTYPES),
@@ -72,6 +72,7 @@ def test_one_kernel_matches_naive(geometry, dtype, sharpness, noise_floor, fill,
     np.testing.assert_allclose(got.astype(np.float64), want, rtol=0, atol=tol)
 
 
+@pytest.mark.usefixtures("fft_engine")
 @given(
     geometry=window_geometry(max_n=30, max_m=5),
     dtype=st.sampled_from(FLOAT_DTYPES),
@@ -149,6 +150,7 @@ def test_windowed_norm_matches_naive(geometry, dtype, data):
                                atol=atol)
 
 
+@pytest.mark.usefixtures("fft_engine")
 @pytest.mark.parametrize("m,dilation", [(1, 1), (3, 1), (4, 2), (5, 1), (9, 3), (64, 2), (700, 1)])
 @pytest.mark.parametrize("mode", ["valid", "full"])
 @pytest.mark.parametrize("method", ["direct", "fft"])
@@ -257,6 +259,7 @@ if importlib.util.find_spec("torch") is not None:  # an extra cross-check, never
 # properties
 
 
+@pytest.mark.usefixtures("fft_engine")
 @given(
     geometry=window_geometry(long_m=LONG_M),
     dtype=st.sampled_from(FLOAT_DTYPES),
@@ -305,6 +308,7 @@ def test_positive_scaling_leaves_the_cosine_unchanged(geometry, factor, data):
     np.testing.assert_allclose(scaled, base, rtol=0, atol=tolerance(np.float64, m))
 
 
+@pytest.mark.usefixtures("fft_engine")
 @given(
     geometry=window_geometry(long_m=LONG_M), dtype=st.sampled_from(FLOAT_DTYPES), sharpness=st.floats(0, 4),
     method=METHODS, data=st.data(),
@@ -331,6 +335,7 @@ def nearly_parallel(draw):
     return np.concatenate(pieces), kernel
 
 
+@pytest.mark.usefixtures("fft_engine")
 @given(case=nearly_parallel(), dtype=st.sampled_from(FLOAT_DTYPES), mode=st.sampled_from(["valid", "full"]),
        method=METHODS)
 def test_never_above_one(case, dtype, mode, method):
@@ -339,6 +344,7 @@ def test_never_above_one(case, dtype, mode, method):
     assert np.all(np.abs(out) <= 1)
 
 
+@pytest.mark.usefixtures("fft_engine")
 @given(
     geometry=window_geometry(max_n=60, long_m=LONG_M),
     dtype=st.sampled_from(FLOAT_DTYPES),
@@ -451,6 +457,7 @@ def test_out_argument():
     np.testing.assert_array_equal(half, sliding_cosine(signal.astype(np.float16), [1.0, -1.0, 2.0], mode="same"))
 
 
+@pytest.mark.usefixtures("fft_engine")
 @pytest.mark.parametrize("method", ["direct", "fft"])
 @pytest.mark.parametrize(
     "signal_shape,kernel_shape,axis",

@@ -10,7 +10,6 @@ from cosim_np import sliding_cosine, windowed_norm
 from tests import naive
 
 # every test once per FFT library (tests/conftest.py)
-pytestmark = pytest.mark.usefixtures("fft_engine")
 
 EPS64 = np.finfo(np.float64).eps
 
@@ -25,6 +24,7 @@ def norm_reference(signal, m, mode="valid", dilation=1):
     return naive.windowed_norm_1d(signal, m, dilation, mode)
 
 
+@pytest.mark.usefixtures("fft_engine")
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("m,dilation", [(3, 1), (8, 1), (16, 3), (100, 1)])
 @pytest.mark.parametrize("method", ["direct", "fft"])
@@ -52,6 +52,7 @@ def test_exact_after_a_loud_burst(dtype, m, dilation, method):
         assert np.max(np.abs(global_cumsum - want_norm) / want_norm) > 1e-3
 
 
+@pytest.mark.usefixtures("fft_engine")
 @pytest.mark.parametrize("method", ["direct", "fft"])
 def test_long_offset_in_float32(method):
     """100 + noise over 10**6 float32 samples: the offset dominates every
@@ -70,6 +71,7 @@ def test_long_offset_in_float32(method):
     np.testing.assert_allclose(norms[picks], want_norms, rtol=eps32, atol=0)
 
 
+@pytest.mark.usefixtures("fft_engine")
 @pytest.mark.parametrize(
     "dtype,amplitude",
     [
@@ -115,6 +117,7 @@ def test_kernel_amplitude_does_not_matter():
         np.testing.assert_allclose(sliding_cosine(signal, kernel * scale), base, atol=64 * EPS64)
 
 
+@pytest.mark.usefixtures("fft_engine")
 @pytest.mark.parametrize("method", ["direct", "fft"])
 def test_kernel_taps_near_the_float64_limit(method):
     # Such a kernel's norm overflows float64 (it raised OverflowError once);
@@ -129,6 +132,7 @@ def test_kernel_taps_near_the_float64_limit(method):
     np.testing.assert_array_equal(sliding_cosine(signal, huge, method=method), base)
 
 
+@pytest.mark.usefixtures("fft_engine")
 @pytest.mark.parametrize("method", ["direct", "fft"])
 def test_huge_and_tiny_windows_side_by_side(method):
     """Each window's result depends on its own samples only, even when the
@@ -148,6 +152,7 @@ def test_huge_and_tiny_windows_side_by_side(method):
     assert np.all(got[~normal] != 0)
 
 
+@pytest.mark.usefixtures("fft_engine")
 @pytest.mark.parametrize("dtype", [np.int32, np.int64, np.uint32])
 @pytest.mark.parametrize("method", ["direct", "fft"])
 def test_large_integers(dtype, method):
@@ -165,6 +170,7 @@ def test_large_integers(dtype, method):
     )
 
 
+@pytest.mark.usefixtures("fft_engine")
 @given(
     exponent=st.integers(-1000, 1000),
     m=st.integers(1, 9),

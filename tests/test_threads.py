@@ -11,7 +11,6 @@ from cosim_np._core import config
 from cosim_np._cpu import threads as _threads
 
 # every test once per FFT library (tests/conftest.py)
-pytestmark = pytest.mark.usefixtures("fft_engine")
 
 
 @pytest.fixture
@@ -23,6 +22,7 @@ def small_segments(monkeypatch):
     numba.set_num_threads(before)
 
 
+@pytest.mark.usefixtures("fft_engine")
 @pytest.mark.parametrize("method,m,dilation", [("direct", 3, 1), ("direct", 9, 2), ("fft", 70, 1), ("fft", 20, 3)])
 @pytest.mark.parametrize("mode", ["valid", "same"])
 def test_thread_count_is_bit_exact(small_segments, method, m, dilation, mode):
@@ -44,6 +44,7 @@ def test_thread_count_is_bit_exact(small_segments, method, m, dilation, mode):
     np.testing.assert_array_equal(results[0][1], results[1][1])
 
 
+@pytest.mark.usefixtures("fft_engine")
 @pytest.mark.parametrize("method,kernel_shape", [("direct", (12,)), ("fft", (2, 150))])
 def test_concurrent_calls_from_user_threads(method, kernel_shape):
     # Eight calls of one shape on four threads: each thread reuses its kept
