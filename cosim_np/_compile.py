@@ -61,8 +61,8 @@ def _other_calls(dtype):
         ("pairwise_cosine, topk_cosine",
          lambda: (pairwise_cosine(rows), pairwise_cosine(rows, rows[:5]),
                   topk_cosine(rows, rows, 3))),
-        ("set_similarity", lambda: [set_similarity(rows, rows[:7], method)
-                                    for method in ("mean", "centroid", "greedy", "chamfer")]),
+        ("set_similarity", lambda: [set_similarity(rows, rows[:7], measure=measure)
+                                    for measure in ("mean", "centroid", "greedy", "chamfer")]),
         ("scaled_cosine", lambda: scaled_cosine(rows, rows[::-1])),
     ]
 

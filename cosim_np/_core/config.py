@@ -121,3 +121,9 @@ MIN_ROWS_PER_STREAM = 64
 # Products of fewer multiply-adds take well under a millisecond: not worth
 # switching the BLAS threads for.
 MIN_STREAM_WORK = 1 << 22
+# Row-wise passes over a tile (normalising, clipping) give each thread at
+# least this many rows: fewer, and starting the thread costs more than it saves.
+MIN_ROWS_PER_SPLIT = 64
+# Straight into a memmap result, the rows of a block are written in one pass
+# of at most this many bytes, so that pages go out in order.
+MEMMAP_BLOCK_BYTES = 1 << 26

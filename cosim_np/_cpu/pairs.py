@@ -21,11 +21,6 @@ from .._core import embedding as core
 from . import embedding as kernels
 from . import tiles
 
-# Straight into a memmap result, the rows of a block are written in one
-# pass of at most this many bytes, so that pages go out in order.
-MEMMAP_BLOCK_BYTES = 1 << 26
-
-
 # ---------------------------------------------------------------------------
 # cosine_similarity
 
@@ -139,7 +134,7 @@ def pairwise_cosine(x, y, same, plan, out):
         # budget allows (every extra BLAS call leaves the BLAS threads idle
         # while the clipping runs), a memmap in blocks written in order.
         want_rows = n if not isinstance(out, np.memmap) else max(
-            1, MEMMAP_BLOCK_BYTES // (m * compute.itemsize))
+            1, config.MEMMAP_BLOCK_BYTES // (m * compute.itemsize))
         want_cols = m
     else:
         want_rows, want_cols = config.ONE_STREAM_ROWS, config.ONE_STREAM_COLS

@@ -33,10 +33,6 @@ from .._core import config
 from . import blas, threads
 from . import embedding as kernels
 
-# Row-wise passes over a tile (normalising, clipping) give each thread at
-# least this many rows: fewer, and starting the thread costs more than it saves.
-MIN_ROWS_PER_SPLIT = 64
-
 
 class Rows:
     """Per-row statistics of a ``(rows, d)`` matrix: the row norm is
@@ -235,7 +231,7 @@ def _split_inline(total, work):
 
 
 def _split_threads(total, work):
-    threads.run_split(total, work, minimum=MIN_ROWS_PER_SPLIT)
+    threads.run_split(total, work, minimum=config.MIN_ROWS_PER_SPLIT)
 
 
 def row_blocks(plan, work, make_buffers):

@@ -9,8 +9,15 @@ runs the kernels on the stream of its input's producer.
 """
 
 from .arrays import settings
-from .embedding import cosine_similarity, pairwise_cosine, topk_cosine
+from .embedding import (
+    cosine_similarity,
+    pairwise_cosine,
+    scaled_cosine,
+    scaled_cosine_loss,
+    set_similarity,
+    topk_cosine,
+)
 from .sliding import sharpen, sliding_cosine, windowed_norm
 
-__all__ = ["settings", "cosine_similarity", "pairwise_cosine", "topk_cosine", "sharpen",
-           "sliding_cosine", "windowed_norm"]
+__all__ = ["settings", "cosine_similarity", "pairwise_cosine", "topk_cosine", "set_similarity",
+           "scaled_cosine", "scaled_cosine_loss", "sharpen", "sliding_cosine", "windowed_norm"]
