@@ -1,5 +1,5 @@
-"""The conventions every public function of the embedding modules follows
-(docs/embedding.rst, "Conventions"): ``backend=`` on every array function,
+"""The conventions every public function follows
+(docs/api.rst, "Conventions"): ``backend=`` on every array function,
 ``out=`` on every function that always returns one array, ``axis`` keyword-
 only, one dtype policy, and ``method`` only for an algorithm (a definition
 is a ``measure``)."""

@@ -9,7 +9,6 @@ launch sizes, or a real GPU with ``COSIM_REAL_GPU=1``.
 import numpy as np
 import pytest
 from hypothesis import given
-from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from cosim_np import (
@@ -19,36 +18,15 @@ from cosim_np import (
     scaled_cosine_loss,
     set_similarity,
 )
-from tests.test_embedding import matrices, tol
+from tests.test_embedding import matrices, set_weights, tol
 
 pytestmark = pytest.mark.cuda
 
 cuda = pytest.importorskip("numba.cuda")
-from cosim_np import _cuda  # noqa: E402  (after the simulator is chosen)
-from cosim_np._cuda import kernels  # noqa: E402
+# the simulator's example budget, tiny launches (autouse) and the transfers
+from tests.test_cuda import EXAMPLES, on_gpu, small_launches, to_host  # noqa: E402, F401
 
-SIMULATOR = kernels.SIMULATOR
-EXAMPLES = hsettings(max_examples=max(6, hsettings.default.max_examples // 4) if SIMULATOR
-                     else hsettings.default.max_examples)
 MEASURES = ["mean", "centroid", "greedy", "chamfer"]
-
-
-@pytest.fixture(autouse=True)
-def small_launches():
-    """Tiny blocks under the simulator, as in tests/test_cuda.py."""
-    saved = dict(vars(_cuda.settings))
-    if SIMULATOR:
-        _cuda.settings.threads, _cuda.settings.tile, _cuda.settings.min_blocks = 16, 4, 4
-    yield _cuda.settings
-    vars(_cuda.settings).update(saved)
-
-
-def to_host(result):
-    return result.copy_to_host() if hasattr(result, "copy_to_host") else np.asarray(result)
-
-
-def on_gpu(x):
-    return cuda.to_device(np.ascontiguousarray(x))
 
 
 def as_tuple(score):
@@ -66,11 +44,7 @@ def as_tuple(score):
 def test_set_similarity_matches_the_cpu(n, m, d, dtype, measure, weighted, data):
     a = data.draw(matrices(dtype, n, d))
     b = data.draw(matrices(np.float64 if dtype == np.float64 else dtype, m, d))
-    wa = wb = None
-    if weighted:
-        w = st.floats(0.1, 10.0)
-        wa = np.array(data.draw(st.lists(w, min_size=n, max_size=n)))
-        wb = np.array(data.draw(st.lists(w, min_size=m, max_size=m)))
+    wa, wb = set_weights(data, n, m) if weighted else (None, None)
     cpu = set_similarity(a, b, measure=measure, weights_a=wa, weights_b=wb)
     for x, y, backend in ((a, b, "cuda"), (on_gpu(a), on_gpu(b), "auto")):
         got = set_similarity(x, y, measure=measure, weights_a=wa, weights_b=wb, backend=backend)

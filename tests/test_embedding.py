@@ -552,6 +552,13 @@ def test_topk_errors(args, kwargs, exc, match):
 # set_similarity
 
 
+def set_weights(data, n, m):
+    """Drawn positive weights for sets of ``n`` and ``m`` rows."""
+    w = st.floats(0.1, 10.0)
+    return (np.array(data.draw(st.lists(w, min_size=n, max_size=n))),
+            np.array(data.draw(st.lists(w, min_size=m, max_size=m))))
+
+
 @tiled
 @given(n=st.integers(1, 5), m=st.integers(1, 5), d=st.integers(1, 4),
        measure=st.sampled_from(["mean", "centroid", "greedy", "chamfer"]),
@@ -559,11 +566,7 @@ def test_topk_errors(args, kwargs, exc, match):
 def test_set_similarity_matches_naive(n, m, d, measure, weighted, data):
     a = data.draw(matrices(np.float64, n, d))
     b = data.draw(matrices(np.float32, m, d))
-    wa = wb = None
-    if weighted:
-        w = st.floats(0.1, 10.0)
-        wa = np.array(data.draw(st.lists(w, min_size=n, max_size=n)))
-        wb = np.array(data.draw(st.lists(w, min_size=m, max_size=m)))
+    wa, wb = set_weights(data, n, m) if weighted else (None, None)
     got = set_similarity(a, b, measure=measure, weights_a=wa, weights_b=wb)
     want = naive.set_similarity(a, b, measure, wa, wb)
     np.testing.assert_allclose(np.asarray(got, float), np.asarray(want, float), rtol=0,
