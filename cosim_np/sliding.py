@@ -268,12 +268,17 @@ def sliding_cosine(
     the direct dots (``(taps + 4) eps`` relative to the window's norm) and of
     the FFT's overlap-save blocks (``O(eps log2 nfft)`` relative to a
     block's norm) are those of Higham [1]_ (chapters 3 and 24); the FFT path
-    compares the second with the first window by window.
+    compares the second with the first window by window.  Each kernel is
+    normalised with an exactly rounded sum of its squares (:func:`math.fsum`,
+    Shewchuk's algorithm [2]_), after a power-of-two scaling.
 
     References
     ----------
     .. [1] N. J. Higham, "Accuracy and Stability of Numerical Algorithms",
        2nd ed., SIAM, 2002.
+    .. [2] J. R. Shewchuk, "Adaptive precision floating-point arithmetic and
+       fast robust geometric predicates", Discrete & Computational Geometry
+       18, 305-363, 1997.
 
     Examples
     --------
