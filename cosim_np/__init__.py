@@ -11,6 +11,7 @@ from .embedding import (
     set_similarity,
     topk_cosine,
 )
+from .matches import Matches, find_matches, plot_matches
 from .sliding import sharpen, sliding_cosine, windowed_norm
 from .weighted import scaled_cosine, scaled_cosine_loss
 
@@ -20,6 +21,9 @@ __all__ = [
     "sharpen",
     "sliding_cosine",
     "windowed_norm",
+    "find_matches",
+    "Matches",
+    "plot_matches",
     "cosine_similarity",
     "pairwise_cosine",
     "topk_cosine",

@@ -1,8 +1,11 @@
-"""Command line: ``python -m cosim_np demo [--plot FILE]`` and
-``python -m cosim_np compile [--dtype ...] [--only TEXT] [--list]``."""
+"""Command line: ``python -m cosim_np demo [--plot FILE]``,
+``python -m cosim_np compile [--dtype ...] [--only TEXT] [--list]`` and
+``python -m cosim_np match SIGNAL KERNEL [--k N] [--threshold T] ...``."""
 
 import argparse
 import sys
+
+import numpy as np
 
 
 def main(argv=None):
@@ -21,8 +24,29 @@ def main(argv=None):
                        choices=["float32", "float64"], help="input dtypes (default: both)")
     ahead.add_argument("--only", metavar="TEXT", help="only the functions whose line contains TEXT")
     ahead.add_argument("--list", action="store_true", help="list what would be compiled, and stop")
+    match = commands.add_parser(
+        "match", help="find where a kernel matches a signal (files: .npy, .csv, .txt, .wav)",
+        description="Find where KERNEL matches SIGNAL (find_matches): greedy best-first peaks of "
+                    "the sliding cosine with an exclusion zone. Files: .npy, .csv or .txt (one "
+                    "column per signal row, or per kernel of a bank) and .wav (one row per "
+                    "channel). Prints the table of matches; --out writes it as CSV.")
+    match.add_argument("signal", metavar="SIGNAL", help="the signal file")
+    match.add_argument("kernel", metavar="KERNEL", help="the kernel file (several columns: a bank)")
+    match.add_argument("--k", type=int, metavar="N", help="at most N matches per signal row")
+    match.add_argument("--threshold", type=float, metavar="T", help="keep matches with |score| >= T")
+    match.add_argument("--sharpness", type=float, default=1.0, metavar="P", help="sharpness p (default 1)")
+    match.add_argument("--exclusion", type=int, metavar="E",
+                       help="no two matches within E windows (default: half the kernel's span)")
+    match.add_argument("--sign", choices=["both", "positive", "negative"], default="both",
+                       help="which matches count (default: both signs)")
+    match.add_argument("--mode", choices=["valid", "same", "full", "causal"], default="valid",
+                       help="the windows (default: valid)")
+    match.add_argument("--out", metavar="FILE", help="write the matches to FILE as CSV")
+    match.add_argument("--plot", metavar="FILE", help="also draw the matches to FILE (needs matplotlib)")
     args = parser.parse_args(argv)
 
+    if args.command == "match":
+        return _match(args, parser)
     if args.command == "compile":
         from . import _compile
 
@@ -43,6 +67,85 @@ def main(argv=None):
         experiment.plot(args.plot)
         print(f"\nfigure written to {args.plot}")
     return 0
+
+
+def _read(path, name, parser):
+    """A signal or kernel file as an array: rows along the first axis, samples
+    along the last (a file's columns are rows)."""
+    import os
+
+    if not os.path.isfile(path):
+        parser.error(f"{name} file {path!r} does not exist")
+    suffix = os.path.splitext(path)[1].lower()
+    try:
+        if suffix == ".npy":
+            data = np.load(path, mmap_mode="r", allow_pickle=False)
+            return data
+        if suffix in (".csv", ".txt"):
+            data = np.loadtxt(path, delimiter="," if suffix == ".csv" else None, ndmin=2)
+        elif suffix == ".wav":
+            from scipy.io import wavfile
+
+            _, data = wavfile.read(path)
+            data = np.asarray(data).reshape(data.shape[0], -1)
+        else:
+            parser.error(f"{name} file {path!r}: unknown type {suffix or '(no suffix)'}; "
+                         "use .npy, .csv, .txt or .wav")
+    except (ValueError, OSError) as exc:
+        parser.error(f"cannot read {name} file {path!r}: {exc}")
+    data = np.ascontiguousarray(data.T)
+    return data[0] if data.shape[0] == 1 else data
+
+
+def _match(args, parser):
+    from .matches import find_matches
+
+    signal = _read(args.signal, "signal", parser)
+    kernel = _read(args.kernel, "kernel", parser)
+    if signal.ndim > 2 or kernel.ndim > 2:
+        parser.error("signal and kernel files must hold one or two dimensions (columns)")
+    if signal.size >= 1 << 24:
+        print(f"scoring {signal.shape[-1]:,} samples x {max(1, signal.size // signal.shape[-1])} row(s)...",
+              file=sys.stderr, flush=True)
+    try:
+        found = find_matches(signal, kernel, k=args.k, threshold=args.threshold, sharpness=args.sharpness,
+                             exclusion=args.exclusion, sign=args.sign, mode=args.mode)
+    except (ValueError, TypeError) as exc:
+        parser.error(str(exc))
+    columns = ["index", "score", "kernel"] + (["row"] if signal.ndim == 2 else [])
+    table = [[int(i), float(s), int(k)] + ([int(b[0])] if signal.ndim == 2 else [])
+             for i, s, k, b in zip(found.index, found.score, found.kernel, found.batch)]
+    print(f"{len(found)} match{'es' if len(found) != 1 else ''} (exclusion {found.exclusion})")
+    print("  ".join(f"{c:>8}" for c in columns))
+    for row in table:
+        print("  ".join(f"{v:>8.4f}" if isinstance(v, float) else f"{v:>8}" for v in row))
+    if args.out:
+        with open(args.out, "w") as handle:
+            handle.write(",".join(columns) + "\n")
+            for row in table:
+                handle.write(",".join(repr(v) if isinstance(v, float) else str(v) for v in row) + "\n")
+        print(f"written to {args.out}")
+    if args.plot:
+        from .matches import plot_matches
+
+        try:
+            figure = plot_matches(signal if signal.ndim == 1 else signal[0], found if signal.ndim == 1 else
+                                  _first_row(found), kernel=kernel, mode=args.mode, sharpness=args.sharpness,
+                                  threshold=args.threshold)
+        except ImportError as exc:
+            parser.error(str(exc))
+        figure.savefig(args.plot, dpi=110)
+        print(f"figure written to {args.plot}")
+    return 0
+
+
+def _first_row(found):
+    """The matches of the first signal row."""
+    from .matches import Matches
+
+    keep = found.batch[:, 0] == 0
+    return Matches(found.index[keep], found.score[keep], found.kernel[keep], found.batch[keep],
+                   exclusion=found.exclusion, threshold=found.threshold)
 
 
 if __name__ == "__main__":

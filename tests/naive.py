@@ -254,3 +254,95 @@ def scaled_cosine(a, b, scaling="minmax", weight_on="a"):
     wa, wb = weights(a), weights(b)
     w = {"a": wa, "b": wb, "both": wa * wb}[weight_on]
     return np.array([w[i] * cosine(a[i], b[i]) for i in range(len(a))])
+
+
+# ---------------------------------------------------------------------------
+# finding matches
+
+
+def match_scores(signal, kernel, sharpness=1.0, mode="valid", dilation=1, noise_floor=0.0, fill=0.0,
+                 axis=-1):
+    """The naive score array of every signal row, ``(rows, K, L)``, and the
+    leading shape: a kernel ``(m,)`` or bank ``(K, m)`` along ``axis``, or
+    multi-channel kernels ``(C_out, C_in, m)`` with the channels just before it."""
+    x = np.asarray(signal, dtype=np.float64)
+    kern = np.asarray(kernel, dtype=np.float64)
+    ax = axis % x.ndim
+    if kern.ndim == 3:
+        x = np.moveaxis(x, (ax - 1, ax), (-2, -1))
+        lead = x.shape[:-2]
+        rows = x.reshape((-1,) + x.shape[-2:])
+        scores = [sliding_cosine_multichannel(row, kern, sharpness, mode, dilation, noise_floor, fill)
+                  for row in rows]
+    else:
+        x = np.moveaxis(x, ax, -1)
+        lead = x.shape[:-1]
+        bank = kern.reshape(-1, kern.shape[-1])
+        scores = [np.stack([sliding_cosine_1d(row, k, sharpness, mode, dilation, noise_floor, fill)
+                            for k in bank]) for row in x.reshape(-1, x.shape[-1])]
+    return np.stack(scores), lead
+
+
+def scores_as_rows(scores, kernel_ndim, axis):
+    """``sliding_cosine``'s result in the ``(rows, K, L)`` layout."""
+    scores = np.asarray(scores)
+    ax = axis % (scores.ndim - (kernel_ndim == 2))
+    if kernel_ndim == 2:
+        moved = np.moveaxis(scores, (ax, ax + 1), (-2, -1))
+    elif kernel_ndim == 3:
+        moved = np.moveaxis(scores, (ax - 1, ax), (-2, -1))
+    else:
+        moved = np.moveaxis(scores, ax, -1)[..., None, :]
+    return moved.reshape((-1,) + moved.shape[-2:]), moved.shape[:-2]
+
+
+def greedy_matches(rows, k=None, threshold=None, exclusion=0, sign="both", single=True):
+    """The definition of ``find_matches`` on a score array ``(rows, K, L)``,
+    one candidate at a time: returns ``(row, index, kernel, score)`` best first."""
+    found = []
+    for r, s in enumerate(np.asarray(rows)):
+        nker, length = s.shape
+        with np.errstate(invalid="ignore"):
+            key = {"both": np.abs(s), "positive": s, "negative": -s}[sign].astype(np.float64)
+        if callable(threshold):
+            thr = float(threshold(key.astype(s.dtype)[0] if single else key.astype(s.dtype)))
+        else:
+            thr = -np.inf if threshold is None else float(threshold)
+        key = np.where(np.isnan(key), -np.inf, key)
+        candidates = []
+        for kk in range(nker):
+            for i in range(length):
+                left = key[kk, i - 1] if i > 0 else -np.inf
+                right = key[kk, i + 1] if i + 1 < length else -np.inf
+                if key[kk, i] > left and key[kk, i] >= right and key[kk, i] >= thr:
+                    candidates.append((-key[kk, i], i, kk))
+        candidates.sort()
+        kept = []
+        for negative, i, kk in candidates:
+            if k is not None and len(kept) >= k:
+                break
+            if all(abs(i - j) > exclusion for j, _ in kept):
+                kept.append((i, kk))
+                found.append((negative, r, i, kk, s[kk, i]))
+    found.sort(key=lambda item: item[:4])
+    row = np.array([f[1] for f in found], dtype=np.int64)
+    index = np.array([f[2] for f in found], dtype=np.int64)
+    kern = np.array([f[3] for f in found], dtype=np.int64)
+    score = np.array([f[4] for f in found], dtype=np.asarray(rows).dtype)
+    return row, index, kern, score
+
+
+def find_matches(signal, kernel, *, k=None, threshold=None, exclusion=None, sign="both", sharpness=1.0,
+                 mode="valid", dilation=1, noise_floor=0.0, fill=0.0, axis=-1, scores=None):
+    """``find_matches`` by the definition: the whole score array (the naive
+    references', or ``scores``, ``sliding_cosine``'s result), then the greedy
+    loop.  Returns ``(row, index, kernel, score)`` best first and the leading shape."""
+    kern = np.asarray(kernel, dtype=np.float64)
+    m = kern.shape[-1]
+    if exclusion is None:
+        exclusion = ((m - 1) * dilation + 1) // 2
+    if scores is None:
+        rows, lead = match_scores(signal, kernel, sharpness, mode, dilation, noise_floor, fill, axis)
+    else:
+        rows, lead = scores_as_rows(scores, kern.ndim, axis)
+    return greedy_matches(rows, k, threshold, exclusion, sign, single=kern.ndim == 1), lead

@@ -127,3 +127,16 @@ MIN_ROWS_PER_SPLIT = 64
 # Straight into a memmap result, the rows of a block are written in one pass
 # of at most this many bytes, so that pages go out in order.
 MEMMAP_BLOCK_BYTES = 1 << 26
+
+# ---------------------------------------------------------------------------
+# Finding matches
+
+# Windows per tile of find_matches (every signal row at once), at most: the
+# scores of a tile are computed, then scanned for candidates while they are
+# in the caches; max_memory may make tiles shorter.
+MATCH_TILE = 1 << 20
+# Candidates kept per signal row while scanning for the best k, at most (the
+# exact pool, k * kernels * (exclusion + 1), where smaller): a larger pool
+# costs memory, a smaller one may cost a second scan (rows whose pool keeps
+# fewer than k matches although candidates were left out).
+MATCH_POOL = 1 << 16

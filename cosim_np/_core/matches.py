@@ -1,0 +1,131 @@
+"""The plan of ``find_matches``: its own arguments checked (the sliding
+options are planned by :func:`cosim_np._core.sliding.plan_sliding`), the
+default exclusion zone, the size of the candidate pool that keeps a bounded
+search exact, and the tile of windows scored at a time.  Nothing here
+computes on a signal.
+
+The semantics (docs/matches.rst): a window's *key* is its score ``s``
+(``sign="positive"``), ``-s`` (``"negative"``) or ``|s|`` (``"both"``), NaN
+counting as ``-inf``; candidates are local maxima of the key along the
+windows (``key[i] > key[i-1]`` and ``key[i] >= key[i+1]``, a missing
+neighbour counting as ``-inf``) with ``key >= threshold``; they are kept
+greedily, best key first (ties to the lower index, then the lower kernel),
+unless a kept match lies within ``exclusion`` windows, across all kernels;
+at most ``k`` per signal row.
+"""
+
+import math
+import numbers
+from collections import namedtuple
+
+import numpy as np
+
+from . import config
+from . import validate as v
+
+SIGNS = ("both", "positive", "negative")
+# the sign codes the CPU kernels read
+SIGN_CODES = {"both": 0, "positive": 1, "negative": -1}
+
+MatchPlan = namedtuple("MatchPlan", "k threshold threshold_fn exclusion sign budget pool rows lead_shape")
+MatchPlan.__doc__ = """A checked ``find_matches`` call (beside its ``SlidingPlan``).
+
+``k`` (None: no limit) matches per signal row, keys of at least
+``threshold`` (a float, ``-inf`` for none) or of the callable
+``threshold_fn`` (else None), ``exclusion`` windows on either side,
+``sign`` a code of :data:`SIGN_CODES`, ``budget`` bytes of working memory,
+``pool`` candidates kept per row while scanning when ``k`` is given,
+``rows`` signal rows of leading shape ``lead_shape``."""
+
+
+def check_k(k):
+    """None, or an integer ``>= 0``."""
+    if k is None:
+        return None
+    return v.check_positive_int(k, "k", minimum=0)
+
+
+def default_exclusion(m, dilation):
+    """Half a window's span: ``((m - 1) * dilation + 1) // 2``."""
+    return ((m - 1) * dilation + 1) // 2
+
+
+def check_exclusion(exclusion, m, dilation):
+    """None (the default, :func:`default_exclusion`) or an integer ``>= 0``."""
+    if exclusion is None:
+        return default_exclusion(m, dilation)
+    return v.check_positive_int(exclusion, "exclusion", minimum=0)
+
+
+def check_threshold(threshold):
+    """``(value, function)``: a real number (not NaN) and None, or ``-inf``
+    and the callable; ``(-inf, None)`` for None."""
+    if threshold is None:
+        return -math.inf, None
+    if callable(threshold):
+        return -math.inf, threshold
+    if isinstance(threshold, (bool, np.bool_)) or not isinstance(
+            threshold, (numbers.Real, np.floating, np.integer)):
+        raise TypeError(
+            "threshold must be a real number, a callable that takes the key array and "
+            f"returns one, or None; got {threshold!r}.")
+    return v.check_real(threshold, "threshold", finite=False), None
+
+
+def threshold_value(value):
+    """The number a callable threshold returned, checked."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+            value, (numbers.Real, np.floating, np.integer)):
+        raise TypeError(
+            f"threshold (a callable) must return one real number; it returned {value!r}.")
+    number = float(value)
+    if math.isnan(number):
+        raise ValueError(
+            "threshold (a callable) returned NaN: with NaN keys in the array, use NaN-aware "
+            "functions (np.nanmedian, ...).")
+    return number
+
+
+def pool_size(k, nker, exclusion, windows):
+    """Candidates kept per row while scanning for the best ``k``.
+
+    A kept match suppresses the candidates within ``exclusion`` windows of
+    it, at most ``exclusion + 1`` per kernel (two local maxima are never
+    neighbours), so greedy selection over the best ``k * nker *
+    (exclusion + 1)`` candidates keeps ``k`` whenever that many exist, and
+    those are the ``k`` it keeps over all candidates (it only consults
+    better ones).  The pool is at most ``config.MATCH_POOL`` (at least
+    ``k``); a smaller pool is exact too, at the cost of a rescan where it
+    keeps fewer than ``k`` (see ``_cpu.matches``)."""
+    whole = nker * windows
+    need = k * nker * (min(exclusion, windows) + 1)
+    return int(max(1, min(whole, max(k, min(need, config.MATCH_POOL)))))
+
+
+def plan_matches(k, threshold, exclusion, sign, max_memory, *, nker, m, dilation, nwin, lead):
+    """Check ``find_matches``'s own arguments for ``nker`` kernels of ``m``
+    taps spaced ``dilation`` apart, ``nwin`` windows per row and signal rows
+    of leading shape ``lead``; returns a :class:`MatchPlan`."""
+    kk = check_k(k)
+    value, function = check_threshold(threshold)
+    v.check_choice(sign, "sign", SIGNS)
+    excl = check_exclusion(exclusion, m, dilation)
+    budget = v.check_memory(max_memory, "max_memory", config.DEFAULT_MAX_MEMORY)
+    pool = 0 if kk is None else pool_size(kk, nker, excl, nwin)
+    return MatchPlan(kk, value, function, excl, SIGN_CODES[sign], budget, pool, math.prod(lead),
+                     tuple(lead))
+
+
+def lead_shape(shape, ax, channel_axis):
+    """The leading (batch) shape of a signal: every axis but the sliding
+    one and the channel axis."""
+    return tuple(size for axis, size in enumerate(shape) if axis != ax and axis != channel_axis)
+
+
+def score_layout(signal_ndim, kernel_ndim, axis):
+    """``(ax, channel_axis, is_bank)`` of ``sliding_cosine``'s result for a
+    signal and kernel of these dimensions (checked by the sliding call)."""
+    ax = v.check_axis(axis, signal_ndim)
+    return ax, (ax - 1 if kernel_ndim == 3 else None), kernel_ndim == 2

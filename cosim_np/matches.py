@@ -1,0 +1,372 @@
+"""Where a kernel matches: greedy best-first peaks of the sliding cosine,
+with an exclusion zone, over signals, kernel banks and signal rows.
+
+``find_matches`` validates and plans in the core (``_core.sliding`` for
+the sliding options, ``_core.matches`` for its own) and dispatches to
+``_cpu.matches``; for device arrays the scores come from the CUDA
+``sliding_cosine`` and are selected on the host.
+"""
+
+import numpy as np
+
+from . import _backend
+from . import sliding as _sliding
+from ._core import matches as plans
+from ._core import sliding as sliding_plans
+from ._core import validate as v
+from ._cpu import matches as cpu
+
+__all__ = ["find_matches", "Matches", "plot_matches"]
+
+
+class Matches:
+    """The matches found by :func:`find_matches`, best first.
+
+    Attributes
+    ----------
+    index : numpy.ndarray of int64, shape (n,)
+        Position of each match in ``sliding_cosine``'s output for the mode
+        used (for ``mode='valid'``, the first sample of the window).
+    score : numpy.ndarray, shape (n,)
+        The signed (sharpened) cosine of each match, in the result dtype of
+        :func:`sliding_cosine`.
+    kernel : numpy.ndarray of int64, shape (n,)
+        Which kernel of a bank (or output channel of a multi-channel
+        kernel) matched; 0 for a single kernel.
+    batch : numpy.ndarray of int64, shape (n, n_leading_axes)
+        The leading index of each match (the signal's axes other than the
+        sliding axis and, for multi-channel kernels, the channel axis); no
+        columns for a 1-d signal.
+    exclusion : int
+        The exclusion zone used, in windows.
+    threshold : float or None
+        The threshold given as a number, else None.
+
+    The arrays are sorted by key (``|score|`` for ``sign='both'``, ``score``
+    or ``-score`` otherwise), best first; ties go to the lower batch index,
+    then the lower ``index``, then the lower ``kernel``. ``len(matches)`` is
+    the number of matches; iterating gives ``(index, score, kernel, batch)``
+    tuples.
+    """
+
+    def __init__(self, index, score, kernel, batch, *, exclusion=0, threshold=None):
+        self.index = index
+        self.score = score
+        self.kernel = kernel
+        self.batch = batch
+        self.exclusion = exclusion
+        self.threshold = threshold
+
+    def __len__(self):
+        return int(self.index.size)
+
+    def __iter__(self):
+        for i in range(len(self)):
+            yield (int(self.index[i]), self.score[i], int(self.kernel[i]), tuple(int(b) for b in self.batch[i]))
+
+    def __repr__(self):
+        n = len(self)
+        head = f"Matches({n} match{'es' if n != 1 else ''}, exclusion={self.exclusion}"
+        if self.threshold is not None:
+            head += f", threshold={self.threshold:.6g}"
+        head += ")"
+        if n == 0:
+            return head
+        lead = self.batch.shape[1]
+        columns = ["index", "score", "kernel"] + (["batch"] if lead else [])
+        rows = []
+        shown = list(range(n)) if n <= 10 else list(range(5)) + list(range(n - 3, n))
+        for i in shown:
+            row = [str(int(self.index[i])), f"{float(self.score[i]):.4f}", str(int(self.kernel[i]))]
+            if lead:
+                row.append(str(tuple(int(b) for b in self.batch[i])))
+            rows.append(row)
+        widths = [max(len(c), *(len(r[j]) for r in rows)) for j, c in enumerate(columns)]
+        lines = [head, "  " + "  ".join(c.rjust(w) for c, w in zip(columns, widths))]
+        for position, (i, row) in enumerate(zip(shown, rows)):
+            if n > 10 and position == 5:
+                lines.append("  " + "...".rjust(widths[0]))
+            lines.append("  " + "  ".join(value.rjust(w) for value, w in zip(row, widths)))
+        return "\n".join(lines)
+
+    def to_pandas(self):
+        """The matches as a :class:`pandas.DataFrame`, one row per match:
+        columns ``index``, ``score``, ``kernel`` and, for signals with
+        leading axes, ``batch0``, ``batch1``, ... (needs pandas)."""
+        try:
+            import pandas
+        except ImportError:
+            raise ImportError(
+                "Matches.to_pandas needs pandas, which is not installed; install it with "
+                "'pip install pandas', or use the arrays index, score, kernel and batch."
+            ) from None
+        columns = {"index": self.index, "score": self.score, "kernel": self.kernel}
+        for j in range(self.batch.shape[1]):
+            columns[f"batch{j}"] = self.batch[:, j]
+        return pandas.DataFrame(columns)
+
+
+@_backend.documented
+def find_matches(
+    signal,
+    kernel,
+    *,
+    k=None,
+    threshold=None,
+    exclusion=None,
+    sign="both",
+    sharpness=1.0,
+    mode="valid",
+    dilation=1,
+    noise_floor=0.0,
+    fill=0.0,
+    axis=-1,
+    method="auto",
+    max_memory=None,
+    backend="auto",
+):
+    """Where the kernel(s) match: greedy best-first peaks of the sliding
+    cosine, with an exclusion zone.
+
+    The scores are those of :func:`sliding_cosine` with the same options.
+    Each window's *key* is ``|s|`` (``sign='both'``), ``s`` or ``-s``.  The
+    candidates are the local maxima of the key along the windows
+    (``key[i] > key[i-1]`` and ``key[i] >= key[i+1]``; a missing neighbour,
+    and a NaN score, count as ``-inf``, so a plateau reports its first
+    window and NaN never matches) with ``key >= threshold``.  They are kept
+    greedily, best key first (ties to the lower index, then the lower
+    kernel), unless a kept match lies within ``exclusion`` windows
+    (``|i - j| <= exclusion``) in any kernel of a bank; at most ``k`` per
+    signal row.
+
+    Parameters
+    ----------
+    signal, kernel : array_like
+        As for :func:`sliding_cosine`: a kernel ``(m,)``, a bank ``(K, m)``
+        or multi-channel kernels ``(C_out, C_in, m)``; every signal row
+        (index of the axes other than ``axis`` and the channel axis) is
+        searched on its own.
+    k : int, optional
+        At most this many matches per signal row (``>= 0``); None (default):
+        no limit.
+    threshold : float or callable, optional
+        Keep only keys ``>= threshold``.  A callable is called once per
+        signal row with that row's key array (``(L,)``, or ``(K, L)`` for
+        several kernels; NaN where the score is NaN) and returns the
+        threshold, e.g. a median plus a multiple of the MAD (see
+        :doc:`/matches`); that row's keys are then held in memory.
+    exclusion : int, optional
+        Half-width of the zone around a kept match in which no other match
+        is kept, in windows (``>= 0``).  Default: half the window's span,
+        ``((m - 1) * dilation + 1) // 2``.
+    sign : {'both', 'positive', 'negative'}, optional
+        'both' (default): a negated copy of the kernel matches too (key
+        ``|s|``; the match keeps its signed score); 'positive': only
+        ``s`` near +1; 'negative': only ``s`` near -1.
+    sharpness, mode, dilation, noise_floor, fill, axis, method
+        As for :func:`sliding_cosine`.
+    max_memory : int or str, optional
+        Working memory for the tiles of scores (bytes, or a string such as
+        ``'64MiB'``); default 256 MiB.  Beyond the tiles, memory holds the
+        candidates: at most ``k * K * (exclusion + 1)`` per row (at most
+        65536 per row, see Notes) with ``k``, and every candidate at or
+        above the threshold without it.
+    backend : {'auto', 'cpu', 'cuda'}, optional
+        {backend} On the GPU, the scores are computed on the device as a
+        whole and selected on the host; the result is NumPy either way.
+
+    Returns
+    -------
+    Matches
+        ``index``, ``score``, ``kernel`` and ``batch`` arrays, best first.
+
+    Raises
+    ------
+    ValueError
+        Negative ``k`` or ``exclusion``, NaN ``threshold`` (or a callable
+        returning NaN), ``sign`` not one of the three, bad ``max_memory``,
+        and every error of :func:`sliding_cosine`.
+    TypeError
+        ``k`` or ``exclusion`` not an integer, ``threshold`` neither a
+        number nor a callable, and every error of :func:`sliding_cosine`.
+
+    See Also
+    --------
+    sliding_cosine : the scores.
+
+    Notes
+    -----
+    The scores are computed a tile of windows at a time (of every signal
+    row) and scanned for candidates at once, so memory stays bounded
+    whatever the signal's length (a ``numpy.memmap`` of 10**9 samples
+    works); windows on a tile border are judged with their true
+    neighbours, and the matches are those of the whole score array,
+    exactly.  With ``k``, only the best candidates of each row are kept
+    while scanning: greedy selection only ever consults better candidates,
+    and each kept match suppresses at most ``K * (exclusion + 1)`` of them,
+    so ``k * K * (exclusion + 1)`` candidates always suffice; where that is
+    more than 65536, the scan runs again in the rare case that the pool
+    kept fewer than ``k`` matches while candidates were left out.
+
+    Examples
+    --------
+    The seed-000 motifs: an exact, a negated and a downscaled copy of the
+    kernel score ±1; at sharpness 9 nothing else comes close.
+
+    >>> import numpy as np
+    >>> from cosim_np import find_matches
+    >>> signal = np.array([0, 1, 2, 3, 0, -1, -2, -3, 0, 0.2, 0.4, 0.6, 0, 3, 2, 1, 0.])
+    >>> found = find_matches(signal, [1, 2, 3], threshold=0.5, sharpness=9)
+    >>> found.index, found.score
+    (array([1, 5, 9]), array([ 1., -1.,  1.]))
+    >>> find_matches(signal, [1, 2, 3], k=2, sign="positive")
+    Matches(2 matches, exclusion=1)
+      index   score  kernel
+          1  1.0000       0
+          9  1.0000       0
+    """
+    if _backend.wants_cuda(backend, signal=signal, kernel=kernel):
+        return _on_gpu(signal, kernel, k, threshold, exclusion, sign, max_memory, dict(
+            sharpness=sharpness, mode=mode, dilation=dilation, noise_floor=noise_floor, fill=fill,
+            axis=axis, method=method))
+    x = v.as_real_array(signal, "signal")
+    splan = sliding_plans.plan_sliding(x, kernel, axis, mode, method, dilation, sharpness,
+                                       noise_floor, fill, None)
+    nker, _, m = splan.khat.shape
+    mplan = plans.plan_matches(k, threshold, exclusion, sign, max_memory, nker=nker, m=m,
+                               dilation=splan.d, nwin=splan.nwin,
+                               lead=plans.lead_shape(x.shape, splan.ax, splan.channel_axis))
+    found = cpu.find_matches(x, splan, mplan, method)
+    return _result(found, mplan)
+
+
+def _on_gpu(signal, kernel, k, threshold, exclusion, sign, max_memory, options):
+    """Scores on the device (the CUDA ``sliding_cosine``), selection on the host."""
+    # (the arguments of find_matches itself are checked before any work)
+    plans.check_k(k)
+    plans.check_threshold(threshold)
+    v.check_choice(sign, "sign", plans.SIGNS)
+    scores = _to_host(_backend.cuda_impl("sliding_cosine")(signal, kernel, **options))
+    kernel_shape = tuple(kernel.shape) if hasattr(kernel, "shape") else np.shape(kernel)
+    ax, channel_axis, is_bank = plans.score_layout(len(signal.shape), len(kernel_shape), options["axis"])
+    if is_bank:  # K just before the windows
+        k_axis, l_axis = ax, ax + 1
+    else:  # K on the channel axis, or none
+        k_axis, l_axis = channel_axis, ax
+    nwin = scores.shape[l_axis]
+    nker = 1 if k_axis is None else scores.shape[k_axis]
+    lead = tuple(size for axis, size in enumerate(scores.shape) if axis not in (k_axis, l_axis))
+    mplan = plans.plan_matches(k, threshold, exclusion, sign, max_memory, nker=nker,
+                               m=kernel_shape[-1], dilation=options["dilation"], nwin=nwin, lead=lead)
+    return _result(cpu.select_scores(scores, ax, channel_axis, is_bank, mplan), mplan)
+
+
+def _to_host(array):
+    """A device result as a NumPy array (Numba device arrays, CuPy, PyTorch)."""
+    if isinstance(array, np.ndarray):
+        return array
+    if hasattr(array, "copy_to_host"):
+        return array.copy_to_host()
+    if hasattr(array, "get"):  # CuPy
+        return array.get()
+    if hasattr(array, "detach"):  # PyTorch
+        return array.detach().cpu().numpy()
+    return np.asarray(array)
+
+
+def _result(found, mplan):
+    row, idx, ker, score = found
+    batch = np.stack(np.unravel_index(row, mplan.lead_shape), axis=-1) if mplan.lead_shape else \
+        np.empty((row.size, 0), dtype=np.int64)
+    threshold = None if mplan.threshold_fn is not None or mplan.threshold == -np.inf else mplan.threshold
+    return Matches(idx, score, ker, batch.astype(np.int64), exclusion=mplan.exclusion,
+                   threshold=threshold)
+
+
+def plot_matches(signal, matches, kernel, *, ax=None, mode="valid", dilation=1, sharpness=1.0,
+                 threshold=None):
+    """Draw a 1-d signal with its matches, and the score track underneath.
+
+    Each matched window is shaded, with the kernel that matched drawn over
+    it at the window's scale and sign (the kernel times ``<w, k> / <k, k>``,
+    its least-squares fit to the window ``w``); the score track is
+    :func:`sliding_cosine` with the same options (one line per kernel of a
+    bank), with the threshold drawn at ``±threshold`` (``+threshold`` for
+    one-signed searches: pass ``threshold`` as used).
+
+    Parameters
+    ----------
+    signal : array_like, 1-d
+        The signal that was searched.
+    matches : Matches
+        Its matches (those of one signal row).
+    kernel : array_like
+        The kernel ``(m,)`` or bank ``(K, m)`` that was searched for.
+    ax : matplotlib Axes or pair of Axes, optional
+        Where to draw: a pair gets the signal and the score track, one
+        Axes the signal alone; None (default) makes a new figure with both.
+    mode, dilation, sharpness : optional
+        The options of the search (as for :func:`find_matches`), so that
+        the windows and scores drawn are the ones matched.
+    threshold : float, optional
+        Drawn on the score track (``matches.threshold`` when None).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure drawn on (``figure.savefig(path)`` writes it).
+
+    Raises
+    ------
+    ImportError
+        Without matplotlib (the ``plot`` extra).
+    """
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ImportError(
+            "plot_matches needs matplotlib, which is not installed; install it with "
+            "pip install 'cosim_np[plot]'") from None
+    x = np.asarray(signal, dtype=np.float64)
+    if x.ndim != 1:
+        raise ValueError(f"signal must be 1-d to be drawn; got shape {x.shape}.")
+    bank = np.asarray(kernel, dtype=np.float64)
+    bank = bank.reshape(-1, bank.shape[-1])
+    m = bank.shape[-1]
+    span = (m - 1) * dilation
+    left = sliding_plans.padding(mode, span)[0]
+    if ax is None:
+        figure, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(10, 5),
+                                             gridspec_kw=dict(height_ratios=(2, 1)))
+    elif isinstance(ax, (tuple, list, np.ndarray)):
+        top, bottom = ax
+        figure = top.figure
+    else:
+        top, bottom, figure = ax, None, ax.figure
+    top.plot(x, color="0.3", lw=0.8, label="signal")
+    for i, (index, score, which) in enumerate(zip(matches.index, matches.score, matches.kernel)):
+        start = int(index) - left
+        taps = start + dilation * np.arange(m)
+        inside = (taps >= 0) & (taps < x.size)
+        window = np.where(inside, x[np.clip(taps, 0, x.size - 1)], 0.0)
+        k = bank[int(which)]
+        fit = k * (window @ k) / (k @ k) if k.any() else k
+        top.axvspan(max(0, start), min(x.size - 1, start + span), color="tab:orange", alpha=0.15, lw=0)
+        top.plot(taps[inside], fit[inside], color="tab:red" if score < 0 else "tab:blue", lw=1.5,
+                 label="kernel, fitted" if i == 0 else None)
+    top.set_ylabel("signal")
+    if bottom is not None:
+        scores = _sliding.sliding_cosine(x, bank if bank.shape[0] > 1 else bank[0], mode=mode,
+                                         dilation=dilation, sharpness=sharpness)
+        positions = np.arange(scores.shape[-1]) - left
+        for row in np.atleast_2d(scores):
+            bottom.plot(positions, row, lw=0.8)
+        level = matches.threshold if threshold is None else threshold
+        if level is not None:
+            for value in (level, -level):
+                bottom.axhline(value, color="tab:green", ls="--", lw=0.8)
+        bottom.plot(np.asarray(matches.index) - left, matches.score, "o", color="tab:red", ms=4)
+        bottom.set_ylim(-1.05, 1.05)
+        bottom.set_ylabel("score")
+        bottom.set_xlabel("sample (window start)")
+    return figure

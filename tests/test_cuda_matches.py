@@ -1,0 +1,69 @@
+"""find_matches on device inputs: the scores come from the CUDA
+sliding_cosine, the selection runs on the host and the result is NumPy.
+
+As tests/test_cuda.py: Numba's CUDA simulator (see conftest.py) with tiny
+launch sizes, or a real GPU with ``COSIM_REAL_GPU=1``.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cosim_np import demo as seed000
+from cosim_np import find_matches, sliding_cosine
+from tests import naive
+from tests.test_matches import assert_same, mad_threshold
+
+pytestmark = pytest.mark.cuda
+
+cuda = pytest.importorskip("numba.cuda")
+# the simulator's example budget, tiny launches (autouse) and the transfers
+from tests.test_cuda import EXAMPLES, on_gpu, small_launches, to_host  # noqa: E402, F401
+
+
+@EXAMPLES
+@given(n=st.integers(6, 30), m=st.integers(1, 4), shape=st.sampled_from(["one", "bank", "channels"]),
+       batch=st.integers(1, 2), mode=st.sampled_from(["valid", "same", "full", "causal"]),
+       k=st.one_of(st.none(), st.integers(0, 3)), threshold=st.sampled_from([None, 0.4, "mad"]),
+       sign=st.sampled_from(["both", "positive", "negative"]), seed=st.integers(0, 2**31))
+def test_device_inputs_equal_the_definition_on_the_device_scores(n, m, shape, batch, mode, k, threshold,
+                                                                  sign, seed):
+    rng = np.random.default_rng(seed)
+    # rounded values: exact ties and plateaus
+    if shape == "channels":
+        signal = np.round(rng.standard_normal((batch, 2, n)))
+        kernel = np.round(rng.standard_normal((2, 2, m)))
+    else:
+        signal = np.round(rng.standard_normal((batch, n)))
+        kernel = np.round(rng.standard_normal((2, m) if shape == "bank" else m))
+    threshold = mad_threshold if threshold == "mad" else threshold
+    options = dict(k=k, threshold=threshold, sign=sign, mode=mode)
+    got = find_matches(on_gpu(signal), kernel, **options)
+    assert isinstance(got.index, np.ndarray) and isinstance(got.score, np.ndarray)
+    scores = to_host(sliding_cosine(on_gpu(signal), kernel, mode=mode))
+    assert_same(got, naive.find_matches(signal, kernel, scores=scores, **options))
+    # backend="cuda" with host arrays: the same
+    again = find_matches(signal, kernel, backend="cuda", **options)
+    np.testing.assert_array_equal(again.index, got.index)
+    np.testing.assert_array_equal(again.score, got.score)
+
+
+def test_seed000_motifs_on_the_device():
+    signal, regions = seed000.motif_signal()
+    found = find_matches(on_gpu(signal), seed000.KERNEL, mode="causal", sharpness=9.0, threshold=0.5)
+    ends = [region.start + len(seed000.KERNEL) - 1 for region in regions]
+    assert sorted(found.index.tolist()) == ends[:3]
+    assert found.score[found.index == ends[1]].tolist() == [-1.0]
+
+
+def test_device_errors_name_the_parameter():
+    signal = on_gpu(np.arange(20.0))
+    with pytest.raises(ValueError, match="k"):
+        find_matches(signal, [1.0, 2.0], k=-1)
+    with pytest.raises(TypeError, match="threshold"):
+        find_matches(signal, [1.0, 2.0], threshold="high")
+    with pytest.raises(ValueError, match="sign"):
+        find_matches(signal, [1.0, 2.0], sign="up")
+    with pytest.raises(TypeError, match="backend='cpu'"):
+        find_matches(signal, [1.0, 2.0], backend="cpu")

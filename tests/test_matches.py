@@ -1,0 +1,411 @@
+"""find_matches against its definition (tests/naive.py), the seed-000 motifs,
+tiling, the candidate pool, bounded memory, errors and the Matches result."""
+
+import sys
+import tracemalloc
+import types
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cosim_np import Matches, find_matches, sliding_cosine
+from cosim_np import demo as seed000
+from cosim_np._core import config
+from cosim_np._cpu import matches as cpu_matches
+from tests import naive
+from tests.strategies import window_geometry
+
+
+def assert_same(found, expected):
+    """``found`` (a Matches) equals the reference ``((row, index, kernel,
+    score), lead)``, exactly."""
+    (row, index, kernel, score), lead = expected
+    batch = np.stack(np.unravel_index(row, lead), axis=-1) if lead else np.empty((row.size, 0), np.int64)
+    np.testing.assert_array_equal(found.index, index)
+    np.testing.assert_array_equal(found.kernel, kernel)
+    np.testing.assert_array_equal(found.batch, batch)
+    np.testing.assert_array_equal(found.score, score)
+    assert found.score.dtype == score.dtype and found.index.dtype == np.int64
+
+
+# values with exact ties, plateaus (repeats, zeros) and NaN stretches
+VALUES = st.sampled_from([0.0, 1.0, -1.0, 2.0, 0.5, -3.0, 1.0, 1.0, 0.0, np.nan])
+
+
+@st.composite
+def problems(draw, nan=True):
+    n, m, dilation, mode = draw(window_geometry(max_n=40, max_m=5, max_dilation=3))
+    shape = draw(st.sampled_from(["one", "bank", "channels"]))
+    lead = draw(st.sampled_from([(), (2,), (2, 1)]))
+    values = VALUES if nan else VALUES.filter(lambda value: not np.isnan(value))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    if shape == "channels":
+        c_in = draw(st.integers(1, 2))
+        signal = np.array(draw(st.lists(values, min_size=c_in * n, max_size=c_in * n)) *
+                          max(1, int(np.prod(lead))), dtype=dtype).reshape(lead + (c_in, n))
+        kernel = np.array(draw(st.lists(st.integers(-2, 2), min_size=2 * c_in * m,
+                                        max_size=2 * c_in * m)), dtype=float).reshape(2, c_in, m)
+    else:
+        count = n * max(1, int(np.prod(lead)))
+        signal = np.array(draw(st.lists(values, min_size=count, max_size=count)), dtype=dtype)
+        signal = signal.reshape(lead + (n,))
+        nker = draw(st.integers(1, 3)) if shape == "bank" else None
+        taps = draw(st.lists(st.integers(-2, 2), min_size=m * (nker or 1), max_size=m * (nker or 1)))
+        kernel = np.array(taps, dtype=float).reshape((nker, m) if nker else (m,))
+    if shape != "channels" and signal.ndim > 1 and draw(st.booleans()):
+        axis = 0  # slide along the first axis
+        signal = np.ascontiguousarray(np.moveaxis(signal, -1, 0))
+    else:
+        axis = -1
+    options = dict(mode=mode, dilation=dilation, axis=axis,
+                   sharpness=draw(st.sampled_from([1.0, 2.0])),
+                   sign=draw(st.sampled_from(["both", "positive", "negative"])),
+                   k=draw(st.one_of(st.none(), st.integers(0, 5))),
+                   exclusion=draw(st.one_of(st.none(), st.integers(0, n + 5))),
+                   threshold=draw(st.sampled_from([None, 0.3, 0.9, -0.5, "median", "mad"])))
+    return signal, kernel, options
+
+
+def _threshold(name):
+    if name == "median":
+        return lambda keys: np.nanmedian(keys) if np.isfinite(keys).any() else 0.0
+    if name == "mad":
+        return mad_threshold
+    return name
+
+
+def mad_threshold(keys, c=2.0):
+    """median + c * MAD of the finite keys (the docs' recipe)."""
+    finite = keys[np.isfinite(keys)]
+    if finite.size == 0:
+        return np.inf
+    median = np.median(finite)
+    return median + c * np.median(np.abs(finite - median))
+
+
+@given(problems())
+def test_matches_equal_the_greedy_definition_on_the_scores(problem):
+    """Exactly the definition applied to sliding_cosine's whole score array."""
+    signal, kernel, options = problem
+    options["threshold"] = _threshold(options["threshold"])
+    found = find_matches(signal, kernel, **options)
+    sliding = {name: options[name] for name in ("mode", "dilation", "axis", "sharpness")}
+    scores = sliding_cosine(signal, kernel, **sliding)
+    assert_same(found, naive.find_matches(signal, kernel, scores=scores, **options))
+
+
+@given(n=st.integers(8, 60), m=st.integers(1, 6), nker=st.integers(1, 3),
+       mode=st.sampled_from(["valid", "same", "full", "causal"]), k=st.one_of(st.none(), st.integers(1, 4)),
+       sign=st.sampled_from(["both", "positive", "negative"]), seed=st.integers(0, 2**31))
+def test_matches_equal_the_naive_scores_and_loop(n, m, nker, mode, k, sign, seed):
+    """Scores by the naive reference, then its loop (continuous values: no
+    near-ties for rounding to reorder)."""
+    rng = np.random.default_rng(seed)
+    signal = rng.standard_normal(n)
+    kernel = rng.standard_normal((nker, m))
+    if mode == "valid" and m > n:
+        return
+    found = find_matches(signal, kernel, k=k, sign=sign, mode=mode, threshold=0.1)
+    (row, index, kern, score), _ = naive.find_matches(signal, kernel, k=k, sign=sign, mode=mode,
+                                                      threshold=0.1)
+    np.testing.assert_array_equal(found.index, index)
+    np.testing.assert_array_equal(found.kernel, kern)
+    np.testing.assert_allclose(found.score, score, rtol=0, atol=1e-12)
+
+
+def test_seed000_motifs_at_sharpness_9():
+    signal, regions = seed000.motif_signal()
+    found = find_matches(signal, seed000.KERNEL, mode="causal", sharpness=9.0, threshold=0.5)
+    ends = [region.start + len(seed000.KERNEL) - 1 for region in regions]  # windows ending on a motif
+    assert sorted(found.index.tolist()) == ends[:3]  # A, B and C, not D or E
+    by_index = dict(zip(found.index.tolist(), found.score.tolist()))
+    assert by_index[ends[0]] == 1.0 and by_index[ends[1]] == -1.0
+    assert by_index[ends[2]] == pytest.approx(1.0, abs=1e-12)  # (0.2, 0.4, 0.6: rounded, to the 81st power)
+    best3 = find_matches(signal, seed000.KERNEL, mode="causal", sharpness=9.0, k=3)
+    assert sorted(best3.index.tolist()) == ends[:3]
+    positive = find_matches(signal, seed000.KERNEL, mode="causal", sharpness=9.0, threshold=0.5,
+                            sign="positive")
+    assert sorted(positive.index.tolist()) == [ends[0], ends[2]]
+    negative = find_matches(signal, seed000.KERNEL, mode="causal", sharpness=9.0, threshold=0.5,
+                            sign="negative")
+    assert negative.index.tolist() == [ends[1]] and negative.score.tolist() == [-1.0]
+
+
+def test_plateaus_ties_nan_and_borders():
+    # a plateau reports its first window; ties go to the lower index; NaN
+    # never matches and counts as -inf beside a peak; a peak at either end
+    s = np.array([0.9, 0.1, 0.5, 0.5, 0.5, 0.2, 0.7, np.nan, 0.7, 0.1, 0.8])
+    rows = s[None, None, :]
+    row, index, _, _ = naive.greedy_matches(rows, exclusion=0)
+    assert index.tolist() == [0, 10, 6, 8, 2]
+    found = cpu_matches.select_scores(s, 0, None, False, _plan(exclusion=0))
+    np.testing.assert_array_equal(found[1], index)
+    # exclusion across the kernels of a bank: the second kernel's peak at 3
+    # lies within 2 of the first's at 2
+    bank = np.array([[0.0, 0.1, 0.9, 0.1, 0.0, 0.0, 0.5], [0.0, 0.0, 0.2, 0.8, 0.2, 0.0, 0.0]])
+    found = cpu_matches.select_scores(bank, 0, None, True, _plan(exclusion=2, nker=2))
+    assert found[1].tolist() == [2, 6] and found[2].tolist() == [0, 0]
+    # (the second kernel's first window is a local maximum too: 0 >= 0)
+    found = cpu_matches.select_scores(bank, 0, None, True, _plan(exclusion=0, nker=2))
+    assert found[1].tolist() == [2, 3, 6, 0] and found[2].tolist() == [0, 1, 0, 1]
+
+
+def _plan(exclusion, nker=1, k=None, threshold=None, sign="both"):
+    from cosim_np._core import matches as core
+
+    return core.plan_matches(k, threshold, exclusion, sign, None, nker=nker, m=3, dilation=1, nwin=11,
+                             lead=())
+
+
+# ---------------------------------------------------------------------------
+# tiles and the pool
+
+
+def _count_tiles(monkeypatch):
+    seen = []
+    original = cpu_matches.Scores._score
+
+    def counted(self, piece):
+        seen.append(piece.shape[-1])
+        return original(self, piece)
+
+    monkeypatch.setattr(cpu_matches.Scores, "_score", counted)
+    return seen
+
+
+@pytest.mark.parametrize("method, m", [("direct", 5), ("direct", 40), ("fft", 150)])
+@pytest.mark.parametrize("mode", ["valid", "same", "causal"])
+def test_tiling_equals_no_tiling(monkeypatch, method, m, mode):
+    if method == "fft":  # FFT segments (the tiles' alignment) of 4200 windows, not 130200
+        monkeypatch.setattr(config, "SEGMENT_WINDOWS", 1 << 13)
+    rng = np.random.default_rng(m)
+    signal = rng.standard_normal((2, 60_000)).astype(np.float32)
+    signal[:, 20_000:20_100] *= 1e4  # a loud stretch (the FFT path plans around it)
+    signal[1, 30_000:30_050] = np.nan
+    kernel = rng.standard_normal((2, m))
+    options = dict(method=method, mode=mode, exclusion=7)
+    scores = sliding_cosine(signal, kernel, method=method, mode=mode)
+    seen = _count_tiles(monkeypatch)
+    for k, threshold in [(20, None), (None, 0.6)]:
+        expected = naive.find_matches(signal, kernel, scores=scores, k=k, threshold=threshold, exclusion=7,
+                                      mode=mode)
+        seen.clear()
+        whole = find_matches(signal, kernel, k=k, threshold=threshold, **options)
+        assert len(seen) <= 3  # one tile (and the padded ends)
+        seen.clear()
+        tiled = find_matches(signal, kernel, k=k, threshold=threshold, max_memory="200KiB", **options)
+        assert len(seen) >= 5, seen
+        assert_same(whole, expected)
+        assert_same(tiled, expected)
+
+
+def test_a_small_pool_rescans_and_stays_exact(monkeypatch):
+    # exclusion wide enough that the pool of the best candidates keeps fewer
+    # than k: the scan must run again after it
+    rng = np.random.default_rng(5)
+    signal = rng.standard_normal(5000)
+    kernel = rng.standard_normal(8)
+    scores = sliding_cosine(signal, kernel)
+    expected = naive.find_matches(signal, kernel, scores=scores, k=30, exclusion=60)
+    passes = []
+    original = cpu_matches._scan_all
+
+    def counted(*args, **kwargs):
+        passes.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(cpu_matches, "_scan_all", counted)
+    monkeypatch.setattr(config, "MATCH_POOL", 40)
+    assert_same(find_matches(signal, kernel, k=30, exclusion=60), expected)
+    assert len(passes) > 1
+    passes.clear()
+    monkeypatch.setattr(config, "MATCH_POOL", 1 << 16)
+    assert_same(find_matches(signal, kernel, k=30, exclusion=60), expected)
+    assert len(passes) == 1
+
+
+def test_memmap_in_bounded_memory(tmp_path):
+    n = 3_000_000
+    path = tmp_path / "signal.f32"
+    data = np.memmap(path, dtype=np.float32, mode="w+", shape=(n,))
+    rng = np.random.default_rng(1)
+    for start in range(0, n, 1 << 20):
+        data[start : start + (1 << 20)] = rng.standard_normal(min(1 << 20, n - start))
+    kernel = rng.standard_normal(16)
+    data[1_000_000:1_000_016] = 3 * kernel
+    data.flush()
+    signal = np.memmap(path, dtype=np.float32, mode="r", shape=(n,))
+    find_matches(signal[:100_000], kernel, k=5)  # compiled
+    tracemalloc.start()
+    found = find_matches(signal, kernel, k=5, max_memory="1MiB")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert found.index[0] == 1_000_000 and found.score[0] == pytest.approx(1.0, abs=1e-6)
+    assert peak < 4 * 2**20, peak  # the signal is 12 MB, its scores as much
+    whole = find_matches(np.array(signal), kernel, k=5)
+    np.testing.assert_array_equal(found.index, whole.index)
+    np.testing.assert_array_equal(found.score, whole.score)
+
+
+# ---------------------------------------------------------------------------
+# errors
+
+
+@pytest.mark.parametrize("options, error, name", [
+    (dict(k=-1), ValueError, "k"),
+    (dict(k=1.5), TypeError, "k"),
+    (dict(exclusion=-2), ValueError, "exclusion"),
+    (dict(exclusion="3"), TypeError, "exclusion"),
+    (dict(threshold="high"), TypeError, "threshold"),
+    (dict(threshold=np.nan), ValueError, "threshold"),
+    (dict(threshold=lambda keys: np.nan), ValueError, "threshold"),
+    (dict(threshold=lambda keys: "x"), TypeError, "threshold"),
+    (dict(sign="up"), ValueError, "sign"),
+    (dict(max_memory="lots"), ValueError, "max_memory"),
+    (dict(mode="wrong"), ValueError, "mode"),
+])
+def test_errors_name_the_parameter(options, error, name):
+    with pytest.raises(error, match=name):
+        find_matches(np.arange(20.0), [1.0, 2.0], **options)
+
+
+def test_k_zero_and_no_candidates():
+    assert len(find_matches(np.arange(20.0), [1.0, 2.0], k=0)) == 0
+    assert len(find_matches(np.zeros(20), [1.0, 2.0], fill=np.nan)) == 0
+    assert len(find_matches(np.arange(20.0), [1.0, 2.0], threshold=2.0)) == 0
+
+
+# ---------------------------------------------------------------------------
+# the result
+
+
+def test_matches_result():
+    signal = np.zeros((2, 3, 30))
+    signal[1, 2, 10:13] = [1, 2, 3]
+    signal[0, 1, 20:23] = [-2, -4, -6]
+    found = find_matches(signal, [1, 2, 3], threshold=0.99)
+    assert len(found) == 2 and isinstance(found, Matches)
+    assert found.batch.tolist() == [[0, 1], [1, 2]] and found.index.tolist() == [20, 10]
+    assert found.score.tolist() == [-1.0, 1.0]
+    assert list(found) == [(20, -1.0, 0, (0, 1)), (10, 1.0, 0, (1, 2))]
+    text = repr(found)
+    assert text.splitlines()[0] == "Matches(2 matches, exclusion=1, threshold=0.99)"
+    assert "batch" in text and "(1, 2)" in text and "-1.0000" in text
+    many = find_matches(np.sin(np.arange(400.0)), [0.0, 1.0, 0.0])
+    assert len(many) > 10 and "..." in repr(many) and len(repr(many).splitlines()) == 2 + 5 + 1 + 3
+
+
+def test_to_pandas(monkeypatch):
+    made = {}
+
+    class DataFrame:
+        def __init__(self, columns):
+            made.update(columns)
+
+    monkeypatch.setitem(sys.modules, "pandas", types.SimpleNamespace(DataFrame=DataFrame))
+    signal = np.zeros((2, 30))
+    signal[1, 10:13] = [1, 2, 3]
+    frame = find_matches(signal, [1, 2, 3], k=1, threshold=0.5).to_pandas()
+    assert isinstance(frame, DataFrame)
+    assert list(made) == ["index", "score", "kernel", "batch0"]
+    assert made["index"].tolist() == [10] and made["batch0"].tolist() == [1]
+    monkeypatch.setitem(sys.modules, "pandas", None)
+    with pytest.raises(ImportError, match="pip install pandas"):
+        find_matches(signal, [1, 2, 3], k=1).to_pandas()
+
+
+# ---------------------------------------------------------------------------
+# the picture and the command line
+
+
+def test_plot_matches_renders(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from cosim_np import plot_matches
+
+    signal, _ = seed000.motif_signal()
+    found = find_matches(signal, seed000.KERNEL, mode="causal", sharpness=9.0, threshold=0.5)
+    figure = plot_matches(signal, found, seed000.KERNEL, mode="causal", sharpness=9.0)
+    top, bottom = figure.axes
+    # the signal, and one fitted kernel per match, at its scale and sign
+    assert len(top.lines) == 1 + len(found)
+    ends = sorted(found.index.tolist())
+    fitted = {int(line.get_xdata()[-1]): line.get_ydata() for line in top.lines[1:]}
+    np.testing.assert_allclose(fitted[ends[1]], [-1.0, -2.0, -3.0])
+    np.testing.assert_allclose(fitted[ends[2]], [0.2, 0.4, 0.6])
+    assert [line.get_ydata()[0] for line in bottom.lines if len(line.get_ydata()) == 2] == [0.5, -0.5]
+    path = tmp_path / "matches.png"
+    figure.savefig(path)
+    assert path.stat().st_size > 1000
+
+
+def _cli(*args, cwd):
+    import subprocess
+
+    return subprocess.run([sys.executable, "-m", "cosim_np", "match", *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True)
+
+
+def test_command_line(tmp_path):
+    from pathlib import Path
+
+    from scipy.io import wavfile
+
+    root = Path(__file__).resolve().parents[1]
+    signal, _ = seed000.motif_signal()
+    np.save(tmp_path / "signal.npy", signal)
+    np.savetxt(tmp_path / "kernel.txt", seed000.KERNEL)
+    np.savetxt(tmp_path / "rows.csv", np.stack([signal, -signal], axis=1), delimiter=",")
+    wavfile.write(tmp_path / "signal.wav", 8000, (signal * 1000).astype(np.int16))
+    done = _cli(tmp_path / "signal.npy", tmp_path / "kernel.txt", "--threshold", 0.5, "--sharpness", 9,
+                "--mode", "causal", "--out", tmp_path / "out.csv", cwd=root)
+    assert done.returncode == 0, done.stderr
+    assert "3 matches" in done.stdout and "-1.0000" in done.stdout
+    lines = (tmp_path / "out.csv").read_text().splitlines()
+    assert lines[0] == "index,score,kernel" and len(lines) == 4
+    assert lines[1:3] == ["8,1.0,0", "17,-1.0,0"] and lines[3].startswith("26,0.99999999")
+    # two columns: two signal rows
+    done = _cli(tmp_path / "rows.csv", tmp_path / "kernel.txt", "--k", 1, "--sign", "positive", cwd=root)
+    assert done.returncode == 0, done.stderr
+    assert "row" in done.stdout and "2 matches" in done.stdout
+    done = _cli(tmp_path / "signal.wav", tmp_path / "kernel.txt", "--k", 2, "--exclusion", 3, cwd=root)
+    assert done.returncode == 0, done.stderr
+    assert "2 matches (exclusion 3)" in done.stdout
+    done = _cli(tmp_path / "signal.npy", tmp_path / "kernel.txt", "--k", 3, "--plot", tmp_path / "m.png",
+                cwd=root)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "m.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("case, message", [
+    ("missing", "does not exist"),
+    ("suffix", "unknown type"),
+    ("garbage", "cannot read"),
+    ("negative k", "k must be"),
+    ("too long", "longer than the signal"),
+])
+def test_command_line_errors(tmp_path, case, message):
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    np.save(tmp_path / "signal.npy", np.arange(10.0))
+    np.save(tmp_path / "kernel.npy", np.ones(3))
+    (tmp_path / "bad.csv").write_text("1,2\nx,y\n")
+    (tmp_path / "signal.dat").write_text("1 2 3")
+    signal, kernel, extra = tmp_path / "signal.npy", tmp_path / "kernel.npy", []
+    if case == "missing":
+        signal = tmp_path / "nothing.npy"
+    elif case == "suffix":
+        signal = tmp_path / "signal.dat"
+    elif case == "garbage":
+        signal = tmp_path / "bad.csv"
+    elif case == "negative k":
+        extra = ["--k", "-2"]
+    else:
+        np.save(tmp_path / "kernel.npy", np.ones(30))
+    done = _cli(signal, kernel, *extra, cwd=root)
+    assert done.returncode == 2
+    assert message in done.stderr, done.stderr
