@@ -201,6 +201,32 @@ def test_tiling_equals_no_tiling(monkeypatch, method, m, mode):
         assert_same(tiled, expected)
 
 
+@pytest.mark.parametrize("parts", [3, 5])
+@pytest.mark.parametrize("m, mode", [(2, "causal"), (5, "same"), (3, "full"), (4, "valid")])
+def test_runs_on_several_threads_equal_the_definition(monkeypatch, parts, m, mode):
+    """Tiles split into runs, one per thread, each scanned on its own: the
+    windows on either side of each border (plateaus, ties and NaN there
+    too) are judged with their true neighbours."""
+    from cosim_np._cpu import threads
+
+    monkeypatch.setattr(threads, "thread_count", lambda: parts)
+    monkeypatch.setattr(config, "TILE_TARGET", 1)  # the kernels' tiles: 8 * m windows
+    monkeypatch.setattr(config, "MATCH_TILE", 1)  # so are these
+    rng = np.random.default_rng(m)
+    signal = np.round(rng.standard_normal((2, 40 * 8 * m + 3)) * 2) / 2  # ties and plateaus
+    signal[0, 8 * m - 3 : 8 * m + 4] = np.nan  # NaN on a border
+    signal[1, 16 * m - 2 : 16 * m + 3] = 1.0  # a plateau on one
+    kernel = np.array([[1.0, -1.0, 2.0, 0.5, 1.0][:m], [0.0, 1.0, 1.0, 1.0, 0.0][:m]])
+    scores = sliding_cosine(signal, kernel, mode=mode)
+    seen = _count_tiles(monkeypatch)
+    for k, threshold, exclusion in [(7, None, 2), (None, 0.2, 0), (None, None, 1), (3, 0.5, 9)]:
+        seen.clear()
+        found = find_matches(signal, kernel, k=k, threshold=threshold, exclusion=exclusion, mode=mode)
+        assert len(seen) >= 30
+        assert_same(found, naive.find_matches(signal, kernel, scores=scores, k=k, threshold=threshold,
+                                              exclusion=exclusion, mode=mode))
+
+
 def test_a_small_pool_rescans_and_stays_exact(monkeypatch):
     # exclusion wide enough that the pool of the best candidates keeps fewer
     # than k: the scan must run again after it

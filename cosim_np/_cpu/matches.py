@@ -25,12 +25,13 @@ the zones of the matches kept), until ``k`` are kept or none is left.
 
 import math
 
+import numba
 import numpy as np
 
 from .._core import config
 from .._core import matches as core
 from .._core import sliding as plans
-from . import drivers
+from . import drivers, threads
 from . import sliding as kernels
 from ._jit import jit
 
@@ -109,46 +110,56 @@ def _allowed(r, key, idx, ker, cursor_key, cursor_idx, cursor_ker, kept, kept_st
 
 
 @jit
-def _scan(tile, w0, last, sign, thresholds, prev2, prev1, prev1_score, to_pool, filtered,
+def _scan(tile, w0, last, skip, sign, thresholds, prev2, prev1, prev1_score, to_pool, filtered,
           cursor_key, cursor_idx, cursor_ker, kept, kept_start, exclusion,
           hk, hi, hn, hs, size, offered, list_score, list_idx, list_code):
     """Scan the scores ``tile`` ``(R, K, T)`` of the windows ``w0 ..
     w0+T-1``: every window before the tile's last is judged (the one before
     ``w0`` with the carried keys ``prev2``, ``prev1``), and the last too
-    when ``last``.  Candidates go to the pools (``to_pool``) or to the list
-    arrays (``list_code = row * K + kernel``); returns the list's length.
-    ``offered[r]`` counts the candidates row ``r`` had for its pool."""
+    when ``last``; windows before ``skip`` are not.  Candidates go to the
+    pools (``to_pool``) or to the list arrays (``list_code = row * K +
+    kernel``); returns the list's length.  ``offered[r]`` counts the
+    candidates row ``r`` had for its pool.
+
+    The cheapest test comes first: against the cut (the threshold, or the
+    worst key of a full pool), which most windows fail once the pool is
+    full, so the loop's branch is predictable."""
     rows, nker, width = tile.shape
     count = 0
+    cap = hk.shape[1]
     for r in range(rows):
         thr = thresholds[r]
-        cap = hk.shape[1]
         for k in range(nker):
+            row = tile[r, k]
             a = prev2[r, k]
             b = prev1[r, k]
             bs = prev1_score[r, k]
-            stop = width + 1 if last else width
-            for t in range(stop):
+            cut = thr
+            if to_pool and size[r] == cap and hk[r, 0] > cut:
+                cut = hk[r, 0]
+            for t in range(width + 1 if last else width):
                 if t < width:
-                    s = tile[r, k, t]
+                    s = row[t]
                     c = _key(s, sign)
                 else:
                     s = np.nan
                     c = -np.inf
                 # window w0 + t - 1, of key b, between a and c
-                if b > a and b >= c and b >= thr:
-                    idx = w0 + t - 1
-                    if not filtered or _allowed(r, b, idx, k, cursor_key, cursor_idx, cursor_ker,
-                                                kept, kept_start, exclusion):
-                        if to_pool:
-                            offered[r] += 1
-                            if size[r] < cap or b >= hk[r, 0]:
+                if b >= cut:
+                    if b > a and b >= c and w0 + t - 1 >= skip:
+                        idx = w0 + t - 1
+                        if not filtered or _allowed(r, b, idx, k, cursor_key, cursor_idx, cursor_ker,
+                                                    kept, kept_start, exclusion):
+                            if to_pool:
+                                offered[r] += 1
                                 _offer(r, b, idx, k, bs, hk, hi, hn, hs, size)
-                        else:
-                            list_score[count] = bs
-                            list_idx[count] = idx
-                            list_code[count] = r * nker + k
-                            count += 1
+                                if size[r] == cap and hk[r, 0] > cut:
+                                    cut = hk[r, 0]
+                            else:
+                                list_score[count] = bs
+                                list_idx[count] = idx
+                                list_code[count] = r * nker + k
+                                count += 1
                 a = b
                 b = c
                 bs = s
@@ -159,7 +170,7 @@ def _scan(tile, w0, last, sign, thresholds, prev2, prev1, prev1_score, to_pool, 
 
 
 @jit
-def _greedy(rows, idx, exclusion, nwin, k, counts, keep):
+def _greedy(rows, idx, exclusion, nwin, k, counts, keep, direct):
     """Greedy selection over candidates sorted by row, then in the order
     (best first): ``keep[c]`` unless a kept candidate of its row lies within
     ``exclusion`` windows or the row has ``k`` (``k < 0``: no limit; ``counts``
@@ -167,16 +178,23 @@ def _greedy(rows, idx, exclusion, nwin, k, counts, keep):
 
     Windows are cut into buckets of ``exclusion + 1``: two kept matches are
     never in one bucket, and a candidate's zone touches its own bucket and
-    the two beside it, so three look-ups decide it."""
+    the two beside it, so three look-ups decide it.  ``direct``: one slot
+    per bucket of every row; else slots only for the buckets that hold a
+    candidate (sorted, found by binary search)."""
     width = exclusion + 1
     per_row = nwin // width + 3
     n = idx.size
     bucket = np.empty(n, np.int64)
     for c in range(n):
         bucket[c] = rows[c] * per_row + idx[c] // width + 1
-    distinct = np.unique(bucket)
-    owner = np.full(distinct.size, -1, np.int64)
-    slots = np.searchsorted(distinct, bucket)
+    if direct:
+        owner = np.full((rows[n - 1] + 1 if n else 0) * per_row, -1, np.int64)
+        distinct = np.empty(0, np.int64)
+        slots = bucket
+    else:
+        distinct = np.unique(bucket)
+        owner = np.full(distinct.size, -1, np.int64)
+        slots = np.searchsorted(distinct, bucket)
     for c in range(n):
         r = rows[c]
         if k >= 0 and counts[r] >= k:
@@ -185,14 +203,30 @@ def _greedy(rows, idx, exclusion, nwin, k, counts, keep):
         i = idx[c]
         if owner[s] >= 0:
             continue
-        if s > 0 and distinct[s - 1] == bucket[c] - 1 and owner[s - 1] >= 0 and i - owner[s - 1] <= exclusion:
-            continue
-        if (s + 1 < distinct.size and distinct[s + 1] == bucket[c] + 1 and owner[s + 1] >= 0
-                and owner[s + 1] - i <= exclusion):
-            continue
+        if direct:
+            if owner[s - 1] >= 0 and i - owner[s - 1] <= exclusion:
+                continue
+            if owner[s + 1] >= 0 and owner[s + 1] - i <= exclusion:
+                continue
+        else:
+            if (s > 0 and distinct[s - 1] == bucket[c] - 1 and owner[s - 1] >= 0
+                    and i - owner[s - 1] <= exclusion):
+                continue
+            if (s + 1 < distinct.size and distinct[s + 1] == bucket[c] + 1 and owner[s + 1] >= 0
+                    and owner[s + 1] - i <= exclusion):
+                continue
         owner[s] = i
         keep[c] = True
         counts[r] += 1
+
+
+def _run_greedy(row, idx, exclusion, nwin, k, counts):
+    """:func:`_greedy`, with a slot per bucket where that takes little memory."""
+    keep = np.zeros(idx.size, dtype=np.bool_)
+    if idx.size:
+        buckets = (int(row[-1]) + 1) * (nwin // (exclusion + 1) + 3)
+        _greedy(row, idx, exclusion, nwin, k, counts, keep, buckets <= max(8 * idx.size, 1 << 20))
+    return keep
 
 
 # ---------------------------------------------------------------------------
@@ -237,11 +271,12 @@ class Scores:
 
     def tile_width(self, budget, extra_bytes):
         """Windows per tile within ``budget`` bytes (``extra_bytes`` more per
-        window and row for the caller): at most ``config.MATCH_TILE``, a whole
-        number of alignments, at least one."""
+        window and row for the caller), for each of the threads that score
+        and scan at once: at most ``config.MATCH_TILE``, a whole number of
+        alignments, at least one."""
         nker, nchan, _ = self.plan.khat.shape
         size = self.compute.itemsize
-        per_window = self.nrows * (nchan * size + nker * size * 2 + extra_bytes)
+        per_window = self.nrows * (nchan * size + nker * size * 2 + extra_bytes) * threads.thread_count()
         align = self.alignment()
         width = min(config.MATCH_TILE, budget // max(1, per_window))
         return max(align, width // align * align)
@@ -268,6 +303,8 @@ class Scores:
         return result
 
     def tiles(self):
+        """The tiles in order, as ``(w0, width, make)``: ``make()`` computes
+        the tile's scores."""
         span, left, right = self.plan.span, self.plan.pad_left, self.plan.pad_right
         n = self.n
 
@@ -275,15 +312,17 @@ class Scores:
             return np.pad(piece, ((0, 0), (0, 0), (before, after)))
 
         if n <= span:  # padded modes only: one piece, as in the whole call
-            yield 0, self._score(pad(self._take(0, n), left, right))
-            return
+            return [(0, self.plan.nwin, lambda: self._score(pad(self._take(0, n), left, right)))]
+        found = []
         if left:
-            yield 0, self._score(pad(self._take(0, span), left, 0))
+            found.append((0, left, lambda: self._score(pad(self._take(0, span), left, 0))))
         for a in range(0, n - span, self.width):
             b = min(n - span, a + self.width)
-            yield left + a, self._score(self._take(a, b + span))
+            found.append((left + a, b - a, lambda a=a, b=b: self._score(self._take(a, b + span))))
         if right:
-            yield left + n - span, self._score(pad(self._take(n - span, n), 0, right))
+            found.append((left + n - span, right,
+                          lambda: self._score(pad(self._take(n - span, n), 0, right))))
+        return found
 
 
 class HostScores:
@@ -297,8 +336,8 @@ class HostScores:
 
     def tiles(self):
         length = self.scores.shape[-1]
-        for a in range(0, length, self.width):
-            yield a, self.scores[:, :, a : a + self.width]
+        return [(a, min(self.width, length - a), lambda a=a: self.scores[:, :, a : a + self.width])
+                for a in range(0, length, self.width)]
 
 
 # ---------------------------------------------------------------------------
@@ -310,53 +349,130 @@ def _keys(scores, sign):
         return np.abs(scores) if sign == 0 else scores if sign > 0 else -scores
 
 
-def _scan_all(source, nker, sign, thresholds, pool, filters=None):
-    """One pass over the tiles of ``source``.  ``pool``: the pool size (the
-    pools are returned, with the candidates offered per row) or 0 (the list
-    of candidates is returned, as ``(score, index, code)``)."""
-    rows = source.nrows
-    prev2 = np.full((rows, nker), -np.inf)
-    prev1 = np.full((rows, nker), -np.inf)
-    prev1_score = np.full((rows, nker), np.nan)
-    to_pool = pool > 0
-    cap = pool if to_pool else 1
-    hk = np.empty((rows, cap))
-    hi = np.empty((rows, cap), dtype=np.int64)
-    hn = np.empty((rows, cap), dtype=np.int64)
-    hs = np.empty((rows, cap))
-    size = np.zeros(rows, dtype=np.int64)
-    offered = np.zeros(rows, dtype=np.int64)
-    if filters is None:
-        filtered = False
-        filters = (np.full(rows, np.inf), np.full(rows, -1, np.int64), np.full(rows, -1, np.int64),
-                   np.empty(0, np.int64), np.zeros(rows + 1, np.int64), 0)
-    else:
-        filtered = True
-    found = []
-    tiles = source.tiles()
-    pending = next(tiles, None)
-    while pending is not None:
-        w0, tile = pending
-        pending = next(tiles, None)
+def _groups(tiles, parts):
+    """Split the tiles into at most ``parts`` runs of about equal windows,
+    each of at least two windows and each after the first starting with a
+    tile of at least two (so that its first two windows' scores are its
+    own, for judging the windows on either side of the border)."""
+    starts = np.cumsum([0] + [width for _, width, _ in tiles])
+    total = starts[-1]
+    bounds = [0]
+    for j in range(1, parts):
+        target = total * j / parts
+        for i in range(bounds[-1] + 1, len(tiles)):
+            if starts[i] >= max(target, starts[bounds[-1]] + 2) and tiles[i][1] >= 2:
+                bounds.append(i)
+                break
+    bounds.append(len(tiles))
+    groups = [tiles[a:b] for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+    if len(groups) > 1 and sum(width for _, width, _ in groups[-1]) < 2:
+        groups[-2:] = [groups[-2] + groups[-1]]
+    return groups
+
+
+class _Pass:
+    """One scan's state: pools (``cap`` candidates a row) or a list, and the
+    keys carried across tiles."""
+
+    def __init__(self, rows, nker, cap, to_pool):
+        self.rows, self.nker, self.to_pool = rows, nker, to_pool
+        self.prev2 = np.full((rows, nker), -np.inf)
+        self.prev1 = np.full((rows, nker), -np.inf)
+        self.prev1_score = np.full((rows, nker), np.nan)
+        cap = cap if to_pool else 1
+        self.pools = (np.empty((rows, cap)), np.empty((rows, cap), dtype=np.int64),
+                      np.empty((rows, cap), dtype=np.int64), np.empty((rows, cap)),
+                      np.zeros(rows, dtype=np.int64))
+        self.offered = np.zeros(rows, dtype=np.int64)
+        self.found = []
+
+    def scan(self, tile, w0, last, skip, sign, thresholds, filtered, filters):
         width = tile.shape[-1]
-        capacity = 1 if to_pool else rows * nker * (width // 2 + 2)
+        capacity = 1 if self.to_pool else self.rows * self.nker * (width // 2 + 2)
         ls = np.empty(capacity)
         li = np.empty(capacity, dtype=np.int64)
         lc = np.empty(capacity, dtype=np.int64)
-        count = _scan(tile, w0, pending is None, sign, thresholds, prev2, prev1, prev1_score,
-                      to_pool, filtered, *filters, hk, hi, hn, hs, size, offered, ls, li, lc)
+        count = _scan(tile, w0, last, skip, sign, thresholds, self.prev2, self.prev1, self.prev1_score,
+                      self.to_pool, filtered, *filters, *self.pools, self.offered, ls, li, lc)
         if count:
-            found.append((ls[:count].copy(), li[:count].copy(), lc[:count].copy()))
+            self.found.append((ls[:count].copy(), li[:count].copy(), lc[:count].copy()))
+
+
+@jit
+def _merge_pools(hk, hi, hn, hs, size, hk2, hi2, hn2, hs2, size2):
+    """Offer every candidate of the second pools to the first."""
+    for r in range(size2.size):
+        for j in range(size2[r]):
+            _offer(r, hk2[r, j], hi2[r, j], hn2[r, j], hs2[r, j], hk, hi, hn, hs, size)
+
+
+def _scan_all(source, nker, sign, thresholds, pool, filters=None):
+    """One pass over the tiles of ``source``.  ``pool``: the pool size (the
+    pools are returned, with the candidates offered per row) or 0 (the list
+    of candidates is returned, as ``(score, index, code)``).
+
+    The tiles are split into runs, one per thread (``numba`` threads), each
+    scored (on one thread) and scanned with its own pools or list; then the
+    two windows on either side of each border are judged with their
+    neighbours' keys, and the pools merged or the lists joined in order."""
+    rows = source.nrows
+    to_pool = pool > 0
+    filtered = filters is not None
+    if not filtered:
+        filters = (np.full(rows, np.inf), np.full(rows, -1, np.int64), np.full(rows, -1, np.int64),
+                   np.empty(0, np.int64), np.zeros(rows + 1, np.int64), 0)
+    tiles = source.tiles()
+    groups = _groups(tiles, threads.thread_count())
+    passes = [_Pass(rows, nker, pool, to_pool) for _ in groups]
+    heads = [None] * len(groups)  # the scores of each run's first two windows
+    end = tiles[-1][0] + tiles[-1][1]
+
+    def work(first, stop):
+        saved = numba.get_num_threads()
+        numba.set_num_threads(1)  # (the drivers then score on this thread alone)
+        try:
+            for g in range(first, stop):
+                skip = groups[g][0][0] + 1 if g else 0
+                for w0, width, make in groups[g]:
+                    tile = make()
+                    if heads[g] is None:
+                        heads[g] = tile[:, :, :2].copy()
+                    passes[g].scan(tile, w0, w0 + width == end, skip, sign, thresholds, filtered, filters)
+        finally:
+            numba.set_num_threads(saved)
+
+    threads.run_parts([(g, g + 1) for g in range(len(groups))], work)
+    whole = passes[0]
+    for g in range(1, len(groups)):
+        # the border's windows: the last of run g-1, the first of run g
+        w = groups[g][0][0]
+        before, head = passes[g - 1], heads[g]
+        border = _Pass(rows, nker, pool, to_pool)
+        border.prev2, border.prev1 = before.prev2.copy(), before.prev1.copy()
+        border.prev1_score = before.prev1_score.copy()
+        border.pools, border.offered = whole.pools, whole.offered
+        border.scan(head[:, :, :1], w, False, 0, sign, thresholds, filtered, filters)
+        border.scan(head[:, :, 1:2], w + 1, False, 0, sign, thresholds, filtered, filters)
+        if to_pool:
+            _merge_pools(*whole.pools, *passes[g].pools)
+            whole.offered += passes[g].offered
+        else:
+            whole.found += border.found + passes[g].found
     if to_pool:
-        return (hk, hi, hn, hs, size), offered
-    if not found:
+        return whole.pools, whole.offered
+    if not whole.found:
         empty = np.empty(0, dtype=np.int64)
         return np.empty(0), empty, empty
-    return tuple(np.concatenate(parts) for parts in zip(*found))
+    return tuple(np.concatenate(parts) for parts in zip(*whole.found))
 
 
 def _sort_rows(rows, keys, idx, ker):
-    """Order of candidates: by row, then key descending, index, kernel."""
+    """Order of candidates: by row, then key descending, index, kernel.
+    (Candidates of one row and kernel come in index order: a stable sort by
+    key alone orders them.)"""
+    if rows.size and rows[0] == rows[-1] and ker.size and ker.min() == ker.max() and \
+            np.all(idx[1:] > idx[:-1]):
+        return np.argsort(-keys, kind="stable")
     return np.lexsort((ker, idx, -keys, rows))
 
 
@@ -376,8 +492,7 @@ def select(source, nker, nwin, mplan, thresholds):
         row, ker = code // nker, code % nker
         order = _sort_rows(row, _keys(score, mplan.sign), idx, ker)
         row, idx, ker, score = row[order], idx[order], ker[order], score[order]
-        keep = np.zeros(idx.size, dtype=np.bool_)
-        _greedy(row, idx, exclusion, nwin, -1, counts, keep)
+        keep = _run_greedy(row, idx, exclusion, nwin, -1, counts)
         kept.append((row[keep], idx[keep], ker[keep], score[keep]))
     else:
         filters = None
@@ -389,8 +504,7 @@ def select(source, nker, nwin, mplan, thresholds):
             keys, idx, ker, score = hk[take], hi[take], hn[take], hs[take]
             order = _sort_rows(row, keys, idx, ker)
             row, keys, idx, ker, score = row[order], keys[order], idx[order], ker[order], score[order]
-            keep = np.zeros(idx.size, dtype=np.bool_)
-            _greedy(row, idx, exclusion, nwin, k, counts, keep)
+            keep = _run_greedy(row, idx, exclusion, nwin, k, counts)
             kept.append((row[keep], idx[keep], ker[keep], score[keep]))
             # rows that may have more: fewer than k kept, and candidates left out
             again = (counts < k) & (offered > size)
@@ -403,8 +517,15 @@ def select(source, nker, nwin, mplan, thresholds):
         return empty, empty, empty, np.empty(0)
     row, idx, ker, score = parts
     row, idx, ker = row.astype(np.int64), idx.astype(np.int64), ker.astype(np.int64)
-    order = np.lexsort((ker, idx, row, -_keys(score, mplan.sign)))
-    return row[order], idx[order], ker[order], score[order]
+    # each pass's matches are sorted by row, then in the order: a stable sort
+    # by key keeps rows, then index and kernel, in order among equal keys
+    if len(kept) > 1:
+        first = np.lexsort((ker, idx, row))
+        row, idx, ker, score = row[first], idx[first], ker[first], score[first]
+    if rows > 1 or len(kept) > 1:
+        order = np.argsort(-_keys(score, mplan.sign), kind="stable")
+        row, idx, ker, score = row[order], idx[order], ker[order], score[order]
+    return row, idx, ker, score
 
 
 def _rescan_filters(rows, again, row, keys, idx, ker, kept, exclusion):
@@ -441,8 +562,8 @@ def find_matches(x, splan, mplan, method):
     thresholds = np.full(source.nrows, mplan.threshold)
     if mplan.threshold_fn is not None:
         whole = np.empty((source.nrows, nker, splan.nwin), source.compute)
-        for w0, tile in source.tiles():
-            whole[:, :, w0 : w0 + tile.shape[-1]] = tile
+        for w0, width, make in source.tiles():
+            whole[:, :, w0 : w0 + width] = make()
         single = not splan.bank_shape and splan.channel_axis is None
         thresholds = _call_threshold(whole, mplan, splan.out_dtype, single)
         source = HostScores(whole, source.width)
