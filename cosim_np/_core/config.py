@@ -134,9 +134,13 @@ MEMMAP_BLOCK_BYTES = 1 << 26
 # Windows per tile of find_matches (every signal row at once), at most: the
 # scores of a tile are computed, then scanned for candidates while they are
 # in the caches; max_memory may make tiles shorter.
-MATCH_TILE = 1 << 20
+MATCH_TILE = 1 << 18
 # Candidates kept per signal row while scanning for the best k, at most (the
 # exact pool, k * kernels * (exclusion + 1), where smaller): a larger pool
 # costs memory, a smaller one may cost a second scan (rows whose pool keeps
 # fewer than k matches although candidates were left out).
 MATCH_POOL = 1 << 16
+# The tiles are scored and scanned in runs taken in turn by the threads, this
+# many per thread: more runs balance the threads' loads better, each costs a
+# border to judge and a pool to merge.
+MATCH_RUNS_PER_THREAD = 4

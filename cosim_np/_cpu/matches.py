@@ -411,8 +411,9 @@ def _scan_all(source, nker, sign, thresholds, pool, filters=None):
     pools are returned, with the candidates offered per row) or 0 (the list
     of candidates is returned, as ``(score, index, code)``).
 
-    The tiles are split into runs, one per thread (``numba`` threads), each
-    scored (on one thread) and scanned with its own pools or list; then the
+    The tiles are split into runs, ``config.MATCH_RUNS_PER_THREAD`` per
+    thread (``numba`` threads), which the threads take in turn, each run
+    scored (on its thread) and scanned with its own pools or list; then the
     two windows on either side of each border are judged with their
     neighbours' keys, and the pools merged or the lists joined in order."""
     rows = source.nrows
@@ -422,16 +423,19 @@ def _scan_all(source, nker, sign, thresholds, pool, filters=None):
         filters = (np.full(rows, np.inf), np.full(rows, -1, np.int64), np.full(rows, -1, np.int64),
                    np.empty(0, np.int64), np.zeros(rows + 1, np.int64), 0)
     tiles = source.tiles()
-    groups = _groups(tiles, threads.thread_count())
+    workers = threads.thread_count()
+    groups = _groups(tiles, workers * config.MATCH_RUNS_PER_THREAD)
     passes = [_Pass(rows, nker, pool, to_pool) for _ in groups]
     heads = [None] * len(groups)  # the scores of each run's first two windows
     end = tiles[-1][0] + tiles[-1][1]
+
+    queue = iter(range(len(groups)))  # (next() on it is atomic under the GIL)
 
     def work(first, stop):
         saved = numba.get_num_threads()
         numba.set_num_threads(1)  # (the drivers then score on this thread alone)
         try:
-            for g in range(first, stop):
+            for g in queue:
                 skip = groups[g][0][0] + 1 if g else 0
                 for w0, width, make in groups[g]:
                     tile = make()
@@ -441,7 +445,7 @@ def _scan_all(source, nker, sign, thresholds, pool, filters=None):
         finally:
             numba.set_num_threads(saved)
 
-    threads.run_parts([(g, g + 1) for g in range(len(groups))], work)
+    threads.run_parts([(t, t + 1) for t in range(min(workers, len(groups)))], work)
     whole = passes[0]
     for g in range(1, len(groups)):
         # the border's windows: the last of run g-1, the first of run g
@@ -466,13 +470,35 @@ def _scan_all(source, nker, sign, thresholds, pool, filters=None):
     return tuple(np.concatenate(parts) for parts in zip(*whole.found))
 
 
+@jit
+def _ties_by_position(order, ranked):
+    """Within each run of equal ``ranked`` keys, put ``order`` in ascending
+    order (insertion sort: runs are short)."""
+    n = order.size
+    start = 0
+    while start < n:
+        stop = start + 1
+        while stop < n and ranked[stop] == ranked[start]:
+            stop += 1
+        for i in range(start + 1, stop):
+            value = order[i]
+            j = i - 1
+            while j >= start and order[j] > value:
+                order[j + 1] = order[j]
+                j -= 1
+            order[j + 1] = value
+        start = stop
+
+
 def _sort_rows(rows, keys, idx, ker):
     """Order of candidates: by row, then key descending, index, kernel.
-    (Candidates of one row and kernel come in index order: a stable sort by
-    key alone orders them.)"""
-    if rows.size and rows[0] == rows[-1] and ker.size and ker.min() == ker.max() and \
-            np.all(idx[1:] > idx[:-1]):
-        return np.argsort(-keys, kind="stable")
+
+    Candidates of one row and kernel come in index order: a sort by key,
+    with equal keys in their list order, orders them."""
+    if rows.size and rows[0] == rows[-1] and ker.min() == ker.max() and np.all(idx[1:] > idx[:-1]):
+        order = np.argsort(-keys, kind="quicksort")
+        _ties_by_position(order, keys[order])
+        return order
     return np.lexsort((ker, idx, -keys, rows))
 
 
@@ -489,7 +515,7 @@ def select(source, nker, nwin, mplan, thresholds):
         pass
     elif mplan.k is None:
         score, idx, code = _scan_all(source, nker, mplan.sign, thresholds, 0)
-        row, ker = code // nker, code % nker
+        row, ker = (code // nker, code % nker) if nker > 1 else (code, np.zeros_like(code))
         order = _sort_rows(row, _keys(score, mplan.sign), idx, ker)
         row, idx, ker, score = row[order], idx[order], ker[order], score[order]
         keep = _run_greedy(row, idx, exclusion, nwin, -1, counts)
