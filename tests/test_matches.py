@@ -115,6 +115,20 @@ def test_matches_equal_the_naive_scores_and_loop(n, m, nker, mode, k, sign, seed
     np.testing.assert_allclose(found.score, score, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.int16, np.bool_, np.float64])
+def test_dtypes_follow_sliding_cosine(dtype):
+    """Scores in sliding_cosine's dtype (float16 rounded as it rounds them),
+    selected from its whole array exactly."""
+    rng = np.random.default_rng(2)
+    signal = (rng.standard_normal((3, 500)) * 3).astype(dtype)
+    kernel = np.array([1.0, 0.0, -1.0, 2.0])
+    for options in (dict(k=4), dict(threshold=0.5, sign="negative")):
+        found = find_matches(signal, kernel, mode="same", **options)
+        scores = sliding_cosine(signal, kernel, mode="same")
+        assert found.score.dtype == scores.dtype
+        assert_same(found, naive.find_matches(signal, kernel, scores=scores, mode="same", **options))
+
+
 def test_seed000_motifs_at_sharpness_9():
     signal, regions = seed000.motif_signal()
     found = find_matches(signal, seed000.KERNEL, mode="causal", sharpness=9.0, threshold=0.5)
