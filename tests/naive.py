@@ -299,6 +299,8 @@ def scores_as_rows(scores, kernel_ndim, axis):
 def greedy_matches(rows, k=None, threshold=None, exclusion=0, sign="both", single=True):
     """The definition of ``find_matches`` on a score array ``(rows, K, L)``,
     one candidate at a time: returns ``(row, index, kernel, score)`` best first."""
+    import bisect
+
     found = []
     for r, s in enumerate(np.asarray(rows)):
         nker, length = s.shape
@@ -317,12 +319,13 @@ def greedy_matches(rows, k=None, threshold=None, exclusion=0, sign="both", singl
                 if key[kk, i] > left and key[kk, i] >= right and key[kk, i] >= thr:
                     candidates.append((-key[kk, i], i, kk))
         candidates.sort()
-        kept = []
+        kept = []  # positions kept so far, in order (bisect finds the nearest)
         for negative, i, kk in candidates:
             if k is not None and len(kept) >= k:
                 break
-            if all(abs(i - j) > exclusion for j, _ in kept):
-                kept.append((i, kk))
+            at = bisect.bisect_left(kept, i - exclusion)
+            if at == len(kept) or kept[at] > i + exclusion:  # none within the zone
+                bisect.insort(kept, i)
                 found.append((negative, r, i, kk, s[kk, i]))
     found.sort(key=lambda item: item[:4])
     row = np.array([f[1] for f in found], dtype=np.int64)
