@@ -43,6 +43,23 @@ def wants_cuda(backend, **arrays):
     return backend == "cuda" or (backend == "auto" and bool(device))
 
 
+def is_dask(value):
+    """Is ``value`` a Dask array?  (Decided without importing Dask.)"""
+    return type(value).__module__.startswith("dask.array") and hasattr(value, "__dask_graph__")
+
+
+def dask_impl(name):
+    """The Dask implementation of the public function ``name``."""
+    try:
+        from . import _dask
+    except ImportError as exc:
+        raise RuntimeError(
+            f"a Dask array as input needs dask.array, which cannot be imported here: {exc} "
+            "(pip install 'cosim_np[dask]')"
+        ) from exc
+    return getattr(_dask, name)
+
+
 def cuda_impl(name):
     """The CUDA implementation of the public function ``name``."""
     try:

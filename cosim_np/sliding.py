@@ -2,8 +2,11 @@
 
 Each public function validates and plans its call in the core
 (``_core.sliding``: checks, geometry, unit kernels) and dispatches it to a
-backend: ``_cpu.drivers`` or, for device arrays, ``_cuda``.
+backend: ``_cpu.drivers``, ``_cuda`` for device arrays, or ``_dask`` for Dask
+arrays (which runs the function itself on each block, lazily).
 """
+
+import functools
 
 from . import _backend
 from ._core import sliding as plans
@@ -24,7 +27,8 @@ def sharpen(s, sharpness, *, out=None, backend="auto"):
     Parameters
     ----------
     s : array_like
-        Similarities, usually in ``[-1, 1]``. Real dtypes only.
+        Similarities, usually in ``[-1, 1]``. Real dtypes only. A
+        ``dask.array.Array`` gives a lazy Dask array (:doc:`/dask`).
     sharpness : float
         The sharpness ``p``. The exponent is ``p**2`` (seed 000), so any real
         ``p`` gives a non-negative exponent; ``p = 1`` returns ``s`` unchanged,
@@ -58,6 +62,9 @@ def sharpen(s, sharpness, *, out=None, backend="auto"):
     >>> sharpen(np.array([-0.5, 0.0, 0.5, 1.0]), 2.0)
     array([-0.0625,  0.    ,  0.0625,  1.    ])
     """
+    if _backend.is_dask(s):
+        return _backend.dask_impl("sharpen")(s, sharpness, functools.partial(sharpen, backend=backend),
+                                             out=out)
     if _backend.wants_cuda(backend, s=s):
         return _backend.cuda_impl("sharpen")(s, sharpness, out=out)
     array = v.as_real_array(s, "s", min_ndim=0)
@@ -81,6 +88,7 @@ def windowed_norm(signal, window, *, dilation=1, mode="valid", axis=-1, out=None
     ----------
     signal : array_like
         Real array of at least one dimension; windows slide along ``axis``.
+        A ``dask.array.Array`` gives a lazy Dask array (:doc:`/dask`).
     window : int
         Number of samples (taps) per window, ``>= 1``.
     dilation : int, optional
@@ -138,6 +146,10 @@ def windowed_norm(signal, window, *, dilation=1, mode="valid", axis=-1, out=None
     >>> windowed_norm(np.array([3.0, 4.0, 0.0, 1e8, 0.0, 3e-3, 4e-3]), 2)
     array([5.e+00, 4.e+00, 1.e+08, 1.e+08, 3.e-03, 5.e-03])
     """
+    if _backend.is_dask(signal):
+        return _backend.dask_impl("windowed_norm")(
+            signal, window, functools.partial(windowed_norm, backend=backend), dilation=dilation,
+            mode=mode, axis=axis, out=out)
     if _backend.wants_cuda(backend, signal=signal):
         return _backend.cuda_impl("windowed_norm")(signal, window, dilation=dilation, mode=mode,
                                                    axis=axis, out=out)
@@ -179,6 +191,7 @@ def sliding_cosine(
     ----------
     signal : array_like
         Real array of at least one dimension; windows slide along ``axis``.
+        A ``dask.array.Array`` gives a lazy Dask array (:doc:`/dask`).
     kernel : array_like
         ``(m,)``: one kernel, slides along ``axis`` of any signal.
         ``(K, m)``: a bank of K kernels; a K axis is inserted before ``axis``.
@@ -294,6 +307,11 @@ def sliding_cosine(
     >>> np.round(sliding_cosine(signal, [1, 2, 3], sharpness=3)[[1, 9, 13]], 3)
     array([1.   , 1.   , 0.048])
     """
+    if _backend.is_dask(signal):
+        return _backend.dask_impl("sliding_cosine")(
+            signal, kernel, functools.partial(sliding_cosine, backend=backend),
+            sharpness=sharpness, mode=mode, dilation=dilation, noise_floor=noise_floor, fill=fill,
+            axis=axis, method=method, out=out)
     if _backend.wants_cuda(backend, signal=signal, kernel=kernel):
         return _backend.cuda_impl("sliding_cosine")(
             signal, kernel, sharpness=sharpness, mode=mode, dilation=dilation,

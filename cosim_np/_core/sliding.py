@@ -11,6 +11,7 @@ from collections import namedtuple
 
 import numpy as np
 
+from . import config
 from . import validate as v
 from .scalars import KERNEL_NONFINITE, KERNEL_NORMAL, KERNEL_ZERO
 
@@ -32,6 +33,16 @@ def padding(mode, span):
 def compute_dtype(out_dtype):
     """The kernels read float32 or float64; float16 is computed in float32."""
     return np.dtype(np.float32 if out_dtype.itemsize <= 4 else np.float64)
+
+
+def tile_length(m, d):
+    """Windows per tile of the CPU kernels: a whole number of chunks of
+    ``m * d`` window starts.  Every sum of squares is formed within its
+    tile's chunks, so a piece of the signal that starts a whole number of
+    tiles into it gives the same bits as the whole signal (threads split
+    the windows at tiles; the Dask backend splits chunks at tiles)."""
+    chunk = m * d
+    return chunk * max(config.MIN_CHUNKS_PER_TILE, -(-config.TILE_TARGET // chunk))
 
 
 def moved_axes(ax, channel_axis, is_bank):

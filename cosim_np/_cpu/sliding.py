@@ -37,8 +37,9 @@ import math
 
 import numpy as np
 
-from .._core import config, scalars
+from .._core import scalars
 from .._core.scalars import KERNEL_NONFINITE, KERNEL_NORMAL, KERNEL_ZERO, SAFE_MAX, SAFE_MIN
+from .._core.sliding import tile_length
 from . import scratch
 from ._jit import jit
 
@@ -51,12 +52,6 @@ DIRECT_SUM_TAPS = 4
 # natural layout; shorter ones in lanes (transposed), where the transposes
 # cost less than the short chains' loop overhead.
 CHAIN_CHUNK = 128
-
-
-def tile_length(m, d):
-    """Windows per tile: a whole number of chunks of ``m * d`` window starts."""
-    chunk = m * d
-    return chunk * max(config.MIN_CHUNKS_PER_TILE, -(-config.TILE_TARGET // chunk))
 
 
 def make_buffers(m, d):

@@ -1,0 +1,14 @@
+"""The Dask backend: the sliding functions on ``dask.array`` inputs, lazily.
+
+Imported only by :func:`cosim_np._backend.dask_impl`, that is when an input
+is a Dask array; the only place that imports ``dask``.  Each function is
+planned by the core (``_core``) on the Dask array's shape and dtype, so bad
+arguments raise at once, and builds a graph whose every task runs the
+in-memory function on one block of the signal: that function is handed in by
+the public module (``block_function``), so this package imports neither a
+public module nor another backend.
+"""
+
+from .sliding import sharpen, sliding_cosine, windowed_norm
+
+__all__ = ["sharpen", "sliding_cosine", "windowed_norm"]

@@ -1,0 +1,156 @@
+"""sliding_cosine, windowed_norm and sharpen of Dask arrays.
+
+Along the sliding axis the signal is cut as the in-memory call cuts it:
+
+* the windows inside the signal (the 'valid' part) by blocks that start a
+  whole number of tiles into the signal (``_core.sliding.tile_length``), each
+  reading the first ``span`` samples of the next block as well
+  (``dask.array.map_overlap`` with depth ``(0, span)``, no boundary);
+* for the padded modes, the windows that overlap the zero padding from two
+  small pieces: the first and the last ``span`` samples, padded.
+
+The in-memory call splits its work into the same pieces and its threads at
+tiles, so every window's sum of squares and direct dot is formed in the same
+order either way: results are bit for bit those of the in-memory call with
+``method="direct"`` and for ``windowed_norm`` (the FFT method plans blocks
+per segment, so its results agree to its accuracy, not bit for bit).
+"""
+
+import functools
+
+import dask.array as da
+import numpy as np
+
+from .._core import sliding as plans
+from .._core import validate as v
+
+
+def _block_chunks(n, span, tile, chunks):
+    """Chunk sizes along the sliding axis: whole tiles, at least ``span``
+    samples (a block reads that many of the next one), about the size of
+    the caller's first chunk, the last one holding more than ``span``."""
+    size = max(chunks[0], span + 1, tile)
+    size = -(-size // tile) * tile
+    sizes = [size] * (n // size)
+    rest = n - sum(sizes)
+    if rest:
+        sizes.append(rest)
+    while len(sizes) > 1 and sizes[-1] <= span:  # the last block must hold a window
+        sizes[-2:] = [sizes[-2] + sizes[-1]]
+    return tuple(sizes)
+
+
+def _valid_windows(x, ax, span, tile, block, out_chunks, new_axis, dtype):
+    """The 'valid' windows of ``x`` along ``ax``, by blocks of whole tiles
+    (``block``: the in-memory function in mode 'valid' on one block)."""
+    n = x.shape[ax]
+    sizes = _block_chunks(n, span, tile, x.chunks[ax])
+    x = x.rechunk({ax: sizes})
+    along = sizes[:-1] + (sizes[-1] - span,)
+    chunks = out_chunks(along)
+    meta = np.empty((0,) * len(chunks), dtype=dtype)
+    if len(sizes) == 1:
+        return x.map_blocks(block, chunks=chunks, new_axis=new_axis, meta=meta)
+    return da.map_overlap(block, x, depth={ax: (0, span)}, boundary="none", trim=False,
+                          allow_rechunk=False, chunks=chunks, new_axis=new_axis, meta=meta)
+
+
+def _padded_piece(x, ax, start, stop, left, right, block):
+    """The windows of samples ``start:stop`` along ``ax`` padded by
+    ``left`` and ``right`` zeros, as one block (the in-memory call's head
+    and tail pieces)."""
+    piece = x[(slice(None),) * ax + (slice(start, stop),)]
+    piece = piece.rechunk({ax: -1})
+    width = [(0, 0)] * x.ndim
+    width[ax] = (left, right)
+
+    def pad_then(values):
+        return block(np.pad(values, width))
+
+    return piece, pad_then
+
+
+def _windows(x, plan, span, tile, block, out_chunks, new_axis, out_axis, dtype):
+    """Every window of the planned call (any mode), concatenated along the
+    output's sliding axis ``out_axis``."""
+    ax, n = plan.ax, x.shape[plan.ax]
+    left, right = plan.pad_left, plan.pad_right
+    meta = np.empty((0,) * (x.ndim + len(new_axis)), dtype=dtype)
+    if (left == 0 and right == 0) or n > span:
+        parts = []
+        if left:
+            piece, fn = _padded_piece(x, ax, 0, span, left, 0, block)
+            parts.append(piece.map_blocks(fn, chunks=out_chunks((left,)), new_axis=new_axis,
+                                          meta=meta))
+        parts.append(_valid_windows(x, ax, span, tile, block, out_chunks, new_axis, dtype))
+        if right:
+            piece, fn = _padded_piece(x, ax, n - span, n, 0, right, block)
+            parts.append(piece.map_blocks(fn, chunks=out_chunks((right,)), new_axis=new_axis,
+                                          meta=meta))
+        return parts[0] if len(parts) == 1 else da.concatenate(parts, axis=out_axis)
+    # a signal no longer than the span: one padded piece, as in memory
+    piece, fn = _padded_piece(x, ax, 0, n, left, right, block)
+    return piece.map_blocks(fn, chunks=out_chunks((plan.nwin,)), new_axis=new_axis, meta=meta)
+
+
+def sliding_cosine(signal, kernel, block_function, *, sharpness=1.0, mode="valid", dilation=1,
+                   noise_floor=0.0, fill=0.0, axis=-1, method="auto", out=None):
+    """``sliding_cosine`` of the Dask array ``signal``: a lazy Dask array.
+    ``block_function(block, kernel, **options)`` is the in-memory function."""
+    if out is not None:
+        raise TypeError("out is not supported for a Dask array signal: the result is a lazy "
+                        "dask.array; write it with dask.array.store or .to_zarr instead.")
+    plan = plans.plan_sliding(signal, kernel, axis, mode, method, dilation, sharpness,
+                              noise_floor, fill, None)
+    nker, nchan, m = plan.khat.shape
+    x = signal
+    if plan.channel_axis is not None:  # a window reads every channel
+        x = x.rechunk({plan.channel_axis: -1})
+    block = functools.partial(block_function, kernel=kernel, sharpness=sharpness, mode="valid",
+                              dilation=dilation, noise_floor=noise_floor, fill=fill, axis=plan.ax,
+                              method=method)
+    ax = plan.ax
+
+    def out_chunks(along):
+        chunks = list(x.chunks)
+        chunks[ax] = along
+        if plan.channel_axis is not None:
+            chunks[plan.channel_axis] = (nker,)
+        elif plan.bank_shape:
+            chunks.insert(ax, (nker,))
+        return tuple(chunks)
+
+    new_axis = [ax] if plan.bank_shape and plan.channel_axis is None else []
+    out_axis = ax + 1 if new_axis else ax
+    return _windows(x, plan, plan.span, plans.tile_length(m, plan.d), block, out_chunks,
+                    new_axis, out_axis, plan.out_dtype)
+
+
+def windowed_norm(signal, window, block_function, *, dilation=1, mode="valid", axis=-1,
+                  out=None):
+    """``windowed_norm`` of the Dask array ``signal``: a lazy Dask array."""
+    if out is not None:
+        raise TypeError("out is not supported for a Dask array signal: the result is a lazy "
+                        "dask.array; write it with dask.array.store or .to_zarr instead.")
+    plan = plans.plan_norms(signal, window, dilation, mode, axis)
+    block = functools.partial(block_function, window=plan.m, dilation=plan.d, mode="valid",
+                              axis=plan.ax)
+
+    def out_chunks(along):
+        chunks = list(signal.chunks)
+        chunks[plan.ax] = along
+        return tuple(chunks)
+
+    return _windows(signal, plan, plan.span, plans.tile_length(plan.m, plan.d), block,
+                    out_chunks, [], plan.ax, plan.out_dtype)
+
+
+def sharpen(s, sharpness, block_function, *, out=None):
+    """``sharpen`` of the Dask array ``s``, block by block (lazy)."""
+    if out is not None:
+        raise TypeError("out is not supported for a Dask array: the result is a lazy "
+                        "dask.array; write it with dask.array.store or .to_zarr instead.")
+    sharpness = v.check_real(sharpness, "sharpness")
+    dtype = v.output_dtype(s.dtype, "s")
+    return s.map_blocks(functools.partial(block_function, sharpness=sharpness), dtype=dtype,
+                        meta=np.empty((0,) * s.ndim, dtype=dtype))
