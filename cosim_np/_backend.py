@@ -48,6 +48,18 @@ def is_dask(value):
     return type(value).__module__.startswith("dask.array") and hasattr(value, "__dask_graph__")
 
 
+def is_xarray(value):
+    """Is ``value`` an ``xarray.DataArray``?  (Decided without importing xarray.)"""
+    return type(value).__name__ == "DataArray" and type(value).__module__.startswith("xarray")
+
+
+def xarray_impl(name):
+    """The DataArray wrapper of the public function ``name``."""
+    from . import _xarray
+
+    return getattr(_xarray, name)
+
+
 def dask_impl(name):
     """The Dask implementation of the public function ``name``."""
     try:

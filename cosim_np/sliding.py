@@ -62,6 +62,10 @@ def sharpen(s, sharpness, *, out=None, backend="auto"):
     >>> sharpen(np.array([-0.5, 0.0, 0.5, 1.0]), 2.0)
     array([-0.0625,  0.    ,  0.0625,  1.    ])
     """
+    if _backend.is_xarray(s):
+        _no_out_for_labels(out)
+        return _backend.xarray_impl("sharpen")(
+            s, functools.partial(sharpen, backend=backend), sharpness=sharpness)
     if _backend.is_dask(s):
         return _backend.dask_impl("sharpen")(s, sharpness, functools.partial(sharpen, backend=backend),
                                              out=out)
@@ -146,6 +150,11 @@ def windowed_norm(signal, window, *, dilation=1, mode="valid", axis=-1, out=None
     >>> windowed_norm(np.array([3.0, 4.0, 0.0, 1e8, 0.0, 3e-3, 4e-3]), 2)
     array([5.e+00, 4.e+00, 1.e+08, 1.e+08, 3.e-03, 5.e-03])
     """
+    if _backend.is_xarray(signal):
+        _no_out_for_labels(out)
+        return _backend.xarray_impl("windowed_norm")(
+            signal, functools.partial(windowed_norm, backend=backend), window=window,
+            dilation=dilation, mode=mode, axis=axis)
     if _backend.is_dask(signal):
         return _backend.dask_impl("windowed_norm")(
             signal, window, functools.partial(windowed_norm, backend=backend), dilation=dilation,
@@ -307,6 +316,12 @@ def sliding_cosine(
     >>> np.round(sliding_cosine(signal, [1, 2, 3], sharpness=3)[[1, 9, 13]], 3)
     array([1.   , 1.   , 0.048])
     """
+    if _backend.is_xarray(signal):
+        _no_out_for_labels(out)
+        return _backend.xarray_impl("sliding_cosine")(
+            signal, kernel, functools.partial(sliding_cosine, backend=backend), axis=axis,
+            mode=mode, sharpness=sharpness, dilation=dilation, noise_floor=noise_floor, fill=fill,
+            method=method)
     if _backend.is_dask(signal):
         return _backend.dask_impl("sliding_cosine")(
             signal, kernel, functools.partial(sliding_cosine, backend=backend),
@@ -320,3 +335,9 @@ def sliding_cosine(
     plan = plans.plan_sliding(x, kernel, axis, mode, method, dilation, sharpness, noise_floor,
                               fill, out)
     return drivers.sliding_cosine(x, plan, method, out)
+
+
+def _no_out_for_labels(out):
+    if out is not None:
+        raise TypeError("out is not supported for an xarray.DataArray input: the result is a "
+                        "new DataArray with the input's dims and coordinates.")

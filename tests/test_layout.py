@@ -20,7 +20,8 @@ import pytest
 import cosim_np
 
 PACKAGE = pathlib.Path(cosim_np.__file__).parent
-BACKENDS = ("_cpu", "_cuda", "_dask")
+# the backends, and the labelled-array wrapper (_xarray), which follows their rules
+BACKENDS = ("_cpu", "_cuda", "_dask", "_xarray")
 # Modules of the package root that are neither public functions nor a layer:
 # the dispatcher, and the tools behind ``python -m cosim_np``.
 TOOLS = {"cosim_np._backend", "cosim_np.__main__", "cosim_np._compile", "cosim_np.demo"}

@@ -37,7 +37,7 @@ def test_setup_cfg_dependencies_and_extras():
     assert {re.split(r"[<>=]", r)[0] for r in requires} == {"numpy", "numba", "scipy",
                                                              "threadpoolctl"}
     extras = set(config["options.extras_require"])
-    assert {"test", "dask", "plot", "docs", "bench"} <= extras
+    assert {"test", "fft", "dask", "xarray", "plot", "docs", "bench"} <= extras
 
 
 def test_imports_and_runs_with_docstrings_stripped():

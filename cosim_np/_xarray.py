@@ -1,0 +1,81 @@
+"""Labelled arrays: the sliding functions on an ``xarray.DataArray``.
+
+The public function hands itself in (``compute``), runs on the DataArray's
+data (NumPy or Dask) with the sliding dim turned into an axis number, and
+the result is wrapped back with the dims and coordinates that still apply:
+
+* the sliding dim keeps its name; its coordinates follow the mode: for
+  ``valid`` the windows' starts (the first ``nwin`` values), for ``same``
+  and ``causal`` unchanged (output ``i`` belongs to sample ``i``), for
+  ``full`` none (the windows start before the signal);
+* a kernel bank adds a ``kernel`` dim just before the sliding dim, and a
+  multi-channel kernel's output channels replace the input channel dim
+  with a ``kernel`` dim;
+* every other dim and coordinate is carried over unchanged.
+
+The only module that imports xarray, and only when a DataArray comes in.
+"""
+
+import xarray as xr
+
+from ._core import validate as v
+
+
+def axis_of(array, axis):
+    """The axis number of ``axis``: a dim name or an int."""
+    if isinstance(axis, str):
+        if axis not in array.dims:
+            raise ValueError(f"axis={axis!r} is not a dim of the DataArray; its dims are "
+                             f"{array.dims}.")
+        return array.dims.index(axis)
+    return v.check_axis(axis, array.ndim)
+
+
+def _coords(array, dim, nwin, mode, dropped=()):
+    """The coordinates of ``array`` that still apply to a result whose
+    ``dim`` has ``nwin`` windows in ``mode``; ``dropped``: dims that are gone."""
+    coords = {}
+    for name, coord in array.coords.items():
+        if any(d in dropped for d in coord.dims):
+            continue
+        if dim in coord.dims:
+            if mode == "full":
+                continue
+            if mode == "valid":
+                coord = coord.isel({dim: slice(0, nwin)})
+        coords[name] = coord
+    return coords
+
+
+def windowed_norm(array, compute, *, window, dilation, mode, axis):
+    """``windowed_norm`` of a DataArray (``compute``: the public function)."""
+    ax = axis_of(array, axis)
+    result = compute(array.data, window, dilation=dilation, mode=mode, axis=ax)
+    dim = array.dims[ax]
+    return xr.DataArray(result, dims=array.dims,
+                        coords=_coords(array, dim, result.shape[ax], mode))
+
+
+def sliding_cosine(array, kernel, compute, *, axis, mode, **options):
+    """``sliding_cosine`` of a DataArray (``compute``: the public function)."""
+    ax = axis_of(array, axis)
+    ndim_kernel = v.as_real_array(kernel, "kernel").ndim
+    if "kernel" in array.dims and ndim_kernel > 1:
+        raise ValueError("the DataArray already has a dim named 'kernel', which a kernel bank "
+                         "or multi-channel kernel adds to the result; rename it first.")
+    result = compute(array.data, kernel, axis=ax, mode=mode, **options)
+    dim = array.dims[ax]
+    dims = list(array.dims)
+    dropped = ()
+    if ndim_kernel == 3 and ax > 0:  # output channels in place of the input channels
+        dropped = (dims[ax - 1],)
+        dims[ax - 1] = "kernel"
+    elif ndim_kernel == 2:  # a bank: its kernel dim before the sliding one
+        dims.insert(ax, "kernel")
+    nwin = result.shape[dims.index(dim)]
+    return xr.DataArray(result, dims=dims, coords=_coords(array, dim, nwin, mode, dropped))
+
+
+def sharpen(array, compute, *, sharpness):
+    """``sharpen`` of a DataArray: the same dims and coordinates."""
+    return xr.DataArray(compute(array.data, sharpness), dims=array.dims, coords=array.coords)

@@ -1,0 +1,91 @@
+"""The sliding functions on xarray.DataArray inputs, NumPy- or Dask-backed:
+the same values as on the bare arrays, with the dims and coordinates that
+still apply (docs/dask.rst, "Labelled arrays")."""
+
+import numpy as np
+import pytest
+
+from cosim_np import sharpen, sliding_cosine, windowed_norm
+
+xr = pytest.importorskip("xarray")
+da = pytest.importorskip("dask.array")
+
+
+@pytest.fixture(params=["numpy", "dask"])
+def record(request):
+    rng = np.random.default_rng(0)
+    values = rng.standard_normal((2, 3, 120))
+    array = xr.DataArray(values, dims=("station", "channel", "time"),
+                         coords={"time": 0.5 * np.arange(120), "station": ["A", "B"],
+                                 "channel": ["Z", "N", "E"], "gain": ("station", [1.0, 2.0]),
+                                 "tick": ("time", np.arange(120))},
+                         attrs={"units": "m/s"})
+    if request.param == "dask":
+        array = array.chunk({"time": 50, "station": 1})
+    return array, values
+
+
+@pytest.mark.parametrize("mode", ["valid", "same", "causal", "full"])
+def test_one_kernel_keeps_dims_and_follows_the_mode(record, mode):
+    array, values = record
+    got = sliding_cosine(array, [1.0, -2.0, 0.5, 3.0], mode=mode)
+    want = sliding_cosine(values, [1.0, -2.0, 0.5, 3.0], mode=mode)
+    assert isinstance(got, xr.DataArray) and got.dims == array.dims
+    np.testing.assert_array_equal(got.values, want)
+    assert list(got.station.values) == ["A", "B"] and list(got.gain.values) == [1.0, 2.0]
+    if mode == "valid":  # window starts
+        np.testing.assert_array_equal(got.time.values, 0.5 * np.arange(117))
+        np.testing.assert_array_equal(got.tick.values, np.arange(117))
+    elif mode == "full":  # windows start before the signal: no time coordinate
+        assert "time" not in got.coords and "tick" not in got.coords
+    else:
+        np.testing.assert_array_equal(got.time.values, array.time.values)
+
+
+def test_a_bank_adds_a_kernel_dim_and_axis_may_be_a_dim_name(record):
+    array, values = record
+    bank = np.random.default_rng(1).standard_normal((4, 5))
+    got = sliding_cosine(array, bank, axis="time", mode="same")
+    assert got.dims == ("station", "channel", "kernel", "time")
+    np.testing.assert_array_equal(got.values, sliding_cosine(values, bank, mode="same"))
+    along_stations = windowed_norm(array, 2, axis="station")
+    assert along_stations.dims == array.dims and along_stations.shape == (1, 3, 120)
+    assert list(along_stations.station.values) == ["A"]
+
+
+def test_multichannel_kernels_replace_the_channel_dim(record):
+    array, values = record
+    kernel = np.random.default_rng(2).standard_normal((5, 3, 7))
+    got = sliding_cosine(array, kernel, mode="causal", dilation=2)
+    assert got.dims == ("station", "kernel", "time") and got.shape == (2, 5, 120)
+    assert "channel" not in got.coords
+    np.testing.assert_array_equal(got.values, sliding_cosine(values, kernel, mode="causal",
+                                                             dilation=2))
+
+
+def test_norms_and_sharpen(record):
+    array, values = record
+    norms = windowed_norm(array, 6, dilation=3)
+    np.testing.assert_array_equal(norms.values, windowed_norm(values, 6, dilation=3))
+    np.testing.assert_array_equal(norms.time.values, 0.5 * np.arange(120 - 15))
+    sharp = sharpen(array / 4, 1.5)
+    assert sharp.dims == array.dims
+    np.testing.assert_array_equal(sharp.values, sharpen(values / 4, 1.5))
+
+
+def test_dask_backed_arrays_stay_lazy(record):
+    array, _ = record
+    if not isinstance(array.data, da.Array):
+        return
+    assert isinstance(sliding_cosine(array, [1.0, 2.0]).data, da.Array)
+    assert isinstance(windowed_norm(array, 3).data, da.Array)
+
+
+def test_errors(record):
+    array, _ = record
+    with pytest.raises(ValueError, match=r"axis='depth' is not a dim of the DataArray"):
+        sliding_cosine(array, [1.0, 2.0], axis="depth")
+    with pytest.raises(TypeError, match="out is not supported for an xarray.DataArray"):
+        windowed_norm(array, 3, out=np.empty((2, 3, 118)))
+    with pytest.raises(ValueError, match="already has a dim named 'kernel'"):
+        sliding_cosine(array.rename(channel="kernel"), np.ones((2, 3)))
