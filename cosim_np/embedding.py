@@ -10,6 +10,8 @@ Overflow safety: every vector is divided by its largest magnitude before
 anything is squared, so inputs near the largest float give the true cosine.
 """
 
+import functools
+
 from . import _backend
 from ._core import embedding as core
 from ._core import validate as v
@@ -110,6 +112,10 @@ def cosine_similarity(a, b, *, axis=-1, eps=0.0, fill=0.0, out=None, backend="au
     >>> cosine_similarity(x, x[::-1], axis=(-2, -1), out=out).round(4)
     array([0.9297, 0.9297], dtype=float32)
     """
+    if _backend.is_dask(a) or _backend.is_dask(b):
+        return _backend.dask_impl("cosine_similarity")(
+            a, b, functools.partial(cosine_similarity, backend=backend), axis=axis, eps=eps,
+            fill=fill, out=out)
     if _backend.wants_cuda(backend, a=a, b=b):
         return _backend.cuda_impl("cosine_similarity")(a, b, axis=axis, eps=eps, fill=fill,
                                                        out=out)
@@ -193,6 +199,10 @@ def pairwise_cosine(a, b=None, *, out=None, dtype=None, fill=0.0, max_memory=Non
            [ 0.7071, -0.7071],
            [    nan,     nan]])
     """
+    if _backend.is_dask(a) or _backend.is_dask(b):
+        return _backend.dask_impl("pairwise_cosine")(
+            a, b, functools.partial(pairwise_cosine, backend=backend), out=out, dtype=dtype,
+            fill=fill, max_memory=max_memory)
     if _backend.wants_cuda(backend, a=a, b=b):
         return _backend.cuda_impl("pairwise_cosine")(
             a, b, out=out, dtype=dtype, fill=fill, max_memory=max_memory)
@@ -284,6 +294,10 @@ def topk_cosine(queries, corpus, k, *, exclude_self=False, fill=0.0, max_memory=
     >>> topk_cosine(corpus, None, 1, exclude_self=True)[1].ravel()
     array([2, 2, 0, 1])
     """
+    if _backend.is_dask(queries) or _backend.is_dask(corpus):
+        return _backend.dask_impl("topk_cosine")(
+            queries, corpus, k, functools.partial(topk_cosine, backend=backend),
+            exclude_self=exclude_self, fill=fill, max_memory=max_memory)
     if _backend.wants_cuda(backend, queries=queries, corpus=corpus):
         return _backend.cuda_impl("topk_cosine")(
             queries, corpus, k, exclude_self=exclude_self, fill=fill, max_memory=max_memory)

@@ -1,15 +1,25 @@
-"""The sliding functions on Dask arrays (``cosim_np._dask``): lazy results
-equal to the in-memory ones, bit for bit with ``method="direct"`` and for
-``windowed_norm``, for any chunking, mode, dilation, axis, bank and
-multi-channel kernel; on the threaded scheduler and on a
-``dask.distributed.LocalCluster`` of worker processes."""
+"""The Dask backend (``cosim_np._dask``): lazy results equal to the
+in-memory ones -- the sliding functions bit for bit with ``method="direct"``
+and for ``windowed_norm``, for any chunking, mode, dilation, axis, bank and
+multi-channel kernel; ``cosine_similarity`` bit for bit; ``pairwise_cosine``
+and ``topk_cosine`` to the rounding of the BLAS products -- on the threaded
+scheduler and on a ``dask.distributed.LocalCluster`` of worker processes."""
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
-from cosim_np import sharpen, sliding_cosine, windowed_norm
+from cosim_np import (
+    cosine_similarity,
+    pairwise_cosine,
+    sharpen,
+    sliding_cosine,
+    topk_cosine,
+    windowed_norm,
+)
+from tests import naive
+from tests.test_embedding import broadcast_problem, check_topk, matrices, tol
 from tests.test_sliding import tolerance
 
 da = pytest.importorskip("dask.array")
@@ -149,7 +159,8 @@ def cluster_client():
     distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None, worker_dashboard_address=None) as cluster:
-        with distributed.Client(cluster) as client:
+        # (not the default scheduler: the other tests keep the threaded one)
+        with distributed.Client(cluster, set_as_default=False) as client:
             yield client
 
 
@@ -165,3 +176,110 @@ def test_on_a_local_cluster_of_worker_processes(cluster_client):
     np.testing.assert_array_equal(norms, windowed_norm(x, 64))
     # every task ran on a worker process
     assert len(cluster_client.scheduler_info()["workers"]) == 2
+
+
+# ---------------------------------------------------------------------------
+# embeddings
+
+
+@st.composite
+def chunked_rows(draw, max_rows=40, max_d=6):
+    n = draw(st.integers(1, max_rows))
+    m = draw(st.integers(2, max_rows))
+    d = draw(st.integers(1, max_d))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    a = draw(matrices(dtype, n, d))
+    b = draw(matrices(dtype, m, d))
+    return a, b, (draw(st.integers(1, n)), draw(st.integers(1, d))), draw(st.integers(1, m))
+
+
+@given(chunked_rows(), st.sampled_from([0.0, np.nan]))
+def test_pairwise_of_dask_rows_equals_in_memory_to_the_products_rounding(problem, fill):
+    a, b, a_chunks, b_rows = problem
+    lazy = pairwise_cosine(da.from_array(a, chunks=a_chunks), da.from_array(b, chunks=(b_rows, -1)),
+                           fill=fill)
+    want = pairwise_cosine(a, b, fill=fill)
+    assert isinstance(lazy, da.Array) and lazy.shape == want.shape and lazy.dtype == want.dtype
+    got = lazy.compute()
+    np.testing.assert_allclose(got, want, rtol=0, atol=tol(a.dtype, a.shape[1], a.dtype))
+    assert np.all(np.abs(got[~np.isnan(got)]) <= 1)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    # a.a^T: exactly symmetric with a unit diagonal, as in memory
+    own = pairwise_cosine(da.from_array(a, chunks=a_chunks)).compute()
+    np.testing.assert_array_equal(own, own.T)
+    regular = ~(np.all(a == 0, axis=1) | ~np.all(np.isfinite(a), axis=1))
+    assert np.all(np.diag(own)[regular] == 1)
+    np.testing.assert_allclose(own, pairwise_cosine(a), rtol=0, atol=tol(a.dtype, a.shape[1], a.dtype))
+
+
+@given(chunked_rows(), st.integers(1, 5), st.booleans())
+def test_topk_of_dask_rows_is_a_topk_of_the_true_cosines(problem, k, self_search):
+    a, b, a_chunks, b_rows = problem
+    queries = da.from_array(a, chunks=a_chunks)
+    if self_search:
+        k = min(k, a.shape[0] - 1)
+        if k < 1:
+            return
+        scores, idx = topk_cosine(queries, None, k, exclude_self=True)
+        corpus = a
+    else:
+        k = min(k, b.shape[0])
+        scores, idx = topk_cosine(queries, da.from_array(b, chunks=(b_rows, -1)), k)
+        corpus = b
+    assert isinstance(scores, da.Array) and scores.shape == (a.shape[0], k)
+    scores, idx = scores.compute(), idx.compute()
+    assert scores.dtype == a.dtype and idx.dtype == np.int64
+    exact = naive.pairwise_matrix(a, corpus)
+    check_topk(scores, idx, exact, corpus, k, tol(a.dtype, a.shape[1], a.dtype),
+               exclude_self=self_search)
+
+
+def test_topk_equals_the_in_memory_lists_on_distinct_scores():
+    rng = np.random.default_rng(8)
+    a = rng.standard_normal((500, 32)).astype(np.float32)
+    b = rng.standard_normal((3000, 32)).astype(np.float32)
+    scores, idx = topk_cosine(da.from_array(a, chunks=(128, 32)), da.from_array(b, chunks=(700, 32)), 10)
+    want_s, want_i = topk_cosine(a, b, 10)
+    np.testing.assert_array_equal(idx.compute(), want_i)
+    np.testing.assert_allclose(scores.compute(), want_s, rtol=0, atol=2e-7)
+
+
+@given(broadcast_problem(), st.integers(1, 3))
+@example((np.array([[1], [0], [0]], np.int8), np.array([[[3, 1]], [[1, 1]]], np.int8), (0, 1, 2)), 1)
+def test_cosine_similarity_of_dask_arrays_is_bit_for_bit(problem, chunk):
+    a, b, axis = problem
+    want = cosine_similarity(a, b, axis=axis)
+    lazy_a = da.from_array(a, chunks=chunk) if a.ndim else a
+    lazy_b = da.from_array(b, chunks=chunk) if b.ndim else b
+    got = cosine_similarity(lazy_a, lazy_b, axis=axis)
+    assert isinstance(got, da.Array)
+    np.testing.assert_array_equal(got.compute(), want)
+
+
+def test_pairwise_result_stores_block_by_block(tmp_path):
+    rng = np.random.default_rng(9)
+    a = rng.standard_normal((1000, 8))
+    target = np.lib.format.open_memmap(tmp_path / "scores.npy", mode="w+", shape=(1000, 1000))
+    da.store(pairwise_cosine(da.from_array(a, chunks=(300, 8))), target)
+    np.testing.assert_allclose(target, pairwise_cosine(a), rtol=0, atol=1e-14)
+
+
+def test_embedding_errors_name_the_parameter():
+    rows = da.zeros((10, 4), chunks=3)
+    with pytest.raises(ValueError, match=r"k=11 is larger than the corpus"):
+        topk_cosine(rows, None, 11)
+    with pytest.raises(ValueError, match="must have the same number of columns"):
+        pairwise_cosine(rows, da.zeros((5, 3), chunks=2))
+    with pytest.raises(ValueError, match="a must be a 2-d array"):
+        pairwise_cosine(da.zeros(4, chunks=2))
+    with pytest.raises(TypeError, match="out is not supported for Dask arrays"):
+        pairwise_cosine(rows, out=np.empty((10, 10)))
+
+
+def test_topk_on_a_local_cluster_of_worker_processes(cluster_client):
+    rng = np.random.default_rng(10)
+    a = rng.standard_normal((400, 16)).astype(np.float32)
+    b = rng.standard_normal((2000, 16)).astype(np.float32)
+    lazy = topk_cosine(da.from_array(a, chunks=(100, 16)), da.from_array(b, chunks=(500, 16)), 5)
+    scores, idx = cluster_client.compute(list(lazy), sync=True)
+    np.testing.assert_array_equal(idx, topk_cosine(a, b, 5)[1])

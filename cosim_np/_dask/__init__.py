@@ -1,4 +1,5 @@
-"""The Dask backend: the sliding functions on ``dask.array`` inputs, lazily.
+"""The Dask backend: the sliding functions and the matrix functions of the
+embeddings on ``dask.array`` inputs, lazily.
 
 Imported only by :func:`cosim_np._backend.dask_impl`, that is when an input
 is a Dask array; the only place that imports ``dask``.  Each function is
@@ -9,6 +10,8 @@ the public module (``block_function``), so this package imports neither a
 public module nor another backend.
 """
 
+from .embedding import cosine_similarity, pairwise_cosine, topk_cosine
 from .sliding import sharpen, sliding_cosine, windowed_norm
 
-__all__ = ["sharpen", "sliding_cosine", "windowed_norm"]
+__all__ = ["cosine_similarity", "pairwise_cosine", "topk_cosine", "sharpen", "sliding_cosine",
+           "windowed_norm"]

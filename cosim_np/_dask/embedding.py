@@ -1,0 +1,160 @@
+"""pairwise_cosine, topk_cosine and cosine_similarity of Dask arrays.
+
+Rows are independent of each other, so every block of the result is the
+in-memory function (handed in by the public module as ``block_function``)
+on blocks of rows: the products of query block ``i`` and corpus block ``j``
+are the in-memory products of those rows.  The vector length ``d`` is made
+one chunk (a product reads whole rows).  Top-k lists of the corpus blocks
+are merged by a tree (``dask.array.reduction``), best score first, NaN
+last, ties to the lower global index, as in memory.
+"""
+
+import functools
+
+import dask
+import dask.array as da
+import numpy as np
+
+from .._core import embedding as core
+from .._core import validate as v
+
+
+def _standin(array):
+    """A zero-memory NumPy array of ``array``'s shape and dtype, for the checks."""
+    return np.lib.stride_tricks.as_strided(np.zeros(1, array.dtype), array.shape,
+                                           (0,) * array.ndim, writeable=False)
+
+
+def _as_dask(value, name):
+    """A checked 2-d Dask array of rows, its vector axis in one chunk."""
+    array = value if hasattr(value, "__dask_graph__") else da.from_array(np.asarray(value))
+    v.check_matrix(_standin(array), name)
+    return array.rechunk({1: -1})
+
+
+def _no_out(out):
+    if out is not None:
+        raise TypeError("out is not supported for Dask arrays: the result is a lazy "
+                        "dask.array; write it with dask.array.store or .to_zarr instead.")
+
+
+def _row_blocks(array):
+    """The Dask array's blocks of rows (its vector axis one chunk), as
+    delayed NumPy arrays, with their lengths."""
+    return list(array.to_delayed().ravel()), array.chunks[0]
+
+
+def pairwise_cosine(a, b, block_function, *, out=None, dtype=None, fill=0.0, max_memory=None):
+    """``pairwise_cosine`` of Dask arrays: a lazy ``(N, M)`` Dask array whose
+    block ``(i, j)`` is ``block_function`` of row blocks ``i`` and ``j`` (of
+    row block ``i`` with itself, ``b=None``, on the diagonal of a.a^T:
+    exactly symmetric with a unit diagonal, as in memory)."""
+    _no_out(out)
+    x = _as_dask(a, "a")
+    same = b is None
+    y = x if same else _as_dask(b, "b")
+    plan = core.check_pairwise_args(_standin(x), _standin(y), same, None, dtype, fill, max_memory)
+    options = dict(dtype=plan.result_dtype, fill=fill, max_memory=max_memory)
+    left, rows = _row_blocks(x)
+    right, cols = _row_blocks(y)
+    call = dask.delayed(block_function, pure=True)
+    grid = [[None] * len(right) for _ in left]
+    for i, xi in enumerate(left):
+        for j, yj in enumerate(right):
+            if same and j < i:  # the transpose of a block above the diagonal: exactly symmetric
+                grid[i][j] = grid[j][i].T
+                continue
+            grid[i][j] = da.from_delayed(call(xi, None if same and i == j else yj, **options),
+                                         shape=(rows[i], cols[j]), dtype=plan.result_dtype,
+                                         meta=np.empty((0, 0), plan.result_dtype))
+    return da.block(grid)
+
+
+def _merge(scores, indices, k):
+    """The ``k`` best of each row of ``(scores, indices)``: higher first,
+    NaN last, ties to the lower index."""
+    key = np.where(np.isnan(scores), np.inf, -scores.astype(np.float64))
+    order = np.lexsort((indices, key), axis=-1)[:, :k]
+    return (np.take_along_axis(scores, order, axis=-1),
+            np.take_along_axis(indices, order, axis=-1))
+
+
+def _merge_pair(first, second):
+    """Two partial top-k lists ``(scores, indices)`` of the same queries, merged."""
+    k = first[0].shape[1]
+    return _merge(np.concatenate([first[0], second[0]], axis=1),
+                  np.concatenate([first[1], second[1]], axis=1), k)
+
+
+def _partial_topk(block_function, k, total, offset, queries, corpus, options):
+    """One query block's top-k among one corpus block (``corpus`` None: the
+    queries themselves), padded to ``k`` with NaN scores at index ``total``
+    (past the corpus: they rank last and never show)."""
+    rows = queries.shape[0]
+    available = (rows - bool(options.get("exclude_self"))) if corpus is None else corpus.shape[0]
+    take = min(k, available)
+    scores = np.full((rows, k), np.nan)
+    indices = np.full((rows, k), total, dtype=np.int64)
+    if take > 0:
+        s, idx = block_function(queries, corpus, take, **options)
+        scores[:, :take], indices[:, :take] = s, idx + offset
+    return scores, indices
+
+
+def topk_cosine(queries, corpus, k, block_function, *, exclude_self=False, fill=0.0,
+                max_memory=None):
+    """``topk_cosine`` of Dask arrays: lazy ``(scores, indices)`` of shape
+    ``(N, k)``, chunked as the queries' rows.  Each query block's lists from
+    every corpus block are merged pairwise, a tree of ``log2`` of the corpus
+    blocks' count levels."""
+    x = _as_dask(queries, "queries")
+    same = corpus is None
+    y = x if same else _as_dask(corpus, "corpus")
+    plan = core.check_topk_args(_standin(x), _standin(y), same, k, exclude_self, fill, max_memory)
+    kk, dtype = plan.k, plan.result_dtype
+    left, rows = _row_blocks(x)
+    right, cols = _row_blocks(y)
+    offsets = np.concatenate([[0], np.cumsum(cols)])
+    part = dask.delayed(_partial_topk, pure=True, nout=2)
+    merge = dask.delayed(_merge_pair, pure=True, nout=2)
+    scores, indices = [], []
+    for i, xi in enumerate(left):
+        lists = []
+        for j, yj in enumerate(right):
+            options = dict(fill=fill, max_memory=max_memory)
+            if same and i == j:
+                options["exclude_self"] = exclude_self
+            lists.append(part(block_function, kk, int(offsets[-1]), int(offsets[j]), xi,
+                              None if same and i == j else yj, options))
+        while len(lists) > 1:  # a tree of pairwise merges
+            lists = [merge(lists[t], lists[t + 1]) if t + 1 < len(lists) else lists[t]
+                     for t in range(0, len(lists), 2)]
+        best = lists[0]
+        scores.append(da.from_delayed(best[0], shape=(rows[i], kk), dtype=np.float64))
+        indices.append(da.from_delayed(best[1], shape=(rows[i], kk), dtype=np.int64))
+    return (da.concatenate(scores).astype(dtype), da.concatenate(indices))
+
+
+def cosine_similarity(a, b, block_function, *, axis=-1, eps=0.0, fill=0.0, out=None):
+    """``cosine_similarity`` of Dask arrays (one of them may be NumPy): the
+    reduced axes made one chunk, the kept ones broadcast block by block
+    without being materialised (an axis of length 1 stays 1 in its blocks,
+    so each block runs the very arithmetic of the in-memory call)."""
+    _no_out(out)
+    x = a if hasattr(a, "__dask_graph__") else da.from_array(np.asarray(a))
+    y = b if hasattr(b, "__dask_graph__") else da.from_array(np.asarray(b))
+    plan = core.check_cosine_args(_standin(x), _standin(y), axis, eps, fill, None)
+    ndim = len(plan.shape)
+    x = x.reshape((1,) * (ndim - x.ndim) + x.shape)
+    y = y.reshape((1,) * (ndim - y.ndim) + y.shape)
+    whole = {ax: -1 for ax in plan.axes}
+    x, y = x.rechunk(whole), y.rechunk(whole)
+    block = functools.partial(block_function, axis=plan.axes, eps=eps, fill=fill)
+
+    def per_block(left, right):
+        return np.asarray(block(left, right), dtype=plan.out_dtype)
+
+    index = tuple(range(ndim))
+    return da.blockwise(per_block, tuple(plan.kept), x, index, y, index, concatenate=True,
+                        dtype=plan.out_dtype,
+                        meta=np.empty((0,) * len(plan.kept), dtype=plan.out_dtype))
