@@ -14,6 +14,7 @@ is the window ending at ``i``, as in the seed's PyTorch function).
 import numpy as np
 from scipy import signal as sps
 
+from .matches import find_matches, plot_matches
 from .sliding import sliding_cosine
 
 KERNEL = np.array([1.0, 2.0, 3.0])
@@ -25,6 +26,8 @@ MOTIFS = (
     ("E", "reversed", [3.0, 2.0, 1.0]),
 )
 GAP = 6
+# The matches drawn: windows whose sharpened score reaches this (p = 9).
+THRESHOLD = 0.5
 
 
 def motif_signal():
@@ -94,19 +97,32 @@ def plot(path):
             "install it with: pip install 'cosim_np[plot]'"
         ) from None
     signal, regions = motif_signal()
-    curves = {"signal": signal, **responses(signal)}
-    fig, axes = plt.subplots(len(curves), 1, sharex=True, figsize=(9, 8))
-    for ax, (name, curve) in zip(axes, curves.items()):
-        ax.plot(curve, drawstyle="steps-mid")
+    curves = responses(signal)
+    fig, axes = plt.subplots(4, 1, sharex=True, figsize=(9, 8))
+    # the signal with the matches at p = 9 (each matched window with the
+    # kernel fitted over it, at its scale and sign) and their score track
+    matches = find_matches(signal, KERNEL, mode="causal", sharpness=9.0, threshold=THRESHOLD)
+    plot_matches(signal, matches, KERNEL, ax=(axes[0], axes[3]), mode="causal", sharpness=9.0,
+                 threshold=THRESHOLD)
+    panels = {"signal": axes[0], "correlation": axes[1], "cosine p=1": axes[2],
+              "cosine p=9": axes[3]}
+    # every curve at the start of its window, as plot_matches draws the
+    # scores (causal output i is the window that ends at sample i)
+    starts = np.arange(signal.size) - (KERNEL.size - 1)
+    for name, ax in panels.items():
+        if name in ("correlation", "cosine p=1"):
+            ax.plot(starts, curves[name], drawstyle="steps-mid")
         ax.set_ylabel(name)
         ax.axhline(0, color="grey", lw=0.5)
-        for (label, _, _), region in zip(MOTIFS, regions):
-            ax.axvspan(region.start, region.stop - 1, color="orange", alpha=0.12)
+        for (label, _, motif), region in zip(MOTIFS, regions):
+            first = region.start  # the motif's first sample
+            ax.axvspan(first - 0.5, first + len(motif) - 0.5, color="orange", alpha=0.12)
             if name == "signal":
-                ax.text((region.start + region.stop) / 2, 3.3, label, ha="center")
+                ax.text(first + (len(motif) - 1) / 2, 3.3, label, ha="center")
     axes[0].set_ylim(-3.6, 3.9)
-    axes[-1].set_xlabel("sample (causal: window ending here)")
-    fig.suptitle("Sliding cosine similarity vs correlation, kernel [1, 2, 3]")
+    axes[-1].set_xlabel("sample (curves: the window starting here)")
+    fig.suptitle("Sliding cosine similarity vs correlation, kernel [1, 2, 3]; "
+                 f"matches at p=9 above {THRESHOLD}")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

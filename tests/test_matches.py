@@ -3,7 +3,6 @@ tiling, the candidate pool, bounded memory, errors and the Matches result."""
 
 import sys
 import tracemalloc
-import types
 
 import numpy as np
 import pytest
@@ -338,22 +337,21 @@ def test_matches_result():
 
 
 def test_to_pandas(monkeypatch):
-    made = {}
-
-    class DataFrame:
-        def __init__(self, columns):
-            made.update(columns)
-
-    monkeypatch.setitem(sys.modules, "pandas", types.SimpleNamespace(DataFrame=DataFrame))
+    pandas = pytest.importorskip("pandas")  # (in the test extra: CI fails on a skip)
     signal = np.zeros((2, 30))
     signal[1, 10:13] = [1, 2, 3]
-    frame = find_matches(signal, [1, 2, 3], k=1, threshold=0.5).to_pandas()
-    assert isinstance(frame, DataFrame)
-    assert list(made) == ["index", "score", "kernel", "batch0"]
-    assert made["index"].tolist() == [10] and made["batch0"].tolist() == [1]
+    signal[0, 20:23] = [-2, -4, -6]
+    matches = find_matches(signal, [1, 2, 3], k=1, threshold=0.5)
+    frame = matches.to_pandas()
+    assert isinstance(frame, pandas.DataFrame)
+    assert list(frame.columns) == ["index", "score", "kernel", "batch0"] and len(frame) == 2
+    np.testing.assert_array_equal(frame["index"], matches.index)
+    np.testing.assert_array_equal(frame["score"], matches.score)
+    assert sorted(zip(frame["batch0"], frame["index"])) == [(0, 20), (1, 10)]
+    assert frame["score"].dtype == matches.score.dtype
     monkeypatch.setitem(sys.modules, "pandas", None)
     with pytest.raises(ImportError, match="pip install pandas"):
-        find_matches(signal, [1, 2, 3], k=1).to_pandas()
+        matches.to_pandas()
 
 
 # ---------------------------------------------------------------------------
@@ -380,6 +378,21 @@ def test_plot_matches_renders(tmp_path):
     path = tmp_path / "matches.png"
     figure.savefig(path)
     assert path.stat().st_size > 1000
+
+
+def test_the_demo_figure_draws_the_matches(tmp_path, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    drawn = []
+    real = seed000.plot_matches
+    monkeypatch.setattr(seed000, "plot_matches",
+                        lambda *args, **kwargs: drawn.append(args[1]) or real(*args, **kwargs))
+    seed000.plot(tmp_path / "demo.png")
+    assert (tmp_path / "demo.png").stat().st_size > 1000
+    # A, B and C, B negated: the seed-000 result, as the figure shows it
+    (found,) = drawn
+    assert len(found) == 3 and sorted(np.round(found.score, 9).tolist()) == [-1.0, 1.0, 1.0]
 
 
 def _cli(*args, cwd):

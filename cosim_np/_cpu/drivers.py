@@ -71,7 +71,7 @@ def sliding_cosine(x, plan, method, out):
 # layout: the caller's axes to the kernels' rows and back
 
 
-def _moveaxis(array, source, destination):
+def moveaxis(array, source, destination):
     """``np.moveaxis``, or ``array`` itself when no axis would move: its
     argument checks cost tens of microseconds once a long signal has pushed
     the interpreter out of the caches, on every call."""
@@ -87,11 +87,11 @@ def _as_rows(signal, axis, channel_axis, compute_dtype):
 
     Returns the array and the leading (batch) shape."""
     if channel_axis is None:
-        moved = _moveaxis(signal, axis, -1)
+        moved = moveaxis(signal, axis, -1)
         lead = moved.shape[:-1]
         rows = moved.reshape(-1, 1, moved.shape[-1])
     else:
-        moved = _moveaxis(signal, (channel_axis, axis), (-2, -1))
+        moved = moveaxis(signal, (channel_axis, axis), (-2, -1))
         lead = moved.shape[:-2]
         rows = moved.reshape((-1,) + moved.shape[-2:])
     return np.ascontiguousarray(rows, dtype=compute_dtype), lead
@@ -124,7 +124,7 @@ def _deliver(result, ax, channel_axis, is_bank, out_dtype, out):
 
     A bank's K axis goes just before ``axis``; a multi-channel kernel's C_out
     axis replaces the signal's channel axis."""
-    result = _moveaxis(result, *plans.moved_axes(ax, channel_axis, is_bank))
+    result = moveaxis(result, *plans.moved_axes(ax, channel_axis, is_bank))
     if out is not None:
         np.copyto(out, result, casting="unsafe")
         return out
@@ -140,7 +140,7 @@ def _out_view(out, dtype, shape, ax, channel_axis, is_bank):
     if out.dtype != dtype:
         return None
     kernel_axes, caller_axes = plans.moved_axes(ax, channel_axis, is_bank)
-    view = _moveaxis(out, caller_axes, kernel_axes)
+    view = moveaxis(out, caller_axes, kernel_axes)
     if not view.flags.c_contiguous:
         return None
     return view.reshape(shape)
@@ -404,6 +404,13 @@ def _fft_cosines(piece, w1, khat, kernel_args, tile, sumsq, fft, result, offset,
                                      offset, unsafe)
 
 
+def segment_length(tile, nker):
+    """Windows per FFT segment: whole tiles, ``config.SEGMENT_WINDOWS``
+    divided among the kernels of a bank.  Every plan of the FFT path is made
+    per segment, so pieces of a call that start on segments give its bits."""
+    return tile * max(1, config.SEGMENT_WINDOWS // (tile * nker))
+
+
 def run_fft(piece, khat, kernel_state, d, exponent, floor, fill, result, offset, budget):
     """Sliding cosines with dots by overlap-save FFT, a segment of windows at
     a time (bounded memory, in cache).
@@ -427,7 +434,7 @@ def run_fft(piece, khat, kernel_state, d, exponent, floor, fill, result, offset,
     tile = kernels.tile_length(m, d)
     length = _BlockLength(khat, d, transforms.fft_length(span, single=nker == 1 and nchan == 1), budget)
     direct_ns = _direct_dot_ns(m, nchan, nker)
-    segment = tile * max(1, config.SEGMENT_WINDOWS // (tile * nker))
+    segment = segment_length(tile, nker)
     chains = m > kernels.DIRECT_SUM_TAPS and m * d >= kernels.CHAIN_CHUNK
     segment_sumsq = kernels.segment_chain_sumsq if chains else kernels.segment_sumsq
     flagged = _FlaggedRuns(khat, d, length, direct_ns)

@@ -244,9 +244,9 @@ class Scores:
         self.plan = splan
         self.compute = plans.compute_dtype(splan.out_dtype)
         if splan.channel_axis is None:
-            moved = drivers._moveaxis(x, splan.ax, -1)[..., None, :]
+            moved = drivers.moveaxis(x, splan.ax, -1)[..., None, :]
         else:
-            moved = drivers._moveaxis(x, (splan.channel_axis, splan.ax), (-2, -1))
+            moved = drivers.moveaxis(x, (splan.channel_axis, splan.ax), (-2, -1))
         self.lead = moved.shape[:-2]
         self.nrows = math.prod(self.lead)
         self.moved = moved
@@ -266,7 +266,7 @@ class Scores:
         nker, _, m = self.plan.khat.shape
         tile = kernels.tile_length(m, self.plan.d)
         if self.method == "fft":
-            return tile * max(1, config.SEGMENT_WINDOWS // (tile * nker))
+            return drivers.segment_length(tile, nker)
         return tile
 
     def tile_width(self, budget, extra_bytes):
@@ -601,7 +601,7 @@ def select_scores(scores, ax, channel_axis, is_bank, mplan):
     layout (the GPU's scores, copied back)."""
     kernel_axes, caller_axes = plans.moved_axes(ax, channel_axis, is_bank)
     single = not is_bank and channel_axis is None
-    moved = drivers._moveaxis(scores, caller_axes, kernel_axes)
+    moved = drivers.moveaxis(scores, caller_axes, kernel_axes)
     nwin = moved.shape[-1]
     rows = moved.reshape((-1, 1 if single else moved.shape[-2], nwin))
     nker = rows.shape[1]
