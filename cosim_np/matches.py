@@ -7,6 +7,8 @@ the sliding options, ``_core.matches`` for its own) and dispatches to
 ``sliding_cosine`` and are selected on the host.
 """
 
+import functools
+
 import numpy as np
 
 from . import _backend
@@ -229,13 +231,20 @@ def find_matches(
         return _on_gpu(signal, kernel, k, threshold, exclusion, sign, max_memory, dict(
             sharpness=sharpness, mode=mode, dilation=dilation, noise_floor=noise_floor, fill=fill,
             axis=axis, method=method))
-    x = v.as_real_array(signal, "signal")
+    dask = _backend.is_dask(signal)
+    x = signal if dask else v.as_real_array(signal, "signal")
     splan = sliding_plans.plan_sliding(x, kernel, axis, mode, method, dilation, sharpness,
                                        noise_floor, fill, None)
     nker, _, m = splan.khat.shape
     mplan = plans.plan_matches(k, threshold, exclusion, sign, max_memory, nker=nker, m=m,
                                dilation=splan.d, nwin=splan.nwin,
                                lead=plans.lead_shape(x.shape, splan.ax, splan.channel_axis))
+    if dask:  # the Dask sliding_cosine's scores, a block at a time
+        source = _backend.dask_impl("score_tiles")(
+            signal, kernel, functools.partial(_sliding.sliding_cosine, backend=backend), splan,
+            sharpness=sharpness, mode=mode, dilation=dilation, noise_floor=noise_floor, fill=fill,
+            axis=axis, method=method)
+        return _result(cpu.select_source(source, splan, mplan), mplan)
     found = cpu.find_matches(x, splan, mplan, method)
     return _result(found, mplan)
 

@@ -283,3 +283,33 @@ def test_topk_on_a_local_cluster_of_worker_processes(cluster_client):
     lazy = topk_cosine(da.from_array(a, chunks=(100, 16)), da.from_array(b, chunks=(500, 16)), 5)
     scores, idx = cluster_client.compute(list(lazy), sync=True)
     np.testing.assert_array_equal(idx, topk_cosine(a, b, 5)[1])
+
+
+# ---------------------------------------------------------------------------
+# find_matches
+
+
+def mad_threshold(keys):
+    median = np.nanmedian(keys)
+    return median + 4 * np.nanmedian(np.abs(keys - median))
+
+
+@pytest.mark.parametrize("options", [dict(k=5), dict(threshold=0.6), dict(k=3, sign="positive"),
+                                     dict(threshold=mad_threshold), dict(k=2, exclusion=0)])
+@pytest.mark.parametrize("mode", ["valid", "same", "full"])
+def test_find_matches_on_a_dask_array_equals_in_memory(options, mode):
+    from cosim_np import find_matches
+
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((2, 3, 20_000)).astype(np.float32)
+    kernel = rng.standard_normal(16)
+    x[0, 1, 1000:1016] = 3 * kernel
+    x[1, 2, 15_000:15_016] = -kernel
+    x[1, 0, 9000:9100] = np.nan
+    for k_shape in (kernel, rng.standard_normal((3, 16))):
+        got = find_matches(da.from_array(x, chunks=(1, 2, 3000)), k_shape, mode=mode,
+                           method="direct", **options)
+        want = find_matches(x, k_shape, mode=mode, method="direct", **options)
+        assert len(got) == len(want) > 0
+        for name in ("index", "score", "kernel", "batch"):
+            np.testing.assert_array_equal(getattr(got, name), getattr(want, name))

@@ -584,7 +584,14 @@ def find_matches(x, splan, mplan, method):
     nker = splan.khat.shape[0]
     # a threshold-only search lists its candidates: room for a tile's
     extra = 12 * nker if mplan.k is None else 0
-    source = Scores(x, splan, method, mplan.budget, extra)
+    return select_source(Scores(x, splan, method, mplan.budget, extra), splan, mplan)
+
+
+def select_source(source, splan, mplan):
+    """The matches of the scores served by ``source`` (``nrows`` and
+    ``tiles()`` as :class:`Scores`: this module's, or the Dask backend's
+    blocks) of the planned call ``splan``."""
+    nker = splan.khat.shape[0]
     thresholds = np.full(source.nrows, mplan.threshold)
     if mplan.threshold_fn is not None:
         whole = np.empty((source.nrows, nker, splan.nwin), source.compute)
@@ -592,7 +599,7 @@ def find_matches(x, splan, mplan, method):
             whole[:, :, w0 : w0 + width] = make()
         single = not splan.bank_shape and splan.channel_axis is None
         thresholds = _call_threshold(whole, mplan, splan.out_dtype, single)
-        source = HostScores(whole, source.width)
+        source = HostScores(whole, max(1, config.MATCH_TILE))
     return _deliver(select(source, nker, splan.nwin, mplan, thresholds), splan.out_dtype)
 
 
