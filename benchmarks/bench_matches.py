@@ -22,35 +22,10 @@ Usage::
 """
 
 import argparse
-import platform
-import subprocess
-import time
 
 import numba
 import numpy as np
-
-
-def best_times(funcs, repeat):
-    """Best time of each function, the runs interleaved (a, b, c, a, b, c,
-    ...) so that a slow spell of a shared machine hits all of them alike."""
-    for func in funcs:
-        func()  # warm-up
-    best = [float("inf")] * len(funcs)
-    for _ in range(repeat):
-        for index, func in enumerate(funcs):
-            start = time.perf_counter()
-            func()
-            best[index] = min(best[index], time.perf_counter() - start)
-    return best
-
-
-def cpu_model():
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines()
-                    if line.startswith("Model name"))
-    except Exception:  # noqa: BLE001  (a label only)
-        return platform.processor() or "unknown"
+from bench_sliding import best_times, cpu_model  # (this folder: run as benchmarks/bench_matches.py)
 
 
 def threshold_for(signal, kernel, wanted):

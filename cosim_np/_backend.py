@@ -7,6 +7,8 @@ Only :func:`cuda_impl` imports :mod:`cosim_np._cuda`, and with it
 ``numba.cuda``.
 """
 
+import importlib
+
 from ._core import validate as v
 
 BACKENDS = ("auto", "cpu", "cuda")
@@ -53,32 +55,28 @@ def is_xarray(value):
     return type(value).__name__ == "DataArray" and type(value).__module__.startswith("xarray")
 
 
+def _implementation(package, name, needs):
+    """``name`` of the private package ``package``, imported on first use;
+    ``needs`` says what its import needs, for the error."""
+    try:
+        module = importlib.import_module(f".{package}", __package__)
+    except ImportError as exc:
+        raise RuntimeError(f"{needs}, which cannot be imported here: {exc}") from exc
+    return getattr(module, name)
+
+
 def xarray_impl(name):
     """The DataArray wrapper of the public function ``name``."""
-    from . import _xarray
-
-    return getattr(_xarray, name)
+    return _implementation("_xarray", name, "an xarray.DataArray as input needs xarray")
 
 
 def dask_impl(name):
     """The Dask implementation of the public function ``name``."""
-    try:
-        from . import _dask
-    except ImportError as exc:
-        raise RuntimeError(
-            f"a Dask array as input needs dask.array, which cannot be imported here: {exc} "
-            "(pip install 'cosim_np[dask]')"
-        ) from exc
-    return getattr(_dask, name)
+    return _implementation("_dask", name, "a Dask array as input needs dask.array "
+                                          "(pip install 'cosim_np[dask]')")
 
 
 def cuda_impl(name):
     """The CUDA implementation of the public function ``name``."""
-    try:
-        from . import _cuda
-    except ImportError as exc:
-        raise RuntimeError(
-            f"backend='cuda' (or a CUDA device array as input) needs numba.cuda, "
-            f"which cannot be imported here: {exc}"
-        ) from exc
-    return getattr(_cuda, name)
+    return _implementation("_cuda", name, "backend='cuda' (or a CUDA device array as input) "
+                                          "needs numba.cuda")
