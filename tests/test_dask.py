@@ -155,13 +155,32 @@ def test_nan_stays_local_across_chunk_borders():
 
 @pytest.fixture(scope="module")
 def cluster_client():
-    """A real cluster: two worker processes of one thread each, started here."""
+    """A real cluster, started here: two worker processes of one Dask thread
+    each, and one Numba thread each (docs/dask.rst, "On a cluster"): the
+    two cores of the CI machine, not oversubscribed."""
     distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None, worker_dashboard_address=None) as cluster:
+                                  env={"NUMBA_NUM_THREADS": "1"}, dashboard_address=None,
+                                  worker_dashboard_address=None) as cluster:
         # (not the default scheduler: the other tests keep the threaded one)
         with distributed.Client(cluster, set_as_default=False) as client:
             yield client
+
+
+def _numba_threads():
+    import numba
+
+    return numba.get_num_threads()
+
+
+def test_workers_run_the_kernels_on_the_threads_they_are_given(cluster_client):
+    """Each worker's Numba uses the threads its environment gives it, and its
+    results are those of the client's own threads."""
+    assert set(cluster_client.run(_numba_threads).values()) == {1}
+    x = np.random.default_rng(12).standard_normal(300_000)  # several threads' worth here
+    lazy = sliding_cosine(da.from_array(x, chunks=150_000), np.hanning(64), method="direct")
+    np.testing.assert_array_equal(cluster_client.compute(lazy).result(),
+                                  sliding_cosine(x, np.hanning(64), method="direct"))
 
 
 def test_on_a_local_cluster_of_worker_processes(cluster_client):
