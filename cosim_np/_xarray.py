@@ -1,4 +1,5 @@
-"""Labelled arrays: the sliding functions on an ``xarray.DataArray``.
+"""Labelled arrays: the sliding functions and ``find_matches`` on an
+``xarray.DataArray``.
 
 The public function hands itself in (``compute``), runs on the DataArray's
 data (NumPy or Dask) with the sliding dim turned into an axis number, and
@@ -16,6 +17,7 @@ the result is wrapped back with the dims and coordinates that still apply:
 The only module that imports xarray, and only when a DataArray comes in.
 """
 
+import numpy as np
 import xarray as xr
 
 from ._core import validate as v
@@ -79,3 +81,24 @@ def sliding_cosine(array, kernel, compute, *, axis, mode, **options):
 def sharpen(array, compute, *, sharpness):
     """``sharpen`` of a DataArray: the same dims and coordinates."""
     return xr.DataArray(compute(array.data, sharpness), dims=array.dims, coords=array.coords)
+
+
+def find_matches(array, kernel, compute, *, axis, mode):
+    """``find_matches`` of a DataArray (``compute``: the public function):
+    its ``Matches`` with the coordinate values of each match (``coords``)."""
+    ax = axis_of(array, axis)
+    found = compute(array.data, kernel, axis=ax, mode=mode)
+    dim = array.dims[ax]
+    channel = array.dims[ax - 1] if v.as_real_array(kernel, "kernel").ndim == 3 else None
+    lead = [d for d in array.dims if d not in (dim, channel)]
+    coords = {}
+    for name, coord in array.coords.items():
+        if coord.ndim != 1:
+            continue
+        (owner,) = coord.dims
+        if owner == dim and mode != "full":
+            coords[name] = np.asarray(coord.values)[found.index]
+        elif owner in lead:
+            coords[name] = np.asarray(coord.values)[found.batch[:, lead.index(owner)]]
+    found.coords = coords
+    return found

@@ -43,6 +43,11 @@ class Matches:
         The exclusion zone used, in windows.
     threshold : float or None
         The threshold given as a number, else None.
+    coords : dict of numpy.ndarray
+        For an ``xarray.DataArray`` signal, the coordinate values of each
+        match: those of the sliding dim at ``index`` (not for ``mode='full'``,
+        whose windows start before the signal) and those of the leading
+        dims at ``batch``, by coordinate name. Empty otherwise.
 
     The arrays are sorted by key (``|score|`` for ``sign='both'``, ``score``
     or ``-score`` otherwise), best first; ties go to the lower batch index,
@@ -51,13 +56,14 @@ class Matches:
     tuples.
     """
 
-    def __init__(self, index, score, kernel, batch, *, exclusion=0, threshold=None):
+    def __init__(self, index, score, kernel, batch, *, exclusion=0, threshold=None, coords=None):
         self.index = index
         self.score = score
         self.kernel = kernel
         self.batch = batch
         self.exclusion = exclusion
         self.threshold = threshold
+        self.coords = {} if coords is None else dict(coords)
 
     def __len__(self):
         return int(self.index.size)
@@ -93,8 +99,9 @@ class Matches:
 
     def to_pandas(self):
         """The matches as a :class:`pandas.DataFrame`, one row per match:
-        columns ``index``, ``score``, ``kernel`` and, for signals with
-        leading axes, ``batch0``, ``batch1``, ... (needs pandas)."""
+        columns ``index``, ``score``, ``kernel``, for signals with leading
+        axes ``batch0``, ``batch1``, ..., and the ``coords`` of a DataArray's
+        matches (needs pandas)."""
         try:
             import pandas
         except ImportError:
@@ -105,6 +112,7 @@ class Matches:
         columns = {"index": self.index, "score": self.score, "kernel": self.kernel}
         for j in range(self.batch.shape[1]):
             columns[f"batch{j}"] = self.batch[:, j]
+        columns.update(self.coords)
         return pandas.DataFrame(columns)
 
 
@@ -227,6 +235,12 @@ def find_matches(
           1  1.0000       0
           9  1.0000       0
     """
+    if _backend.is_xarray(signal):
+        return _backend.xarray_impl("find_matches")(
+            signal, kernel, functools.partial(
+                find_matches, k=k, threshold=threshold, exclusion=exclusion, sign=sign,
+                sharpness=sharpness, dilation=dilation, noise_floor=noise_floor, fill=fill,
+                method=method, max_memory=max_memory, backend=backend), axis=axis, mode=mode)
     if _backend.wants_cuda(backend, signal=signal, kernel=kernel):
         return _on_gpu(signal, kernel, k, threshold, exclusion, sign, max_memory, dict(
             sharpness=sharpness, mode=mode, dilation=dilation, noise_floor=noise_floor, fill=fill,

@@ -89,3 +89,42 @@ def test_errors(record):
         windowed_norm(array, 3, out=np.empty((2, 3, 118)))
     with pytest.raises(ValueError, match="already has a dim named 'kernel'"):
         sliding_cosine(array.rename(channel="kernel"), np.ones((2, 3)))
+
+
+@pytest.mark.parametrize("mode", ["valid", "same", "full"])
+def test_find_matches_carries_the_coordinates_of_each_match(record, mode):
+    from cosim_np import find_matches
+
+    array, values = record
+    kernel = np.hanning(8)
+    values = values.copy()
+    values[1, 2, 40:48] = -3 * kernel
+    array = array.copy(data=values) if not isinstance(array.data, da.Array) else \
+        array.copy(data=da.from_array(values, chunks=(1, 3, 50)))
+    found = find_matches(array, kernel, k=2, axis="time", mode=mode)
+    want = find_matches(values, kernel, k=2, mode=mode)
+    np.testing.assert_array_equal(found.index, want.index)
+    np.testing.assert_array_equal(found.batch, want.batch)
+    np.testing.assert_array_equal(found.coords["station"], np.array(["A", "B"])[found.batch[:, 0]])
+    np.testing.assert_array_equal(found.coords["channel"], np.array(["Z", "N", "E"])[found.batch[:, 1]])
+    np.testing.assert_array_equal(found.coords["gain"], np.array([1.0, 2.0])[found.batch[:, 0]])
+    if mode == "full":  # windows start before the signal: no time of a match
+        assert "time" not in found.coords and "tick" not in found.coords
+    else:
+        np.testing.assert_array_equal(found.coords["time"], 0.5 * found.index)
+        np.testing.assert_array_equal(found.coords["tick"], found.index)
+    frame = found.to_pandas()
+    assert {"time", "station", "channel"} <= set(frame.columns) or mode == "full"
+    # the planted copy: station B, channel E, starting at sample 40 (output
+    # 40 + the padding on the left of the mode's outputs)
+    best = found.index[0], found.coords["station"][0], found.coords["channel"][0]
+    assert best == (40 + {"valid": 0, "same": 4, "full": 7}[mode], "B", "E")
+    assert found.score[0] == pytest.approx(-1)
+
+
+def test_find_matches_with_multichannel_kernels_drops_the_channel_coordinate(record):
+    from cosim_np import find_matches
+
+    array, _ = record
+    found = find_matches(array, np.ones((2, 3, 5)), k=1)
+    assert set(found.coords) == {"time", "tick", "station", "gain"}
