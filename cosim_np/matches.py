@@ -253,12 +253,19 @@ def find_matches(
     mplan = plans.plan_matches(k, threshold, exclusion, sign, max_memory, nker=nker, m=m,
                                dilation=splan.d, nwin=splan.nwin,
                                lead=plans.lead_shape(x.shape, splan.ax, splan.channel_axis))
-    if dask:  # the Dask sliding_cosine's scores, a block at a time
-        source = _backend.dask_impl("score_tiles")(
-            signal, kernel, functools.partial(_sliding.sliding_cosine, backend=backend), splan,
-            sharpness=sharpness, mode=mode, dilation=dilation, noise_floor=noise_floor, fill=fill,
-            axis=axis, method=method)
-        return _result(cpu.select_source(source, splan, mplan), mplan)
+    if dask:  # each block's candidates, gathered; or, where not exact, each block's scores
+        options = dict(sharpness=sharpness, mode=mode, dilation=dilation, noise_floor=noise_floor,
+                       fill=fill, axis=axis, method=method)
+        scoring = functools.partial(_sliding.sliding_cosine, backend=backend)
+        found = None
+        if mplan.threshold_fn is None:
+            gathered = _backend.dask_impl("candidates")(signal, kernel, scoring, splan, mplan,
+                                                       **options)
+            found = cpu.select_candidates(*gathered, splan.nwin, mplan, splan.out_dtype)
+        if found is None:
+            source = _backend.dask_impl("score_tiles")(signal, kernel, scoring, splan, **options)
+            found = cpu.select_source(source, splan, mplan)
+        return _result(found, mplan)
     found = cpu.find_matches(x, splan, mplan, method)
     return _result(found, mplan)
 

@@ -332,3 +332,40 @@ def test_find_matches_on_a_dask_array_equals_in_memory(options, mode):
         assert len(got) == len(want) > 0
         for name in ("index", "score", "kernel", "batch"):
             np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
+
+
+def test_find_matches_gathers_only_candidates(monkeypatch):
+    """Without a callable threshold the scores never reach the client: each
+    block's candidates do; a pool cut short falls back to the exact scan."""
+    from cosim_np import _dask, find_matches
+    from cosim_np._core import config
+
+    def no_scores(*args, **kwargs):
+        raise AssertionError("the scores were served to the client")
+
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((3, 40_000))
+    kernel = rng.standard_normal(12)
+    for start in (100, 9_990, 10_000, 25_000):  # two on a block border
+        x[1, start : start + 12] = kernel * (1 + start / 1e5)
+    lazy = da.from_array(x, chunks=(1, 10_000))
+    with monkeypatch.context() as patch:
+        patch.setattr(_dask, "score_tiles", no_scores)
+        for options in (dict(k=4), dict(threshold=0.7), dict(k=2, exclusion=0, sign="negative")):
+            got = find_matches(lazy, kernel, method="direct", **options)
+            want = find_matches(x, kernel, method="direct", **options)
+            np.testing.assert_array_equal(got.index, want.index)
+            np.testing.assert_array_equal(got.batch, want.batch)
+            np.testing.assert_array_equal(got.score, want.score)
+    # pools of k candidates with a zone of 15000 windows: no row can keep k
+    # of them while others were left out, so the blocks' scores are scanned
+    # instead, with the same matches
+    monkeypatch.setattr(config, "MATCH_POOL", 1)
+    served = []
+    real = _dask.score_tiles
+    monkeypatch.setattr(_dask, "score_tiles", lambda *a, **kw: served.append(1) or real(*a, **kw))
+    got = find_matches(lazy, kernel, k=5, exclusion=15_000, method="direct")
+    want = find_matches(x, kernel, k=5, exclusion=15_000, method="direct")
+    assert served and len(got) == len(want) >= 6
+    np.testing.assert_array_equal(got.index, want.index)
+    np.testing.assert_array_equal(got.batch, want.batch)

@@ -554,6 +554,36 @@ def select(source, nker, nwin, mplan, thresholds):
     return row, idx, ker, score
 
 
+def select_candidates(row, idx, ker, score, offered, nwin, mplan, out_dtype):
+    """Greedy selection over candidates gathered elsewhere (the Dask
+    backend's blocks: every local maximum at or above the threshold, or
+    with ``k`` each block's best ``mplan.pool`` of each row), ``offered``
+    holding how many each row had in all.  Returns ``(row, index, kernel,
+    score)`` best first, as :func:`select`, or None where a row kept fewer
+    than ``k`` from a pool that left candidates out (then only a scan of
+    the scores in order is exact)."""
+    rows = offered.size
+    keys = _keys(score, mplan.sign)
+    order = _sort_rows(row, keys, idx, ker)
+    row, keys, idx, ker, score = row[order], keys[order], idx[order], ker[order], score[order]
+    k = -1 if mplan.k is None else mplan.k
+    if mplan.k is not None:  # each row's best pool, over all blocks
+        rank = np.arange(row.size) - np.searchsorted(row, row)
+        take = rank < mplan.pool
+        row, keys, idx, ker, score = row[take], keys[take], idx[take], ker[take], score[take]
+    counts = np.zeros(rows, dtype=np.int64)
+    if mplan.k == 0:
+        keep = np.zeros(row.size, dtype=np.bool_)
+    else:
+        keep = _run_greedy(row, idx, min(mplan.exclusion, nwin), nwin, k, counts)
+    if mplan.k is not None and np.any((counts < mplan.k) & (offered > np.bincount(row, minlength=rows))):
+        return None
+    row, idx, ker, score = row[keep], idx[keep], ker[keep], score[keep]
+    order = np.argsort(-_keys(score, mplan.sign), kind="stable")
+    return _deliver((row[order].astype(np.int64), idx[order].astype(np.int64),
+                     ker[order].astype(np.int64), score[order]), out_dtype)
+
+
 def _rescan_filters(rows, again, row, keys, idx, ker, kept, exclusion):
     """The filters of the next pass: each row in ``again`` continues after
     its pool's last candidate (``row``, ... sorted as ``_sort_rows``), outside

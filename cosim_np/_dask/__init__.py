@@ -11,8 +11,8 @@ public module nor another backend.
 """
 
 from .embedding import cosine_similarity, pairwise_cosine, topk_cosine
-from .matches import score_tiles
+from .matches import candidates, score_tiles
 from .sliding import sharpen, sliding_cosine, windowed_norm
 
-__all__ = ["cosine_similarity", "pairwise_cosine", "topk_cosine", "score_tiles", "sharpen",
+__all__ = ["cosine_similarity", "pairwise_cosine", "topk_cosine", "candidates", "score_tiles", "sharpen",
            "sliding_cosine", "windowed_norm"]

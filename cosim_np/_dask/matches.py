@@ -1,14 +1,24 @@
-"""The scores of ``find_matches`` on a Dask array, served to the CPU's
-selection one block of windows at a time.
+"""``find_matches`` on a Dask array: the candidates of every block, found
+where the block's scores are, and gathered.
 
 The scores are the Dask ``sliding_cosine`` of the signal (bit for bit the
-in-memory ones with ``method="direct"``); each block along the sliding axis
-is computed when the selection reaches it, every row at once, and dropped
-after its scan, so the client holds one block of scores at a time beside
-the candidates.  (The selection itself runs on the client: the scores pass
-through it, block by block.)
+in-memory ones with ``method="direct"``).  Each block of windows, with one
+window of each neighbouring block (``dask.array.overlap``: a window on a
+border is judged with its true neighbours), gives its local maxima at or
+above the threshold or, with ``k``, the best ``pool`` of them per row (a
+row's best ``pool`` over the whole signal are among the union of its
+blocks' best ``pool``).  Only those candidates reach the client, where the
+CPU's greedy selection runs on them (``candidates``).
+
+Where that cannot be exact -- a threshold given as a callable, which needs
+every key of a row, or a row whose pool kept fewer than ``k`` matches while
+leaving candidates out -- the scores are served to the CPU's scan one block
+at a time instead (``score_tiles``): each block is computed when the scan
+reaches it and dropped after, so the client holds one block of scores at a
+time.
 """
 
+import dask
 import dask.array as da
 import numpy as np
 
@@ -40,6 +50,54 @@ class BlockScores:
                 block.compute(), dtype=self.compute)))
             w0 += width
         return found
+
+
+def _block_candidates(block, first, has_left, has_right, sign, threshold, pool):
+    """The candidates of one block of scores ``(rows, K, W)`` whose windows
+    start at ``first``; ``has_left`` / ``has_right``: the block holds one
+    window of the neighbouring block on that side.  Returns ``(row, index,
+    kernel, score, offered)``, ``offered`` the candidates each row had
+    before its best ``pool`` were kept (``pool`` 0: all)."""
+    with np.errstate(invalid="ignore"):
+        keys = np.abs(block) if sign == 0 else block if sign > 0 else -block
+    keys = np.where(np.isnan(keys), -np.inf, keys).astype(np.float64)
+    edge = np.full(keys.shape[:2] + (1,), -np.inf)
+    ext = np.concatenate(([] if has_left else [edge]) + [keys] + ([] if has_right else [edge]),
+                         axis=-1)
+    centre, left, right = ext[..., 1:-1], ext[..., :-2], ext[..., 2:]
+    found = (centre > left) & (centre >= right) & (centre >= threshold)
+    row, ker, at = np.nonzero(found)
+    own = block[..., 1:] if has_left else block
+    score = own[row, ker, at]
+    key = centre[row, ker, at]
+    index = first + at
+    offered = np.bincount(row, minlength=block.shape[0])
+    if pool:
+        order = np.lexsort((ker, index, -key, row))
+        row, index, ker, score, key = row[order], index[order], ker[order], score[order], key[order]
+        keep = np.arange(row.size) - np.searchsorted(row, row) < pool
+        row, index, ker, score = row[keep], index[keep], ker[keep], score[keep]
+    return row, index, ker, score, offered
+
+
+def candidates(signal, kernel, block_function, plan, mplan, **options):
+    """The candidates of ``find_matches`` on the Dask ``signal``, found block
+    by block on the workers and gathered: ``(row, index, kernel, score,
+    offered)`` NumPy arrays (``block_function``: the public
+    ``sliding_cosine``; ``plan``, ``mplan``: the call's plans)."""
+    rows = BlockScores(block_function(signal, kernel, **options), plan).rows
+    widths = rows.chunks[-1]
+    padded = da.overlap.overlap(rows, depth={0: 0, 1: 0, 2: 1}, boundary="none")
+    starts = np.concatenate([[0], np.cumsum(widths)])
+    last = len(widths) - 1
+    pool = 0 if mplan.k is None else mplan.pool
+    find = dask.delayed(_block_candidates, pure=True, nout=5)
+    parts = [find(block, int(starts[j]), j > 0, j < last, mplan.sign, mplan.threshold, pool)
+             for j, block in enumerate(padded.to_delayed().ravel())]
+    parts = dask.compute(*parts)
+    row, index, ker, score, offered = (np.concatenate(column) if c < 4 else sum(column)
+                                       for c, column in enumerate(zip(*parts)))
+    return row, index, ker, score, offered
 
 
 def score_tiles(signal, kernel, block_function, plan, **options):
