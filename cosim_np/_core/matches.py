@@ -104,6 +104,12 @@ def pool_size(k, nker, exclusion, windows):
     return int(max(1, min(whole, max(k, min(need, config.MATCH_POOL)))))
 
 
+def first_per_row(rows, count):
+    """Of candidates sorted by row (then best first), which are among the
+    first ``count`` of their row (a row's pool)."""
+    return np.arange(rows.size) - np.searchsorted(rows, rows) < count
+
+
 def plan_matches(k, threshold, exclusion, sign, max_memory, *, nker, m, dilation, nwin, lead):
     """Check ``find_matches``'s own arguments for ``nker`` kernels of ``m``
     taps spaced ``dilation`` apart, ``nwin`` windows per row and signal rows

@@ -568,8 +568,7 @@ def select_candidates(row, idx, ker, score, offered, nwin, mplan, out_dtype):
     row, keys, idx, ker, score = row[order], keys[order], idx[order], ker[order], score[order]
     k = -1 if mplan.k is None else mplan.k
     if mplan.k is not None:  # each row's best pool, over all blocks
-        rank = np.arange(row.size) - np.searchsorted(row, row)
-        take = rank < mplan.pool
+        take = core.first_per_row(row, mplan.pool)
         row, keys, idx, ker, score = row[take], keys[take], idx[take], ker[take], score[take]
     counts = np.zeros(rows, dtype=np.int64)
     if mplan.k == 0:

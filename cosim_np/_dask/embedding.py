@@ -17,6 +17,7 @@ import numpy as np
 
 from .._core import embedding as core
 from .._core import validate as v
+from .sliding import no_out
 
 
 def _standin(array):
@@ -32,12 +33,6 @@ def _as_dask(value, name):
     return array.rechunk({1: -1})
 
 
-def _no_out(out):
-    if out is not None:
-        raise TypeError("out is not supported for Dask arrays: the result is a lazy "
-                        "dask.array; write it with dask.array.store or .to_zarr instead.")
-
-
 def _row_blocks(array):
     """The Dask array's blocks of rows (its vector axis one chunk), as
     delayed NumPy arrays, with their lengths."""
@@ -49,7 +44,7 @@ def pairwise_cosine(a, b, block_function, *, out=None, dtype=None, fill=0.0, max
     block ``(i, j)`` is ``block_function`` of row blocks ``i`` and ``j`` (of
     row block ``i`` with itself, ``b=None``, on the diagonal of a.a^T:
     exactly symmetric with a unit diagonal, as in memory)."""
-    _no_out(out)
+    no_out(out, "Dask arrays")
     x = _as_dask(a, "a")
     same = b is None
     y = x if same else _as_dask(b, "b")
@@ -140,7 +135,7 @@ def cosine_similarity(a, b, block_function, *, axis=-1, eps=0.0, fill=0.0, out=N
     reduced axes made one chunk, the kept ones broadcast block by block
     without being materialised (an axis of length 1 stays 1 in its blocks,
     so each block runs the very arithmetic of the in-memory call)."""
-    _no_out(out)
+    no_out(out, "Dask arrays")
     x = a if hasattr(a, "__dask_graph__") else da.from_array(np.asarray(a))
     y = b if hasattr(b, "__dask_graph__") else da.from_array(np.asarray(b))
     plan = core.check_cosine_args(_standin(x), _standin(y), axis, eps, fill, None)

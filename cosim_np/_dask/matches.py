@@ -22,6 +22,7 @@ import dask
 import dask.array as da
 import numpy as np
 
+from .._core import matches as matching
 from .._core import sliding as plans
 
 
@@ -75,7 +76,7 @@ def _block_candidates(block, first, has_left, has_right, sign, threshold, pool):
     if pool:
         order = np.lexsort((ker, index, -key, row))
         row, index, ker, score, key = row[order], index[order], ker[order], score[order], key[order]
-        keep = np.arange(row.size) - np.searchsorted(row, row) < pool
+        keep = matching.first_per_row(row, pool)
         row, index, ker, score = row[keep], index[keep], ker[keep], score[keep]
     return row, index, ker, score, offered
 

@@ -25,6 +25,13 @@ from .._core import sliding as plans
 from .._core import validate as v
 
 
+def no_out(out, what):
+    """``out`` must be None for Dask inputs (``what``): their results are lazy."""
+    if out is not None:
+        raise TypeError(f"out is not supported for {what}: the result is a lazy dask.array; "
+                        "write it with dask.array.store or .to_zarr instead.")
+
+
 def _block_chunks(n, span, tile, chunks):
     """Chunk sizes along the sliding axis: whole tiles, at least ``span``
     samples (a block reads that many of the next one), about the size of
@@ -97,9 +104,7 @@ def sliding_cosine(signal, kernel, block_function, *, sharpness=1.0, mode="valid
                    noise_floor=0.0, fill=0.0, axis=-1, method="auto", out=None):
     """``sliding_cosine`` of the Dask array ``signal``: a lazy Dask array.
     ``block_function(block, kernel, **options)`` is the in-memory function."""
-    if out is not None:
-        raise TypeError("out is not supported for a Dask array signal: the result is a lazy "
-                        "dask.array; write it with dask.array.store or .to_zarr instead.")
+    no_out(out, "a Dask array signal")
     plan = plans.plan_sliding(signal, kernel, axis, mode, method, dilation, sharpness,
                               noise_floor, fill, None)
     nker, nchan, m = plan.khat.shape
@@ -129,9 +134,7 @@ def sliding_cosine(signal, kernel, block_function, *, sharpness=1.0, mode="valid
 def windowed_norm(signal, window, block_function, *, dilation=1, mode="valid", axis=-1,
                   out=None):
     """``windowed_norm`` of the Dask array ``signal``: a lazy Dask array."""
-    if out is not None:
-        raise TypeError("out is not supported for a Dask array signal: the result is a lazy "
-                        "dask.array; write it with dask.array.store or .to_zarr instead.")
+    no_out(out, "a Dask array signal")
     plan = plans.plan_norms(signal, window, dilation, mode, axis)
     block = functools.partial(block_function, window=plan.m, dilation=plan.d, mode="valid",
                               axis=plan.ax)
@@ -147,9 +150,7 @@ def windowed_norm(signal, window, block_function, *, dilation=1, mode="valid", a
 
 def sharpen(s, sharpness, block_function, *, out=None):
     """``sharpen`` of the Dask array ``s``, block by block (lazy)."""
-    if out is not None:
-        raise TypeError("out is not supported for a Dask array: the result is a lazy "
-                        "dask.array; write it with dask.array.store or .to_zarr instead.")
+    no_out(out, "a Dask array")
     sharpness = v.check_real(sharpness, "sharpness")
     dtype = v.output_dtype(s.dtype, "s")
     return s.map_blocks(functools.partial(block_function, sharpness=sharpness), dtype=dtype,
