@@ -16,6 +16,7 @@ from . import sliding as _sliding
 from ._core import matches as plans
 from ._core import sliding as sliding_plans
 from ._core import validate as v
+from ._cpu import drivers
 from ._cpu import matches as cpu
 
 __all__ = ["find_matches", "Matches", "plot_matches"]
@@ -248,7 +249,7 @@ def find_matches(
     dask = _backend.is_dask(signal)
     x = signal if dask else v.as_real_array(signal, "signal")
     splan = sliding_plans.plan_sliding(x, kernel, axis, mode, method, dilation, sharpness,
-                                       noise_floor, fill, None)
+                                       noise_floor, fill, None, drivers.fill_unit_kernels)
     nker, _, m = splan.khat.shape
     mplan = plans.plan_matches(k, threshold, exclusion, sign, max_memory, nker=nker, m=m,
                                dilation=splan.d, nwin=splan.nwin,

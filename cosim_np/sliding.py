@@ -333,7 +333,7 @@ def sliding_cosine(
             noise_floor=noise_floor, fill=fill, axis=axis, method=method, out=out)
     x = v.as_real_array(signal, "signal")
     plan = plans.plan_sliding(x, kernel, axis, mode, method, dilation, sharpness, noise_floor,
-                              fill, out)
+                              fill, out, drivers.fill_unit_kernels)
     return drivers.sliding_cosine(x, plan, method, out)
 
 

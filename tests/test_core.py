@@ -73,6 +73,20 @@ def test_unit_kernels_have_unit_norm_and_ignore_power_of_two_scaling(taps, shift
         assert np.all(ratio > 0) and np.ptp(ratio) <= 4 * np.finfo(np.float64).eps * np.max(ratio)
 
 
+@given(hnp.arrays(np.float64, st.tuples(st.integers(1, 4), st.integers(1, 3), st.integers(1, 40)),
+                  elements=st.floats(allow_subnormal=True)))
+@example(np.array([[[1.0, np.nan]], [[0.0, 0.0]], [[np.inf, 1e-310]]]))
+def test_unit_kernels_compiled_equal_the_python_formula(taps):
+    """Each backend compiles ``fill_unit_kernels``; compiled, it gives the
+    plain-Python formula's bits."""
+    from cosim_np._cpu.drivers import fill_unit_kernels
+
+    khat, state = plans.unit_kernels(taps)
+    compiled, compiled_state = plans.unit_kernels(taps, fill_unit_kernels)
+    np.testing.assert_array_equal(compiled, khat)
+    np.testing.assert_array_equal(compiled_state, state)
+
+
 def test_unit_kernels_classes():
     taps = np.array([[[1.0, np.nan]], [[0.0, 0.0]], [[np.inf, 1.0]], [[3.0, 4.0]]])
     khat, state = plans.unit_kernels(taps)

@@ -108,9 +108,11 @@ padded by ``pad_left`` and ``pad_right`` zeros make a result of shape
 ``final_shape`` and dtype ``out_dtype``."""
 
 
-def plan_sliding(x, kernel, axis, mode, method, dilation, sharpness, noise_floor, fill, out):
+def plan_sliding(x, kernel, axis, mode, method, dilation, sharpness, noise_floor, fill, out,
+                 normalise=None):
     """Check ``sliding_cosine``'s arguments for the signal ``x`` and the host
-    array ``kernel``; returns a :class:`SlidingPlan`."""
+    array ``kernel``; returns a :class:`SlidingPlan`.  ``normalise``: the
+    backend's compiled :func:`fill_unit_kernels` (see :func:`unit_kernels`)."""
     ax = v.check_axis(axis, x.ndim)
     v.check_choice(mode, "mode", MODES)
     v.check_choice(method, "method", METHODS)
@@ -138,7 +140,7 @@ def plan_sliding(x, kernel, axis, mode, method, dilation, sharpness, noise_floor
     final_shape = _final_shape(x.shape, ax, channel_axis, nker, bank_shape, nwin)
     if out is not None:
         v.check_out(out, final_shape, out_dtype)
-    khat, kernel_state = unit_kernels(taps)
+    khat, kernel_state = unit_kernels(taps, normalise)
     return SlidingPlan(ax, d, p * p, floor, fill_value, out_dtype, khat, kernel_state, bank_shape,
                        channel_axis, span, pad_left, pad_right, nwin, final_shape)
 
@@ -169,33 +171,62 @@ def _check_kernel(kernel, signal_ndim, ax):
     return taps, bank_shape, channel_axis
 
 
-def unit_kernels(taps):
+def unit_kernels(taps, normalise=None):
     """``(khat, state)``: ``khat[k] = taps[k] / ||taps[k]||`` for float64
     ``taps`` of shape ``(K, C, m)``, and ``state[k]`` (int8) the kernel's
     class: ``KERNEL_ZERO`` (``khat[k]`` zero) or ``KERNEL_NONFINITE``
     (``khat[k]`` NaN) where no unit kernel exists.
 
+    ``normalise`` is :func:`fill_unit_kernels` as a backend compiled it;
+    run as plain Python (the default) it gives the same bits, slowly."""
+    khat = np.zeros_like(taps)
+    state = np.full(taps.shape[0], KERNEL_NORMAL, dtype=np.int8)
+    (normalise or fill_unit_kernels)(taps, khat, state)
+    return khat, state
+
+
+def fill_unit_kernels(taps, khat, state):
+    """Write the unit kernels of ``taps`` into the zeroed ``khat`` and the
+    kernels' classes into ``state`` (:func:`unit_kernels`).  A loop over
+    floats that backends compile (``numba.njit``).
+
     The taps are scaled by a power of two before the norm is taken, so the
     norm cannot overflow or underflow and a kernel times ``2**j`` gives
-    bit-identical unit kernels.  The squares are summed exactly rounded
-    (:func:`math.fsum`, Shewchuk's algorithm), so ``||khat[k]||`` is 1 to
-    within a few units of rounding for any kernel length."""
-    nker = taps.shape[0]
-    flat = taps.reshape(nker, -1)
-    khat = np.zeros_like(flat)
-    state = np.full(nker, KERNEL_NORMAL, dtype=np.int8)
-    finite = np.isfinite(flat).all(axis=1)
-    largest = np.max(np.abs(flat), axis=1, initial=0.0)
+    bit-identical unit kernels.  The squares are summed with compensation
+    (Neumaier), keeping ``||khat[k]||`` within a few units of rounding of 1
+    for any kernel length."""
+    nker, nchan, m = taps.shape
     for k in range(nker):
-        if not finite[k]:
+        largest = 0.0
+        finite = True
+        for c in range(nchan):
+            for j in range(m):
+                finite = finite and math.isfinite(taps[k, c, j])
+                largest = max(largest, abs(taps[k, c, j]))
+        if not finite:
             state[k] = KERNEL_NONFINITE
             khat[k] = np.nan
-        elif largest[k] == 0.0:
+            continue
+        if largest == 0.0:
             state[k] = KERNEL_ZERO
-        else:
-            scaled = np.ldexp(flat[k], -math.frexp(largest[k])[1])
-            khat[k] = scaled / math.sqrt(math.fsum(scaled * scaled))
-    return khat.reshape(taps.shape), state
+            continue
+        shift = -math.frexp(largest)[1]
+        total = 0.0
+        compensation = 0.0
+        for c in range(nchan):
+            for j in range(m):
+                scaled = math.ldexp(taps[k, c, j], shift)
+                square = scaled * scaled
+                updated = total + square
+                if total >= square:
+                    compensation += (total - updated) + square
+                else:
+                    compensation += (square - updated) + total
+                total = updated
+        norm = math.sqrt(total + compensation)
+        for c in range(nchan):
+            for j in range(m):
+                khat[k, c, j] = math.ldexp(taps[k, c, j], shift) / norm
 
 
 def _final_shape(shape, ax, channel_axis, nker, bank_shape, nwin):

@@ -17,6 +17,9 @@ from . import blocks, scratch, threads
 from . import fft as transforms
 from . import sliding as kernels
 
+# The plans' unit kernels, compiled (``_core.sliding.unit_kernels``).
+fill_unit_kernels = kernels.fill_unit_kernels
+
 # ---------------------------------------------------------------------------
 # entry points
 

@@ -39,12 +39,14 @@ import numpy as np
 
 from .._core import scalars
 from .._core.scalars import KERNEL_NONFINITE, KERNEL_NORMAL, KERNEL_ZERO, SAFE_MAX, SAFE_MIN
+from .._core import sliding as plans
 from .._core.sliding import tile_length
 from . import scratch
 from ._jit import jit
 
 _out_of_range = jit(scalars.out_of_range)
 sharpen_value = jit(scalars.sharpen_value)
+fill_unit_kernels = jit(plans.fill_unit_kernels)
 
 # Windows of at most this many taps are summed directly (see _tile_sumsq).
 DIRECT_SUM_TAPS = 4

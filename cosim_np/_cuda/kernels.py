@@ -31,9 +31,10 @@ a loud burst or a NaN elsewhere cannot reach it.  One thread scans one block
 import math
 
 import numpy as np
-from numba import config, cuda, types
+from numba import config, cuda, njit, types
 
 from .._core import scalars
+from .._core import sliding as plans
 from .._core.scalars import KERNEL_NONFINITE, KERNEL_ZERO
 
 SIMULATOR = bool(config.ENABLE_CUDASIM)
@@ -42,6 +43,9 @@ SIMULATOR = bool(config.ENABLE_CUDASIM)
 _sharpen = cuda.jit(device=True)(scalars.sharpen_value)
 _out_of_range = cuda.jit(device=True)(scalars.out_of_range)
 _better = cuda.jit(device=True)(scalars.better)
+# ... and the plans' unit kernels, compiled for the host (in memory: this
+# backend has no cache fallback of its own, and it compiles once a process).
+fill_unit_kernels = njit(nogil=True, error_model="numpy")(plans.fill_unit_kernels)
 
 
 # ---------------------------------------------------------------------------

@@ -104,7 +104,8 @@ def sliding_cosine(signal, kernel, *, sharpness=1.0, mode="valid", dilation=1, n
     call = Call(signal, kernel)
     x = call.operand(signal, "signal")
     plan = plans.plan_sliding(x.standin, _host_copy(call, kernel, "kernel"), axis, mode, method,
-                              dilation, sharpness, noise_floor, fill, out)
+                              dilation, sharpness, noise_floor, fill, out,
+                              kernels.fill_unit_kernels)
     nker, _, m = plan.khat.shape
     d = plan.d
     rows = _Signal(call, x, plan.ax, plan.channel_axis)
