@@ -49,10 +49,10 @@ def _coords(array, dim, nwin, mode, dropped=()):
     return coords
 
 
-def windowed_norm(array, compute, *, window, dilation, mode, axis):
+def windowed_norm(array, compute, *, window, dilation, mode, axis, center):
     """``windowed_norm`` of a DataArray (``compute``: the public function)."""
     ax = axis_of(array, axis)
-    result = compute(array.data, window, dilation=dilation, mode=mode, axis=ax)
+    result = compute(array.data, window, dilation=dilation, mode=mode, axis=ax, center=center)
     dim = array.dims[ax]
     return xr.DataArray(result, dims=array.dims,
                         coords=_coords(array, dim, result.shape[ax], mode))

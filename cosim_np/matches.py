@@ -133,6 +133,7 @@ def find_matches(
     fill=0.0,
     axis=-1,
     method="auto",
+    center=False,
     max_memory=None,
     backend="auto",
 ):
@@ -174,8 +175,9 @@ def find_matches(
         'both' (default): a negated copy of the kernel matches too (key
         ``|s|``; the match keeps its signed score); 'positive': only
         ``s`` near +1; 'negative': only ``s`` near -1.
-    sharpness, mode, dilation, noise_floor, fill, axis, method
-        As for :func:`sliding_cosine`.
+    sharpness, mode, dilation, noise_floor, fill, axis, method, center
+        As for :func:`sliding_cosine`; ``center=True`` matches by Pearson's
+        correlation (a motif riding on an offset or a baseline).
     max_memory : int or str, optional
         Working memory for the tiles of scores (bytes, or a string such as
         ``'64MiB'``); default 256 MiB.  Beyond the tiles, memory holds the
@@ -241,22 +243,24 @@ def find_matches(
             signal, kernel, functools.partial(
                 find_matches, k=k, threshold=threshold, exclusion=exclusion, sign=sign,
                 sharpness=sharpness, dilation=dilation, noise_floor=noise_floor, fill=fill,
-                method=method, max_memory=max_memory, backend=backend), axis=axis, mode=mode)
+                method=method, center=center, max_memory=max_memory, backend=backend),
+            axis=axis, mode=mode)
     if _backend.wants_cuda(backend, signal=signal, kernel=kernel):
         return _on_gpu(signal, kernel, k, threshold, exclusion, sign, max_memory, dict(
             sharpness=sharpness, mode=mode, dilation=dilation, noise_floor=noise_floor, fill=fill,
-            axis=axis, method=method))
+            axis=axis, method=method, center=center))
     dask = _backend.is_dask(signal)
     x = signal if dask else v.as_real_array(signal, "signal")
     splan = sliding_plans.plan_sliding(x, kernel, axis, mode, method, dilation, sharpness,
-                                       noise_floor, fill, None, drivers.fill_unit_kernels)
+                                       noise_floor, fill, None, drivers.fill_unit_kernels,
+                                       center)
     nker, _, m = splan.khat.shape
     mplan = plans.plan_matches(k, threshold, exclusion, sign, max_memory, nker=nker, m=m,
                                dilation=splan.d, nwin=splan.nwin,
                                lead=plans.lead_shape(x.shape, splan.ax, splan.channel_axis))
     if dask:  # each block's candidates, gathered; or, where not exact, each block's scores
         options = dict(sharpness=sharpness, mode=mode, dilation=dilation, noise_floor=noise_floor,
-                       fill=fill, axis=axis, method=method)
+                       fill=fill, axis=axis, method=method, center=center)
         scoring = functools.partial(_sliding.sliding_cosine, backend=backend)
         found = None
         if mplan.threshold_fn is None:

@@ -151,8 +151,7 @@ def check_topk_args(x, y, same, k, exclude_self, fill, max_memory):
     if not same:
         check_same_d(x, y, "queries", "corpus")
     kk = v.check_positive_int(k, "k")
-    if not isinstance(exclude_self, (bool, np.bool_)):
-        raise TypeError(f"exclude_self must be True or False; got {exclude_self!r}.")
+    v.check_bool(exclude_self, "exclude_self")
     fill_value = v.check_real(fill, "fill", finite=False, allow_nan=True)
     budget = v.check_memory(max_memory, "max_memory", config.DEFAULT_MAX_MEMORY)
     n, m = x.shape[0], y.shape[0]

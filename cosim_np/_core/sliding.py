@@ -68,14 +68,16 @@ def _check_window_fits(n, m, dilation, mode, what):
     return span
 
 
-NormPlan = namedtuple("NormPlan", "m d ax out_dtype span pad_left pad_right nwin")
+NormPlan = namedtuple("NormPlan", "m d ax out_dtype span pad_left pad_right nwin center")
 NormPlan.__doc__ = """A checked ``windowed_norm`` call: ``m`` taps spaced ``d``
 along axis ``ax``, ``nwin`` windows of the signal padded by ``pad_left`` and
-``pad_right`` zeros."""
+``pad_right`` zeros; with ``center``, the norms of the windows less their
+means."""
 
 
-def plan_norms(x, window, dilation, mode, axis):
+def plan_norms(x, window, dilation, mode, axis, center=False):
     """Check ``windowed_norm``'s arguments; returns a :class:`NormPlan`."""
+    center = v.check_bool(center, "center")
     m = v.check_positive_int(window, "window")
     d = v.check_positive_int(dilation, "dilation")
     v.check_choice(mode, "mode", MODES)
@@ -84,7 +86,7 @@ def plan_norms(x, window, dilation, mode, axis):
     span = _check_window_fits(x.shape[ax], m, d, mode, "window")
     pad_left, pad_right = padding(mode, span)
     nwin = x.shape[ax] + pad_left + pad_right - span
-    return NormPlan(m, d, ax, out_dtype, span, pad_left, pad_right, nwin)
+    return NormPlan(m, d, ax, out_dtype, span, pad_left, pad_right, nwin, center)
 
 
 def norms_shape(shape, plan):
@@ -95,7 +97,7 @@ def norms_shape(shape, plan):
 SlidingPlan = namedtuple(
     "SlidingPlan",
     "ax d exponent floor fill out_dtype khat kernel_state bank_shape channel_axis "
-    "span pad_left pad_right nwin final_shape",
+    "span pad_left pad_right nwin final_shape center",
 )
 SlidingPlan.__doc__ = """A checked ``sliding_cosine`` call.
 
@@ -105,11 +107,12 @@ dilation ``d``; ``exponent`` is ``sharpness**2``.  A multi-channel kernel
 reads the channels on ``channel_axis`` (else None); ``bank_shape`` is
 ``(K,)`` for a bank, ``()`` for one kernel.  ``nwin`` windows of the signal
 padded by ``pad_left`` and ``pad_right`` zeros make a result of shape
-``final_shape`` and dtype ``out_dtype``."""
+``final_shape`` and dtype ``out_dtype``.  With ``center``, ``khat`` holds the
+unit *centered* kernels and the windows' norms are their centered norms."""
 
 
 def plan_sliding(x, kernel, axis, mode, method, dilation, sharpness, noise_floor, fill, out,
-                 normalise=None):
+                 normalise=None, center=False):
     """Check ``sliding_cosine``'s arguments for the signal ``x`` and the host
     array ``kernel``; returns a :class:`SlidingPlan`.  ``normalise``: the
     backend's compiled :func:`fill_unit_kernels` (see :func:`unit_kernels`)."""
@@ -120,6 +123,7 @@ def plan_sliding(x, kernel, axis, mode, method, dilation, sharpness, noise_floor
     p = v.check_real(sharpness, "sharpness")
     floor = v.check_real(noise_floor, "noise_floor", nonnegative=True)
     fill_value = v.check_real(fill, "fill", finite=False, allow_nan=True)
+    center = v.check_bool(center, "center")
     out_dtype = v.output_dtype(x.dtype, "signal")
     if x.size == 0:
         raise ValueError(f"signal must not be empty; got shape {x.shape}.")
@@ -140,9 +144,32 @@ def plan_sliding(x, kernel, axis, mode, method, dilation, sharpness, noise_floor
     final_shape = _final_shape(x.shape, ax, channel_axis, nker, bank_shape, nwin)
     if out is not None:
         v.check_out(out, final_shape, out_dtype)
+    if center:
+        taps = centered_kernels(taps, bank_shape)
     khat, kernel_state = unit_kernels(taps, normalise)
     return SlidingPlan(ax, d, p * p, floor, fill_value, out_dtype, khat, kernel_state, bank_shape,
-                       channel_axis, span, pad_left, pad_right, nwin, final_shape)
+                       channel_axis, span, pad_left, pad_right, nwin, final_shape, center)
+
+
+def centered_kernels(taps, bank_shape):
+    """Each kernel of ``taps`` ``(K, C, m)`` less the mean of all its taps,
+    centered twice (the second pass takes out what the first one's rounding
+    left, so the taps sum to zero far more closely: a large offset of the
+    signal then weighs on no dot).  A constant kernel has no centered
+    direction: a ValueError names it.  Scaling a kernel by a power of two
+    scales its centered taps exactly."""
+    flat = taps.reshape(taps.shape[0], -1)
+    constant = np.all(flat == flat[:, :1], axis=1)
+    if constant.any():
+        which = "kernel" if not bank_shape else f"kernel[{int(np.argmax(constant))}] of the bank"
+        raise ValueError(
+            f"{which} is constant (every tap {flat[np.argmax(constant), 0]!r}): with "
+            "center=True it has no direction to match (its taps less their mean are all "
+            "zero); use center=False, or a kernel with some variation.")
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN/inf taps: a NaN kernel
+        centered = flat - np.mean(flat, axis=1, keepdims=True)
+        centered -= np.mean(centered, axis=1, keepdims=True)
+    return centered.reshape(taps.shape)
 
 
 def _check_kernel(kernel, signal_ndim, ax):

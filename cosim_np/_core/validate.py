@@ -105,6 +105,14 @@ def check_positive_int(value, name, minimum=1):
     return int(value)
 
 
+def check_bool(value, name):
+    """A Python or NumPy bool, as ``bool``."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False; got {value!r} of type "
+                        f"{type(value).__name__}.")
+    return bool(value)
+
+
 def check_real(value, name, *, finite=True, nonnegative=False, allow_nan=False):
     """A real scalar; by default it must be finite.  Returns a Python float."""
     # Plain floats first: the ABC check is slow when the interpreter's caches

@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from ._jit import jit
+from .centered import rescaled_m2
 from .sliding import (
     DIRECT_SUM_TAPS,
     _out_of_range,
@@ -143,11 +144,11 @@ def plan_blocks(x, w0, w1, step, nfft, m, d, sumsq, safe, ratio, exponents, nois
 
 @jit
 def relative_out_of_range(x, w0, w1, step, m, d, tile, sumsq, unsafe, ratio, exponents, noise,
-                          relative, flagged_counts, quietest):
+                          relative, flagged_counts, quietest, center):
     """After ``plan_blocks``: the relative sums of squares of the windows of
-    unsafe tiles whose sums of squares left the float64 range, from their
-    samples scaled by a power of two (so that they do not depend on the
-    signal's scale), and their blocks' counts with them."""
+    unsafe tiles whose sums of squares (``center``: centered) left the
+    float64 range, from their samples scaled by a power of two (so that they
+    do not depend on the signal's scale), and their blocks' counts with them."""
     for b in range(x.shape[0]):
         for ti in range(unsafe.shape[1]):
             if not unsafe[b, ti]:
@@ -158,7 +159,10 @@ def relative_out_of_range(x, w0, w1, step, m, d, tile, sumsq, unsafe, ratio, exp
                     g = t // step
                     expo = exponents[b, g]
                     limit = (ratio * noise[b, g]) ** 2
-                    e, s = _rescaled_sumsq(x, b, w0 + t, m, d, m <= DIRECT_SUM_TAPS)
+                    if center:
+                        e, s = rescaled_m2(x, b, w0 + t, m, d)
+                    else:
+                        e, s = _rescaled_sumsq(x, b, w0 + t, m, d, m <= DIRECT_SUM_TAPS)
                     flagged_counts[b, g] -= count_flagged(relative[b, t : t + 1], limit)
                     relative[b, t] = _nonzero(s, math.ldexp(s, 2 * (e - expo)) if s < np.inf else s)
                     flagged_counts[b, g] += count_flagged(relative[b, t : t + 1], limit)

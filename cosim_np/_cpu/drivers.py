@@ -13,7 +13,7 @@ import numpy as np
 
 from .._core import config
 from .._core import sliding as plans
-from . import blocks, scratch, threads
+from . import blocks, centered, scratch, threads
 from . import fft as transforms
 from . import sliding as kernels
 
@@ -42,7 +42,7 @@ def windowed_norm(x, plan, out):
     rows, lead = _as_rows(x, plan.ax, None, plans.compute_dtype(plan.out_dtype))
     result = np.empty((rows.shape[0], plan.nwin), dtype=rows.dtype)
     for piece, offset in _pieces(rows, plan.pad_left, plan.pad_right, plan.span):
-        run_windowed_norm(piece, plan.m, plan.d, result, offset)
+        run_windowed_norm(piece, plan.m, plan.d, result, offset, plan.center)
     return _deliver(result.reshape(lead + (plan.nwin,)), plan.ax, None, False, plan.out_dtype, out)
 
 
@@ -60,9 +60,9 @@ def sliding_cosine(x, plan, method, out):
     args = (plan.khat, plan.kernel_state, plan.d, plan.exponent, plan.floor, plan.fill)
     for piece, offset in _pieces(rows, plan.pad_left, plan.pad_right, plan.span):
         if chosen == "fft" and piece.shape[-1] - plan.span > 0:
-            run_fft(piece, *args, result, offset, budget)
+            run_fft(piece, *args, result, offset, budget, plan.center)
         else:
-            run_direct(piece, *args, result, offset)
+            run_direct(piece, *args, result, offset, plan.center)
     if target is not None:
         return out
     # the kernels' layout: lead + bank + (L,)
@@ -189,22 +189,31 @@ def _unsafe_flags(rows, nwin, tile):
     return np.zeros((rows, max(1, -(-nwin // tile))), dtype=np.bool_)
 
 
-def run_windowed_norm(piece, m, d, result, offset):
-    """``result[b, offset + i]``: the norm of window ``i`` of ``piece``."""
+def run_windowed_norm(piece, m, d, result, offset, center=False):
+    """``result[b, offset + i]``: the norm of window ``i`` of ``piece`` (with
+    ``center``, of the window less its mean)."""
     span = (m - 1) * d
 
     def work(start, stop):
+        if center:
+            tile, bufs = centered.make_buffers(m, d, piece.shape[1])
+            centered.norm_kernel(piece, start, stop, m, d, tile, bufs, result, offset)
+            return
         tile, bufs = kernels.make_buffers(m, d)
         kernels.windowed_norm_kernel(piece, start, stop, m, d, tile, bufs, result, offset)
 
     threads.run_segments(piece.shape[-1] - span, kernels.tile_length(m, d), work)
 
 
-def run_direct(piece, khat, kernel_state, d, exponent, floor, fill, result, offset):
-    """Sliding cosines by direct dots, with the kernel for the shape at hand."""
+def run_direct(piece, khat, kernel_state, d, exponent, floor, fill, result, offset, center=False):
+    """Sliding cosines by direct dots, with the kernel for the shape at hand
+    (``center``: the windows' centered norms, ``khat`` centered)."""
     nker, nchan, m = khat.shape
     span = (m - 1) * d
     tile = kernels.tile_length(m, d)
+    if center:
+        _run_centered_direct(piece, khat, kernel_state, d, exponent, floor, fill, result, offset)
+        return
     fused = nchan == 1 and m <= config.FUSED_TAPS
     short = (fused and nker == 1 and m <= kernels.DIRECT_SUM_TAPS
              and (exponent == 1.0 or kernel_state[0] != kernels.KERNEL_NORMAL))
@@ -225,6 +234,21 @@ def run_direct(piece, khat, kernel_state, d, exponent, floor, fill, result, offs
                                      fill, tile, bufs, result, offset, unsafe, fused)
 
     threads.run_segments(piece.shape[-1] - span, tile, work)
+
+
+def _run_centered_direct(piece, khat, kernel_state, d, exponent, floor, fill, result, offset):
+    nchan, m = khat.shape[1:]
+    tile = kernels.tile_length(m, d)
+
+    def work(start, stop):
+        _, bufs = centered.make_buffers(m, d, nchan)
+        unsafe = _unsafe_flags(piece.shape[0], stop - start, tile)
+        args = (khat, kernel_state, d, exponent, floor, fill, tile, bufs, result, offset, unsafe)
+        centered.direct_kernel(piece, start, stop, *args)
+        if unsafe.any():
+            centered.fix_out_of_range(piece, start, stop, *args)
+
+    threads.run_segments(piece.shape[-1] - (m - 1) * d, tile, work)
 
 
 class _BlockLength:
@@ -273,7 +297,7 @@ class _SegmentPlan:
         self.counts = np.empty(rows, dtype=np.int64)
         self.workspace = transforms.Workspace(nchan, nker, nfft)
 
-    def plan(self, piece, w0, w1, m, d, tile, sumsq, unsafe, direct_ns):
+    def plan(self, piece, w0, w1, m, d, tile, sumsq, unsafe, direct_ns, center):
         """Plan the segment of windows ``w0 .. w1-1``; returns its estimated
         cost in ns (the transforms, and the dots left to the direct method at
         ``direct_ns`` a window)."""
@@ -290,7 +314,8 @@ class _SegmentPlan:
         if not safe:
             blocks.relative_out_of_range(piece, w0, w1, length.step, m, d, tile, sumsq, unsafe,
                                          length.estimate, self.exponents, self.noise,
-                                         self.relative, self.flagged_counts, self.quietest)
+                                         self.relative, self.flagged_counts, self.quietest,
+                                         center)
         self.any_loud = False
         return self.cost(direct_ns)
 
@@ -372,7 +397,7 @@ class _FlaggedRuns:
         # quietest first, so that runs of like loudness share blocks
         return runs[np.argsort(runs[:, 4], kind="stable")]
 
-    def compute(self, runs, piece, w0, sumsq, tile, unsafe, kernel_args, result, offset):
+    def compute(self, runs, piece, w0, sumsq, tile, unsafe, kernel_args, result, offset, center):
         """The cosines of the windows of ``runs`` (``find``), from the row of
         their own.  ``unsafe``: whether the segment has windows whose sums of
         squares left the float64 range (then every tile is checked for them)."""
@@ -388,23 +413,23 @@ class _FlaggedRuns:
         # (its large arrays are this thread's kept scratch arrays)
         plan = _SegmentPlan(self.length, 1, nchan, nker, padded, span, padded, use="flagged runs")
         tiles = np.full((1, padded // tile), unsafe)
-        cost = plan.plan(samples, 0, windows, m, d, tile, own, tiles, self.direct_ns)
+        cost = plan.plan(samples, 0, windows, m, d, tile, own, tiles, self.direct_ns, center)
         if cost > config.FFT_MARGIN * windows * self.direct_ns:
             plan.assign(-1)
         fft = plan.transform(samples, 0, windows, khat, d)
         cosines = scratch.empty("flagged runs' cosines", (1, nker, padded), result.dtype)
-        _fft_cosines(samples, windows, khat, kernel_args, tile, own, fft, cosines, 0, tiles)
+        _fft_cosines(samples, windows, khat, kernel_args, tile, own, fft, cosines, 0, tiles, center)
         blocks.scatter_runs(cosines, runs, positions, result, offset)
 
 
-def _fft_cosines(piece, w1, khat, kernel_args, tile, sumsq, fft, result, offset, unsafe):
+def _fft_cosines(piece, w1, khat, kernel_args, tile, sumsq, fft, result, offset, unsafe, center):
     """The cosines of a segment's windows from its transforms (``fft``), with
-    those whose sums of squares left the float64 range (in ``unsafe`` tiles)
-    recomputed scaled."""
+    those whose sums of squares (centered: M2) left the float64 range (in
+    ``unsafe`` tiles) recomputed scaled."""
     kernels.fft_kernel(piece, w1, khat, *kernel_args, tile, sumsq, fft, result, offset)
     if unsafe.any():
-        kernels.fft_fix_out_of_range(piece, w1, khat, *kernel_args, tile, sumsq, fft, result,
-                                     offset, unsafe)
+        fix = centered.fft_fix_out_of_range if center else kernels.fft_fix_out_of_range
+        fix(piece, w1, khat, *kernel_args, tile, sumsq, fft, result, offset, unsafe)
 
 
 def segment_length(tile, nker):
@@ -414,7 +439,8 @@ def segment_length(tile, nker):
     return tile * max(1, config.SEGMENT_WINDOWS // (tile * nker))
 
 
-def run_fft(piece, khat, kernel_state, d, exponent, floor, fill, result, offset, budget):
+def run_fft(piece, khat, kernel_state, d, exponent, floor, fill, result, offset, budget,
+            center=False):
     """Sliding cosines with dots by overlap-save FFT, a segment of windows at
     a time (bounded memory, in cache).
 
@@ -430,7 +456,12 @@ def run_fft(piece, khat, kernel_state, d, exponent, floor, fill, result, offset,
     planned and transformed again in blocks of their own
     (``_FlaggedRuns``).  Segments are whole tiles, and every decision
     depends on the segment's own samples only, the same for any power-of-two
-    scaling: every result bit is the same for any thread count."""
+    scaling: every result bit is the same for any thread count.
+
+    With ``center``, the windows' centered sums of squares (``_cpu.centered``)
+    take the place of their sums of squares throughout: a window is flagged
+    where the FFT's error bound, which grows with the block's own samples,
+    offset included, is not small against its centered norm."""
     nker, nchan, m = khat.shape
     span = (m - 1) * d
     rows = piece.shape[0]
@@ -439,12 +470,13 @@ def run_fft(piece, khat, kernel_state, d, exponent, floor, fill, result, offset,
     direct_ns = _direct_dot_ns(m, nchan, nker)
     segment = segment_length(tile, nker)
     chains = m > kernels.DIRECT_SUM_TAPS and m * d >= kernels.CHAIN_CHUNK
-    segment_sumsq = kernels.segment_chain_sumsq if chains else kernels.segment_sumsq
+    segment_sumsq = (centered.segment_m2 if center else
+                     kernels.segment_chain_sumsq if chains else kernels.segment_sumsq)
     flagged = _FlaggedRuns(khat, d, length, direct_ns)
     kernel_args = (kernel_state, d, exponent, floor, fill)
 
     def work(start, stop):
-        _, bufs = kernels.make_buffers(m, d)
+        _, bufs = (centered.make_buffers(m, d, nchan) if center else kernels.make_buffers(m, d))
         longest = min(segment, stop - start)
         windows = -(-longest // tile) * tile
         sumsq = scratch.empty("segment sums of squares", (rows, windows))
@@ -454,7 +486,7 @@ def run_fft(piece, khat, kernel_state, d, exponent, floor, fill, result, offset,
             unsafe = _unsafe_flags(rows, windows, tile)
             segment_sumsq(piece, w0, w1, m, d, tile, bufs, sumsq, unsafe)
             all_direct = (w1 - w0) * rows * direct_ns
-            cost = plan.plan(piece, w0, w1, m, d, tile, sumsq, unsafe, direct_ns)
+            cost = plan.plan(piece, w0, w1, m, d, tile, sumsq, unsafe, direct_ns, center)
             ideal = (w1 - w0) * rows * length.fft_ns
             wanted = (1 + config.REPLAN_AFTER) * ideal
             # planning again pays where transforms save much over direct dots
@@ -465,9 +497,10 @@ def run_fft(piece, khat, kernel_state, d, exponent, floor, fill, result, offset,
                 plan.assign(-1)  # every dot directly: no transform pays
             fft = plan.transform(piece, w0, w1, khat, d)
             runs = flagged.find(plan, fft, w0, w1) if replan and cost > wanted else None
-            _fft_cosines(piece, w1, khat, kernel_args, tile, sumsq, fft, result, offset, unsafe)
+            _fft_cosines(piece, w1, khat, kernel_args, tile, sumsq, fft, result, offset, unsafe,
+                         center)
             if runs is not None:  # (after: their cosines replace those just written)
                 flagged.compute(runs, piece, w0, sumsq, tile, bool(unsafe.any()), kernel_args,
-                                result, offset)
+                                result, offset, center)
 
     threads.run_segments(piece.shape[-1] - span, segment, work)

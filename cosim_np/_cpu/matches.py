@@ -295,9 +295,9 @@ class Scores:
         span = self.plan.span
         result = np.empty((piece.shape[0], nker, piece.shape[-1] - span), dtype=self.compute)
         if self.method == "fft" and piece.shape[-1] - span > 0:
-            drivers.run_fft(piece, *self.args, result, 0, self.budget)
+            drivers.run_fft(piece, *self.args, result, 0, self.budget, self.plan.center)
         else:
-            drivers.run_direct(piece, *self.args, result, 0)
+            drivers.run_direct(piece, *self.args, result, 0, self.plan.center)
         if self.plan.out_dtype != self.compute:  # float16: the whole call's rounding
             result = result.astype(self.plan.out_dtype).astype(self.compute)
         return result

@@ -887,29 +887,38 @@ def fft_fix_out_of_range(x, w1, khat, kernel_state, d, exponent, noise_floor, fi
     """``fix_out_of_range`` after ``fft_kernel``: a window's dot comes from the
     FFT unless it is flagged (its relative sum of squares is the same for
     every power-of-two scaling of the signal)."""
-    dots, slots, exponents, relative, first, step, limits = fft
+    first = fft[4]
     m = khat.shape[2]
     for b in range(x.shape[0]):
         for ti in range(unsafe.shape[1]):
             if not unsafe[b, ti]:
                 continue
             for i in range(first + ti * tile, min(first + (ti + 1) * tile, w1)):
-                if not _out_of_range(sumsq_all[b, i - first]):
-                    continue
-                e, s = _rescaled_sumsq(x, b, i, m, d, m <= DIRECT_SUM_TAPS)
-                g = (i - first) // step
-                slot = slots[b, g]
-                r = relative[b, i - first]
-                for k in range(khat.shape[0]):
-                    if kernel_state[k] == KERNEL_NONFINITE:
-                        continue
-                    if slot < 0 or is_flagged(r, limits[b, slot, k]):
-                        dot = _rescaled_dot(x, b, khat, k, i, d, e)
-                    else:
-                        dot = math.ldexp(dots[b, slot, k, i - first - g * step],
-                                         exponents[b, g] - e)
-                    out[b, k, offset + i] = _rescaled_cosine(
-                        dot, e, s, exponent, noise_floor, fill, kernel_state[k])
+                if _out_of_range(sumsq_all[b, i - first]):
+                    e, s = _rescaled_sumsq(x, b, i, m, d, m <= DIRECT_SUM_TAPS)
+                    fft_rescaled_cosines(x, b, i, e, s, khat, kernel_state, d, exponent,
+                                         noise_floor, fill, fft, out, offset)
+
+
+@jit
+def fft_rescaled_cosines(x, b, i, e, s, khat, kernel_state, d, exponent, noise_floor, fill, fft,
+                         out, offset):
+    """The cosines of window ``i`` with every kernel, from its samples scaled
+    by ``2**-e`` (``s`` their sum of squares): the FFT's dots, but for
+    flagged windows and blocks planned direct."""
+    dots, slots, exponents, relative, first, step, limits = fft
+    g = (i - first) // step
+    slot = slots[b, g]
+    r = relative[b, i - first]
+    for k in range(khat.shape[0]):
+        if kernel_state[k] == KERNEL_NONFINITE:
+            continue
+        if slot < 0 or is_flagged(r, limits[b, slot, k]):
+            dot = _rescaled_dot(x, b, khat, k, i, d, e)
+        else:
+            dot = math.ldexp(dots[b, slot, k, i - first - g * step], exponents[b, g] - e)
+        out[b, k, offset + i] = _rescaled_cosine(dot, e, s, exponent, noise_floor, fill,
+                                                 kernel_state[k])
 
 
 @jit

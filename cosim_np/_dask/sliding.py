@@ -101,19 +101,22 @@ def _windows(x, plan, span, tile, block, out_chunks, new_axis, out_axis, dtype):
 
 
 def sliding_cosine(signal, kernel, block_function, *, sharpness=1.0, mode="valid", dilation=1,
-                   noise_floor=0.0, fill=0.0, axis=-1, method="auto", out=None):
+                   noise_floor=0.0, fill=0.0, axis=-1, method="auto", center=False, out=None,
+                   normalise=None):
     """``sliding_cosine`` of the Dask array ``signal``: a lazy Dask array.
-    ``block_function(block, kernel, **options)`` is the in-memory function."""
+    ``block_function(block, kernel, **options)`` is the in-memory function;
+    ``normalise``: the compiled unit kernels of the client's plan
+    (``_core.sliding.unit_kernels``)."""
     no_out(out, "a Dask array signal")
     plan = plans.plan_sliding(signal, kernel, axis, mode, method, dilation, sharpness,
-                              noise_floor, fill, None)
+                              noise_floor, fill, None, normalise, center)
     nker, nchan, m = plan.khat.shape
     x = signal
     if plan.channel_axis is not None:  # a window reads every channel
         x = x.rechunk({plan.channel_axis: -1})
     block = functools.partial(block_function, kernel=kernel, sharpness=sharpness, mode="valid",
                               dilation=dilation, noise_floor=noise_floor, fill=fill, axis=plan.ax,
-                              method=method)
+                              method=method, center=center)
     ax = plan.ax
 
     def out_chunks(along):
@@ -132,12 +135,12 @@ def sliding_cosine(signal, kernel, block_function, *, sharpness=1.0, mode="valid
 
 
 def windowed_norm(signal, window, block_function, *, dilation=1, mode="valid", axis=-1,
-                  out=None):
+                  center=False, out=None):
     """``windowed_norm`` of the Dask array ``signal``: a lazy Dask array."""
     no_out(out, "a Dask array signal")
-    plan = plans.plan_norms(signal, window, dilation, mode, axis)
+    plan = plans.plan_norms(signal, window, dilation, mode, axis, center)
     block = functools.partial(block_function, window=plan.m, dilation=plan.d, mode="valid",
-                              axis=plan.ax)
+                              axis=plan.ax, center=plan.center)
 
     def out_chunks(along):
         chunks = list(signal.chunks)

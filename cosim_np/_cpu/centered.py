@@ -1,0 +1,324 @@
+"""Numba kernels of ``center=True``: each window's centered sum of squares
+``M2 = ||w - mean(w)||**2`` (over all its channels and taps), from blocked
+statistics merged without cancellation.
+
+As for the plain sums of squares (``_cpu.sliding``), the signal is cut into
+chunks of ``m * d`` positions; a window starting at offset ``t`` of chunk
+``q`` is the *suffix* of chunk ``q``'s chain (residue ``t % d``) from ``t``
+plus the *prefix* of chunk ``q + 1``'s same chain up to ``t - d``.  Each part
+keeps ``(mean, M2)`` by Welford's update, and the window merges them by
+Chan's formula, ``M2 = M2_a + M2_b + delta**2 * n_a * n_b / n``: every term is
+non-negative, so no digit is lost to cancellation under a large offset
+(``sum x**2 - n * mean**2`` loses them all), a loud burst leaves the windows
+without it as exact as before, and a NaN reaches only the windows that hold
+it.  A position of a multi-channel signal enters as its own ``(mean, M2)``
+over its channels (two passes over ``C`` values).
+
+Every operation is a subtraction, addition or product by a constant: the
+statistics of ``2**j * x`` are exactly ``2**j`` and ``4**j`` times those of
+``x`` (while no intermediate leaves the normal range), and those of ``-x``
+are ``-mean`` and the same ``M2``.  A constant window has ``M2`` exactly 0.
+"""
+
+import math
+
+import numpy as np
+
+from .._core.scalars import KERNEL_NONFINITE, SAFE_MAX
+from . import scratch
+from ._jit import jit
+from .sliding import (
+    _bank_cosines,
+    _out_of_range,
+    _rescaled_cosine,
+    _rescaled_dot,
+    fft_rescaled_cosines,
+    tile_length,
+)
+
+# A tile holding a sample of magnitude below this (or above SAFE_MAX) may
+# lose range in its windows' M2: the squares of differences of samples are
+# then recomputed scaled (``rescaled_m2``) where M2 is out of range.
+CENTERED_SAFE_MIN = 2.0**-400
+
+
+def make_buffers(m, d, nchan):
+    """Tile length and scratch space for ``tile_m2``: each position's mean
+    (and, with channels, its M2) for the tile's chunks and the one after,
+    the prefix statistics, the window M2s, and the update weights."""
+    chunk = m * d
+    tile = tile_length(m, d)
+    room = chunk * (tile // chunk + 1)
+    return tile, (
+        scratch.empty("centered position means", room),
+        scratch.empty("centered position M2", room if nchan > 1 else 0),
+        scratch.empty("centered prefix means", room),
+        scratch.empty("centered prefix M2", room),
+        scratch.empty("window centered M2", tile),
+        weights(m, nchan),
+    )
+
+
+def weights(m, nchan):
+    """``(inverse, growth, merge)``: ``inverse[n] = 1/n`` and ``growth[n] =
+    C (n-1)/n`` (Welford's update as the n-th position joins a part),
+    ``merge[j] = C j (m-j) / m`` (Chan's, for a window of ``m - j`` positions
+    in one chunk and ``j`` in the next)."""
+    n = np.arange(m + 1, dtype=np.float64)
+    n[0] = 1.0
+    inverse = 1.0 / n
+    growth = nchan * (n - 1.0) / n
+    j = np.arange(m, dtype=np.float64)
+    merge = nchan * j * (m - j) / m
+    return inverse, growth, merge
+
+
+@jit
+def _positions(x, b, i0, npos, used, means, m2s):
+    """Each position's statistics over its channels: ``means[p]`` (and, for
+    more than one channel, ``m2s[p]``, two passes); positions from ``npos``
+    to ``used`` are zero.  Returns how many samples could lose range."""
+    nchan = x.shape[1]
+    unsafe = 0
+    if nchan == 1:
+        xs = x[b, 0, i0 : i0 + npos]
+        for p in range(npos):
+            means[p] = np.float64(xs[p])
+        unsafe += _count_unsafe(xs)
+    else:
+        for p in range(npos):
+            total = 0.0
+            for c in range(nchan):
+                total += np.float64(x[b, c, i0 + p])
+            means[p] = total / nchan
+        for p in range(npos):
+            total = 0.0
+            for c in range(nchan):
+                dev = np.float64(x[b, c, i0 + p]) - means[p]
+                total += dev * dev
+            m2s[p] = total
+        for c in range(nchan):
+            unsafe += _count_unsafe(x[b, c, i0 : i0 + npos])
+    for p in range(npos, used):
+        means[p] = 0.0
+        if nchan > 1:
+            m2s[p] = 0.0
+    return unsafe
+
+
+@jit
+def _count_unsafe(xs):
+    """How many samples have a non-zero magnitude outside
+    ``[CENTERED_SAFE_MIN, SAFE_MAX]`` (none for float32)."""
+    if xs.itemsize <= 4:
+        return 0
+    count = 0
+    for p in range(xs.size):
+        mag = abs(np.float64(xs[p]))
+        count += (mag > SAFE_MAX) | ((mag < CENTERED_SAFE_MIN) & (mag > 0.0))
+    return count
+
+
+@jit
+def tile_m2(x, b, i0, nwin, m, d, bufs):
+    """Fill ``bufs[4][t]`` with the centered sum of squares of window
+    ``i0 + t`` for ``t < nwin`` (windows past ``nwin`` land in its slack).
+    Returns True when a sample could lose range (see ``rescaled_m2``)."""
+    means, m2s, pre_mean, pre_m2, out, w = bufs
+    inverse, growth, merge = w
+    multi = x.shape[1] > 1
+    chunk = m * d
+    npos = nwin + (m - 1) * d
+    nq = (nwin + chunk - 1) // chunk  # chunks holding window starts
+    unsafe = _positions(x, b, i0, npos, (nq + 1) * chunk, means, m2s)
+    # Prefixes of the chains of chunks 1 .. nq, forward.
+    for c in range(d, (nq + 1) * d):
+        o = (c // d) * chunk + c % d
+        mean = 0.0
+        m2 = 0.0
+        for j in range(m):
+            p = o + j * d
+            delta = means[p] - mean
+            mean = mean + delta * inverse[j + 1]
+            m2 = m2 + delta * delta * growth[j + 1]
+            if multi:
+                m2 = m2 + m2s[p]
+            pre_mean[p] = mean
+            pre_m2[p] = m2
+    # Suffixes of the chains of chunks 0 .. nq-1, backward, each merged with
+    # the next chunk's prefix into the window that starts there.
+    for c in range(nq * d):
+        o = (c // d) * chunk + c % d
+        mean = 0.0
+        m2 = 0.0
+        for j in range(m - 1, -1, -1):
+            p = o + j * d
+            delta = means[p] - mean
+            mean = mean + delta * inverse[m - j]
+            m2 = m2 + delta * delta * growth[m - j]
+            if multi:
+                m2 = m2 + m2s[p]
+            if j > 0:
+                q = p + chunk - d  # the end of the next chunk's prefix, j positions long
+                gap = pre_mean[q] - mean
+                out[p] = m2 + pre_m2[q] + gap * gap * merge[j]
+        out[o] = m2  # a window inside one chunk
+    return unsafe > 0
+
+
+@jit
+def rescaled_m2(x, b, i, m, d):
+    """``(E, s)``: the centered sum of squares of window ``i`` after scaling
+    its samples by ``2**-E`` (``E`` from its largest magnitude), in the order
+    of ``tile_m2`` (tiles start on chunks); ``s`` is 0 for a constant window
+    and NaN or inf for one holding NaN or inf."""
+    nchan = x.shape[1]
+    big = 0.0
+    bad = 0.0
+    for c in range(nchan):
+        for j in range(m):
+            mag = abs(np.float64(x[b, c, i + j * d]))
+            if mag < np.inf:
+                big = max(big, mag)
+            else:
+                bad += mag  # inf, or NaN (inf + NaN is NaN)
+    if bad != 0.0:
+        return 0, bad
+    if big == 0.0:
+        return 0, 0.0
+    expo = math.frexp(big)[1]
+    chunk = m * d
+    # taps 0 .. split-1 lie in the window's first chunk, the rest in the next
+    split = min(m, ((i // chunk + 1) * chunk - i + d - 1) // d)
+    suffix_mean = 0.0
+    suffix_m2 = 0.0
+    for j in range(split - 1, -1, -1):
+        n = split - j
+        mean, spread = _scaled_position(x, b, i + j * d, expo)
+        delta = mean - suffix_mean
+        suffix_mean = suffix_mean + delta * (1.0 / n)
+        suffix_m2 = suffix_m2 + delta * delta * (nchan * (n - 1.0) / n) + spread
+    if split == m:
+        return expo, suffix_m2
+    prefix_mean = 0.0
+    prefix_m2 = 0.0
+    for j in range(split, m):
+        n = j - split + 1
+        mean, spread = _scaled_position(x, b, i + j * d, expo)
+        delta = mean - prefix_mean
+        prefix_mean = prefix_mean + delta * (1.0 / n)
+        prefix_m2 = prefix_m2 + delta * delta * (nchan * (n - 1.0) / n) + spread
+    gap = prefix_mean - suffix_mean
+    j = m - split
+    return expo, suffix_m2 + prefix_m2 + gap * gap * (nchan * j * (m - j) / m)
+
+
+@jit
+def _scaled_position(x, b, p, expo):
+    """Mean and M2 over the channels of position ``p``, samples scaled by
+    ``2**-expo``, as ``_positions`` forms them."""
+    nchan = x.shape[1]
+    if nchan == 1:
+        return math.ldexp(np.float64(x[b, 0, p]), -expo), 0.0
+    total = 0.0
+    for c in range(nchan):
+        total += math.ldexp(np.float64(x[b, c, p]), -expo)
+    mean = total / nchan
+    spread = 0.0
+    for c in range(nchan):
+        dev = math.ldexp(np.float64(x[b, c, p]), -expo) - mean
+        spread += dev * dev
+    return mean, spread
+
+
+# ---------------------------------------------------------------------------
+# Entry kernels, as ``_cpu.sliding``'s (the window M2 in place of the sum of
+# squares; the dots are the raw windows' with the centered unit kernels).
+
+
+@jit
+def norm_kernel(x, w0, w1, m, d, tile, bufs, out, offset):
+    """``out[b, offset + i]`` = centered norm of window ``i`` of row ``b``."""
+    m2 = bufs[4]
+    for b in range(x.shape[0]):
+        for i0 in range(w0, w1, tile):
+            nwin = min(tile, w1 - i0)
+            unsafe = tile_m2(x, b, i0, nwin, m, d, bufs)
+            dest = out[b, offset + i0 : offset + i0 + nwin]
+            for t in range(nwin):
+                dest[t] = math.sqrt(m2[t])  # NaN and inf propagate
+            if unsafe:
+                for t in range(nwin):
+                    if _out_of_range(m2[t]):
+                        e, s = rescaled_m2(x, b, i0 + t, m, d)
+                        dest[t] = math.ldexp(math.sqrt(s), e)
+
+
+@jit
+def direct_kernel(x, w0, w1, khat, kernel_state, d, exponent, noise_floor, fill, tile, bufs, out,
+                  offset, unsafe):
+    """Centered cosines with any kernels: window M2 by ``tile_m2``, dots by
+    ``_cpu.sliding._tile_dots``."""
+    m = khat.shape[2]
+    acc = np.empty(tile, np.float64)
+    shared = np.empty(tile if khat.shape[0] > 1 else 0, np.float64)
+    for b in range(x.shape[0]):
+        for i0 in range(w0, w1, tile):
+            nwin = min(tile, w1 - i0)
+            unsafe[b, (i0 - w0) // tile] = tile_m2(x, b, i0, nwin, m, d, bufs)
+            _bank_cosines(x, b, khat, kernel_state, i0, nwin, d, exponent, noise_floor, fill,
+                          bufs[4], shared, acc, out, offset, False)
+
+
+@jit
+def segment_m2(x, w0, w1, m, d, tile, bufs, m2, unsafe):
+    """``m2[b, i - w0]``: the centered sum of squares of window ``i`` of row
+    ``b``, tile by tile as ``direct_kernel`` forms them (the FFT path)."""
+    for b in range(x.shape[0]):
+        for i0 in range(w0, w1, tile):
+            t0 = i0 - w0
+            own = (bufs[0], bufs[1], bufs[2], bufs[3], m2[b, t0 : t0 + tile], bufs[5])
+            unsafe[b, t0 // tile] = tile_m2(x, b, i0, min(tile, w1 - i0), m, d, own)
+
+
+@jit
+def fix_out_of_range(x, w0, w1, khat, kernel_state, d, exponent, noise_floor, fill, tile, bufs,
+                     out, offset, unsafe):
+    """After ``direct_kernel``: every window of an unsafe tile whose M2 is
+    out of range, recomputed with its samples scaled by a power of two."""
+    m = khat.shape[2]
+    m2 = bufs[4]
+    for b in range(x.shape[0]):
+        for ti in range(unsafe.shape[1]):
+            if not unsafe[b, ti]:
+                continue
+            i0 = w0 + ti * tile
+            nwin = min(tile, w1 - i0)
+            tile_m2(x, b, i0, nwin, m, d, bufs)
+            for t in range(nwin):
+                if not _out_of_range(m2[t]):
+                    continue
+                e, s = rescaled_m2(x, b, i0 + t, m, d)
+                for k in range(khat.shape[0]):
+                    if kernel_state[k] != KERNEL_NONFINITE:
+                        dot = _rescaled_dot(x, b, khat, k, i0 + t, d, e)
+                        out[b, k, offset + i0 + t] = _rescaled_cosine(
+                            dot, e, s, exponent, noise_floor, fill, kernel_state[k])
+
+
+@jit
+def fft_fix_out_of_range(x, w1, khat, kernel_state, d, exponent, noise_floor, fill, tile, m2_all,
+                         fft, out, offset, unsafe):
+    """``fix_out_of_range`` after ``_cpu.sliding.fft_kernel`` (as
+    ``_cpu.sliding.fft_fix_out_of_range`` does for the plain sums)."""
+    first = fft[4]
+    m = khat.shape[2]
+    for b in range(x.shape[0]):
+        for ti in range(unsafe.shape[1]):
+            if not unsafe[b, ti]:
+                continue
+            for i in range(first + ti * tile, min(first + (ti + 1) * tile, w1)):
+                if _out_of_range(m2_all[b, i - first]):
+                    e, s = rescaled_m2(x, b, i, m, d)
+                    fft_rescaled_cosines(x, b, i, e, s, khat, kernel_state, d, exponent,
+                                         noise_floor, fill, fft, out, offset)
