@@ -24,6 +24,15 @@ Usage::
     python benchmarks/bench_sliding.py --fft-engine numpy   # without ducc0's transforms
     python benchmarks/bench_sliding.py --signals --threads 1 2   # every signal class (below)
 
+``--center`` times ``center=True`` (Pearson's correlation) on every class of
+the corpus, one thread, against the uncentered call on the same signal,
+OpenCV's ``TM_CCOEFF_NORMED`` (float32) and STUMPY's ``mass`` (float64;
+its time does not depend on the data, so it runs on the noise class only),
+then the accuracy of each under large offsets against a two-pass long
+double reference::
+
+    python benchmarks/bench_sliding.py --center --n 10000000 --m 16 64 256
+
 ``--signals`` times every class of the realistic-signal corpus
 (``benchmarks/corpus.py``: noise, bursty, events, offset, speech, sparse and,
 where ObsPy is installed, seismic) for each dtype, kernel length and thread
@@ -370,6 +379,108 @@ def print_signals_table(rows):
               f"/best {best:.2f}")
 
 
+def opencv_ccoeff(x, k):
+    import cv2
+
+    return cv2.matchTemplate(x[None, :], k[None, :], cv2.TM_CCOEFF_NORMED)[0]
+
+
+def stumpy_mass(x, k):
+    """STUMPY's z-normalised distance profile (``sqrt(2 m (1 - rho))``)."""
+    import stumpy
+
+    return stumpy.mass(k, x)
+
+
+def center_table(n, ms, dtypes, repeat, classes):
+    """Rows ``(dtype, m, class, centered s, uncentered s, {anchor: s})`` on one
+    thread, the runs of each (dtype, m, class) interleaved."""
+    import numba
+
+    from cosim_np import sliding_cosine
+
+    try:
+        from . import corpus
+    except ImportError:  # run as a script
+        import corpus
+
+    numba.set_num_threads(1)
+    rows = []
+    for dtype in dtypes:
+        signals = {name: corpus.make(name, n, dtype) for name in classes}
+        for m in ms:
+            k = np.random.default_rng(m).standard_normal(m).astype(dtype)
+            for name, x in signals.items():
+                funcs = [lambda x=x: sliding_cosine(x, k, center=True),
+                         lambda x=x: sliding_cosine(x, k)]
+                names = []
+                if dtype == np.float32 and _has("cv2"):
+                    names.append("OpenCV TM_CCOEFF_NORMED")
+                    funcs.append(lambda x=x: opencv_ccoeff(x, k))
+                if dtype == np.float64 and name == "noise" and _has("stumpy"):
+                    names.append("STUMPY mass")
+                    funcs.append(lambda x=x: stumpy_mass(x, k))
+                times = best_times(funcs, repeat)
+                rows.append((np.dtype(dtype).name, m, name, times[0], times[1],
+                             dict(zip(names, times[2:]))))
+    return rows
+
+
+def _has(module):
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def print_center_table(rows):
+    print("\ncenter=True on every signal class, one thread, best of the runs; "
+          "/uncentered = centered over uncentered (auto); anchor ratio = anchor / centered")
+    print(f"{'dtype':<8}{'m':>6}  {'class':<8}{'centered ms':>12}{'uncentered':>11}"
+          f"{'/uncent.':>9}  {'anchor':<24}{'anchor ms':>10}{'ratio':>7}")
+    worst = {}
+    stumpy_times = {(r[0], r[1]): r[5]["STUMPY mass"] for r in rows if "STUMPY mass" in r[5]}
+    for dtype, m, name, centered, plain, theirs in rows:
+        ratio = centered / plain
+        worst[dtype] = max(worst.get(dtype, 0.0), ratio)
+        if not theirs and (dtype, m) in stumpy_times:
+            theirs = {"STUMPY mass (on noise)": stumpy_times[(dtype, m)]}
+        line = (f"{dtype:<8}{m:>6}  {name:<8}{centered * 1e3:>12.1f}{plain * 1e3:>11.1f}"
+                f"{ratio:>9.2f}")
+        for anchor, t in theirs.items():
+            line += f"  {anchor:<24}{t * 1e3:>10.1f}{t / centered:>7.2f}"
+        print(line)
+    for dtype, ratio in sorted(worst.items()):
+        print(f"worst centered / uncentered, {dtype}: {ratio:.2f}")
+
+
+def center_accuracy_table(m=64, n=10**6):
+    """Rows ``(offset, method, max |error in rho|)``: ``offset + N(0, 1)``,
+    float64 (OpenCV in float32), against two passes in long double."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    from cosim_np import sliding_cosine
+
+    rng = np.random.default_rng(0)
+    noise = rng.standard_normal(n)
+    k = rng.standard_normal(m)
+    rows = []
+    for offset in (1e4, 1e6, 1e8):
+        x = offset + noise
+        w = sliding_window_view(x.astype(np.longdouble), m)
+        dev = w - w.mean(axis=1, keepdims=True)
+        kc = k.astype(np.longdouble) - k.mean()
+        rho = (dev @ kc) / np.sqrt(np.sum(dev * dev, axis=1) * np.sum(kc * kc))
+        got = {"cosim_np center=True": sliding_cosine(x, k, center=True)}
+        if _has("cv2"):
+            got["OpenCV TM_CCOEFF_NORMED"] = opencv_ccoeff(x.astype(np.float32), k.astype(np.float32))
+        if _has("stumpy"):
+            got["STUMPY mass"] = 1 - stumpy_mass(x, k) ** 2 / (2 * m)
+        for name, values in got.items():
+            err = np.abs(np.asarray(values, dtype=np.float64) - rho.astype(np.float64))
+            rows.append((offset, name, float(np.nanmax(err)), float(np.mean(~np.isfinite(values)))))
+    return rows
+
+
 def cpu_model():
     """The processor's model name, family and model numbers and widest SIMD
     (from /proc/cpuinfo, as lscpu shows them), for the tables' headers."""
@@ -427,7 +538,10 @@ def main(argv=None):
     parser.add_argument("--signals", action="store_true",
                         help="only the table of every signal class of the corpus (m defaults "
                              "to 3 16 64 200 256 1024 4096)")
-    parser.add_argument("--classes", nargs="+", help="corpus classes for --signals (default: all)")
+    parser.add_argument("--classes", nargs="+",
+                        help="corpus classes for --signals and --center (default: all)")
+    parser.add_argument("--center", action="store_true",
+                        help="only the center=True tables (m defaults to 16 64 256)")
     parser.add_argument("--first-call", action="store_true",
                         help="only the table of first calls in fresh processes, cold and warm cache")
     args = parser.parse_args(argv)
@@ -454,6 +568,20 @@ def main(argv=None):
     print(f"CPU: {cpu_model()}, {os.cpu_count()} logical CPUs")
     if args.first_call:
         print_first_calls()
+        return
+    if args.center:
+        try:
+            from . import corpus
+        except ImportError:
+            import corpus
+        given = argv if argv is not None else sys.argv
+        ms = args.m if "--m" in given else [16, 64, 256]
+        print_center_table(center_table(args.n, ms, dtypes, args.repeat,
+                                        args.classes or corpus.available()))
+        print("\nAccuracy of rho under an offset (offset + N(0, 1), n = 10**6, m = 64; float64, "
+              "OpenCV float32), max |error| against two passes in long double")
+        for offset, name, worst, nonfinite in center_accuracy_table():
+            print(f"  offset {offset:>8.0e}  {name:<26}{worst:>12.2e}   non-finite {nonfinite:.1%}")
         return
     if args.signals:
         try:

@@ -108,7 +108,8 @@ def windowed_norm(signal, window, *, dilation=1, mode="valid", axis=-1, center=F
         squared deviations merged by Chan, Golub and LeVeque's update [3]_:
         as accurate as a two-pass computation over each window whatever the
         offset, never ``sum(w**2) - m * mean(w)**2``. A constant window
-        gives exactly 0. Default False.
+        gives exactly 0, one holding NaN or ±inf NaN (``inf - mean(w)`` is
+        undefined). Default False.
     out : numpy.ndarray, optional
         Array to write the result into, of exactly the result's shape and
         dtype; it is returned.

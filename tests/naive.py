@@ -115,6 +115,66 @@ def sliding_cosine_multichannel(x, kernels, sharpness=1.0, mode="valid", dilatio
     return out
 
 
+def _two_pass(v):
+    """``(deviations, M2)`` of a float64 vector in long double (a 64-bit
+    significand on x86, where CI runs: errors some 2000 times below
+    float64's): its values less their mean, and the sum of their squares."""
+    values = np.asarray(v, dtype=np.float64).ravel().astype(np.longdouble)
+    deviations = values - np.sum(values) / values.size
+    return deviations, np.sum(deviations * deviations)
+
+
+def centered_norm(w):
+    """``||w - mean(w)||`` (all channels and taps) by two passes in long
+    double; NaN for a window holding NaN or ±inf (``inf - mean(w)`` is
+    undefined)."""
+    w = np.asarray(w, dtype=np.float64)
+    if not np.isfinite(w).all():
+        return np.nan
+    return float(np.sqrt(_two_pass(w)[1]))
+
+
+def pearson(w, k, noise_floor=0.0, fill=0.0):
+    """Pearson's correlation of two equal-shaped vectors by the definition,
+    two passes in long double: ``<w - mean w, k - mean k> / ((||w - mean w||
+    + noise_floor) ||k - mean k||)``; ``fill`` for a constant window (all
+    samples equal), NaN for NaN/inf."""
+    w = np.asarray(w, dtype=np.float64)
+    k = np.asarray(k, dtype=np.float64)
+    if not (np.isfinite(w).all() and np.isfinite(k).all()):
+        return np.nan
+    if np.all(w == w.flat[0]):
+        return fill
+    dw, m2w = _two_pass(w)
+    dk, m2k = _two_pass(k)
+    s = np.sum(dw * dk) / ((np.sqrt(m2w) + noise_floor) * np.sqrt(m2k))
+    return float(np.clip(s, -1.0, 1.0))
+
+
+def sliding_pearson(x, k, sharpness=1.0, mode="valid", dilation=1, noise_floor=0.0, fill=0.0):
+    """``sliding_cosine(..., center=True)`` of one kernel ``(m,)`` over a 1-D
+    signal, or of kernels ``(C_out, C_in, m)`` over a ``(C_in, n)`` signal
+    (``(C_out, L)``: each window the ``(C_in, m)`` block, one vector)."""
+    x = np.asarray(x, dtype=np.float64)
+    k = np.asarray(k, dtype=np.float64)
+    multi = k.ndim == 3
+    xs = x if multi else x[None]
+    ks = k if multi else k[None, None]
+    per_channel = [windows(xs[c], ks.shape[-1], dilation, mode) for c in range(xs.shape[0])]
+    out = np.empty((ks.shape[0], len(per_channel[0])))
+    for o in range(ks.shape[0]):
+        for i in range(out.shape[1]):
+            w = np.stack([per_channel[c][i] for c in range(xs.shape[0])])
+            s = pearson(w, ks[o], noise_floor, fill)
+            constant = np.isfinite(w).all() and np.all(w == w.flat[0])
+            out[o, i] = s if (constant or np.isnan(s)) else float(sharpen(s, sharpness))
+    return out if multi else out[0]
+
+
+def windowed_centered_norm_1d(x, m, dilation=1, mode="valid"):
+    return np.array([centered_norm(w) for w in windows(x, m, dilation, mode)])
+
+
 def seed000_cosine_similarity(signal, kernel, sharpness, padding, as_written=False):
     """NumPy transcription of the seed-000 PyTorch function.
 

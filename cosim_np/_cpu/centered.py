@@ -12,7 +12,7 @@ non-negative, so no digit is lost to cancellation under a large offset
 (``sum x**2 - n * mean**2`` loses them all), a loud burst leaves the windows
 without it as exact as before, and a NaN reaches only the windows that hold
 it.  A position of a multi-channel signal enters as its own ``(mean, M2)``
-over its channels (two passes over ``C`` values).
+over its channels (Welford's update across them).
 
 Every operation is a subtraction, addition or product by a constant: the
 statistics of ``2**j * x`` are exactly ``2**j`` and ``4**j`` times those of
@@ -35,6 +35,9 @@ from .sliding import (
     fft_rescaled_cosines,
     tile_length,
 )
+
+# Chains scanned side by side (see tile_m2).
+CHAINS = 4
 
 # A tile holding a sample of magnitude below this (or above SAFE_MAX) may
 # lose range in its windows' M2: the squares of differences of samples are
@@ -76,34 +79,39 @@ def weights(m, nchan):
 @jit
 def _positions(x, b, i0, npos, used, means, m2s):
     """Each position's statistics over its channels: ``means[p]`` (and, for
-    more than one channel, ``m2s[p]``, two passes); positions from ``npos``
-    to ``used`` are zero.  Returns how many samples could lose range."""
+    more than one channel, ``m2s[p]``, by Welford's update channel by
+    channel, so that equal samples give their value and 0 exactly);
+    positions from ``npos`` to ``used`` are zero.  Returns how many samples
+    could lose range."""
     nchan = x.shape[1]
     unsafe = 0
-    if nchan == 1:
-        xs = x[b, 0, i0 : i0 + npos]
+    xs = x[b, 0, i0 : i0 + npos]
+    for p in range(npos):
+        means[p] = np.float64(xs[p])
+    unsafe += _count_unsafe(xs)
+    if nchan > 1:
         for p in range(npos):
-            means[p] = np.float64(xs[p])
-        unsafe += _count_unsafe(xs)
-    else:
-        for p in range(npos):
-            total = 0.0
-            for c in range(nchan):
-                total += np.float64(x[b, c, i0 + p])
-            means[p] = total / nchan
-        for p in range(npos):
-            total = 0.0
-            for c in range(nchan):
-                dev = np.float64(x[b, c, i0 + p]) - means[p]
-                total += dev * dev
-            m2s[p] = total
-        for c in range(nchan):
-            unsafe += _count_unsafe(x[b, c, i0 : i0 + npos])
+            m2s[p] = 0.0
+        for c in range(1, nchan):
+            xs = x[b, c, i0 : i0 + npos]
+            for p in range(npos):
+                mean, m2s[p] = _add_channel(means[p], m2s[p], np.float64(xs[p]), c + 1)
+                means[p] = mean
+            unsafe += _count_unsafe(xs)
     for p in range(npos, used):
         means[p] = 0.0
         if nchan > 1:
             m2s[p] = 0.0
     return unsafe
+
+
+@jit
+def _add_channel(mean, m2, value, count):
+    """Welford's update of a position's ``(mean, m2)`` by its ``count``-th
+    channel's ``value``."""
+    delta = value - mean
+    mean = mean + delta / count
+    return mean, m2 + delta * (value - mean)
 
 
 @jit
@@ -125,45 +133,141 @@ def tile_m2(x, b, i0, nwin, m, d, bufs):
     ``i0 + t`` for ``t < nwin`` (windows past ``nwin`` land in its slack).
     Returns True when a sample could lose range (see ``rescaled_m2``)."""
     means, m2s, pre_mean, pre_m2, out, w = bufs
-    inverse, growth, merge = w
-    multi = x.shape[1] > 1
     chunk = m * d
-    npos = nwin + (m - 1) * d
-    nq = (nwin + chunk - 1) // chunk  # chunks holding window starts
-    unsafe = _positions(x, b, i0, npos, (nq + 1) * chunk, means, m2s)
-    # Prefixes of the chains of chunks 1 .. nq, forward.
-    for c in range(d, (nq + 1) * d):
-        o = (c // d) * chunk + c % d
-        mean = 0.0
-        m2 = 0.0
-        for j in range(m):
-            p = o + j * d
-            delta = means[p] - mean
-            mean = mean + delta * inverse[j + 1]
-            m2 = m2 + delta * delta * growth[j + 1]
-            if multi:
-                m2 = m2 + m2s[p]
-            pre_mean[p] = mean
-            pre_m2[p] = m2
-    # Suffixes of the chains of chunks 0 .. nq-1, backward, each merged with
-    # the next chunk's prefix into the window that starts there.
-    for c in range(nq * d):
-        o = (c // d) * chunk + c % d
-        mean = 0.0
-        m2 = 0.0
-        for j in range(m - 1, -1, -1):
-            p = o + j * d
-            delta = means[p] - mean
-            mean = mean + delta * inverse[m - j]
-            m2 = m2 + delta * delta * growth[m - j]
-            if multi:
-                m2 = m2 + m2s[p]
-            if j > 0:
-                q = p + chunk - d  # the end of the next chunk's prefix, j positions long
-                gap = pre_mean[q] - mean
-                out[p] = m2 + pre_m2[q] + gap * gap * merge[j]
-        out[o] = m2  # a window inside one chunk
+    nwin_chunks = (nwin + chunk - 1) // chunk  # chunks holding window starts
+    unsafe = _positions(x, b, i0, nwin + (m - 1) * d, (nwin_chunks + 1) * chunk, means, m2s)
+    # Chain c is residue c % d of chunk c // d: the prefixes of chunks
+    # 1 .. nwin_chunks forward, then the suffixes of chunks 0 .. nwin_chunks-1
+    # backward, each merged with the next chunk's prefix into the window
+    # that starts there.  Four chains side by side: one is a chain of
+    # dependent operations, four keep the units busy.
+    stop = (nwin_chunks + 1) * d
+    c = d
+    while c + CHAINS <= stop:
+        _prefixes(means, m2s, pre_mean, pre_m2, c, m, d, w)
+        c += CHAINS
+    for c in range(c, stop):
+        _prefix(means, m2s, pre_mean, pre_m2, _chain_start(c, chunk, d), m, d, w)
+    stop = nwin_chunks * d
+    c = 0
+    while c + CHAINS <= stop:
+        _suffixes(means, m2s, pre_mean, pre_m2, out, c, m, d, w)
+        c += CHAINS
+    for c in range(c, stop):
+        _suffix(means, m2s, pre_mean, pre_m2, out, _chain_start(c, chunk, d), m, d, w)
     return unsafe > 0
+
+
+@jit
+def _welford(value, spread, mean, m2, inverse, growth):
+    """``(mean, m2)`` after a position of mean ``value`` and M2 ``spread``
+    (0 for one channel) joins them (``inverse``, ``growth``: see
+    ``weights``)."""
+    delta = value - mean
+    return mean + delta * inverse, m2 + delta * delta * growth + spread
+
+
+@jit
+def _prefix(means, m2s, pre_mean, pre_m2, o, m, d, w):
+    """The running statistics of the chain that starts at ``o``, forward."""
+    inverse, growth, _ = w
+    multi = m2s.size > 0
+    mean = m2 = 0.0
+    for j in range(m):
+        p = o + j * d
+        mean, m2 = _welford(means[p], m2s[p] if multi else 0.0, mean, m2, inverse[j + 1],
+                            growth[j + 1])
+        pre_mean[p] = mean
+        pre_m2[p] = m2
+
+
+@jit
+def _suffix(means, m2s, pre_mean, pre_m2, out, o, m, d, w):
+    """The windows that start on the chain from ``o``: its statistics from
+    the end backward, each merged with the next chunk's prefix."""
+    inverse, growth, merge = w
+    multi = m2s.size > 0
+    shift = m * d - d  # from a window's start to the end of its part in the next chunk
+    mean = m2 = 0.0
+    for j in range(m - 1, 0, -1):
+        p = o + j * d
+        mean, m2 = _welford(means[p], m2s[p] if multi else 0.0, mean, m2, inverse[m - j],
+                            growth[m - j])
+        out[p] = _chan(mean, m2, pre_mean[p + shift], pre_m2[p + shift], merge[j])
+    mean, m2 = _welford(means[o], m2s[o] if multi else 0.0, mean, m2, inverse[m], growth[m])
+    out[o] = m2  # a window inside one chunk
+
+
+@jit
+def _chan(mean, m2, other_mean, other_m2, weight):
+    """M2 of two parts merged (Chan's update; ``weight`` from ``weights``)."""
+    gap = other_mean - mean
+    return m2 + other_m2 + gap * gap * weight
+
+
+@jit
+def _chain_start(c, chunk, d):
+    return (c // d) * chunk + c % d
+
+
+@jit
+def _prefixes(means, m2s, pre_mean, pre_m2, c, m, d, w):
+    """``_prefix`` of chains ``c .. c+3``, side by side."""
+    inverse, growth, _ = w
+    multi = m2s.size > 0
+    chunk = m * d
+    o0, o1 = _chain_start(c, chunk, d), _chain_start(c + 1, chunk, d)
+    o2, o3 = _chain_start(c + 2, chunk, d), _chain_start(c + 3, chunk, d)
+    a0 = a1 = a2 = a3 = 0.0
+    s0 = s1 = s2 = s3 = 0.0
+    for j in range(m):
+        inv = inverse[j + 1]
+        grow = growth[j + 1]
+        q = j * d
+        a0, s0 = _welford(means[o0 + q], m2s[o0 + q] if multi else 0.0, a0, s0, inv, grow)
+        a1, s1 = _welford(means[o1 + q], m2s[o1 + q] if multi else 0.0, a1, s1, inv, grow)
+        a2, s2 = _welford(means[o2 + q], m2s[o2 + q] if multi else 0.0, a2, s2, inv, grow)
+        a3, s3 = _welford(means[o3 + q], m2s[o3 + q] if multi else 0.0, a3, s3, inv, grow)
+        pre_mean[o0 + q] = a0
+        pre_m2[o0 + q] = s0
+        pre_mean[o1 + q] = a1
+        pre_m2[o1 + q] = s1
+        pre_mean[o2 + q] = a2
+        pre_m2[o2 + q] = s2
+        pre_mean[o3 + q] = a3
+        pre_m2[o3 + q] = s3
+
+
+@jit
+def _suffixes(means, m2s, pre_mean, pre_m2, out, c, m, d, w):
+    """``_suffix`` of chains ``c .. c+3``, side by side."""
+    inverse, growth, merge = w
+    multi = m2s.size > 0
+    chunk = m * d
+    shift = chunk - d
+    o0, o1 = _chain_start(c, chunk, d), _chain_start(c + 1, chunk, d)
+    o2, o3 = _chain_start(c + 2, chunk, d), _chain_start(c + 3, chunk, d)
+    a0 = a1 = a2 = a3 = 0.0
+    s0 = s1 = s2 = s3 = 0.0
+    for j in range(m - 1, 0, -1):
+        inv = inverse[m - j]
+        grow = growth[m - j]
+        weight = merge[j]
+        q = j * d
+        a0, s0 = _welford(means[o0 + q], m2s[o0 + q] if multi else 0.0, a0, s0, inv, grow)
+        a1, s1 = _welford(means[o1 + q], m2s[o1 + q] if multi else 0.0, a1, s1, inv, grow)
+        a2, s2 = _welford(means[o2 + q], m2s[o2 + q] if multi else 0.0, a2, s2, inv, grow)
+        a3, s3 = _welford(means[o3 + q], m2s[o3 + q] if multi else 0.0, a3, s3, inv, grow)
+        out[o0 + q] = _chan(a0, s0, pre_mean[o0 + q + shift], pre_m2[o0 + q + shift], weight)
+        out[o1 + q] = _chan(a1, s1, pre_mean[o1 + q + shift], pre_m2[o1 + q + shift], weight)
+        out[o2 + q] = _chan(a2, s2, pre_mean[o2 + q + shift], pre_m2[o2 + q + shift], weight)
+        out[o3 + q] = _chan(a3, s3, pre_mean[o3 + q + shift], pre_m2[o3 + q + shift], weight)
+    inv = inverse[m]
+    grow = growth[m]
+    _, out[o0] = _welford(means[o0], m2s[o0] if multi else 0.0, a0, s0, inv, grow)
+    _, out[o1] = _welford(means[o1], m2s[o1] if multi else 0.0, a1, s1, inv, grow)
+    _, out[o2] = _welford(means[o2], m2s[o2] if multi else 0.0, a2, s2, inv, grow)
+    _, out[o3] = _welford(means[o3], m2s[o3] if multi else 0.0, a3, s3, inv, grow)
 
 
 @jit
@@ -171,7 +275,7 @@ def rescaled_m2(x, b, i, m, d):
     """``(E, s)``: the centered sum of squares of window ``i`` after scaling
     its samples by ``2**-E`` (``E`` from its largest magnitude), in the order
     of ``tile_m2`` (tiles start on chunks); ``s`` is 0 for a constant window
-    and NaN or inf for one holding NaN or inf."""
+    and NaN for one holding NaN or ±inf (``inf - mean`` is undefined)."""
     nchan = x.shape[1]
     big = 0.0
     bad = 0.0
@@ -183,7 +287,7 @@ def rescaled_m2(x, b, i, m, d):
             else:
                 bad += mag  # inf, or NaN (inf + NaN is NaN)
     if bad != 0.0:
-        return 0, bad
+        return 0, np.nan
     if big == 0.0:
         return 0, 0.0
     expo = math.frexp(big)[1]
@@ -217,17 +321,10 @@ def rescaled_m2(x, b, i, m, d):
 def _scaled_position(x, b, p, expo):
     """Mean and M2 over the channels of position ``p``, samples scaled by
     ``2**-expo``, as ``_positions`` forms them."""
-    nchan = x.shape[1]
-    if nchan == 1:
-        return math.ldexp(np.float64(x[b, 0, p]), -expo), 0.0
-    total = 0.0
-    for c in range(nchan):
-        total += math.ldexp(np.float64(x[b, c, p]), -expo)
-    mean = total / nchan
+    mean = math.ldexp(np.float64(x[b, 0, p]), -expo)
     spread = 0.0
-    for c in range(nchan):
-        dev = math.ldexp(np.float64(x[b, c, p]), -expo) - mean
-        spread += dev * dev
+    for c in range(1, x.shape[1]):
+        mean, spread = _add_channel(mean, spread, math.ldexp(np.float64(x[b, c, p]), -expo), c + 1)
     return mean, spread
 
 
