@@ -28,6 +28,7 @@ from .._core.scalars import KERNEL_NONFINITE, SAFE_MAX
 from . import scratch
 from ._jit import jit
 from .sliding import (
+    CHAIN_CHUNK,
     _bank_cosines,
     _out_of_range,
     _rescaled_cosine,
@@ -48,10 +49,13 @@ CENTERED_SAFE_MIN = 2.0**-400
 def make_buffers(m, d, nchan):
     """Tile length and scratch space for ``tile_m2``: each position's mean
     (and, with channels, its M2) for the tile's chunks and the one after,
-    the prefix statistics, the window M2s, and the update weights."""
+    the prefix statistics, the window M2s, and the update weights.  Short
+    chunks (``m * d < CHAIN_CHUNK``) are scanned in lanes (see ``tile_m2``),
+    whose suffix statistics need two arrays more."""
     chunk = m * d
     tile = tile_length(m, d)
     room = chunk * (tile // chunk + 1)
+    lanes = room if chunk < CHAIN_CHUNK else 0
     return tile, (
         scratch.empty("centered position means", room),
         scratch.empty("centered position M2", room if nchan > 1 else 0),
@@ -59,6 +63,8 @@ def make_buffers(m, d, nchan):
         scratch.empty("centered prefix M2", room),
         scratch.empty("window centered M2", tile),
         weights(m, nchan),
+        scratch.empty("centered suffix means", lanes),
+        scratch.empty("centered suffix M2", lanes),
     )
 
 
@@ -132,7 +138,9 @@ def tile_m2(x, b, i0, nwin, m, d, bufs):
     """Fill ``bufs[4][t]`` with the centered sum of squares of window
     ``i0 + t`` for ``t < nwin`` (windows past ``nwin`` land in its slack).
     Returns True when a sample could lose range (see ``rescaled_m2``)."""
-    means, m2s, pre_mean, pre_m2, out, w = bufs
+    if m * d < CHAIN_CHUNK:
+        return _lane_m2(x, b, i0, nwin, m, d, bufs)
+    means, m2s, pre_mean, pre_m2, out, w = bufs[:6]
     chunk = m * d
     nwin_chunks = (nwin + chunk - 1) // chunk  # chunks holding window starts
     unsafe = _positions(x, b, i0, nwin + (m - 1) * d, (nwin_chunks + 1) * chunk, means, m2s)
@@ -155,6 +163,106 @@ def tile_m2(x, b, i0, nwin, m, d, bufs):
         c += CHAINS
     for c in range(c, stop):
         _suffix(means, m2s, pre_mean, pre_m2, out, _chain_start(c, chunk, d), m, d, w)
+    return unsafe > 0
+
+
+@jit
+def _lane_m2(x, b, i0, nwin, m, d, bufs):
+    """``tile_m2`` for chunks shorter than ``CHAIN_CHUNK``: one chunk per
+    *lane*, ``[t * width + q]`` holding offset ``t`` of chunk ``q``, so that
+    the scans run over all chunks in lock step and vectorise (the same
+    operations, in the same order, as the chains)."""
+    means, m2s, pre_mean, pre_m2, out, w, suf_mean, suf_m2 = bufs
+    inverse, growth, merge = w
+    nchan = x.shape[1]
+    multi = nchan > 1
+    chunk = m * d
+    npos = nwin + (m - 1) * d
+    width = means.size // chunk
+    nq = (nwin + chunk - 1) // chunk
+    lanes = nq + 1
+    # each position's statistics over its channels, transposed
+    unsafe = 0
+    xs = x[b, 0, i0 : i0 + npos]
+    full = min(lanes, npos // chunk)  # lanes whose chunk lies inside the data
+    for t in range(chunk):
+        row = means[t * width : t * width + lanes]
+        for q in range(full):
+            row[q] = np.float64(xs[q * chunk + t])
+        for q in range(full, lanes):
+            p = q * chunk + t
+            row[q] = np.float64(xs[p]) if p < npos else 0.0
+        if multi:
+            spread = m2s[t * width : t * width + lanes]
+            for q in range(lanes):
+                spread[q] = 0.0
+            for c in range(1, nchan):
+                for q in range(lanes):
+                    p = q * chunk + t
+                    if p < npos:
+                        row[q], spread[q] = _add_channel(row[q], spread[q],
+                                                         np.float64(x[b, c, i0 + p]), c + 1)
+    for c in range(nchan):
+        unsafe += _count_unsafe(x[b, c, i0 : i0 + npos])
+    # prefixes of chunks 1 .. nq, forward, all lanes in lock step
+    for t in range(chunk):
+        j = t // d
+        here = means[t * width : t * width + lanes]
+        spread = m2s[t * width : t * width + lanes] if multi else here
+        dest_mean = pre_mean[t * width : t * width + lanes]
+        dest_m2 = pre_m2[t * width : t * width + lanes]
+        inv = inverse[j + 1]
+        grow = growth[j + 1]
+        if t >= d:
+            prev_mean = pre_mean[(t - d) * width : (t - d) * width + lanes]
+            prev_m2 = pre_m2[(t - d) * width : (t - d) * width + lanes]
+            for q in range(1, lanes):
+                delta = here[q] - prev_mean[q]
+                dest_mean[q] = prev_mean[q] + delta * inv
+                dest_m2[q] = prev_m2[q] + delta * delta * grow + 0.0
+        else:
+            for q in range(1, lanes):
+                delta = here[q] - 0.0
+                dest_mean[q] = 0.0 + delta * inv
+                dest_m2[q] = 0.0 + delta * delta * grow + 0.0
+        if multi:  # (m2 + delta**2 growth) + spread, as in the chains
+            for q in range(1, lanes):
+                dest_m2[q] += spread[q]
+    # suffixes of chunks 0 .. nq-1, backward, each window merged with the
+    # next chunk's prefix
+    for t in range(chunk - 1, -1, -1):
+        j = t // d
+        here = means[t * width : t * width + nq]
+        spread = m2s[t * width : t * width + nq] if multi else here
+        dest_mean = suf_mean[t * width : t * width + nq]
+        dest_m2 = suf_m2[t * width : t * width + nq]
+        inv = inverse[m - j]
+        grow = growth[m - j]
+        if t + d < chunk:
+            prev_mean = suf_mean[(t + d) * width : (t + d) * width + nq]
+            prev_m2 = suf_m2[(t + d) * width : (t + d) * width + nq]
+            for q in range(nq):
+                delta = here[q] - prev_mean[q]
+                dest_mean[q] = prev_mean[q] + delta * inv
+                dest_m2[q] = prev_m2[q] + delta * delta * grow + 0.0
+        else:
+            for q in range(nq):
+                delta = here[q] - 0.0
+                dest_mean[q] = 0.0 + delta * inv
+                dest_m2[q] = 0.0 + delta * delta * grow + 0.0
+        if multi:
+            for q in range(nq):
+                dest_m2[q] += spread[q]
+        if t >= d:
+            weight = merge[j]
+            next_mean = pre_mean[(t - d) * width + 1 : (t - d) * width + 1 + nq]
+            next_m2 = pre_m2[(t - d) * width + 1 : (t - d) * width + 1 + nq]
+            for q in range(nq):
+                out[q * chunk + t] = _chan(dest_mean[q], dest_m2[q], next_mean[q], next_m2[q],
+                                           weight)
+        else:
+            for q in range(nq):
+                out[q * chunk + t] = dest_m2[q]
     return unsafe > 0
 
 
@@ -374,7 +482,8 @@ def segment_m2(x, w0, w1, m, d, tile, bufs, m2, unsafe):
     for b in range(x.shape[0]):
         for i0 in range(w0, w1, tile):
             t0 = i0 - w0
-            own = (bufs[0], bufs[1], bufs[2], bufs[3], m2[b, t0 : t0 + tile], bufs[5])
+            own = (bufs[0], bufs[1], bufs[2], bufs[3], m2[b, t0 : t0 + tile], bufs[5], bufs[6],
+                   bufs[7])
             unsafe[b, t0 // tile] = tile_m2(x, b, i0, min(tile, w1 - i0), m, d, own)
 
 
