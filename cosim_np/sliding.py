@@ -162,11 +162,14 @@ def windowed_norm(signal, window, *, dilation=1, mode="valid", axis=-1, center=F
     >>> windowed_norm(np.array([3.0, 4.0, 0.0, 1e8, 0.0, 3e-3, 4e-3]), 2)
     array([5.e+00, 4.e+00, 1.e+08, 1.e+08, 3.e-03, 5.e-03])
 
-    Centered, a large offset costs no digits:
+    Centered, under an offset where running sums lose every digit:
 
     >>> x = 1e9 + np.array([1.0, -1.0, 1.0, -1.0, 3.0])
-    >>> windowed_norm(x, 4, center=True)  # sqrt(4), sqrt(2 + 2/3 + 2/3 + 20/3)
-    array([2.        , 3.46410162])
+    >>> np.round(windowed_norm(x, 4, center=True), 6)  # sqrt(4), sqrt(11)
+    array([2.      , 3.316625])
+    >>> sums, squares = np.convolve(x, np.ones(4), "valid"), np.convolve(x**2, np.ones(4), "valid")
+    >>> np.sqrt(np.maximum(squares - sums**2 / 4, 0))  # the running-sum recipe
+    array([0., 0.])
     """
     if _backend.is_xarray(signal):
         _no_out_for_labels(out)
@@ -335,7 +338,7 @@ def sliding_cosine(
     data: with ``kappa = ||w|| / ||w - mean(w)||`` the error in ``s`` stays
     below about ``4 (m C_in + 4) eps kappa`` (``eps`` of float64), a few
     times the error of a two-pass computation over the window; the tests
-    hold every result to it (see :doc:`/guide`).
+    hold every result to it (see :doc:`/sliding`).
 
     References
     ----------
