@@ -363,3 +363,43 @@ def test_find_matches_centered_is_the_greedy_selection_of_the_centered_scores():
     assert sorted(found.index.tolist()) == [500, 2500, 4100]
     # uncentered, the shifted copies are lost under the baseline
     assert sorted(find_matches(x, motif, k=3).index.tolist()) != [500, 2500, 4100]
+
+
+# --- Dask and xarray
+
+
+@given(data=st.data())
+def test_dask_equals_the_in_memory_result_bit_for_bit(data):
+    da = pytest.importorskip("dask.array")
+    n, m, d, mode = data.draw(window_geometry(max_n=400, max_m=9, long_m=[(30, 70)]))
+    assume(m > 1)
+    rng = np.random.default_rng(n)
+    x = 1e3 + rng.standard_normal((2, n))
+    x[:, rng.integers(0, n)] = 1e7  # a loud sample
+    chunks = (1, data.draw(st.integers(1, n)))
+    kernel = rng.standard_normal((2, m))
+    lazy = sliding_cosine(da.from_array(x, chunks=chunks), kernel, mode=mode, dilation=d,
+                          center=True, method="direct")
+    np.testing.assert_array_equal(lazy.compute(), sliding_cosine(
+        x, kernel, mode=mode, dilation=d, center=True, method="direct"))
+    norms = windowed_norm(da.from_array(x, chunks=chunks), m, dilation=d, mode=mode, center=True)
+    np.testing.assert_array_equal(norms.compute(), windowed_norm(x, m, dilation=d, mode=mode,
+                                                                 center=True))
+    found = find_matches(da.from_array(x, chunks=chunks), kernel, k=3, mode=mode, dilation=d,
+                         center=True, method="direct")
+    want = find_matches(x, kernel, k=3, mode=mode, dilation=d, center=True, method="direct")
+    np.testing.assert_array_equal(found.index, want.index)
+    np.testing.assert_array_equal(found.score, want.score)
+
+
+def test_xarray_keeps_dims_centered():
+    xr = pytest.importorskip("xarray")
+    values = 50.0 + np.random.default_rng(0).standard_normal((2, 300))
+    array = xr.DataArray(values, dims=("station", "time"), coords={"time": np.arange(300.0)})
+    got = sliding_cosine(array, [1.0, -2.0, 0.5, 3.0], center=True, mode="same")
+    assert got.dims == array.dims
+    np.testing.assert_array_equal(got.values, sliding_cosine(values, [1.0, -2.0, 0.5, 3.0],
+                                                             center=True, mode="same"))
+    norms = windowed_norm(array, 5, center=True)
+    np.testing.assert_array_equal(norms.values, windowed_norm(values, 5, center=True))
+    np.testing.assert_array_equal(norms.time.values, np.arange(296.0))
