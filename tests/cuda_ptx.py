@@ -25,16 +25,17 @@ def signatures():
     for x in inputs:
         geometry = (flat(x), flat(i64), i64, i64, i64, i64, i64)  # x roff cs nchan ts n pl
         yield "window_sumsq", geometry + (i64, i64, f64[:, ::1])
+        yield "window_m2", geometry + (i64, i64, f64[:, ::1], f64[:, ::1])
         yield "sharpen", (flat(x), i64, flat(i64), flat(i64), f64, flat(types.float64))
         yield "row_stats", (x[:, :], flat(f64), flat(f64))
         yield "cosine_pairs", (flat(x), i64, flat(i64), flat(i64), flat(x), i64, flat(i64),
                                flat(i64), flat(i64), f64, f64, flat(f64))
         for out in outputs:
             outs = (flat(out), flat(i64), i64, i64)
-            yield "finish_norms", (f64[:, ::1],) + geometry[:7] + (i64, i64, b1, flat(out),
+            yield "finish_norms", (f64[:, ::1],) + geometry[:7] + (i64, i64, b1, b1, flat(out),
                                                                   flat(i64), i64)
             yield "sliding_cosine", geometry + (f64[:, :, ::1], flat(i8), i64, i64, f64[:, ::1], b1,
-                                                f64, f64, f64) + outs
+                                                b1, f64, f64, f64) + outs
             matrices = (x[:, :], flat(f64), flat(f64)) * 2
             yield "pairwise", matrices + (b1, f64, b1, out[:, ::1])
     matrices = (f64[:, :], flat(f64), flat(f64)) * 2

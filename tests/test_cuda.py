@@ -318,6 +318,357 @@ def test_kernel_on_the_device_too():
 
 
 # ---------------------------------------------------------------------------
+# sliding: center=True (issue 16), against the CPU's center=True and exact
+# references.  The error of a centered result grows with the window's
+# condition ``kappa = ||w|| / ||w - mean(w)||`` (an offset over the spread),
+# as sliding_cosine's Notes promise: the tolerances are the plain ones with
+# their float64 part times kappa.
+
+
+def _window_blocks(signal, m, dilation, mode):
+    """The windows of a 1-D signal, or the ``(C, m)`` blocks of a ``(C, n)`` one."""
+    rows = np.atleast_2d(np.asarray(signal, dtype=np.float64))
+    per_channel = [naive.windows(row, m, dilation, mode) for row in rows]
+    return [np.stack([per_channel[c][i] for c in range(len(rows))])
+            for i in range(len(per_channel[0]))]
+
+
+def _exact_centered(values):
+    """``(deviations, M2)`` of finite values, in rationals: exact."""
+    from fractions import Fraction
+
+    exact = [Fraction(float(a)) for a in np.ravel(values)]
+    mean = sum(exact) / len(exact)
+    deviations = [a - mean for a in exact]
+    return deviations, sum(dev * dev for dev in deviations)
+
+
+def centered_reference(signal, m, dilation=1, mode="valid", kernels=(), sharpness=1.0,
+                       noise_floor=0.0, fill=0.0):
+    """By the definition, for every window of a finite 1-D (or ``(C, n)``)
+    signal: ``(norms, scores, kappa, constant)`` -- the centered norms and
+    the Pearson scores with each kernel (``(K, L)``), exact in rationals but
+    for the last roots and division (each window scaled by a power of two
+    first, so nothing overflows); ``kappa`` is inf for a constant window."""
+    import math
+
+    blocks = _window_blocks(signal, m, dilation, mode)
+    kernel_parts = []
+    for kernel in kernels:
+        kernel = np.asarray(kernel, dtype=np.float64)
+        dev, m2 = _exact_centered(np.ldexp(kernel, -np.frexp(np.max(np.abs(kernel)))[1]))
+        kernel_parts.append((dev, math.sqrt(m2)))
+    count = len(blocks)
+    norms, kappa = np.empty(count), np.empty(count)
+    constant = np.zeros(count, bool)
+    scores = np.empty((len(kernel_parts), count))
+    for i, w in enumerate(blocks):
+        big = np.max(np.abs(w))
+        expo = int(np.frexp(big)[1]) if big > 0 else 0
+        dev, m2 = _exact_centered(np.ldexp(w, -expo))
+        spread = math.sqrt(m2)
+        with np.errstate(over="ignore"):
+            norms[i] = np.ldexp(spread, expo)
+            floor = np.ldexp(noise_floor, -expo)  # inf for a tiny window: s -> 0
+        constant[i] = m2 == 0
+        kappa[i] = np.inf if constant[i] else max(1.0, naive.exact_norm(w) / norms[i])
+        for k, (kdev, knorm) in enumerate(kernel_parts):
+            if constant[i]:
+                scores[k, i] = fill
+                continue
+            s = float(sum(a * b for a, b in zip(dev, kdev))) / ((spread + floor) * knorm)
+            scores[k, i] = float(naive.sharpen(np.clip(s, -1.0, 1.0), sharpness))
+    return norms, scores, kappa, constant
+
+
+def centered_tolerance(out_dtype, taps, kappa, exponent=1.0):
+    """:func:`tests.test_sliding.tolerance` with its float64 part times ``kappa``."""
+    rounding = 0.0 if np.dtype(out_dtype) == np.float64 else float(np.finfo(out_dtype).eps)
+    return tolerance(np.float64, taps, exponent) * kappa + rounding
+
+
+def assert_within(got, want, bound):
+    """Equal NaN patterns; elsewhere equal (infinities too) or within ``bound``."""
+    got = np.asarray(got, dtype=np.float64)
+    want = np.asarray(want, dtype=np.float64)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    with np.errstate(invalid="ignore"):
+        ok = np.isnan(want) | (got == want) | (np.abs(got - want) <= bound)
+    bad = np.flatnonzero(~ok)
+    bound = np.broadcast_to(bound, got.shape).ravel()
+    assert bad.size == 0, (f"{bad.size} off: at {bad[:5]} got {got.ravel()[bad[:5]]}, want "
+                           f"{want.ravel()[bad[:5]]}, bound {bound[bad[:5]]}")
+
+
+def assert_fill(got, constant, fill):
+    """Constant windows hold ``fill`` exactly (NaN for a NaN fill)."""
+    values = np.asarray(got, dtype=np.float64)[..., constant]
+    if np.isnan(fill):
+        assert np.isnan(values).all()
+    else:
+        np.testing.assert_array_equal(values, fill)
+
+
+def _non_constant(kernel):
+    """A drawn kernel, made non-constant (center=True refuses a constant one)
+    and scaled by a power of two to a largest magnitude in [0.5, 1) (which
+    changes no score): the core's centering of a kernel of subnormal taps
+    loses their mean (``[5e-324, 0]`` centers to itself), the plan's concern,
+    not the device's."""
+    kernel = np.array(kernel, dtype=np.float64)
+    if np.all(kernel == kernel.flat[0]):
+        kernel.flat[-1] = -kernel.flat[0] if kernel.flat[0] else 1.0
+    return np.ldexp(kernel, -np.frexp(np.max(np.abs(kernel)))[1])
+
+
+@EXAMPLES
+@given(geometry=window_geometry(max_n=40, max_m=6, max_dilation=3), dtype=st.sampled_from(ALL_DTYPES),
+       data=st.data())
+def test_centered_windowed_norm_matches_the_definition_and_the_cpu(geometry, dtype, data):
+    n, m, dilation, mode = geometry
+    signal = data.draw(arrays(dtype, n))
+    got = windowed_norm(signal, m, dilation=dilation, mode=mode, center=True, backend="cuda")
+    cpu = windowed_norm(signal, m, dilation=dilation, mode=mode, center=True)
+    assert got.dtype == cpu.dtype == expected_dtype(dtype)
+    want, _, kappa, constant = centered_reference(signal, m, dilation, mode)
+    np.testing.assert_array_equal(got[constant], 0.0)  # exactly: no rounding left over
+    np.testing.assert_array_equal(cpu[constant], 0.0)
+    rounding = 0.0 if got.dtype == np.float64 else float(np.finfo(got.dtype).eps)
+    rtol = 4 * (m + 4) * EPS64 * np.where(constant, 0.0, kappa) + rounding
+    atol = 0 if got.dtype == np.float64 else float(np.finfo(got.dtype).smallest_subnormal)
+    assert_within(got, want, rtol * want + atol)
+    assert_within(got, cpu, 2 * (rtol * want + atol))
+
+
+@EXAMPLES
+@given(
+    geometry=window_geometry(max_n=40, max_m=6, max_dilation=3),
+    dtype=st.sampled_from(ALL_DTYPES),
+    sharpness=st.one_of(st.just(1.0), st.floats(1.0, 3.0)),
+    noise_floor=st.one_of(st.just(0.0), st.floats(0.0, 10.0)),
+    fill=st.sampled_from([0.0, -2.0, np.nan]),
+    data=st.data(),
+)
+def test_centered_one_kernel_matches_the_definition_and_the_cpu(geometry, dtype, sharpness,
+                                                                noise_floor, fill, data):
+    n, m, dilation, mode = geometry
+    m = max(m, 2)  # one tap is a constant kernel
+    if mode == "valid":
+        n = max(n, (m - 1) * dilation + 1)
+    signal = data.draw(arrays(dtype, n))
+    kernel = _non_constant(data.draw(arrays(np.float64, m)))
+    options = dict(sharpness=sharpness, mode=mode, dilation=dilation, noise_floor=noise_floor,
+                   fill=fill, center=True)
+    got = sliding_cosine(signal, kernel, backend="cuda", **options)
+    cpu = sliding_cosine(signal, kernel, **options)
+    assert got.dtype == cpu.dtype == expected_dtype(dtype)
+    _, want, kappa, constant = centered_reference(signal, m, dilation, mode, [kernel], sharpness,
+                                                  noise_floor, fill)
+    assert_fill(got, constant, fill)
+    tol_ = centered_tolerance(got.dtype, m, kappa, sharpness**2)
+    assert_within(got, want[0], tol_)
+    assert_within(got, cpu, 2 * tol_)
+
+
+@pytest.mark.parametrize("mode", ["valid", "same", "full", "causal"])
+@pytest.mark.parametrize("dilation", [1, 3])
+def test_centered_bank_and_multichannel_kernels_match_the_cpu(mode, dilation):
+    """A bank over a batch of rows, and multi-channel kernels over a batch of
+    ``(C_in, n)`` signals, on device arrays: as the CPU's center=True, and
+    as the definition."""
+    rng = np.random.default_rng(10 + dilation)
+    m = 5
+    rows = 40.0 + rng.standard_normal((2, 30))  # an offset: kappa about 40
+    rows[1, 8:23] = 3.0  # constant windows
+    bank = rng.standard_normal((3, m))
+    got = to_host(sliding_cosine(on_gpu(rows), bank, mode=mode, dilation=dilation, center=True,
+                                 fill=-7.0))
+    cpu = sliding_cosine(rows, bank, mode=mode, dilation=dilation, center=True, fill=-7.0)
+    assert got.shape == cpu.shape == (2, 3, cpu.shape[-1])
+    norms = to_host(windowed_norm(on_gpu(rows), m, dilation=dilation, mode=mode, center=True))
+    cpu_norms = windowed_norm(rows, m, dilation=dilation, mode=mode, center=True)
+    for b in range(2):
+        want_norms, want, kappa, constant = centered_reference(rows[b], m, dilation, mode, bank,
+                                                               fill=-7.0)
+        assert constant.any() == (b == 1)
+        assert_fill(got[b], constant, -7.0)
+        assert_within(got[b], want, centered_tolerance(np.float64, m, kappa))
+        assert_within(got[b], cpu[b], 2 * centered_tolerance(np.float64, m, kappa))
+        rtol = 4 * (m + 4) * EPS64 * np.where(constant, 0.0, kappa)
+        assert_within(norms[b], want_norms, rtol * want_norms)
+        assert_within(norms[b], cpu_norms[b], 2 * rtol * want_norms)
+
+    signal = (-20.0 + rng.standard_normal((2, 3, 30))).astype(np.float32)
+    signal[1, :, 5:25] = 0.1  # constant across the channels too: (0.1 + 0.1 + 0.1) / 3 != 0.1
+    kernels_ = rng.standard_normal((2, 3, m))
+    got = to_host(sliding_cosine(on_gpu(signal), kernels_, mode=mode, dilation=dilation, center=True,
+                                 fill=-7.0))
+    cpu = sliding_cosine(signal, kernels_, mode=mode, dilation=dilation, center=True, fill=-7.0)
+    assert got.dtype == cpu.dtype == np.float32 and got.shape == cpu.shape == (2, 2, cpu.shape[-1])
+    for b in range(2):
+        _, want, kappa, constant = centered_reference(signal[b], m, dilation, mode, kernels_,
+                                                      fill=-7.0)
+        assert constant.any() == (b == 1)
+        assert_fill(got[b], constant, -7.0)
+        tol_ = centered_tolerance(np.float32, m * 3, kappa)
+        assert_within(got[b], want, tol_)
+        assert_within(got[b], cpu[b], 2 * tol_)
+
+
+@pytest.mark.parametrize("m,dilation,mode", [(4, 1, "valid"), (7, 2, "same"), (16, 3, "full")])
+def test_centered_large_offset_within_the_bound_of_a_two_pass_reference(m, dilation, mode):
+    """1e6 + unit noise: every centered norm and score within ``4 (m + 4) eps
+    kappa`` (kappa about 1e6) of a two-pass computation in long double per
+    window, where ``sum w**2 - m mean**2`` in float64 misses it by far."""
+    rng = np.random.default_rng(m)
+    signal = 1e6 + rng.standard_normal(200)
+    kernel = rng.standard_normal(m)
+    norms = to_host(windowed_norm(on_gpu(signal), m, dilation=dilation, mode=mode, center=True))
+    scores = to_host(sliding_cosine(on_gpu(signal), kernel, dilation=dilation, mode=mode, center=True))
+    windows = naive.windows(signal, m, dilation, mode)
+    wide = np.longdouble
+    centered_kernel = kernel.astype(wide) - kernel.astype(wide).sum() / m
+    ref_norm, ref_score, one_pass = [], [], []
+    for w in windows:
+        dev = w.astype(wide) - w.astype(wide).sum() / m
+        m2 = (dev * dev).sum()
+        ref_norm.append(np.sqrt(m2))
+        ref_score.append((dev * centered_kernel).sum()
+                         / (np.sqrt(m2) * np.sqrt((centered_kernel * centered_kernel).sum())))
+        one_pass.append(np.sqrt(abs(np.sum(w * w) - m * np.mean(w) ** 2)))
+    ref_norm = np.array(ref_norm, dtype=np.float64)
+    ref_score = np.array(ref_score, dtype=np.float64)
+    kappa = np.array([naive.exact_norm(w) for w in windows]) / ref_norm
+    assert kappa.max() > 1e5
+    bound = 4 * (m + 4) * EPS64 * kappa
+    assert np.all(np.abs(norms - ref_norm) <= bound * ref_norm)
+    assert np.all(np.abs(scores - ref_score) <= bound)
+    # the bound has teeth: the one-pass formula misses it by orders of magnitude
+    assert np.max(np.abs(np.array(one_pass) - ref_norm) / (bound * ref_norm)) > 100
+
+
+@pytest.mark.parametrize("noise_floor", [0.0, 1.0])
+@pytest.mark.parametrize("fill", [-5.0, np.nan])
+def test_centered_constant_windows_get_fill_exactly(noise_floor, fill):
+    """Constant windows at any magnitude (squares that overflow, subnormals,
+    zeros) have a centered norm of exactly 0 and score ``fill``, whatever the
+    noise floor; a window whose squares overflow is rescaled and scores as
+    the definition."""
+    tiny = np.ldexp(1.0, -1060)
+    signal = np.concatenate([np.full(6, 5.0), [1.0, 2.0, 3.0], np.full(6, 1e6), np.full(6, 1e300),
+                             np.full(6, -tiny), np.zeros(6), [3.0, 1e300, -1.0, tiny, 0.0],
+                             np.full(6, 0.1)])
+    kernel = np.array([1.0, -2.0, 0.5])
+    options = dict(noise_floor=noise_floor, fill=fill, center=True)
+    for dtype, x in [(np.float64, signal), (np.float32, signal[np.abs(signal) < 1e30])]:
+        x = x.astype(dtype)
+        want_norms, want, kappa, constant = centered_reference(x, 3, kernels=[kernel],
+                                                               noise_floor=noise_floor, fill=fill)
+        assert constant.sum() >= 20
+        got = sliding_cosine(x, kernel, backend="cuda", **options)
+        assert_fill(got, constant, fill)
+        assert np.all(np.abs(got[~constant]) <= 1.0)
+        tol_ = centered_tolerance(dtype, 3, kappa)
+        assert_within(got, want[0], tol_)
+        assert_within(got, sliding_cosine(x, kernel, **options), 2 * tol_)
+        norms = windowed_norm(x, 3, center=True, backend="cuda")
+        np.testing.assert_array_equal(norms[constant], 0.0)
+        assert np.all(norms[~constant] > 0.0)
+        np.testing.assert_array_equal(norms == 0.0, windowed_norm(x, 3, center=True) == 0.0)
+        rtol = 4 * 7 * EPS64 * np.where(constant, 0.0, kappa) + (dtype == np.float32) * 2.0**-23
+        assert_within(norms, want_norms, rtol * want_norms)
+    # constant across channels too: (0.1 + 0.1 + 0.1) / 3 is not 0.1 in float64
+    channels = np.full((2, 3, 12), 0.1)
+    channels[1] = np.arange(36).reshape(3, 12) % 5
+    kernels_ = np.arange(18.0).reshape(2, 3, 3) % 4
+    got = sliding_cosine(channels, kernels_, backend="cuda", **options)
+    assert_fill(got[0], np.ones(got.shape[1:], bool), fill)
+    _, want, kappa, constant = centered_reference(channels[1], 3, kernels=kernels_, fill=fill,
+                                                  noise_floor=noise_floor)
+    assert not constant.any()
+    assert_within(got[1], want, centered_tolerance(np.float64, 9, kappa))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf, 1e200])
+def test_centered_nan_inf_and_loud_samples_stay_in_their_windows(bad):
+    """A bad sample changes only the windows that hold it: every other
+    window is the same, bit for bit, as without it.  A NaN or inf makes its
+    windows NaN (``inf - mean`` is undefined); a loud one is rescaled."""
+    rng = np.random.default_rng(11)
+    clean = 1e3 + rng.standard_normal(60)
+    signal = clean.copy()
+    signal[23] = bad
+    kernel = np.array([0.5, -1.0, 2.0, 0.0])
+    m, d = 4, 2
+    for dtype in (np.float64, np.float32):
+        if dtype == np.float32 and bad == 1e200:
+            continue
+        x, x_clean = signal.astype(dtype), clean.astype(dtype)
+        for mode in ("valid", "same"):
+            options = dict(dilation=d, mode=mode, center=True, backend="cuda")
+            got = sliding_cosine(x, kernel, **options)
+            base = sliding_cosine(x_clean, kernel, **options)
+            norms = windowed_norm(x, m, **options)
+            base_norms = windowed_norm(x_clean, m, **options)
+            left = naive.padding(mode, (m - 1) * d)[0]
+            starts = np.arange(got.size) - left  # the first sample of each window
+            hit = ((23 - starts) % d == 0) & (starts <= 23) & (starts + (m - 1) * d >= 23)
+            assert hit.sum() == m
+            np.testing.assert_array_equal(got[~hit], base[~hit])
+            np.testing.assert_array_equal(norms[~hit], base_norms[~hit])
+            if np.isfinite(bad):
+                want_norms, want, _, _ = centered_reference(x, m, d, mode, [kernel])
+                np.testing.assert_allclose(got[hit], want[0, hit], rtol=0,
+                                           atol=tolerance(np.float64, m))
+                np.testing.assert_allclose(norms[hit], want_norms[hit], rtol=4 * (m + 4) * EPS64)
+            else:
+                assert np.isnan(got[hit]).all() and np.isnan(norms[hit]).all()
+
+
+@EXAMPLES
+@given(geometry=window_geometry(max_n=30, max_m=5, max_dilation=3), dtype=st.sampled_from(FLOAT_DTYPES),
+       shift=st.integers(-100, 100), sharpness=st.floats(0.0, 4.0), data=st.data())
+def test_centered_power_of_two_scaling_and_negation_are_bit_exact(geometry, dtype, shift, sharpness,
+                                                                  data):
+    n, m, dilation, mode = geometry
+    m = max(m, 2)
+    if mode == "valid":
+        n = max(n, (m - 1) * dilation + 1)
+    signal = data.draw(arrays(dtype, n, scalable_elements(dtype)))
+    kernel = _non_constant(data.draw(arrays(np.float64, m, scalable_elements(np.float64))))
+    options = dict(sharpness=sharpness, mode=mode, dilation=dilation, fill=np.nan, center=True,
+                   backend="cuda")
+    base = sliding_cosine(signal, kernel, **options)
+    scaled = np.ldexp(signal, shift).astype(dtype)
+    np.testing.assert_array_equal(sliding_cosine(scaled, kernel, **options), base)
+    np.testing.assert_array_equal(sliding_cosine(-signal, kernel, **options), -base)
+    np.testing.assert_array_equal(sliding_cosine(signal, np.ldexp(kernel, -shift), **options), base)
+    norm_options = dict(dilation=dilation, mode=mode, center=True, backend="cuda")
+    norms = windowed_norm(signal, m, **norm_options)
+    np.testing.assert_array_equal(windowed_norm(scaled, m, **norm_options), np.ldexp(norms, shift))
+    np.testing.assert_array_equal(windowed_norm(-signal, m, **norm_options), norms)
+
+
+def test_centered_kernel_on_the_device_out_and_errors():
+    rng = np.random.default_rng(12)
+    signal = 5.0 + rng.standard_normal(30)
+    kernel = rng.standard_normal((2, 3))
+    device_kernel = cuda.to_device(np.asfortranarray(kernel))[:, ::-1]
+    got = to_host(sliding_cosine(on_gpu(signal), device_kernel, center=True))
+    _, want, kappa, _ = centered_reference(signal, 3, kernels=kernel[:, ::-1])
+    assert_within(got, want, centered_tolerance(np.float64, 3, kappa))
+    out = np.empty(29)
+    assert windowed_norm(on_gpu(signal), 2, center=True, out=out) is out
+    np.testing.assert_allclose(out, np.abs(np.diff(signal)) / np.sqrt(2), rtol=1e-14)
+    with pytest.raises(ValueError, match=r"kernel\[1\] of the bank is constant"):
+        sliding_cosine(on_gpu(signal), np.array([[1.0, 2.0], [3.0, 3.0]]), center=True)
+    with pytest.raises(TypeError, match="center"):
+        sliding_cosine(on_gpu(signal), [1.0, 2.0], center="yes")
+    with pytest.raises(TypeError, match="center"):
+        windowed_norm(on_gpu(signal), 2, center=1)
+
+
+# ---------------------------------------------------------------------------
 # embedding
 
 

@@ -67,3 +67,35 @@ def test_device_errors_name_the_parameter():
         find_matches(signal, [1.0, 2.0], sign="up")
     with pytest.raises(TypeError, match="backend='cpu'"):
         find_matches(signal, [1.0, 2.0], backend="cpu")
+
+
+@pytest.mark.parametrize("shape", ["one", "bank", "channels"])
+@pytest.mark.parametrize("mode", ["valid", "same", "causal"])
+def test_centered_device_matches_equal_the_cpu(shape, mode):
+    """center=True (issue 16) on device inputs: motifs riding on an offset
+    and a drift are found where the CPU finds them, with its scores (to
+    rounding), and the selection is the definition's on the device scores."""
+    rng = np.random.default_rng(len(shape) + len(mode))
+    m, n = 6, 90
+    channels = (2,) if shape == "channels" else ()
+    kernel = rng.standard_normal({"one": (m,), "bank": (2, m), "channels": (2, 2, m)}[shape])
+    motif = kernel if shape == "one" else kernel[0]
+    signal = 30.0 + 0.05 * np.arange(n) + rng.standard_normal((2,) + channels + (n,))
+    # a scaled and shifted copy (a Pearson correlation of 1), and a noisy one
+    signal[0, ..., 10 : 10 + m] = 3.0 * motif + 50.0
+    signal[0, ..., 47 : 47 + m] = 0.5 * motif - 8.0 + 0.05 * rng.standard_normal(motif.shape)
+    options = dict(k=4, threshold=0.2, mode=mode, center=True)
+    got = find_matches(on_gpu(signal), kernel, **options)
+    cpu = find_matches(signal, kernel, **options)
+    np.testing.assert_array_equal(got.index, cpu.index)
+    np.testing.assert_array_equal(got.kernel, cpu.kernel)
+    np.testing.assert_array_equal(got.batch, cpu.batch)
+    np.testing.assert_allclose(got.score, cpu.score, rtol=0, atol=1e-12)
+    assert got.score.dtype == cpu.score.dtype
+    first = got.batch[:, 0] == 0
+    left = naive.padding(mode, m - 1)[0]
+    assert got.score[first][0] == pytest.approx(1.0, abs=1e-12)
+    assert list(got.index[first][:2] - left) == [10, 47] and list(got.kernel[first][:2]) == [0, 0]
+    scores = to_host(sliding_cosine(on_gpu(signal), kernel, mode=mode, center=True))
+    plain = {key: value for key, value in options.items() if key != "center"}
+    assert_same(got, naive.find_matches(signal, kernel, scores=scores, **plain))

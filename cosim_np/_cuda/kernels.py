@@ -26,6 +26,27 @@ samples; block ``q`` starts at ``q*m*d + r``.  A window starting at element
 block ``q+1`` up to ``j-1``: each sum holds the window's own squares only, so
 a loud burst or a NaN elsewhere cannot reach it.  One thread scans one block
 (its suffix, then the next block's prefix): O(n) work, ``n/m`` parallel scans.
+
+Centered sums of squares (``center=True``): the same scan of statistics
+-----------------------------------------------------------------------
+``M2 = ||w - mean(w)||**2`` (over all taps and channels of a window) comes
+from the same blocks, as on the CPU (see ``cosim_np/_cpu/centered.py``): the
+thread of block ``q`` keeps the ``(mean, M2)`` of its suffix by Welford's
+update (stored for each window start), then those of block ``q+1``'s prefix,
+and merges each window's two parts by Chan's formula ``M2 = M2_a + M2_b +
+gap**2 * C * j * (m - j) / m``.  Every term is non-negative (never
+``sum x**2 - n * mean**2``, which cancels under an offset), a constant window
+gives exactly 0, a NaN or inf sample reaches only its windows (their centered
+norm is NaN: ``inf - mean`` is undefined), and every operation is a
+subtraction, an addition or a product by a constant, so a power-of-two
+scaling of the signal scales the statistics exactly.  A position of a
+multi-channel signal enters as its own mean and M2 over its channels
+(Welford's update across them, so that equal samples give exactly their
+value and 0).
+
+Float64 sums (plain or centered) outside ``[2**-960, 2**960]`` are
+recomputed for their window from its samples scaled by ``2**-E`` (``E`` from
+its largest magnitude), by the same formula in the same order.
 """
 
 import math
@@ -207,18 +228,141 @@ def _rescaled_sumsq(x, base, cs, nchan, ts, n, pl, m, d, i):
     return expo, acc + head
 
 
+@cuda.jit(device=True)
+def _position(x, base, cs, nchan, ts, n, pl, q, expo):
+    """``(mean, M2)`` over the channels of sample ``q`` times ``2**-expo``,
+    by Welford's update channel by channel (equal samples give their value
+    and 0 exactly; M2 is 0 for one channel), as ``_cpu.centered._positions``."""
+    mean = _load(x, base, ts, n, pl, q)
+    if expo != 0:
+        mean = math.ldexp(mean, -expo)
+    spread = 0.0
+    for c in range(1, nchan):
+        val = _load(x, base + c * cs, ts, n, pl, q)
+        if expo != 0:
+            val = math.ldexp(val, -expo)
+        delta = val - mean
+        mean = mean + delta / (c + 1)
+        spread = spread + delta * (val - mean)
+    return mean, spread
+
+
+@cuda.jit(device=True)
+def _welford(mean, m2, value, spread, count, nchan):
+    """A part's ``(mean, M2)`` after its ``count``-th position (mean
+    ``value``, own M2 ``spread`` over its ``nchan`` channels) joins it."""
+    delta = value - mean
+    mean = mean + delta * (1.0 / count)
+    m2 = m2 + delta * delta * (nchan * (count - 1.0) / count)
+    if nchan > 1:
+        m2 = m2 + spread
+    return mean, m2
+
+
+@cuda.jit(device=True)
+def _chan_weight(nchan, j, m):
+    """Chan's weight ``C * j * (m - j) / m`` for a window of ``m - j``
+    positions in one block and ``j`` in the next."""
+    return np.float64(nchan * j * (m - j)) / m
+
+
 @cuda.jit
-def finish_norms(ss, x, roff, cs, nchan, ts, n, pl, m, d, wide, out, ooff, ols):
+def window_m2(x, roff, cs, nchan, ts, n, pl, m, d, means, m2):
+    """``m2[b, i]`` = centered sum of squares of window ``i`` of row ``b``
+    (all channels): one thread per block ``(b, q, r)`` as ``window_sumsq``.
+    It stores its suffix statistics in ``means``/``m2`` (one per window
+    start), then merges each with the next block's prefix."""
+    nwin = m2.shape[1]
+    chunk = m * d
+    per_row = ((nwin + chunk - 1) // chunk) * d
+    for t in range(cuda.grid(1), m2.shape[0] * per_row, cuda.gridsize(1)):
+        b = t // per_row
+        s0 = (t - b * per_row) // d * chunk + (t - b * per_row) % d
+        if s0 < nwin:
+            base = roff[b]
+            mean = 0.0
+            acc = 0.0
+            for j in range(m - 1, -1, -1):  # suffix statistics of block q
+                p = s0 + j * d
+                val, spread = _position(x, base, cs, nchan, ts, n, pl, p, 0)
+                mean, acc = _welford(mean, acc, val, spread, m - j, nchan)
+                if p < nwin:
+                    means[b, p] = mean
+                    m2[b, p] = acc
+            mean = 0.0
+            acc = 0.0
+            for j in range(1, m):  # prefix statistics of block q + 1, merged
+                i = s0 + j * d
+                if i < nwin:
+                    val, spread = _position(x, base, cs, nchan, ts, n, pl,
+                                            s0 + chunk + (j - 1) * d, 0)
+                    mean, acc = _welford(mean, acc, val, spread, j, nchan)
+                    gap = mean - means[b, i]
+                    m2[b, i] = m2[b, i] + acc + gap * gap * _chan_weight(nchan, j, m)
+
+
+@cuda.jit(device=True)
+def _rescaled_m2(x, base, cs, nchan, ts, n, pl, m, d, i):
+    """Window ``i``'s centered sum of squares after scaling by ``2**-E``, in
+    the order of ``window_m2``; returns ``(E, s)``: ``s`` is 0 for a constant
+    window, NaN for one holding NaN or inf (``inf - mean`` is undefined)."""
+    big = 0.0
+    bad = 0.0
+    for c in range(nchan):
+        for j in range(m):
+            mag = abs(_load(x, base + c * cs, ts, n, pl, i + j * d))
+            if mag < math.inf:
+                big = mag if mag > big else big
+            else:
+                bad += mag
+    if bad != 0.0:
+        return 0, math.nan
+    if big == 0.0:
+        return 0, 0.0  # a zero window
+    expo = math.frexp(big)[1]
+    chunk = m * d
+    s0 = i - i % chunk + i % d
+    first = (i - s0) // d
+    mean = 0.0
+    acc = 0.0
+    for j in range(m - 1, first - 1, -1):
+        val, spread = _position(x, base, cs, nchan, ts, n, pl, s0 + j * d, expo)
+        mean, acc = _welford(mean, acc, val, spread, m - j, nchan)
+    if first == 0:
+        return expo, acc
+    head_mean = 0.0
+    head = 0.0
+    for j in range(first):
+        val, spread = _position(x, base, cs, nchan, ts, n, pl, s0 + chunk + j * d, expo)
+        head_mean, head = _welford(head_mean, head, val, spread, j + 1, nchan)
+    gap = head_mean - mean
+    return expo, acc + head + gap * gap * _chan_weight(nchan, first, m)
+
+
+@cuda.jit(device=True)
+def _rescaled(x, base, cs, nchan, ts, n, pl, m, d, i, center):
+    """``_rescaled_m2`` with ``center``, else ``_rescaled_sumsq``."""
+    if center:
+        return _rescaled_m2(x, base, cs, nchan, ts, n, pl, m, d, i)
+    return _rescaled_sumsq(x, base, cs, nchan, ts, n, pl, m, d, i)
+
+
+@cuda.jit
+def finish_norms(ss, x, roff, cs, nchan, ts, n, pl, m, d, wide, center, out, ooff, ols):
     """``out[ooff[b] + i*ols] = sqrt(ss[b, i])``; float64 sums that left the
-    safe range (``wide`` inputs only) are recomputed scaled by a power of two."""
+    safe range (``wide`` inputs only) are recomputed scaled by a power of two.
+    With ``center``, ``ss`` holds centered sums of squares, and a window
+    holding NaN or inf has a NaN norm."""
     nwin = ss.shape[1]
     for t in range(cuda.grid(1), ss.shape[0] * nwin, cuda.gridsize(1)):
         b = t // nwin
         i = t - b * nwin
         s = ss[b, i]
+        if center and s == math.inf:
+            s = math.nan  # an inf sample (an overflow of finite ones is rescaled below)
         val = math.sqrt(s)
         if wide and _out_of_range(s):
-            expo, s = _rescaled_sumsq(x, roff[b], cs, nchan, ts, n, pl, m, d, i)
+            expo, s = _rescaled(x, roff[b], cs, nchan, ts, n, pl, m, d, i, center)
             val = _ldexp(math.sqrt(s), expo)
         out[ooff[b] + i * ols] = val
 
@@ -242,16 +386,17 @@ def _clamp(val):
 
 
 @cuda.jit(device=True)
-def _window_cosine(x, base, cs, nchan, ts, n, pl, khat, k, d, i, dot, s, kst, wide,
+def _window_cosine(x, base, cs, nchan, ts, n, pl, khat, k, d, i, dot, s, kst, wide, center,
                    exponent, floor, fill):
     """The sharpened cosine of window ``i`` from its dot with ``khat[k]`` and
-    its sum of squares ``s``, as ``_finish_tile``/``_rescaled_cosine`` on the CPU."""
+    its sum of squares ``s`` (centered with ``center``: ``khat`` is then the
+    unit centered kernel), as ``_finish_tile``/``_rescaled_cosine`` on the CPU."""
     if kst == KERNEL_NONFINITE:
         return math.nan
     expo = 0
     if wide and _out_of_range(s):  # zero, tiny, huge, or holding NaN/inf
         m = khat.shape[2]
-        expo, s = _rescaled_sumsq(x, base, cs, nchan, ts, n, pl, m, d, i)
+        expo, s = _rescaled(x, base, cs, nchan, ts, n, pl, m, d, i, center)
         dot = 0.0
         for c in range(nchan):
             for j in range(m):
@@ -265,10 +410,11 @@ def _window_cosine(x, base, cs, nchan, ts, n, pl, khat, k, d, i, dot, s, kst, wi
 
 
 @cuda.jit
-def sliding_cosine(x, roff, cs, nchan, ts, n, pl, khat, kstate, d, taps, ss, wide,
+def sliding_cosine(x, roff, cs, nchan, ts, n, pl, khat, kstate, d, taps, ss, wide, center,
                    exponent, floor, fill, out, ooff, oks, ols):
     """``out[...b, k, i]`` for the windows ``i`` of this block (one per
-    thread) and every ``(b, k)`` of a grid-stride loop over ``blockIdx.y``.
+    thread) and every ``(b, k)`` of a grid-stride loop over ``blockIdx.y``;
+    ``ss`` holds the windows' sums of squares, centered with ``center``.
 
     Dynamic shared memory holds ``taps`` kernel taps and the signal tile
     they meet (``blockDim.x + (taps-1)*d`` samples, float64)."""
@@ -299,7 +445,7 @@ def sliding_cosine(x, roff, cs, nchan, ts, n, pl, khat, kstate, d, taps, ss, wid
         if i < nwin:
             out[ooff[b] + k * oks + i * ols] = _window_cosine(
                 x, base, cs, nchan, ts, n, pl, khat, k, d, i, dot, ss[b, i], kstate[k],
-                wide, exponent, floor, fill)
+                wide, center, exponent, floor, fill)
 
 
 # ---------------------------------------------------------------------------

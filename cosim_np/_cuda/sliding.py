@@ -3,7 +3,10 @@
 Validation and planning are the core's (:mod:`cosim_np._core.sliding`),
 run on a stand-in of the device signal; the signal is then read in place
 through offsets (any strides, padding by index), and the result is written
-straight into the caller's axis order.
+straight into the caller's axis order.  With ``center=True`` the plan holds
+the unit centered kernels and the windows' centered sums of squares
+(``kernels.window_m2``) stand where the plain sums of squares do; the rest
+of the path is the same.
 """
 
 import numpy as np
@@ -61,12 +64,19 @@ def _output(call, shape, dtype, inner):
     return result, (result.reshape(result.size), ooff) + tuple(strides)
 
 
-def _sumsq(call, signal, pl, m, d, nwin):
-    """Window sums of squares ``(rows, nwin)`` float64, by the blocked scan."""
+def _sumsq(call, signal, pl, m, d, nwin, center):
+    """Window sums of squares ``(rows, nwin)`` float64, by the blocked scan;
+    with ``center``, the windows' centered sums of squares (the scan of
+    Welford statistics merged by Chan's formula)."""
     ss = call.empty((signal.rows, nwin), np.float64)
     scans = signal.rows * -(-nwin // (m * d)) * d
-    call.launch(kernels.window_sumsq, blocks(scans), settings.threads, 0,
-                *signal.args, pl, m, d, ss)
+    if center:
+        means = call.empty((signal.rows, nwin), np.float64)  # the suffixes' means
+        call.launch(kernels.window_m2, blocks(scans), settings.threads, 0,
+                    *signal.args, pl, m, d, means, ss)
+    else:
+        call.launch(kernels.window_sumsq, blocks(scans), settings.threads, 0,
+                    *signal.args, pl, m, d, ss)
     return ss
 
 
@@ -84,32 +94,32 @@ def _host_copy(call, value, name):
     return np.array(view)
 
 
-def windowed_norm(signal, window, *, dilation=1, mode="valid", axis=-1, out=None):
+def windowed_norm(signal, window, *, dilation=1, mode="valid", axis=-1, center=False, out=None):
     call = Call(signal)
     x = call.operand(signal, "signal")
-    plan = plans.plan_norms(x.standin, window, dilation, mode, axis)
+    plan = plans.plan_norms(x.standin, window, dilation, mode, axis, center)
     shape = plans.norms_shape(x.shape, plan)
     if out is not None:
         v.check_out(out, shape, plan.out_dtype)
     rows = _Signal(call, x, plan.ax, None)
-    ss = _sumsq(call, rows, plan.pad_left, plan.m, plan.d, plan.nwin)
+    ss = _sumsq(call, rows, plan.pad_left, plan.m, plan.d, plan.nwin, plan.center)
     result, outs = _output(call, shape, plan.out_dtype, (plan.ax,))
     call.launch(kernels.finish_norms, blocks(ss.size), settings.threads, 0,
-                ss, *rows.args, plan.pad_left, plan.m, plan.d, rows.wide, *outs)
+                ss, *rows.args, plan.pad_left, plan.m, plan.d, rows.wide, plan.center, *outs)
     return call.deliver(result, out)
 
 
 def sliding_cosine(signal, kernel, *, sharpness=1.0, mode="valid", dilation=1, noise_floor=0.0,
-                   fill=0.0, axis=-1, method="auto", out=None):
+                   fill=0.0, axis=-1, method="auto", center=False, out=None):
     call = Call(signal, kernel)
     x = call.operand(signal, "signal")
     plan = plans.plan_sliding(x.standin, _host_copy(call, kernel, "kernel"), axis, mode, method,
                               dilation, sharpness, noise_floor, fill, out,
-                              kernels.fill_unit_kernels)
+                              kernels.fill_unit_kernels, center)
     nker, _, m = plan.khat.shape
     d = plan.d
     rows = _Signal(call, x, plan.ax, plan.channel_axis)
-    ss = _sumsq(call, rows, plan.pad_left, m, d, plan.nwin)
+    ss = _sumsq(call, rows, plan.pad_left, m, d, plan.nwin, plan.center)
     _, inner = plans.moved_axes(plan.ax, plan.channel_axis, bool(plan.bank_shape))
     inner = inner if isinstance(inner, tuple) else (inner,)
     result, outs = _output(call, plan.final_shape, plan.out_dtype, inner)
@@ -121,8 +131,8 @@ def sliding_cosine(signal, kernel, *, sharpness=1.0, mode="valid", dilation=1, n
     grid = (-(-plan.nwin // threads), min(rows.rows * nker, 65535))
     call.launch(kernels.sliding_cosine, grid, threads, 8 * (taps + threads + (taps - 1) * d),
                 *rows.args, plan.pad_left, call.to_device(plan.khat),
-                call.to_device(plan.kernel_state), d, taps, ss, rows.wide, plan.exponent,
-                plan.floor, plan.fill, *outs)
+                call.to_device(plan.kernel_state), d, taps, ss, rows.wide, plan.center,
+                plan.exponent, plan.floor, plan.fill, *outs)
     return call.deliver(result, out)
 
 
