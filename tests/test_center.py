@@ -403,3 +403,18 @@ def test_xarray_keeps_dims_centered():
     norms = windowed_norm(array, 5, center=True)
     np.testing.assert_array_equal(norms.values, windowed_norm(values, 5, center=True))
     np.testing.assert_array_equal(norms.time.values, np.arange(296.0))
+
+
+def test_subnormal_and_huge_kernels_are_centered():
+    x = np.array([0.0, 1.0, 0.0, 3.0, 2.0, 2.0])
+    want = sliding_cosine(x, [1.0, 0.0], center=True)
+    for scale in (5e-324 / 1.0, 2.0**-1070, 2.0**1000):
+        np.testing.assert_array_equal(sliding_cosine(x, [scale, 0.0], center=True), want)
+    np.testing.assert_allclose(want, [-1.0, 1.0, -1.0, 1.0, 0.0], rtol=0, atol=4e-16)
+
+
+def test_an_infinite_float32_sample_gives_nan_centered_norms():
+    x = np.array([0.1, 0.1, np.inf, 0.1, 0.1], dtype=np.float32)
+    got = windowed_norm(x, 2, center=True)
+    np.testing.assert_array_equal(np.isnan(got), [False, True, True, False])
+    assert got[0] == 0.0 and got[3] == 0.0

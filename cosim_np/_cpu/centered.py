@@ -451,7 +451,9 @@ def norm_kernel(x, w0, w1, m, d, tile, bufs, out, offset):
             unsafe = tile_m2(x, b, i0, nwin, m, d, bufs)
             dest = out[b, offset + i0 : offset + i0 + nwin]
             for t in range(nwin):
-                dest[t] = math.sqrt(m2[t])  # NaN and inf propagate
+                # inf only comes from an inf sample (float32 tiles are never
+                # unsafe): its window's centered norm is undefined, as NaN's
+                dest[t] = math.sqrt(m2[t]) if m2[t] < np.inf else np.nan
             if unsafe:
                 for t in range(nwin):
                     if _out_of_range(m2[t]):
