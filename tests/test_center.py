@@ -418,3 +418,25 @@ def test_an_infinite_float32_sample_gives_nan_centered_norms():
     got = windowed_norm(x, 2, center=True)
     np.testing.assert_array_equal(np.isnan(got), [False, True, True, False])
     assert got[0] == 0.0 and got[3] == 0.0
+
+
+@pytest.mark.usefixtures("fft_engine")
+@pytest.mark.parametrize("method", ["direct", "fft"])
+@pytest.mark.parametrize("scale", [1e-300, 1e-200, 1e200, 1e290])
+@pytest.mark.parametrize("m", [8, 150])
+def test_amplitudes_near_the_float64_limits(method, scale, m):
+    """Windows whose M2 leaves the float64 range are recomputed scaled by a
+    power of two: still within the bound, still exact under such scaling."""
+    rng = np.random.default_rng(m)
+    base = 1e3 + rng.standard_normal(3000)
+    base[1000:1100] *= 1e-6  # quiet windows beside loud ones
+    x = base * scale
+    k = rng.standard_normal(m)
+    got = sliding_cosine(x, k, center=True, method=method)
+    want, kappas, _ = pearson_valid(x, k)
+    assert_within_bound(got, want, kappas, kappa(k), m, np.float64)
+    np.testing.assert_array_equal(sliding_cosine(base * 2.0**-40, k, center=True, method=method),
+                                  sliding_cosine(base, k, center=True, method=method))
+    norms = windowed_norm(x, m, center=True)
+    _, _, spread = pearson_valid(x, np.arange(m, dtype=float))
+    assert np.all(np.abs(norms - spread) <= 4 * (m + 4) * EPS64 * kappas * spread)

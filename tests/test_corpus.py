@@ -318,7 +318,7 @@ def test_windows_across_two_runs_never_count_in_a_plan():
     counts = np.zeros((1, 5), dtype=np.int64)
     quietest = np.full((1, 5), np.inf)
     blocks.relative_out_of_range(x, 0, 37, step, m, d, tile, sumsq, unsafe, 1.0, exponents, noise,
-                                 relative, counts, quietest)
+                                 relative, counts, quietest, False)
     np.testing.assert_array_equal(relative[0, 8:16], -1.0)  # left alone
     assert np.all(relative[0, :8] > 0) and counts[0, 1] == 0 and quietest[0, 1] == np.inf
     assert counts[0, 0] == 8  # the windows of the signal, far quieter than 1, flagged

@@ -37,7 +37,7 @@ from .sliding import (
     tile_length,
 )
 
-# Chains scanned side by side (see tile_m2).
+# Chains scanned side by side (see _chain_m2).
 CHAINS = 4
 
 # A tile holding a sample of magnitude below this (or above SAFE_MAX) may
@@ -47,15 +47,15 @@ CENTERED_SAFE_MIN = 2.0**-400
 
 
 def make_buffers(m, d, nchan):
-    """Tile length and scratch space for ``tile_m2``: each position's mean
+    """Tile length and scratch space for ``_lane_m2`` and ``_chain_m2``: each position's mean
     (and, with channels, its M2) for the tile's chunks and the one after,
     the prefix statistics, the window M2s, and the update weights.  Short
-    chunks (``m * d < CHAIN_CHUNK``) are scanned in lanes (see ``tile_m2``),
+    chunks (``m * d < CHAIN_CHUNK``) are scanned in lanes (``_lane_m2``),
     whose suffix statistics need two arrays more."""
     chunk = m * d
     tile = tile_length(m, d)
     room = chunk * (tile // chunk + 1)
-    lanes = room if chunk < CHAIN_CHUNK else 0
+    lanes = room if chunk < CHAIN_CHUNK else 0  # (the suffixes of the lanes)
     return tile, (
         scratch.empty("centered position means", room),
         scratch.empty("centered position M2", room if nchan > 1 else 0),
@@ -134,12 +134,12 @@ def _count_unsafe(xs):
 
 
 @jit
-def tile_m2(x, b, i0, nwin, m, d, bufs):
+def _chain_m2(x, b, i0, nwin, m, d, bufs):
     """Fill ``bufs[4][t]`` with the centered sum of squares of window
-    ``i0 + t`` for ``t < nwin`` (windows past ``nwin`` land in its slack).
-    Returns True when a sample could lose range (see ``rescaled_m2``)."""
-    if m * d < CHAIN_CHUNK:
-        return _lane_m2(x, b, i0, nwin, m, d, bufs)
+    ``i0 + t`` for ``t < nwin`` (windows past ``nwin`` land in its slack),
+    for chunks (``m * d``) of at least ``CHAIN_CHUNK`` positions, chain by
+    chain.  Returns True when a sample could lose range (see
+    ``rescaled_m2``)."""
     means, m2s, pre_mean, pre_m2, out, w = bufs[:6]
     chunk = m * d
     nwin_chunks = (nwin + chunk - 1) // chunk  # chunks holding window starts
@@ -168,7 +168,7 @@ def tile_m2(x, b, i0, nwin, m, d, bufs):
 
 @jit
 def _lane_m2(x, b, i0, nwin, m, d, bufs):
-    """``tile_m2`` for chunks shorter than ``CHAIN_CHUNK``: one chunk per
+    """``_chain_m2`` for chunks shorter than ``CHAIN_CHUNK``: one chunk per
     *lane*, ``[t * width + q]`` holding offset ``t`` of chunk ``q``, so that
     the scans run over all chunks in lock step and vectorise (the same
     operations, in the same order, as the chains)."""
@@ -382,7 +382,7 @@ def _suffixes(means, m2s, pre_mean, pre_m2, out, c, m, d, w):
 def rescaled_m2(x, b, i, m, d):
     """``(E, s)``: the centered sum of squares of window ``i`` after scaling
     its samples by ``2**-E`` (``E`` from its largest magnitude), in the order
-    of ``tile_m2`` (tiles start on chunks); ``s`` is 0 for a constant window
+    of ``_lane_m2`` and ``_chain_m2`` (tiles start on chunks); ``s`` is 0 for a constant window
     and NaN for one holding NaN or ±inf (``inf - mean`` is undefined)."""
     nchan = x.shape[1]
     big = 0.0
@@ -437,24 +437,55 @@ def _scaled_position(x, b, p, expo):
 
 
 # ---------------------------------------------------------------------------
-# Entry kernels, as ``_cpu.sliding``'s (the window M2 in place of the sum of
-# squares; the dots are the raw windows' with the centered unit kernels).
+# Entry kernels.  The drivers first fill a segment's window M2s with
+# ``segment_lane_m2`` or ``segment_chain_m2`` (whichever the chunk length
+# takes: a call compiles one of the two), then finish from them, as the
+# plain FFT path does with its sums of squares.  The dots are the raw
+# windows' with the centered unit kernels.
 
 
 @jit
-def norm_kernel(x, w0, w1, m, d, tile, bufs, out, offset):
-    """``out[b, offset + i]`` = centered norm of window ``i`` of row ``b``."""
-    m2 = bufs[4]
+def segment_lane_m2(x, w0, w1, m, d, tile, bufs, m2, unsafe):
+    """``m2[b, i - w0]``: the centered sum of squares of window ``i`` of row
+    ``b``, tile by tile (chunks shorter than ``CHAIN_CHUNK``); ``m2`` has
+    room for whole tiles, ``unsafe[b, tile]`` flags tiles that could lose
+    range."""
+    for b in range(x.shape[0]):
+        for i0 in range(w0, w1, tile):
+            t0 = i0 - w0
+            unsafe[b, t0 // tile] = _lane_m2(x, b, i0, min(tile, w1 - i0), m, d,
+                                             _tile_buffers(bufs, m2[b, t0 : t0 + tile]))
+
+
+@jit
+def segment_chain_m2(x, w0, w1, m, d, tile, bufs, m2, unsafe):
+    """``segment_lane_m2`` for chunks of at least ``CHAIN_CHUNK`` positions."""
+    for b in range(x.shape[0]):
+        for i0 in range(w0, w1, tile):
+            t0 = i0 - w0
+            unsafe[b, t0 // tile] = _chain_m2(x, b, i0, min(tile, w1 - i0), m, d,
+                                              _tile_buffers(bufs, m2[b, t0 : t0 + tile]))
+
+
+@jit
+def _tile_buffers(bufs, dest):
+    return (bufs[0], bufs[1], bufs[2], bufs[3], dest, bufs[5], bufs[6], bufs[7])
+
+
+@jit
+def norm_kernel(x, w0, w1, m, d, tile, m2_all, unsafe, out, offset):
+    """``out[b, offset + i]`` = centered norm of window ``i`` of row ``b``,
+    from the segment's M2s (``m2_all[b, i - w0]``)."""
     for b in range(x.shape[0]):
         for i0 in range(w0, w1, tile):
             nwin = min(tile, w1 - i0)
-            unsafe = tile_m2(x, b, i0, nwin, m, d, bufs)
+            m2 = m2_all[b, i0 - w0 : i0 - w0 + nwin]
             dest = out[b, offset + i0 : offset + i0 + nwin]
             for t in range(nwin):
                 # inf only comes from an inf sample (float32 tiles are never
                 # unsafe): its window's centered norm is undefined, as NaN's
                 dest[t] = math.sqrt(m2[t]) if m2[t] < np.inf else np.nan
-            if unsafe:
+            if unsafe[b, (i0 - w0) // tile]:
                 for t in range(nwin):
                     if _out_of_range(m2[t]):
                         e, s = rescaled_m2(x, b, i0 + t, m, d)
@@ -462,55 +493,37 @@ def norm_kernel(x, w0, w1, m, d, tile, bufs, out, offset):
 
 
 @jit
-def direct_kernel(x, w0, w1, khat, kernel_state, d, exponent, noise_floor, fill, tile, bufs, out,
-                  offset, unsafe):
-    """Centered cosines with any kernels: window M2 by ``tile_m2``, dots by
+def direct_kernel(x, w0, w1, khat, kernel_state, d, exponent, noise_floor, fill, tile, m2_all,
+                  out, offset):
+    """Centered cosines with any kernels, from the segment's M2s; dots by
     ``_cpu.sliding._tile_dots``."""
-    m = khat.shape[2]
     acc = np.empty(tile, np.float64)
     shared = np.empty(tile if khat.shape[0] > 1 else 0, np.float64)
     for b in range(x.shape[0]):
         for i0 in range(w0, w1, tile):
             nwin = min(tile, w1 - i0)
-            unsafe[b, (i0 - w0) // tile] = tile_m2(x, b, i0, nwin, m, d, bufs)
             _bank_cosines(x, b, khat, kernel_state, i0, nwin, d, exponent, noise_floor, fill,
-                          bufs[4], shared, acc, out, offset, False)
+                          m2_all[b, i0 - w0 : i0 - w0 + nwin], shared, acc, out, offset, False)
 
 
 @jit
-def segment_m2(x, w0, w1, m, d, tile, bufs, m2, unsafe):
-    """``m2[b, i - w0]``: the centered sum of squares of window ``i`` of row
-    ``b``, tile by tile as ``direct_kernel`` forms them (the FFT path)."""
-    for b in range(x.shape[0]):
-        for i0 in range(w0, w1, tile):
-            t0 = i0 - w0
-            own = (bufs[0], bufs[1], bufs[2], bufs[3], m2[b, t0 : t0 + tile], bufs[5], bufs[6],
-                   bufs[7])
-            unsafe[b, t0 // tile] = tile_m2(x, b, i0, min(tile, w1 - i0), m, d, own)
-
-
-@jit
-def fix_out_of_range(x, w0, w1, khat, kernel_state, d, exponent, noise_floor, fill, tile, bufs,
+def fix_out_of_range(x, w0, w1, khat, kernel_state, d, exponent, noise_floor, fill, tile, m2_all,
                      out, offset, unsafe):
     """After ``direct_kernel``: every window of an unsafe tile whose M2 is
     out of range, recomputed with its samples scaled by a power of two."""
     m = khat.shape[2]
-    m2 = bufs[4]
     for b in range(x.shape[0]):
         for ti in range(unsafe.shape[1]):
             if not unsafe[b, ti]:
                 continue
-            i0 = w0 + ti * tile
-            nwin = min(tile, w1 - i0)
-            tile_m2(x, b, i0, nwin, m, d, bufs)
-            for t in range(nwin):
-                if not _out_of_range(m2[t]):
+            for i in range(w0 + ti * tile, min(w0 + (ti + 1) * tile, w1)):
+                if not _out_of_range(m2_all[b, i - w0]):
                     continue
-                e, s = rescaled_m2(x, b, i0 + t, m, d)
+                e, s = rescaled_m2(x, b, i, m, d)
                 for k in range(khat.shape[0]):
                     if kernel_state[k] != KERNEL_NONFINITE:
-                        dot = _rescaled_dot(x, b, khat, k, i0 + t, d, e)
-                        out[b, k, offset + i0 + t] = _rescaled_cosine(
+                        dot = _rescaled_dot(x, b, khat, k, i, d, e)
+                        out[b, k, offset + i] = _rescaled_cosine(
                             dot, e, s, exponent, noise_floor, fill, kernel_state[k])
 
 

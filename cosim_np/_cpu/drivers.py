@@ -197,7 +197,14 @@ def run_windowed_norm(piece, m, d, result, offset, center=False):
     def work(start, stop):
         if center:
             tile, bufs = centered.make_buffers(m, d, piece.shape[1])
-            centered.norm_kernel(piece, start, stop, m, d, tile, bufs, result, offset)
+            segment = segment_length(tile, 1)
+            windows = -(-min(segment, stop - start) // tile) * tile
+            m2 = scratch.empty("segment centered M2", (piece.shape[0], windows))
+            for w0 in range(start, stop, segment):
+                w1 = min(stop, w0 + segment)
+                unsafe = _unsafe_flags(piece.shape[0], windows, tile)
+                centered_m2(m, d)(piece, w0, w1, m, d, tile, bufs, m2, unsafe)
+                centered.norm_kernel(piece, w0, w1, m, d, tile, m2, unsafe, result, offset)
             return
         tile, bufs = kernels.make_buffers(m, d)
         kernels.windowed_norm_kernel(piece, start, stop, m, d, tile, bufs, result, offset)
@@ -237,18 +244,33 @@ def run_direct(piece, khat, kernel_state, d, exponent, floor, fill, result, offs
 
 
 def _run_centered_direct(piece, khat, kernel_state, d, exponent, floor, fill, result, offset):
-    nchan, m = khat.shape[1:]
+    """``run_direct`` with ``center``: a segment's window M2s first
+    (``centered_m2``), then its cosines."""
+    rows, nchan, m = piece.shape[0], khat.shape[1], khat.shape[2]
     tile = kernels.tile_length(m, d)
+    segment = segment_length(tile, 1)
+    statistics = centered_m2(m, d)
 
     def work(start, stop):
         _, bufs = centered.make_buffers(m, d, nchan)
-        unsafe = _unsafe_flags(piece.shape[0], stop - start, tile)
-        args = (khat, kernel_state, d, exponent, floor, fill, tile, bufs, result, offset, unsafe)
-        centered.direct_kernel(piece, start, stop, *args)
-        if unsafe.any():
-            centered.fix_out_of_range(piece, start, stop, *args)
+        windows = -(-min(segment, stop - start) // tile) * tile
+        m2 = scratch.empty("segment centered M2", (rows, windows))
+        for w0 in range(start, stop, segment):
+            w1 = min(stop, w0 + segment)
+            unsafe = _unsafe_flags(rows, windows, tile)
+            statistics(piece, w0, w1, m, d, tile, bufs, m2, unsafe)
+            args = (khat, kernel_state, d, exponent, floor, fill, tile, m2, result, offset)
+            centered.direct_kernel(piece, w0, w1, *args)
+            if unsafe.any():
+                centered.fix_out_of_range(piece, w0, w1, *args, unsafe)
 
     threads.run_segments(piece.shape[-1] - (m - 1) * d, tile, work)
+
+
+def centered_m2(m, d):
+    """The kernel that fills a segment's window M2s for chunks of ``m * d``
+    positions (a call compiles only the one it uses)."""
+    return centered.segment_lane_m2 if m * d < kernels.CHAIN_CHUNK else centered.segment_chain_m2
 
 
 class _BlockLength:
@@ -470,7 +492,7 @@ def run_fft(piece, khat, kernel_state, d, exponent, floor, fill, result, offset,
     direct_ns = _direct_dot_ns(m, nchan, nker)
     segment = segment_length(tile, nker)
     chains = m > kernels.DIRECT_SUM_TAPS and m * d >= kernels.CHAIN_CHUNK
-    segment_sumsq = (centered.segment_m2 if center else
+    segment_sumsq = (centered_m2(m, d) if center else
                      kernels.segment_chain_sumsq if chains else kernels.segment_sumsq)
     flagged = _FlaggedRuns(khat, d, length, direct_ns)
     kernel_args = (kernel_state, d, exponent, floor, fill)
