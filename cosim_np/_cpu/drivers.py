@@ -197,7 +197,7 @@ def run_windowed_norm(piece, m, d, result, offset, center=False):
     def work(start, stop):
         if center:
             tile, bufs = centered.make_buffers(m, d, piece.shape[1])
-            segment = segment_length(tile, 1)
+            segment = tile * config.CENTERED_SEGMENT_TILES
             windows = -(-min(segment, stop - start) // tile) * tile
             m2 = scratch.empty("segment centered M2", (piece.shape[0], windows))
             for w0 in range(start, stop, segment):
@@ -248,7 +248,7 @@ def _run_centered_direct(piece, khat, kernel_state, d, exponent, floor, fill, re
     (``centered_m2``), then its cosines."""
     rows, nchan, m = piece.shape[0], khat.shape[1], khat.shape[2]
     tile = kernels.tile_length(m, d)
-    segment = segment_length(tile, 1)
+    segment = tile * config.CENTERED_SEGMENT_TILES
     statistics = centered_m2(m, d)
 
     def work(start, stop):
