@@ -76,4 +76,5 @@ def test_the_test_extra_installs_what_the_cross_checks_need():
     config.read(ROOT / "setup.cfg")
     test = {re.split(r"[<>=;\s]", r)[0] for r in config["options.extras_require"]["test"].split("\n")
             if r and not r.startswith("#")}
-    assert {"pytest", "hypothesis", "ducc0", "torch", "ruff"} <= test
+    assert {"pytest", "hypothesis", "ducc0", "torch", "ruff", "opencv-python-headless", "stumpy",
+            "scikit-image"} <= test
