@@ -203,7 +203,7 @@ def run_windowed_norm(piece, m, d, result, offset, center=False):
             for w0 in range(start, stop, segment):
                 w1 = min(stop, w0 + segment)
                 unsafe = _unsafe_flags(piece.shape[0], windows, tile)
-                centered_m2(m, d)(piece, w0, w1, m, d, tile, bufs, m2, unsafe)
+                centered.segment_m2(piece, w0, w1, m, d, tile, bufs, m2, unsafe)
                 centered.norm_kernel(piece, w0, w1, m, d, tile, m2, unsafe, result, offset)
             return
         tile, bufs = kernels.make_buffers(m, d)
@@ -245,11 +245,10 @@ def run_direct(piece, khat, kernel_state, d, exponent, floor, fill, result, offs
 
 def _run_centered_direct(piece, khat, kernel_state, d, exponent, floor, fill, result, offset):
     """``run_direct`` with ``center``: a segment's window M2s first
-    (``centered_m2``), then its cosines."""
+    (``_cpu.centered.segment_m2``), then its cosines."""
     rows, nchan, m = piece.shape[0], khat.shape[1], khat.shape[2]
     tile = kernels.tile_length(m, d)
     segment = tile * config.CENTERED_SEGMENT_TILES
-    statistics = centered_m2(m, d)
 
     def work(start, stop):
         _, bufs = centered.make_buffers(m, d, nchan)
@@ -258,19 +257,13 @@ def _run_centered_direct(piece, khat, kernel_state, d, exponent, floor, fill, re
         for w0 in range(start, stop, segment):
             w1 = min(stop, w0 + segment)
             unsafe = _unsafe_flags(rows, windows, tile)
-            statistics(piece, w0, w1, m, d, tile, bufs, m2, unsafe)
+            centered.segment_m2(piece, w0, w1, m, d, tile, bufs, m2, unsafe)
             args = (khat, kernel_state, d, exponent, floor, fill, tile, m2, result, offset)
             centered.direct_kernel(piece, w0, w1, *args)
             if unsafe.any():
                 centered.fix_out_of_range(piece, w0, w1, *args, unsafe)
 
     threads.run_segments(piece.shape[-1] - (m - 1) * d, tile, work)
-
-
-def centered_m2(m, d):
-    """The kernel that fills a segment's window M2s for chunks of ``m * d``
-    positions (a call compiles only the one it uses)."""
-    return centered.segment_lane_m2 if m * d < kernels.CHAIN_CHUNK else centered.segment_chain_m2
 
 
 class _BlockLength:
@@ -492,7 +485,7 @@ def run_fft(piece, khat, kernel_state, d, exponent, floor, fill, result, offset,
     direct_ns = _direct_dot_ns(m, nchan, nker)
     segment = segment_length(tile, nker)
     chains = m > kernels.DIRECT_SUM_TAPS and m * d >= kernels.CHAIN_CHUNK
-    segment_sumsq = (centered_m2(m, d) if center else
+    segment_sumsq = (centered.segment_m2 if center else
                      kernels.segment_chain_sumsq if chains else kernels.segment_sumsq)
     flagged = _FlaggedRuns(khat, d, length, direct_ns)
     kernel_args = (kernel_state, d, exponent, floor, fill)
