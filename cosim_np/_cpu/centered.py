@@ -116,21 +116,44 @@ def _tile_m2(x, b, i0, nwin, m, d, bufs, out):
     for ``t < nwin``.  Returns True when a sample could lose range (see
     ``rescaled_m2``)."""
     means, m2s, next_means, next_m2s, window_means = bufs
+    nchan = x.shape[1]
     npos = nwin + (m - 1) * d
-    unsafe = _positions(x, b, i0, npos, means, m2s)
-    _pairwise_m2(means, m2s, next_means, next_m2s, window_means, out, npos, nwin, m, d,
-                 x.shape[1])
+    if nchan == 1 and m % 2 == 0:
+        # no window takes a run of one tap: pairs straight from the samples
+        unsafe = _count_unsafe(x[b, 0, i0 : i0 + npos])
+        _pairs(x[b, 0, i0 : i0 + npos], d, means, m2s)
+        _pairwise_m2(means, m2s, next_means, next_m2s, window_means, out, npos, nwin, m, d,
+                     1, 2)
+    else:
+        unsafe = _positions(x, b, i0, npos, means, m2s)
+        _pairwise_m2(means, m2s, next_means, next_m2s, window_means, out, npos, nwin, m, d,
+                     nchan, 1)
     return unsafe > 0
 
 
 @jit
-def _pairwise_m2(means, m2s, next_means, next_m2s, window_means, out, npos, nwin, m, d, nchan):
+def _pairs(xs, d, means, m2s):
+    """Level 1 of one channel from its samples: ``_next_level`` of the
+    positions, the same operations."""
+    first = xs[: xs.size - d]
+    second = xs[d:]
+    for p in range(first.size):
+        value = np.float64(first[p])
+        gap = np.float64(second[p]) - value
+        means[p] = value + gap * 0.5
+        m2s[p] = gap * gap * 0.5
+
+
+@jit
+def _pairwise_m2(means, m2s, next_means, next_m2s, window_means, out, npos, nwin, m, d, nchan,
+                 taps):
     """``out[t]``: the M2 of taps ``t, t + d, ... t + (m-1) d`` for ``t <
-    nwin`` from each position's ``means`` and (for more than one channel)
-    ``m2s``, ``npos`` of them; the level arrays are overwritten."""
-    taps = 1  # per run at this level
+    nwin`` from the statistics of each run of ``taps`` taps (1: the
+    positions', whose ``m2s`` are read only for more than one channel;
+    2: see ``_pairs``), ``npos - (taps - 1) * d`` of them; the level arrays
+    are overwritten."""
     gathered = 0  # taps of each window gathered so far
-    spread = nchan > 1  # (one channel: the positions' M2s are zeros, left unread)
+    spread = nchan > 1 or taps > 1  # (else the positions' M2s are zeros, left unread)
     while True:
         if m & taps:
             _gather(means, m2s, spread, window_means, out, nwin, gathered * d, gathered * nchan,
@@ -138,8 +161,13 @@ def _pairwise_m2(means, m2s, next_means, next_m2s, window_means, out, npos, nwin
             gathered += taps
         if 2 * taps > m:
             return
-        _next_level(means, m2s, spread, next_means, next_m2s, npos - (2 * taps - 1) * d,
-                    taps * d, 0.5 * nchan * taps)
+        count = npos - (2 * taps - 1) * d
+        if 2 * taps == m:  # m a power of two: the last level is the windows' (count = nwin)
+            _next_level(means, m2s, spread, window_means, out, count, taps * d,
+                        0.5 * nchan * taps)
+            return
+        _next_level(means, m2s, spread, next_means, next_m2s, count, taps * d,
+                    0.5 * nchan * taps)
         means, next_means = next_means, means
         m2s, next_m2s = next_m2s, m2s
         spread = True
@@ -213,7 +241,7 @@ def rescaled_m2(x, b, i, m, d):
     for j in range(m):  # the window's taps side by side: runs of its own taps only
         means[j], m2s[j] = _scaled_position(x, b, i + j * d, expo)
     out = np.empty(1)
-    _pairwise_m2(means, m2s, np.empty(m), np.empty(m), np.empty(1), out, m, 1, m, 1, nchan)
+    _pairwise_m2(means, m2s, np.empty(m), np.empty(m), np.empty(1), out, m, 1, m, 1, nchan, 1)
     return expo, out[0]
 
 @jit
