@@ -49,10 +49,6 @@ MIN_WINDOWS_PER_THREAD = 1 << 16
 # Windows per FFT segment (divided among the kernels of a bank): their sums
 # of squares, block plan and dots are kept at once.
 SEGMENT_WINDOWS = 1 << 18
-# center=True, direct path and windowed_norm: the window M2s of this many
-# tiles are formed before their cosines, few enough to stay in the L2 cache
-# (see benchmarks/RESULTS.md, "Centered matching").
-CENTERED_SEGMENT_TILES = 8
 # Per-thread scratch arrays larger than this are not kept between calls, so
 # that a thread holds a few such arrays at most (the FFT path's dots of a
 # segment take 2 to 3 MiB per signal row).

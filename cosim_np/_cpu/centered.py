@@ -256,10 +256,10 @@ def _scaled_position(x, b, p, expo):
 
 
 # ---------------------------------------------------------------------------
-# Entry kernels.  The drivers first fill a segment's window M2s with
-# ``segment_m2``, then finish from them, as the plain FFT path does with its
-# sums of squares.  The dots are the raw windows' with the centered unit
-# kernels.
+# Entry kernels.  The FFT path first fills a segment's window M2s with
+# ``segment_m2``, then finishes from them, as it does with the plain sums of
+# squares; the direct path and the norms go tile by tile.  The dots are the
+# raw windows' with the centered unit kernels.
 
 
 @jit
@@ -275,19 +275,19 @@ def segment_m2(x, w0, w1, m, d, tile, bufs, m2, unsafe):
 
 
 @jit
-def norm_kernel(x, w0, w1, m, d, tile, m2_all, unsafe, out, offset):
+def norm_kernel(x, w0, w1, m, d, tile, bufs, m2, out, offset):
     """``out[b, offset + i]`` = centered norm of window ``i`` of row ``b``,
-    from the segment's M2s (``m2_all[b, i - w0]``)."""
+    tile by tile (``m2``: room for a tile's M2s)."""
     for b in range(x.shape[0]):
         for i0 in range(w0, w1, tile):
             nwin = min(tile, w1 - i0)
-            m2 = m2_all[b, i0 - w0 : i0 - w0 + nwin]
+            unsafe = _tile_m2(x, b, i0, nwin, m, d, bufs, m2)
             dest = out[b, offset + i0 : offset + i0 + nwin]
             for t in range(nwin):
                 # inf only comes from an inf sample (float32 tiles are never
                 # unsafe): its window's centered norm is undefined, as NaN's
                 dest[t] = math.sqrt(m2[t]) if m2[t] < np.inf else np.nan
-            if unsafe[b, (i0 - w0) // tile]:
+            if unsafe:
                 for t in range(nwin):
                     if _out_of_range(m2[t]):
                         e, s = rescaled_m2(x, b, i0 + t, m, d)
@@ -295,45 +295,42 @@ def norm_kernel(x, w0, w1, m, d, tile, m2_all, unsafe, out, offset):
 
 
 @jit
-def direct_kernel(x, w0, w1, khat, kernel_state, d, exponent, noise_floor, fill, tile, m2_all,
+def direct_kernel(x, w0, w1, khat, kernel_state, d, exponent, noise_floor, fill, tile, bufs, m2,
                   out, offset):
-    """Centered cosines with any kernels, from the segment's M2s; dots by
-    ``_cpu.sliding._tile_dots``."""
+    """Centered cosines with any kernels, tile by tile: the windows' M2s
+    (into ``m2``, room for a tile's), then the dots by
+    ``_cpu.sliding._tile_dots`` and the cosines; the windows whose M2 left
+    the float64 range are recomputed with their samples scaled by a power of
+    two."""
+    m = khat.shape[2]
     acc = np.empty(tile, np.float64)
     shared = np.empty(tile if khat.shape[0] > 1 else 0, np.float64)
     for b in range(x.shape[0]):
         for i0 in range(w0, w1, tile):
             nwin = min(tile, w1 - i0)
+            unsafe = _tile_m2(x, b, i0, nwin, m, d, bufs, m2)
             _bank_cosines(x, b, khat, kernel_state, i0, nwin, d, exponent, noise_floor, fill,
-                          m2_all[b, i0 - w0 : i0 - w0 + nwin], shared, acc, out, offset, False)
-
-
-@jit
-def fix_out_of_range(x, w0, w1, khat, kernel_state, d, exponent, noise_floor, fill, tile, m2_all,
-                     out, offset, unsafe):
-    """After ``direct_kernel``: every window of an unsafe tile whose M2 is
-    out of range, recomputed with its samples scaled by a power of two."""
-    m = khat.shape[2]
-    for b in range(x.shape[0]):
-        for ti in range(unsafe.shape[1]):
-            if not unsafe[b, ti]:
+                          m2, shared, acc, out, offset, False)
+            if not unsafe:
                 continue
-            for i in range(w0 + ti * tile, min(w0 + (ti + 1) * tile, w1)):
-                if not _out_of_range(m2_all[b, i - w0]):
+            for t in range(nwin):
+                if not _out_of_range(m2[t]):
                     continue
-                e, s = rescaled_m2(x, b, i, m, d)
+                e, s = rescaled_m2(x, b, i0 + t, m, d)
                 for k in range(khat.shape[0]):
                     if kernel_state[k] != KERNEL_NONFINITE:
-                        dot = _rescaled_dot(x, b, khat, k, i, d, e)
-                        out[b, k, offset + i] = _rescaled_cosine(
+                        dot = _rescaled_dot(x, b, khat, k, i0 + t, d, e)
+                        out[b, k, offset + i0 + t] = _rescaled_cosine(
                             dot, e, s, exponent, noise_floor, fill, kernel_state[k])
 
 
 @jit
 def fft_fix_out_of_range(x, w1, khat, kernel_state, d, exponent, noise_floor, fill, tile, m2_all,
                          fft, out, offset, unsafe):
-    """``fix_out_of_range`` after ``_cpu.sliding.fft_kernel`` (as
-    ``_cpu.sliding.fft_fix_out_of_range`` does for the plain sums)."""
+    """After ``_cpu.sliding.fft_kernel``: every window of an unsafe tile
+    whose M2 left the float64 range, recomputed with its samples scaled by
+    a power of two (as ``_cpu.sliding.fft_fix_out_of_range`` does for the
+    plain sums)."""
     first = fft[4]
     m = khat.shape[2]
     for b in range(x.shape[0]):

@@ -197,14 +197,8 @@ def run_windowed_norm(piece, m, d, result, offset, center=False):
     def work(start, stop):
         if center:
             tile, bufs = centered.make_buffers(m, d, piece.shape[1])
-            segment = tile * config.CENTERED_SEGMENT_TILES
-            windows = -(-min(segment, stop - start) // tile) * tile
-            m2 = scratch.empty("segment centered M2", (piece.shape[0], windows))
-            for w0 in range(start, stop, segment):
-                w1 = min(stop, w0 + segment)
-                unsafe = _unsafe_flags(piece.shape[0], windows, tile)
-                centered.segment_m2(piece, w0, w1, m, d, tile, bufs, m2, unsafe)
-                centered.norm_kernel(piece, w0, w1, m, d, tile, m2, unsafe, result, offset)
+            m2 = scratch.empty("tile centered M2", tile)
+            centered.norm_kernel(piece, start, stop, m, d, tile, bufs, m2, result, offset)
             return
         tile, bufs = kernels.make_buffers(m, d)
         kernels.windowed_norm_kernel(piece, start, stop, m, d, tile, bufs, result, offset)
@@ -244,24 +238,15 @@ def run_direct(piece, khat, kernel_state, d, exponent, floor, fill, result, offs
 
 
 def _run_centered_direct(piece, khat, kernel_state, d, exponent, floor, fill, result, offset):
-    """``run_direct`` with ``center``: a segment's window M2s first
-    (``_cpu.centered.segment_m2``), then its cosines."""
-    rows, nchan, m = piece.shape[0], khat.shape[1], khat.shape[2]
+    """``run_direct`` with ``center`` (``_cpu.centered.direct_kernel``)."""
+    m = khat.shape[2]
     tile = kernels.tile_length(m, d)
-    segment = tile * config.CENTERED_SEGMENT_TILES
 
     def work(start, stop):
-        _, bufs = centered.make_buffers(m, d, nchan)
-        windows = -(-min(segment, stop - start) // tile) * tile
-        m2 = scratch.empty("segment centered M2", (rows, windows))
-        for w0 in range(start, stop, segment):
-            w1 = min(stop, w0 + segment)
-            unsafe = _unsafe_flags(rows, windows, tile)
-            centered.segment_m2(piece, w0, w1, m, d, tile, bufs, m2, unsafe)
-            args = (khat, kernel_state, d, exponent, floor, fill, tile, m2, result, offset)
-            centered.direct_kernel(piece, w0, w1, *args)
-            if unsafe.any():
-                centered.fix_out_of_range(piece, w0, w1, *args, unsafe)
+        _, bufs = centered.make_buffers(m, d, khat.shape[1])
+        m2 = scratch.empty("tile centered M2", tile)
+        centered.direct_kernel(piece, start, stop, khat, kernel_state, d, exponent, floor, fill,
+                               tile, bufs, m2, result, offset)
 
     threads.run_segments(piece.shape[-1] - (m - 1) * d, tile, work)
 
