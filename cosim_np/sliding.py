@@ -104,8 +104,9 @@ def windowed_norm(signal, window, *, dilation=1, mode="valid", axis=-1, center=F
         Axis along which the windows slide.
     center : bool, optional
         The norm of each window less its mean, ``||w - mean(w)||`` (``sqrt(m)``
-        times its standard deviation), from per-block means and sums of
-        squared deviations merged by Chan, Golub and LeVeque's update [3]_:
+        times its standard deviation), from the means and sums of squared
+        deviations of runs of taps merged pairwise by Chan, Golub and
+        LeVeque's update [3]_:
         as accurate as a two-pass computation over each window whatever the
         offset, never ``sum(w**2) - m * mean(w)**2``. A constant window
         gives exactly 0, one holding NaN or ±inf NaN (``inf - mean(w)`` is
@@ -331,9 +332,9 @@ def sliding_cosine(
     The means run over all taps and channels of a window.  The dot is the
     raw window's with the centered kernel (centered twice, so its taps sum
     to zero to far below rounding), and the centered norms come from
-    blocked statistics merged by Chan, Golub and LeVeque's update [3]_,
-    never from ``sum(w**2) - m * mean(w)**2``, which loses every digit
-    under a large offset.  A constant window gives ``fill``; a constant
+    statistics of runs of taps merged pairwise by Chan, Golub and LeVeque's
+    update [3]_, never from ``sum(w**2) - m * mean(w)**2``, which loses
+    every digit under a large offset.  A constant window gives ``fill``; a constant
     kernel is an error.  Offsets cost accuracy only as they do the stored
     data: with ``kappa = ||w|| / ||w - mean(w)||`` the error in ``s`` stays
     below about ``4 (m C_in + 4) eps kappa`` (``eps`` of float64), a few

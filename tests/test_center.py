@@ -75,6 +75,30 @@ offsets = st.sampled_from([0.0, 1.0, -3.5, 1e4, 1e6, -1e8])
 
 
 @pytest.mark.usefixtures("fft_engine")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("offset", [0.0, 1e4, -1e6])
+def test_an_offset_leaves_the_fft_blocks_transformed(monkeypatch, dtype, offset):
+    """The FFT path transforms each block less its mean (the centered
+    kernel's taps sum to zero), so a baseline does not scale the transforms'
+    error up to where every window of the block would be flagged for direct
+    dots: the plan keeps transforming, and every result stays within the
+    bound."""
+    from tests.test_corpus import PlanRecorder
+
+    rng = np.random.default_rng(7)
+    drift = np.cumsum(rng.standard_normal(60_000)) * 1e-2
+    x = (offset + drift + rng.standard_normal(60_000)).astype(dtype)
+    k = rng.standard_normal(256)
+    recorder = PlanRecorder(monkeypatch)
+    got = sliding_cosine(x, k, center=True, method="fft")
+    slots = np.concatenate([s.ravel() for s in recorder.slots])
+    assert np.all(slots >= 0), f"{np.mean(slots < 0):.0%} of the blocks took direct dots"
+    want, kappas, _ = pearson_valid(x.astype(np.float64), k)
+    ok = np.isfinite(kappas)  # (float32 keeps few digits of -1e6 + noise)
+    assert_within_bound(got[ok], want[ok], kappas[ok], kappa(k), 256, dtype)
+
+
+@pytest.mark.usefixtures("fft_engine")
 @pytest.mark.parametrize("method", ["direct", "fft"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @given(data=st.data(), offset=offsets)
@@ -363,6 +387,50 @@ def test_find_matches_centered_is_the_greedy_selection_of_the_centered_scores():
     assert sorted(found.index.tolist()) == [500, 2500, 4100]
     # uncentered, the shifted copies are lost under the baseline
     assert sorted(find_matches(x, motif, k=3).index.tolist()) != [500, 2500, 4100]
+
+
+@given(data=st.data())
+def test_a_window_does_not_depend_on_where_the_signal_starts(data):
+    """Each window's centered statistics come from its own samples only, in
+    an order fixed by its taps: cutting the signal anywhere (not only at a
+    tile) changes no bit of the windows left."""
+    _, m, d, _ = data.draw(window_geometry(max_m=9, long_m=[(30, 70)]))
+    assume(m > 1)  # (one tap is a constant kernel)
+    span = (m - 1) * d
+    n = data.draw(st.integers(span + 2, 10000))  # past a tile of windows
+    rng = np.random.default_rng(n + m)
+    x = 1e3 + rng.standard_normal(n)
+    x[rng.integers(0, n)] = 1e9  # a loud sample
+    cut = data.draw(st.integers(1, n - span - 1))
+    kernel = rng.standard_normal(m)
+    whole = windowed_norm(x, m, dilation=d, center=True)
+    np.testing.assert_array_equal(windowed_norm(x[cut:], m, dilation=d, center=True), whole[cut:])
+    whole = sliding_cosine(x, kernel, dilation=d, center=True, method="direct")
+    np.testing.assert_array_equal(
+        sliding_cosine(x[cut:], kernel, dilation=d, center=True, method="direct"), whole[cut:])
+
+
+@pytest.mark.parametrize("nchan", [1, 3])
+@pytest.mark.parametrize("m, d", [(1, 1), (2, 3), (5, 1), (8, 2), (12, 1), (37, 1), (64, 1)])
+def test_rescaled_windows_take_the_same_operations(nchan, m, d):
+    """A window whose M2 leaves the float64 range is recomputed from samples
+    scaled by ``2**-E`` (``rescaled_m2``); for the scaling promise to hold
+    bit for bit, that must repeat the tile kernel's operations exactly: on
+    in-range data, scaling back gives the tile's bits."""
+    from cosim_np._cpu import centered
+
+    rng = np.random.default_rng(m * 10 + d)
+    n = 700
+    x = (5.0 + rng.standard_normal((1, nchan, n))) * rng.choice([1e-3, 1.0, 1e3], size=(1, 1, n))
+    nwin = n - (m - 1) * d
+    tile, bufs = centered.make_buffers(m, d, nchan)
+    m2 = np.empty((1, -(-nwin // tile) * tile))
+    unsafe = np.zeros((1, m2.shape[1] // tile), dtype=bool)
+    centered.segment_m2(x, 0, nwin, m, d, tile, bufs, m2, unsafe)
+    assert not unsafe.any()
+    for i in range(nwin):
+        e, s = centered.rescaled_m2(x, 0, i, m, d)
+        assert np.ldexp(s, 2 * e) == m2[0, i], i
 
 
 # --- Dask and xarray

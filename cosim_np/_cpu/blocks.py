@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from .._core.scalars import SAFE_MIN
 from ._jit import jit
 from .centered import rescaled_m2
 from .sliding import (
@@ -18,37 +19,45 @@ from .sliding import (
 
 
 @jit
-def _block_stats(src, expo, big, total):
-    """Largest finite magnitude and the sum of the finite squares of ``src *
-    2**-expo`` (exact scaling; merged with ``big`` and ``total``), in four
+def _block_stats(src, reference, expo, big, total, small):
+    """Largest finite magnitude, the sum of the finite squares and the
+    smallest non-zero finite magnitude of ``(src - reference) * 2**-expo``
+    (exact scaling; merged with ``big``, ``total`` and ``small``), in four
     independent chains.  The sum only scales an error bound, but it is summed
     in this fixed order whatever ``expo``: for samples whose squares stay
     normal, the sum for ``expo`` is exactly ``4**-expo`` times the one for 0."""
     unit = _unit(expo)
     b0 = b1 = b2 = b3 = 0.0
     s0 = s1 = s2 = s3 = 0.0
+    m0 = m1 = m2 = m3 = np.inf
     size = src.size
     p = 0
     while p + 4 <= size:
-        v0 = _magnitude(src[p], expo, unit)
-        v1 = _magnitude(src[p + 1], expo, unit)
-        v2 = _magnitude(src[p + 2], expo, unit)
-        v3 = _magnitude(src[p + 3], expo, unit)
+        v0 = _magnitude(src[p] - reference, expo, unit)
+        v1 = _magnitude(src[p + 1] - reference, expo, unit)
+        v2 = _magnitude(src[p + 2] - reference, expo, unit)
+        v3 = _magnitude(src[p + 3] - reference, expo, unit)
         b0 = v0 if v0 > b0 else b0
         b1 = v1 if v1 > b1 else b1
         b2 = v2 if v2 > b2 else b2
         b3 = v3 if v3 > b3 else b3
+        m0 = v0 if 0.0 < v0 < m0 else m0
+        m1 = v1 if 0.0 < v1 < m1 else m1
+        m2 = v2 if 0.0 < v2 < m2 else m2
+        m3 = v3 if 0.0 < v3 < m3 else m3
         s0 += v0 * v0
         s1 += v1 * v1
         s2 += v2 * v2
         s3 += v3 * v3
         p += 4
     while p < size:
-        v0 = _magnitude(src[p], expo, unit)
+        v0 = _magnitude(src[p] - reference, expo, unit)
         b0 = v0 if v0 > b0 else b0
+        m0 = v0 if 0.0 < v0 < m0 else m0
         s0 += v0 * v0
         p += 1
-    return max(max(big, b0), max(max(b1, b2), b3)), total + ((s0 + s1) + (s2 + s3))
+    return (max(max(big, b0), max(max(b1, b2), b3)), total + ((s0 + s1) + (s2 + s3)),
+            min(min(small, m0), min(min(m1, m2), m3)))
 
 
 @jit
@@ -73,8 +82,8 @@ def _magnitude(value, expo, unit):
 
 
 @jit
-def plan_blocks(x, w0, w1, step, nfft, m, d, sumsq, safe, ratio, exponents, noise, loud,
-                relative, flagged_counts, quietest):
+def plan_blocks(x, w0, w1, step, nfft, m, d, sumsq, safe, center, ratio, exponents, noise, loud,
+                relative, flagged_counts, quietest, references):
     """Plan the overlap-save blocks of the windows ``w0 .. w1-1`` of every row
     of ``x`` (``(B, C, N)``): block ``g`` holds the windows ``w0 + [g * step,
     (g + 1) * step)`` and reads the samples ``w0 + [g * step, g * step +
@@ -86,6 +95,12 @@ def plan_blocks(x, w0, w1, step, nfft, m, d, sumsq, safe, ratio, exponents, nois
     any power of two (once ``relative_out_of_range`` has set right the sums
     of squares that left the float64 range):
 
+    * ``references[b, g]``, with ``center`` in a safe segment the mean of the
+      block's finite samples (``_block_reference``), else 0: the block's
+      samples less it are transformed.  A centered kernel's taps sum to
+      zero, so the dots keep their value, but the transform's error, which
+      follows the magnitude of what it transforms, no longer carries an
+      offset shared by the block, and neither does the flagging;
     * ``exponents[b, g]``, that of the block's largest finite magnitude (its
       samples are scaled by ``2**-exponent`` before the transform);
     * ``relative[b, i - w0]``, the sum of squares of window ``i`` in those units
@@ -107,18 +122,24 @@ def plan_blocks(x, w0, w1, step, nfft, m, d, sumsq, safe, ratio, exponents, nois
             start = w0 + g * step
             stop = min(end, start + nfft)
             first, last = start - w0, min(w1, start + step) - w0  # its windows, from w0
+            reference = _block_reference(x, b, start, stop) if center and safe else 0.0
+            references[b, g] = reference
             big = 0.0
             total = 0.0
+            small = np.inf
             for c in range(nchan):
-                big, total = _block_stats(x[b, c, start:stop], 0, big, total)
+                big, total, small = _block_stats(x[b, c, start:stop], reference, 0, big, total,
+                                                 small)
             expo = math.frexp(big)[1] if big > 0.0 else 0
             exponents[b, g] = expo
-            if safe:
+            # (differences from a reference may be tiny where the samples are not)
+            if safe and small >= SAFE_MIN:
                 total = math.ldexp(total, -2 * expo)  # exact: every square was normal
             else:
                 total = 0.0
                 for c in range(nchan):
-                    total = _block_stats(x[b, c, start:stop], expo, 0.0, total)[1]
+                    total = _block_stats(x[b, c, start:stop], reference, expo, 0.0, total,
+                                         np.inf)[1]
             noise[b, g] = math.sqrt(total)
             loud[b, g] = 0
             # relative sums of squares, how many are flagged, the quietest
@@ -172,7 +193,7 @@ def relative_out_of_range(x, w0, w1, step, m, d, tile, sumsq, unsafe, ratio, exp
 
 @jit
 def leave_out_loud(x, w0, w1, step, nfft, m, d, ratio, exponents, noise, loud, relative,
-                   flagged_counts, quietest):
+                   flagged_counts, quietest, references):
     """After ``plan_blocks``, for each block with flagged windows: ``loud[b,
     g] = s`` when the samples of scaled magnitude at least ``2**-s`` are
     better left out of the transform and added to the dots one by one
@@ -193,17 +214,19 @@ def leave_out_loud(x, w0, w1, step, nfft, m, d, ratio, exponents, noise, loud, r
             stop = min(end, start + nfft)
             windows = relative[b, start - w0 : min(w1, start + step) - w0]
             expo = exponents[b, g]
+            reference = references[b, g]
             # the fewest samples that could be left out: those of the top binade
             top = 0
             for c in range(nchan):
-                top += _count_at_least(x[b, c, start:stop], expo, 0.5)
+                top += _count_at_least(x[b, c, start:stop], reference, expo, 0.5)
             if 2 * SCATTER_COST * top >= cost * nchan:
                 continue  # loud stretches, not spikes: leaving samples out would not pay
-            shift = _cheapest_loud(x, b, start, stop, expo, windows, ratio, cost, scratch)
+            shift = _cheapest_loud(x, b, start, stop, reference, expo, windows, ratio, cost,
+                                   scratch)
             if shift:
                 quiet = 0.0
                 for c in range(nchan):
-                    quiet = _quiet_energy(x[b, c, start:stop], expo, shift, quiet)
+                    quiet = _quiet_energy(x[b, c, start:stop], reference, expo, shift, quiet)
                 loud_count = 0
                 for r in range(shift):
                     loud_count += scratch[0][r]
@@ -211,6 +234,34 @@ def leave_out_loud(x, w0, w1, step, nfft, m, d, ratio, exponents, noise, loud, r
                 loud[b, g] = shift
                 flagged_counts[b, g] = -(-SCATTER_COST * loud_count // nchan) + count_flagged(
                     windows, (LOUD_BOUND * ratio * noise[b, g]) ** 2)
+
+
+@jit
+def _block_reference(x, b, start, stop):
+    """The mean of the finite samples of ``x[b, :, start:stop]`` (0 if none),
+    summed in a fixed order: that of ``2**j * x`` is exactly ``2**j`` times
+    that of ``x``, that of ``-x`` its negative."""
+    s0 = s1 = s2 = s3 = 0.0
+    count = 0
+    for c in range(x.shape[1]):
+        src = x[b, c, start:stop]
+        p = 0
+        while p + 4 <= src.size:
+            v0, v1 = np.float64(src[p]), np.float64(src[p + 1])
+            v2, v3 = np.float64(src[p + 2]), np.float64(src[p + 3])
+            f0, f1 = abs(v0) < np.inf, abs(v1) < np.inf
+            f2, f3 = abs(v2) < np.inf, abs(v3) < np.inf
+            s0 += v0 if f0 else 0.0
+            s1 += v1 if f1 else 0.0
+            s2 += v2 if f2 else 0.0
+            s3 += v3 if f3 else 0.0
+            count += f0 + f1 + f2 + f3
+            p += 4
+        for p in range(p, src.size):
+            finite = abs(src[p]) < np.inf
+            s0 += np.float64(src[p]) if finite else 0.0
+            count += finite
+    return ((s0 + s1) + (s2 + s3)) / count if count else 0.0
 
 
 @jit
@@ -222,18 +273,18 @@ def _nonzero(s, scaled):
 
 
 @jit
-def _count_at_least(src, expo, threshold):
-    """How many samples of ``src * 2**-expo`` have a magnitude of at least
-    ``threshold`` (and are finite)."""
+def _count_at_least(src, reference, expo, threshold):
+    """How many samples of ``(src - reference) * 2**-expo`` have a magnitude
+    of at least ``threshold`` (and are finite)."""
     unit = _unit(expo)
     count = 0
     for p in range(src.size):
-        count += _magnitude(src[p], expo, unit) >= threshold
+        count += _magnitude(src[p] - reference, expo, unit) >= threshold
     return count
 
 
 @jit
-def _cheapest_loud(x, b, start, stop, expo, windows, ratio, cost, scratch):
+def _cheapest_loud(x, b, start, stop, reference, expo, windows, ratio, cost, scratch):
     """The ``s`` (0 for none) that leaves out of block ``[start, stop)`` of
     row ``b`` the samples of scaled magnitude ``>= 2**-s`` where that costs
     fewest direct dots (each left-out sample of one channel counting as
@@ -246,7 +297,7 @@ def _cheapest_loud(x, b, start, stop, expo, windows, ratio, cost, scratch):
     counts[:] = 0
     energies[:] = 0.0
     for c in range(nchan):
-        _binade_histogram(x[b, c], start, stop, expo, counts, energies)
+        _binade_histogram(x[b, c], start, stop, reference, expo, counts, energies)
     # quiet energy of each threshold: the bins at and below it, summed upwards
     for r in range(MAX_LOUD_SHIFT - 1, -1, -1):
         energies[r] += energies[r + 1]
@@ -278,16 +329,25 @@ def _cheapest_loud(x, b, start, stop, expo, windows, ratio, cost, scratch):
 
 
 @jit
-def _binade_histogram(row, start, stop, expo, counts, energies):
-    """Add the samples ``row[start:stop]`` to a histogram by binade of their
-    magnitude scaled by ``2**-expo``: bin ``r`` holds ``[2**-(r+1), 2**-r)``,
-    with counts and sums of squares, for ``r`` below the last bin (smaller
-    samples are never loud, and their squares are below the rounding of the
-    others'; non-finite samples are left out).  The binade comes from the
-    exponent bits (a subnormal counts as zero)."""
+def _binade_histogram(row, start, stop, reference, expo, counts, energies):
+    """Add the samples ``row[start:stop]`` (less ``reference``) to a
+    histogram by binade of their magnitude scaled by ``2**-expo``: bin ``r``
+    holds ``[2**-(r+1), 2**-r)``, with counts and sums of squares, for ``r``
+    below the last bin (smaller samples are never loud, and their squares are
+    below the rounding of the others'; non-finite samples are left out).
+    The binade comes from the exponent bits (a subnormal counts as zero)."""
     last = counts.size - 1
     unit = _unit(expo)
-    if row.itemsize == 8:
+    if reference != 0.0:
+        for p in range(start, stop):
+            val = _scaled(row[p] - reference, expo, unit)
+            mantissa, exponent = math.frexp(abs(val))
+            r = max(0, -exponent)
+            if r >= last or not mantissa > 0.0 or not abs(val) < np.inf:
+                continue
+            counts[r] += 1
+            energies[r] += val * val
+    elif row.itemsize == 8:
         bits = row.view(np.int64)
         for p in range(start, stop):
             biased = (bits[p] >> 52) & 0x7FF
@@ -310,23 +370,23 @@ def _binade_histogram(row, start, stop, expo, counts, energies):
 
 
 @jit
-def _quiet_energy(src, expo, shift, quiet):
-    """``quiet`` plus the sum of the squares of the samples of ``src *
-    2**-expo`` of magnitude below ``2**-shift`` (the same bits for the signal
-    times any power of two; non-finite samples count as 0)."""
+def _quiet_energy(src, reference, expo, shift, quiet):
+    """``quiet`` plus the sum of the squares of the samples of ``(src -
+    reference) * 2**-expo`` of magnitude below ``2**-shift`` (the same bits
+    for the signal times any power of two; non-finite samples count as 0)."""
     threshold = math.ldexp(1.0, -shift)
     unit = _unit(expo)
     q0 = q1 = 0.0
     size = src.size
     p = 0
     while p + 2 <= size:
-        v0 = _magnitude(src[p], expo, unit)
-        v1 = _magnitude(src[p + 1], expo, unit)
+        v0 = _magnitude(src[p] - reference, expo, unit)
+        v1 = _magnitude(src[p + 1] - reference, expo, unit)
         q0 += v0 * v0 if v0 < threshold else 0.0
         q1 += v1 * v1 if v1 < threshold else 0.0
         p += 2
     if p < size:
-        v0 = _magnitude(src[p], expo, unit)
+        v0 = _magnitude(src[p] - reference, expo, unit)
         q0 += v0 * v0 if v0 < threshold else 0.0
     return quiet + (q0 + q1)
 
@@ -375,10 +435,11 @@ def assign_slots(flagged_counts, nblocks, max_flagged, slots, chosen, counts, nw
 
 
 @jit
-def prepare_blocks(row, w0, end, chosen, step, blocks, exponents, loud):
+def prepare_blocks(row, w0, end, chosen, step, blocks, exponents, loud, references):
     """Copy the blocks ``chosen`` of ``row`` (``(C, n)``; block ``g`` starts at
     ``w0 + g * step``, samples from ``end`` on are zeros) into ``blocks``
-    (``(C, G, nfft)`` float64), each scaled by ``2**-exponents[g]`` (exact);
+    (``(C, G, nfft)`` float64), each less ``references[g]`` and scaled by
+    ``2**-exponents[g]`` (exact);
     NaN and inf become 0 (the norms mark their windows), and so do the loud
     samples of a block with ``loud[g]`` (see ``plan_blocks``)."""
     nchan = row.shape[0]
@@ -388,20 +449,21 @@ def prepare_blocks(row, w0, end, chosen, step, blocks, exponents, loud):
         start = w0 + g * step
         stop = min(end, start + nfft)
         expo = exponents[g]
+        reference = references[g]
         unit = _unit(expo)
         threshold = math.ldexp(1.0, -loud[g]) if loud[g] else np.inf
         for c in range(nchan):
             dest = blocks[c, j]
             src = row[c, start:stop]
             for t in range(src.size):
-                val = _scaled(src[t], expo, unit)
+                val = _scaled(src[t] - reference, expo, unit)
                 dest[t] = val if abs(val) < threshold else 0.0
             for t in range(src.size, nfft):
                 dest[t] = 0.0
 
 
 @jit
-def scatter_loud(row, w0, w1, chosen, step, khat, d, exponents, loud, dots):
+def scatter_loud(row, w0, w1, chosen, step, khat, d, exponents, loud, references, dots):
     """Add to the dots ``dots[j, k, t]`` of each block ``chosen[j]`` with loud
     samples (``plan_blocks``; windows ``w0 .. w1-1``) their products with the
     kernels, in block units, sample by sample in order: window ``t`` holds
@@ -414,6 +476,7 @@ def scatter_loud(row, w0, w1, chosen, step, khat, d, exponents, loud, dots):
             continue
         start = w0 + g * step
         expo = exponents[g]
+        reference = references[g]
         threshold = math.ldexp(1.0, -loud[g])
         last = min(step, w1 - start)  # this block's windows
         unit = _unit(expo)
@@ -422,13 +485,13 @@ def scatter_loud(row, w0, w1, chosen, step, khat, d, exponents, loud, dots):
             # most stretches of a block hold no loud sample: look for one first
             here = 0
             for c in range(nchan):
-                here += _count_at_least(row[c, start + p0 : start + min(size, p0 + 64)], expo,
-                                        threshold)
+                here += _count_at_least(row[c, start + p0 : start + min(size, p0 + 64)],
+                                        reference, expo, threshold)
             if here == 0:
                 continue
             for p in range(p0, min(size, p0 + 64)):
                 for c in range(nchan):
-                    val = _scaled(row[c, start + p], expo, unit)
+                    val = _scaled(row[c, start + p] - reference, expo, unit)
                     if threshold <= abs(val) < np.inf:
                         for k in range(nker):
                             _add_sample(dots[j, k], khat[k, c], p, val, d, last)

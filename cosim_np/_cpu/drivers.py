@@ -292,6 +292,7 @@ class _SegmentPlan:
         self.loud = np.empty((rows, most), dtype=np.int64)
         self.flagged_counts = np.empty((rows, most), dtype=np.int64)
         self.quietest = np.empty((rows, most))
+        self.references = np.empty((rows, most))
         self.slots = np.empty((rows, most), dtype=np.int64)
         self.chosen = np.empty((rows, most), dtype=np.int64)
         self.counts = np.empty(rows, dtype=np.int64)
@@ -307,9 +308,9 @@ class _SegmentPlan:
         # the arguments of the plan's kernels: the segment, and the plan itself
         self.segment = (piece, w0, w1, length.step, length.nfft, m, d)
         self.state = (length.estimate, self.exponents, self.noise, self.loud, self.relative,
-                      self.flagged_counts, self.quietest)
+                      self.flagged_counts, self.quietest, self.references)
         safe = not unsafe.any()
-        blocks.plan_blocks(*self.segment, sumsq, safe, *self.state)
+        blocks.plan_blocks(*self.segment, sumsq, safe, center, *self.state)
         # each step below compiles on its first use only
         if not safe:
             blocks.relative_out_of_range(piece, w0, w1, length.step, m, d, tile, sumsq, unsafe,
@@ -338,11 +339,11 @@ class _SegmentPlan:
     def transform(self, piece, w0, w1, khat, d):
         """The dots of the blocks planned; returns the kernel's ``fft`` tuple."""
         length = self.length
-        transforms.fft_dots(piece, w0, w1, khat, d, length.nfft, length.spectra, self.dots, self.limits,
-                      self.workspace, (length.step, self.chosen, self.counts, self.exponents,
-                                       self.loud if self.any_loud else None, self.noise,
-                                       self.quietest, length.c_block, length.c_output,
-                                       length.peaks))
+        transforms.fft_dots(piece, w0, w1, khat, d, length.nfft, length.spectra, self.dots,
+                            self.limits, self.workspace,
+                            (length.step, self.chosen, self.counts, self.exponents,
+                             self.loud if self.any_loud else None, self.noise, self.quietest,
+                             self.references, length.c_block, length.c_output, length.peaks))
         return (self.dots, self.slots, self.exponents, self.relative, w0, length.step, self.limits)
 
 

@@ -123,8 +123,8 @@ def block_count(nwin, span, nfft):
 
 def fft_dots(rows, w0, w1, khat, dilation, nfft, spectra, dots, limits, work, plan):
     """Dots of the windows ``w0 .. w1-1`` of the blocks ``chosen`` (``plan =
-    (step, chosen, counts, exponents, loud, noise, quietest, c_block, c_output,
-    peaks)``, see
+    (step, chosen, counts, exponents, loud, noise, quietest, references, c_block,
+    c_output, peaks)``, see
     ``_cpu.blocks``; ``loud`` None where no block has loud samples) of ``rows``
     (``(B, C, N)``) with every kernel (``khat``, unit norm, and its
     ``spectra``), written to ``dots`` (``(B, >= blocks, K, nfft)`` float64, reused
@@ -141,7 +141,8 @@ def fft_dots(rows, w0, w1, khat, dilation, nfft, spectra, dots, limits, work, pl
     the flagging limit of each block and kernel (``_cpu.blocks.block_limits``,
     from the norm of the transform's outputs, before the loud samples are
     added)."""
-    step, chosen, counts, exponents, loud, noise, quietest, c_block, c_output, peaks = plan
+    (step, chosen, counts, exponents, loud, noise, quietest, references, c_block, c_output,
+     peaks) = plan
     no_loud = np.zeros(exponents.shape[1], dtype=np.int64)
     per_chunk = work.per_chunk
     for b in range(rows.shape[0]):
@@ -152,7 +153,8 @@ def fft_dots(rows, w0, w1, khat, dilation, nfft, spectra, dots, limits, work, pl
             product = work.product[:count]
             these = chosen[b, j0 : j0 + count]
             blocks.prepare_blocks(rows[b], w0, w1 + (khat.shape[2] - 1) * dilation, these, step,
-                                      chunk, exponents[b], no_loud if loud is None else loud[b])
+                                  chunk, exponents[b], no_loud if loud is None else loud[b],
+                                  references[b])
             _forward(chunk, spectrum, work.ducc0)  # (C, G, F)
             blocks.spectral_products(spectrum, spectra, product)  # (G, K, F)
             _inverse(product, dots[b, j0 : j0 + count], work.ducc0)
@@ -161,7 +163,7 @@ def fft_dots(rows, w0, w1, khat, dilation, nfft, spectra, dots, limits, work, pl
                                     c_block, c_output, peaks, limits[b, j0 : j0 + count])
             if loud is not None:  # (compiled on its first use only)
                 blocks.scatter_loud(rows[b], w0, w1, these, step, khat, dilation, exponents[b],
-                                        loud[b], dots[b, j0 : j0 + count])
+                                    loud[b], references[b], dots[b, j0 : j0 + count])
 
 
 def error_bound(nfft, nchan):
