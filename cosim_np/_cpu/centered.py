@@ -118,7 +118,14 @@ def _tile_m2(x, b, i0, nwin, m, d, bufs, out):
     means, m2s, next_means, next_m2s, window_means = bufs
     nchan = x.shape[1]
     npos = nwin + (m - 1) * d
-    if nchan == 1 and m % 2 == 0:
+    if nchan == 1 and m % 4 == 0:
+        # no window takes a run of one or two taps: runs of four straight
+        # from the samples
+        unsafe = _count_unsafe(x[b, 0, i0 : i0 + npos])
+        _quads(x[b, 0, i0 : i0 + npos], d, means, m2s)
+        _pairwise_m2(means, m2s, next_means, next_m2s, window_means, out, npos, nwin, m, d,
+                     1, 4)
+    elif nchan == 1 and m % 2 == 0:
         # no window takes a run of one tap: pairs straight from the samples
         unsafe = _count_unsafe(x[b, 0, i0 : i0 + npos])
         _pairs(x[b, 0, i0 : i0 + npos], d, means, m2s)
@@ -145,13 +152,33 @@ def _pairs(xs, d, means, m2s):
 
 
 @jit
+def _quads(xs, d, means, m2s):
+    """Level 2 of one channel from its samples: ``_pairs``, then
+    ``_next_level``, the same operations on each run of four taps."""
+    first = xs[: xs.size - 3 * d]
+    second = xs[d : xs.size - 2 * d]
+    third = xs[2 * d : xs.size - d]
+    fourth = xs[3 * d :]
+    for p in range(first.size):
+        a = np.float64(first[p])
+        gap_a = np.float64(second[p]) - a
+        mean_a = a + gap_a * 0.5
+        c = np.float64(third[p])
+        gap_c = np.float64(fourth[p]) - c
+        mean_c = c + gap_c * 0.5
+        gap = mean_c - mean_a
+        means[p] = mean_a + gap * 0.5
+        m2s[p] = gap_a * gap_a * 0.5 + gap_c * gap_c * 0.5 + gap * gap * 1.0
+
+
+@jit
 def _pairwise_m2(means, m2s, next_means, next_m2s, window_means, out, npos, nwin, m, d, nchan,
                  taps):
     """``out[t]``: the M2 of taps ``t, t + d, ... t + (m-1) d`` for ``t <
     nwin`` from the statistics of each run of ``taps`` taps (1: the
     positions', whose ``m2s`` are read only for more than one channel;
-    2: see ``_pairs``), ``npos - (taps - 1) * d`` of them; the level arrays
-    are overwritten."""
+    2 or 4: see ``_pairs`` and ``_quads``), ``npos - (taps - 1) * d`` of
+    them; the level arrays are overwritten."""
     gathered = 0  # taps of each window gathered so far
     spread = nchan > 1 or taps > 1  # (else the positions' M2s are zeros, left unread)
     while True:
