@@ -204,7 +204,7 @@ def leave_out_loud(x, w0, w1, step, nfft, m, d, ratio, exponents, noise, loud, r
     nchan = x.shape[1]
     end = w1 + (m - 1) * d
     scratch = (np.empty(MAX_LOUD_SHIFT + 1, dtype=np.int64), np.empty(MAX_LOUD_SHIFT + 1),
-               np.empty(2049, dtype=np.int64))
+               np.empty(2049, dtype=np.int64), np.empty(nfft))
     for b in range(x.shape[0]):
         for g in range(-(-(w1 - w0) // step)):
             cost = flagged_counts[b, g]
@@ -292,12 +292,19 @@ def _cheapest_loud(x, b, start, stop, reference, expo, windows, ratio, cost, scr
     histograms by binade of the samples (their counts and squares) and of
     the windows' relative sums of squares ``windows`` (``scratch``: their
     arrays)."""
-    counts, energies, below = scratch
+    counts, energies, below, differences = scratch
     nchan = x.shape[1]
     counts[:] = 0
     energies[:] = 0.0
     for c in range(nchan):
-        _binade_histogram(x[b, c], start, stop, reference, expo, counts, energies)
+        if reference == 0.0:
+            _binade_histogram(x[b, c], start, stop, expo, counts, energies)
+        else:  # the samples less the reference, scaled (exact): their binades
+            src = x[b, c, start:stop]
+            unit = _unit(expo)
+            for p in range(src.size):
+                differences[p] = _scaled(src[p] - reference, expo, unit)
+            _binade_histogram(differences, 0, src.size, 0, counts, energies)
     # quiet energy of each threshold: the bins at and below it, summed upwards
     for r in range(MAX_LOUD_SHIFT - 1, -1, -1):
         energies[r] += energies[r + 1]
@@ -329,25 +336,16 @@ def _cheapest_loud(x, b, start, stop, reference, expo, windows, ratio, cost, scr
 
 
 @jit
-def _binade_histogram(row, start, stop, reference, expo, counts, energies):
-    """Add the samples ``row[start:stop]`` (less ``reference``) to a
-    histogram by binade of their magnitude scaled by ``2**-expo``: bin ``r``
-    holds ``[2**-(r+1), 2**-r)``, with counts and sums of squares, for ``r``
-    below the last bin (smaller samples are never loud, and their squares are
-    below the rounding of the others'; non-finite samples are left out).
-    The binade comes from the exponent bits (a subnormal counts as zero)."""
+def _binade_histogram(row, start, stop, expo, counts, energies):
+    """Add the samples ``row[start:stop]`` to a histogram by binade of their
+    magnitude scaled by ``2**-expo``: bin ``r`` holds ``[2**-(r+1), 2**-r)``,
+    with counts and sums of squares, for ``r`` below the last bin (smaller
+    samples are never loud, and their squares are below the rounding of the
+    others'; non-finite samples are left out).  The binade comes from the
+    exponent bits (a subnormal counts as zero)."""
     last = counts.size - 1
     unit = _unit(expo)
-    if reference != 0.0:
-        for p in range(start, stop):
-            val = _scaled(row[p] - reference, expo, unit)
-            mantissa, exponent = math.frexp(abs(val))
-            r = max(0, -exponent)
-            if r >= last or not mantissa > 0.0 or not abs(val) < np.inf:
-                continue
-            counts[r] += 1
-            energies[r] += val * val
-    elif row.itemsize == 8:
+    if row.itemsize == 8:
         bits = row.view(np.int64)
         for p in range(start, stop):
             biased = (bits[p] >> 52) & 0x7FF
