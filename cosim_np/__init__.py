@@ -12,7 +12,13 @@ from .embedding import (
     topk_cosine,
 )
 from .matches import Matches, find_matches, plot_matches
-from .sliding import sharpen, sliding_cosine, windowed_norm
+from .sliding import (
+    SlidingCosineGrad,
+    sharpen,
+    sliding_cosine,
+    sliding_cosine_grad,
+    windowed_norm,
+)
 from .weighted import scaled_cosine, scaled_cosine_loss
 
 __version__ = "0.1.0"
@@ -21,6 +27,8 @@ __all__ = [
     "sharpen",
     "sliding_cosine",
     "windowed_norm",
+    "sliding_cosine_grad",
+    "SlidingCosineGrad",
     "find_matches",
     "Matches",
     "plot_matches",

@@ -7,13 +7,29 @@ arrays (which runs the function itself on each block, lazily).
 """
 
 import functools
+from collections import namedtuple
 
 from . import _backend
 from ._core import sliding as plans
 from ._core import validate as v
 from ._cpu import drivers
 
-__all__ = ["sliding_cosine", "windowed_norm", "sharpen"]
+__all__ = ["sliding_cosine", "windowed_norm", "sharpen", "sliding_cosine_grad",
+           "SlidingCosineGrad"]
+
+SlidingCosineGrad = namedtuple("SlidingCosineGrad", "signal kernel sharpness noise_floor")
+SlidingCosineGrad.__doc__ = """Gradients returned by :func:`sliding_cosine_grad`.
+
+Attributes
+----------
+signal : numpy.ndarray
+    With respect to the signal; its shape, the result's dtype.
+kernel : numpy.ndarray
+    With respect to the kernel; its shape, the result's dtype.
+sharpness : float
+    With respect to ``sharpness``.
+noise_floor : float
+    With respect to ``noise_floor``."""
 
 
 # ---------------------------------------------------------------------------
@@ -384,6 +400,125 @@ def sliding_cosine(
     plan = plans.plan_sliding(x, kernel, axis, mode, method, dilation, sharpness, noise_floor,
                               fill, out, drivers.fill_unit_kernels, center)
     return drivers.sliding_cosine(x, plan, method, out)
+
+
+@_backend.documented
+def sliding_cosine_grad(
+    signal,
+    kernel,
+    grad_output,
+    *,
+    sharpness=1.0,
+    mode="valid",
+    dilation=1,
+    noise_floor=0.0,
+    fill=0.0,
+    axis=-1,
+    method="auto",
+    center=False,
+    backend="auto",
+):
+    """Gradients of ``sum(grad_output * sliding_cosine(signal, kernel, ...))``.
+
+    The backward pass of :func:`sliding_cosine`, for learning a kernel, its
+    sharpness and its noise floor (seed 000's learnable ``p``; the
+    sharpened-cosine-similarity layers), with every option of the forward.
+
+    Parameters
+    ----------
+    signal, kernel
+        As for :func:`sliding_cosine`.
+    grad_output : array_like
+        ``dL/d(result)``: of the shape of ``sliding_cosine``'s result.
+    sharpness, mode, dilation, noise_floor, fill, axis, method, center
+        As for :func:`sliding_cosine` (``method`` chooses how the forward's
+        cosines are computed inside).
+    backend : {'auto', 'cpu'}, optional
+        The gradients run on the CPU; CUDA device arrays and
+        ``backend='cuda'`` raise ``NotImplementedError`` (copy them to the
+        host).
+
+    Returns
+    -------
+    SlidingCosineGrad
+        ``(signal, kernel, sharpness, noise_floor)``: arrays of the
+        signal's and the kernel's shapes (the result's dtype), and floats
+        summed over every output.
+
+    Raises
+    ------
+    ValueError
+        ``grad_output`` not of the result's shape, and every error of
+        :func:`sliding_cosine`.
+    TypeError
+        A Dask array or an ``xarray.DataArray`` (compute the gradient of a
+        chunk of a signal on that chunk, with its overlap).
+    NotImplementedError
+        A CUDA device array or ``backend='cuda'``.
+
+    Notes
+    -----
+    With ``s = <w, khat> / (||w|| + q)`` a window's cosine (``khat`` the
+    unit kernel; with ``center``, window and kernel less their means),
+    ``out = sign(s) |s|**P``, ``P = p**2`` and ``gamma = grad_output * P
+    |s|**(P-1)``::
+
+        dL/dw = gamma (khat - s w / ||w||) / (||w|| + q)
+        dL/dk = (sum_i gamma_i w_i / (||w_i|| + q) - (sum_i gamma_i s_i) khat) / ||k||
+        dL/dq = -sum_i gamma_i s_i / (||w_i|| + q)
+        dL/dp = sum_i grad_output_i 2 p out_i ln|s_i|
+
+    summed over the windows (and kernels) that hold each sample or tap,
+    in float64, whatever the input dtype. Conventions, so that no gradient
+    of finite inputs is NaN or infinite (while the true gradient, which
+    grows as ``1 / ||w||``, fits the dtype):
+
+    * at ``s = 0``, ``d out / d s`` is taken as 0 for ``P < 1`` (where it is
+      infinite), 1 for ``P = 1``; ``d out / d p`` is 0;
+    * a window of norm 0 (a constant window with ``center``) gives ``fill``,
+      a constant: it contributes nothing; so does a zero kernel;
+    * a window holding NaN or inf gives NaN (as its output does) to the
+      samples of that window, to the kernel and to ``sharpness`` and
+      ``noise_floor``.
+
+    The window norms are :func:`windowed_norm`'s (exact blocked sums), so a
+    loud burst leaves the gradients of the windows without it exact.
+
+    Examples
+    --------
+    The gradient of the sum of the scores: a small step of the kernel
+    along it raises that sum.
+
+    >>> import numpy as np
+    >>> from cosim_np import sliding_cosine, sliding_cosine_grad
+    >>> signal = np.array([0.0, 1.0, 2.0, 1.0, 0.0, 3.0])
+    >>> kernel = np.array([1.0, 2.0, 1.0])
+    >>> grads = sliding_cosine_grad(signal, kernel, np.ones(4), sharpness=1.5)
+    >>> grads.signal.shape, grads.kernel.shape
+    ((6,), (3,))
+    >>> np.round(grads.kernel, 4)
+    array([ 0.2273, -0.3544,  0.4816])
+    >>> round(grads.sharpness, 4)
+    -1.378
+    >>> total = lambda k: sliding_cosine(signal, k, sharpness=1.5).sum()
+    >>> bool(total(kernel + 0.01 * grads.kernel) > total(kernel))
+    True
+    """
+    for name, value in (("signal", signal), ("kernel", kernel), ("grad_output", grad_output)):
+        if _backend.is_dask(value) or _backend.is_xarray(value):
+            raise TypeError(
+                f"sliding_cosine_grad takes NumPy arrays; {name} is a {type(value).__name__}. "
+                "Compute it first (.compute(), .values), or the gradient of each chunk with "
+                "its overlap.")
+    if _backend.wants_cuda(backend, signal=signal, kernel=kernel, grad_output=grad_output):
+        raise NotImplementedError(
+            "sliding_cosine_grad runs on the CPU only for now: copy the arrays to the host "
+            "(cupy.asnumpy(x), tensor.cpu().numpy()) and use backend='auto' or 'cpu'.")
+    x = v.as_real_array(signal, "signal")
+    plan = plans.plan_sliding_grad(x, kernel, grad_output, axis, mode, method, dilation,
+                                   sharpness, noise_floor, fill, drivers.fill_unit_kernels,
+                                   center)
+    return SlidingCosineGrad(*drivers.sliding_cosine_grad(x, plan, method))
 
 
 def _no_out_for_labels(out):

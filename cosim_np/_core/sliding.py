@@ -151,6 +151,53 @@ def plan_sliding(x, kernel, axis, mode, method, dilation, sharpness, noise_floor
                        channel_axis, span, pad_left, pad_right, nwin, final_shape, center)
 
 
+SlidingGradPlan = namedtuple("SlidingGradPlan", "forward sharpness kernel_norms kernel_shape grad_output")
+SlidingGradPlan.__doc__ = """A checked ``sliding_cosine_grad`` call: the
+``forward`` :class:`SlidingPlan`, ``sharpness`` (``p``, not ``p**2``), each
+kernel's norm (of its taps less their mean with ``center``: the length its
+unit kernel was divided by), the kernel's shape, and ``grad_output``
+(float64, of the forward result's shape)."""
+
+
+def plan_sliding_grad(x, kernel, grad_output, axis, mode, method, dilation, sharpness,
+                      noise_floor, fill, normalise=None, center=False):
+    """Check ``sliding_cosine_grad``'s arguments (those of ``sliding_cosine``
+    and ``grad_output``, which must have the shape of its result); returns a
+    :class:`SlidingGradPlan`."""
+    forward = plan_sliding(x, kernel, axis, mode, method, dilation, sharpness, noise_floor, fill,
+                           None, normalise, center)
+    g = v.as_real_array(grad_output, "grad_output", min_ndim=0)
+    if g.shape != forward.final_shape:
+        raise ValueError(
+            f"grad_output must have the shape of sliding_cosine's result, "
+            f"{forward.final_shape}; got {g.shape}.")
+    taps, bank_shape, _ = _check_kernel(kernel, x.ndim, forward.ax)
+    if center:
+        # (centered_kernels scales each kernel by a power of two: undo it)
+        norms = np.ldexp(kernel_norms(centered_kernels(taps, bank_shape)), _exponents(taps))
+    else:
+        norms = kernel_norms(taps)
+    return SlidingGradPlan(forward, float(sharpness), norms, np.shape(kernel),
+                           np.asarray(g, dtype=np.float64))
+
+
+def kernel_norms(taps):
+    """The L2 norm of each kernel of ``taps`` ``(K, C, m)``, summed after a
+    power-of-two scaling (no square overflows or underflows)."""
+    flat = taps.reshape(taps.shape[0], -1)
+    exponents = _exponents(taps)
+    scaled = np.ldexp(flat, -exponents[:, None])
+    with np.errstate(invalid="ignore"):
+        return np.ldexp(np.sqrt(np.einsum("ij,ij->i", scaled, scaled)), exponents)
+
+
+def _exponents(taps):
+    """Each kernel's power-of-two scale: the exponent of its largest finite
+    magnitude (as ``centered_kernels`` takes it; 1 for none)."""
+    largest = np.max(np.abs(taps.reshape(taps.shape[0], -1)), axis=1)
+    return np.frexp(np.where(np.isfinite(largest), largest, 1.0))[1]
+
+
 def centered_kernels(taps, bank_shape):
     """Each kernel of ``taps`` ``(K, C, m)`` less the mean of all its taps,
     centered twice (the second pass takes out what the first one's rounding

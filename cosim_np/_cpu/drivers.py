@@ -4,7 +4,8 @@ call the Numba kernels of ``_cpu.sliding`` (and, for ``method="fft"``, the
 transforms of ``_cpu.fft``).
 
 The entry points (:func:`sliding_cosine`, :func:`windowed_norm`,
-:func:`sharpen`) take checked arguments and plans.  Inside, a signal is
+:func:`sharpen`, :func:`sliding_cosine_grad`) take checked arguments and
+plans.  Inside, a signal is
 ``piece``: ``(B, C, N)`` of the compute dtype, C-contiguous, whose windows
 land at ``offset`` of the ``(B, K, L)`` result.
 """
@@ -13,8 +14,10 @@ import numpy as np
 
 from .._core import config
 from .._core import sliding as plans
+from .._core.scalars import KERNEL_ZERO
 from . import blocks, centered, scratch, threads
 from . import fft as transforms
+from . import grad as gradients
 from . import sliding as kernels
 
 # The plans' unit kernels, compiled (``_core.sliding.unit_kernels``).
@@ -68,6 +71,70 @@ def sliding_cosine(x, plan, method, out):
     # the kernels' layout: lead + bank + (L,)
     moved = lead + ((nker,) if is_bank or plan.channel_axis is not None else ()) + (plan.nwin,)
     return _deliver(result.reshape(moved), plan.ax, plan.channel_axis, is_bank, plan.out_dtype, out)
+
+
+def sliding_cosine_grad(x, grad_plan, method):
+    """``(signal, kernel, sharpness, noise_floor)`` gradients of a planned
+    ``sliding_cosine_grad`` call (``plans.SlidingGradPlan``), see
+    ``_cpu.grad``: the forward's cosines and window norms in float64 on the
+    padded rows, per-window coefficients, then the two sums over windows."""
+    plan = grad_plan.forward
+    nker, nchan, m = plan.khat.shape
+    is_bank = bool(plan.bank_shape)
+    p, exponent, floor = grad_plan.sharpness, plan.exponent, plan.floor
+    rows, lead = _as_rows(x, plan.ax, plan.channel_axis, np.float64)
+    padded = np.pad(rows, ((0, 0), (0, 0), (plan.pad_left, plan.pad_right)))
+    count = rows.shape[0]
+    # the forward, unsharpened, in float64 (the padded rows' valid windows)
+    cosines = np.empty((count, nker, plan.nwin))
+    norms = np.empty((count, plan.nwin))
+    args = (plan.khat, plan.kernel_state, plan.d, 1.0, floor, 0.0)
+    if choose_method(method, m, nchan, nker) == "fft" and plan.nwin > 0:
+        run_fft(padded, *args, cosines, 0, fft_error_budget(np.float64, m * nchan, 1.0),
+                plan.center)
+    else:
+        run_direct(padded, *args, cosines, 0, plan.center)
+    run_windowed_norm(padded, m, plan.d, norms, 0, plan.center)
+    # grad_output in the kernels' layout
+    kernel_axes, caller_axes = plans.moved_axes(plan.ax, plan.channel_axis, is_bank)
+    g = np.ascontiguousarray(moveaxis(grad_plan.grad_output, caller_axes, kernel_axes))
+    g = g.reshape(count, nker, plan.nwin)
+    # fill windows (norm 0) and zero kernels are constants; NaN windows are not
+    live = (norms != 0.0)[:, None, :] & (plan.kernel_state != KERNEL_ZERO)[None, :, None]
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        magnitude = np.abs(cosines)
+        sharpened = np.sign(cosines) * magnitude**exponent
+        # d out / d s = P |s|**(P - 1); at s = 0 with P < 1 (infinite), 0
+        slope = np.where(magnitude > 0.0, exponent * magnitude ** (exponent - 1.0),
+                         1.0 if exponent == 1.0 else 0.0)
+        gamma = np.where(live, g * slope, 0.0)
+        a = gamma / (norms[:, None, :] + floor)
+        a[~live] = 0.0
+        c = a * cosines
+        log_term = np.where(live & (magnitude != 0.0), sharpened * np.log(magnitude), 0.0)
+    grad_p = 2.0 * p * float(np.sum(np.where(live, g, 0.0) * log_term))
+    grad_q = -float(np.sum(c))
+    means = np.zeros_like(norms)
+    if plan.center:
+        gradients.window_means(padded, m, plan.d, means)
+    safe_norms = np.where(norms == 0.0, 1.0, norms)  # (their windows' c is 0)
+    grad = np.empty_like(padded)
+    gradients.signal_grad(padded, plan.khat, a, c, safe_norms, means, plan.d, grad)
+    grad = grad[..., plan.pad_left : plan.pad_left + rows.shape[-1]]
+    if plan.channel_axis is None:
+        grad_signal = moveaxis(grad.reshape(lead + (rows.shape[-1],)), -1, plan.ax)
+    else:
+        grad_signal = moveaxis(grad.reshape(lead + rows.shape[-2:]), (-2, -1),
+                               (plan.channel_axis, plan.ax))
+    sums = np.empty_like(plan.khat)
+    gradients.kernel_sums(padded, a, means, plan.d, sums)
+    along = np.sum(gamma * cosines, axis=(0, 2))  # sum_i gamma_i s_i, per kernel
+    with np.errstate(divide="ignore", invalid="ignore"):
+        grad_kernel = (sums - along[:, None, None] * plan.khat) / grad_plan.kernel_norms[:, None,
+                                                                                         None]
+    grad_kernel[plan.kernel_state == KERNEL_ZERO] = 0.0
+    return (grad_signal.astype(plan.out_dtype), grad_kernel.reshape(grad_plan.kernel_shape)
+            .astype(plan.out_dtype), grad_p, grad_q)
 
 
 # ---------------------------------------------------------------------------

@@ -1,0 +1,337 @@
+"""``sliding_cosine_grad``: the gradients of ``sum(g * sliding_cosine(...))``.
+
+Checked against central finite differences of the forward in float64 (every
+option), against PyTorch's autograd through the seed-000 function and through
+a conv-based sharpened-cosine layer, and on the promises: power-of-two
+scaling, finite gradients at the conventions (``s = 0``, zero and constant
+windows), NaN only where the forward is NaN, exactness after a loud burst.
+
+Finite differences ``(f(x + h) - f(x - h)) / 2h`` with ``h = 1e-6`` times the
+data's scale are off by ``O(h**2)`` times the third derivative plus ``eps /
+h`` times the function's size: about ``1e-9`` here, hence the tolerance
+``1e-6 * (1 + |gradient|)``, far above that and far below any wrong term.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from cosim_np import SlidingCosineGrad, sliding_cosine, sliding_cosine_grad
+
+MODES = ["valid", "same", "full", "causal"]
+H = 1e-6
+
+
+def forward_sum(signal, kernel, g, **options):
+    return float(np.sum(g * sliding_cosine(signal, kernel, **options)))
+
+
+def finite_differences(signal, kernel, g, options):
+    """Central differences of ``sum(g * sliding_cosine)`` with respect to
+    every sample, every tap, ``sharpness`` and ``noise_floor``."""
+    def diff(array, index):
+        step = H * max(1.0, abs(array[index]))
+        up, down = array.copy(), array.copy()
+        up[index] += step
+        down[index] -= step
+        return up, down, step
+
+    signal_grad = np.zeros_like(signal)
+    for index in np.ndindex(signal.shape):
+        up, down, step = diff(signal, index)
+        signal_grad[index] = (forward_sum(up, kernel, g, **options)
+                              - forward_sum(down, kernel, g, **options)) / (2 * step)
+    kernel_grad = np.zeros_like(kernel)
+    for index in np.ndindex(kernel.shape):
+        up, down, step = diff(kernel, index)
+        kernel_grad[index] = (forward_sum(signal, up, g, **options)
+                              - forward_sum(signal, down, g, **options)) / (2 * step)
+    scalars = []
+    for name in ("sharpness", "noise_floor"):
+        step = H * max(1.0, abs(options[name]))
+        one_sided = name == "noise_floor" and options[name] == 0.0  # (q >= 0)
+        at = {i: forward_sum(signal, kernel, g, **dict(options, **{name: options[name] + i * step}))
+              for i in ((0, 1, 2) if one_sided else (-1, 1))}
+        scalars.append((-3 * at[0] + 4 * at[1] - at[2]) / (2 * step) if one_sided else
+                       (at[1] - at[-1]) / (2 * step))
+    return signal_grad, kernel_grad, scalars[0], scalars[1]
+
+
+def assert_close_to_differences(got, want):
+    for name, a, b in zip(SlidingCosineGrad._fields, got, want):
+        a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+        assert np.all(np.isfinite(a)), name
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6 * (1 + np.max(np.abs(b))),
+                                   err_msg=name)
+
+
+@st.composite
+def problems(draw):
+    """A small well-conditioned problem: signal, kernel, grad_output, options."""
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    mode = draw(st.sampled_from(MODES))
+    m = draw(st.integers(2, 4))
+    dilation = draw(st.integers(1, 2))
+    shape = draw(st.sampled_from(["one", "bank", "channels"]))
+    n = draw(st.integers((m - 1) * dilation + 1, 11))
+    if shape == "one":
+        signal, kernel = rng.standard_normal(n), rng.standard_normal(m)
+    elif shape == "bank":
+        signal, kernel = rng.standard_normal((2, n)), rng.standard_normal((2, m))
+    else:
+        signal, kernel = rng.standard_normal((2, n)), rng.standard_normal((3, 2, m))
+    options = dict(mode=mode, dilation=dilation,
+                   sharpness=draw(st.sampled_from([1.0, 1.25, 1.6])),
+                   noise_floor=draw(st.sampled_from([0.0, 0.4])),
+                   center=draw(st.booleans()))
+    g = rng.standard_normal(sliding_cosine(signal, kernel, **options).shape)
+    # keep away from the kinks: |s| near 0 with P > 1 is smooth, but a window
+    # of tiny norm makes differences useless; normal data has none
+    return signal, kernel, g, options
+
+
+@given(problem=problems())
+def test_matches_finite_differences(problem):
+    signal, kernel, g, options = problem
+    got = sliding_cosine_grad(signal, kernel, g, **options)
+    assert isinstance(got, SlidingCosineGrad)
+    assert got.signal.shape == signal.shape and got.kernel.shape == kernel.shape
+    assert isinstance(got.sharpness, float) and isinstance(got.noise_floor, float)
+    assert_close_to_differences(got, finite_differences(signal, kernel, g, options))
+
+
+@pytest.mark.parametrize("method", ["direct", "fft"])
+def test_long_kernels_and_both_methods(method):
+    rng = np.random.default_rng(3)
+    signal = 5.0 + rng.standard_normal(300)
+    kernel = rng.standard_normal(40)
+    g = rng.standard_normal(300)
+    options = dict(mode="same", sharpness=1.3, noise_floor=0.2, center=True)
+    got = sliding_cosine_grad(signal, kernel, g, method=method, **options)
+    want = finite_differences(signal, kernel, g, dict(options, method="direct"))
+    assert_close_to_differences(got, want)
+
+
+@pytest.mark.parametrize("axis, channel_axis", [(-1, None), (0, None), (-1, 1), (1, 0)])
+def test_axes_and_batches_are_the_rows(axis, channel_axis):
+    """A batch of signals along any axis gives each row's gradient; the
+    kernel's and the scalars' gradients add over the rows."""
+    rng = np.random.default_rng(4)
+    if channel_axis is None:
+        kernel = rng.standard_normal(3)
+        rows = rng.standard_normal((3, 9))
+        signal = np.moveaxis(rows, -1, axis)
+    else:
+        kernel = rng.standard_normal((2, 2, 3))
+        rows = rng.standard_normal((3, 2, 9))  # (batch, C_in, n)
+        signal = np.moveaxis(rows, (1, 2), (channel_axis, axis))
+    g = rng.standard_normal(sliding_cosine(signal, kernel, axis=axis).shape)
+    got = sliding_cosine_grad(signal, kernel, g, axis=axis, sharpness=1.2)
+    g_rows = np.moveaxis(g, axis, -1) if channel_axis is None else np.moveaxis(
+        g, (channel_axis, axis), (1, 2))
+    parts = [sliding_cosine_grad(rows[b], kernel, g_rows[b], sharpness=1.2)
+             for b in range(3)]
+    want_signal = np.stack([part.signal for part in parts])
+    want_signal = (np.moveaxis(want_signal, -1, axis) if channel_axis is None else
+                   np.moveaxis(want_signal, (1, 2), (channel_axis, axis)))
+    np.testing.assert_allclose(got.signal, want_signal, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(got.kernel, sum(part.kernel for part in parts), rtol=1e-12,
+                               atol=1e-14)
+    assert got.sharpness == pytest.approx(sum(part.sharpness for part in parts), rel=1e-12)
+
+
+# --- against PyTorch
+
+
+def seed000(torch, signal, kernel, p, padding):
+    """The seed-000 function (pad, unfold, F.cosine_similarity, sign of the dot)."""
+    x = torch.nn.functional.pad(signal, (padding, padding))
+    windows = x.unfold(2, kernel.numel(), 1)
+    sim = torch.nn.functional.cosine_similarity(windows, kernel.expand_as(windows), dim=-1,
+                                                eps=1e-8)
+    dot = torch.einsum("bdij,j->bdi", windows, kernel)
+    return (torch.sign(dot) * sim.abs() ** (p**2))[:, :, :-padding]
+
+
+def test_agrees_with_torch_autograd_through_the_seed_function():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(5)
+    signal, kernel, g = rng.standard_normal(64), rng.standard_normal(5), rng.standard_normal(64)
+    x = torch.tensor(signal[None, None], requires_grad=True)
+    k = torch.tensor(kernel, requires_grad=True)
+    p = torch.tensor(1.7, dtype=torch.float64, requires_grad=True)
+    out = seed000(torch, x, k, p, padding=4)
+    (out * torch.tensor(g[None, None])).sum().backward()
+    got = sliding_cosine_grad(signal, kernel, g, mode="causal", sharpness=1.7)
+    np.testing.assert_allclose(got.signal, x.grad.numpy()[0, 0], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(got.kernel, k.grad.numpy(), rtol=1e-10, atol=1e-12)
+    assert got.sharpness == pytest.approx(p.grad.item(), rel=1e-10)
+
+
+@pytest.mark.parametrize("dilation", [1, 3])
+@pytest.mark.parametrize("center", [False, True])
+def test_agrees_with_a_conv_based_layer(dilation, center):
+    """A multi-channel sharpened-cosine layer written with ``conv1d`` (the
+    dots, and the window norms as a convolution of squares with ones) with a
+    learnable kernel, ``p`` and ``q``, differentiated by autograd."""
+    torch = pytest.importorskip("torch")
+    conv1d = torch.nn.functional.conv1d
+    rng = np.random.default_rng(6 + dilation)
+    signal = rng.standard_normal((2, 3, 50)) + (4.0 if center else 0.0)
+    kernel = rng.standard_normal((4, 3, 5))
+    g = rng.standard_normal((2, 4, 50 - 4 * dilation))
+    x = torch.tensor(signal, requires_grad=True)
+    k = torch.tensor(kernel, requires_grad=True)
+    p = torch.tensor(1.3, dtype=torch.float64, requires_grad=True)
+    q = torch.tensor(0.25, dtype=torch.float64, requires_grad=True)
+    ones = torch.ones((1, 3, 5), dtype=torch.float64)
+    taps = 15.0
+    if center:
+        kc = k - k.mean(dim=(1, 2), keepdim=True)
+        sums = conv1d(x, ones, dilation=dilation)
+        squares = conv1d(x * x, ones, dilation=dilation)
+        norms = torch.sqrt(squares - sums * sums / taps)  # benign data: no offset to lose
+    else:
+        kc = k
+        norms = torch.sqrt(conv1d(x * x, ones, dilation=dilation))
+    khat = kc / kc.flatten(1).norm(dim=1)[:, None, None]
+    s = conv1d(x, khat, dilation=dilation) / (norms + q)
+    out = torch.sign(s) * s.abs() ** (p**2)
+    (out * torch.tensor(g)).sum().backward()
+    got = sliding_cosine_grad(signal, kernel, g, dilation=dilation, sharpness=1.3,
+                              noise_floor=0.25, center=center)
+    np.testing.assert_allclose(got.signal, x.grad.numpy(), rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(got.kernel, k.grad.numpy(), rtol=1e-8, atol=1e-10)
+    assert got.sharpness == pytest.approx(p.grad.item(), rel=1e-8)
+    assert got.noise_floor == pytest.approx(q.grad.item(), rel=1e-8)
+
+
+# --- the promises
+
+
+@given(shift=st.integers(-60, 60), seed=st.integers(0, 2**16), center=st.booleans())
+def test_power_of_two_scaling_is_exact(shift, seed, center):
+    """``2**j x`` has the same cosines: the gradients of the signal and of
+    the noise floor (which has the signal's units) are exactly ``2**-j``
+    times, the others the same bits."""
+    rng = np.random.default_rng(seed)
+    signal, kernel = rng.standard_normal(40), rng.standard_normal(6)
+    g = rng.standard_normal(40)
+    base = sliding_cosine_grad(signal, kernel, g, mode="same", sharpness=1.4, center=center)
+    scaled = sliding_cosine_grad(np.ldexp(signal, shift), kernel, g, mode="same", sharpness=1.4,
+                                 center=center)
+    np.testing.assert_array_equal(scaled.signal, np.ldexp(base.signal, -shift))
+    np.testing.assert_array_equal(scaled.kernel, base.kernel)
+    assert scaled.sharpness == base.sharpness
+    assert scaled.noise_floor == np.ldexp(base.noise_floor, -shift)
+
+
+@pytest.mark.parametrize("scale", [1e-200, 1.0, 1e200])
+def test_tiny_and_huge_scales_give_finite_gradients(scale):
+    rng = np.random.default_rng(8)
+    signal, kernel, g = rng.standard_normal(30) * scale, rng.standard_normal(4), np.ones(27)
+    got = sliding_cosine_grad(signal, kernel, g, sharpness=1.1)
+    unit = sliding_cosine_grad(signal / scale, kernel, g, sharpness=1.1)
+    np.testing.assert_allclose(got.signal * scale, unit.signal, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(got.kernel, unit.kernel, rtol=1e-12, atol=1e-14)
+
+
+def test_exact_after_a_loud_burst():
+    """The windows away from a burst of 1e12 keep their gradients: the same
+    as for the signal without the burst."""
+    rng = np.random.default_rng(9)
+    signal = rng.standard_normal(400)
+    loud = signal.copy()
+    loud[100:110] = 1e12
+    kernel = rng.standard_normal(8)
+    g = rng.standard_normal(393)
+    g[90:110] = 0.0  # the windows that hold the burst ...
+    quiet = sliding_cosine_grad(signal, kernel, g).signal
+    got = sliding_cosine_grad(loud, kernel, g).signal
+    # ... and the samples of the windows that do not
+    np.testing.assert_allclose(got[117:], quiet[117:], rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(got[:90], quiet[:90], rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("sharpness", [0.5, 1.0, 2.0])
+def test_a_zero_cosine_has_a_finite_gradient(sharpness):
+    """At ``s = 0``, ``|s| ** (P - 1)`` is infinite for ``P < 1``: the
+    convention is 0 (1 for ``P = 1``), so the gradient stays finite."""
+    signal = np.array([1.0, 0.0, -1.0, 0.0, 2.0])  # window 0 is orthogonal to the kernel
+    kernel = np.array([1.0, 5.0, 1.0])
+    assert sliding_cosine(signal, kernel)[0] == 0.0
+    got = sliding_cosine_grad(signal, kernel, np.ones(3), sharpness=sharpness)
+    for value in got:
+        assert np.all(np.isfinite(value))
+    if sharpness == 1.0:  # d out / d s = 1: the plain cosine's gradient
+        rest = sliding_cosine_grad(signal, kernel, np.array([1.0, 0.0, 0.0]))
+        np.testing.assert_allclose(rest.signal[:3], kernel / np.linalg.norm(kernel)
+                                   / np.sqrt(2.0), rtol=1e-14)
+
+
+@pytest.mark.parametrize("center", [False, True])
+def test_zero_and_constant_windows_contribute_nothing(center):
+    signal = np.array([0.0, 0.0, 0.0, 0.0, 2.0, 2.0, 2.0, 2.0])
+    kernel = np.array([1.0, -2.0, 0.5])
+    g = np.ones(6)
+    got = sliding_cosine_grad(signal, kernel, g, fill=3.0, center=center)
+    for value in got:
+        assert np.all(np.isfinite(value))
+    alone = np.zeros(6)
+    constant = [0, 1] if not center else [0, 1, 4, 5]
+    live = [i for i in range(6) if i not in constant]
+    alone[live] = 1.0
+    want = sliding_cosine_grad(signal, kernel, alone, fill=3.0, center=center)
+    np.testing.assert_array_equal(got.signal, want.signal)
+    np.testing.assert_array_equal(got.kernel, want.kernel)
+
+
+def test_nan_only_where_the_forward_is_nan():
+    rng = np.random.default_rng(10)
+    signal = rng.standard_normal(50)
+    signal[20] = np.nan
+    kernel = rng.standard_normal(4)
+    g = rng.standard_normal(47)
+    out = sliding_cosine(signal, kernel)
+    got = sliding_cosine_grad(signal, kernel, g)
+    assert np.flatnonzero(np.isnan(out)).tolist() == [17, 18, 19, 20]
+    # the samples of the NaN windows, and nothing else of the signal
+    assert np.flatnonzero(np.isnan(got.signal)).tolist() == list(range(17, 24))
+    assert np.all(np.isnan(got.kernel)) and np.isnan(got.sharpness)
+    g[17:21] = 0.0  # no weight on the NaN windows: still NaN, as 0 * NaN is
+    assert np.isnan(sliding_cosine_grad(signal, kernel, g).sharpness)
+
+
+def test_float32_gives_float32_gradients():
+    rng = np.random.default_rng(11)
+    signal, kernel = rng.standard_normal(30).astype(np.float32), rng.standard_normal(4)
+    got = sliding_cosine_grad(signal, kernel, np.ones(27, np.float32))
+    assert got.signal.dtype == got.kernel.dtype == np.float32
+    want = sliding_cosine_grad(signal.astype(np.float64), kernel, np.ones(27))
+    np.testing.assert_allclose(got.signal, want.signal, rtol=2e-7, atol=1e-7)
+
+
+# --- errors
+
+
+def test_grad_output_must_have_the_result_shape():
+    with pytest.raises(ValueError, match="grad_output"):
+        sliding_cosine_grad(np.ones(10), [1.0, 2.0], np.ones(10))
+
+
+def test_device_and_lazy_inputs_say_what_to_do():
+    with pytest.raises(NotImplementedError, match="CPU only"):
+        sliding_cosine_grad(np.arange(10.0), [1.0, 2.0], np.ones(9), backend="cuda")
+    da = pytest.importorskip("dask.array")
+    with pytest.raises(TypeError, match="compute"):
+        sliding_cosine_grad(da.ones(10, chunks=5), [1.0, 2.0], np.ones(9))
+
+
+@given(st.data())
+def test_a_constant_kernel_with_center_is_an_error(data):
+    value = data.draw(st.floats(-10, 10))
+    assume(value == value)
+    with pytest.raises(ValueError, match="kernel"):
+        sliding_cosine_grad(np.arange(10.0), [value] * 3, np.ones(8), center=True)
