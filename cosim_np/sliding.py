@@ -433,10 +433,10 @@ def sliding_cosine_grad(
     sharpness, mode, dilation, noise_floor, fill, axis, method, center
         As for :func:`sliding_cosine` (``method`` chooses how the forward's
         cosines are computed inside).
-    backend : {'auto', 'cpu'}, optional
-        The gradients run on the CPU; CUDA device arrays and
-        ``backend='cuda'`` raise ``NotImplementedError`` (copy them to the
-        host).
+    backend : {'auto', 'cpu', 'cuda'}, optional
+        {backend} The gradients run on the CPU only so far: CUDA device
+        arrays and ``backend='cuda'`` raise ``NotImplementedError`` (copy
+        them to the host).
 
     Returns
     -------

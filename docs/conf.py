@@ -14,6 +14,8 @@ extensions = [
     "numpydoc",
 ]
 autosummary_generate = True
+# cosim_np.torch is documented without PyTorch installed (it is never a dependency)
+autodoc_mock_imports = ["torch"]
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
 intersphinx_mapping = {}

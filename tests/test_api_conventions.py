@@ -22,7 +22,7 @@ from cosim_np import (
 
 ARRAY_FUNCTIONS = [cosine_similarity, pairwise_cosine, topk_cosine, set_similarity, scaled_cosine,
                    scaled_cosine_loss, cosim_np.sliding_cosine, cosim_np.windowed_norm,
-                   cosim_np.sharpen]
+                   cosim_np.sharpen, cosim_np.sliding_cosine_grad]
 # Functions whose result is always one array; the others return several
 # arrays or a result object (topk_cosine, set_similarity, scaled_cosine with
 # its optional gradients, scaled_cosine_loss).

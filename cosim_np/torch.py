@@ -1,0 +1,167 @@
+"""PyTorch adapter: the sliding cosine as a differentiable function and as a
+sharpened-cosine-similarity layer.
+
+Imported only when used (``import cosim_np.torch``); PyTorch is never a
+dependency of cosim_np. The forward is :func:`cosim_np.sliding_cosine`, the
+backward :func:`cosim_np.sliding_cosine_grad`; CPU tensors go through NumPy
+without copies. Both run on the CPU: a CUDA tensor raises
+``NotImplementedError`` (the gradients have no GPU kernels yet).
+
+Examples
+--------
+>>> import torch
+>>> from cosim_np.torch import SharpenedCosine1d
+>>> layer = SharpenedCosine1d(2, 4, 5, padding="same", dtype=torch.float64)
+>>> x = torch.randn(3, 2, 50, dtype=torch.float64)
+>>> out = layer(x)
+>>> out.shape
+torch.Size([3, 4, 50])
+>>> out.sum().backward()
+>>> layer.weight.grad.shape, layer.p.grad.shape
+(torch.Size([4, 2, 5]), torch.Size([4]))
+"""
+
+import numpy as np
+import torch
+
+from .sliding import sliding_cosine as _sliding_cosine
+from .sliding import sliding_cosine_grad as _sliding_cosine_grad
+
+__all__ = ["sliding_cosine", "SharpenedCosine1d"]
+
+
+def _host(tensor, name):
+    """A CPU tensor's data as a NumPy array, without a copy."""
+    if tensor.device.type != "cpu":
+        raise NotImplementedError(
+            f"cosim_np.torch runs on the CPU: {name} is on {tensor.device}. Move it with "
+            ".cpu() (the gradients have no GPU kernels yet).")
+    return tensor.detach().numpy()
+
+
+def _value(number):
+    return float(number.detach()) if isinstance(number, torch.Tensor) else float(number)
+
+
+class _SlidingCosine(torch.autograd.Function):
+    """``sliding_cosine`` with its gradients (``sliding_cosine_grad``) with
+    respect to the signal, the kernel, ``sharpness`` and ``noise_floor``."""
+
+    @staticmethod
+    def forward(ctx, signal, kernel, sharpness, noise_floor, options):
+        x, k = _host(signal, "signal"), _host(kernel, "kernel")
+        values = dict(options, sharpness=_value(sharpness), noise_floor=_value(noise_floor))
+        ctx.save_for_backward(signal, kernel)
+        ctx.values = values
+        ctx.scalar_types = (sharpness, noise_floor)
+        return torch.from_numpy(np.asarray(_sliding_cosine(x, k, **values)))
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        signal, kernel = ctx.saved_tensors
+        grads = _sliding_cosine_grad(_host(signal, "signal"), _host(kernel, "kernel"),
+                                     _host(grad_output, "grad_output"), **ctx.values)
+        sharpness, noise_floor = ctx.scalar_types
+
+        def scalar(value, like):
+            if not isinstance(like, torch.Tensor):
+                return None
+            return torch.tensor(value, dtype=like.dtype).reshape(like.shape)
+
+        return (torch.from_numpy(np.asarray(grads.signal)).to(signal.dtype),
+                torch.from_numpy(np.asarray(grads.kernel)).to(kernel.dtype),
+                scalar(grads.sharpness, sharpness), scalar(grads.noise_floor, noise_floor), None)
+
+
+def sliding_cosine(signal, kernel, sharpness=1.0, noise_floor=0.0, **options):
+    """:func:`cosim_np.sliding_cosine` on tensors, differentiable with respect
+    to ``signal``, ``kernel`` and (when they are tensors) ``sharpness`` and
+    ``noise_floor``.
+
+    ``options`` are those of :func:`cosim_np.sliding_cosine` (``mode``,
+    ``dilation``, ``fill``, ``axis``, ``method``, ``center``); the result has
+    the signal's dtype. ``torch.autograd.gradcheck`` passes in float64."""
+    return _SlidingCosine.apply(signal, kernel, sharpness, noise_floor, options)
+
+
+class _Sharpen(torch.autograd.Function):
+    """``sign(s) |s| ** (p**2)`` with ``p`` broadcast against ``s``, and the
+    conventions of ``sliding_cosine_grad`` at ``s = 0`` (``d/ds`` 0 for
+    ``p**2 < 1``, 1 for ``p**2 = 1``; ``d/dp`` 0), where torch's ``pow``
+    would give NaN or inf."""
+
+    @staticmethod
+    def forward(ctx, s, p):
+        exponent = p * p
+        magnitude = s.abs()
+        out = torch.sign(s) * magnitude**exponent
+        ctx.save_for_backward(s, p, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        s, p, out = ctx.saved_tensors
+        exponent = p * p
+        magnitude = s.abs()
+        zero = magnitude == 0
+        safe = torch.where(zero, torch.ones_like(magnitude), magnitude)
+        slope = torch.where(zero, (exponent == 1).to(s.dtype).expand_as(s),
+                            exponent * safe ** (exponent - 1))
+        log_term = torch.where(zero, torch.zeros_like(out), out * torch.log(safe))
+        grad_p = (grad_output * 2 * p * log_term).sum_to_size(p.shape)
+        return grad_output * slope, grad_p
+
+
+class SharpenedCosine1d(torch.nn.Module):
+    """A sharpened-cosine-similarity layer over 1-D signals (seed 000's
+    learnable ``p``, as a layer).
+
+    ``out[b, o] = sign(s) |s| ** (p[o]**2)`` with ``s`` the cosine of each
+    window of ``x[b]`` (``in_channels`` by ``kernel_size`` taps, spaced
+    ``dilation`` apart) with ``weight[o]``, its norm plus the noise floor
+    ``q**2`` in the denominator (:func:`cosim_np.sliding_cosine` with a
+    multi-channel kernel).
+
+    Parameters
+    ----------
+    in_channels, out_channels, kernel_size : int
+    dilation : int, optional
+    padding : {'valid', 'same', 'full', 'causal'}, optional
+        The sliding modes of :func:`cosim_np.sliding_cosine`.
+    center : bool, optional
+        Pearson's correlation instead of the cosine (``center=True``).
+    p_init, q_init : float, optional
+        Initial sharpness (every output channel) and ``q`` (the noise floor
+        is ``q**2``, never negative).
+    dtype : torch.dtype, optional
+
+    Notes
+    -----
+    Learned parameters: ``weight`` ``(out_channels, in_channels,
+    kernel_size)``, ``p`` ``(out_channels,)`` and ``q`` (a scalar). The
+    windows' norms are exact (no ``eps``), and no gradient of finite inputs
+    is NaN or infinite (the conventions of
+    :func:`cosim_np.sliding_cosine_grad`).
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, *, dilation=1, padding="valid",
+                 center=False, p_init=1.0, q_init=1e-3, dtype=torch.float32):
+        super().__init__()
+        weight = torch.empty(out_channels, in_channels, kernel_size, dtype=dtype)
+        torch.nn.init.kaiming_uniform_(weight, a=5**0.5)
+        self.weight = torch.nn.Parameter(weight)
+        self.p = torch.nn.Parameter(torch.full((out_channels,), float(p_init), dtype=dtype))
+        self.q = torch.nn.Parameter(torch.tensor(float(q_init), dtype=dtype))
+        self.options = dict(mode=padding, dilation=dilation, center=center)
+
+    def forward(self, x):
+        """``x``: ``(batch, in_channels, n)``; returns ``(batch, out_channels,
+        L)``, ``L`` as the padding mode gives."""
+        s = sliding_cosine(x, self.weight, 1.0, self.q * self.q, **self.options)
+        return _Sharpen.apply(s, self.p[:, None])
+
+    def extra_repr(self):
+        out_channels, in_channels, kernel_size = self.weight.shape
+        return (f"{in_channels}, {out_channels}, kernel_size={kernel_size}, "
+                f"dilation={self.options['dilation']}, padding={self.options['mode']!r}, "
+                f"center={self.options['center']}")
