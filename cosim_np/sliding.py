@@ -514,11 +514,21 @@ def sliding_cosine_grad(
         raise NotImplementedError(
             "sliding_cosine_grad runs on the CPU only for now: copy the arrays to the host "
             "(cupy.asnumpy(x), tensor.cpu().numpy()) and use backend='auto' or 'cpu'.")
+    return _gradients(signal, kernel, grad_output, sharpness=sharpness, mode=mode,
+                      dilation=dilation, noise_floor=noise_floor, fill=fill, axis=axis,
+                      method=method, center=center)
+
+
+def _gradients(signal, kernel, grad_output, *, sharpness, mode, dilation, noise_floor, fill,
+               axis, method, center, want_sharpness=True):
+    """``sliding_cosine_grad`` of host arrays; ``want_sharpness=False`` skips
+    the sharpness's gradient (0), for callers that do not learn it (the
+    PyTorch layer sharpens each channel itself)."""
     x = v.as_real_array(signal, "signal")
     plan = plans.plan_sliding_grad(x, kernel, grad_output, axis, mode, method, dilation,
                                    sharpness, noise_floor, fill, drivers.fill_unit_kernels,
                                    center)
-    return SlidingCosineGrad(*drivers.sliding_cosine_grad(x, plan, method))
+    return SlidingCosineGrad(*drivers.sliding_cosine_grad(x, plan, method, want_sharpness))
 
 
 def _no_out_for_labels(out):

@@ -24,8 +24,8 @@ torch.Size([3, 4, 50])
 import numpy as np
 import torch
 
+from .sliding import _gradients
 from .sliding import sliding_cosine as _sliding_cosine
-from .sliding import sliding_cosine_grad as _sliding_cosine_grad
 
 __all__ = ["sliding_cosine", "SharpenedCosine1d"]
 
@@ -59,9 +59,12 @@ class _SlidingCosine(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_output):
         signal, kernel = ctx.saved_tensors
-        grads = _sliding_cosine_grad(_host(signal, "signal"), _host(kernel, "kernel"),
-                                     _host(grad_output, "grad_output"), **ctx.values)
         sharpness, noise_floor = ctx.scalar_types
+        options = dict(dict(mode="valid", dilation=1, fill=0.0, axis=-1, method="auto",
+                            center=False), **ctx.values)
+        grads = _gradients(_host(signal, "signal"), _host(kernel, "kernel"),
+                           _host(grad_output, "grad_output"),
+                           want_sharpness=ctx.needs_input_grad[2], **options)
 
         def scalar(value, like):
             if not isinstance(like, torch.Tensor):

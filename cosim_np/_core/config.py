@@ -144,3 +144,7 @@ MATCH_POOL = 1 << 16
 # many per thread: more runs balance the threads' loads better, each costs a
 # border to judge and a pool to merge.
 MATCH_RUNS_PER_THREAD = 4
+
+# sliding_cosine_grad: windows per tile of the matrix products of the
+# backward (a tile's windows, all taps and channels, stay in cache).
+GRAD_TILE = 2048

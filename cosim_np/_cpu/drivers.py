@@ -10,12 +10,14 @@ plans.  Inside, a signal is
 land at ``offset`` of the ``(B, K, L)`` result.
 """
 
+import contextlib
+
 import numpy as np
 
 from .._core import config
 from .._core import sliding as plans
-from .._core.scalars import KERNEL_ZERO
-from . import blocks, centered, scratch, threads
+from .._core.scalars import KERNEL_ZERO, SAFE_MAX, SAFE_MIN
+from . import blas, blocks, centered, scratch, threads
 from . import fft as transforms
 from . import grad as gradients
 from . import sliding as kernels
@@ -73,68 +75,94 @@ def sliding_cosine(x, plan, method, out):
     return _deliver(result.reshape(moved), plan.ax, plan.channel_axis, is_bank, plan.out_dtype, out)
 
 
-def sliding_cosine_grad(x, grad_plan, method):
+def sliding_cosine_grad(x, grad_plan, method, want_sharpness=True):
     """``(signal, kernel, sharpness, noise_floor)`` gradients of a planned
     ``sliding_cosine_grad`` call (``plans.SlidingGradPlan``), see
-    ``_cpu.grad``: the forward's cosines and window norms in float64 on the
-    padded rows, per-window coefficients, then the two sums over windows."""
+    ``_cpu.grad``.  A tile of windows at a time: the windows (less their
+    means with ``center``) as the rows of a matrix, the cosines from its
+    product with the kernels, the per-window coefficients, and the two sums
+    over kernels and over windows as products too (BLAS, float64).  Rows
+    with samples of magnitude outside ``[SAFE_MIN, SAFE_MAX]`` take the
+    forward's exact cosines instead (by ``method``), whose squares and dots
+    never leave the float64 range.  ``want_sharpness=False`` skips the
+    sharpness's gradient (its logarithms), returning 0."""
     plan = grad_plan.forward
     nker, nchan, m = plan.khat.shape
     is_bank = bool(plan.bank_shape)
-    p, exponent, floor = grad_plan.sharpness, plan.exponent, plan.floor
+    exponent, floor, d = plan.exponent, plan.floor, plan.d
     rows, lead = _as_rows(x, plan.ax, plan.channel_axis, np.float64)
     padded = np.pad(rows, ((0, 0), (0, 0), (plan.pad_left, plan.pad_right)))
-    count = rows.shape[0]
-    # the forward, unsharpened, in float64 (the padded rows' valid windows)
-    cosines = np.empty((count, nker, plan.nwin))
-    norms = np.empty((count, plan.nwin))
-    args = (plan.khat, plan.kernel_state, plan.d, 1.0, floor, 0.0)
-    if choose_method(method, m, nchan, nker) == "fft" and plan.nwin > 0:
-        run_fft(padded, *args, cosines, 0, fft_error_budget(np.float64, m * nchan, 1.0),
-                plan.center)
-    else:
-        run_direct(padded, *args, cosines, 0, plan.center)
-    run_windowed_norm(padded, m, plan.d, norms, 0, plan.center)
-    # grad_output in the kernels' layout
-    kernel_axes, caller_axes = plans.moved_axes(plan.ax, plan.channel_axis, is_bank)
-    g = np.ascontiguousarray(moveaxis(grad_plan.grad_output, caller_axes, kernel_axes))
-    g = g.reshape(count, nker, plan.nwin)
-    # fill windows (norm 0) and zero kernels are constants; NaN windows are not
-    live = (norms != 0.0)[:, None, :] & (plan.kernel_state != KERNEL_ZERO)[None, :, None]
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        magnitude = np.abs(cosines)
-        sharpened = np.sign(cosines) * magnitude**exponent
-        # d out / d s = P |s|**(P - 1); at s = 0 with P < 1 (infinite), 0
-        slope = np.where(magnitude > 0.0, exponent * magnitude ** (exponent - 1.0),
-                         1.0 if exponent == 1.0 else 0.0)
-        gamma = np.where(live, g * slope, 0.0)
-        a = gamma / (norms[:, None, :] + floor)
-        a[~live] = 0.0
-        c = a * cosines
-        log_term = np.where(live & (magnitude != 0.0), sharpened * np.log(magnitude), 0.0)
-    grad_p = 2.0 * p * float(np.sum(np.where(live, g, 0.0) * log_term))
-    grad_q = -float(np.sum(c))
+    count, nwin = rows.shape[0], plan.nwin
+    norms = np.empty((count, nwin))
+    run_windowed_norm(padded, m, d, norms, 0, plan.center)
     means = np.zeros_like(norms)
     if plan.center:
-        gradients.window_means(padded, m, plan.d, means)
+        gradients.window_means(padded, m, d, means)
+    exact = None
+    if not _products_in_range(padded):
+        exact = np.empty((count, nker, nwin))
+        args = (plan.khat, plan.kernel_state, d, 1.0, floor, 0.0)
+        if choose_method(method, m, nchan, nker) == "fft":
+            run_fft(padded, *args, exact, 0, fft_error_budget(np.float64, m * nchan, 1.0),
+                    plan.center)
+        else:
+            run_direct(padded, *args, exact, 0, plan.center)
+    # grad_output in the kernels' layout
+    kernel_axes, caller_axes = plans.moved_axes(plan.ax, plan.channel_axis, is_bank)
+    g = np.ascontiguousarray(moveaxis(grad_plan.grad_output, caller_axes, kernel_axes),
+                             dtype=np.float64).reshape(count, nker, nwin)
+    live = plan.kernel_state != KERNEL_ZERO
+    flat = plan.khat.reshape(nker, nchan * m)
+    grad = np.zeros_like(padded)
+    sums = np.zeros((nker, nchan * m))
+    along = np.zeros(nker)
+    spread = np.empty((count, nwin))  # c summed over the kernels
+    tile = min(config.GRAD_TILE, nwin)
+    windows = np.empty((tile, nchan * m))
+    log_sum = c_sum = 0.0
+    # (one BLAS thread where Numba has one: a caller's thread count holds)
+    with (blas.single_threaded() if threads.thread_count() == 1 else contextlib.nullcontext()):
+        for b in range(count):
+            for t0 in range(0, nwin, tile):
+                size = min(tile, nwin - t0)
+                here = windows[:size]
+                gradients.window_matrix(padded, b, t0, m, d, means, here)
+                norm = norms[b, t0 : t0 + size]
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    cosines = (np.ascontiguousarray(exact[b, :, t0 : t0 + size])
+                               if exact is not None else (flat @ here.T) / (norm + floor))
+                # (contiguous arrays throughout: one compiled kernel)
+                a_t, c_t = np.empty((nker, size)), np.empty((nker, size))
+                logs, cs = gradients.coefficients(
+                    cosines, norm, np.ascontiguousarray(g[b, :, t0 : t0 + size]), exponent,
+                    floor, live, want_sharpness, a_t, c_t, along)
+                log_sum += logs
+                c_sum += cs
+                # the sum over kernels of a khat: each window's share of its samples
+                gradients.scatter_windows(flat.T @ a_t, b, t0, m, d, grad)
+                sums += a_t @ here  # the sum over windows of a (w - mean)
+                np.sum(c_t, axis=0, out=spread[b, t0 : t0 + size])
     safe_norms = np.where(norms == 0.0, 1.0, norms)  # (their windows' c is 0)
-    grad = np.empty_like(padded)
-    gradients.signal_grad(padded, plan.khat, a, c, safe_norms, means, plan.d, grad)
+    gradients.spread_term(padded, spread, safe_norms, means, m, d, grad)
     grad = grad[..., plan.pad_left : plan.pad_left + rows.shape[-1]]
     if plan.channel_axis is None:
         grad_signal = moveaxis(grad.reshape(lead + (rows.shape[-1],)), -1, plan.ax)
     else:
         grad_signal = moveaxis(grad.reshape(lead + rows.shape[-2:]), (-2, -1),
                                (plan.channel_axis, plan.ax))
-    sums = np.empty_like(plan.khat)
-    gradients.kernel_sums(padded, a, means, plan.d, sums)
-    along = np.sum(gamma * cosines, axis=(0, 2))  # sum_i gamma_i s_i, per kernel
     with np.errstate(divide="ignore", invalid="ignore"):
-        grad_kernel = (sums - along[:, None, None] * plan.khat) / grad_plan.kernel_norms[:, None,
-                                                                                         None]
-    grad_kernel[plan.kernel_state == KERNEL_ZERO] = 0.0
-    return (grad_signal.astype(plan.out_dtype), grad_kernel.reshape(grad_plan.kernel_shape)
-            .astype(plan.out_dtype), grad_p, grad_q)
+        grad_kernel = (sums - along[:, None] * flat) / grad_plan.kernel_norms[:, None]
+    grad_kernel[~live] = 0.0
+    return (grad_signal.astype(plan.out_dtype),
+            grad_kernel.reshape(grad_plan.kernel_shape).astype(plan.out_dtype),
+            2.0 * grad_plan.sharpness * log_sum, -c_sum)
+
+
+def _products_in_range(rows):
+    """Do the products of windows with unit kernels stay in the float64
+    range: every finite non-zero magnitude within ``[SAFE_MIN, SAFE_MAX]``?"""
+    magnitude = np.abs(rows[np.isfinite(rows) & (rows != 0.0)])
+    return magnitude.size == 0 or (magnitude.min() >= SAFE_MIN and magnitude.max() <= SAFE_MAX)
 
 
 # ---------------------------------------------------------------------------

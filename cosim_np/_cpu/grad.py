@@ -1,6 +1,8 @@
 """Numba kernels of ``sliding_cosine_grad``: the gradients of ``L = sum(g *
 out)`` with respect to the signal and the kernels, from per-window
-coefficients the driver forms (``_cpu.drivers.sliding_cosine_grad``).
+coefficients the driver forms (``_cpu.drivers.sliding_cosine_grad``), which
+also takes the two sums over windows and kernels as matrix products (BLAS,
+float64) of a tile of windows.
 
 With ``s`` a window's unsharpened cosine, ``n`` its norm (centered with
 ``center``), ``q`` the noise floor and ``gamma = g * d out / d s``::
@@ -15,6 +17,8 @@ i : i + (m-1)*d + 1 : d]`` for ``i < a.shape[2]``.  Every sum runs in a fixed
 order in float64; nothing here validates.
 """
 
+
+import math
 
 from ._jit import jit
 
@@ -43,55 +47,92 @@ def window_means(x, m, d, means):
 
 
 @jit
-def signal_grad(x, khat, a, c, norms, means, d, grad):
-    """``grad[b, ch, p]`` (zeroed here): the gradient with respect to sample
-    ``p`` of the padded rows, ``sum over windows i holding it as tap j, and
-    kernels k, of a[b, k, i] * khat[k, ch, j] - c[b, k, i] * (x[b, ch, p] -
-    means[b, i]) / norms[b, i]`` (``means`` all zero without ``center``);
-    kernels, then taps, in order.  ``x / n`` before the product: the
-    coefficient ``c`` grows as ``1 / n``, so their product stays in range
-    as the true gradient does."""
-    nker, nchan, m = khat.shape
-    nwin = a.shape[2]
-    for b in range(x.shape[0]):
-        mean = means[b]
-        norm = norms[b]
-        for ch in range(nchan):
-            dest = grad[b, ch]
-            for p in range(dest.size):
-                dest[p] = 0.0
-            for k in range(nker):
-                ak = a[b, k]
-                ck = c[b, k]
-                for j in range(m):
-                    weight = khat[k, ch, j]
-                    taps = x[b, ch, j * d : j * d + nwin]
-                    part = dest[j * d : j * d + nwin]
-                    for i in range(nwin):
-                        part[i] += ak[i] * weight - ck[i] * ((taps[i] - mean[i]) / norm[i])
+def window_matrix(x, b, t0, m, d, means, dest):
+    """``dest[t, ch * m + j] = x[b, ch, t0 + t + j d] - means[b, t0 + t]``:
+    the windows ``t0 ..`` of row ``b`` less their means, one per row (for
+    the products with the kernels)."""
+    nchan = x.shape[1]
+    count = dest.shape[0]
+    mean = means[b, t0 : t0 + count]
+    for ch in range(nchan):
+        for j in range(m):
+            taps = x[b, ch, t0 + j * d : t0 + j * d + count]
+            column = ch * m + j
+            for t in range(count):
+                dest[t, column] = taps[t] - mean[t]
 
 
 @jit
-def kernel_sums(x, a, means, d, sums):
-    """``sums[k, ch, j] = sum over rows b and windows i of a[b, k, i] *
-    (x[b, ch, i + j d] - means[b, i])``, in four chains of windows."""
-    nker, nchan, m = sums.shape
-    nwin = a.shape[2]
-    for k in range(nker):
+def scatter_windows(values, b, t0, m, d, grad):
+    """``grad[b, ch, t0 + t + j d] += values[ch * m + j, t]``: each window's
+    gradient added to its samples, tap by tap."""
+    nchan = grad.shape[1]
+    count = values.shape[1]
+    for ch in range(nchan):
+        for j in range(m):
+            part = grad[b, ch, t0 + j * d : t0 + j * d + count]
+            row = values[ch * m + j]
+            for t in range(count):
+                part[t] += row[t]
+
+
+@jit
+def spread_term(x, weights, norms, means, m, d, grad):
+    """``grad[b, ch, i + j d] -= weights[b, i] * (x[b, ch, i + j d] -
+    means[b, i]) / norms[b, i]`` for every window ``i`` and tap ``j``:
+    ``weights`` is ``c`` summed over the kernels.  ``(x - mean) / n``
+    before the product: ``c`` grows as ``1 / n``, so their product stays in
+    range as the true gradient does."""
+    nchan = x.shape[1]
+    nwin = weights.shape[1]
+    for b in range(x.shape[0]):
+        weight = weights[b]
+        mean = means[b]
+        norm = norms[b]
         for ch in range(nchan):
             for j in range(m):
-                s0 = s1 = s2 = s3 = 0.0
-                for b in range(x.shape[0]):
-                    ak = a[b, k]
-                    mean = means[b]
-                    taps = x[b, ch, j * d : j * d + nwin]
-                    i = 0
-                    while i + 4 <= nwin:
-                        s0 += ak[i] * (taps[i] - mean[i])
-                        s1 += ak[i + 1] * (taps[i + 1] - mean[i + 1])
-                        s2 += ak[i + 2] * (taps[i + 2] - mean[i + 2])
-                        s3 += ak[i + 3] * (taps[i + 3] - mean[i + 3])
-                        i += 4
-                    for i in range(i, nwin):
-                        s0 += ak[i] * (taps[i] - mean[i])
-                sums[k, ch, j] = (s0 + s1) + (s2 + s3)
+                taps = x[b, ch, j * d : j * d + nwin]
+                part = grad[b, ch, j * d : j * d + nwin]
+                for i in range(nwin):
+                    part[i] -= weight[i] * ((taps[i] - mean[i]) / norm[i])
+
+
+@jit
+def coefficients(cosines, norms, g, exponent, floor, live_kernels, want_log, a, c, along):
+    """Per window and kernel, from the unsharpened cosines ``s`` ``(K, T)``,
+    the windows' norms ``(T,)`` and ``g = dL/d out``: ``a = gamma / (n +
+    q)`` and ``c = a s`` (0 for windows of norm 0 and zero kernels, which
+    give ``fill``), with ``gamma = g P |s|**(P-1)`` (at ``s = 0``: 0 for
+    ``P < 1``, ``g`` for ``P = 1``).  Adds ``gamma s`` to ``along[k]``;
+    returns the sums of ``g out ln|s|`` (with ``want_log``; 0 at ``s = 0``)
+    and of ``c``.  NaN windows give NaN."""
+    log_sum = 0.0
+    c_sum = 0.0
+    for k in range(cosines.shape[0]):
+        s_k, g_k, a_k, c_k = cosines[k], g[k], a[k], c[k]
+        along_k = 0.0
+        for t in range(s_k.size):
+            n = norms[t]
+            if n == 0.0 or not live_kernels[k]:
+                a_k[t] = 0.0
+                c_k[t] = 0.0
+                continue
+            value = s_k[t]
+            magnitude = abs(value)
+            if exponent == 1.0:
+                slope = 1.0
+            elif magnitude > 0.0:
+                slope = exponent * magnitude ** (exponent - 1.0)
+            else:
+                slope = magnitude * 0.0  # (NaN stays NaN)
+            gamma = g_k[t] * slope
+            a_t = gamma / (n + floor)
+            a_k[t] = a_t
+            c_k[t] = a_t * value
+            c_sum += a_t * value
+            along_k += gamma * value
+            if want_log and magnitude != 0.0:
+                out = math.copysign(magnitude**exponent, value) if exponent != 1.0 else value
+                log_sum += g_k[t] * out * math.log(magnitude)
+        along[k] += along_k
+    return log_sum, c_sum

@@ -1,0 +1,119 @@
+"""A sharpened-cosine-similarity layer: cosim_np against PyTorch, side by side
+in one run (issue 17, item 3).
+
+Both compute, for a batch of multi-channel signals ``x`` ``(B, C_in, n)``,
+a kernel ``weight`` ``(C_out, C_in, m)``, a sharpness per output channel
+``p`` and a noise floor ``q**2``::
+
+    s = <w, khat> / (||w|| + q**2),   out = sign(s) |s| ** (p**2)
+
+* **PyTorch**: the dots by ``conv1d`` with the unit kernels, the window norms
+  by ``conv1d`` of the squares with ones (the recipe of the SCS layers),
+  autograd for the backward;
+* **cosim_np**: ``cosim_np.torch.SharpenedCosine1d`` (the forward is
+  ``sliding_cosine``, the backward ``sliding_cosine_grad``).
+
+Rows: forward alone, and forward + backward of ``out.sum()`` (gradients of
+the input, the kernel, ``p`` and ``q``), float32, best of ``--repeat`` runs
+after a warm-up, interleaved; ratio = PyTorch / cosim_np (above 1: cosim_np
+is faster).  Threads: ``torch.set_num_threads`` and ``numba.set_num_threads``
+both.
+
+Usage::
+
+    python benchmarks/bench_layer.py                 # the issue's shapes, one and two threads
+    python benchmarks/bench_layer.py --quick         # a smoke test
+"""
+
+import argparse
+
+import numba
+import numpy as np
+from bench_sliding import best_times, cpu_model  # (this folder: run as benchmarks/bench_layer.py)
+
+SHAPES = (  # (B, C_in, C_out, m, n)
+    (8, 8, 32, 9, 10**5),
+    (8, 1, 64, 128, 10**5),
+)
+
+
+def torch_layer(torch, weight, p, q):
+    """The conv1d formulation of the layer, differentiable by autograd."""
+    conv1d = torch.nn.functional.conv1d
+    ones = torch.ones((1,) + tuple(weight.shape[1:]), dtype=weight.dtype)
+
+    def forward(x):
+        khat = weight / weight.flatten(1).norm(dim=1)[:, None, None]
+        norms = torch.sqrt(conv1d(x * x, ones))
+        s = conv1d(x, khat) / (norms + q * q)
+        return torch.sign(s) * s.abs() ** (p[:, None] ** 2)
+
+    return forward
+
+
+def run(shape, threads, repeat):
+    import torch
+
+    from cosim_np.torch import SharpenedCosine1d
+
+    torch.set_num_threads(threads)
+    numba.set_num_threads(threads)
+    batch, c_in, c_out, m, n = shape
+    torch.manual_seed(0)
+    ours = SharpenedCosine1d(c_in, c_out, m, p_init=1.2, q_init=0.1)
+    weight = ours.weight.detach().clone().requires_grad_()
+    p = ours.p.detach().clone().requires_grad_()
+    q = ours.q.detach().clone().requires_grad_()
+    theirs = torch_layer(torch, weight, p, q)
+    x = torch.randn(batch, c_in, n, requires_grad=True)
+
+    def forward(layer):
+        def call():
+            with torch.no_grad():
+                layer(x)
+        return call
+
+    def both(layer, params):
+        def call():
+            for tensor in params + [x]:
+                tensor.grad = None
+            layer(x).sum().backward()
+        return call
+
+    worst = float(np.max(np.abs(ours(x).detach().numpy() - theirs(x).detach().numpy())))
+    times = best_times([forward(theirs), forward(ours), both(theirs, [weight, p, q]),
+                        both(ours, list(ours.parameters()))], repeat)
+    return times, worst
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="n = 10**4, one thread")
+    args = parser.parse_args()
+    import torch
+
+    import cosim_np
+
+    shapes = SHAPES
+    if args.quick:
+        shapes = tuple(shape[:4] + (10**4,) for shape in SHAPES)
+        args.threads = [1]
+    print(f"cosim_np {cosim_np.__version__}, numba {numba.__version__}, torch {torch.__version__}")
+    print(f"CPU: {cpu_model()}")
+    print("\nSCS layer, float32, best of the runs; ratio = PyTorch / cosim_np")
+    print(f"{'B':>3}{'C_in':>5}{'C_out':>6}{'m':>5}{'n':>8}{'thr':>4}  {'pass':<18}"
+          f"{'PyTorch ms':>11}{'cosim_np ms':>12}{'ratio':>7}")
+    for shape in shapes:
+        for threads in args.threads:
+            (t_fwd, o_fwd, t_both, o_both), worst = run(shape, threads, args.repeat)
+            head = "".join(f"{v:>{w}}" for v, w in zip(shape, (3, 5, 6, 5, 8))) + f"{threads:>4}"
+            print(f"{head}  {'forward':<18}{t_fwd * 1e3:>11.1f}{o_fwd * 1e3:>12.1f}"
+                  f"{t_fwd / o_fwd:>7.2f}")
+            print(f"{head}  {'forward + backward':<18}{t_both * 1e3:>11.1f}{o_both * 1e3:>12.1f}"
+                  f"{t_both / o_both:>7.2f}   (largest difference of the outputs {worst:.1e})")
+
+
+if __name__ == "__main__":
+    main()
