@@ -335,3 +335,24 @@ def test_a_constant_kernel_with_center_is_an_error(data):
     assume(value == value)
     with pytest.raises(ValueError, match="kernel"):
         sliding_cosine_grad(np.arange(10.0), [value] * 3, np.ones(8), center=True)
+
+
+@pytest.mark.parametrize("center", [False, True])
+def test_the_same_bits_whatever_the_thread_count(center):
+    """Rows run side by side, each row's sums added in row order: one thread
+    and two give the same bits."""
+    import numba
+
+    rng = np.random.default_rng(12)
+    signal, kernel = rng.standard_normal((5, 3, 3000)), rng.standard_normal((4, 3, 7))
+    g = rng.standard_normal((5, 4, 3000))
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = sliding_cosine_grad(signal, kernel, g, mode="same", sharpness=1.3, center=center)
+        numba.set_num_threads(2)
+        two = sliding_cosine_grad(signal, kernel, g, mode="same", sharpness=1.3, center=center)
+    finally:
+        numba.set_num_threads(before)
+    for a, b in zip(one, two):
+        np.testing.assert_array_equal(a, b)

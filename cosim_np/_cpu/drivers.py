@@ -10,8 +10,6 @@ plans.  Inside, a signal is
 land at ``offset`` of the ``(B, K, L)`` result.
 """
 
-import contextlib
-
 import numpy as np
 
 from .._core import config
@@ -95,9 +93,6 @@ def sliding_cosine_grad(x, grad_plan, method, want_sharpness=True):
     count, nwin = rows.shape[0], plan.nwin
     norms = np.empty((count, nwin))
     run_windowed_norm(padded, m, d, norms, 0, plan.center)
-    means = np.zeros_like(norms)
-    if plan.center:
-        gradients.window_means(padded, m, d, means)
     exact = None
     if not _products_in_range(padded):
         exact = np.empty((count, nker, nwin))
@@ -113,37 +108,58 @@ def sliding_cosine_grad(x, grad_plan, method, want_sharpness=True):
                              dtype=np.float64).reshape(count, nker, nwin)
     live = plan.kernel_state != KERNEL_ZERO
     flat = plan.khat.reshape(nker, nchan * m)
+    means = np.zeros_like(norms)
     grad = np.zeros_like(padded)
-    sums = np.zeros((nker, nchan * m))
-    along = np.zeros(nker)
-    spread = np.empty((count, nwin))  # c summed over the kernels
+    # each row's share of the sums over windows, added in row order at the
+    # end: the same bits whatever the thread count
+    sums = np.zeros((count, nker, nchan * m))
+    along = np.zeros((count, nker))
+    scalars = np.zeros((count, 2))  # the sums of g out ln|s| and of c
     tile = min(config.GRAD_TILE, nwin)
-    windows = np.empty((tile, nchan * m))
-    log_sum = c_sum = 0.0
-    # (one BLAS thread where Numba has one: a caller's thread count holds)
-    with (blas.single_threaded() if threads.thread_count() == 1 else contextlib.nullcontext()):
-        for b in range(count):
+
+    def work(start, stop):
+        # a tile's arrays, allocated once: fresh ones would be fresh pages each time
+        windows = np.empty((tile, nchan * m))
+        per_kernel = [np.empty(nker * tile) for _ in range(4)]
+        shares = np.empty(nchan * m * tile)
+        spread = np.empty((1, nwin))  # c summed over the kernels
+        for b in range(start, stop):
+            row = slice(b, b + 1)
+            if plan.center:
+                gradients.window_means(padded[row], m, d, means[row])
             for t0 in range(0, nwin, tile):
                 size = min(tile, nwin - t0)
                 here = windows[:size]
+                cosines, g_t, a_t, c_t = (buffer[: nker * size].reshape(nker, size)
+                                          for buffer in per_kernel)
                 gradients.window_matrix(padded, b, t0, m, d, means, here)
                 norm = norms[b, t0 : t0 + size]
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    cosines = (np.ascontiguousarray(exact[b, :, t0 : t0 + size])
-                               if exact is not None else (flat @ here.T) / (norm + floor))
-                # (contiguous arrays throughout: one compiled kernel)
-                a_t, c_t = np.empty((nker, size)), np.empty((nker, size))
-                logs, cs = gradients.coefficients(
-                    cosines, norm, np.ascontiguousarray(g[b, :, t0 : t0 + size]), exponent,
-                    floor, live, want_sharpness, a_t, c_t, along)
-                log_sum += logs
-                c_sum += cs
+                if exact is None:
+                    np.matmul(flat, here.T, out=cosines)
+                    with np.errstate(divide="ignore", invalid="ignore"):
+                        np.divide(cosines, norm + floor, out=cosines)
+                else:
+                    np.copyto(cosines, exact[b, :, t0 : t0 + size])
+                np.copyto(g_t, g[b, :, t0 : t0 + size])
+                logs, cs = gradients.coefficients(cosines, norm, g_t, exponent, floor, live,
+                                                  want_sharpness, a_t, c_t, along[b])
+                scalars[b] += (logs, cs)
                 # the sum over kernels of a khat: each window's share of its samples
-                gradients.scatter_windows(flat.T @ a_t, b, t0, m, d, grad)
-                sums += a_t @ here  # the sum over windows of a (w - mean)
-                np.sum(c_t, axis=0, out=spread[b, t0 : t0 + size])
-    safe_norms = np.where(norms == 0.0, 1.0, norms)  # (their windows' c is 0)
-    gradients.spread_term(padded, spread, safe_norms, means, m, d, grad)
+                share = shares[: nchan * m * size].reshape(nchan * m, size)
+                np.matmul(flat.T, a_t, out=share)
+                gradients.scatter_windows(share, b, t0, m, d, grad)
+                sums[b] += a_t @ here  # the sum over windows of a (w - mean)
+                np.sum(c_t, axis=0, out=spread[0, t0 : t0 + size])
+            # (their windows' c is 0)
+            safe_norms = np.where(norms[row] == 0.0, 1.0, norms[row])
+            gradients.spread_term(padded[row], spread, safe_norms, means[row], m, d, grad[row])
+
+    # rows side by side, one BLAS thread each
+    with blas.single_threaded():
+        threads.run_split(count, work)
+    log_sum, c_sum = np.sum(scalars, axis=0)
+    along = np.sum(along, axis=0)
+    sums = np.sum(sums, axis=0)
     grad = grad[..., plan.pad_left : plan.pad_left + rows.shape[-1]]
     if plan.channel_axis is None:
         grad_signal = moveaxis(grad.reshape(lead + (rows.shape[-1],)), -1, plan.ax)
@@ -155,7 +171,7 @@ def sliding_cosine_grad(x, grad_plan, method, want_sharpness=True):
     grad_kernel[~live] = 0.0
     return (grad_signal.astype(plan.out_dtype),
             grad_kernel.reshape(grad_plan.kernel_shape).astype(plan.out_dtype),
-            2.0 * grad_plan.sharpness * log_sum, -c_sum)
+            2.0 * grad_plan.sharpness * float(log_sum), -float(c_sum))
 
 
 def _products_in_range(rows):
