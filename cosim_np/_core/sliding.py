@@ -155,8 +155,8 @@ SlidingGradPlan = namedtuple("SlidingGradPlan", "forward sharpness kernel_norms 
 SlidingGradPlan.__doc__ = """A checked ``sliding_cosine_grad`` call: the
 ``forward`` :class:`SlidingPlan`, ``sharpness`` (``p``, not ``p**2``), each
 kernel's norm (of its taps less their mean with ``center``: the length its
-unit kernel was divided by), the kernel's shape, and ``grad_output``
-(float64, of the forward result's shape)."""
+unit kernel was divided by), the kernel's shape, and ``grad_output`` (a
+real array of the forward result's shape)."""
 
 
 def plan_sliding_grad(x, kernel, grad_output, axis, mode, method, dilation, sharpness,
@@ -177,8 +177,7 @@ def plan_sliding_grad(x, kernel, grad_output, axis, mode, method, dilation, shar
         norms = np.ldexp(kernel_norms(centered_kernels(taps, bank_shape)), _exponents(taps))
     else:
         norms = kernel_norms(taps)
-    return SlidingGradPlan(forward, float(sharpness), norms, np.shape(kernel),
-                           np.asarray(g, dtype=np.float64))
+    return SlidingGradPlan(forward, float(sharpness), norms, np.shape(kernel), g)
 
 
 def kernel_norms(taps):

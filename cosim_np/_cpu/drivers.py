@@ -88,13 +88,16 @@ def sliding_cosine_grad(x, grad_plan, method, want_sharpness=True):
     nker, nchan, m = plan.khat.shape
     is_bank = bool(plan.bank_shape)
     exponent, floor, d = plan.exponent, plan.floor, plan.d
-    rows, lead = _as_rows(x, plan.ax, plan.channel_axis, np.float64)
-    padded = np.pad(rows, ((0, 0), (0, 0), (plan.pad_left, plan.pad_right)))
+    rows, lead = _as_rows(x, plan.ax, plan.channel_axis, plans.compute_dtype(plan.out_dtype))
     count, nwin = rows.shape[0], plan.nwin
+    padded = np.zeros((count, nchan, rows.shape[-1] + plan.pad_left + plan.pad_right))
+    padded[..., plan.pad_left : plan.pad_left + rows.shape[-1]] = rows
     norms = np.empty((count, nwin))
     run_windowed_norm(padded, m, d, norms, 0, plan.center)
     exact = None
-    if not _products_in_range(padded):
+    smallest, largest = gradients.magnitude_range(padded)
+    if smallest < SAFE_MIN or largest > SAFE_MAX:
+        # the products of windows with unit kernels could leave the float64 range
         exact = np.empty((count, nker, nwin))
         args = (plan.khat, plan.kernel_state, d, 1.0, floor, 0.0)
         if choose_method(method, m, nchan, nker) == "fft":
@@ -104,8 +107,9 @@ def sliding_cosine_grad(x, grad_plan, method, want_sharpness=True):
             run_direct(padded, *args, exact, 0, plan.center)
     # grad_output in the kernels' layout
     kernel_axes, caller_axes = plans.moved_axes(plan.ax, plan.channel_axis, is_bank)
-    g = np.ascontiguousarray(moveaxis(grad_plan.grad_output, caller_axes, kernel_axes),
-                             dtype=np.float64).reshape(count, nker, nwin)
+    # (a view where no axis moves: the tiles convert what they read)
+    g = np.reshape(moveaxis(grad_plan.grad_output, caller_axes, kernel_axes),
+                   (count, nker, nwin))
     live = plan.kernel_state != KERNEL_ZERO
     flat = plan.khat.reshape(nker, nchan * m)
     means = np.zeros_like(norms)
@@ -172,13 +176,6 @@ def sliding_cosine_grad(x, grad_plan, method, want_sharpness=True):
     return (grad_signal.astype(plan.out_dtype),
             grad_kernel.reshape(grad_plan.kernel_shape).astype(plan.out_dtype),
             2.0 * grad_plan.sharpness * float(log_sum), -float(c_sum))
-
-
-def _products_in_range(rows):
-    """Do the products of windows with unit kernels stay in the float64
-    range: every finite non-zero magnitude within ``[SAFE_MIN, SAFE_MAX]``?"""
-    magnitude = np.abs(rows[np.isfinite(rows) & (rows != 0.0)])
-    return magnitude.size == 0 or (magnitude.min() >= SAFE_MIN and magnitude.max() <= SAFE_MAX)
 
 
 # ---------------------------------------------------------------------------

@@ -20,6 +20,8 @@ order in float64; nothing here validates.
 
 import math
 
+import numpy as np
+
 from ._jit import jit
 
 
@@ -136,3 +138,19 @@ def coefficients(cosines, norms, g, exponent, floor, live_kernels, want_log, a, 
                 log_sum += g_k[t] * out * math.log(magnitude)
         along[k] += along_k
     return log_sum, c_sum
+
+
+@jit
+def magnitude_range(x):
+    """The smallest non-zero and the largest finite magnitude of ``x``
+    (``inf`` and 0 where there is none)."""
+    smallest = np.inf
+    largest = 0.0
+    flat = x.reshape(-1)
+    for p in range(flat.size):
+        magnitude = abs(flat[p])
+        if magnitude < np.inf:
+            largest = max(largest, magnitude)
+            if magnitude > 0.0:
+                smallest = min(smallest, magnitude)
+    return smallest, largest
