@@ -215,9 +215,7 @@ def centered_kernels(taps, bank_shape):
     with np.errstate(invalid="ignore", over="ignore"):  # NaN/inf taps: a NaN kernel
         # each kernel first scaled by a power of two into [0.5, 1), so that
         # the mean of subnormal or huge taps neither underflows nor overflows
-        largest = np.max(np.abs(flat), axis=1, keepdims=True)
-        exponents = np.frexp(np.where(np.isfinite(largest), largest, 1.0))[1]
-        scaled = np.ldexp(flat, -exponents)
+        scaled = np.ldexp(flat, -_exponents(taps)[:, None])
         centered = scaled - np.mean(scaled, axis=1, keepdims=True)
         centered -= np.mean(centered, axis=1, keepdims=True)
     return centered.reshape(taps.shape)

@@ -14,7 +14,7 @@ import numpy as np
 
 from .._core import config
 from .._core import sliding as plans
-from .._core.scalars import KERNEL_ZERO, SAFE_MAX, SAFE_MIN
+from .._core.scalars import KERNEL_ZERO
 from . import blas, blocks, centered, scratch, threads
 from . import fft as transforms
 from . import grad as gradients
@@ -95,8 +95,7 @@ def sliding_cosine_grad(x, grad_plan, method, want_sharpness=True):
     norms = np.empty((count, nwin))
     run_windowed_norm(padded, m, d, norms, 0, plan.center)
     exact = None
-    smallest, largest = gradients.magnitude_range(padded)
-    if smallest < SAFE_MIN or largest > SAFE_MAX:
+    if kernels._count_unsafe(padded.reshape(-1)):
         # the products of windows with unit kernels could leave the float64 range
         exact = np.empty((count, nker, nwin))
         args = (plan.khat, plan.kernel_state, d, 1.0, floor, 0.0)

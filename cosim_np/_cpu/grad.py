@@ -20,8 +20,6 @@ order in float64; nothing here validates.
 
 import math
 
-import numpy as np
-
 from ._jit import jit
 
 
@@ -139,18 +137,3 @@ def coefficients(cosines, norms, g, exponent, floor, live_kernels, want_log, a, 
         along[k] += along_k
     return log_sum, c_sum
 
-
-@jit
-def magnitude_range(x):
-    """The smallest non-zero and the largest finite magnitude of ``x``
-    (``inf`` and 0 where there is none)."""
-    smallest = np.inf
-    largest = 0.0
-    flat = x.reshape(-1)
-    for p in range(flat.size):
-        magnitude = abs(flat[p])
-        if magnitude < np.inf:
-            largest = max(largest, magnitude)
-            if magnitude > 0.0:
-                smallest = min(smallest, magnitude)
-    return smallest, largest
