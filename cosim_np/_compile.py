@@ -30,9 +30,10 @@ def _sliding_calls(dtype):
         ("sliding_cosine, up to 88 taps, banks, with sharpness",
          lambda: (sliding_cosine(x, _signal(dtype, (16,))),
                   sliding_cosine(x, _signal(dtype, (2, 5)), sharpness=2.0))),
-        ("sliding_cosine, longer and multi-channel kernels, method='direct'",
+        ("sliding_cosine, longer and multi-channel kernels, method='direct', strides",
          lambda: (sliding_cosine(x, _signal(dtype, (100,)), method="direct"),
-                  sliding_cosine(x, _signal(dtype, (3, 2, 7)), method="direct"))),
+                  sliding_cosine(x, _signal(dtype, (3, 2, 7)), method="direct"),
+                  sliding_cosine(x, _signal(dtype, (16, 9)), method="direct", stride=2))),
         ("sliding_cosine, method='fft' (and 'auto' for long kernels)",
          lambda: (sliding_cosine(_signal(dtype, (2, 3000)), _signal(dtype, (200,)), method="fft"),
                   sliding_cosine(x, _signal(dtype, (3, 2, 7)), method="fft"),
@@ -77,7 +78,8 @@ def _near_the_limits():
         ("sliding_cosine and windowed_norm, float64 near the overflow limit",
          lambda: [sliding_cosine(x, _signal(np.float64, (m,)), method=method)
                   for m, method in ((3, "direct"), (16, "direct"), (100, "direct"), (200, "fft"))]
-         + [windowed_norm(x, 16)]),
+         + [sliding_cosine(x, _signal(np.float64, (3, 2, 7)), method="direct"),
+            windowed_norm(x, 16)]),
     ]
 
 

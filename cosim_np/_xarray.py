@@ -8,7 +8,8 @@ the result is wrapped back with the dims and coordinates that still apply:
 * the sliding dim keeps its name; its coordinates follow the mode: for
   ``valid`` the windows' starts (the first ``nwin`` values), for ``same``
   and ``causal`` unchanged (output ``i`` belongs to sample ``i``), for
-  ``full`` none (the windows start before the signal);
+  ``full`` none (the windows start before the signal); with a ``stride``,
+  every stride-th of those;
 * a kernel bank adds a ``kernel`` dim just before the sliding dim, and a
   multi-channel kernel's output channels replace the input channel dim
   with a ``kernel`` dim;
@@ -33,9 +34,10 @@ def axis_of(array, axis):
     return v.check_axis(axis, array.ndim)
 
 
-def _coords(array, dim, nwin, mode, dropped=()):
+def _coords(array, dim, nout, mode, stride, dropped=()):
     """The coordinates of ``array`` that still apply to a result whose
-    ``dim`` has ``nwin`` windows in ``mode``; ``dropped``: dims that are gone."""
+    ``dim`` has ``nout`` windows in ``mode``, every ``stride``-th;
+    ``dropped``: dims that are gone."""
     coords = {}
     for name, coord in array.coords.items():
         if any(d in dropped for d in coord.dims):
@@ -43,29 +45,29 @@ def _coords(array, dim, nwin, mode, dropped=()):
         if dim in coord.dims:
             if mode == "full":
                 continue
-            if mode == "valid":
-                coord = coord.isel({dim: slice(0, nwin)})
+            coord = coord.isel({dim: slice(0, nout * stride, stride)})
         coords[name] = coord
     return coords
 
 
-def windowed_norm(array, compute, *, window, dilation, mode, axis, center):
+def windowed_norm(array, compute, *, window, dilation, mode, axis, center, stride):
     """``windowed_norm`` of a DataArray (``compute``: the public function)."""
     ax = axis_of(array, axis)
-    result = compute(array.data, window, dilation=dilation, mode=mode, axis=ax, center=center)
+    result = compute(array.data, window, dilation=dilation, mode=mode, axis=ax, center=center,
+                     stride=stride)
     dim = array.dims[ax]
     return xr.DataArray(result, dims=array.dims,
-                        coords=_coords(array, dim, result.shape[ax], mode))
+                        coords=_coords(array, dim, result.shape[ax], mode, stride))
 
 
-def sliding_cosine(array, kernel, compute, *, axis, mode, **options):
+def sliding_cosine(array, kernel, compute, *, axis, mode, stride, **options):
     """``sliding_cosine`` of a DataArray (``compute``: the public function)."""
     ax = axis_of(array, axis)
     ndim_kernel = v.as_real_array(kernel, "kernel").ndim
     if "kernel" in array.dims and ndim_kernel > 1:
         raise ValueError("the DataArray already has a dim named 'kernel', which a kernel bank "
                          "or multi-channel kernel adds to the result; rename it first.")
-    result = compute(array.data, kernel, axis=ax, mode=mode, **options)
+    result = compute(array.data, kernel, axis=ax, mode=mode, stride=stride, **options)
     dim = array.dims[ax]
     dims = list(array.dims)
     dropped = ()
@@ -74,8 +76,9 @@ def sliding_cosine(array, kernel, compute, *, axis, mode, **options):
         dims[ax - 1] = "kernel"
     elif ndim_kernel == 2:  # a bank: its kernel dim before the sliding one
         dims.insert(ax, "kernel")
-    nwin = result.shape[dims.index(dim)]
-    return xr.DataArray(result, dims=dims, coords=_coords(array, dim, nwin, mode, dropped))
+    nout = result.shape[dims.index(dim)]
+    return xr.DataArray(result, dims=dims,
+                        coords=_coords(array, dim, nout, mode, stride, dropped))
 
 
 def sharpen(array, compute, *, sharpness):

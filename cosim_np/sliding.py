@@ -96,8 +96,8 @@ def sharpen(s, sharpness, *, out=None, backend="auto"):
 
 
 @_backend.documented
-def windowed_norm(signal, window, *, dilation=1, mode="valid", axis=-1, center=False, out=None,
-                  backend="auto"):
+def windowed_norm(signal, window, *, dilation=1, mode="valid", axis=-1, center=False, stride=1,
+                  out=None, backend="auto"):
     """L2 norm of every (dilated) window of a signal, in O(n), exactly.
 
     The sums of squares are computed by blocked prefix sums that never
@@ -127,6 +127,10 @@ def windowed_norm(signal, window, *, dilation=1, mode="valid", axis=-1, center=F
         offset, never ``sum(w**2) - m * mean(w)**2``. A constant window
         gives exactly 0, one holding NaN or ±inf NaN (``inf - mean(w)`` is
         undefined). Default False.
+    stride : int, optional
+        Keep every ``stride``-th window of the mode: output ``i`` is window
+        ``i * stride``, ``ceil(L / stride)`` outputs for ``L`` windows.
+        Default 1.
     out : numpy.ndarray, optional
         Array to write the result into, of exactly the result's shape and
         dtype; it is returned.
@@ -144,7 +148,7 @@ def windowed_norm(signal, window, *, dilation=1, mode="valid", axis=-1, center=F
     ------
     ValueError
         For a window longer than the signal in 'valid' mode, ``window < 1``,
-        ``dilation < 1``, an unknown ``mode``, a 0-d signal, a bad ``axis``, or
+        ``dilation < 1``, ``stride < 1``, an unknown ``mode``, a 0-d signal, a bad ``axis``, or
         ``out`` of the wrong shape or dtype.
     TypeError
         For complex or non-numeric input, non-integer ``window``/``dilation``,
@@ -192,16 +196,17 @@ def windowed_norm(signal, window, *, dilation=1, mode="valid", axis=-1, center=F
         _no_out_for_labels(out)
         return _backend.xarray_impl("windowed_norm")(
             signal, functools.partial(windowed_norm, backend=backend), window=window,
-            dilation=dilation, mode=mode, axis=axis, center=center)
+            dilation=dilation, mode=mode, axis=axis, center=center, stride=stride)
     if _backend.is_dask(signal):
         return _backend.dask_impl("windowed_norm")(
             signal, window, functools.partial(windowed_norm, backend=backend), dilation=dilation,
-            mode=mode, axis=axis, center=center, out=out)
+            mode=mode, axis=axis, center=center, stride=stride, out=out)
     if _backend.wants_cuda(backend, signal=signal):
         return _backend.cuda_impl("windowed_norm")(signal, window, dilation=dilation, mode=mode,
-                                                   axis=axis, center=center, out=out)
+                                                   axis=axis, center=center, stride=stride,
+                                                   out=out)
     x = v.as_real_array(signal, "signal")
-    plan = plans.plan_norms(x, window, dilation, mode, axis, center)
+    plan = plans.plan_norms(x, window, dilation, mode, axis, center, stride)
     if out is not None:
         v.check_out(out, plans.norms_shape(x.shape, plan), plan.out_dtype)
     return drivers.windowed_norm(x, plan, out)
@@ -220,6 +225,7 @@ def sliding_cosine(
     axis=-1,
     method="auto",
     center=False,
+    stride=1,
     out=None,
     backend="auto",
 ):
@@ -289,6 +295,12 @@ def sliding_cosine(
         Subtract each window's mean and the kernel's before the cosine
         (Pearson's correlation, see Notes): offset invariance on top of the
         scale invariance. Default False.
+    stride : int, optional
+        Keep every ``stride``-th window of the mode, as a convolution
+        layer's stride: output ``i`` is window ``i * stride``,
+        ``ceil(L / stride)`` outputs for ``L`` windows, each with the bits
+        it has without a stride. Every window is still computed (the cost
+        does not fall with the stride; the result's memory does). Default 1.
     out : numpy.ndarray, optional
         Array to write the result into; it must have exactly the result's shape
         and dtype. It may overlap ``signal``.
@@ -307,13 +319,13 @@ def sliding_cosine(
     ------
     ValueError
         Kernel longer than the signal in 'valid' mode, a constant kernel with
-        ``center=True``, ``dilation < 1``,
+        ``center=True``, ``dilation < 1``, ``stride < 1``,
         non-finite ``sharpness``, negative or non-finite ``noise_floor``,
         channel mismatch, 0-d or empty input, bad ``axis``/``mode``/``method``,
         or ``out`` of the wrong shape/dtype.
     TypeError
-        Complex or non-numeric input, non-integer ``dilation``, ``center``
-        not a bool, ``out`` not an ndarray.
+        Complex or non-numeric input, non-integer ``dilation`` or
+        ``stride``, ``center`` not a bool, ``out`` not an ndarray.
 
     See Also
     --------
@@ -328,7 +340,9 @@ def sliding_cosine(
 
     Window norms use blocked prefix sums that never subtract (see
     :func:`windowed_norm`), dots are accumulated in float64 whatever the input
-    dtype, and float64 windows near the overflow/underflow limits are
+    dtype (for banks and multi-channel kernels the direct method may take a
+    block of windows' dots with all the kernels as one matrix product, BLAS
+    in float64, within the same bound), and float64 windows near the overflow/underflow limits are
     recomputed with power-of-two scaling, so results are right to a few units
     of float64 rounding per tap for any amplitude.  The accuracy bounds of
     the direct dots (``(taps + 4) eps`` relative to the window's norm) and of
@@ -386,19 +400,21 @@ def sliding_cosine(
         return _backend.xarray_impl("sliding_cosine")(
             signal, kernel, functools.partial(sliding_cosine, backend=backend), axis=axis,
             mode=mode, sharpness=sharpness, dilation=dilation, noise_floor=noise_floor, fill=fill,
-            method=method, center=center)
+            method=method, center=center, stride=stride)
     if _backend.is_dask(signal):
         return _backend.dask_impl("sliding_cosine")(
             signal, kernel, functools.partial(sliding_cosine, backend=backend),
             sharpness=sharpness, mode=mode, dilation=dilation, noise_floor=noise_floor, fill=fill,
-            axis=axis, method=method, center=center, out=out, normalise=drivers.fill_unit_kernels)
+            axis=axis, method=method, center=center, stride=stride, out=out,
+            normalise=drivers.fill_unit_kernels)
     if _backend.wants_cuda(backend, signal=signal, kernel=kernel):
         return _backend.cuda_impl("sliding_cosine")(
             signal, kernel, sharpness=sharpness, mode=mode, dilation=dilation,
-            noise_floor=noise_floor, fill=fill, axis=axis, method=method, center=center, out=out)
+            noise_floor=noise_floor, fill=fill, axis=axis, method=method, center=center,
+            stride=stride, out=out)
     x = v.as_real_array(signal, "signal")
     plan = plans.plan_sliding(x, kernel, axis, mode, method, dilation, sharpness, noise_floor,
-                              fill, out, drivers.fill_unit_kernels, center)
+                              fill, out, drivers.fill_unit_kernels, center, stride)
     return drivers.sliding_cosine(x, plan, method, out)
 
 
@@ -416,6 +432,7 @@ def sliding_cosine_grad(
     axis=-1,
     method="auto",
     center=False,
+    stride=1,
     backend="auto",
 ):
     """Gradients of ``sum(grad_output * sliding_cosine(signal, kernel, ...))``.
@@ -430,9 +447,11 @@ def sliding_cosine_grad(
         As for :func:`sliding_cosine`.
     grad_output : array_like
         ``dL/d(result)``: of the shape of ``sliding_cosine``'s result.
-    sharpness, mode, dilation, noise_floor, fill, axis, method, center
+    sharpness, mode, dilation, noise_floor, fill, axis, method, center, stride
         As for :func:`sliding_cosine` (``method`` chooses how the forward's
-        cosines are computed inside).
+        cosines are computed inside; with a ``stride``, the windows left out
+        pass on no gradient, and the backward costs what it costs without
+        one).
     backend : {'auto', 'cpu', 'cuda'}, optional
         {backend} The gradients run on the CPU only so far: CUDA device
         arrays and ``backend='cuda'`` raise ``NotImplementedError`` (copy
@@ -516,18 +535,18 @@ def sliding_cosine_grad(
             "(cupy.asnumpy(x), tensor.cpu().numpy()) and use backend='auto' or 'cpu'.")
     return _gradients(signal, kernel, grad_output, sharpness=sharpness, mode=mode,
                       dilation=dilation, noise_floor=noise_floor, fill=fill, axis=axis,
-                      method=method, center=center)
+                      method=method, center=center, stride=stride)
 
 
 def _gradients(signal, kernel, grad_output, *, sharpness, mode, dilation, noise_floor, fill,
-               axis, method, center, want_sharpness=True):
+               axis, method, center, stride=1, want_sharpness=True):
     """``sliding_cosine_grad`` of host arrays; ``want_sharpness=False`` skips
     the sharpness's gradient (0), for callers that do not learn it (the
     PyTorch layer sharpens each channel itself)."""
     x = v.as_real_array(signal, "signal")
     plan = plans.plan_sliding_grad(x, kernel, grad_output, axis, mode, method, dilation,
                                    sharpness, noise_floor, fill, drivers.fill_unit_kernels,
-                                   center)
+                                   center, stride)
     return SlidingCosineGrad(*drivers.sliding_cosine_grad(x, plan, method, want_sharpness))
 
 

@@ -24,6 +24,7 @@ torch.Size([3, 4, 50])
 import numpy as np
 import torch
 
+from ._cpu import drivers
 from .sliding import _gradients
 from .sliding import sliding_cosine as _sliding_cosine
 
@@ -61,7 +62,7 @@ class _SlidingCosine(torch.autograd.Function):
         signal, kernel = ctx.saved_tensors
         sharpness, noise_floor = ctx.scalar_types
         options = dict(dict(mode="valid", dilation=1, fill=0.0, axis=-1, method="auto",
-                            center=False), **ctx.values)
+                            center=False, stride=1), **ctx.values)
         grads = _gradients(_host(signal, "signal"), _host(kernel, "kernel"),
                            _host(grad_output, "grad_output"),
                            want_sharpness=ctx.needs_input_grad[2], **options)
@@ -82,37 +83,49 @@ def sliding_cosine(signal, kernel, sharpness=1.0, noise_floor=0.0, **options):
     ``noise_floor``.
 
     ``options`` are those of :func:`cosim_np.sliding_cosine` (``mode``,
-    ``dilation``, ``fill``, ``axis``, ``method``, ``center``); the result has
+    ``dilation``, ``fill``, ``axis``, ``method``, ``center``, ``stride``); the result has
     the signal's dtype. ``torch.autograd.gradcheck`` passes in float64."""
     return _SlidingCosine.apply(signal, kernel, sharpness, noise_floor, options)
 
 
 class _Sharpen(torch.autograd.Function):
-    """``sign(s) |s| ** (p**2)`` with ``p`` broadcast against ``s``, and the
-    conventions of ``sliding_cosine_grad`` at ``s = 0`` (``d/ds`` 0 for
-    ``p**2 < 1``, 1 for ``p**2 = 1``; ``d/dp`` 0), where torch's ``pow``
-    would give NaN or inf."""
+    """``sign(s) |s| ** (p**2)``, a sharpness per channel: ``p`` of shape
+    ``(K, 1)`` against ``s`` ``(..., K, L)``, or of one element for any
+    ``s``.  One fused pass each way in float64 (``_cpu.grad.sharpen_rows``),
+    with the conventions of ``sliding_cosine_grad`` at ``s = 0`` (``d/ds`` 0
+    for ``p**2 < 1``, 1 for ``p**2 = 1``; ``d/dp`` 0), where torch's
+    ``pow`` would give NaN or inf."""
+
+    @staticmethod
+    def _rows(s, p):
+        """``s`` as rows ``(B, K, L)`` and the exponents ``(K,)``."""
+        if p.numel() == 1:
+            return s.reshape(1, 1, -1), (p * p).reshape(1)
+        if p.dim() != 2 or p.shape[1] != 1 or s.dim() < 2 or s.shape[-2] != p.shape[0]:
+            raise ValueError(f"p must have shape (K, 1) for scores (..., K, L) or one element; "
+                             f"got p of shape {tuple(p.shape)} for scores of shape {tuple(s.shape)}.")
+        return s.reshape(-1, p.shape[0], s.shape[-1]), (p * p).reshape(-1)
 
     @staticmethod
     def forward(ctx, s, p):
-        exponent = p * p
-        magnitude = s.abs()
-        out = torch.sign(s) * magnitude**exponent
+        rows, exponents = _Sharpen._rows(s, p)
+        values = np.array(_host(rows, "s"))  # (a copy: sharpened in place)
+        drivers.sharpen_rows(values, _host(exponents, "p").astype(np.float64))
+        out = torch.from_numpy(values).reshape(s.shape)
         ctx.save_for_backward(s, p, out)
         return out
 
     @staticmethod
     def backward(ctx, grad_output):
         s, p, out = ctx.saved_tensors
-        exponent = p * p
-        magnitude = s.abs()
-        zero = magnitude == 0
-        safe = torch.where(zero, torch.ones_like(magnitude), magnitude)
-        slope = torch.where(zero, (exponent == 1).to(s.dtype).expand_as(s),
-                            exponent * safe ** (exponent - 1))
-        log_term = torch.where(zero, torch.zeros_like(out), out * torch.log(safe))
-        grad_p = (grad_output * 2 * p * log_term).sum_to_size(p.shape)
-        return grad_output * slope, grad_p
+        rows, exponents = _Sharpen._rows(s, p)
+        grad, log_sums = drivers.sharpen_rows_grad(
+            np.ascontiguousarray(_host(rows, "s")), _host(out.reshape(rows.shape), "out"),
+            np.ascontiguousarray(_host(grad_output.reshape(rows.shape), "grad_output")),
+            _host(exponents, "p").astype(np.float64), ctx.needs_input_grad[1])
+        grad_s = torch.from_numpy(grad).to(s.dtype).reshape(s.shape)
+        grad_p = 2 * p * torch.from_numpy(log_sums).to(p.dtype).reshape(p.shape)
+        return grad_s, grad_p
 
 
 class SharpenedCosine1d(torch.nn.Module):
@@ -128,6 +141,8 @@ class SharpenedCosine1d(torch.nn.Module):
     Parameters
     ----------
     in_channels, out_channels, kernel_size : int
+    stride : int, optional
+        Keep every ``stride``-th window (a convolution layer's stride).
     dilation : int, optional
     padding : {'valid', 'same', 'full', 'causal'}, optional
         The sliding modes of :func:`cosim_np.sliding_cosine`.
@@ -147,24 +162,25 @@ class SharpenedCosine1d(torch.nn.Module):
     :func:`cosim_np.sliding_cosine_grad`).
     """
 
-    def __init__(self, in_channels, out_channels, kernel_size, *, dilation=1, padding="valid",
-                 center=False, p_init=1.0, q_init=1e-3, dtype=torch.float32):
+    def __init__(self, in_channels, out_channels, kernel_size, *, stride=1, dilation=1,
+                 padding="valid", center=False, p_init=1.0, q_init=1e-3, dtype=torch.float32):
         super().__init__()
         weight = torch.empty(out_channels, in_channels, kernel_size, dtype=dtype)
         torch.nn.init.kaiming_uniform_(weight, a=5**0.5)
         self.weight = torch.nn.Parameter(weight)
         self.p = torch.nn.Parameter(torch.full((out_channels,), float(p_init), dtype=dtype))
         self.q = torch.nn.Parameter(torch.tensor(float(q_init), dtype=dtype))
-        self.options = dict(mode=padding, dilation=dilation, center=center)
+        self.options = dict(mode=padding, dilation=dilation, center=center, stride=stride)
 
     def forward(self, x):
         """``x``: ``(batch, in_channels, n)``; returns ``(batch, out_channels,
-        L)``, ``L`` as the padding mode gives."""
+        L)``, ``L`` as the padding mode and the stride give."""
         s = sliding_cosine(x, self.weight, 1.0, self.q * self.q, **self.options)
         return _Sharpen.apply(s, self.p[:, None])
 
     def extra_repr(self):
         out_channels, in_channels, kernel_size = self.weight.shape
         return (f"{in_channels}, {out_channels}, kernel_size={kernel_size}, "
-                f"dilation={self.options['dilation']}, padding={self.options['mode']!r}, "
+                f"stride={self.options['stride']}, dilation={self.options['dilation']}, "
+                f"padding={self.options['mode']!r}, "
                 f"center={self.options['center']}")

@@ -32,10 +32,10 @@ def signatures():
                                flat(i64), flat(i64), f64, f64, flat(f64))
         for out in outputs:
             outs = (flat(out), flat(i64), i64, i64)
-            yield "finish_norms", (f64[:, ::1],) + geometry[:7] + (i64, i64, b1, b1, flat(out),
-                                                                  flat(i64), i64)
+            yield "finish_norms", (f64[:, ::1],) + geometry[:7] + (i64, i64, b1, b1, i64,
+                                                                  flat(out), flat(i64), i64)
             yield "sliding_cosine", geometry + (f64[:, :, ::1], flat(i8), i64, i64, f64[:, ::1], b1,
-                                                b1, f64, f64, f64) + outs
+                                                b1, f64, f64, f64, i64) + outs
             matrices = (x[:, :], flat(f64), flat(f64)) * 2
             yield "pairwise", matrices + (b1, f64, b1, out[:, ::1])
     matrices = (f64[:, :], flat(f64), flat(f64)) * 2

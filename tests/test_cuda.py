@@ -167,6 +167,24 @@ def test_bank_any_axis_and_strided_views_in_place():
     np.testing.assert_allclose(norms, windowed_norm(view, 3, axis=0, mode="full"), rtol=1e-14)
 
 
+@pytest.mark.parametrize("mode", ["valid", "same", "full", "causal"])
+@pytest.mark.parametrize("center", [False, True])
+def test_a_stride_keeps_every_stride_th_window(mode, center):
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((2, 3, 45))
+    for kernel in (rng.standard_normal(5), rng.standard_normal((2, 4)),
+                   rng.standard_normal((2, 3, 3))):
+        got = to_host(sliding_cosine(on_gpu(x), kernel, mode=mode, stride=3, dilation=2,
+                                     center=center, sharpness=1.5))
+        want = sliding_cosine(x, kernel, mode=mode, stride=3, dilation=2, center=center,
+                              sharpness=1.5)
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=0, atol=tolerance(np.float64, 9, 2.25))
+    norms = to_host(windowed_norm(on_gpu(x), 4, mode=mode, stride=4, center=center))
+    np.testing.assert_allclose(norms, windowed_norm(x, 4, mode=mode, stride=4, center=center),
+                               rtol=1e-13)
+
+
 def test_long_kernels_cross_several_shared_memory_tiles(small_launches):
     """More taps than one shared tile holds, several blocks of windows."""
     rng = np.random.default_rng(4)

@@ -85,6 +85,22 @@ def test_long_signals_across_many_tiles(mode, chunk):
             np.testing.assert_allclose(got, want, rtol=0, atol=tolerance(np.float32, 600))
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_a_stride_keeps_every_stride_th_window_of_the_in_memory_result(mode):
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((2, 3, 20_000))
+    lazy = da.from_array(x, chunks=(1, 3, 3000))
+    for kernel in (rng.standard_normal(7), rng.standard_normal((3, 11)),
+                   rng.standard_normal((4, 3, 5))):
+        got = sliding_cosine(lazy, kernel, mode=mode, stride=3, method="direct")
+        want = sliding_cosine(x, kernel, mode=mode, stride=3, method="direct")
+        assert got.shape == want.shape
+        np.testing.assert_array_equal(got.compute(), want)
+    got = windowed_norm(lazy, 6, mode=mode, stride=5, center=True)
+    np.testing.assert_array_equal(got.compute(), windowed_norm(x, 6, mode=mode, stride=5,
+                                                               center=True))
+
+
 def test_other_axes_and_leading_chunks():
     rng = np.random.default_rng(3)
     x = rng.standard_normal((500, 2, 3))

@@ -93,11 +93,12 @@ def problems(draw):
     options = dict(mode=mode, dilation=dilation,
                    sharpness=draw(st.sampled_from([1.0, 1.25, 1.6])),
                    noise_floor=draw(st.sampled_from([0.0, 0.4])),
-                   center=draw(st.booleans()))
+                   center=draw(st.booleans()), stride=draw(st.sampled_from([1, 1, 2, 3])))
     g = rng.standard_normal(sliding_cosine(signal, kernel, **options).shape)
     # a window of tiny norm makes differences useless (see the module docstring);
     # with channels, each channel's norm bounds the window's from below
-    norms = windowed_norm(signal, m, dilation=dilation, mode=mode, center=options["center"])
+    norms = windowed_norm(signal, m, dilation=dilation, mode=mode, center=options["center"],
+                          stride=options["stride"])
     assume(np.min(norms) > 0.05)
     return signal, kernel, g, options
 

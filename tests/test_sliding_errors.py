@@ -18,6 +18,10 @@ SIGNAL = np.arange(10.0)
         (dict(dilation=-2), ValueError, r"dilation must be an integer >= 1"),
         (dict(dilation=1.5), TypeError, r"dilation must be an integer"),
         (dict(dilation=True), TypeError, r"dilation must be an integer"),
+        (dict(stride=0), ValueError, r"stride must be an integer >= 1; got 0"),
+        (dict(stride=2.0), TypeError, r"stride must be an integer"),
+        (dict(stride=2, out=np.empty(8)), ValueError,
+         r"out has shape \(8,\); the result needs shape \(4,\)"),
         (dict(sharpness=np.nan), ValueError, r"sharpness must be a finite real number"),
         (dict(sharpness=np.inf), ValueError, r"sharpness must be a finite real number"),
         (dict(sharpness=10**400), ValueError, r"sharpness must be a finite real number; got inf"),
@@ -98,6 +102,8 @@ def test_windowed_norm_rejects():
         windowed_norm(SIGNAL, 2, dilation=0)
     with pytest.raises(ValueError, match=r"mode must be one of"):
         windowed_norm(SIGNAL, 2, mode="wrap")
+    with pytest.raises(ValueError, match=r"stride must be an integer >= 1; got -1"):
+        windowed_norm(SIGNAL, 2, stride=-1)
     with pytest.raises(ValueError, match=r"axis=3 is out of bounds"):
         windowed_norm(SIGNAL, 2, axis=3)
     with pytest.raises(TypeError, match=r"signal must be real-valued"):

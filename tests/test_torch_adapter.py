@@ -19,6 +19,7 @@ def tensor(array, requires_grad=True):
     dict(mode="same", dilation=2),
     dict(mode="causal", center=True),
     dict(mode="full", fill=-1.0),
+    dict(mode="same", stride=3),
 ])
 @pytest.mark.parametrize("shape", ["one", "bank", "channels"])
 def test_gradcheck_of_the_function(options, shape):

@@ -42,6 +42,22 @@ def test_one_kernel_keeps_dims_and_follows_the_mode(record, mode):
         np.testing.assert_array_equal(got.time.values, array.time.values)
 
 
+@pytest.mark.parametrize("mode", ["valid", "same", "full"])
+def test_a_stride_keeps_the_coordinates_of_the_windows_kept(record, mode):
+    array, values = record
+    got = sliding_cosine(array, [1.0, -2.0, 0.5, 3.0], mode=mode, stride=4)
+    np.testing.assert_array_equal(got.values, sliding_cosine(values, [1.0, -2.0, 0.5, 3.0],
+                                                             mode=mode, stride=4))
+    norms = windowed_norm(array, 4, mode=mode, stride=4)
+    np.testing.assert_array_equal(norms.values, windowed_norm(values, 4, mode=mode, stride=4))
+    for result in (got, norms):
+        if mode == "full":
+            assert "time" not in result.coords
+        else:  # window i * 4 starts (valid) or belongs to (same) sample i * 4
+            np.testing.assert_array_equal(result.time.values,
+                                          0.5 * np.arange(0, 4 * result.sizes["time"], 4))
+
+
 def test_a_bank_adds_a_kernel_dim_and_axis_may_be_a_dim_name(record):
     array, values = record
     bank = np.random.default_rng(1).standard_normal((4, 5))

@@ -24,6 +24,21 @@ kernels in the cache after an edit.
 #           transform) + FFT_NS[2] per kernel (product, inverse transform,
 #           finish) + FFT_NS[3] per channel-kernel pair when C > 1.
 DIRECT_NS = (2.5, 0.04)
+# The direct method's dots by the loops or as matrix products
+# (``_cpu.products``), whichever these costs say is cheaper, ns per window
+# (fitted on one thread, float32, n = 2*10**5, banks and multi-channel
+# kernels; benchmarks/RESULTS.md, issue 17, session 16):
+#   loops:    LOOP_NS[0] + LOOP_NS[1] per product (K*C*m);
+#   products: PRODUCT_NS[0] + PRODUCT_NS[1] per tap laid out in a column
+#             (C*m) + PRODUCT_NS[2] per product (BLAS).
+LOOP_NS = (11.0, 0.118)
+PRODUCT_NS = (17.8, 0.65, 0.078)
+# How the direct method takes its dots: "auto" (by the cost model above),
+# "loops" or "products" (for tests and experiments).
+DIRECT_DOTS = "auto"
+# Elements (float64) of the window columns of one product: enough windows
+# that a product pays for its call, few enough that they stay in cache.
+PRODUCT_ELEMENTS = 1 << 16
 FFT_NS = (1.5, 3.0, 4.0, 1.0)
 # Below this many taps per window (m * C) the direct method is used.
 FFT_MIN_TAPS = 128

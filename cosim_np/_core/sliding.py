@@ -68,36 +68,43 @@ def _check_window_fits(n, m, dilation, mode, what):
     return span
 
 
-NormPlan = namedtuple("NormPlan", "m d ax out_dtype span pad_left pad_right nwin center")
+def strided_count(nwin, stride):
+    """How many of ``nwin`` windows every ``stride``-th keeps (0, stride, ...)."""
+    return -(-nwin // stride)
+
+
+NormPlan = namedtuple("NormPlan", "m d ax out_dtype span pad_left pad_right nwin center stride nout")
 NormPlan.__doc__ = """A checked ``windowed_norm`` call: ``m`` taps spaced ``d``
 along axis ``ax``, ``nwin`` windows of the signal padded by ``pad_left`` and
-``pad_right`` zeros; with ``center``, the norms of the windows less their
-means."""
+``pad_right`` zeros, of which every ``stride``-th is kept (``nout``); with
+``center``, the norms of the windows less their means."""
 
 
-def plan_norms(x, window, dilation, mode, axis, center=False):
+def plan_norms(x, window, dilation, mode, axis, center=False, stride=1):
     """Check ``windowed_norm``'s arguments; returns a :class:`NormPlan`."""
     center = v.check_bool(center, "center")
     m = v.check_positive_int(window, "window")
     d = v.check_positive_int(dilation, "dilation")
+    stride = v.check_positive_int(stride, "stride")
     v.check_choice(mode, "mode", MODES)
     ax = v.check_axis(axis, x.ndim)
     out_dtype = v.output_dtype(x.dtype, "signal")
     span = _check_window_fits(x.shape[ax], m, d, mode, "window")
     pad_left, pad_right = padding(mode, span)
     nwin = x.shape[ax] + pad_left + pad_right - span
-    return NormPlan(m, d, ax, out_dtype, span, pad_left, pad_right, nwin, center)
+    return NormPlan(m, d, ax, out_dtype, span, pad_left, pad_right, nwin, center, stride,
+                    strided_count(nwin, stride))
 
 
 def norms_shape(shape, plan):
     """The shape of ``windowed_norm``'s result for a signal of ``shape``."""
-    return shape[: plan.ax] + (plan.nwin,) + shape[plan.ax + 1 :]
+    return shape[: plan.ax] + (plan.nout,) + shape[plan.ax + 1 :]
 
 
 SlidingPlan = namedtuple(
     "SlidingPlan",
     "ax d exponent floor fill out_dtype khat kernel_state bank_shape channel_axis "
-    "span pad_left pad_right nwin final_shape center",
+    "span pad_left pad_right nwin final_shape center stride nout",
 )
 SlidingPlan.__doc__ = """A checked ``sliding_cosine`` call.
 
@@ -107,12 +114,13 @@ dilation ``d``; ``exponent`` is ``sharpness**2``.  A multi-channel kernel
 reads the channels on ``channel_axis`` (else None); ``bank_shape`` is
 ``(K,)`` for a bank, ``()`` for one kernel.  ``nwin`` windows of the signal
 padded by ``pad_left`` and ``pad_right`` zeros make a result of shape
-``final_shape`` and dtype ``out_dtype``.  With ``center``, ``khat`` holds the
-unit *centered* kernels and the windows' norms are their centered norms."""
+``final_shape`` and dtype ``out_dtype``, which keeps every ``stride``-th of
+them (``nout``).  With ``center``, ``khat`` holds the unit *centered* kernels
+and the windows' norms are their centered norms."""
 
 
 def plan_sliding(x, kernel, axis, mode, method, dilation, sharpness, noise_floor, fill, out,
-                 normalise=None, center=False):
+                 normalise=None, center=False, stride=1):
     """Check ``sliding_cosine``'s arguments for the signal ``x`` and the host
     array ``kernel``; returns a :class:`SlidingPlan`.  ``normalise``: the
     backend's compiled :func:`fill_unit_kernels` (see :func:`unit_kernels`)."""
@@ -120,6 +128,7 @@ def plan_sliding(x, kernel, axis, mode, method, dilation, sharpness, noise_floor
     v.check_choice(mode, "mode", MODES)
     v.check_choice(method, "method", METHODS)
     d = v.check_positive_int(dilation, "dilation")
+    stride = v.check_positive_int(stride, "stride")
     p = v.check_real(sharpness, "sharpness")
     floor = v.check_real(noise_floor, "noise_floor", nonnegative=True)
     fill_value = v.check_real(fill, "fill", finite=False, allow_nan=True)
@@ -141,14 +150,16 @@ def plan_sliding(x, kernel, axis, mode, method, dilation, sharpness, noise_floor
     span = _check_window_fits(n, m, d, mode, "kernel")
     pad_left, pad_right = padding(mode, span)
     nwin = n + pad_left + pad_right - span
-    final_shape = _final_shape(x.shape, ax, channel_axis, nker, bank_shape, nwin)
+    nout = strided_count(nwin, stride)
+    final_shape = _final_shape(x.shape, ax, channel_axis, nker, bank_shape, nout)
     if out is not None:
         v.check_out(out, final_shape, out_dtype)
     if center:
         taps = centered_kernels(taps, bank_shape)
     khat, kernel_state = unit_kernels(taps, normalise)
     return SlidingPlan(ax, d, p * p, floor, fill_value, out_dtype, khat, kernel_state, bank_shape,
-                       channel_axis, span, pad_left, pad_right, nwin, final_shape, center)
+                       channel_axis, span, pad_left, pad_right, nwin, final_shape, center, stride,
+                       nout)
 
 
 SlidingGradPlan = namedtuple("SlidingGradPlan", "forward sharpness kernel_norms kernel_shape grad_output")
@@ -160,12 +171,12 @@ real array of the forward result's shape)."""
 
 
 def plan_sliding_grad(x, kernel, grad_output, axis, mode, method, dilation, sharpness,
-                      noise_floor, fill, normalise=None, center=False):
+                      noise_floor, fill, normalise=None, center=False, stride=1):
     """Check ``sliding_cosine_grad``'s arguments (those of ``sliding_cosine``
     and ``grad_output``, which must have the shape of its result); returns a
     :class:`SlidingGradPlan`."""
     forward = plan_sliding(x, kernel, axis, mode, method, dilation, sharpness, noise_floor, fill,
-                           None, normalise, center)
+                           None, normalise, center, stride)
     g = v.as_real_array(grad_output, "grad_output", min_ndim=0)
     if g.shape != forward.final_shape:
         raise ValueError(

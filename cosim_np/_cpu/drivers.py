@@ -15,7 +15,7 @@ import numpy as np
 from .._core import config
 from .._core import sliding as plans
 from .._core.scalars import KERNEL_ZERO
-from . import blas, blocks, centered, scratch, threads
+from . import blas, blocks, centered, products, scratch, threads
 from . import fft as transforms
 from . import grad as gradients
 from . import sliding as kernels
@@ -46,7 +46,9 @@ def windowed_norm(x, plan, out):
     result = np.empty((rows.shape[0], plan.nwin), dtype=rows.dtype)
     for piece, offset in _pieces(rows, plan.pad_left, plan.pad_right, plan.span):
         run_windowed_norm(piece, plan.m, plan.d, result, offset, plan.center)
-    return _deliver(result.reshape(lead + (plan.nwin,)), plan.ax, None, False, plan.out_dtype, out)
+    if plan.stride > 1:  # (every norm costs O(1): none is worth leaving out)
+        result = np.ascontiguousarray(result[:, :: plan.stride])
+    return _deliver(result.reshape(lead + (plan.nout,)), plan.ax, None, False, plan.out_dtype, out)
 
 
 def sliding_cosine(x, plan, method, out):
@@ -54,22 +56,31 @@ def sliding_cosine(x, plan, method, out):
     nker, nchan, m = plan.khat.shape
     is_bank = bool(plan.bank_shape)
     rows, lead = _as_rows(x, plan.ax, plan.channel_axis, plans.compute_dtype(plan.out_dtype))
-    shape = (rows.shape[0], nker, plan.nwin)
+    shape = (rows.shape[0], nker, plan.nout)
     target = None if out is None or np.may_share_memory(out, rows) else _out_view(
         out, rows.dtype, shape, plan.ax, plan.channel_axis, is_bank)
     result = np.empty(shape, dtype=rows.dtype) if target is None else target
     chosen = choose_method(method, m, nchan, nker)
     budget = fft_error_budget(plan.out_dtype, m * nchan, plan.exponent)
     args = (plan.khat, plan.kernel_state, plan.d, plan.exponent, plan.floor, plan.fill)
+    # With a stride, every window is computed and every stride-th kept: each
+    # has the bits it has without a stride, which the Dask blocks, computing
+    # theirs without one, then give too.  (The products could leave the
+    # other windows out, but the bits of a product depend on the shape of
+    # its block of windows.)
+    every = result if plan.stride == 1 else np.empty((rows.shape[0], nker, plan.nwin),
+                                                     dtype=rows.dtype)
     for piece, offset in _pieces(rows, plan.pad_left, plan.pad_right, plan.span):
         if chosen == "fft" and piece.shape[-1] - plan.span > 0:
-            run_fft(piece, *args, result, offset, budget, plan.center)
+            run_fft(piece, *args, every, offset, budget, plan.center)
         else:
-            run_direct(piece, *args, result, offset, plan.center)
+            run_direct(piece, *args, every, offset, plan.center)
+    if every is not result:
+        result[...] = every[..., :: plan.stride]
     if target is not None:
         return out
     # the kernels' layout: lead + bank + (L,)
-    moved = lead + ((nker,) if is_bank or plan.channel_axis is not None else ()) + (plan.nwin,)
+    moved = lead + ((nker,) if is_bank or plan.channel_axis is not None else ()) + (plan.nout,)
     return _deliver(result.reshape(moved), plan.ax, plan.channel_axis, is_bank, plan.out_dtype, out)
 
 
@@ -108,7 +119,11 @@ def sliding_cosine_grad(x, grad_plan, method, want_sharpness=True):
     kernel_axes, caller_axes = plans.moved_axes(plan.ax, plan.channel_axis, is_bank)
     # (a view where no axis moves: the tiles convert what they read)
     g = np.reshape(moveaxis(grad_plan.grad_output, caller_axes, kernel_axes),
-                   (count, nker, nwin))
+                   (count, nker, plan.nout))
+    if plan.stride > 1:  # the windows left out have no gradient to pass on
+        every = np.zeros((count, nker, nwin))
+        every[..., :: plan.stride] = g
+        g = every
     live = plan.kernel_state != KERNEL_ZERO
     flat = plan.khat.reshape(nker, nchan * m)
     means = np.zeros_like(norms)
@@ -175,6 +190,28 @@ def sliding_cosine_grad(x, grad_plan, method, want_sharpness=True):
     return (grad_signal.astype(plan.out_dtype),
             grad_kernel.reshape(grad_plan.kernel_shape).astype(plan.out_dtype),
             2.0 * grad_plan.sharpness * float(log_sum), -float(c_sum))
+
+
+def sharpen_rows(s, exponents):
+    """In place: ``s[b, k] = sign(s) |s| ** exponents[k]`` for unsharpened
+    cosines ``s`` ``(B, K, L)`` (C-contiguous, float32 or float64), rows
+    split over the threads."""
+    threads.run_split(s.shape[0] * s.shape[1],
+                      lambda start, stop: gradients.sharpen_rows(s, exponents, start, stop))
+
+
+def sharpen_rows_grad(s, out, g, exponents, want_log):
+    """The backward of :func:`sharpen_rows` (``out`` its result, ``g`` the
+    gradient of the loss with respect to it): ``(grad_s, log_sums)``, the
+    gradient with respect to ``s`` (float64) and per kernel the sums of
+    ``g out ln|s|`` (``dL/dP_k``; zeros without ``want_log``), summed in
+    row order (the same bits for any thread count)."""
+    nrows, nker = s.shape[0], s.shape[1]
+    grad = np.empty(s.shape)
+    log_sums = np.zeros((nrows, nker))
+    threads.run_split(nrows * nker, lambda start, stop: gradients.sharpen_rows_grad(
+        s, out, g, exponents, want_log, start, stop, grad, log_sums))
+    return grad, np.sum(log_sums, axis=0)
 
 
 # ---------------------------------------------------------------------------
@@ -319,6 +356,9 @@ def run_direct(piece, khat, kernel_state, d, exponent, floor, fill, result, offs
     nker, nchan, m = khat.shape
     span = (m - 1) * d
     tile = kernels.tile_length(m, d)
+    if use_products(m, nchan, nker):
+        _run_products(piece, khat, kernel_state, d, exponent, floor, fill, result, offset, center)
+        return
     if center:
         _run_centered_direct(piece, khat, kernel_state, d, exponent, floor, fill, result, offset)
         return
@@ -356,6 +396,71 @@ def _run_centered_direct(piece, khat, kernel_state, d, exponent, floor, fill, re
                                tile, bufs, m2, result, offset)
 
     threads.run_segments(piece.shape[-1] - (m - 1) * d, tile, work)
+
+
+def use_products(m, nchan, nker):
+    """Whether the direct method takes its dots as matrix products
+    (``_cpu.products``) rather than by the loops: where the costs of
+    ``config.PRODUCT_NS`` and ``config.LOOP_NS`` say they are cheaper (or as
+    ``config.DIRECT_DOTS`` says)."""
+    if config.DIRECT_DOTS != "auto":
+        if config.DIRECT_DOTS not in ("loops", "products"):
+            raise ValueError("cosim_np._core.config.DIRECT_DOTS must be 'auto', 'loops' or "
+                             f"'products'; got {config.DIRECT_DOTS!r}.")
+        return config.DIRECT_DOTS == "products"
+    taps = nchan * m
+    loops = config.LOOP_NS[0] + config.LOOP_NS[1] * nker * taps
+    per_window, per_tap, per_product = config.PRODUCT_NS
+    return per_window + per_tap * taps + per_product * nker * taps < loops
+
+
+def _run_products(piece, khat, kernel_state, d, exponent, floor, fill, result, offset, center):
+    """``run_direct`` with the dots as matrix products (``_cpu.products``): a
+    tile's sums of squares (centered: M2s) as the loops take them, then
+    blocks of ``config.PRODUCT_ELEMENTS // (C m)`` of its windows at fixed
+    offsets in the tile, each one product with the kernels, on one BLAS
+    thread per thread of ours (a product's bits depend on the shape of its
+    block: every split of the windows at tiles gives the same blocks)."""
+    nker, nchan, m = khat.shape
+    taps = nchan * m
+    flat = np.ascontiguousarray(khat.reshape(nker, taps))
+    tile = kernels.tile_length(m, d)
+    block = max(1, min(tile, config.PRODUCT_ELEMENTS // taps))
+
+    def work(start, stop):
+        _, bufs = centered.make_buffers(m, d, nchan) if center else kernels.make_buffers(m, d)
+        sumsq = scratch.empty("tile centered M2", tile) if center else bufs[2]
+        columns = scratch.empty("product columns", taps * block)
+        dots = scratch.empty("product dots", nker * block)
+        shared = np.empty(block if nker > 1 else 0)
+        spare = np.empty(block)
+        scales = np.zeros(block, dtype=np.int64)
+        sums = np.zeros(block)
+        rescaled = np.zeros(block, dtype=np.bool_)
+        for b in range(piece.shape[0]):
+            for i0 in range(start, stop, tile):
+                nwin = min(tile, stop - i0)
+                if center:
+                    unsafe = products.tile_m2(piece, b, i0, nwin, m, d, bufs, sumsq)
+                else:
+                    unsafe = products.tile_sumsq(piece, b, i0, nwin, m, d, bufs)
+                for t0 in range(0, nwin, block):
+                    count = min(block, nwin - t0)
+                    these = sumsq[t0 : t0 + count]
+                    here = columns[: taps * count].reshape(taps, count)
+                    products.window_columns(piece, b, i0 + t0, count, m, d, here)
+                    if unsafe:
+                        products.rescale_columns(piece, b, i0 + t0, count, m, d, these, center,
+                                                 here, scales, sums, rescaled)
+                    out = dots[: nker * count].reshape(nker, count)
+                    with np.errstate(invalid="ignore", over="ignore"):  # (NaN/inf windows)
+                        np.matmul(flat, here, out=out)
+                    products.finish_block(out, these, count, exponent, floor, fill, kernel_state,
+                                          shared, unsafe, scales, sums, rescaled, spare, result,
+                                          b, offset + i0 + t0)
+
+    with blas.single_threaded():
+        threads.run_segments(piece.shape[-1] - (m - 1) * d, tile, work)
 
 
 class _BlockLength:

@@ -20,7 +20,14 @@ order in float64; nothing here validates.
 
 import math
 
+import numpy as np
+
 from ._jit import jit
+from .sliding import sharpen_value
+
+# Below this magnitude a sharpened float32 cosine may have lost digits to
+# underflow (the smallest normal float32).
+TINY = float(np.finfo(np.float32).tiny)
 
 
 @jit
@@ -137,3 +144,56 @@ def coefficients(cosines, norms, g, exponent, floor, live_kernels, want_log, a, 
         along[k] += along_k
     return log_sum, c_sum
 
+
+
+# ---------------------------------------------------------------------------
+# A sharpness per kernel (the PyTorch layer's per-channel p), on the
+# unsharpened cosines ``s`` ``(B, K, L)``: one fused pass each way, in
+# float64 whatever the dtype.
+
+
+@jit
+def sharpen_rows(s, exponents, start, stop):
+    """In place, rows ``r = b K + k`` of ``start .. stop-1``: ``s[b, k] =
+    sign(s) |s| ** exponents[k]`` (0 and NaN pass through)."""
+    nker = s.shape[1]
+    for r in range(start, stop):
+        b = r // nker
+        k = r - b * nker
+        row = s[b, k]
+        for t in range(row.size):
+            row[t] = sharpen_value(np.float64(row[t]), exponents[k])
+
+
+@jit
+def sharpen_rows_grad(s, out, g, exponents, want_log, start, stop, grad, log_sums):
+    """Rows ``r = b K + k`` of ``start .. stop-1``: ``grad = g P |s|**(P-1)``
+    with ``P = exponents[k]`` (the conventions of ``coefficients`` at ``s =
+    0``), from the sharpened ``out`` where it holds the digits (``out / s =
+    |s|**(P-1)``: a division, not a power), and with ``want_log``,
+    ``log_sums[b, k]`` the sum of ``g out ln|s|`` (0 at ``s = 0``)."""
+    nker = s.shape[1]
+    for r in range(start, stop):
+        b = r // nker
+        k = r - b * nker
+        power = exponents[k]
+        s_row, out_row, g_row, grad_row = s[b, k], out[b, k], g[b, k], grad[b, k]
+        total = 0.0
+        for t in range(s_row.size):
+            value = np.float64(s_row[t])
+            magnitude = abs(value)
+            sharpened = np.float64(out_row[t])
+            if power == 1.0:
+                slope = 1.0
+            elif magnitude > 0.0:
+                if abs(sharpened) >= TINY:
+                    slope = power * (sharpened / value)
+                else:  # (|s|**P underflowed the dtype: no digits to divide)
+                    slope = power * magnitude ** (power - 1.0)
+            else:
+                slope = magnitude * 0.0  # (NaN stays NaN)
+            weight = np.float64(g_row[t])
+            grad_row[t] = weight * slope
+            if want_log and magnitude != 0.0:
+                total += weight * sharpened * math.log(magnitude)
+        log_sums[b, k] = total

@@ -348,15 +348,17 @@ def _rescaled(x, base, cs, nchan, ts, n, pl, m, d, i, center):
 
 
 @cuda.jit
-def finish_norms(ss, x, roff, cs, nchan, ts, n, pl, m, d, wide, center, out, ooff, ols):
-    """``out[ooff[b] + i*ols] = sqrt(ss[b, i])``; float64 sums that left the
-    safe range (``wide`` inputs only) are recomputed scaled by a power of two.
-    With ``center``, ``ss`` holds centered sums of squares, and a window
-    holding NaN or inf has a NaN norm."""
+def finish_norms(ss, x, roff, cs, nchan, ts, n, pl, m, d, wide, center, stride, out, ooff, ols):
+    """``out[ooff[b] + (i/stride)*ols] = sqrt(ss[b, i])`` for every
+    ``stride``-th window ``i``; float64 sums that left the safe range
+    (``wide`` inputs only) are recomputed scaled by a power of two.  With
+    ``center``, ``ss`` holds centered sums of squares, and a window holding
+    NaN or inf has a NaN norm."""
     nwin = ss.shape[1]
-    for t in range(cuda.grid(1), ss.shape[0] * nwin, cuda.gridsize(1)):
-        b = t // nwin
-        i = t - b * nwin
+    nout = (nwin + stride - 1) // stride
+    for t in range(cuda.grid(1), ss.shape[0] * nout, cuda.gridsize(1)):
+        b = t // nout
+        i = (t - b * nout) * stride
         s = ss[b, i]
         if center and s == math.inf:
             s = math.nan  # an inf sample (an overflow of finite ones is rescaled below)
@@ -364,7 +366,7 @@ def finish_norms(ss, x, roff, cs, nchan, ts, n, pl, m, d, wide, center, out, oof
         if wide and _out_of_range(s):
             expo, s = _rescaled(x, roff[b], cs, nchan, ts, n, pl, m, d, i, center)
             val = _ldexp(math.sqrt(s), expo)
-        out[ooff[b] + i * ols] = val
+        out[ooff[b] + (i // stride) * ols] = val
 
 
 @cuda.jit(device=True)
@@ -411,10 +413,12 @@ def _window_cosine(x, base, cs, nchan, ts, n, pl, khat, k, d, i, dot, s, kst, wi
 
 @cuda.jit
 def sliding_cosine(x, roff, cs, nchan, ts, n, pl, khat, kstate, d, taps, ss, wide, center,
-                   exponent, floor, fill, out, ooff, oks, ols):
-    """``out[...b, k, i]`` for the windows ``i`` of this block (one per
-    thread) and every ``(b, k)`` of a grid-stride loop over ``blockIdx.y``;
-    ``ss`` holds the windows' sums of squares, centered with ``center``.
+                   exponent, floor, fill, stride, out, ooff, oks, ols):
+    """``out[...b, k, i / stride]`` for the windows ``i`` of this block (one
+    per thread) that are multiples of ``stride``, and every ``(b, k)`` of a
+    grid-stride loop over ``blockIdx.y``; ``ss`` holds the windows' sums of
+    squares, centered with ``center``.  (With a stride, the threads of the
+    windows left out only load the block's samples.)
 
     Dynamic shared memory holds ``taps`` kernel taps and the signal tile
     they meet (``blockDim.x + (taps-1)*d`` samples, float64)."""
@@ -442,8 +446,8 @@ def sliding_cosine(x, roff, cs, nchan, ts, n, pl, khat, kstate, d, taps, ss, wid
                 cuda.syncthreads()
                 for j in range(count):
                     dot += tile[taps + tx + j * d] * tile[j]
-        if i < nwin:
-            out[ooff[b] + k * oks + i * ols] = _window_cosine(
+        if i < nwin and i % stride == 0:
+            out[ooff[b] + k * oks + (i // stride) * ols] = _window_cosine(
                 x, base, cs, nchan, ts, n, pl, khat, k, d, i, dot, ss[b, i], kstate[k],
                 wide, center, exponent, floor, fill)
 

@@ -94,28 +94,30 @@ def _host_copy(call, value, name):
     return np.array(view)
 
 
-def windowed_norm(signal, window, *, dilation=1, mode="valid", axis=-1, center=False, out=None):
+def windowed_norm(signal, window, *, dilation=1, mode="valid", axis=-1, center=False, stride=1,
+                  out=None):
     call = Call(signal)
     x = call.operand(signal, "signal")
-    plan = plans.plan_norms(x.standin, window, dilation, mode, axis, center)
+    plan = plans.plan_norms(x.standin, window, dilation, mode, axis, center, stride)
     shape = plans.norms_shape(x.shape, plan)
     if out is not None:
         v.check_out(out, shape, plan.out_dtype)
     rows = _Signal(call, x, plan.ax, None)
     ss = _sumsq(call, rows, plan.pad_left, plan.m, plan.d, plan.nwin, plan.center)
     result, outs = _output(call, shape, plan.out_dtype, (plan.ax,))
-    call.launch(kernels.finish_norms, blocks(ss.size), settings.threads, 0,
-                ss, *rows.args, plan.pad_left, plan.m, plan.d, rows.wide, plan.center, *outs)
+    call.launch(kernels.finish_norms, blocks(rows.rows * plan.nout), settings.threads, 0,
+                ss, *rows.args, plan.pad_left, plan.m, plan.d, rows.wide, plan.center,
+                plan.stride, *outs)
     return call.deliver(result, out)
 
 
 def sliding_cosine(signal, kernel, *, sharpness=1.0, mode="valid", dilation=1, noise_floor=0.0,
-                   fill=0.0, axis=-1, method="auto", center=False, out=None):
+                   fill=0.0, axis=-1, method="auto", center=False, stride=1, out=None):
     call = Call(signal, kernel)
     x = call.operand(signal, "signal")
     plan = plans.plan_sliding(x.standin, _host_copy(call, kernel, "kernel"), axis, mode, method,
                               dilation, sharpness, noise_floor, fill, out,
-                              kernels.fill_unit_kernels, center)
+                              kernels.fill_unit_kernels, center, stride)
     nker, _, m = plan.khat.shape
     d = plan.d
     rows = _Signal(call, x, plan.ax, plan.channel_axis)
@@ -132,7 +134,7 @@ def sliding_cosine(signal, kernel, *, sharpness=1.0, mode="valid", dilation=1, n
     call.launch(kernels.sliding_cosine, grid, threads, 8 * (taps + threads + (taps - 1) * d),
                 *rows.args, plan.pad_left, call.to_device(plan.khat),
                 call.to_device(plan.kernel_state), d, taps, ss, rows.wide, plan.center,
-                plan.exponent, plan.floor, plan.fill, *outs)
+                plan.exponent, plan.floor, plan.fill, plan.stride, *outs)
     return call.deliver(result, out)
 
 

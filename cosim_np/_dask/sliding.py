@@ -13,7 +13,9 @@ The in-memory call splits its work into the same pieces and its threads at
 tiles, so every window's sum of squares and direct dot is formed in the same
 order either way: results are bit for bit those of the in-memory call with
 ``method="direct"`` and for ``windowed_norm`` (the FFT method plans blocks
-per segment, so its results agree to its accuracy, not bit for bit).
+per segment, so its results agree to its accuracy, not bit for bit).  With a
+``stride``, every block computes all its windows and a lazy slice keeps
+every stride-th of the call's.
 """
 
 import functools
@@ -100,16 +102,25 @@ def _windows(x, plan, span, tile, block, out_chunks, new_axis, out_axis, dtype):
     return piece.map_blocks(fn, chunks=out_chunks((plan.nwin,)), new_axis=new_axis, meta=meta)
 
 
+def _every(result, axis, stride):
+    """Every ``stride``-th window of ``result`` along ``axis`` (lazily: each
+    block computes its windows, and the slice keeps those of the call's
+    stride)."""
+    if stride == 1:
+        return result
+    return result[(slice(None),) * axis + (slice(None, None, stride),)]
+
+
 def sliding_cosine(signal, kernel, block_function, *, sharpness=1.0, mode="valid", dilation=1,
-                   noise_floor=0.0, fill=0.0, axis=-1, method="auto", center=False, out=None,
-                   normalise=None):
+                   noise_floor=0.0, fill=0.0, axis=-1, method="auto", center=False, stride=1,
+                   out=None, normalise=None):
     """``sliding_cosine`` of the Dask array ``signal``: a lazy Dask array.
     ``block_function(block, kernel, **options)`` is the in-memory function;
     ``normalise``: the compiled unit kernels of the client's plan
     (``_core.sliding.unit_kernels``)."""
     no_out(out, "a Dask array signal")
     plan = plans.plan_sliding(signal, kernel, axis, mode, method, dilation, sharpness,
-                              noise_floor, fill, None, normalise, center)
+                              noise_floor, fill, None, normalise, center, stride)
     nker, nchan, m = plan.khat.shape
     x = signal
     if plan.channel_axis is not None:  # a window reads every channel
@@ -130,15 +141,16 @@ def sliding_cosine(signal, kernel, block_function, *, sharpness=1.0, mode="valid
 
     new_axis = [ax] if plan.bank_shape and plan.channel_axis is None else []
     out_axis = ax + 1 if new_axis else ax
-    return _windows(x, plan, plan.span, plans.tile_length(m, plan.d), block, out_chunks,
-                    new_axis, out_axis, plan.out_dtype)
+    every = _windows(x, plan, plan.span, plans.tile_length(m, plan.d), block, out_chunks,
+                     new_axis, out_axis, plan.out_dtype)
+    return _every(every, out_axis, plan.stride)
 
 
 def windowed_norm(signal, window, block_function, *, dilation=1, mode="valid", axis=-1,
-                  center=False, out=None):
+                  center=False, stride=1, out=None):
     """``windowed_norm`` of the Dask array ``signal``: a lazy Dask array."""
     no_out(out, "a Dask array signal")
-    plan = plans.plan_norms(signal, window, dilation, mode, axis, center)
+    plan = plans.plan_norms(signal, window, dilation, mode, axis, center, stride)
     block = functools.partial(block_function, window=plan.m, dilation=plan.d, mode="valid",
                               axis=plan.ax, center=plan.center)
 
@@ -147,8 +159,9 @@ def windowed_norm(signal, window, block_function, *, dilation=1, mode="valid", a
         chunks[plan.ax] = along
         return tuple(chunks)
 
-    return _windows(signal, plan, plan.span, plans.tile_length(plan.m, plan.d), block,
-                    out_chunks, [], plan.ax, plan.out_dtype)
+    every = _windows(signal, plan, plan.span, plans.tile_length(plan.m, plan.d), block,
+                     out_chunks, [], plan.ax, plan.out_dtype)
+    return _every(every, plan.ax, plan.stride)
 
 
 def sharpen(s, sharpness, block_function, *, out=None):

@@ -1,0 +1,89 @@
+"""``stride=``: every ``stride``-th window of the mode, for ``sliding_cosine``,
+``windowed_norm`` and ``sliding_cosine_grad`` (its finite differences are in
+``tests/test_grad.py``; the Dask, xarray, CUDA and PyTorch sides beside
+their other tests).  Strided results are those of ``stride=1`` sliced, bit
+for bit, whichever way the dots are made."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cosim_np import sliding_cosine, sliding_cosine_grad, windowed_norm
+from tests.strategies import arrays, window_geometry
+
+
+@st.composite
+def strided_problems(draw):
+    n, m, dilation, mode = draw(window_geometry(max_n=40, max_m=6))
+    shape = draw(st.sampled_from(["one", "bank", "channels"]))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    if shape == "one":
+        signal, kernel = draw(arrays(dtype, (2, n))), draw(arrays(np.float64, m))
+    elif shape == "bank":
+        signal, kernel = draw(arrays(dtype, (2, n))), draw(arrays(np.float64, (3, m)))
+    else:
+        signal, kernel = draw(arrays(dtype, (2, n))), draw(arrays(np.float64, (3, 2, m)))
+    center = draw(st.booleans())
+    flat = np.reshape(kernel, (-1, m) if shape != "channels" else (3, -1))
+    if center and np.any(np.all(flat == flat[:, :1], axis=1)):
+        center = False  # (a constant kernel is an error with center)
+    options = dict(mode=mode, dilation=dilation, center=center,
+                   sharpness=draw(st.sampled_from([1.0, 1.5])),
+                   noise_floor=draw(st.sampled_from([0.0, 0.5])), fill=0.25,
+                   method=draw(st.sampled_from(["direct", "fft", "auto"])))
+    return signal, kernel, options, draw(st.integers(1, 5))
+
+
+@pytest.mark.usefixtures("fft_engine")
+@given(problem=strided_problems())
+def test_every_stride_th_window_of_the_mode(problem):
+    signal, kernel, options, stride = problem
+    every = sliding_cosine(signal, kernel, **options)
+    got = sliding_cosine(signal, kernel, stride=stride, **options)
+    want = every[..., ::stride]
+    assert got.shape == want.shape and got.dtype == want.dtype
+    np.testing.assert_array_equal(got, want)
+
+
+@given(geometry=window_geometry(max_n=40, max_m=6), stride=st.integers(1, 6),
+       center=st.booleans(), data=st.data())
+def test_windowed_norm_keeps_every_stride_th_norm_bit_for_bit(geometry, stride, center, data):
+    n, m, dilation, mode = geometry
+    signal = data.draw(arrays(np.float64, (3, n)))
+    every = windowed_norm(signal, m, dilation=dilation, mode=mode, center=center)
+    got = windowed_norm(signal, m, dilation=dilation, mode=mode, center=center, stride=stride)
+    np.testing.assert_array_equal(got, every[..., ::stride])
+
+
+def test_any_axis_out_and_long_signals():
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((9000, 3)).astype(np.float32)
+    x[4000:4050] *= 1e6  # a loud burst: later windows stay exact
+    bank = rng.standard_normal((4, 9))
+    for method in ("direct", "fft"):
+        every = sliding_cosine(x, bank, axis=0, mode="same", method=method)
+        out = np.empty((4, 3000, 3), np.float32)
+        got = sliding_cosine(x, bank, axis=0, mode="same", method=method, stride=3, out=out)
+        assert got is out
+        np.testing.assert_array_equal(out, every[:, ::3])
+    norms = windowed_norm(x, 9, axis=0, stride=4)
+    np.testing.assert_array_equal(norms, windowed_norm(x, 9, axis=0)[::4])
+
+
+@pytest.mark.parametrize("center", [False, True])
+def test_the_gradient_of_a_stride_is_that_of_the_windows_kept(center):
+    """With ``g`` zero on the windows left out, ``stride=1`` has the same
+    loss: the same gradients."""
+    rng = np.random.default_rng(8)
+    x, kernel = rng.standard_normal((2, 300)), rng.standard_normal((5, 2, 7))
+    options = dict(mode="full", dilation=2, sharpness=1.3, noise_floor=0.1, center=center)
+    g = rng.standard_normal(sliding_cosine(x, kernel, stride=4, **options).shape)
+    every = np.zeros(sliding_cosine(x, kernel, **options).shape)
+    every[..., ::4] = g
+    got = sliding_cosine_grad(x, kernel, g, stride=4, **options)
+    want = sliding_cosine_grad(x, kernel, every, **options)
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="grad_output must have the shape"):
+        sliding_cosine_grad(x, kernel, every, stride=4, **options)
