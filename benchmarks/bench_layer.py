@@ -51,7 +51,22 @@ def torch_layer(torch, weight, p, q):
     return forward
 
 
-def run(shape, threads, repeat):
+def layer_input(shape, signal):
+    """The layer's input ``(B, C_in, n)``, float32: unit noise, or
+    (``signal="corpus"``) channel ``c`` of row ``b`` a signal of the
+    realistic corpus (``benchmarks/corpus.py``), the classes in turn."""
+    batch, c_in, _, _, n = shape
+    if signal == "noise":
+        return np.random.default_rng(0).standard_normal((batch, c_in, n)).astype(np.float32)
+    import corpus
+
+    classes = corpus.available()
+    return np.stack([[corpus.make(classes[(b * c_in + c) % len(classes)], n, np.float32,
+                                  seed=b * c_in + c) for c in range(c_in)]
+                     for b in range(batch)])
+
+
+def run(shape, threads, repeat, signal="noise"):
     import torch
 
     from cosim_np.torch import SharpenedCosine1d
@@ -65,7 +80,7 @@ def run(shape, threads, repeat):
     p = ours.p.detach().clone().requires_grad_()
     q = ours.q.detach().clone().requires_grad_()
     theirs = torch_layer(torch, weight, p, q)
-    x = torch.randn(batch, c_in, n, requires_grad=True)
+    x = torch.from_numpy(layer_input(shape, signal)).requires_grad_()
 
     def forward(layer):
         def call():
@@ -91,6 +106,9 @@ def main():
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="n = 10**4, one thread")
+    parser.add_argument("--signals", nargs="+", default=["noise", "corpus"],
+                        choices=["noise", "corpus"],
+                        help="the input: unit noise, and the corpus's classes, one per channel")
     args = parser.parse_args()
     import torch
 
@@ -103,16 +121,23 @@ def main():
     print(f"cosim_np {cosim_np.__version__}, numba {numba.__version__}, torch {torch.__version__}")
     print(f"CPU: {cpu_model()}")
     print("\nSCS layer, float32, best of the runs; ratio = PyTorch / cosim_np")
-    print(f"{'B':>3}{'C_in':>5}{'C_out':>6}{'m':>5}{'n':>8}{'thr':>4}  {'pass':<18}"
+    print(f"{'B':>3}{'C_in':>5}{'C_out':>6}{'m':>5}{'n':>8}{'thr':>4} {'input':>7}  {'pass':<18}"
           f"{'PyTorch ms':>11}{'cosim_np ms':>12}{'ratio':>7}")
     for shape in shapes:
-        for threads in args.threads:
-            (t_fwd, o_fwd, t_both, o_both), worst = run(shape, threads, args.repeat)
-            head = "".join(f"{v:>{w}}" for v, w in zip(shape, (3, 5, 6, 5, 8))) + f"{threads:>4}"
-            print(f"{head}  {'forward':<18}{t_fwd * 1e3:>11.1f}{o_fwd * 1e3:>12.1f}"
-                  f"{t_fwd / o_fwd:>7.2f}")
-            print(f"{head}  {'forward + backward':<18}{t_both * 1e3:>11.1f}{o_both * 1e3:>12.1f}"
-                  f"{t_both / o_both:>7.2f}   (largest difference of the outputs {worst:.1e})")
+        for signal in args.signals:
+            for threads in args.threads:
+                report(shape, threads, signal, *run(shape, threads, args.repeat, signal))
+
+
+def report(shape, threads, signal, times, worst):
+    """The two lines of one shape, thread count and input."""
+    t_fwd, o_fwd, t_both, o_both = times
+    head = ("".join(f"{v:>{w}}" for v, w in zip(shape, (3, 5, 6, 5, 8))) + f"{threads:>4}"
+            + f" {signal:>7}")
+    print(f"{head}  {'forward':<18}{t_fwd * 1e3:>11.1f}{o_fwd * 1e3:>12.1f}"
+          f"{t_fwd / o_fwd:>7.2f}")
+    print(f"{head}  {'forward + backward':<18}{t_both * 1e3:>11.1f}{o_both * 1e3:>12.1f}"
+          f"{t_both / o_both:>7.2f}   (largest difference of the outputs {worst:.1e})")
 
 
 if __name__ == "__main__":

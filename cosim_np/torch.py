@@ -91,26 +91,28 @@ def sliding_cosine(signal, kernel, sharpness=1.0, noise_floor=0.0, **options):
 class _Sharpen(torch.autograd.Function):
     """``sign(s) |s| ** (p**2)``, a sharpness per channel: ``p`` of shape
     ``(K, 1)`` against ``s`` ``(..., K, L)``, or of one element for any
-    ``s``.  One fused pass each way in float64 (``_cpu.grad.sharpen_rows``),
-    with the conventions of ``sliding_cosine_grad`` at ``s = 0`` (``d/ds`` 0
+    ``s``.  One pass each way in float64 (``_cpu.drivers.sharpen_rows``;
+    float32 scores by the vectorised powers of ``_cpu.powers``), with the
+    conventions of ``sliding_cosine_grad`` at ``s = 0`` (``d/ds`` 0
     for ``p**2 < 1``, 1 for ``p**2 = 1``; ``d/dp`` 0), where torch's
     ``pow`` would give NaN or inf."""
 
     @staticmethod
     def _rows(s, p):
         """``s`` as rows ``(B, K, L)`` and the exponents ``(K,)``."""
+        exponents = p.detach().to(torch.float64) ** 2  # (squared in float64, as sharpen does)
         if p.numel() == 1:
-            return s.reshape(1, 1, -1), (p * p).reshape(1)
+            return s.reshape(1, 1, -1), exponents.reshape(1)
         if p.dim() != 2 or p.shape[1] != 1 or s.dim() < 2 or s.shape[-2] != p.shape[0]:
             raise ValueError(f"p must have shape (K, 1) for scores (..., K, L) or one element; "
                              f"got p of shape {tuple(p.shape)} for scores of shape {tuple(s.shape)}.")
-        return s.reshape(-1, p.shape[0], s.shape[-1]), (p * p).reshape(-1)
+        return s.reshape(-1, p.shape[0], s.shape[-1]), exponents.reshape(-1)
 
     @staticmethod
     def forward(ctx, s, p):
         rows, exponents = _Sharpen._rows(s, p)
         values = np.array(_host(rows, "s"))  # (a copy: sharpened in place)
-        drivers.sharpen_rows(values, _host(exponents, "p").astype(np.float64))
+        drivers.sharpen_rows(values, _host(exponents, "p"))
         out = torch.from_numpy(values).reshape(s.shape)
         ctx.save_for_backward(s, p, out)
         return out
@@ -122,7 +124,7 @@ class _Sharpen(torch.autograd.Function):
         grad, log_sums = drivers.sharpen_rows_grad(
             np.ascontiguousarray(_host(rows, "s")), _host(out.reshape(rows.shape), "out"),
             np.ascontiguousarray(_host(grad_output.reshape(rows.shape), "grad_output")),
-            _host(exponents, "p").astype(np.float64), ctx.needs_input_grad[1])
+            _host(exponents, "p"), ctx.needs_input_grad[1])
         grad_s = torch.from_numpy(grad).to(s.dtype).reshape(s.shape)
         grad_p = 2 * p * torch.from_numpy(log_sums).to(p.dtype).reshape(p.shape)
         return grad_s, grad_p

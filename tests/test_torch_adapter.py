@@ -6,7 +6,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from cosim_np import demo, sliding_cosine  # noqa: E402
+from cosim_np import demo, sharpen, sliding_cosine  # noqa: E402
 from cosim_np import torch as adapter  # noqa: E402
 
 
@@ -94,6 +94,36 @@ def test_the_layer_is_the_sliding_cosine_with_each_channel_sharpened():
                               dilation=2, mode="same")
         np.testing.assert_allclose(got[:, o], want[:, 0], rtol=1e-13, atol=1e-15)
     assert "3, 4, kernel_size=5" in repr(layer)
+
+
+def test_a_float32_layer_sharpens_to_float32_rounding():
+    """float32 scores take the vectorised powers of ``_cpu.powers``: within a
+    unit of float32 rounding of ``sharpen`` of the same float32 scores (the
+    layer sharpens the rounded cosines, per channel), and their gradients
+    those of float64 scores to float32 accuracy."""
+    torch.manual_seed(3)
+    layer = adapter.SharpenedCosine1d(2, 3, 5, q_init=0.2)
+    with torch.no_grad():
+        layer.p.copy_(torch.tensor([0.3, 1.0, 2.5]))
+    x = torch.randn(2, 2, 300)
+    got = layer(x).detach().numpy()
+    # the cosines the layer sharpens
+    cosines = adapter.sliding_cosine(x, layer.weight, 1.0, layer.q * layer.q).detach().numpy()
+    for o in range(3):
+        want = sharpen(cosines[:, o], float(layer.p[o].detach()))
+        units = np.abs(got[:, o].view(np.int32).astype(np.int64)
+                       - want.view(np.int32).astype(np.int64))
+        assert np.max(units) <= 1
+    wide = adapter.SharpenedCosine1d(2, 3, 5, dtype=torch.float64)
+    with torch.no_grad():
+        for mine, theirs in zip(wide.parameters(), layer.parameters()):
+            mine.copy_(theirs.double())
+    for model, data in ((layer, x), (wide, x.double())):
+        model.zero_grad()
+        model(data).pow(2).sum().backward()
+    for narrow, precise in zip(layer.parameters(), wide.parameters()):
+        np.testing.assert_allclose(narrow.grad.numpy(), precise.grad.numpy(), rtol=1e-3,
+                                   atol=1e-3 * float(precise.grad.abs().max()))
 
 
 def test_gradcheck_of_the_layer():

@@ -15,7 +15,7 @@ import numpy as np
 from .._core import config
 from .._core import sliding as plans
 from .._core.scalars import KERNEL_ZERO
-from . import blas, blocks, centered, products, scratch, threads
+from . import blas, blocks, centered, powers, products, scratch, threads
 from . import fft as transforms
 from . import grad as gradients
 from . import sliding as kernels
@@ -195,22 +195,51 @@ def sliding_cosine_grad(x, grad_plan, method, want_sharpness=True):
 def sharpen_rows(s, exponents):
     """In place: ``s[b, k] = sign(s) |s| ** exponents[k]`` for unsharpened
     cosines ``s`` ``(B, K, L)`` (C-contiguous, float32 or float64), rows
-    split over the threads."""
-    threads.run_split(s.shape[0] * s.shape[1],
-                      lambda start, stop: gradients.sharpen_rows(s, exponents, start, stop))
+    split over the threads; float32 rows by the vectorised powers of
+    ``_cpu.powers``."""
+    nker, length = s.shape[1], s.shape[2]
+    single = s.dtype == np.float32
+
+    def work(start, stop):
+        if single:
+            bits = s.view(np.int32)
+            row = np.empty(length)
+            scales = np.empty(length, dtype=np.int64)
+        for r in range(start, stop):
+            b, k = divmod(r, nker)
+            if single:
+                powers.sharpen_float32(s[b, k], bits[b, k], exponents[k], row, scales)
+                s[b, k] = row
+            else:
+                gradients.sharpen_row(s[b, k], exponents[k])
+
+    threads.run_split(s.shape[0] * nker, work)
 
 
 def sharpen_rows_grad(s, out, g, exponents, want_log):
     """The backward of :func:`sharpen_rows` (``out`` its result, ``g`` the
     gradient of the loss with respect to it): ``(grad_s, log_sums)``, the
-    gradient with respect to ``s`` (float64) and per kernel the sums of
+    gradient with respect to ``s`` (of its dtype) and per kernel the sums of
     ``g out ln|s|`` (``dL/dP_k``; zeros without ``want_log``), summed in
     row order (the same bits for any thread count)."""
-    nrows, nker = s.shape[0], s.shape[1]
-    grad = np.empty(s.shape)
+    nrows, nker, length = s.shape
+    grad = np.empty(s.shape, s.dtype)
     log_sums = np.zeros((nrows, nker))
-    threads.run_split(nrows * nker, lambda start, stop: gradients.sharpen_rows_grad(
-        s, out, g, exponents, want_log, start, stop, grad, log_sums))
+    single = s.dtype == np.float32
+
+    def work(start, stop):
+        logs = np.empty(length if want_log else 0)
+        bits = s.view(np.int32) if single else None
+        for r in range(start, stop):
+            b, k = divmod(r, nker)
+            if want_log and single:
+                powers.log_float32(s[b, k], bits[b, k], logs)
+            elif want_log:
+                gradients.log_row(s[b, k], logs)
+            log_sums[b, k] = gradients.sharpen_row_grad(s[b, k], out[b, k], g[b, k],
+                                                        exponents[k], logs, grad[b, k])
+
+    threads.run_split(nrows * nker, work)
     return grad, np.sum(log_sums, axis=0)
 
 

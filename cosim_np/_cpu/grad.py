@@ -147,53 +147,49 @@ def coefficients(cosines, norms, g, exponent, floor, live_kernels, want_log, a, 
 
 
 # ---------------------------------------------------------------------------
-# A sharpness per kernel (the PyTorch layer's per-channel p), on the
-# unsharpened cosines ``s`` ``(B, K, L)``: one fused pass each way, in
-# float64 whatever the dtype.
+# A sharpness per kernel (the PyTorch layer's per-channel p), row by row of
+# the unsharpened cosines ``s`` ``(B, K, L)``, in float64 whatever the dtype
+# (float32 rows take their powers and logarithms from ``_cpu.powers``).
 
 
 @jit
-def sharpen_rows(s, exponents, start, stop):
-    """In place, rows ``r = b K + k`` of ``start .. stop-1``: ``s[b, k] =
-    sign(s) |s| ** exponents[k]`` (0 and NaN pass through)."""
-    nker = s.shape[1]
-    for r in range(start, stop):
-        b = r // nker
-        k = r - b * nker
-        row = s[b, k]
-        for t in range(row.size):
-            row[t] = sharpen_value(np.float64(row[t]), exponents[k])
+def sharpen_row(row, exponent):
+    """In place: ``row = sign(s) |s| ** exponent`` (0 and NaN pass through)."""
+    for t in range(row.size):
+        row[t] = sharpen_value(np.float64(row[t]), exponent)
 
 
 @jit
-def sharpen_rows_grad(s, out, g, exponents, want_log, start, stop, grad, log_sums):
-    """Rows ``r = b K + k`` of ``start .. stop-1``: ``grad = g P |s|**(P-1)``
-    with ``P = exponents[k]`` (the conventions of ``coefficients`` at ``s =
-    0``), from the sharpened ``out`` where it holds the digits (``out / s =
-    |s|**(P-1)``: a division, not a power), and with ``want_log``,
-    ``log_sums[b, k]`` the sum of ``g out ln|s|`` (0 at ``s = 0``)."""
-    nker = s.shape[1]
-    for r in range(start, stop):
-        b = r // nker
-        k = r - b * nker
-        power = exponents[k]
-        s_row, out_row, g_row, grad_row = s[b, k], out[b, k], g[b, k], grad[b, k]
-        total = 0.0
-        for t in range(s_row.size):
-            value = np.float64(s_row[t])
-            magnitude = abs(value)
-            sharpened = np.float64(out_row[t])
-            if power == 1.0:
-                slope = 1.0
-            elif magnitude > 0.0:
-                if abs(sharpened) >= TINY:
-                    slope = power * (sharpened / value)
-                else:  # (|s|**P underflowed the dtype: no digits to divide)
-                    slope = power * magnitude ** (power - 1.0)
-            else:
-                slope = magnitude * 0.0  # (NaN stays NaN)
-            weight = np.float64(g_row[t])
-            grad_row[t] = weight * slope
-            if want_log and magnitude != 0.0:
-                total += weight * sharpened * math.log(magnitude)
-        log_sums[b, k] = total
+def log_row(row, logs):
+    """``logs[t] = ln|row[t]|`` (``-inf`` at 0)."""
+    for t in range(row.size):
+        logs[t] = math.log(abs(np.float64(row[t])))
+
+
+@jit
+def sharpen_row_grad(s, out, g, power, logs, grad):
+    """One row: ``grad = g P |s|**(P-1)`` with ``P = power`` (the
+    conventions of ``coefficients`` at ``s = 0``), from the sharpened
+    ``out`` where it holds the digits (``out / s = |s|**(P-1)``: a
+    division, not a power); returns the sum of ``g out ln|s|`` (0 at ``s =
+    0``) from ``logs`` (``ln|s|``), or 0 where ``logs`` is empty."""
+    total = 0.0
+    want_log = logs.size > 0
+    for t in range(s.size):
+        value = np.float64(s[t])
+        magnitude = abs(value)
+        sharpened = np.float64(out[t])
+        if power == 1.0:
+            slope = 1.0
+        elif magnitude > 0.0:
+            if abs(sharpened) >= TINY:
+                slope = power * (sharpened / value)
+            else:  # (|s|**P underflowed the dtype: no digits to divide)
+                slope = power * magnitude ** (power - 1.0)
+        else:
+            slope = magnitude * 0.0  # (NaN stays NaN)
+        weight = np.float64(g[t])
+        grad[t] = weight * slope
+        if want_log and magnitude != 0.0:
+            total += weight * sharpened * logs[t]
+    return total
