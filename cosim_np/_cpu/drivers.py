@@ -210,8 +210,8 @@ def sharpen_rows(s, exponents):
             if single:
                 powers.sharpen_float32(s[b, k], bits[b, k], exponents[k], row, scales)
                 s[b, k] = row
-            else:
-                gradients.sharpen_row(s[b, k], exponents[k])
+            else:  # (in place)
+                kernels.sharpen_kernel(s[b, k], exponents[k], s[b, k])
 
     threads.run_split(s.shape[0] * nker, work)
 

@@ -23,7 +23,6 @@ import math
 import numpy as np
 
 from ._jit import jit
-from .sliding import sharpen_value
 
 # Below this magnitude a sharpened float32 cosine may have lost digits to
 # underflow (the smallest normal float32).
@@ -145,18 +144,10 @@ def coefficients(cosines, norms, g, exponent, floor, live_kernels, want_log, a, 
     return log_sum, c_sum
 
 
-
 # ---------------------------------------------------------------------------
 # A sharpness per kernel (the PyTorch layer's per-channel p), row by row of
 # the unsharpened cosines ``s`` ``(B, K, L)``, in float64 whatever the dtype
 # (float32 rows take their powers and logarithms from ``_cpu.powers``).
-
-
-@jit
-def sharpen_row(row, exponent):
-    """In place: ``row = sign(s) |s| ** exponent`` (0 and NaN pass through)."""
-    for t in range(row.size):
-        row[t] = sharpen_value(np.float64(row[t]), exponent)
 
 
 @jit

@@ -15,9 +15,8 @@ in float64 from the float32's own bits instead, branch-free:
   are 0 in float32).
 
 The relative error of the power stays below ``1e-14 (1 + P (1 + |ln s|))``
-(tested), far below
-a float32's rounding (``6e-8``): rounded to float32 it is libm's power
-rounded, but for ties within ``1e-13`` of a rounding boundary, one unit
+(tested), far below a float32's rounding (``6e-8``): rounded to float32 it
+is libm's power rounded, but for near-ties of a rounding boundary, one unit
 then.  Zeros, subnormals, infinities and NaN (exponent fields 0 and 255)
 are left to the scalar formula.  Nothing here validates.
 """
