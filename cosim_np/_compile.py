@@ -65,7 +65,20 @@ def _other_calls(dtype):
         ("set_similarity", lambda: [set_similarity(rows, rows[:7], measure=measure)
                                     for measure in ("mean", "centroid", "greedy", "chamfer")]),
         ("scaled_cosine", lambda: scaled_cosine(rows, rows[::-1])),
+        ("the PyTorch layer's powers per channel", lambda: _layer_powers(dtype)),
     ]
+
+
+def _layer_powers(dtype):
+    """What ``cosim_np.torch.SharpenedCosine1d`` adds to the kernels of
+    ``sliding_cosine`` and ``sliding_cosine_grad`` (torch itself not needed)."""
+    from ._cpu import drivers
+
+    scores = np.clip(_signal(dtype, (2, 3, 50)), -1, 1)
+    exponents = np.array([0.5, 1.0, 2.0])
+    sharpened = scores.copy()
+    drivers.sharpen_rows(sharpened, exponents)
+    drivers.sharpen_rows_grad(scores, sharpened, np.ones_like(scores), exponents, True)
 
 
 def _near_the_limits():
