@@ -88,8 +88,8 @@ def sliding_cosine_grad(x, grad_plan, method, want_sharpness=True):
     """``(signal, kernel, sharpness, noise_floor)`` gradients of a planned
     ``sliding_cosine_grad`` call (``plans.SlidingGradPlan``), see
     ``_cpu.grad``.  A tile of windows at a time: the windows (less their
-    means with ``center``) as the rows of a matrix, the cosines from its
-    product with the kernels, the per-window coefficients, and the two sums
+    means with ``center``) as the columns of a matrix (as the forward's
+    products lay them out), the cosines from its product with the kernels, the per-window coefficients, and the two sums
     over kernels and over windows as products too (BLAS, float64).  Rows
     with samples of magnitude outside ``[SAFE_MIN, SAFE_MAX]`` take the
     forward's exact cosines instead (by ``method``), whose squares and dots
@@ -137,7 +137,7 @@ def sliding_cosine_grad(x, grad_plan, method, want_sharpness=True):
 
     def work(start, stop):
         # a tile's arrays, allocated once: fresh ones would be fresh pages each time
-        windows = np.empty((tile, nchan * m))
+        windows = np.empty(nchan * m * tile)
         per_kernel = [np.empty(nker * tile) for _ in range(4)]
         shares = np.empty(nchan * m * tile)
         spread = np.empty((1, nwin))  # c summed over the kernels
@@ -147,13 +147,15 @@ def sliding_cosine_grad(x, grad_plan, method, want_sharpness=True):
                 gradients.window_means(padded[row], m, d, means[row])
             for t0 in range(0, nwin, tile):
                 size = min(tile, nwin - t0)
-                here = windows[:size]
+                # the windows (less their means) as columns
+                here = windows[: nchan * m * size].reshape(nchan * m, size)
                 cosines, g_t, a_t, c_t = (buffer[: nker * size].reshape(nker, size)
                                           for buffer in per_kernel)
-                gradients.window_matrix(padded, b, t0, m, d, means, here)
+                products.window_columns(padded, b, t0, size, m, d, means[b, t0 : t0 + size],
+                                        here)
                 norm = norms[b, t0 : t0 + size]
                 if exact is None:
-                    np.matmul(flat, here.T, out=cosines)
+                    np.matmul(flat, here, out=cosines)
                     with np.errstate(divide="ignore", invalid="ignore"):
                         np.divide(cosines, norm + floor, out=cosines)
                 else:
@@ -166,7 +168,7 @@ def sliding_cosine_grad(x, grad_plan, method, want_sharpness=True):
                 share = shares[: nchan * m * size].reshape(nchan * m, size)
                 np.matmul(flat.T, a_t, out=share)
                 gradients.scatter_windows(share, b, t0, m, d, grad)
-                sums[b] += a_t @ here  # the sum over windows of a (w - mean)
+                sums[b] += a_t @ here.T  # the sum over windows of a (w - mean)
                 np.sum(c_t, axis=0, out=spread[0, t0 : t0 + size])
             # (their windows' c is 0)
             safe_norms = np.where(norms[row] == 0.0, 1.0, norms[row])
@@ -466,6 +468,7 @@ def _run_products(piece, khat, kernel_state, d, exponent, floor, fill, result, o
         scales = np.zeros(block, dtype=np.int64)
         sums = np.zeros(block)
         rescaled = np.zeros(block, dtype=np.bool_)
+        no_means = np.empty(0)  # (the raw windows: the kernels are centered)
         for b in range(piece.shape[0]):
             for i0 in range(start, stop, tile):
                 nwin = min(tile, stop - i0)
@@ -477,7 +480,7 @@ def _run_products(piece, khat, kernel_state, d, exponent, floor, fill, result, o
                     count = min(block, nwin - t0)
                     these = sumsq[t0 : t0 + count]
                     here = columns[: taps * count].reshape(taps, count)
-                    products.window_columns(piece, b, i0 + t0, count, m, d, here)
+                    products.window_columns(piece, b, i0 + t0, count, m, d, no_means, here)
                     if unsafe:
                         products.rescale_columns(piece, b, i0 + t0, count, m, d, these, center,
                                                  here, scales, sums, rescaled)

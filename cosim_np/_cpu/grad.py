@@ -53,22 +53,6 @@ def window_means(x, m, d, means):
 
 
 @jit
-def window_matrix(x, b, t0, m, d, means, dest):
-    """``dest[t, ch * m + j] = x[b, ch, t0 + t + j d] - means[b, t0 + t]``:
-    the windows ``t0 ..`` of row ``b`` less their means, one per row (for
-    the products with the kernels)."""
-    nchan = x.shape[1]
-    count = dest.shape[0]
-    mean = means[b, t0 : t0 + count]
-    for ch in range(nchan):
-        for j in range(m):
-            taps = x[b, ch, t0 + j * d : t0 + j * d + count]
-            column = ch * m + j
-            for t in range(count):
-                dest[t, column] = taps[t] - mean[t]
-
-
-@jit
 def scatter_windows(values, b, t0, m, d, grad):
     """``grad[b, ch, t0 + t + j d] += values[ch * m + j, t]``: each window's
     gradient added to its samples, tap by tap."""

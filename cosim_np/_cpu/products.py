@@ -46,15 +46,22 @@ tile_m2 = _tile_m2
 
 
 @jit
-def window_columns(x, b, i0, count, m, d, columns):
+def window_columns(x, b, i0, count, m, d, means, columns):
     """``columns[c*m + j, t] = x[b, c, i0 + t + j*d]`` (float64) for ``t <
-    count``: the windows ``i0 ..`` of row ``b``, one per column."""
+    count``: the windows ``i0 ..`` of row ``b``, one per column, each less
+    its mean ``means[t]`` where ``means`` is not empty (the gradients'
+    centered windows)."""
+    less_means = means.size > 0
     for c in range(x.shape[1]):
         for j in range(m):
             taps = x[b, c, i0 + j * d : i0 + j * d + count]
             dest = columns[c * m + j]
-            for t in range(count):
-                dest[t] = taps[t]
+            if less_means:
+                for t in range(count):
+                    dest[t] = taps[t] - means[t]
+            else:
+                for t in range(count):
+                    dest[t] = taps[t]
 
 
 @jit
