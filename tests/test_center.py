@@ -98,6 +98,39 @@ def test_an_offset_leaves_the_fft_blocks_transformed(monkeypatch, dtype, offset)
     assert_within_bound(got[ok], want[ok], kappas[ok], kappa(k), 256, dtype)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_block_is_transformed_less_its_mean_only_where_that_is_an_offset(dtype):
+    """``_block_reference``: the mean of the finite samples where it holds at
+    least half of their energy, else 0 (a zero-mean block, or mostly exact
+    zeros, is transformed as it is); exactly ``2**j`` times as much for the
+    samples times ``2**j``, negated for the negated samples, whether the
+    block holds a NaN or not."""
+    from cosim_np._cpu.blocks import _block_reference, _block_sums
+
+    rng = np.random.default_rng(3)
+    noise = rng.standard_normal((1, 2, 1001))
+    sparse = np.zeros((1, 2, 1001))
+    sparse[0, :, ::97] = 5.0
+    for x, offset in [(noise, False), (sparse, False), (noise + 3.0, True), (-noise - 3.0, True)]:
+        x = x.astype(dtype)
+        finite = x[np.isfinite(x)].astype(np.float64)
+        got = _block_reference(x, 0, 0, 1001)
+        # (its pass without finiteness tests sums the same bits as the one with)
+        assert _block_sums(x, 0, 5, 999, False) == _block_sums(x, 0, 5, 999, True)
+        assert got == (0.0 if not offset else pytest.approx(finite.mean(), rel=1e-12))
+        with_nan = x.copy()
+        with_nan[0, 1, 500] = np.nan
+        for y in (x, with_nan):
+            base = _block_reference(y, 0, 3, 900)
+            for j in (-300, -7, 5, 200) if dtype == np.float64 else (-20, 3, 20):
+                assert _block_reference(np.ldexp(y, j), 0, 3, 900) == np.ldexp(base, j)
+            assert _block_reference(-y, 0, 3, 900) == -base
+    with_nan = (noise + 3.0).astype(dtype)
+    with_nan[0, 0, 10] = np.nan
+    kept = np.delete(with_nan.astype(np.float64).ravel(), 10)
+    assert _block_reference(with_nan, 0, 0, 1001) == pytest.approx(kept.mean(), rel=1e-12)
+
+
 @pytest.mark.usefixtures("fft_engine")
 @pytest.mark.parametrize("method", ["direct", "fft"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

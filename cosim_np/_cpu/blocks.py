@@ -96,7 +96,8 @@ def plan_blocks(x, w0, w1, step, nfft, m, d, sumsq, safe, center, ratio, exponen
     of squares that left the float64 range):
 
     * ``references[b, g]``, with ``center`` in a safe segment the mean of the
-      block's finite samples (``_block_reference``), else 0: the block's
+      block's finite samples where it holds half their energy
+      (``_block_reference``), else 0: the block's
       samples less it are transformed.  A centered kernel's taps sum to
       zero, so the dots keep their value, but the transform's error, which
       follows the magnitude of what it transforms, no longer carries an
@@ -238,10 +239,29 @@ def leave_out_loud(x, w0, w1, step, nfft, m, d, ratio, exponents, noise, loud, r
 
 @jit
 def _block_reference(x, b, start, stop):
-    """The mean of the finite samples of ``x[b, :, start:stop]`` (0 if none),
-    summed in a fixed order: that of ``2**j * x`` is exactly ``2**j`` times
-    that of ``x``, that of ``-x`` its negative."""
+    """The mean of the finite samples of ``x[b, :, start:stop]`` where it holds
+    at least half of their energy (``count * mean**2 >= sum of squares / 2``:
+    an offset worth taking out), else 0 (taking out a small mean would only
+    turn exact zeros into differences); summed in a fixed order, so that
+    for ``2**j * x`` (squares normal) it is exactly ``2**j`` times that of
+    ``x``, and for ``-x`` its negative."""
+    total, squares, count = _block_sums(x, b, start, stop, False)
+    if not (abs(total) < np.inf and squares < np.inf):  # a NaN or inf sample
+        total, squares, count = _block_sums(x, b, start, stop, True)
+    if count == 0:
+        return 0.0
+    mean = total / count
+    return mean if 2.0 * (count * mean) * mean >= squares else 0.0
+
+
+@jit
+def _block_sums(x, b, start, stop, finite_only):
+    """The sum, the sum of squares and the count of the samples of ``x[b, :,
+    start:stop]`` (``finite_only``: of the finite ones), in four chains each.
+    Without ``finite_only`` the sums are the same bits as with it wherever
+    they come out finite (no sample was NaN or inf)."""
     s0 = s1 = s2 = s3 = 0.0
+    q0 = q1 = q2 = q3 = 0.0
     count = 0
     for c in range(x.shape[1]):
         src = x[b, c, start:stop]
@@ -249,19 +269,32 @@ def _block_reference(x, b, start, stop):
         while p + 4 <= src.size:
             v0, v1 = np.float64(src[p]), np.float64(src[p + 1])
             v2, v3 = np.float64(src[p + 2]), np.float64(src[p + 3])
-            f0, f1 = abs(v0) < np.inf, abs(v1) < np.inf
-            f2, f3 = abs(v2) < np.inf, abs(v3) < np.inf
-            s0 += v0 if f0 else 0.0
-            s1 += v1 if f1 else 0.0
-            s2 += v2 if f2 else 0.0
-            s3 += v3 if f3 else 0.0
-            count += f0 + f1 + f2 + f3
+            if finite_only:
+                v0 = v0 if abs(v0) < np.inf else 0.0
+                v1 = v1 if abs(v1) < np.inf else 0.0
+                v2 = v2 if abs(v2) < np.inf else 0.0
+                v3 = v3 if abs(v3) < np.inf else 0.0
+                count += ((abs(src[p]) < np.inf) + (abs(src[p + 1]) < np.inf)
+                          + (abs(src[p + 2]) < np.inf) + (abs(src[p + 3]) < np.inf))
+            s0 += v0
+            s1 += v1
+            s2 += v2
+            s3 += v3
+            q0 += v0 * v0
+            q1 += v1 * v1
+            q2 += v2 * v2
+            q3 += v3 * v3
             p += 4
         for p in range(p, src.size):
-            finite = abs(src[p]) < np.inf
-            s0 += np.float64(src[p]) if finite else 0.0
-            count += finite
-    return ((s0 + s1) + (s2 + s3)) / count if count else 0.0
+            v0 = np.float64(src[p])
+            if finite_only:
+                v0 = v0 if abs(v0) < np.inf else 0.0
+                count += abs(src[p]) < np.inf
+            s0 += v0
+            q0 += v0 * v0
+    if not finite_only:
+        count = x.shape[1] * (stop - start)
+    return ((s0 + s1) + (s2 + s3)), ((q0 + q1) + (q2 + q3)), count
 
 
 @jit
