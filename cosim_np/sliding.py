@@ -453,9 +453,11 @@ def sliding_cosine_grad(
         pass on no gradient, and the backward costs what it costs without
         one).
     backend : {'auto', 'cpu', 'cuda'}, optional
-        {backend} The gradients run on the CPU only so far: CUDA device
-        arrays and ``backend='cuda'`` raise ``NotImplementedError`` (copy
-        them to the host).
+        {backend} On the GPU the signal's and the kernel's gradients
+        come back as device arrays of the first device input's kind (host
+        arrays for host inputs), the cosines inside are the direct
+        kernel's (``method`` is then ignored), and every sum runs in a
+        fixed order (the same bits on every run).
 
     Returns
     -------
@@ -472,8 +474,6 @@ def sliding_cosine_grad(
     TypeError
         A Dask array or an ``xarray.DataArray`` (compute the gradient of a
         chunk of a signal on that chunk, with its overlap).
-    NotImplementedError
-        A CUDA device array or ``backend='cuda'``.
 
     Notes
     -----
@@ -530,9 +530,10 @@ def sliding_cosine_grad(
                 "Compute it first (.compute(), .values), or the gradient of each chunk with "
                 "its overlap.")
     if _backend.wants_cuda(backend, signal=signal, kernel=kernel, grad_output=grad_output):
-        raise NotImplementedError(
-            "sliding_cosine_grad runs on the CPU only for now: copy the arrays to the host "
-            "(cupy.asnumpy(x), tensor.cpu().numpy()) and use backend='auto' or 'cpu'.")
+        return SlidingCosineGrad(*_backend.cuda_impl("sliding_cosine_grad")(
+            signal, kernel, grad_output, sharpness=sharpness, mode=mode, dilation=dilation,
+            noise_floor=noise_floor, fill=fill, axis=axis, method=method, center=center,
+            stride=stride))
     return _gradients(signal, kernel, grad_output, sharpness=sharpness, mode=mode,
                       dilation=dilation, noise_floor=noise_floor, fill=fill, axis=axis,
                       method=method, center=center, stride=stride)

@@ -4,8 +4,9 @@ sharpened-cosine-similarity layer.
 Imported only when used (``import cosim_np.torch``); PyTorch is never a
 dependency of cosim_np. The forward is :func:`cosim_np.sliding_cosine`, the
 backward :func:`cosim_np.sliding_cosine_grad`; CPU tensors go through NumPy
-without copies. Both run on the CPU: a CUDA tensor raises
-``NotImplementedError`` (the gradients have no GPU kernels yet).
+without copies. The adapter takes CPU tensors only so far: a CUDA tensor
+raises ``NotImplementedError`` (the functions themselves run on the GPU:
+``cosim_np.sliding_cosine_grad(..., backend="cuda")``).
 
 Examples
 --------
@@ -35,8 +36,8 @@ def _host(tensor, name):
     """A CPU tensor's data as a NumPy array, without a copy."""
     if tensor.device.type != "cpu":
         raise NotImplementedError(
-            f"cosim_np.torch runs on the CPU: {name} is on {tensor.device}. Move it with "
-            ".cpu() (the gradients have no GPU kernels yet).")
+            f"cosim_np.torch takes CPU tensors only so far: {name} is on {tensor.device}. "
+            "Move it with .cpu().")
     return tensor.detach().numpy()
 
 

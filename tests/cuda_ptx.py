@@ -26,6 +26,12 @@ def signatures():
         geometry = (flat(x), flat(i64), i64, i64, i64, i64, i64)  # x roff cs nchan ts n pl
         yield "window_sumsq", geometry + (i64, i64, f64[:, ::1])
         yield "window_m2", geometry + (i64, i64, f64[:, ::1], f64[:, ::1])
+        yield "window_means", geometry + (i64, i64, f64[:, ::1])
+        yield "grad_kernel_sums", geometry + (i64, f64[:, :, ::1], f64[:, ::1], b1, i64,
+                                              f64[:, :, :, ::1])
+        yield "grad_coefficients", (f64[:, :, ::1], f64[:, ::1], flat(x), flat(i64), i64, i64,
+                                    i64, flat(i8), f64, f64, b1, f64[:, :, ::1], f64[:, :, ::1],
+                                    f64[:, ::1], f64[:, ::1])
         yield "sharpen", (flat(x), i64, flat(i64), flat(i64), f64, flat(types.float64))
         yield "row_stats", (x[:, :], flat(f64), flat(f64))
         yield "cosine_pairs", (flat(x), i64, flat(i64), flat(i64), flat(x), i64, flat(i64),
@@ -36,12 +42,15 @@ def signatures():
                                                                   flat(out), flat(i64), i64)
             yield "sliding_cosine", geometry + (f64[:, :, ::1], flat(i8), i64, i64, f64[:, ::1], b1,
                                                 b1, f64, f64, f64, i64) + outs
+            yield "grad_signal", geometry + (f64[:, :, ::1], i64, f64[:, :, ::1], f64[:, ::1],
+                                             f64[:, ::1], f64[:, ::1], b1) + outs
             matrices = (x[:, :], flat(f64), flat(f64)) * 2
             yield "pairwise", matrices + (b1, f64, b1, out[:, ::1])
     matrices = (f64[:, :], flat(f64), flat(f64)) * 2
     yield "topk_tiles", matrices + (b1, b1, f64, b1, i64, f64[:, :, ::1], i64[:, :, ::1])
     for out in outputs:
         yield "topk_merge", (f64[:, :, ::1], i64[:, :, ::1], i64, out[:, ::1], i64[:, ::1])
+    yield "chunk_sums", (f64[:, ::1], i64, f64[:, ::1])
     yield "fill", (flat(f64), f64)
     yield "fill", (flat(i64), i64)
 

@@ -7,6 +7,7 @@ Tolerances are those of the CPU tests: the kernels accumulate in float64 too.
 """
 
 import importlib.util
+import math
 import os
 import subprocess
 import sys
@@ -19,16 +20,19 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from cosim_np import (
+    SlidingCosineGrad,
     cosine_similarity,
     pairwise_cosine,
     sharpen,
     sliding_cosine,
+    sliding_cosine_grad,
     topk_cosine,
     windowed_norm,
 )
 from tests import naive
 from tests.strategies import ALL_DTYPES, FLOAT_DTYPES, arrays, scalable_elements, window_geometry
 from tests.test_embedding import broadcast_problem, check_topk, matrices, search_problem, tol
+from tests.test_grad import problems as grad_problems
 from tests.test_sliding import EPS64, expected_dtype, tolerance
 
 pytestmark = pytest.mark.cuda
@@ -687,6 +691,106 @@ def test_centered_kernel_on_the_device_out_and_errors():
 
 
 # ---------------------------------------------------------------------------
+# sliding: gradients (issue 17), against the CPU's, which tests/test_grad.py
+# checks against finite differences and PyTorch.  Both sum in float64, in
+# different orders: the difference is a few units of rounding of the largest
+# term (every term is bounded by |a| ||khat|| or |c|, at most ~m*K of them).
+
+
+def assert_grads_close(got, want, terms):
+    for name, a, b in zip(SlidingCosineGrad._fields, got, want):
+        a, b = np.asarray(to_host(a), dtype=np.float64), np.asarray(b, dtype=np.float64)
+        assert a.shape == b.shape, name
+        np.testing.assert_array_equal(np.isnan(a), np.isnan(b), err_msg=name)
+        ok = ~np.isnan(b)
+        scale = 1.0 + np.max(np.abs(b[ok]), initial=0.0)
+        np.testing.assert_allclose(a[ok], b[ok], rtol=0, atol=8 * terms * EPS64 * scale,
+                                   err_msg=name)
+
+
+@EXAMPLES
+@given(problem=grad_problems())
+def test_gradients_match_the_cpu(problem):
+    signal, kernel, g, options = problem
+    want = sliding_cosine_grad(signal, kernel, g, **options)
+    got = sliding_cosine_grad(signal, kernel, g, backend="cuda", **options)
+    assert isinstance(got, SlidingCosineGrad)
+    assert isinstance(got.signal, np.ndarray) and isinstance(got.sharpness, float)
+    terms = np.size(kernel) * max(1, np.size(g) // max(1, g.shape[-1]))
+    assert_grads_close(got, want, terms * np.shape(signal)[-1])
+
+
+def test_gradients_of_device_arrays_any_axis_and_strides():
+    """Device arrays in (a strided signal, ``grad_output`` transposed), device
+    arrays out; the kernel's axis and channel axis anywhere."""
+    rng = np.random.default_rng(20)
+    base = rng.standard_normal((12, 3, 40))
+    signal = cuda.to_device(base)[::-1, 1:, ::2]  # (12, 2, 20), negative strides
+    host = base[::-1, 1:, ::2]
+    kernel = rng.standard_normal((4, 2, 3))  # 4 kernels of 2 channels: channel axis 1
+    options = dict(axis=-1, sharpness=1.4, noise_floor=0.1, mode="same", center=True, stride=2)
+    shape = sliding_cosine(host, kernel, **options).shape
+    g = rng.standard_normal(shape[::-1]).T  # a transposed (non-contiguous) layout
+    got = sliding_cosine_grad(signal, kernel, cuda.to_device(np.ascontiguousarray(g.T)).T,
+                              **options)
+    assert cuda.devicearray.is_cuda_ndarray(got.signal)
+    assert cuda.devicearray.is_cuda_ndarray(got.kernel)
+    want = sliding_cosine_grad(host, kernel, g, **options)
+    assert_grads_close(got, want, kernel.size * 40)
+    # a bank along axis 0 of a 2-D signal
+    rows = rng.standard_normal((30, 3))
+    bank = rng.standard_normal((2, 4))
+    g = rng.standard_normal(sliding_cosine(rows, bank, axis=0).shape)
+    got = sliding_cosine_grad(on_gpu(rows), bank, g, axis=0, sharpness=0.9)
+    assert_grads_close(got, sliding_cosine_grad(rows, bank, g, axis=0, sharpness=0.9), 8 * 30)
+
+
+def test_gradients_nan_stays_local_and_dtypes_follow_the_forward():
+    rng = np.random.default_rng(21)
+    signal = rng.standard_normal(50)
+    signal[20] = np.nan
+    kernel = rng.standard_normal(4)
+    g = rng.standard_normal(47)
+    got = sliding_cosine_grad(signal, kernel, g, backend="cuda")
+    assert np.flatnonzero(np.isnan(got.signal)).tolist() == list(range(17, 24))
+    assert np.all(np.isnan(got.kernel)) and np.isnan(got.sharpness)
+    assert np.isnan(got.noise_floor)
+    # float32 in, float32 gradients, as on the CPU
+    single = rng.standard_normal(30).astype(np.float32)
+    got = sliding_cosine_grad(single, kernel, np.ones(27, np.float32), backend="cuda")
+    assert got.signal.dtype == got.kernel.dtype == np.float32
+    want = sliding_cosine_grad(single, kernel, np.ones(27, np.float32))
+    np.testing.assert_allclose(got.signal, want.signal, rtol=2e-7, atol=1e-7)
+
+
+@pytest.mark.parametrize("shift", [-1000, -60, 0, 60, 1000])
+def test_gradients_scale_as_the_true_ones_through_the_float64_range(shift):
+    """A signal times ``2**shift`` (squares leave the float64 range at the
+    ends): the kernel's and the sharpness's gradients unchanged, the
+    signal's and the noise floor's divided by ``2**shift``, as on the CPU."""
+    rng = np.random.default_rng(22)
+    signal = rng.standard_normal((2, 25))
+    kernel = rng.standard_normal((3, 2, 4))
+    g = rng.standard_normal((3, 22))
+    options = dict(sharpness=1.3, center=shift > 0)
+    want = sliding_cosine_grad(signal, kernel, g, backend="cuda", **options)
+    got = sliding_cosine_grad(np.ldexp(signal, shift), kernel, g, backend="cuda", **options)
+    unscaled = (np.ldexp(got.signal, shift), got.kernel, got.sharpness,
+                math.ldexp(got.noise_floor, shift))
+    assert_grads_close(unscaled, want, kernel.size * 25)
+
+
+def test_gradients_of_zero_windows_and_kernels_are_zero():
+    signal = np.array([0.0, 0, 0, 0, 1, 2, 0, 0, 0, 0])
+    got = sliding_cosine_grad(signal, [[1.0, 2.0, 0.5], [0.0, 0.0, 0.0]], np.ones((2, 8)),
+                              sharpness=0.8, backend="cuda")
+    want = sliding_cosine_grad(signal, [[1.0, 2.0, 0.5], [0.0, 0.0, 0.0]], np.ones((2, 8)),
+                               sharpness=0.8)
+    assert np.all(np.isfinite(got.signal)) and np.all(got.kernel[1] == 0.0)
+    assert_grads_close(got, want, 6 * 10)
+
+
+# ---------------------------------------------------------------------------
 # embedding
 
 
@@ -851,5 +955,5 @@ def test_kernels_compile_for_the_real_target():
 
 def test_public_functions_document_backend():
     for func in (sliding_cosine, windowed_norm, sharpen, cosine_similarity, pairwise_cosine,
-                 topk_cosine):
+                 topk_cosine, sliding_cosine_grad):
         assert "backend : {'auto', 'cpu', 'cuda'}" in func.__doc__, func.__name__

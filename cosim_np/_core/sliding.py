@@ -191,6 +191,20 @@ def plan_sliding_grad(x, kernel, grad_output, axis, mode, method, dilation, shar
     return SlidingGradPlan(forward, float(sharpness), norms, np.shape(kernel), g)
 
 
+def finish_grad(grad_plan, sums, along, log_sum, c_sum):
+    """The kernel's, the sharpness's and the noise floor's gradients from a
+    backend's sums over every window (float64): ``sums[k]`` of ``a w_c``
+    (``(K, C*m)``), ``along[k]`` of ``gamma s``, and the totals of ``g out
+    ln|s|`` and of ``c``; see ``_cpu.grad``."""
+    plan = grad_plan.forward
+    flat = plan.khat.reshape(plan.khat.shape[0], -1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        grad_kernel = (sums - along[:, None] * flat) / grad_plan.kernel_norms[:, None]
+    grad_kernel[plan.kernel_state == KERNEL_ZERO] = 0.0
+    return (grad_kernel.reshape(grad_plan.kernel_shape).astype(plan.out_dtype),
+            2.0 * grad_plan.sharpness * float(log_sum), -float(c_sum))
+
+
 def kernel_norms(taps):
     """The L2 norm of each kernel of ``taps`` ``(K, C, m)``, summed after a
     power-of-two scaling (no square overflows or underflows)."""

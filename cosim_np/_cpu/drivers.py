@@ -186,12 +186,8 @@ def sliding_cosine_grad(x, grad_plan, method, want_sharpness=True):
     else:
         grad_signal = moveaxis(grad.reshape(lead + rows.shape[-2:]), (-2, -1),
                                (plan.channel_axis, plan.ax))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        grad_kernel = (sums - along[:, None] * flat) / grad_plan.kernel_norms[:, None]
-    grad_kernel[~live] = 0.0
-    return (grad_signal.astype(plan.out_dtype),
-            grad_kernel.reshape(grad_plan.kernel_shape).astype(plan.out_dtype),
-            2.0 * grad_plan.sharpness * float(log_sum), -float(c_sum))
+    return (grad_signal.astype(plan.out_dtype),) + plans.finish_grad(grad_plan, sums, along,
+                                                                      log_sum, c_sum)
 
 
 def sharpen_rows(s, exponents):

@@ -17,7 +17,8 @@ from .embedding import (
     set_similarity,
     topk_cosine,
 )
-from .sliding import sharpen, sliding_cosine, windowed_norm
+from .sliding import sharpen, sliding_cosine, sliding_cosine_grad, windowed_norm
 
 __all__ = ["settings", "cosine_similarity", "pairwise_cosine", "topk_cosine", "set_similarity",
-           "scaled_cosine", "scaled_cosine_loss", "sharpen", "sliding_cosine", "windowed_norm"]
+           "scaled_cosine", "scaled_cosine_loss", "sharpen", "sliding_cosine",
+           "sliding_cosine_grad", "windowed_norm"]

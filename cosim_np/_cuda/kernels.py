@@ -453,6 +453,147 @@ def sliding_cosine(x, roff, cs, nchan, ts, n, pl, khat, kstate, d, taps, ss, wid
 
 
 # ---------------------------------------------------------------------------
+# sliding: gradients (``sliding_cosine_grad``; the formulas of ``_cpu.grad``).
+# The windows' cosines and norms come from the kernels above; each gradient
+# is gathered by its own thread (no atomics: the same bits on every run),
+# and the sums over windows are taken in chunks whose partial sums the host
+# adds in a fixed order.
+
+
+@cuda.jit
+def window_means(x, roff, cs, nchan, ts, n, pl, m, d, means):
+    """``means[b, i]``: the mean of window ``i`` over its channels and taps,
+    as its first sample plus the mean of the differences from it (a constant
+    window gets its value exactly), as ``_cpu.grad.window_means``."""
+    nwin = means.shape[1]
+    for t in range(cuda.grid(1), means.shape[0] * nwin, cuda.gridsize(1)):
+        b = t // nwin
+        i = t - b * nwin
+        base = roff[b]
+        first = _load(x, base, ts, n, pl, i)
+        total = 0.0
+        for c in range(nchan):
+            for j in range(m):
+                total += _load(x, base + c * cs, ts, n, pl, i + j * d) - first
+        means[b, i] = first + total / (m * nchan)
+
+
+@cuda.jit
+def grad_coefficients(s, norms, g, goff, gks, gls, stride, kstate, exponent, floor, want_log,
+                      a, along, spread, logs):
+    """One thread per window ``i`` of row ``b``, for every kernel ``k``: from
+    the unsharpened cosine ``s[b, k, i]``, the norm ``norms[b, i]`` and
+    ``dL/d out`` (``g[goff[b] + k*gks + (i/stride)*gls]`` for the windows
+    kept, else 0): ``a[b, k, i] = gamma / (n + q)`` and ``along[k, b, i] =
+    gamma s`` (both 0 for a window of norm 0 or a zero kernel), ``spread[b,
+    i]`` the sum over kernels of ``a s`` and ``logs[b, i]`` that of ``g out
+    ln|s|`` (with ``want_log``; 0 at ``s = 0``); ``gamma = g P |s|**(P-1)``
+    with the conventions of ``_cpu.grad.coefficients``."""
+    nker = s.shape[1]
+    nwin = s.shape[2]
+    for t in range(cuda.grid(1), s.shape[0] * nwin, cuda.gridsize(1)):
+        b = t // nwin
+        i = t - b * nwin
+        norm = norms[b, i]
+        kept = i % stride == 0
+        c_total = 0.0
+        log_total = 0.0
+        for k in range(nker):
+            if norm == 0.0 or kstate[k] == KERNEL_ZERO:
+                a[b, k, i] = 0.0
+                along[k, b, i] = 0.0
+                continue
+            weight = np.float64(g[goff[b] + k * gks + (i // stride) * gls]) if kept else 0.0
+            value = s[b, k, i]
+            magnitude = abs(value)
+            if exponent == 1.0:
+                slope = 1.0
+            elif magnitude > 0.0:
+                slope = exponent * magnitude ** (exponent - 1.0)
+            else:
+                slope = magnitude * 0.0  # (NaN stays NaN)
+            gamma = weight * slope
+            coefficient = gamma / (norm + floor)
+            a[b, k, i] = coefficient
+            along[k, b, i] = gamma * value
+            c_total += coefficient * value
+            if want_log and magnitude != 0.0:
+                out = value if exponent == 1.0 else math.copysign(magnitude**exponent, value)
+                log_total += weight * out * math.log(magnitude)
+        spread[b, i] = c_total
+        logs[b, i] = log_total
+
+
+@cuda.jit
+def grad_signal(x, roff, cs, nchan, ts, n, pl, khat, d, a, spread, norms, means, center, out,
+                ooff, ocs, ols):
+    """``out[ooff[b] + c*ocs + p*ols] = dL/dx[b, c, p]``, one thread per
+    sample: over the windows ``i = p + pl - j d`` that hold it (tap ``j``),
+    ``sum_k a[b, k, i] khat[k, c, j] - spread[b, i] (x - mean_i) / n_i``
+    (``mean_i`` 0 without ``center``; a window of norm 0 has ``spread`` 0)."""
+    nker = khat.shape[0]
+    m = khat.shape[2]
+    nwin = a.shape[2]
+    for t in range(cuda.grid(1), a.shape[0] * nchan * n, cuda.gridsize(1)):
+        b = t // (nchan * n)
+        r = t - b * nchan * n
+        c = r // n
+        p = r - c * n
+        val = np.float64(x[roff[b] + c * cs + p * ts])
+        total = 0.0
+        for j in range(m):
+            i = p + pl - j * d
+            if i < 0 or i >= nwin:
+                continue
+            for k in range(nker):
+                total += a[b, k, i] * khat[k, c, j]
+            norm = norms[b, i]
+            mean = means[b, i] if center else 0.0
+            total -= spread[b, i] * ((val - mean) / (norm if norm != 0.0 else 1.0))
+        out[ooff[b] + c * ocs + p * ols] = total
+
+
+@cuda.jit
+def grad_kernel_sums(x, roff, cs, nchan, ts, n, pl, d, a, means, center, chunk, partials):
+    """``partials[k, c, j, u]``: the sum over the windows ``(b, i)`` of chunk
+    ``u`` (of ``chunk`` windows, rows one after another) of ``a[b, k, i]
+    (x[b, c, i + j d] - mean_i)``."""
+    nker = a.shape[1]
+    nwin = a.shape[2]
+    m = partials.shape[2]
+    nchunks = partials.shape[3]
+    windows = a.shape[0] * nwin
+    for t in range(cuda.grid(1), nker * nchan * m * nchunks, cuda.gridsize(1)):
+        u = t % nchunks
+        rest = t // nchunks
+        j = rest % m
+        rest = rest // m
+        c = rest % nchan
+        k = rest // nchan
+        total = 0.0
+        for w in range(u * chunk, _least(windows, (u + 1) * chunk)):
+            b = w // nwin
+            i = w - b * nwin
+            mean = means[b, i] if center else 0.0
+            total += a[b, k, i] * (_load(x, roff[b] + c * cs, ts, n, pl, i + j * d) - mean)
+        partials[k, c, j, u] = total
+
+
+@cuda.jit
+def chunk_sums(values, chunk, partials):
+    """``partials[r, u]``: the sum of ``values[r, u*chunk : (u+1)*chunk]``."""
+    size = values.shape[1]
+    nchunks = partials.shape[1]
+    for t in range(cuda.grid(1), values.shape[0] * nchunks, cuda.gridsize(1)):
+        r = t // nchunks
+        u = t - r * nchunks
+        total = 0.0
+        for w in range(u * chunk, _least(size, (u + 1) * chunk)):
+            total += values[r, w]
+        partials[r, u] = total
+
+
+# ---------------------------------------------------------------------------
 # elementwise and broadcast reductions (any strides, through offsets)
 
 

@@ -127,15 +127,115 @@ def sliding_cosine(signal, kernel, *, sharpness=1.0, mode="valid", dilation=1, n
     result, outs = _output(call, plan.final_shape, plan.out_dtype, inner)
     if len(inner) == 1:  # one kernel: no K axis in the output
         outs = outs[:2] + (0,) + outs[2:]
+    _launch_cosines(call, rows, plan, call.to_device(plan.khat), call.to_device(plan.kernel_state),
+                    ss, (plan.exponent, plan.floor, plan.fill, plan.stride), outs)
+    return call.deliver(result, out)
+
+
+def _launch_cosines(call, rows, plan, khat, kstate, ss, options, outs):
+    """``kernels.sliding_cosine`` over every window and kernel of ``plan``
+    with ``options`` ``(exponent, floor, fill, stride)``, written through
+    ``outs``: the tile of taps and samples as large as shared memory allows."""
+    nker, _, m = plan.khat.shape
+    d = plan.d
     threads = settings.threads
     room = settings.shared_bytes // 8  # float64 taps + signal tile
     taps = max(1, min(m, (room - threads + d) // (d + 1)))
     grid = (-(-plan.nwin // threads), min(rows.rows * nker, 65535))
     call.launch(kernels.sliding_cosine, grid, threads, 8 * (taps + threads + (taps - 1) * d),
-                *rows.args, plan.pad_left, call.to_device(plan.khat),
-                call.to_device(plan.kernel_state), d, taps, ss, rows.wide, plan.center,
-                plan.exponent, plan.floor, plan.fill, plan.stride, *outs)
-    return call.deliver(result, out)
+                *rows.args, plan.pad_left, khat, kstate, d, taps, ss, rows.wide, plan.center,
+                *options, *outs)
+
+
+def sliding_cosine_grad(signal, kernel, grad_output, *, sharpness=1.0, mode="valid", dilation=1,
+                        noise_floor=0.0, fill=0.0, axis=-1, method="auto", center=False,
+                        stride=1, want_sharpness=True):
+    """``(signal, kernel, sharpness, noise_floor)`` gradients on the GPU: the
+    windows' norms and unsharpened cosines by the forward's kernels
+    (float64), the per-window coefficients, then the signal's gradient
+    gathered sample by sample and the sums over windows in chunks
+    (``kernels.grad_*``).  ``method`` is accepted for the CPU's signature:
+    the cosines are the direct kernel's."""
+    call = Call(signal, kernel, grad_output)
+    x = call.operand(signal, "signal")
+    g = call.operand(grad_output, "grad_output", min_ndim=0)
+    grad_plan = plans.plan_sliding_grad(x.standin, _host_copy(call, kernel, "kernel"), g.standin,
+                                        axis, mode, method, dilation, sharpness, noise_floor,
+                                        fill, kernels.fill_unit_kernels, center, stride)
+    plan = grad_plan.forward
+    nker, nchan, m = plan.khat.shape
+    d, pl, nwin = plan.d, plan.pad_left, plan.nwin
+    rows = _Signal(call, x, plan.ax, plan.channel_axis)
+    count = rows.rows
+    threads = settings.threads
+    khat = call.to_device(plan.khat)
+    kstate = call.to_device(plan.kernel_state)
+    # the windows' norms and unsharpened cosines, float64, C order
+    ss = _sumsq(call, rows, pl, m, d, nwin, plan.center)
+    norms = call.empty((count, nwin), np.float64)
+    by_row = call.to_device(np.arange(count, dtype=np.int64) * nwin)
+    call.launch(kernels.finish_norms, blocks(count * nwin), threads, 0, ss, *rows.args, pl, m, d,
+                rows.wide, plan.center, 1, norms.reshape(norms.size), by_row, 1)
+    cosines = call.empty((count, nker, nwin), np.float64)
+    by_row = call.to_device(np.arange(count, dtype=np.int64) * nker * nwin)
+    _launch_cosines(call, rows, plan, khat, kstate, ss, (1.0, plan.floor, 0.0, 1),
+                    (cosines.reshape(cosines.size), by_row, nwin, 1))
+    means = call.empty((count, nwin) if plan.center else (1, 1), np.float64)
+    if plan.center:
+        call.launch(kernels.window_means, blocks(count * nwin), threads, 0, *rows.args, pl, m, d,
+                    means)
+    # the coefficients, grad_output read in the caller's layout
+    _, inner = plans.moved_axes(plan.ax, plan.channel_axis, bool(plan.bank_shape))
+    inner = inner if isinstance(inner, tuple) else (inner,)
+    flat_g, base = g.flat()
+    lead, lead_strides, strides = _split(_layout(g.shape, g.strides), inner)
+    goff = call.to_device(strided_offsets(lead, lead_strides, base))
+    gks = strides[0] if len(inner) == 2 else 0
+    a = call.empty((count, nker, nwin), np.float64)
+    along = call.empty((nker, count, nwin), np.float64)
+    spread = call.empty((count, nwin), np.float64)
+    logs = call.empty((count, nwin), np.float64)
+    call.launch(kernels.grad_coefficients, blocks(count * nwin), threads, 0, cosines, norms,
+                flat_g, goff, gks, strides[-1], plan.stride, kstate, plan.exponent, plan.floor,
+                want_sharpness, a, along, spread, logs)
+    # the signal's gradient, in the caller's layout and dtype
+    signal_inner = (plan.ax,) if plan.channel_axis is None else (plan.channel_axis, plan.ax)
+    grad_signal, outs = _output(call, x.shape, plan.out_dtype, signal_inner)
+    if len(signal_inner) == 1:  # one channel: no channel stride
+        outs = outs[:2] + (0,) + outs[2:]
+    call.launch(kernels.grad_signal, blocks(count * nchan * x.shape[plan.ax]), threads, 0,
+                *rows.args, pl, khat, d, a, spread, norms, means, plan.center, *outs)
+    # the sums over windows: in chunks on the device, the chunks added here
+    windows = count * nwin
+    nchunks = max(1, min(windows, -(-settings.max_blocks * threads // (nker * nchan * m))))
+    chunk = max(1, -(-windows // nchunks))
+    partials = call.empty((nker, nchan, m, nchunks), np.float64)
+    call.launch(kernels.grad_kernel_sums, blocks(partials.size), threads, 0, *rows.args, pl, d,
+                a, means, plan.center, chunk, partials)
+    sums = _host_sum(call, partials).reshape(nker, nchan * m)
+    totals = [_host_sum(call, _chunk_sums(call, values, chunk))
+              for values in (along.reshape(nker, windows), spread.reshape(1, windows),
+                             logs.reshape(1, windows))]
+    grad_kernel, grad_sharpness, grad_floor = plans.finish_grad(
+        grad_plan, sums, totals[0], totals[2][0], totals[1][0])
+    return (call.deliver(grad_signal), call.deliver(call.to_device(grad_kernel)),
+            grad_sharpness, grad_floor)
+
+
+def _chunk_sums(call, values, chunk):
+    """Partial sums of each row of ``values`` ``(R, L)`` in chunks of ``chunk``."""
+    nchunks = max(1, -(-values.shape[1] // chunk))
+    partials = call.empty((values.shape[0], nchunks), np.float64)
+    call.launch(kernels.chunk_sums, blocks(partials.size), settings.threads, 0, values, chunk,
+                partials)
+    return partials
+
+
+def _host_sum(call, partials):
+    """The partial sums on the host, added along the last axis in order."""
+    host = partials.copy_to_host(stream=call.stream)
+    call.stream.synchronize()
+    return np.sum(host, axis=-1)
 
 
 def sharpen(s, sharpness, *, out=None):
