@@ -7,6 +7,9 @@
   computation in PyTorch (``conv1d`` for the dots, ``avg_pool1d`` of ``x**2``
   times ``m`` for the norms: the usual recipe, not robust to loud bursts) and
   in CuPy (``cupyx.scipy.ndimage.correlate1d`` and ``uniform_filter1d``).
+* ``sliding_cosine`` + ``sliding_cosine_grad`` of a multi-channel bank (the
+  1-D sharpened-cosine layer's shape) against a ``conv1d`` layer and PyTorch's
+  autograd.
 * ``pairwise_cosine`` and ``topk_cosine`` (float32, N x M, D) against
   ``torch.nn.functional.normalize`` + ``torch.matmul`` (+ ``torch.topk``).
 
@@ -109,6 +112,47 @@ def bench_sliding(args, cuda, torch, cupy, rows):
         report(row)
 
 
+def bench_gradient(args, cuda, torch, rows):
+    """Forward + backward of a multi-channel bank (the 1-D SCS layer's shape:
+    batch 8, C_in 8, C_out 32, m 9, n = 10**5, float32): ``sliding_cosine``
+    and ``sliding_cosine_grad`` on device arrays, against the conv1d layer
+    (dots by ``conv1d``, norms by ``conv1d`` of the squares with ones) and
+    autograd, every gradient (signal, kernel, sharpness, noise floor)."""
+    from cosim_np import sliding_cosine, sliding_cosine_grad
+
+    batch, c_in, c_out, m, n = 8, 8, 32, 9, 10**5
+    rng = np.random.default_rng(1)
+    host = rng.standard_normal((batch, c_in, n)).astype(np.float32)
+    weight = rng.standard_normal((c_out, c_in, m)).astype(np.float32)
+    signal = cuda.to_device(host)
+    g = cuda.to_device(np.ones((batch, c_out, n - m + 1), np.float32))
+    options = dict(sharpness=1.2, noise_floor=0.01)
+
+    def ours():
+        sliding_cosine(signal, weight, **options)
+        return sliding_cosine_grad(signal, weight, g, **options)
+
+    row = {"case": f"grad {batch}x{c_in}->{c_out} m={m}",
+           "ours_ms": 1e3 * best_time(ours, args.repeat, cuda.synchronize)}
+    if torch is not None:
+        conv1d = torch.nn.functional.conv1d
+        x = torch.as_tensor(host, device="cuda").requires_grad_()
+        w = torch.as_tensor(weight, device="cuda").requires_grad_()
+        p = torch.tensor(1.2, device="cuda", requires_grad=True)
+        q = torch.tensor(0.01, device="cuda", requires_grad=True)
+        ones = torch.ones((1, c_in, m), device="cuda")
+
+        def theirs():
+            khat = w / w.flatten(1).norm(dim=1)[:, None, None]
+            s = conv1d(x, khat) / (torch.sqrt(conv1d(x * x, ones)) + q)
+            out = torch.sign(s) * s.abs() ** (p * p)
+            out.sum().backward()
+
+        row["torch_ms"] = 1e3 * best_time(theirs, args.repeat, torch.cuda.synchronize)
+    rows.append(row)
+    report(row)
+
+
 def bench_embedding(args, cuda, torch, rows):
     from cosim_np import pairwise_cosine, topk_cosine
 
@@ -177,6 +221,7 @@ def main(argv=None):
           f"CuPy: {cupy.__version__ if cupy else 'absent'}")
     rows = []
     bench_sliding(args, cuda, torch, cupy, rows)
+    bench_gradient(args, cuda, torch, rows)
     if not args.skip_embedding:
         bench_embedding(args, cuda, torch, rows)
     return 0

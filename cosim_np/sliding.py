@@ -540,15 +540,21 @@ def sliding_cosine_grad(
 
 
 def _gradients(signal, kernel, grad_output, *, sharpness, mode, dilation, noise_floor, fill,
-               axis, method, center, stride=1, want_sharpness=True):
+               axis, method, center, stride=1, want_sharpness=True, forward=None):
     """``sliding_cosine_grad`` of host arrays; ``want_sharpness=False`` skips
     the sharpness's gradient (0), for callers that do not learn it (the
-    PyTorch layer sharpens each channel itself)."""
+    PyTorch layer sharpens each channel itself); ``forward``, for callers
+    that hold it: ``sliding_cosine``'s result of the same call where
+    ``sharpness`` is 1 and ``stride`` 1 (the cosines are then not computed
+    again)."""
     x = v.as_real_array(signal, "signal")
     plan = plans.plan_sliding_grad(x, kernel, grad_output, axis, mode, method, dilation,
                                    sharpness, noise_floor, fill, drivers.fill_unit_kernels,
                                    center, stride)
-    return SlidingCosineGrad(*drivers.sliding_cosine_grad(x, plan, method, want_sharpness))
+    if forward is not None and (plan.forward.exponent != 1.0 or plan.forward.stride != 1):
+        forward = None  # (the cosines cannot be read off a sharpened or strided result)
+    return SlidingCosineGrad(*drivers.sliding_cosine_grad(x, plan, method, want_sharpness,
+                                                          forward))
 
 
 def _no_out_for_labels(out):

@@ -53,20 +53,22 @@ class _SlidingCosine(torch.autograd.Function):
     def forward(ctx, signal, kernel, sharpness, noise_floor, options):
         x, k = _host(signal, "signal"), _host(kernel, "kernel")
         values = dict(options, sharpness=_value(sharpness), noise_floor=_value(noise_floor))
-        ctx.save_for_backward(signal, kernel)
+        out = torch.from_numpy(np.asarray(_sliding_cosine(x, k, **values)))
+        ctx.save_for_backward(signal, kernel, out)
         ctx.values = values
         ctx.scalar_types = (sharpness, noise_floor)
-        return torch.from_numpy(np.asarray(_sliding_cosine(x, k, **values)))
+        return out
 
     @staticmethod
     def backward(ctx, grad_output):
-        signal, kernel = ctx.saved_tensors
+        signal, kernel, out = ctx.saved_tensors
         sharpness, noise_floor = ctx.scalar_types
         options = dict(dict(mode="valid", dilation=1, fill=0.0, axis=-1, method="auto",
                             center=False, stride=1), **ctx.values)
         grads = _gradients(_host(signal, "signal"), _host(kernel, "kernel"),
                            _host(grad_output, "grad_output"),
-                           want_sharpness=ctx.needs_input_grad[2], **options)
+                           want_sharpness=ctx.needs_input_grad[2], forward=_host(out, "out"),
+                           **options)
 
         def scalar(value, like):
             if not isinstance(like, torch.Tensor):

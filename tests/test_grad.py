@@ -315,6 +315,35 @@ def test_nan_only_where_the_forward_is_nan():
     assert np.isnan(sliding_cosine_grad(signal, kernel, g).sharpness)
 
 
+@pytest.mark.parametrize("scale", [1.0, 2.0**-1000, 2.0**1000])
+@given(problem=problems())
+def test_the_forward_result_stands_for_the_cosines(scale, problem):
+    """Given ``sliding_cosine``'s own result (sharpness 1, stride 1: the
+    cosines themselves), the gradients take it instead of computing the
+    cosines again: the same gradients to rounding, through the float64 range
+    (where its squares leave the range, the forward's result is the exact
+    one); a sharpened or strided result is not taken (the same bits as
+    without)."""
+    from cosim_np.sliding import _gradients
+
+    signal, kernel, g, options = problem
+    signal = signal * scale
+    options = dict(dict(mode="valid", dilation=1, fill=0.0, axis=-1, method="auto"), **options)
+    usable = options["sharpness"] == 1.0 and options["stride"] == 1
+    forward = sliding_cosine(signal, kernel, **dict(options, sharpness=1.0, stride=1))
+    if not usable:  # the result the caller would hold
+        forward = sliding_cosine(signal, kernel, **options)
+    got = _gradients(signal, kernel, g, forward=forward, **options)
+    want = _gradients(signal, kernel, g, **options)
+    if not usable:
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(a, b)
+        return
+    for name, a, b in zip(SlidingCosineGrad._fields, got, want):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-12 * (1 + np.max(np.abs(b))),
+                                   err_msg=name)
+
+
 def test_float32_gives_float32_gradients():
     rng = np.random.default_rng(11)
     signal, kernel = rng.standard_normal(30).astype(np.float32), rng.standard_normal(4)

@@ -84,7 +84,7 @@ def sliding_cosine(x, plan, method, out):
     return _deliver(result.reshape(moved), plan.ax, plan.channel_axis, is_bank, plan.out_dtype, out)
 
 
-def sliding_cosine_grad(x, grad_plan, method, want_sharpness=True):
+def sliding_cosine_grad(x, grad_plan, method, want_sharpness=True, forward=None):
     """``(signal, kernel, sharpness, noise_floor)`` gradients of a planned
     ``sliding_cosine_grad`` call (``plans.SlidingGradPlan``), see
     ``_cpu.grad``.  A tile of windows at a time: the windows (less their
@@ -94,7 +94,10 @@ def sliding_cosine_grad(x, grad_plan, method, want_sharpness=True):
     with samples of magnitude outside ``[SAFE_MIN, SAFE_MAX]`` take the
     forward's exact cosines instead (by ``method``), whose squares and dots
     never leave the float64 range.  ``want_sharpness=False`` skips the
-    sharpness's gradient (its logarithms), returning 0."""
+    sharpness's gradient (its logarithms), returning 0.  ``forward``: the
+    forward's unsharpened result for every window (``stride`` 1), in the
+    caller's layout, taken instead of the product that would compute it
+    again."""
     plan = grad_plan.forward
     nker, nchan, m = plan.khat.shape
     is_bank = bool(plan.bank_shape)
@@ -106,7 +109,7 @@ def sliding_cosine_grad(x, grad_plan, method, want_sharpness=True):
     norms = np.empty((count, nwin))
     run_windowed_norm(padded, m, d, norms, 0, plan.center)
     exact = None
-    if kernels._count_unsafe(padded.reshape(-1)):
+    if forward is None and kernels._count_unsafe(padded.reshape(-1)):
         # the products of windows with unit kernels could leave the float64 range
         exact = np.empty((count, nker, nwin))
         args = (plan.khat, plan.kernel_state, d, 1.0, floor, 0.0)
@@ -120,6 +123,8 @@ def sliding_cosine_grad(x, grad_plan, method, want_sharpness=True):
     # (a view where no axis moves: the tiles convert what they read)
     g = np.reshape(moveaxis(grad_plan.grad_output, caller_axes, kernel_axes),
                    (count, nker, plan.nout))
+    if forward is not None:
+        exact = np.reshape(moveaxis(forward, caller_axes, kernel_axes), (count, nker, nwin))
     if plan.stride > 1:  # the windows left out have no gradient to pass on
         every = np.zeros((count, nker, nwin))
         every[..., :: plan.stride] = g
