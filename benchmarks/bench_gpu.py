@@ -149,6 +149,20 @@ def bench_gradient(args, cuda, torch, rows):
             out.sum().backward()
 
         row["torch_ms"] = 1e3 * best_time(theirs, args.repeat, torch.cuda.synchronize)
+        rows.append(row)
+        report(row)
+        # the adapter on CUDA tensors: the layer's forward + backward
+        from cosim_np.torch import SharpenedCosine1d
+
+        layer = SharpenedCosine1d(c_in, c_out, m, p_init=1.2).cuda()
+
+        def layer_step():
+            layer.zero_grad()
+            layer(x.detach()).sum().backward()
+
+        row = {"case": f"layer {batch}x{c_in}->{c_out} m={m}",
+               "ours_ms": 1e3 * best_time(layer_step, args.repeat, torch.cuda.synchronize),
+               "torch_ms": row["torch_ms"]}
     rows.append(row)
     report(row)
 

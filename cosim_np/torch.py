@@ -4,9 +4,10 @@ sharpened-cosine-similarity layer.
 Imported only when used (``import cosim_np.torch``); PyTorch is never a
 dependency of cosim_np. The forward is :func:`cosim_np.sliding_cosine`, the
 backward :func:`cosim_np.sliding_cosine_grad`; CPU tensors go through NumPy
-without copies. The adapter takes CPU tensors only so far: a CUDA tensor
-raises ``NotImplementedError`` (the functions themselves run on the GPU:
-``cosim_np.sliding_cosine_grad(..., backend="cuda")``).
+without copies; CUDA tensors go to the GPU backend in place (through
+``__cuda_array_interface__``, on torch's current stream), and the results
+and gradients come back as CUDA tensors. Tensors on other devices raise
+``NotImplementedError``.
 
 Examples
 --------
@@ -28,6 +29,7 @@ import torch
 from ._cpu import drivers
 from .sliding import _gradients
 from .sliding import sliding_cosine as _sliding_cosine
+from .sliding import sliding_cosine_grad as _sliding_cosine_grad
 
 __all__ = ["sliding_cosine", "SharpenedCosine1d"]
 
@@ -36,9 +38,23 @@ def _host(tensor, name):
     """A CPU tensor's data as a NumPy array, without a copy."""
     if tensor.device.type != "cpu":
         raise NotImplementedError(
-            f"cosim_np.torch takes CPU tensors only so far: {name} is on {tensor.device}. "
-            "Move it with .cpu().")
+            f"cosim_np.torch takes CPU and CUDA tensors: {name} is on {tensor.device}. "
+            "Move it with .cpu() or .cuda().")
     return tensor.detach().numpy()
+
+
+def _operand(tensor, name):
+    """What cosim_np's functions take for ``tensor``: a NumPy view of a CPU
+    tensor, a CUDA tensor itself (detached: autograd's tensors refuse
+    ``__cuda_array_interface__``)."""
+    return tensor.detach() if tensor.is_cuda else _host(tensor, name)
+
+
+def _tensor(result, like):
+    """A function's result as a tensor of ``like``'s dtype (and device)."""
+    if isinstance(result, torch.Tensor):
+        return result.to(like.dtype)
+    return torch.from_numpy(np.asarray(result)).to(like.dtype)
 
 
 def _value(number):
@@ -51,9 +67,12 @@ class _SlidingCosine(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, signal, kernel, sharpness, noise_floor, options):
-        x, k = _host(signal, "signal"), _host(kernel, "kernel")
+        if signal.device != kernel.device:
+            raise ValueError(f"signal is on {signal.device} and kernel on {kernel.device}: "
+                             "put both on one device.")
+        x, k = _operand(signal, "signal"), _operand(kernel, "kernel")
         values = dict(options, sharpness=_value(sharpness), noise_floor=_value(noise_floor))
-        out = torch.from_numpy(np.asarray(_sliding_cosine(x, k, **values)))
+        out = _tensor(_sliding_cosine(x, k, **values), signal)
         ctx.save_for_backward(signal, kernel, out)
         ctx.values = values
         ctx.scalar_types = (sharpness, noise_floor)
@@ -65,18 +84,21 @@ class _SlidingCosine(torch.autograd.Function):
         sharpness, noise_floor = ctx.scalar_types
         options = dict(dict(mode="valid", dilation=1, fill=0.0, axis=-1, method="auto",
                             center=False, stride=1), **ctx.values)
-        grads = _gradients(_host(signal, "signal"), _host(kernel, "kernel"),
-                           _host(grad_output, "grad_output"),
-                           want_sharpness=ctx.needs_input_grad[2], forward=_host(out, "out"),
-                           **options)
+        if signal.is_cuda or kernel.is_cuda:  # (the GPU computes its cosines itself)
+            grads = _sliding_cosine_grad(_operand(signal, "signal"), _operand(kernel, "kernel"),
+                                         _operand(grad_output, "grad_output"), **options)
+        else:
+            grads = _gradients(_host(signal, "signal"), _host(kernel, "kernel"),
+                               _host(grad_output, "grad_output"),
+                               want_sharpness=ctx.needs_input_grad[2], forward=_host(out, "out"),
+                               **options)
 
         def scalar(value, like):
             if not isinstance(like, torch.Tensor):
                 return None
-            return torch.tensor(value, dtype=like.dtype).reshape(like.shape)
+            return torch.tensor(value, dtype=like.dtype, device=like.device).reshape(like.shape)
 
-        return (torch.from_numpy(np.asarray(grads.signal)).to(signal.dtype),
-                torch.from_numpy(np.asarray(grads.kernel)).to(kernel.dtype),
+        return (_tensor(grads.signal, signal), _tensor(grads.kernel, kernel).to(kernel.device),
                 scalar(grads.sharpness, sharpness), scalar(grads.noise_floor, noise_floor), None)
 
 
@@ -114,9 +136,12 @@ class _Sharpen(torch.autograd.Function):
     @staticmethod
     def forward(ctx, s, p):
         rows, exponents = _Sharpen._rows(s, p)
-        values = np.array(_host(rows, "s"))  # (a copy: sharpened in place)
-        drivers.sharpen_rows(values, _host(exponents, "p"))
-        out = torch.from_numpy(values).reshape(s.shape)
+        if s.is_cuda:
+            out = _sharpen_tensor(rows.detach(), exponents.to(s.device)).reshape(s.shape)
+        else:
+            values = np.array(_host(rows, "s"))  # (a copy: sharpened in place)
+            drivers.sharpen_rows(values, _host(exponents, "p"))
+            out = torch.from_numpy(values).reshape(s.shape)
         ctx.save_for_backward(s, p, out)
         return out
 
@@ -124,13 +149,40 @@ class _Sharpen(torch.autograd.Function):
     def backward(ctx, grad_output):
         s, p, out = ctx.saved_tensors
         rows, exponents = _Sharpen._rows(s, p)
-        grad, log_sums = drivers.sharpen_rows_grad(
-            np.ascontiguousarray(_host(rows, "s")), _host(out.reshape(rows.shape), "out"),
-            np.ascontiguousarray(_host(grad_output.reshape(rows.shape), "grad_output")),
-            _host(exponents, "p"), ctx.needs_input_grad[1])
-        grad_s = torch.from_numpy(grad).to(s.dtype).reshape(s.shape)
-        grad_p = 2 * p * torch.from_numpy(log_sums).to(p.dtype).reshape(p.shape)
+        if s.is_cuda:
+            grad, log_sums = _sharpen_tensor_grad(rows.detach(), out.reshape(rows.shape),
+                                                  grad_output.reshape(rows.shape),
+                                                  exponents.to(s.device))
+        else:
+            grad, log_sums = (torch.from_numpy(part) for part in drivers.sharpen_rows_grad(
+                np.ascontiguousarray(_host(rows, "s")), _host(out.reshape(rows.shape), "out"),
+                np.ascontiguousarray(_host(grad_output.reshape(rows.shape), "grad_output")),
+                _host(exponents, "p"), ctx.needs_input_grad[1]))
+        grad_s = grad.to(s.dtype).reshape(s.shape)
+        grad_p = 2 * p * log_sums.to(p.dtype).reshape(p.shape)
         return grad_s, grad_p
+
+
+def _sharpen_tensor(rows, exponents):
+    """``drivers.sharpen_rows`` in torch's operations (for CUDA tensors):
+    ``sign(s) |s| ** P_k`` of rows ``(B, K, L)`` in float64, then rounded to
+    their dtype."""
+    s = rows.to(torch.float64)
+    return (torch.sign(s) * s.abs() ** exponents[:, None]).to(rows.dtype)
+
+
+def _sharpen_tensor_grad(rows, out, g, exponents):
+    """``drivers.sharpen_rows_grad`` in torch's operations, with its
+    conventions at ``s = 0`` (``d/ds`` 0 for ``P < 1``, 1 for ``P = 1``;
+    no ``ln|s|`` term), in float64: ``(grad_s, log_sums)``."""
+    s, out, g = (part.to(torch.float64) for part in (rows, out, g))
+    power = exponents[:, None]
+    magnitude = s.abs()
+    zero = magnitude == 0.0  # (NaN is not: it stays NaN below)
+    slope = power * torch.where(zero, 1.0, magnitude) ** (power - 1.0)
+    slope = torch.where(zero, torch.where(power == 1.0, 1.0, 0.0), slope)
+    logs = torch.where(zero, 0.0, g * out * torch.log(torch.where(zero, 1.0, magnitude)))
+    return g * slope, logs.sum(dim=(0, 2))
 
 
 class SharpenedCosine1d(torch.nn.Module):

@@ -72,9 +72,41 @@ def test_float32_tensors_stay_float32():
     assert x.grad.dtype == k.grad.dtype == torch.float32
 
 
-def test_a_tensor_off_the_cpu_says_what_to_do():
-    with pytest.raises(NotImplementedError, match=r"\.cpu\(\)"):
+def test_a_tensor_neither_on_the_cpu_nor_cuda_says_what_to_do():
+    with pytest.raises(NotImplementedError, match=r"\.cpu\(\) or \.cuda\(\)"):
+        adapter.sliding_cosine(torch.empty(10, device="meta"), torch.ones(3, device="meta"))
+    with pytest.raises(ValueError, match="one device"):
         adapter.sliding_cosine(torch.empty(10, device="meta"), torch.ones(3))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_sharpening_of_cuda_tensors_is_that_of_cpu_tensors(dtype):
+    """CUDA tensors are sharpened by torch's operations (``_sharpen_tensor``
+    and its backward), CPU tensors by cosim_np's kernels: run on CPU tensors,
+    the two agree, the conventions at ``s = 0`` and NaN included."""
+    rng = np.random.default_rng(5)
+    s = rng.uniform(-1, 1, (3, 4, 50))
+    s[0, 0, :3] = [0.0, -0.0, np.nan]
+    s[1, 2, 7] = 1e-30
+    rows = torch.tensor(s, dtype=dtype)
+    exponents = torch.tensor([0.49, 1.0, 2.89, 6.25], dtype=torch.float64)
+    g = torch.tensor(rng.standard_normal(s.shape), dtype=dtype)
+    got = adapter._sharpen_tensor(rows, exponents)
+    want = np.array(rows.numpy())
+    adapter.drivers.sharpen_rows(want, exponents.numpy())
+    tol = dict(rtol=2e-7, atol=1e-38) if dtype == torch.float32 else dict(rtol=1e-14, atol=0)
+    np.testing.assert_allclose(got.numpy(), want, **tol)
+    assert got.dtype == dtype
+    grad, log_sums = adapter._sharpen_tensor_grad(rows, got, g, exponents)
+    grad = grad.to(dtype)  # (as the backward delivers it)
+    want_grad, want_logs = adapter.drivers.sharpen_rows_grad(
+        rows.numpy(), want.astype(rows.numpy().dtype), g.numpy(), exponents.numpy(), True)
+    np.testing.assert_array_equal(np.isnan(grad.numpy()), np.isnan(want_grad))
+    np.testing.assert_allclose(grad.numpy(), want_grad, rtol=1e-6 if dtype == torch.float32
+                               else 1e-13, atol=0)
+    assert grad[0, 0, 0] == grad[0, 0, 1] == 0.0  # P = 0.49 at s = 0
+    np.testing.assert_allclose(log_sums.numpy(), want_logs, rtol=1e-6 if dtype == torch.float32
+                               else 1e-13)
 
 
 # --- the layer
