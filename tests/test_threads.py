@@ -118,3 +118,35 @@ def test_nested_parts_do_not_wait_on_each_other():
 
     _threads.run_parts([(0, 4), (4, 8), (8, 12), (12, 16)], outer)
     np.testing.assert_array_equal(out, np.ones(16))
+
+
+@pytest.mark.parametrize("signal_shape, kernel_shape, threads_wanted", [
+    ((8, 8, 20_000), (32, 8, 9), 2),  # a layer's batch: 8 rows x 32 kernels x 8 channels
+    ((20_000,), (9,), 1),  # one short row, one kernel: not worth a second thread
+])
+def test_rows_kernels_and_channels_count_towards_splitting(monkeypatch, signal_shape,
+                                                           kernel_shape, threads_wanted):
+    """A window of a batch of rows with many kernels and channels costs that
+    many plain windows: a short signal of such a batch is split over the
+    threads (the result bit for bit that of one thread)."""
+    parts = []
+    real = _threads.run_parts
+
+    def spy(bounds, work):
+        parts.append(len(bounds))
+        return real(bounds, work)
+
+    rng = np.random.default_rng(4)
+    signal = rng.standard_normal(signal_shape).astype(np.float32)
+    kernel = rng.standard_normal(kernel_shape)
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        want = sliding_cosine(signal, kernel, method="direct")
+        numba.set_num_threads(2)
+        monkeypatch.setattr(_threads, "run_parts", spy)
+        got = sliding_cosine(signal, kernel, method="direct")
+    finally:
+        numba.set_num_threads(before)
+    assert max(parts, default=1) == threads_wanted
+    np.testing.assert_array_equal(got, want)

@@ -59,7 +59,9 @@ MIN_CHUNKS_PER_TILE = 8
 # multiply-add on loads made anyway, less than the blocked scans up to
 # about this length.
 FUSED_TAPS = 88
-# Below this many windows per thread, starting threads costs more than it saves.
+# Below this many windows per thread (of one row, one channel and one kernel;
+# a batch, channels and kernels count as that many), starting threads costs
+# more than it saves.
 MIN_WINDOWS_PER_THREAD = 1 << 16
 # Windows per FFT segment (divided among the kernels of a bank): their sums
 # of squares, block plan and dots are kept at once.

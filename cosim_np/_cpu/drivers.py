@@ -379,7 +379,8 @@ def run_windowed_norm(piece, m, d, result, offset, center=False):
         tile, bufs = kernels.make_buffers(m, d)
         kernels.windowed_norm_kernel(piece, start, stop, m, d, tile, bufs, result, offset)
 
-    threads.run_segments(piece.shape[-1] - span, kernels.tile_length(m, d), work)
+    threads.run_segments(piece.shape[-1] - span, kernels.tile_length(m, d), work,
+                         piece.shape[0] * piece.shape[1])
 
 
 def run_direct(piece, khat, kernel_state, d, exponent, floor, fill, result, offset, center=False):
@@ -413,7 +414,13 @@ def run_direct(piece, khat, kernel_state, d, exponent, floor, fill, result, offs
             kernels.fix_out_of_range(piece, start, stop, khat, kernel_state, d, exponent, floor,
                                      fill, tile, bufs, result, offset, unsafe, fused)
 
-    threads.run_segments(piece.shape[-1] - span, tile, work)
+    threads.run_segments(piece.shape[-1] - span, tile, work, _weight(piece, khat))
+
+
+def _weight(piece, khat):
+    """What a window of ``piece`` costs against one of one row, one channel
+    and one kernel (``threads.run_segments``)."""
+    return piece.shape[0] * khat.shape[0] * khat.shape[1]
 
 
 def _run_centered_direct(piece, khat, kernel_state, d, exponent, floor, fill, result, offset):
@@ -427,7 +434,7 @@ def _run_centered_direct(piece, khat, kernel_state, d, exponent, floor, fill, re
         centered.direct_kernel(piece, start, stop, khat, kernel_state, d, exponent, floor, fill,
                                tile, bufs, m2, result, offset)
 
-    threads.run_segments(piece.shape[-1] - (m - 1) * d, tile, work)
+    threads.run_segments(piece.shape[-1] - (m - 1) * d, tile, work, _weight(piece, khat))
 
 
 def use_products(m, nchan, nker):
@@ -493,7 +500,7 @@ def _run_products(piece, khat, kernel_state, d, exponent, floor, fill, result, o
                                           b, offset + i0 + t0)
 
     with blas.single_threaded():
-        threads.run_segments(piece.shape[-1] - (m - 1) * d, tile, work)
+        threads.run_segments(piece.shape[-1] - (m - 1) * d, tile, work, _weight(piece, khat))
 
 
 class _BlockLength:
@@ -749,4 +756,4 @@ def run_fft(piece, khat, kernel_state, d, exponent, floor, fill, result, offset,
                 flagged.compute(runs, piece, w0, sumsq, tile, bool(unsafe.any()), kernel_args,
                                 result, offset, center)
 
-    threads.run_segments(piece.shape[-1] - span, segment, work)
+    threads.run_segments(piece.shape[-1] - span, segment, work, _weight(piece, khat))

@@ -19,10 +19,12 @@ def thread_count():
     return numba.get_num_threads()
 
 
-def run_segments(nwin, tile, work):
+def run_segments(nwin, tile, work, weight=1):
     """Call ``work(start, stop)`` over ``[0, nwin)`` split into tile-aligned
-    segments, one per thread."""
-    threads = min(thread_count(), max(1, nwin // config.MIN_WINDOWS_PER_THREAD))
+    segments, one per thread; ``weight``: what each window costs against a
+    window of one row, one channel and one kernel (the rows, channels and
+    kernels ``work`` takes it through), which decides how many threads pay."""
+    threads = min(thread_count(), max(1, nwin * weight // config.MIN_WINDOWS_PER_THREAD))
     if threads <= 1:
         work(0, nwin)
         return
