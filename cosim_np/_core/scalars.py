@@ -25,6 +25,18 @@ def sharpen_value(s, exponent):
     return math.copysign(abs(s) ** exponent, s)
 
 
+def sharpen_slope(s, exponent):
+    """``d/ds sign(s) |s| ** exponent = exponent |s| ** (exponent - 1)``, with
+    the gradients' convention at ``s = 0``: 1 for ``exponent == 1``, else 0
+    (where it is 0 or infinite); NaN stays NaN."""
+    magnitude = abs(s)
+    if exponent == 1.0:
+        return 1.0
+    if magnitude > 0.0:
+        return exponent * magnitude ** (exponent - 1.0)
+    return magnitude * 0.0
+
+
 def out_of_range(s):
     """Is the sum of squares ``s`` outside the range in which every window's
     sum is exact to rounding (or NaN)?  Its window is then recomputed scaled."""

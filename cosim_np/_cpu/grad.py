@@ -22,7 +22,10 @@ import math
 
 import numpy as np
 
+from .._core import scalars
 from ._jit import jit
+
+_slope = jit(scalars.sharpen_slope)
 
 # Below this magnitude a sharpened float32 cosine may have lost digits to
 # underflow (the smallest normal float32).
@@ -109,13 +112,7 @@ def coefficients(cosines, norms, g, exponent, floor, live_kernels, want_log, a, 
                 continue
             value = s_k[t]
             magnitude = abs(value)
-            if exponent == 1.0:
-                slope = 1.0
-            elif magnitude > 0.0:
-                slope = exponent * magnitude ** (exponent - 1.0)
-            else:
-                slope = magnitude * 0.0  # (NaN stays NaN)
-            gamma = g_k[t] * slope
+            gamma = g_k[t] * _slope(value, exponent)
             a_t = gamma / (n + floor)
             a_k[t] = a_t
             c_k[t] = a_t * value

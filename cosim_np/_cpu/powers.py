@@ -32,6 +32,7 @@ _LN2 = math.log(2.0)
 _LN2_HI = 0.6931471803691238  # ln 2 in two parts: k * _LN2_HI is exact
 _LN2_LO = 1.9082149292705877e-10
 _SQRT2 = math.sqrt(2.0)
+_ROUNDING = 1.5 * 2.0**52
 # exp(y) is taken as 2**k exp(r) with k at least -MIN_POWER: below, a float32
 # result is 0 anyway
 MIN_POWER = 200
@@ -55,9 +56,12 @@ def _log(bits):
     e, m = _log_parts(bits)
     f = (m - 1.0) / (m + 1.0)
     f2 = f * f
-    series = 1.0 + f2 * (1.0 / 3 + f2 * (1.0 / 5 + f2 * (1.0 / 7 + f2 * (
-        1.0 / 9 + f2 * (1.0 / 11 + f2 * (1.0 / 13 + f2 * (1.0 / 15 + f2 * (
-            1.0 / 17 + f2 * (1.0 / 19)))))))))
+    f4 = f2 * f2
+    f8 = f4 * f4
+    # (Estrin's scheme: shorter chains of dependent operations than Horner's)
+    series = (((1.0 + f2 * (1.0 / 3)) + f4 * (1.0 / 5 + f2 * (1.0 / 7)))
+              + f8 * (((1.0 / 9 + f2 * (1.0 / 11)) + f4 * (1.0 / 13 + f2 * (1.0 / 15)))
+                      + f8 * (1.0 / 17 + f2 * (1.0 / 19))))
     return e * _LN2_HI + (2.0 * f * series + e * _LN2_LO)
 
 
@@ -65,13 +69,19 @@ def _log(bits):
 def _exp_parts(y):
     """``(poly, k)`` with ``exp(y) = poly * 2**k`` for ``y <= 0``, ``k`` at
     least ``-MIN_POWER`` (below it a float32 result is 0 anyway)."""
-    k = math.floor(y * (1.0 / _LN2) + 0.5)
+    # k = y / ln 2 rounded to the nearest integer, by adding and taking away
+    # 1.5 * 2**52 (exact below 2**51; math.floor would be a call per element)
+    k = (y * (1.0 / _LN2) + _ROUNDING) - _ROUNDING
     below = k < -MIN_POWER
     k = -float(MIN_POWER) if below else k
     r = (y - k * _LN2_HI) - k * _LN2_LO
-    poly = 1.0 + r * (1.0 + r * (1.0 / 2 + r * (1.0 / 6 + r * (1.0 / 24 + r * (1.0 / 120 + r * (
-        1.0 / 720 + r * (1.0 / 5040 + r * (1.0 / 40320 + r * (1.0 / 362880 + r * (
-            1.0 / 3628800 + r * (1.0 / 39916800)))))))))))
+    r2 = r * r
+    r4 = r2 * r2
+    r8 = r4 * r4
+    poly = (((1.0 + r) + r2 * (1.0 / 2 + r * (1.0 / 6)))
+            + r4 * ((1.0 / 24 + r * (1.0 / 120)) + r2 * (1.0 / 720 + r * (1.0 / 5040)))
+            + r8 * ((1.0 / 40320 + r * (1.0 / 362880))
+                    + r2 * (1.0 / 3628800 + r * (1.0 / 39916800))))
     # (through int32: AVX2 converts four doubles to int32 at once, not to int64)
     return 0.0 if below else poly, np.int64(np.int32(k))
 

@@ -64,6 +64,7 @@ SIMULATOR = bool(config.ENABLE_CUDASIM)
 _sharpen = cuda.jit(device=True)(scalars.sharpen_value)
 _out_of_range = cuda.jit(device=True)(scalars.out_of_range)
 _better = cuda.jit(device=True)(scalars.better)
+_slope = cuda.jit(device=True)(scalars.sharpen_slope)
 # ... and the plans' unit kernels, compiled for the host (in memory: this
 # backend has no cache fallback of its own, and it compiles once a process).
 fill_unit_kernels = njit(nogil=True, error_model="numpy")(plans.fill_unit_kernels)
@@ -506,13 +507,7 @@ def grad_coefficients(s, norms, g, goff, gks, gls, stride, kstate, exponent, flo
             weight = np.float64(g[goff[b] + k * gks + (i // stride) * gls]) if kept else 0.0
             value = s[b, k, i]
             magnitude = abs(value)
-            if exponent == 1.0:
-                slope = 1.0
-            elif magnitude > 0.0:
-                slope = exponent * magnitude ** (exponent - 1.0)
-            else:
-                slope = magnitude * 0.0  # (NaN stays NaN)
-            gamma = weight * slope
+            gamma = weight * _slope(value, exponent)
             coefficient = gamma / (norm + floor)
             a[b, k, i] = coefficient
             along[k, b, i] = gamma * value
