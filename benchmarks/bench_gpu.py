@@ -10,6 +10,9 @@
 * ``sliding_cosine`` + ``sliding_cosine_grad`` of a multi-channel bank (the
   1-D sharpened-cosine layer's shape) against a ``conv1d`` layer and PyTorch's
   autograd.
+* First, a check: ``cosim_np.torch``'s layer on CUDA tensors against CPU
+  tensors (its output and every gradient, float64); a difference above
+  ``1e-10`` (relative) ends the run with status 2.
 * ``pairwise_cosine`` and ``topk_cosine`` (float32, N x M, D) against
   ``torch.nn.functional.normalize`` + ``torch.matmul`` (+ ``torch.topk``).
 
@@ -19,7 +22,7 @@ device-wide synchronisations; the best (minimum) time is reported.
 
 Exit status: 0 after a run (missing PyTorch or CuPy only leaves their
 columns out), 2 with a message when there is no usable GPU (no driver, no
-device, or Numba's simulator).  ``python benchmarks/bench_gpu.py --help``.
+device, or Numba's simulator) or when the layer's check fails.  ``python benchmarks/bench_gpu.py --help``.
 """
 
 import argparse
@@ -167,6 +170,32 @@ def bench_gradient(args, cuda, torch, rows):
     report(row)
 
 
+def check_layer_on_cuda(torch):
+    """The adapter on CUDA tensors against CPU tensors (a small float64
+    layer: output and every gradient); CI has no GPU to run this on.
+    Returns the largest difference."""
+    from cosim_np.torch import SharpenedCosine1d
+
+    torch.manual_seed(0)
+    cpu = SharpenedCosine1d(3, 4, 5, padding="same", center=True, stride=2, p_init=1.3,
+                            q_init=0.2, dtype=torch.float64)
+    gpu = SharpenedCosine1d(3, 4, 5, padding="same", center=True, stride=2,
+                            dtype=torch.float64).cuda()
+    gpu.load_state_dict(cpu.state_dict())
+    x = torch.randn(2, 3, 2000, dtype=torch.float64)
+    xg = x.cuda().requires_grad_()
+    x.requires_grad_()
+    outs = [model(data) for model, data in ((cpu, x), (gpu, xg))]
+    for out in outs:
+        (out * out).sum().backward()
+    pairs = [(outs[0], outs[1]), (x.grad, xg.grad)] + [
+        (a.grad, b.grad) for a, b in zip(cpu.parameters(), gpu.parameters())]
+    with torch.no_grad():
+        worst = max(float((a - b.cpu()).abs().max() / (1 + a.abs().max())) for a, b in pairs)
+    print(f"layer on CUDA tensors against CPU tensors: largest relative difference {worst:.2e}")
+    return worst
+
+
 def bench_embedding(args, cuda, torch, rows):
     from cosim_np import pairwise_cosine, topk_cosine
 
@@ -234,6 +263,8 @@ def main(argv=None):
           f"PyTorch: {torch.__version__ if torch else 'absent'}; "
           f"CuPy: {cupy.__version__ if cupy else 'absent'}")
     rows = []
+    if torch is not None and check_layer_on_cuda(torch) > 1e-10:
+        fail("the layer on CUDA tensors disagrees with the CPU (above)")
     bench_sliding(args, cuda, torch, cupy, rows)
     bench_gradient(args, cuda, torch, rows)
     if not args.skip_embedding:
