@@ -514,6 +514,19 @@ def test_sharpen_special_values():
     assert sharpen(np.float32(0.5), 2.0).dtype == np.float32
 
 
+def test_sharpen_past_the_float16_range_is_inf_without_a_warning():
+    import warnings
+
+    values = np.array([300.0, -2.0, 0.5], np.float16)
+    out = np.empty(3, np.float16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = sharpen(values, 2.0)  # 300**4 is past 65504
+        assert sharpen(values, 2.0, out=out) is out
+    np.testing.assert_array_equal(got, np.array([np.inf, -16.0, 0.0625], np.float16))
+    np.testing.assert_array_equal(out, got)
+
+
 @given(geometry=window_geometry(long_m=LONG_M), sharpness=st.floats(-4, 4), data=st.data())
 def test_fused_sharpening_equals_sharpen_of_the_cosine(geometry, sharpness, data):
     n, m, dilation, mode = geometry
