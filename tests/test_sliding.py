@@ -528,6 +528,25 @@ def test_sharpen_past_the_float16_range_is_inf_without_a_warning():
 
 
 @given(geometry=window_geometry(long_m=LONG_M), sharpness=st.floats(-4, 4), data=st.data())
+def test_float32_results_are_sharpened_before_their_rounding(geometry, sharpness, data):
+    """float32 results are the float64 cosines sharpened (by ``_cpu.powers``,
+    far within float32 rounding) and then rounded: within one unit of
+    ``sharpen`` of the float64 cosines of the same samples, rounded."""
+    n, m, dilation, mode = geometry
+    signal = data.draw(arrays(np.float32, n))
+    kernel = data.draw(arrays(np.float64, m))
+    options = dict(mode=mode, dilation=dilation, method="direct", fill=0.0)
+    got = sliding_cosine(signal, kernel, sharpness=sharpness, **options)
+    assert got.dtype == np.float32
+    cosines = sliding_cosine(signal.astype(np.float64), kernel, **options)
+    want = sharpen(cosines, sharpness).astype(np.float32)
+    units = np.abs(got.view(np.int32).astype(np.int64) - want.view(np.int32).astype(np.int64))
+    finite = np.isfinite(want)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    assert np.all(units[finite] <= 1)
+
+
+@given(geometry=window_geometry(long_m=LONG_M), sharpness=st.floats(-4, 4), data=st.data())
 def test_fused_sharpening_equals_sharpen_of_the_cosine(geometry, sharpness, data):
     n, m, dilation, mode = geometry
     signal = data.draw(arrays(np.float64, n))
