@@ -138,11 +138,11 @@ def _signed_exp(values, out, scales):
 @jit
 def sharpen_float64(values, exponent, out, scratch):
     """``out[t] = sign(s) |s| ** exponent`` for float64 ``values`` of
-    magnitude at most 1 (cosines; ``scratch``: room for as many int64), to
-    the error bound of the module: for results rounded to float32 (below
-    that, libm's ``pow`` of ``sharpen_value`` is the more accurate).  The
-    exponent field and the mantissa come from the bits: ``m`` is the
-    mantissa under the exponent of 1, written as int64 and read as float64."""
+    magnitude at most 1 (cosines; ``scratch``: room for as many int64),
+    within the error bound of the module: for results rounded to float32
+    (float64 results need libm's ``pow``, within a unit).  The exponent
+    comes from the exponent field, ``m`` from the mantissa under the
+    exponent of 1, written as int64 bits and read as a float64."""
     if exponent == 1.0:
         for t in range(values.size):
             out[t] = values[t]
