@@ -350,11 +350,8 @@ def sliding_cosine(
     block's norm) are those of Higham [1]_ (chapters 3 and 24); the FFT path
     compares the second with the first window by window.  Each kernel is
     normalised with a compensated sum of its squares (Neumaier's [2]_), after
-    a power-of-two scaling.  The sharpening is applied to the float64 cosine
-    before the result's one rounding: by libm's ``pow`` for float64
-    results, for float32 ones by vectorised powers within ``1e-14 (1 + P
-    (1 + |ln s|))`` relative of libm's (so within one unit of float32
-    rounding of it).
+    a power-of-two scaling.  The sharpening (libm's ``pow``) is applied to
+    the float64 cosine, before the result's one rounding.
 
     With ``center=True`` the score is Pearson's correlation of each window
     with the kernel (OpenCV's ``TM_CCOEFF_NORMED``, scikit-image's

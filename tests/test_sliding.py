@@ -529,9 +529,10 @@ def test_sharpen_past_the_float16_range_is_inf_without_a_warning():
 
 @given(geometry=window_geometry(long_m=LONG_M), sharpness=st.floats(-4, 4), data=st.data())
 def test_float32_results_are_sharpened_before_their_rounding(geometry, sharpness, data):
-    """float32 results are the float64 cosines sharpened (by ``_cpu.powers``,
-    far within float32 rounding) and then rounded: within one unit of
-    ``sharpen`` of the float64 cosines of the same samples, rounded."""
+    """float32 results are the float64 cosines sharpened and then rounded
+    (sharpening a rounded cosine would multiply its error by the exponent):
+    within one unit of ``sharpen`` of the float64 cosines of the same
+    samples, rounded."""
     n, m, dilation, mode = geometry
     signal = data.draw(arrays(np.float32, n))
     kernel = data.draw(arrays(np.float64, m))

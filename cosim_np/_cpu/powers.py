@@ -18,20 +18,15 @@ The relative error of the power stays below ``1e-14 (1 + P (1 + |ln s|))``
 (tested), far below a float32's rounding (``6e-8``): rounded to float32 it
 is libm's power rounded, but for near-ties of a rounding boundary, one unit
 then.  Zeros, subnormals, infinities and NaN (exponent fields 0 and 255)
-are left to the scalar formula.  ``sharpen_float64`` takes float64 cosines
-the same way, ``e`` and ``m`` from their float64 bits, for results rounded
-to float32 (``sliding_cosine``'s float32 outputs, sharpened before their
-one rounding); float64 results keep libm's power.  Nothing here validates.
+are left to the scalar formula.  Nothing here validates.
 """
 
 import math
 
 import numpy as np
 
-from .._core import scalars
 from ._jit import jit
-
-sharpen_value = jit(scalars.sharpen_value)
+from .sliding import sharpen_value
 
 _LN2 = math.log(2.0)
 _LN2_HI = 0.6931471803691238  # ln 2 in two parts: k * _LN2_HI is exact
@@ -59,12 +54,6 @@ def _log_parts(bits):
 def _log(bits):
     """``ln x`` of a positive normal float32 ``x`` given as its int32 bits."""
     e, m = _log_parts(bits)
-    return _ln(e, m)
-
-
-@jit
-def _ln(e, m):
-    """``ln(2**e m)`` for ``m`` in ``[sqrt(1/2), sqrt(2))``."""
     f = (m - 1.0) / (m + 1.0)
     f2 = f * f
     f4 = f2 * f2
@@ -113,19 +102,9 @@ def sharpen_float32(values, bits, exponent, out, scales):
         for t in range(values.size):
             out[t] = values[t]
         return
-    # (separate loops: fused into one, LLVM vectorises none of it)
+    # (three loops: fused into one, LLVM vectorises none of it)
     for t in range(values.size):
         out[t] = exponent * _log(bits[t] & 0x7FFFFFFF)
-    _signed_exp(values, out, scales)
-    for t in range(values.size):
-        if _special(bits[t]):
-            out[t] = sharpen_value(np.float64(values[t]), exponent)
-
-
-@jit
-def _signed_exp(values, out, scales):
-    """``out[t] = sign(values[t]) exp(out[t])`` for ``out[t] <= 0`` (``scales``:
-    room for as many int64)."""
     for t in range(values.size):
         poly, k = _exp_parts(out[t])
         out[t] = poly
@@ -133,34 +112,9 @@ def _signed_exp(values, out, scales):
     powers_of_two = scales.view(np.float64)
     for t in range(values.size):
         out[t] = math.copysign(out[t] * powers_of_two[t], values[t])
-
-
-@jit
-def sharpen_float64(values, exponent, out, scratch):
-    """``out[t] = sign(s) |s| ** exponent`` for float64 ``values`` of
-    magnitude at most 1 (cosines; ``scratch``: room for as many int64),
-    within the error bound of the module: for results rounded to float32
-    (float64 results need libm's ``pow``, within a unit).  The exponent
-    comes from the exponent field, ``m`` from the mantissa under the
-    exponent of 1, written as int64 bits and read as a float64."""
-    if exponent == 1.0:
-        for t in range(values.size):
-            out[t] = values[t]
-        return
-    bits = values.view(np.int64)
     for t in range(values.size):
-        scratch[t] = (bits[t] & 0xFFFFFFFFFFFFF) | 0x3FF0000000000000
-        out[t] = np.float64(np.int32(((bits[t] >> 52) & 0x7FF) - 1023))
-    mantissas = scratch.view(np.float64)
-    for t in range(values.size):
-        m = mantissas[t]
-        big = m > _SQRT2
-        out[t] = exponent * _ln(out[t] + 1.0 if big else out[t], m * 0.5 if big else m)
-    _signed_exp(values, out, scratch)
-    for t in range(values.size):
-        field = (bits[t] >> 52) & 0x7FF
-        if field == 0 or field == 0x7FF:  # zero, subnormal, inf, NaN
-            out[t] = sharpen_value(values[t], exponent)
+        if _special(bits[t]):
+            out[t] = sharpen_value(np.float64(values[t]), exponent)
 
 
 @jit

@@ -41,7 +41,7 @@ from .._core import scalars
 from .._core import sliding as plans
 from .._core.scalars import KERNEL_NONFINITE, KERNEL_NORMAL, KERNEL_ZERO, SAFE_MAX, SAFE_MIN
 from .._core.sliding import tile_length
-from . import powers, scratch
+from . import scratch
 from ._jit import jit
 
 _out_of_range = jit(scalars.out_of_range)
@@ -682,22 +682,13 @@ def _shared_denominators(sumsq, nwin, noise_floor, shared):
 def _finish_kernel(acc, sumsq, shared, nwin, exponent, noise_floor, fill, kernel_state, dest):
     """Cosines (sharpened by ``exponent``) of one kernel from the dots ``acc``
     into ``dest``; sharpened in float64, before the one rounding to the
-    output dtype (sharpening a rounded value would multiply its error):
-    by libm's ``pow`` for float64 results, by the vectorised powers of
-    ``_cpu.powers`` (relative error below ``1e-14 (1 + P (1 + |ln s|))``,
-    far within a float32's rounding) for narrower ones."""
+    output dtype (sharpening a rounded value would multiply its error)."""
     if exponent == 1.0 or kernel_state != KERNEL_NORMAL:
         _finish_tile(acc, sumsq, shared, nwin, noise_floor, fill, kernel_state, dest)
         return
     _finish_tile(acc, sumsq, shared, nwin, noise_floor, fill, kernel_state, acc)
-    if dest.itemsize < 8:
-        sharpened = np.empty(nwin)
-        powers.sharpen_float64(acc[:nwin], exponent, sharpened, np.empty(nwin, np.int64))
-        for t in range(nwin):
-            # fill values (zero windows) are not cosines: leave them
-            dest[t] = sharpened[t] if sumsq[t] != 0.0 else acc[t]
-        return
     for t in range(nwin):
+        # fill values (zero windows) are not cosines: leave them
         if sumsq[t] != 0.0:
             acc[t] = sharpen_value(acc[t], exponent)
     for t in range(nwin):
