@@ -84,7 +84,7 @@ class _SlidingCosine(torch.autograd.Function):
         sharpness, noise_floor = ctx.scalar_types
         options = dict(dict(mode="valid", dilation=1, fill=0.0, axis=-1, method="auto",
                             center=False, stride=1), **ctx.values)
-        if signal.is_cuda or kernel.is_cuda:  # (the GPU computes its cosines itself)
+        if signal.is_cuda:  # (and so is the kernel; the GPU computes its cosines itself)
             grads = _sliding_cosine_grad(_operand(signal, "signal"), _operand(kernel, "kernel"),
                                          _operand(grad_output, "grad_output"), **options)
         else:
@@ -98,7 +98,7 @@ class _SlidingCosine(torch.autograd.Function):
                 return None
             return torch.tensor(value, dtype=like.dtype, device=like.device).reshape(like.shape)
 
-        return (_tensor(grads.signal, signal), _tensor(grads.kernel, kernel).to(kernel.device),
+        return (_tensor(grads.signal, signal), _tensor(grads.kernel, kernel),
                 scalar(grads.sharpness, sharpness), scalar(grads.noise_floor, noise_floor), None)
 
 
