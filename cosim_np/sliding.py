@@ -11,6 +11,7 @@ from collections import namedtuple
 
 from . import _backend
 from ._core import sliding as plans
+from ._core import spatial
 from ._core import validate as v
 from ._cpu import drivers
 
@@ -192,6 +193,7 @@ def windowed_norm(signal, window, *, dilation=1, mode="valid", axis=-1, center=F
     >>> np.sqrt(np.maximum(squares - sums**2 / 4, 0))  # the running-sum recipe
     array([0., 0.])
     """
+    axis = spatial.normalise_axis(axis)
     if _backend.is_xarray(signal):
         _no_out_for_labels(out)
         return _backend.xarray_impl("windowed_norm")(
@@ -206,6 +208,11 @@ def windowed_norm(signal, window, *, dilation=1, mode="valid", axis=-1, center=F
                                                    axis=axis, center=center, stride=stride,
                                                    out=out)
     x = v.as_real_array(signal, "signal")
+    if isinstance(axis, tuple):
+        plan = spatial.plan_norms(x, window, dilation, mode, axis, center, stride)
+        if out is not None:
+            v.check_out(out, plan.final_shape, plan.out_dtype)
+        return drivers.spatial_norms(x, plan, out)
     plan = plans.plan_norms(x, window, dilation, mode, axis, center, stride)
     if out is not None:
         v.check_out(out, plans.norms_shape(x.shape, plan), plan.out_dtype)
@@ -396,6 +403,7 @@ def sliding_cosine(
     >>> np.round(sliding_cosine(signal, [1, 2, 3], sharpness=3)[[1, 9, 13]], 3)
     array([1.   , 1.   , 0.048])
     """
+    axis = spatial.normalise_axis(axis)
     if _backend.is_xarray(signal):
         _no_out_for_labels(out)
         return _backend.xarray_impl("sliding_cosine")(
@@ -414,6 +422,11 @@ def sliding_cosine(
             noise_floor=noise_floor, fill=fill, axis=axis, method=method, center=center,
             stride=stride, out=out)
     x = v.as_real_array(signal, "signal")
+    if isinstance(axis, tuple):
+        plan = spatial.plan_sliding(x, kernel, axis, mode, method, dilation, sharpness,
+                                    noise_floor, fill, out, drivers.fill_unit_kernels, center,
+                                    stride)
+        return drivers.spatial_cosine(x, plan, method, out)
     plan = plans.plan_sliding(x, kernel, axis, mode, method, dilation, sharpness, noise_floor,
                               fill, out, drivers.fill_unit_kernels, center, stride)
     return drivers.sliding_cosine(x, plan, method, out)

@@ -175,6 +175,66 @@ def windowed_centered_norm_1d(x, m, dilation=1, mode="valid"):
     return np.array([centered_norm(w) for w in windows(x, m, dilation, mode)])
 
 
+def spatial_windows(x, m, dilation, modes, stride):
+    """``(index, window)`` of every kept window of ``x`` ``(C, n_1, ..., n_r)``
+    (float64): ``m``, ``dilation``, ``modes`` and ``stride`` one per axis;
+    each window ``(C, m_1, ..., m_r)`` spans every channel."""
+    x = np.asarray(x, dtype=np.float64)
+    spans = [(mm - 1) * dd for mm, dd in zip(m, dilation)]
+    pads = [(0, 0)] + [padding(mode, span) for mode, span in zip(modes, spans)]
+    padded = np.pad(x, pads)
+    counts = [padded.shape[1 + a] - spans[a] for a in range(len(m))]
+    kept = [range(0, count, s) for count, s in zip(counts, stride)]
+    for index in np.ndindex(*[len(k) for k in kept]):
+        starts = [kept[a][i] for a, i in enumerate(index)]
+        window = padded[(slice(None),) + tuple(
+            slice(start, start + span + 1, dd) for start, span, dd in zip(starts, spans, dilation))]
+        yield index, window
+
+
+def spatial_shape(x, m, dilation, modes, stride):
+    """The kept windows' counts per axis (of ``spatial_windows``)."""
+    shape = []
+    for a, (mm, dd, mode, s) in enumerate(zip(m, dilation, modes, stride)):
+        span = (mm - 1) * dd
+        left, right = padding(mode, span)
+        shape.append(-(-(x.shape[1 + a] + left + right - span) // s))
+    return tuple(shape)
+
+
+def spatial_norms(x, m, dilation, modes, stride, center=False):
+    """``windowed_norm`` over the r axes of ``x`` ``(C, n...)``, all channels
+    in each window (one channel: ``x[None]``)."""
+    out = np.empty(spatial_shape(x, m, dilation, modes, stride))
+    for index, window in spatial_windows(x, m, dilation, modes, stride):
+        out[index] = centered_norm(window) if center else exact_norm(window)
+    return out
+
+
+def spatial_cosine(x, kernels, sharpness=1.0, dilation=None, modes=None, stride=None,
+                   noise_floor=0.0, fill=0.0, center=False):
+    """``sliding_cosine`` of kernels ``(K, C, m_1, ..., m_r)`` over ``x``
+    ``(C, n_1, ..., n_r)``: ``(K, nout_1, ..., nout_r)``, one window at a
+    time by the definition (Pearson's correlation with ``center``)."""
+    kernels = np.asarray(kernels, dtype=np.float64)
+    m = kernels.shape[2:]
+    r = len(m)
+    dilation = dilation or (1,) * r
+    modes = modes or ("valid",) * r
+    stride = stride or (1,) * r
+    out = np.empty((kernels.shape[0],) + spatial_shape(x, m, dilation, modes, stride))
+    for index, window in spatial_windows(x, m, dilation, modes, stride):
+        for k, kernel in enumerate(kernels):
+            if center:
+                s = pearson(window, kernel, noise_floor, fill)
+                special = np.isfinite(window).all() and np.all(window == window.flat[0])
+            else:
+                s = cosine(window, kernel, noise_floor, fill)
+                special = exact_norm(window) == 0.0 or exact_norm(kernel) == 0.0
+            out[(k,) + index] = s if (special or np.isnan(s)) else float(sharpen(s, sharpness))
+    return out
+
+
 def seed000_cosine_similarity(signal, kernel, sharpness, padding, as_written=False):
     """NumPy transcription of the seed-000 PyTorch function.
 

@@ -10,15 +10,19 @@ plans.  Inside, a signal is
 land at ``offset`` of the ``(B, K, L)`` result.
 """
 
+import math
+
 import numpy as np
 
 from .._core import config
 from .._core import sliding as plans
+from .._core import spatial
 from .._core.scalars import KERNEL_ZERO
 from . import blas, blocks, centered, powers, products, scratch, threads
 from . import fft as transforms
 from . import grad as gradients
 from . import sliding as kernels
+from . import spatial as kernels_2d
 
 # The plans' unit kernels, compiled (``_core.sliding.unit_kernels``).
 fill_unit_kernels = kernels.fill_unit_kernels
@@ -759,3 +763,278 @@ def run_fft(piece, khat, kernel_state, d, exponent, floor, fill, result, offset,
                                 result, offset, center)
 
     threads.run_segments(piece.shape[-1] - span, segment, work, _weight(piece, khat))
+
+
+# ---------------------------------------------------------------------------
+# more than one sliding axis (``_core.spatial``; kernels in ``_cpu.spatial``)
+
+# A float64 signal is scaled by a power of two into [0.5, 1) when its largest
+# magnitude lies beyond 2**±SCALE_BEYOND (exact, and every output's bits are
+# those of the unscaled signal); samples below 2**-TINY_BELOW of the largest,
+# whose squares could underflow, have their windows recomputed one by one.
+SCALE_BEYOND = 30
+TINY_BELOW = 450
+# Elements of ``inner`` summed side by side per call of the window kernels
+# (a few rows of an image: the scratch of the scans stays in cache).
+INNER_BLOCK = 512
+
+
+def spatial_norms(x, plan, out):
+    """The norms of a planned ``windowed_norm`` call over several axes
+    (``_core.spatial.SpatialNormPlan``)."""
+    geo = plan.geometry
+    padded, scale, tiny = _spatial_signal(x, geo, None, plans.compute_dtype(plan.out_dtype))
+    sums = _spatial_sums(padded, geo, plan.center)  # (B, nout...)
+    norms = np.sqrt(sums)
+    if plan.center:
+        norms[~np.isfinite(norms)] = np.nan  # (inf - mean is undefined)
+    norms = np.ldexp(norms, scale)
+    if tiny is not None:
+        for where, window in _tiny_windows(tiny, geo):
+            norms[where] = _rescaled_norm(window, plan.center)
+    order = spatial.layout_axes(x.ndim, geo.axes, None)
+    result = np.moveaxis(norms.reshape(_batch_shape(x.shape, order, geo) + geo.nout),
+                         tuple(range(x.ndim)), order)
+    if out is not None:
+        np.copyto(out, result, casting="unsafe")
+        return out
+    return result.astype(plan.out_dtype)
+
+
+def spatial_cosine(x, plan, method, out):
+    """The cosines of a planned ``sliding_cosine`` call over several axes
+    (``_core.spatial.SpatialPlan``), by direct dots."""
+    geo = plan.geometry
+    padded, scale, tiny = _spatial_signal(x, geo, plan.channel_axis,
+                                          plans.compute_dtype(plan.out_dtype))
+    sums = _spatial_sums(padded, geo, plan.center)
+    if plan.center:
+        sums[~np.isfinite(sums)] = np.nan
+    nker, nchan = plan.khat.shape[:2]
+    nbatch, r = padded.shape[0], len(geo.axes)
+    rows, tap_rows = _row_offsets(padded.shape, geo)
+    signal_rows = padded.reshape(-1, padded.shape[-1])
+    khat = plan.khat.reshape(nker, -1, geo.m[-1])
+    sumsq = sums.reshape(-1, geo.nout[-1])
+    result = np.empty((rows.size, nker, geo.nout[-1]))
+    floor = float(np.ldexp(plan.floor, -scale))
+
+    def work(start, stop):
+        acc = np.empty((nker, geo.nout[-1]))
+        kernels_2d.spatial_cosines(signal_rows, rows, tap_rows, khat, plan.kernel_state,
+                                   geo.d[-1], geo.stride[-1], sumsq, floor, plan.fill,
+                                   plan.exponent, start, stop, acc, result)
+
+    threads.run_split(rows.size, work, max(1, config.MIN_WINDOWS_PER_THREAD
+                                           // max(1, nker * khat.shape[1] * geo.m[-1]
+                                                  * geo.nout[-1])))
+    # (B, nout_1 .. nout_{r-1}, K, nout_r) -> (B, K, nout...)
+    result = result.reshape((nbatch,) + geo.nout[:-1] + (nker, geo.nout[-1]))
+    result = np.moveaxis(result, r, 1)
+    if tiny is not None:
+        for where, window in _tiny_windows(tiny, geo):
+            b, position = where[0], where[1:]
+            result[(b, slice(None)) + position] = _rescaled_cosines(window, plan)
+    order = spatial.layout_axes(x.ndim, geo.axes, plan.channel_axis)
+    batch = _batch_shape(x.shape, order, geo) if plan.channel_axis is None else \
+        _batch_shape(x.shape, order, geo)[:-1]
+    result = result.reshape(batch + (nker,) + geo.nout)
+    if plan.channel_axis is None and not plan.is_bank:
+        result = result[(slice(None),) * len(batch) + (0,)]
+    result = np.moveaxis(result, tuple(range(result.ndim)), plan.result_axes)
+    if out is not None:
+        np.copyto(out, result, casting="unsafe")
+        return out
+    return result.astype(plan.out_dtype, copy=False)
+
+
+def _batch_shape(shape, order, geo):
+    """The shape of the leading axes of the computing layout (batch axes, and
+    the channel axis when there is one)."""
+    return tuple(shape[i] for i in order[: len(order) - len(geo.axes)])
+
+
+def _spatial_signal(x, geo, channel_axis, dtype):
+    """``(padded, scale, tiny)``: the signal laid out ``(B, C, n_1 + pads, ...)``
+    (C-contiguous, ``dtype``, each axis padded with its mode's zeros) and
+    scaled by ``2**-scale``; ``tiny`` is None, or ``(unscaled padded
+    float64 signal, mask of samples whose squares could underflow)``."""
+    order = spatial.layout_axes(x.ndim, geo.axes, channel_axis)
+    moved = np.moveaxis(x, order, tuple(range(x.ndim)))
+    r = len(geo.axes)
+    lead = moved.shape[: x.ndim - r]
+    nchan = lead[-1] if channel_axis is not None else 1
+    moved = moved.reshape((-1, nchan) + moved.shape[x.ndim - r:])
+    padded = np.zeros(moved.shape[:2] + tuple(n + left + right for n, (left, right)
+                                              in zip(moved.shape[2:], geo.pads)), dtype)
+    padded[(slice(None),) * 2 + tuple(slice(left, left + n) for n, (left, _)
+                                      in zip(moved.shape[2:], geo.pads))] = moved
+    if dtype != np.float64:
+        return padded, 0, None  # float32 squares in float64 neither overflow nor underflow
+    magnitude = np.abs(padded)
+    finite = magnitude[np.isfinite(magnitude)]
+    largest = float(finite.max()) if finite.size else 0.0
+    if largest == 0.0:
+        return padded, 0, None
+    scale = math.frexp(largest)[1]
+    tiny_mask = (magnitude < math.ldexp(1.0, scale - TINY_BELOW)) & (magnitude > 0.0)
+    tiny = (padded, tiny_mask) if tiny_mask.any() else None
+    if abs(scale) <= SCALE_BEYOND:
+        return padded, 0, tiny
+    return np.ldexp(padded, -scale), scale, tiny
+
+
+def _spatial_sums(padded, geo, center):
+    """``(B, nout...)`` float64: each window's sum of squares over all its
+    channels, or with ``center`` its M2 (sum of squared deviations from its
+    mean), one axis at a time (``_cpu.spatial``)."""
+    nbatch, nchan = padded.shape[:2]
+    flat = padded.reshape((nbatch * nchan,) + padded.shape[2:])
+    if center:
+        means = flat.astype(np.float64)
+        m2s = np.zeros_like(means)
+        count = 1.0
+        for a in range(len(geo.axes)):
+            means, m2s = _axis_pass(means, m2s, count, a, geo)
+            count *= geo.m[a]
+        if nchan == 1:
+            return m2s.reshape((nbatch,) + geo.nout)
+        shape = (nbatch, nchan, -1)
+        merged_means = np.empty((nbatch, m2s[0].size))
+        merged = np.empty_like(merged_means)
+        kernels_2d.merge_channels(means.reshape(shape), m2s.reshape(shape), count, merged_means,
+                                  merged)
+        return merged.reshape((nbatch,) + geo.nout)
+    sums = np.square(flat, dtype=np.float64)
+    for a in range(len(geo.axes)):
+        sums = _axis_pass(sums, None, 0.0, a, geo)
+    sums = sums.reshape((nbatch, nchan) + geo.nout)
+    total = sums[:, 0].copy()
+    for c in range(1, nchan):  # (adds of squares: nothing cancels)
+        total += sums[:, c]
+    return total
+
+
+def _axis_pass(values, m2s, count, a, geo):
+    """Windows along spatial axis ``a`` of ``values`` ``(BC, n_1, ...)``: their
+    sums, or with ``m2s`` the merged statistics ``(means, m2s)`` of groups of
+    ``count`` samples."""
+    shape = values.shape
+    outer = int(np.prod(shape[: a + 1]))
+    n, inner = shape[a + 1], int(np.prod(shape[a + 2 :]))
+    m, d, stride, nout = geo.m[a], geo.d[a], geo.stride[a], geo.nout[a]
+    src = values.reshape(outer, n, inner)
+    dst = np.empty((outer, nout, inner))
+    dst_m2 = np.empty_like(dst) if m2s is not None else None
+    chunk = m * d
+    if inner == 1:  # the last axis: rows scanned side by side in lanes
+        src, dst = src[:, :, 0], dst[:, :, 0]
+        lanes = kernels_2d.LANES
+
+        def work(start, stop):
+            if m2s is None:
+                kernels_2d.window_sums_rows(
+                    src, start, stop, m, d, stride, dst, np.empty((1, n, lanes)),
+                    np.empty((1, nout, lanes)), np.empty((chunk, lanes)), np.empty((chunk, lanes)))
+            else:
+                kernels_2d.window_moments_rows(
+                    src, m2s.reshape(outer, n), count, start, stop, m, d, stride, dst,
+                    dst_m2[:, :, 0], np.empty((2, 1, n, lanes)), np.empty((2, 1, nout, lanes)),
+                    np.empty((2, chunk, lanes)), np.empty((2, chunk, lanes)))
+
+        threads.run_split(outer, work, max(lanes, config.MIN_WINDOWS_PER_THREAD // n))
+    else:
+        blocks = [(o, q, min(q + INNER_BLOCK, inner))
+                  for o in range(outer) for q in range(0, inner, INNER_BLOCK)]
+
+        def work(start, stop):
+            for o, q0, q1 in blocks[start:stop]:
+                if m2s is None:
+                    scans = np.empty((2, chunk, q1 - q0))
+                    kernels_2d.window_sums(src, o, o + 1, q0, q1, m, d, stride, dst, scans[0],
+                                           scans[1])
+                else:
+                    scans = np.empty((2, 2, chunk, q1 - q0))
+                    kernels_2d.window_moments(src, m2s.reshape(outer, n, inner), count, o,
+                                              o + 1, q0, q1, m, d, stride, dst, dst_m2,
+                                              scans[0], scans[1])
+
+        threads.run_split(len(blocks), work, max(1, config.MIN_WINDOWS_PER_THREAD
+                                                 // (n * min(inner, INNER_BLOCK))))
+    new_shape = shape[: a + 1] + (nout,) + shape[a + 2 :]
+    if m2s is None:
+        return dst.reshape(new_shape)
+    return dst.reshape(new_shape), dst_m2.reshape(new_shape)
+
+
+def _row_offsets(padded_shape, geo):
+    """``(rows, tap_rows)`` of ``_cpu.spatial.spatial_cosines``: the first
+    row (of the padded signal seen as rows along its last axis) that each
+    output row's windows read, and each kernel row's offset from it."""
+    lead = padded_shape[:-1]  # (B, C, n_1 .. n_{r-1})
+    strides = np.cumprod((1,) + lead[::-1][:-1])[::-1]  # rows per step of each leading axis
+    r = len(geo.axes)
+    starts = [np.arange(lead[0]) * strides[0]] + [
+        np.arange(geo.nout[a]) * geo.stride[a] * strides[2 + a] for a in range(r - 1)]
+    taps = [np.arange(lead[1]) * strides[1]] + [
+        np.arange(geo.m[a]) * geo.d[a] * strides[2 + a] for a in range(r - 1)]
+    return _outer_sum(starts), _outer_sum(taps)
+
+
+def _outer_sum(vectors):
+    total = np.zeros(1, dtype=np.int64)
+    for vector in vectors:
+        total = np.add.outer(total, vector.astype(np.int64)).ravel()
+    return total
+
+
+def _tiny_windows(tiny, geo):
+    """``(index, window)`` for each window holding a sample whose square could
+    underflow: ``index`` ``(b, i_1, ..., i_r)`` into the ``(B, [K,] nout...)``
+    results and ``window`` its samples ``(C, m_1, ..., m_r)`` (float64,
+    unscaled)."""
+    padded, mask = tiny
+    counts = _spatial_sums(mask.astype(np.float64), geo, False)  # squares of 0/1: counts
+    for index in zip(*np.nonzero(counts)):
+        b, starts = index[0], index[1:]
+        view = padded[(b, slice(None)) + tuple(
+            slice(i * s, i * s + (m - 1) * d + 1, d)
+            for i, s, m, d in zip(starts, geo.stride, geo.m, geo.d))]
+        yield tuple(int(i) for i in index), view
+
+
+def _rescaled_norm(window, center):
+    """The norm of one window (centered: less its mean), scaled by its
+    largest magnitude so that no square underflows."""
+    if not np.isfinite(window).all():
+        return np.nan if (center or np.isnan(window).any()) else np.inf
+    largest = np.max(np.abs(window))
+    scaled = window / largest
+    if center:
+        scaled = scaled - scaled.mean()
+    return largest * math.sqrt(np.sum(scaled * scaled))
+
+
+def _rescaled_cosines(window, plan):
+    """The sharpened cosines of one window with every kernel of ``plan``,
+    the window first scaled by its largest magnitude."""
+    nker = plan.khat.shape[0]
+    if not np.isfinite(window).all():
+        return np.full(nker, np.nan)
+    largest = np.max(np.abs(window))
+    scaled = window / largest
+    if plan.center:
+        scaled = scaled - scaled.mean()
+    sumsq = float(np.sum(scaled * scaled))
+    dots = plan.khat.reshape(nker, -1) @ (window / largest).ravel()
+    result = np.empty(nker)
+    for k in range(nker):
+        value = kernels._cosine(dots[k], sumsq, math.sqrt(sumsq) + plan.floor / largest,
+                                plan.fill, plan.kernel_state[k])
+        result[k] = value
+    if plan.exponent != 1.0:
+        keep = (plan.kernel_state == 0) & (sumsq != 0.0)
+        sharpened = np.empty(nker)
+        kernels.sharpen_kernel(result, plan.exponent, sharpened)
+        result = np.where(keep, sharpened, result)
+    return result

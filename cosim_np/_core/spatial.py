@@ -1,0 +1,218 @@
+"""The plans of the sliding functions over several axes at once (images,
+volumes): ``axis`` a tuple of r axes slides an r-dimensional kernel over
+those axes of the signal.  Shared by the backends; nothing here computes
+on a signal.
+
+The kernel's last r dimensions are spatial and the ``a``-th of them slides
+along ``axis[a]``: ``(m_1, ..., m_r)`` is one kernel, ``(K, m_1, ..., m_r)``
+a bank, ``(C_out, C_in, m_1, ..., m_r)`` a multi-channel kernel whose window
+spans every channel (the signal's channel axis is the one just before the
+first of the sliding axes in the signal's order).  Each axis has its own
+mode (``"valid"``, ``"same"`` or ``"full"``), dilation and stride.
+
+A call is computed on the signal laid out as ``(B, C, n_1, ..., n_r)``
+(batch, channels, sliding axes in the order of ``axis``) and the result
+as ``(B, K, nout_1, ..., nout_r)``; the plan says where those axes go in
+the caller's arrays.
+"""
+
+from collections import namedtuple
+
+import numpy as np
+
+from . import validate as v
+from .sliding import METHODS, centered_kernels, padding, strided_count, unit_kernels
+
+SPATIAL_MODES = ("valid", "same", "full")
+
+Geometry = namedtuple("Geometry", "axes m d stride pads nwin nout")
+Geometry.__doc__ = """Per sliding axis (tuples in the order of ``axis``):
+the window's taps ``m``, dilation ``d``, ``stride``, the zeros ``pads``
+``(left, right)`` of each axis's mode, the windows of the padded signal
+``nwin`` and those kept by the stride ``nout``."""
+
+
+def normalise_axis(axis):
+    """``axis`` as the public functions route it: a tuple (or list) of one
+    axis is that axis (the one-axis call), of several a tuple; anything
+    else as it is (checked by the plans)."""
+    if isinstance(axis, (tuple, list)):
+        return axis[0] if len(axis) == 1 else tuple(axis)
+    return axis
+
+
+def sliding_axes(axis, ndim):
+    """A tuple of at least two distinct axes of an ``ndim``-d signal, in the
+    caller's order, made non-negative (the public functions send a one-axis
+    tuple down the 1-D path)."""
+    if not isinstance(axis, tuple):
+        raise TypeError(f"axis must be an integer or a tuple of integers; got {axis!r}.")
+    axes = tuple(v.check_axis(item, ndim) for item in axis)
+    if len(set(axes)) != len(axes):
+        raise ValueError(f"axis must not repeat an axis; got {axis!r}.")
+    return axes
+
+
+def per_axis(value, name, count, check):
+    """``value`` (one setting for every axis, or a tuple or list of one per
+    axis) as a tuple of ``count`` checked settings."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != count:
+            raise ValueError(
+                f"{name} must be one value or one per sliding axis ({count}); got {value!r}.")
+        return tuple(check(item, name) for item in value)
+    return (check(value, name),) * count
+
+
+def _check_mode(mode, name):
+    if mode == "causal":
+        raise ValueError(
+            "mode='causal' is for one sliding axis only; with a tuple axis use "
+            "'valid', 'same' or 'full' (one mode, or one per axis).")
+    return v.check_choice(mode, name, SPATIAL_MODES)
+
+
+def geometry(shape, axes, m, dilation, mode, stride, what):
+    """The :class:`Geometry` of windows of ``m`` taps (a tuple, one per axis)
+    over the axes ``axes`` of a signal of ``shape``; ``what`` names the
+    window in errors ("kernel" or "window")."""
+    r = len(axes)
+    d = per_axis(dilation, "dilation", r, v.check_positive_int)
+    stride = per_axis(stride, "stride", r, v.check_positive_int)
+    modes = per_axis(mode, "mode", r, _check_mode)
+    pads, nwin = [], []
+    for a in range(r):
+        n, span = shape[axes[a]], (m[a] - 1) * d[a]
+        if modes[a] == "valid" and n < span + 1:
+            raise ValueError(
+                f"{what} of shape {tuple(m)} with dilation={d} spans {span + 1} samples along "
+                f"axis {axes[a]}, longer than the signal's {n} there in mode='valid'; use a "
+                "smaller window or dilation, or mode='same'/'full'.")
+        pads.append(padding(modes[a], span))
+        nwin.append(n + pads[-1][0] + pads[-1][1] - span)
+    nout = tuple(strided_count(count, s) for count, s in zip(nwin, stride))
+    return Geometry(axes, tuple(m), d, stride, tuple(pads), tuple(nwin), nout)
+
+
+def layout_axes(ndim, axes, channel_axis):
+    """The signal's axes in the computing order: batch axes, the channel
+    axis (if any), the sliding axes in the order of ``axis``."""
+    taken = set(axes) | ({channel_axis} if channel_axis is not None else set())
+    batch = tuple(i for i in range(ndim) if i not in taken)
+    return batch + ((channel_axis,) if channel_axis is not None else ()) + tuple(axes)
+
+
+SpatialNormPlan = namedtuple("SpatialNormPlan", "geometry out_dtype center final_shape")
+SpatialNormPlan.__doc__ = """A checked ``windowed_norm`` call over several
+axes: its :class:`Geometry`, the result's dtype and shape, and ``center``."""
+
+
+def plan_norms(x, window, dilation, mode, axis, center=False, stride=1):
+    """Check ``windowed_norm``'s arguments for a tuple ``axis``; returns a
+    :class:`SpatialNormPlan`.  ``window`` is an int (every axis) or one per
+    axis."""
+    center = v.check_bool(center, "center")
+    axes = sliding_axes(axis, x.ndim)
+    m = per_axis(window, "window", len(axes), v.check_positive_int)
+    out_dtype = v.output_dtype(x.dtype, "signal")
+    geo = geometry(x.shape, axes, m, dilation, mode, stride, "window")
+    shape = list(x.shape)
+    for ax, count in zip(axes, geo.nout):
+        shape[ax] = count
+    return SpatialNormPlan(geo, out_dtype, center, tuple(shape))
+
+
+SpatialPlan = namedtuple(
+    "SpatialPlan",
+    "geometry khat kernel_state exponent floor fill out_dtype center channel_axis is_bank "
+    "final_shape result_axes",
+)
+SpatialPlan.__doc__ = """A checked ``sliding_cosine`` call over several axes.
+
+``khat`` holds the unit kernels ``(K, C, m_1, ..., m_r)`` (float64; of the
+centered kernels with ``center``) and ``kernel_state`` their classes;
+``exponent`` is ``sharpness**2``.  ``channel_axis`` is the signal's channel
+axis for a multi-channel kernel (else None), ``is_bank`` whether a K axis
+is inserted.  The result, of ``final_shape`` and ``out_dtype``, is computed
+as ``(batch..., K, nout_1, ..., nout_r)`` and its axes go to
+``result_axes`` of the caller's result."""
+
+
+def plan_sliding(x, kernel, axis, mode, method, dilation, sharpness, noise_floor, fill, out,
+                 normalise=None, center=False, stride=1):
+    """Check ``sliding_cosine``'s arguments for a tuple ``axis``; returns a
+    :class:`SpatialPlan` (``normalise`` as for
+    :func:`cosim_np._core.sliding.plan_sliding`)."""
+    axes = sliding_axes(axis, x.ndim)
+    v.check_choice(method, "method", METHODS)
+    p = v.check_real(sharpness, "sharpness")
+    floor = v.check_real(noise_floor, "noise_floor", nonnegative=True)
+    fill_value = v.check_real(fill, "fill", finite=False, allow_nan=True)
+    center = v.check_bool(center, "center")
+    out_dtype = v.output_dtype(x.dtype, "signal")
+    if x.size == 0:
+        raise ValueError(f"signal must not be empty; got shape {x.shape}.")
+    taps, channel_axis, is_bank = _check_kernel(kernel, x, axes)
+    geo = geometry(x.shape, axes, taps.shape[2:], dilation, mode, stride, "kernel")
+    final_shape, result_axes = _result_layout(x.shape, geo, channel_axis, is_bank,
+                                              taps.shape[0])
+    if out is not None:
+        v.check_out(out, final_shape, out_dtype)
+    flat = taps.reshape(taps.shape[:2] + (-1,))
+    if center:
+        flat = centered_kernels(flat, (flat.shape[0],) if is_bank else ())
+    khat, state = unit_kernels(flat, normalise)
+    return SpatialPlan(geo, khat.reshape(taps.shape), state, p * p, floor, fill_value, out_dtype,
+                       center, channel_axis, is_bank, final_shape, result_axes)
+
+
+def _check_kernel(kernel, x, axes):
+    """The kernel as float64 taps ``(K, C, m_1, ..., m_r)``; returns ``(taps,
+    channel_axis, is_bank)``."""
+    r = len(axes)
+    k = v.as_real_array(kernel, "kernel")
+    if not r <= k.ndim <= r + 2:
+        raise ValueError(
+            f"with {r} sliding axes the kernel must have shape (m_1, ..., m_{r}), a bank "
+            f"(K, m_1, ..., m_{r}) or multi-channel (C_out, C_in, m_1, ..., m_{r}); got a "
+            f"{k.ndim}-d array of shape {k.shape}.")
+    if 0 in k.shape:
+        raise ValueError(f"kernel must not be empty; got shape {k.shape}.")
+    channel_axis = None
+    if k.ndim == r + 2:
+        first = min(axes)
+        if first == 0:
+            raise ValueError(
+                f"a multi-channel kernel of shape {k.shape} needs a signal with a channel "
+                f"axis just before its first sliding axis; axis={axes} starts at axis 0.")
+        channel_axis = first - 1
+        if x.shape[channel_axis] != k.shape[1]:
+            raise ValueError(
+                f"kernel has C_in={k.shape[1]} input channels but the signal has "
+                f"{x.shape[channel_axis]} along its channel axis {channel_axis} (just before "
+                f"the first sliding axis); signal shape {x.shape}, kernel shape {k.shape}.")
+    lead = {r: (1, 1), r + 1: (k.shape[0], 1), r + 2: k.shape[:2]}[k.ndim]
+    taps = np.ascontiguousarray(k, dtype=np.float64).reshape(lead + k.shape[k.ndim - r:])
+    return taps, channel_axis, k.ndim == r + 1
+
+
+def _result_layout(shape, geo, channel_axis, is_bank, nker):
+    """``(final_shape, result_axes)``: the caller's result shape, and where
+    the axes of the computed layout go in it: ``(batch..., K, nout...)``
+    for a bank or a multi-channel kernel, ``(batch..., nout...)`` for one
+    kernel.  A bank's K axis is inserted before the first sliding axis; a
+    multi-channel kernel's C_out axis replaces the channel axis."""
+    final = list(shape)
+    for ax, count in zip(geo.axes, geo.nout):
+        final[ax] = count
+    order = layout_axes(len(shape), geo.axes, channel_axis)
+    if channel_axis is not None:
+        final[channel_axis] = nker
+        return tuple(final), order
+    if not is_bank:
+        return tuple(final), order
+    first = min(geo.axes)
+    final.insert(first, nker)
+    batch = order[: len(order) - len(geo.axes)]
+    return tuple(final), (tuple(i + (i >= first) for i in batch) + (first,)
+                          + tuple(ax + 1 for ax in geo.axes))

@@ -1,0 +1,318 @@
+"""``axis`` a tuple: sliding cosine and windowed norms over two or more axes
+(images, volumes), against the naive references, with the promises of the
+1-D functions stated again as properties, and against the anchors
+(OpenCV's ``matchTemplate``, scikit-image's ``match_template``) where they
+are right and where they fail."""
+
+import numpy as np
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from cosim_np import sliding_cosine, windowed_norm
+from tests import naive
+from tests.strategies import arrays, elements, scalable_elements
+
+EPS64 = np.finfo(np.float64).eps
+EPS32 = float(np.finfo(np.float32).eps)
+
+
+def tolerance(out_dtype, taps, exponent=1.0, kappa=1.0):
+    """Absolute tolerance of a cosine from ``taps`` float64 products rounded to
+    ``out_dtype``; centered, ``kappa`` is the window's ``||w|| / ||w - mean w||``
+    (see tests/test_center.py)."""
+    float64_part = 8 * (taps + 4) * EPS64 * max(1.0, exponent) * kappa
+    return float64_part + (0.0 if out_dtype == np.float64 else float(np.finfo(out_dtype).eps))
+
+
+@st.composite
+def geometries(draw, r=None, max_n=9, max_m=4):
+    """``(shape, m, dilation, modes, stride)`` of r sliding axes (2 or 3) with
+    every window fitting its axis in 'valid' mode."""
+    r = r or draw(st.sampled_from([2, 2, 3]))
+    max_n = max_n if r == 2 else 6
+    shape, m, dilation, modes, stride = [], [], [], [], []
+    for _ in range(r):
+        mode = draw(st.sampled_from(["valid", "same", "full"]))
+        mm = draw(st.integers(1, max_m if r == 2 else 3))
+        d = draw(st.integers(1, 3))
+        low = (mm - 1) * d + 1 if mode == "valid" else 1
+        shape.append(draw(st.integers(low, max(low, max_n))))
+        m.append(mm)
+        dilation.append(d)
+        modes.append(mode)
+        stride.append(draw(st.integers(1, 3)))
+    return tuple(shape), tuple(m), tuple(dilation), tuple(modes), tuple(stride)
+
+
+def long_geometry(draw):
+    """One image axis pair with windows long enough for the blocked scans
+    (more than ``_cpu.spatial.DIRECT_TAPS`` taps, chunks crossed)."""
+    m = (draw(st.integers(5, 12)), draw(st.integers(5, 12)))
+    d = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    shape = tuple((mm - 1) * dd + 1 + draw(st.integers(0, 3 * mm * dd)) for mm, dd in zip(m, d))
+    modes = tuple(draw(st.sampled_from(["valid", "same", "full"])) for _ in range(2))
+    stride = tuple(draw(st.integers(1, 3)) for _ in range(2))
+    return shape, m, d, modes, stride
+
+
+def _scalar_or_tuple(values, draw):
+    """One value for every axis where they are equal and Hypothesis says so."""
+    if len(set(values)) == 1 and draw(st.booleans()):
+        return values[0]
+    return values
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind", ["single", "bank", "channels"])
+@given(data=st.data())
+def test_matches_the_naive_reference(dtype, kind, data):
+    long = data.draw(st.booleans(), label="long windows")
+    shape, m, dilation, modes, stride = (long_geometry(data.draw) if long
+                                         else data.draw(geometries()))
+    r = len(shape)
+    nchan = data.draw(st.integers(1, 3)) if kind == "channels" else 1
+    nker = data.draw(st.integers(1, 3)) if kind != "single" else 1
+    center = data.draw(st.booleans(), label="center")
+    sharpness = data.draw(st.sampled_from([1.0, 1.5, 0.7]))
+    noise_floor = data.draw(st.sampled_from([0.0, 0.25]))
+    x = data.draw(arrays(dtype, (nchan,) + shape, elements(dtype, 1e3)))
+    kernels = data.draw(arrays(np.float64, (nker, nchan) + m, elements(np.float64, 1e3)))
+    if center:
+        flat = kernels.reshape(nker, -1)
+        assume(np.all(flat.max(axis=1) > flat.min(axis=1)))
+    kernel = {"single": kernels[0, 0], "bank": kernels[:, 0], "channels": kernels}[kind]
+    signal = x if kind == "channels" else x[0]
+    got = sliding_cosine(signal, kernel, axis=tuple(range(-r, 0)), sharpness=sharpness,
+                         mode=_scalar_or_tuple(modes, data.draw),
+                         dilation=_scalar_or_tuple(dilation, data.draw),
+                         stride=_scalar_or_tuple(stride, data.draw), noise_floor=noise_floor,
+                         center=center)
+    want = naive.spatial_cosine(x, kernels, sharpness, dilation, modes, stride, noise_floor,
+                                center=center)
+    if kind == "single":
+        want = want[0]
+    assert got.dtype == dtype and got.shape == want.shape
+    kappa = 1.0
+    if center:
+        kappa = max([1.0] + [_kappa(w) for _, w in naive.spatial_windows(x, m, dilation, modes,
+                                                                           stride)])
+        kappa = min(kappa, 1e6)  # (larger: compared in float64 below as well)
+    taps = nchan * int(np.prod(m))
+    limit = tolerance(dtype, taps, sharpness**2, kappa)
+    if sharpness != 1.0 and sharpness**2 < 1:  # |s|**0.49 magnifies errors near 0
+        limit = max(limit, 1e-6 if dtype == np.float64 else 1e-3)
+    np.testing.assert_allclose(got, want, rtol=0, atol=limit)
+
+
+def _kappa(window):
+    w = np.asarray(window, dtype=np.longdouble).ravel()
+    spread = np.sqrt(np.sum((w - w.mean()) ** 2))
+    return float(np.sqrt(np.sum(w * w)) / spread) if spread > 0 else 1.0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@given(data=st.data())
+def test_windowed_norm_matches_the_naive_reference(dtype, data):
+    shape, m, dilation, modes, stride = (long_geometry(data.draw) if data.draw(st.booleans())
+                                         else data.draw(geometries()))
+    center = data.draw(st.booleans())
+    x = data.draw(arrays(dtype, shape, elements(dtype, 1e3)))
+    got = windowed_norm(x, m, axis=tuple(range(-len(shape), 0)), dilation=dilation, mode=modes,
+                        stride=stride, center=center)
+    want = naive.spatial_norms(x[None], m, dilation, modes, stride, center)
+    assert got.dtype == dtype and got.shape == want.shape
+    scale = np.max(np.abs(x)) if x.size else 1.0
+    limit = 4 * (np.prod(m) + 4) * EPS64 * scale
+    if dtype == np.float32:  # the rounding to float32 (subnormal results: its spacing)
+        limit = limit + EPS32 * np.abs(want) + float(np.finfo(np.float32).smallest_subnormal)
+    err = np.abs(got.astype(np.float64) - want)
+    assert np.all((err <= limit) | (np.isnan(got) & np.isnan(want))), (err, limit)
+
+
+# --- layouts: where the axes, the bank and the channels go
+
+
+def test_axes_anywhere_in_the_signal_and_in_any_order():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((7, 3, 9, 2))
+    k = rng.standard_normal((2, 4))
+    got = sliding_cosine(x, k, axis=(2, 0))  # kernel rows slide along axis 2
+    assert got.shape == (4, 3, 8, 2)
+    for b in range(3):
+        for c in range(2):
+            want = naive.spatial_cosine(x[:, b, :, c].T[None], k[None, None])[0]
+            np.testing.assert_allclose(got[:, b, :, c], want.T, rtol=0, atol=1e-14)
+
+
+def test_a_bank_inserts_its_axis_before_the_first_sliding_axis():
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((4, 10, 11))
+    bank = rng.standard_normal((5, 3, 2))
+    got = sliding_cosine(x, bank, axis=(-2, -1))
+    assert got.shape == (4, 5, 8, 10)
+    for b in range(4):
+        want = naive.spatial_cosine(x[b][None], bank[:, None])
+        np.testing.assert_allclose(got[b], want, rtol=0, atol=1e-14)
+
+
+def test_multichannel_kernels_replace_the_channel_axis():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 3, 8, 9))  # (batch, C_in, H, W)
+    kernels = rng.standard_normal((4, 3, 3, 3))  # (C_out, C_in, kh, kw)
+    got = sliding_cosine(x, kernels, axis=(2, 3), stride=2, mode="same")
+    assert got.shape == (2, 4, 4, 5)
+    for b in range(2):
+        want = naive.spatial_cosine(x[b], kernels, modes=("same",) * 2, stride=(2, 2))
+        np.testing.assert_allclose(got[b], want, rtol=0, atol=1e-14)
+
+
+def test_a_one_axis_tuple_is_the_one_axis_call():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((3, 40))
+    k = rng.standard_normal(5)
+    np.testing.assert_array_equal(sliding_cosine(x, k, axis=(1,)), sliding_cosine(x, k, axis=1))
+    np.testing.assert_array_equal(windowed_norm(x, 5, axis=(-1,)), windowed_norm(x, 5))
+
+
+def test_dtype_policy():
+    x = np.arange(48).reshape(6, 8)
+    k = np.ones((2, 3))
+    assert sliding_cosine(x, k, axis=(0, 1)).dtype == np.float64
+    assert sliding_cosine(x.astype(np.float16), k, axis=(0, 1)).dtype == np.float16
+    assert windowed_norm(x.astype(np.float16), 2, axis=(0, 1)).dtype == np.float16
+    assert sliding_cosine(x.astype(bool), k, axis=(0, 1)).dtype == np.float64
+
+
+def test_out_is_filled_and_returned():
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 10, 12)).astype(np.float32)
+    k = rng.standard_normal((3, 3, 4))
+    out = np.empty((2, 3, 8, 9), np.float32)
+    assert sliding_cosine(x, k, axis=(1, 2), out=out) is out
+    np.testing.assert_array_equal(out, sliding_cosine(x, k, axis=(1, 2)))
+    norms = np.empty((2, 9, 9), np.float32)
+    assert windowed_norm(x, (2, 4), axis=(1, 2), out=norms) is norms
+
+
+# --- the promises
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("center", [False, True])
+@given(data=st.data(), shift=st.integers(-60, 60), kshift=st.integers(-60, 60))
+def test_power_of_two_scaling_and_sign_are_exact(dtype, center, data, shift, kshift):
+    shape, m, dilation, modes, stride = (long_geometry(data.draw) if data.draw(st.booleans())
+                                         else data.draw(geometries(r=2)))
+    x = data.draw(arrays(dtype, shape, scalable_elements(dtype)))
+    k = data.draw(arrays(np.float64, m, scalable_elements(np.float64)))
+    assume(not center or k.max() > k.min())
+    options = dict(axis=(0, 1), mode=modes, dilation=dilation, stride=stride, center=center,
+                   sharpness=1.3)
+    base = sliding_cosine(x, k, **options)
+    scaled = sliding_cosine(np.ldexp(x, shift).astype(dtype), np.ldexp(k, kshift), **options)
+    np.testing.assert_array_equal(scaled, base)
+    np.testing.assert_array_equal(sliding_cosine(-x, k, **options), -base)
+    np.testing.assert_array_equal(sliding_cosine(x, -k, **options), -base)
+    assert np.all(np.abs(base) <= 1)
+    norms = windowed_norm(x, m, axis=(0, 1), mode=modes, dilation=dilation, center=center)
+    np.testing.assert_array_equal(
+        windowed_norm(np.ldexp(x, shift).astype(dtype), m, axis=(0, 1), mode=modes,
+                      dilation=dilation, center=center),
+        np.ldexp(norms, shift).astype(dtype))
+
+
+@pytest.mark.parametrize("center", [False, True])
+def test_a_bright_pixel_leaves_every_window_without_it_exact(center):
+    rng = np.random.default_rng(6)
+    x = 1e-3 * rng.standard_normal((40, 50))
+    x[17, 23] = 1e8
+    k = rng.standard_normal((5, 6))
+    got = sliding_cosine(x, k, axis=(0, 1), center=center)
+    norms = windowed_norm(x, (5, 6), axis=(0, 1), center=center)
+    want = naive.spatial_cosine(x[None], k[None, None], center=center)[0]
+    want_norms = naive.spatial_norms(x[None], (5, 6), (1, 1), ("valid",) * 2, (1, 1), center)
+    holds = np.zeros(got.shape, bool)
+    holds[13:18, 18:24] = True  # windows (i, j) with i <= 17 < i + 5, j <= 23 < j + 6
+    np.testing.assert_allclose(got[~holds], want[~holds], rtol=0, atol=tolerance(np.float64, 30))
+    np.testing.assert_allclose(norms[~holds], want_norms[~holds], rtol=120 * EPS64, atol=0)
+    np.testing.assert_allclose(got[holds], want[holds], rtol=0, atol=1e-6)
+
+
+def test_nan_and_inf_stay_in_their_windows():
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((30, 30))
+    x[5, 6] = np.nan
+    x[20, 25] = np.inf
+    k = rng.standard_normal((3, 4))
+    clean = x.copy()
+    clean[5, 6] = clean[20, 25] = 0.0
+    holds = np.zeros((28, 27), bool)
+    holds[3:6, 3:7] = True
+    holds[18:21, 22:26] = True
+    for center in (False, True):
+        got = sliding_cosine(x, k, axis=(0, 1), center=center)
+        assert np.isnan(got[holds]).all()
+        np.testing.assert_array_equal(got[~holds],
+                                      sliding_cosine(clean, k, axis=(0, 1), center=center)[~holds])
+    norms = windowed_norm(x, (3, 4), axis=(0, 1))
+    assert np.isnan(norms[3:6, 3:7]).all() and np.isposinf(norms[18:21, 22:26]).all()
+    assert np.isnan(windowed_norm(x, (3, 4), axis=(0, 1), center=True)[18:21, 22:26]).all()
+
+
+def test_flat_and_zero_windows_get_fill():
+    x = np.zeros((10, 12))
+    x[6:, 6:] = 7.0
+    k = np.arange(6.0).reshape(2, 3)
+    got = sliding_cosine(x, k, axis=(0, 1), fill=-2.0)
+    assert np.all(got[:5, :5] == -2.0)
+    centered = sliding_cosine(x, k, axis=(0, 1), center=True, fill=-3.0)
+    assert np.all(centered[:5, :5] == -3.0) and np.all(centered[6:, 6:] == -3.0)
+    assert np.all(np.abs(centered) <= 1) or np.any(centered == -3.0)
+
+
+def test_windows_far_below_the_largest_sample_are_recomputed_exactly():
+    rng = np.random.default_rng(8)
+    x = 1e-300 * rng.standard_normal((12, 14))
+    x[:, 10:] = 1e200 * rng.standard_normal((12, 4))
+    k = rng.standard_normal((3, 3))
+    for center in (False, True):
+        got = sliding_cosine(x, k, axis=(0, 1), center=center)
+        want = naive.spatial_cosine(x[None], k[None, None], center=center)[0]
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-13)
+        norms = windowed_norm(x, (3, 3), axis=(0, 1), center=center)
+        want_norms = naive.spatial_norms(x[None], (3, 3), (1, 1), ("valid",) * 2, (1, 1), center)
+        np.testing.assert_allclose(norms, want_norms, rtol=1e-13, atol=0)
+
+
+# --- errors name the parameter
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(mode="causal"), "causal"),
+    (dict(mode=("valid",)), "mode"),
+    (dict(dilation=(1, 2, 3)), "dilation"),
+    (dict(stride=(0, 1)), "stride"),
+    (dict(axis=(0, 0)), "axis"),
+    (dict(axis=(0, 5)), "axis"),
+    (dict(dilation=(10, 1)), "longer than the signal"),
+])
+def test_errors_name_the_parameter(kwargs, message):
+    x = np.ones((8, 9))
+    k = np.arange(6.0).reshape(2, 3)
+    options = dict(axis=(0, 1))
+    options.update(kwargs)
+    with pytest.raises(ValueError, match=message):
+        sliding_cosine(x, k, **options)
+
+
+def test_kernel_shape_errors():
+    x = np.ones((2, 8, 9))
+    with pytest.raises(ValueError, match="kernel must have shape"):
+        sliding_cosine(x, np.ones(3), axis=(1, 2))
+    with pytest.raises(ValueError, match="C_in=3"):
+        sliding_cosine(x, np.ones((4, 3, 2, 2)), axis=(1, 2))
+    with pytest.raises(ValueError, match="channel axis"):
+        sliding_cosine(x[0], np.ones((4, 3, 2, 2)), axis=(0, 1))
+    with pytest.raises(ValueError, match="window"):
+        windowed_norm(x, (2, 2, 2), axis=(1, 2))
