@@ -13,7 +13,7 @@ from . import _backend
 from ._core import sliding as plans
 from ._core import spatial
 from ._core import validate as v
-from ._cpu import drivers
+from ._cpu import drivers, spatial_driver
 
 __all__ = ["sliding_cosine", "windowed_norm", "sharpen", "sliding_cosine_grad",
            "SlidingCosineGrad"]
@@ -212,7 +212,7 @@ def windowed_norm(signal, window, *, dilation=1, mode="valid", axis=-1, center=F
         plan = spatial.plan_norms(x, window, dilation, mode, axis, center, stride)
         if out is not None:
             v.check_out(out, plan.final_shape, plan.out_dtype)
-        return drivers.spatial_norms(x, plan, out)
+        return spatial_driver.windowed_norm(x, plan, out)
     plan = plans.plan_norms(x, window, dilation, mode, axis, center, stride)
     if out is not None:
         v.check_out(out, plans.norms_shape(x.shape, plan), plan.out_dtype)
@@ -426,7 +426,7 @@ def sliding_cosine(
         plan = spatial.plan_sliding(x, kernel, axis, mode, method, dilation, sharpness,
                                     noise_floor, fill, out, drivers.fill_unit_kernels, center,
                                     stride)
-        return drivers.spatial_cosine(x, plan, method, out)
+        return spatial_driver.sliding_cosine(x, plan, method, out)
     plan = plans.plan_sliding(x, kernel, axis, mode, method, dilation, sharpness, noise_floor,
                               fill, out, drivers.fill_unit_kernels, center, stride)
     return drivers.sliding_cosine(x, plan, method, out)

@@ -50,6 +50,12 @@ FFT_BLOCK_NS = 1000.0
 # ---------------------------------------------------------------------------
 # Sliding cosine, CPU: tiles, segments and threads
 
+# Sliding over several axes (``_cpu.spatial_driver``): windows along the
+# first sliding axis per band, at least.  A band's rows of window sums stay
+# in cache between the passes and the dots; fewer rows pay more per-band
+# overheads, more fall out of cache.
+SPATIAL_BAND_ROWS = 64
+
 # Windows per tile, at least; enough chunks per tile that the lock-step scans
 # of the sums of squares have independent chains to overlap.
 TILE_TARGET = 4096

@@ -24,6 +24,8 @@ deviations) of equal-sized groups of samples, merged by Chan, Golub and
 LeVeque's update instead of added: never ``sum(w**2) - n mean(w)**2``.
 """
 
+import math
+
 import numpy as np
 
 from .._core.scalars import KERNEL_NORMAL
@@ -36,22 +38,22 @@ DIRECT_TAPS = 4
 
 
 @jit
-def window_sums(src, o0, o1, q0, q1, m, d, stride, dst, suffix, prefix):
+def window_sums(src, o0, o1, q0, q1, m, d, stride, square, dst, suffix, prefix):
     """``dst[o, i, q]``: the sum of ``src[o, i * stride + j * d, q]`` over
-    ``j < m``, for ``o`` in ``[o0, o1)`` and ``q`` in ``[q0, q1)``.
-    ``suffix`` and ``prefix``: scratch of at least ``(m * d, q1 - q0)``."""
+    ``j < m`` (of their squares with ``square``), for ``o`` in ``[o0, o1)``
+    and ``q`` in ``[q0, q1)``.  ``suffix`` and ``prefix``: scratch of at
+    least ``(m * d, q1 - q0)`` (unused for ``m <= DIRECT_TAPS``).
+
+    (The loops run over slices from 0: with a start other than 0 Numba
+    cannot rule out a negative index, and LLVM leaves them scalar.)"""
     nout = dst.shape[1]
     n = src.shape[1]
     chunk = m * d
+    width = q1 - q0
     for o in range(o0, o1):
         if m <= DIRECT_TAPS:
             for i in range(nout):
-                start = i * stride
-                for q in range(q0, q1):
-                    dst[o, i, q] = src[o, start, q]
-                for j in range(1, m):
-                    for q in range(q0, q1):
-                        dst[o, i, q] += src[o, start + j * d, q]
+                _direct_sum(src[o], i * stride, m, d, q0, q1, square, dst[o, i, q0:q1])
             continue
         i = 0
         for c0 in range(0, n, chunk):
@@ -60,31 +62,89 @@ def window_sums(src, o0, o1, q0, q1, m, d, stride, dst, suffix, prefix):
             c1 = min(c0 + chunk, n)
             # suffix sums of this chunk, each residue on its own
             for p in range(c1 - 1, c0 - 1, -1):
+                here, values = suffix[p - c0, :width], src[o, p, q0:q1]
                 if p + d < c1:
-                    for q in range(q0, q1):
-                        suffix[p - c0, q - q0] = suffix[p + d - c0, q - q0] + src[o, p, q]
+                    after = suffix[p + d - c0, :width]
+                    for q in range(width):
+                        here[q] = after[q] + _value(values[q], square)
                 else:
-                    for q in range(q0, q1):
-                        suffix[p - c0, q - q0] = src[o, p, q]
+                    for q in range(width):
+                        here[q] = _value(values[q], square)
             # prefix sums of the next one
             c2 = min(c1 + chunk, n)
             for p in range(c1, c2):
+                here, values = prefix[p - c1, :width], src[o, p, q0:q1]
                 if p - d >= c1:
-                    for q in range(q0, q1):
-                        prefix[p - c1, q - q0] = prefix[p - d - c1, q - q0] + src[o, p, q]
+                    before = prefix[p - d - c1, :width]
+                    for q in range(width):
+                        here[q] = before[q] + _value(values[q], square)
                 else:
-                    for q in range(q0, q1):
-                        prefix[p - c1, q - q0] = src[o, p, q]
+                    for q in range(width):
+                        here[q] = _value(values[q], square)
             while i < nout and i * stride < c1:
                 start = i * stride
+                out, head = dst[o, i, q0:q1], suffix[start - c0, :width]
                 if start - c0 < d:  # the whole of its residue in this chunk
-                    for q in range(q0, q1):
-                        dst[o, i, q] = suffix[start - c0, q - q0]
+                    for q in range(width):
+                        out[q] = head[q]
                 else:
-                    end = start + (m - 1) * d
-                    for q in range(q0, q1):
-                        dst[o, i, q] = suffix[start - c0, q - q0] + prefix[end - c1, q - q0]
+                    tail = prefix[start + (m - 1) * d - c1, :width]
+                    for q in range(width):
+                        out[q] = head[q] + tail[q]
                 i += 1
+
+
+@jit
+def _direct_sum(rows, start, m, d, q0, q1, square, out):
+    """``out[q]``: the sum over ``j < m`` of ``rows[start + j d, q0 + q]``
+    (squared with ``square``), two taps per pass."""
+    width = q1 - q0
+    first = rows[start, q0:q1]
+    if m == 1:
+        for q in range(width):
+            out[q] = _value(first[q], square)
+        return
+    second = rows[start + d, q0:q1]
+    for q in range(width):
+        out[q] = _value(first[q], square) + _value(second[q], square)
+    for j in range(2, m - 1, 2):
+        first, second = rows[start + j * d, q0:q1], rows[start + (j + 1) * d, q0:q1]
+        for q in range(width):
+            out[q] += _value(first[q], square) + _value(second[q], square)
+    if m % 2:
+        last = rows[start + (m - 1) * d, q0:q1]
+        for q in range(width):
+            out[q] += _value(last[q], square)
+
+
+@jit
+def _value(x, square):
+    value = np.float64(x)
+    return value * value if square else value
+
+
+@jit
+def direct_row_sums(src, o0, o1, m, d, stride, square, dst):
+    """``dst[o, i]``: the sum of ``src[o, i * stride + j * d]`` over ``j < m``
+    (squared with ``square``): short windows along a last axis, summed tap
+    by tap along the row (vectorised for ``stride`` 1)."""
+    nout = dst.shape[1]
+    for o in range(o0, o1):
+        row, out = src[o], dst[o]
+        if stride > 1:
+            for i in range(nout):
+                total = 0.0
+                for j in range(m):
+                    total += _value(row[i * stride + j * d], square)
+                out[i] = total
+            continue
+        first = row[:nout]
+        for i in range(nout):
+            out[i] = _value(first[i], square)
+        for j in range(1, m):
+            shifted = row[j * d : j * d + nout]
+            for i in range(nout):
+                out[i] += _value(shifted[i], square)
 
 
 @jit
@@ -168,87 +228,232 @@ def merge_channels(means, m2s, count, dst_means, dst_m2s):
 
 @jit
 def spatial_cosines(x, rows, tap_rows, khat, kernel_state, d, stride, sumsq, noise_floor, fill,
-                    exponent, q0, q1, acc, out):
-    """Cosines of the output rows ``q0 .. q1-1``: ``out[q, k, i]`` for window
-    ``i`` along the last axis of output row ``q``.
+                    exponent, acc, out):
+    """Cosines of a band of output rows: ``out[b, q, k, i]`` for window ``i``
+    along the last axis of output row ``q`` of batch index ``b``.
 
-    ``x`` is the padded signal as rows ``(R, N)``; output row ``q``'s
-    windows read the rows ``rows[q] + tap_rows[t]`` for each of the
-    kernels' rows ``t`` (channels and the taps of every axis but the last),
-    whose taps are ``khat[k, t, j]`` at ``j * d`` along the last axis;
-    window ``i`` starts at ``i * stride``.  ``sumsq[q, i]``: the window's
-    sum of squares (or M2, centered).  ``acc``: scratch ``(K, nout)``."""
+    ``x`` is the padded signal as rows ``(R, N)``; output row ``(b, q)``
+    reads the rows ``rows[b, q] + tap_rows[t]`` for each of the kernels'
+    rows ``t`` (channels and the taps of every axis but the last), whose
+    taps are ``khat[k, t, j]`` at ``j * d`` along the last axis; window
+    ``i`` starts at ``i * stride``.  ``sumsq[b, q, i]``: the window's sum
+    of squares (or M2, centered).  ``acc``: scratch ``(K, nout)``."""
     nker, ntap, m = khat.shape
-    nout = out.shape[2]
-    for q in range(q0, q1):
-        for k in range(nker):
-            for i in range(nout):
-                acc[k, i] = 0.0
-        for t in range(ntap):
-            row = rows[q] + tap_rows[t]
-            for j in range(m):
-                start = j * d
-                if stride == 1:
-                    line = x[row, start:start + nout]
-                    for k in range(nker):
-                        w = khat[k, t, j]
-                        for i in range(nout):
-                            acc[k, i] += w * line[i]
+    nbatch, nrows, _, nout = out.shape
+    for b in range(nbatch):
+        for q in range(nrows):
+            acc[:, :] = 0.0
+            for t in range(ntap):
+                row = x[rows[b, q] + tap_rows[t]]
+                for k in range(nker):
+                    if stride == 1:
+                        _add_taps(row, khat[k, t], d, nout, acc[k])
+                    else:
+                        _add_strided_taps(row, khat[k, t], d, stride, nout, acc[k])
+            s = sumsq[b, q]
+            for k in range(nker):
+                _finish_row(acc[k], s, noise_floor, fill, kernel_state[k], exponent, out[b, q, k])
+
+
+@jit
+def _finish_row(dots, s, noise_floor, fill, state, exponent, dest):
+    """The (sharpened) cosines of a row of windows from their dots and sums
+    of squares, into ``dest``: branch-free where there is no sharpening, so
+    that the loop vectorises."""
+    nout = dest.shape[0]
+    if exponent == 1.0 or state != KERNEL_NORMAL:
+        for i in range(nout):
+            dest[i] = _cosine(dots[i], s[i], np.sqrt(s[i]) + noise_floor, fill, state)
+        return
+    for i in range(nout):
+        value = _cosine(dots[i], s[i], np.sqrt(s[i]) + noise_floor, fill, state)
+        # fill values (zero windows) are not cosines: leave them
+        dest[i] = sharpen_value(value, exponent) if s[i] != 0.0 else value
+
+
+@jit
+def finish_norms(sums, scale, center, out):
+    """``out[b, q, i]``: the norm ``sqrt(sums) * 2**scale``; with ``center``
+    an M2 that is not finite (the window holds ±inf or NaN) gives NaN."""
+    nbatch, nrows, nout = out.shape
+    for b in range(nbatch):
+        for q in range(nrows):
+            s, dest = sums[b, q], out[b, q]
+            if center:
+                for i in range(nout):
+                    value = np.sqrt(s[i])
+                    dest[i] = math.ldexp(value, scale) if value < np.inf else np.nan
+            elif scale:
+                for i in range(nout):
+                    dest[i] = math.ldexp(np.sqrt(s[i]), scale)
+            else:  # (the common case, vectorised)
+                for i in range(nout):
+                    dest[i] = np.sqrt(s[i])
+
+
+@jit
+def undefined_to_nan(m2s):
+    """In place: NaN for every M2 that is not finite (its window holds ±inf,
+    whose deviation from the mean is undefined)."""
+    flat = m2s.reshape(-1)
+    for p in range(flat.size):
+        if not flat[p] < np.inf:
+            flat[p] = np.nan
+
+
+@jit
+def largest_finite(values):
+    """The largest finite value of a non-negative array (0 for none)."""
+    largest = 0.0
+    for p in range(values.size):
+        v = values[p]
+        if v > largest and v < np.inf:
+            largest = v
+    return largest
+
+
+@jit
+def _add_taps(row, taps, d, nout, acc):
+    """``acc[i] += sum_j taps[j] * row[i + j d]``, up to four taps per pass
+    over ``acc`` (slices from 0, so that the loops vectorise)."""
+    m = taps.shape[0]
+    j = 0
+    while m - j >= 4:
+        w0, w1, w2, w3 = taps[j], taps[j + 1], taps[j + 2], taps[j + 3]
+        r0, r1 = row[j * d : j * d + nout], row[(j + 1) * d : (j + 1) * d + nout]
+        r2, r3 = row[(j + 2) * d : (j + 2) * d + nout], row[(j + 3) * d : (j + 3) * d + nout]
+        for i in range(nout):
+            acc[i] += (w0 * r0[i] + w1 * r1[i]) + (w2 * r2[i] + w3 * r3[i])
+        j += 4
+    if m - j == 3:
+        w0, w1, w2 = taps[j], taps[j + 1], taps[j + 2]
+        r0, r1 = row[j * d : j * d + nout], row[(j + 1) * d : (j + 1) * d + nout]
+        r2 = row[(j + 2) * d : (j + 2) * d + nout]
+        for i in range(nout):
+            acc[i] += (w0 * r0[i] + w1 * r1[i]) + w2 * r2[i]
+    elif m - j == 2:
+        w0, w1 = taps[j], taps[j + 1]
+        r0, r1 = row[j * d : j * d + nout], row[(j + 1) * d : (j + 1) * d + nout]
+        for i in range(nout):
+            acc[i] += w0 * r0[i] + w1 * r1[i]
+    elif m - j == 1:
+        w0 = taps[j]
+        r0 = row[j * d : j * d + nout]
+        for i in range(nout):
+            acc[i] += w0 * r0[i]
+
+
+@jit
+def _add_strided_taps(row, taps, d, stride, nout, acc):
+    """:func:`_add_taps` for windows ``stride`` apart."""
+    for j in range(taps.shape[0]):
+        w = taps[j]
+        for i in range(nout):
+            acc[i] += w * row[i * stride + j * d]
+
+
+@jit
+def row_window_sums(src, o0, o1, m, d, stride, square, dst, runs, next_runs, windows):
+    """``dst[o, i]``: the sum of ``src[o, i * stride + j * d]`` over ``j <
+    m`` (squared with ``square``), for rows ``o0 .. o1-1``: windows along a
+    last axis, where the scans' chains would run one sample at a time.
+    Runs of 1, 2, 4 ... taps are summed level by level (each level's sums
+    of pairs of the previous one's, vectorised along the row) and each
+    window gathers the runs of its length's binary digits: sums of its own
+    samples only, O(log m) passes over a row held in cache.  Scratch:
+    ``runs``, ``next_runs`` and ``windows``, each of the row's length."""
+    n = src.shape[1]
+    nwin = n - (m - 1) * d
+    for o in range(o0, o1):
+        _load_row(src[o], square, runs)
+        taps, gathered, count = 1, 0, n
+        level, spare = runs, next_runs
+        while True:
+            if m & taps:
+                part = level[gathered * d : gathered * d + nwin]
+                if gathered == 0:
+                    for t in range(nwin):
+                        windows[t] = part[t]
                 else:
-                    for k in range(nker):
-                        w = khat[k, t, j]
-                        for i in range(nout):
-                            acc[k, i] += w * x[row, start + i * stride]
-        s = sumsq[q]
-        for k in range(nker):
-            state = kernel_state[k]
-            for i in range(nout):
-                value = _cosine(acc[k, i], s[i], np.sqrt(s[i]) + noise_floor, fill, state)
-                if exponent != 1.0 and state == KERNEL_NORMAL and s[i] != 0.0:
-                    value = sharpen_value(value, exponent)
-                out[q, k, i] = value
-
-
-# Rows of an axis whose elements are single numbers (the last axis) are
-# scanned this many side by side, transposed into lanes: the scans' chains
-# are then independent and vectorise, as along the other axes.
-LANES = 16
+                    for t in range(nwin):
+                        windows[t] += part[t]
+                gathered += taps
+            if 2 * taps > m:
+                break
+            count -= taps * d
+            later = level[taps * d : taps * d + count]
+            for p in range(count):
+                spare[p] = level[p] + later[p]
+            level, spare = spare, level
+            taps *= 2
+        _store_row(windows, stride, dst[o])
 
 
 @jit
-def window_sums_rows(src, o0, o1, m, d, stride, dst, lanes, lane_out, suffix, prefix):
-    """:func:`window_sums` along the last axis of ``src`` ``(outer, n)``
-    into ``dst`` ``(outer, nout)``, for rows ``o0 .. o1-1``, ``LANES`` rows
-    at a time.  Scratch: ``lanes`` ``(1, n, LANES)``, ``lane_out`` ``(1,
-    nout, LANES)``, ``suffix`` and ``prefix`` ``(m * d, LANES)``."""
-    n, nout = src.shape[1], dst.shape[1]
-    for r0 in range(o0, o1, LANES):
-        count = min(LANES, o1 - r0)
-        for p in range(n):
-            for lane in range(count):
-                lanes[0, p, lane] = src[r0 + lane, p]
-        window_sums(lanes, 0, 1, 0, count, m, d, stride, lane_out, suffix, prefix)
-        for lane in range(count):
-            for i in range(nout):
-                dst[r0 + lane, i] = lane_out[0, i, lane]
+def _load_row(row, square, dest):
+    """``dest[p] = row[p]`` (squared with ``square``) in float64."""
+    if square:
+        for p in range(row.shape[0]):
+            value = np.float64(row[p])
+            dest[p] = value * value
+    else:
+        for p in range(row.shape[0]):
+            dest[p] = row[p]
 
 
 @jit
-def window_moments_rows(means, m2s, count, o0, o1, m, d, stride, dst_means, dst_m2s, lanes,
-                        lane_out, suffix, prefix):
-    """:func:`window_moments` along the last axis of ``(outer, n)`` arrays,
-    ``LANES`` rows at a time (scratch as :func:`window_sums_rows`, each with
-    a leading axis of 2: means and M2s)."""
+def _store_row(values, stride, dest):
+    """``dest[i] = values[i * stride]``."""
+    if stride == 1:
+        head = values[: dest.shape[0]]
+        for i in range(dest.shape[0]):
+            dest[i] = head[i]
+    else:
+        for i in range(dest.shape[0]):
+            dest[i] = values[i * stride]
+
+
+@jit
+def row_window_moments(means, m2s, count, o0, o1, m, d, stride, dst_means, dst_m2s, runs,
+                       next_runs, windows):
+    """:func:`row_window_sums` for statistics: the mean and M2 of the
+    union of the groups ``i * stride + j * d`` (``j < m``) of each row, each
+    of ``count`` samples (``means``, ``m2s``), runs of equal size merged by
+    Chan's update.  Scratch: ``(2, n)`` each (means, M2s)."""
     n, nout = means.shape[1], dst_means.shape[1]
-    for r0 in range(o0, o1, LANES):
-        rows = min(LANES, o1 - r0)
+    nwin = n - (m - 1) * d
+    for o in range(o0, o1):
         for p in range(n):
-            for lane in range(rows):
-                lanes[0, 0, p, lane] = means[r0 + lane, p]
-                lanes[1, 0, p, lane] = m2s[r0 + lane, p]
-        window_moments(lanes[0], lanes[1], count, 0, 1, 0, rows, m, d, stride, lane_out[0],
-                       lane_out[1], suffix, prefix)
-        for lane in range(rows):
-            for i in range(nout):
-                dst_means[r0 + lane, i] = lane_out[0, 0, i, lane]
-                dst_m2s[r0 + lane, i] = lane_out[1, 0, i, lane]
+            runs[0, p] = means[o, p]
+            runs[1, p] = m2s[o, p]
+        taps, gathered, npos = 1, 0, n
+        level, spare = runs, next_runs
+        while True:
+            if m & taps:
+                run_means = level[0, gathered * d : gathered * d + nwin]
+                run_m2s = level[1, gathered * d : gathered * d + nwin]
+                if gathered == 0:
+                    for t in range(nwin):
+                        windows[0, t] = run_means[t]
+                        windows[1, t] = run_m2s[t]
+                else:
+                    before, size = gathered * count, taps * count
+                    for t in range(nwin):
+                        windows[0, t], windows[1, t] = _merge(
+                            windows[0, t], windows[1, t], before, run_means[t], run_m2s[t], size)
+                gathered += taps
+            if 2 * taps > m:
+                break
+            npos -= taps * d
+            size = taps * count
+            first_means, first_m2s = level[0, :npos], level[1, :npos]
+            later_means = level[0, taps * d : taps * d + npos]
+            later_m2s = level[1, taps * d : taps * d + npos]
+            for p in range(npos):
+                spare[0, p], spare[1, p] = _merge(first_means[p], first_m2s[p], size,
+                                                  later_means[p], later_m2s[p], size)
+            level, spare = spare, level
+            taps *= 2
+        for i in range(nout):
+            dst_means[o, i] = windows[0, i * stride]
+            dst_m2s[o, i] = windows[1, i * stride]

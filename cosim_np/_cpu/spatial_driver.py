@@ -1,0 +1,348 @@
+"""The CPU backend of the sliding functions over several axes (images,
+volumes): lay a planned call (``_core.spatial``) out, cut it into bands of
+output rows, and run the kernels of ``_cpu.spatial`` band by band.
+
+The signal is copied once into the computing layout ``(B, C, n_1 + pads,
+..., n_r + pads)`` with each axis's zeros (so ``out`` may overlap it).  A
+band is a run of windows along the first sliding axis: its window sums
+(one axis at a time) and its dots are computed while its rows are in
+cache, and its results are written straight into the result, in the
+caller's layout and the result's dtype.  Bands start at fixed places
+whatever the thread count, so the result is bit-identical for any number
+of threads.
+"""
+
+import math
+
+import numpy as np
+
+from .._core import config, spatial
+from .._core import sliding as plans
+from .._core.scalars import KERNEL_NORMAL
+from . import spatial as kernels
+from . import threads
+from .sliding import _cosine, sharpen_kernel
+
+# A float64 signal is scaled by a power of two into [0.5, 1) when its largest
+# magnitude lies beyond 2**±SCALE_BEYOND (exact: every output keeps the bits
+# it has unscaled); samples below 2**-TINY_BELOW of the largest, whose
+# squares could underflow, have their windows recomputed one by one.
+SCALE_BEYOND = 30
+TINY_BELOW = 450
+# Elements summed side by side per call of the window kernels along an axis
+# that is not the last (a few rows of an image: their scans stay in cache).
+INNER_BLOCK = 512
+
+
+def windowed_norm(x, plan, out):
+    """The norms of a planned ``windowed_norm`` call over several axes
+    (``_core.spatial.SpatialNormPlan``)."""
+    geo = plan.geometry
+    padded, scale, tiny = _layout_signal(x, geo, None, plans.compute_dtype(plan.out_dtype),
+                                         out)
+    r = len(geo.axes)
+    order = spatial.layout_axes(x.ndim, geo.axes, None)
+    moved, rows_view, finish = _result(out, plan.final_shape, plan.out_dtype, order, r, False)
+
+    def band(i0, i1, q0, q1):
+        sums = _band_sums(padded, geo, plan.center, i0, i1)
+        kernels.finish_norms(sums.reshape(rows_view.shape[0], q1 - q0, -1), scale, plan.center,
+                             rows_view[:, q0:q1, 0])
+
+    _run_bands(geo, band, padded.shape[0] * padded.shape[1])
+    if tiny is not None:
+        for index, window in _tiny_windows(tiny, geo):
+            moved[_moved_index(index, moved, r, 0)] = _rescaled_norm(window, plan.center)
+    return finish()
+
+
+def sliding_cosine(x, plan, method, out):
+    """The cosines of a planned ``sliding_cosine`` call over several axes
+    (``_core.spatial.SpatialPlan``), by direct dots."""
+    geo = plan.geometry
+    padded, scale, tiny = _layout_signal(x, geo, plan.channel_axis,
+                                         plans.compute_dtype(plan.out_dtype), out)
+    nker = plan.khat.shape[0]
+    r = len(geo.axes)
+    single = plan.channel_axis is None and not plan.is_bank
+    moved, rows_view, finish = _result(out, plan.final_shape, plan.out_dtype, plan.result_axes,
+                                       r, not single)
+    rows, tap_rows = _row_offsets(padded.shape, geo)
+    signal_rows = padded.reshape(-1, padded.shape[-1])
+    khat = plan.khat.reshape(nker, -1, geo.m[-1])
+    floor = float(np.ldexp(plan.floor, -scale))
+    nbatch = padded.shape[0]
+
+    def band(i0, i1, q0, q1):
+        sums = _band_sums(padded, geo, plan.center, i0, i1)
+        if plan.center:
+            kernels.undefined_to_nan(sums)
+        acc = np.empty((nker, geo.nout[-1]))
+        kernels.spatial_cosines(signal_rows, rows[:, q0:q1], tap_rows, khat, plan.kernel_state,
+                                geo.d[-1], geo.stride[-1], sums.reshape(nbatch, q1 - q0, -1),
+                                floor, plan.fill, plan.exponent, acc, rows_view[:, q0:q1])
+
+    _run_bands(geo, band, nbatch * nker * khat.shape[1])
+    if tiny is not None:
+        for index, window in _tiny_windows(tiny, geo):
+            moved[_moved_index(index, moved, r, slice(None))] = _rescaled_cosines(window, plan)
+    return finish()
+
+
+# ---------------------------------------------------------------------------
+# layouts
+
+
+def _layout_signal(x, geo, channel_axis, dtype, out):
+    """``(padded, scale, tiny)``: the signal laid out ``(B, C, n_1 + pads,
+    ...)`` (C-contiguous, ``dtype``, each axis padded with its mode's zeros;
+    a copy unless the signal is all that already and ``out`` cannot overlap
+    it) and scaled by ``2**-scale``; ``tiny`` is None, or ``(unscaled padded
+    float64 signal, mask of samples whose squares could underflow)``."""
+    order = spatial.layout_axes(x.ndim, geo.axes, channel_axis)
+    moved = np.moveaxis(x, order, tuple(range(x.ndim)))
+    r = len(geo.axes)
+    nchan = x.shape[channel_axis] if channel_axis is not None else 1
+    moved = moved.reshape((-1, nchan) + moved.shape[x.ndim - r:])
+    if (any(left or right for left, right in geo.pads) or moved.dtype != dtype or not moved.flags.c_contiguous
+            or (out is not None and np.may_share_memory(out, x))):
+        padded = np.zeros(moved.shape[:2] + tuple(n + left + right for n, (left, right)
+                                                  in zip(moved.shape[2:], geo.pads)), dtype)
+        padded[(slice(None),) * 2 + tuple(slice(left, left + n) for n, (left, _)
+                                          in zip(moved.shape[2:], geo.pads))] = moved
+    else:  # the signal itself: nothing to pad, convert or move
+        padded = moved
+    if dtype != np.float64:
+        return padded, 0, None  # float32 squares in float64 neither overflow nor underflow
+    magnitude = np.abs(padded)
+    largest = kernels.largest_finite(magnitude.reshape(-1))
+    if largest == 0.0:
+        return padded, 0, None
+    scale = math.frexp(largest)[1]
+    tiny_mask = (magnitude < math.ldexp(1.0, scale - TINY_BELOW)) & (magnitude > 0.0)
+    tiny = (padded, tiny_mask) if tiny_mask.any() else None
+    if abs(scale) <= SCALE_BEYOND:
+        return padded, 0, tiny
+    return np.ldexp(padded, -scale), scale, tiny
+
+
+def _result(out, final_shape, out_dtype, result_axes, r, has_kernel_axis):
+    """``(moved, rows_view, finish)``: the result seen in the computing
+    layout ``(batch..., K, nout_1, ..., nout_r)`` (a K axis of 1 added where
+    the caller's result has none) and as ``(B, Q, K, nout_r)`` (``Q`` output
+    rows per batch index), which the kernels fill, and ``finish()``, which
+    returns the result in the caller's layout and dtype (``out`` if given).
+    The kernels write into ``out`` itself where its dtype is the one they
+    write and the view needs no copy; else into a C-ordered array."""
+    dtype = np.dtype(np.float32) if out_dtype.itemsize <= 4 else np.dtype(np.float64)
+    final = out if (out is not None and out.dtype == dtype) else np.empty(final_shape, dtype)
+    moved = np.moveaxis(final, result_axes, tuple(range(final.ndim)))
+    if not has_kernel_axis:
+        moved = np.expand_dims(moved, moved.ndim - r)
+    batch, nout = moved.shape[: moved.ndim - r - 1], moved.shape[moved.ndim - r:]
+    shape = (int(np.prod(batch)), moved.shape[-r - 1], int(np.prod(nout[:-1])), nout[-1])
+    view = moved.view()
+    try:
+        view.shape = shape  # (raises where the view would need a copy)
+    except AttributeError:
+        written = np.empty(moved.shape, dtype)
+
+        def finish():
+            np.copyto(moved, written)
+            return _deliver(final, out, out_dtype)
+
+        return written, written.reshape(shape).transpose(0, 2, 1, 3), finish
+    return moved, view.transpose(0, 2, 1, 3), lambda: _deliver(final, out, out_dtype)
+
+
+def _deliver(final, out, out_dtype):
+    if out is None:
+        return final.astype(out_dtype, copy=False)
+    if final is not out:
+        np.copyto(out, final, casting="unsafe")
+    return out
+
+
+def _moved_index(index, moved, r, kernel):
+    """The index into the computing layout of window ``index`` ``(b, i_1, ...,
+    i_r)`` (``b`` over the flattened batch axes) and kernel ``kernel``."""
+    batch = moved.shape[: moved.ndim - r - 1]
+    return tuple(int(i) for i in np.unravel_index(index[0], batch)) + (kernel,) + index[1:]
+
+
+# ---------------------------------------------------------------------------
+# bands and window sums
+
+
+def _run_bands(geo, band, weight):
+    """``band(i0, i1, q0, q1)`` for runs ``[i0, i1)`` of the windows along
+    the first sliding axis (output rows ``[q0, q1)`` of each batch index),
+    over threads.  A band holds at least ``config.SPATIAL_BAND_ROWS``
+    windows, and enough that its input rows are not mostly the overlap
+    with the next band's."""
+    nout0 = geo.nout[0]
+    span0 = (geo.m[0] - 1) * geo.d[0]
+    rows = max(config.SPATIAL_BAND_ROWS, -(-span0 // geo.stride[0]))
+    per_row = math.prod(geo.nout[1:-1])  # output rows per window along axis 0
+    starts = list(range(0, nout0, rows))
+
+    def work(start, stop):
+        for i0 in starts[start:stop]:
+            i1 = min(i0 + rows, nout0)
+            band(i0, i1, i0 * per_row, i1 * per_row)
+
+    threads.run_split(len(starts), work, max(1, config.MIN_WINDOWS_PER_THREAD
+                                             // max(1, rows * per_row * geo.nout[-1] * weight)))
+
+
+def _band_sums(padded, geo, center, i0, i1):
+    """``(B, i1 - i0, nout_2, ...)`` float64: for the windows ``[i0, i1)``
+    along the first sliding axis, each window's sum of squares over all its
+    channels, or with ``center`` its M2 (sum of squared deviations from its
+    mean), one axis at a time (``_cpu.spatial``)."""
+    nbatch, nchan = padded.shape[:2]
+    s0 = geo.stride[0]
+    slab = padded[:, :, i0 * s0 : (i1 - 1) * s0 + (geo.m[0] - 1) * geo.d[0] + 1]
+    band_geo = geo._replace(nout=(i1 - i0,) + geo.nout[1:])
+    flat = slab.reshape((nbatch * nchan,) + slab.shape[2:])
+    if center:  # the samples: groups of one, of no spread
+        means, m2s, count = flat.astype(np.float64), np.zeros(flat.shape), 1.0
+        for a in range(len(geo.axes)):
+            means, m2s = _axis_pass(means, m2s, count, a, band_geo)
+            count *= geo.m[a]
+        if nchan == 1:
+            return m2s
+        shape = (nbatch, nchan, -1)
+        merged_means = np.empty((nbatch, m2s[0].size))
+        merged = np.empty_like(merged_means)
+        kernels.merge_channels(means.reshape(shape), m2s.reshape(shape), count, merged_means,
+                               merged)
+        return merged
+    sums = flat
+    for a in range(len(geo.axes)):
+        sums = _axis_pass(sums, None, 0.0, a, band_geo, square=a == 0)
+    if nchan == 1:
+        return sums
+    sums = sums.reshape(nbatch, nchan, -1)
+    total = sums[:, 0].copy()
+    for c in range(1, nchan):  # (adds of squares: nothing cancels)
+        total += sums[:, c]
+    return total
+
+
+def _axis_pass(values, m2s, count, a, geo, square=False):
+    """Windows along spatial axis ``a`` of ``values`` ``(BC, n_1, ...)``: their
+    sums (of their squares with ``square``), or with ``m2s`` the merged
+    statistics ``(means, m2s)`` of groups of ``count`` samples (``m2s``
+    None: the samples themselves, ``count`` 1)."""
+    shape = values.shape
+    outer = math.prod(shape[: a + 1])
+    n, inner = shape[a + 1], math.prod(shape[a + 2 :])
+    m, d, stride, nout = geo.m[a], geo.d[a], geo.stride[a], geo.nout[a]
+    src = values.reshape(outer, n, inner)
+    dst = np.empty((outer, nout, inner))
+    dst_m2 = np.empty_like(dst) if m2s is not None else None
+    if inner == 1:  # the last axis: runs of taps level by level along each row
+        src, dst = src[:, :, 0], dst[:, :, 0]
+        if m2s is None and m <= kernels.DIRECT_TAPS:
+            kernels.direct_row_sums(src, 0, outer, m, d, stride, square, dst)
+        elif m2s is None:
+            kernels.row_window_sums(src, 0, outer, m, d, stride, square, dst, *np.empty((3, n)))
+        else:
+            kernels.row_window_moments(
+                src, m2s.reshape(outer, n), count, 0, outer, m, d, stride, dst, dst_m2[:, :, 0],
+                *np.empty((3, 2, n)))
+    else:
+        chunk = m * d
+        width = min(inner, INNER_BLOCK)
+        scans = np.empty((2, 2, chunk, width)) if m2s is not None else np.empty((2, chunk, width))
+        for o in range(outer):
+            for q0 in range(0, inner, INNER_BLOCK):
+                q1 = min(q0 + INNER_BLOCK, inner)
+                if m2s is None:
+                    kernels.window_sums(src, o, o + 1, q0, q1, m, d, stride, square, dst,
+                                        scans[0], scans[1])
+                else:
+                    kernels.window_moments(src, m2s.reshape(outer, n, inner), count, o, o + 1,
+                                           q0, q1, m, d, stride, dst, dst_m2, scans[0], scans[1])
+    new_shape = shape[: a + 1] + (nout,) + shape[a + 2 :]
+    if dst_m2 is None:
+        return dst.reshape(new_shape)
+    return dst.reshape(new_shape), dst_m2.reshape(new_shape)
+
+
+def _row_offsets(padded_shape, geo):
+    """``(rows, tap_rows)`` of ``_cpu.spatial.spatial_cosines``: ``rows[b,
+    q]``, the first row (of the padded signal seen as rows along its last
+    axis) that output row ``q`` of batch index ``b`` reads, and each
+    kernel row's offset from it."""
+    lead = padded_shape[:-1]  # (B, C, n_1 .. n_{r-1})
+    strides = np.cumprod((1,) + lead[::-1][:-1])[::-1]  # rows per step of each leading axis
+    r = len(geo.axes)
+    starts = [np.arange(geo.nout[a]) * geo.stride[a] * strides[2 + a] for a in range(r - 1)]
+    taps = [np.arange(lead[1]) * strides[1]] + [
+        np.arange(geo.m[a]) * geo.d[a] * strides[2 + a] for a in range(r - 1)]
+    rows = np.add.outer(np.arange(lead[0], dtype=np.int64) * strides[0], _outer_sum(starts))
+    return rows, _outer_sum(taps)
+
+
+def _outer_sum(vectors):
+    total = np.zeros(1, dtype=np.int64)
+    for vector in vectors:
+        total = np.add.outer(total, vector.astype(np.int64)).ravel()
+    return total
+
+
+# ---------------------------------------------------------------------------
+# windows far below the largest sample
+
+
+def _tiny_windows(tiny, geo):
+    """``(index, window)`` for each window holding a sample whose square could
+    underflow: ``index`` ``(b, i_1, ..., i_r)`` and ``window`` its samples
+    ``(C, m_1, ..., m_r)`` (float64, unscaled)."""
+    padded, mask = tiny
+    counts = _band_sums(mask.astype(np.float64), geo, False, 0, geo.nout[0])
+    counts = counts.reshape((padded.shape[0],) + geo.nout)
+    for index in zip(*np.nonzero(counts)):
+        b, starts = index[0], index[1:]
+        view = padded[(b, slice(None)) + tuple(
+            slice(i * s, i * s + (m - 1) * d + 1, d)
+            for i, s, m, d in zip(starts, geo.stride, geo.m, geo.d))]
+        yield tuple(int(i) for i in index), view
+
+
+def _rescaled_norm(window, center):
+    """The norm of one window (centered: less its mean), scaled by its
+    largest magnitude so that no square underflows."""
+    if not np.isfinite(window).all():
+        return np.nan if (center or np.isnan(window).any()) else np.inf
+    largest = np.max(np.abs(window))
+    scaled = window / largest
+    if center:
+        scaled = scaled - scaled.mean()
+    return largest * math.sqrt(np.sum(scaled * scaled))
+
+
+def _rescaled_cosines(window, plan):
+    """The sharpened cosines of one window with every kernel of ``plan``,
+    the window first scaled by its largest magnitude."""
+    nker = plan.khat.shape[0]
+    if not np.isfinite(window).all():
+        return np.full(nker, np.nan)
+    largest = np.max(np.abs(window))
+    scaled = window / largest
+    dots = plan.khat.reshape(nker, -1) @ scaled.ravel()
+    if plan.center:
+        scaled = scaled - scaled.mean()
+    sumsq = float(np.sum(scaled * scaled))
+    with np.errstate(over="ignore"):  # a floor far above the window: s -> 0
+        denominator = math.sqrt(sumsq) + plan.floor / largest
+    result = np.array([_cosine(dots[k], sumsq, denominator, plan.fill, plan.kernel_state[k])
+                       for k in range(nker)])
+    if plan.exponent != 1.0:
+        sharpened = np.empty(nker)
+        sharpen_kernel(result, plan.exponent, sharpened)
+        keep = (plan.kernel_state == KERNEL_NORMAL) & (sumsq != 0.0)
+        result = np.where(keep, sharpened, result)
+    return result
