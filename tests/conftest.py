@@ -53,20 +53,27 @@ def fft_engine(request):
     use it (a test that uses it and never does fails: see
     ``pytest_runtest_call``), so the rest run once."""
     from cosim_np._core import config
-    from cosim_np._cpu import drivers
+    from cosim_np._cpu import drivers, spatial_driver
     from cosim_np._cpu import fft as _fft
 
     if request.param == "ducc0" and _fft._ducc0() is None:
         pytest.skip("ducc0 is not installed (the 'fft' extra)")
     saved, run_fft = config.FFT_ENGINE, drivers.run_fft
+    band_cosines = spatial_driver._FFTPlan.cosines  # (the FFT path over several axes)
 
     def counted(*args, **kwargs):
         _fft_runs[0] += 1
         return run_fft(*args, **kwargs)
 
+    def counted_bands(*args, **kwargs):
+        _fft_runs[0] += 1
+        return band_cosines(*args, **kwargs)
+
     config.FFT_ENGINE, drivers.run_fft = request.param, counted
+    spatial_driver._FFTPlan.cosines = counted_bands
     yield request.param
     config.FFT_ENGINE, drivers.run_fft = saved, run_fft
+    spatial_driver._FFTPlan.cosines = band_cosines
 
 
 def _direct_only(item):

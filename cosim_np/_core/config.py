@@ -55,6 +55,12 @@ FFT_BLOCK_NS = 1000.0
 # in cache between the passes and the dots; fewer rows pay more per-band
 # overheads, more fall out of cache.
 SPATIAL_BAND_ROWS = 64
+# method="auto" over several axes takes the dots by FFT from this many taps
+# per window and kernel (C_in * m_1 * ... * m_r) on.
+SPATIAL_FFT_TAPS = 256
+# Rows of a band's FFT block along the first sliding axis, at least (and at
+# least four spans of the kernel).
+SPATIAL_FFT_ROWS = 256
 
 # Windows per tile, at least; enough chunks per tile that the lock-step scans
 # of the sums of squares have independent chains to overlap.

@@ -186,3 +186,47 @@ def error_bound(nfft, nchan):
     eps = float(np.finfo(np.float64).eps)
     per_transform = math.log2(nfft) * eps
     return 2.0 * per_transform + (nchan + 2) * eps / 2, per_transform
+
+
+def forward_nd(blocks, spectrum, use_ducc0):
+    """``spectrum = rfftn(blocks)`` over every axis but the first, into
+    ``spectrum``."""
+    axes = tuple(range(1, blocks.ndim))
+    if use_ducc0:
+        _ducc0().r2c(blocks, axes=axes, out=spectrum, nthreads=1)
+    else:
+        spectrum[...] = np.fft.rfftn(blocks, axes=axes)
+
+
+def inverse_nd(product, out, use_ducc0):
+    """``out = irfftn(product)`` over every axis but the first (normalised by
+    the transform's size); ``product`` may be overwritten."""
+    axes = tuple(range(1, out.ndim))
+    if use_ducc0:
+        _ducc0().c2r(product, axes=axes, lastsize=out.shape[-1], forward=False, inorm=2,
+                     out=out, nthreads=1, allow_overwriting_input=True)
+    else:
+        out[...] = np.fft.irfftn(product, s=out.shape[1:], axes=axes)
+
+
+def kernel_spectra_nd(khat, dilation, shape):
+    """``conj(rfftn(dilated kernel))`` of each kernel and channel of ``khat``
+    ``(K, C, m_1, ..., m_r)`` in a block of ``shape`` (one length per axis):
+    ``(K, C, F)`` with the frequencies flattened."""
+    nker, nchan = khat.shape[:2]
+    dilated = np.zeros((nker, nchan) + tuple(shape))
+    dilated[(slice(None),) * 2 + tuple(slice(0, (m - 1) * d + 1, d)
+                                       for m, d in zip(khat.shape[2:], dilation))] = \
+        np.nan_to_num(khat)
+    flat = dilated.reshape((nker * nchan,) + tuple(shape))
+    spectra = np.empty(flat.shape[:-1] + (shape[-1] // 2 + 1,), complex)
+    forward_nd(flat, spectra, engine() == "ducc0")
+    return np.conj(spectra).reshape(nker, nchan, -1)
+
+
+def fast_length(n):
+    """The smallest length of at least ``n`` whose FFT is fast (2, 3 and 5
+    its only prime factors)."""
+    import scipy.fft
+
+    return scipy.fft.next_fast_len(int(n), real=True)

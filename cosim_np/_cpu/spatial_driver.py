@@ -19,8 +19,10 @@ import numpy as np
 from .._core import config, spatial
 from .._core import sliding as plans
 from .._core.scalars import KERNEL_NORMAL
+from . import blocks, threads
+from . import fft as transforms
 from . import spatial as kernels
-from . import threads
+from .drivers import fft_error_budget
 from .sliding import _cosine, sharpen_kernel
 
 # A float64 signal is scaled by a power of two into [0.5, 1) when its largest
@@ -73,16 +75,23 @@ def sliding_cosine(x, plan, method, out):
     floor = float(np.ldexp(plan.floor, -scale))
     nbatch = padded.shape[0]
 
+    fft = _FFTPlan(plan, padded.shape) if _use_fft(method, plan) else None
+
     def band(i0, i1, q0, q1):
-        sums = _band_sums(padded, geo, plan.center, i0, i1)
+        sums = _band_sums(padded, geo, plan.center, i0, i1).reshape(nbatch, q1 - q0, -1)
         if plan.center:
             kernels.undefined_to_nan(sums)
+        if fft is not None:
+            fft.cosines(padded, signal_rows, rows, tap_rows, khat, i0, i1, q0, q1, sums, floor,
+                        rows_view[:, q0:q1])
+            return
         acc = np.empty((nker, geo.nout[-1]))
         kernels.spatial_cosines(signal_rows, rows[:, q0:q1], tap_rows, khat, plan.kernel_state,
-                                geo.d[-1], geo.stride[-1], sums.reshape(nbatch, q1 - q0, -1),
-                                floor, plan.fill, plan.exponent, acc, rows_view[:, q0:q1])
+                                geo.d[-1], geo.stride[-1], sums, floor, plan.fill, plan.exponent,
+                                acc, rows_view[:, q0:q1])
 
-    _run_bands(geo, band, nbatch * nker * khat.shape[1])
+    _run_bands(geo, band, nbatch * nker * khat.shape[1],
+               None if fft is None else fft.band_rows)
     if tiny is not None:
         for index, window in _tiny_windows(tiny, geo):
             moved[_moved_index(index, moved, r, slice(None))] = _rescaled_cosines(window, plan)
@@ -174,15 +183,16 @@ def _moved_index(index, moved, r, kernel):
 # bands and window sums
 
 
-def _run_bands(geo, band, weight):
+def _run_bands(geo, band, weight, rows=None):
     """``band(i0, i1, q0, q1)`` for runs ``[i0, i1)`` of the windows along
     the first sliding axis (output rows ``[q0, q1)`` of each batch index),
     over threads.  A band holds at least ``config.SPATIAL_BAND_ROWS``
     windows, and enough that its input rows are not mostly the overlap
-    with the next band's."""
+    with the next band's (or ``rows``)."""
     nout0 = geo.nout[0]
     span0 = (geo.m[0] - 1) * geo.d[0]
-    rows = max(config.SPATIAL_BAND_ROWS, -(-span0 // geo.stride[0]))
+    if rows is None:
+        rows = max(config.SPATIAL_BAND_ROWS, -(-span0 // geo.stride[0]))
     per_row = math.prod(geo.nout[1:-1])  # output rows per window along axis 0
     starts = list(range(0, nout0, rows))
 
@@ -291,6 +301,90 @@ def _outer_sum(vectors):
     for vector in vectors:
         total = np.add.outer(total, vector.astype(np.int64)).ravel()
     return total
+
+
+# ---------------------------------------------------------------------------
+# dots by FFT
+
+
+def _use_fft(method, plan):
+    """Whether the dots come from FFTs: ``method``, or for ``"auto"`` the cost
+    model (``config.SPATIAL_FFT_TAPS``: from that many taps per window and
+    kernel on, the transforms cost less than the direct dots)."""
+    if method != "auto":
+        return method == "fft"
+    return plan.khat[0].size >= config.SPATIAL_FFT_TAPS
+
+
+class _FFTPlan:
+    """Overlap-save over bands: each band's input rows (every other axis
+    whole) zero-padded to a block of ``shape``, transformed (float64, scaled
+    by a power of two), multiplied by the kernels' spectra and transformed
+    back; a window whose FFT error bound is not small against its own norm
+    gets its dot directly (``_cpu.fft.error_bound``, and the budget of the
+    1-D path, ``_cpu.drivers.fft_error_budget``)."""
+
+    def __init__(self, plan, padded_shape):
+        geo = plan.geometry
+        self.plan = plan
+        spans = [(m - 1) * d for m, d in zip(geo.m, geo.d)]
+        s0 = geo.stride[0]
+        length = transforms.fast_length(max(config.SPATIAL_FFT_ROWS, 4 * (spans[0] + 1)))
+        self.band_rows = max(1, (length - spans[0]) // s0)
+        self.shape = (length,) + tuple(transforms.fast_length(n) for n in padded_shape[3:])
+        self.spectra = transforms.kernel_spectra_nd(plan.khat, geo.d, self.shape)
+        nchan = plan.khat.shape[1]
+        self.c_block, self.c_output = transforms.error_bound(math.prod(self.shape), nchan)
+        self.budget = fft_error_budget(plan.out_dtype, plan.khat[0].size, plan.exponent)
+        self.use_ducc0 = transforms.engine() == "ducc0"
+
+    def cosines(self, padded, signal_rows, rows, tap_rows, khat, i0, i1, q0, q1, sums, floor,
+                out):
+        """The cosines of band ``[i0, i1)`` (output rows ``[q0, q1)``) into
+        ``out`` ``(B, q1 - q0, K, nout_r)``."""
+        plan, geo = self.plan, self.plan.geometry
+        nker, nchan = khat.shape[0], padded.shape[1]
+        start = i0 * geo.stride[0]
+        stop = min(padded.shape[2], start + self.shape[0])
+        freq = self.shape[:-1] + (self.shape[-1] // 2 + 1,)
+        block = np.zeros((nchan,) + self.shape)
+        spectrum = np.empty((nchan,) + freq, complex)
+        product = np.empty((nker,) + freq, complex)
+        dots = np.empty((nker,) + self.shape)
+        picks = (slice(None), slice(0, (i1 - i0) * geo.stride[0], geo.stride[0])) + tuple(
+            slice(0, count * s, s) for count, s in zip(geo.nout[1:], geo.stride[1:]))
+        # the block's rows that the band's samples go to
+        block_rows = _outer_sum([np.arange(nchan) * math.prod(self.shape[:-1]),
+                                 np.arange(stop - start) * math.prod(self.shape[1:-1])]
+                                + [np.arange(n) * math.prod(self.shape[a + 2:-1])
+                                   for a, n in enumerate(padded.shape[3:-1])])
+        flat_block = block.reshape(-1, self.shape[-1])
+        n_last = padded.shape[-1]
+        acc = np.empty(geo.nout[-1])
+        for b in range(padded.shape[0]):
+            values = padded[b, :, start:stop].reshape(-1, n_last)
+            largest, total = kernels.load_block(values, block_rows, flat_block)
+            shift = total / values.size if plan.center else 0.0
+            if plan.center and largest > 0.0:
+                largest = float(np.max(np.abs(flat_block[block_rows, :n_last] - shift)))
+            exponent = math.frexp(largest)[1] if largest > 0.0 else 0
+            block_norm = math.sqrt(kernels.shift_and_scale(flat_block, block_rows, n_last, shift,
+                                                           math.ldexp(1.0, -exponent)))
+            transforms.forward_nd(block, spectrum, self.use_ducc0)
+            blocks.spectral_products(spectrum.reshape(nchan, 1, -1), self.spectra,
+                                     product.reshape(1, nker, -1))
+            transforms.inverse_nd(product, dots, self.use_ducc0)
+            flat = dots.reshape(nker, -1)
+            output_norms = np.sqrt(np.einsum("ki,ki->k", flat, flat))
+            bounds = np.ldexp(self.c_block * block_norm + self.c_output * output_norms,
+                              exponent)
+            window = dots[picks]
+            if window.ndim > 3:  # (volumes: a copy)
+                window = window.reshape(nker, q1 - q0, -1)
+            kernels.fft_cosines(window, math.ldexp(1.0, exponent), bounds, self.budget, sums[b],
+                                signal_rows, rows[b, q0:q1], tap_rows, khat, geo.d[-1],
+                                geo.stride[-1], floor, plan.fill, plan.kernel_state,
+                                plan.exponent, acc, out[b])
 
 
 # ---------------------------------------------------------------------------
