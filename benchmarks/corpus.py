@@ -163,3 +163,47 @@ _GENERATORS = {
     "sparse": _sparse,
     "seismic": _seismic,
 }
+
+
+# ---------------------------------------------------------------------------
+# images: noise and scikit-image's shipped photographs
+
+IMAGES = ("noise", "camera", "moon", "hubble", "text")
+
+
+def image(name, size=2048, dtype=np.float32, seed=0):
+    """A ``size`` x ``size`` grey image (values 0 .. 255 for the photographs,
+    unit Gaussian noise for ``noise``), cast to ``dtype``.
+
+    The photographs are scikit-image's shipped sample images (``skimage.data``:
+    the cameraman, the Moon's surface, the Hubble deep field -- mostly black
+    sky with bright stars and galaxies --, a page of text), grey, tiled with
+    mirrored copies to ``size`` (their own resolution and texture, no
+    interpolation).  Needs scikit-image for those."""
+    if name not in IMAGES:
+        raise ValueError(f"unknown image {name!r}; expected one of {IMAGES}.")
+    if name == "noise":
+        return np.random.default_rng([seed, 1000]).standard_normal((size, size)).astype(dtype)
+    import skimage.data
+    from skimage.color import rgb2gray
+
+    picture = getattr(skimage.data, {"hubble": "hubble_deep_field"}.get(name, name))()
+    if picture.ndim == 3:
+        picture = np.rint(rgb2gray(picture) * 255.0)
+    picture = picture.astype(np.float64)
+    tile = np.block([[picture, picture[:, ::-1]], [picture[::-1], picture[::-1, ::-1]]])
+    reps = (-(-size // tile.shape[0]), -(-size // tile.shape[1]))
+    return np.tile(tile, reps)[:size, :size].astype(dtype)
+
+
+def template(picture, m, seed=0):
+    """An ``m`` x ``m`` template cut from ``picture`` where it is not flat (the
+    window of largest spread among a few random ones), as a copy."""
+    rng = np.random.default_rng([seed, m])
+    best, spread = None, -1.0
+    for _ in range(16):
+        i, j = rng.integers(0, picture.shape[0] - m + 1), rng.integers(0, picture.shape[1] - m + 1)
+        cut = picture[i : i + m, j : j + m]
+        if float(np.std(cut)) > spread:
+            best, spread = cut, float(np.std(cut))
+    return np.array(best)

@@ -148,11 +148,35 @@ def direct_row_sums(src, o0, o1, m, d, stride, square, dst):
 
 
 @jit
-def _merge(mean_a, m2_a, count_a, mean_b, m2_b, count_b):
-    """Chan, Golub and LeVeque's update: the mean and M2 of two groups."""
-    total = count_a + count_b
+def _merge(mean_a, m2_a, mean_b, m2_b, towards, weight):
+    """Chan, Golub and LeVeque's update: the mean and M2 of two groups of
+    ``n_a`` and ``n_b`` samples, with ``towards = n_b / (n_a + n_b)`` and
+    ``weight = n_a n_b / (n_a + n_b)``."""
     gap = mean_b - mean_a
-    return mean_a + gap * (count_b / total), m2_a + m2_b + gap * gap * (count_a * count_b / total)
+    return mean_a + gap * towards, m2_a + m2_b + gap * gap * weight
+
+
+@jit
+def _ratios(count_a, count_b):
+    """``(towards, weight)`` of :func:`_merge` for groups of these counts."""
+    total = count_a + count_b
+    return count_b / total, count_a * count_b / total
+
+
+@jit
+def _merge_rows(means_a, m2s_a, means_b, m2s_b, count_a, count_b, out_means, out_m2s):
+    """:func:`_merge` of two rows of groups, element by element."""
+    towards, weight = _ratios(count_a, count_b)
+    for q in range(out_means.shape[0]):
+        out_means[q], out_m2s[q] = _merge(means_a[q], m2s_a[q], means_b[q], m2s_b[q], towards,
+                                          weight)
+
+
+@jit
+def _copy_rows(means, m2s, out_means, out_m2s):
+    for q in range(out_means.shape[0]):
+        out_means[q] = means[q]
+        out_m2s[q] = m2s[q]
 
 
 @jit
@@ -165,6 +189,7 @@ def window_moments(means, m2s, count, o0, o1, q0, q1, m, d, stride, dst_means, d
     nout = dst_means.shape[1]
     n = means.shape[1]
     chunk = m * d
+    width = q1 - q0
     for o in range(o0, o1):
         i = 0
         for c0 in range(0, n, chunk):
@@ -172,42 +197,36 @@ def window_moments(means, m2s, count, o0, o1, q0, q1, m, d, stride, dst_means, d
                 break
             c1 = min(c0 + chunk, n)
             for p in range(c1 - 1, c0 - 1, -1):
+                here_means, here_m2s = suffix[0, p - c0, :width], suffix[1, p - c0, :width]
                 if p + d < c1:
                     after = count * ((c1 - 1 - p - d) // d + 1)
-                    for q in range(q0, q1):
-                        suffix[0, p - c0, q - q0], suffix[1, p - c0, q - q0] = _merge(
-                            means[o, p, q], m2s[o, p, q], count, suffix[0, p + d - c0, q - q0],
-                            suffix[1, p + d - c0, q - q0], after)
+                    _merge_rows(means[o, p, q0:q1], m2s[o, p, q0:q1],
+                                suffix[0, p + d - c0, :width], suffix[1, p + d - c0, :width],
+                                count, after, here_means, here_m2s)
                 else:
-                    for q in range(q0, q1):
-                        suffix[0, p - c0, q - q0] = means[o, p, q]
-                        suffix[1, p - c0, q - q0] = m2s[o, p, q]
+                    _copy_rows(means[o, p, q0:q1], m2s[o, p, q0:q1], here_means, here_m2s)
             c2 = min(c1 + chunk, n)
             for p in range(c1, c2):
+                here_means, here_m2s = prefix[0, p - c1, :width], prefix[1, p - c1, :width]
                 if p - d >= c1:
                     before = count * ((p - d - c1) // d + 1)
-                    for q in range(q0, q1):
-                        prefix[0, p - c1, q - q0], prefix[1, p - c1, q - q0] = _merge(
-                            prefix[0, p - d - c1, q - q0], prefix[1, p - d - c1, q - q0], before,
-                            means[o, p, q], m2s[o, p, q], count)
+                    _merge_rows(prefix[0, p - d - c1, :width], prefix[1, p - d - c1, :width],
+                                means[o, p, q0:q1], m2s[o, p, q0:q1], before, count,
+                                here_means, here_m2s)
                 else:
-                    for q in range(q0, q1):
-                        prefix[0, p - c1, q - q0] = means[o, p, q]
-                        prefix[1, p - c1, q - q0] = m2s[o, p, q]
+                    _copy_rows(means[o, p, q0:q1], m2s[o, p, q0:q1], here_means, here_m2s)
             while i < nout and i * stride < c1:
                 start = i * stride
+                out_means, out_m2s = dst_means[o, i, q0:q1], dst_m2s[o, i, q0:q1]
                 if start - c0 < d:
-                    for q in range(q0, q1):
-                        dst_means[o, i, q] = suffix[0, start - c0, q - q0]
-                        dst_m2s[o, i, q] = suffix[1, start - c0, q - q0]
+                    _copy_rows(suffix[0, start - c0, :width], suffix[1, start - c0, :width],
+                               out_means, out_m2s)
                 else:
                     end = start + (m - 1) * d
                     head = count * ((c1 - 1 - start) // d + 1)
-                    for q in range(q0, q1):
-                        dst_means[o, i, q], dst_m2s[o, i, q] = _merge(
-                            suffix[0, start - c0, q - q0], suffix[1, start - c0, q - q0], head,
-                            prefix[0, end - c1, q - q0], prefix[1, end - c1, q - q0],
-                            m * count - head)
+                    _merge_rows(suffix[0, start - c0, :width], suffix[1, start - c0, :width],
+                                prefix[0, end - c1, :width], prefix[1, end - c1, :width],
+                                head, m * count - head, out_means, out_m2s)
                 i += 1
 
 
@@ -217,13 +236,10 @@ def merge_channels(means, m2s, count, dst_means, dst_m2s):
     ``m2s[b, c, p]`` (``count`` samples each), merged channel by channel."""
     nbatch, nchan, npos = means.shape
     for b in range(nbatch):
-        for p in range(npos):
-            dst_means[b, p] = means[b, 0, p]
-            dst_m2s[b, p] = m2s[b, 0, p]
+        _copy_rows(means[b, 0], m2s[b, 0], dst_means[b], dst_m2s[b])
         for c in range(1, nchan):
-            for p in range(npos):
-                dst_means[b, p], dst_m2s[b, p] = _merge(
-                    dst_means[b, p], dst_m2s[b, p], c * count, means[b, c, p], m2s[b, c, p], count)
+            _merge_rows(dst_means[b], dst_m2s[b], means[b, c], m2s[b, c], c * count, count,
+                        dst_means[b], dst_m2s[b])
 
 
 @jit
@@ -500,10 +516,9 @@ def row_window_moments(means, m2s, count, o0, o1, m, d, stride, dst_means, dst_m
                         windows[0, t] = run_means[t]
                         windows[1, t] = run_m2s[t]
                 else:
-                    before, size = gathered * count, taps * count
-                    for t in range(nwin):
-                        windows[0, t], windows[1, t] = _merge(
-                            windows[0, t], windows[1, t], before, run_means[t], run_m2s[t], size)
+                    _merge_rows(windows[0, :nwin], windows[1, :nwin], run_means, run_m2s,
+                                gathered * count, taps * count, windows[0, :nwin],
+                                windows[1, :nwin])
                 gathered += taps
             if 2 * taps > m:
                 break
@@ -512,9 +527,8 @@ def row_window_moments(means, m2s, count, o0, o1, m, d, stride, dst_means, dst_m
             first_means, first_m2s = level[0, :npos], level[1, :npos]
             later_means = level[0, taps * d : taps * d + npos]
             later_m2s = level[1, taps * d : taps * d + npos]
-            for p in range(npos):
-                spare[0, p], spare[1, p] = _merge(first_means[p], first_m2s[p], size,
-                                                  later_means[p], later_m2s[p], size)
+            _merge_rows(first_means, first_m2s, later_means, later_m2s, size, size,
+                        spare[0, :npos], spare[1, :npos])
             level, spare = spare, level
             taps *= 2
         for i in range(nout):
