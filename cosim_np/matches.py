@@ -15,9 +15,11 @@ from . import _backend
 from . import sliding as _sliding
 from ._core import matches as plans
 from ._core import sliding as sliding_plans
+from ._core import spatial as spatial_plans
 from ._core import validate as v
 from ._cpu import drivers
 from ._cpu import matches as cpu
+from ._cpu import spatial_matches
 
 __all__ = ["find_matches", "Matches", "plot_matches"]
 
@@ -27,9 +29,11 @@ class Matches:
 
     Attributes
     ----------
-    index : numpy.ndarray of int64, shape (n,)
+    index : numpy.ndarray of int64, shape (n,) or (n, r)
         Position of each match in ``sliding_cosine``'s output for the mode
-        used (for ``mode='valid'``, the first sample of the window).
+        used (for ``mode='valid'``, the first sample of the window); with
+        ``r`` sliding axes (``axis`` a tuple), one column per axis, in the
+        order of ``axis``.
     score : numpy.ndarray, shape (n,)
         The signed (sharpened) cosine of each match, in the result dtype of
         :func:`sliding_cosine`.
@@ -40,8 +44,9 @@ class Matches:
         The leading index of each match (the signal's axes other than the
         sliding axis and, for multi-channel kernels, the channel axis); no
         columns for a 1-d signal.
-    exclusion : int
-        The exclusion zone used, in windows.
+    exclusion : int or tuple of int
+        The exclusion zone used, in windows (one per sliding axis with
+        several).
     threshold : float or None
         The threshold given as a number, else None.
     coords : dict of numpy.ndarray
@@ -67,11 +72,18 @@ class Matches:
         self.coords = {} if coords is None else dict(coords)
 
     def __len__(self):
-        return int(self.index.size)
+        return int(self.score.size)
 
     def __iter__(self):
         for i in range(len(self)):
-            yield (int(self.index[i]), self.score[i], int(self.kernel[i]), tuple(int(b) for b in self.batch[i]))
+            yield (self._position(i), self.score[i], int(self.kernel[i]),
+                   tuple(int(b) for b in self.batch[i]))
+
+    def _position(self, i):
+        """Match ``i``'s index: an int, or a tuple with several sliding axes."""
+        if self.index.ndim == 2:
+            return tuple(int(j) for j in self.index[i])
+        return int(self.index[i])
 
     def __repr__(self):
         n = len(self)
@@ -86,7 +98,7 @@ class Matches:
         rows = []
         shown = list(range(n)) if n <= 10 else list(range(5)) + list(range(n - 3, n))
         for i in shown:
-            row = [str(int(self.index[i])), f"{float(self.score[i]):.4f}", str(int(self.kernel[i]))]
+            row = [str(self._position(i)), f"{float(self.score[i]):.4f}", str(int(self.kernel[i]))]
             if lead:
                 row.append(str(tuple(int(b) for b in self.batch[i])))
             rows.append(row)
@@ -100,8 +112,9 @@ class Matches:
 
     def to_pandas(self):
         """The matches as a :class:`pandas.DataFrame`, one row per match:
-        columns ``index``, ``score``, ``kernel``, for signals with leading
-        axes ``batch0``, ``batch1``, ..., and the ``coords`` of a DataArray's
+        columns ``index`` (``index0``, ``index1``, ... with several sliding
+        axes), ``score``, ``kernel``, for signals with leading axes
+        ``batch0``, ``batch1``, ..., and the ``coords`` of a DataArray's
         matches (needs pandas)."""
         try:
             import pandas
@@ -110,7 +123,11 @@ class Matches:
                 "Matches.to_pandas needs pandas, which is not installed; install it with "
                 "'pip install pandas', or use the arrays index, score, kernel and batch."
             ) from None
-        columns = {"index": self.index, "score": self.score, "kernel": self.kernel}
+        if self.index.ndim == 2:  # several sliding axes: a column per axis
+            columns = {f"index{a}": self.index[:, a] for a in range(self.index.shape[1])}
+        else:
+            columns = {"index": self.index}
+        columns.update(score=self.score, kernel=self.kernel)
         for j in range(self.batch.shape[1]):
             columns[f"batch{j}"] = self.batch[:, j]
         columns.update(self.coords)
@@ -249,6 +266,19 @@ def find_matches(
         return _on_gpu(signal, kernel, k, threshold, exclusion, sign, max_memory, dict(
             sharpness=sharpness, mode=mode, dilation=dilation, noise_floor=noise_floor, fill=fill,
             axis=axis, method=method, center=center))
+    axis = spatial_plans.normalise_axis(axis)
+    if isinstance(axis, tuple):
+        _sliding._cpu_only_for_several_axes(signal, kernel, backend)
+        x = v.as_real_array(signal, "signal")
+        splan = spatial_plans.plan_sliding(x, kernel, axis, mode, method, dilation, sharpness,
+                                           noise_floor, fill, None, drivers.fill_unit_kernels,
+                                           center)
+        order = spatial_plans.layout_axes(x.ndim, splan.geometry.axes, splan.channel_axis)
+        lead = tuple(x.shape[i] for i in order[: x.ndim - len(splan.geometry.axes)]
+                     if i != splan.channel_axis)
+        mplan = plans.plan_spatial_matches(k, threshold, exclusion, sign, m=splan.khat.shape[2:],
+                                           dilation=splan.geometry.d, lead=lead)
+        return _result(spatial_matches.find_matches(x, splan, mplan, method), mplan)
     dask = _backend.is_dask(signal)
     x = signal if dask else v.as_real_array(signal, "signal")
     splan = sliding_plans.plan_sliding(x, kernel, axis, mode, method, dilation, sharpness,

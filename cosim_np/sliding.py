@@ -37,6 +37,20 @@ noise_floor : float
 # public functions
 
 
+def _cpu_only_for_several_axes(signal, kernel, backend):
+    """Several sliding axes run on the CPU backend, for NumPy inputs; a
+    clear error for the others (their backends take one axis so far)."""
+    if _backend.is_xarray(signal) or _backend.is_dask(signal):
+        raise NotImplementedError(
+            "axis as a tuple of several axes takes NumPy arrays so far; for a "
+            f"{type(signal).__name__}, compute it as a NumPy array (.values / .compute()) "
+            "or slide along one axis.")
+    if _backend.wants_cuda(backend, signal=signal, kernel=kernel):
+        raise NotImplementedError(
+            "axis as a tuple of several axes runs on the CPU so far; copy the inputs to the "
+            "host or use backend='cpu'.")
+
+
 @_backend.documented
 def sharpen(s, sharpness, *, out=None, backend="auto"):
     """Sign-preserving sharpening ``sign(s) * |s| ** (sharpness**2)``.
@@ -194,6 +208,8 @@ def windowed_norm(signal, window, *, dilation=1, mode="valid", axis=-1, center=F
     array([0., 0.])
     """
     axis = spatial.normalise_axis(axis)
+    if isinstance(axis, tuple):
+        _cpu_only_for_several_axes(signal, None, backend)
     if _backend.is_xarray(signal):
         _no_out_for_labels(out)
         return _backend.xarray_impl("windowed_norm")(
@@ -404,6 +420,8 @@ def sliding_cosine(
     array([1.   , 1.   , 0.048])
     """
     axis = spatial.normalise_axis(axis)
+    if isinstance(axis, tuple):
+        _cpu_only_for_several_axes(signal, kernel, backend)
     if _backend.is_xarray(signal):
         _no_out_for_labels(out)
         return _backend.xarray_impl("sliding_cosine")(

@@ -469,3 +469,42 @@ def find_matches(signal, kernel, *, k=None, threshold=None, exclusion=None, sign
     else:
         rows, lead = scores_as_rows(scores, kern.ndim, axis)
     return greedy_matches(rows, k, threshold, exclusion, sign, single=kern.ndim == 1), lead
+
+
+def greedy_box_matches(scores, k=None, threshold=None, exclusion=(0, 0), sign="both"):
+    """The definition of ``find_matches`` over several sliding axes, for one
+    batch index: ``scores`` ``(K, nout_1, ..., nout_r)``; candidates are the
+    local maxima of the key along every axis (missing neighbours and NaN as
+    -inf) at or above the threshold; kept best key first (ties to the lower
+    index, then kernel) unless a kept match lies within ``exclusion`` along
+    every axis.  Returns ``[(index tuple, kernel, score)]`` in that order."""
+    s = np.asarray(scores, dtype=np.float64)
+    key = {"both": np.abs(s), "positive": s, "negative": -s}[sign]
+    key = np.where(np.isnan(key), -np.inf, key)
+    limit = -np.inf if threshold is None else threshold
+    candidates = []
+    for index in np.ndindex(*key.shape):
+        value = key[index]
+        if value == -np.inf or value < limit:
+            continue
+        peak = True
+        for axis in range(1, key.ndim):
+            before = list(index)
+            before[axis] -= 1
+            after = list(index)
+            after[axis] += 1
+            left = key[tuple(before)] if before[axis] >= 0 else -np.inf
+            right = key[tuple(after)] if after[axis] < key.shape[axis] else -np.inf
+            peak = peak and value > left and value >= right
+        if peak:
+            candidates.append((-value, index[1:], index[0]))
+    candidates.sort()
+    kept = []
+    for _, position, kernel in candidates:
+        if k is not None and len(kept) >= k:
+            break
+        if any(all(abs(p - q) <= e for p, q, e in zip(position, other, exclusion))
+               for other, _, _ in kept):
+            continue
+        kept.append((position, kernel, s[(kernel,) + position]))
+    return kept

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from cosim_np import sliding_cosine, windowed_norm
+from cosim_np import find_matches, sliding_cosine, windowed_norm
 from tests import naive
 from tests.strategies import arrays, elements, scalable_elements
 
@@ -324,3 +324,65 @@ def test_kernel_shape_errors():
         sliding_cosine(x[0], np.ones((4, 3, 2, 2)), axis=(0, 1))
     with pytest.raises(ValueError, match="window"):
         windowed_norm(x, (2, 2, 2), axis=(1, 2))
+
+
+# --- find_matches over two axes
+
+
+@pytest.mark.parametrize("sign", ["both", "positive", "negative"])
+@given(data=st.data())
+def test_find_matches_is_the_greedy_selection_of_the_scores(sign, data):
+    shape = (data.draw(st.integers(4, 14)), data.draw(st.integers(4, 14)))
+    nker = data.draw(st.integers(1, 3))
+    x = data.draw(arrays(np.float64, shape, elements(np.float64, 10)))
+    m = (data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3)))
+    kernels = data.draw(arrays(np.float64, (nker,) + m, elements(np.float64, 10)))
+    exclusion = data.draw(st.one_of(st.none(), st.integers(0, 3),
+                                    st.tuples(st.integers(0, 3), st.integers(0, 3))))
+    k = data.draw(st.one_of(st.none(), st.integers(0, 5)))
+    threshold = data.draw(st.one_of(st.none(), st.floats(-1, 1)))
+    kernel = kernels if nker > 1 else kernels[0]
+    found = find_matches(x, kernel, axis=(0, 1), k=k, exclusion=exclusion, sign=sign,
+                         threshold=threshold)
+    scores = sliding_cosine(x, kernel, axis=(0, 1))
+    scores = scores if nker > 1 else scores[None]
+    zone = exclusion if exclusion is not None else tuple((mm - 1 + 1) // 2 for mm in m)
+    zone = zone if isinstance(zone, tuple) else (zone, zone)
+    want = naive.greedy_box_matches(scores, k, threshold, zone, sign)
+    got = [(tuple(int(i) for i in index), int(kern), score)
+           for index, score, kern, _ in found]
+    assert [(p, kk) for p, kk, _ in got] == [(p, kk) for p, kk, _ in want]
+    np.testing.assert_array_equal([s for _, _, s in got], [s for _, _, s in want])
+    assert found.index.shape == (len(want), 2) and found.exclusion == zone
+
+
+def test_find_matches_finds_a_template_cut_from_a_photograph():
+    data = pytest.importorskip("skimage.data")
+    picture = data.camera().astype(np.float64)
+    template = picture[200:232, 300:340].copy()
+    found = find_matches(picture, template, axis=(0, 1), k=1)
+    assert found.index.tolist() == [[200, 300]] and found.score[0] == pytest.approx(1.0)
+    # rescaled, negated and offset: Pearson's correlation still finds it, at -1
+    changed = 10.0 - 3.0 * picture
+    found = find_matches(changed, template, axis=(0, 1), k=1, center=True)
+    assert found.index.tolist() == [[200, 300]] and found.score[0] == pytest.approx(-1.0)
+    # a bank over a batch of images: each template where it lies, in each image
+    batch = np.stack([picture, np.roll(picture, (17, -23), axis=(0, 1))])
+    bank = np.stack([template, picture[40:72, 100:140]])
+    found = find_matches(batch, bank, axis=(1, 2), k=2, threshold=0.999)
+    seen = {(int(b[0]), int(kern)): list(map(int, index))
+            for index, kern, b in zip(found.index, found.kernel, found.batch)}
+    assert seen == {(0, 0): [200, 300], (0, 1): [40, 100], (1, 0): [217, 277],
+                    (1, 1): [57, 77]}
+
+
+def test_several_axes_on_other_backends_say_so():
+    x = np.ones((6, 7))
+    k = np.arange(4.0).reshape(2, 2)
+    with pytest.raises(NotImplementedError, match="CPU"):
+        sliding_cosine(x, k, axis=(0, 1), backend="cuda")
+    dask = pytest.importorskip("dask.array")
+    with pytest.raises(NotImplementedError, match="NumPy arrays"):
+        windowed_norm(dask.from_array(x), 2, axis=(0, 1))
+    with pytest.raises(NotImplementedError, match="NumPy arrays"):
+        find_matches(dask.from_array(x), k, axis=(0, 1))

@@ -22,6 +22,7 @@ import numpy as np
 
 from . import config
 from . import validate as v
+from .spatial import per_axis
 
 SIGNS = ("both", "positive", "negative")
 # the sign codes the CPU kernels read
@@ -135,3 +136,20 @@ def score_layout(signal_ndim, kernel_ndim, axis):
     signal and kernel of these dimensions (checked by the sliding call)."""
     ax = v.check_axis(axis, signal_ndim)
     return ax, (ax - 1 if kernel_ndim == 3 else None), kernel_ndim == 2
+
+
+def plan_spatial_matches(k, threshold, exclusion, sign, *, m, dilation, lead):
+    """:func:`plan_matches` for several sliding axes: ``m`` and ``dilation``
+    one per axis, ``exclusion`` an int (every axis) or one per axis, the
+    default half of each axis's span; returns a :class:`MatchPlan` whose
+    ``exclusion`` is a tuple (scores are held whole: no pool, no budget)."""
+    kk = check_k(k)
+    value, function = check_threshold(threshold)
+    v.check_choice(sign, "sign", SIGNS)
+    if exclusion is None:
+        excl = tuple(default_exclusion(mm, dd) for mm, dd in zip(m, dilation))
+    else:
+        excl = per_axis(exclusion, "exclusion", len(m),
+                        lambda value, name: v.check_positive_int(value, name, minimum=0))
+    return MatchPlan(kk, value, function, excl, SIGN_CODES[sign], 0, 0, math.prod(lead),
+                     tuple(lead))
