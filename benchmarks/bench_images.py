@@ -17,10 +17,15 @@ Images: Gaussian noise and scikit-image's photographs (``corpus.image``),
 the template cut from the image itself; the last column says how much
 longer a photograph takes than noise (the corpus rule: at most 1.25).
 
+``--accuracy`` prints the accuracy table instead: the largest error of
+each against a long-double reference (two passes per window) on the
+images where the anchors' four-corner differences fail.
+
 Usage::
 
     python benchmarks/bench_images.py                       # the issue's table
     python benchmarks/bench_images.py --quick               # a smoke test
+    python benchmarks/bench_images.py --accuracy            # the accuracy table
 """
 
 import argparse
@@ -60,6 +65,82 @@ def skimage_time(picture, m, repeat):
                       max(1, repeat // 3))[0]
 
 
+def reference(x, k, center):
+    """Every valid window's (centered) cosine with ``k``, two passes per
+    window in long double."""
+    x = np.asarray(x, dtype=np.longdouble)
+    k = np.asarray(k, dtype=np.longdouble)
+    w = np.lib.stride_tricks.sliding_window_view(x, k.shape)
+    if center:
+        w = w - w.mean(axis=(-2, -1), keepdims=True)
+        k = k - k.mean()
+    dots = np.einsum("ijab,ab->ij", w, k)
+    norms = np.sqrt(np.einsum("ijab,ijab->ij", w, w)) * np.sqrt(np.sum(k * k))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(norms > 0, dots / norms, 0.0).astype(np.float64)
+
+
+def accuracy_cases():
+    """``(name, image, template, windows to judge)`` where the anchors fail."""
+    import skimage.data
+
+    rng = np.random.default_rng(0)
+    bright = 1e-3 * rng.standard_normal((64, 64))
+    bright[30, 30] = 1e8
+    without = np.ones((57, 57), bool)
+    without[23:31, 23:31] = False  # (the windows that hold the bright pixel)
+    near = 0.5 + 1e-9 * np.random.default_rng(1).standard_normal((20, 20))
+    half = np.ones((6, 6))
+    half[:3] = 0
+    page = skimage.data.page().astype(np.float64) / 255.0
+    delta = np.zeros((3, 3))
+    delta[1, 1] = 1
+    camera = skimage.data.camera().astype(np.float64) / 255.0
+    return [
+        ("the cameraman, a 3 x 3 template cut from it (its flat sky)", camera,
+         camera[100:103, 200:203].copy(), None),
+        ("a pixel of 1e8 in 1e-3 noise (windows without it)", bright,
+         rng.standard_normal((8, 8)), without),
+        ("0.5 + 1e-9 noise (scikit-image's test_no_nans)", near, half, None),
+        ("a page of text, a one-pixel template (test_bounding_values)", page, delta, None),
+    ]
+
+
+def accuracy_table():
+    import cv2
+    from skimage.feature import match_template
+
+    print(f"CPU: {cpu_model()}; largest |error| against long double, and the count of "
+          "scores outside [-1, 1]\n")
+    print("| image | score | OpenCV (float32) | scikit-image (float64) | cosim_np float32 | "
+          "cosim_np float64 |")
+    print("|---|---|---|---|---|---|")
+    for name, x, k, judged in accuracy_cases():
+        for center in (False, True):
+            # (the float32 columns against the reference of the float32 image: what the
+            # cast itself loses is the data's, not the method's)
+            want = reference(x, k, center)
+            want32 = reference(x.astype(np.float32), k.astype(np.float32), center)
+            mask = np.ones(want.shape, bool) if judged is None else judged
+            cv_method = cv2.TM_CCOEFF_NORMED if center else cv2.TM_CCORR_NORMED
+            k32 = k.astype(np.float32)
+            results = [(cv2.matchTemplate(x.astype(np.float32), k32, cv_method), want32),
+                       (match_template(x, k) if center else None, want),
+                       (sliding_cosine(x.astype(np.float32), k32, axis=(0, 1), center=center),
+                        want32),
+                       (sliding_cosine(x, k, axis=(0, 1), center=center), want)]
+            cells = []
+            for got, want in results:
+                if got is None:
+                    cells.append("(centered only)")
+                    continue
+                error = np.abs(got.astype(np.float64) - want)[mask]
+                outside = int(np.sum(np.abs(got[mask]) > 1))
+                cells.append(f"{np.nanmax(error):.1e}" + (f", {outside} outside" if outside else ""))
+            label = "centered" if center else "plain"
+            print(f"| {name} | {label} | " + " | ".join(cells) + " |")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=2048)
@@ -68,7 +149,11 @@ def main():
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--no-skimage", action="store_true", help="leave scikit-image out")
     parser.add_argument("--quick", action="store_true", help="a 512 x 512 smoke test")
+    parser.add_argument("--accuracy", action="store_true", help="the accuracy table")
     args = parser.parse_args()
+    if args.accuracy:
+        accuracy_table()
+        return
     if args.quick:
         args.size, args.m, args.repeat, args.images = 512, [3, 32], 2, ["noise", "camera"]
     import cv2

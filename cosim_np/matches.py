@@ -17,9 +17,8 @@ from ._core import matches as plans
 from ._core import sliding as sliding_plans
 from ._core import spatial as spatial_plans
 from ._core import validate as v
-from ._cpu import drivers
+from ._cpu import drivers, spatial_matches
 from ._cpu import matches as cpu
-from ._cpu import spatial_matches
 
 __all__ = ["find_matches", "Matches", "plot_matches"]
 

@@ -386,3 +386,102 @@ def test_several_axes_on_other_backends_say_so():
         windowed_norm(dask.from_array(x), 2, axis=(0, 1))
     with pytest.raises(NotImplementedError, match="NumPy arrays"):
         find_matches(dask.from_array(x), k, axis=(0, 1))
+
+
+# --- the anchors: equal where they are right, exact where they fail
+
+
+def _photograph(m=0):
+    data = pytest.importorskip("skimage.data")
+    return data.camera().astype(np.float64) / 255.0
+
+
+@pytest.mark.parametrize("m", [3, 8, 32])
+def test_equals_opencv_on_photographs(m):
+    cv2 = pytest.importorskip("cv2")
+    data = pytest.importorskip("skimage.data")
+    picture = _photograph().astype(np.float32)
+    template = picture[100 : 100 + m, 200 : 200 + m + 1].copy()
+    theirs = cv2.matchTemplate(picture, template, cv2.TM_CCORR_NORMED)
+    np.testing.assert_allclose(sliding_cosine(picture, template, axis=(0, 1)), theirs, rtol=0,
+                               atol=2e-5)  # (OpenCV's own float32 error is the larger)
+    # centered, OpenCV's running sums hold on a texture without flat patches ...
+    grass = (data.grass() / 255.0).astype(np.float32)
+    patch = grass[100 : 100 + m, 200 : 200 + m + 1].copy()
+    theirs = cv2.matchTemplate(grass, patch, cv2.TM_CCOEFF_NORMED)
+    np.testing.assert_allclose(sliding_cosine(grass, patch, axis=(0, 1), center=True), theirs,
+                               rtol=0, atol=2e-4)
+    # ... and lose digits where the photograph is flat (the sky): ours to the float32 rounding
+    want = naive_valid(picture, template)
+    ours = sliding_cosine(picture, template, axis=(0, 1), center=True)
+    np.testing.assert_allclose(ours, want, rtol=0, atol=tolerance(np.float32, template.size))
+    if m == 3:
+        theirs = cv2.matchTemplate(picture, template, cv2.TM_CCOEFF_NORMED)
+        assert np.nanmax(np.abs(theirs - want)) > 0.1
+
+
+def naive_valid(x, k):
+    """Every valid window's Pearson correlation with ``k``, two passes per
+    window in long double (vectorised: the photographs' windows are many)."""
+    x = np.asarray(x, dtype=np.longdouble)
+    k = np.asarray(k, dtype=np.longdouble)
+    w = np.lib.stride_tricks.sliding_window_view(x, k.shape)
+    w = w - w.mean(axis=(-2, -1), keepdims=True)
+    k = k - k.mean()
+    norms = np.sqrt(np.einsum("ijab,ijab->ij", w, w) * np.sum(k * k))
+    dots = np.einsum("ijab,ab->ij", w, k)
+    return np.where(norms > 0, dots / np.where(norms > 0, norms, 1), 0.0).astype(np.float64)
+
+
+@pytest.mark.parametrize("mode, pad_input", [("valid", False), ("same", True)])
+def test_equals_scikit_image_match_template_on_a_photograph(mode, pad_input):
+    feature = pytest.importorskip("skimage.feature")
+    picture = _photograph()[::2, ::2] + 3.0
+    template = picture[60:71, 90:98].copy()
+    theirs = feature.match_template(picture, template, pad_input=pad_input)
+    ours = sliding_cosine(picture, template, axis=(0, 1), center=True, mode=mode)
+    # (scikit-image's FFT and integral images err by some 1e-8 on this offset image)
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-7)
+    if mode == "valid":
+        kappa = max(_kappa(w) for _, w in naive.spatial_windows(
+            picture[None, :40, :40], template.shape, (1, 1), ("valid",) * 2, (1, 1)))
+        np.testing.assert_allclose(ours[:30, :33], naive_valid(picture[:40, :40], template),
+                                   rtol=0, atol=tolerance(np.float64, template.size, kappa=kappa))
+
+
+def test_exact_where_the_anchors_fail():
+    cv2 = pytest.importorskip("cv2")
+    feature = pytest.importorskip("skimage.feature")
+    rng = np.random.default_rng(9)
+    # a bright pixel in quiet noise: the anchors' four-corner differences lose the windows
+    # without it (OpenCV's plain scores leave [-1, 1] by orders of magnitude)
+    x = 1e-3 * rng.standard_normal((40, 40))
+    x[20, 20] = 1e8
+    k = rng.standard_normal((6, 6))
+    holds = np.zeros((35, 35), bool)
+    holds[15:21, 15:21] = True
+    want = naive.spatial_cosine(x[None], k[None, None], center=True)[0]
+    theirs = feature.match_template(x, k)
+    assert np.max(np.abs(theirs - want)[~holds]) > 1e-2
+    ours = sliding_cosine(x, k, axis=(0, 1), center=True)
+    np.testing.assert_allclose(ours[~holds], want[~holds], rtol=0, atol=tolerance(np.float64, 36))
+    plain = cv2.matchTemplate(x.astype(np.float32), k.astype(np.float32), cv2.TM_CCORR_NORMED)
+    assert np.max(np.abs(plain)) > 1.5
+    assert np.max(np.abs(sliding_cosine(x.astype(np.float32), k, axis=(0, 1)))) <= 1
+    # scikit-image's test_no_nans image: no NaN there, but 0.4 off; ours to the data's digits
+    x = 0.5 + 1e-9 * np.random.default_rng(1).standard_normal((20, 20))
+    t = np.ones((6, 6))
+    t[:3] = 0
+    want = naive.spatial_cosine(x[None], t[None, None], center=True)[0]
+    assert np.max(np.abs(feature.match_template(x, t) - want)) > 0.1
+    kappa = max(_kappa(w) for _, w in naive.spatial_windows(x[None], (6, 6), (1, 1),
+                                                            ("valid",) * 2, (1, 1)))
+    np.testing.assert_allclose(sliding_cosine(x, t, axis=(0, 1), center=True), want, rtol=0,
+                               atol=tolerance(np.float64, 36, kappa=kappa))
+    # its test_bounding_values case: scores never leave [-1, 1]
+    data = pytest.importorskip("skimage.data")
+    page = data.page().astype(np.float64) / 255.0
+    delta = np.zeros((3, 3))
+    delta[1, 1] = 1.0
+    ours = sliding_cosine(page, delta, axis=(0, 1), center=True)
+    assert ours.max() <= 1.0 and ours.min() >= -1.0

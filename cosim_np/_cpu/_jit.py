@@ -7,7 +7,10 @@
 * ``error_model="numpy"``: division follows IEEE (inf/NaN), so the loops carry
   no hidden zero-division checks;
 * no ``fastmath``: the kernels rely on NaN/inf propagating and on the written
-  order of floating-point operations.
+  order of floating-point operations.  The one exception, ``contract=True``
+  (for the direct dots' inner loops), lets LLVM fuse a multiply and the add
+  that follows it into one fused multiply-add: rounded once instead of
+  twice, still in the written order, NaN and inf kept.
 """
 
 import warnings
@@ -17,12 +20,14 @@ import numba
 _OPTIONS = dict(nogil=True, error_model="numpy")
 
 
-def jit(func=None, *, njit=numba.njit):
-    """Compile ``func`` with the project's options; usable as ``@jit``."""
+def jit(func=None, *, njit=numba.njit, contract=False):
+    """Compile ``func`` with the project's options; usable as ``@jit`` (and
+    ``@jit(contract=True)``, see the module's docstring)."""
     if func is None:
-        return lambda f: jit(f, njit=njit)
+        return lambda f: jit(f, njit=njit, contract=contract)
+    options = dict(_OPTIONS, fastmath={"contract"}) if contract else _OPTIONS
     try:
-        return njit(cache=True, **_OPTIONS)(func)
+        return njit(cache=True, **options)(func)
     except RuntimeError as exc:
         # Numba raises "cannot cache function ...: no locator available" at
         # decoration time when neither __pycache__ nor its user-wide cache
@@ -36,4 +41,4 @@ def jit(func=None, *, njit=numba.njit):
             RuntimeWarning,
             stacklevel=2,
         )
-        return njit(cache=False, **_OPTIONS)(func)
+        return njit(cache=False, **options)(func)

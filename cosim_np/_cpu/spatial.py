@@ -242,7 +242,7 @@ def merge_channels(means, m2s, count, dst_means, dst_m2s):
                         dst_means[b], dst_m2s[b])
 
 
-@jit
+@jit(contract=True)
 def spatial_cosines(x, rows, tap_rows, khat, kernel_state, d, stride, sumsq, noise_floor, fill,
                     exponent, acc, out):
     """Cosines of a band of output rows: ``out[b, q, k, i]`` for window ``i``
@@ -391,7 +391,7 @@ def largest_finite(values):
     return largest
 
 
-@jit
+@jit(contract=True)
 def _add_taps(row, taps, d, nout, acc):
     """``acc[i] += sum_j taps[j] * row[i + j d]``, up to four taps per pass
     over ``acc`` (slices from 0, so that the loops vectorise)."""
@@ -422,7 +422,7 @@ def _add_taps(row, taps, d, nout, acc):
             acc[i] += w0 * r0[i]
 
 
-@jit
+@jit(contract=True)
 def _add_strided_taps(row, taps, d, stride, nout, acc):
     """:func:`_add_taps` for windows ``stride`` apart."""
     for j in range(taps.shape[0]):
