@@ -291,10 +291,10 @@ def _finish_row(dots, s, noise_floor, fill, state, exponent, dest):
 def load_block(values, dest_rows, block):
     """Copy the rows of ``values`` ``(R, n)`` into the rows ``dest_rows`` of
     ``block`` ``(rows, N)`` (``N >= n``; the rest of the block stays as it
-    is), NaN and inf as 0.  Returns the largest magnitude and the sum of
-    the copied values."""
-    largest = 0.0
+    is), NaN and inf as 0 (the norms mark their windows).  Returns the sum
+    and the sum of squares of the copied values."""
     total = 0.0
+    sumsq = 0.0
     n = values.shape[1]
     for r in range(values.shape[0]):
         src, dest = values[r], block[dest_rows[r], :n]
@@ -302,31 +302,30 @@ def load_block(values, dest_rows, block):
             value = np.float64(src[p])
             value = value if abs(value) < np.inf else 0.0
             dest[p] = value
-            largest = max(largest, abs(value))
             total += value
-    return largest, total
+            sumsq += value * value
+    return total, sumsq
 
 
 @jit
-def shift_and_scale(block, dest_rows, n, shift, unit):
-    """In place: the copied rows of :func:`load_block` less ``shift``, times
-    ``unit`` (a power of two); returns their sum of squares."""
+def shift_rows(block, dest_rows, n, shift):
+    """In place: the copied rows of :func:`load_block` less ``shift``;
+    returns their sum of squares."""
     total = 0.0
     for r in range(dest_rows.size):
         row = block[dest_rows[r], :n]
         for p in range(n):
-            value = (row[p] - shift) * unit
+            value = row[p] - shift
             row[p] = value
             total += value * value
     return total
 
 
 @jit
-def fft_cosines(dots, unit, bounds, budget, sumsq, x, rows, tap_rows, khat, d, stride,
+def fft_cosines(dots, bounds, budget, sumsq, x, rows, tap_rows, khat, d, stride,
                 noise_floor, fill, kernel_state, exponent, acc, out):
     """``out[q, k, i]``: the (sharpened) cosines of a band from the FFT's dots
-    ``dots[k, q, i]`` (times ``unit``, a power of two: the block's scale),
-    each window whose FFT error bound ``bounds[k]`` exceeds ``budget``
+    ``dots[k, q, i]``, each window whose FFT error bound ``bounds[k]`` exceeds ``budget``
     times its norm ``sqrt(sumsq[q, i])`` with its dot taken directly (as
     :func:`spatial_cosines` takes them).  ``acc``: scratch ``(nout,)``."""
     nker, nrows, nout = dots.shape
@@ -336,7 +335,7 @@ def fft_cosines(dots, unit, bounds, budget, sumsq, x, rows, tap_rows, khat, d, s
         for k in range(nker):
             src = dots[k, q]
             for i in range(nout):
-                acc[i] = src[i] * unit
+                acc[i] = src[i]
             limit = bounds[k] / budget
             limit *= limit
             for i in range(nout):

@@ -318,9 +318,10 @@ def _use_fft(method, plan):
 
 class _FFTPlan:
     """Overlap-save over bands: each band's input rows (every other axis
-    whole) zero-padded to a block of ``shape``, transformed (float64, scaled
-    by a power of two), multiplied by the kernels' spectra and transformed
-    back; a window whose FFT error bound is not small against its own norm
+    whole) zero-padded to a block of ``shape``, transformed (float64; the
+    signal is already within range: float32 values, or float64 ones scaled
+    by a power of two, see :func:`_layout_signal`), multiplied by the
+    kernels' spectra and transformed back; a window whose FFT error bound is not small against its own norm
     gets its dot directly (``_cpu.fft.error_bound``, and the budget of the
     1-D path, ``_cpu.drivers.fft_error_budget``)."""
 
@@ -363,25 +364,21 @@ class _FFTPlan:
         acc = np.empty(geo.nout[-1])
         for b in range(padded.shape[0]):
             values = padded[b, :, start:stop].reshape(-1, n_last)
-            largest, total = kernels.load_block(values, block_rows, flat_block)
-            shift = total / values.size if plan.center else 0.0
-            if plan.center and largest > 0.0:
-                largest = float(np.max(np.abs(flat_block[block_rows, :n_last] - shift)))
-            exponent = math.frexp(largest)[1] if largest > 0.0 else 0
-            block_norm = math.sqrt(kernels.shift_and_scale(flat_block, block_rows, n_last, shift,
-                                                           math.ldexp(1.0, -exponent)))
+            total, sumsq = kernels.load_block(values, block_rows, flat_block)
+            if plan.center:
+                sumsq = kernels.shift_rows(flat_block, block_rows, n_last, total / values.size)
+            block_norm = math.sqrt(sumsq)
             transforms.forward_nd(block, spectrum, self.use_ducc0)
             blocks.spectral_products(spectrum.reshape(nchan, 1, -1), self.spectra,
                                      product.reshape(1, nker, -1))
             transforms.inverse_nd(product, dots, self.use_ducc0)
             flat = dots.reshape(nker, -1)
             output_norms = np.sqrt(np.einsum("ki,ki->k", flat, flat))
-            bounds = np.ldexp(self.c_block * block_norm + self.c_output * output_norms,
-                              exponent)
+            bounds = self.c_block * block_norm + self.c_output * output_norms
             window = dots[picks]
             if window.ndim > 3:  # (volumes: a copy)
                 window = window.reshape(nker, q1 - q0, -1)
-            kernels.fft_cosines(window, math.ldexp(1.0, exponent), bounds, self.budget, sums[b],
+            kernels.fft_cosines(window, bounds, self.budget, sums[b],
                                 signal_rows, rows[b, q0:q1], tap_rows, khat, geo.d[-1],
                                 geo.stride[-1], floor, plan.fill, plan.kernel_state,
                                 plan.exponent, acc, out[b])
