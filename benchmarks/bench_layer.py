@@ -19,10 +19,15 @@ after a warm-up, interleaved; ratio = PyTorch / cosim_np (above 1: cosim_np
 is faster).  Threads: ``torch.set_num_threads`` and ``numba.set_num_threads``
 both.
 
+``--images``: the 2-D layer (issue 18), ``SharpenedCosine2d`` against the
+same recipe with ``conv2d``, on ``(B, C_in, n, n)`` images (noise, or crops
+of scikit-image's photographs, ``corpus.image``).
+
 Usage::
 
     python benchmarks/bench_layer.py                 # the issue's shapes, one and two threads
     python benchmarks/bench_layer.py --quick         # a smoke test
+    python benchmarks/bench_layer.py --images        # the 2-D layer
 """
 
 import argparse
@@ -35,18 +40,24 @@ SHAPES = (  # (B, C_in, C_out, m, n)
     (8, 8, 32, 9, 10**5),
     (8, 1, 64, 128, 10**5),
 )
+IMAGE_SHAPES = (  # (B, C_in, C_out, m, n): m x m kernels over n x n images
+    (8, 16, 32, 3, 128),
+)
 
 
 def torch_layer(torch, weight, p, q):
-    """The conv1d formulation of the layer, differentiable by autograd."""
-    conv1d = torch.nn.functional.conv1d
+    """The conv1d formulation of the layer (conv2d for 2-D kernels),
+    differentiable by autograd."""
+    images = weight.dim() == 4
+    conv = torch.nn.functional.conv2d if images else torch.nn.functional.conv1d
     ones = torch.ones((1,) + tuple(weight.shape[1:]), dtype=weight.dtype)
+    spatial = (None,) * (weight.dim() - 1)
 
     def forward(x):
-        khat = weight / weight.flatten(1).norm(dim=1)[:, None, None]
-        norms = torch.sqrt(conv1d(x * x, ones))
-        s = conv1d(x, khat) / (norms + q * q)
-        return torch.sign(s) * s.abs() ** (p[:, None] ** 2)
+        khat = weight / weight.flatten(1).norm(dim=1)[(slice(None),) + spatial]
+        norms = torch.sqrt(conv(x * x, ones))
+        s = conv(x, khat) / (norms + q * q)
+        return torch.sign(s) * s.abs() ** (p[(slice(None),) + spatial[1:]] ** 2)
 
     return forward
 
@@ -66,21 +77,39 @@ def layer_input(shape, signal):
                      for b in range(batch)])
 
 
-def run(shape, threads, repeat, signal="noise"):
+def image_input(shape, signal):
+    """The 2-D layer's input ``(B, C_in, n, n)``, float32: unit noise, or
+    (``signal="corpus"``) crops of the photographs (``corpus.image``)."""
+    batch, c_in, _, _, n = shape
+    if signal == "noise":
+        return np.random.default_rng(0).standard_normal((batch, c_in, n, n)).astype(np.float32)
+    import corpus
+
+    pictures = [corpus.image(name, 512) for name in corpus.IMAGES[1:]]
+    rng = np.random.default_rng(1)
+    crops = [pictures[(b * c_in + c) % len(pictures)][i : i + n, j : j + n]
+             for b in range(batch) for c in range(c_in)
+             for i, j in [rng.integers(0, 512 - n, 2)]]
+    return np.stack(crops).reshape(batch, c_in, n, n).astype(np.float32)
+
+
+def run(shape, threads, repeat, signal="noise", images=False):
     import torch
 
-    from cosim_np.torch import SharpenedCosine1d
+    from cosim_np.torch import SharpenedCosine1d, SharpenedCosine2d
 
     torch.set_num_threads(threads)
     numba.set_num_threads(threads)
     batch, c_in, c_out, m, n = shape
     torch.manual_seed(0)
-    ours = SharpenedCosine1d(c_in, c_out, m, p_init=1.2, q_init=0.1)
+    layer = SharpenedCosine2d if images else SharpenedCosine1d
+    ours = layer(c_in, c_out, m, p_init=1.2, q_init=0.1)
     weight = ours.weight.detach().clone().requires_grad_()
     p = ours.p.detach().clone().requires_grad_()
     q = ours.q.detach().clone().requires_grad_()
     theirs = torch_layer(torch, weight, p, q)
-    x = torch.from_numpy(layer_input(shape, signal)).requires_grad_()
+    data = image_input(shape, signal) if images else layer_input(shape, signal)
+    x = torch.from_numpy(data).requires_grad_()
 
     def forward(layer):
         def call():
@@ -106,6 +135,7 @@ def main():
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="n = 10**4, one thread")
+    parser.add_argument("--images", action="store_true", help="the 2-D layer (IMAGE_SHAPES)")
     parser.add_argument("--signals", nargs="+", default=["noise", "corpus"],
                         choices=["noise", "corpus"],
                         help="the input: unit noise, and the corpus's classes, one per channel")
@@ -114,19 +144,21 @@ def main():
 
     import cosim_np
 
-    shapes = SHAPES
+    shapes = IMAGE_SHAPES if args.images else SHAPES
     if args.quick:
-        shapes = tuple(shape[:4] + (10**4,) for shape in SHAPES)
+        shapes = tuple(shape[:4] + (64 if args.images else 10**4,) for shape in shapes)
         args.threads = [1]
     print(f"cosim_np {cosim_np.__version__}, numba {numba.__version__}, torch {torch.__version__}")
     print(f"CPU: {cpu_model()}")
-    print("\nSCS layer, float32, best of the runs; ratio = PyTorch / cosim_np")
+    kind = "2-D (n x n images, m x m kernels)" if args.images else "1-D"
+    print(f"\nSCS layer, {kind}, float32, best of the runs; ratio = PyTorch / cosim_np")
     print(f"{'B':>3}{'C_in':>5}{'C_out':>6}{'m':>5}{'n':>8}{'thr':>4} {'input':>7}  {'pass':<18}"
           f"{'PyTorch ms':>11}{'cosim_np ms':>12}{'ratio':>7}")
     for shape in shapes:
         for signal in args.signals:
             for threads in args.threads:
-                report(shape, threads, signal, *run(shape, threads, args.repeat, signal))
+                report(shape, threads, signal,
+                       *run(shape, threads, args.repeat, signal, args.images))
 
 
 def report(shape, threads, signal, times, worst):

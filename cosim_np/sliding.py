@@ -9,6 +9,8 @@ arrays (which runs the function itself on each block, lazily).
 import functools
 from collections import namedtuple
 
+import numpy as np
+
 from . import _backend
 from ._core import sliding as plans
 from ._core import spatial
@@ -555,6 +557,9 @@ def sliding_cosine_grad(
     >>> bool(total(kernel + 0.01 * grads.kernel) > total(kernel))
     True
     """
+    axis = spatial.normalise_axis(axis)
+    if isinstance(axis, tuple):
+        _cpu_only_for_several_axes(signal, kernel, backend)
     for name, value in (("signal", signal), ("kernel", kernel), ("grad_output", grad_output)):
         if _backend.is_dask(value) or _backend.is_xarray(value):
             raise TypeError(
@@ -580,6 +585,14 @@ def _gradients(signal, kernel, grad_output, *, sharpness, mode, dilation, noise_
     ``sharpness`` is 1 and ``stride`` 1 (the cosines are then not computed
     again)."""
     x = v.as_real_array(signal, "signal")
+    if isinstance(axis, tuple):
+        splan, taps, g = spatial.plan_sliding_grad(x, kernel, grad_output, axis, mode, method,
+                                                   dilation, sharpness, noise_floor, fill,
+                                                   drivers.fill_unit_kernels, center, stride)
+        grad_signal, grad_kernel, grad_sharpness, grad_floor = spatial_driver.sliding_cosine_grad(
+            x, splan, taps, g, method, sharpness, want_sharpness)
+        return SlidingCosineGrad(grad_signal, grad_kernel.reshape(np.shape(kernel)),
+                                 grad_sharpness, grad_floor)
     plan = plans.plan_sliding_grad(x, kernel, grad_output, axis, mode, method, dilation,
                                    sharpness, noise_floor, fill, drivers.fill_unit_kernels,
                                    center, stride)

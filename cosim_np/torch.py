@@ -31,7 +31,7 @@ from .sliding import _gradients
 from .sliding import sliding_cosine as _sliding_cosine
 from .sliding import sliding_cosine_grad as _sliding_cosine_grad
 
-__all__ = ["sliding_cosine", "SharpenedCosine1d"]
+__all__ = ["sliding_cosine", "SharpenedCosine1d", "SharpenedCosine2d"]
 
 
 def _host(tensor, name):
@@ -241,3 +241,68 @@ class SharpenedCosine1d(torch.nn.Module):
                 f"stride={self.options['stride']}, dilation={self.options['dilation']}, "
                 f"padding={self.options['mode']!r}, "
                 f"center={self.options['center']}")
+
+
+class SharpenedCosine2d(torch.nn.Module):
+    """A sharpened-cosine-similarity layer over images: :class:`SharpenedCosine1d`
+    with windows of ``kernel_size`` pixels over the last two axes (every
+    input channel in each window, :func:`cosim_np.sliding_cosine` with
+    ``axis=(-2, -1)`` and a multi-channel kernel).
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+    kernel_size : int or (int, int)
+    stride, dilation : int or (int, int), optional
+    padding : {'valid', 'same', 'full'}, optional
+        The sliding modes of :func:`cosim_np.sliding_cosine`, for both axes.
+    center : bool, optional
+        Pearson's correlation instead of the cosine (``center=True``).
+    p_init, q_init : float, optional
+        Initial sharpness (every output channel) and ``q`` (the noise floor
+        is ``q**2``).
+    dtype : torch.dtype, optional
+
+    Notes
+    -----
+    Learned parameters: ``weight`` ``(out_channels, in_channels, kh, kw)``,
+    ``p`` ``(out_channels,)`` and ``q``.  CPU tensors only so far (several
+    sliding axes run on the CPU).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from cosim_np.torch import SharpenedCosine2d
+    >>> layer = SharpenedCosine2d(3, 8, 3, padding="same", dtype=torch.float64)
+    >>> out = layer(torch.randn(2, 3, 16, 20, dtype=torch.float64))
+    >>> out.shape
+    torch.Size([2, 8, 16, 20])
+    >>> out.sum().backward()
+    >>> layer.weight.grad.shape
+    torch.Size([8, 3, 3, 3])
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, *, stride=1, dilation=1,
+                 padding="valid", center=False, p_init=1.0, q_init=1e-3, dtype=torch.float32):
+        super().__init__()
+        size = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
+        weight = torch.empty((out_channels, in_channels) + size, dtype=dtype)
+        torch.nn.init.kaiming_uniform_(weight, a=5**0.5)
+        self.weight = torch.nn.Parameter(weight)
+        self.p = torch.nn.Parameter(torch.full((out_channels,), float(p_init), dtype=dtype))
+        self.q = torch.nn.Parameter(torch.tensor(float(q_init), dtype=dtype))
+        self.options = dict(mode=padding, dilation=dilation, center=center, stride=stride,
+                            axis=(-2, -1))
+
+    def forward(self, x):
+        """``x``: ``(batch, in_channels, H, W)``; returns ``(batch,
+        out_channels, H', W')``."""
+        s = sliding_cosine(x, self.weight, 1.0, self.q * self.q, **self.options)
+        rows = s.reshape(s.shape[0], s.shape[1], -1)
+        return _Sharpen.apply(rows, self.p[:, None]).reshape(s.shape)
+
+    def extra_repr(self):
+        out_channels, in_channels = self.weight.shape[:2]
+        return (f"{in_channels}, {out_channels}, kernel_size={tuple(self.weight.shape[2:])}, "
+                f"stride={self.options['stride']}, dilation={self.options['dilation']}, "
+                f"padding={self.options['mode']!r}, center={self.options['center']}")

@@ -9,8 +9,9 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from cosim_np import find_matches, sliding_cosine, windowed_norm
+from cosim_np import find_matches, sliding_cosine, sliding_cosine_grad, windowed_norm
 from tests import naive
+from tests.test_grad import assert_close_to_differences, finite_differences
 from tests.strategies import arrays, elements, scalable_elements
 
 EPS64 = np.finfo(np.float64).eps
@@ -485,3 +486,94 @@ def test_exact_where_the_anchors_fail():
     delta[1, 1] = 1.0
     ours = sliding_cosine(page, delta, axis=(0, 1), center=True)
     assert ours.max() <= 1.0 and ours.min() >= -1.0
+
+
+# --- gradients over several axes
+
+
+@st.composite
+def gradient_problems(draw):
+    """A small well-conditioned image problem: signal, kernel, grad_output,
+    options (see tests/test_grad.py for the tolerance)."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    kind = draw(st.sampled_from(["one", "bank", "channels", "volume"]))
+    modes = tuple(draw(st.sampled_from(["valid", "same", "full"])) for _ in range(2))
+    m = (draw(st.integers(1, 3)), draw(st.integers(2, 3)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    shape = tuple((mm - 1) * dd + 1 + draw(st.integers(0, 3)) for mm, dd in zip(m, dilation))
+    axis = (-2, -1)
+    if kind == "one":
+        signal, kernel = rng.standard_normal(shape), rng.standard_normal(m)
+    elif kind == "bank":
+        signal, kernel = rng.standard_normal((2,) + shape), rng.standard_normal((2,) + m)
+    elif kind == "channels":
+        signal, kernel = rng.standard_normal((2,) + shape), rng.standard_normal((3, 2) + m)
+    else:
+        m, dilation, modes = (2,) + m, (1,) + dilation, ("same",) + modes
+        signal, kernel = rng.standard_normal((3,) + shape), rng.standard_normal(m)
+        axis = (0, 1, 2)
+    options = dict(axis=axis, mode=modes, dilation=dilation,
+                   sharpness=draw(st.sampled_from([1.0, 1.25, 1.6])),
+                   noise_floor=draw(st.sampled_from([0.0, 0.4])), center=draw(st.booleans()),
+                   stride=(draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+                   if kind != "volume" else 1)
+    g = rng.standard_normal(sliding_cosine(signal, kernel, **options).shape)
+    norms = windowed_norm(signal, m, axis=axis if kind != "channels" else (-2, -1),
+                          dilation=dilation, mode=modes, center=options["center"])
+    assume(np.min(norms) > 0.05)
+    return signal, kernel, g, options
+
+
+@given(problem=gradient_problems())
+def test_gradients_match_finite_differences(problem):
+    signal, kernel, g, options = problem
+    got = sliding_cosine_grad(signal, kernel, g, **options)
+    assert got.signal.shape == signal.shape and got.kernel.shape == kernel.shape
+    assert_close_to_differences(got, finite_differences(signal, kernel, g, options))
+
+
+@pytest.mark.parametrize("center", [False, True])
+def test_gradients_agree_with_a_conv2d_layer(center):
+    """The 2-D sharpened-cosine layer written with ``conv2d`` (the dots, and
+    the window norms as a convolution of squares with ones), differentiated
+    by PyTorch's autograd."""
+    torch = pytest.importorskip("torch")
+    conv2d = torch.nn.functional.conv2d
+    rng = np.random.default_rng(12)
+    signal = rng.standard_normal((2, 3, 12, 13)) + (4.0 if center else 0.0)
+    kernel = rng.standard_normal((4, 3, 3, 2))
+    g = rng.standard_normal((2, 4, 4, 12))
+    x = torch.tensor(signal, requires_grad=True)
+    k = torch.tensor(kernel, requires_grad=True)
+    p = torch.tensor(1.3, dtype=torch.float64, requires_grad=True)
+    q = torch.tensor(0.25, dtype=torch.float64, requires_grad=True)
+    ones = torch.ones((1, 3, 3, 2), dtype=torch.float64)
+    options = dict(stride=(2, 1), dilation=(2, 1))
+    if center:
+        kc = k - k.mean(dim=(1, 2, 3), keepdim=True)
+        sums = conv2d(x, ones, **options)
+        squares = conv2d(x * x, ones, **options)
+        norms = torch.sqrt(squares - sums * sums / 18.0)  # benign data: no offset to lose
+    else:
+        kc = k
+        norms = torch.sqrt(conv2d(x * x, ones, **options))
+    khat = kc / kc.flatten(1).norm(dim=1)[:, None, None, None]
+    s = conv2d(x, khat, **options) / (norms + q)
+    out = torch.sign(s) * s.abs() ** (p**2)
+    (out * torch.tensor(g)).sum().backward()
+    got = sliding_cosine_grad(signal, kernel, g, axis=(2, 3), sharpness=1.3, noise_floor=0.25,
+                              center=center, **options)
+    np.testing.assert_allclose(got.signal, x.grad.numpy(), rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(got.kernel, k.grad.numpy(), rtol=1e-8, atol=1e-10)
+    assert got.sharpness == pytest.approx(p.grad.item(), rel=1e-8)
+    assert got.noise_floor == pytest.approx(q.grad.item(), rel=1e-8)
+
+
+def test_gradients_are_float32_for_float32_and_check_grad_output():
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((10, 12)).astype(np.float32)
+    k = rng.standard_normal((3, 3))
+    got = sliding_cosine_grad(x, k, np.ones((8, 10)), axis=(0, 1))
+    assert got.signal.dtype == np.float32 and got.kernel.dtype == np.float32
+    with pytest.raises(ValueError, match="grad_output"):
+        sliding_cosine_grad(x, k, np.ones((8, 9)), axis=(0, 1))

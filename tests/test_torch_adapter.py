@@ -213,3 +213,35 @@ def test_training_on_the_seed_motifs():
     assert all(np.isfinite(losses))
     kernel = layer.weight.detach().numpy().ravel()
     assert np.corrcoef(kernel, demo.KERNEL)[0, 1] > 0.95
+
+
+def test_the_2d_layer_is_the_sliding_cosine_over_two_axes_with_each_channel_sharpened():
+    torch.manual_seed(4)
+    layer = adapter.SharpenedCosine2d(3, 4, (3, 2), dilation=(1, 2), stride=(2, 1),
+                                      padding="same", q_init=0.3, dtype=torch.float64)
+    with torch.no_grad():
+        layer.p.copy_(torch.tensor([0.5, 1.0, 1.7, 3.0], dtype=torch.float64))
+    x = torch.randn(2, 3, 12, 13, dtype=torch.float64)
+    got = layer(x).detach().numpy()
+    weight = layer.weight.detach().numpy()
+    for o, p in enumerate([0.5, 1.0, 1.7, 3.0]):
+        want = sliding_cosine(x.numpy(), weight[o : o + 1], sharpness=p, noise_floor=0.09,
+                              dilation=(1, 2), stride=(2, 1), mode="same", axis=(-2, -1))
+        np.testing.assert_allclose(got[:, o], want[:, 0], rtol=1e-13, atol=1e-15)
+    assert "3, 4, kernel_size=(3, 2)" in repr(layer)
+
+
+def test_gradcheck_of_the_2d_layer():
+    torch.manual_seed(5)
+    layer = adapter.SharpenedCosine2d(2, 3, 3, q_init=0.5, center=True, dtype=torch.float64)
+    x = torch.randn(2, 2, 6, 7, dtype=torch.float64, requires_grad=True)
+    with torch.no_grad():
+        layer.p.copy_(torch.tensor([0.8, 1.0, 1.6], dtype=torch.float64))
+
+    def function(x, weight, p, q):
+        s = adapter.sliding_cosine(x, weight, 1.0, q * q, center=True, axis=(-2, -1))
+        rows = s.reshape(s.shape[0], s.shape[1], -1)
+        return adapter._Sharpen.apply(rows, p[:, None])
+
+    assert torch.autograd.gradcheck(function, (x, layer.weight, layer.p, layer.q), eps=1e-6,
+                                    atol=1e-5, rtol=1e-4)

@@ -55,6 +55,9 @@ FFT_BLOCK_NS = 1000.0
 # in cache between the passes and the dots; fewer rows pay more per-band
 # overheads, more fall out of cache.
 SPATIAL_BAND_ROWS = 64
+# sliding_cosine_grad over several axes lays runs of output rows out as the
+# stacks of rows they read: at most this many float64 elements at a time.
+SPATIAL_GRAD_ELEMENTS = 1 << 22
 # method="auto" over several axes takes the dots by FFT from this many taps
 # per window and kernel (C_in * m_1 * ... * m_r) on.
 SPATIAL_FFT_TAPS = 256

@@ -216,3 +216,21 @@ def _result_layout(shape, geo, channel_axis, is_bank, nker):
     batch = order[: len(order) - len(geo.axes)]
     return tuple(final), (tuple(i + (i >= first) for i in batch) + (first,)
                           + tuple(ax + 1 for ax in geo.axes))
+
+
+def plan_sliding_grad(x, kernel, grad_output, axis, mode, method, dilation, sharpness,
+                      noise_floor, fill, normalise=None, center=False, stride=1):
+    """Check ``sliding_cosine_grad``'s arguments for a tuple ``axis`` (those
+    of ``sliding_cosine`` and ``grad_output``, which must have the shape of
+    its result); returns ``(plan, taps, grad_output)``: the
+    :class:`SpatialPlan` of the forward call, the kernel as float64 taps
+    ``(K, C, m_1, ..., m_r)`` and ``grad_output`` as a real array."""
+    plan = plan_sliding(x, kernel, axis, mode, method, dilation, sharpness, noise_floor, fill,
+                        None, normalise, center, stride)
+    g = v.as_real_array(grad_output, "grad_output", min_ndim=0)
+    if g.shape != plan.final_shape:
+        raise ValueError(
+            f"grad_output must have the shape of sliding_cosine's result, "
+            f"{plan.final_shape}; got {g.shape}.")
+    taps, _, _ = _check_kernel(kernel, x, plan.geometry.axes)
+    return plan, taps, g

@@ -22,7 +22,8 @@ from .._core.scalars import KERNEL_NORMAL
 from . import blocks, threads
 from . import fft as transforms
 from . import spatial as kernels
-from .drivers import fft_error_budget
+from .drivers import fft_error_budget, fill_unit_kernels
+from .drivers import sliding_cosine_grad as one_axis_grad
 from .sliding import _cosine, sharpen_kernel
 
 # A float64 signal is scaled by a power of two into [0.5, 1) when its largest
@@ -102,25 +103,89 @@ def sliding_cosine(x, plan, method, out):
 # layouts
 
 
+def sliding_cosine_grad(x, plan, taps, grad_output, method, sharpness, want_sharpness=True):
+    """``(signal, kernel, sharpness, noise_floor)`` gradients of a planned
+    ``sliding_cosine_grad`` call over several axes (``plan``, the kernel's
+    ``taps`` and ``grad_output`` from ``_core.spatial.plan_sliding_grad``).
+
+    A window over ``r`` axes is a window along the last one of the stack of
+    the rows it reads (its channels and the taps of the other axes: the
+    multi-channel windows of one axis), so each run of output rows is laid
+    out as those stacks and handed to the one-axis gradients
+    (``_cpu.drivers.sliding_cosine_grad``, with the kernel as ``(K, C * T,
+    m_r)``); the stacks' gradients are added back to the rows they came
+    from, and the kernel's, sharpness's and noise floor's, linear in the
+    sums over windows, are added over the runs."""
+    geo = plan.geometry
+    r = len(geo.axes)
+    padded = _padded(x, geo, plan.channel_axis, plans.compute_dtype(plan.out_dtype), None)
+    nbatch, n_last = padded.shape[0], padded.shape[-1]
+    rows, tap_rows = _row_offsets(padded.shape, geo)
+    rows = rows.reshape(-1)
+    nker = taps.shape[0]
+    kernel_rows = taps.reshape(nker, -1, geo.m[-1])
+    single = plan.channel_axis is None and not plan.is_bank
+    g = np.moveaxis(np.asarray(grad_output, dtype=np.float64), plan.result_axes,
+                    tuple(range(grad_output.ndim)))
+    if single:
+        g = np.expand_dims(g, g.ndim - r)
+    g = g.reshape(nbatch, nker, -1, geo.nout[-1]).transpose(0, 2, 1, 3)
+    g = g.reshape(-1, nker, geo.nout[-1])
+    signal_rows = padded.reshape(-1, n_last)
+    grad_rows = np.zeros(signal_rows.shape)
+    grad_kernel = np.zeros(kernel_rows.shape)
+    grad_sharpness = grad_floor = 0.0
+    per_run = max(1, config.SPATIAL_GRAD_ELEMENTS // (tap_rows.size * n_last))
+    for q0 in range(0, rows.size, per_run):
+        these = rows[q0 : q0 + per_run]
+        stacks = signal_rows[these[:, None] + tap_rows[None, :]].astype(np.float64)
+        run_plan = plans.plan_sliding_grad(
+            stacks, kernel_rows, g[q0 : q0 + per_run], -1, "valid", method, geo.d[-1],
+            sharpness, plan.floor, plan.fill, fill_unit_kernels, plan.center, geo.stride[-1])
+        stack_grad, kernel_grad, sharp, floor = one_axis_grad(stacks, run_plan, method,
+                                                              want_sharpness)
+        for t in range(tap_rows.size):  # (one row per output row: no two land together)
+            grad_rows[these + tap_rows[t]] += stack_grad[:, t]
+        grad_kernel += kernel_grad
+        grad_sharpness += sharp
+        grad_floor += floor
+    inside = tuple(slice(left, size - right)
+                   for size, (left, right) in zip(padded.shape[2:], geo.pads))
+    grad = grad_rows.reshape(padded.shape)[(slice(None),) * 2 + inside]
+    order = spatial.layout_axes(x.ndim, geo.axes, plan.channel_axis)
+    grad = np.moveaxis(grad.reshape(tuple(x.shape[i] for i in order)), tuple(range(x.ndim)),
+                       order)
+    return (grad.astype(plan.out_dtype), grad_kernel.reshape(taps.shape).astype(plan.out_dtype),
+            grad_sharpness, grad_floor)
+
+
+def _padded(x, geo, channel_axis, dtype, out):
+    """The signal laid out ``(B, C, n_1 + pads, ...)``, C-contiguous, of
+    ``dtype``, each axis padded with its mode's zeros: a copy unless the
+    signal is all that already and ``out`` cannot overlap it."""
+    order = spatial.layout_axes(x.ndim, geo.axes, channel_axis)
+    moved = np.moveaxis(x, order, tuple(range(x.ndim)))
+    r = len(geo.axes)
+    nchan = x.shape[channel_axis] if channel_axis is not None else 1
+    moved = moved.reshape((-1, nchan) + moved.shape[x.ndim - r:])
+    if (any(left or right for left, right in geo.pads) or moved.dtype != dtype
+            or not moved.flags.c_contiguous
+            or (out is not None and np.may_share_memory(out, x))):
+        padded = np.zeros(moved.shape[:2] + tuple(n + left + right for n, (left, right)
+                                                  in zip(moved.shape[2:], geo.pads)), dtype)
+        padded[(slice(None),) * 2 + tuple(slice(left, left + n) for n, (left, _)
+                                          in zip(moved.shape[2:], geo.pads))] = moved
+        return padded
+    return moved  # the signal itself: nothing to pad, convert or move
+
+
 def _layout_signal(x, geo, channel_axis, dtype, out):
     """``(padded, scale, tiny)``: the signal laid out ``(B, C, n_1 + pads,
     ...)`` (C-contiguous, ``dtype``, each axis padded with its mode's zeros;
     a copy unless the signal is all that already and ``out`` cannot overlap
     it) and scaled by ``2**-scale``; ``tiny`` is None, or ``(unscaled padded
     float64 signal, mask of samples whose squares could underflow)``."""
-    order = spatial.layout_axes(x.ndim, geo.axes, channel_axis)
-    moved = np.moveaxis(x, order, tuple(range(x.ndim)))
-    r = len(geo.axes)
-    nchan = x.shape[channel_axis] if channel_axis is not None else 1
-    moved = moved.reshape((-1, nchan) + moved.shape[x.ndim - r:])
-    if (any(left or right for left, right in geo.pads) or moved.dtype != dtype or not moved.flags.c_contiguous
-            or (out is not None and np.may_share_memory(out, x))):
-        padded = np.zeros(moved.shape[:2] + tuple(n + left + right for n, (left, right)
-                                                  in zip(moved.shape[2:], geo.pads)), dtype)
-        padded[(slice(None),) * 2 + tuple(slice(left, left + n) for n, (left, _)
-                                          in zip(moved.shape[2:], geo.pads))] = moved
-    else:  # the signal itself: nothing to pad, convert or move
-        padded = moved
+    padded = _padded(x, geo, channel_axis, dtype, out)
     if dtype != np.float64:
         return padded, 0, None  # float32 squares in float64 neither overflow nor underflow
     magnitude = np.abs(padded)
