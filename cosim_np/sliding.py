@@ -590,7 +590,7 @@ def _gradients(signal, kernel, grad_output, *, sharpness, mode, dilation, noise_
                                                    dilation, sharpness, noise_floor, fill,
                                                    drivers.fill_unit_kernels, center, stride)
         grad_signal, grad_kernel, grad_sharpness, grad_floor = spatial_driver.sliding_cosine_grad(
-            x, splan, taps, g, method, sharpness, want_sharpness)
+            x, splan, taps, g, method, sharpness, want_sharpness, forward)
         return SlidingCosineGrad(grad_signal, grad_kernel.reshape(np.shape(kernel)),
                                  grad_sharpness, grad_floor)
     plan = plans.plan_sliding_grad(x, kernel, grad_output, axis, mode, method, dilation,

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from cosim_np import find_matches, sliding_cosine, sliding_cosine_grad, windowed_norm
 from tests import naive
-from tests.test_grad import assert_close_to_differences, finite_differences
 from tests.strategies import arrays, elements, scalable_elements
+from tests.test_grad import assert_close_to_differences, finite_differences
 
 EPS64 = np.finfo(np.float64).eps
 EPS32 = float(np.finfo(np.float32).eps)

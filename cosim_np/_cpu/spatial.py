@@ -350,6 +350,37 @@ def fft_cosines(dots, bounds, budget, sumsq, x, rows, tap_rows, khat, d, stride,
 
 
 @jit
+def window_columns(x, rows, tap_rows, m, d, stride, nout, columns):
+    """``columns[t * m + j, r * nout + i] = x[rows[r] + tap_rows[t], i *
+    stride + j * d]``: the windows of the output rows ``rows`` as the
+    columns of a matrix, for their dots with every kernel as one matrix
+    product (banks and multi-channel kernels)."""
+    for r in range(rows.size):
+        for t in range(tap_rows.size):
+            row = x[rows[r] + tap_rows[t]]
+            for j in range(m):
+                dest = columns[t * m + j, r * nout : (r + 1) * nout]
+                if stride == 1:
+                    src = row[j * d : j * d + nout]
+                    for i in range(nout):
+                        dest[i] = src[i]
+                else:
+                    for i in range(nout):
+                        dest[i] = row[i * stride + j * d]
+
+
+@jit
+def finish_rows(dots, sumsq, noise_floor, fill, kernel_state, exponent, out):
+    """``out[q, k, i]``: the (sharpened) cosines from the dots ``dots[k, q,
+    i]`` and the windows' sums of squares ``sumsq[q, i]``."""
+    nker, nrows = dots.shape[0], dots.shape[1]
+    for q in range(nrows):
+        for k in range(nker):
+            _finish_row(dots[k, q], sumsq[q], noise_floor, fill, kernel_state[k], exponent,
+                        out[q, k])
+
+
+@jit
 def finish_norms(sums, scale, center, out):
     """``out[b, q, i]``: the norm ``sqrt(sums) * 2**scale``; with ``center``
     an M2 that is not finite (the window holds ±inf or NaN) gives NaN."""

@@ -12,6 +12,7 @@ whatever the thread count, so the result is bit-identical for any number
 of threads.
 """
 
+import contextlib
 import math
 
 import numpy as np
@@ -19,10 +20,10 @@ import numpy as np
 from .._core import config, spatial
 from .._core import sliding as plans
 from .._core.scalars import KERNEL_NORMAL
-from . import blocks, threads
+from . import blas, blocks, threads
 from . import fft as transforms
 from . import spatial as kernels
-from .drivers import fft_error_budget, fill_unit_kernels
+from .drivers import fft_error_budget, fill_unit_kernels, use_products
 from .drivers import sliding_cosine_grad as one_axis_grad
 from .sliding import _cosine, sharpen_kernel
 
@@ -86,24 +87,54 @@ def sliding_cosine(x, plan, method, out):
             fft.cosines(padded, signal_rows, rows, tap_rows, khat, i0, i1, q0, q1, sums, floor,
                         rows_view[:, q0:q1])
             return
+        if products:
+            _product_cosines(signal_rows, rows, tap_rows, khat, plan, q0, q1, sums, floor,
+                             rows_view)
+            return
         acc = np.empty((nker, geo.nout[-1]))
         kernels.spatial_cosines(signal_rows, rows[:, q0:q1], tap_rows, khat, plan.kernel_state,
                                 geo.d[-1], geo.stride[-1], sums, floor, plan.fill, plan.exponent,
                                 acc, rows_view[:, q0:q1])
 
-    _run_bands(geo, band, nbatch * nker * khat.shape[1],
-               None if fft is None else fft.band_rows)
+    products = fft is None and use_products(geo.m[-1], khat.shape[1], nker)
+    with blas.single_threaded() if products else contextlib.nullcontext():
+        _run_bands(geo, band, nbatch * nker * khat.shape[1],
+                   None if fft is None else fft.band_rows)
     if tiny is not None:
         for index, window in _tiny_windows(tiny, geo):
             moved[_moved_index(index, moved, r, slice(None))] = _rescaled_cosines(window, plan)
     return finish()
 
 
+def _product_cosines(signal_rows, rows, tap_rows, khat, plan, q0, q1, sums, floor, out):
+    """The band's cosines with the dots of every kernel as matrix products
+    (BLAS, float64) of the windows laid out as columns, a few output rows
+    at a time (``config.PRODUCT_ELEMENTS`` elements of columns)."""
+    geo = plan.geometry
+    nker, ntap, m = khat.shape
+    nout = geo.nout[-1]
+    flat = khat.reshape(nker, ntap * m)
+    step = max(1, config.PRODUCT_ELEMENTS // (ntap * m * nout))
+    columns = np.empty((ntap * m, step * nout))
+    dots = np.empty((nker, step * nout))
+    for b in range(rows.shape[0]):
+        for r0 in range(q0, q1, step):
+            r1 = min(r0 + step, q1)
+            width = (r1 - r0) * nout
+            kernels.window_columns(signal_rows, rows[b, r0:r1], tap_rows, m, geo.d[-1],
+                                   geo.stride[-1], nout, columns[:, :width])
+            np.matmul(flat, columns[:, :width], out=dots[:, :width])
+            kernels.finish_rows(dots[:, :width].reshape(nker, r1 - r0, nout),
+                                sums[b, r0 - q0 : r1 - q0], floor, plan.fill, plan.kernel_state,
+                                plan.exponent, out[b, r0:r1])
+
+
 # ---------------------------------------------------------------------------
 # layouts
 
 
-def sliding_cosine_grad(x, plan, taps, grad_output, method, sharpness, want_sharpness=True):
+def sliding_cosine_grad(x, plan, taps, grad_output, method, sharpness, want_sharpness=True,
+                        forward=None):
     """``(signal, kernel, sharpness, noise_floor)`` gradients of a planned
     ``sliding_cosine_grad`` call over several axes (``plan``, the kernel's
     ``taps`` and ``grad_output`` from ``_core.spatial.plan_sliding_grad``).
@@ -115,7 +146,10 @@ def sliding_cosine_grad(x, plan, taps, grad_output, method, sharpness, want_shar
     (``_cpu.drivers.sliding_cosine_grad``, with the kernel as ``(K, C * T,
     m_r)``); the stacks' gradients are added back to the rows they came
     from, and the kernel's, sharpness's and noise floor's, linear in the
-    sums over windows, are added over the runs."""
+    sums over windows, are added over the runs.  ``forward``: the forward's
+    unsharpened result in the caller's layout (where ``sharpness`` is 1 and
+    the last axis's stride 1), whose cosines the runs then take instead of
+    computing them again."""
     geo = plan.geometry
     r = len(geo.axes)
     padded = _padded(x, geo, plan.channel_axis, plans.compute_dtype(plan.out_dtype), None)
@@ -125,12 +159,18 @@ def sliding_cosine_grad(x, plan, taps, grad_output, method, sharpness, want_shar
     nker = taps.shape[0]
     kernel_rows = taps.reshape(nker, -1, geo.m[-1])
     single = plan.channel_axis is None and not plan.is_bank
-    g = np.moveaxis(np.asarray(grad_output, dtype=np.float64), plan.result_axes,
-                    tuple(range(grad_output.ndim)))
-    if single:
-        g = np.expand_dims(g, g.ndim - r)
-    g = g.reshape(nbatch, nker, -1, geo.nout[-1]).transpose(0, 2, 1, 3)
-    g = g.reshape(-1, nker, geo.nout[-1])
+    def as_runs(array):  # the caller's layout as (B * Q, K, nout_r)
+        array = np.moveaxis(np.asarray(array, dtype=np.float64), plan.result_axes,
+                            tuple(range(array.ndim)))
+        if single:
+            array = np.expand_dims(array, array.ndim - r)
+        array = array.reshape(nbatch, nker, -1, geo.nout[-1]).transpose(0, 2, 1, 3)
+        return array.reshape(-1, nker, geo.nout[-1])
+
+    g = as_runs(grad_output)
+    if forward is not None and (plan.exponent != 1.0 or geo.stride[-1] != 1):
+        forward = None  # (the cosines cannot be read off a sharpened or strided result)
+    cosines = None if forward is None else as_runs(forward)
     signal_rows = padded.reshape(-1, n_last)
     grad_rows = np.zeros(signal_rows.shape)
     grad_kernel = np.zeros(kernel_rows.shape)
@@ -142,8 +182,9 @@ def sliding_cosine_grad(x, plan, taps, grad_output, method, sharpness, want_shar
         run_plan = plans.plan_sliding_grad(
             stacks, kernel_rows, g[q0 : q0 + per_run], -1, "valid", method, geo.d[-1],
             sharpness, plan.floor, plan.fill, fill_unit_kernels, plan.center, geo.stride[-1])
-        stack_grad, kernel_grad, sharp, floor = one_axis_grad(stacks, run_plan, method,
-                                                              want_sharpness)
+        stack_grad, kernel_grad, sharp, floor = one_axis_grad(
+            stacks, run_plan, method, want_sharpness,
+            None if cosines is None else cosines[q0 : q0 + per_run])
         for t in range(tap_rows.size):  # (one row per output row: no two land together)
             grad_rows[these + tap_rows[t]] += stack_grad[:, t]
         grad_kernel += kernel_grad
