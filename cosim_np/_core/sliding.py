@@ -119,16 +119,10 @@ them (``nout``).  With ``center``, ``khat`` holds the unit *centered* kernels
 and the windows' norms are their centered norms."""
 
 
-def plan_sliding(x, kernel, axis, mode, method, dilation, sharpness, noise_floor, fill, out,
-                 normalise=None, center=False, stride=1):
-    """Check ``sliding_cosine``'s arguments for the signal ``x`` and the host
-    array ``kernel``; returns a :class:`SlidingPlan`.  ``normalise``: the
-    backend's compiled :func:`fill_unit_kernels` (see :func:`unit_kernels`)."""
-    ax = v.check_axis(axis, x.ndim)
-    v.check_choice(mode, "mode", MODES)
+def check_options(x, method, sharpness, noise_floor, fill, center):
+    """The options of ``sliding_cosine`` whatever its axes, checked, and the
+    signal not empty: ``(sharpness, noise_floor, fill, center, out_dtype)``."""
     v.check_choice(method, "method", METHODS)
-    d = v.check_positive_int(dilation, "dilation")
-    stride = v.check_positive_int(stride, "stride")
     p = v.check_real(sharpness, "sharpness")
     floor = v.check_real(noise_floor, "noise_floor", nonnegative=True)
     fill_value = v.check_real(fill, "fill", finite=False, allow_nan=True)
@@ -136,6 +130,20 @@ def plan_sliding(x, kernel, axis, mode, method, dilation, sharpness, noise_floor
     out_dtype = v.output_dtype(x.dtype, "signal")
     if x.size == 0:
         raise ValueError(f"signal must not be empty; got shape {x.shape}.")
+    return p, floor, fill_value, center, out_dtype
+
+
+def plan_sliding(x, kernel, axis, mode, method, dilation, sharpness, noise_floor, fill, out,
+                 normalise=None, center=False, stride=1):
+    """Check ``sliding_cosine``'s arguments for the signal ``x`` and the host
+    array ``kernel``; returns a :class:`SlidingPlan`.  ``normalise``: the
+    backend's compiled :func:`fill_unit_kernels` (see :func:`unit_kernels`)."""
+    ax = v.check_axis(axis, x.ndim)
+    v.check_choice(mode, "mode", MODES)
+    d = v.check_positive_int(dilation, "dilation")
+    stride = v.check_positive_int(stride, "stride")
+    p, floor, fill_value, center, out_dtype = check_options(x, method, sharpness, noise_floor,
+                                                            fill, center)
 
     taps, bank_shape, channel_axis = _check_kernel(kernel, x.ndim, ax)
     nker, nchan, m = taps.shape

@@ -21,7 +21,7 @@ from collections import namedtuple
 import numpy as np
 
 from . import validate as v
-from .sliding import METHODS, centered_kernels, padding, strided_count, unit_kernels
+from .sliding import centered_kernels, check_options, padding, strided_count, unit_kernels
 
 SPATIAL_MODES = ("valid", "same", "full")
 
@@ -144,14 +144,8 @@ def plan_sliding(x, kernel, axis, mode, method, dilation, sharpness, noise_floor
     :class:`SpatialPlan` (``normalise`` as for
     :func:`cosim_np._core.sliding.plan_sliding`)."""
     axes = sliding_axes(axis, x.ndim)
-    v.check_choice(method, "method", METHODS)
-    p = v.check_real(sharpness, "sharpness")
-    floor = v.check_real(noise_floor, "noise_floor", nonnegative=True)
-    fill_value = v.check_real(fill, "fill", finite=False, allow_nan=True)
-    center = v.check_bool(center, "center")
-    out_dtype = v.output_dtype(x.dtype, "signal")
-    if x.size == 0:
-        raise ValueError(f"signal must not be empty; got shape {x.shape}.")
+    p, floor, fill_value, center, out_dtype = check_options(x, method, sharpness, noise_floor,
+                                                            fill, center)
     taps, channel_axis, is_bank = _check_kernel(kernel, x, axes)
     geo = geometry(x.shape, axes, taps.shape[2:], dilation, mode, stride, "kernel")
     final_shape, result_axes = _result_layout(x.shape, geo, channel_axis, is_bank,

@@ -2,12 +2,13 @@
 volumes): lay a planned call (``_core.spatial``) out, cut it into bands of
 output rows, and run the kernels of ``_cpu.spatial`` band by band.
 
-The signal is copied once into the computing layout ``(B, C, n_1 + pads,
-..., n_r + pads)`` with each axis's zeros (so ``out`` may overlap it).  A
-band is a run of windows along the first sliding axis: its window sums
-(one axis at a time) and its dots are computed while its rows are in
-cache, and its results are written straight into the result, in the
-caller's layout and the result's dtype.  Bands start at fixed places
+The signal is seen in the computing layout ``(B, C, n_1 + pads, ..., n_r +
+pads)`` with each axis's zeros (a copy, unless it is that already and
+``out`` cannot overlap it).  A band is a run of windows along the first
+sliding axis: its window sums (one axis at a time) and its dots (by loops,
+matrix products or FFTs) are computed while its rows are in cache, and its
+results are written straight into the result, in the caller's layout and
+the result's dtype.  Bands start at fixed places
 whatever the thread count, so the result is bit-identical for any number
 of threads.
 """
@@ -62,7 +63,9 @@ def windowed_norm(x, plan, out):
 
 def sliding_cosine(x, plan, method, out):
     """The cosines of a planned ``sliding_cosine`` call over several axes
-    (``_core.spatial.SpatialPlan``), by direct dots."""
+    (``_core.spatial.SpatialPlan``): the dots by loops, or as matrix
+    products for banks and multi-channel kernels where
+    ``_cpu.drivers.use_products`` says so, or by FFT (``method``)."""
     geo = plan.geometry
     padded, scale, tiny = _layout_signal(x, geo, plan.channel_axis,
                                          plans.compute_dtype(plan.out_dtype), out)
