@@ -17,6 +17,8 @@ Images: Gaussian noise and scikit-image's photographs (``corpus.image``),
 the template cut from the image itself; the last column says how much
 longer a photograph takes than noise (the corpus rule: at most 1.25).
 
+``--transforms`` prints what the float64 transforms alone of
+``method="fft"`` take on the image (the bound of the long templates).
 ``--accuracy`` prints the accuracy table instead: the largest error of
 each against a long-double reference (two passes per window) on the
 images where the anchors' four-corner differences fail.
@@ -141,6 +143,32 @@ def accuracy_table():
             print(f"| {name} | {label} | " + " | ".join(cells) + " |")
 
 
+def transform_bound(size, sizes):
+    """What the forward and inverse float64 transforms of the FFT path's
+    bands take for an ``size`` x ``size`` image and ``m`` x ``m`` templates
+    (the blocks ``_cpu.spatial_driver._FFTPlan`` transforms, one thread)."""
+    from cosim_np._core import config
+    from cosim_np._cpu import fft
+
+    use_ducc0 = fft.engine() == "ducc0"
+    for m in sizes:
+        span = m - 1
+        rows = fft.fast_length(max(config.SPATIAL_FFT_ROWS, 4 * (span + 1)))
+        width = fft.fast_length(size)
+        bands = -(-(size - span) // (rows - span))
+        block = np.random.default_rng(0).standard_normal((1, rows, width))
+        spectrum = np.empty((1, rows, width // 2 + 1), complex)
+        out = np.empty_like(block)
+        forward, inverse, copy = best_times([
+            lambda: fft.forward_nd(block, spectrum, use_ducc0),
+            lambda: fft.inverse_nd(spectrum.copy(), out, use_ducc0),
+            lambda: spectrum.copy()], 7)
+        inverse -= copy
+        print(f"m={m}: bands {bands} of {rows} x {width}; forward {forward * 1e3:.2f} ms + "
+              f"inverse {inverse * 1e3:.2f} ms a band; {bands * (forward + inverse) * 1e3:.1f} "
+              "ms a call")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=2048)
@@ -150,7 +178,12 @@ def main():
     parser.add_argument("--no-skimage", action="store_true", help="leave scikit-image out")
     parser.add_argument("--quick", action="store_true", help="a 512 x 512 smoke test")
     parser.add_argument("--accuracy", action="store_true", help="the accuracy table")
+    parser.add_argument("--transforms", action="store_true",
+                        help="what the FFT path's transforms alone take")
     args = parser.parse_args()
+    if args.transforms:
+        transform_bound(args.size, [m for m in args.m if m * m >= 256])
+        return
     if args.accuracy:
         accuracy_table()
         return
