@@ -183,10 +183,13 @@ def find_matches(
         several kernels; NaN where the score is NaN) and returns the
         threshold, e.g. a median plus a multiple of the MAD (see
         :doc:`/matches`); that row's keys are then held in memory.
-    exclusion : int, optional
+    exclusion : int or tuple of int, optional
         Half-width of the zone around a kept match in which no other match
         is kept, in windows (``>= 0``).  Default: half the window's span,
-        ``((m - 1) * dilation + 1) // 2``.
+        ``((m - 1) * dilation + 1) // 2``.  With several sliding axes
+        (``axis`` a tuple), one for all axes or one per axis: the zone is a
+        box, and local maxima compare the neighbours along every axis (the
+        scores are then held whole; see :doc:`/images`).
     sign : {'both', 'positive', 'negative'}, optional
         'both' (default): a negated copy of the kernel matches too (key
         ``|s|``; the match keeps its signed score); 'positive': only

@@ -127,14 +127,18 @@ def windowed_norm(signal, window, *, dilation=1, mode="valid", axis=-1, center=F
     signal : array_like
         Real array of at least one dimension; windows slide along ``axis``.
         A ``dask.array.Array`` gives a lazy Dask array (:doc:`/dask`).
-    window : int
-        Number of samples (taps) per window, ``>= 1``.
+    window : int or tuple of int
+        Number of samples (taps) per window, ``>= 1``; with several axes,
+        one per axis (or one for all).
     dilation : int, optional
         Spacing between taps: window ``i`` is ``signal[i : i + (window-1)*dilation + 1 : dilation]``.
     mode : {'valid', 'same', 'full', 'causal'}, optional
         Zero padding, as in :func:`sliding_cosine`.
-    axis : int, optional
-        Axis along which the windows slide.
+    axis : int or tuple of int, optional
+        Axis along which the windows slide; a tuple of axes slides a window
+        over all of them (images, volumes: :doc:`/images`), with ``mode``
+        ('valid', 'same' or 'full'), ``dilation`` and ``stride`` one for all
+        axes or one per axis.
     center : bool, optional
         The norm of each window less its mean, ``||w - mean(w)||`` (``sqrt(m)``
         times its standard deviation), from the means and sums of squared
@@ -295,8 +299,15 @@ def sliding_cosine(
     fill : float, optional
         Value for windows, or kernels, whose norm is exactly zero (the cosine
         is undefined there). NaN is allowed.
-    axis : int, optional
-        Axis of ``signal`` along which the kernel slides.
+    axis : int or tuple of int, optional
+        Axis of ``signal`` along which the kernel slides.  A tuple of ``r``
+        axes slides the kernel's last ``r`` dimensions over them (images,
+        volumes: :doc:`/images`): ``(kh, kw)`` is one kernel, ``(K, kh,
+        kw)`` a bank (its K axis before the first sliding axis), ``(C_out,
+        C_in, kh, kw)`` multi-channel kernels over the channels on the axis
+        just before the first sliding axis; ``mode`` ('valid', 'same' or
+        'full'), ``dilation`` and ``stride`` then take one value or one per
+        axis.
     method : {'auto', 'direct', 'fft'}, optional
         How the dot products are computed (the norms are exact sums of each
         window's own squares either way). 'direct': a vectorised loop, O(m)
