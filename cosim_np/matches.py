@@ -257,6 +257,19 @@ def find_matches(
           1  1.0000       0
           9  1.0000       0
     """
+    axis = spatial_plans.normalise_axis(axis)
+    if isinstance(axis, tuple):
+        _sliding._several_axes_here(signal, kernel, backend)
+        x = v.as_real_array(signal, "signal")
+        splan = spatial_plans.plan_sliding(x, kernel, axis, mode, method, dilation, sharpness,
+                                           noise_floor, fill, None, drivers.fill_unit_kernels,
+                                           center)
+        order = spatial_plans.layout_axes(x.ndim, splan.geometry.axes, splan.channel_axis)
+        lead = tuple(x.shape[i] for i in order[: x.ndim - len(splan.geometry.axes)]
+                     if i != splan.channel_axis)
+        mplan = plans.plan_spatial_matches(k, threshold, exclusion, sign, m=splan.khat.shape[2:],
+                                           dilation=splan.geometry.d, lead=lead)
+        return _result(spatial_matches.find_matches(x, splan, mplan, method), mplan)
     if _backend.is_xarray(signal):
         return _backend.xarray_impl("find_matches")(
             signal, kernel, functools.partial(
@@ -268,19 +281,6 @@ def find_matches(
         return _on_gpu(signal, kernel, k, threshold, exclusion, sign, max_memory, dict(
             sharpness=sharpness, mode=mode, dilation=dilation, noise_floor=noise_floor, fill=fill,
             axis=axis, method=method, center=center))
-    axis = spatial_plans.normalise_axis(axis)
-    if isinstance(axis, tuple):
-        _sliding._cpu_only_for_several_axes(signal, kernel, backend)
-        x = v.as_real_array(signal, "signal")
-        splan = spatial_plans.plan_sliding(x, kernel, axis, mode, method, dilation, sharpness,
-                                           noise_floor, fill, None, drivers.fill_unit_kernels,
-                                           center)
-        order = spatial_plans.layout_axes(x.ndim, splan.geometry.axes, splan.channel_axis)
-        lead = tuple(x.shape[i] for i in order[: x.ndim - len(splan.geometry.axes)]
-                     if i != splan.channel_axis)
-        mplan = plans.plan_spatial_matches(k, threshold, exclusion, sign, m=splan.khat.shape[2:],
-                                           dilation=splan.geometry.d, lead=lead)
-        return _result(spatial_matches.find_matches(x, splan, mplan, method), mplan)
     dask = _backend.is_dask(signal)
     x = signal if dask else v.as_real_array(signal, "signal")
     splan = sliding_plans.plan_sliding(x, kernel, axis, mode, method, dilation, sharpness,

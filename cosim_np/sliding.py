@@ -39,18 +39,19 @@ noise_floor : float
 # public functions
 
 
-def _cpu_only_for_several_axes(signal, kernel, backend):
-    """Several sliding axes run on the CPU backend, for NumPy inputs; a
-    clear error for the others (their backends take one axis so far)."""
+def _several_axes_here(signal, kernel, backend, gpu=False):
+    """Several sliding axes take NumPy arrays (and, where ``gpu``, CUDA
+    device arrays); a clear error for the rest, whose backends take one axis
+    so far."""
     if _backend.is_xarray(signal) or _backend.is_dask(signal):
         raise NotImplementedError(
             "axis as a tuple of several axes takes NumPy arrays so far; for a "
             f"{type(signal).__name__}, compute it as a NumPy array (.values / .compute()) "
             "or slide along one axis.")
-    if _backend.wants_cuda(backend, signal=signal, kernel=kernel):
+    if not gpu and _backend.wants_cuda(backend, signal=signal, kernel=kernel):
         raise NotImplementedError(
-            "axis as a tuple of several axes runs on the CPU so far; copy the inputs to the "
-            "host or use backend='cpu'.")
+            "axis as a tuple of several axes runs on the CPU so far for this function; copy "
+            "the inputs to the host or use backend='cpu'.")
 
 
 @_backend.documented
@@ -215,7 +216,7 @@ def windowed_norm(signal, window, *, dilation=1, mode="valid", axis=-1, center=F
     """
     axis = spatial.normalise_axis(axis)
     if isinstance(axis, tuple):
-        _cpu_only_for_several_axes(signal, None, backend)
+        _several_axes_here(signal, None, backend, gpu=True)
     if _backend.is_xarray(signal):
         _no_out_for_labels(out)
         return _backend.xarray_impl("windowed_norm")(
@@ -434,7 +435,7 @@ def sliding_cosine(
     """
     axis = spatial.normalise_axis(axis)
     if isinstance(axis, tuple):
-        _cpu_only_for_several_axes(signal, kernel, backend)
+        _several_axes_here(signal, kernel, backend, gpu=True)
     if _backend.is_xarray(signal):
         _no_out_for_labels(out)
         return _backend.xarray_impl("sliding_cosine")(
@@ -570,7 +571,7 @@ def sliding_cosine_grad(
     """
     axis = spatial.normalise_axis(axis)
     if isinstance(axis, tuple):
-        _cpu_only_for_several_axes(signal, kernel, backend)
+        _several_axes_here(signal, kernel, backend)
     for name, value in (("signal", signal), ("kernel", kernel), ("grad_output", grad_output)):
         if _backend.is_dask(value) or _backend.is_xarray(value):
             raise TypeError(

@@ -46,6 +46,10 @@ def signatures():
                                              f64[:, ::1], f64[:, ::1], b1) + outs
             matrices = (x[:, :], flat(f64), flat(f64)) * 2
             yield "pairwise", matrices + (b1, f64, b1, out[:, ::1])
+            per_axis = (flat(i64),) * 7  # strides sizes pads m d stride nout
+            yield "spatial_windows", (flat(x), flat(i64), i64, i64) + per_axis + (
+                f64[:, ::1], flat(i8), b1, b1, f64, f64, f64, flat(out), flat(i64), i64,
+                flat(i64))
     matrices = (f64[:, :], flat(f64), flat(f64)) * 2
     yield "topk_tiles", matrices + (b1, b1, f64, b1, i64, f64[:, :, ::1], i64[:, :, ::1])
     for out in outputs:

@@ -957,3 +957,61 @@ def test_public_functions_document_backend():
     for func in (sliding_cosine, windowed_norm, sharpen, cosine_similarity, pairwise_cosine,
                  topk_cosine, sliding_cosine_grad):
         assert "backend : {'auto', 'cpu', 'cuda'}" in func.__doc__, func.__name__
+
+
+# --- several sliding axes (images, volumes): one thread per output
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int16])
+@pytest.mark.parametrize("case", [
+    ((7, 8), (2, 3), dict(axis=(0, 1))),
+    ((7, 8), (2, 3), dict(axis=(0, 1), mode=("same", "full"), stride=(2, 1), dilation=(1, 2),
+                          sharpness=1.3, noise_floor=0.1)),
+    ((2, 3, 6, 7), (4, 3, 2, 2), dict(axis=(2, 3), center=True, mode="full")),
+    ((5, 2, 6), (3, 2, 2), dict(axis=(0, 2))),
+    ((4, 5, 6), (2, 2, 3), dict(axis=(0, 1, 2), center=True)),
+])
+def test_several_axes_match_the_cpu(dtype, case):
+    shape, kernel_shape, options = case
+    rng = np.random.default_rng(21)
+    x = (10 * rng.standard_normal(shape)).astype(dtype)
+    k = rng.standard_normal(kernel_shape)
+    got = to_host(sliding_cosine(cuda.to_device(x), k, **options))
+    want = sliding_cosine(x, k, **options)
+    assert got.shape == want.shape and got.dtype == want.dtype
+    taps = int(np.prod(kernel_shape[1:])) if len(kernel_shape) > len(options["axis"]) else \
+        int(np.prod(kernel_shape))
+    np.testing.assert_allclose(got, want, rtol=0, atol=tolerance(want.dtype, taps, 1.69))
+    window = kernel_shape[-len(options["axis"]):]
+    norm_options = {key: value for key, value in options.items()
+                    if key in ("axis", "mode", "dilation", "stride", "center")}
+    if len(kernel_shape) == len(window) + 2:
+        return  # (norms take no channel axis)
+    norms = to_host(windowed_norm(cuda.to_device(x), window, **norm_options))
+    np.testing.assert_allclose(norms, windowed_norm(x, window, **norm_options), rtol=1e-6,
+                               atol=0)
+
+
+def test_several_axes_keep_nan_and_inf_in_their_windows_and_scale_exactly():
+    rng = np.random.default_rng(22)
+    x = rng.standard_normal((6, 7))
+    x[2, 3] = np.nan
+    x[5, 6] = np.inf
+    k = rng.standard_normal((2, 2))
+    for center in (False, True):
+        got = to_host(sliding_cosine(cuda.to_device(x), k, axis=(0, 1), center=center))
+        want = sliding_cosine(x, k, axis=(0, 1), center=center)
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        scaled = to_host(sliding_cosine(cuda.to_device(np.ldexp(x, 300)), k, axis=(0, 1),
+                                        center=center))
+        np.testing.assert_array_equal(scaled, got)
+    norms = to_host(windowed_norm(cuda.to_device(x), (2, 2), axis=(0, 1)))
+    want = windowed_norm(x, (2, 2), axis=(0, 1))
+    np.testing.assert_array_equal(np.isnan(norms), np.isnan(want))
+    np.testing.assert_array_equal(np.isinf(norms), np.isinf(want))
+    flat = np.zeros((4, 5))
+    flat[:, 2:] = 3.0
+    got = to_host(sliding_cosine(cuda.to_device(flat), k, axis=(0, 1), center=True, fill=-2.0))
+    constant = np.ones(got.shape, bool)
+    constant[:, 1] = False  # (the windows across the step)
+    assert np.all(got[constant] == -2.0) and not np.any(got[~constant] == -2.0)

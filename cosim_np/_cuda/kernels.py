@@ -805,3 +805,113 @@ def topk_merge(best_s, best_i, sentinel, scores, index):
 def fill(flat, value):
     for o in range(cuda.grid(1), flat.size, cuda.gridsize(1)):
         flat[o] = value
+
+
+# ---------------------------------------------------------------------------
+# several sliding axes (images, volumes): one thread per output
+
+# Sliding axes a kernel of several axes takes at most (its per-axis indices
+# are local arrays of this length).
+MAX_AXES = 8
+
+
+@cuda.jit(device=True)
+def _spatial_sample(x, base, c, cs, u, taps_per_channel, starts, steps, sizes, strides, m, r):
+    """Tap ``u`` (of channel ``c``) of the window whose first sample along
+    axis ``a`` is ``starts[a]`` (padded coordinates less the padding: may be
+    negative), taps ``steps[a]`` apart; 0 outside the signal."""
+    rem = u - c * taps_per_channel
+    offset = base + c * cs
+    for a in range(r - 1, -1, -1):
+        j = rem % m[a]
+        rem //= m[a]
+        p = starts[a] + j * steps[a]
+        if p < 0 or p >= sizes[a]:
+            return 0.0
+        offset += p * strides[a]
+    return np.float64(x[offset])
+
+
+@cuda.jit
+def spatial_windows(x, roff, cs, nchan, strides, sizes, pads, m, d, stride, nout, khat, kstate,
+                    center, norms, exponent, floor, fill, out, ooff, oks, ostrides):
+    """One thread per output: window ``(b, i_1, ..., i_r)``'s norm
+    (``norms``) or its (sharpened) cosine with kernel ``k``, from its own
+    samples only, scaled by the power of two of its largest magnitude (no
+    square leaves the range; a power-of-two scaling of the signal changes
+    no bit): a pass for the largest magnitude and NaN/inf, then (centered:
+    a pass for the mean) the sum of squares (M2) and the dot.  ``out[ooff[b]
+    + k*oks + sum_a i_a*ostrides[a]]``."""
+    r = sizes.shape[0]
+    count = 1
+    taps = 1
+    for a in range(r):
+        count *= nout[a]
+        taps *= m[a]
+    nker = 1 if norms else khat.shape[0]
+    total = roff.shape[0] * nker * count
+    starts = cuda.local.array(MAX_AXES, types.int64)
+    steps = cuda.local.array(MAX_AXES, types.int64)
+    for t in range(cuda.grid(1), total, cuda.gridsize(1)):
+        rest = t
+        where = 0
+        for a in range(r - 1, -1, -1):
+            i = rest % nout[a]
+            rest //= nout[a]
+            starts[a] = i * stride[a] - pads[a]
+            steps[a] = d[a]
+            where += i * ostrides[a]
+        k = rest % nker
+        b = rest // nker
+        base = roff[b]
+        size = nchan * taps
+        largest = 0.0
+        has_nan = False
+        has_inf = False
+        for u in range(size):
+            c = u // taps
+            value = _spatial_sample(x, base, c, cs, u, taps, starts, steps, sizes, strides, m, r)
+            if value != value:
+                has_nan = True
+            elif abs(value) == math.inf:
+                has_inf = True
+            elif abs(value) > largest:
+                largest = abs(value)
+        dest = ooff[b] + k * oks + where
+        if has_nan or has_inf:
+            out[dest] = math.inf if (norms and not center and not has_nan) else math.nan
+            continue
+        if largest == 0.0:
+            out[dest] = 0.0 if norms else fill
+            continue
+        e = math.frexp(largest)[1]
+        mean = 0.0
+        if center:  # the first sample plus the mean of the differences from it: a
+            # constant window gets its value exactly, and M2 exactly 0
+            first = math.ldexp(_spatial_sample(x, base, 0, cs, 0, taps, starts, steps, sizes,
+                                               strides, m, r), -e)
+            for u in range(size):
+                c = u // taps
+                mean += math.ldexp(_spatial_sample(x, base, c, cs, u, taps, starts, steps,
+                                                   sizes, strides, m, r), -e) - first
+            mean = first + mean / size
+        s = 0.0
+        dot = 0.0
+        for u in range(size):
+            c = u // taps
+            value = math.ldexp(_spatial_sample(x, base, c, cs, u, taps, starts, steps, sizes,
+                                               strides, m, r), -e)
+            deviation = value - mean
+            s += deviation * deviation
+            if not norms:
+                dot += value * khat[k, u]
+        if norms:
+            out[dest] = _ldexp(math.sqrt(s), e)
+            continue
+        state = kstate[k]
+        if state == KERNEL_NONFINITE:
+            out[dest] = math.nan
+        elif s == 0.0 or state == KERNEL_ZERO:
+            out[dest] = fill
+        else:
+            out[dest] = _sharpen(_clamp(dot / (math.sqrt(s) + math.ldexp(floor, -e))), exponent)

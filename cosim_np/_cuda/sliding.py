@@ -12,6 +12,7 @@ of the path is the same.
 import numpy as np
 
 from .._core import sliding as plans
+from .._core import spatial
 from .._core import validate as v
 from . import kernels
 from .arrays import Call, blocks, settings, strided_offsets
@@ -94,9 +95,67 @@ def _host_copy(call, value, name):
     return np.array(view)
 
 
+def _spatial(call, x, geo, channel_axis, result_shape, result_axes, has_kernel_axis, out_dtype):
+    """The arguments of ``kernels.spatial_windows`` for a plan over several
+    axes: the signal's ``(x, roff, cs, nchan, strides, sizes, pads, m, d,
+    stride, nout)`` and the result with its ``(out, ooff, oks, ostrides)``."""
+    inner = ((channel_axis,) if channel_axis is not None else ()) + tuple(geo.axes)
+    flat, base = x.flat()
+    lead, lead_strides, strides = _split(_layout(x.shape, x.strides), inner)
+    roff = call.to_device(strided_offsets(lead, lead_strides, base))
+    nchan = 1 if channel_axis is None else x.shape[channel_axis]
+    cs = 0 if channel_axis is None else strides[0]
+    per_axis = [np.asarray(values, dtype=np.int64) for values in (
+        strides[len(inner) - len(geo.axes):], [x.shape[a] for a in geo.axes],
+        [left for left, _ in geo.pads], geo.m, geo.d, geo.stride, geo.nout)]
+    signal = (flat, roff, cs, nchan) + tuple(call.to_device(values) for values in per_axis)
+    r = len(geo.axes)
+    outer = tuple(result_axes[len(result_axes) - r - (1 if has_kernel_axis else 0):])
+    result, outs = _output(call, result_shape, out_dtype, outer)
+    oks = outs[2] if has_kernel_axis else 0
+    ostrides = call.to_device(np.asarray(outs[len(outs) - r:], dtype=np.int64))
+    return signal, result, (outs[0], outs[1], oks, ostrides)
+
+
+def _spatial_windowed_norm(call, x, window, dilation, mode, axis, center, stride, out):
+    plan = spatial.plan_norms(x.standin, window, dilation, mode, axis, center, stride)
+    if out is not None:
+        v.check_out(out, plan.final_shape, plan.out_dtype)
+    order = spatial.layout_axes(x.ndim, plan.geometry.axes, None)
+    signal, result, outs = _spatial(call, x, plan.geometry, None, plan.final_shape, order, False,
+                                    plan.out_dtype)
+    khat = call.to_device(np.zeros((1, 1)))
+    kstate = call.to_device(np.zeros(1, np.int8))
+    total = signal[1].shape[0] * int(np.prod(plan.geometry.nout))
+    call.launch(kernels.spatial_windows, blocks(total), settings.threads, 0, *signal, khat,
+                kstate, plan.center, True, 1.0, 0.0, 0.0, *outs)
+    return call.deliver(result, out)
+
+
+def _spatial_sliding_cosine(call, x, kernel, sharpness, mode, dilation, noise_floor, fill, axis,
+                            method, center, stride, out):
+    plan = spatial.plan_sliding(x.standin, _host_copy(call, kernel, "kernel"), axis, mode,
+                                method, dilation, sharpness, noise_floor, fill, out,
+                                kernels.fill_unit_kernels, center, stride)
+    single = plan.channel_axis is None and not plan.is_bank
+    signal, result, outs = _spatial(call, x, plan.geometry, plan.channel_axis,
+                                    plan.final_shape, plan.result_axes, not single,
+                                    plan.out_dtype)
+    nker = plan.khat.shape[0]
+    khat = call.to_device(np.ascontiguousarray(plan.khat.reshape(nker, -1)))
+    total = signal[1].shape[0] * nker * int(np.prod(plan.geometry.nout))
+    call.launch(kernels.spatial_windows, blocks(total), settings.threads, 0, *signal, khat,
+                call.to_device(plan.kernel_state), plan.center, False, plan.exponent,
+                plan.floor, plan.fill, *outs)
+    return call.deliver(result, out)
+
+
 def windowed_norm(signal, window, *, dilation=1, mode="valid", axis=-1, center=False, stride=1,
                   out=None):
     call = Call(signal)
+    if isinstance(axis, tuple):
+        return _spatial_windowed_norm(call, call.operand(signal, "signal"), window, dilation,
+                                      mode, axis, center, stride, out)
     x = call.operand(signal, "signal")
     plan = plans.plan_norms(x.standin, window, dilation, mode, axis, center, stride)
     shape = plans.norms_shape(x.shape, plan)
@@ -115,6 +174,9 @@ def sliding_cosine(signal, kernel, *, sharpness=1.0, mode="valid", dilation=1, n
                    fill=0.0, axis=-1, method="auto", center=False, stride=1, out=None):
     call = Call(signal, kernel)
     x = call.operand(signal, "signal")
+    if isinstance(axis, tuple):
+        return _spatial_sliding_cosine(call, x, kernel, sharpness, mode, dilation, noise_floor,
+                                       fill, axis, method, center, stride, out)
     plan = plans.plan_sliding(x.standin, _host_copy(call, kernel, "kernel"), axis, mode, method,
                               dilation, sharpness, noise_floor, fill, out,
                               kernels.fill_unit_kernels, center, stride)
