@@ -185,11 +185,7 @@ def plan_sliding_grad(x, kernel, grad_output, axis, mode, method, dilation, shar
     :class:`SlidingGradPlan`."""
     forward = plan_sliding(x, kernel, axis, mode, method, dilation, sharpness, noise_floor, fill,
                            None, normalise, center, stride)
-    g = v.as_real_array(grad_output, "grad_output", min_ndim=0)
-    if g.shape != forward.final_shape:
-        raise ValueError(
-            f"grad_output must have the shape of sliding_cosine's result, "
-            f"{forward.final_shape}; got {g.shape}.")
+    g = check_grad_output(grad_output, forward.final_shape)
     taps, bank_shape, _ = _check_kernel(kernel, x.ndim, forward.ax)
     if center:
         # (centered_kernels scales each kernel by a power of two: undo it)
@@ -197,6 +193,16 @@ def plan_sliding_grad(x, kernel, grad_output, axis, mode, method, dilation, shar
     else:
         norms = kernel_norms(taps)
     return SlidingGradPlan(forward, float(sharpness), norms, np.shape(kernel), g)
+
+
+def check_grad_output(grad_output, shape):
+    """``grad_output`` as a real array of the forward result's ``shape``."""
+    g = v.as_real_array(grad_output, "grad_output", min_ndim=0)
+    if g.shape != shape:
+        raise ValueError(
+            f"grad_output must have the shape of sliding_cosine's result, {shape}; got "
+            f"{g.shape}.")
+    return g
 
 
 def finish_grad(grad_plan, sums, along, log_sum, c_sum):

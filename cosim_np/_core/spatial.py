@@ -21,7 +21,7 @@ from collections import namedtuple
 import numpy as np
 
 from . import validate as v
-from .sliding import centered_kernels, check_options, padding, strided_count, unit_kernels
+from .sliding import centered_kernels, check_grad_output, check_options, padding, strided_count, unit_kernels
 
 SPATIAL_MODES = ("valid", "same", "full")
 
@@ -221,10 +221,6 @@ def plan_sliding_grad(x, kernel, grad_output, axis, mode, method, dilation, shar
     ``(K, C, m_1, ..., m_r)`` and ``grad_output`` as a real array."""
     plan = plan_sliding(x, kernel, axis, mode, method, dilation, sharpness, noise_floor, fill,
                         None, normalise, center, stride)
-    g = v.as_real_array(grad_output, "grad_output", min_ndim=0)
-    if g.shape != plan.final_shape:
-        raise ValueError(
-            f"grad_output must have the shape of sliding_cosine's result, "
-            f"{plan.final_shape}; got {g.shape}.")
+    g = check_grad_output(grad_output, plan.final_shape)
     taps, _, _ = _check_kernel(kernel, x, plan.geometry.axes)
     return plan, taps, g
