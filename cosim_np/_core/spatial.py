@@ -160,6 +160,12 @@ def plan_sliding(x, kernel, axis, mode, method, dilation, sharpness, noise_floor
                        center, channel_axis, is_bank, final_shape, result_axes)
 
 
+def has_kernel_axis(plan):
+    """Whether the caller's result of a :class:`SpatialPlan` has a K axis (a
+    bank's, or a multi-channel kernel's C_out)."""
+    return plan.channel_axis is not None or plan.is_bank
+
+
 def _check_kernel(kernel, x, axes):
     """The kernel as float64 taps ``(K, C, m_1, ..., m_r)``; returns ``(taps,
     channel_axis, is_bank)``."""

@@ -71,16 +71,15 @@ def sliding_cosine(x, plan, method, out):
                                          plans.compute_dtype(plan.out_dtype), out)
     nker = plan.khat.shape[0]
     r = len(geo.axes)
-    single = plan.channel_axis is None and not plan.is_bank
     moved, rows_view, finish = _result(out, plan.final_shape, plan.out_dtype, plan.result_axes,
-                                       r, not single)
+                                       r, spatial.has_kernel_axis(plan))
     rows, tap_rows = _row_offsets(padded.shape, geo)
     signal_rows = padded.reshape(-1, padded.shape[-1])
     khat = plan.khat.reshape(nker, -1, geo.m[-1])
     floor = float(np.ldexp(plan.floor, -scale))
     nbatch = padded.shape[0]
-
     fft = _FFTPlan(plan, padded.shape) if _use_fft(method, plan) else None
+    products = fft is None and use_products(geo.m[-1], khat.shape[1], nker)
 
     def band(i0, i1, q0, q1):
         sums = _band_sums(padded, geo, plan.center, i0, i1).reshape(nbatch, q1 - q0, -1)
@@ -99,7 +98,6 @@ def sliding_cosine(x, plan, method, out):
                                 geo.d[-1], geo.stride[-1], sums, floor, plan.fill, plan.exponent,
                                 acc, rows_view[:, q0:q1])
 
-    products = fft is None and use_products(geo.m[-1], khat.shape[1], nker)
     with blas.single_threaded() if products else contextlib.nullcontext():
         _run_bands(geo, band, nbatch * nker * khat.shape[1],
                    None if fft is None else fft.band_rows)
@@ -132,10 +130,6 @@ def _product_cosines(signal_rows, rows, tap_rows, khat, plan, q0, q1, sums, floo
                                 plan.exponent, out[b, r0:r1])
 
 
-# ---------------------------------------------------------------------------
-# layouts
-
-
 def sliding_cosine_grad(x, plan, taps, grad_output, method, sharpness, want_sharpness=True,
                         forward=None):
     """``(signal, kernel, sharpness, noise_floor)`` gradients of a planned
@@ -161,12 +155,10 @@ def sliding_cosine_grad(x, plan, taps, grad_output, method, sharpness, want_shar
     rows = rows.reshape(-1)
     nker = taps.shape[0]
     kernel_rows = taps.reshape(nker, -1, geo.m[-1])
-    single = plan.channel_axis is None and not plan.is_bank
+
     def as_runs(array):  # the caller's layout as (B * Q, K, nout_r)
-        array = np.moveaxis(np.asarray(array, dtype=np.float64), plan.result_axes,
-                            tuple(range(array.ndim)))
-        if single:
-            array = np.expand_dims(array, array.ndim - r)
+        array = computing_layout(np.asarray(array, dtype=np.float64), plan.result_axes, r,
+                                 spatial.has_kernel_axis(plan))
         array = array.reshape(nbatch, nker, -1, geo.nout[-1]).transpose(0, 2, 1, 3)
         return array.reshape(-1, nker, geo.nout[-1])
 
@@ -201,6 +193,19 @@ def sliding_cosine_grad(x, plan, taps, grad_output, method, sharpness, want_shar
                        order)
     return (grad.astype(plan.out_dtype), grad_kernel.reshape(taps.shape).astype(plan.out_dtype),
             grad_sharpness, grad_floor)
+
+
+# ---------------------------------------------------------------------------
+# layouts
+
+
+def computing_layout(array, result_axes, r, kernel_axis):
+    """An array in the caller's layout of a result (``result_axes``, ``r``
+    sliding axes) seen in the computing layout ``(batch..., K, nout_1, ...,
+    nout_r)``: a view, with a K axis of 1 added where ``kernel_axis`` is
+    False."""
+    moved = np.moveaxis(array, result_axes, tuple(range(array.ndim)))
+    return moved if kernel_axis else np.expand_dims(moved, moved.ndim - r)
 
 
 def _padded(x, geo, channel_axis, dtype, out):
@@ -244,7 +249,7 @@ def _layout_signal(x, geo, channel_axis, dtype, out):
     return np.ldexp(padded, -scale), scale, tiny
 
 
-def _result(out, final_shape, out_dtype, result_axes, r, has_kernel_axis):
+def _result(out, final_shape, out_dtype, result_axes, r, kernel_axis):
     """``(moved, rows_view, finish)``: the result seen in the computing
     layout ``(batch..., K, nout_1, ..., nout_r)`` (a K axis of 1 added where
     the caller's result has none) and as ``(B, Q, K, nout_r)`` (``Q`` output
@@ -254,9 +259,7 @@ def _result(out, final_shape, out_dtype, result_axes, r, has_kernel_axis):
     write and the view needs no copy; else into a C-ordered array."""
     dtype = np.dtype(np.float32) if out_dtype.itemsize <= 4 else np.dtype(np.float64)
     final = out if (out is not None and out.dtype == dtype) else np.empty(final_shape, dtype)
-    moved = np.moveaxis(final, result_axes, tuple(range(final.ndim)))
-    if not has_kernel_axis:
-        moved = np.expand_dims(moved, moved.ndim - r)
+    moved = computing_layout(final, result_axes, r, kernel_axis)
     batch, nout = moved.shape[: moved.ndim - r - 1], moved.shape[moved.ndim - r:]
     shape = (int(np.prod(batch)), moved.shape[-r - 1], int(np.prod(nout[:-1])), nout[-1])
     view = moved.view()

@@ -11,6 +11,7 @@ candidates log candidates) whatever the number of matches.
 
 import numpy as np
 
+from .._core import spatial
 from . import spatial_driver
 from ._jit import jit
 
@@ -21,11 +22,9 @@ def find_matches(x, splan, mplan, method):
     with a tuple ``exclusion``); ``index`` ``(n, r)``."""
     geo = splan.geometry
     r = len(geo.axes)
-    scores = spatial_driver.sliding_cosine(x, splan, method, None)
-    scores = np.moveaxis(scores, splan.result_axes, tuple(range(scores.ndim)))
-    single = splan.channel_axis is None and not splan.is_bank
-    if single:
-        scores = np.expand_dims(scores, scores.ndim - r)
+    single = not spatial.has_kernel_axis(splan)
+    scores = spatial_driver.computing_layout(spatial_driver.sliding_cosine(x, splan, method, None),
+                                             splan.result_axes, r, not single)
     scores = scores.reshape((-1,) + scores.shape[scores.ndim - r - 1:])  # (B, K, nout...)
     found = [_select_row(scores[b], mplan, single) for b in range(scores.shape[0])]
     rows = np.concatenate([np.full(len(f[0]), b, dtype=np.int64) for b, f in enumerate(found)])

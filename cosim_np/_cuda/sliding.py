@@ -137,10 +137,9 @@ def _spatial_sliding_cosine(call, x, kernel, sharpness, mode, dilation, noise_fl
     plan = spatial.plan_sliding(x.standin, _host_copy(call, kernel, "kernel"), axis, mode,
                                 method, dilation, sharpness, noise_floor, fill, out,
                                 kernels.fill_unit_kernels, center, stride)
-    single = plan.channel_axis is None and not plan.is_bank
     signal, result, outs = _spatial(call, x, plan.geometry, plan.channel_axis,
-                                    plan.final_shape, plan.result_axes, not single,
-                                    plan.out_dtype)
+                                    plan.final_shape, plan.result_axes,
+                                    spatial.has_kernel_axis(plan), plan.out_dtype)
     nker = plan.khat.shape[0]
     khat = call.to_device(np.ascontiguousarray(plan.khat.reshape(nker, -1)))
     total = signal[1].shape[0] * nker * int(np.prod(plan.geometry.nout))
