@@ -433,9 +433,10 @@ class _FFTPlan:
     whole) zero-padded to a block of ``shape``, transformed (float64; the
     signal is already within range: float32 values, or float64 ones scaled
     by a power of two, see :func:`_layout_signal`), multiplied by the
-    kernels' spectra and transformed back; a window whose FFT error bound is not small against its own norm
-    gets its dot directly (``_cpu.fft.error_bound``, and the budget of the
-    1-D path, ``_cpu.drivers.fft_error_budget``)."""
+    kernels' spectra and transformed back; a window whose FFT error bound
+    is not small against its own norm gets its dot directly
+    (``_cpu.fft.error_bound``, and the budget of the 1-D path,
+    ``_cpu.drivers.fft_error_budget``)."""
 
     def __init__(self, plan, padded_shape):
         geo = plan.geometry

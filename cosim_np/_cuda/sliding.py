@@ -42,17 +42,21 @@ def _split(layout, inner):
 
 class _Signal:
     """A signal as rows ``b``, channels ``c``, samples ``j``: the kernels'
-    first six arguments ``(flat, roff, cs, nchan, ts, n)``."""
+    first six arguments ``(flat, roff, cs, nchan, ts, n)``.  With a tuple of
+    sliding axes ``ax``, ``axis_strides`` holds each one's stride (``ts``
+    and ``n`` are the last one's)."""
 
     def __init__(self, call, x, ax, channel_axis):
+        axes = ax if isinstance(ax, tuple) else (ax,)
         flat, base = x.flat()
-        inner = (ax,) if channel_axis is None else (channel_axis, ax)
+        inner = axes if channel_axis is None else (channel_axis,) + axes
         lead, lead_strides, strides = _split(_layout(x.shape, x.strides), inner)
         nchan = 1 if channel_axis is None else x.shape[channel_axis]
         cs = 0 if channel_axis is None else strides[0]
         roff = call.to_device(strided_offsets(lead, lead_strides, base))
         self.rows = int(np.prod(lead, dtype=np.int64))
-        self.args = (flat, roff, cs, nchan, strides[-1], x.shape[ax])
+        self.args = (flat, roff, cs, nchan, strides[-1], x.shape[axes[-1]])
+        self.axis_strides = strides[len(inner) - len(axes):]
         self.wide = x.dtype == np.float64  # squares may leave the float64 range
 
 
@@ -99,16 +103,11 @@ def _spatial(call, x, geo, channel_axis, result_shape, result_axes, has_kernel_a
     """The arguments of ``kernels.spatial_windows`` for a plan over several
     axes: the signal's ``(x, roff, cs, nchan, strides, sizes, pads, m, d,
     stride, nout)`` and the result with its ``(out, ooff, oks, ostrides)``."""
-    inner = ((channel_axis,) if channel_axis is not None else ()) + tuple(geo.axes)
-    flat, base = x.flat()
-    lead, lead_strides, strides = _split(_layout(x.shape, x.strides), inner)
-    roff = call.to_device(strided_offsets(lead, lead_strides, base))
-    nchan = 1 if channel_axis is None else x.shape[channel_axis]
-    cs = 0 if channel_axis is None else strides[0]
+    rows = _Signal(call, x, tuple(geo.axes), channel_axis)
     per_axis = [np.asarray(values, dtype=np.int64) for values in (
-        strides[len(inner) - len(geo.axes):], [x.shape[a] for a in geo.axes],
-        [left for left, _ in geo.pads], geo.m, geo.d, geo.stride, geo.nout)]
-    signal = (flat, roff, cs, nchan) + tuple(call.to_device(values) for values in per_axis)
+        rows.axis_strides, [x.shape[a] for a in geo.axes], [left for left, _ in geo.pads],
+        geo.m, geo.d, geo.stride, geo.nout)]
+    signal = rows.args[:4] + tuple(call.to_device(values) for values in per_axis)
     r = len(geo.axes)
     outer = tuple(result_axes[len(result_axes) - r - (1 if has_kernel_axis else 0):])
     result, outs = _output(call, result_shape, out_dtype, outer)
