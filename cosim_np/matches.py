@@ -259,8 +259,17 @@ def find_matches(
     """
     axis = spatial_plans.normalise_axis(axis)
     if isinstance(axis, tuple):
-        _sliding._several_axes_here(signal, kernel, backend)
-        x = v.as_real_array(signal, "signal")
+        _sliding._several_axes_here(signal)
+        scores = None
+        if _backend.wants_cuda(backend, signal=signal, kernel=kernel):
+            _check_selection(k, threshold, sign)  # (scores on the device, the selection here)
+            scores = _to_host(_backend.cuda_impl("sliding_cosine")(
+                signal, kernel, sharpness=sharpness, mode=mode, dilation=dilation,
+                noise_floor=noise_floor, fill=fill, axis=axis, method=method, center=center))
+            x, kernel = np.broadcast_to(np.zeros((), scores.dtype), tuple(signal.shape)), \
+                _to_host(kernel)  # (of the scores' dtype: the plan's result dtype)
+        else:
+            x = v.as_real_array(signal, "signal")
         splan = spatial_plans.plan_sliding(x, kernel, axis, mode, method, dilation, sharpness,
                                            noise_floor, fill, None, drivers.fill_unit_kernels,
                                            center)
@@ -269,7 +278,9 @@ def find_matches(
                      if i != splan.channel_axis)
         mplan = plans.plan_spatial_matches(k, threshold, exclusion, sign, m=splan.khat.shape[2:],
                                            dilation=splan.geometry.d, lead=lead)
-        return _result(spatial_matches.find_matches(x, splan, mplan, method), mplan)
+        if scores is None:
+            return _result(spatial_matches.find_matches(x, splan, mplan, method), mplan)
+        return _result(spatial_matches.select(scores, splan, mplan), mplan)
     if _backend.is_xarray(signal):
         return _backend.xarray_impl("find_matches")(
             signal, kernel, functools.partial(
@@ -309,10 +320,7 @@ def find_matches(
 
 def _on_gpu(signal, kernel, k, threshold, exclusion, sign, max_memory, options):
     """Scores on the device (the CUDA ``sliding_cosine``), selection on the host."""
-    # (the arguments of find_matches itself are checked before any work)
-    plans.check_k(k)
-    plans.check_threshold(threshold)
-    v.check_choice(sign, "sign", plans.SIGNS)
+    _check_selection(k, threshold, sign)
     scores = _to_host(_backend.cuda_impl("sliding_cosine")(signal, kernel, **options))
     kernel_shape = tuple(kernel.shape) if hasattr(kernel, "shape") else np.shape(kernel)
     ax, channel_axis, is_bank = plans.score_layout(len(signal.shape), len(kernel_shape), options["axis"])
@@ -326,6 +334,13 @@ def _on_gpu(signal, kernel, k, threshold, exclusion, sign, max_memory, options):
     mplan = plans.plan_matches(k, threshold, exclusion, sign, max_memory, nker=nker,
                                m=kernel_shape[-1], dilation=options["dilation"], nwin=nwin, lead=lead)
     return _result(cpu.select_scores(scores, ax, channel_axis, is_bank, mplan), mplan)
+
+
+def _check_selection(k, threshold, sign):
+    """Check the selection's arguments before any scores are computed."""
+    plans.check_k(k)
+    plans.check_threshold(threshold)
+    v.check_choice(sign, "sign", plans.SIGNS)
 
 
 def _to_host(array):

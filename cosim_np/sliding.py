@@ -39,19 +39,14 @@ noise_floor : float
 # public functions
 
 
-def _several_axes_here(signal, kernel, backend, gpu=False):
-    """Several sliding axes take NumPy arrays (and, where ``gpu``, CUDA
-    device arrays); a clear error for the rest, whose backends take one axis
-    so far."""
+def _several_axes_here(signal):
+    """Several sliding axes take NumPy arrays and CUDA device arrays; a clear
+    error for the rest, whose backends take one axis so far."""
     if _backend.is_xarray(signal) or _backend.is_dask(signal):
         raise NotImplementedError(
-            "axis as a tuple of several axes takes NumPy arrays so far; for a "
-            f"{type(signal).__name__}, compute it as a NumPy array (.values / .compute()) "
-            "or slide along one axis.")
-    if not gpu and _backend.wants_cuda(backend, signal=signal, kernel=kernel):
-        raise NotImplementedError(
-            "axis as a tuple of several axes runs on the CPU so far for this function; copy "
-            "the inputs to the host or use backend='cpu'.")
+            "axis as a tuple of several axes takes NumPy arrays (and CUDA device arrays) so "
+            f"far; for a {type(signal).__name__}, compute it as a NumPy array (.values / "
+            ".compute()) or slide along one axis.")
 
 
 @_backend.documented
@@ -216,7 +211,7 @@ def windowed_norm(signal, window, *, dilation=1, mode="valid", axis=-1, center=F
     """
     axis = spatial.normalise_axis(axis)
     if isinstance(axis, tuple):
-        _several_axes_here(signal, None, backend, gpu=True)
+        _several_axes_here(signal)
     if _backend.is_xarray(signal):
         _no_out_for_labels(out)
         return _backend.xarray_impl("windowed_norm")(
@@ -435,7 +430,7 @@ def sliding_cosine(
     """
     axis = spatial.normalise_axis(axis)
     if isinstance(axis, tuple):
-        _several_axes_here(signal, kernel, backend, gpu=True)
+        _several_axes_here(signal)
     if _backend.is_xarray(signal):
         _no_out_for_labels(out)
         return _backend.xarray_impl("sliding_cosine")(
@@ -571,7 +566,7 @@ def sliding_cosine_grad(
     """
     axis = spatial.normalise_axis(axis)
     if isinstance(axis, tuple):
-        _several_axes_here(signal, kernel, backend)
+        _several_axes_here(signal)
     for name, value in (("signal", signal), ("kernel", kernel), ("grad_output", grad_output)):
         if _backend.is_dask(value) or _backend.is_xarray(value):
             raise TypeError(
@@ -598,11 +593,12 @@ def _gradients(signal, kernel, grad_output, *, sharpness, mode, dilation, noise_
     again)."""
     x = v.as_real_array(signal, "signal")
     if isinstance(axis, tuple):
-        splan, taps, g = spatial.plan_sliding_grad(x, kernel, grad_output, axis, mode, method,
-                                                   dilation, sharpness, noise_floor, fill,
-                                                   drivers.fill_unit_kernels, center, stride)
+        grad_plan, taps = spatial.plan_sliding_grad(x, kernel, grad_output, axis, mode, method,
+                                                    dilation, sharpness, noise_floor, fill,
+                                                    drivers.fill_unit_kernels, center, stride)
         grad_signal, grad_kernel, grad_sharpness, grad_floor = spatial_driver.sliding_cosine_grad(
-            x, splan, taps, g, method, sharpness, want_sharpness, forward)
+            x, grad_plan.forward, taps, grad_plan.grad_output, method, sharpness, want_sharpness,
+            forward)
         return SlidingCosineGrad(grad_signal, grad_kernel.reshape(np.shape(kernel)),
                                  grad_sharpness, grad_floor)
     plan = plans.plan_sliding_grad(x, kernel, grad_output, axis, mode, method, dilation,

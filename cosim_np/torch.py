@@ -266,8 +266,8 @@ class SharpenedCosine2d(torch.nn.Module):
     Notes
     -----
     Learned parameters: ``weight`` ``(out_channels, in_channels, kh, kw)``,
-    ``p`` ``(out_channels,)`` and ``q``.  CPU tensors only so far (several
-    sliding axes run on the CPU).
+    ``p`` ``(out_channels,)`` and ``q``.  CPU and CUDA tensors, as
+    :class:`SharpenedCosine1d`.
 
     Examples
     --------

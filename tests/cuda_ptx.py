@@ -47,9 +47,15 @@ def signatures():
             matrices = (x[:, :], flat(f64), flat(f64)) * 2
             yield "pairwise", matrices + (b1, f64, b1, out[:, ::1])
             per_axis = (flat(i64),) * 7  # strides sizes pads m d stride nout
-            yield "spatial_windows", (flat(x), flat(i64), i64, i64) + per_axis + (
-                f64[:, ::1], flat(i8), b1, b1, f64, f64, f64, flat(out), flat(i64), i64,
-                flat(i64))
+            spatial = (flat(x), flat(i64), i64, i64) + per_axis
+            yield "spatial_windows", spatial + (f64[:, ::1], flat(i8), b1, b1, f64, f64, f64,
+                                                flat(out), flat(i64), i64, flat(i64))
+            yield "spatial_grad_signal", spatial + (f64[:, ::1], f64[:, :, ::1]) + (
+                f64[:, ::1],) * 3 + (b1, flat(out), flat(i64), i64, flat(i64))
+        spatial = (flat(x), flat(i64), i64, i64) + (flat(i64),) * 7
+        yield "spatial_means", spatial + (f64[:, ::1],)
+        yield "spatial_grad_kernel_sums", spatial + (f64[:, :, ::1], f64[:, ::1], b1, i64,
+                                                     f64[:, :, ::1])
     matrices = (f64[:, :], flat(f64), flat(f64)) * 2
     yield "topk_tiles", matrices + (b1, b1, f64, b1, i64, f64[:, :, ::1], i64[:, :, ::1])
     for out in outputs:

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from cosim_np import (
     SlidingCosineGrad,
     cosine_similarity,
+    find_matches,
     pairwise_cosine,
     sharpen,
     sliding_cosine,
@@ -33,6 +34,7 @@ from tests import naive
 from tests.strategies import ALL_DTYPES, FLOAT_DTYPES, arrays, scalable_elements, window_geometry
 from tests.test_embedding import broadcast_problem, check_topk, matrices, search_problem, tol
 from tests.test_grad import problems as grad_problems
+from tests.test_images import gradient_problems as image_gradient_problems
 from tests.test_sliding import EPS64, expected_dtype, tolerance
 
 pytestmark = pytest.mark.cuda
@@ -1015,3 +1017,81 @@ def test_several_axes_keep_nan_and_inf_in_their_windows_and_scale_exactly():
     constant = np.ones(got.shape, bool)
     constant[:, 1] = False  # (the windows across the step)
     assert np.all(got[constant] == -2.0) and not np.any(got[~constant] == -2.0)
+
+
+# --- gradients and matches over several axes
+
+
+@EXAMPLES
+@given(problem=image_gradient_problems())
+def test_gradients_over_several_axes_match_the_cpu(problem):
+    signal, kernel, g, options = problem
+    want = sliding_cosine_grad(signal, kernel, g, **options)
+    got = sliding_cosine_grad(on_gpu(signal), kernel, g, **options)
+    assert isinstance(got, SlidingCosineGrad) and isinstance(got.sharpness, float)
+    assert_grads_close(got, want, np.size(kernel) * np.size(g))
+
+
+def test_gradients_over_several_axes_of_device_arrays_in_any_layout():
+    """Strided device arrays (the signal, ``grad_output``), sliding axes in
+    any order, a bank and a multi-channel kernel; float32 gradients for a
+    float32 signal."""
+    rng = np.random.default_rng(23)
+    whole = rng.standard_normal((18, 3, 8))
+    host, signal = whole[::2], cuda.to_device(whole)[::2]
+    kernel = rng.standard_normal((2, 2, 3))  # a bank over axes (2, 0)
+    options = dict(axis=(2, 0), mode=("same", "valid"), stride=(2, 1), sharpness=1.2)
+    shape = sliding_cosine(host, kernel, **options).shape
+    g_whole = rng.standard_normal(shape[:-1] + (2 * shape[-1],))
+    g, device_g = g_whole[..., ::2], cuda.to_device(g_whole)[:, :, :, ::2]
+    got = sliding_cosine_grad(signal, kernel, device_g, **options)
+    assert_grads_close(got, sliding_cosine_grad(host, kernel, g, **options), 12 * g.size)
+    channels = rng.standard_normal((4, 3, 2, 2))  # C_out 4 over C_in 3
+    single = np.ascontiguousarray(host.transpose(1, 0, 2), np.float32)  # channels first
+    options = dict(axis=(1, 2), center=True, noise_floor=0.2)
+    g = rng.standard_normal(sliding_cosine(single, channels, **options).shape)
+    got = sliding_cosine_grad(cuda.to_device(single), channels, g, **options)
+    want = sliding_cosine_grad(single, channels, g, **options)
+    assert got.signal.dtype == want.signal.dtype == np.float32
+    assert got.kernel.dtype == want.kernel.dtype == np.float32
+    for name in SlidingCosineGrad._fields:
+        np.testing.assert_allclose(np.asarray(to_host(getattr(got, name)), np.float64),
+                                   np.asarray(getattr(want, name), np.float64), rtol=2e-6,
+                                   atol=2e-6, err_msg=name)
+
+
+def test_gradients_over_several_axes_keep_nan_local_and_zero_windows_at_zero():
+    rng = np.random.default_rng(24)
+    x = rng.standard_normal((7, 8))
+    x[1, 1] = np.nan
+    x[4:, 4:] = 0.0
+    kernel = rng.standard_normal((2, 2))
+    g = np.ones((6, 7))
+    got = sliding_cosine_grad(cuda.to_device(x), kernel, g, axis=(0, 1))
+    want = sliding_cosine_grad(x, kernel, g, axis=(0, 1))
+    grad = to_host(got.signal)
+    np.testing.assert_array_equal(np.isnan(grad), np.isnan(want.signal))
+    assert np.isnan(grad[:3, :3]).any() and not np.isnan(grad[4:, :]).any()
+    assert np.all(grad[5:, 5:] == 0.0)  # (every window holding these is zero)
+    assert np.isnan(got.kernel).all() and math.isnan(got.sharpness)
+
+
+@pytest.mark.parametrize("options", [
+    dict(k=3),
+    dict(threshold=0.4, exclusion=(1, 2), sign="negative"),
+    dict(k=2, center=True, mode="same", sharpness=2.0),
+])
+def test_find_matches_over_several_axes_on_the_device_equals_the_cpu(options):
+    rng = np.random.default_rng(25)
+    x = rng.standard_normal((2, 12, 10)).astype(np.float32)
+    bank = rng.standard_normal((2, 3, 3))
+    want = find_matches(x, bank, axis=(1, 2), **options)
+    for got in (find_matches(cuda.to_device(x), bank, axis=(1, 2), **options),
+                find_matches(x, cuda.to_device(bank), axis=(1, 2), backend="cuda", **options)):
+        assert len(got) == len(want) > 0
+        for field in ("index", "kernel", "batch"):
+            np.testing.assert_array_equal(getattr(got, field), getattr(want, field))
+        assert got.score.dtype == want.score.dtype == np.float32
+        np.testing.assert_allclose(got.score, want.score, rtol=0, atol=tolerance(np.float32, 9, 4.0))
+    with pytest.raises(ValueError, match="sign"):
+        find_matches(cuda.to_device(x), bank, axis=(1, 2), sign="up")

@@ -187,12 +187,17 @@ def plan_sliding_grad(x, kernel, grad_output, axis, mode, method, dilation, shar
                            None, normalise, center, stride)
     g = check_grad_output(grad_output, forward.final_shape)
     taps, bank_shape, _ = _check_kernel(kernel, x.ndim, forward.ax)
+    return SlidingGradPlan(forward, float(sharpness), divisor_norms(taps, bank_shape, center),
+                           np.shape(kernel), g)
+
+
+def divisor_norms(taps, bank_shape, center):
+    """The length each unit kernel of ``taps`` ``(K, C, m)`` was divided by:
+    its norm, of its taps less their mean with ``center``."""
     if center:
         # (centered_kernels scales each kernel by a power of two: undo it)
-        norms = np.ldexp(kernel_norms(centered_kernels(taps, bank_shape)), _exponents(taps))
-    else:
-        norms = kernel_norms(taps)
-    return SlidingGradPlan(forward, float(sharpness), norms, np.shape(kernel), g)
+        return np.ldexp(kernel_norms(centered_kernels(taps, bank_shape)), _exponents(taps))
+    return kernel_norms(taps)
 
 
 def check_grad_output(grad_output, shape):

@@ -21,7 +21,16 @@ from collections import namedtuple
 import numpy as np
 
 from . import validate as v
-from .sliding import centered_kernels, check_grad_output, check_options, padding, strided_count, unit_kernels
+from .sliding import (
+    SlidingGradPlan,
+    centered_kernels,
+    check_grad_output,
+    check_options,
+    divisor_norms,
+    padding,
+    strided_count,
+    unit_kernels,
+)
 
 SPATIAL_MODES = ("valid", "same", "full")
 
@@ -222,11 +231,14 @@ def plan_sliding_grad(x, kernel, grad_output, axis, mode, method, dilation, shar
                       noise_floor, fill, normalise=None, center=False, stride=1):
     """Check ``sliding_cosine_grad``'s arguments for a tuple ``axis`` (those
     of ``sliding_cosine`` and ``grad_output``, which must have the shape of
-    its result); returns ``(plan, taps, grad_output)``: the
-    :class:`SpatialPlan` of the forward call, the kernel as float64 taps
-    ``(K, C, m_1, ..., m_r)`` and ``grad_output`` as a real array."""
+    its result); returns ``(grad_plan, taps)``: a
+    :class:`cosim_np._core.sliding.SlidingGradPlan` whose ``forward`` is the
+    :class:`SpatialPlan` of the forward call, and the kernel as float64
+    taps ``(K, C, m_1, ..., m_r)``."""
     plan = plan_sliding(x, kernel, axis, mode, method, dilation, sharpness, noise_floor, fill,
                         None, normalise, center, stride)
     g = check_grad_output(grad_output, plan.final_shape)
     taps, _, _ = _check_kernel(kernel, x, plan.geometry.axes)
-    return plan, taps, g
+    flat = taps.reshape(taps.shape[:2] + (-1,))
+    norms = divisor_norms(flat, (flat.shape[0],) if plan.is_bank else (), center)
+    return SlidingGradPlan(plan, float(sharpness), norms, np.shape(kernel), g), taps

@@ -1,5 +1,6 @@
 """``find_matches`` over several sliding axes (images, volumes) on the CPU:
-the scores of ``_cpu.spatial_driver`` for the whole signal, candidates
+the scores of ``_cpu.spatial_driver`` for the whole signal (or the CUDA
+backend's, copied to the host), candidates
 (local maxima of the key along every sliding axis), then greedy selection
 with a box exclusion zone, one batch index at a time.
 
@@ -20,11 +21,16 @@ def find_matches(x, splan, mplan, method):
     """``(row, index, kernel, score)`` of the matches, best first, for a
     planned call (``_core.spatial.SpatialPlan`` and ``_core.matches.MatchPlan``
     with a tuple ``exclusion``); ``index`` ``(n, r)``."""
+    return select(spatial_driver.sliding_cosine(x, splan, method, None), splan, mplan)
+
+
+def select(scores, splan, mplan):
+    """``find_matches``'s result of ``scores``, the planned call's
+    ``sliding_cosine`` result (a NumPy array in the caller's layout)."""
     geo = splan.geometry
     r = len(geo.axes)
     single = not spatial.has_kernel_axis(splan)
-    scores = spatial_driver.computing_layout(spatial_driver.sliding_cosine(x, splan, method, None),
-                                             splan.result_axes, r, not single)
+    scores = spatial_driver.computing_layout(scores, splan.result_axes, r, not single)
     scores = scores.reshape((-1,) + scores.shape[scores.ndim - r - 1:])  # (B, K, nout...)
     found = [_select_row(scores[b], mplan, single) for b in range(scores.shape[0])]
     rows = np.concatenate([np.full(len(f[0]), b, dtype=np.int64) for b, f in enumerate(found)])

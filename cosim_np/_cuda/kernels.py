@@ -816,16 +816,16 @@ MAX_AXES = 8
 
 
 @cuda.jit(device=True)
-def _spatial_sample(x, base, c, cs, u, taps_per_channel, starts, steps, sizes, strides, m, r):
+def _spatial_sample(x, base, c, cs, u, taps_per_channel, starts, d, sizes, strides, m, r):
     """Tap ``u`` (of channel ``c``) of the window whose first sample along
     axis ``a`` is ``starts[a]`` (padded coordinates less the padding: may be
-    negative), taps ``steps[a]`` apart; 0 outside the signal."""
+    negative), taps ``d[a]`` apart; 0 outside the signal."""
     rem = u - c * taps_per_channel
     offset = base + c * cs
     for a in range(r - 1, -1, -1):
         j = rem % m[a]
         rem //= m[a]
-        p = starts[a] + j * steps[a]
+        p = starts[a] + j * d[a]
         if p < 0 or p >= sizes[a]:
             return 0.0
         offset += p * strides[a]
@@ -851,7 +851,6 @@ def spatial_windows(x, roff, cs, nchan, strides, sizes, pads, m, d, stride, nout
     nker = 1 if norms else khat.shape[0]
     total = roff.shape[0] * nker * count
     starts = cuda.local.array(MAX_AXES, types.int64)
-    steps = cuda.local.array(MAX_AXES, types.int64)
     for t in range(cuda.grid(1), total, cuda.gridsize(1)):
         rest = t
         where = 0
@@ -859,7 +858,6 @@ def spatial_windows(x, roff, cs, nchan, strides, sizes, pads, m, d, stride, nout
             i = rest % nout[a]
             rest //= nout[a]
             starts[a] = i * stride[a] - pads[a]
-            steps[a] = d[a]
             where += i * ostrides[a]
         k = rest % nker
         b = rest // nker
@@ -870,7 +868,7 @@ def spatial_windows(x, roff, cs, nchan, strides, sizes, pads, m, d, stride, nout
         has_inf = False
         for u in range(size):
             c = u // taps
-            value = _spatial_sample(x, base, c, cs, u, taps, starts, steps, sizes, strides, m, r)
+            value = _spatial_sample(x, base, c, cs, u, taps, starts, d, sizes, strides, m, r)
             if value != value:
                 has_nan = True
             elif abs(value) == math.inf:
@@ -888,18 +886,18 @@ def spatial_windows(x, roff, cs, nchan, strides, sizes, pads, m, d, stride, nout
         mean = 0.0
         if center:  # the first sample plus the mean of the differences from it: a
             # constant window gets its value exactly, and M2 exactly 0
-            first = math.ldexp(_spatial_sample(x, base, 0, cs, 0, taps, starts, steps, sizes,
+            first = math.ldexp(_spatial_sample(x, base, 0, cs, 0, taps, starts, d, sizes,
                                                strides, m, r), -e)
             for u in range(size):
                 c = u // taps
-                mean += math.ldexp(_spatial_sample(x, base, c, cs, u, taps, starts, steps,
+                mean += math.ldexp(_spatial_sample(x, base, c, cs, u, taps, starts, d,
                                                    sizes, strides, m, r), -e) - first
             mean = first + mean / size
         s = 0.0
         dot = 0.0
         for u in range(size):
             c = u // taps
-            value = math.ldexp(_spatial_sample(x, base, c, cs, u, taps, starts, steps, sizes,
+            value = math.ldexp(_spatial_sample(x, base, c, cs, u, taps, starts, d, sizes,
                                                strides, m, r), -e)
             deviation = value - mean
             s += deviation * deviation
@@ -915,3 +913,123 @@ def spatial_windows(x, roff, cs, nchan, strides, sizes, pads, m, d, stride, nout
             out[dest] = fill
         else:
             out[dest] = _sharpen(_clamp(dot / (math.sqrt(s) + math.ldexp(floor, -e))), exponent)
+
+
+@cuda.jit(device=True)
+def _window_starts(w, nout, stride, pads, starts, r):
+    """``starts[a]``: the first sample along axis ``a`` (less its padding) of
+    window ``w``, a C-order index over the windows ``nout``."""
+    for a in range(r - 1, -1, -1):
+        i = w % nout[a]
+        w //= nout[a]
+        starts[a] = i * stride[a] - pads[a]
+
+
+@cuda.jit
+def spatial_means(x, roff, cs, nchan, strides, sizes, pads, m, d, stride, nout, means):
+    """``means[b, w]``: the mean of window ``w`` (C order over ``nout``) of
+    row ``b`` over its channels and taps, as its first sample plus the mean
+    of the differences from it (as ``window_means``)."""
+    r = sizes.shape[0]
+    taps = 1
+    for a in range(r):
+        taps *= m[a]
+    count = means.shape[1]
+    starts = cuda.local.array(MAX_AXES, types.int64)
+    for t in range(cuda.grid(1), means.shape[0] * count, cuda.gridsize(1)):
+        b = t // count
+        _window_starts(t - b * count, nout, stride, pads, starts, r)
+        base = roff[b]
+        first = _spatial_sample(x, base, 0, cs, 0, taps, starts, d, sizes, strides, m, r)
+        total = 0.0
+        for u in range(nchan * taps):
+            total += _spatial_sample(x, base, u // taps, cs, u, taps, starts, d, sizes, strides,
+                                     m, r) - first
+        means[b, t - b * count] = first + total / (nchan * taps)
+
+
+@cuda.jit
+def spatial_grad_signal(x, roff, cs, nchan, strides, sizes, pads, m, d, stride, nout, khat, a,
+                        spread, norms, means, center, out, ooff, ocs, ostrides):
+    """``dL/dx`` over several axes, one thread per sample ``(b, c, p_1, ...,
+    p_r)``, written to ``out[ooff[b] + c*ocs + sum_a p_a*ostrides[a]]``: over
+    the windows ``w`` that hold it at tap ``u`` (``p_a + pads[a] - j_a d[a]``
+    a multiple of ``stride[a]``, window ``i_a`` of it below ``nout[a]``),
+    ``sum_k a[b, k, w] khat[k, c*T + u] - spread[b, w] (x - mean_w) / n_w``,
+    as ``grad_signal`` along one axis."""
+    r = sizes.shape[0]
+    samples = 1
+    taps = 1
+    for ax in range(r):
+        samples *= sizes[ax]
+        taps *= m[ax]
+    nker = khat.shape[0]
+    position = cuda.local.array(MAX_AXES, types.int64)
+    for t in range(cuda.grid(1), roff.shape[0] * nchan * samples, cuda.gridsize(1)):
+        rest = t
+        source = 0
+        dest = 0
+        for ax in range(r - 1, -1, -1):
+            p = rest % sizes[ax]
+            rest //= sizes[ax]
+            position[ax] = p
+            source += p * strides[ax]
+            dest += p * ostrides[ax]
+        c = rest % nchan
+        b = rest // nchan
+        val = np.float64(x[roff[b] + c * cs + source])
+        total = 0.0
+        for u in range(taps):
+            rem = u
+            w = 0
+            step = 1
+            inside = True
+            for ax in range(r - 1, -1, -1):
+                j = rem % m[ax]
+                rem //= m[ax]
+                q = position[ax] + pads[ax] - j * d[ax]
+                if q < 0 or q % stride[ax] != 0 or q // stride[ax] >= nout[ax]:
+                    inside = False
+                    break
+                w += (q // stride[ax]) * step
+                step *= nout[ax]
+            if not inside:
+                continue
+            for k in range(nker):
+                total += a[b, k, w] * khat[k, c * taps + u]
+            norm = norms[b, w]
+            mean = means[b, w] if center else 0.0
+            total -= spread[b, w] * ((val - mean) / (norm if norm != 0.0 else 1.0))
+        out[ooff[b] + c * ocs + dest] = total
+
+
+@cuda.jit
+def spatial_grad_kernel_sums(x, roff, cs, nchan, strides, sizes, pads, m, d, stride, nout, a,
+                             means, center, chunk, partials):
+    """``partials[k, u, v]``: the sum over the windows ``(b, w)`` of chunk
+    ``v`` (of ``chunk`` windows, rows one after another) of ``a[b, k, w]
+    (x_u(b, w) - mean_w)``, ``x_u`` the window's sample at tap ``u`` (over
+    channels and taps, C order), as ``grad_kernel_sums`` along one axis."""
+    r = sizes.shape[0]
+    nker = a.shape[1]
+    count = a.shape[2]
+    size = partials.shape[1]
+    nchunks = partials.shape[2]
+    taps = size // nchan
+    windows = a.shape[0] * count
+    starts = cuda.local.array(MAX_AXES, types.int64)
+    for t in range(cuda.grid(1), nker * size * nchunks, cuda.gridsize(1)):
+        v = t % nchunks
+        rest = t // nchunks
+        u = rest % size
+        k = rest // size
+        c = u // taps
+        total = 0.0
+        for w in range(v * chunk, _least(windows, (v + 1) * chunk)):
+            b = w // count
+            i = w - b * count
+            _window_starts(i, nout, stride, pads, starts, r)
+            mean = means[b, i] if center else 0.0
+            total += a[b, k, i] * (_spatial_sample(x, roff[b], c, cs, u, taps, starts, d, sizes,
+                                                   strides, m, r) - mean)
+        partials[k, u, v] = total

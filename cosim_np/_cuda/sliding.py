@@ -99,15 +99,22 @@ def _host_copy(call, value, name):
     return np.array(view)
 
 
-def _spatial(call, x, geo, channel_axis, result_shape, result_axes, has_kernel_axis, out_dtype):
-    """The arguments of ``kernels.spatial_windows`` for a plan over several
-    axes: the signal's ``(x, roff, cs, nchan, strides, sizes, pads, m, d,
-    stride, nout)`` and the result with its ``(out, ooff, oks, ostrides)``."""
+def _spatial_signal(call, x, geo, channel_axis):
+    """``(rows, args)``: the signal as rows (:class:`_Signal`) and the first
+    eleven arguments of the kernels over several axes, ``(x, roff, cs,
+    nchan, strides, sizes, pads, m, d, stride, nout)``."""
     rows = _Signal(call, x, tuple(geo.axes), channel_axis)
     per_axis = [np.asarray(values, dtype=np.int64) for values in (
         rows.axis_strides, [x.shape[a] for a in geo.axes], [left for left, _ in geo.pads],
         geo.m, geo.d, geo.stride, geo.nout)]
-    signal = rows.args[:4] + tuple(call.to_device(values) for values in per_axis)
+    return rows, rows.args[:4] + tuple(call.to_device(values) for values in per_axis)
+
+
+def _spatial(call, x, geo, channel_axis, result_shape, result_axes, has_kernel_axis, out_dtype):
+    """The arguments of ``kernels.spatial_windows`` for a plan over several
+    axes: the signal's ``(x, roff, cs, nchan, strides, sizes, pads, m, d,
+    stride, nout)`` and the result with its ``(out, ooff, oks, ostrides)``."""
+    _, signal = _spatial_signal(call, x, geo, channel_axis)
     r = len(geo.axes)
     outer = tuple(result_axes[len(result_axes) - r - (1 if has_kernel_axis else 0):])
     result, outs = _output(call, result_shape, out_dtype, outer)
@@ -219,6 +226,9 @@ def sliding_cosine_grad(signal, kernel, grad_output, *, sharpness=1.0, mode="val
     call = Call(signal, kernel, grad_output)
     x = call.operand(signal, "signal")
     g = call.operand(grad_output, "grad_output", min_ndim=0)
+    options = (sharpness, mode, dilation, noise_floor, fill, axis, method, center, stride)
+    if isinstance(axis, tuple):
+        return _spatial_grad(call, x, kernel, g, options, want_sharpness)
     grad_plan = plans.plan_sliding_grad(x.standin, _host_copy(call, kernel, "kernel"), g.standin,
                                         axis, mode, method, dilation, sharpness, noise_floor,
                                         fill, kernels.fill_unit_kernels, center, stride)
@@ -266,20 +276,100 @@ def sliding_cosine_grad(signal, kernel, grad_output, *, sharpness=1.0, mode="val
     call.launch(kernels.grad_signal, blocks(count * nchan * x.shape[plan.ax]), threads, 0,
                 *rows.args, pl, khat, d, a, spread, norms, means, plan.center, *outs)
     # the sums over windows: in chunks on the device, the chunks added here
-    windows = count * nwin
-    nchunks = max(1, min(windows, -(-settings.max_blocks * threads // (nker * nchan * m))))
-    chunk = max(1, -(-windows // nchunks))
-    partials = call.empty((nker, nchan, m, nchunks), np.float64)
+    chunk, partials = _chunks(call, count * nwin, (nker, nchan, m))
     call.launch(kernels.grad_kernel_sums, blocks(partials.size), threads, 0, *rows.args, pl, d,
                 a, means, plan.center, chunk, partials)
-    sums = _host_sum(call, partials).reshape(nker, nchan * m)
+    return _finish_grad(call, grad_plan, grad_signal, partials, chunk, along, spread, logs)
+
+
+def _chunks(call, windows, shape):
+    """``(chunk, partials)``: the windows per chunk of the sums over
+    ``windows`` windows, and the partial sums' device array ``shape + (number
+    of chunks,)`` (enough chunks to fill the device)."""
+    nchunks = max(1, min(windows, -(-settings.max_blocks * settings.threads
+                                    // int(np.prod(shape)))))
+    chunk = max(1, -(-windows // nchunks))
+    return chunk, call.empty(shape + (-(-windows // chunk),), np.float64)
+
+
+def _finish_grad(call, grad_plan, grad_signal, partials, chunk, along, spread, logs):
+    """The gradients from the signal's, the kernel sums' ``partials`` and the
+    per-window ``along`` (``(K, ...)``), ``spread`` and ``logs``, whose sums
+    are taken in chunks of ``chunk`` on the device and added on the host."""
+    nker = along.shape[0]
+    sums = _host_sum(call, partials).reshape(nker, -1)
     totals = [_host_sum(call, _chunk_sums(call, values, chunk))
-              for values in (along.reshape(nker, windows), spread.reshape(1, windows),
-                             logs.reshape(1, windows))]
+              for values in (along.reshape(nker, -1), spread.reshape(1, -1),
+                             logs.reshape(1, -1))]
     grad_kernel, grad_sharpness, grad_floor = plans.finish_grad(
         grad_plan, sums, totals[0], totals[2][0], totals[1][0])
     return (call.deliver(grad_signal), call.deliver(call.to_device(grad_kernel)),
             grad_sharpness, grad_floor)
+
+
+def _spatial_grad(call, x, kernel, g, options, want_sharpness):
+    """``sliding_cosine_grad`` over several axes: as along one axis, on the
+    strided windows only (C order over ``nout``): their cosines and norms by
+    ``kernels.spatial_windows`` (float64), ``grad_output`` gathered in that
+    order, the coefficients by ``kernels.grad_coefficients``, then the
+    signal's gradient and the kernel sums by their kernels over several
+    axes."""
+    sharpness, mode, dilation, noise_floor, fill, axis, method, center, stride = options
+    grad_plan, _ = spatial.plan_sliding_grad(
+        x.standin, _host_copy(call, kernel, "kernel"), g.standin, axis, mode, method, dilation,
+        sharpness, noise_floor, fill, kernels.fill_unit_kernels, center, stride)
+    plan = grad_plan.forward
+    geo = plan.geometry
+    r = len(geo.axes)
+    nker = plan.khat.shape[0]
+    nchan = plan.khat.shape[1]
+    count = int(np.prod(geo.nout))
+    threads = settings.threads
+    rows, signal = _spatial_signal(call, x, geo, plan.channel_axis)
+    khat = call.to_device(np.ascontiguousarray(plan.khat.reshape(nker, -1)))
+    kstate = call.to_device(plan.kernel_state)
+    window_strides = call.to_device(np.asarray(_c_strides(geo.nout), dtype=np.int64))
+    by_row = call.to_device(np.arange(rows.rows, dtype=np.int64) * nker * count)
+    cosines = call.empty((rows.rows, nker, count), np.float64)
+    call.launch(kernels.spatial_windows, blocks(cosines.size), threads, 0, *signal, khat, kstate,
+                plan.center, False, 1.0, plan.floor, 0.0, cosines.reshape(cosines.size), by_row,
+                count, window_strides)
+    norms = call.empty((rows.rows, count), np.float64)
+    call.launch(kernels.spatial_windows, blocks(norms.size), threads, 0, *signal, khat, kstate,
+                plan.center, True, 1.0, 0.0, 0.0, norms.reshape(norms.size),
+                call.to_device(np.arange(rows.rows, dtype=np.int64) * count), 0, window_strides)
+    means = call.empty((rows.rows, count) if plan.center else (1, 1), np.float64)
+    if plan.center:
+        call.launch(kernels.spatial_means, blocks(means.size), threads, 0, *signal, means)
+    # grad_output in the computing layout (B, K, windows), float64
+    flat_g, base = g.flat()
+    moved = np.moveaxis(_layout(g.shape, g.strides), plan.result_axes, range(g.ndim))
+    if not spatial.has_kernel_axis(plan):
+        moved = np.expand_dims(moved, moved.ndim - r)
+    gathered = call.empty(cosines.shape, np.float64)
+    call.launch(kernels.sharpen, blocks(gathered.size), threads, 0, flat_g, base,
+                call.to_device(np.asarray(moved.shape, dtype=np.int64)),
+                call.to_device(np.asarray(moved.strides, dtype=np.int64)), 1.0,
+                gathered.reshape(gathered.size))  # (sharpen to the power 1: a strided copy)
+    a = call.empty(cosines.shape, np.float64)
+    along = call.empty((nker, rows.rows, count), np.float64)
+    spread = call.empty((rows.rows, count), np.float64)
+    logs = call.empty((rows.rows, count), np.float64)
+    call.launch(kernels.grad_coefficients, blocks(spread.size), threads, 0, cosines, norms,
+                gathered.reshape(gathered.size), by_row, count, 1, 1, kstate, plan.exponent,
+                plan.floor, want_sharpness, a, along, spread, logs)
+    # the signal's gradient, in the caller's layout and dtype
+    inner = tuple(geo.axes) if plan.channel_axis is None else (plan.channel_axis,) + geo.axes
+    grad_signal, outs = _output(call, x.shape, plan.out_dtype, inner)
+    ocs = outs[2] if plan.channel_axis is not None else 0
+    ostrides = call.to_device(np.asarray(outs[len(outs) - r:], dtype=np.int64))
+    samples = rows.rows * nchan * int(np.prod([x.shape[ax] for ax in geo.axes]))
+    call.launch(kernels.spatial_grad_signal, blocks(samples), threads, 0, *signal, khat, a,
+                spread, norms, means, plan.center, outs[0], outs[1], ocs, ostrides)
+    chunk, partials = _chunks(call, rows.rows * count, (nker, khat.shape[1]))
+    call.launch(kernels.spatial_grad_kernel_sums, blocks(partials.size), threads, 0, *signal, a,
+                means, plan.center, chunk, partials)
+    return _finish_grad(call, grad_plan, grad_signal, partials, chunk, along, spread, logs)
 
 
 def _chunk_sums(call, values, chunk):
