@@ -48,8 +48,10 @@ def geometries(draw, r=None, max_n=9, max_m=4):
 
 def long_geometry(draw):
     """One image axis pair with windows long enough for the blocked scans
-    (more than ``_cpu.spatial.DIRECT_TAPS`` taps, chunks crossed)."""
-    m = (draw(st.integers(5, 12)), draw(st.integers(5, 12)))
+    (more than ``config.SPATIAL_DIRECT_TAPS`` taps, chunks crossed) and,
+    along the last axis, for the runs of taps (more than
+    ``config.SPATIAL_ROW_DIRECT_TAPS``) or the passes of four taps."""
+    m = (draw(st.integers(5, 12)), draw(st.integers(5, 12) | st.integers(17, 22)))
     d = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
     shape = tuple((mm - 1) * dd + 1 + draw(st.integers(0, 3 * mm * dd)) for mm, dd in zip(m, d))
     modes = tuple(draw(st.sampled_from(["valid", "same", "full"])) for _ in range(2))

@@ -55,6 +55,12 @@ FFT_BLOCK_NS = 1000.0
 # in cache between the passes and the dots; fewer rows pay more per-band
 # overheads, more fall out of cache.
 SPATIAL_BAND_ROWS = 64
+# Windows of at most this many taps along an axis that is not the last are
+# summed tap by tap (as exact as the two blocked scans, and cheaper there);
+# along the last axis, up to SPATIAL_ROW_DIRECT_TAPS, four taps a pass over
+# the row (cheaper than summing runs of 1, 2, 4 ... taps).
+SPATIAL_DIRECT_TAPS = 4
+SPATIAL_ROW_DIRECT_TAPS = 16
 # sliding_cosine_grad over several axes lays runs of output rows out as the
 # stacks of rows they read: at most this many float64 elements at a time.
 SPATIAL_GRAD_ELEMENTS = 1 << 22

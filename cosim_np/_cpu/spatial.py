@@ -28,13 +28,10 @@ import math
 
 import numpy as np
 
+from .._core.config import SPATIAL_DIRECT_TAPS as DIRECT_TAPS
 from .._core.scalars import KERNEL_NORMAL
 from ._jit import jit
 from .sliding import _cosine, sharpen_value
-
-# Windows of at most this many taps along an axis are summed tap by tap (as
-# exact, and cheaper than the two scans).
-DIRECT_TAPS = 4
 
 
 @jit
@@ -126,8 +123,8 @@ def _value(x, square):
 @jit
 def direct_row_sums(src, o0, o1, m, d, stride, square, dst):
     """``dst[o, i]``: the sum of ``src[o, i * stride + j * d]`` over ``j < m``
-    (squared with ``square``): short windows along a last axis, summed tap
-    by tap along the row (vectorised for ``stride`` 1)."""
+    (squared with ``square``): short windows along a last axis, summed along
+    the row four taps a pass (vectorised for ``stride`` 1)."""
     nout = dst.shape[1]
     for o in range(o0, o1):
         row, out = src[o], dst[o]
@@ -138,10 +135,16 @@ def direct_row_sums(src, o0, o1, m, d, stride, square, dst):
                     total += _value(row[i * stride + j * d], square)
                 out[i] = total
             continue
-        first = row[:nout]
-        for i in range(nout):
-            out[i] = _value(first[i], square)
-        for j in range(1, m):
+        out[:] = 0.0
+        j = 0
+        while m - j >= 4:
+            r0, r1 = row[j * d : j * d + nout], row[(j + 1) * d : (j + 1) * d + nout]
+            r2, r3 = row[(j + 2) * d : (j + 2) * d + nout], row[(j + 3) * d : (j + 3) * d + nout]
+            for i in range(nout):
+                out[i] += ((_value(r0[i], square) + _value(r1[i], square))
+                           + (_value(r2[i], square) + _value(r3[i], square)))
+            j += 4
+        for j in range(j, m):
             shifted = row[j * d : j * d + nout]
             for i in range(nout):
                 out[i] += _value(shifted[i], square)

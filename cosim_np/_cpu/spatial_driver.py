@@ -366,7 +366,7 @@ def _axis_pass(values, m2s, count, a, geo, square=False):
     dst_m2 = np.empty_like(dst) if m2s is not None else None
     if inner == 1:  # the last axis: runs of taps level by level along each row
         src, dst = src[:, :, 0], dst[:, :, 0]
-        if m2s is None and m <= kernels.DIRECT_TAPS:
+        if m2s is None and m <= config.SPATIAL_ROW_DIRECT_TAPS:
             kernels.direct_row_sums(src, 0, outer, m, d, stride, square, dst)
         elif m2s is None:
             kernels.row_window_sums(src, 0, outer, m, d, stride, square, dst, *np.empty((3, n)))
