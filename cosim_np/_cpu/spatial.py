@@ -17,7 +17,10 @@ subtracted, so a window's sum holds its own samples' squares only (a
 bright pixel leaves every window without it exact, a NaN stays in the
 windows that hold it), and each pass costs O(1) per element whatever the
 window's length.  The ``inner`` elements of a position are independent and
-summed side by side (vectorised).
+summed side by side (vectorised).  Along the last axis (``inner`` 1, a row
+in cache) windows of up to ``config.SPATIAL_ROW_DIRECT_TAPS`` taps are
+summed four taps a pass over the row, longer ones from runs of 1, 2, 4 ...
+taps (``row_window_sums``).
 
 With ``center`` the elements are the means and M2s (sums of squared
 deviations) of equal-sized groups of samples, merged by Chan, Golub and
