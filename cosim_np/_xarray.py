@@ -25,7 +25,10 @@ from ._core import validate as v
 
 
 def axis_of(array, axis):
-    """The axis number of ``axis``: a dim name or an int."""
+    """The axis number of ``axis``: a dim name or an int (a tuple of them:
+    a tuple of numbers)."""
+    if isinstance(axis, tuple):
+        return tuple(axis_of(array, item) for item in axis)
     if isinstance(axis, str):
         if axis not in array.dims:
             raise ValueError(f"axis={axis!r} is not a dim of the DataArray; its dims are "
@@ -34,19 +37,36 @@ def axis_of(array, axis):
     return v.check_axis(axis, array.ndim)
 
 
-def _coords(array, dim, nout, mode, stride, dropped=()):
-    """The coordinates of ``array`` that still apply to a result whose
-    ``dim`` has ``nout`` windows in ``mode``, every ``stride``-th;
-    ``dropped``: dims that are gone."""
+def _per_axis(value, count):
+    """A setting given once or one per sliding axis, as a tuple of ``count``."""
+    return tuple(value) if isinstance(value, (tuple, list)) else (value,) * count
+
+
+def _sliding(array, ax, mode, stride):
+    """``(dim, mode, stride)`` of each sliding axis ``ax`` (an int or a tuple)."""
+    axes = ax if isinstance(ax, tuple) else (ax,)
+    return list(zip((array.dims[a] for a in axes), _per_axis(mode, len(axes)),
+                    _per_axis(stride, len(axes))))
+
+
+def _coords(array, sliding, result_dims, result_shape, dropped=()):
+    """The coordinates of ``array`` that still apply to a result of
+    ``result_dims`` and ``result_shape`` whose ``sliding`` dims ``(dim,
+    mode, stride)`` hold windows; ``dropped``: dims that are gone."""
     coords = {}
     for name, coord in array.coords.items():
         if any(d in dropped for d in coord.dims):
             continue
-        if dim in coord.dims:
-            if mode == "full":
+        for dim, mode, stride in sliding:
+            if dim not in coord.dims:
                 continue
+            if mode == "full":
+                coord = None
+                break
+            nout = result_shape[result_dims.index(dim)]
             coord = coord.isel({dim: slice(0, nout * stride, stride)})
-        coords[name] = coord
+        if coord is not None:
+            coords[name] = coord
     return coords
 
 
@@ -55,30 +75,40 @@ def windowed_norm(array, compute, *, window, dilation, mode, axis, center, strid
     ax = axis_of(array, axis)
     result = compute(array.data, window, dilation=dilation, mode=mode, axis=ax, center=center,
                      stride=stride)
-    dim = array.dims[ax]
-    return xr.DataArray(result, dims=array.dims,
-                        coords=_coords(array, dim, result.shape[ax], mode, stride))
+    return xr.DataArray(result, dims=array.dims, coords=_coords(
+        array, _sliding(array, ax, mode, stride), array.dims, result.shape))
+
+
+def _kernel_layout(array, ax, kernel):
+    """``(kind, first)``: ``"bank"``, ``"channels"`` or None for ``kernel``
+    over the sliding axes ``ax``, and the first of them in the array's
+    order (a bank's kernel dim goes before it; the channel dim is the one
+    just before it)."""
+    axes = ax if isinstance(ax, tuple) else (ax,)
+    extra = v.as_real_array(kernel, "kernel").ndim - len(axes)
+    first = min(axes)
+    if extra == 2 and first > 0:
+        return "channels", first
+    return ("bank" if extra == 1 else None), first
 
 
 def sliding_cosine(array, kernel, compute, *, axis, mode, stride, **options):
     """``sliding_cosine`` of a DataArray (``compute``: the public function)."""
     ax = axis_of(array, axis)
-    ndim_kernel = v.as_real_array(kernel, "kernel").ndim
-    if "kernel" in array.dims and ndim_kernel > 1:
+    kind, first = _kernel_layout(array, ax, kernel)
+    if "kernel" in array.dims and kind is not None:
         raise ValueError("the DataArray already has a dim named 'kernel', which a kernel bank "
                          "or multi-channel kernel adds to the result; rename it first.")
     result = compute(array.data, kernel, axis=ax, mode=mode, stride=stride, **options)
-    dim = array.dims[ax]
     dims = list(array.dims)
     dropped = ()
-    if ndim_kernel == 3 and ax > 0:  # output channels in place of the input channels
-        dropped = (dims[ax - 1],)
-        dims[ax - 1] = "kernel"
-    elif ndim_kernel == 2:  # a bank: its kernel dim before the sliding one
-        dims.insert(ax, "kernel")
-    nout = result.shape[dims.index(dim)]
-    return xr.DataArray(result, dims=dims,
-                        coords=_coords(array, dim, nout, mode, stride, dropped))
+    if kind == "channels":  # output channels in place of the input channels
+        dropped = (dims[first - 1],)
+        dims[first - 1] = "kernel"
+    elif kind == "bank":  # a bank: its kernel dim before the first sliding one
+        dims.insert(first, "kernel")
+    return xr.DataArray(result, dims=dims, coords=_coords(
+        array, _sliding(array, ax, mode, stride), dims, result.shape, dropped))
 
 
 def sharpen(array, compute, *, sharpness):
@@ -91,16 +121,19 @@ def find_matches(array, kernel, compute, *, axis, mode):
     its ``Matches`` with the coordinate values of each match (``coords``)."""
     ax = axis_of(array, axis)
     found = compute(array.data, kernel, axis=ax, mode=mode)
-    dim = array.dims[ax]
-    channel = array.dims[ax - 1] if v.as_real_array(kernel, "kernel").ndim == 3 else None
-    lead = [d for d in array.dims if d not in (dim, channel)]
+    sliding = _sliding(array, ax, mode, 1)
+    dims = [dim for dim, _, _ in sliding]
+    kind, first = _kernel_layout(array, ax, kernel)
+    channel = array.dims[first - 1] if kind == "channels" else None
+    lead = [d for d in array.dims if d not in dims and d != channel]
+    index = found.index if found.index.ndim == 2 else found.index[:, None]
     coords = {}
     for name, coord in array.coords.items():
         if coord.ndim != 1:
             continue
         (owner,) = coord.dims
-        if owner == dim and mode != "full":
-            coords[name] = np.asarray(coord.values)[found.index]
+        if owner in dims and sliding[dims.index(owner)][1] != "full":
+            coords[name] = np.asarray(coord.values)[index[:, dims.index(owner)]]
         elif owner in lead:
             coords[name] = np.asarray(coord.values)[found.batch[:, lead.index(owner)]]
     found.coords = coords

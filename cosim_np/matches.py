@@ -258,29 +258,6 @@ def find_matches(
           9  1.0000       0
     """
     axis = spatial_plans.normalise_axis(axis)
-    if isinstance(axis, tuple):
-        _sliding._several_axes_here(signal)
-        scores = None
-        if _backend.wants_cuda(backend, signal=signal, kernel=kernel):
-            _check_selection(k, threshold, sign)  # (scores on the device, the selection here)
-            scores = _to_host(_backend.cuda_impl("sliding_cosine")(
-                signal, kernel, sharpness=sharpness, mode=mode, dilation=dilation,
-                noise_floor=noise_floor, fill=fill, axis=axis, method=method, center=center))
-            x, kernel = np.broadcast_to(np.zeros((), scores.dtype), tuple(signal.shape)), \
-                _to_host(kernel)  # (of the scores' dtype: the plan's result dtype)
-        else:
-            x = v.as_real_array(signal, "signal")
-        splan = spatial_plans.plan_sliding(x, kernel, axis, mode, method, dilation, sharpness,
-                                           noise_floor, fill, None, drivers.fill_unit_kernels,
-                                           center)
-        order = spatial_plans.layout_axes(x.ndim, splan.geometry.axes, splan.channel_axis)
-        lead = tuple(x.shape[i] for i in order[: x.ndim - len(splan.geometry.axes)]
-                     if i != splan.channel_axis)
-        mplan = plans.plan_spatial_matches(k, threshold, exclusion, sign, m=splan.khat.shape[2:],
-                                           dilation=splan.geometry.d, lead=lead)
-        if scores is None:
-            return _result(spatial_matches.find_matches(x, splan, mplan, method), mplan)
-        return _result(spatial_matches.select(scores, splan, mplan), mplan)
     if _backend.is_xarray(signal):
         return _backend.xarray_impl("find_matches")(
             signal, kernel, functools.partial(
@@ -288,6 +265,11 @@ def find_matches(
                 sharpness=sharpness, dilation=dilation, noise_floor=noise_floor, fill=fill,
                 method=method, center=center, max_memory=max_memory, backend=backend),
             axis=axis, mode=mode)
+    if isinstance(axis, tuple):
+        return _several_axes(signal, kernel, k, threshold, exclusion, sign, method, backend,
+                             dict(sharpness=sharpness, mode=mode, dilation=dilation,
+                                  noise_floor=noise_floor, fill=fill, axis=axis,
+                                  center=center))
     if _backend.wants_cuda(backend, signal=signal, kernel=kernel):
         return _on_gpu(signal, kernel, k, threshold, exclusion, sign, max_memory, dict(
             sharpness=sharpness, mode=mode, dilation=dilation, noise_floor=noise_floor, fill=fill,
@@ -334,6 +316,34 @@ def _on_gpu(signal, kernel, k, threshold, exclusion, sign, max_memory, options):
     mplan = plans.plan_matches(k, threshold, exclusion, sign, max_memory, nker=nker,
                                m=kernel_shape[-1], dilation=options["dilation"], nwin=nwin, lead=lead)
     return _result(cpu.select_scores(scores, ax, channel_axis, is_bank, mplan), mplan)
+
+
+def _several_axes(signal, kernel, k, threshold, exclusion, sign, method, backend, options):
+    """``find_matches`` over several axes (``options`` has the rest of
+    ``sliding_cosine``'s).  Device and Dask signals: their scores (on the
+    device, or chunk by chunk) gathered on the host, then the selection."""
+    scores = None
+    if _backend.is_dask(signal) or _backend.wants_cuda(backend, signal=signal, kernel=kernel):
+        _check_selection(k, threshold, sign)  # (before any scores are computed)
+        scores = _to_host(_sliding.sliding_cosine(signal, kernel, method=method,
+                                                  backend=backend, **options))
+        # a stand-in of the scores' dtype (the plan's result dtype) for the plan
+        x, kernel = np.broadcast_to(np.zeros((), scores.dtype), tuple(signal.shape)), \
+            _to_host(kernel)
+    else:
+        x = v.as_real_array(signal, "signal")
+    splan = spatial_plans.plan_sliding(x, kernel, options["axis"], options["mode"], method,
+                                       options["dilation"], options["sharpness"],
+                                       options["noise_floor"], options["fill"], None,
+                                       drivers.fill_unit_kernels, options["center"])
+    order = spatial_plans.layout_axes(x.ndim, splan.geometry.axes, splan.channel_axis)
+    lead = tuple(x.shape[i] for i in order[: x.ndim - len(splan.geometry.axes)]
+                 if i != splan.channel_axis)
+    mplan = plans.plan_spatial_matches(k, threshold, exclusion, sign, m=splan.khat.shape[2:],
+                                       dilation=splan.geometry.d, lead=lead)
+    if scores is None:
+        return _result(spatial_matches.find_matches(x, splan, mplan, method), mplan)
+    return _result(spatial_matches.select(scores, splan, mplan), mplan)
 
 
 def _check_selection(k, threshold, sign):

@@ -39,16 +39,6 @@ noise_floor : float
 # public functions
 
 
-def _several_axes_here(signal):
-    """Several sliding axes take NumPy arrays and CUDA device arrays; a clear
-    error for the rest, whose backends take one axis so far."""
-    if _backend.is_xarray(signal) or _backend.is_dask(signal):
-        raise NotImplementedError(
-            "axis as a tuple of several axes takes NumPy arrays (and CUDA device arrays) so "
-            f"far; for a {type(signal).__name__}, compute it as a NumPy array (.values / "
-            ".compute()) or slide along one axis.")
-
-
 @_backend.documented
 def sharpen(s, sharpness, *, out=None, backend="auto"):
     """Sign-preserving sharpening ``sign(s) * |s| ** (sharpness**2)``.
@@ -210,8 +200,6 @@ def windowed_norm(signal, window, *, dilation=1, mode="valid", axis=-1, center=F
     array([0., 0.])
     """
     axis = spatial.normalise_axis(axis)
-    if isinstance(axis, tuple):
-        _several_axes_here(signal)
     if _backend.is_xarray(signal):
         _no_out_for_labels(out)
         return _backend.xarray_impl("windowed_norm")(
@@ -429,8 +417,6 @@ def sliding_cosine(
     array([1.   , 1.   , 0.048])
     """
     axis = spatial.normalise_axis(axis)
-    if isinstance(axis, tuple):
-        _several_axes_here(signal)
     if _backend.is_xarray(signal):
         _no_out_for_labels(out)
         return _backend.xarray_impl("sliding_cosine")(
@@ -565,8 +551,6 @@ def sliding_cosine_grad(
     True
     """
     axis = spatial.normalise_axis(axis)
-    if isinstance(axis, tuple):
-        _several_axes_here(signal)
     for name, value in (("signal", signal), ("kernel", kernel), ("grad_output", grad_output)):
         if _backend.is_dask(value) or _backend.is_xarray(value):
             raise TypeError(

@@ -5,6 +5,8 @@ multi-channel kernel; ``cosine_similarity`` bit for bit; ``pairwise_cosine``
 and ``topk_cosine`` to the rounding of the BLAS products -- on the threaded
 scheduler and on a ``dask.distributed.LocalCluster`` of worker processes."""
 
+import re
+
 import numpy as np
 import pytest
 from hypothesis import example, given
@@ -12,6 +14,7 @@ from hypothesis import strategies as st
 
 from cosim_np import (
     cosine_similarity,
+    find_matches,
     pairwise_cosine,
     sharpen,
     sliding_cosine,
@@ -385,3 +388,87 @@ def test_find_matches_gathers_only_candidates(monkeypatch):
     assert served and len(got) == len(want) >= 6
     np.testing.assert_array_equal(got.index, want.index)
     np.testing.assert_array_equal(got.batch, want.batch)
+
+
+# --- several sliding axes (images, volumes)
+
+
+@st.composite
+def chunked_images(draw):
+    """An image problem with any chunking: ``(x, chunks, kernel, options)``."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    kind = draw(st.sampled_from(["one", "bank", "channels"]))
+    m = (draw(st.integers(1, 6)), draw(st.integers(1, 5)))
+    d = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    shape = (draw(st.integers(1, 3)), 2, draw(st.integers(1, 220)), draw(st.integers(1, 30)))
+    x = rng.standard_normal(shape).astype(draw(st.sampled_from([np.float32, np.float64])))
+    if shape[2] > 4:
+        x[:, :, draw(st.integers(0, shape[2] - 3)), 0] = 1e7  # a bright pixel
+    chunks = tuple(draw(st.integers(1, n)) for n in shape)
+    kernel = {"one": rng.standard_normal(m), "bank": rng.standard_normal((3,) + m),
+              "channels": rng.standard_normal((4, 2) + m)}[kind]
+    modes = tuple(draw(st.sampled_from(["valid", "same", "full"])) for _ in range(2))
+    axis = (2, 3) if kind == "channels" or draw(st.booleans()) else (3, 2)
+    if axis == (3, 2):
+        m, d, modes = m[::-1], d[::-1], modes[::-1]
+        kernel = kernel.reshape(kernel.shape[:-2] + m) if kind != "channels" else kernel
+    options = dict(axis=axis, mode=modes, dilation=d, center=draw(st.booleans()),
+                   stride=(draw(st.integers(1, 3)), draw(st.integers(1, 2))),
+                   sharpness=draw(st.sampled_from([1.0, 1.5])), method="direct")
+    return x, chunks, kernel, options
+
+
+@given(chunked_images())
+def test_several_axes_equal_the_in_memory_results_bit_for_bit(problem):
+    x, chunks, kernel, options = problem
+    try:
+        want = sliding_cosine(x, kernel, **options)
+    except ValueError as error:  # (a kernel longer than the image in mode 'valid')
+        with pytest.raises(ValueError, match=re.escape(str(error))):
+            sliding_cosine(da.from_array(x, chunks=chunks), kernel, **options)
+        return
+    lazy = sliding_cosine(da.from_array(x, chunks=chunks), kernel, **options)
+    assert isinstance(lazy, da.Array) and lazy.shape == want.shape and lazy.dtype == want.dtype
+    np.testing.assert_array_equal(lazy.compute(), want)
+    window = kernel.shape[-2:]
+    norm_options = {key: options[key] for key in ("axis", "mode", "dilation", "center", "stride")}
+    lazy = windowed_norm(da.from_array(x, chunks=chunks), window, **norm_options)
+    np.testing.assert_array_equal(lazy.compute(), windowed_norm(x, window, **norm_options))
+
+
+def test_several_axes_of_a_large_image_cut_into_bands_and_by_fft():
+    """Blocks of many bands of windows (the first sliding axis cut, the other
+    whole), a volume, and the FFT method to its accuracy."""
+    rng = np.random.default_rng(31)
+    image = rng.standard_normal((700, 90)).astype(np.float32)
+    lazy = da.from_array(image, chunks=(150, 40))
+    template = rng.standard_normal((9, 7))
+    got = sliding_cosine(lazy, template, axis=(0, 1), mode="same")
+    assert got.numblocks[0] > 3
+    np.testing.assert_array_equal(got.compute(), sliding_cosine(image, template, axis=(0, 1),
+                                                                mode="same"))
+    big = rng.standard_normal((20, 20))
+    got = sliding_cosine(lazy, big, axis=(0, 1), method="fft").compute()
+    np.testing.assert_allclose(got, sliding_cosine(image, big, axis=(0, 1), method="direct"),
+                               rtol=0, atol=tolerance(np.float32, big.size))
+    volume = rng.standard_normal((30, 12, 10))
+    kernel = rng.standard_normal((3, 2, 4))
+    got = sliding_cosine(da.from_array(volume, chunks=(7, 5, 4)), kernel, axis=(0, 1, 2),
+                         mode=("same", "valid", "full"), center=True)
+    np.testing.assert_array_equal(got.compute(), sliding_cosine(
+        volume, kernel, axis=(0, 1, 2), mode=("same", "valid", "full"), center=True))
+
+
+def test_find_matches_over_several_axes_of_a_dask_array_equals_in_memory():
+    rng = np.random.default_rng(32)
+    images = rng.standard_normal((2, 160, 50))
+    bank = rng.standard_normal((2, 5, 4))
+    for options in (dict(k=4), dict(threshold=0.6, exclusion=(3, 2), sign="positive")):
+        want = find_matches(images, bank, axis=(1, 2), **options)
+        got = find_matches(da.from_array(images, chunks=(1, 40, 20)), bank, axis=(1, 2),
+                           **options)
+        assert len(got) == len(want) > 0
+        for field in ("index", "score", "kernel", "batch"):
+            np.testing.assert_array_equal(getattr(got, field), getattr(want, field))
+    with pytest.raises(ValueError, match="sign"):
+        find_matches(da.from_array(images), bank, axis=(1, 2), sign="up")

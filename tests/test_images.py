@@ -379,16 +379,6 @@ def test_find_matches_finds_a_template_cut_from_a_photograph():
                     (1, 1): [57, 77]}
 
 
-def test_several_axes_on_dask_and_xarray_say_so():
-    x = np.ones((6, 7))
-    k = np.arange(4.0).reshape(2, 2)
-    dask = pytest.importorskip("dask.array")
-    with pytest.raises(NotImplementedError, match="NumPy arrays"):
-        windowed_norm(dask.from_array(x), 2, axis=(0, 1))
-    with pytest.raises(NotImplementedError, match="NumPy arrays"):
-        find_matches(dask.from_array(x), k, axis=(0, 1))
-
-
 # --- the anchors: equal where they are right, exact where they fail
 
 

@@ -144,3 +144,69 @@ def test_find_matches_with_multichannel_kernels_drops_the_channel_coordinate(rec
     array, _ = record
     found = find_matches(array, np.ones((2, 3, 5)), k=1)
     assert set(found.coords) == {"time", "tick", "station", "gain"}
+
+
+# --- several sliding dims (images)
+
+
+@pytest.fixture(params=["numpy", "dask"])
+def images(request):
+    rng = np.random.default_rng(1)
+    values = rng.standard_normal((2, 3, 40, 30))
+    array = xr.DataArray(values, dims=("frame", "channel", "y", "x"),
+                         coords={"y": 10.0 + np.arange(40), "x": -np.arange(30.0),
+                                 "frame": ["a", "b"], "channel": ["r", "g", "b"],
+                                 "row": ("y", np.arange(40) % 7),
+                                 "pixel": (("y", "x"), np.arange(1200.0).reshape(40, 30))})
+    if request.param == "dask":
+        array = array.chunk({"y": 13, "frame": 1})
+    return array, values
+
+
+def test_several_dims_keep_their_names_and_follow_each_mode_and_stride(images):
+    array, values = images
+    kernel = np.arange(12.0).reshape(3, 4) - 5
+    options = dict(mode=("valid", "same"), stride=(2, 1))
+    got = sliding_cosine(array, kernel, axis=("y", "x"), **options)
+    want = sliding_cosine(values, kernel, axis=(2, 3), **options)
+    assert got.dims == array.dims and isinstance(got.data, type(array.data))
+    np.testing.assert_array_equal(got.values, want)
+    np.testing.assert_array_equal(got.y.values, 10.0 + np.arange(0, 38, 2))  # window starts
+    np.testing.assert_array_equal(got.x.values, -np.arange(30.0))  # 'same': unchanged
+    np.testing.assert_array_equal(got.row.values, np.arange(0, 38, 2) % 7)
+    np.testing.assert_array_equal(got.pixel.values,
+                                  np.arange(1200.0).reshape(40, 30)[0:38:2])
+    assert list(got.frame.values) == ["a", "b"]
+    norms = windowed_norm(array, (3, 4), axis=("x", "y"), mode="full")
+    np.testing.assert_array_equal(norms.values, windowed_norm(values, (3, 4), axis=(3, 2),
+                                                              mode="full"))
+    assert norms.dims == array.dims and "y" not in norms.coords and "pixel" not in norms.coords
+
+
+def test_several_dims_with_banks_and_multichannel_kernels(images):
+    array, values = images
+    rng = np.random.default_rng(2)
+    bank = rng.standard_normal((4, 3, 3))
+    got = sliding_cosine(array, bank, axis=("y", "x"), center=True)
+    assert got.dims == ("frame", "channel", "kernel", "y", "x")
+    np.testing.assert_array_equal(got.values,
+                                  sliding_cosine(values, bank, axis=(2, 3), center=True))
+    layer = rng.standard_normal((5, 3, 2, 2))
+    got = sliding_cosine(array, layer, axis=("y", "x"))
+    assert got.dims == ("frame", "kernel", "y", "x") and "channel" not in got.coords
+    np.testing.assert_array_equal(got.values, sliding_cosine(values, layer, axis=(2, 3)))
+
+
+def test_find_matches_over_several_dims_carries_each_matchs_coordinates(images):
+    from cosim_np import find_matches
+
+    array, values = images
+    template = values[1, 2, 20:25, 10:14]
+    found = find_matches(array, template, k=1, axis=("y", "x"), sign="positive")
+    want = find_matches(values, template, k=1, axis=(2, 3), sign="positive")
+    np.testing.assert_array_equal(found.index, want.index)
+    best = np.argmax(found.score)
+    assert tuple(found.index[best]) == (20, 10) and tuple(found.batch[best]) == (1, 2)
+    assert found.coords["y"][best] == 30.0 and found.coords["x"][best] == -10.0
+    assert found.coords["frame"][best] == "b" and found.coords["channel"][best] == "b"
+    np.testing.assert_array_equal(found.coords["row"], (found.index[:, 0]) % 7)

@@ -23,6 +23,7 @@ import functools
 import dask.array as da
 import numpy as np
 
+from .._core import config, spatial
 from .._core import sliding as plans
 from .._core import validate as v
 
@@ -111,6 +112,66 @@ def _every(result, axis, stride):
     return result[(slice(None),) * axis + (slice(None, None, stride),)]
 
 
+def _spatial_windows(x, geo, block, result_chunks, new_axis, dtype):
+    """Every window of a call over several axes (``geo``, a
+    ``_core.spatial.Geometry``), as the in-memory call cuts it: the signal
+    padded with each axis's zeros (lazily), cut along the first sliding
+    axis into blocks of whole bands of windows (``_run_bands``: each band's
+    sums then start where the in-memory call's do), each reading the first
+    rows of the next block, every other sliding axis whole.  ``block``: the
+    in-memory function in mode 'valid' over one block; ``result_chunks``
+    maps the chunks of the first sliding axis's windows to the result's."""
+    width = [(0, 0)] * x.ndim
+    for ax, pads in zip(geo.axes, geo.pads):
+        width[ax] = pads
+    if any(left or right for left, right in width):
+        x = da.pad(x, width, mode="constant")
+    x = x.rechunk({ax: -1 for ax in geo.axes[1:]})
+    first, s0 = geo.axes[0], geo.stride[0]
+    span = (geo.m[0] - 1) * geo.d[0]
+    band = max(config.SPATIAL_BAND_ROWS, -(-span // s0)) * s0  # rows of a band's windows
+    sizes = _block_chunks(x.shape[first], span, band, x.chunks[first])
+    x = x.rechunk({first: sizes})
+    counts = tuple(size // s0 for size in sizes[:-1])
+    chunks = result_chunks(counts + (geo.nout[0] - sum(counts),))
+    meta = np.empty((0,) * len(chunks), dtype=dtype)
+    if len(sizes) == 1:
+        return x.map_blocks(block, chunks=chunks, new_axis=new_axis, meta=meta)
+    return da.map_overlap(block, x, depth={first: (0, span)}, boundary="none", trim=False,
+                          allow_rechunk=False, chunks=chunks, new_axis=new_axis, meta=meta)
+
+
+def _spatial_sliding_cosine(signal, kernel, block_function, options, normalise):
+    """``sliding_cosine`` over several axes of a Dask array (``options``:
+    the call's, ``axis`` a tuple)."""
+    plan = spatial.plan_sliding(signal, kernel, options["axis"], options["mode"],
+                                options["method"], options["dilation"], options["sharpness"],
+                                options["noise_floor"], options["fill"], None, normalise,
+                                options["center"], options["stride"])
+    geo = plan.geometry
+    x = signal
+    if plan.channel_axis is not None:  # a window reads every channel
+        x = x.rechunk({plan.channel_axis: -1})
+    block = functools.partial(block_function, kernel=kernel, **dict(
+        options, axis=geo.axes, mode="valid"))
+    nker = plan.khat.shape[0]
+    bank_axis = min(geo.axes) if plan.is_bank else None
+
+    def result_chunks(counts):
+        chunks = list(x.chunks)
+        for ax, count in zip(geo.axes, geo.nout):
+            chunks[ax] = (count,)
+        chunks[geo.axes[0]] = counts
+        if plan.channel_axis is not None:
+            chunks[plan.channel_axis] = (nker,)
+        elif bank_axis is not None:
+            chunks.insert(bank_axis, (nker,))
+        return tuple(chunks)
+
+    return _spatial_windows(x, geo, block, result_chunks,
+                            [] if bank_axis is None else [bank_axis], plan.out_dtype)
+
+
 def sliding_cosine(signal, kernel, block_function, *, sharpness=1.0, mode="valid", dilation=1,
                    noise_floor=0.0, fill=0.0, axis=-1, method="auto", center=False, stride=1,
                    out=None, normalise=None):
@@ -119,6 +180,10 @@ def sliding_cosine(signal, kernel, block_function, *, sharpness=1.0, mode="valid
     ``normalise``: the compiled unit kernels of the client's plan
     (``_core.sliding.unit_kernels``)."""
     no_out(out, "a Dask array signal")
+    if isinstance(axis, tuple):
+        return _spatial_sliding_cosine(signal, kernel, block_function, dict(
+            sharpness=sharpness, mode=mode, dilation=dilation, noise_floor=noise_floor,
+            fill=fill, axis=axis, method=method, center=center, stride=stride), normalise)
     plan = plans.plan_sliding(signal, kernel, axis, mode, method, dilation, sharpness,
                               noise_floor, fill, None, normalise, center, stride)
     nker, nchan, m = plan.khat.shape
@@ -150,6 +215,20 @@ def windowed_norm(signal, window, block_function, *, dilation=1, mode="valid", a
                   center=False, stride=1, out=None):
     """``windowed_norm`` of the Dask array ``signal``: a lazy Dask array."""
     no_out(out, "a Dask array signal")
+    if isinstance(axis, tuple):
+        plan = spatial.plan_norms(signal, window, dilation, mode, axis, center, stride)
+        geo = plan.geometry
+        block = functools.partial(block_function, window=geo.m, dilation=geo.d, mode="valid",
+                                  axis=geo.axes, center=plan.center, stride=geo.stride)
+
+        def result_chunks(counts):
+            chunks = list(signal.chunks)
+            for ax, count in zip(geo.axes, geo.nout):
+                chunks[ax] = (count,)
+            chunks[geo.axes[0]] = counts
+            return tuple(chunks)
+
+        return _spatial_windows(signal, geo, block, result_chunks, [], plan.out_dtype)
     plan = plans.plan_norms(signal, window, dilation, mode, axis, center, stride)
     block = functools.partial(block_function, window=plan.m, dilation=plan.d, mode="valid",
                               axis=plan.ax, center=plan.center)
