@@ -121,16 +121,17 @@ def _spatial_windows(x, geo, block, result_chunks, new_axis, dtype):
     rows of the next block, every other sliding axis whole.  ``block``: the
     in-memory function in mode 'valid' over one block; ``result_chunks``
     maps the chunks of the first sliding axis's windows to the result's."""
+    first, s0 = geo.axes[0], geo.stride[0]
+    hint = x.chunks[first]  # (the caller's chunks: padding adds small ones)
     width = [(0, 0)] * x.ndim
     for ax, pads in zip(geo.axes, geo.pads):
         width[ax] = pads
     if any(left or right for left, right in width):
         x = da.pad(x, width, mode="constant")
     x = x.rechunk({ax: -1 for ax in geo.axes[1:]})
-    first, s0 = geo.axes[0], geo.stride[0]
     span = (geo.m[0] - 1) * geo.d[0]
     band = max(config.SPATIAL_BAND_ROWS, -(-span // s0)) * s0  # rows of a band's windows
-    sizes = _block_chunks(x.shape[first], span, band, x.chunks[first])
+    sizes = _block_chunks(x.shape[first], span, band, hint)
     x = x.rechunk({first: sizes})
     counts = tuple(size // s0 for size in sizes[:-1])
     chunks = result_chunks(counts + (geo.nout[0] - sum(counts),))
