@@ -816,6 +816,15 @@ MAX_AXES = 8
 
 
 @cuda.jit(device=True)
+def _product(values, r):
+    """The product of ``values[:r]``."""
+    total = 1
+    for a in range(r):
+        total *= values[a]
+    return total
+
+
+@cuda.jit(device=True)
 def _spatial_sample(x, base, c, cs, u, taps_per_channel, starts, d, sizes, strides, m, r):
     """Tap ``u`` (of channel ``c``) of the window whose first sample along
     axis ``a`` is ``starts[a]`` (padded coordinates less the padding: may be
@@ -843,11 +852,8 @@ def spatial_windows(x, roff, cs, nchan, strides, sizes, pads, m, d, stride, nout
     a pass for the mean) the sum of squares (M2) and the dot.  ``out[ooff[b]
     + k*oks + sum_a i_a*ostrides[a]]``."""
     r = sizes.shape[0]
-    count = 1
-    taps = 1
-    for a in range(r):
-        count *= nout[a]
-        taps *= m[a]
+    count = _product(nout, r)
+    taps = _product(m, r)
     nker = 1 if norms else khat.shape[0]
     total = roff.shape[0] * nker * count
     starts = cuda.local.array(MAX_AXES, types.int64)
@@ -931,9 +937,7 @@ def spatial_means(x, roff, cs, nchan, strides, sizes, pads, m, d, stride, nout, 
     row ``b`` over its channels and taps, as its first sample plus the mean
     of the differences from it (as ``window_means``)."""
     r = sizes.shape[0]
-    taps = 1
-    for a in range(r):
-        taps *= m[a]
+    taps = _product(m, r)
     count = means.shape[1]
     starts = cuda.local.array(MAX_AXES, types.int64)
     for t in range(cuda.grid(1), means.shape[0] * count, cuda.gridsize(1)):
@@ -958,11 +962,8 @@ def spatial_grad_signal(x, roff, cs, nchan, strides, sizes, pads, m, d, stride, 
     ``sum_k a[b, k, w] khat[k, c*T + u] - spread[b, w] (x - mean_w) / n_w``,
     as ``grad_signal`` along one axis."""
     r = sizes.shape[0]
-    samples = 1
-    taps = 1
-    for ax in range(r):
-        samples *= sizes[ax]
-        taps *= m[ax]
+    samples = _product(sizes, r)
+    taps = _product(m, r)
     nker = khat.shape[0]
     position = cuda.local.array(MAX_AXES, types.int64)
     for t in range(cuda.grid(1), roff.shape[0] * nchan * samples, cuda.gridsize(1)):
