@@ -354,9 +354,12 @@ def _check_selection(k, threshold, sign):
 
 
 def _to_host(array):
-    """A device result as a NumPy array (Numba device arrays, CuPy, PyTorch)."""
+    """A device or lazy result as a NumPy array (Numba device arrays, CuPy,
+    PyTorch, Dask)."""
     if isinstance(array, np.ndarray):
         return array
+    if _backend.is_dask(array):
+        return np.asarray(array.compute())
     if hasattr(array, "copy_to_host"):
         return array.copy_to_host()
     if hasattr(array, "get"):  # CuPy
