@@ -28,6 +28,12 @@ Usage::
     python benchmarks/bench_layer.py                 # the issue's shapes, one and two threads
     python benchmarks/bench_layer.py --quick         # a smoke test
     python benchmarks/bench_layer.py --images        # the 2-D layer
+    python benchmarks/bench_layer.py --images --products   # the bound of its dots
+
+``--products``: the bound of the float64 sums: the layer's dots as one
+BLAS product each way (its unit kernels ``(C_out, C_in m m)`` times the
+windows as columns, float64 and float32, one thread), the fastest any
+layout of them can run at that precision.
 """
 
 import argparse
@@ -139,7 +145,12 @@ def main():
     parser.add_argument("--signals", nargs="+", default=["noise", "corpus"],
                         choices=["noise", "corpus"],
                         help="the input: unit noise, and the corpus's classes, one per channel")
+    parser.add_argument("--products", action="store_true",
+                        help="time the layer's dots as BLAS products (the float64 bound)")
     args = parser.parse_args()
+    if args.products:
+        products(IMAGE_SHAPES if args.images else SHAPES, args.repeat)
+        return
     import torch
 
     import cosim_np
@@ -159,6 +170,29 @@ def main():
             for threads in args.threads:
                 report(shape, threads, signal,
                        *run(shape, threads, args.repeat, signal, args.images))
+
+
+def products(shapes, repeat):
+    """The layer's forward dots as BLAS products of ``(C_out, C_in m^r)``
+    unit kernels and 2**14 windows as columns, float64 and float32, one
+    thread: the rate, and what every window of the shape costs at it."""
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(0)
+    print(f"CPU: {cpu_model()}; one thread; the forward's dots as one product")
+    for batch, c_in, c_out, m, n in shapes:
+        r = 2 if shapes is IMAGE_SHAPES else 1
+        taps = c_in * m**r
+        count = batch * c_out * taps * (n - m + 1) ** r
+        for dtype in (np.float64, np.float32):
+            kernels = rng.standard_normal((c_out, taps)).astype(dtype)
+            columns = rng.standard_normal((taps, 1 << 14)).astype(dtype)
+            out = np.empty((c_out, columns.shape[1]), dtype)
+            with threadpool_limits(1):
+                (best,) = best_times([lambda: np.matmul(kernels, columns, out=out)], repeat)
+            rate = c_out * taps * columns.shape[1] / best
+            print(f"  {(batch, c_in, c_out, m, n)} {np.dtype(dtype).name}: {rate / 1e9:.1f} "
+                  f"GMAC/s; the shape's {count / 1e6:.0f} M products {count / rate * 1e3:.1f} ms")
 
 
 def report(shape, threads, signal, times, worst):
