@@ -23,6 +23,10 @@ longer a photograph takes than noise (the corpus rule: at most 1.25).
 each against a long-double reference (two passes per window) on the
 images where the anchors' four-corner differences fail.
 
+``--first-call`` times the first calls in a fresh process, with an empty
+Numba cache and then with that cache warm: a plain 8 x 8 match, a
+centered one and an FFT one (40 x 40) on a 512 x 512 float32 image.
+
 Usage::
 
     python benchmarks/bench_images.py                       # the issue's table
@@ -31,6 +35,10 @@ Usage::
 """
 
 import argparse
+import os
+import subprocess
+import sys
+import tempfile
 
 import numba
 import numpy as np
@@ -169,6 +177,35 @@ def transform_bound(size, sizes):
               "ms a call")
 
 
+FIRST_CALLS = """
+import time
+start = time.perf_counter()
+import numpy as np
+from cosim_np import sliding_cosine
+times = [time.perf_counter() - start]
+image = np.random.default_rng(0).standard_normal((512, 512)).astype(np.float32)
+for options in (dict(), dict(center=True), dict(method="fft")):
+    template = np.ones((40, 40) if options.get("method") else (8, 8))
+    start = time.perf_counter()
+    sliding_cosine(image, template, axis=(0, 1), **options)
+    times.append(time.perf_counter() - start)
+print(*times)
+"""
+
+
+def first_calls():
+    """The first calls in fresh processes: an empty Numba cache, then warm."""
+    print(f"CPU: {cpu_model()}; first calls in a fresh process, 512 x 512 float32 image")
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        for label in ("cold cache", "warm cache"):
+            done = subprocess.run([sys.executable, "-c", FIRST_CALLS], env=env, check=True,
+                                  capture_output=True, text=True)
+            imp, plain, centered, fft = map(float, done.stdout.split())
+            print(f"  {label}: import {imp:.2f} s, first plain 8x8 {plain:.2f} s, first "
+                  f"centered {centered:.2f} s, first FFT 40x40 {fft:.2f} s")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=2048)
@@ -180,7 +217,12 @@ def main():
     parser.add_argument("--accuracy", action="store_true", help="the accuracy table")
     parser.add_argument("--transforms", action="store_true",
                         help="what the FFT path's transforms alone take")
+    parser.add_argument("--first-call", action="store_true",
+                        help="the first calls in a fresh process, cold and warm Numba cache")
     args = parser.parse_args()
+    if args.first_call:
+        first_calls()
+        return
     if args.transforms:
         transform_bound(args.size, [m for m in args.m if m * m >= 256])
         return

@@ -1095,3 +1095,22 @@ def test_find_matches_over_several_axes_on_the_device_equals_the_cpu(options):
         np.testing.assert_allclose(got.score, want.score, rtol=0, atol=tolerance(np.float32, 9, 4.0))
     with pytest.raises(ValueError, match="sign"):
         find_matches(cuda.to_device(x), bank, axis=(1, 2), sign="up")
+
+
+@pytest.mark.parametrize("shift", [-900, 900])
+@pytest.mark.parametrize("center", [False, True])
+def test_gradients_over_several_axes_scale_exactly_through_the_float64_range(shift, center):
+    """A signal scaled by ``2**shift``: the signal's gradient scaled by
+    ``2**-shift``, the kernel's and the sharpness's unchanged, bit for bit
+    (each window's sums are taken from its samples scaled by its own power
+    of two)."""
+    rng = np.random.default_rng(26)
+    x = rng.standard_normal((7, 8))
+    kernel = rng.standard_normal((2, 3, 2))
+    options = dict(axis=(0, 1), sharpness=1.3, center=center, mode=("same", "valid"))
+    g = rng.standard_normal(sliding_cosine(x, kernel, **options).shape)
+    want = sliding_cosine_grad(cuda.to_device(x), kernel, g, **options)
+    got = sliding_cosine_grad(cuda.to_device(np.ldexp(x, shift)), kernel, g, **options)
+    np.testing.assert_array_equal(np.ldexp(to_host(got.signal), shift), to_host(want.signal))
+    np.testing.assert_array_equal(to_host(got.kernel), to_host(want.kernel))
+    assert got.sharpness == want.sharpness
