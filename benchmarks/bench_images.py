@@ -185,7 +185,8 @@ from cosim_np import sliding_cosine
 times = [time.perf_counter() - start]
 image = np.random.default_rng(0).standard_normal((512, 512)).astype(np.float32)
 for options in (dict(), dict(center=True), dict(method="fft")):
-    template = np.ones((40, 40) if options.get("method") else (8, 8))
+    side = 40 if options.get("method") else 8
+    template = np.arange(side * side, dtype=np.float64).reshape(side, side) % 7
     start = time.perf_counter()
     sliding_cosine(image, template, axis=(0, 1), **options)
     times.append(time.perf_counter() - start)
@@ -195,7 +196,8 @@ print(*times)
 
 def first_calls():
     """The first calls in fresh processes: an empty Numba cache, then warm."""
-    print(f"CPU: {cpu_model()}; first calls in a fresh process, 512 x 512 float32 image")
+    print(f"CPU: {cpu_model()}; first calls in a fresh process, 512 x 512 float32 image",
+          flush=True)
     with tempfile.TemporaryDirectory() as cache:
         env = dict(os.environ, NUMBA_CACHE_DIR=cache)
         for label in ("cold cache", "warm cache"):
