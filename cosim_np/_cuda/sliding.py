@@ -110,6 +110,16 @@ def _spatial_signal(call, x, geo, channel_axis):
     return rows, rows.args[:4] + tuple(call.to_device(values) for values in per_axis)
 
 
+def _spatial_output(call, shape, dtype, inner, r, lead_axis):
+    """A new device result over several axes and the kernels' ``(out, ooff,
+    lead stride, ostrides)``: ``inner`` ends with the ``r`` sliding axes,
+    after a K or channel axis where ``lead_axis`` (else its stride is 0)."""
+    result, outs = _output(call, shape, dtype, inner)
+    lead = outs[2] if lead_axis else 0
+    return result, (outs[0], outs[1], lead,
+                    call.to_device(np.asarray(outs[len(outs) - r:], dtype=np.int64)))
+
+
 def _spatial(call, x, geo, channel_axis, result_shape, result_axes, has_kernel_axis, out_dtype):
     """The arguments of ``kernels.spatial_windows`` for a plan over several
     axes: the signal's ``(x, roff, cs, nchan, strides, sizes, pads, m, d,
@@ -117,10 +127,8 @@ def _spatial(call, x, geo, channel_axis, result_shape, result_axes, has_kernel_a
     _, signal = _spatial_signal(call, x, geo, channel_axis)
     r = len(geo.axes)
     outer = tuple(result_axes[len(result_axes) - r - (1 if has_kernel_axis else 0):])
-    result, outs = _output(call, result_shape, out_dtype, outer)
-    oks = outs[2] if has_kernel_axis else 0
-    ostrides = call.to_device(np.asarray(outs[len(outs) - r:], dtype=np.int64))
-    return signal, result, (outs[0], outs[1], oks, ostrides)
+    result, outs = _spatial_output(call, result_shape, out_dtype, outer, r, has_kernel_axis)
+    return signal, result, outs
 
 
 def _spatial_windowed_norm(call, x, window, dilation, mode, axis, center, stride, out):
@@ -360,12 +368,11 @@ def _spatial_grad(call, x, kernel, g, options, want_sharpness):
                 plan.floor, want_sharpness, a, along, spread, logs)
     # the signal's gradient, in the caller's layout and dtype
     inner = tuple(geo.axes) if plan.channel_axis is None else (plan.channel_axis,) + geo.axes
-    grad_signal, outs = _output(call, x.shape, plan.out_dtype, inner)
-    ocs = outs[2] if plan.channel_axis is not None else 0
-    ostrides = call.to_device(np.asarray(outs[len(outs) - r:], dtype=np.int64))
+    grad_signal, outs = _spatial_output(call, x.shape, plan.out_dtype, inner, r,
+                                        plan.channel_axis is not None)
     samples = rows.rows * nchan * int(np.prod([x.shape[ax] for ax in geo.axes]))
     call.launch(kernels.spatial_grad_signal, blocks(samples), threads, 0, *signal, khat, a,
-                spread, norms, means, plan.center, outs[0], outs[1], ocs, ostrides)
+                spread, norms, means, plan.center, *outs)
     chunk, partials = _chunks(call, rows.rows * count, (nker, khat.shape[1]))
     call.launch(kernels.spatial_grad_kernel_sums, blocks(partials.size), threads, 0, *signal, a,
                 means, plan.center, chunk, partials)

@@ -112,17 +112,23 @@ def _every(result, axis, stride):
     return result[(slice(None),) * axis + (slice(None, None, stride),)]
 
 
-def _spatial_windows(x, geo, block, result_chunks, new_axis, dtype):
+def _spatial_windows(x, geo, block, dtype, nker=None, channel_axis=None, bank_axis=None):
     """Every window of a call over several axes (``geo``, a
     ``_core.spatial.Geometry``), as the in-memory call cuts it: the signal
     padded with each axis's zeros (lazily), cut along the first sliding
     axis into blocks of whole bands of windows (``_run_bands``: each band's
     sums then start where the in-memory call's do), each reading the first
     rows of the next block, every other sliding axis whole.  ``block``: the
-    in-memory function in mode 'valid' over one block; ``result_chunks``
-    maps the chunks of the first sliding axis's windows to the result's."""
+    in-memory function in mode 'valid' over one block.  The result's ``nker``
+    kernels replace ``channel_axis`` (multi-channel kernels) or are a new
+    axis at ``bank_axis`` (a bank), one chunk either way."""
     first, s0 = geo.axes[0], geo.stride[0]
     hint = x.chunks[first]  # (the caller's chunks: padding adds small ones)
+    chunks = list(x.chunks)
+    for ax, count in zip(geo.axes, geo.nout):
+        chunks[ax] = (count,)
+    if channel_axis is not None:
+        chunks[channel_axis] = (nker,)
     width = [(0, 0)] * x.ndim
     for ax, pads in zip(geo.axes, geo.pads):
         width[ax] = pads
@@ -134,7 +140,12 @@ def _spatial_windows(x, geo, block, result_chunks, new_axis, dtype):
     sizes = _block_chunks(x.shape[first], span, band, hint)
     x = x.rechunk({first: sizes})
     counts = tuple(size // s0 for size in sizes[:-1])
-    chunks = result_chunks(counts + (geo.nout[0] - sum(counts),))
+    chunks[first] = counts + (geo.nout[0] - sum(counts),)
+    new_axis = []
+    if bank_axis is not None:
+        chunks.insert(bank_axis, (nker,))
+        new_axis = [bank_axis]
+    chunks = tuple(chunks)
     meta = np.empty((0,) * len(chunks), dtype=dtype)
     if len(sizes) == 1:
         return x.map_blocks(block, chunks=chunks, new_axis=new_axis, meta=meta)
@@ -155,22 +166,8 @@ def _spatial_sliding_cosine(signal, kernel, block_function, options, normalise):
         x = x.rechunk({plan.channel_axis: -1})
     block = functools.partial(block_function, kernel=kernel, **dict(
         options, axis=geo.axes, mode="valid"))
-    nker = plan.khat.shape[0]
-    bank_axis = min(geo.axes) if plan.is_bank else None
-
-    def result_chunks(counts):
-        chunks = list(x.chunks)
-        for ax, count in zip(geo.axes, geo.nout):
-            chunks[ax] = (count,)
-        chunks[geo.axes[0]] = counts
-        if plan.channel_axis is not None:
-            chunks[plan.channel_axis] = (nker,)
-        elif bank_axis is not None:
-            chunks.insert(bank_axis, (nker,))
-        return tuple(chunks)
-
-    return _spatial_windows(x, geo, block, result_chunks,
-                            [] if bank_axis is None else [bank_axis], plan.out_dtype)
+    return _spatial_windows(x, geo, block, plan.out_dtype, plan.khat.shape[0],
+                            plan.channel_axis, min(geo.axes) if plan.is_bank else None)
 
 
 def sliding_cosine(signal, kernel, block_function, *, sharpness=1.0, mode="valid", dilation=1,
@@ -221,15 +218,7 @@ def windowed_norm(signal, window, block_function, *, dilation=1, mode="valid", a
         geo = plan.geometry
         block = functools.partial(block_function, window=geo.m, dilation=geo.d, mode="valid",
                                   axis=geo.axes, center=plan.center, stride=geo.stride)
-
-        def result_chunks(counts):
-            chunks = list(signal.chunks)
-            for ax, count in zip(geo.axes, geo.nout):
-                chunks[ax] = (count,)
-            chunks[geo.axes[0]] = counts
-            return tuple(chunks)
-
-        return _spatial_windows(signal, geo, block, result_chunks, [], plan.out_dtype)
+        return _spatial_windows(signal, geo, block, plan.out_dtype)
     plan = plans.plan_norms(signal, window, dilation, mode, axis, center, stride)
     block = functools.partial(block_function, window=plan.m, dilation=plan.d, mode="valid",
                               axis=plan.ax, center=plan.center)
