@@ -21,6 +21,7 @@ The only module that imports xarray, and only when a DataArray comes in.
 import numpy as np
 import xarray as xr
 
+from ._core import spatial
 from ._core import validate as v
 
 
@@ -37,16 +38,13 @@ def axis_of(array, axis):
     return v.check_axis(axis, array.ndim)
 
 
-def _per_axis(value, count):
-    """A setting given once or one per sliding axis, as a tuple of ``count``."""
-    return tuple(value) if isinstance(value, (tuple, list)) else (value,) * count
-
-
 def _sliding(array, ax, mode, stride):
-    """``(dim, mode, stride)`` of each sliding axis ``ax`` (an int or a tuple)."""
+    """``(dim, mode, stride)`` of each sliding axis ``ax`` (an int or a
+    tuple; ``mode`` and ``stride`` already checked by the call)."""
     axes = ax if isinstance(ax, tuple) else (ax,)
-    return list(zip((array.dims[a] for a in axes), _per_axis(mode, len(axes)),
-                    _per_axis(stride, len(axes))))
+    settings = [spatial.per_axis(value, name, len(axes), lambda item, _: item)
+                for value, name in ((mode, "mode"), (stride, "stride"))]
+    return list(zip((array.dims[a] for a in axes), *settings))
 
 
 def _coords(array, sliding, result_dims, result_shape, dropped=()):
