@@ -375,15 +375,34 @@ def test_a_constant_kernel_with_center_is_an_error(data):
         sliding_cosine_grad(np.arange(10.0), [value] * 3, np.ones(8), center=True)
 
 
+@pytest.mark.parametrize("elements", [6 * 4, 6 * 20, 6 * 1000])
 @pytest.mark.parametrize("center", [False, True])
-def test_the_same_bits_whatever_the_thread_count(center):
-    """Rows run side by side, each row's sums added in row order: one thread
-    and two give the same bits."""
+def test_tiles_of_parts_of_rows_and_of_several_rows(monkeypatch, elements, center):
+    """A tile holds part of a row (4 windows), or several whole rows (20
+    windows: two rows of 7, the last group one row), or all of them."""
+    from cosim_np._core import config
+
+    monkeypatch.setattr(config, "GRAD_TILE_ELEMENTS", elements)
+    rng = np.random.default_rng(5)
+    signal, kernel = rng.standard_normal((7, 2, 9)), rng.standard_normal((3, 2, 3))
+    options = dict(mode="valid", dilation=1, sharpness=1.25, noise_floor=0.1, center=center,
+                   stride=1)
+    g = rng.standard_normal((7, 3, 7))
+    got = sliding_cosine_grad(signal, kernel, g, **options)
+    assert_close_to_differences(got, finite_differences(signal, kernel, g, options))
+
+
+@pytest.mark.parametrize("shape", [(5, 3, 3000), (37, 3, 40)])
+@pytest.mark.parametrize("center", [False, True])
+def test_the_same_bits_whatever_the_thread_count(shape, center):
+    """Rows (long ones, or short ones several to a tile) run side by side,
+    each group's sums added in group order: one thread and two give the
+    same bits."""
     import numba
 
     rng = np.random.default_rng(12)
-    signal, kernel = rng.standard_normal((5, 3, 3000)), rng.standard_normal((4, 3, 7))
-    g = rng.standard_normal((5, 4, 3000))
+    signal, kernel = rng.standard_normal(shape), rng.standard_normal((4, 3, 7))
+    g = rng.standard_normal((shape[0], 4, shape[2]))
     before = numba.get_num_threads()
     try:
         numba.set_num_threads(1)

@@ -183,6 +183,8 @@ MATCH_POOL = 1 << 16
 # border to judge and a pool to merge.
 MATCH_RUNS_PER_THREAD = 4
 
-# sliding_cosine_grad: windows per tile of the matrix products of the
-# backward (a tile's windows, all taps and channels, stay in cache).
-GRAD_TILE = 2048
+# sliding_cosine_grad: the elements (float64, every tap and channel of each
+# window) of a tile of windows in the matrix products of the backward: a
+# tile's columns and the products' results stay in cache.  Rows shorter than
+# a tile go several to a tile.
+GRAD_TILE_ELEMENTS = 1 << 17

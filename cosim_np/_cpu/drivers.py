@@ -135,55 +135,68 @@ def sliding_cosine_grad(x, grad_plan, method, want_sharpness=True, forward=None)
     flat = plan.khat.reshape(nker, nchan * m)
     means = np.zeros_like(norms)
     grad = np.zeros_like(padded)
-    # each row's share of the sums over windows, added in row order at the
-    # end: the same bits whatever the thread count
-    sums = np.zeros((count, nker, nchan * m))
-    along = np.zeros((count, nker))
-    scalars = np.zeros((count, 2))  # the sums of g out ln|s| and of c
-    tile = min(config.GRAD_TILE, nwin)
+    # A tile holds the windows whose columns fill GRAD_TILE_ELEMENTS: a part
+    # of one row, or whole short rows side by side (far fewer calls, and
+    # products large enough to run well).  Each group of rows sums its share
+    # of the sums over windows apart, added in group order at the end:
+    # groups are fixed, so the bits do not depend on the thread count.
+    most = max(1, config.GRAD_TILE_ELEMENTS // (nchan * m))
+    tile = min(most, nwin)
+    per_group = max(1, most // max(1, nwin))
+    groups = -(-count // per_group)
+    sums = np.zeros((groups, nker, nchan * m))
+    along = np.zeros((groups, nker))
+    scalars = np.zeros((groups, 2))  # the sums of g out ln|s| and of c
+    width = tile * per_group  # windows a tile, at most
 
     def work(start, stop):
         # a tile's arrays, allocated once: fresh ones would be fresh pages each time
-        windows = np.empty(nchan * m * tile)
-        per_kernel = [np.empty(nker * tile) for _ in range(4)]
-        shares = np.empty(nchan * m * tile)
-        spread = np.empty((1, nwin))  # c summed over the kernels
-        for b in range(start, stop):
-            row = slice(b, b + 1)
+        windows = np.empty(nchan * m * width)
+        per_kernel = [np.empty(nker * width) for _ in range(4)]
+        shares = np.empty(nchan * m * width)
+        spread = np.empty((per_group, nwin))  # c summed over the kernels
+        for group in range(start, stop):
+            b = group * per_group
+            nrows = min(per_group, count - b)
+            rows_here = slice(b, b + nrows)
             if plan.center:
-                gradients.window_means(padded[row], m, d, means[row])
+                gradients.window_means(padded[rows_here], m, d, means[rows_here])
             for t0 in range(0, nwin, tile):
                 size = min(tile, nwin - t0)
-                # the windows (less their means) as columns
-                here = windows[: nchan * m * size].reshape(nchan * m, size)
-                cosines, g_t, a_t, c_t = (buffer[: nker * size].reshape(nker, size)
+                total = nrows * size
+                # the windows (less their means) as columns, row after row
+                here = windows[: nchan * m * total].reshape(nchan * m, total)
+                cosines, g_t, a_t, c_t = (buffer[: nker * total].reshape(nker, total)
                                           for buffer in per_kernel)
-                products.window_columns(padded, b, t0, size, m, d, means[b, t0 : t0 + size],
-                                        here)
-                norm = norms[b, t0 : t0 + size]
+                products.window_columns(padded, b, nrows, t0, size, m, d,
+                                        means[rows_here, t0 : t0 + size].reshape(-1), here)
+                norm = norms[rows_here, t0 : t0 + size].reshape(-1)
                 if exact is None:
                     np.matmul(flat, here, out=cosines)
                     with np.errstate(divide="ignore", invalid="ignore"):
                         np.divide(cosines, norm + floor, out=cosines)
                 else:
-                    np.copyto(cosines, exact[b, :, t0 : t0 + size])
-                np.copyto(g_t, g[b, :, t0 : t0 + size])
+                    np.copyto(cosines.reshape(nker, nrows, size),
+                              exact[rows_here, :, t0 : t0 + size].transpose(1, 0, 2))
+                np.copyto(g_t.reshape(nker, nrows, size),
+                          g[rows_here, :, t0 : t0 + size].transpose(1, 0, 2))
                 logs, cs = gradients.coefficients(cosines, norm, g_t, exponent, floor, live,
-                                                  want_sharpness, a_t, c_t, along[b])
-                scalars[b] += (logs, cs)
+                                                  want_sharpness, a_t, c_t, along[group])
+                scalars[group] += (logs, cs)
                 # the sum over kernels of a khat: each window's share of its samples
-                share = shares[: nchan * m * size].reshape(nchan * m, size)
+                share = shares[: nchan * m * total].reshape(nchan * m, total)
                 np.matmul(flat.T, a_t, out=share)
-                gradients.scatter_windows(share, b, t0, m, d, grad)
-                sums[b] += a_t @ here.T  # the sum over windows of a (w - mean)
-                np.sum(c_t, axis=0, out=spread[0, t0 : t0 + size])
+                gradients.scatter_windows(share, b, nrows, t0, m, d, grad)
+                sums[group] += a_t @ here.T  # the sum over windows of a (w - mean)
+                np.sum(c_t.reshape(nker, nrows, size), axis=0, out=spread[:nrows, t0 : t0 + size])
             # (their windows' c is 0)
-            safe_norms = np.where(norms[row] == 0.0, 1.0, norms[row])
-            gradients.spread_term(padded[row], spread, safe_norms, means[row], m, d, grad[row])
+            safe_norms = np.where(norms[rows_here] == 0.0, 1.0, norms[rows_here])
+            gradients.spread_term(padded[rows_here], spread[:nrows], safe_norms, means[rows_here],
+                                  m, d, grad[rows_here])
 
-    # rows side by side, one BLAS thread each
+    # groups side by side, one BLAS thread each
     with blas.single_threaded():
-        threads.run_split(count, work)
+        threads.run_split(groups, work)
     log_sum, c_sum = np.sum(scalars, axis=0)
     along = np.sum(along, axis=0)
     sums = np.sum(sums, axis=0)
@@ -490,7 +503,7 @@ def _run_products(piece, khat, kernel_state, d, exponent, floor, fill, result, o
                     count = min(block, nwin - t0)
                     these = sumsq[t0 : t0 + count]
                     here = columns[: taps * count].reshape(taps, count)
-                    products.window_columns(piece, b, i0 + t0, count, m, d, no_means, here)
+                    products.window_columns(piece, b, 1, i0 + t0, count, m, d, no_means, here)
                     if unsafe:
                         products.rescale_columns(piece, b, i0 + t0, count, m, d, these, center,
                                                  here, scales, sums, rescaled)

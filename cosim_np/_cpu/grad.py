@@ -56,17 +56,19 @@ def window_means(x, m, d, means):
 
 
 @jit
-def scatter_windows(values, b, t0, m, d, grad):
-    """``grad[b, ch, t0 + t + j d] += values[ch * m + j, t]``: each window's
+def scatter_windows(values, b, nrows, t0, m, d, grad):
+    """``grad[b + r, ch, t0 + t + j d] += values[ch * m + j, r * count +
+    t]`` for ``r < nrows`` (``count`` windows a row): each window's
     gradient added to its samples, tap by tap."""
     nchan = grad.shape[1]
-    count = values.shape[1]
-    for ch in range(nchan):
-        for j in range(m):
-            part = grad[b, ch, t0 + j * d : t0 + j * d + count]
-            row = values[ch * m + j]
-            for t in range(count):
-                part[t] += row[t]
+    count = values.shape[1] // nrows
+    for r in range(nrows):
+        for ch in range(nchan):
+            for j in range(m):
+                part = grad[b + r, ch, t0 + j * d : t0 + j * d + count]
+                row = values[ch * m + j, r * count : (r + 1) * count]
+                for t in range(count):
+                    part[t] += row[t]
 
 
 @jit

@@ -46,22 +46,25 @@ tile_m2 = _tile_m2
 
 
 @jit
-def window_columns(x, b, i0, count, m, d, means, columns):
-    """``columns[c*m + j, t] = x[b, c, i0 + t + j*d]`` (float64) for ``t <
-    count``: the windows ``i0 ..`` of row ``b``, one per column, each less
-    its mean ``means[t]`` where ``means`` is not empty (the gradients'
+def window_columns(x, b, nrows, i0, count, m, d, means, columns):
+    """``columns[c*m + j, r*count + t] = x[b + r, c, i0 + t + j*d]``
+    (float64) for ``r < nrows``, ``t < count``: the windows ``i0 ..`` of
+    rows ``b ..``, one per column, row after row, each less its mean
+    ``means[r*count + t]`` where ``means`` is not empty (the gradients'
     centered windows)."""
     less_means = means.size > 0
-    for c in range(x.shape[1]):
-        for j in range(m):
-            taps = x[b, c, i0 + j * d : i0 + j * d + count]
-            dest = columns[c * m + j]
-            if less_means:
-                for t in range(count):
-                    dest[t] = taps[t] - means[t]
-            else:
-                for t in range(count):
-                    dest[t] = taps[t]
+    for r in range(nrows):
+        for c in range(x.shape[1]):
+            for j in range(m):
+                taps = x[b + r, c, i0 + j * d : i0 + j * d + count]
+                dest = columns[c * m + j, r * count : (r + 1) * count]
+                if less_means:
+                    mean = means[r * count : (r + 1) * count]
+                    for t in range(count):
+                        dest[t] = taps[t] - mean[t]
+                else:
+                    for t in range(count):
+                        dest[t] = taps[t]
 
 
 @jit
