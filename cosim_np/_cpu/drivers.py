@@ -106,8 +106,11 @@ def sliding_cosine_grad(x, grad_plan, method, want_sharpness=True, forward=None)
     exponent, floor, d = plan.exponent, plan.floor, plan.d
     rows, lead = _as_rows(x, plan.ax, plan.channel_axis, plans.compute_dtype(plan.out_dtype))
     count, nwin = rows.shape[0], plan.nwin
-    padded = np.zeros((count, nchan, rows.shape[-1] + plan.pad_left + plan.pad_right))
-    padded[..., plan.pad_left : plan.pad_left + rows.shape[-1]] = rows
+    if plan.pad_left or plan.pad_right or rows.dtype != np.float64:
+        padded = np.zeros((count, nchan, rows.shape[-1] + plan.pad_left + plan.pad_right))
+        padded[..., plan.pad_left : plan.pad_left + rows.shape[-1]] = rows
+    else:  # (only read)
+        padded = rows
     norms = np.empty((count, nwin))
     run_windowed_norm(padded, m, d, norms, 0, plan.center)
     exact = None

@@ -376,6 +376,30 @@ def window_columns(x, rows, tap_rows, m, d, stride, nout, columns):
 
 
 @jit
+def gather_stacks(x, rows, tap_rows, stacks):
+    """``stacks[r, t] = x[rows[r] + tap_rows[t]]`` (float64): the rows each
+    output row reads, as the multi-channel rows of one axis."""
+    for r in range(rows.size):
+        for t in range(tap_rows.size):
+            src = x[rows[r] + tap_rows[t]]
+            dest = stacks[r, t]
+            for i in range(src.size):
+                dest[i] = src[i]
+
+
+@jit
+def add_stacks(values, rows, tap_rows, dest):
+    """``dest[rows[r] + tap_rows[t]] += values[r, t]``: the stacks' gradients
+    added back to the rows they were read from, in order."""
+    for r in range(rows.size):
+        for t in range(tap_rows.size):
+            src = values[r, t]
+            row = dest[rows[r] + tap_rows[t]]
+            for i in range(src.size):
+                row[i] += src[i]
+
+
+@jit
 def finish_rows(dots, sumsq, noise_floor, fill, kernel_state, exponent, out):
     """``out[q, k, i]``: the (sharpened) cosines from the dots ``dots[k, q,
     i]`` and the windows' sums of squares ``sumsq[q, i]``."""

@@ -152,15 +152,14 @@ def sliding_cosine_grad(x, plan, taps, grad_output, method, sharpness, want_shar
     padded = _padded(x, geo, plan.channel_axis, plans.compute_dtype(plan.out_dtype), None)
     nbatch, n_last = padded.shape[0], padded.shape[-1]
     rows, tap_rows = _row_offsets(padded.shape, geo)
-    rows = rows.reshape(-1)
+    rows = rows.reshape(nbatch, -1)
     nker = taps.shape[0]
     kernel_rows = taps.reshape(nker, -1, geo.m[-1])
 
-    def as_runs(array):  # the caller's layout as (B * Q, K, nout_r)
-        array = computing_layout(np.asarray(array, dtype=np.float64), plan.result_axes, r,
+    def as_runs(array):  # the caller's layout as (B, Q, K, nout_r), a view where it can be
+        array = computing_layout(np.asarray(array), plan.result_axes, r,
                                  spatial.has_kernel_axis(plan))
-        array = array.reshape(nbatch, nker, -1, geo.nout[-1]).transpose(0, 2, 1, 3)
-        return array.reshape(-1, nker, geo.nout[-1])
+        return array.reshape(nbatch, nker, -1, geo.nout[-1]).transpose(0, 2, 1, 3)
 
     g = as_runs(grad_output)
     if forward is not None and (plan.exponent != 1.0 or geo.stride[-1] != 1):
@@ -170,21 +169,26 @@ def sliding_cosine_grad(x, plan, taps, grad_output, method, sharpness, want_shar
     grad_rows = np.zeros(signal_rows.shape)
     grad_kernel = np.zeros(kernel_rows.shape)
     grad_sharpness = grad_floor = 0.0
+    # runs of output rows of one batch index: grad_output and the cosines
+    # are then views (Q, K, nout_r) of the caller's arrays
     per_run = max(1, config.SPATIAL_GRAD_ELEMENTS // (tap_rows.size * n_last))
-    for q0 in range(0, rows.size, per_run):
-        these = rows[q0 : q0 + per_run]
-        stacks = signal_rows[these[:, None] + tap_rows[None, :]].astype(np.float64)
-        run_plan = plans.plan_sliding_grad(
-            stacks, kernel_rows, g[q0 : q0 + per_run], -1, "valid", method, geo.d[-1],
-            sharpness, plan.floor, plan.fill, fill_unit_kernels, plan.center, geo.stride[-1])
-        stack_grad, kernel_grad, sharp, floor = one_axis_grad(
-            stacks, run_plan, method, want_sharpness,
-            None if cosines is None else cosines[q0 : q0 + per_run])
-        for t in range(tap_rows.size):  # (one row per output row: no two land together)
-            grad_rows[these + tap_rows[t]] += stack_grad[:, t]
-        grad_kernel += kernel_grad
-        grad_sharpness += sharp
-        grad_floor += floor
+    stacks = np.empty((min(per_run, rows.shape[1]), tap_rows.size, n_last))
+    for b in range(nbatch):
+        for q0 in range(0, rows.shape[1], per_run):
+            these = rows[b, q0 : q0 + per_run]
+            here = stacks[: these.size]
+            kernels.gather_stacks(signal_rows, these, tap_rows, here)
+            run_g = g[b, q0 : q0 + per_run]
+            run_plan = plans.plan_sliding_grad(
+                here, kernel_rows, run_g, -1, "valid", method, geo.d[-1], sharpness, plan.floor,
+                plan.fill, fill_unit_kernels, plan.center, geo.stride[-1])
+            stack_grad, kernel_grad, sharp, floor = one_axis_grad(
+                here, run_plan, method, want_sharpness,
+                None if cosines is None else cosines[b, q0 : q0 + per_run])
+            kernels.add_stacks(stack_grad, these, tap_rows, grad_rows)
+            grad_kernel += kernel_grad
+            grad_sharpness += sharp
+            grad_floor += floor
     inside = tuple(slice(left, size - right)
                    for size, (left, right) in zip(padded.shape[2:], geo.pads))
     grad = grad_rows.reshape(padded.shape)[(slice(None),) * 2 + inside]
