@@ -262,6 +262,7 @@ def spatial_cosines(x, rows, tap_rows, khat, kernel_state, d, stride, sumsq, noi
     of squares (or M2, centered).  ``acc``: scratch ``(K, nout)``."""
     nker, ntap, m = khat.shape
     nbatch, nrows, _, nout = out.shape
+    denominators = np.empty(nout)
     for b in range(nbatch):
         for q in range(nrows):
             acc[:, :] = 0.0
@@ -273,24 +274,37 @@ def spatial_cosines(x, rows, tap_rows, khat, kernel_state, d, stride, sumsq, noi
                     else:
                         _add_strided_taps(row, khat[k, t], d, stride, nout, acc[k])
             s = sumsq[b, q]
+            _denominators(s, noise_floor, denominators)
             for k in range(nker):
-                _finish_row(acc[k], s, noise_floor, fill, kernel_state[k], exponent, out[b, q, k])
+                _finish_row(acc[k], s, denominators, fill, kernel_state[k], exponent, out[b, q, k])
 
 
 @jit
-def _finish_row(dots, s, noise_floor, fill, state, exponent, dest):
-    """The (sharpened) cosines of a row of windows from their dots and sums
-    of squares, into ``dest``: branch-free where there is no sharpening, so
-    that the loop vectorises."""
+def _denominators(s, noise_floor, out):
+    """``out[i] = sqrt(s[i]) + noise_floor``: a row of windows' denominators,
+    shared by every kernel."""
+    for i in range(out.size):
+        out[i] = np.sqrt(s[i]) + noise_floor
+
+
+@jit
+def _finish_row(dots, s, denominators, fill, state, exponent, dest):
+    """The (sharpened) cosines of a row of windows from their dots (a
+    contiguous scratch row, overwritten), sums of squares and
+    :func:`_denominators`, into ``dest``: computed in place, branch-free
+    where there is no sharpening, so that the loop vectorises whatever
+    ``dest``'s strides, then copied."""
     nout = dest.shape[0]
     if exponent == 1.0 or state != KERNEL_NORMAL:
         for i in range(nout):
-            dest[i] = _cosine(dots[i], s[i], np.sqrt(s[i]) + noise_floor, fill, state)
-        return
+            dots[i] = _cosine(dots[i], s[i], denominators[i], fill, state)
+    else:
+        for i in range(nout):
+            value = _cosine(dots[i], s[i], denominators[i], fill, state)
+            # fill values (zero windows) are not cosines: leave them
+            dots[i] = sharpen_value(value, exponent) if s[i] != 0.0 else value
     for i in range(nout):
-        value = _cosine(dots[i], s[i], np.sqrt(s[i]) + noise_floor, fill, state)
-        # fill values (zero windows) are not cosines: leave them
-        dest[i] = sharpen_value(value, exponent) if s[i] != 0.0 else value
+        dest[i] = dots[i]
 
 
 @jit
@@ -336,8 +350,10 @@ def fft_cosines(dots, bounds, budget, sumsq, x, rows, tap_rows, khat, d, stride,
     :func:`spatial_cosines` takes them).  ``acc``: scratch ``(nout,)``."""
     nker, nrows, nout = dots.shape
     ntap, m = khat.shape[1], khat.shape[2]
+    denominators = np.empty(nout)
     for q in range(nrows):
         s = sumsq[q]
+        _denominators(s, noise_floor, denominators)
         for k in range(nker):
             src = dots[k, q]
             for i in range(nout):
@@ -352,7 +368,7 @@ def fft_cosines(dots, bounds, budget, sumsq, x, rows, tap_rows, khat, d, stride,
                         for j in range(m):
                             total += khat[k, t, j] * row[i * stride + j * d]
                     acc[i] = total
-            _finish_row(acc, s, noise_floor, fill, kernel_state[k], exponent, out[q, k])
+            _finish_row(acc, s, denominators, fill, kernel_state[k], exponent, out[q, k])
 
 
 @jit
@@ -402,11 +418,14 @@ def add_stacks(values, rows, tap_rows, dest):
 @jit
 def finish_rows(dots, sumsq, noise_floor, fill, kernel_state, exponent, out):
     """``out[q, k, i]``: the (sharpened) cosines from the dots ``dots[k, q,
-    i]`` and the windows' sums of squares ``sumsq[q, i]``."""
-    nker, nrows = dots.shape[0], dots.shape[1]
+    i]`` (scratch, overwritten) and the windows' sums of squares ``sumsq[q,
+    i]``."""
+    nker, nrows, nout = dots.shape
+    denominators = np.empty(nout)
     for q in range(nrows):
+        _denominators(sumsq[q], noise_floor, denominators)
         for k in range(nker):
-            _finish_row(dots[k, q], sumsq[q], noise_floor, fill, kernel_state[k], exponent,
+            _finish_row(dots[k, q], sumsq[q], denominators, fill, kernel_state[k], exponent,
                         out[q, k])
 
 
