@@ -567,3 +567,37 @@ def test_gradients_are_float32_for_float32_and_check_grad_output():
     assert got.signal.dtype == np.float32 and got.kernel.dtype == np.float32
     with pytest.raises(ValueError, match="grad_output"):
         sliding_cosine_grad(x, k, np.ones((8, 9)), axis=(0, 1))
+
+
+@pytest.mark.parametrize("method, kernel_shape", [("direct", (3, 4)), ("direct", (6, 2, 3, 3)),
+                                                  ("fft", (5, 5)), ("fft", (2, 2, 3, 3))])
+@pytest.mark.parametrize("center", [False, True])
+def test_the_same_bits_whatever_the_thread_count(monkeypatch, method, kernel_shape, center):
+    """Bands start where the shapes alone put them (short bands here, so that
+    there are several, an odd count before the FFT's evening), so one
+    thread and two give the same bits; so do the gradients."""
+    import numba
+
+    from cosim_np._core import config
+
+    monkeypatch.setattr(config, "SPATIAL_BAND_ROWS", 4)
+    monkeypatch.setattr(config, "SPATIAL_FFT_ROWS", 16)
+    rng = np.random.default_rng(7)
+    kernel = rng.standard_normal(kernel_shape)
+    image = rng.standard_normal((2, 2, 101, 23) if kernel.ndim == 4 else (2, 101, 23))
+    image[0, ..., 40, 7] = 1e8  # a loud pixel: windows whose dots the FFT leaves to the loops
+    options = dict(axis=(-2, -1), mode="same", center=center, sharpness=1.5, method=method)
+    g = rng.standard_normal(sliding_cosine(image, kernel, **options).shape)
+    before = numba.get_num_threads()
+    results = []
+    try:
+        for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+            numba.set_num_threads(threads)
+            results.append((sliding_cosine(image, kernel, **options),
+                            windowed_norm(image, kernel_shape[-2:], axis=(-2, -1), mode="same",
+                                          center=center),
+                            *sliding_cosine_grad(image, kernel, g, **options)))
+    finally:
+        numba.set_num_threads(before)
+    for one, two in zip(*results):
+        np.testing.assert_array_equal(one, two)
