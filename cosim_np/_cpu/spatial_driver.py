@@ -16,6 +16,7 @@ of threads.
 import contextlib
 import math
 
+import numba
 import numpy as np
 
 from .._core import config, spatial
@@ -167,28 +168,45 @@ def sliding_cosine_grad(x, plan, taps, grad_output, method, sharpness, want_shar
     cosines = None if forward is None else as_runs(forward)
     signal_rows = padded.reshape(-1, n_last)
     grad_rows = np.zeros(signal_rows.shape)
-    grad_kernel = np.zeros(kernel_rows.shape)
-    grad_sharpness = grad_floor = 0.0
     # runs of output rows of one batch index: grad_output and the cosines
     # are then views (Q, K, nout_r) of the caller's arrays
     per_run = max(1, config.SPATIAL_GRAD_ELEMENTS // (tap_rows.size * n_last))
-    stacks = np.empty((min(per_run, rows.shape[1]), tap_rows.size, n_last))
-    for b in range(nbatch):
-        for q0 in range(0, rows.shape[1], per_run):
+    starts = range(0, rows.shape[1], per_run)
+    found = [None] * (nbatch * len(starts))  # each run's (kernel, sharpness, floor) gradients
+
+    def image(b, stacks):
+        for j, q0 in enumerate(starts):
             these = rows[b, q0 : q0 + per_run]
             here = stacks[: these.size]
             kernels.gather_stacks(signal_rows, these, tap_rows, here)
-            run_g = g[b, q0 : q0 + per_run]
             run_plan = plans.plan_sliding_grad(
-                here, kernel_rows, run_g, -1, "valid", method, geo.d[-1], sharpness, plan.floor,
-                plan.fill, fill_unit_kernels, plan.center, geo.stride[-1])
-            stack_grad, kernel_grad, sharp, floor = one_axis_grad(
-                here, run_plan, method, want_sharpness,
-                None if cosines is None else cosines[b, q0 : q0 + per_run])
-            kernels.add_stacks(stack_grad, these, tap_rows, grad_rows)
-            grad_kernel += kernel_grad
-            grad_sharpness += sharp
-            grad_floor += floor
+                here, kernel_rows, g[b, q0 : q0 + per_run], -1, "valid", method, geo.d[-1],
+                sharpness, plan.floor, plan.fill, fill_unit_kernels, plan.center, geo.stride[-1])
+            grads = one_axis_grad(here, run_plan, method, want_sharpness,
+                                  None if cosines is None else cosines[b, q0 : q0 + per_run])
+            kernels.add_stacks(grads[0], these, tap_rows, grad_rows)
+            found[b * len(starts) + j] = grads[1:]
+
+    def images(start, stop):
+        # (the rows of one image are only ever added to by its own thread)
+        stacks = np.empty((min(per_run, rows.shape[1]), tap_rows.size, n_last))
+        saved = threads.thread_count()
+        if stop - start < nbatch:  # one of several parts: this thread alone (a thread-local setting)
+            numba.set_num_threads(1)
+        try:
+            for b in range(start, stop):
+                image(b, stacks)
+        finally:
+            numba.set_num_threads(saved)
+
+    # images side by side where there are several (the runs' own serial
+    # steps then overlap too), else the runs in turn, each on every thread
+    threads.run_split(nbatch, images)
+    grad_kernel, grad_sharpness, grad_floor = np.zeros(kernel_rows.shape), 0.0, 0.0
+    for kernel_grad, sharp, floor in found:  # (in the runs' order: the same bits for any threads)
+        grad_kernel += kernel_grad
+        grad_sharpness += sharp
+        grad_floor += floor
     inside = tuple(slice(left, size - right)
                    for size, (left, right) in zip(padded.shape[2:], geo.pads))
     grad = grad_rows.reshape(padded.shape)[(slice(None),) * 2 + inside]
