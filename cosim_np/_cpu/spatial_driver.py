@@ -470,8 +470,8 @@ class _FFTPlan:
         bands = -(-geo.nout[0] // self.band_rows)
         if bands > 1 and bands % 2:
             # one band fewer, each a little longer: an even count, which two
-            # (or four) threads share evenly.  The count follows from the
-            # shapes alone, so the bits do not depend on the thread count.
+            # threads share evenly.  The count follows from the shapes
+            # alone, so the bits do not depend on the thread count.
             need = -(-geo.nout[0] // (bands - 1))
             length = transforms.fast_length(need * s0 + spans[0])
             self.band_rows = max(1, (length - spans[0]) // s0)
