@@ -265,6 +265,19 @@ def test_a_small_pool_rescans_and_stays_exact(monkeypatch):
     assert len(passes) == 1
 
 
+def test_a_full_pool_of_the_best_first_candidates_rescans(monkeypatch):
+    # keys of the local maxima falling along the signal: the pool fills with
+    # the first candidates, which all lie in one zone, and no later one reaches
+    # its cut, so none is counted as left out; a full pool must rescan anyway
+    steps = 0.01 * np.arange(1, 41)
+    signal = np.column_stack([np.ones(40), steps]).ravel()  # windows [1, e], [e, 1], ...
+    kernel = np.array([1.0, 0.0])
+    monkeypatch.setattr(config, "MATCH_POOL", 5)
+    expected = naive.find_matches(signal, kernel, k=3, exclusion=10)
+    assert len(expected[0][1]) == 3
+    assert_same(find_matches(signal, kernel, k=3, exclusion=10), expected)
+
+
 def test_memmap_in_bounded_memory(tmp_path):
     n = 3_000_000
     path = tmp_path / "signal.f32"

@@ -532,8 +532,10 @@ def select(source, nker, nwin, mplan, thresholds):
             row, keys, idx, ker, score = row[order], keys[order], idx[order], ker[order], score[order]
             keep = _run_greedy(row, idx, exclusion, nwin, k, counts)
             kept.append((row[keep], idx[keep], ker[keep], score[keep]))
-            # rows that may have more: fewer than k kept, and candidates left out
-            again = (counts < k) & (offered > size)
+            # rows that may have more: fewer than k kept, and candidates left
+            # out: offered to a full pool, or (uncounted: the scan passes over
+            # keys below a full pool's worst) possibly so wherever it is full
+            again = (counts < k) & ((offered > size) | (size == hk.shape[1]))
             if not again.any():
                 break
             filters = _rescan_filters(rows, again, row, keys, idx, ker, kept, exclusion)
