@@ -18,8 +18,8 @@ order: key descending, then index, then kernel; when ``k`` is given) or to
 a list (threshold only).  Greedy selection (:func:`_greedy`) then runs on
 the candidates in that order.  With ``k``, the pool is a prefix of the order
 of all candidates, so greedy over it decides each of them as greedy over all
-would; where it keeps fewer than ``k`` although candidates were left out,
-the scan runs again for the candidates after the pool's last (and outside
+would; where it keeps fewer than ``k`` from a full pool (which may have
+left candidates out), the scan runs again for the candidates after the pool's last (and outside
 the zones of the matches kept), until ``k`` are kept or none is left.
 """
 
@@ -112,14 +112,13 @@ def _allowed(r, key, idx, ker, cursor_key, cursor_idx, cursor_ker, kept, kept_st
 @jit
 def _scan(tile, w0, last, skip, sign, thresholds, prev2, prev1, prev1_score, to_pool, filtered,
           cursor_key, cursor_idx, cursor_ker, kept, kept_start, exclusion,
-          hk, hi, hn, hs, size, offered, list_score, list_idx, list_code):
+          hk, hi, hn, hs, size, list_score, list_idx, list_code):
     """Scan the scores ``tile`` ``(R, K, T)`` of the windows ``w0 ..
     w0+T-1``: every window before the tile's last is judged (the one before
     ``w0`` with the carried keys ``prev2``, ``prev1``), and the last too
     when ``last``; windows before ``skip`` are not.  Candidates go to the
     pools (``to_pool``) or to the list arrays (``list_code = row * K +
-    kernel``); returns the list's length.  ``offered[r]`` counts the
-    candidates row ``r`` had for its pool.
+    kernel``); returns the list's length.
 
     The cheapest test comes first: against the cut (the threshold, or the
     worst key of a full pool), which most windows fail once the pool is
@@ -151,7 +150,6 @@ def _scan(tile, w0, last, skip, sign, thresholds, prev2, prev1, prev1_score, to_
                         if not filtered or _allowed(r, b, idx, k, cursor_key, cursor_idx, cursor_ker,
                                                     kept, kept_start, exclusion):
                             if to_pool:
-                                offered[r] += 1
                                 _offer(r, b, idx, k, bs, hk, hi, hn, hs, size)
                                 if size[r] == cap and hk[r, 0] > cut:
                                     cut = hk[r, 0]
@@ -383,7 +381,6 @@ class _Pass:
         self.pools = (np.empty((rows, cap)), np.empty((rows, cap), dtype=np.int64),
                       np.empty((rows, cap), dtype=np.int64), np.empty((rows, cap)),
                       np.zeros(rows, dtype=np.int64))
-        self.offered = np.zeros(rows, dtype=np.int64)
         self.found = []
 
     def scan(self, tile, w0, last, skip, sign, thresholds, filtered, filters):
@@ -393,7 +390,7 @@ class _Pass:
         li = np.empty(capacity, dtype=np.int64)
         lc = np.empty(capacity, dtype=np.int64)
         count = _scan(tile, w0, last, skip, sign, thresholds, self.prev2, self.prev1, self.prev1_score,
-                      self.to_pool, filtered, *filters, *self.pools, self.offered, ls, li, lc)
+                      self.to_pool, filtered, *filters, *self.pools, ls, li, lc)
         if count:
             self.found.append((ls[:count].copy(), li[:count].copy(), lc[:count].copy()))
 
@@ -408,7 +405,7 @@ def _merge_pools(hk, hi, hn, hs, size, hk2, hi2, hn2, hs2, size2):
 
 def _scan_all(source, nker, sign, thresholds, pool, filters=None):
     """One pass over the tiles of ``source``.  ``pool``: the pool size (the
-    pools are returned, with the candidates offered per row) or 0 (the list
+    pools are returned) or 0 (the list
     of candidates is returned, as ``(score, index, code)``).
 
     The tiles are split into runs, ``config.MATCH_RUNS_PER_THREAD`` per
@@ -454,16 +451,15 @@ def _scan_all(source, nker, sign, thresholds, pool, filters=None):
         border = _Pass(rows, nker, pool, to_pool)
         border.prev2, border.prev1 = before.prev2.copy(), before.prev1.copy()
         border.prev1_score = before.prev1_score.copy()
-        border.pools, border.offered = whole.pools, whole.offered
+        border.pools = whole.pools
         border.scan(head[:, :, :1], w, False, 0, sign, thresholds, filtered, filters)
         border.scan(head[:, :, 1:2], w + 1, False, 0, sign, thresholds, filtered, filters)
         if to_pool:
             _merge_pools(*whole.pools, *passes[g].pools)
-            whole.offered += passes[g].offered
         else:
             whole.found += border.found + passes[g].found
     if to_pool:
-        return whole.pools, whole.offered
+        return whole.pools
     if not whole.found:
         empty = np.empty(0, dtype=np.int64)
         return np.empty(0), empty, empty
@@ -523,7 +519,7 @@ def select(source, nker, nwin, mplan, thresholds):
     else:
         filters = None
         while True:
-            (hk, hi, hn, hs, size), offered = _scan_all(source, nker, mplan.sign, thresholds,
+            hk, hi, hn, hs, size = _scan_all(source, nker, mplan.sign, thresholds,
                                                         mplan.pool, filters)
             row = np.repeat(np.arange(rows), size)
             take = np.arange(hk.shape[1])[None, :] < size[:, None]
@@ -532,10 +528,10 @@ def select(source, nker, nwin, mplan, thresholds):
             row, keys, idx, ker, score = row[order], keys[order], idx[order], ker[order], score[order]
             keep = _run_greedy(row, idx, exclusion, nwin, k, counts)
             kept.append((row[keep], idx[keep], ker[keep], score[keep]))
-            # rows that may have more: fewer than k kept, and candidates left
-            # out: offered to a full pool, or (uncounted: the scan passes over
-            # keys below a full pool's worst) possibly so wherever it is full
-            again = (counts < k) & ((offered > size) | (size == hk.shape[1]))
+            # rows that may have more: fewer than k kept from a full pool
+            # (a pool never full took every candidate; a full one may have
+            # left some out, uncounted: the scan passes over keys below its worst)
+            again = (counts < k) & (size == hk.shape[1])
             if not again.any():
                 break
             filters = _rescan_filters(rows, again, row, keys, idx, ker, kept, exclusion)
