@@ -19,13 +19,15 @@ Usage::
     python benchmarks/bench_matches.py                 # n = 10**7, float32, m = 32
     python benchmarks/bench_matches.py --quick         # n = 10**5, a smoke test
     python benchmarks/bench_matches.py --m 8 32 256 --threads 1 2
+    python benchmarks/bench_matches.py --signal noise bursty events offset speech sparse
 """
 
 import argparse
 
+import corpus  # (this folder: run as benchmarks/bench_matches.py)
 import numba
 import numpy as np
-from bench_sliding import best_times, cpu_model  # (this folder: run as benchmarks/bench_matches.py)
+from bench_sliding import best_times, cpu_model
 
 
 def threshold_for(signal, kernel, wanted):
@@ -39,14 +41,14 @@ def threshold_for(signal, kernel, wanted):
     return float(keys[min(wanted, keys.size) - 1])
 
 
-def run(n, m, dtype, repeat, threads):
+def run(n, m, dtype, repeat, threads, name="noise"):
     from scipy.signal import find_peaks
 
     from cosim_np import find_matches, sliding_cosine
 
     numba.set_num_threads(threads)
     rng = np.random.default_rng(0)
-    signal = rng.standard_normal(n).astype(dtype)
+    signal = corpus.make(name, n, dtype)
     kernel = rng.standard_normal(m)
     for start in rng.integers(0, n - m, 20):  # planted copies
         signal[start : start + m] = rng.uniform(0.5, 5) * kernel
@@ -74,7 +76,7 @@ def run(n, m, dtype, repeat, threads):
         print("(STUMPY is not installed: its row is left out)")
     times = best_times(list(funcs.values()), repeat)
     base = times[0]
-    print(f"\nn = {n:,}, m = {m}, {np.dtype(dtype).name}, {threads} thread(s); "
+    print(f"\n{name}, n = {n:,}, m = {m}, {np.dtype(dtype).name}, {threads} thread(s); "
           f"k=10 found {len(found_k)}, the threshold {threshold:.4f} keeps {len(found_t)}")
     print(f"{'call':<52}{'time (ms)':>12}{'ratio':>8}")
     for (label, _), seconds in zip(funcs.items(), times):
@@ -89,13 +91,16 @@ def main():
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--threads", type=int, nargs="+", default=[numba.get_num_threads()])
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--signal", nargs="+", default=["noise"], choices=corpus.available(),
+                        help="classes of the realistic-signal corpus (benchmarks/corpus.py)")
     parser.add_argument("--quick", action="store_true", help="n = 10**5, 2 repeats")
     args = parser.parse_args()
     n, repeat = (10**5, 2) if args.quick else (args.n, args.repeat)
     print(f"CPU: {cpu_model()}; numba {numba.__version__}, numpy {np.__version__}")
     for threads in args.threads:
         for m in args.m:
-            run(n, m, np.dtype(args.dtype), repeat, threads)
+            for name in args.signal:
+                run(n, m, np.dtype(args.dtype), repeat, threads, name)
 
 
 if __name__ == "__main__":
