@@ -165,6 +165,49 @@ def test_plateaus_ties_nan_and_borders():
     assert found[1].tolist() == [2, 3, 6, 0] and found[2].tolist() == [0, 1, 0, 1]
 
 
+@st.composite
+def long_score_rows(draw):
+    """Score rows ``(rows, K, L)`` of a few hundred windows: a quiet
+    background with a few loud stretches (ties, plateaus, NaN, both signs)
+    placed anywhere, at the scan's block borders too."""
+    rows, nker = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    length = draw(st.integers(2, 300))
+    background = draw(st.sampled_from([0.0, 0.05, -0.1]))
+    wiggle = draw(st.sampled_from([0.0, 0.01]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    scores = background + wiggle * rng.standard_normal((rows, nker, length))
+    block = cpu_matches._SKIP
+    places = st.one_of(st.integers(0, length - 1),
+                       st.integers(0, length // block).map(lambda b: b * block - 1),
+                       st.integers(0, length // block).map(lambda b: b * block))
+    for _ in range(draw(st.integers(0, 8))):
+        r, kk, at = draw(st.integers(0, rows - 1)), draw(st.integers(0, nker - 1)), draw(places)
+        stretch = draw(st.lists(st.sampled_from([0.9, -0.9, 0.5, 0.95, 0.1, np.nan]), min_size=1, max_size=4))
+        stretch = stretch[: max(0, length - max(0, at))]
+        scores[r, kk, max(0, at) : max(0, at) + len(stretch)] = stretch
+    return scores.astype(draw(st.sampled_from([np.float32, np.float64])))
+
+
+@given(long_score_rows(), st.one_of(st.none(), st.integers(0, 4)),
+       st.sampled_from([None, 0.3, 0.92, -0.5]), st.integers(0, 40),
+       st.sampled_from(["both", "positive", "negative"]), st.sampled_from([1, 7, 16, 40, 300]))
+def test_the_scan_passes_over_blocks_below_the_cut_exactly(scores, k, threshold, exclusion, sign, tile):
+    """The scan tests blocks of windows against the cut (the threshold, or a
+    full pool's worst) and passes over those below it: candidates on either
+    side of a block border, plateaus across it and NaN in it are judged as
+    one window at a time judges them, in tiles of any width."""
+    from cosim_np._core import matches as core
+
+    rows, nker, length = scores.shape
+    plan = core.plan_matches(k, threshold, exclusion, sign, None, nker=nker, m=3, dilation=1,
+                             nwin=length, lead=(rows,))
+    thresholds = np.full(rows, plan.threshold)
+    found = cpu_matches.select(cpu_matches.HostScores(scores, tile), nker, length, plan, thresholds)
+    expected = naive.greedy_matches(scores, k=k, threshold=threshold, exclusion=exclusion, sign=sign)
+    for got, want in zip(found, expected):
+        np.testing.assert_array_equal(got, want)
+
+
 def _plan(exclusion, nker=1, k=None, threshold=None, sign="both"):
     from cosim_np._core import matches as core
 

@@ -20,12 +20,16 @@ import numba
 _OPTIONS = dict(nogil=True, error_model="numpy")
 
 
-def jit(func=None, *, njit=numba.njit, contract=False):
+def jit(func=None, *, njit=numba.njit, contract=False, inline=False):
     """Compile ``func`` with the project's options; usable as ``@jit`` (and
-    ``@jit(contract=True)``, see the module's docstring)."""
+    ``@jit(contract=True)``, see the module's docstring).  ``inline=True``:
+    Numba inlines it into its callers, for a short loop that a call would
+    keep from being vectorised in its caller."""
     if func is None:
-        return lambda f: jit(f, njit=njit, contract=contract)
-    options = dict(_OPTIONS, fastmath={"contract"}) if contract else _OPTIONS
+        return lambda f: jit(f, njit=njit, contract=contract, inline=inline)
+    options = dict(_OPTIONS, fastmath={"contract"}) if contract else dict(_OPTIONS)
+    if inline:
+        options["inline"] = "always"
     try:
         return njit(cache=True, **options)(func)
     except RuntimeError as exc:

@@ -109,6 +109,30 @@ def _allowed(r, key, idx, ker, cursor_key, cursor_idx, cursor_ker, kept, kept_st
     return not (lo < kept_start[r + 1] and kept[lo] <= idx + exclusion)
 
 
+# Windows whose keys the scan tests at once against the cut before judging
+# them one by one (most blocks hold no key above it; short blocks, because
+# the windows above a threshold come in clusters spread over the signal)
+_SKIP = 16
+
+
+@jit(inline=True)
+def _any_reaches(row, t, sign, cut):
+    """Does a key of ``row[t : t + _SKIP]`` reach ``cut``?  (NaN does not: a
+    NaN window is never a candidate.)  No early exit, so that the loop is
+    vectorised."""
+    hit = False
+    if sign == 0:
+        for j in range(t, t + _SKIP):
+            hit |= abs(row[j]) >= cut
+    elif sign > 0:
+        for j in range(t, t + _SKIP):
+            hit |= row[j] >= cut
+    else:
+        for j in range(t, t + _SKIP):
+            hit |= -row[j] >= cut
+    return hit
+
+
 @jit
 def _scan(tile, w0, last, skip, sign, thresholds, prev2, prev1, prev1_score, to_pool, filtered,
           cursor_key, cursor_idx, cursor_ker, kept, kept_start, exclusion,
@@ -136,31 +160,44 @@ def _scan(tile, w0, last, skip, sign, thresholds, prev2, prev1, prev1_score, to_
             cut = thr
             if to_pool and size[r] == cap and hk[r, 0] > cut:
                 cut = hk[r, 0]
-            for t in range(width + 1 if last else width):
-                if t < width:
-                    s = row[t]
-                    c = _key(s, sign)
-                else:
-                    s = np.nan
-                    c = -np.inf
-                # window w0 + t - 1, of key b, between a and c
-                if b >= cut:
-                    if b > a and b >= c and w0 + t - 1 >= skip:
-                        idx = w0 + t - 1
-                        if not filtered or _allowed(r, b, idx, k, cursor_key, cursor_idx, cursor_ker,
-                                                    kept, kept_start, exclusion):
-                            if to_pool:
-                                _offer(r, b, idx, k, bs, hk, hi, hn, hs, size)
-                                if size[r] == cap and hk[r, 0] > cut:
-                                    cut = hk[r, 0]
-                            else:
-                                list_score[count] = bs
-                                list_idx[count] = idx
-                                list_code[count] = r * nker + k
-                                count += 1
-                a = b
-                b = c
-                bs = s
+            stop = width + 1 if last else width
+            passed = False  # blocks passed over since a, b, bs were set
+            for t0 in range(0, stop, _SKIP):
+                if (passed or b < cut) and t0 + _SKIP <= width and not _any_reaches(row, t0, sign, cut):
+                    # no window of this block can be a candidate (nor the
+                    # one before it, below the cut)
+                    passed = True
+                    continue
+                if passed:
+                    a, b, bs = _key(row[t0 - 2], sign), _key(row[t0 - 1], sign), row[t0 - 1]
+                    passed = False
+                for t in range(t0, min(t0 + _SKIP, stop)):
+                    if t < width:
+                        s = row[t]
+                        c = _key(s, sign)
+                    else:
+                        s = np.nan
+                        c = -np.inf
+                    # window w0 + t - 1, of key b, between a and c
+                    if b >= cut:
+                        if b > a and b >= c and w0 + t - 1 >= skip:
+                            idx = w0 + t - 1
+                            if not filtered or _allowed(r, b, idx, k, cursor_key, cursor_idx, cursor_ker,
+                                                        kept, kept_start, exclusion):
+                                if to_pool:
+                                    _offer(r, b, idx, k, bs, hk, hi, hn, hs, size)
+                                    if size[r] == cap and hk[r, 0] > cut:
+                                        cut = hk[r, 0]
+                                else:
+                                    list_score[count] = bs
+                                    list_idx[count] = idx
+                                    list_code[count] = r * nker + k
+                                    count += 1
+                    a = b
+                    b = c
+                    bs = s
+            if passed:  # (the row's last block, ending at width)
+                a, b, bs = _key(row[width - 2], sign), _key(row[width - 1], sign), row[width - 1]
             prev2[r, k] = a
             prev1[r, k] = b
             prev1_score[r, k] = bs
@@ -487,7 +524,7 @@ def _sort_rows(rows, keys, idx, ker):
 
     Candidates of one row and kernel come in index order: a sort by key,
     with equal keys in their list order, orders them."""
-    if rows.size and rows[0] == rows[-1] and ker.min() == ker.max() and np.all(idx[1:] > idx[:-1]):
+    if rows.size and rows.min() == rows.max() and ker.min() == ker.max() and np.all(idx[1:] > idx[:-1]):
         order = np.argsort(-keys, kind="quicksort")
         _ties_by_position(order, keys[order])
         return order
