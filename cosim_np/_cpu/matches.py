@@ -15,8 +15,11 @@ across tile borders so that a window on a border is judged with its true
 neighbours, and hands every candidate at or above the threshold either to a
 bounded pool per row (a heap of the best ``plan.pool`` by the selection's
 order: key descending, then index, then kernel; when ``k`` is given) or to
-a list (threshold only).  Greedy selection (:func:`_greedy`) then runs on
-the candidates in that order.  With ``k``, the pool is a prefix of the order
+a list (threshold only).  It tests a block of windows against the cut at
+once, and judges one window at a time only the blocks that reach it.
+Greedy selection runs on the candidates in that order (:func:`_greedy`), or
+for a list, on each cluster of candidates closer than the exclusion zone
+(:func:`_greedy_clusters`).  With ``k``, the pool is a prefix of the order
 of all candidates, so greedy over it decides each of them as greedy over all
 would; where it keeps fewer than ``k`` from a full pool (which may have
 left candidates out), the scan runs again for the candidates after the pool's last (and outside
@@ -253,6 +256,62 @@ def _greedy(rows, idx, exclusion, nwin, k, counts, keep, direct):
         owner[s] = i
         keep[c] = True
         counts[r] += 1
+
+
+@jit
+def _greedy_clusters(row, idx, keys, exclusion, keep):
+    """Greedy selection without a limit over candidates sorted by row, then
+    index (then kernel): ``keep[c]``.
+
+    A candidate's fate depends only on the candidates within ``exclusion``
+    windows of it, so greedy over all candidates decides each *cluster*
+    (a run whose neighbours lie at most ``exclusion`` apart) as greedy over
+    that cluster alone: a lone candidate is kept; a cluster is put in the
+    order (a stable sort by key: index, then kernel, among equal keys) and
+    decided with a table of buckets of ``exclusion + 1`` windows, as
+    :func:`_greedy`, which has a slot per bucket the cluster spans (fewer
+    than its candidates, plus three)."""
+    n = idx.size
+    width = exclusion + 1
+    owner = np.empty(n + 3, np.int64)
+    local = np.empty(n, np.int64)
+    start = 0
+    while start < n:
+        stop = start + 1
+        while stop < n and row[stop] == row[start] and idx[stop] - idx[stop - 1] <= exclusion:
+            stop += 1
+        size = stop - start
+        if size == 1:
+            keep[start] = True
+            start = stop
+            continue
+        # the cluster in the order: insertion sort where short
+        order = local[:size]
+        if size <= 32:
+            for j in range(size):
+                c = start + j
+                at = j
+                while at > 0 and keys[start + order[at - 1]] < keys[c]:
+                    order[at] = order[at - 1]
+                    at -= 1
+                order[at] = j
+        else:
+            order[:] = np.argsort(-keys[start:stop], kind="mergesort")
+        base = idx[start]
+        owner[: (idx[stop - 1] - base) // width + 3] = -1
+        for j in range(size):
+            c = start + order[j]
+            i = idx[c]
+            b = (i - base) // width + 1
+            if owner[b] >= 0:
+                continue
+            if owner[b - 1] >= 0 and i - owner[b - 1] <= exclusion:
+                continue
+            if owner[b + 1] >= 0 and owner[b + 1] - i <= exclusion:
+                continue
+            owner[b] = i
+            keep[c] = True
+        start = stop
 
 
 def _run_greedy(row, idx, exclusion, nwin, k, counts):
@@ -537,42 +596,33 @@ def select(source, nker, nwin, mplan, thresholds):
     first (ties: row, index, kernel)."""
     rows = source.nrows
     exclusion = min(mplan.exclusion, nwin)  # (any zone past the signal is the same)
-    k = -1 if mplan.k is None else mplan.k
-    counts = np.zeros(rows, dtype=np.int64)
-    kept = []  # (row, index, kernel, score) per pass
-    if mplan.k == 0:
-        pass
-    elif mplan.k is None:
+    if mplan.k is None:
         score, idx, code = _scan_all(source, nker, mplan.sign, thresholds, 0)
-        row, ker = (code // nker, code % nker) if nker > 1 else (code, np.zeros_like(code))
-        order = _sort_rows(row, _keys(score, mplan.sign), idx, ker)
-        row, idx, ker, score = row[order], idx[order], ker[order], score[order]
-        keep = _run_greedy(row, idx, exclusion, nwin, -1, counts)
-        kept.append((row[keep], idx[keep], ker[keep], score[keep]))
-    else:
-        filters = None
-        while True:
-            hk, hi, hn, hs, size = _scan_all(source, nker, mplan.sign, thresholds,
-                                                        mplan.pool, filters)
-            row = np.repeat(np.arange(rows), size)
-            take = np.arange(hk.shape[1])[None, :] < size[:, None]
-            keys, idx, ker, score = hk[take], hi[take], hn[take], hs[take]
-            order = _sort_rows(row, keys, idx, ker)
-            row, keys, idx, ker, score = row[order], keys[order], idx[order], ker[order], score[order]
-            keep = _run_greedy(row, idx, exclusion, nwin, k, counts)
-            kept.append((row[keep], idx[keep], ker[keep], score[keep]))
-            # rows that may have more: fewer than k kept from a full pool
-            # (a pool never full took every candidate; a full one may have
-            # left some out, uncounted: the scan passes over keys below its worst)
-            again = (counts < k) & (size == hk.shape[1])
-            if not again.any():
-                break
-            filters = _rescan_filters(rows, again, row, keys, idx, ker, kept, exclusion)
-    parts = [np.concatenate(column) if kept else np.empty(0) for column in zip(*kept)] if kept else []
-    if not parts:
+        return _select_listed(score, idx, code, nker, exclusion, mplan.sign)
+    if mplan.k == 0:
         empty = np.empty(0, dtype=np.int64)
         return empty, empty, empty, np.empty(0)
-    row, idx, ker, score = parts
+    k = mplan.k
+    counts = np.zeros(rows, dtype=np.int64)
+    kept = []  # (row, index, kernel, score) per pass
+    filters = None
+    while True:
+        hk, hi, hn, hs, size = _scan_all(source, nker, mplan.sign, thresholds, mplan.pool, filters)
+        row = np.repeat(np.arange(rows), size)
+        take = np.arange(hk.shape[1])[None, :] < size[:, None]
+        keys, idx, ker, score = hk[take], hi[take], hn[take], hs[take]
+        order = _sort_rows(row, keys, idx, ker)
+        row, keys, idx, ker, score = row[order], keys[order], idx[order], ker[order], score[order]
+        keep = _run_greedy(row, idx, exclusion, nwin, k, counts)
+        kept.append((row[keep], idx[keep], ker[keep], score[keep]))
+        # rows that may have more: fewer than k kept from a full pool
+        # (a pool never full took every candidate; a full one may have
+        # left some out, uncounted: the scan passes over keys below its worst)
+        again = (counts < k) & (size == hk.shape[1])
+        if not again.any():
+            break
+        filters = _rescan_filters(rows, again, row, keys, idx, ker, kept, exclusion)
+    row, idx, ker, score = (np.concatenate(column) for column in zip(*kept))
     row, idx, ker = row.astype(np.int64), idx.astype(np.int64), ker.astype(np.int64)
     # each pass's matches are sorted by row, then in the order: a stable sort
     # by key keeps rows, then index and kernel, in order among equal keys
@@ -583,6 +633,43 @@ def select(source, nker, nwin, mplan, thresholds):
         order = np.argsort(-_keys(score, mplan.sign), kind="stable")
         row, idx, ker, score = row[order], idx[order], ker[order], score[order]
     return row, idx, ker, score
+
+
+def _select_listed(score, idx, code, nker, exclusion, sign):
+    """Greedy selection without a limit over the scan's list of candidates
+    (``code = row * nker + kernel``): ``(row, index, kernel, score)`` as
+    :func:`select`.  The list is in index order where it holds one row and
+    one kernel (the scan lists a run's tiles in order); else it is sorted."""
+    if code.size and not (code.min() == code.max() and np.all(idx[1:] > idx[:-1])):
+        order = np.lexsort((code % nker, idx, code // nker))
+        score, idx, code = score[order], idx[order], code[order]
+    row = code // nker
+    keys = _keys(score, sign)
+    keep = np.zeros(idx.size, dtype=np.bool_)
+    _greedy_clusters(row, idx, keys, exclusion, keep)
+    kept = np.flatnonzero(keep)
+    # best first; equal keys in list order, which is row, index, kernel
+    order = np.argsort(-keys[kept], kind="quicksort")
+    _ties_by_position(order, keys[kept][order])
+    return _gather_listed(kept, order, idx, code, score, nker)
+
+
+@jit
+def _gather_listed(kept, order, idx, code, score, nker):
+    """``(row, index, kernel, score)`` of the candidates ``kept[order]``, in
+    one pass (four gathers by numpy read the scattered positions four times)."""
+    n = order.size
+    out_row = np.empty(n, np.int64)
+    out_idx = np.empty(n, np.int64)
+    out_ker = np.empty(n, np.int64)
+    out_score = np.empty(n, score.dtype)
+    for j in range(n):
+        c = kept[order[j]]
+        out_idx[j] = idx[c]
+        out_score[j] = score[c]
+        out_row[j] = code[c] if nker == 1 else code[c] // nker  # (no division for one kernel)
+        out_ker[j] = code[c] - out_row[j] * nker
+    return out_row, out_idx, out_ker, out_score
 
 
 def select_candidates(row, idx, ker, score, offered, nwin, mplan, out_dtype):
