@@ -208,6 +208,24 @@ def test_the_scan_passes_over_blocks_below_the_cut_exactly(scores, k, threshold,
         np.testing.assert_array_equal(got, want)
 
 
+@given(st.lists(st.sampled_from([0.0, -0.0, 0.5, -0.5, 1.0, -1.0, 0.25, 1e-30, -1e-30, 0.75]),
+                min_size=1, max_size=60),
+       st.sampled_from(["both", "positive", "negative"]), st.integers(0, 3))
+def test_the_packed_order_of_float32_matches_equals_the_sort(values, sign, exclusion):
+    """One row and kernel of float32 scores: the kept candidates ordered by a
+    sort of packed integers equal the general sort's order (ties to the
+    lower index, -0 and +0 equal keys) and keep each score's bits."""
+    score = np.array(values, dtype=np.float32)
+    idx = np.arange(score.size, dtype=np.int64) * 2 + 5
+    code = np.zeros(score.size, np.int64)
+    code_sign = {"both": 0, "positive": 1, "negative": -1}[sign]
+    packed = cpu_matches._select_listed(score, idx, code, 1, exclusion, code_sign)
+    general = cpu_matches._select_listed(score.astype(np.float64), idx, code, 1, exclusion, code_sign)
+    np.testing.assert_array_equal(packed[1], general[1])
+    np.testing.assert_array_equal(packed[3].view(np.uint32),
+                                  general[3].astype(np.float32).view(np.uint32))
+
+
 def _plan(exclusion, nker=1, k=None, threshold=None, sign="both"):
     from cosim_np._core import matches as core
 

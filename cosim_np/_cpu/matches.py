@@ -482,7 +482,7 @@ class _Pass:
     def scan(self, tile, w0, last, skip, sign, thresholds, filtered, filters):
         width = tile.shape[-1]
         capacity = 1 if self.to_pool else self.rows * self.nker * (width // 2 + 2)
-        ls = np.empty(capacity)
+        ls = np.empty(capacity, dtype=tile.dtype)
         li = np.empty(capacity, dtype=np.int64)
         lc = np.empty(capacity, dtype=np.int64)
         count = _scan(tile, w0, last, skip, sign, thresholds, self.prev2, self.prev1, self.prev1_score,
@@ -640,18 +640,80 @@ def _select_listed(score, idx, code, nker, exclusion, sign):
     (``code = row * nker + kernel``): ``(row, index, kernel, score)`` as
     :func:`select`.  The list is in index order where it holds one row and
     one kernel (the scan lists a run's tiles in order); else it is sorted."""
-    if code.size and not (code.min() == code.max() and np.all(idx[1:] > idx[:-1])):
+    one_code = code.size > 0 and code.min() == code.max()
+    if code.size and not (one_code and np.all(idx[1:] > idx[:-1])):
         order = np.lexsort((code % nker, idx, code // nker))
         score, idx, code = score[order], idx[order], code[order]
     row = code // nker
     keys = _keys(score, sign)
     keep = np.zeros(idx.size, dtype=np.bool_)
     _greedy_clusters(row, idx, keys, exclusion, keep)
+    if one_code and score.dtype == np.float32 and idx[-1] < 1 << 31:
+        idx, score = _ordered_by_packed_sort(score, idx, keep, sign)
+        return (np.full(idx.size, code[0] // nker), idx, np.full(idx.size, code[0] % nker), score)
     kept = np.flatnonzero(keep)
     # best first; equal keys in list order, which is row, index, kernel
     order = np.argsort(-keys[kept], kind="quicksort")
     _ties_by_position(order, keys[kept][order])
     return _gather_listed(kept, order, idx, code, score, nker)
+
+
+def _ordered_by_packed_sort(score, idx, keep, sign):
+    """``(index, score)`` of the kept candidates of one row and one kernel,
+    float32 scores and indices below ``2**31``, best first (ties to the
+    lower index): each
+    packed into one integer that orders as the selection does (the key's
+    bits, order-preserving and reversed, above the index and the score's
+    sign bit), so that a sort of the integers orders them, with no
+    permutation to gather by."""
+    packed = np.empty(np.count_nonzero(keep), np.uint64)
+    _pack_kept(score.view(np.uint32), idx, keep, sign, packed)
+    packed.sort()
+    out_idx = np.empty(packed.size, np.int64)
+    out_score = np.empty(packed.size, np.float32)
+    _unpack_kept(packed, sign, out_idx, out_score.view(np.uint32))
+    return out_idx, out_score
+
+
+_SIGN_BIT = np.uint32(1 << 31)
+
+
+@jit
+def _key_bits(bits, sign):
+    """The float32 key of the score whose bits are ``bits``, as bits that
+    order as the key descending: ``|s|``, ``s`` or ``-s`` (a zero key of
+    either sign as +0, equal keys then tie by index), order-preserving
+    (negative values inverted, positive ones above them), then reversed."""
+    if sign == 0:
+        bits &= ~_SIGN_BIT
+    elif sign < 0:
+        bits ^= _SIGN_BIT
+    if bits == _SIGN_BIT:  # -0
+        bits = np.uint32(0)
+    ascending = ~bits if bits & _SIGN_BIT else bits | _SIGN_BIT
+    return ~ascending
+
+
+@jit
+def _pack_kept(bits, idx, keep, sign, packed):
+    j = 0
+    for c in range(bits.size):
+        if keep[c]:
+            low = (np.uint64(idx[c]) << np.uint64(1)) | np.uint64(bits[c] >> np.uint32(31))
+            packed[j] = (np.uint64(_key_bits(bits[c], sign)) << np.uint64(32)) | low
+            j += 1
+
+
+@jit
+def _unpack_kept(packed, sign, out_idx, out_bits):
+    """Index and score bits back from :func:`_pack_kept`'s integers."""
+    for j in range(packed.size):
+        low = packed[j] & np.uint64(0xFFFFFFFF)
+        out_idx[j] = np.int64(low >> np.uint64(1))
+        ascending = ~np.uint32(packed[j] >> np.uint64(32))
+        key = ascending & ~_SIGN_BIT if ascending & _SIGN_BIT else ~ascending
+        # the score: the key's magnitude with the score's own sign bit
+        out_bits[j] = (key & ~_SIGN_BIT) | (np.uint32(low & np.uint64(1)) << np.uint32(31))
 
 
 @jit
