@@ -15,8 +15,9 @@ across tile borders so that a window on a border is judged with its true
 neighbours, and hands every candidate at or above the threshold either to a
 bounded pool per row (a heap of the best ``plan.pool`` by the selection's
 order: key descending, then index, then kernel; when ``k`` is given) or to
-a list (threshold only).  It tests a block of windows against the cut at
-once, and judges one window at a time only the blocks that reach it.
+a list (threshold only).  It tests a block of windows at once for a key
+that reaches the cut and rises above the one before it, and judges one
+window at a time only the blocks that hold one.
 Greedy selection runs on the candidates in that order (:func:`_greedy`), or
 for a list, on each cluster of candidates closer than the exclusion zone
 (:func:`_greedy_clusters`).  With ``k``, the pool is a prefix of the order
@@ -112,17 +113,17 @@ def _allowed(r, key, idx, ker, cursor_key, cursor_idx, cursor_ker, kept, kept_st
     return not (lo < kept_start[r + 1] and kept[lo] <= idx + exclusion)
 
 
-# Windows whose keys the scan tests at once against the cut before judging
-# them one by one (most blocks hold no key above it; short blocks, because
-# the windows above a threshold come in clusters spread over the signal)
+# Windows the scan tests at once for a key that reaches the cut and rises
+# above the one before it, before judging them one by one (most blocks have
+# none; short blocks, because those windows come in clusters spread over the
+# signal)
 _SKIP = 16
 
 
 @jit(inline=True)
 def _any_reaches(row, t, sign, cut):
-    """Does a key of ``row[t : t + _SKIP]`` reach ``cut``?  (NaN does not: a
-    NaN window is never a candidate.)  No early exit, so that the loop is
-    vectorised."""
+    """Does a key of ``row[t : t + _SKIP]`` reach ``cut``?  (The cheaper
+    test, first: NaN does not.)"""
     hit = False
     if sign == 0:
         for j in range(t, t + _SKIP):
@@ -133,6 +134,25 @@ def _any_reaches(row, t, sign, cut):
     else:
         for j in range(t, t + _SKIP):
             hit |= -row[j] >= cut
+    return hit
+
+
+@jit(inline=True)
+def _any_rising(row, t, sign, cut):
+    """Does a window of ``row[t : t + _SKIP]`` (``t >= 1``) have a key that
+    reaches ``cut`` and exceeds the key before it?  Every candidate does
+    (NaN keys count as -inf: a NaN window is no candidate, and any window
+    after one rises).  No early exit, so that the loop is vectorised."""
+    hit = False
+    if sign == 0:
+        for j in range(t, t + _SKIP):
+            hit |= (abs(row[j]) >= cut) & ~(abs(row[j]) <= abs(row[j - 1]))
+    elif sign > 0:
+        for j in range(t, t + _SKIP):
+            hit |= (row[j] >= cut) & ~(row[j] <= row[j - 1])
+    else:
+        for j in range(t, t + _SKIP):
+            hit |= (-row[j] >= cut) & ~(-row[j] <= -row[j - 1])
     return hit
 
 
@@ -166,9 +186,11 @@ def _scan(tile, w0, last, skip, sign, thresholds, prev2, prev1, prev1_score, to_
             stop = width + 1 if last else width
             passed = False  # blocks passed over since a, b, bs were set
             for t0 in range(0, stop, _SKIP):
-                if (passed or b < cut) and t0 + _SKIP <= width and not _any_reaches(row, t0, sign, cut):
-                    # no window of this block can be a candidate (nor the
-                    # one before it, below the cut)
+                # pass over a block with no candidate, where the window
+                # before it is none either (below the cut, or not above
+                # its own predecessor, or in a block passed over)
+                if (t0 > 0 and t0 + _SKIP <= width and (passed or b < cut or not b > a)
+                        and not (_any_reaches(row, t0, sign, cut) and _any_rising(row, t0, sign, cut))):
                     passed = True
                     continue
                 if passed:
