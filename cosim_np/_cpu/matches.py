@@ -677,23 +677,24 @@ def _select_listed(score, idx, code, nker, exclusion, sign):
     # best first; equal keys in list order, which is row, index, kernel
     order = np.argsort(-keys[kept], kind="quicksort")
     _ties_by_position(order, keys[kept][order])
-    return _gather_listed(kept, order, idx, code, score, nker)
+    kept = kept[order]
+    code = code[kept]
+    return code // nker, idx[kept], code % nker, score[kept]
 
 
 def _ordered_by_packed_sort(score, idx, keep, sign):
     """``(index, score)`` of the kept candidates of one row and one kernel,
     float32 scores and indices below ``2**31``, best first (ties to the
-    lower index): each
-    packed into one integer that orders as the selection does (the key's
-    bits, order-preserving and reversed, above the index and the score's
-    sign bit), so that a sort of the integers orders them, with no
-    permutation to gather by."""
+    lower index): each packed into one integer that orders as the selection
+    does (the key's bits, order-preserving and reversed, above the index and
+    the score's sign bit), so that a sort of the integers orders them, with
+    no permutation to gather by."""
     packed = np.empty(np.count_nonzero(keep), np.uint64)
     _pack_kept(score.view(np.uint32), idx, keep, sign, packed)
     packed.sort()
     out_idx = np.empty(packed.size, np.int64)
     out_score = np.empty(packed.size, np.float32)
-    _unpack_kept(packed, sign, out_idx, out_score.view(np.uint32))
+    _unpack_kept(packed, out_idx, out_score.view(np.uint32))
     return out_idx, out_score
 
 
@@ -727,7 +728,7 @@ def _pack_kept(bits, idx, keep, sign, packed):
 
 
 @jit
-def _unpack_kept(packed, sign, out_idx, out_bits):
+def _unpack_kept(packed, out_idx, out_bits):
     """Index and score bits back from :func:`_pack_kept`'s integers."""
     for j in range(packed.size):
         low = packed[j] & np.uint64(0xFFFFFFFF)
@@ -736,24 +737,6 @@ def _unpack_kept(packed, sign, out_idx, out_bits):
         key = ascending & ~_SIGN_BIT if ascending & _SIGN_BIT else ~ascending
         # the score: the key's magnitude with the score's own sign bit
         out_bits[j] = (key & ~_SIGN_BIT) | (np.uint32(low & np.uint64(1)) << np.uint32(31))
-
-
-@jit
-def _gather_listed(kept, order, idx, code, score, nker):
-    """``(row, index, kernel, score)`` of the candidates ``kept[order]``, in
-    one pass (four gathers by numpy read the scattered positions four times)."""
-    n = order.size
-    out_row = np.empty(n, np.int64)
-    out_idx = np.empty(n, np.int64)
-    out_ker = np.empty(n, np.int64)
-    out_score = np.empty(n, score.dtype)
-    for j in range(n):
-        c = kept[order[j]]
-        out_idx[j] = idx[c]
-        out_score[j] = score[c]
-        out_row[j] = code[c] if nker == 1 else code[c] // nker  # (no division for one kernel)
-        out_ker[j] = code[c] - out_row[j] * nker
-    return out_row, out_idx, out_ker, out_score
 
 
 def select_candidates(row, idx, ker, score, offered, nwin, mplan, out_dtype):
