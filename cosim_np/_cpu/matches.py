@@ -606,10 +606,17 @@ def _sort_rows(rows, keys, idx, ker):
     Candidates of one row and kernel come in index order: a sort by key,
     with equal keys in their list order, orders them."""
     if rows.size and rows.min() == rows.max() and ker.min() == ker.max() and np.all(idx[1:] > idx[:-1]):
-        order = np.argsort(-keys, kind="quicksort")
-        _ties_by_position(order, keys[order])
-        return order
+        return _best_first(keys)
     return np.lexsort((ker, idx, -keys, rows))
+
+
+def _best_first(keys):
+    """The order of ``keys`` descending, equal keys in their list order (a
+    quicksort, then each run of ties sorted by position: faster than a
+    stable sort)."""
+    order = np.argsort(-keys, kind="quicksort")
+    _ties_by_position(order, keys[order])
+    return order
 
 
 def select(source, nker, nwin, mplan, thresholds):
@@ -675,9 +682,7 @@ def _select_listed(score, idx, code, nker, exclusion, sign):
         return (np.full(idx.size, code[0] // nker), idx, np.full(idx.size, code[0] % nker), score)
     kept = np.flatnonzero(keep)
     # best first; equal keys in list order, which is row, index, kernel
-    order = np.argsort(-keys[kept], kind="quicksort")
-    _ties_by_position(order, keys[kept][order])
-    kept = kept[order]
+    kept = kept[_best_first(keys[kept])]
     code = code[kept]
     return code // nker, idx[kept], code % nker, score[kept]
 
