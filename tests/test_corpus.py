@@ -5,9 +5,14 @@ ones) always among those checked; the properties that must hold on such
 signals (power-of-two scaling, sign, NaN locality, thread count); and the
 FFT path's plan, shown to take each of its branches on these signals."""
 
+import math
+
 import numba
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 from scipy.ndimage import maximum_filter1d
 
 from benchmarks import corpus
@@ -16,6 +21,7 @@ from cosim_np._core import config
 from cosim_np._core.scalars import SAFE_MAX, SAFE_MIN
 from cosim_np._cpu import blocks, drivers
 from tests import naive
+from tests.strategies import scalable_elements
 
 EPS64 = np.finfo(np.float64).eps
 N = 30_000
@@ -301,6 +307,38 @@ def test_runs_are_laid_side_by_side_in_the_order_of_their_sums():
     np.testing.assert_array_equal(out[1, :, 310:350], cosines[0, :, 3:43])
     np.testing.assert_array_equal(out[0, :, 28:58], cosines[0, :, 61:])
     assert np.count_nonzero(out) == 3 * 70
+
+
+@given(values=hnp.arrays(np.float64, st.integers(0, 70), elements=st.one_of(
+           scalable_elements(np.float64), st.sampled_from([np.nan, np.inf, -np.inf]))),
+       reference=scalable_elements(np.float64), shift=st.integers(-800, 800))
+def test_the_plans_block_statistics_are_exact_and_free_of_scale(values, reference, shift):
+    # the plan's passes keep 16 partial maxima, minima and sums (lanes): every
+    # length of the tail, NaN and inf left out, against NumPy
+    big, total, small = blocks._block_stats(values, reference, 0, 0.0, 0.0, np.inf)
+    finite = np.abs(values[np.isfinite(values)] - reference)
+    positive = finite[finite > 0]
+    assert big == (finite.max() if finite.size else 0.0)
+    assert small == (positive.min() if positive.size else np.inf)
+    assert abs(total - np.sum(finite**2)) <= values.size * EPS64 * np.sum(finite**2)
+    # the samples and the reference times 2**shift, in units of 2**shift: the same bits
+    assert blocks._block_stats(np.ldexp(values, shift), math.ldexp(reference, shift), shift,
+                               0.0, 0.0, np.inf) == (big, total, small)
+
+
+@given(sums=hnp.arrays(np.float64, st.integers(0, 70), elements=st.one_of(
+           st.just(0.0), st.floats(1e-300, 1e300), st.sampled_from([np.nan, np.inf]))),
+       expo=st.sampled_from([-600, -40, 0, 3, 600]), limit=st.floats(0.0, 1e12))
+def test_the_plans_relative_sums_count_the_flagged_and_find_the_quietest(sums, expo, limit):
+    relative = np.empty_like(sums)
+    count, quietest = blocks._relative_sums(sums, expo, limit, relative)
+    with np.errstate(over="ignore"):
+        scaled = np.ldexp(sums, -2 * expo)
+    # (a window quieter than the smallest float is flagged, not taken for zero)
+    np.testing.assert_array_equal(relative, np.where((scaled == 0) & (sums > 0), 5e-324, scaled))
+    assert count == np.count_nonzero((relative > 0) & (relative < limit))
+    positive = relative[relative > 0]
+    assert quietest == (positive.min() if positive.size else np.inf)
 
 
 def test_windows_across_two_runs_never_count_in_a_plan():

@@ -18,46 +18,51 @@ from .sliding import (
 )
 
 
+# Independent partial sums (and maxima, minima) kept by the plan's passes
+# over every sample and window: a fixed-length inner loop over lanes, which
+# LLVM vectorises without reassociating anything (a reduction in one chain
+# would stay scalar without fastmath).
+LANES = 16
+
+
 @jit
 def _block_stats(src, reference, expo, big, total, small):
     """Largest finite magnitude, the sum of the finite squares and the
     smallest non-zero finite magnitude of ``(src - reference) * 2**-expo``
-    (exact scaling; merged with ``big``, ``total`` and ``small``), in four
-    independent chains.  The sum only scales an error bound, but it is summed
-    in this fixed order whatever ``expo``: for samples whose squares stay
-    normal, the sum for ``expo`` is exactly ``4**-expo`` times the one for 0."""
+    (exact scaling; merged with ``big``, ``total`` and ``small``), in
+    ``LANES`` independent chains added pairwise.  The sum only scales an
+    error bound, but it is summed in this fixed order whatever ``expo``: for
+    samples whose squares stay normal, the sum for ``expo`` is exactly
+    ``4**-expo`` times the one for 0."""
     unit = _unit(expo)
-    b0 = b1 = b2 = b3 = 0.0
-    s0 = s1 = s2 = s3 = 0.0
-    m0 = m1 = m2 = m3 = np.inf
+    most = np.zeros(LANES)
+    sums = np.zeros(LANES)
+    least = np.full(LANES, np.inf)
     size = src.size
-    p = 0
-    while p + 4 <= size:
-        v0 = _magnitude(src[p] - reference, expo, unit)
-        v1 = _magnitude(src[p + 1] - reference, expo, unit)
-        v2 = _magnitude(src[p + 2] - reference, expo, unit)
-        v3 = _magnitude(src[p + 3] - reference, expo, unit)
-        b0 = v0 if v0 > b0 else b0
-        b1 = v1 if v1 > b1 else b1
-        b2 = v2 if v2 > b2 else b2
-        b3 = v3 if v3 > b3 else b3
-        m0 = v0 if 0.0 < v0 < m0 else m0
-        m1 = v1 if 0.0 < v1 < m1 else m1
-        m2 = v2 if 0.0 < v2 < m2 else m2
-        m3 = v3 if 0.0 < v3 < m3 else m3
-        s0 += v0 * v0
-        s1 += v1 * v1
-        s2 += v2 * v2
-        s3 += v3 * v3
-        p += 4
-    while p < size:
-        v0 = _magnitude(src[p] - reference, expo, unit)
-        b0 = v0 if v0 > b0 else b0
-        m0 = v0 if 0.0 < v0 < m0 else m0
-        s0 += v0 * v0
-        p += 1
-    return (max(max(big, b0), max(max(b1, b2), b3)), total + ((s0 + s1) + (s2 + s3)),
-            min(min(small, m0), min(min(m1, m2), m3)))
+    full = size - size % LANES
+    for p in range(0, full, LANES):
+        for lane in range(LANES):
+            _add_magnitude(_magnitude(src[p + lane] - reference, expo, unit), lane, most, sums,
+                           least)
+    for lane in range(size - full):
+        _add_magnitude(_magnitude(src[full + lane] - reference, expo, unit), lane, most, sums,
+                       least)
+    width = LANES
+    while width > 1:
+        width //= 2
+        for lane in range(width):
+            most[lane] = max(most[lane], most[lane + width])
+            sums[lane] = sums[lane] + sums[lane + width]
+            least[lane] = min(least[lane], least[lane + width])
+    return max(big, most[0]), total + sums[0], min(small, least[0])
+
+
+@jit(inline=True)
+def _add_magnitude(v, lane, most, sums, least):
+    """Merge the magnitude ``v`` into lane ``lane`` of ``_block_stats``."""
+    most[lane] = v if v > most[lane] else most[lane]
+    _add_positive(v, lane, least)
+    sums[lane] += v * v
 
 
 @jit
@@ -144,24 +149,41 @@ def plan_blocks(x, w0, w1, step, nfft, m, d, sumsq, safe, center, ratio, exponen
             noise[b, g] = math.sqrt(total)
             loud[b, g] = 0
             # relative sums of squares, how many are flagged, the quietest
-            src = sumsq[b, first:last]
-            dest = relative[b, first:last]
-            limit = (ratio * noise[b, g]) ** 2
-            if -500 <= expo <= 500:
-                scale = math.ldexp(1.0, -2 * expo)
-                for t in range(src.size):
-                    dest[t] = _nonzero(src[t], src[t] * scale)
-            else:
-                for t in range(src.size):
-                    dest[t] = _nonzero(src[t], math.ldexp(src[t], -2 * expo))
-            count = 0
-            lowest = np.inf
-            for t in range(dest.size):
-                r = dest[t]
-                count += is_flagged(r, limit)
-                lowest = min(lowest, r if r > 0.0 else np.inf)
-            flagged_counts[b, g] = count
-            quietest[b, g] = lowest
+            flagged_counts[b, g], quietest[b, g] = _relative_sums(
+                sumsq[b, first:last], expo, (ratio * noise[b, g]) ** 2, relative[b, first:last])
+
+
+@jit(inline=True)
+def _relative_sums(src, expo, limit, dest):
+    """``dest``: the sums of squares ``src`` in block units (``4**-expo``,
+    see ``_nonzero``); returns how many of them are flagged under ``limit``
+    and the smallest positive one.  Three loops that vectorise (the count
+    and the least in one do not; nor does the least in one chain)."""
+    if -500 <= expo <= 500:
+        scale = math.ldexp(1.0, -2 * expo)
+        for t in range(src.size):
+            dest[t] = _nonzero(src[t], src[t] * scale)
+    else:
+        for t in range(src.size):
+            dest[t] = _nonzero(src[t], math.ldexp(src[t], -2 * expo))
+    count = 0
+    for t in range(dest.size):
+        count += is_flagged(dest[t], limit)
+    least = np.full(LANES, np.inf)
+    size = dest.size
+    full = size - size % LANES
+    for t in range(0, full, LANES):
+        for lane in range(LANES):
+            _add_positive(dest[t + lane], lane, least)
+    for lane in range(size - full):
+        _add_positive(dest[full + lane], lane, least)
+    return count, np.min(least)
+
+
+@jit(inline=True)
+def _add_positive(r, lane, least):
+    """Lane ``lane`` of ``least`` takes ``r`` where it is positive and less."""
+    least[lane] = r if (r > 0.0) & (r < least[lane]) else least[lane]
 
 
 @jit
