@@ -8,14 +8,22 @@
   no hidden zero-division checks;
 * no ``fastmath``: the kernels rely on NaN/inf propagating and on the written
   order of floating-point operations.  The one exception, ``contract=True``
-  (for the direct dots' inner loops), lets LLVM fuse a multiply and the add
-  that follows it into one fused multiply-add: rounded once instead of
-  twice, still in the written order, NaN and inf kept.
+  (for the direct dots' inner loops of the images), lets LLVM fuse a
+  multiply and the add that follows it into one fused multiply-add: rounded
+  once instead of twice, still in the written order, NaN and inf kept.
+
+:func:`fma` is that fused multiply-add written out, for the 1-D dots: their
+vectorised loops and the one-window loops that recompute some of their
+windows must give the same bits, which an explicit ``fma`` guarantees and
+LLVM's choice to fuse or not would not.
 """
 
 import warnings
 
 import numba
+from llvmlite import ir
+from numba.core import cgutils, types
+from numba.extending import intrinsic
 
 _OPTIONS = dict(nogil=True, error_model="numpy")
 
@@ -46,3 +54,19 @@ def jit(func=None, *, njit=numba.njit, contract=False, inline=False):
             stacklevel=2,
         )
         return njit(cache=False, **options)(func)
+
+
+@intrinsic
+def fma(typingctx, a, b, c):
+    """``a * b + c`` rounded once (float64; LLVM's ``llvm.fma``): one
+    instruction on a CPU with fused multiply-add, the same bits in a
+    vectorised loop as in a scalar one."""
+    sig = types.float64(types.float64, types.float64, types.float64)
+
+    def codegen(context, builder, signature, args):
+        double = ir.DoubleType()
+        function = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(double, [double] * 3), "llvm.fma.f64")
+        return builder.call(function, args)
+
+    return sig, codegen

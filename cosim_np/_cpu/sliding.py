@@ -42,7 +42,7 @@ from .._core import sliding as plans
 from .._core.scalars import KERNEL_NONFINITE, KERNEL_NORMAL, KERNEL_ZERO, SAFE_MAX, SAFE_MIN
 from .._core.sliding import tile_length
 from . import scratch
-from ._jit import jit
+from ._jit import fma, jit
 
 _out_of_range = jit(scalars.out_of_range)
 sharpen_value = jit(scalars.sharpen_value)
@@ -343,14 +343,14 @@ def _fused_tile(x, b, khat, i0, nwin, d, sumsq, acc):
             s += v7 * v7
             sumsq[t] = s
             a = 0.0 if first else acc[t]
-            a += v0 * w0
-            a += v1 * w1
-            a += v2 * w2
-            a += v3 * w3
-            a += v4 * w4
-            a += v5 * w5
-            a += v6 * w6
-            a += v7 * w7
+            a = fma(v0, w0, a)
+            a = fma(v1, w1, a)
+            a = fma(v2, w2, a)
+            a = fma(v3, w3, a)
+            a = fma(v4, w4, a)
+            a = fma(v5, w5, a)
+            a = fma(v6, w6, a)
+            a = fma(v7, w7, a)
             acc[t] = a
         j += 8
     for j in range(j, m, 4):
@@ -393,19 +393,19 @@ def _add_taps(s, a, x0, x1, x2, x3, w0, w1, w2, w3, taps):
     left out of both: less work, and the order of ``_rescaled_dot``)."""
     v0 = np.float64(x0)
     s += v0 * v0
-    a += v0 * w0
+    a = fma(v0, w0, a)
     if taps > 1:
         v1 = np.float64(x1)
         s += v1 * v1
-        a += v1 * w1
+        a = fma(v1, w1, a)
     if taps > 2:
         v2 = np.float64(x2)
         s += v2 * v2
-        a += v2 * w2
+        a = fma(v2, w2, a)
     if taps > 3:
         v3 = np.float64(x3)
         s += v3 * v3
-        a += v3 * w3
+        a = fma(v3, w3, a)
     return s, a
 
 
@@ -537,14 +537,14 @@ def _tile_dots(x, b, khat, k, i0, nwin, d, acc):
             w4, w5, w6, w7 = _tap_weights(weights, j + 4)
             for t in range(nwin):
                 a = acc[t]
-                a += np.float64(x0[t]) * w0
-                a += np.float64(x1[t]) * w1
-                a += np.float64(x2[t]) * w2
-                a += np.float64(x3[t]) * w3
-                a += np.float64(x4[t]) * w4
-                a += np.float64(x5[t]) * w5
-                a += np.float64(x6[t]) * w6
-                a += np.float64(x7[t]) * w7
+                a = fma(np.float64(x0[t]), w0, a)
+                a = fma(np.float64(x1[t]), w1, a)
+                a = fma(np.float64(x2[t]), w2, a)
+                a = fma(np.float64(x3[t]), w3, a)
+                a = fma(np.float64(x4[t]), w4, a)
+                a = fma(np.float64(x5[t]), w5, a)
+                a = fma(np.float64(x6[t]), w6, a)
+                a = fma(np.float64(x7[t]), w7, a)
                 acc[t] = a
             j += 8
         for j in range(j, m, 4):
@@ -552,10 +552,10 @@ def _tile_dots(x, b, khat, k, i0, nwin, d, acc):
             w0, w1, w2, w3 = _tap_weights(weights, j)
             for t in range(nwin):
                 a = acc[t]
-                a += np.float64(x0[t]) * w0
-                a += np.float64(x1[t]) * w1
-                a += np.float64(x2[t]) * w2
-                a += np.float64(x3[t]) * w3
+                a = fma(np.float64(x0[t]), w0, a)
+                a = fma(np.float64(x1[t]), w1, a)
+                a = fma(np.float64(x2[t]), w2, a)
+                a = fma(np.float64(x3[t]), w3, a)
                 acc[t] = a
 
 
@@ -567,7 +567,7 @@ def _plain_dot(x, b, khat, k, i, d):
     s = 0.0
     for c in range(x.shape[1]):
         for j in range(khat.shape[2]):
-            s += np.float64(x[b, c, i + j * d]) * khat[k, c, j]
+            s = fma(np.float64(x[b, c, i + j * d]), khat[k, c, j], s)
     return s
 
 
@@ -577,7 +577,7 @@ def _rescaled_dot(x, b, khat, k, i, d, expo):
     s = 0.0
     for c in range(x.shape[1]):
         for j in range(khat.shape[2]):
-            s += math.ldexp(np.float64(x[b, c, i + j * d]), -expo) * khat[k, c, j]
+            s = fma(math.ldexp(np.float64(x[b, c, i + j * d]), -expo), khat[k, c, j], s)
     return s
 
 
