@@ -17,7 +17,6 @@ from .sliding import (
     is_flagged,
 )
 
-
 # Independent partial sums (and maxima, minima) kept by the plan's passes
 # over every sample and window: a fixed-length inner loop over lanes, which
 # LLVM vectorises without reassociating anything (a reduction in one chain
