@@ -156,8 +156,9 @@ def plan_blocks(x, w0, w1, step, nfft, m, d, sumsq, safe, center, ratio, exponen
 def _relative_sums(src, expo, limit, dest):
     """``dest``: the sums of squares ``src`` in block units (``4**-expo``,
     see ``_nonzero``); returns how many of them are flagged under ``limit``
-    and the smallest positive one.  Three loops that vectorise (the count
-    and the least in one do not; nor does the least in one chain)."""
+    and the smallest positive one.  The count and the least in loops of
+    their own, which vectorise (in one loop they do not; nor does the least
+    in one chain)."""
     if -500 <= expo <= 500:
         scale = math.ldexp(1.0, -2 * expo)
         for t in range(src.size):
@@ -165,9 +166,7 @@ def _relative_sums(src, expo, limit, dest):
     else:
         for t in range(src.size):
             dest[t] = _nonzero(src[t], math.ldexp(src[t], -2 * expo))
-    count = 0
-    for t in range(dest.size):
-        count += is_flagged(dest[t], limit)
+    count = count_flagged(dest, limit)
     least = np.full(LANES, np.inf)
     size = dest.size
     full = size - size % LANES
