@@ -204,7 +204,7 @@ def relative_out_of_range(x, w0, w1, step, m, d, tile, sumsq, unsafe, ratio, exp
                     if center:
                         e, s = rescaled_m2(x, b, w0 + t, m, d)
                     else:
-                        e, s = _rescaled_sumsq(x, b, w0 + t, m, d, m <= DIRECT_SUM_TAPS)
+                        e, s = _rescaled_sumsq(x, b, w0 + t, m, d, m <= DIRECT_SUM_TAPS, False)
                     flagged_counts[b, g] -= count_flagged(relative[b, t : t + 1], limit)
                     relative[b, t] = _nonzero(s, math.ldexp(s, 2 * (e - expo)) if s < np.inf else s)
                     flagged_counts[b, g] += count_flagged(relative[b, t : t + 1], limit)

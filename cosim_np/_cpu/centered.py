@@ -31,7 +31,7 @@ import math
 
 import numpy as np
 
-from .._core.scalars import KERNEL_NONFINITE, SAFE_MAX
+from .._core.scalars import KERNEL_NONFINITE
 from . import scratch
 from ._jit import jit
 from .sliding import (
@@ -39,6 +39,7 @@ from .sliding import (
     _out_of_range,
     _rescaled_cosine,
     _rescaled_dot,
+    count_outside,
     fft_rescaled_cosines,
     tile_length,
 )
@@ -101,13 +102,7 @@ def _add_channel(mean, m2, value, count):
 def _count_unsafe(xs):
     """How many samples have a non-zero magnitude outside
     ``[CENTERED_SAFE_MIN, SAFE_MAX]`` (none for float32)."""
-    if xs.itemsize <= 4:
-        return 0
-    count = 0
-    for p in range(xs.size):
-        mag = abs(np.float64(xs[p]))
-        count += (mag > SAFE_MAX) | ((mag < CENTERED_SAFE_MIN) & (mag > 0.0))
-    return count
+    return count_outside(xs, CENTERED_SAFE_MIN)
 
 
 @jit
@@ -332,12 +327,13 @@ def direct_kernel(x, w0, w1, khat, kernel_state, d, exponent, noise_floor, fill,
     m = khat.shape[2]
     acc = np.empty(tile, np.float64)
     shared = np.empty(tile if khat.shape[0] > 1 else 0, np.float64)
+    samples = np.empty(tile + (m - 1) * d, np.float64)
     for b in range(x.shape[0]):
         for i0 in range(w0, w1, tile):
             nwin = min(tile, w1 - i0)
             unsafe = _tile_m2(x, b, i0, nwin, m, d, bufs, m2)
             _bank_cosines(x, b, khat, kernel_state, i0, nwin, d, exponent, noise_floor, fill,
-                          m2, shared, acc, out, offset, False)
+                          m2, shared, samples, acc, out, offset, False)
             if not unsafe:
                 continue
             for t in range(nwin):

@@ -82,7 +82,7 @@ def rescale_columns(x, b, i0, count, m, d, sumsq, center, columns, scales, sums,
         if center:
             e, s = rescaled_m2(x, b, i, m, d)
         else:
-            e, s = _rescaled_sumsq(x, b, i, m, d, m <= DIRECT_SUM_TAPS)
+            e, s = _rescaled_sumsq(x, b, i, m, d, m <= DIRECT_SUM_TAPS, False)
         scales[t] = e
         sums[t] = s
         for c in range(x.shape[1]):

@@ -22,8 +22,9 @@ loses every digit after a burst and spreads one NaN to everything after it).
 Short windows are summed tap by tap instead, just as exact and cheaper: up
 to ``DIRECT_SUM_TAPS`` taps always, and up to ``FUSED_TAPS`` taps in
 ``fused_kernel`` for one-channel kernels, where the squares come
-from the loads of the dot products.  The scans then cost more than the
-``m`` additions they save.
+from the loads of the dot products (each square added by one fused
+multiply-add, rounded once, as the dots' products are).  The scans then
+cost more than the ``m`` additions they save.
 
 Range: float32/float16/integer inputs are squared in float64 and can neither
 overflow nor underflow.  A float64 row with magnitudes outside
@@ -42,7 +43,7 @@ from .._core import sliding as plans
 from .._core.scalars import KERNEL_NONFINITE, KERNEL_NORMAL, KERNEL_ZERO, SAFE_MAX, SAFE_MIN
 from .._core.sliding import tile_length
 from . import scratch
-from ._jit import fma, jit
+from ._jit import as_float64, fma, jit
 
 _out_of_range = jit(scalars.out_of_range)
 sharpen_value = jit(scalars.sharpen_value)
@@ -303,44 +304,45 @@ def _suffix_chains(sq, pre, sumsq, stop, m, d):
 
 
 @jit
-def _fused_tile(x, b, khat, i0, nwin, d, sumsq, acc):
+def _fused_tile(x, b, khat, i0, nwin, d, samples, sumsq, acc):
     """For a short one-channel kernel (at most ``FUSED_TAPS`` taps): the sums
     of squares of windows ``i0 ...`` and their dots with ``khat[0]``, both in
-    tap order (as ``_rescaled_sumsq`` with ``direct_order`` and
+    tap order and one fused multiply-add a tap (as ``_tap_order_sumsq`` and
     ``_rescaled_dot``), eight whole taps per pass, then four (padding taps
     left out, see ``_tap_slices``): the squares come from the loads the dots
     make anyway.  Two loops rather than one with a branch per tap: LLVM does
-    not vectorise the latter.  Returns True when a sample could square out
-    of range."""
+    not vectorise the latter.  The samples are read as float64 (converted
+    once into ``samples`` where they are not).  Returns True when a sample
+    could square out of range."""
     m = khat.shape[2]
     weights = khat[0, 0]
-    row = x[b, 0]
+    row = as_float64(x[b, 0, i0 : i0 + nwin + (m - 1) * d], samples)
     j = 0
     while j + 8 <= m:
         # eight whole taps per pass: fewer loads and stores of the sums
-        x0, x1, x2, x3 = _tap_slices(row, i0, j, m, d, nwin)
-        x4, x5, x6, x7 = _tap_slices(row, i0, j + 4, m, d, nwin)
+        x0, x1, x2, x3 = _tap_slices(row, 0, j, m, d, nwin)
+        x4, x5, x6, x7 = _tap_slices(row, 0, j + 4, m, d, nwin)
         w0, w1, w2, w3 = _tap_weights(weights, j)
         w4, w5, w6, w7 = _tap_weights(weights, j + 4)
         first = j == 0
         for t in range(nwin):
-            v0 = np.float64(x0[t])
-            v1 = np.float64(x1[t])
-            v2 = np.float64(x2[t])
-            v3 = np.float64(x3[t])
-            v4 = np.float64(x4[t])
-            v5 = np.float64(x5[t])
-            v6 = np.float64(x6[t])
-            v7 = np.float64(x7[t])
+            v0 = x0[t]
+            v1 = x1[t]
+            v2 = x2[t]
+            v3 = x3[t]
+            v4 = x4[t]
+            v5 = x5[t]
+            v6 = x6[t]
+            v7 = x7[t]
             s = 0.0 if first else sumsq[t]
-            s += v0 * v0
-            s += v1 * v1
-            s += v2 * v2
-            s += v3 * v3
-            s += v4 * v4
-            s += v5 * v5
-            s += v6 * v6
-            s += v7 * v7
+            s = fma(v0, v0, s)
+            s = fma(v1, v1, s)
+            s = fma(v2, v2, s)
+            s = fma(v3, v3, s)
+            s = fma(v4, v4, s)
+            s = fma(v5, v5, s)
+            s = fma(v6, v6, s)
+            s = fma(v7, v7, s)
             sumsq[t] = s
             a = 0.0 if first else acc[t]
             a = fma(v0, w0, a)
@@ -354,7 +356,7 @@ def _fused_tile(x, b, khat, i0, nwin, d, sumsq, acc):
             acc[t] = a
         j += 8
     for j in range(j, m, 4):
-        x0, x1, x2, x3 = _tap_slices(row, i0, j, m, d, nwin)
+        x0, x1, x2, x3 = _tap_slices(row, 0, j, m, d, nwin)
         w0, w1, w2, w3 = _tap_weights(weights, j)
         taps = min(4, m - j)
         first = j == 0
@@ -389,22 +391,23 @@ def _short_tile(x, b, khat, i0, nwin, d, sumsq, finish):
 @jit
 def _add_taps(s, a, x0, x1, x2, x3, w0, w1, w2, w3, taps):
     """``s`` plus the squares and ``a`` plus the products of the first
-    ``taps`` (1 to 4) of ``x0 .. x3``, each in tap order (padding taps are
-    left out of both: less work, and the order of ``_rescaled_dot``)."""
+    ``taps`` (1 to 4) of ``x0 .. x3``, each in tap order by a fused
+    multiply-add (padding taps are left out of both: less work, and the
+    order of ``_tap_order_sumsq`` and ``_rescaled_dot``)."""
     v0 = np.float64(x0)
-    s += v0 * v0
+    s = fma(v0, v0, s)
     a = fma(v0, w0, a)
     if taps > 1:
         v1 = np.float64(x1)
-        s += v1 * v1
+        s = fma(v1, v1, s)
         a = fma(v1, w1, a)
     if taps > 2:
         v2 = np.float64(x2)
-        s += v2 * v2
+        s = fma(v2, v2, s)
         a = fma(v2, w2, a)
     if taps > 3:
         v3 = np.float64(x3)
-        s += v3 * v3
+        s = fma(v3, v3, s)
         a = fma(v3, w3, a)
     return s, a
 
@@ -434,25 +437,32 @@ def _tap_weights(weights, j):
 
 @jit
 def _count_unsafe(xs):
-    """How many samples could square out of range: none for float32 (whose
-    magnitudes all lie inside [SAFE_MIN, SAFE_MAX]); for float64 a quick
-    scan of the tile (largest and smallest non-zero magnitude)."""
-    if xs.itemsize <= 4:
-        return 0
-    big = 0.0
-    small = np.inf
-    for p in range(xs.size):
-        mag = abs(np.float64(xs[p]))
-        big = mag if mag > big else big
-        small = mag if (mag < small) & (mag > 0.0) else small
-    return int(big > SAFE_MAX) + int(small < SAFE_MIN)
+    """How many samples could square out of range (see ``count_outside``)."""
+    return count_outside(xs, SAFE_MIN)
 
 
 @jit
-def _rescaled_sumsq(x, b, i, m, d, direct_order):
+def count_outside(xs, least):
+    """How many samples have a non-zero magnitude outside ``[least,
+    SAFE_MAX]``: none for float32 (whose magnitudes all lie inside).  A sum
+    of flags rather than the largest and smallest magnitudes: LLVM
+    vectorises an integer sum, not a floating-point max or min (without
+    fastmath)."""
+    if xs.itemsize <= 4:
+        return 0
+    count = 0
+    for p in range(xs.size):
+        mag = abs(np.float64(xs[p]))
+        count += (mag > SAFE_MAX) | ((mag < least) & (mag > 0.0))
+    return count
+
+
+@jit
+def _rescaled_sumsq(x, b, i, m, d, direct_order, fused):
     """Sum of squares of window ``i`` after scaling by ``2**-E``, summed in the
-    order of ``_tile_sumsq`` (tap by tap with ``direct_order``).  Returns ``(E, s)``; ``s`` is 0 for a zero window
-    and NaN/inf for a window holding NaN/inf."""
+    order of ``_tile_sumsq`` (tap by tap with ``direct_order``), or of
+    ``_fused_tile`` with ``fused``.  Returns ``(E, s)``; ``s`` is 0 for a
+    zero window and NaN/inf for a window holding NaN/inf."""
     nchan = x.shape[1]
     big = 0.0
     bad = 0.0
@@ -468,6 +478,8 @@ def _rescaled_sumsq(x, b, i, m, d, direct_order):
     if big == 0.0:
         return 0, 0.0
     expo = math.frexp(big)[1]
+    if fused:
+        return expo, _tap_order_sumsq(x, b, i, m, d, expo)
     if direct_order:
         total = 0.0
         for j in range(m):
@@ -511,51 +523,54 @@ def windowed_norm_kernel(x, w0, w1, m, d, tile, bufs, out, offset):
             if unsafe:
                 for t in range(nwin):
                     if _out_of_range(sumsq[t]):
-                        e, s = _rescaled_sumsq(x, b, i0 + t, m, d, m <= DIRECT_SUM_TAPS)
+                        e, s = _rescaled_sumsq(x, b, i0 + t, m, d, m <= DIRECT_SUM_TAPS, False)
                         dest[t] = math.ldexp(math.sqrt(s), e)
 
 
 @jit
-def _tile_dots(x, b, khat, k, i0, nwin, d, acc):
+def _tile_dots(x, b, khat, k, i0, nwin, d, samples, acc):
     """``acc[t]`` = <window i0+t, khat[k]>; windows innermost so it vectorises.
 
     Taps are added in order (channel by channel, tap by tap) exactly as in
     ``_rescaled_dot``; eight (then four) of them per pass over ``acc`` keep
     the running sums in registers that much longer (a channel's last pass is
-    padded: see ``_tap_slices``)."""
+    padded: see ``_tap_slices``).  Each channel's samples are read as
+    float64 (converted once into ``samples``, room for ``nwin + (m-1)*d``,
+    where they are not)."""
     m = khat.shape[2]
     for t in range(nwin):
         acc[t] = 0.0
     for c in range(x.shape[1]):
         weights = khat[k, c]
+        row = as_float64(x[b, c, i0 : i0 + nwin + (m - 1) * d], samples)
         j = 0
         while j + 8 <= m:
             # eight whole taps per pass: float64 loads of acc are then rarer
-            x0, x1, x2, x3 = _tap_slices(x[b, c], i0, j, m, d, nwin)
-            x4, x5, x6, x7 = _tap_slices(x[b, c], i0, j + 4, m, d, nwin)
+            x0, x1, x2, x3 = _tap_slices(row, 0, j, m, d, nwin)
+            x4, x5, x6, x7 = _tap_slices(row, 0, j + 4, m, d, nwin)
             w0, w1, w2, w3 = _tap_weights(weights, j)
             w4, w5, w6, w7 = _tap_weights(weights, j + 4)
             for t in range(nwin):
                 a = acc[t]
-                a = fma(np.float64(x0[t]), w0, a)
-                a = fma(np.float64(x1[t]), w1, a)
-                a = fma(np.float64(x2[t]), w2, a)
-                a = fma(np.float64(x3[t]), w3, a)
-                a = fma(np.float64(x4[t]), w4, a)
-                a = fma(np.float64(x5[t]), w5, a)
-                a = fma(np.float64(x6[t]), w6, a)
-                a = fma(np.float64(x7[t]), w7, a)
+                a = fma(x0[t], w0, a)
+                a = fma(x1[t], w1, a)
+                a = fma(x2[t], w2, a)
+                a = fma(x3[t], w3, a)
+                a = fma(x4[t], w4, a)
+                a = fma(x5[t], w5, a)
+                a = fma(x6[t], w6, a)
+                a = fma(x7[t], w7, a)
                 acc[t] = a
             j += 8
         for j in range(j, m, 4):
-            x0, x1, x2, x3 = _tap_slices(x[b, c], i0, j, m, d, nwin)
+            x0, x1, x2, x3 = _tap_slices(row, 0, j, m, d, nwin)
             w0, w1, w2, w3 = _tap_weights(weights, j)
             for t in range(nwin):
                 a = acc[t]
-                a = fma(np.float64(x0[t]), w0, a)
-                a = fma(np.float64(x1[t]), w1, a)
-                a = fma(np.float64(x2[t]), w2, a)
-                a = fma(np.float64(x3[t]), w3, a)
+                a = fma(x0[t], w0, a)
+                a = fma(x1[t], w1, a)
+                a = fma(x2[t], w2, a)
+                a = fma(x3[t], w3, a)
                 acc[t] = a
 
 
@@ -619,7 +634,8 @@ def fused_kernel(x, w0, w1, khat, kernel_state, d, exponent, noise_floor, fill, 
     for b in range(x.shape[0]):
         for i0 in range(w0, w1, tile):
             nwin = min(tile, w1 - i0)
-            unsafe[b, (i0 - w0) // tile] = _fused_tile(x, b, khat, i0, nwin, d, bufs[2], acc)
+            unsafe[b, (i0 - w0) // tile] = _fused_tile(x, b, khat, i0, nwin, d, bufs[0], bufs[2],
+                                                       acc)
             _finish_kernel(acc, bufs[2], no_shared, nwin, exponent, noise_floor, fill,
                            kernel_state[0], out[b, 0, offset + i0 : offset + i0 + nwin])
 
@@ -633,9 +649,10 @@ def fused_bank_kernel(x, w0, w1, khat, kernel_state, d, exponent, noise_floor, f
     for b in range(x.shape[0]):
         for i0 in range(w0, w1, tile):
             nwin = min(tile, w1 - i0)
-            unsafe[b, (i0 - w0) // tile] = _fused_tile(x, b, khat, i0, nwin, d, bufs[2], acc)
+            unsafe[b, (i0 - w0) // tile] = _fused_tile(x, b, khat, i0, nwin, d, bufs[0], bufs[2],
+                                                       acc)
             _bank_cosines(x, b, khat, kernel_state, i0, nwin, d, exponent, noise_floor, fill,
-                          bufs[2], shared, acc, out, offset, True)
+                          bufs[2], shared, bufs[0], acc, out, offset, True)
 
 
 @jit
@@ -650,13 +667,14 @@ def direct_kernel(x, w0, w1, khat, kernel_state, d, exponent, noise_floor, fill,
         for i0 in range(w0, w1, tile):
             nwin = min(tile, w1 - i0)
             unsafe[b, (i0 - w0) // tile] = _tile_sumsq(x, b, i0, nwin, m, d, bufs)
+            # the squares' buffer (bufs[0]) is free again: the samples for the dots
             _bank_cosines(x, b, khat, kernel_state, i0, nwin, d, exponent, noise_floor, fill,
-                          bufs[2], shared, acc, out, offset, False)
+                          bufs[2], shared, bufs[0], acc, out, offset, False)
 
 
 @jit
 def _bank_cosines(x, b, khat, kernel_state, i0, nwin, d, exponent, noise_floor, fill, sumsq,
-                  shared, acc, out, offset, first_dots_ready):
+                  shared, samples, acc, out, offset, first_dots_ready):
     """The cosines of a tile's windows with every kernel, from their sums of
     squares; the dots by ``_tile_dots``, but for the first kernel's when
     ``first_dots_ready`` (in ``acc`` already)."""
@@ -665,7 +683,7 @@ def _bank_cosines(x, b, khat, kernel_state, i0, nwin, d, exponent, noise_floor, 
         _shared_denominators(sumsq, nwin, noise_floor, shared)
     for k in range(nker):
         if k > 0 or not first_dots_ready:
-            _tile_dots(x, b, khat, k, i0, nwin, d, acc)
+            _tile_dots(x, b, khat, k, i0, nwin, d, samples, acc)
         _finish_kernel(acc, sumsq, shared, nwin, exponent, noise_floor, fill, kernel_state[k],
                        out[b, k, offset + i0 : offset + i0 + nwin])
 
@@ -757,7 +775,7 @@ RUN_GAP = 64
 
 
 @jit
-def _fft_tile_dots(x, b, khat, k, i0, nwin, d, fft, acc, spare):
+def _fft_tile_dots(x, b, khat, k, i0, nwin, d, fft, samples, acc, spare):
     """``acc[t]``: the dot of window ``i0 + t`` with ``khat[k]`` in signal units,
     from the FFT (an exact power-of-two shift) or, for flagged windows and
     blocks planned direct, directly (``spare``: a tile of scratch)."""
@@ -772,7 +790,7 @@ def _fft_tile_dots(x, b, khat, k, i0, nwin, d, fft, acc, spare):
             while stop < nwin and slots[b, g + 1] < 0:
                 g += 1
                 stop = min(nwin, first + (g + 1) * step - i0)
-            _tile_dots(x, b, khat, k, i0 + t, stop - t, d, acc[t:stop])
+            _tile_dots(x, b, khat, k, i0 + t, stop - t, d, samples, acc[t:stop])
             t = stop
             continue
         e = exponents[b, g]
@@ -788,12 +806,13 @@ def _fft_tile_dots(x, b, khat, k, i0, nwin, d, fft, acc, spare):
         energies = relative[b, i0 - first : i0 - first + nwin]
         limit = limits[b, slot, k]  # 0: no window of the block is flagged
         if limit > 0.0 and count_flagged(energies[t:stop], limit):
-            _recompute_flagged(x, b, khat, k, i0, t, stop, d, energies, limit, acc, spare)
+            _recompute_flagged(x, b, khat, k, i0, t, stop, d, energies, limit, samples, acc,
+                               spare)
         t = stop
 
 
 @jit
-def _recompute_flagged(x, b, khat, k, i0, start, stop, d, relative, limit, acc, spare):
+def _recompute_flagged(x, b, khat, k, i0, start, stop, d, relative, limit, samples, acc, spare):
     """Direct dots for the flagged windows among ``start .. stop-1`` of the
     tile: runs of them (gaps under ``RUN_GAP``) by the vectorised
     ``_tile_dots`` into ``spare``, of which only the flagged ones are kept
@@ -813,7 +832,7 @@ def _recompute_flagged(x, b, khat, k, i0, start, stop, d, relative, limit, acc, 
         if last == u:
             acc[u] = _plain_dot(x, b, khat, k, i0 + u, d)
         else:
-            _tile_dots(x, b, khat, k, i0 + u, last + 1 - u, d, spare[u : last + 1])
+            _tile_dots(x, b, khat, k, i0 + u, last + 1 - u, d, samples, spare[u : last + 1])
             for w in range(u, last + 1):
                 if is_flagged(relative[w], limit):
                     acc[w] = spare[w]
@@ -829,6 +848,7 @@ def fft_kernel(x, w1, khat, kernel_state, d, exponent, noise_floor, fill, tile, 
     first = fft[4]
     acc = np.empty(tile, np.float64)
     spare = np.empty(tile, np.float64)
+    samples = np.empty(tile + (khat.shape[2] - 1) * d, np.float64)
     shared = np.empty(tile if khat.shape[0] > 1 else 0, np.float64)
     for b in range(x.shape[0]):
         for i0 in range(first, w1, tile):
@@ -837,7 +857,7 @@ def fft_kernel(x, w1, khat, kernel_state, d, exponent, noise_floor, fill, tile, 
             if khat.shape[0] > 1:
                 _shared_denominators(sumsq, nwin, noise_floor, shared)
             for k in range(khat.shape[0]):
-                _fft_tile_dots(x, b, khat, k, i0, nwin, d, fft, acc, spare)
+                _fft_tile_dots(x, b, khat, k, i0, nwin, d, fft, samples, acc, spare)
                 _finish_kernel(acc, sumsq, shared, nwin, exponent, noise_floor, fill,
                                kernel_state[k], out[b, k, offset + i0 : offset + i0 + nwin])
 
@@ -857,7 +877,7 @@ def fix_out_of_range(x, w0, w1, khat, kernel_state, d, exponent, noise_floor, fi
     squares summed tap by tap) or ``direct_kernel``: every window of an
     unsafe tile whose sum of squares is out of range."""
     m = khat.shape[2]
-    direct_order = fused or m <= DIRECT_SUM_TAPS
+    direct_order = m <= DIRECT_SUM_TAPS
     sumsq = bufs[2]
     for b in range(x.shape[0]):
         for ti in range(unsafe.shape[1]):
@@ -867,13 +887,13 @@ def fix_out_of_range(x, w0, w1, khat, kernel_state, d, exponent, noise_floor, fi
             nwin = min(tile, w1 - i0)
             if fused:
                 for t in range(nwin):
-                    sumsq[t] = _tap_order_sumsq(x, b, i0 + t, m, d)
+                    sumsq[t] = _tap_order_sumsq(x, b, i0 + t, m, d, 0)
             else:
                 _tile_sumsq(x, b, i0, nwin, m, d, bufs)
             for t in range(nwin):
                 if not _out_of_range(sumsq[t]):
                     continue
-                e, s = _rescaled_sumsq(x, b, i0 + t, m, d, direct_order)
+                e, s = _rescaled_sumsq(x, b, i0 + t, m, d, direct_order, fused)
                 for k in range(khat.shape[0]):
                     if kernel_state[k] != KERNEL_NONFINITE:
                         dot = _rescaled_dot(x, b, khat, k, i0 + t, d, e)
@@ -895,7 +915,7 @@ def fft_fix_out_of_range(x, w1, khat, kernel_state, d, exponent, noise_floor, fi
                 continue
             for i in range(first + ti * tile, min(first + (ti + 1) * tile, w1)):
                 if _out_of_range(sumsq_all[b, i - first]):
-                    e, s = _rescaled_sumsq(x, b, i, m, d, m <= DIRECT_SUM_TAPS)
+                    e, s = _rescaled_sumsq(x, b, i, m, d, m <= DIRECT_SUM_TAPS, False)
                     fft_rescaled_cosines(x, b, i, e, s, khat, kernel_state, d, exponent,
                                          noise_floor, fill, fft, out, offset)
 
@@ -922,13 +942,14 @@ def fft_rescaled_cosines(x, b, i, e, s, khat, kernel_state, d, exponent, noise_f
 
 
 @jit
-def _tap_order_sumsq(x, b, i, m, d):
-    """A one-channel window's sum of squares in tap order, as ``_fused_tile``
-    and ``_short_tile`` sum it."""
+def _tap_order_sumsq(x, b, i, m, d, expo):
+    """A one-channel window's sum of squares, its samples scaled by
+    ``2**-expo``, as ``_fused_tile`` and ``_short_tile`` sum it: in tap
+    order, one fused multiply-add a tap."""
     s = 0.0
     for j in range(m):
-        val = np.float64(x[b, 0, i + j * d])
-        s += val * val
+        val = math.ldexp(np.float64(x[b, 0, i + j * d]), -expo)
+        s = fma(val, val, s)
     return s
 
 
