@@ -466,15 +466,14 @@ class _FFTPlan:
         spans = [(m - 1) * d for m, d in zip(geo.m, geo.d)]
         s0 = geo.stride[0]
         length = transforms.fast_length(max(config.SPATIAL_FFT_ROWS, 4 * (spans[0] + 1)))
-        self.band_rows = max(1, (length - spans[0]) // s0)
-        bands = -(-geo.nout[0] // self.band_rows)
+        bands = -(-geo.nout[0] // max(1, (length - spans[0]) // s0))
         if bands > 1 and bands % 2:
             # one band fewer, each a little longer: an even count, which two
             # threads share evenly.  The count follows from the shapes
             # alone, so the bits do not depend on the thread count.
             need = -(-geo.nout[0] // (bands - 1))
             length = transforms.fast_length(need * s0 + spans[0])
-            self.band_rows = max(1, (length - spans[0]) // s0)
+        self.band_rows = max(1, (length - spans[0]) // s0)  # output rows a band holds
         self.shape = (length,) + tuple(transforms.fast_length(n) for n in padded_shape[3:])
         self.spectra = transforms.kernel_spectra_nd(plan.khat, geo.d, self.shape)
         nchan = plan.khat.shape[1]
