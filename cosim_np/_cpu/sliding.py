@@ -334,26 +334,10 @@ def _fused_tile(x, b, khat, i0, nwin, d, samples, sumsq, acc):
             v5 = x5[t]
             v6 = x6[t]
             v7 = x7[t]
-            s = 0.0 if first else sumsq[t]
-            s = fma(v0, v0, s)
-            s = fma(v1, v1, s)
-            s = fma(v2, v2, s)
-            s = fma(v3, v3, s)
-            s = fma(v4, v4, s)
-            s = fma(v5, v5, s)
-            s = fma(v6, v6, s)
-            s = fma(v7, v7, s)
-            sumsq[t] = s
-            a = 0.0 if first else acc[t]
-            a = fma(v0, w0, a)
-            a = fma(v1, w1, a)
-            a = fma(v2, w2, a)
-            a = fma(v3, w3, a)
-            a = fma(v4, w4, a)
-            a = fma(v5, w5, a)
-            a = fma(v6, w6, a)
-            a = fma(v7, w7, a)
-            acc[t] = a
+            sumsq[t] = _fma8(0.0 if first else sumsq[t], v0, v1, v2, v3, v4, v5, v6, v7,
+                             v0, v1, v2, v3, v4, v5, v6, v7)
+            acc[t] = _fma8(0.0 if first else acc[t], v0, v1, v2, v3, v4, v5, v6, v7,
+                           w0, w1, w2, w3, w4, w5, w6, w7)
         j += 8
     for j in range(j, m, 4):
         x0, x1, x2, x3 = _tap_slices(row, 0, j, m, d, nwin)
@@ -366,6 +350,20 @@ def _fused_tile(x, b, khat, i0, nwin, d, samples, sumsq, acc):
             sumsq[t] = s
             acc[t] = a
     return _count_unsafe(x[b, 0, i0 : i0 + nwin + (m - 1) * d]) > 0
+
+
+@jit(inline=True)
+def _fma8(a, v0, v1, v2, v3, v4, v5, v6, v7, w0, w1, w2, w3, w4, w5, w6, w7):
+    """``a + v0 * w0 + ... + v7 * w7``: one fused multiply-add a term, in
+    that order (inlined, so that the loops calling it still vectorise)."""
+    a = fma(v0, w0, a)
+    a = fma(v1, w1, a)
+    a = fma(v2, w2, a)
+    a = fma(v3, w3, a)
+    a = fma(v4, w4, a)
+    a = fma(v5, w5, a)
+    a = fma(v6, w6, a)
+    return fma(v7, w7, a)
 
 
 @jit
@@ -551,16 +549,8 @@ def _tile_dots(x, b, khat, k, i0, nwin, d, samples, acc):
             w0, w1, w2, w3 = _tap_weights(weights, j)
             w4, w5, w6, w7 = _tap_weights(weights, j + 4)
             for t in range(nwin):
-                a = acc[t]
-                a = fma(x0[t], w0, a)
-                a = fma(x1[t], w1, a)
-                a = fma(x2[t], w2, a)
-                a = fma(x3[t], w3, a)
-                a = fma(x4[t], w4, a)
-                a = fma(x5[t], w5, a)
-                a = fma(x6[t], w6, a)
-                a = fma(x7[t], w7, a)
-                acc[t] = a
+                acc[t] = _fma8(acc[t], x0[t], x1[t], x2[t], x3[t], x4[t], x5[t], x6[t], x7[t],
+                               w0, w1, w2, w3, w4, w5, w6, w7)
             j += 8
         for j in range(j, m, 4):
             x0, x1, x2, x3 = _tap_slices(row, 0, j, m, d, nwin)
