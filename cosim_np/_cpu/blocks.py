@@ -10,7 +10,6 @@ from .._core.scalars import SAFE_MIN
 from ._jit import jit
 from .centered import rescaled_m2
 from .sliding import (
-    DIRECT_SUM_TAPS,
     _out_of_range,
     _rescaled_sumsq,
     count_flagged,
@@ -204,7 +203,7 @@ def relative_out_of_range(x, w0, w1, step, m, d, tile, sumsq, unsafe, ratio, exp
                     if center:
                         e, s = rescaled_m2(x, b, w0 + t, m, d)
                     else:
-                        e, s = _rescaled_sumsq(x, b, w0 + t, m, d, m <= DIRECT_SUM_TAPS, False)
+                        e, s = _rescaled_sumsq(x, b, w0 + t, m, d, False)
                     flagged_counts[b, g] -= count_flagged(relative[b, t : t + 1], limit)
                     relative[b, t] = _nonzero(s, math.ldexp(s, 2 * (e - expo)) if s < np.inf else s)
                     flagged_counts[b, g] += count_flagged(relative[b, t : t + 1], limit)

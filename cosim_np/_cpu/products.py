@@ -28,7 +28,6 @@ import numpy as np
 from ._jit import jit
 from .centered import _tile_m2, rescaled_m2
 from .sliding import (
-    DIRECT_SUM_TAPS,
     KERNEL_NONFINITE,
     _finish_kernel,
     _out_of_range,
@@ -82,7 +81,7 @@ def rescale_columns(x, b, i0, count, m, d, sumsq, center, columns, scales, sums,
         if center:
             e, s = rescaled_m2(x, b, i, m, d)
         else:
-            e, s = _rescaled_sumsq(x, b, i, m, d, m <= DIRECT_SUM_TAPS, False)
+            e, s = _rescaled_sumsq(x, b, i, m, d, False)
         scales[t] = e
         sums[t] = s
         for c in range(x.shape[1]):

@@ -316,7 +316,8 @@ def _fused_tile(x, b, khat, i0, nwin, d, samples, sumsq, acc):
     could square out of range."""
     m = khat.shape[2]
     weights = khat[0, 0]
-    row = as_float64(x[b, 0, i0 : i0 + nwin + (m - 1) * d], samples)
+    tile_samples = x[b, 0, i0 : i0 + nwin + (m - 1) * d]
+    row = as_float64(tile_samples, samples)
     j = 0
     while j + 8 <= m:
         # eight whole taps per pass: fewer loads and stores of the sums
@@ -349,7 +350,7 @@ def _fused_tile(x, b, khat, i0, nwin, d, samples, sumsq, acc):
                              x0[t], x1[t], x2[t], x3[t], w0, w1, w2, w3, taps)
             sumsq[t] = s
             acc[t] = a
-    return _count_unsafe(x[b, 0, i0 : i0 + nwin + (m - 1) * d]) > 0
+    return _count_unsafe(tile_samples) > 0
 
 
 @jit(inline=True)
@@ -456,10 +457,10 @@ def count_outside(xs, least):
 
 
 @jit
-def _rescaled_sumsq(x, b, i, m, d, direct_order, fused):
+def _rescaled_sumsq(x, b, i, m, d, fused):
     """Sum of squares of window ``i`` after scaling by ``2**-E``, summed in the
-    order of ``_tile_sumsq`` (tap by tap with ``direct_order``), or of
-    ``_fused_tile`` with ``fused``.  Returns ``(E, s)``; ``s`` is 0 for a
+    order of ``_tile_sumsq`` (tap by tap up to ``DIRECT_SUM_TAPS`` taps), or
+    of ``_fused_tile`` with ``fused``.  Returns ``(E, s)``; ``s`` is 0 for a
     zero window and NaN/inf for a window holding NaN/inf."""
     nchan = x.shape[1]
     big = 0.0
@@ -478,7 +479,7 @@ def _rescaled_sumsq(x, b, i, m, d, direct_order, fused):
     expo = math.frexp(big)[1]
     if fused:
         return expo, _tap_order_sumsq(x, b, i, m, d, expo)
-    if direct_order:
+    if m <= DIRECT_SUM_TAPS:
         total = 0.0
         for j in range(m):
             total += _scaled_square(x, b, i + j * d, expo)
@@ -521,7 +522,7 @@ def windowed_norm_kernel(x, w0, w1, m, d, tile, bufs, out, offset):
             if unsafe:
                 for t in range(nwin):
                     if _out_of_range(sumsq[t]):
-                        e, s = _rescaled_sumsq(x, b, i0 + t, m, d, m <= DIRECT_SUM_TAPS, False)
+                        e, s = _rescaled_sumsq(x, b, i0 + t, m, d, False)
                         dest[t] = math.ldexp(math.sqrt(s), e)
 
 
@@ -867,7 +868,6 @@ def fix_out_of_range(x, w0, w1, khat, kernel_state, d, exponent, noise_floor, fi
     squares summed tap by tap) or ``direct_kernel``: every window of an
     unsafe tile whose sum of squares is out of range."""
     m = khat.shape[2]
-    direct_order = m <= DIRECT_SUM_TAPS
     sumsq = bufs[2]
     for b in range(x.shape[0]):
         for ti in range(unsafe.shape[1]):
@@ -883,7 +883,7 @@ def fix_out_of_range(x, w0, w1, khat, kernel_state, d, exponent, noise_floor, fi
             for t in range(nwin):
                 if not _out_of_range(sumsq[t]):
                     continue
-                e, s = _rescaled_sumsq(x, b, i0 + t, m, d, direct_order, fused)
+                e, s = _rescaled_sumsq(x, b, i0 + t, m, d, fused)
                 for k in range(khat.shape[0]):
                     if kernel_state[k] != KERNEL_NONFINITE:
                         dot = _rescaled_dot(x, b, khat, k, i0 + t, d, e)
@@ -905,7 +905,7 @@ def fft_fix_out_of_range(x, w1, khat, kernel_state, d, exponent, noise_floor, fi
                 continue
             for i in range(first + ti * tile, min(first + (ti + 1) * tile, w1)):
                 if _out_of_range(sumsq_all[b, i - first]):
-                    e, s = _rescaled_sumsq(x, b, i, m, d, m <= DIRECT_SUM_TAPS, False)
+                    e, s = _rescaled_sumsq(x, b, i, m, d, False)
                     fft_rescaled_cosines(x, b, i, e, s, khat, kernel_state, d, exponent,
                                          noise_floor, fill, fft, out, offset)
 
