@@ -271,6 +271,20 @@ def test_nan_and_inf_stay_in_their_windows(method):
     assert np.isnan(windowed_norm(x, (3, 4), axis=(0, 1), center=True)[18:21, 22:26]).all()
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_rows_a_window_reads_are_each_kept_apart(dtype):
+    """The direct loops keep the rows they read, row ``r`` in slot ``r %
+    S``: here the four rows a window of the volume reads lie 0, 1, 8 and 9
+    rows apart, which share slots for S = 2 * 4 + 1, the first count tried
+    (the sums of squares once counted a row twice)."""
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((5, 4, 3)).astype(dtype)
+    k = rng.standard_normal((2, 2, 1))
+    got = sliding_cosine(x, k, axis=(0, 1, 2), dilation=(2, 1, 1), method="direct")
+    want = naive.spatial_cosine(x[None].astype(np.float64), k[None, None], 1.0, (2, 1, 1))[0]
+    np.testing.assert_allclose(got, want, rtol=0, atol=tolerance(dtype, 4))
+
+
 def test_flat_and_zero_windows_get_fill():
     x = np.zeros((10, 12))
     x[6:, 6:] = 7.0

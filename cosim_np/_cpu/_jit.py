@@ -7,18 +7,15 @@
 * ``error_model="numpy"``: division follows IEEE (inf/NaN), so the loops carry
   no hidden zero-division checks;
 * no ``fastmath``: the kernels rely on NaN/inf propagating and on the written
-  order of floating-point operations.  The one exception, ``contract=True``
-  (for the direct dots' inner loops of the images), lets LLVM fuse a
-  multiply and the add that follows it into one fused multiply-add: rounded
-  once instead of twice, still in the written order, NaN and inf kept.
+  order of floating-point operations.
 
-:func:`fma` is that fused multiply-add written out, for the 1-D dots: their
-vectorised loops and the one-window loops that recompute some of their
-windows must give the same bits, which an explicit ``fma`` guarantees and
-LLVM's choice to fuse or not would not.
+:func:`fma` is a fused multiply-add written out (rounded once), for the
+direct dots and sums of squares: their vectorised loops and the one-window
+loops that recompute some of their windows must give the same bits, which
+an explicit ``fma`` guarantees and LLVM's choice to fuse or not would not.
 
-:func:`as_float64` hands a loop float64 samples: a float32 tile converted
-once, rather than once per tap that reads it.
+:func:`as_float64` hands a loop float64 samples: float32 ones converted
+once, rather than once per tap that reads them.
 """
 
 import warnings
@@ -31,14 +28,13 @@ from numba.extending import intrinsic, overload
 _OPTIONS = dict(nogil=True, error_model="numpy")
 
 
-def jit(func=None, *, njit=numba.njit, contract=False, inline=False):
-    """Compile ``func`` with the project's options; usable as ``@jit`` (and
-    ``@jit(contract=True)``, see the module's docstring).  ``inline=True``:
-    Numba inlines it into its callers, for a short loop that a call would
-    keep from being vectorised in its caller."""
+def jit(func=None, *, njit=numba.njit, inline=False):
+    """Compile ``func`` with the project's options; usable as ``@jit``.
+    ``inline=True``: Numba inlines it into its callers, for a short loop
+    that a call would keep from being vectorised in its caller."""
     if func is None:
-        return lambda f: jit(f, njit=njit, contract=contract, inline=inline)
-    options = dict(_OPTIONS, fastmath={"contract"}) if contract else dict(_OPTIONS)
+        return lambda f: jit(f, njit=njit, inline=inline)
+    options = dict(_OPTIONS)
     if inline:
         options["inline"] = "always"
     try:
@@ -75,27 +71,30 @@ def fma(typingctx, a, b, c):
     return sig, codegen
 
 
-def as_float64(xs, buf):
-    """``xs`` (1-D) as float64: ``xs`` itself when it is float64, else its
-    values converted (exactly) into ``buf[:xs.size]``.  For a loop that reads
-    each sample once per tap: converting float32 on every read costs the
-    dots' loops as much as a third of their time (two micro-operations on
-    the ports the multiply-adds use)."""
+def as_float64(xs, buf, convert=True):
+    """``xs`` (1-D) as float64: ``xs`` itself when it is float64, else
+    ``buf[:xs.size]``, into which its values are converted (exactly) unless
+    ``convert`` is False (``buf`` holds them already).  For a loop that
+    reads each sample once per tap: converting float32 on every read costs
+    the dots' loops as much as a third of their time (two micro-operations
+    on the ports the multiply-adds use)."""
     if xs.dtype == buf.dtype:
         return xs
-    buf[: xs.size] = xs
+    if convert:
+        buf[: xs.size] = xs
     return buf[: xs.size]
 
 
 @overload(as_float64, jit_options=dict(_OPTIONS))
-def _as_float64(xs, buf):
+def _as_float64(xs, buf, convert=True):
     if xs.dtype == types.float64:
-        return lambda xs, buf: xs
+        return lambda xs, buf, convert=True: xs
 
-    def convert(xs, buf):
+    def converted(xs, buf, convert=True):
         out = buf[: xs.size]
-        for p in range(xs.size):
-            out[p] = xs[p]
+        if convert:
+            for p in range(xs.size):
+                out[p] = xs[p]
         return out
 
-    return convert
+    return converted

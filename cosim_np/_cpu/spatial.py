@@ -25,6 +25,11 @@ taps (``row_window_sums``).
 With ``center`` the elements are the means and M2s (sums of squared
 deviations) of equal-sized groups of samples, merged by Chan, Golub and
 LeVeque's update instead of added: never ``sum(w**2) - n mean(w)**2``.
+
+The direct dots (:func:`spatial_cosines`) need no pass of their own for
+the plain sums of squares: they read each row anyway, so they keep its sums
+of squares along the last axis and add those of the rows a window spans
+(no subtraction either).
 """
 
 import math
@@ -33,8 +38,8 @@ import numpy as np
 
 from .._core.config import SPATIAL_DIRECT_TAPS as DIRECT_TAPS
 from .._core.scalars import KERNEL_NORMAL
-from ._jit import jit
-from .sliding import _cosine, sharpen_value
+from ._jit import as_float64, fma, jit
+from .sliding import _cosine, _fma8, _tap_slices, _tap_weights, sharpen_value
 
 
 @jit
@@ -248,9 +253,9 @@ def merge_channels(means, m2s, count, dst_means, dst_m2s):
                         dst_means[b], dst_m2s[b])
 
 
-@jit(contract=True)
-def spatial_cosines(x, rows, tap_rows, khat, kernel_state, d, stride, sumsq, noise_floor, fill,
-                    exponent, acc, out):
+@jit
+def spatial_cosines(x, rows, tap_rows, khat, kernel_state, d, stride, own_sums, sumsq,
+                    noise_floor, fill, exponent, kept, acc, out):
     """Cosines of a band of output rows: ``out[b, q, k, i]`` for window ``i``
     along the last axis of output row ``q`` of batch index ``b``.
 
@@ -258,25 +263,152 @@ def spatial_cosines(x, rows, tap_rows, khat, kernel_state, d, stride, sumsq, noi
     reads the rows ``rows[b, q] + tap_rows[t]`` for each of the kernels'
     rows ``t`` (channels and the taps of every axis but the last), whose
     taps are ``khat[k, t, j]`` at ``j * d`` along the last axis; window
-    ``i`` starts at ``i * stride``.  ``sumsq[b, q, i]``: the window's sum
-    of squares (or M2, centered).  ``acc``: scratch ``(K, nout)``."""
+    ``i`` starts at ``i * stride``.  A window's dot is one fused
+    multiply-add a tap, rows ``t`` in order and taps ``j`` in order within
+    each (:func:`fft_cosines` recomputes its windows the same way).
+
+    ``sumsq[b, q, i]``: the window's sum of squares (or M2, centered); with
+    ``own_sums`` it is written here: each row's sums of squares along the
+    last axis (taps in order, fused), added over the rows ``t`` in order.
+    Nothing is subtracted, so a window's sum holds its own samples only.
+
+    ``kept = (samples, squares, tags)``: the rows read lately, as float64
+    (``samples`` ``(S, N)``, unused for a float64 signal) and their sums of
+    squares (``squares`` ``(S, nout)``), row ``x[r]`` in slot ``r % S``
+    while ``tags[r % S] == r``: a row is converted and squared once for
+    the output rows that read it, not once for each.  The rows of one
+    output row must fall in different slots (``S`` from
+    ``_cpu.spatial_driver._slot_count``).  ``acc``: scratch ``(K, nout)``."""
+    samples, squares, tags = kept
+    tags[:] = -1
     nker, ntap, m = khat.shape
     nbatch, nrows, _, nout = out.shape
+    nslot = tags.size
     denominators = np.empty(nout)
+    slots = np.empty(ntap, np.int64)
     for b in range(nbatch):
         for q in range(nrows):
-            acc[:, :] = 0.0
-            for t in range(ntap):
-                row = x[rows[b, q] + tap_rows[t]]
-                for k in range(nker):
-                    if stride == 1:
-                        _add_taps(row, khat[k, t], d, nout, acc[k])
-                    else:
-                        _add_strided_taps(row, khat[k, t], d, stride, nout, acc[k])
             s = sumsq[b, q]
+            for t in range(ntap):
+                index = rows[b, q] + tap_rows[t]
+                slot = index % nslot
+                fresh = tags[slot] != index
+                tags[slot] = index
+                slots[t] = slot
+                row = as_float64(x[index], samples[slot], fresh)
+                if own_sums and fresh:
+                    _row_squares(row, m, d, stride, squares[slot])
+                for k in range(nker):
+                    _add_dots(row, khat[k, t], d, stride, t == 0, acc[k])
+            if own_sums:
+                _sum_rows(squares, slots, s)
             _denominators(s, noise_floor, denominators)
             for k in range(nker):
                 _finish_row(acc[k], s, denominators, fill, kernel_state[k], exponent, out[b, q, k])
+
+
+@jit
+def _add_dots(row, taps, d, stride, first, acc):
+    """``acc[i]`` (``first``: 0) plus ``sum_j taps[j] * row[i * stride + j
+    d]``, one fused multiply-add a tap in tap order: eight taps a pass over
+    ``acc``, then four (padding taps of weight 0 repeat a tap of the window:
+    ``fma(x, 0, a)`` is ``a``, so the sum is that of the real taps)."""
+    m = taps.shape[0]
+    nout = acc.shape[0]
+    if stride != 1:
+        for j in range(m):
+            w = taps[j]
+            start = first and j == 0
+            for i in range(nout):
+                acc[i] = fma(row[i * stride + j * d], w, 0.0 if start else acc[i])
+        return
+    j = 0
+    while j + 8 <= m:
+        x0, x1, x2, x3 = _tap_slices(row, 0, j, m, d, nout)
+        x4, x5, x6, x7 = _tap_slices(row, 0, j + 4, m, d, nout)
+        w0, w1, w2, w3 = _tap_weights(taps, j)
+        w4, w5, w6, w7 = _tap_weights(taps, j + 4)
+        start = first and j == 0
+        for i in range(nout):
+            acc[i] = _fma8(0.0 if start else acc[i], x0[i], x1[i], x2[i], x3[i], x4[i], x5[i],
+                           x6[i], x7[i], w0, w1, w2, w3, w4, w5, w6, w7)
+        j += 8
+    for j in range(j, m, 4):
+        x0, x1, x2, x3 = _tap_slices(row, 0, j, m, d, nout)
+        w0, w1, w2, w3 = _tap_weights(taps, j)
+        start = first and j == 0
+        for i in range(nout):
+            a = fma(x0[i], w0, 0.0 if start else acc[i])
+            acc[i] = fma(x3[i], w3, fma(x2[i], w2, fma(x1[i], w1, a)))
+
+
+@jit
+def _row_squares(row, m, d, stride, dest):
+    """``dest[i]``: the sum of ``row[i * stride + j d]**2`` over ``j < m``,
+    one fused multiply-add a tap in tap order: eight taps a pass, then four
+    (the order of :func:`_add_dots`)."""
+    nout = dest.shape[0]
+    if stride != 1:
+        for j in range(m):
+            start = j == 0
+            for i in range(nout):
+                v = row[i * stride + j * d]
+                dest[i] = fma(v, v, 0.0 if start else dest[i])
+        return
+    j = 0
+    while j + 8 <= m:
+        x0, x1, x2, x3 = _tap_slices(row, 0, j, m, d, nout)
+        x4, x5, x6, x7 = _tap_slices(row, 0, j + 4, m, d, nout)
+        start = j == 0
+        for i in range(nout):
+            v0, v1, v2, v3 = x0[i], x1[i], x2[i], x3[i]
+            v4, v5, v6, v7 = x4[i], x5[i], x6[i], x7[i]
+            dest[i] = _fma8(0.0 if start else dest[i], v0, v1, v2, v3, v4, v5, v6, v7,
+                            v0, v1, v2, v3, v4, v5, v6, v7)
+        j += 8
+    for j in range(j, m, 4):
+        x0, x1, x2, x3 = _tap_slices(row, 0, j, m, d, nout)
+        taps = min(4, m - j)
+        start = j == 0
+        for i in range(nout):
+            dest[i] = _add_squares(0.0 if start else dest[i], x0[i], x1[i], x2[i], x3[i], taps)
+
+
+@jit(inline=True)
+def _add_squares(a, v0, v1, v2, v3, taps):
+    """``a`` plus the squares of the first ``taps`` (1 to 4) of ``v0 ..
+    v3``, in order, one fused multiply-add each."""
+    a = fma(v0, v0, a)
+    if taps > 1:
+        a = fma(v1, v1, a)
+    if taps > 2:
+        a = fma(v2, v2, a)
+    if taps > 3:
+        a = fma(v3, v3, a)
+    return a
+
+
+@jit
+def _sum_rows(rows, picks, dest):
+    """``dest[i]``: the sum of ``rows[p, i]`` over ``p`` in ``picks``, in
+    order, four rows a pass over ``dest``."""
+    n = dest.size
+    for t in range(0, picks.size, 4):
+        count = min(4, picks.size - t)
+        r0 = rows[picks[t], :n]
+        r1 = rows[picks[t + 1], :n] if count > 1 else r0
+        r2 = rows[picks[t + 2], :n] if count > 2 else r0
+        r3 = rows[picks[t + 3], :n] if count > 3 else r0
+        start = t == 0
+        for i in range(n):
+            total = r0[i] if start else dest[i] + r0[i]
+            if count > 1:
+                total += r1[i]
+            if count > 2:
+                total += r2[i]
+            if count > 3:
+                total += r3[i]
+            dest[i] = total
 
 
 @jit
@@ -366,7 +498,8 @@ def fft_cosines(dots, bounds, budget, sumsq, x, rows, tap_rows, khat, d, stride,
                     for t in range(ntap):
                         row = x[rows[q] + tap_rows[t]]
                         for j in range(m):
-                            total += khat[k, t, j] * row[i * stride + j * d]
+                            total = fma(np.float64(row[i * stride + j * d]), khat[k, t, j],
+                                        total)
                     acc[i] = total
             _finish_row(acc, s, denominators, fill, kernel_state[k], exponent, out[q, k])
 
@@ -468,46 +601,6 @@ def largest_finite(values):
         if v > largest and v < np.inf:
             largest = v
     return largest
-
-
-@jit(contract=True)
-def _add_taps(row, taps, d, nout, acc):
-    """``acc[i] += sum_j taps[j] * row[i + j d]``, up to four taps per pass
-    over ``acc`` (slices from 0, so that the loops vectorise)."""
-    m = taps.shape[0]
-    j = 0
-    while m - j >= 4:
-        w0, w1, w2, w3 = taps[j], taps[j + 1], taps[j + 2], taps[j + 3]
-        r0, r1 = row[j * d : j * d + nout], row[(j + 1) * d : (j + 1) * d + nout]
-        r2, r3 = row[(j + 2) * d : (j + 2) * d + nout], row[(j + 3) * d : (j + 3) * d + nout]
-        for i in range(nout):
-            acc[i] += (w0 * r0[i] + w1 * r1[i]) + (w2 * r2[i] + w3 * r3[i])
-        j += 4
-    if m - j == 3:
-        w0, w1, w2 = taps[j], taps[j + 1], taps[j + 2]
-        r0, r1 = row[j * d : j * d + nout], row[(j + 1) * d : (j + 1) * d + nout]
-        r2 = row[(j + 2) * d : (j + 2) * d + nout]
-        for i in range(nout):
-            acc[i] += (w0 * r0[i] + w1 * r1[i]) + w2 * r2[i]
-    elif m - j == 2:
-        w0, w1 = taps[j], taps[j + 1]
-        r0, r1 = row[j * d : j * d + nout], row[(j + 1) * d : (j + 1) * d + nout]
-        for i in range(nout):
-            acc[i] += w0 * r0[i] + w1 * r1[i]
-    elif m - j == 1:
-        w0 = taps[j]
-        r0 = row[j * d : j * d + nout]
-        for i in range(nout):
-            acc[i] += w0 * r0[i]
-
-
-@jit(contract=True)
-def _add_strided_taps(row, taps, d, stride, nout, acc):
-    """:func:`_add_taps` for windows ``stride`` apart."""
-    for j in range(taps.shape[0]):
-        w = taps[j]
-        for i in range(nout):
-            acc[i] += w * row[i * stride + j * d]
 
 
 @jit

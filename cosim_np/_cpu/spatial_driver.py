@@ -22,7 +22,7 @@ import numpy as np
 from .._core import config, spatial
 from .._core import sliding as plans
 from .._core.scalars import KERNEL_NORMAL
-from . import blas, blocks, threads
+from . import blas, blocks, scratch, threads
 from . import fft as transforms
 from . import spatial as kernels
 from .drivers import fft_error_budget, fill_unit_kernels, use_products
@@ -82,8 +82,14 @@ def sliding_cosine(x, plan, method, out):
     fft = _FFTPlan(plan, padded.shape) if _use_fft(method, plan) else None
     products = fft is None and use_products(geo.m[-1], khat.shape[1], nker)
 
+    loops = fft is None and not products
+    nslot = _slot_count(tap_rows) if loops else 0
+
     def band(i0, i1, q0, q1):
-        sums = _band_sums(padded, geo, plan.center, i0, i1).reshape(nbatch, q1 - q0, -1)
+        if loops and not plan.center:  # (the loops sum the squares of the rows they read)
+            sums = np.empty((nbatch, q1 - q0, geo.nout[-1]))
+        else:
+            sums = _band_sums(padded, geo, plan.center, i0, i1).reshape(nbatch, q1 - q0, -1)
         if plan.center:
             kernels.undefined_to_nan(sums)
         if fft is not None:
@@ -96,7 +102,8 @@ def sliding_cosine(x, plan, method, out):
             return
         acc = np.empty((nker, geo.nout[-1]))
         kernels.spatial_cosines(signal_rows, rows[:, q0:q1], tap_rows, khat, plan.kernel_state,
-                                geo.d[-1], geo.stride[-1], sums, floor, plan.fill, plan.exponent,
+                                geo.d[-1], geo.stride[-1], not plan.center, sums, floor,
+                                plan.fill, plan.exponent, _kept_rows(signal_rows, nslot, geo.nout[-1]),
                                 acc, rows_view[:, q0:q1])
 
     with blas.single_threaded() if products else contextlib.nullcontext():
@@ -106,6 +113,26 @@ def sliding_cosine(x, plan, method, out):
         for index, window in _tiny_windows(tiny, geo):
             moved[_moved_index(index, moved, r, slice(None))] = _rescaled_cosines(window, plan)
     return finish()
+
+
+def _slot_count(tap_rows):
+    """The slots of ``_cpu.spatial.spatial_cosines``'s kept rows: an odd
+    count, at least twice the rows a window reads (so that the rows of
+    nearby output rows rarely share a slot), for which the rows of one
+    output row all have slots of their own (their sums of squares are added
+    after the last is read)."""
+    nslot = 2 * tap_rows.size + 1
+    while np.unique(tap_rows % nslot).size < tap_rows.size:
+        nslot += 2
+    return nslot
+
+
+def _kept_rows(signal_rows, nslot, nout):
+    """This thread's ``kept`` scratch of ``_cpu.spatial.spatial_cosines``."""
+    width = signal_rows.shape[1] if signal_rows.dtype != np.float64 else 0
+    return (scratch.empty("spatial rows", (nslot, width)),
+            scratch.empty("spatial row squares", (nslot, nout)),
+            scratch.empty("spatial row tags", nslot, np.int64))
 
 
 def _product_cosines(signal_rows, rows, tap_rows, khat, plan, q0, q1, sums, floor, out):
