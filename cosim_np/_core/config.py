@@ -61,11 +61,6 @@ SPATIAL_BAND_ROWS = 64
 # the row (cheaper than summing runs of 1, 2, 4 ... taps).
 SPATIAL_DIRECT_TAPS = 4
 SPATIAL_ROW_DIRECT_TAPS = 16
-# The direct loops over several axes take a centered window's M2 from the
-# means and M2s of the rows it reads (kept with each row) when it reads at
-# most this many rows; beyond, the merges per window cost more than the
-# band's passes one axis at a time.
-SPATIAL_ROW_MOMENTS_ROWS = 4
 # sliding_cosine_grad over several axes lays runs of output rows out as the
 # stacks of rows they read: at most this many float64 elements at a time.
 SPATIAL_GRAD_ELEMENTS = 1 << 22

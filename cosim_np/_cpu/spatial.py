@@ -253,10 +253,6 @@ def merge_channels(means, m2s, count, dst_means, dst_m2s):
                         dst_means[b], dst_m2s[b])
 
 
-# what spatial_cosines does for the windows' norms
-SUMS_GIVEN, SUMS_OF_SQUARES, SUMS_CENTERED = 0, 1, 2
-
-
 @jit
 def spatial_cosines(x, rows, tap_rows, khat, kernel_state, d, stride, own_sums, sumsq,
                     noise_floor, fill, exponent, kept, acc, out):
@@ -271,25 +267,19 @@ def spatial_cosines(x, rows, tap_rows, khat, kernel_state, d, stride, own_sums, 
     multiply-add a tap, rows ``t`` in order and taps ``j`` in order within
     each (:func:`fft_cosines` recomputes its windows the same way).
 
-    ``sumsq[b, q, i]``: the window's sum of squares (or M2, centered),
-    given (``own_sums`` ``SUMS_GIVEN``) or written here from statistics of
-    each row along the last axis, kept with the row: its sums of squares
-    (``SUMS_OF_SQUARES``; taps in order, fused), added over the rows ``t``
-    in order; or its means and M2s (``SUMS_CENTERED``,
-    :func:`row_window_moments`), merged over the rows ``t`` in order by
-    Chan's update.  Nothing is subtracted, so a window's statistics hold
-    its own samples only.
+    ``sumsq[b, q, i]``: the window's sum of squares (or M2, centered); with
+    ``own_sums`` it is written here: each row's sums of squares along the
+    last axis (taps in order, fused), added over the rows ``t`` in order.
+    Nothing is subtracted, so a window's sum holds its own samples only.
 
-    ``kept = (samples, stats, tags, scratch, zeros)``: the rows read lately,
-    as float64 (``samples`` ``(S, N)``, unused for a float64 signal), and
-    their statistics (``stats`` ``(2, S, nout)``: sums of squares or M2s,
-    and means), row ``x[r]`` in slot ``r % S`` while ``tags[r % S] == r``:
-    a row is converted and summed once for the output rows that read it,
-    not once for each.  The rows of one output row must fall in different
-    slots (``S`` from ``_cpu.spatial_driver._slot_count``).  ``scratch``
-    ``(3, 2, N)`` and ``zeros`` ``(1, N)`` (all 0) serve
-    :func:`row_window_moments`.  ``acc``: scratch ``(K, nout)``."""
-    samples, stats, tags, scratch, zeros = kept
+    ``kept = (samples, squares, tags)``: the rows read lately, as float64
+    (``samples`` ``(S, N)``, unused for a float64 signal) and their sums of
+    squares (``squares`` ``(S, nout)``), row ``x[r]`` in slot ``r % S``
+    while ``tags[r % S] == r``: a row is converted and squared once for
+    the output rows that read it, not once for each.  The rows of one
+    output row must fall in different slots (``S`` from
+    ``_cpu.spatial_driver._slot_count``).  ``acc``: scratch ``(K, nout)``."""
+    samples, squares, tags = kept
     tags[:] = -1
     nker, ntap, m = khat.shape
     nbatch, nrows, _, nout = out.shape
@@ -306,33 +296,15 @@ def spatial_cosines(x, rows, tap_rows, khat, kernel_state, d, stride, own_sums, 
                 tags[slot] = index
                 slots[t] = slot
                 row = as_float64(x[index], samples[slot], fresh)
-                if fresh and own_sums == SUMS_OF_SQUARES:
-                    _row_squares(row, m, d, stride, stats[0, slot])
-                elif fresh and own_sums == SUMS_CENTERED:
-                    row_window_moments(row.reshape((1, row.size)), zeros, 1.0, 0, 1, m, d, stride,
-                                       stats[1, slot : slot + 1], stats[0, slot : slot + 1],
-                                       scratch[0], scratch[1], scratch[2])
+                if own_sums and fresh:
+                    _row_squares(row, m, d, stride, squares[slot])
                 for k in range(nker):
                     _add_dots(row, khat[k, t], d, stride, t == 0, acc[k])
-            if own_sums == SUMS_OF_SQUARES:
-                _sum_rows(stats[0], slots, s)
-            elif own_sums == SUMS_CENTERED:
-                _merge_slots(stats[1], stats[0], slots, m, denominators, s)
-                undefined_to_nan(s)
+            if own_sums:
+                _sum_rows(squares, slots, s)
             _denominators(s, noise_floor, denominators)
             for k in range(nker):
                 _finish_row(acc[k], s, denominators, fill, kernel_state[k], exponent, out[b, q, k])
-
-
-@jit
-def _merge_slots(means, m2s, picks, count, merged_means, merged_m2s):
-    """The mean (into ``merged_means``) and M2 (``merged_m2s``) of the union
-    of the rows ``picks`` of ``means`` and ``m2s``, each row's groups of
-    ``count`` samples, merged in order by Chan's update."""
-    _copy_rows(means[picks[0]], m2s[picks[0]], merged_means, merged_m2s)
-    for t in range(1, picks.size):
-        _merge_rows(merged_means, merged_m2s, means[picks[t]], m2s[picks[t]], t * count, count,
-                    merged_means, merged_m2s)
 
 
 @jit

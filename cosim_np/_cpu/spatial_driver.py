@@ -84,17 +84,9 @@ def sliding_cosine(x, plan, method, out):
 
     loops = fft is None and not products
     nslot = _slot_count(tap_rows) if loops else 0
-    # the loops take the statistics of the rows they read, but for the M2s
-    # of windows that read many rows
-    if not plan.center:
-        own_sums = kernels.SUMS_OF_SQUARES
-    elif tap_rows.size <= config.SPATIAL_ROW_MOMENTS_ROWS:
-        own_sums = kernels.SUMS_CENTERED
-    else:
-        own_sums = kernels.SUMS_GIVEN
 
     def band(i0, i1, q0, q1):
-        if loops and own_sums != kernels.SUMS_GIVEN:
+        if loops and not plan.center:  # (the loops sum the squares of the rows they read)
             sums = np.empty((nbatch, q1 - q0, geo.nout[-1]))
         else:
             sums = _band_sums(padded, geo, plan.center, i0, i1).reshape(nbatch, q1 - q0, -1)
@@ -110,9 +102,10 @@ def sliding_cosine(x, plan, method, out):
             return
         acc = np.empty((nker, geo.nout[-1]))
         kernels.spatial_cosines(signal_rows, rows[:, q0:q1], tap_rows, khat, plan.kernel_state,
-                                geo.d[-1], geo.stride[-1], own_sums, sums, floor, plan.fill,
-                                plan.exponent, _kept_rows(signal_rows, nslot, geo.nout[-1]),
-                                acc, rows_view[:, q0:q1])
+                                geo.d[-1], geo.stride[-1], not plan.center, sums, floor,
+                                plan.fill, plan.exponent,
+                                _kept_rows(signal_rows, nslot, geo.nout[-1]), acc,
+                                rows_view[:, q0:q1])
 
     with blas.single_threaded() if products else contextlib.nullcontext():
         _run_bands(geo, band, nbatch * nker * khat.shape[1],
@@ -137,13 +130,10 @@ def _slot_count(tap_rows):
 
 def _kept_rows(signal_rows, nslot, nout):
     """This thread's ``kept`` scratch of ``_cpu.spatial.spatial_cosines``."""
-    n = signal_rows.shape[1]
-    zeros = scratch.empty("spatial row zeros", (1, n))
-    zeros[...] = 0.0
-    return (scratch.empty("spatial rows", (nslot, n if signal_rows.dtype != np.float64 else 0)),
-            scratch.empty("spatial row statistics", (2, nslot, nout)),
-            scratch.empty("spatial row tags", nslot, np.int64),
-            scratch.empty("spatial row moments", (3, 2, n)), zeros)
+    width = signal_rows.shape[1] if signal_rows.dtype != np.float64 else 0
+    return (scratch.empty("spatial rows", (nslot, width)),
+            scratch.empty("spatial row squares", (nslot, nout)),
+            scratch.empty("spatial row tags", nslot, np.int64))
 
 
 def _product_cosines(signal_rows, rows, tap_rows, khat, plan, q0, q1, sums, floor, out):
