@@ -95,16 +95,24 @@ def _tap_sumsq(x, b, i0, nwin, m, d, bufs):
         taps = min(4, m - j)  # padding taps are left out: inf must stay inf
         first = j == 0
         for t in range(nwin):
-            total = 0.0 if first else sumsq[t]
-            total += s0[t]
-            if taps > 1:
-                total += s1[t]
-            if taps > 2:
-                total += s2[t]
-            if taps > 3:
-                total += s3[t]
-            sumsq[t] = total
+            sumsq[t] = add_up_to_four(0.0 if first else sumsq[t], s0[t], s1[t], s2[t], s3[t],
+                                      taps)
     return unsafe > 0
+
+
+@jit(inline=True)
+def add_up_to_four(total, v0, v1, v2, v3, count):
+    """``total + v0 + ...`` over the first ``count`` (1 to 4) of ``v0 ..
+    v3``, added in order (inlined, so that the loops calling it still
+    vectorise)."""
+    total += v0
+    if count > 1:
+        total += v1
+    if count > 2:
+        total += v2
+    if count > 3:
+        total += v3
+    return total
 
 
 @jit

@@ -39,7 +39,7 @@ import numpy as np
 from .._core.config import SPATIAL_DIRECT_TAPS as DIRECT_TAPS
 from .._core.scalars import KERNEL_NORMAL
 from ._jit import as_float64, fma, jit
-from .sliding import _cosine, _fma8, _tap_slices, _tap_weights, sharpen_value
+from .sliding import _cosine, _fma8, _tap_slices, _tap_weights, add_up_to_four, sharpen_value
 
 
 @jit
@@ -414,14 +414,7 @@ def _sum_rows(rows, picks, dest):
         r3 = rows[picks[t + 3], :n] if count > 3 else r0
         start = t == 0
         for i in range(n):
-            total = r0[i] if start else dest[i] + r0[i]
-            if count > 1:
-                total += r1[i]
-            if count > 2:
-                total += r2[i]
-            if count > 3:
-                total += r3[i]
-            dest[i] = total
+            dest[i] = add_up_to_four(0.0 if start else dest[i], r0[i], r1[i], r2[i], r3[i], count)
 
 
 @jit

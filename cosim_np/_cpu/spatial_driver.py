@@ -122,10 +122,10 @@ def _slot_count(tap_rows):
     nearby output rows rarely share a slot), for which the rows of one
     output row all have slots of their own (their sums of squares are added
     after the last is read)."""
-    nslot = 2 * tap_rows.size + 1
-    while np.unique(tap_rows % nslot).size < tap_rows.size:
-        nslot += 2
-    return nslot
+    for nslot in range(2 * tap_rows.size + 1, 2 * tap_rows.size + 129, 2):
+        if np.unique(tap_rows % nslot).size == tap_rows.size:
+            return nslot
+    return int(tap_rows.max()) + 1  # (as many slots as the rows a window spans)
 
 
 def _kept_rows(signal_rows, nslot, nout):
