@@ -539,40 +539,62 @@ def _tile_dots(x, b, khat, k, i0, nwin, d, samples, acc):
     """``acc[t]`` = <window i0+t, khat[k]>; windows innermost so it vectorises.
 
     Taps are added in order (channel by channel, tap by tap) exactly as in
-    ``_rescaled_dot``; eight (then four) of them per pass over ``acc`` keep
-    the running sums in registers that much longer (a channel's last pass is
-    padded: see ``_tap_slices``).  Each channel's samples are read as
-    float64 (converted once into ``samples``, room for ``nwin + (m-1)*d``,
-    where they are not)."""
+    ``_rescaled_dot``, by :func:`_add_dots`.  Each channel's samples are
+    read as float64 (converted once into ``samples``, room for ``nwin +
+    (m-1)*d``, where they are not)."""
     m = khat.shape[2]
-    for t in range(nwin):
-        acc[t] = 0.0
     for c in range(x.shape[1]):
-        weights = khat[k, c]
         row = as_float64(x[b, c, i0 : i0 + nwin + (m - 1) * d], samples)
-        j = 0
-        while j + 8 <= m:
-            # eight whole taps per pass: float64 loads of acc are then rarer
-            x0, x1, x2, x3 = _tap_slices(row, 0, j, m, d, nwin)
-            x4, x5, x6, x7 = _tap_slices(row, 0, j + 4, m, d, nwin)
-            w0, w1, w2, w3 = _tap_weights(weights, j)
-            w4, w5, w6, w7 = _tap_weights(weights, j + 4)
-            for t in range(nwin):
-                acc[t] = _fma8(acc[t], x0[t], x1[t], x2[t], x3[t], x4[t], x5[t], x6[t], x7[t],
-                               w0, w1, w2, w3, w4, w5, w6, w7)
-            j += 8
-        for j in range(j, m, 4):
-            x0, x1, x2, x3 = _tap_slices(row, 0, j, m, d, nwin)
-            w0, w1, w2, w3 = _tap_weights(weights, j)
-            for t in range(nwin):
-                a = acc[t]
-                a = fma(x0[t], w0, a)
-                a = fma(x1[t], w1, a)
-                a = fma(x2[t], w2, a)
-                a = fma(x3[t], w3, a)
-                acc[t] = a
+        _add_dots(row, khat[k, c], d, 1, c == 0, acc[:nwin])
 
 
+@jit
+def _add_dots(row, taps, d, stride, first, acc):
+    """``acc[i]`` (``first``: 0) plus ``sum_j taps[j] * row[i * stride + j
+    d]``, one fused multiply-add a tap in tap order: eight taps a pass over
+    ``acc``, then four, then the rest (eight keep the running sums in registers
+    that much longer: float64 loads of ``acc`` are rarer)."""
+    m = taps.shape[0]
+    nout = acc.shape[0]
+    if stride != 1:
+        for j in range(m):
+            w = taps[j]
+            start = first and j == 0
+            for i in range(nout):
+                acc[i] = fma(row[i * stride + j * d], w, 0.0 if start else acc[i])
+        return
+    j = 0
+    while j + 8 <= m:
+        x0, x1, x2, x3 = _tap_slices(row, 0, j, m, d, nout)
+        x4, x5, x6, x7 = _tap_slices(row, 0, j + 4, m, d, nout)
+        w0, w1, w2, w3 = _tap_weights(taps, j)
+        w4, w5, w6, w7 = _tap_weights(taps, j + 4)
+        start = first and j == 0
+        for i in range(nout):
+            acc[i] = _fma8(0.0 if start else acc[i], x0[i], x1[i], x2[i], x3[i], x4[i], x5[i],
+                           x6[i], x7[i], w0, w1, w2, w3, w4, w5, w6, w7)
+        j += 8
+    while j < m:
+        count = min(4, m - j)
+        x0, x1, x2, x3 = _tap_slices(row, 0, j, m, d, nout)
+        w0, w1, w2, w3 = _tap_weights(taps, j)
+        start = first and j == 0
+        # (a loop for each count: LLVM vectorises a loop with no branch in it)
+        if count == 4:
+            for i in range(nout):
+                a = fma(x0[i], w0, 0.0 if start else acc[i])
+                acc[i] = fma(x3[i], w3, fma(x2[i], w2, fma(x1[i], w1, a)))
+        elif count == 3:
+            for i in range(nout):
+                a = fma(x0[i], w0, 0.0 if start else acc[i])
+                acc[i] = fma(x2[i], w2, fma(x1[i], w1, a))
+        elif count == 2:
+            for i in range(nout):
+                acc[i] = fma(x1[i], w1, fma(x0[i], w0, 0.0 if start else acc[i]))
+        else:
+            for i in range(nout):
+                acc[i] = fma(x0[i], w0, 0.0 if start else acc[i])
+        j += count
 
 
 @jit

@@ -39,7 +39,7 @@ import numpy as np
 from .._core.config import SPATIAL_DIRECT_TAPS as DIRECT_TAPS
 from .._core.scalars import KERNEL_NORMAL
 from ._jit import as_float64, fma, jit
-from .sliding import _cosine, _fma8, _tap_slices, _tap_weights, add_up_to_four, sharpen_value
+from .sliding import _add_dots, _cosine, _fma8, _tap_slices, add_up_to_four, sharpen_value
 
 
 @jit
@@ -305,54 +305,6 @@ def spatial_cosines(x, rows, tap_rows, khat, kernel_state, d, stride, own_sums, 
             _denominators(s, noise_floor, denominators)
             for k in range(nker):
                 _finish_row(acc[k], s, denominators, fill, kernel_state[k], exponent, out[b, q, k])
-
-
-@jit
-def _add_dots(row, taps, d, stride, first, acc):
-    """``acc[i]`` (``first``: 0) plus ``sum_j taps[j] * row[i * stride + j
-    d]``, one fused multiply-add a tap in tap order: eight taps a pass over
-    ``acc``, then four, then the rest."""
-    m = taps.shape[0]
-    nout = acc.shape[0]
-    if stride != 1:
-        for j in range(m):
-            w = taps[j]
-            start = first and j == 0
-            for i in range(nout):
-                acc[i] = fma(row[i * stride + j * d], w, 0.0 if start else acc[i])
-        return
-    j = 0
-    while j + 8 <= m:
-        x0, x1, x2, x3 = _tap_slices(row, 0, j, m, d, nout)
-        x4, x5, x6, x7 = _tap_slices(row, 0, j + 4, m, d, nout)
-        w0, w1, w2, w3 = _tap_weights(taps, j)
-        w4, w5, w6, w7 = _tap_weights(taps, j + 4)
-        start = first and j == 0
-        for i in range(nout):
-            acc[i] = _fma8(0.0 if start else acc[i], x0[i], x1[i], x2[i], x3[i], x4[i], x5[i],
-                           x6[i], x7[i], w0, w1, w2, w3, w4, w5, w6, w7)
-        j += 8
-    while j < m:
-        count = min(4, m - j)
-        x0, x1, x2, x3 = _tap_slices(row, 0, j, m, d, nout)
-        w0, w1, w2, w3 = _tap_weights(taps, j)
-        start = first and j == 0
-        # (a loop for each count: LLVM vectorises a loop with no branch in it)
-        if count == 4:
-            for i in range(nout):
-                a = fma(x0[i], w0, 0.0 if start else acc[i])
-                acc[i] = fma(x3[i], w3, fma(x2[i], w2, fma(x1[i], w1, a)))
-        elif count == 3:
-            for i in range(nout):
-                a = fma(x0[i], w0, 0.0 if start else acc[i])
-                acc[i] = fma(x2[i], w2, fma(x1[i], w1, a))
-        elif count == 2:
-            for i in range(nout):
-                acc[i] = fma(x1[i], w1, fma(x0[i], w0, 0.0 if start else acc[i]))
-        else:
-            for i in range(nout):
-                acc[i] = fma(x0[i], w0, 0.0 if start else acc[i])
-        j += count
 
 
 @jit
