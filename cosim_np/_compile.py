@@ -25,6 +25,7 @@ def _sliding_calls(dtype):
     from . import sliding_cosine
 
     x = _signal(dtype)
+    image = _signal(dtype, (40, 40))
     return [
         ("sliding_cosine, kernels of up to 4 taps", lambda: sliding_cosine(x, [1.0, 2.0, 3.0])),
         ("sliding_cosine, up to 88 taps, banks, with sharpness",
@@ -34,6 +35,10 @@ def _sliding_calls(dtype):
          lambda: (sliding_cosine(x, _signal(dtype, (100,)), method="direct"),
                   sliding_cosine(x, _signal(dtype, (3, 2, 7)), method="direct"),
                   sliding_cosine(x, _signal(dtype, (16, 9)), method="direct", stride=2))),
+        ("sliding_cosine over two axes (images): templates under and over 8 columns, center",
+         lambda: (sliding_cosine(image, _signal(dtype, (3, 3)), axis=(0, 1)),
+                  sliding_cosine(image, _signal(dtype, (8, 8)), axis=(0, 1)),
+                  sliding_cosine(image, _signal(dtype, (8, 8)), axis=(0, 1), center=True))),
         ("sliding_cosine, method='fft' (and 'auto' for long kernels)",
          lambda: (sliding_cosine(_signal(dtype, (2, 3000)), _signal(dtype, (200,)), method="fft"),
                   sliding_cosine(x, _signal(dtype, (3, 2, 7)), method="fft"),

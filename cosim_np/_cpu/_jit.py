@@ -25,7 +25,7 @@ from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic, overload
 
-_OPTIONS = dict(nogil=True, error_model="numpy")
+OPTIONS = dict(nogil=True, error_model="numpy")
 
 
 def jit(func=None, *, njit=numba.njit, inline=False):
@@ -34,7 +34,7 @@ def jit(func=None, *, njit=numba.njit, inline=False):
     that a call would keep from being vectorised in its caller."""
     if func is None:
         return lambda f: jit(f, njit=njit, inline=inline)
-    options = dict(_OPTIONS)
+    options = dict(OPTIONS)
     if inline:
         options["inline"] = "always"
     try:
@@ -85,7 +85,7 @@ def as_float64(xs, buf, convert=True):
     return buf[: xs.size]
 
 
-@overload(as_float64, jit_options=dict(_OPTIONS))
+@overload(as_float64, jit_options=dict(OPTIONS))
 def _as_float64(xs, buf, convert=True):
     if xs.dtype == types.float64:
         return lambda xs, buf, convert=True: xs

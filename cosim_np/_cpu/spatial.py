@@ -35,11 +35,21 @@ of squares along the last axis and add those of the rows a window spans
 import math
 
 import numpy as np
+from numba.core import types
+from numba.extending import overload
 
 from .._core.config import SPATIAL_DIRECT_TAPS as DIRECT_TAPS
 from .._core.scalars import KERNEL_NORMAL
-from ._jit import as_float64, fma, jit
-from .sliding import _add_dots, _cosine, _fma8, _tap_slices, add_up_to_four, sharpen_value
+from ._jit import OPTIONS, as_float64, fma, jit
+from .sliding import (
+    _add_dots,
+    _cosine,
+    _fma8,
+    _tap_slices,
+    add_dot_pair,
+    add_up_to_four,
+    sharpen_value,
+)
 
 
 @jit
@@ -255,17 +265,24 @@ def merge_channels(means, m2s, count, dst_means, dst_m2s):
 
 @jit
 def spatial_cosines(x, rows, tap_rows, khat, kernel_state, d, stride, own_sums, sumsq,
-                    noise_floor, fill, exponent, kept, acc, out):
+                    noise_floor, fill, exponent, kept, pair_step, acc, out):
     """Cosines of a band of output rows: ``out[b, q, k, i]`` for window ``i``
     along the last axis of output row ``q`` of batch index ``b``.
 
     ``x`` is the padded signal as rows ``(R, N)``; output row ``(b, q)``
     reads the rows ``rows[b, q] + tap_rows[t]`` for each of the kernels'
-    rows ``t`` (channels and the taps of every axis but the last), whose
-    taps are ``khat[k, t, j]`` at ``j * d`` along the last axis; window
+    rows ``t`` (channels and the taps of every axis but the last; ascending),
+    whose taps are ``khat[k, t, j]`` at ``j * d`` along the last axis; window
     ``i`` starts at ``i * stride``.  A window's dot is one fused
     multiply-add a tap, rows ``t`` in order and taps ``j`` in order within
     each (:func:`fft_cosines` recomputes its windows the same way).
+
+    Output rows ``q`` and ``q + 1`` whose first rows lie ``pair_step``
+    apart are computed together (kernel rows of at least eight taps,
+    ``stride`` 1): their rows are read in ascending order, and a row both
+    read feeds both dots in one pass (``_cpu.sliding.add_dot_pair``), each
+    dot's rows still in order.  ``pair_step`` None: no pairs (and no pairs'
+    loops compiled: a first call's compilation is that much shorter).
 
     ``sumsq[b, q, i]``: the window's sum of squares (or M2, centered); with
     ``own_sums`` it is written here: each row's sums of squares along the
@@ -276,35 +293,87 @@ def spatial_cosines(x, rows, tap_rows, khat, kernel_state, d, stride, own_sums, 
     (``samples`` ``(S, N)``, unused for a float64 signal) and their sums of
     squares (``squares`` ``(S, nout)``), row ``x[r]`` in slot ``r % S``
     while ``tags[r % S] == r``: a row is converted and squared once for
-    the output rows that read it, not once for each.  The rows of one
-    output row must fall in different slots (``S`` from
-    ``_cpu.spatial_driver._slot_count``).  ``acc``: scratch ``(K, nout)``."""
+    the output rows that read it, not once for each.  The rows of two
+    output rows computed together must fall in different slots (``S`` from
+    ``_cpu.spatial_driver._slot_count``).  ``acc``: scratch ``(2, K, nout)``."""
     samples, squares, tags = kept
     tags[:] = -1
     nker, ntap, m = khat.shape
     nbatch, nrows, _, nout = out.shape
     nslot = tags.size
     denominators = np.empty(nout)
-    slots = np.empty(ntap, np.int64)
+    slots = np.empty((2, ntap), np.int64)
     for b in range(nbatch):
-        for q in range(nrows):
-            s = sumsq[b, q]
-            for t in range(ntap):
-                index = rows[b, q] + tap_rows[t]
+        q = 0
+        while q < nrows:
+            paired = q + 1 < nrows and _paired(pair_step, rows[b, q], rows[b, q + 1])
+            # the rows of output row q (ta) and of q + 1 (tb, paired) merged
+            ta = 0
+            tb = 0 if paired else ntap
+            while ta < ntap or tb < ntap:
+                index_a = rows[b, q] + tap_rows[ta] if ta < ntap else -1
+                index_b = rows[b, q + 1] + tap_rows[tb] if tb < ntap else -1
+                reads_a = ta < ntap and (tb == ntap or index_a <= index_b)
+                reads_b = tb < ntap and (ta == ntap or index_b <= index_a)
+                index = index_a if reads_a else index_b
                 slot = index % nslot
                 fresh = tags[slot] != index
                 tags[slot] = index
-                slots[t] = slot
                 row = as_float64(x[index], samples[slot], fresh)
                 if own_sums and fresh:
                     _row_squares(row, m, d, stride, squares[slot])
+                if reads_a and reads_b:
+                    for k in range(nker):
+                        _pair_dots(pair_step, row, khat[k, ta], khat[k, tb], d, ta == 0,
+                                   tb == 0, acc[0, k], acc[1, k])
+                else:
+                    t = ta if reads_a else tb
+                    for k in range(nker):
+                        _add_dots(row, khat[k, t], d, stride, t == 0, acc[0 if reads_a else 1, k])
+                if reads_a:
+                    slots[0, ta] = slot
+                    ta += 1
+                if reads_b:
+                    slots[1, tb] = slot
+                    tb += 1
+            for half in range(2 if paired else 1):
+                s = sumsq[b, q + half]
+                if own_sums:
+                    _sum_rows(squares, slots[half], s)
+                _denominators(s, noise_floor, denominators)
                 for k in range(nker):
-                    _add_dots(row, khat[k, t], d, stride, t == 0, acc[k])
-            if own_sums:
-                _sum_rows(squares, slots, s)
-            _denominators(s, noise_floor, denominators)
-            for k in range(nker):
-                _finish_row(acc[k], s, denominators, fill, kernel_state[k], exponent, out[b, q, k])
+                    _finish_row(acc[half, k], s, denominators, fill, kernel_state[k], exponent,
+                                out[b, q + half, k])
+            q += 2 if paired else 1
+
+
+def _paired(pair_step, first_row, next_row):
+    """Whether output rows reading from ``first_row`` and ``next_row`` on
+    are computed together (see :func:`spatial_cosines`)."""
+    return pair_step is not None and next_row - first_row == pair_step
+
+
+@overload(_paired, jit_options=dict(OPTIONS))
+def _ol_paired(pair_step, first_row, next_row):
+    if isinstance(pair_step, types.NoneType):
+        return lambda pair_step, first_row, next_row: False
+    return lambda pair_step, first_row, next_row: next_row - first_row == pair_step
+
+
+def _pair_dots(pair_step, row, taps, other_taps, d, first, other_first, acc, other_acc):
+    """``add_dot_pair``; compiled to nothing where ``pair_step`` is None."""
+    add_dot_pair(row, taps, other_taps, d, first, other_first, acc, other_acc)
+
+
+@overload(_pair_dots, jit_options=dict(OPTIONS))
+def _ol_pair_dots(pair_step, row, taps, other_taps, d, first, other_first, acc, other_acc):
+    if isinstance(pair_step, types.NoneType):
+        return lambda pair_step, row, taps, other_taps, d, first, other_first, acc, other_acc: None
+
+    def impl(pair_step, row, taps, other_taps, d, first, other_first, acc, other_acc):
+        add_dot_pair(row, taps, other_taps, d, first, other_first, acc, other_acc)
+
+    return impl
 
 
 @jit

@@ -83,7 +83,8 @@ def sliding_cosine(x, plan, method, out):
     products = fft is None and use_products(geo.m[-1], khat.shape[1], nker)
 
     loops = fft is None and not products
-    nslot = _slot_count(tap_rows) if loops else 0
+    pair_step = _pair_step(rows, tap_rows, geo) if loops else None
+    nslot = _slot_count(tap_rows, pair_step or 0) if loops else 0
 
     def band(i0, i1, q0, q1):
         if loops and not plan.center:  # (the loops sum the squares of the rows they read)
@@ -100,11 +101,11 @@ def sliding_cosine(x, plan, method, out):
             _product_cosines(signal_rows, rows, tap_rows, khat, plan, q0, q1, sums, floor,
                              rows_view)
             return
-        acc = np.empty((nker, geo.nout[-1]))
+        acc = np.empty((2, nker, geo.nout[-1]))
         kernels.spatial_cosines(signal_rows, rows[:, q0:q1], tap_rows, khat, plan.kernel_state,
                                 geo.d[-1], geo.stride[-1], not plan.center, sums, floor,
                                 plan.fill, plan.exponent,
-                                _kept_rows(signal_rows, nslot, geo.nout[-1]), acc,
+                                _kept_rows(signal_rows, nslot, geo.nout[-1]), pair_step, acc,
                                 rows_view[:, q0:q1])
 
     with blas.single_threaded() if products else contextlib.nullcontext():
@@ -116,16 +117,29 @@ def sliding_cosine(x, plan, method, out):
     return finish()
 
 
-def _slot_count(tap_rows):
+def _pair_step(rows, tap_rows, geo):
+    """How far apart the first rows of two output rows that
+    ``_cpu.spatial.spatial_cosines`` computes together lie: the step between
+    neighbouring output rows, when their windows share rows and a kernel row
+    has a whole pass of eight taps (``_cpu.sliding.add_dot_pair``); None
+    (no pairs) otherwise."""
+    if rows.shape[1] < 2 or geo.m[-1] < 8 or geo.stride[-1] != 1:
+        return None
+    step = int(rows[0, 1] - rows[0, 0])
+    return step if np.intersect1d(tap_rows, tap_rows + step).size else None
+
+
+def _slot_count(tap_rows, pair_step):
     """The slots of ``_cpu.spatial.spatial_cosines``'s kept rows: an odd
-    count, at least twice the rows a window reads (so that the rows of
-    nearby output rows rarely share a slot), for which the rows of one
-    output row all have slots of their own (their sums of squares are added
-    after the last is read)."""
-    for nslot in range(2 * tap_rows.size + 1, 2 * tap_rows.size + 129, 2):
-        if np.unique(tap_rows % nslot).size == tap_rows.size:
+    count, at least twice the rows two output rows computed together read
+    (``pair_step`` apart; so that the rows of nearby output rows rarely
+    share a slot), for which those rows all have slots of their own (their
+    sums of squares are added after the last is read)."""
+    read = np.union1d(tap_rows, tap_rows + pair_step)
+    for nslot in range(2 * read.size + 1, 2 * read.size + 129, 2):
+        if np.unique(read % nslot).size == read.size:
             return nslot
-    return int(tap_rows.max()) + 1  # (as many slots as the rows a window spans)
+    return int(read.max()) + 1  # (as many slots as the rows a pair spans)
 
 
 def _kept_rows(signal_rows, nslot, nout):
