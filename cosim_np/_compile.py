@@ -36,9 +36,8 @@ def _sliding_calls(dtype):
                   sliding_cosine(x, _signal(dtype, (3, 2, 7)), method="direct"),
                   sliding_cosine(x, _signal(dtype, (16, 9)), method="direct", stride=2))),
         ("sliding_cosine over two axes (images): templates under and over 8 columns, center",
-         lambda: (sliding_cosine(image, _signal(dtype, (3, 3)), axis=(0, 1)),
-                  sliding_cosine(image, _signal(dtype, (8, 8)), axis=(0, 1)),
-                  sliding_cosine(image, _signal(dtype, (8, 8)), axis=(0, 1), center=True))),
+         lambda: [sliding_cosine(image, _signal(dtype, (m, m)), axis=(0, 1), center=center)
+                  for m in (3, 8) for center in (False, True)]),
         ("sliding_cosine, method='fft' (and 'auto' for long kernels)",
          lambda: (sliding_cosine(_signal(dtype, (2, 3000)), _signal(dtype, (200,)), method="fft"),
                   sliding_cosine(x, _signal(dtype, (3, 2, 7)), method="fft"),

@@ -284,19 +284,25 @@ def spatial_cosines(x, rows, tap_rows, khat, kernel_state, d, stride, own_sums, 
     dot's rows still in order.  ``pair_step`` None: no pairs (and no pairs'
     loops compiled: a first call's compilation is that much shorter).
 
-    ``sumsq[b, q, i]``: the window's sum of squares (or M2, centered); with
-    ``own_sums`` it is written here: each row's sums of squares along the
-    last axis (taps in order, fused), added over the rows ``t`` in order.
-    Nothing is subtracted, so a window's sum holds its own samples only.
+    ``sumsq[b, q, i]``: the window's sum of squares (or M2, centered),
+    given (``own_sums`` None) or written here.  ``own_sums`` an int: each
+    row's sums of squares along the last axis (taps in order, fused), added
+    over the rows ``t`` in order; nothing is subtracted, so a window's sum
+    holds its own samples only.  ``own_sums = (means, ones)`` (scratch
+    ``(nout,)`` and ``m`` ones; centered windows of a signal that is not
+    float64): M2s in two passes, each window's mean from its rows' sums
+    along the last axis (kept with the rows), then the squares of its
+    samples less that mean (:func:`_centered_sums`).  Each kind compiles
+    only its own helpers (:func:`_keep_row_sums`, :func:`_own_window_sums`).
 
-    ``kept = (samples, squares, tags)``: the rows read lately, as float64
-    (``samples`` ``(S, N)``, unused for a float64 signal) and their sums of
-    squares (``squares`` ``(S, nout)``), row ``x[r]`` in slot ``r % S``
+    ``kept = (samples, kept_sums, tags)``: the rows read lately, as float64
+    (``samples`` ``(S, N)``, unused for a float64 signal) and their sums
+    (``kept_sums`` ``(S, nout)``), row ``x[r]`` in slot ``r % S``
     while ``tags[r % S] == r``: a row is converted and squared once for
     the output rows that read it, not once for each.  The rows of two
     output rows computed together must fall in different slots (``S`` from
     ``_cpu.spatial_driver._slot_count``).  ``acc``: scratch ``(2, K, nout)``."""
-    samples, squares, tags = kept
+    samples, kept_sums, tags = kept
     tags[:] = -1
     nker, ntap, m = khat.shape
     nbatch, nrows, _, nout = out.shape
@@ -320,8 +326,7 @@ def spatial_cosines(x, rows, tap_rows, khat, kernel_state, d, stride, own_sums, 
                 fresh = tags[slot] != index
                 tags[slot] = index
                 row = as_float64(x[index], samples[slot], fresh)
-                if own_sums and fresh:
-                    _row_squares(row, m, d, stride, squares[slot])
+                _keep_row_sums(own_sums, fresh, row, m, d, stride, kept_sums[slot])
                 if reads_a and reads_b:
                     for k in range(nker):
                         _pair_dots(pair_step, row, khat[k, ta], khat[k, tb], d, ta == 0,
@@ -338,8 +343,8 @@ def spatial_cosines(x, rows, tap_rows, khat, kernel_state, d, stride, own_sums, 
                     tb += 1
             for half in range(2 if paired else 1):
                 s = sumsq[b, q + half]
-                if own_sums:
-                    _sum_rows(squares, slots[half], s)
+                _own_window_sums(own_sums, x, rows[b, q + half], tap_rows, samples, kept_sums,
+                                 slots[half], m, d, stride, s)
                 _denominators(s, noise_floor, denominators)
                 for k in range(nker):
                     _finish_row(acc[half, k], s, denominators, fill, kernel_state[k], exponent,
@@ -374,6 +379,112 @@ def _ol_pair_dots(pair_step, row, taps, other_taps, d, first, other_first, acc, 
         add_dot_pair(row, taps, other_taps, d, first, other_first, acc, other_acc)
 
     return impl
+
+
+def _keep_row_sums(own_sums, fresh, row, m, d, stride, dest):
+    """What a row just read into :func:`spatial_cosines`'s cache (``fresh``)
+    keeps besides its samples, ``dest[i]`` for window ``i`` along it: its
+    sums of squares (``own_sums`` an int), its sums (a tuple: centered), or
+    nothing (None)."""
+
+
+@overload(_keep_row_sums, jit_options=dict(OPTIONS))
+def _ol_keep_row_sums(own_sums, fresh, row, m, d, stride, dest):
+    if isinstance(own_sums, types.NoneType):
+        return lambda own_sums, fresh, row, m, d, stride, dest: None
+    if isinstance(own_sums, types.Integer):
+        def squares(own_sums, fresh, row, m, d, stride, dest):
+            if fresh:
+                _row_squares(row, m, d, stride, dest)
+
+        return squares
+
+    def sums(own_sums, fresh, row, m, d, stride, dest):
+        if fresh:  # (the flag itself, not a constant: one compiled _add_dots for all callers)
+            _add_dots(row, own_sums[1], d, stride, fresh, dest)
+
+    return sums
+
+
+def _own_window_sums(own_sums, x, first_row, tap_rows, samples, kept_sums, slots, m, d, stride,
+                     dest):
+    """``dest[i]``: the sum of squares (``own_sums`` an int) or M2 (a tuple,
+    :func:`_centered_sums`) of window ``i`` of the output row whose rows
+    are ``x[first_row + tap_rows]``, kept in ``slots``; nothing for None."""
+
+
+@overload(_own_window_sums, jit_options=dict(OPTIONS))
+def _ol_own_window_sums(own_sums, x, first_row, tap_rows, samples, kept_sums, slots, m, d,
+                        stride, dest):
+    if isinstance(own_sums, types.NoneType):
+        return (lambda own_sums, x, first_row, tap_rows, samples, kept_sums, slots, m, d,
+                stride, dest: None)
+    if isinstance(own_sums, types.Integer):
+        return (lambda own_sums, x, first_row, tap_rows, samples, kept_sums, slots, m, d,
+                stride, dest: _sum_rows(kept_sums, slots, dest))
+
+    def centered(own_sums, x, first_row, tap_rows, samples, kept_sums, slots, m, d, stride,
+                 dest):
+        _centered_sums(own_sums[0], x, first_row, tap_rows, samples, kept_sums, slots, m, d,
+                       stride, dest)
+
+    return centered
+
+
+@jit
+def _centered_sums(means, x, first_row, tap_rows, samples, totals, slots, m, d, stride, dest):
+    """``dest[i]``, the M2 of window ``i`` of the output row whose rows are
+    ``x[first_row + tap_rows]``, kept in ``slots`` (their samples, and in
+    ``totals`` their sums along the row): the window's mean from its rows'
+    sums (into ``means``), then the squares of its samples less that mean,
+    rows and taps in order.  Two passes: nothing cancels but the deviations
+    themselves, exact to their rounding.  The mean of a window whose samples
+    are all equal is that value exactly (their sum in float64 is exact for
+    samples of at most 24 bits: why a float64 signal takes the band's merges
+    instead), so its M2 is exactly 0."""
+    means = means[: dest.size]
+    _sum_rows(totals, slots, means)
+    count = tap_rows.size * m
+    for i in range(means.size):
+        means[i] = means[i] / count
+    for t in range(tap_rows.size):
+        row = as_float64(x[first_row + tap_rows[t]], samples[slots[t]], False)
+        _add_deviation_squares(row, means, m, d, stride, t == 0, dest)
+
+
+@jit
+def _add_deviation_squares(row, means, m, d, stride, first, dest):
+    """``dest[i]`` (``first``: 0) plus the sum over ``j < m`` of
+    ``(row[i * stride + j d] - means[i])**2``, one fused multiply-add a tap
+    in tap order: eight taps a pass, then four (as :func:`_row_squares`)."""
+    nout = dest.shape[0]
+    if stride != 1:
+        for j in range(m):
+            start = first and j == 0
+            for i in range(nout):
+                v = row[i * stride + j * d] - means[i]
+                dest[i] = fma(v, v, 0.0 if start else dest[i])
+        return
+    j = 0
+    while j + 8 <= m:
+        x0, x1, x2, x3 = _tap_slices(row, 0, j, m, d, nout)
+        x4, x5, x6, x7 = _tap_slices(row, 0, j + 4, m, d, nout)
+        start = first and j == 0
+        for i in range(nout):
+            mean = means[i]
+            v0, v1, v2, v3 = x0[i] - mean, x1[i] - mean, x2[i] - mean, x3[i] - mean
+            v4, v5, v6, v7 = x4[i] - mean, x5[i] - mean, x6[i] - mean, x7[i] - mean
+            dest[i] = _fma8(0.0 if start else dest[i], v0, v1, v2, v3, v4, v5, v6, v7,
+                            v0, v1, v2, v3, v4, v5, v6, v7)
+        j += 8
+    for j in range(j, m, 4):
+        x0, x1, x2, x3 = _tap_slices(row, 0, j, m, d, nout)
+        taps = min(4, m - j)
+        start = first and j == 0
+        for i in range(nout):
+            mean = means[i]
+            dest[i] = _add_squares(0.0 if start else dest[i], x0[i] - mean, x1[i] - mean,
+                                   x2[i] - mean, x3[i] - mean, taps)
 
 
 @jit
