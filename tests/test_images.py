@@ -318,10 +318,10 @@ def test_an_output_row_has_the_same_bits_with_either_neighbour(dtype, kind):
 @pytest.mark.parametrize("width", [9, 3])
 def test_centered_loops_take_each_window_less_its_own_mean(kind, width):
     """A signal that is not float64 gets its centered M2s from the direct
-    loops: each window's mean from its own samples, then the squares of the
-    samples less that mean.  Flat windows of any value are exactly flat
-    (fill), an offset of 1e4 and a pixel of 1e8 cost no accuracy to the
-    other windows, and NaN or inf make NaN of their windows only."""
+    loops: each row's mean and M2 (two passes), merged about the window's
+    mean.  Flat windows of any value are exactly flat (fill), an offset of
+    1e4 and a pixel of 1e8 cost no accuracy to the other windows, and NaN or
+    inf make NaN of their windows only."""
     rng = np.random.default_rng(12)
     nchan = 2 if kind == "channels" else 1
     x = (1e4 + rng.standard_normal((nchan, 30, 40))).astype(np.float32)

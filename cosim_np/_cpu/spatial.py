@@ -288,12 +288,12 @@ def spatial_cosines(x, rows, tap_rows, khat, kernel_state, d, stride, own_sums, 
     given (``own_sums`` None) or written here.  ``own_sums`` an int: each
     row's sums of squares along the last axis (taps in order, fused), added
     over the rows ``t`` in order; nothing is subtracted, so a window's sum
-    holds its own samples only.  ``own_sums = (means, ones)`` (scratch
-    ``(nout,)`` and ``m`` ones; centered windows of a signal that is not
-    float64): M2s in two passes, each window's mean from its rows' sums
-    along the last axis (kept with the rows), then the squares of its
-    samples less that mean (:func:`_centered_sums`).  Each kind compiles
-    only its own helpers (:func:`_keep_row_sums`, :func:`_own_window_sums`).
+    holds its own samples only.  ``own_sums = (means, ones, row_m2s)``
+    (scratch ``(nout,)``, ``m`` ones and ``(S, nout)``; centered windows of
+    a signal that is not float64): M2s from each row's means and M2s along
+    the last axis, kept with the row (:func:`_keep_row_sums`), merged about
+    the window's mean (:func:`_centered_sums`).  Each kind compiles only
+    its own helpers (:func:`_keep_row_sums`, :func:`_own_window_sums`).
 
     ``kept = (samples, kept_sums, tags)``: the rows read lately, as float64
     (``samples`` ``(S, N)``, unused for a float64 signal) and their sums
@@ -326,7 +326,7 @@ def spatial_cosines(x, rows, tap_rows, khat, kernel_state, d, stride, own_sums, 
                 fresh = tags[slot] != index
                 tags[slot] = index
                 row = as_float64(x[index], samples[slot], fresh)
-                _keep_row_sums(own_sums, fresh, row, m, d, stride, kept_sums[slot])
+                _keep_row_sums(own_sums, fresh, slot, row, m, d, stride, kept_sums)
                 if reads_a and reads_b:
                     for k in range(nker):
                         _pair_dots(pair_step, row, khat[k, ta], khat[k, tb], d, ta == 0,
@@ -343,8 +343,7 @@ def spatial_cosines(x, rows, tap_rows, khat, kernel_state, d, stride, own_sums, 
                     tb += 1
             for half in range(2 if paired else 1):
                 s = sumsq[b, q + half]
-                _own_window_sums(own_sums, x, rows[b, q + half], tap_rows, samples, kept_sums,
-                                 slots[half], m, d, stride, s)
+                _own_window_sums(own_sums, kept_sums, slots[half], m, s)
                 _denominators(s, noise_floor, denominators)
                 for k in range(nker):
                     _finish_row(acc[half, k], s, denominators, fill, kernel_state[k], exponent,
@@ -381,75 +380,94 @@ def _ol_pair_dots(pair_step, row, taps, other_taps, d, first, other_first, acc, 
     return impl
 
 
-def _keep_row_sums(own_sums, fresh, row, m, d, stride, dest):
-    """What a row just read into :func:`spatial_cosines`'s cache (``fresh``)
-    keeps besides its samples, ``dest[i]`` for window ``i`` along it: its
-    sums of squares (``own_sums`` an int), its sums (a tuple: centered), or
-    nothing (None)."""
+def _keep_row_sums(own_sums, fresh, slot, row, m, d, stride, kept_sums):
+    """What a row just read into slot ``slot`` of :func:`spatial_cosines`'s
+    cache (``fresh``) keeps besides its samples, for each window ``i``
+    along it: its sum of squares in ``kept_sums[slot, i]`` (``own_sums`` an
+    int); centered (a tuple), its mean there and its M2 in
+    ``own_sums[2][slot, i]``, in two passes (the mean from the sum of the
+    row's samples, then the squares of the samples less that mean:
+    nothing cancels but the deviations themselves); nothing for None."""
 
 
 @overload(_keep_row_sums, jit_options=dict(OPTIONS))
-def _ol_keep_row_sums(own_sums, fresh, row, m, d, stride, dest):
+def _ol_keep_row_sums(own_sums, fresh, slot, row, m, d, stride, kept_sums):
     if isinstance(own_sums, types.NoneType):
-        return lambda own_sums, fresh, row, m, d, stride, dest: None
+        return lambda own_sums, fresh, slot, row, m, d, stride, kept_sums: None
     if isinstance(own_sums, types.Integer):
-        def squares(own_sums, fresh, row, m, d, stride, dest):
+        def squares(own_sums, fresh, slot, row, m, d, stride, kept_sums):
             if fresh:
-                _row_squares(row, m, d, stride, dest)
+                _row_squares(row, m, d, stride, kept_sums[slot])
 
         return squares
 
-    def sums(own_sums, fresh, row, m, d, stride, dest):
+    def moments(own_sums, fresh, slot, row, m, d, stride, kept_sums):
         if fresh:  # (the flag itself, not a constant: one compiled _add_dots for all callers)
-            _add_dots(row, own_sums[1], d, stride, fresh, dest)
+            _row_moments(row, own_sums[1], d, stride, fresh, kept_sums[slot], own_sums[2][slot])
 
-    return sums
-
-
-def _own_window_sums(own_sums, x, first_row, tap_rows, samples, kept_sums, slots, m, d, stride,
-                     dest):
-    """``dest[i]``: the sum of squares (``own_sums`` an int) or M2 (a tuple,
-    :func:`_centered_sums`) of window ``i`` of the output row whose rows
-    are ``x[first_row + tap_rows]``, kept in ``slots``; nothing for None."""
-
-
-@overload(_own_window_sums, jit_options=dict(OPTIONS))
-def _ol_own_window_sums(own_sums, x, first_row, tap_rows, samples, kept_sums, slots, m, d,
-                        stride, dest):
-    if isinstance(own_sums, types.NoneType):
-        return (lambda own_sums, x, first_row, tap_rows, samples, kept_sums, slots, m, d,
-                stride, dest: None)
-    if isinstance(own_sums, types.Integer):
-        return (lambda own_sums, x, first_row, tap_rows, samples, kept_sums, slots, m, d,
-                stride, dest: _sum_rows(kept_sums, slots, dest))
-
-    def centered(own_sums, x, first_row, tap_rows, samples, kept_sums, slots, m, d, stride,
-                 dest):
-        _centered_sums(own_sums[0], x, first_row, tap_rows, samples, kept_sums, slots, m, d,
-                       stride, dest)
-
-    return centered
+    return moments
 
 
 @jit
-def _centered_sums(means, x, first_row, tap_rows, samples, totals, slots, m, d, stride, dest):
-    """``dest[i]``, the M2 of window ``i`` of the output row whose rows are
-    ``x[first_row + tap_rows]``, kept in ``slots`` (their samples, and in
-    ``totals`` their sums along the row): the window's mean from its rows'
-    sums (into ``means``), then the squares of its samples less that mean,
-    rows and taps in order.  Two passes: nothing cancels but the deviations
-    themselves, exact to their rounding.  The mean of a window whose samples
-    are all equal is that value exactly (their sum in float64 is exact for
-    samples of at most 24 bits: why a float64 signal takes the band's merges
-    instead), so its M2 is exactly 0."""
-    means = means[: dest.size]
-    _sum_rows(totals, slots, means)
-    count = tap_rows.size * m
+def _row_moments(row, ones, d, stride, first, means, m2s):
+    """``means[i]`` and ``m2s[i]``: the mean and M2 of the ``m`` samples of
+    window ``i`` along ``row`` (``ones``: ``m`` ones).  The sum of equal
+    samples of at most 24 significant bits is exact in float64, so a flat
+    run's mean is its value and its M2 exactly 0."""
+    m = ones.size
+    _add_dots(row, ones, d, stride, first, means)
     for i in range(means.size):
-        means[i] = means[i] / count
-    for t in range(tap_rows.size):
-        row = as_float64(x[first_row + tap_rows[t]], samples[slots[t]], False)
-        _add_deviation_squares(row, means, m, d, stride, t == 0, dest)
+        means[i] = means[i] / m
+    _add_deviation_squares(row, means, m, d, stride, first, m2s)
+
+
+def _own_window_sums(own_sums, kept_sums, slots, m, dest):
+    """``dest[i]``: the sum of squares (``own_sums`` an int) or M2 (a tuple,
+    :func:`_centered_sums`) of window ``i`` of the output row whose rows
+    are kept in ``slots``; nothing for None."""
+
+
+@overload(_own_window_sums, jit_options=dict(OPTIONS))
+def _ol_own_window_sums(own_sums, kept_sums, slots, m, dest):
+    if isinstance(own_sums, types.NoneType):
+        return lambda own_sums, kept_sums, slots, m, dest: None
+    if isinstance(own_sums, types.Integer):
+        return lambda own_sums, kept_sums, slots, m, dest: _sum_rows(kept_sums, slots, dest)
+    return lambda own_sums, kept_sums, slots, m, dest: _centered_sums(
+        own_sums[0], kept_sums, own_sums[2], slots, m, dest)
+
+
+@jit
+def _centered_sums(means, row_means, row_m2s, slots, m, dest):
+    """``dest[i]``: the M2 of window ``i`` of an output row from the means
+    and M2s of its rows' ``m`` samples (kept in ``slots`` of ``row_means``
+    and ``row_m2s``): the window's mean ``mu`` is the mean of its rows'
+    (into ``means``), and each row adds ``M2_row + m (mean_row - mu)**2``,
+    rows in order: terms that are never negative, so nothing cancels (an
+    exact identity about the rows' own means; about rounded means it is off
+    by ``2 (mean_row - mu) m (true mean_row - mean_row)``, far below a
+    float32 score's rounding: why a float64 signal takes the band's merges).
+    A flat window gets exactly 0."""
+    n = dest.size
+    means = means[:n]
+    _sum_rows(row_means, slots, means)
+    for i in range(n):
+        means[i] = means[i] / slots.size
+    for t in range(0, slots.size, 4):  # four rows a pass, as _sum_rows
+        count = min(4, slots.size - t)
+        p0 = slots[t]
+        p1 = slots[t + 1] if count > 1 else p0
+        p2 = slots[t + 2] if count > 2 else p0
+        p3 = slots[t + 3] if count > 3 else p0
+        a0, a1, a2, a3 = row_means[p0, :n], row_means[p1, :n], row_means[p2, :n], row_means[p3, :n]
+        b0, b1, b2, b3 = row_m2s[p0, :n], row_m2s[p1, :n], row_m2s[p2, :n], row_m2s[p3, :n]
+        first = t == 0
+        for i in range(n):
+            mu = means[i]
+            e0, e1, e2, e3 = a0[i] - mu, a1[i] - mu, a2[i] - mu, a3[i] - mu
+            dest[i] = add_up_to_four(0.0 if first else dest[i], fma(m * e0, e0, b0[i]),
+                                     fma(m * e1, e1, b1[i]), fma(m * e2, e2, b2[i]),
+                                     fma(m * e3, e3, b3[i]), count)
 
 
 @jit

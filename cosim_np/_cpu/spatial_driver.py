@@ -107,7 +107,8 @@ def sliding_cosine(x, plan, method, out):
                              rows_view)
             return
         acc = np.empty((2, nker, geo.nout[-1]))
-        own_sums = ((np.empty(geo.nout[-1]), ones) if own_moments
+        own_sums = ((np.empty(geo.nout[-1]), ones,
+                     scratch.empty("spatial row M2s", (nslot, geo.nout[-1]))) if own_moments
                     else None if plan.center else 0)
         kernels.spatial_cosines(signal_rows, rows[:, q0:q1], tap_rows, khat, plan.kernel_state,
                                 geo.d[-1], geo.stride[-1], own_sums, sums, floor, plan.fill,
