@@ -299,9 +299,7 @@ def test_an_output_row_has_the_same_bits_with_either_neighbour(dtype, kind):
     kernels = rng.standard_normal((2 if kind != "single" else 1, nchan, 5, 11))
     kernel = {"single": kernels[0, 0], "bank": kernels[:, 0], "channels": kernels}[kind]
     signal = x if kind == "channels" else x[0]
-    # (a float64 signal's centered M2s come from blocked merges down the
-    # columns, whose rounding depends on where a window starts)
-    for center in (False, True) if dtype == np.float32 else (False,):
+    for center in (False, True):
         whole = sliding_cosine(signal, kernel, axis=(-2, -1), method="direct", center=center)
         shifted = sliding_cosine(signal[..., 1:, :], kernel, axis=(-2, -1), method="direct",
                                  center=center)
@@ -314,18 +312,19 @@ def test_an_output_row_has_the_same_bits_with_either_neighbour(dtype, kind):
         np.testing.assert_allclose(whole, want, rtol=0, atol=tolerance(dtype, nchan * 55))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("kind", ["single", "channels"])
 @pytest.mark.parametrize("width", [9, 3])
-def test_centered_loops_take_each_window_less_its_own_mean(kind, width):
-    """A signal that is not float64 gets its centered M2s from the direct
-    loops: each row's mean and M2 (two passes), merged about the window's
-    mean.  Flat windows of any value are exactly flat (fill), an offset of
-    1e4 and a pixel of 1e8 cost no accuracy to the other windows, and NaN or
-    inf make NaN of their windows only."""
+def test_centered_loops_take_each_window_less_its_own_mean(dtype, kind, width):
+    """The direct loops take centered M2s from each row's mean and M2,
+    merged about the window's mean.  Flat windows of any value are exactly
+    flat (fill; 0.1 in float64 sums inexactly), an offset of 1e4 and a
+    pixel of 1e8 cost no accuracy to the other windows, and NaN or inf make
+    NaN of their windows only."""
     rng = np.random.default_rng(12)
     nchan = 2 if kind == "channels" else 1
-    x = (1e4 + rng.standard_normal((nchan, 30, 40))).astype(np.float32)
-    x[:, 3:12, 4:22] = np.float32(0.1)  # (nine copies of it do not sum exactly in float32)
+    x = (1e4 + rng.standard_normal((nchan, 30, 40))).astype(dtype)
+    x[:, 3:12, 4:22] = 0.1
     x[0, 20, 30] = 1e8
     x[-1, 25, 5] = np.inf
     x[0, 14, 36] = np.nan
@@ -337,7 +336,9 @@ def test_centered_loops_take_each_window_less_its_own_mean(kind, width):
     np.testing.assert_array_equal(got == -2.0, want == -2.0)
     assert np.count_nonzero(want == -2.0) == 6 * (19 - width)
     np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
-    np.testing.assert_allclose(got, want, rtol=0, atol=tolerance(np.float32, nchan * 4 * width))
+    kappa = 1e4 if dtype == np.float64 else 1.0  # (the offset's, against float64 rounding)
+    np.testing.assert_allclose(got, want, rtol=0, atol=tolerance(dtype, nchan * 4 * width,
+                                                                 kappa=kappa))
 
 
 def test_flat_and_zero_windows_get_fill():

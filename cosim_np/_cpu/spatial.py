@@ -284,16 +284,15 @@ def spatial_cosines(x, rows, tap_rows, khat, kernel_state, d, stride, own_sums, 
     dot's rows still in order.  ``pair_step`` None: no pairs (and no pairs'
     loops compiled: a first call's compilation is that much shorter).
 
-    ``sumsq[b, q, i]``: the window's sum of squares (or M2, centered),
-    given (``own_sums`` None) or written here.  ``own_sums`` an int: each
-    row's sums of squares along the last axis (taps in order, fused), added
-    over the rows ``t`` in order; nothing is subtracted, so a window's sum
-    holds its own samples only.  ``own_sums = (means, ones, row_m2s)``
-    (scratch ``(nout,)``, ``m`` ones and ``(S, nout)``; centered windows of
-    a signal that is not float64): M2s from each row's means and M2s along
-    the last axis, kept with the row (:func:`_keep_row_sums`), merged about
-    the window's mean (:func:`_centered_sums`).  Each kind compiles only
-    its own helpers (:func:`_keep_row_sums`, :func:`_own_window_sums`).
+    ``sumsq[b, q, i]`` is written here: the window's sum of squares
+    (``own_sums`` an int), each row's sums of squares along the last axis
+    (taps in order, fused) added over the rows ``t`` in order, nothing
+    subtracted, so a window's sum holds its own samples only; or centered,
+    ``own_sums = (means, ones, row_m2s, refine)`` (scratch ``(nout,)``,
+    ``m`` ones, ``(S, nout)``, and whether the signal is float64), its M2, from each row's mean and M2 along the last
+    axis, kept with the row (:func:`_keep_row_sums`), merged about the
+    window's mean (:func:`_centered_sums`).  Each kind compiles only its own
+    helpers (:func:`_keep_row_sums`, :func:`_own_window_sums`).
 
     ``kept = (samples, kept_sums, tags)``: the rows read lately, as float64
     (``samples`` ``(S, N)``, unused for a float64 signal) and their sums
@@ -385,15 +384,12 @@ def _keep_row_sums(own_sums, fresh, slot, row, m, d, stride, kept_sums):
     cache (``fresh``) keeps besides its samples, for each window ``i``
     along it: its sum of squares in ``kept_sums[slot, i]`` (``own_sums`` an
     int); centered (a tuple), its mean there and its M2 in
-    ``own_sums[2][slot, i]``, in two passes (the mean from the sum of the
-    row's samples, then the squares of the samples less that mean:
-    nothing cancels but the deviations themselves); nothing for None."""
+    ``own_sums[2][slot, i]`` (:func:`_row_moments`: nothing cancels but
+    the deviations themselves)."""
 
 
 @overload(_keep_row_sums, jit_options=dict(OPTIONS))
 def _ol_keep_row_sums(own_sums, fresh, slot, row, m, d, stride, kept_sums):
-    if isinstance(own_sums, types.NoneType):
-        return lambda own_sums, fresh, slot, row, m, d, stride, kept_sums: None
     if isinstance(own_sums, types.Integer):
         def squares(own_sums, fresh, slot, row, m, d, stride, kept_sums):
             if fresh:
@@ -403,56 +399,82 @@ def _ol_keep_row_sums(own_sums, fresh, slot, row, m, d, stride, kept_sums):
 
     def moments(own_sums, fresh, slot, row, m, d, stride, kept_sums):
         if fresh:  # (the flag itself, not a constant: one compiled _add_dots for all callers)
-            _row_moments(row, own_sums[1], d, stride, fresh, kept_sums[slot], own_sums[2][slot])
+            _row_moments(row, own_sums[1], d, stride, fresh, own_sums[3], kept_sums[slot],
+                         own_sums[2][slot])
 
     return moments
 
 
 @jit
-def _row_moments(row, ones, d, stride, first, means, m2s):
+def _row_moments(row, ones, d, stride, first, refine, means, m2s):
     """``means[i]`` and ``m2s[i]``: the mean and M2 of the ``m`` samples of
-    window ``i`` along ``row`` (``ones``: ``m`` ones).  The sum of equal
-    samples of at most 24 significant bits is exact in float64, so a flat
-    run's mean is its value and its M2 exactly 0."""
+    window ``i`` along ``row`` (``ones``: ``m`` ones): the sum over ``m``,
+    then the squares of the samples' deviations from it.  A flat run's
+    mean must be its value exactly (then its M2 is 0): so it is when the
+    samples have at most 24 significant bits (float32 and narrower: equal
+    ones sum exactly in float64); with ``refine`` (float64 samples) the mean
+    is first corrected by the mean of the deviations from it, which for a
+    flat run are equal and exact."""
     m = ones.size
     _add_dots(row, ones, d, stride, first, means)
     for i in range(means.size):
         means[i] = means[i] / m
-    _add_deviation_squares(row, means, m, d, stride, first, m2s)
+    if refine:
+        _add_deviations(row, means, m, d, stride, first, False, m2s)
+        for i in range(means.size):
+            means[i] = means[i] + m2s[i] / m
+    _add_deviations(row, means, m, d, stride, first, True, m2s)
 
 
 def _own_window_sums(own_sums, kept_sums, slots, m, dest):
     """``dest[i]``: the sum of squares (``own_sums`` an int) or M2 (a tuple,
     :func:`_centered_sums`) of window ``i`` of the output row whose rows
-    are kept in ``slots``; nothing for None."""
+    are kept in ``slots``."""
 
 
 @overload(_own_window_sums, jit_options=dict(OPTIONS))
 def _ol_own_window_sums(own_sums, kept_sums, slots, m, dest):
-    if isinstance(own_sums, types.NoneType):
-        return lambda own_sums, kept_sums, slots, m, dest: None
     if isinstance(own_sums, types.Integer):
         return lambda own_sums, kept_sums, slots, m, dest: _sum_rows(kept_sums, slots, dest)
     return lambda own_sums, kept_sums, slots, m, dest: _centered_sums(
-        own_sums[0], kept_sums, own_sums[2], slots, m, dest)
+        own_sums[0], kept_sums, own_sums[2], slots, m, own_sums[3], dest)
 
 
 @jit
-def _centered_sums(means, row_means, row_m2s, slots, m, dest):
+def _centered_sums(means, row_means, row_m2s, slots, m, refine, dest):
     """``dest[i]``: the M2 of window ``i`` of an output row from the means
     and M2s of its rows' ``m`` samples (kept in ``slots`` of ``row_means``
     and ``row_m2s``): the window's mean ``mu`` is the mean of its rows'
     (into ``means``), and each row adds ``M2_row + m (mean_row - mu)**2``,
     rows in order: terms that are never negative, so nothing cancels (an
     exact identity about the rows' own means; about rounded means it is off
-    by ``2 (mean_row - mu) m (true mean_row - mean_row)``, far below a
-    float32 score's rounding: why a float64 signal takes the band's merges).
-    A flat window gets exactly 0."""
+    by ``2 (mean_row - mu) m (true mean_row - mean_row)``, about ``2 eps
+    kappa`` of the M2, inside the centered bound of the docs).  With
+    ``refine`` (float64 samples) the window's mean is corrected once by its
+    rows' means' mean deviation from it, as :func:`_row_moments` does, so
+    that a flat window's is its value exactly and its M2 0."""
     n = dest.size
     means = means[:n]
     _sum_rows(row_means, slots, means)
     for i in range(n):
         means[i] = means[i] / slots.size
+    # corrected by the mean of the rows' means' deviations from it, into
+    # dest for the time being
+    for t in range(0, slots.size if refine else 0, 4):
+        count = min(4, slots.size - t)
+        p0 = slots[t]
+        p1 = slots[t + 1] if count > 1 else p0
+        p2 = slots[t + 2] if count > 2 else p0
+        p3 = slots[t + 3] if count > 3 else p0
+        a0, a1, a2, a3 = row_means[p0, :n], row_means[p1, :n], row_means[p2, :n], row_means[p3, :n]
+        first = t == 0
+        for i in range(n):
+            mu = means[i]
+            dest[i] = add_up_to_four(0.0 if first else dest[i], a0[i] - mu, a1[i] - mu,
+                                     a2[i] - mu, a3[i] - mu, count)
+    if refine:
+        for i in range(n):
+            means[i] = means[i] + dest[i] / slots.size
     for t in range(0, slots.size, 4):  # four rows a pass, as _sum_rows
         count = min(4, slots.size - t)
         p0 = slots[t]
@@ -471,17 +493,19 @@ def _centered_sums(means, row_means, row_m2s, slots, m, dest):
 
 
 @jit
-def _add_deviation_squares(row, means, m, d, stride, first, dest):
-    """``dest[i]`` (``first``: 0) plus the sum over ``j < m`` of
-    ``(row[i * stride + j d] - means[i])**2``, one fused multiply-add a tap
-    in tap order: eight taps a pass, then four (as :func:`_row_squares`)."""
+def _add_deviations(row, means, m, d, stride, first, squared, dest):
+    """``dest[i]`` (``first``: 0) plus the sum over ``j < m`` of the
+    deviations ``row[i * stride + j d] - means[i]`` (``squared``: of their
+    squares), one fused multiply-add a tap (by 1.0: one rounding, as an
+    addition) in tap order: eight taps a pass, then four (as
+    :func:`_row_squares`)."""
     nout = dest.shape[0]
     if stride != 1:
         for j in range(m):
             start = first and j == 0
             for i in range(nout):
                 v = row[i * stride + j * d] - means[i]
-                dest[i] = fma(v, v, 0.0 if start else dest[i])
+                dest[i] = fma(v, v if squared else 1.0, 0.0 if start else dest[i])
         return
     j = 0
     while j + 8 <= m:
@@ -492,8 +516,12 @@ def _add_deviation_squares(row, means, m, d, stride, first, dest):
             mean = means[i]
             v0, v1, v2, v3 = x0[i] - mean, x1[i] - mean, x2[i] - mean, x3[i] - mean
             v4, v5, v6, v7 = x4[i] - mean, x5[i] - mean, x6[i] - mean, x7[i] - mean
-            dest[i] = _fma8(0.0 if start else dest[i], v0, v1, v2, v3, v4, v5, v6, v7,
-                            v0, v1, v2, v3, v4, v5, v6, v7)
+            if squared:
+                dest[i] = _fma8(0.0 if start else dest[i], v0, v1, v2, v3, v4, v5, v6, v7,
+                                v0, v1, v2, v3, v4, v5, v6, v7)
+            else:
+                dest[i] = _fma8(0.0 if start else dest[i], v0, v1, v2, v3, v4, v5, v6, v7,
+                                1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
         j += 8
     for j in range(j, m, 4):
         x0, x1, x2, x3 = _tap_slices(row, 0, j, m, d, nout)
@@ -501,8 +529,11 @@ def _add_deviation_squares(row, means, m, d, stride, first, dest):
         start = first and j == 0
         for i in range(nout):
             mean = means[i]
-            dest[i] = _add_squares(0.0 if start else dest[i], x0[i] - mean, x1[i] - mean,
-                                   x2[i] - mean, x3[i] - mean, taps)
+            v0, v1, v2, v3 = x0[i] - mean, x1[i] - mean, x2[i] - mean, x3[i] - mean
+            if squared:
+                dest[i] = _add_squares(0.0 if start else dest[i], v0, v1, v2, v3, taps)
+            else:
+                dest[i] = add_up_to_four(0.0 if start else dest[i], v0, v1, v2, v3, taps)
 
 
 @jit

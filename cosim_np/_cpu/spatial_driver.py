@@ -86,13 +86,10 @@ def sliding_cosine(x, plan, method, out):
     pair_step = _pair_step(rows, tap_rows, geo) if loops else None
     nslot = _slot_count(tap_rows, pair_step or 0) if loops else 0
 
-    # the loops sum the squares of the rows they read, or their M2s (centered,
-    # but for a float64 signal: see _cpu.spatial._centered_sums)
-    own_moments = loops and plan.center and signal_rows.dtype != np.float64
     ones = np.ones(geo.m[-1])
 
     def band(i0, i1, q0, q1):
-        if loops and (own_moments or not plan.center):
+        if loops:  # (the loops sum the squares, or M2s, of the rows they read)
             sums = np.empty((nbatch, q1 - q0, geo.nout[-1]))
         else:
             sums = _band_sums(padded, geo, plan.center, i0, i1).reshape(nbatch, q1 - q0, -1)
@@ -108,8 +105,8 @@ def sliding_cosine(x, plan, method, out):
             return
         acc = np.empty((2, nker, geo.nout[-1]))
         own_sums = ((np.empty(geo.nout[-1]), ones,
-                     scratch.empty("spatial row M2s", (nslot, geo.nout[-1]))) if own_moments
-                    else None if plan.center else 0)
+                     scratch.empty("spatial row M2s", (nslot, geo.nout[-1])),
+                     signal_rows.dtype == np.float64) if plan.center else 0)
         kernels.spatial_cosines(signal_rows, rows[:, q0:q1], tap_rows, khat, plan.kernel_state,
                                 geo.d[-1], geo.stride[-1], own_sums, sums, floor, plan.fill,
                                 plan.exponent, _kept_rows(signal_rows, nslot, geo.nout[-1]),
