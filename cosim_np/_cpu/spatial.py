@@ -458,24 +458,20 @@ def _centered_sums(means, row_means, row_m2s, slots, m, refine, dest):
     _sum_rows(row_means, slots, means)
     for i in range(n):
         means[i] = means[i] / slots.size
-    # corrected by the mean of the rows' means' deviations from it, into
-    # dest for the time being
-    for t in range(0, slots.size if refine else 0, 4):
-        count = min(4, slots.size - t)
-        p0 = slots[t]
-        p1 = slots[t + 1] if count > 1 else p0
-        p2 = slots[t + 2] if count > 2 else p0
-        p3 = slots[t + 3] if count > 3 else p0
-        a0, a1, a2, a3 = row_means[p0, :n], row_means[p1, :n], row_means[p2, :n], row_means[p3, :n]
-        first = t == 0
-        for i in range(n):
-            mu = means[i]
-            dest[i] = add_up_to_four(0.0 if first else dest[i], a0[i] - mu, a1[i] - mu,
-                                     a2[i] - mu, a3[i] - mu, count)
     if refine:
+        _row_deviations(row_means, row_m2s, slots, means, m, False, dest)
         for i in range(n):
             means[i] = means[i] + dest[i] / slots.size
-    for t in range(0, slots.size, 4):  # four rows a pass, as _sum_rows
+    _row_deviations(row_means, row_m2s, slots, means, m, True, dest)
+
+
+@jit
+def _row_deviations(row_means, row_m2s, slots, means, m, squared, dest):
+    """``dest[i]``: the sum over the rows in ``slots`` of ``mean_row[i] -
+    means[i]``, or (``squared``) of ``M2_row[i] + m (mean_row[i] -
+    means[i])**2``, rows in order, four a pass (as :func:`_sum_rows`)."""
+    n = dest.size
+    for t in range(0, slots.size, 4):
         count = min(4, slots.size - t)
         p0 = slots[t]
         p1 = slots[t + 1] if count > 1 else p0
@@ -487,9 +483,12 @@ def _centered_sums(means, row_means, row_m2s, slots, m, refine, dest):
         for i in range(n):
             mu = means[i]
             e0, e1, e2, e3 = a0[i] - mu, a1[i] - mu, a2[i] - mu, a3[i] - mu
-            dest[i] = add_up_to_four(0.0 if first else dest[i], fma(m * e0, e0, b0[i]),
-                                     fma(m * e1, e1, b1[i]), fma(m * e2, e2, b2[i]),
-                                     fma(m * e3, e3, b3[i]), count)
+            if squared:
+                e0 = fma(m * e0, e0, b0[i])
+                e1 = fma(m * e1, e1, b1[i])
+                e2 = fma(m * e2, e2, b2[i])
+                e3 = fma(m * e3, e3, b3[i])
+            dest[i] = add_up_to_four(0.0 if first else dest[i], e0, e1, e2, e3, count)
 
 
 @jit
