@@ -22,7 +22,7 @@ def _signal(dtype, shape=(2, 700)):
 
 
 def _sliding_calls(dtype):
-    from . import sliding_cosine
+    from . import find_matches, sliding_cosine, sliding_cosine_grad
 
     x = _signal(dtype)
     image = _signal(dtype, (40, 40))
@@ -42,6 +42,17 @@ def _sliding_calls(dtype):
          lambda: (sliding_cosine(_signal(dtype, (2, 3000)), _signal(dtype, (200,)), method="fft"),
                   sliding_cosine(x, _signal(dtype, (3, 2, 7)), method="fft"),
                   sliding_cosine(x, [1.0, 2.0, 3.0], method="fft"))),
+        ("sliding_cosine, center=True",
+         lambda: [sliding_cosine(x, _signal(dtype, (m,)), center=True, method=method)
+                  for m, method in ((3, "auto"), (16, "auto"), (100, "direct"), (200, "fft"))]),
+        ("find_matches: threshold, k, images",
+         lambda: (find_matches(x, _signal(dtype, (16,)), threshold=0.5),
+                  find_matches(x, _signal(dtype, (16,)), k=3),
+                  find_matches(image, _signal(dtype, (3, 3)), threshold=0.5, axis=(0, 1)))),
+        ("sliding_cosine_grad, one and two axes",
+         lambda: (sliding_cosine_grad(x, _signal(dtype, (16,)), np.ones((2, 685), dtype)),
+                  sliding_cosine_grad(image, _signal(dtype, (3, 3)), np.ones((38, 38), dtype),
+                                      axis=(0, 1)))),
     ]
 
 

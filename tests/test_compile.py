@@ -1,5 +1,6 @@
 """``python -m cosim_np compile``: compiling ahead into Numba's cache."""
 
+import json
 import os
 import subprocess
 import sys
@@ -63,3 +64,40 @@ def test_the_command_lists_and_refuses_what_matches_nothing(tmp_path):
     assert refused.returncode == 2
     assert "no compiled function matches 'no such function'" in refused.stderr
     assert not list(tmp_path.rglob("*.nbc"))
+
+
+# Records each function Numba compiles, with its argument types as written
+# without literal types (Literal[int](0) -> int64): a function compiled twice
+# for one such signature was compiled once for a constant some caller passed
+# (see cosim_np/_cpu/_jit.py, "Constants").
+_RECORD_COMPILATIONS = """
+import json, re, sys
+from numba.core import event
+compiled = []
+
+class Listener(event.Listener):
+    def on_start(self, ev):
+        func = ev.data["dispatcher"].py_func
+        if func.__module__.startswith("cosim_np"):
+            args = str(ev.data["args"])
+            args = re.sub(r"Literal\\[int\\]\\(-?\\d+\\)", "int64", args)
+            args = re.sub(r"Literal\\[bool\\]\\((True|False)\\)", "bool", args)
+            compiled.append([func.__module__ + "." + func.__qualname__, args])
+
+    def on_end(self, ev):
+        pass
+
+event.register("numba:compile", Listener())
+from cosim_np import _compile
+_compile.compile_ahead(sys.argv[1:], write=lambda line: None)
+print(json.dumps(compiled))
+"""
+
+
+def test_compiling_ahead_compiles_no_function_twice(tmp_path):
+    done = run("-c", _RECORD_COMPILATIONS, "float32", "float64", cache_dir=tmp_path)
+    assert done.returncode == 0, done.stderr
+    compiled = [tuple(entry) for entry in json.loads(done.stdout.splitlines()[-1])]
+    assert len(compiled) > 50  # (an empty cache: everything compiled here)
+    twice = sorted({entry for entry in compiled if compiled.count(entry) > 1})
+    assert not twice, twice

@@ -16,6 +16,15 @@ an explicit ``fma`` guarantees and LLVM's choice to fuse or not would not.
 
 :func:`as_float64` hands a loop float64 samples: float32 ones converted
 once, rather than once per tap that reads them.
+
+Constants. A ``@jit`` function called from compiled code with a constant
+(``0``, ``True``), or with a variable whose first value is one (``t = 0``
+before a loop), is compiled for that constant's literal type, and again for
+the plain type where another call passes a variable: seconds of a first call
+for nothing.  Kernels pass typed constants instead (``np.int64(0)``,
+``np.bool_(True)``) or runtime flags; small helpers called with constants
+everywhere are :func:`helper` s.  ``tests/test_compile.py`` checks that
+compiling ahead compiles no function twice for one signature.
 """
 
 import warnings
@@ -23,7 +32,7 @@ import warnings
 import numba
 from llvmlite import ir
 from numba.core import cgutils, types
-from numba.extending import intrinsic, overload
+from numba.extending import intrinsic, overload, register_jitable
 
 OPTIONS = dict(nogil=True, error_model="numpy")
 
@@ -53,6 +62,14 @@ def jit(func=None, *, njit=numba.njit, inline=False):
             stacklevel=2,
         )
         return njit(cache=False, **options)(func)
+
+
+def helper(func):
+    """Compile a small helper of the kernels once for its argument types,
+    whatever constants its callers pass (an overload, which Numba types
+    with plain ints and bools first; see "Constants" above).  Usable from
+    compiled code only; its compiled code is cached with its callers'."""
+    return register_jitable(**OPTIONS)(func)
 
 
 @intrinsic

@@ -132,8 +132,8 @@ def plan_blocks(x, w0, w1, step, nfft, m, d, sumsq, safe, center, ratio, exponen
             total = 0.0
             small = np.inf
             for c in range(nchan):
-                big, total, small = _block_stats(x[b, c, start:stop], reference, 0, big, total,
-                                                 small)
+                big, total, small = _block_stats(x[b, c, start:stop], reference, np.int64(0),
+                                                 big, total, small)
             expo = math.frexp(big)[1] if big > 0.0 else 0
             exponents[b, g] = expo
             # (differences from a reference may be tiny where the samples are not)
@@ -203,7 +203,7 @@ def relative_out_of_range(x, w0, w1, step, m, d, tile, sumsq, unsafe, ratio, exp
                     if center:
                         e, s = rescaled_m2(x, b, w0 + t, m, d)
                     else:
-                        e, s = _rescaled_sumsq(x, b, w0 + t, m, d, False)
+                        e, s = _rescaled_sumsq(x, b, w0 + t, m, d, np.bool_(False))
                     flagged_counts[b, g] -= count_flagged(relative[b, t : t + 1], limit)
                     relative[b, t] = _nonzero(s, math.ldexp(s, 2 * (e - expo)) if s < np.inf else s)
                     flagged_counts[b, g] += count_flagged(relative[b, t : t + 1], limit)
@@ -264,9 +264,9 @@ def _block_reference(x, b, start, stop):
     turn exact zeros into differences); summed in a fixed order, so that
     for ``2**j * x`` (squares normal) it is exactly ``2**j`` times that of
     ``x``, and for ``-x`` its negative."""
-    total, squares, count = _block_sums(x, b, start, stop, False)
+    total, squares, count = _block_sums(x, b, start, stop, np.bool_(False))
     if not (abs(total) < np.inf and squares < np.inf):  # a NaN or inf sample
-        total, squares, count = _block_sums(x, b, start, stop, True)
+        total, squares, count = _block_sums(x, b, start, stop, np.bool_(True))
     if count == 0:
         return 0.0
     mean = total / count

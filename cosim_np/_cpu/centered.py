@@ -119,17 +119,17 @@ def _tile_m2(x, b, i0, nwin, m, d, bufs, out):
         unsafe = _count_unsafe(x[b, 0, i0 : i0 + npos])
         _quads(x[b, 0, i0 : i0 + npos], d, means, m2s)
         _pairwise_m2(means, m2s, next_means, next_m2s, window_means, out, npos, nwin, m, d,
-                     1, 4)
+                     np.int64(1), np.int64(4))
     elif nchan == 1 and m % 2 == 0:
         # no window takes a run of one tap: pairs straight from the samples
         unsafe = _count_unsafe(x[b, 0, i0 : i0 + npos])
         _pairs(x[b, 0, i0 : i0 + npos], d, means, m2s)
         _pairwise_m2(means, m2s, next_means, next_m2s, window_means, out, npos, nwin, m, d,
-                     1, 2)
+                     np.int64(1), np.int64(2))
     else:
         unsafe = _positions(x, b, i0, npos, means, m2s)
         _pairwise_m2(means, m2s, next_means, next_m2s, window_means, out, npos, nwin, m, d,
-                     nchan, 1)
+                     nchan, np.int64(1))
     return unsafe > 0
 
 
@@ -263,7 +263,9 @@ def rescaled_m2(x, b, i, m, d):
     for j in range(m):  # the window's taps side by side: runs of its own taps only
         means[j], m2s[j] = _scaled_position(x, b, i + j * d, expo)
     out = np.empty(1)
-    _pairwise_m2(means, m2s, np.empty(m), np.empty(m), np.empty(1), out, m, 1, m, 1, nchan, 1)
+    one = np.int64(1)
+    _pairwise_m2(means, m2s, np.empty(m), np.empty(m), np.empty(1), out, m, one, m, one, nchan,
+                 one)
     return expo, out[0]
 
 @jit
@@ -333,7 +335,7 @@ def direct_kernel(x, w0, w1, khat, kernel_state, d, exponent, noise_floor, fill,
             nwin = min(tile, w1 - i0)
             unsafe = _tile_m2(x, b, i0, nwin, m, d, bufs, m2)
             _bank_cosines(x, b, khat, kernel_state, i0, nwin, d, exponent, noise_floor, fill,
-                          m2, shared, samples, acc, out, offset, False)
+                          m2, shared, samples, acc, out, offset, np.bool_(False))
             if not unsafe:
                 continue
             for t in range(nwin):

@@ -81,7 +81,7 @@ def rescale_columns(x, b, i0, count, m, d, sumsq, center, columns, scales, sums,
         if center:
             e, s = rescaled_m2(x, b, i, m, d)
         else:
-            e, s = _rescaled_sumsq(x, b, i, m, d, False)
+            e, s = _rescaled_sumsq(x, b, i, m, d, np.bool_(False))
         scales[t] = e
         sums[t] = s
         for c in range(x.shape[1]):

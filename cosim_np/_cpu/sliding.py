@@ -43,7 +43,7 @@ from .._core import sliding as plans
 from .._core.scalars import KERNEL_NONFINITE, KERNEL_NORMAL, KERNEL_ZERO, SAFE_MAX, SAFE_MIN
 from .._core.sliding import tile_length
 from . import scratch
-from ._jit import as_float64, fma, jit
+from ._jit import as_float64, fma, helper, jit
 
 _out_of_range = jit(scalars.out_of_range)
 sharpen_value = jit(scalars.sharpen_value)
@@ -283,7 +283,7 @@ def _suffix_chains(sq, pre, sumsq, stop, m, d):
     to its chain's end, plus the next chunk's prefix ``pre[p + m*d - d]``
     unless ``p`` is its chain's first position (offset below ``d``)."""
     chunk = m * d
-    c = 0
+    c = np.int64(0)
     while c + CHAINS <= stop:
         o0, o1, o2, o3 = (_chain_start(c, chunk, d), _chain_start(c + 1, chunk, d),
                           _chain_start(c + 2, chunk, d), _chain_start(c + 3, chunk, d))
@@ -419,7 +419,7 @@ def _add_taps(s, a, x0, x1, x2, x3, w0, w1, w2, w3, taps):
     return s, a
 
 
-@jit
+@helper
 def _tap_slices(row, start, j, m, d, nwin):
     """Views of ``row`` holding taps ``j .. j+3`` of the ``nwin`` windows
     that start at ``start, start+1, ...``.  A tap at or past ``m`` repeats
@@ -434,7 +434,7 @@ def _tap_slices(row, start, j, m, d, nwin):
 
 
 
-@jit
+@helper
 def _tap_weights(weights, j):
     """Weights of taps ``j .. j+3``, 0.0 for padding taps (see ``_tap_slices``)."""
     m = weights.size
@@ -530,7 +530,7 @@ def windowed_norm_kernel(x, w0, w1, m, d, tile, bufs, out, offset):
             if unsafe:
                 for t in range(nwin):
                     if _out_of_range(sumsq[t]):
-                        e, s = _rescaled_sumsq(x, b, i0 + t, m, d, False)
+                        e, s = _rescaled_sumsq(x, b, i0 + t, m, d, np.bool_(False))
                         dest[t] = math.ldexp(math.sqrt(s), e)
 
 
@@ -545,7 +545,7 @@ def _tile_dots(x, b, khat, k, i0, nwin, d, samples, acc):
     m = khat.shape[2]
     for c in range(x.shape[1]):
         row = as_float64(x[b, c, i0 : i0 + nwin + (m - 1) * d], samples)
-        _add_dots(row, khat[k, c], d, 1, c == 0, acc[:nwin])
+        _add_dots(row, khat[k, c], d, np.int64(1), c == 0, acc[:nwin])
 
 
 @jit
@@ -712,7 +712,7 @@ def fused_bank_kernel(x, w0, w1, khat, kernel_state, d, exponent, noise_floor, f
             unsafe[b, (i0 - w0) // tile] = _fused_tile(x, b, khat, i0, nwin, d, bufs[0], bufs[2],
                                                        acc)
             _bank_cosines(x, b, khat, kernel_state, i0, nwin, d, exponent, noise_floor, fill,
-                          bufs[2], shared, bufs[0], acc, out, offset, True)
+                          bufs[2], shared, bufs[0], acc, out, offset, np.bool_(True))
 
 
 @jit
@@ -729,7 +729,7 @@ def direct_kernel(x, w0, w1, khat, kernel_state, d, exponent, noise_floor, fill,
             unsafe[b, (i0 - w0) // tile] = _tile_sumsq(x, b, i0, nwin, m, d, bufs)
             # the squares' buffer (bufs[0]) is free again: the samples for the dots
             _bank_cosines(x, b, khat, kernel_state, i0, nwin, d, exponent, noise_floor, fill,
-                          bufs[2], shared, bufs[0], acc, out, offset, False)
+                          bufs[2], shared, bufs[0], acc, out, offset, np.bool_(False))
 
 
 @jit
@@ -840,7 +840,7 @@ def _fft_tile_dots(x, b, khat, k, i0, nwin, d, fft, samples, acc, spare):
     from the FFT (an exact power-of-two shift) or, for flagged windows and
     blocks planned direct, directly (``spare``: a tile of scratch)."""
     dots, slots, exponents, relative, first, step, limits = fft
-    t = 0
+    t = np.int64(0)  # (typed: see _jit.py on constants)
     while t < nwin:
         g = (i0 + t - first) // step
         stop = min(nwin, first + (g + 1) * step - i0)
@@ -974,7 +974,7 @@ def fft_fix_out_of_range(x, w1, khat, kernel_state, d, exponent, noise_floor, fi
                 continue
             for i in range(first + ti * tile, min(first + (ti + 1) * tile, w1)):
                 if _out_of_range(sumsq_all[b, i - first]):
-                    e, s = _rescaled_sumsq(x, b, i, m, d, False)
+                    e, s = _rescaled_sumsq(x, b, i, m, d, np.bool_(False))
                     fft_rescaled_cosines(x, b, i, e, s, khat, kernel_state, d, exponent,
                                          noise_floor, fill, fft, out, offset)
 

@@ -419,11 +419,13 @@ def _row_moments(row, ones, d, stride, first, refine, means, m2s):
     _add_dots(row, ones, d, stride, first, means)
     for i in range(means.size):
         means[i] = means[i] / m
-    if refine:
-        _add_deviations(row, means, m, d, stride, first, False, m2s)
-        for i in range(means.size):
-            means[i] = means[i] + m2s[i] / m
-    _add_deviations(row, means, m, d, stride, first, True, m2s)
+    # step 0 (refine only) corrects the means, step 1 takes the M2s; the
+    # flag a runtime value, so that one _add_deviations is compiled, not two
+    for step in range(0 if refine else 1, 2):
+        _add_deviations(row, means, m, d, stride, first, step == 1, m2s)
+        if step == 0:
+            for i in range(means.size):
+                means[i] = means[i] + m2s[i] / m
 
 
 def _own_window_sums(own_sums, kept_sums, slots, m, dest):
@@ -458,11 +460,11 @@ def _centered_sums(means, row_means, row_m2s, slots, m, refine, dest):
     _sum_rows(row_means, slots, means)
     for i in range(n):
         means[i] = means[i] / slots.size
-    if refine:
-        _row_deviations(row_means, row_m2s, slots, means, m, False, dest)
-        for i in range(n):
-            means[i] = means[i] + dest[i] / slots.size
-    _row_deviations(row_means, row_m2s, slots, means, m, True, dest)
+    for step in range(0 if refine else 1, 2):  # (as in _row_moments)
+        _row_deviations(row_means, row_m2s, slots, means, m, step == 1, dest)
+        if step == 0:
+            for i in range(n):
+                means[i] = means[i] + dest[i] / slots.size
 
 
 @jit
