@@ -22,7 +22,8 @@ def run(*args, cache_dir):
 def test_every_public_array_function_is_compiled_ahead():
     labels = " ".join(label for label, _, _ in _compile.calls())
     for name in ("sliding_cosine", "windowed_norm", "sharpen", "cosine_similarity",
-                 "pairwise_cosine", "topk_cosine", "set_similarity", "scaled_cosine"):
+                 "pairwise_cosine", "topk_cosine", "set_similarity", "scaled_cosine",
+                 "find_matches", "sliding_cosine_grad"):
         assert name in labels and name in cosim_np.__all__
     assert {dtype for _, dtype, _ in _compile.calls()} == {"float32", "float64"}
     assert {dtype for _, dtype, _ in _compile.calls(["float32"])} == {"float32"}
