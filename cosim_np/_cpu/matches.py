@@ -318,7 +318,9 @@ def _greedy_clusters(row, idx, keys, exclusion, keep):
                     at -= 1
                 order[at] = j
         else:
-            order[:] = np.argsort(-keys[start:stop], kind="mergesort")
+            # (a new array: copying it into order would compile Numba's
+            # shape-mismatch message, seconds of a first call)
+            order = np.argsort(-keys[start:stop], kind="mergesort")
         base = idx[start]
         owner[: (idx[stop - 1] - base) // width + 3] = -1
         for j in range(size):
