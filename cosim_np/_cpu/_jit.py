@@ -22,9 +22,10 @@ Constants. A ``@jit`` function called from compiled code with a constant
 before a loop), is compiled for that constant's literal type, and again for
 the plain type where another call passes a variable: seconds of a first call
 for nothing.  Kernels pass typed constants instead (``np.int64(0)``,
-``np.bool_(True)``) or runtime flags; small helpers called with constants
-everywhere are :func:`helper` s.  ``tests/test_compile.py`` checks that
-compiling ahead compiles no function twice for one signature.
+``np.bool_(True)``) or runtime flags, and small helpers called with
+constants everywhere are declared with :func:`helper`.
+``tests/test_compile.py`` checks that compiling ahead compiles no function
+twice for one signature.
 """
 
 import warnings
