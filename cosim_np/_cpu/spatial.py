@@ -289,9 +289,10 @@ def spatial_cosines(x, rows, tap_rows, khat, kernel_state, d, stride, own_sums, 
     (taps in order, fused) added over the rows ``t`` in order, nothing
     subtracted, so a window's sum holds its own samples only; or centered,
     ``own_sums = (means, ones, row_m2s, refine)`` (scratch ``(nout,)``,
-    ``m`` ones, ``(S, nout)``, and whether the signal is float64), its M2, from each row's mean and M2 along the last
-    axis, kept with the row (:func:`_keep_row_sums`), merged about the
-    window's mean (:func:`_centered_sums`).  Each kind compiles only its own
+    ``m`` ones, ``(S, nout)``, and whether the signal is float64), its M2,
+    from each row's mean and M2 along the last axis, kept with the row
+    (:func:`_keep_row_sums`), merged about the window's mean
+    (:func:`_centered_sums`).  Each kind compiles only its own
     helpers (:func:`_keep_row_sums`, :func:`_own_window_sums`).
 
     ``kept = (samples, kept_sums, tags)``: the rows read lately, as float64
