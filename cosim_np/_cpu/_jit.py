@@ -17,6 +17,9 @@ an explicit ``fma`` guarantees and LLVM's choice to fuse or not would not.
 :func:`as_float64` hands a loop float64 samples: float32 ones converted
 once, rather than once per tap that reads them.
 
+:func:`float_bits` and :func:`bits_float` cast between a float64 and its
+bits, for minima and maxima of non-negative floats taken as integers.
+
 Constants. A ``@jit`` function called from compiled code with a constant
 (``0``, ``True``), or with a variable whose first value is one (``t = 0``
 before a loop), is compiled for that constant's literal type, and again for
@@ -88,6 +91,31 @@ def fma(typingctx, a, b, c):
 
     return sig, codegen
 
+
+
+@intrinsic
+def float_bits(typingctx, value):
+    """The bits of a float64 as an int64 (a bit cast).  For finite
+    non-negative floats their order is the order of the ints, and an integer
+    minimum or maximum vectorises where a floating one without ``fastmath``
+    does not."""
+    sig = types.int64(types.float64)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+
+    return sig, codegen
+
+
+@intrinsic
+def bits_float(typingctx, bits):
+    """The float64 whose bits are the int64 ``bits`` (:func:`float_bits` undone)."""
+    sig = types.float64(types.int64)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+
+    return sig, codegen
 
 def as_float64(xs, buf, convert=True):
     """``xs`` (1-D) as float64: ``xs`` itself when it is float64, else

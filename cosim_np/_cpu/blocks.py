@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from .._core.scalars import SAFE_MIN
-from ._jit import jit
+from ._jit import bits_float, float_bits, jit
 from .centered import rescaled_m2
 from .sliding import (
     _out_of_range,
@@ -21,6 +21,8 @@ from .sliding import (
 # LLVM vectorises without reassociating anything (a reduction in one chain
 # would stay scalar without fastmath).
 LANES = 16
+# The bits of +inf: every finite non-negative float64's bits, as an int64, are less.
+INF_BITS = np.int64(0x7FF0000000000000)
 
 
 @jit
@@ -156,8 +158,7 @@ def _relative_sums(src, expo, limit, dest):
     """``dest``: the sums of squares ``src`` in block units (``4**-expo``,
     see ``_nonzero``); returns how many of them are flagged under ``limit``
     and the smallest positive one.  The count and the least in loops of
-    their own, which vectorise (in one loop they do not; nor does the least
-    in one chain)."""
+    their own, which vectorise (in one loop they do not)."""
     if -500 <= expo <= 500:
         scale = math.ldexp(1.0, -2 * expo)
         for t in range(src.size):
@@ -165,16 +166,19 @@ def _relative_sums(src, expo, limit, dest):
     else:
         for t in range(src.size):
             dest[t] = _nonzero(src[t], math.ldexp(src[t], -2 * expo))
-    count = count_flagged(dest, limit)
-    least = np.full(LANES, np.inf)
-    size = dest.size
-    full = size - size % LANES
-    for t in range(0, full, LANES):
-        for lane in range(LANES):
-            _add_positive(dest[t + lane], lane, least)
-    for lane in range(size - full):
-        _add_positive(dest[full + lane], lane, least)
-    return count, np.min(least)
+    return count_flagged(dest, limit), least_positive(dest)
+
+
+@jit
+def least_positive(values):
+    """The smallest positive finite value of ``values``, inf if none (NaN
+    and inf are passed over): the minimum of their bits as integers, which
+    vectorises."""
+    least = INF_BITS
+    for t in range(values.size):
+        key = float_bits(values[t])
+        least = min(least, key if (key > 0) & (key < INF_BITS) else INF_BITS)
+    return bits_float(least)
 
 
 @jit(inline=True)

@@ -242,22 +242,41 @@ CHAINS = 4
 
 
 @jit
-def _chain_start(c, chunk, d):
-    """First position of chain ``c``: residue ``c % d`` of chunk ``c // d``."""
+def _chain_start(c, stop, chunk, d):
+    """First position of chain ``min(c, stop - 1)``: chain ``c`` is residue ``c
+    % d`` of chunk ``c // d``.  (The scans take chains four at a time, the
+    last one repeated where fewer are left: scanned twice over, a chain gets
+    the same sums again.)"""
+    c = min(c, stop - 1)
     return (c // d) * chunk + c % d
 
 
 @jit
 def _prefix_chains(sq, pre, first, stop, m, d):
-    """``pre`` along chains ``first .. stop-1`` (see ``_tile_sumsq``): the
-    running sums ``((sq[o] + sq[o+d]) + sq[o+2d]) + ...`` of each chain's
-    ``m`` samples, ``o`` being the chain's first position."""
+    """``pre`` along chains ``first .. stop-1`` (see ``_chain_sumsq``), four at
+    a time: the running sums ``((sq[o] + sq[o+d]) + sq[o+2d]) + ...`` of each
+    chain's ``m`` samples, ``o`` being the chain's first position.  Without
+    dilation the chains are contiguous views, whose stride LLVM knows (with
+    ``o + j`` over ``range(0, chunk, d)``, ``d`` known at run time only, the
+    scan takes twice the time)."""
     chunk = m * d
-    c = first
-    while c + CHAINS <= stop:
-        o0, o1, o2, o3 = (_chain_start(c, chunk, d), _chain_start(c + 1, chunk, d),
-                          _chain_start(c + 2, chunk, d), _chain_start(c + 3, chunk, d))
+    for c in range(first, stop, CHAINS):
+        o0, o1, o2, o3 = (_chain_start(c, stop, chunk, d), _chain_start(c + 1, stop, chunk, d),
+                          _chain_start(c + 2, stop, chunk, d), _chain_start(c + 3, stop, chunk, d))
         a0 = a1 = a2 = a3 = 0.0
+        if d == 1:
+            s0, s1, s2, s3 = sq[o0 : o0 + m], sq[o1 : o1 + m], sq[o2 : o2 + m], sq[o3 : o3 + m]
+            p0, p1, p2, p3 = pre[o0 : o0 + m], pre[o1 : o1 + m], pre[o2 : o2 + m], pre[o3 : o3 + m]
+            for j in range(m):
+                a0 += s0[j]
+                p0[j] = a0
+                a1 += s1[j]
+                p1[j] = a1
+                a2 += s2[j]
+                p2[j] = a2
+                a3 += s3[j]
+                p3[j] = a3
+            continue
         for j in range(0, chunk, d):
             a0 += sq[o0 + j]
             pre[o0 + j] = a0
@@ -267,48 +286,50 @@ def _prefix_chains(sq, pre, first, stop, m, d):
             pre[o2 + j] = a2
             a3 += sq[o3 + j]
             pre[o3 + j] = a3
-        c += CHAINS
-    for c in range(c, stop):
-        o0 = _chain_start(c, chunk, d)
-        a0 = 0.0
-        for j in range(0, chunk, d):
-            a0 += sq[o0 + j]
-            pre[o0 + j] = a0
 
 
 @jit
 def _suffix_chains(sq, pre, sumsq, stop, m, d):
-    """``sumsq`` for chains ``0 .. stop-1`` (see ``_tile_sumsq``): at each
-    position ``p``, the suffix ``sq[p] + (sq[p+d] + (... + sq[o + (m-1)d]))``
-    to its chain's end, plus the next chunk's prefix ``pre[p + m*d - d]``
-    unless ``p`` is its chain's first position (offset below ``d``)."""
+    """``sumsq`` for chains ``0 .. stop-1`` (see ``_chain_sumsq``), four at a
+    time as in ``_prefix_chains``: at each position ``p``, the suffix
+    ``sq[p] + (sq[p+d] + (... + sq[o + (m-1)d]))`` to its chain's end, plus
+    the next chunk's prefix ``pre[p + m*d - d]`` unless ``p`` is its chain's
+    first position (offset below ``d``)."""
     chunk = m * d
-    c = np.int64(0)
-    while c + CHAINS <= stop:
-        o0, o1, o2, o3 = (_chain_start(c, chunk, d), _chain_start(c + 1, chunk, d),
-                          _chain_start(c + 2, chunk, d), _chain_start(c + 3, chunk, d))
+    for c in range(0, stop, CHAINS):
+        o0, o1, o2, o3 = (_chain_start(c, stop, chunk, d), _chain_start(c + 1, stop, chunk, d),
+                          _chain_start(c + 2, stop, chunk, d), _chain_start(c + 3, stop, chunk, d))
         a0 = a1 = a2 = a3 = 0.0
-        for j in range(chunk - d, 0, -d):
-            a0 = sq[o0 + j] + a0
-            sumsq[o0 + j] = a0 + pre[o0 + j + chunk - d]
-            a1 = sq[o1 + j] + a1
-            sumsq[o1 + j] = a1 + pre[o1 + j + chunk - d]
-            a2 = sq[o2 + j] + a2
-            sumsq[o2 + j] = a2 + pre[o2 + j + chunk - d]
-            a3 = sq[o3 + j] + a3
-            sumsq[o3 + j] = a3 + pre[o3 + j + chunk - d]
+        if d == 1:
+            s0, s1, s2, s3 = sq[o0 : o0 + m], sq[o1 : o1 + m], sq[o2 : o2 + m], sq[o3 : o3 + m]
+            # (the next chunk's prefixes, one position back: n[j] = pre[o + m - 1 + j])
+            n0, n1 = pre[o0 + m - 1 : o0 + 2 * m - 1], pre[o1 + m - 1 : o1 + 2 * m - 1]
+            n2, n3 = pre[o2 + m - 1 : o2 + 2 * m - 1], pre[o3 + m - 1 : o3 + 2 * m - 1]
+            w0, w1 = sumsq[o0 : o0 + m], sumsq[o1 : o1 + m]
+            w2, w3 = sumsq[o2 : o2 + m], sumsq[o3 : o3 + m]
+            for j in range(m - 1, 0, -1):
+                a0 = s0[j] + a0
+                w0[j] = a0 + n0[j]
+                a1 = s1[j] + a1
+                w1[j] = a1 + n1[j]
+                a2 = s2[j] + a2
+                w2[j] = a2 + n2[j]
+                a3 = s3[j] + a3
+                w3[j] = a3 + n3[j]
+        else:
+            for j in range(chunk - d, 0, -d):
+                a0 = sq[o0 + j] + a0
+                sumsq[o0 + j] = a0 + pre[o0 + j + chunk - d]
+                a1 = sq[o1 + j] + a1
+                sumsq[o1 + j] = a1 + pre[o1 + j + chunk - d]
+                a2 = sq[o2 + j] + a2
+                sumsq[o2 + j] = a2 + pre[o2 + j + chunk - d]
+                a3 = sq[o3 + j] + a3
+                sumsq[o3 + j] = a3 + pre[o3 + j + chunk - d]
         sumsq[o0] = sq[o0] + a0
         sumsq[o1] = sq[o1] + a1
         sumsq[o2] = sq[o2] + a2
         sumsq[o3] = sq[o3] + a3
-        c += CHAINS
-    for c in range(c, stop):
-        o0 = _chain_start(c, chunk, d)
-        a0 = 0.0
-        for j in range(chunk - d, 0, -d):
-            a0 = sq[o0 + j] + a0
-            sumsq[o0 + j] = a0 + pre[o0 + j + chunk - d]
-        sumsq[o0] = sq[o0] + a0
 
 
 @jit
