@@ -221,11 +221,13 @@ def _gather(means, m2s, spread, window_means, out, nwin, shift, before, count):
     """Each window's statistics so far (``before`` samples, in ``window_means``
     and ``out``) merged with the run of ``count`` samples that follows them,
     this level's run ``shift`` positions on."""
-    runs = means[shift : shift + nwin]
+    # (views from the shift: indexed ``m2s[shift + t]``, which LLVM cannot rule
+    # out being negative, the loop takes three times as long)
+    runs, run_m2s = means[shift : shift + nwin], m2s[shift : shift + nwin]
     if before == 0:
         for t in range(nwin):
             window_means[t] = runs[t]
-            out[t] = m2s[shift + t] if spread else 0.0
+            out[t] = run_m2s[t] if spread else 0.0
         return
     total = before + count
     towards = count / total
@@ -233,7 +235,7 @@ def _gather(means, m2s, spread, window_means, out, nwin, shift, before, count):
     for t in range(nwin):
         gap = runs[t] - window_means[t]
         window_means[t] = window_means[t] + gap * towards
-        out[t] = out[t] + (m2s[shift + t] if spread else 0.0) + gap * gap * weight
+        out[t] = out[t] + (run_m2s[t] if spread else 0.0) + gap * gap * weight
 
 
 @jit
