@@ -341,7 +341,6 @@ def test_the_plans_relative_sums_count_the_flagged_and_find_the_quietest(sums, e
     assert quietest == (positive.min() if positive.size else np.inf)
 
 
-
 @given(values=hnp.arrays(np.float64, st.integers(0, 70), elements=st.one_of(
            st.floats(allow_nan=False), st.sampled_from([np.nan, -np.nan, 0.0, -0.0, 5e-324]))))
 def test_the_least_positive_value_is_taken_from_the_bits_as_numpy_takes_it(values):
@@ -349,6 +348,7 @@ def test_the_least_positive_value_is_taken_from_the_bits_as_numpy_takes_it(value
     # have the sign bit (negative ints), NaN and inf the largest positive ones
     positive = values[(values > 0) & np.isfinite(values)]
     assert blocks.least_positive(values) == (positive.min() if positive.size else np.inf)
+
 
 def test_windows_across_two_runs_never_count_in_a_plan():
     # gather_runs marks them -1; in a segment with samples out of the safe

@@ -92,7 +92,6 @@ def fma(typingctx, a, b, c):
     return sig, codegen
 
 
-
 @intrinsic
 def float_bits(typingctx, value):
     """The bits of a float64 as an int64 (a bit cast).  For finite
@@ -116,6 +115,7 @@ def bits_float(typingctx, bits):
         return builder.bitcast(args[0], ir.DoubleType())
 
     return sig, codegen
+
 
 def as_float64(xs, buf, convert=True):
     """``xs`` (1-D) as float64: ``xs`` itself when it is float64, else

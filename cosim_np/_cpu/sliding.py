@@ -276,16 +276,16 @@ def _prefix_chains(sq, pre, first, stop, m, d):
                 p2[j] = a2
                 a3 += s3[j]
                 p3[j] = a3
-            continue
-        for j in range(0, chunk, d):
-            a0 += sq[o0 + j]
-            pre[o0 + j] = a0
-            a1 += sq[o1 + j]
-            pre[o1 + j] = a1
-            a2 += sq[o2 + j]
-            pre[o2 + j] = a2
-            a3 += sq[o3 + j]
-            pre[o3 + j] = a3
+        else:
+            for j in range(0, chunk, d):
+                a0 += sq[o0 + j]
+                pre[o0 + j] = a0
+                a1 += sq[o1 + j]
+                pre[o1 + j] = a1
+                a2 += sq[o2 + j]
+                pre[o2 + j] = a2
+                a3 += sq[o3 + j]
+                pre[o3 + j] = a3
 
 
 @jit
