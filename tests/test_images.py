@@ -671,3 +671,34 @@ def test_the_same_bits_whatever_the_thread_count(monkeypatch, method, kernel_sha
         numba.set_num_threads(before)
     for one, two in zip(*results):
         np.testing.assert_array_equal(one, two)
+
+
+@pytest.mark.usefixtures("fft_engine")
+@pytest.mark.parametrize("kernel_shape, image_shape", [((5, 5), (2, 101, 29)),
+                                                       ((2, 2, 3, 3), (2, 2, 101, 29)),
+                                                       ((3, 2, 3), (2, 40, 11, 13))])
+@pytest.mark.parametrize("center", [False, True])
+def test_kept_scratch_arrays_leave_no_trace(monkeypatch, kernel_shape, image_shape, center):
+    """The FFT path's bands reuse each thread's arrays between bands and
+    calls (``_cpu.scratch``), so they may hold anything when a band starts:
+    the same bits with arrays that hold NaN as with fresh zeros (several
+    bands and a shorter last one, blocks padded along every axis)."""
+    from cosim_np._core import config
+    from cosim_np._cpu import scratch
+
+    monkeypatch.setattr(config, "SPATIAL_FFT_ROWS", 16)
+    rng = np.random.default_rng(11)
+    kernel = rng.standard_normal(kernel_shape)
+    image = rng.standard_normal(image_shape)
+    r = len(kernel_shape) - (2 if len(kernel_shape) == 4 else 0)
+    options = dict(axis=tuple(range(-r, 0)), mode="same", center=center, method="fft")
+    results = []
+    for fill in (0.0, np.nan):
+        monkeypatch.setattr(scratch, "empty", lambda use, shape, dtype=np.float64, fill=fill:
+                            np.full(shape, fill, dtype))
+        results.append((sliding_cosine(image, kernel, **options),
+                        windowed_norm(image, kernel_shape[-r:], axis=options["axis"],
+                                      mode="same", center=center)))
+    for one, two in zip(*results):
+        assert np.isfinite(one).all()
+        np.testing.assert_array_equal(one, two)

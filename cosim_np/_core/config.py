@@ -89,8 +89,9 @@ MIN_WINDOWS_PER_THREAD = 1 << 16
 SEGMENT_WINDOWS = 1 << 18
 # Per-thread scratch arrays larger than this are not kept between calls, so
 # that a thread holds a few such arrays at most (the FFT path's dots of a
-# segment take 2 to 3 MiB per signal row).
-KEEP_BYTES = 1 << 23
+# segment take 2 to 3 MiB per signal row; an image's FFT band, 2048 pixels
+# wide, 4 to 11 MiB an array).
+KEEP_BYTES = 1 << 24
 
 # ---------------------------------------------------------------------------
 # Sliding cosine, CPU: the FFT path's transforms

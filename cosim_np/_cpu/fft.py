@@ -214,14 +214,16 @@ def kernel_spectra_nd(khat, dilation, shape):
     ``(K, C, m_1, ..., m_r)`` in a block of ``shape`` (one length per axis):
     ``(K, C, F)`` with the frequencies flattened."""
     nker, nchan = khat.shape[:2]
-    dilated = np.zeros((nker, nchan) + tuple(shape))
+    # kept between calls, as the bands' arrays (the spectra live for one call)
+    dilated = scratch.empty("kernel spectra input", (nker, nchan) + tuple(shape))
+    dilated.fill(0.0)
     dilated[(slice(None),) * 2 + tuple(slice(0, (m - 1) * d + 1, d)
                                        for m, d in zip(khat.shape[2:], dilation))] = \
         np.nan_to_num(khat)
     flat = dilated.reshape((nker * nchan,) + tuple(shape))
-    spectra = np.empty(flat.shape[:-1] + (shape[-1] // 2 + 1,), complex)
+    spectra = scratch.empty("kernel spectra", flat.shape[:-1] + (shape[-1] // 2 + 1,), complex)
     forward_nd(flat, spectra, engine() == "ducc0")
-    return np.conj(spectra).reshape(nker, nchan, -1)
+    return np.conjugate(spectra, out=spectra).reshape(nker, nchan, -1)
 
 
 def fast_length(n):

@@ -4,10 +4,11 @@ A fresh scratch array of a few megabytes is fresh memory on every call: the
 kernel maps and zeroes its pages when they are first touched.  On a virtual
 machine that hands freed memory back to its host, two threads touching fresh
 pages at once now and then stall for tens of milliseconds.  Each
-thread therefore keeps the scratch arrays of its latest call and reuses them
-when the next call asks for the same shape and dtype.
+thread therefore keeps the scratch buffer of each use and reuses it for any
+later array of that use and dtype that it has room for.
 """
 
+import math
 import threading
 
 import numpy as np
@@ -24,18 +25,22 @@ _kept = _Kept()
 
 
 def empty(use, shape, dtype=np.float64):
-    """An uninitialised array of ``shape`` and ``dtype`` for the place in the
-    code named ``use``, this thread's kept one when it fits.  Two arrays in
-    use at the same time in one thread must have different ``use`` names."""
+    """An uninitialised C-contiguous array of ``shape`` and ``dtype`` for the
+    place in the code named ``use``: the front of this thread's kept buffer
+    when that is large enough (so that the shorter last band of a call and
+    the full ones share one), else a fresh one, kept if it is not larger than
+    ``config.KEEP_BYTES``.  Two arrays in use at the same time in one thread
+    must have different ``use`` names."""
     kept = _kept.arrays
     shape = tuple(int(size) for size in shape) if np.ndim(shape) else (int(shape),)
     dtype = np.dtype(dtype)
-    array = kept.get(use)
-    if array is not None and array.shape == shape and array.dtype == dtype:
-        return array
-    array = np.empty(shape, dtype)
-    if array.nbytes <= config.KEEP_BYTES:
-        kept[use] = array
+    size = math.prod(shape)
+    buffer = kept.get(use)
+    if buffer is not None and buffer.dtype == dtype and buffer.size >= size:
+        return buffer[:size].reshape(shape)
+    buffer = np.empty(size, dtype)
+    if buffer.nbytes <= config.KEEP_BYTES:
+        kept[use] = buffer
     else:
         kept.pop(use, None)
-    return array
+    return buffer.reshape(shape)

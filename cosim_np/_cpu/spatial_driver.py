@@ -396,7 +396,11 @@ def _band_sums(padded, geo, center, i0, i1):
     band_geo = geo._replace(nout=(i1 - i0,) + geo.nout[1:])
     flat = slab.reshape((nbatch * nchan,) + slab.shape[2:])
     if center:  # the samples: groups of one, of no spread
-        means, m2s, count = flat.astype(np.float64), np.zeros(flat.shape), 1.0
+        means = scratch.empty("spatial band means", flat.shape)
+        means[...] = flat
+        m2s = scratch.empty("spatial band M2s", flat.shape)
+        m2s.fill(0.0)
+        count = 1.0
         for a in range(len(geo.axes)):
             means, m2s = _axis_pass(means, m2s, count, a, band_geo)
             count *= geo.m[a]
@@ -430,8 +434,11 @@ def _axis_pass(values, m2s, count, a, geo, square=False):
     n, inner = shape[a + 1], math.prod(shape[a + 2 :])
     m, d, stride, nout = geo.m[a], geo.d[a], geo.stride[a], geo.nout[a]
     src = values.reshape(outer, n, inner)
-    dst = np.empty((outer, nout, inner))
-    dst_m2 = np.empty_like(dst) if m2s is not None else None
+    # kept between bands and calls, a pair of arrays per axis (each pass
+    # reads the one before it)
+    dst = scratch.empty(f"spatial axis pass {a}", (outer, nout, inner))
+    dst_m2 = (scratch.empty(f"spatial axis pass {a} M2s", dst.shape) if m2s is not None
+              else None)
     if inner == 1:  # the last axis: runs of taps level by level along each row
         src, dst = src[:, :, 0], dst[:, :, 0]
         if m2s is None and m <= config.SPATIAL_ROW_DIRECT_TAPS:
@@ -445,7 +452,8 @@ def _axis_pass(values, m2s, count, a, geo, square=False):
     else:
         chunk = m * d
         width = min(inner, INNER_BLOCK)
-        scans = np.empty((2, 2, chunk, width)) if m2s is not None else np.empty((2, chunk, width))
+        scans = scratch.empty("spatial axis scans",
+                              ((2, 2) if m2s is not None else (2,)) + (chunk, width))
         for o in range(outer):
             for q0 in range(0, inner, INNER_BLOCK):
                 q1 = min(q0 + INNER_BLOCK, inner)
@@ -536,10 +544,15 @@ class _FFTPlan:
         start = i0 * geo.stride[0]
         stop = min(padded.shape[2], start + self.shape[0])
         freq = self.shape[:-1] + (self.shape[-1] // 2 + 1,)
-        block = np.zeros((nchan,) + self.shape)
-        spectrum = np.empty((nchan,) + freq, complex)
-        product = np.empty((nker,) + freq, complex)
-        dots = np.empty((nker,) + self.shape)
+        # kept between bands and calls (fresh pages cost more than the
+        # transforms' passes over them); each load zeroes what the band's
+        # samples do not fill
+        block = scratch.empty("spatial fft block", (nchan,) + self.shape)
+        spectrum = scratch.empty("spatial fft spectrum", (nchan,) + freq, complex)
+        product = scratch.empty("spatial fft product", (nker,) + freq, complex)
+        # the inverse transforms overwrite the block where it has room
+        dots = (block[:nker] if nker <= nchan
+                else scratch.empty("spatial fft dots", (nker,) + self.shape))
         picks = (slice(None), slice(0, (i1 - i0) * geo.stride[0], geo.stride[0])) + tuple(
             slice(0, count * s, s) for count, s in zip(geo.nout[1:], geo.stride[1:]))
         # the block's rows that the band's samples go to
@@ -552,6 +565,7 @@ class _FFTPlan:
         acc = np.empty(geo.nout[-1])
         for b in range(padded.shape[0]):
             values = padded[b, :, start:stop].reshape(-1, n_last)
+            _zero_padding(block, (nchan, stop - start) + padded.shape[3:])
             total, sumsq = kernels.load_block(values, block_rows, flat_block)
             if plan.center:
                 sumsq = kernels.shift_rows(flat_block, block_rows, n_last, total / values.size)
@@ -570,6 +584,16 @@ class _FFTPlan:
                                 signal_rows, rows[b, q0:q1], tap_rows, khat, geo.d[-1],
                                 geo.stride[-1], floor, plan.fill, plan.kernel_state,
                                 plan.exponent, acc, out[b])
+
+
+def _zero_padding(block, filled):
+    """Zero what lies beyond ``filled`` (a length per axis, the first
+    whole) along each axis of ``block``: the overlap-save block's padding,
+    which a kept block may hold samples of an earlier band in."""
+    for axis in range(1, block.ndim):
+        index = [slice(None)] * block.ndim
+        index[axis] = slice(filled[axis], None)
+        block[tuple(index)] = 0.0
 
 
 # ---------------------------------------------------------------------------
