@@ -429,6 +429,42 @@ def test_find_matches_is_the_greedy_selection_of_the_scores(sign, data):
     assert found.index.shape == (len(want), 2) and found.exclusion == zone
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@given(data=st.data())
+def test_candidates_are_the_local_maxima_of_the_keys(dtype, data):
+    """The candidates' pass (``_cpu.spatial_matches``) against the definition
+    in ``naive.greedy_box_matches``: ties, NaN and missing neighbours as
+    ``-inf``, one to three axes, with room for all of them or for one (a
+    second pass)."""
+    from cosim_np._cpu.spatial_matches import _local_maxima
+
+    r = data.draw(st.integers(1, 3))
+    shape = (data.draw(st.integers(1, 3)),) + tuple(data.draw(st.integers(1, 6))
+                                                   for _ in range(r))
+    values = st.sampled_from([np.nan, -1.0, -0.5, 0.0, 0.25, 0.5, 1.0])
+    scores = data.draw(arrays(dtype, shape, values))
+    sign = data.draw(st.sampled_from([0, 1, -1]))
+    threshold = data.draw(st.sampled_from([-np.inf, -0.5, 0.0, 0.5]))
+    key = np.abs(scores.astype(np.float64)) if sign == 0 else sign * scores.astype(np.float64)
+    key = np.where(np.isnan(key), -np.inf, key)
+    want = []
+    for index in np.ndindex(*shape):
+        value = key[index]
+        peak = value > -np.inf and value >= threshold
+        for axis in range(1, key.ndim):
+            for step, above in ((-1, True), (1, False)):
+                near = list(index)
+                near[axis] += step
+                if 0 <= near[axis] < shape[axis]:
+                    other = key[tuple(near)]
+                    peak = peak and (value > other if above else value >= other)
+        if peak:
+            want.append((index[0], np.ravel_multi_index(index[1:], shape[1:]), value))
+    for room in (None, 1):
+        kernel, flat, found = _local_maxima(scores, sign, threshold, room)
+        assert list(zip(kernel.tolist(), flat.tolist(), found.tolist())) == want
+
+
 def test_find_matches_finds_a_template_cut_from_a_photograph():
     data = pytest.importorskip("skimage.data")
     picture = data.camera().astype(np.float64)

@@ -1,8 +1,8 @@
 """``find_matches`` over several sliding axes (images, volumes) on the CPU:
 the scores of ``_cpu.spatial_driver`` for the whole signal (or the CUDA
-backend's, copied to the host), candidates
-(local maxima of the key along every sliding axis), then greedy selection
-with a box exclusion zone, one batch index at a time.
+backend's, copied to the host), candidates (local maxima of the key along
+every sliding axis, in one pass over the scores that copies nothing), then
+greedy selection with a box exclusion zone, one batch index at a time.
 
 A kept match marks the box of windows within its exclusion zone (along
 every axis) in a mask, so each later candidate is judged in O(1) and each
@@ -15,6 +15,7 @@ import numpy as np
 from .._core import spatial
 from . import spatial_driver
 from ._jit import jit
+from .matches import _key
 
 
 def find_matches(x, splan, mplan, method):
@@ -55,57 +56,90 @@ def keys(scores, sign):
 def _select_row(scores, mplan, single):
     """The matches of one batch index: ``(index (n, r), kernel, score,
     key)`` in greedy order."""
-    key = keys(scores, mplan.sign)
     threshold = mplan.threshold
     if mplan.threshold_fn is not None:
         from .._core.matches import threshold_value
 
+        key = keys(scores, mplan.sign)
         shown = np.where(key == -np.inf, np.nan, key) if np.isnan(scores).any() else key
         threshold = threshold_value(mplan.threshold_fn(shown[0] if single else shown))
-    candidate = (key >= threshold) & (key > -np.inf)
-    for axis in range(1, key.ndim):  # local maxima along every sliding axis
-        candidate &= _rises(key, axis) & _holds(key, axis)
-    kernel, *position = np.nonzero(candidate)
-    position = np.stack(position, axis=-1) if position else np.zeros((kernel.size, 0), np.int64)
-    found = key[candidate]
-    shape = key.shape[1:]
-    flat = np.ravel_multi_index(tuple(position.T), shape)
+    shape = scores.shape[1:]
+    kernel, flat, found = _local_maxima(scores, mplan.sign, threshold)
     order = np.lexsort((kernel, flat, -found))
-    position, kernel, found = position[order], kernel[order], found[order]
+    kernel, flat, found = kernel[order], flat[order], found[order]
+    position = np.stack(np.unravel_index(flat, shape), axis=-1).astype(np.int64)
     keep = np.zeros(found.size, dtype=np.bool_)
-    greedy_boxes(position.astype(np.int64), np.array(shape, dtype=np.int64),
+    greedy_boxes(position, np.array(shape, dtype=np.int64),
                  np.array(mplan.exclusion, dtype=np.int64), -1 if mplan.k is None else mplan.k,
                  np.zeros(int(np.prod(shape)), dtype=np.bool_), keep)
     position, kernel, found = position[keep], kernel[keep], found[keep]
     score = scores[(kernel,) + tuple(position.T)]
-    return position.astype(np.int64), kernel.astype(np.int64), score, found
+    return position, kernel, score, found
 
 
-def _rises(key, axis):
-    """``key[i] > key[i - 1]`` along ``axis`` (the first: above -inf)."""
-    before = np.full_like(key, -np.inf)
-    _shifted(before, key, axis, 1)
-    return key > before
+def _local_maxima(scores, sign, threshold, room=None):
+    """``(kernel, flat index, key)`` of the candidates of ``scores`` ``(K,
+    n_1, ..., n_r)``, in the order of their flat index in ``scores``:
+    windows whose key reaches ``threshold`` (and is not ``-inf``) and is a
+    local maximum along every sliding axis (above the key before it, at
+    least the one after it).  ``room``: how many the first pass keeps (by
+    default enough for most calls; with more, a second pass)."""
+    values = scores.reshape(scores.shape[0], -1)
+    if values.dtype != np.float32 and values.dtype != np.float64:
+        values = values.astype(np.float32)  # (float16: exactly)
+    shape = np.array(scores.shape[1:], dtype=np.int64)
+    room = 1024 + values.size // 64 if room is None else room
+    while True:
+        kernel = np.empty(room, dtype=np.int64)
+        flat = np.empty(room, dtype=np.int64)
+        found = np.empty(room)
+        count = local_maxima(values, shape, sign, float(threshold), kernel, flat, found)
+        if count <= room:
+            return kernel[:count], flat[:count], found[:count]
+        room = count
 
 
-def _holds(key, axis):
-    """``key[i] >= key[i + 1]`` along ``axis`` (the last: always)."""
-    after = np.full_like(key, -np.inf)
-    _shifted(after, key, axis, -1)
-    return key >= after
+@jit
+def local_maxima(scores, shape, sign, threshold, kernel, flat, found):
+    """The candidates of ``scores`` ``(K, prod(shape))`` (see
+    ``_local_maxima``) into ``kernel``, ``flat`` and ``found`` as far as
+    they have room; returns how many there are."""
+    r = shape.size
+    strides = np.ones(r, dtype=np.int64)
+    for a in range(r - 2, -1, -1):
+        strides[a] = strides[a + 1] * shape[a + 1]
+    coords = np.zeros(r, dtype=np.int64)
+    count = 0
+    for k in range(scores.shape[0]):
+        row = scores[k]
+        coords[:] = 0
+        for p in range(row.size):
+            key = _key(np.float64(row[p]), sign)
+            if key >= threshold and key > -np.inf and _is_peak(row, p, key, coords, shape,
+                                                                strides, sign):
+                if count < kernel.size:
+                    kernel[count] = k
+                    flat[count] = p
+                    found[count] = key
+                count += 1
+            a = r - 1  # the next window's coordinates, the last axis fastest
+            while a > 0 and coords[a] == shape[a] - 1:
+                coords[a] = 0
+                a -= 1
+            coords[a] += 1
+    return count
 
 
-def _shifted(dest, key, axis, step):
-    """``dest`` along ``axis`` takes ``key`` moved by ``step`` (the rest is
-    left as it is)."""
-    n = key.shape[axis]
-    if n <= 1:
-        return
-    target = [slice(None)] * key.ndim
-    source = [slice(None)] * key.ndim
-    target[axis] = slice(1, n) if step > 0 else slice(0, n - 1)
-    source[axis] = slice(0, n - 1) if step > 0 else slice(1, n)
-    dest[tuple(target)] = key[tuple(source)]
+@jit(inline=True)
+def _is_peak(row, p, key, coords, shape, strides, sign):
+    """Is ``key``, window ``p``'s, above its neighbour before it and at
+    least the one after it along every axis?"""
+    for a in range(shape.size):
+        if coords[a] > 0 and not key > _key(np.float64(row[p - strides[a]]), sign):
+            return False
+        if coords[a] < shape[a] - 1 and not key >= _key(np.float64(row[p + strides[a]]), sign):
+            return False
+    return True
 
 
 @jit
