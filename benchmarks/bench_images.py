@@ -23,6 +23,12 @@ longer a photograph takes than noise (the corpus rule: at most 1.25).
 each against a long-double reference (two passes per window) on the
 images where the anchors' four-corner differences fail.
 
+``--matches`` times ``find_matches(image, template, axis=(0, 1), k=10)``
+beside ``sliding_cosine`` alone (what its scores cost) and beside the
+usual recipe with the anchors: OpenCV's ``matchTemplate`` then
+scikit-image's ``peak_local_max`` (the ten best peaks at least half a
+template apart).
+
 ``--first-call`` times the first calls in a fresh process, with an empty
 Numba cache and then with that cache warm: a plain 8 x 8 match, a
 centered one and an FFT one (40 x 40) on a 512 x 512 float32 image.
@@ -32,6 +38,7 @@ Usage::
     python benchmarks/bench_images.py                       # the issue's table
     python benchmarks/bench_images.py --quick               # a smoke test
     python benchmarks/bench_images.py --accuracy            # the accuracy table
+    python benchmarks/bench_images.py --matches             # find_matches
 """
 
 import argparse
@@ -177,6 +184,35 @@ def transform_bound(size, sizes):
               "ms a call")
 
 
+def matches_table(size, sizes, images, repeat):
+    """``find_matches`` against its own scores and against OpenCV's scores
+    with scikit-image's peak finding, one thread."""
+    import cv2
+    from skimage.feature import peak_local_max
+
+    from cosim_np import find_matches
+
+    print("| image | m | scores ms | find_matches ms | matching's share | OpenCV + "
+          "peak_local_max ms | vs anchors |")
+    print("|---|---|---|---|---|---|---|")
+    for m in sizes:
+        for name in images:
+            picture = image(name, size)
+            kernel = template(picture, m).astype(np.float32)
+
+            def anchors():
+                scores = cv2.matchTemplate(picture, kernel, cv2.TM_CCORR_NORMED)
+                return peak_local_max(scores, min_distance=max(1, m // 2), num_peaks=10)
+
+            scores, ours, theirs = best_times([
+                lambda: sliding_cosine(picture, kernel, axis=(0, 1)),
+                lambda: find_matches(picture, kernel, axis=(0, 1), k=10),
+                anchors], repeat)
+            print(f"| {name} | {m} | {scores * 1e3:.1f} | {ours * 1e3:.1f} | "
+                  f"{(ours - scores) / ours:.0%} | {theirs * 1e3:.1f} | {theirs / ours:.2f} |",
+                  flush=True)
+
+
 FIRST_CALLS = """
 import time
 start = time.perf_counter()
@@ -221,6 +257,9 @@ def main():
                         help="what the FFT path's transforms alone take")
     parser.add_argument("--first-call", action="store_true",
                         help="the first calls in a fresh process, cold and warm Numba cache")
+    parser.add_argument("--matches", action="store_true",
+                        help="find_matches against its scores and against OpenCV + "
+                             "scikit-image's peak_local_max")
     args = parser.parse_args()
     if args.first_call:
         first_calls()
@@ -230,6 +269,14 @@ def main():
         return
     if args.accuracy:
         accuracy_table()
+        return
+    if args.matches:
+        import cv2
+
+        cv2.setNumThreads(1)
+        numba.set_num_threads(1)
+        print(f"CPU: {cpu_model()}; image {args.size} x {args.size} float32; one thread\n")
+        matches_table(args.size, args.m, args.images, args.repeat)
         return
     if args.quick:
         args.size, args.m, args.repeat, args.images = 512, [3, 32], 2, ["noise", "camera"]

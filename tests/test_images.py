@@ -405,28 +405,48 @@ def test_kernel_shape_errors():
 @pytest.mark.parametrize("sign", ["both", "positive", "negative"])
 @given(data=st.data())
 def test_find_matches_is_the_greedy_selection_of_the_scores(sign, data):
-    shape = (data.draw(st.integers(4, 14)), data.draw(st.integers(4, 14)))
+    """Against ``naive.greedy_box_matches`` over two and three axes, NaN
+    pixels included; with ``k``, the best candidates sorted first are as few
+    as one per match (``config.MATCH_CANDIDATES_PER_K``), so that the
+    selection must go back for more."""
+    from cosim_np._core import config
+
+    r = data.draw(st.sampled_from([2, 2, 3]))
+    shape = tuple(data.draw(st.integers(4, 14 if r == 2 else 6)) for _ in range(r))
     nker = data.draw(st.integers(1, 3))
     x = data.draw(arrays(np.float64, shape, elements(np.float64, 10)))
-    m = (data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3)))
+    if data.draw(st.booleans()):
+        x[tuple(data.draw(st.integers(0, n - 1)) for n in shape)] = np.nan
+    m = tuple(data.draw(st.integers(1, 3)) for _ in range(r))
     kernels = data.draw(arrays(np.float64, (nker,) + m, elements(np.float64, 10)))
     exclusion = data.draw(st.one_of(st.none(), st.integers(0, 3),
-                                    st.tuples(st.integers(0, 3), st.integers(0, 3))))
+                                    st.tuples(*[st.integers(0, 3)] * r)))
     k = data.draw(st.one_of(st.none(), st.integers(0, 5)))
     threshold = data.draw(st.one_of(st.none(), st.floats(-1, 1)))
     kernel = kernels if nker > 1 else kernels[0]
-    found = find_matches(x, kernel, axis=(0, 1), k=k, exclusion=exclusion, sign=sign,
-                         threshold=threshold)
-    scores = sliding_cosine(x, kernel, axis=(0, 1))
-    scores = scores if nker > 1 else scores[None]
+    batch = data.draw(st.sampled_from([None, 2]))
+    if batch:  # a second image: the first one's pixels in another order
+        x = np.stack([x, np.flip(x)])
+    axes = tuple(range(x.ndim - r, x.ndim))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(config, "MATCH_CANDIDATES_PER_K", data.draw(st.sampled_from([1, 64])))
+        found = find_matches(x, kernel, axis=axes, k=k, exclusion=exclusion, sign=sign,
+                             threshold=threshold)
+    scores = sliding_cosine(x, kernel, axis=axes)
+    scores = scores.reshape((batch or 1, nker) + scores.shape[scores.ndim - r:])
     zone = exclusion if exclusion is not None else tuple((mm - 1 + 1) // 2 for mm in m)
-    zone = zone if isinstance(zone, tuple) else (zone, zone)
-    want = naive.greedy_box_matches(scores, k, threshold, zone, sign)
-    got = [(tuple(int(i) for i in index), int(kern), score)
-           for index, score, kern, _ in found]
-    assert [(p, kk) for p, kk, _ in got] == [(p, kk) for p, kk, _ in want]
-    np.testing.assert_array_equal([s for _, _, s in got], [s for _, _, s in want])
-    assert found.index.shape == (len(want), 2) and found.exclusion == zone
+    zone = zone if isinstance(zone, tuple) else (zone,) * r
+    want = [(b,) + match for b in range(batch or 1)
+            for match in naive.greedy_box_matches(scores[b], k, threshold, zone, sign)]
+    # best key first over the batch; ties by batch index, position, kernel
+    key = {"both": abs, "positive": float, "negative": lambda s: -s}[sign]
+    want.sort(key=lambda match: -key(match[3]))
+    got = [(int(b[0]) if batch else 0, tuple(int(i) for i in index), int(kern), score)
+           for index, score, kern, b in zip(found.index, found.score, found.kernel,
+                                            found.batch if batch else [0] * len(found))]
+    assert [g[:3] for g in got] == [w[:3] for w in want]
+    np.testing.assert_array_equal([g[3] for g in got], [w[3] for w in want])
+    assert found.index.shape == (len(want), r) and found.exclusion == zone
 
 
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
@@ -434,8 +454,7 @@ def test_find_matches_is_the_greedy_selection_of_the_scores(sign, data):
 def test_candidates_are_the_local_maxima_of_the_keys(dtype, data):
     """The candidates' pass (``_cpu.spatial_matches``) against the definition
     in ``naive.greedy_box_matches``: ties, NaN and missing neighbours as
-    ``-inf``, one to three axes, with room for all of them or for one (a
-    second pass)."""
+    ``-inf``, one to three axes."""
     from cosim_np._cpu.spatial_matches import _local_maxima
 
     r = data.draw(st.integers(1, 3))
@@ -460,9 +479,8 @@ def test_candidates_are_the_local_maxima_of_the_keys(dtype, data):
                     peak = peak and (value > other if above else value >= other)
         if peak:
             want.append((index[0], np.ravel_multi_index(index[1:], shape[1:]), value))
-    for room in (None, 1):
-        kernel, flat, found = _local_maxima(scores, sign, threshold, room)
-        assert list(zip(kernel.tolist(), flat.tolist(), found.tolist())) == want
+    kernel, flat, found = _local_maxima(scores, sign, threshold)
+    assert list(zip(kernel.tolist(), flat.tolist(), found.tolist())) == want
 
 
 def test_find_matches_finds_a_template_cut_from_a_photograph():

@@ -183,6 +183,10 @@ MATCH_POOL = 1 << 16
 # many per thread: more runs balance the threads' loads better, each costs a
 # border to judge and a pool to merge.
 MATCH_RUNS_PER_THREAD = 4
+# Over several axes with k: the greedy selection first sorts this many times
+# k of the best candidates, eight times more at each further try (most
+# calls need one: the k matches' exclusion zones hold few of the best).
+MATCH_CANDIDATES_PER_K = 64
 
 # sliding_cosine_grad: the elements (float64, every tap and channel of each
 # window) of a tile of windows in the matrix products of the backward: a

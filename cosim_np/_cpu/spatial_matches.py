@@ -10,12 +10,14 @@ window is marked at most a few times: the selection costs O(windows +
 candidates log candidates) whatever the number of matches.
 """
 
+import math
+
 import numpy as np
 
-from .._core import spatial
+from .._core import config, spatial
 from . import spatial_driver
 from ._jit import jit
-from .matches import _key
+from .matches import _best_first as best_first
 
 
 def find_matches(x, splan, mplan, method):
@@ -38,10 +40,12 @@ def select(scores, splan, mplan):
     index = np.concatenate([f[0] for f in found]).reshape(-1, r)
     kernel = np.concatenate([f[1] for f in found])
     score = np.concatenate([f[2] for f in found]).astype(scores.dtype)
-    key = np.concatenate([f[3] for f in found])
-    flat = np.ravel_multi_index(tuple(index.T), geo.nout)
-    order = np.lexsort((kernel, flat, rows, -key))
-    return rows[order], index[order], kernel[order], score[order]
+    if len(found) > 1:
+        # each batch index's matches are in order: a stable sort by key keeps
+        # batch indices, then positions and kernels, in order among equal keys
+        order = np.argsort(-np.concatenate([f[3] for f in found]), kind="stable")
+        rows, index, kernel, score = rows[order], index[order], kernel[order], score[order]
+    return rows, index, kernel, score
 
 
 def keys(scores, sign):
@@ -55,7 +59,9 @@ def keys(scores, sign):
 
 def _select_row(scores, mplan, single):
     """The matches of one batch index: ``(index (n, r), kernel, score,
-    key)`` in greedy order."""
+    key)`` in greedy order (best key first, ties by position, then kernel).
+    With ``k``, only the best candidates are sorted, more of them until the
+    greedy selection keeps ``k`` or has seen them all."""
     threshold = mplan.threshold
     if mplan.threshold_fn is not None:
         from .._core.matches import threshold_value
@@ -65,90 +71,134 @@ def _select_row(scores, mplan, single):
         threshold = threshold_value(mplan.threshold_fn(shown[0] if single else shown))
     shape = scores.shape[1:]
     kernel, flat, found = _local_maxima(scores, mplan.sign, threshold)
-    order = np.lexsort((kernel, flat, -found))
-    kernel, flat, found = kernel[order], flat[order], found[order]
-    position = np.stack(np.unravel_index(flat, shape), axis=-1).astype(np.int64)
-    keep = np.zeros(found.size, dtype=np.bool_)
-    greedy_boxes(position, np.array(shape, dtype=np.int64),
-                 np.array(mplan.exclusion, dtype=np.int64), -1 if mplan.k is None else mplan.k,
-                 np.zeros(int(np.prod(shape)), dtype=np.bool_), keep)
-    position, kernel, found = position[keep], kernel[keep], found[keep]
-    score = scores[(kernel,) + tuple(position.T)]
-    return position, kernel, score, found
+    limit = -1 if mplan.k is None else mplan.k
+    take = found.size if limit < 0 else max(config.MATCH_CANDIDATES_PER_K * limit, 1)
+    while True:
+        if take < found.size:  # the best ``take`` (with every tie of the last)
+            best = np.flatnonzero(found >= np.partition(found, found.size - take)[-take])
+        else:
+            best = np.arange(found.size)
+        best = best[_best_first(kernel[best], flat[best], found[best])]
+        keep = np.zeros(best.size, dtype=np.bool_)
+        kept = greedy_boxes(flat[best], np.array(shape, dtype=np.int64),
+                            np.array(mplan.exclusion, dtype=np.int64), limit,
+                            np.zeros(math.prod(shape), dtype=np.bool_), keep)
+        if kept == limit or best.size == found.size:
+            break
+        take *= 8
+    best = best[keep]
+    position = np.stack(np.unravel_index(flat[best], shape), axis=-1).astype(np.int64)
+    score = scores[(kernel[best],) + tuple(position.T)]
+    return position, kernel[best], score, found[best]
 
 
-def _local_maxima(scores, sign, threshold, room=None):
+def _best_first(kernel, flat, found):
+    """The order of candidates listed by kernel, then position: best key
+    first, ties by position, then kernel."""
+    if kernel.size and kernel[0] == kernel[-1]:  # one kernel: the list is in position order
+        return best_first(found)
+    return np.lexsort((kernel, flat, -found))
+
+
+def _local_maxima(scores, sign, threshold):
     """``(kernel, flat index, key)`` of the candidates of ``scores`` ``(K,
     n_1, ..., n_r)``, in the order of their flat index in ``scores``:
     windows whose key reaches ``threshold`` (and is not ``-inf``) and is a
     local maximum along every sliding axis (above the key before it, at
-    least the one after it).  ``room``: how many the first pass keeps (by
-    default enough for most calls; with more, a second pass)."""
+    least the one after it)."""
     values = scores.reshape(scores.shape[0], -1)
     if values.dtype != np.float32 and values.dtype != np.float64:
         values = values.astype(np.float32)  # (float16: exactly)
     shape = np.array(scores.shape[1:], dtype=np.int64)
-    room = 1024 + values.size // 64 if room is None else room
-    while True:
-        kernel = np.empty(room, dtype=np.int64)
-        flat = np.empty(room, dtype=np.int64)
-        found = np.empty(room)
-        count = local_maxima(values, shape, sign, float(threshold), kernel, flat, found)
-        if count <= room:
-            return kernel[:count], flat[:count], found[:count]
-        room = count
+    # of two neighbours along the last axis at most one is a candidate
+    # (pages of these arrays past the candidates are never touched)
+    room = values.size // shape[-1] * ((shape[-1] + 1) // 2)
+    kernel = np.empty(room, dtype=np.int64)
+    flat = np.empty(room, dtype=np.int64)
+    found = np.empty(room)
+    count = local_maxima(values, shape, sign, float(threshold), kernel, flat, found)
+    return kernel[:count], flat[:count], found[:count]
 
 
 @jit
 def local_maxima(scores, shape, sign, threshold, kernel, flat, found):
     """The candidates of ``scores`` ``(K, prod(shape))`` (see
-    ``_local_maxima``) into ``kernel``, ``flat`` and ``found`` as far as
-    they have room; returns how many there are."""
+    ``_local_maxima``) into ``kernel``, ``flat`` and ``found``; returns how
+    many there are.  A row along the last axis at a time: its keys, then
+    every test as a pass along the row (no branch on the data), then the
+    candidates gathered."""
     r = shape.size
+    n = shape[r - 1]
     strides = np.ones(r, dtype=np.int64)
     for a in range(r - 2, -1, -1):
         strides[a] = strides[a + 1] * shape[a + 1]
     coords = np.zeros(r, dtype=np.int64)
+    keys = np.empty(n)
+    peak = np.empty(n, dtype=np.bool_)
     count = 0
     for k in range(scores.shape[0]):
-        row = scores[k]
         coords[:] = 0
-        for p in range(row.size):
-            key = _key(np.float64(row[p]), sign)
-            if key >= threshold and key > -np.inf and _is_peak(row, p, key, coords, shape,
-                                                                strides, sign):
-                if count < kernel.size:
-                    kernel[count] = k
-                    flat[count] = p
-                    found[count] = key
-                count += 1
-            a = r - 1  # the next window's coordinates, the last axis fastest
+        for base in range(0, scores.shape[1], n):
+            row = scores[k, base : base + n]
+            reached = 0
+            for j in range(n):
+                keys[j] = _key_of(row[j], sign)
+                peak[j] = (keys[j] >= threshold) & (keys[j] > -np.inf)
+                reached += peak[j]
+            if reached:
+                for j in range(n - 1):
+                    peak[j] &= keys[j] >= keys[j + 1]
+                    peak[j + 1] &= keys[j + 1] > keys[j]
+                for a in range(r - 1):
+                    if coords[a] > 0:
+                        _above(scores[k, base - strides[a] : base - strides[a] + n], keys,
+                               sign, True, peak)
+                    if coords[a] < shape[a] - 1:
+                        _above(scores[k, base + strides[a] : base + strides[a] + n], keys,
+                               sign, False, peak)
+                for j in range(n):
+                    if peak[j]:
+                        kernel[count] = k
+                        flat[count] = base + j
+                        found[count] = keys[j]
+                        count += 1
+            a = r - 2  # the next row's coordinates
             while a > 0 and coords[a] == shape[a] - 1:
                 coords[a] = 0
                 a -= 1
-            coords[a] += 1
+            if a >= 0:
+                coords[a] += 1
     return count
 
 
 @jit(inline=True)
-def _is_peak(row, p, key, coords, shape, strides, sign):
-    """Is ``key``, window ``p``'s, above its neighbour before it and at
-    least the one after it along every axis?"""
-    for a in range(shape.size):
-        if coords[a] > 0 and not key > _key(np.float64(row[p - strides[a]]), sign):
-            return False
-        if coords[a] < shape[a] - 1 and not key >= _key(np.float64(row[p + strides[a]]), sign):
-            return False
-    return True
+def _key_of(value, sign):
+    """The key of a score, as ``_cpu.matches._key`` (with no branch)."""
+    s = np.float64(value)
+    s = abs(s) if sign == 0 else s * sign
+    return s if s == s else -np.inf
 
 
 @jit
-def greedy_boxes(positions, shape, exclusion, limit, suppressed, keep):
-    """Greedy selection of the candidates ``positions`` ``(n, r)`` (sorted
-    best first): ``keep[c]`` unless a kept one lies within ``exclusion``
-    along every axis, at most ``limit`` (``-1``: no limit).  ``suppressed``:
-    a zeroed mask of the windows (flattened ``shape``)."""
-    n, r = positions.shape
+def _above(neighbours, keys, sign, strictly, peak):
+    """``peak[j]`` stays where ``keys[j]`` is above the key of
+    ``neighbours[j]`` (``strictly``), or at least it."""
+    if strictly:
+        for j in range(keys.size):
+            peak[j] &= keys[j] > _key_of(neighbours[j], sign)
+    else:
+        for j in range(keys.size):
+            peak[j] &= keys[j] >= _key_of(neighbours[j], sign)
+
+
+@jit
+def greedy_boxes(flat, shape, exclusion, limit, suppressed, keep):
+    """Greedy selection of the candidates at the flat indices ``flat`` of
+    windows of ``shape`` (sorted best first): ``keep[c]`` unless a kept one
+    lies within ``exclusion`` along every axis, at most ``limit`` (``-1``: no
+    limit).  ``suppressed``: a zeroed mask of the windows (flattened
+    ``shape``).  Returns how many are kept."""
+    r = shape.size
     strides = np.ones(r, dtype=np.int64)
     for a in range(r - 2, -1, -1):
         strides[a] = strides[a + 1] * shape[a + 1]
@@ -156,25 +206,23 @@ def greedy_boxes(positions, shape, exclusion, limit, suppressed, keep):
     high = np.empty(r, dtype=np.int64)
     cursor = np.empty(r, dtype=np.int64)
     kept = 0
-    for c in range(n):
+    for c in range(flat.size):
         if limit >= 0 and kept >= limit:
-            return
-        flat = 0
-        for a in range(r):
-            flat += positions[c, a] * strides[a]
-        if suppressed[flat]:
+            return kept
+        if suppressed[flat[c]]:
             continue
         keep[c] = True
         kept += 1
         for a in range(r):
-            low[a] = max(0, positions[c, a] - exclusion[a])
-            high[a] = min(shape[a] - 1, positions[c, a] + exclusion[a])
+            position = flat[c] // strides[a] % shape[a]
+            low[a] = max(0, position - exclusion[a])
+            high[a] = min(shape[a] - 1, position + exclusion[a])
             cursor[a] = low[a]
         while True:  # every window of the box, the last axis fastest
-            flat = 0
+            at = 0
             for a in range(r):
-                flat += cursor[a] * strides[a]
-            suppressed[flat] = True
+                at += cursor[a] * strides[a]
+            suppressed[at] = True
             a = r - 1
             while a >= 0 and cursor[a] == high[a]:
                 cursor[a] = low[a]
@@ -182,3 +230,4 @@ def greedy_boxes(positions, shape, exclusion, limit, suppressed, keep):
             if a < 0:
                 break
             cursor[a] += 1
+    return kept
