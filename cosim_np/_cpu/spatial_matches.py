@@ -152,10 +152,10 @@ def local_maxima(scores, shape, sign, threshold, kernel, flat, found):
                 for a in range(r - 1):
                     if coords[a] > 0:
                         _above(scores[k, base - strides[a] : base - strides[a] + n], keys,
-                               sign, True, peak)
+                               sign, peak)
                     if coords[a] < shape[a] - 1:
-                        _above(scores[k, base + strides[a] : base + strides[a] + n], keys,
-                               sign, False, peak)
+                        _at_least(scores[k, base + strides[a] : base + strides[a] + n], keys,
+                                  sign, peak)
                 for j in range(n):
                     if peak[j]:
                         kernel[count] = k
@@ -180,15 +180,19 @@ def _key_of(value, sign):
 
 
 @jit
-def _above(neighbours, keys, sign, strictly, peak):
+def _above(neighbours, keys, sign, peak):
     """``peak[j]`` stays where ``keys[j]`` is above the key of
-    ``neighbours[j]`` (``strictly``), or at least it."""
-    if strictly:
-        for j in range(keys.size):
-            peak[j] &= keys[j] > _key_of(neighbours[j], sign)
-    else:
-        for j in range(keys.size):
-            peak[j] &= keys[j] >= _key_of(neighbours[j], sign)
+    ``neighbours[j]``."""
+    for j in range(keys.size):
+        peak[j] &= keys[j] > _key_of(neighbours[j], sign)
+
+
+@jit
+def _at_least(neighbours, keys, sign, peak):
+    """``peak[j]`` stays where ``keys[j]`` is at least the key of
+    ``neighbours[j]``."""
+    for j in range(keys.size):
+        peak[j] &= keys[j] >= _key_of(neighbours[j], sign)
 
 
 @jit
