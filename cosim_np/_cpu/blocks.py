@@ -589,6 +589,14 @@ def spectral_products(spectrum, spectra, product):
 
 
 @jit
+def spectral_product_in_place(spectrum, weights):
+    """``spectrum *= weights``: :func:`spectral_products` of one channel and
+    one kernel, into the spectrum itself (one array fewer in the caches)."""
+    for f in range(spectrum.size):
+        spectrum[f] = spectrum[f] * weights[f]
+
+
+@jit
 def block_limits(dots, noise, loud, quietest, chosen, c_block, c_output, peaks, limits):
     """``limits[j, k]``: the flagging limit of block ``g = chosen[j]`` with
     kernel ``k`` (see ``_cpu.sliding.fft_kernel``): the square of ``c_block *

@@ -549,7 +549,10 @@ class _FFTPlan:
         # samples do not fill
         block = scratch.empty("spatial fft block", (nchan,) + self.shape)
         spectrum = scratch.empty("spatial fft spectrum", (nchan,) + freq, complex)
-        product = scratch.empty("spatial fft product", (nker,) + freq, complex)
+        # one channel and one kernel: the product in place of the spectrum
+        in_place = nker == 1 and nchan == 1
+        product = (spectrum if in_place
+                   else scratch.empty("spatial fft product", (nker,) + freq, complex))
         # the inverse transforms overwrite the block where it has room
         dots = (block[:nker] if nker <= nchan
                 else scratch.empty("spatial fft dots", (nker,) + self.shape))
@@ -571,8 +574,11 @@ class _FFTPlan:
                 sumsq = kernels.shift_rows(flat_block, block_rows, n_last, total / values.size)
             block_norm = math.sqrt(sumsq)
             transforms.forward_nd(block, spectrum, self.use_ducc0)
-            blocks.spectral_products(spectrum.reshape(nchan, 1, -1), self.spectra,
-                                     product.reshape(1, nker, -1))
+            if in_place:
+                blocks.spectral_product_in_place(spectrum.reshape(-1), self.spectra.reshape(-1))
+            else:
+                blocks.spectral_products(spectrum.reshape(nchan, 1, -1), self.spectra,
+                                         product.reshape(1, nker, -1))
             transforms.inverse_nd(product, dots, self.use_ducc0)
             flat = dots.reshape(nker, -1)
             output_norms = np.sqrt(np.einsum("ki,ki->k", flat, flat))
