@@ -483,6 +483,17 @@ def test_candidates_are_the_local_maxima_of_the_keys(dtype, data):
     assert list(zip(kernel.tolist(), flat.tolist(), found.tolist())) == want
 
 
+@given(keys=arrays(np.float64, st.integers(0, 40), st.sampled_from([0.0, 0.25, 0.5, 1.0])),
+       nker=st.sampled_from([1, 2]))
+def test_candidates_are_ordered_best_first_ties_by_position(keys, nker):
+    from cosim_np._cpu.spatial_matches import _best_first
+
+    kernel = np.arange(keys.size) * nker // max(1, keys.size)  # listed by kernel
+    flat = np.arange(keys.size) % max(1, -(-keys.size // nker))  # then by position
+    order = _best_first(kernel, flat, keys)
+    np.testing.assert_array_equal(order, np.lexsort((kernel, flat, -keys)))
+
+
 def test_find_matches_finds_a_template_cut_from_a_photograph():
     data = pytest.importorskip("skimage.data")
     picture = data.camera().astype(np.float64)

@@ -17,7 +17,6 @@ import numpy as np
 from .._core import config, spatial
 from . import spatial_driver
 from ._jit import jit
-from .matches import _best_first as best_first
 
 
 def find_matches(x, splan, mplan, method):
@@ -95,9 +94,18 @@ def _select_row(scores, mplan, single):
 def _best_first(kernel, flat, found):
     """The order of candidates listed by kernel, then position: best key
     first, ties by position, then kernel."""
-    if kernel.size and kernel[0] == kernel[-1]:  # one kernel: the list is in position order
-        return best_first(found)
-    return np.lexsort((kernel, flat, -found))
+    if not (kernel.size and kernel[0] == kernel[-1]):
+        return np.lexsort((kernel, flat, -found))
+    # one kernel, the list in position order: a quicksort by key, then each
+    # run of equal keys put back in list order (faster than a stable sort)
+    order = np.argsort(-found, kind="quicksort")
+    ranked = found[order]
+    tied = ranked[1:] == ranked[:-1]
+    if tied.any():
+        members = np.flatnonzero(np.r_[tied, False] | np.r_[False, tied])
+        runs = np.cumsum(np.r_[True, ~tied])[members]
+        order[members] = order[members][np.lexsort((order[members], runs))]
+    return order
 
 
 def _local_maxima(scores, sign, threshold):
