@@ -140,67 +140,44 @@ def local_maxima(scores, shape, sign, threshold, kernel, flat, found):
     strides = np.ones(r, dtype=np.int64)
     for a in range(r - 2, -1, -1):
         strides[a] = strides[a + 1] * shape[a + 1]
-    coords = np.zeros(r, dtype=np.int64)
     keys = np.empty(n)
     peak = np.empty(n, dtype=np.bool_)
     count = 0
     for k in range(scores.shape[0]):
-        coords[:] = 0
-        for base in range(0, scores.shape[1], n):
-            row = scores[k, base : base + n]
-            reached = 0
+        src = scores[k]
+        for base in range(0, src.size, n):
+            row = src[base : base + n]
             for j in range(n):
                 keys[j] = _key_of(row[j], sign)
                 peak[j] = (keys[j] >= threshold) & (keys[j] > -np.inf)
-                reached += peak[j]
-            if reached:
-                for j in range(n - 1):
-                    peak[j] &= keys[j] >= keys[j + 1]
-                    peak[j + 1] &= keys[j + 1] > keys[j]
-                for a in range(r - 1):
-                    if coords[a] > 0:
-                        _above(scores[k, base - strides[a] : base - strides[a] + n], keys,
-                               sign, peak)
-                    if coords[a] < shape[a] - 1:
-                        _at_least(scores[k, base + strides[a] : base + strides[a] + n], keys,
-                                  sign, peak)
-                for j in range(n):
-                    if peak[j]:
-                        kernel[count] = k
-                        flat[count] = base + j
-                        found[count] = keys[j]
-                        count += 1
-            a = r - 2  # the next row's coordinates
-            while a > 0 and coords[a] == shape[a] - 1:
-                coords[a] = 0
-                a -= 1
-            if a >= 0:
-                coords[a] += 1
+            for j in range(n - 1):  # along the row
+                peak[j] &= keys[j] >= keys[j + 1]
+                peak[j + 1] &= keys[j + 1] > keys[j]
+            for a in range(r - 1):  # against the rows before and after along each other axis
+                position = base // strides[a] % shape[a]
+                if position > 0:
+                    other = src[base - strides[a] : base - strides[a] + n]
+                    for j in range(n):
+                        peak[j] &= keys[j] > _key_of(other[j], sign)
+                if position < shape[a] - 1:
+                    other = src[base + strides[a] : base + strides[a] + n]
+                    for j in range(n):
+                        peak[j] &= keys[j] >= _key_of(other[j], sign)
+            for j in range(n):
+                if peak[j]:
+                    kernel[count] = k
+                    flat[count] = base + j
+                    found[count] = keys[j]
+                    count += 1
     return count
 
 
-@jit(inline=True)
+@jit
 def _key_of(value, sign):
     """The key of a score, as ``_cpu.matches._key`` (with no branch)."""
     s = np.float64(value)
     s = abs(s) if sign == 0 else s * sign
     return s if s == s else -np.inf
-
-
-@jit
-def _above(neighbours, keys, sign, peak):
-    """``peak[j]`` stays where ``keys[j]`` is above the key of
-    ``neighbours[j]``."""
-    for j in range(keys.size):
-        peak[j] &= keys[j] > _key_of(neighbours[j], sign)
-
-
-@jit
-def _at_least(neighbours, keys, sign, peak):
-    """``peak[j]`` stays where ``keys[j]`` is at least the key of
-    ``neighbours[j]``."""
-    for j in range(keys.size):
-        peak[j] &= keys[j] >= _key_of(neighbours[j], sign)
 
 
 @jit
