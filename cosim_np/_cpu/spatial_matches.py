@@ -1,8 +1,8 @@
 """``find_matches`` over several sliding axes (images, volumes) on the CPU:
 the scores of ``_cpu.spatial_driver`` for the whole signal (or the CUDA
 backend's, copied to the host), candidates (local maxima of the key along
-every sliding axis, in one pass over the scores that copies nothing), then
-greedy selection with a box exclusion zone, one batch index at a time.
+every sliding axis, in one pass over the scores), then greedy selection with
+a box exclusion zone, one batch index at a time.
 
 A kept match marks the box of windows within its exclusion zone (along
 every axis) in a mask, so each later candidate is judged in O(1) and each
