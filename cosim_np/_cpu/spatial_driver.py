@@ -595,7 +595,8 @@ class _FFTPlan:
 def _zero_padding(block, filled):
     """Zero what lies beyond ``filled`` (a length per axis, the first
     whole) along each axis of ``block``: the overlap-save block's padding,
-    which a kept block may hold samples of an earlier band in."""
+    where a kept block may hold an earlier band's samples or the inverse
+    transforms written over it."""
     for axis in range(1, block.ndim):
         index = [slice(None)] * block.ndim
         index[axis] = slice(filled[axis], None)
