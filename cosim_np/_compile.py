@@ -26,6 +26,13 @@ def _sliding_calls(dtype):
 
     x = _signal(dtype)
     image = _signal(dtype, (40, 40))
+    # gray and color (channels first), tall enough to be cut into bands as
+    # real images are (the kernels see the bands' views)
+    images = (_signal(dtype, (130, 40)), _signal(dtype, (3, 130, 40)))
+    tall_images = (_signal(dtype, (600, 32)), _signal(dtype, (3, 600, 32)))  # (FFT bands)
+
+    def template(picture, shape):  # (a color template spans the three channels)
+        return _signal(dtype, (1, 3) + shape if picture.ndim == 3 else shape)
     return [
         ("sliding_cosine, kernels of up to 4 taps", lambda: sliding_cosine(x, [1.0, 2.0, 3.0])),
         ("sliding_cosine, up to 88 taps, banks, with sharpness",
@@ -35,9 +42,17 @@ def _sliding_calls(dtype):
          lambda: (sliding_cosine(x, _signal(dtype, (100,)), method="direct"),
                   sliding_cosine(x, _signal(dtype, (3, 2, 7)), method="direct"),
                   sliding_cosine(x, _signal(dtype, (16, 9)), method="direct", stride=2))),
-        ("sliding_cosine over two axes (images): templates under and over 8 columns, center",
-         lambda: [sliding_cosine(image, _signal(dtype, (m, m)), axis=(0, 1), center=center)
-                  for m in (3, 8) for center in (False, True)]),
+        ("sliding_cosine over two axes (images): gray and color, templates under and over 8 "
+         "columns, center, banks",
+         lambda: ([sliding_cosine(picture, template(picture, (m, m)), axis=(-2, -1), center=center)
+                   for picture in images for m in (3, 8) for center in (False, True)],
+                  sliding_cosine(images[0], _signal(dtype, (2, 5, 5)), axis=(0, 1)),
+                  sliding_cosine(np.stack([images[1]] * 2), template(images[1], (8, 8)),
+                                 axis=(-2, -1)))),
+        ("sliding_cosine over two axes by FFT (templates of 256 pixels and more), center",
+         lambda: [sliding_cosine(picture, template(picture, shape), axis=(-2, -1), center=center)
+                  for picture in tall_images
+                  for shape, center in (((16, 16), False), ((12, 24), False), ((16, 16), True))]),
         ("sliding_cosine, method='fft' (and 'auto' for long kernels)",
          lambda: (sliding_cosine(_signal(dtype, (2, 3000)), _signal(dtype, (200,)), method="fft"),
                   sliding_cosine(x, _signal(dtype, (3, 2, 7)), method="fft"),
@@ -77,12 +92,16 @@ def _other_calls(dtype):
     x = _signal(dtype)
     rows = _signal(dtype, (40, 8))
     return [
-        ("windowed_norm",
-         lambda: (windowed_norm(x, 3), windowed_norm(x, 16), windowed_norm(x, 200))),
+        ("windowed_norm, one and two axes",
+         lambda: (windowed_norm(x, 3), windowed_norm(x, 16), windowed_norm(x, 200),
+                  windowed_norm(_signal(dtype, (40, 40)), (5, 5), axis=(0, 1)))),
         ("sharpen", lambda: sharpen(x, 2.0)),
         ("cosine_similarity", lambda: cosine_similarity(rows, rows[::-1])),
         ("pairwise_cosine, topk_cosine",
          lambda: (pairwise_cosine(rows), pairwise_cosine(rows, rows[:5]),
+                  # views (columns of a wider array) and Fortran order (a transpose)
+                  pairwise_cosine(rows[:, ::2]), pairwise_cosine(np.asfortranarray(rows)),
+                  pairwise_cosine(_signal(dtype, (300, 64))),  # (row blocks per thread)
                   topk_cosine(rows, rows, 3))),
         ("set_similarity", lambda: [set_similarity(rows, rows[:7], measure=measure)
                                     for measure in ("mean", "centroid", "greedy", "chamfer")]),

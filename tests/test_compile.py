@@ -75,6 +75,7 @@ def test_the_command_lists_and_refuses_what_matches_nothing(tmp_path):
 # another), which brings its string formatting: seconds of a first call.
 _RECORD_COMPILATIONS = """
 import json, re, sys
+COMMON_CALLS = sys.argv.pop()
 from numba.core import event
 compiled = []
 
@@ -95,15 +96,56 @@ class Listener(event.Listener):
 event.register("numba:compile", Listener())
 from cosim_np import _compile
 _compile.compile_ahead(sys.argv[1:], write=lambda line: None)
-print(json.dumps(compiled))
+ahead = len(compiled)
+exec(COMMON_CALLS)
+print(json.dumps([compiled[:ahead], compiled[ahead:]]))
+"""
+
+# Calls as users make them, on inputs larger than compiling ahead uses (real
+# images are cut into bands, large products into row blocks per thread):
+# after compiling ahead none of them may compile anything.
+_COMMON_CALLS = """
+import numpy as np
+import cosim_np as c
+rng = np.random.default_rng(0)
+for dt in (np.float32, np.float64):
+    img = rng.standard_normal((300, 300)).astype(dt)
+    color = np.stack([img, img[::-1], img.T])
+    x = rng.standard_normal(20000).astype(dt)
+    c.sliding_cosine(x, x[:9], mode="same"), c.sliding_cosine(x, x[:64])
+    c.sliding_cosine(x, x[:1024]), c.sliding_cosine(x, x[:256], center=True)
+    c.sliding_cosine(np.stack([x, x]), x[:20], dilation=3, stride=2)
+    c.sliding_cosine(x, np.stack([x[:20], x[20:40]]), mode="full", sharpness=1.5)
+    c.sliding_cosine((x * 100).astype(np.int16), x[:300])
+    c.find_matches(x, x[:50], k=3), c.windowed_norm(x, 50)
+    c.sliding_cosine_grad(x, x[:20], np.ones(x.size - 19, dt))
+    for template in (img[:3, :3], img[:8, :8], img[:32, :32]):
+        for center in (False, True):
+            c.sliding_cosine(img, template, axis=(0, 1), center=center)
+            c.sliding_cosine(color, np.stack([template] * 3)[None], axis=(1, 2), center=center)
+    c.sliding_cosine((np.abs(img) * 50).astype(np.uint8), img[:8, :8], axis=(0, 1))
+    c.sliding_cosine(img, np.stack([img[:5, :5], img[5:10, 5:10]]), axis=(0, 1))
+    c.sliding_cosine(np.stack([color] * 2), color[None, :, :8, :8], axis=(2, 3))
+    c.sliding_cosine(img, img[:5, :5], axis=(0, 1), mode="same", stride=2)
+    c.find_matches(img, img[:8, :8], axis=(0, 1), k=5)
+    c.find_matches(img, img[:32, :32], axis=(0, 1), threshold=0.5)
+    c.windowed_norm(img, (5, 5), axis=(0, 1))
+    c.sliding_cosine_grad(img, img[:5, :5], np.ones((296, 296), dt), axis=(0, 1))
+    c.pairwise_cosine(img[:, :64]), c.pairwise_cosine(img[:64].T, img[:10, :64])
+    c.topk_cosine(img[:, :64], img[:100, 1:65], 5)
+    c.cosine_similarity(img[:, :64], img[:, 1:65])
 """
 
 
 def test_compiling_ahead_compiles_no_function_twice_nor_error_messages(tmp_path):
-    done = run("-c", _RECORD_COMPILATIONS, "float32", "float64", cache_dir=tmp_path)
+    done = run("-c", _RECORD_COMPILATIONS, "float32", "float64", _COMMON_CALLS,
+               cache_dir=tmp_path)
     assert done.returncode == 0, done.stderr
-    compiled = [tuple(entry) for entry in json.loads(done.stdout.splitlines()[-1])]
+    ahead, later = json.loads(done.stdout.splitlines()[-1])
+    compiled = [tuple(entry) for entry in ahead]
     assert len(compiled) > 50  # (an empty cache: everything compiled here)
     twice = sorted({entry for entry in compiled if compiled.count(entry) > 1})
     assert not twice, twice
     assert ("numba's shape-mismatch message", "") not in compiled
+    # what the common calls needed was compiled ahead
+    assert not later, sorted({name for name, _ in later})
