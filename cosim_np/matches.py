@@ -202,7 +202,9 @@ def find_matches(
         ``'64MiB'``); default 256 MiB.  Beyond the tiles, memory holds the
         candidates: at most ``k * K * (exclusion + 1)`` per row (at most
         65536 per row, see Notes) with ``k``, and every candidate at or
-        above the threshold without it.
+        above the threshold without it.  One sliding axis only: over
+        several (``axis`` a tuple) the whole score array is computed first,
+        whatever ``max_memory``.
     backend : {'auto', 'cpu', 'cuda'}, optional
         {backend} On the GPU, the scores are computed on the device as a
         whole and selected on the host; the result is NumPy either way.
@@ -239,6 +241,12 @@ def find_matches(
     so ``k * K * (exclusion + 1)`` candidates always suffice; where that is
     more than 65536, the scan runs again in the rare case that the pool
     kept fewer than ``k`` matches while candidates were left out.
+
+    Over several sliding axes (images, volumes) the scores of the whole
+    signal are computed first, as :func:`sliding_cosine` returns them, and
+    then scanned: memory holds them (the size of the signal, in the result
+    dtype, times the number of kernels), the candidates and a mask of one
+    byte per window, and ``max_memory`` does not bound it.
 
     Examples
     --------
