@@ -274,6 +274,9 @@ def find_matches(
                 method=method, center=center, max_memory=max_memory, backend=backend),
             axis=axis, mode=mode)
     if isinstance(axis, tuple):
+        # (the whole scores are held there: the value bounds nothing, but a
+        # bad one is still an error)
+        v.check_memory(max_memory, "max_memory", 0)
         return _several_axes(signal, kernel, k, threshold, exclusion, sign, method, backend,
                              dict(sharpness=sharpness, mode=mode, dilation=dilation,
                                   noise_floor=noise_floor, fill=fill, axis=axis,

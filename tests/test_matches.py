@@ -380,9 +380,13 @@ def test_memmap_in_bounded_memory(tmp_path):
     (dict(max_memory="lots"), ValueError, "max_memory"),
     (dict(mode="wrong"), ValueError, "mode"),
 ])
-def test_errors_name_the_parameter(options, error, name):
+@pytest.mark.parametrize("signal, kernel, axis", [
+    (np.arange(20.0), [1.0, 2.0], -1),
+    (np.arange(30.0).reshape(5, 6), [[1.0, 2.0]], (0, 1)),  # (an image: checked the same)
+])
+def test_errors_name_the_parameter(options, error, name, signal, kernel, axis):
     with pytest.raises(error, match=name):
-        find_matches(np.arange(20.0), [1.0, 2.0], **options)
+        find_matches(signal, kernel, axis=axis, **options)
 
 
 def test_k_zero_and_no_candidates():
