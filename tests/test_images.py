@@ -449,12 +449,16 @@ def test_find_matches_is_the_greedy_selection_of_the_scores(sign, data):
     assert found.index.shape == (len(want), r) and found.exclusion == zone
 
 
-@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("dtype, room", [(np.float16, 1 << 22), (np.float32, 1 << 22),
+                                         (np.float64, 1 << 22), (np.float64, 1),
+                                         (np.float32, 3)])
 @given(data=st.data())
-def test_candidates_are_the_local_maxima_of_the_keys(dtype, data):
+def test_candidates_are_the_local_maxima_of_the_keys(dtype, room, data):
     """The candidates' pass (``_cpu.spatial_matches``) against the definition
     in ``naive.greedy_box_matches``: ties, NaN and missing neighbours as
-    ``-inf``, one to three axes."""
+    ``-inf``, one to three axes; with room for few candidates, the rows a
+    few at a time."""
+    from cosim_np._core import config
     from cosim_np._cpu.spatial_matches import _local_maxima
 
     r = data.draw(st.integers(1, 3))
@@ -479,7 +483,11 @@ def test_candidates_are_the_local_maxima_of_the_keys(dtype, data):
                     peak = peak and (value > other if above else value >= other)
         if peak:
             want.append((index[0], np.ravel_multi_index(index[1:], shape[1:]), value))
-    kernel, flat, found = _local_maxima(scores, sign, threshold)
+    saved, config.MATCH_CANDIDATE_ROOM = config.MATCH_CANDIDATE_ROOM, room
+    try:
+        kernel, flat, found = _local_maxima(scores, sign, threshold)
+    finally:
+        config.MATCH_CANDIDATE_ROOM = saved
     assert list(zip(kernel.tolist(), flat.tolist(), found.tolist())) == want
 
 

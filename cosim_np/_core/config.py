@@ -187,6 +187,10 @@ MATCH_RUNS_PER_THREAD = 4
 # k of the best candidates, eight times more at each further try (most
 # calls need one: the k matches' exclusion zones hold few of the best).
 MATCH_CANDIDATES_PER_K = 64
+# ... and finds the candidates a block of rows at a time, each block with
+# room for this many (24 bytes each): what it allocates beyond the
+# candidates found.
+MATCH_CANDIDATE_ROOM = 1 << 22
 
 # sliding_cosine_grad: the elements (float64, every tap and channel of each
 # window) of a tile of windows in the matrix products of the backward: a

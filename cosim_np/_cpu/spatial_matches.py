@@ -118,21 +118,36 @@ def _local_maxima(scores, sign, threshold):
     if values.dtype != np.float32 and values.dtype != np.float64:
         values = values.astype(np.float32)  # (float16: exactly)
     shape = np.array(scores.shape[1:], dtype=np.int64)
-    # of two neighbours along the last axis at most one is a candidate
-    # (pages of these arrays past the candidates are never touched)
-    room = values.size // shape[-1] * ((shape[-1] + 1) // 2)
-    kernel = np.empty(room, dtype=np.int64)
-    flat = np.empty(room, dtype=np.int64)
-    found = np.empty(room)
-    count = local_maxima(values, shape, sign, float(threshold), kernel, flat, found)
-    return kernel[:count], flat[:count], found[:count]
+    n = int(shape[-1])
+    # Rows along the last axis, a block at a time, each with room for every
+    # candidate it can hold (of two neighbours along a row at most one is):
+    # memory follows the candidates found, not the windows' count.
+    room = (n + 1) // 2
+    block = max(1, config.MATCH_CANDIDATE_ROOM // room) * n
+    kernel = np.empty(block // n * room, dtype=np.int64)
+    flat = np.empty_like(kernel)
+    found = np.empty(kernel.size)
+    parts = []
+    blocks = [(k, start) for k in range(values.shape[0]) for start in range(0, values.shape[1], block)]
+    for k, start in blocks:
+        stop = min(values.shape[1], start + block)
+        count = local_maxima(values, shape, sign, float(threshold), k, start, stop, kernel, flat,
+                             found)
+        found_here = (kernel[:count], flat[:count], found[:count])
+        # (the arrays serve the next block: what this one found is copied out)
+        parts.append(found_here if (k, start) == blocks[-1] else
+                     tuple(array.copy() for array in found_here))
+    if len(parts) <= 1:
+        return parts[0] if parts else (kernel[:0], flat[:0], found[:0])
+    return tuple(np.concatenate(arrays) for arrays in zip(*parts))
 
 
 @jit
-def local_maxima(scores, shape, sign, threshold, kernel, flat, found):
-    """The candidates of ``scores`` ``(K, prod(shape))`` (see
-    ``_local_maxima``) into ``kernel``, ``flat`` and ``found``; returns how
-    many there are.  A row along the last axis at a time: its keys, then
+def local_maxima(scores, shape, sign, threshold, k, start, stop, kernel, flat, found):
+    """The candidates of kernel ``k`` among the windows ``[start, stop)``
+    (whole rows along the last axis) of ``scores`` ``(K, prod(shape))``
+    (see ``_local_maxima``) into ``kernel``, ``flat`` and ``found``; returns
+    how many there are.  A row along the last axis at a time: its keys, then
     every test as a pass along the row (no branch on the data), then the
     candidates gathered."""
     r = shape.size
@@ -143,32 +158,31 @@ def local_maxima(scores, shape, sign, threshold, kernel, flat, found):
     keys = np.empty(n)
     peak = np.empty(n, dtype=np.bool_)
     count = 0
-    for k in range(scores.shape[0]):
-        src = scores[k]
-        for base in range(0, src.size, n):
-            row = src[base : base + n]
-            for j in range(n):
-                keys[j] = _key_of(row[j], sign)
-                peak[j] = (keys[j] >= threshold) & (keys[j] > -np.inf)
-            for j in range(n - 1):  # along the row
-                peak[j] &= keys[j] >= keys[j + 1]
-                peak[j + 1] &= keys[j + 1] > keys[j]
-            for a in range(r - 1):  # against the rows before and after along each other axis
-                position = base // strides[a] % shape[a]
-                if position > 0:
-                    other = src[base - strides[a] : base - strides[a] + n]
-                    for j in range(n):
-                        peak[j] &= keys[j] > _key_of(other[j], sign)
-                if position < shape[a] - 1:
-                    other = src[base + strides[a] : base + strides[a] + n]
-                    for j in range(n):
-                        peak[j] &= keys[j] >= _key_of(other[j], sign)
-            for j in range(n):
-                if peak[j]:
-                    kernel[count] = k
-                    flat[count] = base + j
-                    found[count] = keys[j]
-                    count += 1
+    src = scores[k]
+    for base in range(start, stop, n):
+        row = src[base : base + n]
+        for j in range(n):
+            keys[j] = _key_of(row[j], sign)
+            peak[j] = (keys[j] >= threshold) & (keys[j] > -np.inf)
+        for j in range(n - 1):  # along the row
+            peak[j] &= keys[j] >= keys[j + 1]
+            peak[j + 1] &= keys[j + 1] > keys[j]
+        for a in range(r - 1):  # against the rows before and after along each other axis
+            position = base // strides[a] % shape[a]
+            if position > 0:
+                other = src[base - strides[a] : base - strides[a] + n]
+                for j in range(n):
+                    peak[j] &= keys[j] > _key_of(other[j], sign)
+            if position < shape[a] - 1:
+                other = src[base + strides[a] : base + strides[a] + n]
+                for j in range(n):
+                    peak[j] &= keys[j] >= _key_of(other[j], sign)
+        for j in range(n):
+            if peak[j]:
+                kernel[count] = k
+                flat[count] = base + j
+                found[count] = keys[j]
+                count += 1
     return count
 
 
