@@ -123,20 +123,20 @@ def _local_maxima(scores, sign, threshold):
     # candidate it can hold (of two neighbours along a row at most one is):
     # memory follows the candidates found, not the windows' count.
     room = (n + 1) // 2
-    block = max(1, config.MATCH_CANDIDATE_ROOM // room) * n
-    kernel = np.empty(block // n * room, dtype=np.int64)
+    rows = max(1, config.MATCH_CANDIDATE_ROOM // room)
+    kernel = np.empty(rows * room, dtype=np.int64)
     flat = np.empty_like(kernel)
     found = np.empty(kernel.size)
+    blocks = [(k, start) for k in range(values.shape[0])
+              for start in range(0, values.shape[1], rows * n)]
     parts = []
-    blocks = [(k, start) for k in range(values.shape[0]) for start in range(0, values.shape[1], block)]
     for k, start in blocks:
-        stop = min(values.shape[1], start + block)
+        stop = min(values.shape[1], start + rows * n)
         count = local_maxima(values, shape, sign, float(threshold), k, start, stop, kernel, flat,
                              found)
-        found_here = (kernel[:count], flat[:count], found[:count])
-        # (the arrays serve the next block: what this one found is copied out)
-        parts.append(found_here if (k, start) == blocks[-1] else
-                     tuple(array.copy() for array in found_here))
+        part = (kernel[:count], flat[:count], found[:count])
+        # (with blocks to come, the arrays serve them: what this one found is copied out)
+        parts.append(part if len(blocks) == 1 else tuple(array.copy() for array in part))
     if len(parts) <= 1:
         return parts[0] if parts else (kernel[:0], flat[:0], found[:0])
     return tuple(np.concatenate(arrays) for arrays in zip(*parts))
