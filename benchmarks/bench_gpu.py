@@ -7,6 +7,10 @@
   computation in PyTorch (``conv1d`` for the dots, ``avg_pool1d`` of ``x**2``
   times ``m`` for the norms: the usual recipe, not robust to loud bursts) and
   in CuPy (``cupyx.scipy.ndimage.correlate1d`` and ``uniform_filter1d``).
+* ``sliding_cosine`` over two axes (template matching): a float32 image of
+  ``4096 x 4096`` pixels (``--image``) and square templates of 3, 8 and 32
+  (``--templates``), against ``conv2d`` with ``avg_pool2d`` of the squares
+  and CuPy's ``correlate`` with ``uniform_filter``.
 * ``sliding_cosine`` + ``sliding_cosine_grad`` of a multi-channel bank (the
   1-D sharpened-cosine layer's shape) against a ``conv1d`` layer and PyTorch's
   autograd.
@@ -18,7 +22,8 @@
 
 Timing: every call is run once to warm up (Numba compiles the kernels on
 first use, cuDNN picks its algorithms), then ``--repeat`` times between
-device-wide synchronisations; the best (minimum) time is reported.
+device-wide synchronisations; the best (minimum) time is reported.  The
+warm-up runs of cosim_np's calls are printed at the end as first calls.
 
 Exit status: 0 after a run (missing PyTorch or CuPy only leaves their
 columns out), 2 with a message when there is no usable GPU (no driver, no
@@ -45,10 +50,18 @@ def optional(name):
         return None
 
 
-def best_time(func, repeat, sync):
-    """Best of ``repeat`` synchronised runs, after one warm-up run."""
+FIRST_CALLS = {}  # the warm-up run of each timed function: Numba's compilation included
+
+
+def best_time(func, repeat, sync, first_call_as=None):
+    """Best of ``repeat`` synchronised runs, after one warm-up run (timed
+    under ``first_call_as`` in ``FIRST_CALLS`` when given)."""
+    sync()
+    start = time.perf_counter()
     func()
     sync()
+    if first_call_as is not None:
+        FIRST_CALLS[first_call_as] = time.perf_counter() - start
     times = []
     for _ in range(repeat):
         sync()
@@ -99,9 +112,11 @@ def bench_sliding(args, cuda, torch, cupy, rows):
     print(f"device-to-device copy: {copy_bw / 1e9:.0f} GB/s (read + write)")
     for m in args.ms:
         kernel = rng.standard_normal(m).astype(np.float32)
-        ours = best_time(lambda: sliding_cosine(signal, kernel), args.repeat, cuda.synchronize)
+        case = f"sliding m={m}"
+        ours = best_time(lambda: sliding_cosine(signal, kernel), args.repeat, cuda.synchronize,
+                         case)
         moved = host.nbytes + 4 * (n - m + 1)
-        row = {"case": f"sliding m={m}", "ours_ms": 1e3 * ours,
+        row = {"case": case, "ours_ms": 1e3 * ours,
                "bandwidth": moved / ours / copy_bw}
         if torch is not None:
             tkernel = torch.as_tensor(kernel, device="cuda")
@@ -110,6 +125,54 @@ def bench_sliding(args, cuda, torch, cupy, rows):
         if cupy is not None:
             ckernel = cupy.asarray(kernel)
             row["cupy_ms"] = 1e3 * best_time(lambda: cupy_sliding(cupy, csignal, ckernel),
+                                             args.repeat, cuda.synchronize)
+        rows.append(row)
+        report(row)
+
+
+def torch_image(torch, image, template):
+    """Valid-mode cosine over two axes by conv2d and pooled squares."""
+    functional = torch.nn.functional
+    kh, kw = template.shape
+    x = image[None, None]
+    dots = functional.conv2d(x, template[None, None])
+    norms = torch.sqrt(functional.avg_pool2d(x * x, (kh, kw), stride=1) * (kh * kw))
+    return (dots / (norms * torch.linalg.norm(template)))[0, 0]
+
+
+def cupy_image(cupy, image, template):
+    from cupyx.scipy import ndimage
+
+    dots = ndimage.correlate(image, template, mode="constant")
+    norms = cupy.sqrt(ndimage.uniform_filter(image * image, template.shape, mode="constant")
+                      * template.size)
+    return dots / (norms * cupy.linalg.norm(template))
+
+
+def bench_images(args, cuda, torch, cupy, rows):
+    """Template matching over two axes, ``--image`` squared float32 pixels
+    (``torch.backends.cudnn.allow_tf32`` as PyTorch leaves it: see the
+    output's first lines)."""
+    from cosim_np import sliding_cosine
+
+    rng = np.random.default_rng(2)
+    host = rng.standard_normal((args.image, args.image), dtype=np.float32)
+    image = cuda.to_device(host)
+    timage = torch.as_tensor(host, device="cuda") if torch else None
+    cimage = cupy.asarray(host) if cupy else None
+    for m in args.templates:
+        template = rng.standard_normal((m, m)).astype(np.float32)
+        case = f"image {args.image}^2 {m}x{m}"
+        row = {"case": case, "ours_ms": 1e3 * best_time(
+            lambda: sliding_cosine(image, template, axis=(0, 1)), args.repeat, cuda.synchronize,
+            case)}
+        if torch is not None:
+            ttemplate = torch.as_tensor(template, device="cuda")
+            row["torch_ms"] = 1e3 * best_time(lambda: torch_image(torch, timage, ttemplate),
+                                              args.repeat, torch.cuda.synchronize)
+        if cupy is not None:
+            ctemplate = cupy.asarray(template)
+            row["cupy_ms"] = 1e3 * best_time(lambda: cupy_image(cupy, cimage, ctemplate),
                                              args.repeat, cuda.synchronize)
         rows.append(row)
         report(row)
@@ -135,8 +198,8 @@ def bench_gradient(args, cuda, torch, rows):
         sliding_cosine(signal, weight, **options)
         return sliding_cosine_grad(signal, weight, g, **options)
 
-    row = {"case": f"grad {batch}x{c_in}->{c_out} m={m}",
-           "ours_ms": 1e3 * best_time(ours, args.repeat, cuda.synchronize)}
+    case = f"grad {batch}x{c_in}->{c_out} m={m}"
+    row = {"case": case, "ours_ms": 1e3 * best_time(ours, args.repeat, cuda.synchronize, case)}
     if torch is not None:
         conv1d = torch.nn.functional.conv1d
         x = torch.as_tensor(host, device="cuda").requires_grad_()
@@ -243,6 +306,9 @@ def main(argv=None):
     parser.add_argument("--dim", type=int, default=256, help="D for pairwise/top-k")
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--repeat", type=int, default=5, help="timed runs (best is reported)")
+    parser.add_argument("--image", type=int, default=4096, help="image side for --templates")
+    parser.add_argument("--templates", type=int, nargs="+", default=[3, 8, 32],
+                        help="square template sides (0: no image rows)")
     parser.add_argument("--skip-embedding", action="store_true")
     args = parser.parse_args(argv)
 
@@ -260,15 +326,20 @@ def main(argv=None):
     cupy = optional("cupy")
     device = cuda.get_current_device()
     print(f"GPU: {device.name.decode() if isinstance(device.name, bytes) else device.name}; "
-          f"PyTorch: {torch.__version__ if torch else 'absent'}; "
+          f"PyTorch: {torch.__version__ if torch else 'absent'}"
+          f"{f' (cudnn.allow_tf32 {torch.backends.cudnn.allow_tf32})' if torch else ''}; "
           f"CuPy: {cupy.__version__ if cupy else 'absent'}")
     rows = []
     if torch is not None and check_layer_on_cuda(torch) > 1e-10:
         fail("the layer on CUDA tensors disagrees with the CPU (above)")
     bench_sliding(args, cuda, torch, cupy, rows)
+    if 0 not in args.templates:
+        bench_images(args, cuda, torch, cupy, rows)
     bench_gradient(args, cuda, torch, rows)
     if not args.skip_embedding:
         bench_embedding(args, cuda, torch, rows)
+    print("first calls (warm-up run, compilation included): " + ", ".join(
+        f"{case} {seconds:.2f} s" for case, seconds in FIRST_CALLS.items()))
     return 0
 
 

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# The checks and timings owed on a lent GPU machine, in one call that fits its
+# lease (RESULTS.md, "GPU"): the CUDA tests on the real GPU, then
+# bench_gpu.py, on one half of the CPU cores; the CPU benchmarks (images, the
+# signal corpus) on the other half at the same time, so that the CPU type of
+# that machine is in the tables too.  Logs go to $OUT (or ./gpu_logs).
+#
+#   bash benchmarks/gpu_machine.sh [SECONDS]     # SECONDS: the whole budget, default 540
+#
+# ducc0 (the 'fft' extra) is installed from .whl/ when that folder holds its
+# wheel, since such a machine may have no package registry.
+set -u
+budget=${1:-540}
+out=${OUT:-gpu_logs}
+mkdir -p "$out"
+start=$(date +%s)
+left() { echo $((budget - ($(date +%s) - start))); }
+export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+if ls .whl/*.whl >/dev/null 2>&1; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/site .whl/*.whl && export PYTHONPATH=$PYTHONPATH:/tmp/site
+fi
+cores=$(nproc)
+half=$((cores / 2))
+{
+    date -u
+    nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv
+    lscpu | grep -E "Model name|^CPU\(s\)|Thread|L3|Flags" | cut -c1-300
+    python3 -c "
+import numpy, scipy, numba, sys
+print('python', sys.version.split()[0], 'numpy', numpy.__version__, 'scipy', scipy.__version__,
+      'numba', numba.__version__)
+for name in ('numba_cuda', 'torch', 'cupy', 'cv2', 'skimage', 'ducc0', 'hypothesis', 'pytest'):
+    try:
+        print(name, __import__(name).__version__)
+    except Exception as exc:
+        print(name, 'absent', exc)
+from numba import cuda
+print('cuda available', cuda.is_available())
+cuda.detect()
+"
+} > "$out/env.log" 2>&1
+
+gpu_part() {
+    COSIM_REAL_GPU=1 timeout $(( $(left) * 45 / 100 )) taskset -c "$half-$((cores - 1))" \
+        python3 -m pytest -m cuda -q -p no:cacheprovider --durations=15 --maxfail=20 \
+        > "$out/pytest_cuda.log" 2>&1
+    echo "pytest rc=$?" >> "$out/pytest_cuda.log"
+    timeout $(( $(left) - 15 )) taskset -c "$half-$((cores - 1))" \
+        python3 benchmarks/bench_gpu.py --repeat 5 > "$out/bench_gpu.log" 2>&1
+    echo "bench_gpu rc=$?" >> "$out/bench_gpu.log"
+}
+
+cpu_part() {
+    cd benchmarks || return
+    timeout $(( $(left) * 40 / 100 )) taskset -c "0-$((half - 1))" \
+        python3 bench_images.py --repeat 3 > "$out/bench_images.log" 2>&1
+    echo "bench_images rc=$?" >> "$out/bench_images.log"
+    timeout $(( $(left) - 15 )) taskset -c "0-$((half - 1))" \
+        python3 bench_sliding.py --signals --dtype float32 --threads 1 --repeat 2 \
+        > "$out/bench_signals.log" 2>&1
+    echo "bench_sliding rc=$?" >> "$out/bench_signals.log"
+}
+
+case "$out" in /*) ;; *) out=$PWD/$out ;; esac
+gpu_part &
+cpu_part &
+wait
+tail -n 5 "$out"/*.log
