@@ -5,12 +5,17 @@
 # signal corpus) on the other half at the same time, so that the CPU type of
 # that machine is in the tables too.  Logs go to $OUT (or ./gpu_logs).
 #
-#   bash benchmarks/gpu_machine.sh [SECONDS]     # SECONDS: the whole budget, default 540
+#   bash benchmarks/gpu_machine.sh [SECONDS] [PARTS]
 #
-# ducc0 (the 'fft' extra) is installed from .whl/ when that folder holds its
-# wheel, since such a machine may have no package registry.
+# SECONDS: the whole budget, default 540; PARTS: "gpu cpu" (default), "gpu" or
+# "cpu" (then that part has every core).  Wheels in .whl/ are installed first
+# (into /tmp/site, ahead of the machine's own packages), since such a machine
+# may have no package registry: ducc0 (the 'fft' extra), and numpy 2.4 where
+# the machine's numba-cuda cannot import with its numpy (numba-cuda 0.30.4
+# registers np.row_stack, which numpy 2.5 removed).
 set -u
 budget=${1:-540}
+parts=${2:-gpu cpu}
 out=${OUT:-gpu_logs}
 mkdir -p "$out"
 start=$(date +%s)
@@ -22,6 +27,9 @@ if ls .whl/*.whl >/dev/null 2>&1; then
 fi
 cores=$(nproc)
 half=$((cores / 2))
+gpu_cores="$half-$((cores - 1))"
+cpu_cores="0-$((half - 1))"
+case "$parts" in gpu) gpu_cores="0-$((cores - 1))" ;; cpu) cpu_cores="0-$((cores - 1))" ;; esac
 {
     date -u
     nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv
@@ -42,28 +50,28 @@ cuda.detect()
 } > "$out/env.log" 2>&1
 
 gpu_part() {
-    COSIM_REAL_GPU=1 timeout $(( $(left) * 45 / 100 )) taskset -c "$half-$((cores - 1))" \
-        python3 -m pytest -m cuda -q -p no:cacheprovider --durations=15 --maxfail=20 \
+    COSIM_REAL_GPU=1 timeout $(( $(left) * 50 / 100 )) taskset -c "$gpu_cores" \
+        python3 -m pytest tests -m cuda -q -p no:cacheprovider --durations=15 --maxfail=20 \
         > "$out/pytest_cuda.log" 2>&1
     echo "pytest rc=$?" >> "$out/pytest_cuda.log"
-    timeout $(( $(left) - 15 )) taskset -c "$half-$((cores - 1))" \
+    timeout $(( $(left) - 15 )) taskset -c "$gpu_cores" \
         python3 benchmarks/bench_gpu.py --repeat 5 > "$out/bench_gpu.log" 2>&1
     echo "bench_gpu rc=$?" >> "$out/bench_gpu.log"
 }
 
 cpu_part() {
     cd benchmarks || return
-    timeout $(( $(left) * 40 / 100 )) taskset -c "0-$((half - 1))" \
+    timeout $(( $(left) * 40 / 100 )) taskset -c "$cpu_cores" \
         python3 bench_images.py --repeat 3 > "$out/bench_images.log" 2>&1
     echo "bench_images rc=$?" >> "$out/bench_images.log"
-    timeout $(( $(left) - 15 )) taskset -c "0-$((half - 1))" \
+    timeout $(( $(left) - 15 )) taskset -c "$cpu_cores" \
         python3 bench_sliding.py --signals --dtype float32 --threads 1 --repeat 2 \
         > "$out/bench_signals.log" 2>&1
     echo "bench_sliding rc=$?" >> "$out/bench_signals.log"
 }
 
 case "$out" in /*) ;; *) out=$PWD/$out ;; esac
-gpu_part &
-cpu_part &
+case "$parts" in *gpu*) gpu_part & ;; esac
+case "$parts" in *cpu*) cpu_part & ;; esac
 wait
 tail -n 5 "$out"/*.log
