@@ -19,10 +19,17 @@ SUMSQ_HI = 2.0**960
 
 
 def sharpen_value(s, exponent):
-    """``sign(s) * |s| ** exponent`` for one float64; 0 and NaN pass through."""
+    """``sign(s) * |s| ** exponent`` for one float64; 0 and NaN pass through.
+
+    A GPU's ``pow`` is not correctly rounded (CUDA bounds its error by 2
+    units in the last place), so a power of ``|s| <= 1`` is held at 1 at most."""
     if exponent == 1.0 or s == 0.0 or s != s:
         return s
-    return math.copysign(abs(s) ** exponent, s)
+    magnitude = abs(s)
+    power = magnitude**exponent
+    if power > 1.0 and magnitude <= 1.0:
+        power = 1.0
+    return math.copysign(power, s)
 
 
 def sharpen_slope(s, exponent):
