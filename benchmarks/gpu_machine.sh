@@ -50,9 +50,14 @@ cuda.detect()
 } > "$out/env.log" 2>&1
 
 gpu_part() {
-    COSIM_REAL_GPU=1 timeout $(( $(left) * 50 / 100 )) taskset -c "$gpu_cores" \
-        python3 -m pytest tests -m cuda -q -p no:cacheprovider --durations=15 --maxfail=20 \
-        > "$out/pytest_cuda.log" 2>&1
+    # Several workers (pytest-xdist, where installed): one process compiles
+    # the kernels and the CPU references for 137 tests in about 6 minutes.
+    # SIGINT at the limit: pytest stops and still reports the failures so far.
+    local workers=""
+    python3 -c "import xdist" 2>/dev/null && workers="-n $(( half < 6 ? half : 6 ))"
+    COSIM_REAL_GPU=1 timeout -s INT -k 20 $(( $(left) * 50 / 100 )) taskset -c "$gpu_cores" \
+        python3 -m pytest tests -m cuda $workers -q -rfE --tb=short -p no:cacheprovider \
+        --durations=15 --maxfail=20 > "$out/pytest_cuda.log" 2>&1
     echo "pytest rc=$?" >> "$out/pytest_cuda.log"
     timeout $(( $(left) - 15 )) taskset -c "$gpu_cores" \
         python3 benchmarks/bench_gpu.py --repeat 5 > "$out/bench_gpu.log" 2>&1
