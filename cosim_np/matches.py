@@ -188,8 +188,8 @@ def find_matches(
         is kept, in windows (``>= 0``).  Default: half the window's span,
         ``((m - 1) * dilation + 1) // 2``.  With several sliding axes
         (``axis`` a tuple), one for all axes or one per axis: the zone is a
-        box, and local maxima compare the neighbours along every axis (the
-        scores are then held whole; see :doc:`/images`).
+        box, and local maxima compare the neighbours along every axis (see
+        :doc:`/images`).
     sign : {'both', 'positive', 'negative'}, optional
         'both' (default): a negated copy of the kernel matches too (key
         ``|s|``; the match keeps its signed score); 'positive': only
@@ -202,9 +202,11 @@ def find_matches(
         ``'64MiB'``); default 256 MiB.  Beyond the tiles, memory holds the
         candidates: at most ``k * K * (exclusion + 1)`` per row (at most
         65536 per row, see Notes) with ``k``, and every candidate at or
-        above the threshold without it.  One sliding axis only: over
-        several (``axis`` a tuple) the whole score array is computed first,
-        whatever ``max_memory``.
+        above the threshold without it.  Over several sliding axes, half
+        of it holds a slab of scores and half the room for its candidates,
+        and with ``k`` the candidates kept are at most ``k * (K * ceil(B /
+        2) + 1)`` per batch index, ``B`` the windows of the exclusion box
+        (see :doc:`/matches`).
     backend : {'auto', 'cpu', 'cuda'}, optional
         {backend} On the GPU, the scores are computed on the device as a
         whole and selected on the host; the result is NumPy either way.
@@ -242,11 +244,12 @@ def find_matches(
     more than 65536, the scan runs again in the rare case that the pool
     kept fewer than ``k`` matches while candidates were left out.
 
-    Over several sliding axes (images, volumes) the scores of the whole
-    signal are computed first, as :func:`sliding_cosine` returns them, and
-    then scanned: memory holds them (the size of the signal, in the result
-    dtype, times the number of kernels), the candidates and a mask of one
-    byte per window, and ``max_memory`` does not bound it.
+    Over several sliding axes (images, volumes) the scores come a slab of
+    output rows along the first sliding axis at a time (runs of the bands
+    :func:`sliding_cosine` computes, so the same bits), each slab's first
+    rows repeating the last of the one before, and the matches are those
+    of the whole score array, exactly.  A callable ``threshold``, a GPU or
+    a Dask signal computes the whole scores first.
 
     Examples
     --------
@@ -274,13 +277,10 @@ def find_matches(
                 method=method, center=center, max_memory=max_memory, backend=backend),
             axis=axis, mode=mode)
     if isinstance(axis, tuple):
-        # (the whole scores are held there: the value bounds nothing, but a
-        # bad one is still an error)
-        v.check_memory(max_memory, "max_memory", 0)
         return _several_axes(signal, kernel, k, threshold, exclusion, sign, method, backend,
-                             dict(sharpness=sharpness, mode=mode, dilation=dilation,
-                                  noise_floor=noise_floor, fill=fill, axis=axis,
-                                  center=center))
+                             max_memory, dict(sharpness=sharpness, mode=mode, dilation=dilation,
+                                              noise_floor=noise_floor, fill=fill, axis=axis,
+                                              center=center))
     if _backend.wants_cuda(backend, signal=signal, kernel=kernel):
         return _on_gpu(signal, kernel, k, threshold, exclusion, sign, max_memory, dict(
             sharpness=sharpness, mode=mode, dilation=dilation, noise_floor=noise_floor, fill=fill,
@@ -329,13 +329,15 @@ def _on_gpu(signal, kernel, k, threshold, exclusion, sign, max_memory, options):
     return _result(cpu.select_scores(scores, ax, channel_axis, is_bank, mplan), mplan)
 
 
-def _several_axes(signal, kernel, k, threshold, exclusion, sign, method, backend, options):
+def _several_axes(signal, kernel, k, threshold, exclusion, sign, method, backend, max_memory,
+                  options):
     """``find_matches`` over several axes (``options`` has the rest of
     ``sliding_cosine``'s).  Device and Dask signals: their scores (on the
     device, or chunk by chunk) gathered on the host, then the selection."""
     scores = None
     if _backend.is_dask(signal) or _backend.wants_cuda(backend, signal=signal, kernel=kernel):
         _check_selection(k, threshold, sign)  # (before any scores are computed)
+        v.check_memory(max_memory, "max_memory", 0)
         scores = _to_host(_sliding.sliding_cosine(signal, kernel, method=method,
                                                   backend=backend, **options))
         # a stand-in of the scores' dtype (the plan's result dtype) for the plan
@@ -350,8 +352,10 @@ def _several_axes(signal, kernel, k, threshold, exclusion, sign, method, backend
     order = spatial_plans.layout_axes(x.ndim, splan.geometry.axes, splan.channel_axis)
     lead = tuple(x.shape[i] for i in order[: x.ndim - len(splan.geometry.axes)]
                  if i != splan.channel_axis)
-    mplan = plans.plan_spatial_matches(k, threshold, exclusion, sign, m=splan.khat.shape[2:],
-                                       dilation=splan.geometry.d, lead=lead)
+    mplan = plans.plan_spatial_matches(k, threshold, exclusion, sign, max_memory,
+                                       m=splan.khat.shape[2:], dilation=splan.geometry.d,
+                                       lead=lead, nker=splan.khat.shape[0],
+                                       nout=splan.geometry.nout)
     if scores is None:
         return _result(spatial_matches.find_matches(x, splan, mplan, method), mplan)
     return _result(spatial_matches.select(scores, splan, mplan), mplan)

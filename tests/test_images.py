@@ -430,9 +430,12 @@ def test_find_matches_is_the_greedy_selection_of_the_scores(sign, data):
     axes = tuple(range(x.ndim - r, x.ndim))
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(config, "MATCH_CANDIDATES_PER_K", data.draw(st.sampled_from([1, 64])))
+        # bands of one to three rows, and slabs of one band: the scores a
+        # few rows at a time, each slab's first rows those of the one before
+        patch.setattr(config, "SPATIAL_BAND_ROWS", data.draw(st.sampled_from([1, 3, 64])))
         found = find_matches(x, kernel, axis=axes, k=k, exclusion=exclusion, sign=sign,
-                             threshold=threshold)
-    scores = sliding_cosine(x, kernel, axis=axes)
+                             threshold=threshold, max_memory=data.draw(st.sampled_from([1, None])))
+        scores = sliding_cosine(x, kernel, axis=axes)
     scores = scores.reshape((batch or 1, nker) + scores.shape[scores.ndim - r:])
     zone = exclusion if exclusion is not None else tuple((mm - 1 + 1) // 2 for mm in m)
     zone = zone if isinstance(zone, tuple) else (zone,) * r
@@ -485,10 +488,17 @@ def test_candidates_are_the_local_maxima_of_the_keys(dtype, room, data):
             want.append((index[0], np.ravel_multi_index(index[1:], shape[1:]), value))
     saved, config.MATCH_CANDIDATE_ROOM = config.MATCH_CANDIDATE_ROOM, room
     try:
-        kernel, flat, found = _local_maxima(scores, sign, threshold)
+        kernel, flat, found, score = _local_maxima(scores, sign, threshold)
+        # the rows from the second to the last but one (of the first of
+        # several sliding axes), their neighbours read
+        plane = int(np.prod(shape[2:])) if r > 1 else 0
+        part = _local_maxima(scores, sign, threshold, plane, (shape[1] - 1) * plane)
     finally:
         config.MATCH_CANDIDATE_ROOM = saved
     assert list(zip(kernel.tolist(), flat.tolist(), found.tolist())) == want
+    np.testing.assert_array_equal(score, scores.reshape(shape[0], -1)[kernel, flat])
+    inner = [w for w in want if plane <= w[1] < (shape[1] - 1) * plane]  # (none for r = 1)
+    assert list(zip(part[0].tolist(), part[1].tolist(), part[2].tolist())) == inner
 
 
 @given(keys=arrays(np.float64, st.integers(0, 40), st.sampled_from([0.0, 0.25, 0.5, 1.0])),
@@ -498,8 +508,67 @@ def test_candidates_are_ordered_best_first_ties_by_position(keys, nker):
 
     kernel = np.arange(keys.size) * nker // max(1, keys.size)  # listed by kernel
     flat = np.arange(keys.size) % max(1, -(-keys.size // nker))  # then by position
-    order = _best_first(kernel, flat, keys)
+    order = _best_first(kernel, flat, keys, one_kernel=nker == 1)
     np.testing.assert_array_equal(order, np.lexsort((kernel, flat, -keys)))
+
+
+@pytest.mark.parametrize("case", [
+    dict(kernel=(3, 3), k=5, exclusion=1),  # direct dots; the pool cut back many times
+    dict(kernel=(2, 3, 3), k=4, exclusion=(1, 2), sign="positive"),  # a bank
+    dict(kernel=(17, 17), k=3, method="fft", mode="same", center=True),  # FFT bands
+    dict(kernel=(3, 3), threshold=0.6),  # no k: every candidate kept
+])
+def test_find_matches_over_an_image_a_slab_of_scores_at_a_time(case, monkeypatch):
+    """With little ``max_memory`` the scores come a slab of whole bands at a
+    time (bands of two rows here, a hundred slabs; four FFT bands), the candidates of each
+    batch index cut back to the pool as they come, and the matches are
+    those of the whole scores (``naive.greedy_box_matches``), exactly."""
+    from cosim_np._core import config
+
+    rng = np.random.default_rng(27)
+    x = rng.standard_normal((2, 210, 60)).astype(np.float32)
+    x[1, 100:103, 20:23] = np.nan
+    case = dict(case)
+    kernel = rng.standard_normal(case.pop("kernel"))
+    options = {key: case.pop(key) for key in ("method", "mode", "center") if key in case}
+    monkeypatch.setattr(config, "SPATIAL_BAND_ROWS", 2)
+    monkeypatch.setattr(config, "SPATIAL_FFT_ROWS", 32)  # (FFT bands of 56 rows)
+    found = find_matches(x, kernel, axis=(1, 2), max_memory=1, **case, **options)
+    scores = sliding_cosine(x, kernel, axis=(1, 2), **options)
+    scores = scores.reshape((2, -1) + scores.shape[-2:])
+    zone = case.get("exclusion", tuple((m - 1 + 1) // 2 for m in kernel.shape[-2:]))
+    zone = zone if isinstance(zone, tuple) else (zone,) * 2
+    key = {"both": abs, "positive": float, "negative": lambda s: -s}[case.get("sign", "both")]
+    want = sorted([(b,) + match for b in range(2) for match in naive.greedy_box_matches(
+        scores[b], case.get("k"), case.get("threshold"), zone, case.get("sign", "both"))],
+        key=lambda match: -key(match[3]))
+    assert len(want) == 2 * case["k"] if "k" in case else len(want) > 100
+    assert [(int(b[0]), tuple(map(int, i)), int(kk)) for b, i, kk in
+            zip(found.batch, found.index, found.kernel)] == [w[:3] for w in want]
+    np.testing.assert_array_equal(found.score, np.array([w[3] for w in want], np.float32))
+
+
+def test_find_matches_over_an_image_holds_about_max_memory():
+    """Traced allocations of a call on a 1500 x 1500 image with
+    ``max_memory="1MiB"``: a fraction of the 9 MB of its scores, where
+    ``sliding_cosine`` alone holds them all."""
+    import tracemalloc
+
+    rng = np.random.default_rng(28)
+    x = rng.standard_normal((1500, 1500)).astype(np.float32)
+    template = x[700:708, 300:308].copy()
+    found = find_matches(x[:200, :200], template, axis=(0, 1), k=3)  # (compiled first)
+    tracemalloc.start()
+    try:
+        found = find_matches(x, template, axis=(0, 1), k=3, max_memory="1MiB")
+        held = tracemalloc.get_traced_memory()[1]
+        tracemalloc.reset_peak()
+        sliding_cosine(x, template, axis=(0, 1))
+        whole = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert found.index[0].tolist() == [700, 300]
+    assert whole > 1493**2 * 4 and held < 4 * 2**20, (held, whole)
 
 
 def test_find_matches_finds_a_template_cut_from_a_photograph():

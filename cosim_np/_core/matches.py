@@ -138,11 +138,26 @@ def score_layout(signal_ndim, kernel_ndim, axis):
     return ax, (ax - 1 if kernel_ndim == 3 else None), kernel_ndim == 2
 
 
-def plan_spatial_matches(k, threshold, exclusion, sign, *, m, dilation, lead):
-    """:func:`plan_matches` for several sliding axes: ``m`` and ``dilation``
-    one per axis, ``exclusion`` an int (every axis) or one per axis, the
-    default half of each axis's span; returns a :class:`MatchPlan` whose
-    ``exclusion`` is a tuple (scores are held whole: no pool, no budget)."""
+def spatial_pool_size(k, nker, exclusion, nout):
+    """Candidates kept per batch index while scanning for the best ``k``
+    over several axes (``exclusion`` and ``nout`` one per axis).
+
+    A kept match suppresses the candidates within its box, at most half of
+    the box's windows per kernel (no two local maxima of a kernel are
+    neighbours along an axis), so greedy selection over the best ``k *
+    (that + 1)`` keeps ``k`` whenever that many exist, and those it keeps
+    over all candidates (it only consults better ones)."""
+    box = math.prod(min(2 * e + 1, n) for e, n in zip(exclusion, nout))
+    return max(1, k * (nker * -(-box // 2) + 1))
+
+
+def plan_spatial_matches(k, threshold, exclusion, sign, max_memory, *, m, dilation, lead, nker,
+                         nout):
+    """:func:`plan_matches` for several sliding axes: ``m``, ``dilation`` and
+    ``nout`` (windows) one per axis, ``exclusion`` an int (every axis) or one
+    per axis, the default half of each axis's span; returns a
+    :class:`MatchPlan` whose ``exclusion`` is a tuple and ``pool`` that of
+    :func:`spatial_pool_size`."""
     kk = check_k(k)
     value, function = check_threshold(threshold)
     v.check_choice(sign, "sign", SIGNS)
@@ -151,5 +166,7 @@ def plan_spatial_matches(k, threshold, exclusion, sign, *, m, dilation, lead):
     else:
         excl = per_axis(exclusion, "exclusion", len(m),
                         lambda value, name: v.check_positive_int(value, name, minimum=0))
-    return MatchPlan(kk, value, function, excl, SIGN_CODES[sign], 0, 0, math.prod(lead),
+    budget = v.check_memory(max_memory, "max_memory", config.DEFAULT_MAX_MEMORY)
+    pool = 0 if kk is None else spatial_pool_size(kk, nker, excl, nout)
+    return MatchPlan(kk, value, function, excl, SIGN_CODES[sign], budget, pool, math.prod(lead),
                      tuple(lead))

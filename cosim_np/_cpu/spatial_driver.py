@@ -67,58 +67,132 @@ def sliding_cosine(x, plan, method, out):
     (``_core.spatial.SpatialPlan``): the dots by loops, or as matrix
     products for banks and multi-channel kernels where
     ``_cpu.drivers.use_products`` says so, or by FFT (``method``)."""
-    geo = plan.geometry
-    padded, scale, tiny = _layout_signal(x, geo, plan.channel_axis,
-                                         plans.compute_dtype(plan.out_dtype), out)
-    nker = plan.khat.shape[0]
-    r = len(geo.axes)
+    r = len(plan.geometry.axes)
+    bands = _Bands(x, plan, method, out)
     moved, rows_view, finish = _result(out, plan.final_shape, plan.out_dtype, plan.result_axes,
                                        r, spatial.has_kernel_axis(plan))
-    rows, tap_rows = _row_offsets(padded.shape, geo)
-    signal_rows = padded.reshape(-1, padded.shape[-1])
-    khat = plan.khat.reshape(nker, -1, geo.m[-1])
-    floor = float(np.ldexp(plan.floor, -scale))
-    nbatch = padded.shape[0]
-    fft = _FFTPlan(plan, padded.shape) if _use_fft(method, plan) else None
-    products = fft is None and use_products(geo.m[-1], khat.shape[1], nker)
+    bands.run(lambda q0, q1: rows_view[:, q0:q1])
+    for index, values in bands.rescaled():
+        moved[_moved_index(index, moved, r, slice(None))] = values
+    return finish()
 
-    loops = fft is None and not products
-    pair_step = _pair_step(rows, tap_rows, geo) if loops else None
-    nslot = _slot_count(tap_rows, pair_step or 0) if loops else 0
 
-    ones = np.ones(geo.m[-1])
+def score_slabs(x, plan, method, max_bytes, overlap=0):
+    """The cosines of a planned ``sliding_cosine`` call over several axes a
+    slab of output rows along the first sliding axis at a time: yields
+    ``(i0, i1, slab)``, ``slab`` ``(B, K, i1 - i0, nout_2, ..., nout_r)``
+    holding the windows ``[i0, i1)`` along that axis (float32 or float64,
+    rounded to the call's result dtype), bit for bit those of
+    :func:`sliding_cosine` (a slab is a run of whole bands, each computed
+    as there).  A slab of scores holds at most ``max_bytes`` (at least one
+    band), and its first rows repeat the last ``overlap`` of the slab
+    before (fewer at the start); it is reused: each is read before the next
+    is asked for."""
+    geo = plan.geometry
+    bands = _Bands(x, plan, method, None)
+    nbatch, nker = bands.padded.shape[0], plan.khat.shape[0]
+    dtype = _computing_dtype(plan.out_dtype)
+    per_row = math.prod(geo.nout[1:-1])  # output rows per window along axis 0
+    row_bytes = nbatch * nker * per_row * geo.nout[-1] * dtype.itemsize
+    step = bands.rows * max(1, max_bytes // max(1, bands.rows * row_bytes))
+    step = min(step, geo.nout[0])
+    buffer = np.empty((nbatch, nker, (overlap + step) * per_row, geo.nout[-1]), dtype)
+    view = buffer.transpose(0, 2, 1, 3)  # (B, Q, K, nout_r), as the bands write
+    shape = (nbatch, nker, -1) + geo.nout[1:]
+    kept = used = 0  # rows repeated from the slab before; rows it held
+    for i0 in range(0, geo.nout[0], step):
+        i1 = min(i0 + step, geo.nout[0])
+        if kept:  # the last rows of the slab before, to the front
+            buffer[:, :, : kept * per_row] = buffer[:, :, (used - kept) * per_row : used * per_row]
+        base = (i0 - kept) * per_row
+        bands.run(lambda q0, q1: view[:, q0 - base : q1 - base], i0, i1)
+        used = kept + i1 - i0
+        slab = buffer[:, :, : used * per_row].reshape(shape)
+        for index, values in bands.rescaled(i0, i1):
+            slab[(index[0], slice(None), index[1] - i0 + kept) + index[2:]] = values
+        if plan.out_dtype != dtype:  # (float16: the result's own rounding)
+            rows = slab[:, :, kept:]
+            rows[...] = rows.astype(plan.out_dtype)
+        yield i0 - kept, i1, slab
+        kept = min(overlap, used)
 
-    def band(i0, i1, q0, q1):
-        if loops:  # (the loops sum the squares, or M2s, of the rows they read)
+
+class _Bands:
+    """A planned ``sliding_cosine`` call over several axes, laid out and
+    ready to compute band by band: :meth:`run` writes the cosines of runs
+    of whole bands, :meth:`rescaled` gives those of the windows it leaves
+    to be recomputed one by one (float64 samples whose squares could
+    underflow)."""
+
+    def __init__(self, x, plan, method, out):
+        geo = plan.geometry
+        self.plan = plan
+        self.padded, scale, tiny = _layout_signal(
+            x, geo, plan.channel_axis, plans.compute_dtype(plan.out_dtype), out)
+        # (the mask as the window sums read it, once for every run of bands)
+        self.tiny = None if tiny is None else (tiny[0], tiny[1].astype(np.float64))
+        self.nker = plan.khat.shape[0]
+        self.row_offsets, self.tap_rows = _row_offsets(self.padded.shape, geo)
+        self.signal_rows = self.padded.reshape(-1, self.padded.shape[-1])
+        self.khat = plan.khat.reshape(self.nker, -1, geo.m[-1])
+        self.floor = float(np.ldexp(plan.floor, -scale))
+        self.fft = _FFTPlan(plan, self.padded.shape) if _use_fft(method, plan) else None
+        self.products = self.fft is None and use_products(geo.m[-1], self.khat.shape[1],
+                                                          self.nker)
+        self.loops = self.fft is None and not self.products
+        self.pair_step = _pair_step(self.row_offsets, self.tap_rows, geo) if self.loops else None
+        self.nslot = _slot_count(self.tap_rows, self.pair_step or 0) if self.loops else 0
+        self.rows = _band_rows(geo, None if self.fft is None else self.fft.band_rows)
+
+    def band(self, i0, i1, q0, q1, out):
+        """The cosines of band ``[i0, i1)`` (output rows ``[q0, q1)``) into
+        ``out`` ``(B, q1 - q0, K, nout_r)``."""
+        plan, geo, padded = self.plan, self.plan.geometry, self.padded
+        nbatch, signal_rows, rows = padded.shape[0], self.signal_rows, self.row_offsets
+        if self.loops:  # (the loops sum the squares, or M2s, of the rows they read)
             sums = np.empty((nbatch, q1 - q0, geo.nout[-1]))
         else:
             sums = _band_sums(padded, geo, plan.center, i0, i1).reshape(nbatch, q1 - q0, -1)
             if plan.center:
                 kernels.undefined_to_nan(sums)
-        if fft is not None:
-            fft.cosines(padded, signal_rows, rows, tap_rows, khat, i0, i1, q0, q1, sums, floor,
-                        rows_view[:, q0:q1])
+        if self.fft is not None:
+            self.fft.cosines(padded, signal_rows, rows, self.tap_rows, self.khat, i0, i1, q0,
+                             q1, sums, self.floor, out)
             return
-        if products:
-            _product_cosines(signal_rows, rows, tap_rows, khat, plan, q0, q1, sums, floor,
-                             rows_view)
+        if self.products:
+            _product_cosines(signal_rows, rows, self.tap_rows, self.khat, plan, q0, q1, sums,
+                             self.floor, out)
             return
-        acc = np.empty((2, nker, geo.nout[-1]))
-        own_sums = ((np.empty(geo.nout[-1]), ones,
-                     scratch.empty("spatial row M2s", (nslot, geo.nout[-1])),
+        acc = np.empty((2, self.nker, geo.nout[-1]))
+        own_sums = ((np.empty(geo.nout[-1]), np.ones(geo.m[-1]),
+                     scratch.empty("spatial row M2s", (self.nslot, geo.nout[-1])),
                      signal_rows.dtype == np.float64) if plan.center else 0)
-        kernels.spatial_cosines(signal_rows, rows[:, q0:q1], tap_rows, khat, plan.kernel_state,
-                                geo.d[-1], geo.stride[-1], own_sums, sums, floor, plan.fill,
-                                plan.exponent, _kept_rows(signal_rows, nslot, geo.nout[-1]),
-                                pair_step, acc, rows_view[:, q0:q1])
+        kernels.spatial_cosines(signal_rows, rows[:, q0:q1], self.tap_rows, self.khat,
+                                plan.kernel_state, geo.d[-1], geo.stride[-1], own_sums, sums,
+                                self.floor, plan.fill, plan.exponent,
+                                _kept_rows(signal_rows, self.nslot, geo.nout[-1]),
+                                self.pair_step, acc, out)
 
-    with blas.single_threaded() if products else contextlib.nullcontext():
-        _run_bands(geo, band, nbatch * nker * khat.shape[1],
-                   None if fft is None else fft.band_rows)
-    if tiny is not None:
-        for index, window in _tiny_windows(tiny, geo):
-            moved[_moved_index(index, moved, r, slice(None))] = _rescaled_cosines(window, plan)
-    return finish()
+    def run(self, out_rows, i0=0, i1=None):
+        """Every band of the windows ``[i0, i1)`` along the first sliding
+        axis (``i0`` where a band starts), over threads; ``out_rows(q0,
+        q1)``: where output rows ``[q0, q1)`` go, ``(B, q1 - q0, K, nout_r)``."""
+        geo = self.plan.geometry
+        with blas.single_threaded() if self.products else contextlib.nullcontext():
+            _run_bands(geo, lambda b0, b1, q0, q1: self.band(b0, b1, q0, q1, out_rows(q0, q1)),
+                       self.padded.shape[0] * self.nker * self.khat.shape[1], self.rows, i0,
+                       geo.nout[0] if i1 is None else i1)
+
+    def rescaled(self, i0=0, i1=None):
+        """``(index, values)`` of the windows ``[i0, i1)`` along the first
+        sliding axis left to be recomputed: ``index`` ``(b, i_1, ..., i_r)``,
+        ``values`` the sharpened cosines of every kernel."""
+        if self.tiny is None:
+            return
+        geo = self.plan.geometry
+        for index, window in _tiny_windows(self.tiny, geo, i0,
+                                           geo.nout[0] if i1 is None else i1):
+            yield index, _rescaled_cosines(window, self.plan)
 
 
 def _pair_step(rows, tap_rows, geo):
@@ -155,7 +229,8 @@ def _kept_rows(signal_rows, nslot, nout):
 
 
 def _product_cosines(signal_rows, rows, tap_rows, khat, plan, q0, q1, sums, floor, out):
-    """The band's cosines with the dots of every kernel as matrix products
+    """The band's cosines (output rows ``[q0, q1)``, into ``out`` ``(B, q1 -
+    q0, K, nout_r)``) with the dots of every kernel as matrix products
     (BLAS, float64) of the windows laid out as columns, a few output rows
     at a time (``config.PRODUCT_ELEMENTS`` elements of columns)."""
     geo = plan.geometry
@@ -174,7 +249,7 @@ def _product_cosines(signal_rows, rows, tap_rows, khat, plan, q0, q1, sums, floo
             np.matmul(flat, columns[:, :width], out=dots[:, :width])
             kernels.finish_rows(dots[:, :width].reshape(nker, r1 - r0, nout),
                                 sums[b, r0 - q0 : r1 - q0], floor, plan.fill, plan.kernel_state,
-                                plan.exponent, out[b, r0:r1])
+                                plan.exponent, out[b, r0 - q0 : r1 - q0])
 
 
 def sliding_cosine_grad(x, plan, taps, grad_output, method, sharpness, want_sharpness=True,
@@ -325,7 +400,7 @@ def _result(out, final_shape, out_dtype, result_axes, r, kernel_axis):
     returns the result in the caller's layout and dtype (``out`` if given).
     The kernels write into ``out`` itself where its dtype is the one they
     write and the view needs no copy; else into a C-ordered array."""
-    dtype = np.dtype(np.float32) if out_dtype.itemsize <= 4 else np.dtype(np.float64)
+    dtype = _computing_dtype(out_dtype)
     final = out if (out is not None and out.dtype == dtype) else np.empty(final_shape, dtype)
     moved = computing_layout(final, result_axes, r, kernel_axis)
     batch, nout = moved.shape[: moved.ndim - r - 1], moved.shape[moved.ndim - r:]
@@ -342,6 +417,11 @@ def _result(out, final_shape, out_dtype, result_axes, r, kernel_axis):
 
         return written, written.reshape(shape).transpose(0, 2, 1, 3), finish
     return moved, view.transpose(0, 2, 1, 3), lambda: _deliver(final, out, out_dtype)
+
+
+def _computing_dtype(out_dtype):
+    """The dtype the kernels write a result of ``out_dtype`` in."""
+    return np.dtype(np.float32) if out_dtype.itemsize <= 4 else np.dtype(np.float64)
 
 
 def _deliver(final, out, out_dtype):
@@ -363,18 +443,26 @@ def _moved_index(index, moved, r, kernel):
 # bands and window sums
 
 
-def _run_bands(geo, band, weight, rows=None):
+def _band_rows(geo, rows=None):
+    """Windows a band holds along the first sliding axis: at least
+    ``config.SPATIAL_BAND_ROWS``, and enough that its input rows are not
+    mostly the overlap with the next band's (or ``rows``)."""
+    if rows is not None:
+        return rows
+    span0 = (geo.m[0] - 1) * geo.d[0]
+    return max(config.SPATIAL_BAND_ROWS, -(-span0 // geo.stride[0]))
+
+
+def _run_bands(geo, band, weight, rows=None, first=0, last=None):
     """``band(i0, i1, q0, q1)`` for runs ``[i0, i1)`` of the windows along
     the first sliding axis (output rows ``[q0, q1)`` of each batch index),
-    over threads.  A band holds at least ``config.SPATIAL_BAND_ROWS``
-    windows, and enough that its input rows are not mostly the overlap
-    with the next band's (or ``rows``)."""
-    nout0 = geo.nout[0]
-    span0 = (geo.m[0] - 1) * geo.d[0]
-    if rows is None:
-        rows = max(config.SPATIAL_BAND_ROWS, -(-span0 // geo.stride[0]))
+    over threads: the bands of ``_band_rows(geo, rows)`` windows that start
+    from ``first`` (where one starts) up to ``last``.  Bands start at the
+    same places whatever the range and thread count."""
+    nout0 = geo.nout[0] if last is None else last
+    rows = _band_rows(geo, rows)
     per_row = math.prod(geo.nout[1:-1])  # output rows per window along axis 0
-    starts = list(range(0, nout0, rows))
+    starts = list(range(first, nout0, rows))
 
     def work(start, stop):
         for i0 in starts[start:stop]:
@@ -607,14 +695,17 @@ def _zero_padding(block, filled):
 # windows far below the largest sample
 
 
-def _tiny_windows(tiny, geo):
-    """``(index, window)`` for each window holding a sample whose square could
-    underflow: ``index`` ``(b, i_1, ..., i_r)`` and ``window`` its samples
-    ``(C, m_1, ..., m_r)`` (float64, unscaled)."""
+def _tiny_windows(tiny, geo, i0=0, i1=None):
+    """``(index, window)`` for each window (of ``[i0, i1)`` along the first
+    sliding axis) holding a sample whose square could underflow: ``index``
+    ``(b, i_1, ..., i_r)`` and ``window`` its samples ``(C, m_1, ..., m_r)``
+    (float64, unscaled)."""
     padded, mask = tiny
-    counts = _band_sums(mask.astype(np.float64), geo, False, 0, geo.nout[0])
-    counts = counts.reshape((padded.shape[0],) + geo.nout)
+    i1 = geo.nout[0] if i1 is None else i1
+    counts = _band_sums(np.asarray(mask, dtype=np.float64), geo, False, i0, i1)
+    counts = counts.reshape((padded.shape[0], i1 - i0) + geo.nout[1:])
     for index in zip(*np.nonzero(counts)):
+        index = (index[0], index[1] + i0) + index[2:]
         b, starts = index[0], index[1:]
         view = padded[(b, slice(None)) + tuple(
             slice(i * s, i * s + (m - 1) * d + 1, d)

@@ -1,13 +1,21 @@
 """``find_matches`` over several sliding axes (images, volumes) on the CPU:
-the scores of ``_cpu.spatial_driver`` for the whole signal (or the CUDA
-backend's, copied to the host), candidates (local maxima of the key along
-every sliding axis, in one pass over the scores), then greedy selection with
-a box exclusion zone, one batch index at a time.
+the scores of ``_cpu.spatial_driver`` a slab of output rows along the first
+sliding axis at a time (``score_slabs``, at most the call's ``max_memory``
+of scores; or the whole scores, as the CUDA and Dask backends and a callable
+threshold give them), candidates (local maxima of the key along every
+sliding axis) gathered slab by slab, then greedy selection with a box
+exclusion zone, one batch index at a time.
 
-A kept match marks the box of windows within its exclusion zone (along
-every axis) in a mask, so each later candidate is judged in O(1) and each
-window is marked at most a few times: the selection costs O(windows +
-candidates log candidates) whatever the number of matches.
+A slab repeats the last two rows of the one before, so each window is
+judged with its true neighbours.  With ``k``, a batch index keeps only its
+best candidates while scanning: each kept match suppresses at most the
+candidates within its box (no two of a kernel are neighbours along an
+axis, so at most half the box's windows per kernel), and greedy selection
+consults only better candidates, so the best ``k * (that + 1)`` always
+decide it (``_core.matches.spatial_pool_size``).  A kept match is looked up
+by the cell of a grid of cells the size of the exclusion zone plus one (one
+kept match per cell at most): the selection holds the candidates and the
+kept matches, never a mask of the windows.
 """
 
 import math
@@ -15,6 +23,7 @@ import math
 import numpy as np
 
 from .._core import config, spatial
+from .._core.matches import threshold_value
 from . import spatial_driver
 from ._jit import jit
 
@@ -23,7 +32,11 @@ def find_matches(x, splan, mplan, method):
     """``(row, index, kernel, score)`` of the matches, best first, for a
     planned call (``_core.spatial.SpatialPlan`` and ``_core.matches.MatchPlan``
     with a tuple ``exclusion``); ``index`` ``(n, r)``."""
-    return select(spatial_driver.sliding_cosine(x, splan, method, None), splan, mplan)
+    if mplan.threshold_fn is not None:  # (the callable reads a batch index's keys whole)
+        return select(spatial_driver.sliding_cosine(x, splan, method, None), splan, mplan)
+    # (half the working memory for a slab of scores, half for its candidates' room)
+    slabs = spatial_driver.score_slabs(x, splan, method, mplan.budget // 2, overlap=2)
+    return _matches(slabs, splan.geometry.nout, mplan, splan.khat.shape[0], splan.out_dtype)
 
 
 def select(scores, splan, mplan):
@@ -34,17 +47,15 @@ def select(scores, splan, mplan):
     single = not spatial.has_kernel_axis(splan)
     scores = spatial_driver.computing_layout(scores, splan.result_axes, r, not single)
     scores = scores.reshape((-1,) + scores.shape[scores.ndim - r - 1:])  # (B, K, nout...)
-    found = [_select_row(scores[b], mplan, single) for b in range(scores.shape[0])]
-    rows = np.concatenate([np.full(len(f[0]), b, dtype=np.int64) for b, f in enumerate(found)])
-    index = np.concatenate([f[0] for f in found]).reshape(-1, r)
-    kernel = np.concatenate([f[1] for f in found])
-    score = np.concatenate([f[2] for f in found]).astype(scores.dtype)
-    if len(found) > 1:
-        # each batch index's matches are in order: a stable sort by key keeps
-        # batch indices, then positions and kernels, in order among equal keys
-        order = np.argsort(-np.concatenate([f[3] for f in found]), kind="stable")
-        rows, index, kernel, score = rows[order], index[order], kernel[order], score[order]
-    return rows, index, kernel, score
+    thresholds = None
+    if mplan.threshold_fn is not None:
+        thresholds = []
+        for b in range(scores.shape[0]):
+            key = keys(scores[b], mplan.sign)
+            shown = np.where(key == -np.inf, np.nan, key) if np.isnan(scores[b]).any() else key
+            thresholds.append(threshold_value(mplan.threshold_fn(shown[0] if single else shown)))
+    return _matches([(0, geo.nout[0], scores)], geo.nout, mplan, scores.shape[1], scores.dtype,
+                    thresholds)
 
 
 def keys(scores, sign):
@@ -56,48 +67,113 @@ def keys(scores, sign):
     return key
 
 
-def _select_row(scores, mplan, single):
-    """The matches of one batch index: ``(index (n, r), kernel, score,
-    key)`` in greedy order (best key first, ties by position, then kernel).
-    With ``k``, only the best candidates are sorted, more of them until the
-    greedy selection keeps ``k`` or has seen them all."""
-    threshold = mplan.threshold
-    if mplan.threshold_fn is not None:
-        from .._core.matches import threshold_value
+def _matches(slabs, nout, mplan, nker, dtype, thresholds=None):
+    """The matches of the scores given as ``slabs`` ``(i0, i1, slab)``
+    (``slab`` ``(B, K, i1 - i0, nout_2, ...)``, the windows ``[i0, i1)``
+    along the first sliding axis, each slab's first rows repeating the last
+    two of the one before), their scores of ``dtype``; ``thresholds``: one
+    per batch index, else the plan's."""
+    plane = math.prod(nout[1:])
+    pools = None
+    done = 0  # windows along the first axis whose candidates are found
+    for i0, i1, slab in slabs:
+        if pools is None:
+            pools = [_Pool(mplan.pool) for _ in range(slab.shape[0])]
+        lo = done - i0
+        hi = slab.shape[2] if i1 == nout[0] else slab.shape[2] - 1  # (the last needs the next)
+        for b, pool in enumerate(pools):
+            threshold = mplan.threshold if thresholds is None else thresholds[b]
+            _local_maxima(slab[b], mplan.sign, threshold, lo * plane, hi * plane,
+                          mplan.budget // 2, pool.add, i0 * plane)
+        done = i0 + hi
+    found = [_select_row(*pool.arrays(), nout, mplan, nker == 1) for pool in pools or []]
+    rows = np.concatenate([np.full(len(f[0]), b, dtype=np.int64) for b, f in enumerate(found)]
+                          or [np.zeros(0, np.int64)])
+    index = np.concatenate([f[0] for f in found] or [np.zeros((0, len(nout)), np.int64)])
+    kernel = np.concatenate([f[1] for f in found] or [np.zeros(0, np.int64)])
+    score = np.concatenate([f[2] for f in found] or [np.zeros(0)])
+    if len(found) > 1:
+        # each batch index's matches are in order: a stable sort by key keeps
+        # batch indices, then positions and kernels, in order among equal keys
+        order = np.argsort(-np.concatenate([f[3] for f in found]), kind="stable")
+        rows, index, kernel, score = rows[order], index[order], kernel[order], score[order]
+    return rows, index.reshape(-1, len(nout)), kernel, score.astype(dtype)
 
-        key = keys(scores, mplan.sign)
-        shown = np.where(key == -np.inf, np.nan, key) if np.isnan(scores).any() else key
-        threshold = threshold_value(mplan.threshold_fn(shown[0] if single else shown))
-    shape = scores.shape[1:]
-    kernel, flat, found = _local_maxima(scores, mplan.sign, threshold)
+
+class _Pool:
+    """The candidates of one batch index, as the slabs give them: all of
+    them, or with ``size`` (``k`` given) the best ``size`` and every tie of
+    the last, cut back whenever twice that many have come."""
+
+    def __init__(self, size):
+        self.size = size
+        self.parts = []
+        self.count = 0
+
+    def add(self, kernel, flat, key, score):
+        """Candidates of arrays the caller may reuse (copied)."""
+        best = self._best(key)
+        if best is not None:  # (fancy indexing copies)
+            self.parts.append((kernel[best], flat[best], key[best], score[best]))
+        elif kernel.size:
+            self.parts.append((kernel.copy(), flat.copy(), key.copy(), score.copy()))
+        self.count += self.parts[-1][0].size if self.parts else 0
+        if self.size and self.count > 2 * self.size:
+            self.parts = [self.arrays()]
+            self.count = self.parts[0][0].size
+
+    def arrays(self):
+        """``(kernel, flat, key, score)``, in the order they came (by slab,
+        then kernel and position)."""
+        if not self.parts:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), np.zeros(0)
+        arrays = tuple(np.concatenate(a) if len(self.parts) > 1 else a[0]
+                       for a in zip(*self.parts))
+        best = self._best(arrays[2])
+        return arrays if best is None else tuple(a[best] for a in arrays)
+
+    def _best(self, key):
+        """The indices of the best ``size`` keys and every tie of the last,
+        in order; None where all are kept."""
+        if not self.size or key.size <= self.size:
+            return None
+        return np.flatnonzero(key >= np.partition(key, key.size - self.size)[-self.size])
+
+
+def _select_row(kernel, flat, found, score, shape, mplan, one_kernel):
+    """The matches of one batch index from its candidates (``kernel``,
+    ``flat`` index in the windows of ``shape``, key, score): ``(index (n,
+    r), kernel, score, key)`` in greedy order (best key first, ties by
+    position, then kernel).  With ``k``, only the best candidates are
+    sorted, more of them until the greedy selection keeps ``k`` or has seen
+    them all."""
     limit = -1 if mplan.k is None else mplan.k
     take = found.size if limit < 0 else max(config.MATCH_CANDIDATES_PER_K * limit, 1)
+    dims = np.array(shape, dtype=np.int64)
+    zone = np.array(mplan.exclusion, dtype=np.int64)
     while True:
         if take < found.size:  # the best ``take`` (with every tie of the last)
             best = np.flatnonzero(found >= np.partition(found, found.size - take)[-take])
         else:
             best = np.arange(found.size)
-        best = best[_best_first(kernel[best], flat[best], found[best])]
+        best = best[_best_first(kernel[best], flat[best], found[best], one_kernel)]
         keep = np.zeros(best.size, dtype=np.bool_)
-        kept = greedy_boxes(flat[best], np.array(shape, dtype=np.int64),
-                            np.array(mplan.exclusion, dtype=np.int64), limit,
-                            np.zeros(math.prod(shape), dtype=np.bool_), keep)
+        kept = greedy_cells(flat[best], dims, zone, limit, keep)
         if kept == limit or best.size == found.size:
             break
         take *= 8
     best = best[keep]
     position = np.stack(np.unravel_index(flat[best], shape), axis=-1).astype(np.int64)
-    score = scores[(kernel[best],) + tuple(position.T)]
-    return position, kernel[best], score, found[best]
+    return position, kernel[best], score[best], found[best]
 
 
-def _best_first(kernel, flat, found):
-    """The order of candidates listed by kernel, then position: best key
-    first, ties by position, then kernel."""
-    if not (kernel.size and kernel[0] == kernel[-1]):
+def _best_first(kernel, flat, found, one_kernel=False):
+    """The order of candidates best key first, ties by position, then
+    kernel; ``one_kernel``: they are of one kernel, listed by position."""
+    if not one_kernel:
         return np.lexsort((kernel, flat, -found))
-    # one kernel, the list in position order: a quicksort by key, then each
-    # run of equal keys put back in list order (faster than a stable sort)
+    # a quicksort by key, then each run of equal keys put back in list
+    # order (faster than a stable sort)
     order = np.argsort(-found, kind="quicksort")
     ranked = found[order]
     tied = ranked[1:] == ranked[:-1]
@@ -108,45 +184,62 @@ def _best_first(kernel, flat, found):
     return order
 
 
-def _local_maxima(scores, sign, threshold):
-    """``(kernel, flat index, key)`` of the candidates of ``scores`` ``(K,
-    n_1, ..., n_r)``, in the order of their flat index in ``scores``:
-    windows whose key reaches ``threshold`` (and is not ``-inf``) and is a
-    local maximum along every sliding axis (above the key before it, at
-    least the one after it)."""
+def _local_maxima(scores, sign, threshold, lo=0, hi=None, room_bytes=None, sink=None,
+                  offset=0):
+    """``(kernel, flat index, key, score)`` of the candidates of ``scores``
+    ``(K, n_1, ..., n_r)`` whose flat index (in ``(n_1, ..., n_r)``) lies
+    in ``[lo, hi)`` (whole rows along the last axis; default all), in the
+    order of their flat index in ``scores``: windows whose key reaches
+    ``threshold`` (and is not ``-inf``) and is a local maximum along every
+    sliding axis (above the key before it, at least the one after it; the
+    neighbours outside ``[lo, hi)`` read too).  The room for a block's
+    candidates takes at most ``room_bytes`` (a row's at least).  With
+    ``sink``, each block's candidates go to ``sink(kernel, flat + offset,
+    key, score)`` (arrays reused by the next block) and nothing is returned."""
     values = scores.reshape(scores.shape[0], -1)
     if values.dtype != np.float32 and values.dtype != np.float64:
         values = values.astype(np.float32)  # (float16: exactly)
     shape = np.array(scores.shape[1:], dtype=np.int64)
     n = int(shape[-1])
+    hi = values.shape[1] if hi is None else hi
     # Rows along the last axis, a block at a time, each with room for every
     # candidate it can hold (of two neighbours along a row at most one is):
     # memory follows the candidates found, not the windows' count.
     room = (n + 1) // 2
-    rows = max(1, config.MATCH_CANDIDATE_ROOM // room)
-    kernel = np.empty(rows * room, dtype=np.int64)
+    most = config.MATCH_CANDIDATE_ROOM
+    if room_bytes is not None:
+        most = min(most, room_bytes // 32)  # (four arrays of 8 bytes a candidate)
+    rows = max(1, most // room)
+    kernel = np.empty(min(rows, max(1, (hi - lo) // n)) * room, dtype=np.int64)
     flat = np.empty_like(kernel)
     found = np.empty(kernel.size)
-    blocks = [(k, start) for k in range(values.shape[0])
-              for start in range(0, values.shape[1], rows * n)]
+    score = np.empty(kernel.size)
+    blocks = [(k, start) for k in range(values.shape[0]) for start in range(lo, hi, rows * n)]
     parts = []
     for k, start in blocks:
-        stop = min(values.shape[1], start + rows * n)
+        stop = min(hi, start + rows * n)
         count = local_maxima(values, shape, sign, float(threshold), k, start, stop, kernel, flat,
-                             found)
-        part = (kernel[:count], flat[:count], found[:count])
+                             found, score)
+        part = (kernel[:count], flat[:count], found[:count], score[:count])
+        if sink is not None:
+            flat[:count] += offset
+            sink(*part)
+            continue
         # (with blocks to come, the arrays serve them: what this one found is copied out)
         parts.append(part if len(blocks) == 1 else tuple(array.copy() for array in part))
+    if sink is not None:
+        return None
     if len(parts) <= 1:
-        return parts[0] if parts else (kernel[:0], flat[:0], found[:0])
+        return parts[0] if parts else (kernel[:0], flat[:0], found[:0], score[:0])
     return tuple(np.concatenate(arrays) for arrays in zip(*parts))
 
 
 @jit
-def local_maxima(scores, shape, sign, threshold, k, start, stop, kernel, flat, found):
+def local_maxima(scores, shape, sign, threshold, k, start, stop, kernel, flat, found, score):
     """The candidates of kernel ``k`` among the windows ``[start, stop)``
     (whole rows along the last axis) of ``scores`` ``(K, prod(shape))``
-    (see ``_local_maxima``) into ``kernel``, ``flat`` and ``found``; returns
+    (see ``_local_maxima``) into ``kernel``, ``flat``, ``found`` (keys) and
+    ``score`` (the scores, float64); returns
     how many there are.  A row along the last axis at a time: its keys, then
     every test as a pass along the row (no branch on the data), then the
     candidates gathered."""
@@ -182,6 +275,7 @@ def local_maxima(scores, shape, sign, threshold, k, start, stop, kernel, flat, f
                 kernel[count] = k
                 flat[count] = base + j
                 found[count] = keys[j]
+                score[count] = row[j]
                 count += 1
     return count
 
@@ -195,42 +289,75 @@ def _key_of(value, sign):
 
 
 @jit
-def greedy_boxes(flat, shape, exclusion, limit, suppressed, keep):
+def greedy_cells(flat, shape, exclusion, limit, keep):
     """Greedy selection of the candidates at the flat indices ``flat`` of
     windows of ``shape`` (sorted best first): ``keep[c]`` unless a kept one
     lies within ``exclusion`` along every axis, at most ``limit`` (``-1``: no
-    limit).  ``suppressed``: a zeroed mask of the windows (flattened
-    ``shape``).  Returns how many are kept."""
+    limit).  Returns how many are kept.
+
+    Kept matches are found by their cell (``exclusion + 1`` windows along
+    each axis; two kept in one cell would be within the zone of each other,
+    so a cell holds one at most) in a hash table: a candidate looks at the
+    cells around its own, ``3**r`` of them."""
     r = shape.size
     strides = np.ones(r, dtype=np.int64)
+    cell_strides = np.ones(r, dtype=np.int64)
+    cells = np.empty(r, dtype=np.int64)
+    for a in range(r):
+        cells[a] = shape[a] // (exclusion[a] + 1) + 1
     for a in range(r - 2, -1, -1):
         strides[a] = strides[a + 1] * shape[a + 1]
-    low = np.empty(r, dtype=np.int64)
-    high = np.empty(r, dtype=np.int64)
-    cursor = np.empty(r, dtype=np.int64)
+        cell_strides[a] = cell_strides[a + 1] * cells[a + 1]
+    most = flat.size if limit < 0 else min(flat.size, limit)
+    bits = 1
+    while (1 << bits) < 2 * most + 2:
+        bits += 1
+    mask = (1 << bits) - 1
+    table_cell = np.full(mask + 1, -1, dtype=np.int64)
+    table_flat = np.empty(mask + 1, dtype=np.int64)
+    position = np.empty(r, dtype=np.int64)
+    neighbours = 3**r
+    own = (neighbours - 1) // 2  # (the neighbour of no offset: the candidate's own cell)
     kept = 0
     for c in range(flat.size):
         if limit >= 0 and kept >= limit:
             return kept
-        if suppressed[flat[c]]:
+        for a in range(r):
+            position[a] = flat[c] // strides[a] % shape[a]
+        suppressed = False
+        free = own_cell = -1  # the candidate's own cell, and the empty slot it probed to
+        for t in range(neighbours):
+            cell = 0
+            inside = True
+            rest = t
+            for a in range(r):
+                index = position[a] // (exclusion[a] + 1) + rest % 3 - 1
+                rest //= 3
+                if index < 0 or index >= cells[a]:
+                    inside = False
+                cell += index * cell_strides[a]
+            if not inside:
+                continue
+            # (Fibonacci hashing: neighbouring cells land far apart)
+            slot = np.int64((np.uint64(cell) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(32)) & mask
+            while table_cell[slot] != -1 and table_cell[slot] != cell:
+                slot = (slot + 1) & mask
+            if table_cell[slot] == -1:
+                if t == own:
+                    free, own_cell = slot, cell
+                continue
+            near = True
+            for a in range(r):
+                if abs(table_flat[slot] // strides[a] % shape[a] - position[a]) > exclusion[a]:
+                    near = False
+            if near:
+                suppressed = True
+                break
+        if suppressed:
             continue
+        # (its own cell is empty: a kept match there would lie within the zone)
         keep[c] = True
         kept += 1
-        for a in range(r):
-            position = flat[c] // strides[a] % shape[a]
-            low[a] = max(0, position - exclusion[a])
-            high[a] = min(shape[a] - 1, position + exclusion[a])
-            cursor[a] = low[a]
-        while True:  # every window of the box, the last axis fastest
-            at = 0
-            for a in range(r):
-                at += cursor[a] * strides[a]
-            suppressed[at] = True
-            a = r - 1
-            while a >= 0 and cursor[a] == high[a]:
-                cursor[a] = low[a]
-                a -= 1
-            if a < 0:
-                break
-            cursor[a] += 1
+        table_cell[free] = own_cell
+        table_flat[free] = flat[c]
     return kept
