@@ -548,6 +548,37 @@ def test_find_matches_over_an_image_a_slab_of_scores_at_a_time(case, monkeypatch
     np.testing.assert_array_equal(found.score, np.array([w[3] for w in want], np.float32))
 
 
+@pytest.mark.parametrize("nker", [1, 2])
+def test_find_matches_over_an_image_with_a_callable_threshold(nker):
+    """A callable threshold is called once per batch index with that
+    index's keys (``(K, H', W')``, or ``(H', W')`` for one kernel; NaN where
+    the score is NaN), and its value selects as a number would."""
+    rng = np.random.default_rng(29)
+    x = rng.standard_normal((2, 40, 30))
+    x[1, 10, 10] = np.nan
+    kernel = rng.standard_normal((nker, 3, 3)) if nker > 1 else rng.standard_normal((3, 3))
+    seen = []
+
+    def threshold(keys):
+        seen.append(keys.copy())
+        return np.nanmedian(keys) + 2 * np.nanstd(keys)
+
+    found = find_matches(x, kernel, axis=(1, 2), threshold=threshold, k=6)
+    scores = sliding_cosine(x, kernel, axis=(1, 2)).reshape((2, nker, 38, 28))
+    assert len(seen) == 2
+    want = []
+    for b in range(2):
+        keys = np.abs(scores[b] if nker > 1 else scores[b, 0])
+        np.testing.assert_array_equal(seen[b], keys)
+        assert np.isnan(seen[b]).any() == (b == 1)
+        limit = np.nanmedian(keys) + 2 * np.nanstd(keys)
+        want += [(b,) + match for match in naive.greedy_box_matches(scores[b], 6, limit, (1, 1))]
+    want.sort(key=lambda match: -abs(match[3]))
+    assert [(int(b[0]), tuple(map(int, i)), int(kk)) for b, i, kk in
+            zip(found.batch, found.index, found.kernel)] == [w[:3] for w in want]
+    assert found.threshold is None  # (a callable's values are per batch index)
+
+
 def test_find_matches_over_an_image_holds_about_max_memory():
     """Traced allocations of a call on a 1500 x 1500 image with
     ``max_memory="1MiB"``: a fraction of the 9 MB of its scores, where
