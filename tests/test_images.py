@@ -517,6 +517,8 @@ def test_candidates_are_ordered_best_first_ties_by_position(keys, nker):
     dict(kernel=(2, 3, 3), k=4, exclusion=(1, 2), sign="positive"),  # a bank
     dict(kernel=(17, 17), k=3, method="fft", mode="same", center=True),  # FFT bands
     dict(kernel=(3, 3), threshold=0.6),  # no k: every candidate kept
+    dict(kernel=(3, 4), k=5, dilation=(2, 1), mode="full"),
+    dict(kernel=(3, 3), k=5, dtype=np.float64, tiny=True),  # windows recomputed one by one
 ])
 def test_find_matches_over_an_image_a_slab_of_scores_at_a_time(case, monkeypatch):
     """With little ``max_memory`` the scores come a slab of whole bands at a
@@ -526,17 +528,23 @@ def test_find_matches_over_an_image_a_slab_of_scores_at_a_time(case, monkeypatch
     from cosim_np._core import config
 
     rng = np.random.default_rng(27)
-    x = rng.standard_normal((2, 210, 60)).astype(np.float32)
-    x[1, 100:103, 20:23] = np.nan
     case = dict(case)
+    x = rng.standard_normal((2, 210, 60)).astype(case.pop("dtype", np.float32))
+    x[1, 100:103, 20:23] = np.nan
+    if case.pop("tiny", False):  # squares that would underflow, in three slabs
+        x[0, 30:34, 10:14] *= 1e-300
+        x[1, 150:152, 40:50] *= 1e-300
     kernel = rng.standard_normal(case.pop("kernel"))
-    options = {key: case.pop(key) for key in ("method", "mode", "center") if key in case}
+    options = {key: case.pop(key) for key in ("method", "mode", "center", "dilation")
+               if key in case}
     monkeypatch.setattr(config, "SPATIAL_BAND_ROWS", 2)
     monkeypatch.setattr(config, "SPATIAL_FFT_ROWS", 32)  # (FFT bands of 56 rows)
     found = find_matches(x, kernel, axis=(1, 2), max_memory=1, **case, **options)
     scores = sliding_cosine(x, kernel, axis=(1, 2), **options)
     scores = scores.reshape((2, -1) + scores.shape[-2:])
-    zone = case.get("exclusion", tuple((m - 1 + 1) // 2 for m in kernel.shape[-2:]))
+    dilation = options.get("dilation", (1, 1))
+    zone = case.get("exclusion", tuple(((m - 1) * d + 1) // 2
+                                       for m, d in zip(kernel.shape[-2:], dilation)))
     zone = zone if isinstance(zone, tuple) else (zone,) * 2
     key = {"both": abs, "positive": float, "negative": lambda s: -s}[case.get("sign", "both")]
     want = sorted([(b,) + match for b in range(2) for match in naive.greedy_box_matches(
@@ -545,7 +553,8 @@ def test_find_matches_over_an_image_a_slab_of_scores_at_a_time(case, monkeypatch
     assert len(want) == 2 * case["k"] if "k" in case else len(want) > 100
     assert [(int(b[0]), tuple(map(int, i)), int(kk)) for b, i, kk in
             zip(found.batch, found.index, found.kernel)] == [w[:3] for w in want]
-    np.testing.assert_array_equal(found.score, np.array([w[3] for w in want], np.float32))
+    assert found.score.dtype == x.dtype
+    np.testing.assert_array_equal(found.score, np.array([w[3] for w in want], x.dtype))
 
 
 @pytest.mark.parametrize("nker", [1, 2])
