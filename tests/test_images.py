@@ -588,6 +588,31 @@ def test_find_matches_over_an_image_with_a_callable_threshold(nker):
     assert found.threshold is None  # (a callable's values are per batch index)
 
 
+@given(parts=st.lists(arrays(np.float64, st.integers(0, 6), st.sampled_from([0.1, 0.5, 0.9])),
+                      max_size=6),
+       size=st.integers(1, 4))
+def test_the_pool_keeps_the_best_candidates_and_their_ties_in_order(parts, size):
+    from cosim_np._cpu.spatial_matches import _Pool
+
+    pool = _Pool(size)
+    start = 0
+    for part in parts:  # (the arrays are overwritten after each add, as the scan does)
+        keys, flat = part.copy(), np.arange(start, start + part.size)
+        pool.add(flat % 2, flat, keys, -keys)
+        keys[...], flat[...] = -1.0, -1
+        start += part.size
+    kernel, flat, key, score = pool.arrays()
+    every = np.concatenate([np.zeros(0)] + parts)
+    assert np.all(np.diff(flat) > 0) and np.all(kernel == flat % 2)
+    np.testing.assert_array_equal(score, -key)
+    assert key.size >= min(size, every.size)
+    if every.size > size:  # the best, and every tie of the last kept one
+        cut = np.sort(every)[::-1][size - 1]
+        assert np.all(key >= cut) and (every >= cut).sum() == key.size
+    else:
+        assert key.size == every.size
+
+
 def test_find_matches_over_an_image_holds_about_max_memory():
     """Traced allocations of a call on a 1500 x 1500 image with
     ``max_memory="1MiB"``: a fraction of the 9 MB of its scores, where

@@ -112,12 +112,14 @@ class _Pool:
 
     def add(self, kernel, flat, key, score):
         """Candidates of arrays the caller may reuse (copied)."""
+        if not kernel.size:
+            return
         best = self._best(key)
         if best is not None:  # (fancy indexing copies)
             self.parts.append((kernel[best], flat[best], key[best], score[best]))
-        elif kernel.size:
+        else:
             self.parts.append((kernel.copy(), flat.copy(), key.copy(), score.copy()))
-        self.count += self.parts[-1][0].size if self.parts else 0
+        self.count += self.parts[-1][0].size
         if self.size and self.count > 2 * self.size:
             self.parts = [self.arrays()]
             self.count = self.parts[0][0].size
