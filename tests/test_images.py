@@ -486,13 +486,20 @@ def test_candidates_are_the_local_maxima_of_the_keys(dtype, room, data):
                     peak = peak and (value > other if above else value >= other)
         if peak:
             want.append((index[0], np.ravel_multi_index(index[1:], shape[1:]), value))
+    def gathered(*window):  # the blocks' candidates, copied out (the arrays are reused)
+        parts = []
+        _local_maxima(scores, sign, threshold, lambda *part: parts.append(
+            tuple(array.copy() for array in part)), *window)
+        return tuple(np.concatenate(arrays) for arrays in zip(*parts)) if parts else (
+            np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), np.zeros(0))
+
     saved, config.MATCH_CANDIDATE_ROOM = config.MATCH_CANDIDATE_ROOM, room
     try:
-        kernel, flat, found, score = _local_maxima(scores, sign, threshold)
+        kernel, flat, found, score = gathered()
         # the rows from the second to the last but one (of the first of
         # several sliding axes), their neighbours read
         plane = int(np.prod(shape[2:])) if r > 1 else 0
-        part = _local_maxima(scores, sign, threshold, plane, (shape[1] - 1) * plane)
+        part = gathered(plane, (shape[1] - 1) * plane)
     finally:
         config.MATCH_CANDIDATE_ROOM = saved
     assert list(zip(kernel.tolist(), flat.tolist(), found.tolist())) == want

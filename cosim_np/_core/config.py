@@ -188,8 +188,8 @@ MATCH_RUNS_PER_THREAD = 4
 # calls need one: the k matches' exclusion zones hold few of the best).
 MATCH_CANDIDATES_PER_K = 64
 # ... and finds the candidates a block of rows at a time, each block with
-# room for this many (24 bytes each): what it allocates beyond the
-# candidates found.
+# room for this many (32 bytes each), or for as many as half its
+# max_memory holds: what it allocates beyond the candidates found.
 MATCH_CANDIDATE_ROOM = 1 << 22
 
 # sliding_cosine_grad: the elements (float64, every tap and channel of each

@@ -142,6 +142,7 @@ class _Bands:
         self.loops = self.fft is None and not self.products
         self.pair_step = _pair_step(self.row_offsets, self.tap_rows, geo) if self.loops else None
         self.nslot = _slot_count(self.tap_rows, self.pair_step or 0) if self.loops else 0
+        self.ones = np.ones(geo.m[-1])  # (the centered loops' weights)
         self.rows = _band_rows(geo, None if self.fft is None else self.fft.band_rows)
 
     def band(self, i0, i1, q0, q1, out):
@@ -164,7 +165,7 @@ class _Bands:
                              self.floor, out)
             return
         acc = np.empty((2, self.nker, geo.nout[-1]))
-        own_sums = ((np.empty(geo.nout[-1]), np.ones(geo.m[-1]),
+        own_sums = ((np.empty(geo.nout[-1]), self.ones,
                      scratch.empty("spatial row M2s", (self.nslot, geo.nout[-1])),
                      signal_rows.dtype == np.float64) if plan.center else 0)
         kernels.spatial_cosines(signal_rows, rows[:, q0:q1], self.tap_rows, self.khat,

@@ -74,7 +74,7 @@ def _matches(slabs, nout, mplan, nker, dtype, thresholds=None):
     two of the one before), their scores of ``dtype``; ``thresholds``: one
     per batch index, else the plan's."""
     plane = math.prod(nout[1:])
-    pools = None
+    pools = None  # one per batch index, from the first slab (a call has one at least)
     done = 0  # windows along the first axis whose candidates are found
     for i0, i1, slab in slabs:
         if pools is None:
@@ -83,15 +83,14 @@ def _matches(slabs, nout, mplan, nker, dtype, thresholds=None):
         hi = slab.shape[2] if i1 == nout[0] else slab.shape[2] - 1  # (the last needs the next)
         for b, pool in enumerate(pools):
             threshold = mplan.threshold if thresholds is None else thresholds[b]
-            _local_maxima(slab[b], mplan.sign, threshold, lo * plane, hi * plane,
-                          mplan.budget // 2, pool.add, i0 * plane)
+            _local_maxima(slab[b], mplan.sign, threshold, pool.add, lo * plane, hi * plane,
+                          mplan.budget // 2, i0 * plane)
         done = i0 + hi
-    found = [_select_row(*pool.arrays(), nout, mplan, nker == 1) for pool in pools or []]
-    rows = np.concatenate([np.full(len(f[0]), b, dtype=np.int64) for b, f in enumerate(found)]
-                          or [np.zeros(0, np.int64)])
-    index = np.concatenate([f[0] for f in found] or [np.zeros((0, len(nout)), np.int64)])
-    kernel = np.concatenate([f[1] for f in found] or [np.zeros(0, np.int64)])
-    score = np.concatenate([f[2] for f in found] or [np.zeros(0)])
+    found = [_select_row(*pool.arrays(), nout, mplan, nker == 1) for pool in pools]
+    rows = np.concatenate([np.full(len(f[0]), b, dtype=np.int64) for b, f in enumerate(found)])
+    index = np.concatenate([f[0] for f in found])
+    kernel = np.concatenate([f[1] for f in found])
+    score = np.concatenate([f[2] for f in found])
     if len(found) > 1:
         # each batch index's matches are in order: a stable sort by key keeps
         # batch indices, then positions and kernels, in order among equal keys
@@ -186,18 +185,16 @@ def _best_first(kernel, flat, found, one_kernel=False):
     return order
 
 
-def _local_maxima(scores, sign, threshold, lo=0, hi=None, room_bytes=None, sink=None,
-                  offset=0):
-    """``(kernel, flat index, key, score)`` of the candidates of ``scores``
-    ``(K, n_1, ..., n_r)`` whose flat index (in ``(n_1, ..., n_r)``) lies
-    in ``[lo, hi)`` (whole rows along the last axis; default all), in the
-    order of their flat index in ``scores``: windows whose key reaches
-    ``threshold`` (and is not ``-inf``) and is a local maximum along every
-    sliding axis (above the key before it, at least the one after it; the
-    neighbours outside ``[lo, hi)`` read too).  The room for a block's
-    candidates takes at most ``room_bytes`` (a row's at least).  With
-    ``sink``, each block's candidates go to ``sink(kernel, flat + offset,
-    key, score)`` (arrays reused by the next block) and nothing is returned."""
+def _local_maxima(scores, sign, threshold, sink, lo=0, hi=None, room_bytes=None, offset=0):
+    """The candidates of ``scores`` ``(K, n_1, ..., n_r)`` whose flat index
+    (in ``(n_1, ..., n_r)``) lies in ``[lo, hi)`` (whole rows along the last
+    axis; default all), a block of rows at a time to ``sink(kernel, flat +
+    offset, key, score)`` (arrays the next block reuses), in the order of
+    their flat index in ``scores``: windows whose key reaches ``threshold``
+    (and is not ``-inf``) and is a local maximum along every sliding axis
+    (above the key before it, at least the one after it; the neighbours
+    outside ``[lo, hi)`` read too).  The room for a block's candidates takes
+    at most ``room_bytes`` (a row's at least)."""
     values = scores.reshape(scores.shape[0], -1)
     if values.dtype != np.float32 and values.dtype != np.float64:
         values = values.astype(np.float32)  # (float16: exactly)
@@ -216,24 +213,12 @@ def _local_maxima(scores, sign, threshold, lo=0, hi=None, room_bytes=None, sink=
     flat = np.empty_like(kernel)
     found = np.empty(kernel.size)
     score = np.empty(kernel.size)
-    blocks = [(k, start) for k in range(values.shape[0]) for start in range(lo, hi, rows * n)]
-    parts = []
-    for k, start in blocks:
-        stop = min(hi, start + rows * n)
-        count = local_maxima(values, shape, sign, float(threshold), k, start, stop, kernel, flat,
-                             found, score)
-        part = (kernel[:count], flat[:count], found[:count], score[:count])
-        if sink is not None:
+    for k in range(values.shape[0]):
+        for start in range(lo, hi, rows * n):
+            count = local_maxima(values, shape, sign, float(threshold), k, start,
+                                 min(hi, start + rows * n), kernel, flat, found, score)
             flat[:count] += offset
-            sink(*part)
-            continue
-        # (with blocks to come, the arrays serve them: what this one found is copied out)
-        parts.append(part if len(blocks) == 1 else tuple(array.copy() for array in part))
-    if sink is not None:
-        return None
-    if len(parts) <= 1:
-        return parts[0] if parts else (kernel[:0], flat[:0], found[:0], score[:0])
-    return tuple(np.concatenate(arrays) for arrays in zip(*parts))
+            sink(kernel[:count], flat[:count], found[:count], score[:count])
 
 
 @jit
@@ -241,8 +226,8 @@ def local_maxima(scores, shape, sign, threshold, k, start, stop, kernel, flat, f
     """The candidates of kernel ``k`` among the windows ``[start, stop)``
     (whole rows along the last axis) of ``scores`` ``(K, prod(shape))``
     (see ``_local_maxima``) into ``kernel``, ``flat``, ``found`` (keys) and
-    ``score`` (the scores, float64); returns
-    how many there are.  A row along the last axis at a time: its keys, then
+    ``score`` (the scores, float64); returns how many there are.  A row
+    along the last axis at a time: its keys, then
     every test as a pass along the row (no branch on the data), then the
     candidates gathered."""
     r = shape.size
