@@ -99,6 +99,22 @@ def cupy_sliding(cupy, signal, kernel):
     return dots / (norms * cupy.linalg.norm(kernel))
 
 
+def with_anchors(row, kernel, args, cuda, torch, cupy, rows, torch_call, cupy_call):
+    """``row`` with the same case timed in PyTorch and CuPy where they are
+    there (``torch_call`` and ``cupy_call`` take the kernel on the device in
+    their library's array), recorded in ``rows`` and printed."""
+    if torch is not None:
+        tkernel = torch.as_tensor(kernel, device="cuda")
+        row["torch_ms"] = 1e3 * best_time(lambda: torch_call(tkernel), args.repeat,
+                                          torch.cuda.synchronize)
+    if cupy is not None:
+        ckernel = cupy.asarray(kernel)
+        row["cupy_ms"] = 1e3 * best_time(lambda: cupy_call(ckernel), args.repeat,
+                                         cuda.synchronize)
+    rows.append(row)
+    report(row)
+
+
 def bench_sliding(args, cuda, torch, cupy, rows):
     from cosim_np import sliding_cosine
 
@@ -118,16 +134,9 @@ def bench_sliding(args, cuda, torch, cupy, rows):
         moved = host.nbytes + 4 * (n - m + 1)
         row = {"case": case, "ours_ms": 1e3 * ours,
                "bandwidth": moved / ours / copy_bw}
-        if torch is not None:
-            tkernel = torch.as_tensor(kernel, device="cuda")
-            row["torch_ms"] = 1e3 * best_time(lambda: torch_sliding(torch, tsignal, tkernel),
-                                              args.repeat, torch.cuda.synchronize)
-        if cupy is not None:
-            ckernel = cupy.asarray(kernel)
-            row["cupy_ms"] = 1e3 * best_time(lambda: cupy_sliding(cupy, csignal, ckernel),
-                                             args.repeat, cuda.synchronize)
-        rows.append(row)
-        report(row)
+        with_anchors(row, kernel, args, cuda, torch, cupy, rows,
+                     lambda tkernel: torch_sliding(torch, tsignal, tkernel),
+                     lambda ckernel: cupy_sliding(cupy, csignal, ckernel))
 
 
 def torch_image(torch, image, template):
@@ -166,16 +175,9 @@ def bench_images(args, cuda, torch, cupy, rows):
         row = {"case": case, "ours_ms": 1e3 * best_time(
             lambda: sliding_cosine(image, template, axis=(0, 1)), args.repeat, cuda.synchronize,
             case)}
-        if torch is not None:
-            ttemplate = torch.as_tensor(template, device="cuda")
-            row["torch_ms"] = 1e3 * best_time(lambda: torch_image(torch, timage, ttemplate),
-                                              args.repeat, torch.cuda.synchronize)
-        if cupy is not None:
-            ctemplate = cupy.asarray(template)
-            row["cupy_ms"] = 1e3 * best_time(lambda: cupy_image(cupy, cimage, ctemplate),
-                                             args.repeat, cuda.synchronize)
-        rows.append(row)
-        report(row)
+        with_anchors(row, template, args, cuda, torch, cupy, rows,
+                     lambda ttemplate: torch_image(torch, timage, ttemplate),
+                     lambda ctemplate: cupy_image(cupy, cimage, ctemplate))
 
 
 def bench_gradient(args, cuda, torch, rows):

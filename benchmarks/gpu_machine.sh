@@ -17,6 +17,7 @@ set -u
 budget=${1:-540}
 parts=${2:-gpu cpu}
 out=${OUT:-gpu_logs}
+case "$out" in /*) ;; *) out=$PWD/$out ;; esac  # (cpu_part works from benchmarks/)
 mkdir -p "$out"
 start=$(date +%s)
 left() { echo $((budget - ($(date +%s) - start))); }
@@ -75,7 +76,6 @@ cpu_part() {
     echo "bench_sliding rc=$?" >> "$out/bench_signals.log"
 }
 
-case "$out" in /*) ;; *) out=$PWD/$out ;; esac
 case "$parts" in *gpu*) gpu_part & ;; esac
 case "$parts" in *cpu*) cpu_part & ;; esac
 wait
