@@ -91,12 +91,13 @@ def _tap_sumsq(x, b, i0, nwin, m, d, bufs):
     sq, _, sumsq = bufs
     unsafe = _tile_squares(x, b, i0, nwin + (m - 1) * d, sq)
     for j in range(0, m, 4):
-        s0, s1, s2, s3 = _tap_slices(sq, 0, j, m, d, nwin)
+        o0, o1, o2, o3 = _tap_offsets(0, j, m, d)
         taps = min(4, m - j)  # padding taps are left out: inf must stay inf
         first = j == 0
         for t in range(nwin):
-            sumsq[t] = add_up_to_four(0.0 if first else sumsq[t], s0[t], s1[t], s2[t], s3[t],
-                                      taps)
+            u = np.uint64(t)
+            sumsq[t] = add_up_to_four(0.0 if first else sumsq[t], sq[o0 + u], sq[o1 + u],
+                                      sq[o2 + u], sq[o3 + u], taps)
     return unsafe > 0
 
 
@@ -338,7 +339,7 @@ def _fused_tile(x, b, khat, i0, nwin, d, samples, sumsq, acc):
     of squares of windows ``i0 ...`` and their dots with ``khat[0]``, both in
     tap order and one fused multiply-add a tap (as ``_tap_order_sumsq`` and
     ``_rescaled_dot``), eight whole taps per pass, then four (padding taps
-    left out, see ``_tap_slices``): the squares come from the loads the dots
+    left out, see ``_tap_offsets``): the squares come from the loads the dots
     make anyway.  Two loops rather than one with a branch per tap: LLVM does
     not vectorise the latter.  The samples are read as float64 (converted
     once into ``samples`` where they are not).  Returns True when a sample
@@ -350,33 +351,36 @@ def _fused_tile(x, b, khat, i0, nwin, d, samples, sumsq, acc):
     j = 0
     while j + 8 <= m:
         # eight whole taps per pass: fewer loads and stores of the sums
-        x0, x1, x2, x3 = _tap_slices(row, 0, j, m, d, nwin)
-        x4, x5, x6, x7 = _tap_slices(row, 0, j + 4, m, d, nwin)
+        o0, o1, o2, o3 = _tap_offsets(0, j, m, d)
+        o4, o5, o6, o7 = _tap_offsets(0, j + 4, m, d)
         w0, w1, w2, w3 = _tap_weights(weights, j)
         w4, w5, w6, w7 = _tap_weights(weights, j + 4)
         first = j == 0
         for t in range(nwin):
-            v0 = x0[t]
-            v1 = x1[t]
-            v2 = x2[t]
-            v3 = x3[t]
-            v4 = x4[t]
-            v5 = x5[t]
-            v6 = x6[t]
-            v7 = x7[t]
+            u = np.uint64(t)
+            v0 = row[o0 + u]
+            v1 = row[o1 + u]
+            v2 = row[o2 + u]
+            v3 = row[o3 + u]
+            v4 = row[o4 + u]
+            v5 = row[o5 + u]
+            v6 = row[o6 + u]
+            v7 = row[o7 + u]
             sumsq[t] = _fma8(0.0 if first else sumsq[t], v0, v1, v2, v3, v4, v5, v6, v7,
                              v0, v1, v2, v3, v4, v5, v6, v7)
             acc[t] = _fma8(0.0 if first else acc[t], v0, v1, v2, v3, v4, v5, v6, v7,
                            w0, w1, w2, w3, w4, w5, w6, w7)
         j += 8
     for j in range(j, m, 4):
-        x0, x1, x2, x3 = _tap_slices(row, 0, j, m, d, nwin)
+        o0, o1, o2, o3 = _tap_offsets(0, j, m, d)
         w0, w1, w2, w3 = _tap_weights(weights, j)
         taps = min(4, m - j)
         first = j == 0
         for t in range(nwin):
+            u = np.uint64(t)
             s, a = _add_taps(0.0 if first else sumsq[t], 0.0 if first else acc[t],
-                             x0[t], x1[t], x2[t], x3[t], w0, w1, w2, w3, taps)
+                             row[o0 + u], row[o1 + u], row[o2 + u], row[o3 + u],
+                             w0, w1, w2, w3, taps)
             sumsq[t] = s
             acc[t] = a
     return _count_unsafe(tile_samples) > 0
@@ -407,10 +411,13 @@ def _short_tile(x, b, khat, i0, nwin, d, sumsq, finish):
     square out of range."""
     dest, noise_floor, fill, kernel_state = finish
     m = khat.shape[2]
-    x0, x1, x2, x3 = _tap_slices(x[b, 0], i0, 0, m, d, nwin)
+    row = x[b, 0]
+    o0, o1, o2, o3 = _tap_offsets(i0, 0, m, d)
     w0, w1, w2, w3 = _tap_weights(khat[0, 0], 0)
     for t in range(nwin):
-        s, a = _add_taps(0.0, 0.0, x0[t], x1[t], x2[t], x3[t], w0, w1, w2, w3, m)
+        u = np.uint64(t)
+        s, a = _add_taps(0.0, 0.0, row[o0 + u], row[o1 + u], row[o2 + u], row[o3 + u],
+                         w0, w1, w2, w3, m)
         sumsq[t] = s
         dest[t] = _window_cosine(a, s, noise_floor, fill, kernel_state)
     return _count_unsafe(x[b, 0, i0 : i0 + nwin + (m - 1) * d]) > 0
@@ -441,23 +448,30 @@ def _add_taps(s, a, x0, x1, x2, x3, w0, w1, w2, w3, taps):
 
 
 @helper
-def _tap_slices(row, start, j, m, d, nwin):
-    """Views of ``row`` holding taps ``j .. j+3`` of the ``nwin`` windows
-    that start at ``start, start+1, ...``.  A tap at or past ``m`` repeats
-    tap ``j``: a dot adds it with weight 0 (``0 * x`` changes no sum, and
-    ``x`` is inside the window, so a NaN or inf there already makes it NaN);
-    a sum of squares leaves it out."""
-    x0 = row[start + j * d : start + j * d + nwin]
-    x1 = row[start + (j + 1) * d : start + (j + 1) * d + nwin] if j + 1 < m else x0
-    x2 = row[start + (j + 2) * d : start + (j + 2) * d + nwin] if j + 2 < m else x0
-    x3 = row[start + (j + 3) * d : start + (j + 3) * d + nwin] if j + 3 < m else x0
-    return x0, x1, x2, x3
+def _tap_offsets(start, j, m, d):
+    """Where taps ``j .. j+3`` of the windows that start at ``start, start+1,
+    ...`` are read: ``row[o + t]`` is tap ``j + k`` of window ``t`` for the
+    ``k``-th offset ``o``.  A tap at or past ``m`` reads tap ``j`` again: a
+    dot adds it with weight 0 (``0 * x`` changes no sum, and ``x`` is inside
+    the window, so a NaN or inf there already makes it NaN); a sum of
+    squares leaves it out.
 
+    Offsets into one row rather than a view a tap: views cost each pass as
+    much as the multiply-adds of a hundred windows, which short runs of
+    windows (flagged ones) pay.  Unsigned, and added to the window's index
+    as ``np.uint64(t)``: Numba then adds no wrap-around for negative
+    indices, which with offsets known only at run time keeps LLVM from
+    vectorising the loop."""
+    o0 = start + j * d
+    o1 = o0 + d if j + 1 < m else o0
+    o2 = o0 + 2 * d if j + 2 < m else o0
+    o3 = o0 + 3 * d if j + 3 < m else o0
+    return np.uint64(o0), np.uint64(o1), np.uint64(o2), np.uint64(o3)
 
 
 @helper
 def _tap_weights(weights, j):
-    """Weights of taps ``j .. j+3``, 0.0 for padding taps (see ``_tap_slices``)."""
+    """Weights of taps ``j .. j+3``, 0.0 for padding taps (see ``_tap_offsets``)."""
     m = weights.size
     return (weights[j], weights[j + 1] if j + 1 < m else 0.0,
             weights[j + 2] if j + 2 < m else 0.0, weights[j + 3] if j + 3 < m else 0.0)
@@ -586,14 +600,16 @@ def _add_dots(row, taps, d, stride, first, acc):
         return
     j = 0
     while j + 8 <= m:
-        x0, x1, x2, x3 = _tap_slices(row, 0, j, m, d, nout)
-        x4, x5, x6, x7 = _tap_slices(row, 0, j + 4, m, d, nout)
+        o0, o1, o2, o3 = _tap_offsets(0, j, m, d)
+        o4, o5, o6, o7 = _tap_offsets(0, j + 4, m, d)
         w0, w1, w2, w3 = _tap_weights(taps, j)
         w4, w5, w6, w7 = _tap_weights(taps, j + 4)
         start = first and j == 0
         for i in range(nout):
-            acc[i] = _fma8(0.0 if start else acc[i], x0[i], x1[i], x2[i], x3[i], x4[i], x5[i],
-                           x6[i], x7[i], w0, w1, w2, w3, w4, w5, w6, w7)
+            u = np.uint64(i)
+            acc[i] = _fma8(0.0 if start else acc[i], row[o0 + u], row[o1 + u], row[o2 + u],
+                           row[o3 + u], row[o4 + u], row[o5 + u], row[o6 + u], row[o7 + u],
+                           w0, w1, w2, w3, w4, w5, w6, w7)
         j += 8
     _add_last_taps(row, taps, d, j, first, acc)
 
@@ -609,8 +625,8 @@ def add_dot_pair(row, taps, other_taps, d, first, other_first, acc, other_acc):
     nout = acc.shape[0]
     j = 0
     while j + 8 <= m:
-        x0, x1, x2, x3 = _tap_slices(row, 0, j, m, d, nout)
-        x4, x5, x6, x7 = _tap_slices(row, 0, j + 4, m, d, nout)
+        o0, o1, o2, o3 = _tap_offsets(0, j, m, d)
+        o4, o5, o6, o7 = _tap_offsets(0, j + 4, m, d)
         w0, w1, w2, w3 = _tap_weights(taps, j)
         w4, w5, w6, w7 = _tap_weights(taps, j + 4)
         u0, u1, u2, u3 = _tap_weights(other_taps, j)
@@ -618,8 +634,9 @@ def add_dot_pair(row, taps, other_taps, d, first, other_first, acc, other_acc):
         start = first and j == 0
         other_start = other_first and j == 0
         for i in range(nout):
-            v0, v1, v2, v3 = x0[i], x1[i], x2[i], x3[i]
-            v4, v5, v6, v7 = x4[i], x5[i], x6[i], x7[i]
+            u = np.uint64(i)
+            v0, v1, v2, v3 = row[o0 + u], row[o1 + u], row[o2 + u], row[o3 + u]
+            v4, v5, v6, v7 = row[o4 + u], row[o5 + u], row[o6 + u], row[o7 + u]
             acc[i] = _fma8(0.0 if start else acc[i], v0, v1, v2, v3, v4, v5, v6, v7,
                            w0, w1, w2, w3, w4, w5, w6, w7)
             other_acc[i] = _fma8(0.0 if other_start else other_acc[i], v0, v1, v2, v3, v4, v5,
@@ -636,24 +653,28 @@ def _add_last_taps(row, taps, d, j, first, acc):
     nout = acc.shape[0]
     while j < m:
         count = min(4, m - j)
-        x0, x1, x2, x3 = _tap_slices(row, 0, j, m, d, nout)
+        o0, o1, o2, o3 = _tap_offsets(0, j, m, d)
         w0, w1, w2, w3 = _tap_weights(taps, j)
         start = first and j == 0
         # (a loop for each count: LLVM vectorises a loop with no branch in it)
         if count == 4:
             for i in range(nout):
-                a = fma(x0[i], w0, 0.0 if start else acc[i])
-                acc[i] = fma(x3[i], w3, fma(x2[i], w2, fma(x1[i], w1, a)))
+                u = np.uint64(i)
+                a = fma(row[o0 + u], w0, 0.0 if start else acc[i])
+                acc[i] = fma(row[o3 + u], w3, fma(row[o2 + u], w2, fma(row[o1 + u], w1, a)))
         elif count == 3:
             for i in range(nout):
-                a = fma(x0[i], w0, 0.0 if start else acc[i])
-                acc[i] = fma(x2[i], w2, fma(x1[i], w1, a))
+                u = np.uint64(i)
+                a = fma(row[o0 + u], w0, 0.0 if start else acc[i])
+                acc[i] = fma(row[o2 + u], w2, fma(row[o1 + u], w1, a))
         elif count == 2:
             for i in range(nout):
-                acc[i] = fma(x1[i], w1, fma(x0[i], w0, 0.0 if start else acc[i]))
+                u = np.uint64(i)
+                acc[i] = fma(row[o1 + u], w1, fma(row[o0 + u], w0, 0.0 if start else acc[i]))
         else:
             for i in range(nout):
-                acc[i] = fma(x0[i], w0, 0.0 if start else acc[i])
+                u = np.uint64(i)
+                acc[i] = fma(row[o0 + u], w0, 0.0 if start else acc[i])
         j += count
 
 

@@ -45,7 +45,7 @@ from .sliding import (
     _add_dots,
     _cosine,
     _fma8,
-    _tap_slices,
+    _tap_offsets,
     add_dot_pair,
     add_up_to_four,
     sharpen_value,
@@ -511,13 +511,16 @@ def _add_deviations(row, means, m, d, stride, first, squared, dest):
         return
     j = 0
     while j + 8 <= m:
-        x0, x1, x2, x3 = _tap_slices(row, 0, j, m, d, nout)
-        x4, x5, x6, x7 = _tap_slices(row, 0, j + 4, m, d, nout)
+        o0, o1, o2, o3 = _tap_offsets(0, j, m, d)
+        o4, o5, o6, o7 = _tap_offsets(0, j + 4, m, d)
         start = first and j == 0
         for i in range(nout):
+            u = np.uint64(i)
             mean = means[i]
-            v0, v1, v2, v3 = x0[i] - mean, x1[i] - mean, x2[i] - mean, x3[i] - mean
-            v4, v5, v6, v7 = x4[i] - mean, x5[i] - mean, x6[i] - mean, x7[i] - mean
+            v0, v1 = row[o0 + u] - mean, row[o1 + u] - mean
+            v2, v3 = row[o2 + u] - mean, row[o3 + u] - mean
+            v4, v5 = row[o4 + u] - mean, row[o5 + u] - mean
+            v6, v7 = row[o6 + u] - mean, row[o7 + u] - mean
             if squared:
                 dest[i] = _fma8(0.0 if start else dest[i], v0, v1, v2, v3, v4, v5, v6, v7,
                                 v0, v1, v2, v3, v4, v5, v6, v7)
@@ -526,12 +529,14 @@ def _add_deviations(row, means, m, d, stride, first, squared, dest):
                                 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
         j += 8
     for j in range(j, m, 4):
-        x0, x1, x2, x3 = _tap_slices(row, 0, j, m, d, nout)
+        o0, o1, o2, o3 = _tap_offsets(0, j, m, d)
         taps = min(4, m - j)
         start = first and j == 0
         for i in range(nout):
+            u = np.uint64(i)
             mean = means[i]
-            v0, v1, v2, v3 = x0[i] - mean, x1[i] - mean, x2[i] - mean, x3[i] - mean
+            v0, v1 = row[o0 + u] - mean, row[o1 + u] - mean
+            v2, v3 = row[o2 + u] - mean, row[o3 + u] - mean
             if squared:
                 dest[i] = _add_squares(0.0 if start else dest[i], v0, v1, v2, v3, taps)
             else:
@@ -553,21 +558,24 @@ def _row_squares(row, m, d, stride, dest):
         return
     j = 0
     while j + 8 <= m:
-        x0, x1, x2, x3 = _tap_slices(row, 0, j, m, d, nout)
-        x4, x5, x6, x7 = _tap_slices(row, 0, j + 4, m, d, nout)
+        o0, o1, o2, o3 = _tap_offsets(0, j, m, d)
+        o4, o5, o6, o7 = _tap_offsets(0, j + 4, m, d)
         start = j == 0
         for i in range(nout):
-            v0, v1, v2, v3 = x0[i], x1[i], x2[i], x3[i]
-            v4, v5, v6, v7 = x4[i], x5[i], x6[i], x7[i]
+            u = np.uint64(i)
+            v0, v1, v2, v3 = row[o0 + u], row[o1 + u], row[o2 + u], row[o3 + u]
+            v4, v5, v6, v7 = row[o4 + u], row[o5 + u], row[o6 + u], row[o7 + u]
             dest[i] = _fma8(0.0 if start else dest[i], v0, v1, v2, v3, v4, v5, v6, v7,
                             v0, v1, v2, v3, v4, v5, v6, v7)
         j += 8
     for j in range(j, m, 4):
-        x0, x1, x2, x3 = _tap_slices(row, 0, j, m, d, nout)
+        o0, o1, o2, o3 = _tap_offsets(0, j, m, d)
         taps = min(4, m - j)
         start = j == 0
         for i in range(nout):
-            dest[i] = _add_squares(0.0 if start else dest[i], x0[i], x1[i], x2[i], x3[i], taps)
+            u = np.uint64(i)
+            dest[i] = _add_squares(0.0 if start else dest[i], row[o0 + u], row[o1 + u],
+                                   row[o2 + u], row[o3 + u], taps)
 
 
 @jit(inline=True)
