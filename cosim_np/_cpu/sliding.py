@@ -456,9 +456,9 @@ def _tap_offsets(start, j, m, d):
     the window, so a NaN or inf there already makes it NaN); a sum of
     squares leaves it out.
 
-    Offsets into one row rather than a view a tap: views cost each pass as
-    much as the multiply-adds of a hundred windows, which short runs of
-    windows (flagged ones) pay.  Unsigned, and added to the window's index
+    Offsets into one row rather than a view a tap: the views cost each pass
+    a fixed time, which short runs of windows (flagged ones) paid several
+    times over their multiply-adds.  Unsigned, and added to the window's index
     as ``np.uint64(t)``: Numba then adds no wrap-around for negative
     indices, which with offsets known only at run time keeps LLVM from
     vectorising the loop."""
