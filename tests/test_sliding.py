@@ -15,6 +15,7 @@ from tests import naive
 from tests.strategies import (
     ALL_DTYPES,
     FLOAT_DTYPES,
+    METHODS,
     arrays,
     scalable_elements,
     window_geometry,
@@ -26,10 +27,6 @@ EPS64 = np.finfo(np.float64).eps
 # Kernel lengths around the CPU kernels' limits between short kernels summed tap by
 # tap and the blocked scans (see tests.strategies.window_geometry).
 LONG_M = [(FUSED_TAPS - 4, FUSED_TAPS + 8), (CHAIN_CHUNK - 4, CHAIN_CHUNK + 8)]
-# "fft" first: Hypothesis tries the simplest example (the first choice) before any
-# random one, so a test under the fft_engine fixture reaches the FFT path
-# whatever its random draws (conftest.py fails a test that never does).
-METHODS = st.sampled_from(["fft", "direct", "auto"])
 
 
 def tolerance(out_dtype, taps, exponent=1.0):

@@ -176,7 +176,7 @@ def test_large_integers(dtype, method):
     m=st.integers(1, 9),
     dilation=st.integers(1, 3),
     seed=st.integers(0, 2**32 - 1),
-    method=st.sampled_from(["fft", "direct"]),  # "fft" first: see test_sliding.METHODS
+    method=st.sampled_from(["fft", "direct"]),  # "fft" first: see strategies.METHODS
 )
 def test_windows_crossing_into_the_rescaled_path_stay_bit_exact(exponent, m, dilation, seed, method):
     """Windows whose squares leave the float64 range take a rescaled path; a

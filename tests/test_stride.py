@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cosim_np import sliding_cosine, sliding_cosine_grad, windowed_norm
-from tests.strategies import arrays, window_geometry
+from tests.strategies import METHODS, arrays, window_geometry
 
 
 @st.composite
@@ -31,7 +31,7 @@ def strided_problems(draw):
     options = dict(mode=mode, dilation=dilation, center=center,
                    sharpness=draw(st.sampled_from([1.0, 1.5])),
                    noise_floor=draw(st.sampled_from([0.0, 0.5])), fill=0.25,
-                   method=draw(st.sampled_from(["fft", "direct", "auto"])))  # see test_sliding.METHODS
+                   method=draw(METHODS))
     return signal, kernel, options, draw(st.integers(1, 5))
 
 
