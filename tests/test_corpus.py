@@ -20,6 +20,7 @@ from cosim_np import sliding_cosine
 from cosim_np._core import config
 from cosim_np._core.scalars import SAFE_MAX, SAFE_MIN
 from cosim_np._cpu import blocks, drivers
+from cosim_np._cpu import fft as transforms
 from tests import naive
 from tests.strategies import scalable_elements
 
@@ -216,7 +217,9 @@ def test_left_out_samples_with_dilation_and_channels(monkeypatch, dilation):
 
 def record_runs(monkeypatch):
     """The runs of flagged windows that ``run_fft`` transforms again in a row
-    of their own, as ``(row, start, stop)``."""
+    of their own, as ``(row, start, stop)``; with no shorter blocks to plan
+    in, which would leave fewer runs to look at."""
+    monkeypatch.setattr(config, "SHORT_BLOCK_SPANS", 1 << 20)
     runs = []
     compute = drivers._FlaggedRuns.compute
 
@@ -273,6 +276,41 @@ def test_runs_of_flagged_windows_keep_every_bit_promised(monkeypatch):
         np.testing.assert_array_equal(sliding_cosine(-x, kernels, method="fft"), -base)
         numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
         np.testing.assert_array_equal(sliding_cosine(x, kernels, method="fft"), base)
+    finally:
+        numba.set_num_threads(saved)
+
+
+@pytest.mark.usefixtures("fft_engine")
+def test_segments_mixing_loud_and_quiet_stretches_take_shorter_blocks(monkeypatch):
+    # speech: words next to exact-zero silences. Blocks of fft_length's
+    # length mix many quiet windows with loud ones (flagged, to be computed
+    # directly); blocks of about four spans mix far fewer, and the plan takes
+    # them. Every promise holds as in the longer blocks.
+    m = 256
+    used = []
+    transform = drivers._SegmentPlan.transform
+
+    def recorded(self, *args):
+        used.append(self.length.nfft)
+        return transform(self, *args)
+
+    monkeypatch.setattr(drivers._SegmentPlan, "transform", recorded)
+    x = corpus.make("speech", 2 * config.SEGMENT_WINDOWS)
+    kernel = np.random.default_rng(9).standard_normal(m)
+    saved = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        base = check_against_naive(x, kernel)
+        short = transforms.short_fft_length(m - 1)
+        assert short < transforms.fft_length(m - 1, single=True) and short in used
+        np.testing.assert_allclose(base, sliding_cosine(x, kernel, method="direct"), rtol=0,
+                                   atol=tolerance(np.float64, m))
+        for shift in (-700, 600):
+            np.testing.assert_array_equal(sliding_cosine(np.ldexp(x, shift), kernel,
+                                                         method="fft"), base)
+        np.testing.assert_array_equal(sliding_cosine(-x, kernel, method="fft"), -base)
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        np.testing.assert_array_equal(sliding_cosine(x, kernel, method="fft"), base)
     finally:
         numba.set_num_threads(saved)
 

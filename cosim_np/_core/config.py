@@ -42,10 +42,12 @@ PRODUCT_ELEMENTS = 1 << 16
 FFT_NS = (1.5, 3.0, 4.0, 1.0)
 # Below this many taps per window (m * C) the direct method is used.
 FFT_MIN_TAPS = 128
-# The FFT path's fixed cost per block (transform calls, the plan's passes),
-# in ns: what makes blocks of a few spans cost more per window than their
-# operations alone say.
-FFT_BLOCK_NS = 1000.0
+# The FFT path's cost per window at a block length other than fft_length's:
+# FFT_FLOPS_SHARE of FFT_NS grows with the transforms' operations per window
+# (the rest, the sums of squares, plan and finish, does not), plus
+# FFT_BLOCK_NS a block (calls, the plan's passes per block).
+FFT_FLOPS_SHARE = 0.5
+FFT_BLOCK_NS = 350.0
 
 # ---------------------------------------------------------------------------
 # Sliding cosine, CPU: tiles, segments and threads
@@ -139,6 +141,11 @@ RUN_MIN_RATIO = 6.0
 # ... and where the runs of a segment save more than this, in ns: the fixed
 # cost of planning and transforming them (Python calls).
 RUNS_CALL_NS = 3e5
+# A segment whose plan in blocks of fft_length costs more than REPLAN_AFTER
+# over its transforms is also planned in blocks of about this many spans
+# (``_cpu.fft.short_fft_length``), which mix fewer quiet windows with loud
+# ones, and takes the cheaper plan.
+SHORT_BLOCK_SPANS = 4
 
 # ---------------------------------------------------------------------------
 # Embeddings, CPU: tiles of BLAS products

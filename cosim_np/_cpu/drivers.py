@@ -533,13 +533,15 @@ class _BlockLength:
         # The plan estimates the outputs' norm by the block's (white noise).
         self.estimate = self.c_block + self.c_output
         # The transforms' cost per window transformed: the cost model's for
-        # long blocks, or in proportion to the transforms' operations, plus
-        # a fixed cost per block (calls, the plan's passes).
+        # fft_length's blocks; for others, its share that grows with the
+        # transforms' operations in proportion, plus a fixed cost per block.
         reference = transforms.fft_length((m - 1) * d, single=nker == 1 and nchan == 1)
         flops = nfft * np.log2(nfft) / self.step
         reference_flops = reference * np.log2(reference) / (reference - (m - 1) * d)
         per_block = config.FFT_BLOCK_NS * (1.0 / self.step - 1.0 / (reference - (m - 1) * d))
-        self.fft_ns = _fft_dot_ns(nchan, nker) * flops / reference_flops + per_block
+        grows = config.FFT_FLOPS_SHARE
+        self.fft_ns = (_fft_dot_ns(nchan, nker) * (1.0 - grows + grows * flops / reference_flops)
+                       + per_block)
         # A block is transformed while the direct dots of its flagged windows
         # cost less than the transform saves.
         share = 1.0 - self.fft_ns / _direct_dot_ns(m, nchan, nker)
@@ -720,7 +722,9 @@ def run_fft(piece, khat, kernel_state, d, exponent, floor, fill, result, offset,
     whose windows would mostly be flagged (their FFT error bound exceeds
     ``budget`` times their norm: a loud sample nearby) takes direct dots
     instead of a transform; where that plan leaves many dots to the direct
-    method, plans again, leaving loud samples (spikes) out of the
+    method, plans again in blocks of about four spans
+    (``_cpu.fft.short_fft_length``: loud stretches next to quiet ones) and
+    takes the cheaper plan, then leaving loud samples (spikes) out of the
     transforms, or direct dots for the whole segment where no plan pays; the
     transforms; the cosines, the flagged windows' dots recomputed directly,
     except long runs of them (quiet stretches next to loud ones), which are
@@ -738,6 +742,8 @@ def run_fft(piece, khat, kernel_state, d, exponent, floor, fill, result, offset,
     rows = piece.shape[0]
     tile = kernels.tile_length(m, d)
     length = _BlockLength(khat, d, transforms.fft_length(span, single=nker == 1 and nchan == 1), budget)
+    short_nfft = transforms.short_fft_length(span)
+    short = _BlockLength(khat, d, short_nfft, budget) if short_nfft < length.nfft else None
     direct_ns = _direct_dot_ns(m, nchan, nker)
     segment = segment_length(tile, nker)
     chains = m > kernels.DIRECT_SUM_TAPS and m * d >= kernels.CHAIN_CHUNK
@@ -751,17 +757,28 @@ def run_fft(piece, khat, kernel_state, d, exponent, floor, fill, result, offset,
         longest = min(segment, stop - start)
         windows = -(-longest // tile) * tile
         sumsq = scratch.empty("segment sums of squares", (rows, windows))
-        plan = _SegmentPlan(length, rows, nchan, nker, longest, span, windows)
+        long_plan = _SegmentPlan(length, rows, nchan, nker, longest, span, windows)
+        short_plan = None
         for w0 in range(start, stop, segment):
             w1 = min(stop, w0 + segment)
             unsafe = _unsafe_flags(rows, windows, tile)
             segment_sumsq(piece, w0, w1, m, d, tile, bufs, sumsq, unsafe)
             all_direct = (w1 - w0) * rows * direct_ns
+            plan = long_plan
             cost = plan.plan(piece, w0, w1, m, d, tile, sumsq, unsafe, direct_ns, center)
             ideal = (w1 - w0) * rows * length.fft_ns
             wanted = (1 + config.REPLAN_AFTER) * ideal
             # planning again pays where transforms save much over direct dots
             replan = config.FFT_MARGIN * all_direct - ideal > config.REPLAN_GAIN * all_direct
+            if replan and cost > wanted and short is not None:
+                # loud stretches next to quiet ones: shorter blocks mix fewer
+                if short_plan is None:
+                    short_plan = _SegmentPlan(short, rows, nchan, nker, longest, span, windows)
+                short_cost = short_plan.plan(piece, w0, w1, m, d, tile, sumsq, unsafe, direct_ns,
+                                             center)
+                if short_cost < cost:
+                    plan, cost = short_plan, short_cost
+                    wanted = (1 + config.REPLAN_AFTER) * (w1 - w0) * rows * short.fft_ns
             if replan and cost > wanted:  # spikes: leave them out of the transforms
                 cost = plan.leave_out_loud(direct_ns)
             if cost > config.FFT_MARGIN * all_direct:

@@ -84,6 +84,15 @@ def fft_length(span, single=False):
     return 1 << (target - 1).bit_length()
 
 
+def short_fft_length(span):
+    """The shortest blocks that cost little more per output than
+    ``fft_length``'s (about ``config.SHORT_BLOCK_SPANS`` spans, a power of
+    two): for segments whose loud and quiet stretches longer blocks would
+    mix (``_cpu.drivers.run_fft``)."""
+    target = max(512, config.SHORT_BLOCK_SPANS * (span + 1))
+    return 1 << (target - 1).bit_length()
+
+
 def kernel_spectra(khat, dilation, nfft):
     """``conj(rfft(dilated kernel))``, shape ``(K, C, nfft//2 + 1)``, and each
     kernel's spectral peak ``max_f sqrt(sum_c |K_c(f)|**2)``: no block's
