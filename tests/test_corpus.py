@@ -183,6 +183,26 @@ def test_blocks_of_mostly_flagged_windows_get_direct_dots(monkeypatch):
 
 
 @pytest.mark.usefixtures("fft_engine")
+@pytest.mark.parametrize("nker", [1, 4])
+def test_auto_chooses_the_fft_only_where_its_plan_transforms_noise(monkeypatch, nker):
+    # the method's choice and the segments' plan read one cost model: where
+    # "auto" picks the FFT path, Gaussian noise is transformed there, not
+    # given direct dots block by block after a plan (a slower direct method)
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal(20_000)
+    recorder = PlanRecorder(monkeypatch)
+    chosen = []
+    for m in range(100, 400, 6):
+        method = drivers.choose_method("auto", m, 1, nker)
+        chosen.append(method)
+        if method == "fft":
+            recorder.slots.clear()
+            sliding_cosine(x, rng.standard_normal((nker, m)))
+            assert recorder.slots and all(np.all(s >= 0) for s in recorder.slots), m
+    assert "direct" in chosen and "fft" in chosen
+
+
+@pytest.mark.usefixtures("fft_engine")
 def test_loud_spikes_are_left_out_of_the_transform(monkeypatch):
     # isolated spikes of amplitudes 1e-2 .. 1e2: left out of the transforms
     # and added one by one, the windows holding only small spikes are exact

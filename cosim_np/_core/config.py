@@ -23,7 +23,10 @@ kernels in the cache after an edit.
 #   fft:    FFT_NS[0] + FFT_NS[1] per input channel (block copy, forward
 #           transform) + FFT_NS[2] per kernel (product, inverse transform,
 #           finish) + FFT_NS[3] per channel-kernel pair when C > 1.
-DIRECT_NS = (2.5, 0.04)
+# DIRECT_NS[1] is the direct dots' cost per product on the AVX-512 hosts of
+# later sessions, where they cost 1.5 to 2.3 times the FFT path's at m = 200
+# (benchmarks/RESULTS.md, "Measurements behind the tunables").
+DIRECT_NS = (2.5, 0.06)
 # The direct method's dots by the loops or as matrix products
 # (``_cpu.products``), whichever these costs say is cheaper, ns per window
 # (fitted on one thread, float32, n = 2*10**5, banks and multi-channel

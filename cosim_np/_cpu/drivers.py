@@ -356,14 +356,19 @@ def _fft_dot_ns(nchan, nker):
 
 
 def choose_method(method, m, nchan, nker):
-    """``"direct"`` or ``"fft"`` for ``method`` (``"auto"`` by the cost model)."""
+    """``"direct"`` or ``"fft"`` for ``method`` (``"auto"`` by the cost model):
+    the FFT where it costs less, and where the FFT path's plan would
+    transform Gaussian noise (``run_fft`` gives a segment direct dots where
+    transforms would not save ``1 - config.FFT_MARGIN`` of them)."""
     if method != "auto":
         return method
     if m * nchan < config.FFT_MIN_TAPS:
         return "direct"
-    direct = config.DIRECT_NS[0] + _direct_dot_ns(m, nchan, nker)
-    fft = config.FFT_NS[0] + _fft_dot_ns(nchan, nker)
-    return "fft" if fft < direct else "direct"
+    direct_dots = _direct_dot_ns(m, nchan, nker)
+    fft_dots = _fft_dot_ns(nchan, nker)
+    direct = config.DIRECT_NS[0] + direct_dots
+    fft = config.FFT_NS[0] + fft_dots
+    return "fft" if fft < direct and fft_dots < config.FFT_MARGIN * direct_dots else "direct"
 
 
 def fft_error_budget(out_dtype, taps, exponent):
@@ -742,14 +747,14 @@ def run_fft(piece, khat, kernel_state, d, exponent, floor, fill, result, offset,
     rows = piece.shape[0]
     tile = kernels.tile_length(m, d)
     length = _BlockLength(khat, d, transforms.fft_length(span, single=nker == 1 and nchan == 1), budget)
+    direct_ns = _direct_dot_ns(m, nchan, nker)
+    flagged = _FlaggedRuns(khat, d, length, direct_ns)
     short_nfft = transforms.short_fft_length(span)
     short = _BlockLength(khat, d, short_nfft, budget) if short_nfft < length.nfft else None
-    direct_ns = _direct_dot_ns(m, nchan, nker)
     segment = segment_length(tile, nker)
     chains = m > kernels.DIRECT_SUM_TAPS and m * d >= kernels.CHAIN_CHUNK
     segment_sumsq = (centered.segment_m2 if center else
                      kernels.segment_chain_sumsq if chains else kernels.segment_sumsq)
-    flagged = _FlaggedRuns(khat, d, length, direct_ns)
     kernel_args = (kernel_state, d, exponent, floor, fill)
 
     def work(start, stop):
