@@ -748,13 +748,13 @@ def run_fft(piece, khat, kernel_state, d, exponent, floor, fill, result, offset,
     tile = kernels.tile_length(m, d)
     length = _BlockLength(khat, d, transforms.fft_length(span, single=nker == 1 and nchan == 1), budget)
     direct_ns = _direct_dot_ns(m, nchan, nker)
-    flagged = _FlaggedRuns(khat, d, length, direct_ns)
     short_nfft = transforms.short_fft_length(span)
     short = _BlockLength(khat, d, short_nfft, budget) if short_nfft < length.nfft else None
     segment = segment_length(tile, nker)
     chains = m > kernels.DIRECT_SUM_TAPS and m * d >= kernels.CHAIN_CHUNK
     segment_sumsq = (centered.segment_m2 if center else
                      kernels.segment_chain_sumsq if chains else kernels.segment_sumsq)
+    flagged = _FlaggedRuns(khat, d, length, direct_ns)
     kernel_args = (kernel_state, d, exponent, floor, fill)
 
     def work(start, stop):
