@@ -10,6 +10,8 @@ plans.  Inside, a signal is
 land at ``offset`` of the ``(B, K, L)`` result.
 """
 
+import functools
+
 import numpy as np
 
 from .._core import config
@@ -355,11 +357,18 @@ def _fft_dot_ns(nchan, nker):
     return per_channel * nchan + per_kernel * nker + (per_pair * nchan * nker if nchan > 1 else 0.0)
 
 
+def _transforms_pay(planned, all_direct):
+    """Whether dots planned to cost ``planned`` ns save enough over direct
+    dots at ``all_direct`` ns to be worth a plan's passes: below the model's
+    accuracy they do not (``config.FFT_MARGIN``)."""
+    return planned <= config.FFT_MARGIN * all_direct
+
+
 def choose_method(method, m, nchan, nker):
     """``"direct"`` or ``"fft"`` for ``method`` (``"auto"`` by the cost model):
     the FFT where it costs less, and where the FFT path's plan would
     transform Gaussian noise (``run_fft`` gives a segment direct dots where
-    transforms would not save ``1 - config.FFT_MARGIN`` of them)."""
+    transforms do not pay, ``_transforms_pay``)."""
     if method != "auto":
         return method
     if m * nchan < config.FFT_MIN_TAPS:
@@ -368,7 +377,7 @@ def choose_method(method, m, nchan, nker):
     fft_dots = _fft_dot_ns(nchan, nker)
     direct = config.DIRECT_NS[0] + direct_dots
     fft = config.FFT_NS[0] + fft_dots
-    return "fft" if fft < direct and fft_dots < config.FFT_MARGIN * direct_dots else "direct"
+    return "fft" if fft < direct and _transforms_pay(fft_dots, direct_dots) else "direct"
 
 
 def fft_error_budget(out_dtype, taps, exponent):
@@ -531,9 +540,9 @@ class _BlockLength:
 
     def __init__(self, khat, d, nfft, budget):
         nker, nchan, m = khat.shape
+        self.khat, self.d = khat, d
         self.nfft = nfft
         self.step = nfft - (m - 1) * d
-        self.spectra, self.peaks = transforms.kernel_spectra(khat, d, nfft)
         self.c_block, self.c_output = (factor / budget for factor in transforms.error_bound(nfft, nchan))
         # The plan estimates the outputs' norm by the block's (white noise).
         self.estimate = self.c_block + self.c_output
@@ -551,6 +560,13 @@ class _BlockLength:
         # cost less than the transform saves.
         share = 1.0 - self.fft_ns / _direct_dot_ns(m, nchan, nker)
         self.max_flagged = int(self.step * max(0.0, share))
+
+    @functools.cached_property
+    def kernel_spectra(self):
+        """``transforms.kernel_spectra`` at this length: on a plan's first
+        transform, not before (a length that is only planned costs no kernel
+        transforms; two threads may both compute it, to the same arrays)."""
+        return transforms.kernel_spectra(self.khat, self.d, self.nfft)
 
 
 class _SegmentPlan:
@@ -616,11 +632,12 @@ class _SegmentPlan:
     def transform(self, piece, w0, w1, khat, d):
         """The dots of the blocks planned; returns the kernel's ``fft`` tuple."""
         length = self.length
-        transforms.fft_dots(piece, w0, w1, khat, d, length.nfft, length.spectra, self.dots,
+        spectra, peaks = length.kernel_spectra
+        transforms.fft_dots(piece, w0, w1, khat, d, length.nfft, spectra, self.dots,
                             self.limits, self.workspace,
                             (length.step, self.chosen, self.counts, self.exponents,
                              self.loud if self.any_loud else None, self.noise, self.quietest,
-                             self.references, length.c_block, length.c_output, length.peaks))
+                             self.references, length.c_block, length.c_output, peaks))
         return (self.dots, self.slots, self.exponents, self.relative, w0, length.step, self.limits)
 
 
@@ -692,7 +709,7 @@ class _FlaggedRuns:
         plan = _SegmentPlan(self.length, 1, nchan, nker, padded, span, padded, use="flagged runs")
         tiles = np.full((1, padded // tile), unsafe)
         cost = plan.plan(samples, 0, windows, m, d, tile, own, tiles, self.direct_ns, center)
-        if cost > config.FFT_MARGIN * windows * self.direct_ns:
+        if not _transforms_pay(cost, windows * self.direct_ns):
             plan.assign(-1)
         fft = plan.transform(samples, 0, windows, khat, d)
         cosines = scratch.empty("flagged runs' cosines", (1, nker, padded), result.dtype)
@@ -786,7 +803,7 @@ def run_fft(piece, khat, kernel_state, d, exponent, floor, fill, result, offset,
                     wanted = (1 + config.REPLAN_AFTER) * (w1 - w0) * rows * short.fft_ns
             if replan and cost > wanted:  # spikes: leave them out of the transforms
                 cost = plan.leave_out_loud(direct_ns)
-            if cost > config.FFT_MARGIN * all_direct:
+            if not _transforms_pay(cost, all_direct):
                 plan.assign(-1)  # every dot directly: no transform pays
             fft = plan.transform(piece, w0, w1, khat, d)
             runs = flagged.find(plan, fft, w0, w1) if replan and cost > wanted else None
