@@ -111,11 +111,14 @@ CHUNK_SAMPLES = {"ducc0": 1 << 16, "numpy": 1 << 17}
 # once, and beyond 2**14 float64 samples their working set leaves the L2
 # cache (a 2**15 block then costs several times more per output).
 MAX_CACHED_FFT = 1 << 14
-# A single one-channel kernel's blocks are at least this long while 16 spans
-# fit in it, for spans of at least SINGLE_KERNEL_MIN_SPAN samples (shorter
-# kernels keep 8 spans: a longer block raises the FFT's error bound against a
-# short window's norm, and more windows would be recomputed directly).
-SINGLE_KERNEL_FFT = 1 << 12
+# Blocks of at most this many samples transform in cache: no block is longer
+# while SHORT_BLOCK_SPANS spans fit in it (longer ones cost as much per output
+# on noise and mix more quiet windows with loud stretches); a single
+# one-channel kernel's blocks reach it while 16 spans fit in it, for spans of
+# at least SINGLE_KERNEL_MIN_SPAN samples (shorter kernels keep 8 spans: a
+# longer block raises the FFT's error bound against a short window's norm,
+# and more windows would be recomputed directly).
+CACHED_FFT = 1 << 12
 SINGLE_KERNEL_MIN_SPAN = 127
 
 # ---------------------------------------------------------------------------

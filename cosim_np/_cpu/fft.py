@@ -70,17 +70,21 @@ def _inverse(product, out, use_ducc0):
 
 def fft_length(span, single=False):
     """FFT length (a power of two) for a kernel reaching ``span`` samples:
-    about 8 spans, so that most of each block is output, but at most
-    ``MAX_CACHED_FFT`` unless the kernel itself needs more.  A single kernel
+    about 8 spans, so that most of each block is output; a single kernel
     (``single``: one kernel of one channel) of at least
-    ``SINGLE_KERNEL_MIN_SPAN`` takes up to 16 spans while they fit in
-    ``SINGLE_KERNEL_FFT`` samples: its one inverse transform per block then
-    still works in cache, and the longer step saves transforms (not for
-    banks, whose transforms then leave the cache; benchmarks/RESULTS.md)."""
-    target = min(max(512, 8 * (span + 1)), config.MAX_CACHED_FFT)
+    ``SINGLE_KERNEL_MIN_SPAN`` up to 16 spans while they fit in
+    ``CACHED_FFT`` samples (its one inverse transform per block then still
+    works in cache, and the longer step saves transforms).  No longer than
+    ``CACHED_FFT`` while ``SHORT_BLOCK_SPANS`` spans fit in it: longer blocks
+    leave the cache, cost as much per output on noise, and mix more quiet
+    windows with loud stretches (benchmarks/RESULTS.md); nor longer than
+    ``MAX_CACHED_FFT`` unless the kernel itself needs more."""
+    target = max(512, 8 * (span + 1))
     if single and span >= config.SINGLE_KERNEL_MIN_SPAN:
-        target = max(target, min(16 * (span + 1), config.SINGLE_KERNEL_FFT))
-    target = max(target, 2 * (span + 1))
+        target = max(target, min(16 * (span + 1), config.CACHED_FFT))
+    if config.SHORT_BLOCK_SPANS * (span + 1) <= config.CACHED_FFT:
+        target = min(target, config.CACHED_FFT)
+    target = max(min(target, config.MAX_CACHED_FFT), 2 * (span + 1))
     return 1 << (target - 1).bit_length()
 
 
