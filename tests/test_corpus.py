@@ -335,6 +335,58 @@ def test_segments_mixing_loud_and_quiet_stretches_take_shorter_blocks(monkeypatc
         numba.set_num_threads(saved)
 
 
+@pytest.mark.usefixtures("fft_engine")
+@pytest.mark.parametrize(("name", "dtype", "center", "lengths"), [
+    ("noise", np.float64, False, ["long"]),
+    ("speech", np.float64, False, ["short"]),
+    ("speech", np.float32, False, ["long"]),
+    ("speech", np.float64, True, ["long", "short"]),
+])
+def test_segments_take_their_block_length_from_their_sums_of_squares(monkeypatch, name, dtype,
+                                                                     center, lengths):
+    # noise: no window would be flagged in the longer blocks, which are
+    # planned alone; speech: the sums of squares show that they would flag
+    # many, so only the shorter blocks are planned, except for a float32
+    # result (its budget flags few) and centered windows, whose longer plan
+    # is made first and tells
+    m = 256
+    recorder = PlanRecorder(monkeypatch)
+    x = corpus.make(name, config.SEGMENT_WINDOWS + m - 1, dtype)
+    sliding_cosine(x, np.random.default_rng(10).standard_normal(m).astype(dtype), method="fft",
+                   center=center)
+    named = {transforms.fft_length(m - 1, single=True): "long",
+             transforms.short_fft_length(m - 1): "short"}
+    assert [named[nfft] for nfft in recorder.lengths] == lengths
+
+
+@pytest.mark.usefixtures("fft_engine")
+@pytest.mark.parametrize("name", corpus.CLASSES)
+def test_flag_bound_counts_at_least_the_windows_a_plan_flags(monkeypatch, name):
+    # blocks.flag_bound, from the windows' sums of squares alone, against the
+    # plans' own counts (before leaving loud samples out): one kernel, with
+    # dilation, and of two channels
+    checked = []
+    plan = drivers._SegmentPlan.plan
+
+    def recorded(self, piece, w0, w1, m, d, tile, sumsq, unsafe, direct_ns, center):
+        cost = plan(self, piece, w0, w1, m, d, tile, sumsq, unsafe, direct_ns, center)
+        length = self.length
+        flagged = self.flagged_counts[:, : self.nblocks].sum()
+        bound = blocks.flag_bound(sumsq, w1 - w0, length.step, length.nfft, length.even_share)
+        checked.append(flagged > 0)
+        assert bound >= flagged
+        return cost
+
+    monkeypatch.setattr(drivers._SegmentPlan, "plan", recorded)
+    rng = np.random.default_rng(11)
+    x = corpus.make(name, 2 * config.SEGMENT_WINDOWS)
+    for m, dilation in ((200, 1), (1024, 1), (150, 3)):
+        sliding_cosine(x, rng.standard_normal(m), dilation=dilation, method="fft")
+    two = np.stack([x[: config.SEGMENT_WINDOWS], x[-config.SEGMENT_WINDOWS :]])
+    sliding_cosine(two, rng.standard_normal((1, 2, 300)), method="fft")
+    assert checked and (name in ("noise", "offset") or any(checked))
+
+
 def test_runs_are_laid_side_by_side_in_the_order_of_their_sums():
     # two rows' runs in one row of their own: each window's samples and sum
     # of squares where gather_runs puts them (at the signal's position modulo

@@ -181,6 +181,33 @@ def least_positive(values):
     return bits_float(least)
 
 
+@jit
+def flag_bound(sumsq, nwin, step, nfft, share):
+    """At most how many windows of a segment (its sums of squares ``sumsq[:,
+    :nwin]``) ``plan_blocks`` flags in blocks of ``nfft`` samples and
+    ``step`` windows: those of each block with a positive sum of squares
+    under ``share`` (``_cpu.drivers._BlockLength``) times the largest finite
+    one among the windows that start in its samples."""
+    total = 0
+    for b in range(sumsq.shape[0]):
+        row = sumsq[b, :nwin]
+        for first in range(0, nwin, step):
+            most = largest_finite(row[first : min(nwin, first + nfft)])
+            total += count_flagged(row[first : min(nwin, first + step)], share * most)
+    return total
+
+
+@jit
+def largest_finite(values):
+    """The largest finite value of the non-negative ``values``, 0 if none
+    (as ``least_positive``: an integer maximum of their bits)."""
+    most = np.int64(0)
+    for t in range(values.size):
+        key = float_bits(values[t])
+        most = max(most, key if key < INF_BITS else np.int64(0))
+    return bits_float(most)
+
+
 @jit(inline=True)
 def _add_positive(r, lane, least):
     """Lane ``lane`` of ``least`` takes ``r`` where it is positive and less."""

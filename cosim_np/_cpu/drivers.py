@@ -556,10 +556,23 @@ class _BlockLength:
         grows = config.FFT_FLOPS_SHARE
         self.fft_ns = (_fft_dot_ns(nchan, nker) * (1.0 - grows + grows * flops / reference_flops)
                        + per_block)
+        # No window is flagged whose sum of squares is at least this share of
+        # the largest among the windows that start in its block's samples: a
+        # block holds no more energy than d * (ceil(nfft / (m d)) + 1) of
+        # them, which cover it.
+        self.even_share = self.estimate ** 2 * d * (-(-nfft // (m * d)) + 1)
         # A block is transformed while the direct dots of its flagged windows
         # cost less than the transform saves.
         share = 1.0 - self.fft_ns / _direct_dot_ns(m, nchan, nker)
         self.max_flagged = int(self.step * max(0.0, share))
+
+    def may_miss(self, sumsq, windows, direct_ns):
+        """Whether a segment's plan in these blocks could miss
+        (``_SegmentPlan.missed``), from its sums of squares alone: whether
+        the direct dots of the windows it could flag (``blocks.flag_bound``)
+        would cost more than ``config.REPLAN_AFTER`` of its transforms."""
+        flagged = blocks.flag_bound(sumsq, windows, self.step, self.nfft, self.even_share)
+        return flagged * direct_ns > config.REPLAN_AFTER * windows * sumsq.shape[0] * self.fft_ns
 
     @functools.cached_property
     def kernel_spectra(self):
@@ -612,6 +625,13 @@ class _SegmentPlan:
                                          center)
         self.any_loud = False
         return self.cost(direct_ns)
+
+    def missed(self, cost):
+        """Whether the plan's ``cost`` exceeds its transforms alone by more
+        than ``config.REPLAN_AFTER`` (on noise a plan costs about that; where
+        loud and quiet stretches mix, more)."""
+        ideal = self.windows * self.relative.shape[0] * self.length.fft_ns
+        return cost > (1 + config.REPLAN_AFTER) * ideal
 
     def leave_out_loud(self, direct_ns):
         """Plan again with loud samples left out of the transforms where that
@@ -743,10 +763,13 @@ def run_fft(piece, khat, kernel_state, d, exponent, floor, fill, result, offset,
     sums them); a plan of its blocks (``_SegmentPlan``), in which a block
     whose windows would mostly be flagged (their FFT error bound exceeds
     ``budget`` times their norm: a loud sample nearby) takes direct dots
-    instead of a transform; where that plan leaves many dots to the direct
-    method, plans again in blocks of about four spans
-    (``_cpu.fft.short_fft_length``: loud stretches next to quiet ones) and
-    takes the cheaper plan, then leaving loud samples (spikes) out of the
+    instead of a transform.  The plan is made in blocks of about four spans
+    (``_cpu.fft.short_fft_length``, which mix fewer quiet windows with loud
+    stretches) where the sums of squares show that ``fft_length``'s would
+    leave many dots to the direct method (``_BlockLength.may_miss``), else
+    in ``fft_length``'s (centered, or with sums out of the float64 range:
+    in those first, then in the shorter ones where they do, taking the
+    cheaper plan); then leaving loud samples (spikes) out of the
     transforms, or direct dots for the whole segment where no plan pays; the
     transforms; the cosines, the flagged windows' dots recomputed directly,
     except long runs of them (quiet stretches next to loud ones), which are
@@ -771,7 +794,7 @@ def run_fft(piece, khat, kernel_state, d, exponent, floor, fill, result, offset,
     chains = m > kernels.DIRECT_SUM_TAPS and m * d >= kernels.CHAIN_CHUNK
     segment_sumsq = (centered.segment_m2 if center else
                      kernels.segment_chain_sumsq if chains else kernels.segment_sumsq)
-    flagged = _FlaggedRuns(khat, d, length, direct_ns)
+    flagged = _FlaggedRuns(khat, d, short or length, direct_ns)
     kernel_args = (kernel_state, d, exponent, floor, fill)
 
     def work(start, stop):
@@ -780,33 +803,41 @@ def run_fft(piece, khat, kernel_state, d, exponent, floor, fill, result, offset,
         windows = -(-longest // tile) * tile
         sumsq = scratch.empty("segment sums of squares", (rows, windows))
         long_plan = _SegmentPlan(length, rows, nchan, nker, longest, span, windows)
-        short_plan = None
+
+        @functools.cache
+        def short_plan():
+            return _SegmentPlan(short, rows, nchan, nker, longest, span, windows)
+
         for w0 in range(start, stop, segment):
             w1 = min(stop, w0 + segment)
             unsafe = _unsafe_flags(rows, windows, tile)
             segment_sumsq(piece, w0, w1, m, d, tile, bufs, sumsq, unsafe)
             all_direct = (w1 - w0) * rows * direct_ns
-            plan = long_plan
-            cost = plan.plan(piece, w0, w1, m, d, tile, sumsq, unsafe, direct_ns, center)
             ideal = (w1 - w0) * rows * length.fft_ns
-            wanted = (1 + config.REPLAN_AFTER) * ideal
             # planning again pays where transforms save much over direct dots
             replan = config.FFT_MARGIN * all_direct - ideal > config.REPLAN_GAIN * all_direct
-            if replan and cost > wanted and short is not None:
-                # loud stretches next to quiet ones: shorter blocks mix fewer
-                if short_plan is None:
-                    short_plan = _SegmentPlan(short, rows, nchan, nker, longest, span, windows)
-                short_cost = short_plan.plan(piece, w0, w1, m, d, tile, sumsq, unsafe, direct_ns,
-                                             center)
+            # Loud stretches next to quiet ones: shorter blocks mix fewer.
+            # The sums of squares tell which segments the longer blocks' plan
+            # would not miss on; centered, or out of the float64 range, that
+            # plan tells.
+            plain = not center and not unsafe.any()
+            shorter = replan and short is not None
+            if shorter and plain and length.may_miss(sumsq, w1 - w0, direct_ns):
+                plan = short_plan()
+            else:
+                plan = long_plan
+            cost = plan.plan(piece, w0, w1, m, d, tile, sumsq, unsafe, direct_ns, center)
+            if shorter and not plain and plan.missed(cost):
+                short_cost = short_plan().plan(piece, w0, w1, m, d, tile, sumsq, unsafe,
+                                               direct_ns, center)
                 if short_cost < cost:
-                    plan, cost = short_plan, short_cost
-                    wanted = (1 + config.REPLAN_AFTER) * (w1 - w0) * rows * short.fft_ns
-            if replan and cost > wanted:  # spikes: leave them out of the transforms
+                    plan, cost = short_plan(), short_cost
+            if replan and plan.missed(cost):  # spikes: leave them out of the transforms
                 cost = plan.leave_out_loud(direct_ns)
             if not _transforms_pay(cost, all_direct):
                 plan.assign(-1)  # every dot directly: no transform pays
             fft = plan.transform(piece, w0, w1, khat, d)
-            runs = flagged.find(plan, fft, w0, w1) if replan and cost > wanted else None
+            runs = flagged.find(plan, fft, w0, w1) if replan and plan.missed(cost) else None
             _fft_cosines(piece, w1, khat, kernel_args, tile, sumsq, fft, result, offset, unsafe,
                          center)
             if runs is not None:  # (after: their cosines replace those just written)
