@@ -421,19 +421,22 @@ def test_runs_are_laid_side_by_side_in_the_order_of_their_sums():
 
 @given(values=hnp.arrays(np.float64, st.integers(0, 70), elements=st.one_of(
            scalable_elements(np.float64), st.sampled_from([np.nan, np.inf, -np.inf]))),
-       reference=scalable_elements(np.float64), shift=st.integers(-800, 800))
-def test_the_plans_block_statistics_are_exact_and_free_of_scale(values, reference, shift):
+       reference=scalable_elements(np.float64), shift=st.integers(-800, 800),
+       below=st.one_of(st.just(np.inf), st.floats(0.0, 1e300)))
+def test_the_plans_block_statistics_are_exact_and_free_of_scale(values, reference, shift, below):
     # the plan's passes keep 16 partial maxima, minima and sums (lanes): every
-    # length of the tail, NaN and inf left out, against NumPy
-    big, total, small = blocks._block_stats(values, reference, 0, 0.0, 0.0, np.inf)
+    # length of the tail, NaN and inf left out, against NumPy; the sum of the
+    # squares under ``below`` (leave_out_loud's quiet energy) too
+    big, total, small = blocks._block_stats(values, reference, 0, 0.0, 0.0, np.inf, below)
     finite = np.abs(values[np.isfinite(values)] - reference)
     positive = finite[finite > 0]
+    quiet = finite[finite < below]
     assert big == (finite.max() if finite.size else 0.0)
     assert small == (positive.min() if positive.size else np.inf)
-    assert abs(total - np.sum(finite**2)) <= values.size * EPS64 * np.sum(finite**2)
+    assert abs(total - np.sum(quiet**2)) <= values.size * EPS64 * np.sum(quiet**2)
     # the samples and the reference times 2**shift, in units of 2**shift: the same bits
     assert blocks._block_stats(np.ldexp(values, shift), math.ldexp(reference, shift), shift,
-                               0.0, 0.0, np.inf) == (big, total, small)
+                               0.0, 0.0, np.inf, below) == (big, total, small)
 
 
 @given(sums=hnp.arrays(np.float64, st.integers(0, 70), elements=st.one_of(

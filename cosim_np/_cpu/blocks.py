@@ -26,10 +26,11 @@ INF_BITS = np.int64(0x7FF0000000000000)
 
 
 @jit
-def _block_stats(src, reference, expo, big, total, small):
-    """Largest finite magnitude, the sum of the finite squares and the
-    smallest non-zero finite magnitude of ``(src - reference) * 2**-expo``
-    (exact scaling; merged with ``big``, ``total`` and ``small``), in
+def _block_stats(src, reference, expo, big, total, small, below):
+    """Largest finite magnitude, the sum of the squares of the magnitudes
+    under ``below`` (finite ones: all, with ``below`` inf) and the smallest non-zero
+    finite magnitude of ``(src - reference) * 2**-expo`` (exact scaling;
+    merged with ``big``, ``total`` and ``small``), in
     ``LANES`` independent chains added pairwise.  The sum only scales an
     error bound, but it is summed in this fixed order whatever ``expo``: for
     samples whose squares stay normal, the sum for ``expo`` is exactly
@@ -43,10 +44,10 @@ def _block_stats(src, reference, expo, big, total, small):
     for p in range(0, full, LANES):
         for lane in range(LANES):
             _add_magnitude(_magnitude(src[p + lane] - reference, expo, unit), lane, most, sums,
-                           least)
+                           least, below)
     for lane in range(size - full):
         _add_magnitude(_magnitude(src[full + lane] - reference, expo, unit), lane, most, sums,
-                       least)
+                       least, below)
     width = LANES
     while width > 1:
         width //= 2
@@ -58,11 +59,11 @@ def _block_stats(src, reference, expo, big, total, small):
 
 
 @jit(inline=True)
-def _add_magnitude(v, lane, most, sums, least):
+def _add_magnitude(v, lane, most, sums, least, below):
     """Merge the magnitude ``v`` into lane ``lane`` of ``_block_stats``."""
     most[lane] = v if v > most[lane] else most[lane]
     _add_positive(v, lane, least)
-    sums[lane] += v * v
+    sums[lane] += v * v if v < below else 0.0
 
 
 @jit
@@ -135,7 +136,7 @@ def plan_blocks(x, w0, w1, step, nfft, m, d, sumsq, safe, center, ratio, exponen
             small = np.inf
             for c in range(nchan):
                 big, total, small = _block_stats(x[b, c, start:stop], reference, np.int64(0),
-                                                 big, total, small)
+                                                 big, total, small, np.inf)
             expo = math.frexp(big)[1] if big > 0.0 else 0
             exponents[b, g] = expo
             # (differences from a reference may be tiny where the samples are not)
@@ -145,7 +146,7 @@ def plan_blocks(x, w0, w1, step, nfft, m, d, sumsq, safe, center, ratio, exponen
                 total = 0.0
                 for c in range(nchan):
                     total = _block_stats(x[b, c, start:stop], reference, expo, 0.0, total,
-                                         np.inf)[1]
+                                         np.inf, np.inf)[1]
             noise[b, g] = math.sqrt(total)
             loud[b, g] = 0
             # relative sums of squares, how many are flagged, the quietest
@@ -277,7 +278,8 @@ def leave_out_loud(x, w0, w1, step, nfft, m, d, ratio, exponents, noise, loud, r
             if shift:
                 quiet = 0.0
                 for c in range(nchan):
-                    quiet = _quiet_energy(x[b, c, start:stop], reference, expo, shift, quiet)
+                    quiet = _block_stats(x[b, c, start:stop], reference, expo, 0.0, quiet,
+                                         np.inf, math.ldexp(1.0, -shift))[1]
                 loud_count = 0
                 for r in range(shift):
                     loud_count += scratch[0][r]
@@ -448,28 +450,6 @@ def _binade_histogram(row, start, stop, expo, counts, energies):
             val = _scaled(row[p], expo, unit)
             counts[r] += 1
             energies[r] += val * val
-
-
-@jit
-def _quiet_energy(src, reference, expo, shift, quiet):
-    """``quiet`` plus the sum of the squares of the samples of ``(src -
-    reference) * 2**-expo`` of magnitude below ``2**-shift`` (the same bits
-    for the signal times any power of two; non-finite samples count as 0)."""
-    threshold = math.ldexp(1.0, -shift)
-    unit = _unit(expo)
-    q0 = q1 = 0.0
-    size = src.size
-    p = 0
-    while p + 2 <= size:
-        v0 = _magnitude(src[p] - reference, expo, unit)
-        v1 = _magnitude(src[p + 1] - reference, expo, unit)
-        q0 += v0 * v0 if v0 < threshold else 0.0
-        q1 += v1 * v1 if v1 < threshold else 0.0
-        p += 2
-    if p < size:
-        v0 = _magnitude(src[p] - reference, expo, unit)
-        q0 += v0 * v0 if v0 < threshold else 0.0
-    return quiet + (q0 + q1)
 
 
 # A loud sample added to the dots of its windows (one kernel's m taps, in
