@@ -235,16 +235,18 @@ def test_left_out_samples_with_dilation_and_channels(monkeypatch, dilation):
                                        atol=tolerance(np.float64, 900))
 
 
-def record_runs(monkeypatch):
+def record_runs(monkeypatch, shorter=False):
     """The runs of flagged windows that ``run_fft`` transforms again in a row
-    of their own, as ``(row, start, stop)``; with no shorter blocks to plan
-    in, which would leave fewer runs to look at."""
-    monkeypatch.setattr(config, "SHORT_BLOCK_SPANS", 1 << 20)
+    of their own, as ``(row, start, stop, block length)``; without
+    ``shorter``, with no shorter blocks to plan in, which would leave fewer
+    runs to look at."""
+    if not shorter:
+        monkeypatch.setattr(config, "SHORT_BLOCK_SPANS", 1 << 20)
     runs = []
     compute = drivers._FlaggedRuns.compute
 
     def recorded(self, found, *args):
-        runs.extend(tuple(int(v) for v in run[:3]) for run in found)
+        runs.extend(tuple(int(v) for v in run[:3]) + (self.length.nfft,) for run in found)
         return compute(self, found, *args)
 
     monkeypatch.setattr(drivers._FlaggedRuns, "compute", recorded)
@@ -265,7 +267,7 @@ def test_quiet_stretches_next_to_loud_ones_are_transformed_again(monkeypatch, m)
     np.testing.assert_allclose(got, sliding_cosine(x, kernel, method="direct"), rtol=0,
                                atol=tolerance(np.float64, m))
     covered = np.zeros(got.size, dtype=bool)
-    for _, start, stop in runs:
+    for _, start, stop, _ in runs:
         covered[start:stop] = True
     chosen = np.flatnonzero(covered)[:: max(1, covered.sum() // 300)]
     np.testing.assert_allclose(got[chosen], reference(x, kernel, chosen), rtol=0,
@@ -273,10 +275,13 @@ def test_quiet_stretches_next_to_loud_ones_are_transformed_again(monkeypatch, m)
 
 
 @pytest.mark.usefixtures("fft_engine")
-def test_runs_of_flagged_windows_keep_every_bit_promised(monkeypatch):
+@pytest.mark.parametrize("shorter", [False, True])
+def test_runs_of_flagged_windows_keep_every_bit_promised(monkeypatch, shorter):
     # rows and kernels of a bank, power-of-two scaling (segments with
-    # samples out of the safe range too), sign, thread count
-    runs = record_runs(monkeypatch)
+    # samples out of the safe range too), sign, thread count; the runs in
+    # fft_length's blocks, and in the shorter ones that segments mixing loud
+    # and quiet stretches take
+    runs = record_runs(monkeypatch, shorter)
     x = np.stack([corpus.make("bursty", 2 * config.SEGMENT_WINDOWS, seed=s) for s in (1, 2)])
     kernels = np.random.default_rng(8).standard_normal((2, 2048))
     saved = numba.get_num_threads()
@@ -284,6 +289,8 @@ def test_runs_of_flagged_windows_keep_every_bit_promised(monkeypatch):
         numba.set_num_threads(1)
         base = sliding_cosine(x, kernels, method="fft")
         assert {run[0] for run in runs} == {0, 1}
+        short = transforms.short_fft_length(2047)
+        assert {run[3] for run in runs} == ({short} if shorter else {transforms.fft_length(2047)})
         np.testing.assert_allclose(base, sliding_cosine(x, kernels, method="direct"), rtol=0,
                                    atol=tolerance(np.float64, 2048))
         # (scaled so that the quietest or loudest samples leave [SAFE_MIN,

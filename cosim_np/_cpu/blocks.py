@@ -27,8 +27,8 @@ INF_BITS = np.int64(0x7FF0000000000000)
 
 @jit
 def _block_stats(src, reference, expo, big, total, small, below):
-    """Largest finite magnitude, the sum of the squares of the magnitudes
-    under ``below`` (finite ones: all, with ``below`` inf) and the smallest non-zero
+    """Largest finite magnitude, the sum of the squares of the finite
+    magnitudes under ``below`` (inf: all of them) and the smallest non-zero
     finite magnitude of ``(src - reference) * 2**-expo`` (exact scaling;
     merged with ``big``, ``total`` and ``small``), in
     ``LANES`` independent chains added pairwise.  The sum only scales an
