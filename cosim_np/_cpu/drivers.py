@@ -566,13 +566,18 @@ class _BlockLength:
         share = 1.0 - self.fft_ns / _direct_dot_ns(m, nchan, nker)
         self.max_flagged = int(self.step * max(0.0, share))
 
+    def transforms_ns(self, windows, rows):
+        """The cost model's time for the dots of ``windows`` windows of
+        ``rows`` rows, every one transformed in these blocks."""
+        return windows * rows * self.fft_ns
+
     def may_miss(self, sumsq, windows, direct_ns):
         """Whether a segment's plan in these blocks could miss
         (``_SegmentPlan.missed``), from its sums of squares alone: whether
         the direct dots of the windows it could flag (``blocks.flag_bound``)
         would cost more than ``config.REPLAN_AFTER`` of its transforms."""
         flagged = blocks.flag_bound(sumsq, windows, self.step, self.nfft, self.even_share)
-        return flagged * direct_ns > config.REPLAN_AFTER * windows * sumsq.shape[0] * self.fft_ns
+        return flagged * direct_ns > config.REPLAN_AFTER * self.transforms_ns(windows, sumsq.shape[0])
 
     @functools.cached_property
     def kernel_spectra(self):
@@ -630,7 +635,7 @@ class _SegmentPlan:
         """Whether the plan's ``cost`` exceeds its transforms alone by more
         than ``config.REPLAN_AFTER`` (on noise a plan costs about that; where
         loud and quiet stretches mix, more)."""
-        ideal = self.windows * self.relative.shape[0] * self.length.fft_ns
+        ideal = self.length.transforms_ns(self.windows, self.relative.shape[0])
         return cost > (1 + config.REPLAN_AFTER) * ideal
 
     def leave_out_loud(self, direct_ns):
@@ -813,7 +818,7 @@ def run_fft(piece, khat, kernel_state, d, exponent, floor, fill, result, offset,
             unsafe = _unsafe_flags(rows, windows, tile)
             segment_sumsq(piece, w0, w1, m, d, tile, bufs, sumsq, unsafe)
             all_direct = (w1 - w0) * rows * direct_ns
-            ideal = (w1 - w0) * rows * length.fft_ns
+            ideal = length.transforms_ns(w1 - w0, rows)
             # planning again pays where transforms save much over direct dots
             replan = config.FFT_MARGIN * all_direct - ideal > config.REPLAN_GAIN * all_direct
             # Loud stretches next to quiet ones: shorter blocks mix fewer.
