@@ -138,12 +138,12 @@ class PlanRecorder:
     """Records the FFT path's plans (``_cpu.blocks``) during a call."""
 
     def __init__(self, monkeypatch):
-        self.slots, self.loud, self.lengths = [], [], []
+        self.slots, self.loud, self.lengths, self.whole = [], [], [], []
         plan, loud, assign = blocks.plan_blocks, blocks.leave_out_loud, blocks.assign_slots
 
         def plan_blocks(x, w0, w1, step, nfft, *args):
-            plan(x, w0, w1, step, nfft, *args)
             self.lengths.append(nfft)
+            return plan(x, w0, w1, step, nfft, *args)
 
         def leave_out_loud(*args):
             loud(*args)
@@ -152,6 +152,7 @@ class PlanRecorder:
         def assign_slots(flagged_counts, nblocks, max_flagged, slots, *args):
             direct = assign(flagged_counts, nblocks, max_flagged, slots, *args)
             self.slots.append(slots[:, :nblocks].copy())
+            self.whole.append(args[-1].copy())  # blocks scattered whole, per row
             return direct
 
         monkeypatch.setattr(blocks, "plan_blocks", plan_blocks)
@@ -202,30 +203,45 @@ def test_auto_chooses_the_fft_only_where_its_plan_transforms_noise(monkeypatch, 
     assert "direct" in chosen and "fft" in chosen
 
 
+def left_out_in_part(recorder):
+    """Whether ``leave_out_loud`` left some samples of a block out of its
+    transform, but not all."""
+    return any(np.any((loud > 0) & (loud < blocks.EVERY_SAMPLE)) for loud in recorder.loud)
+
+
 @pytest.mark.usefixtures("fft_engine")
 def test_loud_spikes_are_left_out_of_the_transform(monkeypatch):
-    # isolated spikes of amplitudes 1e-2 .. 1e2: left out of the transforms
-    # and added one by one, the windows holding only small spikes are exact
+    # isolated spikes of amplitudes 1e-2 .. 1e2 over a quiet floor: left out
+    # of the transforms and added one by one, the windows holding only the
+    # floor and small spikes are exact
     recorder = PlanRecorder(monkeypatch)
-    x = corpus.make("sparse", 40_000)
-    kernel = np.random.default_rng(5).standard_normal(1024)
+    rng = np.random.default_rng(5)
+    x = corpus.make("sparse", 40_000) + 1e-4 * rng.standard_normal(40_000)
+    kernel = rng.standard_normal(1024)
     check_against_naive(x, kernel)
-    assert any(np.any(loud > 0) for loud in recorder.loud)
+    assert left_out_in_part(recorder)
+    assert not any(np.any(whole) for whole in recorder.whole)
 
 
 @pytest.mark.usefixtures("fft_engine")
+@pytest.mark.parametrize("floor", [0.0, 1e-4])
 @pytest.mark.parametrize("dilation", [1, 3])
-def test_left_out_samples_with_dilation_and_channels(monkeypatch, dilation):
+def test_left_out_samples_with_dilation_and_channels(monkeypatch, dilation, floor):
+    # spikes among exact zeros (blocks scattered whole), or over a quiet
+    # floor (the spikes alone left out)
     recorder = PlanRecorder(monkeypatch)
     rng = np.random.default_rng(6)
-    x = np.zeros((2, 3, 30_000))
+    x = floor * rng.standard_normal((2, 3, 30_000))
     where = rng.integers(0, 30_000, (2, 3, 40))
     for b in range(2):
         for c in range(3):
             x[b, c, where[b, c]] = 10.0 ** rng.uniform(-2, 2, 40)
     kernels = rng.standard_normal((2, 3, 300))
     got = sliding_cosine(x, kernels, dilation=dilation, method="fft")
-    assert any(np.any(loud > 0) for loud in recorder.loud)
+    if floor:
+        assert left_out_in_part(recorder)
+    else:
+        assert all(np.all(whole > 0) for whole in recorder.whole)
     span = 299 * dilation
     for b in range(2):
         chosen = picks(x[b, 0] + x[b, 1] + x[b, 2], span + 1, count=150)
@@ -233,6 +249,55 @@ def test_left_out_samples_with_dilation_and_channels(monkeypatch, dilation):
             want = [naive.cosine(x[b, :, i : i + span + 1 : dilation], kernels[k]) for i in chosen]
             np.testing.assert_allclose(got[b, k, chosen], want, rtol=0,
                                        atol=tolerance(np.float64, 900))
+
+
+@pytest.mark.usefixtures("fft_engine")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sparse_blocks_are_scattered_whole_and_keep_every_bit_promised(monkeypatch, dtype):
+    # spikes among exact zeros: no block is transformed, each spike is added
+    # to the dots of its windows, and the windows holding only small spikes
+    # are exact; power-of-two scaling (into and out of the safe range),
+    # sign and thread count change no bit
+    transformed = []
+    forward = transforms._forward
+    monkeypatch.setattr(transforms, "_forward", lambda blocks, *args: (
+        transformed.append(blocks.shape[1]), forward(blocks, *args))[1])
+    x = corpus.make("sparse", 3 * config.SEGMENT_WINDOWS // 2, dtype)
+    kernel = np.random.default_rng(9).standard_normal(1024)
+    saved = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        base = check_against_naive(x, kernel)
+        assert not transformed
+        shifts = (-60, 40) if dtype == np.float32 else (-700, 600)
+        for shift in shifts:
+            scaled = np.ldexp(x, shift).astype(dtype)
+            np.testing.assert_array_equal(sliding_cosine(scaled, kernel, method="fft"), base)
+        np.testing.assert_array_equal(sliding_cosine(-x, kernel, method="fft"), -base)
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        np.testing.assert_array_equal(sliding_cosine(x, kernel, method="fft"), base)
+    finally:
+        numba.set_num_threads(saved)
+
+
+@pytest.mark.usefixtures("fft_engine")
+def test_sparse_blocks_spanning_too_many_binades_are_transformed(monkeypatch):
+    # spikes of 1e300 and 1e-300 among zeros: scaled by the loud one's
+    # exponent, the quiet one would underflow to zero in the products, so
+    # the blocks holding both are transformed and the quiet one's windows
+    # flagged, and they stay exact
+    recorder = PlanRecorder(monkeypatch)
+    x = np.zeros(20_000)
+    x[3_000::4_000] = 1e300
+    x[3_500::4_000] = 1e-300
+    kernel = np.random.default_rng(11).standard_normal(300)
+    got = sliding_cosine(x, kernel, method="fft")
+    transformed = [np.sum(slots >= 0) - np.sum(whole) for slots, whole in
+                   zip(recorder.slots, recorder.whole)]
+    assert sum(transformed) > 0
+    np.testing.assert_allclose(got[3_300:3_500], reference(x, kernel, range(3_300, 3_500)),
+                               rtol=0, atol=tolerance(np.float64, 300))
+    assert np.all(np.abs(got[3_300:3_500]) > 0)
 
 
 def record_runs(monkeypatch, shorter=False):

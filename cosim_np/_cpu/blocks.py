@@ -88,8 +88,8 @@ def _magnitude(value, expo, unit):
 
 
 @jit
-def plan_blocks(x, w0, w1, step, nfft, m, d, sumsq, safe, center, ratio, exponents, noise, loud,
-                relative, flagged_counts, quietest, references):
+def plan_blocks(x, w0, w1, step, nfft, m, d, sumsq, safe, center, sparse_share, ratio, exponents,
+                noise, loud, relative, flagged_counts, quietest, references):
     """Plan the overlap-save blocks of the windows ``w0 .. w1-1`` of every row
     of ``x`` (``(B, C, N)``): block ``g`` holds the windows ``w0 + [g * step,
     (g + 1) * step)`` and reads the samples ``w0 + [g * step, g * step +
@@ -115,15 +115,26 @@ def plan_blocks(x, w0, w1, step, nfft, m, d, sumsq, safe, center, ratio, exponen
     * ``noise[b, g]``, the L2 norm of the scaled samples that are transformed
       (the FFT's error scale);
     * ``loud[b, g] = 0``: every sample is transformed (``leave_out_loud`` may
-      change that);
+      change that); or, not centered, where the block holds fewer finite
+      non-zero samples (of all channels) than ``sparse_share`` times its
+      windows, within
+      ``SPARSE_RANGE`` binades of the largest, ``EVERY_SAMPLE``: none is
+      transformed, each is added to
+      the dots one by one (``scatter_loud``), which costs less than the
+      transform (sparse signals: spikes among exact zeros), and no window
+      is flagged;
     * ``flagged_counts[b, g]``, the direct dots the block costs: its windows
       that ``_cpu.sliding.count_flagged`` would send to the direct method,
       estimated with the limit ``(ratio * noise)**2`` (the kernel knows the
-      transform's outputs too);
+      transform's outputs too), or the samples it scatters (``SCATTER_COST``
+      windows each, per channel);
     * ``quietest[b, g]``, the smallest positive relative sum of squares of its
-      windows (no window is flagged under a limit up to that)."""
+      windows (no window is flagged under a limit up to that).
+
+    Returns how many blocks take ``EVERY_SAMPLE``."""
     nchan = x.shape[1]
     end = w1 + (m - 1) * d
+    sparse = 0
     for b in range(x.shape[0]):
         for g in range(-(-(w1 - w0) // step)):
             start = w0 + g * step
@@ -149,9 +160,42 @@ def plan_blocks(x, w0, w1, step, nfft, m, d, sumsq, safe, center, ratio, exponen
                                          np.inf, np.inf)[1]
             noise[b, g] = math.sqrt(total)
             loud[b, g] = 0
+            scattered = 0
+            sparse_below = sparse_share * (last - first)
+            # (every scaled square is under 1: no fewer samples than about
+            # ``total``; the count decides, free of the signal's scale)
+            if total < 2.0 * sparse_below and _narrow(expo, small) and not center:
+                nonzero = 0
+                for c in range(nchan):
+                    nonzero += _count_nonzero(x[b, c, start:stop])
+                if nonzero < sparse_below:
+                    noise[b, g] = 0.0
+                    loud[b, g] = EVERY_SAMPLE
+                    scattered = -(-SCATTER_COST * nonzero // nchan)
+                    sparse += 1
             # relative sums of squares, how many are flagged, the quietest
             flagged_counts[b, g], quietest[b, g] = _relative_sums(
                 sumsq[b, first:last], expo, (ratio * noise[b, g]) ** 2, relative[b, first:last])
+            flagged_counts[b, g] += scattered
+    return sparse
+
+
+@jit
+def _narrow(expo, small):
+    """Whether a block's non-zero magnitudes, the largest below ``2**expo``,
+    the smallest ``small`` (inf: none), all lie within ``2**-SPARSE_RANGE``
+    of it, so that scaled by ``2**-expo`` none of their products with a unit
+    kernel's taps loses more than a rounding against its window's norm."""
+    return small == np.inf or expo - math.frexp(small)[1] < SPARSE_RANGE
+
+
+@jit
+def _count_nonzero(src):
+    """How many samples of ``src`` are finite and not zero."""
+    count = 0
+    for p in range(src.size):
+        count += (src[p] != 0.0) & (abs(src[p]) < np.inf)
+    return count
 
 
 @jit(inline=True)
@@ -260,7 +304,7 @@ def leave_out_loud(x, w0, w1, step, nfft, m, d, ratio, exponents, noise, loud, r
     for b in range(x.shape[0]):
         for g in range(-(-(w1 - w0) // step)):
             cost = flagged_counts[b, g]
-            if cost == 0:
+            if cost == 0 or loud[b, g]:  # (none flagged, or none transformed)
                 continue
             start = w0 + g * step
             stop = min(end, start + nfft)
@@ -458,6 +502,12 @@ def _binade_histogram(row, start, stop, expo, counts, energies):
 # each block with loud samples is also searched for them, and a lower price
 # (3) left out more and measured slower on sparse and speech.
 SCATTER_COST = 10
+# The ``loud`` shift of a block none of whose samples is transformed: every
+# finite non-zero scaled magnitude is at least 2**-1074.
+EVERY_SAMPLE = 1074
+# ... which only a block whose non-zero magnitudes span fewer binades than
+# this takes (scaled, none is then below 2**-SPARSE_RANGE).
+SPARSE_RANGE = 900
 # Loud samples are those of scaled magnitude (largest in [0.5, 1)) at least
 # 2**-s for some s up to this: below 2**-52 of the largest sample, leaving
 # samples out cannot make the transform any more accurate.
@@ -469,30 +519,43 @@ LOUD_BOUND = 4.0 / 3.0
 
 
 @jit
-def assign_slots(flagged_counts, nblocks, max_flagged, slots, chosen, counts, nwin, step):
-    """Blocks with at most ``max_flagged`` flagged windows are transformed:
-    ``slots[b, g] = j`` (``chosen[b, j] = g``), numbered in order, ``counts[b]``
-    of them; the others get all their dots directly, ``slots[b, g] = -1``
-    (``max_flagged < 0``: every block).  Returns how many windows (of ``nwin``
-    per row) are transformed, and how many dots are left to the direct method
-    (the flagged windows of the blocks transformed, every window of the
-    others)."""
+def assign_slots(flagged_counts, nblocks, max_flagged, slots, chosen, counts, nwin, step, loud,
+                 whole):
+    """Blocks with at most ``max_flagged`` flagged windows get their dots
+    from the plan: ``slots[b, g] = j`` (``chosen[b, j] = g``), numbered in
+    order, first the ``counts[b]`` that are transformed, then the
+    ``whole[b]`` whose samples are all scattered (``loud[b, g] ==
+    EVERY_SAMPLE``, whatever their cost: ``plan_blocks`` chose them for
+    costing less than a transform, and so less than direct dots); the
+    others get all their dots directly, ``slots[b, g] = -1``
+    (``max_flagged < 0``: every block).  Returns how many windows (of
+    ``nwin`` per row) are transformed, and how many dots are left to the
+    direct method (the flagged windows of the blocks transformed, the
+    scattered samples' cost, every window of the others)."""
     transformed = 0
     direct = 0
     for b in range(flagged_counts.shape[0]):
         used = 0
         for g in range(nblocks):
             windows = min(step, nwin - g * step)
-            if flagged_counts[b, g] <= max_flagged:
+            whole_block = loud[b, g] == EVERY_SAMPLE and max_flagged >= 0
+            if flagged_counts[b, g] > max_flagged and not whole_block:
+                slots[b, g] = -1
+                direct += windows
+            elif not whole_block:
                 slots[b, g] = used
                 chosen[b, used] = g
                 used += 1
                 transformed += windows
                 direct += flagged_counts[b, g]
-            else:
-                slots[b, g] = -1
-                direct += windows
         counts[b] = used
+        for g in range(nblocks):
+            if loud[b, g] == EVERY_SAMPLE and max_flagged >= 0:
+                slots[b, g] = used
+                chosen[b, used] = g
+                used += 1
+                direct += flagged_counts[b, g]
+        whole[b] = used - counts[b]
     return transformed, direct
 
 

@@ -565,6 +565,11 @@ class _BlockLength:
         # cost less than the transform saves.
         share = 1.0 - self.fft_ns / _direct_dot_ns(m, nchan, nker)
         self.max_flagged = int(self.step * max(0.0, share))
+        # A block with fewer non-zero samples (of all channels) than this
+        # times its windows adds them to the dots one by one for less than
+        # its transform.
+        self.sparse_share = (self.fft_ns / _direct_dot_ns(m, nchan, nker) * nchan
+                             / blocks.SCATTER_COST)
 
     def transforms_ns(self, windows, rows):
         """The cost model's time for the dots of ``windows`` windows of
@@ -607,6 +612,7 @@ class _SegmentPlan:
         self.slots = np.empty((rows, most), dtype=np.int64)
         self.chosen = np.empty((rows, most), dtype=np.int64)
         self.counts = np.empty(rows, dtype=np.int64)
+        self.whole = np.empty(rows, dtype=np.int64)
         self.workspace = transforms.Workspace(nchan, nker, nfft)
 
     def plan(self, piece, w0, w1, m, d, tile, sumsq, unsafe, direct_ns, center):
@@ -621,14 +627,15 @@ class _SegmentPlan:
         self.state = (length.estimate, self.exponents, self.noise, self.loud, self.relative,
                       self.flagged_counts, self.quietest, self.references)
         safe = not unsafe.any()
-        blocks.plan_blocks(*self.segment, sumsq, safe, center, *self.state)
+        sparse = blocks.plan_blocks(*self.segment, sumsq, safe, center, length.sparse_share,
+                                    *self.state)
         # each step below compiles on its first use only
         if not safe:
             blocks.relative_out_of_range(piece, w0, w1, length.step, m, d, tile, sumsq, unsafe,
                                          length.estimate, self.exponents, self.noise,
                                          self.relative, self.flagged_counts, self.quietest,
                                          center)
-        self.any_loud = False
+        self.any_loud = sparse > 0
         return self.cost(direct_ns)
 
     def missed(self, cost):
@@ -652,7 +659,8 @@ class _SegmentPlan:
     def assign(self, max_flagged):
         """``blocks.assign_slots`` for this plan: ``(transformed, direct)``."""
         return blocks.assign_slots(self.flagged_counts, self.nblocks, max_flagged, self.slots,
-                                   self.chosen, self.counts, self.windows, self.length.step)
+                                   self.chosen, self.counts, self.windows, self.length.step,
+                                   self.loud, self.whole)
 
     def transform(self, piece, w0, w1, khat, d):
         """The dots of the blocks planned; returns the kernel's ``fft`` tuple."""
@@ -660,7 +668,7 @@ class _SegmentPlan:
         spectra, peaks = length.kernel_spectra
         transforms.fft_dots(piece, w0, w1, khat, d, length.nfft, spectra, self.dots,
                             self.limits, self.workspace,
-                            (length.step, self.chosen, self.counts, self.exponents,
+                            (length.step, self.chosen, self.counts, self.whole, self.exponents,
                              self.loud if self.any_loud else None, self.noise, self.quietest,
                              self.references, length.c_block, length.c_output, peaks))
         return (self.dots, self.slots, self.exponents, self.relative, w0, length.step, self.limits)

@@ -136,9 +136,11 @@ def block_count(nwin, span, nfft):
 
 def fft_dots(rows, w0, w1, khat, dilation, nfft, spectra, dots, limits, work, plan):
     """Dots of the windows ``w0 .. w1-1`` of the blocks ``chosen`` (``plan =
-    (step, chosen, counts, exponents, loud, noise, quietest, references, c_block,
-    c_output, peaks)``, see
-    ``_cpu.blocks``; ``loud`` None where no block has loud samples) of ``rows``
+    (step, chosen, counts, whole, exponents, loud, noise, quietest, references,
+    c_block, c_output, peaks)``, see ``_cpu.blocks.assign_slots``: the first
+    ``counts[b]`` of row ``b`` transformed, the ``whole[b]`` after them
+    scattered sample by sample; ``loud`` None where no block has loud
+    samples) of ``rows``
     (``(B, C, N)``) with every kernel (``khat``, unit norm, and its
     ``spectra``), written to ``dots`` (``(B, >= blocks, K, nfft)`` float64, reused
     across calls so that it stays in cache), with the buffers of ``work`` (a
@@ -154,7 +156,7 @@ def fft_dots(rows, w0, w1, khat, dilation, nfft, spectra, dots, limits, work, pl
     the flagging limit of each block and kernel (``_cpu.blocks.block_limits``,
     from the norm of the transform's outputs, before the loud samples are
     added)."""
-    (step, chosen, counts, exponents, loud, noise, quietest, references, c_block, c_output,
+    (step, chosen, counts, whole, exponents, loud, noise, quietest, references, c_block, c_output,
      peaks) = plan
     no_loud = np.zeros(exponents.shape[1], dtype=np.int64)
     per_chunk = work.per_chunk
@@ -177,6 +179,12 @@ def fft_dots(rows, w0, w1, khat, dilation, nfft, spectra, dots, limits, work, pl
             if loud is not None:  # (compiled on its first use only)
                 blocks.scatter_loud(rows[b], w0, w1, these, step, khat, dilation, exponents[b],
                                     loud[b], references[b], dots[b, j0 : j0 + count])
+        if whole[b]:  # no sample transformed: every one scattered, no window flagged
+            slots = slice(counts[b], counts[b] + whole[b])
+            dots[b, slots, :, :step] = 0.0
+            limits[b, slots] = 0.0
+            blocks.scatter_loud(rows[b], w0, w1, chosen[b, slots], step, khat, dilation,
+                                exponents[b], loud[b], references[b], dots[b, slots])
 
 
 def error_bound(nfft, nchan):
