@@ -727,26 +727,45 @@ def flagged_runs(fft, w1, gap, min_flagged, runs):
             if slot >= 0:
                 for k in range(limits.shape[2]):
                     limit = max(limit, limits[b, slot, k])
-            for i in range(lo, hi if limit > 0.0 else lo):
-                r = relative[b, i - first]
-                if not is_flagged(r, limit):
+            # the loudest flagged window of the open run in this block (one
+            # exponent for the block's, not one a window)
+            most = 0.0
+            for i0 in range(lo, hi if limit > 0.0 else lo, 64):
+                i1 = min(hi, i0 + 64)
+                # (most stretches hold none, or all: a vectorised count first)
+                if count_flagged(relative[b, i0 - first : i1 - first], limit) == 0:
                     continue
-                if start >= 0 and i - last > gap:
-                    written = _add_run(runs, written, b, start, last, count, loudness,
-                                       min_flagged)
-                    start = -1
-                level = math.frexp(r)[1] + 2 * exponents[b, g]
-                if start < 0:
-                    start = i
-                    count = 0
-                    loudness = level
-                last = i
-                count += 1
-                loudness = max(loudness, level)
+                for i in range(i0, i1):
+                    r = relative[b, i - first]
+                    if not is_flagged(r, limit):
+                        continue
+                    if start >= 0 and i - last > gap:
+                        if most > 0.0:
+                            loudness = max(loudness, _level(most, exponents[b, g]))
+                        written = _add_run(runs, written, b, start, last, count, loudness,
+                                           min_flagged)
+                        start = -1
+                    if start < 0:
+                        start = i
+                        count = 0
+                        loudness = _level(r, exponents[b, g])
+                        most = 0.0
+                    last = i
+                    count += 1
+                    most = max(most, r)
+            if most > 0.0:
+                loudness = max(loudness, _level(most, exponents[b, g]))
             if slot < 0 and start >= 0:  # a direct block, or past the last
                 written = _add_run(runs, written, b, start, last, count, loudness, min_flagged)
                 start = -1
     return written
+
+
+@jit
+def _level(r, exponent):
+    """The binary exponent of a relative sum of squares ``r`` in signal units
+    (its block's are ``4**exponent``), bar a constant."""
+    return math.frexp(r)[1] + 2 * exponent
 
 
 @jit
