@@ -920,11 +920,8 @@ def _recompute_flagged(x, b, khat, k, i0, start, stop, d, relative, limit, sampl
     ``_tile_dots`` into ``spare``, of which only the flagged ones are kept
     (the others keep their FFT dots, so the result does not depend on how
     the windows were grouped); a lone window by ``_plain_dot``."""
-    u = start
+    u = _next_flagged(relative, start, stop, limit)
     while u < stop:
-        if not is_flagged(relative[u], limit):
-            u += 1
-            continue
         last = u
         v = u + 1
         while v < stop and v - last <= RUN_GAP:
@@ -938,7 +935,22 @@ def _recompute_flagged(x, b, khat, k, i0, start, stop, d, relative, limit, sampl
             for w in range(u, last + 1):
                 if is_flagged(relative[w], limit):
                     acc[w] = spare[w]
-        u = last + 1
+        u = _next_flagged(relative, last + 1, stop, limit)
+
+
+@jit
+def _next_flagged(relative, u, stop, limit):
+    """The first window from ``u`` on (before ``stop``) flagged under
+    ``limit``, else ``stop``: stretches of 64 with none passed over by the
+    vectorised count (most of a block's windows are not flagged)."""
+    while u < stop:
+        end = min(stop, u + 64)
+        if count_flagged(relative[u:end], limit):
+            while not is_flagged(relative[u], limit):
+                u += 1
+            return u
+        u = end
+    return stop
 
 
 @jit
