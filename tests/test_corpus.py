@@ -203,6 +203,18 @@ def test_auto_chooses_the_fft_only_where_its_plan_transforms_noise(monkeypatch, 
     assert "direct" in chosen and "fft" in chosen
 
 
+def check_bit_promises(x, kernels, base, shifts):
+    """The FFT path's cosines of ``x`` scaled by ``2**shift`` for each of
+    ``shifts``, of ``-x``, and with two threads (the caller runs one) are
+    ``base``'s bits (negated for ``-x``)."""
+    for shift in shifts:
+        scaled = np.ldexp(x, shift).astype(x.dtype)
+        np.testing.assert_array_equal(sliding_cosine(scaled, kernels, method="fft"), base)
+    np.testing.assert_array_equal(sliding_cosine(-x, kernels, method="fft"), -base)
+    numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+    np.testing.assert_array_equal(sliding_cosine(x, kernels, method="fft"), base)
+
+
 def left_out_in_part(recorder):
     """Whether ``leave_out_loud`` left some samples of a block out of its
     transform, but not all."""
@@ -269,13 +281,7 @@ def test_sparse_blocks_are_scattered_whole_and_keep_every_bit_promised(monkeypat
         numba.set_num_threads(1)
         base = check_against_naive(x, kernel)
         assert not transformed
-        shifts = (-60, 40) if dtype == np.float32 else (-700, 600)
-        for shift in shifts:
-            scaled = np.ldexp(x, shift).astype(dtype)
-            np.testing.assert_array_equal(sliding_cosine(scaled, kernel, method="fft"), base)
-        np.testing.assert_array_equal(sliding_cosine(-x, kernel, method="fft"), -base)
-        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
-        np.testing.assert_array_equal(sliding_cosine(x, kernel, method="fft"), base)
+        check_bit_promises(x, kernel, base, (-60, 40) if dtype == np.float32 else (-700, 600))
     finally:
         numba.set_num_threads(saved)
 
@@ -361,13 +367,9 @@ def test_runs_of_flagged_windows_keep_every_bit_promised(monkeypatch, shorter):
         # (scaled so that the quietest or loudest samples leave [SAFE_MIN,
         # SAFE_MAX], but few sums of squares the float64 range: those take a
         # slow path, and the bursts would hold many)
-        for shift in (-470, 470):
-            scaled = np.ldexp(x, shift)
-            assert np.min(np.abs(scaled)) < SAFE_MIN or np.max(np.abs(scaled)) > SAFE_MAX
-            np.testing.assert_array_equal(sliding_cosine(scaled, kernels, method="fft"), base)
-        np.testing.assert_array_equal(sliding_cosine(-x, kernels, method="fft"), -base)
-        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
-        np.testing.assert_array_equal(sliding_cosine(x, kernels, method="fft"), base)
+        assert np.min(np.abs(np.ldexp(x, -470))) < SAFE_MIN
+        assert np.max(np.abs(np.ldexp(x, 470))) > SAFE_MAX
+        check_bit_promises(x, kernels, base, (-470, 470))
     finally:
         numba.set_num_threads(saved)
 
