@@ -117,12 +117,10 @@ def plan_blocks(x, w0, w1, step, nfft, m, d, sumsq, safe, center, sparse_share, 
     * ``loud[b, g] = 0``: every sample is transformed (``leave_out_loud`` may
       change that); or, not centered, where the block holds fewer finite
       non-zero samples (of all channels) than ``sparse_share`` times its
-      windows, within
-      ``SPARSE_RANGE`` binades of the largest, ``EVERY_SAMPLE``: none is
-      transformed, each is added to
-      the dots one by one (``scatter_loud``), which costs less than the
-      transform (sparse signals: spikes among exact zeros), and no window
-      is flagged;
+      windows, within ``SPARSE_RANGE`` binades of the largest,
+      ``EVERY_SAMPLE``: none is transformed, each is added to the dots one
+      by one (``scatter_loud``), which costs less than the transform
+      (sparse signals: spikes among exact zeros), and no window is flagged;
     * ``flagged_counts[b, g]``, the direct dots the block costs: its windows
       that ``_cpu.sliding.count_flagged`` would send to the direct method,
       estimated with the limit ``(ratio * noise)**2`` (the kernel knows the
@@ -166,8 +164,9 @@ def plan_blocks(x, w0, w1, step, nfft, m, d, sumsq, safe, center, sparse_share, 
             # ``total``; the count decides, free of the signal's scale)
             if total < 2.0 * sparse_below and _narrow(expo, small) and not center:
                 nonzero = 0
-                for c in range(nchan):
-                    nonzero += _count_nonzero(x[b, c, start:stop])
+                for c in range(nchan):  # (finite, not zero)
+                    nonzero += _count_at_least(x[b, c, start:stop], 0.0, np.int64(0),
+                                               math.ldexp(1.0, -EVERY_SAMPLE))
                 if nonzero < sparse_below:
                     noise[b, g] = 0.0
                     loud[b, g] = EVERY_SAMPLE
@@ -187,15 +186,6 @@ def _narrow(expo, small):
     of it, so that scaled by ``2**-expo`` none of their products with a unit
     kernel's taps loses more than a rounding against its window's norm."""
     return small == np.inf or expo - math.frexp(small)[1] < SPARSE_RANGE
-
-
-@jit
-def _count_nonzero(src):
-    """How many samples of ``src`` are finite and not zero."""
-    count = 0
-    for p in range(src.size):
-        count += (src[p] != 0.0) & (abs(src[p]) < np.inf)
-    return count
 
 
 @jit(inline=True)
@@ -538,11 +528,12 @@ def assign_slots(flagged_counts, nblocks, max_flagged, slots, chosen, counts, nw
         used = 0
         for g in range(nblocks):
             windows = min(step, nwin - g * step)
-            whole_block = loud[b, g] == EVERY_SAMPLE and max_flagged >= 0
-            if flagged_counts[b, g] > max_flagged and not whole_block:
+            if loud[b, g] == EVERY_SAMPLE and max_flagged >= 0:
+                continue  # (numbered below)
+            if flagged_counts[b, g] > max_flagged:
                 slots[b, g] = -1
                 direct += windows
-            elif not whole_block:
+            else:
                 slots[b, g] = used
                 chosen[b, used] = g
                 used += 1

@@ -563,13 +563,12 @@ class _BlockLength:
         self.even_share = self.estimate ** 2 * d * (-(-nfft // (m * d)) + 1)
         # A block is transformed while the direct dots of its flagged windows
         # cost less than the transform saves.
-        share = 1.0 - self.fft_ns / _direct_dot_ns(m, nchan, nker)
-        self.max_flagged = int(self.step * max(0.0, share))
+        transformed_share = self.fft_ns / _direct_dot_ns(m, nchan, nker)
+        self.max_flagged = int(self.step * max(0.0, 1.0 - transformed_share))
         # A block with fewer non-zero samples (of all channels) than this
         # times its windows adds them to the dots one by one for less than
         # its transform.
-        self.sparse_share = (self.fft_ns / _direct_dot_ns(m, nchan, nker) * nchan
-                             / blocks.SCATTER_COST)
+        self.sparse_share = transformed_share * nchan / blocks.SCATTER_COST
 
     def transforms_ns(self, windows, rows):
         """The cost model's time for the dots of ``windows`` windows of
