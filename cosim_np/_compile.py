@@ -21,6 +21,15 @@ def _signal(dtype, shape=(2, 700)):
     return _RNG.standard_normal(shape).astype(dtype)
 
 
+def _loud_beside_quiet(dtype):
+    """Noise whose second half is 10**8 times louder: for a long kernel, the
+    FFT path plans again, and its quiet windows beside the loud ones take
+    direct dots (kernels of their own, compiled where a call needs them)."""
+    signal = _signal(dtype, (8000,))
+    signal[4000:] *= 1e8
+    return signal
+
+
 def _sliding_calls(dtype):
     from . import find_matches, sliding_cosine
 
@@ -55,6 +64,8 @@ def _sliding_calls(dtype):
                   for shape, center in (((16, 16), False), ((12, 24), False), ((16, 16), True))]),
         ("sliding_cosine, method='fft' (and 'auto' for long kernels)",
          lambda: (sliding_cosine(_signal(dtype, (2, 3000)), _signal(dtype, (200,)), method="fft"),
+                  # quiet windows beside loud ones: their dots directly
+                  sliding_cosine(_loud_beside_quiet(dtype), _signal(dtype, (1024,)), method="fft"),
                   sliding_cosine(x, _signal(dtype, (3, 2, 7)), method="fft"),
                   sliding_cosine(x, [1.0, 2.0, 3.0], method="fft"))),
         ("sliding_cosine, center=True",

@@ -114,6 +114,7 @@ for dt in (np.float32, np.float64):
     x = rng.standard_normal(20000).astype(dt)
     c.sliding_cosine(x, x[:9], mode="same"), c.sliding_cosine(x, x[:64])
     c.sliding_cosine(x, x[:1024]), c.sliding_cosine(x, x[:256], center=True)
+    c.sliding_cosine(np.concatenate([x, x * 1e8]), x[:1024])  # quiet beside loud
     c.sliding_cosine(np.stack([x, x]), x[:20], dilation=3, stride=2)
     c.sliding_cosine(x, np.stack([x[:20], x[20:40]]), mode="full", sharpness=1.5)
     c.sliding_cosine((x * 100).astype(np.int16), x[:300])
@@ -149,3 +150,41 @@ def test_compiling_ahead_compiles_no_function_twice_nor_error_messages(tmp_path)
     assert ("numba's shape-mismatch message", "") not in compiled
     # what the common calls needed was compiled ahead
     assert not later, sorted({name for name, _ in later})
+
+
+_FIRST_FFT_CALL = """
+import json, sys
+import numpy as np
+from numba.core import event
+compiled = []
+
+class Listener(event.Listener):
+    def on_start(self, ev):
+        compiled.append(ev.data["dispatcher"].py_func.__qualname__)
+
+    def on_end(self, ev):
+        pass
+
+event.register("numba:compile", Listener())
+import cosim_np
+rng = np.random.default_rng(0)
+x = rng.standard_normal(100_000)
+kernel = rng.standard_normal(256)
+cosim_np.sliding_cosine(x, kernel)
+noise = list(compiled)
+x[50_000:] *= 1e8  # quiet windows beside loud ones: direct dots
+cosim_np.sliding_cosine(x, kernel)
+print(json.dumps([noise, compiled[len(noise):]]))
+"""
+
+
+def test_a_first_fft_call_on_noise_compiles_no_direct_loop(tmp_path):
+    # the first call pays for what it uses: windows that all take the FFT's
+    # dots compile neither the direct dots nor the plan's centered steps
+    done = run("-c", _FIRST_FFT_CALL, cache_dir=tmp_path)
+    assert done.returncode == 0, done.stderr
+    noise, loud = json.loads(done.stdout.splitlines()[-1])
+    direct = {"fft_direct_kernel", "_tile_dots", "_recompute_flagged"}
+    assert "fft_kernel" in noise and not direct & set(noise)
+    assert "block_references" not in noise
+    assert direct <= set(loud)

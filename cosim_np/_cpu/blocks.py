@@ -101,13 +101,8 @@ def plan_blocks(x, w0, w1, step, nfft, m, d, sumsq, safe, center, sparse_share, 
     any power of two (once ``relative_out_of_range`` has set right the sums
     of squares that left the float64 range):
 
-    * ``references[b, g]``, with ``center`` in a safe segment the mean of the
-      block's finite samples where it holds half their energy
-      (``_block_reference``), else 0: the block's
-      samples less it are transformed.  A centered kernel's taps sum to
-      zero, so the dots keep their value, but the transform's error, which
-      follows the magnitude of what it transforms, no longer carries an
-      offset shared by the block, and neither does the flagging;
+    * ``references[b, g]`` are read, not written: the value the block's
+      samples are transformed less (``block_references``, or 0);
     * ``exponents[b, g]``, that of the block's largest finite magnitude (its
       samples are scaled by ``2**-exponent`` before the transform);
     * ``relative[b, i - w0]``, the sum of squares of window ``i`` in those units
@@ -138,8 +133,7 @@ def plan_blocks(x, w0, w1, step, nfft, m, d, sumsq, safe, center, sparse_share, 
             start = w0 + g * step
             stop = min(end, start + nfft)
             first, last = start - w0, min(w1, start + step) - w0  # its windows, from w0
-            reference = _block_reference(x, b, start, stop) if center and safe else 0.0
-            references[b, g] = reference
+            reference = references[b, g]
             big = 0.0
             total = 0.0
             small = np.inf
@@ -177,6 +171,23 @@ def plan_blocks(x, w0, w1, step, nfft, m, d, sumsq, safe, center, sparse_share, 
                 sumsq[b, first:last], expo, (ratio * noise[b, g]) ** 2, relative[b, first:last])
             flagged_counts[b, g] += scattered
     return sparse
+
+
+@jit
+def block_references(x, w0, w1, step, nfft, m, d, references):
+    """``references[b, g]`` for ``plan_blocks``, centered in a safe segment:
+    the mean of the block's finite samples where it holds half their energy
+    (``_block_reference``), else 0: the block's samples less it are
+    transformed.  A centered kernel's taps sum to zero, so the dots keep
+    their value, but the transform's error, which follows the magnitude of
+    what it transforms, no longer carries an offset shared by the block, and
+    neither does the flagging.  (A kernel of its own: uncentered calls never
+    compile it.)"""
+    end = w1 + (m - 1) * d
+    for b in range(x.shape[0]):
+        for g in range(-(-(w1 - w0) // step)):
+            start = w0 + g * step
+            references[b, g] = _block_reference(x, b, start, min(end, start + nfft))
 
 
 @jit
@@ -423,7 +434,7 @@ def _cheapest_loud(x, b, start, stop, reference, expo, windows, ratio, cost, scr
             unit = _unit(expo)
             for p in range(src.size):
                 differences[p] = _scaled(src[p] - reference, expo, unit)
-            _binade_histogram(differences, 0, src.size, 0, counts, energies)
+            _binade_histogram(differences, np.int64(0), src.size, np.int64(0), counts, energies)
     # quiet energy of each threshold: the bins at and below it, summed upwards
     for r in range(MAX_LOUD_SHIFT - 1, -1, -1):
         energies[r] += energies[r + 1]
@@ -706,10 +717,10 @@ def flagged_runs(fft, w1, gap, min_flagged, runs):
     sum of squares (the same for the signal times any power of two, bar a
     constant)."""
     _, slots, exponents, relative, first, step, limits = fft
-    written = 0
+    written = np.int64(0)  # (typed constants: see _jit.py)
     for b in range(relative.shape[0]):
-        start = last = -1
-        count = loudness = 0
+        start = last = np.int64(-1)
+        count = loudness = np.int64(0)
         for g in range(-(-(w1 - first) // step) + 1):
             lo = first + g * step
             hi = min(w1, lo + step)

@@ -626,6 +626,10 @@ class _SegmentPlan:
         self.state = (length.estimate, self.exponents, self.noise, self.loud, self.relative,
                       self.flagged_counts, self.quietest, self.references)
         safe = not unsafe.any()
+        if center and safe:
+            blocks.block_references(*self.segment, self.references)
+        else:
+            self.references[:, : self.nblocks] = 0.0
         sparse = blocks.plan_blocks(*self.segment, sumsq, safe, center, length.sparse_share,
                                     *self.state)
         # each step below compiles on its first use only
@@ -753,7 +757,9 @@ def _fft_cosines(piece, w1, khat, kernel_args, tile, sumsq, fft, result, offset,
     """The cosines of a segment's windows from its transforms (``fft``), with
     those whose sums of squares (centered: M2) left the float64 range (in
     ``unsafe`` tiles) recomputed scaled."""
-    kernels.fft_kernel(piece, w1, khat, *kernel_args, tile, sumsq, fft, result, offset)
+    if not kernels.fft_kernel(piece, w1, khat, *kernel_args, tile, sumsq, fft, result, offset):
+        # (compiled on a first call that needs it)
+        kernels.fft_direct_kernel(piece, w1, khat, *kernel_args, tile, sumsq, fft, result, offset)
     if unsafe.any():
         fix = centered.fft_fix_out_of_range if center else kernels.fft_fix_out_of_range
         fix(piece, w1, khat, *kernel_args, tile, sumsq, fft, result, offset, unsafe)

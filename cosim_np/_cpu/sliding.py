@@ -884,8 +884,7 @@ def _fft_tile_dots(x, b, khat, k, i0, nwin, d, fft, samples, acc, spare):
     dots, slots, exponents, relative, first, step, limits = fft
     t = np.int64(0)  # (typed: see _jit.py on constants)
     while t < nwin:
-        g = (i0 + t - first) // step
-        stop = min(nwin, first + (g + 1) * step - i0)
+        g, stop = _tile_block(i0, t, nwin, first, step)
         slot = slots[b, g]
         if slot < 0:
             # with the blocks after it that are direct too, in one run
@@ -895,22 +894,39 @@ def _fft_tile_dots(x, b, khat, k, i0, nwin, d, fft, samples, acc, spare):
             _tile_dots(x, b, khat, k, i0 + t, stop - t, d, samples, acc[t:stop])
             t = stop
             continue
-        e = exponents[b, g]
-        src = dots[b, slot, k, i0 + t - first - g * step : i0 + stop - first - g * step]
-        dest = acc[t:stop]
-        if -1000 <= e <= 1000:
-            scale = math.ldexp(1.0, e)
-            for u in range(stop - t):
-                dest[u] = src[u] * scale
-        else:
-            for u in range(stop - t):
-                dest[u] = math.ldexp(src[u], e)
+        _copy_fft_dots(fft, b, g, slot, k, i0, t, stop, acc)
         energies = relative[b, i0 - first : i0 - first + nwin]
         limit = limits[b, slot, k]  # 0: no window of the block is flagged
         if limit > 0.0 and count_flagged(energies[t:stop], limit):
             _recompute_flagged(x, b, khat, k, i0, t, stop, d, energies, limit, samples, acc,
                                spare)
         t = stop
+
+
+@jit
+def _tile_block(i0, t, nwin, first, step):
+    """The block ``g`` of the window ``i0 + t`` (blocks of ``step`` windows from
+    window ``first``), and where in the tile of ``nwin`` windows from ``i0``
+    its windows stop."""
+    g = (i0 + t - first) // step
+    return g, min(nwin, first + (g + 1) * step - i0)
+
+
+@jit
+def _copy_fft_dots(fft, b, g, slot, k, i0, t, stop, acc):
+    """``acc[t:stop]``: the FFT dots of the tile's windows ``t .. stop-1`` in
+    block ``g`` (its transform in ``slot``), in signal units."""
+    dots, _, exponents, _, first, step, _ = fft
+    e = exponents[b, g]
+    src = dots[b, slot, k, i0 + t - first - g * step : i0 + stop - first - g * step]
+    dest = acc[t:stop]
+    if -1000 <= e <= 1000:
+        scale = math.ldexp(1.0, e)
+        for u in range(stop - t):
+            dest[u] = src[u] * scale
+    else:
+        for u in range(stop - t):
+            dest[u] = math.ldexp(src[u], e)
 
 
 @jit
@@ -958,19 +974,68 @@ def fft_kernel(x, w1, khat, kernel_state, d, exponent, noise_floor, fill, tile, 
                out, offset):
     """The cosines of the windows ``first .. w1-1`` (``fft``, see above) from
     FFT dots and the window sums of squares ``sumsq_all`` of
-    ``segment_sumsq``."""
-    first = fft[4]
+    ``segment_sumsq``; returns False, having written nothing, where some
+    window's dot may not be the FFT's (``_segment_needs_direct``), for
+    ``fft_direct_kernel``.  (So that a first call whose windows all take the
+    FFT's dots, noise for one, compiles no direct loop.)"""
+    if _segment_needs_direct(w1, fft):
+        return False
+    _, slots, _, _, first, step, _ = fft
+    nker = khat.shape[0]
     acc = np.empty(tile, np.float64)
-    spare = np.empty(tile, np.float64)
-    samples = np.empty(tile + (khat.shape[2] - 1) * d, np.float64)
-    shared = np.empty(tile if khat.shape[0] > 1 else 0, np.float64)
+    shared = np.empty(tile if nker > 1 else 0, np.float64)
     for b in range(x.shape[0]):
         for i0 in range(first, w1, tile):
             nwin = min(tile, w1 - i0)
             sumsq = sumsq_all[b, i0 - first : i0 - first + nwin]
-            if khat.shape[0] > 1:
+            if nker > 1:
                 _shared_denominators(sumsq, nwin, noise_floor, shared)
-            for k in range(khat.shape[0]):
+            for k in range(nker):
+                t = np.int64(0)
+                while t < nwin:
+                    g, stop = _tile_block(i0, t, nwin, first, step)
+                    _copy_fft_dots(fft, b, g, slots[b, g], k, i0, t, stop, acc)
+                    t = stop
+                _finish_kernel(acc, sumsq, shared, nwin, exponent, noise_floor, fill,
+                               kernel_state[k], out[b, k, offset + i0 : offset + i0 + nwin])
+    return True
+
+
+@jit
+def _segment_needs_direct(w1, fft):
+    """Whether some window of the segment (``fft``, windows to ``w1``) lies in a
+    block planned direct, or in one whose flagging limit with some kernel is
+    not 0 (its windows may be flagged)."""
+    _, slots, _, _, first, step, limits = fft
+    for b in range(slots.shape[0]):
+        for g in range(-(-(w1 - first) // step)):
+            slot = slots[b, g]
+            if slot < 0:
+                return True
+            for k in range(limits.shape[2]):
+                if limits[b, slot, k] > 0.0:
+                    return True
+    return False
+
+
+@jit
+def fft_direct_kernel(x, w1, khat, kernel_state, d, exponent, noise_floor, fill, tile,
+                      sumsq_all, fft, out, offset):
+    """``fft_kernel`` for a segment with windows whose dots may not be the
+    FFT's: those of blocks planned direct and flagged windows directly."""
+    first = fft[4]
+    nker = khat.shape[0]
+    acc = np.empty(tile, np.float64)
+    spare = np.empty(tile, np.float64)
+    samples = np.empty(tile + (khat.shape[2] - 1) * d, np.float64)
+    shared = np.empty(tile if nker > 1 else 0, np.float64)
+    for b in range(x.shape[0]):
+        for i0 in range(first, w1, tile):
+            nwin = min(tile, w1 - i0)
+            sumsq = sumsq_all[b, i0 - first : i0 - first + nwin]
+            if nker > 1:
+                _shared_denominators(sumsq, nwin, noise_floor, shared)
+            for k in range(nker):
                 _fft_tile_dots(x, b, khat, k, i0, nwin, d, fft, samples, acc, spare)
                 _finish_kernel(acc, sumsq, shared, nwin, exponent, noise_floor, fill,
                                kernel_state[k], out[b, k, offset + i0 : offset + i0 + nwin])
