@@ -299,15 +299,17 @@ t0 = time.perf_counter()
 import numpy as np
 import cosim_np
 t1 = time.perf_counter()
-m, dtype = int(sys.argv[1]), sys.argv[2]
-cosim_np.sliding_cosine(np.ones(5000, dtype), np.ones(m, dtype))
+m, dtype, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+cosim_np.sliding_cosine(np.ones(n, dtype), np.ones(m, dtype))
 t2 = time.perf_counter()
 print(t1 - t0, t2 - t1)
 """
 
-# (m, dtype) of the first calls timed: the short kernels' path (the row of
-# earlier sessions), the fused one, and the FFT path of long kernels.
-FIRST_CALLS = ((3, "float32"), (64, "float32"), (256, "float32"), (3, "float64"), (256, "float64"))
+# (m, dtype, n) of the first calls timed: the short kernels' path (the row of
+# earlier sessions), the fused one, a long kernel on a short signal (direct
+# dots since session 35) and the FFT path of long kernels.
+FIRST_CALLS = ((3, "float32", 5000), (64, "float32", 5000), (256, "float32", 5000),
+               (256, "float32", 10**5), (3, "float64", 5000), (256, "float64", 10**5))
 
 
 def signals_table(n, ms, dtypes, repeat, threads_list, classes):
@@ -499,25 +501,25 @@ def cpu_model():
 
 
 def first_call_table(calls=FIRST_CALLS):
-    """``(m, dtype, label, import s, first call s)``: a fresh process with an
-    empty Numba cache (compilation), then another with that cache warm."""
+    """``(m, dtype, n, label, import s, first call s)``: a fresh process with
+    an empty Numba cache (compilation), then another with that cache warm."""
     rows = []
-    for m, dtype in calls:
+    for m, dtype, n in calls:
         with tempfile.TemporaryDirectory() as cache:
             env = dict(os.environ, NUMBA_CACHE_DIR=cache)
             for label in ("cold cache", "warm cache"):
-                out = subprocess.run([sys.executable, "-c", FIRST_CALL, str(m), dtype], env=env,
-                                     capture_output=True, text=True, check=True)
+                out = subprocess.run([sys.executable, "-c", FIRST_CALL, str(m), dtype, str(n)],
+                                     env=env, capture_output=True, text=True, check=True)
                 imp, call = map(float, out.stdout.split())
-                rows.append((m, dtype, label, imp, call))
+                rows.append((m, dtype, n, label, imp, call))
     return rows
 
 
 def print_first_calls():
-    print("\nFirst call in a fresh process (n = 5000, method='auto')")
-    print(f"{'m':>6}  {'dtype':<8}{'':<12}{'import s':>10}{'first call s':>14}")
-    for m, dtype, label, imp, call in first_call_table():
-        print(f"{m:>6}  {dtype:<8}{label:<12}{imp:>10.2f}{call:>14.2f}")
+    print("\nFirst call in a fresh process (method='auto')")
+    print(f"{'m':>6}  {'dtype':<8}{'n':>8}  {'':<12}{'import s':>10}{'first call s':>14}")
+    for m, dtype, n, label, imp, call in first_call_table():
+        print(f"{m:>6}  {dtype:<8}{n:>8}  {label:<12}{imp:>10.2f}{call:>14.2f}")
 
 
 def main(argv=None):

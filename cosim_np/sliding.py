@@ -310,7 +310,9 @@ def sliding_cosine(
         again in a row of their own (see :doc:`/performance`). It
         pays off for long kernels (``m * C_in`` of 128 taps and more) and for
         kernel banks. 'auto' (default): whichever a cost model predicts
-        faster for ``m``, ``K`` and ``C_in``.
+        faster for ``m``, ``K``, ``C_in`` and the number of windows (the
+        FFT path's fixed cost per call leaves short signals, a few thousand
+        windows, to the direct method).
     center : bool, optional
         Subtract each window's mean and the kernel's before the cosine
         (Pearson's correlation, see Notes): offset invariance on top of the

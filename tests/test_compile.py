@@ -167,9 +167,11 @@ class Listener(event.Listener):
 
 event.register("numba:compile", Listener())
 import cosim_np
+from cosim_np._cpu import drivers
 rng = np.random.default_rng(0)
 x = rng.standard_normal(100_000)
 kernel = rng.standard_normal(256)
+assert drivers.choose_method("auto", 256, 1, 1, x.size - 255) == "fft"
 cosim_np.sliding_cosine(x, kernel)
 noise = list(compiled)
 x[50_000:] *= 1e8  # quiet windows beside loud ones: direct dots

@@ -194,13 +194,32 @@ def test_auto_chooses_the_fft_only_where_its_plan_transforms_noise(monkeypatch, 
     recorder = PlanRecorder(monkeypatch)
     chosen = []
     for m in range(100, 400, 6):
-        method = drivers.choose_method("auto", m, 1, nker)
+        method = drivers.choose_method("auto", m, 1, nker, x.size - m + 1)
         chosen.append(method)
         if method == "fft":
             recorder.slots.clear()
             sliding_cosine(x, rng.standard_normal((nker, m)))
             assert recorder.slots and all(np.all(s >= 0) for s in recorder.slots), m
     assert "direct" in chosen and "fft" in chosen
+
+
+@pytest.mark.parametrize("m", [256, 1024])
+def test_auto_gives_short_signals_direct_dots(monkeypatch, m):
+    # the FFT path's fixed cost per call (planning, the kernel's transforms)
+    # is more than a short signal's direct dots: "auto" takes them, with the
+    # direct method's bits; long signals still take the FFT
+    rng = np.random.default_rng(m)
+    k = rng.standard_normal(m)
+    recorder = PlanRecorder(monkeypatch)
+    short = rng.standard_normal(m + 1500)
+    assert drivers.choose_method("auto", m, 1, 1, short.size - m + 1) == "direct"
+    got = sliding_cosine(short, k)
+    assert not recorder.slots
+    assert np.array_equal(got, sliding_cosine(short, k, method="direct"))
+    long = rng.standard_normal(200_000)
+    assert drivers.choose_method("auto", m, 1, 1, long.size - m + 1) == "fft"
+    sliding_cosine(long, k)
+    assert recorder.slots
 
 
 def check_bit_promises(x, kernels, base, shifts):

@@ -43,6 +43,10 @@ DIRECT_DOTS = "auto"
 # that a product pays for its call, few enough that they stay in cache.
 PRODUCT_ELEMENTS = 1 << 16
 FFT_NS = (1.5, 3.0, 4.0, 1.0)
+# The FFT path's fixed cost per call beyond the direct method's, ns (its
+# Python planning, scratch arrays and the kernel's transforms): short signals
+# take direct dots (fitted on one thread, n = 2000 .. 10**5, m = 256 .. 1024).
+FFT_CALL_NS = 1.3e5
 # Below this many taps per window (m * C) the direct method is used.
 FFT_MIN_TAPS = 128
 # The FFT path's cost per window at a block length other than fft_length's:

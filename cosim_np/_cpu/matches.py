@@ -373,7 +373,7 @@ class Scores:
         except ValueError:  # no view: rows are copied one by one, a tile at a time
             self.rows = None
         self.n = moved.shape[-1]
-        self.method = drivers.choose_method(method, m, nchan, nker)
+        self.method = drivers.choose_method(method, m, nchan, nker, self.nrows * splan.nwin)
         self.budget = drivers.fft_error_budget(splan.out_dtype, m * nchan, splan.exponent)
         self.args = (splan.khat, splan.kernel_state, splan.d, splan.exponent, splan.floor, splan.fill)
         self.width = self.tile_width(budget, extra_bytes)
