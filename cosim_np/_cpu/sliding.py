@@ -986,10 +986,7 @@ def fft_kernel(x, w1, khat, kernel_state, d, exponent, noise_floor, fill, tile, 
     shared = np.empty(tile if nker > 1 else 0, np.float64)
     for b in range(x.shape[0]):
         for i0 in range(first, w1, tile):
-            nwin = min(tile, w1 - i0)
-            sumsq = sumsq_all[b, i0 - first : i0 - first + nwin]
-            if nker > 1:
-                _shared_denominators(sumsq, nwin, noise_floor, shared)
+            nwin, sumsq = _fft_tile_sums(sumsq_all, b, i0, first, w1, tile, noise_floor, shared)
             for k in range(nker):
                 t = np.int64(0)
                 while t < nwin:
@@ -999,6 +996,18 @@ def fft_kernel(x, w1, khat, kernel_state, d, exponent, noise_floor, fill, tile, 
                 _finish_kernel(acc, sumsq, shared, nwin, exponent, noise_floor, fill,
                                kernel_state[k], out[b, k, offset + i0 : offset + i0 + nwin])
     return True
+
+
+@jit
+def _fft_tile_sums(sumsq_all, b, i0, first, w1, tile, noise_floor, shared):
+    """The windows of the tile from ``i0`` (of a segment from ``first`` to
+    ``w1``) and their sums of squares, and for a bank (``shared`` not empty)
+    their shared denominators in ``shared``."""
+    nwin = min(tile, w1 - i0)
+    sumsq = sumsq_all[b, i0 - first : i0 - first + nwin]
+    if shared.shape[0]:
+        _shared_denominators(sumsq, nwin, noise_floor, shared)
+    return nwin, sumsq
 
 
 @jit
@@ -1031,10 +1040,7 @@ def fft_direct_kernel(x, w1, khat, kernel_state, d, exponent, noise_floor, fill,
     shared = np.empty(tile if nker > 1 else 0, np.float64)
     for b in range(x.shape[0]):
         for i0 in range(first, w1, tile):
-            nwin = min(tile, w1 - i0)
-            sumsq = sumsq_all[b, i0 - first : i0 - first + nwin]
-            if nker > 1:
-                _shared_denominators(sumsq, nwin, noise_floor, shared)
+            nwin, sumsq = _fft_tile_sums(sumsq_all, b, i0, first, w1, tile, noise_floor, shared)
             for k in range(nker):
                 _fft_tile_dots(x, b, khat, k, i0, nwin, d, fft, samples, acc, spare)
                 _finish_kernel(acc, sumsq, shared, nwin, exponent, noise_floor, fill,
