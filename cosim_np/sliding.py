@@ -311,8 +311,8 @@ def sliding_cosine(
         pays off for long kernels (``m * C_in`` of 128 taps and more) and for
         kernel banks. 'auto' (default): whichever a cost model predicts
         faster for ``m``, ``K``, ``C_in`` and the number of windows (the
-        FFT path's fixed cost per call leaves short signals, a few thousand
-        windows, to the direct method).
+        FFT path's fixed cost per call leaves short signals to the direct
+        method: up to about 14 000 windows at ``m = 256``, 2 300 at 1024).
     center : bool, optional
         Subtract each window's mean and the kernel's before the cosine
         (Pearson's correlation, see Notes): offset invariance on top of the
