@@ -889,8 +889,7 @@ def _fft_tile_dots(x, b, khat, k, i0, nwin, d, fft, samples, acc, spare):
         if slot < 0:
             # with the blocks after it that are direct too, in one run
             while stop < nwin and slots[b, g + 1] < 0:
-                g += 1
-                stop = min(nwin, first + (g + 1) * step - i0)
+                g, stop = _tile_block(i0, stop, nwin, first, step)  # (the next block)
             _tile_dots(x, b, khat, k, i0 + t, stop - t, d, samples, acc[t:stop])
             t = stop
             continue
