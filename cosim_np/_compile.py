@@ -49,6 +49,7 @@ def _sliding_calls(dtype):
                   sliding_cosine(x, _signal(dtype, (2, 5)), sharpness=2.0))),
         ("sliding_cosine, longer and multi-channel kernels, method='direct', strides",
          lambda: (sliding_cosine(x, _signal(dtype, (100,)), method="direct"),
+                  sliding_cosine(x, _signal(dtype, (200,)), method="direct"),
                   sliding_cosine(x, _signal(dtype, (3, 2, 7)), method="direct"),
                   sliding_cosine(x, _signal(dtype, (16, 9)), method="direct", stride=2))),
         ("sliding_cosine over two axes (images): gray and color, templates under and over 8 "

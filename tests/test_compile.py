@@ -114,6 +114,7 @@ for dt in (np.float32, np.float64):
     x = rng.standard_normal(20000).astype(dt)
     c.sliding_cosine(x, x[:9], mode="same"), c.sliding_cosine(x, x[:64])
     c.sliding_cosine(x, x[:1024]), c.sliding_cosine(x, x[:256], center=True)
+    c.sliding_cosine(x[:5000], x[:256])  # direct dots for a short signal
     c.sliding_cosine(np.concatenate([x, x * 1e8]), x[:1024])  # quiet beside loud
     c.sliding_cosine(np.stack([x, x]), x[:20], dilation=3, stride=2)
     c.sliding_cosine(x, np.stack([x[:20], x[20:40]]), mode="full", sharpness=1.5)
@@ -176,17 +177,23 @@ cosim_np.sliding_cosine(x, kernel)
 noise = list(compiled)
 x[50_000:] *= 1e8  # quiet windows beside loud ones: direct dots
 cosim_np.sliding_cosine(x, kernel)
-print(json.dumps([noise, compiled[len(noise):]]))
+loud = compiled[len(noise):]
+assert drivers.choose_method("auto", 256, 1, 1, 5000 - 255) == "direct"
+cosim_np.sliding_cosine(x[:5000], kernel)
+print(json.dumps([noise, loud, compiled[len(noise) + len(loud):]]))
 """
 
 
-def test_a_first_fft_call_on_noise_compiles_no_direct_loop(tmp_path):
-    # the first call pays for what it uses: windows that all take the FFT's
-    # dots compile neither the direct dots nor the plan's centered steps
+def test_a_first_call_compiles_only_what_it_uses(tmp_path):
+    # windows that all take the FFT's dots compile neither the direct dots
+    # nor the plan's centered steps; long windows, by either method, only the
+    # chain scans of the sums of squares
     done = run("-c", _FIRST_FFT_CALL, cache_dir=tmp_path)
     assert done.returncode == 0, done.stderr
-    noise, loud = json.loads(done.stdout.splitlines()[-1])
+    noise, loud, short = json.loads(done.stdout.splitlines()[-1])
     direct = {"fft_direct_kernel", "_tile_dots", "_recompute_flagged"}
     assert "fft_kernel" in noise and not direct & set(noise)
     assert "block_references" not in noise
     assert direct <= set(loud)
+    assert "direct_kernel_chains" in short
+    assert not {"_tap_sumsq", "_lane_sumsq", "_tile_sumsq"} & set(noise + loud + short)

@@ -410,7 +410,9 @@ def run_windowed_norm(piece, m, d, result, offset, center=False):
             centered.norm_kernel(piece, start, stop, m, d, tile, bufs, m2, result, offset)
             return
         tile, bufs = kernels.make_buffers(m, d)
-        kernels.windowed_norm_kernel(piece, start, stop, m, d, tile, bufs, result, offset)
+        kernel = (kernels.windowed_norm_kernel_chains if kernels.chains_only(m, d) else
+                  kernels.windowed_norm_kernel)
+        kernel(piece, start, stop, m, d, tile, bufs, result, offset)
 
     threads.run_segments(piece.shape[-1] - span, kernels.tile_length(m, d), work,
                          piece.shape[0] * piece.shape[1])
@@ -431,6 +433,10 @@ def run_direct(piece, khat, kernel_state, d, exponent, floor, fill, result, offs
     fused = nchan == 1 and m <= config.FUSED_TAPS
     short = (fused and nker == 1 and m <= kernels.DIRECT_SUM_TAPS
              and (exponent == 1.0 or kernel_state[0] != kernels.KERNEL_NORMAL))
+    if fused:
+        kernel = kernels.fused_kernel if nker == 1 else kernels.fused_bank_kernel
+    else:
+        kernel = kernels.direct_kernel_chains if kernels.chains_only(m, d) else kernels.direct_kernel
 
     def work(start, stop):
         _, bufs = kernels.make_buffers(m, d)
@@ -439,8 +445,6 @@ def run_direct(piece, khat, kernel_state, d, exponent, floor, fill, result, offs
             kernels.short_kernel(piece, start, stop, khat, kernel_state, d, floor, fill, tile, bufs,
                                  result, offset, unsafe)
         else:
-            kernel = (kernels.direct_kernel if not fused else
-                      kernels.fused_kernel if nker == 1 else kernels.fused_bank_kernel)
             kernel(piece, start, stop, khat, kernel_state, d, exponent, floor, fill, tile, bufs,
                    result, offset, unsafe)
         if unsafe.any():
@@ -810,9 +814,8 @@ def run_fft(piece, khat, kernel_state, d, exponent, floor, fill, result, offset,
     short_nfft = transforms.short_fft_length(span)
     short = _BlockLength(khat, d, short_nfft, budget) if short_nfft < length.nfft else None
     segment = segment_length(tile, nker)
-    chains = m > kernels.DIRECT_SUM_TAPS and m * d >= kernels.CHAIN_CHUNK
-    segment_sumsq = (centered.segment_m2 if center else
-                     kernels.segment_chain_sumsq if chains else kernels.segment_sumsq)
+    segment_sumsq = (centered.segment_m2 if center else kernels.segment_sumsq_chains
+                     if kernels.chains_only(m, d) else kernels.segment_sumsq)
     flagged = _FlaggedRuns(khat, d, short or length, direct_ns)
     kernel_args = (kernel_state, d, exponent, floor, fill)
 

@@ -83,6 +83,30 @@ def _tile_sumsq(x, b, i0, nwin, m, d, bufs):
     return _chain_sumsq(x, b, i0, nwin, m, d, bufs)
 
 
+def chains_only(m, d):
+    """Whether ``_tile_sumsq`` takes the chain scans for windows of ``m`` taps
+    ``d`` apart (then the drivers call the kernels' ``_chains`` variants, see
+    ``_two_variants``)."""
+    return m > DIRECT_SUM_TAPS and m * d >= CHAIN_CHUNK
+
+
+def _two_variants(define):
+    """The kernel ``define(chains)`` returns, compiled twice: for any windows
+    (``chains`` False: their sums of squares by ``_tile_sumsq``) and, named
+    with ``_chains`` after it, for those whose sums only the chain scans take
+    (``chains_only``).  Numba prunes the branch on the constant ``chains``
+    before it compiles anything, so that a first call with long windows
+    compiles neither the taps' nor the lanes' scans."""
+    variants = []
+    for chains in (False, True):
+        kernel = define(chains)
+        if chains:
+            kernel.__name__ += "_chains"
+            kernel.__qualname__ = kernel.__name__
+        variants.append(jit(kernel))
+    return variants
+
+
 @jit
 def _tap_sumsq(x, b, i0, nwin, m, d, bufs):
     """``_tile_sumsq`` for windows of at most ``DIRECT_SUM_TAPS`` taps: their
@@ -551,22 +575,31 @@ def _scaled_square(x, b, p, expo):
     return s
 
 
-@jit
-def windowed_norm_kernel(x, w0, w1, m, d, tile, bufs, out, offset):
-    """``out[b, offset + i]`` = L2 norm of window ``i`` of row ``b`` (all channels)."""
-    sumsq = bufs[2]
-    for b in range(x.shape[0]):
-        for i0 in range(w0, w1, tile):
-            nwin = min(tile, w1 - i0)
-            unsafe = _tile_sumsq(x, b, i0, nwin, m, d, bufs)
-            dest = out[b, offset + i0 : offset + i0 + nwin]
-            for t in range(nwin):
-                dest[t] = math.sqrt(sumsq[t])  # NaN and inf propagate
-            if unsafe:
+def _windowed_norm_kernel(chains):
+    def windowed_norm_kernel(x, w0, w1, m, d, tile, bufs, out, offset):
+        """``out[b, offset + i]`` = L2 norm of window ``i`` of row ``b`` (all
+        channels)."""
+        sumsq = bufs[2]
+        for b in range(x.shape[0]):
+            for i0 in range(w0, w1, tile):
+                nwin = min(tile, w1 - i0)
+                if chains:
+                    unsafe = _chain_sumsq(x, b, i0, nwin, m, d, bufs)
+                else:
+                    unsafe = _tile_sumsq(x, b, i0, nwin, m, d, bufs)
+                dest = out[b, offset + i0 : offset + i0 + nwin]
                 for t in range(nwin):
-                    if _out_of_range(sumsq[t]):
-                        e, s = _rescaled_sumsq(x, b, i0 + t, m, d, np.bool_(False))
-                        dest[t] = math.ldexp(math.sqrt(s), e)
+                    dest[t] = math.sqrt(sumsq[t])  # NaN and inf propagate
+                if unsafe:
+                    for t in range(nwin):
+                        if _out_of_range(sumsq[t]):
+                            e, s = _rescaled_sumsq(x, b, i0 + t, m, d, np.bool_(False))
+                            dest[t] = math.ldexp(math.sqrt(s), e)
+
+    return windowed_norm_kernel
+
+
+windowed_norm_kernel, windowed_norm_kernel_chains = _two_variants(_windowed_norm_kernel)
 
 
 @jit
@@ -757,21 +790,29 @@ def fused_bank_kernel(x, w0, w1, khat, kernel_state, d, exponent, noise_floor, f
                           bufs[2], shared, bufs[0], acc, out, offset, np.bool_(True))
 
 
-@jit
-def direct_kernel(x, w0, w1, khat, kernel_state, d, exponent, noise_floor, fill, tile, bufs, out,
-                  offset, unsafe):
-    """Any kernels: window sums of squares by the blocked scans
-    (``_tile_sumsq``), dots by ``_tile_dots``."""
-    m = khat.shape[2]
-    acc = np.empty(tile, np.float64)
-    shared = np.empty(tile if khat.shape[0] > 1 else 0, np.float64)
-    for b in range(x.shape[0]):
-        for i0 in range(w0, w1, tile):
-            nwin = min(tile, w1 - i0)
-            unsafe[b, (i0 - w0) // tile] = _tile_sumsq(x, b, i0, nwin, m, d, bufs)
-            # the squares' buffer (bufs[0]) is free again: the samples for the dots
-            _bank_cosines(x, b, khat, kernel_state, i0, nwin, d, exponent, noise_floor, fill,
-                          bufs[2], shared, bufs[0], acc, out, offset, np.bool_(False))
+def _direct_kernel(chains):
+    def direct_kernel(x, w0, w1, khat, kernel_state, d, exponent, noise_floor, fill, tile, bufs,
+                      out, offset, unsafe):
+        """Any kernels: window sums of squares by the blocked scans
+        (``_tile_sumsq``), dots by ``_tile_dots``."""
+        m = khat.shape[2]
+        acc = np.empty(tile, np.float64)
+        shared = np.empty(tile if khat.shape[0] > 1 else 0, np.float64)
+        for b in range(x.shape[0]):
+            for i0 in range(w0, w1, tile):
+                nwin = min(tile, w1 - i0)
+                if chains:
+                    unsafe[b, (i0 - w0) // tile] = _chain_sumsq(x, b, i0, nwin, m, d, bufs)
+                else:
+                    unsafe[b, (i0 - w0) // tile] = _tile_sumsq(x, b, i0, nwin, m, d, bufs)
+                # the squares' buffer (bufs[0]) is free again: the samples for the dots
+                _bank_cosines(x, b, khat, kernel_state, i0, nwin, d, exponent, noise_floor, fill,
+                              bufs[2], shared, bufs[0], acc, out, offset, np.bool_(False))
+
+    return direct_kernel
+
+
+direct_kernel, direct_kernel_chains = _two_variants(_direct_kernel)
 
 
 @jit
@@ -815,27 +856,26 @@ def _finish_kernel(acc, sumsq, shared, nwin, exponent, noise_floor, fill, kernel
         dest[t] = acc[t]
 
 
-@jit
-def segment_sumsq(x, w0, w1, m, d, tile, bufs, sumsq, unsafe):
-    """``sumsq[b, i - w0]``: the sum of squares of window ``i`` of row ``b``,
-    tile by tile as ``direct_kernel`` sums them (the FFT path needs them all
-    before it plans its blocks); ``sumsq`` has room for whole tiles."""
-    for b in range(x.shape[0]):
-        for i0 in range(w0, w1, tile):
-            t0 = i0 - w0
-            unsafe[b, t0 // tile] = _tile_sumsq(x, b, i0, min(tile, w1 - i0), m, d,
-                                                (bufs[0], bufs[1], sumsq[b, t0 : t0 + tile]))
+def _segment_sumsq(chains):
+    def segment_sumsq(x, w0, w1, m, d, tile, bufs, sumsq, unsafe):
+        """``sumsq[b, i - w0]``: the sum of squares of window ``i`` of row
+        ``b``, tile by tile as ``direct_kernel`` sums them (the FFT path needs
+        them all before it plans its blocks); ``sumsq`` has room for whole
+        tiles."""
+        for b in range(x.shape[0]):
+            for i0 in range(w0, w1, tile):
+                t0 = i0 - w0
+                nwin = min(tile, w1 - i0)
+                tile_bufs = (bufs[0], bufs[1], sumsq[b, t0 : t0 + tile])
+                if chains:
+                    unsafe[b, t0 // tile] = _chain_sumsq(x, b, i0, nwin, m, d, tile_bufs)
+                else:
+                    unsafe[b, t0 // tile] = _tile_sumsq(x, b, i0, nwin, m, d, tile_bufs)
+
+    return segment_sumsq
 
 
-@jit
-def segment_chain_sumsq(x, w0, w1, m, d, tile, bufs, sumsq, unsafe):
-    """``segment_sumsq`` for chunks (``m * d``) of at least ``CHAIN_CHUNK``
-    samples, the FFT path's usual case: only the chain scans to compile."""
-    for b in range(x.shape[0]):
-        for i0 in range(w0, w1, tile):
-            t0 = i0 - w0
-            unsafe[b, t0 // tile] = _chain_sumsq(x, b, i0, min(tile, w1 - i0), m, d,
-                                                 (bufs[0], bufs[1], sumsq[b, t0 : t0 + tile]))
+segment_sumsq, segment_sumsq_chains = _two_variants(_segment_sumsq)
 
 
 # ---------------------------------------------------------------------------
