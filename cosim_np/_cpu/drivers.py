@@ -410,8 +410,7 @@ def run_windowed_norm(piece, m, d, result, offset, center=False):
             centered.norm_kernel(piece, start, stop, m, d, tile, bufs, m2, result, offset)
             return
         tile, bufs = kernels.make_buffers(m, d)
-        kernel = (kernels.windowed_norm_kernel_chains if kernels.chains_only(m, d) else
-                  kernels.windowed_norm_kernel)
+        kernel = kernels.windowed_norm_kernels[kernels.sumsq_scan(m, d)]
         kernel(piece, start, stop, m, d, tile, bufs, result, offset)
 
     threads.run_segments(piece.shape[-1] - span, kernels.tile_length(m, d), work,
@@ -436,7 +435,7 @@ def run_direct(piece, khat, kernel_state, d, exponent, floor, fill, result, offs
     if fused:
         kernel = kernels.fused_kernel if nker == 1 else kernels.fused_bank_kernel
     else:
-        kernel = kernels.direct_kernel_chains if kernels.chains_only(m, d) else kernels.direct_kernel
+        kernel = kernels.direct_kernels[kernels.sumsq_scan(m, d)]
 
     def work(start, stop):
         _, bufs = kernels.make_buffers(m, d)
@@ -502,6 +501,7 @@ def _run_products(piece, khat, kernel_state, d, exponent, floor, fill, result, o
     flat = np.ascontiguousarray(khat.reshape(nker, taps))
     tile = kernels.tile_length(m, d)
     block = max(1, min(tile, config.PRODUCT_ELEMENTS // taps))
+    tile_sumsq = products.tile_sumsq(m, d)
 
     def work(start, stop):
         _, bufs = centered.make_buffers(m, d, nchan) if center else kernels.make_buffers(m, d)
@@ -520,7 +520,7 @@ def _run_products(piece, khat, kernel_state, d, exponent, floor, fill, result, o
                 if center:
                     unsafe = products.tile_m2(piece, b, i0, nwin, m, d, bufs, sumsq)
                 else:
-                    unsafe = products.tile_sumsq(piece, b, i0, nwin, m, d, bufs)
+                    unsafe = tile_sumsq(piece, b, i0, nwin, m, d, bufs)
                 for t0 in range(0, nwin, block):
                     count = min(block, nwin - t0)
                     these = sumsq[t0 : t0 + count]
@@ -814,8 +814,8 @@ def run_fft(piece, khat, kernel_state, d, exponent, floor, fill, result, offset,
     short_nfft = transforms.short_fft_length(span)
     short = _BlockLength(khat, d, short_nfft, budget) if short_nfft < length.nfft else None
     segment = segment_length(tile, nker)
-    segment_sumsq = (centered.segment_m2 if center else kernels.segment_sumsq_chains
-                     if kernels.chains_only(m, d) else kernels.segment_sumsq)
+    segment_sumsq = (centered.segment_m2 if center else
+                     kernels.segment_sumsqs[kernels.sumsq_scan(m, d)])
     flagged = _FlaggedRuns(khat, d, short or length, direct_ns)
     kernel_args = (kernel_state, d, exponent, floor, fill)
 

@@ -34,14 +34,20 @@ from .sliding import (
     _rescaled_cosine,
     _rescaled_sumsq,
     _shared_denominators,
-    _tile_sumsq,
+    sumsq_scan,
+    tile_sumsq_by_scan,
 )
 
 # A tile's sums of squares (into its buffers' third), or its centered ones
 # (into an array of their own), exactly as the loops take them: the two
 # paths' norms are the same bits.
-tile_sumsq = _tile_sumsq
 tile_m2 = _tile_m2
+
+
+def tile_sumsq(m, d):
+    """The scan that sums the squares of a tile's windows of ``m`` taps ``d``
+    apart, as the direct loops do (only it compiled on a first call)."""
+    return tile_sumsq_by_scan[sumsq_scan(m, d)]
 
 
 @jit

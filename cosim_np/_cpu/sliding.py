@@ -75,7 +75,9 @@ def make_buffers(m, d):
 def _tile_sumsq(x, b, i0, nwin, m, d, bufs):
     """Fill ``sumsq[t]`` (sum over channels and taps of the squares of window
     ``i0+t``) for ``t < nwin``.  Returns True when a sample's magnitude lies
-    outside ``[SAFE_MIN, SAFE_MAX]`` (then some sums may have lost range)."""
+    outside ``[SAFE_MIN, SAFE_MAX]`` (then some sums may have lost range).
+    (The scan chosen at run time, for the paths rarely taken; the kernels are
+    compiled for one scan each, see ``_by_scan``.)"""
     if m <= DIRECT_SUM_TAPS:
         return _tap_sumsq(x, b, i0, nwin, m, d, bufs)
     if m * d < CHAIN_CHUNK:
@@ -83,28 +85,29 @@ def _tile_sumsq(x, b, i0, nwin, m, d, bufs):
     return _chain_sumsq(x, b, i0, nwin, m, d, bufs)
 
 
-def chains_only(m, d):
-    """Whether ``_tile_sumsq`` takes the chain scans for windows of ``m`` taps
-    ``d`` apart (then the drivers call the kernels' ``_chains`` variants, see
-    ``_two_variants``)."""
-    return m > DIRECT_SUM_TAPS and m * d >= CHAIN_CHUNK
+# The scans of ``_tile_sumsq``, by the windows' length (``sumsq_scan``).
+TAP_SCAN, LANE_SCAN, CHAIN_SCAN = 0, 1, 2
 
 
-def _two_variants(define):
-    """The kernel ``define(chains)`` returns, compiled twice: for any windows
-    (``chains`` False: their sums of squares by ``_tile_sumsq``) and, named
-    with ``_chains`` after it, for those whose sums only the chain scans take
-    (``chains_only``).  Numba prunes the branch on the constant ``chains``
-    before it compiles anything, so that a first call with long windows
-    compiles neither the taps' nor the lanes' scans."""
-    variants = []
-    for chains in (False, True):
-        kernel = define(chains)
-        if chains:
-            kernel.__name__ += "_chains"
-            kernel.__qualname__ = kernel.__name__
-        variants.append(jit(kernel))
-    return variants
+def sumsq_scan(m, d):
+    """The scan ``_tile_sumsq`` takes for windows of ``m`` taps ``d`` apart:
+    the drivers call the kernel compiled for it (``_by_scan``)."""
+    if m <= DIRECT_SUM_TAPS:
+        return TAP_SCAN
+    return LANE_SCAN if m * d < CHAIN_CHUNK else CHAIN_SCAN
+
+
+def _by_scan(define):
+    """The kernel ``define(scan)`` returns, compiled once for each scan of
+    ``_tile_sumsq`` (a tuple indexed by ``sumsq_scan``) and named after it.
+    Numba prunes the branches on the constant ``scan`` before it compiles
+    anything, so that a first call compiles one scan, not all three."""
+    kernels = []
+    for scan, name in ((TAP_SCAN, "taps"), (LANE_SCAN, "lanes"), (CHAIN_SCAN, "chains")):
+        kernel = define(scan)
+        kernel.__name__ = kernel.__qualname__ = f"{kernel.__name__}_{name}"
+        kernels.append(jit(kernel))
+    return tuple(kernels)
 
 
 @jit
@@ -241,6 +244,10 @@ def _lane_sumsq(x, b, i0, nwin, m, d, bufs):
                 dest[t] = suf[t * width + q] + pre[(t - d) * width + q + 1]
     return unsafe > 0
 
+
+# ``_tile_sumsq``'s scans, indexed by ``sumsq_scan`` (for drivers that call
+# one from Python tile by tile).
+tile_sumsq_by_scan = (_tap_sumsq, _lane_sumsq, _chain_sumsq)
 
 
 @jit
@@ -575,7 +582,7 @@ def _scaled_square(x, b, p, expo):
     return s
 
 
-def _windowed_norm_kernel(chains):
+def _windowed_norm_kernel(scan):
     def windowed_norm_kernel(x, w0, w1, m, d, tile, bufs, out, offset):
         """``out[b, offset + i]`` = L2 norm of window ``i`` of row ``b`` (all
         channels)."""
@@ -583,10 +590,12 @@ def _windowed_norm_kernel(chains):
         for b in range(x.shape[0]):
             for i0 in range(w0, w1, tile):
                 nwin = min(tile, w1 - i0)
-                if chains:
-                    unsafe = _chain_sumsq(x, b, i0, nwin, m, d, bufs)
+                if scan == TAP_SCAN:
+                    unsafe = _tap_sumsq(x, b, i0, nwin, m, d, bufs)
+                elif scan == LANE_SCAN:
+                    unsafe = _lane_sumsq(x, b, i0, nwin, m, d, bufs)
                 else:
-                    unsafe = _tile_sumsq(x, b, i0, nwin, m, d, bufs)
+                    unsafe = _chain_sumsq(x, b, i0, nwin, m, d, bufs)
                 dest = out[b, offset + i0 : offset + i0 + nwin]
                 for t in range(nwin):
                     dest[t] = math.sqrt(sumsq[t])  # NaN and inf propagate
@@ -599,7 +608,7 @@ def _windowed_norm_kernel(chains):
     return windowed_norm_kernel
 
 
-windowed_norm_kernel, windowed_norm_kernel_chains = _two_variants(_windowed_norm_kernel)
+windowed_norm_kernels = _by_scan(_windowed_norm_kernel)
 
 
 @jit
@@ -790,7 +799,7 @@ def fused_bank_kernel(x, w0, w1, khat, kernel_state, d, exponent, noise_floor, f
                           bufs[2], shared, bufs[0], acc, out, offset, np.bool_(True))
 
 
-def _direct_kernel(chains):
+def _direct_kernel(scan):
     def direct_kernel(x, w0, w1, khat, kernel_state, d, exponent, noise_floor, fill, tile, bufs,
                       out, offset, unsafe):
         """Any kernels: window sums of squares by the blocked scans
@@ -801,10 +810,13 @@ def _direct_kernel(chains):
         for b in range(x.shape[0]):
             for i0 in range(w0, w1, tile):
                 nwin = min(tile, w1 - i0)
-                if chains:
-                    unsafe[b, (i0 - w0) // tile] = _chain_sumsq(x, b, i0, nwin, m, d, bufs)
+                if scan == TAP_SCAN:
+                    tile_unsafe = _tap_sumsq(x, b, i0, nwin, m, d, bufs)
+                elif scan == LANE_SCAN:
+                    tile_unsafe = _lane_sumsq(x, b, i0, nwin, m, d, bufs)
                 else:
-                    unsafe[b, (i0 - w0) // tile] = _tile_sumsq(x, b, i0, nwin, m, d, bufs)
+                    tile_unsafe = _chain_sumsq(x, b, i0, nwin, m, d, bufs)
+                unsafe[b, (i0 - w0) // tile] = tile_unsafe
                 # the squares' buffer (bufs[0]) is free again: the samples for the dots
                 _bank_cosines(x, b, khat, kernel_state, i0, nwin, d, exponent, noise_floor, fill,
                               bufs[2], shared, bufs[0], acc, out, offset, np.bool_(False))
@@ -812,7 +824,7 @@ def _direct_kernel(chains):
     return direct_kernel
 
 
-direct_kernel, direct_kernel_chains = _two_variants(_direct_kernel)
+direct_kernels = _by_scan(_direct_kernel)
 
 
 @jit
@@ -856,7 +868,7 @@ def _finish_kernel(acc, sumsq, shared, nwin, exponent, noise_floor, fill, kernel
         dest[t] = acc[t]
 
 
-def _segment_sumsq(chains):
+def _segment_sumsq(scan):
     def segment_sumsq(x, w0, w1, m, d, tile, bufs, sumsq, unsafe):
         """``sumsq[b, i - w0]``: the sum of squares of window ``i`` of row
         ``b``, tile by tile as ``direct_kernel`` sums them (the FFT path needs
@@ -867,15 +879,18 @@ def _segment_sumsq(chains):
                 t0 = i0 - w0
                 nwin = min(tile, w1 - i0)
                 tile_bufs = (bufs[0], bufs[1], sumsq[b, t0 : t0 + tile])
-                if chains:
-                    unsafe[b, t0 // tile] = _chain_sumsq(x, b, i0, nwin, m, d, tile_bufs)
+                if scan == TAP_SCAN:
+                    tile_unsafe = _tap_sumsq(x, b, i0, nwin, m, d, tile_bufs)
+                elif scan == LANE_SCAN:
+                    tile_unsafe = _lane_sumsq(x, b, i0, nwin, m, d, tile_bufs)
                 else:
-                    unsafe[b, t0 // tile] = _tile_sumsq(x, b, i0, nwin, m, d, tile_bufs)
+                    tile_unsafe = _chain_sumsq(x, b, i0, nwin, m, d, tile_bufs)
+                unsafe[b, t0 // tile] = tile_unsafe
 
     return segment_sumsq
 
 
-segment_sumsq, segment_sumsq_chains = _two_variants(_segment_sumsq)
+segment_sumsqs = _by_scan(_segment_sumsq)
 
 
 # ---------------------------------------------------------------------------
