@@ -308,8 +308,9 @@ print(t1 - t0, t2 - t1)
 # (m, dtype, n) of the first calls timed: the short kernels' path (the row of
 # earlier sessions), the fused one, a long kernel on a short signal (direct
 # dots since session 35) and the FFT path of long kernels.
-FIRST_CALLS = ((3, "float32", 5000), (64, "float32", 5000), (256, "float32", 5000),
-               (256, "float32", 10**5), (3, "float64", 5000), (256, "float64", 10**5))
+FIRST_CALLS = ((3, "float32", 5000), (64, "float32", 5000), (100, "float32", 5000),
+               (256, "float32", 5000), (256, "float32", 10**5), (3, "float64", 5000),
+               (256, "float64", 10**5))
 
 
 def signals_table(n, ms, dtypes, repeat, threads_list, classes):
