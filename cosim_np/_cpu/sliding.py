@@ -100,8 +100,9 @@ def sumsq_scan(m, d):
 def _by_scan(define):
     """The kernel ``define(scan)`` returns, compiled once for each scan of
     ``_tile_sumsq`` (a tuple indexed by ``sumsq_scan``) and named after it.
-    Numba prunes the branches on the constant ``scan`` before it compiles
-    anything, so that a first call compiles one scan, not all three."""
+    Numba prunes the branches on the constant ``scan`` (``_scan_sumsq``)
+    before it compiles anything, so that a first call compiles one scan, not
+    all three."""
     kernels = []
     for scan, name in ((TAP_SCAN, "taps"), (LANE_SCAN, "lanes"), (CHAIN_SCAN, "chains")):
         kernel = define(scan)
@@ -248,6 +249,18 @@ def _lane_sumsq(x, b, i0, nwin, m, d, bufs):
 # ``_tile_sumsq``'s scans, indexed by ``sumsq_scan`` (for drivers that call
 # one from Python tile by tile).
 tile_sumsq_by_scan = (_tap_sumsq, _lane_sumsq, _chain_sumsq)
+
+
+@jit(inline=True)
+def _scan_sumsq(scan, x, b, i0, nwin, m, d, bufs):
+    """``_tile_sumsq`` by the scan ``scan`` names: inlined into the kernels
+    of ``_by_scan``, where ``scan`` is a constant, so that Numba prunes the
+    other two scans' calls before it compiles them."""
+    if scan == TAP_SCAN:
+        return _tap_sumsq(x, b, i0, nwin, m, d, bufs)
+    if scan == LANE_SCAN:
+        return _lane_sumsq(x, b, i0, nwin, m, d, bufs)
+    return _chain_sumsq(x, b, i0, nwin, m, d, bufs)
 
 
 @jit
@@ -590,12 +603,7 @@ def _windowed_norm_kernel(scan):
         for b in range(x.shape[0]):
             for i0 in range(w0, w1, tile):
                 nwin = min(tile, w1 - i0)
-                if scan == TAP_SCAN:
-                    unsafe = _tap_sumsq(x, b, i0, nwin, m, d, bufs)
-                elif scan == LANE_SCAN:
-                    unsafe = _lane_sumsq(x, b, i0, nwin, m, d, bufs)
-                else:
-                    unsafe = _chain_sumsq(x, b, i0, nwin, m, d, bufs)
+                unsafe = _scan_sumsq(scan, x, b, i0, nwin, m, d, bufs)
                 dest = out[b, offset + i0 : offset + i0 + nwin]
                 for t in range(nwin):
                     dest[t] = math.sqrt(sumsq[t])  # NaN and inf propagate
@@ -810,13 +818,7 @@ def _direct_kernel(scan):
         for b in range(x.shape[0]):
             for i0 in range(w0, w1, tile):
                 nwin = min(tile, w1 - i0)
-                if scan == TAP_SCAN:
-                    tile_unsafe = _tap_sumsq(x, b, i0, nwin, m, d, bufs)
-                elif scan == LANE_SCAN:
-                    tile_unsafe = _lane_sumsq(x, b, i0, nwin, m, d, bufs)
-                else:
-                    tile_unsafe = _chain_sumsq(x, b, i0, nwin, m, d, bufs)
-                unsafe[b, (i0 - w0) // tile] = tile_unsafe
+                unsafe[b, (i0 - w0) // tile] = _scan_sumsq(scan, x, b, i0, nwin, m, d, bufs)
                 # the squares' buffer (bufs[0]) is free again: the samples for the dots
                 _bank_cosines(x, b, khat, kernel_state, i0, nwin, d, exponent, noise_floor, fill,
                               bufs[2], shared, bufs[0], acc, out, offset, np.bool_(False))
@@ -878,14 +880,8 @@ def _segment_sumsq(scan):
             for i0 in range(w0, w1, tile):
                 t0 = i0 - w0
                 nwin = min(tile, w1 - i0)
-                tile_bufs = (bufs[0], bufs[1], sumsq[b, t0 : t0 + tile])
-                if scan == TAP_SCAN:
-                    tile_unsafe = _tap_sumsq(x, b, i0, nwin, m, d, tile_bufs)
-                elif scan == LANE_SCAN:
-                    tile_unsafe = _lane_sumsq(x, b, i0, nwin, m, d, tile_bufs)
-                else:
-                    tile_unsafe = _chain_sumsq(x, b, i0, nwin, m, d, tile_bufs)
-                unsafe[b, t0 // tile] = tile_unsafe
+                unsafe[b, t0 // tile] = _scan_sumsq(scan, x, b, i0, nwin, m, d,
+                                                    (bufs[0], bufs[1], sumsq[b, t0 : t0 + tile]))
 
     return segment_sumsq
 
