@@ -230,7 +230,7 @@ def _scan(tile, w0, last, skip, sign, thresholds, prev2, prev1, prev1_score, to_
 
 
 @jit
-def _greedy(rows, idx, exclusion, nwin, k, counts, keep, direct):
+def _greedy(rows, idx, exclusion, k, counts, keep, bucket, slots, distinct, owner):
     """Greedy selection over candidates sorted by row, then in the order
     (best first): ``keep[c]`` unless a kept candidate of its row lies within
     ``exclusion`` windows or the row has ``k`` (``k < 0``: no limit; ``counts``
@@ -238,23 +238,13 @@ def _greedy(rows, idx, exclusion, nwin, k, counts, keep, direct):
 
     Windows are cut into buckets of ``exclusion + 1``: two kept matches are
     never in one bucket, and a candidate's zone touches its own bucket and
-    the two beside it, so three look-ups decide it.  ``direct``: one slot
-    per bucket of every row; else slots only for the buckets that hold a
-    candidate (sorted, found by binary search)."""
-    width = exclusion + 1
-    per_row = nwin // width + 3
+    the two beside it, so three look-ups decide it.  Candidate ``c`` lies in
+    ``bucket[c]``, whose owner (the kept candidate's window, or -1) is
+    ``owner[slots[c]]``: one slot per bucket of every row where ``distinct``
+    is empty, else slots only for the buckets that hold a candidate, the
+    sorted ``distinct`` ones (see :func:`_run_greedy`)."""
     n = idx.size
-    bucket = np.empty(n, np.int64)
-    for c in range(n):
-        bucket[c] = rows[c] * per_row + idx[c] // width + 1
-    if direct:
-        owner = np.full((rows[n - 1] + 1 if n else 0) * per_row, -1, np.int64)
-        distinct = np.empty(0, np.int64)
-        slots = bucket
-    else:
-        distinct = np.unique(bucket)
-        owner = np.full(distinct.size, -1, np.int64)
-        slots = np.searchsorted(distinct, bucket)
+    direct = distinct.size == 0
     for c in range(n):
         r = rows[c]
         if k >= 0 and counts[r] >= k:
@@ -339,11 +329,23 @@ def _greedy_clusters(row, idx, keys, exclusion, keep):
 
 
 def _run_greedy(row, idx, exclusion, nwin, k, counts):
-    """:func:`_greedy`, with a slot per bucket where that takes little memory."""
+    """:func:`_greedy`, with a slot per bucket where that takes little memory,
+    else one per bucket that holds a candidate (found by binary search: in
+    NumPy, which a first call need not compile)."""
     keep = np.zeros(idx.size, dtype=np.bool_)
     if idx.size:
-        buckets = (int(row[-1]) + 1) * (nwin // (exclusion + 1) + 3)
-        _greedy(row, idx, exclusion, nwin, k, counts, keep, buckets <= max(8 * idx.size, 1 << 20))
+        width = exclusion + 1
+        per_row = nwin // width + 3  # (a bucket of zeros each side)
+        bucket = row.astype(np.int64) * per_row + idx.astype(np.int64) // width + 1
+        buckets = (int(row[-1]) + 1) * per_row
+        if buckets <= max(8 * idx.size, 1 << 20):
+            slots, distinct = bucket, np.empty(0, np.int64)
+        else:
+            distinct = np.unique(bucket)
+            slots = np.searchsorted(distinct, bucket)
+            buckets = distinct.size
+        owner = np.full(buckets, -1, np.int64)
+        _greedy(row, idx, exclusion, k, counts, keep, bucket, slots, distinct, owner)
     return keep
 
 
