@@ -270,8 +270,14 @@ def _greedy(rows, idx, exclusion, k, counts, keep, bucket, slots, distinct, owne
         counts[r] += 1
 
 
+# Clusters of more candidates than this are put in order by one sort in
+# NumPy, all together (Numba's would cost a first call a second of
+# compilation), shorter ones by insertion in the selection's loop.
+LONG_CLUSTER = 32
+
+
 @jit
-def _greedy_clusters(row, idx, keys, exclusion, keep):
+def _greedy_clusters(row, idx, keys, exclusion, keep, long_bounds):
     """Greedy selection without a limit over candidates sorted by row, then
     index (then kernel): ``keep[c]``.
 
@@ -280,13 +286,15 @@ def _greedy_clusters(row, idx, keys, exclusion, keep):
     (a run whose neighbours lie at most ``exclusion`` apart) as greedy over
     that cluster alone: a lone candidate is kept; a cluster is put in the
     order (a stable sort by key: index, then kernel, among equal keys) and
-    decided with a table of buckets of ``exclusion + 1`` windows, as
-    :func:`_greedy`, which has a slot per bucket the cluster spans (fewer
-    than its candidates, plus three)."""
+    decided by :func:`_decide_cluster`.  Clusters of up to
+    ``LONG_CLUSTER`` candidates are put in order here, by insertion; the
+    longer ones are left for :func:`_greedy_long_clusters`, their first
+    and last candidates in ``long_bounds`` (room for ``n // (LONG_CLUSTER +
+    1) + 1`` of them); returns how many."""
     n = idx.size
-    width = exclusion + 1
     owner = np.empty(n + 3, np.int64)
-    local = np.empty(n, np.int64)
+    order = np.empty(LONG_CLUSTER, np.int64)
+    nlong = 0
     start = 0
     while start < n:
         stop = start + 1
@@ -295,11 +303,11 @@ def _greedy_clusters(row, idx, keys, exclusion, keep):
         size = stop - start
         if size == 1:
             keep[start] = True
-            start = stop
-            continue
-        # the cluster in the order: insertion sort where short
-        order = local[:size]
-        if size <= 32:
+        elif size > LONG_CLUSTER:
+            long_bounds[nlong, 0] = start
+            long_bounds[nlong, 1] = stop
+            nlong += 1
+        else:
             for j in range(size):
                 c = start + j
                 at = j
@@ -307,25 +315,46 @@ def _greedy_clusters(row, idx, keys, exclusion, keep):
                     order[at] = order[at - 1]
                     at -= 1
                 order[at] = j
-        else:
-            # (a new array: copying it into order would compile Numba's
-            # shape-mismatch message, seconds of a first call)
-            order = np.argsort(-keys[start:stop], kind="mergesort")
-        base = idx[start]
-        owner[: (idx[stop - 1] - base) // width + 3] = -1
-        for j in range(size):
-            c = start + order[j]
-            i = idx[c]
-            b = (i - base) // width + 1
-            if owner[b] >= 0:
-                continue
-            if owner[b - 1] >= 0 and i - owner[b - 1] <= exclusion:
-                continue
-            if owner[b + 1] >= 0 and owner[b + 1] - i <= exclusion:
-                continue
-            owner[b] = i
-            keep[c] = True
+            _decide_cluster(idx, start, order[:size], exclusion, keep, owner)
         start = stop
+    return nlong
+
+
+@jit
+def _greedy_long_clusters(idx, bounds, orders, exclusion, keep):
+    """:func:`_greedy_clusters` for its long clusters (``bounds``), each in
+    its order, one after the other in ``orders`` (positions from the
+    cluster's first candidate)."""
+    owner = np.empty(idx.size + 3, np.int64)
+    cursor = 0
+    for g in range(bounds.shape[0]):
+        start, stop = bounds[g, 0], bounds[g, 1]
+        _decide_cluster(idx, start, orders[cursor : cursor + stop - start], exclusion, keep,
+                        owner)
+        cursor += stop - start
+
+
+@jit
+def _decide_cluster(idx, start, order, exclusion, keep, owner):
+    """Greedy over the cluster of candidates ``start ..`` taken in ``order``
+    (positions from ``start``), with a table of buckets of ``exclusion + 1``
+    windows, as :func:`_greedy`, which has a slot per bucket the cluster
+    spans (``owner``: room for them, fewer than its candidates plus three)."""
+    width = exclusion + 1
+    base = idx[start]
+    owner[: (idx[start + order.size - 1] - base) // width + 3] = -1
+    for j in range(order.size):
+        c = start + order[j]
+        i = idx[c]
+        b = (i - base) // width + 1
+        if owner[b] >= 0:
+            continue
+        if owner[b - 1] >= 0 and i - owner[b - 1] <= exclusion:
+            continue
+        if owner[b + 1] >= 0 and owner[b + 1] - i <= exclusion:
+            continue
+        owner[b] = i
+        keep[c] = True
 
 
 def _run_greedy(row, idx, exclusion, nwin, k, counts):
@@ -668,6 +697,17 @@ def select(source, nker, nwin, mplan, thresholds):
     return row, idx, ker, score
 
 
+def _cluster_orders(keys, bounds):
+    """The order of each cluster ``bounds[g, 0] .. bounds[g, 1] - 1`` (best
+    key first; equal keys in list order), as positions from the cluster's
+    first candidate, cluster after cluster: one stable sort for all."""
+    sizes = bounds[:, 1] - bounds[:, 0]
+    first = np.repeat(bounds[:, 0], sizes)
+    members = first + np.arange(first.size) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    order = np.lexsort((-keys[members], np.repeat(np.arange(sizes.size), sizes)))
+    return members[order] - first
+
+
 def _select_listed(score, idx, code, nker, exclusion, sign):
     """Greedy selection without a limit over the scan's list of candidates
     (``code = row * nker + kernel``): ``(row, index, kernel, score)`` as
@@ -680,7 +720,11 @@ def _select_listed(score, idx, code, nker, exclusion, sign):
     row = code // nker
     keys = _keys(score, sign)
     keep = np.zeros(idx.size, dtype=np.bool_)
-    _greedy_clusters(row, idx, keys, exclusion, keep)
+    bounds = np.empty((idx.size // (LONG_CLUSTER + 1) + 1, 2), np.int64)
+    nlong = _greedy_clusters(row, idx, keys, exclusion, keep, bounds)
+    if nlong:
+        bounds = bounds[:nlong]
+        _greedy_long_clusters(idx, bounds, _cluster_orders(keys, bounds), exclusion, keep)
     if one_code and score.dtype == np.float32 and idx[-1] < 1 << 31:
         idx, score = _ordered_by_packed_sort(score, idx, keep, sign)
         return (np.full(idx.size, code[0] // nker), idx, np.full(idx.size, code[0] % nker), score)
