@@ -197,3 +197,8 @@ def test_a_first_call_compiles_only_what_it_uses(tmp_path):
     assert direct <= set(loud)
     assert "direct_kernel_chains" in short
     assert not {"_tap_sumsq", "_lane_sumsq", "_tile_sumsq"} & set(noise + loud + short)
+    # and the next process loads them all, the kernels compiled per scan
+    # (closures over their scan) included
+    again = run("-c", _FIRST_FFT_CALL, cache_dir=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout.splitlines()[-1]) == [[], [], []]
