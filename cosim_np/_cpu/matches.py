@@ -295,7 +295,7 @@ def _greedy_clusters(row, idx, keys, exclusion, keep, long_bounds):
     owner = np.empty(n + 3, np.int64)
     order = np.empty(LONG_CLUSTER, np.int64)
     nlong = 0
-    start = 0
+    start = np.int64(0)  # (a typed constant: see _jit, "Constants")
     while start < n:
         stop = start + 1
         while stop < n and row[stop] == row[start] and idx[stop] - idx[stop - 1] <= exclusion:
