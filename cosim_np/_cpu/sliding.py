@@ -78,20 +78,18 @@ def _tile_sumsq(x, b, i0, nwin, m, d, bufs):
     outside ``[SAFE_MIN, SAFE_MAX]`` (then some sums may have lost range).
     (The scan chosen at run time, for the paths rarely taken; the kernels are
     compiled for one scan each, see ``_by_scan``.)"""
-    if m <= DIRECT_SUM_TAPS:
-        return _tap_sumsq(x, b, i0, nwin, m, d, bufs)
-    if m * d < CHAIN_CHUNK:
-        return _lane_sumsq(x, b, i0, nwin, m, d, bufs)
-    return _chain_sumsq(x, b, i0, nwin, m, d, bufs)
+    return _scan_sumsq(sumsq_scan(m, d), x, b, i0, nwin, m, d, bufs)
 
 
 # The scans of ``_tile_sumsq``, by the windows' length (``sumsq_scan``).
 TAP_SCAN, LANE_SCAN, CHAIN_SCAN = 0, 1, 2
 
 
+@helper
 def sumsq_scan(m, d):
     """The scan ``_tile_sumsq`` takes for windows of ``m`` taps ``d`` apart:
-    the drivers call the kernel compiled for it (``_by_scan``)."""
+    the drivers call the kernel compiled for it (``_by_scan``).  (A plain
+    function from Python, compiled into ``_tile_sumsq``.)"""
     if m <= DIRECT_SUM_TAPS:
         return TAP_SCAN
     return LANE_SCAN if m * d < CHAIN_CHUNK else CHAIN_SCAN
