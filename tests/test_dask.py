@@ -284,6 +284,8 @@ def test_topk_equals_the_in_memory_lists_on_distinct_scores():
 
 @given(broadcast_problem(), st.integers(1, 3))
 @example((np.array([[1], [0], [0]], np.int8), np.array([[[3, 1]], [[1, 1]]], np.int8), (0, 1, 2)), 1)
+@example((np.where(np.arange(18).reshape(3, 3, 2) == 0, 66, 1).astype(np.int8), np.array([1], np.int8),
+          (0, 1)), 1)
 def test_cosine_similarity_of_dask_arrays_is_bit_for_bit(problem, chunk):
     a, b, axis = problem
     want = cosine_similarity(a, b, axis=axis)

@@ -5,7 +5,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -110,6 +110,31 @@ def test_cosine_similarity_eps_is_torch_clamping(problem, eps):
     want = naive.cosine_broadcast(a, b, axis, eps=eps)
     length = max(1, int(np.prod([np.broadcast_shapes(a.shape, b.shape)[ax] for ax in np.atleast_1d(axis)])))
     np.testing.assert_allclose(got, want, rtol=0, atol=tol(expected_dtype(a.dtype, b.dtype), length))
+
+
+@given(problem=broadcast_problem())
+@example((np.where(np.arange(18).reshape(3, 3, 2) == 0, 66, 1).astype(np.int8), np.array([1], np.int8),
+          (0, 1)))
+def test_cosine_similarity_bits_depend_on_each_vector_alone(problem):
+    """Neither the arrays' memory layout nor the other vectors change a
+    result's rounding (what lets Dask blocks give the in-memory bits)."""
+    a, b, axis = problem
+    got = np.asarray(cosine_similarity(a, b, axis=axis))
+    flipped = [np.asfortranarray(v[::-1])[::-1] if v.ndim else v for v in (a, b)]
+    np.testing.assert_array_equal(cosine_similarity(*flipped, axis=axis), got)
+    ndim = got.ndim + len(np.atleast_1d(axis))
+    reduced = {ax % ndim for ax in np.atleast_1d(axis)}
+    kept = [ax for ax in range(ndim) if ax not in reduced]
+    a, b = (v.reshape((1,) * (ndim - v.ndim) + v.shape) for v in (a, b))
+    for index in np.ndindex(got.shape):
+        one = []
+        for v in (a, b):
+            cut = [slice(None)] * ndim
+            for ax, i in zip(kept, index):
+                cut[ax] = slice(0, 1) if v.shape[ax] == 1 else slice(i, i + 1)
+            one.append(np.ascontiguousarray(v[tuple(cut)]))
+        np.testing.assert_array_equal(np.asarray(cosine_similarity(*one, axis=axis)).reshape(()),
+                                      got[index])
 
 
 @given(

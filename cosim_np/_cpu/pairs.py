@@ -28,13 +28,19 @@ from . import tiles
 def cosine_similarity(x, y, plan, out=None):
     """``cosine_similarity`` of the host arrays ``x`` and ``y`` by ``plan``
     (:class:`cosim_np._core.embedding.CosinePlan`), into ``out`` if given."""
-    shape, axes, kept, out_shape = plan.shape, plan.axes, plan.kept, plan.out_shape
+    shape, kept, out_shape = plan.shape, plan.kept, plan.out_shape
     ndim = len(shape)
-    x = x.reshape((1,) * (ndim - x.ndim) + x.shape)
-    y = y.reshape((1,) * (ndim - y.ndim) + y.shape)
     zero_value = plan.fill if plan.eps == 0.0 else 0.0
-    if any(shape[ax] == 0 for ax in axes):  # empty vectors are zero vectors
+    if any(shape[ax] == 0 for ax in plan.axes):  # empty vectors are zero vectors
         return _deliver(np.full(out_shape, zero_value), plan.out_dtype, out)
+    # The reduced axes last, and (in _scaled) copied C-contiguous: every sum
+    # then runs along contiguous rows of the same length whatever the inputs'
+    # layout or the kept axes' lengths, so its rounding depends on the vector
+    # alone (a Dask block of one vector gives the bits of the whole array).
+    axes = tuple(range(len(kept), ndim))
+    x = _reduced_last(x, ndim, plan.axes)
+    y = _reduced_last(y, ndim, plan.axes)
+    shape = tuple(shape[ax] for ax in kept) + tuple(shape[ax] for ax in plan.axes)
 
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         xh, sx, nx2 = _scaled(x, axes, shape)
@@ -45,7 +51,7 @@ def cosine_similarity(x, y, plan, out=None):
                 yh = yh.sum(axis=ax, keepdims=True)
             elif yh.shape[ax] == 1 and xh.shape[ax] > 1:
                 xh = xh.sum(axis=ax, keepdims=True)
-        dot = _reduced_dot(xh, yh, axes, kept)
+        dot = _reduced_dot(xh, yh, len(kept))
         cos = dot / (np.sqrt(_drop(nx2, axes)) * np.sqrt(_drop(ny2, axes)))
         sx, sy = _drop(sx, axes), _drop(sy, axes)
         if plan.eps > 0.0:
@@ -75,15 +81,23 @@ def _drop(array, axes):
     return array.reshape(tuple(n for ax, n in enumerate(array.shape) if ax not in axes))
 
 
+def _reduced_last(x, ndim, axes):
+    """``x`` with ``ndim`` axes (length-1 ones put in front), ``axes`` moved
+    to the end (a view)."""
+    x = x.reshape((1,) * (ndim - x.ndim) + x.shape)
+    return np.moveaxis(x, axes, range(ndim - len(axes), ndim))
+
+
 def _scaled(x, axes, shape):
-    """``x / max|x|`` per vector (float64), the per-vector scale, and the
-    squared norm of the scaled vector on the broadcast shape."""
-    xf = x.astype(np.float64)
-    absx = np.abs(xf)
-    scale = np.max(absx, axis=axes, keepdims=True)
-    del absx
+    """``x / max|x|`` per vector (float64, C-contiguous), the per-vector
+    scale, and the squared norm of the scaled vector on the broadcast shape."""
+    xf = x.astype(np.float64, order="C")
+    # |x| ordered as its bits: integer maxima run several times faster than
+    # float ones, and a NaN (its sign cleared by abs) still comes out on top
+    work = np.abs(xf)
+    scale = np.max(work.view(np.int64), axis=axes, keepdims=True).view(np.float64)
     xf /= np.where(scale == 0.0, 1.0, scale)
-    nx2 = np.sum(xf * xf, axis=axes, keepdims=True)
+    nx2 = np.sum(np.multiply(xf, xf, out=work), axis=axes, keepdims=True)
     factor = 1
     for ax in axes:
         if x.shape[ax] == 1:
@@ -93,16 +107,13 @@ def _scaled(x, axes, shape):
     return xf, scale, nx2
 
 
-def _reduced_dot(xh, yh, axes, kept):
-    """Sum over ``axes`` of ``xh * yh`` (the reduced axes now have equal
-    lengths or length 1 on both sides), broadcasting the kept axes without
-    materialising: a ``(..., 1, R) @ (..., R, 1)`` matmul per output."""
-    nk = len(kept)
-    xm = np.moveaxis(xh, axes, range(nk, nk + len(axes)))
-    ym = np.moveaxis(yh, axes, range(nk, nk + len(axes)))
-    rx, ry = int(np.prod(xm.shape[nk:])), int(np.prod(ym.shape[nk:]))
-    xm = xm.reshape(xm.shape[:nk] + (1, rx))
-    ym = ym.reshape(ym.shape[:nk] + (ry, 1))
+def _reduced_dot(xh, yh, nk):
+    """Sum over all but the first ``nk`` axes (the reduced ones, contiguous)
+    of ``xh * yh``, whose reduced axes now have equal lengths or length 1 on
+    both sides, broadcasting the kept axes without materialising: a
+    ``(..., 1, R) @ (..., R, 1)`` matmul per output."""
+    xm = xh.reshape(xh.shape[:nk] + (1, int(np.prod(xh.shape[nk:]))))
+    ym = yh.reshape(yh.shape[:nk] + (int(np.prod(yh.shape[nk:])), 1))
     return np.matmul(xm, ym)[..., 0, 0]
 
 
