@@ -6,8 +6,10 @@ drivers of :mod:`cosim_np._cpu.pairs` (BLAS products of normalised rows in
 one tile loop, Numba kernels for the row statistics and the top-k
 selection) or the CUDA backend (:mod:`cosim_np._cuda`).
 
-Overflow safety: every vector is divided by its largest magnitude before
-anything is squared, so inputs near the largest float give the true cosine.
+Overflow safety: inputs near the largest float give the true cosine. Vectors
+are divided by their largest magnitude before anything is squared, but for
+:func:`cosine_similarity` of float32, float16 or integer samples, whose squares
+float64 holds without overflow or underflow anyway.
 """
 
 import functools
@@ -86,9 +88,11 @@ def cosine_similarity(a, b, *, axis=-1, eps=0.0, fill=0.0, out=None, backend="au
 
     Notes
     -----
-    Every vector is divided by its largest magnitude before its squared norm
-    and the dot products are formed (in float64), so inputs near ``1e308``
-    (float64) or ``3e38`` (float32) give the true cosine. A reduced axis along
+    The squared norms and the dot products are formed in float64. A float64
+    vector is first divided by its largest magnitude, so inputs near
+    ``1e308`` give the true cosine; float32, float16 and integer samples
+    need no scaling (their squares and products stay within float64's normal
+    range: inputs near ``3e38`` give the true cosine too). A reduced axis along
     which one input has length 1 and the other length ``D`` is summed first
     on the other input (``sum_k a * b_k = a * sum_k b_k``), and its norm is
     multiplied by ``sqrt(D)``, which is what the norm of the broadcast is.

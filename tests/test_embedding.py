@@ -155,6 +155,38 @@ def test_cosine_similarity_symmetry_scale_sign_bounds(a, b, k, sign):
     np.testing.assert_array_equal(scaled, expected)
 
 
+F32_TINY = float(np.finfo(np.float32).smallest_subnormal)
+F32_MAX = float(np.finfo(np.float32).max)
+
+
+def _float32_over_the_range(low, high):
+    """float32 samples of either sign, or zero, with magnitudes in [low, high]."""
+    magnitude = st.floats(low, high, width=32)
+    return st.one_of(st.just(0.0), magnitude, magnitude.map(lambda v: -v))
+
+
+@given(a=hnp.arrays(np.float32, (3, 6), elements=_float32_over_the_range(F32_TINY, F32_MAX)),
+       b=hnp.arrays(np.float32, (3, 6), elements=_float32_over_the_range(F32_TINY, F32_MAX)),
+       other=st.sampled_from([np.float32, np.float64]))
+def test_float32_cosine_similarity_over_its_whole_range(a, b, other):
+    """float32 samples are not scaled first: their squares and products must
+    still neither overflow nor underflow, from subnormals to 3.4e38, nor
+    when the other input is float64 (and scaled)."""
+    b = b.astype(other)
+    got = cosine_similarity(a, b)
+    assert got.dtype == np.result_type(a, b)
+    np.testing.assert_allclose(got, naive.cosine_broadcast(a, b), rtol=0, atol=tol(np.float32, 6))
+
+
+@given(a=hnp.arrays(np.float32, (3, 6), elements=_float32_over_the_range(2.0**-100, 2.0**100)),
+       b=hnp.arrays(np.float32, (3, 6), elements=_float32_over_the_range(2.0**-100, 2.0**100)),
+       k=st.integers(-20, 20))
+def test_float32_cosine_similarity_is_bit_exact_under_powers_of_two(a, b, k):
+    base = cosine_similarity(a, b)
+    np.testing.assert_array_equal(cosine_similarity(a * np.float32(2.0**k), b), base)
+    np.testing.assert_array_equal(cosine_similarity(-a, b), -base)
+
+
 @given(x=matrices(np.float64, 4, 6), c=st.floats(1e-3, 1e3))
 def test_cosine_similarity_scale_invariance_any_positive_factor(x, c):
     y = x[::-1]
@@ -217,15 +249,20 @@ def test_cosine_similarity_overflow_safe(dtype, big):
     assert float(cosine_similarity(tiny, tiny)) == pytest.approx(1.0, abs=tol(dtype, 2))
 
 
-def test_cosine_similarity_zero_nan_inf_and_empty():
-    z, x = np.zeros(3), np.array([1.0, 2.0, 3.0])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.float16])
+def test_cosine_similarity_zero_nan_inf_and_empty(dtype):
+    z, x = np.zeros(3, dtype), np.array([1.0, 2.0, 3.0], dtype)
     assert cosine_similarity(z, x) == 0.0
     assert cosine_similarity(z, x, fill=-2.0) == -2.0
     assert np.isnan(cosine_similarity(z, x, fill=np.nan))
     assert cosine_similarity(z, x, eps=1e-8) == 0.0
-    assert np.isnan(cosine_similarity([np.nan, 1.0], [1.0, 1.0]))
-    assert np.isnan(cosine_similarity([np.inf, 1.0], [1.0, 1.0]))
-    assert np.isnan(cosine_similarity(z, [np.nan, 1.0, 1.0]))
+    one = np.ones(2, dtype)
+    for bad in (np.nan, np.inf, -np.inf):
+        assert np.isnan(cosine_similarity(np.array([bad, 1.0], dtype), one))
+        assert np.isnan(cosine_similarity(np.array([bad, 1.0], dtype), one, eps=0.5))
+    assert np.isnan(cosine_similarity(z, np.array([np.nan, 1.0, 1.0], dtype)))
+    assert cosine_similarity(np.array([3.0, 4.0], dtype), np.array([4.0, 3.0], dtype), eps=10.0) == \
+        pytest.approx(24.0 / 100.0, abs=tol(dtype, 2))
     assert cosine_similarity(np.zeros((2, 0)), np.zeros((2, 0)), fill=5.0).tolist() == [5.0, 5.0]
     assert cosine_similarity(np.zeros((0, 3)), np.zeros((1, 3))).shape == (0,)
 

@@ -4,7 +4,8 @@ Each takes inputs already checked and the plan made by
 :mod:`cosim_np._core.embedding`, and runs the work:
 
 * :func:`cosine_similarity` -- NumPy reductions over the broadcast shape
-  (never materialised), every vector divided by its largest magnitude first;
+  (never materialised), float64 vectors divided by their largest magnitude
+  first;
 * :func:`pairwise_cosine`, :func:`topk_cosine` and the best matches of
   :func:`set_similarity` -- the one tile loop of :mod:`.tiles` (BLAS products
   of normalised rows), each finishing its tiles its own way: writing them
@@ -34,9 +35,9 @@ def cosine_similarity(x, y, plan, out=None):
     if any(shape[ax] == 0 for ax in plan.axes):  # empty vectors are zero vectors
         return _deliver(np.full(out_shape, zero_value), plan.out_dtype, out)
     # The reduced axes last, and (in _scaled) copied C-contiguous: every sum
-    # then runs along contiguous rows of the same length whatever the inputs'
-    # layout or the kept axes' lengths, so its rounding depends on the vector
-    # alone (a Dask block of one vector gives the bits of the whole array).
+    # and dot then runs along contiguous rows of the same length whatever the
+    # inputs' layout or the kept axes' lengths, so its rounding depends on
+    # the vectors alone (a Dask block of one vector gives the whole array's bits).
     axes = tuple(range(len(kept), ndim))
     x = _reduced_last(x, ndim, plan.axes)
     y = _reduced_last(y, ndim, plan.axes)
@@ -52,11 +53,10 @@ def cosine_similarity(x, y, plan, out=None):
             elif yh.shape[ax] == 1 and xh.shape[ax] > 1:
                 xh = xh.sum(axis=ax, keepdims=True)
         dot = _reduced_dot(xh, yh, len(kept))
-        cos = dot / (np.sqrt(_drop(nx2, axes)) * np.sqrt(_drop(ny2, axes)))
-        sx, sy = _drop(sx, axes), _drop(sy, axes)
+        cos = dot / (np.sqrt(nx2) * np.sqrt(ny2))
         if plan.eps > 0.0:
-            n1 = sx * np.sqrt(_drop(nx2, axes))
-            n2 = sy * np.sqrt(_drop(ny2, axes))
+            n1 = sx * np.sqrt(nx2)
+            n2 = sy * np.sqrt(ny2)
             cos = cos * (np.minimum(n1 / plan.eps, 1.0) * np.minimum(n2 / plan.eps, 1.0))
         if not (isinstance(cos, np.ndarray) and cos.shape == out_shape):
             cos = np.array(np.broadcast_to(cos, out_shape), dtype=np.float64)
@@ -76,11 +76,6 @@ def _deliver(result, dtype, out):
     return result[()] if result.ndim == 0 else result
 
 
-def _drop(array, axes):
-    """Remove the (length-1) reduced axes of a keepdims result."""
-    return array.reshape(tuple(n for ax, n in enumerate(array.shape) if ax not in axes))
-
-
 def _reduced_last(x, ndim, axes):
     """``x`` with ``ndim`` axes (length-1 ones put in front), ``axes`` moved
     to the end (a view)."""
@@ -89,15 +84,25 @@ def _reduced_last(x, ndim, axes):
 
 
 def _scaled(x, axes, shape):
-    """``x / max|x|`` per vector (float64, C-contiguous), the per-vector
-    scale, and the squared norm of the scaled vector on the broadcast shape."""
+    """``x`` in float64 (C-contiguous), divided by its largest magnitude per
+    vector where it is float64; the scale it was divided by, and the squared
+    norm of the scaled vector on the broadcast shape, per vector (the kept
+    axes' shape)."""
     xf = x.astype(np.float64, order="C")
-    # |x| ordered as its bits: integer maxima run several times faster than
-    # float ones, and a NaN (its sign cleared by abs) still comes out on top
-    work = np.abs(xf)
-    scale = np.max(work.view(np.int64), axis=axes, keepdims=True).view(np.float64)
-    xf /= np.where(scale == 0.0, 1.0, scale)
-    nx2 = np.sum(np.multiply(xf, xf, out=work), axis=axes, keepdims=True)
+    nk = xf.ndim - len(axes)
+    if x.dtype != np.float64:
+        # Narrower samples square within float64's normal range (|x| < 2**128,
+        # a nonzero |x| >= 2**-149 for float32, integers at least 1), so they
+        # need no scale: 1, or 0 for a zero vector, or inf where a sample is
+        # not finite (the sums of squares tell).
+        nx2 = _reduced_dot(xf, xf, nk)
+        scale = np.where(nx2 < np.inf, np.where(nx2 == 0.0, 0.0, 1.0), np.inf)
+    else:
+        # |x| ordered as its bits: integer maxima run several times faster
+        # than float ones, and a NaN (its sign cleared by abs) comes out on top
+        scale = np.max(np.abs(xf).view(np.int64), axis=axes).view(np.float64)
+        xf /= np.where(scale == 0.0, 1.0, scale).reshape(scale.shape + (1,) * len(axes))
+        nx2 = _reduced_dot(xf, xf, nk)
     factor = 1
     for ax in axes:
         if x.shape[ax] == 1:
@@ -110,11 +115,10 @@ def _scaled(x, axes, shape):
 def _reduced_dot(xh, yh, nk):
     """Sum over all but the first ``nk`` axes (the reduced ones, contiguous)
     of ``xh * yh``, whose reduced axes now have equal lengths or length 1 on
-    both sides, broadcasting the kept axes without materialising: a
-    ``(..., 1, R) @ (..., R, 1)`` matmul per output."""
-    xm = xh.reshape(xh.shape[:nk] + (1, int(np.prod(xh.shape[nk:]))))
-    ym = yh.reshape(yh.shape[:nk] + (int(np.prod(yh.shape[nk:])), 1))
-    return np.matmul(xm, ym)[..., 0, 0]
+    both sides, broadcasting the kept axes without materialising (one BLAS
+    dot per output, whose rounding depends on the vectors alone)."""
+    return np.vecdot(xh.reshape(xh.shape[:nk] + (int(np.prod(xh.shape[nk:])),)),
+                     yh.reshape(yh.shape[:nk] + (int(np.prod(yh.shape[nk:])),)))
 
 
 # ---------------------------------------------------------------------------
