@@ -8,6 +8,10 @@
   with ``faiss.normalize_L2``, building the index and searching are all
   counted, as our normalisation is) and against sklearn's full matrix plus
   ``numpy.argpartition`` and a sort of the k best.
+* ``cosine_similarity(a, b)`` (each row of ``a`` with the same row of ``b``)
+  against the same by hand in NumPy (float32 sums) and
+  ``torch.nn.functional.cosine_similarity`` (float32 sums) where PyTorch is
+  installed, with each one's largest error against float64 arithmetic.
 * Peak working memory of ours (``tracemalloc``; the result arrays are not
   counted) against ``max_memory``.
 * Steady state is the best (minimum) of ``--repeat`` runs after a warm-up call
@@ -32,7 +36,7 @@ import tracemalloc
 import numpy as np
 
 import cosim_np
-from cosim_np import pairwise_cosine, topk_cosine
+from cosim_np import cosine_similarity, pairwise_cosine, topk_cosine
 
 # The environment as started, for the fresh processes (--faiss-openblas-coretype
 # changes this one's).
@@ -192,6 +196,32 @@ def main(argv=None):
     peak_k, _ = traced_peak(lambda: topk_cosine(a, b, args.k, max_memory=budget))
     peak_k -= scores.nbytes + idx.nbytes
 
+    # ---------------- cosine_similarity: row i of a with row i of b
+    exact = np.einsum("ij,ij->i", a.astype(np.float64), b.astype(np.float64)) / (
+        np.linalg.norm(a.astype(np.float64), axis=1) * np.linalg.norm(b.astype(np.float64), axis=1))
+    cosine_similarity(a[:50], b[:50])
+    ours_c_t, ours_c = timed(lambda: cosine_similarity(a, b), args.repeat)
+    errors = {"ours": float(np.abs(ours_c - exact).max())}
+
+    def by_hand():
+        return np.einsum("ij,ij->i", a, b) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+    hand_t, hand = timed(by_hand, args.repeat)
+    errors["NumPy by hand"] = float(np.abs(hand - exact).max())
+    rows.append(("cosine_similarity", "NumPy by hand (float32 sums)", ours_c_t, hand_t))
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    if torch is not None:
+        ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+        torch.nn.functional.cosine_similarity(ta[:50], tb[:50], dim=-1)
+        torch_t, by_torch = timed(lambda: torch.nn.functional.cosine_similarity(ta, tb, dim=-1),
+                                  args.repeat)
+        errors["torch"] = float(np.abs(by_torch.numpy() - exact).max())
+        rows.append(("cosine_similarity", "torch F.cosine_similarity", ours_c_t, torch_t))
+    del ours_c, hand
+
     # ---------------- table
     print()
     print(f"{'ours':<20}{'anchor':<34}{'ours [s]':>10}{'anchor [s]':>12}{'ours/anchor':>13}")
@@ -204,6 +234,8 @@ def main(argv=None):
           f"(bound {budget / 2**20:.0f} MiB, {'within' if peak_k <= budget else 'OVER'}; "
           f"full matrix would be {args.n * args.m * 4 / 2**20:.0f} MiB)")
     print(f"max |pairwise - raw| on 200 rows: {err_pw:.2e}")
+    print("cosine_similarity, largest error against float64 arithmetic: "
+          + ", ".join(f"{name} {err:.2e}" for name, err in errors.items()))
     if sk_cosine is not None:
         print(f"self-similarity of the first 2000 rows, entries with |s| > 1: sklearn "
               f"{sk_above} (max |s| = {sk_max:.9f}); ours {ours_above}")

@@ -279,7 +279,9 @@ def test_topk_equals_the_in_memory_lists_on_distinct_scores():
     scores, idx = topk_cosine(da.from_array(a, chunks=(128, 32)), da.from_array(b, chunks=(700, 32)), 10)
     want_s, want_i = topk_cosine(a, b, 10)
     np.testing.assert_array_equal(idx.compute(), want_i)
-    np.testing.assert_allclose(scores.compute(), want_s, rtol=0, atol=2e-7)
+    # float32 BLAS products of differently shaped blocks (the tiles follow the
+    # thread count) round differently: the float32 products' tolerance
+    np.testing.assert_allclose(scores.compute(), want_s, rtol=0, atol=tol(np.float32, 32, np.float32))
 
 
 @given(broadcast_problem(), st.integers(1, 3))
