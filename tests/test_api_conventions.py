@@ -150,3 +150,42 @@ def test_set_similarity_ignores_nan_rows_of_weight_zero():
         got = set_similarity(a, b, measure=measure, weights_a=[1.0, 0.0, 1.0])
         want = set_similarity(a[[0, 2]], b, measure=measure)
         assert got == pytest.approx(want, abs=1e-15)
+
+
+def _swapped(array):
+    """``array`` with the other byte order (the same numbers)."""
+    array = np.asarray(array)
+    return array.astype(array.dtype.newbyteorder("S"))
+
+
+BYTE_ORDER_CALLS = {
+    "sliding_cosine": lambda x, k: cosim_np.sliding_cosine(x, k, mode="same"),
+    "sliding_cosine fft": lambda x, k: cosim_np.sliding_cosine(x, k, method="fft"),
+    "windowed_norm": lambda x, k: cosim_np.windowed_norm(x, 7, center=True),
+    "sharpen": lambda x, k: cosim_np.sharpen(x, 1.5),
+    "find_matches": lambda x, k: cosim_np.find_matches(x, k, k=3).index,
+    "sliding_cosine_grad": lambda x, k: cosim_np.sliding_cosine_grad(
+        x, k, np.ones(x.size - k.size + 1))[1],
+    "images": lambda x, k: cosim_np.sliding_cosine(x.reshape(20, 25), k[:6].reshape(2, 3),
+                                                   axis=(0, 1)),
+    "cosine_similarity": lambda x, k: cosine_similarity(x.reshape(20, 25), x[::-1].reshape(20, 25)),
+    "pairwise_cosine": lambda x, k: pairwise_cosine(x.reshape(50, 10), x[:70].reshape(7, 10)),
+    "topk_cosine": lambda x, k: topk_cosine(x.reshape(50, 10), None, 3)[0],
+    "set_similarity": lambda x, k: set_similarity(x.reshape(50, 10), x[:70].reshape(7, 10)),
+    "scaled_cosine": lambda x, k: scaled_cosine(x.reshape(50, 10), x[::-1].reshape(50, 10)),
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int16])
+@pytest.mark.parametrize("name", BYTE_ORDER_CALLS)
+def test_either_byte_order_in_gives_the_same_numbers_out(name, dtype):
+    """Big-endian arrays (as read from SEG-Y, SAC or FITS files) are taken as
+    what they hold: the result equals the native one bit for bit, in the
+    machine's byte order."""
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal(500) * 100).astype(dtype)
+    k = (rng.standard_normal(9) * 100).astype(dtype)
+    want = np.asarray(BYTE_ORDER_CALLS[name](x, k))
+    got = np.asarray(BYTE_ORDER_CALLS[name](_swapped(x), _swapped(k)))
+    assert got.dtype == want.dtype and got.dtype.isnative
+    np.testing.assert_array_equal(got, want)

@@ -9,7 +9,8 @@ The dtype policy, the same for every function (docs/sliding.rst, *dtypes*):
 * float32 in -> float32 out, float64 -> float64;
 * integers and bools -> float64;
 * float16 -> float16 out (computed in at least float32);
-* complex, object, strings, datetimes and long double -> ``TypeError``.
+* complex, object, strings, datetimes and long double -> ``TypeError``;
+* either byte order in, the machine's out.
 
 Whatever the input dtype, kernels accumulate in float64.
 """
@@ -38,8 +39,11 @@ _FLOAT_OUT = {
 
 
 def output_dtype(dtype, name):
-    """Return the output dtype that the policy assigns to an input dtype."""
+    """Return the output dtype that the policy assigns to an input dtype (of
+    either byte order: the output is in the machine's)."""
     dtype = np.dtype(dtype)
+    if not dtype.isnative:
+        dtype = dtype.newbyteorder("=")
     if dtype in _FLOAT_OUT:
         return _FLOAT_OUT[dtype]
     if dtype.kind in "biu":
@@ -57,13 +61,18 @@ def output_dtype(dtype, name):
 
 
 def as_real_array(value, name, *, min_ndim=1):
-    """Convert ``value`` to an ndarray of a supported real dtype, without copying
-    when it already is one.  Never writes to the input."""
+    """Convert ``value`` to an ndarray of a supported real dtype in the
+    machine's byte order, without copying when it already is one.  Never
+    writes to the input."""
     try:
         array = np.asarray(value)
     except Exception as exc:  # ragged lists and the like
         raise TypeError(f"{name} must be array-like; {exc}") from None
     output_dtype(array.dtype, name)
+    if not array.dtype.isnative:
+        # big-endian files (SEG-Y, SAC, FITS) read as they are: the kernels
+        # read native numbers only
+        array = array.astype(array.dtype.newbyteorder("="))
     if array.ndim < min_ndim:
         raise ValueError(
             f"{name} must have at least {min_ndim} dimension"
