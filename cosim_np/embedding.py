@@ -39,9 +39,9 @@ def cosine_similarity(a, b, *, axis=-1, eps=0.0, fill=0.0, out=None, backend="au
     reduced away. The broadcast is never materialised: ``(N, 1, D)`` against
     ``(1, M, D)`` allocates ``N * M`` results, not ``N * M * D`` products.
     On the CPU, each result's bits depend on its two vectors alone: not on
-    the arrays' memory layout (C, Fortran, strided views) nor on the other
-    vectors, so a slice of the inputs, or a Dask block of them, gives the
-    same bits.
+    the arrays' memory layout (C, Fortran, strided views), the other vectors
+    or the BLAS thread count, so a slice of the inputs, or a Dask block of
+    them, gives the same bits.
 
     Parameters
     ----------

@@ -155,6 +155,24 @@ def test_cosine_similarity_symmetry_scale_sign_bounds(a, b, k, sign):
     np.testing.assert_array_equal(scaled, expected)
 
 
+@pytest.mark.parametrize("length", [config.DOT_BLOCK, 3 * config.DOT_BLOCK + 5, 100_003])
+def test_cosine_similarity_of_long_vectors_is_the_same_for_any_blas_thread_count(length):
+    """BLAS splits long dots among its threads: the dots run in blocks that
+    it does not split, so neither the thread count nor the other vectors
+    change a bit."""
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(length)
+    a = rng.standard_normal((3, length)) * np.exp(rng.normal(0, 4, (3, length)))
+    b = rng.standard_normal((1, length)).astype(np.float32)
+    got = cosine_similarity(a, b)
+    with threadpool_limits(1, user_api="blas"):
+        np.testing.assert_array_equal(cosine_similarity(a, b), got)
+    for i in range(3):
+        np.testing.assert_array_equal(cosine_similarity(a[i], b[0]), got[i])
+    np.testing.assert_allclose(got, naive.cosine_broadcast(a, b), rtol=0, atol=tol(np.float64, length))
+
+
 F32_TINY = float(np.finfo(np.float32).smallest_subnormal)
 F32_MAX = float(np.finfo(np.float32).max)
 

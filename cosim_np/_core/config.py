@@ -183,6 +183,10 @@ MIN_ROWS_PER_SPLIT = 64
 # Straight into a memmap result, the rows of a block are written in one pass
 # of at most this many bytes, so that pages go out in order.
 MEMMAP_BLOCK_BYTES = 1 << 26
+# cosine_similarity's dots run as BLAS dots of at most this many components,
+# then summed: OpenBLAS splits longer dots among its threads, which would make
+# a result's bits depend on the BLAS thread count (it does from about 10^4).
+DOT_BLOCK = 8192
 
 # ---------------------------------------------------------------------------
 # Finding matches

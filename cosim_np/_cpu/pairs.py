@@ -115,10 +115,24 @@ def _scaled(x, axes, shape):
 def _reduced_dot(xh, yh, nk):
     """Sum over all but the first ``nk`` axes (the reduced ones, contiguous)
     of ``xh * yh``, whose reduced axes now have equal lengths or length 1 on
-    both sides, broadcasting the kept axes without materialising (one BLAS
-    dot per output, whose rounding depends on the vectors alone)."""
-    return np.vecdot(xh.reshape(xh.shape[:nk] + (int(np.prod(xh.shape[nk:])),)),
-                     yh.reshape(yh.shape[:nk] + (int(np.prod(yh.shape[nk:])),)))
+    both sides, broadcasting the kept axes without materialising: BLAS dots
+    of at most ``DOT_BLOCK`` components (never split among BLAS threads),
+    their sums pairwise, so that the rounding depends on the vectors alone."""
+    length = int(np.prod(xh.shape[nk:]))
+    xr = xh.reshape(xh.shape[:nk] + (length,))
+    yr = yh.reshape(yh.shape[:nk] + (length,))
+    block = config.DOT_BLOCK
+    if length <= block:
+        return np.vecdot(xr, yr)
+    whole = length // block
+
+    def blocks(v):
+        return v[..., : whole * block].reshape(v.shape[:-1] + (whole, block))
+
+    total = np.sum(np.vecdot(blocks(xr), blocks(yr)), axis=-1)
+    if whole * block < length:
+        total = total + np.vecdot(xr[..., whole * block :], yr[..., whole * block :])
+    return total
 
 
 # ---------------------------------------------------------------------------
