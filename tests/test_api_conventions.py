@@ -173,6 +173,7 @@ BYTE_ORDER_CALLS = {
     "topk_cosine": lambda x, k: topk_cosine(x.reshape(50, 10), None, 3)[0],
     "set_similarity": lambda x, k: set_similarity(x.reshape(50, 10), x[:70].reshape(7, 10)),
     "scaled_cosine": lambda x, k: scaled_cosine(x.reshape(50, 10), x[::-1].reshape(50, 10)),
+    "scaled_cosine_loss": lambda x, k: scaled_cosine_loss(x.reshape(50, 10), x[::-1].reshape(50, 10)),
 }
 
 
