@@ -10,6 +10,8 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from cosim_np import find_matches, sliding_cosine, sliding_cosine_grad, windowed_norm
+from cosim_np._core import config
+from cosim_np._cpu import spatial_driver
 from tests import naive
 from tests.strategies import arrays, elements, scalable_elements
 from tests.test_grad import assert_close_to_differences, finite_differences
@@ -72,6 +74,32 @@ def _scalar_or_tuple(values, draw):
 @pytest.mark.parametrize("kind", ["single", "bank", "channels"])
 @given(data=st.data())
 def test_matches_the_naive_reference(method, dtype, kind, data):
+    _compare_with_naive(method, dtype, kind, data)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind", ["bank", "channels"])
+@given(data=st.data())
+def test_dots_as_matrix_products_match_the_naive_reference(dtype, kind, data):
+    """The direct dots as matrix products (``_product_cosines``), which the
+    cost model takes for banks of multi-channel kernels (a 2-D layer), forced
+    on small problems, a few output rows per product."""
+    bands = [0]
+    product_cosines = spatial_driver._product_cosines
+
+    def counted(*args):
+        bands[0] += 1
+        return product_cosines(*args)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(config, "DIRECT_DOTS", "products")
+        patch.setattr(config, "PRODUCT_ELEMENTS", 24)
+        patch.setattr(spatial_driver, "_product_cosines", counted)
+        _compare_with_naive("direct", dtype, kind, data)
+    assert bands[0] > 0
+
+
+def _compare_with_naive(method, dtype, kind, data):
     long = data.draw(st.booleans(), label="long windows")
     shape, m, dilation, modes, stride = (long_geometry(data.draw) if long
                                          else data.draw(geometries()))

@@ -15,7 +15,7 @@ from cosim_np._cpu import drivers
 from tests import naive
 from tests.strategies import arrays, scalable_elements, window_geometry
 from tests.test_center import kappa
-from tests.test_sliding import tolerance
+from tests.test_sliding import LONG_M, tolerance
 
 
 @pytest.fixture(autouse=True)
@@ -37,7 +37,9 @@ def test_the_cost_model_takes_products_for_the_layer_shapes(monkeypatch):
 
 
 @given(
-    geometry=window_geometry(max_n=40, max_m=6),
+    # long windows too: their sums of squares come from the scans in lanes
+    # and chain by chain, called from Python tile by tile
+    geometry=window_geometry(max_n=40, max_m=6, long_m=LONG_M),
     dtype=st.sampled_from([np.float32, np.float64]),
     c_out=st.integers(1, 4),
     c_in=st.integers(1, 3),
@@ -67,7 +69,7 @@ def test_multichannel_and_banks_match_naive(geometry, dtype, c_out, c_in, batch,
 
 
 @given(
-    geometry=window_geometry(max_n=40, max_m=6),
+    geometry=window_geometry(max_n=40, max_m=6, long_m=LONG_M),
     c_in=st.integers(1, 3),
     center=st.booleans(),
     shift=st.sampled_from([-1000, -600, -9, 0, 9, 600, 1000]),

@@ -583,3 +583,22 @@ def test_jit_falls_back_when_no_cache_directory_is_writable():
 
     with pytest.raises(RuntimeError, match="some other failure"):
         jit(lambda: 0, njit=broken_njit)
+
+
+def test_helpers_of_compiled_kernels_refuse_a_call_from_python():
+    # compiled without a CPython wrapper (jit(from_python=False)): a call
+    # from Python would jump to code that does not exist
+    from cosim_np._cpu import sliding
+    from cosim_np._cpu._jit import CompiledOnly
+
+    assert isinstance(sliding._rescaled_dot, CompiledOnly)
+    assert not isinstance(sliding.fft_kernel, CompiledOnly)
+    with pytest.raises(TypeError, match=r"sliding\._rescaled_dot is a helper of compiled kernels"):
+        sliding._rescaled_dot(np.ones((1, 3)), 0, 0, np.ones(3), 3, 1)
+    # and the kernels that call it run it: windows whose squares overflow
+    x = np.random.default_rng(1).standard_normal(50)
+    x[25] = 1e200
+    kernel = np.array([1.0, -2.0, 0.5])
+    np.testing.assert_allclose(sliding_cosine(x, kernel, method="direct"),
+                               naive.sliding_cosine_1d(x, kernel), rtol=0,
+                               atol=tolerance(np.float64, 3))

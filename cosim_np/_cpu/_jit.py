@@ -7,7 +7,15 @@
 * ``error_model="numpy"``: division follows IEEE (inf/NaN), so the loops carry
   no hidden zero-division checks;
 * no ``fastmath``: the kernels rely on NaN/inf propagating and on the written
-  order of floating-point operations.
+  order of floating-point operations;
+* ``no_cfunc_wrapper=True``: nothing takes a kernel's C address
+  (``.ctypes``, ``.cfunc``), and the wrapper's compilation is a share of
+  every first call;
+* ``jit(from_python=False)`` for the helpers that only compiled code calls:
+  Numba builds them no CPython wrapper either (the code that unboxes their
+  arguments, another share of a first call).  Such a helper's dispatcher is
+  a :class:`CompiledOnly`, which refuses a call from Python: without the
+  wrapper that call would reach no code at all.
 
 :func:`fma` is a fused multiply-add written out (rounded once), for the
 direct dots and sums of squares: their vectorised loops and the one-window
@@ -26,7 +34,10 @@ before a loop), is compiled for that constant's literal type, and again for
 the plain type where another call passes a variable: seconds of a first call
 for nothing.  Kernels pass typed constants instead (``np.int64(0)``,
 ``np.bool_(True)``) or runtime flags, and small helpers called with
-constants everywhere are declared with :func:`helper`.
+constants everywhere are declared with :func:`helper`.  Numba compiles such
+an overload once for each set of flags its callers were compiled with: one
+that kernels with and without a CPython wrapper both call would be compiled
+twice, and is ``jit(inline=True)`` instead (``_tap_offsets``).
 ``tests/test_compile.py`` checks that compiling ahead compiles no function
 twice for one signature.
 """
@@ -36,22 +47,39 @@ import warnings
 import numba
 from llvmlite import ir
 from numba.core import cgutils, types
+from numba.core.registry import CPUDispatcher
 from numba.extending import intrinsic, overload, register_jitable
 
-OPTIONS = dict(nogil=True, error_model="numpy")
+OPTIONS = dict(nogil=True, error_model="numpy", no_cfunc_wrapper=True)
 
 
-def jit(func=None, *, njit=numba.njit, inline=False):
+class CompiledOnly(CPUDispatcher):
+    """The dispatcher of a helper compiled without a CPython wrapper
+    (``jit(from_python=False)``): compiled kernels call it as any other,
+    and a call from Python raises ``TypeError`` (Numba would jump to the
+    missing wrapper)."""
+
+    def __call__(self, *args, **kwargs):
+        raise TypeError(f"{self.py_func.__module__}.{self.py_func.__qualname__} is a helper of "
+                        "compiled kernels (jit(from_python=False)); it cannot be called from "
+                        "Python")
+
+
+def jit(func=None, *, njit=numba.njit, inline=False, from_python=True):
     """Compile ``func`` with the project's options; usable as ``@jit``.
     ``inline=True``: Numba inlines it into its callers, for a short loop
-    that a call would keep from being vectorised in its caller."""
+    that a call would keep from being vectorised in its caller.
+    ``from_python=False``: only compiled code calls it (no CPython wrapper,
+    see above)."""
     if func is None:
-        return lambda f: jit(f, njit=njit, inline=inline)
+        return lambda f: jit(f, njit=njit, inline=inline, from_python=from_python)
     options = dict(OPTIONS)
     if inline:
         options["inline"] = "always"
+    if not from_python:
+        options["no_cpython_wrapper"] = True
     try:
-        return njit(cache=True, **options)(func)
+        return _compiled_only(njit(cache=True, **options)(func), from_python)
     except RuntimeError as exc:
         # Numba raises "cannot cache function ...: no locator available" at
         # decoration time when neither __pycache__ nor its user-wide cache
@@ -65,7 +93,13 @@ def jit(func=None, *, njit=numba.njit, inline=False):
             RuntimeWarning,
             stacklevel=2,
         )
-        return njit(cache=False, **options)(func)
+        return _compiled_only(njit(cache=False, **options)(func), from_python)
+
+
+def _compiled_only(dispatcher, from_python):
+    if not from_python:
+        dispatcher.__class__ = CompiledOnly  # (a subclass adding no state)
+    return dispatcher
 
 
 def helper(func):

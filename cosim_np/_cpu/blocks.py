@@ -66,21 +66,21 @@ def _add_magnitude(v, lane, most, sums, least, below):
     sums[lane] += v * v if v < below else 0.0
 
 
-@jit
+@jit(from_python=False)
 def _unit(expo):
     """``2**-expo`` where that is a normal number (multiplying by it is then
     exact), else 0: ``_scaled`` falls back on ``ldexp``."""
     return math.ldexp(1.0, -expo) if -1000 <= expo <= 1000 else 0.0
 
 
-@jit
+@jit(from_python=False)
 def _scaled(value, expo, unit):
     """``value * 2**-expo``, exactly (``unit``: ``_unit(expo)``)."""
     val = np.float64(value)
     return val * unit if unit != 0.0 else math.ldexp(val, -expo)
 
 
-@jit
+@jit(from_python=False)
 def _magnitude(value, expo, unit):
     """``|value| * 2**-expo`` (as ``_scaled``), and 0 for NaN and inf."""
     val = abs(_scaled(value, expo, unit))
@@ -190,7 +190,7 @@ def block_references(x, w0, w1, step, nfft, m, d, references):
             references[b, g] = _block_reference(x, b, start, min(end, start + nfft))
 
 
-@jit
+@jit(from_python=False)
 def _narrow(expo, small):
     """Whether a block's non-zero magnitudes, the largest below ``2**expo``,
     the smallest ``small`` (inf: none), all lie within ``2**-SPARSE_RANGE``
@@ -243,7 +243,7 @@ def flag_bound(sumsq, nwin, step, nfft, share):
     return total
 
 
-@jit
+@jit(from_python=False)
 def largest_finite(values):
     """The largest finite value of the non-negative ``values``, 0 if none
     (as ``least_positive``: an integer maximum of their bits)."""
@@ -394,7 +394,7 @@ def _block_sums(x, b, start, stop, finite_only):
     return ((s0 + s1) + (s2 + s3)), ((q0 + q1) + (q2 + q3)), count
 
 
-@jit
+@jit(from_python=False)
 def _nonzero(s, scaled):
     """``scaled`` (``s`` in block units), but the smallest positive float where
     a window with ``s > 0`` would underflow to a zero window: far quieter
@@ -402,7 +402,7 @@ def _nonzero(s, scaled):
     return 5e-324 if (scaled == 0.0) & (s > 0.0) else scaled
 
 
-@jit
+@jit(from_python=False)
 def _count_at_least(src, reference, expo, threshold):
     """How many samples of ``(src - reference) * 2**-expo`` have a magnitude
     of at least ``threshold`` (and are finite)."""
@@ -413,7 +413,7 @@ def _count_at_least(src, reference, expo, threshold):
     return count
 
 
-@jit
+@jit(from_python=False)
 def _cheapest_loud(x, b, start, stop, reference, expo, windows, ratio, cost, scratch):
     """The ``s`` (0 for none) that leaves out of block ``[start, stop)`` of
     row ``b`` the samples of scaled magnitude ``>= 2**-s`` where that costs
@@ -465,7 +465,7 @@ def _cheapest_loud(x, b, start, stop, reference, expo, windows, ratio, cost, scr
     return best
 
 
-@jit
+@jit(from_python=False)
 def _binade_histogram(row, start, stop, expo, counts, energies):
     """Add the samples ``row[start:stop]`` to a histogram by binade of their
     magnitude scaled by ``2**-expo``: bin ``r`` holds ``[2**-(r+1), 2**-r)``,
@@ -625,7 +625,7 @@ def scatter_loud(row, w0, w1, chosen, step, khat, d, exponents, loud, references
                             _add_sample(dots[j, k], flipped[k, c], p, val, d, last)
 
 
-@jit
+@jit(from_python=False)
 def _add_sample(dest, flipped, p, val, d, last):
     """``dest[t] += val * weights[(p - t) / d]`` for the windows ``0 <= t < last``
     holding sample ``p`` (at a tap), in the order of ``t``; ``flipped`` is
@@ -763,14 +763,14 @@ def flagged_runs(fft, w1, gap, min_flagged, runs):
     return written
 
 
-@jit
+@jit(from_python=False)
 def _level(r, exponent):
     """The binary exponent of a relative sum of squares ``r`` in signal units
     (its block's are ``4**exponent``), bar a constant."""
     return math.frexp(r)[1] + 2 * exponent
 
 
-@jit
+@jit(from_python=False)
 def _add_run(runs, written, b, start, last, count, loudness, min_flagged):
     if count >= min_flagged:
         runs[written, 0] = b

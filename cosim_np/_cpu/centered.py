@@ -65,7 +65,7 @@ def make_buffers(m, d, nchan):
     )
 
 
-@jit
+@jit(from_python=False)
 def _positions(x, b, i0, npos, means, m2s):
     """Each position's statistics over its channels: ``means[p]`` (and, for
     more than one channel, ``m2s[p]``, by Welford's update channel by
@@ -89,7 +89,7 @@ def _positions(x, b, i0, npos, means, m2s):
     return unsafe
 
 
-@jit
+@jit(from_python=False)
 def _add_channel(mean, m2, value, count):
     """Welford's update of a position's ``(mean, m2)`` by its ``count``-th
     channel's ``value``."""
@@ -98,7 +98,7 @@ def _add_channel(mean, m2, value, count):
     return mean, m2 + delta * (value - mean)
 
 
-@jit
+@jit(from_python=False)
 def _count_unsafe(xs):
     """How many samples have a non-zero magnitude outside
     ``[CENTERED_SAFE_MIN, SAFE_MAX]`` (none for float32)."""
@@ -133,7 +133,7 @@ def _tile_m2(x, b, i0, nwin, m, d, bufs, out):
     return unsafe > 0
 
 
-@jit
+@jit(from_python=False)
 def _pairs(xs, d, means, m2s):
     """Level 1 of one channel from its samples: ``_next_level`` of the
     positions, the same operations."""
@@ -146,7 +146,7 @@ def _pairs(xs, d, means, m2s):
         m2s[p] = gap * gap * 0.5
 
 
-@jit
+@jit(from_python=False)
 def _quads(xs, d, means, m2s):
     """Level 2 of one channel from its samples: ``_pairs``, then
     ``_next_level``, the same operations on each run of four taps."""
@@ -166,7 +166,7 @@ def _quads(xs, d, means, m2s):
         m2s[p] = gap_a * gap_a * 0.5 + gap_c * gap_c * 0.5 + gap * gap * 1.0
 
 
-@jit
+@jit(from_python=False)
 def _pairwise_m2(means, m2s, next_means, next_m2s, window_means, out, npos, nwin, m, d, nchan,
                  taps):
     """``out[t]``: the M2 of taps ``t, t + d, ... t + (m-1) d`` for ``t <
@@ -196,7 +196,7 @@ def _pairwise_m2(means, m2s, next_means, next_m2s, window_means, out, npos, nwin
         taps *= 2
 
 
-@jit
+@jit(from_python=False)
 def _next_level(means, m2s, spread, next_means, next_m2s, count, step, weight):
     """Runs of twice the taps: run ``p`` of this level merged with run ``p +
     step`` (``weight`` = ``n_a n_b / n`` for their counts)."""
@@ -216,7 +216,7 @@ def _next_level(means, m2s, spread, next_means, next_m2s, count, step, weight):
             next_m2s[p] = gap * gap * weight
 
 
-@jit
+@jit(from_python=False)
 def _gather(means, m2s, spread, window_means, out, nwin, shift, before, count):
     """Each window's statistics so far (``before`` samples, in ``window_means``
     and ``out``) merged with the run of ``count`` samples that follows them,
@@ -270,7 +270,7 @@ def rescaled_m2(x, b, i, m, d):
                  one)
     return expo, out[0]
 
-@jit
+@jit(from_python=False)
 def _scaled_position(x, b, p, expo):
     """Mean and M2 over the channels of position ``p``, samples scaled by
     ``2**-expo``, as ``_positions`` forms them."""

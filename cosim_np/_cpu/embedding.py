@@ -59,7 +59,7 @@ def row_stats(x, scale, hnorm):
         hnorm[i] = math.sqrt(_lane_sum(row))
 
 
-@jit
+@jit(from_python=False)
 def _lane_max(v):
     """Largest entry of ``v`` (>= 0), ignoring NaN; 0 for an empty ``v``."""
     m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = 0.0
@@ -81,7 +81,7 @@ def _lane_max(v):
     return big
 
 
-@jit
+@jit(from_python=False)
 def _lane_sum(v):
     """Sum of ``v`` in eight interleaved partial sums, added pairwise: a fixed
     order (the result depends only on ``v``) that vectorises."""
@@ -127,7 +127,7 @@ def normalise_rows(x, start, stop, scale, hnorm, out):
                 out[row, j] = (np.float64(x[i, j]) / s) * inv
 
 
-_better = jit(scalars.better)
+_better = jit(scalars.better, from_python=False)
 
 
 # Columns screened at a time by merge_topk.
@@ -171,7 +171,7 @@ def merge_topk(tile, row0, col0, flagged_rows, flagged_cols, self_col, best_s, b
                                          self_col, best_s, best_i)
 
 
-@jit
+@jit(from_python=False)
 def _merge_block(scores, c0, c1, out_row, col0, row_flag, flagged_cols, self_col, best_s,
                  best_i):
     """Insert the candidates among ``scores[c0:c1]`` into row ``out_row`` of the

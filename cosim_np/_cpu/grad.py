@@ -25,7 +25,7 @@ import numpy as np
 from .._core import scalars
 from ._jit import jit
 
-_slope = jit(scalars.sharpen_slope)
+_slope = jit(scalars.sharpen_slope, from_python=False)
 
 # Below this magnitude a sharpened float32 cosine may have lost digits to
 # underflow (the smallest normal float32).

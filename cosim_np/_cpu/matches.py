@@ -43,7 +43,7 @@ from ._jit import jit
 # kernels
 
 
-@jit
+@jit(from_python=False)
 def _key(s, sign):
     """The key of a score: ``|s|``, ``s`` or ``-s``; NaN gives ``-inf``."""
     if math.isnan(s):
@@ -53,7 +53,7 @@ def _key(s, sign):
     return s if sign > 0 else -s
 
 
-@jit
+@jit(from_python=False)
 def _worse(ka, ia, na, kb, ib, nb):
     """Is candidate a after candidate b in the selection's order?"""
     if ka != kb:
@@ -63,7 +63,7 @@ def _worse(ka, ia, na, kb, ib, nb):
     return na > nb
 
 
-@jit
+@jit(from_python=False)
 def _offer(r, key, idx, ker, score, hk, hi, hn, hs, size):
     """Put a candidate into row ``r``'s pool (a heap whose root is its worst
     candidate), evicting the worst when it is full and the new one is better."""
@@ -96,7 +96,7 @@ def _offer(r, key, idx, ker, score, hk, hi, hn, hs, size):
     hk[r, j], hi[r, j], hn[r, j], hs[r, j] = key, idx, ker, score
 
 
-@jit
+@jit(from_python=False)
 def _allowed(r, key, idx, ker, cursor_key, cursor_idx, cursor_ker, kept, kept_start, exclusion):
     """A rescan's filter: the candidate comes after row ``r``'s cursor in the
     order, and lies outside the zone of every match kept so far."""
@@ -334,7 +334,7 @@ def _greedy_long_clusters(idx, bounds, orders, exclusion, keep):
         cursor += stop - start
 
 
-@jit
+@jit(from_python=False)
 def _decide_cluster(idx, start, order, exclusion, keep, owner):
     """Greedy over the cluster of candidates ``start ..`` taken in ``order``
     (positions from ``start``), with a table of buckets of ``exclusion + 1``
@@ -754,7 +754,7 @@ def _ordered_by_packed_sort(score, idx, keep, sign):
 _SIGN_BIT = np.uint32(1 << 31)
 
 
-@jit
+@jit(from_python=False)
 def _key_bits(bits, sign):
     """The float32 key of the score whose bits are ``bits``, as bits that
     order as the key descending: ``|s|``, ``s`` or ``-s`` (a zero key of

@@ -38,7 +38,7 @@ _ROUNDING = 1.5 * 2.0**52
 MIN_POWER = 200
 
 
-@jit
+@jit(from_python=False)
 def _log_parts(bits):
     """``(e, m)`` of a positive normal float32 given as its int32 bits:
     ``x = 2**e m``, ``m`` in ``[sqrt(1/2), sqrt(2))``."""
@@ -50,7 +50,7 @@ def _log_parts(bits):
     return e, m
 
 
-@jit
+@jit(from_python=False)
 def _log(bits):
     """``ln x`` of a positive normal float32 ``x`` given as its int32 bits."""
     e, m = _log_parts(bits)
@@ -65,7 +65,7 @@ def _log(bits):
     return e * _LN2_HI + (2.0 * f * series + e * _LN2_LO)
 
 
-@jit
+@jit(from_python=False)
 def _exp_parts(y):
     """``(poly, k)`` with ``exp(y) = poly * 2**k`` for ``y <= 0``, ``k`` at
     least ``-MIN_POWER`` (below it a float32 result is 0 anyway)."""
@@ -86,7 +86,7 @@ def _exp_parts(y):
     return 0.0 if below else poly, np.int64(np.int32(k))
 
 
-@jit
+@jit(from_python=False)
 def _special(bits):
     """Zero, subnormal, infinite or NaN: left to the scalar formula."""
     field = (bits >> 23) & 0xFF

@@ -45,8 +45,8 @@ from .._core.sliding import tile_length
 from . import scratch
 from ._jit import as_float64, fma, helper, jit
 
-_out_of_range = jit(scalars.out_of_range)
-sharpen_value = jit(scalars.sharpen_value)
+_out_of_range = jit(scalars.out_of_range, from_python=False)
+sharpen_value = jit(scalars.sharpen_value, from_python=False)
 fill_unit_kernels = jit(plans.fill_unit_kernels)
 
 # Windows of at most this many taps are summed directly (see _tile_sumsq).
@@ -71,7 +71,7 @@ def make_buffers(m, d):
     )
 
 
-@jit
+@jit(from_python=False)
 def _tile_sumsq(x, b, i0, nwin, m, d, bufs):
     """Fill ``sumsq[t]`` (sum over channels and taps of the squares of window
     ``i0+t``) for ``t < nwin``.  Returns True when a sample's magnitude lies
@@ -261,7 +261,7 @@ def _scan_sumsq(scan, x, b, i0, nwin, m, d, bufs):
     return _chain_sumsq(x, b, i0, nwin, m, d, bufs)
 
 
-@jit
+@jit(from_python=False)
 def _tile_squares(x, b, i0, npos, sq):
     """``sq[p]`` = sum over channels, in channel order, of the squares of
     sample ``i0 + p``; returns how many samples could square out of range."""
@@ -284,7 +284,7 @@ def _tile_squares(x, b, i0, npos, sq):
 CHAINS = 4
 
 
-@jit
+@jit(from_python=False)
 def _chain_start(c, stop, chunk, d):
     """First position of chain ``min(c, stop - 1)``: chain ``c`` is residue ``c
     % d`` of chunk ``c // d``.  (The scans take chains four at a time, the
@@ -294,7 +294,7 @@ def _chain_start(c, stop, chunk, d):
     return (c // d) * chunk + c % d
 
 
-@jit
+@jit(from_python=False)
 def _prefix_chains(sq, pre, first, stop, m, d):
     """``pre`` along chains ``first .. stop-1`` (see ``_chain_sumsq``), four at
     a time: the running sums ``((sq[o] + sq[o+d]) + sq[o+2d]) + ...`` of each
@@ -331,7 +331,7 @@ def _prefix_chains(sq, pre, first, stop, m, d):
                 pre[o3 + j] = a3
 
 
-@jit
+@jit(from_python=False)
 def _suffix_chains(sq, pre, sumsq, stop, m, d):
     """``sumsq`` for chains ``0 .. stop-1`` (see ``_chain_sumsq``), four at a
     time as in ``_prefix_chains``: at each position ``p``, the suffix
@@ -375,7 +375,7 @@ def _suffix_chains(sq, pre, sumsq, stop, m, d):
         sumsq[o3] = sq[o3] + a3
 
 
-@jit
+@jit(from_python=False)
 def _fused_tile(x, b, khat, i0, nwin, d, samples, sumsq, acc):
     """For a short one-channel kernel (at most ``FUSED_TAPS`` taps): the sums
     of squares of windows ``i0 ...`` and their dots with ``khat[0]``, both in
@@ -442,7 +442,7 @@ def _fma8(a, v0, v1, v2, v3, v4, v5, v6, v7, w0, w1, w2, w3, w4, w5, w6, w7):
     return fma(v7, w7, a)
 
 
-@jit
+@jit(from_python=False)
 def _short_tile(x, b, khat, i0, nwin, d, sumsq, finish):
     """For a one-channel kernel of at most four taps: the sums of squares of
     windows ``i0 ...`` (as ``_fused_tile``) and, in the same pass, while the
@@ -465,7 +465,7 @@ def _short_tile(x, b, khat, i0, nwin, d, sumsq, finish):
     return _count_unsafe(x[b, 0, i0 : i0 + nwin + (m - 1) * d]) > 0
 
 
-@jit
+@jit(from_python=False)
 def _add_taps(s, a, x0, x1, x2, x3, w0, w1, w2, w3, taps):
     """``s`` plus the squares and ``a`` plus the products of the first
     ``taps`` (1 to 4) of ``x0 .. x3``, each in tap order by a fused
@@ -489,7 +489,7 @@ def _add_taps(s, a, x0, x1, x2, x3, w0, w1, w2, w3, taps):
     return s, a
 
 
-@helper
+@jit(inline=True)
 def _tap_offsets(start, j, m, d):
     """Where taps ``j .. j+3`` of the windows that start at ``start, start+1,
     ...`` are read: ``row[o + t]`` is tap ``j + k`` of window ``t`` for the
@@ -525,7 +525,7 @@ def _count_unsafe(xs):
     return count_outside(xs, SAFE_MIN)
 
 
-@jit
+@jit(from_python=False)
 def count_outside(xs, least):
     """How many samples have a non-zero magnitude outside ``[least,
     SAFE_MAX]``: none for float32 (whose magnitudes all lie inside).  A sum
@@ -541,7 +541,7 @@ def count_outside(xs, least):
     return count
 
 
-@jit
+@jit(from_python=False)
 def _rescaled_sumsq(x, b, i, m, d, fused):
     """Sum of squares of window ``i`` after scaling by ``2**-E``, summed in the
     order of ``_tile_sumsq`` (tap by tap up to ``DIRECT_SUM_TAPS`` taps), or
@@ -584,7 +584,7 @@ def _rescaled_sumsq(x, b, i, m, d, fused):
     return expo, total
 
 
-@jit
+@jit(from_python=False)
 def _scaled_square(x, b, p, expo):
     s = 0.0
     for c in range(x.shape[1]):
@@ -617,7 +617,7 @@ def _windowed_norm_kernel(scan):
 windowed_norm_kernels = _by_scan(_windowed_norm_kernel)
 
 
-@jit
+@jit(from_python=False)
 def _tile_dots(x, b, khat, k, i0, nwin, d, samples, acc):
     """``acc[t]`` = <window i0+t, khat[k]>; windows innermost so it vectorises.
 
@@ -631,7 +631,7 @@ def _tile_dots(x, b, khat, k, i0, nwin, d, samples, acc):
         _add_dots(row, khat[k, c], d, np.int64(1), c == 0, acc[:nwin])
 
 
-@jit
+@jit(from_python=False)
 def _add_dots(row, taps, d, stride, first, acc):
     """``acc[i]`` (``first``: 0) plus ``sum_j taps[j] * row[i * stride + j
     d]``, one fused multiply-add a tap in tap order: eight taps a pass over
@@ -662,7 +662,7 @@ def _add_dots(row, taps, d, stride, first, acc):
     _add_last_taps(row, taps, d, j, first, acc)
 
 
-@jit
+@jit(from_python=False)
 def add_dot_pair(row, taps, other_taps, d, first, other_first, acc, other_acc):
     """:func:`_add_dots` (stride 1, at least eight taps) of one row with two
     kernel rows at once, into ``acc`` and ``other_acc`` (two output rows
@@ -694,7 +694,7 @@ def add_dot_pair(row, taps, other_taps, d, first, other_first, acc, other_acc):
     _add_last_taps(row, other_taps, d, j, other_first, other_acc)
 
 
-@jit
+@jit(from_python=False)
 def _add_last_taps(row, taps, d, j, first, acc):
     """:func:`_add_dots` (stride 1) from tap ``j`` on, four taps a pass."""
     m = taps.shape[0]
@@ -726,7 +726,7 @@ def _add_last_taps(row, taps, d, j, first, acc):
         j += count
 
 
-@jit
+@jit(from_python=False)
 def _plain_dot(x, b, khat, k, i, d):
     """<window i, khat[k]> for one window, in the order of ``_tile_dots``."""
     s = 0.0
@@ -736,7 +736,7 @@ def _plain_dot(x, b, khat, k, i, d):
     return s
 
 
-@jit
+@jit(from_python=False)
 def _rescaled_dot(x, b, khat, k, i, d, expo):
     """<window i scaled by 2**-expo, khat[k]>, in the order of ``_tile_dots``."""
     s = 0.0
@@ -827,7 +827,7 @@ def _direct_kernel(scan):
 direct_kernels = _by_scan(_direct_kernel)
 
 
-@jit
+@jit(from_python=False)
 def _bank_cosines(x, b, khat, kernel_state, i0, nwin, d, exponent, noise_floor, fill, sumsq,
                   shared, samples, acc, out, offset, first_dots_ready):
     """The cosines of a tile's windows with every kernel, from their sums of
@@ -843,7 +843,7 @@ def _bank_cosines(x, b, khat, kernel_state, i0, nwin, d, exponent, noise_floor, 
                        out[b, k, offset + i0 : offset + i0 + nwin])
 
 
-@jit
+@jit(from_python=False)
 def _shared_denominators(sumsq, nwin, noise_floor, shared):
     """A bank shares each window's denominator ``||w|| + noise_floor``: one
     square root per window instead of one per window and kernel."""
@@ -851,7 +851,7 @@ def _shared_denominators(sumsq, nwin, noise_floor, shared):
         shared[t] = math.sqrt(sumsq[t]) + noise_floor
 
 
-@jit
+@jit(from_python=False)
 def _finish_kernel(acc, sumsq, shared, nwin, exponent, noise_floor, fill, kernel_state, dest):
     """Cosines (sharpened by ``exponent``) of one kernel from the dots ``acc``
     into ``dest``; sharpened in float64, before the one rounding to the
@@ -903,14 +903,14 @@ segment_sumsqs = _by_scan(_segment_sumsq)
 # nearby).
 
 
-@jit
+@jit(from_python=False)
 def is_flagged(r, limit):
     """Whether a window of relative sum of squares ``r`` is flagged under
     ``limit`` (zero, NaN and inf windows never are: the finish settles them)."""
     return (r > 0.0) & (r < limit)
 
 
-@jit
+@jit(from_python=False)
 def count_flagged(relative, limit):
     """How many of the windows with relative sums of squares ``relative`` are
     flagged."""
@@ -925,7 +925,7 @@ def count_flagged(relative, limit):
 RUN_GAP = 64
 
 
-@jit
+@jit(from_python=False)
 def _fft_tile_dots(x, b, khat, k, i0, nwin, d, fft, samples, acc, spare):
     """``acc[t]``: the dot of window ``i0 + t`` with ``khat[k]`` in signal units,
     from the FFT (an exact power-of-two shift) or, for flagged windows and
@@ -951,7 +951,7 @@ def _fft_tile_dots(x, b, khat, k, i0, nwin, d, fft, samples, acc, spare):
         t = stop
 
 
-@jit
+@jit(from_python=False)
 def _tile_block(i0, t, nwin, first, step):
     """The block ``g`` of the window ``i0 + t`` (blocks of ``step`` windows from
     window ``first``), and where in the tile of ``nwin`` windows from ``i0``
@@ -960,7 +960,7 @@ def _tile_block(i0, t, nwin, first, step):
     return g, min(nwin, first + (g + 1) * step - i0)
 
 
-@jit
+@jit(from_python=False)
 def _copy_fft_dots(fft, b, g, slot, k, i0, t, stop, acc):
     """``acc[t:stop]``: the FFT dots of the tile's windows ``t .. stop-1`` in
     block ``g`` (its transform in ``slot``), in signal units."""
@@ -977,7 +977,7 @@ def _copy_fft_dots(fft, b, g, slot, k, i0, t, stop, acc):
             dest[u] = math.ldexp(src[u], e)
 
 
-@jit
+@jit(from_python=False)
 def _recompute_flagged(x, b, khat, k, i0, start, stop, d, relative, limit, samples, acc, spare):
     """Direct dots for the flagged windows among ``start .. stop-1`` of the
     tile: runs of them (gaps under ``RUN_GAP``) by the vectorised
@@ -1002,7 +1002,7 @@ def _recompute_flagged(x, b, khat, k, i0, start, stop, d, relative, limit, sampl
         u = _next_flagged(relative, last + 1, stop, limit)
 
 
-@jit
+@jit(from_python=False)
 def _next_flagged(relative, u, stop, limit):
     """The first window from ``u`` on (before ``stop``) flagged under
     ``limit``, else ``stop``: stretches of 64 with none passed over by the
@@ -1046,7 +1046,7 @@ def fft_kernel(x, w1, khat, kernel_state, d, exponent, noise_floor, fill, tile, 
     return True
 
 
-@jit
+@jit(from_python=False)
 def _fft_tile_sums(sumsq_all, b, i0, first, w1, tile, noise_floor, shared):
     """The windows of the tile from ``i0`` (of a segment from ``first`` to
     ``w1``) and their sums of squares, and for a bank (``shared`` not empty)
@@ -1058,7 +1058,7 @@ def _fft_tile_sums(sumsq_all, b, i0, first, w1, tile, noise_floor, shared):
     return nwin, sumsq
 
 
-@jit
+@jit(from_python=False)
 def _segment_needs_direct(w1, fft):
     """Whether some window of the segment (``fft``, windows to ``w1``) lies in a
     block planned direct, or in one whose flagging limit with some kernel is
@@ -1152,7 +1152,7 @@ def fft_fix_out_of_range(x, w1, khat, kernel_state, d, exponent, noise_floor, fi
                                          noise_floor, fill, fft, out, offset)
 
 
-@jit
+@jit(from_python=False)
 def fft_rescaled_cosines(x, b, i, e, s, khat, kernel_state, d, exponent, noise_floor, fill, fft,
                          out, offset):
     """The cosines of window ``i`` with every kernel, from its samples scaled
@@ -1173,7 +1173,7 @@ def fft_rescaled_cosines(x, b, i, e, s, khat, kernel_state, d, exponent, noise_f
                                                  kernel_state[k])
 
 
-@jit
+@jit(from_python=False)
 def _tap_order_sumsq(x, b, i, m, d, expo):
     """A one-channel window's sum of squares, its samples scaled by
     ``2**-expo``, as ``_fused_tile`` and ``_short_tile`` sum it: in tap
@@ -1185,7 +1185,7 @@ def _tap_order_sumsq(x, b, i, m, d, expo):
     return s
 
 
-@jit
+@jit(from_python=False)
 def _rescaled_cosine(dot, e, s, exponent, noise_floor, fill, kernel_state):
     """The sharpened cosine of a window whose samples were scaled by
     ``2**-e`` (``s`` their sum of squares, ``dot`` their dot)."""
@@ -1196,7 +1196,7 @@ def _rescaled_cosine(dot, e, s, exponent, noise_floor, fill, kernel_state):
     cosine = _window_cosine(dot, s, math.ldexp(noise_floor, -e), fill, kernel_state)
     return sharpen_value(cosine, exponent)
 
-@jit
+@jit(from_python=False)
 def _finish_tile(acc, sumsq, shared, nwin, noise_floor, fill, kernel_state, dest):
     """Unsharpened cosines of a tile from its dots ``acc`` into ``dest`` (the
     output, or ``acc`` itself when sharpening follows), branch-free so that
@@ -1210,7 +1210,7 @@ def _finish_tile(acc, sumsq, shared, nwin, noise_floor, fill, kernel_state, dest
             dest[t] = _window_cosine(acc[t], sumsq[t], noise_floor, fill, kernel_state)
 
 
-@jit
+@jit(from_python=False)
 def _window_cosine(dot, s, noise_floor, fill, kernel_state):
     """The unsharpened cosine of a window with dot ``dot`` and sum of squares
     ``s``, branch-free so that the loops calling it vectorise."""

@@ -109,7 +109,7 @@ def window_sums(src, o0, o1, q0, q1, m, d, stride, square, dst, suffix, prefix):
                 i += 1
 
 
-@jit
+@jit(from_python=False)
 def _direct_sum(rows, start, m, d, q0, q1, square, out):
     """``out[q]``: the sum over ``j < m`` of ``rows[start + j d, q0 + q]``
     (squared with ``square``), two taps per pass."""
@@ -132,7 +132,7 @@ def _direct_sum(rows, start, m, d, q0, q1, square, out):
             out[q] += _value(last[q], square)
 
 
-@jit
+@jit(from_python=False)
 def _value(x, square):
     value = np.float64(x)
     return value * value if square else value
@@ -168,7 +168,7 @@ def direct_row_sums(src, o0, o1, m, d, stride, square, dst):
                 out[i] += _value(shifted[i], square)
 
 
-@jit
+@jit(from_python=False)
 def _merge(mean_a, m2_a, mean_b, m2_b, towards, weight):
     """Chan, Golub and LeVeque's update: the mean and M2 of two groups of
     ``n_a`` and ``n_b`` samples, with ``towards = n_b / (n_a + n_b)`` and
@@ -177,14 +177,14 @@ def _merge(mean_a, m2_a, mean_b, m2_b, towards, weight):
     return mean_a + gap * towards, m2_a + m2_b + gap * gap * weight
 
 
-@jit
+@jit(from_python=False)
 def _ratios(count_a, count_b):
     """``(towards, weight)`` of :func:`_merge` for groups of these counts."""
     total = count_a + count_b
     return count_b / total, count_a * count_b / total
 
 
-@jit
+@jit(from_python=False)
 def _merge_rows(means_a, m2s_a, means_b, m2s_b, count_a, count_b, out_means, out_m2s):
     """:func:`_merge` of two rows of groups, element by element."""
     towards, weight = _ratios(count_a, count_b)
@@ -193,7 +193,7 @@ def _merge_rows(means_a, m2s_a, means_b, m2s_b, count_a, count_b, out_means, out
                                           weight)
 
 
-@jit
+@jit(from_python=False)
 def _copy_rows(means, m2s, out_means, out_m2s):
     for q in range(out_means.shape[0]):
         out_means[q] = means[q]
@@ -406,7 +406,7 @@ def _ol_keep_row_sums(own_sums, fresh, slot, row, m, d, stride, kept_sums):
     return moments
 
 
-@jit
+@jit(from_python=False)
 def _row_moments(row, ones, d, stride, first, refine, means, m2s):
     """``means[i]`` and ``m2s[i]``: the mean and M2 of the ``m`` samples of
     window ``i`` along ``row`` (``ones``: ``m`` ones): the sum over ``m``,
@@ -443,7 +443,7 @@ def _ol_own_window_sums(own_sums, kept_sums, slots, m, dest):
         own_sums[0], kept_sums, own_sums[2], slots, m, own_sums[3], dest)
 
 
-@jit
+@jit(from_python=False)
 def _centered_sums(means, row_means, row_m2s, slots, m, refine, dest):
     """``dest[i]``: the M2 of window ``i`` of an output row from the means
     and M2s of its rows' ``m`` samples (kept in ``slots`` of ``row_means``
@@ -468,7 +468,7 @@ def _centered_sums(means, row_means, row_m2s, slots, m, refine, dest):
                 means[i] = means[i] + dest[i] / slots.size
 
 
-@jit
+@jit(from_python=False)
 def _row_deviations(row_means, row_m2s, slots, means, m, squared, dest):
     """``dest[i]``: the sum over the rows in ``slots`` of ``mean_row[i] -
     means[i]``, or (``squared``) of ``M2_row[i] + m (mean_row[i] -
@@ -494,7 +494,7 @@ def _row_deviations(row_means, row_m2s, slots, means, m, squared, dest):
             dest[i] = add_up_to_four(0.0 if first else dest[i], e0, e1, e2, e3, count)
 
 
-@jit
+@jit(from_python=False)
 def _add_deviations(row, means, m, d, stride, first, squared, dest):
     """``dest[i]`` (``first``: 0) plus the sum over ``j < m`` of the
     deviations ``row[i * stride + j d] - means[i]`` (``squared``: of their
@@ -543,7 +543,7 @@ def _add_deviations(row, means, m, d, stride, first, squared, dest):
                 dest[i] = add_up_to_four(0.0 if start else dest[i], v0, v1, v2, v3, taps)
 
 
-@jit
+@jit(from_python=False)
 def _row_squares(row, m, d, stride, dest):
     """``dest[i]``: the sum of ``row[i * stride + j d]**2`` over ``j < m``,
     one fused multiply-add a tap in tap order: eight taps a pass, then four
@@ -592,7 +592,7 @@ def _add_squares(a, v0, v1, v2, v3, taps):
     return a
 
 
-@jit
+@jit(from_python=False)
 def _sum_rows(rows, picks, dest):
     """``dest[i]``: the sum of ``rows[p, i]`` over ``p`` in ``picks``, in
     order, four rows a pass over ``dest``."""
@@ -608,7 +608,7 @@ def _sum_rows(rows, picks, dest):
             dest[i] = add_up_to_four(0.0 if start else dest[i], r0[i], r1[i], r2[i], r3[i], count)
 
 
-@jit
+@jit(from_python=False)
 def _denominators(s, noise_floor, out):
     """``out[i] = sqrt(s[i]) + noise_floor``: a row of windows' denominators,
     shared by every kernel."""
@@ -616,7 +616,7 @@ def _denominators(s, noise_floor, out):
         out[i] = np.sqrt(s[i]) + noise_floor
 
 
-@jit
+@jit(from_python=False)
 def _finish_row(dots, s, denominators, fill, state, exponent, dest):
     """The (sharpened) cosines of a row of windows from their dots (a
     contiguous scratch row, overwritten), sums of squares and
@@ -837,7 +837,7 @@ def row_window_sums(src, o0, o1, m, d, stride, square, dst, runs, next_runs, win
         _store_row(windows, stride, dst[o])
 
 
-@jit
+@jit(from_python=False)
 def _load_row(row, square, dest):
     """``dest[p] = row[p]`` (squared with ``square``) in float64."""
     if square:
@@ -849,7 +849,7 @@ def _load_row(row, square, dest):
             dest[p] = row[p]
 
 
-@jit
+@jit(from_python=False)
 def _store_row(values, stride, dest):
     """``dest[i] = values[i * stride]``."""
     if stride == 1:

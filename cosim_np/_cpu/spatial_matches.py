@@ -267,7 +267,7 @@ def local_maxima(scores, shape, sign, threshold, k, start, stop, kernel, flat, f
     return count
 
 
-@jit
+@jit(from_python=False)
 def _key_of(value, sign):
     """The key of a score, as ``_cpu.matches._key`` (with no branch)."""
     s = np.float64(value)
