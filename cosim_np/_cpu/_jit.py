@@ -97,7 +97,8 @@ def jit(func=None, *, njit=numba.njit, inline=False, from_python=True):
 
 
 def _compiled_only(dispatcher, from_python):
-    if not from_python:
+    # (with NUMBA_DISABLE_JIT set, njit hands back the Python function)
+    if not from_python and isinstance(dispatcher, CPUDispatcher):
         dispatcher.__class__ = CompiledOnly  # (a subclass adding no state)
     return dispatcher
 
