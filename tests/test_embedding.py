@@ -285,6 +285,21 @@ def test_cosine_similarity_zero_nan_inf_and_empty(dtype):
     assert cosine_similarity(np.zeros((0, 3)), np.zeros((1, 3))).shape == (0,)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_pairwise_topk_and_sets_of_no_rows_or_no_components(dtype):
+    rows = np.ones((2, 3), dtype)
+    for a, b, shape in ((np.ones((0, 3), dtype), rows, (0, 2)), (rows, np.ones((0, 3), dtype), (2, 0))):
+        got = pairwise_cosine(a, b)
+        assert got.shape == shape and got.dtype == dtype
+    scores, indices = topk_cosine(np.ones((0, 3), dtype), rows, 2)
+    assert scores.shape == indices.shape == (0, 2)
+    assert scores.dtype == dtype and indices.dtype == np.int64
+    # vectors of no components are zero vectors, as in cosine_similarity
+    for measure in ("mean", "centroid", "greedy", "chamfer"):
+        assert set_similarity(np.ones((2, 0), dtype), np.ones((3, 0), dtype), measure=measure) == \
+            set_similarity(np.zeros((2, 1), dtype), np.zeros((3, 1), dtype), measure=measure)
+
+
 def test_cosine_similarity_does_not_mutate_inputs():
     a = np.array([[3.0, 4.0], [1e300, 1e300]])
     b = a[::-1].copy()
