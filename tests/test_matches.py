@@ -413,6 +413,8 @@ def test_matches_result():
     assert "batch" in text and "(1, 2)" in text and "-1.0000" in text
     many = find_matches(np.sin(np.arange(400.0)), [0.0, 1.0, 0.0])
     assert len(many) > 10 and "..." in repr(many) and len(repr(many).splitlines()) == 2 + 5 + 1 + 3
+    none = find_matches(np.zeros(30), [1, 2, 3], threshold=0.5)
+    assert len(none) == 0 and repr(none) == "Matches(0 matches, exclusion=1, threshold=0.5)"
 
 
 def test_to_pandas(monkeypatch):
@@ -428,6 +430,12 @@ def test_to_pandas(monkeypatch):
     np.testing.assert_array_equal(frame["score"], matches.score)
     assert sorted(zip(frame["batch0"], frame["index"])) == [(0, 20), (1, 10)]
     assert frame["score"].dtype == matches.score.dtype
+    image = np.zeros((12, 14))
+    image[3:5, 7:9] = [[1, 2], [3, 4]]
+    over_image = find_matches(image, [[1, 2], [3, 4]], axis=(0, 1), k=1)
+    frame = over_image.to_pandas()  # a column per sliding axis
+    assert list(frame.columns) == ["index0", "index1", "score", "kernel"]
+    assert frame[["index0", "index1"]].values.tolist() == [[3, 7]]
     monkeypatch.setitem(sys.modules, "pandas", None)
     with pytest.raises(ImportError, match="pip install pandas"):
         matches.to_pandas()
@@ -457,6 +465,15 @@ def test_plot_matches_renders(tmp_path):
     path = tmp_path / "matches.png"
     figure.savefig(path)
     assert path.stat().st_size > 1000
+    # into one axes of the caller's: the signal and the fits, no score track
+    import matplotlib.pyplot as plt
+
+    own, ax = plt.subplots()
+    assert plot_matches(signal, found, seed000.KERNEL, mode="causal", sharpness=9.0, ax=ax) is own
+    assert len(ax.lines) == 1 + len(found) and own.axes == [ax]
+    with pytest.raises(ValueError, match="signal must be 1-d"):
+        plot_matches(np.stack([signal, signal]), found, seed000.KERNEL)
+    plt.close("all")
 
 
 def test_the_demo_figure_draws_the_matches(tmp_path, monkeypatch):
