@@ -43,7 +43,8 @@ def _sliding_calls(dtype):
     def template(picture, shape):  # (a color template spans the three channels)
         return _signal(dtype, (1, 3) + shape if picture.ndim == 3 else shape)
     return [
-        ("sliding_cosine, kernels of up to 4 taps", lambda: sliding_cosine(x, [1.0, 2.0, 3.0])),
+        ("sliding_cosine, kernels of up to 4 taps (one kernel each)",
+         lambda: [sliding_cosine(x, _signal(dtype, (m,))) for m in (1, 2, 3, 4)]),
         ("sliding_cosine, up to 88 taps, banks, with sharpness",
          lambda: (sliding_cosine(x, _signal(dtype, (16,))),
                   sliding_cosine(x, _signal(dtype, (2, 5)), sharpness=2.0))),

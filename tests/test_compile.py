@@ -112,6 +112,7 @@ for dt in (np.float32, np.float64):
     img = rng.standard_normal((300, 300)).astype(dt)
     color = np.stack([img, img[::-1], img.T])
     x = rng.standard_normal(20000).astype(dt)
+    c.sliding_cosine(x, x[:3]), c.sliding_cosine(x, x[:4], dilation=2)  # (one kernel each)
     c.sliding_cosine(x, x[:9], mode="same"), c.sliding_cosine(x, x[:64])
     c.sliding_cosine(x, x[:1024]), c.sliding_cosine(x, x[:256], center=True)
     c.sliding_cosine(x[:5000], x[:256])  # direct dots for a short signal

@@ -25,6 +25,10 @@ an explicit ``fma`` guarantees and LLVM's choice to fuse or not would not.
 :func:`as_float64` hands a loop float64 samples: float32 ones converted
 once, rather than once per tap that reads them.
 
+:func:`is_float64` tells float64 arrays from narrower ones when a kernel
+is compiled, so that code for float64 samples only is no code at all for
+float32 ones.
+
 :func:`float_bits` and :func:`bits_float` cast between a float64 and its
 bits, for minima and maxima of non-negative floats taken as integers.
 
@@ -37,7 +41,7 @@ for nothing.  Kernels pass typed constants instead (``np.int64(0)``,
 constants everywhere are declared with :func:`helper`.  Numba compiles such
 an overload once for each set of flags its callers were compiled with: one
 that kernels with and without a CPython wrapper both call would be compiled
-twice, and is ``jit(inline=True)`` instead (``_tap_offsets``).
+twice, and is ``jit(inline=True)`` instead (``_tap_offsets``, ``_tap_weights``).
 ``tests/test_compile.py`` checks that compiling ahead compiles no function
 twice for one signature.
 """
@@ -125,6 +129,19 @@ def fma(typingctx, a, b, c):
         return builder.call(function, args)
 
     return sig, codegen
+
+
+@intrinsic
+def is_float64(typingctx, array):
+    """Whether ``array`` holds float64 (or wider float) samples: a constant
+    of the compiled code, which LLVM folds into the branches testing it (a
+    test of ``array.itemsize`` is made at run time)."""
+    wide = isinstance(array.dtype, types.Float) and array.dtype.bitwidth >= 64
+
+    def codegen(context, builder, signature, args):
+        return context.get_constant(types.boolean, wide)
+
+    return types.boolean(array), codegen
 
 
 @intrinsic

@@ -441,8 +441,8 @@ def run_direct(piece, khat, kernel_state, d, exponent, floor, fill, result, offs
         _, bufs = kernels.make_buffers(m, d)
         unsafe = _unsafe_flags(piece.shape[0], stop - start, tile)
         if short:
-            kernels.short_kernel(piece, start, stop, khat, kernel_state, d, floor, fill, tile, bufs,
-                                 result, offset, unsafe)
+            kernels.short_kernels[m](piece, start, stop, khat, kernel_state, d, floor, fill,
+                                     tile, bufs, result, offset, unsafe)
         else:
             kernel(piece, start, stop, khat, kernel_state, d, exponent, floor, fill, tile, bufs,
                    result, offset, unsafe)

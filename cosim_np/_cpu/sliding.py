@@ -43,7 +43,7 @@ from .._core import sliding as plans
 from .._core.scalars import KERNEL_NONFINITE, KERNEL_NORMAL, KERNEL_ZERO, SAFE_MAX, SAFE_MIN
 from .._core.sliding import tile_length
 from . import scratch
-from ._jit import as_float64, fma, helper, jit
+from ._jit import as_float64, fma, helper, is_float64, jit
 
 _out_of_range = jit(scalars.out_of_range, from_python=False)
 sharpen_value = jit(scalars.sharpen_value, from_python=False)
@@ -442,27 +442,28 @@ def _fma8(a, v0, v1, v2, v3, v4, v5, v6, v7, w0, w1, w2, w3, w4, w5, w6, w7):
     return fma(v7, w7, a)
 
 
-@jit(from_python=False)
-def _short_tile(x, b, khat, i0, nwin, d, sumsq, finish):
-    """For a one-channel kernel of at most four taps: the sums of squares of
-    windows ``i0 ...`` (as ``_fused_tile``) and, in the same pass, while the
-    window is in registers, their unsharpened cosines with ``khat[0]``
-    written to ``dest`` of ``finish = (dest, noise_floor, fill,
+@jit(inline=True)
+def _short_tile(x, b, khat, i0, nwin, d, sumsq, finish, taps):
+    """For a one-channel kernel of ``taps`` taps, at most four: the sums of
+    squares of windows ``i0 ...`` (as ``_fused_tile``) and, in the same
+    pass, while the window is in registers, their unsharpened cosines with
+    ``khat[0]`` written to ``dest`` of ``finish = (dest, noise_floor, fill,
     kernel_state)``.  Apart, the pass storing the dots and the pass reading
-    them back cost more than the sums.  Returns True when a sample could
-    square out of range."""
+    them back cost more than the sums.  Inlined into the kernel of each
+    ``taps`` (``short_kernels``), where it is a constant, so that LLVM drops
+    the tests of the taps that are not there.  Returns True when a sample
+    could square out of range."""
     dest, noise_floor, fill, kernel_state = finish
-    m = khat.shape[2]
     row = x[b, 0]
-    o0, o1, o2, o3 = _tap_offsets(i0, 0, m, d)
+    o0, o1, o2, o3 = _tap_offsets(i0, 0, taps, d)
     w0, w1, w2, w3 = _tap_weights(khat[0, 0], 0)
     for t in range(nwin):
         u = np.uint64(t)
         s, a = _add_taps(0.0, 0.0, row[o0 + u], row[o1 + u], row[o2 + u], row[o3 + u],
-                         w0, w1, w2, w3, m)
+                         w0, w1, w2, w3, taps)
         sumsq[t] = s
         dest[t] = _window_cosine(a, s, noise_floor, fill, kernel_state)
-    return _count_unsafe(x[b, 0, i0 : i0 + nwin + (m - 1) * d]) > 0
+    return _count_unsafe(x[b, 0, i0 : i0 + nwin + (taps - 1) * d]) > 0
 
 
 @jit(from_python=False)
@@ -511,7 +512,7 @@ def _tap_offsets(start, j, m, d):
     return np.uint64(o0), np.uint64(o1), np.uint64(o2), np.uint64(o3)
 
 
-@helper
+@jit(inline=True)
 def _tap_weights(weights, j):
     """Weights of taps ``j .. j+3``, 0.0 for padding taps (see ``_tap_offsets``)."""
     m = weights.size
@@ -532,7 +533,10 @@ def count_outside(xs, least):
     of flags rather than the largest and smallest magnitudes: LLVM
     vectorises an integer sum, not a floating-point max or min (without
     fastmath)."""
-    if xs.itemsize <= 4:
+    if not is_float64(xs):
+        # (a constant when compiled: a loop that only a run-time test skips is
+        # still code in the kernels that inline this one, and there it kept
+        # LLVM from simplifying the loops around it)
         return 0
     count = 0
     for p in range(xs.size):
@@ -760,18 +764,29 @@ def _rescaled_dot(x, b, khat, k, i, d, expo):
 # inputs near the limits only, so that code too is compiled only when needed).
 
 
-@jit
-def short_kernel(x, w0, w1, khat, kernel_state, d, noise_floor, fill, tile, bufs, out, offset,
-                 unsafe):
-    """One unsharpened one-channel kernel of at most ``DIRECT_SUM_TAPS`` taps:
-    sums of squares, dots and cosines in a single pass (``_short_tile``)."""
-    sumsq = bufs[2]
-    for b in range(x.shape[0]):
-        for i0 in range(w0, w1, tile):
-            nwin = min(tile, w1 - i0)
-            dest = out[b, 0, offset + i0 : offset + i0 + nwin]
-            unsafe[b, (i0 - w0) // tile] = _short_tile(x, b, khat, i0, nwin, d, sumsq,
-                                                (dest, noise_floor, fill, kernel_state[0]))
+def _short_kernel(taps):
+    """One unsharpened one-channel kernel of ``taps`` taps, at most
+    ``DIRECT_SUM_TAPS``: sums of squares, dots and cosines in a single pass
+    (``_short_tile``).  One kernel for each number of taps: with it known
+    when the loop is compiled, the loop takes two thirds of the time."""
+
+    def short_kernel(x, w0, w1, khat, kernel_state, d, noise_floor, fill, tile, bufs, out,
+                     offset, unsafe):
+        sumsq = bufs[2]
+        for b in range(x.shape[0]):
+            for i0 in range(w0, w1, tile):
+                nwin = min(tile, w1 - i0)
+                dest = out[b, 0, offset + i0 : offset + i0 + nwin]
+                unsafe[b, (i0 - w0) // tile] = _short_tile(
+                    x, b, khat, i0, nwin, d, sumsq, (dest, noise_floor, fill, kernel_state[0]),
+                    np.int64(taps))
+
+    short_kernel.__name__ = short_kernel.__qualname__ = f"short_kernel_{taps}"
+    return jit(short_kernel)
+
+
+# ``short_kernels[m]`` for kernels of m taps (1 to DIRECT_SUM_TAPS).
+short_kernels = (None,) + tuple(_short_kernel(taps) for taps in range(1, DIRECT_SUM_TAPS + 1))
 
 
 @jit
