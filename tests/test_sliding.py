@@ -151,11 +151,12 @@ def test_windowed_norm_matches_naive(geometry, dtype, data):
 
 
 @pytest.mark.usefixtures("fft_engine")
-@pytest.mark.parametrize("m,dilation", [(1, 1), (3, 1), (4, 2), (5, 1), (9, 3), (64, 2), (700, 1)])
+@pytest.mark.parametrize("m,dilation", [(1, 1), (2, 3), (3, 1), (4, 2), (5, 1), (9, 3), (64, 2), (700, 1)])
 @pytest.mark.parametrize("mode", ["valid", "full"])
 @pytest.mark.parametrize("method", ["direct", "fft"])
 def test_many_tiles_match_naive(m, dilation, mode, method):
-    """Signals long enough to span several tiles and chunk boundaries."""
+    """Signals long enough to span several tiles and chunk boundaries (and each
+    number of taps up to four, whose kernels are compiled apart)."""
     rng = np.random.default_rng(m * 100 + dilation)
     signal = rng.standard_normal(15_000) * np.exp(rng.uniform(-5, 5, 15_000))
     kernel = rng.standard_normal(m)
