@@ -95,18 +95,25 @@ def sumsq_scan(m, d):
     return LANE_SCAN if m * d < CHAIN_CHUNK else CHAIN_SCAN
 
 
-def _by_scan(define):
-    """The kernel ``define(scan)`` returns, compiled once for each scan of
-    ``_tile_sumsq`` (a tuple indexed by ``sumsq_scan``) and named after it.
-    Numba prunes the branches on the constant ``scan`` (``_scan_sumsq``)
-    before it compiles anything, so that a first call compiles one scan, not
-    all three."""
+def _compiled_for(define, constants):
+    """The kernel ``define(value)`` returns, compiled apart for each
+    ``(value, name)`` of ``constants`` (a tuple in their order), each named
+    after its ``name`` (their cache files too) and compiled on its first use
+    only."""
     kernels = []
-    for scan, name in ((TAP_SCAN, "taps"), (LANE_SCAN, "lanes"), (CHAIN_SCAN, "chains")):
-        kernel = define(scan)
+    for value, name in constants:
+        kernel = define(value)
         kernel.__name__ = kernel.__qualname__ = f"{kernel.__name__}_{name}"
         kernels.append(jit(kernel))
     return tuple(kernels)
+
+
+def _by_scan(define):
+    """The kernel ``define(scan)`` returns, compiled once for each scan of
+    ``_tile_sumsq`` (a tuple indexed by ``sumsq_scan``).  Numba prunes the
+    branches on the constant ``scan`` (``_scan_sumsq``) before it compiles
+    anything, so that a first call compiles one scan, not all three."""
+    return _compiled_for(define, ((TAP_SCAN, "taps"), (LANE_SCAN, "lanes"), (CHAIN_SCAN, "chains")))
 
 
 @jit
@@ -781,12 +788,12 @@ def _short_kernel(taps):
                     x, b, khat, i0, nwin, d, sumsq, (dest, noise_floor, fill, kernel_state[0]),
                     np.int64(taps))
 
-    short_kernel.__name__ = short_kernel.__qualname__ = f"short_kernel_{taps}"
-    return jit(short_kernel)
+    return short_kernel
 
 
 # ``short_kernels[m]`` for kernels of m taps (1 to DIRECT_SUM_TAPS).
-short_kernels = (None,) + tuple(_short_kernel(taps) for taps in range(1, DIRECT_SUM_TAPS + 1))
+short_kernels = (None,) + _compiled_for(
+    _short_kernel, [(taps, str(taps)) for taps in range(1, DIRECT_SUM_TAPS + 1)])
 
 
 @jit
