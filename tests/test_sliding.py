@@ -170,6 +170,81 @@ def test_many_tiles_match_naive(m, dilation, mode, method):
     np.testing.assert_allclose(norms[picks], want_norm, rtol=4 * (m + 2) * EPS64)
 
 
+@st.composite
+def zero_stretches(draw, n, dtype):
+    """A signal of ``n`` samples: stretches of exact zeros (``-0.0`` among
+    them) of every length around the fused kernels' chunks
+    (``config.ZERO_CHUNK``), between noise, lone spikes, a NaN and, in
+    float64, magnitudes that square out of range."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    x = np.zeros(n)
+    p = 0
+    while p < n:
+        p += int(np.exp(rng.uniform(0, np.log(3000))))  # zeros
+        kind = rng.integers(4)
+        if kind == 0:  # noise
+            length = int(np.exp(rng.uniform(0, np.log(2000))))
+            x[p : p + length] = rng.standard_normal(x[p : p + length].size)
+            p += length
+        elif p < n:  # a spike: plain, -0.0, NaN or (float64) near the range's ends
+            x[p] = {1: 10.0 ** rng.uniform(-2, 2), 2: -0.0,
+                    3: draw(st.sampled_from([np.nan, 1e-300, 1e300] if dtype == np.float64
+                                            else [np.nan, 3.0]))}[kind]
+            p += 1
+    return x.astype(dtype)
+
+
+@given(
+    data=st.data(),
+    m=st.integers(1, FUSED_TAPS),
+    dilation=st.integers(1, 3),
+    nker=st.integers(1, 3),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    kernel_kind=st.sampled_from(["normal", "normal", "zero", "nan"]),
+    fill=st.sampled_from([0.0, np.nan, 0.5]),
+    noise_floor=st.sampled_from([0.0, 0.25]),
+    sharpness=st.sampled_from([1.0, 1.5]),
+)
+def test_windows_of_zeros_skipped_exactly(data, m, dilation, nker, dtype, kernel_kind, fill,
+                                          noise_floor, sharpness):
+    """One-channel kernels of up to ``FUSED_TAPS`` taps skip the dots of
+    windows of exact zeros: zero windows give ``fill`` (NaN for a kernel with
+    a NaN tap), and every other window the naive cosine, with the bits it has
+    when computed alone, or in pieces of other lengths."""
+    x = data.draw(zero_stretches(12_000, dtype))
+    rng = np.random.default_rng(m)
+    kernel = rng.standard_normal((nker, m) if nker > 1 else m).astype(dtype)
+    if kernel_kind == "zero":
+        kernel[...] = 0
+    elif kernel_kind == "nan":
+        kernel[..., m // 2] = np.nan
+    options = dict(dilation=dilation, fill=fill, noise_floor=noise_floor, sharpness=sharpness,
+                   method="direct")
+    got = sliding_cosine(x, kernel, **options)
+    span = (m - 1) * dilation
+    piece = 1000
+    pieces = np.concatenate([sliding_cosine(x[a : a + piece + span], kernel, **options)
+                             for a in range(0, x.size - span, piece)], axis=-1)
+    assert np.array_equal(got.view(np.uint8), pieces.view(np.uint8))
+
+    wins = np.array(naive.windows(x, m, dilation, "valid"), dtype=np.float64)
+    zero = ~wins.any(axis=1)
+    want_zero = np.nan if kernel_kind == "nan" else fill
+    assert np.array_equal(got[..., zero], np.full(got[..., zero].shape, want_zero, dtype),
+                          equal_nan=True)
+    picks = rng.choice(np.flatnonzero(~zero), min(100, int((~zero).sum())), replace=False)
+    alone = np.stack([sliding_cosine(x[i : i + span + 1], kernel, **options)[..., 0]
+                      for i in picks], axis=-1)
+    assert np.array_equal(np.ascontiguousarray(got[..., picks]).view(np.uint8),
+                          alone.view(np.uint8))
+    for k, row in zip(np.atleast_2d(kernel), np.atleast_2d(got)):
+        want = np.array([naive.cosine(wins[i], k, noise_floor, fill) for i in picks])
+        if kernel_kind == "normal":  # (no window among the picks is zero)
+            want = naive.sharpen(want, sharpness)
+        np.testing.assert_allclose(row[picks].astype(np.float64), want, rtol=0,
+                                   atol=tolerance(dtype, m, sharpness**2))
+
+
 def test_same_mode_is_centred_like_scipy_correlate():
     from scipy import signal as sps
 

@@ -89,6 +89,11 @@ MIN_CHUNKS_PER_TILE = 8
 # multiply-add on loads made anyway, less than the blocked scans up to
 # about this length.
 FUSED_TAPS = 88
+# The fused kernels skip the dots of windows that read only exact zeros
+# (silences, sparse spikes), found by chunks of this many samples and windows
+# (one vectorised count of a chunk's non-zero samples); shorter chunks find
+# more such windows, at more calls a run.
+ZERO_CHUNK = 64
 # Below this many windows per thread (of one row, one channel and one kernel;
 # a batch, channels and kernels count as that many), starting threads costs
 # more than it saves.

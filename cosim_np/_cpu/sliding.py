@@ -40,6 +40,7 @@ import numpy as np
 
 from .._core import scalars
 from .._core import sliding as plans
+from .._core.config import ZERO_CHUNK
 from .._core.scalars import KERNEL_NONFINITE, KERNEL_NORMAL, KERNEL_ZERO, SAFE_MAX, SAFE_MIN
 from .._core.sliding import tile_length
 from . import scratch
@@ -796,35 +797,116 @@ short_kernels = (None,) + _compiled_for(
     _short_kernel, [(taps, str(taps)) for taps in range(1, DIRECT_SUM_TAPS + 1)])
 
 
-@jit
-def fused_kernel(x, w0, w1, khat, kernel_state, d, exponent, noise_floor, fill, tile, bufs, out,
-                 offset, unsafe):
-    """One one-channel kernel of at most ``FUSED_TAPS`` taps: the window sums
-    of squares summed tap by tap with its dots (``_fused_tile``)."""
-    acc = np.empty(tile, np.float64)
-    no_shared = np.empty(0, np.float64)
-    for b in range(x.shape[0]):
-        for i0 in range(w0, w1, tile):
-            nwin = min(tile, w1 - i0)
-            unsafe[b, (i0 - w0) // tile] = _fused_tile(x, b, khat, i0, nwin, d, bufs[0], bufs[2],
-                                                       acc)
-            _finish_kernel(acc, bufs[2], no_shared, nwin, exponent, noise_floor, fill,
-                           kernel_state[0], out[b, 0, offset + i0 : offset + i0 + nwin])
+def _fused_kernel(bank):
+    """A kernel of at most ``FUSED_TAPS`` taps of one channel: the window sums
+    of squares summed tap by tap with the first kernel's dots
+    (``_fused_tile``); with ``bank``, the other kernels' dots by
+    ``_tile_dots`` (``_bank_cosines``).  Where a tile may hold windows of
+    exact zeros, only in its runs of windows that read a non-zero sample
+    (``_tile_runs``)."""
+
+    def fused_kernel(x, w0, w1, khat, kernel_state, d, exponent, noise_floor, fill, tile, bufs,
+                     out, offset, unsafe):
+        acc = np.empty(tile, np.float64)
+        shared = np.empty(tile if bank else 0, np.float64)
+        runs = np.empty(tile // ZERO_CHUNK + 3, np.int64)
+        for b in range(x.shape[0]):
+            nruns = 1
+            for i0 in range(w0, w1, tile):
+                nruns = _tile_runs(x[b, 0], i0, min(tile, w1 - i0), (khat.shape[2] - 1) * d,
+                                   nruns > 1, runs)
+                flag = False
+                for r in range(nruns):
+                    start, stop = runs[r], runs[r + 1]
+                    if r % 2:
+                        for k in range(khat.shape[0]):
+                            _zero_windows(out[b, k, offset + start : offset + stop], noise_floor,
+                                          fill, kernel_state[k])
+                        continue
+                    if stop == start:
+                        continue
+                    flag |= _fused_tile(x, b, khat, start, stop - start, d, bufs[0], bufs[2],
+                                        acc)
+                    if bank:
+                        _bank_cosines(x, b, khat, kernel_state, start, stop - start, d, exponent,
+                                      noise_floor, fill, bufs[2], shared, bufs[0], acc, out,
+                                      offset, np.bool_(True))
+                    else:
+                        _finish_kernel(acc, bufs[2], shared, stop - start, exponent, noise_floor,
+                                       fill, kernel_state[0],
+                                       out[b, 0, offset + start : offset + stop])
+                unsafe[b, (i0 - w0) // tile] = flag
+
+    return fused_kernel
 
 
-@jit
-def fused_bank_kernel(x, w0, w1, khat, kernel_state, d, exponent, noise_floor, fill, tile, bufs,
-                      out, offset, unsafe):
-    """``fused_kernel`` for a bank: the other kernels' dots by ``_tile_dots``."""
-    acc = np.empty(tile, np.float64)
-    shared = np.empty(tile, np.float64)
-    for b in range(x.shape[0]):
-        for i0 in range(w0, w1, tile):
-            nwin = min(tile, w1 - i0)
-            unsafe[b, (i0 - w0) // tile] = _fused_tile(x, b, khat, i0, nwin, d, bufs[0], bufs[2],
-                                                       acc)
-            _bank_cosines(x, b, khat, kernel_state, i0, nwin, d, exponent, noise_floor, fill,
-                          bufs[2], shared, bufs[0], acc, out, offset, np.bool_(True))
+# One kernel, and a bank (compiled apart: Numba prunes the branches on
+# ``bank``, so that a single kernel's first call compiles no bank's dots).
+fused_kernel, fused_bank_kernel = _compiled_for(_fused_kernel, ((False, "one"), (True, "bank")))
+
+
+@jit(inline=True)
+def _tile_runs(row, i0, nwin, span, zeros_before, runs):
+    """``_zero_runs`` for a tile whose first window reads only exact zeros,
+    or after a tile that had zero windows (``zeros_before``); else one run
+    of the whole tile.  The first window's samples are in the caches (the
+    tile before read them), and a dense tile's probe stops at its first
+    sample; the search itself, a pass over the tile's samples, would stall
+    on memory where the dots' loops overlap those loads with their work.
+    (Inlined: the kernels pass ``zeros_before`` a constant on their first
+    tile.)"""
+    p = i0
+    while p <= i0 + span and row[p] == 0.0:
+        p += 1
+    if zeros_before or p > i0 + span:
+        return _zero_runs(row, i0, nwin, span, runs)
+    runs[0] = i0
+    runs[1] = i0 + nwin
+    return 1
+
+
+@jit(from_python=False)
+def _zero_runs(row, i0, nwin, span, runs):
+    """Splits windows ``i0 .. i0+nwin`` (each reading ``row`` over ``span``
+    samples past its start) into runs, alternately of windows that may read a
+    non-zero sample (computed) and of windows that read only exact zeros
+    (whose cosine is ``fill`` whatever the kernel): run ``r`` is
+    ``runs[r] .. runs[r+1]``, for ``r`` below the count returned, computed
+    for even ``r`` (run 0 may be empty).  By chunks of ``ZERO_CHUNK``
+    windows; each sample is counted once, by vectorised counts of the
+    non-zero ones (``-0.0`` is zero, NaN is not) in chunks of as many
+    samples, whatever the span (a sample chunk holding a non-zero makes
+    every window chunk that reaches into it non-zero: at most one chunk of
+    zero windows is computed)."""
+    stop = i0 + nwin
+    runs[0] = i0
+    nruns = 0
+    last_nonzero = np.int64(-1)  # the end of the last sample chunk holding a non-zero
+    counted = i0  # the samples before are counted
+    for start in range(i0, stop, ZERO_CHUNK):
+        reach = min(start + ZERO_CHUNK, stop) + span  # this chunk's windows read up to here
+        while counted < reach:
+            end = min(counted + ZERO_CHUNK, reach)
+            nonzero = 0
+            for p in range(counted, end):
+                nonzero += row[p] != 0.0
+            if nonzero:
+                last_nonzero = end
+            counted = end
+        if (last_nonzero <= start) != (nruns % 2 == 1):  # this chunk starts the next run
+            nruns += 1
+            runs[nruns] = start
+    runs[nruns + 1] = stop
+    return nruns + 1
+
+
+@jit(from_python=False)
+def _zero_windows(dest, noise_floor, fill, kernel_state):
+    """The cosines of windows of exact zeros: ``fill`` (NaN for a kernel with
+    a NaN or inf tap), as ``_window_cosine`` gives them."""
+    value = _window_cosine(0.0, 0.0, noise_floor, fill, kernel_state)
+    for t in range(dest.shape[0]):
+        dest[t] = value
 
 
 def _direct_kernel(scan):
@@ -881,13 +963,16 @@ def _finish_kernel(acc, sumsq, shared, nwin, exponent, noise_floor, fill, kernel
     if exponent == 1.0 or kernel_state != KERNEL_NORMAL:
         _finish_tile(acc, sumsq, shared, nwin, noise_floor, fill, kernel_state, dest)
         return
-    _finish_tile(acc, sumsq, shared, nwin, noise_floor, fill, kernel_state, acc)
+    # A scalar loop, as the power is: _finish_tile into acc would be compiled
+    # a second time, for a float64 destination.
     for t in range(nwin):
+        s = sumsq[t]
+        if shared.shape[0]:
+            cosine = _cosine(acc[t], s, shared[t], fill, kernel_state)
+        else:
+            cosine = _window_cosine(acc[t], s, noise_floor, fill, kernel_state)
         # fill values (zero windows) are not cosines: leave them
-        if sumsq[t] != 0.0:
-            acc[t] = sharpen_value(acc[t], exponent)
-    for t in range(nwin):
-        dest[t] = acc[t]
+        dest[t] = cosine if s == 0.0 else sharpen_value(cosine, exponent)
 
 
 def _segment_sumsq(scan):
