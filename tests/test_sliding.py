@@ -233,10 +233,10 @@ def test_windows_of_zeros_skipped_exactly(data, m, dilation, nker, dtype, kernel
     assert np.array_equal(got[..., zero], np.full(got[..., zero].shape, want_zero, dtype),
                           equal_nan=True)
     picks = rng.choice(np.flatnonzero(~zero), min(100, int((~zero).sum())), replace=False)
-    alone = np.stack([sliding_cosine(x[i : i + span + 1], kernel, **options)[..., 0]
-                      for i in picks], axis=-1)
-    assert np.array_equal(np.ascontiguousarray(got[..., picks]).view(np.uint8),
-                          alone.view(np.uint8))
+    for i in picks:  # the same bits as the window computed alone
+        alone = sliding_cosine(x[i : i + span + 1], kernel, **options)[..., 0]
+        assert np.array_equal(np.ascontiguousarray(got[..., i]).view(np.uint8),
+                              np.ascontiguousarray(alone).view(np.uint8))
     for k, row in zip(np.atleast_2d(kernel), np.atleast_2d(got)):
         want = np.array([naive.cosine(wins[i], k, noise_floor, fill) for i in picks])
         if kernel_kind == "normal":  # (no window among the picks is zero)

@@ -848,13 +848,12 @@ fused_kernel, fused_bank_kernel = _compiled_for(_fused_kernel, ((False, "one"), 
 @jit(inline=True)
 def _tile_runs(row, i0, nwin, span, zeros_before, runs):
     """``_zero_runs`` for a tile whose first window reads only exact zeros,
-    or after a tile that had zero windows (``zeros_before``); else one run
+    or after a tile where it found some (``zeros_before``); else one run
     of the whole tile.  The first window's samples are in the caches (the
     tile before read them), and a dense tile's probe stops at its first
     sample; the search itself, a pass over the tile's samples, would stall
     on memory where the dots' loops overlap those loads with their work.
-    (Inlined: the kernels pass ``zeros_before`` a constant on their first
-    tile.)"""
+    (Inlined into the kernels: a few instructions a tile.)"""
     p = i0
     while p <= i0 + span and row[p] == 0.0:
         p += 1
