@@ -2,6 +2,7 @@
 the naive references in tests/naive.py, and the promises of docs/embedding.rst."""
 
 import tracemalloc
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -135,6 +136,50 @@ def test_cosine_similarity_bits_depend_on_each_vector_alone(problem):
             one.append(np.ascontiguousarray(v[tuple(cut)]))
         np.testing.assert_array_equal(np.asarray(cosine_similarity(*one, axis=axis)).reshape(()),
                                       got[index])
+
+
+@given(problem=broadcast_problem(), block_bytes=st.sampled_from([1, 24, 100]),
+       eps=st.sampled_from([0.0, 0.5]), fill=st.sampled_from([0.0, np.nan]))
+def test_cosine_similarity_in_blocks_of_rows_has_the_bits_of_one_block(problem, block_bytes, eps, fill):
+    """The vectors converted and reduced a few rows of the first kept axis at
+    a time (down to one row a block) give the bits of one block of them all."""
+    a, b, axis = problem
+    whole = np.asarray(cosine_similarity(a, b, axis=axis, eps=eps, fill=fill))
+    with mock.patch.object(config, "COSINE_BLOCK_BYTES", block_bytes):
+        blocked = np.asarray(cosine_similarity(a, b, axis=axis, eps=eps, fill=fill))
+        into = np.full(whole.shape, 7.0, whole.dtype)
+        cosine_similarity(a, b, axis=axis, eps=eps, fill=fill, out=into)
+    np.testing.assert_array_equal(blocked, whole)
+    np.testing.assert_array_equal(into, whole)
+
+
+@pytest.mark.parametrize(
+    ("a_shape", "b_shape", "axis"),
+    [((3001, 200), (3001, 200), -1), ((1, 200), (3001, 200), -1), ((200, 3001), (200, 1), 0),
+     ((2, 1500, 250), (1500, 250), (0, 2))],
+)
+def test_cosine_similarity_of_many_rows_takes_blocks_that_round_as_one(a_shape, b_shape, axis):
+    """Arrays larger than a block (``COSINE_BLOCK_BYTES``) are reduced in
+    several blocks, with the bits of a single block and within the naive
+    reference's tolerance; zero and NaN vectors anywhere in them."""
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal(a_shape).astype(np.float32)
+    b = rng.standard_normal(b_shape).astype(np.float32)
+    shape = np.broadcast_shapes(a_shape, b_shape)
+    assert 8 * np.prod(shape) > 2 * config.COSINE_BLOCK_BYTES
+    full = a if a.size >= b.size else b
+    reduced = [ax % full.ndim for ax in np.atleast_1d(axis)]
+    vectors = np.moveaxis(full, reduced, range(full.ndim - len(reduced), full.ndim))  # a view
+    vectors[7] = 0.0
+    vectors[-1].flat[5] = np.nan
+    got = cosine_similarity(a, b, axis=axis)
+    with mock.patch.object(config, "COSINE_BLOCK_BYTES", 1 << 62):
+        one_block = cosine_similarity(a, b, axis=axis)
+    np.testing.assert_array_equal(got, one_block)
+    want = naive.cosine_broadcast(a, b, axis)
+    length = int(np.prod([shape[ax] for ax in np.atleast_1d(axis)]))
+    np.testing.assert_allclose(got.astype(np.float64), want, rtol=0, atol=tol(np.float32, length))
+    assert np.isnan(got).sum() >= 1 and (got == 0.0).sum() >= 1
 
 
 @given(

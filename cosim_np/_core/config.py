@@ -192,6 +192,11 @@ MEMMAP_BLOCK_BYTES = 1 << 26
 # then summed: OpenBLAS splits longer dots among its threads, which would make
 # a result's bits depend on the BLAS thread count (it does from about 10^4).
 DOT_BLOCK = 8192
+# cosine_similarity converts and reduces its vectors in blocks of rows whose
+# float64 copies take about this many bytes a side: small enough to stay in
+# the caches between the conversion and the dots, large enough that NumPy's
+# cost per call stays small against the work.
+COSINE_BLOCK_BYTES = 1 << 21
 
 # ---------------------------------------------------------------------------
 # Finding matches

@@ -4,8 +4,8 @@ Each takes inputs already checked and the plan made by
 :mod:`cosim_np._core.embedding`, and runs the work:
 
 * :func:`cosine_similarity` -- NumPy reductions over the broadcast shape
-  (never materialised), float64 vectors divided by their largest magnitude
-  first;
+  (never materialised), a block of rows at a time, float64 vectors divided
+  by their largest magnitude first;
 * :func:`pairwise_cosine`, :func:`topk_cosine` and the best matches of
   :func:`set_similarity` -- the one tile loop of :mod:`.tiles` (BLAS products
   of normalised rows), each finishing its tiles its own way: writing them
@@ -13,6 +13,7 @@ Each takes inputs already checked and the plan made by
   keeping each row's and column's best.
 """
 
+import math
 import threading
 
 import numpy as np
@@ -20,7 +21,7 @@ import numpy as np
 from .._core import config
 from .._core import embedding as core
 from . import embedding as kernels
-from . import tiles
+from . import scratch, tiles
 
 # ---------------------------------------------------------------------------
 # cosine_similarity
@@ -31,41 +32,64 @@ def cosine_similarity(x, y, plan, out=None):
     (:class:`cosim_np._core.embedding.CosinePlan`), into ``out`` if given."""
     shape, kept, out_shape = plan.shape, plan.kept, plan.out_shape
     ndim = len(shape)
-    zero_value = plan.fill if plan.eps == 0.0 else 0.0
     if any(shape[ax] == 0 for ax in plan.axes):  # empty vectors are zero vectors
+        zero_value = plan.fill if plan.eps == 0.0 else 0.0
         return _deliver(np.full(out_shape, zero_value), plan.out_dtype, out)
     # The reduced axes last, and (in _scaled) copied C-contiguous: every sum
     # and dot then runs along contiguous rows of the same length whatever the
     # inputs' layout or the kept axes' lengths, so its rounding depends on
     # the vectors alone (a Dask block of one vector gives the whole array's bits).
-    axes = tuple(range(len(kept), ndim))
     x = _reduced_last(x, ndim, plan.axes)
     y = _reduced_last(y, ndim, plan.axes)
     shape = tuple(shape[ax] for ax in kept) + tuple(shape[ax] for ax in plan.axes)
-
+    # The vectors a few rows of the first kept axis at a time, so that their
+    # float64 copies are still in the caches when the dots read them.
+    rows = max(1, config.COSINE_BLOCK_BYTES // max(8 * math.prod(shape[1:]), 1))
+    nk, axes = len(kept), tuple(range(len(kept), ndim))
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        xh, sx, nx2 = _scaled(x, axes, shape)
-        yh, sy, ny2 = _scaled(y, axes, shape)
-        # a reduced axis broadcast on one side only: sum the other side first
-        for ax in axes:
-            if xh.shape[ax] == 1 and yh.shape[ax] > 1:
-                yh = yh.sum(axis=ax, keepdims=True)
-            elif yh.shape[ax] == 1 and xh.shape[ax] > 1:
-                xh = xh.sum(axis=ax, keepdims=True)
-        dot = _reduced_dot(xh, yh, len(kept))
-        cos = dot / (np.sqrt(nx2) * np.sqrt(ny2))
-        if plan.eps > 0.0:
-            n1 = sx * np.sqrt(nx2)
-            n2 = sy * np.sqrt(ny2)
-            cos = cos * (np.minimum(n1 / plan.eps, 1.0) * np.minimum(n2 / plan.eps, 1.0))
-        if not (isinstance(cos, np.ndarray) and cos.shape == out_shape):
-            cos = np.array(np.broadcast_to(cos, out_shape), dtype=np.float64)
-        zero = np.broadcast_to((sx == 0.0) | (sy == 0.0), out_shape)
-        bad = np.broadcast_to(~(sx < np.inf) | ~(sy < np.inf), out_shape)
-    np.clip(cos, -1.0, 1.0, out=cos)
-    cos[zero] = zero_value
-    cos[bad] = np.nan
+        if not kept or rows >= shape[0]:
+            cos = _cosines(_scaled(x, axes, shape, None), _scaled(y, axes, shape, None), out_shape, plan)
+        else:
+            cos = np.empty(out_shape, dtype=np.float64)
+            # a side broadcast along the first axis is converted once
+            x_once = _scaled(x, axes, shape, None) if x.shape[0] == 1 else None
+            y_once = _scaled(y, axes, shape, None) if y.shape[0] == 1 else None
+            for i0 in range(0, shape[0], rows):
+                part = slice(i0, min(i0 + rows, shape[0]))
+                block_shape = (part.stop - i0,) + shape[1:]
+                xs = x_once or _scaled(x[part], axes, block_shape, "cosine x")
+                ys = y_once or _scaled(y[part], axes, block_shape, "cosine y")
+                cos[part] = _cosines(xs, ys, block_shape[:nk], plan)
     return _deliver(cos, plan.out_dtype, out)
+
+
+def _cosines(xs, ys, out_shape, plan):
+    """The cosines, float64, of the vectors ``xs`` and ``ys`` (each as
+    :func:`_scaled` gives them; reduced axes last) on the kept axes'
+    broadcast shape ``out_shape`` (floating-point warnings left to the caller)."""
+    (xh, sx, nx2), (yh, sy, ny2) = xs, ys
+    nk = len(out_shape)
+    axes = tuple(range(nk, xh.ndim))
+    # a reduced axis broadcast on one side only: sum the other side first
+    for ax in axes:
+        if xh.shape[ax] == 1 and yh.shape[ax] > 1:
+            yh = yh.sum(axis=ax, keepdims=True)
+        elif yh.shape[ax] == 1 and xh.shape[ax] > 1:
+            xh = xh.sum(axis=ax, keepdims=True)
+    dot = _reduced_dot(xh, yh, nk)
+    cos = dot / (np.sqrt(nx2) * np.sqrt(ny2))
+    if plan.eps > 0.0:
+        n1 = sx * np.sqrt(nx2)
+        n2 = sy * np.sqrt(ny2)
+        cos = cos * (np.minimum(n1 / plan.eps, 1.0) * np.minimum(n2 / plan.eps, 1.0))
+    if not (isinstance(cos, np.ndarray) and cos.shape == out_shape):
+        cos = np.array(np.broadcast_to(cos, out_shape), dtype=np.float64)
+    zero = np.broadcast_to((sx == 0.0) | (sy == 0.0), out_shape)
+    bad = np.broadcast_to(~(sx < np.inf) | ~(sy < np.inf), out_shape)
+    np.clip(cos, -1.0, 1.0, out=cos)
+    cos[zero] = plan.fill if plan.eps == 0.0 else 0.0
+    cos[bad] = np.nan
+    return cos
 
 
 def _deliver(result, dtype, out):
@@ -83,12 +107,16 @@ def _reduced_last(x, ndim, axes):
     return np.moveaxis(x, axes, range(ndim - len(axes), ndim))
 
 
-def _scaled(x, axes, shape):
-    """``x`` in float64 (C-contiguous), divided by its largest magnitude per
-    vector where it is float64; the scale it was divided by, and the squared
-    norm of the scaled vector on the broadcast shape, per vector (the kept
-    axes' shape)."""
-    xf = x.astype(np.float64, order="C")
+def _scaled(x, axes, shape, use):
+    """``x`` in float64 (C-contiguous; in this thread's scratch array ``use``
+    unless it is None), divided by its largest magnitude per vector where it
+    is float64; the scale it was divided by, and the squared norm of the
+    scaled vector on the broadcast shape, per vector (the kept axes' shape)."""
+    if use is None:  # one block: a scratch array costs more than it saves
+        xf = x.astype(np.float64, order="C")
+    else:  # block after block: no fresh pages for each
+        xf = scratch.empty(use, x.shape)
+        np.copyto(xf, x, casting="unsafe")
     nk = xf.ndim - len(axes)
     if x.dtype != np.float64:
         # Narrower samples square within float64's normal range (|x| < 2**128,
