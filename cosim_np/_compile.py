@@ -83,6 +83,27 @@ def _sliding_calls(dtype):
     ]
 
 
+def _narrow_sharpened_calls(dtype):
+    """Float32 results sharpened take a power of their own, in kernels
+    compiled for it (``_cpu/powers.py``): one call per path."""
+    from . import sliding_cosine
+
+    if dtype.itemsize >= 8:
+        return []
+    x = _signal(dtype)
+    image, tall_image = _signal(dtype, (130, 40)), _signal(dtype, (600, 32))
+    return [
+        ("sliding_cosine sharpened, float32 results: one and two axes, direct and FFT, center",
+         lambda: ([sliding_cosine(x, _signal(dtype, shape), sharpness=1.5, method=method)
+                   for shape, method in (((16,), "auto"), ((100,), "direct"), ((200,), "fft"),
+                                         ((3, 2, 7), "direct"))],
+                  sliding_cosine(x, _signal(dtype, (16,)), sharpness=1.5, center=True),
+                  [sliding_cosine(picture, _signal(dtype, shape), axis=(0, 1), sharpness=1.5)
+                   for picture, shape in ((image, (3, 3)), (image, (8, 8)),
+                                          (tall_image, (16, 16)))])),
+    ]
+
+
 def _grad_call(signal, kernel, axis):
     """``sliding_cosine_grad`` with a gradient of ones for every score."""
     from . import sliding_cosine, sliding_cosine_grad
@@ -155,7 +176,7 @@ def calls(dtypes=("float32", "float64")):
     planned = []
     for dtype in dtypes:
         dtype = np.dtype(dtype)
-        for label, call in _sliding_calls(dtype) + _other_calls(dtype):
+        for label, call in _sliding_calls(dtype) + _narrow_sharpened_calls(dtype) + _other_calls(dtype):
             planned.append((label, dtype.name, call))
     if np.dtype(np.float64).name in [np.dtype(d).name for d in dtypes]:
         planned += [(label, "float64", call) for label, call in _near_the_limits()]

@@ -119,6 +119,8 @@ for dt in (np.float32, np.float64):
     c.sliding_cosine(np.concatenate([x, x * 1e8]), x[:1024])  # quiet beside loud
     c.sliding_cosine(np.stack([x, x]), x[:20], dilation=3, stride=2)
     c.sliding_cosine(x, np.stack([x[:20], x[20:40]]), mode="full", sharpness=1.5)
+    c.sliding_cosine(x, x[:30], sharpness=2.0), c.sliding_cosine(x, x[:400], sharpness=2.0)
+    c.sliding_cosine(img, img[:3, :3], axis=(0, 1), sharpness=2.0)
     c.sliding_cosine((x * 100).astype(np.int16), x[:300])
     c.find_matches(x, x[:50], k=3), c.windowed_norm(x, 50)
     c.sliding_cosine_grad(x, x[:20], np.ones(x.size - 19, dt))

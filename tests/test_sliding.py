@@ -405,6 +405,25 @@ def test_sign_antisymmetry(problem, sharpness, method):
     np.testing.assert_array_equal(sliding_cosine(signal, -kernel, **options), -base)
 
 
+@given(problem=signal_and_kernel(), sharpness=st.floats(0.5, 4.0))
+def test_float32_results_are_sharpened_before_their_one_rounding(problem, sharpness):
+    """A float32 result's power is taken of its float64 cosine (not libm's
+    scalar ``pow``, see ``_cpu/powers.py``): within one unit of libm's power
+    of the cosine the same samples give as float64, rounded."""
+    signal, kernel, mode, dilation = problem
+    with np.errstate(over="ignore"):
+        x32 = np.asarray(signal, dtype=np.float32)
+    options = dict(mode=mode, dilation=dilation, method="direct")
+    got = sliding_cosine(x32, kernel, sharpness=sharpness, **options)
+    with np.errstate(over="ignore"):
+        want = sharpen(sliding_cosine(x32.astype(np.float64), kernel, **options),
+                       sharpness).astype(np.float32)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    units = np.abs(got.view(np.int32).astype(np.int64) - want.view(np.int32))
+    assert np.max(units[~np.isnan(want)], initial=0) <= 1
+
+
 @st.composite
 def nearly_parallel(draw):
     """Windows that are (almost) multiples of the kernel: where rounding could

@@ -66,7 +66,8 @@ def sliding_cosine(x, plan, method, out):
     result = np.empty(shape, dtype=rows.dtype) if target is None else target
     chosen = choose_method(method, m, nchan, nker, rows.shape[0] * plan.nwin)
     budget = fft_error_budget(plan.out_dtype, m * nchan, plan.exponent)
-    args = (plan.khat, plan.kernel_state, plan.d, plan.exponent, plan.floor, plan.fill)
+    exponent = powers.kernel_exponent(plan.exponent, result.dtype)
+    args = (plan.khat, plan.kernel_state, plan.d, exponent, plan.floor, plan.fill)
     # With a stride, every window is computed and every stride-th kept: each
     # has the bits it has without a stride, which the Dask blocks, computing
     # theirs without one, then give too.  (The products could leave the
@@ -431,7 +432,7 @@ def run_direct(piece, khat, kernel_state, d, exponent, floor, fill, result, offs
         return
     fused = nchan == 1 and m <= config.FUSED_TAPS
     short = (fused and nker == 1 and m <= kernels.DIRECT_SUM_TAPS
-             and (exponent == 1.0 or kernel_state[0] != kernels.KERNEL_NORMAL))
+             and (exponent == 1.0 or kernel_state[0] != kernels.KERNEL_NORMAL))  # (never (P,))
     if fused:
         kernel = kernels.fused_kernel if nker == 1 else kernels.fused_bank_kernel
     else:

@@ -35,7 +35,7 @@ import numpy as np
 from .._core import config
 from .._core import matches as core
 from .._core import sliding as plans
-from . import drivers, threads
+from . import drivers, powers, threads
 from . import sliding as kernels
 from ._jit import jit
 
@@ -406,7 +406,8 @@ class Scores:
         self.n = moved.shape[-1]
         self.method = drivers.choose_method(method, m, nchan, nker, self.nrows * splan.nwin)
         self.budget = drivers.fft_error_budget(splan.out_dtype, m * nchan, splan.exponent)
-        self.args = (splan.khat, splan.kernel_state, splan.d, splan.exponent, splan.floor, splan.fill)
+        exponent = powers.kernel_exponent(splan.exponent, self.compute)
+        self.args = (splan.khat, splan.kernel_state, splan.d, exponent, splan.floor, splan.fill)
         self.width = self.tile_width(budget, extra_bytes)
 
     def alignment(self):

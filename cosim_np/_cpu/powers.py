@@ -1,4 +1,4 @@
-"""``|s| ** P`` and ``ln|s|`` of float32 cosines, in loops that vectorise.
+"""``|s| ** P`` and ``ln|s|`` of cosines whose results are float32, without libm.
 
 The sharpening of a float32 result takes a power per element, and glibc's
 ``pow`` is a scalar call (about 24 ns here; Numba has no vectorised one
@@ -19,14 +19,28 @@ The relative error of the power stays below ``1e-14 (1 + P (1 + |ln s|))``
 is libm's power rounded, but for near-ties of a rounding boundary, one unit
 then.  Zeros, subnormals, infinities and NaN (exponent fields 0 and 255)
 are left to the scalar formula.  Nothing here validates.
+
+The forward's kernels take the same power of a float64 cosine (its 52
+mantissa bits read instead of 23) where the result is stored as float32
+(or narrower): its windows are sharpened in float64 before their one
+rounding, and libm's scalar ``pow`` cost more than their dots and norms.
+Float64 results keep libm's power.  The choice is the *type* of the
+exponent the kernels are given (:func:`kernel_exponent`): a float, or the
+1-tuple ``(P,)``.  Numba compiles a kernel for each, so a call that does
+not sharpen a float32 result compiles none of this module's power.
+:func:`sharpened`, :func:`sharpen_in_place` and :func:`is_unsharpened`
+pick the power from that type.
 """
 
 import math
 
 import numpy as np
+from llvmlite import ir
+from numba.core import types
+from numba.extending import intrinsic, overload
 
-from ._jit import jit
-from .sliding import sharpen_value
+from .._core import scalars
+from ._jit import OPTIONS, bits_float, float_bits, jit
 
 _LN2 = math.log(2.0)
 _LN2_HI = 0.6931471803691238  # ln 2 in two parts: k * _LN2_HI is exact
@@ -36,6 +50,11 @@ _ROUNDING = 1.5 * 2.0**52
 # exp(y) is taken as 2**k exp(r) with k at least -MIN_POWER: below, a float32
 # result is 0 anyway
 MIN_POWER = 200
+_MANTISSA64 = (1 << 52) - 1
+_ONE_BITS = 1023 << 52  # the bits of 1.0
+_MAGNITUDE = (1 << 63) - 1  # all bits but the sign
+
+sharpen_value = jit(scalars.sharpen_value, from_python=False)
 
 
 @jit(from_python=False)
@@ -54,6 +73,12 @@ def _log_parts(bits):
 def _log(bits):
     """``ln x`` of a positive normal float32 ``x`` given as its int32 bits."""
     e, m = _log_parts(bits)
+    return _log_of_parts(e, m)
+
+
+@jit(from_python=False)
+def _log_of_parts(e, m):
+    """``ln(2**e m)`` for ``m`` in ``[sqrt(1/2), sqrt(2))``."""
     f = (m - 1.0) / (m + 1.0)
     f2 = f * f
     f4 = f2 * f2
@@ -63,6 +88,18 @@ def _log(bits):
               + f8 * (((1.0 / 9 + f2 * (1.0 / 11)) + f4 * (1.0 / 13 + f2 * (1.0 / 15)))
                       + f8 * (1.0 / 17 + f2 * (1.0 / 19))))
     return e * _LN2_HI + (2.0 * f * series + e * _LN2_LO)
+
+
+@jit(from_python=False)
+def _log_parts64(bits):
+    """``(e, m)`` of a positive normal float64 given as its int64 bits (as
+    ``_log_parts``)."""
+    e = ((bits >> 52) & 0x7FF) - 1023
+    m = 1.0 + (bits & _MANTISSA64) * (1.0 / 4503599627370496.0)
+    big = m > _SQRT2
+    m = m * 0.5 if big else m
+    e = e + 1 if big else e
+    return e, m
 
 
 @jit(from_python=False)
@@ -125,3 +162,194 @@ def log_float32(values, bits, out):
     for t in range(values.size):
         if _special(bits[t]):
             out[t] = math.log(abs(np.float64(values[t])))
+
+
+# ---------------------------------------------------------------------------
+# the forward's power of float64 cosines whose results are float32
+
+
+@jit
+def narrow_powers(values, exponent, out):
+    """``out[i] = _narrow_power(values[i], exponent)`` (from Python: the
+    windows the image drivers recompute one at a time)."""
+    for i in range(values.size):
+        out[i] = _narrow_power(values[i], exponent)
+
+
+def kernel_exponent(exponent, out_dtype):
+    """The sharpening exponent as the forward's kernels take it for results of
+    ``out_dtype``: the float, or ``(exponent,)`` where they are narrower than
+    float64 and sharpened (see the module's description)."""
+    if exponent != 1.0 and np.dtype(out_dtype).itemsize < 8:
+        return (float(exponent),)
+    return exponent
+
+
+@jit(from_python=False)
+def _narrow_special(bits, exponent):
+    """Whether ``_narrow_power`` leaves a cosine with the magnitude bits
+    ``bits`` to ``sharpen_value``: 0, subnormal, above 1 or not finite, or
+    the exponent 1, negative or not finite."""
+    return (bits < (1 << 52) or bits > _ONE_BITS or not 0.0 <= exponent < np.inf
+            or exponent == 1.0)
+
+
+@jit(from_python=False)
+def _narrow_log(s, exponent):
+    """``exponent * ln|s|`` for ``_narrow_power`` (``|s|`` normal)."""
+    e, m = _log_parts64(float_bits(s) & _MAGNITUDE)
+    return exponent * _log_of_parts(e, m)
+
+
+@jit(from_python=False)
+def _narrow_finish(poly, power_of_two, s):
+    """``sign(s) |s| ** P`` from ``_exp_parts``'s parts, at most 1 in
+    magnitude (as in ``sharpen_value``: here ``|s| <= 1``)."""
+    power = poly * power_of_two
+    return math.copysign(1.0 if power > 1.0 else power, s)
+
+
+@jit(from_python=False)
+def _narrow_power(s, exponent):
+    """``sign(s) |s| ** exponent`` of a float64 cosine ``s`` whose result is
+    rounded to float32 or narrower: the module's power from ``s``'s 52
+    bits, libm's where ``_narrow_special``.  The same bits as
+    ``_narrow_sharpen``'s loops."""
+    if _narrow_special(float_bits(s) & _MAGNITUDE, exponent):
+        return sharpen_value(s, exponent)
+    poly, k = _exp_parts(_narrow_log(s, exponent))
+    return _narrow_finish(poly, bits_float((k + 1023) << 52), s)
+
+
+@jit(from_python=False)
+def _narrow_sharpen(values, keep, exponent, logs, powers_of_two):
+    """``values[t] = _narrow_power(values[t], exponent)`` where ``keep[t]``
+    is non-zero, in loops that vectorise (``logs`` and ``powers_of_two``:
+    room for as many).  (Four loops: fused into one, LLVM vectorises none of
+    it.)"""
+    n = values.size
+    for t in range(n):
+        logs[t] = _narrow_log(values[t], exponent)
+    for t in range(n):
+        poly, k = _exp_parts(logs[t])
+        logs[t] = poly
+        powers_of_two[t] = bits_float((k + 1023) << 52)
+    for t in range(n):
+        logs[t] = _narrow_finish(logs[t], powers_of_two[t], values[t])
+    for t in range(n):
+        if keep[t] != 0.0:
+            value = values[t]
+            if _narrow_special(float_bits(value) & _MAGNITUDE, exponent):
+                values[t] = sharpen_value(value, exponent)
+            else:
+                values[t] = logs[t]
+
+
+def _narrows(exponent):
+    """Whether the kernels' ``exponent`` (its Numba type) asks for this
+    module's power."""
+    return isinstance(exponent, types.BaseTuple)
+
+
+# The kernels' tests of the exponent: constants of the compiled code where
+# its type decides, inline code, not functions of their own to compile.
+
+
+@intrinsic
+def narrows(typingctx, exponent):
+    """Whether the kernels' ``exponent`` is ``(P,)``: a constant."""
+    flag = _narrows(exponent)
+
+    def codegen(context, builder, signature, args):
+        return context.get_constant(types.boolean, flag)
+
+    return types.boolean(exponent), codegen
+
+
+@intrinsic
+def plain_exponent(typingctx, exponent):
+    """``P`` of the kernels' ``exponent``, ``P`` or ``(P,)``."""
+    if _narrows(exponent):
+        def codegen(context, builder, signature, args):
+            return builder.extract_value(args[0], 0)
+
+        return types.float64(exponent), codegen
+
+    def same(context, builder, signature, args):
+        return context.cast(builder, args[0], exponent, types.float64)
+
+    return types.float64(exponent), same
+
+
+@intrinsic
+def is_unsharpened(typingctx, exponent):
+    """Whether the kernels' ``exponent`` leaves the cosines as they are
+    (``(P,)`` never does)."""
+    if _narrows(exponent):
+        def never(context, builder, signature, args):
+            return context.get_constant(types.boolean, False)
+
+        return types.boolean(exponent), never
+
+    def codegen(context, builder, signature, args):
+        value = context.cast(builder, args[0], exponent, types.float64)
+        return builder.fcmp_ordered("==", value, ir.Constant(ir.DoubleType(), 1.0))
+
+    return types.boolean(exponent), codegen
+
+
+def sharpened(s, exponent):
+    """``sign(s) |s| ** P`` of the float64 cosine ``s`` by the kernels'
+    ``exponent``: libm's power for a float, ``_narrow_power`` for ``(P,)``
+    (compiled code only, and only code without a CPython wrapper: kernels
+    with one calling it too would compile it twice, see ``_jit.py``)."""
+
+
+@overload(sharpened, jit_options=dict(OPTIONS))
+def _sharpened(s, exponent):
+    if _narrows(exponent):
+        return lambda s, exponent: _narrow_power(s, exponent[0])
+    return lambda s, exponent: sharpen_value(s, exponent)
+
+
+def sharpen_in_place(values, keep, exponent):
+    """``values[t] = sharpened(values[t], exponent)`` where ``keep[t]`` is
+    non-zero (float64 ``values``): for ``(P,)`` in loops that vectorise
+    (compiled code only)."""
+
+
+@overload(sharpen_in_place, jit_options=dict(OPTIONS))
+def _sharpen_in_place(values, keep, exponent):
+    if _narrows(exponent):
+        def narrow(values, keep, exponent):
+            n = values.size
+            count = 0
+            for t in range(n):
+                count += keep[t] != 0.0
+            if count == 0:
+                return
+            scratch = np.empty(3 * count)
+            if count == n:
+                _narrow_sharpen(values, keep, exponent[0], scratch[:n], scratch[n : 2 * n])
+                return
+            # a sparse run: the values to sharpen gathered, and scattered back
+            picked = scratch[2 * count :]
+            c = 0
+            for t in range(n):
+                if keep[t] != 0.0:
+                    picked[c] = values[t]
+                    c += 1
+            # (a picked 0 is left 0, as its power would be)
+            _narrow_sharpen(picked, picked, exponent[0], scratch[:count], scratch[count : 2 * count])
+            c = 0
+            for t in range(n):
+                if keep[t] != 0.0:
+                    values[t] = picked[c]
+                    c += 1
+        return narrow
+
+    def by_libm(values, keep, exponent):
+        for t in range(values.size):
+            if keep[t] != 0.0:
+                values[t] = sharpen_value(values[t], exponent)
+    return by_libm

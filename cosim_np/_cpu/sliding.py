@@ -37,6 +37,7 @@ changes no output bit whichever path a window takes.
 import math
 
 import numpy as np
+from numba.extending import overload
 
 from .._core import scalars
 from .._core import sliding as plans
@@ -44,10 +45,18 @@ from .._core.config import ZERO_CHUNK
 from .._core.scalars import KERNEL_NONFINITE, KERNEL_NORMAL, KERNEL_ZERO, SAFE_MAX, SAFE_MIN
 from .._core.sliding import tile_length
 from . import scratch
-from ._jit import as_float64, fma, helper, is_float64, jit
+from ._jit import OPTIONS, as_float64, fma, helper, is_float64, jit
+from .powers import (
+    _narrows,
+    is_unsharpened,
+    narrows,
+    plain_exponent,
+    sharpen_in_place,
+    sharpen_value,
+    sharpened,
+)
 
 _out_of_range = jit(scalars.out_of_range, from_python=False)
-sharpen_value = jit(scalars.sharpen_value, from_python=False)
 fill_unit_kernels = jit(plans.fill_unit_kernels)
 
 # Windows of at most this many taps are summed directly (see _tile_sumsq).
@@ -959,11 +968,15 @@ def _finish_kernel(acc, sumsq, shared, nwin, exponent, noise_floor, fill, kernel
     """Cosines (sharpened by ``exponent``) of one kernel from the dots ``acc``
     into ``dest``; sharpened in float64, before the one rounding to the
     output dtype (sharpening a rounded value would multiply its error)."""
-    if exponent == 1.0 or kernel_state != KERNEL_NORMAL:
+    if is_unsharpened(exponent) or kernel_state != KERNEL_NORMAL:
         _finish_tile(acc, sumsq, shared, nwin, noise_floor, fill, kernel_state, dest)
         return
-    # A scalar loop, as the power is: _finish_tile into acc would be compiled
-    # a second time, for a float64 destination.
+    if narrows(exponent):
+        _narrow_tile(acc, sumsq, shared, nwin, exponent, noise_floor, fill, kernel_state, dest)
+        return
+    # A scalar loop, as libm's power is: _finish_tile into acc would be
+    # compiled a second time, for a float64 destination.
+    power = plain_exponent(exponent)
     for t in range(nwin):
         s = sumsq[t]
         if shared.shape[0]:
@@ -971,7 +984,25 @@ def _finish_kernel(acc, sumsq, shared, nwin, exponent, noise_floor, fill, kernel
         else:
             cosine = _window_cosine(acc[t], s, noise_floor, fill, kernel_state)
         # fill values (zero windows) are not cosines: leave them
-        dest[t] = cosine if s == 0.0 else sharpen_value(cosine, exponent)
+        dest[t] = cosine if s == 0.0 else sharpen_value(cosine, power)
+
+
+def _narrow_tile(acc, sumsq, shared, nwin, exponent, noise_floor, fill, kernel_state, dest):
+    """``_finish_kernel`` of a tile sharpened by ``(P,)`` (compiled code only)."""
+
+
+@overload(_narrow_tile, jit_options=dict(OPTIONS))
+def _narrow_tile_of(acc, sumsq, shared, nwin, exponent, noise_floor, fill, kernel_state, dest):
+    if not _narrows(exponent):
+        return lambda acc, sumsq, shared, nwin, exponent, noise_floor, fill, kernel_state, dest: None
+
+    def narrow(acc, sumsq, shared, nwin, exponent, noise_floor, fill, kernel_state, dest):
+        # the powers' loops vectorise over a tile of float64 cosines
+        _finish_tile(acc, sumsq, shared, nwin, noise_floor, fill, kernel_state, acc)
+        sharpen_in_place(acc[:nwin], sumsq, exponent)  # (fill values are not cosines)
+        for t in range(nwin):
+            dest[t] = acc[t]
+    return narrow
 
 
 def _segment_sumsq(scan):
@@ -1300,7 +1331,7 @@ def _rescaled_cosine(dot, e, s, exponent, noise_floor, fill, kernel_state):
     if s == 0.0 or kernel_state == KERNEL_ZERO:
         return fill
     cosine = _window_cosine(dot, s, math.ldexp(noise_floor, -e), fill, kernel_state)
-    return sharpen_value(cosine, exponent)
+    return sharpened(cosine, exponent)
 
 @jit(from_python=False)
 def _finish_tile(acc, sumsq, shared, nwin, noise_floor, fill, kernel_state, dest):

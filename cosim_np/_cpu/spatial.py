@@ -41,6 +41,7 @@ from numba.extending import overload
 from .._core.config import SPATIAL_DIRECT_TAPS as DIRECT_TAPS
 from .._core.scalars import KERNEL_NORMAL
 from ._jit import OPTIONS, as_float64, fma, jit
+from .powers import is_unsharpened, sharpen_in_place
 from .sliding import (
     _add_dots,
     _cosine,
@@ -48,7 +49,6 @@ from .sliding import (
     _tap_offsets,
     add_dot_pair,
     add_up_to_four,
-    sharpen_value,
 )
 
 
@@ -624,14 +624,11 @@ def _finish_row(dots, s, denominators, fill, state, exponent, dest):
     where there is no sharpening, so that the loop vectorises whatever
     ``dest``'s strides, then copied."""
     nout = dest.shape[0]
-    if exponent == 1.0 or state != KERNEL_NORMAL:
-        for i in range(nout):
-            dots[i] = _cosine(dots[i], s[i], denominators[i], fill, state)
-    else:
-        for i in range(nout):
-            value = _cosine(dots[i], s[i], denominators[i], fill, state)
-            # fill values (zero windows) are not cosines: leave them
-            dots[i] = sharpen_value(value, exponent) if s[i] != 0.0 else value
+    for i in range(nout):
+        dots[i] = _cosine(dots[i], s[i], denominators[i], fill, state)
+    if not is_unsharpened(exponent) and state == KERNEL_NORMAL:
+        # fill values (zero windows) are not cosines: leave them
+        sharpen_in_place(dots[:nout], s, exponent)
     for i in range(nout):
         dest[i] = dots[i]
 

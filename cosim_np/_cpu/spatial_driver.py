@@ -22,7 +22,7 @@ import numpy as np
 from .._core import config, spatial
 from .._core import sliding as plans
 from .._core.scalars import KERNEL_NORMAL
-from . import blas, blocks, scratch, threads
+from . import blas, blocks, powers, scratch, threads
 from . import fft as transforms
 from . import spatial as kernels
 from .drivers import fft_error_budget, fill_unit_kernels, use_products
@@ -136,6 +136,7 @@ class _Bands:
         self.signal_rows = self.padded.reshape(-1, self.padded.shape[-1])
         self.khat = plan.khat.reshape(self.nker, -1, geo.m[-1])
         self.floor = float(np.ldexp(plan.floor, -scale))
+        self.exponent = powers.kernel_exponent(plan.exponent, plan.out_dtype)
         self.fft = _FFTPlan(plan, self.padded.shape) if _use_fft(method, plan) else None
         self.products = self.fft is None and use_products(geo.m[-1], self.khat.shape[1],
                                                           self.nker)
@@ -170,7 +171,7 @@ class _Bands:
                      signal_rows.dtype == np.float64) if plan.center else 0)
         kernels.spatial_cosines(signal_rows, rows[:, q0:q1], self.tap_rows, self.khat,
                                 plan.kernel_state, geo.d[-1], geo.stride[-1], own_sums, sums,
-                                self.floor, plan.fill, plan.exponent,
+                                self.floor, plan.fill, self.exponent,
                                 _kept_rows(signal_rows, self.nslot, geo.nout[-1]),
                                 self.pair_step, acc, out)
 
@@ -238,6 +239,7 @@ def _product_cosines(signal_rows, rows, tap_rows, khat, plan, q0, q1, sums, floo
     nker, ntap, m = khat.shape
     nout = geo.nout[-1]
     flat = khat.reshape(nker, ntap * m)
+    exponent = powers.kernel_exponent(plan.exponent, plan.out_dtype)
     step = max(1, config.PRODUCT_ELEMENTS // (ntap * m * nout))
     columns = np.empty((ntap * m, step * nout))
     dots = np.empty((nker, step * nout))
@@ -250,7 +252,7 @@ def _product_cosines(signal_rows, rows, tap_rows, khat, plan, q0, q1, sums, floo
             np.matmul(flat, columns[:, :width], out=dots[:, :width])
             kernels.finish_rows(dots[:, :width].reshape(nker, r1 - r0, nout),
                                 sums[b, r0 - q0 : r1 - q0], floor, plan.fill, plan.kernel_state,
-                                plan.exponent, out[b, r0 - q0 : r1 - q0])
+                                exponent, out[b, r0 - q0 : r1 - q0])
 
 
 def sliding_cosine_grad(x, plan, taps, grad_output, method, sharpness, want_sharpness=True,
@@ -622,6 +624,7 @@ class _FFTPlan:
         nchan = plan.khat.shape[1]
         self.c_block, self.c_output = transforms.error_bound(math.prod(self.shape), nchan)
         self.budget = fft_error_budget(plan.out_dtype, plan.khat[0].size, plan.exponent)
+        self.exponent = powers.kernel_exponent(plan.exponent, plan.out_dtype)
         self.use_ducc0 = transforms.engine() == "ducc0"
 
     def cosines(self, padded, signal_rows, rows, tap_rows, khat, i0, i1, q0, q1, sums, floor,
@@ -678,7 +681,7 @@ class _FFTPlan:
             kernels.fft_cosines(window, bounds, self.budget, sums[b],
                                 signal_rows, rows[b, q0:q1], tap_rows, khat, geo.d[-1],
                                 geo.stride[-1], floor, plan.fill, plan.kernel_state,
-                                plan.exponent, acc, out[b])
+                                self.exponent, acc, out[b])
 
 
 def _zero_padding(block, filled):
@@ -744,7 +747,11 @@ def _rescaled_cosines(window, plan):
                        for k in range(nker)])
     if plan.exponent != 1.0:
         sharpened = np.empty(nker)
-        sharpen_kernel(result, plan.exponent, sharpened)
+        exponent = powers.kernel_exponent(plan.exponent, plan.out_dtype)
+        if isinstance(exponent, tuple):  # (a float32 result: the kernels' power)
+            powers.narrow_powers(result, exponent[0], sharpened)
+        else:
+            sharpen_kernel(result, exponent, sharpened)
         keep = (plan.kernel_state == KERNEL_NORMAL) & (sumsq != 0.0)
         result = np.where(keep, sharpened, result)
     return result
