@@ -174,7 +174,7 @@ def test_many_tiles_match_naive(m, dilation, mode, method):
 def zero_stretches(draw, n, dtype):
     """A signal of ``n`` samples: stretches of exact zeros (``-0.0`` among
     them) of every length around the fused kernels' chunks
-    (``config.ZERO_CHUNK``), between noise, lone spikes, a NaN and, in
+    (``ZERO_CHUNK`` in ``_cpu/sliding.py``), between noise, lone spikes, a NaN and, in
     float64, magnitudes that square out of range."""
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     x = np.zeros(n)

@@ -7,7 +7,7 @@ The measurements behind each value are in ``benchmarks/RESULTS.md``
 trades, not what it took on one machine.
 
 Constants compiled into the Numba kernels (``CHAINS``, ``DIRECT_SUM_TAPS``,
-``CHAIN_CHUNK``, ``RUN_GAP`` in ``_cpu/sliding.py``; ``SCATTER_COST``,
+``CHAIN_CHUNK``, ``RUN_GAP``, ``ZERO_CHUNK`` in ``_cpu/sliding.py``; ``SCATTER_COST``,
 ``MAX_LOUD_SHIFT``, ``LOUD_BOUND`` in ``_cpu/blocks.py``; ``SCREEN`` in
 ``_cpu/embedding.py``) stay beside their kernels: Numba's cache keys a
 compiled kernel on its own file, so a value moved here would leave stale
@@ -89,11 +89,6 @@ MIN_CHUNKS_PER_TILE = 8
 # multiply-add on loads made anyway, less than the blocked scans up to
 # about this length.
 FUSED_TAPS = 88
-# The fused kernels skip the dots of windows that read only exact zeros
-# (silences, sparse spikes), found by chunks of this many samples and windows
-# (one vectorised count of a chunk's non-zero samples); shorter chunks find
-# more such windows, at more calls a run.
-ZERO_CHUNK = 64
 # Below this many windows per thread (of one row, one channel and one kernel;
 # a batch, channels and kernels count as that many), starting threads costs
 # more than it saves.

@@ -41,7 +41,6 @@ from numba.extending import overload
 
 from .._core import scalars
 from .._core import sliding as plans
-from .._core.config import ZERO_CHUNK
 from .._core.scalars import KERNEL_NONFINITE, KERNEL_NORMAL, KERNEL_ZERO, SAFE_MAX, SAFE_MIN
 from .._core.sliding import tile_length
 from . import scratch
@@ -65,6 +64,11 @@ DIRECT_SUM_TAPS = 4
 # natural layout; shorter ones in lanes (transposed), where the transposes
 # cost less than the short chains' loop overhead.
 CHAIN_CHUNK = 128
+# The fused kernels skip the dots of windows that read only exact zeros
+# (silences, sparse spikes), found by chunks of this many samples and windows
+# (one vectorised count of a chunk's non-zero samples); shorter chunks find
+# more such windows, at more calls a run.
+ZERO_CHUNK = 64
 
 
 def make_buffers(m, d):
