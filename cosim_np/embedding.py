@@ -40,8 +40,8 @@ def cosine_similarity(a, b, *, axis=-1, eps=0.0, fill=0.0, out=None, backend="au
     ``(1, M, D)`` allocates ``N * M`` results, not ``N * M * D`` products.
     On the CPU, each result's bits depend on its two vectors alone: not on
     the arrays' memory layout (C, Fortran, strided views), the other vectors
-    or the BLAS thread count, so a slice of the inputs, or a Dask block of
-    them, gives the same bits.
+    or the thread count, so a slice of the inputs, or a Dask block of them,
+    gives the same bits.
 
     Parameters
     ----------
@@ -88,14 +88,19 @@ def cosine_similarity(a, b, *, axis=-1, eps=0.0, fill=0.0, out=None, backend="au
 
     Notes
     -----
-    The squared norms and the dot products are formed in float64. A float64
-    vector is first divided by its largest magnitude, so inputs near
-    ``1e308`` give the true cosine; float32, float16 and integer samples
-    need no scaling (their squares and products stay within float64's normal
-    range: inputs near ``3e38`` give the true cosine too). A reduced axis along
-    which one input has length 1 and the other length ``D`` is summed first
-    on the other input (``sum_k a * b_k = a * sum_k b_k``), and its norm is
-    multiplied by ``sqrt(D)``, which is what the norm of the broadcast is.
+    The squared norms and the dot product of each pair are summed in float64
+    in one read of the two vectors (fused multiply-adds in four interleaved
+    sums, a fixed order), and the pairs are shared among threads
+    (``numba.set_num_threads``). A float64 vector is first multiplied by the
+    power of two that brings its largest magnitude into ``[1, 2)``, exactly,
+    so inputs near ``1e308`` give the true cosine and scaling an input by a
+    power of two leaves the result bit for bit (where no sample over- or
+    underflows); float32, float16 and integer
+    samples need no scaling (their squares and products stay within
+    float64's normal range: inputs near ``3e38`` give the true cosine too). A
+    reduced axis along which one input has length 1 and the other length
+    ``D`` is read ``D`` times, never copied: the norm is that of the
+    broadcast.
 
     Examples
     --------

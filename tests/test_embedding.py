@@ -138,44 +138,47 @@ def test_cosine_similarity_bits_depend_on_each_vector_alone(problem):
                                       got[index])
 
 
-@given(problem=broadcast_problem(), block_bytes=st.sampled_from([1, 24, 100]),
+@given(problem=broadcast_problem(), parts=st.integers(2, 5),
        eps=st.sampled_from([0.0, 0.5]), fill=st.sampled_from([0.0, np.nan]))
-def test_cosine_similarity_in_blocks_of_rows_has_the_bits_of_one_block(problem, block_bytes, eps, fill):
-    """The vectors converted and reduced a few rows of the first kept axis at
-    a time (down to one row a block) give the bits of one block of them all."""
+def test_cosine_similarity_split_among_threads_has_the_bits_of_one_thread(problem, parts, eps, fill):
+    """The pairs of vectors split among threads (down to one pair a part)
+    give the bits of one thread taking them all."""
     a, b, axis = problem
-    whole = np.asarray(cosine_similarity(a, b, axis=axis, eps=eps, fill=fill))
-    with mock.patch.object(config, "COSINE_BLOCK_BYTES", block_bytes):
-        blocked = np.asarray(cosine_similarity(a, b, axis=axis, eps=eps, fill=fill))
+    with mock.patch.object(_threads, "thread_count", lambda: 1):
+        whole = np.asarray(cosine_similarity(a, b, axis=axis, eps=eps, fill=fill))
+    with mock.patch.object(_threads, "thread_count", lambda: parts), \
+            mock.patch.object(config, "MIN_COMPONENTS_PER_THREAD", 1):
+        split = np.asarray(cosine_similarity(a, b, axis=axis, eps=eps, fill=fill))
         into = np.full(whole.shape, 7.0, whole.dtype)
         cosine_similarity(a, b, axis=axis, eps=eps, fill=fill, out=into)
-    np.testing.assert_array_equal(blocked, whole)
+    np.testing.assert_array_equal(split, whole)
     np.testing.assert_array_equal(into, whole)
 
 
 @pytest.mark.parametrize(
     ("a_shape", "b_shape", "axis"),
     [((3001, 200), (3001, 200), -1), ((1, 200), (3001, 200), -1), ((200, 3001), (200, 1), 0),
-     ((2, 1500, 250), (1500, 250), (0, 2))],
+     ((2, 1500, 250), (1500, 250), (0, 2)), ((50, 1, 200), (1, 40, 200), -1)],
 )
-def test_cosine_similarity_of_many_rows_takes_blocks_that_round_as_one(a_shape, b_shape, axis):
-    """Arrays larger than a block (``COSINE_BLOCK_BYTES``) are reduced in
-    several blocks, with the bits of a single block and within the naive
-    reference's tolerance; zero and NaN vectors anywhere in them."""
+def test_cosine_similarity_of_many_vectors_on_two_threads_rounds_as_one(a_shape, b_shape, axis):
+    """Enough pairs that two threads share them at the default minimum give
+    the bits of one thread, within the naive reference's tolerance; zero and
+    NaN vectors anywhere in them."""
     rng = np.random.default_rng(5)
     a = rng.standard_normal(a_shape).astype(np.float32)
     b = rng.standard_normal(b_shape).astype(np.float32)
     shape = np.broadcast_shapes(a_shape, b_shape)
-    assert 8 * np.prod(shape) > 2 * config.COSINE_BLOCK_BYTES
+    assert np.prod(shape) >= 2 * config.MIN_COMPONENTS_PER_THREAD
     full = a if a.size >= b.size else b
     reduced = [ax % full.ndim for ax in np.atleast_1d(axis)]
     vectors = np.moveaxis(full, reduced, range(full.ndim - len(reduced), full.ndim))  # a view
     vectors[7] = 0.0
     vectors[-1].flat[5] = np.nan
-    got = cosine_similarity(a, b, axis=axis)
-    with mock.patch.object(config, "COSINE_BLOCK_BYTES", 1 << 62):
-        one_block = cosine_similarity(a, b, axis=axis)
-    np.testing.assert_array_equal(got, one_block)
+    with mock.patch.object(_threads, "thread_count", lambda: 2):
+        got = cosine_similarity(a, b, axis=axis)
+    with mock.patch.object(_threads, "thread_count", lambda: 1):
+        one_thread = cosine_similarity(a, b, axis=axis)
+    np.testing.assert_array_equal(got, one_thread)
     want = naive.cosine_broadcast(a, b, axis)
     length = int(np.prod([shape[ax] for ax in np.atleast_1d(axis)]))
     np.testing.assert_allclose(got.astype(np.float64), want, rtol=0, atol=tol(np.float32, length))
@@ -200,21 +203,20 @@ def test_cosine_similarity_symmetry_scale_sign_bounds(a, b, k, sign):
     np.testing.assert_array_equal(scaled, expected)
 
 
-@pytest.mark.parametrize("length", [config.DOT_BLOCK, 3 * config.DOT_BLOCK + 5, 100_003])
-def test_cosine_similarity_of_long_vectors_is_the_same_for_any_blas_thread_count(length):
-    """BLAS splits long dots among its threads: the dots run in blocks that
-    it does not split, so neither the thread count nor the other vectors
-    change a bit."""
-    from threadpoolctl import threadpool_limits
-
+@pytest.mark.parametrize("length", [8192, 3 * 8192 + 5, 100_003])
+def test_cosine_similarity_of_long_vectors_has_the_bits_of_each_alone(length):
+    """Long float64 vectors of widely spread magnitudes against a float32
+    one: each result has the bits of its two vectors alone, on any number
+    of threads, within the naive reference's tolerance."""
     rng = np.random.default_rng(length)
     a = rng.standard_normal((3, length)) * np.exp(rng.normal(0, 4, (3, length)))
     b = rng.standard_normal((1, length)).astype(np.float32)
-    got = cosine_similarity(a, b)
-    with threadpool_limits(1, user_api="blas"):
-        np.testing.assert_array_equal(cosine_similarity(a, b), got)
+    with mock.patch.object(_threads, "thread_count", lambda: 3), \
+            mock.patch.object(config, "MIN_COMPONENTS_PER_THREAD", 1):
+        got = cosine_similarity(a, b)
     for i in range(3):
         np.testing.assert_array_equal(cosine_similarity(a[i], b[0]), got[i])
+        np.testing.assert_array_equal(cosine_similarity(a[i, ::-1].copy()[::-1], b[0]), got[i])
     np.testing.assert_allclose(got, naive.cosine_broadcast(a, b), rtol=0, atol=tol(np.float64, length))
 
 
@@ -310,6 +312,15 @@ def test_cosine_similarity_overflow_safe(dtype, big):
     tiny = np.array([1e-300, 2e-300], dtype=np.float64) if dtype == np.float64 else \
         np.array([1e-40, 2e-40], dtype=np.float32)
     assert float(cosine_similarity(tiny, tiny)) == pytest.approx(1.0, abs=tol(dtype, 2))
+    if dtype == np.float64:
+        # the largest magnitude subnormal, or of the largest binade: still
+        # scaled exactly by a power of two
+        smallest = float(np.finfo(np.float64).smallest_subnormal)
+        subnormal = np.array([smallest, 2 * smallest, 0.0, -3 * smallest])
+        assert cosine_similarity(subnormal, [1.0, 2.0, 0.0, -3.0]) == 1.0
+        largest = np.array([np.finfo(np.float64).max, -0.5 * np.finfo(np.float64).max])
+        assert cosine_similarity(largest, [2.0, -1.0]) == pytest.approx(1.0, abs=tol(dtype, 2))
+        assert cosine_similarity(largest, subnormal[:2]) == pytest.approx(0.0, abs=tol(dtype, 2))
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32, np.float16])

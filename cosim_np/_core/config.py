@@ -183,15 +183,10 @@ MIN_ROWS_PER_SPLIT = 64
 # Straight into a memmap result, the rows of a block are written in one pass
 # of at most this many bytes, so that pages go out in order.
 MEMMAP_BLOCK_BYTES = 1 << 26
-# cosine_similarity's dots run as BLAS dots of at most this many components,
-# then summed: OpenBLAS splits longer dots among its threads, which would make
-# a result's bits depend on the BLAS thread count (it does from about 10^4).
-DOT_BLOCK = 8192
-# cosine_similarity converts and reduces its vectors in blocks of rows whose
-# float64 copies take about this many bytes a side: small enough to stay in
-# the caches between the conversion and the dots, large enough that NumPy's
-# cost per call stays small against the work.
-COSINE_BLOCK_BYTES = 1 << 21
+# cosine_similarity splits its pairs of vectors among threads only where each
+# thread gets at least this many components: fewer, and starting the thread
+# costs more than it saves.
+MIN_COMPONENTS_PER_THREAD = 1 << 16
 
 # ---------------------------------------------------------------------------
 # Finding matches

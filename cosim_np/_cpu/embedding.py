@@ -11,6 +11,9 @@
 * :func:`clip_rows` -- clip a score tile to ``[-1, 1]``, writing only the rows
   that need it.
 
+* :func:`cosines_of_rows` -- ``cosine_similarity`` of pairs of vectors, each
+  pair read once, its sums in float64.
+
 The matrix products themselves are BLAS calls made by the tile loop (``tiles.py``).
 """
 
@@ -19,7 +22,7 @@ import math
 import numpy as np
 
 from .._core import scalars
-from ._jit import jit
+from ._jit import float_bits, fma, is_float64, jit
 
 
 @jit
@@ -246,3 +249,107 @@ def clip_rows(tile):
                     row[j] = 1.0
                 elif row[j] < -1.0:
                     row[j] = -1.0
+
+
+# ---------------------------------------------------------------------------
+# cosine_similarity: each pair of vectors reduced alone, in float64
+
+
+@jit(from_python=False)
+def _load_vector(v, buf):
+    """The 1-D vector ``v`` (float32 or float64, any strides) into ``buf`` as
+    float64, and the factor that ``buf`` is to be multiplied by to give ``v``.
+
+    A float64 vector is multiplied by the power of two that brings its
+    largest magnitude into ``[1, 2)``, exactly: its squares can then neither
+    overflow nor underflow, and ``2**k * v`` loads as the same values.  Its
+    largest magnitude is found as an integer maximum of its bits, which
+    vectorises (a NaN, its sign cleared, comes out above inf).  A zero vector,
+    or one holding NaN or inf, is copied as it is (factor 1): its sums tell.
+    float32 samples need no factor: their squares and products lie within
+    float64's normal range."""
+    n = v.size
+    if is_float64(v):
+        top = 0
+        for j in range(n):
+            top = max(top, float_bits(abs(v[j])))
+        if 0 < top < 0x7FF0000000000000:
+            exponent = (top >> 52) - 1023  # -1023 for a subnormal largest magnitude
+            scale = math.ldexp(1.0, -exponent)  # exact, 2**-1023 included
+            for j in range(n):
+                buf[j] = v[j] * scale
+            return math.ldexp(1.0, exponent)
+    for j in range(n):
+        buf[j] = v[j]
+    return 1.0
+
+
+@jit(from_python=False)
+def _lane_dots(a, b, n):
+    """``(a . b, a . a, b . b)`` over the first ``n`` entries, in one read of
+    ``a`` and ``b``: for each, four interleaved sums of fused multiply-adds,
+    added pairwise, then the last ``n % 4`` terms in order.  A fixed order
+    (each result depends on the two vectors alone) that keeps twelve
+    multiply-adds in flight in registers (eight lanes would spill on AVX2)."""
+    d0 = d1 = d2 = d3 = 0.0
+    p0 = p1 = p2 = p3 = 0.0
+    q0 = q1 = q2 = q3 = 0.0
+    j = 0
+    while j + 4 <= n:
+        d0, p0, q0 = fma(a[j], b[j], d0), fma(a[j], a[j], p0), fma(b[j], b[j], q0)
+        d1, p1, q1 = fma(a[j + 1], b[j + 1], d1), fma(a[j + 1], a[j + 1], p1), fma(b[j + 1], b[j + 1], q1)
+        d2, p2, q2 = fma(a[j + 2], b[j + 2], d2), fma(a[j + 2], a[j + 2], p2), fma(b[j + 2], b[j + 2], q2)
+        d3, p3, q3 = fma(a[j + 3], b[j + 3], d3), fma(a[j + 3], a[j + 3], p3), fma(b[j + 3], b[j + 3], q3)
+        j += 4
+    d = (d0 + d1) + (d2 + d3)
+    p = (p0 + p1) + (p2 + p3)
+    q = (q0 + q1) + (q2 + q3)
+    while j < n:
+        d, p, q = fma(a[j], b[j], d), fma(a[j], a[j], p), fma(b[j], b[j], q)
+        j += 1
+    return d, p, q
+
+
+@jit(from_python=False)
+def _cosine(dot, xsq, ysq, xscale, yscale, eps, fill):
+    """The cosine of two vectors from their dot and sums of squares (of the
+    loaded vectors, which times ``xscale`` and ``yscale`` are the inputs):
+    NaN where either holds NaN or inf, ``fill`` (or 0 with ``eps > 0``) where
+    either is zero, else clipped to ``[-1, 1]``, each norm clamped to at
+    least ``eps`` when ``eps > 0`` (as PyTorch clamps)."""
+    if not (xsq < np.inf and ysq < np.inf):
+        return np.nan
+    if xsq == 0.0 or ysq == 0.0:
+        return fill if eps == 0.0 else 0.0
+    # (two square roots: a one-component pair of one sign gives exactly 1)
+    xnorm = math.sqrt(xsq)
+    ynorm = math.sqrt(ysq)
+    cos = dot / (xnorm * ynorm)
+    if eps > 0.0:
+        cos *= min(xscale * xnorm / eps, 1.0) * min(yscale * ynorm / eps, 1.0)
+    return min(max(cos, -1.0), 1.0)
+
+
+@jit
+def cosines_of_rows(x, y, xrow, yrow, start, stop, eps, fill, out):
+    """``out[i]`` = the cosine of ``x[xrow[i]]`` and ``y[yrow[i]]`` for
+    ``start <= i < stop`` (2-D float32 or float64 arrays of vectors, one a
+    row, any strides; an empty ``xrow`` or ``yrow`` stands for ``i``), see
+    :func:`_cosine` for ``eps`` and ``fill``.  Each pair is read once and
+    gives its three sums; a vector met by a run of others is loaded once."""
+    n = x.shape[1]
+    xbuf = np.empty(n)
+    ybuf = np.empty(n)
+    last_x = last_y = -1
+    xscale = yscale = 1.0
+    for i in range(start, stop):
+        a = xrow[i] if xrow.size else i
+        b = yrow[i] if yrow.size else i
+        if a != last_x:
+            xscale = _load_vector(x[a], xbuf)
+            last_x = a
+        if b != last_y:
+            yscale = _load_vector(y[b], ybuf)
+            last_y = b
+        dot, xsq, ysq = _lane_dots(xbuf, ybuf, n)
+        out[i] = _cosine(dot, xsq, ysq, xscale, yscale, eps, fill)

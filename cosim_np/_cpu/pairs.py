@@ -3,9 +3,9 @@
 Each takes inputs already checked and the plan made by
 :mod:`cosim_np._core.embedding`, and runs the work:
 
-* :func:`cosine_similarity` -- NumPy reductions over the broadcast shape
-  (never materialised), a block of rows at a time, float64 vectors divided
-  by their largest magnitude first;
+* :func:`cosine_similarity` -- each pair of vectors reduced alone by
+  :func:`.embedding.cosines_of_rows` (float64 sums in a fixed order), the
+  broadcast shape never materialised, the pairs split among threads;
 * :func:`pairwise_cosine`, :func:`topk_cosine` and the best matches of
   :func:`set_similarity` -- the one tile loop of :mod:`.tiles` (BLAS products
   of normalised rows), each finishing its tiles its own way: writing them
@@ -21,7 +21,7 @@ import numpy as np
 from .._core import config
 from .._core import embedding as core
 from . import embedding as kernels
-from . import scratch, tiles
+from . import threads, tiles
 
 # ---------------------------------------------------------------------------
 # cosine_similarity
@@ -30,66 +30,44 @@ from . import scratch, tiles
 def cosine_similarity(x, y, plan, out=None):
     """``cosine_similarity`` of the host arrays ``x`` and ``y`` by ``plan``
     (:class:`cosim_np._core.embedding.CosinePlan`), into ``out`` if given."""
-    shape, kept, out_shape = plan.shape, plan.kept, plan.out_shape
-    ndim = len(shape)
+    shape, out_shape = plan.shape, plan.out_shape
     if any(shape[ax] == 0 for ax in plan.axes):  # empty vectors are zero vectors
         zero_value = plan.fill if plan.eps == 0.0 else 0.0
         return _deliver(np.full(out_shape, zero_value), plan.out_dtype, out)
-    # The reduced axes last, and (in _scaled) copied C-contiguous: every sum
-    # and dot then runs along contiguous rows of the same length whatever the
-    # inputs' layout or the kept axes' lengths, so its rounding depends on
-    # the vectors alone (a Dask block of one vector gives the whole array's bits).
-    x = _reduced_last(x, ndim, plan.axes)
-    y = _reduced_last(y, ndim, plan.axes)
-    shape = tuple(shape[ax] for ax in kept) + tuple(shape[ax] for ax in plan.axes)
-    # The vectors a few rows of the first kept axis at a time, so that their
-    # float64 copies are still in the caches when the dots read them.
-    rows = max(1, config.COSINE_BLOCK_BYTES // max(8 * math.prod(shape[1:]), 1))
-    nk, axes = len(kept), tuple(range(len(kept), ndim))
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        if not kept or rows >= shape[0]:
-            cos = _cosines(_scaled(x, axes, shape, None), _scaled(y, axes, shape, None), out_shape, plan)
-        else:
-            cos = np.empty(out_shape, dtype=np.float64)
-            # a side broadcast along the first axis is converted once
-            x_once = _scaled(x, axes, shape, None) if x.shape[0] == 1 else None
-            y_once = _scaled(y, axes, shape, None) if y.shape[0] == 1 else None
-            for i0 in range(0, shape[0], rows):
-                part = slice(i0, min(i0 + rows, shape[0]))
-                block_shape = (part.stop - i0,) + shape[1:]
-                xs = x_once or _scaled(x[part], axes, block_shape, "cosine x")
-                ys = y_once or _scaled(y[part], axes, block_shape, "cosine y")
-                cos[part] = _cosines(xs, ys, block_shape[:nk], plan)
-    return _deliver(cos, plan.out_dtype, out)
+    reduced = tuple(shape[ax] for ax in plan.axes)
+    xrows, xkept = _vector_rows(x, len(shape), plan.axes, reduced)
+    yrows, ykept = _vector_rows(y, len(shape), plan.axes, reduced)
+    total = math.prod(out_shape)
+    cos = np.empty(total)
+    eps, fill = plan.eps, plan.fill
+    no_index = np.empty(0, dtype=np.int64)  # (each vector meets one other)
+    xrow, yrow = (no_index if own == out_shape else
+                  np.broadcast_to(np.arange(rows.shape[0]).reshape(own), out_shape).ravel()
+                  for rows, own in ((xrows, xkept), (yrows, ykept)))
+    # each thread gets enough components that starting it pays
+    minimum = max(1, config.MIN_COMPONENTS_PER_THREAD // xrows.shape[1])
+    threads.run_split(total, lambda start, stop: kernels.cosines_of_rows(
+        xrows, yrows, xrow, yrow, start, stop, eps, fill, cos), minimum)
+    return _deliver(cos.reshape(out_shape), plan.out_dtype, out)
 
 
-def _cosines(xs, ys, out_shape, plan):
-    """The cosines, float64, of the vectors ``xs`` and ``ys`` (each as
-    :func:`_scaled` gives them; reduced axes last) on the kept axes'
-    broadcast shape ``out_shape`` (floating-point warnings left to the caller)."""
-    (xh, sx, nx2), (yh, sy, ny2) = xs, ys
-    nk = len(out_shape)
-    axes = tuple(range(nk, xh.ndim))
-    # a reduced axis broadcast on one side only: sum the other side first
-    for ax in axes:
-        if xh.shape[ax] == 1 and yh.shape[ax] > 1:
-            yh = yh.sum(axis=ax, keepdims=True)
-        elif yh.shape[ax] == 1 and xh.shape[ax] > 1:
-            xh = xh.sum(axis=ax, keepdims=True)
-    dot = _reduced_dot(xh, yh, nk)
-    cos = dot / (np.sqrt(nx2) * np.sqrt(ny2))
-    if plan.eps > 0.0:
-        n1 = sx * np.sqrt(nx2)
-        n2 = sy * np.sqrt(ny2)
-        cos = cos * (np.minimum(n1 / plan.eps, 1.0) * np.minimum(n2 / plan.eps, 1.0))
-    if not (isinstance(cos, np.ndarray) and cos.shape == out_shape):
-        cos = np.array(np.broadcast_to(cos, out_shape), dtype=np.float64)
-    zero = np.broadcast_to((sx == 0.0) | (sy == 0.0), out_shape)
-    bad = np.broadcast_to(~(sx < np.inf) | ~(sy < np.inf), out_shape)
-    np.clip(cos, -1.0, 1.0, out=cos)
-    cos[zero] = plan.fill if plan.eps == 0.0 else 0.0
-    cos[bad] = np.nan
-    return cos
+def _vector_rows(x, ndim, axes, reduced):
+    """``x`` (with ``ndim`` axes once length-1 ones are put in front) as a 2-D
+    array of its vectors, one a row, float32 or float64, and the shape of its
+    kept axes.  The reduced ``axes`` are moved last and broadcast to
+    ``reduced`` (a side of length 1 read again, never copied), then merged
+    with the kept ones into rows: a view wherever the strides allow it,
+    whatever the layout, so that a vector's bits depend on its values alone.
+    float16 samples and integers of up to 16 bits are converted to float32,
+    wider integers to float64, all exactly as NumPy converts them."""
+    if x.dtype not in (np.float32, np.float64):
+        narrow = x.dtype == np.float16 or (x.dtype.kind != "f" and x.dtype.itemsize <= 2)
+        x = x.astype(np.float32 if narrow else np.float64)
+    x = x.reshape((1,) * (ndim - x.ndim) + x.shape)
+    x = np.moveaxis(x, axes, range(ndim - len(axes), ndim))
+    own = x.shape[: ndim - len(axes)]
+    x = np.broadcast_to(x, own + reduced)
+    return x.reshape(math.prod(own), math.prod(reduced)), own
 
 
 def _deliver(result, dtype, out):
@@ -98,69 +76,6 @@ def _deliver(result, dtype, out):
         return out
     result = result.astype(dtype, copy=False)
     return result[()] if result.ndim == 0 else result
-
-
-def _reduced_last(x, ndim, axes):
-    """``x`` with ``ndim`` axes (length-1 ones put in front), ``axes`` moved
-    to the end (a view)."""
-    x = x.reshape((1,) * (ndim - x.ndim) + x.shape)
-    return np.moveaxis(x, axes, range(ndim - len(axes), ndim))
-
-
-def _scaled(x, axes, shape, use):
-    """``x`` in float64 (C-contiguous; in this thread's scratch array ``use``
-    unless it is None), divided by its largest magnitude per vector where it
-    is float64; the scale it was divided by, and the squared norm of the
-    scaled vector on the broadcast shape, per vector (the kept axes' shape)."""
-    if use is None:  # one block: a scratch array costs more than it saves
-        xf = x.astype(np.float64, order="C")
-    else:  # block after block: no fresh pages for each
-        xf = scratch.empty(use, x.shape)
-        np.copyto(xf, x, casting="unsafe")
-    nk = xf.ndim - len(axes)
-    if x.dtype != np.float64:
-        # Narrower samples square within float64's normal range (|x| < 2**128,
-        # a nonzero |x| >= 2**-149 for float32, integers at least 1), so they
-        # need no scale: 1, or 0 for a zero vector, or inf where a sample is
-        # not finite (the sums of squares tell).
-        nx2 = _reduced_dot(xf, xf, nk)
-        scale = np.where(nx2 < np.inf, np.where(nx2 == 0.0, 0.0, 1.0), np.inf)
-    else:
-        # |x| ordered as its bits: integer maxima run several times faster
-        # than float ones, and a NaN (its sign cleared by abs) comes out on top
-        scale = np.max(np.abs(xf).view(np.int64), axis=axes).view(np.float64)
-        xf /= np.where(scale == 0.0, 1.0, scale).reshape(scale.shape + (1,) * len(axes))
-        nx2 = _reduced_dot(xf, xf, nk)
-    factor = 1
-    for ax in axes:
-        if x.shape[ax] == 1:
-            factor *= shape[ax]
-    if factor != 1:
-        nx2 *= factor
-    return xf, scale, nx2
-
-
-def _reduced_dot(xh, yh, nk):
-    """Sum over all but the first ``nk`` axes (the reduced ones, contiguous)
-    of ``xh * yh``, whose reduced axes now have equal lengths or length 1 on
-    both sides, broadcasting the kept axes without materialising: BLAS dots
-    of at most ``DOT_BLOCK`` components (never split among BLAS threads),
-    their sums pairwise, so that the rounding depends on the vectors alone."""
-    length = int(np.prod(xh.shape[nk:]))
-    xr = xh.reshape(xh.shape[:nk] + (length,))
-    yr = yh.reshape(yh.shape[:nk] + (length,))
-    block = config.DOT_BLOCK
-    if length <= block:
-        return np.vecdot(xr, yr)
-    whole = length // block
-
-    def blocks(v):
-        return v[..., : whole * block].reshape(v.shape[:-1] + (whole, block))
-
-    total = np.sum(np.vecdot(blocks(xr), blocks(yr)), axis=-1)
-    if whole * block < length:
-        total = total + np.vecdot(xr[..., whole * block :], yr[..., whole * block :])
-    return total
 
 
 # ---------------------------------------------------------------------------
