@@ -130,9 +130,9 @@ def _other_calls(dtype):
          lambda: (windowed_norm(x, 3), windowed_norm(x, 16), windowed_norm(x, 200),
                   windowed_norm(_signal(dtype, (40, 40)), (5, 5), axis=(0, 1)))),
         ("sharpen", lambda: sharpen(x, 2.0)),
-        ("cosine_similarity",  # (contiguous and strided vectors: compiled apart)
+        ("cosine_similarity",  # (contiguous, strided and side-by-side vectors: compiled apart)
          lambda: [cosine_similarity(first, second) for first in (rows, rows[::-1])
-                  for second in (rows, rows[::-1])]),
+                  for second in (rows, rows[::-1])] + [cosine_similarity(rows, rows, axis=0)]),
         ("pairwise_cosine, topk_cosine",
          lambda: (pairwise_cosine(rows), pairwise_cosine(rows, rows[:5]),
                   # views (columns of a wider array) and Fortran order (a transpose)

@@ -158,15 +158,18 @@ def test_cosine_similarity_split_among_threads_has_the_bits_of_one_thread(proble
 @pytest.mark.parametrize(
     ("a_shape", "b_shape", "axis"),
     [((3001, 200), (3001, 200), -1), ((1, 200), (3001, 200), -1), ((200, 3001), (200, 1), 0),
-     ((2, 1500, 250), (1500, 250), (0, 2)), ((50, 1, 200), (1, 40, 200), -1)],
+     ((2, 1500, 250), (1500, 250), (0, 2)), ((50, 1, 200), (1, 40, 200), -1),
+     ((301, 700), (301, 700), 0)],
 )
-def test_cosine_similarity_of_many_vectors_on_two_threads_rounds_as_one(a_shape, b_shape, axis):
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cosine_similarity_of_many_vectors_on_two_threads_rounds_as_one(a_shape, b_shape, axis, dtype):
     """Enough pairs that two threads share them at the default minimum give
-    the bits of one thread, within the naive reference's tolerance; zero and
-    NaN vectors anywhere in them."""
+    the bits of one thread, and of the same vectors in rows of their own
+    (vectors side by side are reduced by a kernel of their own), within the
+    naive reference's tolerance; zero and NaN vectors anywhere in them."""
     rng = np.random.default_rng(5)
-    a = rng.standard_normal(a_shape).astype(np.float32)
-    b = rng.standard_normal(b_shape).astype(np.float32)
+    a = (rng.standard_normal(a_shape) * np.exp(rng.normal(0, 3, a_shape))).astype(dtype)
+    b = rng.standard_normal(b_shape).astype(dtype)
     shape = np.broadcast_shapes(a_shape, b_shape)
     assert np.prod(shape) >= 2 * config.MIN_COMPONENTS_PER_THREAD
     full = a if a.size >= b.size else b
@@ -179,9 +182,15 @@ def test_cosine_similarity_of_many_vectors_on_two_threads_rounds_as_one(a_shape,
     with mock.patch.object(_threads, "thread_count", lambda: 1):
         one_thread = cosine_similarity(a, b, axis=axis)
     np.testing.assert_array_equal(got, one_thread)
+    # every pair again, copied C-contiguous with its components last
+    reduced = [ax % len(shape) for ax in np.atleast_1d(axis)]
+    last = tuple(range(len(shape) - len(reduced), len(shape)))
+    a_rows, b_rows = (np.ascontiguousarray(np.moveaxis(np.broadcast_to(v, shape), reduced, last))
+                      for v in (a, b))
+    np.testing.assert_array_equal(cosine_similarity(a_rows, b_rows, axis=last), got)
     want = naive.cosine_broadcast(a, b, axis)
     length = int(np.prod([shape[ax] for ax in np.atleast_1d(axis)]))
-    np.testing.assert_allclose(got.astype(np.float64), want, rtol=0, atol=tol(np.float32, length))
+    np.testing.assert_allclose(got.astype(np.float64), want, rtol=0, atol=tol(dtype, length))
     assert np.isnan(got).sum() >= 1 and (got == 0.0).sum() >= 1
 
 

@@ -12,7 +12,8 @@
   that need it.
 
 * :func:`cosines_of_rows` -- ``cosine_similarity`` of pairs of vectors, each
-  pair read once, its sums in float64.
+  pair read once, its sums in float64; :func:`cosines_of_columns` the same,
+  with the same bits, for vectors that lie side by side in memory.
 
 The matrix products themselves are BLAS calls made by the tile loop (``tiles.py``).
 """
@@ -353,3 +354,79 @@ def cosines_of_rows(x, y, xrow, yrow, start, stop, eps, fill, out):
             last_y = b
         dot, xsq, ysq = _lane_dots(xbuf, ybuf, n)
         out[i] = _cosine(dot, xsq, ysq, xscale, yscale, eps, fill)
+
+
+# Vectors side by side (a column each) are reduced this many at a time: runs
+# this long along each row keep the prefetchers ahead (64 took 1.1x to 1.4x
+# the time), and the twelve sums of each still fit the first-level cache.
+COLUMN_BLOCK = 256
+
+
+@jit
+def cosines_of_columns(x, y, start, stop, eps, fill, out):
+    """``out[k]`` = the cosine of the columns ``x[:, k]`` and ``y[:, k]`` for
+    ``start <= k < stop`` (2-D float32 or float64 arrays of one shape whose
+    rows are contiguous: vectors side by side, as ``axis=0`` of a C array
+    holds them), with the bits :func:`cosines_of_rows` gives each pair: the
+    same loaded values and the same sums in the same order, taken for
+    :data:`COLUMN_BLOCK` columns at a time along the rows, in loops that
+    vectorise across the columns."""
+    n = x.shape[0]
+    sums = np.empty((12, COLUMN_BLOCK))
+    xfactor = np.ones(COLUMN_BLOCK)
+    yfactor = np.ones(COLUMN_BLOCK)
+    xscale = np.ones(COLUMN_BLOCK)
+    yscale = np.ones(COLUMN_BLOCK)
+    for k0 in range(start, stop, COLUMN_BLOCK):
+        width = min(COLUMN_BLOCK, stop - k0)
+        _column_factors(x, k0, width, xfactor, xscale)
+        _column_factors(y, k0, width, yfactor, yscale)
+        sums[:, :width] = 0.0
+        j = 0
+        while j + 4 <= n:
+            for lane in range(4):
+                xs = x[j + lane, k0 : k0 + width]
+                ys = y[j + lane, k0 : k0 + width]
+                d = sums[lane]
+                p = sums[4 + lane]
+                q = sums[8 + lane]
+                for k in range(width):
+                    u = _column_value(xs, k, xfactor)
+                    v = _column_value(ys, k, yfactor)
+                    d[k], p[k], q[k] = fma(u, v, d[k]), fma(u, u, p[k]), fma(v, v, q[k])
+            j += 4
+        for k in range(width):
+            dot = (sums[0, k] + sums[1, k]) + (sums[2, k] + sums[3, k])
+            xsq = (sums[4, k] + sums[5, k]) + (sums[6, k] + sums[7, k])
+            ysq = (sums[8, k] + sums[9, k]) + (sums[10, k] + sums[11, k])
+            for t in range(j, n):
+                u = _column_value(x[t, k0:], k, xfactor)
+                v = _column_value(y[t, k0:], k, yfactor)
+                dot, xsq, ysq = fma(u, v, dot), fma(u, u, xsq), fma(v, v, ysq)
+            out[k0 + k] = _cosine(dot, xsq, ysq, xscale[k], yscale[k], eps, fill)
+
+
+@jit(from_python=False)
+def _column_factors(x, k0, width, factor, scale):
+    """``factor[k]`` and ``scale[k]`` for the column ``k0 + k`` of ``x``, as
+    :func:`_load_vector` multiplies that vector and returns (1 and 1 for
+    float32 columns, which are not multiplied)."""
+    if is_float64(x):
+        top = np.zeros(width, dtype=np.int64)
+        for j in range(x.shape[0]):
+            xs = x[j, k0 : k0 + width]
+            for k in range(width):
+                top[k] = max(top[k], float_bits(abs(xs[k])))
+        for k in range(width):
+            factor[k] = scale[k] = 1.0
+            if 0 < top[k] < 0x7FF0000000000000:
+                exponent = (top[k] >> 52) - 1023
+                factor[k] = math.ldexp(1.0, -exponent)
+                scale[k] = math.ldexp(1.0, exponent)
+
+
+@jit(inline=True, from_python=False)
+def _column_value(xs, k, factor):
+    """``xs[k]`` as :func:`_load_vector` loads it, given its column's factor
+    ``factor[k]`` (float32 samples only converted)."""
+    return xs[k] * factor[k] if is_float64(xs) else np.float64(xs[k])

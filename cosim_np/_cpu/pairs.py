@@ -46,8 +46,12 @@ def cosine_similarity(x, y, plan, out=None):
                   for rows, own in ((xrows, xkept), (yrows, ykept)))
     # each thread gets enough components that starting it pays
     minimum = max(1, config.MIN_COMPONENTS_PER_THREAD // xrows.shape[1])
-    threads.run_split(total, lambda start, stop: kernels.cosines_of_rows(
-        xrows, yrows, xrow, yrow, start, stop, eps, fill, cos), minimum)
+    if xrow is yrow is no_index and _side_by_side(xrows) and _side_by_side(yrows):
+        threads.run_split(total, lambda start, stop: kernels.cosines_of_columns(
+            xrows.T, yrows.T, start, stop, eps, fill, cos), minimum)
+    else:
+        threads.run_split(total, lambda start, stop: kernels.cosines_of_rows(
+            xrows, yrows, xrow, yrow, start, stop, eps, fill, cos), minimum)
     return _deliver(cos.reshape(out_shape), plan.out_dtype, out)
 
 
@@ -68,6 +72,13 @@ def _vector_rows(x, ndim, axes, reduced):
     own = x.shape[: ndim - len(axes)]
     x = np.broadcast_to(x, own + reduced)
     return x.reshape(math.prod(own), math.prod(reduced)), own
+
+
+def _side_by_side(rows):
+    """Whether the vectors ``rows`` (one a row) lie side by side: component
+    ``j`` of each next to that of the next (``axis=0`` of a C array), so
+    that reading them a row at a time would read memory a sample at a time."""
+    return rows.shape[0] > 1 and rows.shape[1] > 1 and rows.strides[0] == rows.itemsize
 
 
 def _deliver(result, dtype, out):
