@@ -373,15 +373,16 @@ def cosines_of_columns(x, y, start, stop, eps, fill, out):
     vectorise across the columns."""
     n = x.shape[0]
     sums = np.empty((12, COLUMN_BLOCK))
-    xfactor = np.ones(COLUMN_BLOCK)
-    yfactor = np.ones(COLUMN_BLOCK)
-    xscale = np.ones(COLUMN_BLOCK)
-    yscale = np.ones(COLUMN_BLOCK)
+    factors = np.empty((4, COLUMN_BLOCK))  # x's and y's factors, then their scales
+    top = np.empty(COLUMN_BLOCK, dtype=np.int64)
+    xfactor, yfactor, xscale, yscale = factors[0], factors[1], factors[2], factors[3]
     for k0 in range(start, stop, COLUMN_BLOCK):
         width = min(COLUMN_BLOCK, stop - k0)
-        _column_factors(x, k0, width, xfactor, xscale)
-        _column_factors(y, k0, width, yfactor, yscale)
-        sums[:, :width] = 0.0
+        _column_factors(x, k0, width, top, xfactor, xscale)
+        _column_factors(y, k0, width, top, yfactor, yscale)
+        for row in range(12):
+            for k in range(width):
+                sums[row, k] = 0.0
         j = 0
         while j + 4 <= n:
             for lane in range(4):
@@ -407,18 +408,21 @@ def cosines_of_columns(x, y, start, stop, eps, fill, out):
 
 
 @jit(from_python=False)
-def _column_factors(x, k0, width, factor, scale):
+def _column_factors(x, k0, width, top, factor, scale):
     """``factor[k]`` and ``scale[k]`` for the column ``k0 + k`` of ``x``, as
     :func:`_load_vector` multiplies that vector and returns (1 and 1 for
-    float32 columns, which are not multiplied)."""
+    float32 columns, which are not multiplied); ``top``: room for ``width``
+    integers."""
+    for k in range(width):
+        factor[k] = scale[k] = 1.0
     if is_float64(x):
-        top = np.zeros(width, dtype=np.int64)
+        for k in range(width):
+            top[k] = 0
         for j in range(x.shape[0]):
             xs = x[j, k0 : k0 + width]
             for k in range(width):
                 top[k] = max(top[k], float_bits(abs(xs[k])))
         for k in range(width):
-            factor[k] = scale[k] = 1.0
             if 0 < top[k] < 0x7FF0000000000000:
                 exponent = (top[k] >> 52) - 1023
                 factor[k] = math.ldexp(1.0, -exponent)
