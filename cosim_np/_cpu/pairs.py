@@ -68,10 +68,17 @@ def _vector_rows(x, ndim, axes, reduced):
         narrow = x.dtype == np.float16 or (x.dtype.kind != "f" and x.dtype.itemsize <= 2)
         x = x.astype(np.float32 if narrow else np.float64)
     x = x.reshape((1,) * (ndim - x.ndim) + x.shape)
-    x = np.moveaxis(x, axes, range(ndim - len(axes), ndim))
+    last = tuple(range(ndim - len(axes), ndim))
+    if tuple(axes) != last:
+        x = np.moveaxis(x, axes, last)
     own = x.shape[: ndim - len(axes)]
-    x = np.broadcast_to(x, own + reduced)
-    return x.reshape(math.prod(own), math.prod(reduced)), own
+    if x.shape[ndim - len(axes):] != reduced:
+        x = np.broadcast_to(x, own + reduced)
+    rows = x.reshape(math.prod(own), math.prod(reduced))
+    if rows.flags.writeable:  # (read-only always: one compiled kernel for both)
+        rows = rows.view()
+        rows.flags.writeable = False
+    return rows, own
 
 
 def _side_by_side(rows):

@@ -37,7 +37,8 @@ def run_split(total, work, minimum=1):
     """Call ``work(start, stop)`` on near-equal parts of ``[0, total)``, one
     per thread, each of at least ``minimum`` items (for row-wise passes over
     a tile, such as the top-k merge, while BLAS threads are idle)."""
-    threads = min(thread_count(), max(1, total // max(1, minimum)))
+    parts = total // max(1, minimum)
+    threads = min(thread_count(), parts) if parts > 1 else 1  # (small calls ask Numba nothing)
     if threads <= 1:
         work(0, total)
         return
