@@ -186,7 +186,7 @@ MEMMAP_BLOCK_BYTES = 1 << 26
 # cosine_similarity splits its pairs of vectors among threads only where each
 # thread gets at least this many components: fewer, and starting the thread
 # costs more than it saves.
-MIN_COMPONENTS_PER_THREAD = 1 << 16
+MIN_COMPONENTS_PER_THREAD = 1 << 17
 
 # ---------------------------------------------------------------------------
 # Finding matches
