@@ -10,7 +10,6 @@
   of its rows (best first, ties to the lower column, NaN ranked last).
 * :func:`clip_rows` -- clip a score tile to ``[-1, 1]``, writing only the rows
   that need it.
-
 * :func:`cosines_of_rows` -- ``cosine_similarity`` of pairs of vectors, each
   pair read once, its sums in float64; :func:`cosines_of_columns` the same,
   with the same bits, for vectors that lie side by side in memory.
