@@ -22,7 +22,7 @@ import math
 import numpy as np
 
 from .._core import scalars
-from ._jit import float_bits, fma, is_float64, jit
+from ._jit import float_bits, fma, helper, is_float64, jit
 
 
 @jit
@@ -273,15 +273,27 @@ def _load_vector(v, buf):
         top = 0
         for j in range(n):
             top = max(top, float_bits(abs(v[j])))
-        if 0 < top < 0x7FF0000000000000:
-            exponent = (top >> 52) - 1023  # -1023 for a subnormal largest magnitude
-            scale = math.ldexp(1.0, -exponent)  # exact, 2**-1023 included
+        factor, scale = _power_of_two_factor(top)
+        if factor != 1.0:
             for j in range(n):
-                buf[j] = v[j] * scale
-            return math.ldexp(1.0, exponent)
+                buf[j] = v[j] * factor
+            return scale
     for j in range(n):
         buf[j] = v[j]
     return 1.0
+
+
+@helper
+def _power_of_two_factor(top):
+    """``(2**-e, 2**e)`` for a float64 vector whose largest magnitude has the
+    bits ``top``, ``e`` its exponent (-1023 if subnormal; both factors
+    exact, ``2**-1023`` included), or ``(1, 1)`` for a zero vector or one
+    holding NaN or inf: what :func:`_load_vector` multiplies it by, and
+    what :func:`_column_factors` gives each column."""
+    if 0 < top < 0x7FF0000000000000:
+        exponent = (top >> 52) - 1023
+        return math.ldexp(1.0, -exponent), math.ldexp(1.0, exponent)
+    return 1.0, 1.0
 
 
 @jit(from_python=False)
@@ -412,9 +424,10 @@ def _column_factors(x, k0, width, top, factor, scale):
     :func:`_load_vector` multiplies that vector and returns (1 and 1 for
     float32 columns, which are not multiplied); ``top``: room for ``width``
     integers."""
-    for k in range(width):
-        factor[k] = scale[k] = 1.0
-    if is_float64(x):
+    if not is_float64(x):
+        for k in range(width):
+            factor[k] = scale[k] = 1.0
+    else:
         for k in range(width):
             top[k] = 0
         for j in range(x.shape[0]):
@@ -422,10 +435,7 @@ def _column_factors(x, k0, width, top, factor, scale):
             for k in range(width):
                 top[k] = max(top[k], float_bits(abs(xs[k])))
         for k in range(width):
-            if 0 < top[k] < 0x7FF0000000000000:
-                exponent = (top[k] >> 52) - 1023
-                factor[k] = math.ldexp(1.0, -exponent)
-                scale[k] = math.ldexp(1.0, exponent)
+            factor[k], scale[k] = _power_of_two_factor(top[k])
 
 
 @jit(inline=True, from_python=False)
