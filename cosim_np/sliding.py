@@ -74,6 +74,17 @@ def sharpen(s, sharpness, *, out=None, backend="auto"):
         If ``s`` is complex or not numeric, ``sharpness`` is not a real number,
         or ``out`` is not an ndarray.
 
+    Notes
+    -----
+    Each element is raised to the power in float64 and rounded once to the
+    result's dtype, the elements split among the threads
+    (``numba.set_num_threads``). Float64, float16 and integer inputs take
+    libm's ``pow``. Float32 inputs take the vectorised power the kernels
+    give float32 results (within ``1e-14`` relative of libm's, several times
+    faster, see :doc:`/sliding`): the float32 result is libm's power
+    rounded, but where that power lies within its error of a rounding
+    boundary (exact ties, such as ``(71/128)**4``), one unit away.
+
     Examples
     --------
     >>> import numpy as np

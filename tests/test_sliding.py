@@ -606,6 +606,57 @@ def test_sharpen_float32_is_monotone(values, sharpness):
     assert np.all(np.diff(out[order]) >= 0)
 
 
+float32_samples = st.one_of(st.floats(-1, 1, width=32),
+                            st.floats(width=32, allow_nan=True, allow_infinity=True),
+                            st.sampled_from([np.float32(71 / 128), np.float32(-0.5), 1e-45]))
+
+
+@given(values=arrays(np.float32, st.integers(1, 60), float32_samples),
+       sharpness=st.one_of(st.floats(-6, 6), st.sampled_from([0.0, 2.0, 3.0, np.sqrt(3.0)])))
+def test_sharpen_float32_is_the_float64_power_rounded_but_at_ties(values, sharpness):
+    """float32 samples take the kernels' vectorised power (``_cpu/powers.py``,
+    within ``1e-14 (1 + P (1 + |ln s|))`` relative of libm's): the float64
+    power rounded once, one unit away at most, and only where the power lies
+    within that bound of a float32 rounding boundary (exact ties such as
+    ``(71/128)**4``)."""
+    got = sharpen(values, sharpness)
+    with np.errstate(all="ignore"):
+        power = naive.sharpen(values, sharpness)
+        want = power.astype(np.float32)
+        exponent = sharpness * sharpness
+        logs = np.abs(np.log(np.abs(values.astype(np.float64))))
+        bound = 1e-14 * (1 + exponent * (1 + np.where(np.isfinite(logs), logs, 0.0)))
+        ambiguous = ((power * (1 - bound)).astype(np.float32)
+                     != (power * (1 + bound)).astype(np.float32))
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    known = ~np.isnan(want)
+    nonzero = known & (want != 0)  # (the sign of a NaN is no promise)
+    np.testing.assert_array_equal(np.signbit(got[nonzero]), np.signbit(want[nonzero]))
+    magnitudes = [np.abs(array[known]).view(np.int32).astype(np.int64) for array in (got, want)]
+    units = np.abs(magnitudes[0] - magnitudes[1])
+    assert np.all(units <= 1)
+    assert np.all(ambiguous[known][units != 0])
+    np.testing.assert_array_equal(sharpen(-values, sharpness), -got)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64, np.int16])
+def test_sharpen_split_among_threads_is_elementwise(dtype):
+    """A call long enough to be split among threads (``numba.set_num_threads``
+    is 2 in CI) gives each element the bits it gets alone, also written into
+    an ``out`` that is a strided view or that the result is copied into."""
+    rng = np.random.default_rng(7)
+    values = (rng.uniform(-1.5, 1.5, (3, 100_001)) * (100 if dtype == np.int16 else 1))
+    values = values.astype(dtype)
+    got = sharpen(values, 1.3)
+    alone = np.concatenate([sharpen(values.ravel()[i:i + 997], 1.3)
+                            for i in range(0, values.size, 997)]).reshape(values.shape)
+    np.testing.assert_array_equal(got, alone)
+    for out in (np.empty(values.shape, got.dtype), np.empty((3, 200_002), got.dtype)[:, ::2]):
+        assert sharpen(values, 1.3, out=out) is out
+        np.testing.assert_array_equal(out, got)
+
+
 def test_sharpen_special_values():
     s = np.array([-1.0, -0.25, 0.0, -0.0, 0.25, 1.0, np.nan])
     np.testing.assert_array_equal(sharpen(s, 1.0), s)

@@ -93,6 +93,9 @@ FUSED_TAPS = 88
 # a batch, channels and kernels count as that many), starting threads costs
 # more than it saves.
 MIN_WINDOWS_PER_THREAD = 1 << 16
+# Values public ``sharpen`` converts to float64 and raises to the power at a
+# time, for float32 results (its loops' scratch stays in the first cache).
+SHARPEN_BLOCK = 1024
 # Windows per FFT segment (divided among the kernels of a bank): their sums
 # of squares, block plan and dots are kept at once.
 SEGMENT_WINDOWS = 1 << 18

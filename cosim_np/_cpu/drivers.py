@@ -30,10 +30,27 @@ fill_unit_kernels = kernels.fill_unit_kernels
 
 
 def sharpen(array, exponent, out_dtype, out):
-    """``sign(s) * |s| ** exponent`` of every element of ``array``."""
-    values = np.ascontiguousarray(array, dtype=np.float64).reshape(-1)
-    result = np.empty(values.size, dtype=np.float64)
-    kernels.sharpen_kernel(values, exponent, result)
+    """``sign(s) * |s| ** exponent`` of every element of ``array``, split
+    among the threads, each element converted to float64 and rounded once:
+    float32 results by the vectorised power of :mod:`._cpu.powers`, the
+    others by libm's (float16 ones too: the powers of so few bits are often
+    exact ties of their rounding, which libm's exact power rounds to even)."""
+    narrow = out_dtype == np.float32
+    stored = np.float32 if narrow else np.float64
+    values = np.ascontiguousarray(array, dtype=stored).reshape(-1)
+    direct = (out is not None and out.dtype == stored and out.flags.c_contiguous)
+    result = out.reshape(-1) if direct else np.empty(values.size, dtype=stored)
+    if exponent == 1.0:  # s itself, NaN and signed zeros included
+        result[:] = values
+    elif narrow:
+        threads.run_split(values.size, lambda start, stop: powers.sharpen_narrow(
+            values[start:stop], exponent, result[start:stop], config.SHARPEN_BLOCK),
+            config.MIN_WINDOWS_PER_THREAD)
+    else:
+        threads.run_split(values.size, lambda start, stop: kernels.sharpen_kernel(
+            values[start:stop], exponent, result[start:stop]), config.MIN_WINDOWS_PER_THREAD)
+    if direct:
+        return out
     result = result.reshape(array.shape)
     # a power past the largest float16 rounds to inf, as it should: no warning
     with np.errstate(over="ignore"):

@@ -176,6 +176,25 @@ def narrow_powers(values, exponent, out):
         out[i] = _narrow_power(values[i], exponent)
 
 
+@jit
+def sharpen_narrow(values, exponent, out, block):
+    """``out[t] = sign(s) |s| ** exponent`` of the float32 ``values`` into
+    the float32 ``out`` (public ``sharpen``): ``_narrow_sharpen``'s loops
+    over ``block`` values at a time, converted to float64 in scratch that
+    stays in the first cache (``|s| > 1`` is left to libm)."""
+    scratch = np.empty((4, block))
+    samples, keep, logs, powers_of_two = scratch[0], scratch[1], scratch[2], scratch[3]
+    keep[:] = 1.0
+    for start in range(0, values.size, block):
+        count = min(block, values.size - start)
+        for t in range(count):
+            samples[t] = values[start + t]
+        _narrow_sharpen(samples[:count], keep[:count], exponent, logs[:count],
+                        powers_of_two[:count])
+        for t in range(count):
+            out[start + t] = samples[t]
+
+
 def kernel_exponent(exponent, out_dtype):
     """The sharpening exponent as the forward's kernels take it for results of
     ``out_dtype``: the float, or ``(exponent,)`` where they are narrower than
