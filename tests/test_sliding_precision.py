@@ -191,3 +191,36 @@ def test_windows_crossing_into_the_rescaled_path_stay_bit_exact(exponent, m, dil
         windowed_norm(scaled, m, dilation=dilation, mode="full"),
         np.ldexp(windowed_norm(signal, m, dilation=dilation, mode="full"), exponent),
     )
+
+
+@pytest.mark.usefixtures("fft_engine")
+@given(
+    n=st.integers(800, 5000),
+    m=st.integers(100, 320),
+    spikes=st.lists(st.tuples(st.floats(0, 1), st.integers(1, 8)), min_size=1, max_size=3),
+    shift=st.one_of(st.integers(300, 800), st.integers(-800, -300)),
+    center=st.booleans(),
+    noise_floor=st.sampled_from([0.0, 0.5]),
+    mode=st.sampled_from(["valid", "same"]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_fft_plans_of_loud_samples_out_of_the_safe_range_keep_every_bit(
+        n, m, spikes, shift, center, noise_floor, mode, seed):
+    """Spikes in unit noise (the FFT path plans such segments in shorter
+    blocks, or leaves the spikes out of the transforms), scaled until some
+    samples' squares could leave the float64 range: a segment holding such
+    samples is scaled back into range first, so its plans, and every bit,
+    are those of the signal as it was; rows too."""
+    rng = np.random.default_rng(seed)
+    signal = rng.standard_normal(n)
+    for where, decades in spikes:
+        signal[int(where * (n - 1))] = 10.0**decades
+    kernel = rng.standard_normal(m)
+    options = dict(method="fft", center=center, mode=mode)
+    base = sliding_cosine(signal, kernel, noise_floor=noise_floor, **options)
+    scaled = sliding_cosine(np.ldexp(signal, shift), kernel,
+                            noise_floor=np.ldexp(noise_floor, shift), **options)
+    np.testing.assert_array_equal(scaled, base)
+    rows = np.stack([signal, np.roll(signal, n // 3)])
+    np.testing.assert_array_equal(
+        sliding_cosine(np.ldexp(rows, shift), kernel, **options), sliding_cosine(rows, kernel, **options))

@@ -11,6 +11,7 @@ land at ``offset`` of the ``(B, K, L)`` result.
 """
 
 import functools
+import math
 
 import numpy as np
 
@@ -788,6 +789,31 @@ def _fft_cosines(piece, w1, khat, kernel_args, tile, sumsq, fft, result, offset,
         fix(piece, w1, khat, *kernel_args, tile, sumsq, fft, result, offset, unsafe)
 
 
+# frexp's binades of the largest float64 and of the smallest normal one
+MAX_BINADE = 1024
+MIN_NORMAL_BINADE = -1021
+
+
+def _in_range(samples, floor):
+    """``(samples, floor)`` times the power of two that centres the non-zero
+    finite magnitudes of the float64 ``samples`` (in binades) in ``[SAFE_MIN,
+    SAFE_MAX]``: the same scaled samples for any power-of-two scaling of
+    them.  Unscaled where that scaling would not be exact (a sample or the
+    noise floor leaving the normal numbers) or none is non-zero and finite."""
+    magnitudes = np.abs(samples)
+    magnitudes = magnitudes[np.isfinite(magnitudes) & (magnitudes > 0.0)]
+    if not magnitudes.size:
+        return samples, floor
+    # binades: 2**(e - 1) <= magnitude < 2**e
+    most, least = math.frexp(magnitudes.max())[1], math.frexp(magnitudes.min())[1]
+    shift = -((most + least) // 2)
+    exact = all(binade + shift <= MAX_BINADE and (shift >= 0 or binade + shift >= MIN_NORMAL_BINADE)
+                for binade in (most, least) + ((math.frexp(floor)[1],) if floor else ()))
+    if not exact:
+        return samples, floor
+    return np.ldexp(samples, shift), math.ldexp(floor, shift)
+
+
 def segment_length(tile, nker):
     """Windows per FFT segment: whole tiles, ``config.SEGMENT_WINDOWS``
     divided among the kernels of a bank.  Every plan of the FFT path is made
@@ -796,7 +822,7 @@ def segment_length(tile, nker):
 
 
 def run_fft(piece, khat, kernel_state, d, exponent, floor, fill, result, offset, budget,
-            center=False):
+            center=False, scaled=False):
     """Sliding cosines with dots by overlap-save FFT, a segment of windows at
     a time (bounded memory, in cache).
 
@@ -818,6 +844,15 @@ def run_fft(piece, khat, kernel_state, d, exponent, floor, fill, result, offset,
     (``_FlaggedRuns``).  Segments are whole tiles, and every decision
     depends on the segment's own samples only, the same for any power-of-two
     scaling: every result bit is the same for any thread count.
+
+    A segment holding samples whose squares could leave the float64 range
+    (float64 magnitudes outside ``[SAFE_MIN, SAFE_MAX]``) is scaled first by
+    the power of two that centres its magnitudes in that range
+    (``_in_range``; ``scaled``: ``piece`` is such a segment): the plans of
+    an out-of-range segment differ from those of an in-range one, and the
+    scaled segment is in range for any scaling of the signal whose
+    magnitudes span fewer binades than the range (and out-of-range
+    segments, many times slower, are rare).
 
     With ``center``, the windows' centered sums of squares (``_cpu.centered``)
     take the place of their sums of squares throughout: a window is flagged
@@ -852,6 +887,11 @@ def run_fft(piece, khat, kernel_state, d, exponent, floor, fill, result, offset,
             w1 = min(stop, w0 + segment)
             unsafe = _unsafe_flags(rows, windows, tile)
             segment_sumsq(piece, w0, w1, m, d, tile, bufs, sumsq, unsafe)
+            if unsafe.any() and not scaled:
+                samples, scaled_floor = _in_range(piece[:, :, w0 : w1 + span], floor)
+                run_fft(samples, khat, kernel_state, d, exponent, scaled_floor, fill, result,
+                        offset + w0, budget, center, scaled=True)
+                continue
             all_direct = (w1 - w0) * rows * direct_ns
             ideal = length.transforms_ns(w1 - w0, rows)
             # planning again pays where transforms save much over direct dots
