@@ -352,9 +352,9 @@ def set_similarity(a, b, *, measure="mean", weights_a=None, weights_b=None, mask
         * ``'chamfer'``: the symmetric Chamfer similarity [2]_, the mean of
           greedy precision and recall.
     weights_a, weights_b : array_like, optional
-        Non-negative per-row weights (e.g. IDF, as BERTScore's importance
-        weighting); default equal weights. They weight the means of every
-        measure.
+        Non-negative finite per-row weights (e.g. IDF, as BERTScore's
+        importance weighting); default equal weights. They weight the means
+        of every measure, and only their ratios count.
     mask_a, mask_b : array_like of bool, optional
         ``True`` for real rows, ``False`` for padding; masked rows are ignored
         entirely (as if absent).
@@ -376,8 +376,11 @@ def set_similarity(a, b, *, measure="mean", weights_a=None, weights_b=None, mask
         other functions: float32 sets give float32, float64, integer and
         bool sets give float64, float16 gives float16; mixed sets follow
         NumPy promotion. It is a NumPy scalar on every backend. An all-zero
-        vector has cosine 0 with everything; a set containing NaN or ±inf
-        gives NaN.
+        vector has cosine 0 with everything. A row containing NaN or ±inf
+        makes the score NaN: for ``'mean'`` and ``'centroid'`` where it has
+        a weight above 0 (a row of weight 0 is left out of those means),
+        for ``'greedy'`` and ``'chamfer'`` always (its cosines take part in
+        the other set's best matches, whatever its weight).
 
     Raises
     ------

@@ -72,7 +72,8 @@ class _SlidingCosine(torch.autograd.Function):
                              "put both on one device.")
         x, k = _operand(signal, "signal"), _operand(kernel, "kernel")
         values = dict(options, sharpness=_value(sharpness), noise_floor=_value(noise_floor))
-        out = _tensor(_sliding_cosine(x, k, **values), signal)
+        result = _sliding_cosine(x, k, **values)  # (of cosim_np's dtype: float64 for integers)
+        out = result if isinstance(result, torch.Tensor) else torch.from_numpy(np.asarray(result))
         ctx.save_for_backward(signal, kernel, out)
         ctx.values = values
         ctx.scalar_types = (sharpness, noise_floor)
@@ -98,7 +99,9 @@ class _SlidingCosine(torch.autograd.Function):
                 return None
             return torch.tensor(value, dtype=like.dtype, device=like.device).reshape(like.shape)
 
-        return (_tensor(grads.signal, signal), _tensor(grads.kernel, kernel),
+        wanted = ctx.needs_input_grad
+        return (_tensor(grads.signal, signal) if wanted[0] else None,
+                _tensor(grads.kernel, kernel) if wanted[1] else None,
                 scalar(grads.sharpness, sharpness), scalar(grads.noise_floor, noise_floor), None)
 
 
@@ -108,8 +111,14 @@ def sliding_cosine(signal, kernel, sharpness=1.0, noise_floor=0.0, **options):
     ``noise_floor``.
 
     ``options`` are those of :func:`cosim_np.sliding_cosine` (``mode``,
-    ``dilation``, ``fill``, ``axis``, ``method``, ``center``, ``stride``); the result has
-    the signal's dtype. ``torch.autograd.gradcheck`` passes in float64."""
+    ``dilation``, ``fill``, ``axis``, ``method``, ``center``, ``stride``); the result's
+    dtype is :func:`cosim_np.sliding_cosine`'s: the signal's for floating-point
+    tensors, float64 for integer and bool ones. ``torch.autograd.gradcheck``
+    passes in float64."""
+    for name, value in (("signal", signal), ("kernel", kernel)):
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor (cosim_np.sliding_cosine takes "
+                            f"NumPy arrays); got {type(value).__name__}.")
     return _SlidingCosine.apply(signal, kernel, sharpness, noise_floor, options)
 
 

@@ -744,6 +744,27 @@ def test_mean_set_similarity_is_dot_of_mean_unit_vectors(n, m, d, data):
     assert set_similarity(a, b) == pytest.approx(pairwise_cosine(a, b).mean(), abs=tol(np.float64, d))
 
 
+@pytest.mark.parametrize("measure", ["mean", "centroid", "greedy", "chamfer"])
+def test_set_similarity_weights_near_the_float64_limit(measure):
+    """Weights are relative: finite weights whose sum overflows, or whose
+    shares would be subnormal, give the score of any power-of-two copy."""
+    rng = np.random.default_rng(11)
+    a, b = rng.normal(size=(9, 5)), rng.normal(size=(7, 5))
+    wa, wb = rng.uniform(0.5, 2.0, 9), rng.uniform(0.5, 2.0, 7)
+    base = set_similarity(a, b, measure=measure, weights_a=wa, weights_b=wb)
+    for shift in (1022, -1020):
+        with np.errstate(over="ignore"):
+            assert not np.isfinite(np.sum(np.ldexp(wa, 1022)))
+        got = set_similarity(a, b, measure=measure, weights_a=np.ldexp(wa, shift),
+                             weights_b=np.ldexp(wb, shift // 2))
+        np.testing.assert_allclose(np.asarray(got, float), np.asarray(base, float), rtol=0,
+                                   atol=1e-14)
+    equal = set_similarity(a, b, measure=measure, weights_a=np.full(9, 1e308))
+    np.testing.assert_allclose(np.asarray(equal, float),
+                               np.asarray(set_similarity(a, b, measure=measure), float),
+                               rtol=0, atol=1e-14)
+
+
 def test_set_similarity_mask_equals_dropping_rows():
     rng = np.random.default_rng(7)
     a, b = rng.normal(size=(6, 4)), rng.normal(size=(5, 4))
@@ -809,3 +830,13 @@ def test_matrix_functions_overflow_and_underflow_safe(dtype, scale):
     assert set_similarity(big, big, measure="greedy").f1 == pytest.approx(1.0, abs=atol)
     assert set_similarity(big, big[:2], measure="centroid") == pytest.approx(
         naive.cosine(unit.mean(0), unit[:2].mean(0)), abs=atol)
+
+
+def test_memory_bounds_and_seeds_out_of_range_are_refused_by_name():
+    from cosim_np import scaled_cosine_loss
+
+    a = np.random.default_rng(0).normal(size=(6, 4))
+    with pytest.raises(ValueError, match=r"max_memory must be a finite number of bytes; got '1e400KB'"):
+        pairwise_cosine(a, max_memory="1e400KB")
+    with pytest.raises(ValueError, match=r"rng, a seed, must be a non-negative integer; got -1"):
+        scaled_cosine_loss(a, a, shuffle=True, rng=-1)

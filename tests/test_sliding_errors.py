@@ -38,6 +38,11 @@ SIGNAL = np.arange(10.0)
         (dict(axis=1), ValueError, r"axis=1 is out of bounds for an array of 1 dimension"),
         (dict(axis=-2), ValueError, r"axis=-2 is out of bounds"),
         (dict(axis=0.0), TypeError, r"axis must be an integer"),
+        (dict(axis=()), ValueError, r"axis must name at least one axis; got \(\)"),
+        (dict(mode="same", dilation=2**63), ValueError,
+         r"dilation=9223372036854775808 spans .* mode='same' would pad the signal \(10 samples "
+         r"along axis\) to .*, more than an array can hold"),
+        (dict(mode="full", dilation=10**18), ValueError, r"more than an array can hold"),
         (dict(kernel=np.ones((2, 2, 2, 2))), ValueError,
          r"kernel must have shape \(m,\), \(K, m\) or \(C_out, C_in, m\)"),
         (dict(kernel=np.ones((2, 0))), ValueError, r"kernel must not be empty"),
@@ -147,3 +152,19 @@ def test_fft_engine_is_checked(monkeypatch):
     assert used and not any(used)
     np.testing.assert_allclose(got, sliding_cosine(x, np.ones(200), method="direct"), rtol=0,
                                atol=1e-12)
+
+
+def test_an_empty_axis_tuple_is_refused_by_every_sliding_function():
+    from cosim_np import find_matches, sliding_cosine_grad
+
+    image = np.ones((6, 7))
+    calls = [lambda: sliding_cosine(image, np.ones((2, 2)), axis=()),
+             lambda: windowed_norm(image, 2, axis=[]),
+             lambda: find_matches(image, np.ones((2, 2)), axis=()),
+             lambda: sliding_cosine_grad(image, np.ones((2, 2)), np.ones((5, 6)), axis=())]
+    for call in calls:
+        with pytest.raises(ValueError, match=r"axis must name at least one axis"):
+            call()
+    with pytest.raises(ValueError, match=r"window of length 4611686018427387904 .* use a shorter "
+                                         r"window or a smaller dilation"):
+        windowed_norm(SIGNAL, 2**62, mode="same")

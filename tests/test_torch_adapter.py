@@ -245,3 +245,24 @@ def test_gradcheck_of_the_2d_layer():
 
     assert torch.autograd.gradcheck(function, (x, layer.weight, layer.p, layer.q), eps=1e-6,
                                     atol=1e-5, rtol=1e-4)
+
+
+def test_integer_signals_give_float64_cosines_and_kernel_gradients():
+    """An integer tensor is a signal as cosim_np takes it (float64 cosines),
+    not truncated to its own dtype; the kernel still gets its gradient."""
+    signal = torch.arange(20) % 7
+    kernel = torch.tensor([1.0, -2.0, 3.0], dtype=torch.float64, requires_grad=True)
+    out = adapter.sliding_cosine(signal, kernel)
+    want = sliding_cosine(signal.numpy(), kernel.detach().numpy())
+    assert out.dtype == torch.float64
+    np.testing.assert_array_equal(out.detach().numpy(), want)
+    out.sum().backward()
+    assert kernel.grad is not None and torch.all(torch.isfinite(kernel.grad))
+
+
+def test_arrays_that_are_not_tensors_are_refused_by_name():
+    kernel = torch.tensor([1.0, 2.0])
+    with pytest.raises(TypeError, match="signal must be a torch.Tensor .*got ndarray"):
+        adapter.sliding_cosine(np.arange(20.0), kernel)
+    with pytest.raises(TypeError, match="kernel must be a torch.Tensor .*got list"):
+        adapter.sliding_cosine(torch.arange(20.0), [1.0, 2.0])

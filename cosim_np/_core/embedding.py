@@ -218,6 +218,8 @@ def set_rows(n, name, mask, weights, mask_name, weights_name):
         raise ValueError(f"{name} has no rows left to compare (after {mask_name}).")
     if w is None:
         w = np.ones(n)
+    # (scaled by a power of two first: finite weights then have a finite sum)
+    w = np.ldexp(w, -np.frexp(w.max())[1])
     if not w.sum() > 0:
         raise ValueError(f"{weights_name} must not all be zero (on the unmasked rows).")
     return keep, w / w.sum()
@@ -329,6 +331,8 @@ def check_rng(rng):
         raise TypeError(
             f"rng must be None, an integer seed or a numpy.random.Generator; got {rng!r}."
         )
+    if isinstance(rng, (int, np.integer)) and rng < 0:
+        raise ValueError(f"rng, a seed, must be a non-negative integer; got {rng!r}.")
     return rng
 
 

@@ -65,7 +65,18 @@ def _check_window_fits(n, m, dilation, mode, what):
             f"longer than the signal ({n} samples along axis) in mode='valid'; "
             "use a shorter kernel, a smaller dilation or mode='same'/'full'/'causal'."
         )
+    padded = n + sum(padding(mode, span))
+    if padded > _LONGEST_PADDED:
+        raise ValueError(
+            f"{what} of length {m} with dilation={dilation} spans {span + 1} samples: "
+            f"mode={mode!r} would pad the signal ({n} samples along axis) to {padded}, more "
+            f"than an array can hold; use a shorter {what} or a smaller dilation."
+        )
     return span
+
+
+# The most samples a padded float64 signal can hold (NumPy's size limit).
+_LONGEST_PADDED = np.iinfo(np.intp).max // 8
 
 
 def strided_count(nwin, stride):

@@ -46,6 +46,8 @@ def normalise_axis(axis):
     axis is that axis (the one-axis call), of several a tuple; anything
     else as it is (checked by the plans)."""
     if isinstance(axis, (tuple, list)):
+        if not axis:
+            raise ValueError(f"axis must name at least one axis; got {axis!r}.")
         return axis[0] if len(axis) == 1 else tuple(axis)
     return axis
 

@@ -209,6 +209,8 @@ def check_memory(value, name, default):
         number = int(value)
     if not number >= 1:
         raise ValueError(f"{name} must be at least 1 byte; got {value!r}.")
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be a finite number of bytes; got {value!r}.")
     return int(number)
 
 
