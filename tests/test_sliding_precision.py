@@ -224,3 +224,52 @@ def test_fft_plans_of_loud_samples_out_of_the_safe_range_keep_every_bit(
     rows = np.stack([signal, np.roll(signal, n // 3)])
     np.testing.assert_array_equal(
         sliding_cosine(np.ldexp(rows, shift), kernel, **options), sliding_cosine(rows, kernel, **options))
+
+
+@pytest.mark.parametrize("method", ["direct", "fft"])
+def test_rows_out_of_range_far_apart_keep_tiny_cosines_under_a_huge_noise_floor(method):
+    """Rows 1050 binades apart (no power of two brings both into the safe
+    range) under a noise floor far above the quieter row's windows: their
+    cosines are subnormal, and stay those of exact arithmetic."""
+    from fractions import Fraction
+
+    rng = np.random.default_rng(3)
+    base = rng.standard_normal(300) * np.exp2(rng.integers(-20, 20, 300))
+    rows = np.stack([np.ldexp(base, 700), np.ldexp(base[::-1], -350)])
+    kernel = rng.standard_normal(7 if method == "direct" else 150)
+    floor = np.ldexp(0.3, 700)
+    got = sliding_cosine(rows, kernel, noise_floor=floor, method=method)[1, :20]
+    k = [Fraction(v) for v in kernel]
+    norm_k = Fraction(float(sum(v * v for v in k)) ** 0.5)
+    for i, value in enumerate(got):
+        w = [Fraction(v) for v in rows[1, i : i + kernel.size]]
+        norm_w = Fraction(float(sum(v * v for v in w)) ** 0.5)
+        want = float(sum(p * q for p, q in zip(w, k)) / ((norm_w + Fraction(floor)) * norm_k))
+        assert 0 < abs(want) < 1e-300
+        assert abs(value - want) <= 1e-6 * abs(want) + 1e-322
+
+
+def test_direct_windows_out_of_range_take_the_loops_once_scaled(monkeypatch):
+    """A float64 signal beyond [SAFE_MIN, SAFE_MAX] whose magnitudes a power
+    of two brings into it is scaled, and its windows take the loops (none is
+    recomputed one at a time), with the bits of the signal in range; rows
+    too far apart for that are recomputed as before."""
+    from cosim_np._cpu import sliding as kernels
+
+    fixed = []
+    fix = kernels.fix_out_of_range
+    monkeypatch.setattr(kernels, "fix_out_of_range", lambda *args: (fixed.append(1), fix(*args)))
+    rng = np.random.default_rng(4)
+    signal = rng.standard_normal(3000) * np.exp2(rng.integers(-30, 30, 3000))
+    kernel = rng.standard_normal(24)
+    base = sliding_cosine(signal, kernel, method="direct", noise_floor=0.5)
+    for shift in (600, -700, 900):
+        got = sliding_cosine(np.ldexp(signal, shift), kernel, method="direct",
+                             noise_floor=np.ldexp(0.5, shift))
+        np.testing.assert_array_equal(got, base)
+    assert not fixed
+    far = np.stack([np.ldexp(signal, 700), np.ldexp(signal, -350)])
+    got = sliding_cosine(far, kernel, method="direct")
+    assert fixed
+    plain = sliding_cosine(signal, kernel, method="direct")
+    np.testing.assert_array_equal(got, np.stack([plain, plain]))

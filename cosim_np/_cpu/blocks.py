@@ -23,6 +23,7 @@ from .sliding import (
 LANES = 16
 # The bits of +inf: every finite non-negative float64's bits, as an int64, are less.
 INF_BITS = np.int64(0x7FF0000000000000)
+MAGNITUDE_BITS = np.int64(0x7FFFFFFFFFFFFFFF)  # all bits but the sign
 
 
 @jit
@@ -225,6 +226,24 @@ def least_positive(values):
         key = float_bits(values[t])
         least = min(least, key if (key > 0) & (key < INF_BITS) else INF_BITS)
     return bits_float(least)
+
+
+@jit
+def magnitude_range(samples):
+    """The largest finite and the smallest non-zero magnitudes of the float64
+    ``samples`` ``(B, C, n)`` (0 and inf where there are none), from their
+    bits, whose integer maxima and minima vectorise."""
+    most = np.int64(0)
+    least = INF_BITS
+    for b in range(samples.shape[0]):
+        for c in range(samples.shape[1]):
+            row = samples[b, c]
+            for t in range(row.size):
+                key = float_bits(row[t]) & MAGNITUDE_BITS
+                finite = key < INF_BITS
+                most = max(most, key if finite else np.int64(0))
+                least = min(least, key if (key > 0) & finite else INF_BITS)
+    return bits_float(most), bits_float(least)
 
 
 @jit

@@ -17,7 +17,7 @@ import numpy as np
 
 from .._core import config
 from .._core import sliding as plans
-from .._core.scalars import KERNEL_ZERO
+from .._core.scalars import KERNEL_ZERO, SAFE_MAX, SAFE_MIN
 from . import blas, blocks, centered, powers, products, scratch, threads
 from . import fft as transforms
 from . import grad as gradients
@@ -456,18 +456,35 @@ def run_direct(piece, khat, kernel_state, d, exponent, floor, fill, result, offs
     else:
         kernel = kernels.direct_kernels[kernels.sumsq_scan(m, d)]
 
-    def work(start, stop):
-        _, bufs = kernels.make_buffers(m, d)
-        unsafe = _unsafe_flags(piece.shape[0], stop - start, tile)
+    def run(samples, start, stop, floor, offset, bufs):
+        """The windows' cosines, and the flags of the tiles holding samples
+        whose squares could leave the float64 range (left to be fixed)."""
+        unsafe = _unsafe_flags(samples.shape[0], stop - start, tile)
         if short:
-            kernels.short_kernels[m](piece, start, stop, khat, kernel_state, d, floor, fill,
+            kernels.short_kernels[m](samples, start, stop, khat, kernel_state, d, floor, fill,
                                      tile, bufs, result, offset, unsafe)
         else:
-            kernel(piece, start, stop, khat, kernel_state, d, exponent, floor, fill, tile, bufs,
-                   result, offset, unsafe)
-        if unsafe.any():
-            kernels.fix_out_of_range(piece, start, stop, khat, kernel_state, d, exponent, floor,
-                                     fill, tile, bufs, result, offset, unsafe, fused)
+            kernel(samples, start, stop, khat, kernel_state, d, exponent, floor, fill, tile,
+                   bufs, result, offset, unsafe)
+        return unsafe
+
+    def work(start, stop):
+        _, bufs = kernels.make_buffers(m, d)
+        unsafe = run(piece, start, stop, floor, offset, bufs)
+        if not unsafe.any():
+            return
+        # Samples whose squares could leave the float64 range, whose windows
+        # are recomputed one at a time, rescaled: scaled into range (the same
+        # bits), their windows take the loops again, many times faster.
+        # (Where some stay out of range, the part is taken as it is.)
+        in_range = _in_range(piece[:, :, start : stop + span], floor)
+        if in_range is not None:
+            samples, scaled_floor = in_range
+            if not run(samples, 0, stop - start, scaled_floor, offset + start, bufs).any():
+                return
+            unsafe = run(piece, start, stop, floor, offset, bufs)
+        kernels.fix_out_of_range(piece, start, stop, khat, kernel_state, d, exponent, floor, fill,
+                                 tile, bufs, result, offset, unsafe, fused)
 
     threads.run_segments(piece.shape[-1] - span, tile, work, _weight(piece, khat))
 
@@ -789,29 +806,21 @@ def _fft_cosines(piece, w1, khat, kernel_args, tile, sumsq, fft, result, offset,
         fix(piece, w1, khat, *kernel_args, tile, sumsq, fft, result, offset, unsafe)
 
 
-# frexp's binades of the largest float64 and of the smallest normal one
-MAX_BINADE = 1024
-MIN_NORMAL_BINADE = -1021
-
-
 def _in_range(samples, floor):
     """``(samples, floor)`` times the power of two that centres the non-zero
     finite magnitudes of the float64 ``samples`` (in binades) in ``[SAFE_MIN,
     SAFE_MAX]``: the same scaled samples for any power-of-two scaling of
-    them.  Unscaled where that scaling would not be exact (a sample or the
-    noise floor leaving the normal numbers) or none is non-zero and finite."""
-    magnitudes = np.abs(samples)
-    magnitudes = magnitudes[np.isfinite(magnitudes) & (magnitudes > 0.0)]
-    if not magnitudes.size:
-        return samples, floor
-    # binades: 2**(e - 1) <= magnitude < 2**e
-    most, least = math.frexp(magnitudes.max())[1], math.frexp(magnitudes.min())[1]
-    shift = -((most + least) // 2)
-    exact = all(binade + shift <= MAX_BINADE and (shift >= 0 or binade + shift >= MIN_NORMAL_BINADE)
-                for binade in (most, least) + ((math.frexp(floor)[1],) if floor else ()))
-    if not exact:
-        return samples, floor
-    return np.ldexp(samples, shift), math.ldexp(floor, shift)
+    them, each exact.  None where they (or a noise floor above 0) would not
+    all lie in that range, or no sample is non-zero and finite."""
+    largest, smallest = blocks.magnitude_range(samples)
+    if largest == 0.0:
+        return None
+    shift = -((math.frexp(largest)[1] + math.frexp(smallest)[1]) // 2)
+    with np.errstate(over="ignore", under="ignore"):
+        scaled = [np.ldexp(value, shift) for value in (largest, smallest, floor)]
+    if not all(SAFE_MIN <= value <= SAFE_MAX for value in scaled[: 3 if floor else 2]):
+        return None
+    return np.ldexp(samples, shift), float(scaled[2])
 
 
 def segment_length(tile, nker):
@@ -847,12 +856,11 @@ def run_fft(piece, khat, kernel_state, d, exponent, floor, fill, result, offset,
 
     A segment holding samples whose squares could leave the float64 range
     (float64 magnitudes outside ``[SAFE_MIN, SAFE_MAX]``) is scaled first by
-    the power of two that centres its magnitudes in that range
-    (``_in_range``; ``scaled``: ``piece`` is such a segment): the plans of
-    an out-of-range segment differ from those of an in-range one, and the
-    scaled segment is in range for any scaling of the signal whose
-    magnitudes span fewer binades than the range (and out-of-range
-    segments, many times slower, are rare).
+    the power of two that brings its magnitudes and the noise floor into that
+    range where one does (``_in_range``; ``scaled``: ``piece`` is such a
+    segment): the plans of an out-of-range segment differ from those of an
+    in-range one, and an out-of-range segment's windows are many times
+    slower.
 
     With ``center``, the windows' centered sums of squares (``_cpu.centered``)
     take the place of their sums of squares throughout: a window is flagged
@@ -887,8 +895,10 @@ def run_fft(piece, khat, kernel_state, d, exponent, floor, fill, result, offset,
             w1 = min(stop, w0 + segment)
             unsafe = _unsafe_flags(rows, windows, tile)
             segment_sumsq(piece, w0, w1, m, d, tile, bufs, sumsq, unsafe)
-            if unsafe.any() and not scaled:
-                samples, scaled_floor = _in_range(piece[:, :, w0 : w1 + span], floor)
+            in_range = _in_range(piece[:, :, w0 : w1 + span], floor) if (
+                unsafe.any() and not scaled) else None
+            if in_range is not None:
+                samples, scaled_floor = in_range
                 run_fft(samples, khat, kernel_state, d, exponent, scaled_floor, fill, result,
                         offset + w0, budget, center, scaled=True)
                 continue
