@@ -87,3 +87,32 @@ def test_the_gradient_of_a_stride_is_that_of_the_windows_kept(center):
         np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="grad_output must have the shape"):
         sliding_cosine_grad(x, kernel, every, stride=4, **options)
+
+
+@pytest.mark.usefixtures("fft_engine")
+@given(rows=st.integers(6, 160), cols=st.integers(4, 40), m=st.tuples(st.integers(1, 9), st.integers(1, 9)),
+       stride=st.tuples(st.integers(1, 3), st.integers(1, 3)), center=st.booleans(),
+       volume=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_images_keep_every_stride_th_window_bit_for_bit(rows, cols, m, stride, center, volume, seed):
+    """Several sliding axes: each window's sums are blocked from multiples of
+    the blocks along the first axis, whatever band of rows holds it, and
+    taps along the last axis are added in one order with or without a
+    stride: strided results are the others sliced, norms and cosines, by
+    either method (float64, where every rounding shows)."""
+    rng = np.random.default_rng(seed)
+    m = (min(m[0], rows), min(m[1], cols))
+    shape, axes = ((rows, cols), (0, 1))
+    if volume:
+        shape, axes, m, stride = (3, rows // 4 + 3, cols), (0, 1, 2), (2,) + m, (1,) + stride
+        m = (2, min(m[1], shape[1]), m[2])
+    center = center and np.prod(m) > 1  # (a one-tap kernel is constant: an error with center)
+    x = rng.standard_normal(shape) * np.exp2(rng.integers(-8, 8, shape))
+    keep = tuple(slice(None, None, s) for s in stride)
+    every = windowed_norm(x, m, axis=axes, center=center)
+    np.testing.assert_array_equal(windowed_norm(x, m, axis=axes, center=center, stride=stride),
+                                  every[keep])
+    kernel = rng.standard_normal(m)
+    for method in ("direct", "fft"):
+        every = sliding_cosine(x, kernel, axis=axes, center=center, method=method)
+        got = sliding_cosine(x, kernel, axis=axes, center=center, method=method, stride=stride)
+        np.testing.assert_array_equal(got, every[keep])

@@ -53,11 +53,14 @@ from .sliding import (
 
 
 @jit
-def window_sums(src, o0, o1, q0, q1, m, d, stride, square, dst, suffix, prefix):
-    """``dst[o, i, q]``: the sum of ``src[o, i * stride + j * d, q]`` over
-    ``j < m`` (of their squares with ``square``), for ``o`` in ``[o0, o1)``
-    and ``q`` in ``[q0, q1)``.  ``suffix`` and ``prefix``: scratch of at
-    least ``(m * d, q1 - q0)`` (unused for ``m <= DIRECT_TAPS``).
+def window_sums(src, o0, o1, q0, q1, m, d, first, stride, square, dst, suffix, prefix):
+    """``dst[o, i, q]``: the sum of ``src[o, first + i * stride + j * d, q]``
+    over ``j < m`` (of their squares with ``square``), for ``o`` in ``[o0,
+    o1)`` and ``q`` in ``[q0, q1)``.  ``suffix`` and ``prefix``: scratch of
+    at least ``(m * d, q1 - q0)`` (unused for ``m <= DIRECT_TAPS``).  The
+    blocks start at multiples of ``m * d`` from ``src``'s first row, so a
+    window's sum depends on where it starts from there, not on ``first``
+    and ``stride``.
 
     (The loops run over slices from 0: with a start other than 0 Numba
     cannot rule out a negative index, and LLVM leaves them scalar.)"""
@@ -68,7 +71,7 @@ def window_sums(src, o0, o1, q0, q1, m, d, stride, square, dst, suffix, prefix):
     for o in range(o0, o1):
         if m <= DIRECT_TAPS:
             for i in range(nout):
-                _direct_sum(src[o], i * stride, m, d, q0, q1, square, dst[o, i, q0:q1])
+                _direct_sum(src[o], first + i * stride, m, d, q0, q1, square, dst[o, i, q0:q1])
             continue
         i = 0
         for c0 in range(0, n, chunk):
@@ -96,8 +99,8 @@ def window_sums(src, o0, o1, q0, q1, m, d, stride, square, dst, suffix, prefix):
                 else:
                     for q in range(width):
                         here[q] = _value(values[q], square)
-            while i < nout and i * stride < c1:
-                start = i * stride
+            while i < nout and first + i * stride < c1:
+                start = first + i * stride
                 out, head = dst[o, i, q0:q1], suffix[start - c0, :width]
                 if start - c0 < d:  # the whole of its residue in this chunk
                     for q in range(width):
@@ -142,15 +145,24 @@ def _value(x, square):
 def direct_row_sums(src, o0, o1, m, d, stride, square, dst):
     """``dst[o, i]``: the sum of ``src[o, i * stride + j * d]`` over ``j < m``
     (squared with ``square``): short windows along a last axis, summed along
-    the row four taps a pass (vectorised for ``stride`` 1)."""
+    the row four taps a pass (vectorised for ``stride`` 1), the taps added in
+    the same order with a stride, so each window keeps its bits."""
     nout = dst.shape[1]
     for o in range(o0, o1):
         row, out = src[o], dst[o]
         if stride > 1:
             for i in range(nout):
+                first = i * stride
                 total = 0.0
-                for j in range(m):
-                    total += _value(row[i * stride + j * d], square)
+                j = 0
+                while m - j >= 4:
+                    total += ((_value(row[first + j * d], square)
+                               + _value(row[first + (j + 1) * d], square))
+                              + (_value(row[first + (j + 2) * d], square)
+                                 + _value(row[first + (j + 3) * d], square)))
+                    j += 4
+                for j in range(j, m):
+                    total += _value(row[first + j * d], square)
                 out[i] = total
             continue
         out[:] = 0.0
@@ -201,10 +213,10 @@ def _copy_rows(means, m2s, out_means, out_m2s):
 
 
 @jit
-def window_moments(means, m2s, count, o0, o1, q0, q1, m, d, stride, dst_means, dst_m2s,
+def window_moments(means, m2s, count, o0, o1, q0, q1, m, d, first, stride, dst_means, dst_m2s,
                    suffix, prefix):
     """:func:`window_sums` for statistics: ``dst_means[o, i, q]`` and
-    ``dst_m2s[o, i, q]`` of the union of the groups ``i * stride + j * d``
+    ``dst_m2s[o, i, q]`` of the union of the groups ``first + i * stride + j * d``
     (``j < m``), each of ``count`` samples with mean ``means`` and M2
     ``m2s``.  ``suffix`` and ``prefix``: scratch ``(2, m * d, q1 - q0)``."""
     nout = dst_means.shape[1]
@@ -236,8 +248,8 @@ def window_moments(means, m2s, count, o0, o1, q0, q1, m, d, stride, dst_means, d
                                 here_means, here_m2s)
                 else:
                     _copy_rows(means[o, p, q0:q1], m2s[o, p, q0:q1], here_means, here_m2s)
-            while i < nout and i * stride < c1:
-                start = i * stride
+            while i < nout and first + i * stride < c1:
+                start = first + i * stride
                 out_means, out_m2s = dst_means[o, i, q0:q1], dst_m2s[o, i, q0:q1]
                 if start - c0 < d:
                     _copy_rows(suffix[0, start - c0, :width], suffix[1, start - c0, :width],
