@@ -229,17 +229,25 @@ def test_agrees_with_a_conv_based_layer(dilation, center):
 # --- the promises
 
 
-@given(shift=st.integers(-60, 60), seed=st.integers(0, 2**16), center=st.booleans())
-def test_power_of_two_scaling_is_exact(shift, seed, center):
-    """``2**j x`` has the same cosines: the gradients of the signal and of
-    the noise floor (which has the signal's units) are exactly ``2**-j``
-    times, the others the same bits."""
+@given(shift=st.one_of(st.integers(-60, 60), st.integers(-900, -400), st.integers(400, 900)),
+       seed=st.integers(0, 2**16), center=st.booleans(), spike=st.booleans(),
+       noise_floor=st.sampled_from([0.0, 0.3]), image=st.booleans())
+def test_power_of_two_scaling_is_exact(shift, seed, center, spike, noise_floor, image):
+    """``2**j x`` (with the noise floor, in the signal's units, ``2**j q``)
+    has the same cosines: the gradients of the signal and of the noise floor
+    are exactly ``2**-j`` times, the others the same bits; also where some
+    samples' squares would leave the float64 range (a scaling past
+    ``2**480``, or a loud sample)."""
     rng = np.random.default_rng(seed)
-    signal, kernel = rng.standard_normal(40), rng.standard_normal(6)
-    g = rng.standard_normal(40)
-    base = sliding_cosine_grad(signal, kernel, g, mode="same", sharpness=1.4, center=center)
-    scaled = sliding_cosine_grad(np.ldexp(signal, shift), kernel, g, mode="same", sharpness=1.4,
-                                 center=center)
+    shape, taps, axis = ((12, 10), (3, 3), (0, 1)) if image else ((40,), (6,), -1)
+    signal, kernel = rng.standard_normal(shape), rng.standard_normal(taps)
+    if spike:
+        signal[(5,) * signal.ndim] = 2.0**100
+    g = rng.standard_normal(shape)
+    options = dict(mode="same", sharpness=1.4, center=center, axis=axis)
+    base = sliding_cosine_grad(signal, kernel, g, noise_floor=noise_floor, **options)
+    scaled = sliding_cosine_grad(np.ldexp(signal, shift), kernel, g,
+                                 noise_floor=np.ldexp(noise_floor, shift), **options)
     np.testing.assert_array_equal(scaled.signal, np.ldexp(base.signal, -shift))
     np.testing.assert_array_equal(scaled.kernel, base.kernel)
     assert scaled.sharpness == base.sharpness

@@ -132,10 +132,19 @@ def sliding_cosine_grad(x, grad_plan, method, want_sharpness=True, forward=None)
         padded[..., plan.pad_left : plan.pad_left + rows.shape[-1]] = rows
     else:  # (only read)
         padded = rows
+    # Samples whose squares could leave the float64 range: scaled into it
+    # where a power of two brings them there (the same scaled samples for any
+    # scaling: the same bits), the gradients with respect to the signal and
+    # the noise floor scaled back at the end
+    shift = 0
+    unsafe = kernels._count_unsafe(padded.reshape(-1))
+    in_range = _in_range(padded, floor) if unsafe else None
+    if in_range is not None:
+        padded, floor, shift = in_range
     norms = np.empty((count, nwin))
     run_windowed_norm(padded, m, d, norms, 0, plan.center)
     exact = None
-    if forward is None and kernels._count_unsafe(padded.reshape(-1)):
+    if forward is None and unsafe and in_range is None:
         # the products of windows with unit kernels could leave the float64 range
         exact = np.empty((count, nker, nwin))
         args = (plan.khat, plan.kernel_state, d, 1.0, floor, 0.0)
@@ -230,8 +239,10 @@ def sliding_cosine_grad(x, grad_plan, method, want_sharpness=True, forward=None)
     else:
         grad_signal = moveaxis(grad.reshape(lead + rows.shape[-2:]), (-2, -1),
                                (plan.channel_axis, plan.ax))
-    return (grad_signal.astype(plan.out_dtype),) + plans.finish_grad(grad_plan, sums, along,
-                                                                      log_sum, c_sum)
+    grad_kernel, grad_sharpness, grad_floor = plans.finish_grad(grad_plan, sums, along, log_sum,
+                                                                c_sum)
+    return (np.ldexp(grad_signal, shift).astype(plan.out_dtype), grad_kernel, grad_sharpness,
+            math.ldexp(grad_floor, shift))
 
 
 def sharpen_rows(s, exponents):
@@ -479,7 +490,7 @@ def run_direct(piece, khat, kernel_state, d, exponent, floor, fill, result, offs
         # (Where some stay out of range, the part is taken as it is.)
         in_range = _in_range(piece[:, :, start : stop + span], floor)
         if in_range is not None:
-            samples, scaled_floor = in_range
+            samples, scaled_floor, _ = in_range
             if not run(samples, 0, stop - start, scaled_floor, offset + start, bufs).any():
                 return
             unsafe = run(piece, start, stop, floor, offset, bufs)
@@ -807,11 +818,12 @@ def _fft_cosines(piece, w1, khat, kernel_args, tile, sumsq, fft, result, offset,
 
 
 def _in_range(samples, floor):
-    """``(samples, floor)`` times the power of two that centres the non-zero
-    finite magnitudes of the float64 ``samples`` (in binades) in ``[SAFE_MIN,
-    SAFE_MAX]``: the same scaled samples for any power-of-two scaling of
-    them, each exact.  None where they (or a noise floor above 0) would not
-    all lie in that range, or no sample is non-zero and finite."""
+    """``(samples, floor, shift)``: both times ``2**shift``, the power of two
+    that centres the non-zero finite magnitudes of the float64 ``samples``
+    (in binades) in ``[SAFE_MIN, SAFE_MAX]``: the same scaled samples for
+    any power-of-two scaling of them, each exact.  None where they (or a
+    noise floor above 0) would not all lie in that range, or no sample is
+    non-zero and finite."""
     largest, smallest = blocks.magnitude_range(samples)
     if largest == 0.0:
         return None
@@ -820,7 +832,7 @@ def _in_range(samples, floor):
         scaled = [np.ldexp(value, shift) for value in (largest, smallest, floor)]
     if not all(SAFE_MIN <= value <= SAFE_MAX for value in scaled[: 3 if floor else 2]):
         return None
-    return np.ldexp(samples, shift), float(scaled[2])
+    return np.ldexp(samples, shift), float(scaled[2]), shift
 
 
 def segment_length(tile, nker):
@@ -898,7 +910,7 @@ def run_fft(piece, khat, kernel_state, d, exponent, floor, fill, result, offset,
             in_range = _in_range(piece[:, :, w0 : w1 + span], floor) if (
                 unsafe.any() and not scaled) else None
             if in_range is not None:
-                samples, scaled_floor = in_range
+                samples, scaled_floor, _ = in_range
                 run_fft(samples, khat, kernel_state, d, exponent, scaled_floor, fill, result,
                         offset + w0, budget, center, scaled=True)
                 continue
