@@ -272,7 +272,9 @@ def topk_cosine(queries, corpus, k, *, exclude_self=False, fill=0.0, max_memory=
     indices : numpy.ndarray of int64, shape (N, k)
         The corpus rows of ``scores``. Equal scores are ordered by increasing
         index (the lower index wins a tie at the k-th place); NaN scores (rows
-        with NaN or ±inf) rank last.
+        with NaN or ±inf) rank last. Float16 scores rank as they are returned
+        (equal once rounded: a tie), except on the GPU, which ranks them by
+        their float32 values before the rounding.
 
     Raises
     ------

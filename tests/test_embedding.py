@@ -633,6 +633,25 @@ def test_topk_is_stable_argsort_of_full_matrix(problem, max_memory):
         np.testing.assert_array_equal(idx, want_i)
 
 
+@pytest.mark.parametrize("max_memory", [None, 700])
+def test_float16_topk_ties_are_those_of_the_float16_scores(max_memory):
+    """Scores equal once rounded to float16 tie (the lower index first), as
+    in pairwise_cosine's float16 matrix, though their float32 products differ."""
+    q = np.array([[1.0, 0.0]], np.float16)
+    c = np.array([[1.0, 0.5], [1.0, 0.4995]], np.float16)
+    assert np.float32(c[0, 1]) != np.float32(c[1, 1])
+    scores, idx = topk_cosine(q, c, 2, max_memory=max_memory)
+    assert scores[0, 0] == scores[0, 1] and idx.tolist() == [[0, 1]]
+    rng = np.random.default_rng(5)
+    rows = rng.normal(size=(12, 8)).astype(np.float16)
+    rows[6] = rows[2] * np.float16(1.0009765625)  # (the same direction, not the same float32 norm)
+    scores, idx = topk_cosine(rows, None, 12, max_memory=max_memory)
+    full = pairwise_cosine(rows)
+    want_s, want_i = naive.topk_from_matrix(full, 12)
+    np.testing.assert_array_equal(scores, want_s)
+    np.testing.assert_array_equal(idx, want_i)
+
+
 @tiled
 @given(n=st.integers(2, 10), d=st.integers(1, 4), k=st.integers(1, 9),
        max_memory=st.sampled_from([None, 700]), data=st.data())

@@ -137,7 +137,8 @@ def check_real(value, name, *, finite=True, nonnegative=False, allow_nan=False):
     if math.isnan(number):
         if allow_nan:
             return number
-        raise ValueError(f"{name} must be a finite real number; got {number}.")
+        kind = "a finite real number" if finite else "a real number, not NaN"
+        raise ValueError(f"{name} must be {kind}; got {number}.")
     if finite and not math.isfinite(number):
         raise ValueError(f"{name} must be a finite real number; got {number}.")
     if nonnegative and number < 0:

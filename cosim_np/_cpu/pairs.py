@@ -160,8 +160,13 @@ def topk_cosine(x, y, same, exclude_self, plan):
     tiling = tiles.Tiling(n, m, d, compute.itemsize, plan.budget, fixed, buffer=True,
                           streams=tiles.stream_count(n, m, d), tall=True)
     self_col = 0 if exclude_self else -1
+    # float16 results are ranked as they are returned: scores equal once
+    # rounded tie, the lower index first (as pairwise_cosine's argmax)
+    rounded = plan.result_dtype == np.float16
 
     def merge(i0, i1, j0, j1, tile, split):
+        if rounded:
+            np.copyto(tile, tile.astype(np.float16))
         split(i1 - i0, lambda r0, r1: kernels.merge_topk(
             tile[r0:r1], i0 + r0, j0, rows.flag[i0 + r0 : i0 + r1], cols.flag[j0:j1], self_col,
             best_s, best_i))
