@@ -273,3 +273,29 @@ def test_direct_windows_out_of_range_take_the_loops_once_scaled(monkeypatch):
     assert fixed
     plain = sliding_cosine(signal, kernel, method="direct")
     np.testing.assert_array_equal(got, np.stack([plain, plain]))
+
+
+def test_norms_out_of_range_take_the_scans_once_scaled(monkeypatch):
+    """windowed_norm as the direct dots: a part that a power of two brings
+    into [SAFE_MIN, SAFE_MAX] takes the blocked scans scaled, its norms
+    scaled back with the bits of the signal in range; rows too far apart
+    for that have their windows rescaled one at a time, as before."""
+    from cosim_np._cpu import sliding as kernels
+
+    fixed = []
+    fixes = kernels.norms_out_of_range
+    monkeypatch.setattr(kernels, "norms_out_of_range", tuple(
+        (lambda fix: lambda *args: (fixed.append(1), fix(*args)))(fix) for fix in fixes))
+    rng = np.random.default_rng(6)
+    signal = rng.standard_normal(3000) * np.exp2(rng.integers(-30, 30, 3000))
+    for m in (3, 24, 100):
+        base = windowed_norm(signal, m)
+        for shift in (600, -700, 900):
+            np.testing.assert_array_equal(windowed_norm(np.ldexp(signal, shift), m),
+                                          np.ldexp(base, shift))
+        assert not fixed
+        far = np.stack([np.ldexp(signal, 700), np.ldexp(signal, -350)])
+        got = windowed_norm(far, m)
+        assert fixed
+        fixed.clear()
+        np.testing.assert_array_equal(got, np.stack([np.ldexp(base, 700), np.ldexp(base, -350)]))

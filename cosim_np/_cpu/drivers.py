@@ -440,8 +440,25 @@ def run_windowed_norm(piece, m, d, result, offset, center=False):
             centered.norm_kernel(piece, start, stop, m, d, tile, bufs, m2, result, offset)
             return
         tile, bufs = kernels.make_buffers(m, d)
-        kernel = kernels.windowed_norm_kernels[kernels.sumsq_scan(m, d)]
-        kernel(piece, start, stop, m, d, tile, bufs, result, offset)
+        scan = kernels.sumsq_scan(m, d)
+        kernel = kernels.windowed_norm_kernels[scan]
+        unsafe = _unsafe_flags(piece.shape[0], stop - start, tile)
+        kernel(piece, start, stop, m, d, tile, bufs, result, offset, unsafe)
+        if not unsafe.any():
+            return
+        # (as in run_direct: scaled into range where a power of two brings
+        # it there, the norms scaled back; else recomputed one at a time)
+        in_range = _in_range(piece[:, :, start : stop + span], 0.0)
+        if in_range is not None:
+            samples, _, shift = in_range
+            scaled = np.empty((piece.shape[0], stop - start))
+            flags = _unsafe_flags(piece.shape[0], stop - start, tile)
+            kernel(samples, 0, stop - start, m, d, tile, bufs, scaled, 0, flags)
+            if not flags.any():
+                result[:, offset + start : offset + stop] = np.ldexp(scaled, -shift)
+                return
+        kernels.norms_out_of_range[scan](piece, start, stop, m, d, tile, bufs, result, offset,
+                                         unsafe)
 
     threads.run_segments(piece.shape[-1] - span, kernels.tile_length(m, d), work,
                          piece.shape[0] * piece.shape[1])

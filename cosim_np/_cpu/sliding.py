@@ -619,27 +619,47 @@ def _scaled_square(x, b, p, expo):
 
 
 def _windowed_norm_kernel(scan):
-    def windowed_norm_kernel(x, w0, w1, m, d, tile, bufs, out, offset):
+    def windowed_norm_kernel(x, w0, w1, m, d, tile, bufs, out, offset, unsafe):
         """``out[b, offset + i]`` = L2 norm of window ``i`` of row ``b`` (all
-        channels)."""
+        channels); a tile holding a sample whose square can leave the
+        float64 range is flagged in ``unsafe[b, (i0 - w0) // tile]``, its
+        windows left to ``norms_out_of_range``."""
         sumsq = bufs[2]
         for b in range(x.shape[0]):
             for i0 in range(w0, w1, tile):
                 nwin = min(tile, w1 - i0)
-                unsafe = _scan_sumsq(scan, x, b, i0, nwin, m, d, bufs)
+                unsafe[b, (i0 - w0) // tile] = _scan_sumsq(scan, x, b, i0, nwin, m, d, bufs)
                 dest = out[b, offset + i0 : offset + i0 + nwin]
                 for t in range(nwin):
                     dest[t] = math.sqrt(sumsq[t])  # NaN and inf propagate
-                if unsafe:
-                    for t in range(nwin):
-                        if _out_of_range(sumsq[t]):
-                            e, s = _rescaled_sumsq(x, b, i0 + t, m, d, np.bool_(False))
-                            dest[t] = math.ldexp(math.sqrt(s), e)
 
     return windowed_norm_kernel
 
 
+def _norms_out_of_range(scan):
+    def norms_out_of_range(x, w0, w1, m, d, tile, bufs, out, offset, unsafe):
+        """After ``windowed_norm_kernel``: the norms of the windows of the
+        ``unsafe`` tiles whose sums of squares left the float64 range,
+        rescaled by a power of two."""
+        sumsq = bufs[2]
+        for b in range(x.shape[0]):
+            for ti in range(unsafe.shape[1]):
+                if not unsafe[b, ti]:
+                    continue
+                i0 = w0 + ti * tile
+                nwin = min(tile, w1 - i0)
+                _scan_sumsq(scan, x, b, i0, nwin, m, d, bufs)
+                dest = out[b, offset + i0 : offset + i0 + nwin]
+                for t in range(nwin):
+                    if _out_of_range(sumsq[t]):
+                        e, s = _rescaled_sumsq(x, b, i0 + t, m, d, np.bool_(False))
+                        dest[t] = math.ldexp(math.sqrt(s), e)
+
+    return norms_out_of_range
+
+
 windowed_norm_kernels = _by_scan(_windowed_norm_kernel)
+norms_out_of_range = _by_scan(_norms_out_of_range)
 
 
 @jit(from_python=False)
