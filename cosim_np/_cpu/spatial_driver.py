@@ -485,8 +485,8 @@ def _band_sums(padded, geo, center, i0, i1):
     s0 = geo.stride[0]
     # (from a multiple of the first axis's blocks: a window's sums do not
     # depend on the band, nor so on the stride)
-    start = i0 * s0 - (i0 * s0) % (geo.m[0] * geo.d[0])
-    slab = padded[:, :, start : (i1 - 1) * s0 + (geo.m[0] - 1) * geo.d[0] + 1]
+    first = (i0 * s0) % (geo.m[0] * geo.d[0])
+    slab = padded[:, :, i0 * s0 - first : (i1 - 1) * s0 + (geo.m[0] - 1) * geo.d[0] + 1]
     band_geo = geo._replace(nout=(i1 - i0,) + geo.nout[1:])
     flat = slab.reshape((nbatch * nchan,) + slab.shape[2:])
     if center:  # the samples: groups of one, of no spread
@@ -496,7 +496,7 @@ def _band_sums(padded, geo, center, i0, i1):
         m2s.fill(0.0)
         count = 1.0
         for a in range(len(geo.axes)):
-            means, m2s = _axis_pass(means, m2s, count, a, band_geo, i0 * s0 - start)
+            means, m2s = _axis_pass(means, m2s, count, a, band_geo, first if a == 0 else 0)
             count *= geo.m[a]
         if nchan == 1:
             return m2s
@@ -508,7 +508,7 @@ def _band_sums(padded, geo, center, i0, i1):
         return merged
     sums = flat
     for a in range(len(geo.axes)):
-        sums = _axis_pass(sums, None, 0.0, a, band_geo, i0 * s0 - start, square=a == 0)
+        sums = _axis_pass(sums, None, 0.0, a, band_geo, first if a == 0 else 0, square=a == 0)
     if nchan == 1:
         return sums
     sums = sums.reshape(nbatch, nchan, -1)
@@ -522,8 +522,8 @@ def _axis_pass(values, m2s, count, a, geo, first, square=False):
     """Windows along spatial axis ``a`` of ``values`` ``(BC, n_1, ...)``: their
     sums (of their squares with ``square``), or with ``m2s`` the merged
     statistics ``(means, m2s)`` of groups of ``count`` samples (``m2s``
-    None: the samples themselves, ``count`` 1); along the first axis from
-    sample ``first`` on."""
+    None: the samples themselves, ``count`` 1), from sample ``first`` of the
+    axis on."""
     shape = values.shape
     outer = math.prod(shape[: a + 1])
     n, inner = shape[a + 1], math.prod(shape[a + 2 :])
@@ -536,7 +536,7 @@ def _axis_pass(values, m2s, count, a, geo, first, square=False):
               else None)
     if inner == 1:  # the last axis: runs of taps level by level along each row
         src, dst = src[:, :, 0], dst[:, :, 0]
-        if a == 0 and first:  # (a first axis that is the last one but for length-1 axes)
+        if first:  # (a first axis that is the last one but for length-1 axes)
             src = np.ascontiguousarray(src[:, first:])
         if m2s is None and m <= config.SPATIAL_ROW_DIRECT_TAPS:
             kernels.direct_row_sums(src, 0, outer, m, d, stride, square, dst)
@@ -554,13 +554,12 @@ def _axis_pass(values, m2s, count, a, geo, first, square=False):
         for o in range(outer):
             for q0 in range(0, inner, INNER_BLOCK):
                 q1 = min(q0 + INNER_BLOCK, inner)
-                skip = first if a == 0 else 0
                 if m2s is None:
-                    kernels.window_sums(src, o, o + 1, q0, q1, m, d, skip, stride, square, dst,
+                    kernels.window_sums(src, o, o + 1, q0, q1, m, d, first, stride, square, dst,
                                         scans[0], scans[1])
                 else:
                     kernels.window_moments(src, m2s.reshape(outer, n, inner), count, o, o + 1,
-                                           q0, q1, m, d, skip, stride, dst, dst_m2, scans[0],
+                                           q0, q1, m, d, first, stride, dst, dst_m2, scans[0],
                                            scans[1])
     new_shape = shape[: a + 1] + (nout,) + shape[a + 2 :]
     if dst_m2 is None:
