@@ -299,3 +299,52 @@ def test_norms_out_of_range_take_the_scans_once_scaled(monkeypatch):
         assert fixed
         fixed.clear()
         np.testing.assert_array_equal(got, np.stack([np.ldexp(base, 700), np.ldexp(base, -350)]))
+
+
+@pytest.mark.parametrize("path", ["centered dots", "centered norms", "products",
+                                  "centered products"])
+def test_centered_and_product_windows_out_of_range_are_scaled_once(monkeypatch, path):
+    """``center=True`` (direct dots and norms) and the dots as matrix
+    products do as the loops: a part that a power of two brings into range
+    is scaled, none of its windows recomputed one at a time, with the bits
+    of the signal in range; rows too far apart for that are recomputed one
+    at a time, with the same bits."""
+    from cosim_np._core import config
+    from cosim_np._cpu import centered, products
+
+    center = "centered" in path
+    module, name = {"centered dots": (centered, "fix_out_of_range"),
+                    "centered norms": (centered, "norms_out_of_range")}.get(
+                        path, (products, "rescale_columns"))
+    if module is products:
+        monkeypatch.setattr(config, "DIRECT_DOTS", "products")
+    fixed = []
+    fix = getattr(module, name)
+    monkeypatch.setattr(module, name, lambda *args: (fixed.append(1), fix(*args)))
+    rng = np.random.default_rng(7)
+    signal = rng.standard_normal(3000) * np.exp2(rng.integers(-30, 30, 3000))
+    signal[1000:1100] = 3.0  # (a flat stretch: centered M2 exactly 0)
+    for kernel in (rng.standard_normal(24), rng.standard_normal((3, 40))):
+        if path == "centered norms":
+            def call(x, floor=None, m=kernel.shape[-1]):
+                return windowed_norm(x, m, center=True)
+        else:
+            def call(x, floor=0.0, kernel=kernel):
+                return sliding_cosine(x, kernel, method="direct", center=center,
+                                      noise_floor=floor)
+        base = call(signal, 0.5)
+        for shift in (600, -700, 900):
+            got = call(np.ldexp(signal, shift), np.ldexp(0.5, shift))
+            want = np.ldexp(base, shift) if path == "centered norms" else base
+            np.testing.assert_array_equal(got, want)
+        assert not fixed
+        far = np.stack([np.ldexp(signal, 700), np.ldexp(signal, -350)])
+        got = call(far)
+        assert fixed
+        fixed.clear()
+        plain = call(signal)
+        if path == "centered norms":
+            np.testing.assert_array_equal(got, np.stack([np.ldexp(plain, 700),
+                                                         np.ldexp(plain, -350)]))
+        else:
+            np.testing.assert_array_equal(got, np.stack([plain, plain]))

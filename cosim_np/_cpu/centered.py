@@ -301,33 +301,50 @@ def segment_m2(x, w0, w1, m, d, tile, bufs, m2, unsafe):
 
 
 @jit
-def norm_kernel(x, w0, w1, m, d, tile, bufs, m2, out, offset):
+def norm_kernel(x, w0, w1, m, d, tile, bufs, m2, out, offset, unsafe):
     """``out[b, offset + i]`` = centered norm of window ``i`` of row ``b``,
-    tile by tile (``m2``: room for a tile's M2s)."""
+    tile by tile (``m2``: room for a tile's M2s); a tile holding a sample
+    whose squared differences could leave the float64 range is flagged in
+    ``unsafe[b, (i0 - w0) // tile]``, its windows left to
+    ``norms_out_of_range``."""
     for b in range(x.shape[0]):
         for i0 in range(w0, w1, tile):
             nwin = min(tile, w1 - i0)
-            unsafe = _tile_m2(x, b, i0, nwin, m, d, bufs, m2)
+            unsafe[b, (i0 - w0) // tile] = _tile_m2(x, b, i0, nwin, m, d, bufs, m2)
             dest = out[b, offset + i0 : offset + i0 + nwin]
             for t in range(nwin):
                 # inf only comes from an inf sample (float32 tiles are never
                 # unsafe): its window's centered norm is undefined, as NaN's
                 dest[t] = math.sqrt(m2[t]) if m2[t] < np.inf else np.nan
-            if unsafe:
-                for t in range(nwin):
-                    if _out_of_range(m2[t]):
-                        e, s = rescaled_m2(x, b, i0 + t, m, d)
-                        dest[t] = math.ldexp(math.sqrt(s), e)
+
+
+@jit
+def norms_out_of_range(x, w0, w1, m, d, tile, bufs, m2, out, offset, unsafe):
+    """After ``norm_kernel``: the norms of the windows of the ``unsafe``
+    tiles whose M2 left the float64 range, from their samples scaled by a
+    power of two."""
+    for b in range(x.shape[0]):
+        for ti in range(unsafe.shape[1]):
+            if not unsafe[b, ti]:
+                continue
+            i0 = w0 + ti * tile
+            nwin = min(tile, w1 - i0)
+            _tile_m2(x, b, i0, nwin, m, d, bufs, m2)
+            for t in range(nwin):
+                if _out_of_range(m2[t]):
+                    e, s = rescaled_m2(x, b, i0 + t, m, d)
+                    out[b, offset + i0 + t] = math.ldexp(math.sqrt(s), e)
 
 
 @jit
 def direct_kernel(x, w0, w1, khat, kernel_state, d, exponent, noise_floor, fill, tile, bufs, m2,
-                  out, offset):
+                  out, offset, unsafe):
     """Centered cosines with any kernels, tile by tile: the windows' M2s
     (into ``m2``, room for a tile's), then the dots by
-    ``_cpu.sliding._tile_dots`` and the cosines; the windows whose M2 left
-    the float64 range are recomputed with their samples scaled by a power of
-    two."""
+    ``_cpu.sliding._tile_dots`` and the cosines; tiles holding a sample
+    whose squared differences could leave the float64 range are flagged in
+    ``unsafe`` (as ``norm_kernel`` flags them), their windows left to
+    ``fix_out_of_range``."""
     m = khat.shape[2]
     acc = np.empty(tile, np.float64)
     shared = np.empty(tile if khat.shape[0] > 1 else 0, np.float64)
@@ -335,11 +352,25 @@ def direct_kernel(x, w0, w1, khat, kernel_state, d, exponent, noise_floor, fill,
     for b in range(x.shape[0]):
         for i0 in range(w0, w1, tile):
             nwin = min(tile, w1 - i0)
-            unsafe = _tile_m2(x, b, i0, nwin, m, d, bufs, m2)
+            unsafe[b, (i0 - w0) // tile] = _tile_m2(x, b, i0, nwin, m, d, bufs, m2)
             _bank_cosines(x, b, khat, kernel_state, i0, nwin, d, exponent, noise_floor, fill,
                           m2, shared, samples, acc, out, offset, np.bool_(False))
-            if not unsafe:
+
+
+@jit
+def fix_out_of_range(x, w0, w1, khat, kernel_state, d, exponent, noise_floor, fill, tile, bufs,
+                     m2, out, offset, unsafe):
+    """After ``direct_kernel``: every window of an ``unsafe`` tile whose M2
+    left the float64 range, recomputed with its samples scaled by a power of
+    two."""
+    m = khat.shape[2]
+    for b in range(x.shape[0]):
+        for ti in range(unsafe.shape[1]):
+            if not unsafe[b, ti]:
                 continue
+            i0 = w0 + ti * tile
+            nwin = min(tile, w1 - i0)
+            _tile_m2(x, b, i0, nwin, m, d, bufs, m2)
             for t in range(nwin):
                 if not _out_of_range(m2[t]):
                     continue

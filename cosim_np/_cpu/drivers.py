@@ -241,7 +241,7 @@ def sliding_cosine_grad(x, grad_plan, method, want_sharpness=True, forward=None)
                                (plan.channel_axis, plan.ax))
     grad_kernel, grad_sharpness, grad_floor = plans.finish_grad(grad_plan, sums, along, log_sum,
                                                                 c_sum)
-    return (np.ldexp(grad_signal, shift).astype(plan.out_dtype), grad_kernel, grad_sharpness,
+    return (_times_power_of_two(grad_signal, shift).astype(plan.out_dtype), grad_kernel, grad_sharpness,
             math.ldexp(grad_floor, shift))
 
 
@@ -437,31 +437,56 @@ def run_windowed_norm(piece, m, d, result, offset, center=False):
         if center:
             tile, bufs = centered.make_buffers(m, d, piece.shape[1])
             m2 = scratch.empty("tile centered M2", tile)
-            centered.norm_kernel(piece, start, stop, m, d, tile, bufs, m2, result, offset)
-            return
-        tile, bufs = kernels.make_buffers(m, d)
-        scan = kernels.sumsq_scan(m, d)
-        kernel = kernels.windowed_norm_kernels[scan]
+
+            def norms(samples, w0, w1, out, at, unsafe):
+                centered.norm_kernel(samples, w0, w1, m, d, tile, bufs, m2, out, at, unsafe)
+
+            def fix(unsafe):
+                centered.norms_out_of_range(piece, start, stop, m, d, tile, bufs, m2, result,
+                                            offset, unsafe)
+        else:
+            tile, bufs = kernels.make_buffers(m, d)
+            scan = kernels.sumsq_scan(m, d)
+
+            def norms(samples, w0, w1, out, at, unsafe):
+                kernels.windowed_norm_kernels[scan](samples, w0, w1, m, d, tile, bufs, out, at,
+                                                    unsafe)
+
+            def fix(unsafe):
+                kernels.norms_out_of_range[scan](piece, start, stop, m, d, tile, bufs, result,
+                                                 offset, unsafe)
+
         unsafe = _unsafe_flags(piece.shape[0], stop - start, tile)
-        kernel(piece, start, stop, m, d, tile, bufs, result, offset, unsafe)
+        norms(piece, start, stop, result, offset, unsafe)
         if not unsafe.any():
             return
-        # (as in run_direct: scaled into range where a power of two brings
-        # it there, the norms scaled back; else recomputed one at a time)
-        in_range = _in_range(piece[:, :, start : stop + span], 0.0)
-        if in_range is not None:
-            samples, _, shift = in_range
+
+        def scaled_norms(samples, floor, shift):
             scaled = np.empty((piece.shape[0], stop - start))
             flags = _unsafe_flags(piece.shape[0], stop - start, tile)
-            kernel(samples, 0, stop - start, m, d, tile, bufs, scaled, 0, flags)
+            norms(samples, 0, stop - start, scaled, 0, flags)
             if not flags.any():
-                result[:, offset + start : offset + stop] = np.ldexp(scaled, -shift)
-                return
-        kernels.norms_out_of_range[scan](piece, start, stop, m, d, tile, bufs, result, offset,
-                                         unsafe)
+                result[:, offset + start : offset + stop] = _times_power_of_two(scaled, -shift)
+            return flags
+
+        if not _scaled_into_range(piece, start, stop, span, 0.0, scaled_norms):
+            fix(unsafe)
 
     threads.run_segments(piece.shape[-1] - span, kernels.tile_length(m, d), work,
                          piece.shape[0] * piece.shape[1])
+
+
+def _scaled_into_range(piece, start, stop, span, floor, run):
+    """Where a thread's kernel flagged tiles of its part ``[start, stop)``
+    holding samples whose squares could leave the float64 range (their
+    windows are otherwise recomputed one at a time, rescaled): ``run(samples,
+    floor, shift)`` on the part scaled into range by ``_in_range`` (the same
+    bits: every operation is exact under power-of-two scaling), its windows
+    through the loops again, many times faster.  Returns whether that left
+    no tile flagged (False where no power of two brings it all in range: the
+    part is then taken as it is)."""
+    in_range = _in_range(piece[:, :, start : stop + span], floor)
+    return in_range is not None and not run(*in_range).any()
 
 
 def run_direct(piece, khat, kernel_state, d, exponent, floor, fill, result, offset, center=False):
@@ -473,46 +498,50 @@ def run_direct(piece, khat, kernel_state, d, exponent, floor, fill, result, offs
     if use_products(m, nchan, nker):
         _run_products(piece, khat, kernel_state, d, exponent, floor, fill, result, offset, center)
         return
-    if center:
-        _run_centered_direct(piece, khat, kernel_state, d, exponent, floor, fill, result, offset)
-        return
-    fused = nchan == 1 and m <= config.FUSED_TAPS
+    fused = not center and nchan == 1 and m <= config.FUSED_TAPS
     short = (fused and nker == 1 and m <= kernels.DIRECT_SUM_TAPS
              and (exponent == 1.0 or kernel_state[0] != kernels.KERNEL_NORMAL))  # (never (P,))
     if fused:
         kernel = kernels.fused_kernel if nker == 1 else kernels.fused_bank_kernel
-    else:
+    elif not center:
         kernel = kernels.direct_kernels[kernels.sumsq_scan(m, d)]
 
-    def run(samples, start, stop, floor, offset, bufs):
-        """The windows' cosines, and the flags of the tiles holding samples
-        whose squares could leave the float64 range (left to be fixed)."""
-        unsafe = _unsafe_flags(samples.shape[0], stop - start, tile)
-        if short:
-            kernels.short_kernels[m](samples, start, stop, khat, kernel_state, d, floor, fill,
-                                     tile, bufs, result, offset, unsafe)
-        else:
-            kernel(samples, start, stop, khat, kernel_state, d, exponent, floor, fill, tile,
-                   bufs, result, offset, unsafe)
-        return unsafe
-
     def work(start, stop):
-        _, bufs = kernels.make_buffers(m, d)
-        unsafe = run(piece, start, stop, floor, offset, bufs)
-        if not unsafe.any():
+        if center:
+            _, bufs = centered.make_buffers(m, d, nchan)
+            m2 = scratch.empty("tile centered M2", tile)
+        else:
+            _, bufs = kernels.make_buffers(m, d)
+
+        def run(samples, w0, w1, floor, at):
+            """The windows' cosines, and the flags of the tiles holding samples
+            whose squares could leave the float64 range (left to be fixed)."""
+            unsafe = _unsafe_flags(samples.shape[0], w1 - w0, tile)
+            if center:
+                centered.direct_kernel(samples, w0, w1, khat, kernel_state, d, exponent, floor,
+                                       fill, tile, bufs, m2, result, at, unsafe)
+            elif short:
+                kernels.short_kernels[m](samples, w0, w1, khat, kernel_state, d, floor, fill,
+                                         tile, bufs, result, at, unsafe)
+            else:
+                kernel(samples, w0, w1, khat, kernel_state, d, exponent, floor, fill, tile,
+                       bufs, result, at, unsafe)
+            return unsafe
+
+        if not run(piece, start, stop, floor, offset).any():
             return
-        # Samples whose squares could leave the float64 range, whose windows
-        # are recomputed one at a time, rescaled: scaled into range (the same
-        # bits), their windows take the loops again, many times faster.
-        # (Where some stay out of range, the part is taken as it is.)
-        in_range = _in_range(piece[:, :, start : stop + span], floor)
-        if in_range is not None:
-            samples, scaled_floor, _ = in_range
-            if not run(samples, 0, stop - start, scaled_floor, offset + start, bufs).any():
-                return
-            unsafe = run(piece, start, stop, floor, offset, bufs)
-        kernels.fix_out_of_range(piece, start, stop, khat, kernel_state, d, exponent, floor, fill,
-                                 tile, bufs, result, offset, unsafe, fused)
+        # (the cosines need not be scaled back)
+        if _scaled_into_range(piece, start, stop, span, floor,
+                              lambda samples, floor, _: run(samples, 0, stop - start, floor,
+                                                            offset + start)):
+            return
+        unsafe = run(piece, start, stop, floor, offset)  # (the scaled run's cosines replaced)
+        if center:
+            centered.fix_out_of_range(piece, start, stop, khat, kernel_state, d, exponent, floor,
+                                      fill, tile, bufs, m2, result, offset, unsafe)
+        else:
+            kernels.fix_out_of_range(piece, start, stop, khat, kernel_state, d, exponent, floor,
+                                     fill, tile, bufs, result, offset, unsafe, fused)
 
     threads.run_segments(piece.shape[-1] - span, tile, work, _weight(piece, khat))
 
@@ -521,20 +550,6 @@ def _weight(piece, khat):
     """What a window of ``piece`` costs against one of one row, one channel
     and one kernel (``threads.run_segments``)."""
     return piece.shape[0] * khat.shape[0] * khat.shape[1]
-
-
-def _run_centered_direct(piece, khat, kernel_state, d, exponent, floor, fill, result, offset):
-    """``run_direct`` with ``center`` (``_cpu.centered.direct_kernel``)."""
-    m = khat.shape[2]
-    tile = kernels.tile_length(m, d)
-
-    def work(start, stop):
-        _, bufs = centered.make_buffers(m, d, khat.shape[1])
-        m2 = scratch.empty("tile centered M2", tile)
-        centered.direct_kernel(piece, start, stop, khat, kernel_state, d, exponent, floor, fill,
-                               tile, bufs, m2, result, offset)
-
-    threads.run_segments(piece.shape[-1] - (m - 1) * d, tile, work, _weight(piece, khat))
 
 
 def use_products(m, nchan, nker):
@@ -578,27 +593,42 @@ def _run_products(piece, khat, kernel_state, d, exponent, floor, fill, result, o
         sums = np.zeros(block)
         rescaled = np.zeros(block, dtype=np.bool_)
         no_means = np.empty(0)  # (the raw windows: the kernels are centered)
+        # The part's samples, from its first flagged tile on scaled into
+        # range where a power of two brings it there (as ``run_direct``
+        # does; windows rescaled one by one cost many times more).
+        samples, first, part_floor, scaled = piece, 0, floor, False
+
+        def statistics(i0, nwin):
+            if center:
+                return products.tile_m2(samples, b, i0 - first, nwin, m, d, bufs, sumsq)
+            return tile_sumsq(samples, b, i0 - first, nwin, m, d, bufs)
+
         for b in range(piece.shape[0]):
             for i0 in range(start, stop, tile):
                 nwin = min(tile, stop - i0)
-                if center:
-                    unsafe = products.tile_m2(piece, b, i0, nwin, m, d, bufs, sumsq)
-                else:
-                    unsafe = tile_sumsq(piece, b, i0, nwin, m, d, bufs)
+                unsafe = statistics(i0, nwin)
+                if unsafe and not scaled:
+                    scaled = True
+                    in_range = _in_range(piece[:, :, start : stop + (m - 1) * d], floor)
+                    if in_range is not None:
+                        samples, part_floor, _ = in_range
+                        first = start
+                        unsafe = statistics(i0, nwin)
                 for t0 in range(0, nwin, block):
                     count = min(block, nwin - t0)
                     these = sumsq[t0 : t0 + count]
                     here = columns[: taps * count].reshape(taps, count)
-                    products.window_columns(piece, b, 1, i0 + t0, count, m, d, no_means, here)
+                    at = i0 + t0 - first
+                    products.window_columns(samples, b, 1, at, count, m, d, no_means, here)
                     if unsafe:
-                        products.rescale_columns(piece, b, i0 + t0, count, m, d, these, center,
+                        products.rescale_columns(samples, b, at, count, m, d, these, center,
                                                  here, scales, sums, rescaled)
                     out = dots[: nker * count].reshape(nker, count)
                     with np.errstate(invalid="ignore", over="ignore"):  # (NaN/inf windows)
                         np.matmul(flat, here, out=out)
-                    products.finish_block(out, these, count, exponent, floor, fill, kernel_state,
-                                          shared, unsafe, scales, sums, rescaled, spare, result,
-                                          b, offset + i0 + t0)
+                    products.finish_block(out, these, count, exponent, part_floor, fill,
+                                          kernel_state, shared, unsafe, scales, sums, rescaled,
+                                          spare, result, b, offset + i0 + t0)
 
     with blas.single_threaded():
         threads.run_segments(piece.shape[-1] - (m - 1) * d, tile, work, _weight(piece, khat))
@@ -849,7 +879,16 @@ def _in_range(samples, floor):
         scaled = [np.ldexp(value, shift) for value in (largest, smallest, floor)]
     if not all(SAFE_MIN <= value <= SAFE_MAX for value in scaled[: 3 if floor else 2]):
         return None
-    return np.ldexp(samples, shift), float(scaled[2]), shift
+    return _times_power_of_two(samples, shift), float(scaled[2]), shift
+
+
+def _times_power_of_two(values, shift):
+    """``np.ldexp(values, shift)``, the same bits (each is the correctly
+    rounded product), by one multiplication where ``2**shift`` is a normal
+    float64: several times faster than NumPy's ``ldexp``."""
+    if -1022 <= shift <= 1023:
+        return values * math.ldexp(1.0, shift)
+    return np.ldexp(values, shift)
 
 
 def segment_length(tile, nker):
