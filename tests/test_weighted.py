@@ -79,6 +79,27 @@ def test_loss_float32_and_equal_norms_and_single_row():
         assert np.isnan(naive.seed002_get_dot_sim_loss(x, y))  # where the seed gives NaN
 
 
+@pytest.mark.parametrize("rows", [3, 7, 10])
+@pytest.mark.parametrize("weight_on", ["a", "b", "both"])
+def test_equal_norms_give_z_zero_under_zscore(rows, weight_on):
+    """Rows of equal norms weigh 0.5 each and pass no gradient through the
+    weights under "zscore" too, though the mean of n equal norms may be a
+    unit off them (the std of that rounding is ~1e-17, not 0)."""
+    a = np.ones((rows, 3))
+    b = a.copy()
+    b[::2, 0] = -1.0  # (norms equal too, cosines not)
+    got = scaled_cosine(a, a, scaling="zscore", weight_on=weight_on)
+    assert np.all(got == (0.25 if weight_on == "both" else 0.5))
+    for other in (a, b):
+        # "minmax" finds its min equal to its max: z = 0 too
+        want = scaled_cosine_loss(a, other, scaling="minmax", weight_on=weight_on,
+                                  return_grad=True)
+        got = scaled_cosine_loss(a, other, scaling="zscore", weight_on=weight_on,
+                                 return_grad=True)
+        for got_part, want_part in zip(got, want):
+            np.testing.assert_array_equal(got_part, want_part)
+
+
 @pytest.mark.parametrize("scale", [1e300, 1e-300])
 def test_overflow_and_underflow_safe(scale):
     rng = np.random.default_rng(2)

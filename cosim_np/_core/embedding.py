@@ -367,10 +367,13 @@ class _Side:
             if self.spread == 0:  # all norms equal (or one row): z = 0
                 return np.zeros_like(rel)
             return (rel - lo) / self.spread
-        mean = np.mean(rel)
-        self.spread = np.std(rel, ddof=1) if rel.size > 1 else 0.0
-        if self.spread == 0:
+        # (equal norms checked as such: their mean may be a unit off them,
+        # and the std of its rounding ~1e-17, not 0)
+        if rel.size < 2 or np.min(rel) == np.max(rel):
+            self.spread = 0.0
             return np.zeros_like(rel)
+        mean = np.mean(rel)
+        self.spread = np.std(rel, ddof=1)
         return (rel - mean) / self.spread
 
     def inverse_norm(self):
