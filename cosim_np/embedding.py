@@ -158,7 +158,8 @@ def pairwise_cosine(a, b=None, *, out=None, dtype=None, fill=0.0, max_memory=Non
         only half of the products are computed.
     out : numpy.ndarray, shape (N, M), optional
         Where to write the result (a ``numpy.memmap`` works: it is written tile
-        by tile, row block after row block).
+        by tile, row block after row block). It may overlap an input, which is
+        then read from a copy.
     dtype : {None, float16, float32, float64}, optional
         Result dtype. Default: ``out.dtype`` if ``out`` is given, otherwise the
         dtype policy (float32 stays float32, float64, integers and bools give

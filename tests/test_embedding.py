@@ -493,6 +493,21 @@ def test_pairwise_out_memmap_dtype_and_nonfinite(tmp_path):
                                atol=np.finfo(np.float16).eps, equal_nan=True)
 
 
+@pytest.mark.parametrize("max_memory", [None, "64KiB"])
+@pytest.mark.parametrize("case", ["a into a", "a, b into a", "a, b into b"])
+def test_pairwise_out_overlapping_an_input_gives_the_same_matrix(max_memory, case):
+    """``out`` may be an input (square): the tiles read the input as it was,
+    not tiles already written over it."""
+    rng = np.random.default_rng(12)
+    a = rng.normal(size=(150, 150))
+    b = None if case == "a into a" else rng.normal(size=(150, 150))
+    want = pairwise_cosine(a, b, max_memory=max_memory)
+    target = b if case.endswith("into b") else a
+    got = pairwise_cosine(a, b, out=target, max_memory=max_memory)
+    assert got is target
+    np.testing.assert_array_equal(got, want)
+
+
 @tiled
 def test_pairwise_self_memmap_tiled(tmp_path):
     rng = np.random.default_rng(4)

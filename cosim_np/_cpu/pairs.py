@@ -106,6 +106,9 @@ def pairwise_cosine(x, y, same, plan, out):
     (:class:`cosim_np._core.embedding.PairwisePlan`), into ``out`` if given."""
     if out is None:
         out = np.empty((x.shape[0], y.shape[0]), dtype=plan.result_dtype)
+    else:  # an input that ``out`` overlaps is read from a copy (later tiles read it)
+        x = x.copy() if np.may_share_memory(out, x) else x
+        y = x if same else (y.copy() if np.may_share_memory(out, y) else y)
     n, m, d = x.shape[0], y.shape[0], x.shape[1]
     if n == 0 or m == 0:
         return out
