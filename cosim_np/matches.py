@@ -394,15 +394,17 @@ def _result(found, mplan):
 
 
 def plot_matches(signal, matches, kernel, *, ax=None, mode="valid", dilation=1, sharpness=1.0,
-                 threshold=None):
+                 noise_floor=0.0, fill=0.0, center=False, sign="both", threshold=None):
     """Draw a 1-d signal with its matches, and the score track underneath.
 
     Each matched window is shaded, with the kernel that matched drawn over
     it at the window's scale and sign (the kernel times ``<w, k> / <k, k>``,
-    its least-squares fit to the window ``w``); the score track is
-    :func:`sliding_cosine` with the same options (one line per kernel of a
-    bank), with the threshold drawn at ``±threshold`` (``+threshold`` for
-    one-signed searches: pass ``threshold`` as used).
+    its least-squares fit to the window ``w``; with ``center``, the centered
+    kernel's fit to the centered window, plus the window's mean); the score
+    track is :func:`sliding_cosine` with the same options (one line per
+    kernel of a bank), with the threshold drawn at ``±threshold``
+    (``+threshold`` for ``sign='positive'``, ``-threshold`` for
+    ``'negative'``).
 
     Parameters
     ----------
@@ -415,7 +417,7 @@ def plot_matches(signal, matches, kernel, *, ax=None, mode="valid", dilation=1, 
     ax : matplotlib Axes or pair of Axes, optional
         Where to draw: a pair gets the signal and the score track, one
         Axes the signal alone; None (default) makes a new figure with both.
-    mode, dilation, sharpness : optional
+    mode, dilation, sharpness, noise_floor, fill, center, sign : optional
         The options of the search (as for :func:`find_matches`), so that
         the windows and scores drawn are the ones matched.
     threshold : float, optional
@@ -430,7 +432,16 @@ def plot_matches(signal, matches, kernel, *, ax=None, mode="valid", dilation=1, 
     ------
     ImportError
         Without matplotlib (the ``plot`` extra).
+    ValueError
+        For a signal that is not 1-d, matches of several sliding axes, or a
+        ``sign`` other than 'both', 'positive' and 'negative'.
     """
+    if sign not in ("both", "positive", "negative"):
+        raise ValueError(f"sign must be 'both', 'positive' or 'negative'; got {sign!r}.")
+    if np.ndim(matches.index) != 1:
+        raise ValueError("plot_matches draws the matches of one sliding axis; these have "
+                         f"{np.shape(matches.index)[-1]} (axis a tuple): draw them with "
+                         "matplotlib's imshow, as in the Images page.")
     try:
         import matplotlib.pyplot as plt
     except ImportError:
@@ -460,20 +471,27 @@ def plot_matches(signal, matches, kernel, *, ax=None, mode="valid", dilation=1, 
         inside = (taps >= 0) & (taps < x.size)
         window = np.where(inside, x[np.clip(taps, 0, x.size - 1)], 0.0)
         k = bank[int(which)]
-        fit = k * (window @ k) / (k @ k) if k.any() else k
+        mean = 0.0
+        if center:
+            mean = window.mean()
+            k = k - k.mean()
+            window = window - mean
+        fit = mean + (k * (window @ k) / (k @ k) if k.any() else k)
         top.axvspan(max(0, start), min(x.size - 1, start + span), color="tab:orange", alpha=0.15, lw=0)
         top.plot(taps[inside], fit[inside], color="tab:red" if score < 0 else "tab:blue", lw=1.5,
                  label="kernel, fitted" if i == 0 else None)
     top.set_ylabel("signal")
     if bottom is not None:
         scores = _sliding.sliding_cosine(x, bank if bank.shape[0] > 1 else bank[0], mode=mode,
-                                         dilation=dilation, sharpness=sharpness)
+                                         dilation=dilation, sharpness=sharpness,
+                                         noise_floor=noise_floor, fill=fill, center=center)
         positions = np.arange(scores.shape[-1]) - left
         for row in np.atleast_2d(scores):
             bottom.plot(positions, row, lw=0.8)
         level = matches.threshold if threshold is None else threshold
         if level is not None:
-            for value in (level, -level):
+            for value in {"both": (level, -level), "positive": (level,),
+                          "negative": (-level,)}[sign]:
                 bottom.axhline(value, color="tab:green", ls="--", lw=0.8)
         bottom.plot(np.asarray(matches.index) - left, matches.score, "o", color="tab:red", ms=4)
         bottom.set_ylim(-1.05, 1.05)

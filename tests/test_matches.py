@@ -476,6 +476,50 @@ def test_plot_matches_renders(tmp_path):
     plt.close("all")
 
 
+def test_plot_matches_draws_the_search_it_is_given():
+    """center and noise_floor reach the score track and the fits; a
+    one-signed search draws its one threshold; matches of several axes and
+    unknown signs are refused by name."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from cosim_np import plot_matches
+
+    signal, _ = seed000.motif_signal()
+    raised = signal + 100.0
+    options = dict(mode="causal", center=True, noise_floor=0.1)
+    found = find_matches(raised, seed000.KERNEL, threshold=0.5, sign="positive", **options)
+    assert len(found)
+    figure = plot_matches(raised, found, seed000.KERNEL, sign="positive", **options)
+    top, bottom = figure.axes
+    track = bottom.lines[0].get_ydata()
+    np.testing.assert_array_equal(track, sliding_cosine(raised, seed000.KERNEL, **options))
+    dots = [line for line in bottom.lines if line.get_marker() == "o"][0]
+    np.testing.assert_array_equal(dots.get_ydata(), found.score)
+    assert [line.get_ydata()[0] for line in bottom.lines if len(line.get_ydata()) == 2] == [0.5]
+    inside = 0
+    for line, index in zip(top.lines[1:], found.index):  # fits about the windows' means
+        start = int(index) - (seed000.KERNEL.size - 1)
+        if start >= 0:
+            window = raised[start : start + seed000.KERNEL.size]
+            assert abs(line.get_ydata().mean() - window.mean()) < 1e-9
+            inside += 1
+    assert inside
+    negative = find_matches(signal, seed000.KERNEL, threshold=0.5, sign="negative", mode="causal")
+    figure = plot_matches(signal, negative, seed000.KERNEL, sign="negative", mode="causal")
+    assert [line.get_ydata()[0] for line in figure.axes[1].lines
+            if len(line.get_ydata()) == 2] == [-0.5]
+    image = np.random.default_rng(0).standard_normal((20, 20))
+    two_axes = find_matches(image, image[:3, :3], axis=(0, 1), k=2)
+    with pytest.raises(ValueError, match="one sliding axis"):
+        plot_matches(image, two_axes, image[:3, :3])
+    with pytest.raises(ValueError, match="sign must be"):
+        plot_matches(signal, found, seed000.KERNEL, sign="+")
+    plt.close("all")
+
+
 def test_the_demo_figure_draws_the_matches(tmp_path, monkeypatch):
     import matplotlib
 
