@@ -27,11 +27,12 @@ def main(argv=None):
     match = commands.add_parser(
         "match", help="find where a kernel matches a signal (files: .npy, .csv, .txt, .wav)",
         description="Find where KERNEL matches SIGNAL (find_matches): greedy best-first peaks of "
-                    "the sliding cosine with an exclusion zone. Files: .npy, .csv or .txt (one "
-                    "column per signal row, or per kernel of a bank) and .wav (one row per "
-                    "channel). Prints the table of matches; --out writes it as CSV.")
+                    "the sliding cosine with an exclusion zone. Files: .npy (one signal row, or "
+                    "kernel of a bank, per row: samples along the last axis), .csv or .txt (one "
+                    "column per signal row or kernel) and .wav (one signal row per channel). Prints the "
+                    "table of matches; --out writes it as CSV.")
     match.add_argument("signal", metavar="SIGNAL", help="the signal file")
-    match.add_argument("kernel", metavar="KERNEL", help="the kernel file (several columns: a bank)")
+    match.add_argument("kernel", metavar="KERNEL", help="the kernel file (several kernels: a bank)")
     match.add_argument("--k", type=int, metavar="N", help="at most N matches per signal row")
     match.add_argument("--threshold", type=float, metavar="T", help="keep matches with |score| >= T")
     match.add_argument("--sharpness", type=float, default=1.0, metavar="P", help="sharpness p (default 1)")
@@ -71,7 +72,8 @@ def main(argv=None):
 
 def _read(path, name, parser):
     """A signal or kernel file as an array: rows along the first axis, samples
-    along the last (a file's columns are rows)."""
+    along the last (a text or sound file's columns are rows; a .npy file is
+    taken as NumPy lays it out, memory-mapped)."""
     import os
 
     if not os.path.isfile(path):

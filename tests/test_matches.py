@@ -563,10 +563,16 @@ def test_command_line(tmp_path):
     # C, the kernel times 0.2 up to the rounding of 0.2, 0.4 and 0.6: 1 within rounding
     index, score, kernel = lines[3].split(",")
     assert (index, kernel) == ("26", "0") and abs(float(score) - 1.0) <= tolerance(np.float64, 3, 81)
-    # two columns: two signal rows
-    done = _cli(tmp_path / "rows.csv", tmp_path / "kernel.txt", "--k", 1, "--sign", "positive", cwd=root)
-    assert done.returncode == 0, done.stderr
-    assert "row" in done.stdout and "2 matches" in done.stdout
+    # two columns: two signal rows; a .npy file of two rows the same
+    np.save(tmp_path / "rows.npy", np.stack([signal, -signal]))
+    outputs = []
+    for rows in ("rows.csv", "rows.npy"):
+        done = _cli(tmp_path / rows, tmp_path / "kernel.txt", "--k", 1, "--sign", "positive",
+                    cwd=root)
+        assert done.returncode == 0, done.stderr
+        assert "row" in done.stdout and "2 matches" in done.stdout
+        outputs.append(done.stdout)
+    assert outputs[0] == outputs[1]
     done = _cli(tmp_path / "signal.wav", tmp_path / "kernel.txt", "--k", 2, "--exclusion", 3, cwd=root)
     assert done.returncode == 0, done.stderr
     assert "2 matches (exclusion 3)" in done.stdout
