@@ -390,7 +390,9 @@ def set_similarity(a, b, *, measure="mean", weights_a=None, weights_b=None, mask
     ValueError
         For an unknown ``measure``, inputs that are not 2-d, different row
         lengths, weights or masks of the wrong shape, negative or non-finite
-        weights, all-zero weights, or a set left empty by its mask.
+        weights, all-zero weights, a set left empty by its mask, or a
+        ``max_memory`` that cannot hold even one tile (``'greedy'`` and
+        ``'chamfer'``).
     TypeError
         For complex or non-numeric input or a non-boolean mask.
 

@@ -391,6 +391,14 @@ def test_errors_name_the_parameter(options, error, name, signal, kernel, axis):
 
 def test_k_zero_and_no_candidates():
     assert len(find_matches(np.arange(20.0), [1.0, 2.0], k=0)) == 0
+    signal = np.sin(np.arange(60.0))
+    for huge in (2**62, 2**63, 10**19):  # (k past int64: no limit, as k = None)
+        for axis, kernel in ((-1, [1.0, 2.0]), ((0, 1), [[1.0, 2.0]])):
+            got = find_matches(signal.reshape(6, 10) if axis != -1 else signal, kernel, k=huge,
+                               axis=axis)
+            want = find_matches(signal.reshape(6, 10) if axis != -1 else signal, kernel,
+                                axis=axis)
+            np.testing.assert_array_equal(got.index, want.index)
     assert len(find_matches(np.zeros(20), [1.0, 2.0], fill=np.nan)) == 0
     assert len(find_matches(np.arange(20.0), [1.0, 2.0], threshold=2.0)) == 0
 

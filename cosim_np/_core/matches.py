@@ -43,7 +43,8 @@ def check_k(k):
     """None, or an integer ``>= 0``."""
     if k is None:
         return None
-    return v.check_positive_int(k, "k", minimum=0)
+    # (no signal has 2**62 windows: a larger k means the same, and fits int64)
+    return min(v.check_positive_int(k, "k", minimum=0), 2**62)
 
 
 def default_exclusion(m, dilation):
