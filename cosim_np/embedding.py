@@ -197,7 +197,10 @@ def pairwise_cosine(a, b=None, *, out=None, dtype=None, fill=0.0, max_memory=Non
     Notes
     -----
     Tiles are shared among ``numba.get_num_threads()`` threads; see
-    :ref:`embedding-threads` for how NumPy's BLAS is used meanwhile.
+    :ref:`embedding-threads` for how NumPy's BLAS is used meanwhile. An
+    entry is a BLAS product of two normalised rows, which BLAS may round at
+    the edge of its block otherwise than inside it: copies of one row can
+    score a unit in the last place apart (in float32 most often).
 
     Examples
     --------
@@ -291,6 +294,15 @@ def topk_cosine(queries, corpus, k, *, exclude_self=False, fill=0.0, max_memory=
     Tiles are shared among ``numba.get_num_threads()`` threads, each folding
     its tiles into the lists while they are in its cache; see
     :ref:`embedding-threads` for how NumPy's BLAS is used meanwhile.
+
+    Ties are between scores as computed. A score is a BLAS product of two
+    normalised rows, and BLAS may round a product at the edge of its block
+    otherwise than one inside it (by a unit in the last place, in float32
+    most often): copies of one corpus row, or rows whose exact cosines tie,
+    can score a unit apart, and they rank by those scores, in an order that
+    may change with ``max_memory`` and the number of threads. Where exact
+    ties matter, round the scores before ranking (for instance with
+    :func:`pairwise_cosine` and ``np.round``).
 
     Examples
     --------
