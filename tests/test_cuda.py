@@ -783,6 +783,19 @@ def test_gradients_nan_stays_local_and_dtypes_follow_the_forward():
     np.testing.assert_allclose(got.signal, want.signal, rtol=2e-7, atol=1e-7)
 
 
+def test_gradients_of_windows_a_stride_leaves_out_carry_no_nan():
+    """As on the CPU: a NaN only in windows left out reaches no gradient."""
+    x = np.array([0.5, 1.0, 2.0, np.nan, 1.0, -1.0, 2.0, 0.5, 1.5, 0.25])
+    for kernel, stride, center in (([1.0, -1.0, 2.0], 2, False), ([1.0, -2.0], 3, True)):
+        options = dict(stride=stride, center=center)
+        g = np.ones(sliding_cosine(x, kernel, **options).shape)
+        got = sliding_cosine_grad(x, kernel, g, backend="cuda", **options)
+        want = sliding_cosine_grad(x, kernel, g, **options)
+        np.testing.assert_array_equal(np.isnan(got.signal), np.isnan(want.signal))
+        assert np.isnan(want.signal).sum() < x.size // 2
+        assert_grads_close(got, want, len(kernel) * x.size)
+
+
 @pytest.mark.parametrize("shift", [-1000, -60, 0, 60, 1000])
 def test_gradients_scale_as_the_true_ones_through_the_float64_range(shift):
     """A signal times ``2**shift`` (squares leave the float64 range at the

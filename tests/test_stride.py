@@ -89,6 +89,40 @@ def test_the_gradient_of_a_stride_is_that_of_the_windows_kept(center):
         sliding_cosine_grad(x, kernel, every, stride=4, **options)
 
 
+@given(n=st.integers(8, 60), m=st.integers(1, 6), dilation=st.integers(1, 3),
+       stride=st.integers(2, 5), center=st.booleans(), image=st.booleans(), data=st.data())
+def test_windows_left_out_pass_on_no_nan(n, m, dilation, stride, center, image, data):
+    """A NaN in windows the stride leaves out reaches no gradient: the
+    signal's is NaN exactly at the samples of the kept windows whose
+    cosine is NaN, the others' wherever one is."""
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    span = (m - 1) * dilation + 1
+    if span > n:
+        return
+    rows = 5 if image else 1
+    x = rng.standard_normal((rows, n))
+    for _ in range(data.draw(st.integers(1, 3))):
+        x[rng.integers(rows), rng.integers(n)] = np.nan
+    kernel = rng.standard_normal((2, m) if image else m)
+    if center and np.all(kernel == kernel.flat[0]):
+        return
+    options = dict(dilation=(1, dilation) if image else dilation,
+                   stride=(1, stride) if image else stride, center=center,
+                   axis=(0, 1) if image else -1)
+    signal = x if image else x[0]
+    scores = sliding_cosine(signal, kernel, **options)
+    grads = sliding_cosine_grad(signal, kernel, np.ones(scores.shape), **options)
+    reached = np.zeros(x.shape, bool)  # the samples of the kept windows with a NaN cosine
+    for index in np.argwhere(np.isnan(scores.reshape(-1, scores.shape[-1]))):
+        q, i = index if image else (0, index[-1])
+        reached[q : q + (2 if image else 1),
+                i * stride : i * stride + span : dilation] = True
+    np.testing.assert_array_equal(np.isnan(grads.signal).reshape(x.shape), reached)
+    finite = not np.isnan(scores).any()
+    assert np.all(np.isfinite(grads.kernel)) == finite
+    assert np.isfinite(grads.sharpness) == finite and np.isfinite(grads.noise_floor) == finite
+
+
 @pytest.mark.usefixtures("fft_engine")
 @given(rows=st.integers(6, 160), cols=st.integers(4, 40), m=st.tuples(st.integers(1, 9), st.integers(1, 9)),
        stride=st.tuples(st.integers(1, 3), st.integers(1, 3)), center=st.booleans(),

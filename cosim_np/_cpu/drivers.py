@@ -160,10 +160,15 @@ def sliding_cosine_grad(x, grad_plan, method, want_sharpness=True, forward=None)
                    (count, nker, plan.nout))
     if forward is not None:
         exact = np.reshape(moveaxis(forward, caller_axes, kernel_axes), (count, nker, nwin))
-    if plan.stride > 1:  # the windows left out have no gradient to pass on
+    left_out = None
+    if plan.stride > 1:
+        # The windows left out pass on no gradient, though they hold NaN:
+        # g 0, a norm of 0 (coefficients 0) and columns of zeros.
         every = np.zeros((count, nker, nwin))
         every[..., :: plan.stride] = g
         g = every
+        left_out = np.arange(nwin) % plan.stride != 0
+        norms[:, left_out] = 0.0
     live = plan.kernel_state != KERNEL_ZERO
     flat = plan.khat.reshape(nker, nchan * m)
     means = np.zeros_like(norms)
@@ -203,6 +208,8 @@ def sliding_cosine_grad(x, grad_plan, method, want_sharpness=True, forward=None)
                                           for buffer in per_kernel)
                 products.window_columns(padded, b, nrows, t0, size, m, d,
                                         means[rows_here, t0 : t0 + size].reshape(-1), here)
+                if left_out is not None:
+                    here.reshape(nchan * m, nrows, size)[:, :, left_out[t0 : t0 + size]] = 0.0
                 norm = norms[rows_here, t0 : t0 + size].reshape(-1)
                 if exact is None:
                     np.matmul(flat, here, out=cosines)

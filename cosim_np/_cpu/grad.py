@@ -77,7 +77,8 @@ def spread_term(x, weights, norms, means, m, d, grad):
     means[b, i]) / norms[b, i]`` for every window ``i`` and tap ``j``:
     ``weights`` is ``c`` summed over the kernels.  ``(x - mean) / n``
     before the product: ``c`` grows as ``1 / n``, so their product stays in
-    range as the true gradient does."""
+    range as the true gradient does.  A window of weight 0 adds nothing,
+    though it hold NaN (the windows a stride leaves out)."""
     nchan = x.shape[1]
     nwin = weights.shape[1]
     for b in range(x.shape[0]):
@@ -89,7 +90,8 @@ def spread_term(x, weights, norms, means, m, d, grad):
                 taps = x[b, ch, j * d : j * d + nwin]
                 part = grad[b, ch, j * d : j * d + nwin]
                 for i in range(nwin):
-                    part[i] -= weight[i] * ((taps[i] - mean[i]) / norm[i])
+                    part[i] -= (weight[i] * ((taps[i] - mean[i]) / norm[i])
+                                if weight[i] != 0.0 else 0.0)
 
 
 @jit

@@ -500,11 +500,12 @@ def grad_coefficients(s, norms, g, goff, gks, gls, stride, kstate, exponent, flo
         c_total = 0.0
         log_total = 0.0
         for k in range(nker):
-            if norm == 0.0 or kstate[k] == KERNEL_ZERO:
+            if norm == 0.0 or kstate[k] == KERNEL_ZERO or not kept:
+                # (a window left out passes on nothing, though it hold NaN)
                 a[b, k, i] = 0.0
                 along[k, b, i] = 0.0
                 continue
-            weight = np.float64(g[goff[b] + k * gks + (i // stride) * gls]) if kept else 0.0
+            weight = np.float64(g[goff[b] + k * gks + (i // stride) * gls])
             value = s[b, k, i]
             magnitude = abs(value)
             gamma = weight * _slope(value, exponent)
@@ -525,7 +526,9 @@ def grad_signal(x, roff, cs, nchan, ts, n, pl, khat, d, a, spread, norms, means,
     """``out[ooff[b] + c*ocs + p*ols] = dL/dx[b, c, p]``, one thread per
     sample: over the windows ``i = p + pl - j d`` that hold it (tap ``j``),
     ``sum_k a[b, k, i] khat[k, c, j] - spread[b, i] (x - mean_i) / n_i``
-    (``mean_i`` 0 without ``center``; a window of norm 0 has ``spread`` 0)."""
+    (``mean_i`` 0 without ``center``; a window of norm 0 has ``spread`` 0;
+    one of ``spread`` 0 adds nothing, though it hold NaN: those a stride
+    leaves out)."""
     nker = khat.shape[0]
     m = khat.shape[2]
     nwin = a.shape[2]
@@ -542,9 +545,11 @@ def grad_signal(x, roff, cs, nchan, ts, n, pl, khat, d, a, spread, norms, means,
                 continue
             for k in range(nker):
                 total += a[b, k, i] * khat[k, c, j]
-            norm = norms[b, i]
-            mean = means[b, i] if center else 0.0
-            total -= spread[b, i] * ((val - mean) / (norm if norm != 0.0 else 1.0))
+            weight = spread[b, i]
+            if weight != 0.0:
+                norm = norms[b, i]
+                mean = means[b, i] if center else 0.0
+                total -= weight * ((val - mean) / (norm if norm != 0.0 else 1.0))
         out[ooff[b] + c * ocs + p * ols] = total
 
 
@@ -552,7 +557,8 @@ def grad_signal(x, roff, cs, nchan, ts, n, pl, khat, d, a, spread, norms, means,
 def grad_kernel_sums(x, roff, cs, nchan, ts, n, pl, d, a, means, center, chunk, partials):
     """``partials[k, c, j, u]``: the sum over the windows ``(b, i)`` of chunk
     ``u`` (of ``chunk`` windows, rows one after another) of ``a[b, k, i]
-    (x[b, c, i + j d] - mean_i)``."""
+    (x[b, c, i + j d] - mean_i)`` (nothing where ``a`` is 0, NaN or not:
+    the windows a stride leaves out)."""
     nker = a.shape[1]
     nwin = a.shape[2]
     m = partials.shape[2]
@@ -569,8 +575,10 @@ def grad_kernel_sums(x, roff, cs, nchan, ts, n, pl, d, a, means, center, chunk, 
         for w in range(u * chunk, _least(windows, (u + 1) * chunk)):
             b = w // nwin
             i = w - b * nwin
-            mean = means[b, i] if center else 0.0
-            total += a[b, k, i] * (_load(x, roff[b] + c * cs, ts, n, pl, i + j * d) - mean)
+            coefficient = a[b, k, i]
+            if coefficient != 0.0:
+                mean = means[b, i] if center else 0.0
+                total += coefficient * (_load(x, roff[b] + c * cs, ts, n, pl, i + j * d) - mean)
         partials[k, c, j, u] = total
 
 
