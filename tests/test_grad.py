@@ -16,6 +16,8 @@ function's size: below ``1e-10`` here, hence the tolerance ``1e-6 * (1 +
 |gradient|)``, far above that and far below any wrong term.
 """
 
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import assume, given
@@ -264,6 +266,32 @@ def test_tiny_and_huge_scales_give_finite_gradients(scale, method):
     unit = sliding_cosine_grad(signal / scale, kernel, g, sharpness=1.1, method=method)
     np.testing.assert_allclose(got.signal * scale, unit.signal, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(got.kernel, unit.kernel, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("image", [False, True])
+@pytest.mark.parametrize("center", [False, True])
+def test_gradients_past_the_float64_range_are_infinite_not_nan(image, center):
+    """Samples near the subnormals (2**-1018, 2**-1030): gradients of about
+    1 / |x| that float64 cannot hold come back ±inf, the others exact
+    (scaled back from the signal scaled by a power of two), never NaN nor an
+    error."""
+    rng = np.random.default_rng(9)
+    unit = 1.0 + 0.3 * rng.random((30, 100) if image else 3000)
+    kernel = rng.standard_normal((2, 2) if image else 4)
+    options = dict(center=center, axis=(0, 1) if image else -1)
+    g = np.ones(sliding_cosine(unit, kernel, **options).shape)
+    for shift in (-1018, -1030):
+        tiny = np.ldexp(unit, shift)
+        # (subnormal samples lose digits: the signal in range is theirs scaled back)
+        want = sliding_cosine_grad(np.ldexp(tiny, -shift), kernel, g, **options)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            got = sliding_cosine_grad(tiny, kernel, g, **options)
+        assert not np.isnan(got.signal).any()
+        with np.errstate(over="ignore"):
+            np.testing.assert_array_equal(got.signal, np.ldexp(want.signal, -shift))
+            assert got.noise_floor == np.ldexp(want.noise_floor, -shift)
+        np.testing.assert_array_equal(got.kernel, want.kernel)
 
 
 def test_exact_after_a_loud_burst():

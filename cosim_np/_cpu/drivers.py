@@ -248,8 +248,9 @@ def sliding_cosine_grad(x, grad_plan, method, want_sharpness=True, forward=None)
                                (plan.channel_axis, plan.ax))
     grad_kernel, grad_sharpness, grad_floor = plans.finish_grad(grad_plan, sums, along, log_sum,
                                                                 c_sum)
-    return (_times_power_of_two(grad_signal, shift).astype(plan.out_dtype), grad_kernel, grad_sharpness,
-            math.ldexp(grad_floor, shift))
+    with np.errstate(over="ignore"):  # (a sum past float64's range is ±inf, as it is)
+        return (_times_power_of_two(grad_signal, shift).astype(plan.out_dtype), grad_kernel,
+                grad_sharpness, float(_times_power_of_two(np.float64(grad_floor), shift)))
 
 
 def sharpen_rows(s, exponents):
