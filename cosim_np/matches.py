@@ -268,7 +268,8 @@ def find_matches(
           1  1.0000       0
           9  1.0000       0
     """
-    axis = spatial_plans.normalise_axis(axis)
+    axis, dilation, mode, exclusion = spatial_plans.normalise_axis(
+        axis, dilation=dilation, mode=mode, exclusion=exclusion)
     if _backend.is_xarray(signal):
         return _backend.xarray_impl("find_matches")(
             signal, kernel, functools.partial(

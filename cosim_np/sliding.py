@@ -210,7 +210,8 @@ def windowed_norm(signal, window, *, dilation=1, mode="valid", axis=-1, center=F
     >>> np.sqrt(np.maximum(squares - sums**2 / 4, 0))  # the running-sum recipe
     array([0., 0.])
     """
-    axis = spatial.normalise_axis(axis)
+    axis, window, dilation, mode, stride = spatial.normalise_axis(
+        axis, window=window, dilation=dilation, mode=mode, stride=stride)
     if _backend.is_xarray(signal):
         _no_out_for_labels(out)
         return _backend.xarray_impl("windowed_norm")(
@@ -429,7 +430,8 @@ def sliding_cosine(
     >>> np.round(sliding_cosine(signal, [1, 2, 3], sharpness=3)[[1, 9, 13]], 3)
     array([1.   , 1.   , 0.048])
     """
-    axis = spatial.normalise_axis(axis)
+    axis, dilation, mode, stride = spatial.normalise_axis(
+        axis, dilation=dilation, mode=mode, stride=stride)
     if _backend.is_xarray(signal):
         _no_out_for_labels(out)
         return _backend.xarray_impl("sliding_cosine")(
@@ -563,7 +565,8 @@ def sliding_cosine_grad(
     >>> bool(total(kernel + 0.01 * grads.kernel) > total(kernel))
     True
     """
-    axis = spatial.normalise_axis(axis)
+    axis, dilation, mode, stride = spatial.normalise_axis(
+        axis, dilation=dilation, mode=mode, stride=stride)
     for name, value in (("signal", signal), ("kernel", kernel), ("grad_output", grad_output)):
         if _backend.is_dask(value) or _backend.is_xarray(value):
             raise TypeError(

@@ -206,6 +206,22 @@ def test_a_one_axis_tuple_is_the_one_axis_call():
     k = rng.standard_normal(5)
     np.testing.assert_array_equal(sliding_cosine(x, k, axis=(1,)), sliding_cosine(x, k, axis=1))
     np.testing.assert_array_equal(windowed_norm(x, 5, axis=(-1,)), windowed_norm(x, 5))
+    # the options given per axis, one each
+    per_axis = dict(dilation=(2,), stride=[3], mode=("same",))
+    one = dict(dilation=2, stride=3, mode="same")
+    np.testing.assert_array_equal(sliding_cosine(x, k, axis=(1,), **per_axis),
+                                  sliding_cosine(x, k, axis=1, **one))
+    np.testing.assert_array_equal(windowed_norm(x, (5,), axis=[1], center=True, **per_axis),
+                                  windowed_norm(x, 5, axis=1, center=True, **one))
+    g = np.ones(sliding_cosine(x, k, axis=1, **one).shape)
+    for got, want in zip(sliding_cosine_grad(x, k, g, axis=(1,), **per_axis),
+                         sliding_cosine_grad(x, k, g, axis=1, **one)):
+        np.testing.assert_array_equal(got, want)
+    found = find_matches(x, k, axis=(1,), exclusion=(4,), dilation=(2,), mode=("same",))
+    want = find_matches(x, k, axis=1, exclusion=4, dilation=2, mode="same")
+    np.testing.assert_array_equal(found.index, want.index)
+    with pytest.raises(ValueError, match=r"dilation must be one value or one per sliding axis \(1\)"):
+        sliding_cosine(x, k, axis=(1,), dilation=(1, 2))
 
 
 def test_dtype_policy():

@@ -41,15 +41,27 @@ the window's taps ``m``, dilation ``d``, ``stride``, the zeros ``pads``
 ``nwin`` and those kept by the stride ``nout``."""
 
 
-def normalise_axis(axis):
-    """``axis`` as the public functions route it: a tuple (or list) of one
-    axis is that axis (the one-axis call), of several a tuple; anything
-    else as it is (checked by the plans)."""
-    if isinstance(axis, (tuple, list)):
-        if not axis:
-            raise ValueError(f"axis must name at least one axis; got {axis!r}.")
-        return axis[0] if len(axis) == 1 else tuple(axis)
-    return axis
+def normalise_axis(axis, **per_axis):
+    """``(axis, *per_axis values)`` as the public functions route them: a
+    tuple (or list) of one axis is that axis (the one-axis call), and then
+    an option given per axis (a tuple or list, ``per_axis`` by name) its
+    one value; of several axes a tuple; anything else as it is (checked by
+    the plans)."""
+    if not isinstance(axis, (tuple, list)):
+        return (axis, *per_axis.values())
+    if not axis:
+        raise ValueError(f"axis must name at least one axis; got {axis!r}.")
+    if len(axis) > 1:
+        return (tuple(axis), *per_axis.values())
+    values = []
+    for name, value in per_axis.items():
+        if isinstance(value, (tuple, list)):
+            if len(value) != 1:
+                raise ValueError(f"{name} must be one value or one per sliding axis (1); "
+                                 f"got {value!r}.")
+            value = value[0]
+        values.append(value)
+    return (axis[0], *values)
 
 
 def sliding_axes(axis, ndim):
