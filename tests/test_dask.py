@@ -250,15 +250,18 @@ def test_pairwise_of_dask_rows_equals_in_memory_to_the_products_rounding(problem
     np.testing.assert_allclose(own, pairwise_cosine(a), rtol=0, atol=tol(a.dtype, a.shape[1], a.dtype))
 
 
-@given(chunked_rows(), st.integers(1, 5), st.booleans())
+@given(chunked_rows(), st.integers(1, 5), st.sampled_from([False, "None", "passed"]))
 def test_topk_of_dask_rows_is_a_topk_of_the_true_cosines(problem, k, self_search):
+    """Also ``exclude_self`` with the corpus passed again, chunked its own
+    way: each query's own row is left out whichever block holds it."""
     a, b, a_chunks, b_rows = problem
     queries = da.from_array(a, chunks=a_chunks)
     if self_search:
         k = min(k, a.shape[0] - 1)
         if k < 1:
             return
-        scores, idx = topk_cosine(queries, None, k, exclude_self=True)
+        corpus = None if self_search == "None" else da.from_array(a, chunks=(b_rows, -1))
+        scores, idx = topk_cosine(queries, corpus, k, exclude_self=True)
         corpus = a
     else:
         k = min(k, b.shape[0])

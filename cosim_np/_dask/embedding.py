@@ -81,18 +81,25 @@ def _merge_pair(first, second):
                   np.concatenate([first[1], second[1]], axis=1), k)
 
 
-def _partial_topk(block_function, k, total, offset, queries, corpus, options):
+def _partial_topk(block_function, k, total, offset, queries, corpus, options, own=None):
     """One query block's top-k among one corpus block (``corpus`` None: the
     queries themselves), padded to ``k`` with NaN scores at index ``total``
-    (past the corpus: they rank last and never show)."""
+    (past the corpus: they rank last and never show).  ``own``: with
+    ``exclude_self`` and a corpus of its own, the corpus block's row of the
+    block's first query (each next query's one further on), whose matches
+    with themselves are left out; None where no query's own row is here."""
     rows = queries.shape[0]
     available = (rows - bool(options.get("exclude_self"))) if corpus is None else corpus.shape[0]
-    take = min(k, available)
+    take = min(k + (own is not None), available)  # (one more, for the own row left out)
     scores = np.full((rows, k), np.nan)
     indices = np.full((rows, k), total, dtype=np.int64)
     if take > 0:
         s, idx = block_function(queries, corpus, take, **options)
-        scores[:, :take], indices[:, :take] = s, idx + offset
+        if own is not None:
+            mine = idx == own + np.arange(rows)[:, None]
+            s, idx = _merge(np.where(mine, np.nan, s), np.where(mine, total - offset, idx),
+                            min(k, take))
+        scores[:, : s.shape[1]], indices[:, : s.shape[1]] = s, idx + offset
     return scores, indices
 
 
@@ -110,6 +117,7 @@ def topk_cosine(queries, corpus, k, block_function, *, exclude_self=False, fill=
     left, rows = _row_blocks(x)
     right, cols = _row_blocks(y)
     offsets = np.concatenate([[0], np.cumsum(cols)])
+    firsts = np.concatenate([[0], np.cumsum(rows)])  # each query block's first row
     part = dask.delayed(_partial_topk, pure=True, nout=2)
     merge = dask.delayed(_merge_pair, pure=True, nout=2)
     scores, indices = [], []
@@ -119,8 +127,11 @@ def topk_cosine(queries, corpus, k, block_function, *, exclude_self=False, fill=
             options = dict(fill=fill, max_memory=max_memory)
             if same and i == j:
                 options["exclude_self"] = exclude_self
+            own = int(firsts[i] - offsets[j])
+            if same or not exclude_self or not -rows[i] < own < cols[j]:
+                own = None  # (no query's own corpus row in this block)
             lists.append(part(block_function, kk, int(offsets[-1]), int(offsets[j]), xi,
-                              None if same and i == j else yj, options))
+                              None if same and i == j else yj, options, own))
         while len(lists) > 1:  # a tree of pairwise merges
             lists = [merge(lists[t], lists[t + 1]) if t + 1 < len(lists) else lists[t]
                      for t in range(0, len(lists), 2)]
