@@ -114,7 +114,9 @@ class Matches:
         columns ``index`` (``index0``, ``index1``, ... with several sliding
         axes), ``score``, ``kernel``, for signals with leading axes
         ``batch0``, ``batch1``, ..., and the ``coords`` of a DataArray's
-        matches (needs pandas)."""
+        matches, by name (a coordinate named like one of the other columns
+        with ``_coord`` appended: a dim ``index``'s values beside the
+        positions); needs pandas."""
         try:
             import pandas
         except ImportError:
@@ -129,7 +131,10 @@ class Matches:
         columns.update(score=self.score, kernel=self.kernel)
         for j in range(self.batch.shape[1]):
             columns[f"batch{j}"] = self.batch[:, j]
-        columns.update(self.coords)
+        for name, values in self.coords.items():
+            while name in columns:
+                name = f"{name}_coord"
+            columns[name] = values
         return pandas.DataFrame(columns)
 
 

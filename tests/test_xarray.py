@@ -138,6 +138,21 @@ def test_find_matches_carries_the_coordinates_of_each_match(record, mode):
     assert found.score[0] == pytest.approx(-1)
 
 
+def test_to_pandas_keeps_the_positions_beside_coordinates_of_the_same_names():
+    """A dim named ``index`` (``pandas.Series.to_xarray`` makes one) or a
+    coordinate named ``score``: its values come beside the columns of
+    positions and scores, not over them."""
+    from cosim_np import find_matches
+
+    values = np.random.default_rng(0).standard_normal(200)
+    values[120:130] = 5 * np.hanning(10)
+    array = xr.DataArray(values, dims="index",
+                         coords={"index": np.arange(200) * 0.5, "score": ("index", -np.arange(200))})
+    frame = find_matches(array, np.hanning(10), k=1).to_pandas()
+    assert frame["index"].tolist() == [120] and frame["index_coord"].tolist() == [60.0]
+    assert frame["score"].tolist() == [pytest.approx(1)] and frame["score_coord"].tolist() == [-120]
+
+
 def test_find_matches_with_multichannel_kernels_drops_the_channel_coordinate(record):
     from cosim_np import find_matches
 
