@@ -443,6 +443,21 @@ def test_several_axes_equal_the_in_memory_results_bit_for_bit(problem):
     np.testing.assert_array_equal(lazy.compute(), windowed_norm(x, window, **norm_options))
 
 
+def test_window_sums_over_several_axes_start_where_the_whole_image_s_do():
+    """Blocks of the first axis's window sums (``m * d`` rows) that do not
+    divide a band of 64 rows: Dask's blocks of whole bands still start where
+    the whole image's blocks do, the same bits (they did not, for heights
+    such as 5, 6, 7, 9)."""
+    x = np.random.default_rng(33).standard_normal((260, 4))
+    lazy = da.from_array(x, chunks=(64, 4))
+    for height in range(2, 13):
+        for options in (dict(), dict(center=True, stride=(3, 1)), dict(dilation=(2, 1), stride=2)):
+            want = windowed_norm(x, (height, 2), axis=(0, 1), **options)
+            got = windowed_norm(lazy, (height, 2), axis=(0, 1), **options)
+            assert got.numblocks[0] > 1
+            np.testing.assert_array_equal(got.compute(), want)
+
+
 def test_several_axes_of_a_large_image_cut_into_bands_and_by_fft():
     """Blocks of many bands of windows (the first sliding axis cut, the other
     whole), a volume, and the FFT method to its accuracy."""

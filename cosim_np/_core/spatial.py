@@ -16,10 +16,12 @@ as ``(B, K, nout_1, ..., nout_r)``; the plan says where those axes go in
 the caller's arrays.
 """
 
+import math
 from collections import namedtuple
 
 import numpy as np
 
+from . import config
 from . import validate as v
 from .sliding import (
     SlidingGradPlan,
@@ -39,6 +41,20 @@ Geometry.__doc__ = """Per sliding axis (tuples in the order of ``axis``):
 the window's taps ``m``, dilation ``d``, ``stride``, the zeros ``pads``
 ``(left, right)`` of each axis's mode, the windows of the padded signal
 ``nwin`` and those kept by the stride ``nout``."""
+
+
+def band_windows(geo):
+    """Windows a band holds along the first sliding axis (the CPU path
+    takes windows band by band; Dask cuts the signal into whole bands): at
+    least ``config.SPATIAL_BAND_ROWS``, enough that a band's rows are not
+    mostly its overlap with the next band's, and as many that they span
+    whole blocks of the first axis's window sums (``m * d`` rows): each
+    band, and each Dask block, then starts where the whole signal's blocks
+    do, and its windows' sums are the whole signal's, bit for bit."""
+    m0, d0, s0 = geo.m[0], geo.d[0], geo.stride[0]
+    rows = max(config.SPATIAL_BAND_ROWS, -(-(m0 - 1) * d0 // s0))
+    whole = m0 * d0 // math.gcd(m0 * d0, s0)  # (windows whose rows are whole blocks)
+    return -(-rows // whole) * whole
 
 
 def normalise_axis(axis, **per_axis):

@@ -459,13 +459,9 @@ def _moved_index(index, moved, r, kernel):
 
 
 def _band_rows(geo, rows=None):
-    """Windows a band holds along the first sliding axis: at least
-    ``config.SPATIAL_BAND_ROWS``, and enough that its input rows are not
-    mostly the overlap with the next band's (or ``rows``)."""
-    if rows is not None:
-        return rows
-    span0 = (geo.m[0] - 1) * geo.d[0]
-    return max(config.SPATIAL_BAND_ROWS, -(-span0 // geo.stride[0]))
+    """Windows a band holds along the first sliding axis: ``rows``, or
+    ``_core.spatial.band_windows``."""
+    return spatial.band_windows(geo) if rows is None else rows
 
 
 def _run_bands(geo, band, weight, rows=None, first=0, last=None):

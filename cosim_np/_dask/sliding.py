@@ -23,8 +23,8 @@ import functools
 import dask.array as da
 import numpy as np
 
-from .._core import config, spatial
 from .._core import sliding as plans
+from .._core import spatial
 from .._core import validate as v
 
 
@@ -136,7 +136,7 @@ def _spatial_windows(x, geo, block, dtype, nker=None, channel_axis=None, bank_ax
         x = da.pad(x, width, mode="constant")
     x = x.rechunk({ax: -1 for ax in geo.axes[1:]})
     span = (geo.m[0] - 1) * geo.d[0]
-    band = max(config.SPATIAL_BAND_ROWS, -(-span // s0)) * s0  # rows of a band's windows
+    band = spatial.band_windows(geo) * s0  # rows of a band's windows
     sizes = _block_chunks(x.shape[first], span, band, hint)
     x = x.rechunk({first: sizes})
     counts = tuple(size // s0 for size in sizes[:-1])
