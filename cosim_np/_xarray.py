@@ -73,7 +73,7 @@ def windowed_norm(array, compute, *, window, dilation, mode, axis, center, strid
     ax = axis_of(array, axis)
     result = compute(array.data, window, dilation=dilation, mode=mode, axis=ax, center=center,
                      stride=stride)
-    return xr.DataArray(result, dims=array.dims, coords=_coords(
+    return _labelled(result, array.dims, _coords(
         array, _sliding(array, ax, mode, stride), array.dims, result.shape))
 
 
@@ -94,9 +94,10 @@ def sliding_cosine(array, kernel, compute, *, axis, mode, stride, **options):
     """``sliding_cosine`` of a DataArray (``compute``: the public function)."""
     ax = axis_of(array, axis)
     kind, first = _kernel_layout(array, ax, kernel)
-    if "kernel" in array.dims and kind is not None:
-        raise ValueError("the DataArray already has a dim named 'kernel', which a kernel bank "
-                         "or multi-channel kernel adds to the result; rename it first.")
+    if ("kernel" in array.dims or "kernel" in array.coords) and kind is not None:
+        raise ValueError("the DataArray already has a dim or coordinate named 'kernel', which a "
+                         "kernel bank or multi-channel kernel adds to the result; rename it "
+                         "first.")
     result = compute(array.data, kernel, axis=ax, mode=mode, stride=stride, **options)
     dims = list(array.dims)
     dropped = ()
@@ -105,13 +106,21 @@ def sliding_cosine(array, kernel, compute, *, axis, mode, stride, **options):
         dims[first - 1] = "kernel"
     elif kind == "bank":  # a bank: its kernel dim before the first sliding one
         dims.insert(first, "kernel")
-    return xr.DataArray(result, dims=dims, coords=_coords(
+    return _labelled(result, dims, _coords(
         array, _sliding(array, ax, mode, stride), dims, result.shape, dropped))
 
 
 def sharpen(array, compute, *, sharpness):
     """``sharpen`` of a DataArray: the same dims and coordinates."""
-    return xr.DataArray(compute(array.data, sharpness), dims=array.dims, coords=array.coords)
+    return _labelled(compute(array.data, sharpness), array.dims, array.coords)
+
+
+def _labelled(result, dims, coords):
+    """The result as a DataArray, unnamed whatever holds it (xarray names a
+    DataArray of a Dask array after its graph key)."""
+    labelled = xr.DataArray(result, dims=dims, coords=coords)
+    labelled.name = None
+    return labelled
 
 
 def find_matches(array, kernel, compute, *, axis, mode):

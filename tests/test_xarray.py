@@ -103,8 +103,22 @@ def test_errors(record):
         sliding_cosine(array, [1.0, 2.0], axis="depth")
     with pytest.raises(TypeError, match="out is not supported for an xarray.DataArray"):
         windowed_norm(array, 3, out=np.empty((2, 3, 118)))
-    with pytest.raises(ValueError, match="already has a dim named 'kernel'"):
+    with pytest.raises(ValueError, match="already has a dim or coordinate named 'kernel'"):
         sliding_cosine(array.rename(channel="kernel"), np.ones((2, 3)))
+    labels = array.assign_coords(kernel=("station", ["ricker", "box"]))
+    with pytest.raises(ValueError, match="already has a dim or coordinate named 'kernel'"):
+        sliding_cosine(labels, np.ones((2, 3)) + np.eye(3)[:2], axis="time")
+
+
+def test_results_are_unnamed_whatever_holds_them(record):
+    """xarray names a DataArray of a Dask array after its graph key: the
+    results of a chunked DataArray are unnamed, as those of one in memory."""
+    array, _ = record
+    array = array.rename("record")
+    for result in (sliding_cosine(array, [1.0, 2.0]), windowed_norm(array, 3),
+                   sliding_cosine(array, np.ones((2, 3)) + np.eye(3)[:2], axis="time"),
+                   sharpen(array, 1.5)):
+        assert result.name is None
 
 
 @pytest.mark.parametrize("mode", ["valid", "same", "full"])
