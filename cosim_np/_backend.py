@@ -65,13 +65,19 @@ def _implementation(package, name, needs):
     return getattr(module, name)
 
 
-def xarray_impl(name):
-    """The DataArray wrapper of the public function ``name``."""
+def xarray_impl(name, backend=None):
+    """The DataArray wrapper of the public function ``name`` (``backend``
+    checked here, where given: the wrapper passes it on to the call)."""
+    if backend is not None:
+        v.check_choice(backend, "backend", BACKENDS)
     return _implementation("_xarray", name, "an xarray.DataArray as input needs xarray")
 
 
-def dask_impl(name):
-    """The Dask implementation of the public function ``name``."""
+def dask_impl(name, backend=None):
+    """The Dask implementation of the public function ``name`` (``backend``
+    checked here, where given, not in a worker when the graph runs)."""
+    if backend is not None:
+        v.check_choice(backend, "backend", BACKENDS)
     return _implementation("_dask", name, "a Dask array as input needs dask.array "
                                           "(pip install 'cosim_np[dask]')")
 

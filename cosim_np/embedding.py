@@ -126,7 +126,7 @@ def cosine_similarity(a, b, *, axis=-1, eps=0.0, fill=0.0, out=None, backend="au
     array([0.9297, 0.9297], dtype=float32)
     """
     if _backend.is_dask(a) or _backend.is_dask(b):
-        return _backend.dask_impl("cosine_similarity")(
+        return _backend.dask_impl("cosine_similarity", backend)(
             a, b, functools.partial(cosine_similarity, backend=backend), axis=axis, eps=eps,
             fill=fill, out=out)
     if _backend.wants_cuda(backend, a=a, b=b):
@@ -217,7 +217,7 @@ def pairwise_cosine(a, b=None, *, out=None, dtype=None, fill=0.0, max_memory=Non
            [    nan,     nan]])
     """
     if _backend.is_dask(a) or _backend.is_dask(b):
-        return _backend.dask_impl("pairwise_cosine")(
+        return _backend.dask_impl("pairwise_cosine", backend)(
             a, b, functools.partial(pairwise_cosine, backend=backend), out=out, dtype=dtype,
             fill=fill, max_memory=max_memory)
     if _backend.wants_cuda(backend, a=a, b=b):
@@ -323,7 +323,7 @@ def topk_cosine(queries, corpus, k, *, exclude_self=False, fill=0.0, max_memory=
     array([2, 2, 0, 1])
     """
     if _backend.is_dask(queries) or _backend.is_dask(corpus):
-        return _backend.dask_impl("topk_cosine")(
+        return _backend.dask_impl("topk_cosine", backend)(
             queries, corpus, k, functools.partial(topk_cosine, backend=backend),
             exclude_self=exclude_self, fill=fill, max_memory=max_memory)
     if _backend.wants_cuda(backend, queries=queries, corpus=corpus):

@@ -276,7 +276,7 @@ def find_matches(
     axis, dilation, mode, exclusion = spatial_plans.normalise_axis(
         axis, dilation=dilation, mode=mode, exclusion=exclusion)
     if _backend.is_xarray(signal):
-        return _backend.xarray_impl("find_matches")(
+        return _backend.xarray_impl("find_matches", backend)(
             signal, kernel, functools.partial(
                 find_matches, k=k, threshold=threshold, exclusion=exclusion, sign=sign,
                 sharpness=sharpness, dilation=dilation, noise_floor=noise_floor, fill=fill,
@@ -292,7 +292,7 @@ def find_matches(
             sharpness=sharpness, mode=mode, dilation=dilation, noise_floor=noise_floor, fill=fill,
             axis=axis, method=method, center=center))
     dask = _backend.is_dask(signal)
-    x = signal if dask else v.as_real_array(signal, "signal")
+    x = v.check_known_shape(signal, "signal") if dask else v.as_real_array(signal, "signal")
     splan = sliding_plans.plan_sliding(x, kernel, axis, mode, method, dilation, sharpness,
                                        noise_floor, fill, None, drivers.fill_unit_kernels,
                                        center)

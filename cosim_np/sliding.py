@@ -94,10 +94,10 @@ def sharpen(s, sharpness, *, out=None, backend="auto"):
     """
     if _backend.is_xarray(s):
         _no_out_for_labels(out)
-        return _backend.xarray_impl("sharpen")(
+        return _backend.xarray_impl("sharpen", backend)(
             s, functools.partial(sharpen, backend=backend), sharpness=sharpness)
     if _backend.is_dask(s):
-        return _backend.dask_impl("sharpen")(s, sharpness, functools.partial(sharpen, backend=backend),
+        return _backend.dask_impl("sharpen", backend)(s, sharpness, functools.partial(sharpen, backend=backend),
                                              out=out)
     if _backend.wants_cuda(backend, s=s):
         return _backend.cuda_impl("sharpen")(s, sharpness, out=out)
@@ -214,11 +214,11 @@ def windowed_norm(signal, window, *, dilation=1, mode="valid", axis=-1, center=F
         axis, window=window, dilation=dilation, mode=mode, stride=stride)
     if _backend.is_xarray(signal):
         _no_out_for_labels(out)
-        return _backend.xarray_impl("windowed_norm")(
+        return _backend.xarray_impl("windowed_norm", backend)(
             signal, functools.partial(windowed_norm, backend=backend), window=window,
             dilation=dilation, mode=mode, axis=axis, center=center, stride=stride)
     if _backend.is_dask(signal):
-        return _backend.dask_impl("windowed_norm")(
+        return _backend.dask_impl("windowed_norm", backend)(
             signal, window, functools.partial(windowed_norm, backend=backend), dilation=dilation,
             mode=mode, axis=axis, center=center, stride=stride, out=out)
     if _backend.wants_cuda(backend, signal=signal):
@@ -434,12 +434,12 @@ def sliding_cosine(
         axis, dilation=dilation, mode=mode, stride=stride)
     if _backend.is_xarray(signal):
         _no_out_for_labels(out)
-        return _backend.xarray_impl("sliding_cosine")(
+        return _backend.xarray_impl("sliding_cosine", backend)(
             signal, kernel, functools.partial(sliding_cosine, backend=backend), axis=axis,
             mode=mode, sharpness=sharpness, dilation=dilation, noise_floor=noise_floor, fill=fill,
             method=method, center=center, stride=stride)
     if _backend.is_dask(signal):
-        return _backend.dask_impl("sliding_cosine")(
+        return _backend.dask_impl("sliding_cosine", backend)(
             signal, kernel, functools.partial(sliding_cosine, backend=backend),
             sharpness=sharpness, mode=mode, dilation=dilation, noise_floor=noise_floor, fill=fill,
             axis=axis, method=method, center=center, stride=stride, out=out,

@@ -161,6 +161,28 @@ def test_errors_are_raised_when_the_graph_is_built():
         sliding_cosine(lazy, np.ones(2), out=np.empty(9))
     with pytest.raises(TypeError, match="signal must be real-valued"):
         sliding_cosine(da.zeros(10, chunks=3, dtype=np.complex64), np.ones(2))
+    rows = da.zeros((6, 4), chunks=3)
+    for call in (lambda: sliding_cosine(lazy, np.ones(2), backend="gpu"),
+                 lambda: windowed_norm(lazy, 2, backend="gpu"),
+                 lambda: sharpen(lazy, 2.0, backend="gpu"),
+                 lambda: cosine_similarity(rows, rows, backend="gpu"),
+                 lambda: pairwise_cosine(rows, backend="gpu"),
+                 lambda: topk_cosine(rows, None, 2, backend="gpu")):
+        with pytest.raises(ValueError, match="backend must be one of"):
+            call()
+    # chunks of unknown size (boolean indexing): named, with the way out
+    unknown = lazy[lazy > -1]
+    table = rows[rows[:, 0] > -1]
+    for call, name in ((lambda: sliding_cosine(unknown, np.ones(2)), "signal"),
+                       (lambda: windowed_norm(unknown, 2), "signal"),
+                       (lambda: find_matches(unknown, np.ones(2)), "signal"),
+                       (lambda: sliding_cosine(table, np.ones((2, 2)), axis=(0, 1)), "signal"),
+                       (lambda: cosine_similarity(unknown, unknown), "a"),
+                       (lambda: pairwise_cosine(table), "a"),
+                       (lambda: topk_cosine(table, None, 2), "queries")):
+        with pytest.raises(ValueError, match=rf"{name} has chunks of unknown size .*"
+                                             rf"{name}\.compute_chunk_sizes\(\)"):
+            call()
 
 
 def test_nan_stays_local_across_chunk_borders():

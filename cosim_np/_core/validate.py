@@ -103,6 +103,15 @@ def check_choice(value, name, choices):
     return value
 
 
+def check_known_shape(array, name):
+    """A lazy array whose size is known along every axis (Dask leaves NaN
+    for chunks of sizes not yet computed, as after boolean indexing)."""
+    if any(size != size for size in array.shape):
+        raise ValueError(f"{name} has chunks of unknown size (shape {array.shape}), as after "
+                         f"boolean indexing; call {name}.compute_chunk_sizes() first.")
+    return array
+
+
 def check_positive_int(value, name, minimum=1):
     """An integer (not a bool, not a float) of at least ``minimum``."""
     if type(value) is not int and (isinstance(value, (bool, np.bool_)) or not isinstance(

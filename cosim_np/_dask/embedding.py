@@ -29,7 +29,7 @@ def _standin(array):
 def _as_dask(value, name):
     """A checked 2-d Dask array of rows, its vector axis in one chunk."""
     array = value if hasattr(value, "__dask_graph__") else da.from_array(np.asarray(value))
-    v.check_matrix(_standin(array), name)
+    v.check_matrix(_standin(v.check_known_shape(array, name)), name)
     return array.rechunk({1: -1})
 
 
@@ -149,6 +149,8 @@ def cosine_similarity(a, b, block_function, *, axis=-1, eps=0.0, fill=0.0, out=N
     no_out(out, "Dask arrays")
     x = a if hasattr(a, "__dask_graph__") else da.from_array(np.asarray(a))
     y = b if hasattr(b, "__dask_graph__") else da.from_array(np.asarray(b))
+    v.check_known_shape(x, "a")
+    v.check_known_shape(y, "b")
     plan = core.check_cosine_args(_standin(x), _standin(y), axis, eps, fill, None)
     ndim = len(plan.shape)
     x = x.reshape((1,) * (ndim - x.ndim) + x.shape)
