@@ -521,6 +521,23 @@ def test_an_infinite_float32_sample_gives_nan_centered_norms():
     assert got[0] == 0.0 and got[3] == 0.0
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("window, axis", [(1, -1), ((1, 1), (0, 1)), ((1, 1, 1), (0, 1, 2)),
+                                          ((1, 2), (1, 2))])
+def test_windows_of_one_sample_are_nan_at_nan_and_inf(dtype, window, axis):
+    """A window of one sample has a centered norm of 0, or NaN where the
+    sample is NaN or ±inf (an M2 of zeros did not look at the sample)."""
+    x = np.ones((3, 4, 5), dtype)
+    x[0, 1, 2], x[2, 3, 4] = np.nan, np.inf
+    signal = x.reshape(-1) if axis == -1 else x
+    got = windowed_norm(signal, window, axis=axis, center=True)
+    bad = ~np.isfinite(signal)
+    if window == (1, 2):  # (pairs along the last axis)
+        bad = bad[..., :-1] | bad[..., 1:]
+    np.testing.assert_array_equal(np.isnan(got), bad)
+    assert np.all(got[~bad] == 0.0)
+
+
 @pytest.mark.usefixtures("fft_engine")
 @pytest.mark.parametrize("method", ["direct", "fft"])
 @pytest.mark.parametrize("scale", [1e-300, 1e-200, 1e200, 1e290])

@@ -227,7 +227,8 @@ def _gather(means, m2s, spread, window_means, out, nwin, shift, before, count):
     if before == 0:
         for t in range(nwin):
             window_means[t] = runs[t]
-            out[t] = run_m2s[t] if spread else 0.0
+            # (without spread, a run of one sample: 0, or NaN for NaN or inf)
+            out[t] = run_m2s[t] if spread else runs[t] - runs[t]
         return
     total = before + count
     towards = count / total

@@ -497,11 +497,12 @@ def _band_sums(padded, geo, center, i0, i1):
     slab = padded[:, :, i0 * s0 - first : (i1 - 1) * s0 + (geo.m[0] - 1) * geo.d[0] + 1]
     band_geo = geo._replace(nout=(i1 - i0,) + geo.nout[1:])
     flat = slab.reshape((nbatch * nchan,) + slab.shape[2:])
-    if center:  # the samples: groups of one, of no spread
+    if center:  # the samples: groups of one, of no spread (NaN where not finite)
         means = scratch.empty("spatial band means", flat.shape)
         means[...] = flat
         m2s = scratch.empty("spatial band M2s", flat.shape)
-        m2s.fill(0.0)
+        with np.errstate(invalid="ignore"):
+            np.subtract(means, means, out=m2s)
         count = 1.0
         for a in range(len(geo.axes)):
             means, m2s = _axis_pass(means, m2s, count, a, band_geo, first if a == 0 else 0)
