@@ -406,6 +406,20 @@ def test_grad_output_must_have_the_result_shape():
         sliding_cosine_grad(np.ones(10), [1.0, 2.0], np.ones(10))
 
 
+@pytest.mark.parametrize("axis", [-1, (0, 1)])
+def test_a_sharpness_whose_square_overflows_is_refused_by_name(axis):
+    """``sharpness**2`` inf: the slopes would be ``0 * inf`` (NaN from finite
+    inputs); a sharpness just below keeps finite gradients."""
+    signal = np.array([[1.0, 2.0, 3.0, 0.0, -1.0, 2.0], [0.5, 1.0, -2.0, 1.0, 3.0, 1.0]])
+    kernel = [[1.0, 2.0, 3.0]] if axis != -1 else [1.0, 2.0, 3.0]
+    g = np.ones(sliding_cosine(signal, kernel, axis=axis).shape)
+    for huge in (1e160, -1e155):
+        with pytest.raises(ValueError, match="sharpness must have a finite square"):
+            sliding_cosine_grad(signal, kernel, g, sharpness=huge, axis=axis)
+    got = sliding_cosine_grad(signal, kernel, g, sharpness=1e150, axis=axis)
+    assert all(np.all(np.isfinite(part)) for part in got)
+
+
 def test_lazy_inputs_say_what_to_do():
     da = pytest.importorskip("dask.array")
     with pytest.raises(TypeError, match="compute"):

@@ -198,8 +198,19 @@ def plan_sliding_grad(x, kernel, grad_output, axis, mode, method, dilation, shar
                            None, normalise, center, stride)
     g = check_grad_output(grad_output, forward.final_shape)
     taps, bank_shape, _ = _check_kernel(kernel, x.ndim, forward.ax)
-    return SlidingGradPlan(forward, float(sharpness), divisor_norms(taps, bank_shape, center),
-                           np.shape(kernel), g)
+    return SlidingGradPlan(forward, check_grad_sharpness(sharpness),
+                           divisor_norms(taps, bank_shape, center), np.shape(kernel), g)
+
+
+def check_grad_sharpness(sharpness):
+    """The sharpness of a gradient (checked finite by the forward's plan),
+    whose square must be finite too: the slopes of ``|s|**inf`` are ``0 *
+    inf``."""
+    p = float(sharpness)
+    if not math.isfinite(p * p):
+        raise ValueError("sharpness must have a finite square for gradients (|sharpness| < "
+                         f"1.3e154); got {sharpness!r}.")
+    return p
 
 
 def divisor_norms(taps, bank_shape, center):

@@ -27,6 +27,7 @@ from .sliding import (
     SlidingGradPlan,
     centered_kernels,
     check_grad_output,
+    check_grad_sharpness,
     check_options,
     divisor_norms,
     padding,
@@ -271,4 +272,5 @@ def plan_sliding_grad(x, kernel, grad_output, axis, mode, method, dilation, shar
     taps, _, _ = _check_kernel(kernel, x, plan.geometry.axes)
     flat = taps.reshape(taps.shape[:2] + (-1,))
     norms = divisor_norms(flat, (flat.shape[0],) if plan.is_bank else (), center)
-    return SlidingGradPlan(plan, float(sharpness), norms, np.shape(kernel), g), taps
+    return SlidingGradPlan(plan, check_grad_sharpness(sharpness), norms, np.shape(kernel),
+                           g), taps
