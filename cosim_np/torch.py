@@ -13,7 +13,7 @@ Examples
 --------
 >>> import torch
 >>> from cosim_np.torch import SharpenedCosine1d
->>> layer = SharpenedCosine1d(2, 4, 5, padding="same", dtype=torch.float64)
+>>> layer = SharpenedCosine1d(2, 4, 5, mode="same", dtype=torch.float64)
 >>> x = torch.randn(3, 2, 50, dtype=torch.float64)
 >>> out = layer(x)
 >>> out.shape
@@ -57,8 +57,26 @@ def _tensor(result, like):
     return torch.from_numpy(np.asarray(result)).to(like.dtype)
 
 
-def _value(number):
-    return float(number.detach()) if isinstance(number, torch.Tensor) else float(number)
+def _value(number, name):
+    """``sharpness`` or ``noise_floor`` as a float: a real number or a
+    one-element tensor."""
+    if isinstance(number, torch.Tensor):
+        if number.numel() != 1:
+            raise TypeError(f"{name} must be a number or a one-element tensor; got a tensor of "
+                            f"shape {tuple(number.shape)}.")
+        return float(number.detach())
+    if isinstance(number, (bool, str, bytes)) or number is None:
+        raise TypeError(f"{name} must be a number or a one-element tensor; got {number!r}.")
+    try:
+        return float(number)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number or a one-element tensor; got "
+                        f"{number!r}.") from None
+
+
+# The options of cosim_np.sliding_cosine that the adapter passes on: results
+# are tensors (no out=), and the tensors' device chooses the backend.
+_OPTIONS = ("mode", "dilation", "fill", "axis", "method", "center", "stride")
 
 
 class _SlidingCosine(torch.autograd.Function):
@@ -71,7 +89,8 @@ class _SlidingCosine(torch.autograd.Function):
             raise ValueError(f"signal is on {signal.device} and kernel on {kernel.device}: "
                              "put both on one device.")
         x, k = _operand(signal, "signal"), _operand(kernel, "kernel")
-        values = dict(options, sharpness=_value(sharpness), noise_floor=_value(noise_floor))
+        values = dict(options, sharpness=_value(sharpness, "sharpness"),
+                      noise_floor=_value(noise_floor, "noise_floor"))
         result = _sliding_cosine(x, k, **values)  # (of cosim_np's dtype: float64 for integers)
         out = result if isinstance(result, torch.Tensor) else torch.from_numpy(np.asarray(result))
         ctx.save_for_backward(signal, kernel, out)
@@ -100,9 +119,11 @@ class _SlidingCosine(torch.autograd.Function):
             return torch.tensor(value, dtype=like.dtype, device=like.device).reshape(like.shape)
 
         wanted = ctx.needs_input_grad
-        return (_tensor(grads.signal, signal) if wanted[0] else None,
-                _tensor(grads.kernel, kernel) if wanted[1] else None,
-                scalar(grads.sharpness, sharpness), scalar(grads.noise_floor, noise_floor), None)
+        return _not_twice((_tensor(grads.signal, signal) if wanted[0] else None,
+                           _tensor(grads.kernel, kernel) if wanted[1] else None,
+                           scalar(grads.sharpness, sharpness),
+                           scalar(grads.noise_floor, noise_floor), None),
+                          (signal, kernel, sharpness, noise_floor, grad_output))
 
 
 def sliding_cosine(signal, kernel, sharpness=1.0, noise_floor=0.0, **options):
@@ -111,14 +132,30 @@ def sliding_cosine(signal, kernel, sharpness=1.0, noise_floor=0.0, **options):
     ``noise_floor``.
 
     ``options`` are those of :func:`cosim_np.sliding_cosine` (``mode``,
-    ``dilation``, ``fill``, ``axis``, ``method``, ``center``, ``stride``); the result's
-    dtype is :func:`cosim_np.sliding_cosine`'s: the signal's for floating-point
-    tensors, float64 for integer and bool ones. ``torch.autograd.gradcheck``
-    passes in float64."""
+    ``dilation``, ``fill``, ``axis``, ``method``, ``center``, ``stride``; not
+    ``out`` nor ``backend``: the result is a new tensor on the tensors'
+    device); the result's dtype is :func:`cosim_np.sliding_cosine`'s: the
+    signal's for floating-point tensors, float64 for integer and bool ones.
+    ``torch.autograd.gradcheck`` passes in float64. The gradients are not
+    differentiable again: a second backward through them
+    (``create_graph=True``) raises.
+
+    With ``sharpness`` 1 and ``stride`` 1 the backward takes the cosines
+    from the forward's result, as rounded to its dtype, instead of computing
+    them again: for float32 or float16 tensors the gradients then carry
+    that rounding (a unit of the dtype against the size of their terms),
+    which near a perfect match (``|s|`` near 1, where the gradient is
+    small) is large beside the gradient. Use float64 tensors for gradients
+    as exact as :func:`cosim_np.sliding_cosine_grad`'s."""
     for name, value in (("signal", signal), ("kernel", kernel)):
         if not isinstance(value, torch.Tensor):
             raise TypeError(f"{name} must be a torch.Tensor (cosim_np.sliding_cosine takes "
                             f"NumPy arrays); got {type(value).__name__}.")
+    unknown = sorted(set(options) - set(_OPTIONS))
+    if unknown:
+        raise TypeError(f"cosim_np.torch.sliding_cosine takes the options {', '.join(_OPTIONS)}; "
+                        f"got {', '.join(unknown)} (out and backend do not apply to tensors: "
+                        "the result is a new tensor on the tensors' device).")
     return _SlidingCosine.apply(signal, kernel, sharpness, noise_floor, options)
 
 
@@ -168,8 +205,44 @@ class _Sharpen(torch.autograd.Function):
                 np.ascontiguousarray(_host(grad_output.reshape(rows.shape), "grad_output")),
                 _host(exponents, "p"), ctx.needs_input_grad[1]))
         grad_s = grad.to(s.dtype).reshape(s.shape)
-        grad_p = 2 * p * log_sums.to(p.dtype).reshape(p.shape)
-        return grad_s, grad_p
+        grad_p = 2 * p.detach() * log_sums.to(p.dtype).reshape(p.shape)
+        return _not_twice((grad_s, grad_p), (s, p, grad_output))
+
+
+class _NotTwice(torch.autograd.Function):
+    """The identity on the gradients of this module's functions, whose own
+    backward raises: they are not differentiable again, and a second
+    backward through them (a gradient penalty) would otherwise miss their
+    part without a word."""
+
+    @staticmethod
+    def forward(ctx, anchors, *values):
+        # (the inputs that require grad come first: the gradients' graph
+        # reaches each of them through this node)
+        return tuple(grad.clone() for grad in values[anchors:])
+
+    @staticmethod
+    def backward(ctx, *grads):
+        raise RuntimeError(
+            "cosim_np.torch's gradients are not differentiable again: a second backward "
+            "(create_graph=True, as for a gradient penalty) through sliding_cosine or a "
+            "SharpenedCosine layer is not supported.")
+
+
+def _not_twice(grads, inputs):
+    """A backward's ``grads`` (tensors or None) as they are, or, where it
+    builds a graph (``create_graph=True``) from ``inputs`` that require
+    grad, through :class:`_NotTwice`."""
+    anchors = [value for value in inputs
+               if isinstance(value, torch.Tensor) and value.requires_grad]
+    present = [i for i, grad in enumerate(grads) if grad is not None]
+    if not torch.is_grad_enabled() or not anchors or not present:
+        return grads
+    passed = _NotTwice.apply(len(anchors), *anchors, *(grads[i] for i in present))
+    result = list(grads)
+    for i, grad in zip(present, passed if isinstance(passed, tuple) else (passed,)):
+        result[i] = grad
+    return tuple(result)
 
 
 def _sharpen_tensor(rows, exponents):
@@ -210,8 +283,9 @@ class SharpenedCosine1d(torch.nn.Module):
     stride : int, optional
         Keep every ``stride``-th window (a convolution layer's stride).
     dilation : int, optional
-    padding : {'valid', 'same', 'full', 'causal'}, optional
-        The sliding modes of :func:`cosim_np.sliding_cosine`.
+    mode : {'valid', 'same', 'full', 'causal'}, optional
+        The sliding modes of :func:`cosim_np.sliding_cosine` (``padding``,
+        PyTorch's name, is taken too).
     center : bool, optional
         Pearson's correlation instead of the cosine (``center=True``).
     p_init, q_init : float, optional
@@ -222,25 +296,36 @@ class SharpenedCosine1d(torch.nn.Module):
     Notes
     -----
     Learned parameters: ``weight`` ``(out_channels, in_channels,
-    kernel_size)``, ``p`` ``(out_channels,)`` and ``q`` (a scalar). The
+    kernel_size)`` (also read as ``kernel``), ``p`` ``(out_channels,)``
+    and ``q`` (a scalar). Inputs ``(batch, in_channels, n)``, or
+    ``(in_channels, n)`` unbatched, as :class:`torch.nn.Conv1d`'s. The
     windows' norms are exact (no ``eps``), and no gradient of finite inputs
     is NaN or infinite (the conventions of
     :func:`cosim_np.sliding_cosine_grad`).
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, *, stride=1, dilation=1,
-                 padding="valid", center=False, p_init=1.0, q_init=1e-3, dtype=torch.float32):
+                 mode=None, center=False, p_init=1.0, q_init=1e-3, dtype=torch.float32,
+                 padding=None):
         super().__init__()
         weight = torch.empty(out_channels, in_channels, kernel_size, dtype=dtype)
         torch.nn.init.kaiming_uniform_(weight, a=5**0.5)
         self.weight = torch.nn.Parameter(weight)
         self.p = torch.nn.Parameter(torch.full((out_channels,), float(p_init), dtype=dtype))
         self.q = torch.nn.Parameter(torch.tensor(float(q_init), dtype=dtype))
-        self.options = dict(mode=padding, dilation=dilation, center=center, stride=stride)
+        self.options = dict(mode=_layer_mode(mode, padding), dilation=dilation, center=center,
+                            stride=stride)
+
+    @property
+    def kernel(self):
+        """The kernels, ``weight`` (cosim_np's name for them)."""
+        return self.weight
 
     def forward(self, x):
-        """``x``: ``(batch, in_channels, n)``; returns ``(batch, out_channels,
-        L)``, ``L`` as the padding mode and the stride give."""
+        """``x``: ``(batch, in_channels, n)`` or ``(in_channels, n)``; returns
+        ``(batch, out_channels, L)`` or ``(out_channels, L)``, ``L`` as the
+        mode and the stride give."""
+        _check_input(x, self.weight.shape[1], 1)
         s = sliding_cosine(x, self.weight, 1.0, self.q * self.q, **self.options)
         return _Sharpen.apply(s, self.p[:, None])
 
@@ -248,7 +333,7 @@ class SharpenedCosine1d(torch.nn.Module):
         out_channels, in_channels, kernel_size = self.weight.shape
         return (f"{in_channels}, {out_channels}, kernel_size={kernel_size}, "
                 f"stride={self.options['stride']}, dilation={self.options['dilation']}, "
-                f"padding={self.options['mode']!r}, "
+                f"mode={self.options['mode']!r}, "
                 f"center={self.options['center']}")
 
 
@@ -263,8 +348,9 @@ class SharpenedCosine2d(torch.nn.Module):
     in_channels, out_channels : int
     kernel_size : int or (int, int)
     stride, dilation : int or (int, int), optional
-    padding : {'valid', 'same', 'full'}, optional
-        The sliding modes of :func:`cosim_np.sliding_cosine`, for both axes.
+    mode : {'valid', 'same', 'full'}, optional
+        The sliding modes of :func:`cosim_np.sliding_cosine`, for both axes
+        (``padding``, PyTorch's name, is taken too).
     center : bool, optional
         Pearson's correlation instead of the cosine (``center=True``).
     p_init, q_init : float, optional
@@ -274,15 +360,17 @@ class SharpenedCosine2d(torch.nn.Module):
 
     Notes
     -----
-    Learned parameters: ``weight`` ``(out_channels, in_channels, kh, kw)``,
-    ``p`` ``(out_channels,)`` and ``q``.  CPU and CUDA tensors, as
-    :class:`SharpenedCosine1d`.
+    Learned parameters: ``weight`` ``(out_channels, in_channels, kh, kw)``
+    (also read as ``kernel``), ``p`` ``(out_channels,)`` and ``q``.  CPU
+    and CUDA tensors, as :class:`SharpenedCosine1d`; inputs ``(batch,
+    in_channels, H, W)``, or ``(in_channels, H, W)`` unbatched, as
+    :class:`torch.nn.Conv2d`'s.
 
     Examples
     --------
     >>> import torch
     >>> from cosim_np.torch import SharpenedCosine2d
-    >>> layer = SharpenedCosine2d(3, 8, 3, padding="same", dtype=torch.float64)
+    >>> layer = SharpenedCosine2d(3, 8, 3, mode="same", dtype=torch.float64)
     >>> out = layer(torch.randn(2, 3, 16, 20, dtype=torch.float64))
     >>> out.shape
     torch.Size([2, 8, 16, 20])
@@ -292,7 +380,8 @@ class SharpenedCosine2d(torch.nn.Module):
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, *, stride=1, dilation=1,
-                 padding="valid", center=False, p_init=1.0, q_init=1e-3, dtype=torch.float32):
+                 mode=None, center=False, p_init=1.0, q_init=1e-3, dtype=torch.float32,
+                 padding=None):
         super().__init__()
         size = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
         weight = torch.empty((out_channels, in_channels) + size, dtype=dtype)
@@ -300,18 +389,43 @@ class SharpenedCosine2d(torch.nn.Module):
         self.weight = torch.nn.Parameter(weight)
         self.p = torch.nn.Parameter(torch.full((out_channels,), float(p_init), dtype=dtype))
         self.q = torch.nn.Parameter(torch.tensor(float(q_init), dtype=dtype))
-        self.options = dict(mode=padding, dilation=dilation, center=center, stride=stride,
-                            axis=(-2, -1))
+        self.options = dict(mode=_layer_mode(mode, padding), dilation=dilation, center=center,
+                            stride=stride, axis=(-2, -1))
+
+    kernel = SharpenedCosine1d.kernel
 
     def forward(self, x):
-        """``x``: ``(batch, in_channels, H, W)``; returns ``(batch,
-        out_channels, H', W')``."""
+        """``x``: ``(batch, in_channels, H, W)`` or ``(in_channels, H, W)``;
+        returns ``(batch, out_channels, H', W')`` or ``(out_channels, H',
+        W')``."""
+        _check_input(x, self.weight.shape[1], 2)
         s = sliding_cosine(x, self.weight, 1.0, self.q * self.q, **self.options)
-        rows = s.reshape(s.shape[0], s.shape[1], -1)
+        rows = s.reshape(s.shape[-3], -1) if s.dim() == 3 else s.reshape(s.shape[0], s.shape[1], -1)
         return _Sharpen.apply(rows, self.p[:, None]).reshape(s.shape)
 
     def extra_repr(self):
         out_channels, in_channels = self.weight.shape[:2]
         return (f"{in_channels}, {out_channels}, kernel_size={tuple(self.weight.shape[2:])}, "
                 f"stride={self.options['stride']}, dilation={self.options['dilation']}, "
-                f"padding={self.options['mode']!r}, center={self.options['center']}")
+                f"mode={self.options['mode']!r}, center={self.options['center']}")
+
+
+def _layer_mode(mode, padding):
+    """A layer's sliding mode: ``mode``, or PyTorch's name for it,
+    ``padding`` ('valid' where neither is given)."""
+    if mode is not None and padding is not None and mode != padding:
+        raise ValueError(f"mode={mode!r} and padding={padding!r} name the layer's mode twice, "
+                         "differently; give one.")
+    return mode if mode is not None else padding if padding is not None else "valid"
+
+
+def _check_input(x, in_channels, axes):
+    """A layer's input: ``(batch, in_channels, ...)`` or ``(in_channels,
+    ...)`` with ``axes`` sliding axes."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a torch.Tensor; got {type(x).__name__}.")
+    if x.dim() not in (axes + 1, axes + 2) or x.shape[-axes - 1] != in_channels:
+        dims = ("n",) if axes == 1 else ("H", "W")
+        raise ValueError(f"x must have shape (batch, {in_channels}, {', '.join(dims)}) or "
+                         f"({in_channels}, {', '.join(dims)}) for in_channels={in_channels}; "
+                         f"got {tuple(x.shape)}.")

@@ -266,3 +266,54 @@ def test_arrays_that_are_not_tensors_are_refused_by_name():
         adapter.sliding_cosine(np.arange(20.0), kernel)
     with pytest.raises(TypeError, match="kernel must be a torch.Tensor .*got list"):
         adapter.sliding_cosine(torch.arange(20.0), [1.0, 2.0])
+
+
+def test_options_and_scalars_that_do_not_apply_are_refused_by_name():
+    """``out`` and ``backend`` (the forward took them; the backward failed),
+    and a sharpness or noise floor that is not one number."""
+    x, kernel = torch.arange(20.0), torch.tensor([1.0, 2.0])
+    for option in (dict(out=np.empty(19)), dict(backend="cpu"), dict(padding="same")):
+        with pytest.raises(TypeError, match=f"got {next(iter(option))}"):
+            adapter.sliding_cosine(x, kernel, **option)
+    for name in ("sharpness", "noise_floor"):
+        for bad in (torch.tensor([1.0, 2.0]), "abc", None):
+            with pytest.raises(TypeError, match=f"{name} must be a number or a one-element tensor"):
+                adapter.sliding_cosine(x, kernel, **{name: bad})
+
+
+def test_the_gradients_are_not_differentiated_again_silently():
+    """A second backward through the gradients (a gradient penalty) raises,
+    instead of dropping the cosine's part."""
+    x = torch.randn(20, dtype=torch.float64, requires_grad=True)
+    k = torch.randn(4, dtype=torch.float64, requires_grad=True)
+    loss = adapter.sliding_cosine(x, k, 1.5).sum() + (x**3).sum()
+    (gx,) = torch.autograd.grad(loss, x, create_graph=True)
+    with pytest.raises(RuntimeError, match="not differentiable again"):
+        torch.autograd.grad((gx**2).sum(), k, allow_unused=True)
+    layer = adapter.SharpenedCosine1d(1, 2, 3, dtype=torch.float64)
+    signal = torch.randn(1, 1, 20, dtype=torch.float64, requires_grad=True)
+    (gx,) = torch.autograd.grad(layer(signal).sum(), signal, create_graph=True)
+    for parameter in (layer.p, layer.weight):
+        with pytest.raises(RuntimeError, match="not differentiable again"):
+            torch.autograd.grad(gx.sum(), parameter, allow_unused=True, retain_graph=True)
+
+
+@pytest.mark.parametrize("layer_type, unbatched", [("1d", (2, 30)), ("2d", (2, 9, 8))])
+def test_layers_take_mode_or_padding_and_unbatched_inputs(layer_type, unbatched):
+    """The mode by cosim_np's name or PyTorch's; ``kernel`` is ``weight``;
+    an unbatched input as PyTorch's convolutions take it; other shapes
+    refused naming the one expected."""
+    layer_class = adapter.SharpenedCosine1d if layer_type == "1d" else adapter.SharpenedCosine2d
+    torch.manual_seed(5)
+    layer = layer_class(2, 3, 3, mode="same", dtype=torch.float64)
+    assert layer.kernel is layer.weight and "mode='same'" in repr(layer)
+    twin = layer_class(2, 3, 3, padding="same", dtype=torch.float64)
+    twin.load_state_dict(layer.state_dict())
+    x = torch.randn(unbatched, dtype=torch.float64)
+    np.testing.assert_array_equal(layer(x).detach().numpy(), twin(x[None]).detach().numpy()[0])
+    with pytest.raises(ValueError, match="name the layer's mode twice"):
+        layer_class(2, 3, 3, mode="same", padding="valid")
+    with pytest.raises(ValueError, match=r"x must have shape \(batch, 2, "):
+        layer(torch.randn((3,) + unbatched[1:], dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"x must have shape \(batch, 2, "):
+        layer(x[0])
