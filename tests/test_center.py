@@ -289,13 +289,25 @@ def test_near_constant_windows_stay_finite_and_bounded(dtype):
     ([2.0, 2.0, 2.0], r"kernel is constant"),
     ([0.0, 0.0], r"kernel is constant"),
     ([5.0], r"kernel is constant"),
-    ([[1.0, 2.0, 3.0], [4.0, 4.0, 4.0]], r"kernel\[1\] of the bank is constant"),
+    ([[1.0, 2.0, 3.0], [4.0, 4.0, 4.0]], r"kernel\[1\] is constant"),
 ])
 def test_a_constant_kernel_is_an_error_naming_it(kernel, name):
     with pytest.raises(ValueError, match=name):
         sliding_cosine(np.arange(10.0), kernel, center=True)
     with pytest.raises(ValueError, match=name):
         find_matches(np.arange(10.0), kernel, center=True)
+
+
+def test_a_constant_output_channel_is_named_by_its_index():
+    """Multi-channel kernels along one axis and over two: the output channel
+    by its index, the tap's value as a plain number."""
+    channels = np.ones((2, 2, 3))
+    channels[0, 0, 0] = 2.0
+    with pytest.raises(ValueError, match=r"kernel\[1\] is constant \(every tap 1\.0\)"):
+        sliding_cosine(np.arange(20.0).reshape(2, 10), channels, center=True)
+    with pytest.raises(ValueError, match=r"kernel\[1\] is constant \(every tap 1\.0\)"):
+        sliding_cosine(np.arange(50.0).reshape(2, 5, 5), channels[..., None], center=True,
+                       axis=(-2, -1))
 
 
 def test_center_must_be_a_bool():

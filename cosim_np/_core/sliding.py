@@ -174,7 +174,7 @@ def plan_sliding(x, kernel, axis, mode, method, dilation, sharpness, noise_floor
     if out is not None:
         v.check_out(out, final_shape, out_dtype)
     if center:
-        taps = centered_kernels(taps, bank_shape)
+        taps = centered_kernels(taps)
     khat, kernel_state = unit_kernels(taps, normalise)
     return SlidingPlan(ax, d, p * p, floor, fill_value, out_dtype, khat, kernel_state, bank_shape,
                        channel_axis, span, pad_left, pad_right, nwin, final_shape, center, stride,
@@ -218,7 +218,7 @@ def divisor_norms(taps, bank_shape, center):
     its norm, of its taps less their mean with ``center``."""
     if center:
         # (centered_kernels scales each kernel by a power of two: undo it)
-        return np.ldexp(kernel_norms(centered_kernels(taps, bank_shape)), _exponents(taps))
+        return np.ldexp(kernel_norms(centered_kernels(taps)), _exponents(taps))
     return kernel_norms(taps)
 
 
@@ -263,7 +263,7 @@ def _exponents(taps):
     return np.frexp(np.where(np.isfinite(largest), largest, 1.0))[1]
 
 
-def centered_kernels(taps, bank_shape):
+def centered_kernels(taps):
     """Each kernel of ``taps`` ``(K, C, m)`` less the mean of all its taps,
     centered twice (the second pass takes out what the first one's rounding
     left, so the taps sum to zero far more closely: a large offset of the
@@ -273,9 +273,11 @@ def centered_kernels(taps, bank_shape):
     flat = taps.reshape(taps.shape[0], -1)
     constant = np.all(flat == flat[:, :1], axis=1)
     if constant.any():
-        which = "kernel" if not bank_shape else f"kernel[{int(np.argmax(constant))}] of the bank"
+        # (a bank's kernels and a multi-channel kernel's output channels alike)
+        index = int(np.argmax(constant))
+        which = "kernel" if flat.shape[0] == 1 else f"kernel[{index}]"
         raise ValueError(
-            f"{which} is constant (every tap {flat[np.argmax(constant), 0]!r}): with "
+            f"{which} is constant (every tap {float(flat[index, 0])!r}): with "
             "center=True it has no direction to match (its taps less their mean are all "
             "zero); use center=False, or a kernel with some variation.")
     with np.errstate(invalid="ignore", over="ignore"):  # NaN/inf taps: a NaN kernel

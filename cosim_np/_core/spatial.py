@@ -194,7 +194,7 @@ def plan_sliding(x, kernel, axis, mode, method, dilation, sharpness, noise_floor
         v.check_out(out, final_shape, out_dtype)
     flat = taps.reshape(taps.shape[:2] + (-1,))
     if center:
-        flat = centered_kernels(flat, (flat.shape[0],) if is_bank else ())
+        flat = centered_kernels(flat)
     khat, state = unit_kernels(flat, normalise)
     return SpatialPlan(geo, khat.reshape(taps.shape), state, p * p, floor, fill_value, out_dtype,
                        center, channel_axis, is_bank, final_shape, result_axes)
