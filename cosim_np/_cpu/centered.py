@@ -31,16 +31,15 @@ import math
 
 import numpy as np
 
-from .._core.scalars import KERNEL_NONFINITE
 from . import scratch
 from ._jit import jit
 from .sliding import (
     _bank_cosines,
     _out_of_range,
-    _rescaled_cosine,
-    _rescaled_dot,
     count_outside,
     fft_rescaled_cosines,
+    flagged_tiles,
+    rescaled_window_cosines,
     tile_length,
 )
 
@@ -324,17 +323,13 @@ def norms_out_of_range(x, w0, w1, m, d, tile, bufs, m2, out, offset, unsafe):
     """After ``norm_kernel``: the norms of the windows of the ``unsafe``
     tiles whose M2 left the float64 range, from their samples scaled by a
     power of two."""
-    for b in range(x.shape[0]):
-        for ti in range(unsafe.shape[1]):
-            if not unsafe[b, ti]:
-                continue
-            i0 = w0 + ti * tile
-            nwin = min(tile, w1 - i0)
-            _tile_m2(x, b, i0, nwin, m, d, bufs, m2)
-            for t in range(nwin):
-                if _out_of_range(m2[t]):
-                    e, s = rescaled_m2(x, b, i0 + t, m, d)
-                    out[b, offset + i0 + t] = math.ldexp(math.sqrt(s), e)
+    for tile_at in flagged_tiles(unsafe, w0, w1, tile):
+        b, i0, nwin = tile_at[0], tile_at[1], tile_at[2]
+        _tile_m2(x, b, i0, nwin, m, d, bufs, m2)
+        for t in range(nwin):
+            if _out_of_range(m2[t]):
+                e, s = rescaled_m2(x, b, i0 + t, m, d)
+                out[b, offset + i0 + t] = math.ldexp(math.sqrt(s), e)
 
 
 @jit
@@ -365,22 +360,14 @@ def fix_out_of_range(x, w0, w1, khat, kernel_state, d, exponent, noise_floor, fi
     left the float64 range, recomputed with its samples scaled by a power of
     two."""
     m = khat.shape[2]
-    for b in range(x.shape[0]):
-        for ti in range(unsafe.shape[1]):
-            if not unsafe[b, ti]:
-                continue
-            i0 = w0 + ti * tile
-            nwin = min(tile, w1 - i0)
-            _tile_m2(x, b, i0, nwin, m, d, bufs, m2)
-            for t in range(nwin):
-                if not _out_of_range(m2[t]):
-                    continue
+    for tile_at in flagged_tiles(unsafe, w0, w1, tile):
+        b, i0, nwin = tile_at[0], tile_at[1], tile_at[2]
+        _tile_m2(x, b, i0, nwin, m, d, bufs, m2)
+        for t in range(nwin):
+            if _out_of_range(m2[t]):
                 e, s = rescaled_m2(x, b, i0 + t, m, d)
-                for k in range(khat.shape[0]):
-                    if kernel_state[k] != KERNEL_NONFINITE:
-                        dot = _rescaled_dot(x, b, khat, k, i0 + t, d, e)
-                        out[b, k, offset + i0 + t] = _rescaled_cosine(
-                            dot, e, s, exponent, noise_floor, fill, kernel_state[k])
+                rescaled_window_cosines(x, b, i0 + t, e, s, khat, kernel_state, d, exponent,
+                                        noise_floor, fill, out, offset + i0 + t)
 
 
 @jit

@@ -642,18 +642,13 @@ def _norms_out_of_range(scan):
         ``unsafe`` tiles whose sums of squares left the float64 range,
         rescaled by a power of two."""
         sumsq = bufs[2]
-        for b in range(x.shape[0]):
-            for ti in range(unsafe.shape[1]):
-                if not unsafe[b, ti]:
-                    continue
-                i0 = w0 + ti * tile
-                nwin = min(tile, w1 - i0)
-                _scan_sumsq(scan, x, b, i0, nwin, m, d, bufs)
-                dest = out[b, offset + i0 : offset + i0 + nwin]
-                for t in range(nwin):
-                    if _out_of_range(sumsq[t]):
-                        e, s = _rescaled_sumsq(x, b, i0 + t, m, d, np.bool_(False))
-                        dest[t] = math.ldexp(math.sqrt(s), e)
+        for tile_at in flagged_tiles(unsafe, w0, w1, tile):
+            b, i0, nwin = tile_at[0], tile_at[1], tile_at[2]
+            _scan_sumsq(scan, x, b, i0, nwin, m, d, bufs)
+            for t in range(nwin):
+                if _out_of_range(sumsq[t]):
+                    e, s = _rescaled_sumsq(x, b, i0 + t, m, d, np.bool_(False))
+                    out[b, offset + i0 + t] = math.ldexp(math.sqrt(s), e)
 
     return norms_out_of_range
 
@@ -1272,26 +1267,47 @@ def fix_out_of_range(x, w0, w1, khat, kernel_state, d, exponent, noise_floor, fi
     unsafe tile whose sum of squares is out of range."""
     m = khat.shape[2]
     sumsq = bufs[2]
-    for b in range(x.shape[0]):
-        for ti in range(unsafe.shape[1]):
-            if not unsafe[b, ti]:
-                continue
-            i0 = w0 + ti * tile
-            nwin = min(tile, w1 - i0)
-            if fused:
-                for t in range(nwin):
-                    sumsq[t] = _tap_order_sumsq(x, b, i0 + t, m, d, 0)
-            else:
-                _tile_sumsq(x, b, i0, nwin, m, d, bufs)
+    for tile_at in flagged_tiles(unsafe, w0, w1, tile):
+        b, i0, nwin = tile_at[0], tile_at[1], tile_at[2]
+        if fused:
             for t in range(nwin):
-                if not _out_of_range(sumsq[t]):
-                    continue
+                sumsq[t] = _tap_order_sumsq(x, b, i0 + t, m, d, 0)
+        else:
+            _tile_sumsq(x, b, i0, nwin, m, d, bufs)
+        for t in range(nwin):
+            if _out_of_range(sumsq[t]):
                 e, s = _rescaled_sumsq(x, b, i0 + t, m, d, fused)
-                for k in range(khat.shape[0]):
-                    if kernel_state[k] != KERNEL_NONFINITE:
-                        dot = _rescaled_dot(x, b, khat, k, i0 + t, d, e)
-                        out[b, k, offset + i0 + t] = _rescaled_cosine(
-                            dot, e, s, exponent, noise_floor, fill, kernel_state[k])
+                rescaled_window_cosines(x, b, i0 + t, e, s, khat, kernel_state, d, exponent,
+                                        noise_floor, fill, out, offset + i0 + t)
+
+
+@jit(from_python=False)
+def flagged_tiles(unsafe, w0, w1, tile):
+    """``(b, i0, nwin)`` of each tile flagged in ``unsafe[b, ti]`` (tile
+    ``ti`` of row ``b`` holds windows ``i0 = w0 + ti * tile`` on, ``nwin``
+    of them up to ``w1``), row by row."""
+    found = np.empty((np.count_nonzero(unsafe), 3), np.int64)
+    count = 0
+    for b in range(unsafe.shape[0]):
+        for ti in range(unsafe.shape[1]):
+            if unsafe[b, ti]:
+                i0 = w0 + ti * tile
+                found[count, 0], found[count, 1], found[count, 2] = b, i0, min(tile, w1 - i0)
+                count += 1
+    return found
+
+
+@jit(from_python=False)
+def rescaled_window_cosines(x, b, i, e, s, khat, kernel_state, d, exponent, noise_floor, fill,
+                            out, at):
+    """``out[b, k, at]``: the cosine of window ``i`` of row ``b`` with each
+    finite kernel ``k``, from its samples scaled by ``2**-e`` (``s`` their
+    sum of squares, or with ``center`` their M2)."""
+    for k in range(khat.shape[0]):
+        if kernel_state[k] != KERNEL_NONFINITE:
+            dot = _rescaled_dot(x, b, khat, k, i, d, e)
+            out[b, k, at] = _rescaled_cosine(dot, e, s, exponent, noise_floor, fill,
+                                             kernel_state[k])
 
 
 @jit
