@@ -17,9 +17,11 @@ def main(argv=None):
         "compile", help="compile the kernels of the common calls into Numba's on-disk cache",
         description="Compile ahead, into Numba's cache, every kernel that the common calls of "
                     "each public function use, so that no later process pays for compilation "
-                    "(containers, HPC images, notebooks). The cache lies next to the installed "
-                    "package, or in NUMBA_CACHE_DIR when that is set (use it where the package "
-                    "directory is not writable).")
+                    "(containers, HPC images, notebooks). The cache lies in NUMBA_CACHE_DIR when "
+                    "that is set, else next to the installed package where its folder is "
+                    "writable, else in Numba's per-user cache folder (~/.cache/numba): set "
+                    "NUMBA_CACHE_DIR, when building an image and when running it, for kernels "
+                    "that one user compiles and others load.")
     ahead.add_argument("--dtype", nargs="+", default=["float32", "float64"],
                        choices=["float32", "float64"], help="input dtypes (default: both)")
     ahead.add_argument("--only", metavar="TEXT", help="only the functions whose line contains TEXT")
@@ -52,8 +54,8 @@ def main(argv=None):
         from . import _compile
 
         if args.list:
-            for label, dtype, _ in _compile.calls(args.dtype):
-                print(f"{label} ({dtype})")
+            for entry in _compile.calls(args.dtype, args.only):
+                print(_compile.line(entry))
             return 0
         try:
             _compile.compile_ahead(args.dtype, args.only)
@@ -65,7 +67,10 @@ def main(argv=None):
 
     print(experiment.format_table())
     if args.plot:
-        experiment.plot(args.plot)
+        try:
+            experiment.plot(args.plot)
+        except (OSError, ValueError) as exc:  # (a folder that is not there, an unknown suffix)
+            parser.error(f"cannot write --plot file {args.plot!r}: {exc}")
         print(f"\nfigure written to {args.plot}")
     return 0
 
@@ -93,7 +98,7 @@ def _read(path, name, parser):
         else:
             parser.error(f"{name} file {path!r}: unknown type {suffix or '(no suffix)'}; "
                          "use .npy, .csv, .txt or .wav")
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, EOFError) as exc:  # (EOFError: an empty .npy file)
         parser.error(f"cannot read {name} file {path!r}: {exc}")
     data = np.ascontiguousarray(data.T)
     return data[0] if data.shape[0] == 1 else data
@@ -122,10 +127,14 @@ def _match(args, parser):
     for row in table:
         print("  ".join(f"{v:>8.4f}" if isinstance(v, float) else f"{v:>8}" for v in row))
     if args.out:
-        with open(args.out, "w") as handle:
-            handle.write(",".join(columns) + "\n")
-            for row in table:
-                handle.write(",".join(repr(v) if isinstance(v, float) else str(v) for v in row) + "\n")
+        try:
+            with open(args.out, "w") as handle:
+                handle.write(",".join(columns) + "\n")
+                for row in table:
+                    handle.write(",".join(repr(v) if isinstance(v, float) else str(v)
+                                          for v in row) + "\n")
+        except OSError as exc:
+            parser.error(f"cannot write --out file {args.out!r}: {exc}")
         print(f"written to {args.out}")
     if args.plot:
         from .matches import plot_matches
@@ -133,12 +142,21 @@ def _match(args, parser):
         try:
             figure = plot_matches(signal if signal.ndim == 1 else signal[0], found if signal.ndim == 1 else
                                   _first_row(found), kernel=kernel, mode=args.mode, sharpness=args.sharpness,
-                                  threshold=args.threshold)
+                                  sign=args.sign, threshold=args.threshold)
         except ImportError as exc:
             parser.error(str(exc))
-        figure.savefig(args.plot, dpi=110)
-        print(f"figure written to {args.plot}")
+        save_figure(figure, args.plot, parser)
     return 0
+
+
+def save_figure(figure, path, parser):
+    """``figure`` written to ``path`` (its type from the suffix), or the
+    command ended with a message naming the file."""
+    try:
+        figure.savefig(path, dpi=110)
+    except (OSError, ValueError) as exc:  # (a folder that is not there, an unknown suffix)
+        parser.error(f"cannot write --plot file {path!r}: {exc}")
+    print(f"figure written to {path}")
 
 
 def _first_row(found):

@@ -173,8 +173,10 @@ def _near_the_limits():
     ]
 
 
-def calls(dtypes=("float32", "float64")):
-    """``[(label, dtype, call)]``: every call that ``compile`` makes."""
+def calls(dtypes=("float32", "float64"), only=None):
+    """``[(label, dtype, call)]``: every call that ``compile`` makes (those
+    whose line, ``"label (dtype)"`` as ``--list`` prints it, contains
+    ``only``, if given)."""
     planned = []
     for dtype in dtypes:
         dtype = np.dtype(dtype)
@@ -182,25 +184,48 @@ def calls(dtypes=("float32", "float64")):
             planned.append((label, dtype.name, call))
     if np.dtype(np.float64).name in [np.dtype(d).name for d in dtypes]:
         planned += [(label, "float64", call) for label, call in _near_the_limits()]
-    return planned
+    return [entry for entry in planned if only is None or only in line(entry)]
+
+
+def line(entry):
+    """A call's line in ``--list`` and the progress: ``"label (dtype)"``."""
+    return f"{entry[0]} ({entry[1]})"
+
+
+def cache_location():
+    """Where Numba caches this package's kernels: ``NUMBA_CACHE_DIR`` where
+    set, else next to the package where its folder is writable, else
+    Numba's per-user cache folder (the first that Numba can write to)."""
+    import os
+
+    import numba
+
+    if numba.config.CACHE_DIR:
+        return numba.config.CACHE_DIR
+    package = os.path.dirname(os.path.abspath(__file__))
+    if os.access(package, os.W_OK):
+        return f"next to the package, in the __pycache__ folders of {package}"
+    from numba.misc.appdirs import AppDirs
+
+    user = AppDirs(appname="numba", appauthor=False).user_cache_dir
+    return (f"{user}, Numba's per-user cache: the package's folder is not writable; set "
+            "NUMBA_CACHE_DIR to share the kernels between users")
 
 
 def compile_ahead(dtypes=("float32", "float64"), only=None, write=print):
-    """Make every call of :func:`calls` (those whose label contains ``only``,
+    """Make every call of :func:`calls` (those whose line contains ``only``,
     if given), writing a line of progress for each; returns the seconds taken."""
-    import numba
-
-    planned = [entry for entry in calls(dtypes) if only is None or only in entry[0]]
+    planned = calls(dtypes, only)
     if not planned:
         raise ValueError(f"no compiled function matches {only!r}; see 'python -m cosim_np "
                          "compile --list'.")
-    where = numba.config.CACHE_DIR or "next to the package (__pycache__ directories)"
-    write(f"Compiling cosim_np's kernels into Numba's cache ({where}).")
+    write(f"Compiling cosim_np's kernels into Numba's cache ({cache_location()}).")
     start = time.perf_counter()
     for index, (label, dtype, call) in enumerate(planned, 1):
         began = time.perf_counter()
         call()
-        write(f"[{index}/{len(planned)}] {label} ({dtype}): {time.perf_counter() - began:.1f} s")
+        write(f"[{index}/{len(planned)}] {line((label, dtype))}: "
+              f"{time.perf_counter() - began:.1f} s")
     total = time.perf_counter() - start
     write(f"Done in {total:.1f} s; later processes load these kernels from the cache.")
     return total

@@ -65,6 +65,12 @@ def test_the_command_lists_and_refuses_what_matches_nothing(tmp_path):
     assert refused.returncode == 2
     assert "no compiled function matches 'no such function'" in refused.stderr
     assert not list(tmp_path.rglob("*.nbc"))
+    # --only narrows --list too, and matches the lines as --list prints them
+    narrowed = run("-m", "cosim_np", "compile", "--list", "--only", "sharpen (float64)",
+                   cache_dir=tmp_path)
+    assert narrowed.returncode == 0 and narrowed.stdout.splitlines() == ["sharpen (float64)"]
+    assert [_compile.line(entry) for entry in _compile.calls(only="sharpen (float64)")] == \
+        ["sharpen (float64)"]
 
 
 # Records each function Numba compiles, with its argument types as written

@@ -596,6 +596,9 @@ def test_command_line(tmp_path):
     ("garbage", "cannot read"),
     ("negative k", "k must be"),
     ("too long", "longer than the signal"),
+    ("empty", "cannot read signal file"),
+    ("out", "cannot write --out file"),
+    ("plot", "cannot write --plot file"),
 ])
 def test_command_line_errors(tmp_path, case, message):
     from pathlib import Path
@@ -614,8 +617,14 @@ def test_command_line_errors(tmp_path, case, message):
         signal = tmp_path / "bad.csv"
     elif case == "negative k":
         extra = ["--k", "-2"]
+    elif case == "empty":
+        signal = tmp_path / "empty.npy"
+        signal.write_bytes(b"")
+    elif case in ("out", "plot"):  # (a folder that is not there)
+        extra = [f"--{case}", tmp_path / "no folder" / f"matches.{'csv' if case == 'out' else 'png'}"]
     else:
         np.save(tmp_path / "kernel.npy", np.ones(30))
     done = _cli(signal, kernel, *extra, cwd=root)
     assert done.returncode == 2
     assert message in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
