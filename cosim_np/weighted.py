@@ -137,7 +137,8 @@ def scaled_cosine_loss(a, b, *, scaling="minmax", weight_on="a", shuffle=False, 
     -------
     loss : numpy scalar
         dtype by the policy (float32 for float32 inputs, float64 otherwise,
-        float16 for float16).
+        float16 for float16); for device inputs, a device array of one
+        element.
     grad_a, grad_b : numpy.ndarray, shape (B, D)
         Only with ``return_grad=True``.
 

@@ -94,7 +94,7 @@ def test_set_similarity_zero_rows_ties_and_errors():
         set_similarity(on_gpu(a), b, measure="median")
     with pytest.raises(ValueError, match="same number of columns"):
         set_similarity(on_gpu(a), np.ones((2, 3)))
-    with pytest.raises(ValueError, match="b has no rows left"):
+    with pytest.raises(ValueError, match="b has no rows to compare"):
         set_similarity(on_gpu(a), on_gpu(b), mask_b=np.zeros(2, bool))
     with pytest.raises(TypeError, match="is a CUDA device array"):
         set_similarity(on_gpu(a), b, backend="cpu")

@@ -832,13 +832,18 @@ def test_set_similarity_greedy_tiled_memory_and_identity():
         (dict(weights_b=[-1.0, 1.0]), ValueError, "weights_b must be finite and >= 0"),
         (dict(weights_a=[0.0, 0.0, 0.0]), ValueError, "weights_a must not all be zero"),
         (dict(mask_a=[1, 0, 1]), TypeError, "mask_a must be a boolean"),
-        (dict(mask_b=[False, False]), ValueError, "b has no rows left"),
+        (dict(mask_b=[False, False]), ValueError, r"b has no rows to compare \(after mask_b\)"),
         (dict(mask_b=[True]), ValueError, r"mask_b must have shape \(2,\)"),
     ],
 )
 def test_set_similarity_errors(kwargs, exc, match):
     with pytest.raises(exc, match=match):
         set_similarity(np.ones((3, 2)), np.ones((2, 2)), **kwargs)
+
+
+def test_an_empty_set_without_a_mask_is_named_without_one():
+    with pytest.raises(ValueError, match=r"^a has no rows to compare\.$"):
+        set_similarity(np.zeros((0, 4)), np.ones((2, 4)))
 
 
 @tiled

@@ -215,7 +215,8 @@ def set_rows(n, name, mask, weights, mask_name, weights_name):
             w = w[keep]
         n = int(keep.sum())
     if n == 0:
-        raise ValueError(f"{name} has no rows left to compare (after {mask_name}).")
+        raise ValueError(f"{name} has no rows to compare" + (
+            f" (after {mask_name})." if mask is not None else "."))
     if w is None:
         w = np.ones(n)
     # (scaled by a power of two first: finite weights then have a finite sum)
