@@ -166,8 +166,8 @@ def windowed_norm(signal, window, *, dilation=1, mode="valid", axis=-1, center=F
     ------
     ValueError
         For a window longer than the signal in 'valid' mode, ``window < 1``,
-        ``dilation < 1``, ``stride < 1``, an unknown ``mode``, a 0-d signal, a bad ``axis``, or
-        ``out`` of the wrong shape or dtype.
+        ``dilation < 1``, ``stride < 1``, an unknown ``mode``, a 0-d or empty
+        signal, a bad ``axis``, or ``out`` of the wrong shape or dtype.
     TypeError
         For complex or non-numeric input, non-integer ``window``/``dilation``,
         or ``out`` not an ndarray.

@@ -76,6 +76,9 @@ def test_signal_errors():
         sliding_cosine(np.array([1.0, None]), [1.0])
     with pytest.raises(ValueError, match=r"signal must not be empty"):
         sliding_cosine(np.zeros((3, 0)), [1.0], mode="same")
+    for shape, axis in (((0,), -1), ((3, 0), -1), ((0, 5), -1), ((0, 5, 5), (1, 2))):
+        with pytest.raises(ValueError, match=r"signal must not be empty"):
+            windowed_norm(np.zeros(shape), 1, mode="same", axis=axis)
     with pytest.raises(TypeError, match=r"signal must be array-like"):
         sliding_cosine([[1.0, 2.0], [3.0]], [1.0])
 

@@ -100,6 +100,7 @@ def plan_norms(x, window, dilation, mode, axis, center=False, stride=1):
     v.check_choice(mode, "mode", MODES)
     ax = v.check_axis(axis, x.ndim)
     out_dtype = v.output_dtype(x.dtype, "signal")
+    check_not_empty(x)
     span = _check_window_fits(x.shape[ax], m, d, mode, "window")
     pad_left, pad_right = padding(mode, span)
     nwin = x.shape[ax] + pad_left + pad_right - span
@@ -139,9 +140,15 @@ def check_options(x, method, sharpness, noise_floor, fill, center):
     fill_value = v.check_real(fill, "fill", finite=False, allow_nan=True)
     center = v.check_bool(center, "center")
     out_dtype = v.output_dtype(x.dtype, "signal")
+    check_not_empty(x)
+    return p, floor, fill_value, center, out_dtype
+
+
+def check_not_empty(x):
+    """A signal must hold a sample (an empty batch too: no window is defined
+    without one)."""
     if x.size == 0:
         raise ValueError(f"signal must not be empty; got shape {x.shape}.")
-    return p, floor, fill_value, center, out_dtype
 
 
 def plan_sliding(x, kernel, axis, mode, method, dilation, sharpness, noise_floor, fill, out,

@@ -28,6 +28,7 @@ from .sliding import (
     centered_kernels,
     check_grad_output,
     check_grad_sharpness,
+    check_not_empty,
     check_options,
     divisor_norms,
     padding,
@@ -155,6 +156,7 @@ def plan_norms(x, window, dilation, mode, axis, center=False, stride=1):
     axes = sliding_axes(axis, x.ndim)
     m = per_axis(window, "window", len(axes), v.check_positive_int)
     out_dtype = v.output_dtype(x.dtype, "signal")
+    check_not_empty(x)
     geo = geometry(x.shape, axes, m, dilation, mode, stride, "window")
     shape = list(x.shape)
     for ax, count in zip(axes, geo.nout):
