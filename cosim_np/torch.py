@@ -26,6 +26,7 @@ torch.Size([3, 4, 50])
 import numpy as np
 import torch
 
+from ._core import validate as v
 from ._cpu import drivers
 from .sliding import _gradients
 from .sliding import sliding_cosine as _sliding_cosine
@@ -308,6 +309,8 @@ class SharpenedCosine1d(torch.nn.Module):
                  mode=None, center=False, p_init=1.0, q_init=1e-3, dtype=torch.float32,
                  padding=None):
         super().__init__()
+        _layer_sizes(1, in_channels=in_channels, out_channels=out_channels,
+                     kernel_size=kernel_size, stride=stride, dilation=dilation)
         weight = torch.empty(out_channels, in_channels, kernel_size, dtype=dtype)
         torch.nn.init.kaiming_uniform_(weight, a=5**0.5)
         self.weight = torch.nn.Parameter(weight)
@@ -383,14 +386,16 @@ class SharpenedCosine2d(torch.nn.Module):
                  mode=None, center=False, p_init=1.0, q_init=1e-3, dtype=torch.float32,
                  padding=None):
         super().__init__()
+        _layer_sizes(1, in_channels=in_channels, out_channels=out_channels)
+        _layer_sizes(2, kernel_size=kernel_size, stride=stride, dilation=dilation)
         size = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
         weight = torch.empty((out_channels, in_channels) + size, dtype=dtype)
         torch.nn.init.kaiming_uniform_(weight, a=5**0.5)
         self.weight = torch.nn.Parameter(weight)
         self.p = torch.nn.Parameter(torch.full((out_channels,), float(p_init), dtype=dtype))
         self.q = torch.nn.Parameter(torch.tensor(float(q_init), dtype=dtype))
-        self.options = dict(mode=_layer_mode(mode, padding), dilation=dilation, center=center,
-                            stride=stride, axis=(-2, -1))
+        self.options = dict(mode=_layer_mode(mode, padding, ("valid", "same", "full")),
+                            dilation=dilation, center=center, stride=stride, axis=(-2, -1))
 
     kernel = SharpenedCosine1d.kernel
 
@@ -410,13 +415,29 @@ class SharpenedCosine2d(torch.nn.Module):
                 f"mode={self.options['mode']!r}, center={self.options['center']}")
 
 
-def _layer_mode(mode, padding):
+def _layer_mode(mode, padding, modes=("valid", "same", "full", "causal")):
     """A layer's sliding mode: ``mode``, or PyTorch's name for it,
-    ``padding`` ('valid' where neither is given)."""
+    ``padding`` ('valid' where neither is given), one of ``modes``."""
+    if padding is not None and not isinstance(padding, str):
+        raise TypeError(f"padding takes the sliding modes {', '.join(map(repr, modes))} (as "
+                        f"mode= does), not PyTorch's numbers of zeros; got {padding!r}.")
     if mode is not None and padding is not None and mode != padding:
         raise ValueError(f"mode={mode!r} and padding={padding!r} name the layer's mode twice, "
                          "differently; give one.")
-    return mode if mode is not None else padding if padding is not None else "valid"
+    chosen = mode if mode is not None else padding if padding is not None else "valid"
+    v.check_choice(chosen, "mode", modes)
+    return chosen
+
+
+def _layer_sizes(axes, **sizes):
+    """A layer's ``kernel_size``, ``stride`` and ``dilation``: integers of
+    at least 1, one for every axis or one per axis (``axes`` of them)."""
+    for name, value in sizes.items():
+        values = value if isinstance(value, (tuple, list)) else (value,) * axes
+        if len(values) != axes:
+            raise ValueError(f"{name} must be one value or {axes}; got {value!r}.")
+        for item in values:
+            v.check_positive_int(item, name)
 
 
 def _check_input(x, in_channels, axes):

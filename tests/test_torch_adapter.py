@@ -317,3 +317,20 @@ def test_layers_take_mode_or_padding_and_unbatched_inputs(layer_type, unbatched)
         layer(torch.randn((3,) + unbatched[1:], dtype=torch.float64))
     with pytest.raises(ValueError, match=r"x must have shape \(batch, 2, "):
         layer(x[0])
+
+
+@pytest.mark.parametrize("make, error, message", [
+    (lambda: adapter.SharpenedCosine1d(1, 1, 5, padding=0), TypeError, "not PyTorch's numbers"),
+    (lambda: adapter.SharpenedCosine1d(1, 1, 5, mode="bogus"), ValueError, "mode must be one of"),
+    (lambda: adapter.SharpenedCosine2d(1, 1, 3, mode="causal"), ValueError, "mode must be one of"),
+    (lambda: adapter.SharpenedCosine1d(1, 1, 0), ValueError, "kernel_size must be an integer >= 1"),
+    (lambda: adapter.SharpenedCosine1d(1, 1, 3, stride=0), ValueError, "stride must be"),
+    (lambda: adapter.SharpenedCosine2d(1, 1, (3, 0)), ValueError, "kernel_size must be"),
+    (lambda: adapter.SharpenedCosine2d(1, 1, 3, dilation=(1, 2, 3)), ValueError,
+     "dilation must be one value or 2"),
+    (lambda: adapter.SharpenedCosine1d(0, 1, 3), ValueError, "in_channels must be"),
+])
+def test_layers_check_their_settings_when_made(make, error, message):
+    """Not at the first forward: a bad setting is named when the layer is made."""
+    with pytest.raises(error, match=message):
+        make()
