@@ -190,3 +190,18 @@ def test_either_byte_order_in_gives_the_same_numbers_out(name, dtype):
     got = np.asarray(BYTE_ORDER_CALLS[name](_swapped(x), _swapped(k)))
     assert got.dtype == want.dtype and got.dtype.isnative
     np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("call", [
+    lambda out: cosim_np.sliding_cosine(np.arange(50.0), [1.0, 2.0, 3.0], out=out[:48]),
+    lambda out: cosim_np.windowed_norm(np.arange(50.0), 3, out=out[:48]),
+    lambda out: cosim_np.sharpen(np.linspace(-1, 1, 50), 2.0, out=out),
+    lambda out: cosine_similarity(np.ones((50, 3)), np.ones(3), out=out),
+    lambda out: pairwise_cosine(np.ones((5, 3)), out=out[:25].reshape(5, 5)),
+])
+def test_an_out_of_the_other_byte_order_is_refused_saying_so(call):
+    """Results are written in the machine's byte order; an ``out`` of the
+    other one is refused with that reason (not "needs dtype float64")."""
+    other = np.dtype(np.float64).newbyteorder("S")
+    with pytest.raises(ValueError, match="of the other byte order"):
+        call(np.zeros(50, other))

@@ -82,6 +82,7 @@ def check_result_out(out, shape, requested=None):
     then have).  Returns the result dtype."""
     if not isinstance(out, np.ndarray):
         raise TypeError(f"out must be a numpy.ndarray; got {type(out).__name__}.")
+    v.check_byte_order(out)
     result_dtype = requested if requested is not None else out.dtype
     if result_dtype not in (np.float16, np.float32, np.float64):
         raise TypeError(f"out must have dtype float16, float32 or float64; got {out.dtype}.")

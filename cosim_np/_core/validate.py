@@ -164,12 +164,22 @@ def check_out(out, shape, dtype, name="out"):
             f"{name} has shape {out.shape}; the result needs shape {tuple(shape)}."
         )
     if out.dtype != dtype:
+        check_byte_order(out, name)
         raise ValueError(
             f"{name} has dtype {out.dtype}; the result needs dtype {np.dtype(dtype)}."
         )
     if not out.flags.writeable:
         raise ValueError(f"{name} is read-only; pass a writeable array.")
     return out
+
+
+def check_byte_order(out, name="out"):
+    """Results are written in the machine's byte order: an ``out`` of the
+    other one is refused, saying so."""
+    if out.dtype.byteorder not in ("=", "|") and out.dtype != out.dtype.newbyteorder("="):
+        raise ValueError(f"{name} has dtype {out.dtype.str}, of the other byte order: results are "
+                         f"written in the machine's byte order ({out.dtype.newbyteorder('=')}); "
+                         "pass such an array, and convert it after if need be.")
 
 
 def on_device(value):
