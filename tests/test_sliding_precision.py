@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from cosim_np import sliding_cosine, windowed_norm
 from tests import naive
+from tests.test_sliding import tolerance
 
 # every test once per FFT library (tests/conftest.py)
 
@@ -50,6 +51,27 @@ def test_exact_after_a_loud_burst(dtype, m, dilation, method):
     if dilation == 1:
         global_cumsum = np.sqrt(np.abs(squares[span:] - squares[:-span]))
         assert np.max(np.abs(global_cumsum - want_norm) / want_norm) > 1e-3
+
+
+@pytest.mark.usefixtures("fft_engine")
+@pytest.mark.parametrize("spike", [1e100, 1e162, 1e200, 1e300])
+@pytest.mark.parametrize("quiet", [1e-6, 1e-20])
+@pytest.mark.parametrize("options", [dict(), dict(center=True), dict(mode="causal", dilation=2),
+                                     dict(bank=True)])
+def test_a_spike_far_above_its_block_leaves_the_quiet_windows_exact(spike, quiet, options):
+    """One sample 1e162 times (or more) the rest of its FFT block: its quiet
+    windows were flagged against the limit of the quiet samples alone, which
+    left float64's range in the block's units (they took the transform's
+    dots: cosines of 1.0 for -0.2).  The FFT path must stay within its bound
+    of the exact cosines, the spike's windows and the others'."""
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.standard_normal(1500), quiet * rng.standard_normal(8000)])
+    x[1540] = spike
+    options = dict(options)
+    kernel = rng.standard_normal((3, 300) if options.pop("bank", False) else 300)
+    got = sliding_cosine(x, kernel, method="fft", **options)
+    want = sliding_cosine(x, kernel, method="direct", **options)
+    np.testing.assert_allclose(got, want, rtol=0, atol=tolerance(np.float64, 300))
 
 
 @pytest.mark.usefixtures("fft_engine")

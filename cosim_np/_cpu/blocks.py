@@ -344,13 +344,16 @@ def leave_out_loud(x, w0, w1, step, nfft, m, d, ratio, exponents, noise, loud, r
                 for c in range(nchan):
                     quiet = _block_stats(x[b, c, start:stop], reference, expo, 0.0, quiet,
                                          np.inf, math.ldexp(1.0, -shift))[1]
+                limit = (LOUD_BOUND * ratio * math.sqrt(quiet)) ** 2
+                if not limit >= LEAST_LIMIT:
+                    continue  # (see LEAST_LIMIT: the block keeps its samples and its flags)
                 loud_count = 0
                 for r in range(shift):
                     loud_count += scratch[0][r]
                 noise[b, g] = math.sqrt(quiet)
                 loud[b, g] = shift
                 flagged_counts[b, g] = -(-SCATTER_COST * loud_count // nchan) + count_flagged(
-                    windows, (LOUD_BOUND * ratio * noise[b, g]) ** 2)
+                    windows, limit)
 
 
 @jit
@@ -536,6 +539,14 @@ MAX_LOUD_SHIFT = 52
 # of the window's norm, a quarter of the float64 budget): the transform of
 # a block with loud samples is allowed the other three quarters.
 LOUD_BOUND = 4.0 / 3.0
+# The least flagging limit (a relative sum of squares, in the units of a
+# block's largest sample) that loud samples may be left out for.  The quiet
+# samples' windows are flagged against the limit of the quiet samples alone;
+# where those lie some 2**500 below the block's largest, their squares, and
+# so that limit, leave the float64 range of those units (subnormal or 0), and
+# no quiet window would be flagged: every one would take the transform's
+# dot, errors of up to 1 in its cosine.  Such a block keeps its samples.
+LEAST_LIMIT = 2.0**-1000
 
 
 @jit
