@@ -439,7 +439,8 @@ def set_similarity(a, b, *, measure="mean", weights_a=None, weights_b=None, mask
     >>> set_similarity(a.astype(np.float32), b.astype(np.float32)).dtype
     dtype('float32')
     """
-    if _backend.wants_cuda(backend, a=a, b=b):
+    if _backend.wants_cuda(backend, a=a, b=b, weights_a=weights_a, weights_b=weights_b,
+                           mask_a=mask_a, mask_b=mask_b):
         return _backend.cuda_impl("set_similarity")(
             a, b, measure=measure, weights_a=weights_a, weights_b=weights_b, mask_a=mask_a,
             mask_b=mask_b, max_memory=max_memory)

@@ -322,7 +322,8 @@ def _on_gpu(signal, kernel, k, threshold, exclusion, sign, max_memory, options):
     _check_selection(k, threshold, sign)
     scores = _to_host(_backend.cuda_impl("sliding_cosine")(signal, kernel, **options))
     kernel_shape = tuple(kernel.shape) if hasattr(kernel, "shape") else np.shape(kernel)
-    ax, channel_axis, is_bank = plans.score_layout(len(signal.shape), len(kernel_shape), options["axis"])
+    ax, channel_axis, is_bank = plans.score_layout(len(np.shape(signal)), len(kernel_shape),
+                                                   options["axis"])
     if is_bank:  # K just before the windows
         k_axis, l_axis = ax, ax + 1
     else:  # K on the channel axis, or none
@@ -347,7 +348,7 @@ def _several_axes(signal, kernel, k, threshold, exclusion, sign, method, backend
         scores = _to_host(_sliding.sliding_cosine(signal, kernel, method=method,
                                                   backend=backend, **options))
         # a stand-in of the scores' dtype (the plan's result dtype) for the plan
-        x, kernel = np.broadcast_to(np.zeros((), scores.dtype), tuple(signal.shape)), \
+        x, kernel = np.broadcast_to(np.zeros((), scores.dtype), np.shape(signal)), \
             _to_host(kernel)
     else:
         x = v.as_real_array(signal, "signal")

@@ -89,7 +89,7 @@ def scaled_cosine(a, b, *, scaling="minmax", weight_on="a", return_grad=False, g
     >>> scaled_cosine(a, b, scaling=None).round(4)  # the plain cosines
     array([0.7071, 1.    , 0.7071])
     """
-    if _backend.wants_cuda(backend, a=a, b=b):
+    if _backend.wants_cuda(backend, a=a, b=b, grad_output=grad_output):
         return _backend.cuda_impl("scaled_cosine")(
             a, b, scaling=scaling, weight_on=weight_on, return_grad=return_grad,
             grad_output=grad_output)

@@ -49,6 +49,11 @@ def test_every_array_function_takes_backend(func):
     lambda x: set_similarity(x, np.ones((2, 2)), backend="cpu"),
     lambda x: scaled_cosine(np.ones((2, 2)), x, backend="cpu"),
     lambda x: scaled_cosine_loss(x, np.ones((2, 2)), backend="cpu"),
+    # side inputs too: weights, masks, grad_output
+    lambda x: set_similarity(np.ones((2, 2)), np.ones((2, 2)), weights_a=x, backend="cpu"),
+    lambda x: set_similarity(np.ones((2, 2)), np.ones((2, 2)), mask_b=x, backend="cpu"),
+    lambda x: scaled_cosine(np.ones((2, 2)), np.ones((2, 2)), return_grad=True, grad_output=x,
+                            backend="cpu"),
 ])
 def test_backend_cpu_refuses_a_device_array(call):
     with pytest.raises(TypeError, match="is a CUDA device array .* copy it to the host"):

@@ -57,6 +57,19 @@ def test_seed000_motifs_on_the_device():
     assert found.score[found.index == ends[1]].tolist() == [-1.0]
 
 
+def test_lists_on_the_device_path_are_arrays_as_on_the_cpu():
+    """backend='cuda' with a list signal (copied to the device, as every
+    function does): the CPU's matches, along one axis and over two."""
+    signal = [0.0, 1, 2, 3, 0, -1, -2, -3, 0]
+    for args, options in (((signal, [1.0, 2.0, 3.0]), dict()),
+                          (([signal, signal[::-1]], [[1.0, 2.0, 3.0]]), dict(axis=(0, 1)))):
+        got = find_matches(*args, backend="cuda", **options)
+        want = find_matches(*args, backend="cpu", **options)
+        assert len(want)
+        for name in ("index", "score", "kernel", "batch"):
+            np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
+
+
 def test_device_errors_name_the_parameter():
     signal = on_gpu(np.arange(20.0))
     with pytest.raises(ValueError, match="k"):
