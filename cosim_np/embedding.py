@@ -170,7 +170,8 @@ def pairwise_cosine(a, b=None, *, out=None, dtype=None, fill=0.0, max_memory=Non
     max_memory : int or str, optional
         Bound on the working memory in bytes, or a string such as ``"64MiB"``
         (default 256 MiB). The result itself is not counted; neither is the
-        float64 copy made of integer or bool inputs.
+        float64 copy made of integer or bool inputs. (On the GPU the matrix
+        is computed whole on the device: there it bounds nothing.)
     backend : {'auto', 'cpu', 'cuda'}, optional
         {backend} On the GPU, ``out`` must be a NumPy array.
 

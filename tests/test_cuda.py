@@ -24,6 +24,7 @@ from cosim_np import (
     cosine_similarity,
     find_matches,
     pairwise_cosine,
+    set_similarity,
     sharpen,
     sliding_cosine,
     sliding_cosine_grad,
@@ -882,15 +883,25 @@ def test_pairwise_self_symmetric_unit_diagonal_nan_rows():
 
 
 @EXAMPLES
-@given(problem=search_problem(), max_memory=st.sampled_from([None, 200]))
-def test_topk_is_stable_argsort_of_full_matrix(problem, max_memory):
+@given(problem=search_problem(), lists=st.sampled_from([None, 1, 2]))
+def test_topk_is_stable_argsort_of_full_matrix(problem, lists):
     queries, corpus, k = problem
+    # (room for the partial lists of one or two column partitions: 16 bytes an entry)
+    max_memory = None if lists is None else lists * 16 * queries.shape[0] * k
     scores, idx = topk_cosine(queries, corpus, k, max_memory=max_memory, backend="cuda")
     cpu_scores, _ = topk_cosine(queries, corpus, k)
     assert scores.dtype == cpu_scores.dtype and idx.dtype == np.int64
     compute = np.float64 if scores.dtype == np.float64 else np.float32
     exact = naive.pairwise_matrix(queries, corpus)
     check_topk(scores, idx, exact, corpus, k, tol(scores.dtype, queries.shape[1], compute))
+
+
+def test_a_max_memory_too_small_for_the_top_k_lists_is_refused_by_name():
+    rows = np.random.default_rng(9).standard_normal((7, 5))
+    with pytest.raises(ValueError, match=r"max_memory=1 bytes is too small .* need 448 bytes"):
+        topk_cosine(rows, rows, 4, max_memory=1, backend="cuda")
+    with pytest.raises(ValueError, match=r"max_memory=1 bytes is too small"):
+        set_similarity(rows, rows[:3], measure="greedy", max_memory=1, backend="cuda")
 
 
 def test_topk_partitions_ties_exclude_self_and_nan_last(small_launches):

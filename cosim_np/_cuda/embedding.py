@@ -120,8 +120,11 @@ def _topk(call, x, y, same, exclude_self, plan):
         row_tiles, col_tiles = -(-n // width), -(-m // width)
         # Column partitions keep the GPU busy for few queries; their partial
         # lists (16 bytes an entry) stay within max_memory.
+        if budget < 16 * n * kk:
+            raise ValueError(f"max_memory={budget} bytes is too small for this problem: the "
+                             f"top-k lists alone need {16 * n * kk} bytes.")
         parts = min(col_tiles, -(-settings.min_blocks // row_tiles), 65535,
-                    max(1, budget // (16 * n * kk)))
+                    budget // (16 * n * kk))
         span = -(-col_tiles // max(1, parts)) * width
         parts = -(-m // span)
         best_s = call.empty((parts, n, kk), np.float64)
