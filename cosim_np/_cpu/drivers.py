@@ -891,9 +891,11 @@ def _in_range(samples, floor):
 
 
 def _times_power_of_two(values, shift):
-    """``np.ldexp(values, shift)``, the same bits (each is the correctly
-    rounded product), by one multiplication where ``2**shift`` is a normal
-    float64: several times faster than NumPy's ``ldexp``."""
+    """``np.ldexp(values, shift)`` of float64 ``values``, the same bits (each
+    is the correctly rounded product), by one multiplication where
+    ``2**shift`` is a normal float64: several times faster than NumPy's
+    ``ldexp``."""
+    values = np.asarray(values, dtype=np.float64)  # (a float32 product would overflow)
     if -1022 <= shift <= 1023:
         return values * math.ldexp(1.0, shift)
     return np.ldexp(values, shift)
