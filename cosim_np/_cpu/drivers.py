@@ -477,7 +477,8 @@ def run_windowed_norm(piece, m, d, result, offset, center=False):
                 result[:, offset + start : offset + stop] = _times_power_of_two(scaled, -shift)
             return flags
 
-        if not _scaled_into_range(piece, start, stop, span, 0.0, scaled_norms):
+        flags = _scaled_into_range(piece, start, stop, span, 0.0, scaled_norms)
+        if flags is None or flags.any():
             fix(unsafe)
 
     threads.run_segments(piece.shape[-1] - span, kernels.tile_length(m, d), work,
@@ -490,11 +491,12 @@ def _scaled_into_range(piece, start, stop, span, floor, run):
     windows are otherwise recomputed one at a time, rescaled): ``run(samples,
     floor, shift)`` on the part scaled into range by ``_in_range`` (the same
     bits: every operation is exact under power-of-two scaling), its windows
-    through the loops again, many times faster.  Returns whether that left
-    no tile flagged (False where no power of two brings it all in range: the
-    part is then taken as it is)."""
+    through the loops again, many times faster.  Returns the tiles that run
+    left flagged (none: every window done), or None where no power of two
+    brings the part in range (``run`` not called: the part is then taken as
+    it is)."""
     in_range = _in_range(piece[:, :, start : stop + span], floor)
-    return in_range is not None and not run(*in_range).any()
+    return None if in_range is None else run(*in_range)
 
 
 def run_direct(piece, khat, kernel_state, d, exponent, floor, fill, result, offset, center=False):
@@ -536,14 +538,17 @@ def run_direct(piece, khat, kernel_state, d, exponent, floor, fill, result, offs
                        bufs, result, at, unsafe)
             return unsafe
 
-        if not run(piece, start, stop, floor, offset).any():
+        unsafe = run(piece, start, stop, floor, offset)
+        if not unsafe.any():
             return
         # (the cosines need not be scaled back)
-        if _scaled_into_range(piece, start, stop, span, floor,
-                              lambda samples, floor, _: run(samples, 0, stop - start, floor,
-                                                            offset + start)):
-            return
-        unsafe = run(piece, start, stop, floor, offset)  # (the scaled run's cosines replaced)
+        flags = _scaled_into_range(piece, start, stop, span, floor,
+                                   lambda samples, floor, _: run(samples, 0, stop - start, floor,
+                                                                 offset + start))
+        if flags is not None:
+            if not flags.any():
+                return
+            unsafe = run(piece, start, stop, floor, offset)  # (the scaled run's cosines replaced)
         if center:
             centered.fix_out_of_range(piece, start, stop, khat, kernel_state, d, exponent, floor,
                                       fill, tile, bufs, m2, result, offset, unsafe)
