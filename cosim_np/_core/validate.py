@@ -176,7 +176,7 @@ def check_out(out, shape, dtype, name="out"):
 def check_byte_order(out, name="out"):
     """Results are written in the machine's byte order: an ``out`` of the
     other one is refused, saying so."""
-    if out.dtype.byteorder not in ("=", "|") and out.dtype != out.dtype.newbyteorder("="):
+    if not out.dtype.isnative:
         raise ValueError(f"{name} has dtype {out.dtype.str}, of the other byte order: results are "
                          f"written in the machine's byte order ({out.dtype.newbyteorder('=')}); "
                          "pass such an array, and convert it after if need be.")
