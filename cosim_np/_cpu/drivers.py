@@ -136,15 +136,11 @@ def sliding_cosine_grad(x, grad_plan, method, want_sharpness=True, forward=None)
     # where a power of two brings them there (the same scaled samples for any
     # scaling: the same bits), the gradients with respect to the signal and
     # the noise floor scaled back at the end
-    shift = 0
-    unsafe = kernels._count_unsafe(padded.reshape(-1))
-    in_range = _in_range(padded, floor) if unsafe else None
-    if in_range is not None:
-        padded, floor, shift = in_range
+    padded, floor, shift = signal_in_range(padded, floor)
     norms = np.empty((count, nwin))
     run_windowed_norm(padded, m, d, norms, 0, plan.center)
     exact = None
-    if forward is None and unsafe and in_range is None:
+    if forward is None and shift is None:
         # the products of windows with unit kernels could leave the float64 range
         exact = np.empty((count, nker, nwin))
         args = (plan.khat, plan.kernel_state, d, 1.0, floor, 0.0)
@@ -249,8 +245,8 @@ def sliding_cosine_grad(x, grad_plan, method, want_sharpness=True, forward=None)
     grad_kernel, grad_sharpness, grad_floor = plans.finish_grad(grad_plan, sums, along, log_sum,
                                                                 c_sum)
     with np.errstate(over="ignore"):  # (a sum past float64's range is ±inf, as it is)
-        return (_times_power_of_two(grad_signal, shift).astype(plan.out_dtype), grad_kernel,
-                grad_sharpness, float(_times_power_of_two(np.float64(grad_floor), shift)))
+        return (_times_power_of_two(grad_signal, shift or 0).astype(plan.out_dtype), grad_kernel,
+                grad_sharpness, float(_times_power_of_two(np.float64(grad_floor), shift or 0)))
 
 
 def sharpen_rows(s, exponents):
@@ -893,6 +889,25 @@ def _in_range(samples, floor):
     if not all(SAFE_MIN <= value <= SAFE_MAX for value in scaled[: 3 if floor else 2]):
         return None
     return _times_power_of_two(samples, shift), float(scaled[2]), shift
+
+
+def signal_in_range(padded, floor):
+    """``(padded, floor, shift)`` for the gradients: float64 ``padded``
+    samples ``(B, C, ...)`` whose squares could leave the float64 range,
+    and the noise floor, times the power of two ``2**shift`` that brings
+    them all into it (``_in_range``; the gradients with respect to the
+    signal and the floor are scaled back by it).  ``shift`` is 0 where no
+    sample needs it, and None where no power of two serves: they are
+    returned as they are.  The whole signal at once: parts scaled apart
+    would scale their gradients back apart, and sums over them could
+    overflow where the true gradient does not."""
+    if padded.dtype != np.float64 or not kernels._count_unsafe(padded.reshape(-1)):
+        return padded, floor, 0
+    in_range = _in_range(padded.reshape(padded.shape[:2] + (-1,)), floor)
+    if in_range is None:
+        return padded, floor, None
+    scaled, floor, shift = in_range
+    return scaled.reshape(padded.shape), floor, shift
 
 
 def _times_power_of_two(values, shift):

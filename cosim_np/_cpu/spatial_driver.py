@@ -25,9 +25,9 @@ from .._core.scalars import KERNEL_NORMAL
 from . import blas, blocks, powers, scratch, threads
 from . import fft as transforms
 from . import spatial as kernels
-from .drivers import _in_range, _times_power_of_two, fft_error_budget, fill_unit_kernels, use_products
+from .drivers import _times_power_of_two, fft_error_budget, fill_unit_kernels, signal_in_range, use_products
 from .drivers import sliding_cosine_grad as one_axis_grad
-from .sliding import _cosine, _count_unsafe, sharpen_kernel
+from .sliding import _cosine, sharpen_kernel
 
 # A float64 signal is scaled by a power of two into [0.5, 1) when its largest
 # magnitude lies beyond 2**±SCALE_BEYOND (exact: every output keeps the bits
@@ -276,16 +276,9 @@ def sliding_cosine_grad(x, plan, taps, grad_output, method, sharpness, want_shar
     r = len(geo.axes)
     padded = _padded(x, geo, plan.channel_axis, plans.compute_dtype(plan.out_dtype), None)
     nbatch, n_last = padded.shape[0], padded.shape[-1]
-    # Samples whose squares could leave the float64 range: the whole signal
-    # scaled into it where a power of two brings it there, as along one axis
-    # (each run scaled apart would scale its gradients back apart, and their
-    # sums could overflow where the true gradient does not)
-    shift, floor = 0, plan.floor
-    if padded.dtype == np.float64 and _count_unsafe(padded.reshape(-1)):
-        in_range = _in_range(padded.reshape(padded.shape[:2] + (-1,)), floor)
-        if in_range is not None:
-            scaled, floor, shift = in_range
-            padded = scaled.reshape(padded.shape)
+    # the runs' one-axis gradients then find no sample out of range
+    padded, floor, shift = signal_in_range(padded, plan.floor)
+    shift = shift or 0
     rows, tap_rows = _row_offsets(padded.shape, geo)
     rows = rows.reshape(nbatch, -1)
     nker = taps.shape[0]
