@@ -41,6 +41,7 @@ from .sliding import (
     flagged_tiles,
     rescaled_window_cosines,
     tile_length,
+    window_extent,
 )
 
 # A tile holding a sample of magnitude below this (or above SAFE_MAX) may
@@ -245,16 +246,7 @@ def rescaled_m2(x, b, i, m, d):
     operations as ``_tile_m2`` (a window's result does not depend on its
     tile); ``s`` is 0 for a constant window and NaN for one holding NaN or
     ±inf (``inf - mean`` is undefined)."""
-    nchan = x.shape[1]
-    big = 0.0
-    bad = 0.0
-    for c in range(nchan):
-        for j in range(m):
-            mag = abs(np.float64(x[b, c, i + j * d]))
-            if mag < np.inf:
-                big = max(big, mag)
-            else:
-                bad += mag  # inf, or NaN (inf + NaN is NaN)
+    big, bad = window_extent(x, b, i, m, d)
     if bad != 0.0:
         return 0, np.nan
     if big == 0.0:
@@ -266,7 +258,7 @@ def rescaled_m2(x, b, i, m, d):
         means[j], m2s[j] = _scaled_position(x, b, i + j * d, expo)
     out = np.empty(1)
     one = np.int64(1)
-    _pairwise_m2(means, m2s, np.empty(m), np.empty(m), np.empty(1), out, m, one, m, one, nchan,
+    _pairwise_m2(means, m2s, np.empty(m), np.empty(m), np.empty(1), out, m, one, m, one, x.shape[1],
                  one)
     return expo, out[0]
 

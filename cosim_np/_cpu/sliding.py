@@ -567,21 +567,29 @@ def count_outside(xs, least):
 
 
 @jit(from_python=False)
-def _rescaled_sumsq(x, b, i, m, d, fused):
-    """Sum of squares of window ``i`` after scaling by ``2**-E``, summed in the
-    order of ``_tile_sumsq`` (tap by tap up to ``DIRECT_SUM_TAPS`` taps), or
-    of ``_fused_tile`` with ``fused``.  Returns ``(E, s)``; ``s`` is 0 for a
-    zero window and NaN/inf for a window holding NaN/inf."""
-    nchan = x.shape[1]
+def window_extent(x, b, i, m, d):
+    """``(big, bad)`` of window ``i`` of row ``b``: the largest finite
+    magnitude of its samples, and the sum of the others' (0 where all are
+    finite, else inf or NaN)."""
     big = 0.0
     bad = 0.0
-    for c in range(nchan):
+    for c in range(x.shape[1]):
         for j in range(m):
             mag = abs(np.float64(x[b, c, i + j * d]))
             if mag < np.inf:
                 big = max(big, mag)
             else:
                 bad += mag  # inf, or NaN (inf + NaN is NaN)
+    return big, bad
+
+
+@jit(from_python=False)
+def _rescaled_sumsq(x, b, i, m, d, fused):
+    """Sum of squares of window ``i`` after scaling by ``2**-E``, summed in the
+    order of ``_tile_sumsq`` (tap by tap up to ``DIRECT_SUM_TAPS`` taps), or
+    of ``_fused_tile`` with ``fused``.  Returns ``(E, s)``; ``s`` is 0 for a
+    zero window and NaN/inf for a window holding NaN/inf."""
+    big, bad = window_extent(x, b, i, m, d)
     if bad != 0.0:
         return 0, bad
     if big == 0.0:
