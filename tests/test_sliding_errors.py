@@ -38,6 +38,7 @@ SIGNAL = np.arange(10.0)
         (dict(axis=1), ValueError, r"axis=1 is out of bounds for an array of 1 dimension"),
         (dict(axis=-2), ValueError, r"axis=-2 is out of bounds"),
         (dict(axis=0.0), TypeError, r"axis must be an integer"),
+        (dict(axis=False), TypeError, r"axis must be an integer; got False"),
         (dict(axis=()), ValueError, r"axis must name at least one axis; got \(\)"),
         (dict(mode="same", dilation=2**63), ValueError,
          r"dilation=9223372036854775808 spans .* mode='same' would pad the signal \(10 samples "

@@ -82,8 +82,11 @@ def as_real_array(value, name, *, min_ndim=1):
 
 
 def check_axis(axis, ndim, name="axis"):
-    """Normalise one axis index for an array of ``ndim`` dimensions."""
+    """Normalise one axis index for an array of ``ndim`` dimensions (an
+    integer, not a bool: NumPy refuses ``axis=True`` too)."""
     try:
+        if isinstance(axis, (bool, np.bool_)):
+            raise TypeError
         index = operator.index(axis)
     except TypeError:
         raise TypeError(f"{name} must be an integer; got {axis!r}.") from None
