@@ -39,7 +39,11 @@ def scaled_cosine(a, b, *, scaling="minmax", weight_on="a", return_grad=False, g
         ``z = (|x| - mean) / std`` with the sample standard deviation
         (``ddof=1``, PyTorch's default); ``None``: no weight (``w = 1``), the
         plain row-wise cosine. A batch whose norms are all equal (one row, for
-        instance) gets ``z = 0``, i.e. ``w = 0.5``.
+        instance) gets ``z = 0``, i.e. ``w = 0.5``; so does one whose norms
+        differ by no more than their rounding, ``(D + 8) 2**-52`` of the
+        largest (rows of the same components in another order, rows
+        normalised in float64), where the seed's ``z`` would be rounding
+        errors divided by themselves.
     weight_on : {'a', 'b', 'both'}, optional
         Whose norms give the weight: ``'a'`` (default, as in the seed),
         ``'b'``, or ``'both'`` (the product of the two weights).

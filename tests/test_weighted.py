@@ -58,7 +58,9 @@ def test_loss_is_seed002_get_dot_sim_loss(b, d, data):
     x = data.draw(batches(b, d))
     y = data.draw(batches(b, d))
     norms = np.linalg.norm(x, axis=1)
-    assume(norms.max() > norms.min())  # the seed divides by zero otherwise
+    # the seed divides by zero where the norms are equal, and by their
+    # rounding where they are equal but for it (where z = 0 here)
+    assume(np.ptp(norms) > 4 * norms.max() * (d + 8) * 2.0**-52)
     assume(np.all(norms > 0) and np.all(np.linalg.norm(y, axis=1) > 0))
     got = scaled_cosine_loss(x, y)  # scaling="minmax", weight_on="a"
     want = naive.seed002_get_dot_sim_loss(x, y)
@@ -98,6 +100,29 @@ def test_equal_norms_give_z_zero_under_zscore(rows, weight_on):
                                  return_grad=True)
         for got_part, want_part in zip(got, want):
             np.testing.assert_array_equal(got_part, want_part)
+
+
+@pytest.mark.parametrize("scaling", ["minmax", "zscore"])
+def test_norms_equal_but_for_their_rounding_give_z_zero(scaling):
+    """Norms that differ by their rounding only are equal: rows of the same
+    components in another order (whose squares add up in another order),
+    rows normalised in float64.  Weights 0.5, no gradient through them."""
+    rng = np.random.default_rng(7)
+    permuted = np.array([[-0.5, -1.0, 0.3], [-1.0, 0.3, -0.5], [0.3, -0.5, -1.0]])
+    x = rng.normal(size=(8, 16))
+    normalised = x / np.linalg.norm(x, axis=1, keepdims=True)
+    for a in (permuted, normalised, np.vstack([normalised * 3.0, -3.0 * normalised[::-1]])):
+        b = rng.normal(size=a.shape)
+        plain, *plain_grads = scaled_cosine(a, b, scaling=None, return_grad=True)
+        got, *grads = scaled_cosine(a, b, scaling=scaling, return_grad=True)
+        np.testing.assert_array_equal(got, 0.5 * plain)
+        for grad, plain_grad in zip(grads, plain_grads):
+            np.testing.assert_array_equal(grad, 0.5 * plain_grad)
+        assert scaled_cosine_loss(a, b, scaling=scaling) == 1.0 - 0.5 * np.mean(plain)
+    # norms apart by more than rounding are apart: z of 0 and 1 under minmax
+    close = np.array([[1.0, 0.0], [1.0 + 2.0**-40, 0.0]])
+    got = scaled_cosine(close, np.ones((2, 2)), scaling=scaling)
+    assert got[0] != got[1]
 
 
 @pytest.mark.parametrize("scale", [1e300, 1e-300])

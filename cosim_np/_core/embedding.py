@@ -363,17 +363,21 @@ class _Side:
         rel = self.rel
         if self.scaling is None:
             return np.zeros_like(rel)
-        if self.scaling == "minmax":
-            lo, hi = np.min(rel), np.max(rel)
-            self.spread = hi - lo
-            if self.spread == 0:  # all norms equal (or one row): z = 0
-                return np.zeros_like(rel)
-            return (rel - lo) / self.spread
-        # (equal norms checked as such: their mean may be a unit off them,
-        # and the std of its rounding ~1e-17, not 0)
-        if rel.size < 2 or np.min(rel) == np.max(rel):
+        lo, hi = np.min(rel), np.max(rel)
+        # Norms as close as their rounding are equal (one row, rows of the
+        # same components in another order, rows normalised in float64): z
+        # = 0, not their rounding errors divided by themselves.  Each norm is
+        # within (D + 8) 2**-54 of its own value, relatively (D rounded
+        # squares summed, a root, the division by the largest magnitude and
+        # the product with it), so two equal ones within (D + 8) 2**-53;
+        # twice that is taken.  (Also where the mean of equal norms is a
+        # unit off them, and their std that rounding, ~1e-17, not 0.)
+        if hi - lo <= hi * (self.unit.shape[1] + 8) * 2.0**-52:
             self.spread = 0.0
             return np.zeros_like(rel)
+        if self.scaling == "minmax":
+            self.spread = hi - lo
+            return (rel - lo) / self.spread
         mean = np.mean(rel)
         self.spread = np.std(rel, ddof=1)
         return (rel - mean) / self.spread
