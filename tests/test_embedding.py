@@ -13,6 +13,7 @@ from hypothesis.extra import numpy as hnp
 from cosim_np import cosine_similarity, pairwise_cosine, set_similarity, topk_cosine
 from cosim_np._core import config
 from cosim_np._cpu import blas as _blas
+from cosim_np._cpu import embedding as _embedding_kernels
 from cosim_np._cpu import threads as _threads
 from cosim_np._cpu import tiles as _tiles
 from tests import naive
@@ -681,6 +682,32 @@ def test_topk_exclude_self(n, d, k, max_memory, data):
     check_topk(scores, idx, naive.pairwise_matrix(x, x), x, k, tol(np.float64, d),
                exclude_self=True)
     assert not np.any(idx == np.arange(n)[:, None])
+
+
+@tiled
+@pytest.mark.parametrize("k", [65, 140, 150])
+@pytest.mark.parametrize("self_search", [False, True])
+def test_long_topk_lists_merge_sorted_candidates(k, self_search):
+    """Lists longer than ``INSERT_MAX_K`` take each row's candidates sorted
+    and merged (inserted one at a time, k near the corpus size took time k
+    times the columns): the same lists as the short ones where both reach,
+    with exact ties (rescaled rows), NaN rows last, zero rows at the fill."""
+    assert k > _embedding_kernels.INSERT_MAX_K
+    rng = np.random.default_rng(11)
+    base = rng.normal(size=(6, 5))
+    corpus = base[rng.integers(0, 6, 150)] * 2.0 ** rng.integers(-3, 4, 150)[:, None]
+    corpus[[3, 77, 149]] = np.nan
+    corpus[[10, 90]] = 0.0
+    queries = corpus if self_search else np.vstack([rng.normal(size=(5, 5)), corpus[[3, 10]]])
+    args = (corpus, None) if self_search else (queries, corpus)
+    exact = naive.pairwise_matrix(queries, corpus)
+    for exclude_self in ([False, True] if self_search else [False]):
+        kk = min(k, 149) if exclude_self else k
+        scores, idx = topk_cosine(*args, kk, exclude_self=exclude_self)
+        check_topk(scores, idx, exact, corpus, kk, tol(np.float64, 5), exclude_self=exclude_self)
+        short_s, short_i = topk_cosine(*args, 64, exclude_self=exclude_self)
+        np.testing.assert_array_equal(scores[:, :64], short_s)
+        np.testing.assert_array_equal(idx[:, :64], short_i)
 
 
 @tiled

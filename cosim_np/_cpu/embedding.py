@@ -136,6 +136,11 @@ _better = jit(scalars.better, from_python=False)
 # Columns screened at a time by merge_topk.
 SCREEN = 64
 
+# Lists longer than this take a row's candidates sorted and merged with them
+# in one pass: inserted one at a time, each moves up to k entries, and a list
+# of most of the columns would take time k times the columns.
+INSERT_MAX_K = 64
+
 
 @jit
 def merge_topk(tile, row0, col0, flagged_rows, flagged_cols, self_col, best_s, best_i):
@@ -152,6 +157,15 @@ def merge_topk(tile, row0, col0, flagged_rows, flagged_cols, self_col, best_s, b
     an earlier column: ties go to the lower index."""
     rows, cols = tile.shape
     k = best_s.shape[1]
+    if k > INSERT_MAX_K:
+        found_s = np.empty(cols)
+        found_i = np.empty(cols, np.int64)
+        merged_s = np.empty(k)
+        merged_i = np.empty(k, np.int64)
+        for r in range(rows):
+            _merge_sorted(tile[r], row0 + r, col0, flagged_rows[r], flagged_cols, self_col,
+                          best_s, best_i, found_s, found_i, merged_s, merged_i)
+        return
     for r in range(rows):
         out_row = row0 + r
         threshold = best_s[out_row, k - 1]
@@ -182,18 +196,11 @@ def _merge_block(scores, c0, c1, out_row, col0, row_flag, flagged_cols, self_col
     k = best_s.shape[1]
     threshold = best_s[out_row, k - 1]
     for c in range(c0, c1):
-        s = scores[c]
-        if s < threshold:  # the common case; False for NaN either side
-            continue
         j = col0 + c
-        if self_col >= 0 and j == out_row + self_col:
+        keep, value = _candidate(scores[c], j, out_row, row_flag, flagged_cols[c], self_col,
+                                 threshold)
+        if not keep:
             continue
-        value = np.float64(s)
-        if not (row_flag or flagged_cols[c]):
-            if value > 1.0:
-                value = 1.0
-            elif value < -1.0:
-                value = -1.0
         if not _better(value, j, best_s[out_row, k - 1], best_i[out_row, k - 1]):
             continue
         p = k - 1
@@ -205,6 +212,58 @@ def _merge_block(scores, c0, c1, out_row, col0, row_flag, flagged_cols, self_col
         best_i[out_row, p] = j
         threshold = best_s[out_row, k - 1]
     return threshold
+
+
+@jit(from_python=False)
+def _candidate(s, j, out_row, row_flag, flag, self_col, threshold):
+    """``(keep, value)``: whether score ``s`` of column ``j`` may enter row
+    ``out_row``'s list (not below ``threshold``, the list's last score; not
+    the row's own column with ``exclude_self``), and its value there,
+    clipped to ``[-1, 1]`` unless its row or column is ``flag``-ged."""
+    if s < threshold:  # the common case; False for NaN either side
+        return False, 0.0
+    if self_col >= 0 and j == out_row + self_col:
+        return False, 0.0
+    value = np.float64(s)
+    if not (row_flag or flag):
+        if value > 1.0:
+            value = 1.0
+        elif value < -1.0:
+            value = -1.0
+    return True, value
+
+
+@jit(from_python=False)
+def _merge_sorted(scores, out_row, col0, row_flag, flagged_cols, self_col, best_s, best_i,
+                  found_s, found_i, merged_s, merged_i):
+    """``merge_topk`` of one row for long lists: the row's candidates (in
+    ``found_*``), sorted best first (a stable sort: ties and NaNs keep their
+    columns' order), merged with the list (through ``merged_*``)."""
+    k = best_s.shape[1]
+    threshold = best_s[out_row, k - 1]
+    count = 0
+    for c in range(scores.size):
+        keep, value = _candidate(scores[c], col0 + c, out_row, row_flag, flagged_cols[c],
+                                 self_col, threshold)
+        if keep:
+            found_s[count] = -value  # (ascending: best first, NaN last)
+            found_i[count] = col0 + c
+            count += 1
+    if count == 0:
+        return
+    order = np.argsort(found_s[:count], kind="mergesort")
+    p = q = 0
+    for t in range(k):
+        if q < count:
+            value, j = -found_s[order[q]], found_i[order[q]]
+            if _better(value, j, best_s[out_row, p], best_i[out_row, p]):
+                merged_s[t], merged_i[t] = value, j
+                q += 1
+                continue
+        merged_s[t], merged_i[t] = best_s[out_row, p], best_i[out_row, p]
+        p += 1
+    best_s[out_row] = merged_s
+    best_i[out_row] = merged_i
 
 
 @jit
