@@ -169,8 +169,9 @@ def pairwise_cosine(a, b=None, *, out=None, dtype=None, fill=0.0, max_memory=Non
         Similarity of a pair involving an all-zero row (default ``0.0``).
     max_memory : int or str, optional
         Bound on the working memory in bytes, or a string such as ``"64MiB"``
-        (default 256 MiB). The result itself is not counted; neither is the
-        float64 copy made of integer or bool inputs. (On the GPU the matrix
+        (default 256 MiB). The result itself is not counted; neither are the
+        copies made of inputs of other dtypes than float32 and float64
+        (float32 of float16, float64 of integers and bools). (On the GPU the matrix
         is computed whole on the device: there it bounds nothing.)
     backend : {'auto', 'cpu', 'cuda'}, optional
         {backend} On the GPU, ``out`` must be a NumPy array.
@@ -264,8 +265,9 @@ def topk_cosine(queries, corpus, k, *, exclude_self=False, fill=0.0, max_memory=
         Score of a pair involving an all-zero row (default ``0.0``).
     max_memory : int or str, optional
         Bound on the working memory in bytes, or a string such as ``"64MiB"``
-        (default 256 MiB). The results are not counted; neither is the float64
-        copy made of integer or bool inputs.
+        (default 256 MiB). The results are not counted; neither are the
+        copies made of inputs of other dtypes than float32 and float64
+        (float32 of float16, float64 of integers and bools).
     backend : {'auto', 'cpu', 'cuda'}, optional
         {backend}
 
@@ -375,7 +377,9 @@ def set_similarity(a, b, *, measure="mean", weights_a=None, weights_b=None, mask
         ``True`` for real rows, ``False`` for padding; masked rows are ignored
         entirely (as if absent).
     max_memory : int or str, optional
-        Working-memory bound for ``'greedy'`` and ``'chamfer'`` (default 256 MiB).
+        Working-memory bound for ``'greedy'`` and ``'chamfer'`` (default 256 MiB),
+        besides the copies of the rows that masks keep and of inputs of other
+        dtypes than float32 and float64 (as :func:`topk_cosine`).
     backend : {'auto', 'cpu', 'cuda'}, optional
         {backend} On the GPU, ``'greedy'`` and ``'chamfer'`` take each row's
         best match from :func:`topk_cosine` with ``k=1`` both ways there;
