@@ -641,6 +641,23 @@ def test_find_matches_over_an_image_with_a_callable_threshold(nker):
     assert found.threshold is None  # (a callable's values are per batch index)
 
 
+@pytest.mark.parametrize("huge", [2**63 - 1, 2**63, 2**70])
+def test_an_exclusion_past_the_windows_excludes_the_whole_axis(huge):
+    """An exclusion of any size (the largest int64 and beyond it, where
+    ``exclusion + 1`` overflowed and no zone was kept) is that of the
+    windows along its axis, as along one axis."""
+    x = np.random.default_rng(0).standard_normal((20, 30))
+    kernel = np.eye(3)
+    for exclusion in (huge, (1, huge), (huge, 2)):
+        found = find_matches(x, kernel, axis=(0, 1), exclusion=exclusion)
+        zone = tuple(min(e, n) for e, n in zip(
+            exclusion if isinstance(exclusion, tuple) else (exclusion,) * 2, (18, 28)))
+        want = find_matches(x, kernel, axis=(0, 1), exclusion=zone)
+        np.testing.assert_array_equal(found.index, want.index)
+        assert found.exclusion == (exclusion if isinstance(exclusion, tuple) else (huge, huge))
+    assert len(find_matches(x, kernel, axis=(0, 1), exclusion=huge)) == 1
+
+
 @given(parts=st.lists(arrays(np.float64, st.integers(0, 6), st.sampled_from([0.1, 0.5, 0.9])),
                       max_size=6),
        size=st.integers(1, 4))

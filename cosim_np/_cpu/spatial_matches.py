@@ -151,7 +151,9 @@ def _select_row(kernel, flat, found, score, shape, mplan, one_kernel):
     limit = -1 if mplan.k is None else mplan.k
     take = found.size if limit < 0 else max(config.MATCH_CANDIDATES_PER_K * limit, 1)
     dims = np.array(shape, dtype=np.int64)
-    zone = np.array(mplan.exclusion, dtype=np.int64)
+    # (an exclusion past an axis's windows excludes the whole axis, as that
+    # many does; the cells' ``exclusion + 1`` stays within int64)
+    zone = np.array([min(e, n) for e, n in zip(mplan.exclusion, shape)], dtype=np.int64)
     while True:
         if take < found.size:  # the best ``take`` (with every tie of the last)
             best = np.flatnonzero(found >= np.partition(found, found.size - take)[-take])
