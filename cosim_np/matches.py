@@ -344,6 +344,7 @@ def _several_axes(signal, kernel, k, threshold, exclusion, sign, method, backend
     scores = None
     if _backend.is_dask(signal) or _backend.wants_cuda(backend, signal=signal, kernel=kernel):
         _check_selection(k, threshold, sign)  # (before any scores are computed)
+        plans.check_exclusions(exclusion, len(options["axis"]))
         v.check_memory(max_memory, "max_memory", 0)
         scores = _to_host(_sliding.sliding_cosine(signal, kernel, method=method,
                                                   backend=backend, **options))

@@ -170,6 +170,21 @@ def test_errors_are_raised_when_the_graph_is_built():
                  lambda: topk_cosine(rows, None, 2, backend="gpu")):
         with pytest.raises(ValueError, match="backend must be one of"):
             call()
+    # find_matches over several axes: the selection's arguments before any block is scored
+
+    def refuse(block):
+        raise AssertionError("a block was computed")
+
+    image = da.zeros((8, 8), chunks=4).map_blocks(refuse, dtype=float)
+    for bad, error, pattern in ((dict(exclusion=-1), ValueError, "exclusion must be an integer >= 0"),
+                                (dict(exclusion=(1, -2)), ValueError, "exclusion must be an"),
+                                (dict(exclusion=(1, 2, 3)), ValueError,
+                                 r"exclusion must be one value or one per sliding axis \(2\)"),
+                                (dict(exclusion=1.5), TypeError, "exclusion must be an integer"),
+                                (dict(k=-1), ValueError, "k must be"),
+                                (dict(sign="up"), ValueError, "sign must be one of")):
+        with pytest.raises(error, match=pattern):
+            find_matches(image, np.ones((2, 2)), axis=(0, 1), **bad)
     # chunks of unknown size (boolean indexing): named, with the way out
     unknown = lazy[lazy > -1]
     table = rows[rows[:, 0] > -1]

@@ -152,6 +152,15 @@ def spatial_pool_size(k, nker, exclusion, nout):
     return max(1, k * (nker * -(-box // 2) + 1))
 
 
+def check_exclusions(exclusion, count):
+    """None (the default), or ``exclusion`` for ``count`` sliding axes as a
+    tuple of integers ``>= 0``."""
+    if exclusion is None:
+        return None
+    return per_axis(exclusion, "exclusion", count,
+                    lambda value, name: v.check_positive_int(value, name, minimum=0))
+
+
 def plan_spatial_matches(k, threshold, exclusion, sign, max_memory, *, m, dilation, lead, nker,
                          nout):
     """:func:`plan_matches` for several sliding axes: ``m``, ``dilation`` and
@@ -162,11 +171,9 @@ def plan_spatial_matches(k, threshold, exclusion, sign, max_memory, *, m, dilati
     kk = check_k(k)
     value, function = check_threshold(threshold)
     v.check_choice(sign, "sign", SIGNS)
-    if exclusion is None:
+    excl = check_exclusions(exclusion, len(m))
+    if excl is None:
         excl = tuple(default_exclusion(mm, dd) for mm, dd in zip(m, dilation))
-    else:
-        excl = per_axis(exclusion, "exclusion", len(m),
-                        lambda value, name: v.check_positive_int(value, name, minimum=0))
     budget = v.check_memory(max_memory, "max_memory", config.DEFAULT_MAX_MEMORY)
     pool = 0 if kk is None else spatial_pool_size(kk, nker, excl, nout)
     return MatchPlan(kk, value, function, excl, SIGN_CODES[sign], budget, pool, math.prod(lead),
