@@ -95,6 +95,8 @@ def _read(path, name, parser):
 
             _, data = wavfile.read(path)
             data = np.asarray(data).reshape(data.shape[0], -1)
+            if data.dtype == np.uint8:  # 8-bit PCM: silence at 128
+                data = data.astype(np.int16) - 128
         else:
             parser.error(f"{name} file {path!r}: unknown type {suffix or '(no suffix)'}; "
                          "use .npy, .csv, .txt or .wav")

@@ -584,6 +584,14 @@ def test_command_line(tmp_path):
     done = _cli(tmp_path / "signal.wav", tmp_path / "kernel.txt", "--k", 2, "--exclusion", 3, cwd=root)
     assert done.returncode == 0, done.stderr
     assert "2 matches (exclusion 3)" in done.stdout
+    # 8-bit PCM is unsigned, silence at 128: the same search as 16-bit samples of the same values
+    levels = np.round(signal / np.abs(signal).max() * 100)
+    wavfile.write(tmp_path / "s16.wav", 8000, levels.astype(np.int16))
+    wavfile.write(tmp_path / "s8.wav", 8000, (levels + 128).astype(np.uint8))
+    found = [_cli(tmp_path / name, tmp_path / "kernel.txt", "--k", 3, cwd=root)
+             for name in ("s16.wav", "s8.wav")]
+    assert found[0].returncode == found[1].returncode == 0, found[1].stderr
+    assert found[0].stdout == found[1].stdout and "-1.0000" in found[0].stdout
     done = _cli(tmp_path / "signal.npy", tmp_path / "kernel.txt", "--k", 3, "--plot", tmp_path / "m.png",
                 cwd=root)
     assert done.returncode == 0, done.stderr
