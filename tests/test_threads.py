@@ -80,6 +80,78 @@ def test_parts_run_on_kept_worker_threads_and_the_caller():
     assert me not in workers and len(workers) <= 2  # the same two workers every time
 
 
+def test_calls_of_any_part_count_keep_one_set_of_workers():
+    """Parts of 2 to 8 from one thread run on one set of 7 workers, not a
+    set per count (which kept 84 idle threads at 16 threads)."""
+    import threading
+
+    found = []
+
+    def calls():
+        for count in (3, 8, 2, 5, 8, 4):
+            _threads.run_parts([(p, p + 1) for p in range(count)], lambda start, stop: None)
+        found.append(len(_threads._local.pool._threads))
+
+    caller = threading.Thread(target=calls)
+    caller.start()
+    caller.join()
+    assert 1 <= found[0] <= 7
+
+
+def _run_script(tmp_path, text):
+    import subprocess
+    import sys
+
+    script = tmp_path / "script.py"
+    script.write_text(text)
+    return subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=300, env={**__import__("os").environ, "NUMBA_NUM_THREADS": "2"})
+
+
+def test_a_forked_child_starts_its_own_workers(tmp_path):
+    """A child made by fork after the parent ran parts on worker threads
+    (a multiprocessing pool, a PyTorch DataLoader) has none of them: its
+    parts went to threads that were not there, and it waited for ever."""
+    done = _run_script(tmp_path, """
+import multiprocessing, threading, numpy as np
+from cosim_np import sliding_cosine
+x = np.random.default_rng(0).standard_normal(300_000)
+want = sliding_cosine(x, np.ones(9))
+# (the parent ran parts on worker threads)
+assert any(thread.name.startswith("cosim_np") for thread in threading.enumerate())
+
+def child(_):
+    return np.array_equal(sliding_cosine(x, np.ones(9)), want)
+
+if __name__ == "__main__":
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        print("child", pool.map_async(child, [0]).get(timeout=120))
+""")
+    assert done.returncode == 0, done.stderr
+    assert "child [True]" in done.stdout
+
+
+def test_calls_at_interpreter_shutdown_run_their_parts_in_turn(tmp_path):
+    """From an ``atexit`` function no thread can start: the parts run in the
+    calling thread, with the bits of parts side by side."""
+    done = _run_script(tmp_path, """
+import atexit, numpy as np
+from cosim_np import sliding_cosine, topk_cosine
+x = np.random.default_rng(0).standard_normal(300_000)
+want = sliding_cosine(x, np.ones(9))
+rows = x[:200_000].reshape(-1, 8)
+best = topk_cosine(rows[:500], rows, 3)
+
+@atexit.register
+def at_exit():
+    same = np.array_equal(sliding_cosine(x, np.ones(9)), want)
+    found = topk_cosine(rows[:500], rows, 3)
+    print("at exit", same, all(np.array_equal(a, b) for a, b in zip(found, best)))
+""")
+    assert done.returncode == 0, done.stderr
+    assert "at exit True True" in done.stdout
+
+
 def test_part_exceptions_reach_the_caller_after_every_part_ended():
     import time
 

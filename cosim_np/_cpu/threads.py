@@ -7,6 +7,7 @@ boundaries, so every window is summed in the same order as by one thread:
 the result is bit-identical whatever the thread count.
 """
 
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
 
@@ -45,39 +46,61 @@ def run_split(total, work, minimum=1):
     run_parts([(total * t // threads, total * (t + 1) // threads) for t in range(threads)], work)
 
 
-# Worker threads are kept between calls, one set per calling thread and per
-# count: starting them anew costs a good share of a short call.  A set per
-# calling thread keeps concurrent user threads (and nested calls from a
-# worker) from queueing behind each other's parts; the threads end with the
-# thread that owns them.
+# Worker threads are kept between calls, one set per calling thread: starting
+# them anew costs a good share of a short call.  A set per calling thread
+# keeps concurrent user threads (and nested calls from a worker) from
+# queueing behind each other's parts; the threads end with the thread that
+# owns them.  One set, as large as the most parts a call of this thread has
+# had: fewer parts take the idle threads of a larger set.
 class _Pools(threading.local):
     def __init__(self):
-        self.pools = {}  # count -> executor, for each thread
+        self.pool = None
+        self.size = 0
 
 
 _local = _Pools()
 
 
+def _forget_pools():
+    """In a child made by ``fork``: the parent's worker threads are not there
+    (work queued to them would wait for ever); the child starts its own."""
+    _local.pool, _local.size = None, 0
+
+
+os.register_at_fork(after_in_child=_forget_pools)
+
+
 def _workers(count):
-    """This thread's own executor of ``count`` worker threads."""
-    pools = _local.pools
-    if count not in pools:
-        pools[count] = ThreadPoolExecutor(count, thread_name_prefix="cosim_np")
-    return pools[count]
+    """This thread's own executor of at least ``count`` worker threads."""
+    if count > _local.size:
+        if _local.pool is not None:
+            _local.pool.shutdown(wait=False)  # (its threads end once idle)
+        _local.pool = ThreadPoolExecutor(count, thread_name_prefix="cosim_np")
+        _local.size = count
+    return _local.pool
 
 
 def run_parts(bounds, work):
     """``work(start, stop)`` for each ``(start, stop)`` of ``bounds``: the
     first part in the calling thread, the others on worker threads at the
     same time.  Returns once every part has ended; an exception of the first
-    part, else of the earliest failing one, is raised here."""
+    part, else of the earliest failing one, is raised here.  Where no thread
+    can start (at interpreter shutdown, from an ``atexit`` function) the
+    parts run in turn in the calling thread: the same parts, the same bits."""
     if len(bounds) == 1:
         work(*bounds[0])
         return
     pool = _workers(len(bounds) - 1)
-    futures = [pool.submit(work, start, stop) for start, stop in bounds[1:]]
+    futures = []
+    try:
+        for start, stop in bounds[1:]:
+            futures.append(pool.submit(work, start, stop))
+    except RuntimeError:  # "cannot schedule new futures after interpreter shutdown"
+        pass
     try:
         work(*bounds[0])
+        for start, stop in bounds[1 + len(futures):]:
+            work(start, stop)
     finally:
         wait(futures)  # no part may still run once this returns or raises
     for future in futures:
