@@ -62,6 +62,7 @@ def sharpen(array, exponent, out_dtype, out):
     return result if array.ndim else result[()]
 
 
+@scratch.one_call
 def windowed_norm(x, plan, out):
     """The norms of a planned ``windowed_norm`` call (``plans.NormPlan``)."""
     rows, lead = _as_rows(x, plan.ax, None, plans.compute_dtype(plan.out_dtype))
@@ -73,6 +74,7 @@ def windowed_norm(x, plan, out):
     return _deliver(result.reshape(lead + (plan.nout,)), plan.ax, None, False, plan.out_dtype, out)
 
 
+@scratch.one_call
 def sliding_cosine(x, plan, method, out):
     """The cosines of a planned ``sliding_cosine`` call (``plans.SlidingPlan``)."""
     nker, nchan, m = plan.khat.shape
@@ -107,6 +109,7 @@ def sliding_cosine(x, plan, method, out):
     return _deliver(result.reshape(moved), plan.ax, plan.channel_axis, is_bank, plan.out_dtype, out)
 
 
+@scratch.one_call
 def sliding_cosine_grad(x, grad_plan, method, want_sharpness=True, forward=None):
     """``(signal, kernel, sharpness, noise_floor)`` gradients of a planned
     ``sliding_cosine_grad`` call (``plans.SlidingGradPlan``), see

@@ -35,7 +35,7 @@ import numpy as np
 from .._core import config
 from .._core import matches as core
 from .._core import sliding as plans
-from . import drivers, powers, threads
+from . import drivers, powers, scratch, threads
 from . import sliding as kernels
 from ._jit import jit
 
@@ -846,6 +846,7 @@ def _rescan_filters(rows, again, row, keys, idx, ker, kept, exclusion):
 # entry points
 
 
+@scratch.one_call
 def find_matches(x, splan, mplan, method):
     """The matches of a planned call on the host signal ``x``: ``(row, index,
     kernel, score)`` (see :func:`select`); scores in ``splan.out_dtype``."""
@@ -855,6 +856,7 @@ def find_matches(x, splan, mplan, method):
     return select_source(Scores(x, splan, method, mplan.budget, extra), splan, mplan)
 
 
+@scratch.one_call
 def select_source(source, splan, mplan):
     """The matches of the scores served by ``source`` (``nrows`` and
     ``tiles()`` as :class:`Scores`: this module's, or the Dask backend's

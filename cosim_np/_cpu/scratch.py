@@ -5,9 +5,11 @@ kernel maps and zeroes its pages when they are first touched.  On a virtual
 machine that hands freed memory back to its host, two threads touching fresh
 pages at once now and then stall for tens of milliseconds.  Each
 thread therefore keeps the scratch buffer of each use and reuses it for any
-later array of that use and dtype that it has room for.
+later array of that use and dtype that it has room for, in calls one after
+another (``one_call``).
 """
 
+import functools
 import math
 import threading
 
@@ -18,10 +20,32 @@ from .._core import config
 
 class _Kept(threading.local):
     def __init__(self):
-        self.arrays = {}  # use -> array, for each thread
+        self.levels = [{}]  # use -> array, for each thread and depth of calls
+        self.depth = 0
 
 
 _kept = _Kept()
+
+
+def one_call(function):
+    """``function``, a driver's entry, as one call of this thread: a call made
+    while another is under way in the same thread (from a signal handler, a
+    ``__del__`` or a weakref callback; or a driver calling another) keeps
+    arrays of its own, one level down, and leaves the other's as they are
+    (they were overwritten: silently wrong results)."""
+
+    @functools.wraps(function)
+    def call(*args, **kwargs):
+        kept = _kept
+        kept.depth += 1
+        if kept.depth > len(kept.levels):
+            kept.levels.append({})
+        try:
+            return function(*args, **kwargs)
+        finally:
+            kept.depth -= 1
+
+    return call
 
 
 def empty(use, shape, dtype=np.float64):
@@ -31,7 +55,7 @@ def empty(use, shape, dtype=np.float64):
     the full ones share one), else a fresh one, kept if it is not larger than
     ``config.KEEP_BYTES``.  Two arrays in use at the same time in one thread
     must have different ``use`` names."""
-    kept = _kept.arrays
+    kept = _kept.levels[max(0, _kept.depth - 1)]
     shape = tuple(int(size) for size in shape) if np.ndim(shape) else (int(shape),)
     dtype = np.dtype(dtype)
     size = math.prod(shape)

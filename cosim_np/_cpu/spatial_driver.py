@@ -40,6 +40,7 @@ TINY_BELOW = 450
 INNER_BLOCK = 512
 
 
+@scratch.one_call
 def windowed_norm(x, plan, out):
     """The norms of a planned ``windowed_norm`` call over several axes
     (``_core.spatial.SpatialNormPlan``)."""
@@ -62,6 +63,7 @@ def windowed_norm(x, plan, out):
     return finish()
 
 
+@scratch.one_call
 def sliding_cosine(x, plan, method, out):
     """The cosines of a planned ``sliding_cosine`` call over several axes
     (``_core.spatial.SpatialPlan``): the dots by loops, or as matrix
@@ -77,6 +79,7 @@ def sliding_cosine(x, plan, method, out):
     return finish()
 
 
+@scratch.one_call
 def score_slabs(x, plan, method, max_bytes, overlap=0):
     """The cosines of a planned ``sliding_cosine`` call over several axes a
     slab of output rows along the first sliding axis at a time: yields
@@ -255,6 +258,7 @@ def _product_cosines(signal_rows, rows, tap_rows, khat, plan, q0, q1, sums, floo
                                 exponent, out[b, r0 - q0 : r1 - q0])
 
 
+@scratch.one_call
 def sliding_cosine_grad(x, plan, taps, grad_output, method, sharpness, want_sharpness=True,
                         forward=None):
     """``(signal, kernel, sharpness, noise_floor)`` gradients of a planned

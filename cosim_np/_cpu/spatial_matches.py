@@ -24,10 +24,11 @@ import numpy as np
 
 from .._core import config, spatial
 from .._core.matches import threshold_value
-from . import spatial_driver
+from . import scratch, spatial_driver
 from ._jit import jit
 
 
+@scratch.one_call
 def find_matches(x, splan, mplan, method):
     """``(row, index, kernel, score)`` of the matches, best first, for a
     planned call (``_core.spatial.SpatialPlan`` and ``_core.matches.MatchPlan``
