@@ -270,6 +270,30 @@ def test_tiny_and_huge_scales_give_finite_gradients(scale, method):
 
 @pytest.mark.parametrize("image", [False, True])
 @pytest.mark.parametrize("center", [False, True])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_an_infinite_sample_gives_nan_gradients_without_a_warning(image, center, dtype):
+    """±inf samples (and float32 samples whose squares overflow) make their
+    windows' gradients NaN as NaN samples do: silently, as the forward pass,
+    even where warnings are errors and NumPy raises on invalid values
+    (and overflow, and division by zero)."""
+    x = np.arange(1.0, 401.0).astype(dtype)
+    x[50] = np.inf
+    x[300] = -np.inf if dtype == np.float64 else 3e38
+    kernel = np.array([1.0, -2.0, 3.0, 0.5, 2.0, -1.0, 4.0, 1.5, -3.0])
+    shape, kernel = ((20, 20), kernel.reshape(3, 3)) if image else ((400,), kernel)
+    axis = (0, 1) if image else -1
+    g = np.ones(sliding_cosine(x.reshape(shape), kernel, axis=axis).shape)
+    quiet = sliding_cosine_grad(x.reshape(shape), kernel, g, axis=axis, center=center)
+    with warnings.catch_warnings(), np.errstate(invalid="raise", over="raise", divide="raise"):
+        warnings.simplefilter("error")
+        got = sliding_cosine_grad(x.reshape(shape), kernel, g, axis=axis, center=center)
+    np.testing.assert_array_equal(got.signal, quiet.signal)
+    assert np.isnan(got.signal).any() and np.isfinite(got.signal).any()
+    assert np.isnan(got.kernel).all()
+
+
+@pytest.mark.parametrize("image", [False, True])
+@pytest.mark.parametrize("center", [False, True])
 def test_gradients_past_the_float64_range_are_infinite_not_nan(image, center):
     """Samples near the subnormals (2**-1018, 2**-1030): gradients of about
     1 / |x| that float64 cannot hold come back ±inf, the others exact

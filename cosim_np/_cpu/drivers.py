@@ -187,51 +187,54 @@ def sliding_cosine_grad(x, grad_plan, method, want_sharpness=True, forward=None)
     width = tile * per_group  # windows a tile, at most
 
     def work(start, stop):
-        # a tile's arrays, allocated once: fresh ones would be fresh pages each time
-        windows = np.empty(nchan * m * width)
-        per_kernel = [np.empty(nker * width) for _ in range(4)]
-        shares = np.empty(nchan * m * width)
-        spread = np.empty((per_group, nwin))  # c summed over the kernels
-        for group in range(start, stop):
-            b = group * per_group
-            nrows = min(per_group, count - b)
-            rows_here = slice(b, b + nrows)
-            if plan.center:
-                gradients.window_means(padded[rows_here], m, d, means[rows_here])
-            for t0 in range(0, nwin, tile):
-                size = min(tile, nwin - t0)
-                total = nrows * size
-                # the windows (less their means) as columns, row after row
-                here = windows[: nchan * m * total].reshape(nchan * m, total)
-                cosines, g_t, a_t, c_t = (buffer[: nker * total].reshape(nker, total)
-                                          for buffer in per_kernel)
-                products.window_columns(padded, b, nrows, t0, size, m, d,
-                                        means[rows_here, t0 : t0 + size].reshape(-1), here)
-                if left_out is not None:
-                    here.reshape(nchan * m, nrows, size)[:, :, left_out[t0 : t0 + size]] = 0.0
-                norm = norms[rows_here, t0 : t0 + size].reshape(-1)
-                if exact is None:
-                    np.matmul(flat, here, out=cosines)
-                    with np.errstate(divide="ignore", invalid="ignore"):
-                        np.divide(cosines, norm + floor, out=cosines)
-                else:
-                    np.copyto(cosines.reshape(nker, nrows, size),
-                              exact[rows_here, :, t0 : t0 + size].transpose(1, 0, 2))
-                np.copyto(g_t.reshape(nker, nrows, size),
-                          g[rows_here, :, t0 : t0 + size].transpose(1, 0, 2))
-                logs, cs = gradients.coefficients(cosines, norm, g_t, exponent, floor, live,
-                                                  want_sharpness, a_t, c_t, along[group])
-                scalars[group] += (logs, cs)
-                # the sum over kernels of a khat: each window's share of its samples
-                share = shares[: nchan * m * total].reshape(nchan * m, total)
-                np.matmul(flat.T, a_t, out=share)
-                gradients.scatter_windows(share, b, nrows, t0, m, d, grad)
-                sums[group] += a_t @ here.T  # the sum over windows of a (w - mean)
-                np.sum(c_t.reshape(nker, nrows, size), axis=0, out=spread[:nrows, t0 : t0 + size])
-            # (their windows' c is 0)
-            safe_norms = np.where(norms[rows_here] == 0.0, 1.0, norms[rows_here])
-            gradients.spread_term(padded[rows_here], spread[:nrows], safe_norms, means[rows_here],
-                                  m, d, grad[rows_here])
+        # NaN and inf samples: their windows' products are NaN, as they should
+        # be, not warnings (in each thread: NumPy's error state is per thread)
+        with np.errstate(invalid="ignore", over="ignore"):
+            # a tile's arrays, allocated once: fresh ones would be fresh pages each time
+            windows = np.empty(nchan * m * width)
+            per_kernel = [np.empty(nker * width) for _ in range(4)]
+            shares = np.empty(nchan * m * width)
+            spread = np.empty((per_group, nwin))  # c summed over the kernels
+            for group in range(start, stop):
+                b = group * per_group
+                nrows = min(per_group, count - b)
+                rows_here = slice(b, b + nrows)
+                if plan.center:
+                    gradients.window_means(padded[rows_here], m, d, means[rows_here])
+                for t0 in range(0, nwin, tile):
+                    size = min(tile, nwin - t0)
+                    total = nrows * size
+                    # the windows (less their means) as columns, row after row
+                    here = windows[: nchan * m * total].reshape(nchan * m, total)
+                    cosines, g_t, a_t, c_t = (buffer[: nker * total].reshape(nker, total)
+                                              for buffer in per_kernel)
+                    products.window_columns(padded, b, nrows, t0, size, m, d,
+                                            means[rows_here, t0 : t0 + size].reshape(-1), here)
+                    if left_out is not None:
+                        here.reshape(nchan * m, nrows, size)[:, :, left_out[t0 : t0 + size]] = 0.0
+                    norm = norms[rows_here, t0 : t0 + size].reshape(-1)
+                    if exact is None:
+                        np.matmul(flat, here, out=cosines)
+                        with np.errstate(divide="ignore", invalid="ignore"):
+                            np.divide(cosines, norm + floor, out=cosines)
+                    else:
+                        np.copyto(cosines.reshape(nker, nrows, size),
+                                  exact[rows_here, :, t0 : t0 + size].transpose(1, 0, 2))
+                    np.copyto(g_t.reshape(nker, nrows, size),
+                              g[rows_here, :, t0 : t0 + size].transpose(1, 0, 2))
+                    logs, cs = gradients.coefficients(cosines, norm, g_t, exponent, floor, live,
+                                                      want_sharpness, a_t, c_t, along[group])
+                    scalars[group] += (logs, cs)
+                    # the sum over kernels of a khat: each window's share of its samples
+                    share = shares[: nchan * m * total].reshape(nchan * m, total)
+                    np.matmul(flat.T, a_t, out=share)
+                    gradients.scatter_windows(share, b, nrows, t0, m, d, grad)
+                    sums[group] += a_t @ here.T  # the sum over windows of a (w - mean)
+                    np.sum(c_t.reshape(nker, nrows, size), axis=0, out=spread[:nrows, t0 : t0 + size])
+                # (their windows' c is 0)
+                safe_norms = np.where(norms[rows_here] == 0.0, 1.0, norms[rows_here])
+                gradients.spread_term(padded[rows_here], spread[:nrows], safe_norms, means[rows_here],
+                                      m, d, grad[rows_here])
 
     # groups side by side, one BLAS thread each
     with blas.single_threaded():
