@@ -48,6 +48,9 @@ def _operand(tensor, name):
     """What cosim_np's functions take for ``tensor``: a NumPy view of a CPU
     tensor, a CUDA tensor itself (detached: autograd's tensors refuse
     ``__cuda_array_interface__``)."""
+    if tensor.dtype == torch.bfloat16:  # (NumPy has no such dtype)
+        raise TypeError(f"{name} is a bfloat16 tensor, which cosim_np does not take: convert it "
+                        "with .float() (or .half(), .double()).")
     return tensor.detach() if tensor.is_cuda else _host(tensor, name)
 
 
@@ -127,6 +130,15 @@ class _SlidingCosine(torch.autograd.Function):
                           (signal, kernel, sharpness, noise_floor, grad_output))
 
 
+def _eager(function):
+    """``function`` run as it is under ``torch.compile`` (a graph break):
+    TorchDynamo would trace the NumPy calls inside as tensor operations (the
+    CPU tensors' NumPy views then looked like device arrays)."""
+    disable = getattr(getattr(torch, "compiler", None), "disable", None)
+    return function if disable is None else disable(function)
+
+
+@_eager
 def sliding_cosine(signal, kernel, sharpness=1.0, noise_floor=0.0, **options):
     """:func:`cosim_np.sliding_cosine` on tensors, differentiable with respect
     to ``signal``, ``kernel`` and (when they are tensors) ``sharpness`` and
@@ -186,9 +198,9 @@ class _Sharpen(torch.autograd.Function):
         if s.is_cuda:
             out = _sharpen_tensor(rows.detach(), exponents.to(s.device)).reshape(s.shape)
         else:
-            values = np.array(_host(rows, "s"))  # (a copy: sharpened in place)
+            values = _computing(_host(rows, "s"), copy=True)  # (sharpened in place)
             drivers.sharpen_rows(values, _host(exponents, "p"))
-            out = torch.from_numpy(values).reshape(s.shape)
+            out = torch.from_numpy(values).to(s.dtype).reshape(s.shape)
         ctx.save_for_backward(s, p, out)
         return out
 
@@ -202,12 +214,20 @@ class _Sharpen(torch.autograd.Function):
                                                   exponents.to(s.device))
         else:
             grad, log_sums = (torch.from_numpy(part) for part in drivers.sharpen_rows_grad(
-                np.ascontiguousarray(_host(rows, "s")), _host(out.reshape(rows.shape), "out"),
-                np.ascontiguousarray(_host(grad_output.reshape(rows.shape), "grad_output")),
+                _computing(_host(rows, "s")), _computing(_host(out.reshape(rows.shape), "out")),
+                _computing(_host(grad_output.reshape(rows.shape), "grad_output")),
                 _host(exponents, "p"), ctx.needs_input_grad[1]))
         grad_s = grad.to(s.dtype).reshape(s.shape)
         grad_p = 2 * p.detach() * log_sums.to(p.dtype).reshape(p.shape)
         return _not_twice((grad_s, grad_p), (s, p, grad_output))
+
+
+def _computing(array, copy=False):
+    """Scores as the sharpening computes them: C-contiguous float32 or
+    float64, float16 ones as float32 (and rounded back after, as
+    :func:`cosim_np.sharpen` does)."""
+    dtype = np.float32 if array.dtype == np.float16 else array.dtype
+    return np.array(array, dtype=dtype, order="C", copy=True if copy else None)
 
 
 class _NotTwice(torch.autograd.Function):
@@ -251,7 +271,9 @@ def _sharpen_tensor(rows, exponents):
     ``sign(s) |s| ** P_k`` of rows ``(B, K, L)`` in float64, then rounded to
     their dtype."""
     s = rows.to(torch.float64)
-    return (torch.sign(s) * s.abs() ** exponents[:, None]).to(rows.dtype)
+    # (NaN stays NaN: torch.sign(NaN) is 0, and NaN ** 0 is 1)
+    sharpened = torch.where(torch.isnan(s), s, torch.sign(s) * s.abs() ** exponents[:, None])
+    return sharpened.to(rows.dtype)
 
 
 def _sharpen_tensor_grad(rows, out, g, exponents):
@@ -309,8 +331,11 @@ class SharpenedCosine1d(torch.nn.Module):
                  mode=None, center=False, p_init=1.0, q_init=1e-3, dtype=torch.float32,
                  padding=None):
         super().__init__()
-        _layer_sizes(1, in_channels=in_channels, out_channels=out_channels,
-                     kernel_size=kernel_size, stride=stride, dilation=dilation)
+        _layer_sizes(1, in_channels=in_channels, out_channels=out_channels)
+        # (one-tuples too, as torch.nn.Conv1d takes them)
+        kernel_size, stride, dilation = _layer_sizes(1, kernel_size=kernel_size, stride=stride,
+                                                     dilation=dilation)
+        _check_center(center, kernel_size)
         weight = torch.empty(out_channels, in_channels, kernel_size, dtype=dtype)
         torch.nn.init.kaiming_uniform_(weight, a=5**0.5)
         self.weight = torch.nn.Parameter(weight)
@@ -324,6 +349,7 @@ class SharpenedCosine1d(torch.nn.Module):
         """The kernels, ``weight`` (cosim_np's name for them)."""
         return self.weight
 
+    @_eager
     def forward(self, x):
         """``x``: ``(batch, in_channels, n)`` or ``(in_channels, n)``; returns
         ``(batch, out_channels, L)`` or ``(out_channels, L)``, ``L`` as the
@@ -389,6 +415,7 @@ class SharpenedCosine2d(torch.nn.Module):
         _layer_sizes(1, in_channels=in_channels, out_channels=out_channels)
         _layer_sizes(2, kernel_size=kernel_size, stride=stride, dilation=dilation)
         size = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
+        _check_center(center, size[0] * size[1])
         weight = torch.empty((out_channels, in_channels) + size, dtype=dtype)
         torch.nn.init.kaiming_uniform_(weight, a=5**0.5)
         self.weight = torch.nn.Parameter(weight)
@@ -399,6 +426,7 @@ class SharpenedCosine2d(torch.nn.Module):
 
     kernel = SharpenedCosine1d.kernel
 
+    @_eager
     def forward(self, x):
         """``x``: ``(batch, in_channels, H, W)`` or ``(in_channels, H, W)``;
         returns ``(batch, out_channels, H', W')`` or ``(out_channels, H',
@@ -431,13 +459,26 @@ def _layer_mode(mode, padding, modes=("valid", "same", "full", "causal")):
 
 def _layer_sizes(axes, **sizes):
     """A layer's ``kernel_size``, ``stride`` and ``dilation``: integers of
-    at least 1, one for every axis or one per axis (``axes`` of them)."""
+    at least 1, one for every axis or one per axis (``axes`` of them);
+    returns them in order, those of one axis as integers."""
+    checked = []
     for name, value in sizes.items():
         values = value if isinstance(value, (tuple, list)) else (value,) * axes
         if len(values) != axes:
             raise ValueError(f"{name} must be one value or {axes}; got {value!r}.")
         for item in values:
             v.check_positive_int(item, name)
+        checked.append(values[0] if axes == 1 else value)
+    return checked
+
+
+def _check_center(center, taps):
+    """``center=True`` needs windows of two taps or more: one sample less its
+    mean is 0, and every window's correlation undefined."""
+    if v.check_bool(center, "center") and taps < 2:
+        raise ValueError("center=True needs a kernel of two taps or more (a one-tap window "
+                         "less its mean is zero: no correlation is defined); got kernel_size "
+                         "of one tap.")
 
 
 def _check_input(x, in_channels, axes):

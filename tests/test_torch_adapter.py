@@ -109,6 +109,67 @@ def test_the_sharpening_of_cuda_tensors_is_that_of_cpu_tensors(dtype):
                                else 1e-13)
 
 
+def test_a_nan_score_stays_nan_at_sharpness_zero_on_either_path():
+    """``p = 0``: ``sign(s) |s| ** 0`` is ``sign(s)``, NaN for NaN (torch's
+    ``sign(NaN)`` is 0 and ``NaN ** 0`` 1: the CUDA path gave 0)."""
+    rows = torch.tensor([[[np.nan, 0.5, -0.5, 0.0]]], dtype=torch.float64)
+    exponents = torch.zeros(1, dtype=torch.float64)
+    want = np.array(rows.numpy())
+    adapter.drivers.sharpen_rows(want, exponents.numpy())
+    got = adapter._sharpen_tensor(rows, exponents).numpy()
+    np.testing.assert_array_equal(got, want)
+    assert np.isnan(got[0, 0, 0]) and got[0, 0, 1:3].tolist() == [1.0, -1.0]
+
+
+def test_under_torch_compile_the_adapter_runs_as_it_does_eagerly():
+    """``torch.compile`` of code that calls the adapter: its calls run
+    eagerly (a graph break), with the eager results and gradients (TorchDynamo
+    traced the CPU tensors' NumPy views as tensors, and the call went to the
+    GPU backend: "needs an NVIDIA GPU")."""
+    torch.manual_seed(3)
+    x = torch.randn(2, 30, dtype=torch.float64, requires_grad=True)
+    k = torch.randn(4, dtype=torch.float64)
+    compiled = torch.compile(lambda x, k: adapter.sliding_cosine(x, k, sharpness=1.5) * 2.0,
+                             backend="eager")
+    got = compiled(x, k)
+    (grad,) = torch.autograd.grad(got.sum(), x)
+    want = adapter.sliding_cosine(x, k, sharpness=1.5) * 2.0
+    (want_grad,) = torch.autograd.grad(want.sum(), x)
+    assert torch.equal(got, want) and torch.equal(grad, want_grad)
+    layer = adapter.SharpenedCosine1d(2, 3, 5, dtype=torch.float64)
+    signal = torch.randn(4, 2, 40, dtype=torch.float64)
+    assert torch.equal(torch.compile(layer, backend="eager")(signal), layer(signal))
+
+
+@pytest.mark.parametrize("layer_type", ["1d", "2d"])
+def test_float16_layers_sharpen_in_float32_and_return_float16(layer_type):
+    """float16 layers (``dtype=torch.float16`` or ``.half()``) as float16
+    calls of cosim_np: computed in float32, rounded to float16 (the
+    sharpening's kernels have no float16: it raised NotImplementedError)."""
+    torch.manual_seed(4)
+    if layer_type == "1d":
+        layer, x = adapter.SharpenedCosine1d(2, 3, 3, p_init=1.3), torch.randn(2, 2, 30)
+    else:
+        layer, x = adapter.SharpenedCosine2d(2, 3, 3, p_init=1.3), torch.randn(2, 2, 9, 8)
+    want = layer(x)
+    half = layer.half()
+    got = half(x.half())
+    assert got.dtype == torch.float16
+    np.testing.assert_allclose(got.float().detach().numpy(), want.detach().numpy(),
+                               rtol=0, atol=4e-3)
+    got.float().sum().backward()
+    assert half.p.grad.dtype == torch.float16 and torch.isfinite(half.p.grad).all()
+    assert torch.isfinite(half.weight.grad).all()
+
+
+def test_bfloat16_tensors_are_refused_by_name():
+    x = torch.randn(2, 20).to(torch.bfloat16)
+    with pytest.raises(TypeError, match=r"signal is a bfloat16 tensor.*\.float\(\)"):
+        adapter.sliding_cosine(x, torch.randn(3))
+    with pytest.raises(TypeError, match="kernel is a bfloat16 tensor"):
+        adapter.sliding_cosine(x.float(), torch.randn(3).to(torch.bfloat16))
+
+
 # --- the layer
 
 
@@ -329,8 +390,21 @@ def test_layers_take_mode_or_padding_and_unbatched_inputs(layer_type, unbatched)
     (lambda: adapter.SharpenedCosine2d(1, 1, 3, dilation=(1, 2, 3)), ValueError,
      "dilation must be one value or 2"),
     (lambda: adapter.SharpenedCosine1d(0, 1, 3), ValueError, "in_channels must be"),
+    (lambda: adapter.SharpenedCosine1d(1, 1, (3, 3)), ValueError, "kernel_size must be one value"),
+    (lambda: adapter.SharpenedCosine1d(1, 1, 1, center=True), ValueError,
+     "center=True needs a kernel of two taps or more"),
+    (lambda: adapter.SharpenedCosine2d(1, 1, (1, 1), center=True), ValueError,
+     "center=True needs a kernel of two taps or more"),
 ])
 def test_layers_check_their_settings_when_made(make, error, message):
     """Not at the first forward: a bad setting is named when the layer is made."""
     with pytest.raises(error, match=message):
         make()
+
+
+def test_the_1d_layer_takes_one_tuples_as_conv1d_does():
+    layer = adapter.SharpenedCosine1d(2, 3, (3,), stride=(2,), dilation=(2,), dtype=torch.float64)
+    plain = adapter.SharpenedCosine1d(2, 3, 3, stride=2, dilation=2, dtype=torch.float64)
+    plain.load_state_dict(layer.state_dict())
+    x = torch.randn(2, 2, 30, dtype=torch.float64)
+    assert layer.weight.shape == (3, 2, 3) and torch.equal(layer(x), plain(x))
