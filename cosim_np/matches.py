@@ -247,7 +247,11 @@ def find_matches(
     and each kept match suppresses at most ``K * (exclusion + 1)`` of them,
     so ``k * K * (exclusion + 1)`` candidates always suffice; where that is
     more than 65536, the scan runs again in the rare case that the pool
-    kept fewer than ``k`` matches while candidates were left out.
+    kept fewer than ``k`` matches while candidates were left out.  A ``k``
+    that no row can reach (at least ``ceil(L / (exclusion + 1))``, the most
+    matches ``L`` windows hold) is a search without it.  Signal rows
+    beyond what ``max_memory`` holds in a tile are searched a block of rows
+    at a time.
 
     Over several sliding axes (images, volumes) the scores come a slab of
     output rows along the first sliding axis at a time (runs of the bands

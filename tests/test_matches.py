@@ -340,6 +340,61 @@ def test_a_full_pool_of_the_best_first_candidates_rescans(monkeypatch):
     assert_same(find_matches(signal, kernel, k=3, exclusion=10), expected)
 
 
+@pytest.mark.parametrize("axis", [-1, 0])
+def test_rows_beyond_the_budget_are_searched_a_block_at_a_time(monkeypatch, axis):
+    """Many signal rows: a tile of one alignment for every row held them all
+    (377 MiB for 4000 rows with max_memory='8MiB'); blocks of rows now, with
+    the matches of the whole call, in its order (rows of a view or copied
+    one at a time: ``axis=0`` moves the sliding axis)."""
+    rng = np.random.default_rng(8)
+    signal = rng.standard_normal((5, 6, 700)).astype(np.float32)
+    signal[2, 3, 100:140] = np.nan
+    signal = np.moveaxis(signal, -1, 0) if axis == 0 else signal
+    kernel = rng.standard_normal((2, 5))
+    scores = sliding_cosine(signal, kernel, axis=axis)
+    blocks = []
+    real = cpu_matches.Scores
+
+    def counted(*args, **kwargs):
+        blocks.append(kwargs.get("rows", args[5] if len(args) > 5 else None))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cpu_matches, "Scores", counted)
+    for k, threshold in [(3, None), (None, 0.7), (2, lambda keys: np.nanpercentile(keys, 99))]:
+        whole = find_matches(signal, kernel, k=k, threshold=threshold, axis=axis, exclusion=4)
+        blocks.clear()
+        found = find_matches(signal, kernel, k=k, threshold=threshold, axis=axis, exclusion=4,
+                             max_memory=4000)
+        assert len(blocks) > 3 and blocks[-1] is not None  # (the whole, then its blocks)
+        for name in ("index", "kernel", "batch", "score"):
+            np.testing.assert_array_equal(getattr(found, name), getattr(whole, name))
+        if not callable(threshold):
+            expected = naive.find_matches(signal, kernel, scores=scores, k=k, axis=axis,
+                                          threshold=threshold, exclusion=4)
+            assert_same(whole, expected)
+
+
+def test_a_k_no_row_can_reach_is_a_search_without_it():
+    """``k`` past the most matches a row holds lists every match, in the
+    memory of a search without ``k`` (pools of ``k`` candidates per thread
+    took 549 MiB for ``k = 10**9`` on 2 * 10**6 samples)."""
+    x = np.random.default_rng(9).standard_normal(300_000).astype(np.float32)
+    find_matches(x[:5000], [1.0, 2.0, 3.0], k=10**9)  # (compiled first)
+    every = find_matches(x, [1.0, 2.0, 3.0])
+    tracemalloc.start()
+    try:
+        found = find_matches(x, [1.0, 2.0, 3.0], k=10**9)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(found.index, every.index)
+    np.testing.assert_array_equal(found.score, every.score)
+    assert peak < 3 * 32 * len(every) + 8 * 2**20, peak
+    # beyond the pool's 65536 candidates: the pool scanned again, the same first k
+    bigger = find_matches(x, [1.0, 2.0, 3.0], k=70_000)
+    np.testing.assert_array_equal(bigger.index, every.index[:70_000])
+
+
 def test_memmap_in_bounded_memory(tmp_path):
     n = 3_000_000
     path = tmp_path / "signal.f32"

@@ -98,12 +98,12 @@ def pool_size(k, nker, exclusion, windows):
     neighbours), so greedy selection over the best ``k * nker *
     (exclusion + 1)`` candidates keeps ``k`` whenever that many exist, and
     those are the ``k`` it keeps over all candidates (it only consults
-    better ones).  The pool is at most ``config.MATCH_POOL`` (at least
-    ``k``); a smaller pool is exact too, at the cost of a rescan where it
-    keeps fewer than ``k`` (see ``_cpu.matches``)."""
+    better ones).  The pool is at most ``config.MATCH_POOL``; a smaller pool
+    is exact too, at the cost of a rescan where it keeps fewer than ``k``
+    (see ``_cpu.matches``)."""
     whole = nker * windows
     need = k * nker * (min(exclusion, windows) + 1)
-    return int(max(1, min(whole, max(k, min(need, config.MATCH_POOL)))))
+    return int(max(1, min(whole, need, config.MATCH_POOL)))
 
 
 def first_per_row(rows, count):
@@ -121,6 +121,11 @@ def plan_matches(k, threshold, exclusion, sign, max_memory, *, nker, m, dilation
     v.check_choice(sign, "sign", SIGNS)
     excl = check_exclusion(exclusion, m, dilation)
     budget = v.check_memory(max_memory, "max_memory", config.DEFAULT_MAX_MEMORY)
+    if kk is not None and kk >= -(-nwin // (min(excl, nwin) + 1)):
+        # no row holds k matches (kept ones lie more than exclusion apart):
+        # every match, as without k (whose candidates are listed a tile at a
+        # time, where pools of k each took memory k times the threads)
+        kk = None
     pool = 0 if kk is None else pool_size(kk, nker, excl, nwin)
     return MatchPlan(kk, value, function, excl, SIGN_CODES[sign], budget, pool, math.prod(lead),
                      tuple(lead))

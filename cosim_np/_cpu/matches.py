@@ -388,7 +388,7 @@ class Scores:
     yields ``(w0, scores)``, ``scores`` ``(rows, K, T)`` of the compute dtype
     (float16 results rounded to float16), in order of ``w0``."""
 
-    def __init__(self, x, splan, method, budget, extra_bytes=0):
+    def __init__(self, x, splan, method, budget, extra_bytes=0, rows=None):
         nker, nchan, m = splan.khat.shape
         self.plan = splan
         self.compute = plans.compute_dtype(splan.out_dtype)
@@ -397,10 +397,13 @@ class Scores:
         else:
             moved = drivers.moveaxis(x, (splan.channel_axis, splan.ax), (-2, -1))
         self.lead = moved.shape[:-2]
-        self.nrows = math.prod(self.lead)
+        # ``rows``: the rows r0 .. r1-1 only (of all, in C order)
+        self.first, last = (0, math.prod(self.lead)) if rows is None else rows
+        self.nrows = last - self.first
         self.moved = moved
         try:
-            self.rows = moved.reshape((self.nrows,) + moved.shape[-2:], copy=False)
+            whole = moved.reshape((math.prod(self.lead),) + moved.shape[-2:], copy=False)
+            self.rows = whole[self.first : last]
         except ValueError:  # no view: rows are copied one by one, a tile at a time
             self.rows = None
         self.n = moved.shape[-1]
@@ -419,17 +422,25 @@ class Scores:
             return drivers.segment_length(tile, nker)
         return tile
 
-    def tile_width(self, budget, extra_bytes):
-        """Windows per tile within ``budget`` bytes (``extra_bytes`` more per
-        window and row for the caller), for each of the threads that score
-        and scan at once: at most ``config.MATCH_TILE``, a whole number of
-        alignments, at least one."""
+    def _window_bytes(self, extra_bytes):
+        """Bytes a window of one row takes, in all the threads that score and
+        scan at once (``extra_bytes`` more per window and row for the caller)."""
         nker, nchan, _ = self.plan.khat.shape
         size = self.compute.itemsize
-        per_window = self.nrows * (nchan * size + nker * size * 2 + extra_bytes) * threads.thread_count()
+        return (nchan * size + nker * size * 2 + extra_bytes) * threads.thread_count()
+
+    def tile_width(self, budget, extra_bytes):
+        """Windows per tile within ``budget`` bytes: at most
+        ``config.MATCH_TILE``, a whole number of alignments, at least one."""
+        per_window = self.nrows * self._window_bytes(extra_bytes)
         align = self.alignment()
         width = min(config.MATCH_TILE, budget // max(1, per_window))
         return max(align, width // align * align)
+
+    def rows_within(self, budget, extra_bytes):
+        """How many rows a tile of one alignment may hold within ``budget``
+        (at least one): more rows are taken a block of them at a time."""
+        return max(1, budget // max(1, self.alignment() * self._window_bytes(extra_bytes)))
 
     def _take(self, s0, s1):
         """Samples ``s0 .. s1-1`` of every row, ``(rows, C, s1-s0)`` contiguous."""
@@ -437,7 +448,7 @@ class Scores:
             return np.ascontiguousarray(self.rows[:, :, s0:s1], dtype=self.compute)
         out = np.empty((self.nrows, self.moved.shape[-2], s1 - s0), dtype=self.compute)
         for r in range(self.nrows):
-            out[r] = self.moved[np.unravel_index(r, self.lead)][:, s0:s1]
+            out[r] = self.moved[np.unravel_index(self.first + r, self.lead)][:, s0:s1]
         return out
 
     def _score(self, piece):
@@ -853,7 +864,23 @@ def find_matches(x, splan, mplan, method):
     nker = splan.khat.shape[0]
     # a threshold-only search lists its candidates: room for a tile's
     extra = 12 * nker if mplan.k is None else 0
-    return select_source(Scores(x, splan, method, mplan.budget, extra), splan, mplan)
+    scores = Scores(x, splan, method, mplan.budget, extra)
+    per_block = scores.rows_within(mplan.budget, extra)
+    if per_block >= scores.nrows:
+        return select_source(scores, splan, mplan)
+    # Rows beyond what the budget holds: blocks of rows, each searched alone
+    # (a row's matches depend on its scores only), by the method of the whole
+    found = []
+    for r0 in range(0, scores.nrows, per_block):
+        rows = (r0, min(scores.nrows, r0 + per_block))
+        row, idx, ker, score = select_source(
+            Scores(x, splan, scores.method, mplan.budget, extra, rows), splan, mplan)
+        found.append((row + r0, idx, ker, score))
+    row, idx, ker, score = (np.concatenate(column) for column in zip(*found))
+    # best first, ties by row, index and kernel, as one block's
+    order = np.lexsort((ker, idx, row))
+    order = order[np.argsort(-_keys(score[order], mplan.sign), kind="stable")]
+    return row[order], idx[order], ker[order], score[order]
 
 
 @scratch.one_call
