@@ -421,6 +421,8 @@ def test_windows_far_below_the_largest_sample_are_recomputed_exactly():
     (dict(axis=(0, 0)), "axis"),
     (dict(axis=(0, 5)), "axis"),
     (dict(dilation=(10, 1)), "longer than the signal"),
+    (dict(dilation=(2**62, 1), mode="same"), r"dilation=\(4611686018427387904, 1\) spans .* "
+     r"mode='same' would pad the signal \(8 samples there\) .* more than an array can hold"),
 ])
 def test_errors_name_the_parameter(kwargs, message):
     x = np.ones((8, 9))
@@ -429,6 +431,19 @@ def test_errors_name_the_parameter(kwargs, message):
     options.update(kwargs)
     with pytest.raises(ValueError, match=message):
         sliding_cosine(x, k, **options)
+
+
+@pytest.mark.parametrize("stride", [2**63, 2**70, 10**30])
+def test_a_stride_past_the_windows_keeps_the_first_alone(stride):
+    """As along one axis: a stride of any size (past int64, where it raised
+    OverflowError) keeps window 0 of its axis, as the windows' count does."""
+    x = np.random.default_rng(2).standard_normal((9, 12))
+    k = np.arange(6.0).reshape(2, 3)
+    for function in (lambda s: sliding_cosine(x, k, axis=(0, 1), stride=(s, 2)),
+                     lambda s: windowed_norm(x, (2, 3), axis=(0, 1), stride=(s, 2)),
+                     lambda s: sliding_cosine_grad(x, k, np.ones((1, 5)), axis=(0, 1),
+                                                   stride=(s, 2)).signal):
+        np.testing.assert_array_equal(function(stride), function(8))
 
 
 def test_kernel_shape_errors():

@@ -66,7 +66,7 @@ def _check_window_fits(n, m, dilation, mode, what):
             "use a shorter kernel, a smaller dilation or mode='same'/'full'/'causal'."
         )
     padded = n + sum(padding(mode, span))
-    if padded > _LONGEST_PADDED:
+    if padded > LONGEST_PADDED:
         raise ValueError(
             f"{what} of length {m} with dilation={dilation} spans {span + 1} samples: "
             f"mode={mode!r} would pad the signal ({n} samples along axis) to {padded}, more "
@@ -76,7 +76,7 @@ def _check_window_fits(n, m, dilation, mode, what):
 
 
 # The most samples a padded float64 signal can hold (NumPy's size limit).
-_LONGEST_PADDED = np.iinfo(np.intp).max // 8
+LONGEST_PADDED = np.iinfo(np.intp).max // 8
 
 
 def strided_count(nwin, stride):

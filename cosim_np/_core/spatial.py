@@ -24,6 +24,7 @@ import numpy as np
 from . import config
 from . import validate as v
 from .sliding import (
+    LONGEST_PADDED,
     SlidingGradPlan,
     centered_kernels,
     check_grad_output,
@@ -130,7 +131,15 @@ def geometry(shape, axes, m, dilation, mode, stride, what):
                 f"axis {axes[a]}, longer than the signal's {n} there in mode='valid'; use a "
                 "smaller window or dilation, or mode='same'/'full'.")
         pads.append(padding(modes[a], span))
+        if n + sum(pads[-1]) > LONGEST_PADDED:
+            raise ValueError(
+                f"{what} of shape {tuple(m)} with dilation={d} spans {span + 1} samples along "
+                f"axis {axes[a]}: mode={modes[a]!r} would pad the signal ({n} samples there) to "
+                f"{n + sum(pads[-1])}, more than an array can hold; use a smaller {what} or "
+                "dilation.")
         nwin.append(n + pads[-1][0] + pads[-1][1] - span)
+    # (a stride past the windows keeps the first alone, as that many does)
+    stride = tuple(min(s, max(1, count)) for s, count in zip(stride, nwin))
     nout = tuple(strided_count(count, s) for count, s in zip(nwin, stride))
     return Geometry(axes, tuple(m), d, stride, tuple(pads), tuple(nwin), nout)
 
