@@ -397,6 +397,33 @@ def test_find_matches_on_a_dask_array_equals_in_memory(options, mode):
             np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
 
 
+def test_find_matches_blocks_keep_the_signal_chunks_rows(monkeypatch):
+    """A task finds the candidates of a block of the rows its chunks hold
+    (along the first leading axis: the others are merged with it), not of
+    every row (64 rows of 256 KiB chunks made tasks of 16 MiB): the row
+    blocks' candidates go to their rows."""
+    from cosim_np._dask import matches as dask_matches
+
+    shapes = []
+    real = dask_matches._block_candidates
+    monkeypatch.setattr(dask_matches, "_block_candidates",
+                        lambda block, *args: shapes.append(block.shape) or real(block, *args))
+    rng = np.random.default_rng(21)
+    x = rng.standard_normal((2, 3, 6000))
+    kernel = rng.standard_normal((2, 9))
+    x[1, 2, 4000:4009] = kernel[1]
+    for signal, chunks, most in ((x.reshape(6, 6000), (1, 2000), 1), (x, (1, 1, 2000), 3),
+                                 (x.reshape(6, 6000), (4, 2500), 4), (x, (2, 2, 6000), 6)):
+        for options in (dict(k=3), dict(threshold=0.8)):
+            shapes.clear()
+            got = find_matches(da.from_array(signal, chunks=chunks), kernel, method="direct",
+                               **options)
+            want = find_matches(signal, kernel, method="direct", **options)
+            assert shapes and max(shape[0] for shape in shapes) == most
+            for name in ("index", "score", "kernel", "batch"):
+                np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
+
+
 def test_find_matches_gathers_only_candidates(monkeypatch):
     """Without a callable threshold the scores never reach the client: each
     block's candidates do; a pool cut short falls back to the exact scan."""
@@ -420,15 +447,15 @@ def test_find_matches_gathers_only_candidates(monkeypatch):
             np.testing.assert_array_equal(got.index, want.index)
             np.testing.assert_array_equal(got.batch, want.batch)
             np.testing.assert_array_equal(got.score, want.score)
-    # pools of k candidates with a zone of 15000 windows: no row can keep k
-    # of them while others were left out, so the blocks' scores are scanned
-    # instead, with the same matches
+    # pools of one candidate with a zone of 15000 windows (at most 3 matches
+    # a row): no row can keep k = 2 of them while others were left out, so
+    # the blocks' scores are scanned instead, with the same matches
     monkeypatch.setattr(config, "MATCH_POOL", 1)
     served = []
     real = _dask.score_tiles
     monkeypatch.setattr(_dask, "score_tiles", lambda *a, **kw: served.append(1) or real(*a, **kw))
-    got = find_matches(lazy, kernel, k=5, exclusion=15_000, method="direct")
-    want = find_matches(x, kernel, k=5, exclusion=15_000, method="direct")
+    got = find_matches(lazy, kernel, k=2, exclusion=15_000, method="direct")
+    want = find_matches(x, kernel, k=2, exclusion=15_000, method="direct")
     assert served and len(got) == len(want) >= 6
     np.testing.assert_array_equal(got.index, want.index)
     np.testing.assert_array_equal(got.batch, want.batch)

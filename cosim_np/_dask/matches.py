@@ -38,7 +38,9 @@ class BlockScores:
         if plan.channel_axis is None and not plan.bank_shape:
             moved = moved[..., None, :]
         lead = moved.ndim - 2
-        moved = moved.rechunk({axis: -1 for axis in range(moved.ndim - 1)})
+        # (the kernels of a window in one block; rows keep what chunks they
+        # can: a block of windows of every row would hold the scores of all)
+        moved = moved.rechunk({axis: -1 for axis in range(1, moved.ndim - 1)})
         self.rows = moved.reshape((-1,) + moved.shape[lead:])
         self.nrows = self.rows.shape[0]
         self.compute = plans.compute_dtype(plan.out_dtype)
@@ -90,14 +92,21 @@ def candidates(signal, kernel, block_function, plan, mplan, **options):
     widths = rows.chunks[-1]
     padded = da.overlap.overlap(rows, depth={0: 0, 1: 0, 2: 1}, boundary="none")
     starts = np.concatenate([[0], np.cumsum(widths)])
+    firsts = np.concatenate([[0], np.cumsum(rows.chunks[0])])
     last = len(widths) - 1
     pool = 0 if mplan.k is None else mplan.pool
     find = dask.delayed(_block_candidates, pure=True, nout=5)
-    parts = [find(block, int(starts[j]), j > 0, j < last, mplan.sign, mplan.threshold, pool)
-             for j, block in enumerate(padded.to_delayed().ravel())]
-    parts = dask.compute(*parts)
-    row, index, ker, score, offered = (np.concatenate(column) if c < 4 else sum(column)
-                                       for c, column in enumerate(zip(*parts)))
+    blocks = padded.to_delayed()  # (row blocks, 1, blocks of windows)
+    parts = dask.compute(*[find(blocks[i, 0, j], int(starts[j]), j > 0, j < last, mplan.sign,
+                                mplan.threshold, pool)
+                           for i in range(blocks.shape[0]) for j in range(blocks.shape[2])])
+    offered = np.zeros(rows.shape[0], dtype=np.int64)
+    found = []
+    for (row, index, ker, score, count), i in zip(parts, np.repeat(np.arange(blocks.shape[0]),
+                                                                  blocks.shape[2])):
+        found.append((row + firsts[i], index, ker, score))
+        offered[firsts[i] : firsts[i + 1]] += count
+    row, index, ker, score = (np.concatenate(column) for column in zip(*found))
     return row, index, ker, score, offered
 
 
