@@ -142,18 +142,46 @@ def test_cosine_similarity_bits_depend_on_each_vector_alone(problem):
 @given(problem=broadcast_problem(), parts=st.integers(2, 5),
        eps=st.sampled_from([0.0, 0.5]), fill=st.sampled_from([0.0, np.nan]))
 def test_cosine_similarity_split_among_threads_has_the_bits_of_one_thread(problem, parts, eps, fill):
-    """The pairs of vectors split among threads (down to one pair a part)
-    give the bits of one thread taking them all."""
+    """The pairs of vectors split among threads (down to one pair a part),
+    and each part's cosines stored a few at a time, give the bits of one
+    thread taking them all."""
     a, b, axis = problem
     with mock.patch.object(_threads, "thread_count", lambda: 1):
         whole = np.asarray(cosine_similarity(a, b, axis=axis, eps=eps, fill=fill))
     with mock.patch.object(_threads, "thread_count", lambda: parts), \
-            mock.patch.object(config, "MIN_COMPONENTS_PER_THREAD", 1):
+            mock.patch.object(config, "MIN_COMPONENTS_PER_THREAD", 1), \
+            mock.patch.object(config, "COSINES_AT_ONCE", parts - 1):
         split = np.asarray(cosine_similarity(a, b, axis=axis, eps=eps, fill=fill))
         into = np.full(whole.shape, 7.0, whole.dtype)
         cosine_similarity(a, b, axis=axis, eps=eps, fill=fill, out=into)
     np.testing.assert_array_equal(split, whole)
     np.testing.assert_array_equal(into, whole)
+
+
+def test_cosine_similarity_of_every_pair_holds_only_its_result():
+    """``(N, 1, D)`` against ``(1, M, D)``: the N x M result and nothing of
+    its size besides (two int64 N x M arrays of row indices and a float64
+    one of cosines made it 7 times the float32 result), into ``out`` with
+    nothing at all."""
+    import tracemalloc
+
+    rng = np.random.default_rng(12)
+    a = rng.normal(size=(600, 1, 4)).astype(np.float32)
+    b = rng.normal(size=(1, 500, 4)).astype(np.float32)
+    want = cosine_similarity(a[:, :, :], b)  # (compiled)
+    out = np.empty((600, 500), np.float32)
+    tracemalloc.start()
+    try:
+        got = cosine_similarity(a, b)
+        whole = tracemalloc.get_traced_memory()[1]
+        tracemalloc.reset_peak()
+        cosine_similarity(a, b, out=out)
+        into = tracemalloc.get_traced_memory()[1] - got.nbytes
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(out, want)
+    assert whole < 1.5 * got.nbytes and into < 0.3 * got.nbytes, (whole, into, got.nbytes)
 
 
 @pytest.mark.parametrize(

@@ -190,6 +190,9 @@ MEMMAP_BLOCK_BYTES = 1 << 26
 # thread gets at least this many components: fewer, and starting the thread
 # costs more than it saves.
 MIN_COMPONENTS_PER_THREAD = 1 << 17
+# and computes this many cosines (float64) at a time before it stores them in
+# the result's dtype: no N x M arrays besides the result.
+COSINES_AT_ONCE = 1 << 14
 
 # ---------------------------------------------------------------------------
 # Finding matches

@@ -402,20 +402,32 @@ def _cosine(dot, xsq, ysq, xscale, yscale, eps, fill):
 
 
 @jit
-def cosines_of_rows(x, y, xrow, yrow, start, stop, eps, fill, out):
-    """``out[i]`` = the cosine of ``x[xrow[i]]`` and ``y[yrow[i]]`` for
-    ``start <= i < stop`` (2-D float32 or float64 arrays of vectors, one a
-    row, any strides; an empty ``xrow`` or ``yrow`` stands for ``i``), see
-    :func:`_cosine` for ``eps`` and ``fill``.  Each pair is read once and
-    gives its three sums; a vector met by a run of others is loaded once."""
+def cosines_of_rows(x, y, shape, xsteps, ysteps, start, stop, eps, fill, out):
+    """``out[i - start]`` = the cosine of ``x[a]`` and ``y[b]`` for ``start
+    <= i < stop`` (2-D float32 or float64 arrays of vectors, one a row, any
+    strides), see :func:`_cosine` for ``eps`` and ``fill``.  ``i`` is the
+    flat index of an output of ``shape``, and ``a`` and ``b`` the sums of
+    its indices along each axis times ``xsteps`` and ``ysteps`` (0 along an
+    axis the side is broadcast along); an empty ``shape``: ``a = b = i``.
+    Each pair is read once and gives its three sums; a vector met by a run
+    of others is loaded once."""
     n = x.shape[1]
     xbuf = np.empty(n)
     ybuf = np.empty(n)
     last_x = last_y = -1
     xscale = yscale = 1.0
+    ndim = shape.size
+    digits = np.zeros(ndim, np.int64)
+    a = b = start
+    if ndim:
+        a = b = 0
+        rest = start
+        for axis in range(ndim - 1, -1, -1):
+            digits[axis] = rest % shape[axis]
+            rest //= shape[axis]
+            a += digits[axis] * xsteps[axis]
+            b += digits[axis] * ysteps[axis]
     for i in range(start, stop):
-        a = xrow[i] if xrow.size else i
-        b = yrow[i] if yrow.size else i
         if a != last_x:
             xscale = _load_vector(x[a], xbuf)
             last_x = a
@@ -423,7 +435,23 @@ def cosines_of_rows(x, y, xrow, yrow, start, stop, eps, fill, out):
             yscale = _load_vector(y[b], ybuf)
             last_y = b
         dot, xsq, ysq = _lane_dots(xbuf, ybuf, n)
-        out[i] = _cosine(dot, xsq, ysq, xscale, yscale, eps, fill)
+        out[i - start] = _cosine(dot, xsq, ysq, xscale, yscale, eps, fill)
+        if ndim == 0:
+            a += 1
+            b += 1
+            continue
+        axis = ndim - 1  # the next output's indices, the last axis fastest
+        digits[axis] += 1
+        a += xsteps[axis]
+        b += ysteps[axis]
+        while digits[axis] == shape[axis] and axis > 0:
+            a -= xsteps[axis] * shape[axis]
+            b -= ysteps[axis] * shape[axis]
+            digits[axis] = 0
+            axis -= 1
+            digits[axis] += 1
+            a += xsteps[axis]
+            b += ysteps[axis]
 
 
 # Vectors side by side (a column each) are reduced this many at a time: runs
@@ -434,8 +462,8 @@ COLUMN_BLOCK = 256
 
 @jit
 def cosines_of_columns(x, y, start, stop, eps, fill, out):
-    """``out[k]`` = the cosine of the columns ``x[:, k]`` and ``y[:, k]`` for
-    ``start <= k < stop`` (2-D float32 or float64 arrays of one shape whose
+    """``out[k - start]`` = the cosine of the columns ``x[:, k]`` and ``y[:,
+    k]`` for ``start <= k < stop`` (2-D float32 or float64 arrays of one shape whose
     rows are contiguous: vectors side by side, as ``axis=0`` of a C array
     holds them), with the bits :func:`cosines_of_rows` gives each pair: the
     same loaded values and the same sums in the same order, taken for
@@ -474,7 +502,7 @@ def cosines_of_columns(x, y, start, stop, eps, fill, out):
                 u = _column_value(x[t, k0:], k, xfactor)
                 v = _column_value(y[t, k0:], k, yfactor)
                 dot, xsq, ysq = fma(u, v, dot), fma(u, u, xsq), fma(v, v, ysq)
-            out[k0 + k] = _cosine(dot, xsq, ysq, xscale[k], yscale[k], eps, fill)
+            out[k0 + k - start] = _cosine(dot, xsq, ysq, xscale[k], yscale[k], eps, fill)
 
 
 @jit(from_python=False)

@@ -38,21 +38,49 @@ def cosine_similarity(x, y, plan, out=None):
     xrows, xkept = _vector_rows(x, len(shape), plan.axes, reduced)
     yrows, ykept = _vector_rows(y, len(shape), plan.axes, reduced)
     total = math.prod(out_shape)
-    cos = np.empty(total)
+    # the result in its dtype (out itself where it is C-contiguous and no
+    # input shares its memory), the kernels' float64 cosines a part at a
+    # time: no array of N x M row indices, nor of float64 cosines
+    into_out = (out is not None and out.flags.c_contiguous
+                and not np.may_share_memory(out, x) and not np.may_share_memory(out, y))
+    result = out.reshape(-1) if into_out else np.empty(total, plan.out_dtype)
     eps, fill = plan.eps, plan.fill
-    no_index = np.empty(0, dtype=np.int64)  # (each vector meets one other)
-    xrow, yrow = (no_index if own == out_shape else
-                  np.broadcast_to(np.arange(rows.shape[0]).reshape(own), out_shape).ravel()
-                  for rows, own in ((xrows, xkept), (yrows, ykept)))
-    # each thread gets enough components that starting it pays
-    minimum = max(1, config.MIN_COMPONENTS_PER_THREAD // xrows.shape[1])
-    if xrow is yrow is no_index and _side_by_side(xrows) and _side_by_side(yrows):
-        threads.run_split(total, lambda start, stop: kernels.cosines_of_columns(
-            xrows.T, yrows.T, start, stop, eps, fill, cos), minimum)
+    if xkept == ykept == out_shape:  # (each vector meets one other)
+        shape = xsteps = ysteps = np.empty(0, dtype=np.int64)
     else:
-        threads.run_split(total, lambda start, stop: kernels.cosines_of_rows(
-            xrows, yrows, xrow, yrow, start, stop, eps, fill, cos), minimum)
-    return _deliver(cos.reshape(out_shape), plan.out_dtype, out)
+        shape = np.array(out_shape, dtype=np.int64)
+        xsteps, ysteps = (_row_steps(own, out_shape) for own in (xkept, ykept))
+    columns = not shape.size and _side_by_side(xrows) and _side_by_side(yrows)
+
+    def work(start, stop):
+        cos = np.empty(min(config.COSINES_AT_ONCE, stop - start))
+        for c0 in range(start, stop, config.COSINES_AT_ONCE):
+            c1 = min(stop, c0 + config.COSINES_AT_ONCE)
+            if columns:
+                kernels.cosines_of_columns(xrows.T, yrows.T, c0, c1, eps, fill, cos)
+            else:
+                kernels.cosines_of_rows(xrows, yrows, shape, xsteps, ysteps, c0, c1, eps, fill,
+                                        cos)
+            result[c0:c1] = cos[: c1 - c0]
+
+    # each thread gets enough components that starting it pays
+    threads.run_split(total, work, max(1, config.MIN_COMPONENTS_PER_THREAD // xrows.shape[1]))
+    if into_out:
+        return out
+    return _deliver(result.reshape(out_shape), plan.out_dtype, out)
+
+
+def _row_steps(own, out_shape):
+    """How far a side's row index moves per step along each axis of the
+    output (``own``, its kept shape, broadcast to ``out_shape``: 0 along
+    its length-1 axes)."""
+    steps = np.zeros(len(out_shape), dtype=np.int64)
+    step = 1
+    for axis in range(len(own) - 1, -1, -1):
+        if own[axis] != 1:
+            steps[axis] = step
+        step *= own[axis]
+    return steps
 
 
 def _vector_rows(x, ndim, axes, reduced):
