@@ -99,8 +99,12 @@ def cosine_similarity(a, b, *, axis=-1, eps=0.0, fill=0.0, out=None, backend="au
     samples need no scaling (their squares and products stay within
     float64's normal range: inputs near ``3e38`` give the true cosine too). A
     reduced axis along which one input has length 1 and the other length
-    ``D`` is read ``D`` times, never copied: the norm is that of the
-    broadcast.
+    ``D`` is read ``D`` times, never copied, where it is the only reduced
+    axis or the input has length 1 along every reduced axis: the norm is
+    that of the broadcast. (Where an input is broadcast along some of
+    several reduced axes, as ``(1, H, W)`` against ``(C, H, W)`` over all
+    three, its vectors are copied at their broadcast length: as many values
+    as the other input has.)
 
     Examples
     --------
