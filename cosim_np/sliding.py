@@ -388,9 +388,10 @@ def sliding_cosine(
     the float64 cosine, before the result's one rounding.
 
     With ``center=True`` the score is Pearson's correlation of each window
-    with the kernel (OpenCV's ``TM_CCOEFF_NORMED``, scikit-image's
-    ``match_template``; STUMPY's z-normalised distance is
-    ``sqrt(2 * m * (1 - s))``)::
+    with the kernel (OpenCV's ``TM_CCOEFF_NORMED`` of one channel,
+    scikit-image's ``match_template``; STUMPY's z-normalised distance is
+    ``sqrt(2 * m * (1 - s))``), a multi-channel window less one mean over
+    all its channels (OpenCV takes one per channel)::
 
         s = <w - mean(w), k - mean(k)> / ((||w - mean(w)|| + noise_floor) * ||k - mean(k)||)
 

@@ -10,7 +10,7 @@ from hypothesis import assume, example, given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from cosim_np import cosine_similarity, pairwise_cosine, set_similarity, topk_cosine
+from cosim_np import cosine_similarity, pairwise_cosine, set_similarity, sliding_cosine, topk_cosine
 from cosim_np._core import config
 from cosim_np._cpu import blas as _blas
 from cosim_np._cpu import embedding as _embedding_kernels
@@ -401,6 +401,20 @@ def test_cosine_similarity_does_not_mutate_inputs():
     cosine_similarity(a, b)
     np.testing.assert_array_equal(a, a0)
     np.testing.assert_array_equal(b, b0)
+
+
+def test_sparse_matrices_are_refused_by_name():
+    """scikit-learn's users pass SciPy sparse rows: a clear error with the
+    way out, not NumPy's "dtype object"."""
+    import scipy.sparse
+
+    rows = scipy.sparse.random(5, 8, density=0.5, format="csr", random_state=1)
+    for call, name in ((lambda: pairwise_cosine(rows), "a"),
+                       (lambda: topk_cosine(np.ones((2, 8)), rows, 2), "corpus"),
+                       (lambda: cosine_similarity(rows, rows), "a"),
+                       (lambda: sliding_cosine(rows, np.ones(3)), "signal")):
+        with pytest.raises(TypeError, match=rf"{name} is a SciPy sparse .*{name}\.toarray\(\)"):
+            call()
 
 
 @pytest.mark.parametrize(

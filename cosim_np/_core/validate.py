@@ -64,6 +64,9 @@ def as_real_array(value, name, *, min_ndim=1):
     """Convert ``value`` to an ndarray of a supported real dtype in the
     machine's byte order, without copying when it already is one.  Never
     writes to the input."""
+    if hasattr(value, "tocsr") and hasattr(value, "nnz"):  # (NumPy takes it as an object)
+        raise TypeError(f"{name} is a SciPy sparse {type(value).__name__}: cosim_np takes dense "
+                        f"arrays; convert it with {name}.toarray().")
     try:
         array = np.asarray(value)
     except Exception as exc:  # ragged lists and the like

@@ -922,9 +922,11 @@ def _times_power_of_two(values, shift):
     ``2**shift`` is a normal float64: several times faster than NumPy's
     ``ldexp``."""
     values = np.asarray(values, dtype=np.float64)  # (a float32 product would overflow)
-    if -1022 <= shift <= 1023:
-        return values * math.ldexp(1.0, shift)
-    return np.ldexp(values, shift)
+    # (a product past the float64 range is ±inf, as the true value is there)
+    with np.errstate(over="ignore", under="ignore"):
+        if -1022 <= shift <= 1023:
+            return values * math.ldexp(1.0, shift)
+        return np.ldexp(values, shift)
 
 
 def segment_length(tile, nker):
