@@ -433,6 +433,18 @@ def test_errors_name_the_parameter(kwargs, message):
         sliding_cosine(x, k, **options)
 
 
+def test_a_noise_floor_far_above_a_faint_image_warns_of_nothing():
+    """A faint image is scaled into range, its noise floor with it: one far
+    above the image went past float64's range there (inf, as it should)
+    with an overflow warning, an error where NumPy raises."""
+    image = np.full((4, 4), 1e-300)
+    image[1, 2] = 3e-300
+    kernel = [[1.0, 2.0], [3.0, 4.0]]
+    with np.errstate(all="raise"):
+        got = sliding_cosine(image, kernel, axis=(0, 1), noise_floor=1e10)
+    np.testing.assert_array_equal(got, np.zeros((3, 3)))
+
+
 @pytest.mark.parametrize("stride", [2**63, 2**70, 10**30])
 def test_a_stride_past_the_windows_keeps_the_first_alone(stride):
     """As along one axis: a stride of any size (past int64, where it raised

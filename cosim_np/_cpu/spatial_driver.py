@@ -138,7 +138,8 @@ class _Bands:
         self.row_offsets, self.tap_rows = _row_offsets(self.padded.shape, geo)
         self.signal_rows = self.padded.reshape(-1, self.padded.shape[-1])
         self.khat = plan.khat.reshape(self.nker, -1, geo.m[-1])
-        self.floor = float(np.ldexp(plan.floor, -scale))
+        with np.errstate(over="ignore"):  # (a floor past the range in these units: inf)
+            self.floor = float(np.ldexp(plan.floor, -scale))
         self.exponent = powers.kernel_exponent(plan.exponent, plan.out_dtype)
         self.fft = _FFTPlan(plan, self.padded.shape) if _use_fft(method, plan) else None
         self.products = self.fft is None and use_products(geo.m[-1], self.khat.shape[1],
