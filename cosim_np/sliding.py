@@ -538,7 +538,9 @@ def sliding_cosine_grad(
     * at ``s = 0``, ``d out / d s`` is taken as 0 for ``P < 1`` (where it is
       infinite), 1 for ``P = 1``; ``d out / d p`` is 0;
     * a window of norm 0 (a constant window with ``center``) gives ``fill``,
-      a constant: it contributes nothing; so does a zero kernel;
+      a constant: it contributes nothing; so does a zero kernel (its
+      outputs are ``fill``, and NaN in windows holding NaN or inf: a
+      kernel with no direction passes no gradient, NaN none either);
     * a window holding NaN or inf gives NaN (as its output does) to the
       samples of that window, to the kernel and to ``sharpness`` and
       ``noise_floor``.
