@@ -262,8 +262,9 @@ def _merge_sorted(scores, out_row, col0, row_flag, flagged_cols, self_col, best_
                 continue
         merged_s[t], merged_i[t] = best_s[out_row, p], best_i[out_row, p]
         p += 1
-    best_s[out_row] = merged_s
-    best_i[out_row] = merged_i
+    for t in range(k):  # (a loop: a slice assignment compiles Numba's shape checks)
+        best_s[out_row, t] = merged_s[t]
+        best_i[out_row, t] = merged_i[t]
 
 
 @jit
