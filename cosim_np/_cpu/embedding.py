@@ -136,9 +136,9 @@ _better = jit(scalars.better, from_python=False)
 # Columns screened at a time by merge_topk.
 SCREEN = 64
 
-# Lists longer than this take a row's candidates sorted and merged with them
-# in one pass: inserted one at a time, each moves up to k entries, and a list
-# of most of the columns would take time k times the columns.
+# Lists longer than this take a row's candidates k at a time, sorted and
+# merged with them in one pass: inserted one at a time, each moves up to k
+# entries, and a list of most of the columns took time k times the columns.
 INSERT_MAX_K = 64
 
 
@@ -158,8 +158,8 @@ def merge_topk(tile, row0, col0, flagged_rows, flagged_cols, self_col, best_s, b
     rows, cols = tile.shape
     k = best_s.shape[1]
     if k > INSERT_MAX_K:
-        found_s = np.empty(cols)
-        found_i = np.empty(cols, np.int64)
+        found_s = np.empty(k + SCREEN)
+        found_i = np.empty(k + SCREEN, np.int64)
         merged_s = np.empty(k)
         merged_i = np.empty(k, np.int64)
         for r in range(rows):
@@ -176,16 +176,19 @@ def merge_topk(tile, row0, col0, flagged_rows, flagged_cols, self_col, best_s, b
             # Most blocks hold no candidate at all: count them first, in a
             # loop that vectorises.  A NaN score never beats a number; a NaN
             # threshold (a list not yet full) takes every block.
-            candidates = 0
-            if threshold == threshold:
-                block = scores[c0:c1]
-                for c in range(block.size):
-                    candidates += 1 if block[c] >= threshold else 0
-            else:
-                candidates = 1
-            if candidates:
+            if threshold != threshold or _any_reaches(scores[c0:c1], threshold):
                 threshold = _merge_block(scores, c0, c1, out_row, col0, row_flag, flagged_cols,
                                          self_col, best_s, best_i)
+
+
+@jit(from_python=False)
+def _any_reaches(block, threshold):
+    """Whether a score of ``block`` is at least ``threshold``: counted in a
+    loop that vectorises (most blocks hold no candidate at all)."""
+    candidates = 0
+    for c in range(block.size):
+        candidates += 1 if block[c] >= threshold else 0
+    return candidates > 0
 
 
 @jit(from_python=False)
@@ -236,21 +239,38 @@ def _candidate(s, j, out_row, row_flag, flag, self_col, threshold):
 @jit(from_python=False)
 def _merge_sorted(scores, out_row, col0, row_flag, flagged_cols, self_col, best_s, best_i,
                   found_s, found_i, merged_s, merged_i):
-    """``merge_topk`` of one row for long lists: the row's candidates (in
-    ``found_*``), sorted best first (a stable sort: ties and NaNs keep their
-    columns' order), merged with the list (through ``merged_*``)."""
+    """``merge_topk`` of one row for long lists: the row's candidates
+    gathered (in ``found_*``, room for ``k + SCREEN``) and, every ``k`` of
+    them and at the end, sorted best first and merged with the list
+    (through ``merged_*``), whose last score then screens the rest."""
     k = best_s.shape[1]
     threshold = best_s[out_row, k - 1]
     count = 0
-    for c in range(scores.size):
-        keep, value = _candidate(scores[c], col0 + c, out_row, row_flag, flagged_cols[c],
-                                 self_col, threshold)
-        if keep:
-            found_s[count] = -value  # (ascending: best first, NaN last)
-            found_i[count] = col0 + c
-            count += 1
-    if count == 0:
-        return
+    for c0 in range(0, scores.size, SCREEN):
+        c1 = min(scores.size, c0 + SCREEN)
+        if threshold == threshold and not _any_reaches(scores[c0:c1], threshold):
+            continue  # (most blocks, once the list is full)
+        for c in range(c0, c1):
+            keep, value = _candidate(scores[c], col0 + c, out_row, row_flag, flagged_cols[c],
+                                     self_col, threshold)
+            if keep:
+                found_s[count] = -value  # (ascending: best first, NaN last)
+                found_i[count] = col0 + c
+                count += 1
+        if count >= k:
+            _merge_found(out_row, count, best_s, best_i, found_s, found_i, merged_s, merged_i)
+            count = 0
+            threshold = best_s[out_row, k - 1]
+    if count:
+        _merge_found(out_row, count, best_s, best_i, found_s, found_i, merged_s, merged_i)
+
+
+@jit(from_python=False)
+def _merge_found(out_row, count, best_s, best_i, found_s, found_i, merged_s, merged_i):
+    """Row ``out_row``'s list merged with the ``count`` candidates of
+    ``found_*`` (scores negated), sorted first (a stable sort: ties and
+    NaNs keep their columns' order)."""
+    k = best_s.shape[1]
     order = np.argsort(found_s[:count], kind="mergesort")
     p = q = 0
     for t in range(k):
