@@ -248,24 +248,22 @@ def _merge_sorted(scores, out_row, col0, row_flag, flagged_cols, self_col, best_
     count = 0
     for c0 in range(0, scores.size, SCREEN):
         c1 = min(scores.size, c0 + SCREEN)
-        if threshold == threshold and not _any_reaches(scores[c0:c1], threshold):
-            continue  # (most blocks, once the list is full)
-        for c in range(c0, c1):
-            keep, value = _candidate(scores[c], col0 + c, out_row, row_flag, flagged_cols[c],
-                                     self_col, threshold)
-            if keep:
-                found_s[count] = -value  # (ascending: best first, NaN last)
-                found_i[count] = col0 + c
-                count += 1
-        if count >= k:
+        # (most blocks hold no candidate, once the list is full)
+        if threshold != threshold or _any_reaches(scores[c0:c1], threshold):
+            for c in range(c0, c1):
+                keep, value = _candidate(scores[c], col0 + c, out_row, row_flag,
+                                         flagged_cols[c], self_col, threshold)
+                if keep:
+                    found_s[count] = -value  # (ascending: best first, NaN last)
+                    found_i[count] = col0 + c
+                    count += 1
+        if count >= k or (count and c1 == scores.size):  # (one call site: compiled once)
             _merge_found(out_row, count, best_s, best_i, found_s, found_i, merged_s, merged_i)
             count = 0
             threshold = best_s[out_row, k - 1]
-    if count:
-        _merge_found(out_row, count, best_s, best_i, found_s, found_i, merged_s, merged_i)
 
 
-@jit(from_python=False)
+@jit(inline=True)  # (a helper of one call site: compiled as part of it, and once)
 def _merge_found(out_row, count, best_s, best_i, found_s, found_i, merged_s, merged_i):
     """Row ``out_row``'s list merged with the ``count`` candidates of
     ``found_*`` (scores negated), sorted first (a stable sort: ties and
