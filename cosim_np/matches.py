@@ -206,7 +206,8 @@ def find_matches(
         Working memory for the tiles of scores (bytes, or a string such as
         ``'64MiB'``); default 256 MiB.  Beyond the tiles, memory holds the
         candidates: at most ``k * K * (exclusion + 1)`` per row (at most
-        65536 per row, see Notes) with ``k``, and every candidate at or
+        65536 per row, or ``k`` where half of ``max_memory`` holds them, see
+        Notes) with ``k``, and every candidate at or
         above the threshold without it.  Over several sliding axes, half
         of it holds a slab of scores and half the room for its candidates,
         and with ``k`` the candidates kept are at most ``k * (K * ceil(B /

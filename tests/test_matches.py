@@ -390,9 +390,11 @@ def test_a_k_no_row_can_reach_is_a_search_without_it():
     np.testing.assert_array_equal(found.index, every.index)
     np.testing.assert_array_equal(found.score, every.score)
     assert peak < 3 * 32 * len(every) + 8 * 2**20, peak
-    # beyond the pool's 65536 candidates: the pool scanned again, the same first k
-    bigger = find_matches(x, [1.0, 2.0, 3.0], k=70_000)
-    np.testing.assert_array_equal(bigger.index, every.index[:70_000])
+    # k beyond the pools' 65536 candidates: pools of k where max_memory holds
+    # them, else of 65536 scanned again; the same first k
+    for max_memory in (None, "4MiB"):
+        bigger = find_matches(x, [1.0, 2.0, 3.0], k=70_000, max_memory=max_memory)
+        np.testing.assert_array_equal(bigger.index, every.index[:70_000])
 
 
 def test_memmap_in_bounded_memory(tmp_path):

@@ -677,11 +677,16 @@ def select(source, nker, nwin, mplan, thresholds):
         empty = np.empty(0, dtype=np.int64)
         return empty, empty, empty, np.empty(0)
     k = mplan.k
+    # pools of k candidates, larger than MATCH_POOL, where half of max_memory
+    # holds them (one each run, 32 bytes a candidate): fewer scans again
+    runs = threads.thread_count() * config.MATCH_RUNS_PER_THREAD
+    room = mplan.budget // 2 // (32 * runs * max(1, rows))
+    pool = core.pool_size(k, nker, mplan.exclusion, nwin, room)
     counts = np.zeros(rows, dtype=np.int64)
     kept = []  # (row, index, kernel, score) per pass
     filters = None
     while True:
-        hk, hi, hn, hs, size = _scan_all(source, nker, mplan.sign, thresholds, mplan.pool, filters)
+        hk, hi, hn, hs, size = _scan_all(source, nker, mplan.sign, thresholds, pool, filters)
         row = np.repeat(np.arange(rows), size)
         take = np.arange(hk.shape[1])[None, :] < size[:, None]
         keys, idx, ker, score = hk[take], hi[take], hn[take], hs[take]
