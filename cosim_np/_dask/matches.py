@@ -102,8 +102,8 @@ def candidates(signal, kernel, block_function, plan, mplan, **options):
                            for i in range(blocks.shape[0]) for j in range(blocks.shape[2])])
     offered = np.zeros(rows.shape[0], dtype=np.int64)
     found = []
-    for (row, index, ker, score, count), i in zip(parts, np.repeat(np.arange(blocks.shape[0]),
-                                                                  blocks.shape[2])):
+    for n, (row, index, ker, score, count) in enumerate(parts):
+        i = n // blocks.shape[2]  # (the block's row block)
         found.append((row + firsts[i], index, ker, score))
         offered[firsts[i] : firsts[i + 1]] += count
     row, index, ker, score = (np.concatenate(column) for column in zip(*found))
