@@ -210,3 +210,41 @@ def test_an_out_of_the_other_byte_order_is_refused_saying_so(call):
     other = np.dtype(np.float64).newbyteorder("S")
     with pytest.raises(ValueError, match="of the other byte order"):
         call(np.zeros(50, other))
+
+
+def _masked(shape, masked_at):
+    values = np.ma.masked_array(np.arange(1.0, 1.0 + np.prod(shape)).reshape(shape))
+    values[masked_at] = np.ma.masked
+    return values
+
+
+@pytest.mark.parametrize("call,name", [
+    (lambda x: cosim_np.sliding_cosine(x, np.ones(3)), "signal"),
+    (lambda x: cosim_np.sliding_cosine(np.ones((2, 8)), x), "kernel"),
+    (lambda x: cosim_np.windowed_norm(x, 3), "signal"),
+    (lambda x: cosim_np.sharpen(x, 1.5), "s"),
+    (lambda x: cosim_np.sliding_cosine_grad(np.ones((2, 8)), np.ones(3), x), "grad_output"),
+    (lambda x: cosim_np.find_matches(np.ones((2, 8)), x, threshold=0.5), "kernel"),
+    (lambda x: cosine_similarity(x, np.ones((2, 3))), "a"),
+    (lambda x: pairwise_cosine(np.ones((2, 3)), x), "b"),
+    (lambda x: topk_cosine(x, np.ones((2, 3)), 1), "queries"),
+    (lambda x: set_similarity(np.ones((2, 2)), np.ones((2, 2)), weights_a=x[0]), "weights_a"),
+    (lambda x: set_similarity(np.ones((2, 2)), np.ones((2, 2)), mask_b=x[0] > 0), "mask_b"),
+    (lambda x: scaled_cosine(np.ones((2, 3)), x), "b"),
+    (lambda x: scaled_cosine(np.ones((2, 3)), np.ones((2, 3)), return_grad=True,
+                             grad_output=x[0, :2]), "grad_output"),
+    (lambda x: cosim_np.sliding_cosine(np.ones(5), np.ones(3), out=x[0]), "out"),
+])
+def test_a_masked_array_that_masks_anything_is_refused_by_name(call, name):
+    """``np.asarray`` drops a mask: the values under it (often a fill value)
+    would be read as data and give numbers with no warning."""
+    with pytest.raises(ValueError, match=rf"^{name} is a masked array with 1 masked value\(s\)"
+                                         rf".*{name}\.astype\(float\)\.filled\(np\.nan\)"):
+        call(_masked((2, 3), (0, 1)))
+
+
+def test_a_masked_array_that_masks_nothing_is_read_as_its_data():
+    signal = np.ma.masked_array(np.arange(8.0) ** 2, mask=False)
+    got = cosim_np.sliding_cosine(signal, np.array([1.0, -1.0, 2.0]))
+    assert type(got) is np.ndarray
+    np.testing.assert_array_equal(got, cosim_np.sliding_cosine(signal.data, np.array([1.0, -1.0, 2.0])))

@@ -195,6 +195,7 @@ def set_rows(n, name, mask, weights, mask_name, weights_name):
     array, or None for all) and their weights (float64, summing to 1)."""
     w = None
     if weights is not None:
+        v.refuse_masked(weights, weights_name)
         w = np.asarray(weights)
         v.output_dtype(w.dtype, weights_name)
         if w.shape != (n,):
@@ -205,6 +206,7 @@ def set_rows(n, name, mask, weights, mask_name, weights_name):
             raise ValueError(f"{weights_name} must be finite and >= 0.")
     keep = None
     if mask is not None:
+        v.refuse_masked(mask, mask_name)
         keep = np.asarray(mask)
         if keep.dtype != np.bool_:
             raise TypeError(f"{mask_name} must be a boolean array (True = a real row, "
@@ -319,6 +321,7 @@ def check_grad_output(grad_output, return_grad, rows):
         return None
     if grad_output is None:
         return np.ones(rows)
+    v.refuse_masked(grad_output, "grad_output")
     g = np.asarray(grad_output)
     v.output_dtype(g.dtype, "grad_output")
     if g.shape != (rows,):

@@ -60,10 +60,22 @@ def output_dtype(dtype, name):
     )
 
 
+def refuse_masked(value, name):
+    """Refuse a masked array that masks anything: ``np.asarray`` would drop
+    its mask and the kernels read the values under it as data."""
+    if isinstance(value, np.ma.MaskedArray) and np.ma.is_masked(value):
+        raise ValueError(
+            f"{name} is a masked array with {np.ma.count_masked(value)} masked value(s), and "
+            f"cosim_np reads no masks; pass {name}.astype(float).filled(np.nan) to make the "
+            f"results that read them NaN, or {name}.filled(0) to read them as zeros."
+        )
+
+
 def as_real_array(value, name, *, min_ndim=1):
     """Convert ``value`` to an ndarray of a supported real dtype in the
     machine's byte order, without copying when it already is one.  Never
     writes to the input."""
+    refuse_masked(value, name)
     if hasattr(value, "tocsr") and hasattr(value, "nnz"):  # (NumPy takes it as an object)
         raise TypeError(f"{name} is a SciPy sparse {type(value).__name__}: cosim_np takes dense "
                         f"arrays; convert it with {name}.toarray().")
@@ -165,6 +177,7 @@ def check_out(out, shape, dtype, name="out"):
     """``out`` must be a writeable ndarray of exactly ``shape`` and ``dtype``."""
     if not isinstance(out, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray; got {type(out).__name__}.")
+    refuse_masked(out, name)
     if out.shape != tuple(shape):
         raise ValueError(
             f"{name} has shape {out.shape}; the result needs shape {tuple(shape)}."
