@@ -67,11 +67,12 @@ def main(argv=None):
 
     print(experiment.format_table())
     if args.plot:
+        path = _plot_path(args.plot, parser)
         try:
-            experiment.plot(args.plot)
+            experiment.plot(path)
         except (OSError, ValueError) as exc:  # (a folder that is not there, an unknown suffix)
-            parser.error(f"cannot write --plot file {args.plot!r}: {exc}")
-        print(f"\nfigure written to {args.plot}")
+            parser.error(f"cannot write --plot file {path!r}: {exc}")
+        print(f"\nfigure written to {path}")
     return 0
 
 
@@ -91,10 +92,10 @@ def _read(path, name, parser):
         if suffix in (".csv", ".txt"):
             data = np.loadtxt(path, delimiter="," if suffix == ".csv" else None, ndmin=2)
         elif suffix == ".wav":
-            from scipy.io import wavfile
-
-            _, data = wavfile.read(path)
-            data = np.asarray(data).reshape(data.shape[0], -1)
+            data = _read_wav(path, name, parser)
+            if data.size == 0:
+                parser.error(f"{name} file {path!r} holds no samples")
+            data = data.reshape(data.shape[0], -1)
             if data.dtype == np.uint8:  # 8-bit PCM: silence at 128
                 data = data.astype(np.int16) - 128
         else:
@@ -104,6 +105,25 @@ def _read(path, name, parser):
         parser.error(f"cannot read {name} file {path!r}: {exc}")
     data = np.ascontiguousarray(data.T)
     return data[0] if data.shape[0] == 1 else data
+
+
+def _read_wav(path, name, parser):
+    """The samples of a .wav file, SciPy's warnings (a chunk skipped, a file
+    cut short) said in a line each, and a file SciPy cannot parse refused."""
+    import warnings
+
+    from scipy.io import wavfile
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            _, data = wavfile.read(path)
+        except Exception as exc:  # (a malformed header fails in SciPy's parser, any which way)
+            parser.error(f"cannot read {name} file {path!r} as a WAV file: "
+                         f"{type(exc).__name__}: {exc}")
+    for warning in caught:
+        print(f"{name} file {path!r}: {warning.message}", file=sys.stderr)
+    return np.asarray(data)
 
 
 def _match(args, parser):
@@ -151,9 +171,22 @@ def _match(args, parser):
     return 0
 
 
+def _plot_path(path, parser):
+    """The file ``--plot PATH`` writes: ``PATH``, with ``.png`` added where
+    it has no suffix (as matplotlib would add it, unsaid); a folder is
+    refused."""
+    import os
+
+    if os.path.isdir(path) or path.endswith(("/", os.sep)):
+        parser.error(f"cannot write --plot file {path!r}: it is a folder; name a file in it, "
+                     f"such as {os.path.join(path, 'matches.png')!r}")
+    return path if os.path.splitext(path)[1] else path + ".png"
+
+
 def save_figure(figure, path, parser):
-    """``figure`` written to ``path`` (its type from the suffix), or the
-    command ended with a message naming the file."""
+    """``figure`` written to ``path`` (its type from the suffix, PNG without
+    one), or the command ended with a message naming the file."""
+    path = _plot_path(path, parser)
     try:
         figure.savefig(path, dpi=110)
     except (OSError, ValueError) as exc:  # (a folder that is not there, an unknown suffix)

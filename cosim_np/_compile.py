@@ -193,23 +193,41 @@ def line(entry):
 
 
 def cache_location():
-    """Where Numba caches this package's kernels: ``NUMBA_CACHE_DIR`` where
-    set, else next to the package where its folder is writable, else
-    Numba's per-user cache folder (the first that Numba can write to)."""
+    """Where Numba caches this package's kernels, as Numba chose it (the
+    first of ``NUMBA_CACHE_DIR``, the package's ``__pycache__`` folders and
+    Numba's per-user cache folder that it can write to), said in words."""
     import os
 
     import numba
 
-    if numba.config.CACHE_DIR:
-        return numba.config.CACHE_DIR
-    package = os.path.dirname(os.path.abspath(__file__))
-    if os.access(package, os.W_OK):
-        return f"next to the package, in the __pycache__ folders of {package}"
-    from numba.misc.appdirs import AppDirs
+    from ._cpu import sliding
 
-    user = AppDirs(appname="numba", appauthor=False).user_cache_dir
-    return (f"{user}, Numba's per-user cache: the package's folder is not writable; set "
-            "NUMBA_CACHE_DIR to share the kernels between users")
+    # Numba tries each place in turn and keeps the first it can write to: an
+    # unusable NUMBA_CACHE_DIR is passed over without a word
+    path = getattr(getattr(sliding.sharpen_kernel, "_cache", None), "_cache_path", None)
+    if path is None:
+        return ("nowhere: Numba finds no writable cache folder, so kernels are compiled in "
+                "memory in each process; set NUMBA_CACHE_DIR to a writable folder")
+    asked = numba.config.CACHE_DIR
+    package = os.path.dirname(os.path.abspath(__file__))
+    if asked and _is_within(path, asked):
+        return asked
+    where = (f"next to the package, in the __pycache__ folders of {package}"
+             if _is_within(path, package) else
+             f"{path}, in Numba's per-user cache")
+    if asked:
+        return f"{where}: NUMBA_CACHE_DIR={asked} cannot be written to"
+    if not _is_within(path, package):
+        where += ("; the package's folder is not writable: set NUMBA_CACHE_DIR to share the "
+                  "kernels between users")
+    return where
+
+
+def _is_within(path, folder):
+    import os
+
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    return os.path.commonpath([path, folder]) == folder
 
 
 def compile_ahead(dtypes=("float32", "float64"), only=None, write=print):

@@ -166,7 +166,10 @@ def find_matches(
     candidates are the local maxima of the key along the windows
     (``key[i] > key[i-1]`` and ``key[i] >= key[i+1]``; a missing neighbour,
     and a NaN score, count as ``-inf``, so a plateau reports its first
-    window and NaN never matches) with ``key >= threshold``.  They are kept
+    window and NaN never matches) with ``key >= threshold``.  A window
+    with no cosine scores ``fill`` and is keyed like any other score (with
+    ``fill=0``, a match of score 0 where there are fewer than ``k`` better
+    peaks): ``fill=np.nan`` never matches.  They are kept
     greedily, best key first (ties to the lower index, then the lower
     kernel), unless a kept match lies within ``exclusion`` windows
     (``|i - j| <= exclusion``) in any kernel of a bank; at most ``k`` per

@@ -56,6 +56,20 @@ def test_the_command_fills_the_cache_that_later_processes_load(tmp_path):
     assert later.stdout.split() == ["1", "0"]  # loaded, not compiled
 
 
+def test_the_command_says_where_numba_caches_when_numba_cache_dir_is_unusable(tmp_path):
+    """Numba passes over a NUMBA_CACHE_DIR it cannot create or write without
+    a word; the command must not claim the kernels went there."""
+    (tmp_path / "a file").write_text("")
+    unusable = tmp_path / "a file" / "cache"
+    done = run("-m", "cosim_np", "compile", "--only", "sharpen", "--dtype", "float64",
+               cache_dir=unusable)
+    assert done.returncode == 0, done.stderr
+    heading = done.stdout.splitlines()[0]
+    assert f"NUMBA_CACHE_DIR={unusable} cannot be written to" in heading
+    assert heading.startswith("Compiling cosim_np's kernels into Numba's cache (next to the "
+                              "package, in the __pycache__ folders of ")
+
+
 def test_the_command_lists_and_refuses_what_matches_nothing(tmp_path):
     listed = run("-m", "cosim_np", "compile", "--list", "--dtype", "float32", cache_dir=tmp_path)
     assert listed.returncode == 0

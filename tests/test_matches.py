@@ -653,6 +653,12 @@ def test_command_line(tmp_path):
                 cwd=root)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "m.png").stat().st_size > 1000
+    # a name without a suffix: a PNG, and the message names the file written
+    done = _cli(tmp_path / "signal.npy", tmp_path / "kernel.txt", "--k", 3, "--plot", tmp_path / "n",
+                cwd=root)
+    assert done.returncode == 0, done.stderr
+    assert f"figure written to {tmp_path / 'n.png'}" in done.stdout
+    assert (tmp_path / "n.png").read_bytes()[:4] == b"\x89PNG" and not (tmp_path / "n").exists()
 
 
 @pytest.mark.parametrize("case, message", [
@@ -664,6 +670,10 @@ def test_command_line(tmp_path):
     ("empty", "cannot read signal file"),
     ("out", "cannot write --out file"),
     ("plot", "cannot write --plot file"),
+    ("plot folder", "it is a folder; name a file in it"),
+    ("wav without chunks", "as a WAV file: "),
+    ("wav of no channels", "as a WAV file: "),
+    ("wav of no samples", "holds no samples"),
 ])
 def test_command_line_errors(tmp_path, case, message):
     from pathlib import Path
@@ -685,6 +695,21 @@ def test_command_line_errors(tmp_path, case, message):
     elif case == "empty":
         signal = tmp_path / "empty.npy"
         signal.write_bytes(b"")
+    elif case == "plot folder":
+        extra = ["--plot", tmp_path]
+    elif case.startswith("wav"):
+        import struct
+
+        from scipy.io import wavfile
+
+        signal = tmp_path / "signal.wav"
+        wavfile.write(signal, 8000, np.arange(0 if "no samples" in case else 100, dtype=np.int16))
+        if case == "wav without chunks":
+            signal.write_bytes(b"RIFF\x04\x00\x00\x00WAVE")
+        elif case == "wav of no channels":  # (SciPy divides by the channel count)
+            header = bytearray(signal.read_bytes())
+            header[22:24] = struct.pack("<H", 0)
+            signal.write_bytes(bytes(header))
     elif case in ("out", "plot"):  # (a folder that is not there)
         extra = [f"--{case}", tmp_path / "no folder" / f"matches.{'csv' if case == 'out' else 'png'}"]
     else:
@@ -693,3 +718,15 @@ def test_command_line_errors(tmp_path, case, message):
     assert done.returncode == 2
     assert message in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_windows_with_no_cosine_score_fill_and_match_only_as_a_number():
+    """As documented: a zero window scores ``fill`` and is keyed like any
+    score; ``fill=np.nan`` never matches."""
+    silence_then_motif = np.r_[np.zeros(40), [1.0, 2.0, 3.0], np.zeros(40)]
+    found = find_matches(silence_then_motif, [1.0, 2.0, 3.0], k=3)
+    assert found.score.tolist() == [1.0, 0.0]  # the motif, then the first silent window
+    assert found.index.tolist() == [40, 0]
+    found = find_matches(silence_then_motif, [1.0, 2.0, 3.0], k=3, fill=np.nan)
+    assert found.score.tolist() == [1.0] and found.index.tolist() == [40]
+    assert len(find_matches(np.zeros(100), [1.0, 2.0, 3.0], k=3, fill=np.nan)) == 0
