@@ -131,6 +131,10 @@ def _match(args, parser):
 
     signal = _read(args.signal, "signal", parser)
     kernel = _read(args.kernel, "kernel", parser)
+    if kernel.ndim == 2 and kernel.shape[-1] == 1 and args.kernel.lower().endswith((".csv", ".txt")):
+        print(f"note: kernel file {args.kernel!r} has one line of {kernel.shape[0]} values, read as "
+              f"{kernel.shape[0]} kernels of one tap (one column per kernel); for one kernel of "
+              f"{kernel.shape[0]} taps, put one value per line", file=sys.stderr)
     if signal.ndim > 2 or kernel.ndim > 2:
         parser.error("signal and kernel files must hold one or two dimensions (columns)")
     if signal.size >= 1 << 24:

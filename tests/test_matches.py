@@ -653,6 +653,11 @@ def test_command_line(tmp_path):
                 cwd=root)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "m.png").stat().st_size > 1000
+    # a kernel file of one line is a bank of one-tap kernels, as documented, and said so
+    (tmp_path / "line.csv").write_text("1,2,3\n")
+    done = _cli(tmp_path / "signal.npy", tmp_path / "line.csv", "--k", 1, cwd=root)
+    assert done.returncode == 0, done.stderr
+    assert "read as 3 kernels of one tap (one column per kernel)" in done.stderr
     # a name without a suffix: a PNG, and the message names the file written
     done = _cli(tmp_path / "signal.npy", tmp_path / "kernel.txt", "--k", 3, "--plot", tmp_path / "n",
                 cwd=root)
