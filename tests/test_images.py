@@ -423,6 +423,9 @@ def test_windows_far_below_the_largest_sample_are_recomputed_exactly():
     (dict(dilation=(10, 1)), "longer than the signal"),
     (dict(dilation=(2**62, 1), mode="same"), r"dilation=\(4611686018427387904, 1\) spans .* "
      r"mode='same' would pad the signal \(8 samples there\) .* more than an array can hold"),
+    # each axis's padding fits alone, not the two together (NumPy's "array is too big")
+    (dict(dilation=2**40, mode="same"), r"mode=\('same', 'same'\) would pad the signal's "
+     r"sliding axes to \(1099511627784, 2199023255561\), more than an array can hold"),
 ])
 def test_errors_name_the_parameter(kwargs, message):
     x = np.ones((8, 9))

@@ -657,6 +657,22 @@ def test_sharpen_split_among_threads_is_elementwise(dtype):
         np.testing.assert_array_equal(out, got)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shift", [1, -1, 1000, -1000, 0])
+def test_sharpen_into_an_out_overlapping_its_values(dtype, shift):
+    """As NumPy's ufuncs: an ``out`` that overlaps the values ahead of them
+    or behind (on either side of the threads' split) gets every element's
+    own power; ``out`` the values themselves is in place."""
+    rng = np.random.default_rng(3)
+    buffer = rng.uniform(-1, 1, 300_000 + abs(shift)).astype(dtype)
+    buffer[::97] = np.nan
+    values = buffer[max(0, -shift):][:300_000]
+    out = buffer[max(0, shift):][:300_000]
+    want = sharpen(values.copy(), 2.0)
+    assert sharpen(values, 2.0, out=out) is out
+    np.testing.assert_array_equal(out, want)
+
+
 def test_sharpen_special_values():
     s = np.array([-1.0, -0.25, 0.0, -0.0, 0.25, 1.0, np.nan])
     np.testing.assert_array_equal(sharpen(s, 1.0), s)

@@ -89,6 +89,21 @@ def test_the_gradient_of_a_stride_is_that_of_the_windows_kept(center):
         sliding_cosine_grad(x, kernel, every, stride=4, **options)
 
 
+@pytest.mark.parametrize("stride", [59, 2**63 - 1, 2**63, 10**30])
+def test_a_stride_past_the_windows_keeps_the_first_forward_and_backward(stride):
+    """The forward takes any stride; so does the gradient (a stride past
+    int64 raised NumPy's OverflowError there)."""
+    rng = np.random.default_rng(5)
+    x, kernel = rng.standard_normal(60), rng.standard_normal(3)
+    assert sliding_cosine(x, kernel, stride=stride).tolist() == [sliding_cosine(x, kernel)[0]]
+    g = np.ones(1)
+    every = np.zeros(58)
+    every[0] = 1.0
+    for a, b in zip(sliding_cosine_grad(x, kernel, g, stride=stride),
+                    sliding_cosine_grad(x, kernel, every)):
+        np.testing.assert_array_equal(a, b)
+
+
 @given(n=st.integers(8, 60), m=st.integers(1, 6), dilation=st.integers(1, 3),
        stride=st.integers(2, 5), center=st.booleans(), image=st.booleans(), data=st.data())
 def test_windows_left_out_pass_on_no_nan(n, m, dilation, stride, center, image, data):

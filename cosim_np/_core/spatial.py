@@ -138,6 +138,12 @@ def geometry(shape, axes, m, dilation, mode, stride, what):
                 f"{n + sum(pads[-1])}, more than an array can hold; use a smaller {what} or "
                 "dilation.")
         nwin.append(n + pads[-1][0] + pads[-1][1] - span)
+    padded = tuple(shape[ax] + sum(pad) for ax, pad in zip(axes, pads))
+    if math.prod(padded) > LONGEST_PADDED:
+        raise ValueError(
+            f"{what} of shape {tuple(m)} with dilation={d}: mode={tuple(modes)} would pad the "
+            f"signal's sliding axes to {padded}, more than an array can hold; use a smaller "
+            f"{what} or dilation.")
     # (a stride past the windows keeps the first alone, as that many does)
     stride = tuple(min(s, max(1, count)) for s, count in zip(stride, nwin))
     nout = tuple(strided_count(count, s) for count, s in zip(nwin, stride))

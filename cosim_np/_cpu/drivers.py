@@ -39,7 +39,10 @@ def sharpen(array, exponent, out_dtype, out):
     narrow = out_dtype == np.float32
     stored = np.float32 if narrow else np.float64
     values = np.ascontiguousarray(array, dtype=stored).reshape(-1)
-    direct = (out is not None and out.dtype == stored and out.flags.c_contiguous)
+    # in place (``out`` the values' own memory) is safe element by element;
+    # an ``out`` overlapping them elsewhere would overwrite values not yet read
+    direct = (out is not None and out.dtype == stored and out.flags.c_contiguous
+              and (not np.may_share_memory(out, values) or out.ctypes.data == values.ctypes.data))
     result = out.reshape(-1) if direct else np.empty(values.size, dtype=stored)
     if exponent == 1.0:  # s itself, NaN and signed zeros included
         result[:] = values
@@ -166,7 +169,7 @@ def sliding_cosine_grad(x, grad_plan, method, want_sharpness=True, forward=None)
         every = np.zeros((count, nker, nwin))
         every[..., :: plan.stride] = g
         g = every
-        left_out = np.arange(nwin) % plan.stride != 0
+        left_out = np.arange(nwin) % min(plan.stride, nwin) != 0  # (a stride past int64 too)
         norms[:, left_out] = 0.0
     live = plan.kernel_state != KERNEL_ZERO
     flat = plan.khat.reshape(nker, nchan * m)
