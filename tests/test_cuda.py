@@ -1070,6 +1070,38 @@ def test_several_axes_keep_nan_and_inf_in_their_windows_and_scale_exactly():
     assert np.all(got[constant] == -2.0) and not np.any(got[~constant] == -2.0)
 
 
+def test_more_sliding_axes_than_the_device_kernels_hold_are_refused_by_name():
+    """Each thread keeps its window's starts in a local array of
+    ``MAX_AXES``: a ninth axis ran past it (an IndexError in the simulator,
+    memory past the array on a GPU)."""
+    from cosim_np._cuda.kernels import MAX_AXES
+
+    x = np.random.default_rng(23).random((2,) * (MAX_AXES + 1))
+    axes = tuple(range(MAX_AXES + 1))
+    kernel = np.ones((1,) * (MAX_AXES + 1))
+    for call in (lambda: sliding_cosine(cuda.to_device(x), kernel, axis=axes),
+                 lambda: windowed_norm(cuda.to_device(x), (1,) * (MAX_AXES + 1), axis=axes),
+                 lambda: sliding_cosine_grad(cuda.to_device(x), kernel, np.ones(x.shape), axis=axes),
+                 lambda: find_matches(x, kernel, axis=axes, k=1, backend="cuda")):
+        with pytest.raises(ValueError, match=rf"^axis: backend='cuda' slides at most {MAX_AXES} "
+                                             rf"axes; got {MAX_AXES + 1}"):
+            call()
+    assert to_host(sliding_cosine(x[..., 0], kernel[..., 0], axis=axes[:-1],
+                                  backend="cuda")).shape == x.shape[:-1]
+
+
+def test_a_loud_noise_floor_over_tiny_windows_of_several_axes():
+    """The floor scaled as the window is (by ``2**-e``) passes the float64
+    range: a GPU's ldexp gives inf and the score 0, as on the CPU (the
+    simulator's Python ldexp raised OverflowError)."""
+    image = np.full((4, 4), 1e-310)
+    image[1, 2] = 3e-310
+    kernel = np.array([[1.0, 2.0], [3.0, 4.0]])
+    got = to_host(sliding_cosine(cuda.to_device(image), kernel, axis=(0, 1), noise_floor=1.0))
+    np.testing.assert_array_equal(got, sliding_cosine(image, kernel, axis=(0, 1), noise_floor=1.0))
+    assert np.all(got == 0.0)
+
+
 # --- gradients and matches over several axes
 
 

@@ -926,7 +926,7 @@ def spatial_windows(x, roff, cs, nchan, strides, sizes, pads, m, d, stride, nout
         elif s == 0.0 or state == KERNEL_ZERO:
             out[dest] = fill
         else:
-            out[dest] = _sharpen(_clamp(dot / (math.sqrt(s) + math.ldexp(floor, -e))), exponent)
+            out[dest] = _sharpen(_clamp(dot / (math.sqrt(s) + _ldexp(floor, -e))), exponent)
 
 
 @cuda.jit(device=True)

@@ -103,6 +103,9 @@ def _spatial_signal(call, x, geo, channel_axis):
     """``(rows, args)``: the signal as rows (:class:`_Signal`) and the first
     eleven arguments of the kernels over several axes, ``(x, roff, cs,
     nchan, strides, sizes, pads, m, d, stride, nout)``."""
+    if len(geo.axes) > kernels.MAX_AXES:  # (each thread's window starts: a local array)
+        raise ValueError(f"axis: backend='cuda' slides at most {kernels.MAX_AXES} axes; got "
+                         f"{len(geo.axes)}: use backend='cpu'.")
     rows = _Signal(call, x, tuple(geo.axes), channel_axis)
     per_axis = [np.asarray(values, dtype=np.int64) for values in (
         rows.axis_strides, [x.shape[a] for a in geo.axes], [left for left, _ in geo.pads],
