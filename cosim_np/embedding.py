@@ -271,7 +271,9 @@ def topk_cosine(queries, corpus, k, *, exclude_self=False, fill=0.0, max_memory=
         Bound on the working memory in bytes, or a string such as ``"64MiB"``
         (default 256 MiB). The results are not counted; neither are the
         copies made of inputs of other dtypes than float32 and float64
-        (float32 of float16, float64 of integers and bools).
+        (float32 of float16, float64 of integers and bools). On the GPU it
+        bounds the device's partial top-``k`` lists, whose own smallest
+        size, not the CPU's tiles, sets the least it takes.
     backend : {'auto', 'cpu', 'cuda'}, optional
         {backend}
 
