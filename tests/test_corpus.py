@@ -616,3 +616,39 @@ def test_each_class_has_its_character():
     assert 0.05 < np.mean(speech == 0) < 0.9 and np.abs(speech).max() > 1000
     sparse = corpus.make("sparse", n)
     assert np.mean(sparse == 0) > 0.99 and np.abs(sparse).max() > 1
+
+
+@pytest.mark.usefixtures("fft_engine")
+@pytest.mark.parametrize("center", [False, True])
+@pytest.mark.parametrize("method", ["direct", "fft"])
+def test_infinite_samples_take_no_rescaled_window_path(monkeypatch, method, center):
+    """An inf squares to inf whatever the scaling, so its windows are NaN
+    by the fast loops' own arithmetic: no tile is flagged for the scalar
+    rescaled path (which took float64 signals of log10(power) with exact
+    zeros, -inf every 1000th sample, 200 times noise's time)."""
+    from cosim_np import windowed_norm
+    from cosim_np._cpu import centered, sliding
+
+    def flagged(*args, **kwargs):
+        raise AssertionError("a tile was flagged out of range")
+
+    monkeypatch.setattr(drivers, "_scaled_into_range", flagged)
+    monkeypatch.setattr(sliding, "fft_fix_out_of_range", flagged)
+    monkeypatch.setattr(centered, "fft_fix_out_of_range", flagged)
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal(3000)
+    x[::997], x[500::997] = -np.inf, np.inf
+    x[1234] = np.nan
+    kernel = rng.standard_normal(100)
+    reference = naive.sliding_pearson if center else naive.sliding_cosine_1d
+    got = sliding_cosine(x, kernel, method=method, center=center)
+    want = reference(x, kernel)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    assert 0 < np.isnan(got).sum() < got.size
+    np.testing.assert_allclose(got, want, rtol=0, atol=naive_tolerance(kernel.size))
+    norms = windowed_norm(x, 100, center=center)
+    np.testing.assert_array_equal(np.isnan(norms) | np.isinf(norms), np.isnan(want))
+
+
+def naive_tolerance(m):
+    return 8 * (m + 4) * np.finfo(np.float64).eps

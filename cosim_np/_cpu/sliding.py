@@ -549,7 +549,7 @@ def _count_unsafe(xs):
 
 @jit(from_python=False)
 def count_outside(xs, least):
-    """How many samples have a non-zero magnitude outside ``[least,
+    """How many samples have a finite non-zero magnitude outside ``[least,
     SAFE_MAX]``: none for float32 (whose magnitudes all lie inside).  A sum
     of flags rather than the largest and smallest magnitudes: LLVM
     vectorises an integer sum, not a floating-point max or min (without
@@ -562,7 +562,8 @@ def count_outside(xs, least):
     count = 0
     for p in range(xs.size):
         mag = abs(np.float64(xs[p]))
-        count += (mag > SAFE_MAX) | ((mag < least) & (mag > 0.0))
+        # (inf squares to inf, whatever the scaling: its windows are NaN)
+        count += ((mag > SAFE_MAX) & (mag < np.inf)) | ((mag < least) & (mag > 0.0))
     return count
 
 
