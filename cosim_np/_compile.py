@@ -200,11 +200,7 @@ def cache_location():
 
     import numba
 
-    from ._cpu import sliding
-
-    # Numba tries each place in turn and keeps the first it can write to: an
-    # unusable NUMBA_CACHE_DIR is passed over without a word
-    path = getattr(getattr(sliding.sharpen_kernel, "_cache", None), "_cache_path", None)
+    path = cache_path()
     if path is None:
         return ("nowhere: Numba finds no writable cache folder, so kernels are compiled in "
                 "memory in each process; set NUMBA_CACHE_DIR to a writable folder")
@@ -223,6 +219,16 @@ def cache_location():
     return where
 
 
+def cache_path():
+    """The folder Numba caches this package's kernels in, or None where it
+    can write to none."""
+    from ._cpu import sliding
+
+    # Numba tries each place in turn and keeps the first it can write to: an
+    # unusable NUMBA_CACHE_DIR is passed over without a word
+    return getattr(getattr(sliding.sharpen_kernel, "_cache", None), "_cache_path", None)
+
+
 def _is_within(path, folder):
     import os
 
@@ -237,6 +243,8 @@ def compile_ahead(dtypes=("float32", "float64"), only=None, write=print):
     if not planned:
         raise ValueError(f"no compiled function matches {only!r}; see 'python -m cosim_np "
                          "compile --list'.")
+    if cache_path() is None:
+        raise ValueError(f"nothing can be compiled ahead: the cache lies {cache_location()}.")
     write(f"Compiling cosim_np's kernels into Numba's cache ({cache_location()}).")
     start = time.perf_counter()
     for index, (label, dtype, call) in enumerate(planned, 1):

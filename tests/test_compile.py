@@ -225,3 +225,43 @@ def test_a_first_call_compiles_only_what_it_uses(tmp_path):
     again = run("-c", _FIRST_FFT_CALL, cache_dir=tmp_path)
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout.splitlines()[-1]) == [[], [], []]
+
+
+def test_numba_disable_jit_is_refused_by_name_not_run_wrong(tmp_path):
+    """Run as Python (NUMBA_DISABLE_JIT=1, to debug Numba code), the kernels
+    met intrinsics with no code, and past those, NumPy scalars that do not
+    behave as the compiled types (float32 results wrong by 0.74): every
+    kernel now refuses with the way out."""
+    env = dict(os.environ, NUMBA_DISABLE_JIT="1", NUMBA_CACHE_DIR=str(tmp_path))
+    env.pop("NUMBA_ENABLE_CUDASIM", None)
+    script = ("import numpy as np, cosim_np\n"
+              "x = np.linspace(-1, 2, 60, dtype=np.float32)\n"
+              "for call in (lambda: cosim_np.sliding_cosine(x, x[:5], sharpness=1.5),\n"
+              "             lambda: cosim_np.cosine_similarity(np.ones((2, 3)), np.ones(3)),\n"
+              "             lambda: cosim_np.pairwise_cosine(np.eye(3))):\n"
+              "    try:\n"
+              "        call()\n"
+              "    except RuntimeError as exc:\n"
+              "        print(exc)\n")
+    done = subprocess.run([sys.executable, "-c", script], env=env, cwd=ROOT, capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 3
+    assert all(line.startswith("cosim_np's kernels do not run with NUMBA_DISABLE_JIT=1") and
+               "unset NUMBA_DISABLE_JIT" in line for line in lines)
+
+
+def test_compiling_ahead_with_no_writable_cache_fails_saying_so(monkeypatch):
+    """Where Numba can write no cache (a read-only install and home), the
+    command said "Done; later processes load these kernels" and exited 0."""
+    monkeypatch.setattr(_compile, "cache_path", lambda: None)
+    lines = []
+    try:
+        _compile.compile_ahead(["float64"], "sharpen", write=lines.append)
+    except ValueError as exc:
+        assert str(exc).startswith("nothing can be compiled ahead: the cache lies nowhere: Numba "
+                                   "finds no writable cache folder")
+    else:
+        raise AssertionError("compile_ahead ran with no cache to fill")
+    assert lines == []

@@ -54,6 +54,24 @@ def test_imports_and_runs_with_docstrings_stripped():
     assert done.stdout.strip() == "4"
 
 
+def test_import_and_one_axis_calls_leave_the_process_environment_alone():
+    """threadpoolctl sets KMP_DUPLICATE_LIB_OK (Intel OpenMP's check for a
+    second runtime) for the whole process when imported: only the calls that
+    limit BLAS threads import it, and no optional library is imported."""
+    env = dict(os.environ)
+    env.pop("NUMBA_ENABLE_CUDASIM", None)
+    env.pop("KMP_DUPLICATE_LIB_OK", None)
+    code = ("import os, sys, numpy as np, cosim_np\n"
+            "cosim_np.sliding_cosine(np.arange(50.0), np.ones(3))\n"
+            "cosim_np.cosine_similarity(np.ones((2, 3)), np.ones(3))\n"
+            "print(os.environ.get('KMP_DUPLICATE_LIB_OK'), sorted(name for name in ('threadpoolctl',"
+            " 'matplotlib', 'torch', 'dask', 'xarray', 'pandas', 'numba.cuda') if name in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "None []"
+
+
 def test_a_skipped_test_fails_the_run_on_ci(tmp_path):
     (tmp_path / "conftest.py").write_text((ROOT / "tests" / "conftest.py").read_text())
     (tmp_path / "test_one.py").write_text(

@@ -725,7 +725,10 @@ def test_fused_sharpening_equals_sharpen_of_the_cosine(geometry, sharpness, data
     np.testing.assert_array_equal(fused, sharpen(plain, sharpness))
 
 
-def test_jit_falls_back_when_no_cache_directory_is_writable():
+def test_jit_falls_back_when_no_cache_directory_is_writable(monkeypatch):
+    import warnings
+
+    from cosim_np._cpu import _jit
     from cosim_np._cpu._jit import jit
 
     calls = []
@@ -736,9 +739,15 @@ def test_jit_falls_back_when_no_cache_directory_is_writable():
             raise RuntimeError("cannot cache function 'f': no locator available for file 'f.py'")
         return lambda func: func
 
-    with pytest.warns(RuntimeWarning, match="no writable Numba cache directory"):
+    monkeypatch.setitem(_jit._said, "no cache", False)
+    with pytest.warns(RuntimeWarning, match="no writable Numba cache directory") as said:
         compiled = jit(lambda: 42, njit=fake_njit)
     assert compiled() == 42 and calls == [True, False]
+    # once a process: a read-only install printed one warning for each of ~200 kernels
+    with warnings.catch_warnings(record=True) as more:
+        warnings.simplefilter("always")
+        assert jit(lambda: 43, njit=fake_njit)() == 43
+    assert len(said) == 1 and not more
 
     def broken_njit(cache, **options):
         raise RuntimeError("some other failure")

@@ -46,6 +46,7 @@ twice, and is ``jit(inline=True)`` instead (``_tap_offsets``, ``_tap_weights``).
 twice for one signature.
 """
 
+import functools
 import warnings
 
 import numba
@@ -69,6 +70,9 @@ class CompiledOnly(CPUDispatcher):
                         "Python")
 
 
+_said = {"no cache": False}
+
+
 def jit(func=None, *, njit=numba.njit, inline=False, from_python=True):
     """Compile ``func`` with the project's options; usable as ``@jit``.
     ``inline=True``: Numba inlines it into its callers, for a short loop
@@ -77,6 +81,8 @@ def jit(func=None, *, njit=numba.njit, inline=False, from_python=True):
     see above)."""
     if func is None:
         return lambda f: jit(f, njit=njit, inline=inline, from_python=from_python)
+    if numba.config.DISABLE_JIT:
+        return _refused_without_jit(func)
     options = dict(OPTIONS)
     if inline:
         options["inline"] = "always"
@@ -90,18 +96,36 @@ def jit(func=None, *, njit=numba.njit, inline=False, from_python=True):
         # directory is writable.
         if "cannot cache" not in str(exc):
             raise
-        warnings.warn(
-            f"cosim_np: no writable Numba cache directory for {func.__name__}; "
-            "kernels are compiled in memory on first use (set NUMBA_CACHE_DIR "
-            "to a writable directory to keep them between sessions).",
-            RuntimeWarning,
-            stacklevel=2,
-        )
+        if not _said["no cache"]:  # (once a process, not once for each of ~200 kernels)
+            _said["no cache"] = True
+            warnings.warn(
+                "cosim_np: no writable Numba cache directory; its kernels are compiled in "
+                "memory on first use in each process (set NUMBA_CACHE_DIR to a writable "
+                "directory to keep them between sessions).",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         return _compiled_only(njit(cache=False, **options)(func), from_python)
 
 
+def _refused_without_jit(func):
+    """``func`` as a function that refuses to run: under NUMBA_DISABLE_JIT
+    the kernels would run as Python, where the intrinsics have no code and
+    NumPy scalars do not behave as the compiled types do (in a try, some
+    results came out wrong by up to 0.99, silently)."""
+
+    @functools.wraps(func)
+    def refused(*args, **kwargs):
+        raise RuntimeError(
+            "cosim_np's kernels do not run with NUMBA_DISABLE_JIT=1: as Python they would "
+            "lose the compiled arithmetic they are written for (LLVM intrinsics, fixed-width "
+            "numbers) and could give wrong results; unset NUMBA_DISABLE_JIT in the process "
+            f"that calls cosim_np (kernel {func.__module__}.{func.__qualname__}).")
+
+    return refused
+
+
 def _compiled_only(dispatcher, from_python):
-    # (with NUMBA_DISABLE_JIT set, njit hands back the Python function)
     if not from_python and isinstance(dispatcher, CPUDispatcher):
         dispatcher.__class__ = CompiledOnly  # (a subclass adding no state)
     return dispatcher

@@ -26,8 +26,6 @@ multi-threaded BLAS calls.
 import contextlib
 import threading
 
-from threadpoolctl import ThreadpoolController
-
 _lock = threading.Lock()
 _users = 0
 _limiter = None  # threadpoolctl's limiter while anyone is inside
@@ -39,6 +37,10 @@ def _blas():
     scanning the process's libraries takes milliseconds)."""
     global _controller
     if _controller is None:
+        # (imported here: threadpoolctl sets KMP_DUPLICATE_LIB_OK for the whole
+        # process when imported, and only the BLAS products need it)
+        from threadpoolctl import ThreadpoolController
+
         _controller = ThreadpoolController().select(user_api="blas")
     return _controller
 
