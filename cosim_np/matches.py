@@ -58,8 +58,27 @@ class Matches:
     or ``-score`` otherwise), best first; ties go to the lower batch index,
     then the lower ``index``, then the lower ``kernel``. ``len(matches)`` is
     the number of matches; iterating gives ``(index, score, kernel, batch)``
-    tuples.
+    tuples. Two results are equal (``==``) where every array, ``coords``
+    included, holds the same values and dtypes, and ``exclusion`` and
+    ``threshold`` are the same.
     """
+
+    __hash__ = None  # (mutable arrays: equal by value, so not hashable)
+
+    def __eq__(self, other):
+        if not isinstance(other, Matches):
+            return NotImplemented
+
+        def same(a, b):
+            a, b = np.asarray(a), np.asarray(b)
+            return a.dtype == b.dtype and a.shape == b.shape and bool(
+                np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"))
+
+        return (self.exclusion == other.exclusion and self.threshold == other.threshold
+                and all(same(getattr(self, name), getattr(other, name))
+                        for name in ("index", "score", "kernel", "batch"))
+                and self.coords.keys() == other.coords.keys()
+                and all(same(self.coords[name], other.coords[name]) for name in self.coords))
 
     def __init__(self, index, score, kernel, batch, *, exclusion=0, threshold=None, coords=None):
         self.index = index

@@ -195,13 +195,13 @@ from cosim_np._cpu import drivers
 rng = np.random.default_rng(0)
 x = rng.standard_normal(100_000)
 kernel = rng.standard_normal(256)
-assert drivers.choose_method("auto", 256, 1, 1, x.size - 255) == "fft"
+assert drivers.choose_method("auto", 256, 1, 1, 1, x.size - 255, 255) == "fft"
 cosim_np.sliding_cosine(x, kernel)
 noise = list(compiled)
 x[50_000:] *= 1e8  # quiet windows beside loud ones: direct dots
 cosim_np.sliding_cosine(x, kernel)
 loud = compiled[len(noise):]
-assert drivers.choose_method("auto", 256, 1, 1, 5000 - 255) == "direct"
+assert drivers.choose_method("auto", 256, 1, 1, 1, 5000 - 255, 255) == "direct"
 cosim_np.sliding_cosine(x[:5000], kernel)
 print(json.dumps([noise, loud, compiled[len(noise) + len(loud):]]))
 """

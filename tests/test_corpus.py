@@ -194,13 +194,27 @@ def test_auto_chooses_the_fft_only_where_its_plan_transforms_noise(monkeypatch, 
     recorder = PlanRecorder(monkeypatch)
     chosen = []
     for m in range(100, 400, 6):
-        method = drivers.choose_method("auto", m, 1, nker, x.size - m + 1)
+        method = drivers.choose_method("auto", m, 1, nker, 1, x.size - m + 1, m - 1)
         chosen.append(method)
         if method == "fft":
             recorder.slots.clear()
             sliding_cosine(x, rng.standard_normal((nker, m)))
             assert recorder.slots and all(np.all(s >= 0) for s in recorder.slots), m
     assert "direct" in chosen and "fft" in chosen
+
+
+def test_auto_charges_each_row_its_whole_blocks(monkeypatch):
+    """Rows shorter than a block each take a whole transform: 5000 rows of
+    300 samples at m = 200 (a block of 4096 each) took the FFT path at 20
+    times the direct dots' time; one row of as many windows still takes it."""
+    assert drivers.choose_method("auto", 200, 1, 1, 5000, 101, 199) == "direct"
+    assert drivers.choose_method("auto", 200, 1, 1, 1, 5000 * 101, 199) == "fft"
+    rng = np.random.default_rng(12)
+    rows, k = rng.standard_normal((300, 300)), rng.standard_normal(200)
+    recorder = PlanRecorder(monkeypatch)
+    got = sliding_cosine(rows, k)
+    assert not recorder.slots
+    assert np.array_equal(got, sliding_cosine(rows, k, method="direct"))
 
 
 @pytest.mark.parametrize("m", [256, 1024])
@@ -212,12 +226,12 @@ def test_auto_gives_short_signals_direct_dots(monkeypatch, m):
     k = rng.standard_normal(m)
     recorder = PlanRecorder(monkeypatch)
     short = rng.standard_normal(m + 1500)
-    assert drivers.choose_method("auto", m, 1, 1, short.size - m + 1) == "direct"
+    assert drivers.choose_method("auto", m, 1, 1, 1, short.size - m + 1, m - 1) == "direct"
     got = sliding_cosine(short, k)
     assert not recorder.slots
     assert np.array_equal(got, sliding_cosine(short, k, method="direct"))
     long = rng.standard_normal(200_000)
-    assert drivers.choose_method("auto", m, 1, 1, long.size - m + 1) == "fft"
+    assert drivers.choose_method("auto", m, 1, 1, 1, long.size - m + 1, m - 1) == "fft"
     sliding_cosine(long, k)
     assert recorder.slots
 

@@ -735,3 +735,20 @@ def test_windows_with_no_cosine_score_fill_and_match_only_as_a_number():
     found = find_matches(silence_then_motif, [1.0, 2.0, 3.0], k=3, fill=np.nan)
     assert found.score.tolist() == [1.0] and found.index.tolist() == [40]
     assert len(find_matches(np.zeros(100), [1.0, 2.0, 3.0], k=3, fill=np.nan)) == 0
+
+
+def test_matches_are_equal_by_value():
+    import copy
+    import pickle
+
+    x = np.random.default_rng(4).standard_normal((2, 200))
+    found = find_matches(x, np.hanning(7), k=3)
+    again = find_matches(x, np.hanning(7), k=3)
+    assert found == again and found == pickle.loads(pickle.dumps(found))
+    assert found == copy.deepcopy(found) and not (found != again)
+    assert found != find_matches(x, np.hanning(7), k=2)
+    assert found != find_matches(x, np.hanning(7), k=3, exclusion=5)
+    assert found != find_matches(x.astype(np.float32), np.hanning(7), k=3)  # (score dtypes)
+    assert found != (found.index, found.score) and found.__eq__(None) is NotImplemented
+    with pytest.raises(TypeError, match="unhashable"):
+        hash(found)

@@ -87,7 +87,7 @@ def sliding_cosine(x, plan, method, out):
     target = None if out is None or np.may_share_memory(out, rows) else _out_view(
         out, rows.dtype, shape, plan.ax, plan.channel_axis, is_bank)
     result = np.empty(shape, dtype=rows.dtype) if target is None else target
-    chosen = choose_method(method, m, nchan, nker, rows.shape[0] * plan.nwin)
+    chosen = choose_method(method, m, nchan, nker, rows.shape[0], plan.nwin, plan.span)
     budget = fft_error_budget(plan.out_dtype, m * nchan, plan.exponent)
     exponent = powers.kernel_exponent(plan.exponent, result.dtype)
     args = (plan.khat, plan.kernel_state, plan.d, exponent, plan.floor, plan.fill)
@@ -150,7 +150,7 @@ def sliding_cosine_grad(x, grad_plan, method, want_sharpness=True, forward=None)
         # the products of windows with unit kernels could leave the float64 range
         exact = np.empty((count, nker, nwin))
         args = (plan.khat, plan.kernel_state, d, 1.0, floor, 0.0)
-        if choose_method(method, m, nchan, nker, count * nwin) == "fft":
+        if choose_method(method, m, nchan, nker, count, nwin, (m - 1) * d) == "fft":
             run_fft(padded, *args, exact, 0, fft_error_budget(np.float64, m * nchan, 1.0),
                     plan.center)
         else:
@@ -407,20 +407,24 @@ def _transforms_pay(planned, all_direct):
     return planned <= config.FFT_MARGIN * all_direct
 
 
-def choose_method(method, m, nchan, nker, windows):
+def choose_method(method, m, nchan, nker, rows, nwin, span):
     """``"direct"`` or ``"fft"`` for ``method`` (``"auto"`` by the cost model)
-    for a call of ``windows`` windows in all (every row's): the FFT where it
-    costs less, its fixed cost per call included, and where the FFT path's
-    plan would transform Gaussian noise (``run_fft`` gives a segment direct
-    dots where transforms do not pay, ``_transforms_pay``)."""
+    for a call of ``rows`` rows of ``nwin`` windows spanning ``span + 1``
+    samples: the FFT where it costs less, its fixed cost per call and the
+    whole blocks that each row takes included (a row of 101 windows took a
+    block of 4096 samples at ``m = 200``), and where the FFT path's plan
+    would transform Gaussian noise (``run_fft`` gives a segment direct dots
+    where transforms do not pay, ``_transforms_pay``)."""
     if method != "auto":
         return method
     if m * nchan < config.FFT_MIN_TAPS:
         return "direct"
     direct_dots = _direct_dot_ns(m, nchan, nker)
     fft_dots = _fft_dot_ns(nchan, nker)
-    direct = windows * (config.DIRECT_NS[0] + direct_dots)
-    fft = config.FFT_CALL_NS + windows * (config.FFT_NS[0] + fft_dots)
+    direct = rows * nwin * (config.DIRECT_NS[0] + direct_dots)
+    nfft = transforms.fft_length(span, single=nker == 1 and nchan == 1)
+    transformed = rows * transforms.block_count(nwin, span, nfft) * (nfft - span)
+    fft = config.FFT_CALL_NS + transformed * (config.FFT_NS[0] + fft_dots)
     return "fft" if fft < direct and _transforms_pay(fft_dots, direct_dots) else "direct"
 
 

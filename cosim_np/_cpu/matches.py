@@ -407,7 +407,8 @@ class Scores:
         except ValueError:  # no view: rows are copied one by one, a tile at a time
             self.rows = None
         self.n = moved.shape[-1]
-        self.method = drivers.choose_method(method, m, nchan, nker, self.nrows * splan.nwin)
+        self.method = drivers.choose_method(method, m, nchan, nker, self.nrows, splan.nwin,
+                                            splan.span)
         self.budget = drivers.fft_error_budget(splan.out_dtype, m * nchan, splan.exponent)
         exponent = powers.kernel_exponent(splan.exponent, self.compute)
         self.args = (splan.khat, splan.kernel_state, splan.d, exponent, splan.floor, splan.fill)

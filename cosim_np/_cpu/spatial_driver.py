@@ -624,7 +624,10 @@ class _FFTPlan:
         self.plan = plan
         spans = [(m - 1) * d for m, d in zip(geo.m, geo.d)]
         s0 = geo.stride[0]
-        length = transforms.fast_length(max(config.SPATIAL_FFT_ROWS, 4 * (spans[0] + 1)))
+        # (no longer than the padded first axis: a short wide image took blocks
+        # of 256 rows for its 33, eight times the transforms it needs)
+        length = transforms.fast_length(min(max(config.SPATIAL_FFT_ROWS, 4 * (spans[0] + 1)),
+                                            padded_shape[2]))
         bands = -(-geo.nout[0] // max(1, (length - spans[0]) // s0))
         if bands > 1 and bands % 2:
             # one band fewer, each a little longer: an even count, which two
