@@ -12,8 +12,8 @@ from cosim_np import _compile
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run(*args, cache_dir):
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache_dir))
+def run(*args, cache_dir, **variables):
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache_dir), **variables)
     env.pop("NUMBA_ENABLE_CUDASIM", None)
     return subprocess.run([sys.executable, *args], env=env, cwd=ROOT, capture_output=True,
                           text=True)
@@ -232,8 +232,6 @@ def test_numba_disable_jit_is_refused_by_name_not_run_wrong(tmp_path):
     met intrinsics with no code, and past those, NumPy scalars that do not
     behave as the compiled types (float32 results wrong by 0.74): every
     kernel now refuses with the way out."""
-    env = dict(os.environ, NUMBA_DISABLE_JIT="1", NUMBA_CACHE_DIR=str(tmp_path))
-    env.pop("NUMBA_ENABLE_CUDASIM", None)
     script = ("import numpy as np, cosim_np\n"
               "x = np.linspace(-1, 2, 60, dtype=np.float32)\n"
               "for call in (lambda: cosim_np.sliding_cosine(x, x[:5], sharpness=1.5),\n"
@@ -243,8 +241,7 @@ def test_numba_disable_jit_is_refused_by_name_not_run_wrong(tmp_path):
               "        call()\n"
               "    except RuntimeError as exc:\n"
               "        print(exc)\n")
-    done = subprocess.run([sys.executable, "-c", script], env=env, cwd=ROOT, capture_output=True,
-                          text=True)
+    done = run("-c", script, cache_dir=tmp_path, NUMBA_DISABLE_JIT="1")
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert len(lines) == 3
