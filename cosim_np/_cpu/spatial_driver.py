@@ -624,18 +624,24 @@ class _FFTPlan:
         self.plan = plan
         spans = [(m - 1) * d for m, d in zip(geo.m, geo.d)]
         s0 = geo.stride[0]
-        # (no longer than the padded first axis: a short wide image took blocks
-        # of 256 rows for its 33, eight times the transforms it needs)
-        length = transforms.fast_length(min(max(config.SPATIAL_FFT_ROWS, 4 * (spans[0] + 1)),
-                                            padded_shape[2]))
-        bands = -(-geo.nout[0] // max(1, (length - spans[0]) // s0))
-        if bands > 1 and bands % 2:
-            # one band fewer, each a little longer: an even count, which two
-            # threads share evenly.  The count follows from the shapes
-            # alone, so the bits do not depend on the thread count.
-            need = -(-geo.nout[0] // (bands - 1))
-            length = transforms.fast_length(need * s0 + spans[0])
-        self.band_rows = max(1, (length - spans[0]) // s0)  # output rows a band holds
+        length = max(config.SPATIAL_FFT_ROWS, 4 * (spans[0] + 1))
+        if padded_shape[2] <= length:
+            # A first axis no longer than a band: one band of it all, no
+            # longer than it (a 33-row image took blocks of 256 rows, eight
+            # times the transforms it needs), the same for every stride (the
+            # same transforms: strided results keep the bits of the others).
+            length = transforms.fast_length(padded_shape[2])
+            self.band_rows = geo.nout[0]  # output rows a band holds
+        else:
+            length = transforms.fast_length(length)
+            bands = -(-geo.nout[0] // max(1, (length - spans[0]) // s0))
+            if bands > 1 and bands % 2:
+                # one band fewer, each a little longer: an even count, which
+                # two threads share evenly.  The count follows from the
+                # shapes alone, so the bits do not depend on the thread count.
+                need = -(-geo.nout[0] // (bands - 1))
+                length = transforms.fast_length(need * s0 + spans[0])
+            self.band_rows = max(1, (length - spans[0]) // s0)
         self.shape = (length,) + tuple(transforms.fast_length(n) for n in padded_shape[3:])
         self.spectra = transforms.kernel_spectra_nd(plan.khat, geo.d, self.shape)
         nchan = plan.khat.shape[1]
