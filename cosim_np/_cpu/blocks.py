@@ -12,6 +12,8 @@ from .centered import rescaled_m2
 from .sliding import (
     _out_of_range,
     _rescaled_sumsq,
+    _scaled,
+    _unit,
     count_flagged,
     is_flagged,
 )
@@ -65,20 +67,6 @@ def _add_magnitude(v, lane, most, sums, least, below):
     most[lane] = v if v > most[lane] else most[lane]
     _add_positive(v, lane, least)
     sums[lane] += v * v if v < below else 0.0
-
-
-@jit(from_python=False)
-def _unit(expo):
-    """``2**-expo`` where that is a normal number (multiplying by it is then
-    exact), else 0: ``_scaled`` falls back on ``ldexp``."""
-    return math.ldexp(1.0, -expo) if -1000 <= expo <= 1000 else 0.0
-
-
-@jit(from_python=False)
-def _scaled(value, expo, unit):
-    """``value * 2**-expo``, exactly (``unit``: ``_unit(expo)``)."""
-    val = np.float64(value)
-    return val * unit if unit != 0.0 else math.ldexp(val, -expo)
 
 
 @jit(from_python=False)

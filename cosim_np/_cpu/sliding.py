@@ -585,6 +585,23 @@ def window_extent(x, b, i, m, d):
 
 
 @jit(from_python=False)
+def _unit(expo):
+    """``2**-expo`` where that is a normal number (multiplying by it is then
+    exact, or where the product is subnormal, rounded as ``ldexp`` rounds
+    it), else 0: ``_scaled`` falls back on ``ldexp``."""
+    return math.ldexp(1.0, -expo) if -1000 <= expo <= 1000 else 0.0
+
+
+@jit(from_python=False)
+def _scaled(value, expo, unit):
+    """``value * 2**-expo``, with ``ldexp``'s bits (``unit``: ``_unit(expo)``):
+    one multiplication, where ``ldexp`` costs the one-window loops below
+    most of their time."""
+    val = np.float64(value)
+    return val * unit if unit != 0.0 else math.ldexp(val, -expo)
+
+
+@jit(from_python=False)
 def _rescaled_sumsq(x, b, i, m, d, fused):
     """Sum of squares of window ``i`` after scaling by ``2**-E``, summed in the
     order of ``_tile_sumsq`` (tap by tap up to ``DIRECT_SUM_TAPS`` taps), or
@@ -598,10 +615,11 @@ def _rescaled_sumsq(x, b, i, m, d, fused):
     expo = math.frexp(big)[1]
     if fused:
         return expo, _tap_order_sumsq(x, b, i, m, d, expo)
+    unit = _unit(expo)
     if m <= DIRECT_SUM_TAPS:
         total = 0.0
         for j in range(m):
-            total += _scaled_square(x, b, i + j * d, expo)
+            total += _scaled_square(x, b, i + j * d, expo, unit)
         return expo, total
     chunk = m * d
     c1 = (i // chunk + 1) * chunk
@@ -609,20 +627,20 @@ def _rescaled_sumsq(x, b, i, m, d, fused):
     jsplit = min(m, (c1 - i + d - 1) // d)
     total = 0.0
     for j in range(jsplit - 1, -1, -1):
-        total = _scaled_square(x, b, i + j * d, expo) + total
+        total = _scaled_square(x, b, i + j * d, expo, unit) + total
     if jsplit < m:
         head = 0.0
         for j in range(jsplit, m):
-            head = head + _scaled_square(x, b, i + j * d, expo)
+            head = head + _scaled_square(x, b, i + j * d, expo, unit)
         total += head
     return expo, total
 
 
 @jit(from_python=False)
-def _scaled_square(x, b, p, expo):
+def _scaled_square(x, b, p, expo, unit):
     s = 0.0
     for c in range(x.shape[1]):
-        val = math.ldexp(np.float64(x[b, c, p]), -expo)
+        val = _scaled(x[b, c, p], expo, unit)
         s += val * val
     return s
 
@@ -789,9 +807,10 @@ def _plain_dot(x, b, khat, k, i, d):
 def _rescaled_dot(x, b, khat, k, i, d, expo):
     """<window i scaled by 2**-expo, khat[k]>, in the order of ``_tile_dots``."""
     s = 0.0
+    unit = _unit(expo)
     for c in range(x.shape[1]):
         for j in range(khat.shape[2]):
-            s = fma(math.ldexp(np.float64(x[b, c, i + j * d]), -expo), khat[k, c, j], s)
+            s = fma(_scaled(x[b, c, i + j * d], expo, unit), khat[k, c, j], s)
     return s
 
 
@@ -1365,8 +1384,9 @@ def _tap_order_sumsq(x, b, i, m, d, expo):
     ``2**-expo``, as ``_fused_tile`` and ``_short_tile`` sum it: in tap
     order, one fused multiply-add a tap."""
     s = 0.0
+    unit = _unit(expo)
     for j in range(m):
-        val = math.ldexp(np.float64(x[b, 0, i + j * d]), -expo)
+        val = _scaled(x[b, 0, i + j * d], expo, unit)
         s = fma(val, val, s)
     return s
 
