@@ -243,9 +243,10 @@ def compile_ahead(dtypes=("float32", "float64"), only=None, write=print):
     if not planned:
         raise ValueError(f"no compiled function matches {only!r}; see 'python -m cosim_np "
                          "compile --list'.")
+    where = cache_location()
     if cache_path() is None:
-        raise ValueError(f"nothing can be compiled ahead: the cache lies {cache_location()}.")
-    write(f"Compiling cosim_np's kernels into Numba's cache ({cache_location()}).")
+        raise ValueError(f"nothing can be compiled ahead: the cache lies {where}.")
+    write(f"Compiling cosim_np's kernels into Numba's cache ({where}).")
     start = time.perf_counter()
     for index, (label, dtype, call) in enumerate(planned, 1):
         began = time.perf_counter()

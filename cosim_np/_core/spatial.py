@@ -122,7 +122,7 @@ def geometry(shape, axes, m, dilation, mode, stride, what):
     d = per_axis(dilation, "dilation", r, v.check_positive_int)
     stride = per_axis(stride, "stride", r, v.check_positive_int)
     modes = per_axis(mode, "mode", r, _check_mode)
-    pads, nwin = [], []
+    pads, padded, nwin = [], [], []
     for a in range(r):
         n, span = shape[axes[a]], (m[a] - 1) * d[a]
         if modes[a] == "valid" and n < span + 1:
@@ -131,14 +131,15 @@ def geometry(shape, axes, m, dilation, mode, stride, what):
                 f"axis {axes[a]}, longer than the signal's {n} there in mode='valid'; use a "
                 "smaller window or dilation, or mode='same'/'full'.")
         pads.append(padding(modes[a], span))
-        if n + sum(pads[-1]) > LONGEST_PADDED:
+        padded.append(n + sum(pads[-1]))
+        if padded[-1] > LONGEST_PADDED:
             raise ValueError(
                 f"{what} of shape {tuple(m)} with dilation={d} spans {span + 1} samples along "
                 f"axis {axes[a]}: mode={modes[a]!r} would pad the signal ({n} samples there) to "
-                f"{n + sum(pads[-1])}, more than an array can hold; use a smaller {what} or "
+                f"{padded[-1]}, more than an array can hold; use a smaller {what} or "
                 "dilation.")
-        nwin.append(n + pads[-1][0] + pads[-1][1] - span)
-    padded = tuple(shape[ax] + sum(pad) for ax, pad in zip(axes, pads))
+        nwin.append(padded[-1] - span)
+    padded = tuple(padded)
     if math.prod(padded) > LONGEST_PADDED:
         raise ValueError(
             f"{what} of shape {tuple(m)} with dilation={d}: mode={tuple(modes)} would pad the "

@@ -150,7 +150,7 @@ def sliding_cosine_grad(x, grad_plan, method, want_sharpness=True, forward=None)
         # the products of windows with unit kernels could leave the float64 range
         exact = np.empty((count, nker, nwin))
         args = (plan.khat, plan.kernel_state, d, 1.0, floor, 0.0)
-        if choose_method(method, m, nchan, nker, count, nwin, (m - 1) * d) == "fft":
+        if choose_method(method, m, nchan, nker, count, nwin, plan.span) == "fft":
             run_fft(padded, *args, exact, 0, fft_error_budget(np.float64, m * nchan, 1.0),
                     plan.center)
         else:
