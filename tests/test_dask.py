@@ -507,11 +507,14 @@ def test_several_axes_equal_the_in_memory_results_bit_for_bit(problem):
     np.testing.assert_array_equal(lazy.compute(), windowed_norm(x, window, **norm_options))
 
 
-def test_window_sums_over_several_axes_start_where_the_whole_image_s_do():
+def test_window_sums_over_several_axes_start_where_the_whole_image_s_do(monkeypatch):
     """Blocks of the first axis's window sums (``m * d`` rows) that do not
     divide a band of 64 rows: Dask's blocks of whole bands still start where
     the whole image's blocks do, the same bits (they did not, for heights
     such as 5, 6, 7, 9)."""
+    from cosim_np._core import config
+
+    monkeypatch.setattr(config, "SPATIAL_BAND_WINDOWS", 1)  # (bands of 64 rows, however narrow)
     x = np.random.default_rng(33).standard_normal((260, 4))
     lazy = da.from_array(x, chunks=(64, 4))
     for height in range(2, 13):
@@ -522,9 +525,12 @@ def test_window_sums_over_several_axes_start_where_the_whole_image_s_do():
             np.testing.assert_array_equal(got.compute(), want)
 
 
-def test_several_axes_of_a_large_image_cut_into_bands_and_by_fft():
+def test_several_axes_of_a_large_image_cut_into_bands_and_by_fft(monkeypatch):
     """Blocks of many bands of windows (the first sliding axis cut, the other
     whole), a volume, and the FFT method to its accuracy."""
+    from cosim_np._core import config
+
+    monkeypatch.setattr(config, "SPATIAL_BAND_WINDOWS", 1)  # (bands of 64 rows)
     rng = np.random.default_rng(31)
     image = rng.standard_normal((700, 90)).astype(np.float32)
     lazy = da.from_array(image, chunks=(150, 40))

@@ -532,6 +532,7 @@ def test_find_matches_is_the_greedy_selection_of_the_scores(sign, data):
         # bands of one to three rows, and slabs of one band: the scores a
         # few rows at a time, each slab's first rows those of the one before
         patch.setattr(config, "SPATIAL_BAND_ROWS", data.draw(st.sampled_from([1, 3, 64])))
+        patch.setattr(config, "SPATIAL_BAND_WINDOWS", 1)
         found = find_matches(x, kernel, axis=axes, k=k, exclusion=exclusion, sign=sign,
                              threshold=threshold, max_memory=data.draw(st.sampled_from([1, None])))
         scores = sliding_cosine(x, kernel, axis=axes)
@@ -644,6 +645,7 @@ def test_find_matches_over_an_image_a_slab_of_scores_at_a_time(case, monkeypatch
     options = {key: case.pop(key) for key in ("method", "mode", "center", "dilation")
                if key in case}
     monkeypatch.setattr(config, "SPATIAL_BAND_ROWS", 2)
+    monkeypatch.setattr(config, "SPATIAL_BAND_WINDOWS", 1)
     monkeypatch.setattr(config, "SPATIAL_FFT_ROWS", 32)  # (FFT bands of 56 rows)
     found = find_matches(x, kernel, axis=(1, 2), max_memory=1, **case, **options)
     scores = sliding_cosine(x, kernel, axis=(1, 2), **options)
@@ -986,6 +988,7 @@ def test_the_same_bits_whatever_the_thread_count(monkeypatch, method, kernel_sha
     from cosim_np._core import config
 
     monkeypatch.setattr(config, "SPATIAL_BAND_ROWS", 4)
+    monkeypatch.setattr(config, "SPATIAL_BAND_WINDOWS", 1)
     monkeypatch.setattr(config, "SPATIAL_FFT_ROWS", 16)
     rng = np.random.default_rng(7)
     kernel = rng.standard_normal(kernel_shape)
@@ -1006,6 +1009,34 @@ def test_the_same_bits_whatever_the_thread_count(monkeypatch, method, kernel_sha
         numba.set_num_threads(before)
     for one, two in zip(*results):
         np.testing.assert_array_equal(one, two)
+
+
+@pytest.mark.parametrize("center", [False, True])
+def test_narrow_images_take_tall_bands_of_the_same_bits(monkeypatch, center):
+    """A band costs some tens of microseconds in Python whatever its width:
+    an image three pixels wide took bands of 64 rows, 40 times its
+    transpose's time.  Its bands now hold ``config.SPATIAL_BAND_WINDOWS``
+    windows or more, and give the bits of bands of 64 rows."""
+    calls = []
+    band = spatial_driver._Bands.band
+    monkeypatch.setattr(spatial_driver._Bands, "band",
+                        lambda self, *args: calls.append(args[:2]) or band(self, *args))
+    rng = np.random.default_rng(5)
+    image, template = rng.standard_normal((3000, 3)), rng.standard_normal((3, 3))
+    image[1000, 1] = 1e8
+    options = dict(axis=(0, 1), center=center, sharpness=1.5, method="direct")
+    g = rng.standard_normal((2998, 1))
+    results, bands = [], []
+    for windows in (config.SPATIAL_BAND_WINDOWS, 1):
+        monkeypatch.setattr(config, "SPATIAL_BAND_WINDOWS", windows)
+        calls.clear()
+        results.append((sliding_cosine(image, template, **options),
+                        windowed_norm(image, (3, 3), axis=(0, 1), center=center),
+                        *sliding_cosine_grad(image, template, g, **options)))
+        bands.append(len(calls))
+    assert bands[0] <= 2 < 40 < bands[1]  # (the forward's, and the gradient's)
+    for tall, short in zip(*results):
+        np.testing.assert_array_equal(tall, short)
 
 
 @pytest.mark.usefixtures("fft_engine")

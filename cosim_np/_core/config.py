@@ -64,6 +64,9 @@ FFT_BLOCK_NS = 350.0
 # in cache between the passes and the dots; fewer rows pay more per-band
 # overheads, more fall out of cache.
 SPATIAL_BAND_ROWS = 64
+# ... and at least this many windows a band: narrow images take taller bands
+# (each band costs some tens of microseconds in Python).
+SPATIAL_BAND_WINDOWS = 1 << 15
 # Windows of at most this many taps along an axis that is not the last are
 # summed tap by tap (as exact as the two blocked scans, and cheaper there);
 # along the last axis, up to SPATIAL_ROW_DIRECT_TAPS, four taps a pass over

@@ -49,13 +49,16 @@ the window's taps ``m``, dilation ``d``, ``stride``, the zeros ``pads``
 def band_windows(geo):
     """Windows a band holds along the first sliding axis (the CPU path
     takes windows band by band; Dask cuts the signal into whole bands): at
-    least ``config.SPATIAL_BAND_ROWS``, enough that a band's rows are not
-    mostly its overlap with the next band's, and as many that they span
+    least ``config.SPATIAL_BAND_ROWS`` and ``config.SPATIAL_BAND_WINDOWS``
+    windows, enough that a band's rows are not mostly its overlap with the
+    next band's, and as many that they span
     whole blocks of the first axis's window sums (``m * d`` rows): each
     band, and each Dask block, then starts where the whole signal's blocks
     do, and its windows' sums are the whole signal's, bit for bit."""
     m0, d0, s0 = geo.m[0], geo.d[0], geo.stride[0]
-    rows = max(config.SPATIAL_BAND_ROWS, -(-(m0 - 1) * d0 // s0))
+    per_row = math.prod(geo.nout[1:])  # (windows of the other axes)
+    rows = max(config.SPATIAL_BAND_ROWS, -(-config.SPATIAL_BAND_WINDOWS // max(1, per_row)),
+               -(-(m0 - 1) * d0 // s0))
     whole = m0 * d0 // math.gcd(m0 * d0, s0)  # (windows whose rows are whole blocks)
     return -(-rows // whole) * whole
 

@@ -54,6 +54,7 @@ from llvmlite import ir
 from numba.core import cgutils, types
 from numba.core.registry import CPUDispatcher
 from numba.extending import intrinsic, overload, register_jitable
+from numba.np.arrayobj import make_array
 
 OPTIONS = dict(nogil=True, error_model="numpy", no_cfunc_wrapper=True)
 
@@ -191,6 +192,24 @@ def bits_float(typingctx, bits):
         return builder.bitcast(args[0], ir.DoubleType())
 
     return sig, codegen
+
+
+@intrinsic
+def borrowed(typingctx, array):
+    """``array`` as a view that holds no reference to its memory: the
+    views taken of it (rows, slices) then cost no atomic reference count
+    each, which in a loop over short rows was most of its time.  Only for
+    an argument of the kernel that borrows it (its caller keeps the memory
+    alive for the call), and never returned or stored."""
+    if not isinstance(array, types.Array):
+        return None
+
+    def codegen(context, builder, signature, args):
+        view = make_array(signature.args[0])(context, builder, value=args[0])
+        view.meminfo = cgutils.get_null_value(view.meminfo.type)
+        return view._getvalue()
+
+    return array(array), codegen
 
 
 def as_float64(xs, buf, convert=True):

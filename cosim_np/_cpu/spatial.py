@@ -40,7 +40,7 @@ from numba.extending import overload
 
 from .._core.config import SPATIAL_DIRECT_TAPS as DIRECT_TAPS
 from .._core.scalars import KERNEL_NORMAL
-from ._jit import OPTIONS, as_float64, fma, jit
+from ._jit import OPTIONS, as_float64, borrowed, fma, jit
 from .powers import is_unsharpened, sharpen_in_place
 from .sliding import (
     _add_dots,
@@ -314,7 +314,11 @@ def spatial_cosines(x, rows, tap_rows, khat, kernel_state, d, stride, own_sums, 
     the output rows that read it, not once for each.  The rows of two
     output rows computed together must fall in different slots (``S`` from
     ``_cpu.spatial_driver._slot_count``).  ``acc``: scratch ``(2, K, nout)``."""
-    samples, kept_sums, tags = kept
+    # short rows: a view's reference count would cost more than its dots
+    x, rows, tap_rows, khat, kernel_state = (borrowed(x), borrowed(rows), borrowed(tap_rows),
+                                             borrowed(khat), borrowed(kernel_state))
+    sumsq, acc, out, own_sums = borrowed(sumsq), borrowed(acc), borrowed(out), _borrowed(own_sums)
+    samples, kept_sums, tags = borrowed(kept[0]), borrowed(kept[1]), borrowed(kept[2])
     tags[:] = -1
     nker, ntap, m = khat.shape
     nbatch, nrows, _, nout = out.shape
@@ -374,6 +378,18 @@ def _ol_paired(pair_step, first_row, next_row):
     if isinstance(pair_step, types.NoneType):
         return lambda pair_step, first_row, next_row: False
     return lambda pair_step, first_row, next_row: next_row - first_row == pair_step
+
+
+def _borrowed(own_sums):
+    """:func:`spatial_cosines`' ``own_sums`` with its arrays borrowed."""
+
+
+@overload(_borrowed, jit_options=dict(OPTIONS))
+def _ol_borrowed(own_sums):
+    if isinstance(own_sums, types.Integer):
+        return lambda own_sums: own_sums
+    return lambda own_sums: (borrowed(own_sums[0]), borrowed(own_sums[1]), borrowed(own_sums[2]),
+                             own_sums[3])
 
 
 def _pair_dots(pair_step, row, taps, other_taps, d, first, other_first, acc, other_acc):
