@@ -468,8 +468,12 @@ def plot_matches(signal, matches, kernel, *, ax=None, mode="valid", dilation=1, 
     ImportError
         Without matplotlib (the ``plot`` extra).
     ValueError
-        For a signal that is not 1-d, matches of several sliding axes, or a
-        ``sign`` other than 'both', 'positive' and 'negative'.
+        For a signal that is not 1-d, matches of several sliding axes or
+        signal rows, a kernel of more than two axes, a ``sign`` other than
+        'both', 'positive' and 'negative', or options :func:`sliding_cosine`
+        refuses.
+    TypeError
+        For a complex or non-numeric signal or kernel.
     """
     if sign not in ("both", "positive", "negative"):
         raise ValueError(f"sign must be 'both', 'positive' or 'negative'; got {sign!r}.")
@@ -483,10 +487,20 @@ def plot_matches(signal, matches, kernel, *, ax=None, mode="valid", dilation=1, 
         raise ImportError(
             "plot_matches needs matplotlib, which is not installed; install it with "
             "pip install 'cosim_np[plot]'") from None
-    x = np.asarray(signal, dtype=np.float64)
+    x = v.as_real_array(signal, "signal").astype(np.float64)
     if x.ndim != 1:
         raise ValueError(f"signal must be 1-d to be drawn; got shape {x.shape}.")
-    bank = np.asarray(kernel, dtype=np.float64)
+    if np.any(np.asarray(matches.batch) != 0):
+        raise ValueError("matches holds matches of several signal rows (matches.batch); "
+                         "plot_matches draws one row: pass that row and the matches found in it "
+                         "(find_matches(signal[r], ...)).")
+    bank = v.as_real_array(kernel, "kernel").astype(np.float64)
+    if bank.ndim > 2:
+        raise ValueError(f"kernel must be a kernel (m,) or a bank (K, m) to be drawn over a 1-d "
+                         f"signal; got shape {bank.shape}.")
+    # the score track's call checks every option, whether it is drawn or not
+    scores = _sliding.sliding_cosine(x, bank, mode=mode, dilation=dilation, sharpness=sharpness,
+                                     noise_floor=noise_floor, fill=fill, center=center)
     bank = bank.reshape(-1, bank.shape[-1])
     m = bank.shape[-1]
     span = (m - 1) * dilation
@@ -517,9 +531,6 @@ def plot_matches(signal, matches, kernel, *, ax=None, mode="valid", dilation=1, 
                  label="kernel, fitted" if i == 0 else None)
     top.set_ylabel("signal")
     if bottom is not None:
-        scores = _sliding.sliding_cosine(x, bank if bank.shape[0] > 1 else bank[0], mode=mode,
-                                         dilation=dilation, sharpness=sharpness,
-                                         noise_floor=noise_floor, fill=fill, center=center)
         positions = np.arange(scores.shape[-1]) - left
         for row in np.atleast_2d(scores):
             bottom.plot(positions, row, lw=0.8)

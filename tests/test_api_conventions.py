@@ -5,6 +5,7 @@ only, one dtype policy, and ``method`` only for an algorithm (a definition
 is a ``measure``)."""
 
 import inspect
+import re
 
 import numpy as np
 import pytest
@@ -228,12 +229,7 @@ def _masked(shape, masked_at):
     (lambda x: cosine_similarity(x, np.ones((2, 3))), "a"),
     (lambda x: pairwise_cosine(np.ones((2, 3)), x), "b"),
     (lambda x: topk_cosine(x, np.ones((2, 3)), 1), "queries"),
-    (lambda x: set_similarity(np.ones((2, 2)), np.ones((2, 2)), weights_a=x[0]), "weights_a"),
-    (lambda x: set_similarity(np.ones((2, 2)), np.ones((2, 2)), mask_b=x[0] > 0), "mask_b"),
     (lambda x: scaled_cosine(np.ones((2, 3)), x), "b"),
-    (lambda x: scaled_cosine(np.ones((2, 3)), np.ones((2, 3)), return_grad=True,
-                             grad_output=x[0, :2]), "grad_output"),
-    (lambda x: cosim_np.sliding_cosine(np.ones(5), np.ones(3), out=x[0]), "out"),
 ])
 def test_a_masked_array_that_masks_anything_is_refused_by_name(call, name):
     """``np.asarray`` drops a mask: the values under it (often a fill value)
@@ -241,6 +237,68 @@ def test_a_masked_array_that_masks_anything_is_refused_by_name(call, name):
     with pytest.raises(ValueError, match=rf"^{name} is a masked array with 1 masked value\(s\)"
                                          rf".*{name}\.astype\(float\)\.filled\(np\.nan\)"):
         call(_masked((2, 3), (0, 1)))
+
+
+@pytest.mark.parametrize("call, name, way_out", [
+    (lambda x: set_similarity(np.ones((2, 2)), np.ones((2, 2)), weights_a=x[0, :2]), "weights_a",
+     "filled(0)"),
+    (lambda x: set_similarity(np.ones((2, 2)), np.ones((2, 2)), mask_b=x[0, :2] > 0), "mask_b",
+     "filled(False)"),
+    (lambda x: scaled_cosine(np.ones((2, 3)), np.ones((2, 3)), return_grad=True,
+                             grad_output=x[0, :2]), "grad_output", "filled(0)"),
+])
+def test_a_masked_side_input_is_refused_with_a_way_out_that_is_taken(call, name, way_out):
+    """Weights, masks and output gradients are no samples: NaN is no way out
+    for them (a NaN weight or a float mask is refused), the advice given is
+    one that the call takes."""
+    masked = _masked((2, 3), (0, 1))
+    with pytest.raises(ValueError, match=rf"^{name} is a masked array .*{name}\.{re.escape(way_out)}"):
+        call(masked)
+    filled = eval(f"masked.{way_out}")  # the advice, followed
+    call(filled)
+
+
+@pytest.mark.parametrize("call", [
+    lambda out: cosim_np.sliding_cosine(np.ones((2, 5)), np.ones(3), out=out),
+    lambda out: cosim_np.sharpen(np.ones((2, 3)), 1.5, out=out),
+    lambda out: cosim_np.windowed_norm(np.ones((2, 5)), 3, out=out),
+    lambda out: cosine_similarity(np.ones((2, 2, 3)), np.ones((2, 2, 3)), out=out),
+])
+@pytest.mark.parametrize("kind", ["matrix", "masked"])
+@pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")
+def test_an_out_of_an_ndarray_subclass_is_refused(call, kind):
+    """An ``np.matrix`` stays 2-d when raveled: ``sharpen`` wrote past its
+    end (wrong values, then a crash); other calls crashed in Numba.  Only
+    plain arrays and memmaps are taken, as ``out.view(np.ndarray)`` is."""
+    shape = np.shape(call(None))
+    plain = np.zeros(shape)
+    out = np.asmatrix(plain) if kind == "matrix" else np.ma.masked_array(plain)
+    with pytest.raises(TypeError, match=r"^out must be a plain numpy.ndarray or numpy.memmap; "
+                                        r"got numpy\.(matrix|ma\.MaskedArray).*out\.view"):
+        call(out)
+    assert call(out.view(np.ndarray)) is not None and np.array_equal(plain, call(None))
+
+
+def test_an_out_memmap_is_written(tmp_path):
+    out = np.memmap(tmp_path / "scores", dtype=np.float64, mode="w+", shape=(2, 3))
+    signal = np.arange(10.0).reshape(2, 5)
+    assert cosim_np.sliding_cosine(signal, np.ones(3), out=out) is out
+    np.testing.assert_array_equal(out, cosim_np.sliding_cosine(signal, np.ones(3)))
+
+
+def test_a_0d_array_is_a_scalar_option():
+    """NumPy takes a 0-d array where it takes a number, and so do the
+    options that are numbers."""
+    x, k = np.arange(1.0, 9.0), np.array([1.0, -1.0, 2.0])
+    np.testing.assert_array_equal(
+        cosim_np.sliding_cosine(x, k, sharpness=np.array(1.5), noise_floor=np.array(0.25)),
+        cosim_np.sliding_cosine(x, k, sharpness=1.5, noise_floor=0.25))
+    np.testing.assert_array_equal(cosim_np.sharpen(np.array([0.5, -0.25]), np.array(2)),
+                                  cosim_np.sharpen(np.array([0.5, -0.25]), 2))
+    assert (cosim_np.find_matches(x, k, threshold=np.array(0.5))
+            == cosim_np.find_matches(x, k, threshold=0.5))
+    with pytest.raises(TypeError, match="^sharpness must be a real number"):
+        cosim_np.sliding_cosine(x, k, sharpness=np.array([1.5]))
 
 
 def test_a_masked_array_that_masks_nothing_is_read_as_its_data():

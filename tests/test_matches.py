@@ -541,6 +541,39 @@ def test_plot_matches_renders(tmp_path):
     plt.close("all")
 
 
+@pytest.mark.parametrize("ax", [None, "one"])
+def test_plot_matches_refuses_what_the_search_would(ax):
+    """Drawn on one Axes (no score track), the options were not checked: an
+    unknown mode was taken as 'causal', a dilation of 0 drew every tap at one
+    sample, a complex signal lost its imaginary part."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from cosim_np import plot_matches
+
+    signal, _ = seed000.motif_signal()
+    found = find_matches(signal, seed000.KERNEL, mode="causal", sharpness=9.0, threshold=0.5)
+    where = plt.subplots()[1] if ax else None
+    for error, match, call in [
+        (ValueError, "^mode must be one of", lambda: plot_matches(
+            signal, found, seed000.KERNEL, mode="bogus", ax=where)),
+        (ValueError, "^dilation must be an integer >= 1", lambda: plot_matches(
+            signal, found, seed000.KERNEL, dilation=0, ax=where)),
+        (TypeError, "^signal must be real-valued", lambda: plot_matches(
+            signal + 1j, found, seed000.KERNEL, ax=where)),
+        (ValueError, "^kernel must be a kernel", lambda: plot_matches(
+            signal, found, np.ones((2, 1, 3)), ax=where)),
+        (ValueError, "several signal rows", lambda: plot_matches(
+            signal, find_matches(np.stack([signal, -signal]), seed000.KERNEL, k=4), seed000.KERNEL,
+            ax=where)),
+    ]:
+        with pytest.raises(error, match=match):
+            call()
+    plt.close("all")
+
+
 def test_plot_matches_draws_the_search_it_is_given():
     """center and noise_floor reach the score track and the fits; a
     one-signed search draws its one threshold; matches of several axes and

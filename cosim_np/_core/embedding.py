@@ -195,7 +195,8 @@ def set_rows(n, name, mask, weights, mask_name, weights_name):
     array, or None for all) and their weights (float64, summing to 1)."""
     w = None
     if weights is not None:
-        v.refuse_masked(weights, weights_name)
+        v.refuse_masked(weights, weights_name,
+                        f"{weights_name}.filled(0) to give the rows under the mask no weight")
         w = np.asarray(weights)
         v.output_dtype(w.dtype, weights_name)
         if w.shape != (n,):
@@ -206,7 +207,8 @@ def set_rows(n, name, mask, weights, mask_name, weights_name):
             raise ValueError(f"{weights_name} must be finite and >= 0.")
     keep = None
     if mask is not None:
-        v.refuse_masked(mask, mask_name)
+        v.refuse_masked(mask, mask_name,
+                        f"{mask_name}.filled(False) to take the rows under the mask as padding")
         keep = np.asarray(mask)
         if keep.dtype != np.bool_:
             raise TypeError(f"{mask_name} must be a boolean array (True = a real row, "
@@ -321,7 +323,8 @@ def check_grad_output(grad_output, return_grad, rows):
         return None
     if grad_output is None:
         return np.ones(rows)
-    v.refuse_masked(grad_output, "grad_output")
+    v.refuse_masked(grad_output, "grad_output",
+                    "grad_output.filled(0) to give the pairs under the mask no gradient")
     g = np.asarray(grad_output)
     v.output_dtype(g.dtype, "grad_output")
     if g.shape != (rows,):

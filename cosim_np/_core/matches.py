@@ -66,6 +66,8 @@ def check_threshold(threshold):
         return -math.inf, None
     if callable(threshold):
         return -math.inf, threshold
+    if isinstance(threshold, np.ndarray) and threshold.ndim == 0:
+        threshold = threshold[()]
     if isinstance(threshold, (bool, np.bool_)) or not isinstance(
             threshold, (numbers.Real, np.floating, np.integer)):
         raise TypeError(

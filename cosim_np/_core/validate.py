@@ -60,15 +60,16 @@ def output_dtype(dtype, name):
     )
 
 
-def refuse_masked(value, name):
+def refuse_masked(value, name, way_out=None):
     """Refuse a masked array that masks anything: ``np.asarray`` would drop
-    its mask and the kernels read the values under it as data."""
+    its mask and the kernels read the values under it as data.  ``way_out``:
+    what to pass instead, where NaN for a masked value (samples) is not it."""
     if isinstance(value, np.ma.MaskedArray) and np.ma.is_masked(value):
-        raise ValueError(
-            f"{name} is a masked array with {np.ma.count_masked(value)} masked value(s), and "
-            f"cosim_np reads no masks; pass {name}.astype(float).filled(np.nan) to make the "
-            f"results that read them NaN, or {name}.filled(0) to read them as zeros."
-        )
+        if way_out is None:
+            way_out = (f"{name}.astype(float).filled(np.nan) to make the results that read them "
+                       f"NaN, or {name}.filled(0) to read them as zeros")
+        raise ValueError(f"{name} is a masked array with {np.ma.count_masked(value)} masked "
+                         f"value(s), and cosim_np reads no masks; pass {way_out}.")
 
 
 def as_real_array(value, name, *, min_ndim=1):
@@ -153,6 +154,8 @@ def check_real(value, name, *, finite=True, nonnegative=False, allow_nan=False):
     """A real scalar; by default it must be finite.  Returns a Python float."""
     # Plain floats first: the ABC check is slow when the interpreter's caches
     # are cold, as they are after every call on a long signal.
+    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "fiu":
+        value = value[()]  # (a 0-d array, as NumPy takes one for a scalar)
     if type(value) not in (float, int) and (isinstance(value, (bool, np.bool_)) or not isinstance(
         value, (numbers.Real, np.floating, np.integer)
     )):
@@ -177,7 +180,12 @@ def check_out(out, shape, dtype, name="out"):
     """``out`` must be a writeable ndarray of exactly ``shape`` and ``dtype``."""
     if not isinstance(out, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray; got {type(out).__name__}.")
-    refuse_masked(out, name)
+    if type(out) is not np.ndarray and not isinstance(out, np.memmap):
+        # (a subclass reshapes and views as it likes: np.matrix stays 2-d,
+        # and the kernels, which check no bounds, wrote past its end)
+        raise TypeError(f"{name} must be a plain numpy.ndarray or numpy.memmap; got "
+                        f"{type(out).__module__}.{type(out).__name__}: pass an ndarray (for "
+                        f"instance {name}.view(np.ndarray), which writes into the same memory).")
     if out.shape != tuple(shape):
         raise ValueError(
             f"{name} has shape {out.shape}; the result needs shape {tuple(shape)}."
