@@ -601,6 +601,9 @@ def _gradients(signal, kernel, grad_output, *, sharpness, mode, dilation, noise_
     that hold it: ``sliding_cosine``'s result of the same call where
     ``sharpness`` is 1 and ``stride`` 1 (the cosines are then not computed
     again)."""
+    # (the PyTorch adapter's backward calls this with its options as given)
+    axis, dilation, mode, stride = spatial.normalise_axis(
+        axis, dilation=dilation, mode=mode, stride=stride)
     x = v.as_real_array(signal, "signal")
     if isinstance(axis, tuple):
         grad_plan, taps = spatial.plan_sliding_grad(x, kernel, grad_output, axis, mode, method,

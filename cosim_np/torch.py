@@ -335,12 +335,11 @@ class SharpenedCosine1d(torch.nn.Module):
         # (one-tuples too, as torch.nn.Conv1d takes them)
         kernel_size, stride, dilation = _layer_sizes(1, kernel_size=kernel_size, stride=stride,
                                                      dilation=dilation)
-        _check_center(center, kernel_size)
+        _check_center(center, in_channels * kernel_size)
         weight = torch.empty(out_channels, in_channels, kernel_size, dtype=dtype)
         torch.nn.init.kaiming_uniform_(weight, a=5**0.5)
         self.weight = torch.nn.Parameter(weight)
-        self.p = torch.nn.Parameter(torch.full((out_channels,), float(p_init), dtype=dtype))
-        self.q = torch.nn.Parameter(torch.tensor(float(q_init), dtype=dtype))
+        self.p, self.q = _sharpness_parameters(out_channels, p_init, q_init, dtype)
         self.options = dict(mode=_layer_mode(mode, padding), dilation=dilation, center=center,
                             stride=stride)
 
@@ -414,13 +413,13 @@ class SharpenedCosine2d(torch.nn.Module):
         super().__init__()
         _layer_sizes(1, in_channels=in_channels, out_channels=out_channels)
         _layer_sizes(2, kernel_size=kernel_size, stride=stride, dilation=dilation)
-        size = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
-        _check_center(center, size[0] * size[1])
+        size = (tuple(int(n) for n in kernel_size) if isinstance(kernel_size, (tuple, list))
+                else (int(kernel_size),) * 2)
+        _check_center(center, in_channels * size[0] * size[1])
         weight = torch.empty((out_channels, in_channels) + size, dtype=dtype)
         torch.nn.init.kaiming_uniform_(weight, a=5**0.5)
         self.weight = torch.nn.Parameter(weight)
-        self.p = torch.nn.Parameter(torch.full((out_channels,), float(p_init), dtype=dtype))
-        self.q = torch.nn.Parameter(torch.tensor(float(q_init), dtype=dtype))
+        self.p, self.q = _sharpness_parameters(out_channels, p_init, q_init, dtype)
         self.options = dict(mode=_layer_mode(mode, padding, ("valid", "same", "full")),
                             dilation=dilation, center=center, stride=stride, axis=(-2, -1))
 
@@ -472,13 +471,23 @@ def _layer_sizes(axes, **sizes):
     return checked
 
 
+def _sharpness_parameters(out_channels, p_init, q_init, dtype):
+    """A layer's ``p`` (one per output channel) and ``q``, from finite
+    ``p_init`` and ``q_init``."""
+    p = v.check_real(p_init, "p_init")
+    q = v.check_real(q_init, "q_init")
+    return (torch.nn.Parameter(torch.full((out_channels,), p, dtype=dtype)),
+            torch.nn.Parameter(torch.tensor(q, dtype=dtype)))
+
+
 def _check_center(center, taps):
-    """``center=True`` needs windows of two taps or more: one sample less its
-    mean is 0, and every window's correlation undefined."""
+    """``center=True`` needs windows of two taps or more (every input
+    channel's taps): one sample less its mean is 0, and every window's
+    correlation undefined."""
     if v.check_bool(center, "center") and taps < 2:
-        raise ValueError("center=True needs a kernel of two taps or more (a one-tap window "
-                         "less its mean is zero: no correlation is defined); got kernel_size "
-                         "of one tap.")
+        raise ValueError("center=True needs windows of two taps or more (a one-tap window "
+                         "less its mean is zero: no correlation is defined); got one input "
+                         "channel and a kernel_size of one tap.")
 
 
 def _check_input(x, in_channels, axes):

@@ -392,14 +392,71 @@ def test_layers_take_mode_or_padding_and_unbatched_inputs(layer_type, unbatched)
     (lambda: adapter.SharpenedCosine1d(0, 1, 3), ValueError, "in_channels must be"),
     (lambda: adapter.SharpenedCosine1d(1, 1, (3, 3)), ValueError, "kernel_size must be one value"),
     (lambda: adapter.SharpenedCosine1d(1, 1, 1, center=True), ValueError,
-     "center=True needs a kernel of two taps or more"),
+     "center=True needs windows of two taps or more"),
     (lambda: adapter.SharpenedCosine2d(1, 1, (1, 1), center=True), ValueError,
-     "center=True needs a kernel of two taps or more"),
+     "center=True needs windows of two taps or more"),
+    (lambda: adapter.SharpenedCosine1d(1, 1, 3, p_init=float("nan")), ValueError,
+     "p_init must be a finite real number"),
+    (lambda: adapter.SharpenedCosine2d(1, 1, 3, p_init="a"), TypeError,
+     "p_init must be a real number"),
+    (lambda: adapter.SharpenedCosine1d(1, 1, 3, q_init=float("inf")), ValueError,
+     "q_init must be a finite real number"),
 ])
 def test_layers_check_their_settings_when_made(make, error, message):
     """Not at the first forward: a bad setting is named when the layer is made."""
     with pytest.raises(error, match=message):
         make()
+
+
+def test_centered_layers_of_one_tap_a_channel_over_several_channels():
+    """A window spans every input channel: a 1 x 1 kernel over three channels
+    has three taps, and a centered layer of them is the Pearson correlation
+    of each pixel's channels with the kernel's (it was refused)."""
+    rng = np.random.default_rng(3)
+    for layer in (adapter.SharpenedCosine1d(3, 2, 1, center=True, q_init=0.0,
+                                            dtype=torch.float64),
+                  adapter.SharpenedCosine2d(3, 2, np.int64(1), center=True, q_init=0.0,
+                                            dtype=torch.float64)):
+        x = torch.tensor(rng.standard_normal((3,) + (5,) * (layer.weight.dim() - 2)))
+        got = layer(x).detach().numpy().reshape(2, -1)
+        pixels = x.numpy().reshape(3, -1)
+        kernels = layer.weight.detach().numpy().reshape(2, 3)
+        want = [[np.corrcoef(kernel, pixel)[0, 1] for pixel in pixels.T] for kernel in kernels]
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-13)
+
+
+@pytest.mark.parametrize("axis", [(-1,), [-1]])
+def test_the_function_takes_a_one_tuple_or_list_axis_forward_and_backward(axis):
+    """The backward called the gradients' internals with the options as given:
+    ``axis=(-1,)`` took the path of several axes (and refused 'causal'),
+    ``axis=[-1]`` the one-axis path as if an integer."""
+    rng = np.random.default_rng(4)
+    signal = torch.tensor(rng.standard_normal((2, 12)), requires_grad=True)
+    kernel = torch.tensor(rng.standard_normal(3), requires_grad=True)
+    adapter.sliding_cosine(signal, kernel, 1.5, mode="causal", axis=axis).sum().backward()
+    plain = [t.detach().clone().requires_grad_() for t in (signal, kernel)]
+    adapter.sliding_cosine(*plain, 1.5, mode="causal", axis=-1).sum().backward()
+    for ours, want in zip((signal, kernel), plain):
+        np.testing.assert_array_equal(ours.grad.numpy(), want.grad.numpy())
+    image = torch.tensor(rng.standard_normal((6, 7)), requires_grad=True)
+    adapter.sliding_cosine(image, torch.ones(2, 3, dtype=torch.float64), 1.5,
+                           axis=[-2, -1]).sum().backward()
+    assert image.grad.shape == (6, 7)
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel:UserWarning")
+def test_same_agrees_with_conv1d_for_even_spans_only():
+    """The docs: 'same' centres as scipy.signal.correlate; for an odd span
+    ``(m - 1) d`` the extra zero is on the left, where Conv1d puts it on the
+    right (outputs one sample apart); even spans agree."""
+    impulse = torch.zeros(1, 1, 9, dtype=torch.float64)
+    impulse[..., 4] = 1.0
+    for m, dilation, apart in [(3, 1, 0), (4, 1, 1), (2, 2, 0), (2, 1, 1)]:
+        kernel = torch.arange(1.0, m + 1, dtype=torch.float64)[None, None]
+        ours = adapter.sliding_cosine(impulse, kernel[0, 0], mode="same", dilation=dilation)
+        conv = torch.nn.functional.conv1d(impulse, kernel, padding="same", dilation=dilation)
+        first = [int(np.flatnonzero(t.detach().numpy().ravel())[0]) for t in (ours, conv)]
+        assert first[0] - first[1] == apart
 
 
 def test_the_1d_layer_takes_one_tuples_as_conv1d_does():
