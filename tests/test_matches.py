@@ -374,6 +374,31 @@ def test_rows_beyond_the_budget_are_searched_a_block_at_a_time(monkeypatch, axis
             assert_same(whole, expected)
 
 
+@pytest.mark.parametrize("max_memory", ["4MiB", "16MiB"])
+def test_pools_and_callable_thresholds_of_many_rows_within_max_memory(max_memory):
+    """Pools of ``k · (exclusion + 1)`` candidates for every row in each of
+    the scan's runs, and a callable threshold's whole key rows, were held for
+    every row the tiles allowed (234 MiB for 100 rows with max_memory='16MiB',
+    more than with the default): rows are now taken as many at a time as half
+    the budget holds them, the same matches."""
+    rng = np.random.default_rng(21)
+    x = rng.standard_normal((60, 20_000))
+    kernel = rng.standard_normal(16)
+    budget = int(max_memory[:-3]) * 2**20
+    for options in (dict(k=15, exclusion=1000),
+                    dict(threshold=lambda keys: np.nanpercentile(keys, 99.9), exclusion=20)):
+        find_matches(x[:2, :3000], kernel, **options)  # (compiled first)
+        whole = find_matches(x, kernel, **options)
+        tracemalloc.start()
+        try:
+            found = find_matches(x, kernel, max_memory=max_memory, **options)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert found == whole
+        assert peak < 1.5 * budget, (options, peak / 2**20)
+
+
 def test_a_k_no_row_can_reach_is_a_search_without_it():
     """``k`` past the most matches a row holds lists every match, in the
     memory of a search without ``k`` (pools of ``k`` candidates per thread

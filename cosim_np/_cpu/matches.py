@@ -870,8 +870,12 @@ def find_matches(x, splan, mplan, method):
     nker = splan.khat.shape[0]
     # a threshold-only search lists its candidates: room for a tile's
     extra = 12 * nker if mplan.k is None else 0
-    scores = Scores(x, splan, method, mplan.budget, extra)
-    per_block = scores.rows_within(mplan.budget, extra)
+    # half the budget for the tiles where pools or whole rows take the other
+    held = mplan.k or mplan.threshold_fn is not None
+    budget = mplan.budget // 2 if held else mplan.budget
+    scores = Scores(x, splan, method, budget, extra)
+    per_block = min(scores.rows_within(budget, extra),
+                    _rows_held(mplan, nker, splan.nwin, scores.compute.itemsize))
     if per_block >= scores.nrows:
         return select_source(scores, splan, mplan)
     # Rows beyond what the budget holds: blocks of rows, each searched alone
@@ -880,13 +884,27 @@ def find_matches(x, splan, mplan, method):
     for r0 in range(0, scores.nrows, per_block):
         rows = (r0, min(scores.nrows, r0 + per_block))
         row, idx, ker, score = select_source(
-            Scores(x, splan, scores.method, mplan.budget, extra, rows), splan, mplan)
+            Scores(x, splan, scores.method, budget, extra, rows), splan, mplan)
         found.append((row + r0, idx, ker, score))
     row, idx, ker, score = (np.concatenate(column) for column in zip(*found))
     # best first, ties by row, index and kernel, as one block's
     order = np.lexsort((ker, idx, row))
     order = order[np.argsort(-_keys(score[order], mplan.sign), kind="stable")]
     return row[order], idx[order], ker[order], score[order]
+
+
+def _rows_held(mplan, nker, nwin, itemsize):
+    """Rows whose candidate pools (``k``: 32 bytes a candidate, in each of
+    the scan's runs) or whole scores (a callable threshold) fit half the
+    budget: at least one."""
+    if mplan.threshold_fn is not None:
+        row_bytes = nker * nwin * itemsize
+    elif mplan.k:
+        runs = threads.thread_count() * config.MATCH_RUNS_PER_THREAD
+        row_bytes = 32 * (runs + 1) * mplan.pool  # (and a border's, one at a time)
+    else:
+        return math.inf
+    return max(1, mplan.budget // 2 // row_bytes)
 
 
 @scratch.one_call
@@ -902,7 +920,8 @@ def select_source(source, splan, mplan):
             whole[:, :, w0 : w0 + width] = make()
         single = not splan.bank_shape and splan.channel_axis is None
         thresholds = _call_threshold(whole, mplan, splan.out_dtype, single)
-        source = HostScores(whole, max(1, config.MATCH_TILE))
+        # (tiles as the budget has them: the scan lists a tile's candidates)
+        source = HostScores(whole, getattr(source, "width", config.MATCH_TILE))
     return _deliver(select(source, nker, splan.nwin, mplan, thresholds), splan.out_dtype)
 
 

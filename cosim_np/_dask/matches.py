@@ -10,12 +10,13 @@ row's best ``pool`` over the whole signal are among the union of its
 blocks' best ``pool``).  Only those candidates reach the client, where the
 CPU's greedy selection runs on them (``candidates``).
 
-Where that cannot be exact -- a threshold given as a callable, which needs
-every key of a row, or a row whose pool kept fewer than ``k`` matches while
-leaving candidates out -- the scores are served to the CPU's scan one block
-at a time instead (``score_tiles``): each block is computed when the scan
-reaches it and dropped after, so the client holds one block of scores at a
-time.
+Where that cannot be exact -- a row whose pool kept fewer than ``k``
+matches while leaving candidates out -- the scores are served to the CPU's
+scan one block at a time instead (``score_tiles``): each block is computed
+when the scan reaches it and dropped after, so the client holds one block
+of scores at a time.  A threshold given as a callable needs every key of a
+row: the blocks are gathered into the whole score array on the client
+(``_cpu.matches.select_source``), as the docs say.
 """
 
 import dask
