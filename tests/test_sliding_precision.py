@@ -75,6 +75,34 @@ def test_a_spike_far_above_its_block_leaves_the_quiet_windows_exact(spike, quiet
 
 
 @pytest.mark.usefixtures("fft_engine")
+@pytest.mark.parametrize("sharpness", [0.3, 0.8])
+def test_float32_fft_meets_direct_accuracy_under_a_flattening_power(sharpness):
+    """An exponent ``p**2 < 1`` magnifies an error near ``s = 0`` without limit:
+    the FFT's float32 budget (a sixteenth of float32's rounding of the
+    window's norm) left windows of cosines near 1e-9 thousands of ulps off
+    (3e-5) where the direct dots are correctly rounded; they take the float64
+    budget now, the direct method's accuracy (found by an exploratory test)."""
+    rng = np.random.default_rng(19)
+    n, m = 2500, 300
+    t = np.arange(n)
+    x = (np.sin(2 * np.pi * t * 13 / 256) * np.exp(t / n * 30)).astype(np.float32)
+    k = rng.standard_normal(m) * 1e-8
+    k[137] = 1.0  # one dominant tap: cosines down to 1e-9 beside loud samples
+    want = naive.sliding_cosine_1d(x.astype(np.float64), k, sharpness=sharpness)
+    for method in ("direct", "fft"):
+        got = sliding_cosine(x, k, sharpness=sharpness, method=method).astype(np.float64)
+        np.testing.assert_allclose(got, want, rtol=0, atol=float(np.finfo(np.float32).eps))
+    # images take the same budget
+    image = np.outer(np.exp(np.arange(60) / 6), np.ones(40)) * rng.choice([-1, 1], (60, 40))
+    image = image.astype(np.float32)
+    template = rng.standard_normal((16, 16)) * 1e-8
+    template[7, 7] = 1.0
+    direct = sliding_cosine(image, template, axis=(0, 1), sharpness=sharpness, method="direct")
+    fft = sliding_cosine(image, template, axis=(0, 1), sharpness=sharpness, method="fft")
+    np.testing.assert_allclose(fft, direct, rtol=0, atol=float(np.finfo(np.float32).eps))
+
+
+@pytest.mark.usefixtures("fft_engine")
 @pytest.mark.parametrize("method", ["direct", "fft"])
 def test_long_offset_in_float32(method):
     """100 + noise over 10**6 float32 samples: the offset dominates every

@@ -434,9 +434,11 @@ def fft_error_budget(out_dtype, taps, exponent):
     method's own float64 bound, ``4 (taps + 4) eps``; for float32 and float16
     results, a sixteenth of the output's rounding unit (divided by the
     sharpening exponent, which multiplies errors near ``|s| = 1``) when that
-    is larger.  Windows whose bound exceeds it get their dots directly."""
+    is larger.  An exponent below 1 magnifies errors near ``s = 0`` without
+    limit: the float64 bound then, for every dtype.  Windows whose bound
+    exceeds it get their dots directly."""
     budget = 4.0 * (taps + 4) * np.finfo(np.float64).eps
-    if np.dtype(out_dtype).itemsize < 8:
+    if np.dtype(out_dtype).itemsize < 8 and exponent >= 1.0:
         budget = max(budget, float(np.finfo(out_dtype).eps) / 16 / max(1.0, exponent))
     return budget
 
