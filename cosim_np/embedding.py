@@ -183,8 +183,8 @@ def pairwise_cosine(a, b=None, *, out=None, dtype=None, fill=0.0, max_memory=Non
     Returns
     -------
     numpy.ndarray, shape (N, M)
-        ``out`` if given. Values in ``[-1, 1]``; rows containing NaN or ±inf
-        give NaN.
+        ``out`` if given. Values in ``[-1, 1]`` (and ``fill``, which may lie
+        outside); rows containing NaN or ±inf give NaN.
 
     Raises
     ------

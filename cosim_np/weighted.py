@@ -43,7 +43,10 @@ def scaled_cosine(a, b, *, scaling="minmax", weight_on="a", return_grad=False, g
         differ by no more than their rounding, ``(D + 8) 2**-52`` of the
         largest (rows of the same components in another order, rows
         normalised in float64), where the seed's ``z`` would be rounding
-        errors divided by themselves.
+        errors divided by themselves. A row holding NaN or ±inf on the
+        weighted side makes ``min``, ``max`` (or the mean) NaN, and so every
+        row's value, as in the seed; on the other side, or without
+        scaling, its own value only.
     weight_on : {'a', 'b', 'both'}, optional
         Whose norms give the weight: ``'a'`` (default, as in the seed),
         ``'b'``, or ``'both'`` (the product of the two weights).
@@ -111,7 +114,9 @@ def scaled_cosine_loss(a, b, *, scaling="minmax", weight_on="a", shuffle=False, 
 
     With ``scaling="minmax", weight_on="a"`` (the defaults) this is seed 002's
     ``get_dot_sim_loss(emb=a, emb_rec=b)`` exactly, except that a batch whose
-    norms are all equal gives ``w = 0.5`` instead of NaN.
+    norms are all equal, or differ by no more than their rounding (see
+    :func:`scaled_cosine`'s ``scaling``), gives ``w = 0.5`` instead of NaN
+    or the seed's quotient of rounding errors.
 
     Parameters
     ----------

@@ -348,5 +348,13 @@ def clip(tile, split):
     bandwidth, which one core does not saturate)."""
     if tile.flags.c_contiguous:
         split(tile.shape[0], lambda r0, r1: kernels.clip_rows(tile[r0:r1]))
+    elif tile.strides[-1] == tile.itemsize:  # columns of ``out``: each row contiguous
+        # (np.clip of the whole view buffers a copy beyond max_memory)
+        split(tile.shape[0], lambda r0, r1: _clip_each_row(tile, r0, r1))
     else:  # a tile of a strided ``out``: its rows are not contiguous
         split(tile.shape[0], lambda r0, r1: np.clip(tile[r0:r1], -1.0, 1.0, out=tile[r0:r1]))
+
+
+def _clip_each_row(tile, r0, r1):
+    for r in range(r0, r1):
+        kernels.clip_rows(tile[r : r + 1])
