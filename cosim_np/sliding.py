@@ -333,9 +333,7 @@ def sliding_cosine(
         Keep every ``stride``-th window of the mode, as a convolution
         layer's stride: output ``i`` is window ``i * stride``,
         ``ceil(L / stride)`` outputs for ``L`` windows, each with the bits
-        it has without a stride (but for the FFT method over the first of
-        several axes of a tall image: see the Sliding page). Every window is
-        still computed (the cost
+        it has without a stride. Every window is still computed (the cost
         does not fall with the stride; the result's memory does). Default 1.
     out : numpy.ndarray, optional
         Array to write the result into; it must have exactly the result's shape

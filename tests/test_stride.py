@@ -165,3 +165,28 @@ def test_images_keep_every_stride_th_window_bit_for_bit(rows, cols, m, stride, c
         every = sliding_cosine(x, kernel, axis=axes, center=center, method=method)
         got = sliding_cosine(x, kernel, axis=axes, center=center, method=method, stride=stride)
         np.testing.assert_array_equal(got, every[keep])
+
+
+@pytest.mark.usefixtures("fft_engine")
+@pytest.mark.parametrize("center", [False, True])
+@pytest.mark.parametrize("kernel_shape", [(3, 4), (2, 3, 4), (2, 2, 3, 4)])
+def test_fft_bands_of_a_tall_image_keep_every_stride_th_window_bit_for_bit(
+        monkeypatch, kernel_shape, center):
+    """An image taller than one FFT band: a stride along its first axis took
+    blocks of other lengths and starts, and changed the last bits of windows
+    past the first band (found by an exploratory test).  The blocks are now
+    the unstrided call's, a band the strided windows of one block (bands of
+    several lengths where the stride does not divide a block's windows)."""
+    from cosim_np._core import config
+
+    monkeypatch.setattr(config, "SPATIAL_FFT_ROWS", 16)  # (blocks of 14 windows for m = 3)
+    rng = np.random.default_rng(12)
+    kernel = rng.standard_normal(kernel_shape)
+    x = rng.standard_normal((2, 120, 30) if len(kernel_shape) == 4 else (120, 30))
+    x[..., 70, 9] = 1e8  # a loud pixel: windows the loops recompute
+    options = dict(axis=(-2, -1), center=center, method="fft", sharpness=1.5)
+    every = sliding_cosine(x, kernel, **options)
+    for stride in [(2, 1), (3, 1), (4, 2), (5, 3), (13, 1), (14, 2), (200, 1)]:
+        keep = (Ellipsis, slice(None, None, stride[0]), slice(None, None, stride[1]))
+        got = sliding_cosine(x, kernel, stride=stride, **options)
+        np.testing.assert_array_equal(got, every[keep])

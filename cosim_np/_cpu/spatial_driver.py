@@ -97,6 +97,7 @@ def score_slabs(x, plan, method, max_bytes, overlap=0):
     dtype = _computing_dtype(plan.out_dtype)
     per_row = math.prod(geo.nout[1:-1])  # output rows per window along axis 0
     row_bytes = nbatch * nker * per_row * geo.nout[-1] * dtype.itemsize
+    # (bands of one length: find_matches takes no stride, see _FFTPlan)
     step = bands.rows * max(1, max_bytes // max(1, bands.rows * row_bytes))
     step = min(step, geo.nout[0])
     buffer = np.empty((nbatch, nker, (overlap + step) * per_row, geo.nout[-1]), dtype)
@@ -458,7 +459,8 @@ def _moved_index(index, moved, r, kernel):
 
 def _band_rows(geo, rows=None):
     """Windows a band holds along the first sliding axis: ``rows``, or
-    ``_core.spatial.band_windows``."""
+    ``_core.spatial.band_windows``; or where each band starts (an array:
+    strided FFT bands, see :class:`_FFTPlan`)."""
     return spatial.band_windows(geo) if rows is None else rows
 
 
@@ -471,15 +473,19 @@ def _run_bands(geo, band, weight, rows=None, first=0, last=None):
     nout0 = geo.nout[0] if last is None else last
     rows = _band_rows(geo, rows)
     per_row = math.prod(geo.nout[1:-1])  # output rows per window along axis 0
-    starts = list(range(first, nout0, rows))
+    if isinstance(rows, np.ndarray):
+        starts = [int(i0) for i0 in rows if first <= i0 < nout0]
+    else:
+        starts = list(range(first, nout0, rows))
+    ends = starts[1:] + [nout0]
+    typical = -(-(nout0 - first) // max(1, len(starts)))
 
     def work(start, stop):
-        for i0 in starts[start:stop]:
-            i1 = min(i0 + rows, nout0)
+        for i0, i1 in zip(starts[start:stop], ends[start:stop]):
             band(i0, i1, i0 * per_row, i1 * per_row)
 
     threads.run_split(len(starts), work, max(1, config.MIN_WINDOWS_PER_THREAD
-                                             // max(1, rows * per_row * geo.nout[-1] * weight)))
+                                             // max(1, typical * per_row * geo.nout[-1] * weight)))
 
 
 def _band_sums(padded, geo, center, i0, i1):
@@ -624,24 +630,31 @@ class _FFTPlan:
         self.plan = plan
         spans = [(m - 1) * d for m, d in zip(geo.m, geo.d)]
         s0 = geo.stride[0]
+        # The blocks are those of the call without a stride (so are the
+        # bits: a strided window is computed in the block it has there).
+        windows = padded_shape[2] - spans[0]  # (without a stride)
         length = max(config.SPATIAL_FFT_ROWS, 4 * (spans[0] + 1))
         if padded_shape[2] <= length:
             # A first axis no longer than a band: one band of it all, no
             # longer than it (a 33-row image took blocks of 256 rows, eight
-            # times the transforms it needs), the same for every stride (the
-            # same transforms: strided results keep the bits of the others).
+            # times the transforms it needs).
             length = transforms.fast_length(padded_shape[2])
-            self.band_rows = geo.nout[0]  # output rows a band holds
+            self.block_windows = windows
         else:
             length = transforms.fast_length(length)
-            bands = -(-geo.nout[0] // max(1, (length - spans[0]) // s0))
+            bands = -(-windows // max(1, length - spans[0]))
             if bands > 1 and bands % 2:
                 # one band fewer, each a little longer: an even count, which
                 # two threads share evenly.  The count follows from the
                 # shapes alone, so the bits do not depend on the thread count.
-                need = -(-geo.nout[0] // (bands - 1))
-                length = transforms.fast_length(need * s0 + spans[0])
-            self.band_rows = max(1, (length - spans[0]) // s0)
+                need = -(-windows // (bands - 1))
+                length = transforms.fast_length(need + spans[0])
+            self.block_windows = max(1, length - spans[0])  # windows a block holds
+        if self.block_windows % s0 == 0:
+            self.band_rows = self.block_windows // s0  # output rows a band holds
+        else:  # where each band starts: its first window in block j on
+            blocks = -(-windows // self.block_windows)
+            self.band_rows = -(-np.arange(blocks) * self.block_windows // s0)
         self.shape = (length,) + tuple(transforms.fast_length(n) for n in padded_shape[3:])
         self.spectra = transforms.kernel_spectra_nd(plan.khat, geo.d, self.shape)
         nchan = plan.khat.shape[1]
@@ -656,7 +669,8 @@ class _FFTPlan:
         ``out`` ``(B, q1 - q0, K, nout_r)``."""
         plan, geo = self.plan, self.plan.geometry
         nker, nchan = khat.shape[0], padded.shape[1]
-        start = i0 * geo.stride[0]
+        first = i0 * geo.stride[0]  # (window; its block starts at a multiple of block_windows)
+        start = first - first % self.block_windows
         stop = min(padded.shape[2], start + self.shape[0])
         freq = self.shape[:-1] + (self.shape[-1] // 2 + 1,)
         # kept between bands and calls (fresh pages cost more than the
@@ -671,7 +685,8 @@ class _FFTPlan:
         # the inverse transforms overwrite the block where it has room
         dots = (block[:nker] if nker <= nchan
                 else scratch.empty("spatial fft dots", (nker,) + self.shape))
-        picks = (slice(None), slice(0, (i1 - i0) * geo.stride[0], geo.stride[0])) + tuple(
+        picks = (slice(None), slice(first - start, first - start + (i1 - i0) * geo.stride[0],
+                                    geo.stride[0])) + tuple(
             slice(0, count * s, s) for count, s in zip(geo.nout[1:], geo.stride[1:]))
         # the block's rows that the band's samples go to
         block_rows = _outer_sum([np.arange(nchan) * math.prod(self.shape[:-1]),
