@@ -277,7 +277,7 @@ def merge_channels(means, m2s, count, dst_means, dst_m2s):
 
 @jit
 def spatial_cosines(x, rows, tap_rows, khat, kernel_state, d, stride, own_sums, sumsq,
-                    noise_floor, fill, exponent, kept, pair_step, acc, out):
+                    noise_floor, fill, exponent, kept, pair_step, scratch, out):
     """Cosines of a band of output rows: ``out[b, q, k, i]`` for window ``i``
     along the last axis of output row ``q`` of batch index ``b``.
 
@@ -313,18 +313,19 @@ def spatial_cosines(x, rows, tap_rows, khat, kernel_state, d, stride, own_sums, 
     while ``tags[r % S] == r``: a row is converted and squared once for
     the output rows that read it, not once for each.  The rows of two
     output rows computed together must fall in different slots (``S`` from
-    ``_cpu.spatial_driver._slot_count``).  ``acc``: scratch ``(2, K, nout)``."""
+    ``_cpu.spatial_driver._slot_count``).  ``scratch = (acc, denominators,
+    slots)``: ``(2, K, nout)`` and ``(nout,)`` float64, ``(2, T)`` int64."""
     # short rows: a view's reference count would cost more than its dots
+    # (arrays made here would have one: the scratch comes from the caller)
     x, rows, tap_rows, khat, kernel_state = (borrowed(x), borrowed(rows), borrowed(tap_rows),
                                              borrowed(khat), borrowed(kernel_state))
-    sumsq, acc, out, own_sums = borrowed(sumsq), borrowed(acc), borrowed(out), _borrowed(own_sums)
+    sumsq, out, own_sums = borrowed(sumsq), borrowed(out), _borrowed(own_sums)
     samples, kept_sums, tags = borrowed(kept[0]), borrowed(kept[1]), borrowed(kept[2])
+    acc, denominators, slots = borrowed(scratch[0]), borrowed(scratch[1]), borrowed(scratch[2])
     tags[:] = -1
     nker, ntap, m = khat.shape
     nbatch, nrows, _, nout = out.shape
     nslot = tags.size
-    denominators = np.empty(nout)
-    slots = np.empty((2, ntap), np.int64)
     for b in range(nbatch):
         q = 0
         while q < nrows:

@@ -170,7 +170,8 @@ class _Bands:
             _product_cosines(signal_rows, rows, self.tap_rows, self.khat, plan, q0, q1, sums,
                              self.floor, out)
             return
-        acc = np.empty((2, self.nker, geo.nout[-1]))
+        scratch_arrays = (np.empty((2, self.nker, geo.nout[-1])), np.empty(geo.nout[-1]),
+                          np.empty((2, self.khat.shape[1]), np.int64))
         own_sums = ((np.empty(geo.nout[-1]), self.ones,
                      scratch.empty("spatial row M2s", (self.nslot, geo.nout[-1])),
                      signal_rows.dtype == np.float64) if plan.center else 0)
@@ -178,7 +179,7 @@ class _Bands:
                                 plan.kernel_state, geo.d[-1], geo.stride[-1], own_sums, sums,
                                 self.floor, plan.fill, self.exponent,
                                 _kept_rows(signal_rows, self.nslot, geo.nout[-1]),
-                                self.pair_step, acc, out)
+                                self.pair_step, scratch_arrays, out)
 
     def run(self, out_rows, i0=0, i1=None):
         """Every band of the windows ``[i0, i1)`` along the first sliding
