@@ -476,17 +476,17 @@ def _run_bands(geo, band, weight, rows=None, first=0, last=None):
     per_row = math.prod(geo.nout[1:-1])  # output rows per window along axis 0
     if isinstance(rows, np.ndarray):
         starts = [int(i0) for i0 in rows if first <= i0 < nout0]
+        rows = -(-(nout0 - first) // max(1, len(starts)))  # (a typical band's)
     else:
         starts = list(range(first, nout0, rows))
     ends = starts[1:] + [nout0]
-    typical = -(-(nout0 - first) // max(1, len(starts)))
 
     def work(start, stop):
         for i0, i1 in zip(starts[start:stop], ends[start:stop]):
             band(i0, i1, i0 * per_row, i1 * per_row)
 
     threads.run_split(len(starts), work, max(1, config.MIN_WINDOWS_PER_THREAD
-                                             // max(1, typical * per_row * geo.nout[-1] * weight)))
+                                             // max(1, rows * per_row * geo.nout[-1] * weight)))
 
 
 def _band_sums(padded, geo, center, i0, i1):
