@@ -140,9 +140,11 @@ def windowed_norm(signal, window, *, dilation=1, mode="valid", axis=-1, center=F
         The norm of each window less its mean, ``||w - mean(w)||`` (``sqrt(m)``
         times its standard deviation), from the means and sums of squared
         deviations of runs of taps merged pairwise by Chan, Golub and
-        LeVeque's update [3]_:
-        as accurate as a two-pass computation over each window whatever the
-        offset, never ``sum(w**2) - m * mean(w)**2``. A constant window
+        LeVeque's update [3]_, never ``sum(w**2) - m * mean(w)**2``: an
+        offset costs the digits it pushes out of the stored data (a
+        relative error of about ``eps * kappa``, ``kappa = ||w|| / ||w -
+        mean(w)||``; a two-pass computation over each window, at ``m`` times
+        the work, errs by about ``m * (eps * kappa)**2``). A constant window
         gives exactly 0, one holding NaN or ±inf NaN (``inf - mean(w)`` is
         undefined). Default False.
     stride : int, optional
@@ -160,7 +162,8 @@ def windowed_norm(signal, window, *, dilation=1, mode="valid", axis=-1, center=F
     numpy.ndarray
         Norms, with ``axis`` replaced by the number of windows. float32 and
         float16 keep their dtype, integers and bools give float64. A window
-        containing NaN gives NaN; one containing ±inf (and no NaN) gives inf.
+        containing NaN gives NaN; one containing ±inf (and no NaN) gives inf
+        (NaN with ``center``).
 
     Raises
     ------
@@ -403,8 +406,9 @@ def sliding_cosine(
     every digit under a large offset.  A constant window gives ``fill``; a constant
     kernel is an error.  Offsets cost accuracy only as they do the stored
     data: with ``kappa = ||w|| / ||w - mean(w)||`` the error in ``s`` stays
-    below about ``4 (m C_in + 4) eps kappa`` (``eps`` of float64), a few
-    times the error of a two-pass computation over the window; the tests
+    below about ``4 (m C_in + 4) eps kappa`` (``eps`` of float64; measured
+    near ``eps kappa``, where a two-pass computation over each window errs
+    by about ``m (eps kappa)**2``, far less under large offsets); the tests
     hold every result to it (see :doc:`/sliding`).
 
     References
