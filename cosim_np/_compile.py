@@ -35,9 +35,9 @@ def _sliding_calls(dtype):
 
     x = _signal(dtype)
     image = _signal(dtype, (40, 40))
-    # gray and color (channels first), tall enough to be cut into bands as
-    # real images are (the kernels see the bands' views)
-    images = (_signal(dtype, (130, 40)), _signal(dtype, (3, 130, 40)))
+    # gray and color (channels first), large enough to be cut into bands as
+    # real images are (the kernels see the bands' views; config.SPATIAL_BAND_WINDOWS)
+    images = (_signal(dtype, (260, 160)), _signal(dtype, (3, 260, 160)))
     tall_images = (_signal(dtype, (600, 32)), _signal(dtype, (3, 600, 32)))  # (FFT bands)
 
     def template(picture, shape):  # (a color template spans the three channels)
@@ -91,7 +91,7 @@ def _narrow_sharpened_calls(dtype):
     if dtype.itemsize >= 8:
         return []
     x = _signal(dtype)
-    image, tall_image = _signal(dtype, (130, 40)), _signal(dtype, (600, 32))
+    image, tall_image = _signal(dtype, (260, 160)), _signal(dtype, (600, 32))
     return [
         ("sliding_cosine sharpened, float32 results: one and two axes, direct and FFT, center",
          lambda: ([sliding_cosine(x, _signal(dtype, shape), sharpness=1.5, method=method)

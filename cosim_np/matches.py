@@ -52,7 +52,10 @@ class Matches:
         For an ``xarray.DataArray`` signal, the coordinate values of each
         match: those of the sliding dim at ``index`` (not for ``mode='full'``,
         whose windows start before the signal) and those of the leading
-        dims at ``batch``, by coordinate name. Empty otherwise.
+        dims at ``batch``, by coordinate name: coordinates of one dim only (a
+        coordinate over several dims, such as 2-d ``lat``/``lon`` of a
+        curvilinear grid, is left out: read it at ``index`` and ``batch``).
+        Empty otherwise.
 
     The arrays are sorted by key (``|score|`` for ``sign='both'``, ``score``
     or ``-score`` otherwise), best first; ties go to the lower batch index,

@@ -564,3 +564,35 @@ def test_find_matches_over_several_axes_of_a_dask_array_equals_in_memory():
             np.testing.assert_array_equal(getattr(got, field), getattr(want, field))
     with pytest.raises(ValueError, match="sign"):
         find_matches(da.from_array(images), bank, axis=(1, 2), sign="up")
+
+
+def test_embeddings_of_a_data_array_beside_a_dask_array():
+    """A DataArray has a Dask graph too: beside a Dask array it was taken for
+    one (``'DataArray' object has no attribute 'rechunk'``); its values are
+    taken now, lazy or not (found by an exploratory test)."""
+    xr = pytest.importorskip("xarray")
+    rng = np.random.default_rng(3)
+    a, b = rng.standard_normal((6, 4)), rng.standard_normal((5, 4))
+    lazy_b = da.from_array(b, chunks=(2, 4))
+    for labelled in (xr.DataArray(a, dims=("row", "dim")),
+                     xr.DataArray(da.from_array(a, chunks=(3, 4)), dims=("row", "dim"))):
+        atol = tol(a.dtype, a.shape[1], a.dtype)  # (the products' rounding, as above)
+        np.testing.assert_allclose(pairwise_cosine(labelled, lazy_b).compute(),
+                                   pairwise_cosine(a, b), rtol=0, atol=atol)
+        np.testing.assert_allclose(pairwise_cosine(lazy_b, labelled).compute(),
+                                   pairwise_cosine(b, a), rtol=0, atol=atol)
+        np.testing.assert_array_equal(topk_cosine(lazy_b, labelled, 2)[1].compute(),
+                                      topk_cosine(b, a, 2)[1])
+        np.testing.assert_array_equal(
+            cosine_similarity(labelled[:5], lazy_b).compute(), cosine_similarity(a[:5], b))
+
+
+def test_a_delayed_object_is_refused_for_what_it_is():
+    """A Delayed answers every attribute: it was called 'a SciPy sparse
+    Delayed' and told to use ``.toarray()``."""
+    value = dask.delayed(np.ones(5))
+    for call, name in [(lambda: sliding_cosine(value, np.ones(3)), "signal"),
+                       (lambda: pairwise_cosine(np.ones((2, 5)), value), "b"),
+                       (lambda: pairwise_cosine(da.ones((2, 5)), value), "b")]:
+        with pytest.raises(TypeError, match=rf"^{name} is a dask Delayed object"):
+            call()

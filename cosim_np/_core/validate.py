@@ -72,11 +72,20 @@ def refuse_masked(value, name, way_out=None):
                          f"value(s), and cosim_np reads no masks; pass {way_out}.")
 
 
+def refuse_delayed(value, name):
+    """A ``dask.delayed`` object is no array (NumPy would take it as an object)."""
+    if any(kind.__name__ == "Delayed" and kind.__module__.startswith("dask")
+           for kind in type(value).__mro__):  # (Delayed, DelayedLeaf, ...; Dask not imported)
+        raise TypeError(f"{name} is a dask Delayed object: pass a Dask array "
+                        f"(dask.array.from_delayed({name}, shape, dtype)) or its computed value.")
+
+
 def as_real_array(value, name, *, min_ndim=1):
     """Convert ``value`` to an ndarray of a supported real dtype in the
     machine's byte order, without copying when it already is one.  Never
     writes to the input."""
     refuse_masked(value, name)
+    refuse_delayed(value, name)  # (before the sparse test: a Delayed answers every attribute)
     if hasattr(value, "tocsr") and hasattr(value, "nnz"):  # (NumPy takes it as an object)
         raise TypeError(f"{name} is a SciPy sparse {type(value).__name__}: cosim_np takes dense "
                         f"arrays; convert it with {name}.toarray().")

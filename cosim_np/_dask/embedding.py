@@ -26,9 +26,18 @@ def _standin(array):
                                            (0,) * array.ndim, writeable=False)
 
 
+def _lazy(value, name):
+    """``value`` as a Dask array: itself, an ``xarray.DataArray``'s values
+    (lazy or not; it has a Dask graph too), or NumPy's array of it."""
+    v.refuse_delayed(value, name)
+    if type(value).__name__ == "DataArray" and type(value).__module__.startswith("xarray"):
+        value = value.data
+    return value if isinstance(value, da.Array) else da.from_array(np.asarray(value))
+
+
 def _as_dask(value, name):
     """A checked 2-d Dask array of rows, its vector axis in one chunk."""
-    array = value if hasattr(value, "__dask_graph__") else da.from_array(np.asarray(value))
+    array = _lazy(value, name)
     v.check_matrix(_standin(v.check_known_shape(array, name)), name)
     return array.rechunk({1: -1})
 
@@ -147,8 +156,7 @@ def cosine_similarity(a, b, block_function, *, axis=-1, eps=0.0, fill=0.0, out=N
     without being materialised (an axis of length 1 stays 1 in its blocks,
     so each block runs the very arithmetic of the in-memory call)."""
     no_out(out, "Dask arrays")
-    x = a if hasattr(a, "__dask_graph__") else da.from_array(np.asarray(a))
-    y = b if hasattr(b, "__dask_graph__") else da.from_array(np.asarray(b))
+    x, y = _lazy(a, "a"), _lazy(b, "b")
     v.check_known_shape(x, "a")
     v.check_known_shape(y, "b")
     plan = core.check_cosine_args(_standin(x), _standin(y), axis, eps, fill, None)
