@@ -537,7 +537,8 @@ def sliding_cosine_grad(
     summed over the windows (and kernels) that hold each sample or tap,
     in float64, whatever the input dtype. Conventions, so that no gradient
     of finite inputs is NaN or infinite (while the true gradient, which
-    grows as ``1 / ||w||``, fits the dtype):
+    grows as ``1 / ||w||`` and ``1 / ||k||``, fits the dtype: a window or
+    kernel of subnormal norm gives inf):
 
     * at ``s = 0``, ``d out / d s`` is taken as 0 for ``P < 1`` (where it is
       infinite), 1 for ``P = 1``; ``d out / d p`` is 0;

@@ -256,6 +256,29 @@ def test_power_of_two_scaling_is_exact(shift, seed, center, spike, noise_floor, 
     assert scaled.noise_floor == np.ldexp(base.noise_floor, -shift)
 
 
+@pytest.mark.parametrize("shift", [-1000, -300, 300, 1020, 1023])
+@pytest.mark.parametrize("center", [False, True])
+@pytest.mark.parametrize("image", [False, True])
+def test_kernel_power_of_two_scaling_scales_its_gradient_exactly(shift, center, image):
+    """``2**j k`` has the unit kernel of ``k``: the kernel's gradient is
+    exactly ``2**-j`` times, the others the same bits; also where the
+    kernel's norm is past the float64 range (its gradient was 0, divided
+    by an infinite norm; found by an exploratory test)."""
+    rng = np.random.default_rng(abs(shift))
+    shape, taps, axis = ((12, 10), (3, 3), (0, 1)) if image else ((40,), (6,), -1)
+    signal, kernel = rng.standard_normal(shape), rng.standard_normal(taps)
+    g = rng.standard_normal(shape)
+    options = dict(mode="same", sharpness=1.4, center=center, axis=axis, noise_floor=0.1)
+    base = sliding_cosine_grad(signal, kernel, g, **options)
+    with warnings.catch_warnings():  # (and no warning of an overflow inside)
+        warnings.simplefilter("error")
+        scaled = sliding_cosine_grad(signal, np.ldexp(kernel, shift), g, **options)
+    np.testing.assert_array_equal(scaled.kernel, np.ldexp(base.kernel, -shift))
+    assert np.all(scaled.kernel != 0)
+    np.testing.assert_array_equal(scaled.signal, base.signal)
+    assert (scaled.sharpness, scaled.noise_floor) == (base.sharpness, base.noise_floor)
+
+
 @pytest.mark.parametrize("method", ["direct", "fft"])
 @pytest.mark.parametrize("scale", [1e-200, 1.0, 1e200])
 def test_tiny_and_huge_scales_give_finite_gradients(scale, method):

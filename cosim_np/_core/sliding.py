@@ -192,8 +192,9 @@ SlidingGradPlan = namedtuple("SlidingGradPlan", "forward sharpness kernel_norms 
 SlidingGradPlan.__doc__ = """A checked ``sliding_cosine_grad`` call: the
 ``forward`` :class:`SlidingPlan`, ``sharpness`` (``p``, not ``p**2``), each
 kernel's norm (of its taps less their mean with ``center``: the length its
-unit kernel was divided by), the kernel's shape, and ``grad_output`` (a
-real array of the forward result's shape)."""
+unit kernel was divided by) as ``(scaled, exponents)`` (:func:`divisor_norms`),
+the kernel's shape, and ``grad_output`` (a real array of the forward
+result's shape)."""
 
 
 def plan_sliding_grad(x, kernel, grad_output, axis, mode, method, dilation, sharpness,
@@ -221,12 +222,14 @@ def check_grad_sharpness(sharpness):
 
 
 def divisor_norms(taps, bank_shape, center):
-    """The length each unit kernel of ``taps`` ``(K, C, m)`` was divided by:
-    its norm, of its taps less their mean with ``center``."""
-    if center:
-        # (centered_kernels scales each kernel by a power of two: undo it)
-        return np.ldexp(kernel_norms(centered_kernels(taps)), _exponents(taps))
-    return kernel_norms(taps)
+    """The length each unit kernel of ``taps`` ``(K, C, m)`` was divided by
+    (its norm, of its taps less their mean with ``center``) as ``(scaled,
+    exponents)``, the norm ``scaled * 2**exponents``: a kernel of finite taps
+    may have a norm past the float64 range."""
+    exponents = _exponents(taps)
+    if center:  # (centered_kernels scales each kernel by a power of two already)
+        return kernel_norms(centered_kernels(taps)), exponents
+    return kernel_norms(np.ldexp(taps, -exponents[:, None, None])), exponents
 
 
 def check_grad_output(grad_output, shape):
@@ -246,8 +249,12 @@ def finish_grad(grad_plan, sums, along, log_sum, c_sum):
     ln|s|`` and of ``c``; see ``_cpu.grad``."""
     plan = grad_plan.forward
     flat = plan.khat.reshape(plan.khat.shape[0], -1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        grad_kernel = (sums - along[:, None] * flat) / grad_plan.kernel_norms[:, None]
+    scaled, exponents = grad_plan.kernel_norms
+    # (a kernel's gradient past the float64 range, 1 / ||k|| for a subnormal
+    # one, is inf: the documented exception, no warning)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        grad_kernel = np.ldexp((sums - along[:, None] * flat) / scaled[:, None],
+                               -exponents[:, None])
     grad_kernel[plan.kernel_state == KERNEL_ZERO] = 0.0
     return (grad_kernel.reshape(grad_plan.kernel_shape).astype(plan.out_dtype),
             2.0 * grad_plan.sharpness * float(log_sum), -float(c_sum))
