@@ -186,7 +186,8 @@ def test_fft_bands_of_a_tall_image_keep_every_stride_th_window_bit_for_bit(
     x[..., 70, 9] = 1e8  # a loud pixel: windows the loops recompute
     options = dict(axis=(-2, -1), center=center, method="fft", sharpness=1.5)
     every = sliding_cosine(x, kernel, **options)
-    for stride in [(2, 1), (3, 1), (4, 2), (5, 3), (13, 1), (14, 2), (200, 1)]:
+    for stride in [(2, 1), (3, 1), (4, 2), (5, 3), (13, 1), (14, 2), (17, 1), (20, 3), (50, 1),
+                   (200, 1)]:  # (past 14: blocks that hold no strided window)
         keep = (Ellipsis, slice(None, None, stride[0]), slice(None, None, stride[1]))
         got = sliding_cosine(x, kernel, stride=stride, **options)
         np.testing.assert_array_equal(got, every[keep])

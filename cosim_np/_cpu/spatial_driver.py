@@ -653,9 +653,10 @@ class _FFTPlan:
             self.block_windows = max(1, length - spans[0])  # windows a block holds
         if self.block_windows % s0 == 0:
             self.band_rows = self.block_windows // s0  # output rows a band holds
-        else:  # where each band starts: its first window in block j on
+        else:  # where each band starts: its first window in block j on (a
+            # stride past a block's windows leaves some blocks none)
             blocks = -(-windows // self.block_windows)
-            self.band_rows = -(-np.arange(blocks) * self.block_windows // s0)
+            self.band_rows = np.unique(-(-np.arange(blocks) * self.block_windows // s0))
         self.shape = (length,) + tuple(transforms.fast_length(n) for n in padded_shape[3:])
         self.spectra = transforms.kernel_spectra_nd(plan.khat, geo.d, self.shape)
         nchan = plan.khat.shape[1]
