@@ -474,8 +474,8 @@ def _layer_sizes(axes, **sizes):
 def _sharpness_parameters(out_channels, p_init, q_init, dtype):
     """A layer's ``p`` (one per output channel) and ``q``, from finite
     ``p_init`` and ``q_init``."""
-    p = v.check_real(p_init, "p_init")
-    q = v.check_real(q_init, "q_init")
+    p = v.check_real(_value(p_init, "p_init"), "p_init")
+    q = v.check_real(_value(q_init, "q_init"), "q_init")
     return (torch.nn.Parameter(torch.full((out_channels,), p, dtype=dtype)),
             torch.nn.Parameter(torch.tensor(q, dtype=dtype)))
 

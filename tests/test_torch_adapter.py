@@ -398,7 +398,7 @@ def test_layers_take_mode_or_padding_and_unbatched_inputs(layer_type, unbatched)
     (lambda: adapter.SharpenedCosine1d(1, 1, 3, p_init=float("nan")), ValueError,
      "p_init must be a finite real number"),
     (lambda: adapter.SharpenedCosine2d(1, 1, 3, p_init="a"), TypeError,
-     "p_init must be a real number"),
+     "p_init must be a number or a one-element tensor"),
     (lambda: adapter.SharpenedCosine1d(1, 1, 3, q_init=float("inf")), ValueError,
      "q_init must be a finite real number"),
 ])
@@ -406,6 +406,11 @@ def test_layers_check_their_settings_when_made(make, error, message):
     """Not at the first forward: a bad setting is named when the layer is made."""
     with pytest.raises(error, match=message):
         make()
+
+
+def test_initial_sharpness_and_noise_floor_may_be_one_element_tensors():
+    layer = adapter.SharpenedCosine1d(2, 3, 3, p_init=torch.tensor(1.5), q_init=torch.tensor([0.1]))
+    assert torch.equal(layer.p.data, torch.full((3,), 1.5)) and layer.q.item() == pytest.approx(0.1)
 
 
 def test_centered_layers_of_one_tap_a_channel_over_several_channels():
