@@ -1014,7 +1014,7 @@ def test_the_same_bits_whatever_the_thread_count(monkeypatch, method, kernel_sha
 @pytest.mark.parametrize("center", [False, True])
 def test_narrow_images_take_tall_bands_of_the_same_bits(monkeypatch, center):
     """A band costs some tens of microseconds in Python whatever its width:
-    an image three pixels wide took bands of 64 rows, 40 times its
+    an image three pixels wide took bands of 64 rows, 25 times its
     transpose's time.  Its bands now hold ``config.SPATIAL_BAND_WINDOWS``
     windows or more, and give the bits of bands of 64 rows."""
     calls = []
