@@ -412,9 +412,7 @@ class SharpenedCosine2d(torch.nn.Module):
                  padding=None):
         super().__init__()
         _layer_sizes(1, in_channels=in_channels, out_channels=out_channels)
-        _layer_sizes(2, kernel_size=kernel_size, stride=stride, dilation=dilation)
-        size = (tuple(int(n) for n in kernel_size) if isinstance(kernel_size, (tuple, list))
-                else (int(kernel_size),) * 2)
+        size, _, _ = _layer_sizes(2, kernel_size=kernel_size, stride=stride, dilation=dilation)
         _check_center(center, in_channels * size[0] * size[1])
         weight = torch.empty((out_channels, in_channels) + size, dtype=dtype)
         torch.nn.init.kaiming_uniform_(weight, a=5**0.5)
@@ -459,15 +457,15 @@ def _layer_mode(mode, padding, modes=("valid", "same", "full", "causal")):
 def _layer_sizes(axes, **sizes):
     """A layer's ``kernel_size``, ``stride`` and ``dilation``: integers of
     at least 1, one for every axis or one per axis (``axes`` of them);
-    returns them in order, those of one axis as integers."""
+    returns them in order, as integers for one axis, else as tuples of one
+    integer per axis."""
     checked = []
     for name, value in sizes.items():
         values = value if isinstance(value, (tuple, list)) else (value,) * axes
         if len(values) != axes:
             raise ValueError(f"{name} must be one value or {axes}; got {value!r}.")
-        for item in values:
-            v.check_positive_int(item, name)
-        checked.append(values[0] if axes == 1 else value)
+        values = tuple(v.check_positive_int(item, name) for item in values)
+        checked.append(values[0] if axes == 1 else values)
     return checked
 
 
