@@ -66,25 +66,31 @@ def check_threshold(threshold):
         return -math.inf, None
     if callable(threshold):
         return -math.inf, threshold
-    if isinstance(threshold, np.ndarray) and threshold.ndim == 0:
-        threshold = threshold[()]
-    if isinstance(threshold, (bool, np.bool_)) or not isinstance(
-            threshold, (numbers.Real, np.floating, np.integer)):
+    number = _real_or_none(threshold)
+    if number is None:
         raise TypeError(
             "threshold must be a real number, a callable that takes the key array and "
             f"returns one, or None; got {threshold!r}.")
-    return v.check_real(threshold, "threshold", finite=False), None
+    return v.check_real(number, "threshold", finite=False), None
 
 
-def threshold_value(value):
-    """The number a callable threshold returned, checked."""
+def _real_or_none(value):
+    """``value`` as a real number (a 0-d array's), or None where it is none."""
     if isinstance(value, np.ndarray) and value.ndim == 0:
         value = value[()]
     if isinstance(value, (bool, np.bool_)) or not isinstance(
             value, (numbers.Real, np.floating, np.integer)):
+        return None
+    return value
+
+
+def threshold_value(value):
+    """The number a callable threshold returned, checked."""
+    number = _real_or_none(value)
+    if number is None:
         raise TypeError(
             f"threshold (a callable) must return one real number; it returned {value!r}.")
-    number = float(value)
+    number = float(number)
     if math.isnan(number):
         raise ValueError(
             "threshold (a callable) returned NaN: with NaN keys in the array, use NaN-aware "
