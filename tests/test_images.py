@@ -357,6 +357,36 @@ def test_an_output_row_has_the_same_bits_with_either_neighbour(dtype, kind):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("center", [False, True])
+@pytest.mark.parametrize("shape, stride", [((3, 3), 1), ((4, 9), 1), ((5, 2), (1, 2)),
+                                           ((2, 8), 1), ((9, 1), 1)])
+def test_the_same_bits_in_any_layout_of_the_result(dtype, center, shape, stride):
+    """One kernel whose cosines go into a C-ordered result takes its
+    windows' sums, denominators and cosines in one pass; in any other
+    layout (here an ``out`` in Fortran order, and a batch axis after the
+    sliding ones) they take a pass each: the same bits either way, and
+    those of a bank of that kernel twice (whose rows share their
+    denominators).  Loud, silent and NaN pixels included."""
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((37, 29)).astype(dtype)
+    x[3, 4], x[20:30, :] = 1e6, 0.0
+    x[11, 17] = np.nan
+    kernel = rng.standard_normal(shape)
+    options = dict(axis=(0, 1), stride=stride, center=center, method="direct")
+    want = sliding_cosine(x, kernel, **options)
+    fortran = np.empty(want.shape, want.dtype, order="F")
+    sliding_cosine(x, kernel, out=fortran, **options)
+    np.testing.assert_array_equal(fortran, want)
+    batch_last = sliding_cosine(np.stack([x, -x], axis=-1), kernel, **options)
+    np.testing.assert_array_equal(batch_last[..., 0], want)
+    np.testing.assert_array_equal(batch_last[..., 1], -want)
+    bank = sliding_cosine(x, np.stack([kernel, kernel]), **options)
+    np.testing.assert_array_equal(bank[0], want)
+    np.testing.assert_array_equal(bank[1], want)
+    assert np.isnan(want).any() and (want == 0).any()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("kind", ["single", "channels"])
 @pytest.mark.parametrize("width", [9, 3])
 def test_centered_loops_take_each_window_less_its_own_mean(dtype, kind, width):

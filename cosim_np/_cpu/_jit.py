@@ -170,6 +170,19 @@ def is_float64(typingctx, array):
 
 
 @intrinsic
+def is_contiguous(typingctx, array):
+    """Whether ``array`` is typed C-contiguous: a constant of the compiled
+    code (see :func:`is_float64`).  A loop storing into such an array is
+    vectorised; one storing into an array of any layout is not."""
+    contiguous = array.layout == "C"
+
+    def codegen(context, builder, signature, args):
+        return context.get_constant(types.boolean, contiguous)
+
+    return types.boolean(array), codegen
+
+
+@intrinsic
 def float_bits(typingctx, value):
     """The bits of a float64 as an int64 (a bit cast).  For finite
     non-negative floats their order is the order of the ints, and an integer

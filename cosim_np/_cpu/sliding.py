@@ -765,32 +765,37 @@ def add_dot_pair(row, taps, other_taps, d, first, other_first, acc, other_acc):
 def _add_last_taps(row, taps, d, j, first, acc):
     """:func:`_add_dots` (stride 1) from tap ``j`` on, four taps a pass."""
     m = taps.shape[0]
-    nout = acc.shape[0]
     while j < m:
-        count = min(4, m - j)
         o0, o1, o2, o3 = _tap_offsets(0, j, m, d)
         w0, w1, w2, w3 = _tap_weights(taps, j)
-        start = first and j == 0
-        # (a loop for each count: LLVM vectorises a loop with no branch in it)
-        if count == 4:
-            for i in range(nout):
-                u = np.uint64(i)
-                a = fma(row[o0 + u], w0, 0.0 if start else acc[i])
-                acc[i] = fma(row[o3 + u], w3, fma(row[o2 + u], w2, fma(row[o1 + u], w1, a)))
-        elif count == 3:
-            for i in range(nout):
-                u = np.uint64(i)
-                a = fma(row[o0 + u], w0, 0.0 if start else acc[i])
-                acc[i] = fma(row[o2 + u], w2, fma(row[o1 + u], w1, a))
-        elif count == 2:
-            for i in range(nout):
-                u = np.uint64(i)
-                acc[i] = fma(row[o1 + u], w1, fma(row[o0 + u], w0, 0.0 if start else acc[i]))
-        else:
-            for i in range(nout):
-                u = np.uint64(i)
-                acc[i] = fma(row[o0 + u], w0, 0.0 if start else acc[i])
-        j += count
+        add_four_taps(row, o0, o1, o2, o3, w0, w1, w2, w3, min(4, m - j), first and j == 0, acc)
+        j += 4
+
+
+@jit(from_python=False)
+def add_four_taps(row, o0, o1, o2, o3, w0, w1, w2, w3, count, start, acc):
+    """``acc[i]`` (``start``: 0) plus ``w_k * row[o_k + i]`` for the first
+    ``count`` (1 to 4) taps ``k``, in order, one fused multiply-add each."""
+    nout = acc.shape[0]
+    # (a loop for each count: LLVM vectorises a loop with no branch in it)
+    if count == 4:
+        for i in range(nout):
+            u = np.uint64(i)
+            a = fma(row[o0 + u], w0, 0.0 if start else acc[i])
+            acc[i] = fma(row[o3 + u], w3, fma(row[o2 + u], w2, fma(row[o1 + u], w1, a)))
+    elif count == 3:
+        for i in range(nout):
+            u = np.uint64(i)
+            a = fma(row[o0 + u], w0, 0.0 if start else acc[i])
+            acc[i] = fma(row[o2 + u], w2, fma(row[o1 + u], w1, a))
+    elif count == 2:
+        for i in range(nout):
+            u = np.uint64(i)
+            acc[i] = fma(row[o1 + u], w1, fma(row[o0 + u], w0, 0.0 if start else acc[i]))
+    else:
+        for i in range(nout):
+            u = np.uint64(i)
+            acc[i] = fma(row[o0 + u], w0, 0.0 if start else acc[i])
 
 
 @jit(from_python=False)

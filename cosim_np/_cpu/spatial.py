@@ -40,14 +40,16 @@ from numba.extending import overload
 
 from .._core.config import SPATIAL_DIRECT_TAPS as DIRECT_TAPS
 from .._core.scalars import KERNEL_NORMAL
-from ._jit import OPTIONS, as_float64, borrowed, fma, jit
+from ._jit import OPTIONS, as_float64, borrowed, fma, is_contiguous, is_float64, jit
 from .powers import is_unsharpened, sharpen_in_place
 from .sliding import (
     _add_dots,
     _cosine,
     _fma8,
     _tap_offsets,
+    _window_cosine,
     add_dot_pair,
+    add_four_taps,
     add_up_to_four,
 )
 
@@ -276,8 +278,8 @@ def merge_channels(means, m2s, count, dst_means, dst_m2s):
 
 
 @jit
-def spatial_cosines(x, rows, tap_rows, khat, kernel_state, d, stride, own_sums, sumsq,
-                    noise_floor, fill, exponent, kept, pair_step, scratch, out):
+def spatial_cosines(x, rows, tap_rows, khat, kernel_state, d, stride, own_sums, noise_floor,
+                    fill, exponent, kept, pair_step, scratch, out):
     """Cosines of a band of output rows: ``out[b, q, k, i]`` for window ``i``
     along the last axis of output row ``q`` of batch index ``b``.
 
@@ -295,8 +297,10 @@ def spatial_cosines(x, rows, tap_rows, khat, kernel_state, d, stride, own_sums, 
     read feeds both dots in one pass (``_cpu.sliding.add_dot_pair``), each
     dot's rows still in order.  ``pair_step`` None: no pairs (and no pairs'
     loops compiled: a first call's compilation is that much shorter).
+    Otherwise an output row's rows are read first, and its dots then taken
+    eight taps a pass whatever rows they lie in (:func:`_add_flat_dots`).
 
-    ``sumsq[b, q, i]`` is written here: the window's sum of squares
+    A window's denominator comes from its sum of squares
     (``own_sums`` an int), each row's sums of squares along the last axis
     (taps in order, fused) added over the rows ``t`` in order, nothing
     subtracted, so a window's sum holds its own samples only; or centered,
@@ -313,25 +317,46 @@ def spatial_cosines(x, rows, tap_rows, khat, kernel_state, d, stride, own_sums, 
     while ``tags[r % S] == r``: a row is converted and squared once for
     the output rows that read it, not once for each.  The rows of two
     output rows computed together must fall in different slots (``S`` from
-    ``_cpu.spatial_driver._slot_count``).  ``scratch = (acc, denominators,
-    slots)``: ``(2, K, nout)`` and ``(nout,)`` float64, ``(2, T)`` int64."""
+    ``_cpu.spatial_driver._slot_count``).  ``scratch = (acc, sums,
+    denominators, slots, offsets)``: ``(2, K, nout)``, ``(3, nout)`` and
+    ``(nout,)`` float64, ``(2, T)`` and ``(T m,)`` int64 (``sums``: the
+    sums of squares or M2s of the output rows, and a row of zeros).
+
+    One kernel, unsharpened, into a C-ordered ``out`` (a template): the
+    windows' sums, denominators and cosines are one pass
+    (:func:`_finish_single`), which stores its results straight into
+    ``out``."""
     # short rows: a view's reference count would cost more than its dots
     # (arrays made here would have one: the scratch comes from the caller)
     x, rows, tap_rows, khat, kernel_state = (borrowed(x), borrowed(rows), borrowed(tap_rows),
                                              borrowed(khat), borrowed(kernel_state))
-    sumsq, out, own_sums = borrowed(sumsq), borrowed(out), _borrowed(own_sums)
+    out, own_sums = borrowed(out), _borrowed(own_sums)
     samples, kept_sums, tags = borrowed(kept[0]), borrowed(kept[1]), borrowed(kept[2])
-    acc, denominators, slots = borrowed(scratch[0]), borrowed(scratch[1]), borrowed(scratch[2])
+    acc, sums, denominators = borrowed(scratch[0]), borrowed(scratch[1]), borrowed(scratch[2])
+    slots, offsets = borrowed(scratch[3]), borrowed(scratch[4])
     tags[:] = -1
+    sums[2] = 0.0
     nker, ntap, m = khat.shape
     nbatch, nrows, _, nout = out.shape
     nslot = tags.size
+    flat = _flat_rows(x, samples)
     for b in range(nbatch):
         q = 0
         while q < nrows:
             paired = q + 1 < nrows and _paired(pair_step, rows[b, q], rows[b, q + 1])
-            # the rows of output row q (ta) and of q + 1 (tb, paired) merged
-            ta = 0
+            if not paired:
+                for t in range(ntap):
+                    index = rows[b, q] + tap_rows[t]
+                    slot = _read_row(x, index, nslot, tags, samples, own_sums, m, d, stride,
+                                     kept_sums)
+                    slots[0, t] = slot
+                    _tap_starts(_row_start(x, samples, index, slot), m, d,
+                                offsets[t * m : (t + 1) * m])
+                for k in range(nker):
+                    _add_flat_dots(flat, offsets, khat[k].reshape(-1), stride, np.bool_(True),
+                                   acc[0, k])
+            # the rows of output row q (ta) and of q + 1 (tb) merged
+            ta = 0 if paired else ntap
             tb = 0 if paired else ntap
             while ta < ntap or tb < ntap:
                 index_a = rows[b, q] + tap_rows[ta] if ta < ntap else -1
@@ -339,19 +364,19 @@ def spatial_cosines(x, rows, tap_rows, khat, kernel_state, d, stride, own_sums, 
                 reads_a = ta < ntap and (tb == ntap or index_a <= index_b)
                 reads_b = tb < ntap and (ta == ntap or index_b <= index_a)
                 index = index_a if reads_a else index_b
-                slot = index % nslot
-                fresh = tags[slot] != index
-                tags[slot] = index
-                row = as_float64(x[index], samples[slot], fresh)
-                _keep_row_sums(own_sums, fresh, slot, row, m, d, stride, kept_sums)
+                slot = _read_row(x, index, nslot, tags, samples, own_sums, m, d, stride,
+                                 kept_sums)
+                row = as_float64(x[index], samples[slot], False)
                 if reads_a and reads_b:
                     for k in range(nker):
                         _pair_dots(pair_step, row, khat[k, ta], khat[k, tb], d, ta == 0,
                                    tb == 0, acc[0, k], acc[1, k])
                 else:
                     t = ta if reads_a else tb
+                    _tap_starts(_row_start(x, samples, index, slot), m, d, offsets[:m])
                     for k in range(nker):
-                        _add_dots(row, khat[k, t], d, stride, t == 0, acc[0 if reads_a else 1, k])
+                        _add_flat_dots(flat, offsets[:m], khat[k, t], stride, t == 0,
+                                       acc[0 if reads_a else 1, k])
                 if reads_a:
                     slots[0, ta] = slot
                     ta += 1
@@ -359,13 +384,104 @@ def spatial_cosines(x, rows, tap_rows, khat, kernel_state, d, stride, own_sums, 
                     slots[1, tb] = slot
                     tb += 1
             for half in range(2 if paired else 1):
-                s = sumsq[b, q + half]
+                s = sums[half]
+                if nker == 1 and is_contiguous(out) and is_unsharpened(exponent):
+                    _finish_single(own_sums, acc[half, 0], kept_sums, slots[half], m,
+                                   noise_floor, fill, kernel_state[0], sums, half,
+                                   out[b, q + half, 0])
+                    continue
                 _own_window_sums(own_sums, kept_sums, slots[half], m, s)
                 _denominators(s, noise_floor, denominators)
                 for k in range(nker):
                     _finish_row(acc[half, k], s, denominators, fill, kernel_state[k], exponent,
                                 out[b, q + half, k])
             q += 2 if paired else 1
+
+
+@jit(inline=True)
+def _read_row(x, index, nslot, tags, samples, own_sums, m, d, stride, kept_sums):
+    """Row ``index`` of ``x`` into :func:`spatial_cosines`' cache: its slot
+    (converted to float64 and its sums kept there unless it is there
+    already)."""
+    slot = index % nslot
+    fresh = tags[slot] != index
+    tags[slot] = index
+    row = as_float64(x[index], samples[slot], fresh)
+    _keep_row_sums(own_sums, fresh, slot, row, m, d, stride, kept_sums)
+    return slot
+
+
+@jit(from_python=False)
+def _add_flat_dots(flat, offsets, taps, stride, first, acc):
+    """``acc[i]`` (``first``: 0) plus the sum over ``p`` of ``taps[p] *
+    flat[offsets[p] + i * stride]``, one fused multiply-add a tap in the
+    order of ``p``: a window's dot over every row it reads (the order of
+    :func:`_add_dots`, row after row), eight taps a pass over ``acc``
+    whatever rows they lie in, then four (three rows of three taps take two
+    passes, not three)."""
+    ntap = taps.size
+    nout = acc.shape[0]
+    if stride != 1:
+        for p in range(ntap):
+            start, w = offsets[p], taps[p]
+            for i in range(nout):
+                acc[i] = fma(flat[start + i * stride], w, 0.0 if first and p == 0 else acc[i])
+        return
+    p = 0
+    while p + 8 <= ntap:
+        o0, o1, o2, o3 = _offsets_at(offsets, p)
+        o4, o5, o6, o7 = _offsets_at(offsets, p + 4)
+        start = first and p == 0
+        for i in range(nout):
+            u = np.uint64(i)
+            acc[i] = _fma8(0.0 if start else acc[i], flat[o0 + u], flat[o1 + u], flat[o2 + u],
+                           flat[o3 + u], flat[o4 + u], flat[o5 + u], flat[o6 + u],
+                           flat[o7 + u], taps[p], taps[p + 1], taps[p + 2], taps[p + 3],
+                           taps[p + 4], taps[p + 5], taps[p + 6], taps[p + 7])
+        p += 8
+    while p < ntap:
+        count = min(4, ntap - p)
+        o0, o1, o2, o3 = _offsets_at(offsets, p, count)
+        w0, w1, w2, w3 = (taps[p], taps[p + 1] if count > 1 else 0.0,
+                          taps[p + 2] if count > 2 else 0.0, taps[p + 3] if count > 3 else 0.0)
+        add_four_taps(flat, o0, o1, o2, o3, w0, w1, w2, w3, count, first and p == 0, acc)
+        p += 4
+
+
+@jit(inline=True)
+def _tap_starts(row_start, m, d, dest):
+    """``dest[j]``: where tap ``j`` of a row's first window lies in
+    :func:`_flat_rows`."""
+    for j in range(m):
+        dest[j] = row_start + j * d
+
+
+@jit(inline=True)
+def _offsets_at(offsets, p, count=4):
+    """``offsets[p .. p+3]`` as unsigned indices (those past ``count``:
+    ``offsets[p]``, unread)."""
+    o0 = offsets[p]
+    return (np.uint64(o0), np.uint64(offsets[p + 1] if count > 1 else o0),
+            np.uint64(offsets[p + 2] if count > 2 else o0),
+            np.uint64(offsets[p + 3] if count > 3 else o0))
+
+
+def _flat_rows(x, samples):
+    """The rows :func:`spatial_cosines` reads as float64, flat: ``x``
+    itself (float64), or the cache ``samples`` they are converted into."""
+
+
+@overload(_flat_rows, jit_options=dict(OPTIONS))
+def _ol_flat_rows(x, samples):
+    if x.dtype == types.float64:
+        return lambda x, samples: x.reshape(-1)
+    return lambda x, samples: samples.reshape(-1)
+
+
+@jit(inline=True)
+def _row_start(x, samples, index, slot):
+    """Where row ``index`` (cached in ``slot``) starts in :func:`_flat_rows`."""
+    return index * x.shape[1] if is_float64(x) else slot * samples.shape[1]
 
 
 def _paired(pair_step, first_row, next_row):
@@ -643,6 +759,57 @@ def _denominators(s, noise_floor, out):
     shared by every kernel."""
     for i in range(out.size):
         out[i] = np.sqrt(s[i]) + noise_floor
+
+
+def _finish_single(own_sums, dots, kept_sums, slots, m, noise_floor, fill, state, sums, half,
+                   dest):
+    """:func:`spatial_cosines`' output row of one kernel, unsharpened, into
+    a C-ordered ``dest``: the cosines of its windows from their ``dots``,
+    their sums of squares or M2s (into ``sums[half]``;
+    :func:`_own_window_sums`; ``sums[2]`` zeros) and their denominators in
+    one pass, or two centered (whose M2s take passes of their own)."""
+
+
+@overload(_finish_single, jit_options=dict(OPTIONS))
+def _ol_finish_single(own_sums, dots, kept_sums, slots, m, noise_floor, fill, state, sums, half,
+                      dest):
+    if isinstance(own_sums, types.Integer):
+        def summed(own_sums, dots, kept_sums, slots, m, noise_floor, fill, state, sums, half,
+                   dest):
+            _summed_cosines(dots, kept_sums, slots, noise_floor, fill, state, sums[half],
+                            sums[2], dest)
+
+        return summed
+
+    def centered(own_sums, dots, kept_sums, slots, m, noise_floor, fill, state, sums, half,
+                 dest):
+        s = sums[half]
+        _centered_sums(own_sums[0], kept_sums, own_sums[2], slots, m, own_sums[3], s)
+        for i in range(dest.shape[0]):
+            dest[i] = _window_cosine(dots[i], s[i], noise_floor, fill, state)
+
+    return centered
+
+
+@jit(from_python=False)
+def _summed_cosines(dots, rows, picks, noise_floor, fill, state, sums, zeros, dest):
+    """``dest[i]``: the unsharpened cosine of window ``i`` from its dot and
+    its sum of squares, the sum over the rows ``picks`` of ``rows[p, i]``
+    (as :func:`_sum_rows`, whose last pass of up to four rows is this
+    one's: padded with ``zeros``, which add nothing to a sum of squares)."""
+    n = dest.size
+    last = (picks.size - 1) // 4 * 4
+    if last:
+        _sum_rows(rows, picks[:last], sums)
+    count = picks.size - last
+    r0 = rows[picks[last], :n]
+    r1 = rows[picks[last + 1], :n] if count > 1 else zeros[:n]
+    r2 = rows[picks[last + 2], :n] if count > 2 else zeros[:n]
+    r3 = rows[picks[last + 3], :n] if count > 3 else zeros[:n]
+    start = zeros[:n] if last == 0 else sums[:n]  # (0.0 + the first: as _sum_rows)
+    for i in range(n):
+        total = add_up_to_four(start[i], r0[i], r1[i], r2[i], r3[i], np.int64(4))
+        dest[i] = _window_cosine(dots[i], total, noise_floor, fill, state)
 
 
 @jit(from_python=False)

@@ -156,9 +156,7 @@ class _Bands:
         ``out`` ``(B, q1 - q0, K, nout_r)``."""
         plan, geo, padded = self.plan, self.plan.geometry, self.padded
         nbatch, signal_rows, rows = padded.shape[0], self.signal_rows, self.row_offsets
-        if self.loops:  # (the loops sum the squares, or M2s, of the rows they read)
-            sums = np.empty((nbatch, q1 - q0, geo.nout[-1]))
-        else:
+        if self.fft is not None or self.products:
             sums = _band_sums(padded, geo, plan.center, i0, i1).reshape(nbatch, q1 - q0, -1)
             if plan.center:
                 kernels.undefined_to_nan(sums)
@@ -170,13 +168,15 @@ class _Bands:
             _product_cosines(signal_rows, rows, self.tap_rows, self.khat, plan, q0, q1, sums,
                              self.floor, out)
             return
-        scratch_arrays = (np.empty((2, self.nker, geo.nout[-1])), np.empty(geo.nout[-1]),
-                          np.empty((2, self.khat.shape[1]), np.int64))
+        # (the loops sum the squares, or M2s, of the rows they read)
+        scratch_arrays = (np.empty((2, self.nker, geo.nout[-1])), np.empty((3, geo.nout[-1])),
+                          np.empty(geo.nout[-1]), np.empty((2, self.khat.shape[1]), np.int64),
+                          np.empty(self.khat.shape[1] * geo.m[-1], np.int64))
         own_sums = ((np.empty(geo.nout[-1]), self.ones,
                      scratch.empty("spatial row M2s", (self.nslot, geo.nout[-1])),
                      signal_rows.dtype == np.float64) if plan.center else 0)
         kernels.spatial_cosines(signal_rows, rows[:, q0:q1], self.tap_rows, self.khat,
-                                plan.kernel_state, geo.d[-1], geo.stride[-1], own_sums, sums,
+                                plan.kernel_state, geo.d[-1], geo.stride[-1], own_sums,
                                 self.floor, plan.fill, self.exponent,
                                 _kept_rows(signal_rows, self.nslot, geo.nout[-1]),
                                 self.pair_step, scratch_arrays, out)
