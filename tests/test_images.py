@@ -331,11 +331,11 @@ def test_the_rows_a_window_reads_are_each_kept_apart(dtype):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("kind", ["single", "bank", "channels"])
-def test_an_output_row_has_the_same_bits_with_either_neighbour(dtype, kind):
-    """The direct loops compute two neighbouring output rows together where
-    their windows share rows (each row read feeds both dots): a row's
-    cosines are the same bits whichever row it was computed with (here row
-    ``q`` of ``x[1:]`` is row ``q + 1`` of ``x``, paired the other way)."""
+def test_an_output_row_has_the_same_bits_whatever_was_read_before(dtype, kind):
+    """The direct loops keep the rows they read for the output rows after
+    (converted and squared once) and take a window's dots eight taps a pass
+    across its rows: a row's cosines are the same bits whatever was read
+    before it (here row ``q`` of ``x[1:]`` is row ``q + 1`` of ``x``)."""
     rng = np.random.default_rng(11)
     nchan = 2 if kind == "channels" else 1
     x = rng.standard_normal((nchan, 23, 40)).astype(dtype)

@@ -730,38 +730,6 @@ def _add_dots(row, taps, d, stride, first, acc):
 
 
 @jit(from_python=False)
-def add_dot_pair(row, taps, other_taps, d, first, other_first, acc, other_acc):
-    """:func:`_add_dots` (stride 1, at least eight taps) of one row with two
-    kernel rows at once, into ``acc`` and ``other_acc`` (two output rows
-    that read the same row): each sample loaded feeds two multiply-adds.
-    Each sum gets the same operations in the same order as from
-    ``_add_dots``, so the same bits."""
-    m = taps.shape[0]
-    nout = acc.shape[0]
-    j = 0
-    while j + 8 <= m:
-        o0, o1, o2, o3 = _tap_offsets(0, j, m, d)
-        o4, o5, o6, o7 = _tap_offsets(0, j + 4, m, d)
-        w0, w1, w2, w3 = _tap_weights(taps, j)
-        w4, w5, w6, w7 = _tap_weights(taps, j + 4)
-        u0, u1, u2, u3 = _tap_weights(other_taps, j)
-        u4, u5, u6, u7 = _tap_weights(other_taps, j + 4)
-        start = first and j == 0
-        other_start = other_first and j == 0
-        for i in range(nout):
-            u = np.uint64(i)
-            v0, v1, v2, v3 = row[o0 + u], row[o1 + u], row[o2 + u], row[o3 + u]
-            v4, v5, v6, v7 = row[o4 + u], row[o5 + u], row[o6 + u], row[o7 + u]
-            acc[i] = _fma8(0.0 if start else acc[i], v0, v1, v2, v3, v4, v5, v6, v7,
-                           w0, w1, w2, w3, w4, w5, w6, w7)
-            other_acc[i] = _fma8(0.0 if other_start else other_acc[i], v0, v1, v2, v3, v4, v5,
-                                 v6, v7, u0, u1, u2, u3, u4, u5, u6, u7)
-        j += 8
-    _add_last_taps(row, taps, d, j, first, acc)
-    _add_last_taps(row, other_taps, d, j, other_first, other_acc)
-
-
-@jit(from_python=False)
 def _add_last_taps(row, taps, d, j, first, acc):
     """:func:`_add_dots` (stride 1) from tap ``j`` on, four taps a pass."""
     m = taps.shape[0]

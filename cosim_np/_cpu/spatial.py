@@ -48,7 +48,6 @@ from .sliding import (
     _fma8,
     _tap_offsets,
     _window_cosine,
-    add_dot_pair,
     add_four_taps,
     add_up_to_four,
 )
@@ -279,7 +278,7 @@ def merge_channels(means, m2s, count, dst_means, dst_m2s):
 
 @jit
 def spatial_cosines(x, rows, tap_rows, khat, kernel_state, d, stride, own_sums, noise_floor,
-                    fill, exponent, kept, pair_step, scratch, out):
+                    fill, exponent, kept, scratch, out):
     """Cosines of a band of output rows: ``out[b, q, k, i]`` for window ``i``
     along the last axis of output row ``q`` of batch index ``b``.
 
@@ -289,38 +288,31 @@ def spatial_cosines(x, rows, tap_rows, khat, kernel_state, d, stride, own_sums, 
     whose taps are ``khat[k, t, j]`` at ``j * d`` along the last axis; window
     ``i`` starts at ``i * stride``.  A window's dot is one fused
     multiply-add a tap, rows ``t`` in order and taps ``j`` in order within
-    each (:func:`fft_cosines` recomputes its windows the same way).
+    each (:func:`fft_cosines` recomputes its windows the same way): an
+    output row's rows are read first, and its dots then taken eight taps a
+    pass whatever rows they lie in (:func:`_add_flat_dots`).
 
-    Output rows ``q`` and ``q + 1`` whose first rows lie ``pair_step``
-    apart are computed together (kernel rows of at least eight taps,
-    ``stride`` 1): their rows are read in ascending order, and a row both
-    read feeds both dots in one pass (``_cpu.sliding.add_dot_pair``), each
-    dot's rows still in order.  ``pair_step`` None: no pairs (and no pairs'
-    loops compiled: a first call's compilation is that much shorter).
-    Otherwise an output row's rows are read first, and its dots then taken
-    eight taps a pass whatever rows they lie in (:func:`_add_flat_dots`).
-
-    A window's denominator comes from its sum of squares
-    (``own_sums`` an int), each row's sums of squares along the last axis
-    (taps in order, fused) added over the rows ``t`` in order, nothing
-    subtracted, so a window's sum holds its own samples only; or centered,
-    ``own_sums = (means, ones, row_m2s, refine)`` (scratch ``(nout,)``,
-    ``m`` ones, ``(S, nout)``, and whether the signal is float64), its M2,
-    from each row's mean and M2 along the last axis, kept with the row
+    A window's denominator comes from its sum of squares (``own_sums`` an
+    int), each row's sums of squares along the last axis (taps in order,
+    fused) added over the rows ``t`` in order, nothing subtracted, so a
+    window's sum holds its own samples only; or centered, ``own_sums =
+    (means, ones, row_m2s, refine)`` (scratch ``(nout,)``, ``m`` ones,
+    ``(S, nout)``, and whether the signal is float64), its M2, from each
+    row's mean and M2 along the last axis, kept with the row
     (:func:`_keep_row_sums`), merged about the window's mean
-    (:func:`_centered_sums`).  Each kind compiles only its own
-    helpers (:func:`_keep_row_sums`, :func:`_own_window_sums`).
+    (:func:`_centered_sums`).  Each kind compiles only its own helpers
+    (:func:`_keep_row_sums`, :func:`_own_window_sums`).
 
     ``kept = (samples, kept_sums, tags)``: the rows read lately, as float64
     (``samples`` ``(S, N)``, unused for a float64 signal) and their sums
-    (``kept_sums`` ``(S, nout)``), row ``x[r]`` in slot ``r % S``
-    while ``tags[r % S] == r``: a row is converted and squared once for
-    the output rows that read it, not once for each.  The rows of two
-    output rows computed together must fall in different slots (``S`` from
+    (``kept_sums`` ``(S, nout)``), row ``x[r]`` in slot ``r % S`` while
+    ``tags[r % S] == r``: a row is converted and squared once for the
+    output rows that read it, not once for each.  The rows of an output row
+    must fall in different slots (``S`` from
     ``_cpu.spatial_driver._slot_count``).  ``scratch = (acc, sums,
-    denominators, slots, offsets)``: ``(2, K, nout)``, ``(3, nout)`` and
-    ``(nout,)`` float64, ``(2, T)`` and ``(T m,)`` int64 (``sums``: the
-    sums of squares or M2s of the output rows, and a row of zeros).
+    denominators, slots, offsets)``: ``(K, nout)``, ``(2, nout)`` and
+    ``(nout,)`` float64, ``(T,)`` and ``(T m,)`` int64 (``sums``: the output
+    row's sums of squares or M2s, and a row of zeros).
 
     One kernel, unsharpened, into a C-ordered ``out`` (a template): the
     windows' sums, denominators and cosines are one pass
@@ -335,67 +327,32 @@ def spatial_cosines(x, rows, tap_rows, khat, kernel_state, d, stride, own_sums, 
     acc, sums, denominators = borrowed(scratch[0]), borrowed(scratch[1]), borrowed(scratch[2])
     slots, offsets = borrowed(scratch[3]), borrowed(scratch[4])
     tags[:] = -1
-    sums[2] = 0.0
+    s, zeros = sums[0], sums[1]
+    zeros[:] = 0.0
     nker, ntap, m = khat.shape
     nbatch, nrows, _, nout = out.shape
     nslot = tags.size
     flat = _flat_rows(x, samples)
     for b in range(nbatch):
-        q = 0
-        while q < nrows:
-            paired = q + 1 < nrows and _paired(pair_step, rows[b, q], rows[b, q + 1])
-            if not paired:
-                for t in range(ntap):
-                    index = rows[b, q] + tap_rows[t]
-                    slot = _read_row(x, index, nslot, tags, samples, own_sums, m, d, stride,
-                                     kept_sums)
-                    slots[0, t] = slot
-                    _tap_starts(_row_start(x, samples, index, slot), m, d,
-                                offsets[t * m : (t + 1) * m])
-                for k in range(nker):
-                    _add_flat_dots(flat, offsets, khat[k].reshape(-1), stride, np.bool_(True),
-                                   acc[0, k])
-            # the rows of output row q (ta) and of q + 1 (tb) merged
-            ta = 0 if paired else ntap
-            tb = 0 if paired else ntap
-            while ta < ntap or tb < ntap:
-                index_a = rows[b, q] + tap_rows[ta] if ta < ntap else -1
-                index_b = rows[b, q + 1] + tap_rows[tb] if tb < ntap else -1
-                reads_a = ta < ntap and (tb == ntap or index_a <= index_b)
-                reads_b = tb < ntap and (ta == ntap or index_b <= index_a)
-                index = index_a if reads_a else index_b
+        for q in range(nrows):
+            for t in range(ntap):
+                index = rows[b, q] + tap_rows[t]
                 slot = _read_row(x, index, nslot, tags, samples, own_sums, m, d, stride,
                                  kept_sums)
-                row = as_float64(x[index], samples[slot], False)
-                if reads_a and reads_b:
-                    for k in range(nker):
-                        _pair_dots(pair_step, row, khat[k, ta], khat[k, tb], d, ta == 0,
-                                   tb == 0, acc[0, k], acc[1, k])
-                else:
-                    t = ta if reads_a else tb
-                    _tap_starts(_row_start(x, samples, index, slot), m, d, offsets[:m])
-                    for k in range(nker):
-                        _add_flat_dots(flat, offsets[:m], khat[k, t], stride, t == 0,
-                                       acc[0 if reads_a else 1, k])
-                if reads_a:
-                    slots[0, ta] = slot
-                    ta += 1
-                if reads_b:
-                    slots[1, tb] = slot
-                    tb += 1
-            for half in range(2 if paired else 1):
-                s = sums[half]
-                if nker == 1 and is_contiguous(out) and is_unsharpened(exponent):
-                    _finish_single(own_sums, acc[half, 0], kept_sums, slots[half], m,
-                                   noise_floor, fill, kernel_state[0], sums, half,
-                                   out[b, q + half, 0])
-                    continue
-                _own_window_sums(own_sums, kept_sums, slots[half], m, s)
-                _denominators(s, noise_floor, denominators)
-                for k in range(nker):
-                    _finish_row(acc[half, k], s, denominators, fill, kernel_state[k], exponent,
-                                out[b, q + half, k])
-            q += 2 if paired else 1
+                slots[t] = slot
+                _tap_starts(_row_start(x, samples, index, slot), m, d,
+                            offsets[t * m : (t + 1) * m])
+            for k in range(nker):
+                _add_flat_dots(flat, offsets, khat[k].reshape(-1), stride, acc[k])
+            if nker == 1 and is_contiguous(out) and is_unsharpened(exponent):
+                _finish_single(own_sums, acc[0], kept_sums, slots, m, noise_floor, fill,
+                               kernel_state[0], s, zeros, out[b, q, 0])
+                continue
+            _own_window_sums(own_sums, kept_sums, slots, m, s)
+            _denominators(s, noise_floor, denominators)
+            for k in range(nker):
+                _finish_row(acc[k], s, denominators, fill, kernel_state[k], exponent,
+                            out[b, q, k])
 
 
 @jit(inline=True)
@@ -412,39 +369,39 @@ def _read_row(x, index, nslot, tags, samples, own_sums, m, d, stride, kept_sums)
 
 
 @jit(from_python=False)
-def _add_flat_dots(flat, offsets, taps, stride, first, acc):
-    """``acc[i]`` (``first``: 0) plus the sum over ``p`` of ``taps[p] *
-    flat[offsets[p] + i * stride]``, one fused multiply-add a tap in the
-    order of ``p``: a window's dot over every row it reads (the order of
-    :func:`_add_dots`, row after row), eight taps a pass over ``acc``
-    whatever rows they lie in, then four (three rows of three taps take two
-    passes, not three)."""
+def _add_flat_dots(flat, offsets, taps, stride, acc):
+    """``acc[i]``: the sum over ``p`` of ``taps[p] * flat[offsets[p] + i *
+    stride]``, one fused multiply-add a tap in the order of ``p``: a
+    window's dot over every row it reads (the order of :func:`_add_dots`,
+    row after row), eight taps a pass over ``acc`` whatever rows they lie
+    in, then four (three rows of three taps take two passes, not three)."""
     ntap = taps.size
     nout = acc.shape[0]
     if stride != 1:
         for p in range(ntap):
             start, w = offsets[p], taps[p]
             for i in range(nout):
-                acc[i] = fma(flat[start + i * stride], w, 0.0 if first and p == 0 else acc[i])
+                acc[i] = fma(flat[start + i * stride], w, 0.0 if p == 0 else acc[i])
         return
     p = 0
     while p + 8 <= ntap:
         o0, o1, o2, o3 = _offsets_at(offsets, p)
         o4, o5, o6, o7 = _offsets_at(offsets, p + 4)
-        start = first and p == 0
+        w0, w1, w2, w3 = taps[p], taps[p + 1], taps[p + 2], taps[p + 3]
+        w4, w5, w6, w7 = taps[p + 4], taps[p + 5], taps[p + 6], taps[p + 7]
+        start = p == 0
         for i in range(nout):
             u = np.uint64(i)
             acc[i] = _fma8(0.0 if start else acc[i], flat[o0 + u], flat[o1 + u], flat[o2 + u],
                            flat[o3 + u], flat[o4 + u], flat[o5 + u], flat[o6 + u],
-                           flat[o7 + u], taps[p], taps[p + 1], taps[p + 2], taps[p + 3],
-                           taps[p + 4], taps[p + 5], taps[p + 6], taps[p + 7])
+                           flat[o7 + u], w0, w1, w2, w3, w4, w5, w6, w7)
         p += 8
     while p < ntap:
         count = min(4, ntap - p)
         o0, o1, o2, o3 = _offsets_at(offsets, p, count)
         w0, w1, w2, w3 = (taps[p], taps[p + 1] if count > 1 else 0.0,
                           taps[p + 2] if count > 2 else 0.0, taps[p + 3] if count > 3 else 0.0)
-        add_four_taps(flat, o0, o1, o2, o3, w0, w1, w2, w3, count, first and p == 0, acc)
+        add_four_taps(flat, o0, o1, o2, o3, w0, w1, w2, w3, count, p == 0, acc)
         p += 4
 
 
@@ -484,19 +441,6 @@ def _row_start(x, samples, index, slot):
     return index * x.shape[1] if is_float64(x) else slot * samples.shape[1]
 
 
-def _paired(pair_step, first_row, next_row):
-    """Whether output rows reading from ``first_row`` and ``next_row`` on
-    are computed together (see :func:`spatial_cosines`)."""
-    return pair_step is not None and next_row - first_row == pair_step
-
-
-@overload(_paired, jit_options=dict(OPTIONS))
-def _ol_paired(pair_step, first_row, next_row):
-    if isinstance(pair_step, types.NoneType):
-        return lambda pair_step, first_row, next_row: False
-    return lambda pair_step, first_row, next_row: next_row - first_row == pair_step
-
-
 def _borrowed(own_sums):
     """:func:`spatial_cosines`' ``own_sums`` with its arrays borrowed."""
 
@@ -507,22 +451,6 @@ def _ol_borrowed(own_sums):
         return lambda own_sums: own_sums
     return lambda own_sums: (borrowed(own_sums[0]), borrowed(own_sums[1]), borrowed(own_sums[2]),
                              own_sums[3])
-
-
-def _pair_dots(pair_step, row, taps, other_taps, d, first, other_first, acc, other_acc):
-    """``add_dot_pair``; compiled to nothing where ``pair_step`` is None."""
-    add_dot_pair(row, taps, other_taps, d, first, other_first, acc, other_acc)
-
-
-@overload(_pair_dots, jit_options=dict(OPTIONS))
-def _ol_pair_dots(pair_step, row, taps, other_taps, d, first, other_first, acc, other_acc):
-    if isinstance(pair_step, types.NoneType):
-        return lambda pair_step, row, taps, other_taps, d, first, other_first, acc, other_acc: None
-
-    def impl(pair_step, row, taps, other_taps, d, first, other_first, acc, other_acc):
-        add_dot_pair(row, taps, other_taps, d, first, other_first, acc, other_acc)
-
-    return impl
 
 
 def _keep_row_sums(own_sums, fresh, slot, row, m, d, stride, kept_sums):
@@ -761,32 +689,30 @@ def _denominators(s, noise_floor, out):
         out[i] = np.sqrt(s[i]) + noise_floor
 
 
-def _finish_single(own_sums, dots, kept_sums, slots, m, noise_floor, fill, state, sums, half,
+def _finish_single(own_sums, dots, kept_sums, slots, m, noise_floor, fill, state, sums, zeros,
                    dest):
     """:func:`spatial_cosines`' output row of one kernel, unsharpened, into
     a C-ordered ``dest``: the cosines of its windows from their ``dots``,
-    their sums of squares or M2s (into ``sums[half]``;
-    :func:`_own_window_sums`; ``sums[2]`` zeros) and their denominators in
-    one pass, or two centered (whose M2s take passes of their own)."""
+    their sums of squares or M2s (into ``sums``; :func:`_own_window_sums`)
+    and their denominators in one pass, or two centered (whose M2s take
+    passes of their own).  ``zeros``: a row of zeros."""
 
 
 @overload(_finish_single, jit_options=dict(OPTIONS))
-def _ol_finish_single(own_sums, dots, kept_sums, slots, m, noise_floor, fill, state, sums, half,
+def _ol_finish_single(own_sums, dots, kept_sums, slots, m, noise_floor, fill, state, sums, zeros,
                       dest):
     if isinstance(own_sums, types.Integer):
-        def summed(own_sums, dots, kept_sums, slots, m, noise_floor, fill, state, sums, half,
+        def summed(own_sums, dots, kept_sums, slots, m, noise_floor, fill, state, sums, zeros,
                    dest):
-            _summed_cosines(dots, kept_sums, slots, noise_floor, fill, state, sums[half],
-                            sums[2], dest)
+            _summed_cosines(dots, kept_sums, slots, noise_floor, fill, state, sums, zeros, dest)
 
         return summed
 
-    def centered(own_sums, dots, kept_sums, slots, m, noise_floor, fill, state, sums, half,
+    def centered(own_sums, dots, kept_sums, slots, m, noise_floor, fill, state, sums, zeros,
                  dest):
-        s = sums[half]
-        _centered_sums(own_sums[0], kept_sums, own_sums[2], slots, m, own_sums[3], s)
+        _centered_sums(own_sums[0], kept_sums, own_sums[2], slots, m, own_sums[3], sums)
         for i in range(dest.shape[0]):
-            dest[i] = _window_cosine(dots[i], s[i], noise_floor, fill, state)
+            dest[i] = _window_cosine(dots[i], sums[i], noise_floor, fill, state)
 
     return centered
 

@@ -146,8 +146,7 @@ class _Bands:
         self.products = self.fft is None and use_products(geo.m[-1], self.khat.shape[1],
                                                           self.nker)
         self.loops = self.fft is None and not self.products
-        self.pair_step = _pair_step(self.row_offsets, self.tap_rows, geo) if self.loops else None
-        self.nslot = _slot_count(self.tap_rows, self.pair_step or 0) if self.loops else 0
+        self.nslot = _slot_count(self.tap_rows) if self.loops else 0
         self.ones = np.ones(geo.m[-1])  # (the centered loops' weights)
         self.rows = _band_rows(geo, None if self.fft is None else self.fft.band_rows)
 
@@ -169,8 +168,8 @@ class _Bands:
                              self.floor, out)
             return
         # (the loops sum the squares, or M2s, of the rows they read)
-        scratch_arrays = (np.empty((2, self.nker, geo.nout[-1])), np.empty((3, geo.nout[-1])),
-                          np.empty(geo.nout[-1]), np.empty((2, self.khat.shape[1]), np.int64),
+        scratch_arrays = (np.empty((self.nker, geo.nout[-1])), np.empty((2, geo.nout[-1])),
+                          np.empty(geo.nout[-1]), np.empty(self.khat.shape[1], np.int64),
                           np.empty(self.khat.shape[1] * geo.m[-1], np.int64))
         own_sums = ((np.empty(geo.nout[-1]), self.ones,
                      scratch.empty("spatial row M2s", (self.nslot, geo.nout[-1])),
@@ -179,7 +178,7 @@ class _Bands:
                                 plan.kernel_state, geo.d[-1], geo.stride[-1], own_sums,
                                 self.floor, plan.fill, self.exponent,
                                 _kept_rows(signal_rows, self.nslot, geo.nout[-1]),
-                                self.pair_step, scratch_arrays, out)
+                                scratch_arrays, out)
 
     def run(self, out_rows, i0=0, i1=None):
         """Every band of the windows ``[i0, i1)`` along the first sliding
@@ -203,29 +202,16 @@ class _Bands:
             yield index, _rescaled_cosines(window, self.plan)
 
 
-def _pair_step(rows, tap_rows, geo):
-    """How far apart the first rows of two output rows that
-    ``_cpu.spatial.spatial_cosines`` computes together lie: the step between
-    neighbouring output rows, when their windows share rows and a kernel row
-    has a whole pass of eight taps (``_cpu.sliding.add_dot_pair``); None
-    (no pairs) otherwise."""
-    if rows.shape[1] < 2 or geo.m[-1] < 8 or geo.stride[-1] != 1:
-        return None
-    step = int(rows[0, 1] - rows[0, 0])
-    return step if np.intersect1d(tap_rows, tap_rows + step).size else None
-
-
-def _slot_count(tap_rows, pair_step):
+def _slot_count(tap_rows):
     """The slots of ``_cpu.spatial.spatial_cosines``'s kept rows: an odd
-    count, at least twice the rows two output rows computed together read
-    (``pair_step`` apart; so that the rows of nearby output rows rarely
-    share a slot), for which those rows all have slots of their own (their
-    sums of squares are added after the last is read)."""
-    read = np.union1d(tap_rows, tap_rows + pair_step)
-    for nslot in range(2 * read.size + 1, 2 * read.size + 129, 2):
-        if np.unique(read % nslot).size == read.size:
+    count, at least twice the rows an output row reads (so that the rows of
+    nearby output rows rarely share a slot), for which those rows all have
+    slots of their own (their sums of squares are added after the last is
+    read)."""
+    for nslot in range(2 * tap_rows.size + 1, 2 * tap_rows.size + 129, 2):
+        if np.unique(tap_rows % nslot).size == tap_rows.size:
             return nslot
-    return int(read.max()) + 1  # (as many slots as the rows a pair spans)
+    return int(tap_rows.max()) + 1  # (as many slots as the rows an output row spans)
 
 
 def _kept_rows(signal_rows, nslot, nout):
