@@ -53,8 +53,8 @@ def _sliding_calls(dtype):
                   sliding_cosine(x, _signal(dtype, (200,)), method="direct"),
                   sliding_cosine(x, _signal(dtype, (3, 2, 7)), method="direct"),
                   sliding_cosine(x, _signal(dtype, (16, 9)), method="direct", stride=2))),
-        ("sliding_cosine over two axes (images): gray and color, templates under and over 8 "
-         "columns, center, banks",
+        ("sliding_cosine over two axes (images): gray and color, templates of 3 x 3 and 8 x 8, "
+         "center, banks",
          lambda: ([sliding_cosine(picture, template(picture, (m, m)), axis=(-2, -1), center=center)
                    for picture in images for m in (3, 8) for center in (False, True)],
                   sliding_cosine(images[0], _signal(dtype, (2, 5, 5)), axis=(0, 1)),
