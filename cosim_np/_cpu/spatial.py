@@ -43,7 +43,6 @@ from .._core.scalars import KERNEL_NORMAL
 from ._jit import OPTIONS, as_float64, borrowed, fma, is_contiguous, is_float64, jit
 from .powers import is_unsharpened, sharpen_in_place
 from .sliding import (
-    _add_dots,
     _cosine,
     _fma8,
     _tap_offsets,
@@ -296,8 +295,9 @@ def spatial_cosines(x, rows, tap_rows, khat, kernel_state, d, stride, own_sums, 
     int), each row's sums of squares along the last axis (taps in order,
     fused) added over the rows ``t`` in order, nothing subtracted, so a
     window's sum holds its own samples only; or centered, ``own_sums =
-    (means, ones, row_m2s, refine)`` (scratch ``(nout,)``, ``m`` ones,
-    ``(S, nout)``, and whether the signal is float64), its M2, from each
+    (means, ones, row_m2s, refine, taps)`` (scratch ``(nout,)``, ``m`` ones,
+    ``(S, nout)``, whether the signal is float64, and ``j d`` for each tap
+    ``j`` of a row), its M2, from each
     row's mean and M2 along the last axis, kept with the row
     (:func:`_keep_row_sums`), merged about the window's mean
     (:func:`_centered_sums`).  Each kind compiles only its own helpers
@@ -372,7 +372,7 @@ def _read_row(x, index, nslot, tags, samples, own_sums, m, d, stride, kept_sums)
 def _add_flat_dots(flat, offsets, taps, stride, acc):
     """``acc[i]``: the sum over ``p`` of ``taps[p] * flat[offsets[p] + i *
     stride]``, one fused multiply-add a tap in the order of ``p``: a
-    window's dot over every row it reads (the order of :func:`_add_dots`,
+    window's dot over every row it reads (the order of ``_cpu.sliding._add_dots``,
     row after row), eight taps a pass over ``acc`` whatever rows they lie
     in, then four (three rows of three taps take two passes, not three)."""
     ntap = taps.size
@@ -450,7 +450,7 @@ def _ol_borrowed(own_sums):
     if isinstance(own_sums, types.Integer):
         return lambda own_sums: own_sums
     return lambda own_sums: (borrowed(own_sums[0]), borrowed(own_sums[1]), borrowed(own_sums[2]),
-                             own_sums[3])
+                             own_sums[3], borrowed(own_sums[4]))
 
 
 def _keep_row_sums(own_sums, fresh, slot, row, m, d, stride, kept_sums):
@@ -472,17 +472,18 @@ def _ol_keep_row_sums(own_sums, fresh, slot, row, m, d, stride, kept_sums):
         return squares
 
     def moments(own_sums, fresh, slot, row, m, d, stride, kept_sums):
-        if fresh:  # (the flag itself, not a constant: one compiled _add_dots for all callers)
-            _row_moments(row, own_sums[1], d, stride, fresh, own_sums[3], kept_sums[slot],
+        if fresh:
+            _row_moments(row, own_sums[1], own_sums[4], d, stride, own_sums[3], kept_sums[slot],
                          own_sums[2][slot])
 
     return moments
 
 
 @jit(from_python=False)
-def _row_moments(row, ones, d, stride, first, refine, means, m2s):
+def _row_moments(row, ones, taps, d, stride, refine, means, m2s):
     """``means[i]`` and ``m2s[i]``: the mean and M2 of the ``m`` samples of
-    window ``i`` along ``row`` (``ones``: ``m`` ones): the sum over ``m``,
+    window ``i`` along ``row`` (``ones``: ``m`` ones, at ``taps``, ``j d``):
+    the sum over ``m`` (:func:`_add_flat_dots`, as the dots),
     then the squares of the samples' deviations from it.  A flat run's
     mean must be its value exactly (then its M2 is 0): so it is when the
     samples have at most 24 significant bits (float32 and narrower: equal
@@ -490,13 +491,13 @@ def _row_moments(row, ones, d, stride, first, refine, means, m2s):
     is first corrected by the mean of the deviations from it, which for a
     flat run are equal and exact."""
     m = ones.size
-    _add_dots(row, ones, d, stride, first, means)
+    _add_flat_dots(row, taps, ones, stride, means)
     for i in range(means.size):
         means[i] = means[i] / m
     # step 0 (refine only) corrects the means, step 1 takes the M2s; the
     # flag a runtime value, so that one _add_deviations is compiled, not two
     for step in range(0 if refine else 1, 2):
-        _add_deviations(row, means, m, d, stride, first, step == 1, m2s)
+        _add_deviations(row, means, m, d, stride, np.bool_(True), step == 1, m2s)
         if step == 0:
             for i in range(means.size):
                 means[i] = means[i] + m2s[i] / m
@@ -620,7 +621,7 @@ def _add_deviations(row, means, m, d, stride, first, squared, dest):
 def _row_squares(row, m, d, stride, dest):
     """``dest[i]``: the sum of ``row[i * stride + j d]**2`` over ``j < m``,
     one fused multiply-add a tap in tap order: eight taps a pass, then four
-    (the order of :func:`_add_dots`)."""
+    (the order of ``_cpu.sliding._add_dots``)."""
     nout = dest.shape[0]
     if stride != 1:
         for j in range(m):

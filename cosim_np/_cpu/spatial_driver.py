@@ -147,7 +147,8 @@ class _Bands:
                                                           self.nker)
         self.loops = self.fft is None and not self.products
         self.nslot = _slot_count(self.tap_rows) if self.loops else 0
-        self.ones = np.ones(geo.m[-1])  # (the centered loops' weights)
+        # (the centered loops' weights of a row's sums, and where their taps lie)
+        self.ones, self.row_taps = np.ones(geo.m[-1]), np.arange(geo.m[-1]) * geo.d[-1]
         self.rows = _band_rows(geo, None if self.fft is None else self.fft.band_rows)
 
     def band(self, i0, i1, q0, q1, out):
@@ -173,7 +174,7 @@ class _Bands:
                           np.empty(self.khat.shape[1] * geo.m[-1], np.int64))
         own_sums = ((np.empty(geo.nout[-1]), self.ones,
                      scratch.empty("spatial row M2s", (self.nslot, geo.nout[-1])),
-                     signal_rows.dtype == np.float64) if plan.center else 0)
+                     signal_rows.dtype == np.float64, self.row_taps) if plan.center else 0)
         kernels.spatial_cosines(signal_rows, rows[:, q0:q1], self.tap_rows, self.khat,
                                 plan.kernel_state, geo.d[-1], geo.stride[-1], own_sums,
                                 self.floor, plan.fill, self.exponent,
