@@ -295,13 +295,12 @@ def spatial_cosines(x, rows, tap_rows, khat, kernel_state, d, stride, own_sums, 
     int), each row's sums of squares along the last axis (taps in order,
     fused) added over the rows ``t`` in order, nothing subtracted, so a
     window's sum holds its own samples only; or centered, ``own_sums =
-    (means, ones, row_m2s, refine, taps)`` (scratch ``(nout,)``, ``m`` ones,
-    ``(S, nout)``, whether the signal is float64, and ``j d`` for each tap
-    ``j`` of a row), its M2, from each
-    row's mean and M2 along the last axis, kept with the row
-    (:func:`_keep_row_sums`), merged about the window's mean
-    (:func:`_centered_sums`).  Each kind compiles only its own helpers
-    (:func:`_keep_row_sums`, :func:`_own_window_sums`).
+    (means, ones, row_m2s, refine, taps)`` (scratch ``(nout,)``, ``m``
+    ones, ``(S, nout)``, whether the signal is float64, and ``j d`` for
+    each tap ``j`` of a row), its M2, from each row's mean and M2 along the
+    last axis, kept with the row (:func:`_keep_row_sums`), merged about the
+    window's mean (:func:`_centered_sums`).  Each kind compiles only its
+    own helpers (:func:`_keep_row_sums`, :func:`_own_window_sums`).
 
     ``kept = (samples, kept_sums, tags)``: the rows read lately, as float64
     (``samples`` ``(S, N)``, unused for a float64 signal) and their sums
@@ -372,9 +371,10 @@ def _read_row(x, index, nslot, tags, samples, own_sums, m, d, stride, kept_sums)
 def _add_flat_dots(flat, offsets, taps, stride, acc):
     """``acc[i]``: the sum over ``p`` of ``taps[p] * flat[offsets[p] + i *
     stride]``, one fused multiply-add a tap in the order of ``p``: a
-    window's dot over every row it reads (the order of ``_cpu.sliding._add_dots``,
-    row after row), eight taps a pass over ``acc`` whatever rows they lie
-    in, then four (three rows of three taps take two passes, not three)."""
+    window's dot over every row it reads (the order of
+    ``_cpu.sliding._add_dots``, row after row), eight taps a pass over
+    ``acc`` whatever rows they lie in, then four (three rows of three taps
+    take two passes, not three)."""
     ntap = taps.size
     nout = acc.shape[0]
     if stride != 1:
