@@ -50,9 +50,7 @@ def is_dask(value):
     return type(value).__module__.startswith("dask.array") and hasattr(value, "__dask_graph__")
 
 
-def is_xarray(value):
-    """Is ``value`` an ``xarray.DataArray``?  (Decided without importing xarray.)"""
-    return type(value).__name__ == "DataArray" and type(value).__module__.startswith("xarray")
+is_xarray = v.is_xarray
 
 
 def _implementation(package, name, needs):

@@ -72,6 +72,11 @@ def refuse_masked(value, name, way_out=None):
                          f"value(s), and cosim_np reads no masks; pass {way_out}.")
 
 
+def is_xarray(value):
+    """Is ``value`` an ``xarray.DataArray``?  (Decided without importing xarray.)"""
+    return type(value).__name__ == "DataArray" and type(value).__module__.startswith("xarray")
+
+
 def refuse_delayed(value, name):
     """A ``dask.delayed`` object is no array (NumPy would take it as an object)."""
     if any(kind.__name__ == "Delayed" and kind.__module__.startswith("dask")

@@ -30,7 +30,7 @@ def _lazy(value, name):
     """``value`` as a Dask array: itself, an ``xarray.DataArray``'s values
     (lazy or not; it has a Dask graph too), or NumPy's array of it."""
     v.refuse_delayed(value, name)
-    if type(value).__name__ == "DataArray" and type(value).__module__.startswith("xarray"):
+    if v.is_xarray(value):
         value = value.data
     return value if isinstance(value, da.Array) else da.from_array(np.asarray(value))
 
