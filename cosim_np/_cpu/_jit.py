@@ -27,7 +27,11 @@ once, rather than once per tap that reads them.
 
 :func:`is_float64` tells float64 arrays from narrower ones when a kernel
 is compiled, so that code for float64 samples only is no code at all for
-float32 ones.
+float32 ones; :func:`is_contiguous` tells C-ordered arrays from others the
+same way (a loop storing into the former is vectorised).
+
+:func:`borrowed` views an argument without counting references to its
+memory, for loops that take many views of short rows.
 
 :func:`float_bits` and :func:`bits_float` cast between a float64 and its
 bits, for minima and maxima of non-negative floats taken as integers.
