@@ -711,6 +711,8 @@ def _ol_finish_single(own_sums, dots, kept_sums, slots, m, noise_floor, fill, st
 
     def centered(own_sums, dots, kept_sums, slots, m, noise_floor, fill, state, sums, zeros,
                  dest):
+        # (_centered_sums itself, not the overload _own_window_sums: an overload
+        # called from here and from spatial_cosines is compiled twice)
         _centered_sums(own_sums[0], kept_sums, own_sums[2], slots, m, own_sums[3], sums)
         for i in range(dest.shape[0]):
             dest[i] = _window_cosine(dots[i], sums[i], noise_floor, fill, state)
