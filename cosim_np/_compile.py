@@ -47,6 +47,7 @@ def _sliding_calls(dtype):
          lambda: [sliding_cosine(x, _signal(dtype, (m,))) for m in (1, 2, 3, 4)]),
         ("sliding_cosine, up to 88 taps, banks, with sharpness",
          lambda: (sliding_cosine(x, _signal(dtype, (16,))),
+                  sliding_cosine(x, _signal(dtype, (16,)), sharpness=2.0),
                   sliding_cosine(x, _signal(dtype, (2, 5)), sharpness=2.0))),
         ("sliding_cosine, longer and multi-channel kernels, method='direct', strides",
          lambda: (sliding_cosine(x, _signal(dtype, (100,)), method="direct"),

@@ -170,6 +170,32 @@ def test_many_tiles_match_naive(m, dilation, mode, method):
     np.testing.assert_allclose(norms[picks], want_norm, rtol=4 * (m + 2) * EPS64)
 
 
+@pytest.mark.usefixtures("fft_engine")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("method", ["direct", "fft"])
+def test_no_window_reads_outside_the_signal(dtype, method):
+    """The signal is a view with NaN on either side of it in memory: a loop
+    reading a sample outside its windows would turn cosines NaN (a padding
+    tap of the fused loops, read at a wrong offset, once read past the
+    signal)."""
+    rng = np.random.default_rng(3)
+    for m in [*range(1, 18), 23, 24, 25, 40, 41]:
+        for dilation in (1, 2):
+            memory = np.full(300, np.nan, dtype)
+            signal = memory[50:-50]
+            signal[:] = rng.standard_normal(signal.size)
+            kernel = rng.standard_normal(m).astype(dtype)
+            for sharpness in (1.0, 1.5):
+                got = sliding_cosine(signal, kernel, dilation=dilation, sharpness=sharpness,
+                                     method=method)
+                want = naive.sliding_cosine_1d(signal.astype(np.float64),
+                                               kernel.astype(np.float64), sharpness=sharpness,
+                                               dilation=dilation)
+                np.testing.assert_allclose(got, want, rtol=0,
+                                           atol=tolerance(dtype, m, sharpness**2),
+                                           err_msg=f"m={m}, dilation={dilation}")
+
+
 @st.composite
 def zero_stretches(draw, n, dtype):
     """A signal of ``n`` samples: stretches of exact zeros (``-0.0`` among

@@ -520,10 +520,12 @@ def run_direct(piece, khat, kernel_state, d, exponent, floor, fill, result, offs
         _run_products(piece, khat, kernel_state, d, exponent, floor, fill, result, offset, center)
         return
     fused = not center and nchan == 1 and m <= config.FUSED_TAPS
-    short = (fused and nker == 1 and m <= kernels.DIRECT_SUM_TAPS
-             and (exponent == 1.0 or kernel_state[0] != kernels.KERNEL_NORMAL))  # (never (P,))
+    # (a float32 result's sharpening may be (P,), never 1.0)
+    plain = nker == 1 and (exponent == 1.0 or kernel_state[0] != kernels.KERNEL_NORMAL)
+    short = fused and plain and m <= kernels.DIRECT_SUM_TAPS
     if fused:
-        kernel = kernels.fused_kernel if nker == 1 else kernels.fused_bank_kernel
+        kernel = (kernels.fused_bank_kernel if nker > 1 else
+                  kernels.fused_kernel if plain else kernels.sharpened_fused_kernel)
     elif not center:
         kernel = kernels.direct_kernels[kernels.sumsq_scan(m, d)]
 

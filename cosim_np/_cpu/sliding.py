@@ -397,56 +397,94 @@ def _suffix_chains(sq, pre, sumsq, stop, m, d):
 
 
 @jit(from_python=False)
-def _fused_tile(x, b, khat, i0, nwin, d, samples, sumsq, acc):
+def _fused_tile(x, b, khat, i0, nwin, d, samples, sumsq, acc, finish):
     """For a short one-channel kernel (at most ``FUSED_TAPS`` taps): the sums
     of squares of windows ``i0 ...`` and their dots with ``khat[0]``, both in
     tap order and one fused multiply-add a tap (as ``_tap_order_sumsq`` and
-    ``_rescaled_dot``), eight whole taps per pass, then four (padding taps
-    left out, see ``_tap_offsets``): the squares come from the loads the dots
-    make anyway.  Two loops rather than one with a branch per tap: LLVM does
-    not vectorise the latter.  The samples are read as float64 (converted
-    once into ``samples`` where they are not).  Returns True when a sample
-    could square out of range."""
+    ``_rescaled_dot``), eight taps per pass, the last pass padded (see
+    ``_eight_taps``): the squares come from the loads the dots make anyway.
+    The samples are read as float64 (converted once into ``samples`` where
+    they are not).  With ``finish = (dest, noise_floor, fill,
+    kernel_state)``, the last pass writes the windows' unsharpened cosines
+    into ``dest``; with None, their sums into ``sumsq`` and ``acc`` (a pass
+    reading those back would cost about as much as a pass of taps).  Returns
+    True when a sample could square out of range."""
     m = khat.shape[2]
     weights = khat[0, 0]
     tile_samples = x[b, 0, i0 : i0 + nwin + (m - 1) * d]
     row = as_float64(tile_samples, samples)
-    j = 0
-    while j + 8 <= m:
-        # eight whole taps per pass: fewer loads and stores of the sums
-        o0, o1, o2, o3 = _tap_offsets(0, j, m, d)
-        o4, o5, o6, o7 = _tap_offsets(0, j + 4, m, d)
-        w0, w1, w2, w3 = _tap_weights(weights, j)
-        w4, w5, w6, w7 = _tap_weights(weights, j + 4)
+    for j in range(0, m, 8):
+        offsets = _eight_tap_offsets(j, m, d)
+        taps = _tap_weights(weights, j) + _tap_weights(weights, j + 4)
         first = j == 0
-        for t in range(nwin):
-            u = np.uint64(t)
-            v0 = row[o0 + u]
-            v1 = row[o1 + u]
-            v2 = row[o2 + u]
-            v3 = row[o3 + u]
-            v4 = row[o4 + u]
-            v5 = row[o5 + u]
-            v6 = row[o6 + u]
-            v7 = row[o7 + u]
-            sumsq[t] = _fma8(0.0 if first else sumsq[t], v0, v1, v2, v3, v4, v5, v6, v7,
-                             v0, v1, v2, v3, v4, v5, v6, v7)
-            acc[t] = _fma8(0.0 if first else acc[t], v0, v1, v2, v3, v4, v5, v6, v7,
-                           w0, w1, w2, w3, w4, w5, w6, w7)
-        j += 8
-    for j in range(j, m, 4):
-        o0, o1, o2, o3 = _tap_offsets(0, j, m, d)
-        w0, w1, w2, w3 = _tap_weights(weights, j)
-        taps = min(4, m - j)
-        first = j == 0
-        for t in range(nwin):
-            u = np.uint64(t)
-            s, a = _add_taps(0.0 if first else sumsq[t], 0.0 if first else acc[t],
-                             row[o0 + u], row[o1 + u], row[o2 + u], row[o3 + u],
-                             w0, w1, w2, w3, taps)
-            sumsq[t] = s
-            acc[t] = a
+        if j + 8 < m:
+            for t in range(nwin):
+                s, a = _eight_taps(row, offsets, taps, None, first, sumsq, acc, t)
+                sumsq[t] = s
+                acc[t] = a
+            continue
+        # the last taps, padded: padding taps square to 0 (see _eight_taps)
+        squares = _padding_masks(j, m)
+        if finish is None:
+            for t in range(nwin):
+                s, a = _eight_taps(row, offsets, taps, squares, first, sumsq, acc, t)
+                sumsq[t] = s
+                acc[t] = a
+        else:
+            dest, noise_floor, fill, kernel_state = finish
+            for t in range(nwin):
+                s, a = _eight_taps(row, offsets, taps, squares, first, sumsq, acc, t)
+                dest[t] = _window_cosine(a, s, noise_floor, fill, kernel_state)
     return _count_unsafe(tile_samples) > 0
+
+
+@jit(inline=True)
+def _eight_tap_offsets(j, m, d):
+    """``_tap_offsets`` of taps ``j .. j+7`` (every padding tap reads tap ``j``)."""
+    o0, o1, o2, o3 = _tap_offsets(0, j, m, d)
+    if j + 4 < m:
+        return (o0, o1, o2, o3) + _tap_offsets(0, j + 4, m, d)
+    return o0, o1, o2, o3, o0, o0, o0, o0
+
+
+@jit(inline=True)
+def _padding_masks(j, m):
+    """1.0 for taps ``j .. j+7`` below ``m``, 0.0 for padding taps."""
+    return (1.0, 1.0 if j + 1 < m else 0.0, 1.0 if j + 2 < m else 0.0,
+            1.0 if j + 3 < m else 0.0, 1.0 if j + 4 < m else 0.0,
+            1.0 if j + 5 < m else 0.0, 1.0 if j + 6 < m else 0.0,
+            1.0 if j + 7 < m else 0.0)
+
+
+@jit(inline=True)
+def _eight_taps(row, offsets, taps, squares, first, sumsq, acc, t):
+    """The sum of squares and the dot of window ``t`` (``_fused_tile``) over
+    eight taps read at ``offsets`` with weights ``taps``, added to
+    ``sumsq[t]`` and ``acc[t]`` (``first``: to 0), one fused multiply-add a
+    term in tap order.  ``squares``: None, or each tap's square multiplied
+    by its mask (``_padding_masks``) first.  A padding tap reads a sample of
+    the window (``_tap_offsets``), so ``x * 0`` adds an exact 0 to either
+    sum, which is never -0 (both start at +0) and so changes no bit, or NaN
+    where ``x`` is NaN or inf, and then the window's cosine is NaN anyway."""
+    u = np.uint64(t)
+    o0, o1, o2, o3, o4, o5, o6, o7 = offsets
+    v0 = row[o0 + u]
+    v1 = row[o1 + u]
+    v2 = row[o2 + u]
+    v3 = row[o3 + u]
+    v4 = row[o4 + u]
+    v5 = row[o5 + u]
+    v6 = row[o6 + u]
+    v7 = row[o7 + u]
+    w0, w1, w2, w3, w4, w5, w6, w7 = taps
+    dot = _fma8(0.0 if first else acc[t], v0, v1, v2, v3, v4, v5, v6, v7,
+                w0, w1, w2, w3, w4, w5, w6, w7)
+    s = 0.0 if first else sumsq[t]
+    if squares is None:
+        return _fma8(s, v0, v1, v2, v3, v4, v5, v6, v7, v0, v1, v2, v3, v4, v5, v6, v7), dot
+    q0, q1, q2, q3, q4, q5, q6, q7 = squares
+    return _fma8(s, v0, v1, v2, v3, v4, v5, v6, v7, v0 * q0, v1 * q1, v2 * q2, v3 * q3,
+                 v4 * q4, v5 * q5, v6 * q6, v7 * q7), dot
 
 
 @jit(inline=True)
@@ -518,7 +556,7 @@ def _tap_offsets(start, j, m, d):
     ``k``-th offset ``o``.  A tap at or past ``m`` reads tap ``j`` again: a
     dot adds it with weight 0 (``0 * x`` changes no sum, and ``x`` is inside
     the window, so a NaN or inf there already makes it NaN); a sum of
-    squares leaves it out.
+    squares leaves it out, or adds it times 0 (``_eight_taps``).
 
     Offsets into one row rather than a view a tap: the views cost each pass
     a fixed time, which short runs of windows (flagged ones) paid several
@@ -537,7 +575,7 @@ def _tap_offsets(start, j, m, d):
 def _tap_weights(weights, j):
     """Weights of taps ``j .. j+3``, 0.0 for padding taps (see ``_tap_offsets``)."""
     m = weights.size
-    return (weights[j], weights[j + 1] if j + 1 < m else 0.0,
+    return (weights[j] if j < m else 0.0, weights[j + 1] if j + 1 < m else 0.0,
             weights[j + 2] if j + 2 < m else 0.0, weights[j + 3] if j + 3 < m else 0.0)
 
 
@@ -826,13 +864,16 @@ short_kernels = (None,) + _compiled_for(
     _short_kernel, [(taps, str(taps)) for taps in range(1, DIRECT_SUM_TAPS + 1)])
 
 
-def _fused_kernel(bank):
+def _fused_kernel(constants):
     """A kernel of at most ``FUSED_TAPS`` taps of one channel: the window sums
     of squares summed tap by tap with the first kernel's dots
-    (``_fused_tile``); with ``bank``, the other kernels' dots by
-    ``_tile_dots`` (``_bank_cosines``).  Where a tile may hold windows of
+    (``_fused_tile``); ``constants = (bank, cosines)``: with ``cosines`` (one
+    kernel, unsharpened), the cosines from the last pass of taps; else from
+    the sums (``_finish_kernel``), and with ``bank``, the other kernels' dots
+    by ``_tile_dots`` (``_bank_cosines``).  Where a tile may hold windows of
     exact zeros, only in its runs of windows that read a non-zero sample
     (``_tile_runs``)."""
+    bank, cosines = constants
 
     def fused_kernel(x, w0, w1, khat, kernel_state, d, exponent, noise_floor, fill, tile, bufs,
                      out, offset, unsafe):
@@ -854,24 +895,30 @@ def _fused_kernel(bank):
                         continue
                     if stop == start:
                         continue
+                    dest = out[b, 0, offset + start : offset + stop]
+                    if cosines:
+                        flag |= _fused_tile(x, b, khat, start, stop - start, d, bufs[0], bufs[2],
+                                            acc, (dest, noise_floor, fill, kernel_state[0]))
+                        continue
                     flag |= _fused_tile(x, b, khat, start, stop - start, d, bufs[0], bufs[2],
-                                        acc)
+                                        acc, None)
                     if bank:
                         _bank_cosines(x, b, khat, kernel_state, start, stop - start, d, exponent,
                                       noise_floor, fill, bufs[2], shared, bufs[0], acc, out,
                                       offset, np.bool_(True))
                     else:
                         _finish_kernel(acc, bufs[2], shared, stop - start, exponent, noise_floor,
-                                       fill, kernel_state[0],
-                                       out[b, 0, offset + start : offset + stop])
+                                       fill, kernel_state[0], dest)
                 unsafe[b, (i0 - w0) // tile] = flag
 
     return fused_kernel
 
 
-# One kernel, and a bank (compiled apart: Numba prunes the branches on
-# ``bank``, so that a single kernel's first call compiles no bank's dots).
-fused_kernel, fused_bank_kernel = _compiled_for(_fused_kernel, ((False, "one"), (True, "bank")))
+# One kernel unsharpened, one sharpened, and a bank, compiled apart: Numba
+# prunes the branches on the constants, so that a first call compiles only
+# the loops it runs.
+fused_kernel, sharpened_fused_kernel, fused_bank_kernel = _compiled_for(
+    _fused_kernel, (((False, True), "one"), ((False, False), "sharpened"), ((True, False), "bank")))
 
 
 @jit(inline=True)
