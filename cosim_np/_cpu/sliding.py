@@ -417,13 +417,14 @@ def _fused_tile(x, b, khat, i0, nwin, d, samples, sumsq, acc, finish):
         offsets = _eight_tap_offsets(j, m, d)
         taps = _tap_weights(weights, j) + _tap_weights(weights, j + 4)
         first = j == 0
-        if j + 8 < m:
+        if j + 8 < m or (j + 8 == m and finish is None):
             for t in range(nwin):
                 s, a = _eight_taps(row, offsets, taps, None, first, sumsq, acc, t)
                 sumsq[t] = s
                 acc[t] = a
             continue
-        # the last taps, padded: padding taps square to 0 (see _eight_taps)
+        # the last taps, padded where they are fewer than eight: padding taps
+        # square to 0 (see _eight_taps)
         squares = _padding_masks(j, m)
         if finish is None:
             for t in range(nwin):
