@@ -150,6 +150,21 @@ def test_windowed_norm_matches_naive(geometry, dtype, data):
                                atol=atol)
 
 
+@pytest.mark.parametrize("axis", [-1, (0, 1)])
+def test_a_float16_norm_past_its_range_is_inf_without_a_warning(axis):
+    import warnings
+
+    signal = np.array([[60000.0, 60000.0, 1.0, 0.0, 2.0]], np.float16)
+    window = 2 if axis == -1 else (1, 2)
+    out = np.empty((1, 4), np.float16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = windowed_norm(signal, window, axis=axis)
+        assert windowed_norm(signal, window, axis=axis, out=out) is out
+    np.testing.assert_array_equal(got, np.array([[np.inf, 60000.0, 1.0, 2.0]], np.float16))
+    np.testing.assert_array_equal(out, got)
+
+
 @pytest.mark.usefixtures("fft_engine")
 @pytest.mark.parametrize("m,dilation", [(1, 1), (2, 3), (3, 1), (4, 2), (5, 1), (9, 3), (64, 2), (700, 1)])
 @pytest.mark.parametrize("mode", ["valid", "full"])

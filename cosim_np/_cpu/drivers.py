@@ -367,10 +367,11 @@ def _deliver(result, ax, channel_axis, is_bank, out_dtype, out):
     A bank's K axis goes just before ``axis``; a multi-channel kernel's C_out
     axis replaces the signal's channel axis."""
     result = moveaxis(result, *plans.moved_axes(ax, channel_axis, is_bank))
-    if out is not None:
-        np.copyto(out, result, casting="unsafe")
-        return out
-    return result.astype(out_dtype, copy=False)
+    with np.errstate(over="ignore"):  # (a norm past float16's range is inf, as documented)
+        if out is not None:
+            np.copyto(out, result, casting="unsafe")
+            return out
+        return result.astype(out_dtype, copy=False)
 
 
 def _out_view(out, dtype, shape, ax, channel_axis, is_bank):

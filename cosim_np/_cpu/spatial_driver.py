@@ -427,11 +427,12 @@ def _computing_dtype(out_dtype):
 
 
 def _deliver(final, out, out_dtype):
-    if out is None:
-        return final.astype(out_dtype, copy=False)
-    if final is not out:
-        np.copyto(out, final, casting="unsafe")
-    return out
+    with np.errstate(over="ignore"):  # (a norm past float16's range is inf, as documented)
+        if out is None:
+            return final.astype(out_dtype, copy=False)
+        if final is not out:
+            np.copyto(out, final, casting="unsafe")
+        return out
 
 
 def _moved_index(index, moved, r, kernel):
