@@ -45,7 +45,7 @@ def _sliding_calls(dtype):
     return [
         ("sliding_cosine, kernels of up to 4 taps (one kernel each)",
          lambda: [sliding_cosine(x, _signal(dtype, (m,))) for m in (1, 2, 3, 4)]),
-        ("sliding_cosine, up to 88 taps, banks, with sharpness",
+        ("sliding_cosine, up to 127 taps, banks, with sharpness",
          lambda: (sliding_cosine(x, _signal(dtype, (16,))),
                   sliding_cosine(x, _signal(dtype, (16,)), sharpness=2.0),
                   sliding_cosine(x, _signal(dtype, (2, 5)), sharpness=2.0))),

@@ -89,9 +89,9 @@ TILE_TARGET = 4096
 MIN_CHUNKS_PER_TILE = 8
 # One-channel kernels of at most this many taps get their window sums of
 # squares summed tap by tap, fused with the dots: the squares then cost one
-# multiply-add on loads made anyway, less than the blocked scans up to
-# about this length.
-FUSED_TAPS = 88
+# multiply-add on loads made anyway, no more than the blocked scans up to
+# this length, where method="auto" takes the FFT (FFT_MIN_TAPS).
+FUSED_TAPS = 127
 # Below this many windows per thread (of one row, one channel and one kernel;
 # a batch, channels and kernels count as that many), starting threads costs
 # more than it saves.
