@@ -166,7 +166,8 @@ def test_a_float16_norm_past_its_range_is_inf_without_a_warning(axis):
 
 
 @pytest.mark.usefixtures("fft_engine")
-@pytest.mark.parametrize("m,dilation", [(1, 1), (2, 3), (3, 1), (4, 2), (5, 1), (9, 3), (64, 2), (700, 1)])
+@pytest.mark.parametrize("m,dilation", [(1, 1), (2, 3), (3, 1), (4, 2), (5, 1), (9, 3), (64, 2), (120, 2),
+                                       (700, 1)])
 @pytest.mark.parametrize("mode", ["valid", "full"])
 @pytest.mark.parametrize("method", ["direct", "fft"])
 def test_many_tiles_match_naive(m, dilation, mode, method):
