@@ -212,6 +212,25 @@ def test_no_window_reads_outside_the_signal(dtype, method):
                                            err_msg=f"m={m}, dilation={dilation}")
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("sharpness", [1.0, 1.5])
+def test_a_dot_that_underflows_to_minus_zero_keeps_its_sign(dtype, sharpness):
+    """A window's dot, summed in tap order, is -0 where its last product is
+    negative and too small for float64 and every one before is 0: its
+    cosine is then -0 (sharpened: -0 too), at every kernel length (padding
+    taps added after the last tap once turned it +0; found by Hypothesis in
+    ``test_float32_results_are_sharpened_before_their_one_rounding``)."""
+    for m in [*range(2, 20), 31, 33, 64, 100]:  # (one tap alone is normalised to 1)
+        kernel = np.ones(m)
+        kernel[-1] = 2.2e-309  # (subnormal: times the sample, it underflows)
+        signal = np.zeros(m, dtype)
+        signal[-1] = -1e-30
+        got = sliding_cosine(signal, kernel, sharpness=sharpness, method="direct")
+        assert got[0] == 0 and np.signbit(got[0]), m
+        flipped = sliding_cosine(-signal, kernel, sharpness=sharpness, method="direct")
+        assert flipped[0] == 0 and not np.signbit(flipped[0]), m
+
+
 @st.composite
 def zero_stretches(draw, n, dtype):
     """A signal of ``n`` samples: stretches of exact zeros (``-0.0`` among

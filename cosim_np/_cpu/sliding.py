@@ -401,72 +401,77 @@ def _fused_tile(x, b, khat, i0, nwin, d, samples, sumsq, acc, finish):
     """For a short one-channel kernel (at most ``FUSED_TAPS`` taps): the sums
     of squares of windows ``i0 ...`` and their dots with ``khat[0]``, both in
     tap order and one fused multiply-add a tap (as ``_tap_order_sumsq`` and
-    ``_rescaled_dot``), eight taps per pass, the last pass padded (see
-    ``_eight_taps``): the squares come from the loads the dots make anyway.
-    The samples are read as float64 (converted once into ``samples`` where
-    they are not).  With ``finish = (dest, noise_floor, fill,
-    kernel_state)``, the last pass writes the windows' unsharpened cosines
-    into ``dest``; with None, their sums into ``sumsq`` and ``acc`` (a pass
-    reading those back would cost about as much as a pass of taps).  Returns
-    True when a sample could square out of range."""
+    ``_rescaled_dot``), eight taps per pass, the first pass padded in front
+    (see ``_eight_taps``): the squares come from the loads the dots make
+    anyway.  The samples are read as float64 (converted once into
+    ``samples`` where they are not).  With ``finish = (dest, noise_floor,
+    fill, kernel_state)``, the last pass writes the windows' unsharpened
+    cosines into ``dest``; with None, their sums into ``sumsq`` and ``acc``
+    (a pass reading those back would cost about as much as a pass of taps).
+    Returns True when a sample could square out of range."""
     m = khat.shape[2]
     weights = khat[0, 0]
     tile_samples = x[b, 0, i0 : i0 + nwin + (m - 1) * d]
     row = as_float64(tile_samples, samples)
-    for j in range(0, m, 8):
-        offsets = _eight_tap_offsets(j, m, d)
-        taps = _tap_weights(weights, j) + _tap_weights(weights, j + 4)
-        first = j == 0
-        if j + 8 < m or (j + 8 == m and finish is None):
+    pad = -m % 8  # padding taps before tap 0
+    for j in range(-pad, m, 8):
+        offsets, taps, masks = _eight_taps_from(weights, j, d)
+        if finish is not None and j + 8 == m:
+            # (also the first pass, where it is the only one)
+            dest, noise_floor, fill, kernel_state = finish
             for t in range(nwin):
-                s, a = _eight_taps(row, offsets, taps, None, first, sumsq, acc, t)
-                sumsq[t] = s
-                acc[t] = a
-            continue
-        # the last taps, padded where they are fewer than eight: padding taps
-        # square to 0 (see _eight_taps)
-        squares = _padding_masks(j, m)
-        if finish is None:
+                s, a = _eight_taps(row, offsets, taps, masks, j <= 0, sumsq, acc, t)
+                dest[t] = _window_cosine(a, s, noise_floor, fill, kernel_state)
+        elif j < 0:
             for t in range(nwin):
-                s, a = _eight_taps(row, offsets, taps, squares, first, sumsq, acc, t)
+                s, a = _eight_taps(row, offsets, taps, masks, True, sumsq, acc, t)
                 sumsq[t] = s
                 acc[t] = a
         else:
-            dest, noise_floor, fill, kernel_state = finish
             for t in range(nwin):
-                s, a = _eight_taps(row, offsets, taps, squares, first, sumsq, acc, t)
-                dest[t] = _window_cosine(a, s, noise_floor, fill, kernel_state)
+                s, a = _eight_taps(row, offsets, taps, None, j == 0, sumsq, acc, t)
+                sumsq[t] = s
+                acc[t] = a
     return _count_unsafe(tile_samples) > 0
 
 
 @jit(inline=True)
-def _eight_tap_offsets(j, m, d):
-    """``_tap_offsets`` of taps ``j .. j+7`` (every padding tap reads tap ``j``)."""
-    o0, o1, o2, o3 = _tap_offsets(0, j, m, d)
-    if j + 4 < m:
-        return (o0, o1, o2, o3) + _tap_offsets(0, j + 4, m, d)
-    return o0, o1, o2, o3, o0, o0, o0, o0
+def _eight_taps_from(weights, j, d):
+    """Where taps ``j .. j+7`` are read (``row[o + t]`` for window ``t``),
+    their weights, and 1.0 for each tap, 0.0 for each padding tap (``j``
+    below 0: a padding tap reads tap 0 with weight 0)."""
+    o0, w0, q0 = _tap_from(weights, j, d)
+    o1, w1, q1 = _tap_from(weights, j + 1, d)
+    o2, w2, q2 = _tap_from(weights, j + 2, d)
+    o3, w3, q3 = _tap_from(weights, j + 3, d)
+    o4, w4, q4 = _tap_from(weights, j + 4, d)
+    o5, w5, q5 = _tap_from(weights, j + 5, d)
+    o6, w6, q6 = _tap_from(weights, j + 6, d)
+    o7, w7, q7 = _tap_from(weights, j + 7, d)
+    return ((o0, o1, o2, o3, o4, o5, o6, o7), (w0, w1, w2, w3, w4, w5, w6, w7),
+            (q0, q1, q2, q3, q4, q5, q6, q7))
 
 
 @jit(inline=True)
-def _padding_masks(j, m):
-    """1.0 for taps ``j .. j+7`` below ``m``, 0.0 for padding taps."""
-    return (1.0, 1.0 if j + 1 < m else 0.0, 1.0 if j + 2 < m else 0.0,
-            1.0 if j + 3 < m else 0.0, 1.0 if j + 4 < m else 0.0,
-            1.0 if j + 5 < m else 0.0, 1.0 if j + 6 < m else 0.0,
-            1.0 if j + 7 < m else 0.0)
+def _tap_from(weights, j, d):
+    """``_eight_taps_from`` for one tap."""
+    if j < 0:
+        return np.uint64(0), 0.0, 0.0
+    return np.uint64(j * d), weights[j], 1.0
 
 
 @jit(inline=True)
-def _eight_taps(row, offsets, taps, squares, first, sumsq, acc, t):
+def _eight_taps(row, offsets, taps, masks, first, sumsq, acc, t):
     """The sum of squares and the dot of window ``t`` (``_fused_tile``) over
     eight taps read at ``offsets`` with weights ``taps``, added to
-    ``sumsq[t]`` and ``acc[t]`` (``first``: to 0), one fused multiply-add a
-    term in tap order.  ``squares``: None, or each tap's square multiplied
-    by its mask (``_padding_masks``) first.  A padding tap reads a sample of
-    the window (``_tap_offsets``), so ``x * 0`` adds an exact 0 to either
-    sum, which is never -0 (both start at +0) and so changes no bit, or NaN
-    where ``x`` is NaN or inf, and then the window's cosine is NaN anyway."""
+    ``sumsq[t]`` and ``acc[t]`` (``first``: to +0), one fused multiply-add a
+    term in tap order.  ``masks``: None, or each tap's square multiplied by
+    its mask first.  Padding taps come first, in the first pass only: a
+    padding tap reads a sample of the window, so ``x * 0`` adds a zero to
+    a sum that is still +0, which leaves it +0, or NaN where ``x`` is NaN
+    or inf, and then the window's cosine is NaN anyway.  (After a tap, a
+    dot may be -0, a product that underflows rounding to it: a zero added
+    then would make it +0.)"""
     u = np.uint64(t)
     o0, o1, o2, o3, o4, o5, o6, o7 = offsets
     v0 = row[o0 + u]
@@ -481,9 +486,9 @@ def _eight_taps(row, offsets, taps, squares, first, sumsq, acc, t):
     dot = _fma8(0.0 if first else acc[t], v0, v1, v2, v3, v4, v5, v6, v7,
                 w0, w1, w2, w3, w4, w5, w6, w7)
     s = 0.0 if first else sumsq[t]
-    if squares is None:
+    if masks is None:
         return _fma8(s, v0, v1, v2, v3, v4, v5, v6, v7, v0, v1, v2, v3, v4, v5, v6, v7), dot
-    q0, q1, q2, q3, q4, q5, q6, q7 = squares
+    q0, q1, q2, q3, q4, q5, q6, q7 = masks
     return _fma8(s, v0, v1, v2, v3, v4, v5, v6, v7, v0 * q0, v1 * q1, v2 * q2, v3 * q3,
                  v4 * q4, v5 * q5, v6 * q6, v7 * q7), dot
 
@@ -557,7 +562,7 @@ def _tap_offsets(start, j, m, d):
     ``k``-th offset ``o``.  A tap at or past ``m`` reads tap ``j`` again: a
     dot adds it with weight 0 (``0 * x`` changes no sum, and ``x`` is inside
     the window, so a NaN or inf there already makes it NaN); a sum of
-    squares leaves it out, or adds it times 0 (``_eight_taps``).
+    squares leaves it out.
 
     Offsets into one row rather than a view a tap: the views cost each pass
     a fixed time, which short runs of windows (flagged ones) paid several
@@ -576,7 +581,7 @@ def _tap_offsets(start, j, m, d):
 def _tap_weights(weights, j):
     """Weights of taps ``j .. j+3``, 0.0 for padding taps (see ``_tap_offsets``)."""
     m = weights.size
-    return (weights[j] if j < m else 0.0, weights[j + 1] if j + 1 < m else 0.0,
+    return (weights[j], weights[j + 1] if j + 1 < m else 0.0,
             weights[j + 2] if j + 2 < m else 0.0, weights[j + 3] if j + 3 < m else 0.0)
 
 
