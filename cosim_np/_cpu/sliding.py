@@ -559,10 +559,9 @@ def _add_taps(s, a, x0, x1, x2, x3, w0, w1, w2, w3, taps):
 def _tap_offsets(start, j, m, d):
     """Where taps ``j .. j+3`` of the windows that start at ``start, start+1,
     ...`` are read: ``row[o + t]`` is tap ``j + k`` of window ``t`` for the
-    ``k``-th offset ``o``.  A tap at or past ``m`` reads tap ``j`` again: a
-    dot adds it with weight 0 (``0 * x`` changes no sum, and ``x`` is inside
-    the window, so a NaN or inf there already makes it NaN); a sum of
-    squares leaves it out.
+    ``k``-th offset ``o``.  A tap at or past ``m`` reads tap ``j`` again, and
+    the loops leave it out of their sums (a zero added after the last tap
+    would turn a dot of -0 into +0; see ``_eight_taps``).
 
     Offsets into one row rather than a view a tap: the views cost each pass
     a fixed time, which short runs of windows (flagged ones) paid several
