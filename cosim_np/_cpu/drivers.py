@@ -366,12 +366,20 @@ def _deliver(result, ax, channel_axis, is_bank, out_dtype, out):
 
     A bank's K axis goes just before ``axis``; a multi-channel kernel's C_out
     axis replaces the signal's channel axis."""
-    result = moveaxis(result, *plans.moved_axes(ax, channel_axis, is_bank))
-    with np.errstate(over="ignore"):  # (a norm past float16's range is inf, as documented)
-        if out is not None:
+    return cast_result(moveaxis(result, *plans.moved_axes(ax, channel_axis, is_bank)), out,
+                       out_dtype)
+
+
+def cast_result(result, out, out_dtype):
+    """``result`` as ``out_dtype``, or copied into ``out`` where it is not
+    ``out`` itself; a norm past float16's range is inf, as documented,
+    without NumPy's overflow warning."""
+    with np.errstate(over="ignore"):
+        if out is None:
+            return result.astype(out_dtype, copy=False)
+        if result is not out:
             np.copyto(out, result, casting="unsafe")
-            return out
-        return result.astype(out_dtype, copy=False)
+        return out
 
 
 def _out_view(out, dtype, shape, ax, channel_axis, is_bank):

@@ -25,7 +25,14 @@ from .._core.scalars import KERNEL_NORMAL
 from . import blas, blocks, powers, scratch, threads
 from . import fft as transforms
 from . import spatial as kernels
-from .drivers import _times_power_of_two, fft_error_budget, fill_unit_kernels, signal_in_range, use_products
+from .drivers import (
+    _times_power_of_two,
+    cast_result,
+    fft_error_budget,
+    fill_unit_kernels,
+    signal_in_range,
+    use_products,
+)
 from .drivers import sliding_cosine_grad as one_axis_grad
 from .sliding import _cosine, sharpen_kernel
 
@@ -415,24 +422,15 @@ def _result(out, final_shape, out_dtype, result_axes, r, kernel_axis):
 
         def finish():
             np.copyto(moved, written)
-            return _deliver(final, out, out_dtype)
+            return cast_result(final, out, out_dtype)
 
         return written, written.reshape(shape).transpose(0, 2, 1, 3), finish
-    return moved, view.transpose(0, 2, 1, 3), lambda: _deliver(final, out, out_dtype)
+    return moved, view.transpose(0, 2, 1, 3), lambda: cast_result(final, out, out_dtype)
 
 
 def _computing_dtype(out_dtype):
     """The dtype the kernels write a result of ``out_dtype`` in."""
     return np.dtype(np.float32) if out_dtype.itemsize <= 4 else np.dtype(np.float64)
-
-
-def _deliver(final, out, out_dtype):
-    with np.errstate(over="ignore"):  # (a norm past float16's range is inf, as documented)
-        if out is None:
-            return final.astype(out_dtype, copy=False)
-        if final is not out:
-            np.copyto(out, final, casting="unsafe")
-        return out
 
 
 def _moved_index(index, moved, r, kernel):
