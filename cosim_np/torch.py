@@ -97,14 +97,16 @@ class _SlidingCosine(torch.autograd.Function):
                       noise_floor=_value(noise_floor, "noise_floor"))
         result = _sliding_cosine(x, k, **values)  # (of cosim_np's dtype: float64 for integers)
         out = result if isinstance(result, torch.Tensor) else torch.from_numpy(np.asarray(result))
-        ctx.save_for_backward(signal, kernel, out)
+        ctx.save_for_backward(signal, kernel)
+        ctx.cosines = _keep(out)
         ctx.values = values
         ctx.scalar_types = (sharpness, noise_floor)
         return out
 
     @staticmethod
     def backward(ctx, grad_output):
-        signal, kernel, out = ctx.saved_tensors
+        signal, kernel = ctx.saved_tensors
+        out = _kept(ctx.cosines)  # (None: computed again)
         sharpness, noise_floor = ctx.scalar_types
         options = dict(dict(mode="valid", dilation=1, fill=0.0, axis=-1, method="auto",
                             center=False, stride=1), **ctx.values)
@@ -114,8 +116,8 @@ class _SlidingCosine(torch.autograd.Function):
         else:
             grads = _gradients(_host(signal, "signal"), _host(kernel, "kernel"),
                                _host(grad_output, "grad_output"),
-                               want_sharpness=ctx.needs_input_grad[2], forward=_host(out, "out"),
-                               **options)
+                               want_sharpness=ctx.needs_input_grad[2],
+                               forward=None if out is None else _host(out, "out"), **options)
 
         def scalar(value, like):
             if not isinstance(like, torch.Tensor):
@@ -195,19 +197,30 @@ class _Sharpen(torch.autograd.Function):
     @staticmethod
     def forward(ctx, s, p):
         rows, exponents = _Sharpen._rows(s, p)
-        if s.is_cuda:
-            out = _sharpen_tensor(rows.detach(), exponents.to(s.device)).reshape(s.shape)
-        else:
-            values = _computing(_host(rows, "s"), copy=True)  # (sharpened in place)
-            drivers.sharpen_rows(values, _host(exponents, "p"))
-            out = torch.from_numpy(values).to(s.dtype).reshape(s.shape)
-        ctx.save_for_backward(s, p, out)
+        out = _Sharpen._sharpened(rows, exponents, s.shape)
+        ctx.save_for_backward(s, p)
+        ctx.sharpened = _keep(out)
         return out
 
     @staticmethod
+    def _sharpened(rows, exponents, shape):
+        """The rows sharpened, a new tensor of that ``shape`` and not a view
+        (the output of a function that is a view cannot be changed in place,
+        as by an in-place activation after a layer)."""
+        if rows.is_cuda:
+            out = _sharpen_tensor(rows.detach(), exponents.to(rows.device)).reshape(shape)
+            return out if out._base is None else out.clone()
+        values = _computing(_host(rows, "s"), copy=True)  # (sharpened in place)
+        drivers.sharpen_rows(values, _host(exponents, "p"))
+        return torch.from_numpy(values.reshape(shape)).to(rows.dtype)
+
+    @staticmethod
     def backward(ctx, grad_output):
-        s, p, out = ctx.saved_tensors
+        s, p = ctx.saved_tensors
         rows, exponents = _Sharpen._rows(s, p)
+        out = _kept(ctx.sharpened)
+        if out is None:
+            out = _Sharpen._sharpened(rows, exponents, rows.shape)
         if s.is_cuda:
             grad, log_sums = _sharpen_tensor_grad(rows.detach(), out.reshape(rows.shape),
                                                   grad_output.reshape(rows.shape),
@@ -220,6 +233,24 @@ class _Sharpen(torch.autograd.Function):
         grad_s = grad.to(s.dtype).reshape(s.shape)
         grad_p = 2 * p.detach() * log_sums.to(p.dtype).reshape(p.shape)
         return _not_twice((grad_s, grad_p), (s, p, grad_output))
+
+
+def _keep(result):
+    """What a backward needs to read ``result`` (a function's output) again:
+    an alias of it without its graph (kept on ``ctx``, it makes no reference
+    cycle through the graph, as ``save_for_backward`` would not either) and
+    its version."""
+    alias = result.detach()  # (it shares the result's version counter)
+    return alias, alias._version
+
+
+def _kept(kept):
+    """The result :func:`_keep` kept, or None where it has been changed in
+    place since (an in-place activation after a layer, as after
+    :class:`torch.nn.Conv1d`): the backward then computes it again, where
+    ``save_for_backward`` would have made the backward raise."""
+    alias, version = kept
+    return alias if alias._version == version else None
 
 
 def _computing(array, copy=False):

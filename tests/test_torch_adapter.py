@@ -470,3 +470,67 @@ def test_the_1d_layer_takes_one_tuples_as_conv1d_does():
     plain.load_state_dict(layer.state_dict())
     x = torch.randn(2, 2, 30, dtype=torch.float64)
     assert layer.weight.shape == (3, 2, 3) and torch.equal(layer(x), plain(x))
+
+
+def _gradients_of(make, activation, dtype=torch.float64):
+    """The gradients of the inputs and parameters of ``make()``'s output
+    after ``activation``, summed (a fixed seed: the same inputs each time)."""
+    torch.manual_seed(3)
+    layer, x = make(dtype)
+    x.requires_grad_(True)
+    activation(layer(x)).sum().backward()
+    return [x.grad] + [param.grad for param in layer.parameters()]
+
+
+@pytest.mark.parametrize("make", [
+    lambda dtype: (adapter.SharpenedCosine1d(2, 3, 5, p_init=1.3, dtype=dtype),
+                   torch.randn(2, 2, 40, dtype=dtype)),
+    lambda dtype: (adapter.SharpenedCosine2d(2, 3, 3, mode="same", p_init=0.8, dtype=dtype),
+                   torch.randn(2, 2, 9, 10, dtype=dtype)),
+    lambda dtype: (adapter.SharpenedCosine2d(2, 3, 3, dtype=dtype),
+                   torch.randn(2, 9, 10, dtype=dtype)),
+], ids=["1d", "2d", "2d unbatched"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_an_in_place_activation_after_a_layer_gets_the_gradients_of_one_out_of_place(make, dtype):
+    """As after ``torch.nn.Conv1d``: the layer's output may be changed in
+    place (``nn.ReLU(inplace=True)``), and the backward then computes the
+    sharpened scores again rather than reading the changed ones (or
+    raising, as a saved output would make it), with the same bits."""
+    want = _gradients_of(make, torch.relu, dtype)
+    got = _gradients_of(make, torch.nn.ReLU(inplace=True), dtype)
+    for g, w in zip(got, want):
+        assert torch.equal(g, w)
+    doubled = _gradients_of(make, lambda out: out.mul_(2.0), dtype)
+    for g, w in zip(doubled, _gradients_of(make, lambda out: out * 2.0, dtype)):
+        assert torch.equal(g, w)
+
+
+def test_the_function_s_result_changed_in_place_gets_the_gradients_of_one_out_of_place():
+    rng = np.random.default_rng(8)
+    x, k = tensor(rng.standard_normal(60)), tensor(rng.standard_normal(7))
+    adapter.sliding_cosine(x, k, mode="same").relu().sum().backward()
+    want = x.grad.clone(), k.grad.clone()
+    x.grad = k.grad = None
+    adapter.sliding_cosine(x, k, mode="same").relu_().sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), want[0].numpy(), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(k.grad.numpy(), want[1].numpy(), rtol=1e-12, atol=1e-15)
+
+
+def test_a_layer_s_output_and_graph_are_freed_with_it_without_the_collector():
+    """The backward keeps an alias of the output for reading it again: an
+    alias without its graph, so no reference cycle holds the output (and
+    the graph's saved tensors) until the garbage collector runs."""
+    import gc
+    import weakref
+
+    layer = adapter.SharpenedCosine1d(2, 3, 5, dtype=torch.float64)
+    gc.disable()
+    try:
+        out = layer(torch.randn(2, 2, 40, dtype=torch.float64, requires_grad=True))
+        scores = adapter.sliding_cosine(torch.randn(30, dtype=torch.float64, requires_grad=True),
+                                        torch.randn(4, dtype=torch.float64))
+        refs = weakref.ref(out), weakref.ref(scores)
+        del out, scores
+        assert [ref() for ref in refs] == [None, None]
+    finally:
+        gc.enable()
