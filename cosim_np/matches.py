@@ -210,7 +210,8 @@ def find_matches(
     threshold : float or callable, optional
         Keep only keys ``>= threshold``.  A callable is called once per
         signal row with that row's key array (``(L,)``, or ``(K, L)`` for
-        several kernels; NaN where the score is NaN) and returns the
+        several kernels; of the scores' dtype, NaN where the score is NaN)
+        and returns the
         threshold, e.g. a median plus a multiple of the MAD (see
         :doc:`/matches`); that row's keys are then held in memory.
     exclusion : int or tuple of int, optional
@@ -342,9 +343,9 @@ def find_matches(
         if found is None:
             source = _backend.dask_impl("score_tiles")(signal, kernel, scoring, splan, **options)
             found = cpu.select_source(source, splan, mplan)
-        return _result(found, mplan)
+        return _result(found, mplan, threshold)
     found = cpu.find_matches(x, splan, mplan, method)
-    return _result(found, mplan)
+    return _result(found, mplan, threshold)
 
 
 def _on_gpu(signal, kernel, k, threshold, exclusion, sign, max_memory, options):
@@ -363,7 +364,8 @@ def _on_gpu(signal, kernel, k, threshold, exclusion, sign, max_memory, options):
     lead = tuple(size for axis, size in enumerate(scores.shape) if axis not in (k_axis, l_axis))
     mplan = plans.plan_matches(k, threshold, exclusion, sign, max_memory, nker=nker,
                                m=kernel_shape[-1], dilation=options["dilation"], nwin=nwin, lead=lead)
-    return _result(cpu.select_scores(scores, ax, channel_axis, is_bank, mplan), mplan)
+    return _result(cpu.select_scores(scores, ax, channel_axis, is_bank, mplan), mplan,
+                   threshold)
 
 
 def _several_axes(signal, kernel, k, threshold, exclusion, sign, method, backend, max_memory,
@@ -395,8 +397,8 @@ def _several_axes(signal, kernel, k, threshold, exclusion, sign, method, backend
                                        lead=lead, nker=splan.khat.shape[0],
                                        nout=splan.geometry.nout)
     if scores is None:
-        return _result(spatial_matches.find_matches(x, splan, mplan, method), mplan)
-    return _result(spatial_matches.select(scores, splan, mplan), mplan)
+        return _result(spatial_matches.find_matches(x, splan, mplan, method), mplan, threshold)
+    return _result(spatial_matches.select(scores, splan, mplan), mplan, threshold)
 
 
 def _check_selection(k, threshold, sign):
@@ -422,11 +424,13 @@ def _to_host(array):
     return np.asarray(array)
 
 
-def _result(found, mplan):
+def _result(found, mplan, threshold):
+    """The matches ``found``; ``threshold``: as given (``Matches.threshold``
+    is a number given as one, ``-inf`` too, else None)."""
     row, idx, ker, score = found
     batch = np.stack(np.unravel_index(row, mplan.lead_shape), axis=-1) if mplan.lead_shape else \
         np.empty((row.size, 0), dtype=np.int64)
-    threshold = None if mplan.threshold_fn is not None or mplan.threshold == -np.inf else mplan.threshold
+    threshold = None if threshold is None or mplan.threshold_fn is not None else mplan.threshold
     return Matches(idx, score, ker, batch.astype(np.int64), exclusion=mplan.exclusion,
                    threshold=threshold)
 

@@ -507,6 +507,22 @@ def test_matches_result():
     assert len(none) == 0 and repr(none) == "Matches(0 matches, exclusion=1, threshold=0.5)"
 
 
+@pytest.mark.parametrize("axis, signal, kernel", [(-1, np.arange(40.0) % 7, [1.0, 2.0, 0.0]),
+                                                  ((0, 1), np.arange(64.0).reshape(8, 8) % 5,
+                                                   np.eye(2))])
+def test_the_threshold_is_reported_as_given(axis, signal, kernel):
+    """A number is reported as given, ``-inf`` too (every key passes it,
+    as with None); None and a callable as None."""
+    for threshold, reported in ((-np.inf, -np.inf), (0.25, 0.25), (np.float32(0.5), 0.5),
+                                (None, None), (np.median, None)):
+        found = find_matches(signal, kernel, threshold=threshold, axis=axis)
+        assert found.threshold == reported and type(found.threshold) is type(reported)
+    assert find_matches(signal, kernel, threshold=-np.inf, axis=axis) == \
+        Matches(*(getattr(find_matches(signal, kernel, axis=axis), name)
+                  for name in ("index", "score", "kernel", "batch")),
+                exclusion=1 if axis == -1 else (1, 1), threshold=-np.inf)
+
+
 def test_to_pandas(monkeypatch):
     pandas = pytest.importorskip("pandas")  # (in the test extra: CI fails on a skip)
     signal = np.zeros((2, 30))
@@ -810,3 +826,27 @@ def test_matches_are_equal_by_value():
     assert found != (found.index, found.score) and found.__eq__(None) is NotImplemented
     with pytest.raises(TypeError, match="unhashable"):
         hash(found)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("axis", [-1, (0, 1)])
+def test_a_callable_threshold_gets_keys_of_the_scores_dtype(dtype, axis):
+    """Along one axis or several, the keys a callable threshold gets have the
+    scores' dtype (NaN where a score is NaN), so that its statistics are
+    the same either way."""
+    signal = np.random.default_rng(4).standard_normal((12, 12)).astype(dtype)
+    signal[3, 5] = np.nan
+    kernel = np.ones((2, 2)) if axis == (0, 1) else np.ones(2)
+    seen = []
+
+    def threshold(keys):
+        seen.append(keys)
+        return float(np.nanmedian(keys))
+
+    found = find_matches(signal, kernel, threshold=threshold, axis=axis)
+    scores = sliding_cosine(signal, kernel, axis=axis)
+    assert scores.dtype == dtype and len(found) > 0
+    assert all(keys.dtype == dtype for keys in seen)
+    rows = [scores] if axis == (0, 1) else list(scores)
+    for keys, row in zip(seen, rows, strict=True):
+        np.testing.assert_array_equal(keys, np.abs(row))

@@ -52,7 +52,7 @@ def select(scores, splan, mplan):
     if mplan.threshold_fn is not None:
         thresholds = []
         for b in range(scores.shape[0]):
-            key = keys(scores[b], mplan.sign)
+            key = keys(scores[b], mplan.sign).astype(scores.dtype)  # (as along one axis)
             shown = np.where(key == -np.inf, np.nan, key) if np.isnan(scores[b]).any() else key
             thresholds.append(threshold_value(mplan.threshold_fn(shown[0] if single else shown)))
     return _matches([(0, geo.nout[0], scores)], geo.nout, mplan, scores.shape[1], scores.dtype,
