@@ -211,9 +211,8 @@ def find_matches(
         Keep only keys ``>= threshold``.  A callable is called once per
         signal row with that row's key array (``(L,)``, or ``(K, L)`` for
         several kernels; of the scores' dtype, NaN where the score is NaN)
-        and returns the
-        threshold, e.g. a median plus a multiple of the MAD (see
-        :doc:`/matches`); that row's keys are then held in memory.
+        and returns the threshold, e.g. a median plus a multiple of the MAD
+        (see :doc:`/matches`); that row's keys are then held in memory.
     exclusion : int or tuple of int, optional
         Half-width of the zone around a kept match in which no other match
         is kept, in windows (``>= 0``).  Default: half the window's span,
