@@ -253,6 +253,44 @@ def test_on_a_local_cluster_of_worker_processes(cluster_client):
     assert len(cluster_client.scheduler_info()["workers"]) == 2
 
 
+
+def test_find_matches_on_a_cluster_block_by_block_without_scheduler_warnings(cluster_client,
+                                                                               monkeypatch):
+    """A callable threshold and a pool cut short serve the scores to the
+    client block by block, each block a compute of its own: on
+    dask.distributed, blocks cut as arrays from the scores were each
+    optimised apart, and the scheduler warned of keys given other tasks
+    ("different run_spec", which it says can fail); the blocks now come
+    from one optimised graph."""
+    import logging
+
+    from cosim_np._core import config
+
+    records = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    logger = logging.getLogger("distributed.scheduler")  # (the scheduler runs here)
+    logger.addHandler(handler)
+    rng = np.random.default_rng(17)
+    x = rng.standard_normal((4, 20_000))
+    kernel = rng.standard_normal(16)
+    x[2, 7000:7016] = kernel
+    lazy = da.from_array(x, chunks=(2, 5000))  # (rechunked: windows' blocks differ)
+    monkeypatch.setattr(config, "MATCH_POOL", 1)
+    try:
+        with dask.config.set(scheduler=cluster_client):
+            for options in (dict(threshold=lambda keys: float(np.nanmedian(keys)) + 0.3),
+                            dict(k=2, exclusion=6000)):
+                got = find_matches(lazy, kernel, method="direct", **options)
+                want = find_matches(x, kernel, method="direct", **options)
+                assert len(got) == len(want) > 0
+                for name in ("index", "score", "kernel", "batch"):
+                    np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
+    finally:
+        logger.removeHandler(handler)
+    assert [record.getMessage()[:80] for record in records] == []
+
+
 # ---------------------------------------------------------------------------
 # embeddings
 

@@ -47,11 +47,15 @@ class BlockScores:
         self.compute = plans.compute_dtype(plan.out_dtype)
 
     def tiles(self):
+        # (the blocks of one graph, optimised once: arrays cut from the
+        # scores would each be optimised apart, giving a scheduler the same
+        # keys with other tasks from one compute to the next, which
+        # dask.distributed warns may fail)
+        blocks = self.rows.to_delayed()  # (row blocks, 1, blocks of windows)
         found, w0 = [], 0
         for j, width in enumerate(self.rows.chunks[-1]):
-            block = self.rows.blocks[:, :, j]
-            found.append((w0, width, lambda block=block: np.ascontiguousarray(
-                block.compute(), dtype=self.compute)))
+            found.append((w0, width, lambda column=tuple(blocks[:, 0, j]): np.ascontiguousarray(
+                np.concatenate(dask.compute(*column)), dtype=self.compute)))
             w0 += width
         return found
 
