@@ -377,8 +377,10 @@ def set_similarity(a, b, *, measure="mean", weights_a=None, weights_b=None, mask
           greedy precision and recall.
     weights_a, weights_b : array_like, optional
         Non-negative finite per-row weights (e.g. IDF, as BERTScore's
-        importance weighting); default equal weights. They weight the means
-        of every measure, and only their ratios count.
+        importance weighting; those of rows a mask leaves out are not
+        looked at); default equal weights. They weight the means of every
+        measure, and only their ratios count: a weight above 0 counts
+        however small beside the others.
     mask_a, mask_b : array_like of bool, optional
         ``True`` for real rows, ``False`` for padding; masked rows are ignored
         entirely (as if absent).

@@ -46,7 +46,10 @@ def scaled_cosine(a, b, *, scaling="minmax", weight_on="a", return_grad=False, g
         errors divided by themselves. A row holding NaN or ±inf on the
         weighted side makes ``min``, ``max`` (or the mean) NaN, and so every
         row's value, as in the seed; on the other side, or without
-        scaling, its own value only.
+        scaling, its own value only (and, as in PyTorch's autograd, the
+        gradients of its own row and of the rows that set the weights'
+        scale: those at the min and the max for ``'minmax'``, every row for
+        ``'zscore'``).
     weight_on : {'a', 'b', 'both'}, optional
         Whose norms give the weight: ``'a'`` (default, as in the seed),
         ``'b'``, or ``'both'`` (the product of the two weights).

@@ -894,6 +894,39 @@ def test_set_similarity_mask_equals_dropping_rows():
     assert np.isnan(set_similarity(padded, b))
 
 
+@pytest.mark.parametrize("measure", ["mean", "centroid", "greedy", "chamfer"])
+def test_set_similarity_ignores_the_weights_of_masked_rows(measure):
+    """Masked rows are ignored entirely, their weights too (padding's IDF
+    weights are often 0/0): a NaN or negative weight under the mask is no
+    error, and the score is that of the rows kept."""
+    rng = np.random.default_rng(9)
+    a, b = rng.normal(size=(4, 3)), rng.normal(size=(5, 3))
+    mask = np.array([True, True, True, False])
+    for padding_weight in (np.nan, -1.0, np.inf):
+        weights = np.array([1.0, 2.0, 0.5, padding_weight])
+        got = set_similarity(a, b, measure=measure, weights_a=weights, mask_a=mask)
+        want = set_similarity(a[:3], b, measure=measure, weights_a=weights[:3])
+        np.testing.assert_array_equal(np.asarray(got, float), np.asarray(want, float))
+    with pytest.raises(ValueError, match=r"weights_a must be finite and >= 0 \(on the unmasked"):
+        set_similarity(a, b, measure=measure, weights_a=[1.0, np.nan, 1.0, 1.0], mask_a=mask)
+
+
+@pytest.mark.parametrize("measure", ["mean", "centroid"])
+def test_a_nan_row_of_tiny_positive_weight_still_makes_the_score_nan(measure):
+    """A weight above 0 counts however small beside the others (its share
+    below the least float64): the row's NaN makes the score NaN, and a
+    finite row of such a weight changes the score by no more than its
+    share."""
+    a = np.array([[1.0, 0.0], [np.nan, 1.0]])
+    b = np.array([[1.0, 1.0]])
+    for weights in ([1e300, 1e-30], [1e10, 5e-324], [1.0, 1e-320]):
+        assert np.isnan(set_similarity(a, b, measure=measure, weights_a=weights))
+    finite = np.array([[1.0, 0.0], [0.0, 1.0]])
+    np.testing.assert_array_equal(
+        set_similarity(finite, b, measure=measure, weights_a=[1e300, 1e-30]),
+        set_similarity(finite[:1], b, measure=measure))
+
+
 @tiled
 def test_set_similarity_greedy_tiled_memory_and_identity():
     rng = np.random.default_rng(8)

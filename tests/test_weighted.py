@@ -207,3 +207,24 @@ def test_errors(func, kwargs, exc, match):
     args.update(kwargs)
     with pytest.raises(exc, match=match):
         func(args.pop("a"), args.pop("b"), **args)
+
+
+@pytest.mark.parametrize("weight_on", ["a", "b"])
+def test_a_nan_on_the_unweighted_side_reaches_the_min_and_max_rows_gradients_only(weight_on):
+    """``minmax``: a NaN on the side without the weight makes its own row's
+    value NaN; its gradient reaches the weighted side's row and the rows
+    at the min and the max of the norms (whose gradients sum every row's),
+    as PyTorch's autograd gives, and no other row (a mask times a NaN sum
+    made every row NaN)."""
+    rng = np.random.default_rng(7)
+    a, b = rng.normal(size=(8, 5)), rng.normal(size=(8, 5))
+    clean = scaled_cosine(a, b, weight_on=weight_on, return_grad=True)
+    (b if weight_on == "a" else a)[2, 0] = np.nan
+    values, grad_a, grad_b = scaled_cosine(a, b, weight_on=weight_on, return_grad=True)
+    grad = grad_a if weight_on == "a" else grad_b
+    norms = np.linalg.norm(a if weight_on == "a" else b, axis=1)
+    reached = np.isin(np.arange(8), [2, norms.argmin(), norms.argmax()])
+    np.testing.assert_array_equal(np.isnan(values), np.arange(8) == 2)
+    np.testing.assert_array_equal(np.isnan(grad).any(axis=1), reached)
+    assert not np.isnan(grad[~reached]).any()
+    np.testing.assert_array_equal(grad[~reached], (clean[1] if weight_on == "a" else clean[2])[~reached])

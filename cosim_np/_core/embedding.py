@@ -203,8 +203,6 @@ def set_rows(n, name, mask, weights, mask_name, weights_name):
             raise ValueError(f"{weights_name} must have shape ({n},), one weight per row of "
                              f"{name}; got shape {w.shape}.")
         w = w.astype(np.float64)
-        if not np.all(np.isfinite(w)) or np.any(w < 0):
-            raise ValueError(f"{weights_name} must be finite and >= 0.")
     keep = None
     if mask is not None:
         v.refuse_masked(mask, mask_name,
@@ -217,18 +215,25 @@ def set_rows(n, name, mask, weights, mask_name, weights_name):
             raise ValueError(f"{mask_name} must have shape ({n},), one flag per row of "
                              f"{name}; got shape {keep.shape}.")
         if w is not None:
-            w = w[keep]
+            w = w[keep]  # (padding rows' weights are ignored with them, NaN or not)
         n = int(keep.sum())
+    if w is not None and (not np.all(np.isfinite(w)) or np.any(w < 0)):
+        raise ValueError(f"{weights_name} must be finite and >= 0" + (
+            " (on the unmasked rows)." if mask is not None else "."))
     if n == 0:
         raise ValueError(f"{name} has no rows to compare" + (
             f" (after {mask_name})." if mask is not None else "."))
     if w is None:
         w = np.ones(n)
     # (scaled by a power of two first: finite weights then have a finite sum)
-    w = np.ldexp(w, -np.frexp(w.max())[1])
-    if not w.sum() > 0:
+    scaled = np.ldexp(w, -np.frexp(w.max())[1])
+    if not scaled.sum() > 0:
         raise ValueError(f"{weights_name} must not all be zero (on the unmasked rows).")
-    return keep, w / w.sum()
+    scaled /= scaled.sum()
+    # a weight too small beside the largest to be represented keeps the least
+    # one: a row of weight above 0 still counts (its NaN makes the score NaN)
+    scaled[(w > 0) & (scaled == 0)] = np.finfo(np.float64).smallest_subnormal
+    return keep, scaled
 
 
 def set_is_nan(measure, bad_a, bad_b, wa, wb):
@@ -404,8 +409,10 @@ class _Side:
             # min and max share their gradient evenly among ties (as PyTorch does)
             at_min = rel == np.min(rel)
             at_max = rel == np.max(rel)
-            g = g + at_min * (np.sum(u * (z - 1.0)) / self.spread / at_min.sum())
-            g = g - at_max * (np.sum(u * z) / self.spread / at_max.sum())
+            # (np.where: a NaN sum reaches the tied rows only, as in PyTorch;
+            # a mask times NaN would be NaN in every row)
+            g = g + np.where(at_min, np.sum(u * (z - 1.0)) / self.spread / at_min.sum(), 0.0)
+            g = g - np.where(at_max, np.sum(u * z) / self.spread / at_max.sum(), 0.0)
         else:
             count = rel.size
             g = (u - u.sum() / count - z * np.sum(u * z) / (count - 1)) / self.spread
