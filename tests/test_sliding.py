@@ -8,7 +8,7 @@ import pytest
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
-from cosim_np import sharpen, sliding_cosine, windowed_norm
+from cosim_np import find_matches, sharpen, sliding_cosine, sliding_cosine_grad, windowed_norm
 from cosim_np._core.config import FUSED_TAPS
 from cosim_np._cpu.sliding import CHAIN_CHUNK
 from tests import naive
@@ -834,3 +834,25 @@ def test_helpers_of_compiled_kernels_refuse_a_call_from_python():
     np.testing.assert_allclose(sliding_cosine(x, kernel, method="direct"),
                                naive.sliding_cosine_1d(x, kernel), rtol=0,
                                atol=tolerance(np.float64, 3))
+
+
+@pytest.mark.parametrize("dilation", [2, 2**31, 2**62])
+def test_a_one_tap_window_is_one_sample_whatever_the_dilation(dilation):
+    """A kernel or window of one tap spans one sample, so its dilation
+    changes nothing, however large (its scratch was sized by it: 144 GiB
+    at 2**31)."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 50))
+    x[0, 7] = 0.0
+    kernel = np.array([[-1.5], [2.0]])
+    for mode in ("valid", "same", "full", "causal"):
+        np.testing.assert_array_equal(
+            sliding_cosine(x, kernel, dilation=dilation, mode=mode, stride=3),
+            sliding_cosine(x, kernel, mode=mode, stride=3))
+        np.testing.assert_array_equal(windowed_norm(x, 1, dilation=dilation, mode=mode),
+                                      windowed_norm(x, 1, mode=mode))
+    got = sliding_cosine_grad(x, [2.0], np.ones((2, 50)), dilation=dilation, sharpness=1.5)
+    want = sliding_cosine_grad(x, [2.0], np.ones((2, 50)), sharpness=1.5)
+    for name in ("signal", "kernel", "sharpness", "noise_floor"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
+    assert find_matches(x, [2.0], dilation=dilation) == find_matches(x, [2.0])

@@ -57,6 +57,13 @@ def moved_axes(ax, channel_axis, is_bank):
     return -1, ax
 
 
+def _dilation_of(m, dilation):
+    """The dilation windows of ``m`` taps take: 1 for one tap, whose window
+    is one sample whatever the dilation (the loops' scratch, sized by
+    ``m * dilation``, would otherwise grow with it)."""
+    return 1 if m == 1 else dilation
+
+
 def _check_window_fits(n, m, dilation, mode, what):
     span = (m - 1) * dilation
     if mode == "valid" and n < span + 1:
@@ -101,6 +108,7 @@ def plan_norms(x, window, dilation, mode, axis, center=False, stride=1):
     ax = v.check_axis(axis, x.ndim)
     out_dtype = v.output_dtype(x.dtype, "signal")
     check_not_empty(x)
+    d = _dilation_of(m, d)
     span = _check_window_fits(x.shape[ax], m, d, mode, "window")
     pad_left, pad_right = padding(mode, span)
     nwin = x.shape[ax] + pad_left + pad_right - span
@@ -173,6 +181,7 @@ def plan_sliding(x, kernel, axis, mode, method, dilation, sharpness, noise_floor
             f"{(nker, nchan, m)}."
         )
     n = x.shape[ax]
+    d = _dilation_of(m, d)
     span = _check_window_fits(n, m, d, mode, "kernel")
     pad_left, pad_right = padding(mode, span)
     nwin = n + pad_left + pad_right - span
