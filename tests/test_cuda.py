@@ -1070,6 +1070,24 @@ def test_several_axes_keep_nan_and_inf_in_their_windows_and_scale_exactly():
     assert np.all(got[constant] == -2.0) and not np.any(got[~constant] == -2.0)
 
 
+@pytest.mark.parametrize("center", [False, True])
+def test_several_axes_give_a_nan_kernel_nan_at_zero_and_constant_windows(center):
+    """A kernel with a NaN or inf tap gives NaN at every window, the zero
+    ones included (``fill`` is for a zero window of a finite kernel), as
+    on the CPU and along one axis; the bank's finite kernel keeps ``fill``."""
+    image = np.zeros((4, 5))
+    image[:, 3:] = 2.0  # (zero windows, constant ones and windows across the step)
+    bank = np.array([[[1.0, np.nan], [1.0, 1.0]], [[1.0, np.inf], [0.5, 1.0]],
+                     [[1.0, -1.0], [2.0, 1.0]]])
+    got = to_host(sliding_cosine(cuda.to_device(image), bank, axis=(0, 1), fill=2.0,
+                                 center=center))
+    want = sliding_cosine(image, bank, axis=(0, 1), fill=2.0, center=center)
+    np.testing.assert_array_equal(got, want)
+    assert np.isnan(got[:2]).all() and (got[2, :, :2] == 2.0).all()
+    found = find_matches(cuda.to_device(image), bank[0], axis=(0, 1), fill=1.0)
+    assert len(found) == len(find_matches(image, bank[0], axis=(0, 1), fill=1.0)) == 0
+
+
 def test_more_sliding_axes_than_the_device_kernels_hold_are_refused_by_name():
     """Each thread keeps its window's starts in a local array of
     ``MAX_AXES``: a ninth axis ran past it (an IndexError in the simulator,

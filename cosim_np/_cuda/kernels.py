@@ -893,8 +893,8 @@ def spatial_windows(x, roff, cs, nchan, strides, sizes, pads, m, d, stride, nout
         if has_nan or has_inf:
             out[dest] = math.inf if (norms and not center and not has_nan) else math.nan
             continue
-        if largest == 0.0:
-            out[dest] = 0.0 if norms else fill
+        if largest == 0.0:  # (a NaN kernel's cosine is NaN, a zero window's too)
+            out[dest] = 0.0 if norms else math.nan if kstate[k] == KERNEL_NONFINITE else fill
             continue
         e = math.frexp(largest)[1]
         mean = 0.0
