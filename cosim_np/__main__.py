@@ -9,7 +9,20 @@ import numpy as np
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m cosim_np", description=__doc__)
+    try:
+        return _main(argv)
+    except BrokenPipeError:  # (its reader stopped reading, as head does: stop quietly)
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+def _main(argv):
+    parser = argparse.ArgumentParser(
+        prog="python -m cosim_np",
+        description="cosim_np from the command line: the seed-000 demo, compiling the kernels "
+                    "ahead, and finding where a kernel matches a signal in files.")
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="the seed-000 motif experiment (A-E)")
     demo.add_argument("--plot", metavar="FILE", help="also write the figure to FILE (needs matplotlib)")
@@ -45,33 +58,40 @@ def main(argv=None):
     match.add_argument("--mode", choices=["valid", "same", "full", "causal"], default="valid",
                        help="the windows (default: valid)")
     match.add_argument("--out", metavar="FILE", help="write the matches to FILE as CSV")
-    match.add_argument("--plot", metavar="FILE", help="also draw the matches to FILE (needs matplotlib)")
+    match.add_argument("--plot", metavar="FILE",
+                       help="also draw the matches to FILE (needs matplotlib); of a signal of "
+                            "several rows, the first row's")
     args = parser.parse_args(argv)
 
+    # (errors of a command's arguments are said with that command's usage, as argparse's own)
     if args.command == "match":
-        return _match(args, parser)
+        return _match(args, match)
     if args.command == "compile":
         from . import _compile
 
         if args.list:
-            for entry in _compile.calls(args.dtype, args.only):
+            entries = _compile.calls(args.dtype, args.only)
+            if not entries:  # (as compiling them would say)
+                ahead.error(f"no compiled function matches {args.only!r}; see 'python -m "
+                            "cosim_np compile --list'.")
+            for entry in entries:
                 print(_compile.line(entry))
             return 0
         try:
             _compile.compile_ahead(args.dtype, args.only)
         except ValueError as exc:
-            parser.error(str(exc))
+            ahead.error(str(exc))
         return 0
 
     from . import demo as experiment
 
     print(experiment.format_table())
     if args.plot:
-        path = _plot_path(args.plot, parser)
+        path = _plot_path(args.plot, demo)
         try:
             experiment.plot(path)
         except (OSError, ValueError) as exc:  # (a folder that is not there, an unknown suffix)
-            parser.error(f"cannot write --plot file {path!r}: {exc}")
+            demo.error(f"cannot write --plot file {path!r}: {exc}")
         print(f"\nfigure written to {path}")
     return 0
 
@@ -82,15 +102,25 @@ def _read(path, name, parser):
     taken as NumPy lays it out, memory-mapped)."""
     import os
 
+    if os.path.isdir(path):
+        parser.error(f"{name} file {path!r} is a folder; name a file in it")
     if not os.path.isfile(path):
         parser.error(f"{name} file {path!r} does not exist")
     suffix = os.path.splitext(path)[1].lower()
     try:
         if suffix == ".npy":
             data = np.load(path, mmap_mode="r", allow_pickle=False)
+            if data.size == 0:
+                parser.error(f"{name} file {path!r} holds no samples (shape {data.shape})")
             return data
         if suffix in (".csv", ".txt"):
-            data = np.loadtxt(path, delimiter="," if suffix == ".csv" else None, ndmin=2)
+            import warnings
+
+            with warnings.catch_warnings():  # (an empty file: said below, by name)
+                warnings.filterwarnings("ignore", "loadtxt: input contained no data")
+                data = np.loadtxt(path, delimiter="," if suffix == ".csv" else None, ndmin=2)
+            if data.size == 0:
+                parser.error(f"{name} file {path!r} holds no samples")
         elif suffix == ".wav":
             data = _read_wav(path, name, parser)
             if data.size == 0:
@@ -135,8 +165,10 @@ def _match(args, parser):
         print(f"note: kernel file {args.kernel!r} has one line of {kernel.shape[0]} values, read as "
               f"{kernel.shape[0]} kernels of one tap (one column per kernel); for one kernel of "
               f"{kernel.shape[0]} taps, put one value per line", file=sys.stderr)
-    if signal.ndim > 2 or kernel.ndim > 2:
-        parser.error("signal and kernel files must hold one or two dimensions (columns)")
+    for name, path, data in (("signal", args.signal, signal), ("kernel", args.kernel, kernel)):
+        if data.ndim > 2:
+            parser.error(f"{name} file {path!r} holds an array of shape {data.shape}; a "
+                         "signal or kernel file holds one or two axes (rows of samples)")
     if signal.size >= 1 << 24:
         print(f"scoring {signal.shape[-1]:,} samples x {max(1, signal.size // signal.shape[-1])} row(s)...",
               file=sys.stderr, flush=True)
@@ -165,6 +197,9 @@ def _match(args, parser):
     if args.plot:
         from .matches import plot_matches
 
+        if signal.ndim == 2 and signal.shape[0] > 1:
+            print(f"note: --plot draws the first of the signal's {signal.shape[0]} rows and its "
+                  "matches (the table has every row's)", file=sys.stderr)
         try:
             figure = plot_matches(signal if signal.ndim == 1 else signal[0], found if signal.ndim == 1 else
                                   _first_row(found), kernel=kernel, mode=args.mode, sharpness=args.sharpness,

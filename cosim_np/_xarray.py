@@ -29,7 +29,11 @@ def axis_of(array, axis):
     """The axis number of ``axis``: a dim name or an int (a tuple of them:
     a tuple of numbers)."""
     if isinstance(axis, tuple):
-        return tuple(axis_of(array, item) for item in axis)
+        numbers = tuple(axis_of(array, item) for item in axis)
+        if len(set(numbers)) < len(numbers):  # (said with the names given, not the numbers)
+            raise ValueError(f"axis must not repeat a dim; got {axis!r} (dims "
+                             f"{tuple(array.dims[n] for n in numbers)}).")
+        return numbers
     if isinstance(axis, str):
         if axis not in array.dims:
             raise ValueError(f"axis={axis!r} is not a dim of the DataArray; its dims are "

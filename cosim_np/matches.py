@@ -434,6 +434,16 @@ def _result(found, mplan, threshold):
                    threshold=threshold)
 
 
+def _described(value):
+    """A value as an error message names it: an array or a sequence by
+    its type and shape or length."""
+    if isinstance(value, np.ndarray):
+        return f"an array of shape {value.shape}"
+    if isinstance(value, (tuple, list)):
+        return f"a {type(value).__name__} of {len(value)}"
+    return type(value).__name__
+
+
 def plot_matches(signal, matches, kernel, *, ax=None, mode="valid", dilation=1, sharpness=1.0,
                  noise_floor=0.0, fill=0.0, center=False, sign="both", threshold=None):
     """Draw a 1-d signal with its matches, and the score track underneath.
@@ -475,14 +485,19 @@ def plot_matches(signal, matches, kernel, *, ax=None, mode="valid", dilation=1, 
         Without matplotlib (the ``plot`` extra).
     ValueError
         For a signal that is not 1-d, matches of several sliding axes or
-        signal rows, a kernel of more than two axes, a ``sign`` other than
-        'both', 'positive' and 'negative', or options :func:`sliding_cosine`
-        refuses.
+        signal rows, a kernel of more than two axes or of fewer kernels
+        than the matches name, an ``ax`` neither one Axes nor a pair, a
+        ``sign`` other than 'both', 'positive' and 'negative', or options
+        :func:`sliding_cosine` refuses.
     TypeError
-        For a complex or non-numeric signal or kernel.
+        For a complex or non-numeric signal or kernel, or ``matches`` not
+        a :class:`Matches`.
     """
     if sign not in ("both", "positive", "negative"):
         raise ValueError(f"sign must be 'both', 'positive' or 'negative'; got {sign!r}.")
+    if not isinstance(matches, Matches):
+        raise TypeError(f"matches must be the Matches that find_matches returned; got "
+                        f"{type(matches).__name__}.")
     if np.ndim(matches.index) != 1:
         raise ValueError("plot_matches draws the matches of one sliding axis; these have "
                          f"{np.shape(matches.index)[-1]} (axis a tuple): draw them with "
@@ -508,17 +523,23 @@ def plot_matches(signal, matches, kernel, *, ax=None, mode="valid", dilation=1, 
     scores = _sliding.sliding_cosine(x, bank, mode=mode, dilation=dilation, sharpness=sharpness,
                                      noise_floor=noise_floor, fill=fill, center=center)
     bank = bank.reshape(-1, bank.shape[-1])
+    if matches.kernel.size and matches.kernel.max() >= bank.shape[0]:
+        raise ValueError(f"matches holds matches of kernel {matches.kernel.max()} of a bank, but "
+                         f"kernel has {bank.shape[0]}: pass the kernel or bank that was searched.")
     m = bank.shape[-1]
     span = (m - 1) * dilation
     left = sliding_plans.padding(mode, span)[0]
     if ax is None:
         figure, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(10, 5),
                                              gridspec_kw=dict(height_ratios=(2, 1)))
-    elif isinstance(ax, (tuple, list, np.ndarray)):
-        top, bottom = ax
-        figure = top.figure
     else:
-        top, bottom, figure = ax, None, ax.figure
+        axes = list(np.ravel(np.asarray(ax, dtype=object)))
+        if len(axes) not in (1, 2) or not all(hasattr(one, "figure") for one in axes) or (
+                isinstance(ax, np.ndarray) and ax.ndim > 1):
+            raise ValueError("ax must be one matplotlib Axes or a pair of them (the signal's "
+                             f"and the score track's); got {_described(ax)}.")
+        top, bottom = axes if len(axes) == 2 else (axes[0], None)
+        figure = top.figure
     top.plot(x, color="0.3", lw=0.8, label="signal")
     for i, (index, score, which) in enumerate(zip(matches.index, matches.score, matches.kernel)):
         start = int(index) - left

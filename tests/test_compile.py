@@ -79,6 +79,9 @@ def test_the_command_lists_and_refuses_what_matches_nothing(tmp_path):
     assert refused.returncode == 2
     assert "no compiled function matches 'no such function'" in refused.stderr
     assert not list(tmp_path.rglob("*.nbc"))
+    unlisted = run("-m", "cosim_np", "compile", "--list", "--only", "no such function",
+                   cache_dir=tmp_path)  # (as the compiling would say)
+    assert unlisted.returncode == 2 and unlisted.stderr == refused.stderr
     # --only narrows --list too, and matches the lines as --list prints them
     narrowed = run("-m", "cosim_np", "compile", "--list", "--only", "sharpen (float64)",
                    cache_dir=tmp_path)

@@ -609,9 +609,39 @@ def test_plot_matches_refuses_what_the_search_would(ax):
         (ValueError, "several signal rows", lambda: plot_matches(
             signal, find_matches(np.stack([signal, -signal]), seed000.KERNEL, k=4), seed000.KERNEL,
             ax=where)),
+        (ValueError, "^matches holds matches of kernel 1 of a bank, but kernel has 1", lambda:
+            plot_matches(signal, find_matches(signal, [seed000.KERNEL, seed000.KERNEL[::-1]]),
+                         seed000.KERNEL, ax=where)),
+        (TypeError, "^matches must be the Matches that find_matches returned; got tuple",
+         lambda: plot_matches(signal, tuple(found), seed000.KERNEL, ax=where)),
     ]:
         with pytest.raises(error, match=match):
             call()
+    plt.close("all")
+
+
+def test_plot_matches_takes_one_axes_or_a_pair_and_names_anything_else():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from cosim_np import plot_matches
+
+    signal, _ = seed000.motif_signal()
+    found = find_matches(signal, seed000.KERNEL, threshold=0.5)
+    pair = plt.subplots(2)[1]  # (a 1-d array of two)
+    for ax, drawn in ((pair, 2), (list(pair), 2), (tuple(pair), 2), (pair[0], 1), ([pair[0]], 1)):
+        for one in pair:
+            one.clear()
+        plot_matches(signal, found, seed000.KERNEL, ax=ax)
+        assert sum(bool(one.lines) for one in pair) == drawn
+    grid = plt.subplots(2, 2)[1]
+    for ax, said in ((grid, r"an array of shape \(2, 2\)"), (list(grid.ravel()[:3]), "a list of 3"),
+                     ("top", "str"), ([], "a list of 0")):
+        with pytest.raises(ValueError, match=f"^ax must be one matplotlib Axes or a pair of them.*"
+                                             f"got {said}"):
+            plot_matches(signal, found, seed000.KERNEL, ax=ax)
     plt.close("all")
 
 
@@ -753,6 +783,10 @@ def test_command_line(tmp_path):
     ("wav without chunks", "as a WAV file: "),
     ("wav of no channels", "as a WAV file: "),
     ("wav of no samples", "holds no samples"),
+    ("empty csv", "signal file '{tmp}/empty.csv' holds no samples"),
+    ("npy of no samples", "signal file '{tmp}/zero.npy' holds no samples (shape (0,))"),
+    ("signal folder", "signal file '{tmp}' is a folder; name a file in it"),
+    ("three axes", "kernel file '{tmp}/kernel.npy' holds an array of shape (2, 2, 5)"),
 ])
 def test_command_line_errors(tmp_path, case, message):
     from pathlib import Path
@@ -776,6 +810,16 @@ def test_command_line_errors(tmp_path, case, message):
         signal.write_bytes(b"")
     elif case == "plot folder":
         extra = ["--plot", tmp_path]
+    elif case == "empty csv":
+        signal = tmp_path / "empty.csv"
+        signal.write_text("")
+    elif case == "npy of no samples":
+        signal = tmp_path / "zero.npy"
+        np.save(signal, np.zeros(0))
+    elif case == "signal folder":
+        signal = tmp_path
+    elif case == "three axes":
+        np.save(kernel, np.ones((2, 2, 5)))
     elif case.startswith("wav"):
         import struct
 
@@ -795,8 +839,28 @@ def test_command_line_errors(tmp_path, case, message):
         np.save(tmp_path / "kernel.npy", np.ones(30))
     done = _cli(signal, kernel, *extra, cwd=root)
     assert done.returncode == 2
-    assert message in done.stderr, done.stderr
-    assert "Traceback" not in done.stderr
+    assert message.format(tmp=tmp_path) in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and "Warning" not in done.stderr
+    # (said with the match command's usage, as argparse says its own errors)
+    assert "python -m cosim_np match: error: " in done.stderr
+
+
+def test_the_command_line_stops_quietly_when_its_reader_does(tmp_path):
+    """``match ... | head``: the table's reader closes the pipe early; the
+    command stops without a BrokenPipeError traceback."""
+    import subprocess
+    from pathlib import Path
+
+    np.save(tmp_path / "signal.npy", np.sin(np.arange(100_000) * 0.3))
+    np.save(tmp_path / "kernel.npy", np.ones(3))
+    command = subprocess.Popen(
+        [sys.executable, "-m", "cosim_np", "match", tmp_path / "signal.npy",
+         tmp_path / "kernel.npy"], cwd=Path(__file__).resolve().parents[1],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert "matches" in command.stdout.readline()  # (thousands more rows follow: > a pipe's buffer)
+    command.stdout.close()
+    errors = command.stderr.read()
+    assert command.wait() == 1 and "Traceback" not in errors and "BrokenPipe" not in errors, errors
 
 
 def test_windows_with_no_cosine_score_fill_and_match_only_as_a_number():

@@ -2,6 +2,8 @@
 the same values as on the bare arrays, with the dims and coordinates that
 still apply (docs/dask.rst, "Labelled arrays")."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -101,6 +103,10 @@ def test_errors(record):
     array, _ = record
     with pytest.raises(ValueError, match=r"axis='depth' is not a dim of the DataArray"):
         sliding_cosine(array, [1.0, 2.0], axis="depth")
+    for axis, dims in ((("time", "time"), "('time', 'time')"), (("time", -1), "('time', 'time')")):
+        with pytest.raises(ValueError, match=re.escape(f"axis must not repeat a dim; got {axis!r} "
+                                                       f"(dims {dims})")):
+            sliding_cosine(array, np.ones((2, 2)), axis=axis)
     with pytest.raises(TypeError, match="out is not supported for an xarray.DataArray"):
         windowed_norm(array, 3, out=np.empty((2, 3, 118)))
     with pytest.raises(ValueError, match="already has a dim or coordinate named 'kernel'"):
