@@ -257,11 +257,13 @@ def test_on_a_local_cluster_of_worker_processes(cluster_client):
 def test_find_matches_on_a_cluster_block_by_block_without_scheduler_warnings(cluster_client,
                                                                                monkeypatch):
     """A callable threshold and a pool cut short serve the scores to the
-    client block by block, each block a compute of its own: on
-    dask.distributed, blocks cut as arrays from the scores were each
-    optimised apart, and the scheduler warned of keys given other tasks
-    ("different run_spec", which it says can fail); the blocks now come
-    from one optimised graph."""
+    client block by block, each block a compute of its own, after the
+    candidates' compute: on dask.distributed, blocks cut as arrays from the
+    scores were each optimised apart, and the candidates' graph and the
+    blocks' shared keys optimised other ways, so that the scheduler warned
+    of keys given other tasks ("different run_spec", which it says can
+    fail); the blocks now come from one optimised graph, and each graph's
+    layers have names of their own."""
     import logging
 
     from cosim_np._core import config
@@ -279,8 +281,9 @@ def test_find_matches_on_a_cluster_block_by_block_without_scheduler_warnings(clu
     monkeypatch.setattr(config, "MATCH_POOL", 1)
     try:
         with dask.config.set(scheduler=cluster_client):
-            for options in (dict(threshold=lambda keys: float(np.nanmedian(keys)) + 0.3),
-                            dict(k=2, exclusion=6000)):
+            # (calls in a row, each gathering candidates, then scanning blocks)
+            for options in 3 * (dict(threshold=lambda keys: float(np.nanmedian(keys)) + 0.3),
+                                dict(k=2, exclusion=6000), dict(k=3), dict(threshold=0.5)):
                 got = find_matches(lazy, kernel, method="direct", **options)
                 want = find_matches(x, kernel, method="direct", **options)
                 assert len(got) == len(want) > 0

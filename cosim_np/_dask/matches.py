@@ -19,6 +19,8 @@ row: the blocks are gathered into the whole score array on the client
 (``_cpu.matches.select_source``), as the docs say.
 """
 
+import uuid
+
 import dask
 import dask.array as da
 import numpy as np
@@ -49,8 +51,7 @@ class BlockScores:
     def tiles(self):
         # (the blocks of one graph, optimised once: arrays cut from the
         # scores would each be optimised apart, giving a scheduler the same
-        # keys with other tasks from one compute to the next, which
-        # dask.distributed warns may fail)
+        # keys with other tasks from one compute to the next; see _scores)
         blocks = self.rows.to_delayed()  # (row blocks, 1, blocks of windows)
         found, w0 = [], 0
         for j, width in enumerate(self.rows.chunks[-1]):
@@ -93,7 +94,7 @@ def candidates(signal, kernel, block_function, plan, mplan, **options):
     by block on the workers and gathered: ``(row, index, kernel, score,
     offered)`` NumPy arrays (``block_function``: the public
     ``sliding_cosine``; ``plan``, ``mplan``: the call's plans)."""
-    rows = BlockScores(block_function(signal, kernel, **options), plan).rows
+    rows = BlockScores(_scores(signal, kernel, block_function, options), plan).rows
     widths = rows.chunks[-1]
     padded = da.overlap.overlap(rows, depth={0: 0, 1: 0, 2: 1}, boundary="none")
     starts = np.concatenate([[0], np.cumsum(widths)])
@@ -119,4 +120,20 @@ def score_tiles(signal, kernel, block_function, plan, **options):
     """The tiles of the scores of ``find_matches`` on the Dask ``signal``
     (``block_function``: the public ``sliding_cosine``; ``plan``: its
     ``SlidingPlan``)."""
-    return BlockScores(block_function(signal, kernel, **options), plan)
+    return BlockScores(_scores(signal, kernel, block_function, options), plan)
+
+
+def _scores(signal, kernel, block_function, options):
+    """The lazy scores, under keys of their own: the candidates and then the
+    scan of one call, or two calls in a row, would otherwise give a
+    dask.distributed scheduler the same keys with other tasks (each graph
+    optimised its own way), which it warns may fail (dask issue 9888)."""
+    scores = block_function(signal, kernel, **options)
+    # (an identity layer under a name of its own: the layers made from it
+    # take their names from it; dask's clone() breaks the rechunk's fusion)
+    return scores.map_blocks(_same, dtype=scores.dtype, name=f"cosim-scores-{uuid.uuid4().hex}")
+
+
+def _same(block):
+    """A block as it is (the identity layer of :func:`_scores`)."""
+    return block
