@@ -110,29 +110,27 @@ def _read(path, name, parser):
     try:
         if suffix == ".npy":
             data = np.load(path, mmap_mode="r", allow_pickle=False)
-            if data.size == 0:
-                parser.error(f"{name} file {path!r} holds no samples (shape {data.shape})")
-            return data
-        if suffix in (".csv", ".txt"):
+        elif suffix in (".csv", ".txt"):
             import warnings
 
             with warnings.catch_warnings():  # (an empty file: said below, by name)
                 warnings.filterwarnings("ignore", "loadtxt: input contained no data")
                 data = np.loadtxt(path, delimiter="," if suffix == ".csv" else None, ndmin=2)
-            if data.size == 0:
-                parser.error(f"{name} file {path!r} holds no samples")
         elif suffix == ".wav":
             data = _read_wav(path, name, parser)
-            if data.size == 0:
-                parser.error(f"{name} file {path!r} holds no samples")
-            data = data.reshape(data.shape[0], -1)
-            if data.dtype == np.uint8:  # 8-bit PCM: silence at 128
-                data = data.astype(np.int16) - 128
         else:
             parser.error(f"{name} file {path!r}: unknown type {suffix or '(no suffix)'}; "
                          "use .npy, .csv, .txt or .wav")
     except (ValueError, OSError, EOFError) as exc:  # (EOFError: an empty .npy file)
         parser.error(f"cannot read {name} file {path!r}: {exc}")
+    if data.size == 0:
+        parser.error(f"{name} file {path!r} holds no samples (shape {data.shape})")
+    if suffix == ".npy":
+        return data
+    if suffix == ".wav":
+        data = data.reshape(data.shape[0], -1)
+        if data.dtype == np.uint8:  # 8-bit PCM: silence at 128
+            data = data.astype(np.int16) - 128
     data = np.ascontiguousarray(data.T)
     return data[0] if data.shape[0] == 1 else data
 
