@@ -783,23 +783,39 @@ def test_topk_of_the_queries_object_equals_that_of_a_copy():
     assert np.all(topk_cosine(a, None, 1)[0] == 1.0)  # None: the exact self-match
 
 
-def test_topk_memory_bound(monkeypatch):
+@pytest.mark.parametrize("dtype, shapes, k, budget", [
+    (np.float32, ((2000, 64), (6000, 64)), 10, 512 * 1024),
+    (np.float16, ((2000, 64), (6000, 64)), 10, 512 * 1024),
+    (np.float16, ((20000, 16), None), 3, 2**20),
+])
+def test_topk_memory_bound(monkeypatch, dtype, shapes, k, budget):
+    """float16: the float32 copies of the inputs and the float32 lists
+    behind the float16 scores are not counted (the docstring); each tile's
+    rounded copy is (it took a search of 20000 rows 30% past the bound: an
+    exploratory test)."""
     real_stream_tiles(monkeypatch)
     rng = np.random.default_rng(6)
-    queries = rng.normal(size=(2000, 64)).astype(np.float32)
-    corpus = rng.normal(size=(6000, 64)).astype(np.float32)
-    budget = 512 * 1024  # the whole score matrix would take 48 MB
-    topk_cosine(queries[:3], corpus[:30], 10, max_memory=budget)  # warm up
+    queries = rng.normal(size=shapes[0]).astype(dtype)
+    corpus = None if shapes[1] is None else rng.normal(size=shapes[1]).astype(dtype)
+    inputs = queries.nbytes + (0 if corpus is None else corpus.nbytes)
+    topk_cosine(queries[:3], None if corpus is None else corpus[:30], 3, max_memory=budget)
+    numba.get_num_threads()  # (Numba's threads started: its imports are no working memory)
     tracemalloc.start()
     try:
-        scores, idx = topk_cosine(queries, corpus, 10, max_memory="512KiB")
+        scores, idx = topk_cosine(queries, corpus, k, max_memory=budget)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
     results = scores.nbytes + idx.nbytes
+    if dtype == np.float16:
+        results += 2 * scores.nbytes + 2 * inputs
     assert peak - results <= budget
-    full = pairwise_cosine(queries[:40], corpus)
-    np.testing.assert_array_equal(idx[:40], naive.topk_from_matrix(full, 10)[1])
+    want_s, want_i = naive.topk_from_matrix(
+        pairwise_cosine(queries[:40], queries if corpus is None else corpus), k)
+    if dtype == np.float32:
+        np.testing.assert_array_equal(idx[:40], want_i)
+    else:  # (float16 products may round to ties otherwise in another tile)
+        np.testing.assert_allclose(scores[:40], want_s, rtol=0, atol=np.finfo(np.float16).eps)
 
 
 @pytest.mark.parametrize(
@@ -991,3 +1007,20 @@ def test_memory_bounds_and_seeds_out_of_range_are_refused_by_name():
         pairwise_cosine(a, max_memory="1e400KB")
     with pytest.raises(ValueError, match=r"rng, a seed, must be a non-negative integer; got -1"):
         scaled_cosine_loss(a, a, shuffle=True, rng=-1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_corpus_of_one_row_scores_as_in_a_pair(dtype):
+    """A one-row corpus (a Dask corpus's last block may be one) is a BLAS
+    product of two columns, as every other tile is, not gemv: its scores have
+    the bits of the same row's in a corpus of that row twice."""
+    rng = np.random.default_rng(0)
+    queries = (rng.normal(size=(40, 37)) + 3).astype(dtype)
+    row = rng.normal(size=(1, 37)).astype(dtype) + 3
+    pair = np.concatenate((row, row))
+    one_s, one_i = topk_cosine(queries, row, 1)
+    pair_s, _ = topk_cosine(queries, pair, 1)
+    np.testing.assert_array_equal(one_s, pair_s)
+    np.testing.assert_array_equal(one_i, 0)
+    np.testing.assert_array_equal(pairwise_cosine(queries, row)[:, 0],
+                                  pairwise_cosine(queries, pair)[:, 0])

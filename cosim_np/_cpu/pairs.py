@@ -188,12 +188,13 @@ def topk_cosine(x, y, same, exclude_self, plan):
     rows = tiles.Rows(x)
     cols = rows if same else tiles.Rows(y)
     fixed = rows.nbytes + (0 if same else cols.nbytes)
-    tiling = tiles.Tiling(n, m, d, compute.itemsize, plan.budget, fixed, buffer=True,
-                          streams=tiles.stream_count(n, m, d), tall=True)
-    self_col = 0 if exclude_self else -1
     # float16 results are ranked as they are returned: scores equal once
     # rounded tie, the lower index first (as pairwise_cosine's argmax)
     rounded = plan.result_dtype == np.float16
+    tiling = tiles.Tiling(n, m, d, compute.itemsize, plan.budget, fixed, buffer=True,
+                          streams=tiles.stream_count(n, m, d), tall=True,
+                          rounded=2 if rounded else 0)
+    self_col = 0 if exclude_self else -1
 
     def merge(i0, i1, j0, j1, tile, split):
         if rounded:

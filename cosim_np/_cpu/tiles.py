@@ -106,7 +106,9 @@ class Tiling:
     The working memory is: the fixed part (row statistics), the normalised
     right-hand matrix if it is kept whole (``pre``) and, for every stream,
     one normalised tile of left rows, one normalised block of right rows
-    (when not ``pre``) and, when ``buffer``, one ``ti x tj`` score tile.
+    (when not ``pre``) and, when ``buffer``, one ``ti x tj`` score tile, and
+    ``rounded`` bytes a score of the tile's copy in the result's dtype where
+    the scores are rounded before a visit reads them (float16 results: 2).
     ``want_rows`` x ``want_cols`` is the tile of the one-stream layout
     (default ``config.ONE_STREAM_ROWS`` x ``config.ONE_STREAM_COLS``); the
     streams use smaller, cache-sized tiles (``config.TALL_FACTOR`` times as
@@ -115,7 +117,8 @@ class Tiling:
     of rows with themselves fits in one tile."""
 
     def __init__(self, n, m, d, itemsize, budget, fixed, *, buffer, want_rows=None,
-                 want_cols=None, square=False, streams=1, tall=False, name="max_memory"):
+                 want_cols=None, square=False, streams=1, tall=False, rounded=0,
+                 name="max_memory"):
         want_rows = config.ONE_STREAM_ROWS if want_rows is None else want_rows
         want_cols = config.ONE_STREAM_COLS if want_cols is None else want_cols
         available = budget - fixed
@@ -135,7 +138,7 @@ class Tiling:
             # column joins the one before it, and a lone row is doubled
             ti, tj = ti + 1, min(m, tj + 1)
             per_stream = ti * d + (0 if self.pre else tj * d) + (ti * tj if buffer else 0)
-            return itemsize * streams * per_stream
+            return streams * (itemsize * per_stream + rounded * ti * tj)
 
         # Products of at least two rows and two columns wherever the problem
         # has them: see column_tiles.
@@ -158,7 +161,7 @@ class Tiling:
             if streams > 1:  # one stream needs a third of the memory per tile
                 self.__init__(n, m, d, itemsize, budget, fixed, buffer=buffer,
                               want_rows=one_stream_tile[0], want_cols=one_stream_tile[1],
-                              square=square, name=name)
+                              square=square, rounded=rounded, name=name)
                 return
             need = fixed + cost(low_i, low_j) + (whole if self.pre else 0)
             raise ValueError(
@@ -181,8 +184,9 @@ class Tiling:
         gemm, and these round differently: two identical corpus rows could
         then score one ulp apart, and the tie would no longer go to the lower
         index.  Tiles are therefore at least two wide and blocks at least two
-        high wherever the problem is (a lone query row is doubled:
-        ``Buffers.left_rows``)."""
+        high wherever the problem is; a lone query row is doubled
+        (``Buffers.left_rows``), and so is a corpus of one row (``score_tiles``):
+        a Dask corpus may come in blocks of one row."""
         return _bounds(start, self.m, self.tj)
 
 
@@ -308,9 +312,14 @@ def score_tiles(rows, cols, plan, compute, *, fill, clipped=True, diagonal=False
                 yj = right_all[j0:j1]
             else:
                 yj = cols.normalised(j0, j1, buffers.right, split)
-            tile = target[i0:i1, j0:j1] if direct else buffers.tile(xi.shape[0], j1 - j0)
+            lone = j1 - j0 == 1  # (a corpus of one row: doubled, see column_tiles)
+            if lone:
+                yj = np.concatenate((yj, yj))
+                tile = np.empty((xi.shape[0], 2), dtype=compute)
+            else:
+                tile = target[i0:i1, j0:j1] if direct else buffers.tile(xi.shape[0], j1 - j0)
             np.matmul(xi, yj.T, out=tile)
-            tile = tile[: i1 - i0]
+            tile = tile[: i1 - i0, : j1 - j0]
             if clipped:
                 clip(tile, split)
             patch(tile, rows, cols, i0, j0, fill)
@@ -321,7 +330,7 @@ def score_tiles(rows, cols, plan, compute, *, fill, clipped=True, diagonal=False
             if visit is not None:
                 visit(i0, i1, j0, j1, tile, split)
             if target is not None:
-                _store(tile, target, i0, j0, direct, upper)
+                _store(tile, target, i0, j0, direct and not lone, upper)
 
     row_blocks(plan, work, lambda: Buffers(plan, d, compute, buffer=not direct))
 
