@@ -23,6 +23,8 @@ torch.Size([3, 4, 50])
 (torch.Size([4, 2, 5]), torch.Size([4]))
 """
 
+import math
+
 import numpy as np
 import torch
 
@@ -235,11 +237,25 @@ class _Sharpen(torch.autograd.Function):
         return _not_twice((grad_s, grad_p), (s, p, grad_output))
 
 
+def _sharpen(s, p):
+    """``_Sharpen`` of a layer's scores ``s`` with its ``p``, refused where
+    gradients are to come and ``p**2`` overflows (as ``sliding_cosine_grad``
+    refuses it: the slopes of ``|s|**inf`` are ``0 * inf``)."""
+    if torch.is_grad_enabled() and (s.requires_grad or p.requires_grad) and not bool(
+            torch.isfinite(p.detach().to(torch.float64) ** 2).all()):
+        raise ValueError("p must have a finite square for gradients (|p| < 1.3e154); got "
+                         f"{float(p.detach().abs().max())!r}.")
+    return _Sharpen.apply(s, p)
+
+
 def _keep(result):
     """What a backward needs to read ``result`` (a function's output) again:
     an alias of it without its graph (kept on ``ctx``, it makes no reference
     cycle through the graph, as ``save_for_backward`` would not either) and
-    its version."""
+    its version; None for an inference tensor (made under
+    ``torch.inference_mode``, where no backward runs: it has no version)."""
+    if result.is_inference():
+        return None
     alias = result.detach()  # (it shares the result's version counter)
     return alias, alias._version
 
@@ -249,6 +265,8 @@ def _kept(kept):
     place since (an in-place activation after a layer, as after
     :class:`torch.nn.Conv1d`): the backward then computes it again, where
     ``save_for_backward`` would have made the backward raise."""
+    if kept is None:
+        return None
     alias, version = kept
     return alias if alias._version == version else None
 
@@ -343,8 +361,9 @@ class SharpenedCosine1d(torch.nn.Module):
     center : bool, optional
         Pearson's correlation instead of the cosine (``center=True``).
     p_init, q_init : float, optional
-        Initial sharpness (every output channel) and ``q`` (the noise floor
-        is ``q**2``, never negative).
+        Initial sharpness (every output channel; ``|p| < 1.3e154``, whose
+        square is finite, wherever gradients are taken) and ``q`` (the noise
+        floor is ``q**2``, never negative).
     dtype : torch.dtype, optional
 
     Notes
@@ -386,7 +405,7 @@ class SharpenedCosine1d(torch.nn.Module):
         mode and the stride give."""
         _check_input(x, self.weight.shape[1], 1)
         s = sliding_cosine(x, self.weight, 1.0, self.q * self.q, **self.options)
-        return _Sharpen.apply(s, self.p[:, None])
+        return _sharpen(s, self.p[:, None])
 
     def extra_repr(self):
         out_channels, in_channels, kernel_size = self.weight.shape
@@ -413,8 +432,8 @@ class SharpenedCosine2d(torch.nn.Module):
     center : bool, optional
         Pearson's correlation instead of the cosine (``center=True``).
     p_init, q_init : float, optional
-        Initial sharpness (every output channel) and ``q`` (the noise floor
-        is ``q**2``).
+        Initial sharpness (every output channel; ``|p| < 1.3e154`` wherever
+        gradients are taken) and ``q`` (the noise floor is ``q**2``).
     dtype : torch.dtype, optional
 
     Notes
@@ -462,7 +481,7 @@ class SharpenedCosine2d(torch.nn.Module):
         _check_input(x, self.weight.shape[1], 2)
         s = sliding_cosine(x, self.weight, 1.0, self.q * self.q, **self.options)
         rows = s.reshape(s.shape[-3], -1) if s.dim() == 3 else s.reshape(s.shape[0], s.shape[1], -1)
-        return _Sharpen.apply(rows, self.p[:, None]).reshape(s.shape)
+        return _sharpen(rows, self.p[:, None]).reshape(s.shape)
 
     def extra_repr(self):
         out_channels, in_channels = self.weight.shape[:2]
@@ -504,6 +523,9 @@ def _sharpness_parameters(out_channels, p_init, q_init, dtype):
     """A layer's ``p`` (one per output channel) and ``q``, from finite
     ``p_init`` and ``q_init``."""
     p = v.check_real(_value(p_init, "p_init"), "p_init")
+    if not math.isfinite(p * p):
+        raise ValueError(f"p_init must have a finite square (|p_init| < 1.3e154, for "
+                         f"gradients); got {p_init!r}.")
     q = v.check_real(_value(q_init, "q_init"), "q_init")
     return (torch.nn.Parameter(torch.full((out_channels,), p, dtype=dtype)),
             torch.nn.Parameter(torch.tensor(q, dtype=dtype)))

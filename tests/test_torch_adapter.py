@@ -534,3 +534,41 @@ def test_a_layer_s_output_and_graph_are_freed_with_it_without_the_collector():
         assert [ref() for ref in refs] == [None, None]
     finally:
         gc.enable()
+
+
+def test_layers_and_the_function_run_under_inference_mode():
+    """``torch.inference_mode`` (how Lightning evaluates) gives the forward of
+    ``torch.no_grad``: inference tensors have no version counter, which the
+    backward's check of an in-place change read (it raised)."""
+    torch.manual_seed(4)
+    calls = [
+        (adapter.SharpenedCosine1d(2, 3, 5, p_init=1.5, q_init=0.2), torch.randn(2, 2, 30)),
+        (adapter.SharpenedCosine2d(2, 3, 3, p_init=1.5, q_init=0.2), torch.randn(2, 2, 9, 9)),
+        (lambda x: adapter.sliding_cosine(x, torch.randn(3, generator=torch.Generator().manual_seed(1))),
+         torch.randn(20)),
+    ]
+    for model, x in calls:
+        with torch.no_grad():
+            want = model(x)
+        with torch.inference_mode():
+            got = model(x)
+        assert got.is_inference()
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+def test_a_sharpness_whose_square_overflows_is_refused_for_gradients():
+    """``p**2`` past float64's range has slopes ``0 * inf``: the layer refuses
+    it as ``sliding_cosine_grad`` does (its gradients were NaN), at
+    construction and where a step of training takes ``p`` there; a forward
+    without gradients sharpens as ``sharpen`` does."""
+    with pytest.raises(ValueError, match="p_init must have a finite square"):
+        adapter.SharpenedCosine1d(1, 1, 3, dtype=torch.float64, p_init=2e154)
+    layer = adapter.SharpenedCosine1d(1, 2, 3, dtype=torch.float64)
+    with torch.no_grad():
+        layer.p[1] = -2e154
+    x = torch.randn(1, 1, 20, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"p must have a finite square .*2e\+154"):
+        layer(x)
+    with torch.no_grad():
+        s = adapter.sliding_cosine(x, layer.weight, 1.0, layer.q * layer.q)
+        np.testing.assert_array_equal(layer(x)[:, 1].numpy(), sharpen(s[:, 1].numpy(), -2e154))
