@@ -548,7 +548,12 @@ def sliding_cosine_grad(
       kernel with no direction passes no gradient, NaN none either);
     * a window holding NaN or inf gives NaN (as its output does) to the
       samples of that window, to the kernel and to ``sharpness`` and
-      ``noise_floor``.
+      ``noise_floor``;
+    * a float64 ``grad_output`` with magnitudes past ``2**960`` is taken
+      divided by a power of two, and the gradients multiplied back by it
+      (exactly: every gradient scales as ``grad_output`` does), so that
+      the sums over windows stay in range where the gradients do (on the
+      GPU, for a ``grad_output`` in host memory).
 
     The window norms are :func:`windowed_norm`'s (exact blocked sums), so a
     loud burst leaves the gradients of the windows without it exact.
@@ -589,10 +594,14 @@ def sliding_cosine_grad(
                 "Compute it first (.compute(), .values), or the gradient of each chunk with "
                 "its overlap.")
     if _backend.wants_cuda(backend, signal=signal, kernel=kernel, grad_output=grad_output):
-        return SlidingCosineGrad(*_backend.cuda_impl("sliding_cosine_grad")(
-            signal, kernel, grad_output, sharpness=sharpness, mode=mode, dilation=dilation,
-            noise_floor=noise_floor, fill=fill, axis=axis, method=method, center=center,
-            stride=stride))
+        shift = 0
+        if not any(map(v.on_device, (signal, kernel, grad_output))):  # (host arrays only)
+            grad_output, shift = plans.grad_output_in_range(grad_output)
+        return SlidingCosineGrad(*plans.grads_times_power_of_two(
+            _backend.cuda_impl("sliding_cosine_grad")(
+                signal, kernel, grad_output, sharpness=sharpness, mode=mode, dilation=dilation,
+                noise_floor=noise_floor, fill=fill, axis=axis, method=method, center=center,
+                stride=stride), shift))
     return _gradients(signal, kernel, grad_output, sharpness=sharpness, mode=mode,
                       dilation=dilation, noise_floor=noise_floor, fill=fill, axis=axis,
                       method=method, center=center, stride=stride)
@@ -614,18 +623,20 @@ def _gradients(signal, kernel, grad_output, *, sharpness, mode, dilation, noise_
         grad_plan, taps = spatial.plan_sliding_grad(x, kernel, grad_output, axis, mode, method,
                                                     dilation, sharpness, noise_floor, fill,
                                                     drivers.fill_unit_kernels, center, stride)
+        g, shift = plans.grad_output_in_range(grad_plan.grad_output)
         grad_signal, grad_kernel, grad_sharpness, grad_floor = spatial_driver.sliding_cosine_grad(
-            x, grad_plan.forward, taps, grad_plan.grad_output, method, sharpness, want_sharpness,
-            forward)
-        return SlidingCosineGrad(grad_signal, grad_kernel.reshape(np.shape(kernel)),
-                                 grad_sharpness, grad_floor)
+            x, grad_plan.forward, taps, g, method, sharpness, want_sharpness, forward)
+        return SlidingCosineGrad(*plans.grads_times_power_of_two(
+            (grad_signal, grad_kernel.reshape(np.shape(kernel)), grad_sharpness, grad_floor),
+            shift))
     plan = plans.plan_sliding_grad(x, kernel, grad_output, axis, mode, method, dilation,
                                    sharpness, noise_floor, fill, drivers.fill_unit_kernels,
                                    center, stride)
     if forward is not None and (plan.forward.exponent != 1.0 or plan.forward.stride != 1):
         forward = None  # (the cosines cannot be read off a sharpened or strided result)
-    return SlidingCosineGrad(*drivers.sliding_cosine_grad(x, plan, method, want_sharpness,
-                                                          forward))
+    g, shift = plans.grad_output_in_range(plan.grad_output)
+    return SlidingCosineGrad(*plans.grads_times_power_of_two(drivers.sliding_cosine_grad(
+        x, plan._replace(grad_output=g), method, want_sharpness, forward), shift))
 
 
 def _no_out_for_labels(out):

@@ -333,7 +333,10 @@ def _sharpen_tensor_grad(rows, out, g, exponents):
     power = exponents[:, None]
     magnitude = s.abs()
     zero = magnitude == 0.0  # (NaN is not: it stays NaN below)
-    slope = power * torch.where(zero, 1.0, magnitude) ** (power - 1.0)
+    safe = torch.where(zero, 1.0, magnitude)
+    term = safe ** (power - 1.0)
+    # (a subnormal s, P < 1: the slope may be in range, 0 at P = 0)
+    slope = torch.where(term.isinf(), power * safe**power / safe, power * term)
     slope = torch.where(zero, torch.where(power == 1.0, 1.0, 0.0), slope)
     logs = torch.where(zero, 0.0, g * out * torch.log(torch.where(zero, 1.0, magnitude)))
     return g * slope, logs.sum(dim=(0, 2))

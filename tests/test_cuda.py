@@ -814,6 +814,23 @@ def test_gradients_scale_as_the_true_ones_through_the_float64_range(shift):
     assert_grads_close(unscaled, want, kernel.size * 25)
 
 
+@pytest.mark.parametrize("axis", [-1, (0, 1)])
+def test_gradients_of_a_grad_output_near_the_top_of_the_range(axis):
+    """``grad_output`` times ``2**1021``: every gradient times it (inf past
+    the range), as on the CPU; the kernel's sums over windows gave NaN."""
+    rng = np.random.default_rng(31)
+    x = rng.standard_normal((6, 20))
+    kernel = rng.standard_normal((3, 3) if axis == (0, 1) else (2, 5))
+    g = rng.standard_normal(sliding_cosine(x, kernel, axis=axis).shape)
+    want = sliding_cosine_grad(x, kernel, g, axis=axis, sharpness=1.2, backend="cuda")
+    with np.errstate(over="ignore"):
+        got = sliding_cosine_grad(x, kernel, np.ldexp(g, 1021), axis=axis, sharpness=1.2,
+                                  backend="cuda")
+        for name in ("signal", "kernel", "sharpness", "noise_floor"):
+            np.testing.assert_array_equal(getattr(got, name),
+                                          np.ldexp(getattr(want, name), 1021), err_msg=name)
+
+
 def test_gradients_of_zero_windows_and_kernels_are_zero():
     signal = np.array([0.0, 0, 0, 0, 1, 2, 0, 0, 0, 0])
     got = sliding_cosine_grad(signal, [[1.0, 2.0, 0.5], [0.0, 0.0, 0.0]], np.ones((2, 8)),

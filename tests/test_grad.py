@@ -16,6 +16,7 @@ function's size: below ``1e-10`` here, hence the tolerance ``1e-6 * (1 +
 |gradient|)``, far above that and far below any wrong term.
 """
 
+import math
 import warnings
 
 import numpy as np
@@ -526,3 +527,40 @@ def test_the_same_bits_whatever_the_thread_count(shape, center):
         numba.set_num_threads(before)
     for a, b in zip(one, two):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("sharpness", [0.01, 0.0])
+def test_a_subnormal_cosine_has_the_slope_in_range(sharpness):
+    """``s = 1e-310`` with ``P = 1e-4``: ``|s|**(P-1)`` overflows, ``P
+    |s|**(P-1)`` (9.3e305) does not; at ``P = 0`` (``out = sign(s)``) every
+    gradient is 0.  Both were NaN (an exploratory test)."""
+    x, k = np.array([1e-310, 1.0]), np.array([1.0, 0.0])
+    got = sliding_cosine_grad(x, k, np.ones(1), sharpness=sharpness)
+    P = sharpness**2
+    slope = math.exp(math.log(P) + (P - 1.0) * math.log(1e-310)) if P else 0.0
+    np.testing.assert_allclose(got.signal, [slope, -slope * 1e-310], rtol=1e-12, atol=0)
+    np.testing.assert_allclose(got.kernel, [0.0, slope], rtol=1e-12, atol=0)
+    assert np.isfinite(got.sharpness)
+    np.testing.assert_allclose(got.noise_floor, -slope * 1e-310, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("axis", [-1, (0, 1)])
+@pytest.mark.parametrize("shift", [-1000, 500, 1000, 1021])
+def test_grad_output_times_a_power_of_two_scales_every_gradient_by_it(axis, shift):
+    """Gradients are linear in ``grad_output``: times ``2**shift`` they are
+    the same bits times ``2**shift`` (inf past float64's range, as the true
+    value).  Near the top of the range the kernel's sums over windows
+    overflowed where its gradient does not, and their difference was NaN
+    (an exploratory test)."""
+    rng = np.random.default_rng(31)
+    x = rng.standard_normal((12, 40))
+    kernel = rng.standard_normal((3, 3) if axis == (0, 1) else (2, 5))
+    g = rng.standard_normal(sliding_cosine(x, kernel, axis=axis).shape)
+    options = dict(axis=axis, sharpness=1.2, noise_floor=0.1)
+    want = sliding_cosine_grad(x, kernel, g, **options)
+    with np.errstate(over="ignore"):
+        got = sliding_cosine_grad(x, kernel, np.ldexp(g, shift), **options)
+        for name in ("signal", "kernel", "sharpness", "noise_floor"):
+            expected = np.ldexp(getattr(want, name), shift)
+            np.testing.assert_array_equal(getattr(got, name), expected, err_msg=name)
+    assert not any(np.isnan(part).any() for part in got)

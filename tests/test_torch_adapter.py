@@ -1,6 +1,8 @@
 """``cosim_np.torch``: the sliding cosine as a ``torch.autograd.Function``
 and the ``SharpenedCosine1d`` layer (CI installs the CPU build of PyTorch)."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -572,3 +574,30 @@ def test_a_sharpness_whose_square_overflows_is_refused_for_gradients():
     with torch.no_grad():
         s = adapter.sliding_cosine(x, layer.weight, 1.0, layer.q * layer.q)
         np.testing.assert_array_equal(layer(x)[:, 1].numpy(), sharpen(s[:, 1].numpy(), -2e154))
+
+
+def test_subnormal_scores_have_their_slope_in_range_on_either_path():
+    """``s = ±1e-310``, ``P = 1e-4``: ``|s|**(P-1)`` overflows and ``P
+    |s|**(P-1)`` (9.3e305) does not; ``P = 0``: the slope is 0 (both were
+    NaN or inf), in the layer's CPU kernels and in the CUDA tensors'
+    operations alike."""
+    rows = torch.tensor([[[1e-310, -1e-310, 0.5]], [[1e-310, -1e-310, 0.5]]], dtype=torch.float64)
+    exponents = torch.tensor([1e-4], dtype=torch.float64)
+    g = torch.ones_like(rows)
+    slope = math.exp(math.log(1e-4) + (1e-4 - 1.0) * math.log(1e-310))
+    for power, want in ((1e-4, slope), (0.0, 0.0)):
+        exponents = torch.tensor([power], dtype=torch.float64)
+        out = adapter._sharpen_tensor(rows, exponents)
+        on_gpu, _ = adapter._sharpen_tensor_grad(rows, out, g, exponents)
+        on_cpu, _ = adapter.drivers.sharpen_rows_grad(rows.numpy(), out.numpy(), g.numpy(),
+                                                      exponents.numpy(), True)
+        for grad in (on_gpu.numpy(), on_cpu):
+            np.testing.assert_allclose(grad[:, 0, :2], want, rtol=1e-12, atol=0)
+            assert np.isfinite(grad).all()
+    layer = adapter.SharpenedCosine1d(1, 1, 2, p_init=0.01, q_init=0.0, dtype=torch.float64)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[[1.0, 0.0]]]))
+    x = torch.tensor([[[1e-310, 1.0]]], dtype=torch.float64, requires_grad=True)
+    layer(x).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy()[0, 0], [slope, -slope * 1e-310], rtol=1e-12)
+    np.testing.assert_allclose(layer.weight.grad.numpy()[0, 0], [0.0, slope], rtol=1e-12, atol=0)

@@ -40,7 +40,10 @@ def sharpen_slope(s, exponent):
     if exponent == 1.0:
         return 1.0
     if magnitude > 0.0:
-        return exponent * magnitude ** (exponent - 1.0)
+        power = magnitude ** (exponent - 1.0)
+        if power == math.inf:  # (a subnormal |s|, P < 1: the slope may be in range, 0 at P = 0)
+            return exponent * magnitude**exponent / magnitude
+        return exponent * power
     return magnitude * 0.0
 
 

@@ -251,6 +251,40 @@ def check_grad_output(grad_output, shape):
     return g
 
 
+# The largest grad_output magnitude taken as it is: the sums over windows of
+# its products (a window's terms are about |g| P, P = p**2) stay far inside
+# float64's range up to 2**30 windows and P of 2**30.
+GRAD_OUTPUT_LARGEST = 2.0**960
+
+
+def grad_output_in_range(g):
+    """``(g, shift)``: ``grad_output`` (a host array) as it is and 0, or,
+    float64 with a finite magnitude past ``GRAD_OUTPUT_LARGEST``, times
+    ``2**-shift``, the power of two (``shift`` 1 to 64) that brings the
+    largest there; each gradient, linear in ``g``, is then multiplied back
+    by ``2**shift`` (:func:`grads_times_power_of_two`).  Unscaled, the
+    kernel's sums over windows overflowed where its gradient does not, and
+    their difference was NaN."""
+    g = np.asarray(g)
+    if g.dtype != np.float64 or g.size == 0:
+        return g, 0
+    largest = float(np.max(np.abs(g), where=np.isfinite(g), initial=0.0))
+    if largest <= GRAD_OUTPUT_LARGEST:
+        return g, 0
+    shift = math.frexp(largest)[1] - math.frexp(GRAD_OUTPUT_LARGEST)[1]
+    return np.ldexp(g, -shift), shift
+
+
+def grads_times_power_of_two(grads, shift):
+    """``(signal, kernel, sharpness, noise_floor)`` gradients each times
+    ``2**shift`` (exact; past the dtype's range inf, as the true value is)."""
+    if not shift:
+        return tuple(grads)
+    with np.errstate(over="ignore"):
+        return tuple(np.ldexp(part, shift) if isinstance(part, np.ndarray)
+                     else float(np.ldexp(np.float64(part), shift)) for part in grads)
+
+
 def finish_grad(grad_plan, sums, along, log_sum, c_sum):
     """The kernel's, the sharpness's and the noise floor's gradients from a
     backend's sums over every window (float64): ``sums[k]`` of ``a w_c``

@@ -159,9 +159,11 @@ def sharpen_row_grad(s, out, g, power, logs, grad):
             slope = 1.0
         elif magnitude > 0.0:
             if abs(sharpened) >= TINY:
-                slope = power * (sharpened / value)
+                ratio = sharpened / value
+                # (a subnormal s, P < 1: the slope may be in range, 0 at P = 0)
+                slope = power * ratio if abs(ratio) != math.inf else power * sharpened / value
             else:  # (|s|**P underflowed the dtype: no digits to divide)
-                slope = power * magnitude ** (power - 1.0)
+                slope = _slope(value, power)
         else:
             slope = magnitude * 0.0  # (NaN stays NaN)
         weight = np.float64(g[t])
