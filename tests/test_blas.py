@@ -93,3 +93,35 @@ def test_limits_set_elsewhere_in_the_program_do_not_block_ours():
         assert _blas.blas_threads() == before
     finally:
         theirs.restore_original_limits()
+
+
+def test_a_users_limit_that_ends_inside_our_call_keeps_its_restored_count():
+    """A user's ``threadpool_limits(1)`` entered before our call and left
+    while it runs restores the user's count; our exit must not put back the
+    1 it found on entry (it did, and BLAS stayed on one thread for good)."""
+    from threadpoolctl import threadpool_limits
+
+    before = _blas.blas_threads()
+    _blas._take_control()  # (let the user's thread set its limit: see the test above)
+    user_in, user_may_leave, user_out, ours_in = (threading.Event() for _ in range(4))
+
+    def user():
+        with threadpool_limits(limits=1):
+            user_in.set()
+            user_may_leave.wait()
+        user_out.set()
+
+    def ours():
+        user_in.wait()
+        with _blas.single_threaded():
+            ours_in.set()
+            user_out.wait()
+
+    threads = [threading.Thread(target=user), threading.Thread(target=ours)]
+    for t in threads:
+        t.start()
+    ours_in.wait()
+    user_may_leave.set()
+    for t in threads:
+        t.join()
+    assert _blas.blas_threads() == before

@@ -13,7 +13,9 @@ counts.  The setting is process-wide, so it is lowered while at least one of
 our calls needs it and restored when the last one ends: a counter under a
 lock, so that overlapping calls from user threads cannot leave it lowered
 (threadpoolctl's own context manager restores what it found on entry, which
-for the second of two overlapping calls is the lowered count).  threadpoolctl
+for the second of two overlapping calls is the lowered count), and only
+where it is still the one thread we set (a limit of the user's that ended
+meanwhile has restored its own count).  threadpoolctl
 lets one thread at a time set OpenBLAS's shared pool, so the thread that
 lowers or restores the count takes that role first (the lock orders them) and
 gives it up after.  BLAS calls
@@ -28,7 +30,7 @@ import threading
 
 _lock = threading.Lock()
 _users = 0
-_limiter = None  # threadpoolctl's limiter while anyone is inside
+_original = None  # each BLAS library's thread count before the first call inside
 _controller = None  # the BLAS libraries' controller, once found
 
 
@@ -72,14 +74,17 @@ def single_threaded():
     """Run the BLAS on one thread inside the block; yields whether it could
     (``False``: BLAS unchanged, callers should not run BLAS calls in their
     own threads)."""
-    global _users, _limiter
+    global _users, _original
     if not can_limit():
         yield False
         return
     with _lock:
         if _users == 0:
             _take_control()
-            _limiter = _blas().limit(limits=1)
+            libraries = _blas().lib_controllers
+            _original = [lib.num_threads for lib in libraries]
+            for lib in libraries:
+                lib.set_num_threads(1)
             _take_control()
         _users += 1
     try:
@@ -89,6 +94,11 @@ def single_threaded():
             _users -= 1
             if _users == 0:
                 _take_control()
-                _limiter.restore_original_limits()
+                for lib, count in zip(_blas().lib_controllers, _original):
+                    # (a count changed meanwhile is someone else's: a user's
+                    # threadpool_limits that began before our first call and
+                    # ended inside it restored its own, which ours must not undo)
+                    if lib.num_threads == 1:
+                        lib.set_num_threads(count)
                 _take_control()
-                _limiter = None
+                _original = None
