@@ -74,12 +74,16 @@ def _sliding_calls(dtype):
         ("sliding_cosine, center=True",
          lambda: [sliding_cosine(x, _signal(dtype, (m,)), center=True, method=method)
                   for m, method in ((3, "auto"), (16, "auto"), (100, "direct"), (200, "fft"))]),
-        ("find_matches: threshold, k, images",
-         lambda: (find_matches(x, _signal(dtype, (16,)), threshold=0.5),
-                  find_matches(x, _signal(dtype, (16,)), k=3),
-                  find_matches(image, _signal(dtype, (3, 3)), threshold=0.5, axis=(0, 1)))),
-        ("sliding_cosine_grad, one and two axes",
+        # (kernels cut from the signals: every call finds matches, whose ordering
+        # compiles kernels of its own, whatever the random draws)
+        ("find_matches: threshold, k, one and several rows, images",
+         lambda: (find_matches(x, x[0, 100:116], threshold=0.5),
+                  find_matches(x[0], x[0, 100:116], threshold=0.5),
+                  find_matches(x, x[0, 100:116], k=3),
+                  find_matches(image, image[10:13, 10:13], threshold=0.5, axis=(0, 1)))),
+        ("sliding_cosine_grad, one and two axes, center",
          lambda: (_grad_call(x, _signal(dtype, (16,)), -1),
+                  _grad_call(x, _signal(dtype, (16,)), -1, center=True),
                   _grad_call(image, _signal(dtype, (3, 3)), (0, 1)))),
     ]
 
@@ -105,12 +109,12 @@ def _narrow_sharpened_calls(dtype):
     ]
 
 
-def _grad_call(signal, kernel, axis):
+def _grad_call(signal, kernel, axis, center=False):
     """``sliding_cosine_grad`` with a gradient of ones for every score."""
     from . import sliding_cosine, sliding_cosine_grad
 
     ones = np.ones_like(sliding_cosine(signal, kernel, axis=axis))
-    return sliding_cosine_grad(signal, kernel, ones, axis=axis)
+    return sliding_cosine_grad(signal, kernel, ones, axis=axis, center=center)
 
 
 def _other_calls(dtype):
@@ -127,13 +131,15 @@ def _other_calls(dtype):
     x = _signal(dtype)
     rows = _signal(dtype, (40, 8))
     return [
-        ("windowed_norm, one and two axes",
+        ("windowed_norm, one and two axes, center",
          lambda: (windowed_norm(x, 3), windowed_norm(x, 16), windowed_norm(x, 200),
+                  windowed_norm(x, 16, center=True),
                   windowed_norm(_signal(dtype, (40, 40)), (5, 5), axis=(0, 1)))),
         ("sharpen", lambda: sharpen(x, 2.0)),
         ("cosine_similarity",  # (contiguous, strided and side-by-side vectors: compiled apart)
-         lambda: [cosine_similarity(first, second) for first in (rows, rows[::-1])
-                  for second in (rows, rows[::-1])] + [cosine_similarity(rows, rows, axis=0)]),
+         lambda: [cosine_similarity(first, second, axis=axis)
+                  for first in (rows, rows[::-1], np.asfortranarray(rows))
+                  for second in (rows, rows[::-1]) for axis in (-1, 0)]),
         ("pairwise_cosine, topk_cosine",
          lambda: (pairwise_cosine(rows), pairwise_cosine(rows, rows[:5]),
                   # views (columns of a wider array) and Fortran order (a transpose)
