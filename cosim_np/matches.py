@@ -229,7 +229,12 @@ def find_matches(
         correlation (a motif riding on an offset or a baseline).
     max_memory : int or str, optional
         Working memory for the tiles of scores (bytes, or a string such as
-        ``'64MiB'``); default 256 MiB.  Beyond the tiles, memory holds the
+        ``'64MiB'``); default 256 MiB.  A tile holds at least one row's
+        run of windows as :func:`sliding_cosine` computes them together
+        (tiles start where its runs do, so the scores keep its bits): with
+        the FFT method, a segment of some ``2**18`` windows and its
+        transforms' scratch, a few MiB that a smaller ``max_memory`` does
+        not reduce.  Beyond the tiles, memory holds the
         candidates: at most ``k * K * (exclusion + 1)`` per row (at most
         65536 per row, or ``k`` where half of ``max_memory`` holds them, see
         Notes) with ``k``, and every candidate at or
