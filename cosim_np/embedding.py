@@ -190,11 +190,11 @@ def pairwise_cosine(a, b=None, *, out=None, dtype=None, fill=0.0, max_memory=Non
     ------
     ValueError
         If an input is not 2-d, the row lengths differ, ``out`` has the wrong
-        shape or dtype or is read-only, or ``max_memory`` cannot hold even one
-        row tile.
+        shape, another dtype than a given ``dtype`` or is read-only, or
+        ``max_memory`` cannot hold even one row tile.
     TypeError
         For complex or non-numeric input, an unsupported ``dtype``, or an
-        ``out`` that is not an ndarray.
+        ``out`` that is not an ndarray of float16, float32 or float64.
 
     See Also
     --------

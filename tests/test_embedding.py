@@ -2,6 +2,7 @@
 the naive references in tests/naive.py, and the promises of docs/embedding.rst."""
 
 import tracemalloc
+import warnings
 from unittest import mock
 
 import numba
@@ -1024,3 +1025,17 @@ def test_a_corpus_of_one_row_scores_as_in_a_pair(dtype):
     np.testing.assert_array_equal(one_i, 0)
     np.testing.assert_array_equal(pairwise_cosine(queries, row)[:, 0],
                                   pairwise_cosine(queries, pair)[:, 0])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_a_fill_past_the_results_range_is_inf_with_no_warning(dtype):
+    """As in the sliding functions: ``fill=1e300`` for float32 or float16
+    results is inf, silently (NumPy's cast warned from the tiles)."""
+    z = np.zeros((2, 3), dtype)
+    z[1] = 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = (cosine_similarity(z, z, fill=1e300), pairwise_cosine(z, fill=1e300),
+               topk_cosine(z, z, 2, fill=1e300)[0])
+    for scores in got:
+        assert scores.dtype == dtype and np.isinf(scores).sum() == scores.size - 1

@@ -3,6 +3,7 @@ tiling, the candidate pool, bounded memory, errors and the Matches result."""
 
 import sys
 import tracemalloc
+import warnings
 
 import numpy as np
 import pytest
@@ -873,6 +874,12 @@ def test_windows_with_no_cosine_score_fill_and_match_only_as_a_number():
     found = find_matches(silence_then_motif, [1.0, 2.0, 3.0], k=3, fill=np.nan)
     assert found.score.tolist() == [1.0] and found.index.tolist() == [40]
     assert len(find_matches(np.zeros(100), [1.0, 2.0, 3.0], k=3, fill=np.nan)) == 0
+    # float16 scores: a fill past their range is inf, with no warning of the cast
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        found = find_matches(silence_then_motif.astype(np.float16), [1.0, 2.0, 3.0], k=2,
+                             fill=1e6)
+    assert found.score.dtype == np.float16 and np.isinf(found.score).all()
 
 
 def test_matches_are_equal_by_value():

@@ -97,6 +97,14 @@ CosinePlan = namedtuple("CosinePlan", ["out_dtype", "eps", "fill", "shape", "axe
                                        "out_shape"])
 
 
+def _fill_of(fill, dtype):
+    """``fill`` (checked) as the result's ``dtype`` rounds it, a float: a
+    value past its range is ±inf, as in the sliding functions, with no
+    warning from the tiles it is written into."""
+    with np.errstate(over="ignore"):
+        return float(np.float64(fill).astype(dtype))
+
+
 def check_cosine_args(x, y, axis, eps, fill, out=None):
     """The plan of ``cosine_similarity`` for the arrays (or stand-ins) ``x``
     and ``y``: result dtype, ``eps``, ``fill``, the broadcast shape, the
@@ -118,7 +126,8 @@ def check_cosine_args(x, y, axis, eps, fill, out=None):
     out_shape = tuple(shape[ax] for ax in kept)
     if out is not None:
         out_dtype = check_result_out(out, out_shape)
-    return CosinePlan(out_dtype, eps_value, fill_value, shape, axes, kept, out_shape)
+    return CosinePlan(out_dtype, eps_value, _fill_of(fill_value, out_dtype), shape, axes, kept,
+                      out_shape)
 
 
 # ---------------------------------------------------------------------------
@@ -143,7 +152,7 @@ def check_pairwise_args(x, y, same, out, dtype, fill, max_memory):
     else:
         result_dtype = promote(v.output_dtype(x.dtype, "a"),
                                v.output_dtype(y.dtype, "b") if not same else np.float16)
-    return PairwisePlan(fill_value, budget, result_dtype)
+    return PairwisePlan(_fill_of(fill_value, result_dtype), budget, result_dtype)
 
 
 def check_topk_args(x, y, same, k, exclude_self, fill, max_memory):
@@ -170,7 +179,7 @@ def check_topk_args(x, y, same, k, exclude_self, fill, max_memory):
         )
     result_dtype = promote(v.output_dtype(x.dtype, "queries"),
                            v.output_dtype(y.dtype, "corpus") if not same else np.float16)
-    return TopkPlan(kk, fill_value, budget, result_dtype)
+    return TopkPlan(kk, _fill_of(fill_value, result_dtype), budget, result_dtype)
 
 
 # ---------------------------------------------------------------------------

@@ -461,7 +461,8 @@ class Scores:
         else:
             drivers.run_direct(piece, *self.args, result, 0, self.plan.center)
         if self.plan.out_dtype != self.compute:  # float16: the whole call's rounding
-            result = result.astype(self.plan.out_dtype).astype(self.compute)
+            with np.errstate(over="ignore"):  # (a fill past float16's range is ±inf, no warning)
+                result = result.astype(self.plan.out_dtype).astype(self.compute)
         return result
 
     def tiles(self):
