@@ -45,7 +45,9 @@ def scaled_cosine(a, b, *, scaling="minmax", weight_on="a", return_grad=False, g
         normalised in float64), where the seed's ``z`` would be rounding
         errors divided by themselves. A row holding NaN or ±inf on the
         weighted side makes ``min``, ``max`` (or the mean) NaN, and so every
-        row's value, as in the seed; on the other side, or without
+        row's value, as in the seed for NaN (for ±inf and ``'minmax'`` the
+        seed's ``max`` is inf, which gives the other rows ``z = 0``; its
+        loss is NaN either way); on the other side, or without
         scaling, its own value only (and, as in PyTorch's autograd, the
         gradients of its own row and of the rows that set the weights'
         scale: those at the min and the max for ``'minmax'``, every row for
