@@ -167,6 +167,13 @@ def _match(args, parser):
         if data.ndim > 2:
             parser.error(f"{name} file {path!r} holds an array of shape {data.shape}; a "
                          "signal or kernel file holds one or two axes (rows of samples)")
+    if signal.ndim == 2 and signal.shape[1] < kernel.shape[-1] <= signal.shape[0]:
+        text = not args.signal.lower().endswith((".npy", ".wav"))
+        print(f"note: signal file {args.signal!r} was read as {signal.shape[0]} rows of "
+              f"{signal.shape[1]} sample(s), each shorter than the kernel's {kernel.shape[-1]} "
+              f"taps ({'one column per row' if text else 'the last axis holds the samples'}); "
+              f"for one signal of {signal.shape[0]} samples, "
+              f"{'put one value per line' if text else 'save a 1-d array'}", file=sys.stderr)
     if signal.size >= 1 << 24:
         print(f"scoring {signal.shape[-1]:,} samples x {max(1, signal.size // signal.shape[-1])} row(s)...",
               file=sys.stderr, flush=True)

@@ -75,7 +75,7 @@ class Matches:
         def same(a, b):
             a, b = np.asarray(a), np.asarray(b)
             return a.dtype == b.dtype and a.shape == b.shape and bool(
-                np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"))
+                np.array_equal(a, b, equal_nan=a.dtype.kind in "fcmM"))
 
         return (self.exclusion == other.exclusion and self.threshold == other.threshold
                 and all(same(getattr(self, name), getattr(other, name))
@@ -210,7 +210,9 @@ def find_matches(
     threshold : float or callable, optional
         Keep only keys ``>= threshold``.  A callable is called once per
         signal row with that row's key array (``(L,)``, or ``(K, L)`` for
-        several kernels; of the scores' dtype, NaN where the score is NaN)
+        several kernels; over several sliding axes ``(L_1, ..., L_r)`` or
+        ``(K, L_1, ..., L_r)``; of the scores' dtype, NaN where the score is
+        NaN)
         and returns the threshold, e.g. a median plus a multiple of the MAD
         (see :doc:`/matches`); that row's keys are then held in memory.
     exclusion : int or tuple of int, optional

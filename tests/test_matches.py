@@ -763,6 +763,13 @@ def test_command_line(tmp_path):
     done = _cli(tmp_path / "signal.npy", tmp_path / "line.csv", "--k", 1, cwd=root)
     assert done.returncode == 0, done.stderr
     assert "read as 3 kernels of one tap (one column per kernel)" in done.stderr
+    # a signal file of one line (or a column-shaped .npy) is many rows of one sample: said so
+    np.savetxt(tmp_path / "row.csv", signal[None], delimiter=",")
+    np.save(tmp_path / "column.npy", signal[:, None])
+    for name, advice in (("row.csv", "put one value per line"), ("column.npy", "save a 1-d array")):
+        done = _cli(tmp_path / name, tmp_path / "kernel.txt", "--k", 1, "--mode", "same", cwd=root)
+        assert f"was read as {signal.size} rows of 1 sample(s)" in done.stderr, done.stderr
+        assert advice in done.stderr
     # a name without a suffix: a PNG, and the message names the file written
     done = _cli(tmp_path / "signal.npy", tmp_path / "kernel.txt", "--k", 3, "--plot", tmp_path / "n",
                 cwd=root)

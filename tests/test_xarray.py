@@ -173,6 +173,19 @@ def test_to_pandas_keeps_the_positions_beside_coordinates_of_the_same_names():
     assert frame["score"].tolist() == [pytest.approx(1)] and frame["score_coord"].tolist() == [-120]
 
 
+def test_matches_with_missing_coordinates_equal_themselves():
+    """A NaT (or NaN) coordinate is equal to itself in ``Matches ==``, as NaN
+    scores are (NaT made a result unequal to itself)."""
+    from cosim_np import find_matches
+
+    x = np.random.default_rng(0).standard_normal(100)
+    times = np.arange(100).astype("datetime64[s]")
+    times[10] = np.datetime64("NaT")
+    for coords in ({"time": times}, {"time": np.where(np.arange(100) == 10, np.nan, 1.0)}):
+        found = find_matches(xr.DataArray(x, dims="time", coords=coords), x[10:15], k=1)
+        assert found == found and found.index.tolist() == [10]
+
+
 def test_find_matches_with_multichannel_kernels_drops_the_channel_coordinate(record):
     from cosim_np import find_matches
 

@@ -233,9 +233,10 @@ def _check_kernel(kernel, x, axes):
     r = len(axes)
     k = v.as_real_array(kernel, "kernel")
     if not r <= k.ndim <= r + 2:
+        taps = "m_1, m_2" if r == 2 else f"m_1, ..., m_{r}"
         raise ValueError(
-            f"with {r} sliding axes the kernel must have shape (m_1, ..., m_{r}), a bank "
-            f"(K, m_1, ..., m_{r}) or multi-channel (C_out, C_in, m_1, ..., m_{r}); got a "
+            f"with {r} sliding axes the kernel must have shape ({taps}), a bank "
+            f"(K, {taps}) or multi-channel (C_out, C_in, {taps}); got a "
             f"{k.ndim}-d array of shape {k.shape}.")
     if 0 in k.shape:
         raise ValueError(f"kernel must not be empty; got shape {k.shape}.")
