@@ -44,8 +44,8 @@ def _main(argv):
         description="Find where KERNEL matches SIGNAL (find_matches): greedy best-first peaks of "
                     "the sliding cosine with an exclusion zone. Files: .npy (one signal row, or "
                     "kernel of a bank, per row: samples along the last axis), .csv or .txt (one "
-                    "column per signal row or kernel) and .wav (one signal row per channel). Prints the "
-                    "table of matches; --out writes it as CSV.")
+                    "column per signal row or kernel, numbers only: no header row) and .wav (one "
+                    "signal row per channel). Prints the table of matches; --out writes it as CSV.")
     match.add_argument("signal", metavar="SIGNAL", help="the signal file")
     match.add_argument("kernel", metavar="KERNEL", help="the kernel file (several kernels: a bank)")
     match.add_argument("--k", type=int, metavar="N", help="at most N matches per signal row")
@@ -57,6 +57,9 @@ def _main(argv):
                        help="which matches count (default: both signs)")
     match.add_argument("--mode", choices=["valid", "same", "full", "causal"], default="valid",
                        help="the windows (default: valid)")
+    match.add_argument("--center", action="store_true",
+                       help="Pearson's correlation: each window and the kernel less their means "
+                            "(matches riding on an offset or a baseline)")
     match.add_argument("--out", metavar="FILE", help="write the matches to FILE as CSV")
     match.add_argument("--plot", metavar="FILE",
                        help="also draw the matches to FILE (needs matplotlib); of a signal of "
@@ -179,7 +182,8 @@ def _match(args, parser):
               file=sys.stderr, flush=True)
     try:
         found = find_matches(signal, kernel, k=args.k, threshold=args.threshold, sharpness=args.sharpness,
-                             exclusion=args.exclusion, sign=args.sign, mode=args.mode)
+                             exclusion=args.exclusion, sign=args.sign, mode=args.mode,
+                             center=args.center)
     except (ValueError, TypeError) as exc:
         parser.error(str(exc))
     columns = ["index", "score", "kernel"] + (["row"] if signal.ndim == 2 else [])
@@ -208,7 +212,7 @@ def _match(args, parser):
         try:
             figure = plot_matches(signal if signal.ndim == 1 else signal[0], found if signal.ndim == 1 else
                                   _first_row(found), kernel=kernel, mode=args.mode, sharpness=args.sharpness,
-                                  sign=args.sign, threshold=args.threshold)
+                                  center=args.center, sign=args.sign, threshold=args.threshold)
         except ImportError as exc:
             parser.error(str(exc))
         save_figure(figure, args.plot, parser)

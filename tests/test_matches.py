@@ -763,6 +763,14 @@ def test_command_line(tmp_path):
     done = _cli(tmp_path / "signal.npy", tmp_path / "line.csv", "--k", 1, cwd=root)
     assert done.returncode == 0, done.stderr
     assert "read as 3 kernels of one tap (one column per kernel)" in done.stderr
+    # --center: Pearson's correlation, which finds the motif riding on an offset
+    np.save(tmp_path / "offset.npy", signal + 1000.0)
+    plain, centered = (_cli(tmp_path / "offset.npy", tmp_path / "kernel.txt", "--k", 1, *more,
+                            "--plot", tmp_path / "c.png", cwd=root) for more in ((), ("--center",)))
+    assert plain.returncode == centered.returncode == 0, centered.stderr
+    want = find_matches(signal + 1000.0, np.loadtxt(tmp_path / "kernel.txt"), k=1, center=True)
+    assert plain.stdout != centered.stdout
+    assert f"{int(want.index[0])} {float(want.score[0]):.4f}" in " ".join(centered.stdout.split())
     # a signal file of one line (or a column-shaped .npy) is many rows of one sample: said so
     np.savetxt(tmp_path / "row.csv", signal[None], delimiter=",")
     np.save(tmp_path / "column.npy", signal[:, None])
