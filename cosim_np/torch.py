@@ -70,6 +70,9 @@ def _value(number, name):
         if number.numel() != 1:
             raise TypeError(f"{name} must be a number or a one-element tensor; got a tensor of "
                             f"shape {tuple(number.shape)}.")
+        if number.dtype == torch.bool or number.is_complex():
+            raise TypeError(f"{name} must be a real number or a one-element real tensor; got a "
+                            f"{number.dtype} tensor.")
         return float(number.detach())
     if isinstance(number, (bool, str, bytes)) or number is None:
         raise TypeError(f"{name} must be a number or a one-element tensor; got {number!r}.")
@@ -362,12 +365,18 @@ class SharpenedCosine1d(torch.nn.Module):
         The sliding modes of :func:`cosim_np.sliding_cosine` (``padding``,
         PyTorch's name, is taken too).
     center : bool, optional
-        Pearson's correlation instead of the cosine (``center=True``).
+        Pearson's correlation instead of the cosine (``center=True``). A
+        constant kernel (all taps equal: zeroed by pruning, say) then has
+        no direction, and the forward raises ``ValueError`` naming it, as
+        :func:`cosim_np.sliding_cosine` does; without ``center`` a zero
+        kernel's outputs are 0 and get no gradient.
     p_init, q_init : float, optional
         Initial sharpness (every output channel; ``|p| < 1.3e154``, whose
         square is finite, wherever gradients are taken) and ``q`` (the noise
         floor is ``q**2``, never negative).
-    dtype : torch.dtype, optional
+    dtype, device : optional
+        Of the parameters, as for torch's layers (default: torch's default
+        dtype, and device).
 
     Notes
     -----
@@ -381,7 +390,7 @@ class SharpenedCosine1d(torch.nn.Module):
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, *, stride=1, dilation=1,
-                 mode=None, center=False, p_init=1.0, q_init=1e-3, dtype=torch.float32,
+                 mode=None, center=False, p_init=1.0, q_init=1e-3, dtype=None, device=None,
                  padding=None):
         super().__init__()
         _layer_sizes(1, in_channels=in_channels, out_channels=out_channels)
@@ -389,10 +398,8 @@ class SharpenedCosine1d(torch.nn.Module):
         kernel_size, stride, dilation = _layer_sizes(1, kernel_size=kernel_size, stride=stride,
                                                      dilation=dilation)
         _check_center(center, in_channels * kernel_size)
-        weight = torch.empty(out_channels, in_channels, kernel_size, dtype=dtype)
-        torch.nn.init.kaiming_uniform_(weight, a=5**0.5)
-        self.weight = torch.nn.Parameter(weight)
-        self.p, self.q = _sharpness_parameters(out_channels, p_init, q_init, dtype)
+        _make_parameters(self, (out_channels, in_channels, kernel_size), p_init, q_init, dtype,
+                         device)
         self.options = dict(mode=_layer_mode(mode, padding), dilation=dilation, center=center,
                             stride=stride)
 
@@ -400,6 +407,13 @@ class SharpenedCosine1d(torch.nn.Module):
     def kernel(self):
         """The kernels, ``weight`` (cosim_np's name for them)."""
         return self.weight
+
+    def reset_parameters(self):
+        """Draw ``weight`` again (as :class:`torch.nn.Conv1d` draws its own)
+        and set ``p`` and ``q`` to ``p_init`` and ``q_init``: torch's way to
+        initialise a layer made without values (``torch.device("meta")``,
+        ``torch.nn.utils.skip_init``)."""
+        _reset(self)
 
     @_eager
     def forward(self, x):
@@ -433,11 +447,17 @@ class SharpenedCosine2d(torch.nn.Module):
         The sliding modes of :func:`cosim_np.sliding_cosine`, for both axes
         (``padding``, PyTorch's name, is taken too).
     center : bool, optional
-        Pearson's correlation instead of the cosine (``center=True``).
+        Pearson's correlation instead of the cosine (``center=True``). A
+        constant kernel (all taps equal: zeroed by pruning, say) then has
+        no direction, and the forward raises ``ValueError`` naming it, as
+        :func:`cosim_np.sliding_cosine` does; without ``center`` a zero
+        kernel's outputs are 0 and get no gradient.
     p_init, q_init : float, optional
         Initial sharpness (every output channel; ``|p| < 1.3e154`` wherever
         gradients are taken) and ``q`` (the noise floor is ``q**2``).
-    dtype : torch.dtype, optional
+    dtype, device : optional
+        Of the parameters, as for torch's layers (default: torch's default
+        dtype, and device).
 
     Notes
     -----
@@ -461,20 +481,19 @@ class SharpenedCosine2d(torch.nn.Module):
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, *, stride=1, dilation=1,
-                 mode=None, center=False, p_init=1.0, q_init=1e-3, dtype=torch.float32,
+                 mode=None, center=False, p_init=1.0, q_init=1e-3, dtype=None, device=None,
                  padding=None):
         super().__init__()
         _layer_sizes(1, in_channels=in_channels, out_channels=out_channels)
-        size, _, _ = _layer_sizes(2, kernel_size=kernel_size, stride=stride, dilation=dilation)
+        size, stride, dilation = _layer_sizes(2, kernel_size=kernel_size, stride=stride,
+                                              dilation=dilation)
         _check_center(center, in_channels * size[0] * size[1])
-        weight = torch.empty((out_channels, in_channels) + size, dtype=dtype)
-        torch.nn.init.kaiming_uniform_(weight, a=5**0.5)
-        self.weight = torch.nn.Parameter(weight)
-        self.p, self.q = _sharpness_parameters(out_channels, p_init, q_init, dtype)
+        _make_parameters(self, (out_channels, in_channels) + size, p_init, q_init, dtype, device)
         self.options = dict(mode=_layer_mode(mode, padding, ("valid", "same", "full")),
                             dilation=dilation, center=center, stride=stride, axis=(-2, -1))
 
     kernel = SharpenedCosine1d.kernel
+    reset_parameters = SharpenedCosine1d.reset_parameters
 
     @_eager
     def forward(self, x):
@@ -522,16 +541,32 @@ def _layer_sizes(axes, **sizes):
     return checked
 
 
-def _sharpness_parameters(out_channels, p_init, q_init, dtype):
-    """A layer's ``p`` (one per output channel) and ``q``, from finite
-    ``p_init`` and ``q_init``."""
+def _make_parameters(layer, shape, p_init, q_init, dtype, device):
+    """A layer's ``weight`` of ``shape`` ``(out_channels, in_channels,
+    taps...)``, ``p`` (one per output channel) and ``q``, of ``dtype``
+    (None: torch's default) on ``device``, from finite ``p_init`` and
+    ``q_init``, and set as :func:`_reset` sets them."""
     p = v.check_real(_value(p_init, "p_init"), "p_init")
     if not math.isfinite(p * p):
         raise ValueError(f"p_init must have a finite square (|p_init| < 1.3e154, for "
                          f"gradients); got {p_init!r}.")
     q = v.check_real(_value(q_init, "q_init"), "q_init")
-    return (torch.nn.Parameter(torch.full((out_channels,), p, dtype=dtype)),
-            torch.nn.Parameter(torch.tensor(q, dtype=dtype)))
+    made = dict(dtype=dtype, device=device)
+    layer.weight = torch.nn.Parameter(torch.empty(shape, **made))
+    layer.p = torch.nn.Parameter(torch.empty(shape[0], **made))
+    layer.q = torch.nn.Parameter(torch.empty((), **made))
+    layer.p_init, layer.q_init = p, q
+    _reset(layer)
+
+
+def _reset(layer):
+    """A layer's parameters as at construction: ``weight`` drawn as
+    :class:`torch.nn.Conv1d` draws its own, ``p`` and ``q`` their initial
+    values."""
+    with torch.no_grad():
+        torch.nn.init.kaiming_uniform_(layer.weight, a=5**0.5)
+        layer.p.fill_(layer.p_init)
+        layer.q.fill_(layer.q_init)
 
 
 def _check_center(center, taps):

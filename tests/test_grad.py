@@ -564,3 +564,17 @@ def test_grad_output_times_a_power_of_two_scales_every_gradient_by_it(axis, shif
             expected = np.ldexp(getattr(want, name), shift)
             np.testing.assert_array_equal(getattr(got, name), expected, err_msg=name)
     assert not any(np.isnan(part).any() for part in got)
+
+
+@pytest.mark.parametrize("axis", [-1, (0, 1)])
+def test_a_gradient_past_the_float32_range_is_inf_with_no_warning(axis):
+    """Windows of subnormal float32 norm: the signal's gradient (about ``1 /
+    ||w||``) is past float32's range, inf as documented, silently over
+    several axes as along one (NumPy's cast warned there)."""
+    x = (np.random.default_rng(0).standard_normal((6, 6)) * 1e-40).astype(np.float32)
+    kernel = np.ones((3, 3) if axis == (0, 1) else 3, np.float32)
+    g = np.ones(sliding_cosine(x, kernel, axis=axis).shape, np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = sliding_cosine_grad(x, kernel, g, axis=axis)
+    assert got.signal.dtype == np.float32 and np.isinf(got.signal).any()

@@ -601,3 +601,35 @@ def test_subnormal_scores_have_their_slope_in_range_on_either_path():
     layer(x).sum().backward()
     np.testing.assert_allclose(x.grad.numpy()[0, 0], [slope, -slope * 1e-310], rtol=1e-12)
     np.testing.assert_allclose(layer.weight.grad.numpy()[0, 0], [0.0, slope], rtol=1e-12, atol=0)
+
+
+def test_layers_follow_torchs_module_conventions():
+    """``dtype`` defaults to torch's default dtype and ``device`` places the
+    parameters, as for torch's layers; ``reset_parameters`` initialises a
+    layer made on the meta device; the 2-D layer keeps its sizes as checked
+    integers; a bool or complex tensor is no sharpness."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        assert adapter.SharpenedCosine1d(1, 2, 3).weight.dtype == torch.float64
+    finally:
+        torch.set_default_dtype(previous)
+    for layer_type, size in ((adapter.SharpenedCosine1d, 3), (adapter.SharpenedCosine2d, (2, 3))):
+        layer = layer_type(2, 4, size, p_init=0.7, q_init=0.2, device="cpu",
+                           dtype=torch.float64)
+        assert {parameter.dtype for parameter in layer.parameters()} == {torch.float64}
+        with torch.device("meta"):
+            empty = layer_type(2, 4, size, p_init=0.7, q_init=0.2)
+        assert empty.weight.is_meta
+        empty = empty.to_empty(device="cpu")
+        empty.reset_parameters()
+        assert torch.all(empty.p == 0.7) and float(empty.q.detach()) == pytest.approx(0.2)
+        bound = 1 / math.sqrt(empty.weight[0].numel())  # (kaiming_uniform_ with a = sqrt(5))
+        assert empty.weight.abs().max() <= bound and empty.weight.std() > bound / 4
+    layer = adapter.SharpenedCosine2d(1, 1, 3, stride=[2, np.int64(1)], dilation=np.int32(2))
+    assert layer.options["stride"] == (2, 1) and layer.options["dilation"] == (2, 2)
+    assert "stride=(2, 1)" in repr(layer)
+    x, k = torch.randn(20), torch.randn(3)
+    for bad in (torch.tensor(True), torch.tensor(1 + 1j)):
+        with pytest.raises(TypeError, match="sharpness must be a real number"):
+            adapter.sliding_cosine(x, k, bad)

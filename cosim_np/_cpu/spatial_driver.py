@@ -341,10 +341,12 @@ def sliding_cosine_grad(x, plan, taps, grad_output, method, sharpness, want_shar
     order = spatial.layout_axes(x.ndim, geo.axes, plan.channel_axis)
     grad = np.moveaxis(grad.reshape(tuple(x.shape[i] for i in order)), tuple(range(x.ndim)),
                        order)
-    with np.errstate(over="ignore"):  # (a gradient past float64's range is ±inf, as it is)
+    # (a gradient past the range of float64, or of the result's dtype, is ±inf, as it is)
+    with np.errstate(over="ignore"):
         grad, grad_floor = (_times_power_of_two(value, shift) for value in (grad, grad_floor))
-    return (grad.astype(plan.out_dtype), grad_kernel.reshape(taps.shape).astype(plan.out_dtype),
-            grad_sharpness, float(grad_floor))
+        return (grad.astype(plan.out_dtype),
+                grad_kernel.reshape(taps.shape).astype(plan.out_dtype), grad_sharpness,
+                float(grad_floor))
 
 
 # ---------------------------------------------------------------------------
