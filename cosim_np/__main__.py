@@ -49,7 +49,9 @@ def _main(argv):
     match.add_argument("signal", metavar="SIGNAL", help="the signal file")
     match.add_argument("kernel", metavar="KERNEL", help="the kernel file (several kernels: a bank)")
     match.add_argument("--k", type=int, metavar="N", help="at most N matches per signal row")
-    match.add_argument("--threshold", type=float, metavar="T", help="keep matches with |score| >= T")
+    match.add_argument("--threshold", type=float, metavar="T",
+                       help="keep matches whose key is >= T (|score|, or the signed score with "
+                            "--sign positive or negative)")
     match.add_argument("--sharpness", type=float, default=1.0, metavar="P", help="sharpness p (default 1)")
     match.add_argument("--exclusion", type=int, metavar="E",
                        help="no two matches within E windows (default: half the kernel's span)")

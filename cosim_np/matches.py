@@ -262,7 +262,8 @@ def find_matches(
         and every error of :func:`sliding_cosine`.
     TypeError
         ``k`` or ``exclusion`` not an integer, ``threshold`` neither a
-        number nor a callable, and every error of :func:`sliding_cosine`.
+        number nor a callable, ``max_memory`` neither an integer nor a
+        string, and every error of :func:`sliding_cosine`.
 
     See Also
     --------

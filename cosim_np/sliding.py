@@ -385,7 +385,8 @@ def sliding_cosine(
     the direct dots (``(taps + 4) eps`` relative to the window's norm) and of
     the FFT's overlap-save blocks (``O(eps log2 nfft)`` relative to a
     block's norm) are those of Higham [1]_ (chapters 3 and 24); the FFT path
-    compares the second with the first window by window.  Each kernel is
+    compares the second, window by window, with four times the first (for
+    float64 results; see :doc:`/sliding` for float32).  Each kernel is
     normalised with a compensated sum of its squares (Neumaier's [2]_), after
     a power-of-two scaling.  The sharpening (libm's ``pow``) is applied to
     the float64 cosine, before the result's one rounding.

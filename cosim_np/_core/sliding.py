@@ -243,6 +243,9 @@ def divisor_norms(taps, bank_shape, center):
 
 def check_grad_output(grad_output, shape):
     """``grad_output`` as a real array of the forward result's ``shape``."""
+    # (NaN would spread to the kernel's and the scalars' gradients: no way out)
+    v.refuse_masked(grad_output, "grad_output",
+                    "grad_output.filled(0) to pass no gradient from the masked outputs")
     g = v.as_real_array(grad_output, "grad_output", min_ndim=0)
     if g.shape != shape:
         raise ValueError(
