@@ -325,11 +325,12 @@ def find_matches(
                              max_memory, dict(sharpness=sharpness, mode=mode, dilation=dilation,
                                               noise_floor=noise_floor, fill=fill, axis=axis,
                                               center=center))
-    if _backend.wants_cuda(backend, signal=signal, kernel=kernel):
+    dask = _backend.is_dask(signal)
+    # (a Dask signal takes its path whatever the backend: its blocks' scores on the GPU)
+    if not dask and _backend.wants_cuda(backend, signal=signal, kernel=kernel):
         return _on_gpu(signal, kernel, k, threshold, exclusion, sign, max_memory, dict(
             sharpness=sharpness, mode=mode, dilation=dilation, noise_floor=noise_floor, fill=fill,
             axis=axis, method=method, center=center))
-    dask = _backend.is_dask(signal)
     x = v.check_known_shape(signal, "signal") if dask else v.as_real_array(signal, "signal")
     splan = sliding_plans.plan_sliding(x, kernel, axis, mode, method, dilation, sharpness,
                                        noise_floor, fill, None, drivers.fill_unit_kernels,

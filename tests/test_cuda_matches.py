@@ -112,3 +112,37 @@ def test_centered_device_matches_equal_the_cpu(shape, mode):
     scores = to_host(sliding_cosine(on_gpu(signal), kernel, mode=mode, center=True))
     plain = {key: value for key, value in options.items() if key != "center"}
     assert_same(got, naive.find_matches(signal, kernel, scores=scores, **plain))
+
+
+def test_a_dask_signal_is_scored_block_by_block_on_the_gpu(monkeypatch):
+    """``backend="cuda"`` with a Dask signal takes the Dask path, each
+    block's scores on the GPU (as ``sliding_cosine`` does): it handed the
+    whole signal to one CUDA call, computed on the client."""
+    da = pytest.importorskip("dask.array")
+    dask = pytest.importorskip("dask")
+    from cosim_np import _backend
+
+    signal = np.random.default_rng(0).standard_normal((2, 3000))
+    lazy = da.from_array(signal, chunks=(1, 1000))
+    seen = []
+    real = _backend.cuda_impl
+
+    def spy(name):
+        implementation = real(name)
+
+        def call(*args, **kwargs):
+            seen.append((name, type(args[0]).__name__, np.shape(args[0])))
+            return implementation(*args, **kwargs)
+        return call
+
+    monkeypatch.setattr(_backend, "cuda_impl", spy)
+    kernel = [1.0, 2.0, 3.0]
+    # (one block at a time: the simulator swaps a module global while a kernel runs)
+    with dask.config.set(scheduler="synchronous"):
+        got = find_matches(lazy, kernel, k=2, backend="cuda", method="direct")
+    assert seen and all(kind == "ndarray" and shape[-1] <= 3000 and shape[0] == 1
+                        for _, kind, shape in seen), seen
+    want = find_matches(signal, kernel, k=2, backend="cuda")
+    np.testing.assert_array_equal(got.index, want.index)
+    np.testing.assert_array_equal(got.batch, want.batch)
+    np.testing.assert_allclose(got.score, want.score, rtol=0, atol=1e-12)

@@ -637,3 +637,36 @@ def test_a_delayed_object_is_refused_for_what_it_is():
                        (lambda: pairwise_cosine(da.ones((2, 5)), value), "b")]:
         with pytest.raises(TypeError, match=rf"^{name} is a dask Delayed object"):
             call()
+
+
+def test_chunks_of_size_zero_beside_the_sliding_axes_are_no_empty_signals():
+    """Boolean indexing, then ``compute_chunk_sizes`` as the unknown-chunks
+    error advises, leaves chunks of size 0: along the batch axes (and the
+    sliding axis of another call) they gave the in-memory function empty
+    blocks, which it refuses ("signal must not be empty")."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 100))
+    keep = np.array([True, False, True, True])
+    rows = da.from_array(x, chunks=(1, 100))[da.from_array(keep, chunks=1)]
+    rows.compute_chunk_sizes()
+    assert 0 in rows.chunks[0]
+    kept = x[keep]
+    kernel = [1.0, 2.0, 3.0]
+    for mode in ("valid", "same", "full"):
+        np.testing.assert_array_equal(
+            sliding_cosine(rows, kernel, mode=mode, method="direct").compute(),
+            sliding_cosine(kept, kernel, mode=mode, method="direct"))
+        np.testing.assert_array_equal(windowed_norm(rows, 3, mode=mode).compute(),
+                                      windowed_norm(kept, 3, mode=mode))
+    assert find_matches(rows, kernel, k=1, method="direct") == find_matches(
+        kept, kernel, k=1, method="direct")
+    image = np.stack([kept.reshape(3, 10, 10)] * 2)  # (2, 3, 10, 10): zero chunks on axis 1
+    lazy = da.from_array(image, chunks=(1, 1, 10, 10))[:, da.from_array(keep, chunks=1)[:3]]
+    lazy.compute_chunk_sizes()
+    np.testing.assert_array_equal(
+        sliding_cosine(lazy, np.ones((3, 3)), axis=(-2, -1), method="direct").compute(),
+        sliding_cosine(image[:, keep[:3]], np.ones((3, 3)), axis=(-2, -1), method="direct"))
+    across = da.from_array(x.T, chunks=(100, 1))[:, da.from_array(keep, chunks=1)]
+    across.compute_chunk_sizes()  # (zero chunks on axis 1; the windows slide along axis 0)
+    np.testing.assert_array_equal(sliding_cosine(across, kernel, axis=0).compute(),
+                                  sliding_cosine(x.T[:, keep], kernel, axis=0))

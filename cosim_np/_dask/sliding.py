@@ -35,6 +35,16 @@ def no_out(out, what):
                         "write it with dask.array.store or .to_zarr instead.")
 
 
+def _without_empty_chunks(x):
+    """``x`` with no chunk of size 0 along an axis that has samples (Dask's
+    ``compute_chunk_sizes`` after boolean indexing leaves them): such a
+    block would be an empty signal to the in-memory function, which refuses
+    one."""
+    empty = {ax: tuple(size for size in chunks if size)
+             for ax, chunks in enumerate(x.chunks) if 0 in chunks and x.shape[ax]}
+    return x.rechunk(empty) if empty else x
+
+
 def _block_chunks(n, span, tile, chunks):
     """Chunk sizes along the sliding axis: whole tiles, at least ``span``
     samples (a block reads that many of the next one), about the size of
@@ -178,7 +188,7 @@ def sliding_cosine(signal, kernel, block_function, *, sharpness=1.0, mode="valid
     ``normalise``: the compiled unit kernels of the client's plan
     (``_core.sliding.unit_kernels``)."""
     no_out(out, "a Dask array signal")
-    v.check_known_shape(signal, "signal")
+    signal = _without_empty_chunks(v.check_known_shape(signal, "signal"))
     if isinstance(axis, tuple):
         return _spatial_sliding_cosine(signal, kernel, block_function, dict(
             sharpness=sharpness, mode=mode, dilation=dilation, noise_floor=noise_floor,
@@ -214,7 +224,7 @@ def windowed_norm(signal, window, block_function, *, dilation=1, mode="valid", a
                   center=False, stride=1, out=None):
     """``windowed_norm`` of the Dask array ``signal``: a lazy Dask array."""
     no_out(out, "a Dask array signal")
-    v.check_known_shape(signal, "signal")
+    signal = _without_empty_chunks(v.check_known_shape(signal, "signal"))
     if isinstance(axis, tuple):
         plan = spatial.plan_norms(signal, window, dilation, mode, axis, center, stride)
         geo = plan.geometry
