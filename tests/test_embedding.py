@@ -1039,3 +1039,25 @@ def test_a_fill_past_the_results_range_is_inf_with_no_warning(dtype):
                topk_cosine(z, z, 2, fill=1e300)[0])
     for scores in got:
         assert scores.dtype == dtype and np.isinf(scores).sum() == scores.size - 1
+
+
+def test_tiles_are_clipped_by_one_compiled_call_each(monkeypatch):
+    """A corpus of one row (its doubled product's column, a copy) and an
+    ``out`` whose rows are contiguous but not its whole: each tile's clip is
+    one compiled call (per thread's share), not one per row, which cost
+    a Python loop's turn each (3x the whole product: an exploratory test)."""
+    from cosim_np._cpu import tiles
+
+    calls = []
+    real = tiles.kernels.clip_rows
+    monkeypatch.setattr(tiles.kernels, "clip_rows", lambda tile: (calls.append(tile.shape),
+                                                                  real(tile)))
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((5000, 16))
+    row = rng.standard_normal((1, 16))
+    got = pairwise_cosine(x, row)
+    out = np.empty((5000, 9))[:, :8]
+    pairwise_cosine(x, np.concatenate([row] * 8), out=out)
+    assert len(calls) < 100, len(calls)
+    np.testing.assert_allclose(out[:, :1], got, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(got[:, 0], naive.pairwise_matrix(x, row)[:, 0], rtol=0, atol=1e-15)

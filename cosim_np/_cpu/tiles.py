@@ -319,7 +319,8 @@ def score_tiles(rows, cols, plan, compute, *, fill, clipped=True, diagonal=False
             else:
                 tile = target[i0:i1, j0:j1] if direct else buffers.tile(xi.shape[0], j1 - j0)
             np.matmul(xi, yj.T, out=tile)
-            tile = tile[: i1 - i0, : j1 - j0]
+            # (the lone column's copy: C-contiguous, as every tile the kernels take)
+            tile = np.ascontiguousarray(tile[: i1 - i0, :1]) if lone else tile[: i1 - i0]
             if clipped:
                 clip(tile, split)
             patch(tile, rows, cols, i0, j0, fill)
@@ -358,12 +359,8 @@ def clip(tile, split):
     if tile.flags.c_contiguous:
         split(tile.shape[0], lambda r0, r1: kernels.clip_rows(tile[r0:r1]))
     elif tile.strides[-1] == tile.itemsize:  # columns of ``out``: each row contiguous
-        # (np.clip of the whole view buffers a copy beyond max_memory)
-        split(tile.shape[0], lambda r0, r1: _clip_each_row(tile, r0, r1))
+        # (np.clip of the whole view buffers a copy beyond max_memory; a call a
+        # row cost a Python loop's turn each, 3x the whole product for 8 columns)
+        split(tile.shape[0], lambda r0, r1: kernels.clip_rows(tile[r0:r1]))
     else:  # a tile of a strided ``out``: its rows are not contiguous
         split(tile.shape[0], lambda r0, r1: np.clip(tile[r0:r1], -1.0, 1.0, out=tile[r0:r1]))
-
-
-def _clip_each_row(tile, r0, r1):
-    for r in range(r0, r1):
-        kernels.clip_rows(tile[r : r + 1])
