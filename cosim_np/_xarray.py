@@ -39,7 +39,11 @@ def axis_of(array, axis):
             raise ValueError(f"axis={axis!r} is not a dim of the DataArray; its dims are "
                              f"{array.dims}.")
         return array.dims.index(axis)
-    return v.check_axis(axis, array.ndim)
+    try:
+        return v.check_axis(axis, array.ndim)
+    except TypeError:
+        raise TypeError(f"axis must be a dim name of the DataArray (one of {array.dims}), an "
+                        f"integer position, or a tuple of them; got {axis!r}.") from None
 
 
 def _sliding(array, ax, mode, stride):

@@ -109,6 +109,9 @@ def test_errors(record):
             sliding_cosine(array, np.ones((2, 2)), axis=axis)
     with pytest.raises(TypeError, match="out is not supported for an xarray.DataArray"):
         windowed_norm(array, 3, out=np.empty((2, 3, 118)))
+    for axis in (None, 1.5):  # (a dim name is taken too, and the message says so)
+        with pytest.raises(TypeError, match=r"axis must be a dim name of the DataArray \(one of "):
+            sliding_cosine(array, [1.0, 2.0], axis=axis)
     with pytest.raises(ValueError, match="already has a dim or coordinate named 'kernel'"):
         sliding_cosine(array.rename(channel="kernel"), np.ones((2, 3)))
     labels = array.assign_coords(kernel=("station", ["ricker", "box"]))

@@ -141,7 +141,8 @@ def check_known_shape(array, name):
     for chunks of sizes not yet computed, as after boolean indexing)."""
     if any(size != size for size in array.shape):
         raise ValueError(f"{name} has chunks of unknown size (shape {array.shape}), as after "
-                         f"boolean indexing; call {name}.compute_chunk_sizes() first.")
+                         f"boolean indexing; call {name}.compute_chunk_sizes() first (of a "
+                         "DataArray, on its .data).")
     return array
 
 
