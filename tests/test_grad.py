@@ -578,3 +578,13 @@ def test_a_gradient_past_the_float32_range_is_inf_with_no_warning(axis):
         warnings.simplefilter("error")
         got = sliding_cosine_grad(x, kernel, g, axis=axis)
     assert got.signal.dtype == np.float32 and np.isinf(got.signal).any()
+
+
+def test_a_masked_grad_output_is_told_to_pass_zeros_not_nan():
+    """NaN in ``grad_output`` spreads to the kernel's and the scalars'
+    gradients, so the refusal of a masked one advises ``filled(0)`` alone
+    (it advised ``filled(np.nan)`` first, as for samples)."""
+    g = np.ma.masked_array(np.ones(28), mask=np.arange(28) == 1)
+    with pytest.raises(ValueError, match=r"grad_output\.filled\(0\)") as raised:
+        sliding_cosine_grad(np.random.default_rng(0).standard_normal(30), [1.0, 2.0, 3.0], g)
+    assert "nan" not in str(raised.value).lower()
