@@ -312,15 +312,13 @@ def score_tiles(rows, cols, plan, compute, *, fill, clipped=True, diagonal=False
                 yj = right_all[j0:j1]
             else:
                 yj = cols.normalised(j0, j1, buffers.right, split)
-            lone = j1 - j0 == 1  # (a corpus of one row: doubled, see column_tiles)
-            if lone:
-                yj = np.concatenate((yj, yj))
-                tile = np.empty((xi.shape[0], 2), dtype=compute)
+            lone = j1 - j0 == 1
+            if lone:  # (a corpus of one row, doubled: see column_tiles; its column C-contiguous)
+                tile = np.ascontiguousarray((xi @ np.concatenate((yj, yj)).T)[: i1 - i0, :1])
             else:
                 tile = target[i0:i1, j0:j1] if direct else buffers.tile(xi.shape[0], j1 - j0)
-            np.matmul(xi, yj.T, out=tile)
-            # (the lone column's copy: C-contiguous, as every tile the kernels take)
-            tile = np.ascontiguousarray(tile[: i1 - i0, :1]) if lone else tile[: i1 - i0]
+                np.matmul(xi, yj.T, out=tile)
+                tile = tile[: i1 - i0]
             if clipped:
                 clip(tile, split)
             patch(tile, rows, cols, i0, j0, fill)
@@ -356,11 +354,9 @@ def clip(tile, split):
     """Clip a score tile to [-1, 1] in place (rounding may leave |s| a few ulp
     above 1); ``split`` as in :func:`row_blocks` (the pass is bound by memory
     bandwidth, which one core does not saturate)."""
-    if tile.flags.c_contiguous:
-        split(tile.shape[0], lambda r0, r1: kernels.clip_rows(tile[r0:r1]))
-    elif tile.strides[-1] == tile.itemsize:  # columns of ``out``: each row contiguous
-        # (np.clip of the whole view buffers a copy beyond max_memory; a call a
-        # row cost a Python loop's turn each, 3x the whole product for 8 columns)
+    if tile.flags.c_contiguous or tile.strides[-1] == tile.itemsize:
+        # (each row contiguous, as in columns of ``out``: np.clip of the whole
+        # view would buffer a copy beyond max_memory)
         split(tile.shape[0], lambda r0, r1: kernels.clip_rows(tile[r0:r1]))
     else:  # a tile of a strided ``out``: its rows are not contiguous
         split(tile.shape[0], lambda r0, r1: np.clip(tile[r0:r1], -1.0, 1.0, out=tile[r0:r1]))
