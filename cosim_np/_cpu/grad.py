@@ -158,12 +158,10 @@ def sharpen_row_grad(s, out, g, power, logs, grad):
         if power == 1.0:
             slope = 1.0
         elif magnitude > 0.0:
-            if abs(sharpened) >= TINY:
-                ratio = sharpened / value
-                # (a subnormal s, P < 1: the slope may be in range, 0 at P = 0)
-                slope = power * ratio if abs(ratio) != math.inf else power * sharpened / value
-            else:  # (|s|**P underflowed the dtype: no digits to divide)
-                slope = _slope(value, power)
+            # (no digits to divide where |s|**P underflowed the dtype; a ratio
+            # past the range, a subnormal s with P < 1, where the slope may not be)
+            ratio = sharpened / value if abs(sharpened) >= TINY else math.inf
+            slope = power * ratio if abs(ratio) != math.inf else _slope(value, power)
         else:
             slope = magnitude * 0.0  # (NaN stays NaN)
         weight = np.float64(g[t])
