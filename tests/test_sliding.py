@@ -9,7 +9,7 @@ from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 from cosim_np import find_matches, sharpen, sliding_cosine, sliding_cosine_grad, windowed_norm
-from cosim_np._core.config import FUSED_TAPS
+from cosim_np._core.config import FEW_WINDOWS, FUSED_TAPS
 from cosim_np._cpu.sliding import CHAIN_CHUNK
 from tests import naive
 from tests.strategies import (
@@ -184,6 +184,33 @@ def test_many_tiles_match_naive(m, dilation, mode, method):
     want_norm = np.array([naive.exact_norm(wins[i]) for i in picks])
     np.testing.assert_allclose(got[picks], want, rtol=0, atol=tolerance(np.float64, m))
     np.testing.assert_allclose(norms[picks], want_norm, rtol=4 * (m + 2) * EPS64)
+
+
+@given(
+    m=st.one_of(*[st.integers(lo, hi) for lo, hi in LONG_M], st.integers(5, 40)),
+    dilation=st.integers(1, 3),
+    nwin=st.integers(1, FEW_WINDOWS + 2),
+    channels=st.integers(1, 2),
+    dtype=st.sampled_from(FLOAT_DTYPES),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_rows_of_a_few_windows_keep_the_bits_of_a_long_row(m, dilation, nwin, channels, dtype,
+                                                         seed):
+    """Rows of at most FEW_WINDOWS windows sum each window on its own (and
+    take its dots one window at a time), in the order of the scans over
+    whole chunks: the same bits as the first windows of a long row."""
+    rng = np.random.default_rng(seed)
+    span = (m - 1) * dilation
+    signal = (rng.standard_normal((channels, span + 3 * m * dilation))
+              * np.exp(rng.uniform(-8, 8, span + 3 * m * dilation))).astype(dtype)
+    kernel = rng.standard_normal((1, channels, m))
+    for short, long in [
+        (windowed_norm(signal[:, : span + nwin], m, dilation=dilation),
+         windowed_norm(signal, m, dilation=dilation)),
+        (sliding_cosine(signal[:, : span + nwin], kernel, dilation=dilation, method="direct"),
+         sliding_cosine(signal, kernel, dilation=dilation, method="direct")),
+    ]:
+        np.testing.assert_array_equal(short, long[..., :nwin])
 
 
 @pytest.mark.usefixtures("fft_engine")

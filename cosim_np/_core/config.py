@@ -92,6 +92,10 @@ MIN_CHUNKS_PER_TILE = 8
 # multiply-add on loads made anyway, no more than the blocked scans up to
 # this length, where method="auto" takes the FFT (FFT_MIN_TAPS).
 FUSED_TAPS = 127
+# Tiles of at most this many windows (rows of a window or a few) get each
+# window's sum of squares and dots on its own, in the order of the scans and
+# the tile's dots: their passes over whole chunks and taps cost more there.
+FEW_WINDOWS = 8
 # Below this many windows per thread (of one row, one channel and one kernel;
 # a batch, channels and kernels count as that many), starting threads costs
 # more than it saves.

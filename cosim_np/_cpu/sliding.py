@@ -41,6 +41,7 @@ from numba.extending import overload
 
 from .._core import scalars
 from .._core import sliding as plans
+from .._core.config import FEW_WINDOWS
 from .._core.scalars import KERNEL_NONFINITE, KERNEL_NORMAL, KERNEL_ZERO, SAFE_MAX, SAFE_MIN
 from .._core.sliding import tile_length
 from . import scratch
@@ -277,9 +278,49 @@ def _scan_sumsq(scan, x, b, i0, nwin, m, d, bufs):
     other two scans' calls before it compiles them."""
     if scan == TAP_SCAN:
         return _tap_sumsq(x, b, i0, nwin, m, d, bufs)
+    if nwin <= FEW_WINDOWS:
+        return _few_window_sumsq(x, b, i0, nwin, m, d, bufs[2])
     if scan == LANE_SCAN:
         return _lane_sumsq(x, b, i0, nwin, m, d, bufs)
     return _chain_sumsq(x, b, i0, nwin, m, d, bufs)
+
+
+@jit(from_python=False)
+def _few_window_sumsq(x, b, i0, nwin, m, d, sumsq):
+    """``_lane_sumsq`` or ``_chain_sumsq`` for a tile of at most
+    ``FEW_WINDOWS`` windows (rows of a window or a few): each window's
+    suffix and prefix summed on its own, the same sums in the same order as
+    the scans, whose passes over whole chunks cost more than a few windows'
+    taps."""
+    chunk = m * d
+    for t in range(nwin):
+        u = t % chunk  # offset in its chunk
+        at = i0 + t - u  # its chunk's start
+        suffix = 0.0  # from the chain's end back to u
+        for p in range(u + (chunk - 1 - u) // d * d, u - 1, -d):
+            suffix = _square_over_channels(x, b, at + p) + suffix
+        if u >= d:  # and the next chunk's prefix, up to the window's end
+            prefix = 0.0
+            for p in range(u % d, u - d + 1, d):
+                prefix += _square_over_channels(x, b, at + chunk + p)
+            suffix = suffix + prefix
+        sumsq[t] = suffix
+    unsafe = 0
+    for c in range(x.shape[1]):
+        unsafe += _count_unsafe(x[b, c, i0 : i0 + nwin + (m - 1) * d])
+    return unsafe > 0
+
+
+@jit(inline=True)
+def _square_over_channels(x, b, p):
+    """The sum over channels, in channel order, of the squares of sample
+    ``p`` of row ``b`` (as ``_tile_squares`` forms it)."""
+    val = np.float64(x[b, 0, p])
+    sq = val * val
+    for c in range(1, x.shape[1]):
+        val = np.float64(x[b, c, p])
+        sq += val * val
+    return sq
 
 
 @jit(from_python=False)
@@ -1021,7 +1062,11 @@ def _bank_cosines(x, b, khat, kernel_state, i0, nwin, d, exponent, noise_floor, 
     if nker > 1:
         _shared_denominators(sumsq, nwin, noise_floor, shared)
     for k in range(nker):
-        if k > 0 or not first_dots_ready:
+        if nwin <= FEW_WINDOWS:  # (see config.FEW_WINDOWS)
+            if k > 0 or not first_dots_ready:
+                for t in range(nwin):
+                    acc[t] = _plain_dot(x, b, khat, k, i0 + t, d)
+        elif k > 0 or not first_dots_ready:
             _tile_dots(x, b, khat, k, i0, nwin, d, samples, acc)
         _finish_kernel(acc, sumsq, shared, nwin, exponent, noise_floor, fill, kernel_state[k],
                        out[b, k, offset + i0 : offset + i0 + nwin])
