@@ -363,14 +363,17 @@ class _Side:
     raw), and the standardized norms ``z`` of the chosen scaling."""
 
     def __init__(self, x, scaling):
-        xf = x.astype(np.float64)
+        if x.dtype.kind != "f":  # (the magnitude of an integer minimum overflows)
+            x = x.astype(np.float64)
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-            self.scale = np.max(np.abs(xf), axis=1) if xf.shape[1] else np.zeros(len(xf))
+            # (magnitudes and their maximum are exact in any float dtype)
+            self.scale = (np.max(np.abs(x), axis=1).astype(np.float64) if x.shape[1]
+                          else np.zeros(len(x)))
             self.zero = self.scale == 0.0
             safe = np.where(self.zero, 1.0, self.scale)
-            scaled = xf / safe[:, None]
-            self.hnorm = np.sqrt(np.einsum("ij,ij->i", scaled, scaled))
-            self.unit = scaled / np.where(self.zero, 1.0, self.hnorm)[:, None]
+            self.scaled = np.divide(x, safe[:, None], dtype=np.float64)
+            self.hnorm = np.sqrt(np.einsum("ij,ij->i", self.scaled, self.scaled))
+            self.safe_hnorm = np.where(self.zero, 1.0, self.hnorm)
             # norms relative to the largest scale: exact ratios, no overflow
             top = np.max(self.scale)
             self.top = top if top > 0 else 1.0
@@ -378,6 +381,11 @@ class _Side:
         self.scaling = scaling
         self.z = self._standardize()
         self.w = 1.0 if scaling is None else 1.0 / (1.0 + np.exp(-self.z))
+
+    @property
+    def unit(self):
+        """The rows divided by their norms (made when the gradients need them)."""
+        return self.scaled / self.safe_hnorm[:, None]
 
     def _standardize(self):
         rel = self.rel
@@ -392,7 +400,7 @@ class _Side:
         # the product with it), so two equal ones within (D + 8) 2**-53;
         # twice that is taken.  (Also where the mean of equal norms is a
         # unit off them, and their std that rounding, ~1e-17, not 0.)
-        if hi - lo <= hi * (self.unit.shape[1] + 8) * 2.0**-52:
+        if hi - lo <= hi * (self.scaled.shape[1] + 8) * 2.0**-52:
             self.spread = 0.0
             return np.zeros_like(rel)
         if self.scaling == "minmax":
@@ -412,7 +420,7 @@ class _Side:
         """Given ``u_i = dL/dz_i``, the gradient ``dL/dx`` through the norms."""
         rel, z = self.rel, self.z
         if self.scaling is None or self.spread == 0:
-            return np.zeros_like(self.unit)
+            return np.zeros_like(self.scaled)
         if self.scaling == "minmax":
             g = u / self.spread
             # min and max share their gradient evenly among ties (as PyTorch does)
@@ -436,7 +444,9 @@ def scaled_values(x, y, scaling, weight_on, grad_output=None):
     magnitude (overflow-safe)."""
     sa, sb = _Side(x, scaling), _Side(y, scaling)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        cos = np.clip(np.einsum("ij,ij->i", sa.unit, sb.unit), -1.0, 1.0)
+        # the dot of the rows scaled to magnitudes at most 1, over their norms
+        dots = np.einsum("ij,ij->i", sa.scaled, sb.scaled)
+        cos = np.clip(dots / (sa.safe_hnorm * sb.safe_hnorm), -1.0, 1.0)
         cos = np.where(sa.zero | sb.zero, 0.0, cos)
         one = np.ones_like(cos)
         wa = sa.w if weight_on in ("a", "both") and scaling is not None else one
@@ -449,8 +459,9 @@ def scaled_values(x, y, scaling, weight_on, grad_output=None):
         inv_nx, inv_ny = sa.inverse_norm(), sb.inverse_norm()
         live = ~(sa.zero | sb.zero)
         gc = np.where(live, g * wa * wb, 0.0)
-        grad_x = (gc * inv_nx)[:, None] * (sb.unit - cos[:, None] * sa.unit)
-        grad_y = (gc * inv_ny)[:, None] * (sa.unit - cos[:, None] * sb.unit)
+        unit_x, unit_y = sa.unit, sb.unit
+        grad_x = (gc * inv_nx)[:, None] * (unit_y - cos[:, None] * unit_x)
+        grad_y = (gc * inv_ny)[:, None] * (unit_x - cos[:, None] * unit_y)
         # through the weights: d sigmoid(z) / dz = w (1 - w)
         if scaling is not None and weight_on in ("a", "both"):
             grad_x = grad_x + sa.norm_grad(g * cos * wb * sa.w * (1.0 - sa.w))
