@@ -233,7 +233,8 @@ def find_matches(
         Working memory for the tiles of scores (bytes, or a string such as
         ``'64MiB'``); default 256 MiB.  A tile holds at least one row's
         run of windows as :func:`sliding_cosine` computes them together
-        (tiles start where its runs do, so the scores keep its bits): with
+        (tiles start where its runs do, so the scores keep its bits, but
+        for the FFT's over blocks of rows, see Notes): with
         the FFT method, a segment of some ``2**18`` windows and its
         transforms' scratch, a few MiB that a smaller ``max_memory`` does
         not reduce.  Beyond the tiles, memory holds the
@@ -285,7 +286,13 @@ def find_matches(
     that no row can reach (at least ``ceil(L / (exclusion + 1))``, the most
     matches ``L`` windows hold) is a search without it.  Signal rows
     beyond what ``max_memory`` holds in a tile are searched a block of rows
-    at a time.
+    at a time.  The direct method's scores of a row are its own, so blocks
+    of rows keep them; the FFT method plans each segment's blocks over all
+    the rows it is given (which to transform, and how long), so a block of
+    rows can score a window a rounding apart from the whole call (within
+    the FFT's error bound, see :func:`sliding_cosine`), and a score within
+    that of the threshold can fall on either side of it.  Where that
+    matters, ``method='direct'``, or a ``max_memory`` that holds every row.
 
     Over several sliding axes (images, volumes) the scores come a slab of
     output rows along the first sliding axis at a time (runs of the bands

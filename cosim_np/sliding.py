@@ -7,6 +7,7 @@ arrays (which runs the function itself on each block, lazily).
 """
 
 import functools
+import math
 from collections import namedtuple
 
 import numpy as np
@@ -597,7 +598,10 @@ def sliding_cosine_grad(
     if _backend.wants_cuda(backend, signal=signal, kernel=kernel, grad_output=grad_output):
         shift = 0
         if not any(map(v.on_device, (signal, kernel, grad_output))):  # (host arrays only)
-            grad_output, shift = plans.grad_output_in_range(grad_output)
+            signal = v.as_real_array(signal, "signal")
+            grad_output, shift = _grad_output_in_range(
+                grad_output, signal, np.shape(kernel), center=center, noise_floor=noise_floor,
+                sharpness=sharpness, dilation=dilation, mode=mode, axis=axis)
         return SlidingCosineGrad(*plans.grads_times_power_of_two(
             _backend.cuda_impl("sliding_cosine_grad")(
                 signal, kernel, grad_output, sharpness=sharpness, mode=mode, dilation=dilation,
@@ -624,7 +628,9 @@ def _gradients(signal, kernel, grad_output, *, sharpness, mode, dilation, noise_
         grad_plan, taps = spatial.plan_sliding_grad(x, kernel, grad_output, axis, mode, method,
                                                     dilation, sharpness, noise_floor, fill,
                                                     drivers.fill_unit_kernels, center, stride)
-        g, shift = plans.grad_output_in_range(grad_plan.grad_output)
+        g, shift = _grad_output_in_range(
+            grad_plan.grad_output, x, np.shape(kernel), center=center, noise_floor=noise_floor,
+            sharpness=sharpness, dilation=dilation, mode=mode, axis=axis)
         grad_signal, grad_kernel, grad_sharpness, grad_floor = spatial_driver.sliding_cosine_grad(
             x, grad_plan.forward, taps, g, method, sharpness, want_sharpness, forward)
         return SlidingCosineGrad(*plans.grads_times_power_of_two(
@@ -635,9 +641,38 @@ def _gradients(signal, kernel, grad_output, *, sharpness, mode, dilation, noise_
                                    center, stride)
     if forward is not None and (plan.forward.exponent != 1.0 or plan.forward.stride != 1):
         forward = None  # (the cosines cannot be read off a sharpened or strided result)
-    g, shift = plans.grad_output_in_range(plan.grad_output)
+    g, shift = _grad_output_in_range(
+        plan.grad_output, x, np.shape(kernel), center=center, noise_floor=noise_floor,
+        sharpness=sharpness, dilation=dilation, mode=mode, axis=axis)
     return SlidingCosineGrad(*plans.grads_times_power_of_two(drivers.sliding_cosine_grad(
         x, plan._replace(grad_output=g), method, want_sharpness, forward), shift))
+
+
+def _grad_output_in_range(g, x, kernel_shape, *, center, noise_floor, sharpness, dilation,
+                          mode, axis):
+    """``plans.grad_output_in_range`` for a signal ``x`` and the options as
+    given (validated by then, but for the CUDA backend's, which takes them
+    after: a value it will refuse bounds nothing).  The signal's smallest
+    magnitude bounds its windows' norms first (one pass); only where that
+    bound would scale ``g`` are the norms themselves taken (of each channel
+    apart, where a kernel has channels: no more than the windows' own), so
+    that no ``g`` is scaled, and its small terms brought near underflow, for
+    a tiny sample in a window of norm 1."""
+    try:
+        exponent = float(sharpness) ** 2
+        floor = float(noise_floor)
+    except (TypeError, ValueError, OverflowError):
+        return plans.grad_output_in_range(g)
+    if not (math.isfinite(exponent) and math.isfinite(floor) and floor >= 0.0):
+        return plans.grad_output_in_range(g)
+    plain = plans.grad_output_in_range(g)
+    bounded = plans.grad_output_in_range(g, plans.smallest_window_norm(x, center, floor), exponent)
+    if bounded[1] == plain[1]:
+        return bounded
+    window = tuple(kernel_shape[-len(axis):]) if isinstance(axis, tuple) else kernel_shape[-1]
+    norms = windowed_norm(x, window, dilation=dilation, mode=mode, axis=axis, center=center)
+    smallest = float(np.min(norms, where=(norms > 0) & (norms < np.inf), initial=np.inf))
+    return plans.grad_output_in_range(g, smallest + floor, exponent)
 
 
 def _no_out_for_labels(out):

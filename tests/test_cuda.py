@@ -831,6 +831,23 @@ def test_gradients_of_a_grad_output_near_the_top_of_the_range(axis):
                                           np.ldexp(getattr(want, name), 1021), err_msg=name)
 
 
+@pytest.mark.parametrize("axis", [-1, (0, 1)])
+def test_gradients_of_windows_of_tiny_norm_beside_unit_ones(axis):
+    """Windows of norm near 1e-300 beside windows of norm 1, ``grad_output``
+    times 1e10: the kernel's gradient finite, as on the CPU (the windows'
+    coefficients overflowed), the signal's without NaN."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((4, 12))
+    x[:, :6] *= 1e-300
+    kernel = rng.standard_normal((2, 3) if axis == (0, 1) else 4)
+    g = rng.standard_normal(sliding_cosine(x, kernel, axis=axis).shape)
+    want = sliding_cosine_grad(x, kernel, g, axis=axis, backend="cuda")
+    with np.errstate(over="ignore"):
+        got = sliding_cosine_grad(x, kernel, g * 1e10, axis=axis, backend="cuda")
+    np.testing.assert_allclose(got.kernel, want.kernel * 1e10, rtol=1e-13, atol=0)
+    assert not np.isnan(got.signal).any() and not np.isnan(got.noise_floor)
+
+
 def test_gradients_of_zero_windows_and_kernels_are_zero():
     signal = np.array([0.0, 0, 0, 0, 1, 2, 0, 0, 0, 0])
     got = sliding_cosine_grad(signal, [[1.0, 2.0, 0.5], [0.0, 0.0, 0.0]], np.ones((2, 8)),

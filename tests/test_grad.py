@@ -567,6 +567,34 @@ def test_grad_output_times_a_power_of_two_scales_every_gradient_by_it(axis, shif
 
 
 @pytest.mark.parametrize("axis", [-1, (0, 1)])
+@pytest.mark.parametrize("center", [False, True])
+@pytest.mark.parametrize("shift", [33, 1000])
+def test_windows_of_tiny_norm_beside_unit_ones_keep_the_kernel_gradient_finite(axis, center,
+                                                                              shift):
+    """Windows of norm near 1e-300 beside windows of norm 1 (no power of two
+    brings such a signal into range), ``grad_output`` times ``2**shift``:
+    each window's coefficient ``g P |s|**(P-1) / n`` overflowed, and the
+    kernel's gradient, about ``g``, came out inf or NaN, the signal's NaN
+    (an exploratory test).  Now every gradient is the bits of the unscaled
+    call's times ``2**shift``, inf past the range (the signal's, of the tiny
+    windows' samples), never NaN."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((6, 24))
+    x[:, :12] *= 1e-300
+    kernel = rng.standard_normal((2, 3) if axis == (0, 1) else 4)
+    g = rng.standard_normal(sliding_cosine(x, kernel, axis=axis).shape)
+    options = dict(axis=axis, sharpness=1.1, center=center)
+    want = sliding_cosine_grad(x, kernel, g, **options)
+    with np.errstate(over="ignore"):
+        got = sliding_cosine_grad(x, kernel, np.ldexp(g, shift), **options)
+        for name in ("signal", "kernel", "sharpness", "noise_floor"):
+            expected = np.ldexp(getattr(want, name), shift)
+            np.testing.assert_array_equal(getattr(got, name), expected, err_msg=name)
+    assert np.isfinite(got.kernel).all() and np.isfinite(got.sharpness)
+    assert not np.isnan(got.signal).any() and np.isinf(got.signal).any()
+
+
+@pytest.mark.parametrize("axis", [-1, (0, 1)])
 def test_a_gradient_past_the_float32_range_is_inf_with_no_warning(axis):
     """Windows of subnormal float32 norm: the signal's gradient (about ``1 /
     ||w||``) is past float32's range, inf as documented, silently over

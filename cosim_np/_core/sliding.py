@@ -260,22 +260,45 @@ def check_grad_output(grad_output, shape):
 GRAD_OUTPUT_LARGEST = 2.0**960
 
 
-def grad_output_in_range(g):
-    """``(g, shift)``: ``grad_output`` (a host array) as it is and 0, or,
-    float64 with a finite magnitude past ``GRAD_OUTPUT_LARGEST``, times
-    ``2**-shift``, the power of two (``shift`` 1 to 64) that brings the
-    largest there; each gradient, linear in ``g``, is then multiplied back
-    by ``2**shift`` (:func:`grads_times_power_of_two`).  Unscaled, the
-    kernel's sums over windows overflowed where its gradient does not, and
-    their difference was NaN."""
+def grad_output_in_range(g, smallest_norm=1.0, exponent=1.0):
+    """``(g, shift)``: ``grad_output`` (a host array) as it is and 0, or, as
+    float64 times ``2**-shift``, where its largest finite magnitude is past
+    ``GRAD_OUTPUT_LARGEST`` times ``smallest_norm / max(1, exponent)`` (at
+    most 1); each gradient, linear in ``g``, is then multiplied back by
+    ``2**shift`` (:func:`grads_times_power_of_two`).  ``smallest_norm``: a
+    lower bound of ``n + q`` over the windows of non-zero norm
+    (:func:`smallest_window_norm`), ``exponent`` the sharpening's ``P``.
+    Unscaled, the kernel's sums over windows overflowed where its gradient
+    does not, and their difference was NaN: at a huge ``g``, or where each
+    window's coefficient ``g P |s|**(P-1) / (n + q)`` overflowed for a window
+    of tiny norm beside windows of norm 1 (no power of two brings such a
+    signal into range)."""
     g = np.asarray(g)
-    if g.dtype != np.float64 or g.size == 0:
+    if g.dtype.kind != "f" or g.size == 0:
         return g, 0
     largest = float(np.max(np.abs(g), where=np.isfinite(g), initial=0.0))
-    if largest <= GRAD_OUTPUT_LARGEST:
+    limit = GRAD_OUTPUT_LARGEST * min(1.0, smallest_norm / max(1.0, exponent))
+    if largest <= limit or limit == 0.0:
         return g, 0
-    shift = math.frexp(largest)[1] - math.frexp(GRAD_OUTPUT_LARGEST)[1]
-    return np.ldexp(g, -shift), shift
+    shift = math.frexp(largest)[1] - math.frexp(limit)[1]
+    return np.ldexp(g.astype(np.float64), -shift), shift
+
+
+def smallest_window_norm(x, center, noise_floor):
+    """A lower bound of ``n + q`` (``q`` the noise floor) over the windows of
+    ``x`` whose norm ``n`` is not 0: ``x``'s smallest finite non-zero
+    magnitude; for ``center``, ``2**-60`` of it, below the least difference
+    of two distinct samples (windows of one value have norm 0)."""
+    x = np.asarray(x)
+    if x.size == 0 or x.dtype.kind != "f":  # (integers: 1 at least)
+        return 1.0 + float(noise_floor)
+    magnitudes = np.abs(x)
+    with np.errstate(invalid="ignore"):
+        smallest = float(np.min(magnitudes, where=(magnitudes > 0) & (magnitudes < np.inf),
+                                initial=np.inf))
+    if center:
+        smallest = max(math.ldexp(smallest, -60), 5e-324)
+    return smallest + float(noise_floor)
 
 
 def grads_times_power_of_two(grads, shift):
