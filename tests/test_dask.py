@@ -9,6 +9,7 @@ import re
 
 import numpy as np
 import pytest
+import scipy.sparse
 from hypothesis import example, given
 from hypothesis import strategies as st
 
@@ -637,6 +638,28 @@ def test_a_delayed_object_is_refused_for_what_it_is():
                        (lambda: pairwise_cosine(da.ones((2, 5)), value), "b")]:
         with pytest.raises(TypeError, match=rf"^{name} is a dask Delayed object"):
             call()
+
+
+def test_a_partner_of_a_dask_array_is_checked_as_in_memory():
+    """The other input of an embedding call on a Dask array went through
+    ``np.asarray``: a masked array's mask was dropped (its masked values read
+    as data), a sparse matrix became an object array and a ragged list
+    leaked NumPy's message (an exploratory test).  Each is now refused as
+    the in-memory call refuses it."""
+    lazy = da.from_array(np.eye(2), chunks=1)
+    masked = np.ma.masked_array([[1.0, 1e6], [0.0, 1.0]], mask=[[False, True], [False, False]])
+    for partner, error, message in [
+        (masked, ValueError, r"^(b|corpus) is a masked array"),
+        (scipy.sparse.csr_matrix(np.eye(2)), TypeError, r"(b|corpus)\.toarray\(\)"),
+        ([[1.0, 2.0], [1.0]], TypeError, r"^(b|corpus) must be array-like"),
+    ]:
+        for call in (lambda: pairwise_cosine(lazy, partner),
+                     lambda: cosine_similarity(lazy, partner),
+                     lambda: topk_cosine(lazy, partner, 1)):
+            with pytest.raises(error, match=message):
+                call()
+        with pytest.raises(error, match=message):
+            pairwise_cosine(np.eye(2), partner)
 
 
 def test_chunks_of_size_zero_beside_the_sliding_axes_are_no_empty_signals():

@@ -28,11 +28,15 @@ def _standin(array):
 
 def _lazy(value, name):
     """``value`` as a Dask array: itself, an ``xarray.DataArray``'s values
-    (lazy or not; it has a Dask graph too), or NumPy's array of it."""
+    (lazy or not; it has a Dask graph too), or its checked NumPy array (a
+    masked array, a sparse matrix or a ragged list refused as in memory:
+    a mask was dropped)."""
     v.refuse_delayed(value, name)
     if v.is_xarray(value):
         value = value.data
-    return value if isinstance(value, da.Array) else da.from_array(np.asarray(value))
+    if isinstance(value, da.Array):
+        return value
+    return da.from_array(v.as_real_array(value, name, min_ndim=0))
 
 
 def _as_dask(value, name):
