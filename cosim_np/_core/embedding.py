@@ -171,6 +171,9 @@ def check_topk_args(x, y, same, k, exclude_self, fill, max_memory):
             f"got N={n} queries and M={m} corpus rows."
         )
     limit = m - 1 if exclude_self else m
+    if limit == 0:  # (no k can do: "at most 0" contradicts "k >= 1")
+        why = "one row, each query itself, with exclude_self=True" if m else "no rows"
+        raise ValueError(f"corpus has no rows to rank ({why}), so no k can be met (k={kk}).")
     if kk > limit:
         extra = " minus the excluded self-match" if exclude_self else ""
         raise ValueError(

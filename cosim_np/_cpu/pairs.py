@@ -229,19 +229,23 @@ def set_similarity(x, y, wa, wb, plan):
     if measure == "centroid":
         cos = core.vector_cosine(core.centroid(x, rows.scale, wa), core.centroid(y, cols.scale, wb))
         return np.array(cos, dtype=dtype)[()]
-    best_a, best_b = best_matches(rows, cols, plan.budget, core.compute_dtype(dtype))
+    best_a, best_b = best_matches(rows, cols, plan.budget, core.compute_dtype(dtype),
+                                  held=wa.nbytes + wb.nbytes)
     return core.set_scores(measure, best_a, best_b, wa, wb, dtype)
 
 
-def best_matches(rows, cols, budget, compute):
+def best_matches(rows, cols, budget, compute, held=0):
     """Best cosine of each row of ``rows`` among ``cols`` and vice versa, tile
-    by tile (products in ``compute``; a zero row's cosines are 0)."""
+    by tile (products in ``compute``; a zero row's cosines are 0), within
+    ``budget`` with the rows, the two bests and ``held`` bytes the caller
+    holds meanwhile (the weights)."""
     n, d = rows.x.shape
     m = cols.x.shape[0]
     best_a = np.full(n, -np.inf, dtype=compute)
     best_b = np.full(m, -np.inf, dtype=compute)
-    tiling = tiles.Tiling(n, m, d, compute.itemsize, budget, rows.nbytes + cols.nbytes,
-                          buffer=True, streams=tiles.stream_count(n, m, d))
+    fixed = rows.nbytes + cols.nbytes + best_a.nbytes + best_b.nbytes + held
+    tiling = tiles.Tiling(n, m, d, compute.itemsize, budget, fixed, buffer=True,
+                          streams=tiles.stream_count(n, m, d))
     lock = threading.Lock()  # streams share the columns' best
 
     def fold(i0, i1, j0, j1, tile, split):
