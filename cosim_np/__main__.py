@@ -34,7 +34,8 @@ def _main(argv):
                     "that is set, else next to the installed package where its folder is "
                     "writable, else in Numba's per-user cache folder (~/.cache/numba): set "
                     "NUMBA_CACHE_DIR, when building an image and when running it, for kernels "
-                    "that one user compiles and others load.")
+                    "that one user compiles and others load (they need only read it; to let "
+                    "them add what they compile, chmod -R a+rwX it, without the sticky bit).")
     ahead.add_argument("--dtype", nargs="+", default=["float32", "float64"],
                        choices=["float32", "float64"], help="input dtypes (default: both)")
     ahead.add_argument("--only", metavar="TEXT", help="only the functions whose line contains TEXT")

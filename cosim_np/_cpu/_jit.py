@@ -3,7 +3,12 @@
 * ``nogil=True`` so threads and Dask can run kernels side by side;
 * ``cache=True`` so a second process loads compiled code instead of compiling,
   falling back to in-memory compilation when Numba finds no writable cache
-  directory (read-only installs, locked-down clusters);
+  directory (read-only installs, locked-down clusters).  A ``NUMBA_CACHE_DIR``
+  this process can read but not write (kernels compiled into a container
+  image or a shared folder by another user) is read from, its missing
+  kernels compiled in memory; a kernel that cannot be saved (a folder
+  another user owns) warns once and is not saved, where Numba would raise
+  out of the call;
 * ``error_model="numpy"``: division follows IEEE (inf/NaN), so the loops carry
   no hidden zero-division checks;
 * no ``fastmath``: the kernels rely on NaN/inf propagating and on the written
@@ -51,11 +56,12 @@ twice for one signature.
 """
 
 import functools
+import os
 import warnings
 
 import numba
 from llvmlite import ir
-from numba.core import cgutils, types
+from numba.core import caching, cgutils, types
 from numba.core.registry import CPUDispatcher
 from numba.extending import intrinsic, overload, register_jitable
 from numba.np.arrayobj import make_array
@@ -75,7 +81,47 @@ class CompiledOnly(CPUDispatcher):
                         "Python")
 
 
-_said = {"no cache": False}
+_said = {"no cache": False, "not saved": False}
+
+
+class _ReadableCacheDirLocator(caching.UserProvidedCacheLocator):
+    """``NUMBA_CACHE_DIR`` where this process may read but not write: Numba
+    passes over such a folder (its locators want to write), and every
+    kernel compiled into it ahead of time was compiled again.  Taken where
+    the folder holds this module's kernels already."""
+
+    def ensure_cache_path(self):
+        path = self.get_cache_path()
+        if not (os.path.isdir(path) and os.access(path, os.R_OK | os.X_OK)):
+            raise OSError(f"no readable Numba cache folder {path}")
+
+
+class _KernelCacheImpl(caching.CompileResultCacheImpl):
+    _locator_classes = [caching.UserProvidedCacheLocator, _ReadableCacheDirLocator,
+                        *caching.CompileResultCacheImpl._locator_classes[1:]]
+
+
+class _KernelCache(caching.FunctionCache):
+    """Numba's cache of compiled functions, finding a read-only
+    ``NUMBA_CACHE_DIR`` too, and warning where a kernel cannot be saved."""
+
+    _impl_class = _KernelCacheImpl
+
+    def save_overload(self, sig, data):
+        try:
+            super().save_overload(sig, data)
+        except OSError as exc:
+            if not _said["not saved"]:  # (once a process)
+                _said["not saved"] = True
+                warnings.warn(
+                    f"cosim_np: a compiled kernel could not be saved in the Numba cache folder "
+                    f"{self.cache_path} ({exc}); kernels missing there are compiled in memory "
+                    "in each process. A folder that one user fills and others use must be "
+                    "readable by all, and writable by all (chmod -R a+rwX, without the sticky "
+                    "bit) for the others to add what they compile.",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
 
 
 def jit(func=None, *, njit=numba.njit, inline=False, from_python=True):
@@ -93,12 +139,14 @@ def jit(func=None, *, njit=numba.njit, inline=False, from_python=True):
         options["inline"] = "always"
     if not from_python:
         options["no_cpython_wrapper"] = True
+    dispatcher = njit(cache=False, **options)(func)
     try:
-        return _compiled_only(njit(cache=True, **options)(func), from_python)
+        # (what cache=True does, with the cache above)
+        dispatcher._cache = _KernelCache(dispatcher.py_func)
     except RuntimeError as exc:
-        # Numba raises "cannot cache function ...: no locator available" at
-        # decoration time when neither __pycache__ nor its user-wide cache
-        # directory is writable.
+        # Numba raises "cannot cache function ...: no locator available"
+        # when neither __pycache__ nor its user-wide cache directory is
+        # writable (nor NUMBA_CACHE_DIR readable).
         if "cannot cache" not in str(exc):
             raise
         if not _said["no cache"]:  # (once a process, not once for each of ~200 kernels)
@@ -110,7 +158,7 @@ def jit(func=None, *, njit=numba.njit, inline=False, from_python=True):
                 RuntimeWarning,
                 stacklevel=2,
             )
-        return _compiled_only(njit(cache=False, **options)(func), from_python)
+    return _compiled_only(dispatcher, from_python)
 
 
 def _refused_without_jit(func):
