@@ -848,6 +848,22 @@ def test_gradients_of_windows_of_tiny_norm_beside_unit_ones(axis):
     assert not np.isnan(got.signal).any() and not np.isnan(got.noise_floor)
 
 
+@pytest.mark.parametrize("axis", [-1, (0, 1)])
+def test_centered_gradients_of_a_window_beginning_near_the_largest_float(axis):
+    """The mean of a window whose first sample is 1.7e308: the sum of the
+    differences from it overflowed, and the gradients were inf; now as on
+    the CPU."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((6, 8))
+    x[0, 0] = 1.7e308
+    kernel = rng.standard_normal((3, 3) if axis == (0, 1) else 4)
+    g = rng.standard_normal(sliding_cosine(x, kernel, axis=axis, center=True).shape)
+    got = sliding_cosine_grad(x, kernel, g, axis=axis, center=True, backend="cuda")
+    want = sliding_cosine_grad(x, kernel, g, axis=axis, center=True)
+    assert all(np.isfinite(part).all() for part in got)
+    np.testing.assert_allclose(got.kernel, want.kernel, rtol=0, atol=1e-14)
+
+
 def test_gradients_of_zero_windows_and_kernels_are_zero():
     signal = np.array([0.0, 0, 0, 0, 1, 2, 0, 0, 0, 0])
     got = sliding_cosine_grad(signal, [[1.0, 2.0, 0.5], [0.0, 0.0, 0.0]], np.ones((2, 8)),

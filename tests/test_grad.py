@@ -569,9 +569,10 @@ def test_grad_output_times_a_power_of_two_scales_every_gradient_by_it(axis, shif
 @pytest.mark.parametrize("axis", [-1, (0, 1)])
 @pytest.mark.parametrize("center", [False, True])
 @pytest.mark.parametrize("shift", [33, 1000])
+@pytest.mark.parametrize("tiny", [1e-300, 1e-310])
 def test_windows_of_tiny_norm_beside_unit_ones_keep_the_kernel_gradient_finite(axis, center,
-                                                                              shift):
-    """Windows of norm near 1e-300 beside windows of norm 1 (no power of two
+                                                                              shift, tiny):
+    """Windows of norm near 1e-300 (or subnormal) beside windows of norm 1 (no power of two
     brings such a signal into range), ``grad_output`` times ``2**shift``:
     each window's coefficient ``g P |s|**(P-1) / n`` overflowed, and the
     kernel's gradient, about ``g``, came out inf or NaN, the signal's NaN
@@ -580,7 +581,7 @@ def test_windows_of_tiny_norm_beside_unit_ones_keep_the_kernel_gradient_finite(a
     windows' samples), never NaN."""
     rng = np.random.default_rng(5)
     x = rng.standard_normal((6, 24))
-    x[:, :12] *= 1e-300
+    x[:, :12] *= tiny  # (subnormal samples too)
     kernel = rng.standard_normal((2, 3) if axis == (0, 1) else 4)
     g = rng.standard_normal(sliding_cosine(x, kernel, axis=axis).shape)
     options = dict(axis=axis, sharpness=1.1, center=center)
@@ -592,6 +593,29 @@ def test_windows_of_tiny_norm_beside_unit_ones_keep_the_kernel_gradient_finite(a
             np.testing.assert_array_equal(getattr(got, name), expected, err_msg=name)
     assert np.isfinite(got.kernel).all() and np.isfinite(got.sharpness)
     assert not np.isnan(got.signal).any() and np.isinf(got.signal).any()
+
+
+@pytest.mark.parametrize("case", [((40,), (16,), -1), ((12, 12), (5, 5), (0, 1)),
+                                  ((3, 30), (2, 3, 8), -1)])
+def test_a_centered_window_beginning_near_the_largest_float_has_finite_gradients(case):
+    """A window's mean is its first sample plus the mean of the differences
+    from it: beside a first sample of 1.7e308 the sum of the differences
+    overflowed, and the centered gradients came out inf (an exploratory
+    test).  They are now those of the signal scaled by ``2**-20``, the
+    kernel's to rounding, the signal's times ``2**-20``."""
+    shape, kernel_shape, axis = case
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(shape)
+    x.flat[0] = 1.7e308
+    kernel = rng.standard_normal(kernel_shape)
+    g = rng.standard_normal(sliding_cosine(x, kernel, axis=axis, center=True).shape)
+    got = sliding_cosine_grad(x, kernel, g, axis=axis, center=True)
+    want = sliding_cosine_grad(np.ldexp(x, -20), kernel, g, axis=axis, center=True)
+    assert all(np.isfinite(part).all() for part in got)
+    np.testing.assert_allclose(got.kernel, want.kernel, rtol=0, atol=1e-14)
+    np.testing.assert_allclose(np.ldexp(got.signal, 20), want.signal, rtol=0,
+                               atol=1e-14 * np.abs(want.signal).max())
+    assert got.sharpness == pytest.approx(want.sharpness, abs=1e-13)
 
 
 @pytest.mark.parametrize("axis", [-1, (0, 1)])

@@ -53,6 +53,24 @@ def window_means(x, m, d, means):
                     dest[i] += taps[i] - first[i]
         for i in range(nwin):
             dest[i] = first[i] + dest[i] / count
+            if not math.isfinite(dest[i]):
+                dest[i] = _halved_mean(x, b, i, m, d)
+
+
+@jit(from_python=False)
+def _halved_mean(x, b, i, m, d):
+    """``window_means`` of window ``i`` of row ``b`` where the sum of its
+    differences left the float64 range (a first sample near the largest
+    float beside small ones or ones of the other sign): the samples halved
+    (exact), each difference divided by the count before it is summed, the
+    mean doubled back (a NaN or inf sample still gives NaN or inf)."""
+    count = m * x.shape[1]
+    first = 0.5 * x[b, 0, i]
+    total = 0.0
+    for c in range(x.shape[1]):
+        for j in range(m):
+            total += (0.5 * x[b, c, i + j * d] - first) / count
+    return 2.0 * (first + total)
 
 
 @jit

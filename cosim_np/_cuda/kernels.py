@@ -476,7 +476,16 @@ def window_means(x, roff, cs, nchan, ts, n, pl, m, d, means):
         for c in range(nchan):
             for j in range(m):
                 total += _load(x, base + c * cs, ts, n, pl, i + j * d) - first
-        means[b, i] = first + total / (m * nchan)
+        mean = first + total / (m * nchan)
+        if not math.isfinite(mean):  # (the differences' sum overflowed: as _cpu.grad._halved_mean)
+            first *= 0.5
+            total = 0.0
+            for c in range(nchan):
+                for j in range(m):
+                    total += (0.5 * _load(x, base + c * cs, ts, n, pl, i + j * d)
+                              - first) / (m * nchan)
+            mean = 2.0 * (first + total)
+        means[b, i] = mean
 
 
 @cuda.jit
@@ -957,7 +966,15 @@ def spatial_means(x, roff, cs, nchan, strides, sizes, pads, m, d, stride, nout, 
         for u in range(nchan * taps):
             total += _spatial_sample(x, base, u // taps, cs, u, taps, starts, d, sizes, strides,
                                      m, r) - first
-        means[b, t - b * count] = first + total / (nchan * taps)
+        mean = first + total / (nchan * taps)
+        if not math.isfinite(mean):  # (as window_means)
+            first *= 0.5
+            total = 0.0
+            for u in range(nchan * taps):
+                total += (0.5 * _spatial_sample(x, base, u // taps, cs, u, taps, starts, d, sizes,
+                                                strides, m, r) - first) / (nchan * taps)
+            mean = 2.0 * (first + total)
+        means[b, t - b * count] = mean
 
 
 @cuda.jit
