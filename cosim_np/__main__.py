@@ -67,8 +67,14 @@ def _main(argv):
     match.add_argument("--plot", metavar="FILE",
                        help="also draw the matches to FILE (needs matplotlib); of a signal of "
                             "several rows, the first row's")
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_negative_thresholds(sys.argv[1:] if argv is None else argv))
 
+    import numba
+
+    if numba.config.DISABLE_JIT:  # (each kernel would refuse, in a traceback)
+        {"match": match, "compile": ahead, "demo": demo}[args.command].error(
+            "NUMBA_DISABLE_JIT is set: cosim_np's kernels do not run as Python (they would lose "
+            "the compiled arithmetic they are written for); unset NUMBA_DISABLE_JIT")
     # (errors of a command's arguments are said with that command's usage, as argparse's own)
     if args.command == "match":
         return _match(args, match)
@@ -91,9 +97,15 @@ def _main(argv):
 
     from . import demo as experiment
 
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401  (before the table: the command fails as a whole)
+        except ImportError:
+            demo.error("--plot needs matplotlib, which is not installed; install it with: "
+                       "pip install 'cosim_np[plot]'")
     print(experiment.format_table())
     if args.plot:
-        path = _plot_path(args.plot, demo)
+        path = _plot_path(args.plot, demo, "demo.png")
         try:
             experiment.plot(path)
         except (OSError, ValueError) as exc:  # (a folder that is not there, an unknown suffix)
@@ -105,8 +117,12 @@ def _main(argv):
 def _read(path, name, parser):
     """A signal or kernel file as an array: rows along the first axis, samples
     along the last (a text or sound file's columns are rows; a .npy file is
-    taken as NumPy lays it out, memory-mapped)."""
+    taken as NumPy lays it out, memory-mapped where it is larger than
+    ``config.CLI_MEMORY_MAP_BYTES``: a read-only array, for which Numba
+    compiles kernels apart from those ``compile`` leaves in the cache)."""
     import os
+
+    from ._core import config
 
     if os.path.isdir(path):
         parser.error(f"{name} file {path!r} is a folder; name a file in it")
@@ -115,13 +131,16 @@ def _read(path, name, parser):
     suffix = os.path.splitext(path)[1].lower()
     try:
         if suffix == ".npy":
-            data = np.load(path, mmap_mode="r", allow_pickle=False)
+            mapped = os.path.getsize(path) > config.CLI_MEMORY_MAP_BYTES
+            data = np.load(path, mmap_mode="r" if mapped else None, allow_pickle=False)
         elif suffix in (".csv", ".txt"):
             import warnings
 
             with warnings.catch_warnings():  # (an empty file: said below, by name)
                 warnings.filterwarnings("ignore", "loadtxt: input contained no data")
-                data = np.loadtxt(path, delimiter="," if suffix == ".csv" else None, ndmin=2)
+                # (utf-8-sig: the byte-order mark a spreadsheet writes is no number)
+                data = np.loadtxt(path, delimiter="," if suffix == ".csv" else None, ndmin=2,
+                                  encoding="utf-8-sig")
         elif suffix == ".wav":
             data = _read_wav(path, name, parser)
         else:
@@ -160,15 +179,36 @@ def _read_wav(path, name, parser):
     return np.asarray(data)
 
 
+def _negative_thresholds(argv):
+    """``--threshold -inf`` as ``--threshold=-inf``: argparse reads a value
+    that begins with a dash and is no plain number (``-inf``, ``-1e-3``) as
+    an option, and answers "expected one argument"."""
+    argv = list(argv)
+    for at in range(len(argv) - 1):
+        if argv[at] == "--threshold" and argv[at + 1].startswith("-"):
+            try:
+                float(argv[at + 1])
+            except ValueError:
+                continue
+            argv[at : at + 2] = [f"--threshold={argv[at + 1]}"]
+            break
+    return argv
+
+
 def _match(args, parser):
     from .matches import find_matches
 
     signal = _read(args.signal, "signal", parser)
     kernel = _read(args.kernel, "kernel", parser)
-    if kernel.ndim == 2 and kernel.shape[-1] == 1 and args.kernel.lower().endswith((".csv", ".txt")):
-        print(f"note: kernel file {args.kernel!r} has one line of {kernel.shape[0]} values, read as "
-              f"{kernel.shape[0]} kernels of one tap (one column per kernel); for one kernel of "
-              f"{kernel.shape[0]} taps, put one value per line", file=sys.stderr)
+    if kernel.ndim == 2 and kernel.shape[-1] == 1 and kernel.shape[0] > 1:
+        if args.kernel.lower().endswith((".csv", ".txt")):
+            print(f"note: kernel file {args.kernel!r} has one line of {kernel.shape[0]} values, "
+                  f"read as {kernel.shape[0]} kernels of one tap (one column per kernel); for one "
+                  f"kernel of {kernel.shape[0]} taps, put one value per line", file=sys.stderr)
+        elif args.kernel.lower().endswith(".npy"):
+            print(f"note: kernel file {args.kernel!r} holds an array of shape {kernel.shape}, read "
+                  f"as {kernel.shape[0]} kernels of one tap (the last axis holds the taps); for "
+                  f"one kernel of {kernel.shape[0]} taps, save a 1-d array", file=sys.stderr)
     for name, path, data in (("signal", args.signal, signal), ("kernel", args.kernel, kernel)):
         if data.ndim > 2:
             parser.error(f"{name} file {path!r} holds an array of shape {data.shape}; a "
@@ -222,15 +262,15 @@ def _match(args, parser):
     return 0
 
 
-def _plot_path(path, parser):
+def _plot_path(path, parser, example="matches.png"):
     """The file ``--plot PATH`` writes: ``PATH``, with ``.png`` added where
     it has no suffix (as matplotlib would add it, unsaid); a folder is
-    refused."""
+    refused, with ``example`` as a file to name in it."""
     import os
 
     if os.path.isdir(path) or path.endswith(("/", os.sep)):
         parser.error(f"cannot write --plot file {path!r}: it is a folder; name a file in it, "
-                     f"such as {os.path.join(path, 'matches.png')!r}")
+                     f"such as {os.path.join(path, example)!r}")
     return path if os.path.splitext(path)[1] else path + ".png"
 
 

@@ -208,10 +208,14 @@ def cache_location():
     import numba
 
     path = cache_path()
+    asked = numba.config.CACHE_DIR
+    if path is None and _read_only_cache():
+        return (f"nowhere: NUMBA_CACHE_DIR={asked} can be read but not written (its kernels "
+                "load, and those it lacks are compiled in memory in each process); compile "
+                "ahead as a user who can write it, or set NUMBA_CACHE_DIR to a writable folder")
     if path is None:
         return ("nowhere: Numba finds no writable cache folder, so kernels are compiled in "
                 "memory in each process; set NUMBA_CACHE_DIR to a writable folder")
-    asked = numba.config.CACHE_DIR
     package = os.path.dirname(os.path.abspath(__file__))
     if asked and _is_within(path, asked):
         return asked
@@ -233,7 +237,18 @@ def cache_path():
 
     # Numba tries each place in turn and keeps the first it can write to: an
     # unusable NUMBA_CACHE_DIR is passed over without a word
+    if _read_only_cache():
+        return None
     return getattr(getattr(sliding.sharpen_kernel, "_cache", None), "_cache_path", None)
+
+
+def _read_only_cache():
+    """Whether the kernels' cache is a NUMBA_CACHE_DIR read but not written."""
+    from ._cpu import _jit, sliding
+
+    cache = getattr(sliding.sharpen_kernel, "_cache", None)
+    locator = getattr(getattr(cache, "_impl", None), "locator", None)
+    return isinstance(locator, _jit._ReadableCacheDirLocator)
 
 
 def _is_within(path, folder):
@@ -246,6 +261,11 @@ def _is_within(path, folder):
 def compile_ahead(dtypes=("float32", "float64"), only=None, write=print):
     """Make every call of :func:`calls` (those whose line contains ``only``,
     if given), writing a line of progress for each; returns the seconds taken."""
+    import numba
+
+    if numba.config.DISABLE_JIT:
+        raise ValueError("nothing can be compiled ahead: NUMBA_DISABLE_JIT is set, and "
+                         "cosim_np's kernels do not run as Python; unset it.")
     planned = calls(dtypes, only)
     if not planned:
         raise ValueError(f"no compiled function matches {only!r}; see 'python -m cosim_np "

@@ -92,7 +92,7 @@ def plot(path):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise SystemExit(
+        raise ImportError(
             "--plot needs matplotlib, which is not installed; "
             "install it with: pip install 'cosim_np[plot]'"
         ) from None

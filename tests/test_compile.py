@@ -112,6 +112,21 @@ def test_a_read_only_numba_cache_dir_is_read_and_what_it_lacks_compiled_in_memor
     assert "chmod -R a+rwX" in used.stderr
 
 
+def test_the_command_refuses_a_numba_cache_dir_it_can_only_read(tmp_path):
+    """The kernels load from a read-only NUMBA_CACHE_DIR, but compiling ahead
+    into it saves nothing: said, and the command fails."""
+    filled = run("-m", "cosim_np", "compile", "--only", "sharpen", "--dtype", "float64",
+                 cache_dir=tmp_path)
+    assert filled.returncode == 0, filled.stderr
+    done = run("-c", READ_ONLY_CACHE + (
+        "import sys\nfrom cosim_np.__main__ import main\n"
+        "sys.exit(main(['compile', '--only', 'sharpen', '--dtype', 'float64']))\n"),
+        cache_dir=tmp_path)
+    assert done.returncode == 2
+    assert f"the cache lies nowhere: NUMBA_CACHE_DIR={tmp_path} can be read but not written" in (
+        done.stderr)
+
+
 def test_the_command_lists_and_refuses_what_matches_nothing(tmp_path):
     listed = run("-m", "cosim_np", "compile", "--list", "--dtype", "float32", cache_dir=tmp_path)
     assert listed.returncode == 0

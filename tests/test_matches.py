@@ -861,6 +861,63 @@ def test_command_line_errors(tmp_path, case, message):
     assert "python -m cosim_np match: error: " in done.stderr
 
 
+def test_the_command_line_reads_what_users_hand_it(tmp_path, monkeypatch):
+    """Exploratory tests: ``--threshold -inf`` was read as an option
+    ("expected one argument"); a kernel saved as a column was read as one-tap
+    kernels, silently; a CSV with a spreadsheet's byte-order mark was
+    refused; and a small .npy file was memory-mapped, a read-only array,
+    whose kernels Numba compiles apart from those ``compile`` leaves."""
+    from pathlib import Path
+
+    from cosim_np import __main__ as cli
+
+    root = Path(__file__).resolve().parents[1]
+    signal, _ = seed000.motif_signal()
+    np.save(tmp_path / "signal.npy", signal)
+    np.savetxt(tmp_path / "kernel.txt", seed000.KERNEL)
+    done = _cli(tmp_path / "signal.npy", tmp_path / "kernel.txt", "--threshold", "-inf", "--k", 2,
+                cwd=root)
+    assert done.returncode == 0, done.stderr
+    assert "2 matches" in done.stdout
+    assert cli._negative_thresholds(["a", "--threshold", "-1e-3", "--k", "-2"]) == [
+        "a", "--threshold=-1e-3", "--k", "-2"]
+    np.save(tmp_path / "column.npy", seed000.KERNEL[:, None])
+    done = _cli(tmp_path / "signal.npy", tmp_path / "column.npy", "--k", 1, cwd=root)
+    assert "holds an array of shape (3, 1), read as 3 kernels of one tap" in done.stderr
+    assert "save a 1-d array" in done.stderr
+    (tmp_path / "bom.csv").write_bytes(
+        b"\xef\xbb\xbf" + "\n".join(map(repr, signal.tolist())).encode() + b"\n")
+    done = _cli(tmp_path / "bom.csv", tmp_path / "kernel.txt", "--k", 2, cwd=root)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == _cli(tmp_path / "signal.npy", tmp_path / "kernel.txt", "--k", 2,
+                               cwd=root).stdout
+    parser = cli.argparse.ArgumentParser()
+    assert cli._read(str(tmp_path / "signal.npy"), "signal", parser).flags.writeable
+    monkeypatch.setattr(config, "CLI_MEMORY_MAP_BYTES", 100)
+    mapped = cli._read(str(tmp_path / "signal.npy"), "signal", parser)
+    assert isinstance(mapped, np.memmap) and not mapped.flags.writeable
+
+
+@pytest.mark.parametrize("command", [["demo"], ["compile", "--only", "sharpen"],
+                                     ["match", "signal.npy", "kernel.npy"]])
+def test_the_commands_refuse_numba_disable_jit_in_a_line(tmp_path, command):
+    """Under NUMBA_DISABLE_JIT, ``match`` and ``demo`` printed a traceback,
+    and ``compile`` blamed the cache folder."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    np.save(tmp_path / "signal.npy", np.arange(10.0))
+    np.save(tmp_path / "kernel.npy", np.ones(3))
+    command = [str(tmp_path / word) if word.endswith(".npy") else word for word in command]
+    done = subprocess.run([sys.executable, "-m", "cosim_np", *command],
+                          cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True,
+                          env=dict(os.environ, NUMBA_DISABLE_JIT="1"))
+    assert done.returncode == 2
+    assert f"python -m cosim_np {command[0]}: error: NUMBA_DISABLE_JIT is set" in done.stderr
+    assert "Traceback" not in done.stderr and "unset NUMBA_DISABLE_JIT" in done.stderr
+
+
 def test_the_command_line_stops_quietly_when_its_reader_does(tmp_path):
     """``match ... | head``: the table's reader closes the pipe early; the
     command stops without a BrokenPipeError traceback."""

@@ -231,3 +231,9 @@ MATCH_CANDIDATE_ROOM = 1 << 22
 # tile's columns and the products' results stay in cache.  Rows shorter than
 # a tile go several to a tile.
 GRAD_TILE_ELEMENTS = 1 << 17
+
+# The command line reads a .npy file larger than this memory-mapped (a signal
+# larger than memory), a smaller one into memory: a memory-mapped array is
+# read-only, and Numba compiles read-only arrays' kernels apart from the
+# writable ones that ``python -m cosim_np compile`` leaves in the cache.
+CLI_MEMORY_MAP_BYTES = 1 << 28
