@@ -9,7 +9,8 @@ from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 from cosim_np import find_matches, sharpen, sliding_cosine, sliding_cosine_grad, windowed_norm
-from cosim_np._core.config import FEW_WINDOWS, FUSED_TAPS
+from cosim_np._core.config import FEW_CHUNKS, FEW_WINDOWS, FUSED_TAPS
+from cosim_np._core.sliding import tile_length
 from cosim_np._cpu.sliding import CHAIN_CHUNK
 from tests import naive
 from tests.strategies import (
@@ -189,20 +190,23 @@ def test_many_tiles_match_naive(m, dilation, mode, method):
 @given(
     m=st.one_of(*[st.integers(lo, hi) for lo, hi in LONG_M], st.integers(5, 40)),
     dilation=st.integers(1, 3),
-    nwin=st.integers(1, FEW_WINDOWS + 2),
+    chunks=st.one_of(st.just(0.0), st.floats(0.0, FEW_CHUNKS + 1)),
+    extra=st.integers(1, FEW_WINDOWS + 2),
     channels=st.integers(1, 2),
     dtype=st.sampled_from(FLOAT_DTYPES),
     seed=st.integers(0, 2**32 - 1),
 )
-def test_rows_of_a_few_windows_keep_the_bits_of_a_long_row(m, dilation, nwin, channels, dtype,
-                                                         seed):
+def test_rows_of_a_few_windows_keep_the_bits_of_a_long_row(m, dilation, chunks, extra, channels,
+                                                         dtype, seed):
     """Rows of at most FEW_WINDOWS windows sum each window on its own (and
-    take its dots one window at a time), in the order of the scans over
-    whole chunks: the same bits as the first windows of a long row."""
+    take its dots one window at a time), and rows of at most FEW_CHUNKS
+    chunks scan chain by chain, in the order of the lanes over whole tiles:
+    the same bits as the first windows of a row of whole tiles."""
     rng = np.random.default_rng(seed)
-    span = (m - 1) * dilation
-    signal = (rng.standard_normal((channels, span + 3 * m * dilation))
-              * np.exp(rng.uniform(-8, 8, span + 3 * m * dilation))).astype(dtype)
+    span, chunk = (m - 1) * dilation, m * dilation
+    nwin = int(chunks * chunk) + extra
+    n = span + tile_length(m, dilation) + 2 * chunk  # (its first tile whole)
+    signal = (rng.standard_normal((channels, n)) * np.exp(rng.uniform(-8, 8, n))).astype(dtype)
     kernel = rng.standard_normal((1, channels, m))
     for short, long in [
         (windowed_norm(signal[:, : span + nwin], m, dilation=dilation),

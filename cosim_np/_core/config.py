@@ -96,6 +96,10 @@ FUSED_TAPS = 127
 # window's sum of squares and dots on its own, in the order of the scans and
 # the tile's dots: their passes over whole chunks and taps cost more there.
 FEW_WINDOWS = 8
+# Tiles of at most this many chunks of window starts (``m * d`` each) are
+# scanned chain by chain however short their chunks: the lanes' passes over
+# every offset of a chunk cost more than they save where a row holds few.
+FEW_CHUNKS = 16
 # Below this many windows per thread (of one row, one channel and one kernel;
 # a batch, channels and kernels count as that many), starting threads costs
 # more than it saves.

@@ -474,7 +474,7 @@ def run_windowed_norm(piece, m, d, result, offset, center=False):
                                             offset, unsafe)
         else:
             tile, bufs = kernels.make_buffers(m, d)
-            scan = kernels.sumsq_scan(m, d)
+            scan = kernels.rows_scan(m, d, piece.shape[-1] - span)
 
             def norms(samples, w0, w1, out, at, unsafe):
                 kernels.windowed_norm_kernels[scan](samples, w0, w1, m, d, tile, bufs, out, at,
@@ -536,7 +536,7 @@ def run_direct(piece, khat, kernel_state, d, exponent, floor, fill, result, offs
         kernel = (kernels.fused_bank_kernel if nker > 1 else
                   kernels.fused_kernel if plain else kernels.sharpened_fused_kernel)
     elif not center:
-        kernel = kernels.direct_kernels[kernels.sumsq_scan(m, d)]
+        kernel = kernels.direct_kernels[kernels.rows_scan(m, d, piece.shape[-1] - span)]
 
     def work(start, stop):
         if center:
@@ -1002,7 +1002,7 @@ def run_fft(piece, khat, kernel_state, d, exponent, floor, fill, result, offset,
     short = _BlockLength(khat, d, short_nfft, budget) if short_nfft < length.nfft else None
     segment = segment_length(tile, nker)
     segment_sumsq = (centered.segment_m2 if center else
-                     kernels.segment_sumsqs[kernels.sumsq_scan(m, d)])
+                     kernels.segment_sumsqs[kernels.rows_scan(m, d, piece.shape[-1] - span)])
     flagged = _FlaggedRuns(khat, d, short or length, direct_ns)
     kernel_args = (kernel_state, d, exponent, floor, fill)
 

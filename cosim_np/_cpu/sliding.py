@@ -41,7 +41,7 @@ from numba.extending import overload
 
 from .._core import scalars
 from .._core import sliding as plans
-from .._core.config import FEW_WINDOWS
+from .._core.config import FEW_CHUNKS, FEW_WINDOWS
 from .._core.scalars import KERNEL_NONFINITE, KERNEL_NORMAL, KERNEL_ZERO, SAFE_MAX, SAFE_MIN
 from .._core.sliding import tile_length
 from . import scratch
@@ -63,7 +63,8 @@ fill_unit_kernels = jit(plans.fill_unit_kernels)
 DIRECT_SUM_TAPS = 4
 # Chunks of at least this many samples are scanned chain by chain in their
 # natural layout; shorter ones in lanes (transposed), where the transposes
-# cost less than the short chains' loop overhead.
+# cost less than the short chains' loop overhead, but for tiles of at most
+# config.FEW_CHUNKS chunks (rows of a few hundred samples).
 CHAIN_CHUNK = 128
 # The fused kernels skip the dots of windows that read only exact zeros
 # (silences, sparse spikes), found by chunks of this many samples and windows
@@ -96,8 +97,9 @@ def _tile_sumsq(x, b, i0, nwin, m, d, bufs):
     return _scan_sumsq(sumsq_scan(m, d), x, b, i0, nwin, m, d, bufs)
 
 
-# The scans of ``_tile_sumsq``, by the windows' length (``sumsq_scan``).
-TAP_SCAN, LANE_SCAN, CHAIN_SCAN = 0, 1, 2
+# The scans of ``_tile_sumsq``, by the windows' length (``sumsq_scan``), and
+# for rows of few windows (``rows_scan``).
+TAP_SCAN, LANE_SCAN, CHAIN_SCAN, FEW_SCAN = 0, 1, 2, 3
 
 
 @helper
@@ -108,6 +110,22 @@ def sumsq_scan(m, d):
     if m <= DIRECT_SUM_TAPS:
         return TAP_SCAN
     return LANE_SCAN if m * d < CHAIN_CHUNK else CHAIN_SCAN
+
+
+def rows_scan(m, d, nwin):
+    """The scan for rows of ``nwin`` windows (the kernel the drivers call):
+    ``sumsq_scan``'s, but each window summed on its own in rows of at most
+    ``FEW_WINDOWS`` windows, and the chains in place of the lanes in rows of
+    at most ``FEW_CHUNKS`` chunks, whose passes over every offset of a
+    chunk cost more than they save there.  The same sums in the same order
+    whichever it is; each compiled only where a call's rows are that
+    short."""
+    scan = sumsq_scan(m, d)
+    if scan == TAP_SCAN:
+        return scan
+    if nwin <= FEW_WINDOWS:
+        return FEW_SCAN
+    return CHAIN_SCAN if nwin <= FEW_CHUNKS * m * d else scan
 
 
 def _compiled_for(define, constants):
@@ -128,7 +146,8 @@ def _by_scan(define):
     ``_tile_sumsq`` (a tuple indexed by ``sumsq_scan``).  Numba prunes the
     branches on the constant ``scan`` (``_scan_sumsq``) before it compiles
     anything, so that a first call compiles one scan, not all three."""
-    return _compiled_for(define, ((TAP_SCAN, "taps"), (LANE_SCAN, "lanes"), (CHAIN_SCAN, "chains")))
+    return _compiled_for(define, ((TAP_SCAN, "taps"), (LANE_SCAN, "lanes"), (CHAIN_SCAN, "chains"),
+                                  (FEW_SCAN, "windows")))
 
 
 @jit
@@ -266,32 +285,28 @@ def _lane_sumsq(x, b, i0, nwin, m, d, bufs):
     return unsafe > 0
 
 
-# ``_tile_sumsq``'s scans, indexed by ``sumsq_scan`` (for drivers that call
-# one from Python tile by tile).
-tile_sumsq_by_scan = (_tap_sumsq, _lane_sumsq, _chain_sumsq)
-
 
 @jit(inline=True)
 def _scan_sumsq(scan, x, b, i0, nwin, m, d, bufs):
     """``_tile_sumsq`` by the scan ``scan`` names: inlined into the kernels
     of ``_by_scan``, where ``scan`` is a constant, so that Numba prunes the
-    other two scans' calls before it compiles them."""
+    other scans' calls before it compiles them."""
     if scan == TAP_SCAN:
         return _tap_sumsq(x, b, i0, nwin, m, d, bufs)
-    if nwin <= FEW_WINDOWS:
-        return _few_window_sumsq(x, b, i0, nwin, m, d, bufs[2])
+    if scan == FEW_SCAN:
+        return _few_window_sumsq(x, b, i0, nwin, m, d, bufs)
     if scan == LANE_SCAN:
         return _lane_sumsq(x, b, i0, nwin, m, d, bufs)
     return _chain_sumsq(x, b, i0, nwin, m, d, bufs)
 
 
-@jit(from_python=False)
-def _few_window_sumsq(x, b, i0, nwin, m, d, sumsq):
-    """``_lane_sumsq`` or ``_chain_sumsq`` for a tile of at most
-    ``FEW_WINDOWS`` windows (rows of a window or a few): each window's
-    suffix and prefix summed on its own, the same sums in the same order as
-    the scans, whose passes over whole chunks cost more than a few windows'
-    taps."""
+@jit
+def _few_window_sumsq(x, b, i0, nwin, m, d, bufs):
+    """``_lane_sumsq`` or ``_chain_sumsq`` for rows of at most
+    ``FEW_WINDOWS`` windows (a window or a few): each window's suffix and
+    prefix summed on its own, the same sums in the same order as the scans,
+    whose passes over whole chunks cost more than a few windows' taps."""
+    sumsq = bufs[2]
     chunk = m * d
     for t in range(nwin):
         u = t % chunk  # offset in its chunk
@@ -321,6 +336,11 @@ def _square_over_channels(x, b, p):
         val = np.float64(x[b, c, p])
         sq += val * val
     return sq
+
+
+# ``_tile_sumsq``'s scans, indexed by ``sumsq_scan`` (for drivers that call
+# one from Python tile by tile).
+tile_sumsq_by_scan = (_tap_sumsq, _lane_sumsq, _chain_sumsq, _few_window_sumsq)
 
 
 @jit(from_python=False)
@@ -1042,9 +1062,13 @@ def _direct_kernel(scan):
             for i0 in range(w0, w1, tile):
                 nwin = min(tile, w1 - i0)
                 unsafe[b, (i0 - w0) // tile] = _scan_sumsq(scan, x, b, i0, nwin, m, d, bufs)
+                if scan == FEW_SCAN:  # (a pass over the tile per 8 taps costs more)
+                    for t in range(nwin):
+                        acc[t] = _plain_dot(x, b, khat, 0, i0 + t, d)
                 # the squares' buffer (bufs[0]) is free again: the samples for the dots
                 _bank_cosines(x, b, khat, kernel_state, i0, nwin, d, exponent, noise_floor, fill,
-                              bufs[2], shared, bufs[0], acc, out, offset, np.bool_(False))
+                              bufs[2], shared, bufs[0], acc, out, offset,
+                              np.bool_(scan == FEW_SCAN))
 
     return direct_kernel
 
@@ -1062,11 +1086,7 @@ def _bank_cosines(x, b, khat, kernel_state, i0, nwin, d, exponent, noise_floor, 
     if nker > 1:
         _shared_denominators(sumsq, nwin, noise_floor, shared)
     for k in range(nker):
-        if nwin <= FEW_WINDOWS:  # (see config.FEW_WINDOWS)
-            if k > 0 or not first_dots_ready:
-                for t in range(nwin):
-                    acc[t] = _plain_dot(x, b, khat, k, i0 + t, d)
-        elif k > 0 or not first_dots_ready:
+        if k > 0 or not first_dots_ready:
             _tile_dots(x, b, khat, k, i0, nwin, d, samples, acc)
         _finish_kernel(acc, sumsq, shared, nwin, exponent, noise_floor, fill, kernel_state[k],
                        out[b, k, offset + i0 : offset + i0 + nwin])
