@@ -484,6 +484,53 @@ def center_accuracy_table(m=64, n=10**6):
     return rows
 
 
+SHORT_ROWS = [(20000, 64, 64), (20000, 128, 128), (20000, 64, 16), (20000, 200, 64),
+              (2000, 640, 64), (20000, 200, 20, 3)]
+
+
+def short_rows_table(repeat, dtype=np.float32):
+    """Batches of short rows (a window or a few hundred each), one thread:
+    ``windowed_norm`` and ``sliding_cosine`` against the same windows as
+    whole arrays by NumPy where each row holds one window
+    (``np.linalg.norm``, ``cosine_similarity`` of the rows), else against
+    the same samples as one long row (what a row costs beyond its windows).
+    Rows ``(rows, n, m[, dilation])``."""
+    import cosim_np
+
+    rng = np.random.default_rng(0)
+    table = []
+    for rows, n, m, *rest in SHORT_ROWS:
+        dilation = rest[0] if rest else 1
+        x = rng.standard_normal((rows, n)).astype(dtype)
+        kernel = rng.standard_normal(m).astype(dtype)
+        one_window = n == (m - 1) * dilation + 1
+        if one_window:
+            norm_anchor = ("np.linalg.norm", lambda: np.linalg.norm(x, axis=1))
+            cos_anchor = ("cosine_similarity", lambda: cosim_np.cosine_similarity(x, kernel))
+        else:
+            flat = x.reshape(-1)
+            norm_anchor = ("one long row", lambda: cosim_np.windowed_norm(flat, m, dilation=dilation))
+            cos_anchor = ("one long row", lambda: cosim_np.sliding_cosine(flat, kernel,
+                                                                          dilation=dilation))
+        for name, ours, anchor in [
+                ("windowed_norm", lambda: cosim_np.windowed_norm(x, m, dilation=dilation),
+                 norm_anchor),
+                ("sliding_cosine", lambda: cosim_np.sliding_cosine(x, kernel, dilation=dilation),
+                 cos_anchor)]:
+            mine, theirs = on_threads(1, best_times, [ours, anchor[1]], repeat)
+            table.append((f"({rows}, {n})", m, dilation, name, anchor[0], mine, theirs))
+    return table
+
+
+def print_short_rows(repeat):
+    print(f"\nMany short rows, float32, one thread (best of {repeat}); ratio = anchor / cosim_np")
+    print(f"{'rows':<14}{'m':>5}{'d':>3}  {'call':<16}{'anchor':<19}{'cosim_np ms':>12}"
+          f"{'anchor ms':>11}{'ratio':>7}")
+    for shape, m, dilation, name, anchor, mine, theirs in short_rows_table(repeat):
+        print(f"{shape:<14}{m:>5}{dilation:>3}  {name:<16}{anchor:<19}{mine * 1e3:>12.2f}"
+              f"{theirs * 1e3:>11.2f}{theirs / mine:>7.2f}")
+
+
 def cpu_model():
     """The processor's model name, family and model numbers and widest SIMD
     (from /proc/cpuinfo, as lscpu shows them), for the tables' headers."""
@@ -547,6 +594,8 @@ def main(argv=None):
                         help="only the center=True tables (m defaults to 16 64 256)")
     parser.add_argument("--first-call", action="store_true",
                         help="only the table of first calls in fresh processes, cold and warm cache")
+    parser.add_argument("--short-rows", action="store_true",
+                        help="only the table of batches of short rows (a window or a few each)")
     args = parser.parse_args(argv)
     if args.quick:
         args.n, args.m, args.scaling_max = 10**5, [3, 64], 10**6
@@ -571,6 +620,9 @@ def main(argv=None):
     print(f"CPU: {cpu_model()}, {os.cpu_count()} logical CPUs")
     if args.first_call:
         print_first_calls()
+        return
+    if args.short_rows:
+        print_short_rows(args.repeat)
         return
     if args.center:
         try:
