@@ -556,14 +556,20 @@ def test_grad_output_times_a_power_of_two_scales_every_gradient_by_it(axis, shif
     x = rng.standard_normal((12, 40))
     kernel = rng.standard_normal((3, 3) if axis == (0, 1) else (2, 5))
     g = rng.standard_normal(sliding_cosine(x, kernel, axis=axis).shape)
-    options = dict(axis=axis, sharpness=1.2, noise_floor=0.1)
+    got = _scaled_grad_output(x, kernel, g, shift, axis=axis, sharpness=1.2, noise_floor=0.1)
+    assert not any(np.isnan(part).any() for part in got)
+
+
+def _scaled_grad_output(x, kernel, g, shift, **options):
+    """The gradients at ``grad_output`` ``g * 2**shift``, checked to be those
+    at ``g`` times ``2**shift``, bit for bit."""
     want = sliding_cosine_grad(x, kernel, g, **options)
     with np.errstate(over="ignore"):
         got = sliding_cosine_grad(x, kernel, np.ldexp(g, shift), **options)
         for name in ("signal", "kernel", "sharpness", "noise_floor"):
             expected = np.ldexp(getattr(want, name), shift)
             np.testing.assert_array_equal(getattr(got, name), expected, err_msg=name)
-    assert not any(np.isnan(part).any() for part in got)
+    return got
 
 
 @pytest.mark.parametrize("axis", [-1, (0, 1)])
@@ -572,8 +578,9 @@ def test_grad_output_times_a_power_of_two_scales_every_gradient_by_it(axis, shif
 @pytest.mark.parametrize("tiny", [1e-300, 1e-310])
 def test_windows_of_tiny_norm_beside_unit_ones_keep_the_kernel_gradient_finite(axis, center,
                                                                               shift, tiny):
-    """Windows of norm near 1e-300 (or subnormal) beside windows of norm 1 (no power of two
-    brings such a signal into range), ``grad_output`` times ``2**shift``:
+    """Windows of norm near 1e-300 (or subnormal) beside windows of norm 1
+    (no power of two brings such a signal into range), ``grad_output`` times
+    ``2**shift``:
     each window's coefficient ``g P |s|**(P-1) / n`` overflowed, and the
     kernel's gradient, about ``g``, came out inf or NaN, the signal's NaN
     (an exploratory test).  Now every gradient is the bits of the unscaled
@@ -584,13 +591,7 @@ def test_windows_of_tiny_norm_beside_unit_ones_keep_the_kernel_gradient_finite(a
     x[:, :12] *= tiny  # (subnormal samples too)
     kernel = rng.standard_normal((2, 3) if axis == (0, 1) else 4)
     g = rng.standard_normal(sliding_cosine(x, kernel, axis=axis).shape)
-    options = dict(axis=axis, sharpness=1.1, center=center)
-    want = sliding_cosine_grad(x, kernel, g, **options)
-    with np.errstate(over="ignore"):
-        got = sliding_cosine_grad(x, kernel, np.ldexp(g, shift), **options)
-        for name in ("signal", "kernel", "sharpness", "noise_floor"):
-            expected = np.ldexp(getattr(want, name), shift)
-            np.testing.assert_array_equal(getattr(got, name), expected, err_msg=name)
+    got = _scaled_grad_output(x, kernel, g, shift, axis=axis, sharpness=1.1, center=center)
     assert np.isfinite(got.kernel).all() and np.isfinite(got.sharpness)
     assert not np.isnan(got.signal).any() and np.isinf(got.signal).any()
 
