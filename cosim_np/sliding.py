@@ -551,11 +551,15 @@ def sliding_cosine_grad(
     * a window holding NaN or inf gives NaN (as its output does) to the
       samples of that window, to the kernel and to ``sharpness`` and
       ``noise_floor``;
-    * a float64 ``grad_output`` with magnitudes past ``2**960`` is taken
-      divided by a power of two, and the gradients multiplied back by it
-      (exactly: every gradient scales as ``grad_output`` does), so that
-      the sums over windows stay in range where the gradients do (on the
-      GPU, for a ``grad_output`` in host memory).
+    * a ``grad_output`` with magnitudes past ``2**960``, or past ``2**960``
+      times the smallest window norm (windows of norm 1e-300 beside
+      windows of norm 1, whose coefficients ``g P |s|**(P-1) / ||w||``
+      overflow), is taken divided by a power of two, and the gradients
+      multiplied back by it (exactly: every gradient scales as
+      ``grad_output`` does), so that the sums over windows stay in range
+      where the gradients do: the kernel's stays finite, and a tiny
+      window's samples get inf where theirs is past the range (on the GPU,
+      for a ``grad_output`` in host memory).
 
     The window norms are :func:`windowed_norm`'s (exact blocked sums), so a
     loud burst leaves the gradients of the windows without it exact.
