@@ -31,9 +31,10 @@ def _loud_beside_quiet(dtype):
 
 
 def _sliding_calls(dtype):
-    from . import find_matches, sliding_cosine
+    from . import find_matches, sliding_cosine, windowed_norm
 
     x = _signal(dtype)
+    short = _signal(dtype, (6, 200))
     image = _signal(dtype, (40, 40))
     # gray and color (channels first), large enough to be cut into bands as
     # real images are (the kernels see the bands' views; config.SPATIAL_BAND_WINDOWS)
@@ -71,6 +72,12 @@ def _sliding_calls(dtype):
                   sliding_cosine(_loud_beside_quiet(dtype), _signal(dtype, (1024,)), method="fft"),
                   sliding_cosine(x, _signal(dtype, (3, 2, 7)), method="fft"),
                   sliding_cosine(x, [1.0, 2.0, 3.0], method="fft"))),
+        ("sliding_cosine and windowed_norm, batches of short rows (a window or a few each)",
+         lambda: (windowed_norm(short, 16), windowed_norm(short, 200),
+                  sliding_cosine(short, _signal(dtype, (200,)), method="direct"),
+                  sliding_cosine(short.reshape(3, 2, 200), _signal(dtype, (4, 2, 9)),
+                                 method="direct"),
+                  sliding_cosine(short[:, :9], _signal(dtype, (2, 9)), method="direct"))),
         ("sliding_cosine, center=True",
          lambda: [sliding_cosine(x, _signal(dtype, (m,)), center=True, method=method)
                   for m, method in ((3, "auto"), (16, "auto"), (100, "direct"), (200, "fft"))]),

@@ -203,6 +203,9 @@ for dt in (np.float32, np.float64):
     c.sliding_cosine(img, img[:3, :3], axis=(0, 1), sharpness=2.0)
     c.sliding_cosine((x * 100).astype(np.int16), x[:300])
     c.find_matches(x, x[:50], k=3), c.windowed_norm(x, 50)
+    rows = img[:, :200]  # (short rows: a window or a few chunks each)
+    c.windowed_norm(rows, 20), c.windowed_norm(rows[:, :64], 64)
+    c.sliding_cosine(rows, rows[0], method="direct"), c.sliding_cosine(rows, rows[0, :150])
     c.sliding_cosine_grad(x, x[:20], np.ones(x.size - 19, dt))
     for template in (img[:3, :3], img[:8, :8], img[:32, :32]):
         for center in (False, True):

@@ -870,9 +870,10 @@ def add_four_taps(row, o0, o1, o2, o3, w0, w1, w2, w3, count, start, acc):
             acc[i] = fma(row[o0 + u], w0, 0.0 if start else acc[i])
 
 
-@jit(from_python=False)
+@jit(inline=True)
 def _plain_dot(x, b, khat, k, i, d):
-    """<window i, khat[k]> for one window, in the order of ``_tile_dots``."""
+    """<window i, khat[k]> for one window, in the order of ``_tile_dots``
+    (inlined: kernels with and without a CPython wrapper call it)."""
     s = 0.0
     for c in range(x.shape[1]):
         for j in range(khat.shape[2]):
