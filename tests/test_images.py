@@ -489,6 +489,31 @@ def test_errors_name_the_parameter(kwargs, message):
         sliding_cosine(x, k, **options)
 
 
+@pytest.mark.parametrize("method", ["direct", "fft"])
+@pytest.mark.parametrize("dilation", [10**9, 2**63])
+def test_a_dilation_along_an_axis_of_one_tap_changes_nothing(method, dilation):
+    """One tap spans nothing whatever its dilation, as along one axis: the
+    per-axis scans sized their scratch by ``m * d`` (a MemoryError of 447
+    GiB for a 20 x 30 image, an exploratory test), and past 2**63 NumPy
+    said its OverflowError naming no parameter."""
+    rng = np.random.default_rng(0)
+    image = rng.random((20, 300))
+    template = rng.random((1, 260 if method == "fft" else 3))
+    for center in (False, True):
+        options = dict(axis=(0, 1), method=method, center=center)
+        want = sliding_cosine(image, template, **options)
+        np.testing.assert_array_equal(
+            sliding_cosine(image, template, dilation=(dilation, 1), **options), want)
+        np.testing.assert_array_equal(
+            windowed_norm(image, template.shape, axis=(0, 1), center=center,
+                          dilation=(dilation, 1), mode=("same", "valid")),
+            windowed_norm(image, template.shape, axis=(0, 1), center=center,
+                          mode=("same", "valid")))
+    assert find_matches(image, template, axis=(0, 1), dilation=(dilation, 1), k=2,
+                        method=method) == find_matches(image, template, axis=(0, 1), k=2,
+                                                       method=method)
+
+
 def test_a_noise_floor_far_above_a_faint_image_warns_of_nothing():
     """A faint image is scaled into range, its noise floor with it: one far
     above the image went past float64's range there (inf, as it should)

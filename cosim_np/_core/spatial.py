@@ -123,6 +123,8 @@ def geometry(shape, axes, m, dilation, mode, stride, what):
     window in errors ("kernel" or "window")."""
     r = len(axes)
     d = per_axis(dilation, "dilation", r, v.check_positive_int)
+    # (one tap spans nothing whatever its dilation, which sized scratch by m * d)
+    d = tuple(1 if taps == 1 else step for taps, step in zip(m, d))
     stride = per_axis(stride, "stride", r, v.check_positive_int)
     modes = per_axis(mode, "mode", r, _check_mode)
     pads, padded, nwin = [], [], []
