@@ -84,10 +84,22 @@ class Matches:
                 and all(same(self.coords[name], other.coords[name]) for name in self.coords))
 
     def __init__(self, index, score, kernel, batch, *, exclusion=0, threshold=None, coords=None):
-        self.index = index
-        self.score = score
-        self.kernel = kernel
-        self.batch = batch
+        # (arrays of any array-like, their lengths checked: lists gave an
+        # AttributeError at the first use, as did arrays of other lengths)
+        self.score = np.asarray(score)
+        count = self.score.shape[0] if self.score.ndim == 1 else -1
+        self.index = np.asarray(index)
+        self.kernel = np.asarray(kernel)
+        self.batch = np.asarray(batch)
+        if count == 0 and self.batch.size == 0:
+            self.batch = self.batch.reshape(0, self.batch.shape[1] if self.batch.ndim == 2 else 0)
+        for name, value, ndims in (("score", self.score, (1,)), ("index", self.index, (1, 2)),
+                                   ("kernel", self.kernel, (1,)), ("batch", self.batch, (2,))):
+            if value.ndim not in ndims or value.shape[0] != count:
+                raise ValueError(
+                    f"Matches needs score of shape (n,), index of (n,) or (n, r), kernel of "
+                    f"(n,) and batch of (n, n_leading_axes); got {name} of shape {value.shape}"
+                    f"{f' for n = {count}' if count >= 0 else ''}.")
         self.exclusion = exclusion
         self.threshold = threshold
         self.coords = {} if coords is None else dict(coords)
@@ -263,7 +275,7 @@ def find_matches(
         and every error of :func:`sliding_cosine`.
     TypeError
         ``k`` or ``exclusion`` not an integer, ``threshold`` neither a
-        number nor a callable, ``max_memory`` neither an integer nor a
+        number nor a callable, ``max_memory`` neither a number nor a
         string, and every error of :func:`sliding_cosine`.
 
     See Also

@@ -594,11 +594,14 @@ def sliding_cosine_grad(
     axis, dilation, mode, stride = spatial.normalise_axis(
         axis, dilation=dilation, mode=mode, stride=stride)
     for name, value in (("signal", signal), ("kernel", kernel), ("grad_output", grad_output)):
-        if _backend.is_dask(value) or _backend.is_xarray(value):
+        if _backend.is_xarray(value):  # (its .compute() is a DataArray again)
             raise TypeError(
-                f"sliding_cosine_grad takes NumPy arrays; {name} is a {type(value).__name__}. "
-                "Compute it first (.compute(), .values), or the gradient of each chunk with "
-                "its overlap.")
+                f"sliding_cosine_grad takes NumPy arrays; {name} is an xarray DataArray: pass "
+                f"its values ({name}.values).")
+        if _backend.is_dask(value):
+            raise TypeError(
+                f"sliding_cosine_grad takes NumPy arrays; {name} is a Dask array: compute it "
+                f"first ({name}.compute()), or the gradient of each chunk with its overlap.")
     if _backend.wants_cuda(backend, signal=signal, kernel=kernel, grad_output=grad_output):
         shift = 0
         if not any(map(v.on_device, (signal, kernel, grad_output))):  # (host arrays only)

@@ -221,10 +221,8 @@ def _masked(shape, masked_at):
 
 @pytest.mark.parametrize("call,name", [
     (lambda x: cosim_np.sliding_cosine(x, np.ones(3)), "signal"),
-    (lambda x: cosim_np.sliding_cosine(np.ones((2, 8)), x), "kernel"),
     (lambda x: cosim_np.windowed_norm(x, 3), "signal"),
     (lambda x: cosim_np.sharpen(x, 1.5), "s"),
-    (lambda x: cosim_np.find_matches(np.ones((2, 8)), x, threshold=0.5), "kernel"),
     (lambda x: cosine_similarity(x, np.ones((2, 3))), "a"),
     (lambda x: pairwise_cosine(np.ones((2, 3)), x), "b"),
     (lambda x: topk_cosine(x, np.ones((2, 3)), 1), "queries"),
@@ -248,6 +246,10 @@ def test_a_masked_array_that_masks_anything_is_refused_by_name(call, name):
     # (a NaN output gradient would make the kernel's and the scalars' gradients NaN)
     (lambda x: cosim_np.sliding_cosine_grad(np.arange(10.0).reshape(2, 5), np.ones(3), x),
      "grad_output", "filled(0)"),
+    # (every window reads every tap: a NaN tap made every score NaN, an exploratory test)
+    (lambda x: cosim_np.sliding_cosine(np.arange(16.0).reshape(2, 8), x), "kernel", "filled(0)"),
+    (lambda x: cosim_np.find_matches(np.arange(16.0).reshape(2, 8), x, threshold=0.5), "kernel",
+     "filled(0)"),
 ])
 def test_a_masked_side_input_is_refused_with_a_way_out_that_is_taken(call, name, way_out):
     """Weights, masks and output gradients are no samples: NaN is no way out
@@ -308,3 +310,20 @@ def test_a_masked_array_that_masks_nothing_is_read_as_its_data():
     got = cosim_np.sliding_cosine(signal, np.array([1.0, -1.0, 2.0]))
     assert type(got) is np.ndarray
     np.testing.assert_array_equal(got, cosim_np.sliding_cosine(signal.data, np.array([1.0, -1.0, 2.0])))
+
+
+def test_max_memory_takes_a_float_of_whole_bytes_as_its_string_is_taken():
+    """``max_memory='1e6'`` was taken and ``max_memory=1e6`` refused as no
+    integer (an exploratory test): a float of a whole number of bytes is
+    taken now, as its string is, and a fraction of a byte refused."""
+    from cosim_np._core.validate import check_memory
+
+    assert check_memory(1e6, "max_memory", 1) == check_memory("1e6", "max_memory", 1) == 10**6
+    assert check_memory(np.float32(4096.0), "max_memory", 1) == 4096
+    rows = np.random.default_rng(0).standard_normal((50, 8))
+    np.testing.assert_array_equal(pairwise_cosine(rows, max_memory=2e4),
+                                  pairwise_cosine(rows, max_memory=20_000))
+    for value, error in ((2.5, ValueError), (float("inf"), ValueError), (0.0, ValueError),
+                         (True, TypeError), ("lots", ValueError)):
+        with pytest.raises(error, match="^max_memory must be"):
+            check_memory(value, "max_memory", 1)

@@ -954,6 +954,20 @@ def test_windows_with_no_cosine_score_fill_and_match_only_as_a_number():
     assert found.score.dtype == np.float16 and np.isinf(found.score).all()
 
 
+def test_matches_built_by_hand_take_lists_and_check_their_lengths():
+    """``Matches`` is public, its signature documented: lists gave an
+    AttributeError at its repr, and arrays of other lengths too (an
+    exploratory test)."""
+    built = Matches([1, 2], [0.5, 0.4], [0, 0], np.empty((2, 0), int))
+    assert len(built) == 2 and "0.5000" in repr(built)
+    assert list(built) == [(1, 0.5, 0, ()), (2, 0.4, 0, ())]
+    assert len(Matches([], [], [], [])) == 0 and Matches([], [], [], []).batch.shape == (0, 0)
+    with pytest.raises(ValueError, match=r"got index of shape \(2,\) for n = 1"):
+        Matches([1, 2], [0.5], [0], np.empty((1, 0), int))
+    with pytest.raises(ValueError, match=r"got batch of shape \(2,\)"):
+        Matches([1, 2], [0.5, 0.4], [0, 0], [0, 0])
+
+
 def test_matches_are_equal_by_value():
     import copy
     import pickle

@@ -261,3 +261,21 @@ def test_find_matches_over_several_dims_carries_each_matchs_coordinates(images):
     assert found.coords["y"][best] == 30.0 and found.coords["x"][best] == -10.0
     assert found.coords["frame"][best] == "b" and found.coords["channel"][best] == "b"
     np.testing.assert_array_equal(found.coords["row"], (found.index[:, 0]) % 7)
+
+
+def test_sliding_cosine_grad_refuses_labelled_and_lazy_arrays_with_a_way_out_that_works():
+    """The refusal advised ``.compute()`` for a DataArray too, whose
+    ``.compute()`` is a DataArray again, refused again (an exploratory
+    test); a Dask array was "a Array"."""
+    from cosim_np import sliding_cosine_grad
+
+    values = np.random.default_rng(0).standard_normal(30)
+    labelled = xr.DataArray(values, dims="time")
+    with pytest.raises(TypeError, match=r"signal is an xarray DataArray: pass its values "
+                                        r"\(signal\.values\)"):
+        sliding_cosine_grad(labelled.compute(), [1.0, 2.0, 3.0], np.ones(28))
+    with pytest.raises(TypeError, match=r"grad_output is a Dask array: compute it first "
+                                        r"\(grad_output\.compute\(\)\)"):
+        sliding_cosine_grad(values, [1.0, 2.0, 3.0], da.ones(28, chunks=7))
+    taken = sliding_cosine_grad(labelled.values, [1.0, 2.0, 3.0], da.ones(28, chunks=7).compute())
+    assert np.isfinite(taken.kernel).all()

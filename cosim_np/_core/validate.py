@@ -65,6 +65,9 @@ def refuse_masked(value, name, way_out=None):
     its mask and the kernels read the values under it as data.  ``way_out``:
     what to pass instead, where NaN for a masked value (samples) is not it."""
     if isinstance(value, np.ma.MaskedArray) and np.ma.is_masked(value):
+        if way_out is None and name == "kernel":  # (every window reads every tap)
+            way_out = (f"{name}.filled(0) to give the masked taps no weight (a NaN tap would "
+                       "make every score NaN)")
         if way_out is None:
             way_out = (f"{name}.astype(float).filled(np.nan) to make the results that read them "
                        f"NaN, or {name}.filled(0) to read them as zeros")
@@ -244,9 +247,10 @@ _MEMORY_UNITS = {
 
 
 def check_memory(value, name, default):
-    """A memory size in bytes: ``None`` (``default``), a positive integer, or a
-    string such as ``"256MiB"``, ``"1.5 GB"``, ``"4096"`` (binary and decimal
-    units, case-insensitive).  Returns an int number of bytes."""
+    """A memory size in bytes: ``None`` (``default``), a positive integer (or
+    a float of a whole number, ``1e6``), or a string such as ``"256MiB"``,
+    ``"1.5 GB"``, ``"4096"`` (binary and decimal units, case-insensitive).
+    Returns an int number of bytes."""
     if value is None:
         return int(default)
     if isinstance(value, str):
@@ -260,12 +264,16 @@ def check_memory(value, name, default):
                 f"'64MB' or '1.5GiB'; got {value!r}."
             )
         number = float(match.group(1)) * _MEMORY_UNITS[unit]
+    elif isinstance(value, (numbers.Real, np.floating)) and not isinstance(
+            value, (bool, np.bool_, numbers.Integral, np.integer)):
+        number = float(value)  # (1e6, as '1e6' is taken; whole bytes, checked below)
+        if math.isfinite(number) and number != math.floor(number):
+            raise ValueError(f"{name} must be a whole number of bytes; got {value!r}.")
     elif isinstance(value, (bool, np.bool_)) or not isinstance(
         value, (numbers.Integral, np.integer)
     ):
         raise TypeError(
-            f"{name} must be an integer number of bytes or a string such as "
-            f"'256MiB'; got {value!r}."
+            f"{name} must be a number of bytes or a string such as '256MiB'; got {value!r}."
         )
     else:
         number = int(value)
