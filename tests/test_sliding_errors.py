@@ -38,7 +38,7 @@ SIGNAL = np.arange(10.0)
         (dict(axis=1), ValueError, r"axis=1 is out of bounds for an array of 1 dimension"),
         (dict(axis=-2), ValueError, r"axis=-2 is out of bounds"),
         (dict(axis=0.0), TypeError, r"axis must be an integer"),
-        (dict(axis=False), TypeError, r"axis must be an integer; got False"),
+        (dict(axis=False), TypeError, r"axis must be an integer or a tuple of integers; got False"),
         (dict(axis=()), ValueError, r"axis must name at least one axis; got \(\)"),
         (dict(mode="same", dilation=2**63), ValueError,
          r"dilation=9223372036854775808 spans .* mode='same' would pad the signal \(10 samples "
@@ -172,3 +172,27 @@ def test_an_empty_axis_tuple_is_refused_by_every_sliding_function():
     with pytest.raises(ValueError, match=r"window of length 4611686018427387904 .* use a shorter "
                                          r"window or a smaller dilation"):
         windowed_norm(SIGNAL, 2**62, mode="same")
+
+
+def test_axes_and_per_axis_values_as_numpy_arrays_are_their_tuples():
+    """``axis=np.array([0, 1])`` was told "axis must be an integer", and a
+    per-axis ``dilation`` or ``exclusion`` as an array "must be an integer
+    >= 1", where their tuples are taken (an exploratory test); a tuple
+    ``window`` without a tuple axis was told "window must be an integer"."""
+    from cosim_np import find_matches
+
+    image = np.random.default_rng(0).standard_normal((12, 14))
+    template = image[2:5, 3:7]
+    np.testing.assert_array_equal(
+        sliding_cosine(image, template, axis=np.array([0, 1]), dilation=np.array([2, 1])),
+        sliding_cosine(image, template, axis=(0, 1), dilation=(2, 1)))
+    np.testing.assert_array_equal(windowed_norm(image, np.array([3, 4]), axis=np.array([0, 1])),
+                                  windowed_norm(image, (3, 4), axis=(0, 1)))
+    assert find_matches(image, template, axis=np.array([0, 1]), exclusion=np.array([2, 1]),
+                        k=3) == find_matches(image, template, axis=(0, 1), exclusion=(2, 1), k=3)
+    with pytest.raises(TypeError, match=r"^axis must be an integer or a tuple of integers; "
+                                        r"got None"):
+        sliding_cosine(image, template, axis=None)
+    with pytest.raises(ValueError, match=r"^window=\(3, 3\) gives one length per axis: pass "
+                                         r"axis as a tuple"):
+        windowed_norm(image, (3, 3))

@@ -101,6 +101,9 @@ along axis ``ax``, ``nwin`` windows of the signal padded by ``pad_left`` and
 def plan_norms(x, window, dilation, mode, axis, center=False, stride=1):
     """Check ``windowed_norm``'s arguments; returns a :class:`NormPlan`."""
     center = v.check_bool(center, "center")
+    if isinstance(window, (tuple, list, np.ndarray)) and np.size(window) > 1:
+        raise ValueError(f"window={window!r} gives one length per axis: pass axis as a tuple "
+                         "of that many axes (axis=(0, 1) for an image).")
     m = v.check_positive_int(window, "window")
     d = v.check_positive_int(dilation, "dilation")
     stride = v.check_positive_int(stride, "stride")

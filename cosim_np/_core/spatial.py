@@ -68,7 +68,9 @@ def normalise_axis(axis, **per_axis):
     tuple (or list) of one axis is that axis (the one-axis call), and then
     an option given per axis (a tuple or list, ``per_axis`` by name) its
     one value; of several axes a tuple; anything else as it is (checked by
-    the plans)."""
+    the plans).  A 1-d NumPy array of axes or of per-axis values is taken
+    as the tuple of its values."""
+    axis, per_axis = _as_tuple(axis), {name: _as_tuple(value) for name, value in per_axis.items()}
     if not isinstance(axis, (tuple, list)):
         return (axis, *per_axis.values())
     if not axis:
@@ -84,6 +86,11 @@ def normalise_axis(axis, **per_axis):
             value = value[0]
         values.append(value)
     return (axis[0], *values)
+
+
+def _as_tuple(value):
+    """A 1-d NumPy array as the tuple of its values; anything else as it is."""
+    return tuple(value.tolist()) if isinstance(value, np.ndarray) and value.ndim == 1 else value
 
 
 def sliding_axes(axis, ndim):

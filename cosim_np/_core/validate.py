@@ -122,7 +122,7 @@ def check_axis(axis, ndim, name="axis"):
             raise TypeError
         index = operator.index(axis)
     except TypeError:
-        raise TypeError(f"{name} must be an integer; got {axis!r}.") from None
+        raise TypeError(f"{name} must be an integer or a tuple of integers; got {axis!r}.") from None
     if not -ndim <= index < ndim:
         raise ValueError(
             f"{name}={axis} is out of bounds for an array of {ndim} dimension"
