@@ -43,7 +43,18 @@ def _host(tensor, name):
         raise NotImplementedError(
             f"cosim_np.torch takes CPU and CUDA tensors: {name} is on {tensor.device}. "
             "Move it with .cpu() or .cuda().")
-    return tensor.detach().numpy()
+    try:
+        return tensor.detach().numpy()
+    except RuntimeError as exc:
+        # Batched gradients (jacobian(..., vectorize=True), is_grads_batched=True)
+        # reach a backward through vmap, whose tensors have no NumPy memory
+        # (and look like plain ones until detached)
+        if "Batching rule" not in str(exc):
+            raise
+        raise RuntimeError(
+            "cosim_np.torch runs on NumPy arrays and cannot be vectorised over a batch of "
+            "gradients (vmap): pass vectorize=False to torch.autograd.functional.jacobian or "
+            "hessian, or is_grads_batched=False to torch.autograd.grad.") from exc
 
 
 def _operand(tensor, name):
@@ -421,6 +432,8 @@ class SharpenedCosine1d(torch.nn.Module):
         ``(batch, out_channels, L)`` or ``(out_channels, L)``, ``L`` as the
         mode and the stride give."""
         _check_input(x, self.weight.shape[1], 1)
+        if x.dim() == 3 and x.shape[0] == 0:
+            return _empty_batch(self, x)
         s = sliding_cosine(x, self.weight, 1.0, self.q * self.q, **self.options)
         return _sharpen(s, self.p[:, None])
 
@@ -501,6 +514,8 @@ class SharpenedCosine2d(torch.nn.Module):
         returns ``(batch, out_channels, H', W')`` or ``(out_channels, H',
         W')``."""
         _check_input(x, self.weight.shape[1], 2)
+        if x.dim() == 4 and x.shape[0] == 0:
+            return _empty_batch(self, x)
         s = sliding_cosine(x, self.weight, 1.0, self.q * self.q, **self.options)
         rows = s.reshape(s.shape[-3], -1) if s.dim() == 3 else s.reshape(s.shape[0], s.shape[1], -1)
         return _sharpen(rows, self.p[:, None]).reshape(s.shape)
@@ -551,6 +566,10 @@ def _make_parameters(layer, shape, p_init, q_init, dtype, device):
         raise ValueError(f"p_init must have a finite square (|p_init| < 1.3e154, for "
                          f"gradients); got {p_init!r}.")
     q = v.check_real(_value(q_init, "q_init"), "q_init")
+    if dtype is not None and (not isinstance(dtype, torch.dtype) or not dtype.is_floating_point
+                              or dtype == torch.bfloat16):
+        raise TypeError(f"dtype must be torch.float16, float32 or float64 (or None: torch's "
+                        f"default), the dtypes cosim_np computes; got {dtype!r}.")
     made = dict(dtype=dtype, device=device)
     layer.weight = torch.nn.Parameter(torch.empty(shape, **made))
     layer.p = torch.nn.Parameter(torch.empty(shape[0], **made))
@@ -577,6 +596,14 @@ def _check_center(center, taps):
         raise ValueError("center=True needs windows of two taps or more (a one-tap window "
                          "less its mean is zero: no correlation is defined); got one input "
                          "channel and a kernel_size of one tap.")
+
+
+def _empty_batch(layer, x):
+    """A layer's output for a batch of none, as torch's convolutions give
+    it: the shape of one sample's output with a batch of 0, in the graph of
+    ``x`` and the parameters (their gradients zero)."""
+    one = layer(x.new_zeros((1,) + tuple(x.shape[1:])))
+    return one[:0] + 0 * x.sum()
 
 
 def _check_input(x, in_channels, axes):

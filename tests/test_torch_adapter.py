@@ -633,3 +633,48 @@ def test_layers_follow_torchs_module_conventions():
     for bad in (torch.tensor(True), torch.tensor(1 + 1j)):
         with pytest.raises(TypeError, match="sharpness must be a real number"):
             adapter.sliding_cosine(x, k, bad)
+
+
+@pytest.mark.parametrize("layer, shape", [
+    (lambda: adapter.SharpenedCosine1d(2, 3, 3), (0, 2, 10)),
+    (lambda: adapter.SharpenedCosine2d(3, 4, 3, stride=2), (0, 3, 9, 8)),
+])
+def test_a_batch_of_none_gives_an_empty_output_as_torch_convolutions_do(layer, shape):
+    """An empty batch (a filtered last batch, a detection head with no
+    boxes) was refused as "signal must not be empty", naming a parameter
+    the layer's user never passes (an exploratory test)."""
+    made = layer()
+    x = torch.randn(shape, requires_grad=True)
+    out = made(x)
+    want = made(torch.randn((1,) + shape[1:])).shape[1:]
+    assert out.shape == (0,) + want
+    out.sum().backward()
+    assert x.grad.shape == x.shape and made.weight.grad is not None
+    assert not made.weight.grad.any() and not made.p.grad.any()
+
+
+@pytest.mark.parametrize("dtype", [torch.complex64, torch.bfloat16, torch.int32])
+def test_a_layer_of_a_dtype_cosim_np_does_not_compute_is_refused_at_construction(dtype):
+    """A complex layer was built, then its forward refused "noise_floor", a
+    value computed inside it (an exploratory test)."""
+    with pytest.raises(TypeError, match=r"^dtype must be torch\.float16, float32 or float64"):
+        adapter.SharpenedCosine1d(2, 3, 3, dtype=dtype)
+    with pytest.raises(TypeError, match=r"^dtype must be"):
+        adapter.SharpenedCosine2d(2, 3, 3, dtype=dtype)
+
+
+def test_batched_gradients_are_refused_saying_how_to_go_without():
+    """jacobian(..., vectorize=True) and is_grads_batched=True reach the
+    backward through vmap: torch said "Batching rule not implemented for
+    aten::detach" (an exploratory test); the non-vectorised forms work."""
+    layer = adapter.SharpenedCosine1d(1, 1, 3, dtype=torch.float64)
+    x = torch.randn(1, 1, 6, dtype=torch.float64, requires_grad=True)
+    with pytest.raises(RuntimeError, match="cannot be vectorised over a batch of gradients"):
+        torch.autograd.functional.jacobian(layer, x, vectorize=True)
+    out = layer(x)
+    with pytest.raises(RuntimeError, match="is_grads_batched=False"):
+        torch.autograd.grad(out, x, torch.eye(4, dtype=torch.float64).reshape(4, 1, 1, 4),
+                            is_grads_batched=True)
+    jacobian = torch.autograd.functional.jacobian(layer, x)
+    rows = [torch.autograd.grad(layer(x)[0, 0, i], x)[0] for i in range(4)]
+    torch.testing.assert_close(jacobian[0, 0], torch.stack(rows))
