@@ -948,8 +948,11 @@ def _call_threshold(whole, mplan, out_dtype, single):
     """Each row's threshold: the callable on the row's keys (``(L,)`` for one
     kernel, ``(K, L)`` for several; NaN where the score is NaN)."""
     values = np.empty(whole.shape[0])
+    key_of = (np.abs if mplan.sign == 0 else np.positive if mplan.sign > 0 else np.negative)
     for r in range(whole.shape[0]):
-        keys = _keys(whole[r], mplan.sign).astype(out_dtype)
+        # (the keys made in their dtype at once: one array a row beside the
+        # scores, where the keys and then their cast were two)
+        keys = key_of(whole[r], out=np.empty(whole.shape[1:], out_dtype), casting="same_kind")
         values[r] = core.threshold_value(mplan.threshold_fn(keys[0] if single else keys))
     return values
 
