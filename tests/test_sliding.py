@@ -674,6 +674,26 @@ def test_out_of_every_layout_equals_a_fresh_result(signal_shape, kernel_shape, a
 # sharpen
 
 
+def test_windowed_norm_writes_its_norms_into_out():
+    """``windowed_norm(out=...)`` made its norms in a temporary and copied
+    them, as ``sliding_cosine`` does not: a memory map of norms larger than
+    memory would not have fit (an exploratory test)."""
+    import tracemalloc
+
+    x = np.random.default_rng(0).standard_normal((3, 200_000)).astype(np.float32)
+    want = windowed_norm(x, 64)
+    out = np.empty_like(want)
+    windowed_norm(x[:, :1000], 64, out=out[:, :937])  # (compiled first)
+    tracemalloc.start()
+    try:
+        got = windowed_norm(x, 64, out=out)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert got is out and peak < want.nbytes / 20
+    np.testing.assert_array_equal(out, want)
+
+
 @given(
     values=arrays(np.float64, st.integers(1, 30), st.floats(-1, 1)),
     sharpness=st.floats(-5, 5),

@@ -69,9 +69,16 @@ def sharpen(array, exponent, out_dtype, out):
 def windowed_norm(x, plan, out):
     """The norms of a planned ``windowed_norm`` call (``plans.NormPlan``)."""
     rows, lead = _as_rows(x, plan.ax, None, plans.compute_dtype(plan.out_dtype))
-    result = np.empty((rows.shape[0], plan.nwin), dtype=rows.dtype)
+    shape = (rows.shape[0], plan.nwin)
+    # written in out where it is the result's layout, as sliding_cosine's
+    # (a memory map of norms larger than memory was a temporary first)
+    target = None if (out is None or plan.stride > 1 or np.may_share_memory(out, rows)) else (
+        _out_view(out, rows.dtype, shape, plan.ax, None, False))
+    result = np.empty(shape, dtype=rows.dtype) if target is None else target
     for piece, offset in _pieces(rows, plan.pad_left, plan.pad_right, plan.span):
         run_windowed_norm(piece, plan.m, plan.d, result, offset, plan.center)
+    if target is not None:
+        return out
     if plan.stride > 1:  # (every norm costs O(1): none is worth leaving out)
         result = np.ascontiguousarray(result[:, :: plan.stride])
     return _deliver(result.reshape(lead + (plan.nout,)), plan.ax, None, False, plan.out_dtype, out)
