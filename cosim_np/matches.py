@@ -257,7 +257,10 @@ def find_matches(
         of it holds a slab of scores and half the room for its candidates,
         and with ``k`` the candidates kept are at most ``k * (K * ceil(B /
         2) + 1)`` per batch index, ``B`` the windows of the exclusion box
-        (see :doc:`/matches`).
+        (see :doc:`/matches`); the signal there is read in place only where
+        it is C-contiguous float32 or float64 in ``mode='valid'``, and
+        otherwise converted whole first (an integer image to float64),
+        outside ``max_memory``, as are the FFT method's bands of rows.
     backend : {'auto', 'cpu', 'cuda'}, optional
         {backend} On the GPU, the scores are computed on the device as a
         whole and selected on the host; the result is NumPy either way.
