@@ -143,9 +143,9 @@ def _compiled_for(define, constants):
 
 def _by_scan(define):
     """The kernel ``define(scan)`` returns, compiled once for each scan of
-    ``_tile_sumsq`` (a tuple indexed by ``sumsq_scan``).  Numba prunes the
+    ``_tile_sumsq`` (a tuple indexed by ``rows_scan``).  Numba prunes the
     branches on the constant ``scan`` (``_scan_sumsq``) before it compiles
-    anything, so that a first call compiles one scan, not all three."""
+    anything, so that a first call compiles one scan, not all four."""
     return _compiled_for(define, ((TAP_SCAN, "taps"), (LANE_SCAN, "lanes"), (CHAIN_SCAN, "chains"),
                                   (FEW_SCAN, "windows")))
 
@@ -283,7 +283,6 @@ def _lane_sumsq(x, b, i0, nwin, m, d, bufs):
             for t in range(d, chunk):
                 dest[t] = suf[t * width + q] + pre[(t - d) * width + q + 1]
     return unsafe > 0
-
 
 
 @jit(inline=True)
