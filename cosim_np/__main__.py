@@ -147,7 +147,9 @@ def _read(path, name, parser):
             parser.error(f"{name} file {path!r}: unknown type {suffix or '(no suffix)'}; "
                          "use .npy, .csv, .txt or .wav")
     except (ValueError, OSError, EOFError) as exc:  # (EOFError: an empty .npy file)
-        parser.error(f"cannot read {name} file {path!r}: {exc}")
+        hint = (" (a text file holds numbers only: no header row)"
+                if suffix in (".csv", ".txt") and "could not convert string" in str(exc) else "")
+        parser.error(f"cannot read {name} file {path!r}: {exc}{hint}")
     if data.size == 0:
         parser.error(f"{name} file {path!r} holds no samples (shape {data.shape})")
     if suffix == ".npy":

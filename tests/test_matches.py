@@ -810,6 +810,7 @@ def test_command_line(tmp_path):
     ("missing", "does not exist"),
     ("suffix", "unknown type"),
     ("garbage", "cannot read"),
+    ("header", "(a text file holds numbers only: no header row)"),
     ("negative k", "k must be"),
     ("too long", "longer than the signal"),
     ("empty", "cannot read signal file"),
@@ -839,6 +840,9 @@ def test_command_line_errors(tmp_path, case, message):
         signal = tmp_path / "signal.dat"
     elif case == "garbage":
         signal = tmp_path / "bad.csv"
+    elif case == "header":
+        signal = tmp_path / "header.csv"
+        signal.write_text("time,value\n0,1.5\n1,2.5\n")
     elif case == "negative k":
         extra = ["--k", "-2"]
     elif case == "empty":
