@@ -337,9 +337,10 @@ def sliding_cosine(
         Keep every ``stride``-th window of the mode, as a convolution
         layer's stride: output ``i`` is window ``i * stride``,
         ``ceil(L / stride)`` outputs for ``L`` windows, each with the bits
-        it has without a stride. Every window is still computed, and held
-        while the call runs (neither the cost nor the call's working
-        memory falls with the stride; the result's memory does). Default 1.
+        it has without a stride. Every window is still computed (the cost
+        does not fall with the stride; the result's memory does, and the
+        call holds a block of some ``2**18`` windows' scores at a time, not
+        every window's). Default 1.
     out : numpy.ndarray, optional
         Array to write the result into; it must have exactly the result's shape
         and dtype. It may overlap ``signal``.

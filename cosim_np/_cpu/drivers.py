@@ -69,19 +69,48 @@ def sharpen(array, exponent, out_dtype, out):
 def windowed_norm(x, plan, out):
     """The norms of a planned ``windowed_norm`` call (``plans.NormPlan``)."""
     rows, lead = _as_rows(x, plan.ax, None, plans.compute_dtype(plan.out_dtype))
-    shape = (rows.shape[0], plan.nwin)
     # written in out where it is the result's layout, as sliding_cosine's
     # (a memory map of norms larger than memory was a temporary first)
-    target = None if (out is None or plan.stride > 1 or np.may_share_memory(out, rows)) else (
-        _out_view(out, rows.dtype, shape, plan.ax, None, False))
-    result = np.empty(shape, dtype=rows.dtype) if target is None else target
-    for piece, offset in _pieces(rows, plan.pad_left, plan.pad_right, plan.span):
-        run_windowed_norm(piece, plan.m, plan.d, result, offset, plan.center)
+    target = None if (out is None or np.may_share_memory(out, rows)) else (
+        _out_view(out, rows.dtype, (rows.shape[0], plan.nout), plan.ax, None, False))
+    result = np.empty((rows.shape[0], plan.nout), dtype=rows.dtype) if target is None else target
+
+    def run(piece, into, offset):
+        run_windowed_norm(piece, plan.m, plan.d, into.reshape(into.shape[0], -1), offset,
+                          plan.center)
+
+    if plan.stride == 1:
+        for piece, offset in _pieces(rows, plan.pad_left, plan.pad_right, plan.span):
+            run(piece, result, offset)
+    else:  # (every norm costs O(1): none is worth leaving out)
+        _strided(rows, plan, 1, kernels.tile_length(plan.m, plan.d), run, result[:, None])
     if target is not None:
         return out
-    if plan.stride > 1:  # (every norm costs O(1): none is worth leaving out)
-        result = np.ascontiguousarray(result[:, :: plan.stride])
     return _deliver(result.reshape(lead + (plan.nout,)), plan.ax, None, False, plan.out_dtype, out)
+
+
+def _strided(rows, plan, nker, tile, run, result):
+    """Every ``plan.stride``-th window of ``rows`` into ``result`` ``(B, K,
+    ceil(L / stride))``, by ``run(piece, into, offset)``, which writes the
+    windows of ``piece`` into ``into[..., offset:]``.  Every window is
+    computed, so that each has the bits it has without a stride (which the
+    Dask blocks, computing theirs without one, then give too; the products
+    could leave windows out, but a product's bits depend on the shape of its
+    block), a block of the FFT path's segments at a time: blocks start on
+    segments of the pieces, whole tiles, as the threads' parts do, and the
+    call holds one block's scores, not every window's."""
+    stride, span = plan.stride, plan.span
+    step = segment_length(tile, nker)
+    block = np.empty((rows.shape[0], nker, min(step, plan.nwin)), dtype=rows.dtype)
+    for piece, offset in _pieces(rows, plan.pad_left, plan.pad_right, span):
+        windows = piece.shape[-1] - span
+        for w0 in range(0, windows, step):
+            count = min(step, windows - w0)
+            run(piece[..., w0 : w0 + count + span], block, 0)
+            first = -(offset + w0) % stride  # the block's first window kept
+            kept = block[..., first:count:stride]
+            at = (offset + w0 + first) // stride
+            result[..., at : at + kept.shape[-1]] = kept
 
 
 @scratch.one_call
@@ -98,20 +127,17 @@ def sliding_cosine(x, plan, method, out):
     budget = fft_error_budget(plan.out_dtype, m * nchan, plan.exponent)
     exponent = powers.kernel_exponent(plan.exponent, result.dtype)
     args = (plan.khat, plan.kernel_state, plan.d, exponent, plan.floor, plan.fill)
-    # With a stride, every window is computed and every stride-th kept: each
-    # has the bits it has without a stride, which the Dask blocks, computing
-    # theirs without one, then give too.  (The products could leave the
-    # other windows out, but the bits of a product depend on the shape of
-    # its block of windows.)
-    every = result if plan.stride == 1 else np.empty((rows.shape[0], nker, plan.nwin),
-                                                     dtype=rows.dtype)
-    for piece, offset in _pieces(rows, plan.pad_left, plan.pad_right, plan.span):
+    def run(piece, into, offset):
         if chosen == "fft" and piece.shape[-1] - plan.span > 0:
-            run_fft(piece, *args, every, offset, budget, plan.center)
+            run_fft(piece, *args, into, offset, budget, plan.center)
         else:
-            run_direct(piece, *args, every, offset, plan.center)
-    if every is not result:
-        result[...] = every[..., :: plan.stride]
+            run_direct(piece, *args, into, offset, plan.center)
+
+    if plan.stride == 1:
+        for piece, offset in _pieces(rows, plan.pad_left, plan.pad_right, plan.span):
+            run(piece, result, offset)
+    else:
+        _strided(rows, plan, nker, kernels.tile_length(m, plan.d), run, result)
     if target is not None:
         return out
     # the kernels' layout: lead + bank + (L,)
