@@ -942,6 +942,22 @@ def test_the_commands_refuse_numba_disable_jit_in_a_line(tmp_path, command):
     assert "Traceback" not in done.stderr and "unset NUMBA_DISABLE_JIT" in done.stderr
 
 
+def test_demo_plot_without_matplotlib_refuses_before_its_table(tmp_path):
+    """``demo --plot`` without matplotlib printed the whole table, then
+    exited 1 by SystemExit, where ``match --plot`` exits 2 (an exploratory
+    test)."""
+    import subprocess
+    from pathlib import Path
+
+    script = ("import sys; sys.modules['matplotlib'] = None\n"
+              "from cosim_np.__main__ import main\n"
+              f"sys.exit(main(['demo', '--plot', {str(tmp_path / 'd.png')!r}]))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 2 and done.stdout == ""
+    assert "python -m cosim_np demo: error: --plot needs matplotlib" in done.stderr
+
+
 def test_the_command_line_stops_quietly_when_its_reader_does(tmp_path):
     """``match ... | head``: the table's reader closes the pipe early; the
     command stops without a BrokenPipeError traceback."""
