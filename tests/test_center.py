@@ -298,6 +298,18 @@ def test_a_constant_kernel_is_an_error_naming_it(kernel, name):
         find_matches(np.arange(10.0), kernel, center=True)
 
 
+@pytest.mark.parametrize("value", [np.inf, -np.inf])
+def test_a_kernel_of_one_infinite_value_is_non_finite_not_constant(value):
+    """``[inf, inf, inf]`` with ``center=True`` was refused as "constant
+    (every tap inf) ... its taps less their mean are all zero", where inf
+    less inf is NaN (an exploratory test): it scores NaN, as ``[inf, -inf,
+    1]`` and the uncentered call do, along one axis and over two."""
+    x = np.random.default_rng(0).standard_normal((6, 20))
+    assert np.isnan(sliding_cosine(x, [value] * 3, center=True)).all()
+    assert np.isnan(sliding_cosine(x, np.full((2, 2), value), axis=(0, 1), center=True)).all()
+    assert len(find_matches(x, [value] * 3, center=True, threshold=0.5)) == 0
+
+
 def test_a_constant_output_channel_is_named_by_its_index():
     """Multi-channel kernels along one axis and over two: the output channel
     by its index, the tap's value as a plain number."""

@@ -357,7 +357,9 @@ def centered_kernels(taps):
     direction: a ValueError names it.  Scaling a kernel by a power of two
     scales its centered taps exactly."""
     flat = taps.reshape(taps.shape[0], -1)
-    constant = np.all(flat == flat[:, :1], axis=1)
+    # (a kernel of one infinite tap value is no constant: it is non-finite,
+    # and gives NaN as [inf, -inf, 1] does)
+    constant = np.all(flat == flat[:, :1], axis=1) & np.isfinite(flat[:, 0])
     if constant.any():
         # (a bank's kernels and a multi-channel kernel's output channels alike)
         index = int(np.argmax(constant))
