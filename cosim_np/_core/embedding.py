@@ -14,6 +14,7 @@ the few host formulas both backends finish with.
 Nothing here imports Numba or a backend.
 """
 
+import functools
 from collections import namedtuple
 
 import numpy as np
@@ -385,7 +386,7 @@ class _Side:
         self.z = self._standardize()
         self.w = 1.0 if scaling is None else 1.0 / (1.0 + np.exp(-self.z))
 
-    @property
+    @functools.cached_property
     def unit(self):
         """The rows divided by their norms (made when the gradients need them)."""
         return self.scaled / self.safe_hnorm[:, None]
