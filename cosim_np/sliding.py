@@ -667,21 +667,22 @@ def _grad_output_in_range(g, x, kernel_shape, *, center, noise_floor, sharpness,
     apart, where a kernel has channels: no more than the windows' own), so
     that no ``g`` is scaled, and its small terms brought near underflow, for
     a tiny sample in a window of norm 1."""
+    largest = plans.largest_magnitude(g)
     try:
         exponent = float(sharpness) ** 2
         floor = float(noise_floor)
     except (TypeError, ValueError, OverflowError):
-        return plans.grad_output_in_range(g)
+        return plans.grad_output_in_range(g, largest=largest)
     if not (math.isfinite(exponent) and math.isfinite(floor) and floor >= 0.0):
-        return plans.grad_output_in_range(g)
-    plain = plans.grad_output_in_range(g)
-    bounded = plans.grad_output_in_range(g, plans.smallest_window_norm(x, center, floor), exponent)
-    if bounded[1] == plain[1]:
-        return bounded
+        return plans.grad_output_in_range(g, largest=largest)
+    bound = plans.grad_output_limit(plans.smallest_window_norm(x, center, floor), exponent)
+    if largest <= bound:  # (and so below the plain limit: nothing to scale)
+        return plans.grad_output_in_range(g, largest=largest)
     window = tuple(kernel_shape[-len(axis):]) if isinstance(axis, tuple) else kernel_shape[-1]
     norms = windowed_norm(x, window, dilation=dilation, mode=mode, axis=axis, center=center)
     smallest = float(np.min(norms, where=(norms > 0) & (norms < np.inf), initial=np.inf))
-    return plans.grad_output_in_range(g, smallest + floor, exponent)
+    return plans.grad_output_in_range(g, plans.grad_output_limit(smallest + floor, exponent),
+                                      largest)
 
 
 def _no_out_for_labels(out):

@@ -263,24 +263,36 @@ def check_grad_output(grad_output, shape):
 GRAD_OUTPUT_LARGEST = 2.0**960
 
 
-def grad_output_in_range(g, smallest_norm=1.0, exponent=1.0):
-    """``(g, shift)``: ``grad_output`` (a host array) as it is and 0, or, as
-    float64 times ``2**-shift``, where its largest finite magnitude is past
+def grad_output_limit(smallest_norm=1.0, exponent=1.0):
+    """The largest ``grad_output`` magnitude taken as it is:
     ``GRAD_OUTPUT_LARGEST`` times ``smallest_norm / max(1, exponent)`` (at
-    most 1); each gradient, linear in ``g``, is then multiplied back by
-    ``2**shift`` (:func:`grads_times_power_of_two`).  ``smallest_norm``: a
-    lower bound of ``n + q`` over the windows of non-zero norm
-    (:func:`smallest_window_norm`), ``exponent`` the sharpening's ``P``.
-    Unscaled, the kernel's sums over windows overflowed where its gradient
-    does not, and their difference was NaN: at a huge ``g``, or where each
-    window's coefficient ``g P |s|**(P-1) / (n + q)`` overflowed for a window
-    of tiny norm beside windows of norm 1 (no power of two brings such a
-    signal into range)."""
+    most 1).  ``smallest_norm``: a lower bound of ``n + q`` over the windows
+    of non-zero norm (:func:`smallest_window_norm`), ``exponent`` the
+    sharpening's ``P``.  Past it, the kernel's sums over windows overflowed
+    where its gradient does not, and their difference was NaN: at a huge
+    ``g``, or where each window's coefficient ``g P |s|**(P-1) / (n + q)``
+    overflowed for a window of tiny norm beside windows of norm 1 (no power
+    of two brings such a signal into range)."""
+    return GRAD_OUTPUT_LARGEST * min(1.0, smallest_norm / max(1.0, exponent))
+
+
+def largest_magnitude(g):
+    """The largest finite magnitude of a float ``grad_output`` (0 for an
+    empty or integer one, which :func:`grad_output_in_range` takes as it is)."""
     g = np.asarray(g)
     if g.dtype.kind != "f" or g.size == 0:
-        return g, 0
-    largest = float(np.max(np.abs(g), where=np.isfinite(g), initial=0.0))
-    limit = GRAD_OUTPUT_LARGEST * min(1.0, smallest_norm / max(1.0, exponent))
+        return 0.0
+    return float(np.max(np.abs(g), where=np.isfinite(g), initial=0.0))
+
+
+def grad_output_in_range(g, limit=GRAD_OUTPUT_LARGEST, largest=None):
+    """``(g, shift)``: ``grad_output`` (a host array) as it is and 0, or, as
+    float64 times ``2**-shift``, where its largest finite magnitude
+    (``largest``, if known) is past ``limit`` (:func:`grad_output_limit`);
+    each gradient, linear in ``g``, is then multiplied back by ``2**shift``
+    (:func:`grads_times_power_of_two`)."""
+    g = np.asarray(g)
+    largest = largest_magnitude(g) if largest is None else largest
     if largest <= limit or limit == 0.0:
         return g, 0
     shift = math.frexp(largest)[1] - math.frexp(limit)[1]

@@ -507,9 +507,14 @@ class HostScores:
 # selection
 
 
-def _keys(scores, sign):
+def _keys(scores, sign, out=None):
+    """The keys of ``scores`` for ``sign`` (the scores themselves for
+    ``sign > 0``), or made into ``out`` in its dtype at once."""
+    key = np.abs if sign == 0 else np.positive if sign > 0 else np.negative
     with np.errstate(invalid="ignore"):
-        return np.abs(scores) if sign == 0 else scores if sign > 0 else -scores
+        if out is None:
+            return scores if sign > 0 else key(scores)
+        return key(scores, out=out, casting="same_kind")
 
 
 def _groups(tiles, parts):
@@ -948,11 +953,10 @@ def _call_threshold(whole, mplan, out_dtype, single):
     """Each row's threshold: the callable on the row's keys (``(L,)`` for one
     kernel, ``(K, L)`` for several; NaN where the score is NaN)."""
     values = np.empty(whole.shape[0])
-    key_of = (np.abs if mplan.sign == 0 else np.positive if mplan.sign > 0 else np.negative)
     for r in range(whole.shape[0]):
         # (the keys made in their dtype at once: one array a row beside the
         # scores, where the keys and then their cast were two)
-        keys = key_of(whole[r], out=np.empty(whole.shape[1:], out_dtype), casting="same_kind")
+        keys = _keys(whole[r], mplan.sign, np.empty(whole.shape[1:], out_dtype))
         values[r] = core.threshold_value(mplan.threshold_fn(keys[0] if single else keys))
     return values
 
