@@ -19,6 +19,7 @@ from cosim_np._cpu import embedding as _embedding_kernels
 from cosim_np._cpu import threads as _threads
 from cosim_np._cpu import tiles as _tiles
 from tests import naive
+from tests.memory import traced_peak
 
 EPS64 = np.finfo(np.float64).eps
 DTYPES = (np.float16, np.float32, np.float64, np.int8, np.int32, np.bool_)
@@ -165,7 +166,6 @@ def test_cosine_similarity_of_every_pair_holds_only_its_result():
     its size besides (two int64 N x M arrays of row indices and a float64
     one of cosines made it 7 times the float32 result), into ``out`` with
     nothing at all."""
-    import tracemalloc
 
     rng = np.random.default_rng(12)
     a = rng.normal(size=(600, 1, 4)).astype(np.float32)
@@ -327,12 +327,7 @@ def test_cosine_similarity_does_not_materialise_the_broadcast():
     a = rng.normal(size=(n, 1, d))
     b = rng.normal(size=(1, m, d))
     cosine_similarity(a[:2], b[:, :2])  # warm up
-    tracemalloc.start()
-    try:
-        got = cosine_similarity(a, b)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    got, peak = traced_peak(lambda: cosine_similarity(a, b))
     broadcast_bytes = n * m * d * 8
     inputs = (n + m) * d * 8
     assert peak < 8 * inputs + 8 * n * m * 8 < broadcast_bytes / 2
@@ -588,12 +583,7 @@ def test_pairwise_memory_bound(monkeypatch, dtype, budget):
     out = np.empty((3000, 2000), dtype=np.float32)
     pairwise_cosine(a[:5], b[:5], out=out[:5, :5], max_memory=budget)  # warm up
     numba.get_num_threads()  # (Numba's threads started: its imports are no working memory)
-    tracemalloc.start()
-    try:
-        pairwise_cosine(a, b, out=out, max_memory=budget)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    _, peak = traced_peak(lambda: pairwise_cosine(a, b, out=out, max_memory=budget))
     assert peak <= budget
     np.testing.assert_allclose(out[:50], naive.pairwise_matrix(a[:50], b), rtol=0, atol=1e-6)
 
@@ -802,12 +792,8 @@ def test_topk_memory_bound(monkeypatch, dtype, shapes, k, budget):
     inputs = queries.nbytes + (0 if corpus is None else corpus.nbytes)
     topk_cosine(queries[:3], None if corpus is None else corpus[:30], 3, max_memory=budget)
     numba.get_num_threads()  # (Numba's threads started: its imports are no working memory)
-    tracemalloc.start()
-    try:
-        scores, idx = topk_cosine(queries, corpus, k, max_memory=budget)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    (scores, idx), peak = traced_peak(lambda: topk_cosine(queries, corpus, k,
+                                                          max_memory=budget))
     results = scores.nbytes + idx.nbytes
     if dtype == np.float16:
         results += 2 * scores.nbytes + 2 * inputs
@@ -911,12 +897,8 @@ def test_best_match_set_similarity_stays_within_max_memory():
     budget = 200_000
     want = set_similarity(a, b, measure="greedy")
     set_similarity(a, b, measure="greedy", max_memory=budget)
-    tracemalloc.start()
-    try:
-        got = set_similarity(a, b, measure="greedy", max_memory=budget)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    got, peak = traced_peak(
+        lambda: set_similarity(a, b, measure="greedy", max_memory=budget))
     assert peak <= budget
     assert got == want
 

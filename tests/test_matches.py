@@ -2,7 +2,6 @@
 tiling, the candidate pool, bounded memory, errors and the Matches result."""
 
 import sys
-import tracemalloc
 import warnings
 
 import numpy as np
@@ -15,6 +14,7 @@ from cosim_np import demo as seed000
 from cosim_np._core import config
 from cosim_np._cpu import matches as cpu_matches
 from tests import naive
+from tests.memory import traced_peak
 from tests.strategies import window_geometry
 from tests.test_sliding import tolerance
 
@@ -392,12 +392,8 @@ def test_pools_and_callable_thresholds_of_many_rows_within_max_memory(max_memory
         # the measured call's compilation went past the bound)
         find_matches(x, kernel, max_memory=max_memory, **options)
         whole = find_matches(x, kernel, **options)
-        tracemalloc.start()
-        try:
-            found = find_matches(x, kernel, max_memory=max_memory, **options)
-            peak = tracemalloc.get_traced_memory()[1]
-        finally:
-            tracemalloc.stop()
+        found, peak = traced_peak(
+            lambda: find_matches(x, kernel, max_memory=max_memory, **options))
         assert found == whole
         assert peak < 1.5 * budget, (options, peak / 2**20)
 
@@ -411,12 +407,7 @@ def test_a_callable_threshold_holds_one_copy_of_a_row_s_keys():
     options = dict(threshold=lambda keys: 0.9 + 0 * float(keys[0]), exclusion=50)
     find_matches(x[:5000], kernel, **options)  # (compiled first)
     row = (x.size - 15) * 8
-    tracemalloc.start()
-    try:
-        find_matches(x, kernel, **options)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    _, peak = traced_peak(lambda: find_matches(x, kernel, **options))
     assert peak < 2.5 * row, peak / row
 
 
@@ -427,12 +418,7 @@ def test_a_k_no_row_can_reach_is_a_search_without_it():
     x = np.random.default_rng(9).standard_normal(300_000).astype(np.float32)
     find_matches(x[:5000], [1.0, 2.0, 3.0], k=10**9)  # (compiled first)
     every = find_matches(x, [1.0, 2.0, 3.0])
-    tracemalloc.start()
-    try:
-        found = find_matches(x, [1.0, 2.0, 3.0], k=10**9)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    found, peak = traced_peak(lambda: find_matches(x, [1.0, 2.0, 3.0], k=10**9))
     np.testing.assert_array_equal(found.index, every.index)
     np.testing.assert_array_equal(found.score, every.score)
     assert peak < 3 * 32 * len(every) + 8 * 2**20, peak
@@ -455,10 +441,7 @@ def test_memmap_in_bounded_memory(tmp_path):
     data.flush()
     signal = np.memmap(path, dtype=np.float32, mode="r", shape=(n,))
     find_matches(signal[:100_000], kernel, k=5)  # compiled
-    tracemalloc.start()
-    found = find_matches(signal, kernel, k=5, max_memory="1MiB")
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
+    found, peak = traced_peak(lambda: find_matches(signal, kernel, k=5, max_memory="1MiB"))
     assert found.index[0] == 1_000_000 and found.score[0] == pytest.approx(1.0, abs=1e-6)
     assert peak < 4 * 2**20, peak  # the signal is 12 MB, its scores as much
     whole = find_matches(np.array(signal), kernel, k=5)

@@ -13,6 +13,7 @@ from cosim_np._core.config import FEW_CHUNKS, FEW_WINDOWS, FUSED_TAPS
 from cosim_np._core.sliding import tile_length
 from cosim_np._cpu.sliding import CHAIN_CHUNK
 from tests import naive
+from tests.memory import traced_peak
 from tests.strategies import (
     ALL_DTYPES,
     FLOAT_DTYPES,
@@ -678,18 +679,11 @@ def test_windowed_norm_writes_its_norms_into_out():
     """``windowed_norm(out=...)`` made its norms in a temporary and copied
     them, as ``sliding_cosine`` does not: a memory map of norms larger than
     memory would not have fit (an exploratory test)."""
-    import tracemalloc
-
     x = np.random.default_rng(0).standard_normal((3, 200_000)).astype(np.float32)
     want = windowed_norm(x, 64)
     out = np.empty_like(want)
     windowed_norm(x[:, :1000], 64, out=out[:, :937])  # (compiled first)
-    tracemalloc.start()
-    try:
-        got = windowed_norm(x, 64, out=out)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    got, peak = traced_peak(lambda: windowed_norm(x, 64, out=out))
     assert got is out and peak < want.nbytes / 20
     np.testing.assert_array_equal(out, want)
 

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cosim_np import sliding_cosine, sliding_cosine_grad, windowed_norm
+from tests.memory import traced_peak
 from tests.strategies import METHODS, arrays, window_geometry
 
 
@@ -202,8 +203,6 @@ def test_a_stride_holds_a_block_of_windows_not_every_window(monkeypatch, method,
     FFT path's segments at a time (blocks of 4096 windows here, over a loud
     stretch the FFT plans around), with the bits of the call without a
     stride, which the peak of a long call shows bounded by a block."""
-    import tracemalloc
-
     from cosim_np._core import config
 
     monkeypatch.setattr(config, "SEGMENT_WINDOWS", 1 << 12)
@@ -223,11 +222,6 @@ def test_a_stride_holds_a_block_of_windows_not_every_window(monkeypatch, method,
                                         method=method, mode=mode),
                  lambda: windowed_norm(long, m, stride=100, mode=mode)):
         call()
-        tracemalloc.start()
-        try:
-            result = call()
-            peak = tracemalloc.get_traced_memory()[1]
-        finally:
-            tracemalloc.stop()
+        result, peak = traced_peak(call)
         every = 4 * long.size  # (float32 scores of every window)
         assert peak < every / 3 + result.nbytes, (peak, every)
