@@ -240,22 +240,26 @@ def cache_location():
 def cache_path():
     """The folder Numba caches this package's kernels in, or None where it
     can write to none."""
-    from ._cpu import sliding
-
     # Numba tries each place in turn and keeps the first it can write to: an
     # unusable NUMBA_CACHE_DIR is passed over without a word
     if _read_only_cache():
         return None
-    return getattr(getattr(sliding.sharpen_kernel, "_cache", None), "_cache_path", None)
+    return getattr(_kernel_cache(), "_cache_path", None)
 
 
 def _read_only_cache():
     """Whether the kernels' cache is a NUMBA_CACHE_DIR read but not written."""
-    from ._cpu import _jit, sliding
+    from ._cpu import _jit
 
-    cache = getattr(sliding.sharpen_kernel, "_cache", None)
-    locator = getattr(getattr(cache, "_impl", None), "locator", None)
+    locator = getattr(getattr(_kernel_cache(), "_impl", None), "locator", None)
     return isinstance(locator, _jit._ReadableCacheDirLocator)
+
+
+def _kernel_cache():
+    """The Numba cache of the package's kernels (a kernel's; None where JIT is off)."""
+    from ._cpu import sliding
+
+    return getattr(sliding.sharpen_kernel, "_cache", None)
 
 
 def _is_within(path, folder):
