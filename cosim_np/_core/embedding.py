@@ -375,7 +375,8 @@ class _Side:
                           else np.zeros(len(x)))
             self.zero = self.scale == 0.0
             safe = np.where(self.zero, 1.0, self.scale)
-            self.scaled = np.divide(x, safe[:, None], dtype=np.float64)
+            # (C order whatever x's: the row sums' order, so their bits, follow it)
+            self.scaled = np.divide(x, safe[:, None], dtype=np.float64, order="C")
             self.hnorm = np.sqrt(np.einsum("ij,ij->i", self.scaled, self.scaled))
             self.safe_hnorm = np.where(self.zero, 1.0, self.hnorm)
             # norms relative to the largest scale: exact ratios, no overflow
