@@ -480,7 +480,7 @@ def test_rescaled_windows_take_the_same_operations(nchan, m, d):
     n = 700
     x = (5.0 + rng.standard_normal((1, nchan, n))) * rng.choice([1e-3, 1.0, 1e3], size=(1, 1, n))
     nwin = n - (m - 1) * d
-    tile, bufs = centered.make_buffers(m, d, nchan)
+    tile, bufs = centered.make_buffers(m, d, nchan, nwin)
     m2 = np.empty((1, -(-nwin // tile) * tile))
     unsafe = np.zeros((1, m2.shape[1] // tile), dtype=bool)
     centered.segment_m2(x, 0, nwin, m, d, tile, bufs, m2, unsafe)

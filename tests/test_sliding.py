@@ -13,7 +13,7 @@ from cosim_np._core.config import FEW_CHUNKS, FEW_WINDOWS, FUSED_TAPS
 from cosim_np._core.sliding import tile_length
 from cosim_np._cpu.sliding import CHAIN_CHUNK
 from tests import naive
-from tests.memory import traced_peak
+from tests.memory import traced_peak, traced_peak_in_a_new_thread
 from tests.strategies import (
     ALL_DTYPES,
     FLOAT_DTYPES,
@@ -686,6 +686,32 @@ def test_windowed_norm_writes_its_norms_into_out():
     got, peak = traced_peak(lambda: windowed_norm(x, 64, out=out))
     assert got is out and peak < want.nbytes / 20
     np.testing.assert_array_equal(out, want)
+
+
+@pytest.mark.parametrize("call", ["sliding_cosine", "bank", "center", "windowed_norm",
+                                  "centered norm", "find_matches"])
+def test_a_short_signal_with_a_huge_dilation_takes_memory_of_its_padded_length(call):
+    """50 samples, 5 taps 10**5 apart, mode='same': the loops' scratch was
+    sized for a whole tile, eight chunks of ``m * dilation`` windows (with
+    their squares and prefix sums), 107 to 275 MB for 50 windows, 10 KiB
+    per sample past 2**20 (an exploratory test).  Now it is sized for the
+    windows there are: a few times the padded signal (3.2 MB in float64)."""
+    rng = np.random.default_rng(6)
+    x, kernel = rng.standard_normal(50), rng.standard_normal(5)
+    d = 10**5
+    options = dict(dilation=d, mode="same")
+    run = {
+        "sliding_cosine": lambda: sliding_cosine(x, kernel, method="direct", **options),
+        "bank": lambda: sliding_cosine(x, np.stack([kernel, -kernel]), **options),
+        "center": lambda: sliding_cosine(x, kernel, center=True, **options),
+        "windowed_norm": lambda: windowed_norm(x, 5, **options),
+        "centered norm": lambda: windowed_norm(x, 5, center=True, **options),
+        "find_matches": lambda: find_matches(x, kernel, k=3, **options),
+    }[call]
+    want = run()  # (compiled first)
+    got, peak = traced_peak_in_a_new_thread(run)
+    assert peak < 10 * 8 * (4 * d + 50)
+    assert got == want if call == "find_matches" else np.array_equal(got, want)
 
 
 @given(

@@ -50,18 +50,19 @@ from .sliding import (
 CENTERED_SAFE_MIN = 2.0**-400
 
 
-def make_buffers(m, d, nchan):
-    """Tile length and scratch space for ``_tile_m2``: the statistics of one
-    level and of the next over the tile's positions, and the means of the
-    windows' runs gathered so far."""
+def make_buffers(m, d, nchan, windows):
+    """Tile length and scratch space for ``_tile_m2`` over tiles of at most
+    ``windows`` windows: the statistics of one level and of the next over a
+    tile's positions, and the means of the windows' runs gathered so far."""
     tile = tile_length(m, d)
-    room = tile + (m - 1) * d
+    cover = min(tile, windows)
+    room = cover + (m - 1) * d
     return tile, (
         scratch.empty("centered level means", room),
         scratch.empty("centered level M2", room),
         scratch.empty("centered next level means", room),
         scratch.empty("centered next level M2", room),
-        scratch.empty("centered window means", tile),
+        scratch.empty("centered window means", cover),
     )
 
 
@@ -334,9 +335,10 @@ def direct_kernel(x, w0, w1, khat, kernel_state, d, exponent, noise_floor, fill,
     ``unsafe`` (as ``norm_kernel`` flags them), their windows left to
     ``fix_out_of_range``."""
     m = khat.shape[2]
-    acc = np.empty(tile, np.float64)
-    shared = np.empty(tile if khat.shape[0] > 1 else 0, np.float64)
-    samples = np.empty(tile + (m - 1) * d, np.float64)
+    cover = min(tile, w1 - w0)  # (the most windows a tile has)
+    acc = np.empty(cover, np.float64)
+    shared = np.empty(cover if khat.shape[0] > 1 else 0, np.float64)
+    samples = np.empty(cover + (m - 1) * d, np.float64)
     for b in range(x.shape[0]):
         for i0 in range(w0, w1, tile):
             nwin = min(tile, w1 - i0)

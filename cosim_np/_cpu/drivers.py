@@ -496,8 +496,8 @@ def run_windowed_norm(piece, m, d, result, offset, center=False):
 
     def work(start, stop):
         if center:
-            tile, bufs = centered.make_buffers(m, d, piece.shape[1])
-            m2 = scratch.empty("tile centered M2", tile)
+            tile, bufs = centered.make_buffers(m, d, piece.shape[1], stop - start)
+            m2 = scratch.empty("tile centered M2", min(tile, stop - start))
 
             def norms(samples, w0, w1, out, at, unsafe):
                 centered.norm_kernel(samples, w0, w1, m, d, tile, bufs, m2, out, at, unsafe)
@@ -506,7 +506,7 @@ def run_windowed_norm(piece, m, d, result, offset, center=False):
                 centered.norms_out_of_range(piece, start, stop, m, d, tile, bufs, m2, result,
                                             offset, unsafe)
         else:
-            tile, bufs = kernels.make_buffers(m, d)
+            tile, bufs = kernels.make_buffers(m, d, stop - start)
             scan = kernels.rows_scan(m, d, piece.shape[-1] - span)
 
             def norms(samples, w0, w1, out, at, unsafe):
@@ -573,10 +573,10 @@ def run_direct(piece, khat, kernel_state, d, exponent, floor, fill, result, offs
 
     def work(start, stop):
         if center:
-            _, bufs = centered.make_buffers(m, d, nchan)
-            m2 = scratch.empty("tile centered M2", tile)
+            _, bufs = centered.make_buffers(m, d, nchan, stop - start)
+            m2 = scratch.empty("tile centered M2", min(tile, stop - start))
         else:
-            _, bufs = kernels.make_buffers(m, d)
+            _, bufs = kernels.make_buffers(m, d, stop - start)
 
         def run(samples, w0, w1, floor, at):
             """The windows' cosines, and the flags of the tiles holding samples
@@ -651,8 +651,9 @@ def _run_products(piece, khat, kernel_state, d, exponent, floor, fill, result, o
     tile_sumsq = products.tile_sumsq(m, d)
 
     def work(start, stop):
-        _, bufs = centered.make_buffers(m, d, nchan) if center else kernels.make_buffers(m, d)
-        sumsq = scratch.empty("tile centered M2", tile) if center else bufs[2]
+        _, bufs = (centered.make_buffers(m, d, nchan, stop - start) if center else
+                   kernels.make_buffers(m, d, stop - start))
+        sumsq = scratch.empty("tile centered M2", min(tile, stop - start)) if center else bufs[2]
         columns = scratch.empty("product columns", taps * block)
         dots = scratch.empty("product dots", nker * block)
         shared = np.empty(block if nker > 1 else 0)
@@ -1040,9 +1041,11 @@ def run_fft(piece, khat, kernel_state, d, exponent, floor, fill, result, offset,
     kernel_args = (kernel_state, d, exponent, floor, fill)
 
     def work(start, stop):
-        _, bufs = (centered.make_buffers(m, d, nchan) if center else kernels.make_buffers(m, d))
         longest = min(segment, stop - start)
-        windows = -(-longest // tile) * tile
+        _, bufs = (centered.make_buffers(m, d, nchan, longest) if center else
+                   kernels.make_buffers(m, d, longest))
+        # whole chunks: the scans' slack past a tile's last window
+        windows = -(-longest // (m * d)) * (m * d)
         sumsq = scratch.empty("segment sums of squares", (rows, windows))
         long_plan = _SegmentPlan(length, rows, nchan, nker, longest, span, windows)
 

@@ -73,17 +73,21 @@ CHAIN_CHUNK = 128
 ZERO_CHUNK = 64
 
 
-def make_buffers(m, d):
+def make_buffers(m, d, windows):
     """Tile length and scratch space (allocated once per call, outside the
-    loops): room for the tile's chunks and the one after, in their natural
-    layout (the chains) or transposed (the lanes)."""
+    loops) for tiles of at most ``windows`` windows: room for the chunks
+    holding a tile's windows and the one after, in their natural layout (the
+    chains) or transposed (the lanes).  (Sized by the windows too: a tile
+    spans eight chunks of ``m * d`` windows, which a huge dilation makes
+    gigabytes where a short signal has a few windows.)"""
     chunk = m * d
     tile = tile_length(m, d)
-    width = tile // chunk + 1  # the tile's chunks and the one after
+    cover = min(tile, -(-windows // chunk) * chunk)  # whole chunks holding a tile's windows
+    width = cover // chunk + 1  # and the one after
     return tile, (
         scratch.empty("squares", chunk * width),  # squares, then suffix sums
         scratch.empty("prefix sums", chunk * width),
-        scratch.empty("window sums of squares", tile),
+        scratch.empty("window sums of squares", cover),
     )
 
 
@@ -943,9 +947,10 @@ def _fused_kernel(constants):
 
     def fused_kernel(x, w0, w1, khat, kernel_state, d, exponent, noise_floor, fill, tile, bufs,
                      out, offset, unsafe):
-        acc = np.empty(tile, np.float64)
-        shared = np.empty(tile if bank else 0, np.float64)
-        runs = np.empty(tile // ZERO_CHUNK + 3, np.int64)
+        cover = min(tile, w1 - w0)  # (the most windows a tile has)
+        acc = np.empty(cover, np.float64)
+        shared = np.empty(cover if bank else 0, np.float64)
+        runs = np.empty(cover // ZERO_CHUNK + 3, np.int64)
         for b in range(x.shape[0]):
             nruns = 1
             for i0 in range(w0, w1, tile):
@@ -1056,8 +1061,9 @@ def _direct_kernel(scan):
         """Any kernels: window sums of squares by the blocked scans
         (``_tile_sumsq``), dots by ``_tile_dots``."""
         m = khat.shape[2]
-        acc = np.empty(tile, np.float64)
-        shared = np.empty(tile if khat.shape[0] > 1 else 0, np.float64)
+        cover = min(tile, w1 - w0)  # (the most windows a tile has)
+        acc = np.empty(cover, np.float64)
+        shared = np.empty(cover if khat.shape[0] > 1 else 0, np.float64)
         for b in range(x.shape[0]):
             for i0 in range(w0, w1, tile):
                 nwin = min(tile, w1 - i0)
@@ -1304,8 +1310,9 @@ def fft_kernel(x, w1, khat, kernel_state, d, exponent, noise_floor, fill, tile, 
         return False
     _, slots, _, _, first, step, _ = fft
     nker = khat.shape[0]
-    acc = np.empty(tile, np.float64)
-    shared = np.empty(tile if nker > 1 else 0, np.float64)
+    cover = min(tile, w1 - first)  # (the most windows a tile has)
+    acc = np.empty(cover, np.float64)
+    shared = np.empty(cover if nker > 1 else 0, np.float64)
     for b in range(x.shape[0]):
         for i0 in range(first, w1, tile):
             nwin, sumsq = _fft_tile_sums(sumsq_all, b, i0, first, w1, tile, noise_floor, shared)
@@ -1356,10 +1363,11 @@ def fft_direct_kernel(x, w1, khat, kernel_state, d, exponent, noise_floor, fill,
     FFT's: those of blocks planned direct and flagged windows directly."""
     first = fft[4]
     nker = khat.shape[0]
-    acc = np.empty(tile, np.float64)
-    spare = np.empty(tile, np.float64)
-    samples = np.empty(tile + (khat.shape[2] - 1) * d, np.float64)
-    shared = np.empty(tile if nker > 1 else 0, np.float64)
+    cover = min(tile, w1 - first)  # (the most windows a tile has)
+    acc = np.empty(cover, np.float64)
+    spare = np.empty(cover, np.float64)
+    samples = np.empty(cover + (khat.shape[2] - 1) * d, np.float64)
+    shared = np.empty(cover if nker > 1 else 0, np.float64)
     for b in range(x.shape[0]):
         for i0 in range(first, w1, tile):
             nwin, sumsq = _fft_tile_sums(sumsq_all, b, i0, first, w1, tile, noise_floor, shared)
