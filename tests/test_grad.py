@@ -280,6 +280,28 @@ def test_kernel_power_of_two_scaling_scales_its_gradient_exactly(shift, center, 
     assert (scaled.sharpness, scaled.noise_floor) == (base.sharpness, base.noise_floor)
 
 
+@pytest.mark.parametrize("shift", [-1021, -1070])
+def test_a_batch_of_images_finishes_the_kernel_gradient_once(shift):
+    """Several images: each image's kernel gradient was finished (divided by
+    the kernel's norm) and the finished parts added, so that parts past the
+    range gave inf for a finite sum, or NaN and a warning where they had
+    opposite signs (an exploratory test).  The batch's sums are now finished
+    once: ``2**-shift`` times the unscaled kernel's gradient, ±inf past the
+    range, as for one image."""
+    rng = np.random.default_rng(7)
+    # (small whole taps: exact as subnormals too)
+    x, kernel = rng.standard_normal((3, 6, 7)), np.array([[3.0, -7.0], [-5.0, 2.0]])
+    g = rng.standard_normal((3, 5, 6))
+    base = sliding_cosine_grad(x, kernel, g, axis=(-2, -1), sharpness=1.2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = sliding_cosine_grad(x, np.ldexp(kernel, shift), g, axis=(-2, -1), sharpness=1.2)
+    with np.errstate(over="ignore"):
+        np.testing.assert_array_equal(got.kernel, np.ldexp(base.kernel, -shift))
+    np.testing.assert_array_equal(got.signal, base.signal)
+    assert (got.sharpness, got.noise_floor) == (base.sharpness, base.noise_floor)
+
+
 @pytest.mark.parametrize("method", ["direct", "fft"])
 @pytest.mark.parametrize("scale", [1e-200, 1.0, 1e200])
 def test_tiny_and_huge_scales_give_finite_gradients(scale, method):

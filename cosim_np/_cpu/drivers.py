@@ -146,7 +146,7 @@ def sliding_cosine(x, plan, method, out):
 
 
 @scratch.one_call
-def sliding_cosine_grad(x, grad_plan, method, want_sharpness=True, forward=None):
+def sliding_cosine_grad(x, grad_plan, method, want_sharpness=True, forward=None, finish=True):
     """``(signal, kernel, sharpness, noise_floor)`` gradients of a planned
     ``sliding_cosine_grad`` call (``plans.SlidingGradPlan``), see
     ``_cpu.grad``.  A tile of windows at a time: the windows (less their
@@ -159,7 +159,10 @@ def sliding_cosine_grad(x, grad_plan, method, want_sharpness=True, forward=None)
     sharpness's gradient (its logarithms), returning 0.  ``forward``: the
     forward's unsharpened result for every window (``stride`` 1), in the
     caller's layout, taken instead of the product that would compute it
-    again."""
+    again.  ``finish=False``: the signal's gradient and the sums
+    ``plans.finish_grad`` takes (``sums, along, log_sum, c_sum``), for a
+    caller that adds up several calls' sums before it finishes them once
+    (the images' runs: finished kernel gradients of ±inf added gave NaN)."""
     plan = grad_plan.forward
     nker, nchan, m = plan.khat.shape
     is_bank = bool(plan.bank_shape)
@@ -284,11 +287,12 @@ def sliding_cosine_grad(x, grad_plan, method, want_sharpness=True, forward=None)
     else:
         grad_signal = moveaxis(grad.reshape(lead + rows.shape[-2:]), (-2, -1),
                                (plan.channel_axis, plan.ax))
-    grad_kernel, grad_sharpness, grad_floor = plans.finish_grad(grad_plan, sums, along, log_sum,
-                                                                c_sum)
     with np.errstate(over="ignore"):  # (a sum past float64's range is ±inf, as it is)
-        return (_times_power_of_two(grad_signal, shift or 0).astype(plan.out_dtype), grad_kernel,
-                grad_sharpness, float(_times_power_of_two(np.float64(grad_floor), shift or 0)))
+        grad_signal = _times_power_of_two(grad_signal, shift or 0).astype(plan.out_dtype)
+        c_sum = float(_times_power_of_two(np.float64(c_sum), shift or 0))
+    if not finish:
+        return grad_signal, (sums, along, log_sum, c_sum)
+    return (grad_signal,) + plans.finish_grad(grad_plan, sums, along, log_sum, c_sum)
 
 
 def sharpen_rows(s, exponents):

@@ -300,7 +300,8 @@ def sliding_cosine_grad(x, plan, taps, grad_output, method, sharpness, want_shar
     # are then views (Q, K, nout_r) of the caller's arrays
     per_run = max(1, config.SPATIAL_GRAD_ELEMENTS // (tap_rows.size * n_last))
     starts = range(0, rows.shape[1], per_run)
-    found = [None] * (nbatch * len(starts))  # each run's (kernel, sharpness, floor) gradients
+    found = [None] * (nbatch * len(starts))  # each run's sums for plans.finish_grad
+    run_plans = [None]  # (the runs' plans all finish the same kernel)
 
     def image(b, stacks):
         for j, q0 in enumerate(starts):
@@ -310,10 +311,12 @@ def sliding_cosine_grad(x, plan, taps, grad_output, method, sharpness, want_shar
             run_plan = plans.plan_sliding_grad(
                 here, kernel_rows, g[b, q0 : q0 + per_run], -1, "valid", method, geo.d[-1],
                 sharpness, floor, plan.fill, fill_unit_kernels, plan.center, geo.stride[-1])
-            grads = one_axis_grad(here, run_plan, method, want_sharpness,
-                                  None if cosines is None else cosines[b, q0 : q0 + per_run])
-            kernels.add_stacks(grads[0], these, tap_rows, grad_rows)
-            found[b * len(starts) + j] = grads[1:]
+            grad, totals = one_axis_grad(here, run_plan, method, want_sharpness,
+                                         None if cosines is None else cosines[b, q0 : q0 + per_run],
+                                         finish=False)
+            kernels.add_stacks(grad, these, tap_rows, grad_rows)
+            found[b * len(starts) + j] = totals
+            run_plans[0] = run_plan
 
     def images(start, stop):
         # (the rows of one image are only ever added to by its own thread)
@@ -330,11 +333,18 @@ def sliding_cosine_grad(x, plan, taps, grad_output, method, sharpness, want_shar
     # images side by side where there are several (the runs' own serial
     # steps then overlap too), else the runs in turn, each on every thread
     threads.run_split(nbatch, images)
-    grad_kernel, grad_sharpness, grad_floor = np.zeros(kernel_rows.shape), 0.0, 0.0
-    for kernel_grad, sharp, floor in found:  # (in the runs' order: the same bits for any threads)
-        grad_kernel += kernel_grad
-        grad_sharpness += sharp
-        grad_floor += floor
+    # the runs' sums added in the runs' order (the same bits for any
+    # threads), then finished once: finished parts of ±inf added gave NaN
+    sums, along, log_sum, c_sum = (np.zeros((nker, kernel_rows[0].size)), np.zeros(nker),
+                                   0.0, 0.0)
+    for run_sums, run_along, run_log_sum, run_c_sum in found:
+        sums += run_sums
+        along += run_along
+        log_sum += run_log_sum
+        c_sum += run_c_sum
+    grad_kernel, grad_sharpness, grad_floor = (
+        plans.finish_grad(run_plans[0], sums, along, log_sum, c_sum) if found else
+        (np.zeros(kernel_rows.shape), 0.0, 0.0))
     inside = tuple(slice(left, size - right)
                    for size, (left, right) in zip(padded.shape[2:], geo.pads))
     grad = grad_rows.reshape(padded.shape)[(slice(None),) * 2 + inside]
