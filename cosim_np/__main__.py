@@ -51,8 +51,9 @@ def _main(argv):
     match.add_argument("kernel", metavar="KERNEL", help="the kernel file (several kernels: a bank)")
     match.add_argument("--k", type=int, metavar="N", help="at most N matches per signal row")
     match.add_argument("--threshold", type=float, metavar="T",
-                       help="keep matches whose key is >= T (|score|, or the signed score with "
-                            "--sign positive or negative)")
+                       help="keep matches whose key is >= T: |score|, the score with --sign "
+                            "positive, minus the score with --sign negative (0.8 keeps scores "
+                            "<= -0.8)")
     match.add_argument("--sharpness", type=float, default=1.0, metavar="P", help="sharpness p (default 1)")
     match.add_argument("--exclusion", type=int, metavar="E",
                        help="no two matches within E windows (default: half the kernel's span)")

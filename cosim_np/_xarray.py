@@ -46,6 +46,13 @@ def axis_of(array, axis):
                         f"integer position, or a tuple of them; got {axis!r}.") from None
 
 
+def _signal_axis(array, axis):
+    """``axis_of`` a signal, which has a dimension (a 0-d one is refused as
+    the NumPy path refuses it, naming the signal, not the axis)."""
+    v.check_ndim(array.ndim, "signal", 1)
+    return axis_of(array, axis)
+
+
 def _sliding(array, ax, mode, stride):
     """``(dim, mode, stride)`` of each sliding axis ``ax`` (an int or a
     tuple; ``mode`` and ``stride`` already checked by the call)."""
@@ -78,7 +85,7 @@ def _coords(array, sliding, result_dims, result_shape, dropped=()):
 
 def windowed_norm(array, compute, *, window, dilation, mode, axis, center, stride):
     """``windowed_norm`` of a DataArray (``compute``: the public function)."""
-    ax = axis_of(array, axis)
+    ax = _signal_axis(array, axis)
     result = compute(array.data, window, dilation=dilation, mode=mode, axis=ax, center=center,
                      stride=stride)
     return _labelled(result, array.dims, _coords(
@@ -100,7 +107,7 @@ def _kernel_layout(array, ax, kernel):
 
 def sliding_cosine(array, kernel, compute, *, axis, mode, stride, **options):
     """``sliding_cosine`` of a DataArray (``compute``: the public function)."""
-    ax = axis_of(array, axis)
+    ax = _signal_axis(array, axis)
     kind, first = _kernel_layout(array, ax, kernel)
     if ("kernel" in array.dims or "kernel" in array.coords) and kind is not None:
         raise ValueError("the DataArray already has a dim or coordinate named 'kernel', which a "
@@ -134,7 +141,7 @@ def _labelled(result, dims, coords):
 def find_matches(array, kernel, compute, *, axis, mode):
     """``find_matches`` of a DataArray (``compute``: the public function):
     its ``Matches`` with the coordinate values of each match (``coords``)."""
-    ax = axis_of(array, axis)
+    ax = _signal_axis(array, axis)
     found = compute(array.data, kernel, axis=ax, mode=mode)
     sliding = _sliding(array, ax, mode, 1)
     dims = [dim for dim, _, _ in sliding]

@@ -64,6 +64,23 @@ class Matches:
     tuples. Two results are equal (``==``) where every array, ``coords``
     included, holds the same values and dtypes, and ``exclusion`` and
     ``threshold`` are the same.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cosim_np import find_matches
+    >>> signal = np.array([0, 1, 2, 3, 0, -1, -2, -3, 0, 0.2, 0.4, 0.6, 0, 3, 2, 1, 0.])
+    >>> found = find_matches(signal, [1, 2, 3], threshold=0.5, sharpness=9)
+    >>> found
+    Matches(3 matches, exclusion=1, threshold=0.5)
+      index    score  kernel
+          1   1.0000       0
+          5  -1.0000       0
+          9   1.0000       0
+    >>> len(found), found.index, found.score
+    (3, array([1, 5, 9]), array([ 1., -1.,  1.]))
+    >>> [(int(i), float(s)) for i, s, _, _ in found]
+    [(1, 1.0), (5, -1.0), (9, 1.0)]
     """
 
     __hash__ = None  # (mutable arrays: equal by value, so not hashable)
@@ -144,13 +161,34 @@ class Matches:
         return "\n".join(lines)
 
     def to_pandas(self):
-        """The matches as a :class:`pandas.DataFrame`, one row per match:
-        columns ``index`` (``index0``, ``index1``, ... with several sliding
-        axes), ``score``, ``kernel``, for signals with leading axes
-        ``batch0``, ``batch1``, ..., and the ``coords`` of a DataArray's
-        matches, by name (a coordinate named like one of the other columns
-        with ``_coord`` appended: a dim ``index``'s values beside the
-        positions); needs pandas."""
+        """The matches as a table (needs pandas).
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per match, best first: columns ``index`` (``index0``,
+            ``index1``, ... with several sliding axes), ``score``,
+            ``kernel``, for signals with leading axes ``batch0``,
+            ``batch1``, ..., and the ``coords`` of a DataArray's matches,
+            by name (a coordinate named like one of the other columns with
+            ``_coord`` appended: a dim ``index``'s values beside the
+            positions).
+
+        Raises
+        ------
+        ImportError
+            Without pandas.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from cosim_np import find_matches
+        >>> signals = np.array([[0, 1, 2, 3, 0, 0.], [0, 0, -1, -2, -3, 0]])
+        >>> find_matches(signals, [1, 2, 3], k=1).to_pandas()
+           index  score  kernel  batch0
+        0      1    1.0       0       0
+        1      2   -1.0       0       1
+        """
         try:
             import pandas
         except ImportError:
@@ -353,7 +391,9 @@ def find_matches(
         return _on_gpu(signal, kernel, k, threshold, exclusion, sign, max_memory, dict(
             sharpness=sharpness, mode=mode, dilation=dilation, noise_floor=noise_floor, fill=fill,
             axis=axis, method=method, center=center))
-    x = v.check_known_shape(signal, "signal") if dask else v.as_real_array(signal, "signal")
+    # (a big-endian memory map converted a tile at a time, as an int16 one)
+    x = (v.check_known_shape(signal, "signal", min_ndim=1) if dask else
+         v.as_real_array(signal, "signal", native=False))
     splan = sliding_plans.plan_sliding(x, kernel, axis, mode, method, dilation, sharpness,
                                        noise_floor, fill, None, drivers.fill_unit_kernels,
                                        center)
@@ -523,6 +563,19 @@ def plot_matches(signal, matches, kernel, *, ax=None, mode="valid", dilation=1, 
     TypeError
         For a complex or non-numeric signal or kernel, or ``matches`` not
         a :class:`Matches`.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import numpy as np
+    >>> from cosim_np import find_matches, plot_matches
+    >>> signal = np.array([0, 1, 2, 3, 0, -1, -2, -3, 0, 0.2, 0.4, 0.6, 0, 3, 2, 1, 0.])
+    >>> found = find_matches(signal, [1, 2, 3], threshold=0.5, sharpness=9)
+    >>> figure = plot_matches(signal, found, [1, 2, 3], sharpness=9)
+    >>> len(figure.axes)
+    2
+    >>> figure.savefig("matches.png")  # doctest: +SKIP
     """
     if sign not in ("both", "positive", "negative"):
         raise ValueError(f"sign must be 'both', 'positive' or 'negative'; got {sign!r}.")

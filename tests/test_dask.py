@@ -439,6 +439,20 @@ def test_find_matches_on_a_dask_array_equals_in_memory(options, mode):
             np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
 
 
+@pytest.mark.parametrize("options", [dict(), dict(threshold=0.9), dict(k=1, threshold=0.99),
+                                     dict(threshold=0.9, sign="negative")])
+def test_find_matches_on_a_float16_dask_row_equals_in_memory(options):
+    """One float16 row, one kernel: the gathered candidates' float16 keys
+    reached a compiled sort, which has no float16 (NotImplementedError; an
+    exploratory test)."""
+    from cosim_np import find_matches
+
+    x = np.random.default_rng(0).standard_normal(1000).astype(np.float16)
+    want = find_matches(x, [1.0, 2.0, 3.0], method="direct", **options)
+    got = find_matches(da.from_array(x, chunks=100), [1.0, 2.0, 3.0], method="direct", **options)
+    assert got == want and got.score.dtype == np.float16
+
+
 def test_find_matches_blocks_keep_the_signal_chunks_rows(monkeypatch):
     """A task finds the candidates of a block of the rows its chunks hold
     (along the first leading axis: the others are merged with it), not of

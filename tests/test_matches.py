@@ -429,17 +429,35 @@ def test_a_k_no_row_can_reach_is_a_search_without_it():
         np.testing.assert_array_equal(bigger.index, every.index[:70_000])
 
 
-def test_memmap_in_bounded_memory(tmp_path):
+@pytest.mark.parametrize("options", [dict(k=1), dict(k=5, exclusion=3)])
+def test_a_search_with_k_keeps_no_slot_for_every_bucket_of_the_signal(options):
+    """With ``k``, the greedy pass kept a slot for every ``exclusion + 1``
+    windows of the signal where there were up to 2**20 of them: 7.7 MiB
+    past a ``max_memory`` of 256 KiB for a few candidates (an exploratory
+    test).  Now the slots take no more than the candidates."""
+    x = np.random.default_rng(0).standard_normal(2_000_000).astype(np.float32)
+    def search():
+        return find_matches(x, [1.0, 2.0, 3.0], max_memory="256KiB", method="direct", **options)
+    want = search()  # (compiled and loaded first)
+    found, peak = traced_peak(search)
+    assert found == want
+    assert peak < 2**20, peak / 2**20
+
+
+@pytest.mark.parametrize("dtype", ["<f4", ">f4"])
+def test_memmap_in_bounded_memory(tmp_path, dtype):
+    """Also a big-endian file (SEG-Y, SAC), which was converted whole first
+    (18.7 MiB for 4 * 10**6 samples; an exploratory test)."""
     n = 3_000_000
     path = tmp_path / "signal.f32"
-    data = np.memmap(path, dtype=np.float32, mode="w+", shape=(n,))
+    data = np.memmap(path, dtype=dtype, mode="w+", shape=(n,))
     rng = np.random.default_rng(1)
     for start in range(0, n, 1 << 20):
         data[start : start + (1 << 20)] = rng.standard_normal(min(1 << 20, n - start))
     kernel = rng.standard_normal(16)
     data[1_000_000:1_000_016] = 3 * kernel
     data.flush()
-    signal = np.memmap(path, dtype=np.float32, mode="r", shape=(n,))
+    signal = np.memmap(path, dtype=dtype, mode="r", shape=(n,))
     find_matches(signal[:100_000], kernel, k=5)  # compiled
     found, peak = traced_peak(lambda: find_matches(signal, kernel, k=5, max_memory="1MiB"))
     assert found.index[0] == 1_000_000 and found.score[0] == pytest.approx(1.0, abs=1e-6)
@@ -736,6 +754,15 @@ def test_command_line(tmp_path):
     # C, the kernel times 0.2 up to the rounding of 0.2, 0.4 and 0.6: 1 within rounding
     index, score, kernel = lines[3].split(",")
     assert (index, kernel) == ("26", "0") and abs(float(score) - 1.0) <= tolerance(np.float64, 3, 81)
+    # --sign negative: the key is minus the score, as --help says (it said
+    # the signed score; an exploratory test)
+    done = _cli(tmp_path / "signal.npy", tmp_path / "kernel.txt", "--sign", "negative",
+                "--threshold", 0.8, cwd=root)
+    assert done.returncode == 0, done.stderr
+    assert "1 match" in done.stdout and "-1.0000" in done.stdout
+    helped = subprocess.run([sys.executable, "-m", "cosim_np", "match", "--help"], cwd=root,
+                            capture_output=True, text=True).stdout
+    assert "minus the score with --sign negative" in " ".join(helped.split())
     # two columns: two signal rows; a .npy file of two rows the same
     np.save(tmp_path / "rows.npy", np.stack([signal, -signal]))
     outputs = []

@@ -119,6 +119,20 @@ def test_errors(record):
         sliding_cosine(labels, np.ones((2, 3)) + np.eye(3)[:2], axis="time")
 
 
+@pytest.mark.parametrize("wrap", ["DataArray", "Dask", "chunked DataArray"])
+def test_a_0d_signal_is_refused_naming_the_signal(wrap):
+    """As the NumPy path refuses it (the message named ``axis=-1``, out of
+    bounds; an exploratory test)."""
+    from cosim_np import find_matches
+
+    signal = {"DataArray": lambda: xr.DataArray(1.0), "Dask": lambda: da.from_array(np.array(1.0)),
+              "chunked DataArray": lambda: xr.DataArray(1.0).chunk()}[wrap]()
+    for call in (lambda: sliding_cosine(signal, [1.0, 2.0]), lambda: windowed_norm(signal, 1),
+                 lambda: find_matches(signal, [1.0, 2.0])):
+        with pytest.raises(ValueError, match="signal must have at least 1 dimension; got a 0-d"):
+            call()
+
+
 def test_results_are_unnamed_whatever_holds_them(record):
     """xarray names a DataArray of a Dask array after its graph key: the
     results of a chunked DataArray are unnamed, as those of one in memory."""

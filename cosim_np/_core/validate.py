@@ -88,10 +88,11 @@ def refuse_delayed(value, name):
                         f"(dask.array.from_delayed({name}, shape, dtype)) or its computed value.")
 
 
-def as_real_array(value, name, *, min_ndim=1):
+def as_real_array(value, name, *, min_ndim=1, native=True):
     """Convert ``value`` to an ndarray of a supported real dtype in the
     machine's byte order, without copying when it already is one.  Never
-    writes to the input."""
+    writes to the input.  ``native=False``: in its own byte order, for a
+    caller that converts what it reads a tile at a time."""
     refuse_masked(value, name)
     refuse_delayed(value, name)  # (before the sparse test: a Delayed answers every attribute)
     if hasattr(value, "tocsr") and hasattr(value, "nnz"):  # (NumPy takes it as an object)
@@ -102,16 +103,21 @@ def as_real_array(value, name, *, min_ndim=1):
     except Exception as exc:  # ragged lists and the like
         raise TypeError(f"{name} must be array-like; {exc}") from None
     output_dtype(array.dtype, name)
-    if not array.dtype.isnative:
+    if native and not array.dtype.isnative:
         # big-endian files (SEG-Y, SAC, FITS) read as they are: the kernels
         # read native numbers only
         array = array.astype(array.dtype.newbyteorder("="))
-    if array.ndim < min_ndim:
+    check_ndim(array.ndim, name, min_ndim)
+    return array
+
+
+def check_ndim(ndim, name, min_ndim):
+    """``name``'s array has at least ``min_ndim`` dimensions."""
+    if ndim < min_ndim:
         raise ValueError(
             f"{name} must have at least {min_ndim} dimension"
-            f"{'s' if min_ndim > 1 else ''}; got a {array.ndim}-d array."
+            f"{'s' if min_ndim > 1 else ''}; got a {ndim}-d array."
         )
-    return array
 
 
 def check_axis(axis, ndim, name="axis"):
@@ -139,9 +145,11 @@ def check_choice(value, name, choices):
     return value
 
 
-def check_known_shape(array, name):
+def check_known_shape(array, name, *, min_ndim=0):
     """A lazy array whose size is known along every axis (Dask leaves NaN
-    for chunks of sizes not yet computed, as after boolean indexing)."""
+    for chunks of sizes not yet computed, as after boolean indexing), of at
+    least ``min_ndim`` dimensions (as ``as_real_array``)."""
+    check_ndim(array.ndim, name, min_ndim)
     if any(size != size for size in array.shape):
         raise ValueError(f"{name} has chunks of unknown size (shape {array.shape}), as after "
                          f"boolean indexing; call {name}.compute_chunk_sizes() first (of a "

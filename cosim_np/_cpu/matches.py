@@ -358,16 +358,18 @@ def _decide_cluster(idx, start, order, exclusion, keep, owner):
 
 
 def _run_greedy(row, idx, exclusion, nwin, k, counts):
-    """:func:`_greedy`, with a slot per bucket where that takes little memory,
-    else one per bucket that holds a candidate (found by binary search: in
-    NumPy, which a first call need not compile)."""
+    """:func:`_greedy`, with a slot per bucket where that takes little memory
+    (no more than the candidates' own: a slot per bucket of a long signal
+    took megabytes past ``max_memory`` for a few candidates), else one per
+    bucket that holds a candidate (found by binary search: in NumPy, which a
+    first call need not compile)."""
     keep = np.zeros(idx.size, dtype=np.bool_)
     if idx.size:
         width = exclusion + 1
         per_row = nwin // width + 3  # (a bucket of zeros each side)
         bucket = row.astype(np.int64) * per_row + idx.astype(np.int64) // width + 1
         buckets = (int(row[-1]) + 1) * per_row
-        if buckets <= max(8 * idx.size, 1 << 20):
+        if buckets <= 8 * idx.size:
             slots, distinct = bucket, np.empty(0, np.int64)
         else:
             distinct = np.unique(bucket)
@@ -825,7 +827,8 @@ def select_candidates(row, idx, ker, score, offered, nwin, mplan, out_dtype):
     than ``k`` from a pool that left candidates out (then only a scan of
     the scores in order is exact)."""
     rows = offered.size
-    keys = _keys(score, mplan.sign)
+    # (float16 scores' keys in float32, exactly: the compiled sorts take no float16)
+    keys = _keys(score.astype(plans.compute_dtype(score.dtype), copy=False), mplan.sign)
     order = _sort_rows(row, keys, idx, ker)
     row, keys, idx, ker, score = row[order], keys[order], idx[order], ker[order], score[order]
     k = -1 if mplan.k is None else mplan.k
@@ -840,7 +843,7 @@ def select_candidates(row, idx, ker, score, offered, nwin, mplan, out_dtype):
     if mplan.k is not None and np.any((counts < mplan.k) & (offered > np.bincount(row, minlength=rows))):
         return None
     row, idx, ker, score = row[keep], idx[keep], ker[keep], score[keep]
-    order = np.argsort(-_keys(score, mplan.sign), kind="stable")
+    order = np.argsort(-keys[keep], kind="stable")
     return _deliver((row[order].astype(np.int64), idx[order].astype(np.int64),
                      ker[order].astype(np.int64), score[order]), out_dtype)
 

@@ -188,7 +188,7 @@ def sliding_cosine(signal, kernel, block_function, *, sharpness=1.0, mode="valid
     ``normalise``: the compiled unit kernels of the client's plan
     (``_core.sliding.unit_kernels``)."""
     no_out(out, "a Dask array signal")
-    signal = _without_empty_chunks(v.check_known_shape(signal, "signal"))
+    signal = _without_empty_chunks(v.check_known_shape(signal, "signal", min_ndim=1))
     if isinstance(axis, tuple):
         return _spatial_sliding_cosine(signal, kernel, block_function, dict(
             sharpness=sharpness, mode=mode, dilation=dilation, noise_floor=noise_floor,
@@ -224,7 +224,7 @@ def windowed_norm(signal, window, block_function, *, dilation=1, mode="valid", a
                   center=False, stride=1, out=None):
     """``windowed_norm`` of the Dask array ``signal``: a lazy Dask array."""
     no_out(out, "a Dask array signal")
-    signal = _without_empty_chunks(v.check_known_shape(signal, "signal"))
+    signal = _without_empty_chunks(v.check_known_shape(signal, "signal", min_ndim=1))
     if isinstance(axis, tuple):
         plan = spatial.plan_norms(signal, window, dilation, mode, axis, center, stride)
         geo = plan.geometry
