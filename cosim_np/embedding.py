@@ -150,7 +150,7 @@ def pairwise_cosine(a, b=None, *, out=None, dtype=None, fill=0.0, max_memory=Non
     ``result[i, j]`` is the cosine of ``a[i]`` and ``b[j]``. Rows are
     normalised once (overflow-safe, in float64) and the matrix is built tile by
     tile with BLAS matrix products, so the working memory stays within
-    ``max_memory`` and ``out`` may be a :class:`numpy.memmap` larger than RAM.
+    ``max_memory`` and ``out`` may be a ``numpy.memmap`` larger than RAM.
 
     Parameters
     ----------
@@ -166,8 +166,8 @@ def pairwise_cosine(a, b=None, *, out=None, dtype=None, fill=0.0, max_memory=Non
         then read from a copy.
     dtype : {None, float16, float32, float64}, optional
         Result dtype. Default: ``out.dtype`` if ``out`` is given, otherwise the
-        dtype policy (float32 stays float32, float64, integers and bools give
-        float64). The products run in float64 BLAS for a float64 result and in
+        dtype policy (float16 and float32 stay themselves; float64, integers
+        and bools give float64). The products run in float64 BLAS for a float64 result and in
         float32 BLAS otherwise.
     fill : float, optional
         Similarity of a pair involving an all-zero row (default ``0.0``).

@@ -33,7 +33,16 @@ kernel : numpy.ndarray
 sharpness : float
     With respect to ``sharpness``.
 noise_floor : float
-    With respect to ``noise_floor``."""
+    With respect to ``noise_floor``.
+
+Examples
+--------
+>>> import numpy as np
+>>> from cosim_np import sliding_cosine_grad
+>>> grads = sliding_cosine_grad([0.0, 1, 2, 3, 0], [1.0, 2, 3], np.ones(3))
+>>> grads.signal.shape, grads.kernel.shape
+((5,), (3,))
+>>> signal_grad, kernel_grad, sharpness_grad, floor_grad = grads"""
 
 
 # ---------------------------------------------------------------------------
@@ -679,7 +688,10 @@ def _grad_output_in_range(g, x, kernel_shape, *, center, noise_floor, sharpness,
     if largest <= bound:  # (and so below the plain limit: nothing to scale)
         return plans.grad_output_in_range(g, largest=largest)
     window = tuple(kernel_shape[-len(axis):]) if isinstance(axis, tuple) else kernel_shape[-1]
-    norms = windowed_norm(x, window, dilation=dilation, mode=mode, axis=axis, center=center)
+    try:
+        norms = windowed_norm(x, window, dilation=dilation, mode=mode, axis=axis, center=center)
+    except (TypeError, ValueError):  # (the CUDA backend's refusal names the kernel, not a window)
+        return plans.grad_output_in_range(g, largest=largest)
     smallest = float(np.min(norms, where=(norms > 0) & (norms < np.inf), initial=np.inf))
     return plans.grad_output_in_range(g, plans.grad_output_limit(smallest + floor, exponent),
                                       largest)

@@ -162,22 +162,67 @@ def sliding_cosine(signal, kernel, sharpness=1.0, noise_floor=0.0, **options):
     to ``signal``, ``kernel`` and (when they are tensors) ``sharpness`` and
     ``noise_floor``.
 
-    ``options`` are those of :func:`cosim_np.sliding_cosine` (``mode``,
-    ``dilation``, ``fill``, ``axis``, ``method``, ``center``, ``stride``; not
-    ``out`` nor ``backend``: the result is a new tensor on the tensors'
-    device); the result's dtype is :func:`cosim_np.sliding_cosine`'s: the
-    signal's for floating-point tensors, float64 for integer and bool ones.
-    ``torch.autograd.gradcheck`` passes in float64. The gradients are not
-    differentiable again: a second backward through them
-    (``create_graph=True``) raises.
+    Parameters
+    ----------
+    signal, kernel : torch.Tensor
+        As for :func:`cosim_np.sliding_cosine`, on the CPU or on a CUDA
+        device (both on the same one).
+    sharpness, noise_floor : float or torch.Tensor, optional
+        As for :func:`cosim_np.sliding_cosine`; a tensor of one element
+        gets its gradient.
+    **options
+        Those of :func:`cosim_np.sliding_cosine`: ``mode``, ``dilation``,
+        ``fill``, ``axis``, ``method``, ``center``, ``stride`` (not ``out``
+        nor ``backend``: the result is a new tensor on the tensors' device).
 
-    With ``sharpness`` 1 and ``stride`` 1 the backward takes the cosines
-    from the forward's result, as rounded to its dtype, instead of computing
-    them again: for float32 or float16 tensors the gradients then carry
-    that rounding (a unit of the dtype against the size of their terms),
-    which near a perfect match (``|s|`` near 1, where the gradient is
-    small) is large beside the gradient. Use float64 tensors for gradients
-    as exact as :func:`cosim_np.sliding_cosine_grad`'s."""
+    Returns
+    -------
+    torch.Tensor
+        The cosines, of :func:`cosim_np.sliding_cosine`'s shape and dtype:
+        the signal's for floating-point tensors, float64 for integer and
+        bool ones.
+
+    Raises
+    ------
+    TypeError
+        ``signal`` or ``kernel`` not a tensor, an unknown option (or
+        ``out``, ``backend``), a dtype NumPy has not (bfloat16).
+    ValueError
+        ``signal`` and ``kernel`` on different devices, and every error of
+        :func:`cosim_np.sliding_cosine`.
+    NotImplementedError
+        Tensors on a device other than the CPU or a CUDA GPU.
+    RuntimeError
+        A second backward through the gradients (``create_graph=True``),
+        or the gradients of a batch of calls at once
+        (``torch.func.vmap``, ``jacobian(..., vectorize=True)``).
+
+    Notes
+    -----
+    ``torch.autograd.gradcheck`` passes in float64. With ``sharpness`` 1 and
+    ``stride`` 1 the backward takes the cosines from the forward's result,
+    as rounded to its dtype, instead of computing them again: for float32
+    or float16 tensors the gradients then carry that rounding (a unit of
+    the dtype against the size of their terms), which near a perfect match
+    (``|s|`` near 1, where the gradient is small) is large beside the
+    gradient. Use float64 tensors for gradients as exact as
+    :func:`cosim_np.sliding_cosine_grad`'s.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from cosim_np.torch import sliding_cosine
+    >>> signal = torch.tensor([0.0, 1, 2, 3, 0, -1, -2, -3, 0], dtype=torch.float64,
+    ...                       requires_grad=True)
+    >>> kernel = torch.tensor([1.0, 2, 3], dtype=torch.float64, requires_grad=True)
+    >>> p = torch.tensor(1.5, dtype=torch.float64, requires_grad=True)
+    >>> s = sliding_cosine(signal, kernel, sharpness=p)
+    >>> s[[1, 5]]
+    tensor([ 1., -1.], dtype=torch.float64, grad_fn=<IndexBackward0>)
+    >>> s.sum().backward()
+    >>> kernel.grad.shape, p.grad.shape
+    (torch.Size([3]), torch.Size([]))
+    """
     for name, value in (("signal", signal), ("kernel", kernel)):
         if not isinstance(value, torch.Tensor):
             raise TypeError(f"{name} must be a torch.Tensor (cosim_np.sliding_cosine takes "
@@ -277,7 +322,7 @@ def _keep(result):
 def _kept(kept):
     """The result :func:`_keep` kept, or None where it has been changed in
     place since (an in-place activation after a layer, as after
-    :class:`torch.nn.Conv1d`): the backward then computes it again, where
+    ``torch.nn.Conv1d``): the backward then computes it again, where
     ``save_for_backward`` would have made the backward raise."""
     if kept is None:
         return None
@@ -368,13 +413,19 @@ class SharpenedCosine1d(torch.nn.Module):
 
     Parameters
     ----------
-    in_channels, out_channels, kernel_size : int
-    stride : int, optional
+    in_channels, out_channels : int
+        Channels of the inputs, and kernels (channels of the outputs).
+    kernel_size : int or (int,)
+        Taps of each kernel, along the signal.
+    stride : int or (int,), optional
         Keep every ``stride``-th window (a convolution layer's stride).
-    dilation : int, optional
+    dilation : int or (int,), optional
+        Spacing of the taps (1: adjacent samples).
     mode : {'valid', 'same', 'full', 'causal'}, optional
-        The sliding modes of :func:`cosim_np.sliding_cosine` (``padding``,
-        PyTorch's name, is taken too).
+        The sliding modes of :func:`cosim_np.sliding_cosine` (default
+        'valid').
+    padding : {'valid', 'same', 'full', 'causal'}, optional
+        PyTorch's name for ``mode`` (give one of the two).
     center : bool, optional
         Pearson's correlation instead of the cosine (``center=True``). A
         constant kernel (all taps equal: zeroed by pruning, say) then has
@@ -394,10 +445,23 @@ class SharpenedCosine1d(torch.nn.Module):
     Learned parameters: ``weight`` ``(out_channels, in_channels,
     kernel_size)`` (also read as ``kernel``), ``p`` ``(out_channels,)``
     and ``q`` (a scalar). Inputs ``(batch, in_channels, n)``, or
-    ``(in_channels, n)`` unbatched, as :class:`torch.nn.Conv1d`'s. The
+    ``(in_channels, n)`` unbatched, as ``torch.nn.Conv1d``'s. The
     windows' norms are exact (no ``eps``), and no gradient of finite inputs
     is NaN or infinite (the conventions of
     :func:`cosim_np.sliding_cosine_grad`).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from cosim_np.torch import SharpenedCosine1d
+    >>> layer = SharpenedCosine1d(2, 4, 5, stride=2, dtype=torch.float64)
+    >>> layer
+    SharpenedCosine1d(2, 4, kernel_size=5, stride=2, dilation=1, mode='valid', center=False)
+    >>> out = layer(torch.randn(3, 2, 50, dtype=torch.float64))
+    >>> out.shape
+    torch.Size([3, 4, 23])
+    >>> bool(out.abs().max() <= 1)
+    True
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, *, stride=1, dilation=1,
@@ -420,7 +484,7 @@ class SharpenedCosine1d(torch.nn.Module):
         return self.weight
 
     def reset_parameters(self):
-        """Draw ``weight`` again (as :class:`torch.nn.Conv1d` draws its own)
+        """Draw ``weight`` again (as ``torch.nn.Conv1d`` draws its own)
         and set ``p`` and ``q`` to ``p_init`` and ``q_init``: torch's way to
         initialise a layer made without values (``torch.device("meta")``,
         ``torch.nn.utils.skip_init``)."""
@@ -454,11 +518,17 @@ class SharpenedCosine2d(torch.nn.Module):
     Parameters
     ----------
     in_channels, out_channels : int
+        Channels of the inputs, and kernels (channels of the outputs).
     kernel_size : int or (int, int)
+        Pixels of each kernel, ``(kh, kw)`` (one number: square).
     stride, dilation : int or (int, int), optional
+        Keep every ``stride``-th window along each axis; spacing of the
+        taps along each axis (1: adjacent pixels).
     mode : {'valid', 'same', 'full'}, optional
         The sliding modes of :func:`cosim_np.sliding_cosine`, for both axes
-        (``padding``, PyTorch's name, is taken too).
+        (default 'valid').
+    padding : {'valid', 'same', 'full'}, optional
+        PyTorch's name for ``mode`` (give one of the two).
     center : bool, optional
         Pearson's correlation instead of the cosine (``center=True``). A
         constant kernel (all taps equal: zeroed by pruning, say) then has
@@ -478,7 +548,7 @@ class SharpenedCosine2d(torch.nn.Module):
     (also read as ``kernel``), ``p`` ``(out_channels,)`` and ``q``.  CPU
     and CUDA tensors, as :class:`SharpenedCosine1d`; inputs ``(batch,
     in_channels, H, W)``, or ``(in_channels, H, W)`` unbatched, as
-    :class:`torch.nn.Conv2d`'s.
+    ``torch.nn.Conv2d``'s.
 
     Examples
     --------
@@ -580,7 +650,7 @@ def _make_parameters(layer, shape, p_init, q_init, dtype, device):
 
 def _reset(layer):
     """A layer's parameters as at construction: ``weight`` drawn as
-    :class:`torch.nn.Conv1d` draws its own, ``p`` and ``q`` their initial
+    ``torch.nn.Conv1d`` draws its own, ``p`` and ``q`` their initial
     values."""
     with torch.no_grad():
         torch.nn.init.kaiming_uniform_(layer.weight, a=5**0.5)

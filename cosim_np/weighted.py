@@ -137,7 +137,7 @@ def scaled_cosine_loss(a, b, *, scaling="minmax", weight_on="a", shuffle=False, 
         permutation may leave some rows in place.
     rng : None, int or numpy.random.Generator, optional
         Source of the permutation when ``shuffle=True`` (passed to
-        :func:`numpy.random.default_rng`: give a seed or a Generator for a
+        ``numpy.random.default_rng``: give a seed or a Generator for a
         reproducible baseline).
     return_grad : bool, optional
         Also return the gradients of the loss with respect to ``a`` and ``b``

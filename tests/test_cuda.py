@@ -341,6 +341,12 @@ def test_out_of_windowed_norm_and_sharpen():
         (lambda: windowed_norm(on_gpu(np.ones(4, np.complex64)), 2), TypeError, "real-valued"),
         (lambda: sharpen(on_gpu(np.ones(3)), np.inf), ValueError, "sharpness"),
         (lambda: sliding_cosine(on_gpu(np.ones(9)), np.ones(2), backend="gpu"), ValueError, "backend"),
+        # a loud grad_output over tiny windows: the norms that bound its scaling
+        # were taken first, and their refusal named a window (an exploratory test)
+        (lambda: sliding_cosine_grad(np.array([1e-300, 2e-300, 1.0]), np.ones(5), np.full(1, 1e300),
+                                     backend="cuda"), ValueError, "kernel of length 5"),
+        (lambda: sliding_cosine_grad(np.full((3, 3), 1e-300), np.ones((4, 2)), np.full((1, 1), 1e300),
+                                     axis=(0, 1), backend="cuda"), ValueError, r"kernel of shape \(4, 2\)"),
     ],
 )
 def test_errors_name_the_parameter(call, exc, match):

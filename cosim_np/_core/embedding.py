@@ -43,6 +43,17 @@ f1 : numpy scalar
 
 All three have the dtype of ``set_similarity``'s result (float32 for float32
 sets, float64 for float64, integer and bool sets).
+
+Examples
+--------
+>>> import numpy as np
+>>> from cosim_np import set_similarity
+>>> a = np.array([[1.0, 0], [0, 1]])
+>>> b = np.array([[1.0, 0], [1, 1], [0, 1]])
+>>> match = set_similarity(a, b, measure="greedy")
+>>> round(float(match.precision), 4), round(float(match.recall), 4)
+(1.0, 0.9024)
+>>> precision, recall, f1 = match
 """
 
 
