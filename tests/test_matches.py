@@ -734,6 +734,7 @@ def _cli(*args, cwd):
 
 
 def test_command_line(tmp_path):
+    import subprocess
     from pathlib import Path
 
     from scipy.io import wavfile
