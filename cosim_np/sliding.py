@@ -8,6 +8,7 @@ arrays (which runs the function itself on each block, lazily).
 
 import functools
 import math
+import numbers
 from collections import namedtuple
 
 import numpy as np
@@ -614,17 +615,25 @@ def sliding_cosine_grad(
                 f"sliding_cosine_grad takes NumPy arrays; {name} is a Dask array: compute it "
                 f"first ({name}.compute()), or the gradient of each chunk with its overlap.")
     if _backend.wants_cuda(backend, signal=signal, kernel=kernel, grad_output=grad_output):
-        shift = 0
+        shift = signal_shift = 0
         if not any(map(v.on_device, (signal, kernel, grad_output))):  # (host arrays only)
             signal = v.as_real_array(signal, "signal")
             grad_output, shift = _grad_output_in_range(
                 grad_output, signal, np.shape(kernel), center=center, noise_floor=noise_floor,
                 sharpness=sharpness, dilation=dilation, mode=mode, axis=axis)
-        return SlidingCosineGrad(*plans.grads_times_power_of_two(
-            _backend.cuda_impl("sliding_cosine_grad")(
-                signal, kernel, grad_output, sharpness=sharpness, mode=mode, dilation=dilation,
-                noise_floor=noise_floor, fill=fill, axis=axis, method=method, center=center,
-                stride=stride), shift))
+            # samples whose squares could leave the float64 range: scaled into it
+            # by a power of two, as the CPU's gradients take them
+            if isinstance(noise_floor, numbers.Real) and noise_floor >= 0:
+                signal, noise_floor, signal_shift = plans.host_signal_in_range(
+                    signal, float(noise_floor))
+        grads = _backend.cuda_impl("sliding_cosine_grad")(
+            signal, kernel, grad_output, sharpness=sharpness, mode=mode, dilation=dilation,
+            noise_floor=noise_floor, fill=fill, axis=axis, method=method, center=center,
+            stride=stride)
+        if signal_shift:  # (the signal's and the floor's gradients scaled back)
+            unscaled = plans.grads_times_power_of_two(grads, signal_shift)
+            grads = (unscaled[0], grads[1], grads[2], unscaled[3])
+        return SlidingCosineGrad(*plans.grads_times_power_of_two(grads, shift))
     return _gradients(signal, kernel, grad_output, sharpness=sharpness, mode=mode,
                       dilation=dilation, noise_floor=noise_floor, fill=fill, axis=axis,
                       method=method, center=center, stride=stride)

@@ -820,6 +820,26 @@ def test_gradients_scale_as_the_true_ones_through_the_float64_range(shift):
     assert_grads_close(unscaled, want, kernel.size * 25)
 
 
+@pytest.mark.parametrize("case", ["plain", "center", "floor", "image"])
+def test_gradients_of_windows_whose_norms_are_past_the_float64_range(case):
+    """Samples near 1.5e308: windows whose norms (or norm plus noise floor)
+    are past the float64 range.  The GPU took them as inf: the kernel's
+    gradient came out wrong, the signal's 0 (an exploratory test).  A host
+    signal is now scaled by a power of two first, as the CPU does; the
+    signal's gradient (about 1e-309) compared scaled back up."""
+    rng = np.random.default_rng(12)
+    image = case == "image"
+    x = rng.uniform(-1, 1, (6, 7) if image else 30) * (0.5e308 if case == "floor" else 1.5e308)
+    kernel = rng.standard_normal((2, 3) if image else 4)
+    options = dict(axis=(0, 1) if image else -1, center=case == "center",
+                   noise_floor=1.5e308 if case == "floor" else 0.0)
+    g = rng.standard_normal(sliding_cosine(x, kernel, **options).shape)
+    got = sliding_cosine_grad(x, kernel, g, backend="cuda", **options)
+    want = sliding_cosine_grad(x, kernel, g, **options)
+    assert_grads_close(got, want, kernel.size * x.size)
+    assert_grads_close(*([np.ldexp(grads.signal, 1020)] for grads in (got, want)), x.size)
+
+
 @pytest.mark.parametrize("axis", [-1, (0, 1)])
 def test_gradients_of_a_grad_output_near_the_top_of_the_range(axis):
     """``grad_output`` times ``2**1021``: every gradient times it (inf past

@@ -13,7 +13,7 @@ import numpy as np
 
 from . import config
 from . import validate as v
-from .scalars import KERNEL_NONFINITE, KERNEL_NORMAL, KERNEL_ZERO
+from .scalars import KERNEL_NONFINITE, KERNEL_NORMAL, KERNEL_ZERO, SAFE_MAX, SAFE_MIN
 
 MODES = ("valid", "same", "full", "causal")
 METHODS = ("auto", "direct", "fft")
@@ -314,6 +314,45 @@ def smallest_window_norm(x, center, noise_floor):
     if center:
         smallest = max(math.ldexp(smallest, -60), 5e-324)
     return smallest + float(noise_floor)
+
+
+def in_range_shift(largest, smallest, floor):
+    """The power of two ``2**shift`` that centres the non-zero finite
+    magnitudes ``smallest .. largest`` of a signal (in binades) in
+    ``[SAFE_MIN, SAFE_MAX]``, where it brings them, and a noise floor above
+    0, all into it (the same scaled samples for any power-of-two scaling of
+    them, each exact); None where it does not, or no magnitude is non-zero
+    and finite (``largest`` 0)."""
+    if largest == 0.0:
+        return None
+    shift = -((math.frexp(largest)[1] + math.frexp(smallest)[1]) // 2)
+    with np.errstate(over="ignore", under="ignore"):
+        scaled = [np.ldexp(value, shift) for value in (largest, smallest, floor)]
+    if not all(SAFE_MIN <= value <= SAFE_MAX for value in scaled[: 3 if floor else 2]):
+        return None
+    return shift
+
+
+def host_signal_in_range(x, floor):
+    """``(x, floor, shift)``: a float64 host signal whose squares could
+    leave the float64 range, and the noise floor, times the power of two
+    ``2**shift`` of ``in_range_shift`` (the gradients with respect to them
+    are then scaled back by it), by NumPy, for a backend that takes host
+    arrays as they are (the GPU's gradients; the CPU's scan their samples
+    compiled).  ``shift`` is 0 where no sample needs it or none serves."""
+    if x.dtype != np.float64 or x.size == 0:
+        return x, floor, 0
+    magnitudes = np.abs(x)
+    finite = (magnitudes > 0.0) & (magnitudes < np.inf)
+    largest = float(np.max(magnitudes, where=finite, initial=0.0))
+    smallest = float(np.min(magnitudes, where=finite, initial=np.inf))
+    if largest == 0.0 or (SAFE_MIN <= smallest and largest <= SAFE_MAX):
+        return x, floor, 0
+    shift = in_range_shift(largest, smallest, floor)
+    if shift is None:
+        return x, floor, 0
+    with np.errstate(over="ignore", under="ignore"):
+        return np.ldexp(x, shift), float(np.ldexp(floor, shift)), shift
 
 
 def grads_times_power_of_two(grads, shift):

@@ -17,7 +17,7 @@ import numpy as np
 
 from .._core import config
 from .._core import sliding as plans
-from .._core.scalars import KERNEL_ZERO, SAFE_MAX, SAFE_MIN
+from .._core.scalars import KERNEL_ZERO
 from . import blas, blocks, centered, powers, products, scratch, threads
 from . import fft as transforms
 from . import grad as gradients
@@ -944,15 +944,11 @@ def _in_range(samples, floor):
     any power-of-two scaling of them, each exact.  None where they (or a
     noise floor above 0) would not all lie in that range, or no sample is
     non-zero and finite."""
-    largest, smallest = blocks.magnitude_range(samples)
-    if largest == 0.0:
+    shift = plans.in_range_shift(*blocks.magnitude_range(samples), floor)
+    if shift is None:
         return None
-    shift = -((math.frexp(largest)[1] + math.frexp(smallest)[1]) // 2)
     with np.errstate(over="ignore", under="ignore"):
-        scaled = [np.ldexp(value, shift) for value in (largest, smallest, floor)]
-    if not all(SAFE_MIN <= value <= SAFE_MAX for value in scaled[: 3 if floor else 2]):
-        return None
-    return _times_power_of_two(samples, shift), float(scaled[2]), shift
+        return _times_power_of_two(samples, shift), float(np.ldexp(floor, shift)), shift
 
 
 def signal_in_range(padded, floor):
