@@ -82,7 +82,9 @@ def make_buffers(m, d, windows):
     gigabytes where a short signal has a few windows.)"""
     chunk = m * d
     tile = tile_length(m, d)
-    cover = min(tile, -(-windows // chunk) * chunk)  # whole chunks holding a tile's windows
+    # whole chunks holding a tile's windows (the lanes' layout is a whole
+    # tile's, whose chunks are short: a few thousand windows)
+    cover = tile if chunk < CHAIN_CHUNK else min(tile, -(-windows // chunk) * chunk)
     width = cover // chunk + 1  # and the one after
     return tile, (
         scratch.empty("squares", chunk * width),  # squares, then suffix sums
