@@ -327,3 +327,32 @@ def test_max_memory_takes_a_float_of_whole_bytes_as_its_string_is_taken():
                          (True, TypeError), ("lots", ValueError)):
         with pytest.raises(error, match="^max_memory must be"):
             check_memory(value, "max_memory", 1)
+
+
+def test_float16_results_round_tiny_values_to_zero_under_a_user_s_seterr():
+    """Under ``np.seterr(all="raise")`` (or ``"warn"``), float16 results
+    whose tiny values round to 0 raised ``FloatingPointError`` (underflow in
+    a cast; an exploratory test): the rounding is the dtype's, not an error."""
+    rng = np.random.default_rng(0)
+    x16 = rng.standard_normal(2000).astype(np.float16)
+    kernel = rng.standard_normal(7)
+    image = rng.standard_normal((40, 40)).astype(np.float16)
+    a = np.array([[1.0, 1e-7, 0], [0, 1, 1e-7]])
+    b = np.array([[1e-7, 1, 0], [1, 0, 1e-7]])
+    calls = [
+        lambda: cosim_np.sliding_cosine(x16, kernel, sharpness=2.0),
+        lambda: cosim_np.sliding_cosine(x16, kernel, sharpness=3.0, method="fft"),
+        lambda: cosim_np.sliding_cosine(image, image[:5, :5], axis=(0, 1), sharpness=2.0),
+        lambda: cosim_np.find_matches(x16, kernel, k=3, sharpness=3.0),
+        lambda: cosim_np.pairwise_cosine(a, b, dtype=np.float16),
+        lambda: cosim_np.pairwise_cosine(np.vstack([a, b]), dtype=np.float16),
+        lambda: cosim_np.cosine_similarity(a, b, out=np.empty(2, np.float16)),
+    ]
+    for call in calls:
+        want = call()
+        with np.errstate(all="raise"):
+            got = call()
+        if isinstance(want, cosim_np.Matches):
+            assert got == want
+        else:
+            np.testing.assert_array_equal(got, want)

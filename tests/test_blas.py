@@ -125,3 +125,22 @@ def test_a_users_limit_that_ends_inside_our_call_keeps_its_restored_count():
     for t in threads:
         t.join()
     assert _blas.blas_threads() == before
+
+
+def test_the_process_environment_is_left_as_it_was():
+    """threadpoolctl sets ``KMP_DUPLICATE_LIB_OK=True`` when imported (Intel
+    OpenMP's guard against two of its runtimes, off for the whole process
+    and its children); the first BLAS product imported it and left it set
+    (an exploratory test)."""
+    import os
+    import subprocess
+    import sys
+
+    script = ("import os, numpy as np, cosim_np\n"
+              "cosim_np.pairwise_cosine(np.random.default_rng(0).random((700, 48)))\n"
+              "print(os.environ.get('KMP_DUPLICATE_LIB_OK'))\n")
+    env = {name: value for name, value in os.environ.items() if name != "KMP_DUPLICATE_LIB_OK"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "None"

@@ -132,6 +132,49 @@ if __name__ == "__main__":
     assert "child [True]" in done.stdout
 
 
+def test_a_child_forked_during_another_thread_s_blas_call_is_free_of_it(tmp_path):
+    """Fork while another thread runs ``topk_cosine`` (BLAS lowered to one
+    thread while it runs): the child inherited the lowered count for good
+    (a third of the children), and now and then the lock of that call, held
+    by a thread the child has not, and hung (an exploratory test).  Now each
+    child has the BLAS thread count of before and finishes its own call."""
+    done = _run_script(tmp_path, """
+import os, signal, threading, numpy as np
+from threadpoolctl import threadpool_info
+from cosim_np import topk_cosine
+from cosim_np._core import config
+from cosim_np._cpu import blas
+config.MIN_STREAM_WORK, config.MIN_ROWS_PER_STREAM = 1000, 16  # (streams of BLAS calls)
+assert blas.can_limit()
+a = np.random.default_rng(0).standard_normal((200, 16))
+want = topk_cosine(a, a, 2)[1]
+before = [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
+assert max(before) > 1
+stop = False
+def loop():
+    while not stop:
+        topk_cosine(a, a, 2)
+thread = threading.Thread(target=loop)
+thread.start()
+failed = []
+for _ in range(150):
+    pid = os.fork()
+    if pid == 0:
+        signal.alarm(20)
+        ok = np.array_equal(topk_cosine(a, a, 2)[1], want)
+        counts = [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
+        os._exit(0 if ok and counts == before else 1)
+    _, status = os.waitpid(pid, 0)
+    if not (os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0):
+        failed.append(status)
+stop = True
+thread.join()
+print("failed children", len(failed), failed[:5])
+""")
+    assert done.returncode == 0, done.stderr
+    assert "failed children 0 " in done.stdout, done.stdout
+
+
 def test_calls_at_interpreter_shutdown_run_their_parts_in_turn(tmp_path):
     """From an ``atexit`` function no thread can start: the parts run in the
     calling thread, with the bits of parts side by side."""

@@ -26,6 +26,7 @@ multi-threaded BLAS calls.
 """
 
 import contextlib
+import os
 import threading
 
 _lock = threading.Lock()
@@ -41,8 +42,13 @@ def _blas():
     if _controller is None:
         # (imported here: threadpoolctl sets KMP_DUPLICATE_LIB_OK for the whole
         # process when imported, and only the BLAS products need it)
+        setting = os.environ.get("KMP_DUPLICATE_LIB_OK")
         from threadpoolctl import ThreadpoolController
 
+        # (and set back: the setting turns off Intel OpenMP's guard against two
+        # of its runtimes in one process, for the user's whole process)
+        if setting is None:
+            os.environ.pop("KMP_DUPLICATE_LIB_OK", None)
         _controller = ThreadpoolController().select(user_api="blas")
     return _controller
 
@@ -91,14 +97,38 @@ def single_threaded():
         yield True
     finally:
         with _lock:
-            _users -= 1
-            if _users == 0:
-                _take_control()
-                for lib, count in zip(_blas().lib_controllers, _original):
-                    # (a count changed meanwhile is someone else's: a user's
-                    # threadpool_limits that began before our first call and
-                    # ended inside it restored its own, which ours must not undo)
-                    if lib.num_threads == 1:
-                        lib.set_num_threads(count)
-                _take_control()
-                _original = None
+            _users = max(0, _users - 1)  # (a forked child starts at 0: _after_fork)
+            if _users == 0 and _original is not None:
+                _restore()
+
+
+def _restore():
+    """Set the BLAS thread counts back to ``_original`` (under ``_lock``)."""
+    global _original
+    _take_control()
+    for lib, count in zip(_blas().lib_controllers, _original):
+        # (a count changed meanwhile is someone else's: a user's
+        # threadpool_limits that began before our first call and ended
+        # inside it restored its own, which ours must not undo)
+        if lib.num_threads == 1:
+            lib.set_num_threads(count)
+    _take_control()
+    _original = None
+
+
+def _after_fork_in_child():
+    """A forked child runs only the thread that forked: the calls of the
+    others never end there.  The BLAS thread counts they lowered are set
+    back (else the child's NumPy runs its BLAS on one thread for good), and
+    no call is under way.  ``_lock`` was taken before the fork (no thread
+    was inside it: a lock held by a thread the child has not would never
+    be released there), and is released after it, in both processes."""
+    global _users
+    if _original is not None:
+        _restore()
+    _users = 0
+    _lock.release()
+
+
+os.register_at_fork(before=_lock.acquire, after_in_parent=_lock.release,
+                    after_in_child=_after_fork_in_child)

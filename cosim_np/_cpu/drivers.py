@@ -409,9 +409,10 @@ def _deliver(result, ax, channel_axis, is_bank, out_dtype, out):
 
 def cast_result(result, out, out_dtype):
     """``result`` as ``out_dtype``, or copied into ``out`` where it is not
-    ``out`` itself; a norm past float16's range is inf, as documented,
-    without NumPy's overflow warning."""
-    with np.errstate(over="ignore"):
+    ``out`` itself; a norm past float16's range is inf, as documented, and
+    a cosine below its subnormals 0, without NumPy's warnings (under a
+    user's ``np.seterr``)."""
+    with np.errstate(over="ignore", under="ignore"):
         if out is None:
             return result.astype(out_dtype, copy=False)
         if result is not out:

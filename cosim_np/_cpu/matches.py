@@ -463,7 +463,8 @@ class Scores:
         else:
             drivers.run_direct(piece, *self.args, result, 0, self.plan.center)
         if self.plan.out_dtype != self.compute:  # float16: the whole call's rounding
-            with np.errstate(over="ignore"):  # (a fill past float16's range is ±inf, no warning)
+            # (a fill past float16's range is ±inf, a tiny score 0: no warning)
+            with np.errstate(over="ignore", under="ignore"):
                 result = result.astype(self.plan.out_dtype).astype(self.compute)
         return result
 

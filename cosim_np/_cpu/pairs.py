@@ -61,7 +61,8 @@ def cosine_similarity(x, y, plan, out=None):
             else:
                 kernels.cosines_of_rows(xrows, yrows, shape, xsteps, ysteps, c0, c1, eps, fill,
                                         cos)
-            result[c0:c1] = cos[: c1 - c0]
+            with np.errstate(under="ignore"):  # (a float16 result: tiny cosines round to 0)
+                result[c0:c1] = cos[: c1 - c0]
 
     # each thread gets enough components that starting it pays
     threads.run_split(total, work, max(1, config.MIN_COMPONENTS_PER_THREAD // xrows.shape[1]))

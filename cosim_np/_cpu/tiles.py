@@ -339,11 +339,11 @@ def _store(tile, target, i0, j0, direct, upper):
     ``target`` (unless it was computed there) and, for a product of rows
     with themselves, its part below the diagonal block transposed."""
     i1, j1 = i0 + tile.shape[0], j0 + tile.shape[1]
-    if not direct:
-        target[i0:i1, j0:j1] = tile
-    if upper:
+    with np.errstate(under="ignore"):  # (a float16 target: tiny cosines round to 0)
+        if not direct:
+            target[i0:i1, j0:j1] = tile
         lo = max(j0, i1)  # columns strictly below the row block's diagonal block
-        if lo < j1:
+        if upper and lo < j1:
             if direct:
                 kernels.transpose_into(tile[:, lo - j0 :], target[lo:j1, i0:i1])
             else:
