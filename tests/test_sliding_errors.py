@@ -84,6 +84,13 @@ def test_signal_errors():
         sliding_cosine([[1.0, 2.0], [3.0]], [1.0])
 
 
+def test_a_ragged_bank_is_refused_saying_kernels_take_one_length():
+    """(NumPy's text alone said "inhomogeneous shape"; an exploratory test.)"""
+    with pytest.raises(TypeError, match=r"kernel must be array-like; .* \(a bank takes kernels of "
+                                        r"one length: search with each length apart"):
+        sliding_cosine(np.ones(20), [[1.0, 2.0, 3.0], [1.0, 2.0]])
+
+
 def test_channel_mismatch_names_both_counts():
     with pytest.raises(ValueError,
                        match=r"kernel has C_in=3 input channels but the signal has 2 along its channel axis"):

@@ -101,7 +101,9 @@ def as_real_array(value, name, *, min_ndim=1, native=True):
     try:
         array = np.asarray(value)
     except Exception as exc:  # ragged lists and the like
-        raise TypeError(f"{name} must be array-like; {exc}") from None
+        hint = (" (a bank takes kernels of one length: search with each length apart)"
+                if name == "kernel" and "inhomogeneous" in str(exc) else "")
+        raise TypeError(f"{name} must be array-like; {exc}{hint}") from None
     output_dtype(array.dtype, name)
     if native and not array.dtype.isnative:
         # big-endian files (SEG-Y, SAC, FITS) read as they are: the kernels
