@@ -139,7 +139,11 @@ def test_a_child_forked_during_another_thread_s_blas_call_is_free_of_it(tmp_path
     by a thread the child has not, and hung (an exploratory test).  Now each
     child has the BLAS thread count of before and finishes its own call."""
     done = _run_script(tmp_path, """
-import os, signal, threading, numpy as np
+import os
+# (two BLAS threads whatever the test process's environment holds: an
+# in-process Dask cluster sets OPENBLAS_NUM_THREADS=1 there)
+os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = "2"
+import signal, threading, numpy as np
 from threadpoolctl import threadpool_info
 from cosim_np import topk_cosine
 from cosim_np._core import config
