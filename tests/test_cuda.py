@@ -42,9 +42,9 @@ pytestmark = pytest.mark.cuda
 
 cuda = pytest.importorskip("numba.cuda")
 from cosim_np import _cuda  # noqa: E402  (after the simulator is chosen)
-from cosim_np._cuda import kernels  # noqa: E402
+from cosim_np._cuda import device  # noqa: E402
 
-SIMULATOR = kernels.SIMULATOR
+SIMULATOR = device.SIMULATOR
 # Every simulated thread is a Python thread: a quarter of the profile's
 # examples (ci: 37, dev: 10), all of them small.
 EXAMPLES = hsettings(max_examples=max(6, hsettings.default.max_examples // 4) if SIMULATOR
@@ -1022,8 +1022,40 @@ def test_backend_cpu_refuses_device_arrays_and_auto_follows_the_input():
     assert isinstance(windowed_norm(np.arange(6.0), 2), np.ndarray)  # auto, host: the CPU
 
 
+def test_calls_from_several_threads_and_dask_s_threads():
+    """Calls from several threads at once (a Dask array's blocks on the
+    threaded scheduler): under the simulator they failed, the host code of
+    one finding ``numba.cuda`` swapped for the simulator's fake module by
+    another's launch ('FakeCUDAModule' has no attribute 'devicearray'), or
+    two kernels simulated at once (an exploratory test).  The launches take
+    turns there; on a GPU they run side by side."""
+    import threading
+
+    import dask.array as da
+
+    rng = np.random.default_rng(4)
+    x, kernel = rng.standard_normal((2, 200)), np.array([1.0, 2.0, 3.0])
+    want = sliding_cosine(x, kernel)
+    found = [None] * 4
+
+    def run(slot):
+        found[slot] = [to_host(sliding_cosine(x, kernel, backend="cuda")) for _ in range(2)]
+
+    threads = [threading.Thread(target=run, args=(slot,)) for slot in range(len(found))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for got in found:
+        for result in got:
+            np.testing.assert_allclose(result, want, rtol=0, atol=tolerance(np.float64, 3))
+    lazy = sliding_cosine(da.from_array(x, chunks=(1, 60)), kernel, backend="cuda")
+    np.testing.assert_allclose(lazy.compute(scheduler="threads"), want, rtol=0,
+                               atol=tolerance(np.float64, 3))
+
+
 def test_no_cuda_is_a_clear_error(monkeypatch):
-    monkeypatch.setattr(kernels, "available", lambda: False)
+    monkeypatch.setattr(device, "available", lambda: False)
     with pytest.raises(RuntimeError, match="backend='cuda'"):
         sharpen(np.ones(3), 1.0, backend="cuda")
 

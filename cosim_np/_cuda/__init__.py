@@ -2,10 +2,11 @@
 
 Imported only by :func:`cosim_np._backend.cuda_impl`, that is when an input
 lives on the GPU or ``backend="cuda"`` is asked for; with it comes
-``numba.cuda`` (through :mod:`cosim_np._cuda.kernels`, the only module that
-imports it).  Each function validates and plans with the core (``_core``),
-lays out its launches (offsets, tiles, geometry from :data:`settings`) and
-runs the kernels on the stream of its input's producer.
+``numba.cuda`` (through :mod:`cosim_np._cuda.kernels` and
+:mod:`cosim_np._cuda.device`, the only modules that import it).  Each
+function validates and plans with the core (``_core``), lays out its
+launches (offsets, tiles, geometry from :data:`settings`) and runs the
+kernels on the stream of its input's producer.
 """
 
 from .arrays import settings

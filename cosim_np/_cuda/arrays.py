@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._core import validate as v
-from . import kernels
+from . import device
 
 
 @dataclass
@@ -67,29 +67,29 @@ class Call:
     """The stream and result kind of one call, from its inputs."""
 
     def __init__(self, *values):
-        if not kernels.available():
+        if not device.available():
             raise RuntimeError(
                 "backend='cuda' (or a CUDA device array as input) needs an NVIDIA GPU "
                 "with a working driver, and numba.cuda finds none; use backend='cpu' "
                 "with host (NumPy) arrays."
             )
-        device = [value for value in values if v.on_device(value)]
-        self.first = device[0] if device else None
-        self.kind = _kind(self.first) if device else "host"
+        on_device = [value for value in values if v.on_device(value)]
+        self.first = on_device[0] if on_device else None
+        self.kind = _kind(self.first) if on_device else "host"
         torch = sys.modules.get("torch") if self.kind == "torch" else None
-        self.stream = kernels.stream_for(self.first, torch)
+        self.stream = device.stream_for(self.first, torch)
 
     def operand(self, value, name, min_ndim=1):
         return Operand(value, name, self.stream, min_ndim)
 
     def empty(self, shape, dtype):
-        return kernels.device_array(tuple(shape), np.dtype(dtype), self.stream)
+        return device.device_array(tuple(shape), np.dtype(dtype), self.stream)
 
     def to_device(self, host):
-        return kernels.to_device(host, self.stream)
+        return device.to_device(host, self.stream)
 
     def launch(self, kernel, grid, threads, shared_bytes, *args):
-        kernels.launch(kernel, grid, threads, self.stream, shared_bytes, *args)
+        device.launch(kernel, grid, threads, self.stream, shared_bytes, *args)
 
     def deliver(self, result, out=None, scalar=False):
         """The result as the kind of array that came in: CuPy, PyTorch, a Numba
@@ -118,10 +118,10 @@ class Operand:
 
     def __init__(self, value, name, stream, min_ndim=1):
         if v.on_device(value):
-            self.array = kernels.as_device(value)
+            self.array = device.as_device(value)
         else:
             host = v.as_real_array(value, name, min_ndim=min_ndim)
-            self.array = kernels.to_device(host, stream)
+            self.array = device.to_device(host, stream)
         self.stream = stream
         self.dtype = np.dtype(self.array.dtype)
         self.shape = tuple(self.array.shape)
@@ -136,7 +136,7 @@ class Operand:
         """``(flat, base)``: a 1-D device array over all elements the input
         spans, and the offset in it of element ``[0, ..., 0]``."""
         if 0 in self.shape:  # nothing is read: any one-element array will do
-            return kernels.device_array((1,), self.dtype, self.stream), 0
+            return device.device_array((1,), self.dtype, self.stream), 0
         lo = sum((n - 1) * s for n, s in zip(self.shape, self.strides) if s < 0)
         hi = sum((n - 1) * s for n, s in zip(self.shape, self.strides) if s > 0)
-        return kernels.flat_view(self.array, lo, hi - lo + 1), -lo
+        return device.flat_view(self.array, lo, hi - lo + 1), -lo
