@@ -13,6 +13,7 @@ from cosim_np import find_matches, sliding_cosine, sliding_cosine_grad, windowed
 from cosim_np._core import config
 from cosim_np._cpu import spatial_driver
 from tests import naive
+from tests.memory import traced_peak
 from tests.strategies import arrays, elements, scalable_elements
 from tests.test_grad import assert_close_to_differences, finite_differences
 
@@ -290,6 +291,93 @@ def test_a_bright_pixel_leaves_every_window_without_it_exact(method, center):
     np.testing.assert_allclose(got[~holds], want[~holds], rtol=0, atol=tolerance(np.float64, 30))
     np.testing.assert_allclose(norms[~holds], want_norms[~holds], rtol=120 * EPS64, atol=0)
     np.testing.assert_allclose(got[holds], want[holds], rtol=0, atol=1e-6)
+
+
+@pytest.mark.usefixtures("fft_engine")
+@pytest.mark.parametrize("method", ["direct", "fft"])
+@pytest.mark.parametrize("center", [False, True])
+@pytest.mark.parametrize("bright", [1e140, 1e250])
+def test_a_pixel_far_brighter_than_the_rest_leaves_the_other_windows_their_bits(method, center,
+                                                                                  bright):
+    """Unit noise with one pixel of ``1e140``: the image was scaled to its
+    largest pixel and every sample ``2**450`` below it taken as one whose
+    square could underflow, each window holding one recomputed alone, by
+    NumPy (minutes for a megapixel, and other bits).  Now only samples
+    outside ``[SAFE_MIN, SAFE_MAX]`` once scaled count, in windows with no
+    other: the windows without the pixel have the bits of a crop without
+    it, and are right (an exploratory test)."""
+    rng = np.random.default_rng(61)
+    x, k = rng.standard_normal((60, 60)), rng.standard_normal((3, 3))
+    x[59, 59] = bright
+    got = sliding_cosine(x, k, axis=(0, 1), method=method, center=center)
+    crop = sliding_cosine(x[:50, :50], k, axis=(0, 1), method=method, center=center)
+    np.testing.assert_array_equal(got[:48, :48], crop)
+    want = naive.spatial_cosine(x[None, :50, :50], k[None, None], center=center)[0]
+    np.testing.assert_allclose(crop, want, rtol=0, atol=tolerance(np.float64, 9, kappa=3.0))
+    norms = windowed_norm(x, 3, axis=(0, 1), center=center)
+    np.testing.assert_array_equal(norms[:48, :48],
+                                  windowed_norm(x[:50, :50], 3, axis=(0, 1), center=center))
+
+
+@pytest.mark.parametrize("center", [False, True])
+def test_a_gaussian_spot_down_to_subnormal_values_is_right_everywhere(center):
+    """A float64 Gaussian spot from ``np.exp``: its tail spans every binade
+    down to the subnormals (1e-308 and below).  Each window holding a
+    sample ``2**450`` below the largest was recomputed alone; now only the
+    windows of samples more than ``SAFE_MAX / SAFE_MIN`` below it are, and
+    every window is right to the last digits (an exploratory test)."""
+    i, j = np.mgrid[:120, :120]
+    x = np.exp(-((i - 10.0) ** 2 + (j - 10.0) ** 2) / 8.0)
+    k = x[8:11, 8:11] + 0.5
+    got = sliding_cosine(x, k, axis=(0, 1), center=center)
+    # each window scaled by its largest sample first (as the reference cannot underflow then)
+    windows = np.lib.stride_tricks.sliding_window_view(x, (3, 3))
+    largest = np.max(np.abs(windows), axis=(-2, -1), keepdims=True)
+    scaled = np.where(largest > 0, windows / np.where(largest > 0, largest, 1.0), 0.0)
+    if center:
+        scaled = scaled - scaled.mean(axis=(-2, -1), keepdims=True)
+    kc = k - k.mean() if center else k
+    dots = np.einsum("ijab,ab->ij", scaled, kc)
+    norms = np.sqrt(np.einsum("ijab,ijab->ij", scaled, scaled)) * np.linalg.norm(kc)
+    want = np.where(norms > 0, dots / np.where(norms > 0, norms, 1.0), 0.0)
+    np.testing.assert_allclose(got, want, rtol=0, atol=tolerance(np.float64, 9, kappa=100.0))
+    assert np.array_equal(got == 0.0, want == 0.0)
+
+
+@pytest.mark.parametrize("call", ["sliding_cosine", "fft", "center", "windowed_norm", "grad",
+                                  "find_matches"])
+def test_a_small_image_with_a_huge_dilation_takes_memory_of_its_windows(call):
+    """A 10 x 10 image, a 9 x 9 kernel 3000 apart, mode='same': the image was
+    padded whole along both axes, 9.9 GB for 100 outputs (and a MemoryError
+    of 74.5 GiB at 10**5).  Each axis's windows read runs of samples laid
+    side by side (``_core.spatial.compacted``): memory of the windows, and
+    the values of that compact image computed as it is."""
+    rng = np.random.default_rng(62)
+    x, kernel = rng.standard_normal((10, 10)), rng.standard_normal((9, 9))
+    d, axis = 3000, (0, 1)
+    run = {
+        "sliding_cosine": lambda x, **o: sliding_cosine(x, kernel, axis=axis, method="direct", **o),
+        "fft": lambda x, **o: sliding_cosine(x, kernel, axis=axis, method="fft", **o),
+        "center": lambda x, **o: sliding_cosine(x, kernel, axis=axis, center=True, **o),
+        "windowed_norm": lambda x, **o: windowed_norm(x, 9, axis=axis, **o),
+        "grad": lambda x, **o: sliding_cosine_grad(x, kernel, np.ones((10, 10)), axis=axis,
+                                                   **o).kernel,
+        "find_matches": lambda x, **o: find_matches(x, kernel, axis=axis, k=3, exclusion=2,
+                                                    **o),
+    }[call]
+    want = run(x, dilation=d, mode="same")  # (compiled first)
+    got, peak = traced_peak(lambda: run(x, dilation=d, mode="same"))
+    assert peak < 4 * 2**20
+    # the compact image: tap j's run along each axis, j*d - 4*d + [0, 10)
+    runs = np.zeros((9, 10, 9, 10))
+    runs[4, :, 4, :] = x  # (every other tap reads padding)
+    compact = run(runs.reshape(90, 90), dilation=10, mode="valid")
+    if call == "find_matches":
+        assert got == want and np.array_equal(got.index, compact.index)
+        np.testing.assert_allclose(got.score, compact.score, rtol=0, atol=1e-14)
+    else:
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_allclose(got, compact, rtol=0, atol=1e-14)
 
 
 @pytest.mark.usefixtures("fft_engine")

@@ -688,30 +688,59 @@ def test_windowed_norm_writes_its_norms_into_out():
     np.testing.assert_array_equal(out, want)
 
 
-@pytest.mark.parametrize("call", ["sliding_cosine", "bank", "center", "windowed_norm",
-                                  "centered norm", "find_matches"])
-def test_a_short_signal_with_a_huge_dilation_takes_memory_of_its_padded_length(call):
-    """50 samples, 5 taps 10**5 apart, mode='same': the loops' scratch was
-    sized for a whole tile, eight chunks of ``m * dilation`` windows (with
-    their squares and prefix sums), 107 to 275 MB for 50 windows, 10 KiB
-    per sample past 2**20 (an exploratory test).  Now it is sized for the
-    windows there are: a few times the padded signal (3.2 MB in float64)."""
+@pytest.mark.parametrize("mode", ["same", "causal", "valid"])
+@pytest.mark.parametrize("call", ["sliding_cosine", "fft", "bank", "center", "windowed_norm",
+                                  "centered norm", "find_matches", "grad"])
+def test_a_short_signal_with_a_huge_dilation_takes_memory_of_its_windows(call, mode):
+    """50 windows of 5 taps 10**5 apart: the loops' scratch was sized for a
+    whole tile, eight chunks of ``m * dilation`` windows (107 to 275 MB,
+    then, sized by the windows, a few times the padded signal), and the
+    padded modes padded the signal whole, 3.1 GB for 10 outputs at a
+    dilation of 10**6 (exploratory tests).  The windows read ``m`` runs of
+    ``nwin`` samples, laid side by side (``_core.sliding.compact_taps``):
+    memory of the windows, not of the dilation, and the same bits as that
+    compact problem computed as it is."""
     rng = np.random.default_rng(6)
-    x, kernel = rng.standard_normal(50), rng.standard_normal(5)
-    d = 10**5
-    options = dict(dilation=d, mode="same")
+    m, d, nwin = 5, 10**5, 50
+    x = rng.standard_normal(nwin + (4 * d if mode == "valid" else 0))
+    kernel = rng.standard_normal(m)
+    options = dict(dilation=d, mode=mode)
     run = {
-        "sliding_cosine": lambda: sliding_cosine(x, kernel, method="direct", **options),
-        "bank": lambda: sliding_cosine(x, np.stack([kernel, -kernel]), **options),
-        "center": lambda: sliding_cosine(x, kernel, center=True, **options),
-        "windowed_norm": lambda: windowed_norm(x, 5, **options),
-        "centered norm": lambda: windowed_norm(x, 5, center=True, **options),
-        "find_matches": lambda: find_matches(x, kernel, k=3, **options),
+        "sliding_cosine": lambda x, **o: sliding_cosine(x, kernel, method="direct", **o),
+        "fft": lambda x, **o: sliding_cosine(x, kernel, method="fft", **o),
+        "bank": lambda x, **o: sliding_cosine(x, np.stack([kernel, -kernel]), **o),
+        "center": lambda x, **o: sliding_cosine(x, kernel, center=True, **o),
+        "windowed_norm": lambda x, **o: windowed_norm(x, m, **o),
+        "centered norm": lambda x, **o: windowed_norm(x, m, center=True, **o),
+        "find_matches": lambda x, **o: find_matches(x, kernel, k=3, exclusion=9, **o),
+        "grad": lambda x, **o: sliding_cosine_grad(x, kernel, np.ones(nwin), **o),
     }[call]
-    want = run()  # (compiled first)
-    got, peak = traced_peak_in_a_new_thread(run)
-    assert peak < 10 * 8 * (4 * d + 50)
-    assert got == want if call == "find_matches" else np.array_equal(got, want)
+    want = run(x, **options)  # (compiled first)
+    got, peak = traced_peak_in_a_new_thread(lambda: run(x, **options))
+    # (the FFT's and the gradients' scratch are a few MiB whatever the windows;
+    # the gradient with respect to the signal has its shape)
+    assert peak < 4 * 2**20 + (3 * x.nbytes if call == "grad" else 0)
+    # the compact problem: tap j's run of samples j*d - pad_left + [0, nwin)
+    left = {"same": 4 * d - 2 * d, "causal": 4 * d, "valid": 0}[mode]
+    runs = np.zeros((m, nwin))
+    for j in range(m):
+        for t in range(nwin):
+            if 0 <= j * d + t - left < x.size:
+                runs[j, t] = x[j * d + t - left]
+    compact = run(runs.ravel(), dilation=nwin, mode="valid")
+    if call == "grad":
+        np.testing.assert_array_equal(got.kernel, compact.kernel)
+        assert got.sharpness == compact.sharpness and got.noise_floor == compact.noise_floor
+        for j in range(m):
+            start = j * d - left
+            inside = slice(max(0, -start), min(nwin, x.size - start))
+            np.testing.assert_array_equal(got.signal[start + inside.start : start + inside.stop],
+                                          compact.signal.reshape(m, nwin)[j, inside])
+    elif call == "find_matches":
+        assert got == want == compact
+    else:
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(got, compact)
 
 
 @given(

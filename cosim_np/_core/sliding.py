@@ -30,6 +30,71 @@ def padding(mode, span):
     return span, 0  # causal: output i is the window that ends at i
 
 
+def compact_taps(m, d, pad_left, nwin, n):
+    """Where fewer windows than the dilation ``d`` (a short signal, a huge
+    dilation): tap ``j`` of window ``i`` reads sample ``j*d + i - pad_left``
+    of the signal (``n`` samples, padding outside), so each tap reads a run
+    of ``nwin`` samples, no two runs overlapping.  Laid side by side, the
+    ``m`` runs are a 'valid' problem of ``m * nwin`` samples with dilation
+    ``nwin``: the same windows, the same taps in the same order, each window
+    still one block of its blocked sums (its first ``m`` taps), where the
+    padded signal, and the loops' scratch sized by ``m * d``, would hold
+    ``(m - 1) * d`` samples.  Returns ``(source, at)``: the signal's samples
+    ``source`` go to the compact positions ``at``, zeros elsewhere.  (Only
+    for ``nwin < d``: with more windows the runs overlap.)"""
+    positions = compact_sources(np.arange(m * nwin, dtype=np.int64), d, pad_left, nwin)
+    at = np.flatnonzero((positions >= 0) & (positions < n))
+    return positions[at], at
+
+
+def compact_sources(positions, d, pad_left, nwin):
+    """The signal's sample read at each of ``positions`` of the compact
+    problem (``compact_taps``; outside ``[0, n)``: padding)."""
+    return positions // nwin * d + positions % nwin - pad_left
+
+
+def compact_along(array, axis, taps, length):
+    """``array`` with its ``axis`` laid out as ``compact_taps``'s ``(source,
+    at)`` says, ``length`` (``m * nwin``) long: a copy, zeros for the
+    padding."""
+    source, at = taps
+    shape = list(array.shape)
+    shape[axis] = length
+    compact = np.zeros(shape, array.dtype)
+    index = [slice(None)] * array.ndim
+    index[axis] = at
+    compact[tuple(index)] = np.take(array, source, axis=axis)
+    return compact
+
+
+def expand_along(array, axis, taps, n):
+    """The inverse of ``compact_along`` for gradients: ``array``'s compact
+    ``axis`` back to the signal's ``n`` samples (each read at one compact
+    position at most), zeros for the samples no window reads."""
+    source, at = taps
+    shape = list(array.shape)
+    shape[axis] = n
+    expanded = np.zeros(shape, array.dtype)
+    into, take = [slice(None)] * array.ndim, [slice(None)] * array.ndim
+    into[axis], take[axis] = source, at
+    expanded[tuple(into)] = array[tuple(take)]
+    return expanded
+
+
+def compacted(rows, plan, m):
+    """``(rows, plan, taps)``: rows ``(B, C, n)`` and a 1-d plan (a
+    :class:`NormPlan` or :class:`SlidingPlan`) of windows of ``m`` taps, as
+    the compact 'valid' problem of ``compact_taps`` where there are fewer
+    windows than the dilation (``taps`` its ``(source, at)``), else as they
+    are (``taps`` None)."""
+    if plan.nwin >= plan.d:
+        return rows, plan, None
+    taps = compact_taps(m, plan.d, plan.pad_left, plan.nwin, rows.shape[-1])
+    compact = compact_along(rows, -1, taps, m * plan.nwin)
+    return compact, plan._replace(d=plan.nwin, span=(m - 1) * plan.nwin, pad_left=0,
+                                  pad_right=0), taps
+
+
 def compute_dtype(out_dtype):
     """The kernels read float32 or float64; float16 is computed in float32."""
     return np.dtype(np.float32 if out_dtype.itemsize <= 4 else np.float64)
@@ -70,7 +135,7 @@ def _check_window_fits(n, m, dilation, mode, what):
         raise ValueError(
             f"{what} of length {m} with dilation={dilation} spans {span + 1} samples, "
             f"longer than the signal ({n} samples along axis) in mode='valid'; "
-            "use a shorter kernel, a smaller dilation or mode='same'/'full'/'causal'."
+            f"use a shorter {what}, a smaller dilation or mode='same'/'full'/'causal'."
         )
     padded = n + sum(padding(mode, span))
     if padded > LONGEST_PADDED:

@@ -31,6 +31,7 @@ from .sliding import (
     check_grad_sharpness,
     check_not_empty,
     check_options,
+    compact_taps,
     divisor_norms,
     padding,
     strided_count,
@@ -67,12 +68,14 @@ def normalise_axis(axis, **per_axis):
     """``(axis, *per_axis values)`` as the public functions route them: a
     tuple (or list) of one axis is that axis (the one-axis call), and then
     an option given per axis (a tuple or list, ``per_axis`` by name) its
-    one value; of several axes a tuple; anything else as it is (checked by
-    the plans).  A 1-d NumPy array of axes or of per-axis values is taken
-    as the tuple of its values."""
+    one value, as a one-value tuple is with one axis given as it is; of
+    several axes a tuple; anything else as it is (checked by the plans).
+    A 1-d NumPy array of axes or of per-axis values is taken as the tuple
+    of its values."""
     axis, per_axis = _as_tuple(axis), {name: _as_tuple(value) for name, value in per_axis.items()}
-    if not isinstance(axis, (tuple, list)):
-        return (axis, *per_axis.values())
+    if not isinstance(axis, (tuple, list)):  # (one value per axis of one axis is that value)
+        return (axis, *(value[0] if isinstance(value, (tuple, list)) and len(value) == 1
+                        else value for value in per_axis.values()))
     if not axis:
         raise ValueError(f"axis must name at least one axis; got {axis!r}.")
     if len(axis) > 1:
@@ -161,6 +164,23 @@ def geometry(shape, axes, m, dilation, mode, stride, what):
     stride = tuple(min(s, max(1, count)) for s, count in zip(stride, nwin))
     nout = tuple(strided_count(count, s) for count, s in zip(nwin, stride))
     return Geometry(axes, tuple(m), d, stride, tuple(pads), tuple(nwin), nout)
+
+
+def compacted(plan, shape):
+    """``(plan, taps)``: a planned call over several axes of a signal of
+    ``shape`` with each sliding axis whose windows are fewer than its
+    dilation seen as ``_core.sliding.compact_taps``'s 'valid' problem there
+    (``taps[a]`` its ``(source, at)``, None for the other axes): a short image
+    with a huge dilation then holds ``m * nwin`` samples along that axis, not
+    ``(m - 1) * d`` of padding (whose product over the axes was gigabytes)."""
+    geo = plan.geometry
+    taps = tuple(compact_taps(m, d, left, nwin, shape[ax]) if nwin < d else None
+                 for ax, m, d, (left, _), nwin in zip(geo.axes, geo.m, geo.d, geo.pads, geo.nwin))
+    if all(t is None for t in taps):
+        return plan, taps
+    d = tuple(step if t is None else nwin for t, step, nwin in zip(taps, geo.d, geo.nwin))
+    pads = tuple(pad if t is None else (0, 0) for t, pad in zip(taps, geo.pads))
+    return plan._replace(geometry=geo._replace(d=d, pads=pads)), taps
 
 
 def layout_axes(ndim, axes, channel_axis):

@@ -69,6 +69,7 @@ def sharpen(array, exponent, out_dtype, out):
 def windowed_norm(x, plan, out):
     """The norms of a planned ``windowed_norm`` call (``plans.NormPlan``)."""
     rows, lead = _as_rows(x, plan.ax, None, plans.compute_dtype(plan.out_dtype))
+    rows, plan, _ = plans.compacted(rows, plan, plan.m)
     # written in out where it is the result's layout, as sliding_cosine's
     # (a memory map of norms larger than memory was a temporary first)
     target = None if (out is None or np.may_share_memory(out, rows)) else (
@@ -119,6 +120,7 @@ def sliding_cosine(x, plan, method, out):
     nker, nchan, m = plan.khat.shape
     is_bank = bool(plan.bank_shape)
     rows, lead = _as_rows(x, plan.ax, plan.channel_axis, plans.compute_dtype(plan.out_dtype))
+    rows, plan, _ = plans.compacted(rows, plan, m)
     shape = (rows.shape[0], nker, plan.nout)
     target = None if out is None or np.may_share_memory(out, rows) else _out_view(
         out, rows.dtype, shape, plan.ax, plan.channel_axis, is_bank)
@@ -166,8 +168,10 @@ def sliding_cosine_grad(x, grad_plan, method, want_sharpness=True, forward=None,
     plan = grad_plan.forward
     nker, nchan, m = plan.khat.shape
     is_bank = bool(plan.bank_shape)
-    exponent, floor, d = plan.exponent, plan.floor, plan.d
     rows, lead = _as_rows(x, plan.ax, plan.channel_axis, plans.compute_dtype(plan.out_dtype))
+    n = rows.shape[-1]
+    rows, plan, compact = plans.compacted(rows, plan, m)
+    exponent, floor, d = plan.exponent, plan.floor, plan.d
     count, nwin = rows.shape[0], plan.nwin
     if plan.pad_left or plan.pad_right or rows.dtype != np.float64:
         padded = np.zeros((count, nchan, rows.shape[-1] + plan.pad_left + plan.pad_right))
@@ -281,11 +285,14 @@ def sliding_cosine_grad(x, grad_plan, method, want_sharpness=True, forward=None,
     log_sum, c_sum = np.sum(scalars, axis=0)
     along = np.sum(along, axis=0)
     sums = np.sum(sums, axis=0)
-    grad = grad[..., plan.pad_left : plan.pad_left + rows.shape[-1]]
-    if plan.channel_axis is None:
-        grad_signal = moveaxis(grad.reshape(lead + (rows.shape[-1],)), -1, plan.ax)
+    if compact is None:
+        grad = grad[..., plan.pad_left : plan.pad_left + n]
     else:
-        grad_signal = moveaxis(grad.reshape(lead + rows.shape[-2:]), (-2, -1),
+        grad = plans.expand_along(grad, -1, compact, n)
+    if plan.channel_axis is None:
+        grad_signal = moveaxis(grad.reshape(lead + (n,)), -1, plan.ax)
+    else:
+        grad_signal = moveaxis(grad.reshape(lead + (nchan, n)), (-2, -1),
                                (plan.channel_axis, plan.ax))
     with np.errstate(over="ignore"):  # (a sum past float64's range is ±inf, as it is)
         grad_signal = _times_power_of_two(grad_signal, shift or 0).astype(plan.out_dtype)

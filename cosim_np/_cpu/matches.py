@@ -27,6 +27,7 @@ left candidates out), the scan runs again for the candidates after the pool's la
 the zones of the matches kept), until ``k`` are kept or none is left.
 """
 
+import functools
 import math
 
 import numba
@@ -408,7 +409,14 @@ class Scores:
             self.rows = whole[self.first : last]
         except ValueError:  # no view: rows are copied one by one, a tile at a time
             self.rows = None
-        self.n = moved.shape[-1]
+        self.n = self.length = moved.shape[-1]  # (the signal's; the problem's)
+        self.compact = None
+        if splan.nwin < splan.d:  # read as the compact problem (plans.compacted)
+            self.compact = functools.partial(plans.compact_sources, d=splan.d,
+                                             pad_left=splan.pad_left, nwin=splan.nwin)
+            splan = self.plan = splan._replace(d=splan.nwin, span=(m - 1) * splan.nwin,
+                                               pad_left=0, pad_right=0)
+            self.length = m * splan.nwin
         self.method = drivers.choose_method(method, m, nchan, nker, self.nrows, splan.nwin,
                                             splan.span)
         self.budget = drivers.fft_error_budget(splan.out_dtype, m * nchan, splan.exponent)
@@ -446,12 +454,29 @@ class Scores:
         return max(1, budget // max(1, self.alignment() * self._window_bytes(extra_bytes)))
 
     def _take(self, s0, s1):
-        """Samples ``s0 .. s1-1`` of every row, ``(rows, C, s1-s0)`` contiguous."""
+        """Samples ``s0 .. s1-1`` of every row, ``(rows, C, s1-s0)`` contiguous
+        (of the compact problem where there is one)."""
+        if self.compact is not None:
+            return self._take_compact(s0, s1)
         if self.rows is not None:
             return np.ascontiguousarray(self.rows[:, :, s0:s1], dtype=self.compute)
         out = np.empty((self.nrows, self.moved.shape[-2], s1 - s0), dtype=self.compute)
         for r in range(self.nrows):
             out[r] = self.moved[np.unravel_index(self.first + r, self.lead)][:, s0:s1]
+        return out
+
+    def _take_compact(self, s0, s1):
+        """``_take`` of the compact problem: each position's sample, zeros
+        for the padding."""
+        source = self.compact(np.arange(s0, s1, dtype=np.int64))
+        inside = np.flatnonzero((source >= 0) & (source < self.n))
+        source = source[inside]
+        out = np.zeros((self.nrows, self.moved.shape[-2], s1 - s0), dtype=self.compute)
+        if self.rows is not None:
+            out[..., inside] = self.rows[..., source]
+        else:
+            for r in range(self.nrows):
+                out[r][:, inside] = self.moved[np.unravel_index(self.first + r, self.lead)][:, source]
         return out
 
     def _score(self, piece):
@@ -472,7 +497,7 @@ class Scores:
         """The tiles in order, as ``(w0, width, make)``: ``make()`` computes
         the tile's scores."""
         span, left, right = self.plan.span, self.plan.pad_left, self.plan.pad_right
-        n = self.n
+        n = self.length
 
         def pad(piece, before, after):
             return np.pad(piece, ((0, 0), (0, 0), (before, after)))

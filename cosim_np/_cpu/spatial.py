@@ -912,17 +912,6 @@ def undefined_to_nan(m2s):
 
 
 @jit
-def largest_finite(values):
-    """The largest finite value of a non-negative array (0 for none)."""
-    largest = 0.0
-    for p in range(values.size):
-        v = values[p]
-        if v > largest and v < np.inf:
-            largest = v
-    return largest
-
-
-@jit
 def row_window_sums(src, o0, o1, m, d, stride, square, dst, runs, next_runs, windows):
     """``dst[o, i]``: the sum of ``src[o, i * stride + j * d]`` over ``j <
     m`` (squared with ``square``), for rows ``o0 .. o1-1``: windows along a

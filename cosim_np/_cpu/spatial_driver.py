@@ -21,10 +21,11 @@ import numpy as np
 
 from .._core import config, spatial
 from .._core import sliding as plans
-from .._core.scalars import KERNEL_NORMAL
+from .._core.scalars import KERNEL_NORMAL, SAFE_MAX, SAFE_MIN
 from . import blas, blocks, powers, scratch, threads
 from . import fft as transforms
 from . import spatial as kernels
+from .centered import CENTERED_SAFE_MIN
 from .drivers import (
     _times_power_of_two,
     cast_result,
@@ -36,12 +37,13 @@ from .drivers import (
 from .drivers import sliding_cosine_grad as one_axis_grad
 from .sliding import _cosine, sharpen_kernel
 
-# A float64 signal is scaled by a power of two into [0.5, 1) when its largest
-# magnitude lies beyond 2**±SCALE_BEYOND (exact: every output keeps the bits
-# it has unscaled); samples below 2**-TINY_BELOW of the largest, whose
-# squares could underflow, have their windows recomputed one by one.
-SCALE_BEYOND = 30
-TINY_BELOW = 450
+# A float64 signal with magnitudes outside [SAFE_MIN, SAFE_MAX] (whose squares
+# could leave the float64 range) is scaled by a power of two into it (exact:
+# every output keeps the bits it has unscaled); where they span more binades
+# than that range, its largest at SAFE_MAX, and the windows that then hold
+# only samples below the range (all far below the signal's largest), whose
+# squares could underflow, are recomputed one by one.  (Samples below the
+# range beside one within it add squares far below that one's rounding.)
 # Elements summed side by side per call of the window kernels along an axis
 # that is not the last (a few rows of an image: their scans stay in cache).
 INNER_BLOCK = 512
@@ -51,9 +53,10 @@ INNER_BLOCK = 512
 def windowed_norm(x, plan, out):
     """The norms of a planned ``windowed_norm`` call over several axes
     (``_core.spatial.SpatialNormPlan``)."""
+    plan, taps = spatial.compacted(plan, x.shape)
     geo = plan.geometry
     padded, scale, tiny = _layout_signal(x, geo, None, plans.compute_dtype(plan.out_dtype),
-                                         out)
+                                         out, taps, plan.center)
     r = len(geo.axes)
     order = spatial.layout_axes(x.ndim, geo.axes, None)
     moved, rows_view, finish = _result(out, plan.final_shape, plan.out_dtype, order, r, False)
@@ -136,12 +139,12 @@ class _Bands:
     underflow)."""
 
     def __init__(self, x, plan, method, out):
+        plan, taps = spatial.compacted(plan, x.shape)
         geo = plan.geometry
         self.plan = plan
-        self.padded, scale, tiny = _layout_signal(
-            x, geo, plan.channel_axis, plans.compute_dtype(plan.out_dtype), out)
-        # (the mask as the window sums read it, once for every run of bands)
-        self.tiny = None if tiny is None else (tiny[0], tiny[1].astype(np.float64))
+        self.padded, scale, self.tiny = _layout_signal(
+            x, geo, plan.channel_axis, plans.compute_dtype(plan.out_dtype), out, taps,
+            plan.center)
         self.nker = plan.khat.shape[0]
         self.row_offsets, self.tap_rows = _row_offsets(self.padded.shape, geo)
         self.signal_rows = self.padded.reshape(-1, self.padded.shape[-1])
@@ -273,9 +276,11 @@ def sliding_cosine_grad(x, plan, taps, grad_output, method, sharpness, want_shar
     unsharpened result in the caller's layout (where ``sharpness`` is 1 and
     the last axis's stride 1), whose cosines the runs then take instead of
     computing them again."""
+    plan, compact = spatial.compacted(plan, x.shape)
     geo = plan.geometry
     r = len(geo.axes)
-    padded = _padded(x, geo, plan.channel_axis, plans.compute_dtype(plan.out_dtype), None)
+    padded = _padded(x, geo, plan.channel_axis, plans.compute_dtype(plan.out_dtype), None,
+                     compact)
     nbatch, n_last = padded.shape[0], padded.shape[-1]
     # the runs' one-axis gradients then find no sample out of range
     padded, floor, shift = signal_in_range(padded, plan.floor)
@@ -348,6 +353,9 @@ def sliding_cosine_grad(x, plan, taps, grad_output, method, sharpness, want_shar
     inside = tuple(slice(left, size - right)
                    for size, (left, right) in zip(padded.shape[2:], geo.pads))
     grad = grad_rows.reshape(padded.shape)[(slice(None),) * 2 + inside]
+    for a, runs in enumerate(compact):
+        if runs is not None:
+            grad = plans.expand_along(grad, 2 + a, runs, x.shape[geo.axes[a]])
     order = spatial.layout_axes(x.ndim, geo.axes, plan.channel_axis)
     grad = np.moveaxis(grad.reshape(tuple(x.shape[i] for i in order)), tuple(range(x.ndim)),
                        order)
@@ -372,15 +380,19 @@ def computing_layout(array, result_axes, r, kernel_axis):
     return moved if kernel_axis else np.expand_dims(moved, moved.ndim - r)
 
 
-def _padded(x, geo, channel_axis, dtype, out):
+def _padded(x, geo, channel_axis, dtype, out, compact):
     """The signal laid out ``(B, C, n_1 + pads, ...)``, C-contiguous, of
-    ``dtype``, each axis padded with its mode's zeros: a copy unless the
-    signal is all that already and ``out`` cannot overlap it."""
+    ``dtype``, each axis padded with its mode's zeros, or laid out compact
+    where ``compact`` (``_core.spatial.compacted``'s taps) says so: a copy
+    unless the signal is all that already and ``out`` cannot overlap it."""
     order = spatial.layout_axes(x.ndim, geo.axes, channel_axis)
     moved = np.moveaxis(x, order, tuple(range(x.ndim)))
     r = len(geo.axes)
     nchan = x.shape[channel_axis] if channel_axis is not None else 1
     moved = moved.reshape((-1, nchan) + moved.shape[x.ndim - r:])
+    for a, taps in enumerate(compact):
+        if taps is not None:
+            moved = plans.compact_along(moved, 2 + a, taps, geo.m[a] * geo.nwin[a])
     if (any(left or right for left, right in geo.pads) or moved.dtype != dtype
             or not moved.flags.c_contiguous
             or (out is not None and np.may_share_memory(out, x))):
@@ -392,25 +404,33 @@ def _padded(x, geo, channel_axis, dtype, out):
     return moved  # the signal itself: nothing to pad, convert or move
 
 
-def _layout_signal(x, geo, channel_axis, dtype, out):
+def _layout_signal(x, geo, channel_axis, dtype, out, compact, center):
     """``(padded, scale, tiny)``: the signal laid out ``(B, C, n_1 + pads,
-    ...)`` (C-contiguous, ``dtype``, each axis padded with its mode's zeros;
-    a copy unless the signal is all that already and ``out`` cannot overlap
-    it) and scaled by ``2**-scale``; ``tiny`` is None, or ``(unscaled padded
-    float64 signal, mask of samples whose squares could underflow)``."""
-    padded = _padded(x, geo, channel_axis, dtype, out)
+    ...)`` (C-contiguous, ``dtype``, each axis padded with its mode's zeros
+    or compact, see :func:`_padded`; a copy unless the signal is all that
+    already and ``out`` cannot overlap it) and scaled by ``2**-scale`` (see
+    ``SAFE_MIN`` above); ``tiny`` is None, or ``(unscaled padded float64
+    signal, masks (float64) of the samples below the range and of those
+    within or above it)``: the windows holding some of the first and none of
+    the second are to be recomputed."""
+    padded = _padded(x, geo, channel_axis, dtype, out, compact)
     if dtype != np.float64:
         return padded, 0, None  # float32 squares in float64 neither overflow nor underflow
-    magnitude = np.abs(padded)
-    largest = kernels.largest_finite(magnitude.reshape(-1))
-    if largest == 0.0:
+    largest, smallest = blocks.magnitude_range(padded.reshape(padded.shape[:2] + (-1,)))
+    least = CENTERED_SAFE_MIN if center else SAFE_MIN
+    if largest == 0.0 or (least <= smallest and largest <= SAFE_MAX):
         return padded, 0, None
-    scale = math.frexp(largest)[1]
-    tiny_mask = (magnitude < math.ldexp(1.0, scale - TINY_BELOW)) & (magnitude > 0.0)
-    tiny = (padded, tiny_mask) if tiny_mask.any() else None
-    if abs(scale) <= SCALE_BEYOND:
-        return padded, 0, tiny
-    return np.ldexp(padded, -scale), scale, tiny
+    # the magnitudes centred in the range (in binades), else the largest at its top
+    shift = -((math.frexp(largest)[1] + math.frexp(smallest)[1]) // 2)
+    if not (least <= math.ldexp(smallest, shift) and math.ldexp(largest, shift) <= SAFE_MAX):
+        shift = math.frexp(SAFE_MAX)[1] - 1 - math.frexp(largest)[1]
+    scaled = _times_power_of_two(padded, shift)
+    if least <= math.ldexp(smallest, shift):
+        return scaled, -shift, None
+    magnitude = np.abs(scaled)
+    below = (magnitude < least) & (padded != 0.0)  # (scaled to 0 too)
+    return scaled, -shift, (padded, below.astype(np.float64),
+                            (magnitude >= least).astype(np.float64))
 
 
 def _result(out, final_shape, out_dtype, result_axes, r, kernel_axis):
@@ -739,13 +759,16 @@ def _zero_padding(block, filled):
 
 def _tiny_windows(tiny, geo, i0=0, i1=None):
     """``(index, window)`` for each window (of ``[i0, i1)`` along the first
-    sliding axis) holding a sample whose square could underflow: ``index``
+    sliding axis) holding samples whose squares could underflow and none
+    within the range (``tiny``, see :func:`_layout_signal`): ``index``
     ``(b, i_1, ..., i_r)`` and ``window`` its samples ``(C, m_1, ..., m_r)``
     (float64, unscaled)."""
-    padded, mask = tiny
+    padded, below, within = tiny
     i1 = geo.nout[0] if i1 is None else i1
-    counts = _band_sums(np.asarray(mask, dtype=np.float64), geo, False, i0, i1)
-    counts = counts.reshape((padded.shape[0], i1 - i0) + geo.nout[1:])
+    shape = (padded.shape[0], i1 - i0) + geo.nout[1:]
+    # (a copy: the sums are scratch, which the next call reuses)
+    counts = _band_sums(below, geo, False, i0, i1).reshape(shape).copy()
+    counts[_band_sums(within, geo, False, i0, i1).reshape(shape) != 0.0] = 0.0
     for index in zip(*np.nonzero(counts)):
         index = (index[0], index[1] + i0) + index[2:]
         b, starts = index[0], index[1:]
