@@ -264,24 +264,28 @@ class _Sharpen(torch.autograd.Function):
         return out
 
     @staticmethod
-    def _sharpened(rows, exponents, shape):
+    def _sharpened(rows, exponents, shape, rounded=True):
         """The rows sharpened, a new tensor of that ``shape`` and not a view
         (the output of a function that is a view cannot be changed in place,
-        as by an in-place activation after a layer)."""
+        as by an in-place activation after a layer); ``rounded=False``: of
+        the computing dtype (float16 rows: float32), on the host."""
         if rows.is_cuda:
             out = _sharpen_tensor(rows.detach(), exponents.to(rows.device)).reshape(shape)
             return out if out._base is None else out.clone()
         values = _computing(_host(rows, "s"), copy=True)  # (sharpened in place)
         drivers.sharpen_rows(values, _host(exponents, "p"))
-        return torch.from_numpy(values.reshape(shape)).to(rows.dtype)
+        out = torch.from_numpy(values.reshape(shape))
+        return out.to(rows.dtype) if rounded else out
 
     @staticmethod
     def backward(ctx, grad_output):
         s, p = ctx.saved_tensors
         rows, exponents = _Sharpen._rows(s, p)
         out = _kept(ctx.sharpened)
-        if out is None:
-            out = _Sharpen._sharpened(rows, exponents, rows.shape)
+        if out is None or (out.dtype == torch.float16 and not s.is_cuda):
+            # (float16 sharpened scores hold too few digits for out / s where
+            # they are subnormal: they are taken again, as computed, in float32)
+            out = _Sharpen._sharpened(rows, exponents, rows.shape, rounded=out is None)
         if s.is_cuda:
             grad, log_sums = _sharpen_tensor_grad(rows.detach(), out.reshape(rows.shape),
                                                   grad_output.reshape(rows.shape),
