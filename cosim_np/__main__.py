@@ -18,6 +18,13 @@ def main(argv=None):
         return 1
 
 
+def _file_name(text):
+    """An option's file name: not empty (an empty one wrote nothing, silently)."""
+    if not text:
+        raise argparse.ArgumentTypeError("needs a file name, got ''")
+    return text
+
+
 def _main(argv):
     parser = argparse.ArgumentParser(
         prog="python -m cosim_np",
@@ -25,7 +32,8 @@ def _main(argv):
                     "ahead, and finding where a kernel matches a signal in files.")
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="the seed-000 motif experiment (A-E)")
-    demo.add_argument("--plot", metavar="FILE", help="also write the figure to FILE (needs matplotlib)")
+    demo.add_argument("--plot", metavar="FILE", type=_file_name,
+                      help="also write the figure to FILE (needs matplotlib)")
     ahead = commands.add_parser(
         "compile", help="compile the kernels of the common calls into Numba's on-disk cache",
         description="Compile ahead, into Numba's cache, every kernel that the common calls of "
@@ -64,8 +72,8 @@ def _main(argv):
     match.add_argument("--center", action="store_true",
                        help="Pearson's correlation: each window and the kernel less their means "
                             "(matches riding on an offset or a baseline)")
-    match.add_argument("--out", metavar="FILE", help="write the matches to FILE as CSV")
-    match.add_argument("--plot", metavar="FILE",
+    match.add_argument("--out", metavar="FILE", type=_file_name, help="write the matches to FILE as CSV")
+    match.add_argument("--plot", metavar="FILE", type=_file_name,
                        help="also draw the matches to FILE (needs matplotlib); of a signal of "
                             "several rows, the first row's")
     args = parser.parse_args(_negative_thresholds(sys.argv[1:] if argv is None else argv))
@@ -104,6 +112,7 @@ def _main(argv):
         except ImportError:
             demo.error("--plot needs matplotlib, which is not installed; install it with: "
                        "pip install 'cosim_np[plot]'")
+        _check_output(_plot_path(args.plot, demo, "demo.png"), "--plot", demo)
     print(experiment.format_table())
     if args.plot:
         path = _plot_path(args.plot, demo, "demo.png")
@@ -201,6 +210,18 @@ def _negative_thresholds(argv):
 def _match(args, parser):
     from .matches import find_matches
 
+    # where the results go, before the work (a search of 10**9 samples ended
+    # on a folder that is not there)
+    if args.out:
+        _check_output(args.out, "--out", parser)
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            parser.error("--plot needs matplotlib, which is not installed; install it with: "
+                         "pip install 'cosim_np[plot]'")
+        _check_output(_plot_path(args.plot, parser), "--plot", parser)
+
     signal = _read(args.signal, "signal", parser)
     kernel = _read(args.kernel, "kernel", parser)
     if kernel.ndim == 2 and kernel.shape[-1] == 1 and kernel.shape[0] > 1:
@@ -275,6 +296,27 @@ def _plot_path(path, parser, example="matches.png"):
         parser.error(f"cannot write --plot file {path!r}: it is a folder; name a file in it, "
                      f"such as {os.path.join(path, example)!r}")
     return path if os.path.splitext(path)[1] else path + ".png"
+
+
+def _check_output(path, option, parser):
+    """End the command, naming ``path``, where it cannot be written: a
+    folder, a folder that is not there, or (a figure) a type matplotlib does
+    not write."""
+    import os
+
+    if os.path.isdir(path):
+        parser.error(f"cannot write {option} file {path!r}: it is a folder; name a file in it")
+    folder = os.path.dirname(path) or "."
+    if not os.path.isdir(folder):
+        parser.error(f"cannot write {option} file {path!r}: there is no folder {folder!r}")
+    if option == "--plot":
+        from matplotlib.figure import Figure
+
+        suffix = os.path.splitext(path)[1][1:].lower()
+        known = Figure().canvas.get_supported_filetypes()
+        if suffix not in known:
+            parser.error(f"cannot write {option} file {path!r}: unknown type {suffix!r}; use one "
+                         f"of {', '.join(sorted(known))}")
 
 
 def save_figure(figure, path, parser):

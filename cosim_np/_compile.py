@@ -192,8 +192,7 @@ def calls(dtypes=("float32", "float64"), only=None):
     whose line, ``"label (dtype)"`` as ``--list`` prints it, contains
     ``only``, if given)."""
     planned = []
-    for dtype in dtypes:
-        dtype = np.dtype(dtype)
+    for dtype in dict.fromkeys(np.dtype(d) for d in dtypes):  # (each once, named twice too)
         for label, call in _sliding_calls(dtype) + _narrow_sharpened_calls(dtype) + _other_calls(dtype):
             planned.append((label, dtype.name, call))
     if np.dtype(np.float64).name in [np.dtype(d).name for d in dtypes]:
@@ -269,7 +268,13 @@ def _is_within(path, folder):
     return os.path.commonpath([path, folder]) == folder
 
 
-def compile_ahead(dtypes=("float32", "float64"), only=None, write=print):
+def _print_now(text):
+    """A line of progress shown as it is written, piped too (a container
+    build's log held every line until the end: minutes of silence)."""
+    print(text, flush=True)
+
+
+def compile_ahead(dtypes=("float32", "float64"), only=None, write=_print_now):
     """Make every call of :func:`calls` (those whose line contains ``only``,
     if given), writing a line of progress for each; returns the seconds taken."""
     import numba

@@ -105,9 +105,9 @@ class Matches:
         # AttributeError at the first use, as did arrays of other lengths)
         self.score = np.asarray(score)
         count = self.score.shape[0] if self.score.ndim == 1 else -1
-        self.index = np.asarray(index)
-        self.kernel = np.asarray(kernel)
-        self.batch = np.asarray(batch)
+        self.index, self.kernel, self.batch = (
+            _positions(value, name) for value, name in ((index, "index"), (kernel, "kernel"),
+                                                        (batch, "batch")))
         if count == 0 and self.batch.size == 0:
             self.batch = self.batch.reshape(0, self.batch.shape[1] if self.batch.ndim == 2 else 0)
         for name, value, ndims in (("score", self.score, (1,)), ("index", self.index, (1, 2)),
@@ -123,6 +123,7 @@ class Matches:
 
     def __len__(self):
         return int(self.score.size)
+
 
     def __iter__(self):
         for i in range(len(self)):
@@ -208,6 +209,19 @@ class Matches:
                 name = f"{name}_coord"
             columns[name] = values
         return pandas.DataFrame(columns)
+
+
+def _positions(value, name):
+    """``Matches``' ``index``, ``kernel`` or ``batch`` as int64, as
+    ``find_matches`` gives them (lists, and an empty list, were float64, and
+    then never equal to the result they were built from)."""
+    array = np.asarray(value)
+    if array.dtype.kind in "iub" or array.size == 0:
+        return array.astype(np.int64)
+    if array.dtype.kind == "f" and np.all(np.isfinite(array)) and np.all(array == np.round(array)):
+        return array.astype(np.int64)
+    raise TypeError(f"Matches needs whole numbers in {name}; got {array.dtype} values"
+                    f"{' ' + str(array.ravel()[:3]) if array.size else ''}.")
 
 
 @_backend.documented
@@ -296,8 +310,10 @@ def find_matches(
         and with ``k`` the candidates kept are at most ``k * (K * ceil(B /
         2) + 1)`` per batch index, ``B`` the windows of the exclusion box
         (see :doc:`/matches`); the signal there is read in place only where
-        it is C-contiguous float32 or float64 in ``mode='valid'``, and
-        otherwise converted whole first (an integer image to float64),
+        it is C-contiguous float32 or float64 in ``mode='valid'`` (float64
+        with magnitudes inside ``[2**-480, 2**480]``, else scaled into them
+        by a power of two), and otherwise converted whole first (an integer
+        image to float64),
         outside ``max_memory``, as are the FFT method's bands of rows.
     backend : {'auto', 'cpu', 'cuda'}, optional
         {backend} On the GPU, the scores are computed on the device as a
@@ -609,7 +625,8 @@ def plot_matches(signal, matches, kernel, *, ax=None, mode="valid", dilation=1, 
     bank = bank.reshape(-1, bank.shape[-1])
     if matches.kernel.size and matches.kernel.max() >= bank.shape[0]:
         raise ValueError(f"matches holds matches of kernel {matches.kernel.max()} of a bank, but "
-                         f"kernel has {bank.shape[0]}: pass the kernel or bank that was searched.")
+                         f"kernel holds {bank.shape[0]} kernel{'s' if bank.shape[0] != 1 else ''} "
+                         f"(shape {np.shape(kernel)}): pass the kernel or bank that was searched.")
     m = bank.shape[-1]
     span = (m - 1) * dilation
     left = sliding_plans.padding(mode, span)[0]
@@ -618,7 +635,9 @@ def plot_matches(signal, matches, kernel, *, ax=None, mode="valid", dilation=1, 
                                              gridspec_kw=dict(height_ratios=(2, 1)))
     else:
         axes = list(np.ravel(np.asarray(ax, dtype=object)))
-        if len(axes) not in (1, 2) or not all(hasattr(one, "figure") for one in axes) or (
+        # (a Figure has a figure too, but nothing to plot on)
+        if len(axes) not in (1, 2) or not all(
+                hasattr(one, "figure") and hasattr(one, "plot") for one in axes) or (
                 isinstance(ax, np.ndarray) and ax.ndim > 1):
             raise ValueError("ax must be one matplotlib Axes or a pair of them (the signal's "
                              f"and the score track's); got {_described(ax)}.")

@@ -320,11 +320,14 @@ def test_max_memory_takes_a_float_of_whole_bytes_as_its_string_is_taken():
 
     assert check_memory(1e6, "max_memory", 1) == check_memory("1e6", "max_memory", 1) == 10**6
     assert check_memory(np.float32(4096.0), "max_memory", 1) == 4096
+    assert check_memory("1.5KiB", "max_memory", 1) == 1536
     rows = np.random.default_rng(0).standard_normal((50, 8))
     np.testing.assert_array_equal(pairwise_cosine(rows, max_memory=2e4),
                                   pairwise_cosine(rows, max_memory=20_000))
+    # (a string of a fraction of a byte was floored, where its float was refused)
     for value, error in ((2.5, ValueError), (float("inf"), ValueError), (0.0, ValueError),
-                         (True, TypeError), ("lots", ValueError)):
+                         (True, TypeError), ("lots", ValueError), ("1000.5", ValueError),
+                         ("2.5 B", ValueError)):
         with pytest.raises(error, match="^max_memory must be"):
             check_memory(value, "max_memory", 1)
 
@@ -356,3 +359,17 @@ def test_float16_results_round_tiny_values_to_zero_under_a_user_s_seterr():
             assert got == want
         else:
             np.testing.assert_array_equal(got, want)
+
+
+def test_pandas_nullable_columns_are_refused_with_their_conversion():
+    """A DataFrame of nullable columns (Int64, Float64) reads as objects: it
+    was told 'got dtype object', naming neither pandas nor a way out (an
+    exploratory test)."""
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame([[1, 2, 3], [4, 5, 6]]).astype("Int64")
+    with pytest.raises(TypeError, match=r"^a is a pandas DataFrame that NumPy reads as objects .*"
+                                        r"a\.to_numpy\(dtype=float, na_value=np\.nan\)"):
+        cosim_np.pairwise_cosine(frame)
+    np.testing.assert_array_equal(
+        cosim_np.pairwise_cosine(frame.to_numpy(dtype=float, na_value=np.nan)),
+        cosim_np.pairwise_cosine(np.array([[1.0, 2, 3], [4, 5, 6]])))

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 import cosim_np
 from cosim_np import _compile
 
@@ -38,6 +40,31 @@ def test_every_call_runs_and_reports_its_progress():
     for index, (line, (label, dtype, _)) in enumerate(zip(lines[1:], planned), 1):
         assert line.startswith(f"[{index}/{len(planned)}] {label} ({dtype}): ")
         assert line.endswith(" s")
+
+
+def test_a_dtype_named_twice_is_compiled_once():
+    twice = [_compile.line(entry) for entry in _compile.calls(["float32", "float32", np.float32])]
+    assert twice == [_compile.line(entry) for entry in _compile.calls(["float32"])]
+
+
+def test_each_line_of_progress_is_shown_as_it_is_written(monkeypatch):
+    """Piped (a container build, ``| tee``), the lines waited in Python's
+    buffer until the end, minutes of silence (an exploratory test)."""
+    import io
+
+    class Stream(io.StringIO):
+        def __init__(self):
+            super().__init__()
+            self.shown = []
+
+        def flush(self):
+            self.shown.append(self.getvalue().count("\n"))
+
+    stream = Stream()
+    monkeypatch.setattr(sys, "stdout", stream)
+    _compile.compile_ahead(("float64",), only="sharpen")
+    lines = stream.getvalue().count("\n")
+    assert lines == 3 and all(count in stream.shown for count in range(1, lines + 1))
 
 
 def test_the_command_fills_the_cache_that_later_processes_load(tmp_path):

@@ -631,9 +631,9 @@ def test_plot_matches_refuses_what_the_search_would(ax):
         (ValueError, "several signal rows", lambda: plot_matches(
             signal, find_matches(np.stack([signal, -signal]), seed000.KERNEL, k=4), seed000.KERNEL,
             ax=where)),
-        (ValueError, "^matches holds matches of kernel 1 of a bank, but kernel has 1", lambda:
-            plot_matches(signal, find_matches(signal, [seed000.KERNEL, seed000.KERNEL[::-1]]),
-                         seed000.KERNEL, ax=where)),
+        (ValueError, "^matches holds matches of kernel 1 of a bank, but kernel holds 1 kernel",
+         lambda: plot_matches(signal, find_matches(signal, [seed000.KERNEL, seed000.KERNEL[::-1]]),
+                              seed000.KERNEL, ax=where)),
         (TypeError, "^matches must be the Matches that find_matches returned; got tuple",
          lambda: plot_matches(signal, tuple(found), seed000.KERNEL, ax=where)),
     ]:
@@ -659,11 +659,47 @@ def test_plot_matches_takes_one_axes_or_a_pair_and_names_anything_else():
         plot_matches(signal, found, seed000.KERNEL, ax=ax)
         assert sum(bool(one.lines) for one in pair) == drawn
     grid = plt.subplots(2, 2)[1]
+    # (a Figure has a figure too: it got to Axes.plot, an AttributeError)
     for ax, said in ((grid, r"an array of shape \(2, 2\)"), (list(grid.ravel()[:3]), "a list of 3"),
-                     ("top", "str"), ([], "a list of 0")):
+                     ("top", "str"), ([], "a list of 0"), (plt.figure(), "Figure")):
         with pytest.raises(ValueError, match=f"^ax must be one matplotlib Axes or a pair of them.*"
                                              f"got {said}"):
             plot_matches(signal, found, seed000.KERNEL, ax=ax)
+    plt.close("all")
+
+
+def test_matches_built_by_hand_hold_whole_numbers_as_int64():
+    """Lists gave float64 ``batch`` (and ``index`` when empty), so a
+    ``Matches`` rebuilt from a result's own values never equalled it (an
+    exploratory test); values that are not whole numbers are refused."""
+    signal = np.random.default_rng(3).standard_normal((2, 60))
+    found = find_matches(signal, [1.0, -2.0, 1.0], k=2)
+    rebuilt = Matches(found.index.tolist(), found.score.tolist(), found.kernel.tolist(),
+                      found.batch.tolist(), exclusion=found.exclusion)
+    assert rebuilt == found
+    assert all(part.dtype == np.int64 for part in (rebuilt.index, rebuilt.kernel, rebuilt.batch))
+    empty = Matches([], [], [], [])
+    assert empty.index.dtype == empty.kernel.dtype == empty.batch.dtype == np.int64
+    assert Matches([3.0], [0.5], [0], [[1]]).index.dtype == np.int64
+    with pytest.raises(TypeError, match=r"Matches needs whole numbers in index; got float64"):
+        Matches([2.5], [0.5], [0], [[]])
+
+
+def test_plot_matches_says_how_many_kernels_it_was_handed():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from cosim_np import plot_matches
+
+    signal = np.random.default_rng(4).standard_normal(80)
+    bank = np.array([[1.0, -1.0, 1.0], [1.0, 2.0, 1.0]])
+    found = find_matches(signal, bank, k=4)
+    assert found.kernel.max() == 1  # (matches of the bank's second kernel)
+    with pytest.raises(ValueError, match=r"kernel 1 of a bank, but kernel holds 1 kernel "
+                                         r"\(shape \(3,\)\)"):
+        plot_matches(signal, found, bank[0])
     plt.close("all")
 
 
@@ -835,6 +871,10 @@ def test_command_line(tmp_path):
     ("npy of no samples", "signal file '{tmp}/zero.npy' holds no samples (shape (0,))"),
     ("signal folder", "signal file '{tmp}' is a folder; name a file in it"),
     ("three axes", "kernel file '{tmp}/kernel.npy' holds an array of shape (2, 2, 5)"),
+    # (an empty name wrote nothing and said nothing: an exploratory test)
+    ("empty out", "argument --out: needs a file name, got ''"),
+    ("empty plot", "argument --plot: needs a file name, got ''"),
+    ("plot suffix", "cannot write --plot file '{tmp}/matches.xyz': unknown type 'xyz'"),
 ])
 def test_command_line_errors(tmp_path, case, message):
     from pathlib import Path
@@ -884,14 +924,20 @@ def test_command_line_errors(tmp_path, case, message):
             header = bytearray(signal.read_bytes())
             header[22:24] = struct.pack("<H", 0)
             signal.write_bytes(bytes(header))
+    elif case in ("empty out", "empty plot"):
+        extra = [f"--{case.split()[1]}", ""]
     elif case in ("out", "plot"):  # (a folder that is not there)
         extra = [f"--{case}", tmp_path / "no folder" / f"matches.{'csv' if case == 'out' else 'png'}"]
+    elif case == "plot suffix":
+        extra = ["--plot", tmp_path / "matches.xyz"]
     else:
         np.save(tmp_path / "kernel.npy", np.ones(30))
     done = _cli(signal, kernel, *extra, cwd=root)
     assert done.returncode == 2
     assert message.format(tmp=tmp_path) in done.stderr, done.stderr
     assert "Traceback" not in done.stderr and "Warning" not in done.stderr
+    if case in ("out", "plot", "plot suffix"):  # (said before the search: no table)
+        assert "exclusion" not in done.stdout
     # (said with the match command's usage, as argparse says its own errors)
     assert "python -m cosim_np match: error: " in done.stderr
 
@@ -967,6 +1013,12 @@ def test_demo_plot_without_matplotlib_refuses_before_its_table(tmp_path):
                           cwd=Path(__file__).resolve().parents[1])
     assert done.returncode == 2 and done.stdout == ""
     assert "python -m cosim_np demo: error: --plot needs matplotlib" in done.stderr
+    # nor a path it cannot write (it was found after the table)
+    missing = tmp_path / "no folder" / "d.png"
+    done = subprocess.run([sys.executable, "-m", "cosim_np", "demo", "--plot", str(missing)],
+                          capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 2 and done.stdout == ""
+    assert f"cannot write --plot file {str(missing)!r}: there is no folder" in done.stderr
 
 
 def test_the_command_line_stops_quietly_when_its_reader_does(tmp_path):

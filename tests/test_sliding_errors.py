@@ -107,8 +107,10 @@ def test_read_only_out_is_rejected():
 
 
 def test_windowed_norm_rejects():
+    # (it once advised "a shorter kernel", which windowed_norm does not take)
     with pytest.raises(ValueError,
-                       match=r"window of length 11 with dilation=1 spans 11 samples, longer than the signal"):
+                       match=r"window of length 11 with dilation=1 spans 11 samples, longer than the "
+                             r"signal .* use a shorter window, a smaller dilation"):
         windowed_norm(SIGNAL, 11)
     with pytest.raises(ValueError, match=r"window must be an integer >= 1; got 0"):
         windowed_norm(SIGNAL, 0)
@@ -179,6 +181,27 @@ def test_an_empty_axis_tuple_is_refused_by_every_sliding_function():
     with pytest.raises(ValueError, match=r"window of length 4611686018427387904 .* use a shorter "
                                          r"window or a smaller dilation"):
         windowed_norm(SIGNAL, 2**62, mode="same")
+
+
+def test_zero_dimensional_integer_arrays_are_their_integers():
+    """``sharpness=np.array(2.0)`` was taken, ``dilation=np.array(2)`` and
+    ``stride=np.array(2)`` refused as not integers (an exploratory test)."""
+    want = sliding_cosine(SIGNAL, np.ones(3), dilation=2, stride=3)
+    np.testing.assert_array_equal(
+        sliding_cosine(SIGNAL, np.ones(3), dilation=np.array(2), stride=np.array(3)), want)
+    np.testing.assert_array_equal(windowed_norm(SIGNAL, np.array(3), dilation=np.array(2)),
+                                  windowed_norm(SIGNAL, 3, dilation=2))
+    with pytest.raises(TypeError, match=r"dilation must be an integer >= 1; got array\(2\.\)"):
+        sliding_cosine(SIGNAL, np.ones(3), dilation=np.array(2.0))
+
+
+def test_one_value_per_axis_of_one_axis_given_as_an_int_is_that_value():
+    """``dilation=(2,)`` was taken with ``axis=(-1,)`` and refused with
+    ``axis=-1`` as not an integer (an exploratory test)."""
+    np.testing.assert_array_equal(sliding_cosine(SIGNAL, np.ones(3), dilation=(2,), stride=[3]),
+                                  sliding_cosine(SIGNAL, np.ones(3), dilation=2, stride=3))
+    np.testing.assert_array_equal(windowed_norm(SIGNAL, (3,), dilation=(2,)),
+                                  windowed_norm(SIGNAL, 3, dilation=2))
 
 
 def test_axes_and_per_axis_values_as_numpy_arrays_are_their_tuples():

@@ -217,6 +217,8 @@ def test_loss_gradient_and_shuffled_baseline(b, d, data, seed):
         (scaled_cosine, dict(a=np.ones((2, 2)) * 1j), TypeError, "a must be real-valued"),
         (scaled_cosine, dict(a=np.ones((0, 2)), b=np.ones((0, 2))), ValueError, "at least one row"),
         (scaled_cosine_loss, dict(rng="seed", shuffle=True), TypeError, "rng must be None"),
+        # (True was taken as the seed 1: an exploratory test)
+        (scaled_cosine_loss, dict(rng=True, shuffle=True), TypeError, "rng must be None"),
         (scaled_cosine_loss, dict(shuffle=1), TypeError, "shuffle must be True or False"),
     ],
 )

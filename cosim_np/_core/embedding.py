@@ -364,7 +364,8 @@ def check_grad_output(grad_output, return_grad, rows):
 
 
 def check_rng(rng):
-    if rng is not None and not isinstance(rng, (np.random.Generator, int, np.integer)):
+    if rng is not None and (isinstance(rng, (bool, np.bool_)) or not isinstance(
+            rng, (np.random.Generator, int, np.integer))):
         raise TypeError(
             f"rng must be None, an integer seed or a numpy.random.Generator; got {rng!r}."
         )

@@ -104,6 +104,11 @@ def as_real_array(value, name, *, min_ndim=1, native=True):
         hint = (" (a bank takes kernels of one length: search with each length apart)"
                 if name == "kernel" and "inhomogeneous" in str(exc) else "")
         raise TypeError(f"{name} must be array-like; {exc}{hint}") from None
+    if array.dtype == object and type(value).__module__.startswith("pandas"):
+        # (nullable columns, Int64 or Float64, come out as objects)
+        raise TypeError(f"{name} is a pandas {type(value).__name__} that NumPy reads as objects "
+                        f"(nullable dtypes such as Int64 or Float64); convert it with "
+                        f"{name}.to_numpy(dtype=float, na_value=np.nan).")
     output_dtype(array.dtype, name)
     if native and not array.dtype.isnative:
         # big-endian files (SEG-Y, SAC, FITS) read as they are: the kernels
@@ -161,6 +166,8 @@ def check_known_shape(array, name, *, min_ndim=0):
 
 def check_positive_int(value, name, minimum=1):
     """An integer (not a bool, not a float) of at least ``minimum``."""
+    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iu":
+        value = value[()]  # (a 0-d array, as check_real takes one)
     if type(value) is not int and (isinstance(value, (bool, np.bool_)) or not isinstance(
         value, (numbers.Integral, np.integer)
     )):
@@ -274,6 +281,8 @@ def check_memory(value, name, default):
                 f"'64MB' or '1.5GiB'; got {value!r}."
             )
         number = float(match.group(1)) * _MEMORY_UNITS[unit]
+        if unit in ("", "b") and number != math.floor(number):  # (as a float is refused)
+            raise ValueError(f"{name} must be a whole number of bytes; got {value!r}.")
     elif isinstance(value, (numbers.Real, np.floating)) and not isinstance(
             value, (bool, np.bool_, numbers.Integral, np.integer)):
         number = float(value)  # (1e6, as '1e6' is taken; whole bytes, checked below)
