@@ -107,3 +107,25 @@ def test_the_test_extra_installs_what_the_cross_checks_need():
             if r and not r.startswith("#")}
     assert {"pytest", "hypothesis", "ducc0", "torch", "ruff", "opencv-python-headless", "stumpy",
             "scikit-image"} <= test
+
+
+def test_the_sdist_carries_the_tests_and_what_they_import(tmp_path):
+    """setuptools put ``tests/test_*.py`` in the sdist but not what they
+    import (``naive.py``, ``strategies.py``, the conftests, the benchmark
+    corpus): an unpacked sdist's tests failed to collect (an exploratory
+    test).  MANIFEST.in adds them."""
+    import shutil
+    import tarfile
+
+    tree = tmp_path / "tree"
+    shutil.copytree(ROOT, tree, ignore=shutil.ignore_patterns(
+        ".git", "venv", "*.egg-info", "__pycache__", "_build", "build", "dist", ".hypothesis"))
+    done = subprocess.run([sys.executable, "-c", "import setuptools; setuptools.setup()", "-q",
+                           "sdist", "--dist-dir", str(tmp_path / "dist")], cwd=tree,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    with tarfile.open(next((tmp_path / "dist").glob("*.tar.gz"))) as sdist:
+        names = sdist.getnames()
+    for needed in ("tests/__init__.py", "tests/naive.py", "tests/strategies.py", "tests/memory.py",
+                   "tests/conftest.py", "conftest.py", "benchmarks/corpus.py"):
+        assert any(name.endswith("/" + needed) for name in names), needed
