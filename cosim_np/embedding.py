@@ -309,7 +309,8 @@ def topk_cosine(queries, corpus, k, *, exclude_self=False, fill=0.0, max_memory=
     otherwise than one inside it (by a unit in the last place, in float32
     most often): copies of one corpus row, or rows whose exact cosines tie,
     can score a unit apart, and they rank by those scores, in an order that
-    may change with ``max_memory`` and the number of threads. Where exact
+    may change with ``max_memory``, the number of threads and the other
+    queries of the call (which set the blocks' edges). Where exact
     ties matter, round the scores before ranking (for instance with
     :func:`pairwise_cosine` and ``np.round``).
 

@@ -121,7 +121,8 @@ def scaled_cosine_loss(a, b, *, scaling="minmax", weight_on="a", shuffle=False, 
     ``get_dot_sim_loss(emb=a, emb_rec=b)`` exactly, except that a batch whose
     norms are all equal, or differ by no more than their rounding (see
     :func:`scaled_cosine`'s ``scaling``), gives ``w = 0.5`` instead of NaN
-    or the seed's quotient of rounding errors.
+    or the seed's quotient of rounding errors, and that a zero row's cosine
+    is 0 where the seed's is NaN (see :doc:`/scaled_loss`).
 
     Parameters
     ----------

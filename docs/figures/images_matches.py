@@ -28,7 +28,7 @@ def main(path=pathlib.Path(__file__).parents[1] / "_static" / "images_matches.pn
     fig, axes = plt.subplots(1, 3, figsize=(11, 4), layout="constrained",
                              gridspec_kw=dict(width_ratios=(1, 3, 3)))
     axes[0].imshow(patch, cmap="gray")
-    axes[0].set_title("template (50 x 40)")
+    axes[0].set_title("template\n(50 x 40)")  # (one line was wider than its panel)
     picture = axes[1].imshow(scores, cmap="RdBu_r", vmin=-1, vmax=1)
     axes[1].set_title("centered scores over the negated copy")
     fig.colorbar(picture, ax=axes[1], shrink=0.8)
