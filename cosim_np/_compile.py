@@ -160,6 +160,34 @@ def _other_calls(dtype):
     ]
 
 
+def _read_only(array):
+    """A read-only copy, as pandas' ``to_numpy()`` and a memory map opened
+    ``'r'`` give: Numba compiles the kernels that read it in place apart."""
+    array = np.array(array)
+    array.setflags(write=False)
+    return array
+
+
+def _read_only_calls(dtype):
+    from . import find_matches, pairwise_cosine, sliding_cosine, windowed_norm
+
+    x = _read_only(_signal(dtype, (2, 20000)))
+    image = _read_only(_signal(dtype, (260, 160)))
+    return [
+        ("read-only signals (pandas' to_numpy, memory maps opened 'r'): sliding_cosine, "
+         "windowed_norm, find_matches, images, pairwise_cosine",
+         lambda: ([sliding_cosine(x, _signal(dtype, (m,))) for m in (1, 2, 3, 4, 16, 64)],
+                  sliding_cosine(x, _signal(dtype, (256,)), center=True),
+                  sliding_cosine(x, _signal(dtype, (1024,))),
+                  windowed_norm(x, 50), find_matches(x, _signal(dtype, (50,)), k=3),
+                  [sliding_cosine(image, _signal(dtype, (m, m)), axis=(0, 1), center=center)
+                   for m in (3, 8) for center in (False, True)],
+                  # (contiguous, and a view of columns)
+                  pairwise_cosine(_read_only(_signal(dtype, (300, 64)))),
+                  pairwise_cosine(_read_only(_signal(dtype, (300, 128)))[:, :64]))),
+    ]
+
+
 def _layer_powers(dtype):
     """What ``cosim_np.torch.SharpenedCosine1d`` adds to the kernels of
     ``sliding_cosine`` and ``sliding_cosine_grad`` (torch itself not needed)."""
@@ -193,7 +221,8 @@ def calls(dtypes=("float32", "float64"), only=None):
     ``only``, if given)."""
     planned = []
     for dtype in dict.fromkeys(np.dtype(d) for d in dtypes):  # (each once, named twice too)
-        for label, call in _sliding_calls(dtype) + _narrow_sharpened_calls(dtype) + _other_calls(dtype):
+        for label, call in (_sliding_calls(dtype) + _narrow_sharpened_calls(dtype)
+                            + _other_calls(dtype) + _read_only_calls(dtype)):
             planned.append((label, dtype.name, call))
     if np.dtype(np.float64).name in [np.dtype(d).name for d in dtypes]:
         planned += [(label, "float64", call) for label, call in _near_the_limits()]

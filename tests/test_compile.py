@@ -249,6 +249,16 @@ for dt in (np.float32, np.float64):
     c.pairwise_cosine(img[:, :64]), c.pairwise_cosine(img[:64].T, img[:10, :64])
     c.topk_cosine(img[:, :64], img[:100, 1:65], 5)
     c.cosine_similarity(img[:, :64], img[:, 1:65])
+    # read-only arrays (pandas' to_numpy, memory maps opened 'r'), typed apart by Numba
+    ro, ri = x.copy(), img.copy()
+    ro.setflags(write=False)
+    ri.setflags(write=False)
+    c.sliding_cosine(ro, x[:3]), c.sliding_cosine(ro, x[:64]), c.sliding_cosine(ro, x[:1024])
+    c.sliding_cosine(ro, x[:256], center=True), c.find_matches(ro, x[:50], k=3)
+    c.windowed_norm(ro, 50)
+    c.sliding_cosine(ri, img[:3, :3], axis=(0, 1))
+    c.sliding_cosine(ri, img[:8, :8], axis=(0, 1), center=True)
+    c.pairwise_cosine(ri[:, :64])
 """
 
 
