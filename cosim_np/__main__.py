@@ -129,7 +129,7 @@ def _read(path, name, parser):
     along the last (a text or sound file's columns are rows; a .npy file is
     taken as NumPy lays it out, memory-mapped where it is larger than
     ``config.CLI_MEMORY_MAP_BYTES``: a read-only array, for which Numba
-    compiles kernels apart from those ``compile`` leaves in the cache)."""
+    compiles kernels apart, as ``compile`` does for the common calls)."""
     import os
 
     from ._core import config

@@ -239,5 +239,6 @@ GRAD_TILE_ELEMENTS = 1 << 17
 # The command line reads a .npy file larger than this memory-mapped (a signal
 # larger than memory), a smaller one into memory: a memory-mapped array is
 # read-only, and Numba compiles read-only arrays' kernels apart from the
-# writable ones that ``python -m cosim_np compile`` leaves in the cache.
+# writable ones (``python -m cosim_np compile`` compiles the common calls'
+# for both).
 CLI_MEMORY_MAP_BYTES = 1 << 28
