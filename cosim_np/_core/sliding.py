@@ -30,7 +30,7 @@ def padding(mode, span):
     return span, 0  # causal: output i is the window that ends at i
 
 
-def compact_taps(m, d, pad_left, nwin, n):
+def compact_taps(m, d, pad_left, nwin, n, positions=None):
     """Where fewer windows than the dilation ``d`` (a short signal, a huge
     dilation): tap ``j`` of window ``i`` reads sample ``j*d + i - pad_left``
     of the signal (``n`` samples, padding outside), so each tap reads a run
@@ -40,17 +40,14 @@ def compact_taps(m, d, pad_left, nwin, n):
     still one block of its blocked sums (its first ``m`` taps), where the
     padded signal, and the loops' scratch sized by ``m * d``, would hold
     ``(m - 1) * d`` samples.  Returns ``(source, at)``: the signal's samples
-    ``source`` go to the compact positions ``at``, zeros elsewhere.  (Only
-    for ``nwin < d``: with more windows the runs overlap.)"""
-    positions = compact_sources(np.arange(m * nwin, dtype=np.int64), d, pad_left, nwin)
-    at = np.flatnonzero((positions >= 0) & (positions < n))
-    return positions[at], at
-
-
-def compact_sources(positions, d, pad_left, nwin):
-    """The signal's sample read at each of ``positions`` of the compact
-    problem (``compact_taps``; outside ``[0, n)``: padding)."""
-    return positions // nwin * d + positions % nwin - pad_left
+    ``source`` go to the compact positions ``at`` (of all ``m * nwin``, or
+    indices into ``positions``, some of them), zeros elsewhere.  (Only for
+    ``nwin < d``: with more windows the runs overlap.)"""
+    if positions is None:
+        positions = np.arange(m * nwin, dtype=np.int64)
+    source = positions // nwin * d + positions % nwin - pad_left
+    at = np.flatnonzero((source >= 0) & (source < n))
+    return source[at], at
 
 
 def compact_along(array, axis, taps, length):
@@ -90,9 +87,13 @@ def compacted(rows, plan, m):
     if plan.nwin >= plan.d:
         return rows, plan, None
     taps = compact_taps(m, plan.d, plan.pad_left, plan.nwin, rows.shape[-1])
-    compact = compact_along(rows, -1, taps, m * plan.nwin)
-    return compact, plan._replace(d=plan.nwin, span=(m - 1) * plan.nwin, pad_left=0,
-                                  pad_right=0), taps
+    return compact_along(rows, -1, taps, m * plan.nwin), compact_plan(plan, m), taps
+
+
+def compact_plan(plan, m):
+    """A 1-d plan of windows of ``m`` taps as its compact problem's
+    (``compact_taps``): dilation ``nwin``, no padding."""
+    return plan._replace(d=plan.nwin, span=(m - 1) * plan.nwin, pad_left=0, pad_right=0)
 
 
 def compute_dtype(out_dtype):

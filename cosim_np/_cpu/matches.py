@@ -412,10 +412,9 @@ class Scores:
         self.n = self.length = moved.shape[-1]  # (the signal's; the problem's)
         self.compact = None
         if splan.nwin < splan.d:  # read as the compact problem (plans.compacted)
-            self.compact = functools.partial(plans.compact_sources, d=splan.d,
-                                             pad_left=splan.pad_left, nwin=splan.nwin)
-            splan = self.plan = splan._replace(d=splan.nwin, span=(m - 1) * splan.nwin,
-                                               pad_left=0, pad_right=0)
+            self.compact = functools.partial(plans.compact_taps, m, splan.d, splan.pad_left,
+                                             splan.nwin, self.n)
+            splan = self.plan = plans.compact_plan(splan, m)
             self.length = m * splan.nwin
         self.method = drivers.choose_method(method, m, nchan, nker, self.nrows, splan.nwin,
                                             splan.span)
@@ -468,9 +467,7 @@ class Scores:
     def _take_compact(self, s0, s1):
         """``_take`` of the compact problem: each position's sample, zeros
         for the padding."""
-        source = self.compact(np.arange(s0, s1, dtype=np.int64))
-        inside = np.flatnonzero((source >= 0) & (source < self.n))
-        source = source[inside]
+        source, inside = self.compact(np.arange(s0, s1, dtype=np.int64))
         out = np.zeros((self.nrows, self.moved.shape[-2], s1 - s0), dtype=self.compute)
         if self.rows is not None:
             out[..., inside] = self.rows[..., source]
