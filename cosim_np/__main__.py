@@ -106,16 +106,11 @@ def _main(argv):
 
     from . import demo as experiment
 
-    if args.plot:
-        try:
-            import matplotlib  # noqa: F401  (before the table: the command fails as a whole)
-        except ImportError:
-            demo.error("--plot needs matplotlib, which is not installed; install it with: "
-                       "pip install 'cosim_np[plot]'")
-        _check_output(_plot_path(args.plot, demo, "demo.png"), "--plot", demo)
+    path = args.plot and _plot_path(args.plot, demo, "demo.png")
+    if path:  # (before the table: the command fails as a whole)
+        _check_output(path, "--plot", demo)
     print(experiment.format_table())
-    if args.plot:
-        path = _plot_path(args.plot, demo, "demo.png")
+    if path:
         try:
             experiment.plot(path)
         except (OSError, ValueError) as exc:  # (a folder that is not there, an unknown suffix)
@@ -215,11 +210,6 @@ def _match(args, parser):
     if args.out:
         _check_output(args.out, "--out", parser)
     if args.plot:
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            parser.error("--plot needs matplotlib, which is not installed; install it with: "
-                         "pip install 'cosim_np[plot]'")
         _check_output(_plot_path(args.plot, parser), "--plot", parser)
 
     signal = _read(args.signal, "signal", parser)
@@ -276,12 +266,9 @@ def _match(args, parser):
         if signal.ndim == 2 and signal.shape[0] > 1:
             print(f"note: --plot draws the first of the signal's {signal.shape[0]} rows and its "
                   "matches (the table has every row's)", file=sys.stderr)
-        try:
-            figure = plot_matches(signal if signal.ndim == 1 else signal[0], found if signal.ndim == 1 else
-                                  _first_row(found), kernel=kernel, mode=args.mode, sharpness=args.sharpness,
-                                  center=args.center, sign=args.sign, threshold=args.threshold)
-        except ImportError as exc:
-            parser.error(str(exc))
+        figure = plot_matches(signal if signal.ndim == 1 else signal[0], found if signal.ndim == 1 else
+                              _first_row(found), kernel=kernel, mode=args.mode, sharpness=args.sharpness,
+                              center=args.center, sign=args.sign, threshold=args.threshold)
         save_figure(figure, args.plot, parser)
     return 0
 
@@ -300,8 +287,8 @@ def _plot_path(path, parser, example="matches.png"):
 
 def _check_output(path, option, parser):
     """End the command, naming ``path``, where it cannot be written: a
-    folder, a folder that is not there, or (a figure) a type matplotlib does
-    not write."""
+    folder, a folder that is not there, or (a figure) without matplotlib or
+    of a type matplotlib does not write."""
     import os
 
     if os.path.isdir(path):
@@ -310,7 +297,11 @@ def _check_output(path, option, parser):
     if not os.path.isdir(folder):
         parser.error(f"cannot write {option} file {path!r}: there is no folder {folder!r}")
     if option == "--plot":
-        from matplotlib.figure import Figure
+        try:
+            from matplotlib.figure import Figure
+        except ImportError:
+            parser.error("--plot needs matplotlib, which is not installed; install it with: "
+                         "pip install 'cosim_np[plot]'")
 
         suffix = os.path.splitext(path)[1][1:].lower()
         known = Figure().canvas.get_supported_filetypes()
