@@ -132,18 +132,20 @@ def _dilation_of(m, dilation):
 
 def _check_window_fits(n, m, dilation, mode, what):
     span = (m - 1) * dilation
+    # (a smaller dilation is advice only where there is one to lessen)
+    shorter = f"a shorter {what}" + (" or a smaller dilation" if dilation > 1 else "")
     if mode == "valid" and n < span + 1:
         raise ValueError(
             f"{what} of length {m} with dilation={dilation} spans {span + 1} samples, "
             f"longer than the signal ({n} samples along axis) in mode='valid'; "
-            f"use a shorter {what}, a smaller dilation or mode='same'/'full'/'causal'."
+            f"use {shorter}, or mode='same'/'full'/'causal'."
         )
     padded = n + sum(padding(mode, span))
     if padded > LONGEST_PADDED:
         raise ValueError(
             f"{what} of length {m} with dilation={dilation} spans {span + 1} samples: "
             f"mode={mode!r} would pad the signal ({n} samples along axis) to {padded}, more "
-            f"than an array can hold; use a shorter {what} or a smaller dilation."
+            f"than an array can hold; use {shorter}."
         )
     return span
 

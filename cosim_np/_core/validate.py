@@ -164,10 +164,17 @@ def check_known_shape(array, name, *, min_ndim=0):
     return array
 
 
+def _scalar_of(value, kinds):
+    """The scalar in ``value`` if it is a 0-d array of one of the dtype
+    ``kinds`` (NumPy takes one for a scalar), else ``value``."""
+    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in kinds:
+        return value[()]
+    return value
+
+
 def check_positive_int(value, name, minimum=1):
     """An integer (not a bool, not a float) of at least ``minimum``."""
-    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iu":
-        value = value[()]  # (a 0-d array, as check_real takes one)
+    value = _scalar_of(value, "iu")
     if type(value) is not int and (isinstance(value, (bool, np.bool_)) or not isinstance(
         value, (numbers.Integral, np.integer)
     )):
@@ -189,8 +196,7 @@ def check_real(value, name, *, finite=True, nonnegative=False, allow_nan=False):
     """A real scalar; by default it must be finite.  Returns a Python float."""
     # Plain floats first: the ABC check is slow when the interpreter's caches
     # are cold, as they are after every call on a long signal.
-    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "fiu":
-        value = value[()]  # (a 0-d array, as NumPy takes one for a scalar)
+    value = _scalar_of(value, "fiu")
     if type(value) not in (float, int) and (isinstance(value, (bool, np.bool_)) or not isinstance(
         value, (numbers.Real, np.floating, np.integer)
     )):
