@@ -114,6 +114,11 @@ def test_windowed_norm_rejects():
         windowed_norm(SIGNAL, 11)
     with pytest.raises(ValueError, match=r"use a shorter window or a smaller dilation, or mode="):
         windowed_norm(SIGNAL, 4, dilation=4)
+    image = np.ones((5, 5))
+    with pytest.raises(ValueError, match=r"along axis 0, .* use a smaller window, or mode="):
+        windowed_norm(image, (6, 2), axis=(0, 1))
+    with pytest.raises(ValueError, match=r"along axis 0, .* use a smaller window or dilation, or"):
+        windowed_norm(image, (2, 2), dilation=(5, 1), axis=(0, 1))
     with pytest.raises(ValueError, match=r"window must be an integer >= 1; got 0"):
         windowed_norm(SIGNAL, 0)
     with pytest.raises(TypeError, match=r"window must be an integer"):

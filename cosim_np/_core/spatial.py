@@ -140,19 +140,19 @@ def geometry(shape, axes, m, dilation, mode, stride, what):
     pads, padded, nwin = [], [], []
     for a in range(r):
         n, span = shape[axes[a]], (m[a] - 1) * d[a]
+        smaller = f"a smaller {what}" + (" or dilation" if d[a] > 1 else "")
         if modes[a] == "valid" and n < span + 1:
             raise ValueError(
                 f"{what} of shape {tuple(m)} with dilation={d} spans {span + 1} samples along "
-                f"axis {axes[a]}, longer than the signal's {n} there in mode='valid'; use a "
-                "smaller window or dilation, or mode='same'/'full'.")
+                f"axis {axes[a]}, longer than the signal's {n} there in mode='valid'; use "
+                f"{smaller}, or mode='same'/'full'.")
         pads.append(padding(modes[a], span))
         padded.append(n + sum(pads[-1]))
         if padded[-1] > LONGEST_PADDED:
             raise ValueError(
                 f"{what} of shape {tuple(m)} with dilation={d} spans {span + 1} samples along "
                 f"axis {axes[a]}: mode={modes[a]!r} would pad the signal ({n} samples there) to "
-                f"{padded[-1]}, more than an array can hold; use a smaller {what} or "
-                "dilation.")
+                f"{padded[-1]}, more than an array can hold; use {smaller}.")
         nwin.append(padded[-1] - span)
     padded = tuple(padded)
     if math.prod(padded) > LONGEST_PADDED:
