@@ -224,7 +224,7 @@ def _match(args, parser):
                   f"as {kernel.shape[0]} kernels of one tap (the last axis holds the taps); for "
                   f"one kernel of {kernel.shape[0]} taps, save a 1-d array", file=sys.stderr)
     for name, path, data in (("signal", args.signal, signal), ("kernel", args.kernel, kernel)):
-        if data.ndim > 2:
+        if not 1 <= data.ndim <= 2:
             parser.error(f"{name} file {path!r} holds an array of shape {data.shape}; a "
                          "signal or kernel file holds one or two axes (rows of samples)")
     if signal.ndim == 2 and signal.shape[1] < kernel.shape[-1] <= signal.shape[0]:

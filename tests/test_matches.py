@@ -871,6 +871,8 @@ def test_command_line(tmp_path):
     ("npy of no samples", "signal file '{tmp}/zero.npy' holds no samples (shape (0,))"),
     ("signal folder", "signal file '{tmp}' is a folder; name a file in it"),
     ("three axes", "kernel file '{tmp}/kernel.npy' holds an array of shape (2, 2, 5)"),
+    # (a 0-d kernel beside rows of signal was an IndexError: an exploratory test)
+    ("no axes", "kernel file '{tmp}/kernel.npy' holds an array of shape ()"),
     # (an empty name wrote nothing and said nothing: an exploratory test)
     ("empty out", "argument --out: needs a file name, got ''"),
     ("empty plot", "argument --plot: needs a file name, got ''"),
@@ -911,6 +913,9 @@ def test_command_line_errors(tmp_path, case, message):
         signal = tmp_path
     elif case == "three axes":
         np.save(kernel, np.ones((2, 2, 5)))
+    elif case == "no axes":
+        np.save(signal, np.ones((2, 100)))
+        np.save(kernel, np.array(1.0))
     elif case.startswith("wav"):
         import struct
 
