@@ -904,6 +904,30 @@ def test_find_matches_over_an_image_holds_about_max_memory():
     assert whole > 1493**2 * 4 and held < 4 * 2**20, (held, whole)
 
 
+def test_find_matches_over_an_image_of_equal_scores_holds_its_pool():
+    """A lattice of equal dots: every dot's window scores the same bits.
+    The candidates kept for ``k`` are the best ``pool`` in the selection's
+    order, ties by position; keeping every tie of the last held all 62,500
+    dots (9 MiB under ``max_memory="1MiB"``), and the time grew with their
+    square (an exploratory test)."""
+
+    kernel = np.full((3, 3), 0.1, np.float32)
+    kernel[1, 1] = 1.1
+    image = np.zeros((1000, 1000), np.float32)
+    image[::4, ::4] = 1.0
+    find_matches(image[:50, :50], kernel, axis=(0, 1), k=2)  # (compiled first)
+    found, peak = traced_peak(lambda: find_matches(image, kernel, axis=(0, 1), k=3,
+                                                   max_memory="1MiB"))
+    # ties by position: the first dots in row-major order (the edge's dot
+    # at 1 is a window's centre at 0 in mode 'valid': none; they start at 3)
+    assert found.index.tolist() == [[3, 3], [3, 7], [3, 11]]
+    assert peak < 2.5 * 2**20, peak
+    every = find_matches(image[:200, :200], kernel, axis=(0, 1))
+    first = find_matches(image[:200, :200], kernel, axis=(0, 1), k=40)
+    assert np.array_equal(first.index, every.index[:40])
+    assert np.array_equal(first.score, every.score[:40])
+
+
 def test_find_matches_finds_a_template_cut_from_a_photograph():
     data = pytest.importorskip("skimage.data")
     picture = data.camera().astype(np.float64)

@@ -102,8 +102,10 @@ def _matches(slabs, nout, mplan, nker, dtype, thresholds=None):
 
 class _Pool:
     """The candidates of one batch index, as the slabs give them: all of
-    them, or with ``size`` (``k`` given) the best ``size`` and every tie of
-    the last, cut back whenever twice that many have come."""
+    them, or with ``size`` (``k`` given) the best ``size`` in the selection's
+    order (best key first, ties by position, then kernel), cut back whenever
+    twice that many have come.  (Keeping every tie of the last instead held
+    every window of an image of equal scores, a lattice of equal dots.)"""
 
     def __init__(self, size):
         self.size = size
@@ -114,7 +116,7 @@ class _Pool:
         """Candidates of arrays the caller may reuse (copied)."""
         if not kernel.size:
             return
-        best = self._best(key)
+        best = self._best(kernel, flat, key)
         if best is not None:  # (fancy indexing copies)
             self.parts.append((kernel[best], flat[best], key[best], score[best]))
         else:
@@ -131,15 +133,19 @@ class _Pool:
             return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), np.zeros(0)
         arrays = tuple(np.concatenate(a) if len(self.parts) > 1 else a[0]
                        for a in zip(*self.parts))
-        best = self._best(arrays[2])
+        best = self._best(*arrays[:3])
         return arrays if best is None else tuple(a[best] for a in arrays)
 
-    def _best(self, key):
-        """The indices of the best ``size`` keys and every tie of the last,
-        in order; None where all are kept."""
+    def _best(self, kernel, flat, key):
+        """The indices of the best ``size`` candidates, in order; None where
+        all are kept."""
         if not self.size or key.size <= self.size:
             return None
-        return np.flatnonzero(key >= np.partition(key, key.size - self.size)[-self.size])
+        last = np.partition(key, key.size - self.size)[-self.size]
+        above = np.flatnonzero(key > last)
+        tied = np.flatnonzero(key == last)
+        tied = tied[np.lexsort((kernel[tied], flat[tied]))[: self.size - above.size]]
+        return np.sort(np.concatenate((above, tied)))
 
 
 def _select_row(kernel, flat, found, score, shape, mplan, one_kernel):
