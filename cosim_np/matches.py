@@ -303,8 +303,8 @@ def find_matches(
         transforms' scratch, a few MiB that a smaller ``max_memory`` does
         not reduce.  Beyond the tiles, memory holds the
         candidates: at most ``k * K * (exclusion + 1)`` per row (at most
-        65536 per row, or ``k`` where half of ``max_memory`` holds them, see
-        Notes) with ``k``, and every candidate at or
+        65536, or ``k`` where larger, for each of the scan's runs, four a
+        thread, within half of ``max_memory``; see Notes) with ``k``, and every candidate at or
         above the threshold without it.  Over several sliding axes, half
         of it holds a slab of scores and half the room for its candidates,
         and with ``k`` the candidates kept are at most ``k * (K * ceil(B /
@@ -350,8 +350,11 @@ def find_matches(
     while scanning: greedy selection only ever consults better candidates,
     and each kept match suppresses at most ``K * (exclusion + 1)`` of them,
     so ``k * K * (exclusion + 1)`` candidates always suffice; where that is
-    more than 65536, the scan runs again in the rare case that the pool
-    kept fewer than ``k`` matches while candidates were left out.  A ``k``
+    more than the pool (65536, fewer where half of ``max_memory`` cannot
+    hold that for each of the scan's runs), the scan runs again where the
+    pool kept fewer than ``k`` matches while candidates were left out
+    (the best candidates crowded into a few exclusion zones), with twice
+    the pool each time where memory holds it.  A ``k``
     that no row can reach (at least ``ceil(L / (exclusion + 1))``, the most
     matches ``L`` windows hold) is a search without it.  Signal rows
     beyond what ``max_memory`` holds in a tile are searched a block of rows

@@ -328,6 +328,50 @@ def test_a_small_pool_rescans_and_stays_exact(monkeypatch):
     assert len(passes) == 1
 
 
+def test_candidates_crowded_into_few_zones_scan_the_signal_a_few_times(monkeypatch):
+    """Pulses on every other sample, the gaps between them filling in
+    slowly: the best candidates crowd into a few zones, so a pool keeps a
+    few matches a scan.  Each rescan doubles the pool (where memory holds
+    it): 26 scans for ``k = 500`` became 6 (an exploratory test; at ``2e7``
+    samples and ``k = 10**4``, 77 scans of the signal became 12)."""
+    n = 200_000
+    t = np.arange(n)
+    signal = np.where(t % 2 == 0, 1.0, 0.5 * t / n).astype(np.float32)
+    kernel = np.array([1.0, 0, 1, 0, 1, 0, 1, 0])
+    every = find_matches(signal, kernel, exclusion=100)
+    passes = []
+    original = cpu_matches._scan_all
+
+    def counted(*args, **kwargs):
+        passes.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(cpu_matches, "_scan_all", counted)
+    monkeypatch.setattr(config, "MATCH_POOL", 1024)
+    found = find_matches(signal, kernel, k=500, exclusion=100)
+    assert np.array_equal(found.index, every.index[:500])
+    assert np.array_equal(found.score, every.score[:500])
+    assert len(passes) <= 8, len(passes)
+
+
+def test_the_pools_of_many_runs_fit_max_memory(monkeypatch):
+    """With ``k``, each of the scan's runs (four a thread) keeps a pool: at
+    most half of ``max_memory`` holds them all.  The pools were 65536
+    candidates whatever the memory: 101 MiB at 16 threads with
+    ``max_memory="16MiB"`` (an exploratory test; here many runs a thread
+    stand for many threads)."""
+    rng = np.random.default_rng(30)
+    signal = rng.standard_normal(400_000).astype(np.float32)
+    kernel = rng.standard_normal(16)
+    expected = find_matches(signal, kernel, k=100, exclusion=1000)
+    monkeypatch.setattr(config, "MATCH_RUNS_PER_THREAD", 32)
+    found, peak = traced_peak(lambda: find_matches(signal, kernel, k=100, exclusion=1000,
+                                                   max_memory="4MiB"))
+    assert np.array_equal(found.index, expected.index)
+    assert np.array_equal(found.score, expected.score)
+    assert peak < 8 * 2**20, peak
+
+
 def test_a_full_pool_of_the_best_first_candidates_rescans(monkeypatch):
     # keys of the local maxima falling along the signal: the pool fills with
     # the first candidates, which all lie in one zone, and no later one reaches

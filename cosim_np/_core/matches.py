@@ -107,13 +107,13 @@ def pool_size(k, nker, exclusion, windows, room=None):
     (exclusion + 1)`` candidates keeps ``k`` whenever that many exist, and
     those are the ``k`` it keeps over all candidates (it only consults
     better ones).  The pool is at most ``config.MATCH_POOL``, or ``k`` where
-    that is larger and at most ``room`` (the candidates memory holds;
+    that is larger, and at most ``room`` (the candidates memory holds;
     ``MATCH_POOL`` by default); a smaller pool is exact too, at the cost of a
     rescan where it keeps fewer than ``k`` (see ``_cpu.matches``)."""
     whole = nker * windows
     need = k * nker * (min(exclusion, windows) + 1)
     room = config.MATCH_POOL if room is None else room
-    return int(max(1, min(whole, max(min(k, room), min(need, config.MATCH_POOL)))))
+    return int(max(1, min(whole, room, max(k, min(need, config.MATCH_POOL)))))
 
 
 def first_per_row(rows, count):

@@ -733,6 +733,10 @@ def select(source, nker, nwin, mplan, thresholds):
         if not again.any():
             break
         filters = _rescan_filters(rows, again, row, keys, idx, ker, kept, exclusion)
+        # (a pool of candidates crowded into a few zones keeps a few matches
+        # a scan: twice the pool a scan, where memory holds it, scans the
+        # signal O(log) times, not O(k))
+        pool = max(pool, min(2 * pool, room, nker * nwin))
     row, idx, ker, score = (np.concatenate(column) for column in zip(*kept))
     row, idx, ker = row.astype(np.int64), idx.astype(np.int64), ker.astype(np.int64)
     # each pass's matches are sorted by row, then in the order: a stable sort
