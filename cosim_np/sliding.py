@@ -557,7 +557,13 @@ def sliding_cosine_grad(
     kernel of subnormal norm gives inf):
 
     * at ``s = 0``, ``d out / d s`` is taken as 0 for ``P < 1`` (where it is
-      infinite), 1 for ``P = 1``; ``d out / d p`` is 0;
+      infinite), 1 for ``P = 1``; ``d out / d p`` is 0. That is ``s`` as
+      computed: a window whose cosine is 0 but comes out as its rounding
+      (up to about ``1e-16``: a flat stretch against a zero-sum kernel, in
+      a bank or a multi-channel kernel most often, whose dots are matrix
+      products) gets the slope there, ``P |s|**(P-1)``, some ``1e12`` for
+      ``P = 1/4``, as its output gets ``|s|**P`` (see "Sharpening and the
+      meaning of p²" in the docs);
     * a window of norm 0 (a constant window with ``center``) gives ``fill``,
       a constant: it contributes nothing; so does a zero kernel (its
       outputs are ``fill``, and NaN in windows holding NaN or inf: a
