@@ -928,6 +928,38 @@ def test_find_matches_over_an_image_of_equal_scores_holds_its_pool():
     assert np.array_equal(first.score, every.score[:40])
 
 
+@pytest.mark.parametrize("case", ["direct", "fft", "center", "channels", "tiny"])
+def test_find_matches_over_many_small_images_takes_blocks_of_them(case):
+    """A batch whose band of scores outgrows ``max_memory`` is searched a
+    block of batch indices at a time, with the matches of the whole call.
+    A slab spanned every batch index: 80 MiB for 20,000 images of 32 x 32
+    under ``max_memory="16MiB"`` (an exploratory test)."""
+    rng = np.random.default_rng(31)
+    dtype = np.float64 if case == "tiny" else np.float32
+    shape = (300, 2, 12, 12) if case == "channels" else (300, 12, 12)
+    images = rng.standard_normal(shape).astype(dtype)
+    kernel = rng.standard_normal(shape[1:-2] + (3, 3)).astype(dtype)
+    if case == "tiny":  # (windows of samples far below the largest: recomputed one by one)
+        images[7] *= 1e-300
+        images[8, 0, 0] = 1e300
+    axis = (-2, -1)
+    options = dict(axis=axis, k=2, method="fft" if case == "fft" else "direct",
+                   center=case == "center")
+    whole = find_matches(images, kernel, **options)
+    for budget in ("8KiB", "96KiB"):  # (blocks of one image, and of several)
+        assert find_matches(images, kernel, max_memory=budget, **options) == whole
+    assert set(whole.batch[:, 0].tolist()) == set(range(300))
+
+
+def test_find_matches_over_many_small_images_holds_about_max_memory():
+    images = np.random.default_rng(32).standard_normal((20_000, 32, 32), dtype=np.float32)
+    kernel = (np.ones((5, 5)) + np.eye(5)).astype(np.float32)
+    find_matches(images[:2], kernel, axis=(1, 2), threshold=0.9)  # (compiled first)
+    found, peak = traced_peak(lambda: find_matches(images, kernel, axis=(1, 2), threshold=0.9,
+                                                   max_memory="16MiB"))
+    assert len(found) == 0 and peak < 16 * 2**20, peak
+
+
 def test_find_matches_finds_a_template_cut_from_a_photograph():
     data = pytest.importorskip("skimage.data")
     picture = data.camera().astype(np.float64)

@@ -14,6 +14,7 @@ of threads.
 """
 
 import contextlib
+import copy
 import math
 
 import numba
@@ -93,26 +94,42 @@ def sliding_cosine(x, plan, method, out):
 def score_slabs(x, plan, method, max_bytes, overlap=0):
     """The cosines of a planned ``sliding_cosine`` call over several axes a
     slab of output rows along the first sliding axis at a time: yields
-    ``(i0, i1, slab)``, ``slab`` ``(B, K, i1 - i0, nout_2, ..., nout_r)``
-    holding the windows ``[i0, i1)`` along that axis (float32 or float64,
-    rounded to the call's result dtype), bit for bit those of
-    :func:`sliding_cosine` (a slab is a run of whole bands, each computed
-    as there).  A slab of scores holds at most ``max_bytes`` (at least one
-    band), and its first rows repeat the last ``overlap`` of the slab
-    before (fewer at the start); it is reused: each is read before the next
-    is asked for."""
+    ``(b0, i0, i1, slab)``, ``slab`` ``(nb, K, i1 - i0, nout_2, ...,
+    nout_r)`` holding the windows ``[i0, i1)`` along that axis of batch
+    indices ``[b0, b0 + nb)`` (float32 or float64, rounded to the call's
+    result dtype), bit for bit those of :func:`sliding_cosine` (a slab is a
+    run of whole bands, each computed as there, and a window's cosine is its
+    batch index's own).  A slab of scores holds at most ``max_bytes`` (at
+    least one band of one batch index): every batch index at once where one
+    band of each fits, else a block of them at a time, all of a block's
+    slabs before the next block's.  A slab's first rows repeat the last
+    ``overlap`` of the slab before of its block (fewer at the start); it is
+    reused: each is read before the next is asked for."""
     geo = plan.geometry
     bands = _Bands(x, plan, method, None)
     nbatch, nker = bands.padded.shape[0], plan.khat.shape[0]
     dtype = _computing_dtype(plan.out_dtype)
     per_row = math.prod(geo.nout[1:-1])  # output rows per window along axis 0
-    row_bytes = nbatch * nker * per_row * geo.nout[-1] * dtype.itemsize
+    row_bytes = nker * per_row * geo.nout[-1] * dtype.itemsize  # (of one batch index)
+    block = min(nbatch, max(1, max_bytes // max(1, bands.rows * row_bytes)))
     # (bands of one length: find_matches takes no stride, see _FFTPlan)
-    step = bands.rows * max(1, max_bytes // max(1, bands.rows * row_bytes))
+    step = bands.rows * max(1, max_bytes // max(1, bands.rows * row_bytes * block))
     step = min(step, geo.nout[0])
-    buffer = np.empty((nbatch, nker, (overlap + step) * per_row, geo.nout[-1]), dtype)
+    buffer = np.empty((block, nker, (overlap + step) * per_row, geo.nout[-1]), dtype)
+    for b0 in range(0, nbatch, block):
+        b1 = min(b0 + block, nbatch)
+        part = bands if b1 - b0 == nbatch else bands.batches(b0, b1)
+        for i0, i1, slab in _block_slabs(part, plan, buffer[: b1 - b0], step, overlap):
+            yield b0, i0, i1, slab
+
+
+def _block_slabs(bands, plan, buffer, step, overlap):
+    """:func:`score_slabs` of the batch indices of ``bands``: ``(i0, i1,
+    slab)``, each slab in ``buffer``."""
+    geo = plan.geometry
+    per_row = math.prod(geo.nout[1:-1])
     view = buffer.transpose(0, 2, 1, 3)  # (B, Q, K, nout_r), as the bands write
-    shape = (nbatch, nker, -1) + geo.nout[1:]
+    shape = buffer.shape[:2] + (-1,) + geo.nout[1:]
     kept = used = 0  # rows repeated from the slab before; rows it held
     for i0 in range(0, geo.nout[0], step):
         i1 = min(i0 + step, geo.nout[0])
@@ -124,7 +141,7 @@ def score_slabs(x, plan, method, max_bytes, overlap=0):
         slab = buffer[:, :, : used * per_row].reshape(shape)
         for index, values in bands.rescaled(i0, i1):
             slab[(index[0], slice(None), index[1] - i0 + kept) + index[2:]] = values
-        if plan.out_dtype != dtype:  # (float16: the result's own rounding)
+        if plan.out_dtype != buffer.dtype:  # (float16: the result's own rounding)
             rows = slab[:, :, kept:]
             rows[...] = rows.astype(plan.out_dtype)
         yield i0 - kept, i1, slab
@@ -190,6 +207,17 @@ class _Bands:
                                 self.floor, plan.fill, self.exponent,
                                 _kept_rows(signal_rows, self.nslot, geo.nout[-1]),
                                 scratch_arrays, out)
+
+    def batches(self, b0, b1):
+        """The call restricted to batch indices ``[b0, b1)`` (a window's
+        cosine is its batch index's own: the same bits)."""
+        part = copy.copy(self)
+        part.padded = self.padded[b0:b1]
+        part.signal_rows = part.padded.reshape(-1, part.padded.shape[-1])
+        part.row_offsets, part.tap_rows = _row_offsets(part.padded.shape, self.plan.geometry)
+        if self.tiny is not None:
+            part.tiny = tuple(array[b0:b1] for array in self.tiny)
+        return part
 
     def run(self, out_rows, i0=0, i1=None):
         """Every band of the windows ``[i0, i1)`` along the first sliding

@@ -55,8 +55,8 @@ def select(scores, splan, mplan):
             key = keys(scores[b], mplan.sign).astype(scores.dtype)  # (as along one axis)
             shown = np.where(key == -np.inf, np.nan, key) if np.isnan(scores[b]).any() else key
             thresholds.append(threshold_value(mplan.threshold_fn(shown[0] if single else shown)))
-    return _matches([(0, geo.nout[0], scores)], geo.nout, mplan, scores.shape[1], scores.dtype,
-                    thresholds)
+    return _matches([(0, 0, geo.nout[0], scores)], geo.nout, mplan, scores.shape[1],
+                    scores.dtype, thresholds)
 
 
 def keys(scores, sign):
@@ -69,26 +69,28 @@ def keys(scores, sign):
 
 
 def _matches(slabs, nout, mplan, nker, dtype, thresholds=None):
-    """The matches of the scores given as ``slabs`` ``(i0, i1, slab)``
-    (``slab`` ``(B, K, i1 - i0, nout_2, ...)``, the windows ``[i0, i1)``
-    along the first sliding axis, each slab's first rows repeating the last
-    two of the one before), their scores of ``dtype``; ``thresholds``: one
-    per batch index, else the plan's."""
+    """The matches of the scores given as ``slabs`` ``(b0, i0, i1, slab)``
+    (``slab`` ``(nb, K, i1 - i0, nout_2, ...)``, the windows ``[i0, i1)``
+    along the first sliding axis of batch indices ``[b0, b0 + nb)``, each
+    slab's first rows repeating the last two of the one before of the same
+    batch indices), their scores of ``dtype``; ``thresholds``: one per
+    batch index, else the plan's."""
     plane = math.prod(nout[1:])
-    pools = None  # one per batch index, from the first slab (a call has one at least)
-    done = 0  # windows along the first axis whose candidates are found
-    for i0, i1, slab in slabs:
-        if pools is None:
-            pools = [_Pool(mplan.pool) for _ in range(slab.shape[0])]
+    pools = {}  # a batch index's, from its first candidates
+    block = None  # the batch indices the slabs are of
+    for b0, i0, i1, slab in slabs:
+        if block != b0:
+            block, done = b0, 0  # (done: windows along the first axis whose candidates are found)
         lo = done - i0
         hi = slab.shape[2] if i1 == nout[0] else slab.shape[2] - 1  # (the last needs the next)
-        for b, pool in enumerate(pools):
+        for b in range(b0, b0 + slab.shape[0]):
             threshold = mplan.threshold if thresholds is None else thresholds[b]
-            _local_maxima(slab[b], mplan.sign, threshold, pool.add, lo * plane, hi * plane,
-                          mplan.budget // 2, i0 * plane)
+            _local_maxima(slab[b - b0], mplan.sign, threshold, _pool_of(pools, b, mplan.pool),
+                          lo * plane, hi * plane, mplan.budget // 2, i0 * plane)
         done = i0 + hi
-    found = [_select_row(*pool.arrays(), nout, mplan, nker == 1) for pool in pools]
-    rows = np.concatenate([np.full(len(f[0]), b, dtype=np.int64) for b, f in enumerate(found)])
+    held = sorted(pools) or [0]  # (one at least: the arrays' shapes and dtypes)
+    found = [_select_row(*pools.get(b, _Pool(0)).arrays(), nout, mplan, nker == 1) for b in held]
+    rows = np.concatenate([np.full(len(f[0]), b, dtype=np.int64) for b, f in zip(held, found)])
     index = np.concatenate([f[0] for f in found])
     kernel = np.concatenate([f[1] for f in found])
     score = np.concatenate([f[2] for f in found])
@@ -98,6 +100,19 @@ def _matches(slabs, nout, mplan, nker, dtype, thresholds=None):
         order = np.argsort(-np.concatenate([f[3] for f in found]), kind="stable")
         rows, index, kernel, score = rows[order], index[order], kernel[order], score[order]
     return rows, index.reshape(-1, len(nout)), kernel, score.astype(dtype)
+
+
+def _pool_of(pools, b, size):
+    """The sink of batch index ``b``'s candidates: its pool, made when the
+    first come (many small images, most without a candidate, hold none)."""
+    def add(*candidates):
+        if not candidates[0].size:
+            return
+        if b not in pools:
+            pools[b] = _Pool(size)
+        pools[b].add(*candidates)
+
+    return add
 
 
 class _Pool:
