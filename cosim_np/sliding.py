@@ -151,12 +151,10 @@ def windowed_norm(signal, window, *, dilation=1, mode="valid", axis=-1, center=F
         The norm of each window less its mean, ``||w - mean(w)||`` (``sqrt(m)``
         times its standard deviation), from the means and sums of squared
         deviations of runs of taps merged pairwise by Chan, Golub and
-        LeVeque's update [3]_, never ``sum(w**2) - m * mean(w)**2``: an
-        offset costs digits in proportion to its size, the means being
-        rounded at its scale (a relative error of about ``eps * kappa``,
-        ``kappa = ||w|| / ||w - mean(w)||``; a two-pass computation over
-        each window, at ``m`` times the work, errs by about ``m * (eps *
-        kappa)**2``). A constant window
+        LeVeque's update [3]_ (each run's mean held as its distance from
+        the run's first sample), never ``sum(w**2) - m * mean(w)**2``: as
+        accurate as a two-pass computation over each window whatever the
+        offset (a relative error below ``4 (m + 4) eps``). A constant window
         gives exactly 0, one holding NaN or ±inf NaN (``inf - mean(w)`` is
         undefined). Default False.
     stride : int, optional
@@ -418,10 +416,11 @@ def sliding_cosine(
     to zero to far below rounding), and the centered norms come from
     statistics of runs of taps merged pairwise by Chan, Golub and LeVeque's
     update [3]_, never from ``sum(w**2) - m * mean(w)**2``, which loses
-    every digit under a large offset.  A constant window gives ``fill``; a constant
-    kernel is an error.  Offsets cost accuracy in proportion to their size
-    (the means and the products of the raw windows are rounded at their
-    scale): with ``kappa = ||w|| / ||w - mean(w)||`` the error in ``s`` stays
+    every digit under a large offset; they are as accurate as a two-pass
+    computation over each window.  A constant window gives ``fill``; a
+    constant kernel is an error.  Offsets cost accuracy in proportion to
+    their size (the products of the raw windows with the kernel are rounded
+    at their scale): with ``kappa = ||w|| / ||w - mean(w)||`` the error in ``s`` stays
     below about ``4 (m C_in + 4) eps kappa`` (``eps`` of float64; measured
     near ``eps kappa``, where a two-pass computation over each window errs
     by about ``m (eps kappa)**2``, far less under large offsets); the tests

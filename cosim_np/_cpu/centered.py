@@ -15,6 +15,15 @@ that hold it.  A window's result depends on its own samples only, whichever
 tile computes it, and every level is one pass over contiguous arrays that
 vectorises.
 
+A run's mean is held as its distance from the run's first sample (channel
+0's, its *reference*), and two runs' gap as the difference of their
+references plus that of their distances: under an offset a mean rounded
+at the offset's scale (``eps * offset``) put that error into every gap, and
+so ``eps * kappa`` into the M2 (``kappa = ||w|| / ||w - mean(w)||``), where
+the references' difference is exact (two samples within a factor of 2) or
+rounded at the window's own spread, and so are the distances: each
+window's M2 is then as accurate as a two-pass computation over it.
+
 Every operation is a subtraction, addition or product by a constant: the
 statistics of ``2**j * x`` are exactly ``2**j`` and ``4**j`` times those of
 ``x`` (while no intermediate leaves the normal range), and those of ``-x``
@@ -52,12 +61,14 @@ CENTERED_SAFE_MIN = 2.0**-400
 
 def make_buffers(m, d, nchan, windows):
     """Tile length and scratch space for ``_tile_m2`` over tiles of at most
-    ``windows`` windows: the statistics of one level and of the next over a
-    tile's positions, and the means of the windows' runs gathered so far."""
+    ``windows`` windows: the positions' references, the statistics of one
+    level and of the next over a tile's positions, and the means of the
+    windows' runs gathered so far."""
     tile = tile_length(m, d)
     cover = min(tile, windows)
     room = cover + (m - 1) * d
     return tile, (
+        scratch.empty("centered references", room),
         scratch.empty("centered level means", room),
         scratch.empty("centered level M2", room),
         scratch.empty("centered next level means", room),
@@ -67,27 +78,35 @@ def make_buffers(m, d, nchan, windows):
 
 
 @jit(from_python=False)
-def _positions(x, b, i0, npos, means, m2s):
-    """Each position's statistics over its channels: ``means[p]`` (and, for
-    more than one channel, ``m2s[p]``, by Welford's update channel by
-    channel, so that equal samples give their value and 0 exactly).
+def _positions(x, b, i0, npos, refs, means, m2s):
+    """Each position's reference ``refs[p]`` (its channel 0 sample) and
+    statistics over its channels: ``means[p]``, the mean's distance from
+    the reference (and, for more than one channel, ``m2s[p]``, by Welford's
+    update channel by channel, so that equal samples give 0 and 0 exactly).
     Returns how many samples could lose range."""
     nchan = x.shape[1]
-    unsafe = 0
-    xs = x[b, 0, i0 : i0 + npos]
+    unsafe = _references(x[b, 0, i0 : i0 + npos], refs)
     for p in range(npos):
-        means[p] = np.float64(xs[p])
-    unsafe += _count_unsafe(xs)
+        means[p] = 0.0
     if nchan > 1:
         for p in range(npos):
             m2s[p] = 0.0
         for c in range(1, nchan):
             xs = x[b, c, i0 : i0 + npos]
             for p in range(npos):
-                mean, m2s[p] = _add_channel(means[p], m2s[p], np.float64(xs[p]), c + 1)
+                mean, m2s[p] = _add_channel(means[p], m2s[p], np.float64(xs[p]) - refs[p], c + 1)
                 means[p] = mean
             unsafe += _count_unsafe(xs)
     return unsafe
+
+
+@jit(from_python=False)
+def _references(xs, refs):
+    """``refs[p] = xs[p]`` in float64; returns how many samples could lose
+    range."""
+    for p in range(xs.size):
+        refs[p] = np.float64(xs[p])
+    return _count_unsafe(xs)
 
 
 @jit(from_python=False)
@@ -111,85 +130,82 @@ def _tile_m2(x, b, i0, nwin, m, d, bufs, out):
     """Fill ``out[t]`` with the centered sum of squares of window ``i0 + t``
     for ``t < nwin``.  Returns True when a sample could lose range (see
     ``rescaled_m2``)."""
-    means, m2s, next_means, next_m2s, window_means = bufs
+    refs, means, m2s, next_means, next_m2s, window_means = bufs
     nchan = x.shape[1]
     npos = nwin + (m - 1) * d
     if nchan == 1 and m % 4 == 0:
         # no window takes a run of one or two taps: runs of four straight
         # from the samples
-        unsafe = _count_unsafe(x[b, 0, i0 : i0 + npos])
-        _quads(x[b, 0, i0 : i0 + npos], d, means, m2s)
-        _pairwise_m2(means, m2s, next_means, next_m2s, window_means, out, npos, nwin, m, d,
+        unsafe = _references(x[b, 0, i0 : i0 + npos], refs)
+        _quads(refs[:npos], d, means, m2s)
+        _pairwise_m2(refs, means, m2s, next_means, next_m2s, window_means, out, npos, nwin, m, d,
                      np.int64(1), np.int64(4))
     elif nchan == 1 and m % 2 == 0:
         # no window takes a run of one tap: pairs straight from the samples
-        unsafe = _count_unsafe(x[b, 0, i0 : i0 + npos])
-        _pairs(x[b, 0, i0 : i0 + npos], d, means, m2s)
-        _pairwise_m2(means, m2s, next_means, next_m2s, window_means, out, npos, nwin, m, d,
+        unsafe = _references(x[b, 0, i0 : i0 + npos], refs)
+        _pairs(refs[:npos], d, means, m2s)
+        _pairwise_m2(refs, means, m2s, next_means, next_m2s, window_means, out, npos, nwin, m, d,
                      np.int64(1), np.int64(2))
     else:
-        unsafe = _positions(x, b, i0, npos, means, m2s)
-        _pairwise_m2(means, m2s, next_means, next_m2s, window_means, out, npos, nwin, m, d,
+        unsafe = _positions(x, b, i0, npos, refs, means, m2s)
+        _pairwise_m2(refs, means, m2s, next_means, next_m2s, window_means, out, npos, nwin, m, d,
                      nchan, np.int64(1))
     return unsafe > 0
 
 
 @jit(from_python=False)
-def _pairs(xs, d, means, m2s):
-    """Level 1 of one channel from its samples: ``_next_level`` of the
-    positions, the same operations."""
-    first = xs[: xs.size - d]
-    second = xs[d:]
+def _pairs(refs, d, means, m2s):
+    """Level 1 of one channel from its samples (``refs``): ``_next_level``
+    of the positions, the same operations."""
+    first = refs[: refs.size - d]
+    second = refs[d:]
     for p in range(first.size):
-        value = np.float64(first[p])
-        gap = np.float64(second[p]) - value
-        means[p] = value + gap * 0.5
+        gap = second[p] - first[p]
+        means[p] = gap * 0.5
         m2s[p] = gap * gap * 0.5
 
 
 @jit(from_python=False)
-def _quads(xs, d, means, m2s):
-    """Level 2 of one channel from its samples: ``_pairs``, then
+def _quads(refs, d, means, m2s):
+    """Level 2 of one channel from its samples (``refs``): ``_pairs``, then
     ``_next_level``, the same operations on each run of four taps."""
-    first = xs[: xs.size - 3 * d]
-    second = xs[d : xs.size - 2 * d]
-    third = xs[2 * d : xs.size - d]
-    fourth = xs[3 * d :]
+    first = refs[: refs.size - 3 * d]
+    second = refs[d : refs.size - 2 * d]
+    third = refs[2 * d : refs.size - d]
+    fourth = refs[3 * d :]
     for p in range(first.size):
-        a = np.float64(first[p])
-        gap_a = np.float64(second[p]) - a
-        mean_a = a + gap_a * 0.5
-        c = np.float64(third[p])
-        gap_c = np.float64(fourth[p]) - c
-        mean_c = c + gap_c * 0.5
-        gap = mean_c - mean_a
+        gap_a = second[p] - first[p]
+        mean_a = gap_a * 0.5
+        gap_c = fourth[p] - third[p]
+        gap = (third[p] - first[p]) + (gap_c * 0.5 - mean_a)
         means[p] = mean_a + gap * 0.5
         m2s[p] = gap_a * gap_a * 0.5 + gap_c * gap_c * 0.5 + gap * gap * 1.0
 
 
 @jit(from_python=False)
-def _pairwise_m2(means, m2s, next_means, next_m2s, window_means, out, npos, nwin, m, d, nchan,
-                 taps):
+def _pairwise_m2(refs, means, m2s, next_means, next_m2s, window_means, out, npos, nwin, m, d,
+                 nchan, taps):
     """``out[t]``: the M2 of taps ``t, t + d, ... t + (m-1) d`` for ``t <
     nwin`` from the statistics of each run of ``taps`` taps (1: the
     positions', whose ``m2s`` are read only for more than one channel;
     2 or 4: see ``_pairs`` and ``_quads``), ``npos - (taps - 1) * d`` of
-    them; the level arrays are overwritten."""
+    them, run ``p``'s mean as its distance from ``refs[p]``; the level
+    arrays are overwritten."""
     gathered = 0  # taps of each window gathered so far
     spread = nchan > 1 or taps > 1  # (else the positions' M2s are zeros, left unread)
     while True:
         if m & taps:
-            _gather(means, m2s, spread, window_means, out, nwin, gathered * d, gathered * nchan,
-                    taps * nchan)
+            _gather(refs, means, m2s, spread, window_means, out, nwin, gathered * d,
+                    gathered * nchan, taps * nchan)
             gathered += taps
         if 2 * taps > m:
             return
         count = npos - (2 * taps - 1) * d
         if 2 * taps == m:  # m a power of two: the last level is the windows' (count = nwin)
-            _next_level(means, m2s, spread, window_means, out, count, taps * d,
+            _next_level(refs, means, m2s, spread, window_means, out, count, taps * d,
                         0.5 * nchan * taps)
             return
-        _next_level(means, m2s, spread, next_means, next_m2s, count, taps * d,
+        _next_level(refs, means, m2s, spread, next_means, next_m2s, count, taps * d,
                     0.5 * nchan * taps)
         means, next_means = next_means, means
         m2s, next_m2s = next_m2s, m2s
@@ -198,30 +214,33 @@ def _pairwise_m2(means, m2s, next_means, next_m2s, window_means, out, npos, nwin
 
 
 @jit(from_python=False)
-def _next_level(means, m2s, spread, next_means, next_m2s, count, step, weight):
+def _next_level(refs, means, m2s, spread, next_means, next_m2s, count, step, weight):
     """Runs of twice the taps: run ``p`` of this level merged with run ``p +
     step`` (``weight`` = ``n_a n_b / n`` for their counts)."""
+    first_refs = refs[:count]
+    second_refs = refs[step : step + count]
     first_means = means[:count]
     second_means = means[step : step + count]
     if spread:
         first_m2s = m2s[:count]
         second_m2s = m2s[step : step + count]
         for p in range(count):
-            gap = second_means[p] - first_means[p]
+            gap = (second_refs[p] - first_refs[p]) + (second_means[p] - first_means[p])
             next_means[p] = first_means[p] + gap * 0.5
             next_m2s[p] = first_m2s[p] + second_m2s[p] + gap * gap * weight
     else:  # the same operations with M2s of zero (0 + 0 + y is y)
         for p in range(count):
-            gap = second_means[p] - first_means[p]
+            gap = (second_refs[p] - first_refs[p]) + (second_means[p] - first_means[p])
             next_means[p] = first_means[p] + gap * 0.5
             next_m2s[p] = gap * gap * weight
 
 
 @jit(from_python=False)
-def _gather(means, m2s, spread, window_means, out, nwin, shift, before, count):
+def _gather(refs, means, m2s, spread, window_means, out, nwin, shift, before, count):
     """Each window's statistics so far (``before`` samples, in ``window_means``
-    and ``out``) merged with the run of ``count`` samples that follows them,
-    this level's run ``shift`` positions on."""
+    and ``out``, window ``t``'s mean as its distance from ``refs[t]``)
+    merged with the run of ``count`` samples that follows them, this level's
+    run ``shift`` positions on."""
     # (views from the shift: indexed ``m2s[shift + t]``, which LLVM cannot rule
     # out being negative, the loop takes three times as long)
     runs, run_m2s = means[shift : shift + nwin], m2s[shift : shift + nwin]
@@ -229,13 +248,14 @@ def _gather(means, m2s, spread, window_means, out, nwin, shift, before, count):
         for t in range(nwin):
             window_means[t] = runs[t]
             # (without spread, a run of one sample: 0, or NaN for NaN or inf)
-            out[t] = run_m2s[t] if spread else runs[t] - runs[t]
+            out[t] = run_m2s[t] if spread else refs[t] - refs[t]
         return
+    run_refs, own_refs = refs[shift : shift + nwin], refs[:nwin]
     total = before + count
     towards = count / total
     weight = before * count / total
     for t in range(nwin):
-        gap = runs[t] - window_means[t]
+        gap = (run_refs[t] - own_refs[t]) + (runs[t] - window_means[t])
         window_means[t] = window_means[t] + gap * towards
         out[t] = out[t] + (run_m2s[t] if spread else 0.0) + gap * gap * weight
 
@@ -253,25 +273,30 @@ def rescaled_m2(x, b, i, m, d):
     if big == 0.0:
         return 0, 0.0
     expo = math.frexp(big)[1]
+    refs = np.empty(m)
     means = np.empty(m)
     m2s = np.empty(m)
     for j in range(m):  # the window's taps side by side: runs of its own taps only
-        means[j], m2s[j] = _scaled_position(x, b, i + j * d, expo)
+        refs[j], means[j], m2s[j] = _scaled_position(x, b, i + j * d, expo)
     out = np.empty(1)
     one = np.int64(1)
-    _pairwise_m2(means, m2s, np.empty(m), np.empty(m), np.empty(1), out, m, one, m, one, x.shape[1],
-                 one)
+    _pairwise_m2(refs, means, m2s, np.empty(m), np.empty(m), np.empty(1), out, m, one, m, one,
+                 x.shape[1], one)
     return expo, out[0]
+
 
 @jit(from_python=False)
 def _scaled_position(x, b, p, expo):
-    """Mean and M2 over the channels of position ``p``, samples scaled by
-    ``2**-expo``, as ``_positions`` forms them."""
-    mean = math.ldexp(np.float64(x[b, 0, p]), -expo)
+    """Reference, mean (as its distance from the reference) and M2 over the
+    channels of position ``p``, samples scaled by ``2**-expo``, as
+    ``_positions`` forms them."""
+    ref = math.ldexp(np.float64(x[b, 0, p]), -expo)
+    mean = 0.0
     spread = 0.0
     for c in range(1, x.shape[1]):
-        mean, spread = _add_channel(mean, spread, math.ldexp(np.float64(x[b, c, p]), -expo), c + 1)
-    return mean, spread
+        mean, spread = _add_channel(mean, spread,
+                                    math.ldexp(np.float64(x[b, c, p]), -expo) - ref, c + 1)
+    return ref, mean, spread
 
 
 # ---------------------------------------------------------------------------

@@ -181,11 +181,14 @@ def direct_row_sums(src, o0, o1, m, d, stride, square, dst):
 
 
 @jit(from_python=False)
-def _merge(mean_a, m2_a, mean_b, m2_b, towards, weight):
+def _merge(ref_a, mean_a, m2_a, ref_b, mean_b, m2_b, towards, weight):
     """Chan, Golub and LeVeque's update: the mean and M2 of two groups of
     ``n_a`` and ``n_b`` samples, with ``towards = n_b / (n_a + n_b)`` and
-    ``weight = n_a n_b / (n_a + n_b)``."""
-    gap = mean_b - mean_a
+    ``weight = n_a n_b / (n_a + n_b)``; each group's mean is its distance
+    from its reference (its first sample), and the union's from ``ref_a``
+    (see ``_cpu.centered``: a mean rounded at an offset's scale put that
+    error into every gap)."""
+    gap = (ref_b - ref_a) + (mean_b - mean_a)
     return mean_a + gap * towards, m2_a + m2_b + gap * gap * weight
 
 
@@ -197,12 +200,13 @@ def _ratios(count_a, count_b):
 
 
 @jit(from_python=False)
-def _merge_rows(means_a, m2s_a, means_b, m2s_b, count_a, count_b, out_means, out_m2s):
+def _merge_rows(refs_a, means_a, m2s_a, refs_b, means_b, m2s_b, count_a, count_b, out_means,
+                out_m2s):
     """:func:`_merge` of two rows of groups, element by element."""
     towards, weight = _ratios(count_a, count_b)
     for q in range(out_means.shape[0]):
-        out_means[q], out_m2s[q] = _merge(means_a[q], m2s_a[q], means_b[q], m2s_b[q], towards,
-                                          weight)
+        out_means[q], out_m2s[q] = _merge(refs_a[q], means_a[q], m2s_a[q], refs_b[q], means_b[q],
+                                          m2s_b[q], towards, weight)
 
 
 @jit(from_python=False)
@@ -213,12 +217,14 @@ def _copy_rows(means, m2s, out_means, out_m2s):
 
 
 @jit
-def window_moments(means, m2s, count, o0, o1, q0, q1, m, d, first, stride, dst_means, dst_m2s,
-                   suffix, prefix):
+def window_moments(refs, means, m2s, count, o0, o1, q0, q1, m, d, first, stride, dst_means,
+                   dst_m2s, suffix, prefix):
     """:func:`window_sums` for statistics: ``dst_means[o, i, q]`` and
     ``dst_m2s[o, i, q]`` of the union of the groups ``first + i * stride + j * d``
-    (``j < m``), each of ``count`` samples with mean ``means`` and M2
-    ``m2s``.  ``suffix`` and ``prefix``: scratch ``(2, m * d, q1 - q0)``."""
+    (``j < m``), each of ``count`` samples with mean ``means`` (its distance
+    from its reference ``refs``) and M2 ``m2s``; a union's reference is its
+    first group's.  ``suffix`` and ``prefix``: scratch ``(2, m * d, q1 -
+    q0)``."""
     nout = dst_means.shape[1]
     n = means.shape[1]
     chunk = m * d
@@ -229,21 +235,23 @@ def window_moments(means, m2s, count, o0, o1, q0, q1, m, d, first, stride, dst_m
             if i >= nout:
                 break
             c1 = min(c0 + chunk, n)
-            for p in range(c1 - 1, c0 - 1, -1):
+            for p in range(c1 - 1, c0 - 1, -1):  # (suffix p: groups p, p + d, ...; p's reference)
                 here_means, here_m2s = suffix[0, p - c0, :width], suffix[1, p - c0, :width]
                 if p + d < c1:
                     after = count * ((c1 - 1 - p - d) // d + 1)
-                    _merge_rows(means[o, p, q0:q1], m2s[o, p, q0:q1],
-                                suffix[0, p + d - c0, :width], suffix[1, p + d - c0, :width],
-                                count, after, here_means, here_m2s)
+                    _merge_rows(refs[o, p, q0:q1], means[o, p, q0:q1], m2s[o, p, q0:q1],
+                                refs[o, p + d, q0:q1], suffix[0, p + d - c0, :width],
+                                suffix[1, p + d - c0, :width], count, after, here_means,
+                                here_m2s)
                 else:
                     _copy_rows(means[o, p, q0:q1], m2s[o, p, q0:q1], here_means, here_m2s)
             c2 = min(c1 + chunk, n)
-            for p in range(c1, c2):
+            for p in range(c1, c2):  # (prefix p: groups ..., p - d, p; the first's reference)
                 here_means, here_m2s = prefix[0, p - c1, :width], prefix[1, p - c1, :width]
                 if p - d >= c1:
                     before = count * ((p - d - c1) // d + 1)
-                    _merge_rows(prefix[0, p - d - c1, :width], prefix[1, p - d - c1, :width],
+                    _merge_rows(refs[o, c1 + (p - c1) % d, q0:q1], prefix[0, p - d - c1, :width],
+                                prefix[1, p - d - c1, :width], refs[o, p, q0:q1],
                                 means[o, p, q0:q1], m2s[o, p, q0:q1], before, count,
                                 here_means, here_m2s)
                 else:
@@ -257,22 +265,26 @@ def window_moments(means, m2s, count, o0, o1, q0, q1, m, d, first, stride, dst_m
                 else:
                     end = start + (m - 1) * d
                     head = count * ((c1 - 1 - start) // d + 1)
-                    _merge_rows(suffix[0, start - c0, :width], suffix[1, start - c0, :width],
-                                prefix[0, end - c1, :width], prefix[1, end - c1, :width],
-                                head, m * count - head, out_means, out_m2s)
+                    _merge_rows(refs[o, start, q0:q1], suffix[0, start - c0, :width],
+                                suffix[1, start - c0, :width],
+                                refs[o, c1 + (end - c1) % d, q0:q1], prefix[0, end - c1, :width],
+                                prefix[1, end - c1, :width], head, m * count - head, out_means,
+                                out_m2s)
                 i += 1
 
 
 @jit
-def merge_channels(means, m2s, count, dst_means, dst_m2s):
+def merge_channels(refs, means, m2s, count, dst_means, dst_m2s):
     """The statistics of the union of the channels ``means[b, c, p]``,
-    ``m2s[b, c, p]`` (``count`` samples each), merged channel by channel."""
+    ``m2s[b, c, p]`` (``count`` samples each; means as distances from
+    ``refs``), merged channel by channel; the union's reference is channel
+    0's."""
     nbatch, nchan, npos = means.shape
     for b in range(nbatch):
         _copy_rows(means[b, 0], m2s[b, 0], dst_means[b], dst_m2s[b])
         for c in range(1, nchan):
-            _merge_rows(dst_means[b], dst_m2s[b], means[b, c], m2s[b, c], c * count, count,
-                        dst_means[b], dst_m2s[b])
+            _merge_rows(refs[b, 0], dst_means[b], dst_m2s[b], refs[b, c], means[b, c], m2s[b, c],
+                        c * count, count, dst_means[b], dst_m2s[b])
 
 
 @jit
@@ -973,12 +985,14 @@ def _store_row(values, stride, dest):
 
 
 @jit
-def row_window_moments(means, m2s, count, o0, o1, m, d, stride, dst_means, dst_m2s, runs,
+def row_window_moments(refs, means, m2s, count, o0, o1, m, d, stride, dst_means, dst_m2s, runs,
                        next_runs, windows):
     """:func:`row_window_sums` for statistics: the mean and M2 of the
     union of the groups ``i * stride + j * d`` (``j < m``) of each row, each
-    of ``count`` samples (``means``, ``m2s``), runs of equal size merged by
-    Chan's update.  Scratch: ``(2, n)`` each (means, M2s)."""
+    of ``count`` samples (``means``, distances from their references
+    ``refs``, and ``m2s``), runs of equal size merged by Chan's update; a
+    run's reference is its first group's.  Scratch: ``(2, n)`` each (means,
+    M2s)."""
     n, nout = means.shape[1], dst_means.shape[1]
     nwin = n - (m - 1) * d
     for o in range(o0, o1):
@@ -987,6 +1001,7 @@ def row_window_moments(means, m2s, count, o0, o1, m, d, stride, dst_means, dst_m
             runs[1, p] = m2s[o, p]
         taps, gathered, npos = 1, 0, n
         level, spare = runs, next_runs
+        own = refs[o]
         while True:
             if m & taps:
                 run_means = level[0, gathered * d : gathered * d + nwin]
@@ -996,7 +1011,8 @@ def row_window_moments(means, m2s, count, o0, o1, m, d, stride, dst_means, dst_m
                         windows[0, t] = run_means[t]
                         windows[1, t] = run_m2s[t]
                 else:
-                    _merge_rows(windows[0, :nwin], windows[1, :nwin], run_means, run_m2s,
+                    _merge_rows(own[:nwin], windows[0, :nwin], windows[1, :nwin],
+                                own[gathered * d : gathered * d + nwin], run_means, run_m2s,
                                 gathered * count, taps * count, windows[0, :nwin],
                                 windows[1, :nwin])
                 gathered += taps
@@ -1007,8 +1023,8 @@ def row_window_moments(means, m2s, count, o0, o1, m, d, stride, dst_means, dst_m
             first_means, first_m2s = level[0, :npos], level[1, :npos]
             later_means = level[0, taps * d : taps * d + npos]
             later_m2s = level[1, taps * d : taps * d + npos]
-            _merge_rows(first_means, first_m2s, later_means, later_m2s, size, size,
-                        spare[0, :npos], spare[1, :npos])
+            _merge_rows(own[:npos], first_means, first_m2s, own[taps * d : taps * d + npos],
+                        later_means, later_m2s, size, size, spare[0, :npos], spare[1, :npos])
             level, spare = spare, level
             taps *= 2
         for i in range(nout):

@@ -548,23 +548,28 @@ def _band_sums(padded, geo, center, i0, i1):
     slab = padded[:, :, i0 * s0 - first : (i1 - 1) * s0 + (geo.m[0] - 1) * geo.d[0] + 1]
     band_geo = geo._replace(nout=(i1 - i0,) + geo.nout[1:])
     flat = slab.reshape((nbatch * nchan,) + slab.shape[2:])
-    if center:  # the samples: groups of one, of no spread (NaN where not finite)
+    if center:
+        # the samples: groups of one, each its own reference (so a mean of
+        # 0 from it), of no spread (NaN where not finite)
+        refs = scratch.empty("spatial band references", flat.shape)
+        refs[...] = flat
         means = scratch.empty("spatial band means", flat.shape)
-        means[...] = flat
+        means[...] = 0.0
         m2s = scratch.empty("spatial band M2s", flat.shape)
         with np.errstate(invalid="ignore"):
-            np.subtract(means, means, out=m2s)
+            np.subtract(refs, refs, out=m2s)
         count = 1.0
         for a in range(len(geo.axes)):
-            means, m2s = _axis_pass(means, m2s, count, a, band_geo, first if a == 0 else 0)
+            refs, means, m2s = _axis_pass(means, m2s, count, a, band_geo, first if a == 0 else 0,
+                                          refs=refs)
             count *= geo.m[a]
         if nchan == 1:
             return m2s
         shape = (nbatch, nchan, -1)
         merged_means = np.empty((nbatch, m2s[0].size))
         merged = np.empty_like(merged_means)
-        kernels.merge_channels(means.reshape(shape), m2s.reshape(shape), count, merged_means,
-                               merged)
+        kernels.merge_channels(refs.reshape(shape), means.reshape(shape), m2s.reshape(shape),
+                               count, merged_means, merged)
         return merged
     sums = flat
     for a in range(len(geo.axes)):
@@ -578,17 +583,23 @@ def _band_sums(padded, geo, center, i0, i1):
     return total
 
 
-def _axis_pass(values, m2s, count, a, geo, first, square=False):
+def _axis_pass(values, m2s, count, a, geo, first, square=False, refs=None):
     """Windows along spatial axis ``a`` of ``values`` ``(BC, n_1, ...)``: their
     sums (of their squares with ``square``), or with ``m2s`` the merged
-    statistics ``(means, m2s)`` of groups of ``count`` samples (``m2s``
-    None: the samples themselves, ``count`` 1), from sample ``first`` of the
+    statistics ``(refs, means, m2s)`` of groups of ``count`` samples, each
+    group's mean ``values`` its distance from its reference ``refs`` (a
+    union's reference is its first group's), from sample ``first`` of the
     axis on."""
     shape = values.shape
     outer = math.prod(shape[: a + 1])
     n, inner = shape[a + 1], math.prod(shape[a + 2 :])
     m, d, stride, nout = geo.m[a], geo.d[a], geo.stride[a], geo.nout[a]
     src = values.reshape(outer, n, inner)
+    if refs is not None:
+        refs = refs.reshape(outer, n, inner)
+        # (each window's reference: its first group's)
+        dst_refs = scratch.empty(f"spatial axis pass {a} references", (outer, nout, inner))
+        dst_refs[...] = refs[:, first : first + (nout - 1) * stride + 1 : stride]
     # kept between bands and calls, a pair of arrays per axis (each pass
     # reads the one before it)
     dst = scratch.empty(f"spatial axis pass {a}", (outer, nout, inner))
@@ -596,15 +607,20 @@ def _axis_pass(values, m2s, count, a, geo, first, square=False):
               else None)
     if inner == 1:  # the last axis: runs of taps level by level along each row
         src, dst = src[:, :, 0], dst[:, :, 0]
+        row_refs = refs[:, :, 0] if refs is not None else None
+        row_m2s = m2s.reshape(outer, n) if m2s is not None else None
         if first:  # (a first axis that is the last one but for length-1 axes)
             src = np.ascontiguousarray(src[:, first:])
+            if m2s is not None:
+                row_refs = np.ascontiguousarray(row_refs[:, first:])
+                row_m2s = np.ascontiguousarray(row_m2s[:, first:])
         if m2s is None and m <= config.SPATIAL_ROW_DIRECT_TAPS:
             kernels.direct_row_sums(src, 0, outer, m, d, stride, square, dst)
         elif m2s is None:
             kernels.row_window_sums(src, 0, outer, m, d, stride, square, dst, *np.empty((3, n)))
         else:
             kernels.row_window_moments(
-                src, m2s.reshape(outer, n), count, 0, outer, m, d, stride, dst, dst_m2[:, :, 0],
+                row_refs, src, row_m2s, count, 0, outer, m, d, stride, dst, dst_m2[:, :, 0],
                 *np.empty((3, 2, n)))
     else:
         chunk = m * d
@@ -618,13 +634,13 @@ def _axis_pass(values, m2s, count, a, geo, first, square=False):
                     kernels.window_sums(src, o, o + 1, q0, q1, m, d, first, stride, square, dst,
                                         scans[0], scans[1])
                 else:
-                    kernels.window_moments(src, m2s.reshape(outer, n, inner), count, o, o + 1,
-                                           q0, q1, m, d, first, stride, dst, dst_m2, scans[0],
-                                           scans[1])
+                    kernels.window_moments(refs, src, m2s.reshape(outer, n, inner), count, o,
+                                           o + 1, q0, q1, m, d, first, stride, dst, dst_m2,
+                                           scans[0], scans[1])
     new_shape = shape[: a + 1] + (nout,) + shape[a + 2 :]
     if dst_m2 is None:
         return dst.reshape(new_shape)
-    return dst.reshape(new_shape), dst_m2.reshape(new_shape)
+    return dst_refs.reshape(new_shape), dst.reshape(new_shape), dst_m2.reshape(new_shape)
 
 
 def _row_offsets(padded_shape, geo):

@@ -157,18 +157,22 @@ def _rescaled_sumsq(x, base, cs, nchan, ts, n, pl, m, d, i):
 
 
 @cuda.jit(device=True)
-def _position(x, base, cs, nchan, ts, n, pl, q, expo):
-    """``(mean, M2)`` over the channels of sample ``q`` times ``2**-expo``,
-    by Welford's update channel by channel (equal samples give their value
-    and 0 exactly; M2 is 0 for one channel), as ``_cpu.centered._positions``."""
-    mean = _load(x, base, ts, n, pl, q)
-    if expo != 0:
-        mean = math.ldexp(mean, -expo)
+def _scaled_load(x, base, ts, n, pl, q, expo):
+    """Sample ``q`` times ``2**-expo``."""
+    val = _load(x, base, ts, n, pl, q)
+    return math.ldexp(val, -expo) if expo != 0 else val
+
+
+@cuda.jit(device=True)
+def _position(x, base, cs, nchan, ts, n, pl, q, expo, ref):
+    """``(mean - ref, M2)`` over the channels of sample ``q`` times
+    ``2**-expo``, by Welford's update channel by channel of the samples'
+    distances from ``ref`` (equal samples give their distance and 0
+    exactly; M2 is 0 for one channel), as ``_cpu.centered._positions``."""
+    mean = _scaled_load(x, base, ts, n, pl, q, expo) - ref
     spread = 0.0
     for c in range(1, nchan):
-        val = _load(x, base + c * cs, ts, n, pl, q)
-        if expo != 0:
-            val = math.ldexp(val, -expo)
+        val = _scaled_load(x, base + c * cs, ts, n, pl, q, expo) - ref
         delta = val - mean
         mean = mean + delta / (c + 1)
         spread = spread + delta * (val - mean)
@@ -199,7 +203,12 @@ def window_m2(x, roff, cs, nchan, ts, n, pl, m, d, means, m2):
     """``m2[b, i]`` = centered sum of squares of window ``i`` of row ``b``
     (all channels): one thread per block ``(b, q, r)`` as ``window_sumsq``.
     It stores its suffix statistics in ``means``/``m2`` (one per window
-    start), then merges each with the next block's prefix."""
+    start), then merges each with the next block's prefix.  Means are
+    distances from a sample every window that takes them holds (channel 0
+    of the block's last position for its suffixes, of the next block's
+    first for its prefixes): a mean rounded at an offset's scale put that
+    error into each gap, where the samples' difference is exact or rounded
+    at the window's spread (see ``_cpu.centered``)."""
     nwin = m2.shape[1]
     chunk = m * d
     per_row = ((nwin + chunk - 1) // chunk) * d
@@ -208,24 +217,27 @@ def window_m2(x, roff, cs, nchan, ts, n, pl, m, d, means, m2):
         s0 = (t - b * per_row) // d * chunk + (t - b * per_row) % d
         if s0 < nwin:
             base = roff[b]
+            suffix_ref = _load(x, base, ts, n, pl, s0 + (m - 1) * d)
             mean = 0.0
             acc = 0.0
             for j in range(m - 1, -1, -1):  # suffix statistics of block q
                 p = s0 + j * d
-                val, spread = _position(x, base, cs, nchan, ts, n, pl, p, 0)
+                val, spread = _position(x, base, cs, nchan, ts, n, pl, p, 0, suffix_ref)
                 mean, acc = _welford(mean, acc, val, spread, m - j, nchan)
                 if p < nwin:
                     means[b, p] = mean
                     m2[b, p] = acc
+            prefix_ref = _load(x, base, ts, n, pl, s0 + chunk) if m > 1 else 0.0
+            apart = prefix_ref - suffix_ref
             mean = 0.0
             acc = 0.0
             for j in range(1, m):  # prefix statistics of block q + 1, merged
                 i = s0 + j * d
                 if i < nwin:
                     val, spread = _position(x, base, cs, nchan, ts, n, pl,
-                                            s0 + chunk + (j - 1) * d, 0)
+                                            s0 + chunk + (j - 1) * d, 0, prefix_ref)
                     mean, acc = _welford(mean, acc, val, spread, j, nchan)
-                    gap = mean - means[b, i]
+                    gap = apart + (mean - means[b, i])
                     m2[b, i] = m2[b, i] + acc + gap * gap * _chan_weight(nchan, j, m)
 
 
@@ -251,19 +263,22 @@ def _rescaled_m2(x, base, cs, nchan, ts, n, pl, m, d, i):
     chunk = m * d
     s0 = i - i % chunk + i % d
     first = (i - s0) // d
+    suffix_ref = _scaled_load(x, base, ts, n, pl, s0 + (m - 1) * d, expo)
     mean = 0.0
     acc = 0.0
     for j in range(m - 1, first - 1, -1):
-        val, spread = _position(x, base, cs, nchan, ts, n, pl, s0 + j * d, expo)
+        val, spread = _position(x, base, cs, nchan, ts, n, pl, s0 + j * d, expo, suffix_ref)
         mean, acc = _welford(mean, acc, val, spread, m - j, nchan)
     if first == 0:
         return expo, acc
+    prefix_ref = _scaled_load(x, base, ts, n, pl, s0 + chunk, expo)
     head_mean = 0.0
     head = 0.0
     for j in range(first):
-        val, spread = _position(x, base, cs, nchan, ts, n, pl, s0 + chunk + j * d, expo)
+        val, spread = _position(x, base, cs, nchan, ts, n, pl, s0 + chunk + j * d, expo,
+                                prefix_ref)
         head_mean, head = _welford(head_mean, head, val, spread, j + 1, nchan)
-    gap = head_mean - mean
+    gap = (prefix_ref - suffix_ref) + (head_mean - mean)
     return expo, acc + head + gap * gap * _chan_weight(nchan, first, m)
 
 
