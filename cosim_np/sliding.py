@@ -578,7 +578,8 @@ def sliding_cosine_grad(
       ``grad_output`` does), so that the sums over windows stay in range
       where the gradients do: the kernel's stays finite, and a tiny
       window's samples get inf where theirs is past the range (on the GPU,
-      for a ``grad_output`` in host memory).
+      for a ``grad_output`` and a signal in host memory: a device signal's
+      window norms are not looked at, see :doc:`/gpu`).
 
     The window norms are :func:`windowed_norm`'s (exact blocked sums), so a
     loud burst leaves the gradients of the windows without it exact.
@@ -623,24 +624,28 @@ def sliding_cosine_grad(
                 f"first ({name}.compute()), or the gradient of each chunk with its overlap.")
     if _backend.wants_cuda(backend, signal=signal, kernel=kernel, grad_output=grad_output):
         shift = signal_shift = 0
-        if not any(map(v.on_device, (signal, kernel, grad_output))):  # (host arrays only)
+        # (what is in host memory is scaled there, whatever else is on the
+        # device: a host signal was left unscaled beside a device kernel, and
+        # its gradients came back wrong)
+        if not v.on_device(signal):
             signal = v.as_real_array(signal, "signal")
-            grad_output, shift = _grad_output_in_range(
-                grad_output, signal, np.shape(kernel), center=center, noise_floor=noise_floor,
-                sharpness=sharpness, dilation=dilation, mode=mode, axis=axis)
+            if not v.on_device(grad_output):
+                grad_output, shift = _grad_output_in_range(
+                    grad_output, signal,
+                    tuple(kernel.shape) if v.on_device(kernel) else np.shape(kernel), center=center,
+                    noise_floor=noise_floor, sharpness=sharpness, dilation=dilation, mode=mode,
+                    axis=axis)
             # samples whose squares could leave the float64 range: scaled into it
             # by a power of two, as the CPU's gradients take them
             if isinstance(noise_floor, numbers.Real) and noise_floor >= 0:
                 signal, noise_floor, signal_shift = plans.host_signal_in_range(
                     signal, float(noise_floor))
-        grads = _backend.cuda_impl("sliding_cosine_grad")(
+        elif not v.on_device(grad_output):  # (a device signal's window norms are not known here)
+            grad_output, shift = plans.grad_output_in_range(grad_output)
+        return SlidingCosineGrad(*_backend.cuda_impl("sliding_cosine_grad")(
             signal, kernel, grad_output, sharpness=sharpness, mode=mode, dilation=dilation,
             noise_floor=noise_floor, fill=fill, axis=axis, method=method, center=center,
-            stride=stride)
-        if signal_shift:  # (the signal's and the floor's gradients scaled back)
-            unscaled = plans.grads_times_power_of_two(grads, signal_shift)
-            grads = (unscaled[0], grads[1], grads[2], unscaled[3])
-        return SlidingCosineGrad(*plans.grads_times_power_of_two(grads, shift))
+            stride=stride, shifts=(shift, signal_shift)))
     return _gradients(signal, kernel, grad_output, sharpness=sharpness, mode=mode,
                       dilation=dilation, noise_floor=noise_floor, fill=fill, axis=axis,
                       method=method, center=center, stride=stride)

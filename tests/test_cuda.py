@@ -826,13 +826,22 @@ def test_gradients_scale_as_the_true_ones_through_the_float64_range(shift):
     assert_grads_close(unscaled, want, kernel.size * 25)
 
 
+def _on_device(where, kernel, g):
+    """``kernel`` and ``g`` as they are (``"host"``), or one on the device."""
+    return (on_gpu(kernel) if where == "kernel" else kernel,
+            on_gpu(g) if where == "grad_output" else g)
+
+
+@pytest.mark.parametrize("where", ["host", "kernel", "grad_output"])
 @pytest.mark.parametrize("case", ["plain", "center", "floor", "image"])
-def test_gradients_of_windows_whose_norms_are_past_the_float64_range(case):
+def test_gradients_of_windows_whose_norms_are_past_the_float64_range(case, where):
     """Samples near 1.5e308: windows whose norms (or norm plus noise floor)
     are past the float64 range.  The GPU took them as inf: the kernel's
     gradient came out wrong, the signal's 0 (an exploratory test).  A host
-    signal is now scaled by a power of two first, as the CPU does; the
-    signal's gradient (about 1e-309) compared scaled back up."""
+    signal is now scaled by a power of two first, as the CPU does, whether
+    the kernel or ``grad_output`` is on the device or not (it was left as it
+    was beside a device one: an exploratory test); the signal's gradient
+    (about 1e-309) compared scaled back up."""
     rng = np.random.default_rng(12)
     image = case == "image"
     x = rng.uniform(-1, 1, (6, 7) if image else 30) * (0.5e308 if case == "floor" else 1.5e308)
@@ -840,7 +849,8 @@ def test_gradients_of_windows_whose_norms_are_past_the_float64_range(case):
     options = dict(axis=(0, 1) if image else -1, center=case == "center",
                    noise_floor=1.5e308 if case == "floor" else 0.0)
     g = rng.standard_normal(sliding_cosine(x, kernel, **options).shape)
-    got = sliding_cosine_grad(x, kernel, g, backend="cuda", **options)
+    got = sliding_cosine_grad(x, *_on_device(where, kernel, g), backend="cuda", **options)
+    got = SlidingCosineGrad(*(to_host(part) for part in got))
     want = sliding_cosine_grad(x, kernel, g, **options)
     assert_grads_close(got, want, kernel.size * x.size)
     assert_grads_close(*([np.ldexp(grads.signal, 1020)] for grads in (got, want)), x.size)
@@ -863,11 +873,13 @@ def test_gradients_of_a_grad_output_near_the_top_of_the_range(axis):
                                           np.ldexp(getattr(want, name), 1021), err_msg=name)
 
 
+@pytest.mark.parametrize("where", ["host", "kernel"])
 @pytest.mark.parametrize("axis", [-1, (0, 1)])
-def test_gradients_of_windows_of_tiny_norm_beside_unit_ones(axis):
+def test_gradients_of_windows_of_tiny_norm_beside_unit_ones(axis, where):
     """Windows of norm near 1e-300 beside windows of norm 1, ``grad_output``
     times 1e10: the kernel's gradient finite, as on the CPU (the windows'
-    coefficients overflowed), the signal's without NaN."""
+    coefficients overflowed), the signal's without NaN, with the kernel on
+    the host or on the device (then nothing was scaled: NaN)."""
     rng = np.random.default_rng(5)
     x = rng.standard_normal((4, 12))
     x[:, :6] *= 1e-300
@@ -875,9 +887,27 @@ def test_gradients_of_windows_of_tiny_norm_beside_unit_ones(axis):
     g = rng.standard_normal(sliding_cosine(x, kernel, axis=axis).shape)
     want = sliding_cosine_grad(x, kernel, g, axis=axis, backend="cuda")
     with np.errstate(over="ignore"):
-        got = sliding_cosine_grad(x, kernel, g * 1e10, axis=axis, backend="cuda")
+        got = sliding_cosine_grad(x, _on_device(where, kernel, g)[0], g * 1e10, axis=axis,
+                                  backend="cuda")
+    got = SlidingCosineGrad(*(to_host(part) for part in got))
     np.testing.assert_allclose(got.kernel, want.kernel * 1e10, rtol=1e-13, atol=0)
     assert not np.isnan(got.signal).any() and not np.isnan(got.noise_floor)
+
+
+def test_gradients_of_a_host_signal_of_subnormal_samples_beside_a_device_grad_output():
+    """A host signal of samples near 1e-309, ``grad_output`` on the device:
+    the signal is scaled into range first, as the CPU takes it (it was not:
+    NaN kernel, noise floor and signal gradients; an exploratory test)."""
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal(24) * 1e-309
+    kernel = rng.standard_normal(3)
+    g = rng.standard_normal(22)
+    want = sliding_cosine_grad(x, kernel, g)
+    got = sliding_cosine_grad(x, kernel, on_gpu(g))
+    got = SlidingCosineGrad(*(to_host(part) for part in got))
+    assert not np.isnan(got.kernel).any() and not np.isnan(got.signal).any()
+    np.testing.assert_allclose(got.kernel, want.kernel, rtol=1e-12, atol=0)
+    np.testing.assert_array_equal(np.isinf(got.signal), np.isinf(want.signal))
 
 
 @pytest.mark.parametrize("axis", [-1, (0, 1)])

@@ -766,6 +766,14 @@ def fill(flat, value):
         flat[o] = value
 
 
+@cuda.jit
+def times_power_of_two(flat, shift):
+    """``flat *= 2**shift`` (exact; past the dtype's range inf, as the true
+    value is)."""
+    for o in range(cuda.grid(1), flat.size, cuda.gridsize(1)):
+        flat[o] = _ldexp(np.float64(flat[o]), shift)
+
+
 # ---------------------------------------------------------------------------
 # several sliding axes (images, volumes): one thread per output
 

@@ -227,19 +227,23 @@ def _launch_cosines(call, rows, plan, khat, kstate, ss, options, outs):
 
 def sliding_cosine_grad(signal, kernel, grad_output, *, sharpness=1.0, mode="valid", dilation=1,
                         noise_floor=0.0, fill=0.0, axis=-1, method="auto", center=False,
-                        stride=1, want_sharpness=True):
+                        stride=1, want_sharpness=True, shifts=(0, 0)):
     """``(signal, kernel, sharpness, noise_floor)`` gradients on the GPU: the
     windows' norms and unsharpened cosines by the forward's kernels
     (float64), the per-window coefficients, then the signal's gradient
     gathered sample by sample and the sums over windows in chunks
     (``kernels.grad_*``).  ``method`` is accepted for the CPU's signature:
-    the cosines are the direct kernel's."""
+    the cosines are the direct kernel's.  ``shifts``: ``(g, s)``, where the
+    caller scaled ``grad_output`` by ``2**-g`` and the signal and noise
+    floor by ``2**-s`` (``_core.sliding.grad_output_in_range`` and
+    ``host_signal_in_range``): each gradient is scaled back, the signal's on
+    the device."""
     call = Call(signal, kernel, grad_output)
     x = call.operand(signal, "signal")
     g = call.operand(grad_output, "grad_output", min_ndim=0)
     options = (sharpness, mode, dilation, noise_floor, fill, axis, method, center, stride)
     if isinstance(axis, tuple):
-        return _spatial_grad(call, x, kernel, g, options, want_sharpness)
+        return _spatial_grad(call, x, kernel, g, options, want_sharpness, shifts)
     grad_plan = plans.plan_sliding_grad(x.standin, _host_copy(call, kernel, "kernel"), g.standin,
                                         axis, mode, method, dilation, sharpness, noise_floor,
                                         fill, kernels.fill_unit_kernels, center, stride)
@@ -290,7 +294,8 @@ def sliding_cosine_grad(signal, kernel, grad_output, *, sharpness=1.0, mode="val
     chunk, partials = _chunks(call, count * nwin, (nker, nchan, m))
     call.launch(kernels.grad_kernel_sums, blocks(partials.size), threads, 0, *rows.args, pl, d,
                 a, means, plan.center, chunk, partials)
-    return _finish_grad(call, grad_plan, grad_signal, partials, chunk, along, spread, logs)
+    return _finish_grad(call, grad_plan, grad_signal, partials, chunk, along, spread, logs,
+                        shifts)
 
 
 def _chunks(call, windows, shape):
@@ -303,10 +308,11 @@ def _chunks(call, windows, shape):
     return chunk, call.empty(shape + (-(-windows // chunk),), np.float64)
 
 
-def _finish_grad(call, grad_plan, grad_signal, partials, chunk, along, spread, logs):
+def _finish_grad(call, grad_plan, grad_signal, partials, chunk, along, spread, logs, shifts):
     """The gradients from the signal's, the kernel sums' ``partials`` and the
     per-window ``along`` (``(K, ...)``), ``spread`` and ``logs``, whose sums
-    are taken in chunks of ``chunk`` on the device and added on the host."""
+    are taken in chunks of ``chunk`` on the device and added on the host;
+    each scaled back by ``shifts`` (see :func:`sliding_cosine_grad`)."""
     nker = along.shape[0]
     sums = _host_sum(call, partials).reshape(nker, -1)
     totals = [_host_sum(call, _chunk_sums(call, values, chunk))
@@ -314,11 +320,18 @@ def _finish_grad(call, grad_plan, grad_signal, partials, chunk, along, spread, l
                              logs.reshape(1, -1))]
     grad_kernel, grad_sharpness, grad_floor = plans.finish_grad(
         grad_plan, sums, totals[0], totals[2][0], totals[1][0])
+    g_shift, s_shift = shifts
+    if g_shift + s_shift:
+        call.launch(kernels.times_power_of_two, blocks(grad_signal.size), settings.threads, 0,
+                    grad_signal.reshape(grad_signal.size), g_shift + s_shift)
+    grad_kernel, grad_sharpness = plans.grads_times_power_of_two((grad_kernel, grad_sharpness),
+                                                                 g_shift)
+    grad_floor = plans.grads_times_power_of_two((grad_floor,), g_shift + s_shift)[0]
     return (call.deliver(grad_signal), call.deliver(call.to_device(grad_kernel)),
             grad_sharpness, grad_floor)
 
 
-def _spatial_grad(call, x, kernel, g, options, want_sharpness):
+def _spatial_grad(call, x, kernel, g, options, want_sharpness, shifts):
     """``sliding_cosine_grad`` over several axes: as along one axis, on the
     strided windows only (C order over ``nout``): their cosines and norms by
     ``kernels.spatial_windows`` (float64), ``grad_output`` gathered in that
@@ -379,7 +392,8 @@ def _spatial_grad(call, x, kernel, g, options, want_sharpness):
     chunk, partials = _chunks(call, rows.rows * count, (nker, khat.shape[1]))
     call.launch(kernels.spatial_grad_kernel_sums, blocks(partials.size), threads, 0, *signal, a,
                 means, plan.center, chunk, partials)
-    return _finish_grad(call, grad_plan, grad_signal, partials, chunk, along, spread, logs)
+    return _finish_grad(call, grad_plan, grad_signal, partials, chunk, along, spread, logs,
+                        shifts)
 
 
 def _chunk_sums(call, values, chunk):
