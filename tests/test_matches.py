@@ -303,14 +303,8 @@ def test_runs_on_several_threads_equal_the_definition(monkeypatch, parts, m, mod
                                               exclusion=exclusion, mode=mode))
 
 
-def test_a_small_pool_rescans_and_stays_exact(monkeypatch):
-    # exclusion wide enough that the pool of the best candidates keeps fewer
-    # than k: the scan must run again after it
-    rng = np.random.default_rng(5)
-    signal = rng.standard_normal(5000)
-    kernel = rng.standard_normal(8)
-    scores = sliding_cosine(signal, kernel)
-    expected = naive.find_matches(signal, kernel, scores=scores, k=30, exclusion=60)
+def _count_scans(monkeypatch):
+    """A list that gains an item at each scan of the scores (``_scan_all``)."""
     passes = []
     original = cpu_matches._scan_all
 
@@ -319,6 +313,18 @@ def test_a_small_pool_rescans_and_stays_exact(monkeypatch):
         return original(*args, **kwargs)
 
     monkeypatch.setattr(cpu_matches, "_scan_all", counted)
+    return passes
+
+
+def test_a_small_pool_rescans_and_stays_exact(monkeypatch):
+    # exclusion wide enough that the pool of the best candidates keeps fewer
+    # than k: the scan must run again after it
+    rng = np.random.default_rng(5)
+    signal = rng.standard_normal(5000)
+    kernel = rng.standard_normal(8)
+    scores = sliding_cosine(signal, kernel)
+    expected = naive.find_matches(signal, kernel, scores=scores, k=30, exclusion=60)
+    passes = _count_scans(monkeypatch)
     monkeypatch.setattr(config, "MATCH_POOL", 40)
     assert_same(find_matches(signal, kernel, k=30, exclusion=60), expected)
     assert len(passes) > 1
@@ -339,14 +345,7 @@ def test_candidates_crowded_into_few_zones_scan_the_signal_a_few_times(monkeypat
     signal = np.where(t % 2 == 0, 1.0, 0.5 * t / n).astype(np.float32)
     kernel = np.array([1.0, 0, 1, 0, 1, 0, 1, 0])
     every = find_matches(signal, kernel, exclusion=100)
-    passes = []
-    original = cpu_matches._scan_all
-
-    def counted(*args, **kwargs):
-        passes.append(1)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(cpu_matches, "_scan_all", counted)
+    passes = _count_scans(monkeypatch)
     monkeypatch.setattr(config, "MATCH_POOL", 1024)
     found = find_matches(signal, kernel, k=500, exclusion=100)
     assert np.array_equal(found.index, every.index[:500])
