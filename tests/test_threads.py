@@ -240,6 +240,33 @@ def test_nested_parts_do_not_wait_on_each_other():
     np.testing.assert_array_equal(out, np.ones(16))
 
 
+def test_a_call_nested_in_the_same_thread_runs_its_parts_in_turn(monkeypatch):
+    """A call made while the same thread is in another (a signal handler, or
+    a finaliser the garbage collector runs) runs its parts in turn, on no
+    executor: landing while the outer call was in ``submit``, it waited for
+    ever on the executor's lock (an exploratory test, with a timer signal)."""
+    rng = np.random.default_rng(40)
+    x, k = rng.standard_normal(150_000), rng.standard_normal(16)
+    want = sliding_cosine(x, k, method="direct")
+    asked, got = [], []
+    real = _threads._workers
+    monkeypatch.setattr(_threads, "_workers", lambda count: asked.append(count) or real(count))
+    monkeypatch.setattr(config, "MIN_WINDOWS_PER_THREAD", 500)
+
+    def outer(start, stop):
+        if start == 0:  # (the calling thread's part)
+            before = len(asked)
+            got.append(sliding_cosine(x, k, method="direct"))
+            got.append(len(asked) - before)
+
+    _threads.run_parts([(0, 1), (1, 2)], outer)
+    np.testing.assert_array_equal(got[0], want)
+    assert got[1] == 0  # (no executor asked for)
+    parts = []
+    _threads.run_parts([(0, 1), (1, 2)], lambda start, stop: parts.append(start))
+    assert sorted(parts) == [0, 1]  # (and after it, workers again)
+
+
 @pytest.mark.parametrize("signal_shape, kernel_shape, threads_wanted", [
     ((8, 8, 20_000), (32, 8, 9), 2),  # a layer's batch: 8 rows x 32 kernels x 8 channels
     ((20_000,), (9,), 1),  # one short row, one kernel: not worth a second thread

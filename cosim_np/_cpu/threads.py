@@ -56,6 +56,7 @@ class _Pools(threading.local):
     def __init__(self):
         self.pool = None
         self.size = 0
+        self.busy = False  # (in run_parts: a call nested in this thread runs its parts in turn)
 
 
 _local = _Pools()
@@ -86,10 +87,23 @@ def run_parts(bounds, work):
     same time.  Returns once every part has ended; an exception of the first
     part, else of the earliest failing one, is raised here.  Where no thread
     can start (at interpreter shutdown, from an ``atexit`` function) the
-    parts run in turn in the calling thread: the same parts, the same bits."""
-    if len(bounds) == 1:
-        work(*bounds[0])
+    parts run in turn in the calling thread: the same parts, the same bits;
+    so do those of a call made while this thread is in another's (from a
+    signal handler or a finaliser the garbage collector runs), which would
+    wait for ever on the executor the outer call is submitting to."""
+    if len(bounds) == 1 or _local.busy:
+        for start, stop in bounds:
+            work(start, stop)
         return
+    _local.busy = True
+    try:
+        _run_on_workers(bounds, work)
+    finally:
+        _local.busy = False
+
+
+def _run_on_workers(bounds, work):
+    """:func:`run_parts` of two parts or more, on this thread's workers."""
     pool = _workers(len(bounds) - 1)
     futures = []
     try:
