@@ -551,8 +551,10 @@ def _band_sums(padded, geo, center, i0, i1):
     if center:
         # the samples: groups of one, each its own reference (so a mean of
         # 0 from it), of no spread (NaN where not finite)
-        refs = scratch.empty("spatial band references", flat.shape)
-        refs[...] = flat
+        refs = flat
+        if flat.dtype != np.float64:
+            refs = scratch.empty("spatial band references", flat.shape)
+            refs[...] = flat
         means = scratch.empty("spatial band means", flat.shape)
         means[...] = 0.0
         m2s = scratch.empty("spatial band M2s", flat.shape)
