@@ -207,8 +207,9 @@ def pairwise_cosine(a, b=None, *, out=None, dtype=None, fill=0.0, max_memory=Non
     entry is a BLAS product of two normalised rows, which BLAS may round at
     the edge of its block otherwise than inside it: copies of one row can
     score a unit in the last place apart (in float32 most often). The
-    blocks follow the tiles, which ``max_memory``, the thread count and
-    ``out`` set (an ``out`` of the products' dtype with contiguous rows is
+    blocks follow the tiles, which ``max_memory``, the thread count (and a
+    float32 result's BLAS thread count, which another thread's call of
+    this library may lower meanwhile) and ``out`` set (an ``out`` of the products' dtype with contiguous rows is
     written in place, any other through a buffer, a memmap in row blocks),
     so entries may change by a unit in the last place with them; :func:`cosine_similarity`, which
     uses no BLAS, gives the same bits whatever its ``out``.

@@ -300,8 +300,9 @@ def find_matches(
         (tiles start where its runs do, so the scores keep its bits, but
         for the FFT's over blocks of rows, see Notes): with
         the FFT method, a segment of some ``2**18`` windows and its
-        transforms' scratch, a few MiB that a smaller ``max_memory`` does
-        not reduce.  Beyond the tiles, memory holds the
+        transforms' scratch for each thread, which a smaller ``max_memory``
+        does not reduce: a few MiB for kernels of hundreds of taps, tens of
+        MiB for tens of thousands (73 MiB on two threads at ``m = 40000``).  Beyond the tiles, memory holds the
         candidates: at most ``k * K * (exclusion + 1)`` per row (at most
         65536, or ``k`` where larger, for each of the scan's runs, four a
         thread, within half of ``max_memory``; see Notes) with ``k``, and every candidate at or

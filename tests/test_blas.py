@@ -144,3 +144,45 @@ def test_the_process_environment_is_left_as_it_was():
                           env=env, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "None"
+
+
+def test_a_restore_cut_short_still_restores_the_users_count():
+    """An interrupt inside ``_restore`` left ``_original`` set and the count
+    lowered; the next call took the lowered count for the user's and kept
+    NumPy's BLAS on one thread for good (an exploratory test, with Ctrl-C
+    during a loop of ``topk_cosine``)."""
+    libraries = _blas._blas().lib_controllers
+    users = [lib.num_threads for lib in libraries]
+    try:
+        for lib in libraries:
+            lib.set_num_threads(2)
+        with _blas._lock:  # (as _restore leaves things when cut short before its first set)
+            _blas._original = [2] * len(libraries)
+            for lib in libraries:
+                lib.set_num_threads(1)
+        with _blas.single_threaded():
+            assert _blas.blas_threads() == 1
+        assert [lib.num_threads for lib in libraries] == [2] * len(libraries)
+        assert _blas._original is None
+    finally:
+        for lib, count in zip(libraries, users):
+            lib.set_num_threads(count)
+
+
+def test_a_call_nested_while_this_thread_holds_the_lock_goes_on():
+    """A call made while the same thread is inside ``single_threaded``'s
+    bookkeeping (from a signal handler, or a finaliser the garbage collector
+    runs) waited for ever on the lock (an exploratory test)."""
+    before = _blas.blas_threads()
+    done = threading.Event()
+
+    def nested():
+        with _blas._lock, _blas.single_threaded():
+            pass
+        done.set()
+
+    thread = threading.Thread(target=nested, daemon=True)
+    thread.start()
+    thread.join(30)
+    assert done.is_set()
+    assert _blas.blas_threads() == before

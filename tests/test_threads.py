@@ -267,6 +267,30 @@ def test_a_call_nested_in_the_same_thread_runs_its_parts_in_turn(monkeypatch):
     assert sorted(parts) == [0, 1]  # (and after it, workers again)
 
 
+def test_an_interrupt_gives_the_thread_new_workers():
+    """An interrupt (KeyboardInterrupt) may land inside the executor's own
+    locks and leave them held: a later call of the thread waited on them for
+    ever (an exploratory test, with Ctrl-C during a loop of calls).  After
+    one the thread gets new workers; other exceptions keep them."""
+    parts = []
+    _threads.run_parts([(0, 1), (1, 2)], lambda start, stop: parts.append(start))
+    kept = _threads._local.pool
+
+    def fails(start, stop, kind):
+        if start == 0:
+            raise kind("part 0")
+
+    with pytest.raises(ValueError):
+        _threads.run_parts([(0, 1), (1, 2)], lambda a, b: fails(a, b, ValueError))
+    assert _threads._local.pool is kept
+    with pytest.raises(KeyboardInterrupt):
+        _threads.run_parts([(0, 1), (1, 2)], lambda a, b: fails(a, b, KeyboardInterrupt))
+    assert _threads._local.pool is None
+    parts.clear()
+    _threads.run_parts([(0, 1), (1, 2)], lambda start, stop: parts.append(start))
+    assert sorted(parts) == [0, 1] and _threads._local.pool not in (None, kept)
+
+
 @pytest.mark.parametrize("signal_shape, kernel_shape, threads_wanted", [
     ((8, 8, 20_000), (32, 8, 9), 2),  # a layer's batch: 8 rows x 32 kernels x 8 channels
     ((20_000,), (9,), 1),  # one short row, one kernel: not worth a second thread

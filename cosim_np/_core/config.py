@@ -110,10 +110,10 @@ SHARPEN_BLOCK = 1024
 # Windows per FFT segment (divided among the kernels of a bank): their sums
 # of squares, block plan and dots are kept at once.
 SEGMENT_WINDOWS = 1 << 18
-# Per-thread scratch arrays larger than this are not kept between calls, so
-# that a thread holds a few such arrays at most (the FFT path's dots of a
-# segment take 2 to 3 MiB per signal row; an image's FFT band, 2048 pixels
-# wide, 4 to 11 MiB an array).
+# Per-thread scratch arrays larger than this are not kept between calls (the
+# FFT path's dots of a segment take 2 to 3 MiB per signal row; an image's FFT
+# band, 2048 pixels wide, 4 to 11 MiB an array).  A cap per array: a thread
+# keeps a set for each FFT length it used (docs/performance.rst).
 KEEP_BYTES = 1 << 24
 
 # ---------------------------------------------------------------------------

@@ -29,9 +29,14 @@ import contextlib
 import os
 import threading
 
-_lock = threading.Lock()
+# (re-entrant: a call made while this thread holds it, from a signal handler
+# or a finaliser the garbage collector runs, waited for ever)
+_lock = threading.RLock()
 _users = 0
-_original = None  # each BLAS library's thread count before the first call inside
+# each BLAS library's thread count before the first call inside; kept until
+# it is restored (an interrupt inside _restore left it, and the next call
+# took the lowered counts for the user's, for good)
+_original = None
 _controller = None  # the BLAS libraries' controller, once found
 
 
@@ -88,7 +93,8 @@ def single_threaded():
         if _users == 0:
             _take_control()
             libraries = _blas().lib_controllers
-            _original = [lib.num_threads for lib in libraries]
+            if _original is None:
+                _original = [lib.num_threads for lib in libraries]
             for lib in libraries:
                 lib.set_num_threads(1)
             _take_control()

@@ -98,6 +98,14 @@ def run_parts(bounds, work):
     _local.busy = True
     try:
         _run_on_workers(bounds, work)
+    except BaseException as exc:
+        if not isinstance(exc, Exception):
+            # (an interrupt, KeyboardInterrupt most often, may land inside
+            # the executor's own locks and leave them held: the next call
+            # of this thread would wait on them for ever, so it gets new
+            # workers; these are left to end, never waited for)
+            _forget_pools()
+        raise
     finally:
         _local.busy = False
 
