@@ -551,8 +551,8 @@ def _band_sums(padded, geo, center, i0, i1):
     if center:
         # the samples: groups of one, each its own reference (so a mean of
         # 0 from it), of no spread (NaN where not finite)
-        refs = flat
-        if flat.dtype != np.float64:
+        refs = flat  # (C-ordered float64, as the passes' own: one compiled kind)
+        if flat.dtype != np.float64 or not flat.flags.c_contiguous:
             refs = scratch.empty("spatial band references", flat.shape)
             refs[...] = flat
         means = scratch.empty("spatial band means", flat.shape)
