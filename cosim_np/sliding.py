@@ -671,10 +671,9 @@ def _gradients(signal, kernel, grad_output, *, sharpness, mode, dilation, noise_
             grad_plan.grad_output, x, np.shape(kernel), center=center, noise_floor=noise_floor,
             sharpness=sharpness, dilation=dilation, mode=mode, axis=axis)
         grad_signal, grad_kernel, grad_sharpness, grad_floor = spatial_driver.sliding_cosine_grad(
-            x, grad_plan.forward, taps, g, method, sharpness, want_sharpness, forward)
-        return SlidingCosineGrad(*plans.grads_times_power_of_two(
-            (grad_signal, grad_kernel.reshape(np.shape(kernel)), grad_sharpness, grad_floor),
-            shift))
+            x, grad_plan.forward, taps, g, method, sharpness, want_sharpness, forward, shift)
+        return SlidingCosineGrad(grad_signal, grad_kernel.reshape(np.shape(kernel)),
+                                 grad_sharpness, grad_floor)
     plan = plans.plan_sliding_grad(x, kernel, grad_output, axis, mode, method, dilation,
                                    sharpness, noise_floor, fill, drivers.fill_unit_kernels,
                                    center, stride)
@@ -683,8 +682,8 @@ def _gradients(signal, kernel, grad_output, *, sharpness, mode, dilation, noise_
     g, shift = _grad_output_in_range(
         plan.grad_output, x, np.shape(kernel), center=center, noise_floor=noise_floor,
         sharpness=sharpness, dilation=dilation, mode=mode, axis=axis)
-    return SlidingCosineGrad(*plans.grads_times_power_of_two(drivers.sliding_cosine_grad(
-        x, plan._replace(grad_output=g), method, want_sharpness, forward), shift))
+    return SlidingCosineGrad(*drivers.sliding_cosine_grad(
+        x, plan._replace(grad_output=g), method, want_sharpness, forward, unscale=shift))
 
 
 def _grad_output_in_range(g, x, kernel_shape, *, center, noise_floor, sharpness, dilation,

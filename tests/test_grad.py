@@ -663,3 +663,23 @@ def test_a_masked_grad_output_is_told_to_pass_zeros_not_nan():
     with pytest.raises(ValueError, match=r"grad_output\.filled\(0\)") as raised:
         sliding_cosine_grad(np.random.default_rng(0).standard_normal(30), [1.0, 2.0, 3.0], g)
     assert "nan" not in str(raised.value).lower()
+
+
+@pytest.mark.parametrize("axis", [-1, (0, 1)])
+@pytest.mark.parametrize("signal_scale, kernel_scale", [(1e-300, 1e305), (1e-300, 1e307),
+                                                        (1e-310, 1e305)])
+def test_a_huge_kernel_s_gradient_beside_a_tiny_signal_is_exact(axis, signal_scale, kernel_scale):
+    """The kernel's gradient scales as ``1 / ||k||`` exactly.  Beside a tiny
+    signal (whose windows' norms scale ``grad_output`` down by a power of
+    two), a huge kernel's gradient, some ``1e-306``, passed through the
+    subnormals before it was scaled back: ``5e-8`` off at ``1e305``, 0 for a
+    signal of ``1e-310`` (an exploratory test).  Now the power of two and
+    the kernel's norm are applied in one step."""
+    rng = np.random.default_rng(8)
+    image = axis == (0, 1)
+    x = rng.standard_normal((6, 30) if image else 30)
+    k = rng.standard_normal((2, 5) if image else 5) / 3
+    g = np.ones(sliding_cosine(x, k, axis=axis).shape)
+    want = sliding_cosine_grad(x * signal_scale, k, g, axis=axis).kernel / kernel_scale
+    got = sliding_cosine_grad(x * signal_scale, k * kernel_scale, g, axis=axis).kernel
+    np.testing.assert_allclose(got, want, rtol=1e-13, atol=0)

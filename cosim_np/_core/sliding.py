@@ -358,7 +358,7 @@ def grad_output_in_range(g, limit=GRAD_OUTPUT_LARGEST, largest=None):
     float64 times ``2**-shift``, where its largest finite magnitude
     (``largest``, if known) is past ``limit`` (:func:`grad_output_limit`);
     each gradient, linear in ``g``, is then multiplied back by ``2**shift``
-    (:func:`grads_times_power_of_two`)."""
+    (the backends' ``unscale``, see :func:`finish_grad`)."""
     g = np.asarray(g)
     largest = largest_magnitude(g) if largest is None else largest
     if largest <= limit or limit == 0.0:
@@ -433,11 +433,15 @@ def grads_times_power_of_two(grads, shift):
                      else float(np.ldexp(np.float64(part), shift)) for part in grads)
 
 
-def finish_grad(grad_plan, sums, along, log_sum, c_sum):
+def finish_grad(grad_plan, sums, along, log_sum, c_sum, unscale=0):
     """The kernel's, the sharpness's and the noise floor's gradients from a
     backend's sums over every window (float64): ``sums[k]`` of ``a w_c``
     (``(K, C*m)``), ``along[k]`` of ``gamma s``, and the totals of ``g out
-    ln|s|`` and of ``c``; see ``_cpu.grad``."""
+    ln|s|`` and of ``c``; see ``_cpu.grad``.  ``unscale``: ``grad_output``
+    was divided by ``2**unscale`` (:func:`grad_output_in_range`), which the
+    gradients are multiplied by here, the kernel's with its norm's power of
+    two in one step (a huge kernel's tiny gradient, from a tiny signal's
+    scaled ``grad_output``, passed through the subnormals)."""
     plan = grad_plan.forward
     flat = plan.khat.reshape(plan.khat.shape[0], -1)
     scaled, exponents = grad_plan.kernel_norms
@@ -445,10 +449,12 @@ def finish_grad(grad_plan, sums, along, log_sum, c_sum):
     # one, is inf: the documented exception, no warning)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         grad_kernel = np.ldexp((sums - along[:, None] * flat) / scaled[:, None],
-                               -exponents[:, None])
+                               unscale - exponents[:, None])
     grad_kernel[plan.kernel_state == KERNEL_ZERO] = 0.0
-    return (grad_kernel.reshape(grad_plan.kernel_shape).astype(plan.out_dtype),
-            2.0 * grad_plan.sharpness * float(log_sum), -float(c_sum))
+    grad_sharpness, grad_floor = grads_times_power_of_two(
+        (2.0 * grad_plan.sharpness * float(log_sum), -float(c_sum)), unscale)
+    return (grad_kernel.reshape(grad_plan.kernel_shape).astype(plan.out_dtype), grad_sharpness,
+            grad_floor)
 
 
 def kernel_norms(taps):

@@ -148,7 +148,8 @@ def sliding_cosine(x, plan, method, out):
 
 
 @scratch.one_call
-def sliding_cosine_grad(x, grad_plan, method, want_sharpness=True, forward=None, finish=True):
+def sliding_cosine_grad(x, grad_plan, method, want_sharpness=True, forward=None, finish=True,
+                        unscale=0):
     """``(signal, kernel, sharpness, noise_floor)`` gradients of a planned
     ``sliding_cosine_grad`` call (``plans.SlidingGradPlan``), see
     ``_cpu.grad``.  A tile of windows at a time: the windows (less their
@@ -161,7 +162,9 @@ def sliding_cosine_grad(x, grad_plan, method, want_sharpness=True, forward=None,
     sharpness's gradient (its logarithms), returning 0.  ``forward``: the
     forward's unsharpened result for every window (``stride`` 1), in the
     caller's layout, taken instead of the product that would compute it
-    again.  ``finish=False``: the signal's gradient and the sums
+    again.  ``unscale``: ``grad_output`` was divided by ``2**unscale``; the
+    gradients are multiplied back (see ``plans.finish_grad``).
+    ``finish=False``: the signal's gradient and the sums
     ``plans.finish_grad`` takes (``sums, along, log_sum, c_sum``), for a
     caller that adds up several calls' sums before it finishes them once
     (the images' runs: finished kernel gradients of ±inf added gave NaN)."""
@@ -294,12 +297,14 @@ def sliding_cosine_grad(x, grad_plan, method, want_sharpness=True, forward=None,
     else:
         grad_signal = moveaxis(grad.reshape(lead + (nchan, n)), (-2, -1),
                                (plan.channel_axis, plan.ax))
+    unscale = unscale if finish else 0  # (unfinished: the caller's to apply)
     with np.errstate(over="ignore"):  # (a sum past float64's range is ±inf, as it is)
-        grad_signal = _times_power_of_two(grad_signal, shift or 0).astype(plan.out_dtype)
+        grad_signal = _times_power_of_two(grad_signal, (shift or 0) + unscale).astype(
+            plan.out_dtype)
         c_sum = float(_times_power_of_two(np.float64(c_sum), shift or 0))
     if not finish:
         return grad_signal, (sums, along, log_sum, c_sum)
-    return (grad_signal,) + plans.finish_grad(grad_plan, sums, along, log_sum, c_sum)
+    return (grad_signal,) + plans.finish_grad(grad_plan, sums, along, log_sum, c_sum, unscale)
 
 
 def sharpen_rows(s, exponents):

@@ -288,7 +288,7 @@ def _product_cosines(signal_rows, rows, tap_rows, khat, plan, q0, q1, sums, floo
 
 @scratch.one_call
 def sliding_cosine_grad(x, plan, taps, grad_output, method, sharpness, want_sharpness=True,
-                        forward=None):
+                        forward=None, unscale=0):
     """``(signal, kernel, sharpness, noise_floor)`` gradients of a planned
     ``sliding_cosine_grad`` call over several axes (``plan``, the kernel's
     ``taps`` and ``grad_output`` from ``_core.spatial.plan_sliding_grad``).
@@ -303,7 +303,7 @@ def sliding_cosine_grad(x, plan, taps, grad_output, method, sharpness, want_shar
     sums over windows, are added over the runs.  ``forward``: the forward's
     unsharpened result in the caller's layout (where ``sharpness`` is 1 and
     the last axis's stride 1), whose cosines the runs then take instead of
-    computing them again."""
+    computing them again.  ``unscale``: as ``_cpu.drivers.sliding_cosine_grad``'s."""
     plan, compact = spatial.compacted(plan, x.shape)
     geo = plan.geometry
     r = len(geo.axes)
@@ -376,7 +376,7 @@ def sliding_cosine_grad(x, plan, taps, grad_output, method, sharpness, want_shar
         log_sum += run_log_sum
         c_sum += run_c_sum
     grad_kernel, grad_sharpness, grad_floor = (
-        plans.finish_grad(run_plans[0], sums, along, log_sum, c_sum) if found else
+        plans.finish_grad(run_plans[0], sums, along, log_sum, c_sum, unscale) if found else
         (np.zeros(kernel_rows.shape), 0.0, 0.0))
     inside = tuple(slice(left, size - right)
                    for size, (left, right) in zip(padded.shape[2:], geo.pads))
@@ -389,7 +389,8 @@ def sliding_cosine_grad(x, plan, taps, grad_output, method, sharpness, want_shar
                        order)
     # (a gradient past the range of float64, or of the result's dtype, is ±inf, as it is)
     with np.errstate(over="ignore"):
-        grad, grad_floor = (_times_power_of_two(value, shift) for value in (grad, grad_floor))
+        grad = _times_power_of_two(grad, shift + unscale)
+        grad_floor = _times_power_of_two(grad_floor, shift)
         return (grad.astype(plan.out_dtype),
                 grad_kernel.reshape(taps.shape).astype(plan.out_dtype), grad_sharpness,
                 float(grad_floor))

@@ -318,15 +318,13 @@ def _finish_grad(call, grad_plan, grad_signal, partials, chunk, along, spread, l
     totals = [_host_sum(call, _chunk_sums(call, values, chunk))
               for values in (along.reshape(nker, -1), spread.reshape(1, -1),
                              logs.reshape(1, -1))]
-    grad_kernel, grad_sharpness, grad_floor = plans.finish_grad(
-        grad_plan, sums, totals[0], totals[2][0], totals[1][0])
     g_shift, s_shift = shifts
+    grad_kernel, grad_sharpness, grad_floor = plans.finish_grad(
+        grad_plan, sums, totals[0], totals[2][0], totals[1][0], g_shift)
     if g_shift + s_shift:
         call.launch(kernels.times_power_of_two, blocks(grad_signal.size), settings.threads, 0,
                     grad_signal.reshape(grad_signal.size), g_shift + s_shift)
-    grad_kernel, grad_sharpness = plans.grads_times_power_of_two((grad_kernel, grad_sharpness),
-                                                                 g_shift)
-    grad_floor = plans.grads_times_power_of_two((grad_floor,), g_shift + s_shift)[0]
+    grad_floor = plans.grads_times_power_of_two((grad_floor,), s_shift)[0]
     return (call.deliver(grad_signal), call.deliver(call.to_device(grad_kernel)),
             grad_sharpness, grad_floor)
 
