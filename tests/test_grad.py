@@ -493,6 +493,9 @@ def test_a_sharpness_whose_square_overflows_is_refused_by_name(axis):
     for huge in (1e160, -1e155):
         with pytest.raises(ValueError, match="sharpness must have a finite square"):
             sliding_cosine_grad(signal, kernel, g, sharpness=huge, axis=axis)
+    # (an integer's value as a number, not its 201 digits: an exploratory test)
+    with pytest.raises(ValueError, match=r"; got 1e\+200\.$"):
+        sliding_cosine_grad(signal, kernel, g, sharpness=10**200, axis=axis)
     got = sliding_cosine_grad(signal, kernel, g, sharpness=1e150, axis=axis)
     assert all(np.all(np.isfinite(part)) for part in got)
 

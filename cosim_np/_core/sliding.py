@@ -297,7 +297,7 @@ def check_grad_sharpness(sharpness):
     p = float(sharpness)
     if not math.isfinite(p * p):
         raise ValueError("sharpness must have a finite square for gradients (|sharpness| < "
-                         f"1.3e154); got {sharpness!r}.")
+                         f"1.3e154); got {p:.6g}.")  # (not a 200-digit integer's repr)
     return p
 
 
