@@ -41,7 +41,7 @@ import math
 import numpy as np
 
 from . import scratch
-from ._jit import as_float64, jit
+from ._jit import jit
 from .sliding import (
     _bank_cosines,
     _out_of_range,
@@ -68,7 +68,7 @@ def make_buffers(m, d, nchan, windows):
     cover = min(tile, windows)
     room = cover + (m - 1) * d
     return tile, (
-        scratch.empty("centered references", room),  # (of samples not float64)
+        scratch.empty("centered references", room),
         scratch.empty("centered level means", room),
         scratch.empty("centered level M2", room),
         scratch.empty("centered next level means", room),
@@ -79,13 +79,13 @@ def make_buffers(m, d, nchan, windows):
 
 @jit(from_python=False)
 def _positions(x, b, i0, npos, refs, means, m2s):
-    """Each position's statistics over its channels: ``means[p]``, the
-    mean's distance from its reference ``refs[p]`` (its channel 0 sample),
-    and for more than one channel ``m2s[p]``, by Welford's update channel
-    by channel, so that equal samples give 0 and 0 exactly.  Returns how
-    many samples of channels past the first could lose range."""
+    """Each position's reference ``refs[p]`` (its channel 0 sample) and
+    statistics over its channels: ``means[p]``, the mean's distance from
+    the reference (and, for more than one channel, ``m2s[p]``, by Welford's
+    update channel by channel, so that equal samples give 0 and 0 exactly).
+    Returns how many samples could lose range."""
     nchan = x.shape[1]
-    unsafe = 0
+    unsafe = _references(x[b, 0, i0 : i0 + npos], refs)
     for p in range(npos):
         means[p] = 0.0
     if nchan > 1:
@@ -98,6 +98,15 @@ def _positions(x, b, i0, npos, refs, means, m2s):
                 means[p] = mean
             unsafe += _count_unsafe(xs)
     return unsafe
+
+
+@jit(from_python=False)
+def _references(xs, refs):
+    """``refs[p] = xs[p]`` in float64; returns how many samples could lose
+    range."""
+    for p in range(xs.size):
+        refs[p] = np.float64(xs[p])
+    return _count_unsafe(xs)
 
 
 @jit(from_python=False)
@@ -121,25 +130,24 @@ def _tile_m2(x, b, i0, nwin, m, d, bufs, out):
     """Fill ``out[t]`` with the centered sum of squares of window ``i0 + t``
     for ``t < nwin``.  Returns True when a sample could lose range (see
     ``rescaled_m2``)."""
-    converted, means, m2s, next_means, next_m2s, window_means = bufs
+    refs, means, m2s, next_means, next_m2s, window_means = bufs
     nchan = x.shape[1]
     npos = nwin + (m - 1) * d
-    xs = x[b, 0, i0 : i0 + npos]
-    unsafe = _count_unsafe(xs)
-    refs = as_float64(xs, converted)  # (each position's reference: its channel 0 sample)
     if nchan == 1 and m % 4 == 0:
         # no window takes a run of one or two taps: runs of four straight
         # from the samples
-        _quads(refs, d, means, m2s)
+        unsafe = _references(x[b, 0, i0 : i0 + npos], refs)
+        _quads(refs[:npos], d, means, m2s)
         _pairwise_m2(refs, means, m2s, next_means, next_m2s, window_means, out, npos, nwin, m, d,
                      np.int64(1), np.int64(4))
     elif nchan == 1 and m % 2 == 0:
         # no window takes a run of one tap: pairs straight from the samples
-        _pairs(refs, d, means, m2s)
+        unsafe = _references(x[b, 0, i0 : i0 + npos], refs)
+        _pairs(refs[:npos], d, means, m2s)
         _pairwise_m2(refs, means, m2s, next_means, next_m2s, window_means, out, npos, nwin, m, d,
                      np.int64(1), np.int64(2))
     else:
-        unsafe += _positions(x, b, i0, npos, refs, means, m2s)
+        unsafe = _positions(x, b, i0, npos, refs, means, m2s)
         _pairwise_m2(refs, means, m2s, next_means, next_m2s, window_means, out, npos, nwin, m, d,
                      nchan, np.int64(1))
     return unsafe > 0
