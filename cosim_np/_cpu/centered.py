@@ -79,13 +79,14 @@ def make_buffers(m, d, nchan, windows):
 
 @jit(from_python=False)
 def _positions(x, b, i0, npos, refs, means, m2s):
-    """Each position's reference ``refs[p]`` (its channel 0 sample) and
-    statistics over its channels: ``means[p]``, the mean's distance from
-    the reference (and, for more than one channel, ``m2s[p]``, by Welford's
-    update channel by channel, so that equal samples give 0 and 0 exactly).
-    Returns how many samples could lose range."""
+    """Each position's statistics over its channels, given its reference
+    ``refs[p]`` (its channel 0 sample): ``means[p]``, the mean's distance
+    from the reference (and, for more than one channel, ``m2s[p]``, by
+    Welford's update channel by channel, so that equal samples give 0 and 0
+    exactly).  Returns how many samples of channels past the first could
+    lose range."""
     nchan = x.shape[1]
-    unsafe = _references(x[b, 0, i0 : i0 + npos], refs)
+    unsafe = 0
     for p in range(npos):
         means[p] = 0.0
     if nchan > 1:
@@ -133,21 +134,20 @@ def _tile_m2(x, b, i0, nwin, m, d, bufs, out):
     refs, means, m2s, next_means, next_m2s, window_means = bufs
     nchan = x.shape[1]
     npos = nwin + (m - 1) * d
+    unsafe = _references(x[b, 0, i0 : i0 + npos], refs)
     if nchan == 1 and m % 4 == 0:
         # no window takes a run of one or two taps: runs of four straight
         # from the samples
-        unsafe = _references(x[b, 0, i0 : i0 + npos], refs)
         _quads(refs[:npos], d, means, m2s)
         _pairwise_m2(refs, means, m2s, next_means, next_m2s, window_means, out, npos, nwin, m, d,
                      np.int64(1), np.int64(4))
     elif nchan == 1 and m % 2 == 0:
         # no window takes a run of one tap: pairs straight from the samples
-        unsafe = _references(x[b, 0, i0 : i0 + npos], refs)
         _pairs(refs[:npos], d, means, m2s)
         _pairwise_m2(refs, means, m2s, next_means, next_m2s, window_means, out, npos, nwin, m, d,
                      np.int64(1), np.int64(2))
     else:
-        unsafe = _positions(x, b, i0, npos, refs, means, m2s)
+        unsafe += _positions(x, b, i0, npos, refs, means, m2s)
         _pairwise_m2(refs, means, m2s, next_means, next_m2s, window_means, out, npos, nwin, m, d,
                      nchan, np.int64(1))
     return unsafe > 0

@@ -202,11 +202,41 @@ def _ratios(count_a, count_b):
 @jit(from_python=False)
 def _merge_rows(refs_a, means_a, m2s_a, refs_b, means_b, m2s_b, count_a, count_b, out_means,
                 out_m2s):
-    """:func:`_merge` of two rows of groups, element by element."""
+    """:func:`_merge` of two rows of groups, element by element (a row
+    without ``means`` and ``m2s``: groups of one sample, ``refs``)."""
     towards, weight = _ratios(count_a, count_b)
     for q in range(out_means.shape[0]):
-        out_means[q], out_m2s[q] = _merge(refs_a[q], means_a[q], m2s_a[q], refs_b[q], means_b[q],
-                                          m2s_b[q], towards, weight)
+        ref_a, mean_a, m2_a = _group(refs_a, means_a, m2s_a, q)
+        ref_b, mean_b, m2_b = _group(refs_b, means_b, m2s_b, q)
+        out_means[q], out_m2s[q] = _merge(ref_a, mean_a, m2_a, ref_b, mean_b, m2_b, towards,
+                                          weight)
+
+
+@jit(from_python=False)
+def _group(refs, means, m2s, q):
+    """``(reference, mean, M2)`` of group ``q``; without ``means``, of the
+    sample ``refs[q]`` alone: a mean of 0 from it and no spread (NaN where
+    the sample is not finite)."""
+    ref = np.float64(refs[q])
+    if means is None:
+        return ref, 0.0, ref - ref
+    return ref, means[q], m2s[q]
+
+
+@jit(from_python=False)
+def _row(values, o, p, q0, q1):
+    """``values[o, p, q0:q1]``, or None for no values."""
+    if values is None:
+        return None
+    return values[o, p, q0:q1]
+
+
+@jit(from_python=False)
+def _row_of(values, o):
+    """``values[o]``, or None for no values."""
+    if values is None:
+        return None
+    return values[o]
 
 
 @jit(from_python=False)
@@ -216,6 +246,13 @@ def _copy_rows(means, m2s, out_means, out_m2s):
         out_m2s[q] = m2s[q]
 
 
+@jit(from_python=False)
+def _copy_groups(refs, means, m2s, out_means, out_m2s):
+    """:func:`_copy_rows` of groups given as :func:`_group` takes them."""
+    for q in range(out_means.shape[0]):
+        _, out_means[q], out_m2s[q] = _group(refs, means, m2s, q)
+
+
 @jit
 def window_moments(refs, means, m2s, count, o0, o1, q0, q1, m, d, first, stride, dst_means,
                    dst_m2s, suffix, prefix):
@@ -223,10 +260,11 @@ def window_moments(refs, means, m2s, count, o0, o1, q0, q1, m, d, first, stride,
     ``dst_m2s[o, i, q]`` of the union of the groups ``first + i * stride + j * d``
     (``j < m``), each of ``count`` samples with mean ``means`` (its distance
     from its reference ``refs``) and M2 ``m2s``; a union's reference is its
-    first group's.  ``suffix`` and ``prefix``: scratch ``(2, m * d, q1 -
-    q0)``."""
+    first group's.  Without ``means`` and ``m2s`` (None) the groups are the
+    samples ``refs`` themselves (of any float dtype; ``count`` 1), read
+    once.  ``suffix`` and ``prefix``: scratch ``(2, m * d, q1 - q0)``."""
     nout = dst_means.shape[1]
-    n = means.shape[1]
+    n = refs.shape[1]
     chunk = m * d
     width = q1 - q0
     for o in range(o0, o1):
@@ -239,12 +277,13 @@ def window_moments(refs, means, m2s, count, o0, o1, q0, q1, m, d, first, stride,
                 here_means, here_m2s = suffix[0, p - c0, :width], suffix[1, p - c0, :width]
                 if p + d < c1:
                     after = count * ((c1 - 1 - p - d) // d + 1)
-                    _merge_rows(refs[o, p, q0:q1], means[o, p, q0:q1], m2s[o, p, q0:q1],
-                                refs[o, p + d, q0:q1], suffix[0, p + d - c0, :width],
-                                suffix[1, p + d - c0, :width], count, after, here_means,
-                                here_m2s)
+                    _merge_rows(refs[o, p, q0:q1], _row(means, o, p, q0, q1),
+                                _row(m2s, o, p, q0, q1), refs[o, p + d, q0:q1],
+                                suffix[0, p + d - c0, :width], suffix[1, p + d - c0, :width],
+                                count, after, here_means, here_m2s)
                 else:
-                    _copy_rows(means[o, p, q0:q1], m2s[o, p, q0:q1], here_means, here_m2s)
+                    _copy_groups(refs[o, p, q0:q1], _row(means, o, p, q0, q1),
+                                 _row(m2s, o, p, q0, q1), here_means, here_m2s)
             c2 = min(c1 + chunk, n)
             for p in range(c1, c2):  # (prefix p: groups ..., p - d, p; the first's reference)
                 here_means, here_m2s = prefix[0, p - c1, :width], prefix[1, p - c1, :width]
@@ -252,10 +291,11 @@ def window_moments(refs, means, m2s, count, o0, o1, q0, q1, m, d, first, stride,
                     before = count * ((p - d - c1) // d + 1)
                     _merge_rows(refs[o, c1 + (p - c1) % d, q0:q1], prefix[0, p - d - c1, :width],
                                 prefix[1, p - d - c1, :width], refs[o, p, q0:q1],
-                                means[o, p, q0:q1], m2s[o, p, q0:q1], before, count,
+                                _row(means, o, p, q0, q1), _row(m2s, o, p, q0, q1), before, count,
                                 here_means, here_m2s)
                 else:
-                    _copy_rows(means[o, p, q0:q1], m2s[o, p, q0:q1], here_means, here_m2s)
+                    _copy_groups(refs[o, p, q0:q1], _row(means, o, p, q0, q1),
+                                 _row(m2s, o, p, q0, q1), here_means, here_m2s)
             while i < nout and first + i * stride < c1:
                 start = first + i * stride
                 out_means, out_m2s = dst_means[o, i, q0:q1], dst_m2s[o, i, q0:q1]
@@ -901,16 +941,21 @@ def finish_norms(sums, scale, center, out):
     for b in range(nbatch):
         for q in range(nrows):
             s, dest = sums[b, q], out[b, q]
-            if center:
+            if scale:
                 for i in range(nout):
-                    value = np.sqrt(s[i])
-                    dest[i] = math.ldexp(value, scale) if value < np.inf else np.nan
-            elif scale:
-                for i in range(nout):
-                    dest[i] = math.ldexp(np.sqrt(s[i]), scale)
+                    dest[i] = math.ldexp(_norm(s[i], center), scale)
             else:  # (the common case, vectorised)
                 for i in range(nout):
-                    dest[i] = np.sqrt(s[i])
+                    dest[i] = _norm(s[i], center)
+
+
+@jit(from_python=False)
+def _norm(sum_of_squares, center):
+    """The square root; with ``center`` (an M2) NaN where not finite."""
+    value = np.sqrt(sum_of_squares)
+    if center and not value < np.inf:
+        return np.nan
+    return value
 
 
 @jit
@@ -986,19 +1031,18 @@ def _store_row(values, stride, dest):
 
 @jit
 def row_window_moments(refs, means, m2s, count, o0, o1, m, d, stride, dst_means, dst_m2s, runs,
-                       next_runs, windows):
+                       next_runs, windows, next_windows):
     """:func:`row_window_sums` for statistics: the mean and M2 of the
     union of the groups ``i * stride + j * d`` (``j < m``) of each row, each
     of ``count`` samples (``means``, distances from their references
     ``refs``, and ``m2s``), runs of equal size merged by Chan's update; a
-    run's reference is its first group's.  Scratch: ``(2, n)`` each (means,
-    M2s)."""
-    n, nout = means.shape[1], dst_means.shape[1]
+    run's reference is its first group's; without ``means`` and ``m2s``
+    (None) the groups are the samples ``refs`` themselves (``count`` 1).
+    Scratch: ``(2, n)`` each (means, M2s)."""
+    n, nout = refs.shape[1], dst_means.shape[1]
     nwin = n - (m - 1) * d
     for o in range(o0, o1):
-        for p in range(n):
-            runs[0, p] = means[o, p]
-            runs[1, p] = m2s[o, p]
+        _copy_groups(refs[o], _row_of(means, o), _row_of(m2s, o), runs[0], runs[1])
         taps, gathered, npos = 1, 0, n
         level, spare = runs, next_runs
         own = refs[o]
@@ -1010,11 +1054,12 @@ def row_window_moments(refs, means, m2s, count, o0, o1, m, d, stride, dst_means,
                     for t in range(nwin):
                         windows[0, t] = run_means[t]
                         windows[1, t] = run_m2s[t]
-                else:
+                else:  # (into the other buffer: merges in place do not vectorise)
                     _merge_rows(own[:nwin], windows[0, :nwin], windows[1, :nwin],
                                 own[gathered * d : gathered * d + nwin], run_means, run_m2s,
-                                gathered * count, taps * count, windows[0, :nwin],
-                                windows[1, :nwin])
+                                gathered * count, taps * count, next_windows[0, :nwin],
+                                next_windows[1, :nwin])
+                    windows, next_windows = next_windows, windows
                 gathered += taps
             if 2 * taps > m:
                 break

@@ -550,21 +550,18 @@ def _band_sums(padded, geo, center, i0, i1):
     band_geo = geo._replace(nout=(i1 - i0,) + geo.nout[1:])
     flat = slab.reshape((nbatch * nchan,) + slab.shape[2:])
     if center:
-        # the samples: groups of one, each its own reference (so a mean of
-        # 0 from it), of no spread (NaN where not finite)
-        refs = flat  # (C-ordered float64, as the passes' own: one compiled kind)
-        if flat.dtype != np.float64 or not flat.flags.c_contiguous:
-            refs = scratch.empty("spatial band references", flat.shape)
-            refs[...] = flat
-        means = scratch.empty("spatial band means", flat.shape)
-        means[...] = 0.0
-        m2s = scratch.empty("spatial band M2s", flat.shape)
-        with np.errstate(invalid="ignore"):
-            np.subtract(refs, refs, out=m2s)
+        # the samples: groups of one, each its own reference, read by the
+        # first pass in place where they are C-ordered (one compiled kind per
+        # float dtype)
+        samples = flat
+        if flat.dtype not in (np.float32, np.float64) or not flat.flags.c_contiguous:
+            samples = scratch.empty("spatial band samples", flat.shape)
+            samples[...] = flat
+        refs, means, m2s = samples, None, None
         count = 1.0
         for a in range(len(geo.axes)):
             refs, means, m2s = _axis_pass(means, m2s, count, a, band_geo, first if a == 0 else 0,
-                                          refs=refs)
+                                          refs=refs, keep_refs=nchan > 1 or a < len(geo.axes) - 1)
             count *= geo.m[a]
         if nchan == 1:
             return m2s
@@ -586,64 +583,70 @@ def _band_sums(padded, geo, center, i0, i1):
     return total
 
 
-def _axis_pass(values, m2s, count, a, geo, first, square=False, refs=None):
+def _axis_pass(values, m2s, count, a, geo, first, square=False, refs=None, keep_refs=True):
     """Windows along spatial axis ``a`` of ``values`` ``(BC, n_1, ...)``: their
-    sums (of their squares with ``square``), or with ``m2s`` the merged
+    sums (of their squares with ``square``), or with ``refs`` the merged
     statistics ``(refs, means, m2s)`` of groups of ``count`` samples, each
     group's mean ``values`` its distance from its reference ``refs`` (a
-    union's reference is its first group's), from sample ``first`` of the
-    axis on."""
-    shape = values.shape
+    union's reference is its first group's; ``values`` and ``m2s`` None:
+    the groups are the samples ``refs``; without ``keep_refs``, the
+    references returned are None), from sample ``first`` of the axis on."""
+    shape = refs.shape if refs is not None else values.shape
     outer = math.prod(shape[: a + 1])
     n, inner = shape[a + 1], math.prod(shape[a + 2 :])
     m, d, stride, nout = geo.m[a], geo.d[a], geo.stride[a], geo.nout[a]
-    src = values.reshape(outer, n, inner)
-    if refs is not None:
+    new_shape = shape[: a + 1] + (nout,) + shape[a + 2 :]
+    moments = refs is not None
+    src = values.reshape(outer, n, inner) if values is not None else None
+    m2s = m2s.reshape(outer, n, inner) if m2s is not None else None
+    dst_refs = None
+    if moments:
         refs = refs.reshape(outer, n, inner)
-        # (each window's reference: its first group's)
-        dst_refs = scratch.empty(f"spatial axis pass {a} references", (outer, nout, inner))
-        dst_refs[...] = refs[:, first : first + (nout - 1) * stride + 1 : stride]
+        if keep_refs:  # (each window's reference: its first group's)
+            dst_refs = scratch.empty(f"spatial axis pass {a} references", (outer, nout, inner))
+            dst_refs[...] = refs[:, first : first + (nout - 1) * stride + 1 : stride]
+            dst_refs = dst_refs.reshape(new_shape)
     # kept between bands and calls, a pair of arrays per axis (each pass
     # reads the one before it)
     dst = scratch.empty(f"spatial axis pass {a}", (outer, nout, inner))
-    dst_m2 = (scratch.empty(f"spatial axis pass {a} M2s", dst.shape) if m2s is not None
-              else None)
+    dst_m2 = scratch.empty(f"spatial axis pass {a} M2s", dst.shape) if moments else None
     if inner == 1:  # the last axis: runs of taps level by level along each row
-        src, dst = src[:, :, 0], dst[:, :, 0]
-        row_refs = refs[:, :, 0] if refs is not None else None
-        row_m2s = m2s.reshape(outer, n) if m2s is not None else None
-        if first:  # (a first axis that is the last one but for length-1 axes)
-            src = np.ascontiguousarray(src[:, first:])
-            if m2s is not None:
-                row_refs = np.ascontiguousarray(row_refs[:, first:])
-                row_m2s = np.ascontiguousarray(row_m2s[:, first:])
-        if m2s is None and m <= config.SPATIAL_ROW_DIRECT_TAPS:
-            kernels.direct_row_sums(src, 0, outer, m, d, stride, square, dst)
-        elif m2s is None:
-            kernels.row_window_sums(src, 0, outer, m, d, stride, square, dst, *np.empty((3, n)))
-        else:
+        dst = dst[:, :, 0]
+        if moments:
+            row_refs, row_means, row_m2s = (
+                None if v is None else v[:, first:, 0] for v in (refs, src, m2s))
+            if first:  # (a first axis that is the last one but for length-1 axes)
+                row_refs, row_means, row_m2s = (
+                    None if v is None else np.ascontiguousarray(v)
+                    for v in (row_refs, row_means, row_m2s))
             kernels.row_window_moments(
-                row_refs, src, row_m2s, count, 0, outer, m, d, stride, dst, dst_m2[:, :, 0],
-                *np.empty((3, 2, n)))
+                row_refs, row_means, row_m2s, count, 0, outer, m, d, stride, dst, dst_m2[:, :, 0],
+                *np.empty((4, 2, n - first)))
+        else:
+            src = src[:, first:, 0]
+            if first:
+                src = np.ascontiguousarray(src)
+            if m <= config.SPATIAL_ROW_DIRECT_TAPS:
+                kernels.direct_row_sums(src, 0, outer, m, d, stride, square, dst)
+            else:
+                kernels.row_window_sums(src, 0, outer, m, d, stride, square, dst,
+                                        *np.empty((3, n - first)))
     else:
         chunk = m * d
         width = min(inner, INNER_BLOCK)
-        scans = scratch.empty("spatial axis scans",
-                              ((2, 2) if m2s is not None else (2,)) + (chunk, width))
+        scans = scratch.empty("spatial axis scans", ((2, 2) if moments else (2,)) + (chunk, width))
         for o in range(outer):
             for q0 in range(0, inner, INNER_BLOCK):
                 q1 = min(q0 + INNER_BLOCK, inner)
-                if m2s is None:
+                if moments:
+                    kernels.window_moments(refs, src, m2s, count, o, o + 1, q0, q1, m, d, first,
+                                           stride, dst, dst_m2, scans[0], scans[1])
+                else:
                     kernels.window_sums(src, o, o + 1, q0, q1, m, d, first, stride, square, dst,
                                         scans[0], scans[1])
-                else:
-                    kernels.window_moments(refs, src, m2s.reshape(outer, n, inner), count, o,
-                                           o + 1, q0, q1, m, d, first, stride, dst, dst_m2,
-                                           scans[0], scans[1])
-    new_shape = shape[: a + 1] + (nout,) + shape[a + 2 :]
-    if dst_m2 is None:
+    if not moments:
         return dst.reshape(new_shape)
-    return dst_refs.reshape(new_shape), dst.reshape(new_shape), dst_m2.reshape(new_shape)
+    return dst_refs, dst.reshape(new_shape), dst_m2.reshape(new_shape)
 
 
 def _row_offsets(padded_shape, geo):
