@@ -224,19 +224,11 @@ def _group(refs, means, m2s, q):
 
 
 @jit(from_python=False)
-def _row(values, o, p, q0, q1):
-    """``values[o, p, q0:q1]``, or None for no values."""
+def _at(values, index):
+    """``values[index]``, or None for no values."""
     if values is None:
         return None
-    return values[o, p, q0:q1]
-
-
-@jit(from_python=False)
-def _row_of(values, o):
-    """``values[o]``, or None for no values."""
-    if values is None:
-        return None
-    return values[o]
+    return values[index]
 
 
 @jit(from_python=False)
@@ -277,13 +269,13 @@ def window_moments(refs, means, m2s, count, o0, o1, q0, q1, m, d, first, stride,
                 here_means, here_m2s = suffix[0, p - c0, :width], suffix[1, p - c0, :width]
                 if p + d < c1:
                     after = count * ((c1 - 1 - p - d) // d + 1)
-                    _merge_rows(refs[o, p, q0:q1], _row(means, o, p, q0, q1),
-                                _row(m2s, o, p, q0, q1), refs[o, p + d, q0:q1],
+                    _merge_rows(refs[o, p, q0:q1], _at(means, (o, p, slice(q0, q1))),
+                                _at(m2s, (o, p, slice(q0, q1))), refs[o, p + d, q0:q1],
                                 suffix[0, p + d - c0, :width], suffix[1, p + d - c0, :width],
                                 count, after, here_means, here_m2s)
                 else:
-                    _copy_groups(refs[o, p, q0:q1], _row(means, o, p, q0, q1),
-                                 _row(m2s, o, p, q0, q1), here_means, here_m2s)
+                    _copy_groups(refs[o, p, q0:q1], _at(means, (o, p, slice(q0, q1))),
+                                 _at(m2s, (o, p, slice(q0, q1))), here_means, here_m2s)
             c2 = min(c1 + chunk, n)
             for p in range(c1, c2):  # (prefix p: groups ..., p - d, p; the first's reference)
                 here_means, here_m2s = prefix[0, p - c1, :width], prefix[1, p - c1, :width]
@@ -291,11 +283,12 @@ def window_moments(refs, means, m2s, count, o0, o1, q0, q1, m, d, first, stride,
                     before = count * ((p - d - c1) // d + 1)
                     _merge_rows(refs[o, c1 + (p - c1) % d, q0:q1], prefix[0, p - d - c1, :width],
                                 prefix[1, p - d - c1, :width], refs[o, p, q0:q1],
-                                _row(means, o, p, q0, q1), _row(m2s, o, p, q0, q1), before, count,
-                                here_means, here_m2s)
+                                _at(means, (o, p, slice(q0, q1))),
+                                _at(m2s, (o, p, slice(q0, q1))), before, count, here_means,
+                                here_m2s)
                 else:
-                    _copy_groups(refs[o, p, q0:q1], _row(means, o, p, q0, q1),
-                                 _row(m2s, o, p, q0, q1), here_means, here_m2s)
+                    _copy_groups(refs[o, p, q0:q1], _at(means, (o, p, slice(q0, q1))),
+                                 _at(m2s, (o, p, slice(q0, q1))), here_means, here_m2s)
             while i < nout and first + i * stride < c1:
                 start = first + i * stride
                 out_means, out_m2s = dst_means[o, i, q0:q1], dst_m2s[o, i, q0:q1]
@@ -1042,15 +1035,24 @@ def row_window_moments(refs, means, m2s, count, o0, o1, m, d, stride, dst_means,
     n, nout = refs.shape[1], dst_means.shape[1]
     nwin = n - (m - 1) * d
     for o in range(o0, o1):
-        _copy_groups(refs[o], _row_of(means, o), _row_of(m2s, o), runs[0], runs[1])
-        taps, gathered, npos = 1, 0, n
+        own, own_means, own_m2s = refs[o], _at(means, o), _at(m2s, o)
+        if m & 1:  # (runs of one tap: the groups themselves)
+            _copy_groups(own[:nwin], _at(own_means, slice(0, nwin)), _at(own_m2s, slice(0, nwin)),
+                         windows[0, :nwin], windows[1, :nwin])
+        # runs of 2 taps from the groups, then 4, 8 ...
+        gathered, taps, npos = m & 1, 2, n - d
+        if m > 1:
+            _merge_rows(own[:npos], _at(own_means, slice(0, npos)), _at(own_m2s, slice(0, npos)),
+                        own[d:n], _at(own_means, slice(d, n)), _at(own_m2s, slice(d, n)), count,
+                        count, runs[0, :npos], runs[1, :npos])
         level, spare = runs, next_runs
-        own = refs[o]
-        while True:
+        while taps <= m:
             if m & taps:
                 run_means = level[0, gathered * d : gathered * d + nwin]
                 run_m2s = level[1, gathered * d : gathered * d + nwin]
-                if gathered == 0:
+                if gathered == 0 and taps == m:  # (one run a window: read where it is)
+                    windows = level
+                elif gathered == 0:
                     for t in range(nwin):
                         windows[0, t] = run_means[t]
                         windows[1, t] = run_m2s[t]
