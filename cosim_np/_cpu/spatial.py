@@ -804,37 +804,69 @@ def _finish_row(dots, s, denominators, fill, state, exponent, dest):
 
 
 @jit
-def load_block(values, dest_rows, block):
+def load_block(values, dest_rows, block, center):
     """Copy the rows of ``values`` ``(R, n)`` into the rows ``dest_rows`` of
     ``block`` ``(rows, N)`` (``N >= n``; the rest of the block stays as it
-    is), NaN and inf as 0 (the norms mark their windows).  Returns the sum
-    and the sum of squares of the copied values."""
-    total = 0.0
-    sumsq = 0.0
+    is), NaN and inf as 0 (the norms mark their windows), with ``center``
+    less their mean (the transforms' error grows with the block's norm).
+    Returns the sum of squares of the values copied."""
     n = values.shape[1]
+    shift = 0.0
+    if center:
+        total = 0.0
+        for r in range(values.shape[0]):
+            total += _finite_sum(values[r])
+        shift = total / values.size
+    sumsq = 0.0
     for r in range(values.shape[0]):
-        src, dest = values[r], block[dest_rows[r], :n]
-        for p in range(n):
-            value = np.float64(src[p])
-            value = value if abs(value) < np.inf else 0.0
-            dest[p] = value
-            total += value
-            sumsq += value * value
-    return total, sumsq
+        sumsq += _copy_row(values[r], shift, block[dest_rows[r], :n])
+    return sumsq
 
 
-@jit
-def shift_rows(block, dest_rows, n, shift):
-    """In place: the copied rows of :func:`load_block` less ``shift``;
-    returns their sum of squares."""
-    total = 0.0
-    for r in range(dest_rows.size):
-        row = block[dest_rows[r], :n]
-        for p in range(n):
-            value = row[p] - shift
-            row[p] = value
-            total += value * value
-    return total
+@jit(from_python=False)
+def _finite_sum(src):
+    """The sum of ``src``'s finite values, four partial sums side by side
+    (not one chain of adds)."""
+    s0 = s1 = s2 = s3 = 0.0
+    n4 = src.shape[0] - src.shape[0] % 4
+    for p in range(0, n4, 4):
+        s0 += _finite(src[p])
+        s1 += _finite(src[p + 1])
+        s2 += _finite(src[p + 2])
+        s3 += _finite(src[p + 3])
+    for p in range(n4, src.shape[0]):
+        s0 += _finite(src[p])
+    return (s0 + s1) + (s2 + s3)
+
+
+@jit(from_python=False)
+def _copy_row(src, shift, dest):
+    """``dest[p] = src[p] - shift`` (NaN and inf as 0 first); returns the
+    sum of their squares, four partial sums side by side."""
+    s0 = s1 = s2 = s3 = 0.0
+    n4 = src.shape[0] - src.shape[0] % 4
+    for p in range(0, n4, 4):
+        v0 = _finite(src[p]) - shift
+        v1 = _finite(src[p + 1]) - shift
+        v2 = _finite(src[p + 2]) - shift
+        v3 = _finite(src[p + 3]) - shift
+        dest[p], dest[p + 1], dest[p + 2], dest[p + 3] = v0, v1, v2, v3
+        s0 += v0 * v0
+        s1 += v1 * v1
+        s2 += v2 * v2
+        s3 += v3 * v3
+    for p in range(n4, src.shape[0]):
+        value = _finite(src[p]) - shift
+        dest[p] = value
+        s0 += value * value
+    return (s0 + s1) + (s2 + s3)
+
+
+@jit(from_python=False)
+def _finite(value):
+    """``value`` in float64, or 0 where it is NaN or infinite."""
+    value = np.float64(value)
+    return value if abs(value) < np.inf else 0.0
 
 
 @jit

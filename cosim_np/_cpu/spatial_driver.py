@@ -769,9 +769,7 @@ class _FFTPlan:
         for b in range(padded.shape[0]):
             values = padded[b, :, start:stop].reshape(-1, n_last)
             _zero_padding(block, (nchan, stop - start) + padded.shape[3:])
-            total, sumsq = kernels.load_block(values, block_rows, flat_block)
-            if plan.center:
-                sumsq = kernels.shift_rows(flat_block, block_rows, n_last, total / values.size)
+            sumsq = kernels.load_block(values, block_rows, flat_block, plan.center)
             block_norm = math.sqrt(sumsq)
             transforms.forward_nd(block, spectrum, self.use_ducc0)
             if in_place:
