@@ -1061,24 +1061,16 @@ def row_window_moments(refs, means, m2s, count, o0, o1, m, d, stride, dst_means,
     union of the groups ``i * stride + j * d`` (``j < m``) of each row, each
     of ``count`` samples (``means``, distances from their references
     ``refs``, and ``m2s``), runs of equal size merged by Chan's update; a
-    run's reference is its first group's; without ``means`` and ``m2s``
-    (None) the groups are the samples ``refs`` themselves (``count`` 1).
-    Scratch: ``(2, n)`` each (means, M2s)."""
+    run's reference is its first group's.  Scratch: ``(2, n)`` each (means,
+    M2s)."""
     n, nout = refs.shape[1], dst_means.shape[1]
     nwin = n - (m - 1) * d
     for o in range(o0, o1):
-        own, own_means, own_m2s = refs[o], _at(means, o), _at(m2s, o)
-        if m & 1:  # (runs of one tap: the groups themselves)
-            _copy_groups(own[:nwin], _at(own_means, slice(0, nwin)), _at(own_m2s, slice(0, nwin)),
-                         windows[0, :nwin], windows[1, :nwin])
-        # runs of 2 taps from the groups, then 4, 8 ...
-        gathered, taps, npos = m & 1, 2, n - d
-        if m > 1:
-            _merge_rows(own[:npos], _at(own_means, slice(0, npos)), _at(own_m2s, slice(0, npos)),
-                        own[d:n], _at(own_means, slice(d, n)), _at(own_m2s, slice(d, n)), count,
-                        count, runs[0, :npos], runs[1, :npos])
+        own = refs[o]
+        _copy_rows(means[o], m2s[o], runs[0], runs[1])
+        gathered, taps, npos = 0, 1, n
         level, spare = runs, next_runs
-        while taps <= m:
+        while True:
             if m & taps:
                 run_means = level[0, gathered * d : gathered * d + nwin]
                 run_m2s = level[1, gathered * d : gathered * d + nwin]

@@ -613,12 +613,15 @@ def _axis_pass(values, m2s, count, a, geo, first, square=False, refs=None, keep_
     if inner == 1:  # the last axis: runs of taps level by level along each row
         dst = dst[:, :, 0]
         if moments:
+            if src is None:  # (a first axis that is the last one but for length-1 axes)
+                # the samples as groups of one: each its own reference, at
+                # a distance 0 from it, of no spread (NaN where not finite)
+                refs = refs.astype(np.float64)
+                src = np.zeros_like(refs)
+                with np.errstate(invalid="ignore"):
+                    m2s = refs - refs
             row_refs, row_means, row_m2s = (
-                None if v is None else v[:, first:, 0] for v in (refs, src, m2s))
-            if first:  # (a first axis that is the last one but for length-1 axes)
-                row_refs, row_means, row_m2s = (
-                    None if v is None else np.ascontiguousarray(v)
-                    for v in (row_refs, row_means, row_m2s))
+                np.ascontiguousarray(v[:, first:, 0]) for v in (refs, src, m2s))
             kernels.row_window_moments(
                 row_refs, row_means, row_m2s, count, 0, outer, m, d, stride, dst, dst_m2[:, :, 0],
                 *np.empty((4, 2, n - first)))
