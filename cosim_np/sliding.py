@@ -182,8 +182,9 @@ def windowed_norm(signal, window, *, dilation=1, mode="valid", axis=-1, center=F
         ``dilation < 1``, ``stride < 1``, an unknown ``mode``, a 0-d or empty
         signal, a bad ``axis``, or ``out`` of the wrong shape or dtype.
     TypeError
-        For complex or non-numeric input, non-integer ``window``/``dilation``,
-        or ``out`` not an ndarray.
+        For complex or non-numeric input, non-integer ``window``,
+        ``dilation`` or ``stride``, ``center`` not a bool, or ``out`` not an
+        ndarray.
 
     Notes
     -----

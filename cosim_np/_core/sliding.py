@@ -159,6 +159,13 @@ def strided_count(nwin, stride):
     return -(-nwin // stride)
 
 
+def kept_stride(stride, nwin):
+    """``stride``, at most ``nwin``: a stride past the windows keeps the
+    first alone, as that many does, and stays a small integer (the device's
+    arithmetic is 64-bit)."""
+    return min(stride, max(1, nwin))
+
+
 NormPlan = namedtuple("NormPlan", "m d ax out_dtype span pad_left pad_right nwin center stride nout")
 NormPlan.__doc__ = """A checked ``windowed_norm`` call: ``m`` taps spaced ``d``
 along axis ``ax``, ``nwin`` windows of the signal padded by ``pad_left`` and
@@ -183,6 +190,7 @@ def plan_norms(x, window, dilation, mode, axis, center=False, stride=1):
     span = _check_window_fits(x.shape[ax], m, d, mode, "window")
     pad_left, pad_right = padding(mode, span)
     nwin = x.shape[ax] + pad_left + pad_right - span
+    stride = kept_stride(stride, nwin)
     return NormPlan(m, d, ax, out_dtype, span, pad_left, pad_right, nwin, center, stride,
                     strided_count(nwin, stride))
 
@@ -256,6 +264,7 @@ def plan_sliding(x, kernel, axis, mode, method, dilation, sharpness, noise_floor
     span = _check_window_fits(n, m, d, mode, "kernel")
     pad_left, pad_right = padding(mode, span)
     nwin = n + pad_left + pad_right - span
+    stride = kept_stride(stride, nwin)
     nout = strided_count(nwin, stride)
     final_shape = _final_shape(x.shape, ax, channel_axis, nker, bank_shape, nout)
     if out is not None:

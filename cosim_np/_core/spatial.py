@@ -33,6 +33,7 @@ from .sliding import (
     check_options,
     compact_taps,
     divisor_norms,
+    kept_stride,
     padding,
     strided_count,
     unit_kernels,
@@ -160,8 +161,7 @@ def geometry(shape, axes, m, dilation, mode, stride, what):
             f"{what} of shape {tuple(m)} with dilation={d}: mode={tuple(modes)} would pad the "
             f"signal's sliding axes to {padded}, more than an array can hold; use a smaller "
             f"{what} or dilation.")
-    # (a stride past the windows keeps the first alone, as that many does)
-    stride = tuple(min(s, max(1, count)) for s, count in zip(stride, nwin))
+    stride = tuple(kept_stride(s, count) for s, count in zip(stride, nwin))
     nout = tuple(strided_count(count, s) for count, s in zip(nwin, stride))
     return Geometry(axes, tuple(m), d, stride, tuple(pads), tuple(nwin), nout)
 

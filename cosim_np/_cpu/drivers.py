@@ -206,13 +206,11 @@ def sliding_cosine_grad(x, grad_plan, method, want_sharpness=True, forward=None,
     if forward is not None:
         exact = np.reshape(moveaxis(forward, caller_axes, kernel_axes), (count, nker, nwin))
     left_out = None
-    if plan.stride > 1:
+    stride = plan.stride
+    if stride > 1:
         # The windows left out pass on no gradient, though they hold NaN:
-        # g 0, a norm of 0 (coefficients 0) and columns of zeros.
-        every = np.zeros((count, nker, nwin))
-        every[..., :: plan.stride] = g
-        g = every
-        left_out = np.arange(nwin) % min(plan.stride, nwin) != 0  # (a stride past int64 too)
+        # g 0 (each tile's), a norm of 0 (coefficients 0) and columns of zeros.
+        left_out = np.arange(nwin) % stride != 0
         norms[:, left_out] = 0.0
     live = plan.kernel_state != KERNEL_ZERO
     flat = plan.khat.reshape(nker, nchan * m)
@@ -266,8 +264,15 @@ def sliding_cosine_grad(x, grad_plan, method, want_sharpness=True, forward=None,
                     else:
                         np.copyto(cosines.reshape(nker, nrows, size),
                                   exact[rows_here, :, t0 : t0 + size].transpose(1, 0, 2))
-                    np.copyto(g_t.reshape(nker, nrows, size),
-                              g[rows_here, :, t0 : t0 + size].transpose(1, 0, 2))
+                    g_here = g_t.reshape(nker, nrows, size)
+                    if stride == 1:
+                        np.copyto(g_here, g[rows_here, :, t0 : t0 + size].transpose(1, 0, 2))
+                    else:  # (the kept windows' g, 0 elsewhere)
+                        g_here[...] = 0.0
+                        first = -(-t0 // stride) * stride  # (the tile's first window kept)
+                        kept = slice(first // stride, -(-(t0 + size) // stride))
+                        np.copyto(g_here[:, :, first - t0 :: stride],
+                                  g[rows_here, :, kept].transpose(1, 0, 2))
                     logs, cs = gradients.coefficients(cosines, norm, g_t, exponent, floor, live,
                                                       want_sharpness, a_t, c_t, along[group])
                     scalars[group] += (logs, cs)

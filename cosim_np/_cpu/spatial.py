@@ -25,6 +25,8 @@ taps (``row_window_sums``).
 With ``center`` the elements are the means and M2s (sums of squared
 deviations) of equal-sized groups of samples, merged by Chan, Golub and
 LeVeque's update instead of added: never ``sum(w**2) - n mean(w)**2``.
+Each group's mean is held as its distance from its reference, its first
+sample; the first pass reads the samples themselves, groups of one.
 
 The direct dots (:func:`spatial_cosines`) need no pass of their own for
 the plain sums of squares: they read each row anyway, so they keep its sums
