@@ -233,3 +233,25 @@ def test_axes_and_per_axis_values_as_numpy_arrays_are_their_tuples():
     with pytest.raises(ValueError, match=r"^window=\(3, 3\) gives one length per axis: pass "
                                          r"axis as a tuple"):
         windowed_norm(image, (3, 3))
+
+
+def test_messages_show_an_array_by_its_shape_not_its_elements():
+    """A per-channel ``sharpness`` array (as a layer holds) was refused
+    with every one of its elements printed, one per line; an array in a
+    message is its shape and dtype, any other value one line at most."""
+    from cosim_np import find_matches, pairwise_cosine
+
+    with pytest.raises(TypeError, match=r"^sharpness must be a real number; got an array of "
+                                        r"shape \(32, 1, 1\) and dtype float32\.$"):
+        sliding_cosine(SIGNAL, np.ones(3), sharpness=np.ones((32, 1, 1), np.float32))
+    with pytest.raises(TypeError, match=r"^center must be True or False; got an array of shape "
+                                        r"\(5,\) and dtype bool of type ndarray\.$"):
+        windowed_norm(SIGNAL, 3, center=np.ones(5, bool))
+    with pytest.raises(TypeError, match=r"^threshold must be .* got an array of shape \(7,\)"):
+        find_matches(SIGNAL, np.ones(3), threshold=np.ones(7))
+    with pytest.raises(TypeError, match=r"^max_memory must be .* got an array of shape \(2,\)"):
+        pairwise_cosine(np.ones((3, 2)), max_memory=np.ones(2))
+    with pytest.raises(TypeError, match=r"^fill must be a real number; got 'x{75} \.\.\.\.$"):
+        sliding_cosine(SIGNAL, np.ones(3), fill="x" * 1000)
+    with pytest.raises(TypeError, match=r"^sharpness must be a real number; got 1j\.$"):
+        sliding_cosine(SIGNAL, np.ones(3), sharpness=1j)  # (one element: its repr)

@@ -339,7 +339,7 @@ def check_scaled_args(x, y, scaling, weight_on):
 
 def check_flag(value, name):
     if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False; got {value!r}.")
+        raise TypeError(f"{name} must be True or False; got {v.shown(value)}.")
     return bool(value)
 
 
@@ -367,7 +367,7 @@ def check_rng(rng):
     if rng is not None and (isinstance(rng, (bool, np.bool_)) or not isinstance(
             rng, (np.random.Generator, int, np.integer))):
         raise TypeError(
-            f"rng must be None, an integer seed or a numpy.random.Generator; got {rng!r}."
+            f"rng must be None, an integer seed or a numpy.random.Generator; got {v.shown(rng)}."
         )
     if isinstance(rng, (int, np.integer)) and rng < 0:
         raise ValueError(f"rng, a seed, must be a non-negative integer; got {rng!r}.")

@@ -70,7 +70,7 @@ def check_threshold(threshold):
     if number is None:
         raise TypeError(
             "threshold must be a real number, a callable that takes the key array and "
-            f"returns one, or None; got {threshold!r}.")
+            f"returns one, or None; got {v.shown(threshold)}.")
     return v.check_real(number, "threshold", finite=False), None
 
 

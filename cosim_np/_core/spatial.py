@@ -86,7 +86,7 @@ def normalise_axis(axis, **per_axis):
         if isinstance(value, (tuple, list)):
             if len(value) != 1:
                 raise ValueError(f"{name} must be one value or one per sliding axis (1); "
-                                 f"got {value!r}.")
+                                 f"got {v.shown(value)}.")
             value = value[0]
         values.append(value)
     return (axis[0], *values)
@@ -102,7 +102,7 @@ def sliding_axes(axis, ndim):
     caller's order, made non-negative (the public functions send a one-axis
     tuple down the 1-D path)."""
     if not isinstance(axis, tuple):
-        raise TypeError(f"axis must be an integer or a tuple of integers; got {axis!r}.")
+        raise TypeError(f"axis must be an integer or a tuple of integers; got {v.shown(axis)}.")
     axes = tuple(v.check_axis(item, ndim) for item in axis)
     if len(set(axes)) != len(axes):
         raise ValueError(f"axis must not repeat an axis; got {axis!r}.")
@@ -115,7 +115,8 @@ def per_axis(value, name, count, check):
     if isinstance(value, (tuple, list)):
         if len(value) != count:
             raise ValueError(
-                f"{name} must be one value or one per sliding axis ({count}); got {value!r}.")
+                f"{name} must be one value or one per sliding axis ({count}); got "
+                f"{v.shown(value)}.")
         return tuple(check(item, name) for item in value)
     return (check(value, name),) * count
 

@@ -135,7 +135,8 @@ def check_axis(axis, ndim, name="axis"):
             raise TypeError
         index = operator.index(axis)
     except TypeError:
-        raise TypeError(f"{name} must be an integer or a tuple of integers; got {axis!r}.") from None
+        raise TypeError(
+            f"{name} must be an integer or a tuple of integers; got {shown(axis)}.") from None
     if not -ndim <= index < ndim:
         raise ValueError(
             f"{name}={axis} is out of bounds for an array of {ndim} dimension"
@@ -148,7 +149,7 @@ def check_choice(value, name, choices):
     """``value`` must be one of ``choices`` (strings)."""
     if not isinstance(value, str) or value not in choices:
         listed = ", ".join(repr(choice) for choice in choices)
-        raise ValueError(f"{name} must be one of {listed}; got {value!r}.")
+        raise ValueError(f"{name} must be one of {listed}; got {shown(value)}.")
     return value
 
 
@@ -162,6 +163,17 @@ def check_known_shape(array, name, *, min_ndim=0):
                          f"boolean indexing; call {name}.compute_chunk_sizes() first (of a "
                          "DataArray, on its .data).")
     return array
+
+
+def shown(value):
+    """``value`` as an error message shows it: an array (or tensor) of more
+    than one element by its shape and dtype, not its every element, and any
+    other repr cut to a line."""
+    shape = getattr(value, "shape", None)
+    if isinstance(shape, tuple) and math.prod(shape) > 1:
+        return f"an array of shape {shape} and dtype {getattr(value, 'dtype', '?')}"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:76] + " ..."
 
 
 def _scalar_of(value, kinds):
@@ -178,7 +190,7 @@ def check_positive_int(value, name, minimum=1):
     if type(value) is not int and (isinstance(value, (bool, np.bool_)) or not isinstance(
         value, (numbers.Integral, np.integer)
     )):
-        raise TypeError(f"{name} must be an integer >= {minimum}; got {value!r}.")
+        raise TypeError(f"{name} must be an integer >= {minimum}; got {shown(value)}.")
     if value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}; got {value}.")
     return int(value)
@@ -187,7 +199,7 @@ def check_positive_int(value, name, minimum=1):
 def check_bool(value, name):
     """A Python or NumPy bool, as ``bool``."""
     if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False; got {value!r} of type "
+        raise TypeError(f"{name} must be True or False; got {shown(value)} of type "
                         f"{type(value).__name__}.")
     return bool(value)
 
@@ -200,7 +212,7 @@ def check_real(value, name, *, finite=True, nonnegative=False, allow_nan=False):
     if type(value) not in (float, int) and (isinstance(value, (bool, np.bool_)) or not isinstance(
         value, (numbers.Real, np.floating, np.integer)
     )):
-        raise TypeError(f"{name} must be a real number; got {value!r}.")
+        raise TypeError(f"{name} must be a real number; got {shown(value)}.")
     try:
         number = float(value)
     except OverflowError:  # an integer beyond the float64 range
@@ -298,7 +310,8 @@ def check_memory(value, name, default):
         value, (numbers.Integral, np.integer)
     ):
         raise TypeError(
-            f"{name} must be a number of bytes or a string such as '256MiB'; got {value!r}."
+            f"{name} must be a number of bytes or a string such as '256MiB'; got "
+            f"{shown(value)}."
         )
     else:
         number = int(value)
@@ -340,7 +353,8 @@ def check_dtype_choice(dtype, name):
     try:
         dt = np.dtype(dtype)
     except TypeError:
-        raise TypeError(f"{name} must be float16, float32 or float64; got {dtype!r}.") from None
+        raise TypeError(
+            f"{name} must be float16, float32 or float64; got {shown(dtype)}.") from None
     if dt not in _FLOAT_OUT:
         raise TypeError(f"{name} must be float16, float32 or float64; got {dt}.")
     return dt
