@@ -986,16 +986,6 @@ def _norm(sum_of_squares, center):
 
 
 @jit
-def undefined_to_nan(m2s):
-    """In place: NaN for every M2 that is not finite (its window holds ±inf,
-    whose deviation from the mean is undefined)."""
-    flat = m2s.reshape(-1)
-    for p in range(flat.size):
-        if not flat[p] < np.inf:
-            flat[p] = np.nan
-
-
-@jit
 def row_window_sums(src, o0, o1, m, d, stride, square, dst, runs, next_runs, windows):
     """``dst[o, i]``: the sum of ``src[o, i * stride + j * d]`` over ``j <
     m`` (squared with ``square``), for rows ``o0 .. o1-1``: windows along a

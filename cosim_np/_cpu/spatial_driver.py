@@ -184,9 +184,9 @@ class _Bands:
         plan, geo, padded = self.plan, self.plan.geometry, self.padded
         nbatch, signal_rows, rows = padded.shape[0], self.signal_rows, self.row_offsets
         if self.fft is not None or self.products:
+            # (a window holding NaN or inf has an M2 of NaN, its sum of squares
+            # NaN or inf, and either makes its cosine NaN)
             sums = _band_sums(padded, geo, plan.center, i0, i1).reshape(nbatch, q1 - q0, -1)
-            if plan.center:
-                kernels.undefined_to_nan(sums)
         if self.fft is not None:
             self.fft.cosines(padded, signal_rows, rows, self.tap_rows, self.khat, i0, i1, q0,
                              q1, sums, self.floor, out)
