@@ -269,28 +269,27 @@ def window_moments(refs, means, m2s, count, o0, o1, q0, q1, m, d, first, stride,
             c1 = min(c0 + chunk, n)
             for p in range(c1 - 1, c0 - 1, -1):  # (suffix p: groups p, p + d, ...; p's reference)
                 here_means, here_m2s = suffix[0, p - c0, :width], suffix[1, p - c0, :width]
+                own_refs = refs[o, p, q0:q1]
+                own_means, own_m2s = _at(means, (o, p, slice(q0, q1))), _at(m2s, (o, p, slice(q0, q1)))
                 if p + d < c1:
                     after = count * ((c1 - 1 - p - d) // d + 1)
-                    _merge_rows(refs[o, p, q0:q1], _at(means, (o, p, slice(q0, q1))),
-                                _at(m2s, (o, p, slice(q0, q1))), refs[o, p + d, q0:q1],
+                    _merge_rows(own_refs, own_means, own_m2s, refs[o, p + d, q0:q1],
                                 suffix[0, p + d - c0, :width], suffix[1, p + d - c0, :width],
                                 count, after, here_means, here_m2s)
                 else:
-                    _copy_groups(refs[o, p, q0:q1], _at(means, (o, p, slice(q0, q1))),
-                                 _at(m2s, (o, p, slice(q0, q1))), here_means, here_m2s)
+                    _copy_groups(own_refs, own_means, own_m2s, here_means, here_m2s)
             c2 = min(c1 + chunk, n)
             for p in range(c1, c2):  # (prefix p: groups ..., p - d, p; the first's reference)
                 here_means, here_m2s = prefix[0, p - c1, :width], prefix[1, p - c1, :width]
+                own_refs = refs[o, p, q0:q1]
+                own_means, own_m2s = _at(means, (o, p, slice(q0, q1))), _at(m2s, (o, p, slice(q0, q1)))
                 if p - d >= c1:
                     before = count * ((p - d - c1) // d + 1)
                     _merge_rows(refs[o, c1 + (p - c1) % d, q0:q1], prefix[0, p - d - c1, :width],
-                                prefix[1, p - d - c1, :width], refs[o, p, q0:q1],
-                                _at(means, (o, p, slice(q0, q1))),
-                                _at(m2s, (o, p, slice(q0, q1))), before, count, here_means,
-                                here_m2s)
+                                prefix[1, p - d - c1, :width], own_refs, own_means, own_m2s,
+                                before, count, here_means, here_m2s)
                 else:
-                    _copy_groups(refs[o, p, q0:q1], _at(means, (o, p, slice(q0, q1))),
-                                 _at(m2s, (o, p, slice(q0, q1))), here_means, here_m2s)
+                    _copy_groups(own_refs, own_means, own_m2s, here_means, here_m2s)
             while i < nout and first + i * stride < c1:
                 start = first + i * stride
                 out_means, out_m2s = dst_means[o, i, q0:q1], dst_m2s[o, i, q0:q1]
