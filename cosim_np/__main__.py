@@ -31,7 +31,12 @@ def _main(argv):
         description="cosim_np from the command line: the seed-000 demo, compiling the kernels "
                     "ahead, and finding where a kernel matches a signal in files.")
     commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="the seed-000 motif experiment (A-E)")
+    demo = commands.add_parser(
+        "demo", help="the seed-000 motif experiment (A-E)",
+        description="The seed-000 experiment: a signal holding five motifs (the kernel [1, 2, 3] "
+                    "itself, negated, downscaled, a constant [2, 2, 2] and reversed) scored by "
+                    "plain correlation and by the sliding cosine at p = 1 and p = 9; prints each "
+                    "motif's peak response and what the table shows.")
     demo.add_argument("--plot", metavar="FILE", type=_file_name,
                       help="also write the figure to FILE (needs matplotlib)")
     ahead = commands.add_parser(
@@ -76,7 +81,7 @@ def _main(argv):
     match.add_argument("--plot", metavar="FILE", type=_file_name,
                        help="also draw the matches to FILE (needs matplotlib); of a signal of "
                             "several rows, the first row's")
-    args = parser.parse_args(_negative_thresholds(sys.argv[1:] if argv is None else argv))
+    args = parser.parse_args(_negative_numbers(sys.argv[1:] if argv is None else argv))
 
     import numba
 
@@ -113,7 +118,7 @@ def _main(argv):
     if path:
         try:
             experiment.plot(path)
-        except (OSError, ValueError) as exc:  # (a folder that is not there, an unknown suffix)
+        except (OSError, ValueError, RuntimeError) as exc:  # (RuntimeError: .pgf without TeX)
             demo.error(f"cannot write --plot file {path!r}: {exc}")
         print(f"\nfigure written to {path}")
     return 0
@@ -152,7 +157,8 @@ def _read(path, name, parser):
             parser.error(f"{name} file {path!r}: unknown type {suffix or '(no suffix)'}; "
                          "use .npy, .csv, .txt or .wav")
     except (ValueError, OSError, EOFError) as exc:  # (EOFError: an empty .npy file)
-        hint = (" (a text file holds numbers only: no header row)"
+        hint = (" (a .csv file holds numbers separated by commas, a .txt file numbers "
+                "separated by spaces or tabs; no header row)"
                 if suffix in (".csv", ".txt") and "could not convert string" in str(exc) else "")
         parser.error(f"cannot read {name} file {path!r}: {exc}{hint}")
     if data.size == 0:
@@ -186,29 +192,38 @@ def _read_wav(path, name, parser):
     return np.asarray(data)
 
 
-def _negative_thresholds(argv):
-    """``--threshold -inf`` as ``--threshold=-inf``: argparse reads a value
-    that begins with a dash and is no plain number (``-inf``, ``-1e-3``) as
-    an option, and answers "expected one argument"."""
+def _negative_numbers(argv):
+    """``--threshold -inf`` as ``--threshold=-inf`` (and ``--sharpness``):
+    argparse reads a value that begins with a dash and is no plain number
+    (``-inf``, ``-1e-3``) as an option, and answers "expected one
+    argument"."""
     argv = list(argv)
-    for at in range(len(argv) - 1):
-        if argv[at] == "--threshold" and argv[at + 1].startswith("-"):
+    at = 0
+    while at < len(argv) - 1:
+        if argv[at] in ("--threshold", "--sharpness") and argv[at + 1].startswith("-"):
             try:
                 float(argv[at + 1])
             except ValueError:
+                at += 1
                 continue
-            argv[at : at + 2] = [f"--threshold={argv[at + 1]}"]
-            break
+            argv[at : at + 2] = [f"{argv[at]}={argv[at + 1]}"]
+        at += 1
     return argv
 
 
 def _match(args, parser):
+    import os
+
     from .matches import find_matches
 
     # where the results go, before the work (a search of 10**9 samples ended
     # on a folder that is not there)
     if args.out:
         _check_output(args.out, "--out", parser)
+        suffix = os.path.splitext(args.out)[1].lower()
+        if suffix not in ("", ".csv", ".txt"):
+            parser.error(f"cannot write --out file {args.out!r}: --out writes the table as CSV "
+                         "text; name a .csv or .txt file")
     if args.plot:
         _check_output(_plot_path(args.plot, parser), "--plot", parser)
 
@@ -314,10 +329,14 @@ def save_figure(figure, path, parser):
     """``figure`` written to ``path`` (its type from the suffix, PNG without
     one), or the command ended with a message naming the file."""
     path = _plot_path(path, parser)
+    import matplotlib.pyplot as plt
+
     try:
         figure.savefig(path, dpi=110)
-    except (OSError, ValueError) as exc:  # (a folder that is not there, an unknown suffix)
+    except (OSError, ValueError, RuntimeError) as exc:  # (RuntimeError: .pgf without TeX)
         parser.error(f"cannot write --plot file {path!r}: {exc}")
+    finally:
+        plt.close(figure)  # (main() called in a process that goes on)
     print(f"figure written to {path}")
 
 

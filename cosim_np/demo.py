@@ -86,11 +86,8 @@ def format_table():
 
 def plot(path):
     """Write the four curves to ``path`` (needs matplotlib, the ``plot`` extra)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+    try:  # (a Figure of its own, not pyplot's: the caller's backend and figures stay as they are)
+        from matplotlib.figure import Figure
     except ImportError:
         raise ImportError(
             "--plot needs matplotlib, which is not installed; "
@@ -98,7 +95,8 @@ def plot(path):
         ) from None
     signal, regions = motif_signal()
     curves = responses(signal)
-    fig, axes = plt.subplots(4, 1, sharex=True, figsize=(9, 8))
+    fig = Figure(figsize=(9, 8))
+    axes = fig.subplots(4, 1, sharex=True)
     # the signal with the matches at p = 9 (each matched window with the
     # kernel fitted over it, at its scale and sign) and their score track
     matches = find_matches(signal, KERNEL, mode="causal", sharpness=9.0, threshold=THRESHOLD)
@@ -125,4 +123,3 @@ def plot(path):
                  f"matches at p=9 above {THRESHOLD}")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)

@@ -562,8 +562,10 @@ def plot_matches(signal, matches, kernel, *, ax=None, mode="valid", dilation=1, 
     mode, dilation, sharpness, noise_floor, fill, center, sign : optional
         The options of the search (as for :func:`find_matches`), so that
         the windows and scores drawn are the ones matched.
-    threshold : float, optional
-        Drawn on the score track (``matches.threshold`` when None).
+    threshold : float or callable, optional
+        Drawn on the score track (``matches.threshold`` when None); a
+        callable, as :func:`find_matches` takes one, is called with the
+        drawn scores' keys and its level drawn.
 
     Returns
     -------
@@ -607,6 +609,7 @@ def plot_matches(signal, matches, kernel, *, ax=None, mode="valid", dilation=1, 
                          f"{np.shape(matches.index)[-1]} (axis a tuple): draw them with "
                          "matplotlib's imshow, as in the Images page.")
     try:
+        import matplotlib.figure
         import matplotlib.pyplot as plt
     except ImportError:
         raise ImportError(
@@ -615,7 +618,7 @@ def plot_matches(signal, matches, kernel, *, ax=None, mode="valid", dilation=1, 
     x = v.as_real_array(signal, "signal").astype(np.float64)
     if x.ndim != 1:
         raise ValueError(f"signal must be 1-d to be drawn; got shape {x.shape}.")
-    if np.any(np.asarray(matches.batch) != 0):
+    if np.unique(np.asarray(matches.batch), axis=0).shape[0] > 1:
         raise ValueError("matches holds matches of several signal rows (matches.batch); "
                          "plot_matches draws one row: pass that row and the matches found in it "
                          "(find_matches(signal[r], ...)).")
@@ -647,6 +650,8 @@ def plot_matches(signal, matches, kernel, *, ax=None, mode="valid", dilation=1, 
                              f"and the score track's); got {_described(ax)}.")
         top, bottom = axes if len(axes) == 2 else (axes[0], None)
         figure = top.figure
+        while not isinstance(figure, matplotlib.figure.Figure):  # (Axes of a SubFigure)
+            figure = figure.figure
     top.plot(x, color="0.3", lw=0.8, label="signal")
     for i, (index, score, which) in enumerate(zip(matches.index, matches.score, matches.kernel)):
         start = int(index) - left
@@ -669,6 +674,9 @@ def plot_matches(signal, matches, kernel, *, ax=None, mode="valid", dilation=1, 
         for row in np.atleast_2d(scores):
             bottom.plot(positions, row, lw=0.8)
         level = matches.threshold if threshold is None else threshold
+        if callable(level):  # (the level find_matches took from the same scores' keys)
+            keys = {"both": np.abs, "positive": np.positive, "negative": np.negative}[sign](scores)
+            level = v.check_real(level(keys), "threshold (a callable)", finite=False)
         if level is not None:
             for value in {"both": (level, -level), "positive": (level,),
                           "negative": (-level,)}[sign]:

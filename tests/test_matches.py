@@ -790,6 +790,68 @@ def test_plot_matches_draws_the_search_it_is_given():
     plt.close("all")
 
 
+def test_plot_matches_takes_what_find_matches_took(tmp_path):
+    """Exploratory tests: Axes of a SubFigure gave back the SubFigure (no
+    ``savefig``), one row's matches from a row other than 0 were refused as
+    "several signal rows", and a callable threshold (as find_matches takes)
+    was a raw TypeError."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+
+    from cosim_np import plot_matches
+
+    signal, _ = seed000.motif_signal()
+    found = find_matches(signal, seed000.KERNEL, mode="causal", sharpness=9.0, threshold=0.5)
+    root = Figure()
+    (left, right) = root.subfigures(1, 2)
+    pair = right.subplots(2, 1)
+    assert plot_matches(signal, found, seed000.KERNEL, ax=pair, mode="causal", sharpness=9.0) is root
+    rows = np.stack([-signal, signal])
+    second = find_matches(rows, seed000.KERNEL, mode="causal", sharpness=9.0, threshold=0.5)
+    only = second.batch[:, 0] == 1
+    one_row = Matches(second.index[only], second.score[only], second.kernel[only],
+                      second.batch[only], exclusion=second.exclusion, threshold=0.5)
+    figure = plot_matches(signal, one_row, seed000.KERNEL, mode="causal", sharpness=9.0)
+    assert len(figure.axes[0].lines) == 1 + len(found)
+    with pytest.raises(ValueError, match="several signal rows"):
+        plot_matches(signal, second, seed000.KERNEL, mode="causal", sharpness=9.0)
+
+    def level(keys):  # (the keys' largest but one: a level of the scores drawn)
+        return np.sort(keys[np.isfinite(keys)])[-2]
+
+    for sign in ("both", "positive", "negative"):
+        by_level = find_matches(signal, seed000.KERNEL, threshold=level, sign=sign)
+        figure = plot_matches(signal, by_level, seed000.KERNEL, threshold=level, sign=sign)
+        keys = {"both": np.abs, "positive": np.positive, "negative": np.negative}[sign](
+            sliding_cosine(signal, seed000.KERNEL))
+        drawn = [line.get_ydata()[0] for line in figure.axes[1].lines
+                 if line.get_linestyle() == "--"]
+        want = {"both": [level(keys), -level(keys)], "positive": [level(keys)],
+                "negative": [-level(keys)]}[sign]
+        assert drawn == want
+    plt.close("all")
+
+
+def test_the_demo_figure_leaves_the_callers_backend(tmp_path):
+    """``demo.plot`` switched the process to Agg (an exploratory test): a
+    notebook's backend is the notebook's."""
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    matplotlib.use("svg")
+    try:
+        open_figures = plt.get_fignums()
+        seed000.plot(tmp_path / "demo.png")
+        assert matplotlib.get_backend() == "svg"
+        assert plt.get_fignums() == open_figures
+    finally:
+        matplotlib.use("Agg")
+    assert (tmp_path / "demo.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def test_the_demo_figure_draws_the_matches(tmp_path, monkeypatch):
     import matplotlib
 
@@ -900,7 +962,10 @@ def test_command_line(tmp_path):
     ("missing", "does not exist"),
     ("suffix", "unknown type"),
     ("garbage", "cannot read"),
-    ("header", "(a text file holds numbers only: no header row)"),
+    ("header", "(a .csv file holds numbers separated by commas, a .txt file numbers separated "
+               "by spaces or tabs; no header row)"),
+    # (a .txt of commas was blamed on a header row: an exploratory test)
+    ("commas in txt", "a .txt file numbers separated by spaces or tabs"),
     ("negative k", "k must be"),
     ("too long", "longer than the signal"),
     ("empty", "cannot read signal file"),
@@ -920,6 +985,8 @@ def test_command_line(tmp_path):
     ("empty out", "argument --out: needs a file name, got ''"),
     ("empty plot", "argument --plot: needs a file name, got ''"),
     ("plot suffix", "cannot write --plot file '{tmp}/matches.xyz': unknown type 'xyz'"),
+    # (a CSV table was written to matches.npy, which np.load refused: an exploratory test)
+    ("out suffix", "cannot write --out file '{tmp}/matches.npy': --out writes the table as CSV"),
 ])
 def test_command_line_errors(tmp_path, case, message):
     from pathlib import Path
@@ -939,6 +1006,9 @@ def test_command_line_errors(tmp_path, case, message):
     elif case == "header":
         signal = tmp_path / "header.csv"
         signal.write_text("time,value\n0,1.5\n1,2.5\n")
+    elif case == "commas in txt":
+        signal = tmp_path / "commas.txt"
+        signal.write_text("1,2\n3,4\n")
     elif case == "negative k":
         extra = ["--k", "-2"]
     elif case == "empty":
@@ -978,13 +1048,15 @@ def test_command_line_errors(tmp_path, case, message):
         extra = [f"--{case}", tmp_path / "no folder" / f"matches.{'csv' if case == 'out' else 'png'}"]
     elif case == "plot suffix":
         extra = ["--plot", tmp_path / "matches.xyz"]
+    elif case == "out suffix":
+        extra = ["--out", tmp_path / "matches.npy"]
     else:
         np.save(tmp_path / "kernel.npy", np.ones(30))
     done = _cli(signal, kernel, *extra, cwd=root)
     assert done.returncode == 2
     assert message.format(tmp=tmp_path) in done.stderr, done.stderr
     assert "Traceback" not in done.stderr and "Warning" not in done.stderr
-    if case in ("out", "plot", "plot suffix"):  # (said before the search: no table)
+    if case in ("out", "plot", "plot suffix", "out suffix"):  # (said before the search: no table)
         assert "exclusion" not in done.stdout
     # (said with the match command's usage, as argparse says its own errors)
     assert "python -m cosim_np match: error: " in done.stderr
@@ -1008,8 +1080,14 @@ def test_the_command_line_reads_what_users_hand_it(tmp_path, monkeypatch):
                 cwd=root)
     assert done.returncode == 0, done.stderr
     assert "2 matches" in done.stdout
-    assert cli._negative_thresholds(["a", "--threshold", "-1e-3", "--k", "-2"]) == [
+    assert cli._negative_numbers(["a", "--threshold", "-1e-3", "--k", "-2"]) == [
         "a", "--threshold=-1e-3", "--k", "-2"]
+    # --sharpness as well, each option of the line (-p was refused as an option)
+    assert cli._negative_numbers(["--sharpness", "-2E0", "--threshold", "-inf", "x"]) == [
+        "--sharpness=-2E0", "--threshold=-inf", "x"]
+    negative, positive = (_cli(tmp_path / "signal.npy", tmp_path / "kernel.txt", "--sharpness", p,
+                               "--k", 2, cwd=root) for p in ("-3e0", "3"))
+    assert negative.returncode == 0 and negative.stdout == positive.stdout, negative.stderr
     np.save(tmp_path / "column.npy", seed000.KERNEL[:, None])
     done = _cli(tmp_path / "signal.npy", tmp_path / "column.npy", "--k", 1, cwd=root)
     assert "holds an array of shape (3, 1), read as 3 kernels of one tap" in done.stderr
@@ -1067,6 +1145,33 @@ def test_demo_plot_without_matplotlib_refuses_before_its_table(tmp_path):
                           capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
     assert done.returncode == 2 and done.stdout == ""
     assert f"cannot write --plot file {str(missing)!r}: there is no folder" in done.stderr
+
+
+def test_a_figure_type_that_fails_to_write_ends_the_command_by_name(tmp_path, monkeypatch,
+                                                                    capsys):
+    """``--plot x.pgf`` (a type matplotlib lists) without TeX ended in a
+    RuntimeError traceback (an exploratory test)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    from cosim_np import __main__ as cli
+
+    def no_tex(self, *args, **kwargs):
+        raise RuntimeError("'xelatex' not found")
+
+    monkeypatch.setattr(Figure, "savefig", no_tex)
+    path = str(tmp_path / "m.pgf")
+    for argv in (["demo", "--plot", path],
+                 ["match", str(tmp_path / "s.npy"), str(tmp_path / "k.npy"), "--plot", path]):
+        np.save(tmp_path / "s.npy", np.arange(20.0))
+        np.save(tmp_path / "k.npy", np.ones(3))
+        with pytest.raises(SystemExit) as stop:
+            cli.main(argv)
+        assert stop.value.code == 2
+        assert f"error: cannot write --plot file {path!r}: 'xelatex' not found" in (
+            capsys.readouterr().err)
 
 
 def test_the_command_line_stops_quietly_when_its_reader_does(tmp_path):
