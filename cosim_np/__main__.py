@@ -77,7 +77,7 @@ def _main(argv):
     match.add_argument("--center", action="store_true",
                        help="Pearson's correlation: each window and the kernel less their means "
                             "(matches riding on an offset or a baseline)")
-    match.add_argument("--out", metavar="FILE", type=_file_name, help="write the matches to FILE as CSV")
+    match.add_argument("--out", metavar="FILE", type=_file_name, help="write the matches to FILE (.csv or .txt) as CSV")
     match.add_argument("--plot", metavar="FILE", type=_file_name,
                        help="also draw the matches to FILE (needs matplotlib); of a signal of "
                             "several rows, the first row's")
