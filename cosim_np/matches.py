@@ -315,7 +315,9 @@ def find_matches(
         with magnitudes inside ``[2**-480, 2**480]``, else scaled into them
         by a power of two), and otherwise converted whole first (an integer
         image to float64),
-        outside ``max_memory``, as are the FFT method's bands of rows.
+        outside ``max_memory``, as are the FFT method's bands of rows and
+        a band's window sums (a few float64 arrays of at most about 2**18
+        samples' worth, whatever the batch).
     backend : {'auto', 'cpu', 'cuda'}, optional
         {backend} On the GPU, the scores are computed on the device as a
         whole and selected on the host; the result is NumPy either way.

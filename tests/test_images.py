@@ -9,7 +9,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from cosim_np import find_matches, sliding_cosine, sliding_cosine_grad, windowed_norm
+from cosim_np import Matches, find_matches, sliding_cosine, sliding_cosine_grad, windowed_norm
 from cosim_np._core import config
 from cosim_np._cpu import spatial_driver
 from tests import naive
@@ -958,6 +958,47 @@ def test_find_matches_over_many_small_images_holds_about_max_memory():
     found, peak = traced_peak(lambda: find_matches(images, kernel, axis=(1, 2), threshold=0.9,
                                                    max_memory="16MiB"))
     assert len(found) == 0 and peak < 16 * 2**20, peak
+
+
+def test_a_batch_of_images_takes_its_window_sums_a_block_of_images_at_a_time():
+    """The window statistics of a band were taken over every image of a
+    batch at once: centered FFT scores of 400 images of 64 x 64 held 44 MiB
+    beyond their result, find_matches with max_memory='4MiB' 30 MiB, and
+    800 images of 256 x 256 took 2.3 GiB (an exploratory tester's reading);
+    now a block of images at a time, whatever the batch."""
+    from tests.memory import traced_peak_in_a_new_thread
+
+    rng = np.random.default_rng(33)
+    images = rng.standard_normal((400, 64, 64)).astype(np.float32)
+    template = rng.standard_normal((16, 16)).astype(np.float32)
+    calls = (lambda: sliding_cosine(images, template, axis=(1, 2), center=True, method="fft"),
+             lambda: windowed_norm(images, (8, 8), axis=(1, 2), center=True),
+             lambda: find_matches(images, template, axis=(1, 2), k=2, center=True, method="fft",
+                                  max_memory="4MiB"))
+    for call in calls:
+        call()  # (compiled first)
+        result, peak = traced_peak_in_a_new_thread(call)
+        beyond = peak - getattr(result, "nbytes", 0)
+        assert beyond < 12 * 2**20 + (4 * 2**20 if isinstance(result, Matches) else 0), beyond
+
+
+@pytest.mark.parametrize("center", [False, True])
+def test_images_in_blocks_keep_their_bits(monkeypatch, center):
+    """A window's sums are its image's own: blocks of one image give the
+    bits of the whole batch at once (FFT, products, norms)."""
+    rng = np.random.default_rng(34)
+    images = rng.standard_normal((5, 2, 30, 41)).astype(np.float32)
+    images[1, 0, 4, 6] = np.nan
+    calls = [lambda kernel=kernel, method=method: sliding_cosine(
+                 images, kernel, axis=(2, 3), center=center, method=method)
+             for kernel, method in ((rng.standard_normal((7, 9)), "fft"),
+                                        (rng.standard_normal((3, 2, 4, 4)), "fft"),
+                                        (rng.standard_normal((3, 2, 4, 4)), "direct"))]
+    calls.append(lambda: windowed_norm(images, (6, 5), axis=(2, 3), center=center, stride=2))
+    whole = [call() for call in calls]
+    monkeypatch.setattr(config, "SPATIAL_BAND_SAMPLES", 1)
+    for call, want in zip(calls, whole):
+        np.testing.assert_array_equal(call(), want)
 
 
 def test_find_matches_finds_a_template_cut_from_a_photograph():

@@ -67,6 +67,10 @@ SPATIAL_BAND_ROWS = 64
 # ... and at least this many windows a band: narrow images take taller bands
 # (each band costs some tens of microseconds in Python).
 SPATIAL_BAND_WINDOWS = 1 << 15
+# A band's window sums are taken over the samples of at most this many
+# (batch indices in blocks; at least one): their float64 passes hold a few
+# arrays of that many elements, whatever the batch.
+SPATIAL_BAND_SAMPLES = 1 << 18
 # Windows of at most this many taps along an axis that is not the last are
 # summed tap by tap (as exact as the two blocked scans, and cheaper there);
 # along the last axis, up to SPATIAL_ROW_DIRECT_TAPS, four taps a pass over

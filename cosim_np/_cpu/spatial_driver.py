@@ -63,9 +63,10 @@ def windowed_norm(x, plan, out):
     moved, rows_view, finish = _result(out, plan.final_shape, plan.out_dtype, order, r, False)
 
     def band(i0, i1, q0, q1):
-        sums = _band_sums(padded, geo, plan.center, i0, i1)
-        kernels.finish_norms(sums.reshape(rows_view.shape[0], q1 - q0, -1), scale, plan.center,
-                             rows_view[:, q0:q1, 0])
+        for b0, b1 in _batch_blocks(padded, geo, i0, i1):
+            sums = _band_sums(padded[b0:b1], geo, plan.center, i0, i1)
+            kernels.finish_norms(sums.reshape(b1 - b0, q1 - q0, -1), scale, plan.center,
+                                 rows_view[b0:b1, q0:q1, 0])
 
     _run_bands(geo, band, padded.shape[0] * padded.shape[1])
     if tiny is not None:
@@ -182,18 +183,19 @@ class _Bands:
         """The cosines of band ``[i0, i1)`` (output rows ``[q0, q1)``) into
         ``out`` ``(B, q1 - q0, K, nout_r)``."""
         plan, geo, padded = self.plan, self.plan.geometry, self.padded
-        nbatch, signal_rows, rows = padded.shape[0], self.signal_rows, self.row_offsets
+        signal_rows, rows = self.signal_rows, self.row_offsets
         if self.fft is not None or self.products:
-            # (a window holding NaN or inf has an M2 of NaN, its sum of squares
-            # NaN or inf, and either makes its cosine NaN)
-            sums = _band_sums(padded, geo, plan.center, i0, i1).reshape(nbatch, q1 - q0, -1)
-        if self.fft is not None:
-            self.fft.cosines(padded, signal_rows, rows, self.tap_rows, self.khat, i0, i1, q0,
-                             q1, sums, self.floor, out)
-            return
-        if self.products:
-            _product_cosines(signal_rows, rows, self.tap_rows, self.khat, plan, q0, q1, sums,
-                             self.floor, out)
+            for b0, b1 in _batch_blocks(padded, geo, i0, i1):
+                # (a window holding NaN or inf has an M2 of NaN, its sum of
+                # squares NaN or inf, and either makes its cosine NaN)
+                sums = _band_sums(padded[b0:b1], geo, plan.center, i0, i1).reshape(
+                    b1 - b0, q1 - q0, -1)
+                if self.fft is not None:
+                    self.fft.cosines(padded[b0:b1], signal_rows, rows[b0:b1], self.tap_rows,
+                                     self.khat, i0, i1, q0, q1, sums, self.floor, out[b0:b1])
+                else:
+                    _product_cosines(signal_rows, rows[b0:b1], self.tap_rows, self.khat, plan, q0,
+                                     q1, sums, self.floor, out[b0:b1])
             return
         # (the loops sum the squares, or M2s, of the rows they read)
         scratch_arrays = (np.empty((self.nker, geo.nout[-1])), np.empty((2, geo.nout[-1])),
@@ -534,6 +536,19 @@ def _run_bands(geo, band, weight, rows=None, first=0, last=None):
 
     threads.run_split(len(starts), work, max(1, config.MIN_WINDOWS_PER_THREAD
                                              // max(1, rows * per_row * geo.nout[-1] * weight)))
+
+
+def _batch_blocks(padded, geo, i0, i1):
+    """``(b0, b1)``: the batch indices of ``padded`` in blocks whose samples
+    under the windows ``[i0, i1)`` along the first sliding axis number at
+    most ``config.SPATIAL_BAND_SAMPLES`` (at least one index a block): a
+    band's float64 statistics are a few arrays of that many elements,
+    whatever the batch (a window's sums are its batch index's own)."""
+    nbatch = padded.shape[0]
+    rows = (i1 - 1 - i0) * geo.stride[0] + (geo.m[0] - 1) * geo.d[0] + 1
+    samples = padded.shape[1] * rows * math.prod(padded.shape[3:])
+    step = max(1, config.SPATIAL_BAND_SAMPLES // max(1, samples))
+    return [(b0, min(b0 + step, nbatch)) for b0 in range(0, nbatch, step)]
 
 
 def _band_sums(padded, geo, center, i0, i1):
