@@ -50,6 +50,29 @@ def test_large_arrays_are_not_kept(monkeypatch):
     assert not np.shares_memory(_scratch.empty("test size", 8), small)
 
 
+def test_a_thread_keeps_at_most_its_total_the_least_recently_used_let_go(monkeypatch):
+    """Each buffer was capped, not their sum: a thread that used many FFT
+    lengths or shapes kept 160 to 290 MiB for good (an exploratory
+    tester's reading)."""
+    monkeypatch.setattr(config, "KEEP_TOTAL_BYTES", 3 * 80)
+
+    def run():
+        a, b, c = (_scratch.empty(f"test total {name}", 10) for name in "abc")
+        assert np.shares_memory(_scratch.empty("test total a", 10), a)  # (a: used last)
+        d = _scratch.empty("test total d", 10)  # (b, used least recently, let go)
+        assert not np.shares_memory(_scratch.empty("test total b", 10), b)  # (c let go)
+        for name, array in (("a", a), ("d", d)):
+            assert np.shares_memory(_scratch.empty(f"test total {name}", 10), array)
+        assert not np.shares_memory(_scratch.empty("test total c", 10), c)
+        held = sum(buffer.nbytes for buffer in _scratch._kept.levels[0].values())
+        assert held <= 3 * 80
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:  # (a thread of its own: no buffers kept before)
+        pool.submit(run).result()
+
+
 def test_each_thread_has_its_own_arrays():
     here = _scratch.empty("test threads", 6)
     there = []

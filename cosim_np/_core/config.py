@@ -116,9 +116,13 @@ SHARPEN_BLOCK = 1024
 SEGMENT_WINDOWS = 1 << 18
 # Per-thread scratch arrays larger than this are not kept between calls (the
 # FFT path's dots of a segment take 2 to 3 MiB per signal row; an image's FFT
-# band, 2048 pixels wide, 4 to 11 MiB an array).  A cap per array: a thread
-# keeps a set for each FFT length it used (docs/performance.rst).
+# band, 2048 pixels wide, 4 to 11 MiB an array); a thread keeps a set for
+# each FFT length it used (docs/performance.rst) ...
 KEEP_BYTES = 1 << 24
+# ... and at most this many bytes of them in all, per thread (the least
+# recently used let go first): a 2048 x 2048 image's FFT calls keep 40 to 70
+# MiB.
+KEEP_TOTAL_BYTES = 1 << 27
 
 # ---------------------------------------------------------------------------
 # Sliding cosine, CPU: the FFT path's transforms

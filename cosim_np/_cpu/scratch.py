@@ -6,7 +6,9 @@ machine that hands freed memory back to its host, two threads touching fresh
 pages at once now and then stall for tens of milliseconds.  Each
 thread therefore keeps the scratch buffer of each use and reuses it for any
 later array of that use and dtype that it has room for, in calls one after
-another (``one_call``).
+another (``one_call``): each buffer of at most ``config.KEEP_BYTES``, and
+at most ``config.KEEP_TOTAL_BYTES`` of them in all, the least recently used
+let go first.
 """
 
 import functools
@@ -53,18 +55,23 @@ def empty(use, shape, dtype=np.float64):
     place in the code named ``use``: the front of this thread's kept buffer
     when that is large enough (so that the shorter last band of a call and
     the full ones share one), else a fresh one, kept if it is not larger than
-    ``config.KEEP_BYTES``.  Two arrays in use at the same time in one thread
-    must have different ``use`` names."""
+    ``config.KEEP_BYTES`` (and others let go, the least recently used first,
+    while the thread's kept buffers would hold more than
+    ``config.KEEP_TOTAL_BYTES``).  Two arrays in use at the same time in one
+    thread must have different ``use`` names (a buffer let go stays valid
+    where it is in use)."""
     kept = _kept.levels[max(0, _kept.depth - 1)]
     shape = tuple(int(size) for size in shape) if np.ndim(shape) else (int(shape),)
     dtype = np.dtype(dtype)
     size = math.prod(shape)
-    buffer = kept.get(use)
+    buffer = kept.pop(use, None)
     if buffer is not None and buffer.dtype == dtype and buffer.size >= size:
+        kept[use] = buffer  # (the most recently used last)
         return buffer[:size].reshape(shape)
     buffer = np.empty(size, dtype)
     if buffer.nbytes <= config.KEEP_BYTES:
+        held = buffer.nbytes + sum(other.nbytes for other in kept.values())
+        while held > config.KEEP_TOTAL_BYTES:
+            held -= kept.pop(next(iter(kept))).nbytes
         kept[use] = buffer
-    else:
-        kept.pop(use, None)
     return buffer.reshape(shape)
