@@ -1058,12 +1058,22 @@ def run_fft(piece, khat, kernel_state, d, exponent, floor, fill, result, offset,
     flagged = _FlaggedRuns(khat, d, short or length, direct_ns)
     kernel_args = (kernel_state, d, exponent, floor, fill)
 
+    # many rows: a block of them at a time, each a segment's windows in all
+    # (a segment's arrays hold every row it plans)
+    per_block = max(1, config.SEGMENT_WINDOWS // (min(segment, piece.shape[-1] - span) * nker))
+
     def work(start, stop):
         longest = min(segment, stop - start)
         _, bufs = (centered.make_buffers(m, d, nchan, longest) if center else
                    kernels.make_buffers(m, d, longest))
         # whole chunks: the scans' slack past a tile's last window
         windows = -(-longest // (m * d)) * (m * d)
+        for r0 in range(0, rows, per_block):
+            r1 = min(rows, r0 + per_block)
+            segments(piece[r0:r1], result[r0:r1], start, stop, longest, bufs, windows)
+
+    def segments(piece, result, start, stop, longest, bufs, windows):
+        rows = piece.shape[0]
         sumsq = scratch.empty("segment sums of squares", (rows, windows))
         long_plan = _SegmentPlan(length, rows, nchan, nker, longest, span, windows)
 
