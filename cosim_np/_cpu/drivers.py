@@ -214,7 +214,8 @@ def sliding_cosine_grad(x, grad_plan, method, want_sharpness=True, forward=None,
         norms[:, left_out] = 0.0
     live = plan.kernel_state != KERNEL_ZERO
     flat = plan.khat.reshape(nker, nchan * m)
-    means = np.zeros_like(norms)
+    # (each window's mean with center; without, no columns: the windows as they are)
+    means = np.zeros_like(norms) if plan.center else np.empty((count, 0))
     grad = np.zeros_like(padded)
     # A tile holds the windows whose columns fill GRAD_TILE_ELEMENTS: a part
     # of one row, or whole short rows side by side (far fewer calls, and
@@ -282,10 +283,9 @@ def sliding_cosine_grad(x, grad_plan, method, want_sharpness=True, forward=None,
                     gradients.scatter_windows(share, b, nrows, t0, m, d, grad)
                     sums[group] += a_t @ here.T  # the sum over windows of a (w - mean)
                     np.sum(c_t.reshape(nker, nrows, size), axis=0, out=spread[:nrows, t0 : t0 + size])
-                # (their windows' c is 0)
-                safe_norms = np.where(norms[rows_here] == 0.0, 1.0, norms[rows_here])
-                gradients.spread_term(padded[rows_here], spread[:nrows], safe_norms, means[rows_here],
-                                      m, d, grad[rows_here])
+                # (a window of norm 0 has c 0: it adds nothing)
+                gradients.spread_term(padded[rows_here], spread[:nrows], norms[rows_here],
+                                      means[rows_here], m, d, grad[rows_here])
 
     # groups side by side, one BLAS thread each
     with blas.single_threaded():

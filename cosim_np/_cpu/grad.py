@@ -93,23 +93,29 @@ def scatter_windows(values, b, nrows, t0, m, d, grad):
 def spread_term(x, weights, norms, means, m, d, grad):
     """``grad[b, ch, i + j d] -= weights[b, i] * (x[b, ch, i + j d] -
     means[b, i]) / norms[b, i]`` for every window ``i`` and tap ``j``:
-    ``weights`` is ``c`` summed over the kernels.  ``(x - mean) / n``
-    before the product: ``c`` grows as ``1 / n``, so their product stays in
-    range as the true gradient does.  A window of weight 0 adds nothing,
-    though it hold NaN (the windows a stride leaves out)."""
+    ``weights`` is ``c`` summed over the kernels; ``means`` of no columns:
+    the windows as they are.  ``(x - mean) / n`` before the product: ``c``
+    grows as ``1 / n``, so their product stays in range as the true
+    gradient does.  A window of weight 0 adds nothing, though it hold NaN
+    (the windows a stride leaves out) or have a norm of 0."""
     nchan = x.shape[1]
     nwin = weights.shape[1]
+    less_means = means.shape[1] > 0
     for b in range(x.shape[0]):
         weight = weights[b]
-        mean = means[b]
         norm = norms[b]
         for ch in range(nchan):
             for j in range(m):
                 taps = x[b, ch, j * d : j * d + nwin]
                 part = grad[b, ch, j * d : j * d + nwin]
-                for i in range(nwin):
-                    part[i] -= (weight[i] * ((taps[i] - mean[i]) / norm[i])
-                                if weight[i] != 0.0 else 0.0)
+                if less_means:
+                    mean = means[b]
+                    for i in range(nwin):
+                        part[i] -= (weight[i] * ((taps[i] - mean[i]) / norm[i])
+                                    if weight[i] != 0.0 else 0.0)
+                else:
+                    for i in range(nwin):
+                        part[i] -= weight[i] * (taps[i] / norm[i]) if weight[i] != 0.0 else 0.0
 
 
 @jit
