@@ -302,7 +302,9 @@ def find_matches(
         the FFT method, a segment of some ``2**18`` windows and its
         transforms' scratch for each thread, which a smaller ``max_memory``
         does not reduce: a few MiB for kernels of hundreds of taps, tens of
-        MiB for tens of thousands (73 MiB on two threads at ``m = 40000``).  Beyond the tiles, memory holds the
+        MiB for tens of thousands (73 MiB on two threads at ``m = 40000``),
+        growing in proportion to the span ``(m - 1) * dilation`` (some 1.5
+        GiB at ``m = 2 * 10**6``).  Beyond the tiles, memory holds the
         candidates: at most ``k * K * (exclusion + 1)`` per row (at most
         65536, or ``k`` where larger, for each of the scan's runs, four a
         thread, within half of ``max_memory``; see Notes) with ``k``, and every candidate at or
@@ -362,8 +364,9 @@ def find_matches(
     matches ``L`` windows hold) is a search without it.  Signal rows
     beyond what ``max_memory`` holds in a tile are searched a block of rows
     at a time.  The direct method's scores of a row are its own, so blocks
-    of rows keep them; the FFT method plans each segment's blocks over all
-    the rows it is given (which to transform, and how long), so a block of
+    of rows keep them; the FFT method plans each segment's blocks over
+    the rows it is given (which to transform, and how long; rows of a
+    segment's ``2**18`` windows at a time), so a block of
     rows can score a window a rounding apart from the whole call (within
     the FFT's error bound, see :func:`sliding_cosine`), and a score within
     that of the threshold can fall on either side of it.  Where that
