@@ -655,7 +655,7 @@ def plot_matches(signal, matches, kernel, *, ax=None, mode="valid", dilation=1, 
                              f"and the score track's); got {_described(ax)}.")
         top, bottom = axes if len(axes) == 2 else (axes[0], None)
         figure = top.figure
-        while not isinstance(figure, matplotlib.figure.Figure):  # (Axes of a SubFigure)
+        while isinstance(figure, matplotlib.figure.SubFigure):  # (its root Figure saves)
             figure = figure.figure
     top.plot(x, color="0.3", lw=0.8, label="signal")
     for i, (index, score, which) in enumerate(zip(matches.index, matches.score, matches.kernel)):
