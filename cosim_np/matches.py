@@ -680,8 +680,7 @@ def plot_matches(signal, matches, kernel, *, ax=None, mode="valid", dilation=1, 
             bottom.plot(positions, row, lw=0.8)
         level = matches.threshold if threshold is None else threshold
         if callable(level):  # (the level find_matches took from the same scores' keys)
-            keys = {"both": np.abs, "positive": np.positive, "negative": np.negative}[sign](scores)
-            level = v.check_real(level(keys), "threshold (a callable)", finite=False)
+            level = plans.threshold_value(level(cpu._keys(scores, plans.SIGN_CODES[sign])))
         if level is not None:
             for value in {"both": (level, -level), "positive": (level,),
                           "negative": (-level,)}[sign]:
