@@ -212,18 +212,12 @@ def _negative_numbers(argv):
 
 
 def _match(args, parser):
-    import os
-
     from .matches import find_matches
 
     # where the results go, before the work (a search of 10**9 samples ended
     # on a folder that is not there)
     if args.out:
         _check_output(args.out, "--out", parser)
-        suffix = os.path.splitext(args.out)[1].lower()
-        if suffix not in ("", ".csv", ".txt"):
-            parser.error(f"cannot write --out file {args.out!r}: --out writes the table as CSV "
-                         "text; name a .csv or .txt file")
     if args.plot:
         _check_output(_plot_path(args.plot, parser), "--plot", parser)
 
@@ -302,8 +296,9 @@ def _plot_path(path, parser, example="matches.png"):
 
 def _check_output(path, option, parser):
     """End the command, naming ``path``, where it cannot be written: a
-    folder, a folder that is not there, or (a figure) without matplotlib or
-    of a type matplotlib does not write."""
+    folder, a folder that is not there, a table's of another type than CSV
+    text, or (a figure) without matplotlib or of a type matplotlib does not
+    write."""
     import os
 
     if os.path.isdir(path):
@@ -311,6 +306,9 @@ def _check_output(path, option, parser):
     folder = os.path.dirname(path) or "."
     if not os.path.isdir(folder):
         parser.error(f"cannot write {option} file {path!r}: there is no folder {folder!r}")
+    if option == "--out" and os.path.splitext(path)[1].lower() not in ("", ".csv", ".txt"):
+        parser.error(f"cannot write --out file {path!r}: --out writes the table as CSV text; "
+                     "name a .csv or .txt file")
     if option == "--plot":
         try:
             from matplotlib.figure import Figure
