@@ -545,10 +545,21 @@ def _batch_blocks(padded, geo, i0, i1):
     band's float64 statistics are a few arrays of that many elements,
     whatever the batch (a window's sums are its batch index's own)."""
     nbatch = padded.shape[0]
-    rows = (i1 - 1 - i0) * geo.stride[0] + (geo.m[0] - 1) * geo.d[0] + 1
-    samples = padded.shape[1] * rows * math.prod(padded.shape[3:])
+    _, start, stop = _band_slab(geo, i0, i1)
+    samples = padded.shape[1] * (stop - start) * math.prod(padded.shape[3:])
     step = max(1, config.SPATIAL_BAND_SAMPLES // max(1, samples))
     return [(b0, min(b0 + step, nbatch)) for b0 in range(0, nbatch, step)]
+
+
+def _band_slab(geo, i0, i1):
+    """``(first, start, stop)``: the samples ``[start, stop)`` along the
+    first sliding axis whose window sums :func:`_band_sums` takes for the
+    windows ``[i0, i1)``, from a multiple of that axis's blocks (a window's
+    sums do not depend on the band, nor so on the stride), the first window
+    ``first`` samples in."""
+    s0 = geo.stride[0]
+    first = (i0 * s0) % (geo.m[0] * geo.d[0])
+    return first, i0 * s0 - first, (i1 - 1) * s0 + (geo.m[0] - 1) * geo.d[0] + 1
 
 
 def _band_sums(padded, geo, center, i0, i1):
@@ -557,11 +568,8 @@ def _band_sums(padded, geo, center, i0, i1):
     channels, or with ``center`` its M2 (sum of squared deviations from its
     mean), one axis at a time (``_cpu.spatial``)."""
     nbatch, nchan = padded.shape[:2]
-    s0 = geo.stride[0]
-    # (from a multiple of the first axis's blocks: a window's sums do not
-    # depend on the band, nor so on the stride)
-    first = (i0 * s0) % (geo.m[0] * geo.d[0])
-    slab = padded[:, :, i0 * s0 - first : (i1 - 1) * s0 + (geo.m[0] - 1) * geo.d[0] + 1]
+    first, start, stop = _band_slab(geo, i0, i1)
+    slab = padded[:, :, start:stop]
     band_geo = geo._replace(nout=(i1 - i0,) + geo.nout[1:])
     flat = slab.reshape((nbatch * nchan,) + slab.shape[2:])
     if center:
